@@ -1,0 +1,375 @@
+"""CRUD for the catalog: projects, specs, spec questions, chunks and chunk dependencies.
+
+Everything goes through ``Store.write`` (journaled, one transaction). Specs and chunks are looked
+up by id, by unique id prefix or by slug / position, so people can type short references.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from specwright.errors import NotFoundError, StoreError, ValidationError
+from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
+from specwright.store import Store
+
+# --- projects -------------------------------------------------------------------------------
+
+
+def _project(row: dict[str, Any]) -> Project:
+    return Project(row["id"], row["name"], row["root"], row["created_at"])
+
+
+def ensure_project(store: Store, root: Path | str, name: str | None = None) -> Project:
+    """The project rooted at ``root``, created on first use."""
+    root_s = str(Path(root).resolve())
+    rows = store.query_dicts("SELECT * FROM projects WHERE root = ?", [root_s])
+    if rows:
+        return _project(rows[0])
+    row = {
+        "id": new_id(),
+        "name": name or Path(root_s).name,
+        "root": root_s,
+        "created_at": utcnow(),
+    }
+    store.insert("projects", row)
+    return _project(store.query_dicts("SELECT * FROM projects WHERE id = ?", [row["id"]])[0])
+
+
+def list_projects(store: Store) -> list[Project]:
+    return [_project(r) for r in store.query_dicts("SELECT * FROM projects ORDER BY created_at")]
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+
+def _spec(row: dict[str, Any]) -> Spec:
+    return Spec(
+        id=row["id"],
+        project_id=row["project_id"],
+        slug=row["slug"],
+        title=row["title"],
+        body=row["body"],
+        status=row["status"],
+        intent=row["intent"],
+        budget_usd=row["budget_usd"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def create_spec(
+    store: Store,
+    project: Project,
+    title: str,
+    body: str = "",
+    *,
+    slug: str | None = None,
+    intent: str = "",
+    status: str = "draft",
+    budget_usd: float | None = None,
+    spec_id: str | None = None,
+) -> Spec:
+    """A new spec in ``project``; the slug is derived from the title and made unique."""
+    if not title.strip():
+        raise ValidationError("spec title: expected a non-empty title")
+    base = slugify(slug or title)
+    taken = {r[0] for r in store.query("SELECT slug FROM specs WHERE project_id = ?", [project.id])}
+    final, n = base, 2
+    while final in taken:
+        final, n = f"{base}-{n}", n + 1
+    now = utcnow()
+    new = spec_id or new_id()
+    row: dict[str, Any] = {
+        "id": new,
+        "project_id": project.id,
+        "slug": final,
+        "title": title.strip(),
+        "body": body,
+        "status": status,
+        "intent": intent,
+        "budget_usd": budget_usd,
+        "created_at": now,
+        "updated_at": now,
+    }
+    store.insert("specs", row)
+    return get_spec(store, new)
+
+
+def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
+    rows = store.query_dicts(
+        f"SELECT * FROM {table} WHERE id::VARCHAR = ? {extra_sql}", [ref, *params]
+    )
+    if rows:
+        return rows
+    if len(ref) >= 4:
+        return store.query_dicts(
+            f"SELECT * FROM {table} WHERE starts_with(id::VARCHAR, ?) {extra_sql}", [ref, *params]
+        )
+    return []
+
+
+def get_spec(store: Store, ref: str, project: Project | None = None) -> Spec:
+    """A spec by id, id prefix or slug (slugs are unique within a project)."""
+    extra, params = ("AND project_id = ?", [project.id]) if project else ("", [])
+    rows = _resolve(store, "specs", ref, extra, params)
+    if not rows:
+        rows = store.query_dicts(f"SELECT * FROM specs WHERE slug = ? {extra}", [ref, *params])
+    if not rows:
+        raise NotFoundError(f"spec {ref!r}: no such spec (see `specwright spec list`)")
+    if len(rows) > 1:
+        raise NotFoundError(f"spec {ref!r}: ambiguous, matches {len(rows)} specs; use the full id")
+    return _spec(rows[0])
+
+
+def list_specs(store: Store, project: Project | None = None) -> list[Spec]:
+    if project is None:
+        rows = store.query_dicts("SELECT * FROM specs ORDER BY created_at")
+    else:
+        rows = store.query_dicts(
+            "SELECT * FROM specs WHERE project_id = ? ORDER BY created_at", [project.id]
+        )
+    return [_spec(r) for r in rows]
+
+
+def update_spec(store: Store, spec_id: str, **values: Any) -> Spec:
+    allowed = {"title", "body", "status", "intent", "budget_usd"}
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValidationError(f"spec fields {sorted(unknown)}: expected one of {sorted(allowed)}")
+    store.update("specs", {"id": spec_id}, {**values, "updated_at": utcnow()})
+    return get_spec(store, spec_id)
+
+
+_SPEC_RUN_IDS = "SELECT id FROM runs WHERE spec_id = ?"
+_SPEC_CHUNK_IDS = "SELECT id FROM chunks WHERE spec_id = ?"
+_SPEC_EXEC_IDS = f"SELECT id FROM executions WHERE spec_id = ? OR run_id IN ({_SPEC_RUN_IDS})"
+
+
+def delete_spec(store: Store, spec_id: str, *, force: bool = False) -> dict[str, int]:
+    """Delete a spec. Refused when it has runs unless ``force``; then every row that belongs
+    to it (chunks, runs, executions, events, verifications, reviews) goes in one transaction.
+    Returns the number of rows removed per table."""
+    spec = get_spec(store, spec_id)
+    n_runs = store.query("SELECT count(*) FROM runs WHERE spec_id = ?", [spec.id])[0][0]
+    n_execs = store.query("SELECT count(*) FROM executions WHERE spec_id = ?", [spec.id])[0][0]
+    if (n_runs or n_execs) and not force:
+        raise StoreError(
+            f"spec {spec.slug!r} has {n_runs} run(s) and {n_execs} execution(s); "
+            "refusing to delete its history (use --force to delete it all)"
+        )
+    counts = {
+        table: store.query(f"SELECT count(*) FROM {table} WHERE {where}", params)[0][0]
+        for table, where, params in _spec_scope(spec.id)
+    }
+    ops = [
+        Store.op_sql(f"DELETE FROM {table} WHERE {where}", params)
+        for table, where, params in _spec_scope(spec.id)
+    ]
+    ops.append(
+        Store.op_sql(
+            f"UPDATE usage_records SET execution_id = NULL WHERE execution_id IN ({_SPEC_EXEC_IDS})",
+            [spec.id, spec.id],
+        )
+    )
+    # order matters: children before the rows their WHERE clauses look up
+    store.write(ops[-1:] + ops[:-1])
+    return {k: int(v) for k, v in counts.items()}
+
+
+def _spec_scope(spec_id: str) -> list[tuple[str, str, list[str]]]:
+    s = spec_id
+    return [
+        ("events", f"execution_id IN ({_SPEC_EXEC_IDS})", [s, s]),
+        ("usage_snapshots", f"execution_id IN ({_SPEC_EXEC_IDS})", [s, s]),
+        ("reviews", f"run_id IN ({_SPEC_RUN_IDS}) OR chunk_id IN ({_SPEC_CHUNK_IDS})", [s, s]),
+        (
+            "verifications",
+            f"run_id IN ({_SPEC_RUN_IDS}) OR chunk_id IN ({_SPEC_CHUNK_IDS})",
+            [s, s],
+        ),
+        ("executions", f"spec_id = ? OR run_id IN ({_SPEC_RUN_IDS})", [s, s]),
+        ("runs", "spec_id = ?", [s]),
+        ("chunk_deps", f"chunk_id IN ({_SPEC_CHUNK_IDS})", [s]),
+        ("chunks", "spec_id = ?", [s]),
+        ("spec_questions", "spec_id = ?", [s]),
+        ("specs", "id = ?", [s]),
+    ]
+
+
+# --- chunks ---------------------------------------------------------------------------------
+
+
+def _json_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(str(v) for v in value)
+
+
+def _chunk(row: dict[str, Any], deps: Sequence[str]) -> Chunk:
+    return Chunk(
+        id=row["id"],
+        spec_id=row["spec_id"],
+        position=row["position"],
+        title=row["title"],
+        prompt=row["prompt"],
+        acceptance=_json_list(row["acceptance"]),
+        files=_json_list(row["files"]),
+        depends_on=tuple(deps),
+        status=row["status"],
+        iterations=row["iterations"],
+        verdict=row["verdict"],
+        summary=row["summary"],
+        budget_usd=row["budget_usd"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def list_chunks(store: Store, spec_id: str) -> list[Chunk]:
+    """The chunks of a spec in position order, each with its dependency ids."""
+    rows = store.query_dicts(
+        "SELECT * FROM chunks WHERE spec_id = ? ORDER BY position, created_at", [spec_id]
+    )
+    deps: dict[str, list[str]] = {}
+    for chunk_id, dep in store.query(
+        f"SELECT d.chunk_id, d.depends_on_id FROM chunk_deps d JOIN chunks c ON c.id = d.depends_on_id "
+        f"WHERE d.chunk_id IN ({_SPEC_CHUNK_IDS}) ORDER BY c.position",
+        [spec_id],
+    ):
+        deps.setdefault(chunk_id, []).append(dep)
+    return [_chunk(r, deps.get(r["id"], [])) for r in rows]
+
+
+def get_chunk(store: Store, ref: str, spec: Spec | None = None) -> Chunk:
+    """A chunk by id or id prefix, or by position (``2``) / ``spec-slug:2`` within a spec."""
+    if ":" in ref and spec is None:
+        spec_ref, _, ref = ref.rpartition(":")
+        spec = get_spec(store, spec_ref)
+    extra, params = ("AND spec_id = ?", [spec.id]) if spec else ("", [])
+    rows: list[dict[str, Any]] = []
+    if spec is not None and ref.isdigit():
+        rows = store.query_dicts(
+            "SELECT * FROM chunks WHERE spec_id = ? AND position = ?", [spec.id, int(ref)]
+        )
+    if not rows:
+        rows = _resolve(store, "chunks", ref, extra, params)
+    if not rows:
+        raise NotFoundError(f"chunk {ref!r}: no such chunk (see `specwright chunk list SPEC`)")
+    if len(rows) > 1:
+        raise NotFoundError(f"chunk {ref!r}: ambiguous, matches {len(rows)} chunks")
+    row = rows[0]
+    deps = [
+        r[0]
+        for r in store.query("SELECT depends_on_id FROM chunk_deps WHERE chunk_id = ?", [row["id"]])
+    ]
+    return _chunk(row, deps)
+
+
+def add_chunk(
+    store: Store,
+    spec: Spec,
+    title: str,
+    prompt: str = "",
+    *,
+    acceptance: Iterable[str] = (),
+    files: Iterable[str] = (),
+    depends_on: Iterable[str] = (),
+    budget_usd: float | None = None,
+    chunk_id: str | None = None,
+) -> Chunk:
+    """Append a chunk to a spec; ``depends_on`` names chunks of the same spec (ids/positions)."""
+    if not title.strip():
+        raise ValidationError("chunk title: expected a non-empty title")
+    existing = list_chunks(store, spec.id)
+    dep_ids = [get_chunk(store, d, spec).id for d in depends_on]
+    position = max((c.position for c in existing), default=0) + 1
+    now = utcnow()
+    new = chunk_id or new_id()
+    row: dict[str, Any] = {
+        "id": new,
+        "spec_id": spec.id,
+        "position": position,
+        "title": title.strip(),
+        "prompt": prompt,
+        "acceptance": list(acceptance),
+        "files": list(files),
+        "status": "pending",
+        "iterations": 0,
+        "budget_usd": budget_usd,
+        "created_at": now,
+        "updated_at": now,
+    }
+    ops = [Store.op_insert("chunks", row)]
+    ops += [
+        Store.op_insert("chunk_deps", {"chunk_id": new, "depends_on_id": d})
+        for d in dict.fromkeys(dep_ids)
+    ]
+    store.write(ops)
+    return get_chunk(store, new)
+
+
+def add_dependency(store: Store, chunk: Chunk, depends_on: Chunk) -> None:
+    """Make ``chunk`` depend on ``depends_on``; refused across specs or if it makes a cycle."""
+    if chunk.spec_id != depends_on.spec_id:
+        raise ValidationError("a chunk can only depend on chunks of the same spec")
+    graph = {c.id: list(c.depends_on) for c in list_chunks(store, chunk.spec_id)}
+    graph.setdefault(chunk.id, []).append(depends_on.id)
+    cycle = find_cycle(graph)
+    if cycle:
+        raise ValidationError(f"dependency would create a cycle: {' -> '.join(cycle)}")
+    if depends_on.id in chunk.depends_on:
+        return
+    store.insert("chunk_deps", {"chunk_id": chunk.id, "depends_on_id": depends_on.id})
+
+
+def update_chunk(store: Store, chunk_id: str, **values: Any) -> None:
+    allowed = {
+        "title",
+        "prompt",
+        "acceptance",
+        "files",
+        "status",
+        "iterations",
+        "verdict",
+        "summary",
+        "budget_usd",
+        "position",
+    }
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValidationError(f"chunk fields {sorted(unknown)}: expected one of {sorted(allowed)}")
+    store.update("chunks", {"id": chunk_id}, {**values, "updated_at": utcnow()})
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle in ``node -> [depends on]`` as a list of nodes, or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(graph, WHITE)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        color[node] = GREY
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if color.get(nxt, WHITE) == GREY:
+                return [*stack[stack.index(nxt) :], nxt]
+            if color.get(nxt, WHITE) == WHITE:
+                color.setdefault(nxt, WHITE)
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        color[node] = BLACK
+        return None
+
+    for node in list(graph):
+        if color[node] == WHITE:
+            found = visit(node)
+            if found:
+                return found
+    return None

@@ -1,0 +1,78 @@
+"""`specwright ...`: a thin command line over the package's functions.
+
+Each command group lives in its own module under ``specwright/cli/`` and exposes
+``register(subparsers)``; handlers take ``(args, ctx)`` and return an exit code. Modules are listed
+in ``COMMAND_MODULES`` and imported only to build the parser (they keep heavy imports inside
+handlers). User errors (``SpecwrightError``) print one line and exit 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from specwright import __version__
+from specwright.cli.common import Context
+from specwright.errors import SpecwrightError
+
+# Order here is the order in `specwright --help`.
+COMMAND_MODULES = ("specwright.cli.core",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's default prints the whole usage; one line is kinder in scripts
+        self.exit(2, f"specwright: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="specwright",
+        description="Run AI coding agents from a spec; verify, review and record every attempt.",
+    )
+    parser.add_argument("--version", action="version", version=f"specwright {__version__}")
+    parser.add_argument(
+        "-C",
+        "--project-dir",
+        metavar="DIR",
+        help="project directory (default: nearest one with .handoff/, else cwd)",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="database file (default: $SPECWRIGHT_DB, else data/specwright.duckdb)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `specwright` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    ctx = Context.from_args(args)
+    try:
+        code = args.handler(args, ctx)
+    except SpecwrightError as exc:
+        print(f"specwright: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("specwright: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `specwright ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

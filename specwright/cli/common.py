@@ -1,0 +1,127 @@
+"""What every command handler gets: the project, its config and store, and output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from specwright.config import Config
+    from specwright.model import Project
+    from specwright.store import Store
+
+
+@dataclass
+class Context:
+    """Lazily resolved project state for one CLI invocation."""
+
+    project_dir: Path
+    db_override: str | None
+    json: bool
+    _config: Config | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Context:
+        from specwright.config import find_project_root
+
+        root = Path(args.project_dir).resolve() if args.project_dir else find_project_root()
+        return cls(project_dir=root, db_override=args.db, json=bool(args.json))
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from specwright import config
+
+            self._config = config.load(self.project_dir)
+        return self._config
+
+    @property
+    def db_path(self) -> Path:
+        from specwright.store import resolve_db_path
+
+        return resolve_db_path(self.project_dir, self.db_override)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from specwright.store import Store
+
+            self._store = Store(self.db_path)
+        return self._store
+
+    def project(self) -> Project:
+        """The project row for ``project_dir`` (created on first use)."""
+        from specwright.catalog import ensure_project
+
+        return ensure_project(self.store, self.project_dir)
+
+    # --- output -----------------------------------------------------------------------------
+
+    def emit(
+        self, data: Any, columns: Sequence[str] | None = None, title: str | None = None
+    ) -> None:
+        """Print ``data`` as JSON (``--json``) or as a table / key-value list for people."""
+        if self.json:
+            print(json.dumps(data, default=_json_default, indent=2))
+            return
+        if isinstance(data, list):
+            if title:
+                print(title)
+            print_table(data, columns)
+        elif isinstance(data, dict):
+            width = max((len(k) for k in data), default=0)
+            for key, value in data.items():
+                print(f"{key:<{width}}  {_cell(value)}")
+        else:
+            print(data)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.2f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "-"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def print_table(
+    rows: list[dict[str, Any]], columns: Sequence[str] | None = None, file: Any = None
+) -> None:
+    """A plain aligned text table; numbers right-aligned."""
+    out = file or sys.stdout
+    if not rows:
+        print("(none)", file=out)
+        return
+    cols = list(columns or rows[0].keys())
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    numeric = [
+        all(isinstance(r.get(c), int | float) or r.get(c) is None for r in rows) for c in cols
+    ]
+    print(
+        "  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(), file=out
+    )
+    for row in cells:
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(row, widths, numeric, strict=True)
+        ]
+        print("  ".join(parts).rstrip(), file=out)

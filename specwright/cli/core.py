@@ -1,0 +1,380 @@
+"""Foundation commands: init, project, spec, chunk, status, db, config."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from specwright.cli.common import Context
+from specwright.errors import SpecwrightError, ValidationError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("init", help="create .handoff/config.yaml and the database in a project")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config.yaml")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("status", help="specs, chunks and recent runs of this project")
+    p.set_defaults(handler=cmd_status)
+
+    proj = sub.add_parser("project", help="projects known to the database").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND", required=True
+    )
+    proj.add_parser("list", help="list projects").set_defaults(handler=cmd_project_list)
+
+    spec = sub.add_parser("spec", help="create, list, show and delete specs").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND", required=True
+    )
+    p = spec.add_parser("new", help="create a spec")
+    p.add_argument("title")
+    p.add_argument("--body", default="", help="the spec text (markdown)")
+    p.add_argument("--body-file", metavar="FILE", help="read the spec text from a file")
+    p.add_argument("--budget", type=float, metavar="USD", help="budget for the whole spec")
+    p.set_defaults(handler=cmd_spec_new)
+    spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list)
+    p = spec.add_parser("show", help="a spec with its chunks")
+    p.add_argument("spec", help="spec slug or id")
+    p.set_defaults(handler=cmd_spec_show)
+    p = spec.add_parser("delete", help="delete a spec (refused if it has runs, unless --force)")
+    p.add_argument("spec", help="spec slug or id")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also delete its runs, executions, events, verifications and reviews",
+    )
+    p.set_defaults(handler=cmd_spec_delete)
+
+    chunk = sub.add_parser("chunk", help="add and list a spec's chunks").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND", required=True
+    )
+    p = chunk.add_parser("add", help="add a chunk to a spec")
+    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("title")
+    p.add_argument("--prompt", default="", help="what the agent should do")
+    p.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        metavar="CHUNK",
+        help="a chunk (position or id) this one needs first; repeatable",
+    )
+    p.add_argument(
+        "--accept",
+        action="append",
+        default=[],
+        metavar="CHECK",
+        help="an acceptance check; repeatable",
+    )
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        dest="files",
+        metavar="PATH",
+        help="a file this chunk is expected to change; repeatable",
+    )
+    p.add_argument("--budget", type=float, metavar="USD")
+    p.set_defaults(handler=cmd_chunk_add)
+    p = chunk.add_parser("list", help="list a spec's chunks")
+    p.add_argument("spec", help="spec slug or id")
+    p.set_defaults(handler=cmd_chunk_list)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND", required=True
+    )
+    db.add_parser("migrate", help="apply pending schema migrations").set_defaults(
+        handler=cmd_db_migrate
+    )
+    p = db.add_parser("rebuild", help="rebuild the database from the journals")
+    p.add_argument(
+        "--output",
+        metavar="PATH",
+        help="write the rebuilt database here instead of replacing the current one",
+    )
+    p.set_defaults(handler=cmd_db_rebuild)
+
+    cfg = sub.add_parser("config", help="show the resolved configuration").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND", required=True
+    )
+    cfg.add_parser("show", help="print the resolved config").set_defaults(handler=cmd_config_show)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.config import CONFIG_RELPATH, DEFAULT_YAML, load
+
+    root = ctx.project_dir
+    if not root.is_dir():
+        raise SpecwrightError(f"{root}: not a directory")
+    path = root / CONFIG_RELPATH
+    wrote = False
+    if not path.exists() or args.force:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DEFAULT_YAML, encoding="utf-8")
+        wrote = True
+    load(root)  # validate what is there
+    ignored = _ignore_data_dir(root)
+    applied = ctx.store.migrate()
+    project = ctx.project()
+    ctx.emit(
+        {
+            "project": project.name,
+            "root": project.root,
+            "config": f"{path} ({'written' if wrote else 'kept'})",
+            "database": str(ctx.db_path),
+            "schema_version": ctx.store.schema_version(),
+            "migrations_applied": applied,
+        }
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import list_chunks, list_specs
+
+    store = ctx.store
+    with store.connect():
+        project = ctx.project()
+        specs = []
+        for spec in list_specs(store, project):
+            chunks = list_chunks(store, spec.id)
+            counts: dict[str, int] = {}
+            for c in chunks:
+                counts[c.status] = counts.get(c.status, 0) + 1
+            cost = store.query("SELECT sum(cost_usd) FROM executions WHERE spec_id = ?", [spec.id])[
+                0
+            ][0]
+            specs.append(
+                {
+                    "slug": spec.slug,
+                    "title": spec.title,
+                    "status": spec.status,
+                    "chunks": len(chunks),
+                    "progress": " ".join(f"{k}:{v}" for k, v in sorted(counts.items())),
+                    "cost_usd": cost,
+                }
+            )
+        runs = store.query_dicts(
+            "SELECT r.id, s.slug AS spec, r.kind, r.status, r.executor, r.started_at, r.reason "
+            "FROM runs r JOIN specs s ON s.id = r.spec_id WHERE s.project_id = ? "
+            "ORDER BY r.started_at DESC LIMIT 5",
+            [project.id],
+        )
+    if ctx.json:
+        ctx.emit(
+            {
+                "project": project.name,
+                "database": str(ctx.db_path),
+                "specs": specs,
+                "recent_runs": runs,
+            }
+        )
+        return 0
+    print(f"project  {project.name}  ({project.root})")
+    print(f"database {ctx.db_path}")
+    print()
+    ctx.emit(specs, ["slug", "title", "status", "chunks", "progress", "cost_usd"], title="Specs")
+    print()
+    ctx.emit(
+        [{**r, "id": r["id"][:13]} for r in runs],
+        ["id", "spec", "kind", "status", "executor", "started_at", "reason"],
+        title="Recent runs",
+    )
+    return 0
+
+
+def cmd_project_list(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import list_projects
+
+    ctx.emit([asdict(p) for p in list_projects(ctx.store)], ["name", "root", "id", "created_at"])
+    return 0
+
+
+def cmd_spec_new(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import create_spec
+
+    body = args.body
+    if args.body_file:
+        try:
+            body = Path(args.body_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecwrightError(
+                f"--body-file {args.body_file}: cannot read: {exc.strerror}"
+            ) from None
+    spec = create_spec(ctx.store, ctx.project(), args.title, body, budget_usd=args.budget)
+    ctx.emit(_spec_dict(spec) if ctx.json else f"created spec {spec.slug} ({spec.id})")
+    return 0
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    return {k: v for k, v in asdict(spec).items()}
+
+
+def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import list_specs
+
+    ctx.emit(
+        [_spec_dict(s) for s in list_specs(ctx.store, ctx.project())],
+        ["slug", "title", "status", "id", "created_at"],
+    )
+    return 0
+
+
+def cmd_spec_show(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import get_spec, list_chunks
+
+    with ctx.store.connect():
+        spec = get_spec(ctx.store, args.spec, ctx.project())
+        chunks = list_chunks(ctx.store, spec.id)
+    if ctx.json:
+        ctx.emit({**_spec_dict(spec), "chunks": [asdict(c) for c in chunks]})
+        return 0
+    print(f"{spec.title}  [{spec.slug}, {spec.status}]  {spec.id}")
+    if spec.body:
+        print()
+        print(spec.body.rstrip())
+    print()
+    ctx.emit(
+        _chunk_rows(chunks),
+        ["pos", "title", "status", "iterations", "depends_on", "id"],
+        title="Chunks",
+    )
+    return 0
+
+
+def _chunk_rows(chunks: list[Any]) -> list[dict[str, Any]]:
+    pos = {c.id: c.position for c in chunks}
+    return [
+        {
+            "pos": c.position,
+            "title": c.title,
+            "status": c.status,
+            "iterations": c.iterations,
+            "depends_on": [pos.get(d, d[:8]) for d in c.depends_on],
+            "id": c.id,
+            "verdict": c.verdict,
+        }
+        for c in chunks
+    ]
+
+
+def cmd_spec_delete(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import delete_spec, get_spec
+
+    spec = get_spec(ctx.store, args.spec, ctx.project())
+    counts = delete_spec(ctx.store, spec.id, force=args.force)
+    removed = {k: v for k, v in counts.items() if v}
+    ctx.emit(
+        {"deleted": spec.slug, "rows": removed}
+        if ctx.json
+        else f"deleted spec {spec.slug}: " + ", ".join(f"{v} {k}" for k, v in removed.items())
+    )
+    return 0
+
+
+def cmd_chunk_add(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import add_chunk, get_spec
+
+    spec = get_spec(ctx.store, args.spec, ctx.project())
+    chunk = add_chunk(
+        ctx.store,
+        spec,
+        args.title,
+        args.prompt,
+        acceptance=args.accept,
+        files=args.files,
+        depends_on=args.depends_on,
+        budget_usd=args.budget,
+    )
+    ctx.emit(
+        asdict(chunk)
+        if ctx.json
+        else f"added chunk {chunk.position} {chunk.title!r} to {spec.slug} ({chunk.id})"
+    )
+    return 0
+
+
+def cmd_chunk_list(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import get_spec, list_chunks
+
+    spec = get_spec(ctx.store, args.spec, ctx.project())
+    chunks = list_chunks(ctx.store, spec.id)
+    if ctx.json:
+        ctx.emit([asdict(c) for c in chunks])
+    else:
+        ctx.emit(
+            _chunk_rows(chunks),
+            ["pos", "title", "status", "iterations", "verdict", "depends_on", "id"],
+        )
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace, ctx: Context) -> int:
+    applied = ctx.store.migrate()
+    ctx.emit(
+        {
+            "database": str(ctx.db_path),
+            "applied": applied,
+            "schema_version": ctx.store.schema_version(),
+        }
+    )
+    return 0
+
+
+def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
+    import os
+
+    store = ctx.store
+    if not store.journal.files():
+        raise SpecwrightError(f"{store.journal.root}: no journals to rebuild from")
+    if args.output:
+        target = Path(args.output).resolve()
+        count = store.rebuild_into(target)
+        ctx.emit({"rebuilt": str(target), "ops": count})
+        return 0
+    tmp = store.path.with_name(store.path.name + ".rebuild")
+    if tmp.exists():
+        tmp.unlink()
+    count = store.rebuild_into(tmp)
+    backup = store.path.with_name(store.path.name + ".bak")
+    if store.path.exists():
+        os.replace(store.path, backup)
+        wal = store.path.with_name(store.path.name + ".wal")
+        if wal.exists():
+            os.replace(wal, backup.with_name(backup.name + ".wal"))
+    os.replace(tmp, store.path)
+    ctx.emit(
+        {
+            "rebuilt": str(store.path),
+            "ops": count,
+            "previous": str(backup) if backup.exists() else None,
+        }
+    )
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.config import to_dict
+
+    data = to_dict(ctx.config)
+    if ctx.json:
+        ctx.emit(data)
+        return 0
+    import yaml
+
+    if data["source"] is None:
+        print("# no .handoff/config.yaml: built-in defaults")
+    else:
+        print(f"# resolved from {data['source']}")
+    data.pop("source")
+    print(yaml.safe_dump(data, sort_keys=False).rstrip())
+    return 0
+
+
+def require_positive(value: float | None, what: str) -> None:
+    if value is not None and value < 0:
+        raise ValidationError(f"{what}: expected a positive number, got {value}")

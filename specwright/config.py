@@ -1,0 +1,533 @@
+"""`.handoff/config.yaml` -> a typed, validated ``Config``.
+
+The dataclasses below are the reference for the YAML: each field is a key, its comment says what
+it means. ``${VAR}`` and ``${VAR:-default}`` are substituted in every string value. Unknown keys,
+wrong types and dangling references (``defaults.executor`` naming no executor) are errors that
+name the file, the line and the key path. Without a file, ``Config.default()`` applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from specwright.errors import ConfigError
+
+CONFIG_RELPATH = Path(".handoff") / "config.yaml"
+EXECUTOR_TYPES = ("claude-code", "opencode", "command", "scripted")
+PLANNER_TYPES = ("anthropic",)
+REVIEWER_TYPES = ("checks", "llm")
+ROLLBACK_POLICIES = ("rollback", "keep")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """A coding agent. ``type`` picks the adapter; the other keys configure it."""
+
+    name: str
+    type: str  # claude-code | opencode | command | scripted
+    model: str | None = None  # model id passed to the agent (claude: --model; opencode: modelID)
+    provider: str | None = None  # opencode providerID (e.g. zai, anthropic)
+    path: str | None = None  # executable (claude-code: CLAUDE_PATH wins, then this, then PATH)
+    url: str | None = None  # opencode server URL (OPENCODE_URL wins; default localhost:4096)
+    argv: tuple[str, ...] = ()  # command: argv template; "{prompt}" is replaced by the prompt
+    prompt_via: str = "arg"  # command: "arg" ({prompt} in argv) or "stdin"
+    parser: str | None = None  # command: optional JSON-lines parser name (e.g. "codex")
+    max_turns: int | None = None  # claude-code: --max-turns
+    permission_mode: str = "acceptEdits"  # claude-code: acceptEdits | bypassPermissions | ...
+    permission_policy: str = "allow"  # opencode: answer to permission.asked (allow | reject)
+    timeout_s: float = 1800.0  # wall time for one execution
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the agent
+    script: str | None = None  # scripted: path of a script file (else the chunk's own script)
+    options: dict[str, Any] = field(default_factory=dict)  # adapter-specific extras
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """A model that plans (and, for llm reviewers, reviews) through the Anthropic Messages API."""
+
+    name: str
+    type: str = "anthropic"
+    model: str = "claude-opus-4-5"
+    base_url: str | None = None  # ANTHROPIC_BASE_URL when unset
+    api_key_env: str = "ANTHROPIC_API_KEY"  # the environment variable holding the key
+    max_tokens: int = 8192
+    timeout_s: float = 120.0
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class ReviewerConfig:
+    """Decides SHIP / REVISE / BLOCKED after verification."""
+
+    name: str
+    type: str = "checks"  # checks: SHIP when verification passed; llm: a model reviews the diff
+    planner: str | None = None  # llm: which planner entry's model and endpoint to use
+    model: str | None = None  # llm: overrides the planner's model
+
+
+@dataclass(frozen=True)
+class VerifyStep:
+    """One verification command, run in the chunk's work tree after every attempt."""
+
+    name: str
+    command: str
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class Defaults:
+    executor: str = "claude-code"
+    planner: str = "claude"
+    reviewer: str = "checks"
+    max_iterations: int = 3  # YAML key: maxIterations
+    budget_usd: float | None = None  # per spec; also the per-chunk cap unless a chunk sets one
+    rollback: str = "rollback"  # rollback: reset failed attempts to the base; keep: build on them
+    parallel: int = 1  # chunks run at once by run-all
+    wall_time_s: float | None = None  # per chunk, all iterations together
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens, for models the price library lacks or prices differently."""
+
+    input: float
+    output: float
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    cache_read: float | None = None
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    executors: dict[str, ExecutorConfig]
+    planners: dict[str, PlannerConfig]
+    reviewers: dict[str, ReviewerConfig]
+    defaults: Defaults = field(default_factory=Defaults)
+    verify: tuple[VerifyStep, ...] = ()
+    rules: tuple[str, ...] = ()
+    prices: dict[str, Price] = field(default_factory=dict)
+    source: str | None = None  # the file it came from, None for built-in defaults
+
+    @staticmethod
+    def default() -> Config:
+        """The configuration used when a project has no `.handoff/config.yaml`."""
+        return load_text(DEFAULT_YAML, source=None)
+
+    def executor(self, name: str | None = None) -> ExecutorConfig:
+        key = name or self.defaults.executor
+        if key not in self.executors:
+            raise ConfigError(
+                f"executor {key!r}: not configured; expected one of {sorted(self.executors)}"
+            )
+        return self.executors[key]
+
+    def planner(self, name: str | None = None) -> PlannerConfig:
+        key = name or self.defaults.planner
+        if key not in self.planners:
+            raise ConfigError(
+                f"planner {key!r}: not configured; expected one of {sorted(self.planners)}"
+            )
+        return self.planners[key]
+
+    def reviewer(self, name: str | None = None) -> ReviewerConfig:
+        key = name or self.defaults.reviewer
+        if key not in self.reviewers:
+            raise ConfigError(
+                f"reviewer {key!r}: not configured; expected one of {sorted(self.reviewers)}"
+            )
+        return self.reviewers[key]
+
+
+DEFAULT_YAML = """\
+tools:
+  executors:
+    claude-code:
+      type: claude-code
+      model: claude-sonnet-4-5
+      max_turns: 40
+    opencode:
+      type: opencode
+      provider: zai
+      model: glm-4.7
+    scripted:
+      type: scripted
+  planners:
+    claude:
+      type: anthropic
+      model: claude-opus-4-5
+  reviewers:
+    checks:
+      type: checks
+    llm:
+      type: llm
+      planner: claude
+defaults:
+  executor: claude-code
+  planner: claude
+  reviewer: checks
+  maxIterations: 3
+  rollback: rollback
+  parallel: 1
+verify: []
+rules: []
+"""
+
+# --- loading --------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Ctx:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, line: int | None, path: str, message: str) -> ConfigError:
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {path}: {message}")
+
+
+def _plain(node: Any, ctx: _Ctx, path: str) -> Any:
+    """Turn a composed YAML node into Python values, substituting ${VAR}; keeps line marks."""
+    import yaml
+
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        marks: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                raise ctx.fail(
+                    key_node.start_mark.line + 1, f"{path}.{key}".lstrip("."), "duplicate key"
+                )
+            out[key] = _plain(value_node, ctx, f"{path}.{key}".lstrip("."))
+            marks[key] = key_node.start_mark.line + 1
+        return _Marked(out, line, marks)
+    if isinstance(node, yaml.SequenceNode):
+        return _MarkedList([_plain(v, ctx, f"{path}[{i}]") for i, v in enumerate(node.value)], line)
+    value = (
+        yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    )
+    if isinstance(value, str):
+        value = _substitute(value, ctx, line, path)
+    return value
+
+
+def _substitute(text: str, ctx: _Ctx, line: int, path: str) -> str:
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ctx.fail(
+                    line,
+                    path,
+                    f"environment variable {name} is not set "
+                    f"(write ${{{name}:-default}} to give a default)",
+                )
+            return default
+        return value
+
+    return _VAR.sub(repl, text)
+
+
+class _Marked(dict):
+    def __init__(self, data: dict[str, Any], line: int, marks: dict[str, int]) -> None:
+        super().__init__(data)
+        self.line = line
+        self.marks = marks
+
+
+class _MarkedList(list):
+    def __init__(self, data: list[Any], line: int) -> None:
+        super().__init__(data)
+        self.line = line
+
+
+def _line(obj: Any, key: str | None = None) -> int | None:
+    if key is not None and isinstance(obj, _Marked):
+        return obj.marks.get(key, obj.line)
+    return getattr(obj, "line", None)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _check_type(ctx: _Ctx, parent: Any, key: str, path: str, value: Any, want: type) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, want) and not (want is int and isinstance(value, bool)):
+        return value
+    raise ctx.fail(
+        _line(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {value!r}"
+    )
+
+
+def _build(
+    cls: type, data: Any, ctx: _Ctx, path: str, renames: dict[str, str] | None = None, **fixed: Any
+) -> Any:
+    if data is None:
+        data = _Marked({}, 0, {})
+    if not isinstance(data, dict):
+        raise ctx.fail(_line(data), path, f"expected a mapping, got {data!r}")
+    renames = renames or {}
+    known = {f.name: f for f in fields(cls) if f.name not in fixed}
+    kwargs: dict[str, Any] = dict(fixed)
+    for key, value in data.items():
+        attr = renames.get(key, key)
+        kpath = f"{path}.{key}"
+        if attr not in known:
+            valid = sorted(
+                {renames.get(k, k) for k in known} - set(renames.values()) | set(renames)
+            )
+            raise ctx.fail(
+                _line(data, key), kpath, f"unknown key; expected one of {', '.join(sorted(valid))}"
+            )
+        ftype = str(known[attr].type)
+        if value is None and "None" in ftype:
+            kwargs[attr] = None
+            continue
+        if ftype.startswith("dict"):
+            if not isinstance(value, dict):
+                raise ctx.fail(_line(data, key), kpath, f"expected a mapping, got {value!r}")
+            kwargs[attr] = dict(value)
+        elif ftype.startswith("tuple"):
+            if not isinstance(value, list):
+                raise ctx.fail(_line(data, key), kpath, f"expected a list, got {value!r}")
+            for i, item in enumerate(value):
+                _check_type(ctx, data, key, f"{kpath}[{i}]", item, str)
+            kwargs[attr] = tuple(value)
+        else:
+            base = ftype.split("|")[0].strip()
+            want = {"str": str, "int": int, "float": float, "bool": bool}.get(base, str)
+            kwargs[attr] = _check_type(ctx, data, key, kpath, value, want)
+    return cls(**kwargs)
+
+
+def _choice(
+    ctx: _Ctx, parent: Any, key: str, path: str, value: str, allowed: tuple[str, ...]
+) -> None:
+    if value not in allowed:
+        raise ctx.fail(
+            _line(parent, key), path, f"expected one of {', '.join(allowed)}, got {value!r}"
+        )
+
+
+def _section(ctx: _Ctx, root: Any, key: str, path: str) -> Any:
+    value = root.get(key) if isinstance(root, dict) else None
+    if value is None:
+        return _Marked({}, _line(root, key) or 0, {})
+    if not isinstance(value, dict):
+        raise ctx.fail(_line(root, key), path, f"expected a mapping, got {value!r}")
+    return value
+
+
+def load_text(text: str, source: str | None = "<string>") -> Config:
+    """Parse and validate a config from YAML text; ``source`` names it in errors."""
+    import yaml
+
+    ctx = _Ctx(source or "<built-in defaults>")
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{ctx.source}{line}: invalid YAML: {problem}") from None
+    root = _plain(node, ctx, "") if node is not None else _Marked({}, 0, {})
+    if not isinstance(root, dict):
+        raise ctx.fail(1, "(top level)", f"expected a mapping, got {root!r}")
+    top_keys = ("tools", "defaults", "verify", "rules", "prices")
+    for key in root:
+        if key not in top_keys:
+            raise ctx.fail(
+                _line(root, key), key, f"unknown key; expected one of {', '.join(top_keys)}"
+            )
+    tools = _section(ctx, root, "tools", "tools")
+    for key in tools:
+        if key not in ("executors", "planners", "reviewers"):
+            raise ctx.fail(
+                _line(tools, key),
+                f"tools.{key}",
+                "unknown key; expected one of executors, planners, reviewers",
+            )
+
+    def entries(section: str, cls: type, types: tuple[str, ...], default_type: str | None) -> dict:
+        raw = _section(ctx, tools, section, f"tools.{section}")
+        out = {}
+        for name, body in raw.items():
+            path = f"tools.{section}.{name}"
+            if body is None:
+                body = _Marked({}, _line(raw, name) or 0, {})
+            if not isinstance(body, dict):
+                raise ctx.fail(_line(raw, name), path, f"expected a mapping, got {body!r}")
+            if "type" not in body and default_type is None:
+                raise ctx.fail(
+                    _line(raw, name), f"{path}.type", f"missing; expected one of {', '.join(types)}"
+                )
+            entry = _build(cls, body, ctx, path, name=name)
+            _choice(ctx, body, "type", f"{path}.type", entry.type, types)
+            out[name] = entry
+        return out
+
+    executors = entries("executors", ExecutorConfig, EXECUTOR_TYPES, None)
+    planners = entries("planners", PlannerConfig, PLANNER_TYPES, "anthropic")
+    reviewers = entries("reviewers", ReviewerConfig, REVIEWER_TYPES, "checks")
+    for name, rev in reviewers.items():
+        if rev.type == "llm" and rev.planner is not None and rev.planner not in planners:
+            raise ctx.fail(
+                _line(_section(ctx, tools, "reviewers", ""), name),
+                f"tools.reviewers.{name}.planner",
+                f"unknown planner {rev.planner!r}; expected one of {sorted(planners)}",
+            )
+
+    # Built-ins are always there: the scripted executor (demo, tests) and the checks reviewer.
+    # A section the file leaves out falls back to the built-in entries of that section.
+    if source is not None:
+        builtin = Config.default()
+        executors.setdefault("scripted", builtin.executors["scripted"])
+        planners = planners or dict(builtin.planners)
+        reviewers = reviewers or dict(builtin.reviewers)
+        reviewers.setdefault("checks", builtin.reviewers["checks"])
+
+    raw_defaults = _section(ctx, root, "defaults", "defaults")
+    implied = {}
+    for key, pool in (("executor", executors), ("planner", planners), ("reviewer", reviewers)):
+        if key not in raw_defaults and pool and getattr(Defaults, key) not in pool:
+            implied[key] = next(iter(pool))  # the first one the file lists
+    defaults = _build(
+        Defaults, raw_defaults, ctx, "defaults", renames={"maxIterations": "max_iterations"}
+    )
+    if implied:
+        from dataclasses import replace
+
+        defaults = replace(defaults, **implied)
+    for key, pool, attr in (
+        ("executor", executors, defaults.executor),
+        ("planner", planners, defaults.planner),
+        ("reviewer", reviewers, defaults.reviewer),
+    ):
+        if key in raw_defaults and attr not in pool:
+            raise ctx.fail(
+                _line(raw_defaults, key),
+                f"defaults.{key}",
+                f"unknown {key} {attr!r}; expected one of {', '.join(sorted(pool)) or '(none configured)'}",
+            )
+    if "rollback" in raw_defaults:
+        _choice(
+            ctx, raw_defaults, "rollback", "defaults.rollback", defaults.rollback, ROLLBACK_POLICIES
+        )
+    if defaults.max_iterations < 1:
+        raise ctx.fail(
+            _line(raw_defaults, "maxIterations"),
+            "defaults.maxIterations",
+            f"expected an integer >= 1, got {defaults.max_iterations}",
+        )
+    if defaults.parallel < 1:
+        raise ctx.fail(
+            _line(raw_defaults, "parallel"),
+            "defaults.parallel",
+            f"expected an integer >= 1, got {defaults.parallel}",
+        )
+
+    raw_verify = root.get("verify") or []
+    if not isinstance(raw_verify, list):
+        raise ctx.fail(
+            _line(root, "verify"), "verify", f"expected a list of steps, got {raw_verify!r}"
+        )
+    verify = []
+    for i, step in enumerate(raw_verify):
+        path = f"verify[{i}]"
+        if not isinstance(step, dict):
+            raise ctx.fail(
+                _line(raw_verify), path, f"expected a mapping with name and command, got {step!r}"
+            )
+        for required in ("name", "command"):
+            if required not in step:
+                raise ctx.fail(_line(step), f"{path}.{required}", "missing")
+        verify.append(_build(VerifyStep, step, ctx, path))
+
+    raw_rules = root.get("rules") or []
+    if isinstance(raw_rules, str):
+        raw_rules = [raw_rules]
+    if not isinstance(raw_rules, list) or not all(isinstance(r, str) for r in raw_rules):
+        raise ctx.fail(_line(root, "rules"), "rules", "expected a list of strings")
+
+    prices = {}
+    for model, body in _section(ctx, root, "prices", "prices").items():
+        path = f"prices.{model}"
+        if not isinstance(body, dict) or "input" not in body or "output" not in body:
+            raise ctx.fail(
+                _line(root.get("prices"), model),
+                path,
+                "expected a mapping with at least input and output (USD per million tokens)",
+            )
+        prices[str(model)] = _build(Price, body, ctx, path)
+
+    return Config(
+        executors=executors,
+        planners=planners,
+        reviewers=reviewers,
+        defaults=defaults,
+        verify=tuple(verify),
+        rules=tuple(raw_rules),
+        prices=prices,
+        source=source,
+    )
+
+
+def find_project_root(start: Path | str | None = None) -> Path:
+    """The nearest directory at or above ``start`` holding `.handoff/`, else ``start``."""
+    here = Path(start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".handoff").is_dir():
+            return candidate
+    return here
+
+
+def load(project_root: Path | str | None = None) -> Config:
+    """The project's config: `.handoff/config.yaml` if present, else the built-in defaults."""
+    root = Path(project_root) if project_root else find_project_root()
+    path = root / CONFIG_RELPATH
+    if not path.exists():
+        return Config.default()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return load_text(text, source=str(path))
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data (for `specwright config show`)."""
+    from dataclasses import asdict
+
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [clean(v) for v in obj]
+        return obj
+
+    def entries(section: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: {k: clean(v) for k, v in body.items() if k != "name"}
+            for name, body in section.items()
+        }
+
+    d = asdict(config)
+    out = {
+        "source": config.source,
+        "tools": {k: entries(d[k]) for k in ("executors", "planners", "reviewers")},
+        "defaults": d["defaults"],
+        "verify": clean(d["verify"]),
+        "rules": list(config.rules),
+        "prices": entries(d["prices"]),
+    }
+    out["defaults"]["maxIterations"] = out["defaults"].pop("max_iterations")
+    return out

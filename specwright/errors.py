@@ -1,0 +1,43 @@
+"""Error types. A ``SpecwrightError`` is a user-facing problem: the CLI prints its message on one
+line and exits 2, without a traceback. Loop exits are exceptions that carry their reason."""
+
+from __future__ import annotations
+
+
+class SpecwrightError(Exception):
+    """A problem the user can fix: bad input, missing file, unreachable service."""
+
+    exit_code = 2
+
+
+class ConfigError(SpecwrightError):
+    """`.handoff/config.yaml` is malformed or names something that does not exist."""
+
+
+class StoreError(SpecwrightError):
+    """The database cannot be opened, is locked for too long, or refuses an operation."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the database lock for longer than the configured limit."""
+
+
+class NotFoundError(SpecwrightError):
+    """A project, spec, chunk or run named by the user does not exist."""
+
+
+class ValidationError(SpecwrightError):
+    """Input that parses but makes no sense (a dependency cycle, an unknown chunk)."""
+
+
+class AgentError(SpecwrightError):
+    """An agent could not be started or failed in a way that is not the chunk's fault."""
+
+
+class LoopExit(Exception):
+    """Leaving the Ralph loop early; ``reason`` is recorded on the run."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,258 @@
+"""Numbered, append-only schema migrations.
+
+Each migration is a list of SQL statements applied in one transaction together with its row in
+``schema_version``. An applied migration is never edited: change the schema by appending a new
+one. No FOREIGN KEY constraints (they block later ``RENAME COLUMN`` in DuckDB); relations are
+documented in ``docs/schema.md`` and every foreign-key column is indexed.
+All timestamps are UTC (``TIMESTAMP`` without zone); ids are UUIDv7 (time-sortable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _index(table: str, *cols: str) -> str:
+    name = f"idx_{table}_{'_'.join(cols)}"
+    return f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(cols)})"
+
+
+_M001 = (
+    """CREATE TABLE projects (
+        id UUID PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        root VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE specs (
+        id UUID PRIMARY KEY,
+        project_id UUID NOT NULL,
+        slug VARCHAR NOT NULL,
+        title VARCHAR NOT NULL,
+        body VARCHAR NOT NULL DEFAULT '',
+        status VARCHAR NOT NULL DEFAULT 'draft',
+        intent VARCHAR NOT NULL DEFAULT '',
+        budget_usd DOUBLE,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE spec_questions (
+        id UUID PRIMARY KEY,
+        spec_id UUID NOT NULL,
+        position INTEGER NOT NULL,
+        question VARCHAR NOT NULL,
+        why VARCHAR,
+        answer VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        answered_at TIMESTAMP
+    )""",
+    """CREATE TABLE chunks (
+        id UUID PRIMARY KEY,
+        spec_id UUID NOT NULL,
+        position INTEGER NOT NULL,
+        title VARCHAR NOT NULL,
+        prompt VARCHAR NOT NULL DEFAULT '',
+        acceptance JSON,
+        files JSON,
+        status VARCHAR NOT NULL DEFAULT 'pending',
+        iterations INTEGER NOT NULL DEFAULT 0,
+        verdict VARCHAR,
+        summary VARCHAR,
+        budget_usd DOUBLE,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE chunk_deps (
+        chunk_id UUID NOT NULL,
+        depends_on_id UUID NOT NULL,
+        PRIMARY KEY (chunk_id, depends_on_id)
+    )""",
+    """CREATE TABLE runs (
+        id UUID PRIMARY KEY,
+        spec_id UUID NOT NULL,
+        chunk_id UUID,
+        kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        executor VARCHAR,
+        reviewer VARCHAR,
+        parent_run_id UUID,
+        group_id UUID,
+        pid INTEGER,
+        host VARCHAR,
+        branch VARCHAR,
+        base_commit VARCHAR,
+        head_commit VARCHAR,
+        reason VARCHAR,
+        iterations INTEGER NOT NULL DEFAULT 0,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        heartbeat_at TIMESTAMP
+    )""",
+    """CREATE TABLE executions (
+        id UUID PRIMARY KEY,
+        run_id UUID,
+        spec_id UUID,
+        chunk_id UUID,
+        iteration INTEGER,
+        role VARCHAR NOT NULL,
+        backend VARCHAR NOT NULL,
+        executor VARCHAR,
+        model VARCHAR,
+        status VARCHAR NOT NULL,
+        session_id VARCHAR,
+        exit_reason VARCHAR,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        duration_ms BIGINT,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+        reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+        cost_usd DOUBLE,
+        cost_source VARCHAR,
+        reported_cost_usd DOUBLE,
+        computed_cost_usd DOUBLE,
+        num_turns INTEGER,
+        event_count INTEGER NOT NULL DEFAULT 0,
+        raw JSON
+    )""",
+    """CREATE TABLE events (
+        id UUID PRIMARY KEY,
+        execution_id UUID NOT NULL,
+        seq INTEGER NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        type VARCHAR NOT NULL,
+        tool_name VARCHAR,
+        call_id VARCHAR,
+        input JSON,
+        output VARCHAR,
+        output_len BIGINT,
+        is_error BOOLEAN,
+        text VARCHAR,
+        model VARCHAR,
+        input_tokens BIGINT,
+        output_tokens BIGINT,
+        cache_read_tokens BIGINT,
+        cache_write_tokens BIGINT,
+        reasoning_tokens BIGINT,
+        cost_usd DOUBLE,
+        raw JSON
+    )""",
+    """CREATE TABLE verifications (
+        id UUID PRIMARY KEY,
+        run_id UUID,
+        chunk_id UUID,
+        iteration INTEGER,
+        name VARCHAR NOT NULL,
+        command VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        exit_code INTEGER,
+        duration_ms BIGINT NOT NULL,
+        output_tail VARCHAR,
+        tests_collected INTEGER,
+        tests_failed INTEGER,
+        tests_skipped INTEGER,
+        is_baseline BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE reviews (
+        id UUID PRIMARY KEY,
+        run_id UUID,
+        chunk_id UUID,
+        iteration INTEGER,
+        execution_id UUID,
+        reviewer VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL,
+        summary VARCHAR,
+        findings JSON,
+        error VARCHAR,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE usage_records (
+        id UUID PRIMARY KEY,
+        source VARCHAR NOT NULL,
+        dedup_key VARCHAR NOT NULL,
+        message_id VARCHAR,
+        request_id VARCHAR,
+        session_id VARCHAR,
+        project_path VARCHAR,
+        file VARCHAR,
+        model VARCHAR,
+        ts TIMESTAMP NOT NULL,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_write_5m_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0,
+        reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+        reported_cost_usd DOUBLE,
+        computed_cost_usd DOUBLE,
+        execution_id UUID,
+        raw JSON
+    )""",
+    """CREATE TABLE usage_snapshots (
+        id UUID PRIMARY KEY,
+        taken_at TIMESTAMP NOT NULL,
+        source VARCHAR NOT NULL,
+        provider VARCHAR,
+        execution_id UUID,
+        payload JSON
+    )""",
+    """CREATE TABLE prices (
+        model VARCHAR NOT NULL,
+        provider VARCHAR NOT NULL DEFAULT '',
+        input_per_mtok DOUBLE,
+        output_per_mtok DOUBLE,
+        cache_write_per_mtok DOUBLE,
+        cache_write_1h_per_mtok DOUBLE,
+        cache_read_per_mtok DOUBLE,
+        source VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (model, provider)
+    )""",
+    _index("specs", "project_id"),
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_specs_project_slug ON specs (project_id, slug)",
+    _index("specs", "created_at"),
+    _index("spec_questions", "spec_id"),
+    _index("chunks", "spec_id"),
+    _index("chunk_deps", "depends_on_id"),
+    _index("runs", "spec_id"),
+    _index("runs", "chunk_id"),
+    _index("runs", "parent_run_id"),
+    _index("runs", "group_id"),
+    _index("runs", "started_at"),
+    _index("executions", "run_id"),
+    _index("executions", "spec_id"),
+    _index("executions", "chunk_id"),
+    _index("executions", "started_at"),
+    _index("events", "execution_id"),
+    _index("events", "ts"),
+    _index("verifications", "run_id"),
+    _index("verifications", "chunk_id"),
+    _index("verifications", "created_at"),
+    _index("reviews", "run_id"),
+    _index("reviews", "chunk_id"),
+    _index("reviews", "execution_id"),
+    _index("reviews", "created_at"),
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_usage_records_dedup ON usage_records (source, dedup_key)",
+    _index("usage_records", "execution_id"),
+    _index("usage_records", "session_id"),
+    _index("usage_records", "ts"),
+    _index("usage_snapshots", "execution_id"),
+    _index("usage_snapshots", "taken_at"),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _M001),)
+
+
+def latest_version() -> int:
+    """The schema version this code writes."""
+    return MIGRATIONS[-1].version

@@ -1,0 +1,270 @@
+"""Recording one execution: every event to its journal as it arrives, to the store in batches.
+
+The journal line is written (and handed to the OS) before the event is buffered, so a busy
+database or a killed process never loses an event. The buffer is flushed at least every
+``flush_interval_s`` by a background thread, whenever it holds ``flush_max`` events, and at the
+end. A bounded deque of the last ``live_size`` events is what a UI shows; the store has all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from specwright.journal import dumps
+from specwright.model import AgentEvent, Usage, new_id, utcnow
+from specwright.redact import Redactor
+from specwright.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_CHARS = 64 * 1024  # a tool output beyond this is truncated; output_len keeps the size
+MAX_TEXT_CHARS = 64 * 1024
+MAX_RAW_CHARS = 16 * 1024
+
+
+def _bounded(text: str | None, limit: int) -> tuple[str | None, int | None]:
+    if text is None:
+        return None, None
+    if len(text) <= limit:
+        return text, len(text)
+    marker = f"\n…[truncated {len(text) - limit} of {len(text)} chars]"
+    return text[:limit] + marker, len(text)
+
+
+def _raw_json(raw: Any, redact: Redactor) -> str | None:
+    if raw is None:
+        return None
+    text = redact(dumps(raw))
+    if len(text) > MAX_RAW_CHARS:
+        return dumps({"truncated": True, "length": len(text), "head": text[:MAX_RAW_CHARS]})
+    return text
+
+
+class ExecutionRecorder:
+    """Records one execution (an agent, planner, reviewer or summarizer call)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        role: str,
+        backend: str,
+        executor: str | None = None,
+        model: str | None = None,
+        run_id: str | None = None,
+        spec_id: str | None = None,
+        chunk_id: str | None = None,
+        iteration: int | None = None,
+        flush_interval_s: float = 1.0,
+        flush_max: int = 1000,
+        live_size: int = 200,
+        redactor: Redactor | None = None,
+        execution_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.id = execution_id or new_id()
+        self.row: dict[str, Any] = {
+            "id": self.id,
+            "run_id": run_id,
+            "spec_id": spec_id,
+            "chunk_id": chunk_id,
+            "iteration": iteration,
+            "role": role,
+            "backend": backend,
+            "executor": executor,
+            "model": model,
+            "status": "running",
+        }
+        self.flush_interval_s = flush_interval_s
+        self.flush_max = flush_max
+        self.live: deque[AgentEvent] = deque(maxlen=live_size)
+        self.redact = redactor if redactor is not None else Redactor.from_env()
+        self.event_count = 0
+        self.warnings = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self.finished = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> ExecutionRecorder:
+        self.row["started_at"] = utcnow()
+        self._started = time.monotonic()
+        op = Store.op_insert("executions", self.row)
+        self._journal = self.store.journal.writer(self.id)
+        self._journal.append([op])
+        self.store.write([op], self.id, journaled=True)
+        self._thread = threading.Thread(
+            target=self._flusher, name=f"flush-{self.id[:8]}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> ExecutionRecorder:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.finished:
+            status = "cancelled" if exc_type is KeyboardInterrupt else "error"
+            reason = f"{exc_type.__name__}: {exc}" if exc_type else "not finished"
+            self.finish(status=status, exit_reason=reason[:500])
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            try:
+                self.flush()
+            except Exception as exc:  # the journal has the events; the next flush retries
+                log.warning("execution %s: flush to the store failed: %s", self.id, exc)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def on_event(self, event: AgentEvent) -> None:
+        """Record one event: journal now, store at the next flush."""
+        with self._lock:
+            self.event_count += 1
+            row = self._event_row(event, self.event_count)
+            op = Store.op_insert("events", row)
+            self._journal.append([op])
+            self._buffer.append(op)
+            self.live.append(event)
+            if event.type == "error" and event.kind == "warning":
+                self.warnings += 1
+            due = len(self._buffer) >= self.flush_max
+        if due:
+            self.flush()
+
+    def _event_row(self, event: AgentEvent, seq: int) -> dict[str, Any]:
+        r = self.redact
+        row: dict[str, Any] = {
+            "id": new_id(),
+            "execution_id": self.id,
+            "seq": seq,
+            "ts": utcnow(),
+            "type": event.type,
+            "tool_name": None,
+            "call_id": None,
+            "input": None,
+            "output": None,
+            "output_len": None,
+            "is_error": None,
+            "text": None,
+            "model": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "cache_read_tokens": None,
+            "cache_write_tokens": None,
+            "reasoning_tokens": None,
+            "cost_usd": None,
+            "raw": _raw_json(event.raw, r),
+        }
+        if event.type == "text":
+            row["text"], _ = _bounded(r(event.text), MAX_TEXT_CHARS)
+        elif event.type == "tool_call":
+            row["tool_name"], row["call_id"] = event.tool, event.call_id
+            row["input"] = _bounded(r(dumps(event.input)), MAX_OUTPUT_CHARS)[0]
+            if row["input"] is not None and len(row["input"]) > MAX_OUTPUT_CHARS:
+                row["input"] = dumps({"truncated": True, "head": row["input"][:MAX_OUTPUT_CHARS]})
+        elif event.type == "tool_result":
+            row["tool_name"], row["call_id"], row["is_error"] = (
+                event.tool,
+                event.call_id,
+                event.is_error,
+            )
+            row["output"], row["output_len"] = _bounded(r(event.output), MAX_OUTPUT_CHARS)
+            row["output_len"] = len(event.output)
+        elif event.type == "usage":
+            u = event.usage
+            row.update(
+                model=u.model,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+                reasoning_tokens=u.reasoning_tokens,
+                cost_usd=u.cost_usd,
+                text="final" if event.final else None,
+            )
+        elif event.type == "error":
+            row["text"], _ = _bounded(r(event.message), MAX_TEXT_CHARS)
+            row["tool_name"] = event.kind
+            row["is_error"] = event.kind != "warning"
+        elif event.type == "step":
+            row["text"] = event.name
+            row["call_id"] = event.session_id
+        return row
+
+    def flush(self) -> int:
+        """Write buffered events to the store in one transaction; returns how many."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            try:
+                self.store.write(batch, self.id, journaled=True)
+            except BaseException:
+                with self._lock:  # keep them for the next attempt, in order
+                    self._buffer[:0] = batch
+                raise
+            return len(batch)
+
+    # --- end --------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        *,
+        status: str,
+        usage: Usage | None = None,
+        exit_reason: str = "",
+        session_id: str | None = None,
+        model: str | None = None,
+        num_turns: int | None = None,
+        raw: dict[str, Any] | None = None,
+        computed_cost_usd: float | None = None,
+    ) -> None:
+        """Flush everything and write the execution's totals and final status."""
+        if self.finished:
+            return
+        self.finished = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        usage = usage or Usage()
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": utcnow(),
+            "duration_ms": int((time.monotonic() - self._started) * 1000),
+            "exit_reason": self.redact(exit_reason)[:2000] if exit_reason else exit_reason,
+            "session_id": session_id,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "num_turns": num_turns,
+            "event_count": self.event_count,
+            "reported_cost_usd": usage.cost_usd,
+            "computed_cost_usd": computed_cost_usd,
+            "raw": _raw_json(raw, self.redact),
+        }
+        if model or usage.model:
+            values["model"] = model or usage.model
+        if usage.cost_usd is not None:
+            values["cost_usd"], values["cost_source"] = usage.cost_usd, "reported"
+        elif computed_cost_usd is not None:
+            values["cost_usd"], values["cost_source"] = computed_cost_usd, "computed"
+        op = Store.op_update("executions", {"id": self.id}, values)
+        with self._lock:
+            self._journal.append([op])
+            self._journal.close()
+            self._buffer.append(op)
+        # events and the final row in one transaction: the store is never half-finished
+        self.flush()

@@ -1,0 +1,360 @@
+"""The DuckDB store: short-lived connections, migrations on connect, journaled writes.
+
+DuckDB lets one process hold a database file at a time, so every operation opens a connection,
+does its work and closes it; a lock held by another process is retried with backoff up to
+``lock_timeout_s`` and then reported clearly. Every write is journaled first (see journal.py), so
+the database can always be rebuilt from the journals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.errors import StoreError, StoreLockedError
+from specwright.journal import CATALOG, Journal, dumps, normal, op_time
+from specwright.migrations import MIGRATIONS, latest_version
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = Path("data") / "specwright.duckdb"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+_BULK_THRESHOLD = 16  # below this many rows executemany is cheaper than building an Arrow table
+
+_migrated: set[str] = set()
+
+
+def resolve_db_path(project_root: Path | str | None = None, override: str | None = None) -> Path:
+    """The database file: ``--db`` first, then ``SPECWRIGHT_DB``, then ``data/`` of the project."""
+    if override:
+        return Path(override).expanduser().resolve()
+    env = os.environ.get("SPECWRIGHT_DB")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path(project_root or Path.cwd()) / DEFAULT_DB).resolve()
+
+
+def _lock_timeout_from_env() -> float:
+    raw = os.environ.get("SPECWRIGHT_LOCK_TIMEOUT")
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        return float(raw)
+    except ValueError:
+        raise StoreError(
+            f"SPECWRIGHT_LOCK_TIMEOUT: expected seconds as a number, got {raw!r}"
+        ) from None
+
+
+def _py(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _normal_row(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, list | tuple | dict):
+            out[key] = dumps(normal(value) if isinstance(value, tuple) else value)
+        else:
+            out[key] = normal(value)
+    return out
+
+
+class Store:
+    """One DuckDB database file and the journals beside it."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        journal_dir: Path | str | None = None,
+        lock_timeout_s: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.journal = Journal(Path(journal_dir) if journal_dir else self.path.parent / "journal")
+        self.lock_timeout_s = _lock_timeout_from_env() if lock_timeout_s is None else lock_timeout_s
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "lock" not in text.lower():
+                    raise StoreError(f"{self.path}: cannot open the database: {text}") from None
+                if time.monotonic() >= deadline:
+                    holder = text.split("Conflicting lock is held in", 1)[-1].strip()
+                    raise StoreLockedError(
+                        f"{self.path}: database is locked by another process ({holder}) "
+                        f"for more than {self.lock_timeout_s:g}s; "
+                        "raise SPECWRIGHT_LOCK_TIMEOUT or stop the other process"
+                    ) from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 1.6, 0.2)
+            except duckdb.Error as exc:
+                raise StoreError(f"{self.path}: not a usable DuckDB database: {exc}") from None
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection to a migrated database; closed on exit.
+
+        Re-entrant within a thread: inside ``with store.connect():`` every store call reuses
+        the same connection, so a group of reads and writes costs one open."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        conn = self._open()
+        self._local.conn = conn
+        try:
+            key = str(self.path.resolve())
+            if key not in _migrated:
+                self._migrate(conn)
+                _migrated.add(key)
+            yield conn
+        finally:
+            self._local.conn = None
+            conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside BEGIN/COMMIT; rolled back if the block raises. Nested use
+        joins the outer transaction."""
+        if getattr(self._local, "in_tx", False):
+            with self.connect() as conn:
+                yield conn
+            return
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            self._local.in_tx = True
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                self._local.in_tx = False
+
+    # --- migrations -------------------------------------------------------------------------
+
+    @staticmethod
+    def _current_version(conn: duckdb.DuckDBPyConnection) -> int:
+        exists = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchall()[0][0]
+        if not exists:
+            return 0
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
+        return int(row or 0)
+
+    def _migrate(self, conn: duckdb.DuckDBPyConnection) -> list[int]:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        current = self._current_version(conn)
+        if current > latest_version():
+            raise StoreError(
+                f"{self.path}: database schema is version {current}, newer than this Specwright "
+                f"understands (up to {latest_version()}); upgrade Specwright to open it"
+            )
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)",
+                    [migration.version, migration.name],
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            applied.append(migration.version)
+        return applied
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations now; returns the versions applied."""
+        conn = self._open()
+        try:
+            applied = self._migrate(conn)
+            _migrated.add(str(self.path.resolve()))
+            return applied
+        finally:
+            conn.close()
+
+    def schema_version(self) -> int:
+        with self.connect() as conn:
+            return self._current_version(conn)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query and return every row (UUIDs as strings)."""
+        with self.connect() as conn:
+            rows = conn.execute(sql, list(params)).fetchall()
+        return [tuple(_py(v) for v in row) for row in rows]
+
+    def query_dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query and return rows as dicts keyed by column name."""
+        with self.connect() as conn:
+            cur = conn.execute(sql, list(params))
+            cols = [d[0] for d in cur.description or []]
+            rows = cur.fetchall()
+        return [{c: _py(v) for c, v in zip(cols, row, strict=True)} for row in rows]
+
+    def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run a read query and return a pandas DataFrame."""
+        with self.connect() as conn:
+            return conn.execute(sql, list(params)).df()
+
+    # --- writes -----------------------------------------------------------------------------
+
+    @staticmethod
+    def op_insert(table: str, row: dict[str, Any], *, upsert: bool = False) -> dict[str, Any]:
+        return {
+            "t": op_time(),
+            "op": "upsert" if upsert else "insert",
+            "table": table,
+            "row": _normal_row(row),
+        }
+
+    @staticmethod
+    def op_update(table: str, key: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "t": op_time(),
+            "op": "update",
+            "table": table,
+            "key": _normal_row(key),
+            "set": _normal_row(values),
+        }
+
+    @staticmethod
+    def op_sql(sql: str, params: Sequence[Any] = ()) -> dict[str, Any]:
+        return {"t": op_time(), "op": "sql", "sql": sql, "params": [normal(p) for p in params]}
+
+    def write(
+        self, ops: list[dict[str, Any]], journal: str | None = CATALOG, *, journaled: bool = False
+    ) -> None:
+        """Journal ``ops`` (unless ``journal`` is None or they already are), then apply them
+        to the database in one transaction."""
+        if not ops:
+            return
+        if journal is not None and not journaled:
+            self.journal.append(journal, ops)
+        with self.transaction() as conn:
+            apply_ops(conn, ops)
+
+    def insert(self, table: str, row: dict[str, Any], journal: str = CATALOG) -> None:
+        self.write([self.op_insert(table, row)], journal)
+
+    def update(
+        self, table: str, key: dict[str, Any], values: dict[str, Any], journal: str = CATALOG
+    ) -> None:
+        self.write([self.op_update(table, key, values)], journal)
+
+    # --- rebuild ----------------------------------------------------------------------------
+
+    def rebuild_into(self, target: Path | str, batch: int = 5000) -> int:
+        """Replay every journal into a fresh database at ``target``; returns ops applied."""
+        target = Path(target)
+        if target.exists():
+            raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
+        fresh = Store(target, journal_dir=self.journal.root, lock_timeout_s=self.lock_timeout_s)
+        count = 0
+        pending: list[dict[str, Any]] = []
+        for op in self.journal.replay_order():
+            pending.append(op)
+            if len(pending) >= batch:
+                fresh.write(pending, None)
+                count += len(pending)
+                pending = []
+        fresh.write(pending, None)
+        return count + len(pending)
+
+
+def apply_ops(conn: duckdb.DuckDBPyConnection, ops: list[dict[str, Any]]) -> None:
+    """Apply journal ops on an open connection, batching runs of inserts into one table."""
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        kind = op["op"]
+        if kind in ("insert", "upsert"):
+            cols = tuple(op["row"])
+            j = i + 1
+            while (
+                j < len(ops)
+                and ops[j]["op"] == kind
+                and ops[j]["table"] == op["table"]
+                and tuple(ops[j]["row"]) == cols
+            ):
+                j += 1
+            _insert_rows(conn, op["table"], cols, [o["row"] for o in ops[i:j]], kind == "upsert")
+            i = j
+            continue
+        if kind == "update":
+            sets = ", ".join(f"{c} = ?" for c in op["set"])
+            where = " AND ".join(f"{c} = ?" for c in op["key"])
+            conn.execute(
+                f"UPDATE {op['table']} SET {sets} WHERE {where}",
+                [*op["set"].values(), *op["key"].values()],
+            )
+        elif kind == "sql":
+            conn.execute(op["sql"], op.get("params") or [])
+        else:
+            raise StoreError(f"unknown journal op {kind!r}")
+        i += 1
+
+
+def _insert_rows(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    cols: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    upsert: bool,
+) -> None:
+    verb = "INSERT OR REPLACE INTO" if upsert else "INSERT INTO"
+    collist = ", ".join(cols)
+    if len(rows) < _BULK_THRESHOLD:
+        marks = ", ".join("?" for _ in cols)
+        conn.executemany(
+            f"{verb} {table} ({collist}) VALUES ({marks})", [[r[c] for c in cols] for r in rows]
+        )
+        return
+    import pyarrow as pa
+
+    arrow_batch = pa.table({c: [r[c] for r in rows] for c in cols})
+    conn.register("_sw_batch", arrow_batch)
+    try:
+        conn.execute(f"{verb} {table} ({collist}) SELECT {collist} FROM _sw_batch")
+    finally:
+        conn.unregister("_sw_batch")
