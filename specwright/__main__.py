@@ -1,0 +1,5 @@
+import sys
+
+from specwright.cli import main
+
+sys.exit(main())

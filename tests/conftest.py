@@ -1,0 +1,105 @@
+"""Shared fixtures. The autouse ``isolate`` fixture gives every test its own HOME, database and a
+scrubbed environment, so no test sees a real key, a real ~/.claude or a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Variables that would let a test reach a real service or read a real user's state.
+_SCRUB_PREFIXES = ("ANTHROPIC_", "OPENAI_", "CLAUDE_", "OPENCODE_", "CODEX_", "GITHUB_",
+                   "SPECWRIGHT_", "GEMINI_", "ZAI_", "ZHIPU", "CODEXBAR_", "GIT_")
+_SCRUB_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
+
+
+@pytest.fixture(autouse=True)
+def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private HOME, database path and environment for each test."""
+    for name in list(os.environ):
+        if name.startswith(_SCRUB_PREFIXES) or name in _SCRUB_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db" / "specwright.duckdb"))
+    monkeypatch.setenv("SPECWRIGHT_LOCK_TIMEOUT", "60")
+    # git needs an identity for commits in temp repos, and must never prompt
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Specwright Test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@specwright.invalid")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Specwright Test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@specwright.invalid")
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    yield tmp_path
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A migrated store in a temp directory (its journals beside it)."""
+    from specwright.store import Store
+
+    s = Store(tmp_path / "data" / "specwright.duckdb")
+    s.migrate()
+    return s
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` and return its stdout (raises on failure)."""
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository with one commit (README.md) and `data/` ignored."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("# sample\n")
+    (repo / ".gitignore").write_text("data/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run `specwright ARGS...` in-process; returns exit code, stdout and stderr."""
+    from specwright.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse exits on bad usage / --help
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_specwright(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `specwright` console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "specwright.cli", *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
