@@ -250,7 +250,23 @@ _M001 = (
     _index("usage_snapshots", "taken_at"),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _M001),)
+_M002_CODEBASE_CACHE = (
+    """CREATE TABLE codebase_cache (
+        root VARCHAR NOT NULL,
+        commit_sha VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        rendered VARCHAR NOT NULL,
+        stats JSON,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (root, commit_sha, params)
+    )""",
+    _index("codebase_cache", "created_at"),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _M001),
+    Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
+)
 
 
 def latest_version() -> int:
