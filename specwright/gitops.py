@@ -1,0 +1,365 @@
+"""Git operations of the loop and run-all: the only module that imports GitPython (lazily).
+
+Every function takes a work-tree path (the project root or a worktree of it). Nothing here ever
+touches ignored files (``git clean`` runs without ``-x``), so the database under ``data/`` and
+other ignored state survive a rollback; the dirty-tree refusal before a run guarantees that a
+rollback never discards the user's own uncommitted work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from specwright.errors import SpecwrightError
+
+if TYPE_CHECKING:
+    import git
+
+BRANCH_PREFIX = "specwright/"
+CHUNK_TRAILER = "Specwright-Chunk"
+_FALLBACK_IDENTITY = ("-c", "user.name=Specwright", "-c", "user.email=specwright@localhost")
+
+
+class GitError(SpecwrightError):
+    """A git operation failed, or the work tree is not fit for a run."""
+
+
+class DirtyTreeError(GitError):
+    """The work tree has uncommitted changes that a rollback could destroy."""
+
+    def __init__(self, root: Path, files: Sequence[str]) -> None:
+        shown = ", ".join(files[:20]) + (f", … ({len(files)} files)" if len(files) > 20 else "")
+        super().__init__(
+            f"{root}: work tree has uncommitted changes ({shown}); "
+            "commit or stash them first — a failed attempt is rolled back with reset --hard"
+        )
+        self.files = list(files)
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What an attempt changed relative to a commit: unified diff text and the paths touched."""
+
+    text: str
+    files: tuple[str, ...] = ()
+    truncated: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.files
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The outcome of merging one branch into another."""
+
+    ok: bool
+    commit: str | None = None  # the target's head after the merge (None when it failed)
+    fast_forward: bool = False
+    conflicts: tuple[str, ...] = ()
+    message: str = ""
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+
+def _repo(path: Path | str) -> git.Repo:
+    import git
+
+    p = Path(path)
+    if not p.is_dir():
+        raise GitError(f"{p}: not a directory")
+    try:
+        return git.Repo(p, search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        try:  # a subdirectory of a repository is fine too
+            return git.Repo(p, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(f"{p}: not a git repository (run `git init` first)") from None
+
+
+@contextmanager
+def _open(path: Path | str) -> Iterator[git.Repo]:
+    repo = _repo(path)
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def _git(path: Path | str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run ``git args`` in ``path``; a failure becomes a one-line ``GitError``."""
+    import git
+
+    if not Path(path).is_dir():
+        raise GitError(f"{path}: not a directory")
+    try:
+        out = git.Git(str(path)).execute(["git", *args], env=env, strip_newline_in_stdout=True)
+    except git.GitCommandError as exc:
+        err = str(exc.stderr or exc.stdout or "").strip().replace("\n", " ")
+        err = err.removeprefix("stderr: ").strip("'").strip()
+        raise GitError(f"git {' '.join(args[:3])} in {path}: {err or exc}") from None
+    return str(out)
+
+
+def root_of(path: Path | str) -> Path:
+    """The top of the work tree containing ``path``."""
+    with _open(path) as repo:
+        if repo.working_tree_dir is None:
+            raise GitError(f"{path}: a bare repository has no work tree")
+        return Path(repo.working_tree_dir)
+
+
+def head_commit(path: Path | str) -> str:
+    """The full sha of HEAD; a repository without commits is an error."""
+    try:
+        return _git(path, "rev-parse", "--verify", "HEAD")
+    except GitError:
+        raise GitError(f"{path}: repository has no commits yet; commit something first") from None
+
+
+def current_branch(path: Path | str) -> str | None:
+    """The checked-out branch name, or None on a detached HEAD."""
+    try:
+        return _git(path, "symbolic-ref", "--quiet", "--short", "HEAD") or None
+    except GitError:
+        return None
+
+
+def branch_exists(path: Path | str, branch: str) -> bool:
+    try:
+        _git(path, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}")
+    except GitError:
+        return False
+    return True
+
+
+def spec_branch(slug: str) -> str:
+    """The branch a spec's chunks are committed on."""
+    return f"{BRANCH_PREFIX}{slug}"
+
+
+# --- state checks ---------------------------------------------------------------------------
+
+
+def dirty_files(path: Path | str) -> list[str]:
+    """Modified, staged, deleted and untracked (not ignored) paths, relative to the root."""
+    out = _git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    files: list[str] = []
+    entries = out.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        status, name = entry[:2], entry[3:]
+        if "R" in status or "C" in status:
+            i += 1  # the next entry is the rename's source
+        files.append(name)
+    return files
+
+
+def ensure_clean(path: Path | str) -> None:
+    """Refuse to go on when the work tree has uncommitted changes, naming the files."""
+    files = dirty_files(path)
+    if files:
+        raise DirtyTreeError(root_of(path), files)
+
+
+def is_ignored(path: Path | str, target: Path | str) -> bool:
+    """Whether ``target`` (inside the work tree of ``path``) is git-ignored."""
+    root = root_of(path)
+    try:
+        rel = Path(target).resolve().relative_to(root.resolve())
+    except ValueError:
+        return True  # outside the work tree: git never touches it
+    try:
+        _git(root, "check-ignore", "-q", "--no-index", str(rel))
+    except GitError:
+        return False
+    return True
+
+
+def ensure_outside_or_ignored(path: Path | str, targets: Sequence[Path | str]) -> None:
+    """Refuse when a file Specwright keeps (the database, journals) is inside the work tree
+    without being git-ignored: a rollback's ``git clean`` would delete it."""
+    root = root_of(path)
+    for target in targets:
+        if not is_ignored(root, target):
+            rel = Path(target).resolve().relative_to(root.resolve())
+            top = rel.parts[0] if rel.parts else str(rel)
+            raise GitError(
+                f"{target}: inside the repository {root} but not git-ignored; a rollback "
+                f"would delete it — add `{top}/` to {root / '.gitignore'} and commit that"
+            )
+
+
+# --- branches and commits -------------------------------------------------------------------
+
+
+def ensure_branch(path: Path | str, branch: str, *, start: str | None = None) -> str:
+    """Check out ``branch`` (created at ``start`` or HEAD if missing); returns its head sha.
+
+    The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along."""
+    if branch_exists(path, branch):
+        if current_branch(path) != branch:
+            _git(path, "checkout", "--quiet", branch)
+    else:
+        _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))
+    return head_commit(path)
+
+
+def _has_identity(path: Path | str) -> bool:
+    if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_COMMITTER_EMAIL"):
+        return True
+    try:
+        return bool(_git(path, "config", "user.email"))
+    except GitError:
+        return False
+
+
+def commit_message(title: str, chunk_id: str, body: str = "") -> str:
+    """A commit message: the chunk title, an optional body, and the chunk trailer."""
+    subject = " ".join(title.split())[:72] or "Specwright chunk"
+    parts = [subject]
+    if body.strip():
+        parts.append(body.strip())
+    parts.append(f"{CHUNK_TRAILER}: {chunk_id}")
+    return "\n\n".join(parts) + "\n"
+
+
+def commit_all(path: Path | str, title: str, chunk_id: str, body: str = "") -> str:
+    """Stage every change (ignored files excluded) and commit it; returns the new sha."""
+    _git(path, "add", "--all")
+    identity = () if _has_identity(path) else _FALLBACK_IDENTITY
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as fh:
+        fh.write(commit_message(title, chunk_id, body))
+        msg_file = fh.name
+    try:
+        _git(path, *identity, "commit", "--quiet", "--no-verify", "--allow-empty", "-F", msg_file)
+    finally:
+        os.unlink(msg_file)
+    return head_commit(path)
+
+
+def chunk_commits(path: Path | str, chunk_id: str, rev: str = "HEAD") -> list[str]:
+    """Commits reachable from ``rev`` whose message carries ``Specwright-Chunk: <chunk_id>``."""
+    out = _git(
+        path, "log", "--format=%H", "--fixed-strings", f"--grep={CHUNK_TRAILER}: {chunk_id}", rev
+    )
+    return [line for line in out.splitlines() if line]
+
+
+def rollback(path: Path | str, base: str) -> None:
+    """Reset the work tree and index to ``base`` and delete untracked files (never ignored
+    ones): every trace of an attempt is gone."""
+    _git(path, "reset", "--quiet", "--hard", base)
+    _git(path, "clean", "--quiet", "-f", "-d")
+
+
+# --- diffs ----------------------------------------------------------------------------------
+
+
+def diff(path: Path | str, base: str, *, max_chars: int = 200_000) -> Diff:
+    """The work tree (tracked and new untracked files) against ``base``, without touching the
+    real index: a temporary copy of it stages everything."""
+    real_index = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    with tempfile.TemporaryDirectory(prefix="specwright-idx-") as tmp:
+        index = Path(tmp) / "index"
+        if real_index.exists():
+            shutil.copyfile(real_index, index)
+        env = {"GIT_INDEX_FILE": str(index)}
+        _git(path, "add", "--all", env=env)
+        names = _git(path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env)
+        text = _git(path, "diff", "--cached", "--no-color", "--no-ext-diff", base, env=env)
+    files = tuple(n for n in names.split("\0") if n)
+    truncated = len(text) > max_chars
+    if truncated:
+        text = text[:max_chars] + f"\n…[diff truncated: {len(text)} chars]\n"
+    return Diff(text=text, files=files, truncated=truncated)
+
+
+def committed_files(path: Path | str, base: str, head: str = "HEAD") -> list[str]:
+    """Paths changed between two commits."""
+    out = _git(path, "diff", "--name-only", "-z", "--no-renames", base, head)
+    return [n for n in out.split("\0") if n]
+
+
+# --- worktrees and merges -------------------------------------------------------------------
+
+
+def add_worktree(
+    repo: Path | str, path: Path | str, branch: str, base: str | None = None, *, reset: bool = False
+) -> Path:
+    """A new worktree at ``path`` on ``branch``: created at ``base`` (default HEAD) when it
+    does not exist, or reset there when ``reset``; an existing branch is checked out as is."""
+    target = Path(path).resolve()
+    if target.exists() and any(target.iterdir()):
+        raise GitError(f"{target}: worktree path exists and is not empty")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if branch_exists(repo, branch) and not reset:
+        _git(repo, "worktree", "add", "--quiet", str(target), branch)
+    else:
+        _git(repo, "worktree", "add", "--quiet", "-B", branch, str(target), base or "HEAD")
+    return target
+
+
+def remove_worktree(
+    repo: Path | str, path: Path | str, *, delete_branch: str | None = None
+) -> None:
+    """Remove a worktree (discarding its changes) and prune; optionally delete its branch."""
+    target = Path(path).resolve()
+    try:
+        _git(repo, "worktree", "remove", "--force", str(target))
+    except GitError:
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+    _git(repo, "worktree", "prune")
+    if delete_branch and branch_exists(repo, delete_branch):
+        _git(repo, "branch", "--quiet", "-D", delete_branch)
+
+
+def is_ancestor(path: Path | str, ancestor: str, descendant: str) -> bool:
+    try:
+        _git(path, "merge-base", "--is-ancestor", ancestor, descendant)
+    except GitError:
+        return False
+    return True
+
+
+def merge(
+    path: Path | str, source: str, target: str | None = None, *, message: str = ""
+) -> MergeResult:
+    """Merge ``source`` into ``target`` (default: the checked-out branch) in the work tree at
+    ``path``: fast-forward when possible, else a merge commit. A conflict aborts the merge and
+    is reported with its files; the tree is never left conflicted."""
+    ensure_clean(path)
+    if target is not None and current_branch(path) != target:
+        _git(path, "checkout", "--quiet", target)
+    before = head_commit(path)
+    source_sha = _git(path, "rev-parse", "--verify", f"{source}^{{commit}}")
+    if is_ancestor(path, source_sha, before):
+        return MergeResult(ok=True, commit=before, message="already up to date")
+    if is_ancestor(path, before, source_sha):
+        _git(path, "merge", "--quiet", "--ff-only", source_sha)
+        return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
+    identity = () if _has_identity(path) else _FALLBACK_IDENTITY
+    msg = message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}"
+    try:
+        _git(path, *identity, "merge", "--quiet", "--no-ff", "--no-edit", "-m", msg, source_sha)
+    except GitError as exc:
+        conflicts = _git(path, "diff", "--name-only", "--diff-filter=U", "-z").split("\0")
+        try:
+            _git(path, "merge", "--abort")
+        except GitError:
+            rollback(path, before)
+        return MergeResult(ok=False, conflicts=tuple(c for c in conflicts if c), message=str(exc))
+    return MergeResult(ok=True, commit=head_commit(path))
