@@ -263,9 +263,45 @@ _M002_CODEBASE_CACHE = (
     _index("codebase_cache", "created_at"),
 )
 
+_M003_USAGE_INGEST = (
+    # ccusage's dedupe needs these to pick the kept line of a duplicated message
+    "ALTER TABLE usage_records ADD COLUMN is_sidechain BOOLEAN",
+    "ALTER TABLE usage_records ADD COLUMN speed VARCHAR",
+    "ALTER TABLE usage_records ADD COLUMN provider VARCHAR",
+    "ALTER TABLE usage_records ADD COLUMN seq BIGINT",
+    "ALTER TABLE usage_records ADD COLUMN imported_at TIMESTAMP",
+    "ALTER TABLE usage_records ADD COLUMN host VARCHAR",
+    "ALTER TABLE prices ADD COLUMN tier_start_tokens BIGINT",
+    "ALTER TABLE prices ADD COLUMN tier_input_per_mtok DOUBLE",
+    "ALTER TABLE prices ADD COLUMN tier_output_per_mtok DOUBLE",
+    "ALTER TABLE prices ADD COLUMN tier_cache_write_per_mtok DOUBLE",
+    "ALTER TABLE prices ADD COLUMN tier_cache_write_1h_per_mtok DOUBLE",
+    "ALTER TABLE prices ADD COLUMN tier_cache_read_per_mtok DOUBLE",
+    "ALTER TABLE usage_snapshots ADD COLUMN kind VARCHAR",
+    "ALTER TABLE usage_snapshots ADD COLUMN phase VARCHAR",
+    "ALTER TABLE usage_snapshots ADD COLUMN error VARCHAR",
+    """CREATE TABLE usage_ingest_files (
+        source VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        size BIGINT NOT NULL,
+        "offset" BIGINT NOT NULL,
+        mtime DOUBLE,
+        head_hash VARCHAR,
+        lines BIGINT NOT NULL DEFAULT 0,
+        malformed BIGINT NOT NULL DEFAULT 0,
+        state JSON,
+        updated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (source, path)
+    )""",
+    _index("usage_records", "message_id"),
+    _index("usage_records", "model"),
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
+    Migration(3, "usage ingest state and dedupe columns", _M003_USAGE_INGEST),
 )
 
 
