@@ -14,6 +14,7 @@ Everything is bounded: at most ``max_files`` paths, line counts only for files u
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import json
 import os
 import re
@@ -324,7 +325,7 @@ def _node_commands(root: Path, top: set[str], commands: dict, keys: list[KeyFile
         kind = next(
             (k for k in ("test", "build", "lint", "typecheck", "dev", "start") if k in name), None
         )
-        if kind:
+        if kind and not name.startswith(("pre", "post")):
             _add(commands, kind, f"{runner} run {name}")
     for field_name in ("main", "module", "bin"):
         value = data.get(field_name)
@@ -374,11 +375,15 @@ def analyze(
 ) -> Summary:
     """Look at the project at ``root``: languages, files, commands, key files, commits."""
     root = Path(root).resolve()
+    if not root.is_dir():
+        from specwright.errors import SpecwrightError
+
+        raise SpecwrightError(f"{root}: not a directory; expected the project's root folder")
     commit = head_commit(root)
     toplevel = _git_toplevel(root)
     is_git = toplevel is not None
     paths = _git_files(root, with_untracked=commit is None, max_files=max_files) if is_git else None
-    if paths is None:
+    if not paths:  # not a repository, or a folder git ignores (e.g. inside .venv): walk it
         is_git = False
         paths = _walk_files(root, max_files)
     truncated = len(paths) > max_files
@@ -414,11 +419,15 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
+_LOW_PRIORITY = {"tests", "test", "docs", "doc", "examples", "vendor", "third_party", "fixtures"}
+_PER_DIR = 40  # entries listed per directory before "… N more"
+
+
 class _Tree:
-    """Directories of a file list, built once; rendered at several depths to fit a budget."""
+    """Directories of a file list, built once, expanded breadth-first while a budget allows."""
 
     def __init__(self, paths: list[str]) -> None:
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # directory -> files below it
         kids: dict[str, set[str]] = {}
         for p in paths:
             parts = p.split("/")
@@ -429,66 +438,63 @@ class _Tree:
                 kids.setdefault("/".join(parts[:i]), set()).add(node)
         # directories first, then files, each alphabetical
         self.kids = {k: sorted(v, key=lambda n: (n not in self.counts, n)) for k, v in kids.items()}
-        self.max_depth = max((p.count("/") + 1 for p in paths), default=0)
 
-    def lines(self, depth: int, per_dir: int, limit: int) -> list[str] | None:
-        """An indented tree; directories at ``depth`` collapse to ``name/ (N files)``.
-        None when it would exceed ``limit`` characters."""
+    def _line(self, node: str, level: int, expanded: set[str]) -> str:
+        name = node.rsplit("/", 1)[-1]
+        if node not in self.counts:
+            return "  " * level + name
+        if node in expanded:
+            return "  " * level + name + "/"
+        return "  " * level + f"{name}/ ({self.counts[node]} files)"
+
+    def _cost(self, parent: str, level: int) -> int:
+        kids = self.kids.get(parent, [])
+        cost = sum(len(self._line(k, level, set())) + 1 for k in kids[:_PER_DIR])
+        return cost + (20 if len(kids) > _PER_DIR else 0)
+
+    @staticmethod
+    def _key(level: int, node: str) -> tuple[bool, int, str]:
+        # source before tests/docs/examples, shallow before deep, then alphabetical
+        return (bool(_LOW_PRIORITY & set(node.split("/"))), level, node)
+
+    def render(self, budget_chars: int) -> str:
+        """Expand directories (source first, shallow first) while the text fits."""
+        expanded = {""}
+        used = self._cost("", 0)
+        heap = [self._key(1, k) for k in self.kids[""][:_PER_DIR] if k in self.counts]
+        heapq.heapify(heap)
+        while heap:
+            _, level, node = heapq.heappop(heap)
+            cost = self._cost(node, level) - len(f" ({self.counts[node]} files)")
+            if used + cost > budget_chars:
+                continue
+            used += cost
+            expanded.add(node)
+            for k in self.kids[node][:_PER_DIR]:
+                if k in self.counts:
+                    heapq.heappush(heap, self._key(level + 1, k))
         out: list[str] = []
-        size = 0
 
-        def emit(parent: str, level: int) -> bool:
-            nonlocal size
+        def emit(parent: str, level: int) -> None:
             kids = self.kids.get(parent, [])
-            for n, node in enumerate(kids):
-                pad = "  " * level
-                if n >= per_dir:
-                    line = f"{pad}… {len(kids) - per_dir} more"
-                else:
-                    name = node.rsplit("/", 1)[-1]
-                    if node not in self.counts:
-                        line = pad + name
-                    elif level + 1 >= depth:
-                        line = f"{pad}{name}/ ({self.counts[node]} files)"
-                    else:
-                        line = f"{pad}{name}/"
-                out.append(line)
-                size += len(line) + 1
-                if size > limit:
-                    return False
-                if n >= per_dir:
-                    break
-                if node in self.counts and level + 1 < depth and not emit(node, level + 1):
-                    return False
-            return True
+            for node in kids[:_PER_DIR]:
+                out.append(self._line(node, level, expanded))
+                if node in expanded:
+                    emit(node, level + 1)
+            if len(kids) > _PER_DIR:
+                out.append("  " * level + f"… {len(kids) - _PER_DIR} more")
 
-        return out if emit("", 0) else None
+        emit("", 0)
+        text = "\n".join(out)
+        if len(text) > budget_chars:  # even the top level is too long: cut it
+            text = text[:budget_chars].rsplit("\n", 1)[0] + "\n…"
+        return text
 
 
 def _render_tree(paths: list[str], budget_chars: int) -> str:
-    if budget_chars <= 0 or not paths:
+    if budget_chars <= 20 or not paths:
         return ""
-    tree = _Tree(paths)
-    best: list[str] | None = None
-    for depth in range(1, min(tree.max_depth, 10) + 1):
-        found = None
-        for per_dir in (50, 25, 12):
-            found = tree.lines(depth, per_dir, budget_chars)
-            if found is not None:
-                break
-        if found is None:
-            break
-        best = found
-    if best is None:  # even the top level is too long: cut it
-        partial: list[str] = []
-        size = 0
-        for line in tree.lines(1, 12, 10**9) or []:
-            if size + len(line) + 1 > budget_chars:
-                break
-            partial.append(line)
-            size += len(line) + 1
-        best = partial
-    return "\n".join(best)
+    return _Tree(paths).render(budget_chars)
 
 
 def render(summary: Summary, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> str:

@@ -1,0 +1,183 @@
+"""Codebase context: real git repositories and folders in tmp dirs, a real store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from specwright import codebase
+from specwright.errors import SpecwrightError
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+PROJECT = {
+    "README.md": "# Widget\n\nMakes widgets.\n",
+    ".gitignore": "secret/\n*.log\n",
+    "pyproject.toml": (
+        '[project]\nname = "widget"\n[project.scripts]\nwidget = "widget.cli:main"\n'
+        "[tool.ruff]\nline-length = 100\n[tool.mypy]\n"
+    ),
+    "package.json": json.dumps(
+        {"scripts": {"build": "tsc", "test": "vitest", "pretest": "x"}, "main": "dist/index.js"}
+    ),
+    "Makefile": "all: build\n\nbuild:\n\tgo build\n\ntest-unit:\n\tpytest\nX := 1\n",
+    "Cargo.toml": '[package]\nname = "w"\n',
+    "go.mod": "module example.com/widget\n\ngo 1.22\n",
+    "widget/__init__.py": "",
+    "widget/cli.py": "def main():\n    pass\n\n\nmain()\n",
+    "widget/__main__.py": "from widget.cli import main\nmain()",
+    "web/index.ts": "export const x = 1;\nexport const y = 2;\n",
+    "tests/test_cli.py": "def test_x():\n    assert True\n",
+    "secret/keys.py": "KEY = 1\n",
+    "debug.log": "noise\n",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "widget"
+    root.mkdir()
+    write(root, PROJECT)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first commit")
+    git(root, "commit", "-q", "--allow-empty", "-m", "second commit")
+    return root
+
+
+def test_analyze_git_repo(project: Path) -> None:
+    s = codebase.analyze(project)
+    assert s.is_git and s.commit == git(project, "rev-parse", "HEAD")
+    assert "secret/keys.py" not in s.paths and "debug.log" not in s.paths  # .gitignore'd
+    assert "widget/cli.py" in s.paths and s.paths == sorted(s.paths)
+    langs = {lang.name: lang for lang in s.languages}
+    assert langs["Python"].files == 4 and langs["Python"].lines == 2 + 5 + 2
+    assert langs["TypeScript"].lines == 2
+    assert s.commands["test"] == ["pytest", "npm run test", "cargo test", "go test ./...", "make test-unit"]  # fmt: skip
+    assert "npm run pretest" not in s.commands["test"]
+    assert "make build" in s.commands["build"] and "make all" in s.commands["build"]
+    assert s.commands["lint"][0] == "ruff check ." and s.commands["typecheck"] == ["mypy"]
+    why = {(k.path, k.why) for k in s.key_files}
+    assert ("widget/__main__.py", "entry point") in why
+    assert ("pyproject.toml", "console script `widget` -> widget.cli:main") in why
+    assert ("go.mod", "module example.com/widget") in why
+    assert ("package.json", "main: dist/index.js") in why
+    readme = next(k for k in s.key_files if k.path == "README.md")
+    assert "Makes widgets." in readme.excerpt
+    assert [c.split(" ", 2)[2] for c in s.commits] == ["second commit", "first commit"]
+
+
+def test_folder_without_git_honours_gitignore(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    write(root, {**PROJECT, "node_modules/dep/index.js": "x\n", "build/out.py": "x\n"})
+    s = codebase.analyze(root)
+    assert not s.is_git and s.commit is None and s.commits == []
+    assert "secret/keys.py" not in s.paths and "debug.log" not in s.paths
+    assert not any(p.startswith(("node_modules/", "build/")) for p in s.paths)
+    assert "widget/cli.py" in s.paths
+
+
+def test_repo_without_commits_lists_untracked_files(tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    write(root, {"a.py": "x = 1\n", ".gitignore": "b.py\n", "b.py": "y\n"})
+    git(root, "init", "-q")
+    s = codebase.analyze(root)
+    assert s.is_git and s.commit is None and s.paths == [".gitignore", "a.py"]
+
+
+def test_max_files_bounds_the_listing(project: Path) -> None:
+    s = codebase.analyze(project, max_files=3)
+    assert s.total_files == 3 and s.truncated_files
+    assert "3+ files" in codebase.render(s)
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(SpecwrightError, match="not a directory"):
+        codebase.analyze(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("budget", [64, 200, 1000, 6000])
+def test_render_fits_budget_and_is_deterministic(tmp_path: Path, budget: int) -> None:
+    root = tmp_path / "big"
+    write(root, {f"pkg{i % 9}/sub{i % 4}/m{i}.py": "x = 1\n" * (i % 5) for i in range(600)})
+    write(root, {"README.md": "# Big\n" + "words " * 2000, "tests/test_a.py": "pass\n"})
+    s = codebase.analyze(root)
+    text = codebase.render(s, budget)
+    assert codebase.estimate_tokens(text) <= budget + 1
+    assert text == codebase.render(codebase.analyze(root), budget)
+    assert text.startswith("# Codebase: big")
+    if budget >= 1000:
+        assert "## Files" in text and "pkg0/" in text
+
+
+def test_tree_collapses_deep_directories() -> None:
+    paths = [f"src/a/b/c/f{i}.py" for i in range(100)] + ["README.md"]
+    assert codebase._render_tree(paths, 30) == "src/ (100 files)\nREADME.md"
+    assert codebase._render_tree(paths, 60).endswith("      c/ (100 files)\nREADME.md")
+    full = codebase._render_tree(paths, 10_000)
+    assert "f99.py" not in full  # 40 per directory, then a count
+    assert "… 60 more" in full and "c/" in full
+
+
+def test_tree_expands_source_before_tests() -> None:
+    paths = [f"src/m{i}.py" for i in range(5)] + [f"tests/t{i}.py" for i in range(5)]
+    text = codebase._render_tree(paths, 70)
+    assert "src/\n  m0.py" in text and "tests/ (5 files)" in text
+
+
+def test_context_is_cached_by_commit(project: Path, store) -> None:  # type: ignore[no-untyped-def]
+    first = codebase.context(project, store, budget_tokens=2000)
+    rows = store.query_dicts("SELECT * FROM codebase_cache")
+    assert len(rows) == 1 and rows[0]["commit_sha"] == git(project, "rev-parse", "HEAD")
+    assert rows[0]["rendered"] == first
+    assert json.loads(rows[0]["stats"])["total_files"] == 12
+    # a hit comes from the store, not a new analysis: prove it by changing the stored text
+    store.write([store.op_sql("UPDATE codebase_cache SET rendered = 'from cache'")], None)
+    assert codebase.context(project, store, budget_tokens=2000) == "from cache"
+    # another budget is another entry; a new commit is another entry
+    assert codebase.context(project, store, budget_tokens=500) != "from cache"
+    write(project, {"widget/new.py": "z = 3\n"})
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "third")
+    fresh = codebase.context(project, store, budget_tokens=2000)
+    assert "third" in fresh and "new.py" in fresh
+    assert store.query("SELECT count(*) FROM codebase_cache")[0][0] == 3
+
+
+def test_context_without_store_or_commit(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "p"
+    write(root, {"main.go": "package main\n"})
+    text = codebase.context(root, store)
+    assert "main.go" in text and "Go: 1 files" in text
+    assert store.query("SELECT count(*) FROM codebase_cache")[0][0] == 0
+    assert codebase.context(root) == text
+
+
+def test_bench_quick_runs() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_codebase", Path(__file__).resolve().parent.parent / "bench" / "codebase.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.run(quick=True)
+    names = {r["name"] for r in rows}
+    assert {"analyze", "render_6k_tokens", "context_cache_miss", "context_cache_hit"} <= names
+    assert all(r["files"] == 2002 for r in rows)
