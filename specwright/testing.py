@@ -128,6 +128,12 @@ class Request:
         return value if isinstance(value, str) else None
 
     @property
+    def api_key(self) -> str | None:
+        """The key the client sent (``x-api-key`` or ``Authorization: Bearer``)."""
+        keys = _keys(self)
+        return keys[0] if keys else None
+
+    @property
     def stream(self) -> bool:
         """True when the client asked for a streamed answer."""
         return bool(self.json.get("stream"))
@@ -1057,12 +1063,12 @@ def _classify(method: str, path: str) -> str:
     return "other"
 
 
-def _keys(req: Request) -> set[str]:
-    keys = {req.headers.get("x-api-key", "")}
+def _keys(req: Request) -> list[str]:
+    keys = [req.headers.get("x-api-key", "")]
     auth = req.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        keys.add(auth[7:].strip())
-    return keys - {""}
+        keys.append(auth[7:].strip())
+    return [k for k in keys if k]
 
 
 def _validate(req: Request) -> str | None:
