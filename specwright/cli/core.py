@@ -87,6 +87,8 @@ def register(sub: Any) -> None:
     db.add_parser("migrate", help="apply pending schema migrations").set_defaults(
         handler=cmd_db_migrate
     )
+    p = db.add_parser("schema", help="print the schema as markdown (docs/schema.md)")
+    p.set_defaults(handler=cmd_db_schema)
     p = db.add_parser("rebuild", help="rebuild the database from the journals")
     p.add_argument(
         "--output",
@@ -128,9 +130,23 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
             "database": str(ctx.db_path),
             "schema_version": ctx.store.schema_version(),
             "migrations_applied": applied,
+            ".gitignore": "data/ added" if ignored else "unchanged",
         }
     )
     return 0
+
+
+def _ignore_data_dir(root: Path) -> bool:
+    """Keep the database and journals out of git (rollbacks never touch ignored files)."""
+    gitignore = root / ".gitignore"
+    lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    if any(line.strip() in ("data/", "/data/", "data", "/data") for line in lines):
+        return False
+    with gitignore.open("a", encoding="utf-8") as fh:
+        if lines and lines[-1].strip():
+            fh.write("\n")
+        fh.write("# Specwright's database and journals\ndata/\n")
+    return True
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
@@ -322,6 +338,13 @@ def cmd_db_migrate(args: argparse.Namespace, ctx: Context) -> int:
             "schema_version": ctx.store.schema_version(),
         }
     )
+    return 0
+
+
+def cmd_db_schema(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.schemadoc import generate
+
+    print(generate(), end="")
     return 0
 
 

@@ -1,0 +1,136 @@
+"""The foundation CLI: init, spec/chunk CRUD, status, config show; bad input exits 2 in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_specwright
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
+    root = tmp_path / "proj"
+    root.mkdir()
+    result = cli("-C", str(root), "init")
+    assert result.code == 0, result.err
+    return root
+
+
+def test_init_creates_config_database_and_gitignore(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    assert (project / ".handoff" / "config.yaml").exists()
+    assert "data/" in (project / ".gitignore").read_text()
+    again = cli("-C", str(project), "--json", "init")
+    assert again.code == 0
+    assert json.loads(again.out)["config"].endswith("(kept)")
+
+
+def test_spec_and_chunk_round_trip(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("-C", str(project), "spec", "new", "Add login", "--body", "Users log in.").code == 0
+    assert cli("-C", str(project), "chunk", "add", "add-login", "Model", "--file", "m.py").code == 0
+    r = cli(
+        "-C",
+        str(project),
+        "chunk",
+        "add",
+        "add-login",
+        "API",
+        "--depends-on",
+        "1",
+        "--accept",
+        "pytest passes",
+    )
+    assert r.code == 0, r.err
+    shown = json.loads(cli("-C", str(project), "--json", "spec", "show", "add-login").out)
+    assert shown["body"] == "Users log in."
+    assert [c["title"] for c in shown["chunks"]] == ["Model", "API"]
+    assert shown["chunks"][1]["depends_on"] == [shown["chunks"][0]["id"]]
+    table = cli("-C", str(project), "chunk", "list", "add-login").out
+    assert "Model" in table and "API" in table
+    status = cli("-C", str(project), "status").out
+    assert "add-login" in status and "pending:2" in status
+    listed = json.loads(cli("-C", str(project), "--json", "spec", "list").out)
+    assert [s["slug"] for s in listed] == ["add-login"]
+    projects = json.loads(cli("-C", str(project), "--json", "project", "list").out)
+    assert projects[0]["root"] == str(project)
+    assert cli("-C", str(project), "spec", "delete", "add-login").code == 0
+    assert json.loads(cli("-C", str(project), "--json", "spec", "list").out) == []
+
+
+def test_config_show(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = cli("-C", str(project), "config", "show").out
+    assert "maxIterations: 3" in out and "claude-code" in out
+    data = json.loads(cli("-C", str(project), "--json", "config", "show").out)
+    assert data["defaults"]["executor"] == "claude-code"
+
+
+BAD_INPUTS = [
+    (["spec", "show", "nope"], "spec 'nope': no such spec"),
+    (["chunk", "add", "nope", "T"], "spec 'nope': no such spec"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["spec", "new"], "the following arguments are required: title"),
+    (["spec", "new", "   "], "spec title: expected a non-empty title"),
+    (
+        ["spec", "new", "X", "--body-file", "/nonexistent/spec.md"],
+        "--body-file /nonexistent/spec.md: cannot read",
+    ),
+    (["spec", "new", "X", "--budget", "lots"], "argument --budget: invalid float value: 'lots'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_cli_input_is_one_line_exit_2(
+    project: Path, cli, args: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    result = cli("-C", str(project), *args)
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    cli("-C", str(project), "spec", "new", "S")
+    result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")
+    assert result.code == 2 and "chunk '9': no such chunk" in result.err
+
+
+def test_bad_config_file_is_reported_by_cli(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (project / ".handoff" / "config.yaml").write_text("defaults:\n  reviewer: ghost\n")
+    result = cli("-C", str(project), "config", "show")
+    assert result.code == 2
+    assert "config.yaml:2: defaults.reviewer: unknown reviewer 'ghost'" in result.err
+
+
+def test_delete_with_history_needs_force(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from specwright import catalog
+    from specwright.model import new_id, utcnow
+    from specwright.store import Store, resolve_db_path
+
+    cli("-C", str(project), "spec", "new", "S")
+    store = Store(resolve_db_path(project))
+    spec = catalog.get_spec(store, "s")
+    store.insert(
+        "runs",
+        {
+            "id": new_id(),
+            "spec_id": spec.id,
+            "kind": "spec",
+            "status": "failed",
+            "started_at": utcnow(),
+        },
+    )
+    refused = cli("-C", str(project), "spec", "delete", "s")
+    assert refused.code == 2 and "use --force" in refused.err
+    forced = cli("-C", str(project), "spec", "delete", "s", "--force")
+    assert forced.code == 0 and "1 runs" in forced.out
+
+
+def test_console_script_runs_in_a_subprocess(project: Path) -> None:
+    proc = run_specwright("-C", str(project), "--json", "status")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["project"] == "proj"
+    bad = run_specwright("-C", str(project), "spec", "show", "missing")
+    assert bad.returncode == 2 and bad.stderr.startswith("specwright: error: spec 'missing'")

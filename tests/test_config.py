@@ -1,0 +1,156 @@
+"""`.handoff/config.yaml`: defaults, substitution, and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specwright.config import Config, load, load_text
+from specwright.errors import ConfigError
+
+GOOD = """\
+tools:
+  executors:
+    glm:
+      type: opencode
+      url: ${OPENCODE_URL:-http://localhost:4096}
+      provider: zai
+      model: glm-4.7
+    claude:
+      type: claude-code
+      model: ${CLAUDE_MODEL:-claude-sonnet-4-5}
+      max_turns: 30
+  planners:
+    opus:
+      type: anthropic
+      model: claude-opus-4-5
+  reviewers:
+    strict:
+      type: llm
+      planner: opus
+defaults:
+  executor: glm
+  planner: opus
+  reviewer: strict
+  maxIterations: 5
+  budget_usd: 12.5
+  rollback: keep
+  parallel: 2
+verify:
+  - name: tests
+    command: pytest -q
+    timeout_s: 300
+rules:
+  - Keep functions small.
+prices:
+  glm-4.7:
+    input: 0.6
+    output: 2.2
+    cache_read: 0.11
+"""
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    config = load(tmp_path)
+    assert config.source is None
+    assert config.defaults.max_iterations == 3
+    assert config.executor().type == "claude-code"
+    assert config.reviewer().type == "checks"
+    assert "scripted" in config.executors
+
+
+def test_full_file_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAUDE_MODEL", "claude-haiku-4-5")
+    config = load_text(GOOD, "cfg.yaml")
+    assert config.executor().url == "http://localhost:4096"
+    assert config.executor("claude").model == "claude-haiku-4-5"
+    assert config.defaults.max_iterations == 5 and config.defaults.rollback == "keep"
+    assert config.defaults.budget_usd == 12.5 and config.defaults.parallel == 2
+    assert config.verify[0].timeout_s == 300.0
+    assert config.rules == ("Keep functions small.",)
+    assert config.prices["glm-4.7"].cache_read == 0.11
+    assert config.reviewer().planner == "opus"
+    # built-ins stay available
+    assert config.executors["scripted"].type == "scripted" and "checks" in config.reviewers
+
+
+def test_env_var_overrides_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENCODE_URL", "http://127.0.0.1:5000")
+    assert load_text(GOOD, "cfg.yaml").executor("glm").url == "http://127.0.0.1:5000"
+
+
+def test_loads_from_project_dir(tmp_path: Path) -> None:
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(GOOD)
+    assert load(tmp_path).source == str(tmp_path / ".handoff" / "config.yaml")
+
+
+BAD = [
+    ("tools:\n  executors:\n    a: [\n", r"cfg.yaml:4: invalid YAML"),
+    ("tool: {}\n", r"cfg.yaml:1: tool: unknown key; expected one of tools, defaults"),
+    (
+        "tools:\n  executors:\n    x:\n      type: scripted\n      modle: m\n",
+        r"cfg.yaml:5: tools.executors.x.modle: unknown key; expected one of .*model",
+    ),
+    (
+        "tools:\n  executors:\n    x:\n      type: gpt-agent\n",
+        r"cfg.yaml:4: tools.executors.x.type: expected one of claude-code, opencode, command, scripted, got 'gpt-agent'",
+    ),
+    (
+        "tools:\n  executors:\n    x:\n      model: m\n",
+        r"cfg.yaml:3: tools.executors.x.type: missing",
+    ),
+    (
+        "tools:\n  executors:\n    x:\n      type: scripted\ndefaults:\n  executor: y\n",
+        r"cfg.yaml:6: defaults.executor: unknown executor 'y'; expected one of scripted, x",
+    ),
+    (
+        "defaults:\n  maxIterations: three\n",
+        r"cfg.yaml:2: defaults.maxIterations: expected an integer, got 'three'",
+    ),
+    ("defaults:\n  maxIterations: 0\n", r"defaults.maxIterations: expected an integer >= 1, got 0"),
+    (
+        "defaults:\n  rollback: maybe\n",
+        r"cfg.yaml:2: defaults.rollback: expected one of rollback, keep, got 'maybe'",
+    ),
+    ("verify:\n  - name: tests\n", r"cfg.yaml:2: verify\[0\].command: missing"),
+    (
+        "verify:\n  - name: t\n    command: pytest\n    timeout_s: soon\n",
+        r"cfg.yaml:4: verify\[0\].timeout_s: expected a number, got 'soon'",
+    ),
+    ("verify: pytest\n", r"cfg.yaml:1: verify: expected a list of steps"),
+    (
+        "tools:\n  executors:\n    x:\n      type: opencode\n      url: ${NO_SUCH_VAR}\n",
+        r"cfg.yaml:5: tools.executors.x.url: environment variable NO_SUCH_VAR is not set",
+    ),
+    (
+        "prices:\n  glm-4.7:\n    input: 0.6\n",
+        r"cfg.yaml:2: prices.glm-4.7: expected a mapping with at least input and output",
+    ),
+    ("rules: {a: 1}\n", r"cfg.yaml:1: rules: expected a list of strings"),
+    (
+        "tools:\n  reviewers:\n    r:\n      type: llm\n      planner: ghost\n",
+        r"tools.reviewers.r.planner: unknown planner 'ghost'",
+    ),
+    ("- just\n- a list\n", r"expected a mapping"),
+    ("defaults:\n  executor: a\n  executor: b\n", r"cfg.yaml:3: defaults.executor: duplicate key"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD, ids=[m[:40] for _, m in BAD])
+def test_bad_config_names_file_line_and_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_text(text, "cfg.yaml")
+
+
+def test_unknown_executor_at_use_time() -> None:
+    with pytest.raises(ConfigError, match="executor 'nope': not configured; expected one of"):
+        Config.default().executor("nope")
+
+
+def test_unreadable_file_is_clear(tmp_path: Path) -> None:
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="config.yaml: cannot read"):
+        load(tmp_path)
