@@ -1,0 +1,721 @@
+"""The Ralph loop for one chunk: execute -> verify -> review -> SHIP (commit) | retry.
+
+``run_chunk`` takes one chunk through up to ``maxIterations`` attempts in a git work tree (the
+project root on the spec's branch, or a worktree run-all made). Before the first attempt it
+refuses a dirty tree, records the base commit and runs the verification baseline. Every attempt
+is recorded: the agent's execution and events, one ``verifications`` row per step, a ``reviews``
+row. A shipped attempt is committed with a ``Specwright-Chunk`` trailer; any other ends rolled
+back (policy ``rollback``) or kept for the next attempt (``keep``). The loop stops on the first of:
+SHIP, BLOCKED, max iterations, budget, wall time, no progress, cancel (an Event or Ctrl-C: the
+agent's process group is killed), agent errors after retries, rate-limit waits beyond their
+allowance. Leaving is a ``LoopExit`` carrying the reason; the run and chunk rows are written in
+``finally``, so a crash never leaves a row ``running``, and an unshipped run always ends with the
+tree back at its base commit (the last attempt's diff is saved beside the database first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright import gitops
+from specwright.errors import LoopExit, SpecwrightError
+from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
+
+if TYPE_CHECKING:
+    from specwright.agents.base import Executor, Outcome
+    from specwright.config import Config
+    from specwright.model import Spec
+    from specwright.review import Reviewer
+    from specwright.store import Store
+    from specwright.verify import Assessment, StepResult
+
+log = logging.getLogger(__name__)
+
+MAX_SUMMARY_CHARS = 2000
+MAX_PATCH_BYTES = 2 * 1024 * 1024
+_EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A live update for UIs: ``kind`` is run | baseline | iteration | event | verify | review |
+    pause | commit | rollback | done; ``data`` carries the event, step result or review."""
+
+    kind: str
+    run_id: str
+    chunk_id: str
+    iteration: int
+    message: str
+    data: Any = None
+
+
+ProgressSink = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """How a chunk run ended."""
+
+    run_id: str
+    chunk_id: str
+    status: str  # shipped | failed | blocked | cancelled
+    reason: str
+    iterations: int
+    verdict: str | None = None
+    branch: str | None = None
+    base_commit: str | None = None
+    head_commit: str | None = None
+    commit: str | None = None  # the shipped commit
+    cost_usd: float = 0.0
+    summary: str | None = None
+
+    @property
+    def shipped(self) -> bool:
+        return self.status == "shipped"
+
+
+@dataclass
+class _Feedback:
+    review: Review
+    failed: list[Assessment]
+
+
+# --- prompts --------------------------------------------------------------------------------
+
+
+def build_prompt(
+    chunk: Chunk, spec: Spec | None, deps: list[Chunk], feedback: _Feedback | None, iteration: int
+) -> str:
+    """The agent's prompt for one attempt: chunk text, dependency summaries, last feedback."""
+    from specwright.prompts import clip
+    from specwright.review import _tail
+
+    parts = []
+    if spec is not None:
+        parts.append(f"You are implementing one chunk of the spec {spec.title!r}.")
+    parts.append(f"# Chunk {chunk.position}: {chunk.title}\n\n{chunk.prompt.strip()}")
+    if chunk.acceptance:
+        parts.append("## Acceptance criteria\n" + "\n".join(f"- {a}" for a in chunk.acceptance))
+    if chunk.files:
+        parts.append("## Files to change\n" + "\n".join(f"- {f}" for f in chunk.files))
+    if deps:
+        lines = [
+            f"- {d.title} [{d.status}]: {clip((d.summary or '(no summary)').strip(), 1500)}"
+            for d in deps
+        ]
+        parts.append("## Already done (chunks this one builds on)\n" + "\n".join(lines))
+    if feedback is not None:
+        fb = [f"## Attempt {iteration - 1} was not accepted; fix these problems"]
+        if feedback.review.summary:
+            fb.append(f"Review: {feedback.review.summary}")
+        for f in feedback.review.findings:
+            if f.check.startswith("verify:"):
+                continue  # shown below with the full output tail
+            where = f" ({f.file}{':' + str(f.line) if f.line else ''})" if f.file else ""
+            fb.append(f"- [{f.severity}] {f.check}{where}: {f.message}")
+        for a in feedback.failed:
+            v = a.result.verification
+            fb.append(f"### Verification `{a.name}` ({v.command}): {a.reason}")
+            if v.output_tail.strip():
+                fb.append(f"```\n{_tail(v.output_tail, 3000)}\n```")
+        parts.append("\n".join(fb))
+    parts.append(
+        "Make the change in this repository's work tree. Do not commit; Specwright verifies, "
+        "reviews and commits. Do not delete or skip existing tests."
+    )
+    return "\n\n".join(parts)
+
+
+def system_prompt(rules: tuple[str, ...]) -> str:
+    """Project rules from config, appended to the agent's system prompt."""
+    if not rules:
+        return ""
+    return "Project rules:\n" + "\n".join(f"- {r}" for r in rules)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def run_chunk(
+    store: Store,
+    config: Config,
+    project_root: Path | str,
+    chunk: Chunk,
+    *,
+    workdir: Path | str | None = None,
+    executor: Executor | None = None,
+    reviewer: Reviewer | None = None,
+    max_iterations: int | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: ProgressSink | None = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    group_id: str | None = None,
+    rollback_policy: str | None = None,
+    wall_time_s: float | None = None,
+    baseline: bool = True,
+    agent_retries: int = 1,
+    max_rate_limit_wait_s: float = 900.0,
+    heartbeat_s: float = 10.0,
+) -> ChunkResult:
+    """Take ``chunk`` through the loop and return how it ended.
+
+    ``workdir`` None: the project root, switched to the spec's branch ``specwright/<slug>``;
+    given (a worktree): used on whatever branch it has. ``cancel`` stops the run at once (the
+    agent is killed); Ctrl-C does the same. Raises only for problems found before the run
+    starts (dirty tree, not a repository, unknown executor); everything after is in the result
+    and the store."""
+    opts = _Options(
+        workdir=Path(workdir) if workdir else None,
+        max_iterations=int(max_iterations or config.defaults.max_iterations),
+        cancel=cancel or threading.Event(),
+        on_progress=on_progress,
+        run_id=run_id or new_id(),
+        parent_run_id=parent_run_id,
+        group_id=group_id,
+        rollback_policy=rollback_policy or config.defaults.rollback,
+        wall_time_s=wall_time_s if wall_time_s is not None else config.defaults.wall_time_s,
+        baseline=baseline,
+        agent_retries=agent_retries,
+        max_rate_limit_wait_s=max_rate_limit_wait_s,
+        heartbeat_s=heartbeat_s,
+    )
+    run = _ChunkRun(store, config, Path(project_root), chunk, executor, reviewer, opts)
+    return run.run()
+
+
+class _Observed:
+    """Wraps an executor to show its events to the loop as they stream."""
+
+    def __init__(self, inner: Executor, observe: Callable[[AgentEvent], None]) -> None:
+        self.inner, self.observe = inner, observe
+        self.name, self.backend = inner.name, inner.backend
+
+    def execute(self, task: Any, on_event: Callable[[AgentEvent], None], cancel: Any) -> Outcome:
+        def both(event: AgentEvent) -> None:
+            on_event(event)
+            self.observe(event)
+
+        return self.inner.execute(task, both, cancel)
+
+
+@dataclass
+class _Options:
+    workdir: Path | None
+    max_iterations: int
+    cancel: threading.Event
+    on_progress: ProgressSink | None
+    run_id: str
+    parent_run_id: str | None
+    group_id: str | None
+    rollback_policy: str
+    wall_time_s: float | None
+    baseline: bool
+    agent_retries: int
+    max_rate_limit_wait_s: float
+    heartbeat_s: float
+
+
+class _ChunkRun:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        root: Path,
+        chunk: Chunk,
+        executor: Executor | None,
+        reviewer: Reviewer | None,
+        opts: _Options,
+    ) -> None:
+        from specwright.catalog import get_spec
+
+        self.store, self.config, self.root, self.chunk = store, config, root, chunk
+        self.opts = opts
+        self.run_id, self.cancel = opts.run_id, opts.cancel
+        self.max_iterations = opts.max_iterations
+        self.wall_time_s = opts.wall_time_s
+        self.rollback_policy = opts.rollback_policy
+        if self.rollback_policy not in ("rollback", "keep"):
+            raise SpecwrightError(
+                f"rollback policy {self.rollback_policy!r}: expected rollback or keep"
+            )
+        if self.max_iterations < 1:
+            raise SpecwrightError(f"max iterations: expected >= 1, got {self.max_iterations}")
+        self.spec = get_spec(store, chunk.spec_id)
+        if executor is None:
+            from specwright.agents.base import make_executor
+
+            executor = make_executor(config.executor())
+        if reviewer is None:
+            from specwright.review import make_reviewer
+
+            reviewer = make_reviewer(config, None, store)
+        self.executor: Executor = executor
+        self.reviewer: Reviewer = reviewer
+        self.workdir: Path = opts.workdir or root
+        self.branch: str | None = None
+        self.base = ""
+        self.iteration = 0
+        self.verdict: str | None = None
+        self.commit: str | None = None
+        self.summary: str | None = None
+        self.attempt_cost = 0.0
+        self.paused_s = 0.0
+        self.wall_hit = False
+        self.started = time.monotonic()
+        self.baseline_results: list[StepResult] | None = None
+        self._stop_heartbeat = threading.Event()
+
+    # --- progress and persistence -----------------------------------------------------------
+
+    def progress(self, kind: str, message: str, data: Any = None) -> None:
+        if self.opts.on_progress is None:
+            return
+        try:
+            self.opts.on_progress(
+                Progress(kind, self.run_id, self.chunk.id, self.iteration, message, data)
+            )
+        except Exception as exc:  # a broken UI must not break the run
+            log.warning("on_progress callback failed: %s", exc)
+
+    def _heartbeat(self) -> None:
+        while not self._stop_heartbeat.wait(self.opts.heartbeat_s):
+            try:
+                self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
+            except Exception as exc:
+                log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
+
+    def _start_rows(self) -> None:
+        from specwright.store import Store
+
+        now = utcnow()
+        row = {
+            "id": self.run_id,
+            "spec_id": self.spec.id,
+            "chunk_id": self.chunk.id,
+            "kind": "chunk",
+            "status": "running",
+            "executor": self.executor.name,
+            "reviewer": self.reviewer.name,
+            "parent_run_id": self.opts.parent_run_id,
+            "group_id": self.opts.group_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "branch": self.branch,
+            "base_commit": self.base,
+            "iterations": 0,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        exists = self.store.query("SELECT count(*) FROM runs WHERE id = ?", [self.run_id])[0][0]
+        run_op = (
+            Store.op_update(
+                "runs", {"id": self.run_id}, {k: v for k, v in row.items() if k != "id"}
+            )
+            if exists
+            else Store.op_insert("runs", row)
+        )
+        chunk_op = Store.op_update(
+            "chunks", {"id": self.chunk.id}, {"status": "running", "updated_at": now}
+        )
+        self.store.write([run_op, chunk_op])
+
+    def _cost(self, column: str, value: str) -> float:
+        rows = self.store.query(
+            f"SELECT coalesce(sum(cost_usd), 0) FROM executions WHERE {column} = ?", [value]
+        )
+        return float(rows[0][0] or 0.0)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> ChunkResult:
+        self._prepare()
+        self._start_rows()
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
+        self.started = time.monotonic()
+        status, reason = "failed", "crash"
+        self.progress("run", f"run {self.run_id[:8]} on {self.branch or 'detached HEAD'}")
+        try:
+            self._baseline()
+            feedback: _Feedback | None = None
+            last_signature: tuple[Any, ...] | None = None
+            review_errors = 0
+            while True:
+                self.iteration += 1
+                if self.iteration > self.max_iterations:
+                    raise LoopExit("max_iterations", f"not shipped after {self.max_iterations}")
+                self._check_limits()
+                review, assessments, signature = self._attempt(feedback)
+                if review.verdict == "SHIP":
+                    status, reason = "shipped", "shipped"
+                    break
+                if review.verdict == "BLOCKED":
+                    raise LoopExit("blocked", review.summary or "the reviewer said BLOCKED")
+                review_errors = review_errors + 1 if review.error else 0
+                if review_errors >= 2:
+                    raise LoopExit("review_error", review.error or "")
+                if self.iteration >= self.max_iterations:
+                    raise LoopExit("max_iterations", f"not shipped after {self.max_iterations}")
+                if signature == last_signature:
+                    raise LoopExit("no_progress", "same failing checks and same diff as before")
+                last_signature = signature
+                feedback = _Feedback(review, [a for a in assessments if not a.ok])
+                if self.rollback_policy == "rollback":
+                    self._rollback("revise")
+        except LoopExit as exc:
+            status = _EXIT_STATUS.get(exc.reason, "failed")
+            reason = str(exc)
+        except KeyboardInterrupt:
+            self.cancel.set()
+            status, reason = "cancelled", "cancelled: interrupted (Ctrl-C)"
+        except BaseException as exc:
+            status, reason = "failed", f"crash: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._stop_heartbeat.set()
+            self._finish(status, reason)
+        return self.result
+
+    def _prepare(self) -> None:
+        workdir = self.workdir
+        gitops.root_of(workdir)
+        gitops.ensure_outside_or_ignored(workdir, [self.store.path, self.store.journal.root])
+        gitops.ensure_clean(workdir)
+        if self.opts.workdir is None:
+            self.branch = gitops.spec_branch(self.spec.slug)
+            gitops.ensure_branch(workdir, self.branch)
+        else:
+            self.branch = gitops.current_branch(workdir)
+        self.base = gitops.head_commit(workdir)
+
+    def _baseline(self) -> None:
+        from specwright import verify
+
+        if not self.config.verify or not self.opts.baseline:
+            return
+        self.progress("baseline", f"baseline: {len(self.config.verify)} step(s) on the base commit")
+        results = verify.run_steps(
+            self.config.verify,
+            self.workdir,
+            cancel=self.cancel,
+            is_baseline=True,
+            on_result=lambda r: self.progress("verify", _verify_line(r, baseline=True), r),
+        )
+        verify.record(self.store, results, run_id=self.run_id, chunk_id=self.chunk.id, iteration=0)
+        if self.cancel.is_set():
+            raise LoopExit("cancelled", "during the baseline")
+        self.baseline_results = results
+
+    def _check_limits(self) -> None:
+        if self.cancel.is_set():
+            raise LoopExit("cancelled", "cancel requested")
+        if self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s:
+            raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
+        d = self.config.defaults.budget_usd
+        for what, budget, spent in (
+            ("spec", self.spec.budget_usd if self.spec.budget_usd is not None else d, "spec_id"),
+            (
+                "chunk",
+                self.chunk.budget_usd if self.chunk.budget_usd is not None else d,
+                "chunk_id",
+            ),
+        ):
+            if budget is None:
+                continue
+            so_far = self._cost(spent, self.spec.id if what == "spec" else self.chunk.id)
+            if so_far >= budget or so_far + self.attempt_cost > budget:
+                raise LoopExit(
+                    "budget",
+                    f"{what} budget ${budget:.2f}: spent ${so_far:.4f}, another attempt "
+                    f"(last cost ${self.attempt_cost:.4f}) would exceed it",
+                )
+
+    def _attempt(self, feedback: _Feedback | None) -> tuple[Review, list[Assessment], Any]:
+        from specwright import review as rv
+        from specwright import verify
+
+        self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
+        outcome = self._execute_with_retries(feedback)
+        diff = gitops.diff(self.workdir, self.base)
+        results = verify.run_steps(
+            self.config.verify,
+            self.workdir,
+            cancel=self.cancel,
+            on_result=lambda r: self.progress("verify", _verify_line(r), r),
+        )
+        verify.record(
+            self.store,
+            results,
+            run_id=self.run_id,
+            chunk_id=self.chunk.id,
+            iteration=self.iteration,
+        )
+        if self.cancel.is_set():
+            raise LoopExit("cancelled", "during verification")
+        assessments = verify.assess(results, self.baseline_results, diff.files)
+        completion = rv.completion_findings(self.chunk, diff.files)
+        request = rv.ReviewRequest(
+            chunk=self.chunk,
+            iteration=self.iteration,
+            diff=diff,
+            assessments=assessments,
+            agent_text=outcome.final_text,
+            rules=self.config.rules,
+            run_id=self.run_id,
+            spec_id=self.spec.id,
+        )
+        if completion:  # no model call for an attempt that cannot ship anyway
+            result = rv.ReviewResult(
+                Review("REVISE", f"not reviewed: {completion[0].message}", (), self.reviewer.name)
+            )
+        else:
+            result = self.reviewer.review(request, self.cancel)
+        final = rv.gate(result.review, completion + rv.verification_findings(assessments))
+        result = rv.ReviewResult(final, result.execution_id, result.usage)
+        rv.record(
+            self.store, result, run_id=self.run_id, chunk_id=self.chunk.id, iteration=self.iteration
+        )
+        self.verdict = final.verdict
+        self.progress("review", _review_line(final), final)
+        if final.verdict == "SHIP":
+            self._ship(final, outcome.final_text)
+        else:
+            self._save_patch(diff.text)
+        signature = (
+            hashlib.sha256(diff.text.encode()).hexdigest(),
+            tuple(sorted((f.check, f.message.splitlines()[0]) for f in final.findings)),
+        )
+        return final, assessments, signature
+
+    def _execute_with_retries(self, feedback: _Feedback | None) -> Outcome:
+        from specwright.agents.base import Task
+
+        errors = 0
+        while True:
+            before = self._cost("run_id", self.run_id)
+            task = Task(
+                prompt=build_prompt(self.chunk, self.spec, self._deps(), feedback, self.iteration),
+                workdir=Path(self.workdir),
+                system_prompt=system_prompt(self.config.rules),
+                timeout_s=self._exec_timeout(),
+                metadata={
+                    "run_id": self.run_id,
+                    "spec_slug": self.spec.slug,
+                    "chunk_id": self.chunk.id,
+                    "chunk_position": self.chunk.position,
+                    "chunk_title": self.chunk.title,
+                    "iteration": self.iteration,
+                },
+            )
+            outcome, crash = self._execute(task)
+            self.attempt_cost = self._cost("run_id", self.run_id) - before
+            if self.cancel.is_set():
+                raise LoopExit("cancelled", "cancelled during execution")
+            if self.wall_hit:
+                raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
+            if outcome is not None and outcome.ok:
+                return outcome
+            if outcome is not None and outcome.retry_after_s is not None:
+                self._pause(outcome.retry_after_s, outcome.error or outcome.exit_reason)
+                continue
+            errors += 1
+            message = crash or (outcome.error or outcome.exit_reason if outcome else "") or "?"
+            if errors > self.opts.agent_retries:
+                raise LoopExit("agent_error", f"{message} (after {errors} attempt(s))")
+            self.progress("rollback", f"agent error ({message}); retrying")
+            if self.rollback_policy == "rollback":
+                self._rollback("agent error")
+
+    def _execute(self, task: Any) -> tuple[Outcome | None, str | None]:
+        """Run the agent in a worker thread so Ctrl-C and the wall-time limit can always stop
+        it: the main thread sets the agent's cancel event and waits for it to end."""
+        from specwright.agents.execute import run_execution
+        from specwright.recorder import ExecutionRecorder
+
+        recorder = ExecutionRecorder(
+            self.store,
+            role="executor",
+            backend=self.executor.backend,
+            executor=self.executor.name,
+            model=getattr(self.executor, "model", None),
+            run_id=self.run_id,
+            spec_id=self.spec.id,
+            chunk_id=self.chunk.id,
+            iteration=self.iteration,
+        )
+        agent_cancel = threading.Event()
+        box: dict[str, Any] = {}
+        observed = _Observed(self.executor, self._on_event)
+
+        def work() -> None:
+            try:
+                box["outcome"] = run_execution(observed, task, recorder, agent_cancel)
+            except BaseException as exc:
+                box["crash"] = (
+                    f"{type(exc).__name__}: {exc}"
+                    if not isinstance(exc, SpecwrightError)
+                    else str(exc)
+                )
+
+        worker = threading.Thread(target=work, name=f"agent-{self.chunk.id[:8]}", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+                if self.cancel.is_set():
+                    agent_cancel.set()
+                if (
+                    self.wall_time_s is not None
+                    and time.monotonic() - self.started >= self.wall_time_s
+                ):
+                    self.wall_hit = True
+                    agent_cancel.set()
+        except KeyboardInterrupt:
+            self.cancel.set()
+            agent_cancel.set()
+            worker.join(30)
+            raise
+        finally:
+            if worker.is_alive():  # the agent ignored its cancel: record it as killed anyway
+                worker.join(30)
+            if not recorder.finished and recorder._thread is not None:
+                recorder.finish(status="killed", exit_reason="did not stop after cancel")
+        return box.get("outcome"), box.get("crash")
+
+    def _on_event(self, event: AgentEvent) -> None:
+        if event.type == "tool_call":
+            detail = event.input.get("file_path") or event.input.get("command") or ""
+            self.progress("event", f"{event.tool} {str(detail)[:100]}".rstrip(), event)
+        elif isinstance(event, ErrorEvent) and event.kind != "warning":
+            self.progress("event", f"agent {event.kind}: {event.message[:200]}", event)
+        else:
+            self.progress("event", event.type, event)
+
+    def _exec_timeout(self) -> float | None:
+        cfg = self.config.executors.get(self.executor.name)
+        return cfg.timeout_s if cfg else None
+
+    def _pause(self, wait_s: float, why: str) -> None:
+        wait_s = max(0.0, float(wait_s))
+        if self.paused_s + wait_s > self.opts.max_rate_limit_wait_s:
+            raise LoopExit(
+                "rate_limited",
+                f"{why}; reset in {wait_s:g}s exceeds the {self.opts.max_rate_limit_wait_s:g}s allowance",
+            )
+        self.progress("pause", f"rate limited ({why}); pausing {wait_s:g}s")
+        if self.rollback_policy == "rollback":
+            self._rollback("rate limit")
+        self.paused_s += wait_s
+        if self.cancel.wait(wait_s):
+            raise LoopExit("cancelled", "cancelled while paused for a rate limit")
+
+    def _deps(self) -> list[Chunk]:
+        from specwright.catalog import get_chunk
+
+        return [get_chunk(self.store, d) for d in self.chunk.depends_on]
+
+    # --- endings ----------------------------------------------------------------------------
+
+    def _ship(self, review: Review, agent_text: str) -> None:
+        text = agent_text.strip()
+        if self.reviewer.kind == "llm" and review.summary:
+            text = review.summary.strip()
+        summary = (text or review.summary or self.chunk.title)[:MAX_SUMMARY_CHARS]
+        self.summary = summary
+        self.commit = gitops.commit_all(self.workdir, self.chunk.title, self.chunk.id, summary)
+        self.progress("commit", f"shipped: commit {self.commit[:10]}")
+
+    def _rollback(self, why: str) -> None:
+        gitops.rollback(self.workdir, self.base)
+        self.progress("rollback", f"rolled back to {self.base[:10]} ({why})")
+
+    def _save_patch(self, text: str) -> None:
+        if not text.strip():
+            return
+        try:
+            folder = self.store.path.parent / "attempts" / self.run_id
+            folder.mkdir(parents=True, exist_ok=True)
+            data = text.encode("utf-8")[:MAX_PATCH_BYTES]
+            (folder / f"iteration-{self.iteration}.patch").write_bytes(data)
+        except OSError as exc:
+            log.warning("could not save the attempt's patch: %s", exc)
+
+    def _finish(self, status: str, reason: str) -> None:
+        from specwright.store import Store
+
+        head: str | None = None
+        try:
+            if status != "shipped":
+                gitops.rollback(self.workdir, self.base)
+            head = gitops.head_commit(self.workdir)
+        except Exception as exc:  # keep going: the rows must be written
+            log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
+            reason += f" (work tree not restored: {exc})"
+        now = utcnow()
+        cost = self._cost("run_id", self.run_id)
+        ops = [
+            Store.op_update(
+                "runs",
+                {"id": self.run_id},
+                {
+                    "status": status,
+                    "reason": reason[:2000],
+                    "iterations": self.iteration
+                    if self.iteration <= self.max_iterations
+                    else self.max_iterations,
+                    "head_commit": head,
+                    "finished_at": now,
+                    "heartbeat_at": now,
+                },
+            )
+        ]
+        chunk_values: dict[str, Any] = {
+            "status": status,
+            "iterations": min(self.iteration, self.max_iterations),
+            "verdict": self.verdict,
+            "updated_at": now,
+        }
+        if self.summary is not None:
+            chunk_values["summary"] = self.summary
+        ops.append(Store.op_update("chunks", {"id": self.chunk.id}, chunk_values))
+        self.store.write(ops)
+        self.result = ChunkResult(
+            run_id=self.run_id,
+            chunk_id=self.chunk.id,
+            status=status,
+            reason=reason,
+            iterations=min(self.iteration, self.max_iterations),
+            verdict=self.verdict,
+            branch=self.branch,
+            base_commit=self.base,
+            head_commit=head,
+            commit=self.commit,
+            cost_usd=cost,
+            summary=self.summary,
+        )
+        self.progress("done", f"{status}: {reason}", self.result)
+
+
+def _verify_line(result: StepResult, baseline: bool = False) -> str:
+    v = result.verification
+    tests = f", {v.tests_collected} tests, {v.tests_failed} failed" if v.tests_collected else ""
+    label = "baseline " if baseline else ""
+    return f"{label}verify {v.name}: {v.status} (exit {v.exit_code}, {v.duration_ms} ms{tests})"
+
+
+def _review_line(review: Review) -> str:
+    line = f"review {review.reviewer}: {review.verdict}"
+    if review.error:
+        return f"{line} (error: {review.error[:200]})"
+    errors = sum(1 for f in review.findings if f.severity == "error")
+    return f"{line} — {review.summary[:160]}" + (f" [{errors} finding(s)]" if errors else "")

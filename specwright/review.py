@@ -1,0 +1,360 @@
+"""Reviewers: one interface, two implementations, and the completion check no model can skip.
+
+``checks`` ships when every verification step passed (relative to the baseline), else asks for a
+revision with the failing steps as findings. ``llm`` asks the configured reviewer model, through
+``specwright.llm``, for a structured review (forced tool use) of the diff and the verification
+results against the chunk's acceptance criteria. Malformed model output is retried once, then
+recorded as a review error — never as SHIP. ``gate`` applies what no reviewer may override: an
+attempt that changed no files, none of the files its chunk names, or that verification counts
+against, cannot ship.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from specwright.model import Chunk, Finding, Review, Usage, new_id, utcnow
+
+if TYPE_CHECKING:
+    from specwright.config import Config
+    from specwright.gitops import Diff
+    from specwright.store import Store
+    from specwright.verify import Assessment
+
+MAX_TAIL_IN_FINDING = 1500
+MAX_FINDINGS = 50
+MAX_SUMMARY_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    """Everything a reviewer sees about one attempt."""
+
+    chunk: Chunk
+    iteration: int
+    diff: Diff
+    assessments: Sequence[Assessment] = ()
+    agent_text: str = ""
+    rules: tuple[str, ...] = ()
+    run_id: str | None = None
+    spec_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """A review plus the execution that produced it (llm reviewers) and its usage."""
+
+    review: Review
+    execution_id: str | None = None
+    usage: Usage | None = None
+
+
+class Reviewer(Protocol):
+    """Decides SHIP / REVISE / BLOCKED for one attempt."""
+
+    name: str
+    kind: str  # checks | llm
+
+    def review(
+        self, request: ReviewRequest, cancel: threading.Event | None = None
+    ) -> ReviewResult: ...
+
+
+# --- verification as text and findings ------------------------------------------------------
+
+
+def _tail(text: str, limit: int = MAX_TAIL_IN_FINDING) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def verification_findings(assessments: Sequence[Assessment]) -> list[Finding]:
+    """One error finding per step that counts against the attempt (with its output tail)."""
+    out = []
+    for a in assessments:
+        if a.ok:
+            continue
+        v = a.result.verification
+        tail = _tail(v.output_tail)
+        message = f"verification step {a.name!r} ({v.command}): {a.reason}"
+        if tail:
+            message += f"\n{tail}"
+        out.append(Finding(message=message, check=f"verify:{a.name}", severity="error"))
+    return out
+
+
+def verification_text(assessments: Sequence[Assessment]) -> str:
+    """The verification results as plain text, for prompts and reviewers."""
+    parts = []
+    for a in assessments:
+        v = a.result.verification
+        head = f"- {a.name}: {v.status} (exit {v.exit_code}, {v.duration_ms} ms)"
+        if v.tests_collected is not None:
+            head += (
+                f", tests: {v.tests_collected} collected, {v.tests_failed} failed, "
+                f"{v.tests_skipped} skipped"
+            )
+        head += f" — {'OK' if a.ok else 'COUNTS AGAINST THE ATTEMPT'}: {a.reason}"
+        parts.append(head)
+        if not a.ok and v.output_tail.strip():
+            parts.append(f"  last output:\n{_tail(v.output_tail)}")
+    return "\n".join(parts)
+
+
+# --- completion check and gate --------------------------------------------------------------
+
+
+def _matches(path: str, pattern: str) -> bool:
+    pattern = pattern.strip().lstrip("./")
+    if not pattern:
+        return False
+    if path == pattern or path.startswith(pattern.rstrip("/") + "/"):
+        return True
+    return fnmatch.fnmatch(path, pattern)
+
+
+def completion_findings(chunk: Chunk, changed: Sequence[str]) -> list[Finding]:
+    """Why an attempt cannot be complete whatever a reviewer says: it changed no files, or
+    none of the files its chunk names."""
+    if not changed:
+        return [
+            Finding(
+                "the attempt changed no files; the chunk cannot be done without changes",
+                check="completion",
+            )
+        ]
+    if chunk.files and not any(_matches(p, f) for p in changed for f in chunk.files):
+        return [
+            Finding(
+                f"the attempt changed none of the files the chunk names "
+                f"({', '.join(chunk.files)}); it changed: {', '.join(changed[:20])}",
+                check="completion",
+            )
+        ]
+    return []
+
+
+def gate(review: Review, blocking: Sequence[Finding]) -> Review:
+    """A SHIP verdict becomes REVISE when there are blocking findings; they are added."""
+    if not blocking:
+        return review
+    known = {(f.check, f.message) for f in review.findings}
+    extra = tuple(f for f in blocking if (f.check, f.message) not in known)
+    if review.verdict != "SHIP":
+        return replace(review, findings=review.findings + extra)
+    summary = f"not shipped: {blocking[0].message.splitlines()[0]}"
+    if review.summary:
+        summary += f" (reviewer said SHIP: {review.summary})"
+    return replace(review, verdict="REVISE", summary=summary, findings=review.findings + extra)
+
+
+# --- the checks reviewer --------------------------------------------------------------------
+
+
+class ChecksReviewer:
+    """SHIP when every verification step passed (relative to the baseline), else REVISE."""
+
+    kind = "checks"
+
+    def __init__(self, name: str = "checks") -> None:
+        self.name = name
+
+    def review(self, request: ReviewRequest, cancel: threading.Event | None = None) -> ReviewResult:
+        failing = verification_findings(request.assessments)
+        notes = [
+            Finding(f"{a.name}: {note}", check=f"verify:{a.name}", severity="warning")
+            for a in request.assessments
+            for note in a.notes
+        ]
+        n = len(request.assessments)
+        if failing:
+            names = ", ".join(a.name for a in request.assessments if not a.ok)
+            summary = f"{len(failing)} of {n} verification step(s) count against it: {names}"
+            return ReviewResult(Review("REVISE", summary, tuple(failing + notes), self.name))
+        summary = (
+            f"all {n} verification step(s) passed" if n else "no verification steps configured"
+        )
+        if notes:
+            summary += f" ({len(notes)} pre-existing problem(s) at the base, not counted)"
+        return ReviewResult(Review("SHIP", summary, tuple(notes), self.name))
+
+
+# --- the llm reviewer -----------------------------------------------------------------------
+
+
+class MalformedReview(ValueError):
+    """The model's structured answer does not fit the review schema."""
+
+
+def parse_review(data: Any, reviewer: str) -> Review:
+    """Validate a model's review payload; raises ``MalformedReview`` saying what is wrong."""
+    from specwright.prompts import SEVERITIES, VERDICTS
+
+    if not isinstance(data, dict):
+        raise MalformedReview(f"expected an object, got {type(data).__name__}")
+    verdict = data.get("verdict")
+    if not isinstance(verdict, str) or verdict.strip().upper() not in VERDICTS:
+        raise MalformedReview(f"verdict: expected one of {', '.join(VERDICTS)}, got {verdict!r}")
+    summary = data.get("summary")
+    if not isinstance(summary, str):
+        raise MalformedReview(f"summary: expected a string, got {summary!r}")
+    raw_findings = data.get("findings", [])
+    if not isinstance(raw_findings, list):
+        raise MalformedReview(f"findings: expected a list, got {type(raw_findings).__name__}")
+    findings = []
+    for i, f in enumerate(raw_findings[:MAX_FINDINGS]):
+        if not isinstance(f, dict) or not isinstance(f.get("message"), str):
+            raise MalformedReview(f"findings[{i}]: expected an object with a string message")
+        severity = str(f.get("severity") or "error").lower()
+        line = f.get("line")
+        if isinstance(line, str) and line.strip().isdigit():
+            line = int(line)
+        findings.append(
+            Finding(
+                message=f["message"][:4000],
+                check=str(f.get("check") or "review")[:200],
+                severity=severity if severity in SEVERITIES else "error",
+                file=str(f["file"])[:500] if f.get("file") else None,
+                line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+            )
+        )
+    return Review(verdict.strip().upper(), summary[:MAX_SUMMARY_CHARS], tuple(findings), reviewer)
+
+
+class LLMReviewer:
+    """Asks a model for a structured review through ``specwright.llm``."""
+
+    kind = "llm"
+
+    def __init__(self, name: str, config: Config, store: Store) -> None:
+        rc = config.reviewer(name)
+        planner = config.planner(rc.planner)
+        if rc.model:
+            planner = replace(planner, model=rc.model)
+        self.name = name
+        self.planner = planner
+        self.store = store
+
+    def review(self, request: ReviewRequest, cancel: threading.Event | None = None) -> ReviewResult:
+        from specwright import prompts
+        from specwright.llm import LLMClient
+
+        chunk = request.chunk
+        client = LLMClient(self.planner, self.store)
+        usage = Usage()
+        problem: str | None = None
+        execution_id: str | None = None
+        for _attempt in range(2):  # malformed output is retried once
+            prompt = prompts.review(
+                chunk_title=chunk.title,
+                chunk_prompt=chunk.prompt,
+                acceptance=chunk.acceptance,
+                files=chunk.files,
+                diff=request.diff.text,
+                verification=verification_text(request.assessments),
+                agent_report=request.agent_text,
+                rules=request.rules,
+                problem=problem,
+            )
+            try:
+                data, call_usage = client.structured(
+                    prompt.system,
+                    prompt.user,
+                    prompt.schema_name,
+                    prompt.schema,
+                    role="reviewer",
+                    description=prompt.description,
+                    run_id=request.run_id,
+                    spec_id=request.spec_id or chunk.spec_id,
+                    chunk_id=chunk.id,
+                    iteration=request.iteration,
+                )
+                usage = usage + call_usage
+                execution_id = getattr(client, "last_execution_id", None) or execution_id
+                return ReviewResult(parse_review(data, self.name), execution_id, usage)
+            except MalformedReview as exc:
+                execution_id = getattr(client, "last_execution_id", None) or execution_id
+                problem = str(exc)
+            except Exception as exc:  # the SDK's or llm.py's error for unusable output
+                execution_id = getattr(client, "last_execution_id", None) or execution_id
+                if not _is_malformed(exc):
+                    return ReviewResult(
+                        Review("REVISE", "", (), self.name, error=f"reviewer call failed: {exc}"),
+                        execution_id,
+                        usage,
+                    )
+                problem = str(exc)
+        return ReviewResult(
+            Review(
+                "REVISE",
+                "",
+                (),
+                self.name,
+                error=f"malformed review from the model after a retry: {problem}",
+            ),
+            execution_id,
+            usage,
+        )
+
+
+def _is_malformed(exc: Exception) -> bool:
+    name = type(exc).__name__.lower()
+    return "malformed" in name or "structured" in name or "schema" in name
+
+
+# --- factory and storage --------------------------------------------------------------------
+
+
+def make_reviewer(config: Config, name: str | None, store: Store) -> Reviewer:
+    """The reviewer configured as ``name`` (default: ``defaults.reviewer``)."""
+    rc = config.reviewer(name)
+    if rc.type == "llm":
+        return LLMReviewer(rc.name, config, store)
+    return ChecksReviewer(rc.name)
+
+
+def review_row(
+    result: ReviewResult, *, run_id: str | None, chunk_id: str | None, iteration: int | None
+) -> dict[str, Any]:
+    """The ``reviews`` row for one review."""
+    r = result.review
+    return {
+        "id": new_id(),
+        "run_id": run_id,
+        "chunk_id": chunk_id,
+        "iteration": iteration,
+        "execution_id": result.execution_id,
+        "reviewer": r.reviewer,
+        "verdict": r.verdict,
+        "summary": r.summary,
+        "findings": [
+            {
+                "check": f.check,
+                "severity": f.severity,
+                "file": f.file,
+                "line": f.line,
+                "message": f.message,
+            }
+            for f in r.findings
+        ],
+        "error": r.error,
+        "created_at": utcnow(),
+    }
+
+
+def record(
+    store: Store,
+    result: ReviewResult,
+    *,
+    run_id: str | None,
+    chunk_id: str | None,
+    iteration: int | None,
+) -> str:
+    """Write one ``reviews`` row; returns its id."""
+    row = review_row(result, run_id=run_id, chunk_id=chunk_id, iteration=iteration)
+    store.insert("reviews", row)
+    return str(row["id"])
