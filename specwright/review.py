@@ -226,84 +226,64 @@ def parse_review(data: Any, reviewer: str) -> Review:
 
 
 class LLMReviewer:
-    """Asks a model for a structured review through ``specwright.llm``."""
+    """Asks a model for a structured review through ``specwright.llm`` (forced tool use)."""
 
     kind = "llm"
 
-    def __init__(self, name: str, config: Config, store: Store) -> None:
+    def __init__(self, name: str, config: Config, store: Store, **client_options: Any) -> None:
         rc = config.reviewer(name)
-        planner = config.planner(rc.planner)
-        if rc.model:
-            planner = replace(planner, model=rc.model)
         self.name = name
-        self.planner = planner
+        self.planner = config.planner(rc.planner)
+        self.model = rc.model or self.planner.model
+        self.prices = config.prices or None
         self.store = store
+        self.client_options = client_options  # e.g. base_url, max_retries (tests)
 
     def review(self, request: ReviewRequest, cancel: threading.Event | None = None) -> ReviewResult:
+        """One structured model call; malformed output is retried once (by the client), then
+        becomes a review error — never SHIP. Transport failures are review errors too."""
         from specwright import prompts
-        from specwright.llm import LLMClient
+        from specwright.llm import LLMClient, LLMError, LLMOutputError
 
         chunk = request.chunk
-        client = LLMClient(self.planner, self.store)
-        usage = Usage()
-        problem: str | None = None
-        execution_id: str | None = None
-        for _attempt in range(2):  # malformed output is retried once
-            prompt = prompts.review(
-                chunk_title=chunk.title,
-                chunk_prompt=chunk.prompt,
-                acceptance=chunk.acceptance,
-                files=chunk.files,
-                diff=request.diff.text,
-                verification=verification_text(request.assessments),
-                agent_report=request.agent_text,
-                rules=request.rules,
-                problem=problem,
-            )
-            try:
-                data, call_usage = client.structured(
-                    prompt.system,
-                    prompt.user,
-                    prompt.schema_name,
-                    prompt.schema,
-                    role="reviewer",
-                    description=prompt.description,
-                    run_id=request.run_id,
-                    spec_id=request.spec_id or chunk.spec_id,
-                    chunk_id=chunk.id,
-                    iteration=request.iteration,
-                )
-                usage = usage + call_usage
-                execution_id = getattr(client, "last_execution_id", None) or execution_id
-                return ReviewResult(parse_review(data, self.name), execution_id, usage)
-            except MalformedReview as exc:
-                execution_id = getattr(client, "last_execution_id", None) or execution_id
-                problem = str(exc)
-            except Exception as exc:  # the SDK's or llm.py's error for unusable output
-                execution_id = getattr(client, "last_execution_id", None) or execution_id
-                if not _is_malformed(exc):
-                    return ReviewResult(
-                        Review("REVISE", "", (), self.name, error=f"reviewer call failed: {exc}"),
-                        execution_id,
-                        usage,
-                    )
-                problem = str(exc)
-        return ReviewResult(
-            Review(
-                "REVISE",
-                "",
-                (),
-                self.name,
-                error=f"malformed review from the model after a retry: {problem}",
-            ),
-            execution_id,
-            usage,
+        prompt = prompts.review(
+            chunk_title=chunk.title,
+            chunk_prompt=chunk.prompt,
+            acceptance=chunk.acceptance,
+            files=chunk.files,
+            diff=request.diff.text,
+            verification=verification_text(request.assessments),
+            agent_report=request.agent_text,
+            rules=request.rules,
         )
-
-
-def _is_malformed(exc: Exception) -> bool:
-    name = type(exc).__name__.lower()
-    return "malformed" in name or "structured" in name or "schema" in name
+        client = LLMClient(
+            self.planner, self.store, model=self.model, prices=self.prices, **self.client_options
+        )
+        error: str
+        try:
+            data, usage = client.structured(
+                prompt.system,
+                prompt.user,
+                prompt.schema_name,
+                prompt.schema,
+                role="reviewer",
+                description=prompt.description,
+                run_id=request.run_id,
+                spec_id=request.spec_id or chunk.spec_id,
+                chunk_id=chunk.id,
+                iteration=request.iteration,
+                output_retries=1,
+            )
+            return ReviewResult(parse_review(data, self.name), client.last_execution_id, usage)
+        except (LLMOutputError, MalformedReview) as exc:
+            error = f"malformed review from the model after a retry: {exc}"
+        except LLMError as exc:
+            error = f"reviewer call failed: {exc}"
+        finally:
+            client.close()
+        return ReviewResult(
+            Review("REVISE", "", (), self.name, error=error), client.last_execution_id
+        )
 
 
 # --- factory and storage --------------------------------------------------------------------

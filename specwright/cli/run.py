@@ -1,0 +1,132 @@
+"""`specwright run CHUNK`: take one chunk through the Ralph loop, with live progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from specwright.cli.common import Context
+from specwright.errors import SpecwrightError
+
+if TYPE_CHECKING:
+    from specwright.loop import ChunkResult, Progress
+
+EXIT_CODES = {"shipped": 0, "cancelled": 130}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run one chunk: execute, verify, review, and commit or retry",
+        description="Take one chunk through the loop on the spec's branch specwright/<slug>. "
+        "Exit 0 when it ships, 1 when it does not, 130 when cancelled.",
+    )
+    p.add_argument("chunk", help="chunk: SPEC:POSITION (e.g. demo:2), an id or an id prefix")
+    p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
+    p.add_argument("--reviewer", metavar="NAME", help="reviewer from config: checks, llm, ...")
+    p.add_argument("--max-iterations", type=int, metavar="N", help="attempts before giving up")
+    p.add_argument(
+        "--rollback",
+        choices=("rollback", "keep"),
+        help="after a rejected attempt: reset to the base (default) or build on it",
+    )
+    p.add_argument("--wall-time", type=float, metavar="SECONDS", help="limit for all attempts")
+    p.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip verifying the base commit first (every failure then counts)",
+    )
+    p.add_argument("--force", action="store_true", help="run even if the chunk has already shipped")
+    p.set_defaults(handler=cmd_run)
+
+
+class _Printer:
+    """Live progress lines for people: iteration, tool calls, verification, review."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def __call__(self, p: Progress) -> None:
+        if p.kind == "event":
+            if getattr(p.data, "type", "") not in ("tool_call", "error"):
+                return
+            line = f"    · {p.message}"
+        elif p.kind == "iteration":
+            line = f"── {p.message}"
+        elif p.kind in ("run", "done"):
+            return
+        else:
+            line = f"  {p.message}"
+        print(_safe(line)[:240], file=self.out, flush=True)
+
+
+def _safe(text: str) -> str:
+    """Agent text is untrusted: drop control characters (no terminal escapes)."""
+    return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.agents.base import make_executor
+    from specwright.catalog import get_chunk
+    from specwright.loop import run_chunk
+    from specwright.review import make_reviewer
+
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise SpecwrightError(
+            f"--max-iterations: expected an integer >= 1, got {args.max_iterations}"
+        )
+    config = ctx.config
+    store = ctx.store
+    chunk = get_chunk(store, args.chunk)
+    if chunk.status == "shipped" and not args.force:
+        raise SpecwrightError(
+            f"chunk {args.chunk!r} ({chunk.title}) has already shipped; use --force to run it again"
+        )
+    executor = make_executor(config.executor(args.executor))
+    reviewer = make_reviewer(config, args.reviewer, store)
+    printer = None if ctx.json else _Printer(sys.stdout)
+    if printer is not None:
+        label = " (scripted: offline, deterministic)" if executor.backend == "scripted" else ""
+        print(
+            f"chunk {chunk.position} {chunk.title!r}: executor {executor.name}{label}, "
+            f"reviewer {reviewer.name}",
+            flush=True,
+        )
+    result = run_chunk(
+        store,
+        config,
+        ctx.project_dir,
+        chunk,
+        executor=executor,
+        reviewer=reviewer,
+        max_iterations=args.max_iterations,
+        on_progress=printer,
+        rollback_policy=args.rollback,
+        wall_time_s=args.wall_time,
+        baseline=not args.no_baseline,
+    )
+    if ctx.json:
+        ctx.emit(_as_dict(result, executor.backend))
+    else:
+        _print_result(result)
+    return EXIT_CODES.get(result.status, 1)
+
+
+def _as_dict(result: ChunkResult, backend: str) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {**asdict(result), "backend": backend}
+
+
+def _print_result(r: ChunkResult) -> None:
+    if r.shipped:
+        print(
+            f"shipped in {r.iterations} iteration(s): commit {(r.commit or '')[:10]} on "
+            f"{r.branch} (cost ${r.cost_usd:.4f})"
+        )
+    else:
+        print(
+            f"{r.status} after {r.iterations} iteration(s): {_safe(r.reason)} "
+            f"(work tree at {(r.head_commit or '?')[:10]}, cost ${r.cost_usd:.4f})"
+        )
