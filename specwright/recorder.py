@@ -26,21 +26,31 @@ MAX_TEXT_CHARS = 64 * 1024
 MAX_RAW_CHARS = 16 * 1024
 
 
-def _bounded(text: str | None, limit: int) -> tuple[str | None, int | None]:
+def _bounded(
+    text: str | None, limit: int, redact: Redactor | None = None
+) -> tuple[str | None, int | None]:
+    """``text`` cut to ``limit`` chars (with a marker) and redacted; plus its original length.
+
+    Only a head of twice the limit is redacted, so a 50 MB tool output costs no more than a
+    small one; the cut comes after redaction, so no secret is split by it."""
     if text is None:
         return None, None
-    if len(text) <= limit:
-        return text, len(text)
-    marker = f"\n…[truncated {len(text) - limit} of {len(text)} chars]"
-    return text[:limit] + marker, len(text)
+    original = len(text)
+    head = text[: limit * 2] if original > limit * 2 else text
+    if redact is not None:
+        head = redact(head)
+    if original <= limit * 2 and len(head) <= limit:
+        return head, original
+    marker = f"\n…[truncated: {original} chars in all, the first {limit} kept]"
+    return head[:limit] + marker, original
 
 
 def _raw_json(raw: Any, redact: Redactor) -> str | None:
     if raw is None:
         return None
-    text = redact(dumps(raw))
-    if len(text) > MAX_RAW_CHARS:
-        return dumps({"truncated": True, "length": len(text), "head": text[:MAX_RAW_CHARS]})
+    text, length = _bounded(dumps(raw), MAX_RAW_CHARS, redact)
+    if text is not None and length is not None and length > MAX_RAW_CHARS:
+        return dumps({"truncated": True, "length": length, "head": text[:MAX_RAW_CHARS]})
     return text
 
 
@@ -95,7 +105,14 @@ class ExecutionRecorder:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> ExecutionRecorder:
+        """Write the execution row and start the periodic flusher (once; later calls no-op)."""
+        if self._thread is not None:
+            return self
         self.row["started_at"] = utcnow()
         self._started = time.monotonic()
         op = Store.op_insert("executions", self.row)
@@ -166,20 +183,20 @@ class ExecutionRecorder:
             "raw": _raw_json(event.raw, r),
         }
         if event.type == "text":
-            row["text"], _ = _bounded(r(event.text), MAX_TEXT_CHARS)
+            row["text"], _ = _bounded(event.text, MAX_TEXT_CHARS, r)
         elif event.type == "tool_call":
             row["tool_name"], row["call_id"] = event.tool, event.call_id
-            row["input"] = _bounded(r(dumps(event.input)), MAX_OUTPUT_CHARS)[0]
-            if row["input"] is not None and len(row["input"]) > MAX_OUTPUT_CHARS:
-                row["input"] = dumps({"truncated": True, "head": row["input"][:MAX_OUTPUT_CHARS]})
+            text, length = _bounded(dumps(event.input), MAX_OUTPUT_CHARS, r)
+            if length is not None and length > MAX_OUTPUT_CHARS:  # keep the column valid JSON
+                text = dumps({"truncated": True, "length": length, "head": text})
+            row["input"] = text
         elif event.type == "tool_result":
             row["tool_name"], row["call_id"], row["is_error"] = (
                 event.tool,
                 event.call_id,
                 event.is_error,
             )
-            row["output"], row["output_len"] = _bounded(r(event.output), MAX_OUTPUT_CHARS)
-            row["output_len"] = len(event.output)
+            row["output"], row["output_len"] = _bounded(event.output, MAX_OUTPUT_CHARS, r)
         elif event.type == "usage":
             u = event.usage
             row.update(
@@ -193,7 +210,7 @@ class ExecutionRecorder:
                 text="final" if event.final else None,
             )
         elif event.type == "error":
-            row["text"], _ = _bounded(r(event.message), MAX_TEXT_CHARS)
+            row["text"], _ = _bounded(event.message, MAX_TEXT_CHARS, r)
             row["tool_name"] = event.kind
             row["is_error"] = event.kind != "warning"
         elif event.type == "step":

@@ -1,0 +1,268 @@
+"""Claude Code headless (`claude -p ... --output-format stream-json --verbose`) as an Executor.
+
+The transport lives here: the executable lookup, the argv and a minimal environment, and a
+subprocess in its own process group (process.py). Parsing is in claude_stream.py, pure, so
+recorded streams test it without a process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.agents.base import EventSink, Outcome, Task
+from specwright.agents.claude_stream import (
+    ClaudeStreamState,
+    outcome_from_state,
+    parse_line,
+)
+from specwright.agents.process import (
+    Overlong,
+    ProcessStream,
+    is_executable,
+    overlong_warning,
+    version_of,
+    which,
+)
+from specwright.errors import AgentError, ConfigError
+from specwright.model import StepEvent
+
+if TYPE_CHECKING:
+    from specwright.config import ExecutorConfig
+
+__all__ = [
+    "ClaudeCodeExecutor",
+    "ClaudeStreamState",
+    "find_claude",
+    "outcome_from_state",
+    "parse_line",
+]
+
+PERMISSION_MODES = (
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "default",
+    "manual",
+    "dontAsk",
+    "plan",
+)
+MAX_ARG_BYTES = 100_000  # Linux caps one argv string at 128 KiB; longer prompts go via stdin
+# Passed through from our environment (names or prefixes); everything else is left out.
+ENV_PASS = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+    "TERM",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
+ENV_PASS_PREFIXES = (
+    "ANTHROPIC_",
+    "CLAUDE_CODE_",
+    "AWS_",
+    "GOOGLE_",
+    "CLOUD_ML_",
+    "VERTEX_",
+    "DISABLE_",
+    "MCP_",
+    "API_TIMEOUT_MS",
+    "BASH_",
+)
+
+# --- the executor ---------------------------------------------------------------------------
+
+
+def find_claude(config_path: str | None, env: dict[str, str] | None = None) -> str:
+    """The claude executable: ``CLAUDE_PATH``, then the config's ``path``, then PATH."""
+    env = dict(os.environ) if env is None else env
+    from_env = env.get("CLAUDE_PATH")
+    if from_env:
+        if is_executable(from_env):
+            return from_env
+        raise AgentError(f"CLAUDE_PATH={from_env}: no executable file there")
+    if config_path:
+        path = os.path.expanduser(config_path)
+        found = path if is_executable(path) else which(path)
+        if found:
+            return found
+        raise AgentError(f"claude-code executor path {config_path!r}: no executable file there")
+    found = which("claude", env.get("PATH"))
+    if found:
+        return found
+    raise AgentError(
+        "claude executable not found: CLAUDE_PATH is not set, the executor config has no "
+        "`path`, and `claude` is not on PATH (npm install @anthropic-ai/claude-code)"
+    )
+
+
+def _inside_worktree(workdir: Path) -> bool:
+    for candidate in (workdir, *workdir.parents):
+        git = candidate / ".git"
+        if git.is_file():
+            return True  # a linked worktree: `.git` is a file pointing at the main repo
+        if git.is_dir():
+            return False
+    return False
+
+
+class ClaudeCodeExecutor:
+    """Runs `claude -p` for one task and streams its stream-json output as events."""
+
+    backend = "claude-code"
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+        self.name = config.name
+        if config.permission_mode not in PERMISSION_MODES:
+            raise ConfigError(
+                f"executor {config.name!r}: permission_mode {config.permission_mode!r}; "
+                f"expected one of {', '.join(PERMISSION_MODES)}"
+            )
+        if not config.model:
+            raise ConfigError(
+                f"executor {config.name!r}: model is required for claude-code "
+                "(the CLI's default model changes between versions and decides the price)"
+            )
+
+    # -- building the command --
+
+    def executable(self) -> str:
+        return find_claude(self.config.path)
+
+    def argv(self, task: Task, executable: str, prompt_as_arg: bool = True) -> list[str]:
+        """The command line for ``task`` (the prompt is left out when it goes via stdin)."""
+        c = self.config
+        argv = [executable, "-p"]
+        if prompt_as_arg:
+            argv.append(task.prompt)
+        argv += [
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--model",
+            str(c.model),
+            "--permission-mode",
+            c.permission_mode,
+        ]
+        if c.max_turns:
+            argv += ["--max-turns", str(c.max_turns)]
+        if task.system_prompt:
+            argv += ["--append-system-prompt", task.system_prompt]
+        allowed = c.options.get("allowed_tools")
+        if allowed:
+            argv += [
+                "--allowedTools",
+                ",".join(allowed) if isinstance(allowed, list) else str(allowed),
+            ]
+        extra = c.options.get("extra_args") or []
+        argv += [str(a) for a in extra]
+        return argv
+
+    def environment(self, task: Task, config_dir: str) -> dict[str, str]:
+        """A minimal environment: what claude and its tools need, nothing else of ours."""
+        env = {
+            k: v for k, v in os.environ.items() if k in ENV_PASS or k.startswith(ENV_PASS_PREFIXES)
+        }
+        env.pop("CLAUDE_PATH", None)
+        env["CLAUDE_CONFIG_DIR"] = config_dir
+        env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+        env.pop("IS_SANDBOX", None)
+        if self.config.permission_mode == "bypassPermissions":
+            env["IS_SANDBOX"] = "1"  # as root, bypass refuses to start without it
+        env.update(self.config.env)
+        env.update(task.env)
+        return env
+
+    # -- running --
+
+    def execute(self, task: Task, on_event: EventSink, cancel: threading.Event) -> Outcome:
+        """Run claude on ``task`` until it finishes, is cancelled or times out."""
+        workdir = Path(task.workdir).resolve()
+        if not workdir.is_dir():
+            raise AgentError(f"{workdir}: working directory does not exist")
+        if self.config.permission_mode == "bypassPermissions" and not _inside_worktree(workdir):
+            raise AgentError(
+                f"executor {self.name!r}: permission_mode bypassPermissions is allowed only "
+                f"inside a git worktree, and {workdir} is not one; use acceptEdits"
+            )
+        if len(task.system_prompt.encode()) > MAX_ARG_BYTES:
+            raise AgentError(
+                f"system prompt is {len(task.system_prompt.encode())} bytes; the limit for "
+                f"--append-system-prompt is {MAX_ARG_BYTES}; shorten the project rules/context"
+            )
+        executable = self.executable()
+        fixed_dir = self.config.options.get("config_dir")
+        config_dir = (
+            os.path.expanduser(str(fixed_dir))
+            if fixed_dir
+            else tempfile.mkdtemp(prefix="specwright-claude-")
+        )
+        big_prompt = len(task.prompt.encode()) > MAX_ARG_BYTES
+        stream = ProcessStream(
+            argv=self.argv(task, executable, prompt_as_arg=not big_prompt),
+            cwd=workdir,
+            env=self.environment(task, config_dir),
+            stdin_data=task.prompt.encode() if big_prompt else None,
+            timeout_s=task.timeout_s or self.config.timeout_s,
+        )
+        state = ClaudeStreamState()
+        log_path = self.config.options.get("stream_log")
+        log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
+        try:
+            stream.start()
+            on_event(StepEvent("process", raw={"pid": stream.result.pid, "executable": executable}))
+            for item in stream.lines(cancel):
+                if isinstance(item, Overlong):
+                    state.lineno += 1
+                    on_event(overlong_warning(item, state.lineno))
+                    continue
+                if log is not None:
+                    log.write(item if item.endswith(b"\n") else item + b"\n")
+                for event in parse_line(item, state):
+                    on_event(event)
+        finally:
+            if log is not None:
+                log.close()
+            if not fixed_dir:
+                shutil.rmtree(config_dir, ignore_errors=True)
+        r = stream.result
+        return outcome_from_state(
+            state,
+            r.returncode,
+            cancelled=r.cancelled,
+            timed_out=r.timed_out,
+            stderr_tail=r.stderr_tail,
+        )
+
+    def probe(self) -> dict[str, Any]:
+        """Whether the executable is there and which version it is (for `agents list`)."""
+        try:
+            exe = self.executable()
+        except AgentError as exc:
+            return {"found": False, "location": None, "version": None, "detail": str(exc)}
+        version = version_of(exe)
+        return {
+            "found": True,
+            "location": exe,
+            "version": version,
+            "detail": "" if version else "`--version` failed",
+        }

@@ -1,0 +1,400 @@
+"""The pure parser of Claude Code's stream-json output (no process, no I/O).
+
+``parse_line`` turns one line into normalized events and updates a ``ClaudeStreamState``;
+``outcome_from_state`` says how the run ended. Facts it relies on (Claude Code 2.1.197 and
+2.1.332): an ``assistant`` line carries one content block and repeats its message's usage snapshot,
+so tokens come only from the final ``result`` line; an API failure ends with ``subtype: success``
+but ``is_error: true``; a killed process prints no ``result`` line at all.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from specwright.agents.base import Outcome
+from specwright.agents.process import decode_json_line, slim
+from specwright.journal import dumps
+from specwright.model import (
+    AgentEvent,
+    ErrorEvent,
+    StepEvent,
+    TextEvent,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UsageEvent,
+)
+
+RATE_LIMIT_STATUSES = (429, 529)
+RATE_LIMIT_TYPES = ("rate_limit_error", "overloaded_error")
+
+
+@dataclass
+class ClaudeStreamState:
+    """What the parser has seen so far in one stream."""
+
+    lineno: int = 0
+    session_id: str | None = None
+    model: str | None = None
+    version: str | None = None
+    seen_blocks: set[tuple[str, str]] = field(default_factory=set)
+    tool_names: dict[str, str] = field(default_factory=dict)  # tool_use id -> tool name
+    seen_results: set[str] = field(default_factory=set)
+    last_text: str = ""
+    result: dict[str, Any] | None = None  # the final `result` line
+    api_error_status: int | None = None
+    api_error_message: str | None = None
+    rate_limited: bool = False
+    retry_after_s: float | None = None
+    warnings: int = 0
+
+
+def _block_key(message_id: str, block: dict[str, Any]) -> tuple[str, str]:
+    # One line carries one block, so its list index is always 0: key blocks by what they are.
+    kind = str(block.get("type"))
+    if kind in ("tool_use", "server_tool_use") and block.get("id"):
+        return message_id, f"{kind}:{block['id']}"
+    return message_id, f"{kind}:{dumps(block)}"
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for item in content:
+            if isinstance(item, dict) and item.get("type") == "text":
+                parts.append(str(item.get("text", "")))
+            elif isinstance(item, dict):
+                parts.append(f"[{item.get('type', 'content')}]")
+            else:
+                parts.append(str(item))
+        return "\n".join(parts)
+    return "" if content is None else dumps(content)
+
+
+_RETRY_HINT = re.compile(
+    r"(?:retry|try again)\s+(?:after|in)\s+(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?)\b",
+    re.I,
+)
+
+
+def retry_hint_s(text: str) -> float | None:
+    """Seconds to wait, when an error message says so ("try again in 30 seconds")."""
+    m = _RETRY_HINT.search(text or "")
+    if not m:
+        return None
+    value, unit = float(m.group(1)), m.group(2).lower()
+    if unit == "ms":
+        return value / 1000
+    if unit.startswith("m"):
+        return value * 60
+    return value
+
+
+def _usage_from_result(obj: dict[str, Any], model: str | None) -> Usage:
+    u = obj.get("usage") or {}
+    details = u.get("output_tokens_details") or {}
+    cost = obj.get("total_cost_usd")
+    model_usage = obj.get("modelUsage") or {}
+    if model is None and model_usage:
+        model = next(iter(model_usage))
+    return Usage(
+        input_tokens=int(u.get("input_tokens") or 0),
+        output_tokens=int(u.get("output_tokens") or 0),
+        cache_read_tokens=int(u.get("cache_read_input_tokens") or 0),
+        cache_write_tokens=int(u.get("cache_creation_input_tokens") or 0),
+        reasoning_tokens=int(details.get("thinking_tokens") or 0),
+        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        model=model,
+    )
+
+
+def _error_kind(status: Any, err_type: Any) -> str:
+    if status in RATE_LIMIT_STATUSES or err_type in RATE_LIMIT_TYPES:
+        return "rate_limit"
+    return "api_error"
+
+
+def parse_line(line: bytes | str, state: ClaudeStreamState) -> list[AgentEvent]:
+    """Turn one stream-json line into normalized events (never raises on bad input)."""
+    state.lineno += 1
+    obj, events = decode_json_line(line, state.lineno)
+    state.warnings += len(events)
+    if obj is None:
+        return list(events)
+    out: list[AgentEvent] = list(events)
+    kind = obj.get("type")
+    try:
+        if kind == "system":
+            out.extend(_system(obj, state))
+        elif kind == "assistant":
+            out.extend(_assistant(obj, state))
+        elif kind == "user":
+            out.extend(_user(obj, state))
+        elif kind == "result":
+            out.extend(_result(obj, state))
+        elif kind == "rate_limit_event":
+            out.extend(_rate_limit(obj, state))
+        elif kind in ("stream_event", "keep_alive"):
+            pass  # partial-message deltas duplicate the assistant lines; not requested anyway
+        elif kind == "control_response":
+            out.append(StepEvent("control_response", state.session_id, raw=slim(obj)))
+        else:
+            state.warnings += 1
+            out.append(
+                ErrorEvent(
+                    f"line {state.lineno}: unknown event type {kind!r}",
+                    kind="warning",
+                    raw=slim(obj),
+                )
+            )
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        state.warnings += 1
+        out.append(
+            ErrorEvent(
+                f"line {state.lineno}: unexpected {kind!r} event shape ({type(exc).__name__}: {exc})",
+                kind="warning",
+                raw=slim(obj),
+            )
+        )
+    return out
+
+
+def _system(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
+    sub = obj.get("subtype")
+    if obj.get("session_id"):
+        state.session_id = obj["session_id"]
+    if sub == "init":
+        state.model = obj.get("model") or state.model
+        state.version = obj.get("claude_code_version") or state.version
+        raw = {
+            k: obj.get(k)
+            for k in (
+                "cwd",
+                "model",
+                "permissionMode",
+                "tools",
+                "mcp_servers",
+                "apiKeySource",
+                "claude_code_version",
+                "session_id",
+            )
+        }
+        return [StepEvent("init", state.session_id, raw=slim(raw))]
+    if sub == "api_retry":
+        status, err = obj.get("error_status"), obj.get("error")
+        msg = (
+            f"API error {status} ({err}); retry {obj.get('attempt')}/{obj.get('max_retries')}"
+            f" in {obj.get('retry_delay_ms')} ms"
+        )
+        return [ErrorEvent(msg, kind="warning", raw=slim(obj))]
+    if sub == "permission_denied":
+        msg = f"permission denied for {obj.get('tool_name')}: {obj.get('message', '')}"
+        return [ErrorEvent(msg, kind="warning", raw=slim(obj))]
+    return [StepEvent(f"system/{sub}", state.session_id, raw=slim(obj))]
+
+
+def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
+    message = obj.get("message") or {}
+    msg_id = str(message.get("id") or obj.get("uuid") or f"line{state.lineno}")
+    if obj.get("session_id"):
+        state.session_id = obj["session_id"]
+    model = message.get("model")
+    synthetic = obj.get("is_api_error_message") or model == "<synthetic>"
+    if model and not synthetic:
+        state.model = model
+    out: list[AgentEvent] = []
+    envelope = {k: obj.get(k) for k in ("uuid", "parent_tool_use_id", "session_id", "timestamp")}
+    envelope["message_id"] = msg_id
+    for block in message.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        key = _block_key(msg_id, block)
+        if key in state.seen_blocks:
+            continue
+        state.seen_blocks.add(key)
+        btype = block.get("type")
+        raw = {**envelope, "block": slim(block)}
+        if btype == "text":
+            text = str(block.get("text", ""))
+            if synthetic:
+                status, etype = obj.get("api_error_status"), obj.get("api_error_type")
+                state.api_error_status = status if isinstance(status, int) else None
+                state.api_error_message = text
+                kind = _error_kind(status, etype)
+                if kind == "rate_limit":
+                    state.rate_limited = True
+                    hint = retry_hint_s(text)
+                    if hint is not None:
+                        state.retry_after_s = hint
+                raw.update(api_error_status=status, api_error_type=etype, error=obj.get("error"))
+                out.append(ErrorEvent(text, kind=kind, raw=raw))
+            else:
+                state.last_text = text
+                out.append(TextEvent(text, raw=raw))
+        elif btype in ("tool_use", "server_tool_use"):
+            call_id = str(block.get("id"))
+            name = str(block.get("name"))
+            state.tool_names[call_id] = name
+            tool_input = block.get("input")
+            if not isinstance(tool_input, dict):
+                tool_input = {"value": tool_input}
+            out.append(ToolCall(call_id, name, tool_input, raw=raw))
+        elif btype in ("thinking", "redacted_thinking"):
+            out.append(StepEvent("thinking", state.session_id, raw=raw))
+        else:
+            out.append(StepEvent(f"block/{btype}", state.session_id, raw=raw))
+    return out
+
+
+def _user(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
+    message = obj.get("message") or {}
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []  # a replayed plain user message
+    out: list[AgentEvent] = []
+    for block in content:
+        if not isinstance(block, dict) or block.get("type") != "tool_result":
+            continue
+        call_id = str(block.get("tool_use_id"))
+        if call_id in state.seen_results:
+            continue
+        state.seen_results.add(call_id)
+        raw = {
+            "uuid": obj.get("uuid"),
+            "parent_tool_use_id": obj.get("parent_tool_use_id"),
+            "tool_use_result": slim(obj.get("tool_use_result")),
+            "tool_result_meta": slim(obj.get("tool_result_meta")),
+        }
+        out.append(
+            ToolResult(
+                call_id,
+                _result_text(block.get("content")),
+                is_error=bool(block.get("is_error")),
+                tool=state.tool_names.get(call_id),
+                raw=raw,
+            )
+        )
+    return out
+
+
+def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
+    state.result = obj
+    if obj.get("session_id"):
+        state.session_id = obj["session_id"]
+    usage = _usage_from_result(obj, state.model)
+    raw = {k: slim(v) for k, v in obj.items() if k not in ("result",)}
+    out: list[AgentEvent] = [UsageEvent(usage, final=True, raw=raw)]
+    if obj.get("is_error"):
+        status, etype = obj.get("api_error_status"), obj.get("api_error_type")
+        text = (
+            obj.get("result")
+            or "; ".join(map(str, obj.get("errors") or []))
+            or str(obj.get("subtype"))
+        )
+        kind = _error_kind(status, etype) if (status or etype) else "error"
+        if kind == "rate_limit":
+            state.rate_limited = True
+            hint = retry_hint_s(str(text))
+            if hint is not None:
+                state.retry_after_s = hint
+        if text != state.api_error_message:  # else the synthetic message already said it
+            reason = obj.get("terminal_reason") or obj.get("subtype")
+            out.append(ErrorEvent(f"{reason}: {text}", kind=kind, raw={"result": slim(text)}))
+    return out
+
+
+def _rate_limit(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
+    info = obj.get("rate_limit_info") or {}
+    status = info.get("status")
+    resets = info.get("resetsAt")
+    if status == "rejected":
+        state.rate_limited = True
+        if isinstance(resets, int | float):
+            state.retry_after_s = max(0.0, float(resets) - time.time())
+        return [
+            ErrorEvent(f"rate limit reached (resets at {resets})", kind="rate_limit", raw=slim(obj))
+        ]
+    return [StepEvent(f"rate_limit/{status}", state.session_id, raw=slim(obj))]
+
+
+def outcome_from_state(
+    state: ClaudeStreamState,
+    returncode: int | None,
+    *,
+    cancelled: bool = False,
+    timed_out: bool = False,
+    stderr_tail: str = "",
+) -> Outcome:
+    """How the run ended, from the parsed stream and the process's exit."""
+    result = state.result
+    usage = _usage_from_result(result, state.model) if result else Usage(model=state.model)
+    common: dict[str, Any] = {
+        "usage": usage,
+        "session_id": state.session_id,
+        "model": usage.model or state.model,
+        "num_turns": result.get("num_turns") if result else None,
+        "retry_after_s": state.retry_after_s,
+        "raw": {k: slim(v) for k, v in result.items()} if result else None,
+    }
+    stderr = stderr_tail.strip()
+    if cancelled:
+        return Outcome("cancelled", final_text=state.last_text, exit_reason="cancelled", **common)
+    if timed_out:
+        return Outcome(
+            "killed",
+            final_text=state.last_text,
+            exit_reason="timeout",
+            error="the agent ran past its time limit and was killed",
+            **common,
+        )
+    if result is None:
+        signal_exit = returncode is not None and (returncode < 0 or returncode >= 128)
+        how = (
+            f"signal {-returncode}"
+            if returncode is not None and returncode < 0
+            else f"exit {returncode}"
+        )
+        detail = f"claude ended without a result line ({how})"
+        if stderr:
+            detail += f": {stderr.splitlines()[-1][:500]}"
+        return Outcome(
+            "killed" if signal_exit else "error",
+            final_text=state.last_text,
+            exit_reason=f"no result ({how})",
+            error=detail,
+            **common,
+        )
+    final_text = result.get("result") if isinstance(result.get("result"), str) else state.last_text
+    reason = str(result.get("terminal_reason") or result.get("subtype") or "completed")
+    if result.get("is_error"):
+        text = result.get("result") or "; ".join(map(str, result.get("errors") or []))
+        if result.get("terminal_reason") == "completed" and result.get("api_error_status"):
+            reason = "api_error"  # 2.1.197 says completed even for API errors
+        if state.rate_limited:
+            reason = "rate_limit"
+        if "/login" in str(text):
+            text = (
+                f"{text} (no credentials: set ANTHROPIC_API_KEY, or point options.config_dir "
+                "at a logged-in Claude config directory)"
+            )
+        return Outcome(
+            "error",
+            final_text=final_text or "",
+            exit_reason=reason,
+            error=str(text or reason),
+            **common,
+        )
+    if returncode not in (0, None):
+        return Outcome(
+            "error",
+            final_text=final_text or "",
+            exit_reason=f"exit {returncode}",
+            error=stderr[-500:] or f"claude exited with {returncode}",
+            **common,
+        )
+    return Outcome("ok", final_text=final_text or "", exit_reason=reason, **common)

@@ -1,0 +1,313 @@
+"""Any command-line agent (codex exec, aider, gemini...) from an argv template in config.
+
+The prompt goes into the argv (``{prompt}``) or to stdin (``prompt_via: stdin``). Without a
+parser every output line is a text event; ``parser: codex`` reads ``codex exec --json`` events,
+and ``parser: "package.module:function"`` names your own ``(line, state) -> list[AgentEvent]``.
+The exit code decides the status. Cancel and timeout kill the whole process group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.agents.base import EventSink, Outcome, Task
+from specwright.agents.process import (
+    Overlong,
+    ProcessStream,
+    decode_json_line,
+    is_executable,
+    overlong_warning,
+    slim,
+    version_of,
+    which,
+)
+from specwright.errors import AgentError, ConfigError
+from specwright.model import (
+    AgentEvent,
+    ErrorEvent,
+    StepEvent,
+    TextEvent,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UsageEvent,
+)
+
+if TYPE_CHECKING:
+    from specwright.config import ExecutorConfig
+
+FINAL_TEXT_CHARS = 8192  # the tail of plain output kept as the outcome's final text
+
+
+@dataclass
+class LineState:
+    """Parser state shared by the plain and JSON parsers."""
+
+    lineno: int = 0
+    session_id: str | None = None
+    model: str | None = None
+    usage: Usage | None = None  # totals, when the parser learns them
+    last_text: str = ""
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+LineParser = Callable[[bytes | str, LineState], list[AgentEvent]]
+
+
+def parse_plain_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
+    """One output line -> one text event (blank lines are dropped)."""
+    state.lineno += 1
+    text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return []
+    state.last_text = (state.last_text + "\n" + text)[-FINAL_TEXT_CHARS:].lstrip("\n")
+    return [TextEvent(text)]
+
+
+def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
+    """One ``codex exec --json`` line -> events (thread/turn/item events, usage per turn)."""
+    state.lineno += 1
+    obj, out = decode_json_line(line, state.lineno)
+    if obj is None:
+        return list(out)
+    events: list[AgentEvent] = list(out)
+    kind = obj.get("type")
+    if kind in ("thread.started", "thread.resumed"):
+        state.session_id = obj.get("thread_id") or state.session_id
+        events.append(StepEvent("thread_started", state.session_id, raw=slim(obj)))
+    elif kind == "turn.started":
+        events.append(StepEvent("turn_started", state.session_id))
+    elif kind in ("turn.completed", "turn.failed"):
+        u = obj.get("usage") or {}
+        if u:
+            cached = int(u.get("cached_input_tokens") or 0)
+            step = Usage(
+                input_tokens=max(
+                    0, int(u.get("input_tokens") or 0) - cached
+                ),  # OpenAI counts cached in input
+                output_tokens=int(u.get("output_tokens") or 0),
+                cache_read_tokens=cached,
+                reasoning_tokens=int(u.get("reasoning_output_tokens") or 0),
+                model=state.model,
+            )
+            state.usage = step if state.usage is None else state.usage + step
+            events.append(UsageEvent(step, raw=slim(obj)))
+        if kind == "turn.failed":
+            message = str((obj.get("error") or {}).get("message") or "turn failed")
+            state.error = message
+            events.append(ErrorEvent(message, kind="api_error", raw=slim(obj)))
+    elif kind == "error":
+        message = str(obj.get("message") or obj)
+        state.error = message
+        events.append(ErrorEvent(message, kind="error", raw=slim(obj)))
+    elif kind in ("item.started", "item.updated", "item.completed"):
+        events.extend(_codex_item(obj.get("item") or {}, kind == "item.completed", state))
+    else:
+        events.append(
+            ErrorEvent(
+                f"line {state.lineno}: unknown codex event {kind!r}", kind="warning", raw=slim(obj)
+            )
+        )
+    return events
+
+
+def _codex_item(item: dict[str, Any], completed: bool, state: LineState) -> list[AgentEvent]:
+    itype = item.get("type") or item.get("item_type")
+    item_id = str(item.get("id"))
+    started = state.extra.setdefault("started", set())
+    raw = slim(item)
+    tools = {
+        "command_execution": ("shell", lambda i: {"command": i.get("command")}),
+        "file_change": ("apply_patch", lambda i: {"changes": i.get("changes")}),
+        "mcp_tool_call": (
+            None,
+            lambda i: {"server": i.get("server"), "arguments": i.get("arguments")},
+        ),
+        "web_search": ("web_search", lambda i: {"query": i.get("query")}),
+    }
+    if itype in ("agent_message", "reasoning"):
+        if not completed:
+            return []
+        text = str(item.get("text") or "")
+        if itype == "reasoning":
+            return [StepEvent("reasoning", state.session_id, raw=raw)]
+        state.last_text = text
+        return [TextEvent(text, raw=raw)]
+    if itype in tools:
+        default_name, make_input = tools[itype]
+        name = str(default_name or f"mcp:{item.get('server')}/{item.get('tool')}")
+        out: list[AgentEvent] = []
+        if item_id not in started:
+            started.add(item_id)
+            out.append(ToolCall(item_id, name, make_input(item), raw=raw))
+        if completed:
+            status = item.get("status")
+            exit_code = item.get("exit_code")
+            failed = status in ("failed", "declined") or exit_code not in (None, 0)
+            if itype == "command_execution":
+                output = str(item.get("aggregated_output") or "")
+            elif itype == "mcp_tool_call":
+                output = slim_text(item.get("error") or item.get("result"))
+            else:
+                output = str(status or "")
+            out.append(ToolResult(item_id, output, is_error=failed, tool=name, raw=raw))
+        return out
+    if itype == "error":
+        return [ErrorEvent(str(item.get("message")), kind="warning", raw=raw)]
+    if not completed:
+        return []
+    return [StepEvent(f"item/{itype}", state.session_id, raw=raw)]
+
+
+def slim_text(value: Any) -> str:
+    """A JSON-ish value as text."""
+    from specwright.journal import dumps
+
+    return value if isinstance(value, str) else dumps(value)
+
+
+PARSERS: dict[str, LineParser] = {"codex": parse_codex_line, "plain": parse_plain_line}
+
+
+def resolve_parser(name: str | None) -> LineParser:
+    """A parser by short name or ``module:function`` path."""
+    if not name:
+        return parse_plain_line
+    if name in PARSERS:
+        return PARSERS[name]
+    module_name, sep, attr = name.partition(":")
+    if not sep:
+        raise ConfigError(
+            f"parser {name!r}: unknown; expected one of {', '.join(PARSERS)} or 'module:function'"
+        )
+    try:
+        func = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"parser {name!r}: cannot import ({exc})") from None
+    if not callable(func):
+        raise ConfigError(f"parser {name!r}: not a function")
+    parser: LineParser = func
+    return parser
+
+
+class CommandExecutor:
+    """Runs a configured command line as the agent."""
+
+    backend = "command"
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+        self.name = config.name
+        if not config.argv:
+            raise ConfigError(f"executor {config.name!r}: argv is required for a command executor")
+        if config.prompt_via not in ("arg", "stdin"):
+            raise ConfigError(
+                f"executor {config.name!r}: prompt_via {config.prompt_via!r}; expected arg or stdin"
+            )
+        if config.prompt_via == "arg" and not any("{prompt}" in a for a in config.argv):
+            raise ConfigError(
+                f"executor {config.name!r}: argv has no {{prompt}} placeholder; "
+                "add one or set prompt_via: stdin"
+            )
+        self.parser = resolve_parser(config.parser)
+
+    def executable(self) -> str:
+        first = os.path.expanduser(self.config.path or self.config.argv[0])
+        found = first if os.sep in first and is_executable(first) else which(first)
+        if not found:
+            raise AgentError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
+        return found
+
+    def argv(self, task: Task) -> list[str]:
+        """The argv with ``{prompt}``, ``{system_prompt}``, ``{workdir}`` and ``{model}`` filled."""
+        values = {
+            "{prompt}": task.prompt,
+            "{system_prompt}": task.system_prompt,
+            "{workdir}": str(task.workdir),
+            "{model}": self.config.model or "",
+        }
+        out = []
+        for arg in self.config.argv:
+            for key, value in values.items():
+                arg = arg.replace(key, value)
+            out.append(arg)
+        out[0] = self.executable()
+        return out
+
+    def execute(self, task: Task, on_event: EventSink, cancel: threading.Event) -> Outcome:
+        """Run the command until it exits, is cancelled or times out."""
+        workdir = Path(task.workdir).resolve()
+        if not workdir.is_dir():
+            raise AgentError(f"{workdir}: working directory does not exist")
+        env = {**os.environ, **self.config.env, **task.env}
+        stream = ProcessStream(
+            argv=self.argv(task),
+            cwd=workdir,
+            env=env,
+            stdin_data=task.prompt.encode() if self.config.prompt_via == "stdin" else None,
+            timeout_s=task.timeout_s or self.config.timeout_s,
+        )
+        state = LineState(model=self.config.model)
+        stream.start()
+        on_event(StepEvent("process", raw={"pid": stream.result.pid, "executable": stream.argv[0]}))
+        for item in stream.lines(cancel):
+            if isinstance(item, Overlong):
+                state.lineno += 1
+                on_event(overlong_warning(item, state.lineno))
+                continue
+            try:
+                events = self.parser(item, state)
+            except Exception as exc:  # a user parser's bug must not lose the run
+                events = [ErrorEvent(f"line {state.lineno}: parser failed: {exc}", kind="warning")]
+            for event in events:
+                on_event(event)
+        r = stream.result
+        usage = state.usage or Usage(model=self.config.model)
+        common: dict[str, Any] = {
+            "usage": usage,
+            "session_id": state.session_id,
+            "model": usage.model,
+            "final_text": state.last_text,
+        }
+        if r.cancelled:
+            return Outcome("cancelled", exit_reason="cancelled", **common)
+        if r.timed_out:
+            return Outcome(
+                "killed",
+                exit_reason="timeout",
+                error="the agent ran past its time limit and was killed",
+                **common,
+            )
+        if r.returncode == 0 and not state.error:
+            return Outcome("ok", exit_reason="exit 0", **common)
+        stderr = r.stderr_tail.strip()
+        detail = state.error or (stderr.splitlines()[-1][:500] if stderr else "")
+        code = r.returncode if r.returncode is not None else -1
+        how = f"signal {-code}" if code < 0 else f"exit {code}"
+        on_event(
+            ErrorEvent(
+                f"{how}: {detail}" if detail else how,
+                kind="error",
+                raw={"stderr_tail": stderr[-4000:]} if stderr else None,
+            )
+        )
+        status = "killed" if code < 0 else "error"
+        return Outcome(status, exit_reason=how, error=detail or how, **common)
+
+    def probe(self) -> dict[str, Any]:
+        """Whether the command is there, and its ``--version`` (for `agents list`);
+        ``options.probe_version: false`` skips running it."""
+        try:
+            exe = self.executable()
+        except AgentError as exc:
+            return {"found": False, "location": None, "version": None, "detail": str(exc)}
+        version = version_of(exe) if self.config.options.get("probe_version", True) else None
+        return {"found": True, "location": exe, "version": version, "detail": ""}

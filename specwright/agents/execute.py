@@ -1,0 +1,71 @@
+"""Wiring an executor to an ``ExecutionRecorder``: the one call the loop makes per attempt."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from specwright.agents.base import Executor, Outcome, Task
+from specwright.errors import SpecwrightError
+from specwright.model import AgentEvent, ErrorEvent, UsageEvent
+
+if TYPE_CHECKING:
+    from specwright.recorder import ExecutionRecorder
+
+
+def run_execution(
+    executor: Executor,
+    task: Task,
+    recorder: ExecutionRecorder,
+    cancel: threading.Event | None = None,
+    *,
+    computed_cost_usd: float | None = None,
+) -> Outcome:
+    """Run ``task`` on ``executor``, recording every event and the totals; return the Outcome.
+
+    The recorder is started if it is not yet. A problem starting the agent (executable missing,
+    server down) is recorded as an error event and an ``error`` execution, then re-raised as the
+    ``SpecwrightError`` it is; any other exception is recorded the same way and re-raised.
+    A final usage event is added when the adapter did not stream one, so the events alone
+    always carry the totals."""
+    cancel = cancel or threading.Event()
+    if not recorder.started and not recorder.finished:
+        recorder.start()
+    saw_final = False
+
+    def on_event(event: AgentEvent) -> None:
+        nonlocal saw_final
+        if isinstance(event, UsageEvent) and event.final:
+            saw_final = True
+        recorder.on_event(event)
+
+    try:
+        outcome = executor.execute(task, on_event, cancel)
+    except SpecwrightError as exc:
+        recorder.on_event(ErrorEvent(str(exc), kind="error"))
+        recorder.finish(status="error", exit_reason=f"agent_error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        cancel.set()
+        recorder.finish(status="cancelled", exit_reason="interrupted")
+        raise
+    except BaseException as exc:
+        recorder.on_event(ErrorEvent(f"{type(exc).__name__}: {exc}", kind="error"))
+        recorder.finish(status="error", exit_reason=f"crash: {type(exc).__name__}: {exc}")
+        raise
+    if not saw_final and (outcome.usage.total_tokens or outcome.usage.cost_usd is not None):
+        recorder.on_event(UsageEvent(outcome.usage, final=True))
+    reason = outcome.exit_reason
+    if outcome.error and outcome.error not in reason:
+        reason = f"{reason}: {outcome.error}" if reason else outcome.error
+    recorder.finish(
+        status=outcome.status,
+        usage=outcome.usage,
+        exit_reason=reason,
+        session_id=outcome.session_id,
+        model=outcome.model,
+        num_turns=outcome.num_turns,
+        raw=outcome.raw,
+        computed_cost_usd=computed_cost_usd,
+    )
+    return outcome

@@ -1,0 +1,501 @@
+"""OpenCode as an Executor: HTTP to an `opencode serve` server, events from its SSE stream.
+
+Order matters (measured with opencode 1.18.33): subscribe to ``/event?directory=<workdir>``
+first, then create the session, then ``prompt_async``; the run ends at ``session.idle`` (a few
+part updates may trail it), fails on ``session.error``, and blocks forever on an unanswered
+``permission.asked``, which is answered here by ``permission_policy``. Every HTTP call has a
+timeout. The event mapping is the pure parser in opencode_events.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.agents.base import EventSink, Outcome, Task
+from specwright.agents.opencode_events import (
+    OpenCodeState,
+    error_text,
+    finish_parse,
+    parse_event,
+    usage_from_totals,
+)
+from specwright.agents.process import is_executable, slim, version_of, which
+from specwright.errors import AgentError, ConfigError
+from specwright.model import ErrorEvent, StepEvent, Usage, UsageEvent
+
+if TYPE_CHECKING:
+    import httpx
+
+    from specwright.config import ExecutorConfig
+
+__all__ = ["OpenCodeExecutor", "OpenCodeState", "find_opencode", "finish_parse", "parse_event"]
+
+DEFAULT_URL = "http://localhost:4096"
+HTTP_TIMEOUT_S = 15.0  # every plain call; the SSE read timeout is separate
+SSE_READ_TIMEOUT_S = 60.0  # the server sends a heartbeat every ~10 s
+CONNECT_WAIT_S = 15.0  # for `server.connected` after subscribing
+SETTLE_S = 0.3  # after session.idle, trailing part updates still arrive
+POLL_IDLE_S = 15.0  # with no event for this long, ask the server whether the session is idle
+POLICIES = {
+    "allow": "once",
+    "once": "once",
+    "always": "always",
+    "reject": "reject",
+    "deny": "reject",
+}
+
+# --- the executor ---------------------------------------------------------------------------
+
+
+def find_opencode(config_path: str | None = None, env: dict[str, str] | None = None) -> str:
+    """The opencode executable: ``OPENCODE_PATH``, then the config's ``path``, then PATH."""
+    env = dict(os.environ) if env is None else env
+    if env.get("OPENCODE_PATH"):
+        if is_executable(env["OPENCODE_PATH"]):
+            return env["OPENCODE_PATH"]
+        raise AgentError(f"OPENCODE_PATH={env['OPENCODE_PATH']}: no executable file there")
+    if config_path:
+        path = os.path.expanduser(config_path)
+        found = path if is_executable(path) else which(path)
+        if found:
+            return found
+        raise AgentError(f"opencode executor path {config_path!r}: no executable file there")
+    found = which("opencode", env.get("PATH"))
+    if found:
+        return found
+    raise AgentError(
+        "opencode executable not found: OPENCODE_PATH is not set, the executor config has no "
+        "`path`, and `opencode` is not on PATH (npm install opencode-ai)"
+    )
+
+
+class _Closed:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class OpenCodeExecutor:
+    """Drives one prompt through an OpenCode server and streams its events."""
+
+    backend = "opencode"
+
+    def __init__(
+        self, config: ExecutorConfig, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.transport = transport
+        if config.permission_policy not in POLICIES:
+            raise ConfigError(
+                f"executor {config.name!r}: permission_policy {config.permission_policy!r}; "
+                f"expected one of {', '.join(POLICIES)}"
+            )
+
+    @property
+    def url(self) -> str:
+        return (os.environ.get("OPENCODE_URL") or self.config.url or DEFAULT_URL).rstrip("/")
+
+    def _client(self, read_timeout: float = HTTP_TIMEOUT_S) -> httpx.Client:
+        import httpx
+
+        auth = None
+        password = os.environ.get("OPENCODE_SERVER_PASSWORD")
+        if password:
+            auth = httpx.BasicAuth(os.environ.get("OPENCODE_SERVER_USERNAME", "opencode"), password)
+        timeout = httpx.Timeout(HTTP_TIMEOUT_S, read=read_timeout, connect=5.0)
+        kwargs: dict[str, Any] = {
+            "base_url": self.url,
+            "timeout": timeout,
+            "auth": auth,
+            "trust_env": False,
+        }
+        if self.transport is not None:
+            kwargs["transport"] = self.transport
+        return httpx.Client(**kwargs)
+
+    def health(self, client: httpx.Client | None = None) -> dict[str, Any]:
+        """``GET /global/health``, with a distinct clear error for down, wrong URL, auth."""
+        import httpx
+
+        own = client is None
+        client = client or self._client()
+        try:
+            r = client.get("/global/health", timeout=5.0)
+        except httpx.ConnectError as exc:
+            raise AgentError(
+                f"OpenCode server at {self.url} is not reachable ({exc}); start one with "
+                "`specwright agents serve-opencode` or `opencode serve`, or set OPENCODE_URL"
+            ) from None
+        except httpx.TimeoutException:
+            raise AgentError(
+                f"OpenCode server at {self.url} did not answer /global/health within 5 s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise AgentError(f"OpenCode server at {self.url}: {exc}") from None
+        finally:
+            if own:
+                client.close()
+        if r.status_code == 401:
+            raise AgentError(
+                f"OpenCode server at {self.url} wants a password: "
+                "set OPENCODE_SERVER_PASSWORD (and OPENCODE_SERVER_USERNAME)"
+            )
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if r.status_code != 200 or not isinstance(body, dict) or "healthy" not in body:
+            raise AgentError(
+                f"{self.url} is not an OpenCode server: GET /global/health answered "
+                f"HTTP {r.status_code} {r.text[:120]!r}; check OPENCODE_URL / the executor's url"
+            )
+        return body
+
+    def _model(self) -> dict[str, str] | None:
+        model, provider = self.config.model, self.config.provider
+        if model and not provider and "/" in model:
+            provider, model = model.split("/", 1)
+        if model and provider:
+            return {"providerID": provider, "modelID": model}
+        if model:
+            raise ConfigError(
+                f"executor {self.name!r}: model {model!r} needs a provider "
+                "(set provider, or write model as provider/model)"
+            )
+        return None
+
+    def execute(self, task: Task, on_event: EventSink, cancel: threading.Event) -> Outcome:
+        """Send ``task`` to the server and follow the session until it is idle."""
+        import httpx
+
+        workdir = Path(task.workdir).resolve()
+        if not workdir.is_dir():
+            raise AgentError(f"{workdir}: working directory does not exist")
+        directory = str(workdir)
+        params = {"directory": directory}
+        model = self._model()
+        client = self._client()
+        sse_client = self._client(read_timeout=SSE_READ_TIMEOUT_S)
+        events: queue.Queue[dict[str, Any] | _Closed] = queue.Queue()
+        stop = threading.Event()
+        state = OpenCodeState()
+        reader = threading.Thread(
+            target=self._read_events, args=(sse_client, params, events, stop), daemon=True
+        )
+        try:
+            self.health(client)
+            reader.start()
+            first = self._next(events, CONNECT_WAIT_S)
+            if first is None or isinstance(first, _Closed):
+                why = first.reason if isinstance(first, _Closed) else "no server.connected"
+                raise AgentError(
+                    f"OpenCode server at {self.url}: cannot subscribe to /event ({why})"
+                )
+            session = self._post(
+                client,
+                "/session",
+                params,
+                {"title": f"specwright {task.metadata.get('title', self.name)}"[:80]},
+                "create a session",
+            )
+            state.session_id = session["id"]
+            on_event(
+                StepEvent(
+                    "session",
+                    state.session_id,
+                    raw={"directory": directory, "url": self.url, "model": model},
+                )
+            )
+            body: dict[str, Any] = {"parts": [{"type": "text", "text": task.prompt}]}
+            if model:
+                body["model"] = model
+            if task.system_prompt:
+                body["system"] = task.system_prompt
+            self._post(
+                client, f"/session/{state.session_id}/prompt_async", params, body, "send the prompt"
+            )
+            end = self._follow(
+                client,
+                params,
+                events,
+                state,
+                on_event,
+                cancel,
+                task.timeout_s or self.config.timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            raise AgentError(
+                f"OpenCode server at {self.url}: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                sse_client.close()
+        try:
+            return self._outcome(client, params, state, on_event, end)
+        finally:
+            client.close()
+
+    @staticmethod
+    def _next(
+        q: queue.Queue[dict[str, Any] | _Closed], timeout: float
+    ) -> dict[str, Any] | _Closed | None:
+        try:
+            return q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _read_events(
+        self,
+        client: httpx.Client,
+        params: dict[str, str],
+        out: queue.Queue[dict[str, Any] | _Closed],
+        stop: threading.Event,
+    ) -> None:
+        import json
+
+        from httpx_sse import connect_sse
+
+        reason = "the server closed the event stream"
+        try:
+            with connect_sse(client, "GET", "/event", params=params) as source:
+                for sse in source.iter_sse():
+                    if stop.is_set():
+                        return
+                    try:
+                        payload = json.loads(sse.data)
+                    except ValueError:
+                        payload = {"type": "_malformed", "data": sse.data[:2000]}
+                    if isinstance(payload, dict):
+                        out.put(payload)
+        except Exception as exc:
+            if stop.is_set():
+                return
+            reason = f"{type(exc).__name__}: {exc}"
+        out.put(_Closed(reason))
+
+    def _post(
+        self, client: httpx.Client, path: str, params: dict[str, str], body: Any, what: str
+    ) -> Any:
+        r = client.post(path, params=params, json=body)
+        if r.status_code >= 400:
+            raise AgentError(
+                f"OpenCode server at {self.url}: cannot {what}: HTTP {r.status_code} {r.text[:300]}"
+            )
+        if r.status_code == 204 or not r.content:
+            return None
+        try:
+            return r.json()
+        except ValueError:
+            raise AgentError(
+                f"OpenCode server at {self.url}: cannot {what}: answer is not "
+                f"JSON: {r.text[:200]!r}"
+            ) from None
+
+    def _follow(
+        self,
+        client: httpx.Client,
+        params: dict[str, str],
+        events: queue.Queue[dict[str, Any] | _Closed],
+        state: OpenCodeState,
+        on_event: EventSink,
+        cancel: threading.Event,
+        timeout_s: float | None,
+    ) -> str:
+        """Consume events until the session is idle; returns how it ended."""
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        ended: str | None = None
+        settle_until: float | None = None
+        last_event = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if settle_until is not None and now >= settle_until:
+                return ended or "idle"
+            if ended is None and cancel.is_set():
+                ended = "cancelled"
+                self._abort(client, params, state)
+                settle_until = now + 10.0  # wait for the abort to land (idle), not forever
+            elif ended is None and deadline is not None and now >= deadline:
+                ended = "timeout"
+                self._abort(client, params, state)
+                settle_until = now + 10.0
+            elif ended is None and now - last_event > POLL_IDLE_S and state.busy:
+                last_event = now  # a quiet stream: make sure we did not miss the idle
+                if self._session_idle(client, params, state):
+                    return "idle"
+            item = self._next(events, 0.05)
+            if item is None:
+                continue
+            last_event = time.monotonic()
+            if isinstance(item, _Closed):
+                if ended is not None or state.idle:
+                    return ended or "idle"
+                state.error = state.error or {
+                    "name": "StreamDropped",
+                    "data": {"message": item.reason},
+                }
+                return "stream_dropped"
+            if item.get("type") == "_malformed":
+                state.warnings += 1
+                on_event(
+                    ErrorEvent(
+                        f"event stream: data is not JSON: {item.get('data')!s:.200}",
+                        kind="warning",
+                        raw=item,
+                    )
+                )
+                continue
+            for event in parse_event(item, state):
+                on_event(event)
+            self._answer_permissions(client, params, state, on_event)
+            if state.idle and settle_until is None:
+                settle_until = time.monotonic() + SETTLE_S
+            elif state.idle and ended is not None:
+                settle_until = min(settle_until or now, time.monotonic() + SETTLE_S)
+
+    def _answer_permissions(
+        self,
+        client: httpx.Client,
+        params: dict[str, str],
+        state: OpenCodeState,
+        on_event: EventSink,
+    ) -> None:
+        reply = POLICIES[self.config.permission_policy]
+        while state.permissions:
+            ask = state.permissions.pop(0)
+            r = client.post(
+                f"/permission/{ask.get('id')}/reply", params=params, json={"reply": reply}
+            )
+            if r.status_code >= 400:
+                on_event(
+                    ErrorEvent(
+                        f"could not answer permission {ask.get('id')}: HTTP "
+                        f"{r.status_code} {r.text[:200]}",
+                        kind="error",
+                    )
+                )
+
+    def _abort(self, client: httpx.Client, params: dict[str, str], state: OpenCodeState) -> None:
+        if state.session_id:
+            with contextlib.suppress(Exception):
+                client.post(f"/session/{state.session_id}/abort", params=params, timeout=5.0)
+
+    def _session_idle(
+        self, client: httpx.Client, params: dict[str, str], state: OpenCodeState
+    ) -> bool:
+        try:
+            r = client.get("/session/status", params=params, timeout=5.0)
+            status = (r.json() or {}).get(state.session_id or "", {"type": "idle"})
+        except Exception:
+            return False
+        if status.get("type") == "idle":
+            state.idle = True
+            return True
+        return False
+
+    def _outcome(
+        self,
+        client: httpx.Client,
+        params: dict[str, str],
+        state: OpenCodeState,
+        on_event: EventSink,
+        end: str,
+    ) -> Outcome:
+        for event in finish_parse(state):
+            on_event(event)
+        usage = Usage(
+            state.usage.input_tokens,
+            state.usage.output_tokens,
+            state.usage.cache_read_tokens,
+            state.usage.cache_write_tokens,
+            state.usage.reasoning_tokens,
+            state.usage.cost_usd,
+            state.model,
+        )
+        raw: dict[str, Any] | None = None
+        if state.session_id and end != "stream_dropped":
+            with contextlib.suppress(Exception):
+                r = client.get(f"/session/{state.session_id}", params=params, timeout=5.0)
+                if r.status_code == 200:
+                    info = r.json()
+                    raw = slim(
+                        {
+                            k: info.get(k)
+                            for k in ("id", "title", "cost", "tokens", "directory", "version")
+                        }
+                    )
+                    usage = usage_from_totals(info, state.model)
+        on_event(UsageEvent(usage, final=True, raw=raw))
+        common: dict[str, Any] = {
+            "usage": usage,
+            "session_id": state.session_id,
+            "model": state.model,
+            "final_text": state.last_text,
+            "retry_after_s": state.retry_after_s,
+            "raw": raw,
+        }
+        if end == "cancelled":
+            return Outcome("cancelled", exit_reason="cancelled", **common)
+        if end == "timeout":
+            return Outcome(
+                "killed",
+                exit_reason="timeout",
+                error="the session ran past its time limit and was aborted",
+                **common,
+            )
+        if end == "stream_dropped":
+            why = ((state.error or {}).get("data") or {}).get("message")
+            return Outcome(
+                "error",
+                exit_reason="stream_dropped",
+                error=f"the OpenCode event stream from {self.url} ended mid-run "
+                f"({why}); the server may have stopped",
+                **common,
+            )
+        if state.error is not None:
+            name = state.error.get("name")
+            status = (state.error.get("data") or {}).get("statusCode")
+            reason = "rate_limit" if status in (429, 529) else "session_error"
+            if name == "MessageAbortedError":
+                reason = "aborted"
+            return Outcome("error", exit_reason=reason, error=error_text(state.error), **common)
+        if state.rejected:
+            return Outcome(
+                "error",
+                exit_reason="permission_rejected",
+                error=f"{state.rejected} permission request(s) rejected by policy "
+                f"{self.config.permission_policy!r}",
+                **common,
+            )
+        return Outcome("ok", exit_reason="completed", **common)
+
+    def probe(self) -> dict[str, Any]:
+        """Whether the server answers, and its version (for `agents list`)."""
+        try:
+            body = self.health()
+        except AgentError as exc:
+            local = None
+            with contextlib.suppress(AgentError):
+                local = find_opencode(self.config.path)
+            detail = str(exc) + (f" (a local opencode is at {local})" if local else "")
+            return {"found": False, "location": self.url, "version": None, "detail": detail}
+        return {
+            "found": True,
+            "location": self.url,
+            "version": body.get("version"),
+            "detail": "server healthy" if body.get("healthy") else "server not healthy",
+        }
+
+
+def local_version(config_path: str | None = None) -> str | None:
+    """The version of the local opencode executable, if there is one."""
+    try:
+        return version_of(find_opencode(config_path))
+    except AgentError:
+        return None

@@ -1,0 +1,291 @@
+"""The pure parser of OpenCode's ``/event`` stream (no HTTP, no I/O).
+
+``parse_event`` maps one event of a session to normalized events and updates an
+``OpenCodeState``. Tool parts are followed by ``callID`` through pending -> running ->
+completed | error; each ``step-finish`` part carries one LLM call's tokens (``input`` excludes
+cache reads) and cost; ``session.idle`` may come twice, and ``permission.asked`` is queued in the
+state for the transport to answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from specwright.agents.process import slim
+from specwright.model import (
+    AgentEvent,
+    ErrorEvent,
+    StepEvent,
+    TextEvent,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UsageEvent,
+)
+
+NOISE = {
+    "server.connected",
+    "server.heartbeat",
+    "plugin.added",
+    "catalog.updated",
+    "reference.updated",
+    "integration.updated",
+    "file.watcher.updated",
+    "lsp.updated",
+    "lsp.client.diagnostics",
+    "installation.updated",
+    "project.updated",
+}
+
+
+@dataclass
+class OpenCodeState:
+    """What the parser has seen of one session."""
+
+    session_id: str | None = None
+    roles: dict[str, str] = field(default_factory=dict)  # message id -> user | assistant
+    text: dict[str, str] = field(default_factory=dict)  # text part id -> text so far
+    text_done: set[str] = field(default_factory=set)
+    tool_called: set[str] = field(default_factory=set)  # callIDs with a ToolCall emitted
+    tool_done: set[str] = field(default_factory=set)
+    steps_done: set[str] = field(default_factory=set)
+    usage: Usage = field(default_factory=Usage)  # the sum of step-finish parts
+    model: str | None = None
+    provider: str | None = None
+    busy: bool = False
+    idle: bool = False
+    error: dict[str, Any] | None = None
+    retry_after_s: float | None = None
+    permissions: list[dict[str, Any]] = field(default_factory=list)  # asks to answer
+    rejected: int = 0
+    last_text: str = ""
+    totals: dict[str, Any] | None = None  # session info cost/tokens from session.updated
+    warnings: int = 0
+
+
+def _step_usage(part: dict[str, Any], model: str | None) -> Usage:
+    tokens = part.get("tokens") or {}
+    cache = tokens.get("cache") or {}
+    cost = part.get("cost")
+    return Usage(
+        input_tokens=int(tokens.get("input") or 0),
+        output_tokens=int(tokens.get("output") or 0),
+        cache_read_tokens=int(cache.get("read") or 0),
+        cache_write_tokens=int(cache.get("write") or 0),
+        reasoning_tokens=int(tokens.get("reasoning") or 0),
+        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        model=model,
+    )
+
+
+def usage_from_totals(info: dict[str, Any], model: str | None) -> Usage:
+    """A session's running totals (``GET /session/{id}`` or ``session.updated``) as Usage."""
+    return _step_usage({"tokens": info.get("tokens"), "cost": info.get("cost")}, model)
+
+
+def _retry_after(headers: dict[str, Any]) -> float | None:
+    lower = {str(k).lower(): v for k, v in (headers or {}).items()}
+    try:
+        if "retry-after-ms" in lower:
+            return float(lower["retry-after-ms"]) / 1000
+        if "retry-after" in lower:
+            return float(lower["retry-after"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def error_text(error: dict[str, Any]) -> str:
+    """One line for a session error: name, message and HTTP status when there is one."""
+    data = error.get("data") or {}
+    text = f"{error.get('name', 'Error')}: {data.get('message') or error}"
+    if data.get("statusCode"):
+        text += f" (HTTP {data['statusCode']})"
+    return text
+
+
+def parse_event(event: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
+    """Turn one ``/event`` payload into normalized events for ``state.session_id``'s session."""
+    kind = event.get("type")
+    props = event.get("properties")
+    if not isinstance(kind, str) or not isinstance(props, dict):
+        state.warnings += 1
+        return [
+            ErrorEvent(
+                f"malformed OpenCode event: {str(event)[:200]}", kind="warning", raw=slim(event)
+            )
+        ]
+    if kind in NOISE:
+        return []
+    sid = props.get("sessionID") or (props.get("info") or {}).get("sessionID")
+    if kind.startswith("session.") and sid is None:
+        sid = (props.get("info") or {}).get("id")
+    if sid is not None and state.session_id is not None and sid != state.session_id:
+        return []  # another session in the same directory
+    try:
+        return _dispatch(kind, props, state)
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        state.warnings += 1
+        return [
+            ErrorEvent(
+                f"unexpected {kind!r} event shape ({type(exc).__name__}: {exc})",
+                kind="warning",
+                raw=slim(event),
+            )
+        ]
+
+
+def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
+    if kind == "message.part.updated":
+        return _part(props["part"], state)
+    if kind == "message.part.delta":
+        if props.get("field") == "text" and props.get("partID"):
+            pid = props["partID"]
+            state.text[pid] = state.text.get(pid, "") + str(props.get("delta") or "")
+        return []
+    if kind == "message.updated":
+        info = props["info"]
+        state.roles[info["id"]] = info.get("role", "")
+        if info.get("role") == "assistant":
+            state.model = info.get("modelID") or state.model
+            state.provider = info.get("providerID") or state.provider
+            if info.get("error") and state.error is None:
+                state.error = info["error"]
+        return []
+    if kind == "session.status":
+        status = props.get("status") or {}
+        if status.get("type") == "busy":
+            state.busy = True
+        elif status.get("type") == "retry":
+            nxt = status.get("next")
+            if isinstance(nxt, int | float):
+                state.retry_after_s = max(0.0, nxt / 1000 - time.time())
+            return [
+                ErrorEvent(
+                    f"model call failed, retry {status.get('attempt')}: {status.get('message')}",
+                    kind="warning",
+                    raw=slim(status),
+                )
+            ]
+        return []
+    if kind == "session.idle":
+        if state.idle or not state.busy:
+            return []
+        state.idle = True
+        return [StepEvent("idle", state.session_id)]
+    if kind == "session.error":
+        error = props.get("error") or {}
+        state.error = error
+        data = error.get("data") or {}
+        status = data.get("statusCode")
+        hint = _retry_after(data.get("responseHeaders") or {})
+        if hint is not None:
+            state.retry_after_s = hint
+        if error.get("name") == "MessageAbortedError":
+            return [StepEvent("aborted", state.session_id, raw=slim(error))]
+        kind_ = "rate_limit" if status in (429, 529) else "api_error"
+        return [ErrorEvent(error_text(error), kind=kind_, raw=slim(error))]
+    if kind in ("session.created", "session.updated"):
+        info = props.get("info") or {}
+        if "cost" in info or "tokens" in info:
+            state.totals = {"cost": info.get("cost"), "tokens": info.get("tokens")}
+        return []
+    if kind == "permission.asked":
+        state.permissions.append(props)
+        tool = props.get("tool") or {}
+        return [
+            StepEvent(
+                f"permission.asked {props.get('permission')}",
+                state.session_id,
+                raw=slim({**props, "callID": tool.get("callID")}),
+            )
+        ]
+    if kind == "permission.replied":
+        if props.get("reply") == "reject":
+            state.rejected += 1
+        return [
+            StepEvent(f"permission.replied {props.get('reply')}", state.session_id, raw=slim(props))
+        ]
+    if kind in ("session.diff", "file.edited", "session.compacted", "todo.updated"):
+        return []
+    return [StepEvent(kind, state.session_id, raw=slim(props))]
+
+
+def _part(part: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
+    ptype = part.get("type")
+    pid = str(part.get("id"))
+    if state.roles.get(str(part.get("messageID"))) == "user":
+        return []  # our own prompt, echoed back
+    if ptype == "text":
+        state.text[pid] = str(part.get("text") or state.text.get(pid, ""))
+        if (part.get("time") or {}).get("end") is None or pid in state.text_done:
+            return []
+        return _emit_text(pid, state, part)
+    if ptype == "tool":
+        return _tool(part, state)
+    if ptype == "step-finish":
+        if pid in state.steps_done:
+            return []
+        state.steps_done.add(pid)
+        step = _step_usage(part, state.model)
+        state.usage = state.usage + step
+        return [
+            UsageEvent(
+                step,
+                raw=slim({k: part.get(k) for k in ("reason", "tokens", "cost", "messageID", "id")}),
+            )
+        ]
+    if ptype == "step-start":
+        return [StepEvent("step_start", state.session_id)]
+    if ptype == "reasoning":
+        if (part.get("time") or {}).get("end") is None or pid in state.text_done:
+            return []
+        state.text_done.add(pid)
+        return [StepEvent("reasoning", state.session_id, raw=slim(part))]
+    return [StepEvent(f"part/{ptype}", state.session_id, raw=slim(part))]
+
+
+def _emit_text(pid: str, state: OpenCodeState, part: dict[str, Any] | None) -> list[AgentEvent]:
+    state.text_done.add(pid)
+    text = state.text.get(pid, "")
+    if not text.strip():
+        return []
+    state.last_text = text
+    raw = {k: part.get(k) for k in ("id", "messageID", "time")} if part else {"id": pid}
+    return [TextEvent(text, raw=raw)]
+
+
+def _tool(part: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
+    call_id = str(part.get("callID") or part.get("id"))
+    tool = str(part.get("tool"))
+    st = part.get("state") or {}
+    status = st.get("status")
+    out: list[AgentEvent] = []
+    raw = {"id": part.get("id"), "messageID": part.get("messageID"), "status": status}
+    if status in ("running", "completed", "error") and call_id not in state.tool_called:
+        state.tool_called.add(call_id)
+        tool_input = st.get("input")
+        out.append(
+            ToolCall(call_id, tool, tool_input if isinstance(tool_input, dict) else {}, raw=raw)
+        )
+    if status in ("completed", "error") and call_id not in state.tool_done:
+        state.tool_done.add(call_id)
+        if status == "completed":
+            output = st.get("output")
+            output = output if isinstance(output, str) else str(output or "")
+        else:
+            output = str(st.get("error") or "error")
+        raw.update(title=st.get("title"), metadata=slim(st.get("metadata")), time=st.get("time"))
+        out.append(ToolResult(call_id, output, is_error=status == "error", tool=tool, raw=raw))
+    return out
+
+
+def finish_parse(state: OpenCodeState) -> list[AgentEvent]:
+    """Events still owed at the end: text parts that streamed but never got their end mark."""
+    out: list[AgentEvent] = []
+    for pid in list(state.text):
+        if pid not in state.text_done:
+            out.extend(_emit_text(pid, state, None))
+    return out

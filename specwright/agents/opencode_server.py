@@ -1,0 +1,149 @@
+"""Starting a local `opencode serve` (127.0.0.1 only) for a user or a test, and stopping it.
+
+Readiness is the stdout line ``opencode server listening on http://127.0.0.1:<port>``: polling
+the health route from time zero can hang on a connection accepted before the server is ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from specwright.agents.process import kill_group
+from specwright.errors import AgentError
+
+_LISTENING = re.compile(r"listening on (http://[^\s]+)")
+
+# Switches that keep opencode from fetching anything on its own (models catalogue, updates,
+# background plugin installs, sharing, LSP downloads).
+OFFLINE_ENV = {
+    "npm_config_offline": "true",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+}
+
+
+class OpenCodeServer:
+    """A running `opencode serve` child process; use as a context manager or call stop()."""
+
+    def __init__(
+        self,
+        executable: str,
+        cwd: Path | str,
+        env: Mapping[str, str] | None = None,
+        port: int = 0,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
+        self.executable = executable
+        self.cwd = Path(cwd)
+        self.env = dict(os.environ if env is None else env)
+        self.port = port
+        self.ready_timeout_s = ready_timeout_s
+        self.url: str | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: deque[str] = deque(maxlen=200)
+
+    def start(self) -> OpenCodeServer:
+        """Spawn the server and wait for its listening line; returns self (``url`` is set)."""
+        argv = [self.executable, "serve", "--port", str(self.port), "--hostname", "127.0.0.1"]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
+        found = threading.Event()
+        threading.Thread(target=self._pump, args=(found,), daemon=True).start()
+        if not found.wait(self.ready_timeout_s) or self.url is None:
+            tail = " | ".join(list(self.output)[-5:])
+            self.stop()
+            raise AgentError(
+                f"`opencode serve` did not report a listening address within "
+                f"{self.ready_timeout_s:g} s (last output: {tail or 'none'})"
+            )
+        return self
+
+    def _pump(self, found: threading.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:  # keep reading so a full pipe never blocks the server
+            self.output.append(line.rstrip())
+            if self.url is None:
+                m = _LISTENING.search(line)
+                if m:
+                    self.url = m.group(1).rstrip("/")
+                    found.set()
+        found.set()  # exited before listening: start() reports it
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def wait(self) -> int:
+        """Block until the server exits (Ctrl-C stops it); returns its exit code."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait()
+        except KeyboardInterrupt:
+            self.stop()
+            return 0
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the server's process group, then SIGKILL what is left."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            kill_group(self.proc.pid, grace_s=grace_s, proc=self.proc)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, 9)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=grace_s)
+
+    def __enter__(self) -> OpenCodeServer:
+        return self.start() if self.proc is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def wait_healthy(url: str, timeout_s: float = 30.0) -> dict[str, object]:
+    """Poll ``/global/health`` with a short per-request timeout until it answers."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/global/health", timeout=2.0, trust_env=False)
+            if r.status_code == 200:
+                body: dict[str, object] = r.json()
+                return body
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise AgentError(f"{url}: not healthy after {timeout_s:g} s ({last})")

@@ -1,0 +1,338 @@
+"""Shared transport for CLI agents: a subprocess in its own process group, read line by line.
+
+The adapters (claude_code, command) keep their parsing pure; this module owns the process:
+spawning it with its own session (so a cancel kills the agent *and* every tool it started),
+streaming stdout lines with a size cap, keeping a bounded tail of stderr, and killing the whole
+group on cancel, on timeout and after a normal exit (no stray children left behind).
+Also here: turning one raw line into a JSON object or a warning, and slimming raw payloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specwright.errors import AgentError
+from specwright.model import ErrorEvent
+
+MAX_LINE_BYTES = 128 * 1024 * 1024  # a longer stdout line is dropped (with a warning), not kept
+STDERR_TAIL_BYTES = 16 * 1024
+TERM_GRACE_S = 3.0  # after SIGTERM, how long the agent gets before the group is SIGKILLed
+DRAIN_S = 5.0  # after the agent ended, how long to wait for its stdout to close
+SLIM_STRING_CHARS = 4096  # raw payloads keep strings up to this; longer ones keep head + length
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """Marker for a stdout line longer than ``MAX_LINE_BYTES`` (its bytes were discarded)."""
+
+    size: int
+
+
+@dataclass
+class ProcessResult:
+    """How the process ended."""
+
+    returncode: int | None = None
+    cancelled: bool = False
+    timed_out: bool = False
+    stderr_tail: str = ""
+    pid: int | None = None
+    lines: int = 0
+
+
+def _tail_reader(stream: Any, tail: deque[bytes], limit: int) -> None:
+    size = 0
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        tail.append(chunk)
+        size += len(chunk)
+        while size > limit and len(tail) > 1:
+            size -= len(tail.popleft())
+    stream.close()
+
+
+def _line_reader(stream: Any, out: queue.Queue[bytes | Overlong | None]) -> None:
+    try:
+        while True:
+            line = stream.readline(MAX_LINE_BYTES)
+            if not line:
+                break
+            if len(line) >= MAX_LINE_BYTES and not line.endswith(b"\n"):
+                size = len(line)
+                while True:  # discard the rest of this line
+                    more = stream.readline(MAX_LINE_BYTES)
+                    size += len(more)
+                    if not more or more.endswith(b"\n"):
+                        break
+                out.put(Overlong(size))
+                continue
+            out.put(line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        out.put(None)
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+def _stdin_writer(stream: Any, data: bytes) -> None:
+    try:
+        stream.write(data)
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the agent stopped reading; its exit code tells the story
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            stream.close()
+
+
+def kill_group(
+    pid: int, grace_s: float = TERM_GRACE_S, proc: subprocess.Popen[Any] | None = None
+) -> None:
+    """SIGTERM the process group led by ``pid``, wait up to ``grace_s`` for the leader, then
+    SIGKILL whatever is left of the group."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+
+
+@dataclass
+class ProcessStream:
+    """One agent process: ``lines()`` yields its stdout lines until it exits, is cancelled or
+    times out; ``result`` says which. Always ends with the whole process group gone."""
+
+    argv: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str]
+    stdin_data: bytes | None = None
+    timeout_s: float | None = None
+    result: ProcessResult = field(default_factory=ProcessResult)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessStream:
+        try:
+            self.proc = subprocess.Popen(
+                list(self.argv),
+                cwd=str(self.cwd),
+                env=dict(self.env),
+                stdin=subprocess.PIPE if self.stdin_data is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # own process group: cancel kills the agent's tools too
+            )
+        except FileNotFoundError as exc:
+            raise AgentError(f"{self.argv[0]}: cannot start: {exc.strerror}") from None
+        except PermissionError:
+            raise AgentError(f"{self.argv[0]}: cannot start: not executable") from None
+        except NotADirectoryError:
+            raise AgentError(f"{self.cwd}: working directory is not a directory") from None
+        self.result.pid = self.proc.pid
+        return self
+
+    def lines(self, cancel: threading.Event) -> Iterator[bytes | Overlong]:
+        """Stdout lines as they arrive. Stops early (killing the group) on cancel or timeout."""
+        proc = self.proc
+        if proc is None:
+            self.start()
+            proc = self.proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        q: queue.Queue[bytes | Overlong | None] = queue.Queue(maxsize=10000)
+        tail: deque[bytes] = deque()
+        threads = [
+            threading.Thread(target=_line_reader, args=(proc.stdout, q), daemon=True),
+            threading.Thread(
+                target=_tail_reader, args=(proc.stderr, tail, STDERR_TAIL_BYTES), daemon=True
+            ),
+        ]
+        if self.stdin_data is not None and proc.stdin is not None:
+            threads.append(
+                threading.Thread(
+                    target=_stdin_writer, args=(proc.stdin, self.stdin_data), daemon=True
+                )
+            )
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
+        ended_at: float | None = None  # when the agent exited or was killed
+        swept = False
+        try:
+            while True:
+                now = time.monotonic()
+                if ended_at is None:
+                    if cancel.is_set():
+                        self.result.cancelled = True
+                        kill_group(proc.pid, proc=proc)
+                    elif deadline is not None and now >= deadline:
+                        self.result.timed_out = True
+                        kill_group(proc.pid, proc=proc)
+                    if proc.poll() is not None:
+                        ended_at = time.monotonic()
+                elif not swept and now - ended_at > 0.5:
+                    # a leftover child still holds stdout open: the agent is done, so it goes
+                    swept = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                elif now - ended_at > DRAIN_S:
+                    break  # something outside the group holds the pipe; stop waiting for it
+                try:
+                    item = q.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    break
+                self.result.lines += 1
+                yield item  # lines already printed before a kill are still real output
+        finally:
+            self._finish(proc, threads, tail)
+
+    def _finish(
+        self, proc: subprocess.Popen[bytes], threads: list[threading.Thread], tail: deque[bytes]
+    ) -> None:
+        try:
+            proc.wait(timeout=TERM_GRACE_S)
+        except subprocess.TimeoutExpired:  # stdout closed but the process lingers
+            kill_group(proc.pid, proc=proc)
+        # the agent is gone; anything it left running in its group goes too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for t in threads:
+            t.join(timeout=2)
+        self.result.returncode = proc.returncode
+        self.result.stderr_tail = b"".join(tail)[-STDERR_TAIL_BYTES:].decode(
+            "utf-8", errors="replace"
+        )
+
+
+# --- line decoding --------------------------------------------------------------------------
+
+
+def preview(text: str, limit: int = 200) -> str:
+    """A short, single-line excerpt for warnings."""
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
+
+
+def decode_json_line(
+    line: bytes | str, lineno: int | None = None
+) -> tuple[dict[str, Any] | None, list[ErrorEvent]]:
+    """Decode one stream line into a JSON object; anything odd becomes a warning event.
+
+    Non-UTF-8 bytes are replaced (and warned about), blank lines give nothing, and truncated or
+    non-object JSON gives ``None`` plus a warning carrying an excerpt of the line."""
+    where = f"line {lineno}: " if lineno is not None else ""
+    warnings: list[ErrorEvent] = []
+    if isinstance(line, bytes | bytearray):
+        try:
+            text = bytes(line).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = bytes(line).decode("utf-8", errors="replace")
+            warnings.append(
+                ErrorEvent(
+                    f"{where}invalid UTF-8 at byte {exc.start}; undecodable bytes replaced",
+                    kind="warning",
+                    raw={"line": preview(text, 2000)},
+                )
+            )
+    else:
+        text = line
+    text = text.strip()
+    if not text:
+        return None, warnings
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        why = (
+            f"{exc.msg} at char {exc.pos}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "nested too deep"
+        )
+        warnings.append(
+            ErrorEvent(
+                f"{where}not valid JSON ({why}): {preview(text)}",
+                kind="warning",
+                raw={"line": preview(text, 2000)},
+            )
+        )
+        return None, warnings
+    if not isinstance(obj, dict):
+        warnings.append(
+            ErrorEvent(
+                f"{where}expected a JSON object, got {type(obj).__name__}: {preview(text)}",
+                kind="warning",
+                raw={"line": preview(text, 2000)},
+            )
+        )
+        return None, warnings
+    return obj, warnings
+
+
+def slim(obj: Any, limit: int = SLIM_STRING_CHARS) -> Any:
+    """A copy of a JSON payload with long strings cut (keeping their length), for ``raw``."""
+    if isinstance(obj, str):
+        if len(obj) <= limit:
+            return obj
+        return f"{obj[:limit]}…[truncated; {len(obj)} chars]"
+    if isinstance(obj, dict):
+        return {k: slim(v, limit) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [slim(v, limit) for v in obj]
+    return obj
+
+
+def overlong_warning(item: Overlong, lineno: int) -> ErrorEvent:
+    """The warning recorded for a stdout line too long to keep."""
+    return ErrorEvent(
+        f"line {lineno}: {item.size} bytes, longer than the {MAX_LINE_BYTES} byte limit; dropped",
+        kind="warning",
+        raw={"size": item.size},
+    )
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """``shutil.which`` (kept here so adapters share one lookup)."""
+    import shutil
+
+    return shutil.which(name, path=path)
+
+
+def is_executable(path: str) -> bool:
+    """True when ``path`` is an existing executable file."""
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
+    """The first line ``EXE --version`` prints, or None if it fails."""
+    try:
+        out = subprocess.run(
+            [executable, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].strip() if out.returncode == 0 and text else None
