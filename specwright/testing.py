@@ -794,6 +794,7 @@ class FakeModelServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
+        self._port: int | None = None  # kept after stop(), so a test can aim at a closed port
         self._thread: threading.Thread | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -801,7 +802,9 @@ class FakeModelServer:
     def start(self) -> FakeModelServer:
         """Bind an ephemeral port on 127.0.0.1 and serve in a daemon thread."""
         if self._server is None:
+            self._stopping.clear()
             self._server = _Server(self)
+            self._port = int(self._server.server_address[1])
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -839,10 +842,10 @@ class FakeModelServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on."""
-        if self._server is None:
+        """The port the server listens (or, after ``stop()``, listened) on."""
+        if self._port is None:
             raise RuntimeError("FakeModelServer is not started")
-        return int(self._server.server_address[1])
+        return self._port
 
     @property
     def base_url(self) -> str:
