@@ -1,0 +1,171 @@
+"""gitops on real temporary repositories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specwright import gitops
+from tests.support_loop import git, make_repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def test_not_a_repository_and_no_commits(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(gitops.GitError, match="not a git repository"):
+        gitops.root_of(plain)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(gitops.GitError, match="no commits yet"):
+        gitops.head_commit(empty)
+
+
+def test_dirty_tree_refusal_lists_every_kind_of_change(repo: Path) -> None:
+    gitops.ensure_clean(repo)
+    (repo / "calc.py").write_text("changed\n")
+    (repo / "new dir").mkdir()
+    (repo / "new dir" / "untracked.txt").write_text("x")
+    (repo / "staged.txt").write_text("s")
+    git(repo, "add", "staged.txt")
+    (repo / "data").mkdir()
+    (repo / "data" / "ignored.db").write_text("db")  # ignored: not dirty
+    with pytest.raises(gitops.DirtyTreeError) as info:
+        gitops.ensure_clean(repo)
+    assert sorted(info.value.files) == ["calc.py", "new dir/untracked.txt", "staged.txt"]
+    message = str(info.value)
+    assert "calc.py" in message and "staged.txt" in message and "uncommitted" in message
+
+
+def test_branch_create_reuse_and_commit_with_trailer(repo: Path) -> None:
+    base = gitops.head_commit(repo)
+    branch = gitops.spec_branch("my-spec")
+    assert branch == "specwright/my-spec"
+    assert gitops.ensure_branch(repo, branch) == base
+    assert gitops.current_branch(repo) == branch
+    (repo / "new.py").write_text("x = 1\n")
+    sha = gitops.commit_all(repo, "Add  the\nthing", "chunk-123", "what it did")
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.splitlines()[0] == "Add the thing"
+    assert "what it did" in message
+    assert git(repo, "log", "-1", "--format=%(trailers:key=Specwright-Chunk,valueonly)") == (
+        "chunk-123"
+    )
+    assert gitops.chunk_commits(repo, "chunk-123") == [sha]
+    git(repo, "checkout", "-q", "main")
+    assert gitops.ensure_branch(repo, branch) == sha  # reused, not recreated at main
+    assert gitops.current_branch(repo) == branch
+
+
+def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (repo / "x.txt").write_text("x")
+    gitops.commit_all(repo, "No identity", "c1")
+    assert git(repo, "log", "-1", "--format=%ae") == "specwright@localhost"
+
+
+def test_rollback_removes_attempt_but_keeps_ignored_files(repo: Path) -> None:
+    base = gitops.head_commit(repo)
+    (repo / "data").mkdir()
+    (repo / "data" / "specwright.duckdb").write_text("precious")
+    (repo / "calc.py").write_text("broken\n")
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "new.py").write_text("new\n")
+    (repo / "staged.txt").write_text("s")
+    git(repo, "add", "staged.txt")
+    gitops.rollback(repo, base)
+    assert gitops.dirty_files(repo) == []
+    assert not (repo / "pkg").exists() and not (repo / "staged.txt").exists()
+    assert (repo / "calc.py").read_text().startswith("def add")
+    assert (repo / "data" / "specwright.duckdb").read_text() == "precious"
+
+
+def test_diff_includes_untracked_files_and_leaves_the_index_alone(repo: Path) -> None:
+    base = gitops.head_commit(repo)
+    assert gitops.diff(repo, base).empty
+    (repo / "calc.py").write_text("def add(a, b):\n    return b + a\n")
+    (repo / "new_mod.py").write_text("VALUE = 42\n")
+    (repo / "data").mkdir()
+    (repo / "data" / "x.db").write_text("ignored")
+    before = git(repo, "status", "--porcelain")
+    d = gitops.diff(repo, base)
+    assert set(d.files) == {"calc.py", "new_mod.py"}
+    assert "+VALUE = 42" in d.text and "-    return a + b" in d.text
+    assert git(repo, "status", "--porcelain") == before  # nothing staged by the diff
+    small = gitops.diff(repo, base, max_chars=20)
+    assert small.truncated and "truncated" in small.text
+
+
+def test_database_inside_the_tree_must_be_ignored(repo: Path, tmp_path: Path) -> None:
+    gitops.ensure_outside_or_ignored(repo, [tmp_path / "elsewhere.duckdb"])
+    (repo / "data").mkdir()
+    gitops.ensure_outside_or_ignored(repo, [repo / "data" / "specwright.duckdb"])
+    with pytest.raises(gitops.GitError, match=r"not git-ignored.*state/"):
+        gitops.ensure_outside_or_ignored(repo, [repo / "state" / "specwright.duckdb"])
+
+
+def test_worktree_add_remove(repo: Path, tmp_path: Path) -> None:
+    base = gitops.head_commit(repo)
+    wt = gitops.add_worktree(repo, tmp_path / "wt" / "c1", "specwright/s--c1", base)
+    assert (wt / "calc.py").exists()
+    assert gitops.current_branch(wt) == "specwright/s--c1"
+    (wt / "feature.py").write_text("f = 1\n")
+    sha = gitops.commit_all(wt, "Feature", "c1")
+    assert gitops.head_commit(repo) == base  # the main tree did not move
+    with pytest.raises(gitops.GitError, match="not empty"):
+        gitops.add_worktree(repo, wt, "other", base)
+    gitops.remove_worktree(repo, wt)
+    assert not wt.exists()
+    assert gitops.branch_exists(repo, "specwright/s--c1")  # commits are kept on the branch
+    again = gitops.add_worktree(repo, tmp_path / "wt2", "specwright/s--c1")
+    assert gitops.head_commit(again) == sha  # an existing branch is checked out as is
+    gitops.remove_worktree(repo, again, delete_branch="specwright/s--c1")
+    assert not gitops.branch_exists(repo, "specwright/s--c1")
+
+
+def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
+    gitops.ensure_branch(repo, "target")
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "a.txt").write_text("a\n")
+    gitops.commit_all(repo, "A", "c1")
+    git(repo, "checkout", "-q", "target")
+    ff = gitops.merge(repo, "feature", "target")
+    assert ff.ok and ff.fast_forward and ff.commit == gitops.head_commit(repo)
+    assert gitops.merge(repo, "feature").message == "already up to date"
+
+    git(repo, "checkout", "-q", "-b", "side")
+    (repo / "b.txt").write_text("b\n")
+    gitops.commit_all(repo, "B", "c2")
+    git(repo, "checkout", "-q", "target")
+    (repo / "c.txt").write_text("c\n")
+    gitops.commit_all(repo, "C", "c3")
+    merged = gitops.merge(repo, "side", "target")
+    assert merged.ok and not merged.fast_forward
+    assert git(repo, "rev-list", "--count", "--merges", "HEAD") == "1"
+    assert (repo / "b.txt").exists() and (repo / "c.txt").exists()
+
+    git(repo, "checkout", "-q", "-b", "clash")
+    (repo / "calc.py").write_text("clash side\n")
+    gitops.commit_all(repo, "Clash 1", "c4")
+    git(repo, "checkout", "-q", "target")
+    (repo / "calc.py").write_text("target side\n")
+    gitops.commit_all(repo, "Clash 2", "c5")
+    head = gitops.head_commit(repo)
+    conflict = gitops.merge(repo, "clash", "target")
+    assert not conflict.ok and conflict.conflicts == ("calc.py",)
+    assert gitops.head_commit(repo) == head
+    assert gitops.dirty_files(repo) == []
+    assert not (Path(git(repo, "rev-parse", "--absolute-git-dir")) / "MERGE_HEAD").exists()
