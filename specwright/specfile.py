@@ -1,0 +1,585 @@
+"""Specs as files: `.handoff/specs/<slug>.md` <-> the store, with an exact round trip.
+
+A spec file is YAML front matter (title, status, the chunk list with ids and dependencies) and a
+markdown body (the spec), followed by one ``## Chunk N: Title`` section per chunk holding its
+prompt and ``### Acceptance`` / ``### Files`` / ``### Depends on`` bullet lists::
+
+    ---
+    title: Add login
+    status: draft
+    chunks:
+    - id: 0190c3a4-...        # optional: a hand-written file leaves ids out
+      title: Session model
+      depends_on: []
+    - title: Login endpoint
+      depends_on: [Session model]   # by id, title or position (1-based)
+    ---
+
+    The spec body in markdown.
+
+    ## Chunk 1: Session model
+
+    What the agent should do.
+
+    ### Acceptance
+
+    - a session expires after 24 h
+
+A body or prompt line that would read as structure (``## Chunk...``, ``### Acceptance``...) is
+written with a leading backslash and read back without it. Errors name the file and line.
+The chunk-draft helpers at the end (``ChunkDraft``, ``check_dag``, ``replace_chunks``) are shared
+with the studio.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specwright.errors import SpecwrightError, ValidationError
+from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
+from specwright.store import Store
+
+SPECS_DIR = Path(".handoff") / "specs"
+SPEC_STATUSES = ("draft", "ready", "running", "done", "failed")
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+class SpecFileError(SpecwrightError):
+    """A spec file that cannot be read back: the message names the file and line."""
+
+
+# --- chunk drafts (shared with the studio) ----------------------------------------------------
+
+
+@dataclass
+class ChunkDraft:
+    """A chunk before it is stored: ``depends_on`` holds the ids of other drafts."""
+
+    title: str
+    prompt: str = ""
+    acceptance: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    id: str = field(default_factory=new_id)
+    budget_usd: float | None = None
+
+
+def check_dag(drafts: Sequence[ChunkDraft]) -> str | None:
+    """None when the drafts' dependencies form a DAG over known ids; else what is wrong."""
+    from specwright.catalog import find_cycle
+
+    ids = [d.id for d in drafts]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        return f"chunk id {dup!r} is used twice"
+    by_id = {d.id: d for d in drafts}
+    for d in drafts:
+        for dep in d.depends_on:
+            if dep not in by_id:
+                return f"chunk {d.title!r} depends on unknown chunk {dep!r}"
+            if dep == d.id:
+                return f"chunk {d.title!r} depends on itself"
+    cycle = find_cycle({d.id: list(d.depends_on) for d in drafts})
+    if cycle:
+        return "dependency cycle: " + " -> ".join(repr(by_id[c].title) for c in cycle)
+    return None
+
+
+def topological(drafts: Sequence[ChunkDraft]) -> list[ChunkDraft]:
+    """The drafts in an order where each comes after its dependencies (stable otherwise)."""
+    done: set[str] = set()
+    out: list[ChunkDraft] = []
+    pending = list(drafts)
+    while pending:
+        ready = next(d for d in pending if all(x in done for x in d.depends_on))
+        pending.remove(ready)
+        done.add(ready.id)
+        out.append(ready)
+    return out
+
+
+def replace_chunks(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> None:
+    """Make ``drafts`` the spec's chunks in one transaction: update those whose id exists,
+    insert the new ones, delete the rest (refused for a chunk that has runs or executions)."""
+    problem = check_dag(drafts)
+    if problem:
+        raise ValidationError(problem)
+    ordered = topological(drafts)
+    with store.connect():
+        existing = {
+            r["id"]: r
+            for r in store.query_dicts(
+                "SELECT id, title, status FROM chunks WHERE spec_id = ?", [spec_id]
+            )
+        }
+        foreign = store.query(
+            "SELECT id FROM chunks WHERE id IN (SELECT unnest(?::UUID[])) AND spec_id <> ?",
+            [[d.id for d in drafts], spec_id],
+        )
+        if foreign:
+            raise ValidationError(f"chunk id {foreign[0][0]} belongs to another spec")
+        keep = {d.id for d in drafts}
+        gone = [cid for cid in existing if cid not in keep]
+        if gone:
+            used = store.query(
+                "SELECT chunk_id, count(*) FROM (SELECT chunk_id FROM runs UNION ALL "
+                "SELECT chunk_id FROM executions) WHERE chunk_id IN (SELECT unnest(?::UUID[])) "
+                "GROUP BY chunk_id",
+                [gone],
+            )
+            if used:
+                title = existing[str(used[0][0])]["title"]
+                raise ValidationError(
+                    f"chunk {title!r} has runs; refusing to delete it (keep it in the list)"
+                )
+        now = utcnow()
+        ops: list[dict[str, Any]] = [
+            Store.op_sql(
+                "DELETE FROM chunk_deps WHERE chunk_id IN "
+                "(SELECT id FROM chunks WHERE spec_id = ?)",
+                [spec_id],
+            )
+        ]
+        ops += [Store.op_sql("DELETE FROM chunks WHERE id = ?", [cid]) for cid in gone]
+        for pos, d in enumerate(ordered, 1):
+            values = {
+                "position": pos,
+                "title": d.title.strip(),
+                "prompt": d.prompt,
+                "acceptance": list(d.acceptance),
+                "files": list(d.files),
+                "budget_usd": d.budget_usd,
+                "updated_at": now,
+            }
+            if d.id in existing:
+                ops.append(Store.op_update("chunks", {"id": d.id}, values))
+            else:
+                row = {
+                    "id": d.id,
+                    "spec_id": spec_id,
+                    **values,
+                    "status": "pending",
+                    "iterations": 0,
+                    "created_at": now,
+                }
+                ops.append(Store.op_insert("chunks", row))
+        for d in ordered:
+            for dep in dict.fromkeys(d.depends_on):
+                ops.append(Store.op_insert("chunk_deps", {"chunk_id": d.id, "depends_on_id": dep}))
+        store.write(ops)
+
+
+def drafts_of(chunks: Sequence[Chunk]) -> list[ChunkDraft]:
+    """Stored chunks as drafts (same ids)."""
+    return [
+        ChunkDraft(
+            c.title,
+            c.prompt,
+            list(c.acceptance),
+            list(c.files),
+            list(c.depends_on),
+            c.id,
+            c.budget_usd,
+        )
+        for c in chunks
+    ]
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+_CHUNK_HEADING = re.compile(r"^## Chunk(?:\s+(\d+))?\s*(?::\s*(.*))?$")
+_SUBSECTIONS = {"acceptance": "acceptance", "files": "files", "depends on": "depends_on"}
+
+
+def _subsection(line: str) -> str | None:
+    if not line.startswith("### "):
+        return None
+    return _SUBSECTIONS.get(line[4:].strip().lower())
+
+
+def _structural(line: str) -> bool:
+    return line.startswith("## Chunk") or _subsection(line) is not None
+
+
+def _escape(text: str) -> str:
+    return "\n".join(
+        "\\" + line if _structural(line.lstrip("\\")) else line for line in text.split("\n")
+    )
+
+
+def _unescape(line: str) -> str:
+    if line.startswith("\\") and _structural(line.lstrip("\\")):
+        return line[1:]
+    return line
+
+
+def _bullets(items: Sequence[str]) -> str:
+    out = []
+    for item in items:
+        first, *rest = item.split("\n")
+        out.append("- " + first)
+        out += ["  " + line for line in rest]
+    return "\n".join(out)
+
+
+def _one_line(text: str, what: str) -> str:
+    if "\n" in text or "\r" in text:
+        raise ValidationError(f"{what} {text!r}: expected a single line")
+    return text
+
+
+def render(spec: Spec, chunks: Sequence[Chunk]) -> str:
+    """The spec file text for ``spec`` and its chunks."""
+    import yaml
+
+    pos = {c.id: c.position for c in chunks}
+    front: dict[str, Any] = {
+        "id": spec.id,
+        "title": _one_line(spec.title, "spec title"),
+        "slug": spec.slug,
+        "status": spec.status,
+    }
+    if spec.intent:
+        front["intent"] = spec.intent
+    if spec.budget_usd is not None:
+        front["budget_usd"] = spec.budget_usd
+    front["chunks"] = [
+        {
+            "id": c.id,
+            "title": _one_line(c.title, "chunk title"),
+            "depends_on": sorted(c.depends_on, key=lambda d: (pos.get(d, 0), d)),
+            **({"budget_usd": c.budget_usd} if c.budget_usd is not None else {}),
+        }
+        for c in chunks
+    ]
+    head = yaml.safe_dump(
+        front, sort_keys=False, allow_unicode=True, width=10**9, default_flow_style=False
+    )
+    parts = [f"---\n{head}---\n\n{_escape(spec.body)}\n"]
+    for n, c in enumerate(chunks, 1):
+        section = f"\n## Chunk {n}: {c.title}\n"
+        if c.prompt:
+            section += f"\n{_escape(c.prompt)}\n"
+        if c.acceptance:
+            section += f"\n### Acceptance\n\n{_bullets(c.acceptance)}\n"
+        if c.files:
+            section += f"\n### Files\n\n{_bullets(c.files)}\n"
+        parts.append(section)
+    return "".join(parts)
+
+
+def default_path(project_root: Path | str, spec: Spec) -> Path:
+    """Where `spec export` writes: `.handoff/specs/<slug>.md` in the project."""
+    return Path(project_root) / SPECS_DIR / f"{spec.slug}.md"
+
+
+def export_spec(store: Store, spec: Spec, path: Path | str) -> Path:
+    """Write ``spec`` and its chunks to ``path`` (folders created); returns the path."""
+    from specwright.catalog import list_chunks
+
+    text = render(spec, list_chunks(store, spec.id))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    tmp.replace(path)
+    return path
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedChunk:
+    title: str
+    line: int
+    prompt: str = ""
+    acceptance: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    depends_on: list[Any] = field(default_factory=list)
+    id: str | None = None
+    budget_usd: float | None = None
+    deps_line: int = 0
+
+
+@dataclass
+class ParsedSpec:
+    """A spec file's content, not yet in the store."""
+
+    title: str
+    status: str = "draft"
+    body: str = ""
+    slug: str | None = None
+    intent: str = ""
+    budget_usd: float | None = None
+    id: str | None = None
+    chunks: list[ParsedChunk] = field(default_factory=list)
+
+
+def _trim(lines: list[str]) -> str:
+    """A section's text: the blank line after its heading and its final newline are layout."""
+    text = "\n".join(lines)
+    text = text[1:] if text.startswith("\n") else text
+    return text[:-1] if text.endswith("\n") else text
+
+
+def parse(text: str, source: str = "<spec>") -> ParsedSpec:
+    """Parse spec file text; ``source`` names the file in errors."""
+    import yaml
+
+    def fail(line: int, message: str) -> SpecFileError:
+        return SpecFileError(f"{source}:{line}: {message}")
+
+    lines = text.split("\n")
+    if not lines or lines[0].rstrip() != "---":
+        raise fail(1, "expected front matter starting with '---' (then title: ...)")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].rstrip() == "---")
+    except StopIteration:
+        raise fail(1, "front matter is not closed: expected a line '---' after it") from None
+    try:
+        front = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark else 1
+        raise fail(line, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(front, dict):
+        raise fail(2, "front matter: expected key: value pairs")
+    front_line = _key_lines(lines[1:end])
+    known = {"id", "title", "slug", "status", "intent", "budget_usd", "chunks"}
+    for key in front:
+        if key not in known:
+            raise fail(
+                front_line.get(str(key), 2),
+                f"unknown key {key!r}; expected one of {', '.join(sorted(known))}",
+            )
+    title = front.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise fail(front_line.get("title", 2), "title: expected a non-empty string")
+    status = front.get("status", "draft")
+    if status not in SPEC_STATUSES:
+        raise fail(
+            front_line.get("status", 2),
+            f"status: expected one of {', '.join(SPEC_STATUSES)}, got {status!r}",
+        )
+    budget = front.get("budget_usd")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)):
+        raise fail(
+            front_line.get("budget_usd", 2), f"budget_usd: expected a number, got {budget!r}"
+        )
+    for key in ("id", "slug", "intent"):
+        if key in front and not isinstance(front[key], str):
+            raise fail(front_line.get(key, 2), f"{key}: expected a string, got {front[key]!r}")
+    spec = ParsedSpec(
+        title=title.strip(),
+        status=status,
+        slug=front.get("slug"),
+        intent=front.get("intent") or "",
+        budget_usd=float(budget) if budget is not None else None,
+        id=front.get("id"),
+    )
+
+    # body and chunk sections
+    body_lines: list[str] = []
+    sections: list[ParsedChunk] = []
+    prompts: list[list[str]] = []
+    text_lines: list[str] | None = body_lines  # where plain lines go; None inside a list
+    listing = ""
+    for i in range(end + 1, len(lines)):
+        line, lineno = lines[i], i + 1
+        heading = _CHUNK_HEADING.match(line)
+        if heading:
+            ctitle = (heading.group(2) or "").strip()
+            if not ctitle:
+                raise fail(lineno, "chunk heading: expected '## Chunk N: Title'")
+            sections.append(ParsedChunk(title=ctitle, line=lineno))
+            prompts.append([])
+            text_lines = prompts[-1]
+            continue
+        sub = _subsection(line) if sections else None
+        if sub:
+            listing, text_lines = sub, None
+            continue
+        if text_lines is not None:
+            text_lines.append(_unescape(line))
+            continue
+        items = getattr(sections[-1], listing)
+        if line.startswith(("- ", "* ")) or line in ("-", "*"):
+            items.append(line[2:])
+            if listing == "depends_on" and not sections[-1].deps_line:
+                sections[-1].deps_line = lineno
+        elif line.startswith("  ") and items:
+            items[-1] += "\n" + line[2:]
+        elif line.strip():
+            heading_name = listing.replace("_", " ").capitalize()
+            raise fail(
+                lineno,
+                f"under '### {heading_name}': expected a '- ' bullet, got {line.strip()[:60]!r}",
+            )
+    for section, prompt in zip(sections, prompts, strict=True):
+        section.prompt = _trim(prompt)
+    spec.body = _trim(body_lines)
+    for s in sections:
+        s.acceptance = [a.strip() for a in s.acceptance if a.strip()]
+        s.files = [f.strip() for f in s.files if f.strip()]
+        s.depends_on = [d.strip() for d in s.depends_on if d.strip()]
+    spec.chunks = _merge_front_chunks(front.get("chunks"), sections, front_line, fail)
+    return spec
+
+
+def _key_lines(front_lines: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i, line in enumerate(front_lines):
+        m = re.match(r"^([A-Za-z_][\w-]*)\s*:", line)
+        if m:
+            out.setdefault(m.group(1), i + 2)
+    return out
+
+
+def _merge_front_chunks(
+    raw: Any, sections: list[ParsedChunk], front_line: dict[str, int], fail: Any
+) -> list[ParsedChunk]:
+    line = front_line.get("chunks", 2)
+    if raw is None:
+        return sections
+    if not isinstance(raw, list):
+        raise fail(line, "chunks: expected a list of {id, title, depends_on}")
+    if len(raw) != len(sections):
+        raise fail(
+            line,
+            f"chunks: the front matter lists {len(raw)} chunk(s) but the file has {len(sections)} '## Chunk' section(s)",
+        )
+    for n, (entry, section) in enumerate(zip(raw, sections, strict=True), 1):
+        where = f"chunks[{n}]"
+        if isinstance(entry, str):
+            entry = {"title": entry}
+        if not isinstance(entry, dict):
+            raise fail(line, f"{where}: expected a mapping with title (and id, depends_on)")
+        unknown = set(entry) - {"id", "title", "depends_on", "budget_usd"}
+        if unknown:
+            raise fail(
+                line,
+                f"{where}: unknown key {sorted(unknown)[0]!r}; expected id, title, depends_on, budget_usd",
+            )
+        title = entry.get("title")
+        if title is not None and str(title).strip() != section.title:
+            raise fail(
+                section.line,
+                f"chunk {n} is titled {section.title!r} here but {str(title)!r} in the front matter",
+            )
+        cid = entry.get("id")
+        if cid is not None and not isinstance(cid, str):
+            raise fail(line, f"{where}.id: expected a string, got {cid!r}")
+        deps = entry.get("depends_on") or []
+        if not isinstance(deps, list):
+            deps = [deps]
+        budget = entry.get("budget_usd")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)):
+            raise fail(line, f"{where}.budget_usd: expected a number, got {budget!r}")
+        section.id = cid
+        section.budget_usd = float(budget) if budget is not None else None
+        section.depends_on = [*deps, *section.depends_on]
+        section.deps_line = section.deps_line or line
+    return sections
+
+
+def read(path: Path | str) -> ParsedSpec:
+    """Read and parse a spec file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpecFileError(f"{path}: {size} bytes; a spec file is at most {MAX_FILE_BYTES}")
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise SpecFileError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SpecFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise SpecFileError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, str(path))
+
+
+def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraft]:
+    """Chunk drafts with ids assigned and dependencies (id, title or position) resolved."""
+    drafts = [
+        ChunkDraft(c.title, c.prompt, c.acceptance, c.files, [], c.id or new_id(), c.budget_usd)
+        for c in parsed.chunks
+    ]
+    by_title: dict[str, list[int]] = {}
+    for i, c in enumerate(parsed.chunks):
+        by_title.setdefault(c.title.lower(), []).append(i)
+    ids = {d.id: i for i, d in enumerate(drafts)}
+    for i, c in enumerate(parsed.chunks):
+        for ref in c.depends_on:
+            key = str(ref).strip()
+            if key in ids:
+                target = ids[key]
+            elif key.isdigit() and 1 <= int(key) <= len(drafts):
+                target = int(key) - 1
+            elif len(by_title.get(key.lower(), [])) == 1:
+                target = by_title[key.lower()][0]
+            elif key.lower() in by_title:
+                raise SpecFileError(
+                    f"{source}:{c.deps_line or c.line}: chunk {c.title!r} depends on {key!r}, a title used by several chunks; use the position or id"
+                )
+            else:
+                raise SpecFileError(
+                    f"{source}:{c.deps_line or c.line}: chunk {c.title!r} depends on {key!r}: no chunk has that id, title or position (1-{len(drafts)})"
+                )
+            drafts[i].depends_on.append(drafts[target].id)
+    problem = check_dag(drafts)
+    if problem:
+        raise SpecFileError(f"{source}: {problem}")
+    return drafts
+
+
+def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
+    """Create or update a spec from a spec file: matched by the file's id, else its slug."""
+    from specwright.catalog import create_spec, get_spec, update_spec
+
+    parsed = read(path)
+    drafts = resolve_drafts(parsed, str(path))
+    slug = slugify(parsed.slug or parsed.title)
+    with store.connect():
+        rows = []
+        if parsed.id:
+            rows = store.query_dicts(
+                "SELECT id, project_id FROM specs WHERE id::VARCHAR = ?", [parsed.id]
+            )
+            if rows and rows[0]["project_id"] != project.id:
+                raise SpecFileError(f"{path}: spec id {parsed.id} belongs to another project")
+        if not rows:
+            rows = store.query_dicts(
+                "SELECT id FROM specs WHERE project_id = ? AND slug = ?", [project.id, slug]
+            )
+        if rows:
+            spec = update_spec(
+                store,
+                rows[0]["id"],
+                title=parsed.title,
+                body=parsed.body,
+                status=parsed.status,
+                intent=parsed.intent,
+                budget_usd=parsed.budget_usd,
+            )
+        else:
+            spec = create_spec(
+                store,
+                project,
+                parsed.title,
+                parsed.body,
+                slug=slug,
+                intent=parsed.intent,
+                status=parsed.status,
+                budget_usd=parsed.budget_usd,
+                spec_id=parsed.id,
+            )
+        replace_chunks(store, spec.id, drafts)
+        return get_spec(store, spec.id)

@@ -1,0 +1,336 @@
+"""Specs as files: exact round trips (hypothesis), hand-written files, errors naming the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from specwright import specfile
+from specwright.catalog import create_spec, ensure_project, get_spec, list_chunks
+from specwright.model import Chunk, Spec, new_id
+from specwright.specfile import ChunkDraft, SpecFileError, replace_chunks
+from specwright.store import Store
+
+# --- strategies -------------------------------------------------------------------------------
+
+_CHARS = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\x85")
+_LINE = st.text(_CHARS, max_size=30)
+# multi-line text, with lines that look like the file's own structure mixed in
+_TRICKY = st.sampled_from(
+    ["## Chunk 1: x", "\\## Chunk", "### Acceptance", "### files", "---", "- item", "  ", "", "\\"]
+)
+_TEXT = st.lists(st.one_of(_LINE, _TRICKY), max_size=8).map("\n".join)
+_TITLE = _LINE.map(str.strip).filter(bool)
+_ITEM = st.lists(st.one_of(_LINE, _TRICKY), min_size=1, max_size=3).map("\n".join).map(str.strip)
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> tuple[Spec, list[Chunk]]:
+    spec = Spec(
+        id=new_id(),
+        project_id="p",
+        slug="s",
+        title=draw(_TITLE),
+        body=draw(_TEXT),
+        status=draw(st.sampled_from(specfile.SPEC_STATUSES)),
+        intent=draw(_TEXT),
+        budget_usd=draw(st.none() | st.floats(0, 1000, allow_nan=False)),
+    )
+    n = draw(st.integers(0, 6))
+    ids = [new_id() for _ in range(n)]
+    chunks = []
+    for i in range(n):
+        deps = draw(st.lists(st.sampled_from(ids[:i]), unique=True)) if i else []
+        chunks.append(
+            Chunk(
+                id=ids[i],
+                spec_id=spec.id,
+                position=i + 1,
+                title=draw(_TITLE),
+                prompt=draw(_TEXT),
+                acceptance=tuple(a for a in draw(st.lists(_ITEM, max_size=4)) if a),
+                files=tuple(f for f in draw(st.lists(_LINE.map(str.strip), max_size=3)) if f),
+                depends_on=tuple(sorted(deps, key=ids.index)),
+                budget_usd=draw(st.none() | st.floats(0, 50, allow_nan=False)),
+            )
+        )
+    return spec, chunks
+
+
+def _same(a: Spec, a_chunks: list[Chunk], b: Spec, b_chunks: list[Chunk]) -> None:
+    for f in ("id", "title", "body", "status", "intent", "budget_usd"):
+        assert getattr(a, f) == getattr(b, f), f
+    assert len(a_chunks) == len(b_chunks)
+    for x, y in zip(a_chunks, b_chunks, strict=True):
+        for f in ("id", "title", "prompt", "acceptance", "files", "depends_on", "budget_usd"):
+            assert getattr(x, f) == getattr(y, f), f
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs())
+def test_render_parse_round_trip(case: tuple[Spec, list[Chunk]]) -> None:
+    spec, chunks = case
+    text = specfile.render(spec, chunks)
+    parsed = specfile.parse(text)
+    drafts = specfile.resolve_drafts(parsed)
+    back = Spec(
+        id=parsed.id or "",
+        project_id="p",
+        slug=parsed.slug or "",
+        title=parsed.title,
+        body=parsed.body,
+        status=parsed.status,
+        intent=parsed.intent,
+        budget_usd=parsed.budget_usd,
+    )
+    back_chunks = [
+        Chunk(
+            d.id,
+            spec.id,
+            i,
+            d.title,
+            d.prompt,
+            tuple(d.acceptance),
+            tuple(d.files),
+            tuple(d.depends_on),
+            budget_usd=d.budget_usd,
+        )
+        for i, d in enumerate(drafts, 1)
+    ]
+    _same(spec, chunks, back, back_chunks)
+    assert specfile.render(back, back_chunks) == text
+
+
+def test_store_export_import_round_trip(tmp_path: Path) -> None:
+    """Generated spec -> store A -> file -> store B -> file: same spec, same text."""
+    a, b = Store(tmp_path / "a.duckdb"), Store(tmp_path / "b.duckdb")
+    a.migrate()
+    b.migrate()
+    proj_a, proj_b = ensure_project(a, tmp_path / "pa"), ensure_project(b, tmp_path / "pb")
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(specs())
+    def check(case: tuple[Spec, list[Chunk]]) -> None:
+        spec, chunks = case
+        with a.connect(), b.connect():  # one connection each per example: faster
+            compare(spec, chunks)
+
+    def compare(spec: Spec, chunks: list[Chunk]) -> None:
+        stored = create_spec(
+            a,
+            proj_a,
+            spec.title,
+            spec.body,
+            slug=new_id(),
+            intent=spec.intent,
+            status=spec.status,
+            budget_usd=spec.budget_usd,
+            spec_id=spec.id,
+        )
+        replace_chunks(a, stored.id, specfile.drafts_of(chunks))
+        path = specfile.export_spec(a, stored, tmp_path / "out" / f"{stored.slug}.md")
+        text = path.read_text(encoding="utf-8")
+        imported = specfile.import_spec(b, proj_b, path)
+        _same(stored, list_chunks(a, stored.id), imported, list_chunks(b, imported.id))
+        again = specfile.export_spec(b, imported, tmp_path / "again.md")
+        assert again.read_bytes() == path.read_bytes()
+        assert text.startswith("---\n")
+
+    check()
+
+
+# --- hand-written files -----------------------------------------------------------------------
+
+HAND = """---
+title: Add login
+chunks:
+- title: Session model
+- title: Login endpoint
+  depends_on: [Session model]
+- Logout
+---
+
+Users log in with a password.
+
+## Chunk 1: Session model
+
+Create `Session`.
+
+### Acceptance
+
+- sessions expire after 24 h
+- tested
+
+### Files
+
+- app/session.py
+
+## Chunk 2: Login endpoint
+POST /login.
+
+## Chunk 3: Logout
+
+### Depends on
+
+- 2
+- session model
+"""
+
+
+def test_hand_written_file_gets_ids_and_resolved_deps(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "login.md"
+    path.write_text(HAND)
+    project = ensure_project(store, tmp_path)
+    spec = specfile.import_spec(store, project, path)
+    assert (spec.title, spec.slug, spec.status) == ("Add login", "add-login", "draft")
+    assert spec.body == "Users log in with a password."
+    c1, c2, c3 = list_chunks(store, spec.id)
+    assert c1.acceptance == ("sessions expire after 24 h", "tested")
+    assert c1.files == ("app/session.py",) and c1.prompt == "Create `Session`."
+    assert c2.prompt == "POST /login." and c2.depends_on == (c1.id,)
+    assert c3.prompt == "" and set(c3.depends_on) == {c1.id, c2.id}
+    # export then import again: same ids, the file is now stable
+    out = specfile.export_spec(store, spec, specfile.default_path(tmp_path, spec))
+    assert out == tmp_path / ".handoff" / "specs" / "add-login.md"
+    text = out.read_text()
+    assert f"id: {c1.id}" in text
+    again = specfile.import_spec(store, project, out)
+    assert again.id == spec.id and [c.id for c in list_chunks(store, spec.id)] == [
+        c1.id,
+        c2.id,
+        c3.id,
+    ]
+    assert specfile.render(again, list_chunks(store, spec.id)) == text
+
+
+def test_reimport_updates_and_removes_chunks(store: Store, tmp_path: Path) -> None:
+    project = ensure_project(store, tmp_path)
+    path = tmp_path / "login.md"
+    path.write_text(HAND)
+    spec = specfile.import_spec(store, project, path)
+    c1, c2, c3 = list_chunks(store, spec.id)
+    text = specfile.render(spec, [c1, c2, c3])
+    # drop chunk 3 from the file, edit chunk 1's prompt
+    head, _, _ = text.partition("\n## Chunk 3")
+    head = head.replace(
+        f"- id: {c3.id}\n  title: Logout\n  depends_on:\n  - {c1.id}\n  - {c2.id}\n", ""
+    )
+    path.write_text(head.replace("Create `Session`.", "Create `Session` and `Token`.") + "\n")
+    specfile.import_spec(store, project, path)
+    after = list_chunks(store, spec.id)
+    assert [c.id for c in after] == [c1.id, c2.id]
+    assert after[0].prompt == "Create `Session` and `Token`."
+    assert store.query("SELECT count(*) FROM chunk_deps WHERE chunk_id = ?", [c3.id])[0][0] == 0
+
+
+def test_reimport_refuses_to_delete_a_chunk_with_runs(store: Store, tmp_path: Path) -> None:
+    from specwright.model import utcnow
+
+    project = ensure_project(store, tmp_path)
+    path = tmp_path / "login.md"
+    path.write_text(HAND)
+    spec = specfile.import_spec(store, project, path)
+    c3 = list_chunks(store, spec.id)[2]
+    store.insert(
+        "runs",
+        {
+            "id": new_id(),
+            "spec_id": spec.id,
+            "chunk_id": c3.id,
+            "kind": "chunk",
+            "status": "shipped",
+            "started_at": utcnow(),
+        },
+    )
+    with pytest.raises(Exception, match="'Logout' has runs"):
+        replace_chunks(store, spec.id, specfile.drafts_of(list_chunks(store, spec.id))[:2])
+    assert len(list_chunks(store, spec.id)) == 3
+
+
+BAD = [
+    ("title: x\n", 1, "expected front matter"),
+    ("---\ntitle: x\n", 1, "not closed"),
+    ("---\ntitle: x\nstatus: [\n---\n", 3, "invalid YAML"),
+    ("---\ntitle: x\ncolour: red\n---\n", 3, "unknown key 'colour'"),
+    ("---\ntitle: x\nstatus: great\n---\n", 3, "status: expected one of"),
+    ("---\nstatus: draft\n---\n", 2, "title: expected a non-empty string"),
+    ("---\ntitle: x\n---\n\n## Chunk 1:\n", 5, "expected '## Chunk N: Title'"),
+    (
+        "---\ntitle: x\n---\n## Chunk 1: a\n### Files\n\n- a.py\nstray text\n",
+        8,
+        "expected a '- ' bullet",
+    ),
+    (
+        "---\ntitle: x\nchunks: [a, b]\n---\n## Chunk 1: a\n",
+        3,
+        "lists 2 chunk(s) but the file has 1",
+    ),
+    ("---\ntitle: x\nchunks: [a]\n---\n\n## Chunk 1: b\n", 6, "titled 'b' here but 'a'"),
+    (
+        "---\ntitle: x\n---\n## Chunk 1: a\n### Depends on\n- nope\n",
+        6,
+        "depends on 'nope': no chunk",
+    ),
+    (
+        "---\ntitle: x\n---\n## Chunk 1: a\n### Depends on\n- 2\n## Chunk 2: b\n### Depends on\n- a\n",
+        None,
+        "dependency cycle: 'a' -> 'b' -> 'a'",
+    ),
+    (
+        "---\ntitle: x\n---\n## Chunk 1: a\n## Chunk 2: a\n## Chunk 3: c\n### Depends on\n- a\n",
+        8,
+        "title used by several chunks",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), BAD)
+def test_bad_files_name_the_line(
+    tmp_path: Path, store: Store, text: str, line: int | None, message: str
+) -> None:
+    path = tmp_path / "bad.md"
+    path.write_text(text)
+    with pytest.raises(SpecFileError) as info:
+        specfile.import_spec(store, ensure_project(store, tmp_path), path)
+    prefix = f"{path}:{line}: " if line else f"{path}: "
+    assert str(info.value).startswith(prefix), str(info.value)
+    assert message in str(info.value)
+    assert store.query("SELECT count(*) FROM specs")[0][0] == 0  # nothing half-imported
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecFileError, match="no such file"):
+        specfile.read(tmp_path / "missing.md")
+    (tmp_path / "bin.md").write_bytes(b"---\ntitle: \xff\n---\n")
+    with pytest.raises(SpecFileError, match="not UTF-8"):
+        specfile.read(tmp_path / "bin.md")
+
+
+def test_check_dag_messages() -> None:
+    a, b = ChunkDraft("a", id="A"), ChunkDraft("b", id="B", depends_on=["A"])
+    assert specfile.check_dag([a, b]) is None
+    assert "unknown chunk 'Z'" in (specfile.check_dag([ChunkDraft("c", depends_on=["Z"])]) or "")
+    a.depends_on = ["B"]
+    assert specfile.check_dag([a, b]) == "dependency cycle: 'a' -> 'b' -> 'a'"
+    assert [
+        d.id
+        for d in specfile.topological(
+            [ChunkDraft("x", id="X", depends_on=["Y"]), ChunkDraft("y", id="Y")]
+        )
+    ] == ["Y", "X"]
+
+
+def test_spec_from_another_project_is_refused(store: Store, tmp_path: Path) -> None:
+    one = ensure_project(store, tmp_path / "one")
+    spec = create_spec(store, one, "Thing")
+    path = specfile.export_spec(store, spec, tmp_path / "thing.md")
+    two = ensure_project(store, tmp_path / "two")
+    with pytest.raises(SpecFileError, match="belongs to another project"):
+        specfile.import_spec(store, two, path)
+    assert get_spec(store, spec.id).project_id == one.id
