@@ -1,0 +1,169 @@
+"""The REAL Claude Code CLI against the fake model server: a tool call that writes a file in a
+temp git repo, recorded in the store; API errors; a big prompt; cancel mid-run.
+
+Skipped (with the reason) when the npm package is not installed. Set
+``SPECWRIGHT_RECORD_STREAMS=1`` to refresh tests/fixtures/streams/claude-code/specwright_write.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.agents import Task, run_execution
+from specwright.agents.claude_code import ClaudeCodeExecutor, ClaudeStreamState, parse_line
+from specwright.model import AgentEvent, StepEvent
+from specwright.recorder import ExecutionRecorder
+from specwright.testing import FakeModelServer, anthropic_error, anthropic_text, anthropic_tool_use
+from tests.support_agents import (
+    CLAUDE_BIN,
+    STREAMS,
+    alive,
+    executor_config,
+    group_members,
+    requires_claude,
+    stored_events,
+    stored_execution,
+)
+
+pytestmark = [requires_claude, pytest.mark.agents]
+RECORD = os.environ.get("SPECWRIGHT_RECORD_STREAMS") == "1"  # read before `isolate` scrubs it
+
+
+@pytest.fixture(autouse=True)
+def _claude_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAUDE_PATH", CLAUDE_BIN)
+
+
+def fake_env(srv: FakeModelServer) -> dict[str, str]:
+    return {
+        "ANTHROPIC_BASE_URL": srv.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+    }
+
+
+def test_real_claude_writes_a_file_and_everything_is_recorded(
+    git_repo: Path, store: Any, tmp_path: Path
+) -> None:
+    target = git_repo.resolve() / "hello.txt"
+    log = tmp_path / "stream.jsonl"
+    ex = ClaudeCodeExecutor(executor_config(max_turns=5, options={"stream_log": str(log)}))
+    with FakeModelServer() as srv:
+        srv.script(
+            anthropic_tool_use(
+                "Write",
+                {"file_path": str(target), "content": "hello from the fake model\n"},
+                text="I will write the file now.",
+                input_tokens=1200,
+                output_tokens=40,
+                cache_read_input_tokens=200,
+                cache_creation_input_tokens=100,
+                expect_system="PROJECT-RULES-MARKER",
+                expect_text="Create hello.txt",
+                expect_tools=("Write",),
+                expect_model="claude-sonnet-4-5",
+            ),
+            anthropic_text(
+                "Done: I wrote hello.txt.",
+                expect_tool_result=True,
+                input_tokens=1300,
+                output_tokens=12,
+            ),
+        )
+        rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
+        task = Task(
+            "Create hello.txt saying hello",
+            git_repo,
+            system_prompt="PROJECT-RULES-MARKER",
+            env=fake_env(srv),
+        )
+        outcome = run_execution(ex, task, rec)
+    assert target.read_text() == "hello from the fake model\n"
+    assert outcome.status == "ok", outcome
+    rows = stored_events(store, rec.id)
+    assert [r["type"] for r in rows] == [
+        "step",
+        "step",
+        "text",
+        "tool_call",
+        "tool_result",
+        "text",
+        "usage",
+    ]
+    call, result = rows[3], rows[4]
+    assert call["tool_name"] == "Write" and result["tool_name"] == "Write"
+    assert call["call_id"] == result["call_id"] and result["is_error"] is False
+    assert json.loads(call["input"])["file_path"] == str(target)
+    assert rows[-1]["text"] == "final" and rows[-1]["cost_usd"] == pytest.approx(0.008715)
+    row = stored_execution(store, rec.id)
+    assert (
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cache_read_tokens"],
+        row["cache_write_tokens"],
+    ) == (2500, 52, 200, 100)
+    # claude-sonnet-4-5 at $3 / $15 per MTok, cache read 0.1x, cache write 1.25x
+    assert row["cost_usd"] == pytest.approx(0.008715) and row["cost_source"] == "reported"
+    assert row["status"] == "ok" and row["num_turns"] == 2 and row["session_id"]
+    # the raw stream re-parses to the same tool calls (and becomes a fixture when recording)
+    state = ClaudeStreamState()
+    reparsed = [e for line in log.read_bytes().splitlines() for e in parse_line(line, state)]
+    assert [e.type for e in reparsed if e.type in ("tool_call", "tool_result")] == [
+        "tool_call",
+        "tool_result",
+    ]
+    if RECORD:
+        text = log.read_text().replace(str(git_repo.resolve()), "<RUN>/work")
+        (STREAMS / "claude-code" / "specwright_write.jsonl").write_text(text)
+
+
+@pytest.mark.parametrize(("status", "reason"), [(529, "rate_limit"), (401, "api_error")])
+def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason: str) -> None:
+    ex = ClaudeCodeExecutor(executor_config())
+    events: list[AgentEvent] = []
+    with FakeModelServer() as srv:
+        srv.script(anthropic_error(status))
+        outcome = ex.execute(
+            Task("hi", git_repo, env=fake_env(srv)), events.append, threading.Event()
+        )
+    assert outcome.status == "error" and outcome.exit_reason == reason
+    assert str(status) in (outcome.error or "")
+    assert outcome.usage.cost_usd == 0
+
+
+def test_real_claude_big_prompt_via_stdin(git_repo: Path) -> None:
+    prompt = "Please read this carefully. " * 6000 + "END-OF-BIG-PROMPT"  # ~170 KB
+    ex = ClaudeCodeExecutor(executor_config())
+    with FakeModelServer() as srv:
+        srv.script(anthropic_text("Read it.", expect_text="END-OF-BIG-PROMPT"))
+        outcome = ex.execute(
+            Task(prompt, git_repo, env=fake_env(srv)), lambda e: None, threading.Event()
+        )
+    assert outcome.status == "ok", outcome
+    assert outcome.final_text == "Read it."
+
+
+def test_real_claude_cancel_mid_run_leaves_no_process(git_repo: Path) -> None:
+    cancel = threading.Event()
+    events: list[AgentEvent] = []
+
+    def on_event(event: AgentEvent) -> None:
+        events.append(event)
+        if isinstance(event, StepEvent) and event.name == "init":
+            cancel.set()  # claude is now waiting on the model's (slow) answer
+
+    ex = ClaudeCodeExecutor(executor_config())
+    with FakeModelServer() as srv:
+        srv.script(anthropic_text("too late", delay_s=60))
+        outcome = ex.execute(Task("hi", git_repo, env=fake_env(srv)), on_event, cancel)
+    assert outcome.status == "cancelled"
+    pid = next(
+        e.raw["pid"] for e in events if isinstance(e, StepEvent) and e.name == "process" and e.raw
+    )
+    assert not alive(pid) and group_members(pid) == []

@@ -1,0 +1,421 @@
+"""The CLI adapters' transport, driven with fake CLIs: real executables printing recorded
+streams, so argv, environment, stdin, exit codes, cancel, timeouts and big or broken output are
+tested through real processes (the real CLIs are in test_agents_claude.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.agents import Task, run_execution
+from specwright.agents.base import make_executor
+from specwright.agents.claude_code import ClaudeCodeExecutor, find_claude
+from specwright.agents.command import CommandExecutor
+from specwright.errors import AgentError, ConfigError
+from specwright.model import AgentEvent, StepEvent
+from specwright.recorder import MAX_OUTPUT_CHARS, ExecutionRecorder
+from tests.support_agents import (
+    STREAMS,
+    alive,
+    executor_config,
+    fake_cli,
+    group_members,
+    stored_events,
+    stored_execution,
+)
+
+FAKE_CLAUDE = """
+import json, os, subprocess, sys, time
+dump = os.environ.get("FAKE_DUMP")
+if dump:
+    stdin = sys.stdin.read() if not os.isatty(0) else None
+    with open(dump, "w") as fh:
+        json.dump({"argv": sys.argv[1:], "env": dict(os.environ), "stdin": stdin,
+                   "cwd": os.getcwd()}, fh)
+stream = os.environ.get("FAKE_STREAM")
+if stream:
+    with open(stream, "rb") as fh:
+        for line in fh:
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+mode = os.environ.get("FAKE_MODE", "")
+if mode in ("hang", "orphan"):
+    child = subprocess.Popen(["sleep", "300"])
+    print(json.dumps({"type": "system", "subtype": "child", "pid": child.pid}), flush=True)
+    if mode == "hang":
+        time.sleep(300)
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = fake_cli(tmp_path / "bin", "claude", FAKE_CLAUDE)
+    monkeypatch.setenv("CLAUDE_PATH", str(path))
+    return path
+
+
+def run(
+    executor: Any, task: Task, cancel: threading.Event | None = None
+) -> tuple[Any, list[AgentEvent]]:
+    events: list[AgentEvent] = []
+    outcome = executor.execute(task, events.append, cancel or threading.Event())
+    return outcome, events
+
+
+def child_pid(events: list[AgentEvent]) -> int:
+    step = next(e for e in events if isinstance(e, StepEvent) and e.name == "system/child")
+    assert step.raw is not None
+    return int(step.raw["pid"])
+
+
+def process_pid(events: list[AgentEvent]) -> int:
+    step = next(e for e in events if isinstance(e, StepEvent) and e.name == "process")
+    assert step.raw is not None
+    return int(step.raw["pid"])
+
+
+# --- claude: command line, environment, executable ------------------------------------------
+
+
+def test_claude_argv_env_and_stdin(
+    claude: Path, tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-123")
+    monkeypatch.setenv("SOME_UNRELATED_SECRET_TOKEN", "do-not-pass")
+    dump = tmp_path / "dump.json"
+    ex = ClaudeCodeExecutor(executor_config(max_turns=7, env={"FROM_CONFIG": "1"}))
+    task = Task(
+        "Create hello.txt",
+        git_repo,
+        system_prompt="RULES",
+        env={"FAKE_DUMP": str(dump), "FAKE_STREAM": str(STREAMS / "claude-code/acceptEdits.jsonl")},
+    )
+    outcome, events = run(ex, task)
+    seen = json.loads(dump.read_text())
+    assert seen["argv"] == [
+        "-p",
+        "Create hello.txt",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--model",
+        "claude-sonnet-4-5",
+        "--permission-mode",
+        "acceptEdits",
+        "--max-turns",
+        "7",
+        "--append-system-prompt",
+        "RULES",
+    ]
+    env = seen["env"]
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert env["CLAUDE_CONFIG_DIR"] and env["CLAUDE_CONFIG_DIR"] != os.environ["HOME"]
+    assert not Path(env["CLAUDE_CONFIG_DIR"]).exists()  # per run, removed afterwards
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-test-key-123" and env["FROM_CONFIG"] == "1"
+    assert "SOME_UNRELATED_SECRET_TOKEN" not in env and "SPECWRIGHT_DB" not in env
+    assert "IS_SANDBOX" not in env and "CLAUDE_PATH" not in env
+    assert seen["stdin"] == ""  # /dev/null: claude would otherwise wait 3 s for input
+    assert seen["cwd"] == str(git_repo.resolve())
+    assert outcome.status == "ok" and outcome.usage.cost_usd == pytest.approx(0.008715)
+    assert events[0].type == "step" and events[0].name == "process"
+
+
+def test_claude_big_prompt_goes_by_stdin(claude: Path, tmp_path: Path, git_repo: Path) -> None:
+    dump = tmp_path / "dump.json"
+    prompt = "do it " * 40_000  # 240 KB: over the 128 KiB limit of one argv string
+    ex = ClaudeCodeExecutor(executor_config())
+    run(ex, Task(prompt, git_repo, env={"FAKE_DUMP": str(dump)}))
+    seen = json.loads(dump.read_text())
+    assert seen["stdin"] == prompt and prompt not in seen["argv"] and seen["argv"][0] == "-p"
+
+
+def test_bypass_permissions_only_in_a_worktree(
+    claude: Path, tmp_path: Path, git_repo: Path
+) -> None:
+    ex = ClaudeCodeExecutor(executor_config(permission_mode="bypassPermissions"))
+    with pytest.raises(AgentError, match="only inside a git worktree"):
+        run(ex, Task("x", git_repo))
+    tree = tmp_path / "wt"
+    subprocess.run(
+        ["git", "worktree", "add", "-q", "-b", "wt", str(tree)], cwd=git_repo, check=True
+    )
+    dump = tmp_path / "dump.json"
+    run(ex, Task("x", tree, env={"FAKE_DUMP": str(dump)}))
+    seen = json.loads(dump.read_text())
+    assert seen["env"]["IS_SANDBOX"] == "1"
+    assert "bypassPermissions" in seen["argv"]
+
+
+def test_claude_config_errors() -> None:
+    with pytest.raises(ConfigError, match="permission_mode 'yolo'"):
+        ClaudeCodeExecutor(executor_config(permission_mode="yolo"))
+    with pytest.raises(ConfigError, match="model is required"):
+        ClaudeCodeExecutor(executor_config(model=None))
+    assert isinstance(make_executor(executor_config()), ClaudeCodeExecutor)
+
+
+def test_find_claude_order_and_errors(
+    claude: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = fake_cli(tmp_path / "other", "claude", "print('x')")
+    assert find_claude(str(other)) == str(claude)  # CLAUDE_PATH wins over the config
+    monkeypatch.delenv("CLAUDE_PATH")
+    assert find_claude(str(other)) == str(other)
+    monkeypatch.setenv("PATH", str(other.parent))
+    assert find_claude(None) == str(other)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(AgentError) as err:
+        find_claude(None)
+    assert all(word in str(err.value) for word in ("CLAUDE_PATH", "`path`", "PATH"))
+    monkeypatch.setenv("CLAUDE_PATH", str(tmp_path / "nope"))
+    with pytest.raises(AgentError, match="CLAUDE_PATH=.*nope: no executable"):
+        find_claude(None)
+
+
+def test_missing_workdir(claude: Path, tmp_path: Path) -> None:
+    with pytest.raises(AgentError, match="does not exist"):
+        run(ClaudeCodeExecutor(executor_config()), Task("x", tmp_path / "missing"))
+
+
+# --- claude: ending badly -------------------------------------------------------------------
+
+
+def test_cancel_mid_run_leaves_no_process(claude: Path, git_repo: Path) -> None:
+    cancel = threading.Event()
+    events: list[AgentEvent] = []
+
+    def on_event(event: AgentEvent) -> None:
+        events.append(event)
+        if isinstance(event, StepEvent) and event.name == "system/child":
+            cancel.set()
+
+    # the stream minus its result line, then the agent hangs with a child: a run mid-way
+    lines = (STREAMS / "claude-code/acceptEdits.jsonl").read_text().splitlines()
+    partial = git_repo.parent / "partial.jsonl"
+    partial.write_text("\n".join(lines[:-1]) + "\n")
+    task = Task("x", git_repo, env={"FAKE_MODE": "hang", "FAKE_STREAM": str(partial)})
+    outcome = ClaudeCodeExecutor(executor_config()).execute(task, on_event, cancel)
+    assert outcome.status == "cancelled" and outcome.exit_reason == "cancelled"
+    leader, child = process_pid(events), child_pid(events)
+    assert not alive(leader) and not alive(child)
+    assert group_members(leader) == []
+    assert [e.type for e in events].count("tool_call") == 1  # lines before the cancel are kept
+
+
+def test_timeout_kills_the_group(claude: Path, git_repo: Path) -> None:
+    ex = ClaudeCodeExecutor(executor_config())
+    outcome, events = run(ex, Task("x", git_repo, timeout_s=1.0, env={"FAKE_MODE": "hang"}))
+    assert (outcome.status, outcome.exit_reason) == ("killed", "timeout")
+    assert not alive(child_pid(events)) and group_members(process_pid(events)) == []
+
+
+def test_children_left_behind_are_killed(claude: Path, git_repo: Path) -> None:
+    ex = ClaudeCodeExecutor(executor_config())
+    outcome, events = run(ex, Task("x", git_repo, env={"FAKE_MODE": "orphan"}))
+    assert not alive(child_pid(events))
+    assert outcome.status == "error" and "without a result line" in (outcome.error or "")
+
+
+def test_crash_without_result_line(claude: Path, git_repo: Path) -> None:
+    ex = ClaudeCodeExecutor(executor_config())
+    outcome, _ = run(ex, Task("x", git_repo, env={"FAKE_EXIT": "3"}))
+    assert (outcome.status, outcome.exit_reason) == ("error", "no result (exit 3)")
+
+
+# --- claude + recorder: the store -----------------------------------------------------------
+
+
+def _record(store: Any, executor: Any, task: Task) -> tuple[Any, str]:
+    rec = ExecutionRecorder(
+        store, role="executor", backend=executor.backend, executor=executor.name
+    )
+    outcome = run_execution(executor, task, rec)
+    return outcome, rec.id
+
+
+def test_recorded_run_in_the_store_in_order(claude: Path, git_repo: Path, store: Any) -> None:
+    ex = ClaudeCodeExecutor(executor_config())
+    task = Task("x", git_repo, env={"FAKE_STREAM": str(STREAMS / "claude-code/preamble.jsonl")})
+    outcome, exec_id = _record(store, ex, task)
+    rows = stored_events(store, exec_id)
+    assert [r["type"] for r in rows] == [
+        "step",
+        "step",
+        "text",
+        "tool_call",
+        "tool_result",
+        "text",
+        "usage",
+    ]
+    assert [r["seq"] for r in rows] == list(range(1, 8))
+    assert rows[3]["tool_name"] == "Write" and rows[3]["call_id"] == rows[4]["call_id"]
+    assert json.loads(rows[3]["input"])["file_path"].endswith("hello.txt")
+    row = stored_execution(store, exec_id)
+    assert row["status"] == "ok" and row["exit_reason"] == "completed"
+    assert (
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cache_read_tokens"],
+        row["cache_write_tokens"],
+    ) == (2500, 52, 200, 100)
+    assert row["cost_usd"] == pytest.approx(0.008715) and row["cost_source"] == "reported"
+    assert row["session_id"] == outcome.session_id and row["num_turns"] == 2
+    assert row["model"] == "claude-sonnet-4-5" and row["event_count"] == 7
+
+
+def test_50mb_tool_output_is_truncated_with_its_size_kept(
+    claude: Path, git_repo: Path, store: Any, tmp_path: Path
+) -> None:
+    size = 50 * 1024 * 1024
+    stream = tmp_path / "big.jsonl"
+    lines = (STREAMS / "claude-code/acceptEdits.jsonl").read_text().splitlines()
+    user = json.loads(lines[2])
+    user["message"]["content"][0]["content"] = "y" * size
+    user["tool_use_result"] = {"stdout": "y" * size}
+    lines[2] = json.dumps(user)
+    stream.write_text("\n".join(lines) + "\n")
+    ex = ClaudeCodeExecutor(executor_config())
+    outcome, exec_id = _record(store, ex, Task("x", git_repo, env={"FAKE_STREAM": str(stream)}))
+    assert outcome.status == "ok"
+    row = next(r for r in stored_events(store, exec_id) if r["type"] == "tool_result")
+    assert row["output_len"] == size
+    assert len(row["output"]) < MAX_OUTPUT_CHARS + 200 and "truncated" in row["output"]
+    assert len(row["raw"]) < 20_000
+    journal = store.journal.path_for(exec_id)
+    assert journal.stat().st_size < 1_000_000  # the journal keeps the bounded row too
+
+
+def test_malformed_lines_are_recorded_as_warnings(
+    claude: Path, git_repo: Path, store: Any, tmp_path: Path
+) -> None:
+    good = (STREAMS / "claude-code/acceptEdits.jsonl").read_bytes().splitlines(keepends=True)
+    stream = tmp_path / "bad.jsonl"
+    stream.write_bytes(
+        b"".join(
+            [
+                good[0],
+                b'{"type":"assistant","message":{"id":"m","content":[{"type":"te\n',  # truncated
+                b'{"type":"mystery","x":1}\n',
+                b"\xff\xfe not utf-8 \x80\n",
+                *good[1:],
+            ]
+        )
+    )
+    ex = ClaudeCodeExecutor(executor_config())
+    outcome, exec_id = _record(store, ex, Task("x", git_repo, env={"FAKE_STREAM": str(stream)}))
+    assert outcome.status == "ok"
+    rows = stored_events(store, exec_id)
+    warnings = [r for r in rows if r["type"] == "error" and r["tool_name"] == "warning"]
+    assert len(warnings) == 4  # truncated JSON; unknown type; bad UTF-8 + then not JSON
+    assert any("not valid JSON" in w["text"] for w in warnings)
+    assert any("unknown event type 'mystery'" in w["text"] for w in warnings)
+    assert any("invalid UTF-8" in w["text"] for w in warnings)
+    assert all(w["is_error"] is False for w in warnings)
+    assert [r["type"] for r in rows if r["type"] != "error"] == [
+        "step",
+        "step",
+        "tool_call",
+        "tool_result",
+        "text",
+        "usage",
+    ]
+
+
+def test_agent_error_is_recorded_then_raised(
+    store: Any, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    ex = ClaudeCodeExecutor(executor_config())
+    rec = ExecutionRecorder(store, role="executor", backend="claude-code")
+    with pytest.raises(AgentError, match="claude executable not found"):
+        run_execution(ex, Task("x", git_repo), rec)
+    row = stored_execution(store, rec.id)
+    assert row["status"] == "error" and "claude executable not found" in row["exit_reason"]
+    assert stored_events(store, rec.id)[0]["type"] == "error"
+
+
+# --- command executor -----------------------------------------------------------------------
+
+
+def test_command_prompt_as_argument(git_repo: Path, store: Any) -> None:
+    ex = CommandExecutor(
+        executor_config(
+            type="command",
+            argv=("sh", "-c", 'echo "got: $1"; echo; echo "in $(pwd)"', "sh", "{prompt}"),
+        )
+    )
+    outcome, exec_id = _record(store, ex, Task("hello there", git_repo))
+    assert outcome.status == "ok" and outcome.exit_reason == "exit 0"
+    texts = [r["text"] for r in stored_events(store, exec_id) if r["type"] == "text"]
+    assert texts == ["got: hello there", f"in {git_repo.resolve()}"]
+    assert outcome.final_text.endswith(f"in {git_repo.resolve()}")
+
+
+def test_command_prompt_by_stdin_and_exit_code(git_repo: Path) -> None:
+    ex = CommandExecutor(
+        executor_config(
+            type="command",
+            prompt_via="stdin",
+            argv=("sh", "-c", "tr a-z A-Z; echo oops >&2; exit 4"),
+        )
+    )
+    outcome, events = run(ex, Task("shout this", git_repo))
+    assert [e.text for e in events if e.type == "text"] == ["SHOUT THIS"]
+    assert (outcome.status, outcome.exit_reason, outcome.error) == ("error", "exit 4", "oops")
+    assert events[-1].type == "error" and "exit 4: oops" in events[-1].message
+
+
+def test_command_codex_parser(git_repo: Path) -> None:
+    ex = CommandExecutor(
+        executor_config(
+            type="command",
+            parser="codex",
+            model="gpt-test",
+            argv=("cat", str(STREAMS / "codex/exec-json.jsonl"), "{prompt}"),
+        )
+    )
+    outcome, events = run(ex, Task("/dev/null", git_repo))
+    assert outcome.status == "ok"
+    assert outcome.session_id == "0199a213-81c0-7800-8aa1-bbab2a035a53"
+    assert outcome.usage.output_tokens == 122 and outcome.final_text == "Created hello.txt."
+    assert [e.tool for e in events if e.type == "tool_call"] == ["shell", "apply_patch", "shell"]
+
+
+def test_command_cancel_kills_the_group(git_repo: Path) -> None:
+    cancel = threading.Event()
+    events: list[AgentEvent] = []
+
+    def on_event(event: AgentEvent) -> None:
+        events.append(event)
+        if event.type == "text":
+            cancel.set()
+
+    ex = CommandExecutor(
+        executor_config(
+            type="command", prompt_via="stdin", argv=("sh", "-c", "sleep 300 & echo $!; wait")
+        )
+    )
+    outcome = ex.execute(Task("", git_repo), on_event, cancel)
+    assert outcome.status == "cancelled"
+    sleeper = int(next(e.text for e in events if e.type == "text"))
+    assert not alive(sleeper) and group_members(process_pid(events)) == []
+
+
+def test_command_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="argv is required"):
+        CommandExecutor(executor_config(type="command"))
+    with pytest.raises(ConfigError, match="no \\{prompt\\} placeholder"):
+        CommandExecutor(executor_config(type="command", argv=("echo",)))
+    with pytest.raises(ConfigError, match="parser 'nope'"):
+        CommandExecutor(executor_config(type="command", argv=("echo", "{prompt}"), parser="nope"))
+    ex = CommandExecutor(executor_config(type="command", argv=("no-such-agent-cli", "{prompt}")))
+    with pytest.raises(AgentError, match="'no-such-agent-cli' not found"):
+        run(ex, Task("x", tmp_path))
+    assert ex.probe()["found"] is False
