@@ -34,6 +34,12 @@ error JSON and ``retry-after-ms`` (10 ms by default, so client retries are fast)
 ``retry-after``. ``delay_s`` on any turn waits before answering (timeouts);
 ``chunk_delay_s`` waits between streamed events; ``drop_after`` closes a stream early.
 
+Agent CLIs: ``Request.working_directory`` finds the directory Claude Code or OpenCode names in
+its prompt, so a callable turn can write a file there. Claude Code (2.1.x) answers a mid-stream
+error by retrying the same request without streaming (three times here, even with
+``CLAUDE_CODE_MAX_RETRIES=0``): script those turns too, or expect them in ``srv.failures``.
+Run it with ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` so it sends nothing but model turns.
+
 Not consuming turns (answered automatically, still recorded in ``srv.requests``): ``HEAD /`` and
 ``GET /`` (connection warm-up), ``GET /v1/models`` and ``POST /v1/messages/count_tokens``.
 """
@@ -41,6 +47,7 @@ Not consuming turns (answered automatically, still recorded in ``srv.requests``)
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -194,11 +201,21 @@ class Request:
         return ""
 
     @property
+    def working_directory(self) -> str | None:
+        """The working directory an agent CLI put in its prompt (Claude Code: ``Working
+        directory: X`` or ``Primary working directory: X``; OpenCode likewise), if any."""
+        match = _CWD_RE.search(self.all_text)
+        return match.group(1) if match else None
+
+    @property
     def all_text(self) -> str:
         """Every piece of text in the system prompt and the messages, joined (for ``in`` checks)."""
         parts = [self.system_text]
         parts += [_content_text(m.get("content")) for m in self.messages]
         return "\n".join(p for p in parts if p)
+
+
+_CWD_RE = re.compile(r"[Ww]orking directory: ?(/[^\s<>\"']*)")
 
 
 def _content_text(content: Any) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -501,3 +504,94 @@ def test_script_rejects_non_turns_and_stop_frees_the_port() -> None:
     srv.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(base + "/", timeout=2)
+
+
+# --- a real agent CLI against the fake ------------------------------------------------------
+
+# read at import, before the autouse `isolate` fixture scrubs CLAUDE_* variables
+_CLAUDE = os.environ.get("CLAUDE_PATH") or str(
+    Path(__file__).resolve().parent.parent / ".agents" / "node_modules" / ".bin" / "claude"
+)
+
+
+@pytest.mark.agents
+@pytest.mark.skipif(
+    not os.access(_CLAUDE, os.X_OK),
+    reason=f"real claude CLI not installed (looked at {_CLAUDE}; .ci/run npm-installs it)",
+)
+def test_real_claude_code_writes_a_file_through_the_fake(tmp_path: Path) -> None:
+    work, cfg = tmp_path / "work", tmp_path / "cfg"
+    work.mkdir()
+    cfg.mkdir()
+
+    def write(req: Request) -> Any:
+        cwd = req.working_directory
+        assert cwd is not None, "claude named no working directory"
+        return anthropic_tool_use(
+            "Write",
+            {"file_path": f"{cwd}/hello.txt", "content": "hello from the fake model\n"},
+            input_tokens=1200,
+            output_tokens=40,
+            cache_read_input_tokens=200,
+            cache_creation_input_tokens=100,
+            expect_stream=True,
+            expect_tools=("Write",),
+        )
+
+    with FakeModelServer() as srv:
+        srv.script(
+            write,
+            anthropic_text("Done.", input_tokens=1300, output_tokens=12, expect_tool_result=True),
+        )
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(cfg),
+            "CLAUDE_CONFIG_DIR": str(cfg),
+            "ANTHROPIC_BASE_URL": srv.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-fake",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }
+        proc = subprocess.run(
+            [
+                _CLAUDE,
+                "-p",
+                "Create hello.txt",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+                "--model",
+                "claude-sonnet-4-5",
+                "--max-turns",
+                "3",
+            ],
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (work / "hello.txt").read_text() == "hello from the fake model\n"
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["type"] == "result" and result["is_error"] is False
+    assert result["usage"]["input_tokens"] == 2500 and result["usage"]["output_tokens"] == 52
+    assert result["usage"]["cache_read_input_tokens"] == 200
+    assert all(r.path == "/v1/messages" and r.query == {"beta": "true"} for r in srv.model_requests)
+
+
+@pytest.mark.parametrize(
+    ("system", "user", "expected"),
+    [
+        ("Env\nWorking directory: /tmp/run/work\nIs git: yes", "hi", "/tmp/run/work"),
+        ("sys", "<env>\nPrimary working directory: /a/b-c</env>", "/a/b-c"),
+        ("sys", "no directory here", None),
+    ],
+)
+def test_request_working_directory(system: str, user: str, expected: str | None) -> None:
+    body = {"system": system, "messages": [{"role": "user", "content": user}]}
+    req = Request("POST", "/v1/messages", {}, {}, body, kind="anthropic")
+    assert req.working_directory == expected
