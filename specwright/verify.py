@@ -41,6 +41,8 @@ PYTEST_NO_TESTS = 5  # pytest's exit code when nothing was collected
 class TestReport:
     """What a test runner says it ran (exact ids when a JUnit report was read)."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     collected: int
     failed: int
     skipped: int

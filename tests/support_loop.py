@@ -16,7 +16,11 @@ CALC = "def add(a, b):\n    return a + b\n"
 TEST_CALC = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
 # A fast verification step: fails when calc.py contains BUG (and passes at the base).
 NO_BUG = {"name": "nobug", "command": "! grep -n BUG calc.py", "timeout_s": 30}
-PYTEST = {"name": "tests", "command": "python -m pytest -q -p no:cacheprovider", "timeout_s": 120}
+PYTEST = {
+    "name": "tests",
+    "command": "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider",
+    "timeout_s": 120,
+}
 
 
 def git(cwd: Path, *args: str) -> str:
