@@ -1,0 +1,514 @@
+"""Spec Studio: intent -> clarifying questions -> answers -> spec -> chunks, resumable.
+
+Every step is a row in the store before the next one starts: ``start`` creates the draft spec
+(with the intent) and then asks the planner for 3-7 questions (``spec_questions`` rows);
+``answer`` saves each answer as it comes; ``write_spec`` saves the markdown spec on the spec row;
+``split`` saves the chunks and their dependencies, validated as a DAG (a cycle or an unknown
+dependency is re-asked once, then a clear error); ``refine`` revises the spec or the chunks.
+A ``Studio`` holds only the spec id and reads everything else from the store, so a new object
+(``resume``) after a kernel restart carries on where the last one stopped.
+
+Every planner call goes through ``LLMClient.structured`` (forced tool use) and is recorded as an
+execution (role ``planner``, linked to the spec) with its tokens and cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright import prompts
+from specwright.errors import SpecwrightError, ValidationError
+from specwright.model import Chunk, Project, Spec, new_id, utcnow
+from specwright.specfile import ChunkDraft, check_dag, replace_chunks
+
+if TYPE_CHECKING:
+    from specwright.config import Config
+    from specwright.llm import LLMClient
+    from specwright.store import Store
+
+STAGES = ("questions", "answers", "spec", "chunks", "review", "ready")
+MAX_ANSWER_CHARS = 20_000
+MAX_TITLE_CHARS = 120
+
+
+class PlannerAnswerError(ValidationError):
+    """The planner's answer broke a rule (a cycle, an unknown chunk) twice in a row."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One clarifying question and, once given, its answer."""
+
+    id: str
+    position: int
+    question: str
+    why: str | None = None
+    answer: str | None = None
+    answered_at: datetime | None = None
+
+
+def _draft_title(intent: str) -> str:
+    first = next((line.strip() for line in intent.splitlines() if line.strip()), "")
+    first = first.lstrip("#").strip() or "Untitled spec"
+    return first if len(first) <= 60 else first[:57].rstrip() + "..."
+
+
+class Studio:
+    """The wizard for one spec; all state lives in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        spec_id: str,
+        *,
+        config: Config | None = None,
+        planner: str | None = None,
+        llm: LLMClient | None = None,
+        context: str | None = None,
+        context_tokens: int | None = None,
+        stream: bool = False,
+        on_text: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.spec_id = spec_id
+        self._config = config
+        self.planner = planner
+        self._llm = llm
+        self._context = context
+        self.context_tokens = context_tokens
+        self.stream = stream
+        self.on_text = on_text
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, store: Store, project: Project, intent: str, **kw: Any) -> Studio:
+        """A new draft spec holding ``intent``; no planner call yet (see ``ask_questions``)."""
+        from specwright.catalog import create_spec
+
+        intent = intent.strip()
+        if not intent:
+            raise ValidationError("intent: expected a description of what you want built")
+        if len(intent) > prompts.MAX_INTENT_CHARS:
+            raise ValidationError(
+                f"intent: {len(intent)} characters; expected at most {prompts.MAX_INTENT_CHARS}"
+            )
+        spec = create_spec(store, project, _draft_title(intent), intent=intent)
+        return cls(store, spec.id, **kw)
+
+    @classmethod
+    def resume(cls, store: Store, ref: str, project: Project | None = None, **kw: Any) -> Studio:
+        """The wizard of an existing spec (slug, id or id prefix)."""
+        from specwright.catalog import get_spec
+
+        return cls(store, get_spec(store, ref, project).id, **kw)
+
+    # --- state (always read from the store) -------------------------------------------------
+
+    @property
+    def spec(self) -> Spec:
+        from specwright.catalog import get_spec
+
+        return get_spec(self.store, self.spec_id)
+
+    @property
+    def questions(self) -> list[Question]:
+        rows = self.store.query_dicts(
+            "SELECT id, position, question, why, answer, answered_at FROM spec_questions "
+            "WHERE spec_id = ? ORDER BY position",
+            [self.spec_id],
+        )
+        return [Question(**r) for r in rows]
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        from specwright.catalog import list_chunks
+
+        return list_chunks(self.store, self.spec_id)
+
+    @property
+    def stage(self) -> str:
+        """What comes next: questions, answers, spec, chunks, review (all there) or ready."""
+        with self.store.connect():
+            spec = self.spec
+            questions = self.questions
+            if not questions:
+                return "questions"
+            if any(q.answer is None for q in questions):
+                return "answers"
+            if not spec.body.strip():
+                return "spec"
+            if not self.chunks:
+                return "chunks"
+        return "ready" if spec.status == "ready" else "review"
+
+    @property
+    def unanswered(self) -> list[Question]:
+        return [q for q in self.questions if q.answer is None]
+
+    # --- the planner ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from specwright import config
+
+            self._config = config.load(self._project_root())
+        return self._config
+
+    def _project_root(self) -> Path | None:
+        rows = self.store.query(
+            "SELECT p.root FROM projects p JOIN specs s ON s.project_id = p.id WHERE s.id = ?",
+            [self.spec_id],
+        )
+        return Path(rows[0][0]) if rows else None
+
+    @property
+    def llm(self) -> LLMClient:
+        if self._llm is None:
+            from specwright.llm import LLMClient
+
+            self._llm = LLMClient.from_config(self.config, self.planner, self.store)
+        return self._llm
+
+    def context(self) -> str | None:
+        """The codebase context the planner sees (computed once, cached by commit in the store)."""
+        if self._context is None:
+            from specwright import codebase
+
+            root = self._project_root()
+            if root is None or not root.is_dir():
+                return None
+            budget = self.context_tokens or codebase.DEFAULT_BUDGET_TOKENS
+            try:
+                self._context = codebase.context(root, self.store, budget_tokens=budget)
+            except SpecwrightError:
+                return None
+        return self._context or None
+
+    def _ask(self, prompt: prompts.Prompt) -> dict[str, Any]:
+        data, _usage = self.llm.structured(
+            prompt.system,
+            prompt.user,
+            prompt.schema_name,
+            prompt.schema,
+            role="planner",
+            description=prompt.description,
+            spec_id=self.spec_id,
+            stream=self.stream,
+            on_text=self.on_text,
+        )
+        return data
+
+    def _ask_checked(
+        self,
+        build: Callable[[str | None], prompts.Prompt],
+        check: Callable[[dict[str, Any]], tuple[Any, str | None]],
+        what: str,
+    ) -> Any:
+        """Ask; if ``check`` finds a problem, ask once more saying what was wrong; then fail."""
+        problem: str | None = None
+        for _attempt in range(2):
+            value, problem = check(self._ask(build(problem)))
+            if problem is None:
+                return value
+        raise PlannerAnswerError(
+            f"spec {self.spec.slug!r}: the planner's {what} was rejected twice: {problem}; "
+            "nothing was changed (try again, or use another planner with --planner)"
+        )
+
+    @property
+    def _rules(self) -> tuple[str, ...]:
+        return self.config.rules
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def ask_questions(self) -> list[Question]:
+        """Ask the planner for 3-7 clarifying questions and save them (replacing none)."""
+        existing = self.questions
+        if existing:
+            return existing
+        spec = self.spec
+
+        def build(problem: str | None) -> prompts.Prompt:
+            p = prompts.questions(spec.intent, rules=self._rules, context=self.context())
+            return _with_problem(p, problem)
+
+        items = self._ask_checked(build, _check_questions, "questions")
+        now = utcnow()
+        from specwright.store import Store
+
+        ops = [
+            Store.op_insert(
+                "spec_questions",
+                {
+                    "id": new_id(),
+                    "spec_id": self.spec_id,
+                    "position": i,
+                    "question": q,
+                    "why": why,
+                    "answer": None,
+                    "created_at": now,
+                    "answered_at": None,
+                },
+            )
+            for i, (q, why) in enumerate(items, 1)
+        ]
+        self.store.write(ops)
+        return self.questions
+
+    def answer(self, question: int | str, text: str) -> Question:
+        """Save the answer to question ``question`` (its position, or its id) right away."""
+        text = text.strip()
+        if len(text) > MAX_ANSWER_CHARS:
+            raise ValidationError(
+                f"answer: {len(text)} characters; expected at most {MAX_ANSWER_CHARS}"
+            )
+        questions = self.questions
+        match = [
+            q
+            for q in questions
+            if (isinstance(question, int) and q.position == question) or q.id == str(question)
+        ]
+        if not match:
+            raise ValidationError(
+                f"question {question!r}: no such question; expected a position 1-{len(questions)}"
+                if questions
+                else f"spec {self.spec.slug!r} has no questions yet (ask_questions first)"
+            )
+        self.store.update(
+            "spec_questions", {"id": match[0].id}, {"answer": text, "answered_at": utcnow()}
+        )
+        return next(q for q in self.questions if q.id == match[0].id)
+
+    def answer_all(self, answers: Sequence[str] | Mapping[Any, str]) -> list[Question]:
+        """Save several answers: a list by position, or a mapping of position / question text."""
+        questions = self.questions
+        by_text = {q.question.strip().lower(): q.position for q in questions}
+        pairs: list[tuple[int, str]] = []
+        if isinstance(answers, Mapping):
+            for key, value in answers.items():
+                pos = _position(key, by_text)
+                if pos is None:
+                    raise ValidationError(
+                        f"answer for {key!r}: expected a question position (1-{len(questions)}) "
+                        "or the exact question text"
+                    )
+                pairs.append((pos, str(value)))
+        else:
+            pairs = [(i, str(a)) for i, a in enumerate(answers, 1)]
+        for pos, text in pairs:
+            if pos <= len(questions) and text.strip():
+                self.answer(pos, text)
+        return self.questions
+
+    def write_spec(self) -> str:
+        """Ask the planner for the spec from the intent and answers; save and return it."""
+        spec = self.spec
+        qa = [(q.question, q.answer) for q in self.questions]
+        p = prompts.spec(spec.intent, qa, rules=self._rules, context=self.context())
+        data = self._ask(p)
+        return self._save_spec(data)
+
+    def _save_spec(self, data: dict[str, Any]) -> str:
+        from specwright.catalog import update_spec
+
+        body = str(data.get("body") or "").strip()
+        if not body:
+            raise PlannerAnswerError("the planner returned an empty spec; nothing was changed")
+        title = " ".join(str(data.get("title") or "").split())[:MAX_TITLE_CHARS]
+        values: dict[str, Any] = {"body": body + "\n"}
+        if title:
+            values["title"] = title
+        update_spec(self.store, self.spec_id, **values)
+        return body + "\n"
+
+    def split(self) -> list[Chunk]:
+        """Ask the planner to split the spec into chunks; validate the DAG; save them."""
+        spec = self.spec
+        if not spec.body.strip():
+            raise ValidationError(f"spec {spec.slug!r} has no text yet (write_spec first)")
+
+        def build(problem: str | None) -> prompts.Prompt:
+            return prompts.split(
+                spec.body, rules=self._rules, context=self.context(), problem=problem
+            )
+
+        drafts = self._ask_checked(build, _check_chunks({}), "chunk list")
+        replace_chunks(self.store, self.spec_id, drafts)
+        return self.chunks
+
+    def refine(self, feedback: str, target: str | None = None) -> str | list[Chunk]:
+        """Revise the spec (``target="spec"``) or the chunks (``"chunks"``; the default once
+        chunks exist) according to ``feedback``; returns the new spec text or chunks."""
+        feedback = feedback.strip()
+        if not feedback:
+            raise ValidationError("feedback: expected what to change")
+        current = self.chunks
+        target = target or ("chunks" if current else "spec")
+        spec = self.spec
+        if target == "spec":
+            if not spec.body.strip():
+                raise ValidationError(f"spec {spec.slug!r} has no text yet (write_spec first)")
+            p = prompts.refine_spec(spec.body, feedback, rules=self._rules, context=self.context())
+            return self._save_spec(self._ask(p))
+        if target != "chunks":
+            raise ValidationError(f"refine target {target!r}: expected spec or chunks")
+        if not current:
+            raise ValidationError(f"spec {spec.slug!r} has no chunks yet (split first)")
+        keys = {f"c{c.position}": c.id for c in current}
+
+        def build(problem: str | None) -> prompts.Prompt:
+            return prompts.refine_chunks(
+                spec.body,
+                chunks_text(current),
+                feedback,
+                rules=self._rules,
+                context=self.context(),
+                problem=problem,
+            )
+
+        drafts = self._ask_checked(build, _check_chunks(keys), "revised chunk list")
+        replace_chunks(self.store, self.spec_id, drafts)
+        return self.chunks
+
+    def accept(self) -> Spec:
+        """Mark the spec ready to run (it needs its text and at least one chunk)."""
+        from specwright.catalog import update_spec
+
+        stage = self.stage
+        if stage not in ("review", "ready"):
+            raise ValidationError(f"spec {self.spec.slug!r} is not complete: next step is {stage}")
+        return update_spec(self.store, self.spec_id, status="ready")
+
+    def run(self, answers: Sequence[str] | Mapping[Any, str] | None = None) -> str:
+        """Take the wizard as far as it can go without a person; returns the stage reached."""
+        if self.stage == "questions":
+            self.ask_questions()
+        if answers:
+            self.answer_all(answers)
+        if self.stage == "answers" and answers is None:
+            return "answers"
+        if not self.spec.body.strip():
+            self.write_spec()
+        if not self.chunks:
+            self.split()
+        return self.stage
+
+
+# --- module-level entry points ------------------------------------------------------------------
+
+
+def start(store: Store, project: Project, intent: str, **kw: Any) -> Studio:
+    """Create a draft spec for ``intent`` and ask the planner's questions (saved as they come)."""
+    studio = Studio.create(store, project, intent, **kw)
+    studio.ask_questions()
+    return studio
+
+
+def resume(store: Store, ref: str, project: Project | None = None, **kw: Any) -> Studio:
+    """The wizard of an existing spec, reloaded from the store."""
+    return Studio.resume(store, ref, project, **kw)
+
+
+# --- checking the planner's answers --------------------------------------------------------------
+
+
+def _with_problem(p: prompts.Prompt, problem: str | None) -> prompts.Prompt:
+    if not problem:
+        return p
+    from dataclasses import replace
+
+    extra = f"\n\nYour previous answer was rejected: {problem}\nFix it and answer again."
+    return replace(p, user=p.user + extra)
+
+
+def _check_questions(data: dict[str, Any]) -> tuple[list[tuple[str, str | None]], str | None]:
+    items: list[tuple[str, str | None]] = []
+    for item in data.get("questions") or []:
+        if isinstance(item, dict):
+            q = " ".join(str(item.get("question") or "").split())
+            why = " ".join(str(item.get("why") or "").split()) or None
+        else:
+            q, why = " ".join(str(item).split()), None
+        if q:
+            items.append((q[:2000], why[:2000] if why else None))
+    if len(items) < prompts.MIN_QUESTIONS:
+        return items, (
+            f"expected {prompts.MIN_QUESTIONS} to {prompts.MAX_QUESTIONS} questions, "
+            f"got {len(items)}"
+        )
+    return items[: prompts.MAX_QUESTIONS], None
+
+
+def _check_chunks(
+    known: Mapping[str, str],
+) -> Callable[[dict[str, Any]], tuple[list[ChunkDraft], str | None]]:
+    """A checker turning the planner's chunks into drafts; ``known`` maps keys to existing ids
+    (so a refined chunk keeps its id and history)."""
+
+    def check(data: dict[str, Any]) -> tuple[list[ChunkDraft], str | None]:
+        raw = data.get("chunks") or []
+        if not raw:
+            return [], "the chunk list is empty"
+        drafts: list[ChunkDraft] = []
+        for n, item in enumerate(raw, 1):
+            key = str(item.get("key") or "").strip() or f"#{n}"
+            title = " ".join(str(item.get("title") or "").split())[:MAX_TITLE_CHARS]
+            if not title:
+                return [], f"chunk {key!r} has no title"
+            drafts.append(
+                ChunkDraft(
+                    title=title,
+                    prompt=str(item.get("prompt") or "").strip(),
+                    acceptance=[
+                        str(a).strip() for a in item.get("acceptance") or [] if str(a).strip()
+                    ],
+                    files=[str(f).strip() for f in item.get("files") or [] if str(f).strip()],
+                    depends_on=[str(d).strip() for d in item.get("depends_on") or []],
+                    id=key,
+                )
+            )
+        problem = check_dag(drafts)
+        if problem:
+            return [], problem
+        # keys -> ids: an existing chunk's key keeps its id, new ones get fresh ids
+        ids = {d.id: known.get(d.id) or new_id() for d in drafts}
+        for d in drafts:
+            d.depends_on = [ids[x] for x in dict.fromkeys(d.depends_on)]
+            d.id = ids[d.id]
+        return drafts, None
+
+    return check
+
+
+def chunks_text(chunks: Sequence[Chunk]) -> str:
+    """Chunks as the planner sees them when refining: key, title, deps, prompt, checks."""
+    pos = {c.id: c.position for c in chunks}
+    parts = []
+    for c in chunks:
+        deps = ", ".join(f"c{pos[d]}" for d in c.depends_on if d in pos) or "none"
+        checks = "\n".join(f"  - {a}" for a in c.acceptance) or "  (none)"
+        files = ", ".join(c.files) or "(none)"
+        parts.append(
+            f"[c{c.position}] {c.title}\ndepends_on: {deps}\nfiles: {files}\n"
+            f"prompt:\n{c.prompt}\nacceptance:\n{checks}"
+        )
+    return "\n\n".join(parts)
+
+
+def _position(key: Any, by_text: Mapping[str, int]) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    text = str(key).strip()
+    if text.lower().startswith("q") and text[1:].isdigit():
+        text = text[1:]
+    if text.isdigit():
+        return int(text)
+    return by_text.get(text.lower())
