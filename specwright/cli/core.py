@@ -45,6 +45,13 @@ def register(sub: Any) -> None:
         help="also delete its runs, executions, events, verifications and reviews",
     )
     p.set_defaults(handler=cmd_spec_delete)
+    p = spec.add_parser("export", help="write a spec to .handoff/specs/<slug>.md")
+    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead ('-' for stdout)")
+    p.set_defaults(handler=cmd_spec_export)
+    p = spec.add_parser("import", help="create or update a spec from a spec file")
+    p.add_argument("file", help="a spec file (front matter + markdown; see `spec export`)")
+    p.set_defaults(handler=cmd_spec_import)
 
     chunk = sub.add_parser("chunk", help="add and list a spec's chunks").add_subparsers(
         dest="sub", metavar="SUBCOMMAND", required=True
@@ -290,6 +297,18 @@ def cmd_spec_delete(args: argparse.Namespace, ctx: Context) -> int:
         else f"deleted spec {spec.slug}: " + ", ".join(f"{v} {k}" for k, v in removed.items())
     )
     return 0
+
+
+def cmd_spec_export(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.cli.plan import cmd_spec_export as run
+
+    return run(args, ctx)
+
+
+def cmd_spec_import(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.cli.plan import cmd_spec_import as run
+
+    return run(args, ctx)
 
 
 def cmd_chunk_add(args: argparse.Namespace, ctx: Context) -> int:

@@ -1,0 +1,259 @@
+"""`specwright plan`: the Spec Studio wizard without a person at the keyboard; and the handlers of
+`specwright spec export` / `spec import` (registered in cli/core.py).
+
+    specwright plan --intent "add login"                 # prints the planner's questions
+    specwright plan --resume add-login --answers a.yaml  # answers them, writes spec and chunks
+    specwright plan --intent "..." --answers a.yaml      # all in one go (answers by position)
+
+Every step is saved as it happens, so a failed or interrupted run resumes with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.cli.common import Context
+from specwright.errors import SpecwrightError, ValidationError
+
+if TYPE_CHECKING:
+    from specwright.studio import Studio
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="intent -> planner questions -> spec -> chunks (non-interactive, resumable)",
+        description="Run the Spec Studio wizard from the command line. Without --answers it "
+        "stops after printing the planner's questions; answer them in a YAML file (a list in "
+        "question order, or a mapping of question number to answer) and run again with "
+        "--resume SPEC --answers FILE.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--intent", metavar="TEXT", help="what you want built")
+    src.add_argument("--intent-file", metavar="FILE", help="read the intent from a file")
+    src.add_argument("--resume", metavar="SPEC", help="carry on with an existing spec (slug/id)")
+    p.add_argument("--answers", metavar="FILE", help="YAML answers to the questions")
+    p.add_argument("--planner", metavar="NAME", help="planner from config (default: defaults)")
+    p.add_argument("--refine", metavar="FEEDBACK", help="revise the spec or chunks with feedback")
+    p.add_argument(
+        "--refine-target",
+        choices=("spec", "chunks"),
+        help="what --refine revises (default: chunks once they exist, else the spec)",
+    )
+    p.add_argument("--accept", action="store_true", help="mark the finished spec ready to run")
+    p.add_argument(
+        "--export", action="store_true", help="also write .handoff/specs/<slug>.md when done"
+    )
+    p.add_argument("--stream", action="store_true", help="stream the planner's answers")
+    p.add_argument(
+        "--context-tokens",
+        type=int,
+        metavar="N",
+        help="token budget of the codebase summary the planner sees (default 6000)",
+    )
+    p.set_defaults(handler=cmd_plan)
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def load_answers(path: str) -> list[str] | dict[Any, str]:
+    """Answers from a YAML file: a list (in question order) or a mapping (number/text -> answer)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecwrightError(f"--answers {path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise SpecwrightError(
+            f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
+    shape = (
+        "expected a list of answers (in question order) or a mapping of question number to answer"
+    )
+    if isinstance(data, list):
+        for i, item in enumerate(data, 1):
+            if isinstance(item, dict | list):
+                raise SpecwrightError(f"{path}: answer {i}: expected text, got {item!r}; {shape}")
+        return ["" if a is None else str(a) for a in data]
+    if isinstance(data, dict):
+        return {k: "" if v is None else str(v) for k, v in data.items()}
+    raise SpecwrightError(f"{path}: {shape}, got {type(data).__name__}")
+
+
+def _studio_kw(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    if args.context_tokens is not None and args.context_tokens < 64:
+        raise ValidationError(f"--context-tokens: expected at least 64, got {args.context_tokens}")
+    on_text = None
+    if args.stream and not ctx.json:
+
+        def on_text(piece: str) -> None:
+            sys.stderr.write(piece)
+            sys.stderr.flush()
+
+    return {
+        "config": ctx.config,
+        "planner": args.planner,
+        "stream": bool(args.stream),
+        "on_text": on_text,
+        "context_tokens": args.context_tokens,
+    }
+
+
+def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.studio import Studio
+
+    if args.planner:
+        ctx.config.planner(args.planner)  # an unknown name fails before anything is saved
+    answers = load_answers(args.answers) if args.answers else None
+    kw = _studio_kw(args, ctx)
+    store = ctx.store
+    project = ctx.project()
+    if args.resume:
+        studio = Studio.resume(store, args.resume, project, **kw)
+    else:
+        intent = args.intent
+        if args.intent_file:
+            try:
+                intent = Path(args.intent_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SpecwrightError(
+                    f"--intent-file {args.intent_file}: cannot read: {exc.strerror}"
+                ) from None
+        studio = Studio.create(store, project, intent, **kw)
+        if not ctx.json:
+            print(f"draft spec {studio.spec.slug} ({studio.spec_id})", file=sys.stderr)
+    try:
+        stage = studio.run(answers)
+        if args.refine:
+            studio.refine(args.refine, args.refine_target)
+            stage = studio.stage
+        if args.accept and stage in ("review", "ready"):
+            studio.accept()
+            stage = studio.stage
+        elif args.accept:
+            raise ValidationError(f"--accept: the spec is not complete (next step: {stage})")
+    except SpecwrightError as exc:
+        hint = f"{exc} (what was saved is kept: `specwright plan --resume {studio.spec.slug}`)"
+        try:
+            again = type(exc)(hint)
+        except TypeError:  # an error type with another signature: keep its text as it is
+            raise exc from None
+        raise again from None
+    exported = None
+    if args.export and stage in ("review", "ready"):
+        from specwright.specfile import default_path, export_spec
+
+        exported = export_spec(store, studio.spec, default_path(ctx.project_dir, studio.spec))
+    _report(studio, stage, ctx, exported)
+    return 0
+
+
+def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> None:
+    from dataclasses import asdict
+
+    with studio.store.connect():
+        spec, questions, chunks = studio.spec, studio.questions, studio.chunks
+    if ctx.json:
+        ctx.emit(
+            {
+                "spec": spec.slug,
+                "id": spec.id,
+                "title": spec.title,
+                "stage": stage,
+                "status": spec.status,
+                "questions": [asdict(q) for q in questions],
+                "body": spec.body,
+                "chunks": [asdict(c) for c in chunks],
+                "exported": str(exported) if exported else None,
+            }
+        )
+        return
+    print(f"spec {spec.slug}: {spec.title}  [{spec.status}; next: {stage}]  {spec.id}")
+    print("\nQuestions")
+    for q in questions:
+        print(f"  {q.position}. {q.question}")
+        if q.why:
+            print(f"     (why: {q.why})")
+        if q.answer is not None:
+            print(f"     answer: {q.answer}")
+    if stage == "answers":
+        print(
+            "\nnext: write the answers in a YAML file (a list in question order, or a mapping of "
+            f"question number to answer) and run\n  specwright plan --resume {spec.slug} "
+            "--answers answers.yaml"
+        )
+        return
+    if spec.body.strip():
+        print(f"\n{spec.body.rstrip()}")
+    if chunks:
+        from specwright.cli.common import print_table
+
+        pos = {c.id: c.position for c in chunks}
+        print("\nChunks")
+        print_table(
+            [
+                {
+                    "pos": c.position,
+                    "title": c.title,
+                    "depends_on": [pos.get(d, d[:8]) for d in c.depends_on],
+                    "checks": len(c.acceptance),
+                    "id": c.id,
+                }
+                for c in chunks
+            ],
+            ["pos", "title", "depends_on", "checks", "id"],
+        )
+    if exported:
+        print(f"\nwrote {exported}")
+    elif stage == "review":
+        print(
+            f"\nnext: review it (`specwright spec export {spec.slug}` writes an editable file), "
+            f"then `specwright plan --resume {spec.slug} --accept`"
+        )
+
+
+# --- spec export / import (parsers registered in cli/core.py) ---------------------------------
+
+
+def cmd_spec_export(args: argparse.Namespace, ctx: Context) -> int:
+    """Write a spec and its chunks to `.handoff/specs/<slug>.md` (or --output)."""
+    from specwright.catalog import get_spec
+    from specwright.specfile import default_path, export_spec
+
+    with ctx.store.connect():
+        spec = get_spec(ctx.store, args.spec, ctx.project())
+        target = Path(args.output) if args.output else default_path(ctx.project_dir, spec)
+        if args.output == "-":
+            from specwright.catalog import list_chunks
+            from specwright.specfile import render
+
+            sys.stdout.write(render(spec, list_chunks(ctx.store, spec.id)))
+            return 0
+        path = export_spec(ctx.store, spec, target)
+    ctx.emit({"exported": spec.slug, "path": str(path)} if ctx.json else f"wrote {path}")
+    return 0
+
+
+def cmd_spec_import(args: argparse.Namespace, ctx: Context) -> int:
+    """Create or update a spec from a spec file."""
+    from specwright.catalog import list_chunks
+    from specwright.specfile import import_spec
+
+    with ctx.store.connect():
+        spec = import_spec(ctx.store, ctx.project(), args.file)
+        n = len(list_chunks(ctx.store, spec.id))
+    ctx.emit(
+        {"imported": spec.slug, "id": spec.id, "chunks": n}
+        if ctx.json
+        else f"imported spec {spec.slug} ({n} chunks) from {args.file}  {spec.id}"
+    )
+    return 0
