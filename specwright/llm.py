@@ -104,6 +104,10 @@ class LLMOutputError(LLMError):
     reason = "malformed_output"
 
 
+class _StreamCut(Exception):
+    """A streamed answer ended without ``message_stop`` (connection dropped mid-answer)."""
+
+
 # --- schema check ---------------------------------------------------------------------------
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -502,11 +506,17 @@ class LLMClient:
             )
             if not stream:
                 return sdk.messages.create(**params)
+            complete = False
             with sdk.messages.stream(**params) as s:
-                if on_text is not None:
-                    for piece in s.text_stream:
-                        on_text(piece)
-                return s.get_final_message()
+                for event in s:
+                    if event.type == "text" and on_text is not None:
+                        on_text(event.text)
+                    elif event.type == "message_stop":
+                        complete = True
+                message = s.get_final_message()
+            if not complete:  # the SDK returns what it got; a cut stream is not an answer
+                raise _StreamCut("the answer stream ended before message_stop")
+            return message
 
     def _classify(
         self, exc: Exception, attempt: int, attempts: int
@@ -520,6 +530,12 @@ class LLMClient:
         if isinstance(exc, anthropic.APITimeoutError):
             err: LLMError = LLMTimeoutError(f"{who}: no answer within {self.timeout_s:g}s{tries}")
             return err, left, self._backoff(attempt, None)
+        if isinstance(exc, _StreamCut):
+            return (
+                LLMConnectionError(f"{who}: {exc}{tries}"),
+                left,
+                self._backoff(attempt, None),
+            )
         if isinstance(exc, anthropic.APIConnectionError):
             cause = _root_cause(exc)
             return (

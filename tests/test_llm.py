@@ -409,3 +409,29 @@ def test_schema_problems() -> None:
         "findings[1]: expected object, got str",
     ]
     assert schema_problems([], schema) == ["the answer: expected object, got list"]
+
+
+@pytest.mark.usefixtures("key")
+def test_a_stream_cut_before_message_stop_is_retried_then_a_connection_error(
+    srv: FakeModelServer, store: Store
+) -> None:
+    # 6 events: the whole tool call and message_delta arrive, only message_stop is missing
+    srv.script(
+        anthropic_tool_use("ask_questions", GOOD, drop_after=6),
+        anthropic_tool_use("ask_questions", GOOD, drop_after=3),
+    )
+    client = make_client(srv, store, max_retries=1)
+    with pytest.raises(LLMConnectionError, match="stream ended before message_stop after 2"):
+        ask(client, stream=True)
+    failed(store, client, "connection_failed")
+
+
+@pytest.mark.usefixtures("key")
+def test_a_cut_stream_then_a_whole_one_succeeds(srv: FakeModelServer, store: Store) -> None:
+    srv.script(
+        anthropic_tool_use("ask_questions", GOOD, drop_after=4),
+        anthropic_tool_use("ask_questions", GOOD),
+    )
+    client = make_client(srv, store)
+    assert ask(client, stream=True)[0] == GOOD
+    assert execution(store, client)["status"] == "ok"
