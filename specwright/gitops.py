@@ -363,3 +363,12 @@ def merge(
             rollback(path, before)
         return MergeResult(ok=False, conflicts=tuple(c for c in conflicts if c), message=str(exc))
     return MergeResult(ok=True, commit=head_commit(path))
+
+
+def tracked_files(path: Path | str) -> list[str]:
+    """Paths git tracks in the work tree at ``path`` (empty outside a repository)."""
+    try:
+        out = _git(path, "ls-files", "-z")
+    except GitError:
+        return []
+    return [p for p in out.split("\0") if p]

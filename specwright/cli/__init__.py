@@ -19,7 +19,7 @@ from specwright.cli.common import Context
 from specwright.errors import SpecwrightError
 
 # Order here is the order in `specwright --help`.
-COMMAND_MODULES = ("specwright.cli.core", "specwright.cli.run")
+COMMAND_MODULES = ("specwright.cli.core", "specwright.cli.run", "specwright.cli.runall")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,243 @@
+"""`specwright run-all`, `specwright demo`: a whole spec through the loop, with live progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from specwright.cli.common import Context, print_table
+from specwright.cli.run import _safe
+
+if TYPE_CHECKING:
+    from specwright.loop import Progress
+    from specwright.runner import RunAllResult
+
+EXIT = {"shipped": 0, "cancelled": 130}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run-all",
+        help="run every chunk of a spec in dependency order",
+        description="Run every chunk that has not shipped, in dependency order (shipped chunks "
+        "are skipped, so running it again resumes). Exit 0 when all ship, 1 otherwise.",
+    )
+    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
+    p.add_argument("--reviewer", metavar="NAME", help="reviewer from config")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="chunks at once, each in its own git worktree (default: config, 1)",
+    )
+    p.add_argument("--max-iterations", type=int, metavar="N", help="attempts per chunk")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the order, parallel waves, expected files and a cost estimate; run nothing",
+    )
+    p.set_defaults(handler=cmd_run_all)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole loop offline: a sample project, a 3-chunk spec, a scripted agent",
+        description="Build a small Python project with a failing test suite under data/demo/, "
+        "a spec of three chunks, and run it with the scripted executor, the checks reviewer and "
+        "pytest. Runs offline; re-running starts clean.",
+    )
+    p.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="where to build the demo project (default: data/demo under the project directory)",
+    )
+    p.add_argument(
+        "--executor", metavar="NAME", help="executor from the demo's config (default: scripted)"
+    )
+    p.add_argument("--parallel", type=int, default=1, metavar="N", help="chunks at once")
+    p.set_defaults(handler=cmd_demo)
+
+
+class Printer:
+    """Progress lines for people: chunk starts, iterations, tool calls, verification, review."""
+
+    def __init__(self, out: Any = None, positions: dict[str, int] | None = None) -> None:
+        self.out = out or sys.stdout
+        self.positions = positions or {}
+
+    def __call__(self, p: Progress) -> None:
+        tag = f"[{self.positions[p.chunk_id]}] " if p.chunk_id in self.positions else ""
+        if p.kind == "event":
+            if getattr(p.data, "type", "") not in ("tool_call", "error"):
+                return
+            line = f"    {tag}· {p.message}"
+        elif p.kind in ("run", "done"):
+            return
+        elif p.kind in (
+            "chunk-start",
+            "chunk-done",
+            "blocked",
+            "skip",
+            "wave",
+            "merge",
+            "conflict",
+        ):
+            line = f"{'==' if p.kind == 'chunk-start' else '->'} {p.message}"
+        elif p.kind == "iteration":
+            line = f"  {tag}{p.message}"
+        else:
+            line = f"    {tag}{p.message}"
+        print(_safe(line)[:240], file=self.out, flush=True)
+
+
+def _summary(ctx: Context, result: RunAllResult) -> list[dict[str, Any]]:
+    from specwright.runner import run_summary
+
+    return run_summary(ctx.store, result.run_id)
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    shown = [
+        {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None} for r in rows
+    ]
+    print_table(
+        shown,
+        [
+            "chunk",
+            "title",
+            "status",
+            "iterations",
+            "verdict",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "time",
+        ],
+    )
+
+
+def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import get_spec, list_chunks
+    from specwright.runner import run_all
+
+    spec = get_spec(ctx.store, args.spec, ctx.project())
+    if args.plan:
+        return _print_plan(ctx, spec, args)
+    chunks = list_chunks(ctx.store, spec.id)
+    printer = None if ctx.json else Printer(positions={c.id: c.position for c in chunks})
+    result = run_all(
+        ctx.store,
+        ctx.config,
+        ctx.project_dir,
+        spec,
+        executor_name=args.executor,
+        reviewer_name=args.reviewer,
+        parallel=args.parallel,
+        max_iterations=args.max_iterations,
+        on_progress=printer,
+    )
+    rows = _summary(ctx, result)
+    if ctx.json:
+        ctx.emit(
+            {
+                "run_id": result.run_id,
+                "status": result.status,
+                "reason": result.reason,
+                "branch": result.branch,
+                "chunks": rows,
+            }
+        )
+    else:
+        print()
+        _print_summary(rows)
+        print(f"\n{result.status}: {result.reason} (branch {result.branch})")
+    return EXIT.get(result.status, 1)
+
+
+def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace) -> int:
+    from specwright.runner import plan
+
+    p = plan(
+        ctx.store,
+        ctx.config,
+        ctx.project_dir,
+        spec,
+        executor_name=args.executor,
+        max_iterations=args.max_iterations,
+    )
+    if ctx.json:
+        ctx.emit(p)
+        return 0
+    print(f"Plan for {spec.slug}: {len(p['order'])} chunk(s), executor {p['executor']}")
+    print("\nOrder (dependency first):")
+    for c in p["order"]:
+        deps = ", ".join(str(d) for d in c["depends_on"]) or "-"
+        files = ", ".join(c["files"]) or "(none predicted)"
+        print(f"  {c['position']:>3}  {c['title']}  [{c['status']}]  needs: {deps}  files: {files}")
+    print("\nParallel waves (chunks in a wave may run side by side):")
+    for i, wave in enumerate(p["waves"], 1):
+        extra = "".join(f"; {d['position']} waits: {d['why']}" for d in wave["deferred"])
+        print(f"  wave {i}: {', '.join(str(x) for x in wave['chunks'])}{extra}")
+    if p["overlaps"]:
+        print("\nPredicted overlaps (never run side by side):")
+        for o in p["overlaps"]:
+            print(f"  chunks {o['a']} and {o['b']}: {', '.join(o['files'])}")
+    print(f"\nEstimated cost: {p['estimate']['text']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+    from pathlib import Path
+
+    from specwright import demo
+
+    root = Path(args.dir).resolve() if args.dir else ctx.project_dir / "data" / "demo"
+    printer = None if ctx.json else Printer()
+    if printer is not None:
+        print(
+            f"Building the demo project in {root} and running its spec offline "
+            "(scripted agent: tokens and cost are synthetic).",
+            flush=True,
+        )
+    result = demo.run(
+        ctx.store, root, executor=args.executor, parallel=args.parallel, on_progress=printer
+    )
+    rows = _summary(ctx, result)
+    report = _write_report(ctx)
+    if ctx.json:
+        ctx.emit(
+            {
+                "status": result.status,
+                "reason": result.reason,
+                "chunks": rows,
+                "project": str(root),
+                "branch": result.branch,
+                "database": str(ctx.db_path),
+                "report": report,
+            }
+        )
+        return EXIT.get(result.status, 1)
+    print()
+    _print_summary(rows)
+    print(f"\n{result.status}: {result.reason}; branch {result.branch} in {root}")
+    print(f"database: {ctx.db_path}")
+    if report:
+        print(f"report:   {report}")
+    return EXIT.get(result.status, 1)
+
+
+def _write_report(ctx: Context) -> str | None:
+    """The usage dashboard beside the database, when the report module is available."""
+    import importlib
+
+    try:
+        report = importlib.import_module("specwright.report")
+    except ImportError:
+        return None
+    write = getattr(report, "write_html", None)
+    if write is None:
+        return None
+    path = ctx.db_path.parent / "demo-report.html"
+    write(ctx.store, path)
+    return str(path)

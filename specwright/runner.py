@@ -1,0 +1,665 @@
+"""Run-all: every chunk of a spec through the loop, in dependency order.
+
+Serial by default, on the spec's branch in the project's own work tree. With ``parallel > 1``
+ready chunks run side by side, each in its own git worktree on its own branch off the spec
+branch, one *wave* at a time: a wave is the set of ready chunks whose predicted files do not
+overlap; when it is done its shipped chunks are merged back into the spec branch in position
+order, so the result does not depend on which agent finished first. A merge conflict sends the
+chunk back to the loop once (on top of the merged code, with the conflict as feedback), then
+fails it. A chunk whose dependency did not ship is ``blocked``. Shipped chunks are skipped on a
+re-run, and runs left ``running`` by a dead process are marked ``interrupted`` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright import catalog, gitops
+from specwright.loop import ChunkResult, Progress, run_chunk
+from specwright.model import Chunk, Spec, new_id, utcnow
+from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
+from specwright.store import Store
+
+if TYPE_CHECKING:
+    from specwright.agents.base import Executor
+    from specwright.config import Config
+    from specwright.review import Reviewer
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[Progress], None]
+STALE_HEARTBEAT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ChunkSummary:
+    """One line of a run-all's result table."""
+
+    chunk_id: str
+    position: int
+    title: str
+    status: str
+    iterations: int = 0
+    verdict: str | None = None
+    reason: str = ""
+    cost_usd: float = 0.0
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunAllResult:
+    run_id: str
+    spec_id: str
+    status: str  # shipped | failed | cancelled
+    reason: str
+    chunks: tuple[ChunkSummary, ...]
+    branch: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "shipped"
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(
+    store: Store, spec: Spec, project_root: Path | str, stale_s: float = STALE_HEARTBEAT_S
+) -> list[str]:
+    """Mark runs of ``spec`` left ``running`` by a dead process as ``interrupted``, their
+    executions ``killed`` and their chunks ``interrupted``; put the project tree back at the
+    base commit of an interrupted serial attempt (its diff is saved beside the database).
+    Returns the run ids recovered."""
+    now = utcnow()
+    host = socket.gethostname()
+    recovered = []
+    rows = store.query_dicts(
+        "SELECT id, chunk_id, pid, host, heartbeat_at, started_at, branch, base_commit, kind "
+        "FROM runs WHERE spec_id = ? AND status = 'running' ORDER BY started_at",
+        [spec.id],
+    )
+    for run in rows:
+        beat = run["heartbeat_at"] or run["started_at"]
+        stale = (now - beat).total_seconds() > stale_s
+        if run["host"] == host:
+            dead = not _pid_alive(run["pid"]) or (stale and run["pid"] != os.getpid())
+            why = (
+                f"process {run['pid']} is gone"
+                if not _pid_alive(run["pid"])
+                else f"no heartbeat since {beat:%H:%M:%S}"
+            )
+        else:
+            dead, why = stale, f"no heartbeat from {run['host']} since {beat:%H:%M:%S}"
+        if not dead:
+            continue
+        ops = [
+            Store.op_update(
+                "runs",
+                {"id": run["id"]},
+                {"status": "interrupted", "finished_at": now, "reason": f"interrupted: {why}"},
+            ),
+            Store.op_sql(
+                "UPDATE executions SET status = 'killed', finished_at = ?, "
+                "exit_reason = 'interrupted' WHERE run_id = ? AND status = 'running'",
+                [now, run["id"]],
+            ),
+        ]
+        if run["chunk_id"]:
+            ops.append(
+                Store.op_sql(
+                    "UPDATE chunks SET status = 'interrupted', updated_at = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    [now, run["chunk_id"]],
+                )
+            )
+        store.write(ops)
+        if run["kind"] == "chunk":
+            _restore_tree(store, Path(project_root), run)
+        recovered.append(run["id"])
+        log.warning("run %s marked interrupted: %s", run["id"], why)
+    return recovered
+
+
+def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> None:
+    """Undo a killed attempt in the project tree, but only when it is provably the attempt's:
+    the run's branch is checked out at its base commit (the loop refused a dirty tree, so
+    anything uncommitted there came from the agent)."""
+    try:
+        if not run["branch"] or gitops.current_branch(root) != run["branch"]:
+            return
+        if gitops.head_commit(root) != run["base_commit"] or not gitops.dirty_files(root):
+            return
+        patch = gitops.diff(root, run["base_commit"])
+        saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(patch.text, encoding="utf-8")
+        gitops.rollback(root, run["base_commit"])
+        log.warning(
+            "rolled back the interrupted attempt of run %s (diff saved to %s)", run["id"], saved
+        )
+    except gitops.GitError as exc:
+        log.warning("could not restore the tree after run %s: %s", run["id"], exc)
+
+
+# --- run-all --------------------------------------------------------------------------------
+
+
+class _Heartbeat:
+    def __init__(self, store: Store, run_id: str, every_s: float = 10.0) -> None:
+        self.store, self.run_id, self.every_s = store, run_id, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
+            except Exception as exc:
+                log.warning("heartbeat of run %s failed: %s", self.run_id, exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class _RunAll:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        root: Path,
+        spec: Spec,
+        *,
+        executor: Executor | None,
+        reviewer: Reviewer | None,
+        parallel: int,
+        max_iterations: int | None,
+        cancel: threading.Event,
+        on_progress: ProgressSink | None,
+        run_id: str,
+        group_id: str | None,
+    ) -> None:
+        self.store, self.config, self.root, self.spec = store, config, root, spec
+        self.executor, self.reviewer = executor, reviewer
+        self.parallel, self.max_iterations = parallel, max_iterations
+        self.cancel, self.on_progress = cancel, on_progress
+        self.run_id, self.group_id = run_id, group_id
+        self.results: dict[str, ChunkSummary] = {}
+        self.branch = gitops.spec_branch(spec.slug)
+        self._lock = threading.Lock()
+
+    def progress(self, kind: str, chunk: Chunk | None, message: str, data: Any = None) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(
+                Progress(kind, self.run_id, chunk.id if chunk else "", 0, message, data)
+            )
+        except Exception as exc:
+            log.warning("on_progress callback failed: %s", exc)
+
+    def _sink(self, event: Progress) -> None:
+        if self.on_progress is not None:
+            self.on_progress(event)
+
+    def record(
+        self,
+        chunk: Chunk,
+        status: str,
+        reason: str,
+        result: ChunkResult | None = None,
+    ) -> None:
+        with self._lock:
+            self.results[chunk.id] = ChunkSummary(
+                chunk.id,
+                chunk.position,
+                chunk.title,
+                status,
+                iterations=result.iterations if result else 0,
+                verdict=result.verdict if result else None,
+                reason=reason,
+                cost_usd=result.cost_usd if result else 0.0,
+                run_id=result.run_id if result else None,
+            )
+
+    def block(self, chunk: Chunk, failed_deps: Sequence[Chunk]) -> None:
+        names = ", ".join(f"{d.position} {d.title!r}" for d in failed_deps)
+        reason = f"blocked: dependency {names} did not ship"
+        now = utcnow()
+        self.store.write(
+            [
+                Store.op_insert(
+                    "runs",
+                    {
+                        "id": new_id(),
+                        "spec_id": self.spec.id,
+                        "chunk_id": chunk.id,
+                        "kind": "chunk",
+                        "status": "blocked",
+                        "parent_run_id": self.run_id,
+                        "group_id": self.group_id,
+                        "reason": reason,
+                        "started_at": now,
+                        "finished_at": now,
+                    },
+                ),
+                Store.op_update(
+                    "chunks", {"id": chunk.id}, {"status": "blocked", "updated_at": now}
+                ),
+            ]
+        )
+        self.record(chunk, "blocked", reason)
+        self.progress("blocked", chunk, f"chunk {chunk.position} {chunk.title}: {reason}")
+
+    def run_one(self, chunk: Chunk, workdir: Path | None) -> ChunkResult:
+        self.progress("chunk-start", chunk, f"chunk {chunk.position} {chunk.title}: starting")
+        result = run_chunk(
+            self.store,
+            self.config,
+            self.root,
+            chunk,
+            workdir=workdir,
+            executor=self.executor,
+            reviewer=self.reviewer,
+            max_iterations=self.max_iterations,
+            cancel=self.cancel,
+            on_progress=self._sink,
+            parent_run_id=self.run_id,
+            group_id=self.group_id,
+        )
+        self.progress(
+            "chunk-done",
+            chunk,
+            f"chunk {chunk.position} {chunk.title}: {result.status} after "
+            f"{result.iterations} iteration(s) ({result.reason})",
+            result,
+        )
+        return result
+
+    # --- the two schedules ------------------------------------------------------------------
+
+    def execute(self, chunks: list[Chunk]) -> None:
+        done = {c.id for c in chunks if c.status == "shipped"}
+        for c in chunks:
+            if c.id in done:
+                self.record(c, "shipped", "already shipped (skipped)")
+                self.progress("skip", c, f"chunk {c.position} {c.title}: already shipped")
+        pending = [c for c in chunks if c.id not in done]
+        if self.parallel <= 1:
+            self._serial(pending, done, {c.id: c for c in chunks})
+        else:
+            self._parallel(pending, done, {c.id: c for c in chunks})
+
+    def _unshippable_deps(
+        self, chunk: Chunk, done: set[str], by_id: dict[str, Chunk]
+    ) -> list[Chunk]:
+        return [by_id[d] for d in chunk.depends_on if d not in done and d in self.results]
+
+    def _serial(self, pending: list[Chunk], done: set[str], by_id: dict[str, Chunk]) -> None:
+        for chunk in topological_order(pending + [by_id[i] for i in done]):
+            if chunk.id in done:
+                continue
+            if self.cancel.is_set():
+                break
+            bad = self._unshippable_deps(chunk, done, by_id)
+            if bad:
+                self.block(chunk, bad)
+                continue
+            result = self.run_one(chunk, None)
+            self.record(chunk, result.status, result.reason, result)
+            if result.shipped:
+                done.add(chunk.id)
+
+    def _parallel(self, pending: list[Chunk], done: set[str], by_id: dict[str, Chunk]) -> None:
+        known = gitops.tracked_files(self.root)
+        files = {c.id: predicted_files(c, known) for c in pending}
+        gitops.ensure_clean(self.root)
+        gitops.ensure_branch(self.root, self.branch)
+        worktrees = self.store.path.parent / "worktrees" / self.spec.slug
+        gitops.ensure_outside_or_ignored(self.root, [worktrees])
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="chunk") as pool:
+            while pending and not self.cancel.is_set():
+                for chunk in list(pending):
+                    bad = self._unshippable_deps(chunk, done, by_id)
+                    if bad:
+                        self.block(chunk, bad)
+                        pending.remove(chunk)
+                wave = next_wave(pending, done, files, None)
+                if not wave.chunks:
+                    break
+                self.progress(
+                    "wave",
+                    None,
+                    "wave: "
+                    + ", ".join(f"{c.position}" for c in wave.chunks)
+                    + "".join(f"; {c.position} waits ({why})" for c, why in wave.deferred),
+                    wave,
+                )
+                base = gitops.head_commit(self.root)
+                futures = {
+                    c.id: pool.submit(self._in_worktree, c, worktrees, base) for c in wave.chunks
+                }
+                results = {cid: f.result() for cid, f in futures.items()}
+                for chunk in sorted(wave.chunks, key=lambda c: c.position):
+                    pending.remove(chunk)
+                    result, tree, branch = results[chunk.id]
+                    if result.shipped:
+                        result = self._merge_back(chunk, result, tree, branch, worktrees)
+                    else:
+                        gitops.remove_worktree(self.root, tree, delete_branch=branch)
+                    self.record(chunk, result.status, result.reason, result)
+                    if result.shipped:
+                        done.add(chunk.id)
+
+    def _in_worktree(
+        self, chunk: Chunk, worktrees: Path, base: str, note: str = ""
+    ) -> tuple[ChunkResult, Path, str]:
+        branch = f"{self.branch}--{chunk.position}"
+        tree = worktrees / f"{chunk.position}-{chunk.id[-8:]}"
+        if tree.exists():
+            gitops.remove_worktree(self.root, tree)
+        gitops.add_worktree(self.root, tree, branch, base, reset=True)
+        if note:
+            chunk = replace(chunk, prompt=f"{chunk.prompt}\n\n{note}")
+        return self.run_one(chunk, tree), tree, branch
+
+    def _merge_back(
+        self, chunk: Chunk, result: ChunkResult, tree: Path, branch: str, worktrees: Path
+    ) -> ChunkResult:
+        message = f"Merge chunk {chunk.position}: {chunk.title}"
+        merged = gitops.merge(self.root, branch, self.branch, message=message)
+        gitops.remove_worktree(self.root, tree, delete_branch=branch)
+        if merged.ok:
+            self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
+            return result
+        conflict = ", ".join(merged.conflicts) or merged.message
+        self.progress(
+            "conflict",
+            chunk,
+            f"chunk {chunk.position}: merge conflict in {conflict}; "
+            "running it again on top of the merged code",
+        )
+        note = (
+            f"NOTE: a previous attempt at this chunk conflicted, when merged, with work that "
+            f"has landed since (files: {conflict}). Make the change again on top of the "
+            "current code, keeping what is already there."
+        )
+        retry, tree2, branch2 = self._in_worktree(
+            chunk, worktrees, gitops.head_commit(self.root), note
+        )
+        again = (
+            gitops.merge(self.root, branch2, self.branch, message=message)
+            if retry.shipped
+            else None
+        )
+        gitops.remove_worktree(self.root, tree2, delete_branch=branch2)
+        if again is None:
+            return retry  # the retry itself did not ship: its own reason stands
+        if again.ok:
+            self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
+            return retry
+        conflict = ", ".join(again.conflicts) or again.message
+        reason = f"merge conflict with the spec branch in {conflict} (after one retry)"
+        now = utcnow()
+        self.store.write(
+            [
+                Store.op_update(
+                    "runs", {"id": retry.run_id}, {"status": "failed", "reason": reason}
+                ),
+                Store.op_update(
+                    "chunks", {"id": chunk.id}, {"status": "failed", "updated_at": now}
+                ),
+            ]
+        )
+        return replace(retry, status="failed", reason=reason)
+
+
+def run_all(
+    store: Store,
+    config: Config,
+    project_root: Path | str,
+    spec: Spec,
+    *,
+    executor: Executor | None = None,
+    reviewer: Reviewer | None = None,
+    executor_name: str | None = None,
+    reviewer_name: str | None = None,
+    parallel: int | None = None,
+    max_iterations: int | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: ProgressSink | None = None,
+    group_id: str | None = None,
+) -> RunAllResult:
+    """Run every chunk of ``spec`` that has not shipped yet; see the module docstring."""
+    root = Path(project_root).resolve()
+    chunks = catalog.list_chunks(store, spec.id)
+    check_graph(chunks)
+    if not chunks:
+        from specwright.errors import ValidationError
+
+        raise ValidationError(f"spec {spec.slug!r} has no chunks to run")
+    if executor is None:
+        from specwright.agents.base import make_executor
+
+        executor = make_executor(config.executor(executor_name))
+    if reviewer is None:
+        from specwright.review import make_reviewer
+
+        reviewer = make_reviewer(config, reviewer_name, store)
+    recover_interrupted(store, spec, root)
+    chunks = catalog.list_chunks(store, spec.id)
+    gitops.ensure_clean(root)
+    run_id = new_id()
+    now = utcnow()
+    parallel = parallel or config.defaults.parallel
+    store.write(
+        [
+            Store.op_insert(
+                "runs",
+                {
+                    "id": run_id,
+                    "spec_id": spec.id,
+                    "kind": "spec",
+                    "status": "running",
+                    "executor": executor.name,
+                    "reviewer": reviewer.name,
+                    "group_id": group_id,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "branch": gitops.spec_branch(spec.slug),
+                    "base_commit": gitops.head_commit(root),
+                    "started_at": now,
+                    "heartbeat_at": now,
+                },
+            ),
+            Store.op_update("specs", {"id": spec.id}, {"status": "running", "updated_at": now}),
+        ]
+    )
+    job = _RunAll(
+        store,
+        config,
+        root,
+        spec,
+        executor=executor,
+        reviewer=reviewer,
+        parallel=parallel,
+        max_iterations=max_iterations,
+        cancel=cancel or threading.Event(),
+        on_progress=on_progress,
+        run_id=run_id,
+        group_id=group_id,
+    )
+    status, reason = "failed", "run-all stopped by an error"
+    try:
+        with _Heartbeat(store, run_id):
+            job.execute(chunks)
+        summaries = [job.results.get(c.id) for c in chunks]
+        shipped = sum(1 for s in summaries if s and s.status == "shipped")
+        if shipped == len(chunks):
+            status, reason = "shipped", f"all {shipped} chunks shipped"
+        elif job.cancel.is_set():
+            status, reason = "cancelled", f"cancelled; {shipped}/{len(chunks)} chunks shipped"
+        else:
+            bad = [s for s in summaries if s and s.status != "shipped"]
+            first = bad[0] if bad else None
+            reason = f"{shipped}/{len(chunks)} chunks shipped" + (
+                f"; chunk {first.position} {first.status}: {first.reason}" if first else ""
+            )
+    except KeyboardInterrupt:
+        status, reason = "cancelled", "interrupted by the user"
+        raise
+    finally:
+        done = utcnow()
+        spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
+        store.write(
+            [
+                Store.op_update(
+                    "runs",
+                    {"id": run_id},
+                    {
+                        "status": status,
+                        "reason": reason,
+                        "finished_at": done,
+                        "head_commit": _head(root, job.branch),
+                    },
+                ),
+                Store.op_update(
+                    "specs", {"id": spec.id}, {"status": spec_status, "updated_at": done}
+                ),
+            ]
+        )
+    ordered = tuple(
+        job.results[c.id]
+        if c.id in job.results
+        else ChunkSummary(c.id, c.position, c.title, "pending", reason="not run")
+        for c in sorted(chunks, key=lambda c: c.position)
+    )
+    return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch)
+
+
+def _head(root: Path, branch: str) -> str | None:
+    try:
+        return gitops.head_commit(root)
+    except gitops.GitError:
+        return None
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Per chunk of a run-all: status, iterations, verdict, tokens, cost and time."""
+    return store.query_dicts(
+        """
+        WITH chunk_runs AS (
+            SELECT r.id, r.chunk_id, r.status, r.iterations, r.started_at, r.finished_at
+            FROM runs r WHERE r.parent_run_id = ? AND r.kind = 'chunk'
+        ), per_chunk AS (
+            SELECT cr.chunk_id,
+                   arg_max(cr.status, cr.started_at) AS status,
+                   sum(cr.iterations) AS iterations,
+                   sum(epoch(cr.finished_at) - epoch(cr.started_at)) AS time_s
+            FROM chunk_runs cr GROUP BY cr.chunk_id
+        ), costs AS (
+            SELECT cr.chunk_id,
+                   sum(e.input_tokens + e.cache_read_tokens + e.cache_write_tokens) AS input_tokens,
+                   sum(e.output_tokens) AS output_tokens,
+                   sum(e.cost_usd) AS cost_usd
+            FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
+        )
+        SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,
+               coalesce(p.iterations, 0) AS iterations, c.verdict,
+               k.input_tokens, k.output_tokens, k.cost_usd, p.time_s
+        FROM chunks c
+        JOIN specs s ON s.id = c.spec_id
+        JOIN runs top ON top.spec_id = s.id AND top.id = ?
+        LEFT JOIN per_chunk p ON p.chunk_id = c.id
+        LEFT JOIN costs k ON k.chunk_id = c.id
+        ORDER BY c.position
+        """,
+        [run_id, run_id],
+    )
+
+
+def plan(
+    store: Store,
+    config: Config,
+    project_root: Path | str,
+    spec: Spec,
+    *,
+    executor_name: str | None = None,
+    max_iterations: int | None = None,
+) -> dict[str, Any]:
+    """What run-all would do: order, waves, predicted files and overlaps, a cost estimate."""
+    from specwright.schedule import estimate_cost, overlaps, waves
+
+    chunks = catalog.list_chunks(store, spec.id)
+    order = topological_order(chunks)
+    known = gitops.tracked_files(project_root)
+    files = {c.id: predicted_files(c, known) for c in chunks}
+    pos = {c.id: c.position for c in chunks}
+    ex = config.executor(executor_name)
+    todo = [c for c in chunks if c.status != "shipped"]
+    estimate = estimate_cost(
+        store, ex.name, ex.model, len(todo), max_iterations or config.defaults.max_iterations
+    )
+    pairs = []
+    for i, a in enumerate(chunks):
+        for b in chunks[i + 1 :]:
+            shared = overlaps(files[a.id], files[b.id])
+            if shared:
+                pairs.append({"a": a.position, "b": b.position, "files": sorted(shared)})
+    return {
+        "spec": spec.slug,
+        "executor": ex.name,
+        "order": [
+            {
+                "position": c.position,
+                "title": c.title,
+                "status": c.status,
+                "depends_on": [pos[d] for d in c.depends_on],
+                "files": list(files[c.id]),
+            }
+            for c in order
+        ],
+        "waves": [
+            {
+                "chunks": [c.position for c in w.chunks],
+                "deferred": [{"position": c.position, "why": why} for c, why in w.deferred],
+            }
+            for w in waves(chunks, files)
+        ],
+        "overlaps": pairs,
+        "estimate": {
+            "low_usd": estimate.low_usd,
+            "high_usd": estimate.high_usd,
+            "per_iteration_usd": estimate.per_iteration_usd,
+            "iterations": list(estimate.iterations),
+            "samples": estimate.samples,
+            "text": estimate.text(),
+        },
+    }
