@@ -19,7 +19,12 @@ from specwright.cli.common import Context
 from specwright.errors import SpecwrightError
 
 # Order here is the order in `specwright --help`.
-COMMAND_MODULES = ("specwright.cli.core", "specwright.cli.run", "specwright.cli.runall")
+COMMAND_MODULES = (
+    "specwright.cli.core",
+    "specwright.cli.run",
+    "specwright.cli.runall",
+    "specwright.cli.usage",
+)
 
 
 class _Parser(argparse.ArgumentParser):

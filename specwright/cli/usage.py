@@ -1,0 +1,411 @@
+"""`specwright usage ...`, `specwright ingest ...` and `specwright report`: cost and usage.
+
+Reports over imported agent logs use ccusage's column meanings (Input, Output, Cache Create,
+Cache Read, Total Tokens, Cost (USD)) and, with ``--json``, ccusage's JSON shape, so the two can
+be compared number for number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.errors import SpecwrightError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from specwright.cli.common import Context
+
+_REPORTS = {"daily": "day", "weekly": "week", "monthly": "month"}
+_KEY = {"daily": "date", "weekly": "week", "monthly": "month"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    usage = sub.add_parser("usage", help="token usage and cost reports (ccusage-compatible)")
+    us = usage.add_subparsers(dest="sub", metavar="REPORT", required=True)
+    for name, text in (
+        ("daily", "usage per day and model"),
+        ("weekly", "usage per week (Monday start) and model"),
+        ("monthly", "usage per month and model"),
+        ("session", "usage per agent session"),
+        ("blocks", "5-hour billing blocks, with the active block's burn rate"),
+        ("models", "usage per model"),
+        ("specs", "cost of Specwright's own executions per spec"),
+    ):
+        p = us.add_parser(name, help=text)
+        _window_args(p)
+        p.set_defaults(handler=cmd_usage, report=name)
+    p = us.add_parser("export", help="write the usage tables as Parquet (for other machines)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        help="export directory (default: usage-export-<host>-<date>)",
+    )
+    p.set_defaults(handler=cmd_export)
+    p = us.add_parser("merge", help="fold usage exports from other machines in (idempotent)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="export directories or .parquet files")
+    p.set_defaults(handler=cmd_merge)
+
+    ingest = sub.add_parser("ingest", help="import usage from agents' logs and codexbar")
+    ig = ingest.add_subparsers(dest="sub", metavar="SOURCE", required=True)
+    p = ig.add_parser(
+        "claude-logs", help="Claude Code logs (~/.claude/projects, CLAUDE_CONFIG_DIR)"
+    )
+    p.add_argument("paths", nargs="*", metavar="DIR", help="projects/ directories or files")
+    p.set_defaults(handler=cmd_ingest, source="claude")
+    p = ig.add_parser("codex-logs", help="Codex CLI logs (~/.codex/sessions, CODEX_HOME)")
+    p.add_argument("paths", nargs="*", metavar="DIR", help="sessions/ directories or files")
+    p.set_defaults(handler=cmd_ingest, source="codex")
+    p = ig.add_parser("codexbar", help="a `codexbar usage` and `codexbar cost` snapshot now")
+    p.set_defaults(handler=cmd_ingest, source="codexbar", paths=[])
+    for q in (ig.choices["claude-logs"], ig.choices["codex-logs"], ig.choices["codexbar"]):
+        q.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="machine-readable JSON output",
+        )
+
+    p = sub.add_parser("report", help="write a standalone HTML cost dashboard")
+    p.add_argument("--html", required=True, metavar="PATH", help="output file")
+    p.add_argument("--since", metavar="DATE", help="from this date (YYYY-MM-DD)")
+    p.add_argument("--until", metavar="DATE", help="until this date, inclusive")
+    p.set_defaults(handler=cmd_report)
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", "-s", metavar="DATE", help="from this date (YYYY-MM-DD or YYYYMMDD)")
+    p.add_argument("--until", "-u", metavar="DATE", help="until this date, inclusive")
+    p.add_argument(
+        "--source",
+        choices=("all", "claude-code", "codex"),
+        default="all",
+        help="which agent's logs (default: all)",
+    )
+    p.add_argument(
+        "--timezone",
+        "-z",
+        default="UTC",
+        metavar="TZ",
+        help="time zone for grouping by day (default: UTC)",
+    )
+    p.add_argument(
+        "--json",
+        "-j",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="JSON output (ccusage's shape)",
+    )
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+def _breakdowns(df: pd.DataFrame, key: str) -> list[dict[str, Any]]:
+    """ccusage's ``daily``/``monthly`` JSON rows from a period x model frame."""
+    out: list[dict[str, Any]] = []
+    for period, grp in df.groupby("period", sort=True):
+        named = grp[(grp["model"] != "") & (grp["model"] != "<synthetic>")]
+        named = named.sort_values("cost_usd", ascending=False, kind="stable")
+        out.append(
+            {
+                key: period,
+                "inputTokens": int(grp["input_tokens"].sum()),
+                "outputTokens": int(grp["output_tokens"].sum()),
+                "cacheCreationTokens": int(grp["cache_creation_tokens"].sum()),
+                "cacheReadTokens": int(grp["cache_read_tokens"].sum()),
+                "totalTokens": int(grp["total_tokens"].sum()),
+                "totalCost": float(grp["cost_usd"].sum()),
+                "modelsUsed": list(named["model"]),
+                "modelBreakdowns": [
+                    {
+                        "modelName": r["model"],
+                        "inputTokens": int(r["input_tokens"]),
+                        "outputTokens": int(r["output_tokens"]),
+                        "cacheCreationTokens": int(r["cache_creation_tokens"]),
+                        "cacheReadTokens": int(r["cache_read_tokens"]),
+                        "cost": float(r["cost_usd"]),
+                    }
+                    for r in _records(named)
+                ],
+            }
+        )
+    return out
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens", "totalTokens")
+    tot: dict[str, Any] = {k: sum(int(r[k]) for r in rows) for k in keys}
+    tot["totalCost"] = float(sum(r["totalCost"] for r in rows))
+    return tot
+
+
+def _table(rows: list[dict[str, Any]], first: str, title: str) -> None:
+    from specwright.cli.common import print_table
+
+    people = [
+        {
+            first.capitalize(): r[first],
+            "Models": ", ".join(r.get("modelsUsed", [])),
+            "Input": r["inputTokens"],
+            "Output": r["outputTokens"],
+            "Cache Create": r["cacheCreationTokens"],
+            "Cache Read": r["cacheReadTokens"],
+            "Total Tokens": r["totalTokens"],
+            "Cost (USD)": round(r["totalCost"], 2),
+        }
+        for r in rows
+    ]
+    if rows:
+        t = _totals(rows)
+        people.append(
+            {
+                first.capitalize(): "Total",
+                "Models": "",
+                "Input": t["inputTokens"],
+                "Output": t["outputTokens"],
+                "Cache Create": t["cacheCreationTokens"],
+                "Cache Read": t["cacheReadTokens"],
+                "Total Tokens": t["totalTokens"],
+                "Cost (USD)": round(t["totalCost"], 2),
+            }
+        )
+    print(title)
+    print_table(people)
+
+
+def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright import queries as Q
+
+    store, report = ctx.store, args.report
+    win = {"since": args.since, "until": args.until}
+    source = None if args.source == "all" else args.source
+    if report in _REPORTS:
+        df = Q.usage_by_period(store, _REPORTS[report], source=source, tz=args.timezone, **win)
+        rows = _breakdowns(df, _KEY[report])
+        _warn_unpriced(df)
+        if ctx.json:
+            ctx.emit({report: rows, "totals": _totals(rows)})
+        else:
+            _table(rows, _KEY[report], f"Usage report ({report}, {args.timezone})")
+        return 0
+    if report == "models":
+        df = Q.usage_models(store, source=source, **win)
+        _warn_unpriced(df)
+        ctx.emit(
+            _records(df),
+            [
+                "model",
+                "source",
+                "input_tokens",
+                "output_tokens",
+                "cache_creation_tokens",
+                "cache_read_tokens",
+                "total_tokens",
+                "cost_usd",
+                "unpriced",
+            ],
+        )
+        return 0
+    if report == "session":
+        df = Q.usage_sessions(store, source=source, **win)
+        if ctx.json:
+            sessions = [
+                {
+                    "sessionId": r["session_id"],
+                    "projectPath": r["project_path"],
+                    "inputTokens": r["input_tokens"],
+                    "outputTokens": r["output_tokens"],
+                    "cacheCreationTokens": r["cache_creation_tokens"],
+                    "cacheReadTokens": r["cache_read_tokens"],
+                    "totalTokens": r["total_tokens"],
+                    "totalCost": r["cost_usd"],
+                    "lastActivity": r["last_activity"],
+                    "modelsUsed": r["models"],
+                    "executionId": r["execution_id"],
+                }
+                for r in _records(df)
+            ]
+            ctx.emit(
+                {
+                    "sessions": sessions,
+                    "totals": _totals([{**s, "totalCost": s["totalCost"]} for s in sessions]),
+                }
+            )
+        else:
+            ctx.emit(
+                _records(df),
+                [
+                    "session_id",
+                    "project_path",
+                    "last_activity",
+                    "models",
+                    "total_tokens",
+                    "cost_usd",
+                ],
+            )
+        return 0
+    if report == "blocks":
+        df = Q.billing_blocks(store, source=source, **win)
+        burn = Q.burn_rate(store, source=source)
+        if ctx.json:
+            ctx.emit({"blocks": _records(df), "active": burn})
+        else:
+            ctx.emit(
+                [r for r in _records(df)],
+                [
+                    "block_start",
+                    "block_end",
+                    "is_active",
+                    "is_gap",
+                    "entries",
+                    "total_tokens",
+                    "cost_usd",
+                    "models",
+                ],
+            )
+            if burn:
+                print()
+                ctx.emit(burn)
+        return 0
+    if report == "specs":
+        df = Q.cost_by(store, "spec", **win)
+        ctx.emit(
+            _records(df),
+            [
+                "spec",
+                "executions",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd",
+                "reported_cost_usd",
+                "computed_cost_usd",
+                "unpriced",
+            ],
+        )
+        return 0
+    raise SpecwrightError(f"usage {report}: unknown report")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    import math
+
+    out = []
+    for rec in df.to_dict(orient="records"):
+        clean: dict[str, Any] = {}
+        for k, v in rec.items():
+            if hasattr(v, "tolist"):
+                v = v.tolist()
+            if hasattr(v, "to_pydatetime"):
+                v = v.to_pydatetime()
+            if isinstance(v, float) and math.isnan(v):
+                v = None
+            clean[str(k)] = v
+        out.append(clean)
+    return out
+
+
+def _warn_unpriced(df: pd.DataFrame) -> None:
+    if "unpriced" in df and int(df["unpriced"].sum()):
+        models = sorted({m for m, n in zip(df["model"], df["unpriced"], strict=True) if n})
+        print(
+            f"specwright: warning: {int(df['unpriced'].sum())} record(s) have no known price "
+            f"(models: {', '.join(models)}); their cost counts as 0 here. Add them under "
+            "`prices:` in .handoff/config.yaml and re-ingest.",
+            file=sys.stderr,
+        )
+
+
+# --- ingest, export, merge, report -------------------------------------------------------------
+
+
+def _overrides(ctx: Context) -> Any:
+    try:
+        return ctx.config.prices
+    except SpecwrightError:
+        raise
+    except Exception:  # no project config at all: library prices only
+        return None
+
+
+def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
+    source = args.source
+    if source == "codexbar":
+        from specwright.usage import codexbar
+
+        snaps = codexbar.ingest(ctx.store)
+        for s in snaps:
+            if s.warning:
+                print(f"specwright: warning: {s.warning}", file=sys.stderr)
+        ctx.emit(
+            [
+                {
+                    "kind": s.kind,
+                    "providers": [p.get("provider") for p in s.payloads],
+                    "stored": len(s.ids),
+                    "taken_at": s.taken_at,
+                    "warning": s.warning,
+                }
+                for s in snaps
+            ],
+            ["kind", "providers", "stored", "taken_at", "warning"],
+        )
+        return 0 if any(s.payloads for s in snaps) else 1
+    roots = [Path(p).expanduser().resolve() for p in args.paths] or None
+    for r in roots or []:
+        if not r.exists():
+            raise SpecwrightError(f"{r}: no such file or directory")
+    if source == "claude":
+        from specwright.usage import claude as mod
+    else:
+        from specwright.usage import codex as mod  # type: ignore[no-redef]
+    if roots is None:
+        found = mod.claude_roots() if source == "claude" else mod.codex_roots()  # type: ignore[attr-defined]
+        if not found:
+            where = (
+                "CLAUDE_CONFIG_DIR, ~/.config/claude/projects or ~/.claude/projects"
+                if source == "claude"
+                else "$CODEX_HOME/sessions or ~/.codex/sessions"
+            )
+            raise SpecwrightError(f"no {source} logs found (looked in {where})")
+    result = mod.ingest(ctx.store, roots, overrides=_overrides(ctx))
+    for msg in result.messages():
+        print(f"specwright: warning: {msg}", file=sys.stderr)
+    data = result.to_dict()
+    data.pop("malformed_files")
+    data.pop("warnings")
+    ctx.emit(data)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    import socket
+
+    from specwright.model import utcnow
+    from specwright.usage.exchange import export
+
+    target = Path(args.output or f"usage-export-{socket.gethostname()}-{utcnow():%Y%m%d}")
+    counts = export(ctx.store, target.resolve())
+    ctx.emit({"export": str(target.resolve()), "rows": counts})
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.usage.exchange import merge
+
+    res = merge(ctx.store, [Path(f).expanduser().resolve() for f in args.files])
+    ctx.emit({"files": res.files, "inserted": res.inserted, "skipped": res.skipped})
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.report import write_html
+
+    path = Path(args.html).expanduser().resolve()
+    write_html(ctx.store, path, since=args.since, until=args.until)
+    ctx.emit({"report": str(path)} if ctx.json else f"wrote {path}")
+    return 0

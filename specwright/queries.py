@@ -1,0 +1,536 @@
+"""Named read queries -> pandas DataFrames. All read-side SQL of usage, cost and runs lives here.
+
+Two kinds of cost: ``usage_records`` (imported from agents' logs, one row per model reply) and
+``executions`` (what Specwright ran, with reported and computed cost). Log cost is
+``coalesce(reported_cost_usd, computed_cost_usd)`` -- what ccusage calls ``auto`` mode.
+Time filters take ``YYYY-MM-DD`` (or ``YYYYMMDD``) dates; ``until`` is inclusive. Grouping by
+day uses ``tz`` (default UTC). Every query aggregates in DuckDB; nothing loops over rows.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from specwright.store import Store
+
+LOG_COST = "coalesce(u.reported_cost_usd, u.computed_cost_usd)"
+TOKENS = (
+    "u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens "
+    "+ u.cache_write_1h_tokens"
+)
+_PERIODS = {
+    "day": "day",
+    "daily": "day",
+    "week": "week",
+    "weekly": "week",
+    "month": "month",
+    "monthly": "month",
+}
+
+
+def parse_day(value: str | date | None, what: str = "date") -> date | None:
+    """``2025-11-02`` / ``20251102`` / a date -> date; None passes through."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", text)
+    if not m:
+        from specwright.errors import ValidationError
+
+        raise ValidationError(f"{what}: expected YYYY-MM-DD or YYYYMMDD, got {text!r}")
+    return date(int(m[1]), int(m[2]), int(m[3]))
+
+
+def _local(col: str, tz: str) -> str:
+    """``col`` (naive UTC) as naive local time in ``tz``."""
+    if tz.upper() == "UTC":
+        return col
+    return f"(({col} AT TIME ZONE 'UTC') AT TIME ZONE '{_tz(tz)}')"
+
+
+def _tz(tz: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
+        from specwright.errors import ValidationError
+
+        raise ValidationError(f"--timezone: not a time zone name: {tz!r}")
+    return tz
+
+
+def _window(
+    col: str, since: str | date | None, until: str | date | None, tz: str = "UTC"
+) -> tuple[str, list[Any]]:
+    """A WHERE fragment (starting with AND) bounding ``col`` by local dates."""
+    clauses, params = [], []
+    s, u = parse_day(since, "--since"), parse_day(until, "--until")
+    local = _local(col, tz)
+    if s is not None:
+        clauses.append(f"{local} >= ?")
+        params.append(datetime(s.year, s.month, s.day))
+    if u is not None:
+        clauses.append(f"{local} < ?")
+        params.append(datetime(u.year, u.month, u.day) + timedelta(days=1))
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def _source_filter(source: str | None) -> tuple[str, list[Any]]:
+    if not source or source == "all":
+        return "", []
+    return " AND u.source = ?", [source]
+
+
+# --- agent-log usage (ccusage's reports) ------------------------------------------------------
+
+
+def usage_by_period(
+    store: Store,
+    period: str = "day",
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+    tz: str = "UTC",
+) -> pd.DataFrame:
+    """Tokens and cost of imported log usage per period (day/week/month) and model."""
+    unit = _PERIODS.get(period)
+    if unit is None:
+        raise ValueError(f"period: expected day, week or month, got {period!r}")
+    where, params = _window("u.ts", since, until, tz)
+    sw, sp = _source_filter(source)
+    fmt = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}[unit]
+    sql = f"""
+        SELECT strftime(date_trunc('{unit}', {_local("u.ts", tz)}), '{fmt}') AS period,
+               coalesce(u.model, '') AS model,
+               sum(u.input_tokens)::BIGINT AS input_tokens,
+               sum(u.output_tokens)::BIGINT AS output_tokens,
+               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
+                   AS cache_creation_tokens,
+               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum({TOKENS})::BIGINT AS total_tokens,
+               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
+               count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced,
+               count(*) AS records
+        FROM usage_records u WHERE true{where}{sw}
+        GROUP BY ALL ORDER BY period, cost_usd DESC, model"""
+    return store.query_df(sql, [*params, *sp])
+
+
+def usage_sessions(
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Tokens and cost per agent session, newest activity last (ccusage ``session``)."""
+    where, params = _window("u.ts", since, until)
+    sw, sp = _source_filter(source)
+    sql = f"""
+        SELECT u.session_id, any_value(u.source) AS source,
+               any_value(u.project_path) AS project_path,
+               min(u.ts) AS first_activity, max(u.ts) AS last_activity,
+               sum(u.input_tokens)::BIGINT AS input_tokens,
+               sum(u.output_tokens)::BIGINT AS output_tokens,
+               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
+                   AS cache_creation_tokens,
+               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum({TOKENS})::BIGINT AS total_tokens,
+               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
+               list_sort(list_distinct(list(u.model) FILTER (WHERE u.model IS NOT NULL
+                   AND u.model <> '<synthetic>'))) AS models,
+               any_value(u.execution_id)::VARCHAR AS execution_id
+        FROM usage_records u WHERE true{where}{sw}
+        GROUP BY u.session_id ORDER BY last_activity"""
+    return store.query_df(sql, [*params, *sp])
+
+
+def usage_models(
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Tokens and cost per model over the window, most expensive first."""
+    where, params = _window("u.ts", since, until)
+    sw, sp = _source_filter(source)
+    sql = f"""
+        SELECT coalesce(u.model, '') AS model, any_value(u.source) AS source,
+               sum(u.input_tokens)::BIGINT AS input_tokens,
+               sum(u.output_tokens)::BIGINT AS output_tokens,
+               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
+                   AS cache_creation_tokens,
+               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum({TOKENS})::BIGINT AS total_tokens,
+               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
+               count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced,
+               count(*) AS records
+        FROM usage_records u WHERE true{where}{sw}
+        GROUP BY 1 ORDER BY cost_usd DESC, model"""
+    return store.query_df(sql, [*params, *sp])
+
+
+def usage_timestamps(
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Per-record time, tokens and cost (sorted), the input of billing blocks."""
+    where, params = _window("u.ts", since, until)
+    sw, sp = _source_filter(source)
+    sql = f"""
+        SELECT u.ts, u.model, u.input_tokens, u.output_tokens,
+               u.cache_write_5m_tokens + u.cache_write_1h_tokens AS cache_creation_tokens,
+               u.cache_read_tokens, coalesce({LOG_COST}, 0) AS cost_usd
+        FROM usage_records u WHERE true{where}{sw} ORDER BY u.ts"""
+    return store.query_df(sql, [*params, *sp])
+
+
+def billing_blocks(
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+    hours: float = 5.0,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """5-hour billing blocks as ccusage ``blocks`` draws them.
+
+    A block starts at the hour of its first message and lasts ``hours``; the next message after
+    it (or after a gap of ``hours`` or more) starts a new one. Gaps appear as ``is_gap`` rows."""
+    import numpy as np
+    import pandas as pd
+
+    from specwright.model import utcnow
+
+    df = usage_timestamps(store, since=since, until=until, source=source)
+    cols = [
+        "block_start",
+        "block_end",
+        "actual_end",
+        "is_active",
+        "is_gap",
+        "entries",
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_tokens",
+        "cache_read_tokens",
+        "total_tokens",
+        "cost_usd",
+        "models",
+    ]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    now = now or utcnow()
+    span = np.timedelta64(int(hours * 3600), "s")
+    ts = df["ts"].to_numpy(dtype="datetime64[us]")
+    starts_idx, block_starts = [], []
+    i, n = 0, len(ts)
+    while i < n:  # one step per block (not per row): blocks are few
+        start = ts[i].astype("datetime64[h]").astype("datetime64[us]")
+        j = int(np.searchsorted(ts, start + span, side="left"))
+        starts_idx.append(i)
+        block_starts.append(start)
+        i = max(j, i + 1)
+    idx = np.asarray(starts_idx)
+    token_cols = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
+    sums = {c: np.add.reduceat(df[c].to_numpy(dtype="int64"), idx) for c in token_cols}
+    costs = np.add.reduceat(df["cost_usd"].to_numpy(dtype="float64"), idx)
+    ends = np.append(idx[1:], n)
+    models = df["model"].fillna("").to_numpy()
+    rows: list[dict[str, Any]] = []
+    for k, (a, b) in enumerate(zip(idx, ends, strict=True)):
+        start = pd.Timestamp(block_starts[k])
+        end = start + pd.Timedelta(hours=hours)
+        actual = pd.Timestamp(ts[b - 1])
+        if (
+            rows
+            and not rows[-1]["is_gap"]
+            and start > rows[-1]["actual_end"] + pd.Timedelta(hours=hours)
+        ):
+            rows.append(
+                {
+                    "block_start": rows[-1]["actual_end"],
+                    "block_end": start,
+                    "actual_end": None,
+                    "is_active": False,
+                    "is_gap": True,
+                    "entries": 0,
+                    **dict.fromkeys(token_cols, 0),
+                    "total_tokens": 0,
+                    "cost_usd": 0.0,
+                    "models": [],
+                }
+            )
+        total = int(sum(int(sums[c][k]) for c in token_cols))
+        rows.append(
+            {
+                "block_start": start,
+                "block_end": end,
+                "actual_end": actual,
+                "is_active": bool(
+                    pd.Timestamp(now) < end
+                    and pd.Timestamp(now) - actual < pd.Timedelta(hours=hours)
+                ),
+                "is_gap": False,
+                "entries": int(b - a),
+                **{c: int(sums[c][k]) for c in token_cols},
+                "total_tokens": total,
+                "cost_usd": float(costs[k]),
+                "models": sorted({m for m in models[a:b] if m and m != "<synthetic>"}),
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def burn_rate(
+    store: Store, *, now: datetime | None = None, hours: float = 5.0, source: str | None = None
+) -> dict[str, Any] | None:
+    """The active block's burn rate and where it ends up at this pace; None when idle."""
+    from specwright.model import utcnow
+
+    now = now or utcnow()
+    since = (now - timedelta(hours=hours * 2)).date()
+    blocks = billing_blocks(store, since=since, source=source, hours=hours, now=now)
+    active = blocks[blocks["is_active"]] if not blocks.empty else blocks
+    if active.empty:
+        return None
+    b = active.iloc[-1]
+    minutes = max((b["actual_end"] - b["block_start"]).total_seconds() / 60, 1.0)
+    remaining = max((b["block_end"] - now).total_seconds() / 60, 0.0)
+    tpm = b["total_tokens"] / minutes
+    cph = b["cost_usd"] / minutes * 60
+    return {
+        "block_start": b["block_start"].to_pydatetime(),
+        "block_end": b["block_end"].to_pydatetime(),
+        "entries": int(b["entries"]),
+        "total_tokens": int(b["total_tokens"]),
+        "cost_usd": float(b["cost_usd"]),
+        "tokens_per_minute": float(tpm),
+        "cost_per_hour": float(cph),
+        "remaining_minutes": float(remaining),
+        "projected_total_tokens": int(b["total_tokens"] + tpm * remaining),
+        "projected_cost_usd": float(b["cost_usd"] + cph * remaining / 60),
+    }
+
+
+# --- Specwright's own executions --------------------------------------------------------------
+
+_EXEC_COST = "coalesce(e.cost_usd, 0)"
+
+
+def cost_by(
+    store: Store,
+    dim: str,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+) -> pd.DataFrame:
+    """Executions' tokens and cost grouped by project, spec, chunk, executor, model or role."""
+    dims = {
+        "project": (
+            "p.name",
+            "LEFT JOIN specs s ON s.id = e.spec_id LEFT JOIN projects p ON p.id = s.project_id",
+        ),
+        "spec": ("s.slug", "LEFT JOIN specs s ON s.id = e.spec_id"),
+        "chunk": (
+            "s.slug || '#' || c.position::VARCHAR || ' ' || c.title",
+            "LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN specs s ON s.id = c.spec_id",
+        ),
+        "executor": ("coalesce(e.executor, e.backend)", ""),
+        "model": ("e.model", ""),
+        "role": ("e.role", ""),
+        "backend": ("e.backend", ""),
+    }
+    if dim not in dims:
+        raise ValueError(f"dim: expected one of {sorted(dims)}, got {dim!r}")
+    expr, joins = dims[dim]
+    where, params = _window("e.started_at", since, until)
+    sql = f"""
+        SELECT {expr} AS {dim}, count(*) AS executions,
+               sum(e.input_tokens)::BIGINT AS input_tokens,
+               sum(e.output_tokens)::BIGINT AS output_tokens,
+               sum(e.cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum(e.cache_write_tokens)::BIGINT AS cache_write_tokens,
+               sum({_EXEC_COST}) AS cost_usd,
+               sum(e.reported_cost_usd) AS reported_cost_usd,
+               sum(e.computed_cost_usd) AS computed_cost_usd,
+               count(*) FILTER (WHERE e.cost_usd IS NULL) AS unpriced
+        FROM executions e {joins}
+        WHERE true{where}
+        GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
+    return store.query_df(sql, params)
+
+
+def executions_by_period(
+    store: Store,
+    period: str = "day",
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+) -> pd.DataFrame:
+    """Executions' tokens and cost per period and model."""
+    unit = _PERIODS.get(period, "day")
+    where, params = _window("e.started_at", since, until)
+    sql = f"""
+        SELECT date_trunc('{unit}', e.started_at)::DATE AS period,
+               coalesce(e.model, '') AS model, count(*) AS executions,
+               sum(e.input_tokens + e.output_tokens + e.cache_read_tokens
+                   + e.cache_write_tokens)::BIGINT AS total_tokens,
+               sum({_EXEC_COST}) AS cost_usd
+        FROM executions e WHERE true{where}
+        GROUP BY ALL ORDER BY period, cost_usd DESC"""
+    return store.query_df(sql, params)
+
+
+def cost_per_shipped_chunk(store: Store) -> pd.DataFrame:
+    """Per shipped chunk: its cost across every iteration, iterations, and executions."""
+    sql = f"""
+        SELECT s.slug AS spec, c.position, c.title, c.iterations,
+               count(e.id) AS executions, sum({_EXEC_COST}) AS cost_usd,
+               sum(e.duration_ms) / 1000.0 AS agent_seconds
+        FROM chunks c JOIN specs s ON s.id = c.spec_id
+        LEFT JOIN executions e ON e.chunk_id = c.id
+        WHERE c.status = 'shipped'
+        GROUP BY s.slug, c.id, c.position, c.title, c.iterations
+        ORDER BY spec, c.position"""
+    return store.query_df(sql)
+
+
+def iterations_to_ship(store: Store) -> pd.DataFrame:
+    """How many iterations shipped chunks needed: count of chunks per iteration count."""
+    sql = """
+        SELECT c.iterations, count(*) AS chunks
+        FROM chunks c WHERE c.status = 'shipped'
+        GROUP BY 1 ORDER BY 1"""
+    return store.query_df(sql)
+
+
+def tool_calls(
+    store: Store, *, since: str | date | None = None, until: str | date | None = None
+) -> pd.DataFrame:
+    """Tool calls by tool name: count, failures, failure rate, result latency percentiles."""
+    where, params = _window("c.ts", since, until)
+    sql = f"""
+        WITH c AS (
+            SELECT c.execution_id, c.call_id, c.tool_name, c.ts
+            FROM events c WHERE c.type = 'tool_call'{where}
+        ), r AS (
+            SELECT execution_id, call_id, bool_or(is_error) AS failed, min(ts) AS ts
+            FROM events WHERE type = 'tool_result' AND call_id IS NOT NULL
+              AND execution_id IN (SELECT DISTINCT execution_id FROM c)
+            GROUP BY ALL
+        )
+        SELECT c.tool_name AS tool, count(*) AS calls,
+               count(*) FILTER (WHERE r.failed) AS failures,
+               count(*) FILTER (WHERE r.failed)::DOUBLE / count(*) AS failure_rate,
+               count(*) FILTER (WHERE r.call_id IS NULL) AS no_result,
+               quantile_cont(epoch_ms(r.ts - c.ts), 0.5) AS p50_ms,
+               quantile_cont(epoch_ms(r.ts - c.ts), 0.9) AS p90_ms
+        FROM c LEFT JOIN r ON r.execution_id = c.execution_id AND r.call_id = c.call_id
+        GROUP BY 1 ORDER BY calls DESC"""
+    return store.query_df(sql, params)
+
+
+def latency(
+    store: Store,
+    by: str = "role",
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+) -> pd.DataFrame:
+    """Execution duration percentiles (p50/p90/p99, seconds) by role, backend or model."""
+    if by not in ("role", "backend", "model", "executor"):
+        raise ValueError(f"by: expected role, backend, model or executor, got {by!r}")
+    where, params = _window("e.started_at", since, until)
+    sql = f"""
+        SELECT coalesce(e.{by}, '') AS {by}, count(*) AS executions,
+               quantile_cont(e.duration_ms, 0.5) / 1000.0 AS p50_s,
+               quantile_cont(e.duration_ms, 0.9) / 1000.0 AS p90_s,
+               quantile_cont(e.duration_ms, 0.99) / 1000.0 AS p99_s,
+               max(e.duration_ms) / 1000.0 AS max_s
+        FROM executions e WHERE e.duration_ms IS NOT NULL{where}
+        GROUP BY 1 ORDER BY executions DESC"""
+    return store.query_df(sql, params)
+
+
+def cost_sources(store: Store, *, limit: int = 500) -> pd.DataFrame:
+    """Per execution: reported, computed and log-derived cost side by side, with differences."""
+    sql = f"""
+        WITH logs AS (
+            SELECT u.execution_id, sum(coalesce({LOG_COST}, 0)) AS log_cost_usd,
+                   count(*) AS log_records
+            FROM usage_records u WHERE u.execution_id IS NOT NULL GROUP BY 1
+        )
+        SELECT e.id::VARCHAR AS execution_id, e.started_at, e.role, e.backend, e.model,
+               e.cost_source, e.cost_usd, e.reported_cost_usd, e.computed_cost_usd,
+               l.log_cost_usd, l.log_records,
+               e.reported_cost_usd - e.computed_cost_usd AS reported_minus_computed,
+               e.reported_cost_usd - l.log_cost_usd AS reported_minus_log
+        FROM executions e LEFT JOIN logs l ON l.execution_id = e.id
+        ORDER BY e.started_at DESC LIMIT {int(limit)}"""
+    return store.query_df(sql)
+
+
+# --- codexbar ---------------------------------------------------------------------------------
+
+_WINDOWS = """
+    SELECT s.id, s.taken_at, s.provider, s.execution_id, s.phase, w.name AS window,
+           try_cast(json_extract(s.payload, '$.usage.' || w.name || '.usedPercent') AS DOUBLE)
+               AS used_percent,
+           try_cast(json_extract(s.payload, '$.usage.' || w.name || '.windowMinutes') AS BIGINT)
+               AS window_minutes,
+           json_extract_string(s.payload, '$.usage.' || w.name || '.resetsAt') AS resets_at
+    FROM usage_snapshots s,
+         (VALUES ('primary'), ('secondary'), ('tertiary')) w(name)
+    WHERE s.source = 'codexbar' AND s.kind = 'usage'
+"""
+
+
+def codexbar_limits(store: Store) -> pd.DataFrame:
+    """The latest codexbar reading per provider and window: used %, window length, reset time."""
+    sql = f"""
+        WITH w AS ({_WINDOWS}), latest AS (
+            SELECT provider, max(taken_at) AS taken_at FROM usage_snapshots
+            WHERE source = 'codexbar' AND kind = 'usage' AND error IS NULL GROUP BY 1
+        )
+        SELECT w.provider, w.window, w.used_percent, 100 - w.used_percent AS remaining_percent,
+               w.window_minutes, w.resets_at, w.taken_at,
+               try_cast(json_extract(s.payload, '$.usage.providerCost.used') AS DOUBLE)
+                   AS provider_cost_used,
+               try_cast(json_extract(s.payload, '$.usage.providerCost.limit') AS DOUBLE)
+                   AS provider_cost_limit,
+               try_cast(json_extract(s.payload, '$.credits.remaining') AS DOUBLE)
+                   AS credits_remaining
+        FROM w JOIN latest l ON l.provider = w.provider AND l.taken_at = w.taken_at
+        JOIN usage_snapshots s ON s.id = w.id
+        WHERE w.used_percent IS NOT NULL
+        ORDER BY w.provider, w.window"""
+    return store.query_df(sql)
+
+
+def quota_per_execution(store: Store) -> pd.DataFrame:
+    """How much of each plan window an execution used: after minus before ``usedPercent``."""
+    sql = f"""
+        WITH w AS ({_WINDOWS})
+        SELECT b.execution_id::VARCHAR AS execution_id, e.chunk_id::VARCHAR AS chunk_id,
+               e.iteration, b.provider, b.window, b.used_percent AS before_percent,
+               a.used_percent AS after_percent, a.used_percent - b.used_percent AS used_percent,
+               b.resets_at <> a.resets_at AS window_reset
+        FROM w b JOIN w a ON a.execution_id = b.execution_id AND a.provider = b.provider
+             AND a.window = b.window AND a.phase = 'after'
+        LEFT JOIN executions e ON e.id = b.execution_id
+        WHERE b.phase = 'before' AND b.used_percent IS NOT NULL
+        ORDER BY b.taken_at, b.provider, b.window"""
+    return store.query_df(sql)

@@ -1,0 +1,137 @@
+"""What every ingestor shares: the result it reports, the rates table, linking to executions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from specwright.model import utcnow
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from specwright.config import Price
+    from specwright.pricing import Rates
+
+MAX_FILE_WARNINGS = 5
+
+_RATE_COLS = (
+    "model",
+    "provider",
+    "input_per_mtok",
+    "output_per_mtok",
+    "cache_write_per_mtok",
+    "cache_write_1h_per_mtok",
+    "cache_read_per_mtok",
+    "tier_start_tokens",
+    "tier_input_per_mtok",
+    "tier_output_per_mtok",
+    "tier_cache_write_per_mtok",
+    "tier_cache_write_1h_per_mtok",
+    "tier_cache_read_per_mtok",
+    "source",
+)
+
+
+@dataclass
+class IngestResult:
+    """What one ingest run did; ``warnings`` are for people (unknown prices, bad lines)."""
+
+    source: str
+    roots: list[str] = field(default_factory=list)
+    files_seen: int = 0
+    files_read: int = 0
+    lines: int = 0  # usage lines read this run
+    malformed: int = 0
+    malformed_files: dict[str, int] = field(default_factory=dict)
+    imported: int = 0
+    duplicates: int = 0  # lines dropped as copies of a kept line
+    replaced: int = 0  # stored records replaced by a better copy
+    linked: int = 0
+    unknown_models: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def messages(self) -> list[str]:
+        """One-line warnings: malformed lines by file, models without a price."""
+        out = list(self.warnings)
+        bad = sorted(self.malformed_files.items(), key=lambda kv: (-kv[1], kv[0]))
+        for path, n in bad[:MAX_FILE_WARNINGS]:
+            out.append(f"{path}: {n} malformed line(s) skipped")
+        if len(bad) > MAX_FILE_WARNINGS:
+            rest = sum(n for _, n in bad[MAX_FILE_WARNINGS:])
+            out.append(
+                f"... and {rest} malformed line(s) in {len(bad) - MAX_FILE_WARNINGS} more files"
+            )
+        for model in self.unknown_models:
+            out.append(
+                f"no price known for model {model!r}: its cost is NULL; add it under `prices:` "
+                "in .handoff/config.yaml"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def insert_rates(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    models: list[str | None],
+    provider: str | None,
+    overrides: dict[str, Price] | None,
+) -> tuple[list[Rates], list[str]]:
+    """Create temp table ``table`` with the rates of ``models``; returns (rates, unknown)."""
+    from specwright.pricing import rates_for
+
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} (model VARCHAR, provider VARCHAR, "
+        "input_per_mtok DOUBLE, output_per_mtok DOUBLE, cache_write_per_mtok DOUBLE, "
+        "cache_write_1h_per_mtok DOUBLE, cache_read_per_mtok DOUBLE, tier_start_tokens BIGINT, "
+        "tier_input_per_mtok DOUBLE, tier_output_per_mtok DOUBLE, "
+        "tier_cache_write_per_mtok DOUBLE, tier_cache_write_1h_per_mtok DOUBLE, "
+        "tier_cache_read_per_mtok DOUBLE, source VARCHAR)"
+    )
+    pairs: list[tuple[str, Rates]] = []
+    unknown: list[str] = []
+    for model in models:
+        if not model:
+            continue
+        rates = rates_for(model, provider, overrides)
+        if rates is None:
+            if model != "<synthetic>":
+                unknown.append(model)
+            continue
+        pairs.append((model, rates))
+    if pairs:
+        marks = ", ".join("?" for _ in _RATE_COLS)
+        conn.executemany(
+            f"INSERT INTO {table} VALUES ({marks})",
+            [[name, *(r.row()[c] for c in _RATE_COLS[1:])] for name, r in pairs],
+        )
+    return [r for _, r in pairs], sorted(unknown)
+
+
+def save_prices(conn: duckdb.DuckDBPyConnection, used: list[Rates]) -> None:
+    """Remember the prices an ingest used (one row per model and provider)."""
+    if not used:
+        return
+    cols = (*_RATE_COLS, "updated_at")
+    marks = ", ".join("?" for _ in cols)
+    now = utcnow()
+    conn.executemany(
+        f"INSERT OR REPLACE INTO prices ({', '.join(cols)}) VALUES ({marks})",
+        [[*(r.row()[c] for c in _RATE_COLS), now] for r in used],
+    )
+
+
+def link_executions(conn: duckdb.DuckDBPyConnection, source: str) -> int:
+    """Point unlinked usage records at the Specwright execution with the same session id."""
+    rows = conn.execute(
+        """UPDATE usage_records SET execution_id = e.id
+        FROM (SELECT session_id, any_value(id) AS id FROM executions
+              WHERE session_id IS NOT NULL GROUP BY session_id) e
+        WHERE usage_records.source = ? AND usage_records.execution_id IS NULL
+          AND usage_records.session_id = e.session_id""",
+        [source],
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0

@@ -1,0 +1,136 @@
+"""Usage across machines: export the usage tables as Parquet, merge exports idempotently.
+
+An export is a directory with ``usage_records.parquet``, ``usage_snapshots.parquet`` and
+``prices.parquet`` plus ``manifest.json``. Merging inserts only rows not already present
+(usage records by ``(source, dedup_key)``, snapshots by id, prices only for unknown models), so
+merging the same export twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from specwright.errors import SpecwrightError
+from specwright.model import utcnow
+
+if TYPE_CHECKING:
+    from specwright.store import Store
+
+TABLES = ("usage_records", "usage_snapshots", "prices")
+_KEYS = {
+    "usage_records": "t.source = x.source AND t.dedup_key = x.dedup_key",
+    "usage_snapshots": "t.id = x.id",
+    "prices": "t.model = x.model AND t.provider = x.provider",
+}
+
+
+@dataclass
+class MergeResult:
+    files: list[str] = field(default_factory=list)
+    inserted: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def export(store: Store, target: Path) -> dict[str, int]:
+    """Write the usage tables under directory ``target``; returns rows per table."""
+    target.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    with store.connect() as conn:
+        for table in TABLES:
+            path = target / f"{table}.parquet"
+            conn.execute(f"COPY (SELECT * FROM {table}) TO '{_quote(path)}' (FORMAT parquet)")
+            counts[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+    (target / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "specwright-usage-export",
+                "version": 1,
+                "host": socket.gethostname(),
+                "exported_at": utcnow().isoformat(),
+                "rows": counts,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    return counts
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _files(paths: list[Path]) -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    for p in paths:
+        if p.is_dir():
+            found = [(t, p / f"{t}.parquet") for t in TABLES if (p / f"{t}.parquet").exists()]
+            if not found:
+                raise SpecwrightError(f"{p}: no usage_*.parquet / prices.parquet files inside")
+            out.extend(found)
+        elif p.is_file():
+            table = p.name.removesuffix(".parquet")
+            if table not in TABLES:
+                raise SpecwrightError(
+                    f"{p}: expected one of {', '.join(t + '.parquet' for t in TABLES)} "
+                    "or an export directory"
+                )
+            out.append((table, p))
+        else:
+            raise SpecwrightError(f"{p}: no such file or directory")
+    return out
+
+
+def merge(store: Store, paths: list[Path]) -> MergeResult:
+    """Fold exports (directories or ``<table>.parquet`` files) into the store, idempotently."""
+    result = MergeResult()
+    with store.transaction() as conn:
+        for table, path in _files(paths):
+            cols = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                    "ORDER BY ordinal_position",
+                    [table],
+                ).fetchall()
+            ]
+            try:
+                have = {
+                    r[0]
+                    for r in conn.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet('{_quote(path)}')"
+                    ).fetchall()
+                }
+            except Exception as exc:
+                raise SpecwrightError(f"{path}: not a readable Parquet file: {exc}") from None
+            common = [c for c in cols if c in have]
+            collist = ", ".join(f'"{c}"' for c in common)
+            total = int(
+                conn.execute(f"SELECT count(*) FROM read_parquet('{_quote(path)}')").fetchall()[0][
+                    0
+                ]
+            )
+            rows = conn.execute(
+                f"""INSERT INTO {table} ({collist})
+                SELECT {", ".join(f'x."{c}"' for c in common)}
+                FROM (SELECT * FROM read_parquet('{_quote(path)}')
+                      QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x
+                WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_KEYS[table]})"""
+            ).fetchall()
+            n = int(rows[0][0]) if rows else 0
+            result.files.append(str(path))
+            result.inserted[table] = result.inserted.get(table, 0) + n
+            result.skipped[table] = result.skipped.get(table, 0) + total - n
+    return result
+
+
+def _part(table: str) -> str:
+    return {
+        "usage_records": "source, dedup_key",
+        "usage_snapshots": "id",
+        "prices": "model, provider",
+    }[table]
