@@ -595,3 +595,68 @@ def test_request_working_directory(system: str, user: str, expected: str | None)
     body = {"system": system, "messages": [{"role": "user", "content": user}]}
     req = Request("POST", "/v1/messages", {}, {}, body, kind="anthropic")
     assert req.working_directory == expected
+
+
+@pytest.mark.parametrize(
+    ("messages", "problem"),
+    [
+        (
+            [
+                *USER,
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_nope", "content": "x"}
+                    ],
+                },
+            ],
+            "tool_result for 'toolu_nope' has no matching tool_use",
+        ),
+        (
+            [
+                *USER,
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "toolu_a", "name": "Read", "input": {}}],
+                },
+                {"role": "user", "content": "forgot the result"},
+            ],
+            "tool_use ids ['toolu_a'] were not answered",
+        ),
+    ],
+)
+def test_anthropic_tool_pairs_are_checked_like_the_real_api(messages: Any, problem: str) -> None:
+    srv = FakeModelServer().start()
+    try:
+        srv.script(anthropic_text("kept"))
+        with pytest.raises(anthropic.BadRequestError, match=re.escape(problem)):
+            client(srv).messages.create(model=MODEL, max_tokens=8, messages=messages)
+    finally:
+        srv.stop()
+    assert srv.pending == 1 and problem in srv.failures[0]
+
+
+def test_openai_tool_message_must_answer_a_call() -> None:
+    srv = FakeModelServer().start()
+    try:
+        r = openai_post(
+            srv, messages=[*USER, {"role": "tool", "tool_call_id": "c1", "content": "x"}]
+        )
+        assert r.status_code == 400 and "answers no earlier tool call" in r.text
+    finally:
+        srv.stop()
+    assert len(srv.failures) == 1
+
+
+def test_chunked_request_body_is_read() -> None:
+    body = json.dumps({"model": MODEL, "max_tokens": 8, "messages": USER}).encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    with FakeModelServer() as srv:
+        srv.script(anthropic_text("ok"))
+        r = httpx.post(srv.base_url + "/v1/messages", content=chunks())
+    assert r.status_code == 200 and r.json()["content"][0]["text"] == "ok"
+    assert srv.requests[0].body["messages"] == USER

@@ -86,10 +86,25 @@ class _Handler(BaseHTTPRequestHandler):
     # response helpers used by FakeModelServer
 
     def read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            return self._read_chunked()
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY_BYTES:
             raise ValueError(f"request body of {length} bytes is too large")
         return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes:
+        data = bytearray()
+        while True:
+            size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(data)
+            if len(data) + size > MAX_BODY_BYTES:
+                raise ValueError("chunked request body is too large")
+            data += self.rfile.read(size)
+            self.rfile.readline(1024)  # the CRLF after each chunk
 
     def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -431,4 +446,58 @@ def _validate(req: Request) -> str | None:
             return "messages: at least one message is required"
         if not isinstance(req.body.get("max_tokens"), int):
             return "max_tokens: field required"
+        return _check_anthropic_tool_pairs(req.messages)
+    return _check_openai_tool_pairs(req.messages)
+
+
+def _check_anthropic_tool_pairs(messages: list[dict[str, Any]]) -> str | None:
+    """As the real API does: every tool_result answers a tool_use of the message just before,
+    and every tool_use is answered in the next message."""
+    for i, msg in enumerate(messages):
+        content = msg.get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        if msg.get("role") == "user":
+            results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+            prev = messages[i - 1].get("content") if i > 0 else None
+            asked = {
+                b.get("id")
+                for b in (prev if isinstance(prev, list) else [])
+                if isinstance(b, dict) and b.get("type") == "tool_use"
+            }
+            for tid in results:
+                if tid not in asked:
+                    return (
+                        f"messages.{i}: tool_result for {tid!r} has no matching tool_use "
+                        "in the previous message"
+                    )
+        elif msg.get("role") == "assistant" and i + 1 < len(messages):
+            ids = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
+            nxt = messages[i + 1].get("content")
+            answered = {
+                b.get("tool_use_id")
+                for b in (nxt if isinstance(nxt, list) else [])
+                if isinstance(b, dict) and b.get("type") == "tool_result"
+            }
+            missing = [t for t in ids if t not in answered]
+            if missing:
+                return (
+                    f"messages.{i}: tool_use ids {missing} were not answered by tool_result "
+                    f"blocks in messages.{i + 1}"
+                )
+    return None
+
+
+def _check_openai_tool_pairs(messages: list[dict[str, Any]]) -> str | None:
+    """A ``tool`` message must answer a tool call of an earlier assistant message."""
+    called: set[str] = set()
+    for i, msg in enumerate(messages):
+        if msg.get("role") == "assistant":
+            for call in msg.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    called.add(str(call.get("id")))
+        elif msg.get("role") == "tool" and str(msg.get("tool_call_id")) not in called:
+            return (
+                f"messages.{i}: tool message for {msg.get('tool_call_id')!r} answers no "
+                "earlier tool call"
+            )
     return None
