@@ -74,6 +74,7 @@ class ExecutionRecorder:
         live_size: int = 200,
         redactor: Redactor | None = None,
         execution_id: str | None = None,
+        prices: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.id = execution_id or new_id()
@@ -89,6 +90,7 @@ class ExecutionRecorder:
             "model": model,
             "status": "running",
         }
+        self.prices = prices  # config `prices:` overrides for computed cost
         self.flush_interval_s = flush_interval_s
         self.flush_max = flush_max
         self.live: deque[AgentEvent] = deque(maxlen=live_size)
@@ -255,6 +257,9 @@ class ExecutionRecorder:
         if self._thread is not None:
             self._thread.join(timeout=5)
         usage = usage or Usage()
+        known_model = model or usage.model or self.row.get("model")
+        if computed_cost_usd is None and known_model:
+            computed_cost_usd = _computed_cost(usage, known_model, self.row["backend"], self.prices)
         values: dict[str, Any] = {
             "status": status,
             "finished_at": utcnow(),
@@ -285,3 +290,24 @@ class ExecutionRecorder:
             self._buffer.append(op)
         # events and the final row in one transaction: the store is never half-finished
         self.flush()
+
+
+def _computed_cost(
+    usage: Usage, model: str, backend: str, prices: dict[str, Any] | None
+) -> float | None:
+    """The cost from prices, or None (logged, not raised) when the model has no known price."""
+    import warnings
+
+    from specwright.pricing import UnknownPriceWarning, compute_cost, normalize_provider
+
+    provider = normalize_provider(backend) if backend in ("claude_code", "codex") else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownPriceWarning)
+        try:
+            cost = compute_cost(usage, model, provider=provider, overrides=prices)
+        except Exception as exc:  # a price lookup must never lose the execution's record
+            log.warning("computing the cost of %s failed: %s", model, exc)
+            return None
+    for w in caught:
+        log.warning("%s", w.message)
+    return cost

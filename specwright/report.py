@@ -1,0 +1,285 @@
+"""Plotly figures over ``queries`` DataFrames, and one standalone, offline HTML dashboard.
+
+Every figure has a title and axis labels with units. plotly is imported inside functions only.
+Text that came from agents (model names, spec slugs, chunk titles, tool names) is escaped
+before it reaches HTML: plotly renders labels as HTML, so each label passes through
+``html.escape``.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from specwright.store import Store
+
+MAX_LABEL = 80
+
+
+def _label(value: Any) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > MAX_LABEL:
+        text = text[: MAX_LABEL - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+def _empty(title: str, x: str, y: str) -> go.Figure:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(
+        title=title,
+        xaxis_title=x,
+        yaxis_title=y,
+        annotations=[
+            {
+                "text": "no data yet",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+            }
+        ],
+    )
+    return fig
+
+
+def cost_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
+    """Stacked bars: log-derived cost per period, one color per model."""
+    import plotly.graph_objects as go
+
+    title, x, y = f"Cost per {period} by model (agent logs)", period.capitalize(), "Cost (USD)"
+    if df.empty:
+        return _empty(title, x, y)
+    fig = go.Figure()
+    for model, grp in df.groupby("model", sort=True):
+        fig.add_bar(x=list(grp["period"]), y=list(grp["cost_usd"]), name=_label(model or "?"))
+    fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def tokens_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
+    """Stacked bars: tokens per period by kind (input, output, cache write, cache read)."""
+    import plotly.graph_objects as go
+
+    title, x, y = f"Tokens per {period} by kind (agent logs)", period.capitalize(), "Tokens"
+    if df.empty:
+        return _empty(title, x, y)
+    per = df.groupby("period", sort=True)[
+        ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
+    ].sum()
+    fig = go.Figure()
+    for col, name in (
+        ("input_tokens", "input"),
+        ("output_tokens", "output"),
+        ("cache_creation_tokens", "cache write"),
+        ("cache_read_tokens", "cache read"),
+    ):
+        fig.add_bar(x=list(per.index), y=list(per[col]), name=name)
+    fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
+    """Horizontal bars: Specwright executions' cost by project/spec/chunk/executor/model."""
+    import plotly.graph_objects as go
+
+    title, x, y = f"Execution cost by {dim}", "Cost (USD)", dim.capitalize()
+    if df.empty:
+        return _empty(title, x, y)
+    top = df.head(30).iloc[::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=list(top["cost_usd"].fillna(0)),
+            y=[_label(v) for v in top[dim]],
+            orientation="h",
+            name="cost",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def blocks_figure(df: pd.DataFrame) -> go.Figure:
+    """Bars: cost of each 5-hour billing block over time."""
+    import plotly.graph_objects as go
+
+    title, x, y = "Cost per 5-hour billing block", "Block start (UTC)", "Cost (USD)"
+    real = df[~df["is_gap"]] if not df.empty else df
+    if real.empty:
+        return _empty(title, x, y)
+    fig = go.Figure(
+        go.Bar(
+            x=list(real["block_start"]),
+            y=list(real["cost_usd"]),
+            marker_color=["#d62728" if a else "#1f77b4" for a in real["is_active"]],
+            name="block cost",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def tool_calls_figure(df: pd.DataFrame) -> go.Figure:
+    """Bars of tool calls by tool, with the failure rate (%) on a second axis."""
+    import plotly.graph_objects as go
+
+    title, x, y = "Tool calls and failure rate", "Tool", "Calls"
+    if df.empty:
+        return _empty(title, x, y)
+    top = df.head(25)
+    names = [_label(t) for t in top["tool"]]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=list(top["calls"]), name="calls")
+    fig.add_scatter(
+        x=names,
+        y=list(top["failure_rate"] * 100),
+        name="failure rate (%)",
+        yaxis="y2",
+        mode="markers+lines",
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title=x,
+        yaxis_title=y,
+        yaxis2={"title": "Failure rate (%)", "overlaying": "y", "side": "right", "range": [0, 100]},
+    )
+    return fig
+
+
+def latency_figure(df: pd.DataFrame, by: str = "role") -> go.Figure:
+    """Grouped bars: p50/p90/p99 execution duration (seconds)."""
+    import plotly.graph_objects as go
+
+    title, x, y = f"Execution latency by {by}", by.capitalize(), "Duration (s)"
+    if df.empty:
+        return _empty(title, x, y)
+    names = [_label(v) for v in df[by]]
+    fig = go.Figure()
+    for col in ("p50_s", "p90_s", "p99_s"):
+        fig.add_bar(x=names, y=list(df[col]), name=col.removesuffix("_s"))
+    fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def limits_figure(df: pd.DataFrame) -> go.Figure:
+    """Bars: codexbar's latest used % per provider window."""
+    import plotly.graph_objects as go
+
+    title, x, y = "Plan limits used (codexbar, latest)", "Provider / window", "Used (%)"
+    if df.empty:
+        return _empty(title, x, y)
+    names = [f"{_label(p)} {_label(w)}" for p, w in zip(df["provider"], df["window"], strict=True)]
+    fig = go.Figure(go.Bar(x=names, y=list(df["used_percent"]), name="used %"))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, yaxis_range=[0, 100])
+    return fig
+
+
+def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
+    head = "".join(f"<th>{_label(c)}</th>" for c in df.columns)
+    body = []
+    for row in df.head(limit).itertuples(index=False):
+        cells = []
+        for v in row:
+            text = f"{v:,.4f}" if isinstance(v, float) else v
+            cells.append(f"<td>{_label(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    rows = "".join(body) or f'<tr><td colspan="{max(len(df.columns), 1)}">no data yet</td></tr>'
+    return f"<h2>{_label(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def figures(
+    store: Store, since: str | date | None = None, until: str | date | None = None
+) -> dict[str, go.Figure]:
+    """Every dashboard figure, by name."""
+    from specwright import queries as Q
+
+    daily = Q.usage_by_period(store, "day", since=since, until=until)
+    return {
+        "cost_by_day": cost_by_period_figure(daily, "day"),
+        "tokens_by_day": tokens_by_period_figure(daily, "day"),
+        "blocks": blocks_figure(Q.billing_blocks(store, since=since, until=until)),
+        "cost_by_spec": cost_by_dim_figure(
+            Q.cost_by(store, "spec", since=since, until=until), "spec"
+        ),
+        "cost_by_executor": cost_by_dim_figure(
+            Q.cost_by(store, "executor", since=since, until=until), "executor"
+        ),
+        "tool_calls": tool_calls_figure(Q.tool_calls(store, since=since, until=until)),
+        "latency": latency_figure(Q.latency(store, "role", since=since, until=until), "role"),
+        "limits": limits_figure(Q.codexbar_limits(store)),
+    }
+
+
+def write_html(
+    store: Store,
+    path: Path | str,
+    since: str | date | None = None,
+    until: str | date | None = None,
+) -> Path:
+    """Write one standalone HTML dashboard (plotly.js inlined: works offline) to ``path``."""
+    import plotly.io as pio
+
+    from specwright import queries as Q
+    from specwright.model import utcnow
+
+    path = Path(path)
+    figs = figures(store, since, until)
+    parts = []
+    for i, fig in enumerate(figs.values()):
+        parts.append(
+            pio.to_html(
+                fig,
+                full_html=False,
+                include_plotlyjs="inline" if i == 0 else False,
+                default_width="100%",
+                default_height="420px",
+            )
+        )
+    tables = [
+        _table_html(Q.usage_models(store, since=since, until=until), "Models (agent logs)"),
+        _table_html(Q.cost_per_shipped_chunk(store), "Cost per shipped chunk"),
+        _table_html(Q.iterations_to_ship(store), "Iterations to SHIP"),
+        _table_html(
+            Q.cost_sources(store, limit=50), "Reported, computed and log-derived cost per execution"
+        ),
+        _table_html(Q.quota_per_execution(store), "Plan quota used per execution (codexbar)"),
+    ]
+    burn = Q.burn_rate(store)
+    burn_html = (
+        "<p>No active 5-hour block.</p>"
+        if burn is None
+        else "<p>Active block: {:,} tokens, ${:,.2f}; {:,.0f} tokens/min, ${:,.2f}/h; "
+        "projected ${:,.2f} by {} UTC.</p>".format(
+            burn["total_tokens"],
+            burn["cost_usd"],
+            burn["tokens_per_minute"],
+            burn["cost_per_hour"],
+            burn["projected_cost_usd"],
+            _label(burn["block_end"]),
+        )
+    )
+    window = f"{_label(since or 'start')} to {_label(until or 'now')}"
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Specwright cost dashboard</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;}} table{{border-collapse:collapse;margin-bottom:2em}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f4f4f4}}</style>
+</head><body>
+<h1>Specwright cost dashboard</h1>
+<p>{window}; generated {_label(utcnow().strftime("%Y-%m-%d %H:%M"))} UTC.</p>
+{burn_html}
+{"".join(parts)}
+{"".join(tables)}
+</body></html>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc, encoding="utf-8")
+    return path
