@@ -21,6 +21,7 @@ from specwright.errors import SpecwrightError
 # Order here is the order in `specwright --help`.
 COMMAND_MODULES = (
     "specwright.cli.core",
+    "specwright.cli.plan",
     "specwright.cli.run",
     "specwright.cli.runall",
     "specwright.cli.usage",
