@@ -134,5 +134,5 @@ def opencode_config(
         "small_model": "fake/fake-model",
         "autoupdate": False,
         "share": "disabled",
-        "permission": permission or {"edit": "allow", "bash": "allow", "webfetch": "deny"},
+        **({"permission": permission} if permission else {}),
     }

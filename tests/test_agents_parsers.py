@@ -81,7 +81,7 @@ def test_claude_tokens_come_from_the_result_line_only(name: str) -> None:
     )
     assert u.cost_usd == pytest.approx(0.008715)
     assert u.model == "claude-sonnet-4-5"
-    final = [e for e in events if isinstance(e, UsageEvent)][0]
+    final = next(e for e in events if isinstance(e, UsageEvent))
     assert final.usage == u
 
 
@@ -144,7 +144,7 @@ def test_claude_retries_are_warnings() -> None:
 
 @pytest.mark.parametrize("name", ["maxturns1", "old_maxturns1"])
 def test_claude_max_turns(name: str) -> None:
-    events, outcome = run_claude(name, returncode=1)
+    _events, outcome = run_claude(name, returncode=1)
     assert (outcome.status, outcome.exit_reason) == ("error", "max_turns")
     assert "maximum number of turns" in (outcome.error or "")
     assert outcome.usage.input_tokens == 1200 and outcome.usage.cost_usd == pytest.approx(0.004635)

@@ -175,7 +175,7 @@ def test_find_claude_order_and_errors(
         find_claude(None)
     assert all(word in str(err.value) for word in ("CLAUDE_PATH", "`path`", "PATH"))
     monkeypatch.setenv("CLAUDE_PATH", str(tmp_path / "nope"))
-    with pytest.raises(AgentError, match="CLAUDE_PATH=.*nope: no executable"):
+    with pytest.raises(AgentError, match=r"CLAUDE_PATH=.*nope: no executable"):
         find_claude(None)
 
 

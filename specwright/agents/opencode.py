@@ -10,12 +10,13 @@ timeout. The event mapping is the pure parser in opencode_events.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from specwright.agents.base import EventSink, Outcome, Task
 from specwright.agents.opencode_events import (
@@ -177,8 +178,7 @@ class OpenCodeExecutor:
         workdir = Path(task.workdir).resolve()
         if not workdir.is_dir():
             raise AgentError(f"{workdir}: working directory does not exist")
-        directory = str(workdir)
-        params = {"directory": directory}
+        params = {"directory": str(workdir)}
         model = self._model()
         client = self._client()
         sse_client = self._client(read_timeout=SSE_READ_TIMEOUT_S)
@@ -188,6 +188,8 @@ class OpenCodeExecutor:
         reader = threading.Thread(
             target=self._read_events, args=(sse_client, params, events, stop), daemon=True
         )
+        log_path = self.config.options.get("stream_log")
+        log = open(os.path.expanduser(str(log_path)), "a") if log_path else None  # noqa: SIM115
         try:
             self.health(client)
             reader.start()
@@ -197,38 +199,28 @@ class OpenCodeExecutor:
                 raise AgentError(
                     f"OpenCode server at {self.url}: cannot subscribe to /event ({why})"
                 )
-            session = self._post(
-                client,
-                "/session",
-                params,
-                {"title": f"specwright {task.metadata.get('title', self.name)}"[:80]},
-                "create a session",
-            )
-            state.session_id = session["id"]
-            on_event(
-                StepEvent(
-                    "session",
-                    state.session_id,
-                    raw={"directory": directory, "url": self.url, "model": model},
+            title = f"specwright {task.metadata.get('title', self.name)}"[:80]
+            session = self._post(client, "/session", params, {"title": title}, "create a session")
+            if not isinstance(session, dict) or not isinstance(session.get("id"), str):
+                raise AgentError(
+                    f"OpenCode server at {self.url}: POST /session answered "
+                    f"{str(session)[:200]!r}, not a session"
                 )
-            )
+            state.session_id = session["id"]
+            raw = {"directory": params["directory"], "url": self.url, "model": model}
+            on_event(StepEvent("session", state.session_id, raw=raw))
             body: dict[str, Any] = {"parts": [{"type": "text", "text": task.prompt}]}
             if model:
                 body["model"] = model
             if task.system_prompt:
                 body["system"] = task.system_prompt
-            self._post(
-                client, f"/session/{state.session_id}/prompt_async", params, body, "send the prompt"
-            )
-            end = self._follow(
-                client,
-                params,
-                events,
-                state,
-                on_event,
-                cancel,
-                task.timeout_s or self.config.timeout_s,
-            )
+            path = f"/session/{state.session_id}/prompt_async"
+            self._post(client, path, params, body, "send the prompt")
+            timeout_s = task.timeout_s or self.config.timeout_s
+            end = self._follow(client, params, events, state, on_event, cancel, timeout_s, log)
+            stop.set()
+            sse_client.close()  # ends the reader's stream
+            return self._outcome(client, params, state, on_event, end)
         except httpx.HTTPError as exc:
             raise AgentError(
                 f"OpenCode server at {self.url}: {type(exc).__name__}: {exc}"
@@ -237,10 +229,11 @@ class OpenCodeExecutor:
             stop.set()
             with contextlib.suppress(Exception):
                 sse_client.close()
-        try:
-            return self._outcome(client, params, state, on_event, end)
-        finally:
             client.close()
+            if reader.is_alive():
+                reader.join(timeout=2)
+            if log is not None:
+                log.close()
 
     @staticmethod
     def _next(
@@ -307,9 +300,11 @@ class OpenCodeExecutor:
         on_event: EventSink,
         cancel: threading.Event,
         timeout_s: float | None,
+        log: IO[str] | None = None,
     ) -> str:
         """Consume events until the session is idle; returns how it ended."""
-        deadline = time.monotonic() + timeout_s if timeout_s else None
+        started = time.monotonic()
+        deadline = started + timeout_s if timeout_s else None
         ended: str | None = None
         settle_until: float | None = None
         last_event = time.monotonic()
@@ -333,6 +328,8 @@ class OpenCodeExecutor:
             if item is None:
                 continue
             last_event = time.monotonic()
+            if log is not None and isinstance(item, dict):
+                log.write(json.dumps({**item, "_t": round(last_event - started, 3)}) + "\n")
             if isinstance(item, _Closed):
                 if ended is not None or state.idle:
                     return ended or "idle"

@@ -53,6 +53,7 @@ class OpenCodeServer:
         self.url: str | None = None
         self.proc: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=200)
+        self._pump_thread: threading.Thread | None = None
 
     def start(self) -> OpenCodeServer:
         """Spawn the server and wait for its listening line; returns self (``url`` is set)."""
@@ -72,7 +73,8 @@ class OpenCodeServer:
         except OSError as exc:
             raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
         found = threading.Event()
-        threading.Thread(target=self._pump, args=(found,), daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, args=(found,), daemon=True)
+        self._pump_thread.start()
         if not found.wait(self.ready_timeout_s) or self.url is None:
             tail = " | ".join(list(self.output)[-5:])
             self.stop()
@@ -117,6 +119,11 @@ class OpenCodeServer:
                 os.killpg(self.proc.pid, 9)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace_s)
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=grace_s)
+        if self.proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdout.close()
 
     def __enter__(self) -> OpenCodeServer:
         return self.start() if self.proc is None else self

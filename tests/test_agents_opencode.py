@@ -1,0 +1,331 @@
+"""The REAL `opencode serve` with a custom OpenAI-compatible provider pointing at the fake model
+server: a write through opencode's own tool in a temp git repo, recorded in the store;
+permission asks answered by policy; a provider error; cancel mid-run. One server per module.
+Transport failures (server down, wrong URL, a stream that drops) use small local stand-ins.
+
+Set ``SPECWRIGHT_RECORD_STREAMS=1`` to refresh
+tests/fixtures/streams/opencode/specwright_write.events.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from specwright.agents import Task, run_execution
+from specwright.agents.opencode import OpenCodeExecutor
+from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
+from specwright.errors import AgentError, ConfigError
+from specwright.model import AgentEvent
+from specwright.recorder import ExecutionRecorder
+from specwright.testing import FakeModelServer, openai_error, openai_text, openai_tool_call
+from tests.support_agents import (
+    OPENCODE_BIN,
+    STREAMS,
+    alive,
+    executor_config,
+    opencode_config,
+    stored_events,
+    stored_execution,
+)
+
+RECORD = os.environ.get("SPECWRIGHT_RECORD_STREAMS") == "1"  # read before `isolate` scrubs it
+
+
+def oc_config(**kw: Any) -> Any:
+    return executor_config(
+        type="opencode",
+        provider="fake",
+        model="fake-model",
+        timeout_s=kw.pop("timeout_s", 120.0),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def server(model: FakeModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not (os.path.isfile(OPENCODE_BIN) and os.access(OPENCODE_BIN, os.X_OK)):
+        pytest.skip(
+            f"real opencode CLI not installed (set OPENCODE_PATH or run .ci/run to "
+            f"npm-install it into .agents/; looked at {OPENCODE_BIN})"
+        )
+    base = tmp_path_factory.mktemp("opencode")
+    (base / "home").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(base / "home"),
+        **OFFLINE_ENV,
+        "OPENCODE_CONFIG_CONTENT": json.dumps(opencode_config(model.openai_base_url)),
+    }
+    srv = OpenCodeServer(OPENCODE_BIN, base, env, ready_timeout_s=120).start()
+    try:
+        assert srv.url is not None and srv.url.startswith("http://127.0.0.1:")
+        yield srv.url
+    finally:
+        srv.stop()
+    assert srv.pid is not None and not alive(srv.pid)  # stopped, nothing left behind
+
+
+@pytest.fixture
+def oc(
+    server: str, model: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeModelServer]:
+    """The running server (OPENCODE_URL set) and the fake model, strict per test."""
+    monkeypatch.setenv("OPENCODE_URL", server)
+    failures = len(model.failures)
+    yield model
+    assert model.failures[failures:] == []
+    assert model.pending == 0, "scripted turns left over"
+
+
+def run(
+    executor: OpenCodeExecutor, task: Task, cancel: threading.Event | None = None
+) -> tuple[Any, list[AgentEvent]]:
+    events: list[AgentEvent] = []
+    outcome = executor.execute(task, events.append, cancel or threading.Event())
+    return outcome, events
+
+
+def write_turns(target: Path) -> tuple[Any, Any]:
+    return (
+        openai_tool_call(
+            "write",
+            {"filePath": str(target), "content": "hello from the fake model\n"},
+            prompt_tokens=1400,
+            cached_tokens=200,
+            completion_tokens=40,
+            expect_text="Create hello.txt",
+            expect_tools=("write",),
+        ),
+        openai_text(
+            "Done: I wrote hello.txt.",
+            prompt_tokens=1300,
+            completion_tokens=12,
+            expect_tool_result=True,
+        ),
+    )
+
+
+# --- the real server ------------------------------------------------------------------------
+
+
+@pytest.mark.agents
+def test_real_opencode_writes_a_file_and_everything_is_recorded(
+    oc: FakeModelServer, git_repo: Path, store: Any, tmp_path: Path
+) -> None:
+    target = git_repo.resolve() / "hello.txt"
+    log = tmp_path / "events.jsonl"
+    oc.script(*write_turns(target))
+    ex = OpenCodeExecutor(oc_config(options={"stream_log": str(log)}))
+    rec = ExecutionRecorder(store, role="executor", backend="opencode", executor="agent")
+    outcome = run_execution(
+        ex,
+        Task("Create hello.txt saying hello", git_repo, system_prompt="PROJECT-RULES-MARKER"),
+        rec,
+    )
+    assert outcome.status == "ok", outcome
+    assert target.read_text() == "hello from the fake model\n"
+    assert "PROJECT-RULES-MARKER" in oc.model_requests[-2].system_text
+    rows = stored_events(store, rec.id)
+    kinds = [r["type"] for r in rows if r["type"] != "step"]
+    assert kinds == ["tool_call", "tool_result", "usage", "text", "usage", "usage"]
+    call = next(r for r in rows if r["type"] == "tool_call")
+    result = next(r for r in rows if r["type"] == "tool_result")
+    assert call["tool_name"] == "write" and call["call_id"] == result["call_id"]
+    assert json.loads(call["input"])["filePath"] == str(target)
+    assert result["is_error"] is False and "Wrote file" in result["output"]
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    steps = [r for r in rows if r["type"] == "usage"]
+    assert [(r["input_tokens"], r["cache_read_tokens"], r["output_tokens"]) for r in steps] == [
+        (1200, 200, 40),
+        (1300, 0, 12),
+        (2500, 200, 52),
+    ]  # input excludes cached tokens
+    row = stored_execution(store, rec.id)
+    assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"]) == (2500, 52, 200)
+    # cost from the provider's configured prices ($3 / $15 / $0.3 per MTok)
+    assert row["cost_usd"] == pytest.approx(0.00834) and row["cost_source"] == "reported"
+    assert row["status"] == "ok" and row["session_id"] == outcome.session_id
+    assert row["model"] == "fake-model"
+    if RECORD:
+        text = log.read_text().replace(str(git_repo.resolve()), "<RUN>/work")
+        (STREAMS / "opencode" / "specwright_write.events.jsonl").write_text(text)
+
+
+@pytest.mark.agents
+@pytest.mark.parametrize(("policy", "status"), [("allow", "ok"), ("reject", "error")])
+def test_real_opencode_permission_asks_are_answered(
+    oc: FakeModelServer, git_repo: Path, policy: str, status: str
+) -> None:
+    # a project config in the work tree makes edits ask; an unanswered ask would block forever
+    (git_repo / "opencode.json").write_text(json.dumps({"permission": {"edit": "ask"}}))
+    target = git_repo.resolve() / "hello.txt"
+    turns = write_turns(target)
+    oc.script(*(turns if policy == "allow" else turns[:1]))
+    outcome, events = run(
+        OpenCodeExecutor(oc_config(permission_policy=policy)), Task("Create hello.txt", git_repo)
+    )
+    asked = [e for e in events if e.type == "step" and e.name.startswith("permission.asked")]
+    assert len(asked) == 1
+    assert outcome.status == status, outcome
+    assert target.exists() == (policy == "allow")
+    if policy == "reject":
+        assert outcome.exit_reason == "permission_rejected"
+        assert [e.is_error for e in events if e.type == "tool_result"] == [True]
+
+
+@pytest.mark.agents
+def test_real_opencode_provider_error(oc: FakeModelServer, git_repo: Path) -> None:
+    # an invalid_request_error 400 is not retried by opencode 1.18.33 (5xx would be, 6 times)
+    oc.script(openai_error(400, "fake error 400"))
+    outcome, events = run(OpenCodeExecutor(oc_config()), Task("hi", git_repo))
+    assert (outcome.status, outcome.exit_reason) == ("error", "session_error")
+    assert "APIError" in (outcome.error or "") and "400" in (outcome.error or "")
+    assert [e.kind for e in events if e.type == "error" and e.kind != "warning"] == ["api_error"]
+
+
+@pytest.mark.agents
+def test_real_opencode_cancel_aborts_the_session(oc: FakeModelServer, git_repo: Path) -> None:
+    oc.script(openai_text("too late", delay_s=60))
+    cancel = threading.Event()
+    asked = len(oc.model_requests)
+
+    def cancel_once_the_model_is_called() -> None:
+        deadline = time.monotonic() + 60
+        while len(oc.model_requests) == asked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_the_model_is_called, daemon=True).start()
+    ex = OpenCodeExecutor(oc_config())
+    outcome, _ = run(ex, Task("hi", git_repo), cancel)
+    assert outcome.status == "cancelled"
+    status = httpx.get(
+        f"{ex.url}/session/status",
+        params={"directory": str(git_repo.resolve())},
+        timeout=5,
+        trust_env=False,
+    ).json()
+    assert status.get(outcome.session_id, {"type": "idle"})["type"] == "idle"
+
+
+# --- transport failures ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_server_down_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENCODE_URL", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(AgentError, match=r"is not reachable.*serve-opencode"):
+        run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
+
+
+class _NotOpenCode(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>nginx</html>"
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_wrong_url_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NotOpenCode)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENCODE_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+        with pytest.raises(AgentError, match=r"is not an OpenCode server: .*HTTP 404"):
+            run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _stand_in(routes: dict[str, httpx.Response]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        for prefix, response in routes.items():
+            if path == prefix or (prefix.endswith("*") and path.startswith(prefix[:-1])):
+                return response
+        return httpx.Response(404, json={"error": f"no route {path}"})
+
+    return httpx.MockTransport(handler)
+
+
+def _sse(*events: dict[str, Any]) -> httpx.Response:
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode()
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+
+HEALTHY = httpx.Response(200, json={"healthy": True, "version": "1.18.33"})
+
+
+def test_stream_dropped_mid_run_is_a_distinct_error(tmp_path: Path) -> None:
+    transport = _stand_in(
+        {
+            "/global/health": HEALTHY,
+            "/event": _sse(
+                {"type": "server.connected", "properties": {}},
+                {
+                    "type": "session.status",
+                    "properties": {"sessionID": "ses_1", "status": {"type": "busy"}},
+                },
+            ),
+            "/session": httpx.Response(200, json={"id": "ses_1"}),
+            "/session/ses_1/prompt_async": httpx.Response(204),
+        }
+    )
+    outcome, _ = run(OpenCodeExecutor(oc_config(), transport=transport), Task("hi", tmp_path))
+    assert (outcome.status, outcome.exit_reason) == ("error", "stream_dropped")
+    assert "event stream" in (outcome.error or "") and "ended mid-run" in (outcome.error or "")
+
+
+def test_session_create_refused(tmp_path: Path) -> None:
+    transport = _stand_in(
+        {
+            "/global/health": HEALTHY,
+            "/event": _sse({"type": "server.connected", "properties": {}}),
+            "/session": httpx.Response(400, json={"error": "unknown provider fake"}),
+        }
+    )
+    with pytest.raises(AgentError, match=r"cannot create a session: HTTP 400.*unknown provider"):
+        run(OpenCodeExecutor(oc_config(), transport=transport), Task("hi", tmp_path))
+
+
+def test_password_protected_server(tmp_path: Path) -> None:
+    transport = _stand_in({"/global/health": httpx.Response(401, text="unauthorized")})
+    with pytest.raises(AgentError, match="OPENCODE_SERVER_PASSWORD"):
+        run(OpenCodeExecutor(oc_config(), transport=transport), Task("hi", tmp_path))
+
+
+def test_opencode_config_errors() -> None:
+    with pytest.raises(ConfigError, match="permission_policy 'maybe'"):
+        OpenCodeExecutor(oc_config(permission_policy="maybe"))
+    ex = OpenCodeExecutor(executor_config(type="opencode", model="glm-4.7"))
+    with pytest.raises(ConfigError, match="needs a provider"):
+        ex._model()
+    split = OpenCodeExecutor(executor_config(type="opencode", model="zai/glm-4.7"))
+    assert split._model() == {"providerID": "zai", "modelID": "glm-4.7"}
