@@ -1,0 +1,69 @@
+"""Errors of model calls: one class per cause, each a one-line ``SpecwrightError``."""
+
+from __future__ import annotations
+
+from specwright.errors import SpecwrightError
+
+
+class LLMError(SpecwrightError):
+    """A model call failed; ``reason`` is a short machine-readable cause (stored as exit_reason)."""
+
+    reason = "llm_error"
+
+
+class LLMMissingKeyError(LLMError):
+    """The environment variable that should hold the API key is unset or empty."""
+
+    reason = "missing_api_key"
+
+
+class LLMAuthError(LLMError):
+    """The endpoint refused the API key (401) or its permissions (403)."""
+
+    reason = "auth_failed"
+
+
+class LLMRateLimitError(LLMError):
+    """Still rate limited (429) after the retries."""
+
+    reason = "rate_limited"
+
+
+class LLMOverloadedError(LLMError):
+    """The endpoint is overloaded (529) and stayed so through the retries."""
+
+    reason = "overloaded"
+
+
+class LLMServerError(LLMError):
+    """The endpoint failed with a 5xx through the retries."""
+
+    reason = "server_error"
+
+
+class LLMTimeoutError(LLMError):
+    """No complete answer within the timeout, through the retries."""
+
+    reason = "timeout"
+
+
+class LLMConnectionError(LLMError):
+    """The endpoint could not be reached (refused, DNS, reset)."""
+
+    reason = "connection_failed"
+
+
+class LLMRequestError(LLMError):
+    """The endpoint refused the request itself (400, 404, 413...): retrying will not help."""
+
+    reason = "request_refused"
+
+
+class LLMOutputError(LLMError):
+    """The model's answer did not fit the expected shape, even after a corrective retry."""
+
+    reason = "malformed_output"
+
+
+class StreamCut(Exception):
+    """A streamed answer ended without ``message_stop`` (connection dropped mid-answer)."""
