@@ -1,0 +1,243 @@
+"""Claude Code log ingest: ccusage parity, dedupe rules, incremental re-runs, malformed lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.store import Store
+from specwright.usage import claude
+from tests.conftest import run_specwright
+from tests.support_usage import append_claude_lines, ccusage_path, write_claude_corpus
+
+
+def _line(**kw: Any) -> str:
+    usage = {
+        "input_tokens": kw.pop("inp", 10),
+        "output_tokens": kw.pop("out", 5),
+        "cache_creation_input_tokens": kw.pop("cw", 0),
+        "cache_read_input_tokens": kw.pop("cr", 0),
+    }
+    if "cc" in kw:
+        usage["cache_creation"] = kw.pop("cc")
+    obj: dict[str, Any] = {
+        "type": "assistant",
+        "sessionId": kw.pop("session", "sess-1"),
+        "cwd": "/w",
+        "timestamp": kw.pop("ts", "2025-11-03T10:00:00.000Z"),
+        "message": {
+            "id": kw.pop("mid", None),
+            "model": kw.pop("model", "claude-haiku-4-5-20251001"),
+            "usage": usage,
+        },
+    }
+    if obj["message"]["id"] is None:
+        del obj["message"]["id"]
+    rid = kw.pop("rid", None)
+    if rid:
+        obj["requestId"] = rid
+    if kw.pop("side", False):
+        obj["isSidechain"] = True
+    obj.update(kw)
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _totals(store: Store) -> tuple[int, int, int, int, int]:
+    return tuple(
+        store.query(  # type: ignore[return-value]
+            "SELECT count(*), sum(input_tokens), sum(output_tokens), "
+            "sum(cache_write_5m_tokens + cache_write_1h_tokens), sum(cache_read_tokens) "
+            "FROM usage_records WHERE source = 'claude-code'"
+        )[0]
+    )
+
+
+def test_dedupe_keeps_the_fullest_copy_and_drops_sidechain_replays(
+    tmp_path: Path, store: Store
+) -> None:
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    lines = [
+        _line(mid="m1", rid="r1", out=5),
+        _line(mid="m1", rid="r1", out=50),  # streaming: later copy has more tokens: kept
+        _line(mid="m1", rid="r1", out=50),
+        _line(
+            mid="m2",
+            rid="r2",
+            out=7,
+            cw=300,
+            cc={"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+        ),
+        _line(mid="m2", rid="r-side", out=999, side=True),  # /btw replay of m2: dropped
+        _line(mid="m3", rid="r3", out=1, side=True),  # a real sidechain answer: kept
+        _line(out=3),  # no message id: never deduplicated
+        _line(out=3, ts="2025-11-03T10:00:01.000Z"),
+        _line(mid="m4", rid="r4", version="not-semver"),  # ccusage skips it
+        '{"type":"assistant","message":{"usage":{"input_tokens":1',  # cut short
+        "",
+        '{"type":"user","message":{"content":"no usage here"}}',
+    ]
+    (proj / "s.jsonl").write_text("\n".join(lines) + "\n")
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.malformed == 1 and res.malformed_files == {str(proj / "s.jsonl"): 1}
+    rows = store.query_dicts(
+        "SELECT message_id, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+        "is_sidechain FROM usage_records ORDER BY seq"
+    )
+    assert [(r["message_id"], r["output_tokens"]) for r in rows] == [
+        ("m1", 50),
+        ("m2", 7),
+        ("m3", 1),
+        (None, 3),
+        (None, 3),
+    ]
+    m2 = rows[1]
+    assert (m2["cache_write_5m_tokens"], m2["cache_write_1h_tokens"]) == (100, 200)
+    # 1h writes priced at 2x input: haiku 1/MTok input -> 2/MTok
+    cost = store.query("SELECT computed_cost_usd FROM usage_records WHERE message_id = 'm2'")
+    assert math.isclose(cost[0][0], (10 * 1 + 7 * 5 + 100 * 1.25 + 200 * 2) / 1e6)
+
+
+def test_reingest_imports_only_new_lines_and_waits_for_partial_lines(
+    tmp_path: Path, store: Store
+) -> None:
+    info = write_claude_corpus(tmp_path, sessions=3, turns=25, days=2, malformed_every=0)
+    first = claude.ingest(store, [tmp_path / "projects"])
+    assert first.imported > 0 and first.malformed == 0
+    before = _totals(store)
+    again = claude.ingest(store, [tmp_path / "projects"])
+    assert (again.files_read, again.imported) == (0, 0)
+    assert _totals(store) == before
+
+    target = info.files[0]
+    append_claude_lines(target, 4, seed=5)
+    partial = _line(mid="m-partial", rid="r-partial", out=11)
+    with target.open("a") as fh:
+        fh.write(partial[:40])  # the agent is still writing this line
+    third = claude.ingest(store, [tmp_path / "projects"])
+    assert (third.files_read, third.imported, third.malformed) == (1, 4, 0)
+    with target.open("a") as fh:
+        fh.write(partial[40:] + "\n")
+    fourth = claude.ingest(store, [tmp_path / "projects"])
+    assert (fourth.imported, fourth.malformed) == (1, 0)
+    assert _totals(store)[0] == before[0] + 5
+
+    # a streaming copy with more tokens arriving in a later run replaces the stored one
+    with target.open("a") as fh:
+        fh.write(_line(mid="m-partial", rid="r-partial", out=99) + "\n")
+    fifth = claude.ingest(store, [tmp_path / "projects"])
+    assert (fifth.imported, fifth.replaced) == (1, 1)
+    assert store.query(
+        "SELECT output_tokens FROM usage_records WHERE message_id = 'm-partial'"
+    ) == [(99,)]
+
+
+def test_rewritten_file_is_read_again_without_double_counting(tmp_path: Path, store: Store) -> None:
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    f = proj / "s.jsonl"
+    f.write_text(_line(mid="a", rid="1") + "\n" + _line(mid="b", rid="2") + "\n")
+    claude.ingest(store, [tmp_path / "projects"])
+    f.write_text(_line(mid="a", rid="1", session="x") + "\n")  # replaced, shorter
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.files_read == 1 and res.imported == 0
+    assert store.query("SELECT count(*) FROM usage_records") == [(2,)]
+
+
+def test_records_link_to_executions_by_session_id(tmp_path: Path, store: Store) -> None:
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+
+    with ExecutionRecorder(store, role="executor", backend="claude_code") as rec:
+        rec.finish(status="ok", usage=Usage(input_tokens=1), session_id="sess-linked")
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    (proj / "s.jsonl").write_text(
+        _line(mid="a", rid="1", session="sess-linked")
+        + "\n"
+        + _line(mid="b", rid="2", session="other")
+        + "\n"
+    )
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.linked == 1
+    assert store.query(
+        "SELECT execution_id::VARCHAR FROM usage_records WHERE session_id = 'sess-linked'"
+    ) == [(rec.id,)]
+
+
+def test_unknown_model_has_null_cost_and_a_warning(tmp_path: Path, store: Store) -> None:
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    (proj / "s.jsonl").write_text(_line(mid="a", rid="1", model="my-local-model") + "\n")
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.unknown_models == ["my-local-model"]
+    assert any("my-local-model" in m for m in res.messages())
+    assert store.query("SELECT computed_cost_usd FROM usage_records") == [(None,)]
+
+
+# --- parity with ccusage ------------------------------------------------------------------------
+
+
+def _ccusage_daily(binary: Path, config_dir: Path) -> dict[str, Any]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_")}
+    env["CLAUDE_CONFIG_DIR"] = str(config_dir)
+    proc = subprocess.run(
+        [str(binary), "claude", "daily", "--json", "--offline", "--timezone", "UTC"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def _assert_same(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    keys = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens", "totalTokens")
+    assert [d["date"] for d in ours["daily"]] == [d["date"] for d in theirs["daily"]]
+    for a, b in zip(ours["daily"], theirs["daily"], strict=True):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, a["date"]
+        assert math.isclose(a["totalCost"], b["totalCost"], rel_tol=1e-6), a["date"]
+        ma = {m["modelName"]: m for m in a["modelBreakdowns"]}
+        mb = {m["modelName"]: m for m in b["modelBreakdowns"]}
+        assert sorted(ma) == sorted(mb), a["date"]
+        for name in ma:
+            for k in ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens"):
+                assert ma[name][k] == mb[name][k], (a["date"], name, k)
+            assert math.isclose(ma[name]["cost"], mb[name]["cost"], rel_tol=1e-6)
+    for k in keys:
+        assert ours["totals"][k] == theirs["totals"][k]
+    assert math.isclose(ours["totals"]["totalCost"], theirs["totals"]["totalCost"], rel_tol=1e-6)
+
+
+def test_daily_json_equals_ccusage_day_by_day_and_model_by_model(tmp_path: Path) -> None:
+    binary = ccusage_path()
+    if binary is None:
+        pytest.skip(
+            "ccusage not installed: set CCUSAGE_PATH or install ccusage@20.0.24 into "
+            ".agents/node_modules (npm install --prefix .agents ccusage@20.0.24)"
+        )
+    config_dir = tmp_path / "claude"
+    info = write_claude_corpus(config_dir, sessions=8, turns=40, days=4, seed=11)
+    assert info.malformed > 0
+    env = {"CLAUDE_CONFIG_DIR": str(config_dir)}
+    ing = run_specwright("ingest", "claude-logs", "--json", env=env)
+    assert ing.returncode == 0, ing.stderr
+    assert json.loads(ing.stdout)["malformed"] == info.malformed
+    assert "malformed line(s) skipped" in ing.stderr
+    ours = run_specwright("usage", "daily", "--json", env=env)
+    assert ours.returncode == 0, ours.stderr
+    _assert_same(json.loads(ours.stdout), _ccusage_daily(binary, config_dir))
+
+    # incremental: more lines later, one re-ingest, still equal
+    append_claude_lines(info.files[0], 25, seed=3)
+    assert run_specwright("ingest", "claude-logs", env=env).returncode == 0
+    ours = run_specwright("usage", "daily", "--json", env=env)
+    _assert_same(json.loads(ours.stdout), _ccusage_daily(binary, config_dir))
