@@ -334,3 +334,33 @@ def test_spec_from_another_project_is_refused(store: Store, tmp_path: Path) -> N
     with pytest.raises(SpecFileError, match="belongs to another project"):
         specfile.import_spec(store, two, path)
     assert get_spec(store, spec.id).project_id == one.id
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_export_import(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "login.md").write_text(HAND)
+    res = cli("spec", "import", "login.md")
+    assert res.code == 0, res.err
+    assert res.out.startswith("imported spec add-login (3 chunks) from login.md")
+    res = cli("spec", "export", "add-login")
+    assert res.code == 0, res.err
+    path = tmp_path / ".handoff" / "specs" / "add-login.md"
+    assert res.out.strip() == f"wrote {path}"
+    text = path.read_text()
+    assert cli("spec", "export", "add-login", "-o", "-").out == text
+    # edit the exported file and import it back: the same spec, updated
+    path.write_text(text.replace("title: Add login", "title: Add password login", 1))
+    res = cli("--json", "spec", "import", str(path))
+    assert res.code == 0 and '"imported": "add-login"' in res.out
+    assert "Add password login" in cli("spec", "show", "add-login").out
+    # a bad file: one line, exit 2, the file and line named
+    (tmp_path / "bad.md").write_text("---\ntitle: x\nstatus: great\n---\n")
+    res = cli("spec", "import", "bad.md")
+    assert res.code == 2
+    assert res.err.strip() == (
+        "specwright: error: bad.md:3: status: expected one of draft, ready, running, done, "
+        "failed, got 'great'"
+    )
