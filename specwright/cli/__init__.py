@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "specwright.cli.run",
     "specwright.cli.runall",
     "specwright.cli.usage",
+    "specwright.cli.agents",
 )
 
 

@@ -1,0 +1,164 @@
+"""`specwright agents ...`: list the configured agents, prove one works, serve OpenCode."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright.errors import SpecwrightError
+
+if TYPE_CHECKING:
+    from specwright.cli.common import Context
+
+CHECK_PROMPT = "Reply with the single word OK. Do not use any tools."
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps \t and \n
+
+
+def register(sub: Any) -> None:
+    agents = sub.add_parser("agents", help="coding agents: list, check, serve OpenCode")
+    ag = agents.add_subparsers(dest="sub", metavar="SUBCOMMAND", required=True)
+
+    p = ag.add_parser("list", help="configured executors: found or not, where, which version")
+    p.set_defaults(handler=cmd_list)
+
+    p = ag.add_parser("check", help="run a one-line task on an executor to prove it works")
+    p.add_argument("name", help="executor name from the config")
+    p.add_argument("--prompt", default=CHECK_PROMPT, help="the task (default: reply OK)")
+    p.add_argument(
+        "--workdir", metavar="DIR", help="where the agent runs (default: an empty temp dir)"
+    )
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds (300)")
+    p.set_defaults(handler=cmd_check)
+
+    p = ag.add_parser(
+        "serve-opencode", help="start a local `opencode serve` on 127.0.0.1 until Ctrl-C"
+    )
+    p.add_argument("--port", type=int, default=4096, help="port (4096; 0 picks a free one)")
+    p.add_argument("--dir", metavar="DIR", help="the server's working directory (project root)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="no model catalogue fetch, updates or background plugin installs",
+    )
+    p.set_defaults(handler=cmd_serve_opencode)
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """Agent output made safe for a terminal: control characters escaped, length bounded."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    return text if len(text) <= limit else text[:limit] + f"… (+{len(text) - limit} chars)"
+
+
+def _probe(config: Any) -> dict[str, Any]:
+    from specwright.agents.base import make_executor
+
+    row: dict[str, Any] = {"name": config.name, "type": config.type, "model": config.model}
+    try:
+        executor = make_executor(config)
+    except SpecwrightError as exc:
+        return {**row, "found": False, "location": None, "version": None, "detail": str(exc)}
+    probe = getattr(executor, "probe", None)
+    if probe is None:
+        return {**row, "found": True, "location": "built-in", "version": None, "detail": ""}
+    return {**row, **probe()}
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    """Each configured executor with whether it can run here."""
+    rows = [_probe(cfg) for cfg in ctx.config.executors.values()]
+    default = ctx.config.defaults.executor
+    for row in rows:
+        row["default"] = row["name"] == default
+    if ctx.json:
+        ctx.emit(rows)
+        return 0
+    table = [
+        {
+            "name": r["name"] + (" *" if r["default"] else ""),
+            "type": r["type"],
+            "model": r["model"],
+            "status": "found" if r["found"] else "NOT FOUND",
+            "version": r["version"],
+            "where": r["location"],
+        }
+        for r in rows
+    ]
+    ctx.emit(table, columns=["name", "type", "model", "status", "version", "where"])
+    for r in rows:
+        if r["detail"] and not r["found"]:
+            print(f"  {r['name']}: {r['detail']}")
+    print("(* = default executor)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
+    """Run one short task, recorded like any execution; exit 0 when it worked."""
+    from specwright.agents.base import Task, make_executor
+    from specwright.agents.execute import run_execution
+    from specwright.recorder import ExecutionRecorder
+
+    config = ctx.config.executor(args.name)
+    executor = make_executor(config)
+    script = ({"say": "OK"},) if config.type == "scripted" else None
+    with tempfile.TemporaryDirectory(prefix="specwright-check-") as scratch:
+        workdir = Path(args.workdir).resolve() if args.workdir else Path(scratch)
+        if not workdir.is_dir():
+            raise SpecwrightError(f"{workdir}: --workdir is not a directory")
+        task = Task(
+            prompt=args.prompt,
+            workdir=workdir,
+            timeout_s=args.timeout,
+            script=script,
+            metadata={"title": "agents check"},
+        )
+        recorder = ExecutionRecorder(
+            ctx.store,
+            role="executor",
+            backend=executor.backend,
+            executor=config.name,
+            model=config.model,
+        )
+        outcome = run_execution(executor, task, recorder)  # an AgentError is recorded, raised
+    usage = outcome.usage
+    result = {
+        "executor": config.name,
+        "status": outcome.status,
+        "exit_reason": outcome.exit_reason,
+        "model": outcome.model or config.model,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cost_usd": usage.cost_usd,
+        "events": recorder.event_count,
+        "execution_id": recorder.id,
+        "answer": printable(outcome.final_text, 500),
+    }
+    if outcome.error:
+        result["error"] = printable(outcome.error, 500)
+    if outcome.retry_after_s is not None:
+        result["retry_after_s"] = round(outcome.retry_after_s, 1)
+    ctx.emit(result)
+    return 0 if outcome.ok else 1
+
+
+def cmd_serve_opencode(args: argparse.Namespace, ctx: Context) -> int:
+    """Start `opencode serve` bound to 127.0.0.1 and keep it running until Ctrl-C."""
+    import os
+
+    from specwright.agents.opencode import find_opencode
+    from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
+
+    paths = [c.path for c in ctx.config.executors.values() if c.type == "opencode" and c.path]
+    executable = find_opencode(paths[0] if paths else None)
+    env = dict(os.environ)
+    if args.offline:
+        env.update(OFFLINE_ENV)
+    cwd = Path(args.dir).resolve() if args.dir else ctx.project_dir
+    server = OpenCodeServer(executable, cwd, env, port=args.port).start()
+    print(f"opencode server listening on {server.url} (pid {server.pid}); Ctrl-C stops it")
+    print(f"  export OPENCODE_URL={server.url}", flush=True)
+    return server.wait()

@@ -1,0 +1,190 @@
+"""`specwright agents list | check | serve-opencode`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from specwright.cli.agents import printable
+from specwright.testing import FakeModelServer, anthropic_text
+from tests.support_agents import (
+    CLAUDE_BIN,
+    OPENCODE_BIN,
+    STREAMS,
+    alive,
+    fake_cli,
+    requires_claude,
+    requires_opencode,
+    stored_events,
+    stored_execution,
+)
+
+FAKE_CLAUDE = f"""
+import sys
+if sys.argv[1:] == ["--version"]:
+    print("9.9.9 (Claude Code)")
+    sys.exit(0)
+sys.stdout.write(open({str(STREAMS / "claude-code/acceptEdits.jsonl")!r}).read())
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "proj"
+    (root / ".handoff").mkdir(parents=True)
+    claude = fake_cli(tmp_path / "bin", "claude", FAKE_CLAUDE)
+    (root / ".handoff" / "config.yaml").write_text(f"""\
+tools:
+  executors:
+    claude:
+      type: claude-code
+      model: claude-sonnet-4-5
+      path: {claude}
+    oc:
+      type: opencode
+      provider: fake
+      model: fake-model
+      url: http://127.0.0.1:9
+    echo:
+      type: command
+      argv: ["sh", "-c", "echo OK; echo \\"asked: $1\\"", "sh", "{{prompt}}"]
+    missing:
+      type: command
+      argv: ["no-such-agent-cli", "{{prompt}}"]
+defaults:
+  executor: claude
+""")
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_agents_list(cli: Callable[..., Any], project: Path) -> None:
+    r = cli("agents", "list")
+    assert r.code == 0, r.err
+    lines = {line.split()[0]: line for line in r.out.splitlines() if line.strip()}
+    assert "found" in lines["claude"] and "9.9.9" in lines["claude"]
+    assert "NOT FOUND" in lines["oc"] and "NOT FOUND" in lines["missing"]
+    assert "found" in lines["echo"] and "found" in lines["scripted"]
+    assert "oc: OpenCode server at http://127.0.0.1:9 is not reachable" in r.out
+    r = cli("--json", "agents", "list")
+    rows = {row["name"]: row for row in json.loads(r.out)}
+    assert rows["claude"]["found"] and rows["claude"]["default"]
+    assert rows["claude"]["version"] == "9.9.9 (Claude Code)"
+    assert rows["missing"]["found"] is False and "not found" in rows["missing"]["detail"]
+
+
+def test_agents_check_records_the_execution(cli: Callable[..., Any], project: Path) -> None:
+    r = cli("--json", "agents", "check", "echo", "--prompt", "ping")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert result["status"] == "ok" and result["answer"] == "OK\nasked: ping"
+    from specwright.store import Store
+
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    row = stored_execution(store, result["execution_id"])
+    assert row["status"] == "ok" and row["executor"] == "echo" and row["backend"] == "command"
+    texts = [e["text"] for e in stored_events(store, result["execution_id"]) if e["type"] == "text"]
+    assert texts == ["OK", "asked: ping"]
+
+
+def test_agents_check_claude_reports_tokens_and_cost(
+    cli: Callable[..., Any], project: Path
+) -> None:
+    r = cli("agents", "check", "claude")
+    assert r.code == 0, r.err
+    assert "status" in r.out and " ok" in r.out
+    assert "0.0087" in r.out and "2500" in r.out
+
+
+def test_agents_check_scripted(cli: Callable[..., Any], project: Path) -> None:
+    r = cli("--json", "agents", "check", "scripted")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["answer"] == "OK"
+
+
+def test_agents_check_errors_are_one_line(cli: Callable[..., Any], project: Path) -> None:
+    r = cli("agents", "check", "missing")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert "'no-such-agent-cli' not found" in r.err
+    r = cli("agents", "check", "nope")
+    assert r.code == 2 and "executor 'nope': not configured" in r.err
+    r = cli("agents", "check", "oc")
+    assert r.code == 2 and "not reachable" in r.err
+
+
+def test_printable_escapes_terminal_controls() -> None:
+    assert printable("ok\x1b[31mred\x07\n") == "ok\\x1b[31mred\\x07\n"
+    assert printable("x" * 50, limit=10) == "x" * 10 + "… (+40 chars)"
+
+
+@requires_claude
+@pytest.mark.agents
+def test_agents_check_real_claude(
+    cli: Callable[..., Any], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_PATH", CLAUDE_BIN)
+    with FakeModelServer() as srv:
+        srv.script(anthropic_text("OK", expect_text="single word OK"))
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-tests")
+        monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "0")
+        r = cli("--json", "agents", "check", "claude")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert result["status"] == "ok" and result["answer"] == "OK"
+    assert result["input_tokens"] == 100 and result["cost_usd"] > 0
+
+
+@requires_opencode
+@pytest.mark.agents
+def test_serve_opencode(project: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OPENCODE_PATH": OPENCODE_BIN, "HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "specwright.cli",
+            "agents",
+            "serve-opencode",
+            "--port",
+            "0",
+            "--offline",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "opencode server listening on http://127.0.0.1:" in first, proc.stderr
+        url = first.split(" on ", 1)[1].split()[0]
+        assert proc.stdout.readline().strip() == f"export OPENCODE_URL={url}"
+        assert httpx.get(f"{url}/global/health", timeout=10, trust_env=False).json()["healthy"]
+        server_pid = int(first.split("(pid ", 1)[1].split(")")[0])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(server_pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
