@@ -351,10 +351,10 @@ class _ChunkRun:
             last_signature: tuple[Any, ...] | None = None
             review_errors = 0
             while True:
-                self.iteration += 1
-                if self.iteration > self.max_iterations:
+                if self.iteration >= self.max_iterations:
                     raise LoopExit("max_iterations", f"not shipped after {self.max_iterations}")
                 self._check_limits()
+                self.iteration += 1
                 review, assessments, signature = self._attempt(feedback)
                 if review.verdict == "SHIP":
                     status, reason = "shipped", "shipped"
@@ -422,6 +422,10 @@ class _ChunkRun:
         if self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s:
             raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
         d = self.config.defaults.budget_usd
+        with self.store.connect():  # one connection for both sums
+            self._check_budgets(d)
+
+    def _check_budgets(self, d: float | None) -> None:
         for what, budget, spent in (
             ("spec", self.spec.budget_usd if self.spec.budget_usd is not None else d, "spec_id"),
             (
@@ -502,7 +506,6 @@ class _ChunkRun:
 
         errors = 0
         while True:
-            before = self._cost("run_id", self.run_id)
             task = Task(
                 prompt=build_prompt(self.chunk, self.spec, self._deps(), feedback, self.iteration),
                 workdir=Path(self.workdir),
@@ -518,7 +521,8 @@ class _ChunkRun:
                 },
             )
             outcome, crash = self._execute(task)
-            self.attempt_cost = self._cost("run_id", self.run_id) - before
+            if outcome is not None:
+                self.attempt_cost = outcome.usage.cost_usd or 0.0
             if self.cancel.is_set():
                 raise LoopExit("cancelled", "cancelled during execution")
             if self.wall_hit:
@@ -571,7 +575,7 @@ class _ChunkRun:
         worker.start()
         try:
             while worker.is_alive():
-                worker.join(0.1)
+                worker.join(0.05)
                 if self.cancel.is_set():
                     agent_cancel.set()
                 if (
@@ -651,8 +655,6 @@ class _ChunkRun:
             log.warning("could not save the attempt's patch: %s", exc)
 
     def _finish(self, status: str, reason: str) -> None:
-        from specwright.store import Store
-
         head: str | None = None
         try:
             if status != "shipped":
@@ -662,39 +664,15 @@ class _ChunkRun:
             log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
             reason += f" (work tree not restored: {exc})"
         now = utcnow()
-        cost = self._cost("run_id", self.run_id)
-        ops = [
-            Store.op_update(
-                "runs",
-                {"id": self.run_id},
-                {
-                    "status": status,
-                    "reason": reason[:2000],
-                    "iterations": self.iteration
-                    if self.iteration <= self.max_iterations
-                    else self.max_iterations,
-                    "head_commit": head,
-                    "finished_at": now,
-                    "heartbeat_at": now,
-                },
-            )
-        ]
-        chunk_values: dict[str, Any] = {
-            "status": status,
-            "iterations": min(self.iteration, self.max_iterations),
-            "verdict": self.verdict,
-            "updated_at": now,
-        }
-        if self.summary is not None:
-            chunk_values["summary"] = self.summary
-        ops.append(Store.op_update("chunks", {"id": self.chunk.id}, chunk_values))
-        self.store.write(ops)
+        with self.store.connect():
+            cost = self._cost("run_id", self.run_id)
+            self._write_end(status, reason, head, now)
         self.result = ChunkResult(
             run_id=self.run_id,
             chunk_id=self.chunk.id,
             status=status,
             reason=reason,
-            iterations=min(self.iteration, self.max_iterations),
+            iterations=self.iteration,
             verdict=self.verdict,
             branch=self.branch,
             base_commit=self.base,
@@ -704,6 +682,34 @@ class _ChunkRun:
             summary=self.summary,
         )
         self.progress("done", f"{status}: {reason}", self.result)
+
+    def _write_end(self, status: str, reason: str, head: str | None, now: Any) -> None:
+        from specwright.store import Store
+
+        ops = [
+            Store.op_update(
+                "runs",
+                {"id": self.run_id},
+                {
+                    "status": status,
+                    "reason": reason[:2000],
+                    "iterations": self.iteration,
+                    "head_commit": head,
+                    "finished_at": now,
+                    "heartbeat_at": now,
+                },
+            )
+        ]
+        chunk_values: dict[str, Any] = {
+            "status": status,
+            "iterations": self.iteration,
+            "verdict": self.verdict,
+            "updated_at": now,
+        }
+        if self.summary is not None:
+            chunk_values["summary"] = self.summary
+        ops.append(Store.op_update("chunks", {"id": self.chunk.id}, chunk_values))
+        self.store.write(ops)
 
 
 def _verify_line(result: StepResult, baseline: bool = False) -> str:

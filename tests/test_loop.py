@@ -1,0 +1,506 @@
+"""The Ralph loop on real git repositories with the scripted executor."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright import gitops
+from specwright.agents.base import Outcome, Task
+from specwright.agents.scripted import ScriptedExecutor
+from specwright.config import ExecutorConfig
+from specwright.loop import Progress, build_prompt, run_chunk
+from specwright.model import Chunk, Review
+from specwright.store import Store
+from specwright.testing import FakeModelServer, anthropic_tool_use
+from tests.support_loop import (
+    PYTEST,
+    TEST_CALC,
+    bad_mul,
+    git,
+    good_mul,
+    make_chunk,
+    make_config,
+    make_repo,
+    no_running_rows,
+    rows,
+    scripted,
+)
+from tests.test_scripted import alive
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+
+
+def trailer_commits(repo: Path, rev: str) -> list[str]:
+    out = git(repo, "log", "--format=%H %(trailers:key=Specwright-Chunk,valueonly)", rev)
+    return [line.split()[0] for line in out.splitlines() if len(line.split()) > 1]
+
+
+def test_fail_then_pass_ships_one_commit_and_leaves_no_trace(repo: Path, store: Store) -> None:
+    """Iteration 1 adds a failing test (a NEW failure), iteration 2 fixes it: one commit."""
+    config = make_config(verify=[PYTEST])
+    chunk = make_chunk(store, repo, files=("calc.py", "test_calc.py"))
+    mul_test = "\n\ndef test_mul():\n    from calc import mul\n    assert mul(2, 3) == 6\n"
+    attempt_1 = [
+        *bad_mul(),
+        {"write": "scratch/notes.txt", "content": "attempt 1 was here\n"},
+        {"patch": "test_calc.py", "search": "== 3\n", "replace": "== 3\n" + mul_test},
+    ]
+    attempt_2 = [
+        *good_mul("mul multiplies"),
+        {"patch": "test_calc.py", "search": "== 3\n", "replace": "== 3\n" + mul_test},
+    ]
+    seen: list[Progress] = []
+    base = gitops.head_commit(repo)
+    result = run_chunk(
+        store,
+        config,
+        repo,
+        chunk,
+        executor=scripted({"attempts": [attempt_1, attempt_2]}),
+        on_progress=seen.append,
+    )
+    assert result.status == "shipped" and result.iterations == 2 and result.verdict == "SHIP"
+    assert result.branch == "specwright/calc" and result.base_commit == base
+    assert gitops.current_branch(repo) == "specwright/calc"
+    assert trailer_commits(repo, "specwright/calc") == [result.commit]
+    assert git(repo, "rev-list", "--count", f"{base}..specwright/calc") == "1"
+    assert git(repo, "rev-parse", "main") == base  # main untouched
+    assert not (repo / "scratch").exists()  # the rolled-back attempt left nothing behind
+    assert "BUG" not in (repo / "calc.py").read_text()
+    assert gitops.dirty_files(repo) == []
+    assert git(repo, "log", "-1", "--format=%s") == "Add mul"
+
+    [run] = rows(store, "SELECT * FROM runs")
+    assert run["status"] == "shipped" and run["iterations"] == 2 and run["reason"] == "shipped"
+    assert run["base_commit"] == base and run["head_commit"] == result.commit
+    assert run["pid"] and run["heartbeat_at"] and run["finished_at"]
+    [c] = rows(store, "SELECT status, iterations, verdict, summary FROM chunks")
+    assert c == {
+        "status": "shipped",
+        "iterations": 2,
+        "verdict": "SHIP",
+        "summary": "mul multiplies",
+    }
+    verifs = rows(
+        store,
+        "SELECT iteration, status, tests_collected, tests_failed, is_baseline FROM verifications "
+        "ORDER BY iteration",
+    )
+    assert verifs == [
+        {
+            "iteration": 0,
+            "status": "passed",
+            "tests_collected": 1,
+            "tests_failed": 0,
+            "is_baseline": True,
+        },
+        {
+            "iteration": 1,
+            "status": "failed",
+            "tests_collected": 2,
+            "tests_failed": 1,
+            "is_baseline": False,
+        },
+        {
+            "iteration": 2,
+            "status": "passed",
+            "tests_collected": 2,
+            "tests_failed": 0,
+            "is_baseline": False,
+        },
+    ]
+    reviews = rows(store, "SELECT iteration, verdict, findings FROM reviews ORDER BY iteration")
+    assert [r["verdict"] for r in reviews] == ["REVISE", "SHIP"]
+    assert "test_mul" in reviews[0]["findings"]
+    execs = rows(
+        store, "SELECT iteration, status, backend, cost_usd FROM executions ORDER BY iteration"
+    )
+    assert [(e["iteration"], e["status"], e["backend"]) for e in execs] == [
+        (1, "ok", "scripted"),
+        (2, "ok", "scripted"),
+    ]
+    assert result.cost_usd == pytest.approx(0.02)
+    kinds = [p.kind for p in seen]
+    assert kinds[0] == "run" and kinds[-1] == "done" and "commit" in kinds and "rollback" in kinds
+    assert any(p.kind == "event" and p.message.startswith("edit calc.py") for p in seen)
+    no_running_rows(store)
+    # the failed attempt's diff was saved beside the database, not lost
+    patches = list((store.path.parent / "attempts" / result.run_id).glob("*.patch"))
+    assert [p.name for p in patches] == ["iteration-1.patch"]
+    assert "BUG" in patches[0].read_text()
+
+
+def test_never_passing_stops_at_max_iterations_at_base(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    attempts = [bad_mul("BUG one"), bad_mul("BUG two")]
+    base = gitops.head_commit(repo)
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted({"attempts": attempts}),
+        max_iterations=2,
+    )
+    assert result.status == "failed" and result.iterations == 2
+    assert result.reason.startswith("max_iterations")
+    assert git(repo, "rev-parse", "specwright/calc") == base
+    assert result.head_commit == base and gitops.head_commit(repo) == base
+    assert gitops.dirty_files(repo) == [] and trailer_commits(repo, "HEAD") == []
+    [c] = rows(store, "SELECT status, iterations, verdict FROM chunks")
+    assert c == {"status": "failed", "iterations": 2, "verdict": "REVISE"}
+    no_running_rows(store)
+
+
+def test_no_progress_stops_early(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(bad_mul()), max_iterations=5
+    )
+    assert result.status == "failed" and result.iterations == 2
+    assert result.reason.startswith("no_progress")
+
+
+def test_keep_policy_builds_on_the_previous_attempt(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    fix = [{"patch": "calc.py", "search": "  # BUG", "replace": ""}, {"say": "fixed the bug"}]
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted({"attempts": [bad_mul(), fix]}),
+        rollback_policy="keep",
+    )
+    assert result.status == "shipped" and result.iterations == 2  # patch 2 needs attempt 1's code
+    assert (
+        "def mul" in (repo / "calc.py").read_text() and "BUG" not in (repo / "calc.py").read_text()
+    )
+
+
+def test_completion_check_refuses_no_change_and_unnamed_files(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    attempts = [[{"say": "nothing to do"}], [{"write": "README.md", "content": "hi\n"}]]
+    result = run_chunk(
+        store,
+        make_config(verify=[]),
+        repo,
+        chunk,
+        executor=scripted({"attempts": attempts}),
+        max_iterations=2,
+    )
+    assert result.status == "failed"
+    reviews = rows(store, "SELECT verdict, summary, findings FROM reviews ORDER BY iteration")
+    assert [r["verdict"] for r in reviews] == ["REVISE", "REVISE"]
+    assert "changed no files" in reviews[0]["findings"]
+    assert "none of the files the chunk names" in reviews[1]["findings"]
+
+
+def test_budget_stop_leaves_store_consistent(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo, chunk_budget=0.015)
+    base = gitops.head_commit(repo)
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted({"attempts": [bad_mul(), good_mul()]})
+    )
+    assert result.status == "failed" and result.iterations == 1
+    assert result.reason.startswith("budget") and "chunk budget $0.01" in result.reason
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    no_running_rows(store)
+    # the spec budget counts every execution of the spec, also earlier runs
+    chunk2 = make_chunk(store, repo, spec_title="Other", spec_budget=0.005)
+    other = run_chunk(store, make_config(), repo, chunk2, executor=scripted(good_mul()))
+    assert other.status == "shipped"  # the first attempt is allowed: nothing spent yet
+    chunk3 = make_chunk(store, repo, title="Again", spec=None, spec_title="Third", spec_budget=0.0)
+    third = run_chunk(store, make_config(), repo, chunk3, executor=scripted(good_mul()))
+    assert third.status == "failed" and third.reason.startswith("budget") and third.iterations == 0
+
+
+def _cancel_when_sleeping(cancel: threading.Event) -> Any:
+    def on_progress(p: Progress) -> None:
+        if p.kind == "event" and getattr(p.data, "tool", None) == "bash":
+            cancel.set()
+
+    return on_progress
+
+
+def test_cancel_mid_execution_kills_the_agent(repo: Path, store: Store, tmp_path: Path) -> None:
+    chunk = make_chunk(store, repo)
+    pidfile = tmp_path / "agent.pid"
+    script = [
+        {"write": "calc.py", "content": "half done\n"},
+        {"run": f"echo $$ > {pidfile}; exec sleep 60"},
+        {"say": "never"},
+    ]
+    cancel = threading.Event()
+    base = gitops.head_commit(repo)
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted(script),
+        cancel=cancel,
+        on_progress=_cancel_when_sleeping(cancel),
+    )
+    assert result.status == "cancelled" and result.reason.startswith("cancelled")
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    [ex] = rows(store, "SELECT status FROM executions")
+    assert ex["status"] == "cancelled"
+    [c] = rows(store, "SELECT status FROM chunks")
+    assert c["status"] == "cancelled"
+    no_running_rows(store)
+    if pidfile.exists() and pidfile.read_text().strip():
+        assert not alive(int(pidfile.read_text()))
+
+
+def test_ctrl_c_cancels_cleanly(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    script = [{"write": "calc.py", "content": "half\n"}, {"run": "sleep 60"}]
+
+    def interrupt(p: Progress) -> None:
+        if p.kind == "event" and getattr(p.data, "tool", None) == "bash":
+            _thread.interrupt_main()  # a real KeyboardInterrupt in the main thread
+
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(script), on_progress=interrupt
+    )
+    assert result.status == "cancelled" and "Ctrl-C" in result.reason
+    assert gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
+def test_agent_crash_after_retries(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    script = [{"write": "calc.py", "content": "partial\n"}, {"fail": "agent exploded"}]
+    base = gitops.head_commit(repo)
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(script), agent_retries=1
+    )
+    assert result.status == "failed" and result.iterations == 1
+    assert result.reason.startswith("agent_error") and "agent exploded" in result.reason
+    assert "after 2 attempt(s)" in result.reason
+    assert [e["status"] for e in rows(store, "SELECT status FROM executions")] == ["error", "error"]
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
+class Raising:
+    """An executor whose adapter raises (a bug or a missing binary)."""
+
+    name, backend = "boom", "command"
+
+    def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        raise RuntimeError("adapter bug")
+
+
+def test_executor_exception_is_an_agent_error(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    result = run_chunk(store, make_config(), repo, chunk, executor=Raising(), agent_retries=0)  # type: ignore[arg-type]
+    assert result.status == "failed" and "RuntimeError: adapter bug" in result.reason
+    no_running_rows(store)
+
+
+class BrokenReviewer:
+    name, kind = "broken", "checks"
+
+    def review(self, request: Any, cancel: Any = None) -> Any:
+        raise ValueError("reviewer bug")
+
+
+def test_a_crash_in_the_loop_is_recorded_and_raised(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    with pytest.raises(ValueError, match="reviewer bug"):
+        run_chunk(
+            store,
+            make_config(),
+            repo,
+            chunk,
+            executor=scripted(good_mul()),
+            reviewer=BrokenReviewer(),
+        )
+    [run] = rows(store, "SELECT status, reason FROM runs")
+    assert run["status"] == "failed" and "crash: ValueError: reviewer bug" in run["reason"]
+    assert gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
+class RateLimitedOnce:
+    """Answers the first call with a rate limit, then follows the script."""
+
+    def __init__(self, inner: ScriptedExecutor, retry_after_s: float) -> None:
+        self.inner, self.retry_after_s, self.calls = inner, retry_after_s, 0
+        self.name, self.backend = inner.name, inner.backend
+
+    def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        self.calls += 1
+        if self.calls == 1:
+            return Outcome(
+                "error",
+                error="429 quota",
+                exit_reason="rate_limit",
+                retry_after_s=self.retry_after_s,
+            )
+        return self.inner.execute(task, on_event, cancel)
+
+
+def test_rate_limit_pauses_then_resumes_within_limits(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    agent = RateLimitedOnce(scripted(good_mul()), 0.05)
+    seen: list[Progress] = []
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, on_progress=seen.append)  # type: ignore[arg-type]
+    assert result.status == "shipped" and result.iterations == 1 and agent.calls == 2
+    assert any(p.kind == "pause" for p in seen)
+
+    chunk2 = make_chunk(store, repo, title="Second")
+    too_long = RateLimitedOnce(scripted(good_mul()), 3600)
+    result = run_chunk(
+        store, make_config(), repo, chunk2, executor=too_long, max_rate_limit_wait_s=60
+    )  # type: ignore[arg-type]
+    assert result.status == "failed" and result.reason.startswith("rate_limited")
+
+
+def test_wall_time_limit_stops_a_running_agent(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted([{"sleep": 60}]), wall_time_s=0.3
+    )
+    assert result.status == "failed" and result.reason.startswith("wall_time")
+    [ex] = rows(store, "SELECT status FROM executions")
+    assert ex["status"] == "cancelled"
+    no_running_rows(store)
+
+
+def test_dirty_tree_is_refused_before_any_row(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    (repo / "calc.py").write_text("my own work\n")
+    with pytest.raises(gitops.DirtyTreeError, match=r"calc\.py"):
+        run_chunk(store, make_config(), repo, chunk, executor=scripted(good_mul()))
+    assert rows(store, "SELECT id FROM runs") == []
+    assert (repo / "calc.py").read_text() == "my own work\n"
+
+
+def test_heartbeat_is_updated_while_running(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    beats: list[Any] = []
+
+    def wait_for_beat(p: Progress) -> None:
+        if p.kind == "event" and getattr(p.data, "type", "") == "text":
+            for _ in range(600):  # until the heartbeat thread has written once
+                [run] = rows(store, "SELECT started_at, heartbeat_at FROM runs")
+                if run["heartbeat_at"] > run["started_at"]:
+                    beats.append(run)
+                    return
+                threading.Event().wait(0.05)
+
+    run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted(good_mul()),
+        heartbeat_s=0.05,
+        on_progress=wait_for_beat,
+    )
+    assert beats
+
+
+def test_prompt_carries_dependencies_rules_and_feedback(repo: Path, store: Store) -> None:
+    from specwright import catalog
+
+    first = make_chunk(store, repo, title="Setup")
+    catalog.update_chunk(store, first.id, status="shipped", summary="created calc.py with add()")
+    second = make_chunk(
+        store,
+        repo,
+        title="Add mul",
+        spec=catalog.get_spec(store, first.spec_id),
+        depends_on=(first.id,),
+    )
+    prompts: list[Task] = []
+
+    class Recording(ScriptedExecutor):
+        def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+            prompts.append(task)
+            return super().execute(task, on_event, cancel)
+
+    agent = Recording(
+        ExecutorConfig(name="rec", type="scripted"), script={"attempts": [bad_mul(), good_mul()]}
+    )
+    config = make_config(rules=["Always add type hints"])
+    result = run_chunk(store, config, repo, second, executor=agent)
+    assert result.shipped
+    one, two = prompts
+    assert "created calc.py with add()" in one.prompt and "mul(2, 3) == 6" in one.prompt
+    assert "Always add type hints" in one.system_prompt
+    assert "not accepted" not in one.prompt
+    assert "Attempt 1 was not accepted" in two.prompt
+    assert "nobug" in two.prompt and "BUG" in two.prompt  # the failing step and its output
+    assert one.metadata["iteration"] == 1 and two.metadata["iteration"] == 2
+
+
+def test_build_prompt_shows_review_findings() -> None:
+    from specwright.loop import _Feedback
+    from specwright.model import Finding
+
+    chunk = Chunk("c", "s", 3, "Parser", prompt="Write the parser.", files=("p.py",))
+    review = Review(
+        "REVISE", "handles no errors", (Finding("no error path", "errors", "error", "p.py", 9),)
+    )
+    text = build_prompt(chunk, None, [], _Feedback(review, []), 2)
+    assert "# Chunk 3: Parser" in text and "- p.py" in text
+    assert "handles no errors" in text and "[error] errors (p.py:9): no error path" in text
+
+
+def test_llm_reviewer_blocked_stops_the_loop(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_review import llm_config
+
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-test-reviewer")
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:
+        srv.script(
+            anthropic_tool_use(
+                "submit_review",
+                {
+                    "verdict": "BLOCKED",
+                    "summary": "mul needs a spec decision on floats",
+                    "findings": [],
+                },
+            )
+        )
+        config = llm_config(srv)
+        from specwright.review import make_reviewer
+
+        result = run_chunk(
+            store,
+            config,
+            repo,
+            chunk,
+            executor=scripted(good_mul()),
+            reviewer=make_reviewer(config, "llm", store),
+        )
+    assert result.status == "blocked" and "spec decision on floats" in result.reason
+    [c] = rows(store, "SELECT status, verdict FROM chunks")
+    assert c == {"status": "blocked", "verdict": "BLOCKED"}
+    roles = rows(store, "SELECT role FROM executions ORDER BY started_at")
+    assert [r["role"] for r in roles] == ["executor", "reviewer"]
+    assert gitops.dirty_files(repo) == []
+
+
+def test_worktree_run_keeps_its_branch(repo: Path, store: Store, tmp_path: Path) -> None:
+    base = gitops.head_commit(repo)
+    wt = gitops.add_worktree(repo, tmp_path / "wt", "specwright/calc--1", base)
+    chunk = make_chunk(store, repo)
+    result = run_chunk(store, make_config(), repo, chunk, workdir=wt, executor=scripted(good_mul()))
+    assert result.shipped and result.branch == "specwright/calc--1"
+    assert gitops.current_branch(repo) == "main" and gitops.head_commit(repo) == base
+    assert trailer_commits(repo, "specwright/calc--1") == [result.commit]
