@@ -1,0 +1,136 @@
+"""`specwright run CHUNK`: in-process and as a real subprocess interrupted with SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from specwright.store import Store
+from tests.conftest import CliResult
+from tests.support_loop import MUL_OK, git, make_repo, no_running_rows, rows
+
+
+def project(tmp_path: Path, scripts: dict[str, Any]) -> Path:
+    """A repo whose committed config has the scripted executor with inline per-chunk scripts."""
+    config = {
+        "tools": {
+            "executors": {
+                "scripted": {"type": "scripted", "options": {"script": {"chunks": scripts}}}
+            }
+        },
+        "defaults": {"executor": "scripted", "reviewer": "checks", "maxIterations": 2},
+        "verify": [{"name": "nobug", "command": "! grep -n BUG calc.py", "timeout_s": 30}],
+    }
+    return make_repo(
+        tmp_path / "repo", {".handoff/config.yaml": yaml.safe_dump(config, sort_keys=False)}
+    )
+
+
+GOOD = [
+    {"patch": "calc.py", "search": "return a + b\n", "replace": MUL_OK},
+    {"say": "added mul"},
+    {"usage": {"input_tokens": 10, "output_tokens": 3, "cost_usd": 0.001}},
+]
+
+
+def test_run_ships_with_live_progress_then_refuses_a_rerun(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    repo = project(tmp_path, {"1": GOOD, "2": [{"say": "nothing"}]})
+    c = str(repo)
+    assert cli("-C", c, "spec", "new", "Demo").code == 0
+    assert cli("-C", c, "chunk", "add", "demo", "Add mul", "--file", "calc.py").code == 0
+    assert cli("-C", c, "chunk", "add", "demo", "Do nothing", "--file", "calc.py").code == 0
+    r = cli("-C", c, "run", "demo:1", "--executor", "scripted")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert "scripted: offline, deterministic" in lines[0]
+    assert "── iteration 1/2" in lines
+    assert any(line.strip() == "· edit calc.py" for line in lines)
+    assert any("verify nobug: passed" in line for line in lines)
+    assert any("review checks: SHIP" in line for line in lines)
+    assert lines[-1].startswith("shipped in 1 iteration(s): commit ")
+    assert "on specwright/demo" in lines[-1]
+    assert git(repo, "log", "-1", "--format=%s") == "Add mul"
+
+    again = cli("-C", c, "run", "demo:1")
+    assert again.code == 2 and "already shipped" in again.err and "--force" in again.err
+
+    quiet = cli("-C", c, "--json", "run", "demo:2", "--max-iterations", "1")
+    assert quiet.code == 1
+    data = json.loads(quiet.out)
+    assert data["status"] == "failed" and data["iterations"] == 1
+    assert data["reason"].startswith("max_iterations") and data["backend"] == "scripted"
+
+
+def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    repo = project(tmp_path, {"1": GOOD})
+    c = str(repo)
+    cli("-C", c, "spec", "new", "Demo")
+    cli("-C", c, "chunk", "add", "demo", "Add mul")
+    (repo / "calc.py").write_text("my edit\n")
+    r = cli("-C", c, "run", "demo:1")
+    assert r.code == 2 and "uncommitted changes (calc.py)" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    git(repo, "checkout", "--", "calc.py")
+    assert (
+        "executor 'nope': not configured" in cli("-C", c, "run", "demo:1", "--executor", "nope").err
+    )
+    assert cli("-C", c, "run", "demo:9").code == 2
+    assert "expected an integer >= 1" in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
+
+
+def test_sigint_cancels_the_run_and_kills_the_agent(tmp_path: Path) -> None:
+    marker = tmp_path / "agent-started"
+    pidfile = tmp_path / "agent.pid"
+    slow = [
+        {"write": "calc.py", "content": "half done\n"},
+        {"run": f"echo $$ > {pidfile}; touch {marker}; exec sleep 60"},
+    ]
+    repo = project(tmp_path, {"1": slow})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = [sys.executable, "-m", "specwright.cli", "-C", str(repo)]
+    for args in (["spec", "new", "Demo"], ["chunk", "add", "demo", "Slow", "--file", "calc.py"]):
+        subprocess.run([*base, *args], check=True, capture_output=True, env=env, timeout=120)
+    proc = subprocess.Popen(
+        [*base, "run", "demo:1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        for _ in range(1200):
+            if marker.exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "not started"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "cancelled" in out and "Ctrl-C" in out
+    agent = int(pidfile.read_text())
+    from tests.test_scripted import alive
+
+    assert not alive(agent)
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    [run] = rows(store, "SELECT status FROM runs")
+    assert run["status"] == "cancelled"
+    no_running_rows(store)
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "calc.py").read_text().startswith("def add")
+
+
+@pytest.mark.parametrize("flag", ["--help"])
+def test_run_help(flag: str, cli: Callable[..., CliResult]) -> None:
+    r = cli("run", flag)
+    assert r.code == 0 and "--max-iterations" in r.out and "--reviewer" in r.out
