@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from specwright.journal import dumps
@@ -104,6 +105,11 @@ class ExecutionRecorder:
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
         self.finished = False
+
+    def add_secrets(self, env: Mapping[str, str]) -> None:
+        """Also redact the secret-looking values of ``env`` (e.g. keys given only to the agent)."""
+        known = getattr(self.redact, "_items", ())
+        self.redact = Redactor.from_env(env, extra=known)
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -419,3 +419,20 @@ def test_command_config_errors(tmp_path: Path) -> None:
     with pytest.raises(AgentError, match="'no-such-agent-cli' not found"):
         run(ex, Task("x", tmp_path))
     assert ex.probe()["found"] is False
+
+
+def test_secrets_given_only_to_the_agent_are_redacted(git_repo: Path, store: Any) -> None:
+    ex = CommandExecutor(
+        executor_config(
+            type="command",
+            prompt_via="stdin",
+            env={"VENDOR_TOKEN": "tok-from-config-987654"},
+            argv=("sh", "-c", 'echo "key=$AGENT_API_KEY token=$VENDOR_TOKEN"'),
+        )
+    )
+    task = Task("", git_repo, env={"AGENT_API_KEY": "sk-only-for-the-agent-123456"})
+    _, exec_id = _record(store, ex, task)
+    texts = [r["text"] for r in stored_events(store, exec_id) if r["type"] == "text"]
+    assert texts == ["key=[REDACTED:AGENT_API_KEY] token=[REDACTED:VENDOR_TOKEN]"]
+    journal = store.journal.path_for(exec_id).read_text()
+    assert "sk-only-for-the-agent" not in journal and "tok-from-config" not in journal

@@ -3,6 +3,13 @@
 The transport lives here: the executable lookup, the argv and a minimal environment, and a
 subprocess in its own process group (process.py). Parsing is in claude_stream.py, pure, so
 recorded streams test it without a process.
+
+Config: ``model`` (required: the CLI's default changes between versions and decides the price),
+``max_turns``, ``permission_mode`` (acceptEdits by default; bypassPermissions only inside a git
+worktree), ``path``, ``env``, ``timeout_s``; ``options``: ``config_dir`` (a fixed
+CLAUDE_CONFIG_DIR, e.g. a logged-in ~/.claude, instead of a fresh one per run),
+``allowed_tools`` (list), ``extra_args`` (list), ``stream_log`` (a file the raw stream-json
+lines are appended to).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The prompt goes into the argv (``{prompt}``) or to stdin (``prompt_via: stdin``)
 parser every output line is a text event; ``parser: codex`` reads ``codex exec --json`` events,
 and ``parser: "package.module:function"`` names your own ``(line, state) -> list[AgentEvent]``.
 The exit code decides the status. Cancel and timeout kill the whole process group.
+``{system_prompt}``, ``{workdir}`` and ``{model}`` are filled in the argv too; the agent gets
+our environment plus ``env``; ``options.probe_version: false`` keeps `agents list` from running
+``--version``.
 """
 
 from __future__ import annotations

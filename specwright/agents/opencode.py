@@ -5,6 +5,10 @@ first, then create the session, then ``prompt_async``; the run ends at ``session
 part updates may trail it), fails on ``session.error``, and blocks forever on an unanswered
 ``permission.asked``, which is answered here by ``permission_policy``. Every HTTP call has a
 timeout. The event mapping is the pure parser in opencode_events.py.
+
+Config: ``url`` (``OPENCODE_URL`` wins), ``provider`` + ``model`` (or ``model: provider/model``),
+``permission_policy`` (allow | always | reject), ``timeout_s``; ``options.stream_log``: a file the
+raw events are appended to. The agent's environment is the server's: ``env`` does not apply.
 """
 
 from __future__ import annotations
@@ -337,6 +341,7 @@ class OpenCodeExecutor:
                     "name": "StreamDropped",
                     "data": {"message": item.reason},
                 }
+                self._abort(client, params, state)  # best effort: no session left running
                 return "stream_dropped"
             if item.get("type") == "_malformed":
                 state.warnings += 1
