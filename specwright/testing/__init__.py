@@ -40,9 +40,17 @@ error by retrying the same request without streaming (three times here, even wit
 ``CLAUDE_CODE_MAX_RETRIES=0``): script those turns too, or expect them in ``srv.failures``.
 Run it with ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` so it sends nothing but model turns.
 
+Like the real APIs, requests missing ``model``/``messages``/``max_tokens`` and tool results that
+answer no tool call (or tool calls left unanswered) get a 400 and count as failures.
+
+Order: turns are consumed in arrival order. Several agents sharing one server race for turns;
+give each concurrent agent its own ``FakeModelServer``.
+
 Not consuming turns (answered automatically, still recorded in ``srv.requests``): ``HEAD /`` and
 ``GET /`` (connection warm-up), ``GET /v1/models`` and ``POST /v1/messages/count_tokens``.
 """
+
+from __future__ import annotations
 
 from specwright.testing.model_server import FakeModelServer
 from specwright.testing.model_turns import (
