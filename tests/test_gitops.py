@@ -95,6 +95,7 @@ def test_rollback_removes_attempt_but_keeps_ignored_files(repo: Path) -> None:
 
 def test_diff_includes_untracked_files_and_leaves_the_index_alone(repo: Path) -> None:
     base = gitops.head_commit(repo)
+    assert gitops.tracked_files(repo) == [".gitignore", "calc.py"]
     assert gitops.diff(repo, base).empty
     (repo / "calc.py").write_text("def add(a, b):\n    return b + a\n")
     (repo / "new_mod.py").write_text("VALUE = 42\n")
