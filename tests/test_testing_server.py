@@ -203,6 +203,13 @@ def test_mid_stream_error_event_raises_in_sdk() -> None:
                 s.get_final_message()
 
 
+def test_mid_stream_error_turn_answers_a_non_streamed_request_with_the_status() -> None:
+    with FakeModelServer() as srv:
+        srv.script(anthropic_error(529, "busy", mid_stream=True))
+        with pytest.raises(anthropic.OverloadedError, match="busy"):
+            client(srv).messages.create(model=MODEL, max_tokens=8, messages=USER)
+
+
 def test_delay_makes_the_sdk_time_out() -> None:
     with FakeModelServer() as srv:
         srv.script(anthropic_text("too late", delay_s=5))

@@ -371,7 +371,7 @@ class FakeModelServer:
         if not self._wait(turn.delay_s):
             return
         model = turn.model or req.model or "fake-model"
-        if turn.status >= 400:
+        if turn.status >= 400 and not (turn.mid_stream_error and req.stream):
             h.send_json(
                 turn.status, turn.error or _error_body(turn.protocol, turn.status, ""), turn.headers
             )

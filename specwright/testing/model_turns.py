@@ -193,7 +193,7 @@ class Turn:
     status: int = 200
     error: dict[str, Any] | None = None  # the error body for status >= 400 or mid_stream errors
     headers: dict[str, str] = field(default_factory=dict)
-    mid_stream_error: bool = False  # stream status 200, some content, then an error event
+    mid_stream_error: bool = False  # a streamed answer: 200, some content, then an error event
     delay_s: float = 0.0  # wait before answering (to test client timeouts)
     chunk_delay_s: float = 0.0  # wait between streamed events
     chunk_size: int = 24  # characters per text / JSON delta
@@ -345,7 +345,8 @@ def anthropic_error(
 
     ``retry-after-ms`` is sent (10 ms by default, so SDK retries are quick); ``retry_after_s``
     adds ``retry-after``. ``mid_stream=True`` answers a streamed request with 200, starts the
-    message, then sends an ``error`` event (as the real API does for overload mid-stream).
+    message, then sends an ``error`` event (as the real API does for overload mid-stream); a
+    non-streamed request to such a turn gets the plain ``status`` answer.
     """
     etype = error_type or _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
     body = {"type": "error", "error": {"type": etype, "message": message or f"fake {etype}"}}
@@ -360,6 +361,7 @@ def anthropic_error(
             (text_block("partial "),),
             None,
             _anthropic_usage(100, 1, 0, 0, 0),
+            status=status,
             error=body,
             headers=headers,
             mid_stream_error=True,
