@@ -1,0 +1,48 @@
+"""The recorder's bounds on agent output: truncation keeps the original size, redaction happens
+before the cut (no half secret survives), and a huge tool input stays valid JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from specwright.model import TextEvent, ToolCall, ToolResult
+from specwright.recorder import MAX_OUTPUT_CHARS, MAX_TEXT_CHARS, ExecutionRecorder
+from specwright.redact import Redactor
+from tests.support_agents import stored_events
+
+
+def record(store: Any, *events: Any, secrets: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    rec = ExecutionRecorder(
+        store, role="executor", backend="command", redactor=Redactor(secrets or {})
+    ).start()
+    for event in events:
+        rec.on_event(event)
+    rec.finish(status="ok")
+    return stored_events(store, rec.id)
+
+
+def test_output_at_the_limit_is_kept_whole_and_beyond_it_is_cut(store: Any) -> None:
+    exact = "a" * MAX_OUTPUT_CHARS
+    big = "b" * (3 * MAX_OUTPUT_CHARS + 7)
+    rows = record(store, ToolResult("c1", exact), ToolResult("c2", big))
+    assert rows[0]["output"] == exact and rows[0]["output_len"] == MAX_OUTPUT_CHARS
+    assert rows[1]["output"].startswith("b" * MAX_OUTPUT_CHARS)
+    assert f"{len(big)} chars in all" in rows[1]["output"]
+    assert rows[1]["output_len"] == len(big)
+
+
+def test_a_secret_across_the_cut_is_redacted_not_halved(store: Any) -> None:
+    secret = "sk-live-0123456789abcdef"
+    text = "x" * (MAX_TEXT_CHARS - 10) + secret + "y" * 100
+    rows = record(store, TextEvent(text), ToolResult("c", text), secrets={"API_KEY": secret})
+    for value in (rows[0]["text"], rows[1]["output"]):
+        assert "sk-live" not in value and "0123456789" not in value
+        assert "[REDACTED:" in value  # the marker itself may be cut; the secret is gone
+
+
+def test_a_huge_tool_input_stays_valid_json(store: Any) -> None:
+    rows = record(store, ToolCall("c", "Write", {"file_path": "a.txt", "content": "z" * 500_000}))
+    stored = json.loads(rows[0]["input"])
+    assert stored["truncated"] is True and stored["length"] > 500_000
+    assert len(rows[0]["input"]) < MAX_OUTPUT_CHARS + 1000
