@@ -1,0 +1,166 @@
+"""Read queries: periods and time zones, billing blocks and burn rate, runs' cost and tools."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from specwright import queries as Q
+from specwright.model import ToolCall, ToolResult, Usage
+from specwright.store import Store
+from specwright.usage import claude
+
+
+def _write(tmp_path: Path, stamps: list[str], out: int = 10) -> Path:
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, ts in enumerate(stamps):
+        lines.append(
+            json.dumps(
+                {
+                    "type": "assistant",
+                    "sessionId": "s",
+                    "timestamp": ts,
+                    "requestId": f"r{i}",
+                    "message": {
+                        "id": f"m{i}",
+                        "model": "claude-haiku-4-5-20251001",
+                        "usage": {"input_tokens": 100, "output_tokens": out},
+                    },
+                },
+                separators=(",", ":"),
+            )
+        )
+    (proj / "s.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path / "projects"
+
+
+def test_periods_time_zones_and_windows(tmp_path: Path, store: Store) -> None:
+    claude.ingest(
+        store,
+        [
+            _write(
+                tmp_path,
+                [
+                    "2025-11-02T23:30:00.000Z",
+                    "2025-11-03T00:30:00.000Z",
+                    "2025-11-10T12:00:00.000Z",
+                    "2025-12-01T08:00:00.000Z",
+                ],
+            )
+        ],
+    )
+    daily = Q.usage_by_period(store, "day")
+    assert list(daily["period"]) == ["2025-11-02", "2025-11-03", "2025-11-10", "2025-12-01"]
+    tokyo = Q.usage_by_period(store, "day", tz="Asia/Tokyo")  # +9h: both first two on the 3rd
+    assert list(tokyo["period"])[:2] == ["2025-11-03", "2025-11-10"]
+    assert int(tokyo["records"].iloc[0]) == 2
+    weekly = Q.usage_by_period(store, "week")
+    assert list(weekly["period"]) == ["2025-10-27", "2025-11-03", "2025-11-10", "2025-12-01"]
+    monthly = Q.usage_by_period(store, "month")
+    assert list(monthly["records"]) == [3, 1]
+    cut = Q.usage_by_period(store, "day", since="20251103", until="2025-11-10")
+    assert list(cut["period"]) == ["2025-11-03", "2025-11-10"]
+    expected = (100 * 1 + 10 * 5) / 1e6
+    assert math.isclose(float(cut["cost_usd"].sum()), 2 * expected)
+    from specwright.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="--since"):
+        Q.usage_by_period(store, "day", since="last tuesday")
+
+
+def test_billing_blocks_and_burn_rate(tmp_path: Path, store: Store) -> None:
+    claude.ingest(
+        store,
+        [
+            _write(
+                tmp_path,
+                [
+                    "2025-11-03T10:15:00.000Z",
+                    "2025-11-03T11:00:00.000Z",
+                    "2025-11-03T14:59:00.000Z",
+                    "2025-11-03T15:30:00.000Z",
+                    "2025-11-04T02:00:00.000Z",
+                    "2025-11-04T02:30:00.000Z",
+                ],
+            )
+        ],
+    )
+    now = datetime(2025, 11, 4, 3, 0)
+    blocks = Q.billing_blocks(store, now=now)
+    real = blocks[~blocks["is_gap"]]
+    assert [b.strftime("%d %H:%M") for b in real["block_start"]] == [
+        "03 10:00",
+        "03 15:00",
+        "04 02:00",
+    ]
+    assert list(real["entries"]) == [3, 1, 2]
+    assert list(blocks["is_gap"]) == [False, False, True, False]
+    assert list(real["is_active"]) == [False, False, True]
+    burn = Q.burn_rate(store, now=now)
+    assert burn is not None
+    assert burn["total_tokens"] == 220 and burn["entries"] == 2
+    assert math.isclose(burn["tokens_per_minute"], 220 / 30)
+    assert burn["remaining_minutes"] == 240
+    assert burn["projected_total_tokens"] == 220 + int(220 / 30 * 240)
+    assert Q.burn_rate(store, now=datetime(2025, 11, 5, 12, 0)) is None
+
+
+def test_run_side_queries(store: Store, tmp_path: Path) -> None:
+    from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
+    from specwright.recorder import ExecutionRecorder
+
+    project = ensure_project(store, tmp_path)
+    spec = create_spec(store, project, "Add <script>alert(1)</script> login", "")
+    c1 = add_chunk(store, spec, "first", "do it")
+    c2 = add_chunk(store, spec, "second", "do more")
+    update_chunk(store, c1.id, status="shipped", iterations=2)
+    for it, (cost, fail) in enumerate([(0.5, True), (0.25, False)], start=1):
+        rec = ExecutionRecorder(
+            store,
+            role="executor",
+            backend="claude_code",
+            executor="claude",
+            spec_id=spec.id,
+            chunk_id=c1.id,
+            iteration=it,
+            model="claude-haiku-4-5-20251001",
+        ).start()
+        rec.on_event(ToolCall(call_id=f"t{it}", tool="Bash", input={"cmd": "ls"}))
+        rec.on_event(ToolResult(call_id=f"t{it}", output="x", is_error=fail, tool="Bash"))
+        rec.on_event(ToolCall(call_id=f"e{it}", tool="Edit", input={}))
+        rec.on_event(ToolResult(call_id=f"e{it}", output="ok"))
+        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=cost))
+    with ExecutionRecorder(
+        store,
+        role="executor",
+        backend="opencode",
+        executor="glm",
+        spec_id=spec.id,
+        chunk_id=c2.id,
+        iteration=1,
+        model="unpriced-local",
+    ) as rec:
+        rec.finish(status="error", usage=Usage(input_tokens=5))
+
+    by_spec = Q.cost_by(store, "spec")
+    assert by_spec.iloc[0]["executions"] == 3 and math.isclose(by_spec.iloc[0]["cost_usd"], 0.75)
+    assert int(by_spec.iloc[0]["unpriced"]) == 1
+    by_exec = Q.cost_by(store, "executor").set_index("executor")
+    assert math.isclose(by_exec.loc["claude", "cost_usd"], 0.75)
+    shipped = Q.cost_per_shipped_chunk(store)
+    assert list(shipped["title"]) == ["first"] and math.isclose(shipped["cost_usd"][0], 0.75)
+    assert Q.iterations_to_ship(store).to_dict("records") == [{"iterations": 2, "chunks": 1}]
+    tools = Q.tool_calls(store).set_index("tool")
+    assert tools.loc["Bash", "calls"] == 2 and tools.loc["Bash", "failure_rate"] == 0.5
+    assert tools.loc["Edit", "failures"] == 0
+    lat = Q.latency(store, "role")
+    assert lat.iloc[0]["executions"] == 3
+    sources = Q.cost_sources(store)
+    assert set(sources["cost_source"].dropna()) == {"reported"}
+    assert sources["computed_cost_usd"].notna().sum() == 2

@@ -1,0 +1,121 @@
+"""The HTML dashboard and the usage CLI: standalone, escaped, labelled; commands end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from specwright.store import Store
+from tests.support_usage import write_claude_corpus, write_fake_codexbar
+
+
+def _seed(store: Store, tmp_path: Path) -> None:
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import ToolCall, ToolResult, Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.usage import claude, codexbar
+
+    write_claude_corpus(tmp_path / "claude", sessions=2, turns=12, malformed_every=0)
+    claude.ingest(store, [tmp_path / "claude" / "projects"])
+    codexbar.ingest(store, str(write_fake_codexbar(tmp_path / "bin")))
+    spec = create_spec(store, ensure_project(store, tmp_path), "x </script><img src=x>", "")
+    with ExecutionRecorder(
+        store, role="executor", backend="claude_code", executor="<b>evil</b>", spec_id=spec.id
+    ) as rec:
+        rec.on_event(ToolCall(call_id="1", tool="<script>alert('t')</script>", input={}))
+        rec.on_event(ToolResult(call_id="1", output="no", is_error=True))
+        rec.finish(status="ok", usage=Usage(input_tokens=5, output_tokens=5, cost_usd=0.01))
+
+
+def test_figures_have_titles_and_axis_labels(store: Store, tmp_path: Path) -> None:
+    from specwright.report import figures
+
+    _seed(store, tmp_path)
+    figs = figures(store)
+    assert {
+        "cost_by_day",
+        "tokens_by_day",
+        "blocks",
+        "cost_by_spec",
+        "tool_calls",
+        "latency",
+        "limits",
+    } <= set(figs)
+    for name, fig in figs.items():
+        layout = fig.layout
+        assert layout.title.text, name
+        assert layout.xaxis.title.text and layout.yaxis.title.text, name
+    assert "(USD)" in figs["cost_by_day"].layout.yaxis.title.text
+    assert "(%)" in figs["limits"].layout.yaxis.title.text
+
+
+def test_html_is_standalone_and_escapes_agent_text(store: Store, tmp_path: Path) -> None:
+    from specwright.report import write_html
+
+    _seed(store, tmp_path)
+    out = write_html(store, tmp_path / "out" / "report.html")
+    text = out.read_text(encoding="utf-8")
+    assert text.count("<script") >= 2  # plotly.js inlined plus the figure scripts
+    import re
+
+    assert not re.search(r"<script[^>]*\bsrc=", text)  # nothing fetched: works offline
+    assert "<script>alert(" not in text and "<b>evil</b>" not in text
+    assert "<img src=x>" not in text
+    assert "&lt;b&gt;evil" in text  # shown as text, not markup
+
+
+def test_usage_cli_reports(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    write_claude_corpus(tmp_path / "claude", sessions=2, turns=12, malformed_every=0)
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude"))
+    assert cli("ingest", "claude-logs").code == 0
+    daily = cli("usage", "daily")
+    assert daily.code == 0
+    for col in (
+        "Date",
+        "Input",
+        "Output",
+        "Cache Create",
+        "Cache Read",
+        "Total Tokens",
+        "Cost (USD)",
+        "Total",
+    ):
+        assert col.upper() in daily.out
+    monthly = json.loads(cli("usage", "monthly", "--json").out)
+    assert monthly["monthly"][0]["month"] == "2025-11"
+    sessions = json.loads(cli("usage", "session", "--json").out)
+    assert len(sessions["sessions"]) == 2
+    blocks = json.loads(cli("usage", "blocks", "--json").out)
+    assert blocks["blocks"] and blocks["active"] is None
+    models = json.loads(cli("--json", "usage", "models").out)
+    assert {m["model"] for m in models} >= {"claude-sonnet-4-5-20250929"}
+    assert cli("usage", "specs").code == 0
+    bad = cli("usage", "daily", "--since", "yesterday")
+    assert bad.code == 2 and "--since: expected YYYY-MM-DD" in bad.err
+
+    export_dir = tmp_path / "exp"
+    assert cli("usage", "export", "-o", str(export_dir)).code == 0
+    merged = json.loads(cli("--json", "usage", "merge", str(export_dir)).out)
+    assert merged["inserted"]["usage_records"] == 0  # the same machine: nothing new
+    html = tmp_path / "r.html"
+    assert cli("report", "--html", str(html)).code == 0 and html.stat().st_size > 100_000
+
+
+def test_no_logs_is_a_clear_error(cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("ingest", "claude-logs")
+    assert res.code == 2 and "no claude logs found" in res.err
+
+
+def test_report_and_queries_do_not_load_plotly_or_pandas_on_import() -> None:
+    code = (
+        "import sys, specwright.report, specwright.queries, specwright.pricing, "
+        "specwright.usage, specwright.cli.usage; "
+        "bad = [m for m in ('plotly', 'pandas', 'duckdb', 'genai_prices') if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""

@@ -1,0 +1,134 @@
+"""Codex logs, codexbar snapshots (a fake `codexbar` executable), export and merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specwright.store import Store
+from specwright.usage import codex, codexbar
+from specwright.usage.exchange import export, merge
+from tests.support_usage import (
+    CODEXBAR_USAGE,
+    write_claude_corpus,
+    write_codex_session,
+    write_fake_codexbar,
+)
+
+
+def test_codex_token_counts_subtract_cached_input_and_skip_repeats(
+    tmp_path: Path, store: Store
+) -> None:
+    path, sums = write_codex_session(tmp_path / "codex", turns=4)
+    res = codex.ingest(store, [tmp_path / "codex" / "sessions"])
+    assert res.imported == 4 and res.duplicates == 0  # the 2 repeated events never reach it
+    got = store.query_dicts(
+        "SELECT sum(input_tokens) AS i, sum(cache_read_tokens) AS c, sum(output_tokens) AS o, "
+        "sum(reasoning_tokens) AS r, any_value(model) AS m, count(computed_cost_usd) AS priced "
+        "FROM usage_records WHERE source = 'codex'"
+    )[0]
+    assert (got["i"], got["c"], got["o"], got["r"]) == (
+        sums["input"],
+        sums["cached"],
+        sums["output"],
+        sums["reasoning"],
+    )
+    assert got["m"] == "gpt-5-codex" and got["priced"] == 4
+    snaps = store.query("SELECT count(*) FROM usage_snapshots WHERE source = 'codex-log'")
+    assert snaps == [(1,)]
+    # the same session archived: same cumulative totals, nothing new; a re-run reads nothing
+    archived = tmp_path / "codex" / "archived_sessions"
+    archived.mkdir(parents=True)
+    archived.joinpath(path.name).write_bytes(path.read_bytes())
+    again = codex.ingest(store, codex.codex_roots({"CODEX_HOME": str(tmp_path / "codex")}))
+    assert again.imported == 0
+    assert codex.ingest(store, [tmp_path / "codex" / "sessions"]).files_read == 0
+
+
+def test_codexbar_before_and_after_snapshots_give_quota_per_execution(
+    tmp_path: Path, store: Store
+) -> None:
+    from specwright import queries as Q
+
+    fake = write_fake_codexbar(tmp_path / "bin", bump_file=tmp_path / "calls")
+    with codexbar.around(store, "0190a0a0-0000-7000-8000-000000000001", str(fake)) as (b, after):
+        assert b.payloads and b.warning and "not logged in" in b.warning  # gemini's error
+    assert after[0].payloads
+    used = Q.quota_per_execution(store)
+    codex_primary = used[(used["provider"] == "codex") & (used["window"] == "primary")]
+    assert list(codex_primary["used_percent"]) == [1.0]
+    assert list(codex_primary["before_percent"]) == [
+        CODEXBAR_USAGE[0]["usage"]["primary"]["usedPercent"]
+    ]  # type: ignore[index]
+    limits = Q.codexbar_limits(store)
+    claude = limits[limits["provider"] == "claude"].set_index("window")
+    assert claude.loc["primary", "used_percent"] == 41.5 + 1  # the "after" call was bumped
+    assert claude.loc["tertiary", "used_percent"] == 5.0
+    assert claude.loc["primary", "provider_cost_limit"] == 100.0
+
+
+def test_codexbar_missing_or_broken_is_a_warning_not_a_crash(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    snap = codexbar.run("usage")
+    assert snap.payloads == [] and "not found" in (snap.warning or "")
+    monkeypatch.setenv("CODEXBAR_PATH", str(tmp_path / "nope"))
+    assert "does not exist" in (codexbar.run("usage").warning or "")
+    bad = write_fake_codexbar(tmp_path / "bad", raw_usage="Error: <html>oops")
+    snap = codexbar.run("usage", str(bad))
+    assert snap.payloads == [] and "not JSON" in (snap.warning or "")
+    stored = codexbar.store_snapshot(store, snap)
+    assert stored.ids == []
+    with codexbar.around(store, "0190a0a0-0000-7000-8000-000000000002", str(bad)):
+        pass
+    assert store.query("SELECT count(*) FROM usage_snapshots") == [(0,)]
+
+
+def test_ingest_codexbar_cli_stores_usage_and_cost(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    fake = write_fake_codexbar(tmp_path / "bin")
+    monkeypatch.setenv("CODEXBAR_PATH", str(fake))
+    res = cli("ingest", "codexbar", "--json")
+    assert res.code == 0, res.err
+    kinds = {row["kind"]: row for row in json.loads(res.out)}
+    assert kinds["usage"]["providers"] == ["codex", "gemini", "claude"]
+    assert kinds["cost"]["stored"] == 1
+    assert "Gemini: not logged in" in res.err
+
+
+def test_export_then_merge_twice_is_idempotent(tmp_path: Path, store: Store) -> None:
+    from specwright.usage import claude
+
+    write_claude_corpus(tmp_path / "a", sessions=2, turns=10, malformed_every=0, prefix="a")
+    claude.ingest(store, [tmp_path / "a" / "projects"])
+    codexbar.ingest(store, str(write_fake_codexbar(tmp_path / "bin")))
+    counts = export(store, tmp_path / "export")
+    assert counts["usage_records"] > 0 and counts["usage_snapshots"] == 4
+
+    other = Store(tmp_path / "other" / "db.duckdb")
+    write_claude_corpus(tmp_path / "b", sessions=2, turns=10, malformed_every=0, prefix="b", seed=8)
+    claude.ingest(other, [tmp_path / "b" / "projects"])
+    own = other.query("SELECT count(*) FROM usage_records")[0][0]
+    first = merge(other, [tmp_path / "export"])
+    assert first.inserted["usage_records"] == counts["usage_records"]
+    snapshot = other.query("SELECT count(*), sum(output_tokens) FROM usage_records")
+    second = merge(other, [tmp_path / "export" / "usage_records.parquet", tmp_path / "export"])
+    assert second.inserted == {"usage_records": 0, "usage_snapshots": 0, "prices": 0}
+    assert other.query("SELECT count(*), sum(output_tokens) FROM usage_records") == snapshot
+    assert snapshot[0][0] == own + counts["usage_records"]
+
+
+def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
+    from specwright.errors import SpecwrightError
+
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    with pytest.raises(SpecwrightError, match="expected one of"):
+        merge(store, [tmp_path / "x.parquet"])
+    with pytest.raises(SpecwrightError, match="no such file"):
+        merge(store, [tmp_path / "missing"])
