@@ -436,3 +436,19 @@ def test_secrets_given_only_to_the_agent_are_redacted(git_repo: Path, store: Any
     assert texts == ["key=[REDACTED:AGENT_API_KEY] token=[REDACTED:VENDOR_TOKEN]"]
     journal = store.journal.path_for(exec_id).read_text()
     assert "sk-only-for-the-agent" not in journal and "tok-from-config" not in journal
+
+
+def test_a_failing_event_sink_does_not_leave_the_agent_running(
+    claude: Path, git_repo: Path
+) -> None:
+    seen: list[AgentEvent] = []
+
+    def on_event(event: AgentEvent) -> None:
+        seen.append(event)
+        if isinstance(event, StepEvent) and event.name == "system/child":
+            raise RuntimeError("the store is on fire")
+
+    ex = ClaudeCodeExecutor(executor_config())
+    with pytest.raises(RuntimeError, match="on fire"):
+        ex.execute(Task("x", git_repo, env={"FAKE_MODE": "hang"}), on_event, threading.Event())
+    assert not alive(child_pid(seen)) and group_members(process_pid(seen)) == []

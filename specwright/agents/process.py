@@ -175,6 +175,7 @@ class ProcessStream:
             t.start()
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
         ended_at: float | None = None  # when the agent exited or was killed
+        eof = False
         swept = False
         try:
             while True:
@@ -200,10 +201,13 @@ class ProcessStream:
                 except queue.Empty:
                     continue
                 if item is None:
+                    eof = True
                     break
                 self.result.lines += 1
                 yield item  # lines already printed before a kill are still real output
         finally:
+            if not eof and proc.poll() is None:  # abandoned mid-stream (an exception, Ctrl-C)
+                kill_group(proc.pid, proc=proc)
             self._finish(proc, threads, tail)
 
     def _finish(
