@@ -263,10 +263,15 @@ class Studio:
 
     def answer(self, question: int | str, text: str) -> Question:
         """Save the answer to question ``question`` (its position, or its id) right away."""
+        with self.store.connect():  # one connection for the read, the write and the re-read
+            return self._answer(question, text)
+
+    def _answer(self, question: int | str, text: str) -> Question:
         text = text.strip()
         if len(text) > MAX_ANSWER_CHARS:
             raise ValidationError(
-                f"answer: {len(text)} characters; expected at most {MAX_ANSWER_CHARS}"
+                f"answer to question {question}: {len(text)} characters; "
+                f"expected at most {MAX_ANSWER_CHARS}"
             )
         questions = self.questions
         match = [
@@ -287,6 +292,10 @@ class Studio:
 
     def answer_all(self, answers: Sequence[str] | Mapping[Any, str]) -> list[Question]:
         """Save several answers: a list by position, or a mapping of position / question text."""
+        with self.store.connect():
+            return self._answer_all(answers)
+
+    def _answer_all(self, answers: Sequence[str] | Mapping[Any, str]) -> list[Question]:
         questions = self.questions
         by_text = {q.question.strip().lower(): q.position for q in questions}
         pairs: list[tuple[int, str]] = []
@@ -303,7 +312,7 @@ class Studio:
             pairs = [(i, str(a)) for i, a in enumerate(answers, 1)]
         for pos, text in pairs:
             if pos <= len(questions) and text.strip():
-                self.answer(pos, text)
+                self._answer(pos, text)
         return self.questions
 
     def write_spec(self) -> str:

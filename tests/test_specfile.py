@@ -72,7 +72,7 @@ def _same(a: Spec, a_chunks: list[Chunk], b: Spec, b_chunks: list[Chunk]) -> Non
 # --- round trips ------------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(specs())
 def test_render_parse_round_trip(case: tuple[Spec, list[Chunk]]) -> None:
     spec, chunks = case
@@ -114,7 +114,7 @@ def test_store_export_import_round_trip(tmp_path: Path) -> None:
     b.migrate()
     proj_a, proj_b = ensure_project(a, tmp_path / "pa"), ensure_project(b, tmp_path / "pb")
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(specs())
     def check(case: tuple[Spec, list[Chunk]]) -> None:
         spec, chunks = case

@@ -308,6 +308,9 @@ def test_wizard_guards(srv: FakeModelServer, project_dir: Path, cfg: Any, store:
         SpecwrightError, match=r"question 9: no such question; expected a position 1-3"
     ):
         studio.answer(9, "a")
+    with pytest.raises(SpecwrightError, match="answer to question 1: 20001 characters"):
+        studio.answer(1, "x" * 20_001)
+    assert studio.questions[0].answer is None
     with pytest.raises(SpecwrightError, match="answer for 'colour'"):
         studio.answer_all({"colour": "red"})
 
