@@ -447,14 +447,14 @@ def test_prompt_carries_dependencies_rules_and_feedback(repo: Path, store: Store
 
 
 def test_build_prompt_shows_review_findings() -> None:
-    from specwright.loop import _Feedback
+    from specwright.loop import Feedback
     from specwright.model import Finding
 
     chunk = Chunk("c", "s", 3, "Parser", prompt="Write the parser.", files=("p.py",))
     review = Review(
         "REVISE", "handles no errors", (Finding("no error path", "errors", "error", "p.py", 9),)
     )
-    text = build_prompt(chunk, None, [], _Feedback(review, []), 2)
+    text = build_prompt(chunk, None, [], Feedback(review), 2)
     assert "# Chunk 3: Parser" in text and "- p.py" in text
     assert "handles no errors" in text and "[error] errors (p.py:9): no error path" in text
 

@@ -1,17 +1,5 @@
-"""The Ralph loop for one chunk: execute -> verify -> review -> SHIP (commit) | retry.
-
-``run_chunk`` takes one chunk through up to ``maxIterations`` attempts in a git work tree (the
-project root on the spec's branch, or a worktree run-all made). Before the first attempt it
-refuses a dirty tree, records the base commit and runs the verification baseline. Every attempt
-is recorded: the agent's execution and events, one ``verifications`` row per step, a ``reviews``
-row. A shipped attempt is committed with a ``Specwright-Chunk`` trailer; any other ends rolled
-back (policy ``rollback``) or kept for the next attempt (``keep``). The loop stops on the first of:
-SHIP, BLOCKED, max iterations, budget, wall time, no progress, cancel (an Event or Ctrl-C: the
-agent's process group is killed), agent errors after retries, rate-limit waits beyond their
-allowance. Leaving is a ``LoopExit`` carrying the reason; the run and chunk rows are written in
-``finally``, so a crash never leaves a row ``running``, and an unshipped run always ends with the
-tree back at its base commit (the last attempt's diff is saved beside the database first).
-"""
+"""``run_chunk``: one chunk through execute -> verify -> review, every step persisted (see the
+package docstring for the rules)."""
 
 from __future__ import annotations
 
@@ -28,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import gitops
 from specwright.errors import LoopExit, SpecwrightError
+from specwright.loop.agent import AgentRun, run_agent
+from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
 if TYPE_CHECKING:
     from specwright.agents.base import Executor, Outcome
     from specwright.config import Config
-    from specwright.model import Spec
     from specwright.review import Reviewer
     from specwright.store import Store
     from specwright.verify import Assessment, StepResult
@@ -81,65 +70,6 @@ class ChunkResult:
     @property
     def shipped(self) -> bool:
         return self.status == "shipped"
-
-
-@dataclass
-class _Feedback:
-    review: Review
-    failed: list[Assessment]
-
-
-# --- prompts --------------------------------------------------------------------------------
-
-
-def build_prompt(
-    chunk: Chunk, spec: Spec | None, deps: list[Chunk], feedback: _Feedback | None, iteration: int
-) -> str:
-    """The agent's prompt for one attempt: chunk text, dependency summaries, last feedback."""
-    from specwright.prompts import clip
-    from specwright.review import _tail
-
-    parts = []
-    if spec is not None:
-        parts.append(f"You are implementing one chunk of the spec {spec.title!r}.")
-    parts.append(f"# Chunk {chunk.position}: {chunk.title}\n\n{chunk.prompt.strip()}")
-    if chunk.acceptance:
-        parts.append("## Acceptance criteria\n" + "\n".join(f"- {a}" for a in chunk.acceptance))
-    if chunk.files:
-        parts.append("## Files to change\n" + "\n".join(f"- {f}" for f in chunk.files))
-    if deps:
-        lines = [
-            f"- {d.title} [{d.status}]: {clip((d.summary or '(no summary)').strip(), 1500)}"
-            for d in deps
-        ]
-        parts.append("## Already done (chunks this one builds on)\n" + "\n".join(lines))
-    if feedback is not None:
-        fb = [f"## Attempt {iteration - 1} was not accepted; fix these problems"]
-        if feedback.review.summary:
-            fb.append(f"Review: {feedback.review.summary}")
-        for f in feedback.review.findings:
-            if f.check.startswith("verify:"):
-                continue  # shown below with the full output tail
-            where = f" ({f.file}{':' + str(f.line) if f.line else ''})" if f.file else ""
-            fb.append(f"- [{f.severity}] {f.check}{where}: {f.message}")
-        for a in feedback.failed:
-            v = a.result.verification
-            fb.append(f"### Verification `{a.name}` ({v.command}): {a.reason}")
-            if v.output_tail.strip():
-                fb.append(f"```\n{_tail(v.output_tail, 3000)}\n```")
-        parts.append("\n".join(fb))
-    parts.append(
-        "Make the change in this repository's work tree. Do not commit; Specwright verifies, "
-        "reviews and commits. Do not delete or skip existing tests."
-    )
-    return "\n\n".join(parts)
-
-
-def system_prompt(rules: tuple[str, ...]) -> str:
-    """Project rules from config, appended to the agent's system prompt."""
-    if not rules:
-        return ""
-    return "Project rules:\n" + "\n".join(f"- {r}" for r in rules)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -191,21 +121,6 @@ def run_chunk(
     )
     run = _ChunkRun(store, config, Path(project_root), chunk, executor, reviewer, opts)
     return run.run()
-
-
-class _Observed:
-    """Wraps an executor to show its events to the loop as they stream."""
-
-    def __init__(self, inner: Executor, observe: Callable[[AgentEvent], None]) -> None:
-        self.inner, self.observe = inner, observe
-        self.name, self.backend = inner.name, inner.backend
-
-    def execute(self, task: Any, on_event: Callable[[AgentEvent], None], cancel: Any) -> Outcome:
-        def both(event: AgentEvent) -> None:
-            on_event(event)
-            self.observe(event)
-
-        return self.inner.execute(task, both, cancel)
 
 
 @dataclass
@@ -270,7 +185,7 @@ class _ChunkRun:
         self.summary: str | None = None
         self.attempt_cost = 0.0
         self.paused_s = 0.0
-        self.wall_hit = False
+        self._rate_limited = False
         self.started = time.monotonic()
         self.baseline_results: list[StepResult] | None = None
         self._stop_heartbeat = threading.Event()
@@ -347,7 +262,7 @@ class _ChunkRun:
         self.progress("run", f"run {self.run_id[:8]} on {self.branch or 'detached HEAD'}")
         try:
             self._baseline()
-            feedback: _Feedback | None = None
+            feedback: Feedback | None = None
             last_signature: tuple[Any, ...] | None = None
             review_errors = 0
             while True:
@@ -369,7 +284,7 @@ class _ChunkRun:
                 if signature == last_signature:
                     raise LoopExit("no_progress", "same failing checks and same diff as before")
                 last_signature = signature
-                feedback = _Feedback(review, [a for a in assessments if not a.ok])
+                feedback = Feedback(review, tuple(a for a in assessments if not a.ok))
                 if self.rollback_policy == "rollback":
                     self._rollback("revise")
         except LoopExit as exc:
@@ -444,18 +359,23 @@ class _ChunkRun:
                     f"(last cost ${self.attempt_cost:.4f}) would exceed it",
                 )
 
-    def _attempt(self, feedback: _Feedback | None) -> tuple[Review, list[Assessment], Any]:
+    def _attempt(self, feedback: Feedback | None) -> tuple[Review, list[Assessment], Any]:
         from specwright import review as rv
         from specwright import verify
 
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)
         diff = gitops.diff(self.workdir, self.base)
-        results = verify.run_steps(
-            self.config.verify,
-            self.workdir,
-            cancel=self.cancel,
-            on_result=lambda r: self.progress("verify", _verify_line(r), r),
+        # an attempt that changed nothing cannot ship: no point in running the checks
+        results = (
+            []
+            if diff.empty
+            else verify.run_steps(
+                self.config.verify,
+                self.workdir,
+                cancel=self.cancel,
+                on_result=lambda r: self.progress("verify", _verify_line(r), r),
+            )
         )
         verify.record(
             self.store,
@@ -501,11 +421,12 @@ class _ChunkRun:
         )
         return final, assessments, signature
 
-    def _execute_with_retries(self, feedback: _Feedback | None) -> Outcome:
+    def _execute_with_retries(self, feedback: Feedback | None) -> Outcome:
         from specwright.agents.base import Task
 
         errors = 0
         while True:
+            self._rate_limited = False
             task = Task(
                 prompt=build_prompt(self.chunk, self.spec, self._deps(), feedback, self.iteration),
                 workdir=Path(self.workdir),
@@ -520,17 +441,19 @@ class _ChunkRun:
                     "iteration": self.iteration,
                 },
             )
-            outcome, crash = self._execute(task)
+            run = self._execute(task)
+            outcome, crash = run.outcome, run.crash
             if outcome is not None:
                 self.attempt_cost = outcome.usage.cost_usd or 0.0
-            if self.cancel.is_set():
+            if self.cancel.is_set() or run.stopped_by == "cancel":
                 raise LoopExit("cancelled", "cancelled during execution")
-            if self.wall_hit:
+            if run.stopped_by == "deadline":
                 raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
             if outcome is not None and outcome.ok:
                 return outcome
-            if outcome is not None and outcome.retry_after_s is not None:
-                self._pause(outcome.retry_after_s, outcome.error or outcome.exit_reason)
+            if outcome is not None and (outcome.retry_after_s is not None or self._rate_limited):
+                wait = outcome.retry_after_s if outcome.retry_after_s is not None else 60.0
+                self._pause(wait, outcome.error or outcome.exit_reason or "rate limit")
                 continue
             errors += 1
             message = crash or (outcome.error or outcome.exit_reason if outcome else "") or "?"
@@ -540,10 +463,7 @@ class _ChunkRun:
             if self.rollback_policy == "rollback":
                 self._rollback("agent error")
 
-    def _execute(self, task: Any) -> tuple[Outcome | None, str | None]:
-        """Run the agent in a worker thread so Ctrl-C and the wall-time limit can always stop
-        it: the main thread sets the agent's cancel event and waits for it to end."""
-        from specwright.agents.execute import run_execution
+    def _execute(self, task: Any) -> AgentRun:
         from specwright.recorder import ExecutionRecorder
 
         recorder = ExecutionRecorder(
@@ -557,46 +477,21 @@ class _ChunkRun:
             chunk_id=self.chunk.id,
             iteration=self.iteration,
         )
-        agent_cancel = threading.Event()
-        box: dict[str, Any] = {}
-        observed = _Observed(self.executor, self._on_event)
+        return run_agent(
+            self.executor,
+            task,
+            recorder,
+            cancel=self.cancel,
+            deadline=self._past_wall_time,
+            observe=self._on_event,
+        )
 
-        def work() -> None:
-            try:
-                box["outcome"] = run_execution(observed, task, recorder, agent_cancel)
-            except BaseException as exc:
-                box["crash"] = (
-                    f"{type(exc).__name__}: {exc}"
-                    if not isinstance(exc, SpecwrightError)
-                    else str(exc)
-                )
-
-        worker = threading.Thread(target=work, name=f"agent-{self.chunk.id[:8]}", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.05)
-                if self.cancel.is_set():
-                    agent_cancel.set()
-                if (
-                    self.wall_time_s is not None
-                    and time.monotonic() - self.started >= self.wall_time_s
-                ):
-                    self.wall_hit = True
-                    agent_cancel.set()
-        except KeyboardInterrupt:
-            self.cancel.set()
-            agent_cancel.set()
-            worker.join(30)
-            raise
-        finally:
-            if worker.is_alive():  # the agent ignored its cancel: record it as killed anyway
-                worker.join(30)
-            if not recorder.finished and recorder._thread is not None:
-                recorder.finish(status="killed", exit_reason="did not stop after cancel")
-        return box.get("outcome"), box.get("crash")
+    def _past_wall_time(self) -> bool:
+        return self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s
 
     def _on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, ErrorEvent) and event.kind == "rate_limit":
+            self._rate_limited = True
         if event.type == "tool_call":
             detail = event.input.get("file_path") or event.input.get("command") or ""
             self.progress("event", f"{event.tool} {str(detail)[:100]}".rstrip(), event)

@@ -1,0 +1,96 @@
+"""Running one agent attempt in a worker thread, so Ctrl-C, a cancel event and the wall-time
+limit can always stop it: the caller's thread sets the agent's cancel event (the adapter kills
+its process group) and waits for it to end. Events stream to the recorder and to ``observe``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from specwright.errors import SpecwrightError
+
+if TYPE_CHECKING:
+    from specwright.agents.base import Executor, Outcome, Task
+    from specwright.model import AgentEvent
+    from specwright.recorder import ExecutionRecorder
+
+STOP_GRACE_S = 30.0  # how long a cancelled agent gets to stop before it is recorded as killed
+
+
+class _Observed:
+    """Wraps an executor to show its events to the loop as they stream."""
+
+    def __init__(self, inner: Executor, observe: Callable[[AgentEvent], None]) -> None:
+        self.inner, self.observe = inner, observe
+        self.name, self.backend = inner.name, inner.backend
+
+    def execute(self, task: Any, on_event: Callable[[AgentEvent], None], cancel: Any) -> Outcome:
+        def both(event: AgentEvent) -> None:
+            on_event(event)
+            self.observe(event)
+
+        return self.inner.execute(task, both, cancel)
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """How an attempt's execution ended: the outcome, or why there is none."""
+
+    outcome: Outcome | None
+    crash: str | None = None  # the adapter raised: its message
+    stopped_by: str | None = None  # "cancel" | "deadline" when the caller stopped it
+
+
+def run_agent(
+    executor: Executor,
+    task: Task,
+    recorder: ExecutionRecorder,
+    *,
+    cancel: threading.Event,
+    deadline: Callable[[], bool],
+    observe: Callable[[AgentEvent], None],
+    poll_s: float = 0.05,
+) -> AgentRun:
+    """Execute ``task`` in a worker thread, recorded by ``recorder``; stop it when ``cancel``
+    is set or ``deadline()`` turns true. A KeyboardInterrupt sets ``cancel``, waits for the
+    agent to stop and is re-raised."""
+    from specwright.agents.execute import run_execution
+
+    agent_cancel = threading.Event()
+    box: dict[str, Any] = {}
+    stopped_by: str | None = None
+
+    def work() -> None:
+        try:
+            box["outcome"] = run_execution(
+                _Observed(executor, observe), task, recorder, agent_cancel
+            )
+        except BaseException as exc:
+            box["crash"] = (
+                str(exc) if isinstance(exc, SpecwrightError) else f"{type(exc).__name__}: {exc}"
+            )
+
+    worker = threading.Thread(target=work, name="agent", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll_s)
+            if stopped_by is None and cancel.is_set():
+                stopped_by = "cancel"
+                agent_cancel.set()
+            if stopped_by is None and deadline():
+                stopped_by = "deadline"
+                agent_cancel.set()
+    except KeyboardInterrupt:
+        cancel.set()
+        agent_cancel.set()
+        worker.join(STOP_GRACE_S)
+        raise
+    finally:
+        if worker.is_alive():  # the agent ignores its cancel: wait a little, then give up on it
+            worker.join(STOP_GRACE_S)
+        if not recorder.finished and getattr(recorder, "_thread", None) is not None:
+            recorder.finish(status="killed", exit_reason="did not stop after cancel")
+    return AgentRun(box.get("outcome"), box.get("crash"), stopped_by)
