@@ -367,6 +367,17 @@ def test_rate_limit_pauses_then_resumes_within_limits(repo: Path, store: Store) 
     assert result.status == "failed" and result.reason.startswith("rate_limited")
 
 
+def test_rate_limit_event_without_reset_time_uses_the_default_wait(
+    repo: Path, store: Store
+) -> None:
+    chunk = make_chunk(store, repo)
+    agent = scripted([{"fail": "usage limit reached", "kind": "rate_limit"}])
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_rate_limit_wait_s=1)
+    assert result.status == "failed" and result.reason.startswith("rate_limited")
+    assert "usage limit reached" in result.reason and "60s" in result.reason
+    no_running_rows(store)
+
+
 def test_wall_time_limit_stops_a_running_agent(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(
