@@ -1,0 +1,44 @@
+"""`specwright demo`: the main job, offline, in one command, and re-runnable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from specwright.store import Store
+from tests.conftest import git, run_specwright
+
+
+def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "data" / "specwright.duckdb"
+    env = {"SPECWRIGHT_DB": str(db)}
+    proc = run_specwright("--json", "demo", cwd=work, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "shipped"
+    assert [(c["chunk"], c["status"], c["iterations"]) for c in out["chunks"]] == [
+        (1, "shipped", 2),
+        (2, "shipped", 1),
+        (3, "shipped", 1),
+    ]
+    assert all(c["cost_usd"] > 0 and c["input_tokens"] > 0 for c in out["chunks"])
+    demo = work / "data" / "demo"
+    assert out["project"] == str(demo)
+    # the rejected attempt left no trace: one commit per chunk on the spec branch
+    log = git(demo, "log", "--format=%s", out["branch"]).splitlines()
+    assert log[:3] == ["Command-line interface", "Top N words", "Count words"]
+    assert "simplif" not in git(demo, "show", f"{out['branch']}:textstats/normalize.py")
+    store = Store(db)
+    verdicts = store.query(
+        "SELECT r.verdict FROM reviews r JOIN chunks c ON c.id = r.chunk_id "
+        "WHERE c.position = 1 ORDER BY r.created_at"
+    )
+    assert [v[0] for v in verdicts] == ["REVISE", "SHIP"]
+
+    again = run_specwright("demo", cwd=work, env=env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Count words" in again.stdout and "shipped: all 3 chunks shipped" in again.stdout
+    assert f"database: {db}" in again.stdout
+    assert store.query("SELECT count(*) FROM specs")[0][0] == 1  # the old demo was replaced

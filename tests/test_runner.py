@@ -1,0 +1,262 @@
+"""Run-all on real git repositories with the scripted executor: order, parallel worktrees,
+merge conflicts, blocked dependents, the plan, and resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specwright import catalog
+from specwright import config as config_mod
+from specwright.errors import ValidationError
+from specwright.runner import run_all
+from specwright.store import Store, resolve_db_path
+from tests.conftest import git
+
+DIAMOND = {"A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"]}
+
+
+def _project(repo: Path, script: dict, verify: str = "") -> None:
+    """Commit a config using the scripted executor with ``script`` (kept outside the repo)."""
+    script_path = repo.parent / "script.yaml"
+    script_path.write_text(yaml.safe_dump(script))
+    (repo / ".handoff").mkdir(exist_ok=True)
+    (repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n    scripted:\n      type: scripted\n"
+        f"      script: {script_path}\n"
+        "defaults:\n  executor: scripted\n  reviewer: checks\n  maxIterations: 2\n"
+        + (f"verify:\n  - name: check\n    command: {verify}\n" if verify else "")
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "specwright config")
+
+
+def _spec(store: Store, repo: Path, graph: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    spec = catalog.create_spec(store, catalog.ensure_project(store, repo), "Diamond")
+    ids: dict[str, str] = {}
+    for name, deps in graph.items():
+        chunk = catalog.add_chunk(
+            store,
+            spec,
+            f"Make {name}",
+            f"Create {name.lower()}.txt",
+            files=[f"{name.lower()}.txt"],
+            depends_on=[ids[d] for d in deps],
+        )
+        ids[name] = chunk.id
+    return spec
+
+
+def _write_script(graph: dict[str, list[str]]) -> dict:
+    return {
+        "chunks": {
+            f"Make {n}": [
+                {"write": f"{n.lower()}.txt", "content": f"{n}\n"},
+                {"say": f"made {n}"},
+                {"usage": {"input_tokens": 100, "output_tokens": 10, "cost_usd": 0.001}},
+            ]
+            for n in graph
+        }
+    }
+
+
+def _files_on_branch(repo: Path, branch: str) -> dict[str, str]:
+    names = git(repo, "ls-tree", "-r", "--name-only", branch).splitlines()
+    return {n: git(repo, "show", f"{branch}:{n}") for n in names if n.endswith(".txt")}
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_diamond_ships_the_same_result_serial_and_parallel(git_repo: Path, parallel: int) -> None:
+    _project(git_repo, _write_script(DIAMOND))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, DIAMOND)
+    events: list[str] = []
+    result = run_all(
+        store,
+        config_mod.load(git_repo),
+        git_repo,
+        spec,
+        parallel=parallel,
+        on_progress=lambda p: events.append(f"{p.kind}:{p.message}"),
+    )
+    assert result.status == "shipped", result.reason
+    assert [c.status for c in result.chunks] == ["shipped"] * 4
+    assert _files_on_branch(git_repo, "specwright/diamond") == {
+        "a.txt": "A",
+        "b.txt": "B",
+        "c.txt": "C",
+        "d.txt": "D",
+    }
+    # one commit per chunk, each with its trailer
+    log = git(git_repo, "log", "--format=%B", "specwright/diamond")
+    assert log.count("Specwright-Chunk:") == 4
+    # dependency order: D started after B and C were done
+    starts = [e for e in events if e.startswith("chunk-start")]
+    assert starts[0].endswith("Make A: starting") and starts[-1].endswith("Make D: starting")
+    if parallel == 2:
+        assert any(e.startswith("wave:wave: 2, 3") for e in events)
+        assert not (git_repo.parent / "db" / "worktrees" / "diamond").exists() or not any(
+            (git_repo.parent / "db" / "worktrees" / "diamond").iterdir()
+        )
+    rows = store.query_dicts("SELECT kind, status, reason FROM runs WHERE kind = 'spec'")
+    assert rows == [{"kind": "spec", "status": "shipped", "reason": "all 4 chunks shipped"}]
+    assert catalog.get_spec(store, spec.id).status == "done"
+
+
+def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
+    script = _write_script(DIAMOND)
+    script["chunks"]["Make B"] = [{"fail": "the model gave up"}]
+    _project(git_repo, script)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, DIAMOND)
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec)
+    status = {c.title: c.status for c in result.chunks}
+    assert status == {
+        "Make A": "shipped",
+        "Make B": "failed",
+        "Make C": "shipped",
+        "Make D": "blocked",
+    }
+    blocked = [c for c in result.chunks if c.status == "blocked"][0]
+    assert "dependency 2 'Make B' did not ship" in blocked.reason
+    assert result.status == "failed"
+    assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
+
+
+def test_parallel_merge_conflict_is_retried_on_top_of_the_merged_code(git_repo: Path) -> None:
+    graph = {"X": [], "Y": []}
+    script = {
+        "chunks": {
+            f"Make {n}": [
+                {"write": f"{n.lower()}.txt", "content": n},
+                {"write": "shared.txt", "content": f"written by {n}\n"},
+            ]
+            for n in graph
+        }
+    }
+    _project(git_repo, script)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    events: list[str] = []
+    result = run_all(
+        store,
+        config_mod.load(git_repo),
+        git_repo,
+        spec,
+        parallel=2,
+        on_progress=lambda p: events.append(f"{p.kind}:{p.message}"),
+    )
+    assert result.status == "shipped", result.reason
+    assert any(e.startswith("conflict:chunk 2: merge conflict in shared.txt") for e in events)
+    files = _files_on_branch(git_repo, "specwright/diamond")
+    assert files["shared.txt"] == "written by Y"  # the retry rebuilt on top of X's work
+    assert files["x.txt"] == "X" and files["y.txt"] == "Y"
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_cycle_and_missing_dependency_are_refused_before_running(git_repo: Path) -> None:
+    _project(git_repo, _write_script(DIAMOND))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
+    a, b = catalog.list_chunks(store, spec.id)
+    store.insert("chunk_deps", {"chunk_id": a.id, "depends_on_id": b.id})  # bypass the CRUD check
+    with pytest.raises(ValidationError, match=r"cycle: .*'Make A' -> .*'Make B' -> .*'Make A'"):
+        run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def test_plan_shows_order_waves_overlaps_and_estimate(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _project(git_repo, _write_script(DIAMOND))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, DIAMOND)
+    catalog.update_chunk(store, catalog.list_chunks(store, spec.id)[2].id, files=["b.txt", "c.txt"])
+    result = cli(
+        "-C", str(git_repo), "--json", "run-all", spec.slug, "--plan", "--executor", "scripted"
+    )
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert [c["position"] for c in plan["order"]] == [1, 2, 3, 4]
+    assert plan["overlaps"] == [{"a": 2, "b": 3, "files": ["b.txt"]}]
+    assert [w["chunks"] for w in plan["waves"]] == [[1], [2], [3], [4]]
+    assert plan["waves"][1]["deferred"][0]["why"] == "shares b.txt with chunk 2"
+    assert plan["estimate"]["text"].startswith("unknown (no past priced runs of scripted")
+    # after a run, the estimate comes from the store
+    run_all(store, config_mod.load(git_repo), git_repo, spec)
+    catalog.update_chunk(store, catalog.list_chunks(store, spec.id)[3].id, status="pending")
+    plan = json.loads(cli("-C", str(git_repo), "--json", "run-all", spec.slug, "--plan").out)
+    assert plan["estimate"]["low_usd"] == pytest.approx(0.001)
+    assert "median $0.0010/iteration" in plan["estimate"]["text"]
+
+
+KILLABLE = {
+    "chunks": {
+        "Make A": [{"write": "a.txt", "content": "A"}],
+        "Make B": [{"write": "b.txt", "content": "half-done"}, {"say": "thinking"}, {"sleep": 120}],
+        "Make C": [{"write": "c.txt", "content": "C"}],
+    }
+}
+
+
+def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
+    graph = {"A": [], "B": ["A"], "C": ["B"]}
+    _project(git_repo, KILLABLE)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specwright", "-C", str(git_repo), "run-all", spec.slug],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until chunk B's agent is mid-run
+            journal = (
+                list((store.journal.root / "executions").glob("*.jsonl"))
+                if (store.journal.root / "executions").exists()
+                else []
+            )
+            if any('"text":"thinking"' in p.read_text() for p in journal):
+                break
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("chunk B never started")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert (git_repo / "b.txt").read_text() == "half-done"  # the killed attempt's leftovers
+
+    # the resumed run finishes: B's leftovers rolled back, B re-run from its base
+    fixed = dict(KILLABLE["chunks"], **{"Make B": [{"write": "b.txt", "content": "B"}]})
+    (git_repo.parent / "script.yaml").write_text(yaml.safe_dump({"chunks": fixed}))
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert result.status == "shipped", result.reason
+    assert [c.reason for c in result.chunks][0] == "already shipped (skipped)"
+    assert _files_on_branch(git_repo, "specwright/diamond") == {
+        "a.txt": "A",
+        "b.txt": "B",
+        "c.txt": "C",
+    }
+    interrupted = store.query_dicts(
+        "SELECT kind, reason FROM runs WHERE status = 'interrupted' ORDER BY kind"
+    )
+    assert [r["kind"] for r in interrupted] == ["chunk", "spec"]
+    assert "process" in interrupted[0]["reason"] and "is gone" in interrupted[0]["reason"]
+    assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
+    assert store.query("SELECT count(*) FROM executions WHERE status = 'running'")[0][0] == 0
+    assert list((store.path.parent / "patches").glob("*-interrupted.patch"))
