@@ -298,10 +298,19 @@ _M003_USAGE_INGEST = (
 )
 
 
+# The message_id/model indexes of migration 3 cost ingest time and no query uses them
+# (DuckDB joins with hash tables, not ART lookups, for set-based dedupe).
+_M004_USAGE_INDEXES = (
+    "DROP INDEX IF EXISTS idx_usage_records_message_id",
+    "DROP INDEX IF EXISTS idx_usage_records_model",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
     Migration(3, "usage ingest state and dedupe columns", _M003_USAGE_INGEST),
+    Migration(4, "drop unused usage indexes", _M004_USAGE_INDEXES),
 )
 
 
