@@ -471,3 +471,44 @@ def test_plain_lines() -> None:
     events = parse_plain_line(b"hello \xff world\n", state) + parse_plain_line("   \n", state)
     assert [e.text for e in events if isinstance(e, TextEvent)] == ["hello \ufffd world"]
     assert state.last_text == "hello \ufffd world"
+
+
+def test_opencode_sub_agent_sessions_are_followed() -> None:
+    state = OpenCodeState(session_id="ses_main", busy=True)
+
+    def ev(kind: str, **props: Any) -> list[AgentEvent]:
+        return parse_event({"type": kind, "properties": props}, state)
+
+    assert (
+        ev("session.created", sessionID="ses_sub", info={"id": "ses_sub", "parentID": "ses_main"})[
+            0
+        ].type
+        == "step"
+    )
+    assert ev("session.created", sessionID="ses_x", info={"id": "ses_x"}) == []
+    part = {
+        "id": "p1",
+        "messageID": "m1",
+        "sessionID": "ses_sub",
+        "type": "tool",
+        "tool": "bash",
+        "callID": "call_1",
+        "state": {"status": "completed", "input": {"command": "ls"}, "output": "README.md"},
+    }
+    assert kinds(ev("message.part.updated", sessionID="ses_sub", part=part)) == [
+        "tool_call",
+        "tool_result",
+    ]
+    ask = ev("permission.asked", id="per_1", sessionID="ses_sub", permission="bash")
+    assert ask and state.permissions[0]["id"] == "per_1"  # answered like our own
+    assert ev("session.idle", sessionID="ses_sub") == [] and not state.idle
+    assert kinds(
+        ev(
+            "session.error",
+            sessionID="ses_sub",
+            error={"name": "UnknownError", "data": {"message": "x"}},
+        )
+    ) == ["error:warning"]
+    assert state.error is None
+    assert ev("message.part.updated", sessionID="ses_x", part={**part, "callID": "c9"}) == []
+    assert [e.type for e in ev("session.idle", sessionID="ses_main")] == ["step"] and state.idle

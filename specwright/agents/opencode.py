@@ -426,13 +426,10 @@ class OpenCodeExecutor:
                 r = client.get(f"/session/{state.session_id}", params=params, timeout=5.0)
                 if r.status_code == 200:
                     info = r.json()
-                    raw = slim(
-                        {
-                            k: info.get(k)
-                            for k in ("id", "title", "cost", "tokens", "directory", "version")
-                        }
-                    )
-                    usage = usage_from_totals(info, state.model)
+                    keys = ("id", "title", "cost", "tokens", "directory", "version")
+                    raw = slim({k: info.get(k) for k in keys})
+                    if not state.steps_done:  # else the steps' sum, which counts sub-agents too
+                        usage = usage_from_totals(info, state.model)
         on_event(UsageEvent(usage, final=True, raw=raw))
         common: dict[str, Any] = {
             "usage": usage,

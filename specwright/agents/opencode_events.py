@@ -45,6 +45,7 @@ class OpenCodeState:
     """What the parser has seen of one session."""
 
     session_id: str | None = None
+    children: set[str] = field(default_factory=set)  # sub-agent sessions started by ours
     roles: dict[str, str] = field(default_factory=dict)  # message id -> user | assistant
     text: dict[str, str] = field(default_factory=dict)  # text part id -> text so far
     text_done: set[str] = field(default_factory=set)
@@ -119,12 +120,14 @@ def parse_event(event: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]
         ]
     if kind in NOISE:
         return []
-    sid = props.get("sessionID") or (props.get("info") or {}).get("sessionID")
-    if kind.startswith("session.") and sid is None:
-        sid = (props.get("info") or {}).get("id")
-    if sid is not None and state.session_id is not None and sid != state.session_id:
-        return []  # another session in the same directory
     try:
+        sid = _session_of(kind, props)
+        if kind == "session.created" and state.session_id is not None:
+            return _child(kind, props, state)  # a sub-agent's session, or none of ours
+        if sid is not None and state.session_id is not None and sid != state.session_id:
+            if sid not in state.children:
+                return []  # another session in the same directory
+            return _child(kind, props, state)
         return _dispatch(kind, props, state)
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         state.warnings += 1
@@ -135,6 +138,34 @@ def parse_event(event: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]
                 raw=slim(event),
             )
         ]
+
+
+def _session_of(kind: str, props: dict[str, Any]) -> str | None:
+    info = props.get("info") or {}
+    sid = props.get("sessionID") or info.get("sessionID")
+    if kind.startswith("session.") and sid is None:
+        sid = info.get("id")
+    return None if sid is None else str(sid)
+
+
+def _child(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
+    """Events of a sub-agent session (opencode's task tool): its work is ours, its lifecycle
+    is not (its idle does not end our run)."""
+    if kind == "session.created":
+        info = props.get("info") or {}
+        parent = info.get("parentID")
+        if parent and (parent == state.session_id or parent in state.children):
+            state.children.add(str(info["id"]))
+            return [StepEvent("subagent_session", str(info["id"]), raw=slim(info))]
+        return []
+    if kind == "session.error":
+        error = props.get("error") or {}
+        return [
+            ErrorEvent(f"sub-agent session: {error_text(error)}", kind="warning", raw=slim(error))
+        ]
+    if kind.startswith("session."):
+        return []
+    return _dispatch(kind, props, state)
 
 
 def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
