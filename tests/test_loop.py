@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,48 @@ def test_rate_limit_event_without_reset_time_uses_the_default_wait(
     assert result.status == "failed" and result.reason.startswith("rate_limited")
     assert "usage limit reached" in result.reason and "60s" in result.reason
     no_running_rows(store)
+
+
+def test_codexbar_reset_time_decides_the_pause(
+    repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from specwright.loop.limits import reset_wait_from_payloads
+
+    now = datetime(2025, 11, 2, 13, 0, tzinfo=UTC)
+    payloads = [
+        {
+            "provider": "codex",
+            "usage": {"primary": {"usedPercent": 100, "resetsAt": "2025-11-02T13:30:00Z"}},
+        },
+        {
+            "provider": "claude",
+            "usage": {"primary": {"usedPercent": 40, "resetsAt": "2025-11-02T14:00:00Z"}},
+        },
+    ]
+    assert reset_wait_from_payloads(payloads, None, now) == 1800
+    assert reset_wait_from_payloads(payloads, "claude", now) is None
+    # a fake codexbar executable says the quota resets in an hour: beyond a 60 s allowance
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    fake = tmp_path / "codexbar"
+    body = [{"provider": "claude", "usage": {"primary": {"usedPercent": 100.0, "resetsAt": soon}}}]
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(body)}\nEOF\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CODEXBAR_PATH", str(fake))
+    chunk = make_chunk(store, repo)
+
+    class ClaudeLike(ScriptedExecutor):
+        backend = "claude-code"
+
+    agent = ClaudeLike(
+        ExecutorConfig(name="claude", type="scripted"),
+        script=[{"fail": "usage limit reached", "kind": "rate_limit"}],
+    )
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_rate_limit_wait_s=60)
+    assert result.status == "failed" and result.reason.startswith("rate_limited")
+    assert re.search(r"reset in 3[0-9]{3}s exceeds the 60s allowance", result.reason)
 
 
 def test_wall_time_limit_stops_a_running_agent(repo: Path, store: Store) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from specwright import gitops
 from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop.agent import AgentRun, run_agent
+from specwright.loop.limits import codexbar_reset_wait
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_SUMMARY_CHARS = 2000
 MAX_PATCH_BYTES = 2 * 1024 * 1024
+DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the agent or codexbar
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
 
 
@@ -452,7 +454,10 @@ class _ChunkRun:
             if outcome is not None and outcome.ok:
                 return outcome
             if outcome is not None and (outcome.retry_after_s is not None or self._rate_limited):
-                wait = outcome.retry_after_s if outcome.retry_after_s is not None else 60.0
+                wait = outcome.retry_after_s
+                if wait is None:  # the agent gave no reset time: ask codexbar, else a default
+                    wait = codexbar_reset_wait(self.executor.backend)
+                wait = DEFAULT_RATE_LIMIT_WAIT_S if wait is None else wait
                 self._pause(wait, outcome.error or outcome.exit_reason or "rate limit")
                 continue
             errors += 1
@@ -509,7 +514,7 @@ class _ChunkRun:
         if self.paused_s + wait_s > self.opts.max_rate_limit_wait_s:
             raise LoopExit(
                 "rate_limited",
-                f"{why}; reset in {wait_s:g}s exceeds the {self.opts.max_rate_limit_wait_s:g}s allowance",
+                f"{why}; reset in {wait_s:.0f}s exceeds the {self.opts.max_rate_limit_wait_s:g}s allowance",
             )
         self.progress("pause", f"rate limited ({why}); pausing {wait_s:g}s")
         if self.rollback_policy == "rollback":

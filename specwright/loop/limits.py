@@ -1,0 +1,58 @@
+"""When a rate-limited agent may try again: its own reset hint, else what codexbar says.
+
+codexbar (``CODEXBAR_PATH`` or on PATH) reports each provider's rate windows with ``usedPercent``
+and ``resetsAt``; an exhausted window (100 %) resets at its ``resetsAt``. Without codexbar, or
+without an exhausted window, the caller falls back to a default wait.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+_PROVIDER_OF_BACKEND = {"claude-code": "claude", "codex": "codex"}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def reset_wait_from_payloads(
+    payloads: list[dict[str, Any]], provider: str | None, now: datetime
+) -> float | None:
+    """Seconds until every exhausted window of ``provider`` (all providers when None) resets."""
+    resets: list[datetime] = []
+    for payload in payloads:
+        if provider and payload.get("provider") != provider:
+            continue
+        usage = payload.get("usage")
+        if not isinstance(usage, dict):
+            continue
+        for key in ("primary", "secondary", "tertiary"):
+            window = usage.get(key)
+            if not isinstance(window, dict):
+                continue
+            used = window.get("usedPercent")
+            at = _parse_time(window.get("resetsAt"))
+            if isinstance(used, int | float) and used >= 100 and at is not None:
+                resets.append(at)
+    if not resets:
+        return None
+    return max(0.0, (max(resets) - now).total_seconds())
+
+
+def codexbar_reset_wait(backend: str | None) -> float | None:
+    """Seconds until codexbar says the agent's exhausted quota resets; None when unknown."""
+    from specwright.usage import codexbar
+
+    if codexbar.codexbar_path() is None:
+        return None
+    snap = codexbar.run("usage", timeout_s=20)
+    provider = _PROVIDER_OF_BACKEND.get(backend or "")
+    return reset_wait_from_payloads(snap.payloads, provider, datetime.now(UTC))
