@@ -372,3 +372,17 @@ def tracked_files(path: Path | str) -> list[str]:
     except GitError:
         return []
     return [p for p in out.split("\0") if p]
+
+
+def remote_url(path: Path | str, remote: str) -> str:
+    """The fetch URL of ``remote`` (a clear error if there is no such remote)."""
+    try:
+        return _git(path, "remote", "get-url", remote)
+    except GitError:
+        raise GitError(f"{root_of(path)}: no git remote named {remote!r} "
+                       "(add one with `git remote add`)") from None
+
+
+def push(path: Path | str, remote: str, branch: str) -> None:
+    """Push ``branch`` to ``remote`` (same name there), setting its upstream."""
+    _git(path, "push", "--quiet", "--set-upstream", remote, f"{branch}:{branch}")

@@ -38,7 +38,24 @@ def register(sub: Any) -> None:
         action="store_true",
         help="print the order, parallel waves, expected files and a cost estimate; run nothing",
     )
+    p.add_argument(
+        "--pr",
+        action="store_true",
+        help="when every chunk shipped, push the branch and open a pull request",
+    )
+    _pr_args(p)
     p.set_defaults(handler=cmd_run_all)
+
+    p = sub.add_parser(
+        "pr",
+        help="push the spec's branch and open (or update) a GitHub pull request",
+        description="Push specwright/<slug> to the remote and open a pull request whose body "
+        "lists every chunk with its iterations, review and cost. Needs GITHUB_TOKEN; the API "
+        "URL comes from --api-url or GITHUB_API_URL (GitHub Enterprise).",
+    )
+    _pr_args(p)
+    p.add_argument("spec", help="spec slug or id")
+    p.set_defaults(handler=cmd_pr)
 
     p = sub.add_parser(
         "demo",
@@ -57,6 +74,45 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="chunks at once")
     p.set_defaults(handler=cmd_demo)
+
+
+def _pr_args(p: Any) -> None:
+    p.add_argument("--remote", default="origin", help="git remote to push to (default: origin)")
+    p.add_argument("--base", metavar="BRANCH", help="base branch (default: the repo's default)")
+    p.add_argument(
+        "--repo", metavar="OWNER/NAME", help="GitHub repository (default: from the remote URL)"
+    )
+    p.add_argument("--api-url", metavar="URL", help="GitHub API base URL")
+    p.add_argument("--draft", action="store_true", help="open the pull request as a draft")
+
+
+def _open_pr(ctx: Context, spec: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from specwright.pr import open_pr
+
+    return open_pr(
+        ctx.store,
+        ctx.project_dir,
+        spec,
+        remote=args.remote,
+        base=args.base,
+        repo=args.repo,
+        api_url=args.api_url,
+        draft=args.draft,
+    )
+
+
+def cmd_pr(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import get_spec
+
+    spec = get_spec(ctx.store, args.spec, ctx.project())
+    pr = _open_pr(ctx, spec, args)
+    ctx.emit(
+        pr
+        if ctx.json
+        else f"{'updated' if pr['updated'] else 'opened'} pull request #{pr['number']} "
+        f"{pr['head']} -> {pr['base']}: {pr['url']}"
+    )
+    return 0
 
 
 class Printer:

@@ -1,0 +1,99 @@
+"""A fake GitHub REST API on 127.0.0.1: just enough of /repos and /pulls, recording requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeGitHub:
+    """``with FakeGitHub(token="t") as gh: gh.url`` — requests are kept in ``gh.requests``."""
+
+    def __init__(self, token: str, repo: str = "acme/widgets", default_branch: str = "main"):
+        self.token, self.repo, self.default_branch = token, repo, default_branch
+        self.requests: list[dict[str, Any]] = []
+        self.pulls: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                fake.requests.append(
+                    {
+                        "method": method,
+                        "path": self.path,
+                        "body": body,
+                        "auth": self.headers.get("Authorization"),
+                    }
+                )
+                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    return self._reply(401, {"message": "Bad credentials"})
+                base = f"/repos/{fake.repo}"
+                path = self.path.split("?", 1)[0]
+                if method == "GET" and path == base:
+                    return self._reply(
+                        200, {"full_name": fake.repo, "default_branch": fake.default_branch}
+                    )
+                if method == "POST" and path == f"{base}/pulls":
+                    if any(p["head"] == body["head"] for p in fake.pulls):
+                        return self._reply(
+                            422,
+                            {
+                                "message": "Validation Failed",
+                                "errors": [
+                                    {
+                                        "message": f"A pull request already exists for {body['head']}."
+                                    }
+                                ],
+                            },
+                        )
+                    number = len(fake.pulls) + 1
+                    pull = {
+                        **body,
+                        "number": number,
+                        "html_url": f"https://github.example/{fake.repo}/pull/{number}",
+                    }
+                    fake.pulls.append(pull)
+                    return self._reply(201, pull)
+                if method == "GET" and path == f"{base}/pulls":
+                    return self._reply(200, fake.pulls)
+                if method == "PATCH" and path.startswith(f"{base}/pulls/"):
+                    pull = fake.pulls[int(path.rsplit("/", 1)[1]) - 1]
+                    pull.update(body)
+                    return self._reply(200, pull)
+                return self._reply(404, {"message": "Not Found"})
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeGitHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
