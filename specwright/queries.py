@@ -123,6 +123,73 @@ def usage_by_period(
     return store.query_df(sql, [*params, *sp])
 
 
+def usage_report(
+    store: Store,
+    period: str = "day",
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+    tz: str = "UTC",
+) -> list[dict[str, Any]]:
+    """ccusage's ``daily``/``weekly``/``monthly`` rows (camelCase keys, per-model breakdowns),
+    built in one SQL query: no DataFrame on the hot path of a report."""
+    unit = _PERIODS.get(period)
+    if unit is None:
+        raise ValueError(f"period: expected day, week or month, got {period!r}")
+    where, params = _window("u.ts", since, until, tz)
+    sw, sp = _source_filter(source)
+    fmt = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}[unit]
+    sql = f"""
+        WITH m AS (
+            SELECT strftime(date_trunc('{unit}', {_local("u.ts", tz)}), '{fmt}') AS period,
+                   coalesce(u.model, '') AS model,
+                   sum(u.input_tokens)::BIGINT AS i, sum(u.output_tokens)::BIGINT AS o,
+                   sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT AS cw,
+                   sum(u.cache_read_tokens)::BIGINT AS cr,
+                   sum(coalesce({LOG_COST}, 0)) AS cost
+            FROM usage_records u WHERE true{where}{sw}
+            GROUP BY ALL
+        )
+        SELECT period, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT,
+               sum(cost),
+               list(model ORDER BY cost DESC, model) FILTER (
+                   WHERE model <> '' AND model <> '<synthetic>'),
+               list([i, o, cw, cr] ORDER BY cost DESC, model) FILTER (
+                   WHERE model <> '' AND model <> '<synthetic>'),
+               list(cost ORDER BY cost DESC, model) FILTER (
+                   WHERE model <> '' AND model <> '<synthetic>')
+        FROM m GROUP BY period ORDER BY period"""
+    key = {"day": "date", "week": "week", "month": "month"}[unit]
+    out: list[dict[str, Any]] = []
+    for period_, i, o, cw, cr, cost, models, toks, costs in store.query(sql, [*params, *sp]):
+        models, toks, costs = models or [], toks or [], costs or []
+        out.append(
+            {
+                key: period_,
+                "inputTokens": i,
+                "outputTokens": o,
+                "cacheCreationTokens": cw,
+                "cacheReadTokens": cr,
+                "totalTokens": i + o + cw + cr,
+                "totalCost": cost,
+                "modelsUsed": list(models),
+                "modelBreakdowns": [
+                    {
+                        "modelName": name,
+                        "inputTokens": t[0],
+                        "outputTokens": t[1],
+                        "cacheCreationTokens": t[2],
+                        "cacheReadTokens": t[3],
+                        "cost": c,
+                    }
+                    for name, t, c in zip(models, toks, costs, strict=True)
+                ],
+            }
+        )
+    return out
+
+
 def usage_sessions(
     store: Store,
     *,

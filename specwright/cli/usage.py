@@ -105,38 +105,6 @@ def _window_args(p: argparse.ArgumentParser) -> None:
 # --- reports ----------------------------------------------------------------------------------
 
 
-def _breakdowns(df: pd.DataFrame, key: str) -> list[dict[str, Any]]:
-    """ccusage's ``daily``/``monthly`` JSON rows from a period x model frame."""
-    out: list[dict[str, Any]] = []
-    for period, grp in df.groupby("period", sort=True):
-        named = grp[(grp["model"] != "") & (grp["model"] != "<synthetic>")]
-        named = named.sort_values("cost_usd", ascending=False, kind="stable")
-        out.append(
-            {
-                key: period,
-                "inputTokens": int(grp["input_tokens"].sum()),
-                "outputTokens": int(grp["output_tokens"].sum()),
-                "cacheCreationTokens": int(grp["cache_creation_tokens"].sum()),
-                "cacheReadTokens": int(grp["cache_read_tokens"].sum()),
-                "totalTokens": int(grp["total_tokens"].sum()),
-                "totalCost": float(grp["cost_usd"].sum()),
-                "modelsUsed": list(named["model"]),
-                "modelBreakdowns": [
-                    {
-                        "modelName": r["model"],
-                        "inputTokens": int(r["input_tokens"]),
-                        "outputTokens": int(r["output_tokens"]),
-                        "cacheCreationTokens": int(r["cache_creation_tokens"]),
-                        "cacheReadTokens": int(r["cache_read_tokens"]),
-                        "cost": float(r["cost_usd"]),
-                    }
-                    for r in _records(named)
-                ],
-            }
-        )
-    return out
-
-
 def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens", "totalTokens")
     tot: dict[str, Any] = {k: sum(int(r[k]) for r in rows) for k in keys}
@@ -185,9 +153,9 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     win = {"since": args.since, "until": args.until}
     source = None if args.source == "all" else args.source
     if report in _REPORTS:
-        df = Q.usage_by_period(store, _REPORTS[report], source=source, tz=args.timezone, **win)
-        rows = _breakdowns(df, _KEY[report])
-        _warn_unpriced(df)
+        rows = Q.usage_report(store, _REPORTS[report], source=source, tz=args.timezone, **win)
+        if rows:
+            _warn_unpriced(Q.usage_models(store, source=source, **win))
         if ctx.json:
             ctx.emit({report: rows, "totals": _totals(rows)})
         else:

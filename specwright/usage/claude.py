@@ -108,7 +108,7 @@ def ingest(
 def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
     """Read the planned files into ``_cl_raw``; returns path -> (usage lines, malformed lines)."""
     conn.execute("CREATE OR REPLACE TEMP TABLE _cl_files (read_path VARCHAR, path VARCHAR)")
-    conn.executemany("INSERT INTO _cl_files VALUES (?, ?)", [(p.read_path, p.path) for p in ready])
+    F.insert_rows(conn, "INSERT INTO _cl_files", [(p.read_path, p.path) for p in ready])
     # One scan: a malformed line comes back as NULL, a usage line is parsed into a struct.
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cl_raw AS

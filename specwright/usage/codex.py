@@ -86,7 +86,7 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
         rows.append(
             (p.read_path, p.path, p.restart, st.get("model"), st.get("total"), st.get("session"))
         )
-    conn.executemany("INSERT INTO _cx_files VALUES (?, ?, ?, ?, ?, ?)", rows)
+    F.insert_rows(conn, "INSERT INTO _cx_files", rows)
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cx_raw AS
         SELECT filename, json IS NULL AS bad, hash(json) AS h,
@@ -235,14 +235,17 @@ def _snapshot_rate_limits(conn: duckdb.DuckDBPyConnection) -> None:
         return
     from specwright.model import new_id
 
-    conn.executemany(
-        "INSERT INTO usage_snapshots (id, taken_at, source, provider, payload, kind, phase) "
-        "VALUES (?, ?, 'codex-log', 'codex', ?, 'rate_limits', ?)",
+    F.insert_rows(
+        conn,
+        "INSERT INTO usage_snapshots (id, taken_at, source, provider, payload, kind, phase)",
         [
             (
                 new_id(),
                 ts,
+                "codex-log",
+                "codex",
                 limits if isinstance(limits, str) else json.dumps(limits),
+                "rate_limits",
                 f"session:{session}",
             )
             for ts, limits, session in rows

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from specwright.model import utcnow
+from specwright.usage.files import insert_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -103,9 +104,9 @@ def insert_rates(
             continue
         pairs.append((model, rates))
     if pairs:
-        marks = ", ".join("?" for _ in _RATE_COLS)
-        conn.executemany(
-            f"INSERT INTO {table} VALUES ({marks})",
+        insert_rows(
+            conn,
+            f"INSERT INTO {table}",
             [[name, *(r.row()[c] for c in _RATE_COLS[1:])] for name, r in pairs],
         )
     return [r for _, r in pairs], sorted(unknown)
@@ -116,11 +117,12 @@ def save_prices(conn: duckdb.DuckDBPyConnection, used: list[Rates]) -> None:
     if not used:
         return
     cols = (*_RATE_COLS, "updated_at")
-    marks = ", ".join("?" for _ in cols)
     now = utcnow()
-    conn.executemany(
-        f"INSERT OR REPLACE INTO prices ({', '.join(cols)}) VALUES ({marks})",
-        [[*(r.row()[c] for c in _RATE_COLS), now] for r in used],
+    unique = {(r.model, r.provider): r for r in used}
+    insert_rows(
+        conn,
+        f"INSERT OR REPLACE INTO prices ({', '.join(cols)})",
+        [[*(r.row()[c] for c in _RATE_COLS), now] for r in unique.values()],
     )
 
 
