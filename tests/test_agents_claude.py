@@ -137,14 +137,24 @@ def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason:
     assert outcome.usage.cost_usd == 0
 
 
-def test_real_claude_big_prompt_via_stdin(git_repo: Path) -> None:
-    prompt = "Please read this carefully. " * 6000 + "END-OF-BIG-PROMPT"  # ~170 KB
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Please read this carefully. " * 6000 + "END-OF-BIG-PROMPT",  # ~170 KB, over ARG_MAX
+        "--help is not an option here. END-OF-BIG-PROMPT",  # would parse as an option
+    ],
+    ids=["big", "dash"],
+)
+def test_real_claude_prompt_via_stdin(git_repo: Path, prompt: str) -> None:
     ex = ClaudeCodeExecutor(executor_config())
     with FakeModelServer() as srv:
-        srv.script(anthropic_text("Read it.", expect_text="END-OF-BIG-PROMPT"))
-        outcome = ex.execute(
-            Task(prompt, git_repo, env=fake_env(srv)), lambda e: None, threading.Event()
+        srv.script(
+            anthropic_text(
+                "Read it.", expect_text="END-OF-BIG-PROMPT", expect_system="- RULE-MARKER"
+            )
         )
+        task = Task(prompt, git_repo, system_prompt="- RULE-MARKER", env=fake_env(srv))
+        outcome = ex.execute(task, lambda e: None, threading.Event())
     assert outcome.status == "ok", outcome
     assert outcome.final_text == "Read it."
 

@@ -111,8 +111,7 @@ def test_claude_argv_env_and_stdin(
         "acceptEdits",
         "--max-turns",
         "7",
-        "--append-system-prompt",
-        "RULES",
+        "--append-system-prompt=RULES",
     ]
     env = seen["env"]
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
@@ -134,6 +133,32 @@ def test_claude_big_prompt_goes_by_stdin(claude: Path, tmp_path: Path, git_repo:
     run(ex, Task(prompt, git_repo, env={"FAKE_DUMP": str(dump)}))
     seen = json.loads(dump.read_text())
     assert seen["stdin"] == prompt and prompt not in seen["argv"] and seen["argv"][0] == "-p"
+
+
+def test_claude_prompt_starting_with_a_dash_goes_by_stdin(
+    claude: Path, tmp_path: Path, git_repo: Path
+) -> None:
+    dump = tmp_path / "dump.json"
+    ex = ClaudeCodeExecutor(executor_config())
+    run(
+        ex,
+        Task(
+            "--help is not what I mean",
+            git_repo,
+            system_prompt="- rule one",
+            env={"FAKE_DUMP": str(dump)},
+        ),
+    )
+    seen = json.loads(dump.read_text())
+    assert seen["stdin"] == "--help is not what I mean"
+    assert "--help is not what I mean" not in seen["argv"]
+    assert "--append-system-prompt=- rule one" in seen["argv"]
+
+
+def test_command_prompt_too_long_for_an_argument(git_repo: Path) -> None:
+    ex = CommandExecutor(executor_config(type="command", argv=("echo", "{prompt}")))
+    with pytest.raises(AgentError, match="pass a long prompt by stdin"):
+        run(ex, Task("x" * 200_000, git_repo))
 
 
 def test_bypass_permissions_only_in_a_worktree(

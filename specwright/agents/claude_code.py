@@ -173,7 +173,9 @@ class ClaudeCodeExecutor:
         if c.max_turns:
             argv += ["--max-turns", str(c.max_turns)]
         if task.system_prompt:
-            argv += ["--append-system-prompt", task.system_prompt]
+            # `=` keeps a value that starts with "-" (a markdown list of rules) from parsing
+            # as an option
+            argv.append(f"--append-system-prompt={task.system_prompt}")
         allowed = c.options.get("allowed_tools")
         if allowed:
             argv += [
@@ -223,7 +225,8 @@ class ClaudeCodeExecutor:
             if fixed_dir
             else tempfile.mkdtemp(prefix="specwright-claude-")
         )
-        big_prompt = len(task.prompt.encode()) > MAX_ARG_BYTES
+        # stdin when the prompt is too long for one argv string, or would parse as an option
+        big_prompt = len(task.prompt.encode()) > MAX_ARG_BYTES or task.prompt.startswith("-")
         stream = ProcessStream(
             argv=self.argv(task, executable, prompt_as_arg=not big_prompt),
             cwd=workdir,

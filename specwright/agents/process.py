@@ -147,6 +147,12 @@ class ProcessStream:
             raise AgentError(f"{self.argv[0]}: cannot start: not executable") from None
         except NotADirectoryError:
             raise AgentError(f"{self.cwd}: working directory is not a directory") from None
+        except OSError as exc:  # E2BIG: an argument (the prompt?) longer than the OS allows
+            size = sum(len(str(a)) for a in self.argv)
+            raise AgentError(
+                f"{self.argv[0]}: cannot start: {exc.strerror} (command line {size} chars; "
+                "pass a long prompt by stdin)"
+            ) from None
         self.result.pid = self.proc.pid
         return self
 
