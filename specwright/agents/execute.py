@@ -29,7 +29,10 @@ def run_execution(
     A final usage event is added when the adapter did not stream one, so the events alone
     always carry the totals."""
     cancel = cancel or threading.Event()
-    config = getattr(executor, "config", None)
+    # the executor's config, also through a wrapper that keeps the real one as ``inner``
+    config = getattr(executor, "config", None) or getattr(
+        getattr(executor, "inner", None), "config", None
+    )
     agent_env = {**(getattr(config, "env", None) or {}), **task.env}
     if agent_env:  # secrets handed only to the agent are redacted from what it prints too
         recorder.add_secrets(agent_env)
