@@ -369,8 +369,9 @@ def test_rate_limit_pauses_then_resumes_within_limits(repo: Path, store: Store) 
 
 
 def test_rate_limit_event_without_reset_time_uses_the_default_wait(
-    repo: Path, store: Store
+    repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("CODEXBAR_PATH", str(tmp_path / "no-codexbar"))  # a real one is ignored
     chunk = make_chunk(store, repo)
     agent = scripted([{"fail": "usage limit reached", "kind": "rate_limit"}])
     result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_rate_limit_wait_s=1)

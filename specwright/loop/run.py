@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import gitops
 from specwright.errors import LoopExit, SpecwrightError
+from specwright.loop import records
 from specwright.loop.agent import AgentRun, run_agent
 from specwright.loop.limits import codexbar_reset_wait
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
@@ -190,7 +189,6 @@ class _ChunkRun:
         self._rate_limited = False
         self.started = time.monotonic()
         self.baseline_results: list[StepResult] | None = None
-        self._stop_heartbeat = threading.Event()
 
     # --- progress and persistence -----------------------------------------------------------
 
@@ -204,47 +202,21 @@ class _ChunkRun:
         except Exception as exc:  # a broken UI must not break the run
             log.warning("on_progress callback failed: %s", exc)
 
-    def _heartbeat(self) -> None:
-        while not self._stop_heartbeat.wait(self.opts.heartbeat_s):
-            try:
-                self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
-            except Exception as exc:
-                log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
-
     def _start_rows(self) -> None:
-        from specwright.store import Store
-
-        now = utcnow()
-        row = {
-            "id": self.run_id,
-            "spec_id": self.spec.id,
-            "chunk_id": self.chunk.id,
-            "kind": "chunk",
-            "status": "running",
-            "executor": self.executor.name,
-            "reviewer": self.reviewer.name,
-            "parent_run_id": self.opts.parent_run_id,
-            "group_id": self.opts.group_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "branch": self.branch,
-            "base_commit": self.base,
-            "iterations": 0,
-            "started_at": now,
-            "heartbeat_at": now,
-        }
-        exists = self.store.query("SELECT count(*) FROM runs WHERE id = ?", [self.run_id])[0][0]
-        run_op = (
-            Store.op_update(
-                "runs", {"id": self.run_id}, {k: v for k, v in row.items() if k != "id"}
-            )
-            if exists
-            else Store.op_insert("runs", row)
+        records.start_run(
+            self.store,
+            {
+                "id": self.run_id,
+                "spec_id": self.spec.id,
+                "chunk_id": self.chunk.id,
+                "executor": self.executor.name,
+                "reviewer": self.reviewer.name,
+                "parent_run_id": self.opts.parent_run_id,
+                "group_id": self.opts.group_id,
+                "branch": self.branch,
+                "base_commit": self.base,
+            },
         )
-        chunk_op = Store.op_update(
-            "chunks", {"id": self.chunk.id}, {"status": "running", "updated_at": now}
-        )
-        self.store.write([run_op, chunk_op])
 
     def _cost(self, column: str, value: str) -> float:
         rows = self.store.query(
@@ -257,8 +229,7 @@ class _ChunkRun:
     def run(self) -> ChunkResult:
         self._prepare()
         self._start_rows()
-        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        beat.start()
+        heartbeat = records.Heartbeat(self.store, self.run_id, self.opts.heartbeat_s).start()
         self.started = time.monotonic()
         status, reason = "failed", "crash"
         self.progress("run", f"run {self.run_id[:8]} on {self.branch or 'detached HEAD'}")
@@ -299,7 +270,7 @@ class _ChunkRun:
             status, reason = "failed", f"crash: {type(exc).__name__}: {exc}"
             raise
         finally:
-            self._stop_heartbeat.set()
+            heartbeat.stop()
             self._finish(status, reason)
         return self.result
 
@@ -584,32 +555,18 @@ class _ChunkRun:
         self.progress("done", f"{status}: {reason}", self.result)
 
     def _write_end(self, status: str, reason: str, head: str | None, now: Any) -> None:
-        from specwright.store import Store
-
-        ops = [
-            Store.op_update(
-                "runs",
-                {"id": self.run_id},
-                {
-                    "status": status,
-                    "reason": reason[:2000],
-                    "iterations": self.iteration,
-                    "head_commit": head,
-                    "finished_at": now,
-                    "heartbeat_at": now,
-                },
-            )
-        ]
-        chunk_values: dict[str, Any] = {
-            "status": status,
-            "iterations": self.iteration,
-            "verdict": self.verdict,
-            "updated_at": now,
-        }
-        if self.summary is not None:
-            chunk_values["summary"] = self.summary
-        ops.append(Store.op_update("chunks", {"id": self.chunk.id}, chunk_values))
-        self.store.write(ops)
+        records.end_run(
+            self.store,
+            self.run_id,
+            self.chunk.id,
+            status=status,
+            reason=reason,
+            iterations=self.iteration,
+            head_commit=head,
+            verdict=self.verdict,
+            summary=self.summary,
+            now=now,
+        )
 
 
 def _verify_line(result: StepResult, baseline: bool = False) -> str:

@@ -1,0 +1,115 @@
+"""The loop's own rows: a ``runs`` row per chunk run (with a heartbeat while it lives) and the
+chunk's status at the end. Verifications and reviews are written by verify.py and review.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from specwright.model import utcnow
+
+if TYPE_CHECKING:
+    from specwright.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def start_run(store: Store, values: dict[str, Any]) -> None:
+    """Insert (or, for an id run-all created, update) the ``runs`` row as running, with this
+    process's pid and host, and mark the chunk running — one transaction."""
+    from specwright.store import Store
+
+    now = utcnow()
+    row = {
+        "kind": "chunk",
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "iterations": 0,
+        "started_at": now,
+        "heartbeat_at": now,
+        "reason": None,
+        "finished_at": None,
+        **values,
+    }
+    run_id = row["id"]
+    with store.connect():
+        exists = store.query("SELECT count(*) FROM runs WHERE id = ?", [run_id])[0][0]
+        run_op = (
+            Store.op_update("runs", {"id": run_id}, {k: v for k, v in row.items() if k != "id"})
+            if exists
+            else Store.op_insert("runs", row)
+        )
+        chunk_op = Store.op_update(
+            "chunks", {"id": row["chunk_id"]}, {"status": "running", "updated_at": now}
+        )
+        store.write([run_op, chunk_op])
+
+
+def end_run(
+    store: Store,
+    run_id: str,
+    chunk_id: str,
+    *,
+    status: str,
+    reason: str,
+    iterations: int,
+    head_commit: str | None,
+    verdict: str | None,
+    summary: str | None,
+    now: datetime,
+) -> None:
+    """Write how the run ended on its ``runs`` row and the chunk's row (one transaction);
+    the chunk's summary is only replaced when there is a new one."""
+    from specwright.store import Store
+
+    run_values = {
+        "status": status,
+        "reason": reason[:2000],
+        "iterations": iterations,
+        "head_commit": head_commit,
+        "finished_at": now,
+        "heartbeat_at": now,
+    }
+    chunk_values: dict[str, Any] = {
+        "status": status,
+        "iterations": iterations,
+        "verdict": verdict,
+        "updated_at": now,
+    }
+    if summary is not None:
+        chunk_values["summary"] = summary
+    store.write(
+        [
+            Store.op_update("runs", {"id": run_id}, run_values),
+            Store.op_update("chunks", {"id": chunk_id}, chunk_values),
+        ]
+    )
+
+
+class Heartbeat:
+    """Updates ``runs.heartbeat_at`` every ``interval_s`` so a dead process can be told from a
+    slow one (run-all marks a stale ``running`` row ``interrupted``)."""
+
+    def __init__(self, store: Store, run_id: str, interval_s: float) -> None:
+        self.store, self.run_id, self.interval_s = store, run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
+            except Exception as exc:  # the next beat retries; the run goes on
+                log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
