@@ -190,6 +190,21 @@ def usage_report(
     return out
 
 
+def unpriced_models(
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+) -> list[tuple[str, int]]:
+    """Models with records that have tokens but no cost (no price known), and how many."""
+    where, params = _window("u.ts", since, until)
+    sw, sp = _source_filter(source)
+    sql = f"""SELECT coalesce(u.model, ''), count(*) FROM usage_records u
+        WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0{where}{sw} GROUP BY 1 ORDER BY 1"""
+    return [(str(m), int(n)) for m, n in store.query(sql, [*params, *sp])]
+
+
 def usage_sessions(
     store: Store,
     *,

@@ -154,8 +154,14 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     source = None if args.source == "all" else args.source
     if report in _REPORTS:
         rows = Q.usage_report(store, _REPORTS[report], source=source, tz=args.timezone, **win)
-        if rows:
-            _warn_unpriced(Q.usage_models(store, source=source, **win))
+        missing = Q.unpriced_models(store, source=source, **win) if rows else []
+        if missing:
+            print(
+                f"specwright: warning: {sum(n for _, n in missing)} record(s) have no known "
+                f"price (models: {', '.join(m for m, _ in missing)}); their cost counts as 0 "
+                "here. Add them under `prices:` in .handoff/config.yaml and re-ingest.",
+                file=sys.stderr,
+            )
         if ctx.json:
             ctx.emit({report: rows, "totals": _totals(rows)})
         else:
