@@ -83,13 +83,19 @@ class Rates:
         tiered = self.tier_start is not None and prompt > self.tier_start
         r_in = self.tier_input if tiered and self.tier_input is not None else self.input
         r_out = self.tier_output if tiered and self.tier_output is not None else self.output
-        r_cw = self.tier_cache_write if tiered and self.tier_cache_write is not None else self.cache_write
+        r_cw = (
+            self.tier_cache_write
+            if tiered and self.tier_cache_write is not None
+            else self.cache_write
+        )
         r_cw1 = (
             self.tier_cache_write_1h
             if tiered and self.tier_cache_write_1h is not None
             else self.cache_write_1h
         )
-        r_cr = self.tier_cache_read if tiered and self.tier_cache_read is not None else self.cache_read
+        r_cr = (
+            self.tier_cache_read if tiered and self.tier_cache_read is not None else self.cache_read
+        )
         return (
             input_tokens * r_in
             + output_tokens * r_out
@@ -191,8 +197,8 @@ def _tiered(value: Any) -> tuple[float | None, int | None, float | None]:
 
 @lru_cache(maxsize=1024)
 def _library_rates(model: str, provider: str | None) -> Rates | None:
-    from genai_prices import calc_price
     from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
 
     try:
         calc = calc_price(GUsage(input_tokens=1, output_tokens=1), model, provider_id=provider)
