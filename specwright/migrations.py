@@ -306,11 +306,35 @@ _M004_USAGE_INDEXES = (
 )
 
 
+_M005_QUEUE = (
+    """CREATE TABLE queue (
+        id UUID PRIMARY KEY,
+        spec_id UUID NOT NULL,
+        project_root VARCHAR NOT NULL,
+        options JSON,
+        status VARCHAR NOT NULL,
+        cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+        run_id UUID,
+        worker_pid INTEGER,
+        host VARCHAR,
+        reason VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        heartbeat_at TIMESTAMP
+    )""",
+    _index("queue", "spec_id"),
+    _index("queue", "status"),
+    _index("queue", "created_at"),
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
     Migration(3, "usage ingest state and dedupe columns", _M003_USAGE_INGEST),
     Migration(4, "drop unused usage indexes", _M004_USAGE_INDEXES),
+    Migration(5, "work queue for background run-all", _M005_QUEUE),
 )
 
 

@@ -32,6 +32,14 @@ TABLE_DOCS: dict[str, str] = {
     "executions when the session id matches.",
     "usage_snapshots": "What `codexbar` printed (JSON), with the time it was taken.",
     "prices": "Prices used (USD per million tokens) and where they came from.",
+    "codebase_cache": "Rendered codebase context per (root, commit, parameters); derived, not "
+    "journaled (recomputed on a miss).",
+    "usage_ingest_files": "Where each ingested log file was read up to (`offset`, `size`, a hash "
+    "of its head to notice a rewritten file), so re-running an ingest reads only new lines; "
+    "`malformed` counts lines skipped.",
+    "queue": "Run-alls handed to a background worker (`specwright queue add`, `specwright "
+    "worker`): status queued | running | done | failed | cancelled. `spec_id` -> specs, "
+    "`run_id` -> runs.",
 }
 
 

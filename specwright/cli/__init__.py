@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "specwright.cli.plan",
     "specwright.cli.run",
     "specwright.cli.runall",
+    "specwright.cli.queue",
     "specwright.cli.usage",
     "specwright.cli.agents",
 )

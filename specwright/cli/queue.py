@@ -1,0 +1,122 @@
+"""`specwright queue add|list|cancel` and `specwright worker`: run-all in the background."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from specwright.cli.common import Context
+
+
+def register(sub: Any) -> None:
+    q = sub.add_parser("queue", help="queue run-alls for a background worker").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND", required=True
+    )
+    p = q.add_parser("add", help="put a run-all of SPEC on the queue")
+    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("--executor", metavar="NAME")
+    p.add_argument("--reviewer", metavar="NAME")
+    p.add_argument("--parallel", type=int, metavar="N")
+    p.add_argument("--max-iterations", type=int, metavar="N")
+    p.set_defaults(handler=cmd_add)
+    p = q.add_parser("list", help="queued, running and finished items")
+    p.add_argument("--all", action="store_true", help="include finished and cancelled items")
+    p.set_defaults(handler=cmd_list)
+    p = q.add_parser("cancel", help="drop a queued item or stop a running one")
+    p.add_argument("item", help="queue item id or id prefix")
+    p.set_defaults(handler=cmd_cancel)
+
+    p = sub.add_parser(
+        "worker",
+        help="run queued work until stopped (Ctrl-C)",
+        description="Claim queued run-alls and run them, one at a time or "
+        "--concurrency N at once. Items a dead worker left running are queued again.",
+    )
+    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="items at once")
+    p.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to look for work and for cancel requests",
+    )
+    p.set_defaults(handler=cmd_worker)
+
+
+def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright import queue
+    from specwright.catalog import get_spec
+
+    spec = get_spec(ctx.store, args.spec, ctx.project())
+    item = queue.add(
+        ctx.store,
+        spec,
+        ctx.project_dir,
+        executor=args.executor,
+        reviewer=args.reviewer,
+        parallel=args.parallel,
+        max_iterations=args.max_iterations,
+    )
+    ctx.emit(
+        {"id": item, "spec": spec.slug, "status": "queued"}
+        if ctx.json
+        else f"queued {spec.slug} as {item} (start a worker: `specwright worker`)"
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright import queue
+
+    statuses = None if args.all else ("queued", "running")
+    rows = queue.items(ctx.store, statuses)
+    if ctx.json:
+        ctx.emit(rows)
+    else:
+        ctx.emit(
+            [{**r, "id": r["id"][:13]} for r in rows],
+            ["id", "spec", "status", "cancel_requested", "created_at", "reason"],
+        )
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright import queue
+
+    state = queue.cancel(ctx.store, args.item)
+    ctx.emit({"item": args.item, "state": state} if ctx.json else f"{args.item}: {state}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
+    import threading
+
+    from specwright import queue
+
+    stop = threading.Event()
+
+    def line(text: str) -> None:
+        if not ctx.json:
+            print(text, file=sys.stdout, flush=True)
+
+    line(
+        f"worker {__import__('os').getpid()}: waiting for queued work "
+        f"(concurrency {args.concurrency}; Ctrl-C stops)"
+    )
+    try:
+        count = queue.work(
+            ctx.store,
+            concurrency=args.concurrency,
+            once=args.once,
+            poll_s=args.poll,
+            stop=stop,
+            on_line=line,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+        line("worker: stopping; running items are cancelled")
+        raise
+    ctx.emit({"items_run": count} if ctx.json else f"worker: ran {count} item(s)")
+    return 0

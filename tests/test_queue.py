@@ -1,0 +1,110 @@
+"""The work queue: add, list, cancel, and a real worker process running queued run-alls."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from specwright import catalog, queue
+from specwright.store import Store, resolve_db_path
+from tests.test_runner import DIAMOND, _project, _spec, _write_script
+
+
+def _worker(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "specwright", "-C", str(repo), "worker", "--poll", "0.2", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_worker_runs_queued_items_and_skips_cancelled(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _project(git_repo, _write_script(DIAMOND))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, DIAMOND)
+    other = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Other")
+    catalog.add_chunk(store, other, "Make A", files=["a.txt"])
+    first = json.loads(cli("-C", str(git_repo), "--json", "queue", "add", spec.slug).out)
+    second = json.loads(cli("-C", str(git_repo), "--json", "queue", "add", "other").out)
+    assert (
+        cli("-C", str(git_repo), "queue", "cancel", second["id"][:13])
+        .out.strip()
+        .endswith("cancelled")
+    )
+    listed = json.loads(cli("-C", str(git_repo), "--json", "queue", "list").out)
+    assert [r["status"] for r in listed] == ["queued"]
+
+    proc = _worker(git_repo, "--once")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "ran 1 item(s)" in out
+    rows = {r["id"]: r for r in queue.items(store)}
+    assert rows[first["id"]]["status"] == "done"
+    assert rows[first["id"]]["reason"] == "all 4 chunks shipped"
+    assert rows[second["id"]]["status"] == "cancelled"
+    run = store.query("SELECT status FROM runs WHERE id = ?", [rows[first["id"]]["run_id"]])
+    assert run == [("shipped",)]
+
+
+def test_cancel_stops_a_running_item(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    script = {
+        "chunks": {"Make A": [{"write": "a.txt", "content": "A"}, {"say": "slow"}, {"sleep": 120}]}
+    }
+    _project(git_repo, script)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    item = queue.add(store, spec, git_repo)
+    proc = _worker(git_repo, "--once")
+    try:
+        deadline = time.monotonic() + 120
+        while queue.items(store, ("running",)) == [] or not list(
+            (store.journal.root / "executions").glob("*.jsonl")
+        ):
+            assert time.monotonic() < deadline, "the worker never started the item"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert (
+            cli("-C", str(git_repo), "queue", "cancel", item)
+            .out.strip()
+            .endswith("cancel requested")
+        )
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    row = queue.items(store)[0]
+    assert row["status"] == "cancelled", row
+    assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
+    assert (git_repo / "a.txt").exists() is False  # the cancelled attempt was rolled back
+
+
+def test_orphaned_running_item_is_queued_again(git_repo: Path) -> None:
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    item = queue.add(store, spec, git_repo)
+    store.update(
+        "queue",
+        {"id": item},
+        {
+            "status": "running",
+            "worker_pid": 2**22 + 12345,
+            "host": __import__("socket").gethostname(),
+        },
+    )
+    assert queue.requeue_orphans(store) == 1
+    assert queue.items(store)[0]["status"] == "queued"
+    assert queue.work(store, once=True, poll_s=0.1) == 1
+    assert queue.items(store, None)[0]["status"] == "done"
+
+
+def test_unknown_item_and_bad_options_are_clear(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _project(git_repo, _write_script({"A": []}))
+    result = cli("-C", str(git_repo), "queue", "cancel", "0000abcd")
+    assert result.code == 2 and "queue item '0000abcd': no such item" in result.err
