@@ -202,14 +202,21 @@ class _RunAll:
         on_progress: ProgressSink | None,
         run_id: str,
         group_id: str | None,
+        workdir: Path | None = None,
+        fresh: bool = False,
     ) -> None:
         self.store, self.config, self.root, self.spec = store, config, root, spec
         self.executor, self.reviewer = executor, reviewer
         self.parallel, self.max_iterations = parallel, max_iterations
         self.cancel, self.on_progress = cancel, on_progress
         self.run_id, self.group_id = run_id, group_id
+        self.workdir, self.fresh = workdir, fresh
         self.results: dict[str, ChunkSummary] = {}
-        self.branch = gitops.spec_branch(spec.slug)
+        self.branch = (
+            (gitops.current_branch(workdir) or gitops.spec_branch(spec.slug))
+            if workdir
+            else gitops.spec_branch(spec.slug)
+        )
         self._lock = threading.Lock()
 
     def progress(self, kind: str, chunk: Chunk | None, message: str, data: Any = None) -> None:
@@ -303,7 +310,7 @@ class _RunAll:
     # --- the two schedules ------------------------------------------------------------------
 
     def execute(self, chunks: list[Chunk]) -> None:
-        done = {c.id for c in chunks if c.status == "shipped"}
+        done = set() if self.fresh else {c.id for c in chunks if c.status == "shipped"}
         for c in chunks:
             if c.id in done:
                 self.record(c, "shipped", "already shipped (skipped)")
@@ -329,7 +336,7 @@ class _RunAll:
             if bad:
                 self.block(chunk, bad)
                 continue
-            result = self.run_one(chunk, None)
+            result = self.run_one(chunk, self.workdir)
             self.record(chunk, result.status, result.reason, result)
             if result.shipped:
                 done.add(chunk.id)
@@ -453,9 +460,16 @@ def run_all(
     cancel: threading.Event | None = None,
     on_progress: ProgressSink | None = None,
     group_id: str | None = None,
+    workdir: Path | str | None = None,
+    fresh: bool = False,
 ) -> RunAllResult:
-    """Run every chunk of ``spec`` that has not shipped yet; see the module docstring."""
+    """Run every chunk of ``spec`` that has not shipped yet; see the module docstring.
+
+    ``workdir`` (a worktree) and ``fresh`` (run every chunk, shipped or not) are for
+    comparing executors side by side (specwright/compare.py): such a run works serially in
+    that tree, on its branch, and leaves the spec's own status alone."""
     root = Path(project_root).resolve()
+    tree = Path(workdir).resolve() if workdir else None
     chunks = catalog.list_chunks(store, spec.id)
     check_graph(chunks)
     if not chunks:
@@ -472,7 +486,7 @@ def run_all(
         reviewer = make_reviewer(config, reviewer_name, store)
     recover_interrupted(store, spec, root)
     chunks = catalog.list_chunks(store, spec.id)
-    gitops.ensure_clean(root)
+    gitops.ensure_clean(tree or root)
     run_id = new_id()
     now = utcnow()
     parallel = parallel or config.defaults.parallel
@@ -490,14 +504,22 @@ def run_all(
                     "group_id": group_id,
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
-                    "branch": gitops.spec_branch(spec.slug),
-                    "base_commit": gitops.head_commit(root),
+                    "branch": gitops.current_branch(tree)
+                    if tree
+                    else gitops.spec_branch(spec.slug),
+                    "base_commit": gitops.head_commit(tree or root),
                     "started_at": now,
                     "heartbeat_at": now,
                 },
             ),
-            Store.op_update("specs", {"id": spec.id}, {"status": "running", "updated_at": now}),
         ]
+        + (
+            []
+            if tree
+            else [
+                Store.op_update("specs", {"id": spec.id}, {"status": "running", "updated_at": now})
+            ]
+        )
     )
     job = _RunAll(
         store,
@@ -512,7 +534,11 @@ def run_all(
         on_progress=on_progress,
         run_id=run_id,
         group_id=group_id,
+        workdir=tree,
+        fresh=fresh,
     )
+    if tree is not None:
+        job.parallel = 1  # a compared executor runs its chunks one by one in its own tree
     status, reason = "failed", "run-all stopped by an error"
     try:
         with _Heartbeat(store, run_id):
@@ -544,13 +570,19 @@ def run_all(
                         "status": status,
                         "reason": reason,
                         "finished_at": done,
-                        "head_commit": _head(root, job.branch),
+                        "head_commit": _head(tree or root, job.branch),
                     },
                 ),
-                Store.op_update(
-                    "specs", {"id": spec.id}, {"status": spec_status, "updated_at": done}
-                ),
             ]
+            + (
+                []
+                if tree
+                else [
+                    Store.op_update(
+                        "specs", {"id": spec.id}, {"status": spec_status, "updated_at": done}
+                    )
+                ]
+            )
         )
     ordered = tuple(
         job.results[c.id]

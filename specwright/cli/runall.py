@@ -24,7 +24,14 @@ def register(sub: Any) -> None:
         "are skipped, so running it again resumes). Exit 0 when all ship, 1 otherwise.",
     )
     p.add_argument("spec", help="spec slug or id")
-    p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
+    p.add_argument(
+        "--executor",
+        metavar="NAME",
+        action="append",
+        help="executor from config (default: defaults); give it twice or more to compare "
+        "executors: each runs the whole spec from the same base commit on its own branch "
+        "specwright/<slug>@<executor>",
+    )
     p.add_argument("--reviewer", metavar="NAME", help="reviewer from config")
     p.add_argument(
         "--parallel",
@@ -178,16 +185,19 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.runner import run_all
 
     spec = get_spec(ctx.store, args.spec, ctx.project())
+    executors = args.executor or []
     if args.plan:
-        return _print_plan(ctx, spec, args)
+        return _print_plan(ctx, spec, args, executors[0] if executors else None)
     chunks = list_chunks(ctx.store, spec.id)
     printer = None if ctx.json else Printer(positions={c.id: c.position for c in chunks})
+    if len(executors) > 1:
+        return _compare(ctx, spec, args, executors, printer)
     result = run_all(
         ctx.store,
         ctx.config,
         ctx.project_dir,
         spec,
-        executor_name=args.executor,
+        executor_name=executors[0] if executors else None,
         reviewer_name=args.reviewer,
         parallel=args.parallel,
         max_iterations=args.max_iterations,
@@ -211,7 +221,50 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT.get(result.status, 1)
 
 
-def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace) -> int:
+def _compare(
+    ctx: Context, spec: Any, args: argparse.Namespace, executors: list[str], printer: Any
+) -> int:
+    from specwright.compare import compare, comparison
+
+    group, results = compare(
+        ctx.store,
+        ctx.config,
+        ctx.project_dir,
+        spec,
+        executors,
+        reviewer_name=args.reviewer,
+        max_iterations=args.max_iterations,
+        on_progress=printer,
+    )
+    rows = comparison(ctx.store, group)
+    runs = [
+        {
+            "executor": e,
+            "run_id": r.run_id,
+            "status": r.status,
+            "reason": r.reason,
+            "branch": r.branch,
+        }
+        for e, r in zip(executors, results, strict=False)
+    ]
+    if ctx.json:
+        ctx.emit({"group_id": group, "runs": runs, "chunks": rows})
+    else:
+        print()
+        print_table(
+            [
+                {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None}
+                for r in rows
+            ],
+            ["chunk", "title", "executor", "status", "iterations", "verdict", "cost_usd", "time"],
+        )
+        for run in runs:
+            print(f"{run['executor']}: {run['status']}: {run['reason']} (branch {run['branch']})")
+        print(f"comparison group {group}")
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace, executor: str | None) -> int:
     from specwright.runner import plan
 
     p = plan(
@@ -219,7 +272,7 @@ def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace) -> int:
         ctx.config,
         ctx.project_dir,
         spec,
-        executor_name=args.executor,
+        executor_name=executor,
         max_iterations=args.max_iterations,
     )
     if ctx.json:

@@ -1,0 +1,89 @@
+"""Compare executors: the same spec from the same base on two executors, as sibling runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from specwright import catalog
+from specwright.store import Store, resolve_db_path
+from tests.conftest import git
+from tests.test_runner import _spec
+
+
+def test_two_executors_run_the_same_spec_side_by_side(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    fast = {
+        "chunks": {
+            "Make A": [{"write": "a.txt", "content": "fast A"}],
+            "Make B": [{"write": "b.txt", "content": "fast B"}],
+        }
+    }
+    slow = {
+        "chunks": {
+            "Make A": {
+                "attempts": [
+                    [{"write": "other.txt", "content": "oops"}],
+                    [{"write": "a.txt", "content": "slow A"}],
+                ]
+            },
+            "Make B": [{"write": "b.txt", "content": "slow B"}],
+        }
+    }
+    for name, script in (("fast", fast), ("slow", slow)):
+        (git_repo.parent / f"{name}.yaml").write_text(yaml.safe_dump(script))
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n"
+        f"    fast: {{type: scripted, script: {git_repo.parent / 'fast.yaml'}}}\n"
+        f"    slow: {{type: scripted, script: {git_repo.parent / 'slow.yaml'}}}\n"
+        "defaults: {executor: fast, reviewer: checks, maxIterations: 3}\n"
+    )
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "config")
+    base = git(git_repo, "rev-parse", "HEAD")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
+
+    result = cli(
+        "-C",
+        str(git_repo),
+        "--json",
+        "run-all",
+        spec.slug,
+        "--executor",
+        "fast",
+        "--executor",
+        "slow",
+    )
+    assert result.code == 0, result.err
+    out = json.loads(result.out)
+    assert [(r["executor"], r["status"]) for r in out["runs"]] == [
+        ("fast", "shipped"),
+        ("slow", "shipped"),
+    ]
+    table = [(r["chunk"], r["executor"], r["iterations"]) for r in out["chunks"]]
+    assert table == [(1, "fast", 1), (1, "slow", 2), (2, "fast", 1), (2, "slow", 1)]
+    # each on its own branch from the same base
+    for name in ("fast", "slow"):
+        branch = f"specwright/diamond@{name}"
+        assert git(git_repo, "show", f"{branch}:a.txt") == f"{name} A"
+        assert git(git_repo, "merge-base", branch, "main") == base
+    groups = store.query("SELECT DISTINCT group_id FROM runs WHERE kind = 'spec'")
+    assert len(groups) == 1 and groups[0][0] == out["group_id"]
+    # the comparison is an experiment: the spec's own chunks are untouched
+    assert {c.status for c in catalog.list_chunks(store, spec.id)} == {"pending"}
+    assert (
+        git(git_repo, "rev-parse", "HEAD") == base and git(git_repo, "status", "--porcelain") == ""
+    )
+
+
+def test_compare_needs_known_distinct_executors(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    bad = cli(
+        "-C", str(git_repo), "run-all", spec.slug, "--executor", "scripted", "--executor", "ghost"
+    )
+    assert bad.code == 2 and "executor 'ghost': not configured" in bad.err
+    assert store.query("SELECT count(*) FROM runs")[0][0] == 0
