@@ -35,6 +35,10 @@ _BULK_THRESHOLD = 16  # below this many rows executemany is cheaper than buildin
 
 _migrated: set[str] = set()
 
+# Tables written in bulk (imports from agents' logs, codexbar) or derived (caches): not
+# journaled, so a rebuild copies them from the previous database instead.
+UNJOURNALED = ("usage_records", "usage_snapshots", "usage_ingest_files", "prices", "codebase_cache")
+
 
 def resolve_db_path(project_root: Path | str | None = None, override: str | None = None) -> Path:
     """The database file: ``--db`` first, then ``SPECWRIGHT_DB``, then ``data/`` of the project."""
@@ -285,7 +289,10 @@ class Store:
     # --- rebuild ----------------------------------------------------------------------------
 
     def rebuild_into(self, target: Path | str, batch: int = 5000) -> int:
-        """Replay every journal into a fresh database at ``target``; returns ops applied."""
+        """Replay every journal into a fresh database at ``target``; returns ops applied.
+
+        Tables that are not journaled (imported usage, codexbar snapshots, caches: see
+        ``UNJOURNALED``) are copied over from this database when it can still be read."""
         target = Path(target)
         if target.exists():
             raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
@@ -299,7 +306,24 @@ class Store:
                 count += len(pending)
                 pending = []
         fresh.write(pending, None)
+        self._carry_unjournaled(fresh)
         return count + len(pending)
+
+    def _carry_unjournaled(self, fresh: Store) -> None:
+        if not self.path.exists():
+            return
+        try:
+            self.migrate()
+        except StoreError as exc:
+            log.warning("%s: cannot read it to carry imported usage over: %s", self.path, exc)
+            return
+        with fresh.transaction() as conn:
+            conn.execute(f"ATTACH '{self.path.as_posix()}' AS old (READ_ONLY)")
+            try:
+                for table in UNJOURNALED:
+                    conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
+            finally:
+                conn.execute("DETACH old")
 
 
 def apply_ops(conn: duckdb.DuckDBPyConnection, ops: list[dict[str, Any]]) -> None:

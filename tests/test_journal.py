@@ -80,3 +80,21 @@ def test_cli_db_rebuild_replaces_the_database(tmp_path: Path, cli, monkeypatch) 
     assert result.code == 0, result.err
     assert Path(str(db) + ".bak").exists()
     assert _dump(Store(db)) == before
+
+
+def test_rebuild_carries_imported_usage_over(store: Store, tmp_path: Path) -> None:
+    from specwright.model import new_id, utcnow
+
+    _populate(store, tmp_path)
+    with store.connect() as conn:  # imports are bulk writes, not journaled
+        conn.execute(
+            "INSERT INTO usage_records (id, source, dedup_key, ts, model, input_tokens) "
+            "VALUES (?, 'claude-code', 'm1:r1', ?, 'claude-sonnet-4-5', 42)",
+            [new_id(), utcnow()],
+        )
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    store.rebuild_into(rebuilt)
+    assert Store(rebuilt).query("SELECT dedup_key, input_tokens FROM usage_records") == [
+        ("m1:r1", 42)
+    ]
+    assert _dump(Store(rebuilt)) == _dump(store)
