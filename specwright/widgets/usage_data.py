@@ -1,0 +1,351 @@
+"""The usage notebook's figures: Specwright's executions filtered by time and project.
+
+``specwright.queries`` filters by time only; the notebook also filters by project, so the few
+queries it needs live here (read-only SQL over ``executions``, ``events``, ``chunks``), and
+each figure gets a title, axis labels with units and a one-line caption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from specwright.store import Store
+
+GROUPS = ("model", "executor", "spec", "project", "role")
+_BASE = """
+    SELECT e.*, s.slug AS spec, p.name AS project, c.position AS chunk_position,
+           c.title AS chunk_title, c.status AS chunk_status
+    FROM executions e
+    LEFT JOIN chunks c ON c.id = e.chunk_id
+    LEFT JOIN specs s ON s.id = coalesce(e.spec_id, c.spec_id)
+    LEFT JOIN projects p ON p.id = s.project_id
+"""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the usage figures show: a window of UTC days, one project (or all), a grouping."""
+
+    since: str = ""
+    until: str = ""
+    project: str = ""
+    group_by: str = "model"
+
+    def where(self) -> tuple[str, list[Any]]:
+        """A WHERE clause over ``_BASE`` (aliases e, s, p)."""
+        from specwright.errors import ValidationError
+        from specwright.queries import parse_day
+
+        if self.group_by not in GROUPS:
+            raise ValidationError(
+                f"group_by: expected one of {', '.join(GROUPS)}, got {self.group_by!r}"
+            )
+        clauses: list[str] = ["true"]
+        params: list[Any] = []
+        since, until = (
+            parse_day(self.since or None, "since"),
+            parse_day(self.until or None, "until"),
+        )
+        if since is not None:
+            clauses.append("e.started_at >= ?")
+            params.append(datetime(since.year, since.month, since.day))
+        if until is not None:
+            clauses.append("e.started_at < ?")
+            params.append(datetime(until.year, until.month, until.day) + timedelta(days=1))
+        if self.project:
+            clauses.append("(p.name = ? OR p.root = ?)")
+            params += [self.project, self.project]
+        return " AND ".join(clauses), params
+
+
+def _df(store: Store, f: Filters, select: str, tail: str = "") -> pd.DataFrame:
+    where, params = f.where()
+    return store.query_df(f"WITH x AS ({_BASE} WHERE {where}) {select} {tail}", params)
+
+
+def projects(store: Store) -> list[str]:
+    """Project names for the filter."""
+    return [str(r[0]) for r in store.query("SELECT DISTINCT name FROM projects ORDER BY name")]
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, **kw: Any) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, **kw)
+    return fig
+
+
+def _empty(title: str, x: str, y: str) -> go.Figure:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_annotation(
+        text="no data in this window", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+    )
+    return _layout(fig, title, x, y)
+
+
+def _grouped(f: Filters) -> str:
+    """The group_by expression, over the ``x`` CTE's columns."""
+    return {
+        "model": "coalesce(model, '?')",
+        "executor": "coalesce(executor, backend)",
+        "spec": "coalesce(spec, '(no spec)')",
+        "project": "coalesce(project, '(no project)')",
+        "role": "role",
+    }[f.group_by]
+
+
+def cost_per_day(store: Store, f: Filters) -> go.Figure:
+    """Stacked bars: cost per UTC day, one colour per ``group_by`` value."""
+    import plotly.graph_objects as go
+
+    from specwright.report import _label
+
+    title = f"Cost per day by {f.group_by}"
+    x, y = "Day (UTC)", "Cost (USD)"
+    df = _df(
+        store,
+        f,
+        f"SELECT started_at::DATE AS day, {_grouped(f)} AS grp, "
+        "sum(coalesce(cost_usd, 0)) AS cost_usd FROM x",
+        "GROUP BY ALL ORDER BY day",
+    )
+    if df.empty:
+        return _empty(title, x, y)
+    fig = go.Figure()
+    for grp, rows in df.groupby("grp", sort=True):
+        fig.add_bar(x=[str(d) for d in rows["day"]], y=list(rows["cost_usd"]), name=_label(grp))
+    return _layout(fig, title, x, y, barmode="stack", xaxis_type="category")
+
+
+def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
+    """Stacked bars: tokens per UTC day by kind (input, output, cache read, cache write)."""
+    import plotly.graph_objects as go
+
+    title, x, y = "Tokens per day by kind", "Day (UTC)", "Tokens (count)"
+    df = _df(
+        store,
+        f,
+        "SELECT started_at::DATE AS day, sum(input_tokens) AS input, "
+        "sum(output_tokens) AS output, sum(cache_read_tokens) AS cache_read, "
+        "sum(cache_write_tokens) AS cache_write FROM x",
+        "GROUP BY ALL ORDER BY day",
+    )
+    if df.empty:
+        return _empty(title, x, y)
+    fig = go.Figure()
+    for col, name in (
+        ("input", "input"),
+        ("output", "output"),
+        ("cache_read", "cache read"),
+        ("cache_write", "cache write"),
+    ):
+        fig.add_bar(x=[str(d) for d in df["day"]], y=[int(v or 0) for v in df[col]], name=name)
+    return _layout(fig, title, x, y, barmode="stack", xaxis_type="category")
+
+
+def _hbar(df: pd.DataFrame, label: str, value: str, title: str, x: str, y: str) -> go.Figure:
+    import plotly.graph_objects as go
+
+    from specwright.report import _label
+
+    if df.empty:
+        return _empty(title, x, y)
+    top = df.head(30).iloc[::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=[float(v or 0) for v in top[value]],
+            y=[_label(v) for v in top[label]],
+            orientation="h",
+            name=x,
+        )
+    )
+    return _layout(fig, title, x, y, height=max(320, 120 + 24 * len(top)))
+
+
+def cost_per_spec(store: Store, f: Filters) -> go.Figure:
+    """Horizontal bars: cost per spec (every role: planner, executor, reviewer)."""
+    df = _df(
+        store,
+        f,
+        "SELECT coalesce(spec, '(no spec)') AS spec, sum(coalesce(cost_usd, 0)) AS cost_usd FROM x",
+        "GROUP BY 1 ORDER BY cost_usd DESC",
+    )
+    return _hbar(df, "spec", "cost_usd", "Cost per spec", "Cost (USD)", "Spec")
+
+
+def cost_per_chunk(store: Store, f: Filters) -> go.Figure:
+    """Horizontal bars: cost per chunk across all its iterations."""
+    df = _df(
+        store,
+        f,
+        "SELECT spec || ' #' || chunk_position::VARCHAR || ' ' || chunk_title "
+        "AS chunk, sum(coalesce(cost_usd, 0)) AS cost_usd FROM x WHERE chunk_id IS NOT NULL",
+        "GROUP BY 1 ORDER BY cost_usd DESC",
+    )
+    return _hbar(df, "chunk", "cost_usd", "Cost per chunk (all iterations)", "Cost (USD)", "Chunk")
+
+
+def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
+    """Box plot: what one shipped chunk cost, per executor."""
+    import plotly.graph_objects as go
+
+    from specwright.report import _label
+
+    title, x, y = "Cost per shipped chunk by executor", "Executor", "Cost per shipped chunk (USD)"
+    df = _df(
+        store,
+        f,
+        "SELECT chunk_id, any_value(coalesce(executor, backend)) FILTER "
+        "(WHERE role = 'executor') AS executor, sum(coalesce(cost_usd, 0)) AS cost_usd "
+        "FROM x WHERE chunk_status = 'shipped'",
+        "GROUP BY chunk_id",
+    )
+    df = df[df["executor"].notna()] if not df.empty else df
+    if df.empty:
+        return _empty(title, x, y)
+    fig = go.Figure()
+    for ex, rows in df.groupby("executor", sort=True):
+        fig.add_box(y=list(rows["cost_usd"]), name=_label(ex), boxpoints="all", jitter=0.3)
+    return _layout(fig, title, x, y, showlegend=False)
+
+
+def iterations_to_ship(store: Store, f: Filters) -> go.Figure:
+    """Histogram: how many iterations shipped chunks needed."""
+    import plotly.graph_objects as go
+
+    title, x, y = "Iterations to SHIP", "Iterations (attempts)", "Shipped chunks (count)"
+    df = _df(
+        store,
+        f,
+        "SELECT c.iterations, count(DISTINCT c.id) AS chunks FROM chunks c "
+        "WHERE c.status = 'shipped' AND c.id IN (SELECT chunk_id FROM x)",
+        "GROUP BY 1 ORDER BY 1",
+    )
+    if df.empty:
+        return _empty(title, x, y)
+    fig = go.Figure(go.Bar(x=[int(v) for v in df["iterations"]], y=[int(v) for v in df["chunks"]]))
+    return _layout(fig, title, x, y, xaxis={"dtick": 1})
+
+
+def tool_calls(store: Store, f: Filters) -> go.Figure:
+    """Bars of tool calls by tool name, with the failure rate (%) on a second axis."""
+    from specwright.report import tool_calls_figure
+
+    df = _df(
+        store,
+        f,
+        """, r AS (
+            SELECT ev.execution_id, ev.call_id, bool_or(ev.is_error) AS failed FROM events ev
+            WHERE ev.type = 'tool_result' AND ev.execution_id IN (SELECT id FROM x)
+            GROUP BY ALL)
+        SELECT c.tool_name AS tool, count(*) AS calls,
+               count(*) FILTER (WHERE r.failed)::DOUBLE / count(*) AS failure_rate
+        FROM events c LEFT JOIN r ON r.execution_id = c.execution_id AND r.call_id = c.call_id
+        WHERE c.type = 'tool_call' AND c.execution_id IN (SELECT id FROM x)""",
+        "GROUP BY 1 ORDER BY calls DESC",
+    )
+    fig = tool_calls_figure(df)
+    return fig.update_layout(
+        title="Tool calls by name, with failure rate", yaxis_title="Calls (count)"
+    )
+
+
+def latency(store: Store, f: Filters) -> go.Figure:
+    """Grouped bars: p50/p90/p99 of agent call duration (seconds) by role."""
+    from specwright.report import latency_figure
+
+    df = _df(
+        store,
+        f,
+        "SELECT role, quantile_cont(duration_ms, 0.5) / 1000.0 AS p50_s, "
+        "quantile_cont(duration_ms, 0.9) / 1000.0 AS p90_s, "
+        "quantile_cont(duration_ms, 0.99) / 1000.0 AS p99_s FROM x "
+        "WHERE duration_ms IS NOT NULL",
+        "GROUP BY 1 ORDER BY 1",
+    )
+    fig = latency_figure(df, "role")
+    return fig.update_layout(title="Agent latency percentiles by role (p50, p90, p99)")
+
+
+def limits(store: Store, f: Filters) -> go.Figure:
+    """Bars: codexbar's latest used % per provider window (plan-wide, not per project)."""
+    from specwright import queries
+    from specwright.report import limits_figure
+
+    return limits_figure(queries.codexbar_limits(store))
+
+
+FIGURES: tuple[tuple[str, Any, str], ...] = (
+    (
+        "cost_per_day",
+        cost_per_day,
+        "Where the money went each day; the colours follow group_by (scripted demo costs are synthetic).",
+    ),
+    (
+        "tokens_by_kind",
+        tokens_by_kind,
+        "Token volume per day; a large cache-read share means prompts are being reused cheaply.",
+    ),
+    ("cost_per_spec", cost_per_spec, "Total cost of each spec, planning and reviewing included."),
+    (
+        "cost_per_chunk",
+        cost_per_chunk,
+        "The most expensive chunks first: candidates for splitting or a clearer prompt.",
+    ),
+    (
+        "cost_per_shipped_chunk",
+        cost_per_shipped_chunk,
+        "What one shipped chunk costs with each executor: compare medians, not single points.",
+    ),
+    (
+        "iterations_to_ship",
+        iterations_to_ship,
+        "How often the first attempt shipped; a long tail means chunks are too big or too vague.",
+    ),
+    (
+        "tool_calls",
+        tool_calls,
+        "Which tools the agents lean on, and which ones fail most (right axis).",
+    ),
+    (
+        "latency",
+        latency,
+        "How long one agent call takes; p99 far above p50 means occasional stalls.",
+    ),
+    (
+        "limits",
+        limits,
+        "How much of each plan window is used, from the latest codexbar snapshot (all projects).",
+    ),
+)
+
+
+def figures(store: Store, f: Filters) -> list[tuple[go.Figure, str]]:
+    """Every usage figure with its caption, for ``f``."""
+    f.where()  # validate before any query
+    return [(build(store, f), caption) for _name, build, caption in FIGURES]
+
+
+def credits_text(store: Store) -> str:
+    """codexbar's latest credits and provider cost, one line per provider (plain text)."""
+    from specwright import queries
+
+    df = queries.codexbar_limits(store)
+    if df.empty:
+        return "No codexbar snapshot yet (`specwright ingest codexbar` takes one)."
+    lines = []
+    for provider, rows in df.groupby("provider", sort=True):
+        r = rows.iloc[0]
+        parts = [f"{provider}: snapshot {r['taken_at']} UTC"]
+        if r["credits_remaining"] == r["credits_remaining"] and r["credits_remaining"] is not None:
+            parts.append(f"credits remaining {r['credits_remaining']:,.2f}")
+        if r["provider_cost_limit"] == r["provider_cost_limit"] and r["provider_cost_limit"]:
+            parts.append(f"spent {r['provider_cost_used']:,.2f} of {r['provider_cost_limit']:,.2f}")
+        lines.append("; ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The usage view of ``03_usage.ipynb``: the usage and cost figures under filter widgets.
+
+``UsageView`` takes its backend as constructor arguments (``render(filters) -> [(figure,
+caption)]`` and the project names), so tests set a filter's ``.value`` and check what was
+rendered. ``usage_dashboard`` is what the notebook calls: live filters with a person at the
+notebook, else every figure as a static output (title, axis labels, caption) so an executed,
+exported notebook shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from specwright.errors import SpecwrightError
+from specwright.widgets.common import esc, figure_bundle, interactive, show_figure
+from specwright.widgets.usage_data import GROUPS, Filters
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from specwright.store import Store
+
+RenderFn = Callable[[Filters], list[tuple["go.Figure", str]]]
+ALL = "(all projects)"
+
+
+def _day(value: str) -> date | None:
+    from specwright.queries import parse_day
+
+    return parse_day(value or None)
+
+
+class UsageView:
+    """Filters (since, until, project, group_by) over the usage figures."""
+
+    def __init__(
+        self, render: RenderFn, projects: Sequence[str], filters: Filters | None = None
+    ) -> None:
+        f = filters or Filters()
+        self._render = render
+        self.since = w.DatePicker(description="since", value=_day(f.since))
+        self.until = w.DatePicker(description="until", value=_day(f.until))
+        names = [ALL, *projects]
+        if f.project and f.project not in names:
+            names.append(f.project)
+        self.project = w.Dropdown(description="project", options=names, value=f.project or ALL)
+        self.group_by = w.Dropdown(description="group by", options=list(GROUPS), value=f.group_by)
+        self.message = w.HTML()
+        self.out = w.Output()
+        self.renders = 0
+        for control in (self.since, self.until, self.project, self.group_by):
+            control.observe(lambda _c: self.refresh(), names="value")
+        self.widget = w.VBox(
+            [
+                w.HBox([self.since, self.until]),
+                w.HBox([self.project, self.group_by]),
+                self.message,
+                self.out,
+            ]
+        )
+        self.refresh()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    @property
+    def filters(self) -> Filters:
+        """The filters as set in the widgets."""
+        return Filters(
+            since=self.since.value.isoformat() if self.since.value else "",
+            until=self.until.value.isoformat() if self.until.value else "",
+            project="" if self.project.value == ALL else str(self.project.value),
+            group_by=str(self.group_by.value),
+        )
+
+    def refresh(self) -> None:
+        """Draw every figure again for the current filters."""
+        f = self.filters
+        if f.since and f.until and f.since > f.until:
+            self.message.value = (
+                f"<span style='color:#d62728'>since {esc(f.since)} is after until "
+                f"{esc(f.until)}: nothing to show</span>"
+            )
+            return
+        try:
+            figs = self._render(f)
+        except SpecwrightError as exc:
+            self.message.value = f"<span style='color:#d62728'>{esc(exc)}</span>"
+            return
+        self.message.value = ""
+        outputs: list[dict[str, Any]] = []
+        for fig, caption in figs:
+            outputs.append(
+                {
+                    "output_type": "display_data",
+                    "data": figure_bundle(fig, html=False),
+                    "metadata": {},
+                }
+            )
+            outputs.append(
+                {
+                    "output_type": "display_data",
+                    "metadata": {},
+                    "data": {
+                        "text/html": f"<p><i>{esc(caption, 400)}</i></p>",
+                        "text/plain": caption,
+                    },
+                }
+            )
+        self.out.outputs = tuple(outputs)
+        self.renders += 1
+
+
+def usage_dashboard(
+    since: str = "",
+    until: str = "",
+    project: str = "",
+    group_by: str = "model",
+    *,
+    store: Store | None = None,
+    live: bool | None = None,
+) -> UsageView | None:
+    """The usage figures for the notebook (see the module docstring)."""
+    from IPython.display import HTML, display
+
+    from specwright import config as config_mod
+    from specwright.store import Store, resolve_db_path
+    from specwright.widgets import usage_data
+
+    store = store or Store(resolve_db_path(config_mod.find_project_root()))
+    filters = Filters(since or "", until or "", project or "", group_by or "model")
+    filters.where()  # a bad date or grouping is one clear error before any figure
+    live = interactive() if live is None else live
+    if live:
+        view = UsageView(
+            lambda f: usage_data.figures(store, f), usage_data.projects(store), filters
+        )
+        display(view.widget)
+        return view
+    window = f"{filters.since or 'the start'} to {filters.until or 'now'} (UTC days)"
+    scope = filters.project or "all projects"
+    display(
+        HTML(
+            f"<p>Usage of <b>{esc(scope)}</b>, {esc(window)}; database "
+            f"<code>{esc(store.path)}</code>.</p>"
+        )
+    )
+    for fig, caption in usage_data.figures(store, filters):
+        show_figure(fig, caption)
+    print(usage_data.credits_text(store))
+    return None
