@@ -50,9 +50,13 @@ def normal(value: Any) -> Any:
     return value
 
 
+# one encoder for every call: json.dumps with options builds a new JSONEncoder each time
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def dumps(obj: Any) -> str:
     """Compact, deterministic JSON for journal lines and JSON columns."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(obj)
 
 
 @dataclass
@@ -68,7 +72,8 @@ class JournalWriter:
         self.path = path
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def append(self, ops: list[dict[str, Any]]) -> None:
+    def append(self, ops: list[dict[str, Any]]) -> int:
+        """Write ``ops`` as lines with one ``write``; returns the bytes written."""
         if self._fd is None:
             raise ValueError(f"{self.path}: journal writer is closed")
         data = "".join(dumps(op) + "\n" for op in ops).encode("utf-8")
@@ -76,6 +81,7 @@ class JournalWriter:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+        return len(data)
 
     def close(self) -> None:
         if self._fd is not None:

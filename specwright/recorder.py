@@ -2,8 +2,9 @@
 
 The journal line is written (and handed to the OS) before the event is buffered, so a busy
 database or a killed process never loses an event. The buffer is flushed at least every
-``flush_interval_s`` by a background thread, whenever it holds ``flush_max`` events, and at the
-end. A bounded deque of the last ``live_size`` events is what a UI shows; the store has all.
+``flush_interval_s`` by a background thread, as soon as it holds ``flush_max`` events or
+``flush_bytes`` of journal text (the thread is woken; the caller writes only when it is twice
+that), and at the end. A bounded deque of the last ``live_size`` events is what a UI shows; the store has all.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class ExecutionRecorder:
         chunk_id: str | None = None,
         iteration: int | None = None,
         flush_interval_s: float = 1.0,
-        flush_max: int = 1000,
+        flush_max: int = 5000,
+        flush_bytes: int = 8 * 1024 * 1024,
         live_size: int = 200,
         redactor: Redactor | None = None,
         execution_id: str | None = None,
@@ -94,14 +96,17 @@ class ExecutionRecorder:
         self.prices = prices  # config `prices:` overrides for computed cost
         self.flush_interval_s = flush_interval_s
         self.flush_max = flush_max
+        self.flush_bytes = flush_bytes
         self.live: deque[AgentEvent] = deque(maxlen=live_size)
         self.redact = redactor if redactor is not None else Redactor.from_env()
         self.event_count = 0
         self.warnings = 0
         self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0  # journal bytes of the buffered ops: bounds memory, not just count
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a full buffer asks the flusher to write now
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
         self.finished = False
@@ -143,7 +148,11 @@ class ExecutionRecorder:
             self.finish(status=status, exit_reason=reason[:500])
 
     def _flusher(self) -> None:
-        while not self._stop.wait(self.flush_interval_s):
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
             except Exception as exc:  # the journal has the events; the next flush retries
@@ -152,18 +161,27 @@ class ExecutionRecorder:
     # --- events -----------------------------------------------------------------------------
 
     def on_event(self, event: AgentEvent) -> None:
-        """Record one event: journal now, store at the next flush."""
+        """Record one event: journal now, store at the next flush.
+
+        A buffer past ``flush_max`` events or ``flush_bytes`` wakes the background flusher, so
+        the agent's stream is not held up by the database; past twice that (the flusher is
+        behind, e.g. the database is locked) the event's caller flushes, which bounds memory."""
         with self._lock:
             self.event_count += 1
             row = self._event_row(event, self.event_count)
             op = Store.op_insert("events", row)
-            self._journal.append([op])
+            self._buffer_bytes += self._journal.append([op])
             self._buffer.append(op)
             self.live.append(event)
             if event.type == "error" and event.kind == "warning":
                 self.warnings += 1
-            due = len(self._buffer) >= self.flush_max
-        if due:
+            count, size = len(self._buffer), self._buffer_bytes
+        if count < self.flush_max and size < self.flush_bytes:
+            return
+        behind = count >= 2 * self.flush_max or size >= 2 * self.flush_bytes
+        if self._thread is not None and self._thread.is_alive() and not behind:
+            self._wake.set()
+        else:
             self.flush()
 
     def _event_row(self, event: AgentEvent, seq: int) -> dict[str, Any]:
@@ -231,6 +249,7 @@ class ExecutionRecorder:
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
+                size, self._buffer_bytes = self._buffer_bytes, 0
             if not batch:
                 return 0
             try:
@@ -238,6 +257,7 @@ class ExecutionRecorder:
             except BaseException:
                 with self._lock:  # keep them for the next attempt, in order
                     self._buffer[:0] = batch
+                    self._buffer_bytes += size
                 raise
             return len(batch)
 
@@ -260,6 +280,7 @@ class ExecutionRecorder:
             return
         self.finished = True
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         usage = usage or Usage()

@@ -66,10 +66,15 @@ def _py(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _normal_row(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if isinstance(value, list | tuple | dict):
+        if type(value) in _PLAIN:  # the common case (hot path of event ingest): as is
+            out[key] = value
+        elif isinstance(value, list | tuple | dict):
             out[key] = dumps(normal(value) if isinstance(value, tuple) else value)
         else:
             out[key] = normal(value)
