@@ -1,0 +1,234 @@
+"""The three notebooks: committed clean, parameters declared, and run for real — nbval top to
+bottom against a demo database, papermill with parameters (side effects checked in the store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specwright.store import Store
+from specwright.testing import FakeModelServer, anthropic_tool_use
+from tests.conftest import REPO
+from tests.support_notebooks import (
+    NOTEBOOK_PARAMETERS,
+    NOTEBOOKS,
+    copy_database,
+    demo_database,
+    make_project,
+    make_spec,
+    out_dir,
+    papermill,
+)
+
+# --- committed clean --------------------------------------------------------------------------
+
+
+def _cells(name: str) -> list[dict]:
+    return json.loads((NOTEBOOKS / name).read_text())["cells"]
+
+
+def test_the_notebooks_are_there() -> None:
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NOTEBOOK_PARAMETERS)
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOK_PARAMETERS))
+def test_committed_notebook_has_no_outputs_or_execution_counts(name: str) -> None:
+    data = json.loads((NOTEBOOKS / name).read_text())
+    for n, cell in enumerate(data["cells"], 1):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{name}: cell {n} has outputs; clear them"
+            assert cell["execution_count"] is None, f"{name}: cell {n} has an execution count"
+    assert "widgets" not in data["metadata"], f"{name}: saved widget state; clear it"
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOK_PARAMETERS))
+def test_notebook_is_thin_with_one_documented_parameters_cell(name: str) -> None:
+    import papermill as pm
+
+    cells = _cells(name)
+    assert cells[0]["cell_type"] == "markdown" and len("".join(cells[0]["source"])) > 300
+    tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, f"{name}: expected exactly one cell tagged parameters"
+    params = pm.inspect_notebook(str(NOTEBOOKS / name))
+    assert set(params) == NOTEBOOK_PARAMETERS[name]
+    assert all(p["help"].strip() for p in params.values()), f"{name}: a parameter lacks a comment"
+    for cell in cells:
+        if cell["cell_type"] == "code" and cell is not tagged[0]:
+            assert len("".join(cell["source"]).strip().splitlines()) <= 4, "keep cells thin"
+
+
+def test_readme_papermill_lines_pass_only_declared_parameters() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Notebooks", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.strip().startswith("papermill ")]
+    assert {re.search(r"notebooks/(\S+\.ipynb)", line)[1] for line in lines} == set(  # type: ignore[index]
+        NOTEBOOK_PARAMETERS
+    )
+    for line in lines:
+        name = re.search(r"notebooks/(\S+\.ipynb)", line)[1]  # type: ignore[index]
+        passed = set(re.findall(r"-[py] (\w+)", line))
+        assert passed and passed <= NOTEBOOK_PARAMETERS[name], line
+        assert re.search(r"\bout/\S+\.ipynb", line), f"executed copies go to out/: {line}"
+
+
+def test_the_python3_kernel_is_found_in_the_isolated_home(isolate: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter", "kernelspec", "list", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    specs = json.loads(out.stdout)["kernelspecs"]
+    assert "python3" in specs
+    assert not specs["python3"]["resource_dir"].startswith(os.environ["HOME"])
+
+
+# --- run for real -------------------------------------------------------------------------------
+
+
+def test_nbval_runs_every_notebook_against_a_demo_database(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    db = copy_database(demo_database(tmp_path_factory), tmp_path / "db")
+    before = Store(db).query("SELECT count(*) FROM runs WHERE kind = 'spec'")[0][0]
+    env = {**os.environ, "SPECWRIGHT_DB": str(db)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(REPO), str(NOTEBOOKS)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert re.search(r"\b6 passed\b", result.stdout), result.stdout[-2000:]
+    # 02 ran the demo again (built fresh beside the database) and it shipped
+    store = Store(db)
+    rows = store.query_dicts(
+        "SELECT status FROM runs WHERE kind = 'spec' ORDER BY started_at DESC LIMIT 1"
+    )
+    assert store.query("SELECT count(*) FROM runs WHERE kind = 'spec'")[0][0] >= before
+    assert rows[0]["status"] == "shipped"
+    assert (db.parent / "demo" / "textstats" / "cli.py").read_text().count("top_words") >= 1
+
+
+def test_papermill_runs_02_with_parameters_and_the_store_has_the_run(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    db = tmp_path / "db" / "specwright.duckdb"
+    store = Store(db)
+    spec = make_spec(store, root)
+    output = out_dir("notebooks") / "02_run-ok.ipynb"
+    result = papermill(
+        "02_run.ipynb", output, db,
+        ("project_dir", root), ("spec", spec.slug), ("executor", "scripted"),
+        ("reviewer", "checks"), ("max_iterations", 2), ("parallel", 1),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    (run,) = store.query_dicts(
+        "SELECT id, status, executor, reviewer, reason FROM runs WHERE kind = 'spec'"
+    )
+    assert (run["status"], run["executor"], run["reviewer"]) == ("shipped", "scripted", "checks")
+    statuses = store.query("SELECT position, status FROM chunks ORDER BY position")
+    assert statuses == [(1, "shipped"), (2, "shipped"), (3, "shipped")]
+    calls = store.query("SELECT count(*) FROM events WHERE type = 'tool_call'")[0][0]
+    assert calls == 3
+    executed = json.loads(output.read_text())
+    text = "".join(
+        "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
+    )
+    assert "== chunk 1 Write one.txt: starting" in text and "shipped" in text
+    assert (root / "three.txt").read_text() == "three\n"
+    assert json.loads((NOTEBOOKS / "02_run.ipynb").read_text())["cells"][1]["outputs"] == []
+
+
+def test_papermill_02_exits_non_zero_naming_the_chunk_that_failed(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj", bad_chunk=2)
+    db = tmp_path / "db" / "specwright.duckdb"
+    spec = make_spec(Store(db), root)
+    result = papermill(
+        "02_run.ipynb", out_dir("notebooks") / "02_run-failed.ipynb", db,
+        ("project_dir", root), ("spec", spec.slug), ("max_iterations", 1),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "RunFailed" in result.stderr
+    assert "chunk 2 'Write two.txt' failed" in result.stderr
+    assert "chunk 3 'Write three.txt' blocked" in result.stderr
+    statuses = Store(db).query("SELECT position, status FROM chunks ORDER BY position")
+    assert statuses == [(1, "shipped"), (2, "failed"), (3, "blocked")]
+
+
+QUESTIONS = {"questions": [{"question": "Which files?", "why": "scope"}, {"question": "Tone?"},
+                           {"question": "Tests?"}]}  # fmt: skip
+SPEC = {"title": "Three files", "body": "# Goal\n\nWrite <b>three</b> files.\n"}
+CHUNKS = {
+    "chunks": [
+        {
+            "key": "c1",
+            "title": "One",
+            "prompt": "one.txt",
+            "acceptance": ["one.txt exists"],
+            "files": ["one.txt"],
+            "depends_on": [],
+        },
+        {
+            "key": "c2",
+            "title": "Two",
+            "prompt": "two.txt",
+            "acceptance": ["two.txt exists"],
+            "files": ["two.txt"],
+            "depends_on": ["c1"],
+        },
+    ]
+}
+
+
+def test_papermill_01_runs_the_whole_wizard_then_resumes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db" / "specwright.duckdb"
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump(["one.txt and two.txt", "plain", "none"]))
+    intent = "Write two small files"
+    with FakeModelServer() as srv:
+        root = make_project(tmp_path / "proj", planner_url=srv.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        srv.script(
+            anthropic_tool_use("ask_questions", QUESTIONS),
+            anthropic_tool_use("write_spec", SPEC, expect_text="one.txt and two.txt"),
+            anthropic_tool_use("split_spec", CHUNKS),
+        )
+        out = out_dir("notebooks")
+        params = (("project_dir", root), ("intent", intent), ("answers", answers))
+        result = papermill("01_spec_studio.ipynb", out / "01-wizard.ipynb", db, *params)
+        assert result.returncode == 0, result.stderr[-4000:]
+        # run again: the spec of the same intent is resumed; no planner call (none scripted)
+        again = papermill("01_spec_studio.ipynb", out / "01-resumed.ipynb", db, *params)
+        assert again.returncode == 0, again.stderr[-4000:]
+    store = Store(db)
+    (spec,) = store.query_dicts("SELECT id, slug, status, title FROM specs")
+    assert (spec["status"], spec["title"]) == ("ready", "Three files")
+    answered = store.query("SELECT answer FROM spec_questions ORDER BY position")
+    assert [a for (a,) in answered] == ["one.txt and two.txt", "plain", "none"]
+    chunks = store.query("SELECT position, title FROM chunks ORDER BY position")
+    assert chunks == [(1, "One"), (2, "Two")]
+    assert store.query("SELECT count(*) FROM chunk_deps")[0][0] == 1
+    assert (root / ".handoff" / "specs" / f"{spec['slug']}.md").exists()
+    assert "resuming spec" in (out / "01-resumed.ipynb").read_text()
+    assert "&lt;b&gt;three&lt;/b&gt;" in (out / "01-wizard.ipynb").read_text()
+
+
+def test_papermill_01_with_an_intent_but_no_api_key_fails_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path / "proj", planner_url="http://127.0.0.1:9")
+    db = tmp_path / "db" / "specwright.duckdb"
+    result = papermill(
+        "01_spec_studio.ipynb", out_dir("notebooks") / "01-nokey.ipynb", db,
+        ("project_dir", root), ("intent", "Anything"),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "needs an API key: set the environment variable ANTHROPIC_API_KEY" in result.stderr
+    # the draft was saved before the planner was needed, so nothing typed is lost
+    assert Store(db).query("SELECT intent, status FROM specs") == [("Anything", "draft")]
