@@ -3,6 +3,7 @@ scrubbed environment, so no test sees a real key, a real ~/.claude or a real dat
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -42,6 +43,9 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
     yield tmp_path
+    # Collect now, so a leaked socket or file fails (warnings are errors) the test that
+    # leaked it rather than a random later one.
+    gc.collect()
 
 
 @pytest.fixture
