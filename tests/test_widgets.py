@@ -1,0 +1,465 @@
+"""The notebook views, driven like a person would — set ``.value``, ``.click()`` — with fake
+backends (and the real store where it matters); no browser, no kernel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright import catalog
+from specwright.errors import SpecwrightError
+from specwright.loop import ChunkResult, Progress
+from specwright.model import Chunk, TextEvent, ToolCall, new_id
+from specwright.runner import ChunkSummary, RunAllResult
+from specwright.store import Store
+from specwright.studio import Question
+from specwright.widgets import (
+    ChunkRow,
+    Draft,
+    Filters,
+    RunFailed,
+    RunView,
+    StudioBackend,
+    StudioView,
+    UsageView,
+    dag_figure,
+    interactive,
+    run_spec,
+)
+from specwright.widgets.common import clip, esc, markdown_html
+from specwright.widgets.studio_backend import for_project
+from tests.support_notebooks import make_project, make_spec
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def test_escaping_bounds_and_markdown_are_safe() -> None:
+    assert esc("<script>alert(1)</script>") == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert len(clip("x" * 10_000, 100)) == 100 and clip("x" * 10_000, 100).endswith("…")
+    html = markdown_html("# Title\n\n<img src=x onerror=alert(1)> [a](javascript:alert(1))")
+    assert "<h1>Title</h1>" in html
+    assert "<img" not in html and "javascript:" not in html
+
+
+def test_interactive_is_false_outside_a_kernel_and_can_be_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert interactive() is False
+    monkeypatch.setenv("SPECWRIGHT_HEADLESS", "0")
+    assert interactive() is True
+    monkeypatch.setenv("SPECWRIGHT_HEADLESS", "1")
+    assert interactive() is False
+
+
+def _chunks(n: int = 3) -> list[Chunk]:
+    ids = [new_id() for _ in range(n)]
+    return [
+        Chunk(id=ids[i], spec_id="s", position=i + 1, title=f"<b>chunk {i + 1}</b>",
+              depends_on=tuple(ids[:i][-1:]))
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_dag_figure_colours_nodes_by_status_and_escapes_titles() -> None:
+    chunks = _chunks()
+    fig = dag_figure(chunks, {chunks[0].id: "shipped", chunks[1].id: "failed"})
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"shipped", "failed", "pending"}
+    assert by_name["shipped"].marker.color == "#2ca02c"
+    assert by_name["failed"].marker.color == "#d62728"
+    assert list(by_name["pending"].x) == [2.0]  # depth 2: after 1 and 2
+    assert "&lt;b&gt;chunk 1&lt;/b&gt;" in by_name["shipped"].hovertext[0]
+    assert len(fig.layout.annotations) == 2  # one arrow per dependency
+
+
+# --- the run view -------------------------------------------------------------------------------
+
+
+class FakeRun:
+    """A scripted run-all: emits progress, then returns a result; records every start."""
+
+    def __init__(self, chunks: list[Chunk], statuses: list[list[str]], events: int = 3) -> None:
+        self.chunks, self.statuses, self.events = chunks, statuses, events
+        self.starts: list[threading.Event] = []
+        self.block: threading.Event | None = None
+
+    def __call__(self, cancel: threading.Event, sink: Any) -> RunAllResult:
+        self.starts.append(cancel)
+        statuses = self.statuses[min(len(self.starts), len(self.statuses)) - 1]
+        run_id = new_id()
+        final: list[str] = []
+        for c, status in zip(self.chunks, statuses, strict=True):
+            final.append(status)
+            if status == "shipped" and len(self.starts) > 1:
+                sink(Progress("skip", run_id, c.id, 0, f"chunk {c.position}: already shipped"))
+                continue
+            sink(Progress("chunk-start", run_id, c.id, 0, f"chunk {c.position}: starting"))
+            sink(Progress("iteration", run_id, c.id, 1, "iteration 1/3"))
+            for i in range(self.events):
+                call = ToolCall(f"c{i}", "bash", {"command": "<script>x</script>"})
+                sink(Progress("event", run_id, c.id, 1, f"bash <script>{i}</script>", call))
+            sink(Progress("event", run_id, c.id, 1, "text", TextEvent("thinking")))
+            if self.block is not None:
+                self.block.set()
+                cancel.wait(30)
+            if cancel.is_set():
+                status = final[-1] = "cancelled"
+            result = ChunkResult(run_id, c.id, status, f"{status} because", 1)
+            sink(Progress("chunk-done", run_id, c.id, 1, f"chunk {c.position}: {status}", result))
+        ok = all(s == "shipped" for s in final)
+        summaries = tuple(
+            ChunkSummary(c.id, c.position, c.title, s, 1, reason=f"{s} because")
+            for c, s in zip(self.chunks, final, strict=True)
+        )
+        status = "shipped" if ok else ("cancelled" if cancel.is_set() else "failed")
+        return RunAllResult(run_id, "s", status, f"run {status}", summaries, "specwright/x")
+
+
+def test_run_view_board_log_bars_and_summary_after_a_shipped_run() -> None:
+    chunks = _chunks()
+    fake = FakeRun(chunks, [["shipped"] * 3], events=10)
+    view = RunView(chunks, fake, max_log=5, max_iterations=3)
+    assert view.cancel_button.disabled and view.retry_button.disabled
+    view.start(background=False)
+    assert view.statuses == dict.fromkeys((c.id for c in chunks), "shipped")
+    assert view.overall.value == 3 and "3/3 chunks finished, 3 shipped" in view.overall_label.value
+    assert all(b.value == 3 and b.bar_style == "success" for b in view.bars.values())
+    assert "&lt;b&gt;chunk 1&lt;/b&gt;" in view.labels[chunks[0].id].value
+    assert "<b>chunk 1</b>" not in view.labels[chunks[0].id].value
+    # the log is bounded, shows tool calls (not text), escaped
+    assert len(view.lines) == 5
+    assert "<script>" not in view.log.value and "&lt;script&gt;" in view.log.value
+    assert "thinking" not in view.log.value
+    assert "shipped" in view.state.value and view.retry_button.disabled
+    assert "Summary" in view.summary_html.value and "run shipped" in view.state.value
+    assert view.failure() is None
+    dag = view.dag.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert {t["name"] for t in dag["data"]} == {"shipped"}
+
+
+def test_run_view_failure_enables_retry_which_runs_again_skipping_shipped() -> None:
+    chunks = _chunks()
+    fake = FakeRun(chunks, [["shipped", "failed", "blocked"], ["shipped"] * 3])
+    view = RunView(chunks, fake)
+    view.start(background=False)
+    assert view.statuses[chunks[1].id] == "failed"
+    assert "chunk 2 '<b>chunk 2</b>' failed: failed because" in (view.failure() or "")
+    assert not view.retry_button.disabled and view.cancel_button.disabled
+    assert view.bars[chunks[1].id].bar_style == "danger"
+    view.retry_button.click()
+    assert view.wait(timeout=60) is not None
+    assert len(fake.starts) == 2 and view.runs == 2
+    assert view.failure() is None and view.retry_button.disabled
+    assert any("already shipped" in line for line in view.lines)
+
+
+def test_cancel_button_stops_a_background_run() -> None:
+    chunks = _chunks(1)
+    fake = FakeRun(chunks, [["shipped"]])
+    fake.block = threading.Event()
+    view = RunView(chunks, fake)
+    view.start()  # background thread; the fake waits for the cancel
+    assert fake.block.wait(60)
+    assert view.running and not view.cancel_button.disabled
+    view.cancel_button.click()
+    result = view.wait(timeout=60)
+    assert fake.starts[0].is_set()
+    assert result is not None and result.status == "cancelled"
+    assert view.statuses[chunks[0].id] == "cancelled"
+    assert "cancelled" in view.state.value and not view.retry_button.disabled
+
+
+def test_run_view_shows_an_error_of_the_backend_and_allows_retry() -> None:
+    def boom(cancel: threading.Event, sink: Any) -> RunAllResult:
+        raise SpecwrightError("the tree is dirty <here>")
+
+    view = RunView(_chunks(1), boom)
+    view.start(background=False)
+    assert "the tree is dirty &lt;here&gt;" in view.state.value
+    assert not view.retry_button.disabled
+    assert "stopped by an error" in (view.failure() or "")
+
+
+def test_run_spec_headless_raises_run_failed_with_the_reason(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj", bad_chunk=1)
+    store = Store(tmp_path / "db" / "specwright.duckdb")
+    spec = make_spec(store, root)
+    with pytest.raises(RunFailed, match=r"chunk 1 'Write one\.txt' failed") as info:
+        run_spec(str(root), spec.slug, max_iterations=1, store=store, live=False)
+    assert "chunk 2 'Write two.txt' blocked" in str(info.value)
+    assert store.query("SELECT status FROM runs WHERE kind = 'spec'") == [("failed",)]
+
+
+def test_run_spec_live_runs_in_the_background_and_fills_the_summary(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    store = Store(tmp_path / "db" / "specwright.duckdb")
+    spec = make_spec(store, root)
+    view = run_spec(str(root), spec.slug, store=store, live=True)
+    assert isinstance(view, RunView)
+    result = view.wait(timeout=300)
+    assert result is not None and result.ok, view.state.value
+    assert view.summary_html.value.count("<tr>") == 4  # header + 3 chunks
+    assert store.query("SELECT count(*) FROM chunks WHERE status = 'shipped'") == [(3,)]
+
+
+def test_run_spec_names_a_bad_executor_before_running(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    store = Store(tmp_path / "db" / "specwright.duckdb")
+    spec = make_spec(store, root)
+    with pytest.raises(SpecwrightError, match="nope"):
+        run_spec(str(root), spec.slug, executor="nope", store=store, live=False)
+    assert store.query("SELECT count(*) FROM runs") == [(0,)]
+
+
+# --- the studio view ----------------------------------------------------------------------------
+
+
+class FakeStudio:
+    """An in-memory studio backend that records calls."""
+
+    def __init__(self, problem: str | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.problem = problem
+        self.answers: dict[int, str] = {}
+        self.rows: list[ChunkRow] = []
+        self.fail_answer = False
+
+    def draft(self, stage: str = "answers", body: str = "") -> Draft:
+        qs = tuple(
+            Question(f"q{i}", i, f"<i>Question {i}</i>?", "why", self.answers.get(i))
+            for i in (1, 2)
+        )
+        chunks = tuple(
+            Chunk(r.id or f"id{n}", "spec1", n, r.title) for n, r in enumerate(self.rows, 1)
+        )
+        return Draft("spec1", "my-spec", "My spec", "build it", body, "draft", stage, qs, chunks)
+
+    def backend(self) -> StudioBackend:
+        def record(name: str, value: Any = None) -> Any:
+            def call(*args: Any) -> Any:
+                self.calls.append((name, *args))
+                return value() if callable(value) else value
+
+            return call
+
+        def answer(spec_id: str, pos: int, text: str) -> None:
+            self.calls.append(("answer", spec_id, pos, text))
+            if self.fail_answer:
+                raise SpecwrightError("database is locked")
+            self.answers[pos] = text
+
+        def save_chunks(spec_id: str, rows: list[ChunkRow]) -> Draft:
+            from specwright.widgets.studio_backend import rows_to_drafts
+
+            rows_to_drafts(rows)  # the real validation
+            self.rows = list(rows)
+            self.calls.append(("save_chunks", [r.title for r in rows]))
+            return self.draft("review", "# Spec")
+
+        return StudioBackend(
+            resume=record("resume"),
+            create=record("create", lambda: self.draft("questions")),
+            ask=record("ask", lambda: self.draft()),
+            answer=answer,
+            run=record("run", lambda: self.draft("review", "# Spec")),
+            write_spec=record("write_spec", lambda: self.draft("chunks", "# Spec\n\n<script>")),
+            split=record("split", lambda: self.draft("review", "# Spec")),
+            save_chunks=save_chunks,
+            export=record("export", Path("/p/.handoff/specs/my-spec.md")),
+            planner_problem=lambda: self.problem,
+        )
+
+
+def names(fake: FakeStudio) -> list[str]:
+    return [c[0] for c in fake.calls]
+
+
+def test_ask_needs_an_intent_then_creates_the_draft_and_asks() -> None:
+    fake = FakeStudio()
+    view = StudioView(fake.backend(), debounce_s=None)
+    view.ask_button.click()
+    assert "Type what you want built" in view.message.value and fake.calls == []
+    view.intent.value = "build it"
+    view.ask_button.click()
+    assert names(fake) == ["create", "ask"]
+    assert len(view.answers) == 2 and view.ask_button.disabled
+    assert "&lt;i&gt;Question 1&lt;/i&gt;" in view.questions_box.children[0].value
+    assert view.write_button.disabled  # questions unanswered
+
+
+def test_a_missing_api_key_is_a_clear_message_and_the_draft_is_kept() -> None:
+    fake = FakeStudio(problem="planner 'opus' needs an API key: set ANTHROPIC_API_KEY")
+    view = StudioView(fake.backend(), debounce_s=None)
+    view.intent.value = "build it"
+    view.ask_button.click()
+    assert names(fake) == ["create"]
+    assert "ANTHROPIC_API_KEY" in view.message.value and view.draft is not None
+    assert not view.add_button.disabled  # chunks can still be written by hand
+
+
+def test_answers_are_marked_unsaved_until_saved_and_kept_when_the_store_refuses() -> None:
+    fake = FakeStudio()
+    view = StudioView(fake.backend(), debounce_s=None)
+    view.show(fake.draft())
+    view.answers[1].value = "Postgres"
+    assert "unsaved changes" in view.marker.value and "answer 1" in view.marker.value
+    assert "answer" not in names(fake)
+    fake.fail_answer = True
+    assert view.flush() is False
+    assert "unsaved changes" in view.marker.value and "database is locked" in view.message.value
+    fake.fail_answer = False
+    view.answers[1].value = "Postgres 16"
+    assert view.flush() is True
+    assert fake.answers == {1: "Postgres 16"} and "all changes saved" in view.marker.value
+
+
+def test_edits_are_saved_after_a_pause_without_flush() -> None:
+    fake = FakeStudio()
+    view = StudioView(fake.backend(), debounce_s=0.01)
+    view.show(fake.draft())
+    view.answers[2].value = "yes"
+    deadline = threading.Event()
+    for _ in range(500):  # wait for the debounce timer's save, not for a time
+        if fake.answers.get(2) == "yes":
+            break
+        deadline.wait(0.01)
+    assert fake.answers.get(2) == "yes"
+
+
+def test_write_split_and_the_chunk_table_round_trip() -> None:
+    fake = FakeStudio()
+    fake.answers = {1: "a", 2: "b"}
+    view = StudioView(fake.backend(), debounce_s=None)
+    view.show(fake.draft("spec"))
+    view.write_button.click()
+    assert "<script>" not in view.preview.value and "<h1>Spec</h1>" in view.preview.value
+    view.add_button.click()
+    view.add_button.click()
+    view.rows[0].title.value = "Model"
+    view.rows[1].title.value = "API"
+    view.rows[1].deps.value = "1"
+    assert view.flush() is True
+    assert fake.calls[-1] == ("save_chunks", ["Model", "API"])
+    # a cycle is refused with the reason and stays marked unsaved
+    view.rows[0].deps.value = "2"
+    assert view.flush() is False
+    assert "cycle" in view.message.value and "chunks" in view.marker.value
+    view.rows[0].deps.value = ""
+    assert view.flush() is True and "all changes saved" in view.marker.value
+    view.rows[1].deps.value = "x"
+    assert view.flush() is False and "expected chunk numbers" in view.message.value
+    view.rows[1].deps.value = "1"
+    view.export_button.click()
+    assert names(fake)[-1] == "export" and "my-spec.md" in view.message.value
+
+
+def test_studio_view_over_the_real_store_resumes_a_hand_written_draft(
+    store: Store, git_repo: Path
+) -> None:
+    from specwright.config import Config
+
+    project = catalog.ensure_project(store, git_repo)
+    backend = for_project(store, project, Config.default())
+    view = StudioView(backend, debounce_s=None)
+    view.intent.value = "Add a --json flag"
+    view.ask_button.click()  # no planner key in tests: the draft is saved, the view says why
+    assert "needs an API key" in view.message.value
+    view.add_button.click()
+    view.add_button.click()
+    view.rows[0].title.value = "Parser"
+    view.rows[1].title.value = "Output"
+    view.rows[1].deps.value = "1"
+    view.rows[1].files.value = "cli.py, out.py"
+    view.rows[1].acceptance.value = "prints JSON\n\nexit 0"
+    assert view.flush() is True
+    # a kernel restart: a new view over the same store resumes the draft
+    again = StudioView(for_project(Store(store.path), project, Config.default()), debounce_s=None)
+    draft = again.backend.resume("Add a --json flag")
+    assert draft is not None
+    again.show(draft)
+    assert [r.title.value for r in again.rows] == ["Parser", "Output"]
+    assert again.rows[1].deps.value == "1" and again.rows[1].files.value == "cli.py, out.py"
+    chunks = catalog.list_chunks(store, draft.spec_id)
+    assert chunks[1].depends_on == (chunks[0].id,)
+    assert chunks[1].acceptance == ("prints JSON", "exit 0")
+    path = again.export()
+    assert path is not None and path.exists() and "Parser" in path.read_text()
+    assert catalog.get_spec(store, draft.spec_id).status == "ready"
+
+
+# --- the usage view -----------------------------------------------------------------------------
+
+
+def test_usage_view_redraws_for_each_filter_and_reports_bad_input() -> None:
+    import plotly.graph_objects as go
+
+    seen: list[Filters] = []
+
+    def render(f: Filters) -> list[tuple[go.Figure, str]]:
+        seen.append(f)
+        if f.project == "broken":
+            raise SpecwrightError("no <such> project")
+        return [(go.Figure(layout={"title": "T"}), "a <caption>")]
+
+    view = UsageView(render, ["alpha", "broken"], Filters(group_by="model"))
+    assert seen == [Filters()]
+    view.group_by.value = "executor"
+    view.project.value = "alpha"
+    assert seen[-1] == Filters(project="alpha", group_by="executor")
+    assert view.out.outputs[1]["data"]["text/html"] == "<p><i>a &lt;caption&gt;</i></p>"
+    import datetime as dt
+
+    view.since.value = dt.date(2025, 2, 1)
+    view.until.value = dt.date(2025, 1, 1)
+    assert "is after until" in view.message.value and seen[-1].until == ""
+    view.until.value = dt.date(2025, 3, 1)
+    assert seen[-1] == Filters("2025-02-01", "2025-03-01", "alpha", "executor")
+    view.project.value = "broken"
+    assert "no &lt;such&gt; project" in view.message.value
+
+
+def test_usage_figures_have_titles_units_captions_and_honour_the_project(
+    store: Store, tmp_path: Path
+) -> None:
+    from specwright.model import utcnow
+    from specwright.widgets import usage_data
+
+    for name in ("alpha", "beta"):
+        root = tmp_path / name
+        root.mkdir()
+        spec = catalog.create_spec(store, catalog.ensure_project(store, root), f"{name} spec")
+        chunk = catalog.add_chunk(store, spec, "c1")
+        catalog.update_chunk(store, chunk.id, status="shipped", iterations=2)
+        exec_id = new_id()
+        store.insert("executions", {
+            "id": exec_id, "spec_id": spec.id, "chunk_id": chunk.id, "role": "executor",
+            "backend": "scripted", "executor": f"ex-{name}", "model": "m1", "status": "ok",
+            "started_at": utcnow(), "duration_ms": 1500, "input_tokens": 10, "output_tokens": 5,
+            "cost_usd": 0.5,
+        })  # fmt: skip
+        for t, extra in (("tool_call", {}), ("tool_result", {"is_error": True})):
+            store.insert("events", {
+                "id": new_id(), "execution_id": exec_id, "seq": 1 if t == "tool_call" else 2,
+                "ts": utcnow(), "type": t, "tool_name": "bash", "call_id": "k", **extra,
+            })  # fmt: skip
+    figs = usage_data.figures(store, Filters(project="alpha"))
+    assert len(figs) == 9
+    for fig, caption in figs:
+        assert fig.layout.title.text and fig.layout.xaxis.title.text, fig.layout.title.text
+        assert fig.layout.yaxis.title.text and "(" in fig.layout.yaxis.title.text + (
+            fig.layout.xaxis.title.text
+        )  # units
+        assert caption.endswith(".") and len(caption) < 200
+    spec_fig = usage_data.cost_per_spec(store, Filters(project="alpha"))
+    assert list(spec_fig.data[0].y) == ["alpha-spec"]
+    both = usage_data.cost_per_spec(store, Filters())
+    assert sorted(both.data[0].y) == ["alpha-spec", "beta-spec"]
+    tools = usage_data.tool_calls(store, Filters(project="alpha"))
+    assert list(tools.data[0].y) == [1] and list(tools.data[1].y) == [100.0]
+    with pytest.raises(SpecwrightError, match="group_by"):
+        usage_data.figures(store, Filters(group_by="colour"))
+    with pytest.raises(SpecwrightError, match="since"):
+        usage_data.figures(store, Filters(since="last week"))
