@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from specwright.agents.process import kill_group
 from specwright.model import Verification, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 TAIL_BYTES = 4096
+KILL_GRACE_S = 2.0  # a cancelled or timed-out step gets this long after SIGTERM
 _PYTEST = re.compile(r"(^|[\s/;&|(])(py\.test|pytest)(\s|$|[;&|)])")
 _SUMMARY = re.compile(
     r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected|warnings?)\b"
@@ -85,19 +86,6 @@ def is_pytest(command: str) -> bool:
 
 
 # --- running --------------------------------------------------------------------------------
-
-
-def _kill_group(proc: subprocess.Popen[bytes], grace_s: float = 2.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _tail(f: IO[bytes], limit: int = TAIL_BYTES) -> str:
@@ -162,7 +150,7 @@ def run_step(
                             pass
                 finally:  # also on KeyboardInterrupt: never leave the step running
                     if proc.poll() is None:
-                        _kill_group(proc)
+                        kill_group(proc.pid, grace_s=KILL_GRACE_S, proc=proc)
                 rc = proc.returncode
                 tail = _tail(out)
                 if state == "timeout":

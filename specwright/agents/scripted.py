@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.agents.base import EventSink, Task
+from specwright.agents.process import kill_group
 from specwright.errors import AgentError
 from specwright.model import (
     ErrorEvent,
@@ -85,6 +85,7 @@ _USAGE_KEYS = {
     "model",
 }
 MAX_OUTPUT = 64 * 1024
+KILL_GRACE_S = 2.0  # a cancelled or timed-out `run` step gets this long after SIGTERM
 MODEL = "scripted"
 
 
@@ -424,7 +425,7 @@ class ScriptedExecutor:
                         pass
             finally:
                 if proc.poll() is None:
-                    _kill_group(proc)
+                    kill_group(proc.pid, grace_s=KILL_GRACE_S, proc=proc)
             out.seek(0, os.SEEK_END)
             size = out.tell()
             out.seek(max(0, size - MAX_OUTPUT))
@@ -437,17 +438,3 @@ class ScriptedExecutor:
         if state == "cancelled":
             return "cancelled"
         return "failed" if failed else "ok"
-
-
-def _kill_group(proc: subprocess.Popen[bytes], grace_s: float = 2.0) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after ``grace_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
