@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import catalog
+from specwright.agents.process import pid_alive
 from specwright.errors import NotFoundError, SpecwrightError
 from specwright.model import Spec, new_id, utcnow
 from specwright.store import Store
@@ -96,18 +97,6 @@ def cancel(store: Store, ref: str) -> str:
     raise SpecwrightError(f"queue item {ref!r} is already {row['status']}")
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def requeue_orphans(store: Store) -> int:
     """Items left ``running`` by a worker process that is gone go back to ``queued``."""
     host = socket.gethostname()
@@ -116,7 +105,7 @@ def requeue_orphans(store: Store) -> int:
         for r in store.query_dicts(
             "SELECT id, worker_pid, host FROM queue WHERE status = 'running'"
         )
-        if r["host"] == host and not _pid_alive(r["worker_pid"])
+        if r["host"] == host and not pid_alive(r["worker_pid"])
     ]
     for item in orphans:
         store.update(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
+from specwright.agents.process import pid_alive
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
@@ -71,18 +72,6 @@ class RunAllResult:
 # --- recovery -------------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_interrupted(
     store: Store, spec: Spec, project_root: Path | str, stale_s: float = STALE_HEARTBEAT_S
 ) -> list[str]:
@@ -102,10 +91,10 @@ def recover_interrupted(
         beat = run["heartbeat_at"] or run["started_at"]
         stale = (now - beat).total_seconds() > stale_s
         if run["host"] == host:
-            dead = not _pid_alive(run["pid"]) or (stale and run["pid"] != os.getpid())
+            dead = not pid_alive(run["pid"]) or (stale and run["pid"] != os.getpid())
             why = (
                 f"process {run['pid']} is gone"
-                if not _pid_alive(run["pid"])
+                if not pid_alive(run["pid"])
                 else f"no heartbeat since {beat:%H:%M:%S}"
             )
         else:

@@ -117,6 +117,19 @@ def kill_group(
             proc.wait(timeout=grace_s)
 
 
+def pid_alive(pid: int | None) -> bool:
+    """True when a process with this id exists on this host (even one we may not signal)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class ProcessStream:
     """One agent process: ``lines()`` yields its stdout lines until it exits, is cancelled or
