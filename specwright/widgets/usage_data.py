@@ -111,7 +111,7 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
     df = _df(
         store,
         f,
-        f"SELECT started_at::DATE AS day, {_grouped(f)} AS grp, "
+        f"SELECT strftime(started_at, '%Y-%m-%d') AS day, {_grouped(f)} AS grp, "
         "sum(coalesce(cost_usd, 0)) AS cost_usd FROM x",
         "GROUP BY ALL ORDER BY day",
     )
@@ -131,7 +131,7 @@ def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
     df = _df(
         store,
         f,
-        "SELECT started_at::DATE AS day, sum(input_tokens) AS input, "
+        "SELECT strftime(started_at, '%Y-%m-%d') AS day, sum(input_tokens) AS input, "
         "sum(output_tokens) AS output, sum(cache_read_tokens) AS cache_read, "
         "sum(cache_write_tokens) AS cache_write FROM x",
         "GROUP BY ALL ORDER BY day",
