@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from specwright.config import Config
+    from specwright.loop import Progress
     from specwright.model import Project
     from specwright.store import Store
 
@@ -125,3 +126,30 @@ def print_table(
             for v, w, num in zip(row, widths, numeric, strict=True)
         ]
         print("  ".join(parts).rstrip(), file=out)
+
+
+def terminal_safe(text: str) -> str:
+    """Agent text is untrusted: drop control characters (no terminal escapes)."""
+    return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
+
+
+class ProgressPrinter:
+    """Live progress lines for people: tool calls and errors of the agent, loop steps; run and
+    done markers are skipped. Subclasses say how a line looks (``line``); every line printed is
+    terminal-safe and at most ``WIDTH`` characters."""
+
+    WIDTH = 240
+
+    def __init__(self, out: Any = None) -> None:
+        self.out = out or sys.stdout
+
+    def __call__(self, p: Progress) -> None:
+        if p.kind in ("run", "done"):
+            return
+        if p.kind == "event" and getattr(p.data, "type", "") not in ("tool_call", "error"):
+            return
+        print(terminal_safe(self.line(p))[: self.WIDTH], file=self.out, flush=True)
+
+    def line(self, p: Progress) -> str:
+        """The text shown for one progress item."""
+        raise NotImplementedError

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import Context
+from specwright.cli.common import Context, ProgressPrinter, terminal_safe
 from specwright.errors import SpecwrightError
 
 if TYPE_CHECKING:
@@ -41,29 +41,15 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
 
 
-class _Printer:
-    """Live progress lines for people: iteration, tool calls, verification, review."""
+class _Printer(ProgressPrinter):
+    """One chunk: iterations, tool calls, verification, review."""
 
-    def __init__(self, out: Any) -> None:
-        self.out = out
-
-    def __call__(self, p: Progress) -> None:
+    def line(self, p: Progress) -> str:
         if p.kind == "event":
-            if getattr(p.data, "type", "") not in ("tool_call", "error"):
-                return
-            line = f"    · {p.message}"
-        elif p.kind == "iteration":
-            line = f"── {p.message}"
-        elif p.kind in ("run", "done"):
-            return
-        else:
-            line = f"  {p.message}"
-        print(_safe(line)[:240], file=self.out, flush=True)
-
-
-def _safe(text: str) -> str:
-    """Agent text is untrusted: drop control characters (no terminal escapes)."""
-    return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
+            return f"    · {p.message}"
+        if p.kind == "iteration":
+            return f"── {p.message}"
+        return f"  {p.message}"
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
@@ -127,6 +113,6 @@ def _print_result(r: ChunkResult) -> None:
         )
     else:
         print(
-            f"{r.status} after {r.iterations} iteration(s): {_safe(r.reason)} "
+            f"{r.status} after {r.iterations} iteration(s): {terminal_safe(r.reason)} "
             f"(work tree at {(r.head_commit or '?')[:10]}, cost ${r.cost_usd:.4f})"
         )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import Context, print_table
-from specwright.cli.run import _safe
+from specwright.cli.common import Context, ProgressPrinter, print_table
 
 if TYPE_CHECKING:
     from specwright.loop import Progress
@@ -122,36 +120,24 @@ def cmd_pr(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-class Printer:
-    """Progress lines for people: chunk starts, iterations, tool calls, verification, review."""
+class Printer(ProgressPrinter):
+    """A whole spec: chunk starts, iterations, tool calls, verification, review."""
+
+    _HEADLINES = ("chunk-start", "chunk-done", "blocked", "skip", "wave", "merge", "conflict")
 
     def __init__(self, out: Any = None, positions: dict[str, int] | None = None) -> None:
-        self.out = out or sys.stdout
+        super().__init__(out)
         self.positions = positions or {}
 
-    def __call__(self, p: Progress) -> None:
+    def line(self, p: Progress) -> str:
         tag = f"[{self.positions[p.chunk_id]}] " if p.chunk_id in self.positions else ""
         if p.kind == "event":
-            if getattr(p.data, "type", "") not in ("tool_call", "error"):
-                return
-            line = f"    {tag}· {p.message}"
-        elif p.kind in ("run", "done"):
-            return
-        elif p.kind in (
-            "chunk-start",
-            "chunk-done",
-            "blocked",
-            "skip",
-            "wave",
-            "merge",
-            "conflict",
-        ):
-            line = f"{'==' if p.kind == 'chunk-start' else '->'} {p.message}"
-        elif p.kind == "iteration":
-            line = f"  {tag}{p.message}"
-        else:
-            line = f"    {tag}{p.message}"
-        print(_safe(line)[:240], file=self.out, flush=True)
+            return f"    {tag}· {p.message}"
+        if p.kind in self._HEADLINES:
+            return f"{'==' if p.kind == 'chunk-start' else '->'} {p.message}"
+        if p.kind == "iteration":
+            return f"  {tag}{p.message}"
+        return f"    {tag}{p.message}"
 
 
 def _summary(ctx: Context, result: RunAllResult) -> list[dict[str, Any]]:
