@@ -30,10 +30,9 @@ from specwright.agents.claude_stream import (
 from specwright.agents.process import (
     Overlong,
     ProcessStream,
-    is_executable,
+    find_executable,
     overlong_warning,
     version_of,
-    which,
 )
 from specwright.errors import AgentError, ConfigError
 from specwright.model import StepEvent
@@ -100,24 +99,13 @@ ENV_PASS_PREFIXES = (
 
 def find_claude(config_path: str | None, env: dict[str, str] | None = None) -> str:
     """The claude executable: ``CLAUDE_PATH``, then the config's ``path``, then PATH."""
-    env = dict(os.environ) if env is None else env
-    from_env = env.get("CLAUDE_PATH")
-    if from_env:
-        if is_executable(from_env):
-            return from_env
-        raise AgentError(f"CLAUDE_PATH={from_env}: no executable file there")
-    if config_path:
-        path = os.path.expanduser(config_path)
-        found = path if is_executable(path) else which(path)
-        if found:
-            return found
-        raise AgentError(f"claude-code executor path {config_path!r}: no executable file there")
-    found = which("claude", env.get("PATH"))
-    if found:
-        return found
-    raise AgentError(
-        "claude executable not found: CLAUDE_PATH is not set, the executor config has no "
-        "`path`, and `claude` is not on PATH (npm install @anthropic-ai/claude-code)"
+    return find_executable(
+        "claude",
+        "CLAUDE_PATH",
+        config_path,
+        backend="claude-code",
+        install="npm install @anthropic-ai/claude-code",
+        env=env,
     )
 
 

@@ -30,7 +30,7 @@ from specwright.agents.opencode_events import (
     parse_event,
     usage_from_totals,
 )
-from specwright.agents.process import is_executable, slim, version_of, which
+from specwright.agents.process import find_executable, slim, version_of
 from specwright.errors import AgentError, ConfigError
 from specwright.model import ErrorEvent, StepEvent, Usage, UsageEvent
 
@@ -60,23 +60,13 @@ POLICIES = {
 
 def find_opencode(config_path: str | None = None, env: dict[str, str] | None = None) -> str:
     """The opencode executable: ``OPENCODE_PATH``, then the config's ``path``, then PATH."""
-    env = dict(os.environ) if env is None else env
-    if env.get("OPENCODE_PATH"):
-        if is_executable(env["OPENCODE_PATH"]):
-            return env["OPENCODE_PATH"]
-        raise AgentError(f"OPENCODE_PATH={env['OPENCODE_PATH']}: no executable file there")
-    if config_path:
-        path = os.path.expanduser(config_path)
-        found = path if is_executable(path) else which(path)
-        if found:
-            return found
-        raise AgentError(f"opencode executor path {config_path!r}: no executable file there")
-    found = which("opencode", env.get("PATH"))
-    if found:
-        return found
-    raise AgentError(
-        "opencode executable not found: OPENCODE_PATH is not set, the executor config has no "
-        "`path`, and `opencode` is not on PATH (npm install opencode-ai)"
+    return find_executable(
+        "opencode",
+        "OPENCODE_PATH",
+        config_path,
+        backend="opencode",
+        install="npm install opencode-ai",
+        env=env,
     )
 
 

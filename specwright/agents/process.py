@@ -344,6 +344,38 @@ def is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
+def find_executable(
+    name: str,
+    env_var: str,
+    config_path: str | None,
+    *,
+    backend: str,
+    install: str,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """An agent's executable: ``$env_var``, then the executor config's ``path``, then ``name``
+    on PATH; a clear error naming where it looked (and ``install``, how to get it) otherwise."""
+    env = os.environ if env is None else env
+    from_env = env.get(env_var)
+    if from_env:
+        if is_executable(from_env):
+            return from_env
+        raise AgentError(f"{env_var}={from_env}: no executable file there")
+    if config_path:
+        path = os.path.expanduser(config_path)
+        found = path if is_executable(path) else which(path)
+        if found:
+            return found
+        raise AgentError(f"{backend} executor path {config_path!r}: no executable file there")
+    found = which(name, env.get("PATH"))
+    if found:
+        return found
+    raise AgentError(
+        f"{name} executable not found: {env_var} is not set, the executor config has no "
+        f"`path`, and `{name}` is not on PATH ({install})"
+    )
+
+
 def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
     """The first line ``EXE --version`` prints, or None if it fails."""
     try:
