@@ -232,3 +232,69 @@ def test_papermill_01_with_an_intent_but_no_api_key_fails_with_a_clear_message(
     assert "needs an API key: set the environment variable ANTHROPIC_API_KEY" in result.stderr
     # the draft was saved before the planner was needed, so nothing typed is lost
     assert Store(db).query("SELECT intent, status FROM specs") == [("Anything", "draft")]
+
+
+# --- as in JupyterLab -----------------------------------------------------------------------------
+
+
+def _run_live(name: str, overrides: str, db: Path, extra: str = "") -> tuple[list[dict], str]:
+    """Execute a notebook's code cells in a real kernel the way JupyterLab does (a frontend that
+    accepts input, so the views go live); returns the outputs and the result of ``extra``."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "SPECWRIGHT_DB": str(db)}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(NOTEBOOKS), env=env)
+    outputs: list[dict] = []
+    try:
+        cells = [c for c in _cells(name) if c["cell_type"] == "code"]
+        sources = ["".join(cells[0]["source"]), overrides] + [
+            "".join(c["source"]) for c in cells[1:]
+        ]
+        for code in [*sources, extra]:
+            if not code:
+                continue
+            reply = kc.execute_interactive(
+                code, allow_stdin=True, timeout=600, output_hook=lambda m: outputs.append(m),
+                stdin_hook=lambda m: None,
+            )  # fmt: skip
+            assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    text = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+    return outputs, text
+
+
+def _widgets_shown(outputs: list[dict]) -> int:
+    return sum(
+        1
+        for m in outputs
+        if m["msg_type"] == "display_data"
+        and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+    )
+
+
+def _empty_database(tmp_path: Path) -> Path:
+    db = tmp_path / "db" / "specwright.duckdb"
+    Store(db).migrate()
+    return db
+
+
+@pytest.mark.parametrize("name", ["01_spec_studio.ipynb", "03_usage.ipynb"])
+def test_live_notebook_shows_its_view(name: str, tmp_path: Path) -> None:
+    db = _empty_database(tmp_path)
+    outputs, _ = _run_live(name, "", db)
+    assert _widgets_shown(outputs) == 1
+
+
+def test_live_02_runs_in_the_background_and_the_kernel_stays_free(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    db = tmp_path / "db" / "specwright.duckdb"
+    spec = make_spec(Store(db), root)
+    overrides = f"project_dir = {str(root)!r}\nspec = {spec.slug!r}"
+    # the run cell returns at once (the run goes on in a thread); a later cell can wait for it
+    extra = "r = view.wait(600); print('RESULT', r.status, view.running, view.overall.value)"
+    outputs, text = _run_live("02_run.ipynb", overrides, db, extra)
+    assert _widgets_shown(outputs) == 1
+    assert "RESULT shipped False 3" in text
+    assert Store(db).query("SELECT status FROM runs WHERE kind = 'spec'") == [("shipped",)]
