@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from specwright.usage import files as F
 from specwright.usage.common import (
     IngestResult,
+    ingest_logs,
     insert_rates,
     link_executions,
     save_prices,
@@ -82,27 +83,14 @@ def ingest(
     overrides: dict[str, Price] | None = None,
 ) -> IngestResult:
     """Import new lines of Claude Code logs under ``roots`` (default: ``claude_roots()``)."""
-    roots = claude_roots() if roots is None else roots
-    result = IngestResult(source=SOURCE, roots=[str(r) for r in roots])
-    paths = F.jsonl_files(roots)
-    result.files_seen = len(paths)
-    with store.transaction() as conn:
-        planned = F.plan(paths, F.load_states(conn, SOURCE))
-        if not planned:
-            return result
-        with F.readable(planned) as ready:
-            to_read = [p for p in ready if p.read_path]
-            counts = _stage(conn, to_read) if to_read else {}
-        result.files_read = len(to_read)
-        result.lines = sum(c[0] for c in counts.values())
-        result.malformed = sum(c[1] for c in counts.values())
-        result.malformed_files = {p: c[1] for p, c in counts.items() if c[1]}
-        if to_read:
-            _merge(conn, result, overrides)
-        F.save_states(conn, SOURCE, planned, counts)
-        for table in ("_cl_raw", "_cl_files", "_cl_new", "_cl_cand", "_cl_rates"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-    return result
+    return ingest_logs(
+        store,
+        SOURCE,
+        claude_roots() if roots is None else roots,
+        stage=_stage,
+        merge=lambda conn, result, _ready: _merge(conn, result, overrides),
+        temp_tables=("_cl_raw", "_cl_files", "_cl_new", "_cl_cand", "_cl_rates"),
+    )
 
 
 def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:

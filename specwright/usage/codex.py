@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.usage import files as F
-from specwright.usage.common import IngestResult, insert_rates, link_executions, save_prices
+from specwright.usage.common import (
+    IngestResult,
+    ingest_logs,
+    insert_rates,
+    link_executions,
+    save_prices,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -51,28 +57,14 @@ def ingest(
     store: Store, roots: list[Path] | None = None, *, overrides: dict[str, Price] | None = None
 ) -> IngestResult:
     """Import new token_count events of Codex session logs under ``roots``."""
-    roots = codex_roots() if roots is None else roots
-    result = IngestResult(source=SOURCE, roots=[str(r) for r in roots])
-    paths = F.jsonl_files(roots)
-    result.files_seen = len(paths)
-    with store.transaction() as conn:
-        planned = F.plan(paths, F.load_states(conn, SOURCE))
-        if not planned:
-            return result
-        with F.readable(planned) as ready:
-            to_read = [p for p in ready if p.read_path]
-            counts = _stage(conn, to_read) if to_read else {}
-        result.files_read = len(to_read)
-        result.lines = sum(c[0] for c in counts.values())
-        result.malformed = sum(c[1] for c in counts.values())
-        result.malformed_files = {p: c[1] for p, c in counts.items() if c[1]}
-        states: dict[str, dict[str, Any]] = {}
-        if to_read:
-            states = _merge(conn, result, to_read, overrides)
-        F.save_states(conn, SOURCE, planned, counts, states)
-        for table in ("_cx_raw", "_cx_files", "_cx_new", "_cx_rates"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-    return result
+    return ingest_logs(
+        store,
+        SOURCE,
+        codex_roots() if roots is None else roots,
+        stage=_stage,
+        merge=lambda conn, result, ready: _merge(conn, result, ready, overrides),
+        temp_tables=("_cx_raw", "_cx_files", "_cx_new", "_cx_rates"),
+    )
 
 
 def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:

@@ -1,11 +1,15 @@
-"""What every ingestor shares: the result it reports, the rates table, linking to executions."""
+"""What every ingestor shares: the ingest pass over log files, the result it reports, the rates
+table, linking to executions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.model import utcnow
+from specwright.usage import files as F
 from specwright.usage.files import insert_rows
 
 if TYPE_CHECKING:
@@ -13,6 +17,13 @@ if TYPE_CHECKING:
 
     from specwright.config import Price
     from specwright.pricing import Rates
+    from specwright.store import Store
+
+Stage = Callable[["duckdb.DuckDBPyConnection", list[F.Planned]], dict[str, tuple[int, int]]]
+Merge = Callable[
+    ["duckdb.DuckDBPyConnection", "IngestResult", list[F.Planned]],
+    dict[str, dict[str, Any]] | None,
+]
 
 MAX_FILE_WARNINGS = 5
 
@@ -72,6 +83,40 @@ class IngestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ingest_logs(
+    store: Store,
+    source: str,
+    roots: list[Path],
+    *,
+    stage: Stage,
+    merge: Merge,
+    temp_tables: Sequence[str],
+) -> IngestResult:
+    """One ingest pass over the JSONL logs under ``roots``, in one transaction: plan what is new
+    in each file, ``stage`` it (returns path -> (lines, malformed)), ``merge`` the staged rows
+    (may return per-file parser states to keep), save how far each file was read, then drop the
+    ``temp_tables``."""
+    result = IngestResult(source=source, roots=[str(r) for r in roots])
+    paths = F.jsonl_files(roots)
+    result.files_seen = len(paths)
+    with store.transaction() as conn:
+        planned = F.plan(paths, F.load_states(conn, source))
+        if not planned:
+            return result
+        with F.readable(planned) as ready:
+            to_read = [p for p in ready if p.read_path]
+            counts = stage(conn, to_read) if to_read else {}
+        result.files_read = len(to_read)
+        result.lines = sum(c[0] for c in counts.values())
+        result.malformed = sum(c[1] for c in counts.values())
+        result.malformed_files = {p: c[1] for p, c in counts.items() if c[1]}
+        states = merge(conn, result, to_read) if to_read else None
+        F.save_states(conn, source, planned, counts, states)
+        for table in temp_tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    return result
 
 
 def insert_rates(
