@@ -23,6 +23,15 @@ TOKENS = (
     "u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens "
     "+ u.cache_write_1h_tokens"
 )
+# the token and cost totals of a group of usage_records rows (alias u)
+_SUMS = f"""sum(u.input_tokens)::BIGINT AS input_tokens,
+               sum(u.output_tokens)::BIGINT AS output_tokens,
+               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
+                   AS cache_creation_tokens,
+               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum({TOKENS})::BIGINT AS total_tokens,
+               sum(coalesce({LOG_COST}, 0)) AS cost_usd"""
+_UNPRICED = f"count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced"
 _PERIODS = {
     "day": "day",
     "daily": "day",
@@ -81,10 +90,23 @@ def _window(
     return "".join(f" AND {c}" for c in clauses), params
 
 
-def _source_filter(source: str | None) -> tuple[str, list[Any]]:
-    if not source or source == "all":
-        return "", []
-    return " AND u.source = ?", [source]
+def _usage_filter(
+    since: str | date | None, until: str | date | None, source: str | None, tz: str = "UTC"
+) -> tuple[str, list[Any]]:
+    """A WHERE fragment (starting with AND) for usage_records ``u``: the local-date window and,
+    unless it is ``all``, the source."""
+    where, params = _window("u.ts", since, until, tz)
+    if source and source != "all":
+        where, params = f"{where} AND u.source = ?", [*params, source]
+    return where, params
+
+
+def _period(period: str) -> tuple[str, str]:
+    """The date_trunc unit and strftime format of a report period (day, weekly, month...)."""
+    unit = _PERIODS.get(period)
+    if unit is None:
+        raise ValueError(f"period: expected day, week or month, got {period!r}")
+    return unit, {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}[unit]
 
 
 # --- agent-log usage (ccusage's reports) ------------------------------------------------------
@@ -100,27 +122,17 @@ def usage_by_period(
     tz: str = "UTC",
 ) -> pd.DataFrame:
     """Tokens and cost of imported log usage per period (day/week/month) and model."""
-    unit = _PERIODS.get(period)
-    if unit is None:
-        raise ValueError(f"period: expected day, week or month, got {period!r}")
-    where, params = _window("u.ts", since, until, tz)
-    sw, sp = _source_filter(source)
-    fmt = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}[unit]
+    unit, fmt = _period(period)
+    where, params = _usage_filter(since, until, source, tz)
     sql = f"""
         SELECT strftime(date_trunc('{unit}', {_local("u.ts", tz)}), '{fmt}') AS period,
                coalesce(u.model, '') AS model,
-               sum(u.input_tokens)::BIGINT AS input_tokens,
-               sum(u.output_tokens)::BIGINT AS output_tokens,
-               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
-                   AS cache_creation_tokens,
-               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
-               sum({TOKENS})::BIGINT AS total_tokens,
-               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
-               count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced,
+               {_SUMS},
+               {_UNPRICED},
                count(*) AS records
-        FROM usage_records u WHERE true{where}{sw}
+        FROM usage_records u WHERE true{where}
         GROUP BY ALL ORDER BY period, cost_usd DESC, model"""
-    return store.query_df(sql, [*params, *sp])
+    return store.query_df(sql, params)
 
 
 def usage_report(
@@ -134,12 +146,8 @@ def usage_report(
 ) -> list[dict[str, Any]]:
     """ccusage's ``daily``/``weekly``/``monthly`` rows (camelCase keys, per-model breakdowns),
     built in one SQL query: no DataFrame on the hot path of a report."""
-    unit = _PERIODS.get(period)
-    if unit is None:
-        raise ValueError(f"period: expected day, week or month, got {period!r}")
-    where, params = _window("u.ts", since, until, tz)
-    sw, sp = _source_filter(source)
-    fmt = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}[unit]
+    unit, fmt = _period(period)
+    where, params = _usage_filter(since, until, source, tz)
     sql = f"""
         WITH m AS (
             SELECT strftime(date_trunc('{unit}', {_local("u.ts", tz)}), '{fmt}') AS period,
@@ -148,7 +156,7 @@ def usage_report(
                    sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT AS cw,
                    sum(u.cache_read_tokens)::BIGINT AS cr,
                    sum(coalesce({LOG_COST}, 0)) AS cost
-            FROM usage_records u WHERE true{where}{sw}
+            FROM usage_records u WHERE true{where}
             GROUP BY ALL
         )
         SELECT period, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT,
@@ -162,7 +170,7 @@ def usage_report(
         FROM m GROUP BY period ORDER BY period"""
     key = {"day": "date", "week": "week", "month": "month"}[unit]
     out: list[dict[str, Any]] = []
-    for period_, i, o, cw, cr, cost, models, toks, costs in store.query(sql, [*params, *sp]):
+    for period_, i, o, cw, cr, cost, models, toks, costs in store.query(sql, params):
         models, toks, costs = models or [], toks or [], costs or []
         out.append(
             {
@@ -198,11 +206,10 @@ def unpriced_models(
     source: str | None = None,
 ) -> list[tuple[str, int]]:
     """Models with records that have tokens but no cost (no price known), and how many."""
-    where, params = _window("u.ts", since, until)
-    sw, sp = _source_filter(source)
+    where, params = _usage_filter(since, until, source)
     sql = f"""SELECT coalesce(u.model, ''), count(*) FROM usage_records u
-        WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0{where}{sw} GROUP BY 1 ORDER BY 1"""
-    return [(str(m), int(n)) for m, n in store.query(sql, [*params, *sp])]
+        WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0{where} GROUP BY 1 ORDER BY 1"""
+    return [(str(m), int(n)) for m, n in store.query(sql, params)]
 
 
 def usage_sessions(
@@ -213,25 +220,18 @@ def usage_sessions(
     source: str | None = None,
 ) -> pd.DataFrame:
     """Tokens and cost per agent session, newest activity last (ccusage ``session``)."""
-    where, params = _window("u.ts", since, until)
-    sw, sp = _source_filter(source)
+    where, params = _usage_filter(since, until, source)
     sql = f"""
         SELECT u.session_id, any_value(u.source) AS source,
                any_value(u.project_path) AS project_path,
                min(u.ts) AS first_activity, max(u.ts) AS last_activity,
-               sum(u.input_tokens)::BIGINT AS input_tokens,
-               sum(u.output_tokens)::BIGINT AS output_tokens,
-               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
-                   AS cache_creation_tokens,
-               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
-               sum({TOKENS})::BIGINT AS total_tokens,
-               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
+               {_SUMS},
                list_sort(list_distinct(list(u.model) FILTER (WHERE u.model IS NOT NULL
                    AND u.model <> '<synthetic>'))) AS models,
                any_value(u.execution_id)::VARCHAR AS execution_id
-        FROM usage_records u WHERE true{where}{sw}
+        FROM usage_records u WHERE true{where}
         GROUP BY u.session_id ORDER BY last_activity"""
-    return store.query_df(sql, [*params, *sp])
+    return store.query_df(sql, params)
 
 
 def usage_models(
@@ -242,22 +242,15 @@ def usage_models(
     source: str | None = None,
 ) -> pd.DataFrame:
     """Tokens and cost per model over the window, most expensive first."""
-    where, params = _window("u.ts", since, until)
-    sw, sp = _source_filter(source)
+    where, params = _usage_filter(since, until, source)
     sql = f"""
         SELECT coalesce(u.model, '') AS model, any_value(u.source) AS source,
-               sum(u.input_tokens)::BIGINT AS input_tokens,
-               sum(u.output_tokens)::BIGINT AS output_tokens,
-               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
-                   AS cache_creation_tokens,
-               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
-               sum({TOKENS})::BIGINT AS total_tokens,
-               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
-               count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced,
+               {_SUMS},
+               {_UNPRICED},
                count(*) AS records
-        FROM usage_records u WHERE true{where}{sw}
+        FROM usage_records u WHERE true{where}
         GROUP BY 1 ORDER BY cost_usd DESC, model"""
-    return store.query_df(sql, [*params, *sp])
+    return store.query_df(sql, params)
 
 
 def usage_timestamps(
@@ -268,14 +261,13 @@ def usage_timestamps(
     source: str | None = None,
 ) -> pd.DataFrame:
     """Per-record time, tokens and cost (sorted), the input of billing blocks."""
-    where, params = _window("u.ts", since, until)
-    sw, sp = _source_filter(source)
+    where, params = _usage_filter(since, until, source)
     sql = f"""
         SELECT u.ts, u.model, u.input_tokens, u.output_tokens,
                u.cache_write_5m_tokens + u.cache_write_1h_tokens AS cache_creation_tokens,
                u.cache_read_tokens, coalesce({LOG_COST}, 0) AS cost_usd
-        FROM usage_records u WHERE true{where}{sw} ORDER BY u.ts"""
-    return store.query_df(sql, [*params, *sp])
+        FROM usage_records u WHERE true{where} ORDER BY u.ts"""
+    return store.query_df(sql, params)
 
 
 def billing_blocks(
