@@ -7,6 +7,7 @@ import os
 import stat
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,14 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return fields[0] not in ("Z", "X")
+
+
+def wait_gone(pid: int, tries: int = 200) -> None:
+    """Poll (every 50 ms, ``tries`` times at most) until ``pid`` is no longer alive."""
+    for _ in range(tries):
+        if not alive(pid):
+            return
+        threading.Event().wait(0.05)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -18,6 +18,7 @@ from specwright.loop import Progress, build_prompt, run_chunk
 from specwright.model import Chunk, Review
 from specwright.store import Store
 from specwright.testing import FakeModelServer, anthropic_tool_use
+from tests.support_agents import alive
 from tests.support_loop import (
     PYTEST,
     TEST_CALC,
@@ -31,7 +32,6 @@ from tests.support_loop import (
     rows,
     scripted,
 )
-from tests.test_scripted import alive
 
 
 @pytest.fixture

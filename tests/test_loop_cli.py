@@ -119,7 +119,7 @@ def test_sigint_cancels_the_run_and_kills_the_agent(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "cancelled" in out and "Ctrl-C" in out
     agent = int(pidfile.read_text())
-    from tests.test_scripted import alive
+    from tests.support_agents import alive
 
     assert not alive(agent)
     store = Store(os.environ["SPECWRIGHT_DB"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from specwright.agents.base import Executor, Task, make_executor
 from specwright.agents.scripted import ScriptedExecutor, ScriptError, select_steps
 from specwright.config import ExecutorConfig
 from specwright.model import AgentEvent
+from tests.support_agents import alive, wait_gone
 
 
 def run(
@@ -165,24 +165,8 @@ def test_cancel_kills_a_running_command_group(tmp_path: Path) -> None:
     t.join(30)
     assert box["outcome"].status == "cancelled" and box["outcome"].final_text == ""
     child = int(pidfile.read_text())
-    for _ in range(200):
-        if not alive(child):
-            break
-        threading.Event().wait(0.05)
+    wait_gone(child)
     assert not alive(child)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_sleep_is_cancel_aware_and_timeout_kills(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 from specwright import verify
 from specwright.config import VerifyStep
 from specwright.verify import StepResult, TestReport, assess, assess_step, run_step
+from tests.support_agents import alive, wait_gone
 from tests.support_loop import rows
-from tests.test_scripted import alive
 
 PYTEST = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"
 
@@ -49,10 +49,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert result.verification.status == "timeout" and result.verification.exit_code is None
     assert "timeout" in result.verification.output_tail
     child = int(pidfile.read_text())
-    for _ in range(200):
-        if not alive(child):
-            break
-        threading.Event().wait(0.05)
+    wait_gone(child)
     assert not alive(child)
 
 
