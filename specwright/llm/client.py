@@ -107,22 +107,25 @@ class LLMClient:
     def _who(self) -> str:
         return f"planner {self.planner.name!r} (model {self.model} at {self.endpoint})"
 
-    def _sdk(self) -> anthropic.Anthropic:
-        with self._lock:
-            if self._client is None:
-                env = self.planner.api_key_env
-                key = os.environ.get(env, "").strip()
-                if not key:
-                    raise LLMMissingKeyError(
-                        f"{self._who()}: no API key: set the environment variable {env} "
-                        f"(named by api_key_env in the planner's config)"
-                    )
-                import anthropic
+    def _sdk(self) -> tuple[anthropic.Anthropic, bool]:
+        """The SDK client and whether this call owns it. An injected client is shared; else
+        each answer gets its own, closed when the answer is in (no pooled socket outlives a
+        call, and threads sharing this LLMClient never close each other's connections)."""
+        if self._client is not None:
+            return self._client, False
+        env = self.planner.api_key_env
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise LLMMissingKeyError(
+                f"{self._who()}: no API key: set the environment variable {env} "
+                f"(named by api_key_env in the planner's config)"
+            )
+        import anthropic
 
-                self._client = anthropic.Anthropic(
-                    api_key=key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0
-                )
-            return self._client
+        sdk = anthropic.Anthropic(
+            api_key=key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0
+        )
+        return sdk, True
 
     def close(self) -> None:
         """Close the SDK client's connection pool."""
@@ -323,7 +326,24 @@ class LLMClient:
         **extra: Any,
     ) -> Answer:
         """One model answer, retrying transient failures; records text/tool/usage events."""
-        sdk = self._sdk()
+        sdk, owned = self._sdk()
+        try:
+            return self._answer(sdk, rec, system, messages, max_tokens, stream, on_text, **extra)
+        finally:
+            if owned:
+                sdk.close()
+
+    def _answer(
+        self,
+        sdk: anthropic.Anthropic,
+        rec: ExecutionRecorder | None,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int | None,
+        stream: bool,
+        on_text: Callable[[str], None] | None,
+        **extra: Any,
+    ) -> Answer:
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens or self.planner.max_tokens,
