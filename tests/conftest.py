@@ -17,8 +17,20 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Variables that would let a test reach a real service or read a real user's state.
-_SCRUB_PREFIXES = ("ANTHROPIC_", "OPENAI_", "CLAUDE_", "OPENCODE_", "CODEX_", "GITHUB_",
-                   "SPECWRIGHT_", "GEMINI_", "ZAI_", "ZHIPU", "CODEXBAR_", "GIT_")
+_SCRUB_PREFIXES = (
+    "ANTHROPIC_",
+    "OPENAI_",
+    "CLAUDE_",
+    "OPENCODE_",
+    "CODEX_",
+    "GITHUB_",
+    "SPECWRIGHT_",
+    "GEMINI_",
+    "ZAI_",
+    "ZHIPU",
+    "CODEXBAR_",
+    "GIT_",
+)
 _SCRUB_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
 
 
@@ -60,8 +72,9 @@ def store(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` and return its stdout (raises on failure)."""
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -101,9 +114,15 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     return run
 
 
-def run_specwright(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_specwright(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `specwright` console entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "specwright.cli", *args], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "specwright.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -46,7 +46,7 @@ def test_two_processes_write_1000_rows_each(tmp_path: Path) -> None:
         p.stdin.write("go\n")
         p.stdin.flush()
     results = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, results, strict=True):
+    for p, (_out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
     store = Store(db)
     rows = store.query(

@@ -152,5 +152,5 @@ def test_unknown_executor_at_use_time() -> None:
 def test_unreadable_file_is_clear(tmp_path: Path) -> None:
     (tmp_path / ".handoff").mkdir()
     (tmp_path / ".handoff" / "config.yaml").write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(ConfigError, match="config.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"config\.yaml: cannot read"):
         load(tmp_path)

@@ -125,7 +125,7 @@ def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
         "Make C": "shipped",
         "Make D": "blocked",
     }
-    blocked = [c for c in result.chunks if c.status == "blocked"][0]
+    blocked = next(c for c in result.chunks if c.status == "blocked")
     assert "dependency 2 'Make B' did not ship" in blocked.reason
     assert result.status == "failed"
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
@@ -246,7 +246,7 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
     (git_repo.parent / "script.yaml").write_text(yaml.safe_dump({"chunks": fixed}))
     result = run_all(store, config_mod.load(git_repo), git_repo, spec)
     assert result.status == "shipped", result.reason
-    assert [c.reason for c in result.chunks][0] == "already shipped (skipped)"
+    assert result.chunks[0].reason == "already shipped (skipped)"
     assert _files_on_branch(git_repo, "specwright/diamond") == {
         "a.txt": "A",
         "b.txt": "B",

@@ -58,7 +58,7 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.duckdb"
     path.write_text("this is not a database\n" * 100)
-    with pytest.raises(StoreError, match="junk.duckdb"):
+    with pytest.raises(StoreError, match=r"junk\.duckdb"):
         Store(path).query("SELECT 1")
 
 
