@@ -379,8 +379,9 @@ def remote_url(path: Path | str, remote: str) -> str:
     try:
         return _git(path, "remote", "get-url", remote)
     except GitError:
-        raise GitError(f"{root_of(path)}: no git remote named {remote!r} "
-                       "(add one with `git remote add`)") from None
+        raise GitError(
+            f"{root_of(path)}: no git remote named {remote!r} (add one with `git remote add`)"
+        ) from None
 
 
 def push(path: Path | str, remote: str, branch: str) -> None:
