@@ -7,7 +7,8 @@ overlap; when it is done its shipped chunks are merged back into the spec branch
 order, so the result does not depend on which agent finished first. A merge conflict sends the
 chunk back to the loop once (on top of the merged code, with the conflict as feedback), then
 fails it. A chunk whose dependency did not ship is ``blocked``. Shipped chunks are skipped on a
-re-run, and runs left ``running`` by a dead process are marked ``interrupted`` first.
+re-run, and runs left ``running`` by a dead process are marked ``interrupted`` first
+(``specwright.recovery``). ``plan`` and ``run_summary`` live in ``specwright.run_report``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
-from specwright.agents.process import pid_alive
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.model import Chunk, Spec, new_id, utcnow
+from specwright.recovery import recover_interrupted
+from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
+from specwright.run_report import run_summary as run_summary
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
 from specwright.store import Store
 
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProgressSink = Callable[[Progress], None]
-STALE_HEARTBEAT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -67,87 +69,6 @@ class RunAllResult:
     @property
     def ok(self) -> bool:
         return self.status == "shipped"
-
-
-# --- recovery -------------------------------------------------------------------------------
-
-
-def recover_interrupted(
-    store: Store, spec: Spec, project_root: Path | str, stale_s: float = STALE_HEARTBEAT_S
-) -> list[str]:
-    """Mark runs of ``spec`` left ``running`` by a dead process as ``interrupted``, their
-    executions ``killed`` and their chunks ``interrupted``; put the project tree back at the
-    base commit of an interrupted serial attempt (its diff is saved beside the database).
-    Returns the run ids recovered."""
-    now = utcnow()
-    host = socket.gethostname()
-    recovered = []
-    rows = store.query_dicts(
-        "SELECT id, chunk_id, pid, host, heartbeat_at, started_at, branch, base_commit, kind "
-        "FROM runs WHERE spec_id = ? AND status = 'running' ORDER BY started_at",
-        [spec.id],
-    )
-    for run in rows:
-        beat = run["heartbeat_at"] or run["started_at"]
-        stale = (now - beat).total_seconds() > stale_s
-        if run["host"] == host:
-            dead = not pid_alive(run["pid"]) or (stale and run["pid"] != os.getpid())
-            why = (
-                f"process {run['pid']} is gone"
-                if not pid_alive(run["pid"])
-                else f"no heartbeat since {beat:%H:%M:%S}"
-            )
-        else:
-            dead, why = stale, f"no heartbeat from {run['host']} since {beat:%H:%M:%S}"
-        if not dead:
-            continue
-        ops = [
-            Store.op_update(
-                "runs",
-                {"id": run["id"]},
-                {"status": "interrupted", "finished_at": now, "reason": f"interrupted: {why}"},
-            ),
-            Store.op_sql(
-                "UPDATE executions SET status = 'killed', finished_at = ?, "
-                "exit_reason = 'interrupted' WHERE run_id = ? AND status = 'running'",
-                [now, run["id"]],
-            ),
-        ]
-        if run["chunk_id"]:
-            ops.append(
-                Store.op_sql(
-                    "UPDATE chunks SET status = 'interrupted', updated_at = ? "
-                    "WHERE id = ? AND status = 'running'",
-                    [now, run["chunk_id"]],
-                )
-            )
-        store.write(ops)
-        if run["kind"] == "chunk":
-            _restore_tree(store, Path(project_root), run)
-        recovered.append(run["id"])
-        log.warning("run %s marked interrupted: %s", run["id"], why)
-    return recovered
-
-
-def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> None:
-    """Undo a killed attempt in the project tree, but only when it is provably the attempt's:
-    the run's branch is checked out at its base commit (the loop refused a dirty tree, so
-    anything uncommitted there came from the agent)."""
-    try:
-        if not run["branch"] or gitops.current_branch(root) != run["branch"]:
-            return
-        if gitops.head_commit(root) != run["base_commit"] or not gitops.dirty_files(root):
-            return
-        patch = gitops.diff(root, run["base_commit"])
-        saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(patch.text, encoding="utf-8")
-        gitops.rollback(root, run["base_commit"])
-        log.warning(
-            "rolled back the interrupted attempt of run %s (diff saved to %s)", run["id"], saved
-        )
-    except gitops.GitError as exc:
-        log.warning("could not restore the tree after run %s: %s", run["id"], exc)
 
 
 # --- run-all --------------------------------------------------------------------------------
@@ -587,100 +508,3 @@ def _head(root: Path, branch: str) -> str | None:
         return gitops.head_commit(root)
     except gitops.GitError:
         return None
-
-
-# --- reporting ------------------------------------------------------------------------------
-
-
-def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Per chunk of a run-all: status, iterations, verdict, tokens, cost and time."""
-    return store.query_dicts(
-        """
-        WITH chunk_runs AS (
-            SELECT r.id, r.chunk_id, r.status, r.iterations, r.started_at, r.finished_at
-            FROM runs r WHERE r.parent_run_id = ? AND r.kind = 'chunk'
-        ), per_chunk AS (
-            SELECT cr.chunk_id,
-                   arg_max(cr.status, cr.started_at) AS status,
-                   sum(cr.iterations) AS iterations,
-                   sum(epoch(cr.finished_at) - epoch(cr.started_at)) AS time_s
-            FROM chunk_runs cr GROUP BY cr.chunk_id
-        ), costs AS (
-            SELECT cr.chunk_id,
-                   sum(e.input_tokens + e.cache_read_tokens + e.cache_write_tokens) AS input_tokens,
-                   sum(e.output_tokens) AS output_tokens,
-                   sum(e.cost_usd) AS cost_usd
-            FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
-        )
-        SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,
-               coalesce(p.iterations, 0) AS iterations, c.verdict,
-               k.input_tokens, k.output_tokens, k.cost_usd, p.time_s
-        FROM chunks c
-        JOIN specs s ON s.id = c.spec_id
-        JOIN runs top ON top.spec_id = s.id AND top.id = ?
-        LEFT JOIN per_chunk p ON p.chunk_id = c.id
-        LEFT JOIN costs k ON k.chunk_id = c.id
-        ORDER BY c.position
-        """,
-        [run_id, run_id],
-    )
-
-
-def plan(
-    store: Store,
-    config: Config,
-    project_root: Path | str,
-    spec: Spec,
-    *,
-    executor_name: str | None = None,
-    max_iterations: int | None = None,
-) -> dict[str, Any]:
-    """What run-all would do: order, waves, predicted files and overlaps, a cost estimate."""
-    from specwright.schedule import estimate_cost, overlaps, waves
-
-    chunks = catalog.list_chunks(store, spec.id)
-    order = topological_order(chunks)
-    known = gitops.tracked_files(project_root)
-    files = {c.id: predicted_files(c, known) for c in chunks}
-    pos = {c.id: c.position for c in chunks}
-    ex = config.executor(executor_name)
-    todo = [c for c in chunks if c.status != "shipped"]
-    estimate = estimate_cost(
-        store, ex.name, ex.model, len(todo), max_iterations or config.defaults.max_iterations
-    )
-    pairs = []
-    for i, a in enumerate(chunks):
-        for b in chunks[i + 1 :]:
-            shared = overlaps(files[a.id], files[b.id])
-            if shared:
-                pairs.append({"a": a.position, "b": b.position, "files": sorted(shared)})
-    return {
-        "spec": spec.slug,
-        "executor": ex.name,
-        "order": [
-            {
-                "position": c.position,
-                "title": c.title,
-                "status": c.status,
-                "depends_on": [pos[d] for d in c.depends_on],
-                "files": list(files[c.id]),
-            }
-            for c in order
-        ],
-        "waves": [
-            {
-                "chunks": [c.position for c in w.chunks],
-                "deferred": [{"position": c.position, "why": why} for c, why in w.deferred],
-            }
-            for w in waves(chunks, files)
-        ],
-        "overlaps": pairs,
-        "estimate": {
-            "low_usd": estimate.low_usd,
-            "high_usd": estimate.high_usd,
-            "per_iteration_usd": estimate.per_iteration_usd,
-            "iterations": list(estimate.iterations),
-            "samples": estimate.samples,
-            "text": estimate.text(),
-        },
-    }

@@ -141,7 +141,7 @@ class Printer(ProgressPrinter):
 
 
 def _summary(ctx: Context, result: RunAllResult) -> list[dict[str, Any]]:
-    from specwright.runner import run_summary
+    from specwright.run_report import run_summary
 
     return run_summary(ctx.store, result.run_id)
 
@@ -251,7 +251,7 @@ def _compare(
 
 
 def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace, executor: str | None) -> int:
-    from specwright.runner import plan
+    from specwright.run_report import plan
 
     p = plan(
         ctx.store,

@@ -1,0 +1,108 @@
+"""Run-all reporting: what it would do (``plan``) and what it did (``run_summary``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specwright import catalog, gitops
+from specwright.model import Spec
+from specwright.schedule import predicted_files, topological_order
+from specwright.store import Store
+
+if TYPE_CHECKING:
+    from specwright.config import Config
+
+
+def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Per chunk of a run-all: status, iterations, verdict, tokens, cost and time."""
+    return store.query_dicts(
+        """
+        WITH chunk_runs AS (
+            SELECT r.id, r.chunk_id, r.status, r.iterations, r.started_at, r.finished_at
+            FROM runs r WHERE r.parent_run_id = ? AND r.kind = 'chunk'
+        ), per_chunk AS (
+            SELECT cr.chunk_id,
+                   arg_max(cr.status, cr.started_at) AS status,
+                   sum(cr.iterations) AS iterations,
+                   sum(epoch(cr.finished_at) - epoch(cr.started_at)) AS time_s
+            FROM chunk_runs cr GROUP BY cr.chunk_id
+        ), costs AS (
+            SELECT cr.chunk_id,
+                   sum(e.input_tokens + e.cache_read_tokens + e.cache_write_tokens) AS input_tokens,
+                   sum(e.output_tokens) AS output_tokens,
+                   sum(e.cost_usd) AS cost_usd
+            FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
+        )
+        SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,
+               coalesce(p.iterations, 0) AS iterations, c.verdict,
+               k.input_tokens, k.output_tokens, k.cost_usd, p.time_s
+        FROM chunks c
+        JOIN specs s ON s.id = c.spec_id
+        JOIN runs top ON top.spec_id = s.id AND top.id = ?
+        LEFT JOIN per_chunk p ON p.chunk_id = c.id
+        LEFT JOIN costs k ON k.chunk_id = c.id
+        ORDER BY c.position
+        """,
+        [run_id, run_id],
+    )
+
+
+def plan(
+    store: Store,
+    config: Config,
+    project_root: Path | str,
+    spec: Spec,
+    *,
+    executor_name: str | None = None,
+    max_iterations: int | None = None,
+) -> dict[str, Any]:
+    """What run-all would do: order, waves, predicted files and overlaps, a cost estimate."""
+    from specwright.schedule import estimate_cost, overlaps, waves
+
+    chunks = catalog.list_chunks(store, spec.id)
+    order = topological_order(chunks)
+    known = gitops.tracked_files(project_root)
+    files = {c.id: predicted_files(c, known) for c in chunks}
+    pos = {c.id: c.position for c in chunks}
+    ex = config.executor(executor_name)
+    todo = [c for c in chunks if c.status != "shipped"]
+    estimate = estimate_cost(
+        store, ex.name, ex.model, len(todo), max_iterations or config.defaults.max_iterations
+    )
+    pairs = []
+    for i, a in enumerate(chunks):
+        for b in chunks[i + 1 :]:
+            shared = overlaps(files[a.id], files[b.id])
+            if shared:
+                pairs.append({"a": a.position, "b": b.position, "files": sorted(shared)})
+    return {
+        "spec": spec.slug,
+        "executor": ex.name,
+        "order": [
+            {
+                "position": c.position,
+                "title": c.title,
+                "status": c.status,
+                "depends_on": [pos[d] for d in c.depends_on],
+                "files": list(files[c.id]),
+            }
+            for c in order
+        ],
+        "waves": [
+            {
+                "chunks": [c.position for c in w.chunks],
+                "deferred": [{"position": c.position, "why": why} for c, why in w.deferred],
+            }
+            for w in waves(chunks, files)
+        ],
+        "overlaps": pairs,
+        "estimate": {
+            "low_usd": estimate.low_usd,
+            "high_usd": estimate.high_usd,
+            "per_iteration_usd": estimate.per_iteration_usd,
+            "iterations": list(estimate.iterations),
+            "samples": estimate.samples,
+            "text": estimate.text(),
+        },
+    }
