@@ -123,18 +123,22 @@ class ExecutionRecorder:
         return self._thread is not None
 
     def start(self) -> ExecutionRecorder:
-        """Write the execution row and start the periodic flusher (once; later calls no-op)."""
+        """Journal the execution row and start the flusher, which writes the row to the store
+        at once, off the caller's path (a connection costs tens of ms; the agent starts
+        meanwhile). Once; later calls no-op."""
         if self._thread is not None:
             return self
         self.row["started_at"] = utcnow()
         self._started = time.monotonic()
         op = Store.op_insert("executions", self.row)
         self._journal = self.store.journal.writer(self.id)
-        self._journal.append([op])
-        self.store.write([op], self.id, journaled=True)
+        with self._lock:
+            self._buffer_bytes += self._journal.append([op])
+            self._buffer.append(op)
         self._thread = threading.Thread(
             target=self._flusher, name=f"flush-{self.id[:8]}", daemon=True
         )
+        self._wake.set()
         self._thread.start()
         return self
 
@@ -281,8 +285,6 @@ class ExecutionRecorder:
         self.finished = True
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         usage = usage or Usage()
         known_model = model or usage.model or self.row.get("model")
         if computed_cost_usd is None and known_model:
@@ -315,14 +317,22 @@ class ExecutionRecorder:
             self._journal.append([op])
             self._journal.close()
             self._buffer.append(op)
-        # events and the final row in one transaction: the store is never half-finished
-        self.flush()
+        # The final row is journaled and buffered before anything here can block, and written
+        # even if a KeyboardInterrupt lands while the flusher is joined (it may be mid-write).
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        finally:
+            # events and the final row in one transaction: the store is never half-finished
+            self.flush()
 
 
 def _computed_cost(
     usage: Usage, model: str, backend: str, prices: dict[str, Any] | None
 ) -> float | None:
     """The cost from prices, or None (logged, not raised) when the model has no known price."""
+    if backend == "scripted" and model not in (prices or {}):
+        return None  # the offline fake has no price: skip loading the price table (~0.4 s)
     import warnings
 
     from specwright.pricing import UnknownPriceWarning, compute_cost, normalize_provider
