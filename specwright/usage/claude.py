@@ -89,42 +89,29 @@ def ingest(
         claude_roots() if roots is None else roots,
         stage=_stage,
         merge=lambda conn, result, _ready: _merge(conn, result, overrides),
-        temp_tables=("_cl_raw", "_cl_files", "_cl_new", "_cl_cand", "_cl_rates"),
+        temp_tables=("_cl_new", "_cl_old", "_cl_rates"),
     )
 
 
-def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
-    """Read the planned files into ``_cl_raw``; returns path -> (usage lines, malformed lines)."""
-    conn.execute("CREATE OR REPLACE TEMP TABLE _cl_files (read_path VARCHAR, path VARCHAR)")
-    F.insert_rows(conn, "INSERT INTO _cl_files", [(p.read_path, p.path) for p in ready])
-    # One scan: a malformed line comes back as NULL, a usage line is parsed into a struct.
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _cl_raw AS
-        SELECT filename, json IS NULL AS bad, hash(json) AS h,
-               CASE WHEN json IS NOT NULL THEN json_transform(json, '{_SHAPE}') END AS j
-        FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
-                                 maximum_object_size = {MAX_LINE_BYTES})
-        WHERE json IS NULL OR contains(json, '"usage":{{')""",
-        [[p.read_path for p in ready]],
-    )
-    rows = conn.execute(
-        """SELECT f.path, count(*) FILTER (WHERE NOT r.bad), count(*) FILTER (WHERE r.bad)
-        FROM _cl_raw r JOIN _cl_files f ON f.read_path = r.filename GROUP BY f.path"""
-    ).fetchall()
-    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
-
-
-_FLATTEN = """
+# One scan, read and flattened in one statement: a malformed line comes back as NULL (kept as a
+# ``bad`` row so it is counted), a line with ``"usage":{`` is parsed and flattened; ``keep`` marks
+# the lines ccusage counts. The table's rowid is the line's order in the scan (``seq``).
+_STAGE = """
 CREATE OR REPLACE TEMP TABLE _cl_new AS
-WITH f AS (
-    SELECT r.rowid - (SELECT min(rowid) FROM _cl_raw) AS rn, m.path AS file, r.h,
-           (r.j.timestamp IS NOT NULL AND r.j.message.usage.input_tokens IS NOT NULL
-            AND r.j.message.usage.output_tokens IS NOT NULL) AS direct,
-           r.j
-    FROM _cl_raw r JOIN _cl_files m ON m.read_path = r.filename
-    WHERE NOT r.bad
+WITH r AS (
+    SELECT coalesce(map(?::VARCHAR[], ?::VARCHAR[])[filename], filename) AS file,
+           json IS NULL AS bad, hash(json) AS h,
+           CASE WHEN json IS NOT NULL THEN json_transform(json, '{shape}') END AS j
+    FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
+                             maximum_object_size = {max_bytes})
+    WHERE json IS NULL OR contains(json, '"usage":{{')
+), f AS (
+    SELECT file, bad, h,
+           (j.timestamp IS NOT NULL AND j.message.usage.input_tokens IS NOT NULL
+            AND j.message.usage.output_tokens IS NOT NULL) AS direct, j
+    FROM r
 ), g AS (
-    SELECT rn, file, h, direct,
+    SELECT file, bad, h, direct,
         CASE WHEN direct THEN j.timestamp ELSE j.data.message.timestamp END AS ts_raw,
         CASE WHEN direct THEN j.message ELSE j.data.message.message END AS msg,
         CASE WHEN direct THEN j.requestId ELSE j.data.message.requestId END AS request_id,
@@ -135,18 +122,18 @@ WITH f AS (
         j.sessionId AS session_id, j.cwd AS cwd
     FROM f
 ), v AS (
-    SELECT *, try_cast(ts_raw AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts
-    FROM g
-    WHERE msg.usage.input_tokens IS NOT NULL AND msg.usage.output_tokens IS NOT NULL
-      AND (version IS NULL OR regexp_matches(version, '^[0-9]+\\.[0-9]+\\.[0-9]'))
-      AND (line_session IS NULL OR line_session <> '')
-      AND (request_id IS NULL OR request_id <> '')
-      AND (msg.id IS NULL OR msg.id <> '')
-      AND (msg.model IS NULL OR msg.model <> '')
+    SELECT *, try_cast(ts_raw AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts FROM g
 )
 SELECT
-    rn, file, ts,
-    msg.id AS message_id, request_id, session_id, cwd AS project_path,
+    file, bad,
+    (NOT bad AND ts IS NOT NULL
+     AND msg.usage.input_tokens IS NOT NULL AND msg.usage.output_tokens IS NOT NULL
+     AND (version IS NULL OR regexp_matches(version, '^[0-9]+\\.[0-9]+\\.[0-9]'))
+     AND (line_session IS NULL OR line_session <> '')
+     AND (request_id IS NULL OR request_id <> '')
+     AND (msg.id IS NULL OR msg.id <> '')
+     AND (msg.model IS NULL OR msg.model <> '')) IS TRUE AS keep,
+    ts, msg.id AS message_id, request_id, session_id, cwd AS project_path,
     CASE WHEN msg.usage.speed = 'fast' THEN msg.model || '-fast' ELSE msg.model END AS model,
     msg.usage.speed AS speed,
     coalesce(is_sidechain, false) AS is_sidechain,
@@ -163,46 +150,76 @@ SELECT
     cost_usd AS reported_cost_usd,
     CASE WHEN msg.id IS NULL THEN 'h:' || file || ':' || h::VARCHAR
          ELSE msg.id || chr(31) || coalesce(request_id, '') END AS dedup_key
-FROM v WHERE ts IS NOT NULL
+FROM v
 """
 
-# Candidates: the new lines plus stored records sharing a message id; one winner per group.
-_CANDIDATES = """
-CREATE OR REPLACE TEMP TABLE _cl_cand AS
-WITH priced AS (
-    SELECT n.*,
-        CASE WHEN n.input_tokens + n.output_tokens + n.cache_read_tokens
-                  + n.cache_write_5m_tokens + n.cache_write_1h_tokens = 0 THEN 0.0
-             ELSE {cost} END AS computed_cost_usd
-    FROM _cl_new n LEFT JOIN _cl_rates p ON p.model = n.model
-), c AS (
-    SELECT NULL::UUID AS id, true AS is_new, rn AS seq, dedup_key, message_id, request_id,
-           is_sidechain, input_tokens + output_tokens + cache_read_tokens
-               + cache_write_5m_tokens + cache_write_1h_tokens AS total,
-           coalesce(reported_cost_usd, computed_cost_usd, 0) AS cost, speed IS NOT NULL AS fast
-    FROM priced
-    UNION ALL
-    SELECT id, false, seq, dedup_key, message_id, request_id,
-           coalesce(is_sidechain, false), input_tokens + output_tokens + cache_read_tokens
-               + cache_write_5m_tokens + cache_write_1h_tokens,
-           coalesce(reported_cost_usd, computed_cost_usd, 0), speed IS NOT NULL
-    FROM usage_records
-    WHERE source = '{source}'
-      AND message_id IN (SELECT message_id FROM _cl_new WHERE message_id IS NOT NULL)
-), k AS (
-    SELECT *, CASE
-        WHEN message_id IS NULL THEN 'u:' || dedup_key
-        WHEN is_sidechain AND message_id IN (SELECT message_id FROM c WHERE NOT is_sidechain)
-            THEN NULL
-        WHEN is_sidechain THEN 'm:' || message_id
-        ELSE 'r:' || dedup_key END AS gk
-    FROM c
+
+def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
+    """Read and flatten the planned files into ``_cl_new``; returns path -> (usage lines,
+    malformed lines)."""
+    copies = [p for p in ready if p.read_path != p.path]
+    conn.execute(
+        _STAGE.format(shape=_SHAPE, max_bytes=MAX_LINE_BYTES),
+        [
+            [p.read_path for p in copies],
+            [p.path for p in copies],
+            [p.read_path for p in ready],
+        ],
+    )
+    rows = conn.execute(
+        "SELECT file, count(*) FILTER (WHERE NOT bad), count(*) FILTER (WHERE bad) "
+        "FROM _cl_new GROUP BY file"
+    ).fetchall()
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+_TOTAL = (
+    "{t}.input_tokens + {t}.output_tokens + {t}.cache_read_tokens + {t}.cache_write_5m_tokens "
+    "+ {t}.cache_write_1h_tokens"
 )
-SELECT *, gk IS NOT NULL AND row_number() OVER (
-        PARTITION BY gk ORDER BY is_sidechain, total DESC, cost DESC, fast DESC, is_new, seq
-    ) = 1 AS wins
-FROM k
+
+# Stored records that compete with the new lines: same message id (usually none; on a first
+# ingest always none).
+_OLD = f"""
+CREATE OR REPLACE TEMP TABLE _cl_old AS
+SELECT id, false AS is_new, seq, dedup_key, message_id, request_id,
+       coalesce(is_sidechain, false) AS is_sidechain, {_TOTAL.format(t="u")} AS total,
+       coalesce(reported_cost_usd, computed_cost_usd, 0) AS cost, speed IS NOT NULL AS fast
+FROM usage_records u
+WHERE source = '{SOURCE}'
+  AND message_id IN (SELECT message_id FROM _cl_new WHERE keep AND message_id IS NOT NULL)
 """
+
+# The dedupe, set-based: every candidate (new line or stored record) gets its group key; the
+# first of each group by ccusage's preference wins. A sidechain copy of a message that also has
+# a non-sidechain line has no group: it never wins.
+_RANKED = """
+c AS (
+    SELECT NULL::UUID AS id, true AS is_new, n.rowid AS seq, n.dedup_key, n.message_id,
+           n.request_id, n.is_sidechain, {total} AS total,
+           coalesce(n.reported_cost_usd,
+                    CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END, 0) AS cost,
+           n.speed IS NOT NULL AS fast
+    FROM _cl_new n LEFT JOIN _cl_rates p ON p.model = n.model
+    WHERE n.keep {new_filter}
+    UNION ALL
+    SELECT id, is_new, seq, dedup_key, message_id, request_id, is_sidechain, total, cost, fast
+    FROM _cl_old
+), main AS (
+    SELECT DISTINCT message_id FROM c WHERE NOT is_sidechain AND message_id IS NOT NULL
+), k AS (
+    SELECT c.*, CASE
+        WHEN c.message_id IS NULL THEN 'u:' || c.dedup_key
+        WHEN c.is_sidechain AND c.message_id IN (SELECT message_id FROM main) THEN NULL
+        WHEN c.is_sidechain THEN 'm:' || c.message_id
+        ELSE 'r:' || c.dedup_key END AS gk
+    FROM c
+), w AS (
+    SELECT id, is_new, seq, gk IS NOT NULL AND row_number() OVER (
+            PARTITION BY gk ORDER BY is_sidechain, total DESC, cost DESC, fast DESC, is_new, seq
+        ) = 1 AS wins
+    FROM k
+)"""
 
 
 def _merge(
@@ -210,48 +227,56 @@ def _merge(
 ) -> None:
     from specwright.pricing import sql_cost
 
-    conn.execute(_FLATTEN)
-    models = [r[0] for r in conn.execute("SELECT DISTINCT model FROM _cl_new").fetchall()]
+    models = [
+        r[0] for r in conn.execute("SELECT DISTINCT model FROM _cl_new WHERE keep").fetchall()
+    ]
     used, unknown = insert_rates(conn, "_cl_rates", models, "anthropic", overrides)
     result.unknown_models = unknown
-    conn.execute(_CANDIDATES.format(cost=sql_cost("p", "n"), source=SOURCE))
+    cost = sql_cost("p", "n")
+    total = _TOTAL.format(t="n")
+    conn.execute(_OLD)
+    n_old = int(conn.execute("SELECT count(*) FROM _cl_old").fetchall()[0][0])
+    if n_old:
+        # stored records beaten by a new line are replaced: ranked within their groups only
+        ranked = _RANKED.format(
+            total=total,
+            cost=cost,
+            new_filter="AND n.message_id IN (SELECT message_id FROM _cl_old)",
+        )
+        deleted = conn.execute(
+            f"""DELETE FROM usage_records WHERE id IN (
+                WITH {ranked} SELECT id FROM w WHERE NOT is_new AND NOT wins)"""
+        ).fetchall()
+        result.replaced = int(deleted[0][0]) if deleted else 0
     base = conn.execute(
         "SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = ?", [SOURCE]
     ).fetchall()[0][0]
-    dropped = conn.execute(
-        "SELECT count(*) FILTER (WHERE is_new AND NOT wins), "
-        "count(*) FILTER (WHERE NOT is_new AND NOT wins) FROM _cl_cand"
-    ).fetchall()[0]
-    result.duplicates = int(dropped[0])
-    result.replaced = int(dropped[1])
-    conn.execute(
-        "DELETE FROM usage_records WHERE id IN "
-        "(SELECT id FROM _cl_cand WHERE NOT is_new AND NOT wins)"
-    )
+    ranked = _RANKED.format(total=total, cost=cost, new_filter="")
     inserted = conn.execute(
         f"""INSERT INTO usage_records (id, source, dedup_key, message_id, request_id,
             session_id, project_path, file, model, ts, input_tokens, output_tokens,
             cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens,
             reported_cost_usd, computed_cost_usd, is_sidechain, speed, provider, seq,
             imported_at, host)
+        WITH {ranked}
         SELECT uuidv7(), '{SOURCE}', n.dedup_key, n.message_id, n.request_id, n.session_id,
             n.project_path, n.file, n.model, n.ts, n.input_tokens, n.output_tokens,
             n.cache_read_tokens, n.cache_write_5m_tokens, n.cache_write_1h_tokens, 0,
             n.reported_cost_usd,
-            CASE WHEN n.input_tokens + n.output_tokens + n.cache_read_tokens
-                      + n.cache_write_5m_tokens + n.cache_write_1h_tokens = 0 THEN 0.0
-                 ELSE {sql_cost("p", "n")} END,
-            n.is_sidechain, n.speed, p.provider, ? + n.rn, now()::TIMESTAMP, ?
+            CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END,
+            n.is_sidechain, n.speed, p.provider, ? + n.rowid, now()::TIMESTAMP, ?
         FROM _cl_new n
-        JOIN _cl_cand c ON c.is_new AND c.seq = n.rn AND c.wins
+        SEMI JOIN (SELECT seq FROM w WHERE is_new AND wins) x ON x.seq = n.rowid
         LEFT JOIN _cl_rates p ON p.model = n.model
-        WHERE NOT EXISTS (SELECT 1 FROM usage_records u
-                          WHERE u.source = '{SOURCE}' AND u.dedup_key = n.dedup_key
-                            AND n.message_id IS NULL)
-        ORDER BY n.rn""",
+        WHERE NOT (n.message_id IS NULL AND n.dedup_key IN (
+            SELECT dedup_key FROM usage_records
+            WHERE source = '{SOURCE}' AND message_id IS NULL))
+        ORDER BY n.rowid""",
         [base + 1, _host()],
     ).fetchall()
     result.imported = int(inserted[0][0]) if inserted else 0
+    kept = conn.execute("SELECT count(*) FROM _cl_new WHERE keep").fetchall()[0][0]
+    result.duplicates = int(kept) - result.imported
     save_prices(conn, used)
     result.linked = link_executions(conn, SOURCE)
 
