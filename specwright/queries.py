@@ -125,13 +125,15 @@ def usage_by_period(
     unit, fmt = _period(period)
     where, params = _usage_filter(since, until, source, tz)
     sql = f"""
-        SELECT strftime(date_trunc('{unit}', {_local("u.ts", tz)}), '{fmt}') AS period,
-               coalesce(u.model, '') AS model,
-               {_SUMS},
-               {_UNPRICED},
-               count(*) AS records
-        FROM usage_records u WHERE true{where}
-        GROUP BY ALL ORDER BY period, cost_usd DESC, model"""
+        SELECT strftime(p, '{fmt}') AS period, * EXCLUDE (p) FROM (
+            SELECT date_trunc('{unit}', {_local("u.ts", tz)}) AS p,
+                   coalesce(u.model, '') AS model,
+                   {_SUMS},
+                   {_UNPRICED},
+                   count(*) AS records
+            FROM usage_records u WHERE true{where}
+            GROUP BY ALL)
+        ORDER BY period, cost_usd DESC, model"""
     return store.query_df(sql, params)
 
 
@@ -148,9 +150,11 @@ def usage_report(
     built in one SQL query: no DataFrame on the hot path of a report."""
     unit, fmt = _period(period)
     where, params = _usage_filter(since, until, source, tz)
+    # group by the truncated timestamp and format only the groups: strftime per row costs more
+    # than the whole aggregate
     sql = f"""
         WITH m AS (
-            SELECT strftime(date_trunc('{unit}', {_local("u.ts", tz)}), '{fmt}') AS period,
+            SELECT date_trunc('{unit}', {_local("u.ts", tz)}) AS period,
                    coalesce(u.model, '') AS model,
                    sum(u.input_tokens)::BIGINT AS i, sum(u.output_tokens)::BIGINT AS o,
                    sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT AS cw,
@@ -159,7 +163,8 @@ def usage_report(
             FROM usage_records u WHERE true{where}
             GROUP BY ALL
         )
-        SELECT period, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT,
+        SELECT strftime(period, '{fmt}'), sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT,
+               sum(cr)::BIGINT,
                sum(cost),
                list(model ORDER BY cost DESC, model) FILTER (
                    WHERE model <> '' AND model <> '<synthetic>'),
