@@ -128,6 +128,9 @@ class _RunAll:
             else gitops.spec_branch(spec.slug)
         )
         self._lock = threading.Lock()
+        # concurrent `git worktree add`s race on .git/worktrees ("fatal: failed to read
+        # .git/worktrees/<name>/commondir"): one at a time (each takes ~30 ms)
+        self._worktree_lock = threading.Lock()
 
     def progress(self, kind: str, chunk: Chunk | None, message: str, data: Any = None) -> None:
         if self.on_progress is None:
@@ -297,9 +300,10 @@ class _RunAll:
     ) -> tuple[ChunkResult, Path, str]:
         branch = f"{self.branch}--{chunk.position}"
         tree = worktrees / f"{chunk.position}-{chunk.id[-8:]}"
-        if tree.exists():
-            gitops.remove_worktree(self.root, tree)
-        gitops.add_worktree(self.root, tree, branch, base, reset=True)
+        with self._worktree_lock:
+            if tree.exists():
+                gitops.remove_worktree(self.root, tree)
+            gitops.add_worktree(self.root, tree, branch, base, reset=True)
         if note:
             chunk = replace(chunk, prompt=f"{chunk.prompt}\n\n{note}")
         return self.run_one(chunk, tree), tree, branch
