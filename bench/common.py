@@ -178,3 +178,46 @@ def python_env() -> dict[str, str]:
 def python() -> str:
     """This interpreter (the venv's), for child processes."""
     return sys.executable
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@specwright.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@specwright.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (bench identity) and return its stripped stdout."""
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repository on ``main`` with a README (and ``files``), one commit."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    content = {"README.md": "# bench\n", ".gitignore": "data/\n__pycache__/\n", **(files or {})}
+    for rel, text in content.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+def scripted_config(extra_yaml: str = "") -> Any:
+    """A Config: the scripted executor and the checks reviewer, no verification steps."""
+    from specwright.config import load_text
+
+    text = (
+        "tools:\n  executors:\n    scripted:\n      type: scripted\n"
+        "defaults:\n  executor: scripted\n  reviewer: checks\n  maxIterations: 1\n"
+        "verify: []\n" + extra_yaml
+    )
+    return load_text(text, source="bench-config.yaml")
