@@ -12,6 +12,7 @@ Claude Code CLI against the local fake model server, directly vs through the loo
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
@@ -26,6 +27,10 @@ from bench.common import REPO, git, make_repo, python, python_env, row, scripted
 NAME = "orchestration"
 TARGET_MS = 150.0
 CLAUDE = REPO / ".agents" / "node_modules" / ".bin" / "claude"
+
+
+def _ignore(event: Any) -> None:
+    """An event sink for the agent run alone: nothing recorded."""
 
 
 def _steps(k: int, sleep_s: float) -> list[dict[str, Any]]:
@@ -146,13 +151,10 @@ def _cli(work: Path, n: int, sleep_s: float, direct_ms: float) -> list[dict[str,
     env = {**python_env(), "SPECWRIGHT_DB": str(db)}
     times = []
     for chunk in chunks:
+        argv = [python(), "-m", "specwright", "-C", str(repo), "run", chunk.id]
         took, proc = timed(
-            lambda chunk=chunk: subprocess.run(
-                [python(), "-m", "specwright", "-C", str(repo), "run", chunk.id],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
+            functools.partial(
+                subprocess.run, argv, env=env, capture_output=True, text=True, timeout=300
             )
         )
         if proc.returncode != 0:
@@ -219,7 +221,7 @@ def _claude(work: Path, n: int) -> list[dict[str, Any]]:
             turns(srv, scratch, k)
             task = Task(f"Add part_{k}.py", scratch, env=env)
             took, outcome = timed(
-                lambda task=task: executor.execute(task, lambda e: None, threading.Event())
+                functools.partial(executor.execute, task, _ignore, threading.Event())
             )
             if outcome.status != "ok":
                 raise RuntimeError(f"claude direct run {k}: {outcome.status} {outcome.error}")

@@ -9,6 +9,7 @@ recorder, merging each shipped chunk back.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import statistics
 import tempfile
@@ -21,6 +22,10 @@ from bench.common import make_repo, row, scripted_config, timed
 NAME = "parallel"
 LAYERS, WIDTH = 3, 4
 TARGET = 1.15
+
+
+def _ignore(event: Any) -> None:
+    """An event sink for the agent run alone: nothing recorded."""
 
 
 def _title(layer: int, i: int) -> str:
@@ -89,7 +94,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         for k in range(4):  # the first is a warm-up
             task = Task("x", scratch, metadata={"chunk_title": _title(0, k % WIDTH)})
             took, outcome = timed(
-                lambda t=task: executor.execute(t, lambda e: None, threading.Event())
+                functools.partial(executor.execute, task, _ignore, threading.Event())
             )
             if outcome.status != "ok":
                 raise RuntimeError(f"direct run: {outcome.status} {outcome.error}")
