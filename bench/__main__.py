@@ -4,7 +4,9 @@ Prints one table and writes a Markdown report (date, machine, the table, notes).
 every bench writes ``bench/RESULTS.md``; a quick run (a smoke test, seconds per bench) or a run
 of some benches writes ``out/bench/RESULTS-quick.md`` / ``out/bench/RESULTS-partial.md`` unless
 ``--results`` says where, so the committed file only ever holds a full run. A bench that fails is
-reported as a row (with its error) and makes the exit status 1; the others still run.
+reported as a row (with its error) and makes the exit status 1; the others still run. A
+hand-written ``## Closing note`` at the end of the report (causes of missed targets) is kept
+when the report is rewritten, marked as written for an earlier run.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ BENCHES: tuple[tuple[str, str], ...] = (
     ("codebase", "codebase analysis on a large tree"),
 )
 COMMITTED = Path(__file__).resolve().parent / "RESULTS.md"
+CLOSING = "## Closing note"  # a hand-written section at the end, carried over by re-runs
+KEPT_NOTE = "_(Written for an earlier run: check it against the table above.)_"
 
 
 def _available(name: str) -> bool:
@@ -137,6 +141,17 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], quick: bool, when
     return "\n".join(lines) + "\n"
 
 
+def write_report(path: Path, report: str) -> None:
+    """Write ``report`` to ``path``, keeping the closing note of the report it replaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and CLOSING in (old := path.read_text(encoding="utf-8")):
+        kept = old[old.index(CLOSING) :].rstrip()
+        if KEPT_NOTE not in kept:
+            kept = kept.replace(CLOSING, f"{CLOSING}\n\n{KEPT_NOTE}", 1)
+        report += "\n" + kept + "\n"
+    path.write_text(report, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run of every bench")
@@ -171,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     rows, ok = run_benches(names, args.quick)
     print("\n".join(table_lines(rows)))
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(markdown(rows, info, args.quick, when), encoding="utf-8")
+    write_report(results, markdown(rows, info, args.quick, when))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"machine": info, "date": when, "rows": rows}, indent=1, default=str),

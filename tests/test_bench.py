@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import BENCHES, COMMITTED, adapt, main, markdown
+from bench.__main__ import (
+    BENCHES,
+    CLOSING,
+    COMMITTED,
+    KEPT_NOTE,
+    adapt,
+    main,
+    markdown,
+    write_report,
+)
 from bench.common import ROW_KEYS, TABLE_COLUMNS, meets, row, table_lines
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,3 +154,16 @@ def test_markdown_report_lists_missed_targets_and_escapes_pipes() -> None:
     assert "1 met, 1 missed." in text and "- missed: parallel / wall | critical" in text
     assert "- cold_start / import: median of 10" in text
     assert len(table_lines(rows)) == 4
+
+
+def test_a_rewrite_keeps_the_closing_note_marked_as_older(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    write_report(path, "# run 1\n")
+    assert path.read_text() == "# run 1\n"
+    path.write_text(path.read_text() + f"\n{CLOSING}\n\nparallel misses: worktrees.\n")
+    write_report(path, "# run 2\n")
+    text = path.read_text()
+    assert text.startswith("# run 2\n") and "# run 1" not in text
+    assert text.count(CLOSING) == 1 and KEPT_NOTE in text and "worktrees." in text
+    write_report(path, "# run 3\n")
+    assert path.read_text().count(KEPT_NOTE) == 1
