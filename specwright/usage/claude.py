@@ -95,23 +95,24 @@ def ingest(
 
 # One scan, read and flattened in one statement: a malformed line comes back as NULL (kept as a
 # ``bad`` row so it is counted), a line with ``"usage":{`` is parsed and flattened; ``keep`` marks
-# the lines ccusage counts. The table's rowid is the line's order in the scan (``seq``).
+# the lines ccusage counts. The table's rowid is the line's order in the scan (``seq``). A line is
+# hashed only when it has no message id (hashing every line cost as much as parsing it).
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE _cl_new AS
 WITH r AS (
     SELECT coalesce(map(?::VARCHAR[], ?::VARCHAR[])[filename], filename) AS file,
-           json IS NULL AS bad, hash(json) AS h,
+           json IS NULL AS bad, json,
            CASE WHEN json IS NOT NULL THEN json_transform(json, '{shape}') END AS j
     FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
                              maximum_object_size = {max_bytes})
     WHERE json IS NULL OR contains(json, '"usage":{{')
 ), f AS (
-    SELECT file, bad, h,
+    SELECT file, bad, json,
            (j.timestamp IS NOT NULL AND j.message.usage.input_tokens IS NOT NULL
             AND j.message.usage.output_tokens IS NOT NULL) AS direct, j
     FROM r
 ), g AS (
-    SELECT file, bad, h, direct,
+    SELECT file, bad, json, direct,
         CASE WHEN direct THEN j.timestamp ELSE j.data.message.timestamp END AS ts_raw,
         CASE WHEN direct THEN j.message ELSE j.data.message.message END AS msg,
         CASE WHEN direct THEN j.requestId ELSE j.data.message.requestId END AS request_id,
@@ -148,7 +149,7 @@ SELECT
           THEN coalesce(msg.usage.cache_creation.ephemeral_1h_input_tokens, 0)
           ELSE 0 END)::BIGINT AS cache_write_1h_tokens,
     cost_usd AS reported_cost_usd,
-    CASE WHEN msg.id IS NULL THEN 'h:' || file || ':' || h::VARCHAR
+    CASE WHEN msg.id IS NULL THEN 'h:' || file || ':' || hash(json)::VARCHAR
          ELSE msg.id || chr(31) || coalesce(request_id, '') END AS dedup_key
 FROM v
 """
@@ -159,7 +160,7 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
     malformed lines)."""
     copies = [p for p in ready if p.read_path != p.path]
     conn.execute(
-        _STAGE.format(shape=_SHAPE, max_bytes=MAX_LINE_BYTES),
+        _STAGE.format(shape=_SHAPE, max_bytes=F.max_object_size(ready, MAX_LINE_BYTES)),
         [
             [p.read_path for p in copies],
             [p.path for p in copies],
@@ -178,8 +179,15 @@ _TOTAL = (
     "+ {t}.cache_write_1h_tokens"
 )
 
-# Stored records that compete with the new lines: same message id (usually none; on a first
-# ingest always none).
+# Stored records that compete with the new lines: same message id. Usually there are none (a
+# first ingest, or appended lines of new messages), so they are only looked for (one scan of the
+# message_id column) before being read whole.
+_RIVALS = f"""
+SELECT coalesce(max(seq), 0),
+       count(*) FILTER (WHERE message_id IN (
+           SELECT message_id FROM _cl_new WHERE keep AND message_id IS NOT NULL))
+FROM usage_records WHERE source = '{SOURCE}'
+"""
 _OLD = f"""
 CREATE OR REPLACE TEMP TABLE _cl_old AS
 SELECT id, false AS is_new, seq, dedup_key, message_id, request_id,
@@ -189,6 +197,10 @@ FROM usage_records u
 WHERE source = '{SOURCE}'
   AND message_id IN (SELECT message_id FROM _cl_new WHERE keep AND message_id IS NOT NULL)
 """
+_WITH_OLD = """
+    UNION ALL
+    SELECT id, is_new, seq, dedup_key, message_id, request_id, is_sidechain, total, cost, fast
+    FROM _cl_old"""
 
 # The dedupe, set-based: every candidate (new line or stored record) gets its group key; the
 # first of each group by ccusage's preference wins. A sidechain copy of a message that also has
@@ -201,10 +213,7 @@ c AS (
                     CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END, 0) AS cost,
            n.speed IS NOT NULL AS fast
     FROM _cl_new n LEFT JOIN _cl_rates p ON p.model = n.model
-    WHERE n.keep {new_filter}
-    UNION ALL
-    SELECT id, is_new, seq, dedup_key, message_id, request_id, is_sidechain, total, cost, fast
-    FROM _cl_old
+    WHERE n.keep {new_filter}{old}
 ), main AS (
     SELECT DISTINCT message_id FROM c WHERE NOT is_sidechain AND message_id IS NOT NULL
 ), k AS (
@@ -221,37 +230,44 @@ c AS (
     FROM k
 )"""
 
+# a line without a message id is keyed by its hash: skip it when a stored record has that key
+_NOT_STORED = f"""
+        WHERE NOT (n.message_id IS NULL AND n.dedup_key IN (
+            SELECT dedup_key FROM usage_records
+            WHERE source = '{SOURCE}' AND message_id IS NULL))"""
+
 
 def _merge(
     conn: duckdb.DuckDBPyConnection, result: IngestResult, overrides: dict[str, Price] | None
 ) -> None:
     from specwright.pricing import sql_cost
 
-    models = [
-        r[0] for r in conn.execute("SELECT DISTINCT model FROM _cl_new WHERE keep").fetchall()
-    ]
-    used, unknown = insert_rates(conn, "_cl_rates", models, "anthropic", overrides)
+    kept, without_id, models = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE message_id IS NULL), list(DISTINCT model) "
+        "FROM _cl_new WHERE keep"
+    ).fetchall()[0]
+    used, unknown = insert_rates(conn, "_cl_rates", list(models or []), "anthropic", overrides)
     result.unknown_models = unknown
     cost = sql_cost("p", "n")
     total = _TOTAL.format(t="n")
-    conn.execute(_OLD)
-    n_old = int(conn.execute("SELECT count(*) FROM _cl_old").fetchall()[0][0])
-    if n_old:
+    base, rivals = conn.execute(_RIVALS).fetchall()[0]
+    old = ""
+    if rivals:
+        conn.execute(_OLD)
+        old = _WITH_OLD
         # stored records beaten by a new line are replaced: ranked within their groups only
         ranked = _RANKED.format(
             total=total,
             cost=cost,
             new_filter="AND n.message_id IN (SELECT message_id FROM _cl_old)",
+            old=old,
         )
         deleted = conn.execute(
             f"""DELETE FROM usage_records WHERE id IN (
                 WITH {ranked} SELECT id FROM w WHERE NOT is_new AND NOT wins)"""
         ).fetchall()
         result.replaced = int(deleted[0][0]) if deleted else 0
-    base = conn.execute(
-        "SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = ?", [SOURCE]
-    ).fetchall()[0][0]
-    ranked = _RANKED.format(total=total, cost=cost, new_filter="")
+    ranked = _RANKED.format(total=total, cost=cost, new_filter="", old=old)
     inserted = conn.execute(
         f"""INSERT INTO usage_records (id, source, dedup_key, message_id, request_id,
             session_id, project_path, file, model, ts, input_tokens, output_tokens,
@@ -267,15 +283,11 @@ def _merge(
             n.is_sidechain, n.speed, p.provider, ? + n.rowid, now()::TIMESTAMP, ?
         FROM _cl_new n
         SEMI JOIN (SELECT seq FROM w WHERE is_new AND wins) x ON x.seq = n.rowid
-        LEFT JOIN _cl_rates p ON p.model = n.model
-        WHERE NOT (n.message_id IS NULL AND n.dedup_key IN (
-            SELECT dedup_key FROM usage_records
-            WHERE source = '{SOURCE}' AND message_id IS NULL))
+        LEFT JOIN _cl_rates p ON p.model = n.model{_NOT_STORED if without_id else ""}
         ORDER BY n.rowid""",
         [base + 1, _host()],
     ).fetchall()
     result.imported = int(inserted[0][0]) if inserted else 0
-    kept = conn.execute("SELECT count(*) FROM _cl_new WHERE keep").fetchall()[0][0]
     result.duplicates = int(kept) - result.imported
     save_prices(conn, used)
     result.linked = link_executions(conn, SOURCE)

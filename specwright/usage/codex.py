@@ -84,7 +84,7 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
         SELECT filename, json IS NULL AS bad, hash(json) AS h,
                CASE WHEN json IS NOT NULL THEN json_transform(json, '{_SHAPE}') END AS j
         FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
-                                 maximum_object_size = 268435456)
+                                 maximum_object_size = {F.max_object_size(ready, 268435456)})
         WHERE json IS NULL OR contains(json, '"token_count"') OR contains(json, '"turn_context"')
            OR contains(json, '"session_meta"')""",
         [[p.read_path for p in ready]],

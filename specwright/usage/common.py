@@ -164,15 +164,29 @@ def save_prices(conn: duckdb.DuckDBPyConnection, used: list[Rates]) -> None:
     cols = (*_RATE_COLS, "updated_at")
     now = utcnow()
     unique = {(r.model, r.provider): r for r in used}
+    rows = [[*(r.row()[c] for c in _RATE_COLS)] for r in unique.values()]
+    # a re-ingest usually finds the same prices stored: write only rows that changed
+    stored = {
+        tuple(row)
+        for row in conn.execute(
+            f"SELECT {', '.join(_RATE_COLS)} FROM prices WHERE list_contains(?, model)",
+            [sorted({r.model for r in unique.values()})],
+        ).fetchall()
+    }
+    changed = [row for row in rows if tuple(row) not in stored]
     insert_rows(
         conn,
         f"INSERT OR REPLACE INTO prices ({', '.join(cols)})",
-        [[*(r.row()[c] for c in _RATE_COLS), now] for r in unique.values()],
+        [[*row, now] for row in changed],
     )
 
 
 def link_executions(conn: duckdb.DuckDBPyConnection, source: str) -> int:
     """Point unlinked usage records at the Specwright execution with the same session id."""
+    if not conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM executions WHERE session_id IS NOT NULL)"
+    ).fetchall()[0][0]:
+        return 0  # nothing to link to (and no scan of usage_records)
     rows = conn.execute(
         """UPDATE usage_records SET execution_id = e.id
         FROM (SELECT session_id, any_value(id) AS id FROM executions

@@ -57,17 +57,21 @@ class Planned:
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, head: str, rows: list[Any]) -> None:
-    """``head`` (``INSERT INTO t (cols)``) with ``rows`` as multi-row VALUES, in batches:
-    DuckDB's executemany costs milliseconds per row."""
+    """``head`` (``INSERT INTO t (cols)``) with ``rows``, passed as one list per column and
+    unnested: one short statement, where multi-row VALUES with a parameter per value costs
+    milliseconds to bind (and executemany milliseconds per row)."""
     if not rows:
         return
-    width = len(rows[0])
-    one = "(" + ", ".join("?" for _ in range(width)) + ")"
-    for i in range(0, len(rows), 500):
-        batch = rows[i : i + 500]
-        conn.execute(
-            f"{head} VALUES {', '.join(one for _ in batch)}", [v for r in batch for v in r]
-        )
+    columns = [list(col) for col in zip(*rows, strict=True)]
+    conn.execute(f"{head} SELECT {', '.join('unnest(?)' for _ in columns)}", columns)
+
+
+def max_object_size(ready: list[Planned], limit: int) -> int:
+    """DuckDB's ``maximum_object_size`` for reading ``ready``: no line is longer than the range
+    it is in, and the reader sets aside a buffer of this size per file, so a limit far above the
+    longest range makes many small tails slow to read."""
+    longest = max((p.end - p.start for p in ready), default=0)
+    return max(1 << 20, min(limit, longest + 1))
 
 
 def _head_hash(path: Path, length: int) -> str:
