@@ -329,12 +329,23 @@ _M005_QUEUE = (
 )
 
 
+# The execution_id/session_id/ts indexes of usage_records serve no query (linking and reports
+# are joins and scans; DuckDB's zonemaps bound time windows) but every ingest paid for them:
+# each insert updated three more ART indexes and every checkpoint rewrote them.
+_M006_USAGE_RECORD_INDEXES = (
+    "DROP INDEX IF EXISTS idx_usage_records_execution_id",
+    "DROP INDEX IF EXISTS idx_usage_records_session_id",
+    "DROP INDEX IF EXISTS idx_usage_records_ts",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
     Migration(3, "usage ingest state and dedupe columns", _M003_USAGE_INGEST),
     Migration(4, "drop unused usage indexes", _M004_USAGE_INDEXES),
     Migration(5, "work queue for background run-all", _M005_QUEUE),
+    Migration(6, "drop usage_records indexes no query uses", _M006_USAGE_RECORD_INDEXES),
 )
 
 
