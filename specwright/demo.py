@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from specwright import catalog
 
 if TYPE_CHECKING:
+    from specwright.model import Spec
     from specwright.runner import ProgressSink, RunAllResult
     from specwright.store import Store
 
@@ -239,22 +240,11 @@ def reset(store: Store, root: Path) -> None:
         shutil.rmtree(worktrees / "word-statistics-for-textstats", ignore_errors=True)
 
 
-def run(
-    store: Store,
-    root: Path,
-    *,
-    executor: str | None = None,
-    parallel: int = 1,
-    on_progress: ProgressSink | None = None,
-) -> RunAllResult:
-    """Build the demo project and spec, then run it end to end."""
-    from specwright import config as config_mod
-    from specwright.runner import run_all
-
+def prepare(store: Store, root: Path) -> Spec:
+    """Build the demo project and its spec (replacing an earlier demo at ``root``)."""
     root = root.resolve()
     reset(store, root)
     create_project(root)
-    config = config_mod.load(root)
     project = catalog.ensure_project(store, root, name="textstats (demo)")
     spec = catalog.create_spec(
         store,
@@ -269,9 +259,26 @@ def run(
         catalog.add_chunk(
             store, spec, title, prompt, acceptance=acceptance, files=files, depends_on=deps
         )
+    return spec
+
+
+def run(
+    store: Store,
+    root: Path,
+    *,
+    executor: str | None = None,
+    parallel: int = 1,
+    on_progress: ProgressSink | None = None,
+) -> RunAllResult:
+    """Build the demo project and spec, then run it end to end."""
+    from specwright import config as config_mod
+    from specwright.runner import run_all
+
+    root = root.resolve()
+    spec = prepare(store, root)
     return run_all(
         store,
-        config,
+        config_mod.load(root),
         root,
         spec,
         executor_name=executor,

@@ -301,26 +301,9 @@ class RunView:
 def prepare_demo(store: Store, root: Path) -> Spec:
     """The demo project and spec (what ``specwright demo`` builds), ready to run; replaces an
     earlier demo at ``root``."""
-    from specwright import catalog, demo
+    from specwright import demo
 
-    root = root.resolve()
-    demo.reset(store, root)
-    demo.create_project(root)
-    project = catalog.ensure_project(store, root, name="textstats (demo)")
-    spec = catalog.create_spec(
-        store,
-        project,
-        demo.SPEC_TITLE,
-        "Make the textstats test suite pass: count words, find the most frequent ones, "
-        "and print them from the command line.",
-        intent="Finish textstats",
-        status="ready",
-    )
-    for title, prompt, acceptance, files, deps in demo.CHUNKS:
-        catalog.add_chunk(
-            store, spec, title, prompt, acceptance=acceptance, files=files, depends_on=deps
-        )
-    return spec
+    return demo.prepare(store, root)
 
 
 def run_spec(
