@@ -260,3 +260,20 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
     assert store.query("SELECT count(*) FROM executions WHERE status = 'running'")[0][0] == 0
     assert list((store.path.parent / "patches").glob("*-interrupted.patch"))
+
+
+def test_cli_finds_a_spec_of_another_project_and_runs_it_in_its_root(
+    git_repo: Path, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    status = cli("-C", str(elsewhere), "status")
+    assert "showing every project in the database" in status.out and spec.slug in status.out
+    result = cli("-C", str(elsewhere), "--json", "run-all", spec.slug)
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["status"] == "shipped"
+    assert git(git_repo, "show", "specwright/diamond:a.txt") == "A"
+    assert not (elsewhere / "a.txt").exists()

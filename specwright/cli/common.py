@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from specwright.config import Config
     from specwright.loop import Progress
-    from specwright.model import Project
+    from specwright.model import Project, Spec
     from specwright.store import Store
 
 
@@ -62,6 +62,26 @@ class Context:
         from specwright.catalog import ensure_project
 
         return ensure_project(self.store, self.project_dir)
+
+    def use_spec(self, ref: str) -> Spec:
+        """A spec by slug/id: this project's first, else any project's in the database; the
+        context then works in that spec's project (its root and its config)."""
+        from specwright.catalog import get_spec
+        from specwright.errors import NotFoundError
+
+        try:
+            spec = get_spec(self.store, ref, self.project())
+        except NotFoundError:
+            spec = get_spec(self.store, ref)
+        self.adopt_project(spec.project_id)
+        return spec
+
+    def adopt_project(self, project_id: str) -> None:
+        """Work in the project ``project_id`` (its root directory and config) from now on."""
+        rows = self.store.query("SELECT root FROM projects WHERE id = ?", [project_id])
+        if rows and Path(rows[0][0]) != self.project_dir:
+            self.project_dir = Path(rows[0][0])
+            self._config = None
 
     # --- output -----------------------------------------------------------------------------
 

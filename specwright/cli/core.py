@@ -17,6 +17,11 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("status", help="specs, chunks and recent runs of this project")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every project in the database (also shown when this one has no specs)",
+    )
     p.set_defaults(handler=cmd_status)
 
     proj = sub.add_parser("project", help="projects known to the database").add_subparsers(
@@ -157,15 +162,19 @@ def _ignore_data_dir(root: Path) -> bool:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.catalog import list_chunks, list_specs
+    from specwright.catalog import list_chunks, list_projects, list_specs
 
     store = ctx.store
     with store.connect():
         project = ctx.project()
+        mine = list_specs(store, project)
+        every = bool(args.all) or not mine
+        projects = {p.id: p for p in list_projects(store)}
+        chosen = list_specs(store) if every else mine
         specs = []
-        for spec in list_specs(store, project):
-            chunks = list_chunks(store, spec.id)
+        for spec in chosen:
             counts: dict[str, int] = {}
+            chunks = list_chunks(store, spec.id)
             for c in chunks:
                 counts[c.status] = counts.get(c.status, 0) + 1
             cost = store.query("SELECT sum(cost_usd) FROM executions WHERE spec_id = ?", [spec.id])[
@@ -173,6 +182,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
             ][0]
             specs.append(
                 {
+                    "project": projects[spec.project_id].name,
                     "slug": spec.slug,
                     "title": spec.title,
                     "status": spec.status,
@@ -181,17 +191,19 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                     "cost_usd": cost,
                 }
             )
+        where = "" if every else "WHERE s.project_id = ?"
         runs = store.query_dicts(
             "SELECT r.id, s.slug AS spec, r.kind, r.status, r.executor, r.started_at, r.reason "
-            "FROM runs r JOIN specs s ON s.id = r.spec_id WHERE s.project_id = ? "
+            f"FROM runs r JOIN specs s ON s.id = r.spec_id {where} "
             "ORDER BY r.started_at DESC LIMIT 5",
-            [project.id],
+            [] if every else [project.id],
         )
     if ctx.json:
         ctx.emit(
             {
                 "project": project.name,
                 "database": str(ctx.db_path),
+                "all_projects": every,
                 "specs": specs,
                 "recent_runs": runs,
             }
@@ -199,8 +211,11 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     print(f"project  {project.name}  ({project.root})")
     print(f"database {ctx.db_path}")
+    if every and not args.all and specs:
+        print("(no specs in this project yet: showing every project in the database)")
     print()
-    ctx.emit(specs, ["slug", "title", "status", "chunks", "progress", "cost_usd"], title="Specs")
+    columns = ["slug", "title", "status", "chunks", "progress", "cost_usd"]
+    ctx.emit(specs, ["project", *columns] if every else columns, title="Specs")
     print()
     ctx.emit(
         [{**r, "id": r["id"][:13]} for r in runs],

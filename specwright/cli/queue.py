@@ -47,9 +47,8 @@ def register(sub: Any) -> None:
 
 def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import queue
-    from specwright.catalog import get_spec
 
-    spec = get_spec(ctx.store, args.spec, ctx.project())
+    spec = ctx.use_spec(args.spec)
     item = queue.add(
         ctx.store,
         spec,

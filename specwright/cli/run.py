@@ -62,9 +62,12 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
         raise SpecwrightError(
             f"--max-iterations: expected an integer >= 1, got {args.max_iterations}"
         )
-    config = ctx.config
     store = ctx.store
     chunk = get_chunk(store, args.chunk)
+    ctx.adopt_project(
+        str(store.query("SELECT project_id FROM specs WHERE id = ?", [chunk.spec_id])[0][0])
+    )
+    config = ctx.config
     if chunk.status == "shipped" and not args.force:
         raise SpecwrightError(
             f"chunk {args.chunk!r} ({chunk.title}) has already shipped; use --force to run it again"

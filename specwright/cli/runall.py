@@ -107,9 +107,8 @@ def _open_pr(ctx: Context, spec: Any, args: argparse.Namespace) -> dict[str, Any
 
 
 def cmd_pr(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.catalog import get_spec
 
-    spec = get_spec(ctx.store, args.spec, ctx.project())
+    spec = ctx.use_spec(args.spec)
     pr = _open_pr(ctx, spec, args)
     ctx.emit(
         pr
@@ -167,10 +166,10 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.catalog import get_spec, list_chunks
+    from specwright.catalog import list_chunks
     from specwright.runner import run_all
 
-    spec = get_spec(ctx.store, args.spec, ctx.project())
+    spec = ctx.use_spec(args.spec)
     executors = args.executor or []
     if args.plan:
         return _print_plan(ctx, spec, args, executors[0] if executors else None)
@@ -319,6 +318,10 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     print(f"database: {ctx.db_path}")
     if report:
         print(f"report:   {report}")
+    print(
+        "next:     specwright status --all   |   specwright usage specs   |   "
+        "specwright report --html out/report.html"
+    )
     return EXIT.get(result.status, 1)
 
 
