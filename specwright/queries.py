@@ -500,24 +500,26 @@ def tool_calls(
     store: Store, *, since: str | date | None = None, until: str | date | None = None
 ) -> pd.DataFrame:
     """Tool calls by tool name: count, failures, failure rate, result latency percentiles."""
-    where, params = _window("c.ts", since, until)
+    where, params = _window("ts", since, until)
+    # One pass over the tool events, grouped by call (no self-join of 5M events): the call's
+    # tool and time, and its result's time and error flag.
     sql = f"""
-        WITH c AS (
-            SELECT c.execution_id, c.call_id, c.tool_name, c.ts
-            FROM events c WHERE c.type = 'tool_call'{where}
-        ), r AS (
-            SELECT execution_id, call_id, bool_or(is_error) AS failed, min(ts) AS ts
-            FROM events WHERE type = 'tool_result' AND call_id IS NOT NULL
-              AND execution_id IN (SELECT DISTINCT execution_id FROM c)
-            GROUP BY ALL
+        WITH per_call AS (
+            SELECT any_value(tool_name) FILTER (WHERE type = 'tool_call') AS tool,
+                   min(ts) FILTER (WHERE type = 'tool_call') AS called,
+                   min(ts) FILTER (WHERE type = 'tool_result') AS answered,
+                   bool_or(is_error) FILTER (WHERE type = 'tool_result') AS failed
+            FROM events
+            WHERE type IN ('tool_call', 'tool_result') AND call_id IS NOT NULL{where}
+            GROUP BY execution_id, call_id
         )
-        SELECT c.tool_name AS tool, count(*) AS calls,
-               count(*) FILTER (WHERE r.failed) AS failures,
-               count(*) FILTER (WHERE r.failed)::DOUBLE / count(*) AS failure_rate,
-               count(*) FILTER (WHERE r.call_id IS NULL) AS no_result,
-               quantile_cont(epoch_ms(r.ts - c.ts), 0.5) AS p50_ms,
-               quantile_cont(epoch_ms(r.ts - c.ts), 0.9) AS p90_ms
-        FROM c LEFT JOIN r ON r.execution_id = c.execution_id AND r.call_id = c.call_id
+        SELECT tool, count(*) AS calls,
+               count(*) FILTER (WHERE failed) AS failures,
+               count(*) FILTER (WHERE failed)::DOUBLE / count(*) AS failure_rate,
+               count(*) FILTER (WHERE answered IS NULL) AS no_result,
+               quantile_cont(epoch_ms(answered - called), 0.5) AS p50_ms,
+               quantile_cont(epoch_ms(answered - called), 0.9) AS p90_ms
+        FROM per_call WHERE called IS NOT NULL
         GROUP BY 1 ORDER BY calls DESC"""
     return store.query_df(sql, params)
 
