@@ -275,6 +275,23 @@ def usage_timestamps(
     return store.query_df(sql, params)
 
 
+def _hourly_usage(
+    store: Store, since: str | date | None, until: str | date | None, source: str | None
+) -> pd.DataFrame:
+    """Usage summed per hour (the input of billing blocks): tokens, cost, entries, last
+    message time and models."""
+    where, params = _usage_filter(since, until, source)
+    sql = f"""
+        SELECT date_trunc('hour', u.ts) AS bucket, max(u.ts) AS last_ts, count(*) AS n,
+               sum(u.input_tokens) AS input_tokens, sum(u.output_tokens) AS output_tokens,
+               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) AS cache_creation_tokens,
+               sum(u.cache_read_tokens) AS cache_read_tokens,
+               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
+               list(DISTINCT u.model) FILTER (WHERE u.model IS NOT NULL) AS models
+        FROM usage_records u WHERE true{where} GROUP BY 1 ORDER BY 1"""
+    return store.query_df(sql, params)
+
+
 def billing_blocks(
     store: Store,
     *,
@@ -283,8 +300,10 @@ def billing_blocks(
     source: str | None = None,
     hours: float = 5.0,
     now: datetime | None = None,
+    per_message: bool = False,
 ) -> pd.DataFrame:
-    """5-hour billing blocks as ccusage ``blocks`` draws them.
+    """5-hour billing blocks as ccusage ``blocks`` draws them (``per_message``: walk every
+    message instead of hourly sums; slower, same result).
 
     A block starts at the hour of its first message and lasts ``hours``; the next message after
     it (or after a gap of ``hours`` or more) starts a new one. Gaps appear as ``is_gap`` rows."""
@@ -293,7 +312,6 @@ def billing_blocks(
 
     from specwright.model import utcnow
 
-    df = usage_timestamps(store, since=since, until=until, source=source)
     cols = [
         "block_start",
         "block_end",
@@ -309,11 +327,23 @@ def billing_blocks(
         "cost_usd",
         "models",
     ]
+    token_cols = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
+    if float(hours).is_integer() and not per_message:
+        # Block edges fall on whole hours (a block starts at the hour of its first message and
+        # lasts whole hours), so per-hour sums give exactly the blocks the per-message walk
+        # gives, from ~9k rows a year instead of ~1M.
+        df = _hourly_usage(store, since, until, source)
+    else:
+        df = usage_timestamps(store, since=since, until=until, source=source)
+        df = df.assign(
+            bucket=df["ts"], last_ts=df["ts"], n=1, models=df["model"].map(lambda m: [m])
+        )
     if df.empty:
         return pd.DataFrame(columns=cols)
     now = now or utcnow()
     span = np.timedelta64(int(hours * 3600), "s")
-    ts = df["ts"].to_numpy(dtype="datetime64[us]")
+    ts = df["bucket"].to_numpy(dtype="datetime64[us]")
+    last = df["last_ts"].to_numpy(dtype="datetime64[us]")
     starts_idx, block_starts = [], []
     i, n = 0, len(ts)
     while i < n:  # one step per block (not per row): blocks are few
@@ -323,16 +353,16 @@ def billing_blocks(
         block_starts.append(start)
         i = max(j, i + 1)
     idx = np.asarray(starts_idx)
-    token_cols = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
     sums = {c: np.add.reduceat(df[c].to_numpy(dtype="int64"), idx) for c in token_cols}
     costs = np.add.reduceat(df["cost_usd"].to_numpy(dtype="float64"), idx)
+    counts = np.add.reduceat(df["n"].to_numpy(dtype="int64"), idx)
     ends = np.append(idx[1:], n)
-    models = df["model"].fillna("").to_numpy()
+    models = df["models"].to_numpy()
     rows: list[dict[str, Any]] = []
     for k, (a, b) in enumerate(zip(idx, ends, strict=True)):
         start = pd.Timestamp(block_starts[k])
         end = start + pd.Timedelta(hours=hours)
-        actual = pd.Timestamp(ts[b - 1])
+        actual = pd.Timestamp(last[a:b].max())
         if (
             rows
             and not rows[-1]["is_gap"]
@@ -353,6 +383,7 @@ def billing_blocks(
                 }
             )
         total = int(sum(int(sums[c][k]) for c in token_cols))
+        names = {m for group in models[a:b] for m in (group if group is not None else ())}
         rows.append(
             {
                 "block_start": start,
@@ -363,11 +394,11 @@ def billing_blocks(
                     and pd.Timestamp(now) - actual < pd.Timedelta(hours=hours)
                 ),
                 "is_gap": False,
-                "entries": int(b - a),
+                "entries": int(counts[k]),
                 **{c: int(sums[c][k]) for c in token_cols},
                 "total_tokens": total,
                 "cost_usd": float(costs[k]),
-                "models": sorted({m for m in models[a:b] if m and m != "<synthetic>"}),
+                "models": sorted(m for m in names if m and m != "<synthetic>"),
             }
         )
     return pd.DataFrame(rows, columns=cols)

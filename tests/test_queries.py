@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from specwright import queries as Q
@@ -164,3 +165,20 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
     sources = Q.cost_sources(store)
     assert set(sources["cost_source"].dropna()) == {"reported"}
     assert sources["computed_cost_usd"].notna().sum() == 2
+
+
+def test_hourly_blocks_equal_the_per_message_walk(tmp_path: Path, store: Store) -> None:
+    import random
+
+    rng = random.Random(7)
+    t = datetime(2025, 10, 1, 0, 0)
+    stamps = []
+    for _ in range(400):  # bursts and gaps of every size around the 5-hour edges
+        t += timedelta(minutes=rng.choice([1, 7, 33, 59, 61, 299, 300, 301, 600]))
+        stamps.append(t.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    claude.ingest(store, [_write(tmp_path, stamps)])
+    now = datetime(2025, 10, 20)
+    hourly = Q.billing_blocks(store, now=now)
+    walked = Q.billing_blocks(store, now=now, per_message=True)
+    assert len(hourly) > 20
+    pd.testing.assert_frame_equal(hourly, walked)
