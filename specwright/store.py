@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DB = Path("data") / "specwright.duckdb"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+_CONFLICT_RETRIES = 8  # same-row write conflicts between threads of one process
 _BULK_THRESHOLD = 16  # below this many rows executemany is cheaper than building an Arrow table
 
 _migrated: set[str] = set()
@@ -280,8 +281,21 @@ class Store:
             return
         if journal is not None and not journaled:
             self.journal.append(journal, ops)
-        with self.transaction() as conn:
-            apply_ops(conn, ops)
+        import duckdb
+
+        for attempt in range(1, _CONFLICT_RETRIES + 1):
+            try:
+                with self.transaction() as conn:
+                    apply_ops(conn, ops)
+                return
+            except duckdb.TransactionException as exc:
+                # Two threads of this process updated the same row at once (a heartbeat and
+                # the loop, say): DuckDB aborts one of them. Retry the whole transaction,
+                # unless it is nested in an outer one (that one is aborted too: let it decide).
+                nested = getattr(self._local, "in_tx", False)
+                if "conflict" not in str(exc).lower() or nested or attempt == _CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.005 * attempt * (0.5 + random.random()))
 
     def insert(self, table: str, row: dict[str, Any], journal: str = CATALOG) -> None:
         self.write([self.op_insert(table, row)], journal)

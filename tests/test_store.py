@@ -218,3 +218,44 @@ def test_transaction_rolls_back_on_error(store: Store) -> None:
         conn.execute("INSERT INTO prices (model, source, updated_at) VALUES ('m', 't', now())")
         raise RuntimeError("boom")
     assert store.query("SELECT count(*) FROM prices")[0][0] == 0
+
+
+def test_same_row_update_conflict_between_threads_is_retried(store: Store, tmp_path: Path) -> None:
+    """A heartbeat thread and the loop update one runs row at once: DuckDB aborts one
+    transaction with a write conflict; the store retries it instead of failing the run."""
+    import threading
+
+    spec = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "S")
+    run_id = new_id()
+    store.insert(
+        "runs",
+        {
+            "id": run_id,
+            "spec_id": spec.id,
+            "kind": "chunk",
+            "status": "running",
+            "started_at": utcnow(),
+            "iterations": 0,
+        },
+    )
+    holding, release = threading.Event(), threading.Event()
+
+    def loop_thread() -> None:  # the run's end row, not committed yet (it sets heartbeat_at too)
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET iterations = 1, heartbeat_at = now()::TIMESTAMP WHERE id = ?",
+                [run_id],
+            )
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=loop_thread)
+    other.start()
+    assert holding.wait(10)
+    threading.Timer(0.05, release.set).start()
+    store.update("runs", {"id": run_id}, {"heartbeat_at": utcnow()})  # conflicts, then retries
+    other.join()
+    rows = store.query(
+        "SELECT iterations, heartbeat_at IS NOT NULL FROM runs WHERE id = ?", [run_id]
+    )
+    assert rows == [(1, True)]

@@ -105,7 +105,11 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
+        """Stop beating and wait for a beat in flight, so the run's final row is the last
+        write to it."""
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
