@@ -398,6 +398,9 @@ def run_all(
         from specwright.review import make_reviewer
 
         reviewer = make_reviewer(config, reviewer_name, store)
+    from specwright.agents.base import preflight
+
+    preflight(executor)  # a missing agent binary or a dead server: one clear error, nothing run
     recover_interrupted(store, spec, root)
     chunks = catalog.list_chunks(store, spec.id)
     gitops.ensure_clean(tree or root)

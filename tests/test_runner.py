@@ -277,3 +277,34 @@ def test_cli_finds_a_spec_of_another_project_and_runs_it_in_its_root(
     assert json.loads(result.out)["status"] == "shipped"
     assert git(git_repo, "show", "specwright/diamond:a.txt") == "A"
     assert not (elsewhere / "a.txt").exists()
+
+
+def test_missing_agent_or_dead_server_is_one_line_before_anything_runs(
+    git_repo: Path, cli, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n    claude: {type: claude-code, model: claude-sonnet-4-5}\n"
+        "    glm: {type: opencode, model: glm-4.7, provider: zai}\n"
+        "defaults: {executor: claude, reviewer: checks}\n"
+    )
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "config")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    monkeypatch.setenv("CLAUDE_PATH", str(git_repo / "no-such-claude"))
+    monkeypatch.setenv("OPENCODE_URL", "http://127.0.0.1:9")
+    for args, message in (
+        (["run-all", spec.slug], "no-such-claude: no executable file there"),
+        (["run", f"{spec.slug}:1"], "no-such-claude: no executable file there"),
+        (
+            ["run-all", spec.slug, "--executor", "glm"],
+            "OpenCode server at http://127.0.0.1:9 is not reachable",
+        ),
+    ):
+        result = cli("-C", str(git_repo), *args)
+        assert result.code == 2, result.out
+        assert message in result.err and len(result.err.strip().splitlines()) == 1
+    assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+    assert [c.status for c in catalog.list_chunks(store, spec.id)] == ["pending"]
+    assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"

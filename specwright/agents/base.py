@@ -94,3 +94,13 @@ def make_executor(config: ExecutorConfig) -> Executor:
     """Build the executor an ``ExecutorConfig`` describes."""
     executor: Executor = executor_class(config.type)(config)
     return executor
+
+
+def preflight(executor: Executor) -> None:
+    """Fail fast, before anything runs or is recorded, when the agent cannot start at all: its
+    executable is missing (claude-code, command) or its server does not answer (opencode).
+    Raises the adapter's ``AgentError``, whose message says where it looked."""
+    inner = getattr(executor, "inner", executor)  # wrappers (the loop's observer) delegate
+    check = getattr(inner, "executable", None) or getattr(inner, "health", None)
+    if callable(check):
+        check()

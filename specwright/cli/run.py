@@ -53,7 +53,7 @@ class _Printer(ProgressPrinter):
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.agents.base import make_executor
+    from specwright.agents.base import make_executor, preflight
     from specwright.catalog import get_chunk
     from specwright.loop import run_chunk
     from specwright.review import make_reviewer
@@ -73,6 +73,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
             f"chunk {args.chunk!r} ({chunk.title}) has already shipped; use --force to run it again"
         )
     executor = make_executor(config.executor(args.executor))
+    preflight(executor)  # a missing agent binary or a dead server: one line, nothing recorded
     reviewer = make_reviewer(config, args.reviewer, store)
     printer = None if ctx.json else _Printer(sys.stdout)
     if printer is not None:
