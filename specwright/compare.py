@@ -48,8 +48,10 @@ def compare(
 
     if len(set(executors)) != len(executors) or len(executors) < 2:
         raise ValidationError("compare: give at least two different executors")
-    for name in executors:
-        config.executor(name)  # unknown names fail before anything runs
+    from specwright.agents.base import make_executor, preflight
+
+    for name in executors:  # unknown, missing or unreachable agents fail before anything runs
+        preflight(make_executor(config.executor(name)))
     root = Path(project_root).resolve()
     gitops.ensure_clean(root)
     base = gitops.head_commit(root)
