@@ -7,7 +7,7 @@ tool calls and results, usage), 1M imported usage records (20k sessions) and cod
 snapshots. It is cached in ``out/bench/`` (git-ignored) while its name (scale, generator version,
 schema version) matches; quick mode uses a tiny store in a temp folder.
 
-Each query of ``specwright.queries`` (found by introspection, so new ones are timed too) and
+Each query of ``specwright.queries`` and ``specwright.blocks`` (found by introspection, so new ones are timed too) and
 ``report.figures`` / ``report.write_html`` are timed as the median of 5 runs after one warm-up,
 against the same call on an empty store (the fixed cost: connection, planning, pandas).
 Targets: each query < 300 ms, the whole dashboard < 3 s.
@@ -263,13 +263,17 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
 
 
 def query_calls() -> tuple[list[tuple[str, Callable[..., Any]]], list[str]]:
-    """Every named query of ``specwright.queries`` (with its variants) as (label, call)."""
-    from specwright import queries as Q
+    """Every named query of ``specwright.queries`` and ``specwright.blocks`` (with its
+    variants) as (label, call)."""
+    from specwright import blocks, queries
 
     calls: list[tuple[str, Callable[..., Any]]] = []
     skipped: list[str] = []
-    for name, fn in inspect.getmembers(Q, inspect.isfunction):
-        if name.startswith("_") or fn.__module__ != Q.__name__:
+    members = [
+        (n, f, m) for m in (queries, blocks) for n, f in inspect.getmembers(m, inspect.isfunction)
+    ]
+    for name, fn, module in sorted(members, key=lambda x: x[0]):
+        if name.startswith("_") or fn.__module__ != module.__name__:
             continue
         params = list(inspect.signature(fn).parameters.values())
         if not params or params[0].name != "store":

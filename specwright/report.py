@@ -199,13 +199,14 @@ def figures(
     store: Store, since: str | date | None = None, until: str | date | None = None
 ) -> dict[str, go.Figure]:
     """Every dashboard figure, by name."""
+    from specwright import blocks
     from specwright import queries as Q
 
     daily = Q.usage_by_period(store, "day", since=since, until=until)
     return {
         "cost_by_day": cost_by_period_figure(daily, "day"),
         "tokens_by_day": tokens_by_period_figure(daily, "day"),
-        "blocks": blocks_figure(Q.billing_blocks(store, since=since, until=until)),
+        "blocks": blocks_figure(blocks.billing_blocks(store, since=since, until=until)),
         "cost_by_spec": cost_by_dim_figure(
             Q.cost_by(store, "spec", since=since, until=until), "spec"
         ),
@@ -227,6 +228,7 @@ def write_html(
     """Write one standalone HTML dashboard (plotly.js inlined: works offline) to ``path``."""
     import plotly.io as pio
 
+    from specwright import blocks
     from specwright import queries as Q
     from specwright.model import utcnow
 
@@ -252,7 +254,7 @@ def write_html(
         ),
         _table_html(Q.quota_per_execution(store), "Plan quota used per execution (codexbar)"),
     ]
-    burn = Q.burn_rate(store)
+    burn = blocks.burn_rate(store)
     burn_html = (
         "<p>No active 5-hour block.</p>"
         if burn is None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from specwright import blocks as B
 from specwright import queries as Q
 from specwright.model import ToolCall, ToolResult, Usage
 from specwright.store import Store
@@ -93,7 +94,7 @@ def test_billing_blocks_and_burn_rate(tmp_path: Path, store: Store) -> None:
         ],
     )
     now = datetime(2025, 11, 4, 3, 0)
-    blocks = Q.billing_blocks(store, now=now)
+    blocks = B.billing_blocks(store, now=now)
     real = blocks[~blocks["is_gap"]]
     assert [b.strftime("%d %H:%M") for b in real["block_start"]] == [
         "03 10:00",
@@ -103,13 +104,13 @@ def test_billing_blocks_and_burn_rate(tmp_path: Path, store: Store) -> None:
     assert list(real["entries"]) == [3, 1, 2]
     assert list(blocks["is_gap"]) == [False, False, True, False]
     assert list(real["is_active"]) == [False, False, True]
-    burn = Q.burn_rate(store, now=now)
+    burn = B.burn_rate(store, now=now)
     assert burn is not None
     assert burn["total_tokens"] == 220 and burn["entries"] == 2
     assert math.isclose(burn["tokens_per_minute"], 220 / 30)
     assert burn["remaining_minutes"] == 240
     assert burn["projected_total_tokens"] == 220 + int(220 / 30 * 240)
-    assert Q.burn_rate(store, now=datetime(2025, 11, 5, 12, 0)) is None
+    assert B.burn_rate(store, now=datetime(2025, 11, 5, 12, 0)) is None
 
 
 def test_run_side_queries(store: Store, tmp_path: Path) -> None:
@@ -178,7 +179,7 @@ def test_hourly_blocks_equal_the_per_message_walk(tmp_path: Path, store: Store) 
         stamps.append(t.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
     claude.ingest(store, [_write(tmp_path, stamps)])
     now = datetime(2025, 10, 20)
-    hourly = Q.billing_blocks(store, now=now)
-    walked = Q.billing_blocks(store, now=now, per_message=True)
+    hourly = B.billing_blocks(store, now=now)
+    walked = B.billing_blocks(store, now=now, per_message=True)
     assert len(hourly) > 20
     pd.testing.assert_frame_equal(hourly, walked)

@@ -147,6 +147,7 @@ def _table(rows: list[dict[str, Any]], first: str, title: str) -> None:
 
 
 def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright import blocks
     from specwright import queries as Q
 
     store, report = ctx.store, args.report
@@ -224,8 +225,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             )
         return 0
     if report == "blocks":
-        df = Q.billing_blocks(store, source=source, **win)
-        burn = Q.burn_rate(store, source=source)
+        df = blocks.billing_blocks(store, source=source, **win)
+        burn = blocks.burn_rate(store, source=source)
         if ctx.json:
             ctx.emit({"blocks": _records(df), "active": burn})
         else:
