@@ -1,8 +1,9 @@
 """The DuckDB store: short-lived connections, migrations on connect, journaled writes.
 
 DuckDB lets one process hold a database file at a time, so every operation opens a connection,
-does its work and closes it; a lock held by another process is retried with backoff up to
-``lock_timeout_s`` and then reported clearly. Every write is journaled first (see journal.py), so
+does its work and closes it (the instance lingers briefly between operations and is handed over
+when another process asks: keeper.py); a lock held by another process is retried with backoff
+up to ``lock_timeout_s`` and then reported clearly. Every write is journaled first (see journal.py), so
 the database can always be rebuilt from the journals.
 """
 
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specwright import keeper
 from specwright.errors import StoreError, StoreLockedError
 from specwright.journal import CATALOG, Journal, dumps, normal, op_time
 from specwright.migrations import MIGRATIONS, latest_version
@@ -91,10 +93,13 @@ class Store:
         *,
         journal_dir: Path | str | None = None,
         lock_timeout_s: float | None = None,
+        linger_s: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.journal = Journal(Path(journal_dir) if journal_dir else self.path.parent / "journal")
         self.lock_timeout_s = _lock_timeout_from_env() if lock_timeout_s is None else lock_timeout_s
+        self.linger_s = keeper.linger_from_env() if linger_s is None else linger_s
+        self._key = self.path.resolve()
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -106,11 +111,24 @@ class Store:
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return duckdb.connect(str(self._key))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: not a usable DuckDB database: {exc}") from None
+        with keeper.waiting(self._key):  # tells a lingering holder to let go
+            return self._open_when_free()
+
+    def _open_when_free(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                return duckdb.connect(str(self._key))
             except duckdb.IOException as exc:
                 text = str(exc)
                 if "lock" not in text.lower():
@@ -132,22 +150,35 @@ class Store:
         """A short-lived connection to a migrated database; closed on exit.
 
         Re-entrant within a thread: inside ``with store.connect():`` every store call reuses
-        the same connection, so a group of reads and writes costs one open."""
+        the same connection, so a group of reads and writes costs one open. Between
+        connections the database instance lingers (see keeper.py) unless another process
+        waits for the file."""
         current = getattr(self._local, "conn", None)
         if current is not None:
             yield current
             return
-        conn = self._open()
+        held = keeper.acquire(self._key)
+        try:
+            conn = self._open()
+        except BaseException:
+            keeper.release(held, 0)
+            raise
+        keeper.opened(held, self.linger_s)
         self._local.conn = conn
         try:
-            key = str(self.path.resolve())
-            if key not in _migrated:
+            if str(self._key) not in _migrated:
                 self._migrate(conn)
-                _migrated.add(key)
+                _migrated.add(str(self._key))
             yield conn
         finally:
             self._local.conn = None
             conn.close()
+            keeper.release(held, self.linger_s)
+
+    def release(self) -> None:
+        """Close this database's lingering connection now (it is about to be replaced, moved
+        or attached elsewhere)."""
+        keeper.close(self._key)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -326,6 +357,7 @@ class Store:
                 pending = []
         fresh.write(pending, None)
         self._carry_unjournaled(fresh)
+        fresh.release()  # checkpointed and closed: the caller may move the file
         return count + len(pending)
 
     def _carry_unjournaled(self, fresh: Store) -> None:
@@ -336,6 +368,7 @@ class Store:
         except StoreError as exc:
             log.warning("%s: cannot read it to carry imported usage over: %s", self.path, exc)
             return
+        self.release()  # attached below by another instance: not open twice in one process
         with fresh.transaction() as conn:
             conn.execute(f"ATTACH '{self.path.as_posix()}' AS old (READ_ONLY)")
             try:

@@ -55,6 +55,9 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
     yield tmp_path
+    # Close lingering databases (keeper.py): the test's files are about to go away.
+    if "specwright.keeper" in sys.modules:
+        sys.modules["specwright.keeper"].close()
     # Collect now, so a leaked socket or file fails (warnings are errors) the test that
     # leaked it rather than a random later one.
     gc.collect()

@@ -400,6 +400,7 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         tmp.unlink()
     count = store.rebuild_into(tmp)
     backup = store.path.with_name(store.path.name + ".bak")
+    store.release()  # checkpointed and closed before the file moves
     if store.path.exists():
         os.replace(store.path, backup)
         wal = store.path.with_name(store.path.name + ".wal")
