@@ -241,3 +241,124 @@ def test_daily_json_equals_ccusage_day_by_day_and_model_by_model(tmp_path: Path)
     assert run_specwright("ingest", "claude-logs", env=env).returncode == 0
     ours = run_specwright("usage", "daily", "--json", env=env)
     _assert_same(json.loads(ours.stdout), _ccusage_daily(binary, config_dir))
+
+
+# --- the in-memory re-read of small tails and DuckDB's reader agree ---------------------------
+
+# appended after a first ingest: replies, a streaming copy with more tokens (replaces the stored
+# one), replies without a message id (one twice: a duplicate), an agent_progress copy, and lines
+# the readers must treat alike: empty and blank lines, CRLF, a form feed, a BOM mid-file (and one
+# starting a tail), a cut line, bytes that are not UTF-8, a JSON value that is not an object
+_TAIL_LINES = [
+    _line(mid="t1", rid="r1", out=5),
+    _line(mid="m1", rid="r1", out=500),
+    "",
+    "   \t",
+    _line(out=8) + "\r",
+    _line(out=8) + "\r",
+    "\f" + _line(mid="t2", rid="r2", out=6) + "\v",
+    "\ufeff" + _line(mid="t3", rid="r3"),
+    '{"type":"assistant","message":{"usage":{"input_tokens":1',
+    "\udcff\udcfe not utf-8",
+    _line(mid="t5", rid="r5").replace('"cwd":"/w"', '"cwd":"/w\udcff"'),  # not UTF-8 either
+    '["not an object", {"usage":{"input_tokens":1,"output_tokens":2}}]',
+    json.dumps(
+        {
+            "type": "progress",
+            "sessionId": "sess-1",
+            "timestamp": "2025-11-03T10:00:02.000Z",
+            "data": {
+                "message": {
+                    "timestamp": "2025-11-03T10:00:02.000Z",
+                    "requestId": "r9",
+                    "isSidechain": True,
+                    "message": {
+                        "id": "t9",
+                        "model": "claude-haiku-4-5-20251001",
+                        "usage": {"input_tokens": 2, "output_tokens": 3},
+                    },
+                }
+            },
+        },
+        separators=(",", ":"),
+    ),
+    _line(mid="t4", rid="r4", out=7, ts="2025-11-03T10:00:05.000Z"),
+]
+
+
+def _logs_with_tails(root: Path) -> list[Path]:
+    proj = root / "projects" / "p"
+    (proj / "s" / "subagents").mkdir(parents=True)
+    paths = [proj / "s.jsonl", proj / "s" / "subagents" / "agent-1.jsonl", proj / "t.jsonl"]
+    for i, path in enumerate(paths):
+        path.write_text(
+            _line(mid="m1", rid="r1", out=5, side=bool(i)) + "\n" + _line(mid=f"h{i}") + "\n"
+        )
+    return paths
+
+
+def _append_tails(paths: list[Path]) -> None:
+    raw = "\n".join(_TAIL_LINES).encode("utf-8", "surrogateescape") + b"\n"
+    for path in paths:
+        with path.open("ab") as fh:
+            fh.write(b"\xef\xbb\xbf" + raw if path.name == "t.jsonl" else raw)
+
+
+def test_small_tails_read_in_memory_and_by_duckdb_give_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specwright.usage import files as F
+
+    paths = _logs_with_tails(tmp_path / "logs")
+    stores = {}
+    for path_name in ("memory", "reader"):
+        stores[path_name] = Store(tmp_path / path_name / "db.duckdb")
+        stores[path_name].migrate()
+        claude.ingest(stores[path_name], [tmp_path / "logs" / "projects"])
+    _append_tails(paths)
+
+    # the staged rows themselves, both ways, from the same planned ranges
+    staged = {}
+    for path_name, in_memory in (("memory", claude.IN_MEMORY_BYTES), ("reader", 0)):
+        with stores[path_name].transaction() as conn:
+            planned = F.plan(paths, F.load_states(conn, claude.SOURCE), keep_bytes=in_memory)
+            assert all(p.start > 0 for p in planned)
+            with F.readable(planned, in_memory=in_memory) as ready:
+                assert all((p.data is not None) == bool(in_memory) for p in ready)
+                counts = claude._Run(None).stage(conn, ready)
+            rows = conn.execute("SELECT * FROM _cl_new ORDER BY rowid").fetchall()
+            conn.execute("ROLLBACK")  # leave the store as it was
+            conn.execute("BEGIN TRANSACTION")
+        staged[path_name] = (counts, rows)
+    assert staged["memory"] == staged["reader"]
+    counts, rows = staged["memory"]
+    # malformed: the cut line, two not UTF-8, the BOM mid-file
+    assert counts == {str(p): (8, 4) for p in paths}
+    assert [r[0] for r in rows] == [str(p) for p in paths for _ in range(12)]
+
+    # and whole re-ingests: the same counts and stored records
+    results = {}
+    for path_name, in_memory in (("memory", claude.IN_MEMORY_BYTES), ("reader", 0)):
+        monkeypatch.setattr(claude, "IN_MEMORY_BYTES", in_memory)
+        res = claude.ingest(stores[path_name], [tmp_path / "logs" / "projects"])
+        records = stores[path_name].query(
+            "SELECT * EXCLUDE (id, imported_at) FROM usage_records ORDER BY seq"
+        )
+        offsets = stores[path_name].query(
+            'SELECT path, size, "offset", head_hash, lines, malformed FROM usage_ingest_files'
+            " ORDER BY path"
+        )
+        results[path_name] = (
+            res.lines,
+            res.malformed,
+            res.malformed_files,
+            res.imported,
+            res.duplicates,
+            res.replaced,
+            records,
+            offsets,
+        )
+    assert results["memory"] == results["reader"]
+    lines, malformed, _, imported, duplicates, replaced, records, _ = results["memory"]
+    assert (lines, malformed, imported, duplicates, replaced) == (24, 12, 8, 13, 1)
+    assert ("m1", 500) in [(r[2], r[10]) for r in records]

@@ -1,8 +1,9 @@
 """Claude Code logs (``projects/**/*.jsonl``) -> ``usage_records``, in bulk, like ccusage counts.
 
 Read with DuckDB's own NDJSON reader (``read_ndjson_objects``: one row per line, NULL for a
-malformed line, so bad lines are counted and good ones never lost), then a set-based dedupe
-that follows ccusage 20 (``adapter/claude``):
+malformed line, so bad lines are counted and good ones never lost); a later run with little new
+(``IN_MEMORY_BYTES``) hands DuckDB the new lines read in Python instead, trimmed and validated
+exactly as its reader does. Then a set-based dedupe that follows ccusage 20 (``adapter/claude``):
 
 - a line counts when it has ``"usage":{`` and parses as an assistant entry (``message.usage``
   with input and output tokens) or an ``agent_progress`` entry carrying one;
@@ -17,14 +18,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from specwright.usage import files as F
 from specwright.usage.common import (
+    LINKABLE,
+    RATES_SQL,
+    STORED_PRICES,
     IngestResult,
     ingest_logs,
-    insert_rates,
     link_executions,
+    rate_columns,
     save_prices,
 )
 
@@ -36,6 +40,10 @@ if TYPE_CHECKING:
 
 SOURCE = "claude-code"
 MAX_LINE_BYTES = 256 * 1024 * 1024
+# A later run with at most this many new bytes reads them in Python and hands DuckDB the lines
+# (DuckDB's reader costs about half a millisecond per file, so 80 small tails took 40 ms); more,
+# and every first ingest, go through DuckDB's own NDJSON reader.
+IN_MEMORY_BYTES = 32 << 20
 
 _USAGE = (
     '{"input_tokens":"UBIGINT","output_tokens":"UBIGINT",'
@@ -43,12 +51,11 @@ _USAGE = (
     '"speed":"VARCHAR","cache_creation":{"ephemeral_5m_input_tokens":"UBIGINT",'
     '"ephemeral_1h_input_tokens":"UBIGINT"}}'
 )
+# A line's own fields; an ``agent_progress`` line carries the same under ``data.message``.
 _SHAPE = (
     '{"timestamp":"VARCHAR","sessionId":"VARCHAR","cwd":"VARCHAR","version":"VARCHAR",'
     '"requestId":"VARCHAR","isSidechain":"BOOLEAN","costUSD":"DOUBLE",'
-    f'"message":{{"id":"VARCHAR","model":"VARCHAR","usage":{_USAGE}}},'
-    '"data":{"message":{"timestamp":"VARCHAR","requestId":"VARCHAR","isSidechain":"BOOLEAN",'
-    f'"costUSD":"DOUBLE","message":{{"id":"VARCHAR","model":"VARCHAR","usage":{_USAGE}}}}}}}}}'
+    f'"message":{{"id":"VARCHAR","model":"VARCHAR","usage":{_USAGE}}}}}'
 )
 
 
@@ -83,47 +90,92 @@ def ingest(
     overrides: dict[str, Price] | None = None,
 ) -> IngestResult:
     """Import new lines of Claude Code logs under ``roots`` (default: ``claude_roots()``)."""
+    run = _Run(overrides)
     return ingest_logs(
         store,
         SOURCE,
         claude_roots() if roots is None else roots,
-        stage=_stage,
-        merge=lambda conn, result, _ready: _merge(conn, result, overrides),
-        temp_tables=("_cl_new", "_cl_old", "_cl_rates"),
+        stage=run.stage,
+        merge=run.merge,
+        temp_tables=("_cl_new",),
+        in_memory=IN_MEMORY_BYTES,
     )
 
 
+# DuckDB's reader: one row per line, ``json`` NULL for a malformed line
+_READ_FILES = """
+    SELECT coalesce(map(?::VARCHAR[], ?::VARCHAR[])[filename], filename) AS file, json
+    FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
+                             maximum_object_size = {max_bytes})"""
+
+# the same from lines split in Python (``_texts``): one text per file, one line per row
+_READ_LINES = """
+    SELECT file, CASE WHEN json_valid(line) THEN line END AS json
+    FROM (SELECT file, unnest(string_split(text, chr(10))) AS line
+          FROM (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::VARCHAR[]) AS text))"""
+
+# What DuckDB's reader does to a line before parsing it: it skips a UTF-8 BOM at the start of a
+# file (each range it reads starts one), trims these bytes from both ends, skips a line left
+# empty; a line that is not UTF-8 is malformed (here: a NUL, which no JSON parser accepts).
+_BOM = b"\xef\xbb\xbf"
+_SPACE = " \t\n\v\f\r"
+_MALFORMED = "\x00"
+
+
+def _texts(ready: list[F.Planned]) -> tuple[list[str], list[str]]:
+    """Each range's lines as DuckDB's reader would see them, joined by newlines."""
+    names: list[str] = []
+    texts: list[str] = []
+    for p in ready:
+        data = p.data or b""
+        if data.startswith(_BOM):
+            data = data[len(_BOM) :]
+        try:
+            lines = data.decode().split("\n")
+        except UnicodeDecodeError:
+            lines = [_decoded(raw) for raw in data.split(b"\n")]
+        kept = [s for s in (line.strip(_SPACE) for line in lines) if s]
+        if kept:
+            names.append(p.path)
+            texts.append("\n".join(kept))
+    return names, texts
+
+
+def _decoded(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return _MALFORMED
+
+
 # One scan, read and flattened in one statement: a malformed line comes back as NULL (kept as a
-# ``bad`` row so it is counted), a line with ``"usage":{`` is parsed and flattened; ``keep`` marks
-# the lines ccusage counts. The table's rowid is the line's order in the scan (``seq``). A line is
-# hashed only when it has no message id (hashing every line cost as much as parsing it).
+# ``bad`` row so it is counted), a line with ``"usage":{`` is parsed and flattened (a line that
+# is not an assistant entry is parsed again at ``data.message``: an agent_progress entry); ``keep``
+# marks the lines ccusage counts. The table's rowid is the line's order in the scan (``seq``). A
+# line is hashed only when it has no message id (hashing every line cost as much as parsing it).
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE _cl_new AS
 WITH r AS (
-    SELECT coalesce(map(?::VARCHAR[], ?::VARCHAR[])[filename], filename) AS file,
-           json IS NULL AS bad, json,
-           CASE WHEN json IS NOT NULL THEN json_transform(json, '{shape}') END AS j
-    FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
-                             maximum_object_size = {max_bytes})
+    SELECT file, json IS NULL AS bad, json,
+           CASE WHEN json IS NOT NULL THEN json_transform(json, '{shape}') END AS a
+    FROM ({lines})
     WHERE json IS NULL OR contains(json, '"usage":{{')
-), f AS (
-    SELECT file, bad, json,
-           (j.timestamp IS NOT NULL AND j.message.usage.input_tokens IS NOT NULL
-            AND j.message.usage.output_tokens IS NOT NULL) AS direct, j
+), d AS (
+    SELECT *, (a.timestamp IS NOT NULL AND a.message.usage.input_tokens IS NOT NULL
+               AND a.message.usage.output_tokens IS NOT NULL) AS direct
     FROM r
-), g AS (
-    SELECT file, bad, json, direct,
-        CASE WHEN direct THEN j.timestamp ELSE j.data.message.timestamp END AS ts_raw,
-        CASE WHEN direct THEN j.message ELSE j.data.message.message END AS msg,
-        CASE WHEN direct THEN j.requestId ELSE j.data.message.requestId END AS request_id,
-        CASE WHEN direct THEN j.isSidechain ELSE j.data.message.isSidechain END AS is_sidechain,
-        CASE WHEN direct THEN j.costUSD ELSE j.data.message.costUSD END AS cost_usd,
-        CASE WHEN direct THEN j.version END AS version,
-        CASE WHEN direct THEN j.sessionId END AS line_session,
-        j.sessionId AS session_id, j.cwd AS cwd
-    FROM f
+), e AS (
+    SELECT file, bad, json, a.sessionId AS session_id, a.cwd AS cwd,
+           CASE WHEN direct THEN a.version END AS version,
+           CASE WHEN direct THEN a.sessionId END AS line_session,
+           CASE WHEN direct THEN a
+                ELSE json_transform(json_extract(json, '$.data.message'), '{shape}') END AS e
+    FROM d
 ), v AS (
-    SELECT *, try_cast(ts_raw AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts FROM g
+    SELECT file, bad, json, session_id, cwd, version, line_session, e.message AS msg,
+           e.requestId AS request_id, e.isSidechain AS is_sidechain, e.costUSD AS cost_usd,
+           try_cast(e.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts
+    FROM e
 )
 SELECT
     file, bad,
@@ -155,43 +207,35 @@ FROM v
 """
 
 
-def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
-    """Read and flatten the planned files into ``_cl_new``; returns path -> (usage lines,
-    malformed lines)."""
-    copies = [p for p in ready if p.read_path != p.path]
-    conn.execute(
-        _STAGE.format(shape=_SHAPE, max_bytes=F.max_object_size(ready, MAX_LINE_BYTES)),
-        [
-            [p.read_path for p in copies],
-            [p.path for p in copies],
-            [p.read_path for p in ready],
-        ],
-    )
-    rows = conn.execute(
-        "SELECT file, count(*) FILTER (WHERE NOT bad), count(*) FILTER (WHERE bad) "
-        "FROM _cl_new GROUP BY file"
-    ).fetchall()
-    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
-
+# What the merge needs to know, in one statement: lines and malformed lines per file; kept
+# lines, those without a message id, their models; the last stored seq and how many stored
+# records share a message id with a kept line (one scan of two columns); whether there are
+# executions to link to; the stored prices.
+_INFO = f"""
+SELECT
+    (SELECT list((file, lines, bad)) FROM (
+        SELECT file, count(*) FILTER (WHERE NOT bad) AS lines, count(*) FILTER (WHERE bad) AS bad
+        FROM _cl_new GROUP BY file)),
+    (SELECT (count(*), count(*) FILTER (WHERE message_id IS NULL), list(DISTINCT model))
+     FROM _cl_new WHERE keep),
+    (SELECT (coalesce(max(seq), 0), count(*) FILTER (WHERE message_id IN (
+                SELECT message_id FROM _cl_new WHERE keep AND message_id IS NOT NULL)))
+     FROM usage_records WHERE source = '{SOURCE}'),
+    {LINKABLE},
+    {STORED_PRICES}
+"""
 
 _TOTAL = (
     "{t}.input_tokens + {t}.output_tokens + {t}.cache_read_tokens + {t}.cache_write_5m_tokens "
     "+ {t}.cache_write_1h_tokens"
 )
 
-# Stored records that compete with the new lines: same message id. Usually there are none (a
-# first ingest, or appended lines of new messages), so they are only looked for (one scan of the
-# message_id column) before being read whole.
-_RIVALS = f"""
-SELECT coalesce(max(seq), 0),
-       count(*) FILTER (WHERE message_id IN (
-           SELECT message_id FROM _cl_new WHERE keep AND message_id IS NOT NULL))
-FROM usage_records WHERE source = '{SOURCE}'
-"""
+# Stored records that compete with the new lines: same message id (``_INFO`` counts them first:
+# usually there are none, and they are not read).
 _OLD = f"""
 CREATE OR REPLACE TEMP TABLE _cl_old AS
-SELECT id, false AS is_new, seq, dedup_key, message_id, request_id,
-       coalesce(is_sidechain, false) AS is_sidechain, {_TOTAL.format(t="u")} AS total,
+SELECT id, false AS is_new, seq, dedup_key, message_id, coalesce(is_sidechain, false) AS is_sidechain,
+       {_TOTAL.format(t="u")} AS total,
        coalesce(reported_cost_usd, computed_cost_usd, 0) AS cost, speed IS NOT NULL AS fast
 FROM usage_records u
 WHERE source = '{SOURCE}'
@@ -199,98 +243,127 @@ WHERE source = '{SOURCE}'
 """
 _WITH_OLD = """
     UNION ALL
-    SELECT id, is_new, seq, dedup_key, message_id, request_id, is_sidechain, total, cost, fast
-    FROM _cl_old"""
-
-# The dedupe, set-based: every candidate (new line or stored record) gets its group key; the
-# first of each group by ccusage's preference wins. A sidechain copy of a message that also has
-# a non-sidechain line has no group: it never wins.
-_RANKED = """
-c AS (
-    SELECT NULL::UUID AS id, true AS is_new, n.rowid AS seq, n.dedup_key, n.message_id,
-           n.request_id, n.is_sidechain, {total} AS total,
-           coalesce(n.reported_cost_usd,
-                    CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END, 0) AS cost,
-           n.speed IS NOT NULL AS fast
-    FROM _cl_new n LEFT JOIN _cl_rates p ON p.model = n.model
-    WHERE n.keep {new_filter}{old}
-), main AS (
-    SELECT DISTINCT message_id FROM c WHERE NOT is_sidechain AND message_id IS NOT NULL
-), k AS (
-    SELECT c.*, CASE
-        WHEN c.message_id IS NULL THEN 'u:' || c.dedup_key
-        WHEN c.is_sidechain AND c.message_id IN (SELECT message_id FROM main) THEN NULL
-        WHEN c.is_sidechain THEN 'm:' || c.message_id
-        ELSE 'r:' || c.dedup_key END AS gk
-    FROM c
-), w AS (
-    SELECT id, is_new, seq, gk IS NOT NULL AND row_number() OVER (
-            PARTITION BY gk ORDER BY is_sidechain, total DESC, cost DESC, fast DESC, is_new, seq
-        ) = 1 AS wins
-    FROM k
-)"""
+    SELECT id, is_new, seq, dedup_key, message_id, is_sidechain, total, cost, fast FROM _cl_old"""
 
 # a line without a message id is keyed by its hash: skip it when a stored record has that key
 _NOT_STORED = f"""
-        WHERE NOT (n.message_id IS NULL AND n.dedup_key IN (
-            SELECT dedup_key FROM usage_records
-            WHERE source = '{SOURCE}' AND message_id IS NULL))"""
+      AND NOT (n.message_id IS NULL AND n.dedup_key IN (
+          SELECT dedup_key FROM usage_records WHERE source = '{SOURCE}' AND message_id IS NULL))"""
+
+# The dedupe, set-based: every candidate (new line ``c`` with its rates ``p`` and cost, or stored
+# record) gets its group key; the first of each group by ccusage's preference wins (``w``; a
+# grouped arg_min, ordered by a key that sorts like ORDER BY is_sidechain, total DESC, cost DESC,
+# fast DESC, is_new, seq — cheaper than a window). A sidechain copy of a message that also has a
+# non-sidechain line has no group: it never wins.
+_RANKED = """
+p AS ({rates}),
+c AS (
+    SELECT n.rowid AS seq, n.dedup_key, n.message_id, n.request_id, n.session_id,
+           n.project_path, n.file, n.model, n.ts, n.input_tokens, n.output_tokens,
+           n.cache_read_tokens, n.cache_write_5m_tokens, n.cache_write_1h_tokens,
+           n.reported_cost_usd, n.is_sidechain, n.speed, p.provider, {total} AS total,
+           CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END AS computed
+    FROM _cl_new n LEFT JOIN p ON p.model = n.model
+    WHERE n.keep{not_stored}
+), r AS (
+    SELECT NULL::UUID AS id, true AS is_new, seq, dedup_key, message_id, is_sidechain, total,
+           coalesce(reported_cost_usd, computed, 0) AS cost, speed IS NOT NULL AS fast
+    FROM c{old}
+), main AS (
+    SELECT DISTINCT message_id FROM r WHERE NOT is_sidechain AND message_id IS NOT NULL
+), k AS (
+    SELECT *, CASE
+        WHEN message_id IS NULL THEN 'u:' || dedup_key
+        WHEN is_sidechain AND message_id IN (SELECT message_id FROM main) THEN NULL
+        WHEN is_sidechain THEN 'm:' || message_id
+        ELSE 'r:' || dedup_key END AS gk
+    FROM r
+), w AS (
+    SELECT arg_min((is_new, seq, id),
+                   (is_sidechain, -total, NOT isnan(cost), -cost, NOT fast, is_new, seq)) AS win
+    FROM k WHERE gk IS NOT NULL GROUP BY gk
+)"""
+
+_INSERT = f"""
+INSERT INTO usage_records (id, source, dedup_key, message_id, request_id, session_id,
+    project_path, file, model, ts, input_tokens, output_tokens, cache_read_tokens,
+    cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, reported_cost_usd,
+    computed_cost_usd, is_sidechain, speed, provider, seq, imported_at, host)
+WITH {{ranked}}
+SELECT uuidv7(), '{SOURCE}', dedup_key, message_id, request_id, session_id, project_path, file,
+    model, ts, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
+    cache_write_1h_tokens, 0, reported_cost_usd, computed, is_sidechain, speed, provider,
+    ? + seq, now()::TIMESTAMP, ?
+FROM c WHERE seq IN (SELECT win[2] FROM w WHERE win[1])
+ORDER BY seq"""
+
+# stored records beaten by a new line are replaced
+_DELETE = """
+DELETE FROM usage_records
+WHERE id IN (SELECT id FROM _cl_old)
+  AND id NOT IN (WITH {ranked} SELECT win[3] FROM w WHERE NOT win[1])"""
 
 
-def _merge(
-    conn: duckdb.DuckDBPyConnection, result: IngestResult, overrides: dict[str, Price] | None
-) -> None:
-    from specwright.pricing import sql_cost
+class _Run:
+    """One ingest run: the stage reads and flattens the lines and learns what the merge needs."""
 
-    kept, without_id, models = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE message_id IS NULL), list(DISTINCT model) "
-        "FROM _cl_new WHERE keep"
-    ).fetchall()[0]
-    used, unknown = insert_rates(conn, "_cl_rates", list(models or []), "anthropic", overrides)
-    result.unknown_models = unknown
-    cost = sql_cost("p", "n")
-    total = _TOTAL.format(t="n")
-    base, rivals = conn.execute(_RIVALS).fetchall()[0]
-    old = ""
-    if rivals:
-        conn.execute(_OLD)
-        old = _WITH_OLD
-        # stored records beaten by a new line are replaced: ranked within their groups only
-        ranked = _RANKED.format(
-            total=total,
-            cost=cost,
-            new_filter="AND n.message_id IN (SELECT message_id FROM _cl_old)",
-            old=old,
+    def __init__(self, overrides: dict[str, Price] | None) -> None:
+        self.overrides = overrides
+        self.info: tuple[Any, ...] = ()
+
+    def stage(
+        self, conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]
+    ) -> dict[str, tuple[int, int]]:
+        """Read and flatten the planned ranges into ``_cl_new``; returns path -> (usage lines,
+        malformed lines)."""
+        if all(p.data is not None for p in ready):
+            conn.execute(_STAGE.format(shape=_SHAPE, lines=_READ_LINES), list(_texts(ready)))
+        else:
+            copies = [p for p in ready if p.read_path != p.path]
+            lines = _READ_FILES.format(max_bytes=F.max_object_size(ready, MAX_LINE_BYTES))
+            conn.execute(
+                _STAGE.format(shape=_SHAPE, lines=lines),
+                [
+                    [p.read_path for p in copies],
+                    [p.path for p in copies],
+                    [p.read_path for p in ready],
+                ],
+            )
+        files, *info = conn.execute(_INFO).fetchall()[0]
+        self.info = tuple(info)
+        return {f: (int(n), int(bad)) for f, n, bad in files or []}
+
+    def merge(
+        self, conn: duckdb.DuckDBPyConnection, result: IngestResult, _ready: list[F.Planned]
+    ) -> None:
+        """Dedupe the staged lines against each other and the stored records; insert winners."""
+        from specwright.pricing import sql_cost
+
+        (kept, without_id, models), (base, rivals), linkable, prices = self.info
+        rates, used, result.unknown_models = rate_columns(
+            list(models or []), "anthropic", self.overrides
         )
-        deleted = conn.execute(
-            f"""DELETE FROM usage_records WHERE id IN (
-                WITH {ranked} SELECT id FROM w WHERE NOT is_new AND NOT wins)"""
+        parts = {
+            "rates": RATES_SQL,
+            "total": _TOTAL.format(t="n"),
+            "cost": sql_cost("p", "n"),
+            "not_stored": _NOT_STORED if without_id else "",
+            "old": "",
+        }
+        if rivals:
+            conn.execute(_OLD)
+            parts["old"] = _WITH_OLD
+            deleted = conn.execute(_DELETE.format(ranked=_RANKED.format(**parts)), rates).fetchall()
+            result.replaced = int(deleted[0][0]) if deleted else 0
+        inserted = conn.execute(
+            _INSERT.format(ranked=_RANKED.format(**parts)), [*rates, base + 1, _host()]
         ).fetchall()
-        result.replaced = int(deleted[0][0]) if deleted else 0
-    ranked = _RANKED.format(total=total, cost=cost, new_filter="", old=old)
-    inserted = conn.execute(
-        f"""INSERT INTO usage_records (id, source, dedup_key, message_id, request_id,
-            session_id, project_path, file, model, ts, input_tokens, output_tokens,
-            cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens,
-            reported_cost_usd, computed_cost_usd, is_sidechain, speed, provider, seq,
-            imported_at, host)
-        WITH {ranked}
-        SELECT uuidv7(), '{SOURCE}', n.dedup_key, n.message_id, n.request_id, n.session_id,
-            n.project_path, n.file, n.model, n.ts, n.input_tokens, n.output_tokens,
-            n.cache_read_tokens, n.cache_write_5m_tokens, n.cache_write_1h_tokens, 0,
-            n.reported_cost_usd,
-            CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END,
-            n.is_sidechain, n.speed, p.provider, ? + n.rowid, now()::TIMESTAMP, ?
-        FROM _cl_new n
-        SEMI JOIN (SELECT seq FROM w WHERE is_new AND wins) x ON x.seq = n.rowid
-        LEFT JOIN _cl_rates p ON p.model = n.model{_NOT_STORED if without_id else ""}
-        ORDER BY n.rowid""",
-        [base + 1, _host()],
-    ).fetchall()
-    result.imported = int(inserted[0][0]) if inserted else 0
-    result.duplicates = int(kept) - result.imported
-    save_prices(conn, used)
-    result.linked = link_executions(conn, SOURCE)
+        if rivals:
+            conn.execute("DROP TABLE _cl_old")
+        result.imported = int(inserted[0][0]) if inserted else 0
+        result.duplicates = int(kept) - result.imported
+        save_prices(conn, used, prices or [])
+        result.linked = link_executions(conn, SOURCE, bool(linkable))
 
 
 def _host() -> str:

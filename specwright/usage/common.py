@@ -93,19 +93,23 @@ def ingest_logs(
     stage: Stage,
     merge: Merge,
     temp_tables: Sequence[str],
+    in_memory: int = 0,
 ) -> IngestResult:
     """One ingest pass over the JSONL logs under ``roots``, in one transaction: plan what is new
     in each file, ``stage`` it (returns path -> (lines, malformed)), ``merge`` the staged rows
     (may return per-file parser states to keep), save how far each file was read, then drop the
-    ``temp_tables``."""
+    ``temp_tables``. A later run (not the first) with at most ``in_memory`` new bytes hands the
+    stage each range's bytes (``Planned.data``) rather than files to read."""
     result = IngestResult(source=source, roots=[str(r) for r in roots])
     paths = F.jsonl_files(roots)
     result.files_seen = len(paths)
     with store.transaction() as conn:
-        planned = F.plan(paths, F.load_states(conn, source))
+        seen = F.load_states(conn, source)
+        keep = in_memory if seen else 0
+        planned = F.plan(paths, seen, keep_bytes=keep)
         if not planned:
             return result
-        with F.readable(planned) as ready:
+        with F.readable(planned, in_memory=keep) as ready:
             to_read = [p for p in ready if p.read_path]
             counts = stage(conn, to_read) if to_read else {}
         result.files_read = len(to_read)
@@ -127,8 +131,6 @@ def insert_rates(
     overrides: dict[str, Price] | None,
 ) -> tuple[list[Rates], list[str]]:
     """Create temp table ``table`` with the rates of ``models``; returns (rates, unknown)."""
-    from specwright.pricing import rates_for
-
     conn.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} (model VARCHAR, provider VARCHAR, "
         "input_per_mtok DOUBLE, output_per_mtok DOUBLE, cache_write_per_mtok DOUBLE, "
@@ -137,7 +139,43 @@ def insert_rates(
         "tier_cache_write_per_mtok DOUBLE, tier_cache_write_1h_per_mtok DOUBLE, "
         "tier_cache_read_per_mtok DOUBLE, source VARCHAR)"
     )
-    pairs: list[tuple[str, Rates]] = []
+    rows, used, unknown = _rates(models, provider, overrides)
+    insert_rows(conn, f"INSERT INTO {table}", rows)
+    return used, unknown
+
+
+# every stored price as a list of tuples in ``_RATE_COLS`` order (for ``save_prices``)
+STORED_PRICES = f"(SELECT list(({', '.join(_RATE_COLS)})) FROM prices)"
+
+
+def rate_columns(
+    models: list[str | None], provider: str | None, overrides: dict[str, Price] | None
+) -> tuple[list[list[Any]], list[Rates], list[str]]:
+    """The rates of ``models`` as one list per column of ``RATES_SQL``; the rates; the models
+    without a price."""
+    rows, used, unknown = _rates(models, provider, overrides)
+    columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _RATE_COLS]
+    return columns, used, unknown
+
+
+# the rates passed as ``rate_columns`` parameters, as a relation (no temp table to create)
+RATES_SQL = (
+    "SELECT unnest(?::VARCHAR[]) AS model, unnest(?::VARCHAR[]) AS provider, "
+    + ", ".join(
+        f"unnest(?::{'BIGINT' if c == 'tier_start_tokens' else 'DOUBLE'}[]) AS {c}"
+        for c in _RATE_COLS[2:-1]
+    )
+    + ", unnest(?::VARCHAR[]) AS source"
+)
+
+
+def _rates(
+    models: list[str | None], provider: str | None, overrides: dict[str, Price] | None
+) -> tuple[list[list[Any]], list[Rates], list[str]]:
+    from specwright.pricing import rates_for
+
+    rows: list[list[Any]] = []
+    used: list[Rates] = []
     unknown: list[str] = []
     for model in models:
         if not model:
@@ -147,18 +185,18 @@ def insert_rates(
             if model != "<synthetic>":
                 unknown.append(model)
             continue
-        pairs.append((model, rates))
-    if pairs:
-        insert_rows(
-            conn,
-            f"INSERT INTO {table}",
-            [[name, *(r.row()[c] for c in _RATE_COLS[1:])] for name, r in pairs],
-        )
-    return [r for _, r in pairs], sorted(unknown)
+        rows.append([model, *(rates.row()[c] for c in _RATE_COLS[1:])])
+        used.append(rates)
+    return rows, used, sorted(unknown)
 
 
-def save_prices(conn: duckdb.DuckDBPyConnection, used: list[Rates]) -> None:
-    """Remember the prices an ingest used (one row per model and provider)."""
+def save_prices(
+    conn: duckdb.DuckDBPyConnection,
+    used: list[Rates],
+    stored_rows: list[tuple[Any, ...]] | None = None,
+) -> None:
+    """Remember the prices an ingest used (one row per model and provider); ``stored_rows``
+    (from ``STORED_PRICES``) saves looking them up."""
     if not used:
         return
     cols = (*_RATE_COLS, "updated_at")
@@ -166,13 +204,12 @@ def save_prices(conn: duckdb.DuckDBPyConnection, used: list[Rates]) -> None:
     unique = {(r.model, r.provider): r for r in used}
     rows = [[*(r.row()[c] for c in _RATE_COLS)] for r in unique.values()]
     # a re-ingest usually finds the same prices stored: write only rows that changed
-    stored = {
-        tuple(row)
-        for row in conn.execute(
+    if stored_rows is None:
+        stored_rows = conn.execute(
             f"SELECT {', '.join(_RATE_COLS)} FROM prices WHERE list_contains(?, model)",
             [sorted({r.model for r in unique.values()})],
         ).fetchall()
-    }
+    stored = {tuple(row) for row in stored_rows}
     changed = [row for row in rows if tuple(row) not in stored]
     insert_rows(
         conn,
@@ -181,11 +218,18 @@ def save_prices(conn: duckdb.DuckDBPyConnection, used: list[Rates]) -> None:
     )
 
 
-def link_executions(conn: duckdb.DuckDBPyConnection, source: str) -> int:
-    """Point unlinked usage records at the Specwright execution with the same session id."""
-    if not conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM executions WHERE session_id IS NOT NULL)"
-    ).fetchall()[0][0]:
+# whether any execution has a session id to link usage records to (for ``link_executions``)
+LINKABLE = "EXISTS (SELECT 1 FROM executions WHERE session_id IS NOT NULL)"
+
+
+def link_executions(
+    conn: duckdb.DuckDBPyConnection, source: str, linkable: bool | None = None
+) -> int:
+    """Point unlinked usage records at the Specwright execution with the same session id;
+    ``linkable`` (from ``LINKABLE``) saves asking whether there is any."""
+    if linkable is None:
+        linkable = bool(conn.execute(f"SELECT {LINKABLE}").fetchall()[0][0])
+    if not linkable:
         return 0  # nothing to link to (and no scan of usage_records)
     rows = conn.execute(
         """UPDATE usage_records SET execution_id = e.id

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     import duckdb
 
 HEAD_BYTES = 4096
+# a new tail up to this size is read whole while planning (the newline search needs its end
+# anyway), so an in-memory re-ingest opens each file once
+TAIL_KEEP_BYTES = 1 << 20
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Planned:
     restart: bool
     read_path: str = ""
     prev: FileState | None = None
+    data: bytes | None = None  # the bytes [start, end) when read into memory
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, head: str, rows: list[Any]) -> None:
@@ -74,21 +78,33 @@ def max_object_size(ready: list[Planned], limit: int) -> int:
     return max(1 << 20, min(limit, longest + 1))
 
 
-def _head_hash(path: Path, length: int) -> str:
-    with path.open("rb") as fh:
-        return hashlib.blake2b(fh.read(min(length, HEAD_BYTES)), digest_size=12).hexdigest()
+def _digest(head: bytes) -> str:
+    return hashlib.blake2b(head[:HEAD_BYTES], digest_size=12).hexdigest()
 
 
 def jsonl_files(roots: Iterable[Path]) -> list[Path]:
-    """Every ``*.jsonl`` under ``roots``, recursively, sorted by path (ccusage's order)."""
-    found: list[Path] = []
+    """Every ``*.jsonl`` under ``roots``, recursively (not into linked folders, like
+    ``os.walk``), sorted by path (ccusage's order)."""
+    found: list[str] = []
+    folders: list[str] = []
     for root in roots:
         if root.is_file():
-            found.append(root)
+            found.append(str(root))
+        else:
+            folders.append(str(root))
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
             continue
-        for dirpath, _dirs, names in os.walk(root):
-            found.extend(Path(dirpath) / n for n in names if n.endswith(".jsonl"))
-    return sorted(set(found), key=str)
+        with entries:
+            for entry in entries:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        folders.append(entry.path)
+                elif entry.name.endswith(".jsonl"):
+                    found.append(entry.path)
+    return sorted({Path(f) for f in found}, key=str)
 
 
 def load_states(conn: duckdb.DuckDBPyConnection, source: str) -> dict[str, FileState]:
@@ -104,75 +120,126 @@ def load_states(conn: duckdb.DuckDBPyConnection, source: str) -> dict[str, FileS
     }
 
 
-def _complete_end(path: Path, start: int, size: int) -> int:
+def _complete_end(fd: int, start: int, size: int) -> int:
     """The end of the last complete line in [start, size): after its newline, or ``size`` when
     the trailing fragment is itself a complete JSON value."""
     if size <= start:
         return start
-    with path.open("rb") as fh:
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return size
-        # find the last newline, reading backwards in blocks
-        pos = size
-        block = 1 << 16
-        while pos > start:
-            lo = max(start, pos - block)
-            fh.seek(lo)
-            chunk = fh.read(pos - lo)
-            idx = chunk.rfind(b"\n")
-            if idx >= 0:
-                last_nl = lo + idx + 1
-                break
-            pos = lo
-        else:
-            last_nl = start
-        fh.seek(last_nl)
-        fragment = fh.read(size - last_nl)
+    if os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    # find the last newline, reading backwards in blocks
+    pos = size
+    block = 1 << 16
+    while pos > start:
+        lo = max(start, pos - block)
+        chunk = os.pread(fd, pos - lo, lo)
+        idx = chunk.rfind(b"\n")
+        if idx >= 0:
+            last_nl = lo + idx + 1
+            break
+        pos = lo
+    else:
+        last_nl = start
+    return _fragment_end(os.pread(fd, size - last_nl, last_nl), last_nl)
+
+
+def _fragment_end(fragment: bytes, at: int) -> int:
+    """Where a read ending in ``fragment`` (the bytes after the last newline, at offset ``at``)
+    stops: after the fragment when it is a complete JSON value, else before it."""
     try:
         json.loads(fragment)
     except ValueError:
-        return last_nl
-    return size
+        return at
+    return at + len(fragment)
 
 
-def plan(files: list[Path], states: dict[str, FileState]) -> list[Planned]:
-    """The files (and byte ranges) to read now, given what was read before."""
+def _tail_end(data: bytes, start: int) -> int:
+    """``_complete_end`` for a range already read: ``data`` holds the bytes from ``start``."""
+    if not data or data.endswith(b"\n"):
+        return start + len(data)
+    cut = data.rfind(b"\n") + 1
+    return _fragment_end(data[cut:], start + cut)
+
+
+def plan(files: list[Path], states: dict[str, FileState], *, keep_bytes: int = 0) -> list[Planned]:
+    """The files (and byte ranges) to read now, given what was read before. Each file is opened
+    once; a new tail of at most ``TAIL_KEEP_BYTES`` is read whole and kept in ``data`` while
+    ``keep_bytes`` in all allow it."""
     out: list[Planned] = []
+    budget = keep_bytes
     for path in files:
+        key = str(path)
         try:
-            st = path.stat()
+            st = os.stat(key)
         except OSError:
             continue
-        key = str(path)
         prev = states.get(key)
-        restart = True
-        start = 0
-        if prev is not None:
-            if st.st_size == prev.size and prev.offset == prev.size:
-                continue  # nothing new (the common case: no read at all)
-            same_head = prev.offset > 0 and _head_hash(path, prev.offset) == prev.head_hash
-            if same_head and st.st_size >= prev.offset:
-                restart, start = False, prev.offset
-        end = _complete_end(path, start, st.st_size)
-        head = _head_hash(path, max(end, 1)) if end > 0 else ""
-        if end <= start and not restart:
-            if prev is not None and st.st_size != prev.size:
-                out.append(
-                    Planned(key, start, start, st.st_size, st.st_mtime, head, False, "", prev)
-                )
+        if prev is not None and st.st_size == prev.size and prev.offset == prev.size:
+            continue  # nothing new (the common case: no read at all)
+        try:
+            fd = os.open(key, os.O_RDONLY)
+        except OSError:
             continue
-        out.append(Planned(key, start, end, st.st_size, st.st_mtime, head, restart, "", prev))
+        try:
+            planned = _plan_file(fd, key, st, prev, budget)
+        finally:
+            os.close(fd)
+        if planned is None:
+            continue
+        if planned.data is not None:
+            budget -= len(planned.data)
+        out.append(planned)
     return out
 
 
+def _plan_file(
+    fd: int, key: str, st: os.stat_result, prev: FileState | None, budget: int
+) -> Planned | None:
+    head = os.pread(fd, HEAD_BYTES, 0)
+    digest = _digest(head)
+    restart = True
+    start = 0
+    if prev is not None:
+        seen = digest if prev.offset >= len(head) else _digest(head[: prev.offset])
+        if prev.offset > 0 and seen == prev.head_hash and st.st_size >= prev.offset:
+            restart, start = False, prev.offset
+    size = st.st_size
+    data: bytes | None = None
+    if budget > 0 and size - start <= min(budget, TAIL_KEEP_BYTES):
+        data = head[start:size] if size <= len(head) else os.pread(fd, size - start, start)
+        end = _tail_end(data, start)
+        data = data[: end - start]
+    else:
+        end = _complete_end(fd, start, size)
+    if end < len(head):  # the head hash covers only the bytes read so far
+        digest = _digest(head[:end]) if end > 0 else ""
+    elif end == 0:
+        digest = ""
+    if end <= start and not restart:
+        if prev is not None and size != prev.size:
+            return Planned(key, start, start, size, st.st_mtime, digest, False, "", prev)
+        return None
+    return Planned(key, start, end, size, st.st_mtime, digest, restart, "", prev, data)
+
+
 @contextmanager
-def readable(planned: list[Planned]) -> Iterator[list[Planned]]:
-    """Give each planned range a path DuckDB can read whole: the file itself when the range is
-    the complete file, else a temporary copy of just that range. Temp copies are removed after."""
+def readable(planned: list[Planned], *, in_memory: int = 0) -> Iterator[list[Planned]]:
+    """Give each planned range something to read from. When the ranges hold ``in_memory`` bytes
+    or fewer in all, their bytes (``data``); else a path DuckDB can read whole: the file itself
+    when the range is the complete file, else a temporary copy of just that range, removed
+    after. Either way ``read_path`` is set on every range with bytes to read."""
+    if in_memory > 0 and sum(max(p.end - p.start, 0) for p in planned) <= in_memory:
+        for p in planned:
+            if p.end > p.start:
+                if p.data is None:
+                    p.data = _read_range(p)
+                p.read_path = p.path
+        yield planned
+        return
     tmp: str | None = None
     try:
         for i, p in enumerate(planned):
+            p.data = None
             if p.end <= p.start:
                 continue
             if p.start == 0 and p.end == p.size:
@@ -197,6 +264,14 @@ def readable(planned: list[Planned]) -> Iterator[list[Planned]]:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_range(p: Planned) -> bytes:
+    fd = os.open(p.path, os.O_RDONLY)
+    try:
+        return os.pread(fd, p.end - p.start, p.start)
+    finally:
+        os.close(fd)
 
 
 def save_states(
@@ -230,9 +305,22 @@ def save_states(
                 now,
             )
         )
+    # files seen before are updated in place (an upsert costs twice as much); new ones inserted
+    known = [row[1:-1] for p, row in zip(planned, rows, strict=True) if p.prev is not None]
+    if known:
+        columns = [list(col) for col in zip(*known, strict=True)]
+        conn.execute(
+            'UPDATE usage_ingest_files f SET size = u.size, "offset" = u.upto, mtime = u.mtime, '
+            "head_hash = u.head_hash, lines = u.lines, malformed = u.malformed, state = u.state, "
+            "updated_at = ? FROM (SELECT unnest(?) AS path, unnest(?) AS size, unnest(?) AS upto, "
+            "unnest(?) AS mtime, unnest(?) AS head_hash, unnest(?) AS lines, "
+            "unnest(?) AS malformed, unnest(?::VARCHAR[]) AS state) u "
+            "WHERE f.source = ? AND f.path = u.path",
+            [now, *columns, source],
+        )
     insert_rows(
         conn,
         'INSERT OR REPLACE INTO usage_ingest_files (source, path, size, "offset", mtime, '
         "head_hash, lines, malformed, state, updated_at)",
-        rows,
+        [row for p, row in zip(planned, rows, strict=True) if p.prev is None],
     )
