@@ -102,17 +102,21 @@ def ingest(
     )
 
 
-# DuckDB's reader: one row per line, ``json`` NULL for a malformed line
+# The lines to stage: those with ``"usage":{`` and the malformed ones (``json`` NULL), in order.
+# DuckDB's reader gives one row per line, ``json`` NULL for a malformed line:
 _READ_FILES = """
     SELECT coalesce(map(?::VARCHAR[], ?::VARCHAR[])[filename], filename) AS file, json
     FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
-                             maximum_object_size = {max_bytes})"""
+                             maximum_object_size = {max_bytes})
+    WHERE json IS NULL OR contains(json, '"usage":{{')"""
 
-# the same from lines split in Python (``_texts``): one text per file, one line per row
+# the same from lines split in Python (``_texts``: one text per file), validated as the reader
+# does; only a line without ``"usage":{`` is validated before the filter (one pass over most)
 _READ_LINES = """
     SELECT file, CASE WHEN json_valid(line) THEN line END AS json
     FROM (SELECT file, unnest(string_split(text, chr(10))) AS line
-          FROM (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::VARCHAR[]) AS text))"""
+          FROM (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::VARCHAR[]) AS text))
+    WHERE contains(line, '"usage":{') OR NOT json_valid(line)"""
 
 # What DuckDB's reader does to a line before parsing it: it skips a UTF-8 BOM at the start of a
 # file (each range it reads starts one), trims these bytes from both ends, skips a line left
@@ -159,7 +163,6 @@ WITH r AS (
     SELECT file, json IS NULL AS bad, json,
            CASE WHEN json IS NOT NULL THEN json_transform(json, '{shape}') END AS a
     FROM ({lines})
-    WHERE json IS NULL OR contains(json, '"usage":{{')
 ), d AS (
     SELECT *, (a.timestamp IS NOT NULL AND a.message.usage.input_tokens IS NOT NULL
                AND a.message.usage.output_tokens IS NOT NULL) AS direct
