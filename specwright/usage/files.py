@@ -4,7 +4,8 @@ Each file's ingest state (size read, byte offset, a hash of its head) is kept in
 ``usage_ingest_files``. A re-run reads only what was appended since; a file that shrank or whose
 head changed was replaced and is read again from the start (dedupe keeps that harmless). Only
 complete lines are read: a trailing fragment without a newline waits for the next run unless it is
-already a complete JSON value.
+already a complete JSON value. A small re-read is handed over as bytes (read while planning: one
+open per file) rather than as temp-file copies of the tails.
 """
 
 from __future__ import annotations
