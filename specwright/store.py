@@ -3,8 +3,8 @@
 DuckDB lets one process hold a database file at a time, so every operation opens a connection,
 does its work and closes it (the instance lingers briefly between operations and is handed over
 when another process asks: keeper.py); a lock held by another process is retried with backoff
-up to ``lock_timeout_s`` and then reported clearly. Every write is journaled first (see journal.py), so
-the database can always be rebuilt from the journals.
+up to ``lock_timeout_s`` and then reported clearly. Every write is journaled first (see
+journal.py), so the database can always be rebuilt from the journals.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,39 +111,31 @@ class Store:
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return duckdb.connect(str(self._key))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
-        except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: not a usable DuckDB database: {exc}") from None
-        with keeper.waiting(self._key):  # tells a lingering holder to let go
-            return self._open_when_free()
-
-    def _open_when_free(self) -> duckdb.DuckDBPyConnection:
-        import duckdb
-
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.005
-        while True:
-            try:
-                return duckdb.connect(str(self._key))
-            except duckdb.IOException as exc:
-                text = str(exc)
-                if "lock" not in text.lower():
-                    raise StoreError(f"{self.path}: cannot open the database: {text}") from None
-                if time.monotonic() >= deadline:
-                    holder = text.split("Conflicting lock is held in", 1)[-1].strip()
-                    raise StoreLockedError(
-                        f"{self.path}: database is locked by another process ({holder}) "
-                        f"for more than {self.lock_timeout_s:g}s; "
-                        "raise SPECWRIGHT_LOCK_TIMEOUT or stop the other process"
-                    ) from None
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 1.6, 0.2)
-            except duckdb.Error as exc:
-                raise StoreError(f"{self.path}: not a usable DuckDB database: {exc}") from None
+        asked = False
+        with ExitStack() as marked:
+            while True:
+                try:
+                    return duckdb.connect(str(self._key))
+                except duckdb.IOException as exc:
+                    text = str(exc)
+                    if "lock" not in text.lower():
+                        raise StoreError(f"{self.path}: cannot open the database: {text}") from None
+                    if time.monotonic() >= deadline:
+                        holder = text.split("Conflicting lock is held in", 1)[-1].strip()
+                        raise StoreLockedError(
+                            f"{self.path}: database is locked by another process ({holder}) "
+                            f"for more than {self.lock_timeout_s:g}s; "
+                            "raise SPECWRIGHT_LOCK_TIMEOUT or stop the other process"
+                        ) from None
+                    if not asked:  # tell a lingering holder to let go, once
+                        marked.enter_context(keeper.waiting(self._key))
+                        asked = True
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 1.6, 0.2)
+                except duckdb.Error as exc:
+                    raise StoreError(f"{self.path}: not a usable DuckDB database: {exc}") from None
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
