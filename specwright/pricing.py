@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -195,8 +197,61 @@ def _tiered(value: Any) -> tuple[float | None, int | None, float | None]:
     return base, int(first.start), float(first.price)
 
 
-@lru_cache(maxsize=1024)
+# Library rates a store already holds (``prices`` rows written today by the installed version of
+# genai-prices): ``reuse_stored`` puts them here so a process that only re-ingests a few new
+# lines does not import the library (~0.2 s, more than the ingest itself).
+_stored: dict[tuple[str, str], Rates] = {}
+
+
+@lru_cache(maxsize=1)
+def library_source() -> str:
+    """What ``Rates.source`` says for rates from the installed genai-prices."""
+    from importlib.metadata import version
+
+    return f"genai-prices {version('genai-prices')}"
+
+
+def reuse_stored(rows: Iterable[dict[str, Any]], today: date) -> None:
+    """Take library rates from stored ``prices`` rows (``Rates.row()`` keys plus ``updated_at``)
+    written on ``today`` (UTC) by the installed library version; older rows are looked up again
+    (a price can change on a date), rows from config overrides are never taken (overrides are
+    read from the config each time)."""
+    source = library_source()
+    for row in rows:
+        updated = row.get("updated_at")
+        if row.get("source") != source or updated is None or updated.date() != today:
+            continue
+        rates = Rates(
+            model=row["model"],
+            provider=row["provider"],
+            input=row["input_per_mtok"],
+            output=row["output_per_mtok"],
+            cache_write=row["cache_write_per_mtok"],
+            cache_write_1h=row["cache_write_1h_per_mtok"],
+            cache_read=row["cache_read_per_mtok"],
+            tier_start=row["tier_start_tokens"],
+            tier_input=row["tier_input_per_mtok"],
+            tier_output=row["tier_output_per_mtok"],
+            tier_cache_write=row["tier_cache_write_per_mtok"],
+            tier_cache_write_1h=row["tier_cache_write_1h_per_mtok"],
+            tier_cache_read=row["tier_cache_read_per_mtok"],
+            source=source,
+        )
+        if None in (rates.input, rates.output):
+            continue
+        _stored.setdefault((rates.model, rates.provider), rates)
+
+
 def _library_rates(model: str, provider: str | None) -> Rates | None:
+    if provider is not None:
+        known = _stored.get((model, provider))
+        if known is not None:
+            return known
+    return _looked_up(model, provider)
+
+
+@lru_cache(maxsize=1024)
+def _looked_up(model: str, provider: str | None) -> Rates | None:
     from genai_prices import Usage as GUsage
     from genai_prices import calc_price
 
@@ -217,8 +272,6 @@ def _library_rates(model: str, provider: str | None) -> Rates | None:
         cw1 = inp * CACHE_WRITE_1H_MULTIPLIER
         t_cw1 = t_in * CACHE_WRITE_1H_MULTIPLIER if t_in is not None else None
     starts = [s for s in (start_i, start_o, start_w, start_w1, start_r) if s is not None]
-    from importlib.metadata import version
-
     return Rates(
         model=model,
         provider=calc.provider.id,
@@ -233,7 +286,7 @@ def _library_rates(model: str, provider: str | None) -> Rates | None:
         tier_cache_write=t_cw,
         tier_cache_write_1h=t_cw1,
         tier_cache_read=t_cr,
-        source=f"genai-prices {version('genai-prices')}",
+        source=library_source(),
     )
 
 

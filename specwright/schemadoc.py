@@ -31,7 +31,10 @@ TABLE_DOCS: dict[str, str] = {
     "de-duplicated by (`source`, `dedup_key`). `execution_id` links to "
     "executions when the session id matches.",
     "usage_snapshots": "What `codexbar` printed (JSON), with the time it was taken.",
-    "prices": "Prices used (USD per million tokens) and where they came from.",
+    "prices": "Prices used (USD per million tokens) and where they came from (`source`: "
+    "`genai-prices <version>` or `config`); `updated_at` is when a price was last confirmed "
+    "(once a day at most). A later ingest reuses a library price confirmed today by the same "
+    "version instead of looking it up again.",
     "codebase_cache": "Rendered codebase context per (root, commit, parameters); derived, not "
     "journaled (recomputed on a miss).",
     "usage_ingest_files": "Where each ingested log file was read up to (`offset`, `size`, a hash "

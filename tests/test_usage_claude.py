@@ -362,3 +362,91 @@ def test_small_tails_read_in_memory_and_by_duckdb_give_the_same_rows(
     lines, malformed, _, imported, duplicates, replaced, records, _ = results["memory"]
     assert (lines, malformed, imported, duplicates, replaced) == (24, 12, 8, 13, 1)
     assert ("m1", 500) in [(r[2], r[10]) for r in records]
+
+
+# A later ingest in a new process, as `specwright ingest claude-logs` runs: whether it imported
+# genai-prices, and the computed cost of every record.
+_INGEST_IN_A_NEW_PROCESS = """
+import json, sys
+from pathlib import Path
+from specwright.config import Price
+from specwright.store import Store
+from specwright.usage import claude
+store, root, override = Store(Path(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
+overrides = {override: Price(input=1.0, output=2.0)} if override else None
+result = claude.ingest(store, [root], overrides=overrides)
+costs = store.query("SELECT message_id, computed_cost_usd FROM usage_records ORDER BY seq")
+print(json.dumps({"imported": result.imported, "library": "genai_prices" in sys.modules,
+                  "costs": costs}))
+"""
+
+
+def _ingest_in_a_new_process(db: Path, root: Path, override: str = "") -> dict[str, Any]:
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _INGEST_IN_A_NEW_PROCESS, str(db), str(root), override],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_later_ingest_prices_from_todays_stored_library_rates_without_the_library(
+    tmp_path: Path,
+) -> None:
+    from specwright.pricing import library_source, rates_for
+
+    root = tmp_path / "projects"
+    log = root / "p" / "s.jsonl"
+    log.parent.mkdir(parents=True)
+    models = ("claude-haiku-4-5-20251001", "claude-sonnet-4-5-20250929")
+    log.write_text(_line(mid="a", rid="r1", model=models[0]) + "\n")
+    store = Store(tmp_path / "db.duckdb")
+    store.migrate()
+    claude.ingest(store, [root])
+    store.release()
+
+    def expected(mid: str, model: str) -> list[Any]:
+        rates = rates_for(model, "anthropic")
+        assert rates is not None
+        return [mid, rates.cost(10, 5)]
+
+    # the first model's rates are stored from today: a new process prices its new lines without
+    # importing genai-prices, to the same cost
+    with log.open("a") as fh:
+        fh.write(_line(mid="b", rid="r2", model=models[0]) + "\n")
+    out = _ingest_in_a_new_process(tmp_path / "db.duckdb", root)
+    assert out["imported"] == 1 and out["library"] is False
+    assert out["costs"] == [expected("a", models[0]), expected("b", models[0])]
+
+    # a model the store has no price for is looked up in the library, and its price stored
+    with log.open("a") as fh:
+        fh.write(_line(mid="c", rid="r3", model=models[1]) + "\n")
+    out = _ingest_in_a_new_process(tmp_path / "db.duckdb", root)
+    assert out["library"] is True and out["costs"][-1] == expected("c", models[1])
+
+    # stored rates from an older day or another library version are looked up again (a price can
+    # change on a date), then stored as confirmed today
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE prices SET updated_at = updated_at - INTERVAL 2 DAY WHERE model = ?",
+            [models[0]],
+        )
+        conn.execute("UPDATE prices SET source = 'genai-prices 0.0.1' WHERE model = ?", [models[1]])
+    store.release()
+    for i, model in enumerate(models):
+        with log.open("a") as fh:
+            fh.write(_line(mid=f"d{i}", rid=f"r{4 + i}", model=model) + "\n")
+        out = _ingest_in_a_new_process(tmp_path / "db.duckdb", root)
+        assert out["library"] is True and out["costs"][-1] == expected(f"d{i}", model)
+    rows = store.query("SELECT source, updated_at::DATE = current_date FROM prices")
+    assert rows == [(library_source(), True)] * 2
+
+    # and a price from the config wins over a stored library price, without the library
+    with log.open("a") as fh:
+        fh.write(_line(mid="e", rid="r9", model=models[0]) + "\n")
+    out = _ingest_in_a_new_process(tmp_path / "db.duckdb", root, override=models[0])
+    assert out["library"] is False and out["costs"][-1] == ["e", (10 * 1.0 + 5 * 2.0) / 1e6]

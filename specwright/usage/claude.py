@@ -345,7 +345,7 @@ class _Run:
 
         (kept, without_id, models), (base, rivals), linkable, prices = self.info
         rates, used, result.unknown_models = rate_columns(
-            list(models or []), "anthropic", self.overrides
+            list(models or []), "anthropic", self.overrides, prices
         )
         parts = {
             "rates": RATES_SQL,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright.usage import files as F
 from specwright.usage.common import (
+    STORED_PRICES,
     IngestResult,
     ingest_logs,
     insert_rates,
@@ -172,7 +173,8 @@ def _merge(
 
     conn.execute(_FLATTEN)
     models = [r[0] for r in conn.execute("SELECT DISTINCT model FROM _cx_new").fetchall()]
-    used, unknown = insert_rates(conn, "_cx_rates", models, "openai", overrides)
+    stored = conn.execute(f"SELECT {STORED_PRICES}").fetchall()[0][0] or []
+    used, unknown = insert_rates(conn, "_cx_rates", models, "openai", overrides, stored)
     result.unknown_models = unknown
     base = conn.execute(
         "SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = ?", [SOURCE]
@@ -197,7 +199,7 @@ def _merge(
     ).fetchall()
     result.imported = int(inserted[0][0]) if inserted else 0
     result.duplicates = int(before) - result.imported
-    save_prices(conn, used)
+    save_prices(conn, used, stored)
     _snapshot_rate_limits(conn)
     result.linked = link_executions(conn, SOURCE)
     # carry each file's running state (model, cumulative total, session) to the next run

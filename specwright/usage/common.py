@@ -129,8 +129,10 @@ def insert_rates(
     models: list[str | None],
     provider: str | None,
     overrides: dict[str, Price] | None,
+    stored_rows: list[tuple[Any, ...]] | None = None,
 ) -> tuple[list[Rates], list[str]]:
-    """Create temp table ``table`` with the rates of ``models``; returns (rates, unknown)."""
+    """Create temp table ``table`` with the rates of ``models``; returns (rates, unknown).
+    ``stored_rows`` as for ``rate_columns``."""
     conn.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} (model VARCHAR, provider VARCHAR, "
         "input_per_mtok DOUBLE, output_per_mtok DOUBLE, cache_write_per_mtok DOUBLE, "
@@ -139,20 +141,29 @@ def insert_rates(
         "tier_cache_write_per_mtok DOUBLE, tier_cache_write_1h_per_mtok DOUBLE, "
         "tier_cache_read_per_mtok DOUBLE, source VARCHAR)"
     )
+    if stored_rows:
+        _reuse(stored_rows)
     rows, used, unknown = _rates(models, provider, overrides)
     insert_rows(conn, f"INSERT INTO {table}", rows)
     return used, unknown
 
 
-# every stored price as a list of tuples in ``_RATE_COLS`` order (for ``save_prices``)
-STORED_PRICES = f"(SELECT list(({', '.join(_RATE_COLS)})) FROM prices)"
+# every stored price as a list of tuples in ``_RATE_COLS`` order plus ``updated_at`` (for
+# ``rate_columns`` and ``save_prices``)
+STORED_PRICES = f"(SELECT list(({', '.join(_RATE_COLS)}, updated_at)) FROM prices)"
 
 
 def rate_columns(
-    models: list[str | None], provider: str | None, overrides: dict[str, Price] | None
+    models: list[str | None],
+    provider: str | None,
+    overrides: dict[str, Price] | None,
+    stored_rows: list[tuple[Any, ...]] | None = None,
 ) -> tuple[list[list[Any]], list[Rates], list[str]]:
     """The rates of ``models`` as one list per column of ``RATES_SQL``; the rates; the models
-    without a price."""
+    without a price. ``stored_rows`` (from ``STORED_PRICES``) spare looking up library prices
+    the store holds from today."""
+    if stored_rows:
+        _reuse(stored_rows)
     rows, used, unknown = _rates(models, provider, overrides)
     columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _RATE_COLS]
     return columns, used, unknown
@@ -169,6 +180,13 @@ RATES_SQL = (
 )
 
 
+def _reuse(stored_rows: list[tuple[Any, ...]]) -> None:
+    from specwright.pricing import reuse_stored
+
+    names = (*_RATE_COLS, "updated_at")
+    reuse_stored((dict(zip(names, row, strict=True)) for row in stored_rows), utcnow().date())
+
+
 def _rates(
     models: list[str | None], provider: str | None, overrides: dict[str, Price] | None
 ) -> tuple[list[list[Any]], list[Rates], list[str]]:
@@ -178,12 +196,11 @@ def _rates(
     used: list[Rates] = []
     unknown: list[str] = []
     for model in models:
-        if not model:
+        if not model or model == "<synthetic>":  # Claude Code's marker for a local error reply
             continue
         rates = rates_for(model, provider, overrides)
         if rates is None:
-            if model != "<synthetic>":
-                unknown.append(model)
+            unknown.append(model)
             continue
         rows.append([model, *(rates.row()[c] for c in _RATE_COLS[1:])])
         used.append(rates)
@@ -203,13 +220,14 @@ def save_prices(
     now = utcnow()
     unique = {(r.model, r.provider): r for r in used}
     rows = [[*(r.row()[c] for c in _RATE_COLS)] for r in unique.values()]
-    # a re-ingest usually finds the same prices stored: write only rows that changed
+    # a re-ingest usually finds the same prices stored: write only rows that changed, and once a
+    # day the unchanged ones (``updated_at`` says until when a library price was confirmed)
     if stored_rows is None:
         stored_rows = conn.execute(
-            f"SELECT {', '.join(_RATE_COLS)} FROM prices WHERE list_contains(?, model)",
+            f"SELECT {', '.join(cols)} FROM prices WHERE list_contains(?, model)",
             [sorted({r.model for r in unique.values()})],
         ).fetchall()
-    stored = {tuple(row) for row in stored_rows}
+    stored = {tuple(row[:-1]) for row in stored_rows if row[-1].date() == now.date()}
     changed = [row for row in rows if tuple(row) not in stored]
     insert_rows(
         conn,
