@@ -16,7 +16,7 @@ import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -200,7 +200,7 @@ def _tiered(value: Any) -> tuple[float | None, int | None, float | None]:
 # Library rates a store already holds (``prices`` rows written today by the installed version of
 # genai-prices): ``reuse_stored`` puts them here so a process that only re-ingests a few new
 # lines does not import the library (~0.2 s, more than the ingest itself).
-_stored: dict[tuple[str, str], Rates] = {}
+_stored: dict[tuple[str, str], tuple[Rates, date]] = {}
 
 
 @lru_cache(maxsize=1)
@@ -239,14 +239,14 @@ def reuse_stored(rows: Iterable[dict[str, Any]], today: date) -> None:
         )
         if None in (rates.input, rates.output):
             continue
-        _stored.setdefault((rates.model, rates.provider), rates)
+        _stored[(rates.model, rates.provider)] = (rates, today)
 
 
 def _library_rates(model: str, provider: str | None) -> Rates | None:
     if provider is not None:
         known = _stored.get((model, provider))
-        if known is not None:
-            return known
+        if known is not None and known[1] == datetime.now(UTC).date():
+            return known[0]
     return _looked_up(model, provider)
 
 
