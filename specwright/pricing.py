@@ -8,6 +8,8 @@ write) exceeds the tier start, which is how Anthropic bills long-context request
 
 A model nobody knows the price of gets ``None`` and a warning, never 0. The same ``Rates`` feed
 ``compute_cost`` (one call) and the bulk SQL cost expression (``sql_cost``) used by ingest.
+Importing genai-prices costs ~0.2 s, so an ingest first offers the library prices its store
+confirmed today (``reuse_stored``); only a model without one makes it import the library.
 """
 
 from __future__ import annotations
