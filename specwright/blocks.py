@@ -31,7 +31,7 @@ def usage_timestamps(
                u.cache_write_5m_tokens + u.cache_write_1h_tokens AS cache_creation_tokens,
                u.cache_read_tokens, coalesce({LOG_COST}, 0) AS cost_usd
         FROM usage_records u WHERE true{where} ORDER BY u.ts"""
-    return store.query_df(sql, params)
+    return store.query_df(sql, params, via_arrow=True)  # a row per record: plain columns
 
 
 def _hourly_usage(
