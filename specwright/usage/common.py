@@ -141,9 +141,7 @@ def insert_rates(
         "tier_cache_write_per_mtok DOUBLE, tier_cache_write_1h_per_mtok DOUBLE, "
         "tier_cache_read_per_mtok DOUBLE, source VARCHAR)"
     )
-    if stored_rows:
-        _reuse(stored_rows)
-    rows, used, unknown = _rates(models, provider, overrides)
+    rows, used, unknown = _rates(models, provider, overrides, stored_rows)
     insert_rows(conn, f"INSERT INTO {table}", rows)
     return used, unknown
 
@@ -162,9 +160,7 @@ def rate_columns(
     """The rates of ``models`` as one list per column of ``RATES_SQL``; the rates; the models
     without a price. ``stored_rows`` (from ``STORED_PRICES``) spare looking up library prices
     the store holds from today."""
-    if stored_rows:
-        _reuse(stored_rows)
-    rows, used, unknown = _rates(models, provider, overrides)
+    rows, used, unknown = _rates(models, provider, overrides, stored_rows)
     columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _RATE_COLS]
     return columns, used, unknown
 
@@ -180,18 +176,18 @@ RATES_SQL = (
 )
 
 
-def _reuse(stored_rows: list[tuple[Any, ...]]) -> None:
-    from specwright.pricing import reuse_stored
-
-    names = (*_RATE_COLS, "updated_at")
-    reuse_stored((dict(zip(names, row, strict=True)) for row in stored_rows), utcnow().date())
-
-
 def _rates(
-    models: list[str | None], provider: str | None, overrides: dict[str, Price] | None
+    models: list[str | None],
+    provider: str | None,
+    overrides: dict[str, Price] | None,
+    stored_rows: list[tuple[Any, ...]] | None,
 ) -> tuple[list[list[Any]], list[Rates], list[str]]:
-    from specwright.pricing import rates_for
+    from specwright.pricing import rates_for, reuse_stored
 
+    if stored_rows:  # library prices the store confirmed today: no need to import the library
+        names = (*_RATE_COLS, "updated_at")
+        rows_by_name = (dict(zip(names, row, strict=True)) for row in stored_rows)
+        reuse_stored(rows_by_name, utcnow().date())
     rows: list[list[Any]] = []
     used: list[Rates] = []
     unknown: list[str] = []
