@@ -349,6 +349,17 @@ _M007_USAGE_RECORD_FK_TIME_INDEXES = (
 )
 
 
+# Claude Code ingests numbered ``seq`` from DuckDB's row ids of the uncommitted staging table,
+# which start near 2**55: each run added that much, and after ~255 runs ``seq`` overflowed BIGINT
+# and every ingest failed. Renumber each source's records 1, 2, ... in the same order.
+_M008_USAGE_RECORD_SEQ = (
+    """UPDATE usage_records SET seq = r.n
+    FROM (SELECT id, row_number() OVER (PARTITION BY source ORDER BY seq, id) AS n
+          FROM usage_records WHERE seq IS NOT NULL) r
+    WHERE usage_records.id = r.id AND usage_records.seq <> r.n""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
@@ -359,6 +370,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         7, "usage_records: foreign-key and time indexes again", _M007_USAGE_RECORD_FK_TIME_INDEXES
     ),
+    Migration(8, "usage_records: renumber seq from 1 per source", _M008_USAGE_RECORD_SEQ),
 )
 
 

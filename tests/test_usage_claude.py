@@ -137,6 +137,47 @@ def test_reingest_imports_only_new_lines_and_waits_for_partial_lines(
     ) == [(99,)]
 
 
+def test_seq_counts_lines_in_read_order_from_one_across_runs(tmp_path: Path, store: Store) -> None:
+    """``seq`` is the order lines were read in, counted from 1 over every run (a later run goes
+    on after the last): ccusage's first-seen tie-break. It used to jump by DuckDB's row ids of
+    uncommitted rows (~2**55 a run), so after ~255 runs the sum overflowed BIGINT and every
+    ingest failed from then on."""
+    info = write_claude_corpus(tmp_path, sessions=2, turns=12, days=2, malformed_every=0)
+    read = 0
+    for i in range(4):  # the first run through DuckDB's reader, the rest from memory
+        if i:
+            append_claude_lines(info.files[i % len(info.files)], 3, seed=40 + i)
+        res = claude.ingest(store, [tmp_path / "projects"])
+        assert res.imported > 0
+        read += res.lines + res.malformed
+    with info.files[0].open("a") as fh:  # a run with new lines but none with usage
+        fh.write('{"type":"user","message":{"content":"no usage here"}}\n')
+    assert claude.ingest(store, [tmp_path / "projects"]).imported == 0
+    seqs = [r[0] for r in store.query("SELECT seq FROM usage_records ORDER BY imported_at, seq")]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs[0] >= 1 and seqs[-1] <= read
+
+
+def test_migration_renumbers_seq_numbered_by_staging_row_ids(tmp_path: Path, store: Store) -> None:
+    """A store written before the fix holds seq values near k * 2**55 after k runs (the last
+    runs before the overflow near 2**63): migration 8 renumbers them 1, 2, ... in the same order,
+    and ingests go on from there."""
+    info = write_claude_corpus(tmp_path, sessions=2, turns=12, days=2, malformed_every=0)
+    claude.ingest(store, [tmp_path / "projects"])
+    order = store.query("SELECT id FROM usage_records ORDER BY seq")
+    with store.transaction() as conn:
+        conn.execute("UPDATE usage_records SET seq = seq + 254 * 36028797018963968")  # 2**55
+        conn.execute("DELETE FROM schema_version WHERE version = 8")
+    assert store.migrate() == [8]
+    assert store.query("SELECT id FROM usage_records ORDER BY seq") == order
+    assert store.query("SELECT min(seq), max(seq), count(*) FROM usage_records") == [
+        (1, len(order), len(order))
+    ]
+    append_claude_lines(info.files[0], 3, seed=41)
+    assert claude.ingest(store, [tmp_path / "projects"]).imported == 3
+    assert store.query("SELECT max(seq) FROM usage_records")[0][0] <= len(order) + 3
+
+
 def test_rewritten_file_is_read_again_without_double_counting(tmp_path: Path, store: Store) -> None:
     proj = tmp_path / "projects" / "p"
     proj.mkdir(parents=True)

@@ -156,7 +156,8 @@ def _decoded(raw: bytes) -> str:
 # One scan, read and flattened in one statement: a malformed line comes back as NULL (kept as a
 # ``bad`` row so it is counted), a line with ``"usage":{`` is parsed and flattened (a line that
 # is not an assistant entry is parsed again at ``data.message``: an agent_progress entry); ``keep``
-# marks the lines ccusage counts. The table's rowid is the line's order in the scan (``seq``). A
+# marks the lines ccusage counts. The table's rowid keeps the lines' order in the scan (``seq``
+# counts on from the first staged row id, which ``_INFO`` reads). A
 # line is hashed only when it has no message id (hashing every line cost as much as parsing it).
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE _cl_new AS
@@ -211,14 +212,16 @@ FROM v
 """
 
 
-# What the merge needs to know, in one statement: lines and malformed lines per file; kept
-# lines, those without a message id, their models; the last stored seq and how many stored
-# records share a message id with a kept line (one scan of two columns); whether there are
-# executions to link to; the stored prices.
+# What the merge needs to know, in one statement: lines and malformed lines per file, and the
+# first staged row id (the rows of a table not yet committed are numbered from DuckDB's
+# transaction-local base, ~2**55, not from 0); kept lines, those without a message id, their
+# models; the last stored seq and how many stored records share a message id with a kept line
+# (one scan of two columns); whether there are executions to link to; the stored prices.
 _INFO = f"""
 SELECT
-    (SELECT list((file, lines, bad)) FROM (
-        SELECT file, count(*) FILTER (WHERE NOT bad) AS lines, count(*) FILTER (WHERE bad) AS bad
+    (SELECT (list((file, lines, bad)), min(first)) FROM (
+        SELECT file, count(*) FILTER (WHERE NOT bad) AS lines, count(*) FILTER (WHERE bad) AS bad,
+               min(rowid) AS first
         FROM _cl_new GROUP BY file)),
     (SELECT (count(*), count(*) FILTER (WHERE message_id IS NULL), list(DISTINCT model))
      FROM _cl_new WHERE keep),
@@ -314,6 +317,7 @@ class _Run:
     def __init__(self, overrides: dict[str, Price] | None) -> None:
         self.overrides = overrides
         self.info: tuple[Any, ...] = ()
+        self.first = 0  # the row id of the first staged line
 
     def stage(
         self, conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]
@@ -333,7 +337,8 @@ class _Run:
                     [p.read_path for p in ready],
                 ],
             )
-        files, *info = conn.execute(_INFO).fetchall()[0]
+        (files, first), *info = conn.execute(_INFO).fetchall()[0]
+        self.first = int(first or 0)
         self.info = tuple(info)
         return {f: (int(n), int(bad)) for f, n, bad in files or []}
 
@@ -360,7 +365,8 @@ class _Run:
             deleted = conn.execute(_DELETE.format(ranked=_RANKED.format(**parts)), rates).fetchall()
             result.replaced = int(deleted[0][0]) if deleted else 0
         inserted = conn.execute(
-            _INSERT.format(ranked=_RANKED.format(**parts)), [*rates, base + 1, _host()]
+            _INSERT.format(ranked=_RANKED.format(**parts)),
+            [*rates, base + 1 - self.first, _host()],
         ).fetchall()
         if rivals:
             conn.execute("DROP TABLE _cl_old")
