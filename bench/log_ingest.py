@@ -5,7 +5,8 @@ Figures (each a dict with ``name``, ``value``, ``unit`` and, for ratios, ``targe
 - Specwright's first ingest + daily report (in-process, and as two CLI processes), and a CLI
   re-ingest after 1% more lines (a whole `specwright ingest claude-logs` process);
 - a later daily report from the store (in-process and CLI) and its speed-up over ccusage;
-- a re-ingest after appending 1% more lines, as a share of the first ingest, measured two ways
+- a re-ingest after appending 1% more lines (of the corpus's own mix: every session carried on
+  for 1% more turns), as a share of the first ingest, measured two ways
   with both sides in the same state: on an open store (the database instance already up, as in a
   long-lived process; how the first ingest has always been timed, right after ``migrate``) and
   on a released one (each timed call opens DuckDB afresh, as a new CLI process does; closing is
@@ -21,6 +22,7 @@ Figures (each a dict with ``name``, ``value``, ``unit`` and, for ratios, ``targe
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -47,15 +49,18 @@ def _corpus(root: Path, quick: bool, full: bool) -> Any:
 def _append_one_percent(
     info: Any, per_file: int = 0, seed: int = 1000
 ) -> tuple[int, dict[Path, int]]:
-    """Append 1% more lines to the corpus (or ``per_file`` lines to each file); returns (lines
-    added, each file's size before)."""
-    from tests.support_usage import append_claude_lines
+    """Append 1% more lines to the corpus, of its own mix (every session carried on for 1% more
+    turns: user lines, streamed replies, sidechains, now and then a cut-short line), or
+    ``per_file`` new replies to each file; returns (lines added, each file's size before)."""
+    from tests.support_usage import append_claude_lines, extend_claude_corpus
 
     sizes = {f: f.stat().st_size for f in info.files}
-    per_file = per_file or max(1, info.lines // 100 // max(len(info.files), 1))
-    for i, f in enumerate(info.files):
-        append_claude_lines(f, per_file, seed=seed + i)
-    return per_file * len(info.files), sizes
+    if per_file:
+        for i, f in enumerate(info.files):
+            append_claude_lines(f, per_file, seed=seed + i)
+        return per_file * len(info.files), sizes
+    turns = math.ceil(max(s.turns for s in info.sessions) / 100)
+    return extend_claude_corpus(info, turns, seed=seed), sizes
 
 
 def _truncate(sizes: dict[Path, int]) -> None:

@@ -13,7 +13,7 @@ import os
 import random
 import stat
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,12 +34,32 @@ def _uid(rng: random.Random) -> str:
 
 
 @dataclass
+class ClaudeSession:
+    """One generated session: what a later ``extend_claude_corpus`` needs to carry it on."""
+
+    index: int
+    session: str
+    cwd: str
+    path: Path
+    side_path: Path
+    model: str
+    ts: datetime
+    step: float  # the longest gap between turns, in seconds
+    turns: int = 0  # turns written so far
+    lines: int = 0  # lines written so far to ``path``
+
+
+@dataclass
 class CorpusInfo:
     root: Path
     files: list[Path] = field(default_factory=list)
     lines: int = 0
     malformed: int = 0
     bytes: int = 0
+    sessions: list[ClaudeSession] = field(default_factory=list)
+    pad: int = 0
+    prefix: str = ""
+    malformed_every: int = 0
 
 
 def _usage(rng: random.Random, out: int) -> dict[str, object]:
@@ -133,158 +153,193 @@ def write_claude_corpus(
 ) -> CorpusInfo:
     """Write a Claude Code ``projects/`` tree under ``root`` (a CLAUDE_CONFIG_DIR)."""
     rng = random.Random(seed)
-    info = CorpusInfo(root=root)
+    info = CorpusInfo(root=root, pad=pad, prefix=prefix, malformed_every=malformed_every)
     span = timedelta(days=days).total_seconds()
-    filler = "x" * pad
     for s in range(sessions):
         project = f"-home-dev-proj{prefix}{s % 3}"
-        cwd = f"/home/dev/proj{prefix}{s % 3}"
         session = _uid(rng)
-        lines: list[str] = []
-        side: list[str] = []
-        ts = start + timedelta(seconds=rng.uniform(0, span))
-        model = CLAUDE_MODELS[s % len(CLAUDE_MODELS)]
-        last_parent: tuple[str, str] | None = None
-        for t in range(turns):
-            ts += timedelta(seconds=rng.uniform(5, span / max(turns, 1) / 2))
-            lines.append(_dumps(_user(session, cwd, ts, filler * rng.randint(1, 6), _uid(rng))))
-            if rng.random() < 0.15:
-                model = rng.choice(CLAUDE_MODELS)
-            msg_id = f"msg_{prefix}{s:03d}{t:05d}{rng.getrandbits(32):08x}"
-            req_id = f"req_{prefix}{s:03d}{t:05d}{rng.getrandbits(32):08x}"
-            usage = _usage(rng, rng.randint(1, 4000))
-            copies = rng.choice((1, 1, 2, 3))
-            for c in range(copies):  # streaming: one line per content block, same ids
-                u = dict(usage)
-                if c < copies - 1 and rng.random() < 0.5:
-                    u["output_tokens"] = max(1, int(usage["output_tokens"]) // (copies - c + 1))  # type: ignore[call-overload]
-                lines.append(
-                    _dumps(
-                        _assistant(
-                            session=session,
-                            cwd=cwd,
-                            ts=ts + timedelta(milliseconds=37 * c),
-                            model=model,
-                            msg_id=msg_id,
-                            req_id=req_id,
-                            usage=u,
-                            text=filler,
-                            uid=_uid(rng),
-                        )
-                    )
-                )
-            last_parent = (msg_id, model)
-            if t % 11 == 5:  # a sidechain (subagent / /btw) with its own answers
-                if last_parent and rng.random() < 0.7:  # replays the parent with a new request id
-                    side.append(
-                        _dumps(
-                            _assistant(
-                                session=session,
-                                cwd=cwd,
-                                ts=ts + timedelta(seconds=1),
-                                model=last_parent[1],
-                                msg_id=last_parent[0],
-                                req_id=f"req_side{prefix}{s:03d}{t:05d}",
-                                usage=_usage(rng, 10),
-                                text=filler,
-                                sidechain=True,
-                                uid=_uid(rng),
-                            )
-                        )
-                    )
-                side_msg = f"msg_side{prefix}{s:03d}{t:05d}"
-                side_line = _assistant(
-                    session=session,
-                    cwd=cwd,
-                    ts=ts + timedelta(seconds=2),
-                    model="claude-haiku-4-5-20251001",
-                    msg_id=side_msg,
-                    req_id=f"req_sideans{prefix}{s:03d}{t:05d}",
-                    usage=_usage(rng, rng.randint(1, 500)),
-                    text=filler,
-                    sidechain=True,
-                    uid=_uid(rng),
-                )
-                side.append(_dumps(side_line))
-                # the parent log also carries an agent_progress copy of the subagent's reply
-                lines.append(
-                    _dumps(
-                        {
-                            "type": "progress",
-                            "sessionId": session,
-                            "timestamp": side_line["timestamp"],
-                            "data": {
-                                "type": "agent_progress",
-                                "message": {
-                                    "type": "assistant",
-                                    "message": side_line["message"],
-                                    "requestId": side_line["requestId"],
-                                    "isSidechain": True,
-                                    "timestamp": side_line["timestamp"],
-                                },
-                            },
-                        }
-                    )
-                )
-            if t == 3 and s == 0:  # an old-format line with a reported cost
-                lines.append(
-                    _dumps(
-                        _assistant(
-                            session=session,
-                            cwd=cwd,
-                            ts=ts + timedelta(seconds=3),
-                            model=model,
-                            msg_id=f"msg_old{prefix}{s}",
-                            req_id=None,
-                            usage=_usage(rng, 42),
-                            text="old",
-                            uid=_uid(rng),
-                            cost_usd=0.0123,
-                        )
-                    )
-                )
-            if t == 4 and s == 1:  # Claude Code's synthetic error message: no tokens
-                zero = {
-                    "input_tokens": 0,
-                    "output_tokens": 0,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                }
-                lines.append(
-                    _dumps(
-                        _assistant(
-                            session=session,
-                            cwd=cwd,
-                            ts=ts + timedelta(seconds=4),
-                            model="<synthetic>",
-                            msg_id=_uid(rng),
-                            req_id=None,
-                            usage=zero,
-                            text="API Error",
-                            uid=_uid(rng),
-                        )
-                    )
-                )
-            if malformed_every and (len(lines) % malformed_every) == 0:
-                good = lines[-1]
-                lines.append(good[: len(good) // 2])  # a line cut short by a crash
-                info.malformed += 1
         path = root / "projects" / project / f"{session}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = "\n".join(lines) + "\n"
-        path.write_text(data, encoding="utf-8")
-        info.files.append(path)
-        info.lines += len(lines)
-        info.bytes += len(data)
-        if side:
-            spath = root / "projects" / project / session / "subagents" / f"agent-{s}.jsonl"
-            spath.parent.mkdir(parents=True, exist_ok=True)
-            sdata = "\n".join(side) + "\n"
-            spath.write_text(sdata, encoding="utf-8")
-            info.files.append(spath)
-            info.lines += len(side)
-            info.bytes += len(sdata)
+        sess = ClaudeSession(
+            index=s,
+            session=session,
+            cwd=f"/home/dev/proj{prefix}{s % 3}",
+            path=path,
+            side_path=path.parent / session / "subagents" / f"agent-{s}.jsonl",
+            model=CLAUDE_MODELS[s % len(CLAUDE_MODELS)],
+            ts=start + timedelta(seconds=rng.uniform(0, span)),
+            step=span / max(turns, 1) / 2,
+        )
+        info.sessions.append(sess)
+        for stale in (sess.path, sess.side_path):
+            stale.unlink(missing_ok=True)
+        _write_turns(info, sess, turns, rng)
     return info
+
+
+def extend_claude_corpus(info: CorpusInfo, turns: int, *, seed: int = 1000) -> int:
+    """Carry every session of ``info`` on for ``turns`` more turns of the same mix of lines
+    (new ids, later timestamps), appended to its files; returns the lines added. ``info`` is
+    left as it was, so truncating the files back undoes it and a repeat appends the same."""
+    rng = random.Random(seed)
+    added = CorpusInfo(
+        root=info.root,
+        pad=info.pad,
+        prefix=f"{info.prefix}x{seed}",
+        malformed_every=info.malformed_every,
+    )
+    for sess in info.sessions:
+        _write_turns(added, replace(sess), turns, rng)
+    return added.lines
+
+
+def _write_turns(info: CorpusInfo, sess: ClaudeSession, turns: int, rng: random.Random) -> None:
+    """Append ``turns`` turns of ``sess`` to its files (and count them in ``info``): a user
+    line, one reply written as 1-3 streaming lines, now and then a sidechain (subagent) reply
+    with an agent_progress copy in the parent log, a cut-short line every ``malformed_every``."""
+    s, session, cwd, prefix = sess.index, sess.session, sess.cwd, info.prefix
+    filler = "x" * info.pad
+    lines: list[str] = []
+    side: list[str] = []
+    last_parent: tuple[str, str] | None = None
+    for t in range(sess.turns, sess.turns + turns):
+        sess.ts += timedelta(seconds=rng.uniform(5, sess.step))
+        ts = sess.ts
+        lines.append(_dumps(_user(session, cwd, ts, filler * rng.randint(1, 6), _uid(rng))))
+        if rng.random() < 0.15:
+            sess.model = rng.choice(CLAUDE_MODELS)
+        model = sess.model
+        msg_id = f"msg_{prefix}{s:03d}{t:05d}{rng.getrandbits(32):08x}"
+        req_id = f"req_{prefix}{s:03d}{t:05d}{rng.getrandbits(32):08x}"
+        usage = _usage(rng, rng.randint(1, 4000))
+        copies = rng.choice((1, 1, 2, 3))
+        for c in range(copies):  # streaming: one line per content block, same ids
+            u = dict(usage)
+            if c < copies - 1 and rng.random() < 0.5:
+                u["output_tokens"] = max(1, int(usage["output_tokens"]) // (copies - c + 1))  # type: ignore[call-overload]
+            lines.append(
+                _dumps(
+                    _assistant(
+                        session=session,
+                        cwd=cwd,
+                        ts=ts + timedelta(milliseconds=37 * c),
+                        model=model,
+                        msg_id=msg_id,
+                        req_id=req_id,
+                        usage=u,
+                        text=filler,
+                        uid=_uid(rng),
+                    )
+                )
+            )
+        last_parent = (msg_id, model)
+        if t % 11 == 5:  # a sidechain (subagent / /btw) with its own answers
+            if last_parent and rng.random() < 0.7:  # replays the parent with a new request id
+                side.append(
+                    _dumps(
+                        _assistant(
+                            session=session,
+                            cwd=cwd,
+                            ts=ts + timedelta(seconds=1),
+                            model=last_parent[1],
+                            msg_id=last_parent[0],
+                            req_id=f"req_side{prefix}{s:03d}{t:05d}",
+                            usage=_usage(rng, 10),
+                            text=filler,
+                            sidechain=True,
+                            uid=_uid(rng),
+                        )
+                    )
+                )
+            side_msg = f"msg_side{prefix}{s:03d}{t:05d}"
+            side_line = _assistant(
+                session=session,
+                cwd=cwd,
+                ts=ts + timedelta(seconds=2),
+                model="claude-haiku-4-5-20251001",
+                msg_id=side_msg,
+                req_id=f"req_sideans{prefix}{s:03d}{t:05d}",
+                usage=_usage(rng, rng.randint(1, 500)),
+                text=filler,
+                sidechain=True,
+                uid=_uid(rng),
+            )
+            side.append(_dumps(side_line))
+            # the parent log also carries an agent_progress copy of the subagent's reply
+            lines.append(
+                _dumps(
+                    {
+                        "type": "progress",
+                        "sessionId": session,
+                        "timestamp": side_line["timestamp"],
+                        "data": {
+                            "type": "agent_progress",
+                            "message": {
+                                "type": "assistant",
+                                "message": side_line["message"],
+                                "requestId": side_line["requestId"],
+                                "isSidechain": True,
+                                "timestamp": side_line["timestamp"],
+                            },
+                        },
+                    }
+                )
+            )
+        if t == 3 and s == 0:  # an old-format line with a reported cost
+            lines.append(
+                _dumps(
+                    _assistant(
+                        session=session,
+                        cwd=cwd,
+                        ts=ts + timedelta(seconds=3),
+                        model=model,
+                        msg_id=f"msg_old{prefix}{s}",
+                        req_id=None,
+                        usage=_usage(rng, 42),
+                        text="old",
+                        uid=_uid(rng),
+                        cost_usd=0.0123,
+                    )
+                )
+            )
+        if t == 4 and s == 1:  # Claude Code's synthetic error message: no tokens
+            zero = {
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            }
+            lines.append(
+                _dumps(
+                    _assistant(
+                        session=session,
+                        cwd=cwd,
+                        ts=ts + timedelta(seconds=4),
+                        model="<synthetic>",
+                        msg_id=_uid(rng),
+                        req_id=None,
+                        usage=zero,
+                        text="API Error",
+                        uid=_uid(rng),
+                    )
+                )
+            )
+        if info.malformed_every and (sess.lines + len(lines)) % info.malformed_every == 0:
+            good = lines[-1]
+            lines.append(good[: len(good) // 2])  # a line cut short by a crash
+            info.malformed += 1
+    sess.turns += turns
+    sess.lines += len(lines)
+    for path, written in ((sess.path, lines), (sess.side_path, side)):
+        if not written:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = "\n".join(written) + "\n"
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(data)
+        if path not in info.files:
+            info.files.append(path)
+        info.lines += len(written)
+        info.bytes += len(data.encode())
 
 
 def append_claude_lines(path: Path, n: int, *, seed: int = 99, model: str | None = None) -> int:
