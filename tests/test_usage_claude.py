@@ -405,6 +405,44 @@ def test_small_tails_read_in_memory_and_by_duckdb_give_the_same_rows(
     assert ("m1", 500) in [(r[2], r[10]) for r in records]
 
 
+def test_logs_read_in_pieces_store_the_same_records_as_one_bulk_ingest(tmp_path: Path) -> None:
+    """The same logs ingested at once (DuckDB's reader, the set-based merge) and as they grow,
+    cut at arbitrary bytes over many runs (each later run read in memory, merged in Python):
+    the same records, costs to the last bit, and the same totals. Streaming copies, sidechain
+    replays and agent_progress copies land in different runs from their originals."""
+    import random
+
+    info = write_claude_corpus(tmp_path / "whole", sessions=5, turns=60, days=3, pad=40)
+    bulk = Store(tmp_path / "bulk.duckdb")
+    bulk.migrate()
+    claude.ingest(bulk, [tmp_path / "whole" / "projects"])
+
+    grown = Store(tmp_path / "grown.duckdb")
+    grown.migrate()
+    rng = random.Random(3)
+    data = {f: f.read_bytes() for f in info.files}
+    cuts = {f: [*sorted(rng.sample(range(1, len(b)), 8)), len(b)] for f, b in data.items()}
+    replaced = 0
+    for step in range(9):
+        for f, whole in data.items():
+            target = tmp_path / "grown" / f.relative_to(tmp_path / "whole")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(whole[: cuts[f][step]])
+        res = claude.ingest(grown, [tmp_path / "grown" / "projects"])
+        replaced += res.replaced
+    assert replaced > 0  # a fuller streaming copy arrived after a stored one
+
+    columns = (
+        "dedup_key, message_id, request_id, session_id, project_path, model, ts, input_tokens, "
+        "output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+        "reported_cost_usd, computed_cost_usd, is_sidechain, speed, provider"
+    )
+    want = bulk.query(f"SELECT {columns} FROM usage_records ORDER BY dedup_key")
+    got = grown.query(f"SELECT {columns} FROM usage_records ORDER BY dedup_key")
+    assert [r[0] for r in got] == [r[0] for r in want]
+    assert got == want
+
+
 # A later ingest in a new process, as `specwright ingest claude-logs` runs: whether it imported
 # genai-prices, and the computed cost of every record.
 _INGEST_IN_A_NEW_PROCESS = """

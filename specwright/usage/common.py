@@ -165,6 +165,18 @@ def rate_columns(
     return columns, used, unknown
 
 
+def rates_by_model(
+    models: list[str | None],
+    provider: str | None,
+    overrides: dict[str, Price] | None,
+    stored_rows: list[tuple[Any, ...]] | None = None,
+) -> tuple[dict[str, Rates], list[Rates], list[str]]:
+    """``rate_columns`` for pricing in Python: each priced model's rates; the rates; the models
+    without a price."""
+    rows, used, unknown = _rates(models, provider, overrides, stored_rows)
+    return {row[0]: rates for row, rates in zip(rows, used, strict=True)}, used, unknown
+
+
 # the rates passed as ``rate_columns`` parameters, as a relation (no temp table to create)
 RATES_SQL = (
     "SELECT unnest(?::VARCHAR[]) AS model, unnest(?::VARCHAR[]) AS provider, "
