@@ -405,12 +405,19 @@ def test_small_tails_read_in_memory_and_by_duckdb_give_the_same_rows(
     assert ("m1", 500) in [(r[2], r[10]) for r in records]
 
 
-def test_logs_read_in_pieces_store_the_same_records_as_one_bulk_ingest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("merge", ["python", "sql"])
+def test_logs_read_in_pieces_store_the_same_records_as_one_bulk_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merge: str
+) -> None:
     """The same logs ingested at once (DuckDB's reader, the set-based merge) and as they grow,
-    cut at arbitrary bytes over many runs (each later run read in memory, merged in Python):
-    the same records, costs to the last bit, and the same totals. Streaming copies, sidechain
-    replays and agent_progress copies land in different runs from their originals."""
+    cut at arbitrary bytes over many runs (each later run read in memory and merged in Python,
+    or in SQL as a later run with many rows is): the same records, costs to the last bit.
+    Streaming copies, sidechain replays and agent_progress copies land in different runs from
+    their originals."""
     import random
+
+    if merge == "sql":
+        monkeypatch.setattr(claude, "SMALL_MERGE_ROWS", 0)
 
     info = write_claude_corpus(tmp_path / "whole", sessions=5, turns=60, days=3, pad=40)
     bulk = Store(tmp_path / "bulk.duckdb")

@@ -4,7 +4,7 @@ Read with DuckDB's own NDJSON reader (``read_ndjson_objects``: one row per line,
 malformed line, so bad lines are counted and good ones never lost); a later run with little new
 (``IN_MEMORY_BYTES``) hands DuckDB the new lines read in Python instead, trimmed and validated
 exactly as its reader does. Then a dedupe that follows ccusage 20 (``adapter/claude``), set-based
-in SQL, or for the few rows of such a later run in Python (``_pick``, the same rules):
+in SQL, or for the few rows of a later run in Python (``_pick``, the same rules):
 
 - a line counts when it has ``"usage":{`` and parses as an assistant entry (``message.usage``
   with input and output tokens) or an ``agent_progress`` entry carrying one;
@@ -48,6 +48,11 @@ MAX_LINE_BYTES = 256 * 1024 * 1024
 # parses in parallel, so it is ahead again from about 2 MB of new lines (measured with 1, 20
 # and 80 files). More, and every first ingest, go through the reader.
 IN_MEMORY_BYTES = 2 << 20
+# A later run that stages at most this many rows merges them in Python (``_pick``): below it,
+# fetching the rows costs less than planning the set-based merge. Measured with 1% more lines:
+# ~1,200 rows at 200 MB, ~7% faster in Python; ~5,800 at 1 GB, ~25% slower. A first ingest always
+# merges in SQL.
+SMALL_MERGE_ROWS = 2_000
 
 _USAGE = (
     '{"input_tokens":"UBIGINT","output_tokens":"UBIGINT",'
@@ -314,7 +319,7 @@ WHERE id IN (SELECT id FROM _cl_old)
   AND id NOT IN (WITH {ranked} SELECT win[3] FROM w WHERE NOT win[1])"""
 
 
-# A later run with few new lines (read in memory) merges in Python instead: for ~1,000 staged
+# A later run with few new lines (``SMALL_MERGE_ROWS``) merges in Python instead: for ~1,000 staged
 # rows, planning the set-based merge above (~8 ms) and its own statement for ``_INFO`` cost more
 # than the merge (the INSERT went from ~16 to ~7 ms for 1% more lines of a 200 MB corpus; the
 # whole re-ingest ~67 -> ~60 ms). One query brings back every staged row in line order and the
@@ -413,7 +418,7 @@ class _Run:
         self.overrides = overrides
         self.info: tuple[Any, ...] = ()
         self.first = 0  # the row id of the first staged line
-        self.small = False  # few lines, read in memory: merged in Python (``_merge_small``)
+        self.small = False  # a later run with few rows: merged in Python (``_merge_small``)
         self.rows: list[tuple[Any, ...]] = []  # then every staged row (``_SMALL_INFO``)
 
     def stage(
@@ -421,20 +426,23 @@ class _Run:
     ) -> dict[str, tuple[int, int]]:
         """Read and flatten the planned ranges into ``_cl_new``; returns path -> (usage lines,
         malformed lines)."""
-        self.small = all(p.data is not None for p in ready)
-        if self.small:
-            conn.execute(_STAGE.format(shape=_SHAPE, lines=_READ_LINES), list(_texts(ready)))
+        if all(p.data is not None for p in ready):
+            staged = conn.execute(
+                _STAGE.format(shape=_SHAPE, lines=_READ_LINES), list(_texts(ready))
+            ).fetchall()
         else:
             copies = [p for p in ready if p.read_path != p.path]
             lines = _READ_FILES.format(max_bytes=F.max_object_size(ready, MAX_LINE_BYTES))
-            conn.execute(
+            staged = conn.execute(
                 _STAGE.format(shape=_SHAPE, lines=lines),
                 [
                     [p.read_path for p in copies],
                     [p.path for p in copies],
                     [p.read_path for p in ready],
                 ],
-            )
+            ).fetchall()
+        later = any(p.prev is not None and not p.restart for p in ready)
+        self.small = later and int(staged[0][0]) <= SMALL_MERGE_ROWS
         if self.small:
             rows, *info = conn.execute(_SMALL_INFO).fetchall()[0]
             self.rows = rows or []
