@@ -321,17 +321,19 @@ WHERE id IN (SELECT id FROM _cl_old)
 
 # A later run with few new lines (``SMALL_MERGE_ROWS``) merges in Python instead: for ~1,000 staged
 # rows, planning the set-based merge above (~8 ms) and its own statement for ``_INFO`` cost more
-# than the merge (the INSERT went from ~16 to ~7 ms for 1% more lines of a 200 MB corpus; the
-# whole re-ingest ~67 -> ~60 ms). One query brings back every staged row in line order and the
-# stored records sharing a message id with a kept line; ``_pick`` applies the same rules; one
+# than the merge (the INSERT went from ~16 to ~7 ms for 1% more lines of a 200 MB corpus). One
+# query brings back the staged rows in line order, one the stored records sharing a message id
+# with a kept line (and the rest of what ``_INFO`` gives); ``_pick`` applies the same rules; one
 # plain INSERT copies the winners from ``_cl_new`` with the cost computed in Python (``Rates.cost``
 # sums in ``sql_cost``'s order: the same doubles).
+_SMALL_ROWS = """
+SELECT rowid, file, bad, keep, message_id, dedup_key, is_sidechain, model, speed IS NOT NULL,
+       input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
+       cache_write_1h_tokens, reported_cost_usd
+FROM _cl_new ORDER BY rowid"""
+
 _SMALL_INFO = f"""
 SELECT
-    (SELECT list((rowid, file, bad, keep, message_id, dedup_key, is_sidechain, model,
-                  speed IS NOT NULL, input_tokens, output_tokens, cache_read_tokens,
-                  cache_write_5m_tokens, cache_write_1h_tokens, reported_cost_usd) ORDER BY rowid)
-     FROM _cl_new),
     (SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = '{SOURCE}'),
     (SELECT list((id, seq, dedup_key, message_id, coalesce(is_sidechain, false),
                   {_TOTAL.format(t="u")}, coalesce(reported_cost_usd, computed_cost_usd, 0),
@@ -443,10 +445,9 @@ class _Run:
             ).fetchall()
         later = any(p.prev is not None and not p.restart for p in ready)
         self.small = later and int(staged[0][0]) <= SMALL_MERGE_ROWS
-        if self.small:
-            rows, *info = conn.execute(_SMALL_INFO).fetchall()[0]
-            self.rows = rows or []
-            self.info = tuple(info)
+        if self.small:  # rows as tuples: ~2x faster to fetch than one list of structs
+            self.rows = conn.execute(_SMALL_ROWS).fetchall()
+            self.info = tuple(conn.execute(_SMALL_INFO).fetchall()[0])
             counts: dict[str, tuple[int, int]] = {}
             for row in self.rows:
                 good, bad = counts.get(row[1], (0, 0))
