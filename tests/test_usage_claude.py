@@ -178,6 +178,29 @@ def test_migration_renumbers_seq_numbered_by_staging_row_ids(tmp_path: Path, sto
     assert store.query("SELECT max(seq) FROM usage_records")[0][0] <= len(order) + 3
 
 
+@pytest.mark.parametrize("merge", ["python", "sql"])
+def test_a_line_without_message_id_seen_again_in_a_later_run_is_kept_once(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, merge: str
+) -> None:
+    """A line without a message id is keyed by its file and a hash of its text: the same line
+    written again to that file in a later run is a copy of the stored record, whichever merge
+    the later run takes; a different line without an id is new."""
+    if merge == "sql":
+        monkeypatch.setattr(claude, "SMALL_MERGE_ROWS", 0)
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    log = proj / "s.jsonl"
+    log.write_text(_line(out=3) + "\n" + _line(mid="a", rid="1") + "\n")
+    assert claude.ingest(store, [tmp_path / "projects"]).imported == 2
+    with log.open("a") as fh:
+        fh.write(_line(out=3) + "\n" + _line(out=4) + "\n")
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert (res.imported, res.duplicates, res.replaced) == (1, 1, 0)
+    assert store.query(
+        "SELECT output_tokens FROM usage_records WHERE message_id IS NULL ORDER BY seq"
+    ) == [(3,), (4,)]
+
+
 def test_rewritten_file_is_read_again_without_double_counting(tmp_path: Path, store: Store) -> None:
     proj = tmp_path / "projects" / "p"
     proj.mkdir(parents=True)
