@@ -168,6 +168,36 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
     assert sources["computed_cost_usd"].notna().sum() == 2
 
 
+def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:
+    """p50/p90 of the time from a call to its first result, interpolated like numpy's default;
+    a call with no result counts as a call and in ``no_result``, not in the percentiles."""
+    t0 = datetime(2026, 1, 5, 12, 0)
+    rows = []
+    for i, ms in enumerate([100, 200, 300, 400, 1000, None]):
+        rows.append((f"c{i}", "tool_call", t0, None))
+        if ms is not None:
+            rows.append((f"c{i}", "tool_result", t0 + timedelta(milliseconds=ms), i == 1))
+            rows.append((f"c{i}", "tool_result", t0 + timedelta(seconds=9), False))  # a repeat
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO events (id, execution_id, seq, ts, type, tool_name, call_id, is_error) "
+            "VALUES (uuidv7(), '00000000-0000-7000-8000-000000000001', ?, ?, ?, 'Read', ?, ?)",
+            [[n, ts, kind, call, err] for n, (call, kind, ts, err) in enumerate(rows)],
+        )
+    (got,) = Q.tool_calls(store).to_dict("records")
+    assert got.pop("tool") == "Read"
+    assert got == pytest.approx(
+        {
+            "calls": 6,
+            "failures": 1,
+            "failure_rate": 1 / 6,
+            "no_result": 1,
+            "p50_ms": 300.0,
+            "p90_ms": 760.0,
+        }  # 400 + 0.6 * (1000 - 400)
+    )
+
+
 def test_hourly_blocks_equal_the_per_message_walk(tmp_path: Path, store: Store) -> None:
     import random
 
