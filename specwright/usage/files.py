@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +83,10 @@ def _digest(head: bytes) -> str:
     return hashlib.blake2b(head[:HEAD_BYTES], digest_size=12).hexdigest()
 
 
-def jsonl_files(roots: Iterable[Path]) -> list[Path]:
+def jsonl_files(roots: Iterable[Path]) -> list[str]:
     """Every ``*.jsonl`` under ``roots``, recursively (not into linked folders, like
-    ``os.walk``), sorted by path (ccusage's order)."""
+    ``os.walk``), sorted by path (ccusage's order). Paths as strings: making a ``Path`` of each
+    of 3,000 session files cost ~15 ms of a ~100 ms run that found nothing new."""
     found: list[str] = []
     folders: list[str] = []
     for root in roots:
@@ -105,7 +106,7 @@ def jsonl_files(roots: Iterable[Path]) -> list[Path]:
                         folders.append(entry.path)
                 elif entry.name.endswith(".jsonl"):
                     found.append(entry.path)
-    return sorted({Path(f) for f in found}, key=str)
+    return sorted(set(found))
 
 
 def load_states(conn: duckdb.DuckDBPyConnection, source: str) -> dict[str, FileState]:
@@ -162,7 +163,9 @@ def _tail_end(data: bytes, start: int) -> int:
     return _fragment_end(data[cut:], start + cut)
 
 
-def plan(files: list[Path], states: dict[str, FileState], *, keep_bytes: int = 0) -> list[Planned]:
+def plan(
+    files: Sequence[str | Path], states: dict[str, FileState], *, keep_bytes: int = 0
+) -> list[Planned]:
     """The files (and byte ranges) to read now, given what was read before. Each file is opened
     once; a new tail of at most ``TAIL_KEEP_BYTES`` is read whole and kept in ``data`` while
     ``keep_bytes`` in all allow it."""
