@@ -13,6 +13,9 @@ Figures (each a dict with ``name``, ``value``, ``unit`` and, for ratios, ``targe
   left out of both). Also the re-ingest of one new line per file: the part of a re-ingest that
   does not grow with the new lines.
 
+The ``many_files_`` figures repeat the first ingest, a run with nothing new and the re-ingest on
+the layout real logs have: ~3,000 small session files (~190 MB) instead of 80 big ones.
+
 ``run(quick=True)`` uses a tiny corpus (seconds); the default is ~200 MB; ``full=True`` (or
 ``--full``) ~1 GB. Each figure is the median of ``repeat`` runs (``--repeat=N``; default 3, quick
 1) over the same corpus, ratios taken within a run. ccusage is found like the tests find it (``CCUSAGE_PATH`` or
@@ -227,8 +230,12 @@ def run(quick: bool = False, full: bool = False, repeat: int | None = None) -> l
             sample("cold_reingest_1pct_s", cold_re, lines_added=added)
             sample("cold_reingest_share_of_first", cold_re / cold_first, target="< 0.05")
 
+        _many_files(work, quick, repeat, env, ccusage, sample)
+
         for name, values in runs.items():
             unit = "x" if name.startswith(("ratio", "speedup")) or "_share_" in name else "s"
+            if name.startswith("many_files_ratio"):
+                unit = "x"
             if name == "totals_match_ccusage":
                 fig(name, min(values), "bool")
                 continue
@@ -239,6 +246,62 @@ def run(quick: bool = False, full: bool = False, repeat: int | None = None) -> l
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return figures
+
+
+def _many_files(
+    work: Path, quick: bool, repeat: int, env: dict[str, str], ccusage: Path | None, sample: Any
+) -> None:
+    """The same measures on the layout real logs have: many small session files (~3,000 files,
+    ~190 MB: 1,500 sessions, each with a subagent file). The first ingest + report against
+    ccusage's report, a run that finds nothing new, and a re-ingest after 1% more lines (every
+    session of a share of them carried on by one turn)."""
+    import copy
+
+    from specwright.store import Store
+    from specwright.usage import claude
+    from tests.support_usage import extend_claude_corpus, write_claude_corpus
+
+    cfg = work / "many"
+    sessions, turns = (30, 10) if quick else (1500, 36)
+    info = write_claude_corpus(cfg, sessions=sessions, turns=turns, days=30, pad=300)
+    env = {**env, "CLAUDE_CONFIG_DIR": str(cfg)}
+    share = copy.copy(info)  # one more turn for 1% of all turns: ~1% more lines
+    share.sessions = info.sessions[: max(1, round(sessions * turns / 100))]
+    for i in range(repeat):
+        cc_s = None
+        if ccusage is not None:
+            cc_s = _cli_time(
+                [str(ccusage), "claude", "daily", "--json", "--offline", "--timezone", "UTC"], env
+            )
+            sample(
+                "many_files_ccusage_daily_s", cc_s, files=len(info.files), mb=info.bytes // 10**6
+            )
+        store = Store(work / f"many{i}" / "db.duckdb", linger_s=3600)
+        store.migrate()
+        first_s, _ = _timed(lambda: claude.ingest(store, [cfg / "projects"]))  # noqa: B023
+        report_s, _ = _timed(lambda: _daily_json(store))  # noqa: B023
+        sample("many_files_first_ingest_plus_report_s", first_s + report_s)
+        if cc_s:
+            sample(
+                "many_files_ratio_first_vs_ccusage", (first_s + report_s) / cc_s, target="<= 1.0"
+            )
+        nothing_s, _ = _timed(lambda: claude.ingest(store, [cfg / "projects"]))  # noqa: B023
+        sample("many_files_reingest_nothing_new_s", nothing_s)
+        sizes = {f: f.stat().st_size for f in info.files}
+        added = extend_claude_corpus(share, 1, seed=1000)
+        try:
+            re_s, _ = _timed(lambda: claude.ingest(store, [cfg / "projects"]))  # noqa: B023
+        finally:
+            _truncate(sizes)
+        sample("many_files_reingest_1pct_s", re_s, lines_added=added)
+        sample("many_files_reingest_share_of_first", re_s / first_s, target="< 0.05")
+        store.release()
+
+
+def _cli_time(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, capture_output=True, check=True, timeout=3600)
+    return time.perf_counter() - t
 
 
 if __name__ == "__main__":
