@@ -332,12 +332,15 @@ SELECT rowid, file, bad, keep, message_id, dedup_key, is_sidechain, model, speed
        cache_write_1h_tokens, reported_cost_usd
 FROM _cl_new ORDER BY rowid"""
 
+# a stored record ``u`` as a ``_Candidate`` for ``_pick`` (less ``is_new``): one tuple in a list
+_STORED_CANDIDATES = f"""list((id, seq, dedup_key, message_id, coalesce(is_sidechain, false),
+    {_TOTAL.format(t="u")}, coalesce(reported_cost_usd, computed_cost_usd, 0),
+    speed IS NOT NULL))"""
+
 _SMALL_INFO = f"""
 SELECT
     (SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = '{SOURCE}'),
-    (SELECT list((id, seq, dedup_key, message_id, coalesce(is_sidechain, false),
-                  {_TOTAL.format(t="u")}, coalesce(reported_cost_usd, computed_cost_usd, 0),
-                  speed IS NOT NULL))
+    (SELECT {_STORED_CANDIDATES}
      FROM usage_records u WHERE source = '{SOURCE}' AND message_id IN (
         SELECT message_id FROM _cl_new WHERE keep AND message_id IS NOT NULL)),
     {LINKABLE},
@@ -346,9 +349,7 @@ SELECT
 
 # stored records keyed by the hash of a line without a message id (asked only when there is one)
 _STORED_HASHED = f"""
-SELECT list((id, seq, dedup_key, message_id, coalesce(is_sidechain, false),
-             {_TOTAL.format(t="u")}, coalesce(reported_cost_usd, computed_cost_usd, 0),
-             speed IS NOT NULL))
+SELECT {_STORED_CANDIDATES}
 FROM usage_records u WHERE source = '{SOURCE}' AND message_id IS NULL AND dedup_key IN (
     SELECT unnest(?::VARCHAR[]))"""
 
