@@ -388,10 +388,13 @@ def test_small_tails_read_in_memory_and_by_duckdb_give_the_same_rows(
         with stores[path_name].transaction() as conn:
             planned = F.plan(paths, F.load_states(conn, claude.SOURCE), keep_bytes=in_memory)
             assert all(p.start > 0 for p in planned)
-            with F.readable(planned, in_memory=in_memory) as ready:
+            with F.readable(planned, in_memory=in_memory, group_below=claude.GROUP_BELOW) as ready:
                 assert all((p.data is not None) == bool(in_memory) for p in ready)
+                assert all(bool(p.marker) != bool(in_memory) for p in ready)
                 counts = claude._Run(None).stage(conn, ready)
-            rows = conn.execute("SELECT * FROM _cl_new ORDER BY rowid").fetchall()
+            rows = conn.execute(
+                "SELECT * EXCLUDE (pos), coalesce(pos, rowid) FROM _cl_new ORDER BY rowid"
+            ).fetchall()
             conn.execute("DROP TABLE _cl_new")
         staged[path_name] = (counts, rows)
     assert staged["memory"] == staged["reader"]

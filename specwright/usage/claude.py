@@ -1,10 +1,11 @@
 """Claude Code logs (``projects/**/*.jsonl``) -> ``usage_records``, in bulk, like ccusage counts.
 
 Read with DuckDB's own NDJSON reader (``read_ndjson_objects``: one row per line, NULL for a
-malformed line, so bad lines are counted and good ones never lost); a later run with little new
-(``IN_MEMORY_BYTES``) hands DuckDB the new lines read in Python instead, trimmed and validated
-exactly as its reader does. Then a dedupe that follows ccusage 20 (``adapter/claude``), set-based
-in SQL, or for the few rows of a later run in Python (``_pick``, the same rules):
+malformed line, so bad lines are counted and good ones never lost); small files and new tails
+from a few shared copies (``GROUP_BELOW``, ``F.readable``: the reader pays per file), big files
+in place; a later run with little new (``IN_MEMORY_BYTES``) hands DuckDB the new lines read in
+Python instead, trimmed and validated exactly as its reader does. Then a dedupe that follows
+ccusage 20 (``adapter/claude``), set-based in SQL, or for the few rows of a later run in Python (``_pick``, the same rules):
 
 - a line counts when it has ``"usage":{`` and parses as an assistant entry (``message.usage``
   with input and output tokens) or an ``agent_progress`` entry carrying one;
@@ -48,6 +49,9 @@ MAX_LINE_BYTES = 256 * 1024 * 1024
 # parses in parallel, so it is ahead again from about 2 MB of new lines (measured with 1, 20
 # and 80 files). More, and every first ingest, go through the reader.
 IN_MEMORY_BYTES = 2 << 20
+# Files smaller than this (and every part of a file) are read from shared copies (``F.readable``):
+# DuckDB's reader pays ~0.3 ms for each file it reads, copying costs ~0.7 ms a MB.
+GROUP_BELOW = 256 << 10
 # A later run that stages at most this many rows merges them in Python (``_pick``): below it,
 # fetching the rows costs less than planning the set-based merge. Measured with 1% more lines:
 # ~1,200 rows at 200 MB, ~7% faster in Python; ~5,800 at 1 GB, ~25% slower. A first ingest always
@@ -108,16 +112,19 @@ def ingest(
         merge=run.merge,
         temp_tables=("_cl_new",),
         in_memory=IN_MEMORY_BYTES,
+        group_below=GROUP_BELOW,
     )
 
 
-# The lines to stage: those with ``"usage":{`` and the malformed ones (``json`` NULL), in order.
-# DuckDB's reader gives one row per line, ``json`` NULL for a malformed line:
+# The lines to stage: those with ``"usage":{`` and the malformed ones (``json`` NULL), in order,
+# and the marker lines of ranges copied into a shared file (``F.readable``; a range copied to a
+# file of its own is named by the map). DuckDB's reader gives one row per line, ``json`` NULL
+# for a malformed line:
 _READ_FILES = """
     SELECT coalesce(map(?::VARCHAR[], ?::VARCHAR[])[filename], filename) AS file, json
     FROM read_ndjson_objects(?, ignore_errors = true, filename = true,
                              maximum_object_size = {max_bytes})
-    WHERE json IS NULL OR contains(json, '"usage":{{')"""
+    WHERE json IS NULL OR contains(json, '"usage":{{'){marks}"""
 
 # the same from lines split in Python (``_texts``: one text per file), validated as the reader
 # does; only a line without ``"usage":{`` is validated before the filter (one pass over most)
@@ -164,9 +171,10 @@ def _decoded(raw: bytes) -> str:
 # One scan, read and flattened in one statement: a malformed line comes back as NULL (kept as a
 # ``bad`` row so it is counted), a line with ``"usage":{`` is parsed and flattened (a line that
 # is not an assistant entry is parsed again at ``data.message``: an agent_progress entry); ``keep``
-# marks the lines ccusage counts. The table's rowid keeps the lines' order in the scan (``seq``
-# counts on from the first staged row id, which ``_INFO`` reads). A
-# line is hashed only when it has no message id (hashing every line cost as much as parsing it).
+# marks the lines ccusage counts. The table's rowid keeps the lines' order in the scan (less the
+# markers of shared copies: ``pos``, set by ``_PLACE``); ``seq`` counts on from the first staged
+# line, which ``_INFO`` reads. A line is hashed only when it has no message id (hashing every line
+# cost as much as parsing it).
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE _cl_new AS
 WITH r AS (
@@ -191,7 +199,7 @@ WITH r AS (
     FROM e
 )
 SELECT
-    file, bad,
+    file, bad, {mark}::VARCHAR AS mark, NULL::BIGINT AS pos,
     (NOT bad AND ts IS NOT NULL
      AND msg.usage.input_tokens IS NOT NULL AND msg.usage.output_tokens IS NOT NULL
      AND (version IS NULL OR regexp_matches(version, '^[0-9]+\\.[0-9]+\\.[0-9]'))
@@ -220,6 +228,29 @@ FROM v
 """
 
 
+# The lines of ranges read from a shared copy take their file from the marker line before them
+# (an as-of join on row ids; a hashed key names the file too), and every line after a marker a
+# position that does not count the markers (``pos``: what a row id would be without them; NULL
+# where it is the row id), so ``seq`` is the same however the lines were read. Then the markers go.
+_PLACE = """
+UPDATE _cl_new SET
+    file = CASE WHEN _cl_new.file = m.file THEN m.path ELSE _cl_new.file END,
+    pos = _cl_new.rowid - m.k
+FROM (
+    SELECT n.rowid AS r, m.file, m.path, m.k
+    FROM _cl_new n ASOF JOIN (
+        SELECT c.file, c.rowid AS start, k.path, row_number() OVER (ORDER BY c.rowid) AS k
+        FROM _cl_new c JOIN (SELECT unnest(?::VARCHAR[]) AS mark, unnest(?::VARCHAR[]) AS path) k
+            ON c.mark = k.mark) m
+    ON n.rowid >= m.start
+    WHERE n.mark IS NULL) m
+WHERE _cl_new.rowid = m.r
+"""
+_PLACE_HASHED = """
+UPDATE _cl_new SET dedup_key = 'h:' || file || ':' || regexp_extract(dedup_key, '[0-9]+$')
+WHERE message_id IS NULL AND NOT starts_with(dedup_key, 'h:' || file || ':')
+"""
+
 # What the merge needs to know, in one statement: lines and malformed lines per file, and the
 # first staged row id (the rows of a table not yet committed are numbered from DuckDB's
 # transaction-local base, ~2**55, not from 0); kept lines, those without a message id, their
@@ -229,7 +260,7 @@ _INFO = f"""
 SELECT
     (SELECT (list((file, lines, bad)), min(first)) FROM (
         SELECT file, count(*) FILTER (WHERE NOT bad) AS lines, count(*) FILTER (WHERE bad) AS bad,
-               min(rowid) AS first
+               min(coalesce(pos, rowid)) AS first
         FROM _cl_new GROUP BY file)),
     (SELECT (count(*), count(*) FILTER (WHERE message_id IS NULL), list(DISTINCT model))
      FROM _cl_new WHERE keep),
@@ -273,8 +304,8 @@ _NOT_STORED = f"""
 _RANKED = """
 p AS ({rates}),
 c AS (
-    SELECT n.rowid AS seq, n.dedup_key, n.message_id, n.request_id, n.session_id,
-           n.project_path, n.file, n.model, n.ts, n.input_tokens, n.output_tokens,
+    SELECT coalesce(n.pos, n.rowid) AS seq, n.dedup_key, n.message_id, n.request_id,
+           n.session_id, n.project_path, n.file, n.model, n.ts, n.input_tokens, n.output_tokens,
            n.cache_read_tokens, n.cache_write_5m_tokens, n.cache_write_1h_tokens,
            n.reported_cost_usd, n.is_sidechain, n.speed, p.provider, {total} AS total,
            CASE WHEN {total} = 0 THEN 0.0 ELSE {cost} END AS computed
@@ -327,8 +358,8 @@ WHERE id IN (SELECT id FROM _cl_old)
 # plain INSERT copies the winners from ``_cl_new`` with the cost computed in Python (``Rates.cost``
 # sums in ``sql_cost``'s order: the same doubles).
 _SMALL_ROWS = """
-SELECT rowid, file, bad, keep, message_id, dedup_key, is_sidechain, model, speed IS NOT NULL,
-       input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
+SELECT coalesce(pos, rowid), file, bad, keep, message_id, dedup_key, is_sidechain, model,
+       speed IS NOT NULL, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
        cache_write_1h_tokens, reported_cost_usd
 FROM _cl_new ORDER BY rowid"""
 
@@ -364,7 +395,7 @@ SELECT uuidv7(), '{SOURCE}', n.dedup_key, n.message_id, n.request_id, n.session_
     n.is_sidechain, n.speed, w.provider, ? + w.id, now()::TIMESTAMP, ?
 FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::DOUBLE[]) AS computed,
              unnest(?::VARCHAR[]) AS provider) w
-JOIN _cl_new n ON n.rowid = w.id
+JOIN _cl_new n ON coalesce(n.pos, n.rowid) = w.id
 ORDER BY w.id"""
 
 
@@ -414,6 +445,21 @@ def _pick(candidates: list[_Candidate]) -> list[_Candidate]:
     return [c for _, c in best.values()]
 
 
+def _read_files(ready: list[F.Planned], marked: list[F.Planned]) -> tuple[str, list[Any]]:
+    """``_STAGE`` through DuckDB's reader, and its parameters. A marker is ``{"<key>":<n>}``;
+    the key is random for each run, so no line of a log can pass for one."""
+    prefix = (marked[0].marker or "").split(":")[0] + ":" if marked else ""
+    lines = _READ_FILES.format(
+        max_bytes=F.max_object_size(ready, MAX_LINE_BYTES),
+        marks=f" OR starts_with(json, '{prefix}')" if marked else "",
+    )
+    mark = f"CASE WHEN starts_with(json, '{prefix}') THEN json END" if marked else "NULL"
+    copies = [p for p in ready if p.read_path != p.path and not p.marker]
+    read = list(dict.fromkeys(p.read_path for p in ready))
+    sql = _STAGE.format(shape=_SHAPE, lines=lines, mark=mark)
+    return sql, [[p.read_path for p in copies], [p.path for p in copies], read]
+
+
 class _Run:
     """One ingest run: the stage reads and flattens the lines and learns what the merge needs."""
 
@@ -429,23 +475,19 @@ class _Run:
     ) -> dict[str, tuple[int, int]]:
         """Read and flatten the planned ranges into ``_cl_new``; returns path -> (usage lines,
         malformed lines)."""
-        if all(p.data is not None for p in ready):
-            staged = conn.execute(
-                _STAGE.format(shape=_SHAPE, lines=_READ_LINES), list(_texts(ready))
-            ).fetchall()
-        else:
-            copies = [p for p in ready if p.read_path != p.path]
-            lines = _READ_FILES.format(max_bytes=F.max_object_size(ready, MAX_LINE_BYTES))
-            staged = conn.execute(
-                _STAGE.format(shape=_SHAPE, lines=lines),
-                [
-                    [p.read_path for p in copies],
-                    [p.path for p in copies],
-                    [p.read_path for p in ready],
-                ],
-            ).fetchall()
+        marked = [p for p in ready if p.marker]
+        sql, params = (
+            (_STAGE.format(shape=_SHAPE, lines=_READ_LINES, mark="NULL"), list(_texts(ready)))
+            if all(p.data is not None for p in ready)
+            else _read_files(ready, marked)
+        )
+        staged = conn.execute(sql, params).fetchall()
+        if marked:
+            conn.execute(_PLACE, [[p.marker for p in marked], [p.path for p in marked]])
+            conn.execute(_PLACE_HASHED)
+            conn.execute("DELETE FROM _cl_new WHERE mark IS NOT NULL")
         later = any(p.prev is not None and not p.restart for p in ready)
-        self.small = later and int(staged[0][0]) <= SMALL_MERGE_ROWS
+        self.small = later and int(staged[0][0]) - len(marked) <= SMALL_MERGE_ROWS
         if self.small:  # rows as tuples: ~2x faster to fetch than one list of structs
             self.rows = conn.execute(_SMALL_ROWS).fetchall()
             self.info = tuple(conn.execute(_SMALL_INFO).fetchall()[0])

@@ -94,12 +94,14 @@ def ingest_logs(
     merge: Merge,
     temp_tables: Sequence[str],
     in_memory: int = 0,
+    group_below: int = 0,
 ) -> IngestResult:
     """One ingest pass over the JSONL logs under ``roots``, in one transaction: plan what is new
     in each file, ``stage`` it (returns path -> (lines, malformed)), ``merge`` the staged rows
     (may return per-file parser states to keep), save how far each file was read, then drop the
     ``temp_tables``. A later run (not the first) with at most ``in_memory`` new bytes hands the
-    stage each range's bytes (``Planned.data``) rather than files to read."""
+    stage each range's bytes (``Planned.data``) rather than files to read; ``group_below`` as for
+    ``F.readable`` (the stage then finds ranges by their ``marker`` lines)."""
     result = IngestResult(source=source, roots=[str(r) for r in roots])
     paths = F.jsonl_files(roots)
     result.files_seen = len(paths)
@@ -109,7 +111,7 @@ def ingest_logs(
         planned = F.plan(paths, seen, keep_bytes=keep)
         if not planned:
             return result
-        with F.readable(planned, in_memory=keep) as ready:
+        with F.readable(planned, in_memory=keep, group_below=group_below) as ready:
             to_read = [p for p in ready if p.read_path]
             counts = stage(conn, to_read) if to_read else {}
         result.files_read = len(to_read)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,9 @@ HEAD_BYTES = 4096
 # a new tail up to this size is read whole while planning (the newline search needs its end
 # anyway), so an in-memory re-ingest opens each file once
 TAIL_KEEP_BYTES = 1 << 20
+# a group file of copied ranges (``readable``) is closed once it holds this much
+GROUP_BYTES = 32 << 20
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Planned:
     read_path: str = ""
     prev: FileState | None = None
     data: bytes | None = None  # the bytes [start, end) when read into memory
+    marker: str | None = None  # the line before the range in a shared copy (``readable``)
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, head: str, rows: list[Any]) -> None:
@@ -227,11 +232,20 @@ def _plan_file(
 
 
 @contextmanager
-def readable(planned: list[Planned], *, in_memory: int = 0) -> Iterator[list[Planned]]:
+def readable(
+    planned: list[Planned], *, in_memory: int = 0, group_below: int = 0
+) -> Iterator[list[Planned]]:
     """Give each planned range something to read from. When the ranges hold ``in_memory`` bytes
     or fewer in all, their bytes (``data``); else a path DuckDB can read whole: the file itself
     when the range is the complete file, else a temporary copy of just that range, removed
-    after. Either way ``read_path`` is set on every range with bytes to read."""
+    after. Either way ``read_path`` is set on every range with bytes to read.
+
+    With ``group_below``, the copies are shared: every range that is not a whole file of at
+    least ``group_below`` bytes is copied into a group file of up to ``GROUP_BYTES``, each range
+    after a marker line (``Planned.marker``) that tells which lines are whose. DuckDB's reader
+    pays a fixed part per file (~0.3 ms: a buffer, a task, a batch to merge back into line
+    order): 3,000 small session files cost it ~1.4 s where one copy of them in a few groups
+    costs ~0.15 s to write and ~0.5 s to read. Files are read in the order planned."""
     if in_memory > 0 and sum(max(p.end - p.start, 0) for p in planned) <= in_memory:
         for p in planned:
             if p.end > p.start:
@@ -241,33 +255,83 @@ def readable(planned: list[Planned], *, in_memory: int = 0) -> Iterator[list[Pla
         yield planned
         return
     tmp: str | None = None
+    group: _Group | None = None
+    key = f"specwright-range-{secrets.token_hex(8)}"
     try:
         for i, p in enumerate(planned):
             p.data = None
             if p.end <= p.start:
                 continue
-            if p.start == 0 and p.end == p.size:
+            if p.start == 0 and p.end == p.size and p.size >= group_below:
                 p.read_path = p.path
+                if group is not None:  # a later range starts a new group: the order planned
+                    group.close()
+                    group = None
                 continue
             if tmp is None:
                 tmp = tempfile.mkdtemp(prefix="specwright-ingest-")
-            target = Path(tmp) / f"{i:06d}.jsonl"
-            with open(p.path, "rb") as src, target.open("wb") as dst:
-                src.seek(p.start)
-                remaining = p.end - p.start
-                while remaining > 0:
-                    chunk = src.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        break
-                    dst.write(chunk)
-                    remaining -= len(chunk)
-                if p.end == p.size and chunk and not chunk.endswith(b"\n"):
-                    dst.write(b"\n")
-            p.read_path = str(target)
+            if not group_below:
+                target = os.path.join(tmp, f"{i:06d}.jsonl")
+                with open(target, "wb") as dst:
+                    _copy_range(p, dst.fileno())
+                p.read_path = target
+                continue
+            if group is None:
+                group = _Group(os.path.join(tmp, f"{i:06d}.jsonl"))
+            p.marker = f'{{"{key}":{i}}}'
+            os.write(group.fd, p.marker.encode() + b"\n")
+            group.size += _copy_range(p, group.fd)
+            p.read_path = group.path
+            if group.size >= GROUP_BYTES:
+                group.close()
+                group = None
+        if group is not None:
+            group.close()
+            group = None
         yield planned
     finally:
+        if group is not None:
+            group.close()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Group:
+    """A group file being written (``readable``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.size = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _copy_range(p: Planned, dst: int) -> int:
+    """Append the bytes [start, end) of ``p`` to ``dst`` as DuckDB's reader would see them in a
+    file of their own: without a UTF-8 BOM at the start, ending with a newline. Returns the
+    bytes written (kernel to kernel with ``sendfile`` where it can)."""
+    fd = os.open(p.path, os.O_RDONLY)
+    try:
+        start = p.start
+        if os.pread(fd, len(_BOM), start) == _BOM:
+            start += len(_BOM)
+        written = 0
+        while start + written < p.end:
+            at = start + written
+            try:
+                n = os.sendfile(dst, fd, at, p.end - at)
+            except (OSError, AttributeError):  # not to a file here (macOS): copy in blocks
+                n = os.write(dst, os.pread(fd, min(p.end - at, 1 << 20), at))
+            if n <= 0:
+                break
+            written += n
+        if written and os.pread(fd, 1, p.end - 1) != b"\n":
+            written += os.write(dst, b"\n")
+        return written
+    finally:
+        os.close(fd)
 
 
 def _read_range(p: Planned) -> bytes:
