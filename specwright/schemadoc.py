@@ -30,7 +30,8 @@ TABLE_DOCS: dict[str, str] = {
     "usage_records": "Per-message usage imported from agents' own logs (Claude Code, Codex), "
     "de-duplicated by (`source`, `dedup_key`). `execution_id` links to "
     "executions when the session id matches. `seq` orders a source's records as their lines were "
-    "read, counting up from 1 (with gaps for lines not kept): ccusage's first-seen tie-break.",
+    "read, counting up from 1 (with gaps for lines not kept): ccusage's first-seen tie-break; "
+    "records merged from another machine's export are numbered after the store's own.",
     "usage_snapshots": "What `codexbar` printed (JSON), with the time it was taken.",
     "prices": "Prices used (USD per million tokens) and where they came from (`source`: "
     "`genai-prices <version>` or `config`); `updated_at` is when a price was last confirmed "

@@ -132,3 +132,47 @@ def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
         merge(store, [tmp_path / "x.parquet"])
     with pytest.raises(SpecwrightError, match="no such file"):
         merge(store, [tmp_path / "missing"])
+
+
+def test_merged_records_are_numbered_after_the_stores_own(tmp_path: Path, store: Store) -> None:
+    """Another machine's ``seq`` orders nothing here: merged records count on from this store's
+    last, in the export's order. An export from a store numbered before migration 8 (seq near
+    2**63) would otherwise leave the next ingests overflowing BIGINT."""
+    import duckdb
+
+    from specwright.usage import claude
+    from tests.support_usage import append_claude_lines
+
+    write_claude_corpus(tmp_path / "a", sessions=2, turns=10, malformed_every=0, prefix="a")
+    claude.ingest(store, [tmp_path / "a" / "projects"])
+    export(store, tmp_path / "export")
+    exported = tmp_path / "export" / "usage_records.parquet"
+    old = tmp_path / "old.parquet"
+    with duckdb.connect() as conn:  # as a store that ran ~255 ingests before the fix wrote it
+        conn.execute(
+            f"COPY (SELECT * REPLACE (seq + 255 * 36028797018963968 AS seq) "
+            f"FROM read_parquet('{exported}')) TO '{old}' (FORMAT parquet)"
+        )
+        order = [
+            r[0] for r in conn.execute(f"SELECT dedup_key FROM '{old}' ORDER BY seq").fetchall()
+        ]
+
+    other = Store(tmp_path / "other" / "db.duckdb")
+    b = write_claude_corpus(
+        tmp_path / "b", sessions=2, turns=10, malformed_every=0, prefix="b", seed=8
+    )
+    claude.ingest(other, [tmp_path / "b" / "projects"])
+    (own_top,) = other.query("SELECT max(seq) FROM usage_records")[0]
+    old.rename(tmp_path / "usage_records.parquet")
+    assert merge(other, [tmp_path / "usage_records.parquet"]).inserted["usage_records"] == len(
+        order
+    )
+    merged = other.query(
+        "SELECT dedup_key, seq FROM usage_records WHERE seq > ? ORDER BY seq", [own_top]
+    )
+    assert [r[0] for r in merged] == order
+    assert [r[1] for r in merged] == list(range(own_top + 1, own_top + 1 + len(order)))
+    for i in range(3):  # later ingests count on from there
+        append_claude_lines(b.files[0], 2, seed=60 + i)
+        assert claude.ingest(other, [tmp_path / "b" / "projects"]).imported == 2
+    assert other.query("SELECT max(seq) < 100000 FROM usage_records")[0][0]

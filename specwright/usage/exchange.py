@@ -107,8 +107,16 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
                 }
             except Exception as exc:
                 raise SpecwrightError(f"{path}: not a readable Parquet file: {exc}") from None
-            common = [c for c in cols if c in have]
+            common = [
+                c for c in cols if c in have and not (table == "usage_records" and c == "seq")
+            ]
             collist = ", ".join(f'"{c}"' for c in common)
+            values = ", ".join(f'x."{c}"' for c in common)
+            numbered = ""
+            if table == "usage_records":  # numbered after this store's own records (_SEQ)
+                collist += ", seq"
+                values += ", " + _SEQ.format(order="x.seq, x.ts" if "seq" in have else "x.ts")
+                numbered = _TOPS
             total = int(
                 conn.execute(f"SELECT count(*) FROM read_parquet('{_quote(path)}')").fetchall()[0][
                     0
@@ -116,9 +124,9 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
             )
             rows = conn.execute(
                 f"""INSERT INTO {table} ({collist})
-                SELECT {", ".join(f'x."{c}"' for c in common)}
+                SELECT {values}
                 FROM (SELECT * FROM read_parquet('{_quote(path)}')
-                      QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x
+                      QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x{numbered}
                 WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_KEYS[table]})"""
             ).fetchall()
             n = int(rows[0][0]) if rows else 0
@@ -126,6 +134,19 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
             result.inserted[table] = result.inserted.get(table, 0) + n
             result.skipped[table] = result.skipped.get(table, 0) + total - n
     return result
+
+
+# A merged record's ``seq`` counts on from the store's last for its source, in the export's order:
+# another machine's numbers order nothing here, and an export from a store that numbered lines
+# by DuckDB's staging row ids (~2**55 a run, before migration 8) would push the next ingests'
+# ``seq`` past BIGINT.
+_SEQ = (
+    "coalesce(tops.top, 0) + row_number() OVER (PARTITION BY x.source ORDER BY {order}, "
+    "x.dedup_key)"
+)
+_TOPS = """
+                LEFT JOIN (SELECT source, max(seq) AS top FROM usage_records GROUP BY source) tops
+                    ON tops.source = x.source"""
 
 
 def _part(table: str) -> str:
