@@ -5,6 +5,8 @@ file on its own gives."""
 from __future__ import annotations
 
 import json
+import shutil
+from collections import namedtuple
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ _NO_ID = json.dumps(
 
 
 _COPY = F._copy_range
+_DISK_USAGE = shutil.disk_usage
+_Usage = namedtuple("_Usage", "total used free")
 
 
 def _corpus(root: Path) -> list[Path]:
@@ -49,7 +53,11 @@ def _corpus(root: Path) -> list[Path]:
 
 
 def _ingest(
-    store: Store, root: Path, monkeypatch: pytest.MonkeyPatch, group_below: int
+    store: Store,
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    group_below: int,
+    room: int | None = None,
 ) -> tuple[Any, ...]:
     copied: list[str] = []
 
@@ -59,6 +67,8 @@ def _ingest(
 
     monkeypatch.setattr(F, "_copy_range", counting)
     monkeypatch.setattr(claude, "GROUP_BELOW", group_below)
+    free = (lambda _: _Usage(room * 8, room * 4, room * 4)) if room else _DISK_USAGE
+    monkeypatch.setattr(F.shutil, "disk_usage", free)
     res = claude.ingest(store, [root / "projects"])
     records = store.query("SELECT * EXCLUDE (id, imported_at) FROM usage_records ORDER BY seq")
     states = store.query(
@@ -80,32 +90,49 @@ def test_files_read_from_shared_copies_store_what_reading_each_file_gives(
         "each file": 0,  # whole files in place; only tails copied (then into groups)
         "mixed": sizes[len(sizes) // 2],  # big files in place between groups of small ones
         "all copied": sizes[-1] + 1,
+        "little temp space": sizes[-1] + 1,  # copies while there is room, then in place
     }
     stores = {name: Store(tmp_path / name.replace(" ", "-") / "db.duckdb") for name in ways}
     for store in stores.values():
         store.migrate()
 
+    room = sum(sizes) // 2  # a quarter of the free space: half the files fit
     first = {
-        name: _ingest(stores[name], tmp_path / "logs", monkeypatch, g) for name, g in ways.items()
+        name: _ingest(
+            stores[name],
+            tmp_path / "logs",
+            monkeypatch,
+            g,
+            room if name == "little temp space" else None,
+        )
+        for name, g in ways.items()
     }
     assert first["each file"][3] == []
     assert 0 < len(first["mixed"][3]) < len(files)
     assert sorted(first["all copied"][3]) == sorted(str(f) for f in files)
+    assert 0 < len(first["little temp space"][3]) < len(files)
     counts, records, states, _ = first["each file"]
     assert len(states) == len(files)
     assert counts[1] > 0 and counts[3] > 0  # malformed lines and records in the corpus
     assert {r[6] for r in records} <= {str(f) for f in files}  # no copy's path recorded
     hashed = [r for r in records if r[2] is None]
     assert len(hashed) == 4 and len({r[1] for r in hashed}) == 4  # 4 lines without id, 3 files
-    for name in ("mixed", "all copied"):
+    for name in ("mixed", "all copied", "little temp space"):
         assert first[name][:3] == first["each file"][:3], name
 
     for i, path in enumerate(files[:5]):  # tails of some files: copied into groups every way
         append_claude_lines(path, 3, seed=70 + i)
     later = {
-        name: _ingest(stores[name], tmp_path / "logs", monkeypatch, g) for name, g in ways.items()
+        name: _ingest(
+            stores[name],
+            tmp_path / "logs",
+            monkeypatch,
+            g,
+            room if name == "little temp space" else None,
+        )
+        for name, g in ways.items()
     }
     assert sorted(later["each file"][3]) == sorted(str(f) for f in files[:5])
     assert later["each file"][0][3] == 15
-    for name in ("mixed", "all copied"):
+    for name in ("mixed", "all copied", "little temp space"):
         assert later[name][:3] == later["each file"][:3], name

@@ -268,12 +268,17 @@ def readable(
     if group_below and not _worth_grouping(len(copies), sum(copies), planned):
         group_below = 0
     full = min(GROUP_BYTES, max(GROUP_MIN_BYTES, sum(copies) // 8))
+    # whole files are copied while a quarter of the free temp space lasts, then read in place
+    spare = shutil.disk_usage(tempfile.gettempdir()).free // 4 if group_below else 0
     try:
         for i, p in enumerate(planned):
             p.data = None
             if p.end <= p.start:
                 continue
-            if p.start == 0 and p.end == p.size and p.size >= group_below:
+            whole = p.start == 0 and p.end == p.size
+            if whole and group_below and p.size < group_below:
+                spare -= p.size
+            if whole and (p.size >= group_below or spare < 0):
                 p.read_path = p.path
                 if group is not None:  # a later range starts a new group: the order planned
                     group.close()
