@@ -398,7 +398,8 @@ def save_states(
                 now,
             )
         )
-    # files seen before are updated in place (an upsert costs twice as much); new ones inserted
+    # files seen before are updated in place, new ones inserted (an upsert costs ~1.5-2x: 45-63
+    # vs 28-43 ms for 3,000 new files)
     known = [row[1:-1] for p, row in zip(planned, rows, strict=True) if p.prev is not None]
     if known:
         columns = [list(col) for col in zip(*known, strict=True)]
@@ -411,9 +412,9 @@ def save_states(
             "WHERE f.source = ? AND f.path = u.path",
             [now, *columns, source],
         )
-    insert_rows(
+    insert_rows(  # no state row for these (``load_states`` read them all in this transaction)
         conn,
-        'INSERT OR REPLACE INTO usage_ingest_files (source, path, size, "offset", mtime, '
+        'INSERT INTO usage_ingest_files (source, path, size, "offset", mtime, '
         "head_hash, lines, malformed, state, updated_at)",
         [row for p, row in zip(planned, rows, strict=True) if p.prev is None],
     )
