@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from specwright.store import Store
-from specwright.usage import claude
+from specwright.usage import claude, claude_lines
 from tests.conftest import run_specwright
 from tests.support_usage import append_claude_lines, ccusage_path, write_claude_corpus
 
@@ -431,17 +431,27 @@ def test_small_tails_read_in_memory_and_by_duckdb_give_the_same_rows(
     assert ("m1", 500) in [(r[2], r[10]) for r in records]
 
 
-@pytest.mark.parametrize("merge", ["python", "sql"])
+@pytest.mark.parametrize("merge", ["parsed", "python", "sql"])
 def test_logs_read_in_pieces_store_the_same_records_as_one_bulk_ingest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merge: str
 ) -> None:
     """The same logs ingested at once (DuckDB's reader, the set-based merge) and as they grow,
-    cut at arbitrary bytes over many runs (each later run read in memory and merged in Python,
-    or in SQL as a later run with many rows is): the same records, costs to the last bit.
-    Streaming copies, sidechain replays and agent_progress copies land in different runs from
-    their originals."""
+    cut at arbitrary bytes over many runs (each later run read in memory, its lines parsed in
+    Python or staged by DuckDB, and merged in Python; or staged and merged in SQL as a later run
+    with many rows is): the same records, costs to the last bit. Streaming copies, sidechain
+    replays and agent_progress copies land in different runs from their originals."""
     import random
 
+    parsed: list[bool] = []
+
+    def parse(*args: Any) -> Any:
+        rows = claude_lines.parse(*args)
+        parsed.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(claude, "parse", parse)
+    if merge == "python":
+        monkeypatch.setattr(claude, "PARSE_IN_PYTHON", False)
     if merge == "sql":
         monkeypatch.setattr(claude, "SMALL_MERGE_ROWS", 0)
 
@@ -464,6 +474,7 @@ def test_logs_read_in_pieces_store_the_same_records_as_one_bulk_ingest(
         res = claude.ingest(grown, [tmp_path / "grown" / "projects"])
         replaced += res.replaced
     assert replaced > 0  # a fuller streaming copy arrived after a stored one
+    assert all(parsed) and len(parsed) == (0 if merge == "python" else 8)
 
     columns = (
         "dedup_key, message_id, request_id, session_id, project_path, model, ts, input_tokens, "
