@@ -204,3 +204,20 @@ def test_a_count_beyond_bigint_is_not_counted_and_does_not_stop_the_ingest(tmp_p
     assert store.query(
         "SELECT message_id, input_tokens, cache_read_tokens FROM usage_records ORDER BY seq"
     ) == [("m2", 1, 0), ("m3", 1, 0)]
+
+
+def test_a_later_run_with_no_usage_line_imports_nothing_and_moves_on(tmp_path: Path) -> None:
+    log = tmp_path / "projects" / "p" / "s.jsonl"
+    log.parent.mkdir(parents=True)
+    line = '{"timestamp":"2025-11-03T10:00:00Z","message":{"id":"m1","model":"claude-haiku-4-5","usage":{"input_tokens":1,"output_tokens":2}}}\n'  # fmt: skip
+    log.write_text(line)
+    store = Store(tmp_path / "db.duckdb")
+    store.migrate()
+    assert claude.ingest(store, [tmp_path / "projects"]).imported == 1
+    with log.open("a") as fh:
+        fh.write('{"type":"user","message":{"content":"hi"}}\n[1,\n')
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert (res.files_read, res.lines, res.malformed, res.imported) == (1, 0, 1, 0)
+    assert store.query('SELECT lines, malformed, "offset" FROM usage_ingest_files') == [
+        (1, 1, log.stat().st_size)
+    ]
