@@ -3,7 +3,9 @@ table, linking to executions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +107,7 @@ def ingest_logs(
     result = IngestResult(source=source, roots=[str(r) for r in roots])
     paths = F.jsonl_files(roots)
     result.files_seen = len(paths)
-    with store.transaction() as conn:
+    with _no_collections(), store.transaction() as conn:
         seen = F.load_states(conn, source)
         keep = in_memory if seen else 0
         planned = F.plan(paths, seen, keep_bytes=keep)
@@ -123,6 +125,20 @@ def ingest_logs(
         for table in temp_tables:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
     return result
+
+
+@contextlib.contextmanager
+def _no_collections() -> Iterator[None]:
+    """Python's cyclic collector paused: an ingest makes no cycles, but the rows and structs of a
+    later run set off collections of the whole heap, ~9 ms of a ~50 ms run in a process that has
+    pandas loaded (measured: 1% more lines of a 200 MB corpus after a report)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def insert_rates(
