@@ -20,7 +20,7 @@ _MISSING = object()
 # values of the shape ``claude._SHAPE`` casts to, and values DuckDB casts or rejects
 _COUNTS = st.one_of(
     st.integers(0, 10**7),
-    st.sampled_from([0, None, _MISSING, -1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 12.0, 2.5]),
+    st.sampled_from([0, None, _MISSING, -1, 2**53 - 1, 2**53, 2**62, 2**63, 2**64, 12.0, 2.5]),
     st.sampled_from(["12", True]),
 )
 _PLAIN_COUNTS = st.one_of(st.integers(0, 10**7), st.sampled_from([0, None, _MISSING]))
@@ -185,25 +185,37 @@ def test_a_line_python_would_read_differently_sends_the_run_to_duckdb(line: str)
     assert claude_lines.parse(conn, [("/a.jsonl", [plain, "{", line])]) is None
 
 
-def test_a_count_beyond_bigint_is_not_counted_and_does_not_stop_the_ingest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("later", [False, True], ids=["first run", "later run"])
+def test_an_absurd_token_count_is_not_counted_and_does_not_stop_the_ingest(
+    tmp_path: Path, later: bool
+) -> None:
+    """Counts from 2**53 on read as missing: one beyond BIGINT failed the cast, two of 2**62 the
+    sum of a record's tokens, and every later ingest with them."""
     log = tmp_path / "projects" / "p" / "s.jsonl"
     log.parent.mkdir(parents=True)
     head = (
         '{"timestamp":"2025-11-03T10:00:00Z","requestId":"r","message":{"model":"claude-haiku-4-5",'
     )
-    log.write_text(
-        head + '"id":"m1","usage":{"input_tokens":9223372036854775808,"output_tokens":2}}}\n'
-        + head + '"id":"m2","usage":{"input_tokens":1,"output_tokens":2,'
-        '"cache_read_input_tokens":18446744073709551615}}}\n'
-        + head + '"id":"m3","usage":{"input_tokens":1,"output_tokens":2}}}\n'
-    )  # fmt: skip
+    lines = [
+        head + '"id":"m0","usage":{"input_tokens":1,"output_tokens":1}}}',
+        head + f'"id":"m1","usage":{{"input_tokens":{2**63},"output_tokens":2}}}}}}',
+        head + f'"id":"m2","usage":{{"input_tokens":{2**62},"output_tokens":{2**62}}}}}}}',
+        head + f'"id":"m3","usage":{{"input_tokens":1,"output_tokens":2,"cache_read_input_tokens":{2**64 - 1}}}}}}}',
+        head + f'"id":"m4","usage":{{"input_tokens":{2**53 - 1},"output_tokens":2}}}}}}',
+    ]  # fmt: skip
+    log.write_text("\n".join(lines[:1] if later else lines) + "\n")
     store = Store(tmp_path / "db.duckdb")
     store.migrate()
-    res = claude.ingest(store, [tmp_path / "projects"])
-    assert (res.lines, res.imported, res.malformed) == (3, 2, 0)
+    claude.ingest(store, [tmp_path / "projects"])
+    if later:  # a later run with few new lines: read in Python, or by DuckDB when it must
+        with log.open("a") as fh:
+            fh.write("\n".join(lines[1:]) + "\n")
+        claude.ingest(store, [tmp_path / "projects"])
     assert store.query(
-        "SELECT message_id, input_tokens, cache_read_tokens FROM usage_records ORDER BY seq"
-    ) == [("m2", 1, 0), ("m3", 1, 0)]
+        "SELECT message_id, input_tokens, output_tokens, cache_read_tokens FROM usage_records "
+        "ORDER BY seq"
+    ) == [("m0", 1, 1, 0), ("m3", 1, 2, 0), ("m4", 2**53 - 1, 2, 0)]
+    assert store.query("SELECT sum(lines), sum(malformed) FROM usage_ingest_files") == [(5, 0)]
 
 
 def test_a_later_run_with_no_usage_line_imports_nothing_and_moves_on(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ in place; a later run with little new (``IN_MEMORY_BYTES``) reads the new lines 
 parsed with msgspec (``claude_lines``) when every line is in a shape it reads exactly as the
 stage below does, else handed to DuckDB, trimmed and validated exactly as its reader does. Then
 a dedupe that follows ccusage 20 (``adapter/claude``), set-based in SQL, or for the few rows of
-a later run in Python (``_pick``, the same rules):
+a later run in Python (``pick``, the same rules):
 
 - a line counts when it has ``"usage":{`` and parses as an assistant entry (``message.usage``
   with input and output tokens) or an ``agent_progress`` entry carrying one;
@@ -20,13 +20,12 @@ a later run in Python (``_pick``, the same rules):
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from specwright.usage import files as F
-from specwright.usage.claude_lines import counts, insert, lines_of, parse
+from specwright.usage.claude_lines import Candidate, counts, insert, lines_of, parse, pick
 from specwright.usage.common import (
     LINKABLE,
     RATES_SQL,
@@ -55,7 +54,7 @@ IN_MEMORY_BYTES = 2 << 20
 # Files smaller than this (and every part of a file) are read from shared copies (``F.readable``):
 # DuckDB's reader pays ~0.3 ms for each file it reads, copying costs ~0.7 ms a MB.
 GROUP_BELOW = 256 << 10
-# A later run that stages at most this many rows merges them in Python (``_pick``): below it,
+# A later run that stages at most this many rows merges them in Python (``pick``): below it,
 # fetching the rows costs less than planning the set-based merge. Measured with 1% more lines:
 # ~1,200 rows at 200 MB, ~7% faster in Python; ~5,800 at 1 GB, ~25% slower. A first ingest always
 # merges in SQL.
@@ -147,8 +146,9 @@ _READ_LINES = """
 # marks the lines ccusage counts. The table's rowid keeps the lines' order in the scan (less the
 # markers of shared copies: ``pos``, set by ``_PLACE``); ``seq`` counts on from the first staged
 # line, which ``_INFO`` reads. A line is hashed only when it has no message id (hashing every line
-# cost as much as parsing it). A token count beyond BIGINT reads as missing (no input or output
-# count: the line is not kept; a cache count: 0) rather than failing every later run.
+# cost as much as parsing it). A token count of 2**53 or more (``_count``: beyond any real reply,
+# and where sums of them could overflow BIGINT) reads as missing (no input or output count: the
+# line is not kept; a cache count: 0) rather than failing every later run.
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE _cl_new AS
 WITH r AS (
@@ -170,8 +170,7 @@ WITH r AS (
     SELECT file, bad, json, session_id, cwd, version, line_session, e.message AS msg,
            e.requestId AS request_id, e.isSidechain AS is_sidechain, e.costUSD AS cost_usd,
            try_cast(e.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts,
-           try_cast(e.message.usage.input_tokens AS BIGINT) AS input_tokens,
-           try_cast(e.message.usage.output_tokens AS BIGINT) AS output_tokens
+           {count_in} AS input_tokens, {count_out} AS output_tokens
     FROM e
 )
 SELECT
@@ -188,18 +187,36 @@ SELECT
     coalesce(is_sidechain, false) AS is_sidechain,
     input_tokens,
     output_tokens,
-    coalesce(try_cast(msg.usage.cache_read_input_tokens AS BIGINT), 0) AS cache_read_tokens,
-    coalesce(try_cast(CASE WHEN msg.usage.cache_creation IS NOT NULL
-                           THEN msg.usage.cache_creation.ephemeral_5m_input_tokens
-                           ELSE msg.usage.cache_creation_input_tokens END AS BIGINT), 0)
-        AS cache_write_5m_tokens,
-    coalesce(try_cast(msg.usage.cache_creation.ephemeral_1h_input_tokens AS BIGINT), 0)
-        AS cache_write_1h_tokens,
+    coalesce({count_read}, 0) AS cache_read_tokens,
+    coalesce({count_5m}, 0) AS cache_write_5m_tokens,
+    coalesce({count_1h}, 0) AS cache_write_1h_tokens,
     cost_usd AS reported_cost_usd,
     CASE WHEN msg.id IS NULL THEN 'h:' || file || ':' || hash(json)::VARCHAR
          ELSE msg.id || chr(31) || coalesce(request_id, '') END AS dedup_key
 FROM v
 """
+_COUNT_BELOW = 2**53
+
+
+def _count(field: str) -> str:
+    """A token count (UBIGINT) as BIGINT, NULL from ``_COUNT_BELOW`` on."""
+    return f"CASE WHEN {field} < {_COUNT_BELOW} THEN {field}::BIGINT END"
+
+
+_STAGE = (
+    _STAGE.replace("{count_in}", _count("e.message.usage.input_tokens"))
+    .replace("{count_out}", _count("e.message.usage.output_tokens"))
+    .replace("{count_read}", _count("msg.usage.cache_read_input_tokens"))
+    .replace(
+        "{count_5m}",
+        _count(
+            "CASE WHEN msg.usage.cache_creation IS NOT NULL"
+            " THEN msg.usage.cache_creation.ephemeral_5m_input_tokens"
+            " ELSE msg.usage.cache_creation_input_tokens END"
+        ),
+    )
+    .replace("{count_1h}", _count("msg.usage.cache_creation.ephemeral_1h_input_tokens"))
+)
 
 
 # The lines of ranges read from a shared copy take their file from the marker line before them
@@ -328,7 +345,7 @@ WHERE id IN (SELECT id FROM _cl_old)
 # rows, planning the set-based merge above (~8 ms) and its own statement for ``_INFO`` cost more
 # than the merge (the INSERT went from ~16 to ~7 ms for 1% more lines of a 200 MB corpus). One
 # query brings back the staged rows in line order, one the stored records sharing a message id
-# with a kept line (and the rest of what ``_INFO`` gives); ``_pick`` applies the same rules; one
+# with a kept line (and the rest of what ``_INFO`` gives); ``pick`` applies the same rules; one
 # plain INSERT copies the winners from ``_cl_new`` with the cost computed in Python (``Rates.cost``
 # sums in ``sql_cost``'s order: the same doubles).
 _SMALL_ROWS = """
@@ -337,7 +354,7 @@ SELECT coalesce(pos, rowid), file, bad, keep, message_id, dedup_key, is_sidechai
        cache_write_1h_tokens, reported_cost_usd
 FROM _cl_new ORDER BY rowid"""
 
-# a stored record ``u`` as a ``_Candidate`` for ``_pick`` (less ``is_new``): one tuple in a list
+# a stored record ``u`` as a ``Candidate`` for ``pick`` (less ``is_new``): one tuple in a list
 _STORED_CANDIDATES = f"""list((id, seq, dedup_key, message_id, coalesce(is_sidechain, false),
     {_TOTAL.format(t="u")}, coalesce(reported_cost_usd, computed_cost_usd, 0),
     speed IS NOT NULL))"""
@@ -376,52 +393,6 @@ FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::DOUBLE[]) AS computed,
              unnest(?::VARCHAR[]) AS provider) w
 JOIN _cl_new n ON coalesce(n.pos, n.rowid) = w.id
 ORDER BY w.id"""
-
-
-class _Candidate(NamedTuple):
-    """A new line or a stored record competing for its message (the columns ``_RANKED`` uses)."""
-
-    message_id: str | None
-    dedup_key: str
-    is_sidechain: bool
-    total: int
-    cost: float
-    fast: bool
-    is_new: bool
-    seq: int  # a new line's staged row id; a stored record's seq
-    ref: Any = None  # a stored record's id
-
-
-def _pick(candidates: list[_Candidate]) -> list[_Candidate]:
-    """The winner of each group, as ``_RANKED`` picks them: a line without a message id is
-    grouped by its hash; a sidechain copy of a message that has a non-sidechain line never wins;
-    other sidechain lines are grouped by message id, the rest by message id + request id; the
-    first by (non-sidechain, most tokens, NaN cost, highest cost, fast, stored, first seen)."""
-    main = {c.message_id for c in candidates if not c.is_sidechain and c.message_id is not None}
-    best: dict[str, tuple[tuple[Any, ...], _Candidate]] = {}
-    for c in candidates:
-        if c.message_id is None:
-            group = "u:" + c.dedup_key
-        elif c.is_sidechain and c.message_id in main:
-            continue
-        elif c.is_sidechain:
-            group = "m:" + c.message_id
-        else:
-            group = "r:" + c.dedup_key
-        nan = math.isnan(c.cost)
-        key = (
-            c.is_sidechain,
-            -c.total,
-            not nan,
-            0.0 if nan else -c.cost,
-            not c.fast,
-            c.is_new,
-            c.seq,
-        )
-        held = best.get(group)
-        if held is None or key < held[0]:
-            best[group] = (key, c)
-    return [c for _, c in best.values()]
 
 
 def _read_files(ready: list[F.Planned], marked: list[F.Planned]) -> tuple[str, list[Any]]:
@@ -535,7 +506,7 @@ class _Run:
         result.linked = link_executions(conn, SOURCE, bool(linkable))
 
     def _merge_small(self, conn: duckdb.DuckDBPyConnection, result: IngestResult) -> None:
-        """``merge`` for a few staged rows: pick the winners in Python (``_pick``), delete the
+        """``merge`` for a few staged rows: pick the winners in Python (``pick``), delete the
         stored records they beat, insert them with their computed cost."""
         base, stored, linkable, prices = self.info
         kept = [row for row in self.rows if row[3]]
@@ -545,7 +516,7 @@ class _Run:
         )
         first = self.rows[0][0] if self.rows else 0
         priced: dict[int, tuple[float | None, str | None]] = {}  # row id -> (cost, provider)
-        candidates: list[_Candidate] = []
+        candidates: list[Candidate] = []
         for row in kept:
             rowid, _, _, _, message_id, key, side, model, fast, *tokens, reported = row[:15]
             total = sum(tokens)
@@ -554,16 +525,14 @@ class _Run:
             cost = 0.0 if total == 0 else price.cost(*tokens) if price else None
             priced[rowid] = (cost, price.provider if price else None)
             spent = reported if reported is not None else cost if cost is not None else 0.0
-            candidates.append(_Candidate(message_id, key, side, total, spent, fast, True, rowid))
+            candidates.append(Candidate(message_id, key, side, total, spent, fast, True, rowid))
         hashed = [c.dedup_key for c in candidates if c.message_id is None]
         if hashed:
             more = conn.execute(_STORED_HASHED, [hashed]).fetchall()[0][0]
             stored = [*(stored or []), *(more or [])]
         for ref, seq, key, message_id, side, total, spent, fast in stored or []:
-            candidates.append(
-                _Candidate(message_id, key, side, total, spent, fast, False, seq, ref)
-            )
-        winners = _pick(candidates)
+            candidates.append(Candidate(message_id, key, side, total, spent, fast, False, seq, ref))
+        winners = pick(candidates)
         kept_refs = {c.ref for c in winners if not c.is_new}
         beaten = [c.ref for c in candidates if not c.is_new and c.ref not in kept_refs]
         if beaten:

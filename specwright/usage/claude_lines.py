@@ -1,4 +1,4 @@
-"""The new lines of a later Claude Code ingest with little new, split and parsed in Python.
+"""A later Claude Code ingest with little new, in Python: its lines parsed, its winners picked.
 
 A run that finds a few new lines (``claude.IN_MEMORY_BYTES``: the usual run, after a session or
 two) spent most of its time in DuckDB's stage: ~30 ms to plan and run the flattening statement
@@ -11,18 +11,22 @@ DuckDB's stage does; the run then stages through DuckDB as before. Exactly the s
   trailing commas, NaN or bare ``1e999``); a line it cannot read is asked of ``json_valid``, so a
   line is malformed (``bad``) exactly when DuckDB's reader says so;
 - a usage line whose fields are not of the type the stage casts to (a number as text, a float
-  token count, a count above BIGINT, a boolean cost), whose timestamp is not ISO 8601 UTC with a
+  token count, a count from 2**53 on, a boolean cost), whose timestamp is not ISO 8601 UTC with a
   ``Z`` (``try_cast`` reads more forms than this module mirrors), or that is kept without a
   message id (keyed by DuckDB's ``hash``) sends the run back to DuckDB;
 - one difference is left: of a key written twice in one object DuckDB reads the first, msgspec
   (like ccusage's ``JSON.parse``) the last. No JSON writer of Claude Code repeats a key.
+
+``pick`` is ``claude._RANKED``'s dedupe for those few rows (and the stored records they compete
+with); ``insert`` stores the winners.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import msgspec
 
@@ -41,7 +45,7 @@ _MALFORMED = "\x00"
 # the shape ``claude._SHAPE`` casts to, as strict types: anything else raises. ``gc=False``: the
 # structs hold no cycles, and ~1,800 tracked objects a run set off collections of the whole heap
 # (a later run in the process of a first ingest: parse ~12 -> ~7 ms, the run ~64 -> ~45 ms)
-_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]  # ``claude._count``
 
 
 class _CacheCreation(msgspec.Struct, gc=False):
@@ -292,6 +296,52 @@ def insert(
         _INSERT_ROWS,
         [first_seq, host, *(columns[c] for c in _ROW_COLUMNS), computed, providers, source],
     )
+
+
+class Candidate(NamedTuple):
+    """A new line or a stored record competing for its message (the columns ``claude._RANKED`` uses)."""
+
+    message_id: str | None
+    dedup_key: str
+    is_sidechain: bool
+    total: int
+    cost: float
+    fast: bool
+    is_new: bool
+    seq: int  # a new line's staged row id; a stored record's seq
+    ref: Any = None  # a stored record's id
+
+
+def pick(candidates: list[Candidate]) -> list[Candidate]:
+    """The winner of each group, as ``claude._RANKED`` picks them: a line without a message id is
+    grouped by its hash; a sidechain copy of a message that has a non-sidechain line never wins;
+    other sidechain lines are grouped by message id, the rest by message id + request id; the
+    first by (non-sidechain, most tokens, NaN cost, highest cost, fast, stored, first seen)."""
+    main = {c.message_id for c in candidates if not c.is_sidechain and c.message_id is not None}
+    best: dict[str, tuple[tuple[Any, ...], Candidate]] = {}
+    for c in candidates:
+        if c.message_id is None:
+            group = "u:" + c.dedup_key
+        elif c.is_sidechain and c.message_id in main:
+            continue
+        elif c.is_sidechain:
+            group = "m:" + c.message_id
+        else:
+            group = "r:" + c.dedup_key
+        nan = math.isnan(c.cost)
+        key = (
+            c.is_sidechain,
+            -c.total,
+            not nan,
+            0.0 if nan else -c.cost,
+            not c.fast,
+            c.is_new,
+            c.seq,
+        )
+        held = best.get(group)
+        if held is None or key < held[0]:
+            best[group] = (key, c)
+    return [c for _, c in best.values()]
 
 
 def _timestamp(text: str | None) -> datetime | None:
