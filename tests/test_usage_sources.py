@@ -47,6 +47,43 @@ def test_codex_token_counts_subtract_cached_input_and_skip_repeats(
     assert codex.ingest(store, [tmp_path / "codex" / "sessions"]).files_read == 0
 
 
+def test_codex_absurd_token_counts_are_not_counted_and_do_not_stop_the_ingest(
+    tmp_path: Path, store: Store
+) -> None:
+    """Counts outside [0, 2**53) read as missing: their differences and sums overflowed BIGINT
+    and failed this ingest and every later one."""
+    path, sums = write_codex_session(tmp_path / "codex", turns=2)
+
+    def event(last: dict[str, int] | None, total: dict[str, int], minute: int) -> str:
+        info = {"total_token_usage": total, "last_token_usage": last}
+        return json.dumps(
+            {
+                "timestamp": f"2025-11-02T11:{minute:02d}:00Z",
+                "type": "event_msg",
+                "payload": {"type": "token_count", "info": info},
+            },
+            separators=(",", ":"),
+        )
+
+    def usage(inp: int, cached: int, out: int, total: int) -> dict[str, int]:
+        return {
+            "input_tokens": inp,
+            "cached_input_tokens": cached,
+            "output_tokens": out,
+            "reasoning_output_tokens": 0,
+            "total_tokens": total,
+        }
+
+    with path.open("a") as fh:
+        fh.write(event(usage(2**62, 0, 2**62, 5), usage(1, 0, 1, 10**9), 0) + "\n")
+        fh.write(event(None, usage(-(2**63), 2**63 - 1, 1, 10**9 + 1), 1) + "\n")
+        fh.write(event(None, usage(1, 0, 1, 2**63 - 1), 2) + "\n")
+    res = codex.ingest(store, [tmp_path / "codex" / "sessions"])
+    assert res.imported == 2 and res.malformed == 0  # the session's own two turns
+    got = store.query("SELECT sum(input_tokens), sum(output_tokens) FROM usage_records")
+    assert got == [(sums["input"], sums["output"])]
+
+
 def test_codexbar_before_and_after_snapshots_give_quota_per_execution(
     tmp_path: Path, store: Store
 ) -> None:

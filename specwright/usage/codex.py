@@ -45,6 +45,19 @@ _SHAPE = (
     f'"info":{{"total_token_usage":{_TOK},"last_token_usage":{_TOK},"model":"VARCHAR"}}}}}}'
 )
 
+_COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+
+
+def _bounded(usage: str) -> str:
+    """``usage`` (a ``_TOK`` struct) with each count outside [0, 2**53) read as missing: no real
+    count is near, and differences and sums of such counts overflowed BIGINT and failed every
+    ingest from then on."""
+    fields = ", ".join(
+        f"'{f}': CASE WHEN {usage}.{f} BETWEEN 0 AND {2**53 - 1} THEN {usage}.{f} END"
+        for f in (*_COUNTS, "total_tokens")
+    )
+    return f"CASE WHEN {usage} IS NOT NULL THEN {{{fields}}} END"
+
 
 def codex_roots(env: dict[str, str] | None = None) -> list[Path]:
     """``$CODEX_HOME`` (default ``~/.codex``) ``sessions/`` and ``archived_sessions/``."""
@@ -107,8 +120,8 @@ WITH e AS (
         CASE WHEN r.j.type = 'turn_context' THEN r.j.payload.model END AS ctx_model,
         CASE WHEN r.j.type = 'session_meta' THEN r.j.payload.id END AS meta_session,
         CASE WHEN r.j.type = 'session_meta' THEN r.j.payload.cwd END AS meta_cwd,
-        r.j.payload.info.total_token_usage AS tot,
-        r.j.payload.info.last_token_usage AS last,
+        {_bounded("r.j.payload.info.total_token_usage")} AS tot,
+        {_bounded("r.j.payload.info.last_token_usage")} AS last,
         coalesce(r.j.payload.model, r.j.payload.info.model) AS event_model,
         r.j.payload.rate_limits AS rate_limits
     FROM _cx_raw r JOIN _cx_files f ON f.read_path = r.filename
@@ -153,7 +166,7 @@ SELECT rn, file, ts, session_id, cwd,
     coalesce(delta.output_tokens, 0) AS output_tokens,
     coalesce(delta.cached_input_tokens, 0) AS cache_read_tokens,
     coalesce(delta.reasoning_output_tokens, 0) AS reasoning_tokens,
-    CASE WHEN tot IS NOT NULL THEN session_id || ':' || tot.total_tokens::VARCHAR
+    CASE WHEN tot.total_tokens IS NOT NULL THEN session_id || ':' || tot.total_tokens::VARCHAR
          ELSE 'h:' || file || ':' || h::VARCHAR END AS dedup_key,
     tot.total_tokens AS cum_total, rate_limits
 FROM d
