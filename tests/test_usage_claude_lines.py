@@ -233,3 +233,48 @@ def test_a_later_run_with_no_usage_line_imports_nothing_and_moves_on(tmp_path: P
     assert store.query('SELECT lines, malformed, "offset" FROM usage_ingest_files') == [
         (1, 1, log.stat().st_size)
     ]
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, released store to copy: migrating one per example would cost most of it."""
+    path = tmp_path_factory.mktemp("template") / "db.duckdb"
+    store = Store(path)
+    store.migrate()
+    store.release()
+    return path
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(_line(plain=False), max_size=6),
+    st.lists(_line(plain=False), min_size=1, max_size=6),
+)
+def test_any_lines_ingest_and_reingest_without_error(
+    tmp_path: Path, migrated: Path, first: list[str], later: list[str]
+) -> None:
+    """Whatever the lines hold, a first run and a later one (read in Python or by DuckDB) finish,
+    count every line they stage and import no more records than lines."""
+    import shutil
+    import uuid
+
+    work = tmp_path / uuid.uuid4().hex
+    log = work / "projects" / "p" / "s.jsonl"
+    log.parent.mkdir(parents=True)
+    shutil.copy(migrated, work / "db.duckdb")
+    store = Store(work / "db.duckdb")
+    log.write_text("".join(line + "\n" for line in first))
+    runs = [claude.ingest(store, [work / "projects"])]
+    with log.open("a") as fh:
+        fh.write("".join(line + "\n" for line in later))
+    runs.append(claude.ingest(store, [work / "projects"]))
+    stored = store.query("SELECT count(*) FROM usage_records")[0][0]
+    assert stored <= sum(r.lines for r in runs)
+    assert store.query('SELECT lines + malformed, "offset" FROM usage_ingest_files') == [
+        (sum(r.lines + r.malformed for r in runs), log.stat().st_size)
+    ]
+    store.release()
