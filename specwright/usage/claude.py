@@ -61,7 +61,8 @@ GROUP_BELOW = 256 << 10
 SMALL_MERGE_ROWS = 2_000
 # Such a run reads its lines with msgspec (``claude_lines``) when they are in the shape it reads
 # exactly as DuckDB's stage does: 1% more lines of a 200 MB corpus staged in ~7 ms instead of
-# ~35, the whole run ~62 -> ~51 ms (the INSERT then binds its columns from Python).
+# ~35, the whole run ~62 -> ~51 ms (the INSERT then binds its columns from Python; ~40-45 ms
+# with the structs untracked by the collector, see ``claude_lines``).
 PARSE_IN_PYTHON = True
 
 _USAGE = (
