@@ -175,13 +175,16 @@ def test_lines_of_the_shape_claude_code_writes_are_read_in_python(lines: list[st
         '{"timestamp":"2025-11-03T10:00:00Z","message":{"id":"m","usage":{"input_tokens":1,"output_tokens":2,}}}',
         '{"timestamp":"2025-11-03T10:00:00Z","costUSD":NaN,"message":{"id":"m","usage":{"input_tokens":1,"output_tokens":2}}}',
         '["an array",{"usage":{"input_tokens":1,"output_tokens":2}}]',
+        '{"timestamp":"2025-11-03T10:00:00Z","message":{"id":"m","usage":{"input_tokens":1,"output_tokens":2}},"x":' + "[" * 3000 + "]" * 3000 + "}",
     ],
-    ids=["no message id", "count as text", "count as float", "offset", "trailing comma", "NaN", "array"],
+    ids=["no message id", "count as text", "count as float", "offset", "trailing comma", "NaN", "array", "deep"],
 )  # fmt: skip
 def test_a_line_python_would_read_differently_sends_the_run_to_duckdb(line: str) -> None:
     plain = '{"timestamp":"2025-11-03T10:00:00Z","message":{"id":"m0","usage":{"input_tokens":1,"output_tokens":2}}}'  # fmt: skip
+    deep = '{"type":"user","x":' + "[" * 3000 + "]" * 3000 + "}"  # valid, not staged
     conn = duckdb.connect()
-    assert claude_lines.parse(conn, [("/a.jsonl", [plain, "{"])]) is not None
+    rows = claude_lines.parse(conn, [("/a.jsonl", [plain, "{", deep])])
+    assert rows is not None and [r[2] for r in rows] == [False, True]
     assert claude_lines.parse(conn, [("/a.jsonl", [plain, "{", line])]) is None
 
 

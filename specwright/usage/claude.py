@@ -134,7 +134,8 @@ _READ_FILES = """
     WHERE json IS NULL OR contains(json, '"usage":{{'){marks}"""
 
 # the same from lines split in Python (``claude_lines.lines_of``; one text per file), validated
-# as the reader does; only a line without ``"usage":{`` is validated before the filter (one pass over most)
+# as the reader does; only a line without ``"usage":{`` is validated before the filter (one
+# pass over most)
 _READ_LINES = """
     SELECT file, CASE WHEN json_valid(line) THEN line END AS json
     FROM (SELECT file, unnest(string_split(text, chr(10))) AS line

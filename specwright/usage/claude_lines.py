@@ -136,17 +136,19 @@ def parse(
     doubtful: list[tuple[int, str, str]] = []  # (where in ``read``, path, line)
     for path, lines in files:
         for line in lines:
+            # what msgspec cannot read (bad syntax, another shape, nesting deeper than it
+            # recurses: RecursionError) is asked of DuckDB below
             if _USAGE_MARK in line:
                 try:
                     read.append((path, _LINE.decode(line)))
                     continue
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass
             else:
                 try:
                     _VALID.decode(line)
                     continue
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass
             doubtful.append((len(read), path, line))
             read.append((path, None))
