@@ -119,7 +119,8 @@ def _line(draw: st.DrawFn, plain: bool) -> str:
     if kind == "cut":
         return text[: draw(st.integers(1, max(1, len(text) - 1)))]
     if kind == "odd" and not plain:  # valid for DuckDB's parser, not for a strict one
-        return draw(st.sampled_from([text[:-1] + ",}", text.replace(":0,", ":NaN,", 1)]))
+        deep = text[:-1] + ',"x":' + "[" * 3000 + "]" * 3000 + "}"  # past msgspec's recursion
+        return draw(st.sampled_from([text[:-1] + ",}", text.replace(":0,", ":NaN,", 1), deep]))
     return text
 
 
