@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from specwright.store import Store
 from specwright.usage import codex, codexbar
@@ -82,6 +85,15 @@ def test_codex_absurd_token_counts_are_not_counted_and_do_not_stop_the_ingest(
     assert res.imported == 2 and res.malformed == 0  # the session's own two turns
     got = store.query("SELECT sum(input_tokens), sum(output_tokens) FROM usage_records")
     assert got == [(sums["input"], sums["output"])]
+    # a cumulative total of -2**63 carried to the next run: its difference overflowed there
+    with path.open("a") as fh:
+        fh.write(event(None, usage(1, 0, 1, -(2**63)), 3) + "\n")
+    codex.ingest(store, [tmp_path / "codex" / "sessions"])
+    with path.open("a") as fh:
+        fh.write(event(None, usage(2, 0, 3, 5), 4) + "\n")
+    codex.ingest(store, [tmp_path / "codex" / "sessions"])
+    states = store.query('SELECT "offset" FROM usage_ingest_files')
+    assert states == [(path.stat().st_size,)]
 
 
 def test_codexbar_before_and_after_snapshots_give_quota_per_execution(
@@ -213,3 +225,67 @@ def test_merged_records_are_numbered_after_the_stores_own(tmp_path: Path, store:
         append_claude_lines(b.files[0], 2, seed=60 + i)
         assert claude.ingest(other, [tmp_path / "b" / "projects"]).imported == 2
     assert other.query("SELECT max(seq) < 100000 FROM usage_records")[0][0]
+
+
+_CODEX_COUNTS = st.one_of(
+    st.integers(0, 10**6),
+    st.sampled_from([None, -1, 2**53, 2**62, 2**63 - 1, -(2**63), 2**63, 1.5, "12", True]),
+)
+
+
+@st.composite
+def _codex_line(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["meta", "context", "count", "count", "count", "cut", "other"]))
+    stamp = draw(
+        st.sampled_from(["2025-11-02T10:00:00Z", "2025-11-02T10:03:00.5Z", None, "soon", 7])
+    )
+    if kind == "meta":
+        payload: Any = {"id": draw(st.sampled_from(["s1", None, 3])), "cwd": "/w"}
+        return json.dumps({"timestamp": stamp, "type": "session_meta", "payload": payload})
+    if kind == "context":
+        payload = {"model": draw(st.sampled_from(["gpt-5-codex", None, 5, ""]))}
+        return json.dumps({"timestamp": stamp, "type": "turn_context", "payload": payload})
+    if kind == "other":
+        return draw(st.sampled_from(['{"type":"response_item"}', "[1,2]", "{"]))
+
+    def usage() -> Any:
+        fields = ("input_tokens", "cached_input_tokens", "output_tokens")
+        counts = {f: draw(_CODEX_COUNTS) for f in (*fields, "reasoning_output_tokens")}
+        return draw(st.sampled_from([None, {**counts, "total_tokens": draw(_CODEX_COUNTS)}]))
+
+    info = {"total_token_usage": usage(), "last_token_usage": usage()}
+    limits = draw(st.sampled_from([None, {"primary": {"used_percent": 1e308}}, [1], "x"]))
+    line = json.dumps(
+        {
+            "timestamp": stamp,
+            "type": "event_msg",
+            "payload": {"type": "token_count", "info": info, "rate_limits": limits},
+        }
+    )
+    return line[: draw(st.integers(1, len(line) - 1))] if kind == "cut" else line
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(_codex_line(), max_size=8), st.lists(_codex_line(), min_size=1, max_size=8))
+def test_any_codex_lines_ingest_and_reingest_without_error(
+    tmp_path: Path, first: list[str], later: list[str]
+) -> None:
+    """Whatever a Codex log holds, a first run and a later one finish and read to the end."""
+    import uuid
+
+    work = tmp_path / uuid.uuid4().hex
+    log = work / "sessions" / "2025" / "11" / "02" / "rollout-2025-11-02T10-00-00-abc.jsonl"
+    log.parent.mkdir(parents=True)
+    store = Store(work / "db.duckdb")
+    store.migrate()
+    log.write_text("".join(line + "\n" for line in first))
+    codex.ingest(store, [work / "sessions"])
+    with log.open("a") as fh:
+        fh.write("".join(line + "\n" for line in later))
+    codex.ingest(store, [work / "sessions"])
+    assert store.query('SELECT "offset" FROM usage_ingest_files') == [(log.stat().st_size,)]
+    store.release()

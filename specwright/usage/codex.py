@@ -46,16 +46,19 @@ _SHAPE = (
 )
 
 _COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+_COUNT_BELOW = 2**53
+
+
+def _count(value: str) -> str:
+    """``value`` (a BIGINT) if in [0, 2**53), else NULL."""
+    return f"CASE WHEN {value} BETWEEN 0 AND {_COUNT_BELOW - 1} THEN {value} END"
 
 
 def _bounded(usage: str) -> str:
     """``usage`` (a ``_TOK`` struct) with each count outside [0, 2**53) read as missing: no real
     count is near, and differences and sums of such counts overflowed BIGINT and failed every
     ingest from then on."""
-    fields = ", ".join(
-        f"'{f}': CASE WHEN {usage}.{f} BETWEEN 0 AND {2**53 - 1} THEN {usage}.{f} END"
-        for f in (*_COUNTS, "total_tokens")
-    )
+    fields = ", ".join(f"'{f}': {_count(f'{usage}.{f}')}" for f in (*_COUNTS, "total_tokens"))
     return f"CASE WHEN {usage} IS NOT NULL THEN {{{fields}}} END"
 
 
@@ -81,6 +84,14 @@ def ingest(
     )
 
 
+def _carried(total: Any) -> int | None:
+    """A file's cumulative total kept from the last run, bounded like every count (a state
+    written before the bound could hold -2**63, and the next run's difference overflowed)."""
+    if isinstance(total, int) and not isinstance(total, bool) and 0 <= total < _COUNT_BELOW:
+        return total
+    return None
+
+
 def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _cx_files (read_path VARCHAR, path VARCHAR, "
@@ -90,7 +101,14 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
     for p in ready:
         st = (p.prev.state or {}) if (p.prev and not p.restart) else {}
         rows.append(
-            (p.read_path, p.path, p.restart, st.get("model"), st.get("total"), st.get("session"))
+            (
+                p.read_path,
+                p.path,
+                p.restart,
+                st.get("model"),
+                _carried(st.get("total")),
+                st.get("session"),
+            )
         )
     F.insert_rows(conn, "INSERT INTO _cx_files", rows)
     conn.execute(
@@ -218,10 +236,11 @@ def _merge(
     # carry each file's running state (model, cumulative total, session) to the next run
     states: dict[str, dict[str, Any]] = {}
     for path, model, total, session in conn.execute(
-        """SELECT f.path,
+        f"""SELECT f.path,
             coalesce((SELECT arg_max(coalesce(r.j.payload.model), r.rowid) FROM _cx_raw r
                       WHERE r.filename = f.read_path AND r.j.type = 'turn_context'), f.model),
-            coalesce((SELECT arg_max(r.j.payload.info.total_token_usage.total_tokens, r.rowid)
+            coalesce((SELECT arg_max({_count("r.j.payload.info.total_token_usage.total_tokens")},
+                                     r.rowid)
                       FROM _cx_raw r WHERE r.filename = f.read_path
                         AND r.j.payload.info.total_token_usage IS NOT NULL), f.total),
             coalesce((SELECT any_value(session_id) FROM _cx_new n WHERE n.file = f.path),
