@@ -282,3 +282,54 @@ def test_any_lines_ingest_and_reingest_without_error(
         (sum(r.lines + r.malformed for r in runs), log.stat().st_size)
     ]
     store.release()
+
+
+def test_a_long_ingest_says_what_it_is_doing_at_a_terminal_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`specwright ingest claude-logs` run by a person: a line before each step of an ingest with
+    ``PROGRESS_BYTES`` to read, on stderr; none for a script, none for a small run."""
+    import io
+    import sys
+
+    from specwright.cli import main
+    from specwright.usage import common
+    from tests.support_usage import write_claude_corpus
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    write_claude_corpus(tmp_path / "logs", sessions=2, turns=20, days=1)
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db.duckdb"))
+    monkeypatch.setattr(common, "PROGRESS_BYTES", 1000)
+    logs = str(tmp_path / "logs" / "projects")
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["ingest", "claude-logs", "--json", logs]) == 0
+    said = [line for line in err.getvalue().splitlines() if "malformed" not in line]
+    assert [line.split()[1] for line in said] == ["reading", "read", "imported"]
+    assert said[0].startswith("specwright: reading ") and " in 4 of 4 files" in said[0]
+
+    piped = io.StringIO()  # a script: no progress, whatever the size
+    monkeypatch.setattr(sys, "stderr", piped)
+    more = tmp_path / "logs" / "projects" / "p" / "more.jsonl"
+    more.parent.mkdir()
+    with more.open("w") as fh:
+        fh.write(_plain_line("more") * 40)
+    assert main(["ingest", "claude-logs", "--json", logs]) == 0
+    assert "reading" not in piped.getvalue()
+
+    monkeypatch.setattr(common, "PROGRESS_BYTES", 100_000_000)  # a small run at a terminal: none
+    monkeypatch.setattr(sys, "stderr", err := Terminal())
+    with more.open("a") as fh:
+        fh.write(_plain_line("again"))
+    assert main(["ingest", "claude-logs", "--json", logs]) == 0
+    assert "reading" not in err.getvalue()
+
+
+def _plain_line(mid: str) -> str:
+    return (
+        '{"timestamp":"2025-11-03T10:00:00Z","requestId":"r","message":{"model":"claude-haiku-4-5",'
+        f'"id":"{mid}","usage":{{"input_tokens":1,"output_tokens":2}}}}}}\n'
+    )

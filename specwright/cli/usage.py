@@ -307,6 +307,14 @@ def _overrides(ctx: Context) -> Any:
         return None
 
 
+def _progress() -> Any:
+    """Where a long ingest says what it is doing: stderr, for a person at a terminal; scripts
+    and hooks see only the result."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda line: print(f"specwright: {line}", file=sys.stderr, flush=True)
+
+
 def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
     source = args.source
     if source == "codexbar":
@@ -347,7 +355,7 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
                 else "$CODEX_HOME/sessions or ~/.codex/sessions"
             )
             raise SpecwrightError(f"no {source} logs found (looked in {where})")
-    result = mod.ingest(ctx.store, roots, overrides=_overrides(ctx))
+    result = mod.ingest(ctx.store, roots, overrides=_overrides(ctx), progress=_progress())
     for msg in result.messages():
         print(f"specwright: warning: {msg}", file=sys.stderr)
     data = result.to_dict()

@@ -21,6 +21,7 @@ a later run in Python (``pick``, the same rules):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,10 @@ def ingest(
     roots: list[Path] | None = None,
     *,
     overrides: dict[str, Price] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Import new lines of Claude Code logs under ``roots`` (default: ``claude_roots()``)."""
+    """Import new lines of Claude Code logs under ``roots`` (default: ``claude_roots()``);
+    ``progress`` as for ``ingest_logs``."""
     run = _Run(overrides)
     return ingest_logs(
         store,
@@ -120,6 +123,7 @@ def ingest(
         temp_tables=("_cl_new",),
         in_memory=IN_MEMORY_BYTES,
         group_below=GROUP_BELOW,
+        progress=progress,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,9 +72,14 @@ def codex_roots(env: dict[str, str] | None = None) -> list[Path]:
 
 
 def ingest(
-    store: Store, roots: list[Path] | None = None, *, overrides: dict[str, Price] | None = None
+    store: Store,
+    roots: list[Path] | None = None,
+    *,
+    overrides: dict[str, Price] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Import new token_count events of Codex session logs under ``roots``."""
+    """Import new token_count events of Codex session logs under ``roots``; ``progress`` as for
+    ``ingest_logs``."""
     return ingest_logs(
         store,
         SOURCE,
@@ -81,6 +87,7 @@ def ingest(
         stage=_stage,
         merge=lambda conn, result, ready: _merge(conn, result, ready, overrides),
         temp_tables=("_cx_raw", "_cx_files", "_cx_new", "_cx_rates"),
+        progress=progress,
     )
 
 

@@ -87,6 +87,10 @@ class IngestResult:
         return asdict(self)
 
 
+# An ingest with at least this many new bytes says what it is doing (``progress``): ~0.5 s of work
+PROGRESS_BYTES = 100_000_000
+
+
 def ingest_logs(
     store: Store,
     source: str,
@@ -97,13 +101,15 @@ def ingest_logs(
     temp_tables: Sequence[str],
     in_memory: int = 0,
     group_below: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
     """One ingest pass over the JSONL logs under ``roots``, in one transaction: plan what is new
     in each file, ``stage`` it (returns path -> (lines, malformed)), ``merge`` the staged rows
     (may return per-file parser states to keep), save how far each file was read, then drop the
     ``temp_tables``. A later run (not the first) with at most ``in_memory`` new bytes hands the
     stage each range's bytes (``Planned.data``) rather than files to read; ``group_below`` as for
-    ``F.readable`` (the stage then finds ranges by their ``marker`` lines)."""
+    ``F.readable`` (the stage then finds ranges by their ``marker`` lines). ``progress`` hears a
+    line before each step of a run with ``PROGRESS_BYTES`` or more to read."""
     result = IngestResult(source=source, roots=[str(r) for r in roots])
     paths = F.jsonl_files(roots)
     result.files_seen = len(paths)
@@ -113,6 +119,11 @@ def ingest_logs(
         planned = F.plan(paths, seen, keep_bytes=keep)
         if not planned:
             return result
+        new = sum(max(p.end - p.start, 0) for p in planned)
+        say = progress if progress is not None and new >= PROGRESS_BYTES else None
+        if say:
+            files = sum(1 for p in planned if p.end > p.start)
+            say(f"reading {new / 1e6:,.0f} MB of new lines in {files:,} of {len(paths):,} files")
         with F.readable(planned, in_memory=keep, group_below=group_below) as ready:
             to_read = [p for p in ready if p.read_path]
             counts = stage(conn, to_read) if to_read else {}
@@ -120,10 +131,14 @@ def ingest_logs(
         result.lines = sum(c[0] for c in counts.values())
         result.malformed = sum(c[1] for c in counts.values())
         result.malformed_files = {p: c[1] for p, c in counts.items() if c[1]}
+        if say:
+            say(f"read {result.lines:,} usage lines; merging them with the stored records")
         states = merge(conn, result, to_read) if to_read else None
         F.save_states(conn, source, planned, counts, states)
         for table in temp_tables:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+        if say:
+            say(f"imported {result.imported:,} records; saving")
     return result
 
 
