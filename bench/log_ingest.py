@@ -71,14 +71,14 @@ def _append_one_percent(
 REINGESTS = 5
 
 
-def _reingests(info: Any, ingest: Any, after: Any = None) -> tuple[list[float], int, Any]:
-    """``REINGESTS`` re-ingests, each after 1% more lines (new ones every time; ``after`` runs
-    after each, untimed); returns their times, the lines added by one, and the last result. The
-    caller truncates the corpus back."""
+def _reingests(append: Any, ingest: Any, after: Any = None) -> tuple[list[float], int, Any]:
+    """``REINGESTS`` re-ingests, each after ``append(j)`` adds 1% more lines (new ones every time,
+    returns how many; ``after`` runs after each, untimed); returns their times, the lines added
+    by one, and the last result. The caller truncates the corpus back."""
     times: list[float] = []
     added, res = 0, None
     for j in range(REINGESTS):
-        added, _ = _append_one_percent(info, seed=1000 + j)
+        added = append(j)
         took, res = _timed(ingest)
         times.append(took)
         if after is not None:
@@ -223,7 +223,7 @@ def run(quick: bool = False, full: bool = False, repeat: int | None = None) -> l
             sizes = {f: f.stat().st_size for f in info.files}
             try:
                 each, added, res2 = _reingests(
-                    info,
+                    lambda j: _append_one_percent(info, seed=1000 + j)[0],
                     lambda: claude.ingest(store, [cfg / "projects"]),  # noqa: B023
                 )
                 # then one more line per file (before truncating: a file shorter than what was
@@ -253,7 +253,7 @@ def run(quick: bool = False, full: bool = False, repeat: int | None = None) -> l
             sizes = {f: f.stat().st_size for f in info.files}
             try:
                 each, added, _ = _reingests(
-                    info,
+                    lambda j: _append_one_percent(info, seed=1000 + j)[0],
                     lambda: claude.ingest(cold, [cfg / "projects"]),  # noqa: B023
                     after=cold.release,
                 )
@@ -324,11 +324,11 @@ def _many_files(
         nothing_s, _ = _timed(lambda: claude.ingest(store, [cfg / "projects"]))  # noqa: B023
         sample("many_files_reingest_nothing_new_s", nothing_s)
         sizes = {f: f.stat().st_size for f in info.files}
-        each: list[float] = []
         try:
-            for j in range(REINGESTS):
-                added = extend_claude_corpus(share, 1, seed=1000 + j)
-                each.append(_timed(lambda: claude.ingest(store, [cfg / "projects"]))[0])  # noqa: B023
+            each, added, _ = _reingests(
+                lambda j: extend_claude_corpus(share, 1, seed=1000 + j),
+                lambda: claude.ingest(store, [cfg / "projects"]),  # noqa: B023
+            )
         finally:
             _truncate(sizes)
         re_s = _median(each)

@@ -275,11 +275,11 @@ _ROW_COLUMNS = (0, 1, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
 
 def counts(rows: list[tuple[Any, ...]]) -> dict[str, tuple[int, int]]:
     """path -> (usage lines, malformed lines) of staged rows (file, then bad, in columns 1, 2)."""
-    counts: dict[str, tuple[int, int]] = {}
+    out: dict[str, tuple[int, int]] = {}
     for row in rows:
-        good, bad = counts.get(row[1], (0, 0))
-        counts[row[1]] = (good, bad + 1) if row[2] else (good + 1, bad)
-    return counts
+        good, bad = out.get(row[1], (0, 0))
+        out[row[1]] = (good, bad + 1) if row[2] else (good + 1, bad)
+    return out
 
 
 def insert(
@@ -293,7 +293,9 @@ def insert(
 ) -> None:
     """Insert parsed ``rows`` (the winners, in order) as records of ``source``, row ``i``
     numbered ``first_seq + i``, with their computed costs and price providers."""
-    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(20)]
+    if not rows:
+        return
+    columns = [list(c) for c in zip(*rows, strict=True)]
     conn.execute(
         _INSERT_ROWS,
         [first_seq, host, *(columns[c] for c in _ROW_COLUMNS), computed, providers, source],
@@ -301,7 +303,8 @@ def insert(
 
 
 class Candidate(NamedTuple):
-    """A new line or a stored record competing for its message (the columns ``claude._RANKED`` uses)."""
+    """A new line or a stored record competing for its message (the columns ``claude._RANKED``
+    uses)."""
 
     message_id: str | None
     dedup_key: str
