@@ -59,6 +59,10 @@ def run_agent(
     from specwright.agents.execute import run_execution
 
     agent_cancel = threading.Event()
+    # the worker's end, waited on instead of Thread.join: on Python 3.11 a join interrupted by
+    # Ctrl-C can mark the thread stopped while it runs, so the next join returned at once, the
+    # process exited and the agent's command was left running (its kill never came)
+    done = threading.Event()
     box: dict[str, Any] = {}
     stopped_by: str | None = None
 
@@ -71,12 +75,13 @@ def run_agent(
             box["crash"] = (
                 str(exc) if isinstance(exc, SpecwrightError) else f"{type(exc).__name__}: {exc}"
             )
+        finally:
+            done.set()
 
     worker = threading.Thread(target=work, name="agent", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(poll_s)
+        while not done.wait(poll_s):
             if stopped_by is None and cancel.is_set():
                 stopped_by = "cancel"
                 agent_cancel.set()
@@ -86,11 +91,11 @@ def run_agent(
     except KeyboardInterrupt:
         cancel.set()
         agent_cancel.set()
-        worker.join(STOP_GRACE_S)
+        done.wait(STOP_GRACE_S)
         raise
     finally:
-        if worker.is_alive():  # the agent ignores its cancel: wait a little, then give up on it
-            worker.join(STOP_GRACE_S)
+        if not done.is_set():  # the agent ignores its cancel: wait a little, then give up on it
+            done.wait(STOP_GRACE_S)
         if not recorder.finished and getattr(recorder, "_thread", None) is not None:
             recorder.finish(status="killed", exit_reason="did not stop after cancel")
     return AgentRun(box.get("outcome"), box.get("crash"), stopped_by)
