@@ -337,8 +337,7 @@ SELECT uuidv7(), '{SOURCE}', dedup_key, message_id, request_id, session_id, proj
     model, ts, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
     cache_write_1h_tokens, 0, reported_cost_usd, computed, is_sidechain, speed, provider,
     ? + seq, now()::TIMESTAMP, ?
-FROM c WHERE seq IN (SELECT win[2] FROM w WHERE win[1])
-ORDER BY seq"""
+FROM c WHERE seq IN (SELECT win[2] FROM w WHERE win[1])"""
 
 # stored records beaten by a new line are replaced
 _DELETE = """
