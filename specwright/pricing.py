@@ -9,12 +9,16 @@ write) exceeds the tier start, which is how Anthropic bills long-context request
 A model nobody knows the price of gets ``None`` and a warning, never 0. The same ``Rates`` feed
 ``compute_cost`` (one call) and the bulk SQL cost expression (``sql_cost``) used by ingest.
 Importing genai-prices costs ~0.2 s, so an ingest first offers the library prices its store
-confirmed today (``reuse_stored``); only a model without one makes it import the library.
+confirmed today (``reuse_stored``); only a model without one makes it import the library. A
+first ingest, which needs it, imports it on a thread while DuckDB reads the logs
+(``preload_library``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -250,6 +254,27 @@ def _library_rates(model: str, provider: str | None) -> Rates | None:
         if known is not None and known[1] == datetime.now(UTC).date():
             return known[0]
     return _looked_up(model, provider)
+
+
+_preloading: threading.Thread | None = None
+
+
+def preload_library() -> None:
+    """Start importing genai-prices on a thread of its own (once per process): a first ingest
+    calls this before DuckDB reads the logs, so the ~0.15 s import overlaps that read instead of
+    following it. A lookup that comes while the import runs waits for it (Python's import lock)."""
+    global _preloading
+    if _preloading is not None or "genai_prices" in sys.modules:
+        return
+    _preloading = threading.Thread(target=_import_library, name="specwright-prices", daemon=True)
+    _preloading.start()
+
+
+def _import_library() -> None:
+    try:
+        import genai_prices  # noqa: F401
+    except Exception:  # the lookup that needs the library reports why it cannot import it
+        pass
 
 
 @lru_cache(maxsize=1024)

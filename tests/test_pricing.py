@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,8 @@ from specwright.pricing import (
     rates_for,
     sql_cost,
 )
+from specwright.store import Store
+from tests.support_usage import write_claude_corpus
 
 
 def close(a: float | None, b: float) -> bool:
@@ -141,3 +147,45 @@ def test_recorder_keeps_reported_and_computed_cost(store) -> None:  # type: igno
         0
     ]
     assert row == {"cost_usd": None, "cost_source": None}
+
+
+_FIRST_INGEST = """
+import json, sys
+from pathlib import Path
+from specwright import pricing
+from specwright.store import Store
+from specwright.usage import claude
+assert "genai_prices" not in sys.modules, "imported before the ingest: nothing to preload"
+result = claude.ingest(Store(Path(sys.argv[1])), [Path(sys.argv[2])])
+print(json.dumps({"preloaded": pricing._preloading is not None, "imported": result.imported}))
+"""
+
+
+def test_a_first_ingest_in_a_new_process_prices_every_record_while_the_library_loads(
+    tmp_path: Path,
+) -> None:
+    """A first ingest starts importing genai-prices on a thread while DuckDB reads the logs; the
+    lookups that follow wait for it and price every record as ``rates_for`` does."""
+    info = write_claude_corpus(tmp_path / "claude", sessions=3, turns=25, days=2, seed=5)
+    db = tmp_path / "db.duckdb"
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_INGEST, str(db), str(tmp_path / "claude" / "projects")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    ran = json.loads(out.stdout)
+    assert ran["preloaded"] and ran["imported"] > 0
+    rows = Store(db).query(
+        "SELECT model, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,"
+        " cache_read_tokens, computed_cost_usd FROM usage_records"
+    )
+    assert len(rows) == ran["imported"] and len({r[0] for r in rows}) > 1, info.files
+    for model, inp, outp, w5, w1, read, cost in rows:
+        if inp + outp + w5 + w1 + read == 0:  # e.g. Claude Code's "<synthetic>" replies
+            assert cost == 0.0, model
+            continue
+        rates = rates_for(model, "anthropic")
+        assert rates is not None and cost is not None, model
+        assert math.isclose(cost, rates.cost(inp, outp, read, w5, w1), rel_tol=1e-12), model

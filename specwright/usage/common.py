@@ -119,6 +119,10 @@ def ingest_logs(
         planned = F.plan(paths, seen, keep_bytes=keep)
         if not planned:
             return result
+        if not seen:  # a first run looks prices up in the library once the lines are read
+            from specwright.pricing import preload_library
+
+            preload_library()
         new = sum(max(p.end - p.start, 0) for p in planned)
         say = progress if progress is not None and new >= PROGRESS_BYTES else None
         if say:
