@@ -136,6 +136,22 @@ def test_codexbar_missing_or_broken_is_a_warning_not_a_crash(
     assert store.query("SELECT count(*) FROM usage_snapshots") == [(0,)]
 
 
+def test_ingest_codexbar_cli_without_codexbar_says_so_once_and_fails(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.delenv("CODEXBAR_PATH", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    res = cli("ingest", "codexbar", "--json")
+    assert res.code == 1
+    assert [row["stored"] for row in json.loads(res.out)] == [0, 0]
+    warnings = [line for line in res.err.splitlines() if "warning" in line]
+    assert warnings == [
+        "specwright: warning: codexbar: not found on PATH (set CODEXBAR_PATH); no snapshot taken"
+    ]
+
+
 def test_ingest_codexbar_cli_stores_usage_and_cost(
     tmp_path: Path,
     cli,

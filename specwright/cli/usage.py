@@ -321,9 +321,9 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
         from specwright.usage import codexbar
 
         snaps = codexbar.ingest(ctx.store)
-        for s in snaps:
-            if s.warning:
-                print(f"specwright: warning: {s.warning}", file=sys.stderr)
+        # both calls fail alike when codexbar is missing: each warning once
+        for warning in dict.fromkeys(s.warning for s in snaps if s.warning):
+            print(f"specwright: warning: {warning}", file=sys.stderr)
         ctx.emit(
             [
                 {

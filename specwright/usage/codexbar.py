@@ -61,11 +61,7 @@ def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> S
     exe = binary or codexbar_path()
     if not exe:
         where = os.environ.get("CODEXBAR_PATH")
-        snap.warning = (
-            f"codexbar: CODEXBAR_PATH={where} does not exist"
-            if where
-            else "codexbar: not found on PATH (set CODEXBAR_PATH); no quota snapshot taken"
-        )
+        snap.warning = f"codexbar: CODEXBAR_PATH={where} does not exist" if where else _missing()
         return snap
     args = USAGE_ARGS if kind == "usage" else COST_ARGS
     try:
@@ -173,4 +169,4 @@ def around(
 
 
 def _missing() -> str:
-    return "codexbar: not found on PATH (set CODEXBAR_PATH); no quota snapshot taken"
+    return "codexbar: not found on PATH (set CODEXBAR_PATH); no snapshot taken"
