@@ -83,6 +83,11 @@ def test_usage_cli_reports(tmp_path: Path, cli, monkeypatch) -> None:  # type: i
         "Total",
     ):
         assert col.upper() in daily.out
+    # the cost column has one format, so its decimals line up, and the total is not re-rounded
+    costs = [line.split()[-1] for line in daily.out.splitlines()[2:] if line.strip()]
+    assert len({len(c.split(".")[1]) for c in costs}) == 1, costs
+    total = json.loads(cli("usage", "daily", "--json").out)["totals"]["totalCost"]
+    assert costs[-1] == (f"{total:,.2f}" if total >= 100 else f"{total:.4f}")
     monthly = json.loads(cli("usage", "monthly", "--json").out)
     assert monthly["monthly"][0]["month"] == "2025-11"
     sessions = json.loads(cli("usage", "session", "--json").out)

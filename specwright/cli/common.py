@@ -132,7 +132,16 @@ def print_table(
         print("(none)", file=out)
         return
     cols = list(columns or rows[0].keys())
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    # one number format per column, so its decimals line up: 4 places for small amounts (a
+    # chunk's cost), 2 with thousands separators once any value reaches 100
+    wide = {c for c in cols if any(isinstance(r.get(c), float) and abs(r[c]) >= 100 for r in rows)}
+    cells = [
+        [
+            f"{r[c]:,.2f}" if c in wide and isinstance(r.get(c), float) else _cell(r.get(c))
+            for c in cols
+        ]
+        for r in rows
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     numeric = [
         all(isinstance(r.get(c), int | float) or r.get(c) is None for r in rows) for c in cols

@@ -124,7 +124,7 @@ def _table(rows: list[dict[str, Any]], first: str, title: str) -> None:
             "Cache Create": r["cacheCreationTokens"],
             "Cache Read": r["cacheReadTokens"],
             "Total Tokens": r["totalTokens"],
-            "Cost (USD)": round(r["totalCost"], 2),
+            "Cost (USD)": float(r["totalCost"]),
         }
         for r in rows
     ]
@@ -139,7 +139,7 @@ def _table(rows: list[dict[str, Any]], first: str, title: str) -> None:
                 "Cache Create": t["cacheCreationTokens"],
                 "Cache Read": t["cacheReadTokens"],
                 "Total Tokens": t["totalTokens"],
-                "Cost (USD)": round(t["totalCost"], 2),
+                "Cost (USD)": float(t["totalCost"]),
             }
         )
     print(title)
