@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Per chunk of a run-all: status, iterations, verdict, tokens, cost and time."""
+    """Per chunk of a run-all: status, iterations, verdict, tokens, cost and time. Tokens as
+    everywhere else: ``input_tokens`` without the cache, ``cache_tokens`` the cache reads and
+    writes, ``output_tokens``."""
     return store.query_dicts(
         """
         WITH chunk_runs AS (
@@ -29,14 +31,15 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
             FROM chunk_runs cr GROUP BY cr.chunk_id
         ), costs AS (
             SELECT cr.chunk_id,
-                   sum(e.input_tokens + e.cache_read_tokens + e.cache_write_tokens) AS input_tokens,
+                   sum(e.input_tokens) AS input_tokens,
+                   sum(e.cache_read_tokens + e.cache_write_tokens) AS cache_tokens,
                    sum(e.output_tokens) AS output_tokens,
                    sum(e.cost_usd) AS cost_usd
             FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
         )
         SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,
                coalesce(p.iterations, 0) AS iterations, c.verdict,
-               k.input_tokens, k.output_tokens, k.cost_usd, p.time_s
+               k.input_tokens, k.cache_tokens, k.output_tokens, k.cost_usd, p.time_s
         FROM chunks c
         JOIN specs s ON s.id = c.spec_id
         JOIN runs top ON top.spec_id = s.id AND top.id = ?

@@ -31,6 +31,18 @@ def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
     assert log[:3] == ["Command-line interface", "Top N words", "Count words"]
     assert "simplif" not in git(demo, "show", f"{out['branch']}:textstats/normalize.py")
     store = Store(db)
+    # the summary's tokens mean what they mean in `usage` reports: input without the cache
+    totals = store.query(
+        "SELECT sum(input_tokens), sum(cache_read_tokens + cache_write_tokens), "
+        "sum(output_tokens) FROM executions"
+    )[0]
+    assert (
+        tuple(
+            sum(c[k] for c in out["chunks"])
+            for k in ("input_tokens", "cache_tokens", "output_tokens")
+        )
+        == totals
+    )
     verdicts = store.query(
         "SELECT r.verdict FROM reviews r JOIN chunks c ON c.id = r.chunk_id "
         "WHERE c.position = 1 ORDER BY r.created_at"

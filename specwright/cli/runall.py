@@ -158,6 +158,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
             "iterations",
             "verdict",
             "input_tokens",
+            "cache_tokens",
             "output_tokens",
             "cost_usd",
             "time",

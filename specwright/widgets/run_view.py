@@ -49,6 +49,7 @@ SUMMARY_COLUMNS = (
     "iterations",
     "verdict",
     "input_tokens",
+    "cache_tokens",
     "output_tokens",
     "cost_usd",
     "time_s",
