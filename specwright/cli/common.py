@@ -113,6 +113,8 @@ def _json_default(value: Any) -> Any:
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:,.2f}"
     if isinstance(value, datetime):
@@ -144,7 +146,12 @@ def print_table(
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     numeric = [
-        all(isinstance(r.get(c), int | float) or r.get(c) is None for r in rows) for c in cols
+        all(
+            (isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool))
+            or r.get(c) is None
+            for r in rows
+        )
+        for c in cols
     ]
     print(
         "  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(), file=out
