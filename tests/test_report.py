@@ -126,3 +126,16 @@ def test_report_and_queries_do_not_load_plotly_or_pandas_on_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_tables_cut_long_lists_like_long_text_and_line_up_numbers() -> None:
+    import io
+
+    from specwright.cli.common import print_table
+
+    out = io.StringIO()
+    models = [f"claude-model-{i}-20250101" for i in range(4)]
+    print_table([{"models": models, "cost": 2.07}, {"models": ["a"], "cost": 141.335}], file=out)
+    _, first, second = out.getvalue().splitlines()
+    assert first.startswith(", ".join(models)[:57] + "...  ")
+    assert first.endswith("  2.07") and second.endswith("141.34")

@@ -120,9 +120,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    text = str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+        text = ", ".join(str(v) for v in value) or "-"
+    else:
+        text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."  # --json has it whole
 
 
 def print_table(
