@@ -118,28 +118,28 @@ class Config:
         """The configuration used when a project has no `.handoff/config.yaml`."""
         return load_text(DEFAULT_YAML, source=None)
 
+    def _unknown(self, kind: str, key: str, known: dict[str, Any]) -> str:
+        where = self.source or "built-in defaults (no .handoff/config.yaml)"
+        return (
+            f"{where}: tools.{kind}s: no {kind} {key!r}; expected one of {', '.join(sorted(known))}"
+        )
+
     def executor(self, name: str | None = None) -> ExecutorConfig:
         key = name or self.defaults.executor
         if key not in self.executors:
-            raise ConfigError(
-                f"executor {key!r}: not configured; expected one of {sorted(self.executors)}"
-            )
+            raise ConfigError(self._unknown("executor", key, self.executors))
         return self.executors[key]
 
     def planner(self, name: str | None = None) -> PlannerConfig:
         key = name or self.defaults.planner
         if key not in self.planners:
-            raise ConfigError(
-                f"planner {key!r}: not configured; expected one of {sorted(self.planners)}"
-            )
+            raise ConfigError(self._unknown("planner", key, self.planners))
         return self.planners[key]
 
     def reviewer(self, name: str | None = None) -> ReviewerConfig:
         key = name or self.defaults.reviewer
         if key not in self.reviewers:
-            raise ConfigError(
-                f"reviewer {key!r}: not configured; expected one of {sorted(self.reviewers)}"
-            )
+            raise ConfigError(self._unknown("reviewer", key, self.reviewers))
         return self.reviewers[key]
 
 

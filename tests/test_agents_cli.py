@@ -117,7 +117,7 @@ def test_agents_check_errors_are_one_line(cli: Callable[..., Any], project: Path
     assert r.code == 2 and r.err.count("\n") == 1
     assert "'no-such-agent-cli' not found" in r.err
     r = cli("agents", "check", "nope")
-    assert r.code == 2 and "executor 'nope': not configured" in r.err
+    assert r.code == 2 and "no executor 'nope'" in r.err
     r = cli("agents", "check", "oc")
     assert r.code == 2 and "not reachable" in r.err
 

@@ -85,5 +85,5 @@ def test_compare_needs_known_distinct_executors(git_repo: Path, cli) -> None:  #
     bad = cli(
         "-C", str(git_repo), "run-all", spec.slug, "--executor", "scripted", "--executor", "ghost"
     )
-    assert bad.code == 2 and "executor 'ghost': not configured" in bad.err
+    assert bad.code == 2 and "no executor 'ghost'" in bad.err
     assert store.query("SELECT count(*) FROM runs")[0][0] == 0

@@ -144,9 +144,16 @@ def test_bad_config_names_file_line_and_key(text: str, message: str) -> None:
         load_text(text, "cfg.yaml")
 
 
-def test_unknown_executor_at_use_time() -> None:
-    with pytest.raises(ConfigError, match="executor 'nope': not configured; expected one of"):
+def test_unknown_executor_at_use_time_names_the_file_and_the_choices() -> None:
+    with pytest.raises(ConfigError) as err:
         Config.default().executor("nope")
+    assert str(err.value).startswith(
+        "built-in defaults (no .handoff/config.yaml): tools.executors: no executor 'nope'; "
+        "expected one of claude-code, opencode"
+    )
+    mine = load_text("tools: {planners: {opus: {type: anthropic, model: m}}}", "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"^cfg\.yaml: tools\.planners: no planner 'x'; "):
+        mine.planner("x")
 
 
 def test_unreadable_file_is_clear(tmp_path: Path) -> None:

@@ -84,7 +84,8 @@ def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., 
     assert len(r.err.strip().splitlines()) == 1
     git(repo, "checkout", "--", "calc.py")
     assert (
-        "executor 'nope': not configured" in cli("-C", c, "run", "demo:1", "--executor", "nope").err
+        "no executor 'nope'; expected one of"
+        in cli("-C", c, "run", "demo:1", "--executor", "nope").err
     )
     assert cli("-C", c, "run", "demo:9").code == 2
     assert "expected an integer >= 1" in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
