@@ -110,13 +110,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, wide: bool = False) -> str:
+    """One value as text; a float with 4 places, or 2 and thousands separators from 100 on (or
+    when its column has such a value: ``wide``)."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.2f}"
+        return f"{value:,.2f}" if wide or abs(value) >= 100 else f"{value:.4f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, list | tuple):
@@ -135,16 +137,9 @@ def print_table(
         print("(none)", file=out)
         return
     cols = list(columns or rows[0].keys())
-    # one number format per column, so its decimals line up: 4 places for small amounts (a
-    # chunk's cost), 2 with thousands separators once any value reaches 100
+    # one number format per column, so its decimals line up
     wide = {c for c in cols if any(isinstance(r.get(c), float) and abs(r[c]) >= 100 for r in rows)}
-    cells = [
-        [
-            f"{r[c]:,.2f}" if c in wide and isinstance(r.get(c), float) else _cell(r.get(c))
-            for c in cols
-        ]
-        for r in rows
-    ]
+    cells = [[_cell(r.get(c), c in wide) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     numeric = [
         all(
