@@ -111,12 +111,30 @@ def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[An
     return []
 
 
+def _spec_roots(store: Store, ref: str) -> list[str]:
+    """The roots of the projects that have a spec ``ref`` (id, id prefix or slug)."""
+    rows = store.query(
+        "SELECT DISTINCT p.root FROM specs s JOIN projects p ON p.id = s.project_id "
+        "WHERE s.id::VARCHAR = $1 OR s.slug = $1 "
+        "OR (length($1) >= 4 AND starts_with(s.id::VARCHAR, $1)) ORDER BY 1",
+        [ref],
+    )
+    return [r[0] for r in rows]
+
+
 def get_spec(store: Store, ref: str, project: Project | None = None) -> Spec:
     """A spec by id, id prefix or slug (slugs are unique within a project)."""
     extra, params = ("AND project_id = ?", [project.id]) if project else ("", [])
     rows = _resolve(store, "specs", ref, extra, params)
     if not rows:
         rows = store.query_dicts(f"SELECT * FROM specs WHERE slug = ? {extra}", [ref, *params])
+    if not rows and project is not None:
+        elsewhere = _spec_roots(store, ref)
+        if elsewhere:
+            raise NotFoundError(
+                f"spec {ref!r}: not in this project ({project.root}) but in "
+                f"{', '.join(elsewhere)}: run with -C {elsewhere[0]}"
+            )
     if not rows:
         raise NotFoundError(f"spec {ref!r}: no such spec (see `specwright spec list`)")
     if len(rows) > 1:

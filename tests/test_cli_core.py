@@ -91,6 +91,27 @@ def test_bad_cli_input_is_one_line_exit_2(
     assert len(result.err.strip().splitlines()) == 1
 
 
+def test_a_spec_of_another_project_is_shown_but_not_changed_from_here(
+    project: Path, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """One database, two projects: reading a spec by slug works from either (like run-all);
+    changing it from the wrong project says where it is instead of "no such spec"."""
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli("-C", str(project), "spec", "new", "Add login").code == 0
+    assert cli("-C", str(project), "chunk", "add", "add-login", "Form").code == 0
+    shown = json.loads(cli("-C", str(other), "--json", "spec", "show", "add-login").out)
+    assert shown["slug"] == "add-login"
+    listed = json.loads(cli("-C", str(other), "--json", "chunk", "list", "add-login").out)
+    assert [c["title"] for c in listed] == ["Form"]
+    for args in (["chunk", "add", "add-login", "Again"], ["spec", "delete", "add-login"]):
+        res = cli("-C", str(other), *args)
+        assert res.code == 2 and len(res.err.strip().splitlines()) == 1
+        assert f"not in this project ({other}) but in {project}: run with -C {project}" in res.err
+    listed = json.loads(cli("-C", str(project), "--json", "chunk", "list", "add-login").out)
+    assert [c["title"] for c in listed] == ["Form"]
+
+
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")

@@ -265,10 +265,10 @@ def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_spec_show(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.catalog import get_spec, list_chunks
+    from specwright.catalog import list_chunks
 
     with ctx.store.connect():
-        spec = get_spec(ctx.store, args.spec, ctx.project())
+        spec = ctx.use_spec(args.spec)
         chunks = list_chunks(ctx.store, spec.id)
     if ctx.json:
         ctx.emit({**_spec_dict(spec), "chunks": [asdict(c) for c in chunks]})
@@ -351,9 +351,9 @@ def cmd_chunk_add(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_chunk_list(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.catalog import get_spec, list_chunks
+    from specwright.catalog import list_chunks
 
-    spec = get_spec(ctx.store, args.spec, ctx.project())
+    spec = ctx.use_spec(args.spec)
     chunks = list_chunks(ctx.store, spec.id)
     if ctx.json:
         ctx.emit([asdict(c) for c in chunks])
