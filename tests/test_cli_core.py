@@ -112,6 +112,19 @@ def test_a_spec_of_another_project_is_shown_but_not_changed_from_here(
     assert [c["title"] for c in listed] == ["Form"]
 
 
+def test_tables_show_no_control_characters_and_results_read_plainly(
+    project: Path, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A title can come from a planner model: a terminal escape in it is shown as '?'. A result
+    printed as key and value shows a mapping as 'key value' pairs, not a Python dict."""
+    assert cli("-C", str(project), "spec", "new", "S").code == 0
+    assert cli("-C", str(project), "chunk", "add", "s", "Evil \x1b[2J\x07 title").code == 0
+    out = cli("-C", str(project), "chunk", "list", "s").out
+    assert "\x1b" not in out and "\x07" not in out and "Evil ?[2J? title" in out
+    exported = cli("-C", str(project), "usage", "export", "-o", str(tmp_path / "exp")).out
+    assert "usage_records 0, usage_snapshots 0, prices 0" in exported and "{" not in exported
+
+
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")

@@ -99,7 +99,7 @@ class Context:
         elif isinstance(data, dict):
             width = max((len(k) for k in data), default=0)
             for key, value in data.items():
-                print(f"{key:<{width}}  {_cell(value)}")
+                print(f"{key:<{width}}  {_cell(value, limit=200)}")
         else:
             print(data)
 
@@ -110,9 +110,10 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _cell(value: Any, wide: bool = False) -> str:
-    """One value as text; a float with 4 places, or 2 and thousands separators from 100 on (or
-    when its column has such a value: ``wide``)."""
+def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
+    """One value as text, at most ``limit`` characters (``--json`` has it whole), without control
+    characters (titles and reasons can come from an agent); a float with 4 places, or 2 and
+    thousands separators from 100 on (or when its column has such a value: ``wide``)."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -121,11 +122,14 @@ def _cell(value: Any, wide: bool = False) -> str:
         return f"{value:,.2f}" if wide or abs(value) >= 100 else f"{value:.4f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, list | tuple):
+    if isinstance(value, dict):
+        text = ", ".join(f"{k} {_cell(v, limit=limit)}" for k, v in value.items()) or "-"
+    elif isinstance(value, list | tuple):
         text = ", ".join(str(v) for v in value) or "-"
     else:
-        text = str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."  # --json has it whole
+        text = str(value)
+    text = terminal_safe(text.replace("\n", " "))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def print_table(
