@@ -139,3 +139,6 @@ def test_tables_cut_long_lists_like_long_text_and_line_up_numbers() -> None:
     _, first, second = out.getvalue().splitlines()
     assert first.startswith(", ".join(models)[:57] + "...  ")
     assert first.endswith("  2.07") and second.endswith("141.34")
+    out = io.StringIO()  # a column with no number in it is text: left-aligned
+    print_table([{"version": None, "name": "claude"}, {"version": None, "name": "x"}], file=out)
+    assert out.getvalue().splitlines()[1].startswith("-        claude")

@@ -145,12 +145,14 @@ def print_table(
     wide = {c for c in cols if any(isinstance(r.get(c), float) and abs(r[c]) >= 100 for r in rows)}
     cells = [[_cell(r.get(c), c in wide) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    # right-aligned: a column of numbers (and blanks), not one of blanks only
     numeric = [
-        all(
-            (isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool))
-            or r.get(c) is None
-            for r in rows
-        )
+        all(number(r.get(c)) or r.get(c) is None for r in rows)
+        and any(number(r.get(c)) for r in rows)
         for c in cols
     ]
     print(
