@@ -25,6 +25,7 @@ from specwright.llm import (
 from specwright.store import Store
 from specwright.studio import PlannerAnswerError, Studio, resume, start
 from specwright.testing import FakeModelServer, Turn, anthropic_error, anthropic_tool_use
+from tests.conftest import run_specwright
 
 MODEL = "claude-sonnet-4-6"
 RULE = "Every public function has a docstring."
@@ -433,6 +434,34 @@ def test_cli_plan_prints_questions_then_resumes_with_answers(
     exported = project_dir / ".handoff" / "specs" / "add-password-login.md"
     text = exported.read_text()
     assert "status: ready" in text and "## Chunk 3: Logout" in text
+
+
+def test_cli_plan_prints_the_planners_words_without_terminal_escapes(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """The planner's questions are a model's output: a terminal escape in them is shown as '?'."""
+    asked = {
+        "questions": [
+            {"question": "Which \x1b]0;pwned\x07 database?", "why": "\x1b[2J"},
+            *QUESTIONS["questions"][1:],
+        ]
+    }
+    srv.script(anthropic_tool_use("ask_questions", asked))
+    out = _cli("plan", "--intent", "Add password login", cwd=project_dir, srv=srv)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+    assert "1. Which ?]0;pwned? database?" in out.stdout and "(why: ?[2J)" in out.stdout
+
+
+def test_spec_show_prints_a_body_without_terminal_escapes_and_keeps_its_lines(
+    project_dir: Path,
+) -> None:
+    body = "# Goal\n\nclear \x1b[2J the screen\nsecond line"
+    made = run_specwright("spec", "new", "Evil", "--body", body, cwd=project_dir)
+    assert made.returncode == 0, made.stderr
+    shown = run_specwright("spec", "show", "evil", cwd=project_dir)
+    assert "\x1b" not in shown.stdout
+    assert "# Goal\n\nclear ?[2J the screen\nsecond line" in shown.stdout
 
 
 def test_cli_plan_error_is_one_line_and_says_how_to_resume(

@@ -171,6 +171,11 @@ def terminal_safe(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
 
 
+def terminal_safe_lines(text: str) -> str:
+    """``terminal_safe`` for text of several lines (a spec's body): the line breaks stay."""
+    return "\n".join(terminal_safe(line) for line in text.splitlines())
+
+
 class ProgressPrinter:
     """Live progress lines for people: tool calls and errors of the agent, loop steps; run and
     done markers are skipped. Subclasses say how a line looks (``line``); every line printed is

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from specwright.cli.common import Context
+from specwright.cli.common import Context, terminal_safe, terminal_safe_lines
 from specwright.errors import SpecwrightError, ValidationError
 
 
@@ -273,10 +273,11 @@ def cmd_spec_show(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         ctx.emit({**_spec_dict(spec), "chunks": [asdict(c) for c in chunks]})
         return 0
-    print(f"{spec.title}  [{spec.slug}, {spec.status}]  {spec.id}")
+    # a title and body can be a planner model's words: no terminal escapes
+    print(terminal_safe(f"{spec.title}  [{spec.slug}, {spec.status}]  {spec.id}"))
     if spec.body:
         print()
-        print(spec.body.rstrip())
+        print(terminal_safe_lines(spec.body.rstrip()))
     print()
     ctx.emit(
         _chunk_rows(chunks),

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import Context
+from specwright.cli.common import Context, terminal_safe, terminal_safe_lines
 from specwright.errors import SpecwrightError, ValidationError
 
 if TYPE_CHECKING:
@@ -177,14 +177,17 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
             }
         )
         return
-    print(f"spec {spec.slug}: {spec.title}  [{spec.status}; next: {stage}]  {spec.id}")
+    # titles, questions and the body are the planner model's words: no terminal escapes
+    print(
+        terminal_safe(f"spec {spec.slug}: {spec.title}  [{spec.status}; next: {stage}]  {spec.id}")
+    )
     print("\nQuestions")
     for q in questions:
-        print(f"  {q.position}. {q.question}")
+        print(terminal_safe(f"  {q.position}. {q.question}"))
         if q.why:
-            print(f"     (why: {q.why})")
+            print(terminal_safe(f"     (why: {q.why})"))
         if q.answer is not None:
-            print(f"     answer: {q.answer}")
+            print(terminal_safe(f"     answer: {q.answer}"))
     if stage == "answers":
         print(
             "\nnext: write the answers in a YAML file (a list in question order, or a mapping of "
@@ -193,7 +196,7 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
         )
         return
     if spec.body.strip():
-        print(f"\n{spec.body.rstrip()}")
+        print(f"\n{terminal_safe_lines(spec.body.rstrip())}")
     if chunks:
         from specwright.cli.common import print_table
 
