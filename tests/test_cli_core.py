@@ -125,6 +125,19 @@ def test_tables_show_no_control_characters_and_results_read_plainly(
     assert "usage_records 0, usage_snapshots 0, prices 0" in exported and "{" not in exported
 
 
+def test_nothing_the_cli_prints_can_drive_the_terminal(project: Path) -> None:
+    """Whatever a command prints (here a run-all plan: titles and files a planner wrote) goes
+    out with control characters shown as '?', in a real process writing to a pipe."""
+    c = str(project)
+    assert run_specwright("-C", c, "spec", "new", "S").returncode == 0
+    title = "Evil \x1b[2J\x9b31m\x07 title\tend"
+    assert run_specwright("-C", c, "chunk", "add", "s", title, "--file", "a\x1b.py").returncode == 0
+    plan = run_specwright("-C", c, "run-all", "s", "--plan", "--executor", "scripted")
+    assert plan.returncode == 0, plan.stderr
+    assert not any(ch in plan.stdout for ch in "\x1b\x9b\x07")
+    assert "Evil ?[2J?31m? title\tend" in plan.stdout and "a?.py" in plan.stdout
+
+
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")

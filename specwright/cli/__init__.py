@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from specwright import __version__
-from specwright.cli.common import Context
+from specwright.cli.common import Context, SafeStream
 from specwright.errors import SpecwrightError
 
 # Order here is the order in `specwright --help`.
@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     ctx = Context.from_args(args)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(out), SafeStream(err)
     try:
         code = args.handler(args, ctx)
     except SpecwrightError as exc:
@@ -77,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("specwright: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `specwright ... | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return 0
+    finally:
+        sys.stdout, sys.stderr = out, err
     return int(code or 0)
 
 

@@ -166,6 +166,26 @@ def print_table(
         print("  ".join(parts).rstrip(), file=out)
 
 
+# C0 controls but tab, newline and carriage return; DEL; C1 controls (0x9b alone starts a CSI)
+_CONTROLS = {c: "?" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10, 13)}
+
+
+class SafeStream:
+    """A text stream writing through ``inner`` with control characters shown as '?': whatever
+    the CLI prints (titles, reasons and findings that came from an agent or a model among it)
+    cannot drive the terminal. Everything else is ``inner``'s."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(text.translate(_CONTROLS))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def terminal_safe(text: str) -> str:
     """Agent text is untrusted: drop control characters (no terminal escapes)."""
     return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
