@@ -151,6 +151,17 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import queries as Q
 
     store, report = ctx.store, args.report
+    if (
+        not ctx.json
+        and not store.query(
+            "SELECT EXISTS (SELECT 1 FROM usage_records) OR EXISTS (SELECT 1 FROM executions)"
+        )[0][0]
+    ):
+        print(
+            f"specwright: nothing recorded yet in {ctx.db_path}: import your agents' logs with "
+            "`specwright ingest claude-logs` (or codex-logs), or run a chunk",
+            file=sys.stderr,
+        )
     win = {"since": args.since, "until": args.until}
     source = None if args.source == "all" else args.source
     if report in _REPORTS:
