@@ -111,25 +111,28 @@ def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[An
     return []
 
 
-def _spec_roots(store: Store, ref: str) -> list[str]:
-    """The roots of the projects that have a spec ``ref`` (id, id prefix or slug)."""
-    rows = store.query(
-        "SELECT DISTINCT p.root FROM specs s JOIN projects p ON p.id = s.project_id "
-        "WHERE s.id::VARCHAR = $1 OR s.slug = $1 "
-        "OR (length($1) >= 4 AND starts_with(s.id::VARCHAR, $1)) ORDER BY 1",
-        [ref],
+def _find_specs(store: Store, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
+    """Specs matching ``ref`` by id, id prefix or slug (``extra_sql`` narrows them)."""
+    return _resolve(store, "specs", ref, extra_sql, params) or store.query_dicts(
+        f"SELECT * FROM specs WHERE slug = ? {extra_sql}", [ref, *params]
     )
-    return [r[0] for r in rows]
 
 
 def get_spec(store: Store, ref: str, project: Project | None = None) -> Spec:
     """A spec by id, id prefix or slug (slugs are unique within a project)."""
     extra, params = ("AND project_id = ?", [project.id]) if project else ("", [])
-    rows = _resolve(store, "specs", ref, extra, params)
-    if not rows:
-        rows = store.query_dicts(f"SELECT * FROM specs WHERE slug = ? {extra}", [ref, *params])
+    rows = _find_specs(store, ref, extra, params)
     if not rows and project is not None:
-        elsewhere = _spec_roots(store, ref)
+        # in another project of this database: say which, rather than "no such spec"
+        owners = sorted({str(r["project_id"]) for r in _find_specs(store, ref, "", [])})
+        elsewhere = [
+            r[0]
+            for r in store.query(
+                "SELECT root FROM projects WHERE id::VARCHAR IN (SELECT unnest(?::VARCHAR[])) "
+                "ORDER BY root",
+                [owners],
+            )
+        ]
         if elsewhere:
             raise NotFoundError(
                 f"spec {ref!r}: not in this project ({project.root}) but in "
