@@ -396,8 +396,7 @@ SELECT uuidv7(), '{SOURCE}', n.dedup_key, n.message_id, n.request_id, n.session_
     n.is_sidechain, n.speed, w.provider, ? + w.id, now()::TIMESTAMP, ?
 FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::DOUBLE[]) AS computed,
              unnest(?::VARCHAR[]) AS provider) w
-JOIN _cl_new n ON coalesce(n.pos, n.rowid) = w.id
-ORDER BY w.id"""
+JOIN _cl_new n ON coalesce(n.pos, n.rowid) = w.id"""
 
 
 def _read_files(ready: list[F.Planned], marked: list[F.Planned]) -> tuple[str, list[Any]]:
