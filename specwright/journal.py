@@ -8,7 +8,9 @@ journal, in time order, into a fresh database.
 
 An op is ``{"t": <ns>, "op": "insert"|"upsert"|"update"|"sql", "table": ..., ...}``:
 insert/upsert carry ``row``; update carries ``key`` (column -> value) and ``set``; sql carries
-``sql`` and ``params`` (used for multi-table deletes). Values are JSON-normal: timestamps are ISO
+``sql`` and ``params`` (used for multi-table deletes). ``{"t": <ns>, "op": "abort", "ops":
+[<t>, ...]}`` says the database refused the write of those ops (journaled first, then rolled
+back): a replay skips them. Values are JSON-normal: timestamps are ISO
 strings, JSON columns are strings, so the live path and the replay path write identical rows.
 """
 
@@ -110,6 +112,11 @@ class Journal:
         finally:
             writer.close()
 
+    def abort(self, name: str, ops: list[dict[str, Any]]) -> None:
+        """Mark ``ops``, appended to journal ``name`` and then refused by the database, as not
+        applied (``replay_order`` skips them)."""
+        self.append(name, [{"t": op_time(), "op": "abort", "ops": [op["t"] for op in ops]}])
+
     def writer(self, name: str) -> JournalWriter:
         """An open append handle on journal ``name`` (for a stream of events)."""
         path = self.path_for(name)
@@ -154,11 +161,15 @@ class Journal:
         return ReadResult(ops, skipped)
 
     def replay_order(self) -> Iterator[dict[str, Any]]:
-        """All ops of all journals, ordered by their time stamp (stable within a file)."""
+        """All ops of all journals, ordered by their time stamp (stable within a file), less
+        the aborted ones."""
         tagged: list[tuple[int, int, int, dict[str, Any]]] = []
         for file_no, path in enumerate(self.files()):
-            for i, op in enumerate(self.read(path).ops):
-                tagged.append((int(op.get("t", 0)), file_no, i, op))
+            ops = self.read(path).ops
+            aborted = {t for op in ops if op["op"] == "abort" for t in op.get("ops") or []}
+            for i, op in enumerate(ops):
+                if op["op"] != "abort" and op.get("t") not in aborted:
+                    tagged.append((int(op.get("t", 0)), file_no, i, op))
         tagged.sort(key=lambda x: (x[0], x[1], x[2]))
         for _, _, _, op in tagged:
             yield op

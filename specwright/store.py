@@ -306,10 +306,12 @@ class Store:
         self, ops: list[dict[str, Any]], journal: str | None = CATALOG, *, journaled: bool = False
     ) -> None:
         """Journal ``ops`` (unless ``journal`` is None or they already are), then apply them
-        to the database in one transaction."""
+        to the database in one transaction. Ops the database refuses (a value of the wrong
+        type, say) are marked aborted in the journal, so a rebuild does not replay them."""
         if not ops:
             return
-        if journal is not None and not journaled:
+        logged = journal is not None and not journaled
+        if logged:
             self.journal.append(journal, ops)
         import duckdb
 
@@ -324,8 +326,14 @@ class Store:
                 # unless it is nested in an outer one (that one is aborted too: let it decide).
                 nested = getattr(self._local, "in_tx", False)
                 if "conflict" not in str(exc).lower() or nested or attempt == _CONFLICT_RETRIES:
+                    if logged:
+                        self.journal.abort(journal, ops)
                     raise
                 time.sleep(0.005 * attempt * (0.5 + random.random()))
+            except BaseException:
+                if logged:
+                    self.journal.abort(journal, ops)
+                raise
 
     def insert(self, table: str, row: dict[str, Any], journal: str = CATALOG) -> None:
         self.write([self.op_insert(table, row)], journal)

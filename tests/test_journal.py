@@ -47,6 +47,21 @@ def test_rebuild_gives_the_same_rows(store: Store, tmp_path: Path) -> None:
     assert len(_dump(store)["events"]) == 4
 
 
+def test_a_write_the_database_refuses_is_not_replayed(store: Store, tmp_path: Path) -> None:
+    """Ops are journaled before the database sees them; ops it refuses (here an id that is no
+    UUID) are marked aborted, so ``db rebuild`` still gives the same rows."""
+    import duckdb
+
+    _populate(store, tmp_path)
+    project = catalog.ensure_project(store, tmp_path)
+    with pytest.raises(duckdb.ConversionException):
+        catalog.create_spec(store, project, "Bad id", spec_id="not-a-uuid")
+    assert "not-a-uuid" in store.journal.path_for("catalog").read_text()
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    store.rebuild_into(rebuilt)
+    assert _dump(Store(rebuilt)) == _dump(store)
+
+
 def test_events_reach_the_journal_before_the_database(store: Store, tmp_path: Path) -> None:
     rec = ExecutionRecorder(store, role="executor", backend="scripted", flush_interval_s=3600)
     rec.start()
