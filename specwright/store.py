@@ -310,9 +310,9 @@ class Store:
         type, say) are marked aborted in the journal, so a rebuild does not replay them."""
         if not ops:
             return
-        logged = journal is not None and not journaled
-        if logged:
-            self.journal.append(journal, ops)
+        logged = None if journaled else journal  # the journal these ops went to here
+        if logged is not None:
+            self.journal.append(logged, ops)
         import duckdb
 
         for attempt in range(1, _CONFLICT_RETRIES + 1):
@@ -326,13 +326,13 @@ class Store:
                 # unless it is nested in an outer one (that one is aborted too: let it decide).
                 nested = getattr(self._local, "in_tx", False)
                 if "conflict" not in str(exc).lower() or nested or attempt == _CONFLICT_RETRIES:
-                    if logged:
-                        self.journal.abort(journal, ops)
+                    if logged is not None:
+                        self.journal.abort(logged, ops)
                     raise
                 time.sleep(0.005 * attempt * (0.5 + random.random()))
             except BaseException:
-                if logged:
-                    self.journal.abort(journal, ops)
+                if logged is not None:
+                    self.journal.abort(logged, ops)
                 raise
 
     def insert(self, table: str, row: dict[str, Any], journal: str = CATALOG) -> None:
