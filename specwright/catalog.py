@@ -73,8 +73,39 @@ def create_spec(
     spec_id: str | None = None,
 ) -> Spec:
     """A new spec in ``project``; the slug is derived from the title and made unique."""
+    row = new_spec_row(
+        store,
+        project,
+        title,
+        body,
+        slug=slug,
+        intent=intent,
+        status=status,
+        budget_usd=budget_usd,
+        spec_id=spec_id,
+    )
+    store.insert("specs", row)
+    return get_spec(store, row["id"])
+
+
+def new_spec_row(
+    store: Store,
+    project: Project,
+    title: str,
+    body: str = "",
+    *,
+    slug: str | None = None,
+    intent: str = "",
+    status: str = "draft",
+    budget_usd: float | None = None,
+    spec_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``specs`` row ``create_spec`` inserts (checked, unique slug), not yet written."""
     if not title.strip():
         raise ValidationError("spec title: expected a non-empty title")
+    if "\n" in title.strip() or "\r" in title:
+        raise ValidationError(f"spec title {title!r}: expected a single line")
+    _check_budget(budget_usd, "spec budget")
     base = slugify(slug or title)
     taken = {r[0] for r in store.query("SELECT slug FROM specs WHERE project_id = ?", [project.id])}
     final, n = base, 2
@@ -94,8 +125,14 @@ def create_spec(
         "created_at": now,
         "updated_at": now,
     }
-    store.insert("specs", row)
-    return get_spec(store, new)
+    return row
+
+
+def _check_budget(budget_usd: float | None, what: str) -> None:
+    import math
+
+    if budget_usd is not None and not (math.isfinite(budget_usd) and budget_usd >= 0):
+        raise ValidationError(f"{what} {budget_usd!r}: expected a number of dollars >= 0")
 
 
 def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
@@ -160,6 +197,7 @@ def update_spec(store: Store, spec_id: str, **values: Any) -> Spec:
     unknown = set(values) - allowed
     if unknown:
         raise ValidationError(f"spec fields {sorted(unknown)}: expected one of {sorted(allowed)}")
+    _check_budget(values.get("budget_usd"), "spec budget")
     store.update("specs", {"id": spec_id}, {**values, "updated_at": utcnow()})
     return get_spec(store, spec_id)
 
@@ -306,6 +344,7 @@ def add_chunk(
     """Append a chunk to a spec; ``depends_on`` names chunks of the same spec (ids/positions)."""
     if not title.strip():
         raise ValidationError("chunk title: expected a non-empty title")
+    _check_budget(budget_usd, "chunk budget")
     existing = list_chunks(store, spec.id)
     dep_ids = [get_chunk(store, d, spec).id for d in depends_on]
     position = max((c.position for c in existing), default=0) + 1

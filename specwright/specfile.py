@@ -105,6 +105,12 @@ def topological(drafts: Sequence[ChunkDraft]) -> list[ChunkDraft]:
 def replace_chunks(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> None:
     """Make ``drafts`` the spec's chunks in one transaction: update those whose id exists,
     insert the new ones, delete the rest (refused for a chunk that has runs or executions)."""
+    store.write(chunk_ops(store, spec_id, drafts))
+
+
+def chunk_ops(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> list[dict[str, Any]]:
+    """The journal ops of ``replace_chunks``, checked but not written (to go in one write with
+    other ops)."""
     problem = check_dag(drafts)
     if problem:
         raise ValidationError(problem)
@@ -170,7 +176,7 @@ def replace_chunks(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> 
         for d in ordered:
             for dep in dict.fromkeys(d.depends_on):
                 ops.append(Store.op_insert("chunk_deps", {"chunk_id": d.id, "depends_on_id": dep}))
-        store.write(ops)
+        return ops
 
 
 def drafts_of(chunks: Sequence[Chunk]) -> list[ChunkDraft]:
@@ -224,6 +230,28 @@ def _bullets(items: Sequence[str]) -> str:
         out.append("- " + first)
         out += ["  " + line for line in rest]
     return "\n".join(out)
+
+
+def _is_uuid(text: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_budget(value: Any) -> bool:
+    """A budget in dollars: a finite number >= 0 (YAML reads ``.nan`` and ``-1`` as numbers)."""
+    import math
+
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _one_line(text: str, what: str) -> str:
@@ -361,6 +389,8 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
     title = front.get("title")
     if not isinstance(title, str) or not title.strip():
         raise fail(front_line.get("title", 2), "title: expected a non-empty string")
+    if "\n" in title.strip() or "\r" in title:
+        raise fail(front_line.get("title", 2), f"title: expected a single line, got {title!r}")
     status = front.get("status", "draft")
     if status not in SPEC_STATUSES:
         raise fail(
@@ -368,13 +398,16 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
             f"status: expected one of {', '.join(SPEC_STATUSES)}, got {status!r}",
         )
     budget = front.get("budget_usd")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)):
+    if budget is not None and not _is_budget(budget):
         raise fail(
-            front_line.get("budget_usd", 2), f"budget_usd: expected a number, got {budget!r}"
+            front_line.get("budget_usd", 2),
+            f"budget_usd: expected a number of dollars >= 0, got {budget!r}",
         )
     for key in ("id", "slug", "intent"):
         if key in front and not isinstance(front[key], str):
             raise fail(front_line.get(key, 2), f"{key}: expected a string, got {front[key]!r}")
+    if "id" in front and not _is_uuid(front["id"]):
+        raise fail(front_line.get("id", 2), f"id: expected a UUID, got {front['id']!r}")
     spec = ParsedSpec(
         title=title.strip(),
         status=status,
@@ -473,14 +506,16 @@ def _merge_front_chunks(
                 f"chunk {n} is titled {section.title!r} here but {str(title)!r} in the front matter",
             )
         cid = entry.get("id")
-        if cid is not None and not isinstance(cid, str):
-            raise fail(line, f"{where}.id: expected a string, got {cid!r}")
+        if cid is not None and not (isinstance(cid, str) and _is_uuid(cid)):
+            raise fail(line, f"{where}.id: expected a UUID, got {cid!r}")
         deps = entry.get("depends_on") or []
         if not isinstance(deps, list):
             deps = [deps]
         budget = entry.get("budget_usd")
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)):
-            raise fail(line, f"{where}.budget_usd: expected a number, got {budget!r}")
+        if budget is not None and not _is_budget(budget):
+            raise fail(
+                line, f"{where}.budget_usd: expected a number of dollars >= 0, got {budget!r}"
+            )
         section.id = cid
         section.budget_usd = float(budget) if budget is not None else None
         section.depends_on = [*deps, *section.depends_on]
@@ -542,12 +577,12 @@ def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraf
 
 def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
     """Create or update a spec from a spec file: matched by the file's id, else its slug."""
-    from specwright.catalog import create_spec, get_spec, update_spec
+    from specwright.catalog import get_spec, new_spec_row
 
     parsed = read(path)
     drafts = resolve_drafts(parsed, str(path))
     slug = slugify(parsed.slug or parsed.title)
-    with store.connect():
+    with store.connect():  # the spec and its chunks in one write: all of it or nothing
         rows = []
         if parsed.id:
             rows = store.query_dicts(
@@ -560,17 +595,18 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
                 "SELECT id FROM specs WHERE project_id = ? AND slug = ?", [project.id, slug]
             )
         if rows:
-            spec = update_spec(
-                store,
-                rows[0]["id"],
-                title=parsed.title,
-                body=parsed.body,
-                status=parsed.status,
-                intent=parsed.intent,
-                budget_usd=parsed.budget_usd,
-            )
+            spec_id = str(rows[0]["id"])
+            values = {
+                "title": parsed.title,
+                "body": parsed.body,
+                "status": parsed.status,
+                "intent": parsed.intent,
+                "budget_usd": parsed.budget_usd,
+                "updated_at": utcnow(),
+            }
+            ops = [Store.op_update("specs", {"id": spec_id}, values)]
         else:
-            spec = create_spec(
+            row = new_spec_row(
                 store,
                 project,
                 parsed.title,
@@ -581,5 +617,11 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
                 budget_usd=parsed.budget_usd,
                 spec_id=parsed.id,
             )
-        replace_chunks(store, spec.id, drafts)
-        return get_spec(store, spec.id)
+            spec_id = row["id"]
+            ops = [Store.op_insert("specs", row)]
+        try:
+            ops += chunk_ops(store, spec_id, drafts)
+        except ValidationError as exc:
+            raise SpecFileError(f"{path}: {exc}") from None
+        store.write(ops)
+        return get_spec(store, spec_id)

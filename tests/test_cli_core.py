@@ -77,6 +77,9 @@ BAD_INPUTS = [
         "--body-file /nonexistent/spec.md: cannot read",
     ),
     (["spec", "new", "X", "--budget", "lots"], "argument --budget: invalid float value: 'lots'"),
+    (["spec", "new", "X", "--budget", "-5"], "spec budget -5.0: expected a number of dollars >= 0"),
+    (["spec", "new", "X", "--budget", "nan"], "spec budget nan: expected a number of dollars >= 0"),
+    (["spec", "new", "two\nlines"], "spec title 'two\\nlines': expected a single line"),
 ]
 
 

@@ -252,6 +252,16 @@ def test_reimport_refuses_to_delete_a_chunk_with_runs(store: Store, tmp_path: Pa
         replace_chunks(store, spec.id, specfile.drafts_of(list_chunks(store, spec.id))[:2])
     assert len(list_chunks(store, spec.id)) == 3
 
+    # the same refusal from a re-import: nothing of the file is taken, not even its title
+    before = get_spec(store, spec.id)
+    chunks = list_chunks(store, spec.id)
+    edited = Spec(**{**before.__dict__, "title": "Renamed", "body": "NEW BODY", "status": "done"})
+    path.write_text(specfile.render(edited, chunks[:2]))
+    with pytest.raises(SpecFileError, match=f"^{path}: chunk 'Logout' has runs"):
+        specfile.import_spec(store, project, path)
+    assert get_spec(store, spec.id) == before
+    assert len(list_chunks(store, spec.id)) == 3
+
 
 BAD = [
     ("title: x\n", 1, "expected front matter"),
@@ -287,6 +297,11 @@ BAD = [
         8,
         "title used by several chunks",
     ),
+    ("---\ntitle: x\nid: not-a-uuid\n---\n", 3, "id: expected a UUID, got 'not-a-uuid'"),
+    ("---\ntitle: x\nchunks: [{title: a, id: zzz}]\n---\n## Chunk 1: a\n", 3, "chunks[1].id"),
+    ('---\ntitle: "two\\nlines"\n---\n', 2, "title: expected a single line"),
+    ("---\ntitle: x\nbudget_usd: -1\n---\n", 3, "budget_usd: expected a number of dollars"),
+    ("---\ntitle: x\nbudget_usd: .nan\n---\n", 3, "budget_usd: expected a number of dollars"),
 ]
 
 
