@@ -56,21 +56,36 @@ def parse_day(value: str | date | None, what: str = "date") -> date | None:
         from specwright.errors import ValidationError
 
         raise ValidationError(f"{what}: expected YYYY-MM-DD or YYYYMMDD, got {text!r}")
-    return date(int(m[1]), int(m[2]), int(m[3]))
+    try:
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError as exc:  # 2025-02-30, 2025-13-01
+        from specwright.errors import ValidationError
+
+        raise ValidationError(f"{what}: {text!r} is not a date ({exc})") from None
 
 
 def _local(col: str, tz: str) -> str:
     """``col`` (naive UTC) as naive local time in ``tz``."""
     if tz.upper() == "UTC":
         return col
-    return f"(({col} AT TIME ZONE 'UTC') AT TIME ZONE '{_tz(tz)}')"
+    return f"(({col} AT TIME ZONE 'UTC') AT TIME ZONE '{check_timezone(tz)}')"
 
 
-def _tz(tz: str) -> str:
+def check_timezone(tz: str) -> str:
+    """``tz`` if it names an IANA time zone (what DuckDB's ICU knows), else a ValidationError."""
+    import zoneinfo
+
+    from specwright.errors import ValidationError
+
     if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
-        from specwright.errors import ValidationError
-
         raise ValidationError(f"--timezone: not a time zone name: {tz!r}")
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"--timezone: unknown time zone {tz!r}; expected an IANA name such as "
+            "Europe/Berlin or America/New_York"
+        ) from None
     return tz
 
 

@@ -80,6 +80,11 @@ BAD_INPUTS = [
     (["spec", "new", "X", "--budget", "-5"], "spec budget -5.0: expected a number of dollars >= 0"),
     (["spec", "new", "X", "--budget", "nan"], "spec budget nan: expected a number of dollars >= 0"),
     (["spec", "new", "two\nlines"], "spec title 'two\\nlines': expected a single line"),
+    (["usage", "daily", "--since", "2025-02-30"], "--since: '2025-02-30' is not a date"),
+    (["usage", "daily", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
+    (["usage", "session", "-z", "Europe/Berlin"], "--timezone: `usage session` works in UTC"),
+    (["report", "--html", "/"], "--html /: is a directory; expected a file name"),
+    (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
 ]
 
 

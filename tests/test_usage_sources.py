@@ -199,6 +199,65 @@ def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
         merge(store, [tmp_path / "missing"])
 
 
+def test_merge_of_a_foreign_or_damaged_export_is_one_line_and_merges_nothing(
+    tmp_path: Path, store: Store
+) -> None:
+    """A Parquet file that is no usage export, one with a key missing, one whose values do not
+    fit the columns: a one-line error naming the file, and nothing merged; columns this schema
+    lacks are left out with a warning; another manifest format is refused."""
+    import duckdb
+
+    from specwright.errors import SpecwrightError
+    from specwright.usage import claude
+
+    write_claude_corpus(tmp_path / "a", sessions=1, turns=5, malformed_every=0)
+    claude.ingest(store, [tmp_path / "a" / "projects"])
+    export(store, tmp_path / "export")
+    other = Store(tmp_path / "other.duckdb")
+    other.migrate()
+    records = tmp_path / "export" / "usage_records.parquet"
+    con = duckdb.connect()
+
+    def rewrite(name: str, select: str) -> Path:
+        path = tmp_path / name / "usage_records.parquet"
+        path.parent.mkdir()
+        con.execute(f"COPY ({select}) TO '{path}' (FORMAT parquet)")
+        return path
+
+    cases = {
+        "foreign": ("SELECT 1 AS a, 2 AS b", "no column source, dedup_key"),
+        "nokey": (f"SELECT * EXCLUDE (dedup_key) FROM '{records}'", "no column dedup_key"),
+        "types": (
+            f"SELECT * REPLACE ('lots' AS input_tokens) FROM '{records}'",
+            "cannot merge into usage_records (nothing was merged)",
+        ),
+        "nullkey": (
+            f"SELECT * REPLACE (NULL::VARCHAR AS dedup_key) FROM '{records}'",
+            "cannot merge into usage_records (nothing was merged)",
+        ),
+    }
+    for name, (select, message) in cases.items():
+        path = rewrite(name, select)
+        with pytest.raises(SpecwrightError) as info:
+            merge(other, [path])
+        text = str(info.value)
+        assert text.startswith(f"{path}: ") and message in text and "\n" not in text, text
+        assert other.query("SELECT count(*) FROM usage_records")[0][0] == 0
+
+    newer = rewrite("newer", f"SELECT *, 42 AS new_col FROM '{records}'")
+    res = merge(other, [newer])
+    assert res.inserted["usage_records"] > 0
+    assert res.warnings == [
+        f"{newer}: column(s) this database does not have were left out: new_col"
+    ]
+
+    (tmp_path / "export" / "manifest.json").write_text('{"format": "ccusage"}')
+    with pytest.raises(
+        SpecwrightError, match="format 'ccusage'; expected 'specwright-usage-export'"
+    ):
+        merge(other, [tmp_path / "export"])
+
+
 def test_merged_records_are_numbered_after_the_stores_own(tmp_path: Path, store: Store) -> None:
     """Another machine's ``seq`` orders nothing here: merged records count on from this store's
     last, in the export's order. An export from a store numbered before migration 8 (seq near

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright.errors import SpecwrightError
+from specwright.errors import SpecwrightError, ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,7 @@ def _window_args(p: argparse.ArgumentParser) -> None:
         "-z",
         default="UTC",
         metavar="TZ",
-        help="time zone for grouping by day (default: UTC)",
+        help="time zone for grouping by day: daily, weekly, monthly (default: UTC)",
     )
     p.add_argument(
         "--json",
@@ -151,6 +151,14 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import queries as Q
 
     store, report = ctx.store, args.report
+    Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
+    if args.timezone.upper() != "UTC":
+        if report not in _REPORTS:
+            raise ValidationError(
+                f"--timezone: `usage {report}` works in UTC; a time zone applies to "
+                f"{', '.join(_REPORTS)}"
+            )
+        Q.check_timezone(args.timezone)
     if (
         not ctx.json
         and not store.query(
@@ -392,14 +400,22 @@ def cmd_merge(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.usage.exchange import merge
 
     res = merge(ctx.store, [Path(f).expanduser().resolve() for f in args.files])
+    for warning in res.warnings:
+        print(f"specwright: warning: {warning}", file=sys.stderr)
     ctx.emit({"files": res.files, "inserted": res.inserted, "skipped": res.skipped})
     return 0
 
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright import queries as Q
     from specwright.report import write_html
 
     path = Path(args.html).expanduser().resolve()
+    if path.is_dir():
+        raise ValidationError(
+            f"--html {args.html}: is a directory; expected a file name, e.g. {path / 'report.html'}"
+        )
+    Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
     write_html(ctx.store, path, since=args.since, until=args.until)
     ctx.emit({"report": str(path)} if ctx.json else f"wrote {path}")
     return 0

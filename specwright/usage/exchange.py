@@ -28,16 +28,34 @@ _KEYS = {
 }
 
 
+# the columns a file must have to be merged into each table (its keys)
+_REQUIRED = {
+    "usage_records": ("source", "dedup_key"),
+    "usage_snapshots": ("id",),
+    "prices": ("model", "provider"),
+}
+FORMAT = "specwright-usage-export"
+VERSION = 1
+
+
 @dataclass
 class MergeResult:
     files: list[str] = field(default_factory=list)
     inserted: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def export(store: Store, target: Path) -> dict[str, int]:
     """Write the usage tables under directory ``target``; returns rows per table."""
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        raise SpecwrightError(f"{target}: exists and is not a directory; expected a directory")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecwrightError(
+            f"{target}: cannot create the export directory: {exc.strerror}"
+        ) from None
     counts: dict[str, int] = {}
     with store.connect() as conn:
         for table in TABLES:
@@ -47,8 +65,8 @@ def export(store: Store, target: Path) -> dict[str, int]:
     (target / "manifest.json").write_text(
         json.dumps(
             {
-                "format": "specwright-usage-export",
-                "version": 1,
+                "format": FORMAT,
+                "version": VERSION,
                 "host": socket.gethostname(),
                 "exported_at": utcnow().isoformat(),
                 "rows": counts,
@@ -64,10 +82,32 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _files(paths: list[Path]) -> list[tuple[str, Path]]:
+def _manifest(directory: Path, warnings: list[str]) -> None:
+    """Check an export directory's manifest.json, if it has one: another format is an error, a
+    newer version a warning (its extra columns are left out)."""
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecwrightError(f"{path}: not a readable manifest: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else data
+        raise SpecwrightError(f"{path}: format {got!r}; expected {FORMAT!r}")
+    version = data.get("version")
+    if isinstance(version, int) and version > VERSION:
+        warnings.append(
+            f"{path}: export format version {version} is newer than this Specwright's "
+            f"({VERSION}); what it does not know is left out"
+        )
+
+
+def _files(paths: list[Path], warnings: list[str]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for p in paths:
         if p.is_dir():
+            _manifest(p, warnings)
             found = [(t, p / f"{t}.parquet") for t in TABLES if (p / f"{t}.parquet").exists()]
             if not found:
                 raise SpecwrightError(f"{p}: no usage_*.parquet / prices.parquet files inside")
@@ -87,9 +127,11 @@ def _files(paths: list[Path]) -> list[tuple[str, Path]]:
 
 def merge(store: Store, paths: list[Path]) -> MergeResult:
     """Fold exports (directories or ``<table>.parquet`` files) into the store, idempotently."""
+    import duckdb
+
     result = MergeResult()
     with store.transaction() as conn:
-        for table, path in _files(paths):
+        for table, path in _files(paths, result.warnings):
             cols = [
                 r[0]
                 for r in conn.execute(
@@ -105,8 +147,22 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
                         f"DESCRIBE SELECT * FROM read_parquet('{_quote(path)}')"
                     ).fetchall()
                 }
-            except Exception as exc:
-                raise SpecwrightError(f"{path}: not a readable Parquet file: {exc}") from None
+            except duckdb.Error as exc:
+                raise SpecwrightError(
+                    f"{path}: not a readable Parquet file: {_first(exc)}"
+                ) from None
+            missing = [c for c in _REQUIRED[table] if c not in have]
+            if missing:
+                raise SpecwrightError(
+                    f"{path}: no column {', '.join(missing)}; expected a {table} file of "
+                    "`specwright usage export`"
+                )
+            extra = sorted(have - set(cols))
+            if extra:
+                result.warnings.append(
+                    f"{path}: column(s) this database does not have were left out: "
+                    f"{', '.join(extra)}"
+                )
             common = [
                 c for c in cols if c in have and not (table == "usage_records" and c == "seq")
             ]
@@ -122,13 +178,18 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
                     0
                 ]
             )
-            rows = conn.execute(
-                f"""INSERT INTO {table} ({collist})
-                SELECT {values}
-                FROM (SELECT * FROM read_parquet('{_quote(path)}')
-                      QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x{numbered}
-                WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_KEYS[table]})"""
-            ).fetchall()
+            try:
+                rows = conn.execute(
+                    f"""INSERT INTO {table} ({collist})
+                    SELECT {values}
+                    FROM (SELECT * FROM read_parquet('{_quote(path)}')
+                          QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x{numbered}
+                    WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_KEYS[table]})"""
+                ).fetchall()
+            except duckdb.Error as exc:  # a value of the wrong type, a NULL key
+                raise SpecwrightError(
+                    f"{path}: cannot merge into {table} (nothing was merged): {_first(exc)}"
+                ) from None
             n = int(rows[0][0]) if rows else 0
             result.files.append(str(path))
             result.inserted[table] = result.inserted.get(table, 0) + n
@@ -155,3 +216,8 @@ def _part(table: str) -> str:
         "usage_snapshots": "id",
         "prices": "model, provider",
     }[table]
+
+
+def _first(exc: Exception) -> str:
+    """The first line of a DuckDB error (the rest echoes the SQL)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
