@@ -213,6 +213,47 @@ def test_rewritten_file_is_read_again_without_double_counting(tmp_path: Path, st
     assert store.query("SELECT count(*) FROM usage_records") == [(2,)]
 
 
+def test_a_file_replaced_by_another_of_the_same_size_is_read_again(
+    tmp_path: Path, store: Store
+) -> None:
+    """Same size, new content (another session's lines written over it): the changed mtime
+    sends the run to look at the head, which differs, so the file is read from the start. A
+    file only touched (same bytes) is not read again."""
+    import os
+
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    f = proj / "s.jsonl"
+    f.write_text(_line(mid="msgA", rid="reqA", out=10) + "\n")
+    claude.ingest(store, [tmp_path / "projects"])
+    size = f.stat().st_size
+    f.write_text(_line(mid="msgB", rid="reqB", out=90) + "\n")
+    assert f.stat().st_size == size
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a later write
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.files_read == 1 and res.imported == 1
+    assert store.query("SELECT message_id, output_tokens FROM usage_records ORDER BY 1") == [
+        ("msgA", 10),
+        ("msgB", 90),
+    ]
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))  # touched only
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.files_read == 0 and res.imported == 0
+    assert claude.ingest(store, [tmp_path / "projects"]).files_read == 0
+
+
+def test_a_fifo_among_the_logs_is_skipped_not_waited_on(tmp_path: Path, store: Store) -> None:
+    import os
+
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    (proj / "s.jsonl").write_text(_line(mid="a", rid="1") + "\n")
+    os.mkfifo(proj / "pipe.jsonl")  # nobody writes to it: opening it would block forever
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.files_seen == 1 and res.imported == 1
+
+
 def test_records_link_to_executions_by_session_id(tmp_path: Path, store: Store) -> None:
     from specwright.model import Usage
     from specwright.recorder import ExecutionRecorder

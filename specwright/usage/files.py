@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ class FileState:
     lines: int = 0
     malformed: int = 0
     state: dict[str, Any] | None = None
+    mtime: float | None = None
 
 
 @dataclass
@@ -112,20 +114,22 @@ def jsonl_files(roots: Iterable[Path]) -> list[str]:
                 if entry.is_dir():
                     if not entry.is_symlink():
                         folders.append(entry.path)
-                elif entry.name.endswith(".jsonl"):
-                    found.append(entry.path)
+                elif entry.name.endswith(".jsonl") and entry.is_file():
+                    found.append(entry.path)  # a regular file (a FIFO would block the read)
     return sorted(set(found))
 
 
 def load_states(conn: duckdb.DuckDBPyConnection, source: str) -> dict[str, FileState]:
     """The ingest state of every file of ``source`` seen before."""
     rows = conn.execute(
-        'SELECT path, size, "offset", head_hash, lines, malformed, state '
+        'SELECT path, size, "offset", head_hash, lines, malformed, state, mtime '
         "FROM usage_ingest_files WHERE source = ?",
         [source],
     ).fetchall()
     return {
-        r[0]: FileState(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None)
+        r[0]: FileState(
+            r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7]
+        )
         for r in rows
     }
 
@@ -185,8 +189,15 @@ def plan(
             st = os.stat(key)
         except OSError:
             continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # a FIFO or device named *.jsonl: opening it could block forever
         prev = states.get(key)
-        if prev is not None and st.st_size == prev.size and prev.offset == prev.size:
+        if (
+            prev is not None
+            and st.st_size == prev.size
+            and prev.offset == prev.size
+            and st.st_mtime == prev.mtime
+        ):
             continue  # nothing new (the common case: no read at all)
         try:
             fd = os.open(key, os.O_RDONLY)
@@ -228,7 +239,8 @@ def _plan_file(
     elif end == 0:
         digest = ""
     if end <= start and not restart:
-        if prev is not None and size != prev.size:
+        # nothing to read; a new size (a cut line) or mtime (touched, same head) is remembered
+        if prev is not None and (size != prev.size or st.st_mtime != prev.mtime):
             return Planned(key, start, start, size, st.st_mtime, digest, False, "", prev)
         return None
     return Planned(key, start, end, size, st.st_mtime, digest, restart, "", prev, data)
