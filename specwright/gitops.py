@@ -9,6 +9,7 @@ rollback never discards the user's own uncommitted work.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -226,12 +227,26 @@ def _has_identity(path: Path | str) -> bool:
         return False
 
 
+# Control characters (but tab and newline) in a message: a chunk's title and an agent's summary
+# are untrusted text, and `git log` prints a message to the terminal as it is
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_BODY_CHARS = 8000
+
+
+def _plain(text: str) -> str:
+    return _CONTROL.sub("?", text)
+
+
 def commit_message(title: str, chunk_id: str, body: str = "") -> str:
-    """A commit message: the chunk title, an optional body, and the chunk trailer."""
-    subject = " ".join(title.split())[:72] or "Specwright chunk"
+    """A commit message: the chunk title, an optional body (at most ``MAX_BODY_CHARS``), and the
+    chunk trailer; control characters show as '?'."""
+    subject = _plain(" ".join(title.split()))[:72] or "Specwright chunk"
     parts = [subject]
-    if body.strip():
-        parts.append(body.strip())
+    body = _plain(body.strip())
+    if len(body) > MAX_BODY_CHARS:
+        body = body[:MAX_BODY_CHARS].rstrip() + "\n[... cut]"
+    if body:
+        parts.append(body)
     parts.append(f"{CHUNK_TRAILER}: {chunk_id}")
     return "\n\n".join(parts) + "\n"
 
@@ -352,7 +367,7 @@ def merge(
         _git(path, "merge", "--quiet", "--ff-only", source_sha)
         return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
     identity = () if _has_identity(path) else _FALLBACK_IDENTITY
-    msg = message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}"
+    msg = _plain(message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}")
     try:
         _git(path, *identity, "merge", "--quiet", "--no-ff", "--no-edit", "-m", msg, source_sha)
     except GitError as exc:

@@ -63,6 +63,24 @@ def test_branch_create_reuse_and_commit_with_trailer(repo: Path) -> None:
     assert gitops.current_branch(repo) == branch
 
 
+def test_commit_message_shows_an_agents_control_characters_as_question_marks(
+    repo: Path,
+) -> None:
+    """A chunk title and an agent's summary are untrusted; `git log` prints a message to the
+    terminal as it is, so escapes, BEL and C1 controls are shown as '?', and a huge summary is
+    cut."""
+    (repo / "new.py").write_text("x = 1\n")
+    title = "T\x1b[2J<b>tit</b>"
+    body = "said \x1b]0;pwned\x07 and \x9b31m\n" + "x" * 20_000
+    gitops.commit_all(repo, title, "chunk-1", body)
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.splitlines()[0] == "T?[2J<b>tit</b>"
+    assert "said ?]0;pwned? and ?31m" in message
+    assert not any(ch in message for ch in "\x1b\x07\x9b")
+    assert len(message) < gitops.MAX_BODY_CHARS + 200 and "[... cut]" in message
+    assert gitops.chunk_commits(repo, "chunk-1")
+
+
 def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "GIT_AUTHOR_NAME",
