@@ -149,9 +149,12 @@ def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[An
 
 
 def _find_specs(store: Store, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
-    """Specs matching ``ref`` by id, id prefix or slug (``extra_sql`` narrows them)."""
-    return _resolve(store, "specs", ref, extra_sql, params) or store.query_dicts(
-        f"SELECT * FROM specs WHERE slug = ? {extra_sql}", [ref, *params]
+    """Specs matching ``ref`` by id, else slug, else id prefix (``extra_sql`` narrows them): a
+    slug such as ``01a2`` is a prefix of every id made this year, so the slug comes first."""
+    return (
+        store.query_dicts(f"SELECT * FROM specs WHERE id::VARCHAR = ? {extra_sql}", [ref, *params])
+        or store.query_dicts(f"SELECT * FROM specs WHERE slug = ? {extra_sql}", [ref, *params])
+        or _resolve(store, "specs", ref, extra_sql, params)
     )
 
 

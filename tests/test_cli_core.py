@@ -146,6 +146,27 @@ def test_nothing_the_cli_prints_can_drive_the_terminal(project: Path) -> None:
     assert "Evil ?[2J?31m? title\tend" in plan.stdout and "a?.py" in plan.stdout
 
 
+def test_a_slug_that_looks_like_an_id_prefix_finds_its_spec(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Ids are UUIDv7: all made this year start alike. A spec titled like such a prefix is
+    found by its slug, not refused as an ambiguous id prefix."""
+    for title in ("One", "Two"):
+        assert cli("-C", str(project), "spec", "new", title).code == 0
+    first = json.loads(cli("-C", str(project), "--json", "spec", "show", "one").out)["id"]
+    prefix = first[:4]
+    assert cli("-C", str(project), "spec", "new", prefix).code == 0
+    shown = cli("-C", str(project), "--json", "spec", "show", prefix)
+    assert shown.code == 0, shown.err
+    assert json.loads(shown.out)["slug"] == prefix
+
+
+def test_a_project_directory_that_does_not_exist_is_refused(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    ghost = project / "nonexistent"
+    res = cli("-C", str(ghost), "spec", "new", "Ghost")
+    assert res.code == 2 and res.err.strip() == f"specwright: error: -C {ghost}: not a directory"
+    listed = json.loads(cli("-C", str(project), "--json", "project", "list").out)
+    assert all(p["root"] != str(ghost) for p in listed)
+
+
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")

@@ -61,6 +61,10 @@ class Context:
         """The project row for ``project_dir`` (created on first use)."""
         from specwright.catalog import ensure_project
 
+        if not self.project_dir.is_dir():  # -C to a typo would make a project of it
+            from specwright.errors import ValidationError
+
+            raise ValidationError(f"-C {self.project_dir}: not a directory")
         return ensure_project(self.store, self.project_dir)
 
     def use_spec(self, ref: str) -> Spec:
