@@ -8,6 +8,7 @@ name the file, the line and the key path. Without a file, ``Config.default()`` a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -179,7 +180,7 @@ rules: []
 
 # --- loading --------------------------------------------------------------------------------
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Ctx:
@@ -210,30 +211,84 @@ def _plain(node: Any, ctx: _Ctx, path: str) -> Any:
         return _Marked(out, line, marks)
     if isinstance(node, yaml.SequenceNode):
         return _MarkedList([_plain(v, ctx, f"{path}[{i}]") for i, v in enumerate(node.value)], line)
-    value = (
-        yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
-    )
+    try:
+        value = (
+            yaml.safe_load(yaml.serialize(node))
+            if node.tag != "tag:yaml.org,2002:str"
+            else node.value
+        )
+    except yaml.YAMLError:  # a tag safe_load does not know: !env, !!python/name:...
+        raise ctx.fail(
+            line,
+            path,
+            f"unsupported YAML tag {node.tag!r}; write plain values "
+            "(and ${VAR} or ${VAR:-default} for the environment)",
+        ) from None
     if isinstance(value, str):
+        whole = node.style is None and _WHOLE.fullmatch(value) is not None
         value = _substitute(value, ctx, line, path)
+        if whole:  # `max_turns: ${TURNS:-40}` is the number 40, as `max_turns: 40` would be
+            typed = yaml.safe_load(value) if value.strip() else value
+            if isinstance(typed, int | float | bool):
+                value = typed
     return value
 
 
-def _substitute(text: str, ctx: _Ctx, line: int, path: str) -> str:
-    def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
-        if value is None or (value == "" and default is not None):
-            if default is None:
-                raise ctx.fail(
-                    line,
-                    path,
-                    f"environment variable {name} is not set "
-                    f"(write ${{{name}:-default}} to give a default)",
-                )
-            return default
-        return value
+# a plain scalar that is one ${...} and nothing else (its result is typed like YAML's own)
+_WHOLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-.*)?\}", re.DOTALL)
 
-    return _VAR.sub(repl, text)
+
+def _substitute(text: str, ctx: _Ctx, line: int, path: str) -> str:
+    """``${VAR}``, ``${VAR:-default}`` (the default may hold ``${...}`` itself) and ``$${`` for a
+    literal ``${``; what is not of that form is left as written."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$${", i):
+            out.append("${")
+            i += 3
+        elif text.startswith("${", i):
+            value, i = _expand(text, i, ctx, line, path)
+            out.append(value)
+        else:
+            j = text.find("$", i + 1)
+            j = len(text) if j < 0 else j
+            out.append(text[i:j])
+            i = j
+    return "".join(out)
+
+
+def _expand(text: str, start: int, ctx: _Ctx, line: int, path: str) -> tuple[str, int]:
+    """The value of the ``${...}`` at ``start`` and where it ends; ``(text, start + 2)`` (as
+    written) when it is not one."""
+    m = _NAME.match(text, start + 2)
+    if m is None:
+        return "${", start + 2
+    name, i = m.group(0), m.end()
+    default: str | None = None
+    if text.startswith(":-", i):
+        depth, j = 0, i + 2
+        while j < len(text) and not (text[j] == "}" and depth == 0):
+            if text.startswith("${", j):
+                depth, j = depth + 1, j + 2
+                continue
+            depth -= text[j] == "}"
+            j += 1
+        if j >= len(text):
+            return "${", start + 2
+        default, i = text[i + 2 : j], j
+    if not text.startswith("}", i):
+        return "${", start + 2
+    value = os.environ.get(name)
+    if value is None or (value == "" and default is not None):
+        if default is None:
+            raise ctx.fail(
+                line,
+                path,
+                f"environment variable {name} is not set "
+                f"(write ${{{name}:-default}} to give a default)",
+            )
+        value = _substitute(default, ctx, line, path)
+    return value, i + 1
 
 
 class _Marked(dict):
@@ -259,9 +314,13 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 
 def _check_type(ctx: _Ctx, parent: Any, key: str, path: str, value: Any, want: type) -> Any:
+    """``value`` as ``want``; every number in a config is a count, a duration, a price or a
+    budget, so a number must also be finite and >= 0."""
     if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if isinstance(value, want) and not (want is int and isinstance(value, bool)):
+        if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
+            raise ctx.fail(_line(parent, key), path, f"expected a number >= 0, got {value!r}")
         return value
     raise ctx.fail(
         _line(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {value!r}"
@@ -281,6 +340,9 @@ def _build(
     for key, value in data.items():
         attr = renames.get(key, key)
         kpath = f"{path}.{key}"
+        alias = next((k for k in data if k != key and renames.get(k, k) == attr), None)
+        if alias is not None:
+            raise ctx.fail(_line(data, key), kpath, f"set twice: as {key} and as {alias}")
         if attr not in known:
             valid = sorted(
                 {renames.get(k, k) for k in known} - set(renames.values()) | set(renames)
@@ -295,7 +357,9 @@ def _build(
         if ftype.startswith("dict"):
             if not isinstance(value, dict):
                 raise ctx.fail(_line(data, key), kpath, f"expected a mapping, got {value!r}")
-            kwargs[attr] = dict(value)
+            if ftype.startswith("dict[str, str]"):  # env: numbers read as text, like compose
+                value = {k: _text(ctx, value, k, f"{kpath}.{k}", v) for k, v in value.items()}
+            kwargs[attr] = _unmarked(value)
         elif ftype.startswith("tuple"):
             if not isinstance(value, list):
                 raise ctx.fail(_line(data, key), kpath, f"expected a list, got {value!r}")
@@ -307,6 +371,23 @@ def _build(
             want = {"str": str, "int": int, "float": float, "bool": bool}.get(base, str)
             kwargs[attr] = _check_type(ctx, data, key, kpath, value, want)
     return cls(**kwargs)
+
+
+def _text(ctx: _Ctx, parent: Any, key: str, path: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ctx.fail(_line(parent, key), path, f"expected a string, got {value!r}")
+
+
+def _unmarked(value: Any) -> Any:
+    """Plain dicts and lists (the line marks are for errors; ``asdict`` cannot copy them)."""
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
 
 
 def _choice(

@@ -80,6 +80,39 @@ def test_env_var_overrides_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_text(GOOD, "cfg.yaml").executor("glm").url == "http://127.0.0.1:5000"
 
 
+def test_substitution_types_nests_and_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value that is one ${...} reads as YAML would read the result (`${TURNS:-40}` is 40,
+    as `40` is; a quoted one stays text); a default may hold another ${...}; `$${` writes a
+    literal `${`; env values that YAML reads as numbers are the text they were written as;
+    mappings and lists under options come back plain (config show copies them)."""
+    from specwright.config import to_dict
+
+    monkeypatch.delenv("TURNS", raising=False)
+    monkeypatch.delenv("A", raising=False)
+    monkeypatch.setenv("B", "http://127.0.0.1:7")
+    text = (
+        "tools:\n  executors:\n"
+        "    c:\n      type: claude-code\n      max_turns: ${TURNS:-40}\n"
+        "      model: '${TURNS:-40}'\n"
+        '      env: {PORT: 8080, RATIO: 0.5, SHELL_VAR: "$${HOME}", U: "${A:-${B:-x}}"}\n'
+        "      options: {args: [a, b], nested: {k: [1]}}\n"
+    )
+    config = load_text(text, "cfg.yaml")
+    c = config.executor("c")
+    assert c.max_turns == 40 and c.model == "40"
+    assert c.env == {
+        "PORT": "8080",
+        "RATIO": "0.5",
+        "SHELL_VAR": "${HOME}",
+        "U": "http://127.0.0.1:7",
+    }
+    assert c.options == {"args": ["a", "b"], "nested": {"k": [1]}}
+    shown = to_dict(config)["tools"]["executors"]["c"]
+    assert shown["options"]["args"] == ["a", "b"] and shown["env"]["PORT"] == "8080"
+    monkeypatch.setenv("TURNS", "12")
+    assert load_text(text, "cfg.yaml").executor("c").max_turns == 12
+
+
 def test_loads_from_project_dir(tmp_path: Path) -> None:
     (tmp_path / ".handoff").mkdir()
     (tmp_path / ".handoff" / "config.yaml").write_text(GOOD)
@@ -135,6 +168,28 @@ BAD = [
     ),
     ("- just\n- a list\n", r"expected a mapping"),
     ("defaults:\n  executor: a\n  executor: b\n", r"cfg.yaml:3: defaults.executor: duplicate key"),
+    (
+        "defaults:\n  maxIterations: 3\n  max_iterations: 5\n",
+        r"cfg.yaml:2: defaults.maxIterations: set twice: as maxIterations and as max_iterations",
+    ),
+    (
+        "defaults:\n  executor: !env FOO\n",
+        r"cfg.yaml:2: defaults.executor: unsupported YAML tag '!env'",
+    ),
+    (
+        "defaults:\n  executor: !!python/name:os.system\n",
+        r"cfg.yaml:2: defaults.executor: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system'",
+    ),
+    (
+        "tools:\n  executors:\n    x:\n      type: scripted\n      env: {FOO: [1, 2]}\n",
+        r"cfg.yaml:5: tools.executors.x.env.FOO: expected a string, got \[1, 2\]",
+    ),
+    ("defaults:\n  budget_usd: .nan\n", r"cfg.yaml:2: defaults.budget_usd: expected a number >= 0"),
+    ("defaults:\n  wall_time_s: -1\n", r"cfg.yaml:2: defaults.wall_time_s: expected a number >= 0"),
+    (
+        "verify:\n  - name: t\n    command: pytest\n    timeout_s: -5\n",
+        r"cfg.yaml:4: verify\[0\].timeout_s: expected a number >= 0, got -5.0",
+    ),
 ]
 
 
