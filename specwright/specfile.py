@@ -538,7 +538,8 @@ def read(path: Path | str) -> ParsedSpec:
         raise SpecFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise SpecFileError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse(text, str(path))
+    # a file saved by a Windows editor: a byte order mark, CRLF line ends (ours are LF)
+    return parse(text.removeprefix("\ufeff").replace("\r\n", "\n"), str(path))
 
 
 def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraft]:

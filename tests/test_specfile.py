@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -378,4 +379,33 @@ def test_cli_export_import(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert res.err.strip() == (
         "specwright: error: bad.md:3: status: expected one of draft, ready, running, done, "
         "failed, got 'great'"
+    )
+
+
+def test_files_from_other_editors_and_other_places(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec file saved with a byte order mark and CRLF line ends imports as the LF one does;
+    `spec export -o DIR` writes DIR/<slug>.md; a --body-file that is not UTF-8 is one line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "win.md").write_bytes(b"\xef\xbb\xbf" + HAND.replace("\n", "\r\n").encode())
+    (tmp_path / "unix.md").write_text(HAND.replace("title: Add login", "title: Add login 2", 1))
+    for name in ("win.md", "unix.md"):
+        assert cli("spec", "import", name).code == 0
+    win = json.loads(cli("--json", "spec", "show", "add-login").out)
+    unix = json.loads(cli("--json", "spec", "show", "add-login-2").out)
+    assert win["body"] == unix["body"] and "\r" not in json.dumps(win)
+    chunks = [
+        json.loads(cli("--json", "chunk", "list", s).out) for s in ("add-login", "add-login-2")
+    ]
+    assert [c["prompt"] for c in chunks[0]] == [c["prompt"] for c in chunks[1]]
+    (tmp_path / "out").mkdir()
+    res = cli("spec", "export", "add-login", "-o", "out")
+    assert res.code == 0, res.err
+    assert (tmp_path / "out" / "add-login.md").read_text().startswith("---\n")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    res = cli("spec", "new", "X", "--body-file", "latin1.txt")
+    assert res.code == 2 and res.err.strip() == (
+        "specwright: error: --body-file latin1.txt: not UTF-8 text (unexpected end of data at "
+        "byte 3)"
     )

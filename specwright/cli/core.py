@@ -245,6 +245,10 @@ def cmd_spec_new(args: argparse.Namespace, ctx: Context) -> int:
             raise SpecwrightError(
                 f"--body-file {args.body_file}: cannot read: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise SpecwrightError(
+                f"--body-file {args.body_file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
     spec = create_spec(ctx.store, ctx.project(), args.title, body, budget_usd=args.budget)
     ctx.emit(_spec_dict(spec) if ctx.json else f"created spec {spec.slug} ({spec.id})")
     return 0

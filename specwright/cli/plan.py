@@ -235,6 +235,8 @@ def cmd_spec_export(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.store.connect():
         spec = get_spec(ctx.store, args.spec, ctx.project())
         target = Path(args.output) if args.output else default_path(ctx.project_dir, spec)
+        if target.is_dir():  # -o specs/: the file goes inside, named as by default
+            target = target / default_path(ctx.project_dir, spec).name
         if args.output == "-":
             from specwright.catalog import list_chunks
             from specwright.specfile import render
