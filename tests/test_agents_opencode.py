@@ -240,6 +240,19 @@ def test_server_down_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
         run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
 
 
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://127.0.0.1:abc", "127.0.0.1:4096", "ftp://x"]
+)
+def test_a_malformed_url_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from specwright.errors import ConfigError
+
+    monkeypatch.setenv("OPENCODE_URL", url)
+    with pytest.raises(ConfigError, match=r"^OPENCODE_URL: expected an http\(s\) URL such as"):
+        run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
+
+
 class _NotOpenCode(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"<html>nginx</html>"

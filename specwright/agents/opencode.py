@@ -94,7 +94,24 @@ class OpenCodeExecutor:
 
     @property
     def url(self) -> str:
-        return (os.environ.get("OPENCODE_URL") or self.config.url or DEFAULT_URL).rstrip("/")
+        """The server's base URL: ``OPENCODE_URL``, else the executor's ``url``, else the
+        default; a ConfigError naming where it came from unless it is an http(s) URL."""
+        from urllib.parse import urlsplit
+
+        env = os.environ.get("OPENCODE_URL")
+        url = (env or self.config.url or DEFAULT_URL).rstrip("/")
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 (raises on a port that is not a number 0-65535)
+        except ValueError:
+            ok = False
+        if not ok:
+            where = "OPENCODE_URL" if env else f"executor {self.config.name!r}: url"
+            raise ConfigError(
+                f"{where}: expected an http(s) URL such as {DEFAULT_URL}, got {url!r}"
+            )
+        return url
 
     def _client(self, read_timeout: float = HTTP_TIMEOUT_S) -> httpx.Client:
         import httpx
