@@ -85,6 +85,8 @@ BAD_INPUTS = [
     (["usage", "session", "-z", "Europe/Berlin"], "--timezone: `usage session` works in UTC"),
     (["report", "--html", "/"], "--html /: is a directory; expected a file name"),
     (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
+    (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number >= 1"),
+    (["worker", "--concurrency", "-1"], "argument --concurrency: expected a whole number"),
 ]
 
 

@@ -174,6 +174,17 @@ def print_table(
 _CONTROLS = {c: "?" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10, 13)}
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--parallel 0`` would run nothing, or forever)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 class SafeStream:
     """A text stream writing through ``inner`` with control characters shown as '?': whatever
     the CLI prints (titles, reasons and findings that came from an agent or a model among it)

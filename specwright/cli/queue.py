@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from specwright.cli.common import Context
+from specwright.cli.common import Context, positive_int
 
 
 def register(sub: Any) -> None:
@@ -17,8 +17,8 @@ def register(sub: Any) -> None:
     p.add_argument("spec", help="spec slug or id")
     p.add_argument("--executor", metavar="NAME")
     p.add_argument("--reviewer", metavar="NAME")
-    p.add_argument("--parallel", type=int, metavar="N")
-    p.add_argument("--max-iterations", type=int, metavar="N")
+    p.add_argument("--parallel", type=positive_int, metavar="N")
+    p.add_argument("--max-iterations", type=positive_int, metavar="N")
     p.set_defaults(handler=cmd_add)
     p = q.add_parser("list", help="queued, running and finished items")
     p.add_argument("--all", action="store_true", help="include finished and cancelled items")
@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
         description="Claim queued run-alls and run them, one at a time or "
         "--concurrency N at once. Items a dead worker left running are queued again.",
     )
-    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="items at once")
+    p.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="items at once")
     p.add_argument("--once", action="store_true", help="stop when the queue is empty")
     p.add_argument(
         "--poll",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import Context, ProgressPrinter, print_table
+from specwright.cli.common import Context, ProgressPrinter, positive_int, print_table
 
 if TYPE_CHECKING:
     from specwright.loop import Progress
@@ -33,11 +33,11 @@ def register(sub: Any) -> None:
     p.add_argument("--reviewer", metavar="NAME", help="reviewer from config")
     p.add_argument(
         "--parallel",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="chunks at once, each in its own git worktree (default: config, 1)",
     )
-    p.add_argument("--max-iterations", type=int, metavar="N", help="attempts per chunk")
+    p.add_argument("--max-iterations", type=positive_int, metavar="N", help="attempts per chunk")
     p.add_argument(
         "--plan",
         action="store_true",
@@ -77,7 +77,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--executor", metavar="NAME", help="executor from the demo's config (default: scripted)"
     )
-    p.add_argument("--parallel", type=int, default=1, metavar="N", help="chunks at once")
+    p.add_argument("--parallel", type=positive_int, default=1, metavar="N", help="chunks at once")
     p.set_defaults(handler=cmd_demo)
 
 
