@@ -37,11 +37,12 @@ def usage_timestamps(
 def _hourly_usage(
     store: Store, since: str | date | None, until: str | date | None, source: str | None
 ) -> pd.DataFrame:
-    """Usage summed per hour (the input of billing blocks): tokens, cost, entries, last
-    message time and models."""
+    """Usage summed per hour (the input of billing blocks): tokens, cost, entries, first and
+    last message time and models."""
     where, params = usage_filter(since, until, source)
     sql = f"""
-        SELECT date_trunc('hour', u.ts) AS bucket, max(u.ts) AS last_ts, count(*) AS n,
+        SELECT date_trunc('hour', u.ts) AS bucket, min(u.ts) AS first_ts, max(u.ts) AS last_ts,
+               count(*) AS n,
                sum(u.input_tokens) AS input_tokens, sum(u.output_tokens) AS output_tokens,
                sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) AS cache_creation_tokens,
                sum(u.cache_read_tokens) AS cache_read_tokens,
@@ -95,13 +96,18 @@ def billing_blocks(
     else:
         df = usage_timestamps(store, since=since, until=until, source=source)
         df = df.assign(
-            bucket=df["ts"], last_ts=df["ts"], n=1, models=df["model"].map(lambda m: [m])
+            bucket=df["ts"],
+            first_ts=df["ts"],
+            last_ts=df["ts"],
+            n=1,
+            models=df["model"].map(lambda m: [m]),
         )
     if df.empty:
         return pd.DataFrame(columns=cols)
     now = now or utcnow()
     span = np.timedelta64(int(hours * 3600), "s")
     ts = df["bucket"].to_numpy(dtype="datetime64[us]")
+    first = df["first_ts"].to_numpy(dtype="datetime64[us]")
     last = df["last_ts"].to_numpy(dtype="datetime64[us]")
     starts_idx, block_starts = [], []
     i, n = 0, len(ts)
@@ -122,15 +128,13 @@ def billing_blocks(
         start = pd.Timestamp(block_starts[k])
         end = start + pd.Timedelta(hours=hours)
         actual = pd.Timestamp(last[a:b].max())
-        if (
-            rows
-            and not rows[-1]["is_gap"]
-            and start > rows[-1]["actual_end"] + pd.Timedelta(hours=hours)
-        ):
+        began = pd.Timestamp(first[a])
+        if rows and began - rows[-1]["actual_end"] > pd.Timedelta(hours=hours):
+            # as ccusage: a gap from the last message + ``hours`` to the next message
             rows.append(
                 {
-                    "block_start": rows[-1]["actual_end"],
-                    "block_end": start,
+                    "block_start": rows[-1]["actual_end"] + pd.Timedelta(hours=hours),
+                    "block_end": began,
                     "actual_end": None,
                     "is_active": False,
                     "is_gap": True,

@@ -103,6 +103,10 @@ def test_billing_blocks_and_burn_rate(tmp_path: Path, store: Store) -> None:
     ]
     assert list(real["entries"]) == [3, 1, 2]
     assert list(blocks["is_gap"]) == [False, False, True, False]
+    gap = blocks[blocks["is_gap"]].iloc[0]  # as ccusage: from the last message + 5 h to the next
+    assert gap["block_start"] == datetime(2025, 11, 3, 20, 30)
+    assert gap["block_end"] == datetime(2025, 11, 4, 2, 0)
+    assert gap["actual_end"] is None or str(gap["actual_end"]) in ("NaT", "None")
     assert list(real["is_active"]) == [False, False, True]
     burn = B.burn_rate(store, now=now)
     assert burn is not None

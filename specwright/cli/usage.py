@@ -288,6 +288,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     import math
 
+    import pandas as pd
+
     out = []
     for rec in df.to_dict(orient="records"):
         clean: dict[str, Any] = {}
@@ -296,8 +298,8 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
                 v = v.tolist()
             if hasattr(v, "to_pydatetime"):
                 v = v.to_pydatetime()
-            if isinstance(v, float) and math.isnan(v):
-                v = None
+            if (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+                v = None  # a missing number or time (a gap block has no last activity)
             clean[str(k)] = v
         out.append(clean)
     return out
