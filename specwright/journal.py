@@ -4,7 +4,9 @@ Every write to the store is first appended here as an *op* (one JSON object a li
 the OS before the database sees it. Execution-scoped ops (the execution row, its events) go to
 ``<journal_dir>/executions/<execution_id>.jsonl``; everything else (projects, specs, chunks,
 runs, reviews...) to ``<journal_dir>/catalog.jsonl``. ``specwright db rebuild`` replays every
-journal, in time order, into a fresh database.
+journal, in time order, into a fresh database. Which ``<journal_dir>`` a database owns is recorded
+in the database (``Store.journal``): ``journal/`` beside ``specwright.duckdb``, ``<stem>.journal/``
+beside another database file, so databases in one folder never replay each other's ops.
 
 An op is ``{"t": <ns>, "op": "insert"|"upsert"|"update"|"sql", "table": ..., ...}``:
 insert/upsert carry ``row``; update carries ``key`` (column -> value) and ``set``; sql carries

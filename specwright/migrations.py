@@ -360,6 +360,21 @@ _M008_USAGE_RECORD_SEQ = (
 )
 
 
+# Settings of one database file. ``journal_dir``: the journal directory this database is an
+# index of (relative to the database's folder, or absolute). Before it every database journaled
+# into ``journal/`` beside it, so two databases in one folder shared (and rebuilt) each other's
+# rows; the store writes the first row in this migration's transaction (see Store._own_journal).
+_M009_STORE_META = (
+    """CREATE TABLE store_meta (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL
+    )""",
+)
+
+# The migration that made store_meta: a database older than it keeps the shared ``journal/``.
+STORE_META_VERSION = 9
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
@@ -371,6 +386,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         7, "usage_records: foreign-key and time indexes again", _M007_USAGE_RECORD_FK_TIME_INDEXES
     ),
     Migration(8, "usage_records: renumber seq from 1 per source", _M008_USAGE_RECORD_SEQ),
+    Migration(STORE_META_VERSION, "store_meta: the database's own journal", _M009_STORE_META),
 )
 
 

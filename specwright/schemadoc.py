@@ -42,6 +42,11 @@ TABLE_DOCS: dict[str, str] = {
     "usage_ingest_files": "Where each ingested log file was read up to (`offset`, `size`, a hash "
     "of its head to notice a rewritten file), so re-running an ingest reads only new lines; "
     "`malformed` counts lines skipped.",
+    "store_meta": "Settings of this database file, one row per `key`. `journal_dir`: the "
+    "journal directory this database is an index of (what `specwright db rebuild` replays), "
+    "relative to the database's folder or absolute: `journal` for `specwright.duckdb` and for "
+    "databases from before schema version 9, `<stem>.journal` for another database created "
+    "since, so two databases in one folder keep their journals apart. Not journaled.",
     "queue": "Run-alls handed to a background worker (`specwright queue add`, `specwright "
     "worker`): status queued | running | done | failed | cancelled. `spec_id` -> specs, "
     "`run_id` -> runs.",

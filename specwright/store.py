@@ -5,6 +5,11 @@ does its work and closes it (the instance lingers briefly between operations and
 when another process asks: keeper.py); a lock held by another process is retried with backoff
 up to ``lock_timeout_s`` and then reported clearly. Every write is journaled first (see
 journal.py), so the database can always be rebuilt from the journals.
+
+Which journal directory belongs to a database is recorded in the database itself (``store_meta``,
+key ``journal_dir``), so two databases in one folder never share one: ``specwright.duckdb`` and
+any database from before that record existed use ``journal/`` beside it, another database
+created now ``<stem>.journal/`` (see ``Store.journal``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from specwright import keeper
 from specwright.errors import StoreError, StoreLockedError
 from specwright.journal import CATALOG, Journal, dumps, normal, op_time
-from specwright.migrations import MIGRATIONS, latest_version
+from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,6 +42,10 @@ _CONFLICT_RETRIES = 8  # same-row write conflicts between threads of one process
 _BULK_THRESHOLD = 16  # below this many rows executemany is cheaper than building an Arrow table
 
 _migrated: set[str] = set()
+# Each database's own journal directory, read from its store_meta with the migration check:
+# once per process per database file.
+_journal_roots: dict[str, Path] = {}
+JOURNAL_DIR_KEY = "journal_dir"
 
 # Tables written in bulk (imports from agents' logs, codexbar) or derived (caches): not
 # journaled, so a rebuild copies them from the previous database instead.
@@ -96,7 +105,10 @@ class Store:
         linger_s: float | None = None,
     ) -> None:
         self.path = Path(path)
-        self.journal = Journal(Path(journal_dir) if journal_dir else self.path.parent / "journal")
+        # explicit (tests, rebuild): used as is and recorded as the database's own on connect
+        self._journal_dir = Path(journal_dir) if journal_dir else None
+        self._journal = Journal(self._journal_dir) if self._journal_dir else None
+        self._journal_recorded = False
         self.lock_timeout_s = _lock_timeout_from_env() if lock_timeout_s is None else lock_timeout_s
         self.linger_s = keeper.linger_from_env() if linger_s is None else linger_s
         self._key = self.path.resolve()
@@ -104,6 +116,91 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
+
+    # --- journal directory ------------------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal:
+        """This database's journals: an explicit ``journal_dir``, else the directory the
+        database records as its own (read on first use, once per process; opening the
+        database for it only when no connection has read it yet)."""
+        if self._journal is not None:
+            return self._journal
+        root = _journal_roots.get(str(self._key))
+        if root is None:
+            if not self._key.exists():
+                # created by its first write, which records this same directory
+                return Journal(self._journal_root(self._default_journal(created=True)))
+            try:
+                with self.connect() as conn:
+                    root = _journal_roots.get(str(self._key)) or self._own_journal(
+                        conn, created=False
+                    )
+            except StoreLockedError:
+                raise
+            except StoreError as exc:  # damaged: the journals are how it gets rebuilt
+                guess = self._guess_journal()
+                log.warning(
+                    "%s: cannot read which journal is its own, using %s: %s", self.path, guess, exc
+                )
+                return Journal(guess)
+        self._journal = Journal(root)
+        return self._journal
+
+    def _default_journal(self, *, created: bool) -> str:
+        """``journal`` (shared, as before) for a database from before store_meta and for
+        ``specwright.duckdb``; ``<stem>.journal`` for any other database created now."""
+        if not created or self._key.name == DEFAULT_DB.name:
+            return "journal"
+        return f"{self._key.stem}.journal"
+
+    def _journal_root(self, recorded: str) -> Path:
+        path = Path(recorded)
+        return path if path.is_absolute() else self._key.parent / path
+
+    def _journal_value(self, root: Path) -> str:
+        """How ``root`` is recorded: relative to the database's folder when inside it (the
+        pair can move together), else absolute."""
+        root = root.resolve()
+        try:
+            return root.relative_to(self._key.parent).as_posix()
+        except ValueError:
+            return str(root)
+
+    def _guess_journal(self) -> Path:
+        """The journal of a database that cannot be read: its own if there is one, else the
+        shared ``journal/``."""
+        own = self._journal_root(self._default_journal(created=True))
+        return own if own.is_dir() else self._journal_root("journal")
+
+    def _own_journal(self, conn: duckdb.DuckDBPyConnection, *, created: bool) -> Path:
+        """Read, or record the first time, the journal directory that is this database's own
+        (``created``: the database had no schema before this connection). An explicit
+        ``journal_dir`` wins and is recorded."""
+        rows = conn.execute(
+            "SELECT value FROM store_meta WHERE key = ?", [JOURNAL_DIR_KEY]
+        ).fetchall()
+        recorded: str | None = rows[0][0] if rows else None
+        if self._journal_dir is not None:
+            value = self._journal_value(self._journal_dir)
+            self._journal_recorded = True
+        else:
+            value = recorded or self._default_journal(created=created)
+        if value != recorded:
+            if recorded is not None:
+                log.warning(
+                    "%s: journaling into %s from now on (it journaled into %s)",
+                    self.path,
+                    value,
+                    recorded,
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO store_meta (key, value) VALUES (?, ?)",
+                [JOURNAL_DIR_KEY, value],
+            )
+        root = self._journal_root(value)
+        _journal_roots[str(self._key)] = root
+        return root
 
     # --- connections ------------------------------------------------------------------------
 
@@ -161,6 +258,8 @@ class Store:
             if str(self._key) not in _migrated:
                 self._migrate(conn)
                 _migrated.add(str(self._key))
+            elif self._journal_dir is not None and not self._journal_recorded:
+                self._own_journal(conn, created=False)
             yield conn
         finally:
             self._local.conn = None
@@ -207,6 +306,7 @@ class Store:
         return int(row or 0)
 
     def _migrate(self, conn: duckdb.DuckDBPyConnection) -> list[int]:
+        """Apply pending migrations, then read (or record) the database's own journal."""
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
             "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
@@ -225,6 +325,10 @@ class Store:
             try:
                 for statement in migration.statements:
                     conn.execute(statement)
+                if migration.version == STORE_META_VERSION:
+                    # in the table's own transaction: no database is left without a record,
+                    # so one found without it is from before this migration
+                    self._own_journal(conn, created=current == 0)
                 conn.execute(
                     "INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)",
                     [migration.version, migration.name],
@@ -234,6 +338,8 @@ class Store:
                 raise
             conn.execute("COMMIT")
             applied.append(migration.version)
+        if STORE_META_VERSION not in applied:
+            self._own_journal(conn, created=current == 0)
         return applied
 
     def migrate(self) -> list[int]:
@@ -354,6 +460,7 @@ class Store:
         if target.exists():
             raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
         fresh = Store(target, journal_dir=self.journal.root, lock_timeout_s=self.lock_timeout_s)
+        fresh.migrate()  # records this journal as its own: a swapped-in copy journals here too
         count = 0
         pending: list[dict[str, Any]] = []
         for op in self.journal.replay_order():

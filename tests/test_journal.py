@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from specwright import catalog
+from specwright.journal import Journal
 from specwright.model import TextEvent, ToolCall, ToolResult, Usage, UsageEvent
 from specwright.recorder import ExecutionRecorder
 from specwright.store import Store
+from tests.conftest import CliResult
 
 TABLES = ("projects", "specs", "chunks", "chunk_deps", "runs", "executions", "events")
 
@@ -113,3 +117,171 @@ def test_rebuild_carries_imported_usage_over(store: Store, tmp_path: Path) -> No
         ("m1:r1", 42)
     ]
     assert _dump(Store(rebuilt)) == _dump(store)
+
+
+# --- which journal is a database's own ------------------------------------------------------
+
+
+def _forget_journals() -> None:
+    """As if in a new process: nothing read from any database yet."""
+    from specwright import keeper
+    from specwright import store as store_mod
+
+    keeper.close()
+    store_mod._migrated.clear()
+    store_mod._journal_roots.clear()
+
+
+def _recorded_journal(db: Path) -> list[tuple]:
+    return Store(db).query("SELECT key, value FROM store_meta ORDER BY key")
+
+
+def test_two_databases_in_one_folder_rebuild_only_their_own_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "x"
+    a, b = Store(folder / "a.duckdb"), Store(folder / "b.duckdb")
+    (tmp_path / "pa").mkdir()
+    (tmp_path / "pb").mkdir()
+    _populate(a, tmp_path / "pa")
+    _populate(b, tmp_path / "pb")
+    assert (a.journal.root, b.journal.root) == (folder / "a.journal", folder / "b.journal")
+    for name, store in (("a", a), ("b", b)):
+        rebuilt = tmp_path / f"{name}-rebuilt.duckdb"
+        store.rebuild_into(rebuilt)
+        assert _dump(Store(rebuilt)) == _dump(store)
+        roots = Store(rebuilt).query("SELECT root FROM projects")
+        assert roots == [(str((tmp_path / f"p{name}").resolve()),)]
+
+
+def test_cli_rebuild_of_one_database_leaves_out_its_neighbours_specs(
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reported case: ``SPECWRIGHT_DB=/tmp/x/a.duckdb`` and ``/tmp/x/b.duckdb``, each with a
+    spec, then ``db rebuild`` of ``a``; the swapped-in database keeps journaling into
+    ``a.journal``, so a second rebuild still has everything of ``a`` and nothing of ``b``."""
+    folder = tmp_path / "x"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv("SPECWRIGHT_DB", str(folder / f"{name}.duckdb"))
+        result = cli("-C", str(tmp_path / name), "spec", "new", f"Spec {name}")
+        assert result.code == 0, result.err
+
+    def titles() -> list[tuple]:
+        return Store(folder / "a.duckdb").query("SELECT title FROM specs ORDER BY title")
+
+    monkeypatch.setenv("SPECWRIGHT_DB", str(folder / "a.duckdb"))
+    assert cli("-C", str(tmp_path / "a"), "--json", "db", "rebuild").code == 0
+    assert titles() == [("Spec a",)]
+    assert cli("-C", str(tmp_path / "a"), "spec", "new", "After the rebuild").code == 0
+    assert _recorded_journal(folder / "a.duckdb") == [("journal_dir", "a.journal")]
+    _forget_journals()  # the next process reads the record of the swapped-in database
+    result = cli("-C", str(tmp_path / "a"), "--json", "db", "rebuild")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["ops"] == 3  # a's project and its two specs
+    assert titles() == [("After the rebuild",), ("Spec a",)]
+
+
+def _database_of_schema_8(db: Path, journal: Path, tmp_path: Path) -> None:
+    """A database as Specwright made it before migration 9: migrations 1..8 applied the way
+    ``Store._migrate`` did, and every op journaled under the shared ``journal/`` and then
+    applied (what ``Store.write`` did)."""
+    import shutil
+
+    import duckdb
+
+    from specwright.migrations import MIGRATIONS, STORE_META_VERSION
+    from specwright.store import apply_ops
+
+    scratch = Store(tmp_path / "scratch" / "specwright.duckdb")
+    (tmp_path / "old-project").mkdir()
+    _populate(scratch, tmp_path / "old-project")
+    shutil.copytree(scratch.journal.root, journal)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(db))
+    try:
+        conn.execute(
+            "CREATE TABLE schema_version "
+            "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        for migration in MIGRATIONS:
+            if migration.version >= STORE_META_VERSION:
+                break
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)",
+                [migration.version, migration.name],
+            )
+        apply_ops(conn, list(Journal(journal).replay_order()))
+    finally:
+        conn.close()
+
+
+def test_a_database_from_before_schema_9_keeps_the_shared_journal(tmp_path: Path) -> None:
+    """An existing ``a.duckdb`` journaled into ``journal/`` beside it: it keeps doing so after
+    the upgrade (nothing already journaled is lost to a rebuild), while a database created next
+    to it now gets a journal of its own."""
+    folder = tmp_path / "x"
+    _database_of_schema_8(folder / "a.duckdb", folder / "journal", tmp_path)
+    _forget_journals()
+    old = Store(folder / "a.duckdb")
+    before = _dump(old)
+    assert len(before["events"]) == 4
+    assert old.journal.root == folder / "journal"
+    assert _recorded_journal(folder / "a.duckdb") == [("journal_dir", "journal")]
+    project = catalog.ensure_project(old, tmp_path / "old-project")
+    catalog.create_spec(old, project, "After the upgrade")
+    assert "After the upgrade" in (folder / "journal" / "catalog.jsonl").read_text()
+    (tmp_path / "new-project").mkdir()
+    _populate(Store(folder / "b.duckdb"), tmp_path / "new-project")
+    assert Store(folder / "b.duckdb").journal.root == folder / "b.journal"
+
+    old.rebuild_into(tmp_path / "rebuilt.duckdb")
+    rebuilt = _dump(Store(tmp_path / "rebuilt.duckdb"))
+    assert rebuilt == _dump(old)
+    assert len(rebuilt["specs"]) == len(before["specs"]) + 1
+    assert Store(tmp_path / "rebuilt.duckdb").journal.root == folder / "journal"
+
+
+def test_the_default_database_keeps_data_journal(
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default ``data/specwright.duckdb`` journals into ``data/journal/``, as README says,
+    before and after ``db rebuild``."""
+    monkeypatch.delenv("SPECWRIGHT_DB")
+    project = tmp_path / "proj"
+    project.mkdir()
+    data = project / "data"
+    assert cli("-C", str(project), "spec", "new", "Default").code == 0
+    assert (data / "journal" / "catalog.jsonl").exists()
+    assert not list(data.glob("*.journal"))
+    assert _recorded_journal(data / "specwright.duckdb") == [("journal_dir", "journal")]
+    assert cli("-C", str(project), "db", "rebuild").code == 0
+    _forget_journals()
+    assert Store(data / "specwright.duckdb").journal.root == data / "journal"
+    assert _recorded_journal(data / "specwright.duckdb") == [("journal_dir", "journal")]
+
+
+def test_a_damaged_database_is_rebuilt_from_its_own_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rebuilding is for databases that cannot be read: then its own journal is the one beside
+    it (``<stem>.journal/`` when there is one), not the neighbours' shared ``journal/``."""
+    folder = tmp_path / "x"
+    (tmp_path / "pa").mkdir()
+    (tmp_path / "pb").mkdir()
+    a = Store(folder / "a.duckdb")
+    _populate(a, tmp_path / "pa")
+    before = _dump(a)
+    _populate(Store(folder / "b.duckdb", journal_dir=folder / "journal"), tmp_path / "pb")
+    _forget_journals()
+    (folder / "a.duckdb").write_text("this is not a database\n" * 100)
+    damaged = Store(folder / "a.duckdb")
+    with caplog.at_level(logging.WARNING):
+        assert damaged.journal.root == folder / "a.journal"
+        damaged.rebuild_into(tmp_path / "rebuilt.duckdb")
+    assert "cannot read which journal is its own" in caplog.text
+    assert _dump(Store(tmp_path / "rebuilt.duckdb")) == before

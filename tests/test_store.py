@@ -259,3 +259,75 @@ def test_same_row_update_conflict_between_threads_is_retried(store: Store, tmp_p
         "SELECT iterations, heartbeat_at IS NOT NULL FROM runs WHERE id = ?", [run_id]
     )
     assert rows == [(1, True)]
+
+
+# --- the journal directory a database records as its own -----------------------------------
+
+
+def _new_process() -> None:
+    """Forget what this process read from databases, as a new process would."""
+    from specwright import keeper
+    from specwright import store as store_mod
+
+    keeper.close()
+    store_mod._migrated.clear()
+    store_mod._journal_roots.clear()
+
+
+def _journal_record(db: Path) -> list[tuple]:
+    return Store(db).query("SELECT value FROM store_meta WHERE key = 'journal_dir'")
+
+
+def test_a_new_database_is_given_its_own_journal_without_being_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Store()`` and ``store.journal`` do not create the database; the record is read once
+    per process, and then another ``Store`` of the same file opens nothing to find it."""
+    db = tmp_path / "x" / "a.duckdb"
+    store = Store(db)
+    assert store.journal.root == tmp_path / "x" / "a.journal"
+    assert not db.exists()
+    catalog.ensure_project(store, tmp_path)
+    assert (tmp_path / "x" / "a.journal" / "catalog.jsonl").exists()
+    assert not (tmp_path / "x" / "journal").exists()
+    assert _journal_record(db) == [("a.journal",)]
+
+    _new_process()
+    opened: list[Path] = []
+    real_open = Store._open
+
+    def counting_open(self: Store) -> object:
+        opened.append(self.path)
+        return real_open(self)
+
+    monkeypatch.setattr(Store, "_open", counting_open)
+    assert Store(db).journal.root == tmp_path / "x" / "a.journal"
+    assert opened == [db]
+    assert Store(db).journal.root == tmp_path / "x" / "a.journal"
+    assert opened == [db]
+
+
+def test_an_explicit_journal_dir_wins_and_is_recorded(tmp_path: Path) -> None:
+    """Inside the database's folder it is recorded relative (the pair can move together),
+    elsewhere absolute; a later ``Store`` without one uses it."""
+    inside, outside = tmp_path / "x" / "a.duckdb", tmp_path / "x" / "b.duckdb"
+    Store(inside, journal_dir=tmp_path / "x" / "logs" / "a").migrate()
+    Store(outside, journal_dir=tmp_path / "elsewhere").migrate()
+    assert _journal_record(inside) == [("logs/a",)]
+    assert _journal_record(outside) == [(str((tmp_path / "elsewhere").resolve()),)]
+    _new_process()
+    assert Store(inside).journal.root == tmp_path / "x" / "logs" / "a"
+    assert Store(outside).journal.root == tmp_path / "elsewhere"
+
+
+def test_a_database_rebuilt_elsewhere_records_the_original_journal(tmp_path: Path) -> None:
+    original = Store(tmp_path / "x" / "a.duckdb")
+    catalog.ensure_project(original, tmp_path)
+    target = tmp_path / "other" / "rebuilt.duckdb"
+    original.rebuild_into(target)
+    assert _journal_record(target) == [(str((tmp_path / "x" / "a.journal").resolve()),)]
+    _new_process()
+    rebuilt = Store(target)
+    assert rebuilt.journal.root == tmp_path / "x" / "a.journal"
+    catalog.create_spec(rebuilt, catalog.ensure_project(rebuilt, tmp_path), "Later")
+    assert "Later" in rebuilt.journal.path_for("catalog").read_text()
