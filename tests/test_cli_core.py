@@ -27,6 +27,32 @@ def test_init_creates_config_database_and_gitignore(project: Path, cli) -> None:
     assert json.loads(again.out)["config"].endswith("(kept)")
 
 
+def test_init_in_a_repository_says_what_to_commit_and_that_is_enough(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """run/run-all need a clean tree: init names its uncommitted files and the command that
+    commits them; run as printed, it leaves the tree clean (the database is ignored)."""
+    import subprocess
+
+    from specwright import gitops
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True
+        )
+    res = cli("-C", str(repo), "init")
+    assert res.code == 0, res.err
+    hint = res.err.strip()
+    assert hint.startswith("next: commit these before `specwright run`/`run-all`"), hint
+    command = hint.split("tree): ", 1)[1]
+    assert command == "git add .gitignore .handoff && git commit -m 'Specwright config'"
+    env = {**__import__("os").environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    subprocess.run(command, shell=True, cwd=repo, check=True, env=env, capture_output=True)
+    assert gitops.dirty_files(repo) == []
+    assert cli("-C", str(repo), "init").err == ""  # nothing left to say
+
+
 def test_spec_and_chunk_round_trip(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("-C", str(project), "spec", "new", "Add login", "--body", "Users log in.").code == 0
     assert cli("-C", str(project), "chunk", "add", "add-login", "Model", "--file", "m.py").code == 0

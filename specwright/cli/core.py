@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,28 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
             ".gitignore": "data/ added" if ignored else "unchanged",
         }
     )
+    if not ctx.json:
+        _say_what_to_commit(root)
     return 0
+
+
+def _say_what_to_commit(root: Path) -> None:
+    """`run` and `run-all` need a clean work tree (they roll failed attempts back with git): say
+    so when init left its own files uncommitted."""
+    from specwright import gitops
+
+    try:
+        dirty = gitops.dirty_files(root)
+    except gitops.GitError:  # not a git repository (yet): run says so when it gets there
+        return
+    mine = [f for f in dirty if f == ".gitignore" or f.startswith(".handoff/")]
+    if mine:
+        print(
+            "next: commit these before `specwright run`/`run-all` (they need a clean work "
+            f"tree): git add {' '.join(sorted({f.split('/')[0] for f in mine}))} && "
+            "git commit -m 'Specwright config'",
+            file=sys.stderr,
+        )
 
 
 def _ignore_data_dir(root: Path) -> bool:
