@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from specwright.journal import dumps
-from specwright.model import AgentEvent, Usage, new_id, utcnow
+from specwright.model import AgentEvent, ErrorEvent, Usage, new_id, utcnow
 from specwright.redact import Redactor
 from specwright.store import Store
 
@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 64 * 1024  # a tool output beyond this is truncated; output_len keeps the size
 MAX_TEXT_CHARS = 64 * 1024
 MAX_RAW_CHARS = 16 * 1024
+# What one execution may journal and store: an agent printing 30 MB of lines made ~175 MB of
+# journal and 300,000 event rows. Past this, text, tool and step events are counted but not
+# stored (usage and errors always are), and one warning event at the end says how many.
+MAX_EXECUTION_BYTES = 64 * 1024 * 1024
+_ALWAYS_KEPT = ("usage", "error")
 
 
 def _bounded(
@@ -78,6 +83,7 @@ class ExecutionRecorder:
         redactor: Redactor | None = None,
         execution_id: str | None = None,
         prices: dict[str, Any] | None = None,
+        max_bytes: int = MAX_EXECUTION_BYTES,
     ) -> None:
         self.store = store
         self.id = execution_id or new_id()
@@ -101,6 +107,9 @@ class ExecutionRecorder:
         self.redact = redactor if redactor is not None else Redactor.from_env()
         self.event_count = 0
         self.warnings = 0
+        self.max_bytes = max_bytes
+        self._journaled = 0  # journal bytes of this execution's events so far
+        self.dropped: dict[str, int] = {}  # events past ``max_bytes``, by type
         self._buffer: list[dict[str, Any]] = []
         self._buffer_bytes = 0  # journal bytes of the buffered ops: bounds memory, not just count
         self._lock = threading.Lock()
@@ -171,12 +180,17 @@ class ExecutionRecorder:
         the agent's stream is not held up by the database; past twice that (the flusher is
         behind, e.g. the database is locked) the event's caller flushes, which bounds memory."""
         with self._lock:
+            self.live.append(event)
+            if self._journaled >= self.max_bytes and event.type not in _ALWAYS_KEPT:
+                self.dropped[event.type] = self.dropped.get(event.type, 0) + 1
+                return
             self.event_count += 1
             row = self._event_row(event, self.event_count)
             op = Store.op_insert("events", row)
-            self._buffer_bytes += self._journal.append([op])
+            written = self._journal.append([op])
+            self._journaled += written
+            self._buffer_bytes += written
             self._buffer.append(op)
-            self.live.append(event)
             if event.type == "error" and event.kind == "warning":
                 self.warnings += 1
             count, size = len(self._buffer), self._buffer_bytes
@@ -282,6 +296,18 @@ class ExecutionRecorder:
         """Flush everything and write the execution's totals and final status."""
         if self.finished:
             return
+        if self.dropped:  # say what the bound left out, as the execution's last event
+            n = sum(self.dropped.values())
+            kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items()))
+            mib = self.max_bytes >= 1 << 20
+            limit = f"{self.max_bytes >> 20} MB" if mib else f"{self.max_bytes >> 10} KB"
+            self.on_event(
+                ErrorEvent(
+                    f"output limit: {n:,} more events not stored ({kinds}); one execution "
+                    f"stores its first {limit} of events",
+                    kind="warning",
+                )
+            )
         self.finished = True
         self._stop.set()
         self._wake.set()

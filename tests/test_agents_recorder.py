@@ -46,3 +46,35 @@ def test_a_huge_tool_input_stays_valid_json(store: Any) -> None:
     stored = json.loads(rows[0]["input"])
     assert stored["truncated"] is True and stored["length"] > 500_000
     assert len(rows[0]["input"]) < MAX_OUTPUT_CHARS + 1000
+
+
+def test_one_execution_stores_a_bounded_amount_and_says_what_it_left_out(store: Any) -> None:
+    """An agent that prints without end: past the execution's byte bound its lines are counted,
+    not stored; usage still is (cost must be complete); a warning event says how many were
+    left out; the journal is bounded the same way."""
+    from specwright.model import Usage, UsageEvent
+
+    rec = ExecutionRecorder(
+        store, role="executor", backend="command", redactor=Redactor({}), max_bytes=100_000
+    ).start()
+    for i in range(3000):
+        rec.on_event(TextEvent(f"line {i} " + "x" * 200))
+    rec.on_event(ToolCall("c1", "Bash", {"command": "ls"}))
+    rec.on_event(UsageEvent(Usage(10, 5, cost_usd=0.25), final=True))
+    rec.finish(status="ok", usage=Usage(10, 5, cost_usd=0.25))
+    rows = stored_events(store, rec.id)
+    texts = [r for r in rows if r["type"] == "text"]
+    assert 100 < len(texts) < 3000 and texts[0]["text"].startswith("line 0 ")
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["cost_usd"] for r in rows if r["type"] == "usage"] == [0.25]
+    warning = rows[-1]
+    assert warning["type"] == "error" and warning["tool_name"] == "warning"
+    kept = len(texts)
+    assert warning["text"] == (
+        f"output limit: {3000 - kept + 1:,} more events not stored (text {3000 - kept:,}, "
+        "tool_call 1); one execution stores its first 97 KB of events"
+    )
+    journal = store.journal.path_for(rec.id)
+    assert journal.stat().st_size < 100_000 + 5_000
+    execution = store.query_dicts("SELECT event_count FROM executions WHERE id = ?", [rec.id])
+    assert execution[0]["event_count"] == len(rows)
