@@ -261,15 +261,20 @@ def usage_models(
     until: str | date | None = None,
     source: str | None = None,
 ) -> pd.DataFrame:
-    """Tokens and cost per model over the window, most expensive first."""
+    """Tokens and cost per model over the window, most expensive first; a model none of whose
+    records has a price has cost NULL (unknown, not 0)."""
     where, params = usage_filter(since, until, source)
     sql = f"""
-        SELECT coalesce(u.model, '') AS model, any_value(u.source) AS source,
-               {_SUMS},
-               {_UNPRICED},
-               count(*) AS records
-        FROM usage_records u WHERE true{where}
-        GROUP BY 1 ORDER BY cost_usd DESC, model"""
+        SELECT * EXCLUDE (priced)
+                 REPLACE (CASE WHEN priced = 0 AND unpriced > 0 THEN NULL ELSE cost_usd END
+                          AS cost_usd)
+        FROM (SELECT coalesce(u.model, '') AS model, any_value(u.source) AS source,
+                     {_SUMS},
+                     {_UNPRICED},
+                     count(*) FILTER (WHERE {LOG_COST} IS NOT NULL) AS priced,
+                     count(*) AS records
+              FROM usage_records u WHERE true{where} GROUP BY 1)
+        ORDER BY cost_usd DESC NULLS LAST, model"""
     return store.query_df(sql, params)
 
 

@@ -285,6 +285,32 @@ def test_unknown_model_has_null_cost_and_a_warning(tmp_path: Path, store: Store)
     assert store.query("SELECT computed_cost_usd FROM usage_records") == [(None,)]
 
 
+def test_reports_show_an_unpriced_model_as_unknown_and_warn(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """`usage models` gives a model with no price a cost of null (not 0); every report of the
+    logs warns which records have no price."""
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    (proj / "s.jsonl").write_text(
+        _line(mid="a", rid="1", model="my-local-model")
+        + "\n"
+        + _line(mid="b", rid="2", model="claude-haiku-4-5-20251001")
+        + "\n"
+    )
+    claude.ingest(store, [tmp_path / "projects"])
+    res = cli("--db", str(store.path), "--json", "usage", "models")
+    assert res.code == 0, res.err
+    cost = {m["model"]: m["cost_usd"] for m in json.loads(res.out)}
+    assert cost["my-local-model"] is None and cost["claude-haiku-4-5-20251001"] > 0
+    assert "a model with no price at all shows no cost" in res.err
+    for report in ("daily", "session", "blocks"):
+        res = cli("--db", str(store.path), "usage", report)
+        assert res.code == 0, res.err
+        assert "1 record(s) have no known price (models: my-local-model)" in res.err, report
+        assert "their cost counts as 0 here" in res.err
+
+
 # --- parity with ccusage ------------------------------------------------------------------------
 
 

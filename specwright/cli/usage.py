@@ -172,16 +172,22 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         )
     win = {"since": args.since, "until": args.until}
     source = None if args.source == "all" else args.source
-    if report in _REPORTS:
-        rows = Q.usage_report(store, _REPORTS[report], source=source, tz=args.timezone, **win)
-        missing = Q.unpriced_models(store, source=source, **win) if rows else []
+    if report != "specs":  # the reports of imported logs: say which records have no price
+        missing = Q.unpriced_models(store, source=source, **win)
         if missing:
+            effect = (
+                "a model with no price at all shows no cost"
+                if report == "models"
+                else "their cost counts as 0 here"
+            )
             print(
                 f"specwright: warning: {sum(n for _, n in missing)} record(s) have no known "
-                f"price (models: {', '.join(m for m, _ in missing)}); their cost counts as 0 "
-                "here. Add them under `prices:` in .handoff/config.yaml and re-ingest.",
+                f"price (models: {', '.join(m for m, _ in missing)}); {effect}. Add them under "
+                "`prices:` in .handoff/config.yaml and re-ingest.",
                 file=sys.stderr,
             )
+    if report in _REPORTS:
+        rows = Q.usage_report(store, _REPORTS[report], source=source, tz=args.timezone, **win)
         if ctx.json:
             ctx.emit({report: rows, "totals": _totals(rows)})
         else:
@@ -189,7 +195,6 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     if report == "models":
         df = Q.usage_models(store, source=source, **win)
-        _warn_unpriced(df)
         ctx.emit(
             _records(df),
             [
@@ -303,17 +308,6 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
             clean[str(k)] = v
         out.append(clean)
     return out
-
-
-def _warn_unpriced(df: pd.DataFrame) -> None:
-    if "unpriced" in df and int(df["unpriced"].sum()):
-        models = sorted({m for m, n in zip(df["model"], df["unpriced"], strict=True) if n})
-        print(
-            f"specwright: warning: {int(df['unpriced'].sum())} record(s) have no known price "
-            f"(models: {', '.join(models)}); their cost counts as 0 here. Add them under "
-            "`prices:` in .handoff/config.yaml and re-ingest.",
-            file=sys.stderr,
-        )
 
 
 # --- ingest, export, merge, report -------------------------------------------------------------
