@@ -1,8 +1,9 @@
 """Recovery after a crash: runs a dead process left ``running`` become ``interrupted``.
 
-Run-all calls ``recover_interrupted`` before it starts, so a spec killed mid-run (kill -9, a
-reboot) resumes cleanly: the dead run, its executions and its chunk are marked, and an interrupted
-serial attempt's changes are saved as a patch and rolled back in the project tree.
+Run-all and ``specwright run`` call ``recover_interrupted`` before they start, so a spec killed
+mid-run (kill -9, a reboot) resumes cleanly: the agent the dead run left running is stopped (its
+whole process group), the run, its executions and its chunk are marked, and an interrupted serial
+attempt's changes are saved as a patch and rolled back in the project tree.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from specwright import gitops
-from specwright.agents.process import pid_alive
+from specwright.agents.process import pid_alive, stop_orphans
 from specwright.model import Spec, utcnow
 from specwright.store import Store
 
@@ -27,15 +29,17 @@ def recover_interrupted(
     store: Store, spec: Spec, project_root: Path | str, stale_s: float = STALE_HEARTBEAT_S
 ) -> list[str]:
     """Mark runs of ``spec`` left ``running`` by a dead process as ``interrupted``, their
-    executions ``killed`` and their chunks ``interrupted``; put the project tree back at the
-    base commit of an interrupted serial attempt (its diff is saved beside the database).
-    Returns the run ids recovered."""
+    executions ``killed`` and their chunks ``interrupted``; first stop any agent such a run
+    left running on this host (it would go on writing into the tree), then put the project tree
+    back at the base commit of an interrupted serial attempt (its diff is saved beside the
+    database). Returns the run ids recovered."""
     now = utcnow()
     host = socket.gethostname()
     recovered = []
     rows = store.query_dicts(
         "SELECT id, chunk_id, pid, host, heartbeat_at, started_at, branch, base_commit, kind "
-        "FROM runs WHERE spec_id = ? AND status = 'running' ORDER BY started_at",
+        "FROM runs WHERE spec_id = ? AND status = 'running' "
+        "ORDER BY kind = 'spec', started_at",  # a chunk run first: the agents are its own
         [spec.id],
     )
     for run in rows:
@@ -52,6 +56,12 @@ def recover_interrupted(
             dead, why = stale, f"no heartbeat from {run['host']} since {beat:%H:%M:%S}"
         if not dead:
             continue
+        if run["host"] == host and run["pid"]:
+            since = run["started_at"].replace(tzinfo=UTC).timestamp()
+            groups = stop_orphans(int(run["pid"]), since)
+            if groups:
+                listed = ", ".join(str(g) for g in groups)
+                why += f"; stopped the agent it left running (process group {listed})"
         ops = [
             Store.op_update(
                 "runs",

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from specwright.agents import Task, run_execution
 from specwright.agents.base import make_executor
 from specwright.agents.claude_code import ClaudeCodeExecutor, find_claude
 from specwright.agents.command import CommandExecutor
+from specwright.agents.process import ProcessStream, process_start, stop_orphans
 from specwright.errors import AgentError, ConfigError
 from specwright.model import AgentEvent, StepEvent
 from specwright.recorder import MAX_OUTPUT_CHARS, ExecutionRecorder
@@ -28,6 +32,7 @@ from tests.support_agents import (
     group_members,
     stored_events,
     stored_execution,
+    wait_gone,
 )
 
 FAKE_CLAUDE = """
@@ -477,3 +482,97 @@ def test_a_failing_event_sink_does_not_leave_the_agent_running(
     with pytest.raises(RuntimeError, match="on fire"):
         ex.execute(Task("x", git_repo, env={"FAKE_MODE": "hang"}), on_event, threading.Event())
     assert not alive(child_pid(seen)) and group_members(process_pid(seen)) == []
+
+
+# --- when Specwright itself dies: the agent goes too, and recovery can find what it left ----
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's"
+)
+
+SPAWNER = """
+import os, sys, threading, time
+from pathlib import Path
+from specwright.agents.process import ProcessStream
+
+def work():
+    stream = ProcessStream(["sleep", "60"], cwd=Path.cwd(), env=dict(os.environ)).start()
+    print(stream.proc.pid, flush=True)
+    for _ in stream.lines(threading.Event()):
+        pass
+
+threading.Thread(target=work, daemon=True).start()
+time.sleep(60)
+"""
+
+
+@linux_only
+def test_the_agent_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    agent = 0
+    try:
+        assert parent.stdout is not None
+        agent = int(parent.stdout.readline())
+        assert alive(agent)
+        parent.kill()  # SIGKILL: no cleanup of ours runs
+        parent.communicate(timeout=60)
+        wait_gone(agent)
+        assert not alive(agent)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.communicate(timeout=60)
+        if agent and alive(agent):
+            os.kill(agent, signal.SIGKILL)
+
+
+@linux_only
+def test_a_running_agent_is_registered_until_it_ends(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    stream = ProcessStream(["sleep", "60"], cwd=git_repo, env=dict(os.environ)).start()
+    assert stream.proc is not None
+    [path] = (tmp_path / "runtime").glob("*.json")
+    record = json.loads(path.read_text())
+    pid = stream.proc.pid
+    assert (record["pid"], record["pgid"], record["owner_pid"]) == (pid, pid, os.getpid())
+    assert record["start"] == process_start(pid) is not None
+    cancel = threading.Event()
+    cancel.set()
+    assert list(stream.lines(cancel)) == [] and stream.result.cancelled
+    assert not path.exists() and not alive(pid)
+
+
+@linux_only
+def test_stop_orphans_stops_a_dead_owners_group_but_never_a_reused_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(runtime))
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    owner, since, pid = 4_000_001, time.time(), sleeper.pid
+    try:
+
+        def record(**changes: Any) -> Path:
+            path = runtime / f"{owner}-{pid}.json"
+            values = {"pid": pid, "pgid": pid, "start": process_start(pid)}
+            path.write_text(json.dumps({**values, "owner_pid": owner, "owner_since": 0, **changes}))
+            return path
+
+        stale = record(start="12345")  # the pid was given to another process since
+        assert stop_orphans(owner, since) == [] and alive(pid)
+        assert not stale.exists()  # that agent is over: its record goes
+        later = record(owner_since=since + 60)  # another owner that got the same pid later
+        assert stop_orphans(owner, since) == [] and alive(pid) and later.exists()
+        assert stop_orphans(owner + 1, since) == [] and alive(pid)
+        orphan = record()
+        assert stop_orphans(owner, since, grace_s=10) == [pid]
+        assert sleeper.wait(timeout=60) == -signal.SIGTERM
+        assert group_members(pid) == [] and not orphan.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=60)

@@ -1,4 +1,5 @@
-"""`specwright run CHUNK`: in-process and as a real subprocess interrupted with SIGINT."""
+"""`specwright run CHUNK`: in-process and as a real subprocess interrupted with SIGINT or
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -91,7 +92,14 @@ def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., 
     assert "expected an integer >= 1" in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
 
 
-def test_sigint_cancels_the_run_and_kills_the_agent(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],  # SIGTERM (kill, systemd) as Ctrl-C
+    ids=["sigint", "sigterm"],
+)
+def test_signal_cancels_the_run_and_kills_the_agent(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
     marker = tmp_path / "agent-started"
     pidfile = tmp_path / "agent.pid"
     slow = [
@@ -112,12 +120,12 @@ def test_sigint_cancels_the_run_and_kills_the_agent(tmp_path: Path) -> None:
                 break
             threading.Event().wait(0.05)
         assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "not started"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "cancelled" in out and "Ctrl-C" in out
     agent = int(pidfile.read_text())
     from tests.support_agents import alive, wait_gone

@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = SafeStream(out), SafeStream(err)
     try:
-        code = args.handler(args, ctx)
+        from specwright.cli.run import stop_on_sigterm  # SIGTERM: the same cleanup as Ctrl-C
+
+        code = stop_on_sigterm(args.handler, args, ctx)
     except SpecwrightError as exc:
         print(f"specwright: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,9 +1,14 @@
-"""`specwright run CHUNK`: take one chunk through the Ralph loop, with live progress."""
+"""`specwright run CHUNK`: take one chunk through the Ralph loop, with live progress.
+
+Also here: ``stop_on_sigterm``, which every command runs under (see ``specwright.cli.main``)."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from specwright.cli.common import Context, ProgressPrinter, terminal_safe
@@ -13,6 +18,42 @@ if TYPE_CHECKING:
     from specwright.loop import ChunkResult, Progress
 
 EXIT_CODES = {"shipped": 0, "cancelled": 130}
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so it gets the same cleanup."""
+
+
+def stop_on_sigterm(
+    handler: Callable[[argparse.Namespace, Context], int], args: argparse.Namespace, ctx: Context
+) -> int:
+    """Run a command so that SIGTERM stops it the way Ctrl-C does (agent killed, tree rolled
+    back, run marked cancelled), then exit 143. Later SIGTERMs are ignored: the cleanup they would
+    cut short is under way."""
+    if threading.current_thread() is not threading.main_thread():
+        return handler(args, ctx)  # signal handlers belong to the main thread
+    received = threading.Event()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not received.is_set():
+            received.set()
+            raise Terminated
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN:  # started with SIGTERM ignored: it stays ignored
+        return handler(args, ctx)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        code = handler(args, ctx)
+    except KeyboardInterrupt:
+        if not received.is_set():
+            raise
+        print("specwright: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return EXIT_TERMINATED if received.is_set() else code
 
 
 def register(sub: Any) -> None:
@@ -20,7 +61,7 @@ def register(sub: Any) -> None:
         "run",
         help="run one chunk: execute, verify, review, and commit or retry",
         description="Take one chunk through the loop on the spec's branch specwright/<slug>. "
-        "Exit 0 when it ships, 1 when it does not, 130 when cancelled.",
+        "Exit 0 when it ships, 1 when it does not, 130 when cancelled (143 on SIGTERM).",
     )
     p.add_argument("chunk", help="chunk: SPEC:POSITION (e.g. demo:2), an id or an id prefix")
     p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
@@ -54,8 +95,9 @@ class _Printer(ProgressPrinter):
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.agents.base import make_executor, preflight
-    from specwright.catalog import get_chunk
+    from specwright.catalog import get_chunk, get_spec
     from specwright.loop import run_chunk
+    from specwright.recovery import recover_interrupted
     from specwright.review import make_reviewer
 
     if args.max_iterations is not None and args.max_iterations < 1:
@@ -74,6 +116,9 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
         )
     executor = make_executor(config.executor(args.executor))
     preflight(executor)  # a missing agent binary or a dead server: one line, nothing recorded
+    # as run-all does: a run killed mid-attempt (its agent too) is marked and its tree rolled back
+    if recover_interrupted(store, get_spec(store, chunk.spec_id), ctx.project_dir):
+        chunk = get_chunk(store, chunk.id)
     reviewer = make_reviewer(config, args.reviewer, store)
     printer = None if ctx.json else _Printer(sys.stdout)
     if printer is not None:

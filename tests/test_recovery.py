@@ -1,0 +1,162 @@
+"""Specwright killed mid-attempt (kill -9): its agent dies with it, the tools the agent left
+running in its process group are stopped by recovery, and the next `run-all` or `run` resumes
+from a clean tree, so nothing the killed attempt wrote reaches a shipped commit.
+
+Real processes throughout: the CLI as a subprocess, a bash agent whose background tool keeps
+writing into the tree, SIGKILL, and a real git repo."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specwright.store import Store
+from tests.support_agents import alive, group_members, wait_gone
+from tests.support_loop import git, make_repo, no_running_rows, rows
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; dying with the parent is Linux's"
+)
+
+# First call: print one line, then leave a tool writing into the tree every 0.2 s for a minute
+# (quietly: no SIGPIPE once Specwright is gone) and wait for it. Later calls: one quick edit.
+AGENT = """#!/bin/bash
+echo started
+if [ -e {state}/first-done ]; then echo resumed > done.txt; exit 0; fi
+touch {state}/first-done
+( for i in $(seq 1 300); do echo "$i" >> "work-$BASHPID.txt"; sleep 0.2; done ) &
+echo $$ > {state}/agent.pid
+wait
+"""
+
+
+def project(tmp_path: Path) -> tuple[Path, Path, list[str], dict[str, str]]:
+    """A repo whose committed config runs the slow agent; its state folder; the CLI; its env."""
+    state = tmp_path / "state"
+    state.mkdir()
+    script = tmp_path / "agent.sh"
+    script.write_text(AGENT.format(state=state))
+    script.chmod(0o755)
+    config = {
+        "tools": {
+            "executors": {
+                "slow": {
+                    "type": "command",
+                    "argv": [str(script), "{prompt}"],
+                    "options": {"probe_version": False},
+                }
+            },
+            "reviewers": {"checks": {"type": "checks"}},
+        },
+        "defaults": {
+            "executor": "slow",
+            "reviewer": "checks",
+            "maxIterations": 1,
+            "rollback": "rollback",
+        },
+        "verify": [{"name": "ok", "command": "true", "timeout_s": 30}],
+    }
+    repo = make_repo(
+        tmp_path / "repo", {".handoff/config.yaml": yaml.safe_dump(config, sort_keys=False)}
+    )
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    cli = [sys.executable, "-m", "specwright.cli", "-C", str(repo)]
+    for args in (["spec", "new", "Demo"], ["chunk", "add", "demo", "A", "--prompt", "x"]):
+        subprocess.run([*cli, *args], check=True, capture_output=True, env=env, timeout=120)
+    return repo, state, cli, env
+
+
+def kill_mid_attempt(cli: list[str], env: dict[str, str], state: Path, repo: Path) -> int:
+    """Start ``cli`` (a run), wait until its agent's tool writes into the tree, SIGKILL the
+    Specwright process; the agent's pid (= its process group)."""
+    proc = subprocess.Popen(
+        cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
+    try:
+        for _ in range(1200):  # generous: a loaded machine starts Python slowly
+            if (state / "agent.pid").exists() and list(repo.glob("work-*.txt")):
+                break
+            if proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert proc.poll() is None, proc.communicate()[1]
+        assert list(repo.glob("work-*.txt")), "the agent never started writing"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    return int((state / "agent.pid").read_text())
+
+
+def check_after_kill(agent: int) -> None:
+    """The agent died with Specwright; its tool lives on in the agent's group (for now)."""
+    wait_gone(agent)
+    assert not alive(agent), "the agent outlived the Specwright process that started it"
+    assert group_members(agent), "the agent's tool should still be running until recovery"
+
+
+def check_resumed(repo: Path, tmp_path: Path, agent: int, commit: str) -> None:
+    """Recovery stopped the tool and said so; the shipped commit has only the new attempt."""
+    assert group_members(agent) == []
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    interrupted = rows(store, "SELECT reason FROM runs WHERE status = 'interrupted'")
+    assert any(
+        "stopped the agent it left running" in r["reason"] and str(agent) in r["reason"]
+        for r in interrupted
+    ), interrupted
+    no_running_rows(store)
+    shipped = git(repo, "show", "--name-only", "--format=", commit).split()
+    assert shipped == ["done.txt"]
+    assert git(repo, "status", "--porcelain") == ""
+    assert not list(repo.glob("work-*.txt"))
+    assert not list((tmp_path / "runtime").glob("*.json")), "records of ended agents stay"
+
+
+def stop_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def test_run_all_after_kill_9_stops_the_orphan_and_ships_only_the_new_attempt(
+    tmp_path: Path,
+) -> None:
+    repo, state, cli, env = project(tmp_path)
+    agent = kill_mid_attempt([*cli, "run-all", "demo"], env, state, repo)
+    try:
+        check_after_kill(agent)
+        again = subprocess.run(
+            [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        check_resumed(repo, tmp_path, agent, "specwright/demo")
+    finally:
+        stop_group(agent)
+
+
+def test_run_after_a_killed_run_recovers_and_ships(tmp_path: Path) -> None:
+    repo, state, cli, env = project(tmp_path)
+    agent = kill_mid_attempt([*cli, "run", "demo:1"], env, state, repo)
+    try:
+        check_after_kill(agent)
+        again = subprocess.run(
+            [*cli, "run", "demo:1"], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "shipped in 1 iteration(s)" in again.stdout
+        check_resumed(repo, tmp_path, agent, "specwright/demo")
+        store = Store(os.environ["SPECWRIGHT_DB"])
+        statuses = sorted(r["status"] for r in rows(store, "SELECT status FROM runs"))
+        assert statuses == ["interrupted", "shipped"]
+    finally:
+        stop_group(agent)
