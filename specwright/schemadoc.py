@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from specwright.migrations import latest_version
 from specwright.store import Store
@@ -53,13 +54,14 @@ TABLE_DOCS: dict[str, str] = {
 }
 
 
-def generate(store: Store | None = None) -> str:
-    """Markdown describing every table and column of a migrated database."""
+def structure(store: Store | None = None) -> dict[str, Any]:
+    """Every table of a migrated database: its description, columns and indexes (the data of
+    ``generate``; ``specwright --json db schema``)."""
     if store is None:
         with tempfile.TemporaryDirectory() as tmp:
             fresh = Store(Path(tmp) / "schema.duckdb", journal_dir=Path(tmp) / "journal")
             fresh.migrate()
-            return generate(fresh)
+            return structure(fresh)
     cols = store.query(
         "SELECT table_name, column_name, data_type, is_nullable, column_default "
         "FROM information_schema.columns WHERE table_schema = 'main' "
@@ -68,9 +70,24 @@ def generate(store: Store | None = None) -> str:
     indexes = store.query(
         "SELECT table_name, index_name, sql FROM duckdb_indexes() ORDER BY table_name, index_name"
     )
-    tables: dict[str, list[tuple]] = {}
-    for table, *rest in cols:
-        tables.setdefault(table, []).append(tuple(rest))
+    tables: dict[str, dict[str, Any]] = {}
+    for table, name, dtype, nullable, default in cols:
+        entry = tables.setdefault(
+            table, {"doc": TABLE_DOCS.get(table, ""), "columns": [], "indexes": []}
+        )
+        entry["columns"].append(
+            {"name": name, "type": dtype, "nullable": nullable == "YES", "default": default}
+        )
+    for table, name, _ in indexes:
+        if table in tables:
+            tables[table]["indexes"].append(name)
+    order = sorted(tables, key=lambda t: (t != "schema_version", t))
+    return {"version": latest_version(), "tables": {t: tables[t] for t in order}}
+
+
+def generate(store: Store | None = None) -> str:
+    """Markdown describing every table and column of a migrated database."""
+    tables = structure(store)["tables"]
     lines = [
         "# Database schema",
         "",
@@ -82,21 +99,22 @@ def generate(store: Store | None = None) -> str:
         "every foreign-key column is indexed. Migrations only ever add.",
         "",
     ]
-    for table in sorted(tables, key=lambda t: (t != "schema_version", t)):
+    for table, entry in tables.items():
         lines += [
             f"## `{table}`",
             "",
-            TABLE_DOCS.get(table, ""),
+            entry["doc"],
             "",
             "| column | type | null | default |",
             "|---|---|---|---|",
         ]
-        for name, dtype, nullable, default in tables[table]:
+        for col in entry["columns"]:
+            default = col["default"]
             lines.append(
-                f"| `{name}` | {dtype} | {'yes' if nullable == 'YES' else 'no'} | "
+                f"| `{col['name']}` | {col['type']} | {'yes' if col['nullable'] else 'no'} | "
                 f"{'' if default is None else f'`{default}`'} |"
             )
-        idx = [name for t, name, _ in indexes if t == table]
+        idx = entry["indexes"]
         if idx:
             lines += ["", "Indexes: " + ", ".join(f"`{i}`" for i in idx)]
         lines.append("")

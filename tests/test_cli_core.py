@@ -85,6 +85,24 @@ def test_spec_and_chunk_round_trip(project: Path, cli) -> None:  # type: ignore[
     assert json.loads(cli("-C", str(project), "--json", "spec", "list").out) == []
 
 
+def test_json_goes_before_or_after_the_command_and_every_command_honours_it(
+    project: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    assert cli("-C", str(project), "spec", "new", "Add login").code == 0
+    before = cli("-C", str(project), "--json", "spec", "list")
+    after = cli("-C", str(project), "spec", "list", "--json")
+    assert before.code == after.code == 0, after.err
+    assert json.loads(after.out) == json.loads(before.out)
+    assert json.loads(cli("-C", str(project), "status", "--json").out)
+    schema = json.loads(cli("-C", str(project), "db", "schema", "--json").out)
+    from specwright.migrations import latest_version
+
+    assert schema["version"] == latest_version()
+    specs = schema["tables"]["specs"]
+    assert specs["columns"][0] == {"name": "id", "type": "UUID", "nullable": False, "default": None}
+    assert "uq_specs_project_slug" in specs["indexes"]
+
+
 def test_config_show(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = cli("-C", str(project), "config", "show").out
     assert "maxIterations: 3" in out and "claude-code" in out

@@ -405,9 +405,12 @@ def cmd_db_migrate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_db_schema(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.schemadoc import generate
+    from specwright.schemadoc import generate, structure
 
-    print(generate(), end="")
+    if ctx.json:
+        ctx.emit(structure())
+    else:
+        print(generate(), end="")
     return 0
 
 
