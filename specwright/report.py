@@ -183,11 +183,17 @@ def limits_figure(df: pd.DataFrame) -> go.Figure:
 
 
 def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
+    import math
+
+    import pandas as pd
+
     head = "".join(f"<th>{_label(c)}</th>" for c in df.columns)
     body = []
     for row in df.head(limit).itertuples(index=False):
         cells = []
         for v in row:
+            if v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+                v = None  # unknown (a cost without a price, a run not finished): blank, not "nan"
             text = f"{v:,.4f}" if isinstance(v, float) else v
             cells.append(f"<td>{_label(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

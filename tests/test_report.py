@@ -66,6 +66,19 @@ def test_html_is_standalone_and_escapes_agent_text(store: Store, tmp_path: Path)
     assert "&lt;b&gt;evil" in text  # shown as text, not markup
 
 
+def test_html_tables_show_unknown_values_blank_not_nan() -> None:
+    import pandas as pd
+
+    from specwright.report import _table_html
+
+    df = pd.DataFrame(
+        {"model": ["a", "b"], "cost_usd": [1.5, float("nan")], "at": [pd.Timestamp(0), pd.NaT]}
+    )
+    html = _table_html(df, "t")
+    assert "nan" not in html.lower() and "NaT" not in html
+    assert "<td>1.5000</td>" in html and "<td></td>" in html
+
+
 def test_usage_cli_reports(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     write_claude_corpus(tmp_path / "claude", sessions=2, turns=12, malformed_every=0)
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude"))
