@@ -3,6 +3,7 @@ resuming from the store, DAG re-asks, and every planner failure leaving saved wo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -434,6 +435,29 @@ def test_cli_plan_prints_questions_then_resumes_with_answers(
     exported = project_dir / ".handoff" / "specs" / "add-password-login.md"
     text = exported.read_text()
     assert "status: ready" in text and "## Chunk 3: Logout" in text
+
+
+def test_cli_plan_without_an_api_key_is_one_line_and_makes_no_draft(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    for _ in range(2):  # a retry leaves nothing behind either
+        res = subprocess.run(
+            [sys.executable, "-m", "specwright.cli", "plan", "--intent", "Add a flag"],
+            cwd=project_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 2
+        assert res.stderr.strip().splitlines() == [
+            "specwright: error: planner 'claude': no API key: set the environment variable "
+            "ANTHROPIC_API_KEY (named by api_key_env in the planner's config); nothing saved"
+        ]
+    listed = _cli("--json", "spec", "list", cwd=project_dir, srv=srv)
+    assert json.loads(listed.stdout) == []
+    assert srv.model_requests == []
 
 
 def test_cli_plan_prints_the_planners_words_without_terminal_escapes(

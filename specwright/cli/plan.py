@@ -11,6 +11,7 @@ Every step is saved as it happens, so a failed or interrupted run resumes with `
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,8 +112,15 @@ def _studio_kw(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.studio import Studio
 
-    if args.planner:
-        ctx.config.planner(args.planner)  # an unknown name fails before anything is saved
+    planner = ctx.config.planner(args.planner)  # an unknown name fails before anything is saved
+    if not args.resume and not os.environ.get(planner.api_key_env, "").strip():
+        from specwright.llm.errors import LLMMissingKeyError
+
+        # before a draft is made: each retry would leave another one behind
+        raise LLMMissingKeyError(
+            f"planner {planner.name!r}: no API key: set the environment variable "
+            f"{planner.api_key_env} (named by api_key_env in the planner's config); nothing saved"
+        )
     answers = load_answers(args.answers) if args.answers else None
     kw = _studio_kw(args, ctx)
     store = ctx.store
