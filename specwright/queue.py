@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import catalog
-from specwright.agents.process import pid_alive
+from specwright.agents.orphans import pid_alive
 from specwright.errors import NotFoundError, SpecwrightError
 from specwright.model import Spec, new_id, utcnow
 from specwright.store import Store

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import gitops
-from specwright.agents.process import pid_alive, stop_orphans
+from specwright.agents.orphans import pid_alive, stop_orphans
 from specwright.model import Spec, utcnow
 from specwright.store import Store
 

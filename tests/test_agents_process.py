@@ -20,7 +20,8 @@ from specwright.agents import Task, run_execution
 from specwright.agents.base import make_executor
 from specwright.agents.claude_code import ClaudeCodeExecutor, find_claude
 from specwright.agents.command import CommandExecutor
-from specwright.agents.process import ProcessStream, process_start, stop_orphans
+from specwright.agents.orphans import process_start, stop_orphans
+from specwright.agents.process import ProcessStream
 from specwright.errors import AgentError, ConfigError
 from specwright.model import AgentEvent, StepEvent
 from specwright.recorder import MAX_OUTPUT_CHARS, ExecutionRecorder

@@ -5,49 +5,36 @@ spawning it with its own session (so a cancel kills the agent *and* every tool i
 streaming stdout lines with a size cap, keeping a bounded tail of stderr, and killing the whole
 group on cancel, on timeout and after a normal exit (no stray children left behind).
 
-Specwright itself may die without a chance to clean up (kill -9, OOM). So on Linux the agent
-gets SIGKILL when the thread that started it ends, and every running agent is registered in a
-small file under ``runtime_dir()`` (pid, process group, start stamps; removed when it ends), which
-crash recovery reads to stop the tools a dead run left behind (``stop_orphans``).
+Specwright itself may die without a chance to clean up (kill -9, OOM): ``orphans`` makes the
+agent die with it and registers it for crash recovery.
 Also here: turning one raw line into a JSON object or a warning, and slimming raw payloads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import json
-import logging
 import os
 import queue
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from specwright.agents.orphans import die_with_parent, register_agent, unregister_agent
 from specwright.errors import AgentError
 from specwright.model import ErrorEvent
-
-log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 128 * 1024 * 1024  # a longer stdout line is dropped (with a warning), not kept
 STDERR_TAIL_BYTES = 16 * 1024
 TERM_GRACE_S = 3.0  # after SIGTERM, how long the agent gets before the group is SIGKILLed
 DRAIN_S = 5.0  # after the agent ended, how long to wait for its stdout to close
 SLIM_STRING_CHARS = 4096  # raw payloads keep strings up to this; longer ones keep head + length
-RUNTIME_DIR_ENV = "SPECWRIGHT_RUNTIME_DIR"
-# No later than any run row this process writes: the adapters import this module before a run
-# starts. Recovery trusts an agent record only if its owner existed by the run's start, so a later
-# process that was given the dead owner's pid is never taken for it.
-_OWNER_SINCE = time.time()
 
 
 @dataclass(frozen=True)
@@ -132,205 +119,6 @@ def kill_group(
     if proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when a process with this id exists on this host (even one we may not signal)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# --- dying with Specwright, and what recovery needs when it could not ----------------------
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-@functools.cache
-def _prctl() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` giving the child SIGKILL when the *thread* that spawns it ends (Linux
-    PR_SET_PDEATHSIG), so an agent never outlives a Specwright killed by kill -9; None on other
-    systems. The thread must live until the agent ends (run_agent's worker does)."""
-    prctl = _prctl()  # looked up here, in the parent: the child only calls it
-    if prctl is None:
-        return None
-    parent, sig = os.getpid(), int(signal.SIGKILL)
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the call above: nothing would come
-            os._exit(1)
-
-    return preexec
-
-
-def process_start(pid: int) -> str | None:
-    """A stamp of when ``pid`` started, telling it from a later process given the same id
-    (clock ticks after boot on Linux, ``ps``'s start time elsewhere); None when it is gone."""
-    if os.path.exists("/proc/self/stat"):
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-        except (OSError, IndexError):
-            return None
-    try:
-        out = subprocess.run(
-            ["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
-def group_alive(pgid: int) -> bool:
-    """True while a process of group ``pgid`` runs (on Linux, zombies left for a reaper that
-    has not come yet do not count)."""
-    if not os.path.isdir("/proc/self"):
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                return True
-    return False
-
-
-def stop_group(pgid: int, grace_s: float = TERM_GRACE_S) -> None:
-    """SIGTERM process group ``pgid``, give it ``grace_s`` to end, then SIGKILL what is left
-    and wait (as long again at most) for it to be gone. For a group that is not our child."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + grace_s
-        while group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not group_alive(pgid):
-            return
-
-
-def runtime_dir() -> Path:
-    """Where running agents are registered: ``$SPECWRIGHT_RUNTIME_DIR``, else
-    ``$XDG_RUNTIME_DIR/specwright-agents``, else ``specwright-agents-UID`` in the temp folder
-    (per host and user, like the pids in it; cleared by a reboot, which ends them anyway)."""
-    env = os.environ.get(RUNTIME_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "specwright-agents"
-    return Path(tempfile.gettempdir()) / f"specwright-agents-{os.getuid()}"
-
-
-def _own_runtime_dir(create: bool) -> Path | None:
-    folder = runtime_dir()
-    try:
-        if create:
-            folder.mkdir(mode=0o700, parents=bool(os.environ.get(RUNTIME_DIR_ENV)), exist_ok=True)
-        if folder.stat().st_uid != os.getuid():  # never trust records someone else can write
-            log.warning("%s belongs to another user; agents are not registered there", folder)
-            return None
-    except OSError:
-        return None
-    return folder
-
-
-def register_agent(pid: int, argv0: str, cwd: Path) -> Path | None:
-    """Record a just-started agent (its own process group) for crash recovery; the record's
-    path, or None when it could not be written (the run goes on without it)."""
-    folder = _own_runtime_dir(create=True)
-    if folder is None:
-        return None
-    record = {
-        "pid": pid,
-        "pgid": pid,  # start_new_session: the agent leads its own group
-        "start": process_start(pid),
-        "owner_pid": os.getpid(),
-        "owner_since": _OWNER_SINCE,
-        "started_at": time.time(),
-        "argv0": argv0,
-        "cwd": str(cwd),
-    }
-    path = folder / f"{os.getpid()}-{pid}.json"
-    try:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not register agent %s in %s: %s", pid, folder, exc)
-        return None
-    return path
-
-
-def _still_running(record: dict[str, Any]) -> bool:
-    """The recorded agent, or a process it left in its group, still runs."""
-    pid, pgid = int(record["pid"]), int(record["pgid"])
-    if pid_alive(pid) and (record.get("start") is None or process_start(pid) != record["start"]):
-        return False  # the id is another process's now: ours ended, and its group with it
-    return group_alive(pgid)
-
-
-def stop_orphans(owner_pid: int, since: float, grace_s: float = TERM_GRACE_S) -> list[int]:
-    """Stop the agents process ``owner_pid`` started and left running (it died, or its run is
-    being given up): each group still alive gets SIGTERM, then SIGKILL after ``grace_s``.
-    Records of an owner started after ``since`` (the run's start, epoch seconds) are another
-    process's; a leader whose start stamp differs is a reused pid and never signalled.
-    Returns the process groups stopped; records of ended agents are removed on the way."""
-    folder = _own_runtime_dir(create=False)
-    if folder is None:
-        return []
-    stopped = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            mine = record["owner_pid"] == owner_pid and float(record["owner_since"]) <= since
-            running = _still_running(record)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # being written, or not ours to read
-        if running and not mine:
-            continue
-        if running:
-            stop_group(int(record["pgid"]), grace_s)
-            stopped.append(int(record["pgid"]))
-        with contextlib.suppress(OSError):
-            path.unlink()
-    return stopped
-
-
-def unregister_agent(path: Path | None) -> None:
-    """Remove an agent's record once its whole group is gone."""
-    if path is not None:
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 @dataclass
