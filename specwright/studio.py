@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import prompts
+from specwright.drafts import ChunkDraft, check_dag, replace_chunks
 from specwright.errors import SpecwrightError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, utcnow
-from specwright.specfile import ChunkDraft, check_dag, replace_chunks
 
 if TYPE_CHECKING:
     from specwright.config import Config

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from specwright import specfile
+from specwright import drafts, specfile
 from specwright.catalog import create_spec, ensure_project, get_spec, list_chunks
+from specwright.drafts import ChunkDraft, replace_chunks
 from specwright.model import Chunk, Spec, new_id
-from specwright.specfile import ChunkDraft, SpecFileError, replace_chunks
+from specwright.specfile import SpecFileError
 from specwright.store import Store
 
 # --- strategies -------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def test_store_export_import_round_trip(tmp_path: Path) -> None:
             budget_usd=spec.budget_usd,
             spec_id=spec.id,
         )
-        replace_chunks(a, stored.id, specfile.drafts_of(chunks))
+        replace_chunks(a, stored.id, drafts.drafts_of(chunks))
         path = specfile.export_spec(a, stored, tmp_path / "out" / f"{stored.slug}.md")
         text = path.read_text(encoding="utf-8")
         imported = specfile.import_spec(b, proj_b, path)
@@ -250,7 +251,7 @@ def test_reimport_refuses_to_delete_a_chunk_with_runs(store: Store, tmp_path: Pa
         },
     )
     with pytest.raises(Exception, match="'Logout' has runs"):
-        replace_chunks(store, spec.id, specfile.drafts_of(list_chunks(store, spec.id))[:2])
+        replace_chunks(store, spec.id, drafts.drafts_of(list_chunks(store, spec.id))[:2])
     assert len(list_chunks(store, spec.id)) == 3
 
     # the same refusal from a re-import: nothing of the file is taken, not even its title
@@ -330,13 +331,13 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 def test_check_dag_messages() -> None:
     a, b = ChunkDraft("a", id="A"), ChunkDraft("b", id="B", depends_on=["A"])
-    assert specfile.check_dag([a, b]) is None
-    assert "unknown chunk 'Z'" in (specfile.check_dag([ChunkDraft("c", depends_on=["Z"])]) or "")
+    assert drafts.check_dag([a, b]) is None
+    assert "unknown chunk 'Z'" in (drafts.check_dag([ChunkDraft("c", depends_on=["Z"])]) or "")
     a.depends_on = ["B"]
-    assert specfile.check_dag([a, b]) == "dependency cycle: 'a' -> 'b' -> 'a'"
+    assert drafts.check_dag([a, b]) == "dependency cycle: 'a' -> 'b' -> 'a'"
     assert [
         d.id
-        for d in specfile.topological(
+        for d in drafts.topological(
             [ChunkDraft("x", id="X", depends_on=["Y"]), ChunkDraft("y", id="Y")]
         )
     ] == ["Y", "X"]

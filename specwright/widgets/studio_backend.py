@@ -1,7 +1,7 @@
 """What the studio view calls: the Spec Studio over the store, as plain functions.
 
 ``StudioBackend`` is a bundle of callables so the view can be tested with fakes; ``for_project``
-builds the real one (``specwright.studio`` + ``catalog`` + ``specfile``). A ``Draft`` is a
+builds the real one (``specwright.studio`` + ``catalog`` + ``drafts`` + ``specfile``). A ``Draft`` is a
 snapshot of a spec under construction, always re-read from the store after a change.
 """
 
@@ -66,8 +66,8 @@ class StudioBackend:
 
 def rows_to_drafts(rows: Sequence[ChunkRow]) -> list[Any]:
     """Table rows -> ``ChunkDraft``s (positions -> ids); a clear error for a bad reference."""
+    from specwright.drafts import ChunkDraft, check_dag
     from specwright.model import new_id
-    from specwright.specfile import ChunkDraft, check_dag
 
     ids = [r.id or new_id() for r in rows]
     drafts = []
@@ -100,7 +100,7 @@ def for_project(
     store: Store, project: Project, config: Config, planner: str | None = None
 ) -> StudioBackend:
     """The real backend: the Spec Studio of ``project`` over ``store``."""
-    from specwright import catalog, specfile
+    from specwright import catalog, drafts, specfile
     from specwright.studio import Studio
 
     def studio(spec_id: str) -> Studio:
@@ -157,7 +157,7 @@ def for_project(
         return draft(spec_id)
 
     def save_chunks(spec_id: str, rows: Sequence[ChunkRow]) -> Draft:
-        specfile.replace_chunks(store, spec_id, rows_to_drafts(rows))
+        drafts.replace_chunks(store, spec_id, rows_to_drafts(rows))
         return draft(spec_id)
 
     def export(spec_id: str) -> Path:
