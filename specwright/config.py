@@ -9,12 +9,11 @@ name the file, the line and the key path. Without a file, ``Config.default()`` a
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from specwright import envsubst
 from specwright.errors import ConfigError
 
 CONFIG_RELPATH = Path(".handoff") / "config.yaml"
@@ -180,8 +179,6 @@ rules: []
 
 # --- loading --------------------------------------------------------------------------------
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 class _Ctx:
     def __init__(self, source: str) -> None:
@@ -225,70 +222,21 @@ def _plain(node: Any, ctx: _Ctx, path: str) -> Any:
             "(and ${VAR} or ${VAR:-default} for the environment)",
         ) from None
     if isinstance(value, str):
-        whole = node.style is None and _WHOLE.fullmatch(value) is not None
-        value = _substitute(value, ctx, line, path)
+        whole = node.style is None and envsubst.is_whole(value)
+        try:
+            value = envsubst.substitute(value)
+        except envsubst.Unset as exc:
+            raise ctx.fail(
+                line,
+                path,
+                f"environment variable {exc.name} is not set "
+                f"(write ${{{exc.name}:-default}} to give a default)",
+            ) from None
         if whole:  # `max_turns: ${TURNS:-40}` is the number 40, as `max_turns: 40` would be
             typed = yaml.safe_load(value) if value.strip() else value
             if isinstance(typed, int | float | bool):
                 value = typed
     return value
-
-
-# a plain scalar that is one ${...} and nothing else (its result is typed like YAML's own)
-_WHOLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-.*)?\}", re.DOTALL)
-
-
-def _substitute(text: str, ctx: _Ctx, line: int, path: str) -> str:
-    """``${VAR}``, ``${VAR:-default}`` (the default may hold ``${...}`` itself) and ``$${`` for a
-    literal ``${``; what is not of that form is left as written."""
-    out, i = [], 0
-    while i < len(text):
-        if text.startswith("$${", i):
-            out.append("${")
-            i += 3
-        elif text.startswith("${", i):
-            value, i = _expand(text, i, ctx, line, path)
-            out.append(value)
-        else:
-            j = text.find("$", i + 1)
-            j = len(text) if j < 0 else j
-            out.append(text[i:j])
-            i = j
-    return "".join(out)
-
-
-def _expand(text: str, start: int, ctx: _Ctx, line: int, path: str) -> tuple[str, int]:
-    """The value of the ``${...}`` at ``start`` and where it ends; ``(text, start + 2)`` (as
-    written) when it is not one."""
-    m = _NAME.match(text, start + 2)
-    if m is None:
-        return "${", start + 2
-    name, i = m.group(0), m.end()
-    default: str | None = None
-    if text.startswith(":-", i):
-        depth, j = 0, i + 2
-        while j < len(text) and not (text[j] == "}" and depth == 0):
-            if text.startswith("${", j):
-                depth, j = depth + 1, j + 2
-                continue
-            depth -= text[j] == "}"
-            j += 1
-        if j >= len(text):
-            return "${", start + 2
-        default, i = text[i + 2 : j], j
-    if not text.startswith("}", i):
-        return "${", start + 2
-    value = os.environ.get(name)
-    if value is None or (value == "" and default is not None):
-        if default is None:
-            raise ctx.fail(
-                line,
-                path,
-                f"environment variable {name} is not set "
-                f"(write ${{{name}:-default}} to give a default)",
-            )
-        value = _substitute(default, ctx, line, path)
-    return value, i + 1
 
 
 class _Marked(dict):
