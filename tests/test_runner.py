@@ -17,7 +17,7 @@ import yaml
 from specwright import catalog
 from specwright import config as config_mod
 from specwright.errors import ValidationError
-from specwright.runner import run_all
+from specwright.runner import run_all, run_summary
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
 
@@ -247,6 +247,11 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
     result = run_all(store, config_mod.load(git_repo), git_repo, spec)
     assert result.status == "shipped", result.reason
     assert result.chunks[0].reason == "already shipped (skipped)"
+    summary = {r["title"]: r for r in run_summary(store, result.run_id)}
+    a = summary["Make A"]  # shipped by the killed run: not this run's work
+    assert a["status"] == "shipped" and a["ran"] is False
+    assert a["iterations"] is None and a["cost_usd"] is None and a["time_s"] is None
+    assert summary["Make B"]["ran"] is True and summary["Make B"]["iterations"] >= 1
     assert _files_on_branch(git_repo, "specwright/diamond") == {
         "a.txt": "A",
         "b.txt": "B",

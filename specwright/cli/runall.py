@@ -155,6 +155,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
             "chunk",
             "title",
             "status",
+            "ran",
             "iterations",
             "verdict",
             "input_tokens",

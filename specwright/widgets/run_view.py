@@ -46,6 +46,7 @@ SUMMARY_COLUMNS = (
     "chunk",
     "title",
     "status",
+    "ran",
     "iterations",
     "verdict",
     "input_tokens",
