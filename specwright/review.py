@@ -175,11 +175,21 @@ class ChecksReviewer:
             names = ", ".join(a.name for a in request.assessments if not a.ok)
             summary = f"{len(failing)} of {n} verification step(s) count against it: {names}"
             return ReviewResult(Review("REVISE", summary, tuple(failing + notes), self.name))
-        summary = (
-            f"all {n} verification step(s) passed" if n else "no verification steps configured"
-        )
-        if notes:
-            summary += f" ({len(notes)} pre-existing problem(s) at the base, not counted)"
+        failed_before = [
+            a.name for a in request.assessments if a.result.verification.status != "passed"
+        ]
+        if failed_before:  # it failed, as it did at the base: say so, not "passed"
+            summary = (
+                f"no verification step is worse than at the base ({', '.join(failed_before)} "
+                "failed there too"
+            )
+            summary += f"; {len(notes)} pre-existing problem(s), not counted)" if notes else ")"
+        elif n:
+            summary = f"all {n} verification step(s) passed"
+            if notes:
+                summary += f" ({len(notes)} pre-existing problem(s) at the base, not counted)"
+        else:
+            summary = "no verification steps configured"
         return ReviewResult(Review("SHIP", summary, tuple(notes), self.name))
 
 

@@ -50,6 +50,15 @@ def test_checks_reviewer_ships_only_when_verification_passes() -> None:
     assert finding.check == "verify:tests" and "assert 5 == 6" in finding.message
     none = checks.review(request()).review
     assert none.verdict == "SHIP" and "no verification steps" in none.summary
+    # failing as at the base: shipped, and said so rather than "passed"
+    failing = Verification("tests", "pytest -q", "failed", 1, 12, "E   assert 5 == 6")
+    same = assess_step(StepResult(failing), StepResult(failing))
+    assert same.ok
+    as_before = checks.review(request(same, assessment("passed", "lint"))).review
+    assert as_before.verdict == "SHIP"
+    assert as_before.summary.startswith(
+        "no verification step is worse than at the base (tests failed there too"
+    )
 
 
 def test_completion_findings() -> None:
