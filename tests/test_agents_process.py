@@ -389,6 +389,39 @@ def test_command_prompt_as_argument(git_repo: Path, store: Any) -> None:
     assert outcome.final_text.endswith(f"in {git_repo.resolve()}")
 
 
+def test_an_agent_whose_first_event_fails_to_record_is_not_left_running(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder failing on the "process" step (a full disk, say), between the start and
+    the reading of the lines: the error reaches the caller and the agent's group is killed."""
+    from specwright.agents.orphans import group_alive
+
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    pidfile = tmp_path / "pid"
+    ex = CommandExecutor(
+        executor_config(
+            type="command",
+            argv=("sh", "-c", f"echo $$ > {pidfile}; sleep 60 & wait", "sh", "{prompt}"),
+        )
+    )
+
+    def sink(event: AgentEvent) -> None:
+        if isinstance(event, StepEvent):
+            raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        ex.execute(Task("go", git_repo), sink, threading.Event())
+    deadline = time.monotonic() + 5
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pgid = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(pgid)
+    assert list((tmp_path / "runtime").glob("*.json")) == []
+
+
 def test_command_prompt_by_stdin_and_exit_code(git_repo: Path) -> None:
     ex = CommandExecutor(
         executor_config(

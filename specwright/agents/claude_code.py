@@ -227,7 +227,13 @@ class ClaudeCodeExecutor:
         log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
         try:
             stream.start()
-            on_event(StepEvent("process", raw={"pid": stream.result.pid, "executable": executable}))
+            try:
+                on_event(
+                    StepEvent("process", raw={"pid": stream.result.pid, "executable": executable})
+                )
+            except BaseException:  # the lines will not be read: the agent must not run unseen
+                stream.abandon()
+                raise
             for item in stream.lines(cancel):
                 if isinstance(item, Overlong):
                     state.lineno += 1

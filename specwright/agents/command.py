@@ -260,7 +260,13 @@ class CommandExecutor:
         )
         state = LineState(model=self.config.model)
         stream.start()
-        on_event(StepEvent("process", raw={"pid": stream.result.pid, "executable": stream.argv[0]}))
+        try:
+            on_event(
+                StepEvent("process", raw={"pid": stream.result.pid, "executable": stream.argv[0]})
+            )
+        except BaseException:  # the lines will not be read: the agent must not run on unseen
+            stream.abandon()
+            raise
         for item in stream.lines(cancel):
             if isinstance(item, Overlong):
                 state.lineno += 1

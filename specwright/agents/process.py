@@ -166,6 +166,19 @@ class ProcessStream:
         self.registration = register_agent(self.proc.pid, self.argv[0], self.cwd)
         return self
 
+    def abandon(self) -> None:
+        """Kill the agent's whole group when its lines will not be read (the caller failed
+        between ``start()`` and ``lines()``): nothing is left running."""
+        proc = self.proc
+        if proc is None:
+            return
+        kill_group(proc.pid, proc=proc)
+        unregister_agent(self.registration)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
     def lines(self, cancel: threading.Event) -> Iterator[bytes | Overlong]:
         """Stdout lines as they arrive. Stops early (killing the group) on cancel or timeout."""
         proc = self.proc
