@@ -128,10 +128,20 @@ def new_spec_row(
     return row
 
 
-def _check_budget(budget_usd: float | None, what: str) -> None:
+def is_budget(value: Any) -> bool:
+    """A budget in dollars: a finite number >= 0 (YAML and float() read ``nan`` and ``-1``)."""
     import math
 
-    if budget_usd is not None and not (math.isfinite(budget_usd) and budget_usd >= 0):
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _check_budget(budget_usd: float | None, what: str) -> None:
+    if budget_usd is not None and not is_budget(budget_usd):
         raise ValidationError(f"{what} {budget_usd!r}: expected a number of dollars >= 0")
 
 

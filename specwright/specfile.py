@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from specwright.catalog import is_budget
 from specwright.drafts import ChunkDraft, check_dag, chunk_ops
 from specwright.errors import SpecwrightError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
@@ -98,18 +99,6 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_budget(value: Any) -> bool:
-    """A budget in dollars: a finite number >= 0 (YAML reads ``.nan`` and ``-1`` as numbers)."""
-    import math
-
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
-    )
 
 
 def _one_line(text: str, what: str) -> str:
@@ -256,7 +245,7 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
             f"status: expected one of {', '.join(SPEC_STATUSES)}, got {status!r}",
         )
     budget = front.get("budget_usd")
-    if budget is not None and not _is_budget(budget):
+    if budget is not None and not is_budget(budget):
         raise fail(
             front_line.get("budget_usd", 2),
             f"budget_usd: expected a number of dollars >= 0, got {budget!r}",
@@ -370,7 +359,7 @@ def _merge_front_chunks(
         if not isinstance(deps, list):
             deps = [deps]
         budget = entry.get("budget_usd")
-        if budget is not None and not _is_budget(budget):
+        if budget is not None and not is_budget(budget):
             raise fail(
                 line, f"{where}.budget_usd: expected a number of dollars >= 0, got {budget!r}"
             )
