@@ -128,6 +128,7 @@ def run(quick: bool = False, full: bool = False, repeat: int | None = None) -> l
     """Run the benchmark ``repeat`` times on one corpus (default 3, quick 1); returns the median
     of each figure, with every run's value under ``runs``. Ratios are taken within each run (the
     machine is shared and noisy) before the median."""
+    from bench.common import python_env
     from specwright.store import Store
     from specwright.usage import claude
     from tests.support_usage import ccusage_path
@@ -150,7 +151,7 @@ def run(quick: bool = False, full: bool = False, repeat: int | None = None) -> l
         gen_s, info = _timed(lambda: _corpus(cfg, quick, full))
         fig("corpus_mb", info.bytes / 1e6, "MB", lines=info.lines, files=len(info.files))
         fig("corpus_generate_s", gen_s, "s")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_")}
+        env = {k: v for k, v in python_env().items() if not k.startswith("CLAUDE_")}
         env.update(CLAUDE_CONFIG_DIR=str(cfg), SPECWRIGHT_DB=str(work / "cli" / "db.duckdb"))
 
         ccusage = ccusage_path()
