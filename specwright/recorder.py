@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from specwright.journal import dumps
@@ -34,18 +34,22 @@ _ALWAYS_KEPT = ("usage", "error")
 
 
 def _bounded(
-    text: str | None, limit: int, redact: Redactor | None = None
+    text: str | None, limit: int, redact: Callable[[str], str] | None = None
 ) -> tuple[str | None, int | None]:
     """``text`` cut to ``limit`` chars (with a marker) and redacted; plus its original length.
 
     Only a head of twice the limit is redacted, so a 50 MB tool output costs no more than a
-    small one; the cut comes after redaction, so no secret is split by it."""
+    small one (a secret that head cuts in two is redacted too); the final cut comes after
+    redaction, so no secret is split by it."""
     if text is None:
         return None, None
     original = len(text)
     head = text[: limit * 2] if original > limit * 2 else text
     if redact is not None:
-        head = redact(head)
+        if len(head) < original and isinstance(redact, Redactor):
+            head = redact.edges(head, head=False)
+        else:
+            head = redact(head)
     if original <= limit * 2 and len(head) <= limit:
         return head, original
     marker = f"\n…[truncated: {original} chars in all, the first {limit} kept]"
@@ -108,6 +112,8 @@ class ExecutionRecorder:
         self.event_count = 0
         self.warnings = 0
         self.max_bytes = max_bytes
+        self._text_before = ""  # the end of the last text event, unredacted: a secret split
+        # across two lines or chunks is found in it plus the next one (never stored)
         self._journaled = 0  # journal bytes of this execution's events so far
         self.dropped: dict[str, int] = {}  # events past ``max_bytes``, by type
         self._buffer: list[dict[str, Any]] = []
@@ -227,7 +233,9 @@ class ExecutionRecorder:
             "raw": _raw_json(event.raw, r),
         }
         if event.type == "text":
-            row["text"], _ = _bounded(event.text, MAX_TEXT_CHARS, r)
+            before = self._text_before
+            row["text"], _ = _bounded(event.text, MAX_TEXT_CHARS, lambda t: r.across(before, t))
+            self._text_before = (before[-4096:] + event.text[-4096:])[-4096:]
         elif event.type == "tool_call":
             row["tool_name"], row["call_id"] = event.tool, event.call_id
             text, length = _bounded(dumps(event.input), MAX_OUTPUT_CHARS, r)
@@ -254,12 +262,15 @@ class ExecutionRecorder:
                 text="final" if event.final else None,
             )
         elif event.type == "error":
-            row["text"], _ = _bounded(event.message, MAX_TEXT_CHARS, r)
+            # an error often ends with a line of stderr cut to length: the cut may halve a secret
+            row["text"], _ = _bounded(
+                event.message, MAX_TEXT_CHARS, lambda t: r.edges(t, head=False)
+            )
             row["tool_name"] = event.kind
             row["is_error"] = event.kind != "warning"
         elif event.type == "step":
             row["text"] = event.name
-            row["call_id"] = event.session_id
+            row["call_id"] = None if event.session_id is None else str(event.session_id)[:200]
         return row
 
     def flush(self) -> int:
@@ -320,13 +331,14 @@ class ExecutionRecorder:
             "finished_at": utcnow(),
             "duration_ms": int((time.monotonic() - self._started) * 1000),
             "exit_reason": self.redact(exit_reason)[:2000] if exit_reason else exit_reason,
-            "session_id": session_id,
+            # an agent's JSON may put anything there: the columns take a string and a number
+            "session_id": None if session_id is None else str(session_id)[:200],
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
-            "num_turns": num_turns,
+            "num_turns": num_turns if isinstance(num_turns, int) else None,
             "event_count": self.event_count,
             "reported_cost_usd": usage.cost_usd,
             "computed_cost_usd": computed_cost_usd,

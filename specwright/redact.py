@@ -1,17 +1,50 @@
 """Redact the values of secret environment variables from anything an agent prints.
 
 A variable is secret when its name says so (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH)
-and its value is long enough to be a credential rather than a flag.
+and its value is long enough to be a credential rather than a flag. A value is also found in
+the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either case)
+and JSON-escaped (once or twice, ASCII or not, with ``\\/``). ``edges`` also catches a value cut
+in two: the end of a text that is the start of a secret, and the start of one that is its end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote, quote_plus
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
 _MIN_LEN = 8
+MIN_PART = 6  # a piece of a cut secret at least this long is redacted at a text's edge
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _pattern(form: str) -> str:
+    """``form`` as a regex in which URL escapes match in either case (%2F, %2f)."""
+    out, at = [], 0
+    for m in _PERCENT.finditer(form):
+        out.append(re.escape(form[at : m.start()]))
+        out.append("%" + "".join(f"[{c.upper()}{c.lower()}]" for c in m.group(0)[1:]))
+        at = m.end()
+    out.append(re.escape(form[at:]))
+    return "".join(out)
+
+
+def _json_escaped(value: str, ascii_only: bool) -> str:
+    return json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+
+
+def variants(value: str) -> set[str]:
+    """The forms ``value`` takes once URL-encoded or JSON-escaped (itself included)."""
+    forms = {value}
+    forms.update((quote(value, safe=""), quote(value), quote_plus(value)))
+    for form in list(forms):
+        for ascii_only in (False, True):
+            once = _json_escaped(form, ascii_only)
+            forms.update((once, once.replace("/", "\\/"), _json_escaped(once, ascii_only)))
+    return forms
 
 
 class Redactor:
@@ -23,8 +56,22 @@ class Redactor:
             key=lambda kv: -len(kv[1]),
         )
         self._items = items
-        self._pattern = re.compile("|".join(re.escape(v) for _, v in items)) if items else None
-        self._names = {v: n for n, v in items}
+        names: dict[str, str] = {}
+        for name, value in items:
+            for form in variants(value):
+                names.setdefault(form, name)
+        forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
+        self._pattern = re.compile("|".join(_pattern(v) for v in forms)) if forms else None
+        self._names = names
+        # pieces of a cut secret: forms by first char (a text ending inside one) and last char
+        self._by_first: dict[str, list[str]] = {}
+        self._by_last: dict[str, list[str]] = {}
+        for form in forms:
+            self._by_first.setdefault(form[0], []).append(form)
+            self._by_last.setdefault(form[-1], []).append(form)
+        self._longest = len(forms[0]) if forms else 0
+        self._firsts = re.compile("[" + re.escape("".join(self._by_first)) + "]") if forms else None
+        self._lasts = re.compile("[" + re.escape("".join(self._by_last)) + "]") if forms else None
 
     @classmethod
     def from_env(
@@ -39,7 +86,82 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(lambda m: f"[REDACTED:{self._names[m.group(0)]}]", text)
+        return self._pattern.sub(lambda m: f"[REDACTED:{self._name(m.group(0))}]", text)
+
+    def _name(self, found: str) -> str:
+        name = self._names.get(found)
+        return name or self._names[_PERCENT.sub(lambda m: m.group(0).upper(), found)]
 
     def __bool__(self) -> bool:
         return self._pattern is not None
+
+    def edges(self, text: str, *, head: bool = True, tail: bool = True) -> str:
+        """``text`` redacted, and also a piece of a secret cut off at its end (``tail``: the
+        text stops inside a secret) or at its start (``head``: it begins inside one)."""
+        text = self(text)
+        if self._pattern is None or not text:
+            return text
+        assert self._firsts is not None and self._lasts is not None
+        if tail:  # the text ends with the start of a secret: its earliest such start wins
+            end = len(text) - MIN_PART + 1
+            for m in self._firsts.finditer(text, max(0, len(text) - self._longest), max(0, end)):
+                i = m.start()
+                piece = text[i:]
+                name = next(
+                    (
+                        self._names[f]
+                        for f in self._by_first[text[i]]
+                        if len(f) > len(piece) and f.startswith(piece)
+                    ),
+                    None,
+                )
+                if name is not None:
+                    text = f"{text[:i]}[REDACTED:{name}]"
+                    break
+        if head:  # the text starts with the end of a secret: the longest such end wins
+            ends = [m.end() for m in self._lasts.finditer(text, MIN_PART - 1, self._longest)]
+            for k in reversed(ends):
+                piece = text[:k]
+                name = next(
+                    (
+                        self._names[f]
+                        for f in self._by_last[text[k - 1]]
+                        if len(f) > k and f.endswith(piece)
+                    ),
+                    None,
+                )
+                if name is not None:
+                    text = f"[REDACTED:{name}]{text[k:]}"
+                    break
+        return text
+
+    def across(self, before: str, text: str) -> str:
+        """``text`` redacted, where ``before`` is what came just before it in the same stream
+        (the previous line or chunk): a secret that began in ``before`` is redacted where it
+        ends in ``text``, and one that ``text`` ends inside is cut off (see ``edges``)."""
+        if self._pattern is None or not text:
+            return text
+        before = before[-self._longest :]
+        start = len(before)
+        joined = before + text
+        cut, name = 0, ""
+        for m in self._pattern.finditer(joined, max(0, start - self._longest + 1)):
+            if m.start() >= start:
+                break
+            if m.end() > start:
+                cut, name = m.end() - start, self._name(m.group(0))
+        if cut:
+            return f"[REDACTED:{name}]" + self.edges(text[cut:], head=False)
+        return self.edges(text, head=False)
+
+    def lines(self, text: str) -> str:
+        """``text`` redacted line by line as ``across`` does, so a secret broken over two lines
+        is found; its first line is taken to be cut (``edges``), as a tail of output is."""
+        if self._pattern is None or not text:
+            return text
+        out, before = [], ""
+        for line in text.split("\n"):
+            out.append(self.across(before, line))
+            before = line
+        out[0] = self.edges(out[0], tail=False)
+        return "\n".join(out)

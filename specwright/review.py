@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 MAX_TAIL_IN_FINDING = 1500
 MAX_FINDINGS = 50
 MAX_SUMMARY_CHARS = 4000
+MAX_ERROR_CHARS = 2000
+MAX_LINE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,27 @@ class MalformedReview(ValueError):
     """The model's structured answer does not fit the review schema."""
 
 
+def _excerpt(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…({len(text)} chars)"
+
+
+def redacted(review: Review) -> Review:
+    """``review`` with the values of secret environment variables taken out of its texts (a
+    model quoting a key it saw in the diff must not put it in the store or a commit message)."""
+    from specwright.redact import Redactor
+
+    r = Redactor.from_env()
+    if not r:
+        return review
+    findings = tuple(
+        replace(f, message=r(f.message), check=r(f.check), file=r(f.file) if f.file else f.file)
+        for f in review.findings
+    )
+    error = r(review.error) if review.error else review.error
+    return replace(review, summary=r(review.summary), findings=findings, error=error)
+
+
 def parse_review(data: Any, reviewer: str) -> Review:
     """Validate a model's review payload; raises ``MalformedReview`` saying what is wrong."""
     from specwright.prompts import SEVERITIES, VERDICTS
@@ -208,11 +231,15 @@ def parse_review(data: Any, reviewer: str) -> Review:
         raise MalformedReview(f"expected an object, got {type(data).__name__}")
     verdict = data.get("verdict")
     if not isinstance(verdict, str) or verdict.strip().upper() not in VERDICTS:
-        raise MalformedReview(f"verdict: expected one of {', '.join(VERDICTS)}, got {verdict!r}")
+        raise MalformedReview(
+            f"verdict: expected one of {', '.join(VERDICTS)}, got {_excerpt(verdict)}"
+        )
     summary = data.get("summary")
     if not isinstance(summary, str):
-        raise MalformedReview(f"summary: expected a string, got {summary!r}")
+        raise MalformedReview(f"summary: expected a string, got {_excerpt(summary)}")
     raw_findings = data.get("findings", [])
+    if raw_findings is None:  # "no findings", said as null
+        raw_findings = []
     if not isinstance(raw_findings, list):
         raise MalformedReview(f"findings: expected a list, got {type(raw_findings).__name__}")
     findings = []
@@ -229,7 +256,9 @@ def parse_review(data: Any, reviewer: str) -> Review:
                 check=str(f.get("check") or "review")[:200],
                 severity=severity if severity in SEVERITIES else "error",
                 file=str(f["file"])[:500] if f.get("file") else None,
-                line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+                line=line
+                if isinstance(line, int) and not isinstance(line, bool) and 0 < line <= MAX_LINE
+                else None,
             )
         )
     return Review(verdict.strip().upper(), summary[:MAX_SUMMARY_CHARS], tuple(findings), reviewer)
@@ -284,15 +313,18 @@ class LLMReviewer:
                 iteration=request.iteration,
                 output_retries=1,
             )
-            return ReviewResult(parse_review(data, self.name), client.last_execution_id, usage)
+            review = redacted(parse_review(data, self.name))
+            return ReviewResult(review, client.last_execution_id, usage)
         except (LLMOutputError, MalformedReview) as exc:
             error = f"malformed review from the model after a retry: {exc}"
         except LLMError as exc:
             error = f"reviewer call failed: {exc}"
         finally:
             client.close()
+        if len(error) > MAX_ERROR_CHARS:
+            error = f"{error[:MAX_ERROR_CHARS]}…({len(error)} chars)"
         return ReviewResult(
-            Review("REVISE", "", (), self.name, error=error), client.last_execution_id
+            redacted(Review("REVISE", "", (), self.name, error=error)), client.last_execution_id
         )
 
 
@@ -310,8 +342,8 @@ def make_reviewer(config: Config, name: str | None, store: Store) -> Reviewer:
 def review_row(
     result: ReviewResult, *, run_id: str | None, chunk_id: str | None, iteration: int | None
 ) -> dict[str, Any]:
-    """The ``reviews`` row for one review."""
-    r = result.review
+    """The ``reviews`` row for one review (its texts redacted)."""
+    r = redacted(result.review)
     return {
         "id": new_id(),
         "run_id": run_id,

@@ -1,7 +1,8 @@
 """Verification: the project's own checks, run by Specwright in the chunk's work tree.
 
 Each configured step (name, shell command, timeout) runs in its own process group; a step that
-times out or is cancelled has the whole group killed. The last 4 KiB of its output is kept.
+times out or is cancelled has the whole group killed. The last 4 KiB of its output is kept
+(read from a pipe as it comes: gigabytes of output cost neither memory nor disk).
 For pytest steps (the command mentions ``pytest``) a JUnit XML report is requested through
 ``PYTEST_ADDOPTS`` so the exact collected / failed / skipped tests are known; without the report
 the summary line is parsed. ``assess`` compares an attempt with the baseline taken on the base
@@ -11,18 +12,21 @@ step that ran no tests, or tests deleted or newly skipped since the base, are ca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from specwright.agents.process import kill_group
+from specwright.agents.process import clean_tail, kill_group
 from specwright.model import Verification, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -88,13 +92,37 @@ def is_pytest(command: str) -> bool:
 # --- running --------------------------------------------------------------------------------
 
 
-def _tail(f: IO[bytes], limit: int = TAIL_BYTES) -> str:
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
-    f.seek(max(0, size - limit))
-    data = f.read()
-    text = data.decode("utf-8", errors="replace")
-    return text if size <= limit else "…" + text
+class _TailReader(threading.Thread):
+    """Reads a step's output pipe to its end, keeping only the last ``limit`` bytes: a step
+    printing gigabytes costs neither memory nor disk."""
+
+    def __init__(self, stream: IO[bytes], limit: int = TAIL_BYTES) -> None:
+        super().__init__(name="verify-output", daemon=True)
+        self.stream, self.limit = stream, limit
+        self.chunks: deque[bytes] = deque()
+        self.size = 0  # bytes kept in ``chunks``
+        self.total = 0  # bytes read in all
+
+    def run(self) -> None:
+        read = getattr(self.stream, "read1", self.stream.read)
+        try:
+            while chunk := read(65536):
+                self.chunks.append(chunk)
+                self.size += len(chunk)
+                self.total += len(chunk)
+                while self.size - len(self.chunks[0]) >= self.limit:
+                    self.size -= len(self.chunks.popleft())
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.stream.close()
+
+    def text(self) -> str:
+        data = b"".join(list(self.chunks))
+        if self.total <= self.limit:
+            return data.decode("utf-8", errors="replace")
+        return clean_tail(data, self.limit)
 
 
 def run_step(
@@ -119,61 +147,70 @@ def run_step(
         if pytest_step:
             extra = f"--junitxml={junit} -o junit_family=xunit2"
             run_env["PYTEST_ADDOPTS"] = f"{run_env.get('PYTEST_ADDOPTS', '')} {extra}".strip()
-        with open(Path(tmp) / "output", "w+b") as out:
+        try:
+            proc = subprocess.Popen(
+                step.command,
+                shell=True,
+                cwd=str(workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=run_env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            status, tail = "error", f"cannot start: {exc}"
+        else:
+            assert proc.stdout is not None
+            reader = _TailReader(proc.stdout)
+            reader.start()
+            state = "done"
+            deadline = started + step.timeout_s
             try:
-                proc = subprocess.Popen(
-                    step.command,
-                    shell=True,
-                    cwd=str(workdir),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=run_env,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                status, tail = "error", f"cannot start: {exc}"
-            else:
-                state = "done"
-                deadline = started + step.timeout_s
-                try:
-                    while proc.poll() is None:
-                        if cancel.is_set():
-                            state = "cancelled"
-                            break
-                        if time.monotonic() >= deadline:
-                            state = "timeout"
-                            break
-                        try:
-                            proc.wait(timeout=0.05)
-                        except subprocess.TimeoutExpired:
-                            pass
-                finally:  # also on KeyboardInterrupt: never leave the step running
-                    if proc.poll() is None:
-                        kill_group(proc.pid, grace_s=KILL_GRACE_S, proc=proc)
-                rc = proc.returncode
-                tail = _tail(out)
-                if state == "timeout":
-                    status, rc = "timeout", None
-                    tail += f"\n[specwright: killed after {step.timeout_s:g}s timeout]"
-                elif state == "cancelled":
-                    status, rc = "error", None
-                    tail += "\n[specwright: cancelled]"
-                elif rc in (126, 127):
-                    status = "error"  # not runnable / command not found: a broken step
-                elif rc != 0:
-                    status = "failed"
+                while proc.poll() is None:
+                    if cancel.is_set():
+                        state = "cancelled"
+                        break
+                    if time.monotonic() >= deadline:
+                        state = "timeout"
+                        break
+                    try:
+                        proc.wait(timeout=0.05)
+                    except subprocess.TimeoutExpired:
+                        pass
+            finally:  # also on KeyboardInterrupt: never leave the step running
+                if proc.poll() is None:
+                    kill_group(proc.pid, grace_s=KILL_GRACE_S, proc=proc)
+                # what the group left running goes too; then the pipe ends
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                # a process that left the group may hold the pipe open: its reader is left
+                # to finish when it does, the step is over
+                reader.join(timeout=KILL_GRACE_S)
+            rc = proc.returncode
+            tail = reader.text()
+            if state == "timeout":
+                status, rc = "timeout", None
+                tail += f"\n[specwright: killed after {step.timeout_s:g}s timeout]"
+            elif state == "cancelled":
+                status, rc = "error", None
+                tail += "\n[specwright: cancelled]"
+            elif rc in (126, 127):
+                status = "error"  # not runnable / command not found: a broken step
+            elif rc != 0:
+                status = "failed"
         if pytest_step and status in ("passed", "failed"):
             tests = parse_junit(junit) if junit.exists() else parse_summary(tail)
             if rc == PYTEST_NO_TESTS:
                 tests = tests or TestReport(0, 0, 0, source="summary")
+    redact = Redactor.from_env(run_env)
     record = Verification(
         name=step.name,
-        command=step.command,
+        command=redact(step.command),  # `${VAR}` in the config puts secrets in commands
         status=status,
         exit_code=rc,
         duration_ms=int((time.monotonic() - started) * 1000),
-        output_tail=Redactor.from_env()(tail),
+        output_tail=redact.edges(tail, tail=False),
         tests_collected=tests.collected if tests else None,
         tests_failed=tests.failed if tests else None,
         tests_skipped=tests.skipped if tests else None,

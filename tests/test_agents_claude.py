@@ -69,8 +69,8 @@ def test_real_claude_writes_a_file_and_everything_is_recorded(
                 expect_tools=("Write",),
                 expect_model="claude-sonnet-4-5",
             ),
-            anthropic_text(
-                "Done: I wrote hello.txt.",
+            anthropic_text(  # an agent echoing its key: the stream log is a record too
+                "Done: I wrote hello.txt. (key sk-ant-fake-key-for-tests)",
                 expect_tool_result=True,
                 input_tokens=1300,
                 output_tokens=12,
@@ -112,6 +112,8 @@ def test_real_claude_writes_a_file_and_everything_is_recorded(
     assert row["cost_usd"] == pytest.approx(0.008715) and row["cost_source"] == "reported"
     assert row["status"] == "ok" and row["num_turns"] == 2 and row["session_id"]
     # the raw stream re-parses to the same tool calls (and becomes a fixture when recording)
+    assert "sk-ant-fake-key-for-tests" not in log.read_text()
+    assert "[REDACTED:ANTHROPIC_API_KEY]" in log.read_text()
     state = ClaudeStreamState()
     reparsed = [e for line in log.read_bytes().splitlines() for e in parse_line(line, state)]
     assert [e.type for e in reparsed if e.type in ("tool_call", "tool_result")] == [

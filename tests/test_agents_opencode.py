@@ -102,7 +102,7 @@ def run(
     return outcome, events
 
 
-def write_turns(target: Path) -> tuple[Any, Any]:
+def write_turns(target: Path, done: str = "Done: I wrote hello.txt.") -> tuple[Any, Any]:
     return (
         openai_tool_call(
             "write",
@@ -114,7 +114,7 @@ def write_turns(target: Path) -> tuple[Any, Any]:
             expect_tools=("write",),
         ),
         openai_text(
-            "Done: I wrote hello.txt.",
+            done,
             prompt_tokens=1300,
             completion_tokens=12,
             expect_tool_result=True,
@@ -131,8 +131,10 @@ def test_real_opencode_writes_a_file_and_everything_is_recorded(
 ) -> None:
     target = git_repo.resolve() / "hello.txt"
     log = tmp_path / "events.jsonl"
-    oc.script(*write_turns(target))
-    ex = OpenCodeExecutor(oc_config(options={"stream_log": str(log)}))
+    # the model echoes a secret of the executor's env: the stream log is a record too
+    oc.script(*write_turns(target, done="Done: I wrote hello.txt. tok-opencode-1234567"))
+    secret = {"MY_SERVICE_TOKEN": "tok-opencode-1234567"}
+    ex = OpenCodeExecutor(oc_config(options={"stream_log": str(log)}, env=secret))
     rec = ExecutionRecorder(store, role="executor", backend="opencode", executor="agent")
     outcome = run_execution(
         ex,
@@ -163,6 +165,8 @@ def test_real_opencode_writes_a_file_and_everything_is_recorded(
     assert row["cost_usd"] == pytest.approx(0.00834) and row["cost_source"] == "reported"
     assert row["status"] == "ok" and row["session_id"] == outcome.session_id
     assert row["model"] == "fake-model"
+    assert "tok-opencode-1234567" not in log.read_text()
+    assert "[REDACTED:MY_SERVICE_TOKEN]" in log.read_text()
     if RECORD:
         text = log.read_text().replace(str(git_repo.resolve()), "<RUN>/work")
         (STREAMS / "opencode" / "specwright_write.events.jsonl").write_text(text)

@@ -230,3 +230,38 @@ def test_llm_reviewer_transport_error_is_a_review_error(
     result = reviewer(srv, store, monkeypatch).review(request(assessment("passed")))
     assert result.review.verdict == "REVISE"
     assert result.review.error and "reviewer call failed" in result.review.error
+
+
+def test_llm_review_texts_are_redacted_and_bounded(
+    server: FakeModelServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reviewer quoting a key it saw in the diff leaves no key in the review row or the
+    summary the loop commits with; a huge malformed verdict makes a bounded error."""
+    secret = "ghp_0123456789abcdefABCDEF0123456789"
+    monkeypatch.setenv("GITHUB_TOKEN", secret)
+    finding = {
+        "message": f"hard-coded token {secret}",
+        "severity": "error",
+        "file": "calc.py",
+        "line": 10**30,
+    }
+    server.script(verdict("REVISE", f"do not commit {secret}", [finding]))
+    result = reviewer(server, store, monkeypatch).review(request(assessment("passed")))
+    review = result.review
+    assert review.summary == "do not commit [REDACTED:GITHUB_TOKEN]"
+    assert review.findings[0].message == "hard-coded token [REDACTED:GITHUB_TOKEN]"
+    assert review.findings[0].line is None  # not a line number any file has
+    rv.record(store, result, run_id=None, chunk_id=CHUNK_ID, iteration=1)
+    [row] = rows(store, "SELECT summary, findings::VARCHAR AS findings FROM reviews")
+    assert secret not in row["summary"] + row["findings"]
+
+    huge = {"verdict": "X" * 500_000, "summary": "", "findings": []}
+    server.script(
+        anthropic_tool_use("submit_review", huge),
+        anthropic_tool_use("submit_review", huge, expect_tool_result=True),
+    )
+    bad = reviewer(server, store, monkeypatch).review(request(assessment("passed"))).review
+    assert bad.verdict == "REVISE" and bad.error and "malformed review" in bad.error
+    assert len(bad.error) < 3000
+    null = rv.parse_review({"verdict": "SHIP", "summary": "ok", "findings": None}, "llm")
+    assert null.findings == ()

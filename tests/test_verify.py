@@ -177,3 +177,35 @@ def test_record_writes_rows(tmp_path: Path, store) -> None:  # type: ignore[no-u
         {"name": "a", "status": "passed", "exit_code": 0, "is_baseline": True},
         {"name": "b", "status": "failed", "exit_code": 1, "is_baseline": True},
     ]
+
+
+def test_gigabytes_of_output_cost_no_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that prints without end keeps only its tail: nothing of it is spooled to disk
+    (the step itself measures the temp folder while its output is still being read)."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    size = tmp_path / "size"
+    command = (
+        "head -c 60000000 /dev/zero | tr '\\0' x; echo; "
+        f"du -sk {scratch} | cut -f1 > {size}; echo LAST LINE"
+    )
+    result = run_step(step(command), tmp_path)
+    assert result.passed and result.verification.output_tail.endswith("LAST LINE\n")
+    assert len(result.verification.output_tail.encode()) <= verify.TAIL_BYTES + 8
+    assert int(size.read_text()) < 1000  # KB in the temp folder while the step ran
+
+
+def test_a_secret_is_redacted_from_the_command_and_a_cut_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-live-0123456789abcdefghij"
+    monkeypatch.setenv("DEPLOY_TOKEN", secret)
+    # the 4 KiB tail starts inside the secret (one long line: no line break to cut at)
+    filler = 4096 - 14
+    command = f"printf '%s' {secret}; head -c {filler} /dev/zero | tr '\\0' y"
+    out = run_step(step(command), tmp_path).verification
+    assert out.command == "printf '%s' [REDACTED:DEPLOY_TOKEN]; " + command.split("; ", 1)[1]
+    assert secret[-14:] not in out.output_tail and secret[-8:] not in out.output_tail

@@ -8,8 +8,8 @@ Config: ``model`` (required: the CLI's default changes between versions and deci
 ``max_turns``, ``permission_mode`` (acceptEdits by default; bypassPermissions only inside a git
 worktree), ``path``, ``env``, ``timeout_s``; ``options``: ``config_dir`` (a fixed
 CLAUDE_CONFIG_DIR, e.g. a logged-in ~/.claude, instead of a fresh one per run),
-``allowed_tools`` (list), ``extra_args`` (list), ``stream_log`` (a file the raw stream-json
-lines are appended to).
+``allowed_tools`` (list), ``extra_args`` (list), ``stream_log`` (a file the stream-json
+lines are appended to, secrets redacted as in the store).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from specwright.agents.process import (
 )
 from specwright.errors import AgentError, ConfigError
 from specwright.model import StepEvent
+from specwright.redact import Redactor
 
 if TYPE_CHECKING:
     from specwright.config import ExecutorConfig
@@ -215,16 +216,18 @@ class ClaudeCodeExecutor:
         )
         # stdin when the prompt is too long for one argv string, or would parse as an option
         big_prompt = len(task.prompt.encode()) > MAX_ARG_BYTES or task.prompt.startswith("-")
+        env = self.environment(task, config_dir)
         stream = ProcessStream(
             argv=self.argv(task, executable, prompt_as_arg=not big_prompt),
             cwd=workdir,
-            env=self.environment(task, config_dir),
+            env=env,
             stdin_data=task.prompt.encode() if big_prompt else None,
             timeout_s=task.timeout_s or self.config.timeout_s,
         )
         state = ClaudeStreamState()
         log_path = self.config.options.get("stream_log")
         log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
+        scrub = Redactor.from_env({**os.environ, **env})  # the log is a record too
         try:
             stream.start()
             try:
@@ -240,7 +243,8 @@ class ClaudeCodeExecutor:
                     on_event(overlong_warning(item, state.lineno))
                     continue
                 if log is not None:
-                    log.write(item if item.endswith(b"\n") else item + b"\n")
+                    text = scrub(item.decode("utf-8", errors="replace").rstrip("\n"))
+                    log.write(text.encode() + b"\n")
                 for event in parse_line(item, state):
                     on_event(event)
         finally:

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specwright.agents.base import Outcome
-from specwright.agents.process import decode_json_line, slim
+from specwright.agents.process import (
+    clean_tail,
+    cost,
+    count,
+    decode_json_line,
+    mapping,
+    slim,
+)
 from specwright.journal import dumps
 from specwright.model import (
     AgentEvent,
@@ -96,21 +103,27 @@ def retry_hint_s(text: str) -> float | None:
 
 
 def _usage_from_result(obj: dict[str, Any], model: str | None) -> Usage:
-    u = obj.get("usage") or {}
-    details = u.get("output_tokens_details") or {}
-    cost = obj.get("total_cost_usd")
-    model_usage = obj.get("modelUsage") or {}
+    u = mapping(obj.get("usage"))
+    details = mapping(u.get("output_tokens_details"))
+    model_usage = mapping(obj.get("modelUsage"))
     if model is None and model_usage:
-        model = next(iter(model_usage))
+        model = str(next(iter(model_usage)))
     return Usage(
-        input_tokens=int(u.get("input_tokens") or 0),
-        output_tokens=int(u.get("output_tokens") or 0),
-        cache_read_tokens=int(u.get("cache_read_input_tokens") or 0),
-        cache_write_tokens=int(u.get("cache_creation_input_tokens") or 0),
-        reasoning_tokens=int(details.get("thinking_tokens") or 0),
-        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        input_tokens=count(u.get("input_tokens")),
+        output_tokens=count(u.get("output_tokens")),
+        cache_read_tokens=count(u.get("cache_read_input_tokens")),
+        cache_write_tokens=count(u.get("cache_creation_input_tokens")),
+        reasoning_tokens=count(details.get("thinking_tokens")),
+        cost_usd=cost(obj.get("total_cost_usd")),
         model=model,
     )
+
+
+def _errors_text(obj: dict[str, Any]) -> str:
+    errors = obj.get("errors")
+    if isinstance(errors, list):
+        return "; ".join(map(str, errors))
+    return "" if errors is None else str(errors)
 
 
 def _error_kind(status: Any, err_type: Any) -> str:
@@ -152,7 +165,7 @@ def parse_line(line: bytes | str, state: ClaudeStreamState) -> list[AgentEvent]:
                     raw=slim(obj),
                 )
             )
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
         state.warnings += 1
         out.append(
             ErrorEvent(
@@ -291,11 +304,7 @@ def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
     out: list[AgentEvent] = [UsageEvent(usage, final=True, raw=raw)]
     if obj.get("is_error"):
         status, etype = obj.get("api_error_status"), obj.get("api_error_type")
-        text = (
-            obj.get("result")
-            or "; ".join(map(str, obj.get("errors") or []))
-            or str(obj.get("subtype"))
-        )
+        text = obj.get("result") or _errors_text(obj) or str(obj.get("subtype"))
         kind = _error_kind(status, etype) if (status or etype) else "error"
         if kind == "rate_limit":
             state.rate_limited = True
@@ -314,8 +323,9 @@ def _rate_limit(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEven
     resets = info.get("resetsAt")
     if status == "rejected":
         state.rate_limited = True
-        if isinstance(resets, int | float):
-            state.retry_after_s = max(0.0, float(resets) - time.time())
+        resets_at = cost(resets)  # a finite epoch time, or None
+        if resets_at is not None:
+            state.retry_after_s = max(0.0, resets_at - time.time())
         return [
             ErrorEvent(f"rate limit reached (resets at {resets})", kind="rate_limit", raw=slim(obj))
         ]
@@ -337,7 +347,7 @@ def outcome_from_state(
         "usage": usage,
         "session_id": state.session_id,
         "model": usage.model or state.model,
-        "num_turns": result.get("num_turns") if result else None,
+        "num_turns": count(result.get("num_turns")) if result else None,
         "retry_after_s": state.retry_after_s,
         "raw": {k: slim(v) for k, v in result.items()} if result else None,
     }
@@ -372,7 +382,7 @@ def outcome_from_state(
     final_text = result.get("result") if isinstance(result.get("result"), str) else state.last_text
     reason = str(result.get("terminal_reason") or result.get("subtype") or "completed")
     if result.get("is_error"):
-        text = result.get("result") or "; ".join(map(str, result.get("errors") or []))
+        text = result.get("result") or _errors_text(result)
         if result.get("terminal_reason") == "completed" and result.get("api_error_status"):
             reason = "api_error"  # 2.1.197 says completed even for API errors
         if state.rate_limited:
@@ -394,7 +404,7 @@ def outcome_from_state(
             "error",
             final_text=final_text or "",
             exit_reason=f"exit {returncode}",
-            error=stderr[-500:] or f"claude exited with {returncode}",
+            error=clean_tail(stderr, 500) if stderr else f"claude exited with {returncode}",
             **common,
         )
     return Outcome("ok", final_text=final_text or "", exit_reason=reason, **common)

@@ -23,6 +23,7 @@ from specwright.agents.base import EventSink, Outcome, Task
 from specwright.agents.process import (
     Overlong,
     ProcessStream,
+    clean_tail,
     decode_json_line,
     is_executable,
     overlong_warning,
@@ -225,9 +226,16 @@ class CommandExecutor:
     def executable(self) -> str:
         first = os.path.expanduser(self.config.path or self.config.argv[0])
         found = first if os.sep in first and is_executable(first) else which(first)
-        if not found:
-            raise AgentError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
-        return found
+        if found:
+            return found
+        if os.path.isdir(first):
+            raise AgentError(f"executor {self.name!r}: {first!r} is a directory, not a program")
+        if os.path.isfile(first):
+            raise AgentError(
+                f"executor {self.name!r}: {first!r} is not executable (chmod +x it, or put "
+                "its interpreter first in argv)"
+            )
+        raise AgentError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
 
     def argv(self, task: Task) -> list[str]:
         """The argv with ``{prompt}``, ``{system_prompt}``, ``{workdir}`` and ``{model}`` filled."""
@@ -305,7 +313,7 @@ class CommandExecutor:
             ErrorEvent(
                 f"{how}: {detail}" if detail else how,
                 kind="error",
-                raw={"stderr_tail": stderr[-4000:]} if stderr else None,
+                raw={"stderr_tail": clean_tail(stderr, 4000)} if stderr else None,
             )
         )
         status = "killed" if code < 0 else "error"

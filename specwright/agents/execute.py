@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from specwright.agents.base import Executor, Outcome, Task
@@ -27,7 +28,8 @@ def run_execution(
     server down) is recorded as an error event and an ``error`` execution, then re-raised as the
     ``SpecwrightError`` it is; any other exception is recorded the same way and re-raised.
     A final usage event is added when the adapter did not stream one, so the events alone
-    always carry the totals."""
+    always carry the totals. The Outcome's texts come back redacted like the events: the loop
+    makes the chunk summary and the commit message from them, the CLI prints them."""
     cancel = cancel or threading.Event()
     # the executor's config, also through a wrapper that keeps the real one as ``inner``
     config = getattr(executor, "config", None) or getattr(
@@ -60,6 +62,13 @@ def run_execution(
         recorder.on_event(ErrorEvent(f"{type(exc).__name__}: {exc}", kind="error"))
         recorder.finish(status="error", exit_reason=f"crash: {type(exc).__name__}: {exc}")
         raise
+    redact = recorder.redact
+    outcome = replace(
+        outcome,
+        final_text=redact.lines(outcome.final_text) if outcome.final_text else "",
+        exit_reason=redact(outcome.exit_reason),
+        error=redact.lines(outcome.error) if outcome.error else outcome.error,
+    )
     if not saw_final and (outcome.usage.total_tokens or outcome.usage.cost_usd is not None):
         recorder.on_event(UsageEvent(outcome.usage, final=True))
     reason = outcome.exit_reason

@@ -8,7 +8,7 @@ timeout. The event mapping is the pure parser in opencode_events.py.
 
 Config: ``url`` (``OPENCODE_URL`` wins), ``provider`` + ``model`` (or ``model: provider/model``),
 ``permission_policy`` (allow | always | reject), ``timeout_s``; ``options.stream_log``: a file the
-raw events are appended to. The agent's environment is the server's: ``env`` does not apply.
+events are appended to (secrets redacted as in the store). The agent's environment is the server's: ``env`` does not apply.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from specwright.agents.opencode_events import (
 from specwright.agents.process import find_executable, slim, version_of
 from specwright.errors import AgentError, ConfigError
 from specwright.model import ErrorEvent, StepEvent, Usage, UsageEvent
+from specwright.redact import Redactor
 
 if TYPE_CHECKING:
     import httpx
@@ -86,6 +87,8 @@ class OpenCodeExecutor:
         self.config = config
         self.name = config.name
         self.transport = transport
+        # for ``options.stream_log``: our secrets and the executor's, as the recorder redacts
+        self._scrub = Redactor.from_env({**os.environ, **config.env})
         if config.permission_policy not in POLICIES:
             raise ConfigError(
                 f"executor {config.name!r}: permission_policy {config.permission_policy!r}; "
@@ -339,8 +342,9 @@ class OpenCodeExecutor:
             if item is None:
                 continue
             last_event = time.monotonic()
-            if log is not None and isinstance(item, dict):
-                log.write(json.dumps({**item, "_t": round(last_event - started, 3)}) + "\n")
+            if log is not None and isinstance(item, dict):  # the log is a record too: redacted
+                line = json.dumps({**item, "_t": round(last_event - started, 3)})
+                log.write(self._scrub(line) + "\n")
             if isinstance(item, _Closed):
                 if ended is not None or state.idle:
                     return ended or "idle"
@@ -403,7 +407,7 @@ class OpenCodeExecutor:
             status = (r.json() or {}).get(state.session_id or "", {"type": "idle"})
         except Exception:
             return False
-        if status.get("type") == "idle":
+        if isinstance(status, dict) and status.get("type") == "idle":
             state.idle = True
             return True
         return False

@@ -9,11 +9,12 @@ state for the transport to answer.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from specwright.agents.process import slim
+from specwright.agents.process import cost, count, mapping, slim
 from specwright.model import (
     AgentEvent,
     ErrorEvent,
@@ -67,16 +68,15 @@ class OpenCodeState:
 
 
 def _step_usage(part: dict[str, Any], model: str | None) -> Usage:
-    tokens = part.get("tokens") or {}
-    cache = tokens.get("cache") or {}
-    cost = part.get("cost")
+    tokens = mapping(part.get("tokens"))
+    cache = mapping(tokens.get("cache"))
     return Usage(
-        input_tokens=int(tokens.get("input") or 0),
-        output_tokens=int(tokens.get("output") or 0),
-        cache_read_tokens=int(cache.get("read") or 0),
-        cache_write_tokens=int(cache.get("write") or 0),
-        reasoning_tokens=int(tokens.get("reasoning") or 0),
-        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        input_tokens=count(tokens.get("input")),
+        output_tokens=count(tokens.get("output")),
+        cache_read_tokens=count(cache.get("read")),
+        cache_write_tokens=count(cache.get("write")),
+        reasoning_tokens=count(tokens.get("reasoning")),
+        cost_usd=cost(part.get("cost")),
         model=model,
     )
 
@@ -90,16 +90,27 @@ def _retry_after(headers: dict[str, Any]) -> float | None:
     lower = {str(k).lower(): v for k, v in (headers or {}).items()}
     try:
         if "retry-after-ms" in lower:
-            return float(lower["retry-after-ms"]) / 1000
-        if "retry-after" in lower:
-            return float(lower["retry-after"])
+            seconds = float(lower["retry-after-ms"]) / 1000
+        elif "retry-after" in lower:
+            seconds = float(lower["retry-after"])
+        else:
+            return None
     except (TypeError, ValueError):
         return None
-    return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def as_error(error: Any) -> dict[str, Any]:
+    """A session or message error as OpenCode's ``{name, data: {message}}`` object, whatever
+    shape it came in (a bare string, a list...)."""
+    if isinstance(error, dict):
+        return error if isinstance(error.get("data"), dict | None) else {**error, "data": {}}
+    return {"name": "Error", "data": {"message": str(error)[:2000]}}
 
 
 def error_text(error: dict[str, Any]) -> str:
     """One line for a session error: name, message and HTTP status when there is one."""
+    error = as_error(error)
     data = error.get("data") or {}
     text = f"{error.get('name', 'Error')}: {data.get('message') or error}"
     if data.get("statusCode"):
@@ -129,7 +140,7 @@ def parse_event(event: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]
                 return []  # another session in the same directory
             return _child(kind, props, state)
         return _dispatch(kind, props, state)
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
         state.warnings += 1
         return [
             ErrorEvent(
@@ -159,7 +170,7 @@ def _child(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Agent
             return [StepEvent("subagent_session", str(info["id"]), raw=slim(info))]
         return []
     if kind == "session.error":
-        error = props.get("error") or {}
+        error = as_error(props.get("error") or {})
         return [
             ErrorEvent(f"sub-agent session: {error_text(error)}", kind="warning", raw=slim(error))
         ]
@@ -183,7 +194,7 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
             state.model = info.get("modelID") or state.model
             state.provider = info.get("providerID") or state.provider
             if info.get("error") and state.error is None:
-                state.error = info["error"]
+                state.error = as_error(info["error"])
         return []
     if kind == "session.status":
         status = props.get("status") or {}
@@ -191,8 +202,9 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
             state.busy = True
         elif status.get("type") == "retry":
             nxt = status.get("next")
-            if isinstance(nxt, int | float):
-                state.retry_after_s = max(0.0, nxt / 1000 - time.time())
+            at_ms = cost(nxt)  # a finite number of ms since the epoch, or None
+            if at_ms is not None:
+                state.retry_after_s = max(0.0, at_ms / 1000 - time.time())
             return [
                 ErrorEvent(
                     f"model call failed, retry {status.get('attempt')}: {status.get('message')}",
@@ -207,7 +219,7 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
         state.idle = True
         return [StepEvent("idle", state.session_id)]
     if kind == "session.error":
-        error = props.get("error") or {}
+        error = as_error(props.get("error") or {})
         state.error = error
         data = error.get("data") or {}
         status = data.get("statusCode")

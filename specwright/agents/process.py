@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import queue
 import signal
@@ -253,9 +254,25 @@ class ProcessStream:
         for t in threads:
             t.join(timeout=2)
         self.result.returncode = proc.returncode
-        self.result.stderr_tail = b"".join(tail)[-STDERR_TAIL_BYTES:].decode(
-            "utf-8", errors="replace"
-        )
+        self.result.stderr_tail = clean_tail(b"".join(tail), STDERR_TAIL_BYTES)
+
+
+CUT_SKIP = 256  # a tail cut with no line break or space near its start loses this much more
+
+
+def clean_tail(data: bytes | str, limit: int) -> str:
+    """The last ``limit`` bytes (or chars) of ``data`` as text; when that cuts, it starts after
+    the first line break (or space) in it, so no half line, half character or half secret is
+    kept (with none, ``CUT_SKIP`` more are dropped: a secret has no spaces, few are longer)."""
+    raw = data.encode("utf-8", errors="replace") if isinstance(data, str) else data
+    if len(raw) <= limit:
+        return raw.decode("utf-8", errors="replace")
+    raw = raw[-limit:]
+    for sep in (b"\n", b" ", b"\t"):
+        at = raw.find(sep, 0, limit // 2)
+        if at >= 0:
+            return "…" + raw[at + 1 :].decode("utf-8", errors="replace")
+    return "…" + raw[min(CUT_SKIP, limit // 2) :].decode("utf-8", errors="ignore")
 
 
 # --- line decoding --------------------------------------------------------------------------
@@ -332,6 +349,31 @@ def slim(obj: Any, limit: int = SLIM_STRING_CHARS) -> Any:
     if isinstance(obj, list):
         return [slim(v, limit) for v in obj]
     return obj
+
+
+def count(value: Any) -> int:
+    """A token count from an agent's JSON: a non-negative whole number, else 0 (a string, a
+    list, ``1e400``, a negative number from a misbehaving agent never stop a run)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        number = float(value)
+    except ValueError:
+        return 0
+    return int(number) if math.isfinite(number) and 0 <= number < 2**63 else 0
+
+
+def cost(value: Any) -> float | None:
+    """A reported cost in USD: a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def overlong_warning(item: Overlong, lineno: int) -> ErrorEvent:

@@ -1,0 +1,138 @@
+"""Secrets an agent prints never reach the store, the journal, the Outcome (the loop's summary
+and commit message) or the CLI: whole, URL-encoded, JSON-escaped, broken over two lines, or cut
+in half by a bound on stderr. Real subprocesses, a real DuckDB file and its journal."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.agents import Task, run_execution
+from specwright.agents.command import CommandExecutor
+from specwright.recorder import ExecutionRecorder
+from specwright.redact import Redactor
+from specwright.store import Store
+from tests.support_agents import executor_config, fake_cli
+
+# Characters that URL-encoding and JSON-escaping change, like real base64 tokens have.
+SECRET = 'tok"en/ab+cd=ef\\gh&ij-klmnop-qrstuv'
+HALVES = (SECRET[:14], SECRET[14:])
+
+LEAKY = """
+import json, os, sys, urllib.parse
+s = os.environ["MY_API_TOKEN"]
+print("plain:", s)
+print("url:", urllib.parse.quote(s, safe=""))
+print("url-lower:", urllib.parse.quote(s, safe="").replace("%2F", "%2f"))
+print("query:", urllib.parse.urlencode({"token": s}))
+print("json:", json.dumps({"token": s}))
+print("json in json:", json.dumps(json.dumps({"token": s})))
+print("split:", s[:14])
+print(s[14:])
+sys.stderr.write("fatal: token " + s + "\\n" + "z" * 3975 + "\\n")
+sys.exit(3)
+"""
+
+
+def everything_recorded(store: Store) -> str:
+    """Every row of every table the agent side writes, and every journal file, as one text."""
+    parts = []
+    for table in ("executions", "events"):
+        for row in store.query_dicts(f"SELECT * FROM {table}"):
+            parts.append(json.dumps(row, default=str, ensure_ascii=False))
+    for path in sorted(store.journal.root.rglob("*")):
+        if path.is_file():
+            parts.append(path.read_text(errors="replace"))
+    return "\n".join(parts)
+
+
+def assert_no_secret(text: str) -> None:
+    import urllib.parse
+
+    forms = {
+        SECRET,
+        urllib.parse.quote(SECRET, safe=""),
+        urllib.parse.quote_plus(SECRET),
+        json.dumps(SECRET)[1:-1],
+        *HALVES,
+        SECRET[-12:],  # the end a bound could cut off
+    }
+    found = sorted(form for form in forms if form in text)
+    assert not found, f"secret forms recorded: {found}"
+
+
+def test_every_form_of_a_secret_is_redacted_everywhere(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_API_TOKEN", SECRET)
+    agent = fake_cli(tmp_path / "bin", "leaky", LEAKY)
+    executor = CommandExecutor(executor_config(type="command", argv=(str(agent), "{prompt}")))
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    outcome = run_execution(executor, Task("go", tmp_path), recorder, threading.Event())
+    assert outcome.status == "error" and outcome.exit_reason == "exit 3"
+    recorded = everything_recorded(store)
+    assert recorded.count("[REDACTED:MY_API_TOKEN]") >= 9  # the lines were kept, not dropped
+    assert_no_secret(recorded)
+    # what the loop turns into the chunk summary and commit message, and the CLI prints
+    assert_no_secret(outcome.final_text + "\n" + (outcome.error or ""))
+    assert "[REDACTED:MY_API_TOKEN]" in outcome.final_text
+
+
+def test_a_secret_only_the_agent_gets_is_redacted_across_lines(
+    store: Store, tmp_path: Path
+) -> None:
+    """``env`` in the executor config (not in our environment) is redacted too, also when the
+    agent breaks it over two lines."""
+    agent = fake_cli(
+        tmp_path / "bin",
+        "split",
+        'import os\ns = os.environ["DEPLOY_TOKEN"]\nprint("a" + s[:9])\nprint(s[9:] + "b")\n',
+    )
+    config = executor_config(
+        type="command", argv=(str(agent), "{prompt}"), env={"DEPLOY_TOKEN": SECRET}
+    )
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    outcome = run_execution(CommandExecutor(config), Task("go", tmp_path), recorder)
+    assert outcome.ok
+    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    assert texts == ["a[REDACTED:DEPLOY_TOKEN]", "[REDACTED:DEPLOY_TOKEN]b"]
+    assert_no_secret(everything_recorded(store) + outcome.final_text)
+
+
+def test_agents_check_prints_no_secret(
+    cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "proj"
+    (root / ".handoff").mkdir(parents=True)
+    agent = fake_cli(tmp_path / "bin", "leaky", LEAKY)
+    (root / ".handoff" / "config.yaml").write_text(
+        f"tools:\n  executors:\n    leaky: {{type: command, argv: [{str(agent)!r}, '{{prompt}}']}}\n"
+        "defaults:\n  executor: leaky\n"
+    )
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MY_API_TOKEN", SECRET)
+    r = cli("--json", "agents", "check", "leaky")
+    assert r.code == 1, r.err
+    shown = json.loads(r.out)
+    assert "[REDACTED:MY_API_TOKEN]" in shown["answer"]
+    assert_no_secret(r.out + r.err)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" + SECRET[:20],  # a text that stops inside a secret
+        SECRET[-20:] + "x",  # one that starts inside it
+    ],
+)
+def test_edges_redact_a_cut_secret(text: str) -> None:
+    r = Redactor({"MY_API_TOKEN": SECRET})
+    out = r.edges(text)
+    assert "[REDACTED:MY_API_TOKEN]" in out and SECRET[5:19] not in out
+    assert r.edges("nothing secret here") == "nothing secret here"
+    assert r.across("abc " + SECRET[:3], SECRET[3:] + " def") == "[REDACTED:MY_API_TOKEN] def"
