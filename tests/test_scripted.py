@@ -126,6 +126,14 @@ def test_no_script_and_bad_scripts_are_clear_errors(tmp_path: Path) -> None:
         select_steps([{"sleep": -1}], {})
     with pytest.raises(ScriptError, match=r"usage: expected a mapping"):
         select_steps([{"usage": {"tokens": 3}}], {})
+    # a NaN cost would make every total it is summed into NaN; a count as text was a traceback
+    with pytest.raises(ScriptError, match=r"script\[0\]\.usage\.cost_usd: expected a finite"):
+        select_steps([{"usage": {"cost_usd": float("nan")}}], {})
+    with pytest.raises(ScriptError, match=r"usage\.input_tokens: expected a whole number"):
+        select_steps([{"usage": {"input_tokens": "many"}}], {})
+    with pytest.raises(ScriptError, match=r"usage\.output_tokens: expected a whole number"):
+        select_steps([{"usage": {"output_tokens": -1}}], {})
+    assert select_steps([{"usage": {"input_tokens": 3, "cost_usd": 0.5, "model": "m"}}], {})
 
 
 def test_fail_and_rate_limit(tmp_path: Path) -> None:

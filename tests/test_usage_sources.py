@@ -203,7 +203,7 @@ def test_merge_of_a_foreign_or_damaged_export_is_one_line_and_merges_nothing(
     tmp_path: Path, store: Store
 ) -> None:
     """A Parquet file that is no usage export, one with a key missing, one whose values do not
-    fit the columns: a one-line error naming the file, and nothing merged; columns this schema
+    fit the columns, one with NaN costs: a one-line error naming the file, and nothing merged; columns this schema
     lacks are left out with a warning; another manifest format is refused."""
     import duckdb
 
@@ -234,6 +234,11 @@ def test_merge_of_a_foreign_or_damaged_export_is_one_line_and_merges_nothing(
         "nullkey": (
             f"SELECT * REPLACE (NULL::VARCHAR AS dedup_key) FROM '{records}'",
             "cannot merge into usage_records (nothing was merged)",
+        ),
+        # a NaN cost turns every total it is summed into NaN
+        "nancost": (
+            f"SELECT * REPLACE ('NaN'::DOUBLE AS computed_cost_usd) FROM '{records}'",
+            "row(s) with computed_cost_usd NaN or infinite; expected finite numbers (nothing",
         ),
     }
     for name, (select, message) in cases.items():

@@ -36,6 +36,7 @@ by the config's ``script`` key (relative paths from the work tree, then the curr
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -149,8 +150,28 @@ def validate_steps(steps: Any, where: str) -> list[dict[str, Any]]:
             raise ScriptError(
                 f"{at}.usage: expected a mapping with keys among {', '.join(sorted(_USAGE_KEYS))}"
             )
+        if action == "usage":
+            _check_usage(value, f"{at}.usage")
         out.append(dict(step))
     return out
+
+
+def _check_usage(usage: Mapping[str, Any], at: str) -> None:
+    """Token counts are whole numbers >= 0, a cost a finite number >= 0 (a NaN cost would turn
+    every total it is summed into NaN), a model a string."""
+    for key, value in usage.items():
+        if key == "model":
+            ok = value is None or isinstance(value, str)
+            expected = "a string"
+        elif key == "cost_usd":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and value >= 0
+            expected = "a finite number >= 0"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            expected = "a whole number >= 0"
+        if not ok:
+            raise ScriptError(f"{at}.{key}: expected {expected}, got {value!r}")
 
 
 def _chunk_entry(chunks: Mapping[str, Any], meta: Mapping[str, Any]) -> Any:

@@ -18,6 +18,8 @@ from specwright.errors import SpecwrightError
 from specwright.model import utcnow
 
 if TYPE_CHECKING:
+    import duckdb
+
     from specwright.store import Store
 
 TABLES = ("usage_records", "usage_snapshots", "prices")
@@ -132,14 +134,12 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
     result = MergeResult()
     with store.transaction() as conn:
         for table, path in _files(paths, result.warnings):
-            cols = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                    "ORDER BY ordinal_position",
-                    [table],
-                ).fetchall()
-            ]
+            typed = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            cols = [r[0] for r in typed]
             try:
                 have = {
                     r[0]
@@ -173,6 +173,9 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
                 collist += ", seq"
                 values += ", " + _SEQ.format(order="x.seq, x.ts" if "seq" in have else "x.ts")
                 numbered = _TOPS
+            _refuse_non_finite(
+                conn, path, table, [c for c, t in typed if t == "DOUBLE" and c in have]
+            )
             total = int(
                 conn.execute(f"SELECT count(*) FROM read_parquet('{_quote(path)}')").fetchall()[0][
                     0
@@ -208,6 +211,25 @@ _SEQ = (
 _TOPS = """
                 LEFT JOIN (SELECT source, max(seq) AS top FROM usage_records GROUP BY source) tops
                     ON tops.source = x.source"""
+
+
+def _refuse_non_finite(
+    conn: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str]
+) -> None:
+    """A cost or a rate that is NaN or infinite would turn every total it is summed into one:
+    such a file is refused (nothing merged), naming the column."""
+    if not columns:
+        return
+    counts = ", ".join(
+        f'count(*) FILTER (WHERE NOT isfinite(try_cast("{c}" AS DOUBLE)))' for c in columns
+    )
+    row = conn.execute(f"SELECT {counts} FROM read_parquet('{_quote(path)}')").fetchall()[0]
+    for column, bad in zip(columns, row, strict=True):
+        if bad:
+            raise SpecwrightError(
+                f"{path}: {bad} row(s) with {column} NaN or infinite; expected finite numbers "
+                f"(nothing was merged into {table})"
+            )
 
 
 def _part(table: str) -> str:
