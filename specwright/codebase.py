@@ -18,6 +18,7 @@ import heapq
 import json
 import os
 import re
+import stat
 import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from specwright.store import Store
 
-ANALYZER_VERSION = 1  # bump when the rendered text changes, so old cache rows are not reused
+ANALYZER_VERSION = 2  # bump when the rendered text changes, so old cache rows are not reused
 DEFAULT_BUDGET_TOKENS = 6000
 DEFAULT_MAX_FILES = 100_000
 MAX_COUNT_BYTES = 2 * 1024 * 1024  # files above this get an estimated line count
@@ -215,18 +216,17 @@ def _count_lines(root: Path, paths: list[str]) -> tuple[list[Language], int]:
         lang = _language(rel)
         if lang is None:
             continue
-        full = os.path.join(root, rel)
-        try:
-            size = os.stat(full).st_size
-        except OSError:
+        full = _regular_file(root, rel)
+        if full is None:
             continue
+        size = full[1]
         files[lang] += 1
         if size > MAX_COUNT_BYTES or size > budget:
             lines[lang] += size // 40  # an estimate: ~40 bytes a line in source code
             continue
         try:
-            with open(full, "rb") as fh:
-                data = fh.read()
+            with open(full[0], "rb") as fh:
+                data = fh.read(MAX_COUNT_BYTES + 1)
         except OSError:
             continue
         budget -= len(data)
@@ -237,9 +237,27 @@ def _count_lines(root: Path, paths: list[str]) -> tuple[list[Language], int]:
     return langs, sum(lines.values())
 
 
-def _read(root: Path, rel: str, limit: int = 256 * 1024) -> str | None:
+def _regular_file(root: Path, rel: str) -> tuple[str, int] | None:
+    """The real path and size of ``rel`` if it is a regular file inside ``root``: a symlink out
+    of an untrusted repo (README.md -> ~/.ssh/id_rsa) must not reach the prompt, nor a FIFO hang."""
+    full = os.path.join(root, rel)
     try:
-        with open(root / rel, "rb") as fh:
+        real = os.path.realpath(full)
+        st = os.stat(real)
+    except (OSError, ValueError):
+        return None
+    base = os.path.realpath(root)
+    if not stat.S_ISREG(st.st_mode) or os.path.commonpath([base, real]) != base:
+        return None
+    return real, st.st_size
+
+
+def _read(root: Path, rel: str, limit: int = 256 * 1024) -> str | None:
+    found = _regular_file(root, rel)
+    if found is None:
+        return None
+    try:
+        with open(found[0], "rb") as fh:
             return fh.read(limit).decode("utf-8", "replace")
     except OSError:
         return None
@@ -263,11 +281,7 @@ def _infer_commands(root: Path, top: set[str], paths: list[str]) -> tuple[dict, 
     if "package.json" in top:
         _node_commands(root, top, commands, keys)
     if "Cargo.toml" in top:
-        for kind, cmd in (
-            ("build", "cargo build"),
-            ("test", "cargo test"),
-            ("lint", "cargo clippy"),
-        ):
+        for kind, cmd in (("build", "cargo build"), ("test", "cargo test"), ("lint", "cargo clippy")):  # fmt: skip
             _add(commands, kind, cmd)
     if "go.mod" in top:
         for kind, cmd in (("build", "go build ./..."), ("test", "go test ./..."), ("lint", "go vet ./...")):  # fmt: skip
@@ -384,8 +398,9 @@ def analyze(
     is_git = toplevel is not None
     paths = _git_files(root, with_untracked=commit is None, max_files=max_files) if is_git else None
     if not paths:  # not a repository, or a folder git ignores (e.g. inside .venv): walk it
-        is_git = False
-        paths = _walk_files(root, max_files)
+        walked = _walk_files(root, max_files)
+        if walked or paths is None:  # an empty repository is still a repository
+            is_git, paths = False, walked
     truncated = len(paths) > max_files
     paths = paths[:max_files]
     langs, total_lines = _count_lines(root, paths)
@@ -494,7 +509,9 @@ class _Tree:
 def _render_tree(paths: list[str], budget_chars: int) -> str:
     if budget_chars <= 20 or not paths:
         return ""
-    return _Tree(paths).render(budget_chars)
+    # a file name is untrusted: a newline or escape in it must not forge lines of the summary
+    safe = ["".join(c if c.isprintable() else "?" for c in p) for p in paths]
+    return _Tree(safe).render(budget_chars)
 
 
 def render(summary: Summary, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> str:
