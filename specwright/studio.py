@@ -3,8 +3,9 @@
 Every step is a row in the store before the next one starts: ``start`` creates the draft spec
 (with the intent) and then asks the planner for 3-7 questions (``spec_questions`` rows);
 ``answer`` saves each answer as it comes; ``write_spec`` saves the markdown spec on the spec row;
-``split`` saves the chunks and their dependencies, validated as a DAG (a cycle or an unknown
-dependency is re-asked once, then a clear error); ``refine`` revises the spec or the chunks.
+``split`` saves the chunks and their dependencies, validated as a DAG of at most
+``prompts.MAX_CHUNKS`` chunks (a cycle, an unknown dependency or too many chunks is re-asked
+once, then a clear error); ``refine`` revises the spec or the chunks.
 A ``Studio`` holds only the spec id and reads everything else from the store, so a new object
 (``resume``) after a kernel restart carries on where the last one stopped.
 
@@ -310,8 +311,23 @@ class Studio:
                 pairs.append((pos, str(value)))
         else:
             pairs = [(i, str(a)) for i, a in enumerate(answers, 1)]
+        # check them all before saving any: a typo must not leave half the answers saved, nor be
+        # dropped silently while the planner goes on without it
         for pos, text in pairs:
-            if pos <= len(questions) and text.strip():
+            if not 1 <= pos <= len(questions) and text.strip():
+                raise ValidationError(
+                    f"answer {pos}: there are {len(questions)} questions; expected answers to "
+                    f"questions 1-{len(questions)} (nothing was saved)"
+                    if questions
+                    else f"spec {self.spec.slug!r} has no questions yet (ask_questions first)"
+                )
+            if len(text.strip()) > MAX_ANSWER_CHARS:
+                raise ValidationError(
+                    f"answer to question {pos}: {len(text.strip())} characters; "
+                    f"expected at most {MAX_ANSWER_CHARS} (nothing was saved)"
+                )
+        for pos, text in pairs:
+            if text.strip():
                 self._answer(pos, text)
         return self.questions
 
@@ -464,6 +480,10 @@ def _check_chunks(
         raw = data.get("chunks") or []
         if not raw:
             return [], "the chunk list is empty"
+        if len(raw) > prompts.MAX_CHUNKS:
+            return [], (
+                f"{len(raw)} chunks; expected at most {prompts.MAX_CHUNKS} (merge the small ones)"
+            )
         drafts: list[ChunkDraft] = []
         for n, item in enumerate(raw, 1):
             key = str(item.get("key") or "").strip() or f"#{n}"

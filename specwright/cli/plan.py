@@ -61,14 +61,24 @@ def register(sub: Any) -> None:
 # --- plan -------------------------------------------------------------------------------------
 
 
+def read_text(path: str, option: str) -> str:
+    """A UTF-8 text file named by ``option``; a one-line error when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise SpecwrightError(
+            f"{option} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise SpecwrightError(f"{option} {path}: cannot read: {exc.strerror}") from None
+
+
 def load_answers(path: str) -> list[str] | dict[Any, str]:
     """Answers from a YAML file: a list (in question order) or a mapping (number/text -> answer)."""
     import yaml
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecwrightError(f"--answers {path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, "--answers")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -130,12 +140,7 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     else:
         intent = args.intent
         if args.intent_file:
-            try:
-                intent = Path(args.intent_file).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise SpecwrightError(
-                    f"--intent-file {args.intent_file}: cannot read: {exc.strerror}"
-                ) from None
+            intent = read_text(args.intent_file, "--intent-file")
         studio = Studio.create(store, project, intent, **kw)
         if not ctx.json:
             print(f"draft spec {studio.spec.slug} ({studio.spec_id})", file=sys.stderr)

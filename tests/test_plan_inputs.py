@@ -1,0 +1,134 @@
+"""`specwright plan` with the inputs a person gets wrong: files that are not UTF-8, answers to
+questions that do not exist. Real CLI processes, a real database, the fake Anthropic server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from specwright.catalog import ensure_project
+from specwright.errors import ValidationError
+from specwright.store import Store, resolve_db_path
+from specwright.studio import start
+from specwright.testing import FakeModelServer, anthropic_tool_use
+from tests.test_studio import QUESTIONS, q_turn
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def project_dir(git_repo: Path, srv: FakeModelServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+        f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n      timeout_s: 5\n"
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    return git_repo
+
+
+def _plan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "plan", *args],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("option", ["--intent-file", "--answers"])
+def test_a_file_that_is_not_utf8_is_a_one_line_error(project_dir: Path, option: str) -> None:
+    bad = project_dir / "latin1.txt"
+    bad.write_bytes("Ajouter la connexion: caf\xe9".encode("latin-1"))
+    args = [option, "latin1.txt"] + (["--intent", "x"] if option == "--answers" else [])
+    out = _plan(*args, cwd=project_dir)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"specwright: error: {option} latin1.txt: not UTF-8 text (unexpected end of data "
+        "at byte 25)"
+    ]
+
+
+def test_answers_to_questions_that_do_not_exist_are_refused_not_dropped(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """A typo in answers.yaml (question 9 of 3) must not let the planner go on without it."""
+    srv.script(q_turn())
+    first = _plan("--intent", "Add password login", cwd=project_dir)
+    assert first.returncode == 0, first.stderr
+    (project_dir / "answers.yaml").write_text("1: Postgres\n9: employees\n")
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 2
+    assert "answer 9: there are 3 questions; expected answers to questions 1-3" in out.stderr
+    assert srv.model_requests and len(srv.model_requests) == 1  # no spec was asked for
+    store = Store(resolve_db_path(project_dir))
+    answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
+    assert answers == [(None,), (None,), (None,)]  # all or nothing
+
+
+def test_too_many_answers_by_position_are_refused(
+    srv: FakeModelServer, project_dir: Path, store: Store
+) -> None:
+    from specwright import config as config_mod
+
+    srv.script(anthropic_tool_use("ask_questions", QUESTIONS))
+    project = ensure_project(store, project_dir)
+    studio = start(store, project, "Add login", config=config_mod.load(project_dir))
+    with pytest.raises(ValidationError, match="answer 4: there are 3 questions"):
+        studio.answer_all(["a", "b", "c", "d"])
+    with pytest.raises(ValidationError, match="answer 0: there are 3 questions"):
+        studio.answer_all({0: "zero"})
+    assert [q.answer for q in studio.questions] == [None, None, None]
+    # blank extras are not answers: nothing to refuse
+    studio.answer_all(["a", "b", "c", ""])
+    assert [q.answer for q in studio.questions] == ["a", "b", "c"]
+
+
+def test_an_enormous_chunk_list_is_reasked_then_refused(
+    srv: FakeModelServer, project_dir: Path, store: Store
+) -> None:
+    """A planner gone wrong (2,000 chunks, each an agent session with its cost) saves nothing."""
+    from specwright import config as config_mod
+    from specwright import prompts
+    from specwright.studio import PlannerAnswerError
+
+    many = {
+        "chunks": [
+            {
+                "key": f"c{i}",
+                "title": f"Step {i}",
+                "prompt": "p",
+                "acceptance": [],
+                "depends_on": [],
+            }
+            for i in range(2000)
+        ]
+    }
+    spec = {"title": "Login", "body": "# Goal\n"}
+    srv.script(
+        anthropic_tool_use("ask_questions", QUESTIONS),
+        anthropic_tool_use("write_spec", spec),
+        anthropic_tool_use("split_spec", many),
+        anthropic_tool_use(
+            "split_spec", many, expect_text=f"2000 chunks; expected at most {prompts.MAX_CHUNKS}"
+        ),
+    )
+    project = ensure_project(store, project_dir)
+    studio = start(store, project, "Add login", config=config_mod.load(project_dir))
+    studio.answer_all(["a", "b", "c"])
+    studio.write_spec()
+    with pytest.raises(PlannerAnswerError, match="2000 chunks; expected at most 50"):
+        studio.split()
+    assert studio.chunks == [] and studio.stage == "chunks"
