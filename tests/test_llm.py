@@ -435,3 +435,75 @@ def test_a_cut_stream_then_a_whole_one_succeeds(srv: FakeModelServer, store: Sto
     client = make_client(srv, store)
     assert ask(client, stream=True)[0] == GOOD
     assert execution(store, client)["status"] == "ok"
+
+
+class _NotTheAPI:
+    """A real HTTP server on 127.0.0.1 answering every request 200 with a fixed body: what a
+    proxy's login page or another API looks like to the client."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("body", "content_type", "said"),
+    [
+        (b"<html><h1>Sign in to the proxy</h1></html>", "text/html", "text/html"),
+        (b'{"id": 1, "content": "nope"}', "application/json", "application/json"),
+        (b'{"id": "msg_1", "type": "mess', "application/json", "not valid JSON"),
+    ],
+)
+@pytest.mark.usefixtures("key")
+def test_a_200_that_is_not_a_messages_answer_is_a_one_line_error(
+    store: Store, stream: bool, body: bytes, content_type: str, said: str
+) -> None:
+    server = _NotTheAPI(body, content_type)
+    try:
+        client = make_client(server, store, max_retries=0)  # type: ignore[arg-type]
+        with pytest.raises(LLMError) as info:
+            ask(client, stream=stream)
+    finally:
+        server.close()
+    msg = str(info.value)
+    assert "\n" not in msg and server.base_url in msg
+    assert "is the base URL a Messages API endpoint?" in msg
+    if stream:
+        assert f"the answer stream carried no events ({content_type}" in msg
+    else:
+        assert said in msg and "unexpected failure" not in msg
+    row = execution(store, client)
+    assert row["status"] == "error" and row["exit_reason"].startswith("llm_error: ")
+
+
+@pytest.mark.usefixtures("key")
+def test_server_error_details_are_printable(srv: FakeModelServer, store: Store) -> None:
+    srv.script(anthropic_error(400, "bad \x1b]0;owned\x07 request\x1b[2J"))
+    with pytest.raises(LLMRequestError) as info:
+        ask(make_client(srv, store))
+    assert str(info.value).endswith("): bad ]0;owned request [2J")

@@ -22,6 +22,7 @@ from specwright.llm.errors import (
     LLMRequestError,
     LLMServerError,
     LLMTimeoutError,
+    NotAMessage,
     StreamCut,
 )
 from specwright.llm.messages import (
@@ -34,6 +35,7 @@ from specwright.llm.messages import (
     error_kind,
     error_raw,
     extract_tool_input,
+    message_problem,
     retry_after,
     root_cause,
     to_messages,
@@ -410,18 +412,30 @@ class LLMClient:
                 "ignore", message="The model .* is deprecated", category=DeprecationWarning
             )
             if not stream:
-                return sdk.messages.create(**params)
-            complete = False
+                raw = sdk.messages.with_raw_response.create(**params)
+                kind = raw.headers.get("content-type")
+                try:
+                    message = raw.parse()
+                except ValueError as exc:  # a body cut short, or not JSON at all
+                    raise NotAMessage(f"the answer is not valid JSON ({kind}: {exc})") from exc
+                problem = message_problem(message, kind)
+                if problem:
+                    raise NotAMessage(problem)
+                return message
+            complete = started = False
             with sdk.messages.stream(**params) as s:
                 for event in s:
+                    started = True
                     if event.type == "text" and on_text is not None:
                         on_text(event.text)
                     elif event.type == "message_stop":
                         complete = True
-                message = s.get_final_message()
-            if not complete:  # the SDK returns what it got; a cut stream is not an answer
-                raise StreamCut("the answer stream ended before message_stop")
-            return message
+                if not started:  # not an event stream at all (an HTML page from a proxy...)
+                    kind = s.response.headers.get("content-type") or "no content type"
+                    raise NotAMessage(f"the answer stream carried no events ({kind})")
+                if not complete:  # the SDK returns what it got; a cut stream is not an answer
+                    raise StreamCut("the answer stream ended before message_stop")
+                return s.get_final_message()
 
     def _classify(
         self, exc: Exception, attempt: int, attempts: int
@@ -451,6 +465,8 @@ class LLMClient:
                 left,
                 self._backoff(attempt, None),
             )
+        if isinstance(exc, NotAMessage):
+            return LLMError(f"{who}: {exc}; is the base URL a Messages API endpoint?"), False, 0
         if not isinstance(exc, anthropic.APIStatusError):
             return LLMError(f"{who}: unexpected failure: {type(exc).__name__}: {exc}"), False, 0
         status = exc.status_code

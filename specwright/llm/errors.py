@@ -67,3 +67,8 @@ class LLMOutputError(LLMError):
 
 class StreamCut(Exception):
     """A streamed answer ended without ``message_stop`` (connection dropped mid-answer)."""
+
+
+class NotAMessage(Exception):
+    """The endpoint answered 200 with something that is not a Messages API answer (an HTML page
+    from a proxy, another API's JSON)."""

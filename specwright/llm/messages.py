@@ -57,6 +57,26 @@ def answer_of(message: Any, model: str) -> Answer:
     return Answer(message, usage, cache_1h)
 
 
+def message_problem(message: Any, content_type: str | None = None) -> str | None:
+    """Why ``message`` (what the SDK made of a 200 answer) is not a Messages answer, or None."""
+    usage = getattr(message, "usage", None)
+    if (
+        isinstance(getattr(message, "content", None), list)
+        and usage is not None
+        and isinstance(getattr(usage, "input_tokens", None), int)
+    ):
+        return None
+    kind = f"{content_type} " if content_type else ""
+    if isinstance(message, str | bytes):
+        got = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    else:
+        dumped = dump_message(message)
+        got = str(dumped if dumped is not None else message)
+    got = " ".join("".join(c if c.isprintable() else " " for c in got).split())
+    cut = got[:MAX_ERROR_DETAIL] + ("…" if len(got) > MAX_ERROR_DETAIL else "")
+    return f"the answer is not a Messages API response (got {kind}{cut!r})"
+
+
 def extract_tool_input(
     message: Any, name: str, schema: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str | None, str | None]:
@@ -139,7 +159,7 @@ def error_detail(exc: Any) -> tuple[str | None, str]:
         msg = str(err.get("message") or "")
     elif body is not None:
         msg = str(body)
-    msg = " ".join(msg.split())
+    msg = " ".join("".join(c if c.isprintable() else " " for c in msg).split())
     if len(msg) > MAX_ERROR_DETAIL:
         msg = msg[:MAX_ERROR_DETAIL] + "…"
     return etype, msg
