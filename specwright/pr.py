@@ -29,6 +29,30 @@ class PullRequestError(SpecwrightError):
     """The PR could not be opened: no token, no remote, or GitHub said no."""
 
 
+_REPO = re.compile(r"^(?!\.\.?/)[\w.-]+/(?!\.\.?$)[\w.-]+$")
+
+
+def _redact(url: str) -> str:
+    """A remote URL without the user:token part (``https://x:ghp_...@host/o/n``)."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
+
+
+def _cell(text: str) -> str:
+    """Text for one cell of a markdown table: one line, no column breaks."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _closed(markdown: str) -> str:
+    """``markdown`` with an unclosed code fence or HTML comment closed, so the text after it
+    (the chunk table) is not swallowed."""
+    fences = sum(1 for line in markdown.splitlines() if line.lstrip().startswith(("```", "~~~")))
+    if fences % 2:
+        markdown += "\n```"
+    if markdown.rfind("<!--") > markdown.rfind("-->"):
+        markdown += "\n-->"
+    return markdown
+
+
 def repo_from_remote(url: str) -> str | None:
     """``owner/name`` from a GitHub remote URL (ssh or https), else None."""
     if "github" not in url:
@@ -53,7 +77,11 @@ def body(store: Store, spec: Spec) -> str:
     lines = [f"## {spec.title}", ""]
     if spec.body.strip():
         text = spec.body.strip()
-        lines += [text if len(text) < 4000 else text[:4000] + "\n\n…", ""]
+        lines += [
+            _closed(text if len(text) < 4000 else text[:4000])
+            + ("\n\n…" if len(text) >= 4000 else ""),
+            "",
+        ]
     lines += [
         "### Chunks",
         "",
@@ -61,11 +89,11 @@ def body(store: Store, spec: Spec) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        review = (r["review"] or r["verdict"] or "-").replace("|", "\\|").replace("\n", " ")
+        review = " ".join((r["review"] or r["verdict"] or "-").split())[:200]
         cost = f"${r['cost']:.4f}" if r["cost"] is not None else "-"
         lines.append(
-            f"| {r['position']} | {r['title']} | {r['status']} | {r['iterations']} | "
-            f"{review[:200]} | {cost} |"
+            f"| {r['position']} | {_cell(r['title'])} | {r['status']} | {r['iterations']} | "
+            f"{_cell(review)} | {cost} |"
         )
     lines += [
         "",
@@ -77,13 +105,46 @@ def body(store: Store, spec: Spec) -> str:
     return "\n".join(lines)
 
 
+def _detail(resp: httpx.Response) -> str:
+    """GitHub's message and its validation errors, as one printable, bounded line."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = resp.text
+    if isinstance(data, dict):
+        raw = data.get("errors")
+        errors = raw if isinstance(raw, list) else []
+        why = [str(e.get("message") or e.get("code") or "") if isinstance(e, dict) else str(e) for e in errors]  # fmt: skip
+        text = "; ".join([str(data.get("message") or ""), *[w for w in why if w]])
+    else:
+        text = str(data)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def _json(resp: httpx.Response, what: str) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        raise PullRequestError(
+            f"{what}: GitHub answered {resp.status_code} with something that is not JSON "
+            f"({resp.headers.get('content-type') or 'no content type'}); check GITHUB_API_URL"
+        ) from None
+
+
+def _pull(resp: httpx.Response, what: str) -> dict[str, Any]:
+    data = _json(resp, what)
+    if not isinstance(data, dict) or not isinstance(data.get("number"), int):
+        raise PullRequestError(
+            f"{what}: GitHub's answer has no pull request number: {_detail(resp)}"
+        )
+    return data
+
+
 def _raise_for(resp: httpx.Response, what: str) -> None:
     if resp.status_code < 400:
         return
-    try:
-        detail = resp.json().get("message", "")
-    except ValueError:
-        detail = resp.text[:200]
+    detail = _detail(resp)
     if resp.status_code == 401:
         raise PullRequestError(
             f"{what}: GitHub rejected the token (401 {detail}); check GITHUB_TOKEN"
@@ -119,10 +180,12 @@ def open_pr(
             f"branch {branch} does not exist: run the spec first (`specwright run-all {spec.slug}`)"
         )
     url = gitops.remote_url(root, remote)
+    if repo is not None and not _REPO.match(repo):
+        raise PullRequestError(f"--repo {repo!r}: expected OWNER/NAME")
     repo = repo or repo_from_remote(url)
-    if not repo or "/" not in repo:
+    if not repo or not _REPO.match(repo):
         raise PullRequestError(
-            f"remote {remote!r} ({url}) is not a GitHub URL; "
+            f"remote {remote!r} ({_redact(url)}) is not a GitHub URL; "
             "name the repository with --repo OWNER/NAME"
         )
     api = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API).rstrip("/")
@@ -136,7 +199,10 @@ def open_pr(
         try:
             info = client.get(f"/repos/{repo}")
             _raise_for(info, f"repository {repo}")
-            base = base or info.json().get("default_branch") or "main"
+            meta = _json(info, f"repository {repo}")
+            base = (
+                base or (meta.get("default_branch") if isinstance(meta, dict) else None) or "main"
+            )
             gitops.push(root, remote, branch)
             payload = {
                 "title": spec.title,
@@ -152,13 +218,20 @@ def open_pr(
                     f"/repos/{repo}/pulls", params={"head": f"{owner}:{branch}", "state": "open"}
                 )
                 _raise_for(found, "looking up the open pull request")
-                number = found.json()[0]["number"]
+                pulls = _json(found, "looking up the open pull request")
+                if not isinstance(pulls, list) or not pulls or not isinstance(pulls[0], dict):
+                    raise PullRequestError(
+                        f"GitHub says a pull request for {branch} already exists, but none is "
+                        f"open from {owner}:{branch} (closed, or from a fork?): "
+                        f"{_detail(resp)}; open it by hand or pass --repo"
+                    )
+                number = pulls[0]["number"]
                 resp = client.patch(
                     f"/repos/{repo}/pulls/{number}",
                     json={"title": payload["title"], "body": payload["body"]},
                 )
                 _raise_for(resp, f"updating pull request #{number}")
-                data = resp.json()
+                data = _pull(resp, f"updating pull request #{number}")
                 return {
                     "number": data["number"],
                     "url": data.get("html_url"),
@@ -167,9 +240,9 @@ def open_pr(
                     "base": base,
                 }
             _raise_for(resp, f"opening a pull request {branch} -> {base}")
+            data = _pull(resp, f"opening a pull request {branch} -> {base}")
         except httpx.TransportError as exc:
             raise PullRequestError(f"cannot reach the GitHub API at {api}: {exc}") from None
-    data = resp.json()
     return {
         "number": data["number"],
         "url": data.get("html_url"),

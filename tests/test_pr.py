@@ -107,3 +107,127 @@ def test_server_down_is_clear(shipped, cli, monkeypatch) -> None:  # type: ignor
     result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
     assert result.code == 2 and "cannot reach the GitHub API at http://127.0.0.1:9" in result.err
     assert catalog.get_spec(Store(resolve_db_path(repo)), slug).status == "done"
+
+
+class ScriptedGitHub:
+    """A real HTTP server on 127.0.0.1 answering ``(method, path)`` with a scripted
+    ``(status, body, content type)``; a GitHub that misbehaves in one specific way."""
+
+    def __init__(self, routes: dict[tuple[str, str], tuple[int, bytes, str]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = (self.command, self.path.split("?", 1)[0])
+                status, body, ctype = routes.get(key, (404, b'{"message": "Not Found"}', "json"))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+REPO_OK = (200, b'{"default_branch": "main"}', "application/json")
+CASES = {
+    "exists but not open": (
+        {
+            ("GET", "/repos/acme/widgets"): REPO_OK,
+            ("POST", "/repos/acme/widgets/pulls"): (
+                422,
+                b'{"message": "Validation Failed", "errors": [{"message": '
+                b'"A pull request already exists for acme:specwright/diamond."}]}',
+                "application/json",
+            ),
+            ("GET", "/repos/acme/widgets/pulls"): (200, b"[]", "application/json"),
+        },
+        "none is open from acme:specwright/diamond",
+    ),
+    "validation details": (
+        {
+            ("GET", "/repos/acme/widgets"): REPO_OK,
+            ("POST", "/repos/acme/widgets/pulls"): (
+                422,
+                b'{"message": "Validation Failed", "errors": [{"resource": "PullRequest", '
+                b'"code": "custom", "message": "No commits between main and x"}]}',
+                "application/json",
+            ),
+        },
+        "GitHub answered 422 Validation Failed; No commits between main and x",
+    ),
+    "proxy page": (
+        {("GET", "/repos/acme/widgets"): (200, b"<html>Sign in</html>", "text/html")},
+        "repository acme/widgets: GitHub answered 200 with something that is not JSON (text/html)",
+    ),
+    "error as a list": (
+        {("GET", "/repos/acme/widgets"): (500, b'["boom\\u001b[2J"]', "application/json")},
+        "repository acme/widgets: GitHub answered 500 ['boom",
+    ),
+    "created without a number": (
+        {
+            ("GET", "/repos/acme/widgets"): REPO_OK,
+            ("POST", "/repos/acme/widgets/pulls"): (201, b'{"ok": true}', "application/json"),
+        },
+        "GitHub's answer has no pull request number",
+    ),
+}
+
+
+def test_github_misbehaving_is_a_one_line_error(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    repo, _, slug = shipped
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken-value")
+    for name, (routes, message) in CASES.items():
+        gh = ScriptedGitHub(routes)
+        try:
+            monkeypatch.setenv("GITHUB_API_URL", gh.url)
+            result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        finally:
+            gh.close()
+        assert result.code == 2, (name, result.err)
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("specwright: error: "), (name, lines)
+        assert message in lines[0], (name, lines[0])
+
+
+def test_a_remote_url_with_a_token_is_not_printed(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    repo, _, slug = shipped
+    git(repo, "remote", "set-url", "origin", "https://bot:glpat-SECRET123@gitlab.example/a/b.git")
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken-value")
+    result = cli("-C", str(repo), "pr", slug)
+    assert result.code == 2 and "SECRET123" not in result.err
+    assert "(https://***@gitlab.example/a/b.git) is not a GitHub URL" in result.err
+    bad = cli("-C", str(repo), "pr", slug, "--repo", "../../user")
+    assert bad.code == 2 and "--repo '../../user': expected OWNER/NAME" in bad.err
+
+
+def test_pr_body_keeps_its_table_whatever_the_titles_and_spec_say(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from specwright import pr
+    from specwright.drafts import ChunkDraft, replace_chunks
+
+    root = tmp_path / "p"
+    root.mkdir()
+    project = catalog.ensure_project(store, root)
+    spec = catalog.create_spec(store, project, "Evil", body="# Goal\n\n```python\nx = 1\n<!-- hi")
+    replace_chunks(store, spec.id, [ChunkDraft("a | b | c", "p"), ChunkDraft("second", "q")])
+    text = pr.body(store, catalog.get_spec(store, spec.id))
+    table = text.split("### Chunks", 1)[1]
+    before = text.split("### Chunks", 1)[0]
+    assert before.count("```") % 2 == 0 and before.rfind("-->") > before.rfind("<!--")
+    assert "| 1 | a \\| b \\| c | pending | 0 | - | - |" in table
+    assert "| 2 | second | pending | 0 | - | - |" in table
