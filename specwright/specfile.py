@@ -107,6 +107,24 @@ def _one_line(text: str, what: str) -> str:
     return text
 
 
+def _yaml_str(dumper: Any, text: str) -> Any:
+    # PyYAML writes NEL / LS / PS raw in a quoted scalar and reads them back as line folds
+    # (a title "A\x85B" came back "A B"): escape them, in double quotes
+    if any(c in text for c in "\x85\u2028\u2029"):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"')
+    return dumper.represent_str(text)
+
+
+def _dumper() -> type:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(str, _yaml_str)
+    return Dumper
+
+
 def render(spec: Spec, chunks: Sequence[Chunk]) -> str:
     """The spec file text for ``spec`` and its chunks."""
     import yaml
@@ -131,8 +149,13 @@ def render(spec: Spec, chunks: Sequence[Chunk]) -> str:
         }
         for c in chunks
     ]
-    head = yaml.safe_dump(
-        front, sort_keys=False, allow_unicode=True, width=10**9, default_flow_style=False
+    head = yaml.dump(
+        front,
+        Dumper=_dumper(),
+        sort_keys=False,
+        allow_unicode=True,
+        width=10**9,
+        default_flow_style=False,
     )
     parts = [f"---\n{head}---\n\n{_escape(spec.body)}\n"]
     for n, c in enumerate(chunks, 1):

@@ -410,3 +410,19 @@ def test_files_from_other_editors_and_other_places(  # type: ignore[no-untyped-d
         "specwright: error: --body-file latin1.txt: not UTF-8 text (unexpected end of data at "
         "byte 3)"
     )
+
+
+@pytest.mark.parametrize("sep", ["\x85", "\u2028", "\u2029"])
+def test_unicode_line_separators_in_titles_and_intent_round_trip(
+    store: Store, tmp_path: Path, sep: str
+) -> None:
+    """YAML reads a raw NEL / LS / PS in a quoted scalar as a line fold: export must escape it."""
+    project = ensure_project(store, tmp_path)
+    spec = create_spec(store, project, f"Spec{sep}title", intent=f"do{sep}this")
+    replace_chunks(store, spec.id, [ChunkDraft(f"A{sep}B", "p"), ChunkDraft("C", "q")])
+    spec = get_spec(store, spec.id)
+    path = specfile.export_spec(store, spec, tmp_path / "s.md")
+    back = specfile.import_spec(store, project, path)
+    assert (back.title, back.intent) == (f"Spec{sep}title", f"do{sep}this")
+    assert [c.title for c in list_chunks(store, back.id)] == [f"A{sep}B", "C"]
+    assert specfile.export_spec(store, back, tmp_path / "again.md").read_text() == path.read_text()
