@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MARKER = ".specwright-demo"
 SPEC_TITLE = "Word statistics for textstats"
+PROJECT_NAME = "textstats (demo)"
 
 FILES = {
     "README.md": "# textstats\n\nWord statistics for plain text (the Specwright demo project).\n",
@@ -204,15 +205,20 @@ def _git(root: Path, *args: str) -> None:
     subprocess.run(["git", *env_identity, *args], cwd=root, check=True, capture_output=True)
 
 
+def check_replaceable(root: Path) -> None:
+    """Refuse a ``root`` that holds something other than an earlier demo (an error)."""
+    if root.exists() and not (root / MARKER).exists() and any(root.iterdir()):
+        from specwright.errors import SpecwrightError
+
+        raise SpecwrightError(f"{root}: exists and is not a Specwright demo; not touching it")
+
+
 def create_project(root: Path) -> None:
     """Write the sample project and make it a git repository with one commit."""
     import yaml
 
+    check_replaceable(root)
     if root.exists():
-        if not (root / MARKER).exists() and any(root.iterdir()):
-            from specwright.errors import SpecwrightError
-
-            raise SpecwrightError(f"{root}: exists and is not a Specwright demo; not touching it")
         shutil.rmtree(root)
     for rel, text in FILES.items():
         path = root / rel
@@ -229,9 +235,14 @@ def create_project(root: Path) -> None:
 
 
 def reset(store: Store, root: Path) -> None:
-    """Forget an earlier demo: its project's specs (with their history) and its directory."""
+    """Forget an earlier demo: its project's specs (with their history) and its directory.
+    A ``root`` holding anything but a demo is refused first: its project's specs are kept."""
     root = root.resolve()
-    rows = store.query("SELECT id FROM projects WHERE root = ?", [str(root)])
+    check_replaceable(root)
+    sql, params = "SELECT id FROM projects WHERE root = ?", [str(root)]
+    if not (root / MARKER).exists():  # gone or empty: only a project the demo made is its own
+        sql, params = sql + " AND name = ?", [*params, PROJECT_NAME]
+    rows = store.query(sql, params)
     for (project_id,) in rows:
         for (spec_id,) in store.query("SELECT id FROM specs WHERE project_id = ?", [project_id]):
             catalog.delete_spec(store, spec_id, force=True)
@@ -245,7 +256,7 @@ def prepare(store: Store, root: Path) -> Spec:
     root = root.resolve()
     reset(store, root)
     create_project(root)
-    project = catalog.ensure_project(store, root, name="textstats (demo)")
+    project = catalog.ensure_project(store, root, name=PROJECT_NAME)
     spec = catalog.create_spec(
         store,
         project,

@@ -54,3 +54,23 @@ def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
     assert "Count words" in again.stdout and "shipped: all 3 chunks shipped" in again.stdout
     assert f"database: {db}" in again.stdout
     assert store.query("SELECT count(*) FROM specs")[0][0] == 1  # the old demo was replaced
+
+
+def test_demo_into_a_real_project_refuses_and_keeps_its_specs(
+    tmp_path: Path, git_repo: Path
+) -> None:
+    db = tmp_path / "db" / "specwright.duckdb"
+    env = {"SPECWRIGHT_DB": str(db)}
+    made = run_specwright("spec", "new", "My precious spec", cwd=git_repo, env=env)
+    assert made.returncode == 0, made.stderr
+    for where in (git_repo, tmp_path / "moved-away"):  # an existing project; one whose dir is gone
+        if where != git_repo:
+            Store(db).query("UPDATE projects SET root = ?", [str(where)])
+        proc = run_specwright("demo", "--dir", str(where), cwd=tmp_path, env=env, timeout=600)
+        titles = Store(db).query("SELECT title FROM specs WHERE title = 'My precious spec'")
+        assert titles == [("My precious spec",)], (where, proc.stdout + proc.stderr)
+    assert (
+        "not a Specwright demo; not touching it"
+        in run_specwright("demo", "--dir", str(git_repo), cwd=tmp_path, env=env).stderr
+    )
+    assert (git_repo / "README.md").exists()
