@@ -280,7 +280,9 @@ def usage_models(
 
 # --- Specwright's own executions --------------------------------------------------------------
 
-_EXEC_COST = "coalesce(e.cost_usd, 0)"
+# a cost that is not a finite number (an agent reported NaN or Infinity) is unknown, like NULL:
+# it must not turn a whole total into NaN
+_EXEC_COST = "coalesce(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END, 0)"
 
 
 def cost_by(
@@ -319,7 +321,7 @@ def cost_by(
                sum({_EXEC_COST}) AS cost_usd,
                sum(e.reported_cost_usd) AS reported_cost_usd,
                sum(e.computed_cost_usd) AS computed_cost_usd,
-               count(*) FILTER (WHERE e.cost_usd IS NULL) AS unpriced
+               count(*) FILTER (WHERE e.cost_usd IS NULL OR NOT isfinite(e.cost_usd)) AS unpriced
         FROM executions e {joins}
         WHERE true{where}
         GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
@@ -347,27 +349,39 @@ def executions_by_period(
     return store.query_df(sql, params)
 
 
-def cost_per_shipped_chunk(store: Store) -> pd.DataFrame:
-    """Per shipped chunk: its cost across every iteration, iterations, and executions."""
+def cost_per_shipped_chunk(
+    store: Store, *, since: str | date | None = None, until: str | date | None = None
+) -> pd.DataFrame:
+    """Per shipped chunk: its cost across every iteration, iterations, and executions. With a
+    window: the chunks with executions in it, and what those cost."""
+    where, params = _window("e.started_at", since, until)
     sql = f"""
         SELECT s.slug AS spec, c.position, c.title, c.iterations,
                count(e.id) AS executions, sum({_EXEC_COST}) AS cost_usd,
                sum(e.duration_ms) / 1000.0 AS agent_seconds
         FROM chunks c JOIN specs s ON s.id = c.spec_id
-        LEFT JOIN executions e ON e.chunk_id = c.id
+        LEFT JOIN executions e ON e.chunk_id = c.id{where}
         WHERE c.status = 'shipped'
         GROUP BY s.slug, c.id, c.position, c.title, c.iterations
+        {"HAVING count(e.id) > 0" if where else ""}
         ORDER BY spec, c.position"""
-    return store.query_df(sql)
+    return store.query_df(sql, params)
 
 
-def iterations_to_ship(store: Store) -> pd.DataFrame:
-    """How many iterations shipped chunks needed: count of chunks per iteration count."""
-    sql = """
+def iterations_to_ship(
+    store: Store, *, since: str | date | None = None, until: str | date | None = None
+) -> pd.DataFrame:
+    """How many iterations shipped chunks needed: count of chunks per iteration count. With a
+    window: the shipped chunks with executions in it."""
+    where, params = _window("e.started_at", since, until)
+    within = (
+        f" AND c.id IN (SELECT e.chunk_id FROM executions e WHERE true{where})" if where else ""
+    )
+    sql = f"""
         SELECT c.iterations, count(*) AS chunks
-        FROM chunks c WHERE c.status = 'shipped'
+        FROM chunks c WHERE c.status = 'shipped'{within}
         GROUP BY 1 ORDER BY 1"""
-    return store.query_df(sql)
+    return store.query_df(sql, params)
 
 
 def tool_calls(
@@ -423,8 +437,16 @@ def latency(
     return store.query_df(sql, params)
 
 
-def cost_sources(store: Store, *, limit: int = 500) -> pd.DataFrame:
-    """Per execution: reported, computed and log-derived cost side by side, with differences."""
+def cost_sources(
+    store: Store,
+    *,
+    limit: int = 500,
+    since: str | date | None = None,
+    until: str | date | None = None,
+) -> pd.DataFrame:
+    """Per execution (the latest first): reported, computed and log-derived cost side by side,
+    with differences."""
+    where, params = _window("e.started_at", since, until)
     sql = f"""
         WITH logs AS (
             SELECT u.execution_id, sum(coalesce({LOG_COST}, 0)) AS log_cost_usd,
@@ -437,8 +459,9 @@ def cost_sources(store: Store, *, limit: int = 500) -> pd.DataFrame:
                e.reported_cost_usd - e.computed_cost_usd AS reported_minus_computed,
                e.reported_cost_usd - l.log_cost_usd AS reported_minus_log
         FROM executions e LEFT JOIN logs l ON l.execution_id = e.id
+        WHERE true{where}
         ORDER BY e.started_at DESC LIMIT {int(limit)}"""
-    return store.query_df(sql)
+    return store.query_df(sql, params)
 
 
 # --- codexbar ---------------------------------------------------------------------------------
@@ -478,8 +501,12 @@ def codexbar_limits(store: Store) -> pd.DataFrame:
     return store.query_df(sql)
 
 
-def quota_per_execution(store: Store) -> pd.DataFrame:
-    """How much of each plan window an execution used: after minus before ``usedPercent``."""
+def quota_per_execution(
+    store: Store, *, since: str | date | None = None, until: str | date | None = None
+) -> pd.DataFrame:
+    """How much of each plan window an execution used: after minus before ``usedPercent``
+    (readings taken before executions that started in the window, if one is given)."""
+    where, params = _window("b.taken_at", since, until)
     sql = f"""
         WITH w AS ({_WINDOWS})
         SELECT b.execution_id::VARCHAR AS execution_id, e.chunk_id::VARCHAR AS chunk_id,
@@ -489,6 +516,6 @@ def quota_per_execution(store: Store) -> pd.DataFrame:
         FROM w b JOIN w a ON a.execution_id = b.execution_id AND a.provider = b.provider
              AND a.window = b.window AND a.phase = 'after'
         LEFT JOIN executions e ON e.id = b.execution_id
-        WHERE b.phase = 'before' AND b.used_percent IS NOT NULL
+        WHERE b.phase = 'before' AND b.used_percent IS NOT NULL{where}
         ORDER BY b.taken_at, b.provider, b.window"""
-    return store.query_df(sql)
+    return store.query_df(sql, params)

@@ -29,6 +29,22 @@ def _label(value: Any) -> str:
     return html.escape(text, quote=True)
 
 
+def _distinct(texts: Any) -> list[str]:
+    """Axis categories kept apart: two long names cut to the same text would be one category
+    (their bars drawn over each other), so a repeat gets " (2)", " (3)"."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for text in texts:
+        seen[text] = seen.get(text, 0) + 1
+        out.append(text if seen[text] == 1 else f"{text} ({seen[text]})")
+    return out
+
+
+def _labels(values: Any) -> list[str]:
+    """``_label`` of each value, as distinct axis categories."""
+    return _distinct(_label(v) for v in values)
+
+
 def _empty(title: str, x: str, y: str) -> go.Figure:
     import plotly.graph_objects as go
 
@@ -98,7 +114,7 @@ def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=list(top["cost_usd"].fillna(0)),
-            y=[_label(v) for v in top[dim]],
+            y=_labels(top[dim]),
             orientation="h",
             name="cost",
         )
@@ -135,7 +151,7 @@ def tool_calls_figure(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty(title, x, y)
     top = df.head(25)
-    names = [_label(t) for t in top["tool"]]
+    names = _labels(top["tool"])
     fig = go.Figure()
     fig.add_bar(x=names, y=list(top["calls"]), name="calls")
     fig.add_scatter(
@@ -161,7 +177,7 @@ def latency_figure(df: pd.DataFrame, by: str = "role") -> go.Figure:
     title, x, y = f"Execution latency by {by}", by.capitalize(), "Duration (s)"
     if df.empty:
         return _empty(title, x, y)
-    names = [_label(v) for v in df[by]]
+    names = _labels(df[by])
     fig = go.Figure()
     for col in ("p50_s", "p90_s", "p99_s"):
         fig.add_bar(x=names, y=list(df[col]), name=col.removesuffix("_s"))
@@ -176,7 +192,9 @@ def limits_figure(df: pd.DataFrame) -> go.Figure:
     title, x, y = "Plan limits used (codexbar, latest)", "Provider / window", "Used (%)"
     if df.empty:
         return _empty(title, x, y)
-    names = [f"{_label(p)} {_label(w)}" for p, w in zip(df["provider"], df["window"], strict=True)]
+    names = _distinct(
+        f"{_label(p)} {_label(w)}" for p, w in zip(df["provider"], df["window"], strict=True)
+    )
     fig = go.Figure(go.Bar(x=names, y=list(df["used_percent"]), name="used %"))
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, yaxis_range=[0, 100])
     return fig
@@ -253,12 +271,18 @@ def write_html(
         )
     tables = [
         _table_html(Q.usage_models(store, since=since, until=until), "Models (agent logs)"),
-        _table_html(Q.cost_per_shipped_chunk(store), "Cost per shipped chunk"),
-        _table_html(Q.iterations_to_ship(store), "Iterations to SHIP"),
         _table_html(
-            Q.cost_sources(store, limit=50), "Reported, computed and log-derived cost per execution"
+            Q.cost_per_shipped_chunk(store, since=since, until=until), "Cost per shipped chunk"
         ),
-        _table_html(Q.quota_per_execution(store), "Plan quota used per execution (codexbar)"),
+        _table_html(Q.iterations_to_ship(store, since=since, until=until), "Iterations to SHIP"),
+        _table_html(
+            Q.cost_sources(store, limit=50, since=since, until=until),
+            "Reported, computed and log-derived cost per execution",
+        ),
+        _table_html(
+            Q.quota_per_execution(store, since=since, until=until),
+            "Plan quota used per execution (codexbar)",
+        ),
     ]
     burn = blocks.burn_rate(store)
     burn_html = (

@@ -36,7 +36,7 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
                    sum(e.input_tokens) AS input_tokens,
                    sum(e.cache_read_tokens + e.cache_write_tokens) AS cache_tokens,
                    sum(e.output_tokens) AS output_tokens,
-                   sum(e.cost_usd) AS cost_usd
+                   sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd
             FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
         )
         SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,

@@ -298,3 +298,116 @@ def test_live_02_runs_in_the_background_and_the_kernel_stays_free(tmp_path: Path
     assert _widgets_shown(outputs) == 1
     assert "RESULT shipped False 3" in text
     assert Store(db).query("SELECT status FROM runs WHERE kind = 'spec'") == [("shipped",)]
+
+
+# --- odd parameters and hostile data ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("max_iterations", "abc", "max_iterations: expected a whole number >= 0"),
+        ("parallel", 0, "parallel: expected a whole number >= 1 (chunks at once), got 0"),
+        ("parallel", "2.5", "parallel: expected a whole number >= 1"),
+        ("executor", "nope", "no executor 'nope'; expected one of scripted"),
+    ],
+)
+def test_papermill_02_says_which_parameter_is_wrong(
+    tmp_path: Path, name: str, value: object, expected: str
+) -> None:
+    db = tmp_path / "db" / "specwright.duckdb"
+    result = papermill(
+        "02_run.ipynb", out_dir("notebooks") / "02_run-badparam.ipynb", db, (name, value)
+    )
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr[-3000:]
+    assert "TypeError" not in result.stderr
+    assert not (db.parent / "demo").exists()  # nothing was built before the check
+
+
+def test_papermill_02_failure_message_is_bounded_and_terminal_safe(tmp_path: Path) -> None:
+    from specwright import catalog
+
+    root = make_project(tmp_path / "proj", bad_chunk=2)
+    db = tmp_path / "db" / "specwright.duckdb"
+    store = Store(db)
+    hostile = "<script>alert(1)</script>\x1b[2J\x1b[31mRED\x07"
+    spec = catalog.create_spec(
+        store, catalog.ensure_project(store, root), "Hostile", "", status="ready"
+    )
+    for n, name in ((1, "one"), (2, "two"), (3, "three")):
+        title = hostile + ("Z" * 300_000 if n == 2 else name)
+        catalog.add_chunk(store, spec, title, f"Create {name}.txt.", files=[f"{name}.txt"],
+                          depends_on=[str(n - 1)] if n > 1 else [])  # fmt: skip
+    output = out_dir("notebooks") / "02_run-hostile.ipynb"
+    result = papermill(
+        "02_run.ipynb", output, db, ("project_dir", root), ("spec", spec.slug),
+        ("max_iterations", 1),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "RunFailed" in result.stderr and "chunk 2 '<script>alert(1)</script>?[2J" in (
+        result.stderr
+    )
+    assert "\x1b[2J" not in result.stderr and "\x07" not in result.stderr
+    assert len(result.stderr) < 60_000, len(result.stderr)
+    executed = json.loads(output.read_text())
+    (error,) = [o for c in executed["cells"] for o in c.get("outputs", [])
+                if o["output_type"] == "error"]  # fmt: skip
+    assert len(error["evalue"]) < 5_000
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ((("since", "2025-02-01"), ("until", "2025-01-01")), "since 2025-02-01 is after until"),
+        ((("project", "no-such-project"),), "project 'no-such-project': no such project"),
+        ((("project_dir", "/no/such/dir"),), "project_dir: '/no/such/dir' is not a directory"),
+    ],
+)
+def test_papermill_03_refuses_parameters_that_would_show_nothing(
+    tmp_path: Path, params: tuple[tuple[str, str], ...], expected: str
+) -> None:
+    db = _empty_database(tmp_path)
+    result = papermill("03_usage.ipynb", out_dir("notebooks") / "03-badparam.ipynb", db, *params)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr[-3000:]
+
+
+def test_papermill_03_reads_the_database_of_project_dir(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj")
+    store = Store(root / "data" / "specwright.duckdb")
+    make_spec(store, root)  # the project "proj" is known only to this database
+    store.release()
+    output = out_dir("notebooks") / "03-project-dir.ipynb"
+    args = [sys.executable, "-m", "papermill", str(NOTEBOOKS / "03_usage.ipynb"), str(output),
+            "--cwd", str(tmp_path), "-k", "python3", "--no-progress-bar",
+            "-p", "project_dir", str(root), "-p", "project", root.name]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "SPECWRIGHT_DB"}
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(root / "data" / "specwright.duckdb") in output.read_text()
+
+
+def test_papermill_01_prints_the_planners_questions_terminal_safe_and_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db" / "specwright.duckdb"
+    hostile = "\x1b[2J\x1b]0;pwned\x07Which <b>files</b>?" + "x" * 50_000
+    with FakeModelServer() as srv:
+        root = make_project(tmp_path / "proj", planner_url=srv.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        questions = [{"question": hostile}, {"question": "Tone?"}, {"question": "Tests?"}]
+        srv.script(anthropic_tool_use("ask_questions", {"questions": questions}))
+        output = out_dir("notebooks") / "01-hostile.ipynb"
+        result = papermill(
+            "01_spec_studio.ipynb", output, db, ("project_dir", root), ("intent", "Anything")
+        )
+    assert result.returncode == 0, result.stderr[-4000:]
+    executed = json.loads(output.read_text())
+    printed = "".join(
+        "".join(o["text"]) for c in executed["cells"] for o in c.get("outputs", [])
+        if o["output_type"] == "stream"
+    )  # fmt: skip
+    assert "1. ?[2J?]0;pwned?Which <b>files</b>?xxx" in printed
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert len(printed) < 5_000

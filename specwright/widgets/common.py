@@ -56,6 +56,13 @@ def clip(text: Any, limit: int = MAX_TEXT) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def plain(text: Any, limit: int = MAX_TEXT) -> str:
+    """Agent- or model-provided text for plain-text output (printed lines, error messages):
+    bounded, on one line, control characters (terminal escapes) shown as '?'."""
+    s = clip(text, limit)
+    return "".join(ch if ch.isprintable() else ("?" if ch not in "\n\t" else " ") for ch in s)
+
+
 def esc(text: Any, limit: int = MAX_TEXT) -> str:
     """Agent- or user-provided text, bounded and HTML-escaped, for HTML widgets."""
     return html.escape(clip(text, limit), quote=True)

@@ -26,10 +26,12 @@ import ipywidgets as w
 from specwright.errors import SpecwrightError
 from specwright.widgets.common import (
     badge,
+    clip,
     dag_figure,
     esc,
     figure_bundle,
     interactive,
+    plain,
     table_html,
 )
 
@@ -293,8 +295,14 @@ class RunView:
         if self.result.ok:
             return None
         bad = [s for s in self.result.chunks if s.status != "shipped"]
-        lines = "; ".join(f"chunk {s.position} {s.title!r} {s.status}: {s.reason}" for s in bad)
-        return f"{self.result.status}: {self.result.reason}" + (f" [{lines}]" if lines else "")
+        # titles and reasons may come from a model: bounded, and no control characters (this
+        # ends up in a traceback on a terminal and in the executed notebook)
+        lines = "; ".join(
+            f"chunk {s.position} {plain(s.title, 120)!r} {s.status}: {plain(s.reason, 400)}"
+            for s in bad[:20]
+        ) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        head = f"{self.result.status}: {plain(self.result.reason, 400)}"
+        return head + (f" [{lines}]" if lines else "")
 
 
 # --- the notebook entry point -----------------------------------------------------------------
@@ -306,6 +314,16 @@ def prepare_demo(store: Store, root: Path) -> Spec:
     from specwright import demo
 
     return demo.prepare(store, root)
+
+
+def _whole(name: str, value: Any, minimum: int, meaning: str) -> int:
+    """A whole-number parameter (papermill passes ``-p max_iterations abc`` as a string)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
+        raise SpecwrightError(
+            f"{name}: expected a whole number >= {minimum} ({meaning}), got {clip(repr(value), 80)}"
+        )
+    return int(text)
 
 
 def run_spec(
@@ -328,13 +346,15 @@ def run_spec(
     from specwright.runner import run_all, run_summary
     from specwright.store import Store, resolve_db_path
 
-    if parallel < 1 or max_iterations < 0:
-        raise SpecwrightError(
-            f"parallel: expected >= 1 (got {parallel}); max_iterations: expected >= 0, "
-            f"0 = the config's default (got {max_iterations})"
-        )
+    parallel = _whole("parallel", parallel, 1, "chunks at once")
+    max_iterations = _whole("max_iterations", max_iterations, 0, "0 = the config's default")
     live = interactive() if live is None else live
     if spec == "demo":
+        from specwright import demo
+
+        known = config_mod.load_text(demo.config_yaml(), source="the demo's config")
+        known.executor(executor or None)  # an unknown name fails before the demo is rebuilt
+        known.reviewer(reviewer or None)
         store = store or Store(resolve_db_path(config_mod.find_project_root()))
         root = (
             Path(project_dir).expanduser().resolve() if project_dir else store.path.parent / "demo"

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.errors import SpecwrightError
-from specwright.widgets.common import dag_figure, esc, figure_bundle, interactive, markdown_html
+from specwright.widgets.common import (
+    dag_figure,
+    esc,
+    figure_bundle,
+    interactive,
+    markdown_html,
+    plain,
+)
 from specwright.widgets.common import table_html as _table
 from specwright.widgets.studio_backend import Draft, answers_list, for_project
 from specwright.widgets.studio_view import StudioView
@@ -86,10 +93,9 @@ def open_studio(
         if problem:
             raise SpecwrightError(f"spec {draft.slug}: {problem}")
         draft = backend.run(draft.spec_id, given)
-    for q in draft.questions:
-        print(
-            f"  {q.position}. {q.question}\n     answer: {q.answer if q.answer else '(none yet)'}"
-        )
+    for q in draft.questions:  # the planner's text: bounded lines without terminal escapes
+        answer = plain(q.answer, 600) if q.answer else "(none yet)"
+        print(f"  {q.position}. {plain(q.question, 600)}\n     answer: {answer}")
     if draft.stage == "answers":
         print(
             "next: write the answers in a YAML file (a list in question order, or a mapping of "

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 GROUPS = ("model", "executor", "spec", "project", "role")
+# an execution's cost; NaN or Infinity (an agent reported it) counts as unknown, like NULL
+COST = "coalesce(CASE WHEN isfinite(cost_usd) THEN cost_usd END, 0)"
 _BASE = """
     SELECT e.*, s.slug AS spec, p.name AS project, c.position AS chunk_position,
            c.title AS chunk_title, c.status AS chunk_status
@@ -52,6 +54,10 @@ class Filters:
             parse_day(self.since or None, "since"),
             parse_day(self.until or None, "until"),
         )
+        if since is not None and until is not None and since > until:
+            raise ValidationError(
+                f"since {since.isoformat()} is after until {until.isoformat()}: an empty window"
+            )
         if since is not None:
             clauses.append("e.started_at >= ?")
             params.append(datetime(since.year, since.month, since.day))
@@ -72,6 +78,23 @@ def _df(store: Store, f: Filters, select: str, tail: str = "") -> pd.DataFrame:
 def projects(store: Store) -> list[str]:
     """Project names for the filter."""
     return [str(r[0]) for r in store.query("SELECT DISTINCT name FROM projects ORDER BY name")]
+
+
+def check_project(store: Store, project: str) -> None:
+    """A NotFoundError unless ``project`` ("" = all) names a project (or its root) in ``store``:
+    a typo must not look like a project that cost nothing."""
+    from specwright.errors import NotFoundError
+    from specwright.widgets.common import plain
+
+    sql = "SELECT count(*) FROM projects WHERE name = ? OR root = ?"
+    if not project or store.query(sql, [project, project])[0][0]:
+        return
+    known = projects(store)
+    listed = ", ".join(repr(plain(n, 80)) for n in known[:20]) + (" ..." if len(known) > 20 else "")
+    raise NotFoundError(
+        f"project {plain(project, 200)!r}: no such project in {store.path} "
+        f"(known: {listed or 'none yet'}); give a name or root directory, or leave it empty"
+    )
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, **kw: Any) -> go.Figure:
@@ -112,7 +135,7 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
         store,
         f,
         f"SELECT strftime(started_at, '%Y-%m-%d') AS day, {_grouped(f)} AS grp, "
-        "sum(coalesce(cost_usd, 0)) AS cost_usd FROM x",
+        f"sum({COST}) AS cost_usd FROM x",
         "GROUP BY ALL ORDER BY day",
     )
     if df.empty:
@@ -152,7 +175,7 @@ def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
 def _hbar(df: pd.DataFrame, label: str, value: str, title: str, x: str, y: str) -> go.Figure:
     import plotly.graph_objects as go
 
-    from specwright.report import _label
+    from specwright.report import _labels
 
     if df.empty:
         return _empty(title, x, y)
@@ -160,7 +183,7 @@ def _hbar(df: pd.DataFrame, label: str, value: str, title: str, x: str, y: str) 
     fig = go.Figure(
         go.Bar(
             x=[float(v or 0) for v in top[value]],
-            y=[_label(v) for v in top[label]],
+            y=_labels(top[label]),
             orientation="h",
             name=x,
         )
@@ -173,7 +196,7 @@ def cost_per_spec(store: Store, f: Filters) -> go.Figure:
     df = _df(
         store,
         f,
-        "SELECT coalesce(spec, '(no spec)') AS spec, sum(coalesce(cost_usd, 0)) AS cost_usd FROM x",
+        f"SELECT coalesce(spec, '(no spec)') AS spec, sum({COST}) AS cost_usd FROM x",
         "GROUP BY 1 ORDER BY cost_usd DESC",
     )
     return _hbar(df, "spec", "cost_usd", "Cost per spec", "Cost (USD)", "Spec")
@@ -185,7 +208,7 @@ def cost_per_chunk(store: Store, f: Filters) -> go.Figure:
         store,
         f,
         "SELECT spec || ' #' || chunk_position::VARCHAR || ' ' || chunk_title "
-        "AS chunk, sum(coalesce(cost_usd, 0)) AS cost_usd FROM x WHERE chunk_id IS NOT NULL",
+        f"AS chunk, sum({COST}) AS cost_usd FROM x WHERE chunk_id IS NOT NULL",
         "GROUP BY 1 ORDER BY cost_usd DESC",
     )
     return _hbar(df, "chunk", "cost_usd", "Cost per chunk (all iterations)", "Cost (USD)", "Chunk")
@@ -202,7 +225,7 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
         store,
         f,
         "SELECT chunk_id, any_value(coalesce(executor, backend)) FILTER "
-        "(WHERE role = 'executor') AS executor, sum(coalesce(cost_usd, 0)) AS cost_usd "
+        f"(WHERE role = 'executor') AS executor, sum({COST}) AS cost_usd "
         "FROM x WHERE chunk_status = 'shipped'",
         "GROUP BY chunk_id",
     )
@@ -339,13 +362,25 @@ def credits_text(store: Store) -> str:
     df = queries.codexbar_limits(store)
     if df.empty:
         return "No codexbar snapshot yet (`specwright ingest codexbar` takes one)."
+    import math
+
+    from specwright.widgets.common import plain
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return float(value) if ok else None
+
     lines = []
     for provider, rows in df.groupby("provider", sort=True):
         r = rows.iloc[0]
-        parts = [f"{provider}: snapshot {r['taken_at']} UTC"]
-        if r["credits_remaining"] == r["credits_remaining"] and r["credits_remaining"] is not None:
-            parts.append(f"credits remaining {r['credits_remaining']:,.2f}")
-        if r["provider_cost_limit"] == r["provider_cost_limit"] and r["provider_cost_limit"]:
-            parts.append(f"spent {r['provider_cost_used']:,.2f} of {r['provider_cost_limit']:,.2f}")
+        # the provider's name is what codexbar printed: one bounded line, no terminal escapes
+        parts = [f"{plain(provider, 80)}: snapshot {r['taken_at']} UTC"]
+        remaining = number(r["credits_remaining"])
+        used, limit = number(r["provider_cost_used"]), number(r["provider_cost_limit"])
+        if remaining is not None:
+            parts.append(f"credits remaining {remaining:,.2f}")
+        if limit:
+            spent = "?" if used is None else f"{used:,.2f}"
+            parts.append(f"spent {spent} of {limit:,.2f}")
         lines.append("; ".join(parts))
     return "\n".join(lines)

@@ -122,20 +122,28 @@ def usage_dashboard(
     until: str = "",
     project: str = "",
     group_by: str = "model",
+    project_dir: str = "",
     *,
     store: Store | None = None,
     live: bool | None = None,
 ) -> UsageView | None:
-    """The usage figures for the notebook (see the module docstring)."""
+    """The usage figures for the notebook (see the module docstring); the database is
+    ``SPECWRIGHT_DB``, else that of the project at ``project_dir`` (or the nearest one)."""
+    from pathlib import Path
+
     from IPython.display import HTML, display
 
     from specwright import config as config_mod
     from specwright.store import Store, resolve_db_path
     from specwright.widgets import usage_data
 
-    store = store or Store(resolve_db_path(config_mod.find_project_root()))
+    start = Path(project_dir).expanduser() if project_dir else None
+    if start is not None and not start.is_dir():
+        raise SpecwrightError(f"project_dir: {project_dir!r} is not a directory")
+    store = store or Store(resolve_db_path(config_mod.find_project_root(start)))
     filters = Filters(since or "", until or "", project or "", group_by or "model")
-    filters.where()  # a bad date or grouping is one clear error before any figure
+    filters.where()  # a bad date, window or grouping is one clear error before any figure
+    usage_data.check_project(store, filters.project)
     live = interactive() if live is None else live
     if live:
         view = UsageView(

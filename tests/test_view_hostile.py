@@ -1,0 +1,129 @@
+"""The usage notebook's figures, the HTML report and the run summary on odd data: costs that
+are NaN or Infinity (older databases, merged exports and scripted agents can hold them), hostile
+text, windows with no rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from specwright.store import Store
+
+
+def _seed_costs(store: Store, tmp_path: Path) -> str:
+    """A spec whose executor calls cost 0.25, NaN and Infinity; returns its slug."""
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Costly", "")
+    for cost in (0.25, float("nan"), float("inf")):
+        with ExecutionRecorder(
+            store, role="executor", backend="scripted", executor="scripted", spec_id=spec.id
+        ) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=cost))
+    assert store.query("SELECT count(*) FROM executions WHERE NOT isfinite(cost_usd)") == [(2,)]
+    return spec.slug
+
+
+def test_a_nan_or_infinite_cost_does_not_hide_the_rest_of_a_total(
+    store: Store, tmp_path: Path
+) -> None:
+    from specwright import queries as Q
+    from specwright import report
+    from specwright.widgets import usage_data
+    from specwright.widgets.usage_data import Filters
+
+    slug = _seed_costs(store, tmp_path)
+    f = Filters()
+    per_spec = usage_data.cost_per_spec(store, f)
+    assert list(per_spec.data[0].y) == [slug] and list(per_spec.data[0].x) == [0.25]
+    per_day = usage_data.cost_per_day(store, f)
+    assert [v for t in per_day.data for v in t.y] == [0.25]
+    by_spec = Q.cost_by(store, "spec")
+    assert by_spec["cost_usd"].tolist() == [0.25] and by_spec["unpriced"].tolist() == [2]
+    figure = report.figures(store)["cost_by_spec"]
+    assert list(figure.data[0].x) == [0.25]  # not 0 (NaN filled) and not NaN
+    assert all(math.isfinite(v) for v in Q.executions_by_period(store)["cost_usd"])
+
+
+def _seed_shipped_chunk(store: Store, tmp_path: Path) -> None:
+    """One shipped chunk with an executor call (today, UTC) that cost 0.5."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Shipped one", "")
+    chunk = add_chunk(store, spec, "Only chunk", "do it")
+    update_chunk(store, chunk.id, status="shipped", iterations=1, verdict="SHIP")
+    with ExecutionRecorder(
+        store, role="executor", backend="scripted", spec_id=spec.id, chunk_id=chunk.id
+    ) as rec:
+        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=0.5))
+
+
+def test_the_html_report_tables_follow_its_date_window(store: Store, tmp_path: Path) -> None:
+    from specwright.report import write_html
+
+    _seed_shipped_chunk(store, tmp_path)
+    everything = write_html(store, tmp_path / "all.html").read_text(encoding="utf-8")
+    assert everything.count("<td>Only chunk</td>") == 1 and "<td>0.5000</td>" in everything
+    # a window without any execution: every table is empty, as its heading promises
+    old = write_html(store, tmp_path / "old.html", since="2020-01-01", until="2020-01-31")
+    text = old.read_text(encoding="utf-8")
+    assert "2020-01-01 to 2020-01-31" in text
+    assert "Only chunk" not in text and "0.5000" not in text
+    tables = text.split("<h2>")[1:]
+    assert len(tables) == 5
+    assert all("no data yet" in t for t in tables), [t[:80] for t in tables]
+
+
+def test_codexbar_credits_line_is_plain_bounded_and_never_nan(store: Store) -> None:
+    import json
+    from datetime import datetime
+
+    from specwright.model import new_id
+    from specwright.widgets.usage_data import credits_text
+
+    provider = "\x1b[2J\x1b[31mcodex\x07" + "p" * 1_000_000
+    payload = {"usage": {"primary": {"usedPercent": 40}, "providerCost": {"limit": 10}}}
+    store.insert("usage_snapshots", {
+        "id": new_id(), "taken_at": datetime(2025, 1, 5), "source": "codexbar",
+        "provider": provider, "payload": json.dumps(payload), "kind": "usage",
+    })  # fmt: skip
+    text = credits_text(store)
+    assert text.startswith("?[2J?[31mcodex?") and len(text) < 300, text[:300]
+    assert "\x1b" not in text and "nan" not in text
+    assert text.endswith("spent ? of 10.00")
+
+
+def test_long_names_cut_to_the_same_label_stay_separate_bars(store: Store, tmp_path: Path) -> None:
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import ToolCall, ToolResult, Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import figures
+    from specwright.widgets import usage_data
+
+    prefix = "mcp__" + "a_very_long_server_name_" * 5
+    spec = create_spec(store, ensure_project(store, tmp_path), "Tools", "")
+    for n, (tool, calls) in enumerate(((prefix + "read", 3), (prefix + "write", 1))):
+        model = prefix + ("model-one", "model-two")[n]
+        with ExecutionRecorder(
+            store, role="executor", backend="claude_code", model=model, spec_id=spec.id
+        ) as rec:
+            for i in range(calls):
+                rec.on_event(ToolCall(call_id=f"{n}-{i}", tool=tool, input={}))
+                rec.on_event(ToolResult(call_id=f"{n}-{i}", output="ok", is_error=False))
+            rec.finish(status="ok", usage=Usage(input_tokens=1, cost_usd=0.1 * (n + 1)))
+    tools = usage_data.tool_calls(store, usage_data.Filters()).data[0]
+    assert len(set(tools.x)) == 2 and sorted(tools.y) == [1, 3]
+    assert all(len(x) < 100 for x in tools.x)
+    report_tools = figures(store)["tool_calls"].data[0]
+    assert len(set(report_tools.x)) == 2
+    by_model = usage_data.cost_per_day(store, usage_data.Filters(group_by="model"))
+    assert len(by_model.data) == 2
+    from specwright import queries as Q
+    from specwright.report import cost_by_dim_figure
+
+    per_model = cost_by_dim_figure(Q.cost_by(store, "model"), "model").data[0]
+    assert len(set(per_model.y)) == 2 and sorted(per_model.x) == [0.1, 0.2]
