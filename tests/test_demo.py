@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from specwright import demo
 from specwright.store import Store
 from tests.conftest import git, run_specwright
 
@@ -63,14 +64,18 @@ def test_demo_into_a_real_project_refuses_and_keeps_its_specs(
     env = {"SPECWRIGHT_DB": str(db)}
     made = run_specwright("spec", "new", "My precious spec", cwd=git_repo, env=env)
     assert made.returncode == 0, made.stderr
-    for where in (git_repo, tmp_path / "moved-away"):  # an existing project; one whose dir is gone
-        if where != git_repo:
-            Store(db).query("UPDATE projects SET root = ?", [str(where)])
-        proc = run_specwright("demo", "--dir", str(where), cwd=tmp_path, env=env, timeout=600)
+
+    def kept() -> bool:
         titles = Store(db).query("SELECT title FROM specs WHERE title = 'My precious spec'")
-        assert titles == [("My precious spec",)], (where, proc.stdout + proc.stderr)
-    assert (
-        "not a Specwright demo; not touching it"
-        in run_specwright("demo", "--dir", str(git_repo), cwd=tmp_path, env=env).stderr
-    )
+        return titles == [("My precious spec",)]
+
+    proc = run_specwright("demo", "--dir", str(git_repo), cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 2 and "not a Specwright demo; not touching it" in proc.stderr
+    assert kept(), proc.stdout + proc.stderr
     assert (git_repo / "README.md").exists()
+    # a project whose folder is gone: the demo may be built there, but that project's specs stay
+    # (the reset the demo starts with, without the ~30 s run after it)
+    gone = tmp_path / "moved-away"
+    Store(db).query("UPDATE projects SET root = ?", [str(gone)])
+    demo.reset(Store(db), gone)
+    assert kept()
