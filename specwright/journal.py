@@ -29,6 +29,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from specwright.errors import StoreError
+
 log = logging.getLogger(__name__)
 
 CATALOG = "catalog"
@@ -54,6 +56,22 @@ def normal(value: Any) -> Any:
     return value
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def normal_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's values JSON-normal: lists, tuples and dicts (JSON columns) as JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if type(value) in _PLAIN:  # the common case (hot path of event ingest): as is
+            out[key] = value
+        elif isinstance(value, list | tuple | dict):
+            out[key] = dumps(normal(value) if isinstance(value, tuple) else value)
+        else:
+            out[key] = normal(value)
+    return out
+
+
 # one encoder for every call: json.dumps with options builds a new JSONEncoder each time
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -67,6 +85,19 @@ def dumps(obj: Any) -> str:
 class ReadResult:
     ops: list[dict[str, Any]]
     skipped: int
+    lines: list[int] | None = None  # the line number of each op, for messages
+
+
+# Every op line starts so (``dumps`` of a dict whose first key is ``t``): where an op glued to
+# the torn line before it begins.
+_OP_START = b'{"t":'
+_OP_KINDS = frozenset({"insert", "upsert", "update", "sql", "abort"})
+
+
+def _unwritable(path: Path, exc: OSError) -> StoreError:
+    return StoreError(
+        f"{path}: cannot write the journal ({exc.strerror or exc}); nothing was recorded"
+    )
 
 
 class JournalWriter:
@@ -74,17 +105,35 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
+        # A process killed mid-write leaves a last line without its newline: the next op would
+        # be glued to it and lost with it on replay. Start on a line of its own.
+        self._lead = b"\n" if self._torn_end() else b""
+
+    def _torn_end(self) -> bool:
+        assert self._fd is not None
+        try:
+            size = os.fstat(self._fd).st_size
+            return size > 0 and os.pread(self._fd, 1, size - 1) != b"\n"
+        except OSError:  # not seekable (a pipe, a device): nothing to mend
+            return False
 
     def append(self, ops: list[dict[str, Any]]) -> int:
         """Write ``ops`` as lines with one ``write``; returns the bytes written."""
         if self._fd is None:
             raise ValueError(f"{self.path}: journal writer is closed")
-        data = "".join(dumps(op) + "\n" for op in ops).encode("utf-8")
+        data = self._lead + "".join(dumps(op) + "\n" for op in ops).encode("utf-8")
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:  # a full disk: the caller must not go on as if it were saved
+            raise _unwritable(self.path, exc) from None
+        self._lead = b""
         return len(data)
 
     def close(self) -> None:
@@ -122,7 +171,10 @@ class Journal:
     def writer(self, name: str) -> JournalWriter:
         """An open append handle on journal ``name`` (for a stream of events)."""
         path = self.path_for(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
         return JournalWriter(path)
 
     def files(self) -> list[Path]:
@@ -138,40 +190,86 @@ class Journal:
 
     @staticmethod
     def read(path: Path) -> ReadResult:
-        """Read one journal; a torn or garbled line is skipped with a warning, never fatal."""
+        """Read one journal; a torn or garbled line is skipped with a warning, never fatal. An
+        op written right after a torn line (on the same line, by an older Specwright) is kept."""
         ops: list[dict[str, Any]] = []
+        lines: list[int] = []
         skipped = 0
         with open(path, "rb") as fh:
             for lineno, raw in enumerate(fh, 1):
                 if not raw.strip():
                     continue
-                try:
-                    op = json.loads(raw)
-                    if not isinstance(op, dict) or "op" not in op:
-                        raise ValueError("not an op")
-                except ValueError:
+                op = _parse(raw)
+                if op is None:
+                    glued = raw.rfind(_OP_START)
+                    op = _parse(raw[glued:]) if glued > 0 else None
                     skipped += 1
                     torn = not raw.endswith(b"\n")
                     log.warning(
-                        "%s:%d: skipped %s journal line",
+                        "%s:%d: skipped %s journal line%s",
                         path,
                         lineno,
                         "a torn (incomplete) last" if torn else "an unreadable",
+                        " (kept the op written after it)" if op is not None else "",
                     )
-                    continue
+                    if op is None:
+                        continue
                 ops.append(op)
-        return ReadResult(ops, skipped)
+                lines.append(lineno)
+        return ReadResult(ops, skipped, lines)
 
     def replay_order(self) -> Iterator[dict[str, Any]]:
         """All ops of all journals, ordered by their time stamp (stable within a file), less
         the aborted ones."""
-        tagged: list[tuple[int, int, int, dict[str, Any]]] = []
-        for file_no, path in enumerate(self.files()):
-            ops = self.read(path).ops
-            aborted = {t for op in ops if op["op"] == "abort" for t in op.get("ops") or []}
-            for i, op in enumerate(ops):
-                if op["op"] != "abort" and op.get("t") not in aborted:
-                    tagged.append((int(op.get("t", 0)), file_no, i, op))
-        tagged.sort(key=lambda x: (x[0], x[1], x[2]))
-        for _, _, _, op in tagged:
+        for op, _ in self.replay_located():
             yield op
+
+    def replay_located(self) -> Iterator[tuple[dict[str, Any], str]]:
+        """``replay_order`` with where each op is (``file:line``, for messages)."""
+        tagged: list[tuple[int, int, int, dict[str, Any]]] = []
+        files = self.files()
+        lines: list[list[int]] = []
+        for file_no, path in enumerate(files):
+            read = self.read(path)
+            lines.append(read.lines or [])
+            aborted = {t for op in read.ops if op["op"] == "abort" for t in _list(op.get("ops"))}
+            for i, op in enumerate(read.ops):
+                if op["op"] != "abort" and op.get("t") not in aborted:
+                    tagged.append((op["t"], file_no, i, op))
+        tagged.sort(key=lambda x: (x[0], x[1], x[2]))
+        for _, file_no, i, op in tagged:
+            yield op, f"{files[file_no]}:{lines[file_no][i]}"
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """One journal line as an op, or None when it is not one (garbled, torn, or JSON of
+    another shape: an op needs an integer ``t`` and a known ``op`` with what that op carries)."""
+    try:
+        op = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(op, dict) or op.get("op") not in _OP_KINDS:
+        return None
+    t = op.get("t")
+    if not isinstance(t, int) or isinstance(t, bool):
+        return None
+    kind = op["op"]
+    if kind in ("insert", "upsert"):
+        ok = isinstance(op.get("table"), str) and isinstance(op.get("row"), dict) and op["row"]
+    elif kind == "update":
+        ok = (
+            isinstance(op.get("table"), str)
+            and isinstance(op.get("key"), dict)
+            and isinstance(op.get("set"), dict)
+            and bool(op["key"])
+            and bool(op["set"])
+        )
+    elif kind == "sql":
+        ok = isinstance(op.get("sql"), str) and isinstance(op.get("params", []), list)
+    else:
+        ok = True
+    return op if ok else None

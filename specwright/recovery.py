@@ -8,6 +8,7 @@ attempt's changes are saved as a patch and rolled back in the project tree.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 
 from specwright import gitops
 from specwright.agents.orphans import pid_alive, stop_orphans
+from specwright.journal import Journal
 from specwright.model import Spec, utcnow
 from specwright.store import Store
 
@@ -56,6 +58,9 @@ def recover_interrupted(
             dead, why = stale, f"no heartbeat from {run['host']} since {beat:%H:%M:%S}"
         if not dead:
             continue
+        caught_up = _catch_up(store, run)
+        if caught_up:
+            why += f"; {caught_up} journaled row(s) it had not written to the database were added"
         if run["host"] == host and run["pid"]:
             since = run["started_at"].replace(tzinfo=UTC).timestamp()
             groups = stop_orphans(int(run["pid"]), since)
@@ -88,6 +93,64 @@ def recover_interrupted(
         recovered.append(run["id"])
         log.warning("run %s marked interrupted: %s", run["id"], why)
     return recovered
+
+
+def _catch_up(store: Store, run: dict[str, Any]) -> int:
+    """Write to the database what the dead run's executions journaled but had not flushed (an
+    execution journals each event at once and writes them in batches, so a kill -9 leaves up to
+    a batch, or even the execution row, in its journal only). Returns the rows added."""
+    exec_dir = store.journal.root / "executions"
+    since = run["started_at"].replace(tzinfo=UTC).timestamp() - 1
+    added = 0
+    try:
+        files = [f for f in exec_dir.glob("*.jsonl") if f.stat().st_mtime >= since]
+    except OSError:
+        return 0
+    for path in files:
+        exec_id, ops = _ops_of_run(path, run["id"])
+        if not ops:
+            continue
+        have = {
+            str(r[0])
+            for r in store.query(
+                "SELECT id FROM executions WHERE id = ? "
+                "UNION ALL SELECT id FROM events WHERE execution_id = ?",
+                [exec_id, exec_id],
+            )
+        }
+        missing = [
+            op for op in ops if op["op"] == "update" or str(op.get("row", {}).get("id")) not in have
+        ]
+        inserts = sum(1 for op in missing if op["op"] != "update")
+        if inserts:  # the updates (an execution's end) are re-applied only with what was lost
+            store.write(missing, path.stem, journaled=True)
+            added += inserts
+    return added
+
+
+def _ops_of_run(path: Path, run_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """The execution id and ops of an execution journal, when its execution belongs to
+    ``run_id`` (the first op inserts the execution row); aborted ops left out."""
+    try:
+        with open(path, "rb") as fh:
+            first = json.loads(fh.readline() or b"null")
+    except (OSError, ValueError):
+        return None, []
+    row = first.get("row") if isinstance(first, dict) else None
+    if not isinstance(row, dict) or first.get("table") != "executions":
+        return None, []
+    if row.get("run_id") != run_id:
+        return None, []
+    ops = Journal.read(path).ops
+    aborted = {t for op in ops if op["op"] == "abort" for t in op.get("ops") or []}
+    kept = [
+        op
+        for op in ops
+        if op["op"] in ("insert", "update")
+        and op["t"] not in aborted
+        and op.get("table") in ("executions", "events")
+    ]
+    return str(row.get("id")), kept
 
 
 def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> None:

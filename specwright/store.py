@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import keeper
 from specwright.errors import StoreError, StoreLockedError
-from specwright.journal import CATALOG, Journal, dumps, normal, op_time
+from specwright.journal import CATALOG, Journal, normal, op_time
+from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
 
 if TYPE_CHECKING:
@@ -76,21 +77,6 @@ def _lock_timeout_from_env() -> float:
 
 def _py(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
-
-
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-def _normal_row(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if type(value) in _PLAIN:  # the common case (hot path of event ingest): as is
-            out[key] = value
-        elif isinstance(value, list | tuple | dict):
-            out[key] = dumps(normal(value) if isinstance(value, tuple) else value)
-        else:
-            out[key] = normal(value)
-    return out
 
 
 class Store:
@@ -177,9 +163,8 @@ class Store:
         """Read, or record the first time, the journal directory that is this database's own
         (``created``: the database had no schema before this connection). An explicit
         ``journal_dir`` wins and is recorded."""
-        rows = conn.execute(
-            "SELECT value FROM store_meta WHERE key = ?", [JOURNAL_DIR_KEY]
-        ).fetchall()
+        sql = "SELECT value FROM store_meta WHERE key = ?"
+        rows = conn.execute(sql, [JOURNAL_DIR_KEY]).fetchall()
         recorded: str | None = rows[0][0] if rows else None
         if self._journal_dir is not None:
             value = self._journal_value(self._journal_dir)
@@ -207,7 +192,12 @@ class Store:
     def _open(self) -> duckdb.DuckDBPyConnection:
         import duckdb
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the folder should be, a read-only parent
+            raise StoreError(
+                f"{self.path}: cannot create its folder {self.path.parent}: {exc.strerror or exc}"
+            ) from None
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.005
         asked = False
@@ -256,7 +246,7 @@ class Store:
         self._local.conn = conn
         try:
             if str(self._key) not in _migrated:
-                self._migrate(conn)
+                self._migrate_checked(conn)
                 _migrated.add(str(self._key))
             elif self._journal_dir is not None and not self._journal_recorded:
                 self._own_journal(conn, created=False)
@@ -342,11 +332,24 @@ class Store:
             self._own_journal(conn, created=current == 0)
         return applied
 
+    def _migrate_checked(self, conn: duckdb.DuckDBPyConnection) -> list[int]:
+        """``_migrate``, with a database that opens but cannot be read (a truncated file, a
+        damaged block) reported as such rather than as DuckDB's exception."""
+        import duckdb
+
+        try:
+            return self._migrate(conn)
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"{self.path}: the database is damaged or unreadable ({_first_line(exc)}); "
+                "`specwright db rebuild` recreates it from its journals"
+            ) from None
+
     def migrate(self) -> list[int]:
         """Apply pending migrations now; returns the versions applied."""
         conn = self._open()
         try:
-            applied = self._migrate(conn)
+            applied = self._migrate_checked(conn)
             _migrated.add(str(self.path.resolve()))
             return applied
         finally:
@@ -426,20 +429,31 @@ class Store:
                 with self.transaction() as conn:
                     apply_ops(conn, ops)
                 return
-            except duckdb.TransactionException as exc:
+            except BaseException as exc:
                 # Two threads of this process updated the same row at once (a heartbeat and
                 # the loop, say): DuckDB aborts one of them. Retry the whole transaction,
                 # unless it is nested in an outer one (that one is aborted too: let it decide).
-                nested = getattr(self._local, "in_tx", False)
-                if "conflict" not in str(exc).lower() or nested or attempt == _CONFLICT_RETRIES:
-                    if logged is not None:
-                        self.journal.abort(logged, ops)
-                    raise
-                time.sleep(0.005 * attempt * (0.5 + random.random()))
-            except BaseException:
+                text = str(exc).lower()
+                if (
+                    isinstance(exc, duckdb.TransactionException)
+                    and "conflict" in text
+                    and not getattr(self._local, "in_tx", False)
+                    and attempt < _CONFLICT_RETRIES
+                ):
+                    time.sleep(0.005 * attempt * (0.5 + random.random()))
+                    continue
                 if logged is not None:
                     self.journal.abort(logged, ops)
+                if isinstance(exc, duckdb.IOException | duckdb.PermissionException) or (
+                    isinstance(exc, duckdb.TransactionException) and "failed to commit" in text
+                ):  # the file cannot be written (a read-only folder, a full disk)
+                    raise self._unwritable(exc) from None
                 raise
+
+    def _unwritable(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"{self.path}: cannot write the database ({_first_line(exc)}); nothing was saved"
+        )
 
     def insert(self, table: str, row: dict[str, Any], journal: str = CATALOG) -> None:
         self.write([self.op_insert(table, row)], journal)
@@ -459,26 +473,28 @@ class Store:
         target = Path(target)
         if target.exists():
             raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
-        fresh = Store(target, journal_dir=self.journal.root, lock_timeout_s=self.lock_timeout_s)
-        fresh.migrate()  # records this journal as its own: a swapped-in copy journals here too
-        count = 0
-        pending: list[dict[str, Any]] = []
-        for op in self.journal.replay_order():
-            pending.append(op)
-            if len(pending) >= batch:
-                fresh.write(pending, None)
-                count += len(pending)
-                pending = []
-        fresh.write(pending, None)
-        self._carry_unjournaled(fresh)
+        journal = self.journal
+        fresh = Store(target, journal_dir=journal.root, lock_timeout_s=self.lock_timeout_s)
+        try:
+            fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
+            ops = list(journal.replay_located())
+            count = sum(_replay(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
+            self._carry_unjournaled(fresh)
+        except BaseException:  # half a database would only block the next attempt
+            fresh.release()
+            for leftover in (target, target.with_name(target.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            raise
         fresh.release()  # checkpointed and closed: the caller may move the file
-        return count + len(pending)
+        return count
 
     def _carry_unjournaled(self, fresh: Store) -> None:
         if not self.path.exists():
             return
         try:
             self.migrate()
+        except StoreLockedError:  # readable, only busy: carrying nothing would lose the imports
+            raise
         except StoreError as exc:
             log.warning("%s: cannot read it to carry imported usage over: %s", self.path, exc)
             return
@@ -490,6 +506,32 @@ class Store:
                     conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
             finally:
                 conn.execute("DETACH old")
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _replay(fresh: Store, located: list[tuple[dict[str, Any], str]]) -> int:
+    """Apply journal ops to a database being rebuilt; returns how many were applied. An op it
+    refuses (a row journaled twice: a killed process lost its abort mark) is left out with a
+    warning naming its journal line: one bad line never costs the rest."""
+    import duckdb
+
+    try:
+        fresh.write([op for op, _ in located], None)
+        return len(located)
+    except duckdb.Error:
+        pass
+    applied = 0
+    with fresh.connect():  # one connection for the op-by-op pass
+        for op, where in located:
+            try:
+                fresh.write([op], None)
+                applied += 1
+            except duckdb.Error as exc:
+                log.warning("%s: left out a journal op the database refuses: %s", where, exc)
+    return applied
 
 
 def apply_ops(conn: duckdb.DuckDBPyConnection, ops: list[dict[str, Any]]) -> None:

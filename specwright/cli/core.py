@@ -173,13 +173,16 @@ def _say_what_to_commit(root: Path) -> None:
 def _ignore_data_dir(root: Path) -> bool:
     """Keep the database and journals out of git (rollbacks never touch ignored files)."""
     gitignore = root / ".gitignore"
-    lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    if any(line.strip() in ("data/", "/data/", "data", "/data") for line in lines):
-        return False
-    with gitignore.open("a", encoding="utf-8") as fh:
-        if lines and lines[-1].strip():
-            fh.write("\n")
-        fh.write("# Specwright's database and journals\ndata/\n")
+    try:  # bytes: git reads any encoding, and so must this (a Latin-1 comment, say)
+        lines = gitignore.read_bytes().splitlines() if gitignore.exists() else []
+        if any(line.strip() in (b"data/", b"/data/", b"data", b"/data") for line in lines):
+            return False
+        with gitignore.open("ab") as fh:
+            if lines and lines[-1].strip():
+                fh.write(b"\n")
+            fh.write(b"# Specwright's database and journals\ndata/\n")
+    except OSError as exc:
+        raise SpecwrightError(f"{gitignore}: cannot update it: {exc.strerror or exc}") from None
     return True
 
 
@@ -426,10 +429,10 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit({"rebuilt": str(target), "ops": count})
         return 0
     tmp = store.path.with_name(store.path.name + ".rebuild")
-    if tmp.exists():
-        tmp.unlink()
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a rebuild that was killed
+        leftover.unlink(missing_ok=True)
     count = store.rebuild_into(tmp)
-    backup = store.path.with_name(store.path.name + ".bak")
+    backup = _free_backup(store.path)
     store.release()  # checkpointed and closed before the file moves
     if store.path.exists():
         os.replace(store.path, backup)
@@ -445,6 +448,17 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         }
     )
     return 0
+
+
+def _free_backup(db: Path) -> Path:
+    """Where the replaced database goes: ``<name>.bak``, or ``.bak.1``, ``.bak.2``... when an
+    earlier rebuild's backup is there (it may be the only copy of a damaged original)."""
+    backup = db.with_name(db.name + ".bak")
+    n = 0
+    while backup.exists() or backup.with_name(backup.name + ".wal").exists():
+        n += 1
+        backup = db.with_name(f"{db.name}.bak.{n}")
+    return backup
 
 
 def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:

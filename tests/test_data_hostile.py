@@ -1,0 +1,265 @@
+"""The database and its journals in bad shape, as a user finds them: a torn journal line, lines
+that are JSON but no op, a duplicated op, a truncated database file, folders that cannot be
+written, a full disk, a database another process holds during a rebuild, a second rebuild, a
+``.gitignore`` that is not UTF-8. Each is one line on stderr naming the file, never a traceback,
+and nothing journaled is lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from specwright import catalog
+from specwright.errors import StoreError, StoreLockedError
+from specwright.store import Store
+from tests.conftest import CliResult, run_specwright
+
+
+def _titles(db: Path) -> list[str]:
+    return [r[0] for r in Store(db).query("SELECT title FROM specs ORDER BY title")]
+
+
+def _one_line_error(result: CliResult | subprocess.CompletedProcess[str]) -> str:
+    err = result.err if isinstance(result, CliResult) else result.stderr
+    code = result.code if isinstance(result, CliResult) else result.returncode
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("specwright: error: "), err
+    return lines[0]
+
+
+# --- journal ----------------------------------------------------------------------------------
+
+
+def test_an_op_written_after_a_torn_line_starts_a_line_of_its_own(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process killed mid-write leaves half a line; the next spec written must not be glued
+    to it (a rebuild used to drop both)."""
+    project = catalog.ensure_project(store, tmp_path)
+    catalog.create_spec(store, project, "Before")
+    catalog_path = store.journal.path_for("catalog")
+    with catalog_path.open("ab") as fh:
+        fh.write(b'{"t":1,"op":"insert","table":"specs","row":{"id":"01')
+    catalog.create_spec(store, project, "After the crash")
+    lines = catalog_path.read_bytes().splitlines()
+    assert lines[-2].endswith(b'"id":"01') and b"After the crash" in lines[-1]
+    json.loads(lines[-1])
+    with caplog.at_level(logging.WARNING):
+        store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    assert _titles(tmp_path / "rebuilt.duckdb") == ["After the crash", "Before"]
+
+
+def test_an_op_glued_to_a_torn_line_by_an_older_version_is_replayed(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = catalog.ensure_project(store, tmp_path)
+    catalog.create_spec(store, project, "Glued")
+    catalog_path = store.journal.path_for("catalog")
+    lines = catalog_path.read_bytes().splitlines(keepends=True)
+    lines[-1] = b'{"t":1,"op":"insert","table":"specs","row":{"id":"01' + lines[-1]
+    catalog_path.write_bytes(b"".join(lines))
+    with caplog.at_level(logging.WARNING):
+        store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    assert _titles(tmp_path / "rebuilt.duckdb") == ["Glued"]
+    assert "kept the op written after it" in caplog.text
+
+
+def test_rebuild_leaves_out_ops_it_cannot_apply_and_keeps_every_other(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A duplicated insert (its abort mark lost with a killed process) and lines that are JSON
+    but no op: each is named with its file and line and left out; the rest is rebuilt."""
+    project = catalog.ensure_project(store, tmp_path)
+    catalog.create_spec(store, project, "First")
+    catalog_path = store.journal.path_for("catalog")
+    duplicate = catalog_path.read_text().splitlines()[-1]
+    with catalog_path.open("a") as fh:
+        fh.write(duplicate + "\n")
+        fh.write('{"op":"insert"}\n{"t":"soon","op":"insert","table":"specs","row":{}}\n[1]\n')
+    catalog.create_spec(store, project, "Second")
+    with caplog.at_level(logging.WARNING):
+        count = store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    assert _titles(tmp_path / "rebuilt.duckdb") == ["First", "Second"]
+    assert count == 3  # the project and two specs
+    assert f"{catalog_path}:3: left out a journal op the database refuses" in caplog.text
+    assert caplog.text.count("skipped an unreadable journal line") == 3
+
+
+def test_a_journal_that_cannot_be_written_is_one_line_and_nothing_is_saved(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db" / "a.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "db", "migrate").code == 0
+    journal = tmp_path / "db" / "a.journal"
+    shutil.rmtree(journal, ignore_errors=True)
+    journal.write_text("a file where the journal folder should be\n")
+    line = _one_line_error(cli("-C", str(tmp_path), "spec", "new", "Lost"))
+    assert "cannot write the journal" in line and "a.journal" in line
+    journal.unlink()
+    journal.mkdir()
+    (journal / "catalog.jsonl").symlink_to("/dev/full")  # a full disk
+    line = _one_line_error(cli("-C", str(tmp_path), "spec", "new", "Lost"))
+    assert "cannot write the journal" in line and "No space left" in line
+    assert _titles(db) == []
+
+
+# --- the database file ------------------------------------------------------------------------
+
+
+def test_a_truncated_database_is_one_line_and_rebuilds_from_its_journal(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "spec", "new", "Survivor").code == 0
+    from specwright import keeper
+    from specwright import store as store_mod
+
+    keeper.close()
+    store_mod._migrated.clear()
+    store_mod._journal_roots.clear()
+    with db.open("r+b") as fh:
+        fh.truncate(db.stat().st_size // 2)
+    line = _one_line_error(cli("-C", str(tmp_path), "status"))
+    assert str(db) in line and "damaged" in line and "db rebuild" in line
+    result = cli("-C", str(tmp_path), "--json", "db", "rebuild")
+    assert result.code == 0, result.err
+    assert _titles(db) == ["Survivor"]
+
+
+def test_a_database_whose_folder_is_a_file_is_one_line(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plain").write_text("x")
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "plain" / "x.duckdb"))
+    line = _one_line_error(cli("-C", str(tmp_path), "status"))
+    assert "cannot create its folder" in line and str(tmp_path / "plain") in line
+
+
+def _as_a_user(cmd: list[str]) -> list[str]:
+    """``cmd`` without root's power to ignore file modes (so a read-only folder is one)."""
+    if os.geteuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: file modes cannot be enforced")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd]
+
+
+def test_writing_into_a_read_only_folder_is_one_line_and_reads_still_work(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "db"
+    db = folder / "specwright.duckdb"
+    env = {**os.environ, "SPECWRIGHT_DB": str(db), "SPECWRIGHT_LINGER": "0"}
+    assert run_specwright("-C", str(tmp_path), "spec", "new", "Kept", env=env).returncode == 0
+    folder.chmod(0o555)
+    try:
+        cli = [sys.executable, "-m", "specwright.cli", "-C", str(tmp_path)]
+        run = dict(capture_output=True, text=True, env=env, timeout=120)
+        shown = subprocess.run(_as_a_user([*cli, "spec", "list"]), **run)  # type: ignore[call-overload]
+        assert shown.returncode == 0 and "Kept" in shown.stdout, shown.stderr
+        refused = subprocess.run(_as_a_user([*cli, "spec", "new", "Not saved"]), **run)  # type: ignore[call-overload]
+        line = _one_line_error(refused)
+        assert str(db) in line and "cannot write the database" in line
+    finally:
+        folder.chmod(0o755)
+    assert _titles(db) == ["Kept"]
+    Store(db).rebuild_into(tmp_path / "rebuilt.duckdb")  # the refused write is not replayed
+    assert _titles(tmp_path / "rebuilt.duckdb") == ["Kept"]
+
+
+# --- db rebuild -------------------------------------------------------------------------------
+
+
+def test_rebuild_while_another_process_holds_the_database_stops_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Copying imported usage over needs the old database: when another process holds it the
+    rebuild says so, rather than finishing without the imports and half a file behind."""
+    db = tmp_path / "a.duckdb"
+    store = Store(db, lock_timeout_s=0.5)
+    (tmp_path / "p").mkdir()
+    catalog.create_spec(store, catalog.ensure_project(store, tmp_path / "p"), "Spec")
+    store.release()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import duckdb, sys
+            c = duckdb.connect({str(db)!r})
+            print("holding", flush=True)
+            sys.stdin.readline()
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    target = tmp_path / "rebuilt.duckdb"
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(StoreLockedError, match="locked by another process"):
+            store.rebuild_into(target)
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert not target.exists() and not Path(str(target) + ".wal").exists()
+    store.rebuild_into(target)  # and again once it is free
+    assert _titles(target) == ["Spec"]
+
+
+def test_a_second_rebuild_keeps_the_first_backup(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "spec", "new", "One").code == 0
+    with Store(db).connect() as conn:  # only in the original: no journal has it
+        conn.execute("CREATE TABLE my_notes AS SELECT 'only here' AS note")
+    Store(db).release()
+    first = cli("-C", str(tmp_path), "--json", "db", "rebuild")
+    second = cli("-C", str(tmp_path), "--json", "db", "rebuild")
+    assert first.code == 0 and second.code == 0, first.err + second.err
+    assert json.loads(first.out)["previous"] == f"{db}.bak"
+    assert json.loads(second.out)["previous"] == f"{db}.bak.1"
+    assert Store(f"{db}.bak").query("SELECT note FROM my_notes") == [("only here",)]
+    assert _titles(db) == ["One"]
+
+
+# --- init -------------------------------------------------------------------------------------
+
+
+def test_init_keeps_a_gitignore_that_is_not_utf8(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / ".gitignore").write_bytes(b"# caf\xe9\n*.pyc")
+    result = cli("-C", str(project), "init")
+    assert result.code == 0, result.err
+    assert (project / ".gitignore").read_bytes() == (
+        b"# caf\xe9\n*.pyc\n# Specwright's database and journals\ndata/\n"
+    )
+    assert cli("-C", str(project), "init").code == 0
+    assert (project / ".gitignore").read_bytes().count(b"data/") == 1
+
+
+def test_store_errors_name_the_file(tmp_path: Path) -> None:
+    """The API raises the same one-line errors the CLI prints."""
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(StoreError, match=r"x\.duckdb: cannot create its folder"):
+        Store(tmp_path / "plain" / "x.duckdb").query("SELECT 1")

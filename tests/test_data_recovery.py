@@ -1,0 +1,66 @@
+"""kill -9 between an execution's journal and its next flush: recovery writes what only the
+journal has to the database, so an interrupted execution's last events are not missing there
+until someone runs `db rebuild`. A real process, really killed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from specwright import catalog
+from specwright.recovery import recover_interrupted
+from specwright.store import Store
+
+CHILD = textwrap.dedent("""
+    import os, signal, socket, sys, time
+    from specwright import catalog
+    from specwright.model import TextEvent, new_id, utcnow
+    from specwright.recorder import ExecutionRecorder
+    from specwright.store import Store
+
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    spec = catalog.create_spec(store, catalog.ensure_project(store, sys.argv[1]), "Killed")
+    run_id, now = new_id(), utcnow()
+    store.insert("runs", {"id": run_id, "spec_id": spec.id, "kind": "spec",
+        "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+        "started_at": now, "heartbeat_at": now})
+    rec = ExecutionRecorder(store, role="executor", backend="scripted", run_id=run_id,
+        spec_id=spec.id, flush_interval_s=3600).start()
+    deadline = time.monotonic() + 30  # the flusher writes the execution row at once
+    while not store.query("SELECT 1 FROM executions WHERE id = ?", [rec.id]):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for i in range(5):  # journaled now, flushed in an hour
+        rec.on_event(TextEvent(f"line {i}"))
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_recovery_writes_the_events_a_killed_run_only_journaled(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    killed = subprocess.run(
+        [sys.executable, "-c", CHILD, str(project)],
+        env={**os.environ, "SPECWRIGHT_LINGER": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    assert store.query("SELECT count(*) FROM events") == [(0,)]
+    recovered = recover_interrupted(store, catalog.get_spec(store, "killed"), project)
+    assert len(recovered) == 1
+    texts = store.query("SELECT text FROM events ORDER BY seq")
+    assert texts == [(f"line {i}",) for i in range(5)]
+    assert store.query("SELECT status, exit_reason FROM executions") == [("killed", "interrupted")]
+    (reason,) = store.query("SELECT reason FROM runs")[0]
+    assert "5 journaled row(s) it had not written to the database were added" in reason
+    # the journal and the database agree: a rebuild gives the same rows
+    store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    rebuilt = Store(tmp_path / "rebuilt.duckdb")
+    assert rebuilt.query("SELECT text FROM events ORDER BY seq") == texts
+    assert rebuilt.query("SELECT status FROM executions") == [("killed",)]
