@@ -102,11 +102,14 @@ def _carried(total: Any) -> int | None:
 def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _cx_files (read_path VARCHAR, path VARCHAR, "
-        "restart BOOLEAN, model VARCHAR, total BIGINT, session VARCHAR)"
+        "restart BOOLEAN, model VARCHAR, total BIGINT, session VARCHAR, "
+        "c_in BIGINT, c_cached BIGINT, c_out BIGINT, c_reason BIGINT)"
     )
     rows = []
     for p in ready:
         st = (p.prev.state or {}) if (p.prev and not p.restart) else {}
+        kept = st.get("totals")
+        totals: dict[str, Any] = kept if isinstance(kept, dict) else {}
         rows.append(
             (
                 p.read_path,
@@ -115,6 +118,7 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
                 st.get("model"),
                 _carried(st.get("total")),
                 st.get("session"),
+                *(_carried(totals.get(c)) for c in _COUNTS),
             )
         )
     F.insert_rows(conn, "INSERT INTO _cx_files", rows)
@@ -140,6 +144,7 @@ CREATE OR REPLACE TEMP TABLE _cx_new AS
 WITH e AS (
     SELECT r.rowid - (SELECT min(rowid) FROM _cx_raw) AS rn, f.path AS file, r.h,
         f.model AS carried_model, f.total AS carried_total, f.session AS carried_session,
+        f.c_in, f.c_cached, f.c_out, f.c_reason,
         r.j.type AS kind, r.j.payload.type AS ptype,
         try_cast(r.j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts,
         CASE WHEN r.j.type = 'turn_context' THEN r.j.payload.model END AS ctx_model,
@@ -170,11 +175,12 @@ WITH e AS (
 ), d AS (
     SELECT *,
         CASE WHEN last IS NOT NULL THEN last
-             ELSE {{'input_tokens': tot.input_tokens - coalesce(prev_in, 0),
-                    'cached_input_tokens': tot.cached_input_tokens - coalesce(prev_cached, 0),
-                    'output_tokens': tot.output_tokens - coalesce(prev_out, 0),
+             ELSE {{'input_tokens': tot.input_tokens - coalesce(prev_in, c_in, 0),
+                    'cached_input_tokens': tot.cached_input_tokens
+                        - coalesce(prev_cached, c_cached, 0),
+                    'output_tokens': tot.output_tokens - coalesce(prev_out, c_out, 0),
                     'reasoning_output_tokens': tot.reasoning_output_tokens
-                        - coalesce(prev_reason, 0),
+                        - coalesce(prev_reason, c_reason, 0),
                     'total_tokens': tot.total_tokens - coalesce(prev_total, 0)}} END AS delta
     FROM (SELECT *,
             lag(tot.input_tokens) OVER (PARTITION BY file ORDER BY rn) AS prev_in,
@@ -240,9 +246,10 @@ def _merge(
     save_prices(conn, used, stored)
     _snapshot_rate_limits(conn)
     result.linked = link_executions(conn, SOURCE)
-    # carry each file's running state (model, cumulative total, session) to the next run
+    # carry each file's running state (model, cumulative totals, session) to the next run: an
+    # event with totals only is counted against them
     states: dict[str, dict[str, Any]] = {}
-    for path, model, total, session in conn.execute(
+    for path, model, total, session, totals, c_in, c_cached, c_out, c_reason in conn.execute(
         f"""SELECT f.path,
             coalesce((SELECT arg_max(coalesce(r.j.payload.model), r.rowid) FROM _cx_raw r
                       WHERE r.filename = f.read_path AND r.j.type = 'turn_context'), f.model),
@@ -251,10 +258,21 @@ def _merge(
                       FROM _cx_raw r WHERE r.filename = f.read_path
                         AND r.j.payload.info.total_token_usage IS NOT NULL), f.total),
             coalesce((SELECT any_value(session_id) FROM _cx_new n WHERE n.file = f.path),
-                     f.session)
+                     f.session),
+            (SELECT arg_max({_bounded("r.j.payload.info.total_token_usage")}, r.rowid)
+             FROM _cx_raw r WHERE r.filename = f.read_path
+               AND r.j.payload.info.total_token_usage IS NOT NULL),
+            f.c_in, f.c_cached, f.c_out, f.c_reason
         FROM _cx_files f"""
     ).fetchall():
-        states[path] = {"model": model, "total": total, "session": session}
+        carried = dict(zip(_COUNTS, (c_in, c_cached, c_out, c_reason), strict=True))
+        latest = totals if isinstance(totals, dict) else {}
+        states[path] = {
+            "model": model,
+            "total": total,
+            "session": session,
+            "totals": {c: latest.get(c) if c in latest else carried[c] for c in _COUNTS},
+        }
     return states
 
 

@@ -7,15 +7,20 @@ steipete/CodexBar ``Sources/CodexBarCLI/CLIPayloads.swift``). ``codexbar cost --
 prints per-provider daily tokens and cost. Each payload is stored in ``usage_snapshots``.
 
 ``around(store, execution_id)`` takes a snapshot before and after an execution so the quota a
-chunk used (the change of ``usedPercent``) is known. A missing binary, a failing command or bad
-JSON gives a warning and no snapshot, never an exception.
+chunk used (the change of ``usedPercent``) is known. A missing binary, a command that prints no
+provider objects, or one that hangs (stopped with its children after ``TIMEOUT_S``) gives a
+warning and no snapshot, never an exception; a non-zero exit, a provider's error and NaN (stored
+as null: the payload stays JSON) give a warning beside the snapshot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,45 +70,107 @@ def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> S
         return snap
     args = USAGE_ARGS if kind == "usage" else COST_ARGS
     try:
-        proc = subprocess.run(
-            [exe, *args],
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        code, stdout, stderr = _call([exe, *args], timeout_s)
+    except OSError as exc:
         snap.warning = f"codexbar {kind}: could not run {exe}: {exc}"
         return snap
-    out = proc.stdout[:MAX_OUTPUT_BYTES].decode("utf-8", "replace").strip()
+    except subprocess.TimeoutExpired:
+        snap.warning = f"codexbar {kind}: {exe} {TIMED_OUT} {timeout_s:g}s; no snapshot taken"
+        return snap
+    err = stderr.decode("utf-8", "replace").strip()[:200]
+    exited = f"exit {code}{': ' + err if err else ''}"
+    if len(stdout) > MAX_OUTPUT_BYTES:
+        snap.warning = f"codexbar {kind}: output larger than {MAX_OUTPUT_BYTES >> 20} MiB, ignored"
+        return snap
+    out = stdout.decode("utf-8", "replace").strip()
+    if not out:
+        snap.warning = f"codexbar {kind}: printed nothing ({exited})"
+        return snap
     try:
-        data = json.loads(out) if out else None
+        data = json.loads(out)
     except json.JSONDecodeError as exc:
         snap.warning = (
             f"codexbar {kind}: output is not JSON ({exc.msg} at char {exc.pos}); "
-            f"exit {proc.returncode}: {out[:120]!r}"
+            f"{exited}: {out[:120]!r}"
         )
         return snap
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not all(isinstance(p, dict) for p in data):
-        err = proc.stderr.decode("utf-8", "replace").strip()[:200]
+        got = type(data).__name__
+        if isinstance(data, list):
+            got = "a list holding " + ", ".join(
+                sorted({type(p).__name__ for p in data if not isinstance(p, dict)})
+            )
         snap.warning = (
-            f"codexbar {kind}: expected a JSON array of provider objects, got "
-            f"{type(data).__name__} (exit {proc.returncode}{': ' + err if err else ''})"
+            f"codexbar {kind}: expected a JSON array of provider objects, got {got} ({exited})"
         )
         return snap
-    snap.payloads = data
-    if proc.returncode != 0 and not data:
-        snap.warning = f"codexbar {kind}: exit {proc.returncode}"
-    for payload in data:
-        err = payload.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            msg = str(err["message"])[:200]
-            snap.warning = (snap.warning + "; " if snap.warning else "") + (
-                f"codexbar {kind}: {payload.get('provider')}: {msg}"
-            )
+    notes = [f"codexbar {kind}: {exited}"] if code != 0 else []
+    cleaned = [_finite(p) for p in data]
+    snap.payloads = [p for p, _ in cleaned]
+    if any(bad for _, bad in cleaned):
+        notes.append(f"codexbar {kind}: NaN or infinite numbers stored as null")
+    for payload in snap.payloads:
+        msg = _error_message(payload)
+        if msg:
+            notes.append(f"codexbar {kind}: {_provider(payload)}: {msg[:200]}")
+    snap.warning = "; ".join(notes) or None
     return snap
+
+
+TIMED_OUT = "did not finish within"
+
+
+def _call(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` in its own process group; on a timeout the whole group is killed (a
+    codexbar that hangs in a child would otherwise leave it running)."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def _finite(value: Any) -> tuple[Any, bool]:
+    """``value`` with NaN and infinities as None (they are not JSON: the payload column and
+    other tools reading it would refuse them); and whether there were any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    if isinstance(value, dict):
+        pairs = {k: _finite(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(b for _, b in pairs.values())
+    if isinstance(value, list):
+        items = [_finite(v) for v in value]
+        return [v for v, _ in items], any(b for _, b in items)
+    return value, False
+
+
+def _provider(payload: dict[str, Any]) -> str | None:
+    """The payload's provider name: text only (a number or an object is no name)."""
+    name = payload.get("provider")
+    return (name.strip()[:100] or None) if isinstance(name, str) else None
+
+
+def _error_message(payload: dict[str, Any]) -> str | None:
+    """The provider's error: ``{"message": ...}`` as codexbar prints it, or plain text."""
+    err = payload.get("error")
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])
+    if isinstance(err, str) and err.strip():
+        return err.strip()
+    return None
 
 
 def store_snapshot(
@@ -116,7 +183,7 @@ def store_snapshot(
     for payload in snap.payloads:
         sid = new_id()
         snap.ids.append(sid)
-        err = payload.get("error")
+        err = _error_message(payload)
         ops.append(
             _S.op_insert(
                 "usage_snapshots",
@@ -124,12 +191,12 @@ def store_snapshot(
                     "id": sid,
                     "taken_at": snap.taken_at,
                     "source": "codexbar",
-                    "provider": str(payload.get("provider") or "")[:100] or None,
+                    "provider": _provider(payload),
                     "execution_id": execution_id,
-                    "payload": json.dumps(payload, separators=(",", ":")),
+                    "payload": json.dumps(_finite(payload)[0], separators=(",", ":")),
                     "kind": snap.kind,
                     "phase": phase,
-                    "error": str(err.get("message"))[:500] if isinstance(err, dict) else None,
+                    "error": err[:500] if err else None,
                 },
             )
         )
@@ -139,10 +206,24 @@ def store_snapshot(
 
 
 def ingest(
-    store: Store, binary: str | None = None, *, kinds: tuple[str, ...] = ("usage", "cost")
+    store: Store,
+    binary: str | None = None,
+    *,
+    kinds: tuple[str, ...] = ("usage", "cost"),
+    timeout_s: float = TIMEOUT_S,
 ) -> list[Snapshot]:
-    """Take and store one `usage` and one `cost` snapshot now."""
-    return [store_snapshot(store, run(kind, binary)) for kind in kinds]
+    """Take and store one `usage` and one `cost` snapshot now (a codexbar that hangs is not
+    waited for twice)."""
+    snaps: list[Snapshot] = []
+    for kind in kinds:
+        hung = next((s for s in snaps if s.warning and TIMED_OUT in s.warning), None)
+        if hung is not None:
+            snaps.append(
+                Snapshot(kind, utcnow(), warning=f"codexbar {kind}: not run: {hung.warning}")
+            )
+            continue
+        snaps.append(store_snapshot(store, run(kind, binary, timeout_s)))
+    return snaps
 
 
 @contextmanager
