@@ -43,7 +43,8 @@ def compare(
     cancel: threading.Event | None = None,
     on_progress: ProgressSink | None = None,
 ) -> tuple[str, list[RunAllResult]]:
-    """Run ``spec`` once per executor from the current HEAD; returns the group id and results."""
+    """Run ``spec`` once per executor from the current HEAD; returns the group id and results
+    (fewer than ``executors`` when cancelled: the executors not reached are not run)."""
     from specwright.runner import run_all
 
     if len(set(executors)) != len(executors) or len(executors) < 2:
@@ -61,10 +62,13 @@ def compare(
     )
     trees = store.path.parent / "worktrees" / f"{spec.slug}@compare"
     gitops.ensure_outside_or_ignored(root, [trees])
+    # one event for all the runs: Ctrl-C during one executor's run (the loop sets it) stops
+    # the comparison, not only that run
+    cancel = cancel or threading.Event()
     results = []
     try:
         for name in executors:
-            if cancel is not None and cancel.is_set():
+            if cancel.is_set():
                 break
             tree = trees / name
             if tree.exists():

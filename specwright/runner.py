@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,7 +223,7 @@ class _RunAll:
     # --- the two schedules ------------------------------------------------------------------
 
     def execute(self, chunks: list[Chunk]) -> None:
-        done = set() if self.fresh else {c.id for c in chunks if c.status == "shipped"}
+        done = set() if self.fresh else self._landed([c for c in chunks if c.status == "shipped"])
         for c in chunks:
             if c.id in done:
                 self.record(c, "shipped", "already shipped (skipped)")
@@ -233,6 +233,28 @@ class _RunAll:
             self._serial(pending, done, {c.id: c for c in chunks})
         else:
             self._parallel(pending, done, {c.id: c for c in chunks})
+
+    def _landed(self, shipped: list[Chunk]) -> set[str]:
+        """The shipped chunks whose commit is on the spec branch. One that shipped in its own
+        worktree but was never merged back (the process was killed mid-wave) runs again rather
+        than being skipped with its work lost. Without the branch (deleted after a merge) the
+        chunk rows are trusted."""
+        if self.workdir is not None or not shipped:
+            return {c.id for c in shipped}
+        if not gitops.branch_exists(self.root, self.branch):
+            return {c.id for c in shipped}
+        landed = set()
+        for c in shipped:
+            if gitops.chunk_commits(self.root, c.id, self.branch):
+                landed.add(c.id)
+            else:
+                self.progress(
+                    "skip",
+                    c,
+                    f"chunk {c.position} {c.title}: shipped, but its commit is not on "
+                    f"{self.branch} (never merged back); running it again",
+                )
+        return landed
 
     def _unshippable_deps(
         self, chunk: Chunk, done: set[str], by_id: dict[str, Chunk]
@@ -283,10 +305,23 @@ class _RunAll:
                 futures = {
                     c.id: pool.submit(self._in_worktree, c, worktrees, base) for c in wave.chunks
                 }
-                results = {cid: f.result() for cid, f in futures.items()}
+                stopped: BaseException | None = None
+                try:
+                    for f in futures.values():
+                        f.result()
+                except BaseException as exc:  # Ctrl-C, SIGTERM, a crash: stop the wave's
+                    stopped = exc  # agents and wait for them, then keep what shipped
+                    self.cancel.set()
+                    self.progress("cancel", None, "stopping: waiting for the wave's agents")
+                    wait(futures.values())
                 for chunk in sorted(wave.chunks, key=lambda c: c.position):
                     pending.remove(chunk)
-                    result, tree, branch = results[chunk.id]
+                    future = futures[chunk.id]
+                    if future.exception() is not None:  # crashed in its thread: drop its tree
+                        tree, branch = self._tree(chunk, worktrees)
+                        gitops.remove_worktree(self.root, tree, delete_branch=branch)
+                        continue
+                    result, tree, branch = future.result()
                     if result.shipped:
                         result = self._merge_back(chunk, result, tree, branch, worktrees)
                     else:
@@ -294,12 +329,17 @@ class _RunAll:
                     self.record(chunk, result.status, result.reason, result)
                     if result.shipped:
                         done.add(chunk.id)
+                if stopped is not None and not isinstance(stopped, KeyboardInterrupt):
+                    raise stopped
+
+    def _tree(self, chunk: Chunk, worktrees: Path) -> tuple[Path, str]:
+        """Where a chunk runs in a parallel wave: its worktree and branch."""
+        return worktrees / f"{chunk.position}-{chunk.id[-8:]}", f"{self.branch}--{chunk.position}"
 
     def _in_worktree(
         self, chunk: Chunk, worktrees: Path, base: str, note: str = ""
     ) -> tuple[ChunkResult, Path, str]:
-        branch = f"{self.branch}--{chunk.position}"
-        tree = worktrees / f"{chunk.position}-{chunk.id[-8:]}"
+        tree, branch = self._tree(chunk, worktrees)
         with self._worktree_lock:
             if tree.exists():
                 gitops.remove_worktree(self.root, tree)
@@ -318,6 +358,17 @@ class _RunAll:
             self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
             return result
         conflict = ", ".join(merged.conflicts) or merged.message
+        if self.cancel.is_set():  # stopping: no second attempt, and the chunk did not land
+            reason = f"merge conflict with the spec branch in {conflict}; not run again: cancelled"
+            self._unship(chunk, result.run_id, "cancelled", reason)
+            return replace(result, status="cancelled", reason=reason)
+        # this attempt's commit never lands: its run must not stay 'shipped'
+        self._unship(
+            chunk,
+            result.run_id,
+            "failed",
+            f"merge conflict with the spec branch in {conflict}; run again on top of it",
+        )
         self.progress(
             "conflict",
             chunk,
@@ -345,18 +396,18 @@ class _RunAll:
             return retry
         conflict = ", ".join(again.conflicts) or again.message
         reason = f"merge conflict with the spec branch in {conflict} (after one retry)"
-        now = utcnow()
-        self.store.write(
-            [
-                Store.op_update(
-                    "runs", {"id": retry.run_id}, {"status": "failed", "reason": reason}
-                ),
-                Store.op_update(
-                    "chunks", {"id": chunk.id}, {"status": "failed", "updated_at": now}
-                ),
-            ]
-        )
+        self._unship(chunk, retry.run_id, "failed", reason)
         return replace(retry, status="failed", reason=reason)
+
+    def _unship(self, chunk: Chunk, run_id: str | None, status: str, reason: str) -> None:
+        """A chunk run that shipped in its worktree but did not land on the spec branch."""
+        now = utcnow()
+        ops = [Store.op_update("chunks", {"id": chunk.id}, {"status": status, "updated_at": now})]
+        if run_id:
+            ops.append(
+                Store.op_update("runs", {"id": run_id}, {"status": status, "reason": reason})
+            )
+        self.store.write(ops)
 
 
 def run_all(

@@ -247,7 +247,11 @@ def _compare(
         )
         for run in runs:
             print(f"{run['executor']}: {run['status']}: {run['reason']} (branch {run['branch']})")
+        for name in executors[len(results) :]:
+            print(f"{name}: not run (cancelled)")
         print(f"comparison group {group}")
+    if any(r.status == "cancelled" for r in results) or len(results) < len(executors):
+        return EXIT["cancelled"]
     return 0 if results and all(r.ok for r in results) else 1
 
 
