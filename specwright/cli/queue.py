@@ -31,10 +31,14 @@ def register(sub: Any) -> None:
         "worker",
         help="run queued work until stopped (Ctrl-C)",
         description="Claim queued run-alls and run them, one at a time or "
-        "--concurrency N at once. Items a dead worker left running are queued again.",
+        "--concurrency N at once (two items of one project never at once: they share its work "
+        "tree). Ctrl-C or SIGTERM stops the items under way and queues them again, as it does "
+        "the items of a worker that died; `specwright queue cancel` drops one for good.",
     )
     p.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="items at once")
-    p.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    p.add_argument(
+        "--once", action="store_true", help="stop when nothing is queued and its own items are done"
+    )
     p.add_argument(
         "--poll",
         type=float,
@@ -104,18 +108,15 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
         f"worker {__import__('os').getpid()}: waiting for queued work "
         f"(concurrency {args.concurrency}; Ctrl-C stops)"
     )
-    try:
-        count = queue.work(
-            ctx.store,
-            concurrency=args.concurrency,
-            once=args.once,
-            poll_s=args.poll,
-            stop=stop,
-            on_line=line,
-        )
-    except KeyboardInterrupt:
-        stop.set()
-        line("worker: stopping; running items are cancelled")
-        raise
+    # Ctrl-C or SIGTERM: work() stops the items under way (their runs recorded cancelled, the
+    # items queued again for the next worker) and waits for them before this exits
+    count = queue.work(
+        ctx.store,
+        concurrency=args.concurrency,
+        once=args.once,
+        poll_s=args.poll,
+        stop=stop,
+        on_line=line,
+    )
     ctx.emit({"items_run": count} if ctx.json else f"worker: ran {count} item(s)")
     return 0

@@ -1,0 +1,191 @@
+"""The queue as a demanding user drives it: two items of one project, a worker stopped or killed
+mid-item, cancelling an item whose worker is gone, bad input caught when queued, and an idle
+worker that leaves the database free for other programs."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from specwright import catalog, queue
+from specwright.store import Store, resolve_db_path
+from tests.test_runner import _project, _spec
+
+
+def _two_specs(repo: Path, sleep_s: float) -> tuple[Store, list[str]]:
+    """One project, two specs of one chunk each; each agent sleeps ``sleep_s`` mid-chunk."""
+    script = {
+        "chunks": {
+            f"Make {n}": [{"write": f"{n.lower()}.txt", "content": n}, {"sleep": sleep_s}]
+            for n in ("A", "B")
+        }
+    }
+    _project(repo, script)
+    store = Store(resolve_db_path(repo))
+    project = catalog.ensure_project(store, repo)
+    slugs = []
+    for n in ("A", "B"):
+        spec = catalog.create_spec(store, project, f"Spec {n}")
+        catalog.add_chunk(store, spec, f"Make {n}", files=[f"{n.lower()}.txt"])
+        slugs.append(spec.slug)
+    return store, slugs
+
+
+def _wait(predicate, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_two_items_of_one_project_run_one_after_the_other(git_repo: Path) -> None:
+    store, slugs = _two_specs(git_repo, 1.0)
+    ids = [queue.add(store, catalog.get_spec(store, s), git_repo) for s in slugs]
+    # concurrency 2: both could start, but they would share the project's work tree
+    assert queue.work(store, concurrency=2, once=True, poll_s=0.1) == 2
+    rows = {r["id"]: r for r in queue.items(store)}
+    assert [rows[i]["status"] for i in ids] == ["done", "done"], [rows[i]["reason"] for i in ids]
+    first, second = (rows[i] for i in ids)
+    assert second["started_at"] >= first["finished_at"]
+
+
+def test_a_stopped_worker_queues_its_item_again_and_the_next_one_resumes(
+    git_repo: Path,
+) -> None:
+    script = {
+        "chunks": {
+            "Make A": [{"write": "a.txt", "content": "A"}],
+            "Make B": [{"write": "b.txt", "content": "B"}, {"sleep": 120}],
+        }
+    }
+    _project(git_repo, script)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
+    item = queue.add(store, spec, git_repo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait(
+            lambda: (
+                store.query("SELECT status FROM chunks WHERE title = 'Make B'") == [("running",)]
+            ),
+            "chunk B to start",
+        )
+        proc.send_signal(signal.SIGTERM)  # what systemd or `kill` sends
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, out
+    row = queue.items(store)[0]
+    assert row["status"] == "queued", row  # not dropped: stopping a worker is not a cancel
+    assert "worker stopped; queued again" in row["reason"]
+    for table in ("runs", "executions", "chunks"):
+        assert store.query(f"SELECT count(*) FROM {table} WHERE status = 'running'") == [(0,)]
+
+    fixed = {"chunks": {**script["chunks"], "Make B": [{"write": "b.txt", "content": "B"}]}}
+    (git_repo.parent / "script.yaml").write_text(yaml.safe_dump(fixed))
+    assert queue.work(store, once=True, poll_s=0.1) == 1
+    row = queue.items(store, None)[0]
+    assert (row["id"], row["status"]) == (item, "done"), row
+
+
+def test_a_live_worker_takes_over_the_item_of_a_worker_that_died(git_repo: Path) -> None:
+    store, slugs = _two_specs(git_repo, 0.0)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=queue.work, args=(store,), kwargs={"poll_s": 0.1, "stop": stop}
+    )
+    worker.start()
+    try:
+        time.sleep(0.3)  # the worker is up and idle: what it checked at start is behind it
+        item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+        store.update(  # as if another worker had claimed it and been killed with SIGKILL
+            "queue",
+            {"id": item},
+            {"status": "running", "worker_pid": 2**22 + 4321, "host": socket.gethostname()},
+        )
+        _wait(lambda: queue.items(store, ("done",)) != [], "the orphaned item to be run", 60)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert queue.items(store, None)[0]["reason"] == "all 1 chunks shipped"
+
+
+def test_cancelling_an_item_whose_worker_is_gone_is_final(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store, slugs = _two_specs(git_repo, 0.0)
+    dead = {"status": "running", "worker_pid": 2**22 + 4321, "host": socket.gethostname()}
+    first = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    store.update("queue", {"id": first}, dead)
+    result = cli("-C", str(git_repo), "queue", "cancel", first)
+    assert result.code == 0 and result.out.strip().endswith(": cancelled"), result
+    # a cancel asked for before the worker died: the item is not run again
+    second = queue.add(store, catalog.get_spec(store, slugs[1]), git_repo)
+    store.update("queue", {"id": second}, {**dead, "cancel_requested": True})
+    assert queue.work(store, once=True, poll_s=0.1) == 0
+    assert {r["status"] for r in queue.items(store, None)} == {"cancelled"}
+    assert store.query("SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_queue_add_refuses_what_the_worker_would_fail_on(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store, slugs = _two_specs(git_repo, 0.0)
+    catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Empty")
+    for args, expected in (
+        (["--executor", "nope"], "no executor 'nope'"),
+        (["--reviewer", "nope"], "no reviewer 'nope'"),
+    ):
+        result = cli("-C", str(git_repo), "queue", "add", slugs[0], *args)
+        assert result.code == 2 and expected in result.err, result
+    result = cli("-C", str(git_repo), "queue", "add", "empty")
+    assert result.code == 2 and "has no chunks" in result.err, result
+    assert queue.items(store, None) == []
+
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    assert cli("-C", str(git_repo), "spec", "delete", slugs[0]).code == 0
+    queue.work(store, once=True, poll_s=0.1)
+    row = queue.items(store, None)[0]
+    assert (row["id"], row["status"]) == (item, "failed")
+    assert row["reason"] == "its spec was deleted after it was queued"
+
+
+def test_an_idle_worker_leaves_the_database_free_for_other_programs(git_repo: Path) -> None:
+    store, _ = _two_specs(git_repo, 0.0)
+    store.migrate()
+    store.release()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "waiting for queued work" in proc.stdout.readline()
+        time.sleep(1.0)  # a few polls
+        opened = tries = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # a user's own duckdb shell, say
+            tries += 1
+            try:
+                duckdb.connect(str(store.path), read_only=True).close()
+                opened += 1
+            except duckdb.IOException:
+                pass
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert opened >= tries // 2, f"the file opened {opened} times out of {tries}"
