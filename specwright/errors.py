@@ -41,3 +41,19 @@ class LoopExit(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def one_line(text: str, limit: int) -> str:
+    """Text from outside (a server's answer, an error body) for a one-line message: characters
+    that are not printable as spaces, runs of spaces as one, at most ``limit`` characters (an
+    ellipsis marks a cut)."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (DuckDB's go on with the SQL), or its type's
+    name when it has none; at most ``limit`` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if limit is None else line[:limit]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import gitops
-from specwright.errors import SpecwrightError
+from specwright.errors import SpecwrightError, one_line
 
 if TYPE_CHECKING:
     import httpx
@@ -118,8 +118,7 @@ def _detail(resp: httpx.Response) -> str:
         text = "; ".join([str(data.get("message") or ""), *[w for w in why if w]])
     else:
         text = str(data)
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
+    return one_line(text, 300)
 
 
 def _json(resp: httpx.Response, what: str) -> Any:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import keeper
-from specwright.errors import StoreError, StoreLockedError
+from specwright.errors import StoreError, StoreLockedError, first_line
 from specwright.journal import CATALOG, Journal, normal, op_time
 from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
@@ -341,7 +341,7 @@ class Store:
             return self._migrate(conn)
         except duckdb.Error as exc:
             raise StoreError(
-                f"{self.path}: the database is damaged or unreadable ({_first_line(exc)}); "
+                f"{self.path}: the database is damaged or unreadable ({first_line(exc, 300)}); "
                 "`specwright db rebuild` recreates it from its journals"
             ) from None
 
@@ -452,7 +452,7 @@ class Store:
 
     def _unwritable(self, exc: Exception) -> StoreError:
         return StoreError(
-            f"{self.path}: cannot write the database ({_first_line(exc)}); nothing was saved"
+            f"{self.path}: cannot write the database ({first_line(exc, 300)}); nothing was saved"
         )
 
     def insert(self, table: str, row: dict[str, Any], journal: str = CATALOG) -> None:
@@ -506,10 +506,6 @@ class Store:
                     conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
             finally:
                 conn.execute("DETACH old")
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _replay(fresh: Store, located: list[tuple[dict[str, Any], str]]) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from specwright.errors import one_line
 from specwright.llm.errors import LLMError, LLMRateLimitError
 from specwright.llm.schema import schema_problems
 from specwright.model import Usage
@@ -72,8 +73,7 @@ def message_problem(message: Any, content_type: str | None = None) -> str | None
     else:
         dumped = dump_message(message)
         got = str(dumped if dumped is not None else message)
-    got = " ".join("".join(c if c.isprintable() else " " for c in got).split())
-    cut = got[:MAX_ERROR_DETAIL] + ("…" if len(got) > MAX_ERROR_DETAIL else "")
+    cut = one_line(got, MAX_ERROR_DETAIL)
     return f"the answer is not a Messages API response (got {kind}{cut!r})"
 
 
@@ -159,10 +159,7 @@ def error_detail(exc: Any) -> tuple[str | None, str]:
         msg = str(err.get("message") or "")
     elif body is not None:
         msg = str(body)
-    msg = " ".join("".join(c if c.isprintable() else " " for c in msg).split())
-    if len(msg) > MAX_ERROR_DETAIL:
-        msg = msg[:MAX_ERROR_DETAIL] + "…"
-    return etype, msg
+    return etype, one_line(msg, MAX_ERROR_DETAIL)
 
 
 def error_raw(exc: Exception) -> dict[str, Any]:

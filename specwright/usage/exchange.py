@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from specwright.errors import SpecwrightError
+from specwright.errors import SpecwrightError, first_line
 from specwright.model import utcnow
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
                 }
             except duckdb.Error as exc:
                 raise SpecwrightError(
-                    f"{path}: not a readable Parquet file: {_first(exc)}"
+                    f"{path}: not a readable Parquet file: {first_line(exc)}"
                 ) from None
             missing = [c for c in _REQUIRED[table] if c not in have]
             if missing:
@@ -191,7 +191,7 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
                 ).fetchall()
             except duckdb.Error as exc:  # a value of the wrong type, a NULL key
                 raise SpecwrightError(
-                    f"{path}: cannot merge into {table} (nothing was merged): {_first(exc)}"
+                    f"{path}: cannot merge into {table} (nothing was merged): {first_line(exc)}"
                 ) from None
             n = int(rows[0][0]) if rows else 0
             result.files.append(str(path))
@@ -238,8 +238,3 @@ def _part(table: str) -> str:
         "usage_snapshots": "id",
         "prices": "model, provider",
     }[table]
-
-
-def _first(exc: Exception) -> str:
-    """The first line of a DuckDB error (the rest echoes the SQL)."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
