@@ -31,6 +31,7 @@ from specwright.testing import (
     anthropic_text,
     anthropic_tool_use,
 )
+from tests.support_http import CannedHTTP
 
 MODEL = "claude-sonnet-4-6"  # priced by genai-prices: $3 in / $15 out / $0.30 read / $3.75 write
 SCHEMA: dict[str, Any] = {
@@ -437,37 +438,13 @@ def test_a_cut_stream_then_a_whole_one_succeeds(srv: FakeModelServer, store: Sto
     assert execution(store, client)["status"] == "ok"
 
 
-class _NotTheAPI:
-    """A real HTTP server on 127.0.0.1 answering every request 200 with a fixed body: what a
-    proxy's login page or another API looks like to the client."""
+class _NotTheAPI(CannedHTTP):
+    """Answers every request 200 with a fixed body: what a proxy's login page or another API
+    looks like to the client."""
 
     def __init__(self, body: bytes, content_type: str) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(lambda _method, _path: (200, body, content_type))
+        self.base_url = self.url
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -14,6 +14,7 @@ from specwright.runner import run_all
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
 from tests.support_github import FakeGitHub
+from tests.support_http import CannedHTTP
 from tests.test_runner import DIAMOND, _project, _spec, _write_script
 
 
@@ -109,39 +110,13 @@ def test_server_down_is_clear(shipped, cli, monkeypatch) -> None:  # type: ignor
     assert catalog.get_spec(Store(resolve_db_path(repo)), slug).status == "done"
 
 
-class ScriptedGitHub:
-    """A real HTTP server on 127.0.0.1 answering ``(method, path)`` with a scripted
-    ``(status, body, content type)``; a GitHub that misbehaves in one specific way."""
+class ScriptedGitHub(CannedHTTP):
+    """Answers ``(method, path)`` with a scripted ``(status, body, content type)``; a GitHub
+    that misbehaves in one specific way."""
 
     def __init__(self, routes: dict[tuple[str, str], tuple[int, bytes, str]]) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                key = (self.command, self.path.split("?", 1)[0])
-                status, body, ctype = routes.get(key, (404, b'{"message": "Not Found"}', "json"))
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PATCH = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        not_found = (404, b'{"message": "Not Found"}', "json")
+        super().__init__(lambda method, path: routes.get((method, path), not_found))
 
 
 REPO_OK = (200, b'{"default_branch": "main"}', "application/json")
