@@ -514,7 +514,10 @@ def run_all(
         summaries = [job.results.get(c.id) for c in chunks]
         shipped = sum(1 for s in summaries if s and s.status == "shipped")
         if shipped == len(chunks):
-            status, reason = "shipped", f"all {shipped} chunks shipped"
+            status, reason = (
+                "shipped",
+                f"all {shipped} chunks shipped" if shipped != 1 else "its chunk shipped",
+            )
         elif job.cancel.is_set():
             status, reason = "cancelled", f"cancelled; {shipped}/{len(chunks)} chunks shipped"
         else:

@@ -122,7 +122,7 @@ def test_a_live_worker_takes_over_the_item_of_a_worker_that_died(git_repo: Path)
     finally:
         stop.set()
         worker.join(timeout=60)
-    assert queue.items(store, None)[0]["reason"] == "all 1 chunks shipped"
+    assert queue.items(store, None)[0]["reason"] == "its chunk shipped"
 
 
 def test_cancelling_an_item_whose_worker_is_gone_is_final(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
