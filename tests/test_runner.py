@@ -17,6 +17,7 @@ import yaml
 from specwright import catalog
 from specwright import config as config_mod
 from specwright.errors import ValidationError
+from specwright.model import Spec
 from specwright.runner import run_all, run_summary
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
@@ -131,7 +132,8 @@ def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
 
 
-def test_parallel_merge_conflict_is_retried_on_top_of_the_merged_code(git_repo: Path) -> None:
+def conflicting_spec(git_repo: Path) -> tuple[Store, Spec]:
+    """Two independent chunks that both write shared.txt: run in parallel, they conflict."""
     graph = {"X": [], "Y": []}
     script = {
         "chunks": {
@@ -144,7 +146,11 @@ def test_parallel_merge_conflict_is_retried_on_top_of_the_merged_code(git_repo: 
     }
     _project(git_repo, script)
     store = Store(resolve_db_path(git_repo))
-    spec = _spec(store, git_repo, graph)
+    return store, _spec(store, git_repo, graph)
+
+
+def test_parallel_merge_conflict_is_retried_on_top_of_the_merged_code(git_repo: Path) -> None:
+    store, spec = conflicting_spec(git_repo)
     events: list[str] = []
     result = run_all(
         store,

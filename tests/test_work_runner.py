@@ -16,7 +16,7 @@ from specwright import config as config_mod
 from specwright.runner import run_all
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
-from tests.test_runner import _files_on_branch, _project, _spec
+from tests.test_runner import _files_on_branch, _project, _spec, conflicting_spec
 
 # SIGINT as at a terminal, even when the tests run where it is ignored (a background job)
 _CTRL_C_ABLE = (
@@ -130,19 +130,7 @@ def test_kill_9_mid_wave_then_resume_runs_what_never_merged(git_repo: Path) -> N
 
 
 def test_a_conflicted_attempt_is_not_left_shipped(git_repo: Path) -> None:
-    graph = {"X": [], "Y": []}
-    script = {
-        "chunks": {
-            f"Make {n}": [
-                {"write": f"{n.lower()}.txt", "content": n},
-                {"write": "shared.txt", "content": f"written by {n}\n"},
-            ]
-            for n in graph
-        }
-    }
-    _project(git_repo, script)
-    store = Store(resolve_db_path(git_repo))
-    spec = _spec(store, git_repo, graph)
+    store, spec = conflicting_spec(git_repo)
     result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
     assert result.status == "shipped", result.reason
     runs = store.query_dicts(
