@@ -222,33 +222,67 @@ _SPEC_EXEC_IDS = f"SELECT id FROM executions WHERE spec_id = ? OR run_id IN ({_S
 
 def delete_spec(store: Store, spec_id: str, *, force: bool = False) -> dict[str, int]:
     """Delete a spec. Refused when it has runs unless ``force``; then every row that belongs
-    to it (chunks, runs, executions, events, verifications, reviews) goes in one transaction.
-    Returns the number of rows removed per table."""
+    to it (chunks, runs, executions, events, verifications, reviews, queue items) goes in one
+    transaction. Refused while it runs (``_under_way``), even with ``force``. Returns the number
+    of rows removed per table."""
     spec = get_spec(store, spec_id)
-    n_runs = store.query("SELECT count(*) FROM runs WHERE spec_id = ?", [spec.id])[0][0]
-    n_execs = store.query("SELECT count(*) FROM executions WHERE spec_id = ?", [spec.id])[0][0]
-    if (n_runs or n_execs) and not force:
-        raise StoreError(
-            f"spec {spec.slug!r} has {n_runs} run(s) and {n_execs} execution(s); "
-            "refusing to delete its history (use --force to delete it all)"
+    # one transaction: a worker cannot take a queued item of the spec between the check and
+    # the delete (``queue.claim`` takes items in a transaction too)
+    with store.transaction() as conn:
+        busy = _under_way(conn, spec.id)
+        if busy:
+            raise StoreError(f"spec {spec.slug!r} {busy}; stop it first, then delete the spec")
+
+        def count(table: str, where: str, params: list[str]) -> int:
+            sql = f"SELECT count(*) FROM {table} WHERE {where}"
+            return int(conn.execute(sql, params).fetchall()[0][0])
+
+        n_runs = count("runs", "spec_id = ?", [spec.id])
+        n_execs = count("executions", "spec_id = ?", [spec.id])
+        if (n_runs or n_execs) and not force:
+            raise StoreError(
+                f"spec {spec.slug!r} has {n_runs} run(s) and {n_execs} execution(s); "
+                "refusing to delete its history (use --force to delete it all)"
+            )
+        counts = {table: count(table, where, ps) for table, where, ps in _spec_scope(spec.id)}
+        ops = [
+            Store.op_sql(f"DELETE FROM {table} WHERE {where}", params)
+            for table, where, params in _spec_scope(spec.id)
+        ]
+        ops.append(
+            Store.op_sql(
+                "UPDATE usage_records SET execution_id = NULL "
+                f"WHERE execution_id IN ({_SPEC_EXEC_IDS})",
+                [spec.id, spec.id],
+            )
         )
-    counts = {
-        table: store.query(f"SELECT count(*) FROM {table} WHERE {where}", params)[0][0]
-        for table, where, params in _spec_scope(spec.id)
-    }
-    ops = [
-        Store.op_sql(f"DELETE FROM {table} WHERE {where}", params)
-        for table, where, params in _spec_scope(spec.id)
-    ]
-    ops.append(
-        Store.op_sql(
-            f"UPDATE usage_records SET execution_id = NULL WHERE execution_id IN ({_SPEC_EXEC_IDS})",
-            [spec.id, spec.id],
-        )
-    )
-    # order matters: children before the rows their WHERE clauses look up
-    store.write(ops[-1:] + ops[:-1])
-    return {k: int(v) for k, v in counts.items()}
+        # order matters: children before the rows their WHERE clauses look up
+        store.write(ops[-1:] + ops[:-1])
+    return counts
+
+
+def _under_way(conn: Any, spec_id: str) -> str | None:
+    """What of the spec runs now on this host, in words: a queue item a live worker runs, or a
+    run a live process started (and still heartbeats); None when nothing does. A dead run's
+    rows are history, which ``--force`` may delete."""
+    import socket
+    from datetime import timedelta
+
+    from specwright.agents.orphans import pid_alive
+    from specwright.recovery import STALE_HEARTBEAT_S
+
+    host = socket.gethostname()
+    rows = conn.execute(
+        "SELECT 'queue item', id, worker_pid FROM queue "
+        "WHERE spec_id = ? AND status = 'running' AND host = ? "
+        "UNION ALL SELECT 'run', id, pid FROM runs WHERE spec_id = ? AND status = 'running' "
+        "AND host = ? AND coalesce(heartbeat_at, started_at) > ?",  # a dead run's pid is reused
+        [spec_id, host, spec_id, host, utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)],
+    ).fetchall()
+    for what, ref, pid in rows:
+        if pid_alive(pid):
+            return f"is running: {what} {str(ref)[:13]} (pid {pid})"
+    return None
 
 
 def _spec_scope(spec_id: str) -> list[tuple[str, str, list[str]]]:
@@ -267,6 +301,7 @@ def _spec_scope(spec_id: str) -> list[tuple[str, str, list[str]]]:
         ("chunk_deps", f"chunk_id IN ({_SPEC_CHUNK_IDS})", [s]),
         ("chunks", "spec_id = ?", [s]),
         ("spec_questions", "spec_id = ?", [s]),
+        ("queue", "spec_id = ?", [s]),  # its queued items would only fail: no such spec
         ("specs", "id = ?", [s]),
     ]
 

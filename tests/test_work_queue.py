@@ -189,3 +189,38 @@ def test_an_idle_worker_leaves_the_database_free_for_other_programs(git_repo: Pa
         proc.terminate()
         proc.communicate(timeout=60)
     assert opened >= tries // 2, f"the file opened {opened} times out of {tries}"
+
+
+def test_deleting_a_spec_drops_its_queued_items_and_refuses_while_it_runs(
+    git_repo: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    store, (running, waiting) = _two_specs(git_repo, 60.0)
+    first = queue.add(store, catalog.get_spec(store, running), git_repo)
+    queue.add(store, catalog.get_spec(store, waiting), git_repo)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=queue.work, args=(store,), kwargs={"poll_s": 0.1, "stop": stop}
+    )
+    worker.start()
+    try:
+        _wait(
+            lambda: store.query("SELECT count(*) FROM chunks WHERE status = 'running'") == [(1,)],
+            "the first spec's chunk to start",
+        )
+        # the spec a worker runs: not even --force deletes rows a live run writes to
+        runs = store.query("SELECT count(*) FROM runs")[0][0]
+        result = cli("-C", str(git_repo), "spec", "delete", running, "--force")
+        assert result.code != 0
+        assert f"spec {running!r} is running: queue item {first[:13]}" in result.err, result
+        assert "stop it first" in result.err
+        assert store.query("SELECT count(*) FROM specs WHERE slug = ?", [running]) == [(1,)]
+        assert store.query("SELECT count(*) FROM runs") == [(runs,)] != [(0,)]
+        # the spec waiting its turn: deleted with its queued item, which is never run
+        result = cli("-C", str(git_repo), "spec", "delete", waiting)
+        assert result.code == 0 and "1 queue" in result.out, result
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(first, "queued")]
+    assert store.query("SELECT count(*) FROM specs") == [(1,)]
