@@ -8,6 +8,7 @@ rollback never discards the user's own uncommitted work.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from specwright.errors import SpecwrightError
 
 if TYPE_CHECKING:
     import git
+
+log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "specwright/"
 CHUNK_TRAILER = "Specwright-Chunk"
@@ -213,9 +216,25 @@ def ensure_branch(path: Path | str, branch: str, *, start: str | None = None) ->
     if branch_exists(path, branch):
         if current_branch(path) != branch:
             _git(path, "checkout", "--quiet", branch)
-    else:
-        _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))
+        return head_commit(path)
+    on = current_branch(path) if start is None else None
+    _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))
+    if on and _spec_of(on) not in (None, _spec_of(branch)):
+        # stacking may be meant (this spec builds on that one's work), so it is only said
+        log.warning(
+            "%s starts from %s, the branch checked out: it and its pull request carry that "
+            "spec's commits too (check out your base branch first for a branch of its own)",
+            branch,
+            on,
+        )
     return head_commit(path)
+
+
+def _spec_of(branch: str) -> str | None:
+    """The spec slug of a spec branch (``specwright/<slug>`` or ``...@<executor>``), else None."""
+    if not branch.startswith(BRANCH_PREFIX):
+        return None
+    return branch[len(BRANCH_PREFIX) :].split("@", 1)[0]
 
 
 def _has_identity(path: Path | str) -> bool:

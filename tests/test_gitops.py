@@ -63,6 +63,26 @@ def test_branch_create_reuse_and_commit_with_trailer(repo: Path) -> None:
     assert gitops.current_branch(repo) == branch
 
 
+def test_a_spec_branch_started_from_another_specs_branch_is_pointed_out(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gitops.ensure_branch(repo, gitops.spec_branch("first"))
+    (repo / "first.py").write_text("x = 1\n")
+    first = gitops.commit_all(repo, "First", "chunk-1", "")
+    with caplog.at_level("WARNING", logger="specwright.gitops"):
+        # the same spec's branch again, and a compare branch of it: nothing to say
+        gitops.ensure_branch(repo, gitops.spec_branch("first"))
+        gitops.ensure_branch(repo, "specwright/first@glm")
+        git(repo, "checkout", "-q", "specwright/first")
+        assert caplog.messages == []
+        assert gitops.ensure_branch(repo, gitops.spec_branch("second")) == first
+    assert caplog.messages == [
+        "specwright/second starts from specwright/first, the branch checked out: it and its "
+        "pull request carry that spec's commits too (check out your base branch first for a "
+        "branch of its own)"
+    ]
+
+
 def test_commit_message_shows_an_agents_control_characters_as_question_marks(
     repo: Path,
 ) -> None:
