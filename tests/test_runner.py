@@ -319,3 +319,24 @@ def test_missing_agent_or_dead_server_is_one_line_before_anything_runs(
     assert store.query("SELECT count(*) FROM runs")[0][0] == 0
     assert [c.status for c in catalog.list_chunks(store, spec.id)] == ["pending"]
     assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+
+
+def test_a_second_spec_run_from_the_first_specs_branch_is_warned_about(
+    git_repo: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    _project(git_repo, _write_script({"A": [], "B": []}))
+    store = Store(resolve_db_path(git_repo))
+    project = catalog.ensure_project(store, git_repo)
+    for name in ("A", "B"):
+        spec = catalog.create_spec(store, project, f"Spec {name}")
+        catalog.add_chunk(store, spec, f"Make {name}", files=[f"{name.lower()}.txt"])
+    first = cli("-C", str(git_repo), "run-all", "spec-a")
+    assert first.code == 0 and "warning" not in first.err, first
+    second = cli("-C", str(git_repo), "run-all", "spec-b")
+    assert second.code == 0, second
+    assert (
+        "specwright: warning: specwright/spec-b starts from specwright/spec-a, the branch checked "
+        "out" in second.err
+    ), second.err
+    assert "a.txt" in _files_on_branch(git_repo, "specwright/spec-b")

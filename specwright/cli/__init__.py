@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     ctx = Context.from_args(args)
+    _warnings_to_stderr()
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = SafeStream(out), SafeStream(err)
     try:
@@ -102,6 +104,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         sys.stdout, sys.stderr = out, err
     return int(code or 0)
+
+
+class _Stderr(logging.Handler):
+    """The package's warnings and errors as ``specwright: warning: ...`` lines on the stderr of
+    the moment (``main``'s SafeStream, which escapes what an agent put in a message)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):
+            text = str(record.msg)
+        print(f"specwright: {record.levelname.lower()}: {text}", file=sys.stderr)
+
+
+def _warnings_to_stderr() -> None:
+    """Show the package's log warnings like its own (without a handler, Python printed them
+    bare); once per process."""
+    logger = logging.getLogger("specwright")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr(logging.WARNING)
+        logger.addHandler(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover
