@@ -150,6 +150,9 @@ def parse(
                     continue
                 except (msgspec.DecodeError, RecursionError):
                     pass
+            if line[0] == "{" and line[-1] != "}":
+                read.append((path, None))  # cut short (a crash mid-write): DuckDB says so too
+                continue
             doubtful.append((len(read), path, line))
             read.append((path, None))
     if doubtful:  # DuckDB is more lenient than msgspec: ask it (rare: malformed lines)
