@@ -1,9 +1,10 @@
 """Recovery after a crash: runs a dead process left ``running`` become ``interrupted``.
 
 Run-all and ``specwright run`` call ``recover_interrupted`` before they start, so a spec killed
-mid-run (kill -9, a reboot) resumes cleanly: the agent the dead run left running is stopped (its
-whole process group), the run, its executions and its chunk are marked, and an interrupted serial
-attempt's changes are saved as a patch and rolled back in the project tree.
+mid-run (kill -9, a reboot) resumes cleanly: the agent, verification step or scripted command
+the dead run left running is stopped (its whole process group), the run, its executions and its
+chunk are marked, and an interrupted serial attempt's changes are saved as a patch and rolled
+back in the project tree.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import gitops
-from specwright.agents.orphans import pid_alive, stop_orphans
+from specwright.agents.orphans import pid_alive, stop_abandoned, stop_orphans
 from specwright.journal import Journal
 from specwright.model import Spec, utcnow
 from specwright.store import Store
@@ -92,6 +93,12 @@ def recover_interrupted(
             _restore_tree(store, Path(project_root), run)
         recovered.append(run["id"])
         log.warning("run %s marked interrupted: %s", run["id"], why)
+    # then what ended Specwright processes left that no run of this spec owns (a server, a run
+    # of another spec); after the runs, so each of theirs is stopped, and said so, above
+    groups = stop_abandoned()
+    if groups:
+        listed = ", ".join(str(g) for g in groups)
+        log.warning("stopped what ended Specwright processes left running (groups %s)", listed)
     return recovered
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from specwright.agents.orphans import die_with_parent, register_agent, unregister_agent
 from specwright.agents.process import clean_tail, kill_group
 from specwright.model import Verification, new_id, utcnow
 
@@ -156,11 +157,15 @@ def run_step(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=run_env,
-                start_new_session=True,
+                start_new_session=True,  # own group: a kill reaches the shell's children too
+                preexec_fn=die_with_parent(),  # this thread waits for it: it dies with us
             )
         except OSError as exc:
             status, tail = "error", f"cannot start: {exc}"
         else:
+            # only the shell dies with us (dash forks even its last command, so pytest and the
+            # like are its children): crash recovery stops the rest of its group from this
+            registration = register_agent(proc.pid, "/bin/sh", workdir, kind="verify")
             assert proc.stdout is not None
             reader = _TailReader(proc.stdout)
             reader.start()
@@ -184,6 +189,7 @@ def run_step(
                 # what the group left running goes too; then the pipe ends
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                unregister_agent(registration)
                 # a process that left the group may hold the pipe open: its reader is left
                 # to finish when it does, the step is over
                 reader.join(timeout=KILL_GRACE_S)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 from specwright.agents.base import Executor, Task, make_executor
 from specwright.agents.scripted import ScriptedExecutor, ScriptError, select_steps
 from specwright.config import ExecutorConfig
-from specwright.model import AgentEvent
+from specwright.model import AgentEvent, ToolResult
 from tests.support_agents import alive, wait_gone
 
 
@@ -193,3 +196,31 @@ def test_sleep_is_cancel_aware_and_timeout_kills(tmp_path: Path) -> None:
         timeout_s=0.2,
     )
     assert outcome.status == "error" and "command failed" in (outcome.error or "")
+
+
+def test_a_run_step_is_registered_while_it_runs_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a command runs, crash recovery could find its group (kind ``run``); once it
+    ends, what it left in its group is gone and so is the record."""
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(runtime))
+    pidfile = tmp_path / "child.pid"
+    command = (
+        f"sleep 300 & echo $! > {pidfile}; "
+        f"for i in $(seq 600); do ls {runtime}/*.json >/dev/null 2>&1 && break; sleep 0.05; "
+        f"done; cat {runtime}/*.json"
+    )
+    try:
+        outcome, events = run(ScriptedExecutor(cfg(), script=[{"run": command}]), tmp_path)
+        assert outcome.status == "ok"
+        [result] = [e for e in events if isinstance(e, ToolResult)]
+        record = json.loads(result.output)
+        assert record["kind"] == "run" and record["pgid"] == record["pid"]
+        child = int(pidfile.read_text())
+        wait_gone(child)
+        assert not alive(child)
+        assert list(runtime.glob("*.json")) == []
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)

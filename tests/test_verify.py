@@ -209,3 +209,25 @@ def test_a_secret_is_redacted_from_the_command_and_a_cut_tail(
     out = run_step(step(command), tmp_path).verification
     assert out.command == "printf '%s' [REDACTED:DEPLOY_TOKEN]; " + command.split("; ", 1)[1]
     assert secret[-14:] not in out.output_tail and secret[-8:] not in out.output_tail
+
+
+def test_a_running_step_is_registered_for_crash_recovery_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step reads its own record (pid, group, kind) while it runs; none is left after."""
+    import json
+    import os
+
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(runtime))
+    command = (
+        f"for i in $(seq 600); do ls {runtime}/*.json >/dev/null 2>&1 && break; sleep 0.05; "
+        f"done; echo $$; cat {runtime}/*.json"
+    )
+    result = run_step(step(command), tmp_path)
+    assert result.verification.status == "passed", result.verification.output_tail
+    shell, record = result.verification.output_tail.split("\n", 1)
+    record = json.loads(record)
+    assert (record["pid"], record["pgid"]) == (int(shell), int(shell))
+    assert (record["kind"], record["owner_pid"]) == ("verify", os.getpid())
+    assert list(runtime.glob("*.json")) == []

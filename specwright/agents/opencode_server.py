@@ -2,6 +2,12 @@
 
 Readiness is the stdout line ``opencode server listening on http://127.0.0.1:<port>``: polling
 the health route from time zero can hang on a connection accepted before the server is ready.
+
+The server dies with Specwright, even after kill -9: it gets SIGKILL when the thread that
+spawned it ends (``orphans.die_with_parent``), so it is spawned by a thread of its own that
+lives exactly as long as the server (reading its output, then waiting for it), never by the
+caller's, which may end first. What it started in its group is registered for crash recovery:
+the next server started stops what a killed Specwright left (``orphans.stop_abandoned``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from specwright.agents.orphans import (
+    die_with_parent,
+    register_agent,
+    stop_abandoned,
+    unregister_agent,
+)
 from specwright.agents.process import kill_group
 from specwright.errors import AgentError
 
@@ -53,11 +65,35 @@ class OpenCodeServer:
         self.url: str | None = None
         self.proc: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=200)
-        self._pump_thread: threading.Thread | None = None
+        self._pump_thread: threading.Thread | None = None  # spawns the server, outlives it
+        self._registration: Path | None = None
+        self._spawn_error: OSError | None = None
 
     def start(self) -> OpenCodeServer:
         """Spawn the server and wait for its listening line; returns self (``url`` is set)."""
+        stop_abandoned()  # a server a killed Specwright left behind may hold the port
         argv = [self.executable, "serve", "--port", str(self.port), "--hostname", "127.0.0.1"]
+        spawned, found = threading.Event(), threading.Event()
+        self._pump_thread = threading.Thread(
+            target=self._keep, args=(argv, spawned, found), name="opencode-serve", daemon=True
+        )
+        self._pump_thread.start()
+        spawned.wait()
+        if self.proc is None:
+            exc = self._spawn_error
+            raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
+        if not found.wait(self.ready_timeout_s) or self.url is None:
+            tail = " | ".join(list(self.output)[-5:])
+            self.stop()
+            raise AgentError(
+                f"`opencode serve` did not report a listening address within "
+                f"{self.ready_timeout_s:g} s (last output: {tail or 'none'})"
+            )
+        return self
+
+    def _keep(self, argv: list[str], spawned: threading.Event, found: threading.Event) -> None:
+        """The server's parent thread: spawn it, read its output, wait for it to end. Ending
+        sooner would SIGKILL the server (``die_with_parent``)."""
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -69,20 +105,16 @@ class OpenCodeServer:
                 text=True,
                 errors="replace",
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
+            self._registration = register_agent(self.proc.pid, argv[0], self.cwd, "server")
         except OSError as exc:
-            raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
-        found = threading.Event()
-        self._pump_thread = threading.Thread(target=self._pump, args=(found,), daemon=True)
-        self._pump_thread.start()
-        if not found.wait(self.ready_timeout_s) or self.url is None:
-            tail = " | ".join(list(self.output)[-5:])
-            self.stop()
-            raise AgentError(
-                f"`opencode serve` did not report a listening address within "
-                f"{self.ready_timeout_s:g} s (last output: {tail or 'none'})"
-            )
-        return self
+            self._spawn_error = exc
+            return
+        finally:
+            spawned.set()
+        self._pump(found)
+        self.proc.wait()
 
     def _pump(self, found: threading.Event) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -103,10 +135,11 @@ class OpenCodeServer:
         """Block until the server exits (Ctrl-C stops it); returns its exit code."""
         assert self.proc is not None
         try:
-            return self.proc.wait()
+            code = self.proc.wait()
         except KeyboardInterrupt:
-            self.stop()
-            return 0
+            code = 0
+        self.stop()  # what it left in its group goes too
+        return code
 
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the server's process group, then SIGKILL what is left."""
@@ -119,6 +152,7 @@ class OpenCodeServer:
                 os.killpg(self.proc.pid, 9)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace_s)
+        unregister_agent(self._registration)
         if self._pump_thread is not None:
             self._pump_thread.join(timeout=grace_s)
         if self.proc.stdout is not None:

@@ -1,10 +1,11 @@
-"""Agents that outlive a killed Specwright, and how crash recovery stops them.
+"""Processes that outlive a killed Specwright, and how crash recovery stops them.
 
-Specwright itself may die without a chance to clean up (kill -9, OOM). So on Linux the agent
-gets SIGKILL when the thread that started it ends (``die_with_parent``), and every running agent
-is registered in a small file under ``runtime_dir()`` (pid, process group, start stamps; removed
-when it ends), which crash recovery reads to stop the tools a dead run left behind
-(``stop_orphans``).
+Specwright itself may die without a chance to clean up (kill -9, OOM). So on Linux each process
+it starts in its own group (an agent, a verification step, a scripted ``run:`` step, `opencode
+serve`) gets SIGKILL when the thread that started it ends (``die_with_parent``), and is
+registered in a small file under ``runtime_dir()`` (pid, process group, start stamps, ``kind``;
+removed when it ends), which crash recovery reads to stop what a dead run left running in the
+group (``stop_orphans``; ``stop_abandoned`` for what no run owns, like a server).
 """
 
 from __future__ import annotations
@@ -162,18 +163,27 @@ def _own_runtime_dir(create: bool) -> Path | None:
     return folder
 
 
-def register_agent(pid: int, argv0: str, cwd: Path) -> Path | None:
-    """Record a just-started agent (its own process group) for crash recovery; the record's
-    path, or None when it could not be written (the run goes on without it)."""
+@functools.cache
+def _owner_start(pid: int) -> str | None:
+    return process_start(pid)
+
+
+def register_agent(pid: int, argv0: str, cwd: Path | str, kind: str = "agent") -> Path | None:
+    """Record a just-started agent, or another process of ours of ``kind`` (``verify``,
+    ``run``, ``server``), leading its own process group, for crash recovery; the record's path,
+    or None when it could not be written (the run goes on without it)."""
     folder = _own_runtime_dir(create=True)
     if folder is None:
         return None
+    owner = os.getpid()
     record = {
         "pid": pid,
-        "pgid": pid,  # start_new_session: the agent leads its own group
+        "pgid": pid,  # start_new_session: the process leads its own group
         "start": process_start(pid),
-        "owner_pid": os.getpid(),
+        "kind": kind,
+        "owner_pid": owner,
         "owner_since": _OWNER_SINCE,
+        "owner_start": _owner_start(owner),  # tells a dead owner from one given its pid since
         "started_at": time.time(),
         "argv0": argv0,
         "cwd": str(cwd),
@@ -197,12 +207,9 @@ def _still_running(record: dict[str, Any]) -> bool:
     return group_alive(pgid)
 
 
-def stop_orphans(owner_pid: int, since: float, grace_s: float = STOP_GRACE_S) -> list[int]:
-    """Stop the agents process ``owner_pid`` started and left running (it died, or its run is
-    being given up): each group still alive gets SIGTERM, then SIGKILL after ``grace_s``.
-    Records of an owner started after ``since`` (the run's start, epoch seconds) are another
-    process's; a leader whose start stamp differs is a reused pid and never signalled.
-    Returns the process groups stopped; records of ended agents are removed on the way."""
+def _sweep(mine: Callable[[dict[str, Any]], bool], grace_s: float) -> list[int]:
+    """Stop the group of every record ``mine`` accepts that still runs; remove the records of
+    ended processes on the way. The process groups stopped."""
     folder = _own_runtime_dir(create=False)
     if folder is None:
         return []
@@ -210,11 +217,11 @@ def stop_orphans(owner_pid: int, since: float, grace_s: float = STOP_GRACE_S) ->
     for path in sorted(folder.glob("*.json")):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            mine = record["owner_pid"] == owner_pid and float(record["owner_since"]) <= since
+            ours = mine(record)
             running = _still_running(record)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written, or not ours to read
-        if running and not mine:
+        if running and not ours:
             continue
         if running:
             stop_group(int(record["pgid"]), grace_s)
@@ -222,6 +229,38 @@ def stop_orphans(owner_pid: int, since: float, grace_s: float = STOP_GRACE_S) ->
         with contextlib.suppress(OSError):
             path.unlink()
     return stopped
+
+
+def stop_orphans(owner_pid: int, since: float, grace_s: float = STOP_GRACE_S) -> list[int]:
+    """Stop the agents process ``owner_pid`` started and left running (it died, or its run is
+    being given up): each group still alive gets SIGTERM, then SIGKILL after ``grace_s``.
+    Records of an owner started after ``since`` (the run's start, epoch seconds) are another
+    process's; a leader whose start stamp differs is a reused pid and never signalled.
+    Returns the process groups stopped; records of ended agents are removed on the way."""
+    return _sweep(
+        lambda r: r["owner_pid"] == owner_pid and float(r["owner_since"]) <= since, grace_s
+    )
+
+
+def _owner_gone(record: dict[str, Any]) -> bool:
+    """The process that registered ``record`` has ended (its pid is free, or another process's
+    now); False when the record does not say when its owner started (written by an older
+    version: only ``stop_orphans`` may judge it)."""
+    stamp = record.get("owner_start")
+    if not stamp:
+        return False
+    owner = int(record["owner_pid"])
+    if not pid_alive(owner):
+        return True
+    now = process_start(owner)
+    return now is not None and now != stamp  # unreadable: it may be the owner, leave it
+
+
+def stop_abandoned(grace_s: float = STOP_GRACE_S) -> list[int]:
+    """Stop what a Specwright process that is gone left running, whatever its run (an
+    `opencode serve` started by a killed ``agents serve-opencode`` has none): like
+    ``stop_orphans``, for every owner that has provably ended. The process groups stopped."""
+    return _sweep(_owner_gone, grace_s)
 
 
 def unregister_agent(path: Path | None) -> None:

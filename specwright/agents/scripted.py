@@ -36,9 +36,11 @@ by the config's ``script`` key (relative paths from the work tree, then the curr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.agents.base import EventSink, Task
+from specwright.agents.orphans import die_with_parent, register_agent, unregister_agent
 from specwright.agents.process import kill_group
 from specwright.errors import AgentError
 from specwright.model import (
@@ -427,10 +430,13 @@ class ScriptedExecutor:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=die_with_parent(),  # this thread waits for it: it dies with us
                 )
             except OSError as exc:
                 on_event(ToolResult(call_id, f"error: {exc}", is_error=True, tool="bash"))
                 return "failed"
+            # only the shell dies with us: crash recovery stops the rest of its group from this
+            registration = register_agent(proc.pid, "/bin/sh", workdir, kind="run")
             state = "ok"
             try:
                 while proc.poll() is None:
@@ -447,6 +453,10 @@ class ScriptedExecutor:
             finally:
                 if proc.poll() is None:
                     kill_group(proc.pid, grace_s=KILL_GRACE_S, proc=proc)
+                # what the command left running in its group goes too, as an agent's does
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                unregister_agent(registration)
             out.seek(0, os.SEEK_END)
             size = out.tell()
             out.seek(max(0, size - MAX_OUTPUT))

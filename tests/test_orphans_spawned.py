@@ -1,0 +1,263 @@
+"""Specwright killed (kill -9) while a verification step, a scripted agent's `run:` step or the
+`opencode serve` it started is running: the process it started dies with it, and what that
+process left in its group is stopped by the recovery the next command runs.
+
+Real processes throughout: the CLI as a subprocess, `sh -c` commands whose `sleep` child
+stays in the group (dash forks even its last command), a fake `opencode` executable, SIGKILL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from specwright.store import Store
+from tests.support_agents import alive, group_members, wait_gone
+from tests.support_loop import make_repo, no_running_rows, rows
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; dying with the parent is Linux's"
+)
+
+CLI = [sys.executable, "-m", "specwright.cli"]
+START_S = 120.0  # generous: a loaded machine starts Python slowly
+
+
+def hanging(state: Path) -> str:
+    """A shell command that, the first time only, leaves a `sleep` in its group, writes the
+    sleep's pid then its own, and waits; later it ends at once."""
+    return (
+        f"if [ -e {state}/done ]; then exit 0; fi; touch {state}/done; "
+        f"sleep 300 & echo $! > {state}/child.pid; echo $$ > {state}/shell.pid; wait"
+    )
+
+
+def read_pid(path: Path, proc: subprocess.Popen[Any]) -> int:
+    """The pid written to ``path`` once it is there, while ``proc`` runs."""
+    deadline = time.monotonic() + START_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            text = path.read_text()
+            if text.endswith("\n"):
+                return int(text)
+        threading.Event().wait(0.05)
+    out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
+    raise AssertionError(f"{path.name} never written (exit {proc.poll()}): {out} {err}")
+
+
+@pytest.fixture
+def groups() -> Iterator[list[int]]:
+    """Process groups a test started; SIGKILLed at its end, whatever happened."""
+    started: list[int] = []
+    yield started
+    for pgid in started:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def project(
+    tmp_path: Path, script: list[dict[str, Any]], verify: str
+) -> tuple[Path, dict[str, str]]:
+    """A repo whose committed config runs a scripted agent and one verification step, with one
+    chunk; the CLI's env (its own runtime folder)."""
+    config = {
+        "tools": {
+            "executors": {"scripted": {"type": "scripted", "options": {"script": script}}},
+            "reviewers": {"checks": {"type": "checks"}},
+        },
+        "defaults": {"executor": "scripted", "reviewer": "checks", "maxIterations": 1},
+        "verify": [{"name": "check", "command": verify, "timeout_s": 600}],
+    }
+    repo = make_repo(
+        tmp_path / "repo", {".handoff/config.yaml": yaml.safe_dump(config, sort_keys=False)}
+    )
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    for args in (["spec", "new", "Demo"], ["chunk", "add", "demo", "A", "--prompt", "x"]):
+        subprocess.run([*CLI, "-C", str(repo), *args], check=True, capture_output=True, env=env)
+    return repo, env
+
+
+def kill_run_and_recover(
+    tmp_path: Path, repo: Path, env: dict[str, str], groups: list[int]
+) -> None:
+    """Start `specwright run`, SIGKILL it once the step's shell and its sleep run: the shell
+    dies with it, the sleep lives on in its group until the next `run` recovers the dead one."""
+    state = tmp_path / "state"
+    cli = [*CLI, "-C", str(repo), "run", "demo:1"]
+    proc = subprocess.Popen(
+        cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
+    groups.append(proc.pid)
+    try:
+        shell = read_pid(state / "shell.pid", proc)
+        groups.append(shell)  # the shell leads its own group
+        child = int((state / "child.pid").read_text())
+        assert os.getpgid(child) == shell
+    finally:
+        proc.kill()  # SIGKILL: no cleanup of ours runs
+        proc.communicate(timeout=60)
+    wait_gone(shell)
+    assert not alive(shell), "the step's shell outlived the Specwright that started it"
+    assert alive(child), "the shell's child should run on until recovery"
+
+    again = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    wait_gone(child)
+    assert not alive(child) and group_members(shell) == []
+    store = Store(env["SPECWRIGHT_DB"])
+    [reason] = [
+        r["reason"] for r in rows(store, "SELECT reason FROM runs WHERE status = 'interrupted'")
+    ]
+    assert f"process group {shell}" in reason
+    no_running_rows(store)
+    assert not list((tmp_path / "runtime").glob("*.json")), "records of ended processes stay"
+
+
+def test_a_verification_step_dies_with_a_killed_run_and_recovery_stops_its_group(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    (tmp_path / "state").mkdir()
+    script = [{"write": "a.txt", "content": "a\n"}, {"say": "done"}]
+    repo, env = project(tmp_path, script, hanging(tmp_path / "state"))
+    kill_run_and_recover(tmp_path, repo, env, groups)
+
+
+def test_a_scripted_run_step_dies_with_a_killed_run_and_recovery_stops_its_group(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    (tmp_path / "state").mkdir()
+    script = [
+        {"run": hanging(tmp_path / "state")},
+        {"write": "a.txt", "content": "a\n"},
+        {"say": "done"},
+    ]
+    repo, env = project(tmp_path, script, "true")
+    kill_run_and_recover(tmp_path, repo, env, groups)
+
+
+# `opencode serve` as far as Specwright sees it: the listening line, then serving until stopped;
+# its `sleep` stands for what a real server starts in its group (a wrapper's real binary).
+FAKE_OPENCODE = """#!/bin/sh
+sleep 300 &
+echo $! > {state}/child-$$.pid
+echo "opencode server listening on http://127.0.0.1:9"
+wait
+"""
+
+
+def serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int, int]:
+    """`specwright agents serve-opencode` with the fake; the CLI, the server's pid, its child's."""
+    proc = subprocess.Popen(
+        [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert "opencode server listening on http://127.0.0.1:9" in first, proc.communicate()
+    server = int(first.split("(pid ", 1)[1].split(")")[0])
+    child = read_pid(tmp_path / "state" / f"child-{server}.pid", proc)
+    return proc, server, child
+
+
+def test_opencode_serve_dies_with_a_killed_specwright_and_the_next_server_stops_its_group(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "opencode"
+    fake.write_text(FAKE_OPENCODE.format(state=tmp_path / "state"))
+    fake.chmod(0o755)
+    env = {
+        **os.environ,
+        "OPENCODE_PATH": str(fake),
+        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        first, server, child = serve(tmp_path, env)
+        procs.append(first)
+        groups.extend([first.pid, server])
+        first.kill()  # SIGKILL: no cleanup of ours runs
+        first.communicate(timeout=60)
+        wait_gone(server)
+        assert not alive(server), "opencode serve outlived the Specwright that started it"
+        assert alive(child), "the server's child should run on until recovery"
+
+        second, server2, child2 = serve(tmp_path, env)  # the next command: a new server
+        procs.append(second)
+        groups.extend([second.pid, server2])
+        wait_gone(child)
+        assert not alive(child) and group_members(server) == []
+        assert alive(server2) and alive(child2)
+
+        second.send_signal(signal.SIGINT)  # Ctrl-C: the server and its group stop
+        assert second.wait(timeout=60) == 0
+        assert group_members(server2) == []
+        assert not list((tmp_path / "runtime").glob("*.json")), "records of ended servers stay"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=60)
+
+
+def test_stop_abandoned_stops_only_what_an_ended_owner_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner that has ended (its pid free, or another process's now) leaves orphans; a live
+    owner, or a record that does not say when its owner started, is never touched."""
+    import json
+
+    from specwright.agents.orphans import process_start, stop_abandoned
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(runtime))
+    ended = subprocess.Popen(["true"])
+    ended_start = process_start(ended.pid)
+    ended.wait(timeout=60)
+    me, my_start = os.getpid(), process_start(os.getpid())
+    sleepers: list[subprocess.Popen[bytes]] = []
+
+    def sleeper(owner: int, owner_start: str | None) -> int:
+        proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        sleepers.append(proc)
+        record = {"pid": proc.pid, "pgid": proc.pid, "start": process_start(proc.pid)}
+        record |= {"owner_pid": owner, "owner_since": 0, "owner_start": owner_start}
+        (runtime / f"{owner}-{proc.pid}.json").write_text(json.dumps(record))
+        return proc.pid
+
+    try:
+        live = sleeper(me, my_start)
+        unknown = sleeper(ended.pid, None)
+        orphan = sleeper(ended.pid, ended_start)
+        reused = sleeper(me, "12345")  # our pid, but its owner started at another time
+        assert sorted(stop_abandoned(grace_s=10)) == sorted([orphan, reused])
+        assert alive(live) and alive(unknown)
+        assert group_members(orphan) == [] == group_members(reused)
+        assert sorted(p.name for p in runtime.glob("*.json")) == sorted(
+            f"{owner}-{pid}.json" for owner, pid in ((me, live), (ended.pid, unknown))
+        )
+    finally:
+        for proc in sleepers:
+            proc.kill()
+            proc.wait(timeout=60)
