@@ -1,7 +1,9 @@
 """Billing blocks as ccusage ``blocks`` draws them, and the active block's burn rate.
 
-A block starts at the hour of its first message and lasts five hours; the next message after it
-(or after a gap of five hours or more) starts a new one. Read side, like ``queries.py``.
+A block starts at the hour of its first message and lasts five hours: a message at most five hours
+after the block's start is in it (one exactly on its end too, as in ccusage); the next one starts a
+new block, after a gap row when it comes more than five hours after the last message. Read side,
+like ``queries.py``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ def _hourly_usage(
     store: Store, since: str | date | None, until: str | date | None, source: str | None
 ) -> pd.DataFrame:
     """Usage summed per hour (the input of billing blocks): tokens, cost, entries, first and
-    last message time and models."""
+    last message time and models. An hour is (h - 1 hour, h], labelled by its end h: a block
+    ends on a whole hour and keeps a message exactly on its end, so no hour straddles two
+    blocks."""
     where, params = usage_filter(since, until, source)
     sql = f"""
-        SELECT date_trunc('hour', u.ts) AS bucket, min(u.ts) AS first_ts, max(u.ts) AS last_ts,
+        SELECT date_trunc('hour', u.ts - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR AS bucket,
+               min(u.ts) AS first_ts, max(u.ts) AS last_ts,
                count(*) AS n,
                sum(u.input_tokens) AS input_tokens, sum(u.output_tokens) AS output_tokens,
                sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) AS cache_creation_tokens,
@@ -65,8 +70,9 @@ def billing_blocks(
     """5-hour billing blocks as ccusage ``blocks`` draws them (``per_message``: walk every
     message instead of hourly sums; slower, same result).
 
-    A block starts at the hour of its first message and lasts ``hours``; the next message after
-    it (or after a gap of ``hours`` or more) starts a new one. Gaps appear as ``is_gap`` rows."""
+    A block starts at the hour of its first message and lasts ``hours``, its end included; the
+    next message starts a new one. A gap of more than ``hours`` since the last message appears as
+    an ``is_gap`` row from that message + ``hours`` to the next (ccusage's rules)."""
     import numpy as np
     import pandas as pd
 
@@ -75,6 +81,7 @@ def billing_blocks(
     cols = [
         "block_start",
         "block_end",
+        "actual_start",
         "actual_end",
         "is_active",
         "is_gap",
@@ -91,7 +98,7 @@ def billing_blocks(
     if float(hours).is_integer() and not per_message:
         # Block edges fall on whole hours (a block starts at the hour of its first message and
         # lasts whole hours), so per-hour sums give exactly the blocks the per-message walk
-        # gives, from ~9k rows a year instead of ~1M.
+        # gives, from ~9k rows a year instead of ~1M. ``bucket`` is the hour's (inclusive) end.
         df = _hourly_usage(store, since, until, source)
     else:
         df = usage_timestamps(store, since=since, until=until, source=source)
@@ -112,8 +119,9 @@ def billing_blocks(
     starts_idx, block_starts = [], []
     i, n = 0, len(ts)
     while i < n:  # one step per block (not per row): blocks are few
-        start = ts[i].astype("datetime64[h]").astype("datetime64[us]")
-        j = int(np.searchsorted(ts, start + span, side="left"))
+        start = first[i].astype("datetime64[h]").astype("datetime64[us]")
+        # ccusage: a message more than ``hours`` after the start begins the next block
+        j = int(np.searchsorted(ts, start + span, side="right"))
         starts_idx.append(i)
         block_starts.append(start)
         i = max(j, i + 1)
@@ -135,6 +143,7 @@ def billing_blocks(
                 {
                     "block_start": rows[-1]["actual_end"] + pd.Timedelta(hours=hours),
                     "block_end": began,
+                    "actual_start": None,
                     "actual_end": None,
                     "is_active": False,
                     "is_gap": True,
@@ -151,6 +160,7 @@ def billing_blocks(
             {
                 "block_start": start,
                 "block_end": end,
+                "actual_start": began,
                 "actual_end": actual,
                 "is_active": bool(
                     pd.Timestamp(now) < end
@@ -170,7 +180,10 @@ def billing_blocks(
 def burn_rate(
     store: Store, *, now: datetime | None = None, hours: float = 5.0, source: str | None = None
 ) -> dict[str, Any] | None:
-    """The active block's burn rate and where it ends up at this pace; None when idle."""
+    """The active block's burn rate and where it ends up at this pace; None when idle.
+
+    As ccusage: the rates are over the time from the block's first message to its last (None
+    with a single message), and the projection adds the rate times the minutes left."""
     from specwright.model import utcnow
 
     now = now or utcnow()
@@ -180,17 +193,22 @@ def burn_rate(
     if active.empty:
         return None
     b = active.iloc[-1]
-    minutes = max((b["actual_end"] - b["block_start"]).total_seconds() / 60, 1.0)
+    minutes = (b["actual_end"] - b["actual_start"]).total_seconds() / 60
     remaining = max((b["block_end"] - now).total_seconds() / 60, 0.0)
-    tpm = b["total_tokens"] / minutes
-    cph = b["cost_usd"] / minutes * 60
+    # one message (or several at one instant) has no rate: ccusage shows none; here its tokens
+    # count as one minute's, so the dashboard still has a figure (``active_minutes`` says so)
+    per = minutes if minutes > 0 else 1.0
+    tpm = b["total_tokens"] / per
+    cph = b["cost_usd"] / per * 60
     return {
         "block_start": b["block_start"].to_pydatetime(),
         "block_end": b["block_end"].to_pydatetime(),
         "entries": int(b["entries"]),
         "total_tokens": int(b["total_tokens"]),
         "cost_usd": float(b["cost_usd"]),
+        "active_minutes": float(minutes),
         "tokens_per_minute": float(tpm),
+        "tokens_per_minute_for_indicator": float((b["input_tokens"] + b["output_tokens"]) / per),
         "cost_per_hour": float(cph),
         "remaining_minutes": float(remaining),
         "projected_total_tokens": int(b["total_tokens"] + tpm * remaining),

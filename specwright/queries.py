@@ -152,6 +152,17 @@ def usage_by_period(
     return store.query_df(sql, params)
 
 
+def _breakdowns(
+    models: list[str], toks: list[list[int]], costs: list[float]
+) -> list[dict[str, Any]]:
+    """ccusage's ``modelBreakdowns``: per model [in, out, cache write, cache read] and cost."""
+    keys = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens")
+    return [
+        {"modelName": name, **dict(zip(keys, t, strict=True)), "cost": c}
+        for name, t, c in zip(models, toks, costs, strict=True)
+    ]
+
+
 def usage_report(
     store: Store,
     period: str = "day",
@@ -202,17 +213,7 @@ def usage_report(
                 "totalTokens": i + o + cw + cr,
                 "totalCost": cost,
                 "modelsUsed": list(models),
-                "modelBreakdowns": [
-                    {
-                        "modelName": name,
-                        "inputTokens": t[0],
-                        "outputTokens": t[1],
-                        "cacheCreationTokens": t[2],
-                        "cacheReadTokens": t[3],
-                        "cost": c,
-                    }
-                    for name, t, c in zip(models, toks, costs, strict=True)
-                ],
+                "modelBreakdowns": _breakdowns(models, toks, costs),
             }
         )
     return out
@@ -230,28 +231,6 @@ def unpriced_models(
     sql = f"""SELECT coalesce(u.model, ''), count(*) FROM usage_records u
         WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0{where} GROUP BY 1 ORDER BY 1"""
     return [(str(m), int(n)) for m, n in store.query(sql, params)]
-
-
-def usage_sessions(
-    store: Store,
-    *,
-    since: str | date | None = None,
-    until: str | date | None = None,
-    source: str | None = None,
-) -> pd.DataFrame:
-    """Tokens and cost per agent session, newest activity last (ccusage ``session``)."""
-    where, params = usage_filter(since, until, source)
-    sql = f"""
-        SELECT u.session_id, any_value(u.source) AS source,
-               any_value(u.project_path) AS project_path,
-               min(u.ts) AS first_activity, max(u.ts) AS last_activity,
-               {_SUMS},
-               list_sort(list_distinct(list(u.model) FILTER (WHERE u.model IS NOT NULL
-                   AND u.model <> '<synthetic>'))) AS models,
-               any_value(u.execution_id)::VARCHAR AS execution_id
-        FROM usage_records u WHERE true{where}
-        GROUP BY u.session_id ORDER BY last_activity"""
-    return store.query_df(sql, params)
 
 
 def usage_models(
@@ -519,3 +498,13 @@ def quota_per_execution(
         WHERE b.phase = 'before' AND b.used_percent IS NOT NULL{where}
         ORDER BY b.taken_at, b.provider, b.window"""
     return store.query_df(sql, params)
+
+
+def __getattr__(name: str) -> Any:
+    """``usage_sessions`` and ``usage_session_report`` live in ``sessions`` (read at first use:
+    it imports this module)."""
+    if name in ("usage_sessions", "usage_session_report"):
+        from specwright import sessions
+
+        return getattr(sessions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

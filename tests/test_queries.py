@@ -12,6 +12,7 @@ import pytest
 
 from specwright import blocks as B
 from specwright import queries as Q
+from specwright import sessions
 from specwright.model import ToolCall, ToolResult, Usage
 from specwright.store import Store
 from specwright.usage import claude
@@ -217,3 +218,38 @@ def test_hourly_blocks_equal_the_per_message_walk(tmp_path: Path, store: Store) 
     walked = B.billing_blocks(store, now=now, per_message=True)
     assert len(hourly) > 20
     pd.testing.assert_frame_equal(hourly, walked)
+
+
+def test_a_message_on_a_blocks_end_stays_in_it_and_the_rate_runs_from_its_first(
+    tmp_path: Path, store: Store
+) -> None:
+    stamps = ["2025-11-03T10:15:00.000Z", "2025-11-03T15:00:00.000Z", "2025-11-03T15:00:00.001Z"]
+    claude.ingest(store, [_write(tmp_path, stamps)])
+    now = datetime(2025, 11, 3, 16, 0)
+    for walk in (False, True):  # ccusage: a new block only after more than 5 hours
+        blocks = B.billing_blocks(store, now=now, per_message=walk)
+        assert list(blocks["entries"]) == [2, 1], walk
+        assert [b.hour for b in blocks["block_start"]] == [10, 15]
+    first = B.billing_blocks(store, now=datetime(2025, 11, 3, 14, 0)).iloc[0]
+    assert first["actual_start"] == datetime(2025, 11, 3, 10, 15)
+    burn = B.burn_rate(store, now=datetime(2025, 11, 3, 14, 0))
+    assert burn is not None and burn["active_minutes"] == 0  # the active block: one message
+
+
+def test_a_claude_session_is_its_log_file_and_its_project_the_directory(
+    tmp_path: Path, store: Store
+) -> None:
+    # projects/p/s.jsonl, in a config folder that is itself under a folder named projects
+    root = _write(tmp_path / "projects" / "home", ["2025-11-03T10:15:00.000Z"])
+    side = root / "p" / "t" / "subagents" / "agent-1.jsonl"
+    side.parent.mkdir(parents=True)
+    line = json.loads((root / "p" / "s.jsonl").read_text())
+    line["message"]["id"], line["requestId"] = "m9", "r9"  # sessionId "s" inside, file of "t"
+    side.write_text(json.dumps(line, separators=(",", ":")) + "\n")
+    claude.ingest(store, [root])
+    rows = sessions.usage_session_report(store)
+    assert {(r["sessionId"], r["projectPath"]) for r in rows} == {("s", "p"), ("t", "p")}
+    assert rows[0]["firstActivity"] == "2025-11-03T10:15:00.000Z"
+    frame = Q.usage_sessions(store)  # still reachable from queries, with timestamps
+    assert list(frame["session_id"]) == [r["sessionId"] for r in rows]
+    assert str(frame["first_activity"].iloc[0]) == "2025-11-03 10:15:00"

@@ -211,33 +211,24 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 0
     if report == "session":
-        df = Q.usage_sessions(store, source=source, **win)
+        from specwright.sessions import usage_session_report
+
+        rows = usage_session_report(store, source=source, **win)
         if ctx.json:
-            sessions = [
-                {
-                    "sessionId": r["session_id"],
-                    "projectPath": r["project_path"],
-                    "inputTokens": r["input_tokens"],
-                    "outputTokens": r["output_tokens"],
-                    "cacheCreationTokens": r["cache_creation_tokens"],
-                    "cacheReadTokens": r["cache_read_tokens"],
-                    "totalTokens": r["total_tokens"],
-                    "totalCost": r["cost_usd"],
-                    "lastActivity": r["last_activity"],
-                    "modelsUsed": r["models"],
-                    "executionId": r["execution_id"],
-                }
-                for r in _records(df)
-            ]
-            ctx.emit(
-                {
-                    "sessions": sessions,
-                    "totals": _totals([{**s, "totalCost": s["totalCost"]} for s in sessions]),
-                }
-            )
+            ctx.emit({"sessions": rows, "totals": _totals(rows)})
         else:
             ctx.emit(
-                _records(df),
+                [
+                    {
+                        "session_id": r["sessionId"],
+                        "project_path": r["projectPath"],
+                        "last_activity": r["lastActivity"],
+                        "models": r["modelsUsed"],
+                        "total_tokens": r["totalTokens"],
+                        "cost_usd": r["totalCost"],
+                    }
+                    for r in rows
+                ],
                 [
                     "session_id",
                     "project_path",
@@ -252,7 +243,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         df = blocks.billing_blocks(store, source=source, **win)
         burn = blocks.burn_rate(store, source=source)
         if ctx.json:
-            ctx.emit({"blocks": _records(df), "active": burn})
+            ctx.emit({"blocks": [_block_json(r, burn) for r in _records(df)], "active": burn})
         else:
             ctx.emit(
                 [r for r in _records(df)],
@@ -288,6 +279,55 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 0
     raise SpecwrightError(f"usage {report}: unknown report")
+
+
+def _iso(t: Any) -> str | None:
+    """A naive UTC time as ccusage writes it: ``2025-11-03T07:00:00.000Z``."""
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _block_json(r: dict[str, Any], burn: dict[str, Any] | None) -> dict[str, Any]:
+    """A billing block in ccusage's ``blocks --json`` shape; the active one carries the burn
+    rate (over its first to last message; none with a single message) and the projection."""
+    start = _iso(r["block_start"])
+    rate = projection = None
+    if (
+        r["is_active"]
+        and burn
+        and burn["active_minutes"] > 0
+        and _iso(burn["block_start"]) == start
+    ):
+        rate = {
+            "tokensPerMinute": burn["tokens_per_minute"],
+            "tokensPerMinuteForIndicator": burn["tokens_per_minute_for_indicator"],
+            "costPerHour": burn["cost_per_hour"],
+        }
+        left = round(burn["remaining_minutes"])  # ccusage: whole minutes, cost to the cent
+        projection = {
+            "totalTokens": round(r["total_tokens"] + burn["tokens_per_minute"] * left),
+            "totalCost": round(r["cost_usd"] + burn["cost_per_hour"] / 60 * left, 2),
+            "remainingMinutes": max(left, 0),
+        }
+    return {
+        "id": f"gap-{start}" if r["is_gap"] else start,
+        "startTime": start,
+        "endTime": _iso(r["block_end"]),
+        "actualEndTime": _iso(r["actual_end"]),
+        "isActive": r["is_active"],
+        "isGap": r["is_gap"],
+        "entries": r["entries"],
+        "tokenCounts": {
+            "inputTokens": r["input_tokens"],
+            "outputTokens": r["output_tokens"],
+            "cacheCreationInputTokens": r["cache_creation_tokens"],
+            "cacheReadInputTokens": r["cache_read_tokens"],
+        },
+        "totalTokens": r["total_tokens"],
+        "costUSD": r["cost_usd"],
+        "models": r["models"],
+        "burnRate": rate,
+        "projection": projection,
+    }
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
