@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from specwright.journal import dumps
@@ -31,6 +32,11 @@ MAX_RAW_CHARS = 16 * 1024
 # stored (usage and errors always are), and one warning event at the end says how many.
 MAX_EXECUTION_BYTES = 64 * 1024 * 1024
 _ALWAYS_KEPT = ("usage", "error")
+# ...but not without end: an agent printing endless malformed lines makes endless warnings.
+# Usage and errors are a few KB each; past the bound they get this much more, then nothing
+# but the closing warning is stored.
+MAX_KEPT_PAST_BYTES = 8 * 1024 * 1024
+MAX_NAME_CHARS = 200  # a tool or step name, a call id, a model: identifiers, not text
 
 
 def _bounded(
@@ -54,6 +60,29 @@ def _bounded(
         return head, original
     marker = f"\n…[truncated: {original} chars in all, the first {limit} kept]"
     return head[:limit] + marker, original
+
+
+def _name(value: Any, redact: Callable[[str], str]) -> str | None:
+    """An identifier column: ``str(value)`` redacted and cut to ``MAX_NAME_CHARS``, with a
+    marker when cut (an agent's JSON may put any value, of any size, where a name goes)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)[: MAX_NAME_CHARS * 2]
+    text = redact(text[: MAX_NAME_CHARS * 2])
+    return text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…"
+
+
+def _live(event: AgentEvent) -> AgentEvent:
+    """``event`` as the live view keeps it: its text cut as the store cuts it, so 200 huge
+    events are not held in memory (the store and journal have what is recorded)."""
+    limit = MAX_TEXT_CHARS
+    if event.type == "text" and len(event.text) > limit:
+        return replace(event, text=event.text[:limit] + "…")
+    if event.type == "tool_result" and len(event.output) > limit:
+        return replace(event, output=event.output[:limit] + "…")
+    if event.type == "error" and len(event.message) > limit:
+        return replace(event, message=event.message[:limit] + "…")
+    return event
 
 
 def _raw_json(raw: Any, redact: Redactor) -> str | None:
@@ -88,6 +117,7 @@ class ExecutionRecorder:
         execution_id: str | None = None,
         prices: dict[str, Any] | None = None,
         max_bytes: int = MAX_EXECUTION_BYTES,
+        max_kept_past_bytes: int = MAX_KEPT_PAST_BYTES,
     ) -> None:
         self.store = store
         self.id = execution_id or new_id()
@@ -112,6 +142,7 @@ class ExecutionRecorder:
         self.event_count = 0
         self.warnings = 0
         self.max_bytes = max_bytes
+        self.max_kept_past_bytes = max_kept_past_bytes
         self._text_before = ""  # the end of the last text event, unredacted: a secret split
         # across two lines or chunks is found in it plus the next one (never stored)
         self._journaled = 0  # journal bytes of this execution's events so far
@@ -185,9 +216,14 @@ class ExecutionRecorder:
         A buffer past ``flush_max`` events or ``flush_bytes`` wakes the background flusher, so
         the agent's stream is not held up by the database; past twice that (the flusher is
         behind, e.g. the database is locked) the event's caller flushes, which bounds memory."""
+        self._record(event)
+
+    def _record(self, event: AgentEvent, closing: bool = False) -> None:
         with self._lock:
-            self.live.append(event)
-            if self._journaled >= self.max_bytes and event.type not in _ALWAYS_KEPT:
+            self.live.append(_live(event))
+            past = self._journaled >= self.max_bytes
+            hard = self._journaled >= self.max_bytes + self.max_kept_past_bytes
+            if not closing and past and (hard or event.type not in _ALWAYS_KEPT):
                 self.dropped[event.type] = self.dropped.get(event.type, 0) + 1
                 return
             self.event_count += 1
@@ -237,22 +273,22 @@ class ExecutionRecorder:
             row["text"], _ = _bounded(event.text, MAX_TEXT_CHARS, lambda t: r.across(before, t))
             self._text_before = (before[-4096:] + event.text[-4096:])[-4096:]
         elif event.type == "tool_call":
-            row["tool_name"], row["call_id"] = event.tool, event.call_id
+            row["tool_name"], row["call_id"] = _name(event.tool, r), _name(event.call_id, r)
             text, length = _bounded(dumps(event.input), MAX_OUTPUT_CHARS, r)
             if length is not None and length > MAX_OUTPUT_CHARS:  # keep the column valid JSON
                 text = dumps({"truncated": True, "length": length, "head": text})
             row["input"] = text
         elif event.type == "tool_result":
             row["tool_name"], row["call_id"], row["is_error"] = (
-                event.tool,
-                event.call_id,
+                _name(event.tool, r),
+                _name(event.call_id, r),
                 event.is_error,
             )
             row["output"], row["output_len"] = _bounded(event.output, MAX_OUTPUT_CHARS, r)
         elif event.type == "usage":
             u = event.usage
             row.update(
-                model=u.model,
+                model=_name(u.model, r),
                 input_tokens=u.input_tokens,
                 output_tokens=u.output_tokens,
                 cache_read_tokens=u.cache_read_tokens,
@@ -266,11 +302,11 @@ class ExecutionRecorder:
             row["text"], _ = _bounded(
                 event.message, MAX_TEXT_CHARS, lambda t: r.edges(t, head=False)
             )
-            row["tool_name"] = event.kind
+            row["tool_name"] = _name(event.kind, r)
             row["is_error"] = event.kind != "warning"
         elif event.type == "step":
-            row["text"] = event.name
-            row["call_id"] = None if event.session_id is None else str(event.session_id)[:200]
+            row["text"] = _name(event.name, r)
+            row["call_id"] = _name(event.session_id, r)
         return row
 
     def flush(self) -> int:
@@ -312,12 +348,13 @@ class ExecutionRecorder:
             kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items()))
             mib = self.max_bytes >= 1 << 20
             limit = f"{self.max_bytes >> 20} MB" if mib else f"{self.max_bytes >> 10} KB"
-            self.on_event(
+            self._record(
                 ErrorEvent(
                     f"output limit: {n:,} more events not stored ({kinds}); one execution "
                     f"stores its first {limit} of events",
                     kind="warning",
-                )
+                ),
+                closing=True,
             )
         self.finished = True
         self._stop.set()
@@ -332,7 +369,7 @@ class ExecutionRecorder:
             "duration_ms": int((time.monotonic() - self._started) * 1000),
             "exit_reason": self.redact(exit_reason)[:2000] if exit_reason else exit_reason,
             # an agent's JSON may put anything there: the columns take a string and a number
-            "session_id": None if session_id is None else str(session_id)[:200],
+            "session_id": _name(session_id, self.redact),
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
@@ -345,7 +382,7 @@ class ExecutionRecorder:
             "raw": _raw_json(raw, self.redact),
         }
         if model or usage.model:
-            values["model"] = model or usage.model
+            values["model"] = _name(model or usage.model, self.redact)
         if usage.cost_usd is not None:
             values["cost_usd"], values["cost_source"] = usage.cost_usd, "reported"
         elif computed_cost_usd is not None:

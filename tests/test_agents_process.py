@@ -397,24 +397,20 @@ def test_an_agent_whose_first_event_fails_to_record_is_not_left_running(
     from specwright.agents.orphans import group_alive
 
     monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(tmp_path / "runtime"))
-    pidfile = tmp_path / "pid"
     ex = CommandExecutor(
-        executor_config(
-            type="command",
-            argv=("sh", "-c", f"echo $$ > {pidfile}; sleep 60 & wait", "sh", "{prompt}"),
-        )
+        executor_config(type="command", argv=("sh", "-c", "sleep 60 & wait", "sh", "{prompt}"))
     )
+    started: list[int] = []
 
     def sink(event: AgentEvent) -> None:
         if isinstance(event, StepEvent):
+            started.append(int(event.raw["pid"]))  # the group's leader (its own session)
             raise OSError("no space left on device")
 
     with pytest.raises(OSError, match="no space left"):
         ex.execute(Task("go", git_repo), sink, threading.Event())
-    deadline = time.monotonic() + 5
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pgid = int(pidfile.read_text())
+    # (the shell may be killed before it ran a line: a pid file it wrote raced the kill)
+    pgid = started[0]
     deadline = time.monotonic() + 10
     while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)

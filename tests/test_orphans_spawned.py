@@ -261,3 +261,27 @@ def test_stop_abandoned_stops_only_what_an_ended_owner_left(
         for proc in sleepers:
             proc.kill()
             proc.wait(timeout=60)
+
+
+def test_opencode_serve_output_lines_are_kept_bounded(tmp_path: Path) -> None:
+    """A server printing one endless line (here 64 MB) before its listening line: it starts, and
+    what is kept of its output is a few KB a line."""
+    from specwright.agents.opencode_server import MAX_OUTPUT_LINE, OpenCodeServer
+
+    fake = tmp_path / "opencode"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "head -c 67108864 /dev/zero | tr '\\0' x\n"
+        "echo\n"
+        'echo "opencode server listening on http://127.0.0.1:9"\n'
+        "exec sleep 300\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime")}
+    server = OpenCodeServer(str(fake), tmp_path, env, ready_timeout_s=60).start()
+    try:
+        assert server.url == "http://127.0.0.1:9"
+        kept = list(server.output)
+        assert len(kept) == 2 and kept[0] == "x" * MAX_OUTPUT_LINE, [len(k) for k in kept]
+    finally:
+        server.stop()

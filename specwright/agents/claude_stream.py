@@ -9,6 +9,7 @@ but ``is_error: true``; a killed process prints no ``result`` line at all.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -59,12 +60,21 @@ class ClaudeStreamState:
     warnings: int = 0
 
 
+MAX_KEY_CHARS = 256  # a longer key is kept as its hash: seen blocks must not hold whole texts
+
+
+def _short(key: str) -> str:
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return "#" + hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=16).hexdigest()
+
+
 def _block_key(message_id: str, block: dict[str, Any]) -> tuple[str, str]:
     # One line carries one block, so its list index is always 0: key blocks by what they are.
     kind = str(block.get("type"))
     if kind in ("tool_use", "server_tool_use") and block.get("id"):
-        return message_id, f"{kind}:{block['id']}"
-    return message_id, f"{kind}:{dumps(block)}"
+        return _short(message_id), _short(f"{kind}:{block['id']}")
+    return _short(message_id), _short(f"{kind}:{dumps(block)}")
 
 
 def _result_text(content: Any) -> str:
@@ -252,7 +262,7 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
         elif btype in ("tool_use", "server_tool_use"):
             call_id = str(block.get("id"))
             name = str(block.get("name"))
-            state.tool_names[call_id] = name
+            state.tool_names[_short(call_id)] = name[:MAX_KEY_CHARS]
             tool_input = block.get("input")
             if not isinstance(tool_input, dict):
                 tool_input = {"value": tool_input}
@@ -274,9 +284,9 @@ def _user(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
         if not isinstance(block, dict) or block.get("type") != "tool_result":
             continue
         call_id = str(block.get("tool_use_id"))
-        if call_id in state.seen_results:
+        if _short(call_id) in state.seen_results:
             continue
-        state.seen_results.add(call_id)
+        state.seen_results.add(_short(call_id))
         raw = {
             "uuid": obj.get("uuid"),
             "parent_tool_use_id": obj.get("parent_tool_use_id"),
@@ -288,7 +298,7 @@ def _user(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
                 call_id,
                 _result_text(block.get("content")),
                 is_error=bool(block.get("is_error")),
-                tool=state.tool_names.get(call_id),
+                tool=state.tool_names.get(_short(call_id)),
                 raw=raw,
             )
         )

@@ -4,7 +4,9 @@ Order matters (measured with opencode 1.18.33): subscribe to ``/event?directory=
 first, then create the session, then ``prompt_async``; the run ends at ``session.idle`` (a few
 part updates may trail it), fails on ``session.error``, and blocks forever on an unanswered
 ``permission.asked``, which is answered here by ``permission_policy``. Every HTTP call has a
-timeout. The event mapping is the pure parser in opencode_events.py.
+timeout and a size bound (sse.py): an event past ``MAX_EVENT_BYTES`` is dropped with a warning
+and the run goes on, as a Claude Code line past its limit is. The event mapping is the pure
+parser in opencode_events.py.
 
 Config: ``url`` (``OPENCODE_URL`` wins), ``provider`` + ``model`` (or ``model: provider/model``),
 ``permission_policy`` (allow | always | reject), ``timeout_s``; ``options.stream_log``: a file the
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from specwright.agents import sse
 from specwright.agents.base import EventSink, Outcome, Task
 from specwright.agents.opencode_events import (
     OpenCodeState,
@@ -30,7 +33,15 @@ from specwright.agents.opencode_events import (
     parse_event,
     usage_from_totals,
 )
-from specwright.agents.process import find_executable, slim, version_of
+from specwright.agents.process import (
+    BoundedQueue,
+    Overlong,
+    find_executable,
+    overlong_warning,
+    slim,
+    version_of,
+)
+from specwright.agents.sse import AnswerTooLarge, iter_events, read_answer
 from specwright.errors import AgentError, ConfigError
 from specwright.model import ErrorEvent, StepEvent, Usage, UsageEvent
 from specwright.redact import Redactor
@@ -141,7 +152,9 @@ class OpenCodeExecutor:
         own = client is None
         client = client or self._client()
         try:
-            r = client.get("/global/health", timeout=5.0)
+            r = read_answer(client, "GET", "/global/health", timeout=5.0)
+        except AnswerTooLarge as exc:
+            raise AgentError(f"{self.url} is not an OpenCode server: {exc}") from None
         except httpx.ConnectError as exc:
             raise AgentError(
                 f"OpenCode server at {self.url} is not reachable ({exc}); start one with "
@@ -163,7 +176,7 @@ class OpenCodeExecutor:
             )
         try:
             body = r.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if r.status_code != 200 or not isinstance(body, dict) or "healthy" not in body:
             raise AgentError(
@@ -196,11 +209,14 @@ class OpenCodeExecutor:
         model = self._model()
         client = self._client()
         sse_client = self._client(read_timeout=SSE_READ_TIMEOUT_S)
-        events: queue.Queue[dict[str, Any] | _Closed] = queue.Queue()
+        events: BoundedQueue[dict[str, Any] | Overlong | _Closed] = BoundedQueue()
         stop = threading.Event()
         state = OpenCodeState()
+        decoder = sse.SSEDecoder(sse.MAX_EVENT_BYTES)
         reader = threading.Thread(
-            target=self._read_events, args=(sse_client, params, events, stop), daemon=True
+            target=self._read_events,
+            args=(sse_client, params, events, stop, decoder),
+            daemon=True,
         )
         log_path = self.config.options.get("stream_log")
         log = open(os.path.expanduser(str(log_path)), "a") if log_path else None  # noqa: SIM115
@@ -208,8 +224,13 @@ class OpenCodeExecutor:
             self.health(client)
             reader.start()
             first = self._next(events, CONNECT_WAIT_S)
-            if first is None or isinstance(first, _Closed):
-                why = first.reason if isinstance(first, _Closed) else "no server.connected"
+            state.events = 1
+            if first is None or isinstance(first, _Closed | Overlong):
+                why = "no server.connected"
+                if isinstance(first, _Closed):
+                    why = first.reason
+                elif isinstance(first, Overlong):
+                    why = overlong_warning(first, 1, what="event").message
                 raise AgentError(
                     f"OpenCode server at {self.url}: cannot subscribe to /event ({why})"
                 )
@@ -234,6 +255,12 @@ class OpenCodeExecutor:
             end = self._follow(client, params, events, state, on_event, cancel, timeout_s, log)
             stop.set()
             sse_client.close()  # ends the reader's stream
+            if decoder.dropping:  # an event still being dropped is told, as one cut short
+                reader.join(timeout=2)  # it stops at its next chunk
+            if not reader.is_alive():
+                for cut in decoder.close():
+                    state.events += 1
+                    on_event(overlong_warning(cut, state.events, what="event"))
             return self._outcome(client, params, state, on_event, end)
         except httpx.HTTPError as exc:
             raise AgentError(
@@ -251,8 +278,8 @@ class OpenCodeExecutor:
 
     @staticmethod
     def _next(
-        q: queue.Queue[dict[str, Any] | _Closed], timeout: float
-    ) -> dict[str, Any] | _Closed | None:
+        q: BoundedQueue[dict[str, Any] | Overlong | _Closed], timeout: float
+    ) -> dict[str, Any] | Overlong | _Closed | None:
         try:
             return q.get(timeout=timeout)
         except queue.Empty:
@@ -262,25 +289,27 @@ class OpenCodeExecutor:
         self,
         client: httpx.Client,
         params: dict[str, str],
-        out: queue.Queue[dict[str, Any] | _Closed],
+        out: BoundedQueue[dict[str, Any] | Overlong | _Closed],
         stop: threading.Event,
+        decoder: sse.SSEDecoder,
     ) -> None:
-        import json
-
-        from httpx_sse import connect_sse
-
         reason = "the server closed the event stream"
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        headers["Accept-Encoding"] = "identity"  # a compressed event could inflate past a bound
         try:
-            with connect_sse(client, "GET", "/event", params=params) as source:
-                for sse in source.iter_sse():
+            with client.stream("GET", "/event", params=params, headers=headers) as response:
+                for data in iter_events(response, decoder, stop):
                     if stop.is_set():
                         return
+                    if isinstance(data, Overlong):
+                        out.put(data)
+                        continue
                     try:
-                        payload = json.loads(sse.data)
-                    except ValueError:
-                        payload = {"type": "_malformed", "data": sse.data[:2000]}
-                    if isinstance(payload, dict):
-                        out.put(payload)
+                        payload = json.loads(data)
+                    except (ValueError, RecursionError):
+                        payload = {"type": "_malformed", "data": data[:2000]}
+                    if isinstance(payload, dict) and not out.put(payload, len(data), stop):
+                        return
         except Exception as exc:
             if stop.is_set():
                 return
@@ -290,7 +319,10 @@ class OpenCodeExecutor:
     def _post(
         self, client: httpx.Client, path: str, params: dict[str, str], body: Any, what: str
     ) -> Any:
-        r = client.post(path, params=params, json=body)
+        try:
+            r = read_answer(client, "POST", path, params=params, json=body)
+        except AnswerTooLarge as exc:
+            raise AgentError(f"OpenCode server at {self.url}: cannot {what}: {exc}") from None
         if r.status_code >= 400:
             raise AgentError(
                 f"OpenCode server at {self.url}: cannot {what}: HTTP {r.status_code} {r.text[:300]}"
@@ -299,7 +331,7 @@ class OpenCodeExecutor:
             return None
         try:
             return r.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise AgentError(
                 f"OpenCode server at {self.url}: cannot {what}: answer is not "
                 f"JSON: {r.text[:200]!r}"
@@ -309,7 +341,7 @@ class OpenCodeExecutor:
         self,
         client: httpx.Client,
         params: dict[str, str],
-        events: queue.Queue[dict[str, Any] | _Closed],
+        events: BoundedQueue[dict[str, Any] | Overlong | _Closed],
         state: OpenCodeState,
         on_event: EventSink,
         cancel: threading.Event,
@@ -342,6 +374,11 @@ class OpenCodeExecutor:
             if item is None:
                 continue
             last_event = time.monotonic()
+            state.events += 1
+            if isinstance(item, Overlong):  # as a Claude Code line past its limit: the run goes on
+                state.warnings += 1
+                on_event(overlong_warning(item, state.events, what="event"))
+                continue
             if log is not None and isinstance(item, dict):  # the log is a record too: redacted
                 line = json.dumps({**item, "_t": round(last_event - started, 3)})
                 log.write(self._scrub(line) + "\n")
@@ -382,13 +419,16 @@ class OpenCodeExecutor:
         reply = POLICIES[self.config.permission_policy]
         while state.permissions:
             ask = state.permissions.pop(0)
-            r = client.post(
-                f"/permission/{ask.get('id')}/reply", params=params, json={"reply": reply}
-            )
+            path = f"/permission/{str(ask.get('id'))[:200]}/reply"
+            try:
+                r = read_answer(client, "POST", path, params=params, json={"reply": reply})
+            except AnswerTooLarge as exc:
+                on_event(ErrorEvent(f"could not answer permission: {exc}", kind="error"))
+                continue
             if r.status_code >= 400:
                 on_event(
                     ErrorEvent(
-                        f"could not answer permission {ask.get('id')}: HTTP "
+                        f"could not answer permission {str(ask.get('id'))[:200]}: HTTP "
                         f"{r.status_code} {r.text[:200]}",
                         kind="error",
                     )
@@ -403,7 +443,7 @@ class OpenCodeExecutor:
         self, client: httpx.Client, params: dict[str, str], state: OpenCodeState
     ) -> bool:
         try:
-            r = client.get("/session/status", params=params, timeout=5.0)
+            r = read_answer(client, "GET", "/session/status", params=params, timeout=5.0)
             status = (r.json() or {}).get(state.session_id or "", {"type": "idle"})
         except Exception:
             return False
@@ -434,7 +474,12 @@ class OpenCodeExecutor:
         raw: dict[str, Any] | None = None
         if state.session_id and end != "stream_dropped":
             with contextlib.suppress(Exception):
-                r = client.get(f"/session/{state.session_id}", params=params, timeout=5.0)
+                path = f"/session/{state.session_id}"
+                try:
+                    r = read_answer(client, "GET", path, params=params, timeout=5.0)
+                except AnswerTooLarge as exc:  # the steps' usage stands
+                    on_event(ErrorEvent(f"session totals: {exc}", kind="warning"))
+                    raise
                 if r.status_code == 200:
                     info = r.json()
                     keys = ("id", "title", "cost", "tokens", "directory", "version")

@@ -26,6 +26,10 @@ from specwright.model import (
     UsageEvent,
 )
 
+# Text kept per part while it streams: 16x what the store keeps of one text event
+# (recorder.MAX_TEXT_CHARS); endless deltas past it are counted, not kept.
+MAX_PART_TEXT_CHARS = 1024 * 1024
+
 NOISE = {
     "server.connected",
     "server.heartbeat",
@@ -50,6 +54,7 @@ class OpenCodeState:
     roles: dict[str, str] = field(default_factory=dict)  # message id -> user | assistant
     text: dict[str, str] = field(default_factory=dict)  # text part id -> text so far
     text_done: set[str] = field(default_factory=set)
+    text_cut: dict[str, int] = field(default_factory=dict)  # part id -> chars not kept
     tool_called: set[str] = field(default_factory=set)  # callIDs with a ToolCall emitted
     tool_done: set[str] = field(default_factory=set)
     steps_done: set[str] = field(default_factory=set)
@@ -65,6 +70,7 @@ class OpenCodeState:
     last_text: str = ""
     totals: dict[str, Any] | None = None  # session info cost/tokens from session.updated
     warnings: int = 0
+    events: int = 0  # events read from the stream (the transport counts them)
 
 
 def _step_usage(part: dict[str, Any], model: str | None) -> Usage:
@@ -183,9 +189,9 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
     if kind == "message.part.updated":
         return _part(props["part"], state)
     if kind == "message.part.delta":
-        if props.get("field") == "text" and props.get("partID"):
-            pid = props["partID"]
-            state.text[pid] = state.text.get(pid, "") + str(props.get("delta") or "")
+        pid = str(props.get("partID") or "")
+        if props.get("field") == "text" and pid and pid not in state.text_done:
+            _keep_text(state, pid, state.text.get(pid, ""), str(props.get("delta") or ""))
         return []
     if kind == "message.updated":
         info = props["info"]
@@ -262,8 +268,12 @@ def _part(part: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
     if state.roles.get(str(part.get("messageID"))) == "user":
         return []  # our own prompt, echoed back
     if ptype == "text":
-        state.text[pid] = str(part.get("text") or state.text.get(pid, ""))
-        if (part.get("time") or {}).get("end") is None or pid in state.text_done:
+        if pid in state.text_done:
+            return []
+        if part.get("text"):  # the whole text so far
+            state.text_cut.pop(pid, None)
+            _keep_text(state, pid, "", str(part["text"]))
+        if (part.get("time") or {}).get("end") is None:
             return []
         return _emit_text(pid, state, part)
     if ptype == "tool":
@@ -290,11 +300,23 @@ def _part(part: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
     return [StepEvent(f"part/{ptype}", state.session_id, raw=slim(part))]
 
 
+def _keep_text(state: OpenCodeState, pid: str, have: str, more: str) -> None:
+    """``have + more`` as the text of part ``pid``, up to ``MAX_PART_TEXT_CHARS``."""
+    room = MAX_PART_TEXT_CHARS - len(have)
+    if len(more) > room:
+        state.text_cut[pid] = state.text_cut.get(pid, 0) + len(more) - max(room, 0)
+        more = more[: max(room, 0)]
+    state.text[pid] = have + more
+
+
 def _emit_text(pid: str, state: OpenCodeState, part: dict[str, Any] | None) -> list[AgentEvent]:
     state.text_done.add(pid)
-    text = state.text.get(pid, "")
+    text = state.text.pop(pid, "")
     if not text.strip():
         return []
+    cut = state.text_cut.pop(pid, 0)
+    if cut:
+        text += f"\n…[truncated: {cut} more chars not kept, the first {len(text)} kept]"
     state.last_text = text
     raw = {k: part.get(k) for k in ("id", "messageID", "time")} if part else {"id": pid}
     return [TextEvent(text, raw=raw)]

@@ -46,6 +46,9 @@ OFFLINE_ENV = {
 }
 
 
+MAX_OUTPUT_LINE = 4096  # characters kept of a line the server prints (the last 200 lines)
+
+
 class OpenCodeServer:
     """A running `opencode serve` child process; use as a context manager or call stop()."""
 
@@ -118,7 +121,13 @@ class OpenCodeServer:
 
     def _pump(self, found: threading.Event) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:  # keep reading so a full pipe never blocks the server
+        stream = self.proc.stdout
+        # keep reading so a full pipe never blocks the server; each line kept is bounded (the
+        # server's output is untrusted: one endless line must not grow our memory)
+        while line := stream.readline(MAX_OUTPUT_LINE):
+            if not line.endswith("\n"):  # cut: skip the rest of the line
+                while (more := stream.readline(MAX_OUTPUT_LINE)) and not more.endswith("\n"):
+                    pass
             self.output.append(line.rstrip())
             if self.url is None:
                 m = _LISTENING.search(line)

@@ -25,24 +25,75 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from specwright.agents.orphans import die_with_parent, register_agent, unregister_agent
 from specwright.errors import AgentError
 from specwright.model import ErrorEvent
 
 MAX_LINE_BYTES = 128 * 1024 * 1024  # a longer stdout line is dropped (with a warning), not kept
+# Lines read but not yet handled (the recorder may wait on a locked database): past this the
+# reader stops reading, so the pipe pushes back on the agent instead of our memory growing.
+QUEUED_BYTES = 64 * 1024 * 1024
+QUEUED_ITEMS = 10000
 STDERR_TAIL_BYTES = 16 * 1024
 TERM_GRACE_S = 3.0  # after SIGTERM, how long the agent gets before the group is SIGKILLed
 DRAIN_S = 5.0  # after the agent ended, how long to wait for its stdout to close
 SLIM_STRING_CHARS = 4096  # raw payloads keep strings up to this; longer ones keep head + length
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Overlong:
-    """Marker for a stdout line longer than ``MAX_LINE_BYTES`` (its bytes were discarded)."""
+    """Marker for a stdout line (or an event) longer than its limit, ``MAX_LINE_BYTES`` unless
+    ``limit`` says otherwise; its bytes were discarded, ``size`` counts them."""
 
     size: int
+    limit: int = 0
+
+
+class BoundedQueue(Generic[T]):
+    """The hand-off from a reader thread to its consumer, bounded in items and in bytes: ``put``
+    blocks while more than ``max_bytes`` wait (one item always fits, whatever its size), so the
+    agent's pipe or socket pushes back rather than our memory growing."""
+
+    def __init__(self, max_items: int | None = None, max_bytes: int | None = None) -> None:
+        self.max_items = QUEUED_ITEMS if max_items is None else max_items
+        self.max_bytes = QUEUED_BYTES if max_bytes is None else max_bytes
+        self._items: deque[tuple[T, int]] = deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+
+    def put(self, item: T, size: int = 0, stop: threading.Event | None = None) -> bool:
+        """Add ``item`` once there is room (at once when ``stop`` is None and ``size`` is 0:
+        end markers never wait); False when ``stop`` was set while waiting."""
+        with self._cond:
+            while (
+                self._items
+                and size
+                and (len(self._items) >= self.max_items or self._bytes + size > self.max_bytes)
+            ):
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.1)
+            self._items.append((item, size))
+            self._bytes += size
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float) -> T:
+        """The oldest item; ``queue.Empty`` after ``timeout`` seconds without one."""
+        with self._cond:
+            if not self._items and not self._cond.wait_for(lambda: bool(self._items), timeout):
+                raise queue.Empty
+            item, size = self._items.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+            return item
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
 
 
 @dataclass
@@ -67,9 +118,11 @@ def _tail_reader(stream: Any, tail: deque[bytes], limit: int) -> None:
     stream.close()
 
 
-def _line_reader(stream: Any, out: queue.Queue[bytes | Overlong | None]) -> None:
+def _line_reader(
+    stream: Any, out: BoundedQueue[bytes | Overlong | None], stop: threading.Event
+) -> None:
     try:
-        while True:
+        while not stop.is_set():
             line = stream.readline(MAX_LINE_BYTES)
             if not line:
                 break
@@ -80,9 +133,10 @@ def _line_reader(stream: Any, out: queue.Queue[bytes | Overlong | None]) -> None
                     size += len(more)
                     if not more or more.endswith(b"\n"):
                         break
-                out.put(Overlong(size))
+                out.put(Overlong(size, MAX_LINE_BYTES))
                 continue
-            out.put(line)
+            if not out.put(line, len(line), stop):
+                break  # nobody reads the lines any more
     except (OSError, ValueError):
         pass
     finally:
@@ -187,10 +241,11 @@ class ProcessStream:
             self.start()
             proc = self.proc
         assert proc is not None and proc.stdout is not None and proc.stderr is not None
-        q: queue.Queue[bytes | Overlong | None] = queue.Queue(maxsize=10000)
+        q: BoundedQueue[bytes | Overlong | None] = BoundedQueue()
         tail: deque[bytes] = deque()
+        done = threading.Event()  # the reader stops waiting for room once lines() is left
         threads = [
-            threading.Thread(target=_line_reader, args=(proc.stdout, q), daemon=True),
+            threading.Thread(target=_line_reader, args=(proc.stdout, q, done), daemon=True),
             threading.Thread(
                 target=_tail_reader, args=(proc.stderr, tail, STDERR_TAIL_BYTES), daemon=True
             ),
@@ -236,6 +291,7 @@ class ProcessStream:
                 self.result.lines += 1
                 yield item  # lines already printed before a kill are still real output
         finally:
+            done.set()
             if not eof and proc.poll() is None:  # abandoned mid-stream (an exception, Ctrl-C)
                 kill_group(proc.pid, proc=proc)
             self._finish(proc, threads, tail)
@@ -376,12 +432,13 @@ def mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def overlong_warning(item: Overlong, lineno: int) -> ErrorEvent:
-    """The warning recorded for a stdout line too long to keep."""
+def overlong_warning(item: Overlong, lineno: int, what: str = "line") -> ErrorEvent:
+    """The warning recorded for a stdout line (or an event: ``what``) too long to keep."""
+    limit = item.limit or MAX_LINE_BYTES
     return ErrorEvent(
-        f"line {lineno}: {item.size} bytes, longer than the {MAX_LINE_BYTES} byte limit; dropped",
+        f"{what} {lineno}: {item.size} bytes, longer than the {limit} byte limit; dropped",
         kind="warning",
-        raw={"size": item.size},
+        raw={"size": item.size, "limit": limit},
     )
 
 
