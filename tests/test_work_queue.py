@@ -153,8 +153,16 @@ def test_queue_add_refuses_what_the_worker_would_fail_on(git_repo: Path, cli) ->
     assert result.code == 2 and "has no chunks" in result.err, result
     assert queue.items(store, None) == []
 
-    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
     assert cli("-C", str(git_repo), "spec", "delete", slugs[0]).code == 0
+    assert queue.items(store, None) == []  # its queued item went with it
+    # a spec deleted behind Specwright's back (the file is queried directly): failed, said why
+    item = queue.add(store, catalog.get_spec(store, slugs[1]), git_repo)
+    spec_id = catalog.get_spec(store, slugs[1]).id
+    store.release()
+    with duckdb.connect(str(store.path)) as conn:
+        conn.execute("DELETE FROM chunks WHERE spec_id = ?", [spec_id])
+        conn.execute("DELETE FROM specs WHERE id = ?", [spec_id])
     queue.work(store, once=True, poll_s=0.1)
     row = queue.items(store, None)[0]
     assert (row["id"], row["status"]) == (item, "failed")
