@@ -122,6 +122,9 @@ class _RunAll:
         self.run_id, self.group_id = run_id, group_id
         self.workdir, self.fresh = workdir, fresh
         self.results: dict[str, ChunkSummary] = {}
+        # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
+        # (their summaries, for the prompts of their dependents) is kept here instead
+        self.summaries: dict[str, str | None] | None = {} if workdir is not None else None
         self.branch = (
             (gitops.current_branch(workdir) or gitops.spec_branch(spec.slug))
             if workdir
@@ -165,6 +168,8 @@ class _RunAll:
                 cost_usd=result.cost_usd if result else 0.0,
                 run_id=result.run_id if result else None,
             )
+            if self.summaries is not None and result is not None and result.shipped:
+                self.summaries[chunk.id] = result.summary
 
     def block(self, chunk: Chunk, failed_deps: Sequence[Chunk]) -> None:
         names = ", ".join(f"{d.position} {d.title!r}" for d in failed_deps)
@@ -182,15 +187,22 @@ class _RunAll:
                         "status": "blocked",
                         "parent_run_id": self.run_id,
                         "group_id": self.group_id,
+                        "executor": self.executor.name if self.executor else None,
                         "reason": reason,
                         "started_at": now,
                         "finished_at": now,
                     },
                 ),
-                Store.op_update(
-                    "chunks", {"id": chunk.id}, {"status": "blocked", "updated_at": now}
-                ),
             ]
+            + (
+                []
+                if self.summaries is not None
+                else [
+                    Store.op_update(
+                        "chunks", {"id": chunk.id}, {"status": "blocked", "updated_at": now}
+                    )
+                ]
+            )
         )
         self.record(chunk, "blocked", reason)
         self.progress("blocked", chunk, f"chunk {chunk.position} {chunk.title}: {reason}")
@@ -210,6 +222,7 @@ class _RunAll:
             on_progress=self._sink,
             parent_run_id=self.run_id,
             group_id=self.group_id,
+            dep_summaries=self.summaries,
         )
         self.progress(
             "chunk-done",
@@ -513,7 +526,15 @@ def run_all(
             job.execute(chunks)
         summaries = [job.results.get(c.id) for c in chunks]
         shipped = sum(1 for s in summaries if s and s.status == "shipped")
-        if shipped == len(chunks):
+        if shipped == len(chunks) and not any(s and s.run_id for s in summaries):
+            status, reason = (
+                "shipped",
+                "nothing to run: "
+                + (
+                    f"all {shipped} chunks had shipped" if shipped != 1 else "its chunk had shipped"
+                ),
+            )
+        elif shipped == len(chunks):
             status, reason = (
                 "shipped",
                 f"all {shipped} chunks shipped" if shipped != 1 else "its chunk shipped",
@@ -524,7 +545,7 @@ def run_all(
             bad = [s for s in summaries if s and s.status != "shipped"]
             first = bad[0] if bad else None
             reason = f"{shipped}/{len(chunks)} chunks shipped" + (
-                f"; chunk {first.position} {first.status}: {first.reason}" if first else ""
+                f"; chunk {first.position} {first.status}: {_clip(first.reason)}" if first else ""
             )
     except KeyboardInterrupt:
         status, reason = "cancelled", "interrupted by the user"
@@ -562,6 +583,11 @@ def run_all(
         for c in sorted(chunks, key=lambda c: c.position)
     )
     return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """A chunk's reason (it may carry an agent's error message) as part of the run's."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _head(root: Path, branch: str) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from specwright.cli.common import Context, ProgressPrinter, positive_int, print_table
 
@@ -123,6 +123,7 @@ class Printer(ProgressPrinter):
     """A whole spec: chunk starts, iterations, tool calls, verification, review."""
 
     _HEADLINES = ("chunk-start", "chunk-done", "blocked", "skip", "wave", "merge", "conflict")
+    _MARKS: ClassVar[dict[str, str]] = {"chunk-start": "==", "executor": "##"}
 
     def __init__(self, out: Any = None, positions: dict[str, int] | None = None) -> None:
         super().__init__(out)
@@ -132,8 +133,8 @@ class Printer(ProgressPrinter):
         tag = f"[{self.positions[p.chunk_id]}] " if p.chunk_id in self.positions else ""
         if p.kind == "event":
             return f"    {tag}· {p.message}"
-        if p.kind in self._HEADLINES:
-            return f"{'==' if p.kind == 'chunk-start' else '->'} {p.message}"
+        if p.kind in self._HEADLINES or p.kind in self._MARKS:
+            return f"{self._MARKS.get(p.kind, '->')} {p.message}"
         if p.kind == "iteration":
             return f"  {tag}{p.message}"
         return f"    {tag}{p.message}"
@@ -204,14 +205,15 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
     else:
         print()
         _print_summary(rows)
-        print(f"\n{result.status}: {result.reason} (branch {result.branch})")
+        print(f"\n{result.status}: {_clip(result.reason)} (branch {result.branch})")
     return EXIT.get(result.status, 1)
 
 
 def _compare(
     ctx: Context, spec: Any, args: argparse.Namespace, executors: list[str], printer: Any
 ) -> int:
-    from specwright.compare import compare, comparison
+    from specwright.catalog import list_chunks
+    from specwright.compare import compare, comparison, totals
 
     group, results = compare(
         ctx.store,
@@ -235,7 +237,7 @@ def _compare(
         for e, r in zip(executors, results, strict=False)
     ]
     if ctx.json:
-        ctx.emit({"group_id": group, "runs": runs, "chunks": rows})
+        ctx.emit({"group_id": group, "runs": runs, "chunks": rows, "totals": totals(rows)})
     else:
         print()
         print_table(
@@ -243,16 +245,54 @@ def _compare(
                 {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None}
                 for r in rows
             ],
-            ["chunk", "title", "executor", "status", "iterations", "verdict", "cost_usd", "time"],
+            [
+                "chunk",
+                "title",
+                "executor",
+                "status",
+                "iterations",
+                "verdict",
+                "input_tokens",
+                "cache_tokens",
+                "output_tokens",
+                "cost_usd",
+                "time",
+            ],
         )
+        sums = totals(rows)
+        n = len(list_chunks(ctx.store, spec.id))
+        print()
         for run in runs:
-            print(f"{run['executor']}: {run['status']}: {run['reason']} (branch {run['branch']})")
+            print(
+                f"{run['executor']}: {run['status']}: {_clip(run['reason'])} "
+                f"(branch {run['branch']})\n  {_figures(sums.get(str(run['executor'])), n)}"
+            )
         for name in executors[len(results) :]:
             print(f"{name}: not run (cancelled)")
         print(f"comparison group {group}")
     if any(r.status == "cancelled" for r in results) or len(results) < len(executors):
         return EXIT["cancelled"]
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def _clip(text: str | None, limit: int = 300) -> str:
+    """A reason as one bounded line (it can carry an agent's error message; --json has it)."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _figures(t: dict[str, Any] | None, chunks: int) -> str:
+    """One executor's totals in a comparison: chunks shipped, iterations, tokens, cost, time."""
+    t = t or {}
+    tokens = sum(t.get(k) or 0 for k in ("input_tokens", "cache_tokens", "output_tokens"))
+    cost = t.get("cost_usd")
+    time_s = t.get("time_s")
+    return (
+        f"{t.get('shipped', 0)}/{chunks} chunk(s) shipped, {t.get('iterations') or 0} "
+        f"iteration(s), {tokens:,} tokens, "
+        + (f"${cost:.4f}" if cost is not None else "no cost reported")
+        + (f", {time_s:.1f}s" if time_s is not None else "")
+    )
 
 
 def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace, executor: str | None) -> int:

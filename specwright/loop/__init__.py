@@ -13,7 +13,8 @@ allowance. Leaving is a ``LoopExit`` carrying the reason; the run and chunk rows
 tree back at its base commit (each rejected attempt's diff is saved beside the database first).
 
 Modules: ``run`` (the loop and its records), ``agent`` (one attempt in a stoppable worker
-thread), ``prompt`` (what the agent is told).
+thread), ``prompt`` (what the agent is told), ``records`` (its run and chunk rows), ``lines``
+(its progress texts).
 """
 
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def start_run(store: Store, values: dict[str, Any]) -> None:
+def start_run(store: Store, values: dict[str, Any], *, track_chunk: bool = True) -> None:
     """Insert (or, for an id run-all created, update) the ``runs`` row as running, with this
-    process's pid and host, and mark the chunk running — one transaction."""
+    process's pid and host, and mark the chunk running (unless not ``track_chunk``: a run of a
+    comparison) — one transaction."""
     from specwright.store import Store
 
     now = utcnow()
@@ -47,7 +48,7 @@ def start_run(store: Store, values: dict[str, Any]) -> None:
         chunk_op = Store.op_update(
             "chunks", {"id": row["chunk_id"]}, {"status": "running", "updated_at": now}
         )
-        store.write([run_op, chunk_op])
+        store.write([run_op, chunk_op] if track_chunk else [run_op])
 
 
 def end_run(
@@ -62,9 +63,10 @@ def end_run(
     verdict: str | None,
     summary: str | None,
     now: datetime,
+    track_chunk: bool = True,
 ) -> None:
-    """Write how the run ended on its ``runs`` row and the chunk's row (one transaction);
-    the chunk's summary is only replaced when there is a new one."""
+    """Write how the run ended on its ``runs`` row and (``track_chunk``) the chunk's row, in
+    one transaction; the chunk's summary is only replaced when there is a new one."""
     from specwright.store import Store
 
     run_values = {
@@ -83,12 +85,10 @@ def end_run(
     }
     if summary is not None:
         chunk_values["summary"] = summary
-    store.write(
-        [
-            Store.op_update("runs", {"id": run_id}, run_values),
-            Store.op_update("chunks", {"id": chunk_id}, chunk_values),
-        ]
-    )
+    ops = [Store.op_update("runs", {"id": run_id}, run_values)]
+    if track_chunk:
+        ops.append(Store.op_update("chunks", {"id": chunk_id}, chunk_values))
+    store.write(ops)
 
 
 class Heartbeat:

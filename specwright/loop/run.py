@@ -7,8 +7,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, run_agent
 from specwright.loop.limits import codexbar_reset_wait
+from specwright.loop.lines import review_line, verify_line
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
@@ -97,6 +98,7 @@ def run_chunk(
     agent_retries: int = 1,
     max_rate_limit_wait_s: float = 900.0,
     heartbeat_s: float = 10.0,
+    dep_summaries: Mapping[str, str | None] | None = None,
 ) -> ChunkResult:
     """Take ``chunk`` through the loop and return how it ended.
 
@@ -104,7 +106,11 @@ def run_chunk(
     given (a worktree): used on whatever branch it has. ``cancel`` stops the run at once (the
     agent is killed); Ctrl-C does the same. Raises only for problems found before the run
     starts (dirty tree, not a repository, unknown executor); everything after is in the result
-    and the store."""
+    and the store.
+
+    ``dep_summaries`` (chunk id -> summary, for the dependencies shipped in this run-all) marks
+    a run of a comparison, an experiment: the chunk's own row is left alone and its dependencies
+    are described by what this run-all shipped, not by the spec's rows."""
     opts = _Options(
         workdir=Path(workdir) if workdir else None,
         max_iterations=int(max_iterations or config.defaults.max_iterations),
@@ -119,6 +125,7 @@ def run_chunk(
         agent_retries=agent_retries,
         max_rate_limit_wait_s=max_rate_limit_wait_s,
         heartbeat_s=heartbeat_s,
+        dep_summaries=dep_summaries,
     )
     run = _ChunkRun(store, config, Path(project_root), chunk, executor, reviewer, opts)
     return run.run()
@@ -139,6 +146,7 @@ class _Options:
     agent_retries: int
     max_rate_limit_wait_s: float
     heartbeat_s: float
+    dep_summaries: Mapping[str, str | None] | None = None
 
 
 class _ChunkRun:
@@ -216,6 +224,7 @@ class _ChunkRun:
                 "branch": self.branch,
                 "base_commit": self.base,
             },
+            track_chunk=self.opts.dep_summaries is None,
         )
 
     def _cost(self, column: str, value: str) -> float:
@@ -297,7 +306,7 @@ class _ChunkRun:
             self.workdir,
             cancel=self.cancel,
             is_baseline=True,
-            on_result=lambda r: self.progress("verify", _verify_line(r, baseline=True), r),
+            on_result=lambda r: self.progress("verify", verify_line(r, baseline=True), r),
         )
         verify.record(self.store, results, run_id=self.run_id, chunk_id=self.chunk.id, iteration=0)
         if self.cancel.is_set():
@@ -347,7 +356,7 @@ class _ChunkRun:
                 self.config.verify,
                 self.workdir,
                 cancel=self.cancel,
-                on_result=lambda r: self.progress("verify", _verify_line(r), r),
+                on_result=lambda r: self.progress("verify", verify_line(r), r),
             )
         )
         verify.record(
@@ -383,7 +392,7 @@ class _ChunkRun:
             self.store, result, run_id=self.run_id, chunk_id=self.chunk.id, iteration=self.iteration
         )
         self.verdict = final.verdict
-        self.progress("review", _review_line(final), final)
+        self.progress("review", review_line(final), final)
         if final.verdict == "SHIP":
             self._ship(final, outcome.final_text)
         else:
@@ -497,7 +506,13 @@ class _ChunkRun:
     def _deps(self) -> list[Chunk]:
         from specwright.catalog import get_chunk
 
-        return [get_chunk(self.store, d) for d in self.chunk.depends_on]
+        deps = [get_chunk(self.store, d) for d in self.chunk.depends_on]
+        done = self.opts.dep_summaries
+        if done is None:
+            return deps
+        return [
+            replace(d, status="shipped", summary=done[d.id]) if d.id in done else d for d in deps
+        ]
 
     # --- endings ----------------------------------------------------------------------------
 
@@ -566,19 +581,5 @@ class _ChunkRun:
             verdict=self.verdict,
             summary=self.summary,
             now=now,
+            track_chunk=self.opts.dep_summaries is None,
         )
-
-
-def _verify_line(result: StepResult, baseline: bool = False) -> str:
-    v = result.verification
-    tests = f", {v.tests_collected} tests, {v.tests_failed} failed" if v.tests_collected else ""
-    label = "baseline " if baseline else ""
-    return f"{label}verify {v.name}: {v.status} (exit {v.exit_code}, {v.duration_ms} ms{tests})"
-
-
-def _review_line(review: Review) -> str:
-    line = f"review {review.reviewer}: {review.verdict}"
-    if review.error:
-        return f"{line} (error: {review.error[:200]})"
-    errors = sum(1 for f in review.findings if f.severity == "error")
-    return f"{line} — {review.summary[:160]}" + (f" [{errors} finding(s)]" if errors else "")

@@ -1,0 +1,26 @@
+"""One-line progress texts of the loop: a verification step, a review."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from specwright.model import Review
+    from specwright.verify import StepResult
+
+
+def verify_line(result: StepResult, baseline: bool = False) -> str:
+    """A verification step: name, status, exit code, duration and test counts."""
+    v = result.verification
+    tests = f", {v.tests_collected} tests, {v.tests_failed} failed" if v.tests_collected else ""
+    label = "baseline " if baseline else ""
+    return f"{label}verify {v.name}: {v.status} (exit {v.exit_code}, {v.duration_ms} ms{tests})"
+
+
+def review_line(review: Review) -> str:
+    """A review: reviewer, verdict, summary (or error) and how many error findings."""
+    line = f"review {review.reviewer}: {review.verdict}"
+    if review.error:
+        return f"{line} (error: {review.error[:200]})"
+    errors = sum(1 for f in review.findings if f.severity == "error")
+    return f"{line} — {review.summary[:160]}" + (f" [{errors} finding(s)]" if errors else "")
