@@ -392,10 +392,12 @@ def add_chunk(
     """Append a chunk to a spec; ``depends_on`` names chunks of the same spec (ids/positions)."""
     if not title.strip():
         raise ValidationError("chunk title: expected a non-empty title")
+    if "\n" in title.strip() or "\r" in title:  # as a spec's: it heads a commit message
+        raise ValidationError(f"chunk title {title!r}: expected a single line")
     _check_budget(budget_usd, "chunk budget")
     existing = list_chunks(store, spec.id)
-    dep_ids = [get_chunk(store, d, spec).id for d in depends_on]
     position = max((c.position for c in existing), default=0) + 1
+    dep_ids = [_dependency(store, spec, str(d).strip(), position) for d in depends_on]
     now = utcnow()
     new = chunk_id or new_id()
     row: dict[str, Any] = {
@@ -419,6 +421,21 @@ def add_chunk(
     ]
     store.write(ops)
     return get_chunk(store, new)
+
+
+def _dependency(store: Store, spec: Spec, ref: str, position: int) -> str:
+    """The id of the chunk ``ref`` names in ``spec``, for a new chunk at ``position``."""
+    if ref.strip() == str(position):
+        raise ValidationError(f"depends on {ref!r}: that is the new chunk itself")
+    try:
+        return get_chunk(store, ref, spec).id
+    except NotFoundError:
+        have = (
+            f"chunks 1-{position - 1}" if position > 2 else "chunk 1" if position == 2 else "none"
+        )
+        raise NotFoundError(
+            f"depends on {ref!r}: spec {spec.slug} has no such chunk ({have}; or a chunk id)"
+        ) from None
 
 
 def add_dependency(store: Store, chunk: Chunk, depends_on: Chunk) -> None:

@@ -180,40 +180,70 @@ rules: []
 # --- loading --------------------------------------------------------------------------------
 
 
+# A config has tens of values; these bound what aliases can make of a small file (an alias
+# bomb expands 1 KB into 10**9 values) and how deep the recursion goes.
+MAX_VALUES = 20_000
+MAX_DEPTH = 40
+MAX_BYTES = 1 << 20
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _Ctx:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.values = 0
 
     def fail(self, line: int | None, path: str, message: str) -> ConfigError:
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {path}: {message}")
 
 
-def _plain(node: Any, ctx: _Ctx, path: str) -> Any:
+def _plain(node: Any, ctx: _Ctx, path: str, depth: int = 0) -> Any:
     """Turn a composed YAML node into Python values, substituting ${VAR}; keeps line marks."""
     import yaml
 
     line = node.start_mark.line + 1
+    ctx.values += 1
+    if depth > MAX_DEPTH or ctx.values > MAX_VALUES:  # an alias holding itself, an alias bomb
+        what = (
+            f"over {MAX_DEPTH} levels deep"
+            if depth > MAX_DEPTH
+            else f"over {MAX_VALUES:,} values (an alias counts each use)"
+        )
+        where = path if len(path) < 60 else path[:57] + "..."
+        raise ctx.fail(line, where or "(top level)", f"{what}; too big for a config")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         marks: dict[str, int] = {}
+        merged: list[_Marked] = []
         for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in out:
-                raise ctx.fail(
-                    key_node.start_mark.line + 1, f"{path}.{key}".lstrip("."), "duplicate key"
+            if key_node.tag == _MERGE:  # `<<: *base`, or `<<: [*a, *b]` (the first one wins)
+                sources = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 )
-            out[key] = _plain(value_node, ctx, f"{path}.{key}".lstrip("."))
+                for src in sources:
+                    part = _plain(src, ctx, path, depth + 1)
+                    if not isinstance(part, _Marked):
+                        raise ctx.fail(line, f"{path}.<<".lstrip("."), "expected mappings to merge")
+                    merged.append(part)
+                continue
+            key = str(key_node.value)
+            kpath = f"{path}.{key}".lstrip(".")
+            if key in out:
+                raise ctx.fail(key_node.start_mark.line + 1, kpath, "duplicate key")
+            out[key] = _plain(value_node, ctx, kpath, depth + 1)
             marks[key] = key_node.start_mark.line + 1
+        for part in merged:  # keys written here win over merged ones
+            for key, value in part.items():
+                if key not in out:
+                    out[key], marks[key] = value, part.marks.get(key, line)
         return _Marked(out, line, marks)
     if isinstance(node, yaml.SequenceNode):
-        return _MarkedList([_plain(v, ctx, f"{path}[{i}]") for i, v in enumerate(node.value)], line)
-    try:
-        value = (
-            yaml.safe_load(yaml.serialize(node))
-            if node.tag != "tag:yaml.org,2002:str"
-            else node.value
+        return _MarkedList(
+            [_plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)], line
         )
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
     except yaml.YAMLError:  # a tag safe_load does not know: !env, !!python/name:...
         raise ctx.fail(
             line,
@@ -233,9 +263,7 @@ def _plain(node: Any, ctx: _Ctx, path: str) -> Any:
                 f"(write ${{{exc.name}:-default}} to give a default)",
             ) from None
         if whole:  # `max_turns: ${TURNS:-40}` is the number 40, as `max_turns: 40` would be
-            typed = yaml.safe_load(value) if value.strip() else value
-            if isinstance(typed, int | float | bool):
-                value = typed
+            value = envsubst.typed(value)
     return value
 
 
@@ -259,19 +287,29 @@ def _line(obj: Any, key: str | None = None) -> int | None:
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+# durations and counts where 0 would mean "fail at once" or, to an agent, "no limit"
+_ABOVE_ZERO = {"timeout_s", "wall_time_s", "max_tokens", "max_turns", "max_iterations", "parallel"}
 
 
-def _check_type(ctx: _Ctx, parent: Any, key: str, path: str, value: Any, want: type) -> Any:
+def _check_type(
+    ctx: _Ctx, parent: Any, key: str, path: str, value: Any, want: type, above_zero: bool = False
+) -> Any:
     """``value`` as ``want``; every number in a config is a count, a duration, a price or a
-    budget, so a number must also be finite and >= 0."""
+    budget, so a number must also be finite and >= 0 (> 0 when ``above_zero``)."""
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, want) and not (want is int and isinstance(value, bool)):
-        if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
-            raise ctx.fail(_line(parent, key), path, f"expected a number >= 0, got {value!r}")
+        if isinstance(value, int | float) and not (
+            math.isfinite(value) and (value > 0 if above_zero else value >= 0)
+        ):
+            least = "a number >= 0" if not above_zero else "a number > 0"
+            least = "an integer >= 1" if above_zero and want is int else least
+            raise ctx.fail(_line(parent, key), path, f"expected {least}, got {value!r}")
         return value
+    hint = " (YAML reads yes, no, on, off as booleans: quote text)"
+    shown = f"{value!r}" + hint * (isinstance(value, bool) and want is str)
     raise ctx.fail(
-        _line(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {value!r}"
+        _line(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {shown}"
     )
 
 
@@ -317,7 +355,7 @@ def _build(
         else:
             base = ftype.split("|")[0].strip()
             want = {"str": str, "int": int, "float": float, "bool": bool}.get(base, str)
-            kwargs[attr] = _check_type(ctx, data, key, kpath, value, want)
+            kwargs[attr] = _check_type(ctx, data, key, kpath, value, want, attr in _ABOVE_ZERO)
     return cls(**kwargs)
 
 
@@ -363,6 +401,8 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
     ctx = _Ctx(source or "<built-in defaults>")
     try:
         node = yaml.compose(text)
+    except RecursionError:
+        raise ConfigError(f"{ctx.source}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -451,19 +491,6 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         _choice(
             ctx, raw_defaults, "rollback", "defaults.rollback", defaults.rollback, ROLLBACK_POLICIES
         )
-    if defaults.max_iterations < 1:
-        raise ctx.fail(
-            _line(raw_defaults, "maxIterations"),
-            "defaults.maxIterations",
-            f"expected an integer >= 1, got {defaults.max_iterations}",
-        )
-    if defaults.parallel < 1:
-        raise ctx.fail(
-            _line(raw_defaults, "parallel"),
-            "defaults.parallel",
-            f"expected an integer >= 1, got {defaults.parallel}",
-        )
-
     raw_verify = root.get("verify") or []
     if not isinstance(raw_verify, list):
         raise ctx.fail(
@@ -526,9 +553,19 @@ def load(project_root: Path | str | None = None) -> Config:
     if not path.exists():
         return Config.default()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_BYTES >> 20} MB; a config is a few KB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: cannot read: not UTF-8 (byte 0x{data[exc.start]:02x})"
+        ) from None
     return load_text(text, source=str(path))
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# a value that is one ${...} and nothing else (config.py types its result like YAML's own)
-_WHOLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-.*)?\}", re.DOTALL)
 
 
 class Unset(Exception):
@@ -22,7 +21,22 @@ class Unset(Exception):
 
 
 def is_whole(text: str) -> bool:
-    return _WHOLE.fullmatch(text) is not None
+    """``text`` is one ``${...}`` and nothing else (``${A}${B}`` is two)."""
+    if not text.startswith("${"):
+        return False
+    scanned = _scan(text, 0)
+    return scanned is not None and scanned[2] == len(text)
+
+
+def typed(value: str) -> Any:
+    """``value`` as a number or boolean when YAML would read it as one, else as it is: it is
+    not parsed as YAML (a variable holding ``a: b`` or ``[`` stays text)."""
+    import yaml
+
+    tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False))
+    if tag.rsplit(":", 1)[-1] in ("int", "float", "bool"):
+        return yaml.constructor.SafeConstructor().construct_object(yaml.ScalarNode(tag, value))
+    return value
 
 
 def substitute(text: str, env: Mapping[str, str] | None = None) -> str:
@@ -44,12 +58,12 @@ def substitute(text: str, env: Mapping[str, str] | None = None) -> str:
     return "".join(out)
 
 
-def _expand(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
-    """The value of the ``${...}`` at ``start`` and where it ends; ``("${", start + 2)`` (as
-    written) when it is not one."""
+def _scan(text: str, start: int) -> tuple[str, str | None, int] | None:
+    """The name, the default and the end of the ``${...}`` at ``start``; None when it is not
+    one (unterminated, no name)."""
     m = _NAME.match(text, start + 2)
     if m is None:
-        return "${", start + 2
+        return None
     name, i = m.group(0), m.end()
     default: str | None = None
     if text.startswith(":-", i):
@@ -61,13 +75,23 @@ def _expand(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
             depth -= text[j] == "}"
             j += 1
         if j >= len(text):
-            return "${", start + 2
+            return None
         default, i = text[i + 2 : j], j
     if not text.startswith("}", i):
+        return None
+    return name, default, i + 1
+
+
+def _expand(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
+    """The value of the ``${...}`` at ``start`` and where it ends; ``("${", start + 2)`` (as
+    written) when it is not one."""
+    scanned = _scan(text, start)
+    if scanned is None:
         return "${", start + 2
+    name, default, end = scanned
     value = env.get(name)
     if value is None or (value == "" and default is not None):
         if default is None:
             raise Unset(name)
         value = substitute(default, env)
-    return value, i + 1
+    return value, end

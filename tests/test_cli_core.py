@@ -216,7 +216,7 @@ def test_a_project_directory_that_does_not_exist_is_refused(project: Path, cli) 
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")
-    assert result.code == 2 and "chunk '9': no such chunk" in result.err
+    assert result.code == 2 and "depends on '9': spec s has no such chunk (none; " in result.err
 
 
 def test_bad_config_file_is_reported_by_cli(project: Path, cli) -> None:  # type: ignore[no-untyped-def]

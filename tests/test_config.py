@@ -185,10 +185,13 @@ BAD = [
         r"cfg.yaml:5: tools.executors.x.env.FOO: expected a string, got \[1, 2\]",
     ),
     ("defaults:\n  budget_usd: .nan\n", r"cfg.yaml:2: defaults.budget_usd: expected a number >= 0"),
-    ("defaults:\n  wall_time_s: -1\n", r"cfg.yaml:2: defaults.wall_time_s: expected a number >= 0"),
+    (
+        "defaults:\n  wall_time_s: -1\n",
+        r"cfg.yaml:2: defaults.wall_time_s: expected a number > 0, got -1.0",
+    ),
     (
         "verify:\n  - name: t\n    command: pytest\n    timeout_s: -5\n",
-        r"cfg.yaml:4: verify\[0\].timeout_s: expected a number >= 0, got -5.0",
+        r"cfg.yaml:4: verify\[0\].timeout_s: expected a number > 0, got -5.0",
     ),
 ]
 
@@ -214,5 +217,5 @@ def test_unknown_executor_at_use_time_names_the_file_and_the_choices() -> None:
 def test_unreadable_file_is_clear(tmp_path: Path) -> None:
     (tmp_path / ".handoff").mkdir()
     (tmp_path / ".handoff" / "config.yaml").write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(ConfigError, match=r"config\.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"config\.yaml:1: cannot read: not UTF-8 \(byte 0xff\)"):
         load(tmp_path)

@@ -27,26 +27,54 @@ class Context:
     json: bool
     _config: Config | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
+    _problem: str | None = field(default=None, repr=False)  # said when the project is needed
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
         from specwright.config import find_project_root
 
-        root = Path(args.project_dir).resolve() if args.project_dir else find_project_root()
+        try:
+            root = Path(args.project_dir).resolve() if args.project_dir else find_project_root()
+        except FileNotFoundError:  # the working directory was deleted (main has no try yet)
+            return cls(Path("."), args.db, bool(args.json), _problem=_GONE)
         return cls(project_dir=root, db_override=args.db, json=bool(args.json))
+
+    def _check_dir(self) -> None:
+        """Refuse a project directory that is not one (``-C`` to a file or a typo)."""
+        from specwright.errors import ValidationError
+
+        if self._problem:
+            raise ValidationError(self._problem)
+        if not self.project_dir.is_dir():  # -C to a typo would make a project of it
+            raise ValidationError(f"-C {self.project_dir}: not a directory")
 
     @property
     def config(self) -> Config:
         if self._config is None:
             from specwright import config
 
+            self._check_dir()
             self._config = config.load(self.project_dir)
         return self._config
 
     @property
     def db_path(self) -> Path:
+        import os
+        import re
+
+        from specwright.errors import ValidationError
         from specwright.store import resolve_db_path
 
+        for what, value in (
+            ("--db", self.db_override),
+            ("SPECWRIGHT_DB", os.environ.get("SPECWRIGHT_DB")),
+        ):
+            if value and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
+                raise ValidationError(f"{what} {value}: expected a database file path, not a URL")
+            if value:
+                break
+        if self._problem and not self.db_override and not os.environ.get("SPECWRIGHT_DB"):
+            raise ValidationError(self._problem)
         return resolve_db_path(self.project_dir, self.db_override)
 
     @property
@@ -61,10 +89,7 @@ class Context:
         """The project row for ``project_dir`` (created on first use)."""
         from specwright.catalog import ensure_project
 
-        if not self.project_dir.is_dir():  # -C to a typo would make a project of it
-            from specwright.errors import ValidationError
-
-            raise ValidationError(f"-C {self.project_dir}: not a directory")
+        self._check_dir()
         return ensure_project(self.store, self.project_dir)
 
     def use_spec(self, ref: str) -> Spec:
@@ -95,6 +120,7 @@ class Context:
         """Print ``data`` as JSON (``--json``) or as a table / key-value list for people."""
         if self.json:
             print(json.dumps(data, default=_json_default, indent=2))
+            sys.stdout.flush()
             return
         if isinstance(data, list):
             if title:
@@ -106,6 +132,7 @@ class Context:
                 print(f"{key:<{width}}  {_cell(value, limit=200)}")
         else:
             print(data)
+        sys.stdout.flush()  # a full or closed stdout fails here, where main reports it
 
 
 def _json_default(value: Any) -> Any:
@@ -170,6 +197,8 @@ def print_table(
         print("  ".join(parts).rstrip(), file=out)
 
 
+_GONE = "the current directory no longer exists: cd to the project or pass -C DIR"
+
 # C0 controls but tab, newline and carriage return; DEL; C1 controls (0x9b alone starts a CSI)
 _CONTROLS = {c: "?" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10, 13)}
 
@@ -188,14 +217,44 @@ def positive_int(text: str) -> int:
 class SafeStream:
     """A text stream writing through ``inner`` with control characters shown as '?': whatever
     the CLI prints (titles, reasons and findings that came from an agent or a model among it)
-    cannot drive the terminal. Everything else is ``inner``'s."""
+    cannot drive the terminal. A stdout that is closed or full is a one-line error (a
+    ``SpecwrightError``), not a traceback; stderr's own failures are dropped (nowhere to say
+    them). A broken pipe (``| head``) is left to ``main``. Everything else is ``inner``'s."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._name = "stderr" if inner is sys.stderr and inner is not sys.stdout else "stdout"
+        try:
+            self._name = "stderr" if inner.fileno() == 2 else self._name
+        except (AttributeError, OSError, ValueError):  # None, a StringIO, a pytest capture
+            pass
+
+    def _failed(self, reason: str) -> None:
+        from specwright.errors import SpecwrightError
+
+        if self._name == "stdout":
+            raise SpecwrightError(f"cannot write to stdout: {reason} (what was done is kept)")
 
     def write(self, text: str) -> int:
-        self._inner.write(text.translate(_CONTROLS))
+        try:
+            if self._inner is None:
+                self._failed("it is closed")
+            else:
+                self._inner.write(text.translate(_CONTROLS))
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:  # ENOSPC, EBADF; ValueError: a closed file
+            self._failed(getattr(exc, "strerror", None) or str(exc))
         return len(text)
+
+    def flush(self) -> None:
+        try:
+            if self._inner is not None:
+                self._inner.flush()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            self._failed(getattr(exc, "strerror", None) or str(exc))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -158,7 +158,12 @@ def _say_what_to_commit(root: Path) -> None:
 
     try:
         dirty = gitops.dirty_files(root)
-    except gitops.GitError:  # not a git repository (yet): run says so when it gets there
+    except gitops.GitError:  # not a git repository (yet): say so now, not at the first run
+        print(
+            f"note: {root} is not a git repository; `specwright run`/`run-all` need one "
+            "(git init, then commit)",
+            file=sys.stderr,
+        )
         return
     mine = [f for f in dirty if f == ".gitignore" or f.startswith(".handoff/")]
     if mine:
