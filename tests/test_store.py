@@ -103,7 +103,7 @@ def test_unknown_references_are_clear(store: Store, tmp_path: Path) -> None:
     spec = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "S")
     with pytest.raises(NotFoundError, match="spec 'nope'"):
         catalog.get_spec(store, "nope")
-    with pytest.raises(NotFoundError, match="chunk '7'"):
+    with pytest.raises(NotFoundError, match="depends on '7': spec s has no such chunk"):
         catalog.add_chunk(store, spec, "B", depends_on=["7"])
 
 
