@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -54,12 +55,13 @@ UNJOURNALED = ("usage_records", "usage_snapshots", "usage_ingest_files", "prices
 
 
 def resolve_db_path(project_root: Path | str | None = None, override: str | None = None) -> Path:
-    """The database file: ``--db`` first, then ``SPECWRIGHT_DB``, then ``data/`` of the project."""
-    if override:
-        return Path(override).expanduser().resolve()
-    env = os.environ.get("SPECWRIGHT_DB")
-    if env:
-        return Path(env).expanduser().resolve()
+    """The database file: ``--db`` first, then ``SPECWRIGHT_DB``, then ``data/`` of the project.
+    A URL is refused (it would make a folder named ``http:``)."""
+    for what, value in (("--db", override), ("SPECWRIGHT_DB", os.environ.get("SPECWRIGHT_DB"))):
+        if value:
+            if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
+                raise StoreError(f"{what} {value}: expected a database file path, not a URL")
+            return Path(value).expanduser().resolve()
     return (Path(project_root or Path.cwd()) / DEFAULT_DB).resolve()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -331,3 +332,23 @@ def test_a_database_rebuilt_elsewhere_records_the_original_journal(tmp_path: Pat
     assert rebuilt.journal.root == tmp_path / "x" / "a.journal"
     catalog.create_spec(rebuilt, catalog.ensure_project(rebuilt, tmp_path), "Later")
     assert "Later" in rebuilt.journal.path_for("catalog").read_text()
+
+
+def test_a_database_url_is_refused_where_notebooks_resolve_the_path_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specwright.store import resolve_db_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPECWRIGHT_DB", "http://127.0.0.1:9/x.duckdb")
+    with pytest.raises(
+        StoreError, match=re.escape("SPECWRIGHT_DB http://127.0.0.1:9/x.duckdb: expected")
+    ):
+        resolve_db_path(tmp_path)
+    with pytest.raises(
+        StoreError, match=re.escape("--db s3://b/x.duckdb: expected a database file path")
+    ):
+        resolve_db_path(tmp_path, "s3://b/x.duckdb")
+    monkeypatch.setenv("SPECWRIGHT_DB", "relative/x.duckdb")
+    assert resolve_db_path(tmp_path) == tmp_path.resolve() / "relative" / "x.duckdb"
+    assert not (tmp_path / "http:").exists() and not (tmp_path / "s3:").exists()

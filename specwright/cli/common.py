@@ -60,19 +60,10 @@ class Context:
     @property
     def db_path(self) -> Path:
         import os
-        import re
 
         from specwright.errors import ValidationError
         from specwright.store import resolve_db_path
 
-        for what, value in (
-            ("--db", self.db_override),
-            ("SPECWRIGHT_DB", os.environ.get("SPECWRIGHT_DB")),
-        ):
-            if value and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
-                raise ValidationError(f"{what} {value}: expected a database file path, not a URL")
-            if value:
-                break
         if self._problem and not self.db_override and not os.environ.get("SPECWRIGHT_DB"):
             raise ValidationError(self._problem)
         return resolve_db_path(self.project_dir, self.db_override)
