@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from specwright.compare import comparison
 from specwright.model import new_id, utcnow
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
-from tests.test_runner import _spec
+from tests.test_runner import _spec, kill_when_thinking
 
 GOOD = {
     "chunks": {
@@ -82,18 +81,7 @@ def test_kill_9_mid_comparison_leaves_the_spec_alone_and_a_rerun_starts_both_ove
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        executions = store.journal.root / "executions"
-        while time.monotonic() < deadline:  # until stuck's agent hangs in chunk B
-            found = list(executions.glob("*.jsonl")) if executions.exists() else []
-            if any('"text":"thinking"' in p.read_text() for p in found):
-                break
-            assert proc.poll() is None, "the comparison ended before chunk B"
-            time.sleep(0.2)
-        else:
-            pytest.fail("chunk B never started")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill_when_thinking(proc, store)  # stuck's agent hangs in chunk B
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

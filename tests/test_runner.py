@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -211,6 +212,23 @@ KILLABLE = {
 }
 
 
+def kill_when_thinking(proc: subprocess.Popen[Any], store: Store, timeout: float = 120) -> None:
+    """SIGKILL ``proc``'s group once an agent it runs has said "thinking" (a script's cue that it
+    is mid-chunk: the journal has the event); fails if ``proc`` ends or nothing says it."""
+    executions = store.journal.root / "executions"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(executions.glob("*.jsonl")) if executions.exists() else []
+        if any('"text":"thinking"' in p.read_text() for p in found):
+            break
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "it ended"
+        time.sleep(0.2)
+    else:
+        pytest.fail("no agent said 'thinking'")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
     graph = {"A": [], "B": ["A"], "C": ["B"]}
     _project(git_repo, KILLABLE)
@@ -224,21 +242,7 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until chunk B's agent is mid-run
-            journal = (
-                list((store.journal.root / "executions").glob("*.jsonl"))
-                if (store.journal.root / "executions").exists()
-                else []
-            )
-            if any('"text":"thinking"' in p.read_text() for p in journal):
-                break
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("chunk B never started")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill_when_thinking(proc, store)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -13,6 +13,17 @@ if TYPE_CHECKING:
 
 EXIT = {"shipped": 0, "cancelled": 130}
 
+# the columns a run's and a comparison's tables share, after what names the row
+_FIGURES = (
+    "iterations",
+    "verdict",
+    "input_tokens",
+    "cache_tokens",
+    "output_tokens",
+    "cost_usd",
+    "time",
+)
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -152,19 +163,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
     ]
     print_table(
         shown,
-        [
-            "chunk",
-            "title",
-            "status",
-            "ran",
-            "iterations",
-            "verdict",
-            "input_tokens",
-            "cache_tokens",
-            "output_tokens",
-            "cost_usd",
-            "time",
-        ],
+        ["chunk", "title", "status", "ran", *_FIGURES],
     )
 
 
@@ -245,19 +244,7 @@ def _compare(
                 {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None}
                 for r in rows
             ],
-            [
-                "chunk",
-                "title",
-                "executor",
-                "status",
-                "iterations",
-                "verdict",
-                "input_tokens",
-                "cache_tokens",
-                "output_tokens",
-                "cost_usd",
-                "time",
-            ],
+            ["chunk", "title", "executor", "status", *_FIGURES],
         )
         sums = totals(rows)
         n = len(list_chunks(ctx.store, spec.id))
