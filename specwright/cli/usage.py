@@ -438,7 +438,14 @@ def cmd_merge(args: argparse.Namespace, ctx: Context) -> int:
     res = merge(ctx.store, [Path(f).expanduser().resolve() for f in args.files])
     for warning in res.warnings:
         print(f"specwright: warning: {warning}", file=sys.stderr)
-    ctx.emit({"files": res.files, "inserted": res.inserted, "skipped": res.skipped})
+    ctx.emit(
+        {
+            "files": res.files,
+            "inserted": res.inserted,
+            "replaced": res.replaced,
+            "skipped": res.skipped,
+        }
+    )
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from specwright.usage import files as F
 from specwright.usage.claude_lines import Candidate, counts, insert, lines_of, parse, pick
 from specwright.usage.common import (
+    COPY_RANK,
     LINKABLE,
     RATES_SQL,
     STORED_PRICES,
@@ -322,8 +323,7 @@ c AS (
         ELSE 'r:' || dedup_key END AS gk
     FROM r
 ), w AS (
-    SELECT arg_min((is_new, seq, id),
-                   (is_sidechain, -total, NOT isnan(cost), -cost, NOT fast, is_new, seq)) AS win
+    SELECT arg_min((is_new, seq, id), {rank}) AS win
     FROM k WHERE gk IS NOT NULL GROUP BY gk
 )"""
 
@@ -492,6 +492,7 @@ class _Run:
             "cost": sql_cost("p", "n"),
             "not_stored": _NOT_STORED if without_id else "",
             "old": "",
+            "rank": COPY_RANK,
         }
         if rivals:
             conn.execute(_OLD)

@@ -281,6 +281,13 @@ def save_prices(
     )
 
 
+# The order in which copies of one Claude Code reply compete (ccusage's dedupe, ours on ties):
+# not a sidechain, most tokens, a known cost before NaN, highest cost, fast mode, a stored record
+# before a new one, the first seen. Over columns ``is_sidechain``, ``total``, ``cost``, ``fast``,
+# ``is_new``, ``seq``: the ingest's ``claude._RANKED`` and the merge's ``exchange._WINNERS``
+# (``claude_lines.pick`` is the same in Python).
+COPY_RANK = "(is_sidechain, -total, NOT isnan(cost), -cost, NOT fast, is_new, seq)"
+
 # whether any execution has a session id to link usage records to (for ``link_executions``)
 LINKABLE = "EXISTS (SELECT 1 FROM executions WHERE session_id IS NOT NULL)"
 

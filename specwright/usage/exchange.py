@@ -2,8 +2,10 @@
 
 An export is a directory with ``usage_records.parquet``, ``usage_snapshots.parquet`` and
 ``prices.parquet`` plus ``manifest.json``. Merging inserts only rows not already present
-(usage records by ``(source, dedup_key)``, snapshots by id, prices only for unknown models), so
-merging the same export twice changes nothing.
+(snapshots by id, prices only for unknown models); usage records compete with the stored ones by
+the ingest's dedupe (``_WINNERS``: a bigger copy of a reply replaces the stored one), so the
+merged store counts what one machine with all the logs would, in any order, and merging the same
+export twice changes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from specwright.errors import SpecwrightError, first_line
 from specwright.model import utcnow
+from specwright.usage.common import COPY_RANK, link_executions
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,6 +47,7 @@ VERSION = 1
 class MergeResult:
     files: list[str] = field(default_factory=list)
     inserted: dict[str, int] = field(default_factory=dict)
+    replaced: dict[str, int] = field(default_factory=dict)  # stored rows a better copy replaced
     skipped: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -166,51 +170,142 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
             common = [
                 c for c in cols if c in have and not (table == "usage_records" and c == "seq")
             ]
-            collist = ", ".join(f'"{c}"' for c in common)
-            values = ", ".join(f'x."{c}"' for c in common)
-            numbered = ""
-            if table == "usage_records":  # numbered after this store's own records (_SEQ)
-                collist += ", seq"
-                values += ", " + _SEQ.format(order="x.seq, x.ts" if "seq" in have else "x.ts")
-                numbered = _TOPS
             _refuse_non_finite(
                 conn, path, table, [c for c, t in typed if t == "DOUBLE" and c in have]
             )
-            total = int(
-                conn.execute(f"SELECT count(*) FROM read_parquet('{_quote(path)}')").fetchall()[0][
-                    0
-                ]
-            )
             try:
-                rows = conn.execute(
-                    f"""INSERT INTO {table} ({collist})
-                    SELECT {values}
-                    FROM (SELECT * FROM read_parquet('{_quote(path)}')
-                          QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x{numbered}
-                    WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_KEYS[table]})"""
-                ).fetchall()
+                if table == "usage_records":
+                    total, n, replaced = _merge_records(conn, path, common, "seq" in have)
+                else:
+                    (total, n), replaced = _merge_rows(conn, path, table, common), 0
             except duckdb.Error as exc:  # a value of the wrong type, a NULL key
                 raise SpecwrightError(
                     f"{path}: cannot merge into {table} (nothing was merged): {first_line(exc)}"
                 ) from None
-            n = int(rows[0][0]) if rows else 0
             result.files.append(str(path))
             result.inserted[table] = result.inserted.get(table, 0) + n
+            result.replaced[table] = result.replaced.get(table, 0) + replaced
             result.skipped[table] = result.skipped.get(table, 0) + total - n
+        for (source,) in conn.execute("SELECT DISTINCT source FROM usage_records").fetchall():
+            link_executions(conn, source)  # a replaced record's link to a local execution
     return result
 
 
-# A merged record's ``seq`` counts on from the store's last for its source, in the export's order:
-# another machine's numbers order nothing here, and an export from a store that numbered lines
-# by DuckDB's staging row ids (~2**55 a run, before migration 8) would push the next ingests'
-# ``seq`` past BIGINT.
-_SEQ = (
-    "coalesce(tops.top, 0) + row_number() OVER (PARTITION BY x.source ORDER BY {order}, "
-    "x.dedup_key)"
+def _merge_rows(
+    conn: duckdb.DuckDBPyConnection, path: Path, table: str, common: list[str]
+) -> tuple[int, int]:
+    """Insert a snapshots or prices file's rows whose key is not stored; (rows, inserted)."""
+    collist = ", ".join(f'"{c}"' for c in common)
+    values = ", ".join(f'x."{c}"' for c in common)
+    src = f"read_parquet('{_quote(path)}')"
+    total = int(conn.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])
+    rows = conn.execute(
+        f"""INSERT INTO {table} ({collist})
+        SELECT {values}
+        FROM (SELECT * FROM {src} QUALIFY row_number() OVER (PARTITION BY {_part(table)}) = 1) x
+        WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_KEYS[table]})"""
+    ).fetchall()
+    return total, int(rows[0][0]) if rows else 0
+
+
+# Usage records merge by the rules of the Claude Code ingest (``claude._RANKED``), so merged
+# machines count what one machine with all the logs would: the records of a file and the stored
+# ones sharing a key or a message id compete; per reply (source + dedup_key) the first by
+# ``COPY_RANK`` wins (most tokens, highest cost, ``speed``; a stored one on a tie); a sidechain
+# copy of a message with a main-chain record never counts, sidechain copies of one message once.
+# Other sources keep the stored record. Stored losers are replaced. A merged record's ``seq``
+# counts on from the store's last for its source, in the export's order: another machine's
+# numbers order nothing here (and a store numbered before migration 8 wrote ~2**55 a run).
+_CLAUDE = "claude-code"  # claude.SOURCE (not imported: it pulls in the ingest)
+_STAGE = """
+CREATE OR REPLACE TEMP TABLE _mx AS
+SELECT * EXCLUDE (seq), 0::BIGINT AS _n FROM usage_records LIMIT 0"""
+_STAGE_ROWS = """
+INSERT INTO _mx ({collist}, _n)
+SELECT {values}, row_number() OVER (PARTITION BY x.source ORDER BY {order}, x.dedup_key)
+FROM read_parquet('{path}') x"""
+_TOTAL = " + ".join(  # a column an older export lacks is its default, 0
+    f"coalesce({c}, 0)"
+    for c in (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+    )
 )
-_TOPS = """
-                LEFT JOIN (SELECT source, max(seq) AS top FROM usage_records GROUP BY source) tops
-                    ON tops.source = x.source"""
+_WINNERS = f"""
+CREATE OR REPLACE TEMP TABLE _mw AS
+WITH r AS (
+    SELECT NULL::UUID AS old, true AS is_new, _n AS seq, source, dedup_key, message_id,
+           coalesce(is_sidechain, false) AS is_sidechain, {_TOTAL} AS total,
+           coalesce(reported_cost_usd, computed_cost_usd, 0) AS cost, speed IS NOT NULL AS fast
+    FROM _mx
+    UNION ALL
+    SELECT id, false, seq, source, dedup_key, message_id, coalesce(is_sidechain, false),
+           {_TOTAL}, coalesce(reported_cost_usd, computed_cost_usd, 0), speed IS NOT NULL
+    FROM usage_records
+    WHERE source IN (SELECT source FROM _mx)
+      AND (dedup_key IN (SELECT dedup_key FROM _mx) OR message_id IN (SELECT message_id FROM _mx))
+), main AS (
+    SELECT DISTINCT source, message_id FROM r WHERE NOT is_sidechain AND message_id IS NOT NULL
+), k AS (
+    SELECT r.*, source = '{_CLAUDE}' AS ranked, CASE
+        WHEN source <> '{_CLAUDE}' OR message_id IS NULL THEN 'u:' || dedup_key
+        WHEN is_sidechain AND EXISTS (
+            SELECT 1 FROM main m WHERE m.source = r.source AND m.message_id = r.message_id
+        ) THEN NULL
+        WHEN is_sidechain THEN 'm:' || message_id
+        ELSE 'r:' || dedup_key END AS gk
+    FROM r
+)
+SELECT k.*, gk IS NOT NULL AND (is_new, seq, old) = arg_min(
+    (is_new, seq, old),
+    -- another source keeps its stored record: only is_new and seq decide
+    CASE WHEN ranked THEN {COPY_RANK}
+         ELSE (false, 0, false, 0.0, false, is_new, seq) END
+) OVER (PARTITION BY source, gk) AS won
+FROM k"""
+_DELETE_LOSERS = (
+    "DELETE FROM usage_records WHERE id IN (SELECT old FROM _mw WHERE NOT is_new AND NOT won)"
+)
+_INSERT_WINNERS = """
+INSERT INTO usage_records ({collist}, seq)
+SELECT {values}, coalesce(tops.top, 0) + row_number() OVER (PARTITION BY x.source ORDER BY x._n)
+FROM _mx x
+JOIN _mw w ON w.is_new AND w.won AND w.source = x.source AND w.seq = x._n
+LEFT JOIN (SELECT source, max(seq) AS top FROM usage_records GROUP BY source) tops
+    ON tops.source = x.source"""
+
+
+def _merge_records(
+    conn: duckdb.DuckDBPyConnection, path: Path, common: list[str], has_seq: bool
+) -> tuple[int, int, int]:
+    """Merge a usage_records file; (rows in it, rows inserted, stored rows replaced)."""
+    collist = ", ".join(f'"{c}"' for c in common)
+    values = ", ".join(f'x."{c}"' for c in common)
+    conn.execute(_STAGE)
+    conn.execute(
+        _STAGE_ROWS.format(
+            collist=collist,
+            values=values,
+            order="x.seq, x.ts" if has_seq else "x.ts",
+            path=_quote(path),
+        )
+    )
+    total, nulls = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE source IS NULL OR dedup_key IS NULL) FROM _mx"
+    ).fetchall()[0]
+    if nulls:
+        raise SpecwrightError(
+            f"{path}: cannot merge into usage_records (nothing was merged): {nulls} row(s) "
+            "with no source or dedup_key"
+        )
+    conn.execute(_WINNERS)
+    deleted = conn.execute(_DELETE_LOSERS).fetchall()
+    inserted = conn.execute(_INSERT_WINNERS.format(collist=collist, values=values)).fetchall()
+    conn.execute("DROP TABLE _mx; DROP TABLE _mw")
+    return int(total), int(inserted[0][0]), int(deleted[0][0])
 
 
 def _refuse_non_finite(

@@ -1,0 +1,146 @@
+"""Several machines through the real CLI: each ingests its own Claude Code logs and exports;
+one merges the exports and must count what one machine holding all the logs would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult
+from tests.support_usage import _assistant, _dumps
+
+Cli = Callable[..., CliResult]
+
+
+class Machines:
+    """One database and one CLAUDE_CONFIG_DIR per machine name, under ``root``."""
+
+    def __init__(self, root: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root, self.cli, self.mp = root, cli, monkeypatch
+
+    def run(self, machine: str, *args: str) -> CliResult:
+        self.mp.setenv("SPECWRIGHT_DB", str(self.root / machine / "db.duckdb"))
+        self.mp.setenv("CLAUDE_CONFIG_DIR", str(self.root / machine / "claude"))
+        res = self.cli(*args)
+        assert res.code == 0, res.err
+        return res
+
+    def log(self, machine: str, name: str, lines: list[str]) -> None:
+        path = self.root / machine / "claude" / "projects" / "-p" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+    def export(self, machine: str) -> str:
+        self.run(machine, "ingest", "claude-logs")
+        out = str(self.root / f"export-{machine}")
+        self.run(machine, "usage", "export", "-o", out)
+        return out
+
+    def merge(self, machine: str, *exports: str) -> dict[str, dict[str, int]]:
+        data: dict[str, dict[str, int]] = json.loads(
+            self.run(machine, "usage", "merge", *exports, "--json").out
+        )
+        return data
+
+    def totals(self, machine: str) -> dict[str, float]:
+        res = self.run(machine, "usage", "daily", "--json")
+        totals: dict[str, float] = json.loads(res.out)["totals"]
+        return totals
+
+
+@pytest.fixture
+def machines(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Machines:
+    return Machines(tmp_path, cli, monkeypatch)
+
+
+def _line(out: int, *, msg: str = "msg_1", req: str = "req_1", side: bool = False) -> str:
+    return _dumps(
+        _assistant(
+            session="s1",
+            cwd="/p",
+            ts=datetime(2025, 11, 3, 10, tzinfo=UTC),
+            model="claude-sonnet-4-5-20250929",
+            msg_id=msg,
+            req_id=req,
+            usage={"input_tokens": 5, "output_tokens": out},
+            text="t",
+            sidechain=side,
+            uid="u",
+        )
+    )
+
+
+def test_merged_machines_count_like_one_machine_with_all_logs_in_either_order(
+    machines: Machines,
+) -> None:
+    """Machine A ingested a reply mid-stream (10 tokens), B after it was written out (500): the
+    merge keeps the biggest copy, whichever export comes first (it kept the first stored). A
+    holds a subagent's replay of a message whose main-chain line only B has: the replay never
+    counts (it was counted twice)."""
+    machines.log("A", "s1.jsonl", [_line(10)])
+    machines.log("A", "s2/subagents/agent-1.jsonl", [_line(70, msg="m2", req="r9", side=True)])
+    machines.log("B", "s1.jsonl", [_line(10), _line(500)])
+    machines.log("B", "s2.jsonl", [_line(80, msg="m2", req="r2")])
+    for name, lines in (
+        ("s1.jsonl", [_line(10), _line(500)]),
+        ("s2.jsonl", [_line(80, msg="m2", req="r2")]),
+        ("s2/subagents/agent-1.jsonl", [_line(70, msg="m2", req="r9", side=True)]),
+    ):
+        machines.log("C", name, lines)
+    machines.run("C", "ingest", "claude-logs")
+    everything = machines.totals("C")
+    assert everything["outputTokens"] == 580
+    a, b = machines.export("A"), machines.export("B")
+
+    first = machines.merge("AB", a)
+    assert first["inserted"]["usage_records"] == 2
+    second = machines.merge("AB", b)  # both of A's records lose to B's
+    assert second["inserted"]["usage_records"] == 2
+    assert second["replaced"]["usage_records"] == 2
+    assert second["skipped"]["usage_records"] == 0
+    machines.merge("BA", b)
+    again = machines.merge("BA", a)
+    assert again["inserted"]["usage_records"] == 0 and again["skipped"]["usage_records"] == 2
+    machines.merge("both", a, b)
+    for machine in ("AB", "BA", "both"):
+        assert machines.totals(machine) == everything, machine
+        repeat = machines.merge(machine, a, b)  # and a repeat changes nothing
+        assert repeat["inserted"]["usage_records"] == 0
+        assert repeat["replaced"]["usage_records"] == 0
+        assert machines.totals(machine) == everything, machine
+
+
+def test_synced_logs_merged_then_ingested_and_exported_again_count_once(
+    machines: Machines,
+) -> None:
+    """The same sessions on two machines (a synced ~/.claude), merged both ways and again after
+    more lines: totals stay those of one machine with all the logs."""
+    from tests.support_usage import append_claude_lines, write_claude_corpus
+
+    info = write_claude_corpus(
+        machines.root / "A" / "claude", sessions=2, turns=12, malformed_every=0
+    )
+    write_claude_corpus(machines.root / "B" / "claude", sessions=2, turns=12, malformed_every=0)
+    write_claude_corpus(machines.root / "C" / "claude", sessions=2, turns=12, malformed_every=0)
+    a, b = machines.export("A"), machines.export("B")
+    machines.merge("A", b)
+    machines.merge("B", a)
+    machines.run("C", "ingest", "claude-logs")
+    assert machines.totals("A") == machines.totals("B") == machines.totals("C")
+    for machine in "AC":
+        append_claude_lines(
+            machines.root
+            / machine
+            / "claude"
+            / info.files[0].relative_to(machines.root / "A" / "claude"),
+            3,
+        )
+    a = machines.export("A")
+    machines.run("C", "ingest", "claude-logs")
+    res = machines.merge("B", a)
+    assert res["inserted"]["usage_records"] == 3 and res["replaced"]["usage_records"] == 0
+    assert machines.totals("B") == machines.totals("C")
