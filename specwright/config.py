@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from specwright import envsubst
+from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
 
 CONFIG_RELPATH = Path(".handoff") / "config.yaml"
@@ -180,119 +180,13 @@ rules: []
 # --- loading --------------------------------------------------------------------------------
 
 
-# A config has tens of values; these bound what aliases can make of a small file (an alias
-# bomb expands 1 KB into 10**9 values) and how deep the recursion goes.
-MAX_VALUES = 20_000
-MAX_DEPTH = 40
-MAX_BYTES = 1 << 20
-_MERGE = "tag:yaml.org,2002:merge"
-
-
-class _Ctx:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.values = 0
-
-    def fail(self, line: int | None, path: str, message: str) -> ConfigError:
-        where = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{where}: {path}: {message}")
-
-
-def _plain(node: Any, ctx: _Ctx, path: str, depth: int = 0) -> Any:
-    """Turn a composed YAML node into Python values, substituting ${VAR}; keeps line marks."""
-    import yaml
-
-    line = node.start_mark.line + 1
-    ctx.values += 1
-    if depth > MAX_DEPTH or ctx.values > MAX_VALUES:  # an alias holding itself, an alias bomb
-        what = (
-            f"over {MAX_DEPTH} levels deep"
-            if depth > MAX_DEPTH
-            else f"over {MAX_VALUES:,} values (an alias counts each use)"
-        )
-        where = path if len(path) < 60 else path[:57] + "..."
-        raise ctx.fail(line, where or "(top level)", f"{what}; too big for a config")
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        marks: dict[str, int] = {}
-        merged: list[_Marked] = []
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:  # `<<: *base`, or `<<: [*a, *b]` (the first one wins)
-                sources = (
-                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                )
-                for src in sources:
-                    part = _plain(src, ctx, path, depth + 1)
-                    if not isinstance(part, _Marked):
-                        raise ctx.fail(line, f"{path}.<<".lstrip("."), "expected mappings to merge")
-                    merged.append(part)
-                continue
-            key = str(key_node.value)
-            kpath = f"{path}.{key}".lstrip(".")
-            if key in out:
-                raise ctx.fail(key_node.start_mark.line + 1, kpath, "duplicate key")
-            out[key] = _plain(value_node, ctx, kpath, depth + 1)
-            marks[key] = key_node.start_mark.line + 1
-        for part in merged:  # keys written here win over merged ones
-            for key, value in part.items():
-                if key not in out:
-                    out[key], marks[key] = value, part.marks.get(key, line)
-        return _Marked(out, line, marks)
-    if isinstance(node, yaml.SequenceNode):
-        return _MarkedList(
-            [_plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)], line
-        )
-    try:
-        value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
-    except yaml.YAMLError:  # a tag safe_load does not know: !env, !!python/name:...
-        raise ctx.fail(
-            line,
-            path,
-            f"unsupported YAML tag {node.tag!r}; write plain values "
-            "(and ${VAR} or ${VAR:-default} for the environment)",
-        ) from None
-    if isinstance(value, str):
-        whole = node.style is None and envsubst.is_whole(value)
-        try:
-            value = envsubst.substitute(value)
-        except envsubst.Unset as exc:
-            raise ctx.fail(
-                line,
-                path,
-                f"environment variable {exc.name} is not set "
-                f"(write ${{{exc.name}:-default}} to give a default)",
-            ) from None
-        if whole:  # `max_turns: ${TURNS:-40}` is the number 40, as `max_turns: 40` would be
-            value = envsubst.typed(value)
-    return value
-
-
-class _Marked(dict):
-    def __init__(self, data: dict[str, Any], line: int, marks: dict[str, int]) -> None:
-        super().__init__(data)
-        self.line = line
-        self.marks = marks
-
-
-class _MarkedList(list):
-    def __init__(self, data: list[Any], line: int) -> None:
-        super().__init__(data)
-        self.line = line
-
-
-def _line(obj: Any, key: str | None = None) -> int | None:
-    if key is not None and isinstance(obj, _Marked):
-        return obj.marks.get(key, obj.line)
-    return getattr(obj, "line", None)
-
-
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 # durations and counts where 0 would mean "fail at once" or, to an agent, "no limit"
 _ABOVE_ZERO = {"timeout_s", "wall_time_s", "max_tokens", "max_turns", "max_iterations", "parallel"}
 
 
 def _check_type(
-    ctx: _Ctx, parent: Any, key: str, path: str, value: Any, want: type, above_zero: bool = False
+    ctx: Ctx, parent: Any, key: str, path: str, value: Any, want: type, above_zero: bool = False
 ) -> Any:
     """``value`` as ``want``; every number in a config is a count, a duration, a price or a
     budget, so a number must also be finite and >= 0 (> 0 when ``above_zero``)."""
@@ -304,22 +198,22 @@ def _check_type(
         ):
             least = "a number >= 0" if not above_zero else "a number > 0"
             least = "an integer >= 1" if above_zero and want is int else least
-            raise ctx.fail(_line(parent, key), path, f"expected {least}, got {value!r}")
+            raise ctx.fail(line_of(parent, key), path, f"expected {least}, got {value!r}")
         return value
     hint = " (YAML reads yes, no, on, off as booleans: quote text)"
     shown = f"{value!r}" + hint * (isinstance(value, bool) and want is str)
     raise ctx.fail(
-        _line(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {shown}"
+        line_of(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {shown}"
     )
 
 
 def _build(
-    cls: type, data: Any, ctx: _Ctx, path: str, renames: dict[str, str] | None = None, **fixed: Any
+    cls: type, data: Any, ctx: Ctx, path: str, renames: dict[str, str] | None = None, **fixed: Any
 ) -> Any:
     if data is None:
-        data = _Marked({}, 0, {})
+        data = Marked({}, 0, {})
     if not isinstance(data, dict):
-        raise ctx.fail(_line(data), path, f"expected a mapping, got {data!r}")
+        raise ctx.fail(line_of(data), path, f"expected a mapping, got {data!r}")
     renames = renames or {}
     known = {f.name: f for f in fields(cls) if f.name not in fixed}
     kwargs: dict[str, Any] = dict(fixed)
@@ -328,13 +222,15 @@ def _build(
         kpath = f"{path}.{key}"
         alias = next((k for k in data if k != key and renames.get(k, k) == attr), None)
         if alias is not None:
-            raise ctx.fail(_line(data, key), kpath, f"set twice: as {key} and as {alias}")
+            raise ctx.fail(line_of(data, key), kpath, f"set twice: as {key} and as {alias}")
         if attr not in known:
             valid = sorted(
                 {renames.get(k, k) for k in known} - set(renames.values()) | set(renames)
             )
             raise ctx.fail(
-                _line(data, key), kpath, f"unknown key; expected one of {', '.join(sorted(valid))}"
+                line_of(data, key),
+                kpath,
+                f"unknown key; expected one of {', '.join(sorted(valid))}",
             )
         ftype = str(known[attr].type)
         if value is None and "None" in ftype:
@@ -342,13 +238,13 @@ def _build(
             continue
         if ftype.startswith("dict"):
             if not isinstance(value, dict):
-                raise ctx.fail(_line(data, key), kpath, f"expected a mapping, got {value!r}")
+                raise ctx.fail(line_of(data, key), kpath, f"expected a mapping, got {value!r}")
             if ftype.startswith("dict[str, str]"):  # env: numbers read as text, like compose
                 value = {k: _text(ctx, value, k, f"{kpath}.{k}", v) for k, v in value.items()}
             kwargs[attr] = _unmarked(value)
         elif ftype.startswith("tuple"):
             if not isinstance(value, list):
-                raise ctx.fail(_line(data, key), kpath, f"expected a list, got {value!r}")
+                raise ctx.fail(line_of(data, key), kpath, f"expected a list, got {value!r}")
             for i, item in enumerate(value):
                 _check_type(ctx, data, key, f"{kpath}[{i}]", item, str)
             kwargs[attr] = tuple(value)
@@ -359,12 +255,12 @@ def _build(
     return cls(**kwargs)
 
 
-def _text(ctx: _Ctx, parent: Any, key: str, path: str, value: Any) -> str:
+def _text(ctx: Ctx, parent: Any, key: str, path: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise ctx.fail(_line(parent, key), path, f"expected a string, got {value!r}")
+    raise ctx.fail(line_of(parent, key), path, f"expected a string, got {value!r}")
 
 
 def _unmarked(value: Any) -> Any:
@@ -377,20 +273,20 @@ def _unmarked(value: Any) -> Any:
 
 
 def _choice(
-    ctx: _Ctx, parent: Any, key: str, path: str, value: str, allowed: tuple[str, ...]
+    ctx: Ctx, parent: Any, key: str, path: str, value: str, allowed: tuple[str, ...]
 ) -> None:
     if value not in allowed:
         raise ctx.fail(
-            _line(parent, key), path, f"expected one of {', '.join(allowed)}, got {value!r}"
+            line_of(parent, key), path, f"expected one of {', '.join(allowed)}, got {value!r}"
         )
 
 
-def _section(ctx: _Ctx, root: Any, key: str, path: str) -> Any:
+def _section(ctx: Ctx, root: Any, key: str, path: str) -> Any:
     value = root.get(key) if isinstance(root, dict) else None
     if value is None:
-        return _Marked({}, _line(root, key) or 0, {})
+        return Marked({}, line_of(root, key) or 0, {})
     if not isinstance(value, dict):
-        raise ctx.fail(_line(root, key), path, f"expected a mapping, got {value!r}")
+        raise ctx.fail(line_of(root, key), path, f"expected a mapping, got {value!r}")
     return value
 
 
@@ -398,7 +294,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
     """Parse and validate a config from YAML text; ``source`` names it in errors."""
     import yaml
 
-    ctx = _Ctx(source or "<built-in defaults>")
+    ctx = Ctx(source or "<built-in defaults>")
     try:
         node = yaml.compose(text)
     except RecursionError:
@@ -408,20 +304,20 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{ctx.source}{line}: invalid YAML: {problem}") from None
-    root = _plain(node, ctx, "") if node is not None else _Marked({}, 0, {})
+    root = plain(node, ctx, "") if node is not None else Marked({}, 0, {})
     if not isinstance(root, dict):
         raise ctx.fail(1, "(top level)", f"expected a mapping, got {root!r}")
     top_keys = ("tools", "defaults", "verify", "rules", "prices")
     for key in root:
         if key not in top_keys:
             raise ctx.fail(
-                _line(root, key), key, f"unknown key; expected one of {', '.join(top_keys)}"
+                line_of(root, key), key, f"unknown key; expected one of {', '.join(top_keys)}"
             )
     tools = _section(ctx, root, "tools", "tools")
     for key in tools:
         if key not in ("executors", "planners", "reviewers"):
             raise ctx.fail(
-                _line(tools, key),
+                line_of(tools, key),
                 f"tools.{key}",
                 "unknown key; expected one of executors, planners, reviewers",
             )
@@ -432,12 +328,14 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         for name, body in raw.items():
             path = f"tools.{section}.{name}"
             if body is None:
-                body = _Marked({}, _line(raw, name) or 0, {})
+                body = Marked({}, line_of(raw, name) or 0, {})
             if not isinstance(body, dict):
-                raise ctx.fail(_line(raw, name), path, f"expected a mapping, got {body!r}")
+                raise ctx.fail(line_of(raw, name), path, f"expected a mapping, got {body!r}")
             if "type" not in body and default_type is None:
                 raise ctx.fail(
-                    _line(raw, name), f"{path}.type", f"missing; expected one of {', '.join(types)}"
+                    line_of(raw, name),
+                    f"{path}.type",
+                    f"missing; expected one of {', '.join(types)}",
                 )
             entry = _build(cls, body, ctx, path, name=name)
             _choice(ctx, body, "type", f"{path}.type", entry.type, types)
@@ -450,7 +348,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
     for name, rev in reviewers.items():
         if rev.type == "llm" and rev.planner is not None and rev.planner not in planners:
             raise ctx.fail(
-                _line(_section(ctx, tools, "reviewers", ""), name),
+                line_of(_section(ctx, tools, "reviewers", ""), name),
                 f"tools.reviewers.{name}.planner",
                 f"unknown planner {rev.planner!r}; expected one of {sorted(planners)}",
             )
@@ -483,7 +381,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
     ):
         if key in raw_defaults and attr not in pool:
             raise ctx.fail(
-                _line(raw_defaults, key),
+                line_of(raw_defaults, key),
                 f"defaults.{key}",
                 f"unknown {key} {attr!r}; expected one of {', '.join(sorted(pool)) or '(none configured)'}",
             )
@@ -494,32 +392,32 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
     raw_verify = root.get("verify") or []
     if not isinstance(raw_verify, list):
         raise ctx.fail(
-            _line(root, "verify"), "verify", f"expected a list of steps, got {raw_verify!r}"
+            line_of(root, "verify"), "verify", f"expected a list of steps, got {raw_verify!r}"
         )
     verify = []
     for i, step in enumerate(raw_verify):
         path = f"verify[{i}]"
         if not isinstance(step, dict):
             raise ctx.fail(
-                _line(raw_verify), path, f"expected a mapping with name and command, got {step!r}"
+                line_of(raw_verify), path, f"expected a mapping with name and command, got {step!r}"
             )
         for required in ("name", "command"):
             if required not in step:
-                raise ctx.fail(_line(step), f"{path}.{required}", "missing")
+                raise ctx.fail(line_of(step), f"{path}.{required}", "missing")
         verify.append(_build(VerifyStep, step, ctx, path))
 
     raw_rules = root.get("rules") or []
     if isinstance(raw_rules, str):
         raw_rules = [raw_rules]
     if not isinstance(raw_rules, list) or not all(isinstance(r, str) for r in raw_rules):
-        raise ctx.fail(_line(root, "rules"), "rules", "expected a list of strings")
+        raise ctx.fail(line_of(root, "rules"), "rules", "expected a list of strings")
 
     prices = {}
     for model, body in _section(ctx, root, "prices", "prices").items():
         path = f"prices.{model}"
         if not isinstance(body, dict) or "input" not in body or "output" not in body:
             raise ctx.fail(
-                _line(root.get("prices"), model),
+                line_of(root.get("prices"), model),
                 path,
                 "expected a mapping with at least input and output (USD per million tokens)",
             )

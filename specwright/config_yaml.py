@@ -1,0 +1,125 @@
+"""YAML nodes of a config -> plain Python values that remember their lines.
+
+``config.load_text`` composes the YAML (nodes only: no tag is constructed yet) and hands them here:
+``${VAR}`` is substituted in every string, ``<<`` merge keys are applied, and aliases are
+counted where used, so a small file cannot expand into billions of values or recurse without end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specwright import envsubst
+from specwright.errors import ConfigError
+
+# A config has tens of values; these bound what aliases can make of a small file (an alias
+# bomb expands 1 KB into 10**9 values) and how deep the recursion goes.
+MAX_VALUES = 20_000
+MAX_DEPTH = 40
+MAX_BYTES = 1 << 20
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class Ctx:
+    """One load: the file's name for errors and how many values its nodes have made so far."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values = 0
+
+    def fail(self, line: int | None, path: str, message: str) -> ConfigError:
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {path}: {message}")
+
+
+def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
+    """Turn a composed YAML node into Python values, substituting ${VAR}; keeps line marks."""
+    import yaml
+
+    line = node.start_mark.line + 1
+    ctx.values += 1
+    if depth > MAX_DEPTH or ctx.values > MAX_VALUES:  # an alias holding itself, an alias bomb
+        what = (
+            f"over {MAX_DEPTH} levels deep"
+            if depth > MAX_DEPTH
+            else f"over {MAX_VALUES:,} values (an alias counts each use)"
+        )
+        where = path if len(path) < 60 else path[:57] + "..."
+        raise ctx.fail(line, where or "(top level)", f"{what}; too big for a config")
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        marks: dict[str, int] = {}
+        merged: list[Marked] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:  # `<<: *base`, or `<<: [*a, *b]` (the first one wins)
+                sources = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                for src in sources:
+                    part = plain(src, ctx, path, depth + 1)
+                    if not isinstance(part, Marked):
+                        raise ctx.fail(line, f"{path}.<<".lstrip("."), "expected mappings to merge")
+                    merged.append(part)
+                continue
+            key = str(key_node.value)
+            kpath = f"{path}.{key}".lstrip(".")
+            if key in out:
+                raise ctx.fail(key_node.start_mark.line + 1, kpath, "duplicate key")
+            out[key] = plain(value_node, ctx, kpath, depth + 1)
+            marks[key] = key_node.start_mark.line + 1
+        for part in merged:  # keys written here win over merged ones
+            for key, value in part.items():
+                if key not in out:
+                    out[key], marks[key] = value, part.marks.get(key, line)
+        return Marked(out, line, marks)
+    if isinstance(node, yaml.SequenceNode):
+        return MarkedList(
+            [plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)], line
+        )
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except yaml.YAMLError:  # a tag safe_load does not know: !env, !!python/name:...
+        raise ctx.fail(
+            line,
+            path,
+            f"unsupported YAML tag {node.tag!r}; write plain values "
+            "(and ${VAR} or ${VAR:-default} for the environment)",
+        ) from None
+    if isinstance(value, str):
+        whole = node.style is None and envsubst.is_whole(value)
+        try:
+            value = envsubst.substitute(value)
+        except envsubst.Unset as exc:
+            raise ctx.fail(
+                line,
+                path,
+                f"environment variable {exc.name} is not set "
+                f"(write ${{{exc.name}:-default}} to give a default)",
+            ) from None
+        if whole:  # `max_turns: ${TURNS:-40}` is the number 40, as `max_turns: 40` would be
+            value = envsubst.typed(value)
+    return value
+
+
+class Marked(dict):
+    """A mapping that knows its own line and each key's line (for errors)."""
+
+    def __init__(self, data: dict[str, Any], line: int, marks: dict[str, int]) -> None:
+        super().__init__(data)
+        self.line = line
+        self.marks = marks
+
+
+class MarkedList(list):
+    """A list that knows its line."""
+
+    def __init__(self, data: list[Any], line: int) -> None:
+        super().__init__(data)
+        self.line = line
+
+
+def line_of(obj: Any, key: str | None = None) -> int | None:
+    """The line of ``obj``, or of its ``key`` when it is a ``Marked`` mapping; None if unknown."""
+    if key is not None and isinstance(obj, Marked):
+        return obj.marks.get(key, obj.line)
+    return getattr(obj, "line", None)
