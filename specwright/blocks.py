@@ -8,10 +8,10 @@ like ``queries.py``.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from specwright.queries import LOG_COST, usage_filter
+from specwright.queries import LOG_COST, check_timezone, parse_day, usage_filter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,6 +28,10 @@ def usage_timestamps(
 ) -> pd.DataFrame:
     """Per-record time, tokens and cost (sorted), the input of billing blocks."""
     where, params = usage_filter(since, until, source)
+    return _per_message(store, where, params)
+
+
+def _per_message(store: Store, where: str, params: list[Any]) -> pd.DataFrame:
     sql = f"""
         SELECT u.ts, u.model, u.input_tokens, u.output_tokens,
                u.cache_write_5m_tokens + u.cache_write_1h_tokens AS cache_creation_tokens,
@@ -36,14 +40,11 @@ def usage_timestamps(
     return store.query_df(sql, params, via_arrow=True)  # a row per record: plain columns
 
 
-def _hourly_usage(
-    store: Store, since: str | date | None, until: str | date | None, source: str | None
-) -> pd.DataFrame:
+def _hourly_usage(store: Store, where: str, params: list[Any]) -> pd.DataFrame:
     """Usage summed per hour (the input of billing blocks): tokens, cost, entries, first and
     last message time and models. An hour is (h - 1 hour, h], labelled by its end h: a block
     ends on a whole hour and keeps a message exactly on its end, so no hour straddles two
     blocks."""
-    where, params = usage_filter(since, until, source)
     sql = f"""
         SELECT date_trunc('hour', u.ts - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR AS bucket,
                min(u.ts) AS first_ts, max(u.ts) AS last_ts,
@@ -66,13 +67,16 @@ def billing_blocks(
     hours: float = 5.0,
     now: datetime | None = None,
     per_message: bool = False,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """5-hour billing blocks as ccusage ``blocks`` draws them (``per_message``: walk every
     message instead of hourly sums; slower, same result).
 
     A block starts at the hour of its first message and lasts ``hours``, its end included; the
     next message starts a new one. A gap of more than ``hours`` since the last message appears as
-    an ``is_gap`` row from that message + ``hours`` to the next (ccusage's rules)."""
+    an ``is_gap`` row from that message + ``hours`` to the next (ccusage's rules). ``since`` and
+    ``until`` (dates in ``tz``) keep the rows that start on those days, as ccusage does: each
+    block whole, in the phase the messages before it give it (``_walk_input``)."""
     import numpy as np
     import pandas as pd
 
@@ -95,13 +99,10 @@ def billing_blocks(
         "models",
     ]
     token_cols = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
-    if float(hours).is_integer() and not per_message:
-        # Block edges fall on whole hours (a block starts at the hour of its first message and
-        # lasts whole hours), so per-hour sums give exactly the blocks the per-message walk
-        # gives, from ~9k rows a year instead of ~1M. ``bucket`` is the hour's (inclusive) end.
-        df = _hourly_usage(store, since, until, source)
-    else:
-        df = usage_timestamps(store, since=since, until=until, source=source)
+    hourly = float(hours).is_integer() and not per_message
+    first_day, last_day = parse_day(since, "--since"), parse_day(until, "--until")
+    df = _walk_input(store, first_day, last_day, source, hours, hourly, tz)
+    if not hourly:
         df = df.assign(
             bucket=df["ts"],
             first_ts=df["ts"],
@@ -116,15 +117,8 @@ def billing_blocks(
     ts = df["bucket"].to_numpy(dtype="datetime64[us]")
     first = df["first_ts"].to_numpy(dtype="datetime64[us]")
     last = df["last_ts"].to_numpy(dtype="datetime64[us]")
-    starts_idx, block_starts = [], []
-    i, n = 0, len(ts)
-    while i < n:  # one step per block (not per row): blocks are few
-        start = first[i].astype("datetime64[h]").astype("datetime64[us]")
-        # ccusage: a message more than ``hours`` after the start begins the next block
-        j = int(np.searchsorted(ts, start + span, side="right"))
-        starts_idx.append(i)
-        block_starts.append(start)
-        i = max(j, i + 1)
+    starts_idx, block_starts = _walk(first, ts, span)
+    n = len(ts)
     idx = np.asarray(starts_idx)
     sums = {c: np.add.reduceat(df[c].to_numpy(dtype="int64"), idx) for c in token_cols}
     costs = np.add.reduceat(df["cost_usd"].to_numpy(dtype="float64"), idx)
@@ -174,7 +168,112 @@ def billing_blocks(
                 "models": sorted(m for m in names if m and m != "<synthetic>"),
             }
         )
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    if first_day is None and last_day is None:
+        return out
+    day = out["block_start"].dt.tz_localize("UTC").dt.tz_convert(check_timezone(tz)).dt.date
+    keep = (day >= (first_day or date.min)) & (day <= (last_day or date.max))
+    return out[keep].reset_index(drop=True)
+
+
+def _walk(first: Any, ts: Any, span: Any) -> tuple[list[int], list[Any]]:
+    """The rows (sorted; ``first``: each row's first message, ``ts``: its time, or its hour's
+    end) where blocks of ``span`` start, and the blocks' starts: one step per block."""
+    import numpy as np
+
+    starts_idx, block_starts = [], []
+    i, n = 0, len(ts)
+    while i < n:
+        start = first[i].astype("datetime64[h]").astype("datetime64[us]")
+        # ccusage: a message more than ``hours`` after the start begins the next block
+        j = int(np.searchsorted(ts, start + span, side="right"))
+        starts_idx.append(i)
+        block_starts.append(start)
+        i = max(j, i + 1)
+    return starts_idx, block_starts
+
+
+def _walk_input(
+    store: Store,
+    first_day: date | None,
+    last_day: date | None,
+    source: str | None,
+    hours: float,
+    hourly: bool,
+    tz: str,
+) -> pd.DataFrame:
+    """The rows the block walk needs for the blocks starting from ``first_day`` to ``last_day``
+    (local dates in ``tz``): hourly sums (``hourly``; ``bucket`` is the hour's inclusive end:
+    block edges fall on whole hours, so they give exactly the blocks the per-message walk
+    gives, from ~9k rows a year instead of ~1M) or messages.
+
+    A block's phase depends on the messages before it, back to one that came more than
+    ``hours`` after the one before it (that one starts a block whatever came earlier). So the
+    rows begin at a block's first message: one after such a gap in the two days before the
+    window, else (days of activity without one, as agents running overnight make) the last
+    block a walk over the hours before the window finds; not at the window's first message,
+    whose block may have begun the day before. They end at the first message after the
+    window's last block could end, so that a gap starting in the window has its end."""
+    import numpy as np
+
+    read = _hourly_usage if hourly else _per_message
+    where, params = ("", []) if not source or source == "all" else (" AND u.source = ?", [source])
+    if first_day is None and last_day is None:
+        return read(store, where, params)
+    span = timedelta(hours=hours)
+    lo = _utc_midnight(first_day, tz) if first_day else None
+    hi = _utc_midnight(last_day + timedelta(days=1), tz) + span if last_day else None
+    earliest, after = store.query(
+        f"SELECT min(u.ts), min(u.ts) FILTER (WHERE u.ts >= ?) FROM usage_records u "
+        f"WHERE true{where}",
+        [hi, *params],
+    )[0]
+    if earliest is None or (lo is not None and hi is not None and lo >= hi):
+        return read(store, " AND false", [])
+    upper, upper_params = (" AND u.ts <= ?", [after]) if after is not None else ("", [])
+    if lo is None or lo - span <= earliest:
+        return read(store, where + upper, [*params, *upper_params])
+    # the first row whose block (or the gap after it) could start in the window is at or
+    # after ``edge``; the rows must begin at a block start no later than that row
+    edge = lo - span
+    start = edge - timedelta(days=2)
+    if start > earliest:
+        df = read(store, where + " AND u.ts >= ?" + upper, [*params, start, *upper_params])
+        first = df["first_ts" if hourly else "ts"].to_numpy(dtype="datetime64[us]")
+        last = df["last_ts" if hourly else "ts"].to_numpy(dtype="datetime64[us]")
+        k = int(np.searchsorted(last, np.datetime64(edge), side="left"))
+        if k == len(df):
+            return df.iloc[0:0]
+        gaps = np.flatnonzero(first[1 : k + 1] - last[:k] > np.timedelta64(span)) + 1
+        if len(gaps):
+            return df.iloc[int(gaps[-1]) :].reset_index(drop=True)
+        if first[0] - np.datetime64(start) > np.timedelta64(span):
+            return df  # its first row follows a gap reaching back past ``start``
+    # walk every hour (or message) before ``edge`` from the last gap: only the times
+    bucket = (
+        "date_trunc('hour', u.ts - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR" if hourly else "u.ts"
+    )
+    times = store.query_df(
+        f"SELECT {bucket} AS ts, min(u.ts) AS first_ts, max(u.ts) AS last_ts "
+        f"FROM usage_records u WHERE u.ts < ?{where} GROUP BY 1 ORDER BY 1",
+        [edge, *params],
+    )
+    first = times["first_ts"].to_numpy(dtype="datetime64[us]")
+    last = times["last_ts"].to_numpy(dtype="datetime64[us]")
+    ts = times["ts"].to_numpy(dtype="datetime64[us]")
+    gaps = np.flatnonzero(first[1:] - last[:-1] > np.timedelta64(span)) + 1
+    g = int(gaps[-1]) if len(gaps) else 0
+    starts, _ = _walk(first[g:], ts[g:], np.timedelta64(span))
+    begin = first[g + starts[-1]].astype(datetime)
+    return read(store, where + " AND u.ts >= ?" + upper, [*params, begin, *upper_params])
+
+
+def _utc_midnight(day: date, tz: str) -> datetime:
+    """The start of ``day`` in ``tz`` as a naive UTC time (how ``usage_records.ts`` is kept)."""
+    from zoneinfo import ZoneInfo
+
+    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(check_timezone(tz)))
+    return local.astimezone(UTC).replace(tzinfo=None)
 
 
 def burn_rate(

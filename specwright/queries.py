@@ -224,10 +224,12 @@ def unpriced_models(
     *,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
     source: str | None = None,
 ) -> list[tuple[str, int]]:
-    """Models with records that have tokens but no cost (no price known), and how many."""
-    where, params = usage_filter(since, until, source)
+    """Models with records that have tokens but no cost (no price known), and how many
+    (``since``/``until``: dates in ``tz``, as everywhere below)."""
+    where, params = usage_filter(since, until, source, tz)
     sql = f"""SELECT coalesce(u.model, ''), count(*) FROM usage_records u
         WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0{where} GROUP BY 1 ORDER BY 1"""
     return [(str(m), int(n)) for m, n in store.query(sql, params)]
@@ -238,11 +240,12 @@ def usage_models(
     *,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
     source: str | None = None,
 ) -> pd.DataFrame:
     """Tokens and cost per model over the window, most expensive first; a model none of whose
     records has a price has cost NULL (unknown, not 0)."""
-    where, params = usage_filter(since, until, source)
+    where, params = usage_filter(since, until, source, tz)
     sql = f"""
         SELECT * EXCLUDE (priced)
                  REPLACE (CASE WHEN priced = 0 AND unpriced > 0 THEN NULL ELSE cost_usd END
@@ -270,6 +273,7 @@ def cost_by(
     *,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """Executions' tokens and cost grouped by project, spec, chunk, executor, model or role."""
     dims = {
@@ -290,7 +294,7 @@ def cost_by(
     if dim not in dims:
         raise ValueError(f"dim: expected one of {sorted(dims)}, got {dim!r}")
     expr, joins = dims[dim]
-    where, params = _window("e.started_at", since, until)
+    where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT {expr} AS {dim}, count(*) AS executions,
                sum(e.input_tokens)::BIGINT AS input_tokens,

@@ -50,9 +50,11 @@ def usage_session_report(
     since: str | date | None = None,
     until: str | date | None = None,
     source: str | None = None,
+    tz: str = "UTC",
 ) -> list[dict[str, Any]]:
-    """ccusage's ``session`` rows (camelCase keys, per-model breakdowns), most expensive first."""
-    where, params = usage_filter(since, until, source)
+    """ccusage's ``session`` rows (camelCase keys, per-model breakdowns), most expensive first;
+    ``since``/``until`` keep the messages of those days in ``tz`` (as ccusage)."""
+    where, params = usage_filter(since, until, source, tz)
     iso = "'%Y-%m-%dT%H:%M:%S.%gZ'"
     named = "WHERE model <> '' AND model <> '<synthetic>'"
     sql = f"""

@@ -126,7 +126,7 @@ BAD_INPUTS = [
     (["spec", "new", "two\nlines"], "spec title 'two\\nlines': expected a single line"),
     (["usage", "daily", "--since", "2025-02-30"], "--since: '2025-02-30' is not a date"),
     (["usage", "daily", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
-    (["usage", "session", "-z", "Europe/Berlin"], "--timezone: `usage session` works in UTC"),
+    (["usage", "blocks", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
     (["report", "--html", "/"], "--html /: is a directory; expected a file name"),
     (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
     (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number >= 1"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -116,6 +116,42 @@ def test_billing_blocks_and_burn_rate(tmp_path: Path, store: Store) -> None:
     assert burn["remaining_minutes"] == 240
     assert burn["projected_total_tokens"] == 220 + int(220 / 30 * 240)
     assert B.burn_rate(store, now=datetime(2025, 11, 5, 12, 0)) is None
+
+
+def test_a_window_keeps_each_block_whole_and_in_the_phase_of_earlier_messages(
+    tmp_path: Path, store: Store
+) -> None:
+    # a message every 3 h 50 min for five days: no gap of 5 h, so every block's start follows
+    # from the first message, days before any window's start (and the burn rate's)
+    first = datetime(2025, 11, 1, 0, 20)
+    times = [first + timedelta(minutes=230 * i) for i in range(32)]
+    claude.ingest(store, [_write(tmp_path, [t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in times])])
+    now = times[-1] + timedelta(minutes=20)
+    whole = B.billing_blocks(store, now=now)
+    assert not whole["is_gap"].any() and len(whole) == 16  # two messages a block
+    for tz in ("UTC", "America/Los_Angeles", "Asia/Kolkata"):
+        for since, until in [
+            ("2025-11-04", None),
+            ("2025-11-03", "2025-11-04"),
+            (None, "2025-11-02"),
+        ]:
+            got = B.billing_blocks(store, since=since, until=until, tz=tz, now=now)
+            day = whole["block_start"].dt.tz_localize("UTC").dt.tz_convert(tz).dt.date
+            keep = (day >= (date.fromisoformat(since) if since else date.min)) & (
+                day <= (date.fromisoformat(until) if until else date.max)
+            )
+            want = whole[keep].reset_index(drop=True)
+            assert len(want) >= 3, (tz, since, until)
+            pd.testing.assert_frame_equal(got, want, obj=f"{tz} {since}..{until}")
+            walked = B.billing_blocks(
+                store, since=since, until=until, tz=tz, now=now, per_message=True
+            )
+            pd.testing.assert_frame_equal(walked, want, obj=f"walked {tz} {since}..{until}")
+    # the active block is the one the whole history gives, not one starting at midnight
+    burn = B.burn_rate(store, now=now)
+    active = whole[whole["is_active"]].iloc[0]
+    assert burn is not None and burn["block_start"] == active["block_start"]
+    assert burn["entries"] == active["entries"] == 2
 
 
 def test_run_side_queries(store: Store, tmp_path: Path) -> None:

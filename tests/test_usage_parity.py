@@ -27,6 +27,7 @@ KEYS = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens",
 ALPHA, BETA = "-home-dev-alpha", "-home-dev-beta"
 S1, S2, S3 = (f"{d * 8}-{d * 4}-4{d * 3}-8{d * 3}-{d * 12}" for d in "123")
 S4 = "44444444-4444-4444-8444-444444444444"
+S5 = "55555555-5555-4555-8555-555555555555"
 
 
 def _line(session: str, cwd: str, ts: str, n: str, model: str, out: int, side: bool) -> str:
@@ -109,9 +110,23 @@ def _align_sidechain_replays(root: Path) -> None:
         f.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _write_stream(root: Path) -> None:
+    """A message every 3 h 50 min for four days (no 5-hour gap): each block's start follows from
+    the first message, days before a window that starts mid-stream."""
+    start = datetime(2025, 4, 1, 0, 20, tzinfo=UTC)
+    path = root / "projects" / ALPHA / f"{S5}.jsonl"
+    with path.open("a", encoding="utf-8") as fh:
+        for i in range(26):
+            ts = (start + timedelta(minutes=230 * i)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            fh.write(
+                _line(S5, "/home/dev/alpha", ts, f"s{i}", "claude-sonnet-4-5-20250929", 7, False)
+            )
+            fh.write("\n")
+
+
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
-    """(ours, ccusage's) JSON of monthly, session and blocks on one corpus."""
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """One corpus, ingested: ccusage's path and the environment both tools run in."""
     binary = ccusage_path()
     if binary is None:
         pytest.skip(
@@ -126,20 +141,32 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, An
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_", "SPECWRIGHT_"))}
     env |= {"CLAUDE_CONFIG_DIR": str(config_dir), "HOME": str(tmp)}
     env["SPECWRIGHT_DB"] = str(tmp / "db" / "specwright.duckdb")
+    _write_stream(config_dir)
     assert run_specwright("ingest", "claude-logs", env=env).returncode == 0
+    return binary, env
+
+
+def _both(binary: Path, env: dict[str, str], report: str, *args: str) -> tuple[Any, Any]:
+    ours = run_specwright("usage", report, "--json", *args, env=env)
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run(
+        [str(binary), "claude", report, "--json", "--offline", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )
+    return json.loads(ours.stdout), json.loads(theirs.stdout)
+
+
+@pytest.fixture(scope="module")
+def reports(corpus: tuple[Path, dict[str, str]]) -> dict[str, tuple[Any, Any]]:
+    """(ours, ccusage's) JSON of monthly, session and blocks on one corpus."""
+    binary, env = corpus
     out = {}
     for report in ("monthly", "session", "blocks"):
-        ours = run_specwright("usage", report, "--json", env=env)
-        assert ours.returncode == 0, ours.stderr
-        theirs = subprocess.run(
-            [str(binary), "claude", report, "--json", "--offline", "--timezone", "UTC"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=True,
-        )
-        out[report] = (json.loads(ours.stdout), json.loads(theirs.stdout))
+        out[report] = _both(binary, env, report, "--timezone", "UTC")
     return out
 
 
@@ -213,3 +240,40 @@ def test_blocks_json_equals_ccusage_block_by_block(reports: dict[str, Any]) -> N
                 abs(pa["totalCost"] - pb["totalCost"]) <= a["burnRate"]["costPerHour"] / 60 + 0.01
             )
     assert [b["isActive"] for b in ours["blocks"]].count(True) == 1
+
+
+_ROWS = {"daily": ("daily", "date"), "monthly": ("monthly", "month")}
+_ROWS |= {"session": ("sessions", "sessionId"), "blocks": ("blocks", "id")}
+_BLOCK_FIELDS = ("id", "startTime", "endTime", "actualEndTime", "isGap", "entries")
+_BLOCK_FIELDS += ("tokenCounts", "totalTokens")
+
+
+@pytest.mark.parametrize("tz", ["Asia/Kolkata", "America/Los_Angeles", "Pacific/Chatham"])
+@pytest.mark.parametrize(
+    "window",
+    [
+        ("--since", "20250201", "--until", "20250228"),
+        ("--until", "20250201"),
+        ("--since", "20250403"),
+    ],
+)
+def test_a_time_zone_and_a_window_select_what_ccusage_selects(
+    corpus: tuple[Path, dict[str, str]], tz: str, window: tuple[str, ...]
+) -> None:
+    """The window's days are days in the time zone for every report, as in ccusage; ``blocks``
+    keeps the blocks that start on them, each whole and in the phase of the messages before it
+    (a naive walk from the window's first message shifted them), ``session`` the messages of
+    those days."""
+    binary, env = corpus
+    for report, (key, name) in _ROWS.items():
+        ours, theirs = _both(binary, env, report, "--timezone", tz, *window)
+        a, b = ours[key], theirs[key]
+        if report == "session":
+            a, b = (sorted(r, key=lambda s: (s["sessionId"], s["projectPath"])) for r in (a, b))
+        assert [r[name] for r in a] == [r[name] for r in b], report
+        for x, y in zip(a, b, strict=True):
+            if report == "blocks":
+                assert {f: x[f] for f in _BLOCK_FIELDS} == {f: y[f] for f in _BLOCK_FIELDS}
+            else:
+                _same_figures(x, y, (report, x[name]))
+    assert len(ours["blocks"]) >= 2

@@ -91,7 +91,8 @@ def _window_args(p: argparse.ArgumentParser) -> None:
         "-z",
         default="UTC",
         metavar="TZ",
-        help="time zone for grouping by day: daily, weekly, monthly (default: UTC)",
+        help="time zone of the days: those of --since/--until, and the groups of daily, "
+        "weekly, monthly (default: UTC)",
     )
     p.add_argument(
         "--json",
@@ -152,13 +153,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
 
     store, report = ctx.store, args.report
     Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
-    if args.timezone.upper() != "UTC":
-        if report not in _REPORTS:
-            raise ValidationError(
-                f"--timezone: `usage {report}` works in UTC; a time zone applies to "
-                f"{', '.join(_REPORTS)}"
-            )
-        Q.check_timezone(args.timezone)
+    tz = Q.check_timezone(args.timezone) if args.timezone.upper() != "UTC" else "UTC"
     if (
         not ctx.json
         and not store.query(
@@ -170,7 +165,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             "`specwright ingest claude-logs` (or codex-logs), or run a chunk",
             file=sys.stderr,
         )
-    win = {"since": args.since, "until": args.until}
+    win = {"since": args.since, "until": args.until, "tz": tz}
     source = None if args.source == "all" else args.source
     if report != "specs":  # the reports of imported logs: say which records have no price
         missing = Q.unpriced_models(store, source=source, **win)
@@ -187,11 +182,11 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 file=sys.stderr,
             )
     if report in _REPORTS:
-        rows = Q.usage_report(store, _REPORTS[report], source=source, tz=args.timezone, **win)
+        rows = Q.usage_report(store, _REPORTS[report], source=source, **win)
         if ctx.json:
             ctx.emit({report: rows, "totals": _totals(rows)})
         else:
-            _table(rows, _KEY[report], f"Usage report ({report}, {args.timezone})")
+            _table(rows, _KEY[report], f"Usage report ({report}, {tz})")
         return 0
     if report == "models":
         df = Q.usage_models(store, source=source, **win)
