@@ -116,6 +116,20 @@ def usage_filter(
     return where, params
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _truncated(unit: str, col: str, week_start: str) -> str:
+    """``date_trunc(unit, col)``, a week starting on ``week_start`` (DuckDB's weeks start on
+    Monday: shift the days so that ``week_start`` falls on one, truncate, shift back)."""
+    if unit != "week" or week_start == "monday":
+        return f"date_trunc('{unit}', {col})"
+    if week_start not in WEEKDAYS:
+        raise ValueError(f"week_start: expected one of {', '.join(WEEKDAYS)}, got {week_start!r}")
+    shift = 7 - WEEKDAYS.index(week_start)
+    return f"(date_trunc('week', {col} + INTERVAL {shift} DAY) - INTERVAL {shift} DAY)"
+
+
 def _period(period: str) -> tuple[str, str]:
     """The date_trunc unit and strftime format of a report period (day, weekly, month...)."""
     unit = _PERIODS.get(period)
@@ -135,13 +149,15 @@ def usage_by_period(
     until: str | date | None = None,
     source: str | None = None,
     tz: str = "UTC",
+    week_start: str = "monday",
 ) -> pd.DataFrame:
-    """Tokens and cost of imported log usage per period (day/week/month) and model."""
+    """Tokens and cost of imported log usage per period (day/week/month) and model; a week
+    starts on ``week_start``."""
     unit, fmt = _period(period)
     where, params = usage_filter(since, until, source, tz)
     sql = f"""
         SELECT strftime(p, '{fmt}') AS period, * EXCLUDE (p) FROM (
-            SELECT date_trunc('{unit}', {_local("u.ts", tz)}) AS p,
+            SELECT {_truncated(unit, _local("u.ts", tz), week_start)} AS p,
                    coalesce(u.model, '') AS model,
                    {_SUMS},
                    {_UNPRICED},
@@ -171,16 +187,18 @@ def usage_report(
     until: str | date | None = None,
     source: str | None = None,
     tz: str = "UTC",
+    week_start: str = "monday",
 ) -> list[dict[str, Any]]:
     """ccusage's ``daily``/``weekly``/``monthly`` rows (camelCase keys, per-model breakdowns),
-    built in one SQL query: no DataFrame on the hot path of a report."""
+    built in one SQL query: no DataFrame on the hot path of a report. A week starts on
+    ``week_start`` (ccusage's default is sunday)."""
     unit, fmt = _period(period)
     where, params = usage_filter(since, until, source, tz)
     # group by the truncated timestamp and format only the groups: strftime per row costs more
     # than the whole aggregate
     sql = f"""
         WITH m AS (
-            SELECT date_trunc('{unit}', {_local("u.ts", tz)}) AS period,
+            SELECT {_truncated(unit, _local("u.ts", tz), week_start)} AS period,
                    coalesce(u.model, '') AS model,
                    sum(u.input_tokens)::BIGINT AS i, sum(u.output_tokens)::BIGINT AS o,
                    sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT AS cw,

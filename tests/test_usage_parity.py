@@ -242,7 +242,7 @@ def test_blocks_json_equals_ccusage_block_by_block(reports: dict[str, Any]) -> N
     assert [b["isActive"] for b in ours["blocks"]].count(True) == 1
 
 
-_ROWS = {"daily": ("daily", "date"), "monthly": ("monthly", "month")}
+_ROWS = {"daily": ("daily", "date"), "weekly": ("weekly", "week"), "monthly": ("monthly", "month")}
 _ROWS |= {"session": ("sessions", "sessionId"), "blocks": ("blocks", "id")}
 _BLOCK_FIELDS = ("id", "startTime", "endTime", "actualEndTime", "isGap", "entries")
 _BLOCK_FIELDS += ("tokenCounts", "totalTokens")
@@ -277,3 +277,17 @@ def test_a_time_zone_and_a_window_select_what_ccusage_selects(
             else:
                 _same_figures(x, y, (report, x[name]))
     assert len(ours["blocks"]) >= 2
+
+
+@pytest.mark.parametrize("start", ["monday", "thursday", "saturday"])
+def test_weeks_start_on_the_day_ccusage_starts_them(
+    corpus: tuple[Path, dict[str, str]], start: str
+) -> None:
+    """Sunday by default (every window test above), or the day ``-w`` names."""
+    binary, env = corpus
+    ours, theirs = _both(binary, env, "weekly", "-w", start, "--timezone", "Asia/Kolkata")
+    assert [w["week"] for w in ours["weekly"]] == [w["week"] for w in theirs["weekly"]]
+    assert len(ours["weekly"]) >= 4
+    for a, b in zip(ours["weekly"], theirs["weekly"], strict=True):
+        _same_figures(a, b, a["week"])
+        _same_breakdowns(a, b, a["week"])

@@ -24,11 +24,13 @@ _KEY = {"daily": "date", "weekly": "week", "monthly": "month"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from specwright.queries import WEEKDAYS
+
     usage = sub.add_parser("usage", help="token usage and cost reports (ccusage-compatible)")
     us = usage.add_subparsers(dest="sub", metavar="REPORT", required=True)
     for name, text in (
         ("daily", "usage per day and model"),
-        ("weekly", "usage per week (Monday start) and model"),
+        ("weekly", "usage per week and model (weeks start on Sunday, as in ccusage; -w to change)"),
         ("monthly", "usage per month and model"),
         ("session", "usage per agent session"),
         ("blocks", "5-hour billing blocks, with the active block's burn rate"),
@@ -37,6 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = us.add_parser(name, help=text)
         _window_args(p)
+        if name == "weekly":
+            p.add_argument(
+                "--start-of-week",
+                "-w",
+                choices=WEEKDAYS,
+                default="sunday",
+                metavar="DAY",
+                help="the day weeks start on: monday ... sunday (default: sunday, as ccusage)",
+            )
         p.set_defaults(handler=cmd_usage, report=name)
     p = us.add_parser("export", help="write the usage tables as Parquet (for other machines)")
     p.add_argument(
@@ -182,7 +193,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 file=sys.stderr,
             )
     if report in _REPORTS:
-        rows = Q.usage_report(store, _REPORTS[report], source=source, **win)
+        week = {"week_start": args.start_of_week} if report == "weekly" else {}
+        rows = Q.usage_report(store, _REPORTS[report], source=source, **win, **week)
         if ctx.json:
             ctx.emit({report: rows, "totals": _totals(rows)})
         else:
