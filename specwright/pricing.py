@@ -299,6 +299,8 @@ def _looked_up(model: str, provider: str | None) -> Rates | None:
         cw1 = inp * CACHE_WRITE_1H_MULTIPLIER
         t_cw1 = t_in * CACHE_WRITE_1H_MULTIPLIER if t_in is not None else None
     starts = [s for s in (start_i, start_o, start_w, start_w1, start_r) if s is not None]
+    if cr is None:  # no cache-read price (gpt-5-pro): a cached token costs what input does
+        cr, t_cr = inp, t_in
     return Rates(
         model=model,
         provider=calc.provider.id,
@@ -306,7 +308,7 @@ def _looked_up(model: str, provider: str | None) -> Rates | None:
         output=out,
         cache_write=cw or 0.0,
         cache_write_1h=cw1 or 0.0,
-        cache_read=cr or 0.0,
+        cache_read=cr,
         tier_start=min(starts) if starts else None,
         tier_input=t_in,
         tier_output=t_out,

@@ -1,12 +1,17 @@
 """Codex CLI session logs (``$CODEX_HOME/sessions/**`` and ``archived_sessions/``) -> usage.
 
+The rules are ccusage's (``ccusage codex``), checked against it by tests/test_usage_codex_parity.
 Each ``event_msg`` / ``token_count`` line carries the turn's ``last_token_usage`` and the
 session's cumulative ``total_token_usage``; Codex repeats the last event now and then (a
-rate-limit refresh), so an event whose cumulative total did not move is a duplicate. Codex's
-``input_tokens`` include cached input: stored input is input minus cached, cached is a cache
-read. The model comes from the latest ``turn_context`` (``gpt-5`` when none came yet, as
-ccusage assumes). The rate-limit windows of the newest event of each file become a snapshot.
-Read in bulk by DuckDB; the per-file running state (model, totals) carries over between runs.
+rate-limit refresh), so an event whose cumulative totals did not move is a duplicate. An event
+with totals only counts their rise since the last totals (a count that fell counts 0). Codex's
+``input_tokens`` include cached input: stored input is input minus cached (cached capped at the
+input), cached is a cache read. The model is the latest one a ``turn_context`` or a counted event
+names (``gpt-5`` when none did yet, as ccusage assumes). A fork (``forked_from_id``, or a
+subagent's parent thread) starts by replaying its parent's events, rewritten to the fork's time:
+those are the parent's, not counted again (see ``_drop_replays``). The rate-limit windows of the
+newest event of each file become a snapshot. Read in bulk by DuckDB; the per-file running state
+(model, totals) carries over between runs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +46,11 @@ _TOK = (
     '{"input_tokens":"BIGINT","cached_input_tokens":"BIGINT","output_tokens":"BIGINT",'
     '"reasoning_output_tokens":"BIGINT","total_tokens":"BIGINT"}'
 )
+_NAMED = '"model":"VARCHAR","model_name":"VARCHAR","metadata":{"model":"VARCHAR"}'
 _SHAPE = (
     '{"timestamp":"VARCHAR","type":"VARCHAR","payload":{"type":"VARCHAR","id":"VARCHAR",'
-    '"model":"VARCHAR","cwd":"VARCHAR","rate_limits":"JSON",'
-    f'"info":{{"total_token_usage":{_TOK},"last_token_usage":{_TOK},"model":"VARCHAR"}}}}}}'
+    f'"cwd":"VARCHAR","forked_from_id":"VARCHAR","source":"JSON","rate_limits":"JSON",{_NAMED},'
+    f'"info":{{"total_token_usage":{_TOK},"last_token_usage":{_TOK},{_NAMED}}}}}}}'
 )
 
 _COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
@@ -61,6 +68,13 @@ def _bounded(usage: str) -> str:
     ingest from then on."""
     fields = ", ".join(f"'{f}': {_count(f'{usage}.{f}')}" for f in (*_COUNTS, "total_tokens"))
     return f"CASE WHEN {usage} IS NOT NULL THEN {{{fields}}} END"
+
+
+def _model(obj: str) -> str:
+    """The model an object names (``model``, ``model_name``, ``metadata.model``, trimmed and
+    not empty, as ccusage reads it), or NULL."""
+    names = ", ".join(f"nullif(trim({obj}.{f}), '')" for f in ("model", "model_name"))
+    return f"coalesce({names}, nullif(trim({obj}.metadata.model), ''))"
 
 
 def codex_roots(env: dict[str, str] | None = None) -> list[Path]:
@@ -86,7 +100,7 @@ def ingest(
         codex_roots() if roots is None else roots,
         stage=_stage,
         merge=lambda conn, result, ready: _merge(conn, result, ready, overrides),
-        temp_tables=("_cx_raw", "_cx_files", "_cx_new", "_cx_rates"),
+        temp_tables=("_cx_raw", "_cx_files", "_cx_ev", "_cx_new", "_cx_rates"),
         progress=progress,
     )
 
@@ -102,7 +116,7 @@ def _carried(total: Any) -> int | None:
 def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str, tuple[int, int]]:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _cx_files (read_path VARCHAR, path VARCHAR, "
-        "restart BOOLEAN, model VARCHAR, total BIGINT, session VARCHAR, "
+        "restart BOOLEAN, fresh BOOLEAN, model VARCHAR, total BIGINT, session VARCHAR, cwd VARCHAR, "
         "c_in BIGINT, c_cached BIGINT, c_out BIGINT, c_reason BIGINT)"
     )
     rows = []
@@ -115,9 +129,11 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
                 p.read_path,
                 p.path,
                 p.restart,
+                p.start == 0,
                 st.get("model"),
                 _carried(st.get("total")),
                 st.get("session"),
+                st.get("cwd"),
                 *(_carried(totals.get(c)) for c in _COUNTS),
             )
         )
@@ -139,71 +155,83 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
     return {r[0]: (int(r[1]), int(r[2])) for r in out}
 
 
-_FLATTEN = f"""
-CREATE OR REPLACE TEMP TABLE _cx_new AS
+_COUNT_NAMES = (*_COUNTS, "total_tokens")
+
+# every usage line and turn_context of the files read, in file order: a usage line's tokens (the
+# turn's ``last_token_usage`` while the totals move, else the rise of the totals since the last
+# ones, each count at least 0), and the model a line names
+_EVENTS = f"""
+CREATE OR REPLACE TEMP TABLE _cx_ev AS
 WITH e AS (
     SELECT r.rowid - (SELECT min(rowid) FROM _cx_raw) AS rn, f.path AS file, r.h,
-        f.model AS carried_model, f.total AS carried_total, f.session AS carried_session,
-        f.c_in, f.c_cached, f.c_out, f.c_reason,
+        f.model AS carried_model, f.session AS carried_session, f.cwd AS carried_cwd,
+        CASE WHEN f.total IS NOT NULL THEN {{'input_tokens': f.c_in,
+            'cached_input_tokens': f.c_cached, 'output_tokens': f.c_out,
+            'reasoning_output_tokens': f.c_reason, 'total_tokens': f.total}} END AS carried,
         r.j.type AS kind, r.j.payload.type AS ptype,
+        nullif(trim(r.j.timestamp), '') IS NOT NULL AS stamped,
         try_cast(r.j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts,
-        CASE WHEN r.j.type = 'turn_context' THEN r.j.payload.model END AS ctx_model,
+        CASE WHEN r.j.type = 'turn_context' THEN {_model("r.j.payload")} END AS ctx_model,
         CASE WHEN r.j.type = 'session_meta' THEN r.j.payload.id END AS meta_session,
         CASE WHEN r.j.type = 'session_meta' THEN r.j.payload.cwd END AS meta_cwd,
         {_bounded("r.j.payload.info.total_token_usage")} AS tot,
         {_bounded("r.j.payload.info.last_token_usage")} AS last,
-        coalesce(r.j.payload.model, r.j.payload.info.model) AS event_model,
+        coalesce({_model("r.j.payload")}, {_model("r.j.payload.info")}) AS event_model,
         r.j.payload.rate_limits AS rate_limits
     FROM _cx_raw r JOIN _cx_files f ON f.read_path = r.filename
     WHERE NOT r.bad
 ), s AS (
     SELECT *,
-        coalesce(last_value(ctx_model IGNORE NULLS) OVER w, carried_model) AS cur_model,
         coalesce(first_value(meta_session IGNORE NULLS) OVER (PARTITION BY file),
                  carried_session,
                  regexp_extract(file, '([0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f-]{{4,}})', 1),
                  file) AS session_id,
-        first_value(meta_cwd IGNORE NULLS) OVER (PARTITION BY file) AS cwd
+        coalesce(first_value(meta_cwd IGNORE NULLS) OVER (PARTITION BY file), carried_cwd) AS cwd
     FROM e
-    WINDOW w AS (PARTITION BY file ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ), t AS (
+    -- a line without a timestamp is skipped whole, as ccusage does: it moves no totals
     SELECT *,
-        coalesce(lag(tot.total_tokens) OVER (PARTITION BY file ORDER BY rn), carried_total)
-            AS prev_total
-    FROM s WHERE kind = 'event_msg' AND ptype = 'token_count'
+        coalesce(last_value(tot IGNORE NULLS) OVER (PARTITION BY file ORDER BY rn
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), carried) AS prev
+    FROM s WHERE kind = 'event_msg' AND ptype = 'token_count' AND stamped
         AND (tot IS NOT NULL OR last IS NOT NULL)
 ), d AS (
     SELECT *,
-        CASE WHEN last IS NOT NULL THEN last
-             ELSE {{'input_tokens': tot.input_tokens - coalesce(prev_in, c_in, 0),
-                    'cached_input_tokens': tot.cached_input_tokens
-                        - coalesce(prev_cached, c_cached, 0),
-                    'output_tokens': tot.output_tokens - coalesce(prev_out, c_out, 0),
-                    'reasoning_output_tokens': tot.reasoning_output_tokens
-                        - coalesce(prev_reason, c_reason, 0),
-                    'total_tokens': tot.total_tokens - coalesce(prev_total, 0)}} END AS delta
-    FROM (SELECT *,
-            lag(tot.input_tokens) OVER (PARTITION BY file ORDER BY rn) AS prev_in,
-            lag(tot.cached_input_tokens) OVER (PARTITION BY file ORDER BY rn) AS prev_cached,
-            lag(tot.output_tokens) OVER (PARTITION BY file ORDER BY rn) AS prev_out,
-            lag(tot.reasoning_output_tokens) OVER (PARTITION BY file ORDER BY rn) AS prev_reason
-          FROM t)
-    WHERE tot IS NULL OR prev_total IS NULL OR tot.total_tokens <> prev_total
+        CASE WHEN last IS NOT NULL AND (tot IS NULL OR prev IS NULL OR tot IS DISTINCT FROM prev)
+             THEN last
+             WHEN prev IS NULL THEN tot
+             -- a count missing on either side rose by 0 (greatest skips a NULL)
+             ELSE {{{", ".join(f"'{c}': greatest(tot.{c} - prev.{c}, 0)" for c in _COUNT_NAMES)}}}
+        END AS delta
+    FROM t
+), n AS (
+    SELECT *, coalesce(delta.input_tokens, 0) AS gross,
+        least(coalesce(delta.cached_input_tokens, 0), coalesce(delta.input_tokens, 0)) AS cached,
+        coalesce(delta.output_tokens, 0) AS output_tokens,
+        coalesce(delta.reasoning_output_tokens, 0) AS reasoning_tokens
+    FROM d
 )
-SELECT rn, file, ts, session_id, cwd,
-    coalesce(event_model, cur_model, '{FALLBACK_MODEL}') AS model,
-    greatest(coalesce(delta.input_tokens, 0) - coalesce(delta.cached_input_tokens, 0), 0)
-        AS input_tokens,
-    coalesce(delta.output_tokens, 0) AS output_tokens,
-    coalesce(delta.cached_input_tokens, 0) AS cache_read_tokens,
-    coalesce(delta.reasoning_output_tokens, 0) AS reasoning_tokens,
+SELECT rn, file, true AS counted, event_model AS said, carried_model, ts, session_id, cwd,
+    gross - cached AS input_tokens, output_tokens, cached AS cache_read_tokens, reasoning_tokens,
     CASE WHEN tot.total_tokens IS NOT NULL THEN session_id || ':' || tot.total_tokens::VARCHAR
          ELSE 'h:' || file || ':' || h::VARCHAR END AS dedup_key,
     tot.total_tokens AS cum_total, rate_limits
-FROM d
-WHERE ts IS NOT NULL
-  AND (coalesce(delta.input_tokens, 0) + coalesce(delta.output_tokens, 0)
-       + coalesce(delta.cached_input_tokens, 0) + coalesce(delta.reasoning_output_tokens, 0)) > 0
+FROM n WHERE gross + output_tokens + reasoning_tokens > 0
+UNION ALL BY NAME
+SELECT rn, file, false AS counted, ctx_model AS said, carried_model
+FROM s WHERE ctx_model IS NOT NULL
+"""
+
+# the counted events with their model: the latest a line named up to them (a model named by an
+# event that does not count, being a duplicate or empty, changes nothing: ccusage's rule)
+_NEW = f"""
+CREATE OR REPLACE TEMP TABLE _cx_new AS
+SELECT * EXCLUDE (counted, said, carried_model) FROM (
+    SELECT *, coalesce(last_value(said IGNORE NULLS) OVER (PARTITION BY file ORDER BY rn
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+                       carried_model, '{FALLBACK_MODEL}') AS model
+    FROM _cx_ev)
+WHERE counted AND ts IS NOT NULL
 """
 
 
@@ -215,15 +243,17 @@ def _merge(
 ) -> dict[str, dict[str, Any]]:
     from specwright.pricing import sql_cost
 
-    conn.execute(_FLATTEN)
+    conn.execute(_EVENTS)
+    conn.execute(_NEW)
+    before = conn.execute("SELECT count(*) FROM _cx_new").fetchall()[0][0]
+    base = conn.execute(
+        "SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = ?", [SOURCE]
+    ).fetchall()[0][0]
+    _drop_replays(conn, base)
     models = [r[0] for r in conn.execute("SELECT DISTINCT model FROM _cx_new").fetchall()]
     stored = conn.execute(f"SELECT {STORED_PRICES}").fetchall()[0][0] or []
     used, unknown = insert_rates(conn, "_cx_rates", models, "openai", overrides, stored)
     result.unknown_models = unknown
-    base = conn.execute(
-        "SELECT coalesce(max(seq), 0) FROM usage_records WHERE source = ?", [SOURCE]
-    ).fetchall()[0][0]
-    before = conn.execute("SELECT count(*) FROM _cx_new").fetchall()[0][0]
     inserted = conn.execute(
         f"""INSERT INTO usage_records (id, source, dedup_key, session_id, project_path, file,
             model, ts, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
@@ -246,34 +276,137 @@ def _merge(
     save_prices(conn, used, stored)
     _snapshot_rate_limits(conn)
     result.linked = link_executions(conn, SOURCE)
-    # carry each file's running state (model, cumulative totals, session) to the next run: an
-    # event with totals only is counted against them
+    # carry each file's running state (model, cumulative totals, session and its directory) to
+    # the next run: an event with totals only is counted against them, and a tail without the
+    # session_meta line stays in its session and project
     states: dict[str, dict[str, Any]] = {}
-    for path, model, total, session, totals, c_in, c_cached, c_out, c_reason in conn.execute(
+    stamped = "nullif(trim(r.j.timestamp), '') IS NOT NULL"
+    for path, model, total, session, cwd, totals, *kept in conn.execute(
         f"""SELECT f.path,
-            coalesce((SELECT arg_max(coalesce(r.j.payload.model), r.rowid) FROM _cx_raw r
-                      WHERE r.filename = f.read_path AND r.j.type = 'turn_context'), f.model),
+            coalesce((SELECT arg_max(e.said, e.rn) FROM _cx_ev e
+                      WHERE e.file = f.path AND e.said IS NOT NULL), f.model),
             coalesce((SELECT arg_max({_count("r.j.payload.info.total_token_usage.total_tokens")},
                                      r.rowid)
-                      FROM _cx_raw r WHERE r.filename = f.read_path
+                      FROM _cx_raw r WHERE r.filename = f.read_path AND {stamped}
                         AND r.j.payload.info.total_token_usage IS NOT NULL), f.total),
-            coalesce((SELECT any_value(session_id) FROM _cx_new n WHERE n.file = f.path),
-                     f.session),
+            coalesce((SELECT arg_min(r.j.payload.id, r.rowid) FROM _cx_raw r
+                      WHERE r.filename = f.read_path AND r.j.type = 'session_meta'), f.session),
+            coalesce((SELECT arg_min(r.j.payload.cwd, r.rowid) FROM _cx_raw r
+                      WHERE r.filename = f.read_path AND r.j.type = 'session_meta'), f.cwd),
             (SELECT arg_max({_bounded("r.j.payload.info.total_token_usage")}, r.rowid)
-             FROM _cx_raw r WHERE r.filename = f.read_path
+             FROM _cx_raw r WHERE r.filename = f.read_path AND {stamped}
                AND r.j.payload.info.total_token_usage IS NOT NULL),
             f.c_in, f.c_cached, f.c_out, f.c_reason
         FROM _cx_files f"""
     ).fetchall():
-        carried = dict(zip(_COUNTS, (c_in, c_cached, c_out, c_reason), strict=True))
+        carried = dict(zip(_COUNTS, kept, strict=True))
         latest = totals if isinstance(totals, dict) else {}
         states[path] = {
             "model": model,
             "total": total,
             "session": session,
+            "cwd": cwd,
             "totals": {c: latest.get(c) if c in latest else carried[c] for c in _COUNTS},
         }
     return states
+
+
+# A fork's first line is its ``session_meta``: it names the parent (``forked_from_id``, or a
+# subagent's ``parent_thread_id``), and its time is the fork's
+_FORKS = """
+SELECT f.path, f.read_path, r.j.payload.id,
+    coalesce(nullif(r.j.payload.forked_from_id, ''), nullif(json_extract_string(
+        r.j.payload.source, '$.subagent.thread_spawn.parent_thread_id'), '')) AS parent,
+    try_cast(r.j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC'
+FROM _cx_raw r JOIN _cx_files f ON f.read_path = r.filename
+WHERE f.fresh AND r.j.type = 'session_meta' AND parent IS NOT NULL
+  AND r.rowid = (SELECT min(x.rowid) FROM _cx_raw x WHERE x.filename = r.filename)
+"""
+
+# Codex writes a replayed history in one burst at the fork's instant, and the fork's own first
+# turn after a real pause: ccusage measured bursts of 10-40 ms, then pauses of 6 to 15 seconds
+_BURST_MS = 1000
+_EPOCH = datetime(1970, 1, 1)
+_USAGE = "input_tokens, cache_read_tokens, output_tokens, reasoning_tokens"
+
+
+def _drop_replays(conn: duckdb.DuckDBPyConnection, base: int) -> None:
+    """Drop from ``_cx_new`` the events a fork read from its start replayed from its parent, as
+    ccusage does: its leading events equal to the parent's, in order, up to the fork's time;
+    or, when the parent is unknown or its first event differs, a leading burst of events each
+    within ``_BURST_MS`` of the one before. The parent's stream is its stored and new records: a
+    parent that is itself a fork read in an earlier run lacks its own replay, so its fork falls
+    back to the burst, which a replay is."""
+    forks = conn.execute(_FORKS).fetchall()
+    if not forks:
+        return
+    parents = sorted({parent for _, _, _, parent, _ in forks})
+    streams: dict[str, list[tuple[datetime, tuple[int, ...]]]] = {}
+    for session, ts, *counts in conn.execute(
+        f"""SELECT session_id, ts, {_USAGE} FROM (
+            SELECT session_id, ts, {_USAGE}, seq FROM usage_records
+            WHERE source = '{SOURCE}' AND session_id IN (SELECT unnest(?))
+            UNION ALL
+            SELECT session_id, ts, {_USAGE}, ? + rn FROM (
+                SELECT *, row_number() OVER (PARTITION BY dedup_key ORDER BY rn) AS k
+                FROM _cx_new) n
+            WHERE session_id IN (SELECT unnest(?)) AND k = 1
+              AND NOT EXISTS (SELECT 1 FROM usage_records u
+                              WHERE u.source = '{SOURCE}' AND u.dedup_key = n.dedup_key))
+        ORDER BY session_id, seq""",
+        [parents, base, parents],
+    ).fetchall():
+        streams.setdefault(session, []).append((ts, tuple(counts)))
+    paths = [path for path, *_ in forks]
+    events: dict[str, list[tuple[int, datetime, tuple[int, ...]]]] = {}
+    for path, rn, ts, *counts in conn.execute(
+        f"SELECT file, rn, ts, {_USAGE} FROM _cx_new WHERE file IN (SELECT unnest(?)) "
+        "ORDER BY file, rn",
+        [paths],
+    ).fetchall():
+        events.setdefault(path, []).append((rn, ts, tuple(counts)))
+    # the first two usage lines of each fork, counted or not: a burst starts a replay
+    firsts: dict[str, list[datetime]] = {}
+    for read_path, stamps in conn.execute(
+        """SELECT filename, list(ts ORDER BY rowid)[1:2] FROM (
+            SELECT filename, rowid, try_cast(j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS ts
+            FROM _cx_raw WHERE filename IN (SELECT unnest(?)) AND j.type = 'event_msg'
+              AND j.payload.type = 'token_count' AND (j.payload.info.total_token_usage IS NOT NULL
+                                                      OR j.payload.info.last_token_usage IS NOT NULL))
+        WHERE ts IS NOT NULL GROUP BY filename""",
+        [[read for _, read, *_ in forks]],
+    ).fetchall():
+        firsts[read_path] = stamps
+    drop: list[int] = []
+    for path, read_path, own, parent, forked_at in forks:
+        stream = streams.get(parent, []) if parent != own else []
+        cut = next((i for i, (ts, _) in enumerate(stream) if forked_at and ts > forked_at), None)
+        prefix = [tokens for _, tokens in stream[:cut]]
+        stamps = firsts.get(read_path, [])
+        burst = stamps[0] if len(stamps) == 2 and _within(stamps[0], stamps[1]) else None
+        matched, state = 0, "parent"
+        for rn, ts, tokens in events.get(path, []):
+            if state == "parent":
+                if matched < len(prefix) and prefix[matched] == tokens:
+                    matched += 1
+                    drop.append(rn)
+                    continue
+                state = "burst" if matched == 0 and burst is not None else "own"
+            if state == "burst":
+                if burst is not None and _within(burst, ts):
+                    burst = ts
+                    drop.append(rn)
+                    continue
+                state = "own"
+            break
+    if drop:
+        conn.execute("DELETE FROM _cx_new WHERE rn IN (SELECT unnest(?))", [drop])
+
+
+def _within(before: datetime, after: datetime) -> bool:
+    """``after`` is 0 to ``_BURST_MS`` ms after ``before`` (in whole ms, as ccusage counts)."""
+    ms = timedelta(milliseconds=1)
+    return 0 <= (after - _EPOCH) // ms - (before - _EPOCH) // ms <= _BURST_MS
 
 
 def _snapshot_rate_limits(conn: duckdb.DuckDBPyConnection) -> None:
