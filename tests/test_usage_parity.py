@@ -291,3 +291,43 @@ def test_weeks_start_on_the_day_ccusage_starts_them(
     for a, b in zip(ours["weekly"], theirs["weekly"], strict=True):
         _same_figures(a, b, a["week"])
         _same_breakdowns(a, b, a["week"])
+
+
+def test_without_a_time_zone_both_take_the_machines(corpus: tuple[Path, dict[str, str]]) -> None:
+    """ccusage's days are this machine's by default ($TZ here); so are ours."""
+    binary, env = corpus
+    for zone in ("America/New_York", ":Asia/Tokyo"):
+        local = {**env, "TZ": zone}
+        for report, (key, name) in _ROWS.items():
+            if report in ("session", "blocks"):
+                continue
+            ours, theirs = _both(binary, local, report)
+            assert [r[name] for r in ours[key]] == [r[name] for r in theirs[key]], (zone, report)
+            for a, b in zip(ours[key], theirs[key], strict=True):
+                _same_figures(a, b, (zone, report, a[name]))
+        days = _both(binary, local, "daily")[0]["daily"]
+        utc = _both(binary, env, "daily", "--timezone", "UTC")[0]["daily"]
+        assert [d["date"] for d in days] != [d["date"] for d in utc]  # the zone mattered
+
+
+def test_the_machines_time_zone_is_read_as_ccusage_reads_it(tmp_path: Path) -> None:
+    from specwright.cli.usage import local_timezone
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    link = etc / "localtime"
+    link.symlink_to("/usr/share/zoneinfo/Europe/Berlin")  # read as a name: need not exist
+    assert local_timezone({}, str(link)) == "Europe/Berlin"
+    assert local_timezone({"TZ": "Asia/Tokyo"}, str(link)) == "Asia/Tokyo"
+    assert local_timezone({"TZ": ":America/New_York"}, str(link)) == "America/New_York"
+    assert local_timezone({"TZ": "/usr/share/zoneinfo/Asia/Kolkata"}, str(link)) == "Asia/Kolkata"
+    assert local_timezone({"TZ": "Nowhere/Land"}, str(link)) == "Europe/Berlin"
+    assert local_timezone({"TZ": "../../etc/passwd"}, str(link)) == "Europe/Berlin"
+    link.unlink()
+    link.symlink_to("/usr/share/zoneinfo/Etc/UTC")
+    assert local_timezone({}, str(link)) == "UTC"
+    link.unlink()
+    (etc / "timezone").write_text("Australia/Adelaide\n")
+    assert local_timezone({}, str(link)) == "Australia/Adelaide"  # Debian's file
+    (etc / "timezone").write_text("garbage\n")
+    assert local_timezone({}, str(link)) == "UTC"

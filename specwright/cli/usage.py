@@ -8,6 +8,7 @@ be compared number for number.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,10 +101,9 @@ def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timezone",
         "-z",
-        default="UTC",
         metavar="TZ",
         help="time zone of the days: those of --since/--until, and the groups of daily, "
-        "weekly, monthly (default: UTC)",
+        "weekly, monthly (default: this machine's, as in ccusage: $TZ, else /etc/localtime)",
     )
     p.add_argument(
         "--json",
@@ -158,13 +158,50 @@ def _table(rows: list[dict[str, Any]], first: str, title: str) -> None:
     print_table(people)
 
 
+# names tzdata gives UTC (``/etc/localtime`` is often a link to ``Etc/UTC``)
+_UTC_NAMES = {"UTC", "UCT", "ETC/UTC", "ETC/UCT", "UNIVERSAL", "ETC/UNIVERSAL", "ZULU", "ETC/ZULU"}
+
+
+def local_timezone(env: dict[str, str] | None = None, localtime: str = "/etc/localtime") -> str:
+    """This machine's IANA time zone, as ccusage takes it by default: ``$TZ`` (``:Name`` or a
+    path into a zoneinfo folder too), else the zone ``/etc/localtime`` links to, else
+    ``/etc/timezone``'s; UTC when none names a zone Python knows."""
+    import zoneinfo
+
+    env = dict(os.environ) if env is None else env
+    candidates = [env.get("TZ", "").strip().lstrip(":")]
+    try:
+        candidates.append(os.path.realpath(localtime))
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(os.path.dirname(localtime), "timezone"), encoding="utf-8") as fh:
+            candidates.append(fh.read(200).strip())
+    except (OSError, UnicodeDecodeError):
+        pass
+    for name in candidates:
+        if "zoneinfo/" in name:
+            name = name.split("zoneinfo/", 1)[1]
+        if not name or name.startswith("/") or ".." in name:
+            continue
+        if name.upper() in _UTC_NAMES:
+            return "UTC"
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+        return name
+    return "UTC"
+
+
 def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import blocks
     from specwright import queries as Q
 
     store, report = ctx.store, args.report
     Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
-    tz = Q.check_timezone(args.timezone) if args.timezone.upper() != "UTC" else "UTC"
+    tz = args.timezone or local_timezone()
+    tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
     if (
         not ctx.json
         and not store.query(
