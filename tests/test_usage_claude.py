@@ -364,14 +364,14 @@ def test_daily_json_equals_ccusage_day_by_day_and_model_by_model(tmp_path: Path)
     assert ing.returncode == 0, ing.stderr
     assert json.loads(ing.stdout)["malformed"] == info.malformed
     assert "malformed line(s) skipped" in ing.stderr
-    ours = run_specwright("usage", "daily", "--json", env=env)
+    ours = run_specwright("usage", "daily", "--json", "-z", "UTC", env=env)
     assert ours.returncode == 0, ours.stderr
     _assert_same(json.loads(ours.stdout), _ccusage_daily(binary, config_dir))
 
     # incremental: more lines later, one re-ingest, still equal
     append_claude_lines(info.files[0], 25, seed=3)
     assert run_specwright("ingest", "claude-logs", env=env).returncode == 0
-    ours = run_specwright("usage", "daily", "--json", env=env)
+    ours = run_specwright("usage", "daily", "--json", "-z", "UTC", env=env)
     _assert_same(json.loads(ours.stdout), _ccusage_daily(binary, config_dir))
 
 
