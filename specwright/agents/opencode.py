@@ -3,10 +3,12 @@
 Order matters (measured with opencode 1.18.33): subscribe to ``/event?directory=<workdir>``
 first, then create the session, then ``prompt_async``; the run ends at ``session.idle`` (a few
 part updates may trail it), fails on ``session.error``, and blocks forever on an unanswered
-``permission.asked``, which is answered here by ``permission_policy``. Every HTTP call has a
-timeout and a size bound (sse.py): an event past ``MAX_EVENT_BYTES`` is dropped with a warning
-and the run goes on, as a Claude Code line past its limit is. The event mapping is the pure
-parser in opencode_events.py.
+``permission.asked``, which is answered here by ``permission_policy``. Every exchange ends in
+bounded time, however the server trickles (opencode_http.py): the run's ``timeout_s`` counts from
+the start, bounds each call and the event stream, and a session left running on the way out is
+aborted (with a short bound of its own). Every answer has a size bound (sse.py): an event past
+``MAX_EVENT_BYTES`` is dropped with a warning and the run goes on, as a Claude Code line past its
+limit is. The event mapping is the pure parser in opencode_events.py.
 
 Config: ``url`` (``OPENCODE_URL`` wins), ``provider`` + ``model`` (or ``model: provider/model``),
 ``permission_policy`` (allow | always | reject), ``timeout_s``; ``options.stream_log``: a file the
@@ -33,6 +35,13 @@ from specwright.agents.opencode_events import (
     parse_event,
     usage_from_totals,
 )
+from specwright.agents.opencode_http import (
+    ExchangeCancelled,
+    ExchangeError,
+    Link,
+    make_client,
+    seconds,
+)
 from specwright.agents.process import (
     BoundedQueue,
     Overlong,
@@ -41,7 +50,7 @@ from specwright.agents.process import (
     slim,
     version_of,
 )
-from specwright.agents.sse import AnswerTooLarge, iter_events, read_answer
+from specwright.agents.sse import AnswerTooLarge, iter_events
 from specwright.errors import AgentError, ConfigError
 from specwright.model import ErrorEvent, StepEvent, Usage, UsageEvent
 from specwright.redact import Redactor
@@ -54,10 +63,17 @@ if TYPE_CHECKING:
 __all__ = ["OpenCodeExecutor", "OpenCodeState", "find_opencode", "finish_parse", "parse_event"]
 
 DEFAULT_URL = "http://localhost:4096"
-HTTP_TIMEOUT_S = 15.0  # every plain call; the SSE read timeout is separate
+# Each is also cut to what is left of the run's timeout_s (the waits on the way out, an abort
+# and the totals, to timeout_s itself), so a run with a small timeout_s ends soon after it.
+HTTP_TIMEOUT_S = 15.0  # a whole plain call, however its answer trickles
+HEALTH_S = 5.0  # a whole health check
+STATUS_S = 5.0  # asking whether the session is idle
+ABORT_S = 5.0  # an abort, sent on the way out
+TOTALS_S = 5.0  # the session's totals, read at the end
 SSE_READ_TIMEOUT_S = 60.0  # the server sends a heartbeat every ~10 s
 CONNECT_WAIT_S = 15.0  # for `server.connected` after subscribing
 SETTLE_S = 0.3  # after session.idle, trailing part updates still arrive
+ABORT_SETTLE_S = 10.0  # after an abort, for the session to go idle
 POLL_IDLE_S = 15.0  # with no event for this long, ask the server whether the session is idle
 POLICIES = {
     "allow": "once",
@@ -127,48 +143,27 @@ class OpenCodeExecutor:
             )
         return url
 
-    def _client(self, read_timeout: float = HTTP_TIMEOUT_S) -> httpx.Client:
-        import httpx
-
-        auth = None
-        password = os.environ.get("OPENCODE_SERVER_PASSWORD")
-        if password:
-            auth = httpx.BasicAuth(os.environ.get("OPENCODE_SERVER_USERNAME", "opencode"), password)
-        timeout = httpx.Timeout(HTTP_TIMEOUT_S, read=read_timeout, connect=5.0)
-        kwargs: dict[str, Any] = {
-            "base_url": self.url,
-            "timeout": timeout,
-            "auth": auth,
-            "trust_env": False,
-        }
-        if self.transport is not None:
-            kwargs["transport"] = self.transport
-        return httpx.Client(**kwargs)
-
-    def health(self, client: httpx.Client | None = None) -> dict[str, Any]:
+    def health(self, link: Link | None = None) -> dict[str, Any]:
         """``GET /global/health``, with a distinct clear error for down, wrong URL, auth."""
         import httpx
 
-        own = client is None
-        client = client or self._client()
+        own = link is None
+        link = link or Link(self.url, self.name, self.config.timeout_s, transport=self.transport)
         try:
-            r = read_answer(client, "GET", "/global/health", timeout=5.0)
+            r = link.call("GET", "/global/health", "check its health", HEALTH_S)
         except AnswerTooLarge as exc:
             raise AgentError(f"{self.url} is not an OpenCode server: {exc}") from None
-        except httpx.ConnectError as exc:
-            raise AgentError(
-                f"OpenCode server at {self.url} is not reachable ({exc}); start one with "
-                "`specwright agents serve-opencode` or `opencode serve`, or set OPENCODE_URL"
-            ) from None
-        except httpx.TimeoutException:
-            raise AgentError(
-                f"OpenCode server at {self.url} did not answer /global/health within 5 s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise AgentError(f"OpenCode server at {self.url}: {exc}") from None
+        except ExchangeError as exc:
+            if isinstance(exc.cause, httpx.ConnectError):
+                raise AgentError(
+                    f"OpenCode server at {self.url} is not reachable ({exc.cause}); start one "
+                    "with `specwright agents serve-opencode` or `opencode serve`, or set "
+                    "OPENCODE_URL"
+                ) from None
+            raise
         finally:
             if own:
-                client.close()
+                link.close()
         if r.status_code == 401:
             raise AgentError(
                 f"OpenCode server at {self.url} wants a password: "
@@ -200,15 +195,14 @@ class OpenCodeExecutor:
 
     def execute(self, task: Task, on_event: EventSink, cancel: threading.Event) -> Outcome:
         """Send ``task`` to the server and follow the session until it is idle."""
-        import httpx
-
         workdir = Path(task.workdir).resolve()
         if not workdir.is_dir():
             raise AgentError(f"{workdir}: working directory does not exist")
         params = {"directory": str(workdir)}
         model = self._model()
-        client = self._client()
-        sse_client = self._client(read_timeout=SSE_READ_TIMEOUT_S)
+        timeout_s = task.timeout_s or self.config.timeout_s
+        link = Link(self.url, self.name, timeout_s, cancel, self.transport, HTTP_TIMEOUT_S)
+        sse_client, sse_connections = make_client(self.url, SSE_READ_TIMEOUT_S, self.transport)
         events: BoundedQueue[dict[str, Any] | Overlong | _Closed] = BoundedQueue()
         stop = threading.Event()
         state = OpenCodeState()
@@ -221,60 +215,86 @@ class OpenCodeExecutor:
         log_path = self.config.options.get("stream_log")
         log = open(os.path.expanduser(str(log_path)), "a") if log_path else None  # noqa: SIM115
         try:
-            self.health(client)
-            reader.start()
-            first = self._next(events, CONNECT_WAIT_S)
-            state.events = 1
-            if first is None or isinstance(first, _Closed | Overlong):
-                why = "no server.connected"
-                if isinstance(first, _Closed):
-                    why = first.reason
-                elif isinstance(first, Overlong):
-                    why = overlong_warning(first, 1, what="event").message
-                raise AgentError(
-                    f"OpenCode server at {self.url}: cannot subscribe to /event ({why})"
-                )
-            title = f"specwright {task.metadata.get('title', self.name)}"[:80]
-            session = self._post(client, "/session", params, {"title": title}, "create a session")
-            if not isinstance(session, dict) or not isinstance(session.get("id"), str):
-                raise AgentError(
-                    f"OpenCode server at {self.url}: POST /session answered "
-                    f"{str(session)[:200]!r}, not a session"
-                )
-            state.session_id = session["id"]
-            raw = {"directory": params["directory"], "url": self.url, "model": model}
-            on_event(StepEvent("session", state.session_id, raw=raw))
-            body: dict[str, Any] = {"parts": [{"type": "text", "text": task.prompt}]}
-            if model:
-                body["model"] = model
-            if task.system_prompt:
-                body["system"] = task.system_prompt
-            path = f"/session/{state.session_id}/prompt_async"
-            self._post(client, path, params, body, "send the prompt")
-            timeout_s = task.timeout_s or self.config.timeout_s
-            end = self._follow(client, params, events, state, on_event, cancel, timeout_s, log)
+            try:
+                self.health(link)
+                reader.start()
+                self._subscribed(link, events, state)
+                self._start(link, params, task, model, state, on_event)
+                end = self._follow(link, params, events, state, on_event, log)
+            except ExchangeCancelled:
+                end = "cancelled"
+                self._abort(link, params, state)
             stop.set()
-            sse_client.close()  # ends the reader's stream
-            if decoder.dropping:  # an event still being dropped is told, as one cut short
-                reader.join(timeout=2)  # it stops at its next chunk
-            if not reader.is_alive():
+            sse_connections.shut()  # ends the reader's stream now, whatever the server sends
+            reader.join(timeout=2)
+            if not reader.is_alive():  # an event still being dropped is told, as one cut short
                 for cut in decoder.close():
                     state.events += 1
                     on_event(overlong_warning(cut, state.events, what="event"))
-            return self._outcome(client, params, state, on_event, end)
-        except httpx.HTTPError as exc:
-            raise AgentError(
-                f"OpenCode server at {self.url}: {type(exc).__name__}: {exc}"
-            ) from None
+            return self._outcome(link, params, state, on_event, end)
         finally:
             stop.set()
-            with contextlib.suppress(Exception):
-                sse_client.close()
-            client.close()
+            sse_connections.shut()
+            if state.session_id and not state.idle and not link.aborted:
+                self._abort(link, params, state)  # an error on the way: leave nothing running
+            sse_client.close()
+            link.close()
             if reader.is_alive():
                 reader.join(timeout=2)
             if log is not None:
                 log.close()
+
+    def _subscribed(
+        self,
+        link: Link,
+        events: BoundedQueue[dict[str, Any] | Overlong | _Closed],
+        state: OpenCodeState,
+    ) -> None:
+        """Wait for ``server.connected`` on the event stream, as long as the run may."""
+        wait, why = link.budget(CONNECT_WAIT_S)
+        until = time.monotonic() + wait
+        first = None
+        while first is None and time.monotonic() < until:
+            if link.cancel.is_set():
+                raise ExchangeCancelled(f"OpenCode server at {self.url}: cancelled")
+            first = self._next(events, min(0.05, max(until - time.monotonic(), 0)))
+        state.events = 1
+        if first is None or isinstance(first, _Closed | Overlong):
+            limit = f", {why}" if wait < CONNECT_WAIT_S else ""
+            why = f"no server.connected within {seconds(wait)} s{limit}"
+            if isinstance(first, _Closed):
+                why = first.reason
+            elif isinstance(first, Overlong):
+                why = overlong_warning(first, 1, what="event").message
+            raise AgentError(f"OpenCode server at {self.url}: cannot subscribe to /event ({why})")
+
+    def _start(
+        self,
+        link: Link,
+        params: dict[str, str],
+        task: Task,
+        model: dict[str, str] | None,
+        state: OpenCodeState,
+        on_event: EventSink,
+    ) -> None:
+        """Create the session and send the prompt."""
+        title = f"specwright {task.metadata.get('title', self.name)}"[:80]
+        session = self._post(link, "/session", params, {"title": title}, "create a session")
+        if not isinstance(session, dict) or not isinstance(session.get("id"), str):
+            raise AgentError(
+                f"OpenCode server at {self.url}: POST /session answered "
+                f"{str(session)[:200]!r}, not a session"
+            )
+        state.session_id = session["id"]
+        raw = {"directory": params["directory"], "url": self.url, "model": model}
+        on_event(StepEvent("session", state.session_id, raw=raw))
+        body: dict[str, Any] = {"parts": [{"type": "text", "text": task.prompt}]}
+        if model:
+            body["model"] = model
+        if task.system_prompt:
+            body["system"] = task.system_prompt
+        path = f"/session/{state.session_id}/prompt_async"
+        self._post(link, path, params, body, "send the prompt")
 
     @staticmethod
     def _next(
@@ -313,14 +333,12 @@ class OpenCodeExecutor:
         except Exception as exc:
             if stop.is_set():
                 return
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         out.put(_Closed(reason))
 
-    def _post(
-        self, client: httpx.Client, path: str, params: dict[str, str], body: Any, what: str
-    ) -> Any:
+    def _post(self, link: Link, path: str, params: dict[str, str], body: Any, what: str) -> Any:
         try:
-            r = read_answer(client, "POST", path, params=params, json=body)
+            r = link.call("POST", path, what, HTTP_TIMEOUT_S, params=params, json=body)
         except AnswerTooLarge as exc:
             raise AgentError(f"OpenCode server at {self.url}: cannot {what}: {exc}") from None
         if r.status_code >= 400:
@@ -339,18 +357,16 @@ class OpenCodeExecutor:
 
     def _follow(
         self,
-        client: httpx.Client,
+        link: Link,
         params: dict[str, str],
         events: BoundedQueue[dict[str, Any] | Overlong | _Closed],
         state: OpenCodeState,
         on_event: EventSink,
-        cancel: threading.Event,
-        timeout_s: float | None,
         log: IO[str] | None = None,
     ) -> str:
-        """Consume events until the session is idle; returns how it ended."""
+        """Consume events until the session is idle, the run's time is up or it is cancelled;
+        returns how it ended."""
         started = time.monotonic()
-        deadline = started + timeout_s if timeout_s else None
         ended: str | None = None
         settle_until: float | None = None
         last_event = time.monotonic()
@@ -358,18 +374,16 @@ class OpenCodeExecutor:
             now = time.monotonic()
             if settle_until is not None and now >= settle_until:
                 return ended or "idle"
-            if ended is None and cancel.is_set():
-                ended = "cancelled"
-                self._abort(client, params, state)
-                settle_until = now + 10.0  # wait for the abort to land (idle), not forever
-            elif ended is None and deadline is not None and now >= deadline:
-                ended = "timeout"
-                self._abort(client, params, state)
-                settle_until = now + 10.0
+            if ended is None and (link.cancel.is_set() or link.expired()):
+                ended = "cancelled" if link.cancel.is_set() else "timeout"
+                self._abort(link, params, state)
+                # wait for the abort to land (idle), not forever
+                settle_until = now + link.short(ABORT_SETTLE_S)
             elif ended is None and now - last_event > POLL_IDLE_S and state.busy:
-                last_event = now  # a quiet stream: make sure we did not miss the idle
-                if self._session_idle(client, params, state):
+                # a quiet stream: make sure we did not miss the idle
+                if self._session_idle(link, params, state):
                     return "idle"
+                last_event = time.monotonic()
             item = self._next(events, 0.05)
             if item is None:
                 continue
@@ -389,7 +403,7 @@ class OpenCodeExecutor:
                     "name": "StreamDropped",
                     "data": {"message": item.reason},
                 }
-                self._abort(client, params, state)  # best effort: no session left running
+                self._abort(link, params, state)  # best effort: no session left running
                 return "stream_dropped"
             if item.get("type") == "_malformed":
                 state.warnings += 1
@@ -403,7 +417,7 @@ class OpenCodeExecutor:
                 continue
             for event in parse_event(item, state):
                 on_event(event)
-            self._answer_permissions(client, params, state, on_event)
+            self._answer_permissions(link, params, state, on_event)
             if state.idle and settle_until is None:
                 settle_until = time.monotonic() + SETTLE_S
             elif state.idle and ended is not None:
@@ -411,7 +425,7 @@ class OpenCodeExecutor:
 
     def _answer_permissions(
         self,
-        client: httpx.Client,
+        link: Link,
         params: dict[str, str],
         state: OpenCodeState,
         on_event: EventSink,
@@ -421,7 +435,16 @@ class OpenCodeExecutor:
             ask = state.permissions.pop(0)
             path = f"/permission/{str(ask.get('id'))[:200]}/reply"
             try:
-                r = read_answer(client, "POST", path, params=params, json={"reply": reply})
+                r = link.call(
+                    "POST",
+                    path,
+                    "answer a permission",
+                    HTTP_TIMEOUT_S,
+                    params=params,
+                    json={"reply": reply},
+                )
+            except ExchangeCancelled:
+                return  # the run is stopping: the session is aborted next
             except AnswerTooLarge as exc:
                 on_event(ErrorEvent(f"could not answer permission: {exc}", kind="error"))
                 continue
@@ -434,16 +457,19 @@ class OpenCodeExecutor:
                     )
                 )
 
-    def _abort(self, client: httpx.Client, params: dict[str, str], state: OpenCodeState) -> None:
-        if state.session_id:
+    def _abort(self, link: Link, params: dict[str, str], state: OpenCodeState) -> None:
+        """Best effort, with a short bound of its own: the run is ending anyway."""
+        if state.session_id and not link.aborted:
+            link.aborted = True
+            path = f"/session/{state.session_id}/abort"
             with contextlib.suppress(Exception):
-                client.post(f"/session/{state.session_id}/abort", params=params, timeout=5.0)
+                link.call(
+                    "POST", path, "abort the session", ABORT_S, on_the_way_out=True, params=params
+                )
 
-    def _session_idle(
-        self, client: httpx.Client, params: dict[str, str], state: OpenCodeState
-    ) -> bool:
+    def _session_idle(self, link: Link, params: dict[str, str], state: OpenCodeState) -> bool:
         try:
-            r = read_answer(client, "GET", "/session/status", params=params, timeout=5.0)
+            r = link.call("GET", "/session/status", "ask its status", STATUS_S, params=params)
             status = (r.json() or {}).get(state.session_id or "", {"type": "idle"})
         except Exception:
             return False
@@ -454,7 +480,7 @@ class OpenCodeExecutor:
 
     def _outcome(
         self,
-        client: httpx.Client,
+        link: Link,
         params: dict[str, str],
         state: OpenCodeState,
         on_event: EventSink,
@@ -476,7 +502,9 @@ class OpenCodeExecutor:
             with contextlib.suppress(Exception):
                 path = f"/session/{state.session_id}"
                 try:
-                    r = read_answer(client, "GET", path, params=params, timeout=5.0)
+                    r = link.call(
+                        "GET", path, "read the totals", TOTALS_S, on_the_way_out=True, params=params
+                    )
                 except AnswerTooLarge as exc:  # the steps' usage stands
                     on_event(ErrorEvent(f"session totals: {exc}", kind="warning"))
                     raise
@@ -501,7 +529,8 @@ class OpenCodeExecutor:
             return Outcome(
                 "killed",
                 exit_reason="timeout",
-                error="the session ran past its time limit and was aborted",
+                error=f"the session on {self.url} ran past executor {self.name!r} timeout_s "
+                f"of {seconds(link.timeout_s or 0)} s and was aborted",
                 **common,
             )
         if end == "stream_dropped":

@@ -3,13 +3,16 @@
 A server is untrusted input: one endless ``data:`` line, an event of gigabytes or a JSON answer
 that never ends must not grow our memory. ``SSEDecoder`` turns bytes into the ``data`` of each
 event, or an ``Overlong`` marker for an event past its limit (its bytes are counted, not kept);
-``read_answer`` reads a body up to a limit and stops reading there.
+``read_answer`` reads a body up to a limit and stops reading there, or at a deadline (a body
+trickled a byte at a time never trips httpx's read timeout, which is per read; opencode_http.py
+also cuts a read blocked past the deadline).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -119,11 +122,17 @@ def iter_events(
         if stop is not None and stop.is_set():
             return
         yield from decoder.feed(chunk)
+    if stop is not None and stop.is_set():
+        return  # the stream ended because we shut it: the caller closes ``decoder``
     yield from decoder.close()
 
 
 class AnswerTooLarge(AgentError):
     """A server's answer longer than the limit (it was not read to its end)."""
+
+
+class AnswerTooSlow(AgentError):
+    """A server's answer not complete by its deadline (it was not read to its end)."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +151,16 @@ class Answer:
 
 
 def read_answer(
-    client: httpx.Client, method: str, url: str, limit: int | None = None, **kwargs: Any
+    client: httpx.Client,
+    method: str,
+    url: str,
+    limit: int | None = None,
+    deadline: float | None = None,
+    **kwargs: Any,
 ) -> Answer:
     """``client.request`` read up to ``limit`` (``MAX_ANSWER_BYTES``) bytes; ``AnswerTooLarge``
-    (naming the limit) as soon as the body passes it, closing the connection unread."""
+    (naming the limit) as soon as the body passes it, closing the connection unread. With a
+    ``deadline`` (``time.monotonic()``), ``AnswerTooSlow`` once a piece arrives after it."""
     limit = MAX_ANSWER_BYTES if limit is None else limit
     with client.stream(method, url, **kwargs) as response:
         declared = response.headers.get("content-length", "")
@@ -161,4 +176,6 @@ def read_answer(
                 raise AnswerTooLarge(
                     f"{method} {url}: answer longer than the {limit} byte limit; not read past it"
                 )
+            if deadline is not None and time.monotonic() > deadline:
+                raise AnswerTooSlow(f"{method} {url}: answer not complete by its deadline")
         return Answer(response.status_code, bytes(body))
