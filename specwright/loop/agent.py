@@ -5,6 +5,7 @@ its process group) and waits for it to end. Events stream to the recorder and to
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,9 @@ def run_agent(
 
     worker = threading.Thread(target=work, name="agent", daemon=True)
     worker.start()
+    given_up = False  # the agent was waited for STOP_GRACE_S after its cancel
     try:
+        stopping_since = 0.0
         while not done.wait(poll_s):
             if stopped_by is None and cancel.is_set():
                 stopped_by = "cancel"
@@ -88,13 +91,21 @@ def run_agent(
             if stopped_by is None and deadline():
                 stopped_by = "deadline"
                 agent_cancel.set()
+            if stopped_by is not None:
+                # an agent that ignores its cancel must not hold the run past its wall time
+                # for ever: give it STOP_GRACE_S, then give up on it
+                stopping_since = stopping_since or time.monotonic()
+                if time.monotonic() - stopping_since >= STOP_GRACE_S:
+                    given_up = True
+                    break
     except KeyboardInterrupt:
         cancel.set()
         agent_cancel.set()
-        done.wait(STOP_GRACE_S)
+        given_up = not done.wait(STOP_GRACE_S)
         raise
     finally:
-        if not done.is_set():  # the agent ignores its cancel: wait a little, then give up on it
+        if not done.is_set() and not given_up:  # stopped by an error here: a last grace
+            agent_cancel.set()
             done.wait(STOP_GRACE_S)
         if not recorder.finished and getattr(recorder, "_thread", None) is not None:
             recorder.finish(status="killed", exit_reason="did not stop after cancel")

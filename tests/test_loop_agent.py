@@ -1,0 +1,70 @@
+"""One attempt's agent in its worker thread: however it behaves, the caller gets control back."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.agents.base import Outcome, Task
+from specwright.loop import agent as A
+from specwright.recorder import ExecutionRecorder
+from specwright.store import Store
+
+
+class _Stubborn:
+    """An adapter that never looks at its cancel event (a bug, or a call blocked in a library)."""
+
+    name, backend = "stubborn", "command"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        self.started.set()
+        self.release.wait(60)
+        return Outcome(status="ok")
+
+
+@pytest.mark.parametrize("stop", ["deadline", "cancel"])
+def test_an_agent_that_ignores_its_cancel_is_given_up_on_after_the_grace(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """The wall time (or a cancel) must end the attempt even when the agent does not stop: it
+    gets STOP_GRACE_S, then the attempt ends, recorded as killed. Before, the wait after the
+    cancel had no end: a run with --wall-time went on for ever."""
+    monkeypatch.setattr(A, "STOP_GRACE_S", 0.5)
+    stubborn = _Stubborn()
+    cancel = threading.Event()
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    box: dict[str, Any] = {}
+
+    def attempt() -> None:
+        box["run"] = A.run_agent(
+            stubborn,  # type: ignore[arg-type]
+            Task("hi", tmp_path),
+            recorder,
+            cancel=cancel,
+            deadline=lambda: stop == "deadline" and stubborn.started.is_set(),
+            observe=lambda event: None,
+        )
+
+    caller = threading.Thread(target=attempt, daemon=True)
+    caller.start()
+    assert stubborn.started.wait(10)
+    if stop == "cancel":
+        cancel.set()
+    caller.join(20)
+    try:
+        assert not caller.is_alive(), "run_agent still waits for an agent that ignores its cancel"
+        run = box["run"]
+        assert run.outcome is None and run.stopped_by == stop
+        status, reason = store.query(
+            "SELECT status, exit_reason FROM executions WHERE id = ?", [recorder.id]
+        )[0]
+        assert (status, reason) == ("killed", "did not stop after cancel")
+    finally:
+        stubborn.release.set()
