@@ -298,7 +298,7 @@ def write_html(
             _label(burn["block_end"]),
         )
     )
-    window = f"{_label(since or 'start')} to {_label(until or 'now')}"
+    window = f"UTC days {_label(since or 'start')} to {_label(until or 'now')}"
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Specwright cost dashboard</title>
