@@ -108,6 +108,8 @@ def _h(expr: str, salt: int, mod: int) -> str:
 
 
 def _statements(s: Scale, project_root: str) -> list[str]:
+    from specwright.migrations import BACKFILL_TOOL_RESULTS
+
     n_chunks = s.specs * 10
     epe = s.events_per_execution
     t0 = "(date_trunc('day', now()::TIMESTAMP) - INTERVAL 365 DAY)"
@@ -205,6 +207,7 @@ def _statements(s: Scale, project_root: str) -> list[str]:
                    CASE WHEN v.j > 0 AND v.m = 3 THEN 0 END,
                    CASE WHEN v.j > 0 AND v.m = 3 THEN {_h("v.i", 27, 1000)} / 10000.0 END
             FROM v JOIN ge ON ge.i = v.x""",
+        BACKFILL_TOOL_RESULTS,  # each result names its call, as the recorder writes it
         f"""INSERT INTO usage_records (id, source, dedup_key, message_id, request_id, session_id,
                 project_path, file, model, ts, input_tokens, output_tokens, cache_read_tokens,
                 cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens,

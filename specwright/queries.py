@@ -390,30 +390,34 @@ def tool_calls(
 ) -> pd.DataFrame:
     """Tool calls by tool name: count, failures, failure rate, result latency percentiles."""
     where, params = _window("ts", since, until)
-    # One pass over the tool events, grouped by call (no self-join of 5M events): the call's
-    # tool and time, and its result's time and error flag.
+    called, called_params = _window("call_ts", since, until)
+    # No grouping by call (that took ~290 ms of a year's 2.4M tool events): the recorder writes
+    # on each result the call it answers, ``call_tool`` and ``call_ts``, and marks the call's
+    # first result and first failed one (migration 10). So: the calls per tool, and one scan of
+    # those marked results. A window counts the calls made in it and, of their results, those
+    # that came in it: a result counts when its time and its call's are both inside.
     sql = f"""
-        WITH per_call AS (
-            SELECT any_value(tool_name) FILTER (WHERE type = 'tool_call') AS tool,
-                   min(ts) FILTER (WHERE type = 'tool_call') AS called,
-                   min(ts) FILTER (WHERE type = 'tool_result') AS answered,
-                   bool_or(is_error) FILTER (WHERE type = 'tool_result') AS failed
-            FROM events
-            WHERE type IN ('tool_call', 'tool_result') AND call_id IS NOT NULL{where}
-            GROUP BY execution_id, call_id
-        )
-        SELECT tool, calls, failures, failure_rate, no_result, q[1] AS p50_ms, q[2] AS p90_ms
-        FROM (
-            SELECT tool, count(*) AS calls,
-                   count(*) FILTER (WHERE failed) AS failures,
-                   count(*) FILTER (WHERE failed)::DOUBLE / count(*) AS failure_rate,
-                   count(*) FILTER (WHERE answered IS NULL) AS no_result,
+        WITH c AS (
+            SELECT tool_name AS tool, count(*) AS calls FROM events
+            WHERE type = 'tool_call' AND call_id IS NOT NULL{where}
+            GROUP BY 1
+        ), r AS (
+            SELECT call_tool AS tool,
+                   count(*) FILTER (WHERE first_result) AS answered,
+                   count(*) FILTER (WHERE first_failure) AS failures,
                    -- both percentiles from one aggregate: two collect and sort the values twice
-                   quantile_cont(epoch_ms(answered - called), [0.5, 0.9]) AS q
-            FROM per_call WHERE called IS NOT NULL
-            GROUP BY 1)
-        ORDER BY calls DESC"""
-    return store.query_df(sql, params)
+                   quantile_cont(epoch_ms(ts - call_ts), [0.5, 0.9])
+                       FILTER (WHERE first_result) AS q
+            FROM events
+            WHERE type = 'tool_result' AND (first_result OR first_failure){where}{called}
+            GROUP BY 1
+        )
+        SELECT c.tool, c.calls, coalesce(r.failures, 0) AS failures,
+               coalesce(r.failures, 0)::DOUBLE / c.calls AS failure_rate,
+               c.calls - coalesce(r.answered, 0) AS no_result, r.q[1] AS p50_ms, r.q[2] AS p90_ms
+        FROM c LEFT JOIN r ON r.tool IS NOT DISTINCT FROM c.tool
+        ORDER BY c.calls DESC, c.tool"""
+    return store.query_df(sql, [*params, *params, *called_params])
 
 
 def latency(

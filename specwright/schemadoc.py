@@ -23,7 +23,11 @@ TABLE_DOCS: dict[str, str] = {
     "costs are kept. `run_id` -> runs, `chunk_id` -> chunks.",
     "events": "Every streamed event of an execution in order (`seq`): text, tool_call, tool_result, "
     "usage, error, step. Outputs beyond 64 KiB are truncated; `output_len` keeps the "
-    "original length. `raw` keeps the provider payload. `execution_id` -> executions.",
+    "original length. `raw` keeps the provider payload. `execution_id` -> executions. A "
+    "tool_result names the call it answers (the latest tool_call with its `call_id` before it in "
+    "the execution): `call_tool` is that call's `tool_name`, `call_ts` its `ts` (`ts - call_ts` "
+    "is the latency), `first_result` marks the call's first result and `first_failure` its first "
+    "with `is_error`; all four are NULL on a result with no such call and on other events.",
     "verifications": "One verification step (type check, lint, tests) of one attempt, or of the base "
     "commit (`is_baseline`). `output_tail`: last 4 KiB.",
     "reviews": "A reviewer's verdict (SHIP | REVISE | BLOCKED) with findings (JSON list of "

@@ -26,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import keeper
+from specwright import keeper, migrations
 from specwright.errors import StoreError, StoreLockedError, first_line
 from specwright.journal import CATALOG, Journal, normal, op_time
 from specwright.journal import normal_row as _normal_row
@@ -481,6 +481,8 @@ class Store:
             fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
             ops = list(journal.replay_located())
             count = sum(_replay(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
+            with fresh.transaction() as conn:  # results journaled before migration 10
+                conn.execute(migrations.BACKFILL_TOOL_RESULTS)
             self._carry_unjournaled(fresh)
         except BaseException:  # half a database would only block the next attempt
             fresh.release()

@@ -212,6 +212,8 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
 def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:
     """p50/p90 of the time from a call to its first result, interpolated like numpy's default;
     a call with no result counts as a call and in ``no_result``, not in the percentiles."""
+    from specwright.migrations import BACKFILL_TOOL_RESULTS
+
     t0 = datetime(2026, 1, 5, 12, 0)
     rows = []
     for i, ms in enumerate([100, 200, 300, 400, 1000, None]):
@@ -225,6 +227,7 @@ def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) 
             "VALUES (uuidv7(), '00000000-0000-7000-8000-000000000001', ?, ?, ?, 'Read', ?, ?)",
             [[n, ts, kind, call, err] for n, (call, kind, ts, err) in enumerate(rows)],
         )
+        conn.execute(BACKFILL_TOOL_RESULTS)  # rows written by hand: marked as migration 10 does
     (got,) = Q.tool_calls(store).to_dict("records")
     assert got.pop("tool") == "Read"
     assert got == pytest.approx(
