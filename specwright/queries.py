@@ -179,6 +179,18 @@ def _breakdowns(
     ]
 
 
+def figures(i: int, o: int, cw: int, cr: int, cost: float) -> dict[str, Any]:
+    """ccusage's token and cost keys of a report row: input, output, cache write and read."""
+    return {
+        "inputTokens": i,
+        "outputTokens": o,
+        "cacheCreationTokens": cw,
+        "cacheReadTokens": cr,
+        "totalTokens": i + o + cw + cr,
+        "totalCost": cost,
+    }
+
+
 def usage_report(
     store: Store,
     period: str = "day",
@@ -224,12 +236,7 @@ def usage_report(
         out.append(
             {
                 key: period_,
-                "inputTokens": i,
-                "outputTokens": o,
-                "cacheCreationTokens": cw,
-                "cacheReadTokens": cr,
-                "totalTokens": i + o + cw + cr,
-                "totalCost": cost,
+                **figures(i, o, cw, cr, cost),
                 "modelsUsed": list(models),
                 "modelBreakdowns": _breakdowns(models, toks, costs),
             }

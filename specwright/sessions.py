@@ -12,7 +12,7 @@ import re
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from specwright.queries import _breakdowns, usage_filter
+from specwright.queries import _breakdowns, figures, usage_filter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,12 +82,7 @@ def usage_session_report(
         {
             "sessionId": sid,
             "projectPath": proj,
-            "inputTokens": i,
-            "outputTokens": o,
-            "cacheCreationTokens": cw,
-            "cacheReadTokens": cr,
-            "totalTokens": i + o + cw + cr,
-            "totalCost": cost,
+            **figures(i, o, cw, cr, cost),
             "firstActivity": first,
             "lastActivity": last,
             "modelsUsed": list(models or []),
