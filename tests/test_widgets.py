@@ -445,6 +445,10 @@ def test_usage_figures_have_titles_units_captions_and_honour_the_project(
                 "id": new_id(), "execution_id": exec_id, "seq": 1 if t == "tool_call" else 2,
                 "ts": utcnow(), "type": t, "tool_name": "bash", "call_id": "k", **extra,
             })  # fmt: skip
+    with store.transaction() as conn:  # rows written by hand: marked as migration 10 does
+        from specwright.migrations import BACKFILL_TOOL_RESULTS
+
+        conn.execute(BACKFILL_TOOL_RESULTS)
     figs = usage_data.figures(store, Filters(project="alpha"))
     assert len(figs) == 9
     for fig, caption in figs:

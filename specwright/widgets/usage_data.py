@@ -263,15 +263,18 @@ def tool_calls(store: Store, f: Filters) -> go.Figure:
     df = _df(
         store,
         f,
+        # a failed call's first failed result names it (migration 10): no grouping by call
         """, r AS (
-            SELECT ev.execution_id, ev.call_id, bool_or(ev.is_error) AS failed FROM events ev
-            WHERE ev.type = 'tool_result' AND ev.execution_id IN (SELECT id FROM x)
-            GROUP BY ALL)
-        SELECT c.tool_name AS tool, count(*) AS calls,
-               count(*) FILTER (WHERE r.failed)::DOUBLE / count(*) AS failure_rate
-        FROM events c LEFT JOIN r ON r.execution_id = c.execution_id AND r.call_id = c.call_id
-        WHERE c.type = 'tool_call' AND c.execution_id IN (SELECT id FROM x)""",
-        "GROUP BY 1 ORDER BY calls DESC",
+            SELECT ev.call_tool AS tool, count(*) AS failures FROM events ev
+            WHERE ev.type = 'tool_result' AND ev.first_failure
+              AND ev.execution_id IN (SELECT id FROM x)
+            GROUP BY 1), c AS (
+            SELECT ev.tool_name AS tool, count(*) AS calls FROM events ev
+            WHERE ev.type = 'tool_call' AND ev.execution_id IN (SELECT id FROM x)
+            GROUP BY 1)
+        SELECT c.tool, c.calls, coalesce(r.failures, 0)::DOUBLE / c.calls AS failure_rate
+        FROM c LEFT JOIN r ON r.tool IS NOT DISTINCT FROM c.tool""",
+        "ORDER BY c.calls DESC, c.tool",
     )
     fig = tool_calls_figure(df)
     return fig.update_layout(
