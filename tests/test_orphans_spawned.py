@@ -220,6 +220,50 @@ def test_opencode_serve_dies_with_a_killed_specwright_and_the_next_server_stops_
             proc.communicate(timeout=60)
 
 
+def test_ctrl_c_as_soon_as_the_server_is_announced_stops_it_cleanly(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    """A Ctrl-C that comes the moment the address is printed (before the CLI waits on the
+    server) is the same Ctrl-C: exit 0, the server's group stopped. It was exit 130 (a
+    KeyboardInterrupt between the print and the wait), which failed a CI run."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "opencode"
+    fake.write_text(FAKE_OPENCODE.format(state=tmp_path / "state"))
+    fake.chmod(0o755)
+    env = {
+        **os.environ,
+        "OPENCODE_PATH": str(fake),
+        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    codes = []
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            proc.send_signal(signal.SIGINT)  # no pause: the CLI has just flushed the line
+            assert "listening on" in first, proc.communicate()
+            server = int(first.split("(pid ", 1)[1].split(")")[0])
+            groups.extend([proc.pid, server])
+            codes.append(proc.wait(timeout=60))
+            wait_gone(server)
+            assert group_members(server) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=60)
+    assert codes == [0] * 6
+
+
 def test_stop_abandoned_stops_only_what_an_ended_owner_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

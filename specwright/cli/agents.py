@@ -159,6 +159,10 @@ def cmd_serve_opencode(args: argparse.Namespace, ctx: Context) -> int:
         env.update(OFFLINE_ENV)
     cwd = Path(args.dir).resolve() if args.dir else ctx.project_dir
     server = OpenCodeServer(executable, cwd, env, port=args.port).start()
-    print(f"opencode server listening on {server.url} (pid {server.pid}); Ctrl-C stops it")
-    print(f"  export OPENCODE_URL={server.url}", flush=True)
-    return server.wait()
+    try:  # a Ctrl-C as soon as the address is out (before ``wait``) stops it the same way
+        print(f"opencode server listening on {server.url} (pid {server.pid}); Ctrl-C stops it")
+        print(f"  export OPENCODE_URL={server.url}", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        return 0
