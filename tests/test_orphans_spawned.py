@@ -159,8 +159,22 @@ wait
 """
 
 
-def serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int, int]:
-    """`specwright agents serve-opencode` with the fake; the CLI, the server's pid, its child's."""
+def fake_opencode(tmp_path: Path) -> dict[str, str]:
+    """The environment that makes `serve-opencode` start the fake (its state in ``state/``)."""
+    for folder in ("state", "proj", "bin"):
+        (tmp_path / folder).mkdir()
+    fake = tmp_path / "bin" / "opencode"
+    fake.write_text(FAKE_OPENCODE.format(state=tmp_path / "state"))
+    fake.chmod(0o755)
+    return {
+        **os.environ,
+        "OPENCODE_PATH": str(fake),
+        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+
+
+def announced(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`specwright agents serve-opencode` with the fake, and the first line it printed."""
     proc = subprocess.Popen(
         [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
         env=env,
@@ -170,7 +184,12 @@ def serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], i
         start_new_session=True,
     )
     assert proc.stdout is not None
-    first = proc.stdout.readline()
+    return proc, proc.stdout.readline()
+
+
+def serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int, int]:
+    """`specwright agents serve-opencode` with the fake; the CLI, the server's pid, its child's."""
+    proc, first = announced(tmp_path, env)
     assert "opencode server listening on http://127.0.0.1:9" in first, proc.communicate()
     server = int(first.split("(pid ", 1)[1].split(")")[0])
     child = read_pid(tmp_path / "state" / f"child-{server}.pid", proc)
@@ -180,17 +199,7 @@ def serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], i
 def test_opencode_serve_dies_with_a_killed_specwright_and_the_next_server_stops_its_group(
     tmp_path: Path, groups: list[int]
 ) -> None:
-    (tmp_path / "state").mkdir()
-    (tmp_path / "proj").mkdir()
-    (tmp_path / "bin").mkdir()
-    fake = tmp_path / "bin" / "opencode"
-    fake.write_text(FAKE_OPENCODE.format(state=tmp_path / "state"))
-    fake.chmod(0o755)
-    env = {
-        **os.environ,
-        "OPENCODE_PATH": str(fake),
-        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
-    }
+    env = fake_opencode(tmp_path)
     procs: list[subprocess.Popen[str]] = []
     try:
         first, server, child = serve(tmp_path, env)
@@ -226,30 +235,11 @@ def test_ctrl_c_as_soon_as_the_server_is_announced_stops_it_cleanly(
     """A Ctrl-C that comes the moment the address is printed (before the CLI waits on the
     server) is the same Ctrl-C: exit 0, the server's group stopped. It was exit 130 (a
     KeyboardInterrupt between the print and the wait), which failed a CI run."""
-    (tmp_path / "state").mkdir()
-    (tmp_path / "proj").mkdir()
-    (tmp_path / "bin").mkdir()
-    fake = tmp_path / "bin" / "opencode"
-    fake.write_text(FAKE_OPENCODE.format(state=tmp_path / "state"))
-    fake.chmod(0o755)
-    env = {
-        **os.environ,
-        "OPENCODE_PATH": str(fake),
-        "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
-    }
+    env = fake_opencode(tmp_path)
     codes = []
     for _ in range(6):
-        proc = subprocess.Popen(
-            [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc, first = announced(tmp_path, env)
         try:
-            assert proc.stdout is not None
-            first = proc.stdout.readline()
             proc.send_signal(signal.SIGINT)  # no pause: the CLI has just flushed the line
             assert "listening on" in first, proc.communicate()
             server = int(first.split("(pid ", 1)[1].split(")")[0])
