@@ -27,9 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specwright.errors import StoreError
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -273,3 +276,65 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     else:
         ok = True
     return op if ok else None
+
+
+# below this many rows executemany is cheaper than building an Arrow table
+BULK_THRESHOLD = 16
+
+
+def apply_ops(conn: duckdb.DuckDBPyConnection, ops: list[dict[str, Any]]) -> None:
+    """Apply journal ops on an open connection, batching runs of inserts into one table."""
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        kind = op["op"]
+        if kind in ("insert", "upsert"):
+            cols = tuple(op["row"])
+            j = i + 1
+            while (
+                j < len(ops)
+                and ops[j]["op"] == kind
+                and ops[j]["table"] == op["table"]
+                and tuple(ops[j]["row"]) == cols
+            ):
+                j += 1
+            _insert_rows(conn, op["table"], cols, [o["row"] for o in ops[i:j]], kind == "upsert")
+            i = j
+            continue
+        if kind == "update":
+            sets = ", ".join(f"{c} = ?" for c in op["set"])
+            where = " AND ".join(f"{c} = ?" for c in op["key"])
+            conn.execute(
+                f"UPDATE {op['table']} SET {sets} WHERE {where}",
+                [*op["set"].values(), *op["key"].values()],
+            )
+        elif kind == "sql":
+            conn.execute(op["sql"], op.get("params") or [])
+        else:
+            raise StoreError(f"unknown journal op {kind!r}")
+        i += 1
+
+
+def _insert_rows(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    cols: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    upsert: bool,
+) -> None:
+    verb = "INSERT OR REPLACE INTO" if upsert else "INSERT INTO"
+    collist = ", ".join(cols)
+    if len(rows) < BULK_THRESHOLD:
+        marks = ", ".join("?" for _ in cols)
+        conn.executemany(
+            f"{verb} {table} ({collist}) VALUES ({marks})", [[r[c] for c in cols] for r in rows]
+        )
+        return
+    import pyarrow as pa
+
+    arrow_batch = pa.table({c: [r[c] for r in rows] for c in cols})
+    conn.register("_sw_batch", arrow_batch)
+    try:
+        conn.execute(f"{verb} {table} ({collist}) SELECT {collist} FROM _sw_batch")
+    finally:
+        conn.unregister("_sw_batch")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import keeper, migrations
 from specwright.errors import StoreError, StoreLockedError, first_line
-from specwright.journal import CATALOG, Journal, normal, op_time
+from specwright.journal import CATALOG, Journal, apply_ops, normal, op_time
 from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
 
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = Path("data") / "specwright.duckdb"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 _CONFLICT_RETRIES = 8  # same-row write conflicts between threads of one process
-_BULK_THRESHOLD = 16  # below this many rows executemany is cheaper than building an Arrow table
 
 _migrated: set[str] = set()
 # Each database's own journal directory, read from its store_meta with the migration check:
@@ -532,61 +531,3 @@ def _replay(fresh: Store, located: list[tuple[dict[str, Any], str]]) -> int:
             except duckdb.Error as exc:
                 log.warning("%s: left out a journal op the database refuses: %s", where, exc)
     return applied
-
-
-def apply_ops(conn: duckdb.DuckDBPyConnection, ops: list[dict[str, Any]]) -> None:
-    """Apply journal ops on an open connection, batching runs of inserts into one table."""
-    i = 0
-    while i < len(ops):
-        op = ops[i]
-        kind = op["op"]
-        if kind in ("insert", "upsert"):
-            cols = tuple(op["row"])
-            j = i + 1
-            while (
-                j < len(ops)
-                and ops[j]["op"] == kind
-                and ops[j]["table"] == op["table"]
-                and tuple(ops[j]["row"]) == cols
-            ):
-                j += 1
-            _insert_rows(conn, op["table"], cols, [o["row"] for o in ops[i:j]], kind == "upsert")
-            i = j
-            continue
-        if kind == "update":
-            sets = ", ".join(f"{c} = ?" for c in op["set"])
-            where = " AND ".join(f"{c} = ?" for c in op["key"])
-            conn.execute(
-                f"UPDATE {op['table']} SET {sets} WHERE {where}",
-                [*op["set"].values(), *op["key"].values()],
-            )
-        elif kind == "sql":
-            conn.execute(op["sql"], op.get("params") or [])
-        else:
-            raise StoreError(f"unknown journal op {kind!r}")
-        i += 1
-
-
-def _insert_rows(
-    conn: duckdb.DuckDBPyConnection,
-    table: str,
-    cols: tuple[str, ...],
-    rows: list[dict[str, Any]],
-    upsert: bool,
-) -> None:
-    verb = "INSERT OR REPLACE INTO" if upsert else "INSERT INTO"
-    collist = ", ".join(cols)
-    if len(rows) < _BULK_THRESHOLD:
-        marks = ", ".join("?" for _ in cols)
-        conn.executemany(
-            f"{verb} {table} ({collist}) VALUES ({marks})", [[r[c] for c in cols] for r in rows]
-        )
-        return
-    import pyarrow as pa
-
-    arrow_batch = pa.table({c: [r[c] for r in rows] for c in cols})
-    conn.register("_sw_batch", arrow_batch)
-    try:
-        conn.execute(f"{verb} {table} ({collist}) SELECT {collist} FROM _sw_batch")
-    finally:
-        conn.unregister("_sw_batch")

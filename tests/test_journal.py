@@ -190,8 +190,8 @@ def _database_of_schema_8(db: Path, journal: Path, tmp_path: Path) -> None:
 
     import duckdb
 
+    from specwright.journal import apply_ops
     from specwright.migrations import MIGRATIONS, STORE_META_VERSION
-    from specwright.store import apply_ops
 
     scratch = Store(tmp_path / "scratch" / "specwright.duckdb")
     (tmp_path / "old-project").mkdir()
