@@ -34,6 +34,8 @@ def ensure_project(store: Store, root: Path | str, name: str | None = None) -> P
         "root": root_s,
         "created_at": utcnow(),
     }
+    if store.read_only:  # a database that can only be read: a project it does not hold is empty
+        return _project(row)
     store.insert("projects", row)
     return _project(store.query_dicts("SELECT * FROM projects WHERE id = ?", [row["id"]])[0])
 

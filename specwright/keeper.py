@@ -132,16 +132,16 @@ def acquire(path: Path) -> _Keeper:
         return keeper
 
 
-def opened(keeper: _Keeper, linger_s: float) -> None:
+def opened(keeper: _Keeper, linger_s: float, read_only: bool = False) -> None:
     """After a connection to ``keeper.path`` opened: make sure an idle one keeps the instance
-    (a cache hit in DuckDB's instance cache, microseconds)."""
+    (a cache hit in DuckDB's instance cache, microseconds; ``read_only`` as that one was)."""
     if linger_s <= 0:
         return
     import duckdb
 
     with _cond:
         if keeper.conn is None:
-            keeper.conn = duckdb.connect(str(keeper.path))
+            keeper.conn = duckdb.connect(str(keeper.path), read_only=read_only)
 
 
 def release(keeper: _Keeper, linger_s: float) -> None:

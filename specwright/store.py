@@ -47,6 +47,10 @@ _migrated: set[str] = set()
 # once per process per database file.
 _journal_roots: dict[str, Path] = {}
 JOURNAL_DIR_KEY = "journal_dir"
+# Databases this process opened read-only, with why (the file or its folder cannot be written):
+# DuckDB keeps one instance per file per process, so every later connection must ask the same.
+_read_only: dict[str, str] = {}
+_UNWRITABLE = re.compile(r"Read-only file system|Permission denied|Operation not permitted")
 
 # Tables written in bulk (imports from agents' logs, codexbar) or derived (caches): not
 # journaled, so a rebuild copies them from the previous database instead.
@@ -172,7 +176,7 @@ class Store:
             self._journal_recorded = True
         else:
             value = recorded or self._default_journal(created=created)
-        if value != recorded:
+        if value != recorded and not self.read_only:
             if recorded is not None:
                 log.warning(
                     "%s: journaling into %s from now on (it journaled into %s)",
@@ -205,9 +209,15 @@ class Store:
         with ExitStack() as marked:
             while True:
                 try:
-                    return duckdb.connect(str(self._key))
+                    return duckdb.connect(str(self._key), read_only=self.read_only)
                 except duckdb.IOException as exc:
                     text = str(exc)
+                    unwritable = None if self.read_only else _UNWRITABLE.search(text)
+                    if unwritable and self._key.is_file():
+                        # a file this process cannot write (a read-only mount, another user's
+                        # file): reports can still read it; a write says why it cannot
+                        _read_only[str(self._key)] = unwritable[0].lower()
+                        continue
                     if "lock" not in text.lower():
                         raise StoreError(f"{self.path}: cannot open the database: {text}") from None
                     if time.monotonic() >= deadline:
@@ -224,6 +234,16 @@ class Store:
                     delay = min(delay * 1.6, 0.2)
                 except duckdb.Error as exc:
                     raise StoreError(f"{self.path}: not a usable DuckDB database: {exc}") from None
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this process opened the database read-only (it cannot write the file)."""
+        return str(self._key) in _read_only
+
+    def read_only_error(self, then: str = "nothing was saved") -> StoreError:
+        """The error of a write to a database opened read-only, ending with ``then``."""
+        why = _read_only.get(str(self._key), "read-only")
+        return StoreError(f"{self.path}: the database can only be read here ({why}); {then}")
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -243,7 +263,7 @@ class Store:
         except BaseException:
             keeper.release(held, 0)
             raise
-        keeper.opened(held, self.linger_s)
+        keeper.opened(held, self.linger_s, self.read_only)
         self._local.conn = conn
         try:
             if str(self._key) not in _migrated:
@@ -271,6 +291,8 @@ class Store:
                 yield conn
             return
         with self.connect() as conn:
+            if self.read_only:
+                raise self.read_only_error()
             conn.execute("BEGIN TRANSACTION")
             self._local.in_tx = True
             try:
@@ -298,6 +320,8 @@ class Store:
 
     def _migrate(self, conn: duckdb.DuckDBPyConnection) -> list[int]:
         """Apply pending migrations, then read (or record) the database's own journal."""
+        if self.read_only:
+            return self._check_read_only(conn)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
             "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
@@ -332,6 +356,23 @@ class Store:
         if STORE_META_VERSION not in applied:
             self._own_journal(conn, created=current == 0)
         return applied
+
+    def _check_read_only(self, conn: duckdb.DuckDBPyConnection) -> list[int]:
+        """``_migrate`` for a database opened read-only: usable only at this schema version."""
+        current = self._current_version(conn)
+        if current != latest_version():
+            newer = current > latest_version()
+            raise StoreError(
+                f"{self.path}: can only be read here ({_read_only[str(self._key)]}) and its "
+                f"schema is version {current}; this Specwright reads version {latest_version()}"
+                + (
+                    ": upgrade Specwright"
+                    if newer
+                    else ": run `specwright db migrate` once where the file can be written"
+                )
+            )
+        self._own_journal(conn, created=False)
+        return []
 
     def _migrate_checked(self, conn: duckdb.DuckDBPyConnection) -> list[int]:
         """``_migrate``, with a database that opens but cannot be read (a truncated file, a
@@ -420,6 +461,8 @@ class Store:
         type, say) are marked aborted in the journal, so a rebuild does not replay them."""
         if not ops:
             return
+        if self.read_only:  # known from an earlier connection: no journal line to take back
+            raise self.read_only_error()
         logged = None if journaled else journal  # the journal these ops went to here
         if logged is not None:
             self.journal.append(logged, ops)

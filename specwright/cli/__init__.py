@@ -95,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecwrightError as exc:
         print(f"specwright: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        if "attached in read-only mode" not in str(exc):  # DuckDB's, from a direct write
+            raise
+        error = ctx.store.read_only_error("this command writes to it")
+        print(f"specwright: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("specwright: interrupted", file=sys.stderr)
         return 130

@@ -434,8 +434,14 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit({"rebuilt": str(target), "ops": count})
         return 0
     tmp = store.path.with_name(store.path.name + ".rebuild")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a rebuild that was killed
-        leftover.unlink(missing_ok=True)
+    try:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a rebuild that was killed
+            leftover.unlink(missing_ok=True)
+    except OSError as exc:  # a folder that cannot be written (a read-only mount)
+        raise SpecwrightError(
+            f"{tmp}: cannot write beside the database ({exc.strerror}); "
+            "`specwright db rebuild --output PATH` rebuilds it into another file"
+        ) from None
     count = store.rebuild_into(tmp)
     backup = _free_backup(store.path)
     store.release()  # checkpointed and closed before the file moves

@@ -1,0 +1,161 @@
+"""A database that this process cannot write (a read-only mount, another user's file): the
+reports still read it; a command that writes says so in one line and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult, run_specwright
+from tests.support_usage import write_claude_corpus
+
+
+def _keep_wal(db: Path) -> None:
+    """Leave the last writes in the WAL, as a process killed before its checkpoint does."""
+    import duckdb
+
+    conn = duckdb.connect(str(db))
+    conn.execute("PRAGMA disable_checkpoint_on_shutdown")
+    conn.execute("INSERT INTO store_meta VALUES ('read_only_test', 'in the wal')")
+    conn.close()
+    assert db.with_name(db.name + ".wal").exists()
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """``make(folder)``: ``folder`` as this process cannot write it: as root (no permission
+    stops root) a read-only bind mount of it; as another user, its modes without write bits.
+    Returns the folder to use."""
+    mounts: list[Path] = []
+    modes: list[Path] = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+                modes.append(path)
+            return folder
+        target = tmp_path / "ro"
+        target.mkdir()
+        done = subprocess.run(
+            ["mount", "-o", "bind,ro", str(folder), str(target)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"a read-only bind mount is refused here: {done.stderr.strip()}")
+        mounts.append(target)
+        return target
+
+    yield make
+    from specwright import keeper
+
+    keeper.close()  # the lingering instance holds the files open
+    for target in mounts:
+        subprocess.run(["umount", str(target)], check=True)
+    for path in modes:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    cfg = tmp_path / "claude"
+    write_claude_corpus(cfg, sessions=3, turns=12, days=2)
+    return cfg / "projects"
+
+
+def _daily(cli: Callable[..., CliResult], db: Path) -> list[dict[str, object]]:
+    res = cli("--db", str(db), "usage", "daily", "--json", "-z", "UTC")
+    assert res.code == 0, res.err
+    return json.loads(res.out)["daily"]  # type: ignore[no-any-return]
+
+
+def test_reports_read_a_database_that_cannot_be_written_and_writes_say_why(
+    tmp_path: Path, cli: Callable[..., CliResult], unwritable: Callable[[Path], Path], logs: Path
+) -> None:
+    folder = tmp_path / "shared"
+    db = folder / "specwright.duckdb"
+    assert cli("--db", str(db), "ingest", "claude-logs", str(logs)).code == 0
+    assert cli("--db", str(db), "spec", "new", "Count words").code == 0
+    expected = _daily(cli, db)
+    assert expected
+    from specwright import keeper
+
+    keeper.close()
+    _keep_wal(db)
+    ro = unwritable(folder) / db.name
+
+    assert _daily(cli, ro) == expected  # the WAL's writes read too
+    listed = cli("--db", str(ro), "spec", "list", "--json")
+    assert listed.code == 0, listed.err
+    assert [s["title"] for s in json.loads(listed.out)] == ["Count words"]
+    status = cli("--db", str(ro), "status")  # from a folder the database holds no project for
+    assert status.code == 0, status.err
+
+    more = write_claude_corpus(logs.parent, sessions=1, turns=3, days=1, seed=99, prefix="x")
+    assert more.files
+    for args in (("ingest", "claude-logs", str(logs)), ("spec", "new", "Another")):
+        res = cli("--db", str(ro), *args)
+        assert res.code != 0
+        assert "Traceback" not in res.err
+        (line,) = res.err.strip().splitlines()
+        assert str(ro) in line and "can only be read here" in line, line
+    assert _daily(cli, ro) == expected
+    assert [s["title"] for s in json.loads(cli("--db", str(ro), "spec", "list", "--json").out)] == [
+        "Count words"
+    ]
+
+
+def test_a_read_only_database_of_an_older_schema_names_the_migration(
+    tmp_path: Path, cli: Callable[..., CliResult], unwritable: Callable[[Path], Path]
+) -> None:
+    from specwright import keeper
+    from specwright.migrations import latest_version
+    from specwright.store import Store
+
+    folder = tmp_path / "old"
+    db = folder / "specwright.duckdb"
+    store = Store(db)
+    store.migrate()
+    with store.transaction() as conn:  # as a database last written by an older Specwright
+        conn.execute("DELETE FROM schema_version WHERE version = ?", [latest_version()])
+    keeper.close()
+    ro = unwritable(folder) / db.name
+    res = cli("--db", str(ro), "usage", "daily")
+    assert res.code != 0
+    (line,) = res.err.strip().splitlines()
+    assert f"schema is version {latest_version() - 1}" in line
+    assert "specwright db migrate" in line
+
+
+def test_rebuild_of_a_read_only_database_goes_to_another_file(
+    tmp_path: Path, unwritable: Callable[[Path], Path], logs: Path
+) -> None:
+    folder = tmp_path / "shared"
+    db = folder / "specwright.duckdb"
+    env = {"SPECWRIGHT_DB": str(db)}
+    assert run_specwright("ingest", "claude-logs", str(logs), env=env).returncode == 0
+    assert run_specwright("spec", "new", "Count words", env=env).returncode == 0
+    ro = unwritable(folder) / db.name
+    env = {"SPECWRIGHT_DB": str(ro)}
+
+    res = run_specwright("db", "rebuild", env=env)
+    assert res.returncode != 0
+    (line,) = res.stderr.strip().splitlines()
+    assert "cannot write beside the database" in line and "--output" in line
+
+    out = tmp_path / "elsewhere" / "rebuilt.duckdb"
+    res = run_specwright("db", "rebuild", "--output", str(out), env=env)
+    assert res.returncode == 0, res.stderr
+    daily = ["usage", "daily", "--json", "-z", "UTC"]
+    was = run_specwright(*daily, env=env)
+    now = run_specwright(*daily, env={"SPECWRIGHT_DB": str(out)})
+    assert json.loads(now.stdout) == json.loads(was.stdout)  # the imported usage came along
+    specs = run_specwright("spec", "list", "--json", env={"SPECWRIGHT_DB": str(out)})
+    assert [s["title"] for s in json.loads(specs.stdout)] == ["Count words"]
+    shutil.rmtree(out.parent)
