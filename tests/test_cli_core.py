@@ -256,3 +256,27 @@ def test_console_script_runs_in_a_subprocess(project: Path) -> None:
     assert json.loads(proc.stdout)["project"] == "proj"
     bad = run_specwright("-C", str(project), "spec", "show", "missing")
     assert bad.returncode == 2 and bad.stderr.startswith("specwright: error: spec 'missing'")
+
+
+@pytest.mark.parametrize("args", [("config", "show"), ("--json", "config", "show"), ("status",)])
+def test_output_cut_short_by_a_pipe_ends_quietly(project: Path, args: tuple[str, ...]) -> None:
+    """`specwright ... | head`: the reader is gone before anything is written (here: before the
+    process starts), so every write meets a closed pipe: exit 0, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "specwright.cli", "-C", str(project), *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

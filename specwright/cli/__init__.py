@@ -95,18 +95,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecwrightError as exc:
         print(f"specwright: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:
-        if "attached in read-only mode" not in str(exc):  # DuckDB's, from a direct write
-            raise
-        error = ctx.store.read_only_error("this command writes to it")
-        print(f"specwright: error: {error}", file=sys.stderr)
-        return error.exit_code
     except KeyboardInterrupt:
         print("specwright: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `specwright ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return 0
+    except Exception as exc:  # after BrokenPipeError and every error of ours
+        if "attached in read-only mode" not in str(exc):  # DuckDB's, from a direct write
+            raise
+        error = ctx.store.read_only_error("this command writes to it")
+        print(f"specwright: error: {error}", file=sys.stderr)
+        return error.exit_code
     finally:
         sys.stdout, sys.stderr = out, err
     return int(code or 0)
