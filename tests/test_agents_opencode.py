@@ -239,9 +239,14 @@ def _free_port() -> int:
 
 
 def test_server_down_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It says where the URL came from: OPENCODE_URL set (change it) or the config (set it)."""
     monkeypatch.setenv("OPENCODE_URL", f"http://127.0.0.1:{_free_port()}")
-    with pytest.raises(AgentError, match=r"is not reachable.*serve-opencode"):
+    with pytest.raises(AgentError, match=r"is not reachable.*serve-opencode.*change OPENCODE_URL"):
         run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
+    monkeypatch.delenv("OPENCODE_URL")
+    down = oc_config(url=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(AgentError, match=r"is not reachable.*serve.*`, or set OPENCODE_URL$"):
+        run(OpenCodeExecutor(down), Task("hi", tmp_path))
 
 
 @pytest.mark.parametrize(

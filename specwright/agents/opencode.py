@@ -155,10 +155,14 @@ class OpenCodeExecutor:
             raise AgentError(f"{self.url} is not an OpenCode server: {exc}") from None
         except ExchangeError as exc:
             if isinstance(exc.cause, httpx.ConnectError):
+                other = (  # where the URL came from is the other thing to change
+                    "or change OPENCODE_URL (it is set)"
+                    if os.environ.get("OPENCODE_URL")
+                    else "or set OPENCODE_URL"
+                )
                 raise AgentError(
                     f"OpenCode server at {self.url} is not reachable ({exc.cause}); start one "
-                    "with `specwright agents serve-opencode` or `opencode serve`, or set "
-                    "OPENCODE_URL"
+                    f"with `specwright agents serve-opencode` or `opencode serve`, {other}"
                 ) from None
             raise
         finally:
