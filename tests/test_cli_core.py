@@ -280,3 +280,22 @@ def test_output_cut_short_by_a_pipe_ends_quietly(project: Path, args: tuple[str,
         os.close(write)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_commands_that_only_read_record_no_project(project: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`status` and `spec list` from a folder the database knows nothing of leave it so; `spec
+    list` says where the specs are."""
+    assert cli("-C", str(project), "spec", "new", "Count words").code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for args in (("status",), ("spec", "list"), ("--json", "spec", "list")):
+        assert cli("-C", str(elsewhere), *args).code == 0
+    listed = cli("--json", "project", "list")
+    assert [p["root"] for p in json.loads(listed.out)] == [str(project.resolve())]
+    res = cli("-C", str(elsewhere), "spec", "list")
+    assert "(none)" in res.out
+    assert f"no specs in this project, {elsewhere.resolve()}; the database holds 1 spec" in res.out
+    assert "status --all" in res.out
+    assert cli("-C", str(elsewhere), "spec", "new", "Here").code == 0  # a write records it
+    listed = cli("--json", "project", "list")
+    assert len(json.loads(listed.out)) == 2

@@ -76,11 +76,20 @@ class Context:
             self._store = Store(self.db_path)
         return self._store
 
-    def project(self) -> Project:
-        """The project row for ``project_dir`` (created on first use)."""
+    def project(self, *, create: bool = True) -> Project:
+        """The project row for ``project_dir``, created on first use; with ``create=False``
+        (commands that only read) a project the database does not hold is not recorded, and
+        reads as one with nothing in it."""
         from specwright.catalog import ensure_project
 
         self._check_dir()
+        if not create:
+            from specwright.model import Project, new_id, utcnow
+
+            root = str(self.project_dir.resolve())
+            rows = self.store.query_dicts("SELECT * FROM projects WHERE root = ?", [root])
+            if not rows:
+                return Project(new_id(), self.project_dir.resolve().name, root, utcnow())
         return ensure_project(self.store, self.project_dir)
 
     def use_spec(self, ref: str) -> Spec:

@@ -196,7 +196,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
     store = ctx.store
     with store.connect():
-        project = ctx.project()
+        project = ctx.project(create=False)
         every = bool(args.all) or not list_specs(store, project)
         where = "" if every else "WHERE s.project_id = ?"
         params = [] if every else [project.id]
@@ -291,10 +291,20 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
 def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_specs
 
+    with ctx.store.connect():
+        project = ctx.project(create=False)
+        specs = list_specs(ctx.store, project)
+        others = 0 if specs or ctx.json else ctx.store.query("SELECT count(*) FROM specs")[0][0]
     ctx.emit(
-        [_spec_dict(s) for s in list_specs(ctx.store, ctx.project())],
+        [_spec_dict(s) for s in specs],
         ["slug", "title", "status", "id", "created_at"],
     )
+    if others:
+        print(
+            f"(no specs in this project, {project.root}; the database holds {others} "
+            f"spec{'s' if others != 1 else ''} of other projects: `specwright status --all` "
+            "lists them, `-C DIR` works in one)"
+        )
     return 0
 
 
