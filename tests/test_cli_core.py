@@ -131,6 +131,11 @@ BAD_INPUTS = [
     (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
     (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number >= 1"),
     (["worker", "--concurrency", "-1"], "argument --concurrency: expected a whole number"),
+    (
+        ["agents", "check", "scripted", "--timeout", "0"],
+        "argument --timeout: expected a number > 0",
+    ),
+    (["agents", "check", "scripted", "--timeout", "inf"], "--timeout: expected a number > 0"),
 ]
 
 

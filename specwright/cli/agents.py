@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specwright.cli.common import positive_float
 from specwright.errors import SpecwrightError
 
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--workdir", metavar="DIR", help="where the agent runs (default: an empty temp dir)"
     )
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds (300)")
+    p.add_argument(
+        "--timeout", type=positive_float, default=300.0, metavar="S", help="seconds (300)"
+    )
     p.set_defaults(handler=cmd_check)
 
     p = ag.add_parser(

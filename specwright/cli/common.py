@@ -214,6 +214,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (seconds: a timeout of 0 would end at once)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 class SafeStream:
     """A text stream writing through ``inner`` with control characters shown as '?': whatever
     the CLI prints (titles, reasons and findings that came from an agent or a model among it)

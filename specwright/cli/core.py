@@ -41,10 +41,10 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_spec_new)
     spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list)
     p = spec.add_parser("show", help="a spec with its chunks")
-    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("spec", help="spec slug, id or id prefix")
     p.set_defaults(handler=cmd_spec_show)
     p = spec.add_parser("delete", help="delete a spec (refused if it has runs, unless --force)")
-    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("spec", help="spec slug, id or id prefix")
     p.add_argument(
         "--force",
         action="store_true",
@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(handler=cmd_spec_delete)
     p = spec.add_parser("export", help="write a spec to .handoff/specs/<slug>.md")
-    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("spec", help="spec slug, id or id prefix")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead ('-' for stdout)")
     p.set_defaults(handler=cmd_spec_export)
     p = spec.add_parser("import", help="create or update a spec from a spec file")
@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
         dest="sub", metavar="SUBCOMMAND", required=True
     )
     p = chunk.add_parser("add", help="add a chunk to a spec")
-    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("spec", help="spec slug, id or id prefix")
     p.add_argument("title")
     p.add_argument("--prompt", default="", help="what the agent should do")
     p.add_argument(
@@ -88,10 +88,10 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="a file this chunk is expected to change; repeatable",
     )
-    p.add_argument("--budget", type=float, metavar="USD")
+    p.add_argument("--budget", type=float, metavar="USD", help="budget for this chunk")
     p.set_defaults(handler=cmd_chunk_add)
     p = chunk.add_parser("list", help="list a spec's chunks")
-    p.add_argument("spec", help="spec slug or id")
+    p.add_argument("spec", help="spec slug, id or id prefix")
     p.set_defaults(handler=cmd_chunk_list)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(

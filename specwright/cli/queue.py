@@ -15,10 +15,12 @@ def register(sub: Any) -> None:
     )
     p = q.add_parser("add", help="put a run-all of SPEC on the queue")
     p.add_argument("spec", help="spec slug or id")
-    p.add_argument("--executor", metavar="NAME")
-    p.add_argument("--reviewer", metavar="NAME")
-    p.add_argument("--parallel", type=positive_int, metavar="N")
-    p.add_argument("--max-iterations", type=positive_int, metavar="N")
+    p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
+    p.add_argument("--reviewer", metavar="NAME", help="reviewer from config")
+    p.add_argument(
+        "--parallel", type=positive_int, metavar="N", help="chunks at once (default: config, 1)"
+    )
+    p.add_argument("--max-iterations", type=positive_int, metavar="N", help="attempts per chunk")
     p.set_defaults(handler=cmd_add)
     p = q.add_parser("list", help="queued, running and finished items")
     p.add_argument("--all", action="store_true", help="include finished and cancelled items")
