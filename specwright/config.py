@@ -3,7 +3,9 @@
 The dataclasses below are the reference for the YAML: each field is a key, its comment says what
 it means. ``${VAR}`` and ``${VAR:-default}`` are substituted in every string value. Unknown keys,
 wrong types and dangling references (``defaults.executor`` naming no executor) are errors that
-name the file, the line and the key path. Without a file, ``Config.default()`` applies.
+name the file, the line and the key path. Without a file, ``Config.default()`` applies; a file
+that leaves out `tools.executors`, `tools.planners` or `tools.reviewers` gets that section's
+built-in entries (the scripted executor and the checks reviewer are always there).
 """
 
 from __future__ import annotations
@@ -80,9 +82,13 @@ class VerifyStep:
 
 @dataclass(frozen=True)
 class Defaults:
-    executor: str = "claude-code"
-    planner: str = "claude"
-    reviewer: str = "checks"
+    """What a command uses when it names none. Left out, ``executor``, ``planner`` and
+    ``reviewer`` are the built-in default below when the file lists one of that name (or lists
+    none: the built-in entries apply), else the first one the file lists."""
+
+    executor: str = "claude-code"  # an executor's name
+    planner: str = "claude"  # a planner's name
+    reviewer: str = "checks"  # a reviewer's name
     max_iterations: int = 3  # YAML key: maxIterations
     budget_usd: float | None = None  # per spec; also the per-chunk cap unless a chunk sets one
     rollback: str = "rollback"  # rollback: reset failed attempts to the base; keep: build on them
@@ -357,6 +363,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
     # A section the file leaves out falls back to the built-in entries of that section.
     if source is not None:
         builtin = Config.default()
+        executors = executors or dict(builtin.executors)
         executors.setdefault("scripted", builtin.executors["scripted"])
         planners = planners or dict(builtin.planners)
         reviewers = reviewers or dict(builtin.reviewers)

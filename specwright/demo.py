@@ -10,6 +10,7 @@ scripted run are synthetic and labelled so. Re-running starts clean.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specwright import catalog
+from specwright.errors import SpecwrightError, ValidationError
 
 if TYPE_CHECKING:
     from specwright.model import Spec
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 MARKER = ".specwright-demo"
 SPEC_TITLE = "Word statistics for textstats"
 PROJECT_NAME = "textstats (demo)"
+_EXPECTED = "expected a new or empty directory, or an earlier demo"
 
 FILES = {
     "README.md": "# textstats\n\nWord statistics for plain text (the Specwright demo project).\n",
@@ -205,21 +208,76 @@ def _git(root: Path, *args: str) -> None:
     subprocess.run(["git", *env_identity, *args], cwd=root, check=True, capture_output=True)
 
 
+def report_path(db: Path) -> Path:
+    """Where `specwright demo` writes its HTML report: beside the database and named after it
+    (``data/specwright.duckdb`` -> ``data/specwright-demo-report.html``), so demos with
+    different databases in one folder keep their own."""
+    return db.parent / f"{db.stem}-demo-report.html"
+
+
+def check_executor(executor: str | None) -> None:
+    """Refuse an executor the demo's config does not have (a one-line ConfigError)."""
+    from specwright import config as config_mod
+
+    config_mod.load_text(config_yaml(), source="the demo's config").executor(executor)
+
+
 def check_replaceable(root: Path) -> None:
     """Refuse a ``root`` that holds something other than an earlier demo (an error)."""
     if root.exists() and not (root / MARKER).exists() and any(root.iterdir()):
-        from specwright.errors import SpecwrightError
+        raise ValidationError(
+            f"{root}: exists and is not a Specwright demo; not touching it ({_EXPECTED})"
+        )
 
-        raise SpecwrightError(f"{root}: exists and is not a Specwright demo; not touching it")
+
+def check_dir(root: Path) -> None:
+    """Make sure the demo can be built at ``root`` before anything is written anywhere: it is
+    absent, an empty directory or an earlier demo, and writable. Creates it when absent; every
+    problem is a one-line ValidationError naming the path."""
+    root = root.resolve()
+    try:
+        if root.exists() and not root.is_dir():
+            raise ValidationError(f"{root}: exists and is not a directory; {_EXPECTED}")
+        if root.exists() and not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+            raise ValidationError(f"{root}: cannot write there (permission denied); {_EXPECTED}")
+        check_replaceable(root)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file or cannot be written, a read-only disk
+        raise ValidationError(
+            f"{root}: cannot create the demo directory ({exc.strerror or exc}); {_EXPECTED}"
+        ) from None
+
+
+def check(root: Path, executor: str | None = None) -> None:
+    """Every argument of `specwright demo`, before anything is built or recorded."""
+    check_executor(executor)
+    check_dir(root)
 
 
 def create_project(root: Path) -> None:
     """Write the sample project and make it a git repository with one commit."""
+    check_replaceable(root)
+    try:
+        _write_project(root)
+    except OSError as exc:
+        where = exc.filename or root
+        raise SpecwrightError(
+            f"{where}: cannot write the demo project ({exc.strerror or exc})"
+        ) from None
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "textstats: skeleton with a failing test suite")
+
+
+def _write_project(root: Path) -> None:
     import yaml
 
-    check_replaceable(root)
-    if root.exists():
-        shutil.rmtree(root)
+    # an earlier demo's contents go, the directory stays (its parent need not be writable)
+    for child in root.iterdir() if root.exists() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     for rel, text in FILES.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,9 +287,6 @@ def create_project(root: Path) -> None:
     (root / ".handoff" / "demo-script.yaml").write_text(
         yaml.safe_dump(SCRIPT, sort_keys=False, width=100), encoding="utf-8"
     )
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "textstats: skeleton with a failing test suite")
 
 
 def reset(store: Store, root: Path) -> None:
@@ -252,8 +307,10 @@ def reset(store: Store, root: Path) -> None:
 
 
 def prepare(store: Store, root: Path) -> Spec:
-    """Build the demo project and its spec (replacing an earlier demo at ``root``)."""
+    """Build the demo project and its spec (replacing an earlier demo at ``root``); a ``root``
+    it cannot use is refused before anything is recorded."""
     root = root.resolve()
+    check_dir(root)
     reset(store, root)
     create_project(root)
     project = catalog.ensure_project(store, root, name=PROJECT_NAME)
@@ -281,11 +338,13 @@ def run(
     parallel: int = 1,
     on_progress: ProgressSink | None = None,
 ) -> RunAllResult:
-    """Build the demo project and spec, then run it end to end."""
+    """Build the demo project and spec, then run it end to end; bad arguments are refused
+    before anything is built or recorded."""
     from specwright import config as config_mod
     from specwright.runner import run_all
 
     root = root.resolve()
+    check_executor(executor)
     spec = prepare(store, root)
     return run_all(
         store,

@@ -219,3 +219,26 @@ def test_unreadable_file_is_clear(tmp_path: Path) -> None:
     (tmp_path / ".handoff" / "config.yaml").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match=r"config\.yaml:1: cannot read: not UTF-8 \(byte 0xff\)"):
         load(tmp_path)
+
+
+def test_default_executor_when_the_file_names_none(tmp_path: Path) -> None:
+    """No `executors:` section: the built-in ones and their default, like no file at all (not
+    the scripted fake). Executors listed without `defaults.executor`: the built-in default's
+    name if listed, else the first one listed."""
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text("defaults: {parallel: 2}\n")
+    config = load(tmp_path)
+    builtin = Config.default()
+    assert config.defaults.parallel == 2
+    assert config.executors == builtin.executors
+    assert config.defaults.executor == builtin.defaults.executor == "claude-code"
+    assert config.executor().type == "claude-code"
+    for listed, default in [
+        ("{}", "claude-code"),
+        ("{glm: {type: opencode}, cc: {type: claude-code}}", "glm"),
+        ("{glm: {type: opencode}, claude-code: {type: claude-code}}", "claude-code"),
+        ("{mine: {type: scripted}}", "mine"),
+    ]:
+        config = load_text(f"tools: {{executors: {listed}}}\n", "cfg.yaml")
+        assert (config.defaults.executor, config.executor().name) == (default, default), listed
+        assert "scripted" in config.executors  # the built-in fake stays available

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
+
 from specwright import demo
+from specwright.demo import report_path
 from specwright.store import Store
 from tests.conftest import git, run_specwright
 
@@ -55,6 +59,10 @@ def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
     assert "Count words" in again.stdout and "shipped: all 3 chunks shipped" in again.stdout
     assert f"database: {db}" in again.stdout
     assert store.query("SELECT count(*) FROM specs")[0][0] == 1  # the old demo was replaced
+    # the report is named after its database, so demos with other databases keep their own
+    assert out["report"] == str(db.parent / "specwright-demo-report.html")
+    assert Path(out["report"]).is_file() and f"report:   {out['report']}" in again.stdout
+    assert report_path(work / "b.duckdb") == work / "b-demo-report.html"
 
 
 def test_demo_into_a_real_project_refuses_and_keeps_its_specs(
@@ -79,3 +87,55 @@ def test_demo_into_a_real_project_refuses_and_keeps_its_specs(
     Store(db).query("UPDATE projects SET root = ?", [str(gone)])
     demo.reset(Store(db), gone)
     assert kept()
+
+
+def _refused(tmp_path: Path, *args: str) -> str:
+    """Run `specwright demo ARGS`, which must fail at once: exit 2, one line on stderr, nothing
+    printed, no database made; returns the message."""
+    db = tmp_path / "db" / "specwright.duckdb"
+    proc = run_specwright("demo", *args, cwd=tmp_path, env={"SPECWRIGHT_DB": str(db)})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert not db.parent.exists()
+    return proc.stderr.removeprefix("specwright: error: ").strip()
+
+
+def test_demo_with_an_unknown_executor_builds_and_records_nothing(tmp_path: Path) -> None:
+    where = tmp_path / "demo3"
+    message = _refused(tmp_path, "--executor", "nope", "--dir", str(where))
+    assert (
+        message
+        == "the demo's config: tools.executors: no executor 'nope'; expected one of scripted"
+    )
+    assert not where.exists()
+
+
+def test_demo_dir_it_cannot_use_is_one_line(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    expected = "expected a new or empty directory, or an earlier demo"
+    assert _refused(tmp_path, "--dir", str(afile)) == (
+        f"{afile}: exists and is not a directory; {expected}"
+    )
+    assert _refused(tmp_path, "--dir", str(afile / "demo")) == (
+        f"{afile / 'demo'}: cannot create the demo directory (Not a directory); {expected}"
+    )
+    busy = tmp_path / "busy"
+    (busy / "notes").mkdir(parents=True)
+    assert _refused(tmp_path, "--dir", str(busy)) == (
+        f"{busy}: exists and is not a Specwright demo; not touching it ({expected})"
+    )
+    assert afile.read_text() == "mine\n" and [p.name for p in busy.iterdir()] == ["notes"]
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write in any directory"
+)
+def test_demo_dir_in_a_folder_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        message = _refused(tmp_path, "--dir", str(locked / "demo"))
+    finally:
+        locked.chmod(0o755)
+    assert message.startswith(f"{locked / 'demo'}: cannot create the demo directory (")

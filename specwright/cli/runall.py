@@ -78,12 +78,14 @@ def register(sub: Any) -> None:
         help="the whole loop offline: a sample project, a 3-chunk spec, a scripted agent",
         description="Build a small Python project with a failing test suite under data/demo/, "
         "a spec of three chunks, and run it with the scripted executor, the checks reviewer and "
-        "pytest. Runs offline; re-running starts clean.",
+        "pytest. Runs offline; re-running starts clean. The usage dashboard goes beside the "
+        "database as <database name>-demo-report.html.",
     )
     p.add_argument(
         "--dir",
         metavar="DIR",
-        help="where to build the demo project (default: data/demo under the project directory)",
+        help="where to build the demo project: absent, empty or an earlier demo "
+        "(default: data/demo under the project directory)",
     )
     p.add_argument(
         "--executor", metavar="NAME", help="executor from the demo's config (default: scripted)"
@@ -320,6 +322,7 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import demo
 
     root = Path(args.dir).resolve() if args.dir else ctx.project_dir / "data" / "demo"
+    demo.check(root, args.executor)  # bad arguments: nothing built, nothing recorded
     printer = None if ctx.json else Printer()
     if printer is not None:
         print(
@@ -362,6 +365,8 @@ def _write_report(ctx: Context) -> str | None:
     """The usage dashboard beside the database, when the report module is available."""
     import importlib
 
+    from specwright.demo import report_path
+
     try:
         report = importlib.import_module("specwright.report")
     except ImportError:
@@ -369,6 +374,6 @@ def _write_report(ctx: Context) -> str | None:
     write = getattr(report, "write_html", None)
     if write is None:
         return None
-    path = ctx.db_path.parent / "demo-report.html"
+    path = report_path(ctx.db_path)
     write(ctx.store, path)
     return str(path)
