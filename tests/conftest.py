@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -129,3 +130,37 @@ def run_specwright(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """``make(folder)``: ``folder`` as this process cannot write it: as root (no permission
+    stops root) a read-only bind mount of it; as another user, its modes without write bits.
+    Returns the folder to use."""
+    mounts: list[Path] = []
+    modes: list[Path] = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+                modes.append(path)
+            return folder
+        target = tmp_path / "ro"
+        target.mkdir()
+        done = subprocess.run(
+            ["mount", "-o", "bind,ro", str(folder), str(target)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"a read-only bind mount is refused here: {done.stderr.strip()}")
+        mounts.append(target)
+        return target
+
+    yield make
+    from specwright import keeper
+
+    keeper.close()  # the lingering instance holds the files open
+    for target in mounts:
+        subprocess.run(["umount", str(target)], check=True)
+    for path in modes:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from specwright import demo
 from specwright.demo import report_path
@@ -128,14 +126,11 @@ def test_demo_dir_it_cannot_use_is_one_line(tmp_path: Path) -> None:
     assert afile.read_text() == "mine\n" and [p.name for p in busy.iterdir()] == ["notes"]
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write in any directory"
-)
-def test_demo_dir_in_a_folder_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+def test_demo_dir_in_a_folder_it_cannot_write_is_one_line(
+    tmp_path: Path, unwritable: Callable[[Path], Path]
+) -> None:
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    try:
-        message = _refused(tmp_path, "--dir", str(locked / "demo"))
-    finally:
-        locked.chmod(0o755)
+    locked.mkdir()
+    locked = unwritable(locked)
+    message = _refused(tmp_path, "--dir", str(locked / "demo"))
     assert message.startswith(f"{locked / 'demo'}: cannot create the demo directory (")

@@ -4,11 +4,8 @@ reports still read it; a command that writes says so in one line and changes not
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,40 +23,6 @@ def _keep_wal(db: Path) -> None:
     conn.execute("INSERT INTO store_meta VALUES ('read_only_test', 'in the wal')")
     conn.close()
     assert db.with_name(db.name + ".wal").exists()
-
-
-@pytest.fixture
-def unwritable(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
-    """``make(folder)``: ``folder`` as this process cannot write it: as root (no permission
-    stops root) a read-only bind mount of it; as another user, its modes without write bits.
-    Returns the folder to use."""
-    mounts: list[Path] = []
-    modes: list[Path] = []
-
-    def make(folder: Path) -> Path:
-        if os.geteuid() != 0:
-            for path in [folder, *folder.rglob("*")]:
-                path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-                modes.append(path)
-            return folder
-        target = tmp_path / "ro"
-        target.mkdir()
-        done = subprocess.run(
-            ["mount", "-o", "bind,ro", str(folder), str(target)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            pytest.skip(f"a read-only bind mount is refused here: {done.stderr.strip()}")
-        mounts.append(target)
-        return target
-
-    yield make
-    from specwright import keeper
-
-    keeper.close()  # the lingering instance holds the files open
-    for target in mounts:
-        subprocess.run(["umount", str(target)], check=True)
-    for path in modes:
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 @pytest.fixture
