@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from specwright.errors import NotFoundError, StoreError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
@@ -147,17 +147,39 @@ def _check_budget(budget_usd: float | None, what: str) -> None:
         raise ValidationError(f"{what} {budget_usd!r}: expected a number of dollars >= 0")
 
 
+MIN_ID_PREFIX = 4  # a shorter prefix is not resolved: `01` starts every id made these years
+
+
 def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
     rows = store.query_dicts(
         f"SELECT * FROM {table} WHERE id::VARCHAR = ? {extra_sql}", [ref, *params]
     )
     if rows:
         return rows
-    if len(ref) >= 4:
+    if len(ref) >= MIN_ID_PREFIX:
         return store.query_dicts(
             f"SELECT * FROM {table} WHERE starts_with(id::VARCHAR, ?) {extra_sql}", [ref, *params]
         )
     return []
+
+
+def _refuse_short_prefix(
+    store: Store, table: str, ref: str, extra_sql: str, params: list[Any], noun: str
+) -> None:
+    """For a ref nothing matched: when it is the start of ids, too short to resolve, say that
+    rather than that there is no such thing."""
+    if not ref or len(ref) >= MIN_ID_PREFIX:
+        return
+    [(n,)] = store.query(
+        f"SELECT count(*) FROM {table} WHERE starts_with(id::VARCHAR, ?) {extra_sql}",
+        [ref, *params],
+    )
+    if n > 1:
+        raise NotFoundError(f"{noun} {ref!r}: ambiguous, matches {n} {noun}s; use more of the id")
+    if n == 1:
+        raise NotFoundError(
+            f"{noun} {ref!r}: too short an id prefix; use at least {MIN_ID_PREFIX} characters"
+        )
 
 
 def _find_specs(store: Store, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
@@ -191,6 +213,7 @@ def get_spec(store: Store, ref: str, project: Project | None = None) -> Spec:
                 f"{', '.join(elsewhere)}: run with -C {elsewhere[0]}"
             )
     if not rows:
+        _refuse_short_prefix(store, "specs", ref, extra, params, "spec")
         raise NotFoundError(f"spec {ref!r}: no such spec (see `specwright spec list`)")
     if len(rows) > 1:
         raise NotFoundError(f"spec {ref!r}: ambiguous, matches {len(rows)} specs; use the full id")
@@ -368,15 +391,35 @@ def get_chunk(store: Store, ref: str, spec: Spec | None = None) -> Chunk:
     if not rows:
         rows = _resolve(store, "chunks", ref, extra, params)
     if not rows:
-        raise NotFoundError(f"chunk {ref!r}: no such chunk (see `specwright chunk list SPEC`)")
+        _no_such_chunk(store, ref, spec)
     if len(rows) > 1:
-        raise NotFoundError(f"chunk {ref!r}: ambiguous, matches {len(rows)} chunks")
+        raise NotFoundError(
+            f"chunk {ref!r}: ambiguous, matches {len(rows)} chunks; use more of the id"
+        )
     row = rows[0]
     deps = [
         r[0]
         for r in store.query("SELECT depends_on_id FROM chunk_deps WHERE chunk_id = ?", [row["id"]])
     ]
     return _chunk(row, deps)
+
+
+def _no_such_chunk(store: Store, ref: str, spec: Spec | None) -> NoReturn:
+    """Raise the error for a chunk ref nothing matched, naming the spec it was looked up in."""
+    if spec is None:
+        _refuse_short_prefix(store, "chunks", ref, "", [], "chunk")
+        raise NotFoundError(
+            f"chunk {ref!r}: no such chunk (name one by spec and position, e.g. `my-spec:2`; "
+            "`specwright spec list` shows the specs)"
+        )
+    if not ref.isdigit():  # a position is never an id prefix here: `demo:0` is not every id
+        _refuse_short_prefix(store, "chunks", ref, "AND spec_id = ?", [spec.id], "chunk")
+    [(n,)] = store.query("SELECT count(*) FROM chunks WHERE spec_id = ?", [spec.id])
+    has = f"it has {n} chunk{'s' if n != 1 else ''}" if n else "it has no chunks"
+    raise NotFoundError(
+        f"chunk {ref if ref.isdigit() else repr(ref)} of spec {spec.slug!r}: no such chunk "
+        f"({has}: see `specwright chunk list {spec.slug}`)"
+    )
 
 
 def add_chunk(

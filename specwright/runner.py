@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
 from specwright.loop import ChunkResult, Progress, run_chunk
+from specwright.loop.lines import interrupted_by
+from specwright.loop.records import Heartbeat
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import recover_interrupted
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
@@ -74,28 +76,6 @@ class RunAllResult:
 # --- run-all --------------------------------------------------------------------------------
 
 
-class _Heartbeat:
-    def __init__(self, store: Store, run_id: str, every_s: float = 10.0) -> None:
-        self.store, self.run_id, self.every_s = store, run_id, every_s
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
-
-    def _beat(self) -> None:
-        while not self.stop.wait(self.every_s):
-            try:
-                self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
-            except Exception as exc:
-                log.warning("heartbeat of run %s failed: %s", self.run_id, exc)
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
 class _RunAll:
     def __init__(
         self,
@@ -122,6 +102,7 @@ class _RunAll:
         self.run_id, self.group_id = run_id, group_id
         self.workdir, self.fresh = workdir, fresh
         self.results: dict[str, ChunkSummary] = {}
+        self.interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one stopped the run
         # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
         # (their summaries, for the prompts of their dependents) is kept here instead
         self.summaries: dict[str, str | None] | None = {} if workdir is not None else None
@@ -168,6 +149,8 @@ class _RunAll:
                 cost_usd=result.cost_usd if result else 0.0,
                 run_id=result.run_id if result else None,
             )
+            if result is not None and result.interrupted_by:
+                self.interrupted_by = self.interrupted_by or result.interrupted_by
             if self.summaries is not None and result is not None and result.shipped:
                 self.summaries[chunk.id] = result.summary
 
@@ -324,6 +307,8 @@ class _RunAll:
                         f.result()
                 except BaseException as exc:  # Ctrl-C, SIGTERM, a crash: stop the wave's
                     stopped = exc  # agents and wait for them, then keep what shipped
+                    if isinstance(exc, KeyboardInterrupt):
+                        self.interrupted_by = interrupted_by(exc)
                     self.cancel.set()
                     self.progress("cancel", None, "stopping: waiting for the wave's agents")
                     wait(futures.values())
@@ -522,7 +507,7 @@ def run_all(
         job.parallel = 1  # a compared executor runs its chunks one by one in its own tree
     status, reason = "failed", "run-all stopped by an error"
     try:
-        with _Heartbeat(store, run_id):
+        with Heartbeat(store, run_id, 10.0):
             job.execute(chunks)
         summaries = [job.results.get(c.id) for c in chunks]
         shipped = sum(1 for s in summaries if s and s.status == "shipped")
@@ -539,16 +524,17 @@ def run_all(
                 "shipped",
                 f"all {shipped} chunks shipped" if shipped != 1 else "its chunk shipped",
             )
-        elif job.cancel.is_set():
-            status, reason = "cancelled", f"cancelled; {shipped}/{len(chunks)} chunks shipped"
+        elif job.cancel.is_set():  # the status says cancelled: the reason says why, if known
+            why = f"interrupted ({job.interrupted_by}); " if job.interrupted_by else ""
+            status, reason = "cancelled", f"{why}{shipped}/{len(chunks)} chunks shipped"
         else:
             bad = [s for s in summaries if s and s.status != "shipped"]
             first = bad[0] if bad else None
             reason = f"{shipped}/{len(chunks)} chunks shipped" + (
                 f"; chunk {first.position} {first.status}: {_clip(first.reason)}" if first else ""
             )
-    except KeyboardInterrupt:
-        status, reason = "cancelled", "interrupted by the user"
+    except KeyboardInterrupt as exc:
+        status, reason = "cancelled", f"interrupted ({interrupted_by(exc)})"
         raise
     finally:
         done = utcnow()

@@ -88,7 +88,12 @@ def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., 
         "no executor 'nope'; expected one of"
         in cli("-C", c, "run", "demo:1", "--executor", "nope").err
     )
-    assert cli("-C", c, "run", "demo:9").code == 2
+    missing = cli("-C", c, "run", "demo:9")
+    assert missing.code == 2
+    assert missing.err.strip() == (
+        "specwright: error: chunk 9 of spec 'demo': no such chunk "
+        "(it has 1 chunk: see `specwright chunk list demo`)"
+    )
     assert "expected an integer >= 1" in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
 
 
@@ -126,7 +131,8 @@ def test_signal_cancels_the_run_and_kills_the_agent(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == code, err
-    assert "cancelled" in out and "Ctrl-C" in out
+    sender = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert f"cancelled after 1 iteration(s): interrupted ({sender}) (work tree at" in out, out
     agent = int(pidfile.read_text())
     from tests.support_agents import alive, wait_gone
 
@@ -135,8 +141,8 @@ def test_signal_cancels_the_run_and_kills_the_agent(
     wait_gone(agent)
     assert not alive(agent)
     store = Store(os.environ["SPECWRIGHT_DB"])
-    [run] = rows(store, "SELECT status FROM runs")
-    assert run["status"] == "cancelled"
+    [run] = rows(store, "SELECT status, reason FROM runs")
+    assert run == {"status": "cancelled", "reason": f"cancelled: interrupted ({sender})"}
     no_running_rows(store)
     assert git(repo, "status", "--porcelain") == ""
     assert (repo / "calc.py").read_text().startswith("def add")
@@ -146,3 +152,63 @@ def test_signal_cancels_the_run_and_kills_the_agent(
 def test_run_help(flag: str, cli: Callable[..., CliResult]) -> None:
     r = cli("run", flag)
     assert r.code == 0 and "--max-iterations" in r.out and "--reviewer" in r.out
+
+
+def test_run_warns_of_dependencies_that_have_not_shipped(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Chunk 3 needs 1 and 2: run alone, it goes ahead without their summaries, and says so on
+    stderr (stdout stays the JSON asked for); a shipped dependency is not named."""
+    nothing = [{"say": "nothing"}]
+    repo = project(tmp_path, {"1": GOOD, "2": nothing, "3": nothing})
+    c = str(repo)
+    cli("-C", c, "spec", "new", "Demo")
+    cli("-C", c, "chunk", "add", "demo", "Add mul")
+    cli("-C", c, "chunk", "add", "demo", "Use mul", "--depends-on", "1")
+    cli("-C", c, "chunk", "add", "demo", "Document", "--depends-on", "1", "--depends-on", "2")
+    once = ("--max-iterations", "1", "--no-baseline")
+
+    first = cli("-C", c, "--json", "run", "demo:3", *once)
+    assert first.code == 1 and json.loads(first.out)["status"] == "failed"
+    assert first.err.splitlines() == [
+        "specwright: warning: chunk 3 'Document' depends on chunk 1 'Add mul' (pending), "
+        "chunk 2 'Use mul' (pending): it runs without those chunks' summaries"
+    ]
+    shipped = cli("-C", c, "run", "demo:1", *once)
+    assert shipped.code == 0 and shipped.err == "", shipped.err
+    after_ship = cli("-C", c, "run", "demo:2", *once)
+    assert after_ship.code == 1 and "warning" not in after_ship.err, after_ship.err
+    again = cli("-C", c, "run", "demo:3", *once)
+    assert again.err.splitlines()[0] == (
+        "specwright: warning: chunk 3 'Document' depends on chunk 2 'Use mul' (failed): "
+        "it runs without that chunk's summary"
+    )
+    assert again.out.splitlines()[0].startswith("chunk 3 'Document': executor scripted")
+
+
+def test_id_prefixes_that_match_several_ids_are_ambiguous(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    repo = project(tmp_path, {"1": GOOD})
+    c = str(repo)
+    cli("-C", c, "spec", "new", "Demo")
+    cli("-C", c, "spec", "new", "Other")
+    for title in ("One", "Two"):
+        assert cli("-C", c, "chunk", "add", "demo", title).code == 0
+    ids = [row["id"] for row in json.loads(cli("-C", c, "--json", "chunk", "list", "demo").out)]
+    common = ids[0][:4]  # a UUIDv7 starts with its time: these 4 characters last 50 days
+    assert ids[1].startswith(common)
+    for ref in ("0", common[:2], common):
+        r = cli("-C", c, "run", ref)
+        assert r.code == 2
+        assert r.err.strip() == (
+            f"specwright: error: chunk {ref!r}: ambiguous, matches 2 chunks; use more of the id"
+        )
+    unknown = cli("-C", c, "run", "nope")
+    assert unknown.code == 2 and "chunk 'nope': no such chunk (name one by spec and " in unknown.err
+    assert "SPEC" not in unknown.err
+    spec = cli("-C", c, "spec", "show", "01")
+    assert spec.code == 2
+    assert spec.err.strip() == (
+        "specwright: error: spec '01': ambiguous, matches 2 specs; use more of the id"
+    )

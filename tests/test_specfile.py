@@ -356,6 +356,13 @@ def test_spec_from_another_project_is_refused(store: Store, tmp_path: Path) -> N
 # --- CLI --------------------------------------------------------------------------------------
 
 
+def test_cli_import_counts_one_chunk_in_the_singular(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "one.md").write_text("---\ntitle: One thing\n---\n\n## Chunk 1: Do it\n")
+    res = cli("-C", str(tmp_path), "spec", "import", str(tmp_path / "one.md"))
+    assert res.code == 0, res.err
+    assert res.out.startswith(f"imported spec one-thing (1 chunk) from {tmp_path / 'one.md'}  ")
+
+
 def test_cli_export_import(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "login.md").write_text(HAND)

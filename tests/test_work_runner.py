@@ -1,5 +1,5 @@
-"""Run-all and compare interrupted as a user interrupts them: Ctrl-C mid-wave, kill -9 mid-wave
-then resume, a merge conflict's first attempt, Ctrl-C during a comparison."""
+"""Run-all and compare interrupted as a user interrupts them: Ctrl-C mid-wave, SIGTERM mid-chunk,
+kill -9 mid-wave then resume, a merge conflict's first attempt, Ctrl-C during a comparison."""
 
 from __future__ import annotations
 
@@ -93,12 +93,41 @@ def test_ctrl_c_mid_wave_stops_the_agents_and_keeps_what_shipped(git_repo: Path)
     assert _files_on_branch(git_repo, "specwright/diamond") == {"a.txt": "A"}
     states = dict(store.query("SELECT title, status FROM chunks"))
     assert states == {"Make A": "shipped", "Make B": "cancelled", "Make C": "pending"}
-    assert store.query("SELECT status FROM runs WHERE kind = 'spec'") == [("cancelled",)]
+    assert store.query("SELECT status, reason FROM runs WHERE kind = 'spec'") == [
+        ("cancelled", "interrupted (Ctrl-C); 1/3 chunks shipped")
+    ]
+    assert "\ncancelled: interrupted (Ctrl-C); 1/3 chunks shipped (branch " in out, out
     for table in ("runs", "executions", "chunks"):
         assert store.query(f"SELECT count(*) FROM {table} WHERE status = 'running'") == [(0,)]
     assert git(git_repo, "worktree", "list").count("\n") == 0  # only the main tree
     assert "--" not in git(git_repo, "branch", "--list", "specwright/*")
     _resume(git_repo, store, spec)
+
+
+def test_sigterm_mid_chunk_is_recorded_as_sigterm(git_repo: Path) -> None:
+    """`kill` on a serial run-all: exit 143, the chunk's run and the spec's run say SIGTERM (not
+    Ctrl-C), and the last line says "cancelled" once."""
+    slow_a = {"chunks": {"Make A": [{"write": "a.txt", "content": "half"}, {"sleep": 120}]}}
+    _project(git_repo, slow_a)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"], "C": ["B"]})
+    proc = _start(git_repo, "run-all", spec.slug)
+    deadline = time.monotonic() + 60
+    while not list((store.journal.root / "executions").glob("*.jsonl")):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "chunk A's agent never started"
+        time.sleep(0.1)
+    time.sleep(0.5)  # A's agent is in its sleep
+    proc.send_signal(signal.SIGTERM)
+    code, out = _finish(proc)
+    assert code == 143, out
+    runs = store.query("SELECT kind, status, reason FROM runs ORDER BY kind DESC")
+    assert runs == [
+        ("spec", "cancelled", "interrupted (SIGTERM); 0/3 chunks shipped"),
+        ("chunk", "cancelled", "cancelled: interrupted (SIGTERM)"),
+    ]
+    assert "\ncancelled: interrupted (SIGTERM); 0/3 chunks shipped (branch " in out, out
+    assert "Ctrl-C" not in out and "cancelled: cancelled" not in out
 
 
 def test_kill_9_mid_wave_then_resume_runs_what_never_merged(git_repo: Path) -> None:

@@ -272,6 +272,7 @@ def cmd_spec_import(args: argparse.Namespace, ctx: Context) -> int:
     ctx.emit(
         {"imported": spec.slug, "id": spec.id, "chunks": n}
         if ctx.json
-        else f"imported spec {spec.slug} ({n} chunks) from {args.file}  {spec.id}"
+        else f"imported spec {spec.slug} ({n} chunk{'s' if n != 1 else ''}) from {args.file}  "
+        f"{spec.id}"
     )
     return 0

@@ -5,6 +5,7 @@ Also here: ``stop_on_sigterm``, which every command runs under (see ``specwright
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -16,13 +17,19 @@ from specwright.errors import SpecwrightError
 
 if TYPE_CHECKING:
     from specwright.loop import ChunkResult, Progress
+    from specwright.model import Chunk
+
+log = logging.getLogger(__name__)
 
 EXIT_CODES = {"shipped": 0, "cancelled": 130}
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be so it gets the same cleanup."""
+    """SIGTERM, raised where Ctrl-C would be so it gets the same cleanup; the run's recorded
+    reason names ``signal_name`` (``specwright.loop.lines.interrupted_by``)."""
+
+    signal_name = "SIGTERM"
 
 
 def stop_on_sigterm(
@@ -61,7 +68,8 @@ def register(sub: Any) -> None:
         "run",
         help="run one chunk: execute, verify, review, and commit or retry",
         description="Take one chunk through the loop on the spec's branch specwright/<slug>. "
-        "Exit 0 when it ships, 1 when it does not, 130 when cancelled (143 on SIGTERM).",
+        "A dependency that has not shipped is named in a warning: the chunk runs without its "
+        "summary. Exit 0 when it ships, 1 when it does not, 130 when cancelled (143 on SIGTERM).",
     )
     p.add_argument("chunk", help="chunk: SPEC:POSITION (e.g. demo:2), an id or an id prefix")
     p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
@@ -95,7 +103,7 @@ class _Printer(ProgressPrinter):
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.agents.base import make_executor, preflight
-    from specwright.catalog import get_chunk, get_spec
+    from specwright.catalog import get_chunk, get_spec, list_chunks
     from specwright.loop import run_chunk
     from specwright.recovery import recover_interrupted
     from specwright.review import make_reviewer
@@ -119,6 +127,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     # as run-all does: a run killed mid-attempt (its agent too) is marked and its tree rolled back
     if recover_interrupted(store, get_spec(store, chunk.spec_id), ctx.project_dir):
         chunk = get_chunk(store, chunk.id)
+    _warn_unshipped_deps(chunk, list_chunks(store, chunk.spec_id))
     reviewer = make_reviewer(config, args.reviewer, store)
     printer = None if ctx.json else _Printer(sys.stdout)
     if printer is not None:
@@ -148,6 +157,19 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_CODES.get(result.status, 1)
 
 
+def _warn_unshipped_deps(chunk: Chunk, chunks: list[Chunk]) -> None:
+    """Warn (not refuse: a chunk is re-run alone on purpose) when a dependency has not shipped:
+    its summary, what a dependent is told about it, is missing from the prompt."""
+    unshipped = [c for c in chunks if c.id in chunk.depends_on and c.status != "shipped"]
+    if not unshipped:
+        return
+    names = ", ".join(f"chunk {c.position} {c.title!r} ({c.status})" for c in unshipped)
+    without = "that chunk's summary" if len(unshipped) == 1 else "those chunks' summaries"
+    log.warning(
+        "chunk %s %r depends on %s: it runs without %s", chunk.position, chunk.title, names, without
+    )
+
+
 def _as_dict(result: ChunkResult, backend: str) -> dict[str, Any]:
     from dataclasses import asdict
 
@@ -161,7 +183,8 @@ def _print_result(r: ChunkResult) -> None:
             f"{r.branch} (cost ${r.cost_usd:.4f})"
         )
     else:
+        reason = r.reason.removeprefix(f"{r.status}: ")  # its status is said once
         print(
-            f"{r.status} after {r.iterations} iteration(s): {terminal_safe(r.reason)} "
+            f"{r.status} after {r.iterations} iteration(s): {terminal_safe(reason)} "
             f"(work tree at {(r.head_commit or '?')[:10]}, cost ${r.cost_usd:.4f})"
         )

@@ -1,4 +1,4 @@
-"""One-line progress texts of the loop: a verification step, a review."""
+"""One-line texts of the loop: a verification step, a review, what interrupted a run."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def review_line(review: Review) -> str:
         return f"{line} (error: {review.error[:200]})"
     errors = sum(1 for f in review.findings if f.severity == "error")
     return f"{line} — {review.summary[:160]}" + (f" [{errors} finding(s)]" if errors else "")
+
+
+def interrupted_by(exc: BaseException) -> str:
+    """What sent an interrupt: ``SIGTERM`` for ``specwright.cli.run.Terminated`` (its
+    ``signal_name``; the loop must not import the CLI), else ``Ctrl-C``."""
+    return str(getattr(exc, "signal_name", None) or "Ctrl-C")

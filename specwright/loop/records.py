@@ -104,6 +104,12 @@ class Heartbeat:
         self._thread.start()
         return self
 
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop beating and wait for a beat in flight, so the run's final row is the last
         write to it."""

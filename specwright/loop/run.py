@@ -17,7 +17,7 @@ from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, run_agent
 from specwright.loop.limits import codexbar_reset_wait
-from specwright.loop.lines import review_line, verify_line
+from specwright.loop.lines import interrupted_by, review_line, verify_line
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
@@ -68,6 +68,7 @@ class ChunkResult:
     commit: str | None = None  # the shipped commit
     cost_usd: float = 0.0
     summary: str | None = None
+    interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one of them stopped the run
 
     @property
     def shipped(self) -> bool:
@@ -195,6 +196,7 @@ class _ChunkRun:
         self.attempt_cost = 0.0
         self.paused_s = 0.0
         self._rate_limited = False
+        self.interrupted_by: str | None = None
         self.started = time.monotonic()
         self.baseline_results: list[StepResult] | None = None
 
@@ -272,9 +274,10 @@ class _ChunkRun:
         except LoopExit as exc:
             status = _EXIT_STATUS.get(exc.reason, "failed")
             reason = str(exc)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.cancel.set()
-            status, reason = "cancelled", "cancelled: interrupted (Ctrl-C)"
+            self.interrupted_by = interrupted_by(exc)
+            status, reason = "cancelled", f"cancelled: interrupted ({self.interrupted_by})"
         except BaseException as exc:
             status, reason = "failed", f"crash: {type(exc).__name__}: {exc}"
             raise
@@ -566,6 +569,7 @@ class _ChunkRun:
             commit=self.commit,
             cost_usd=cost,
             summary=self.summary,
+            interrupted_by=self.interrupted_by,
         )
         self.progress("done", f"{status}: {reason}", self.result)
 

@@ -1,0 +1,57 @@
+"""How a spec or chunk reference that finds nothing, or too much, is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specwright import catalog
+from specwright.errors import NotFoundError
+from specwright.store import Store
+
+
+def test_a_missing_position_names_the_spec_and_how_many_chunks_it_has(
+    store: Store, tmp_path: Path
+) -> None:
+    project = catalog.ensure_project(store, tmp_path)
+    spec = catalog.create_spec(store, project, "The slug")
+    with pytest.raises(NotFoundError) as empty:
+        catalog.get_chunk(store, "the-slug:1")
+    assert str(empty.value) == (
+        "chunk 1 of spec 'the-slug': no such chunk "
+        "(it has no chunks: see `specwright chunk list the-slug`)"
+    )
+    for title in ("A", "B", "C"):
+        catalog.add_chunk(store, spec, title)
+    with pytest.raises(NotFoundError) as nine:
+        catalog.get_chunk(store, "the-slug:9")
+    assert str(nine.value) == (
+        "chunk 9 of spec 'the-slug': no such chunk (it has 3 chunks: see "
+        "`specwright chunk list the-slug`)"
+    )
+    with pytest.raises(NotFoundError, match=r"^chunk 'zzzz' of spec 'the-slug': no such chunk"):
+        catalog.get_chunk(store, "the-slug:zzzz")
+    # a position is never read as an id prefix: `0` starts every id, but names no position
+    with pytest.raises(NotFoundError, match=r"^chunk 0 of spec 'the-slug': no such chunk"):
+        catalog.get_chunk(store, "the-slug:0")
+
+
+def test_a_short_id_prefix_is_ambiguous_or_too_short_not_missing(
+    store: Store, tmp_path: Path
+) -> None:
+    spec = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "S")
+    catalog.add_chunk(store, spec, "A", chunk_id="abc00000-0000-7000-8000-000000000001")
+    catalog.add_chunk(store, spec, "B", chunk_id="abd00000-0000-7000-8000-000000000002")
+    with pytest.raises(NotFoundError) as two:
+        catalog.get_chunk(store, "ab")
+    assert str(two.value) == "chunk 'ab': ambiguous, matches 2 chunks; use more of the id"
+    with pytest.raises(NotFoundError) as one:
+        catalog.get_chunk(store, "abc")
+    assert str(one.value) == "chunk 'abc': too short an id prefix; use at least 4 characters"
+    assert catalog.get_chunk(store, "abc0").title == "A"
+    with pytest.raises(NotFoundError) as within:
+        catalog.get_chunk(store, "s:ab")
+    assert str(within.value) == "chunk 'ab': ambiguous, matches 2 chunks; use more of the id"
+    with pytest.raises(NotFoundError, match=r"^chunk 'zz': no such chunk \(name one by spec"):
+        catalog.get_chunk(store, "zz")
