@@ -3,8 +3,9 @@
 Two kinds of cost: ``usage_records`` (imported from agents' logs, one row per model reply) and
 ``executions`` (what Specwright ran, with reported and computed cost). Log cost is
 ``coalesce(reported_cost_usd, computed_cost_usd)`` -- what ccusage calls ``auto`` mode.
-Time filters take ``YYYY-MM-DD`` (or ``YYYYMMDD``) dates; ``until`` is inclusive. Grouping by
-day uses ``tz`` (default UTC). Every query aggregates in DuckDB; nothing loops over rows.
+Time filters take ``YYYY-MM-DD`` (or ``YYYYMMDD``) dates; ``until`` is inclusive. Every query
+with a window takes ``tz`` (default UTC): its dates, and any grouping by day, week or month, are
+local days in that zone; the columns stay naive UTC. Every query aggregates in DuckDB; nothing loops over rows.
 """
 
 from __future__ import annotations
@@ -342,12 +343,13 @@ def executions_by_period(
     *,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
-    """Executions' tokens and cost per period and model."""
+    """Executions' tokens and cost per period (of local time in ``tz``) and model."""
     unit = _PERIODS.get(period, "day")
-    where, params = _window("e.started_at", since, until)
+    where, params = _window("e.started_at", since, until, tz)
     sql = f"""
-        SELECT date_trunc('{unit}', e.started_at)::DATE AS period,
+        SELECT date_trunc('{unit}', {_local("e.started_at", tz)})::DATE AS period,
                coalesce(e.model, '') AS model, count(*) AS executions,
                sum(e.input_tokens + e.output_tokens + e.cache_read_tokens
                    + e.cache_write_tokens)::BIGINT AS total_tokens,
@@ -358,11 +360,15 @@ def executions_by_period(
 
 
 def cost_per_shipped_chunk(
-    store: Store, *, since: str | date | None = None, until: str | date | None = None
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """Per shipped chunk: its cost across every iteration, iterations, and executions. With a
     window: the chunks with executions in it, and what those cost."""
-    where, params = _window("e.started_at", since, until)
+    where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT s.slug AS spec, c.position, c.title, c.iterations,
                count(e.id) AS executions, sum({_EXEC_COST}) AS cost_usd,
@@ -377,11 +383,15 @@ def cost_per_shipped_chunk(
 
 
 def iterations_to_ship(
-    store: Store, *, since: str | date | None = None, until: str | date | None = None
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """How many iterations shipped chunks needed: count of chunks per iteration count. With a
     window: the shipped chunks with executions in it."""
-    where, params = _window("e.started_at", since, until)
+    where, params = _window("e.started_at", since, until, tz)
     within = (
         f" AND c.id IN (SELECT e.chunk_id FROM executions e WHERE true{where})" if where else ""
     )
@@ -393,11 +403,15 @@ def iterations_to_ship(
 
 
 def tool_calls(
-    store: Store, *, since: str | date | None = None, until: str | date | None = None
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """Tool calls by tool name: count, failures, failure rate, result latency percentiles."""
-    where, params = _window("ts", since, until)
-    called, called_params = _window("call_ts", since, until)
+    where, params = _window("ts", since, until, tz)
+    called, called_params = _window("call_ts", since, until, tz)
     # No grouping by call (that took ~290 ms of a year's 2.4M tool events): the recorder writes
     # on each result the call it answers, ``call_tool`` and ``call_ts``, and marks the call's
     # first result and first failed one (migration 10). So: the calls per tool, and one scan of
@@ -433,11 +447,12 @@ def latency(
     *,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """Execution duration percentiles (p50/p90/p99, seconds) by role, backend or model."""
     if by not in ("role", "backend", "model", "executor"):
         raise ValueError(f"by: expected role, backend, model or executor, got {by!r}")
-    where, params = _window("e.started_at", since, until)
+    where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT coalesce(e.{by}, '') AS {by}, count(*) AS executions,
                quantile_cont(e.duration_ms, 0.5) / 1000.0 AS p50_s,
@@ -455,10 +470,11 @@ def cost_sources(
     limit: int = 500,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """Per execution (the latest first): reported, computed and log-derived cost side by side,
     with differences."""
-    where, params = _window("e.started_at", since, until)
+    where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         WITH logs AS (
             SELECT u.execution_id, sum(coalesce({LOG_COST}, 0)) AS log_cost_usd,
@@ -514,11 +530,15 @@ def codexbar_limits(store: Store) -> pd.DataFrame:
 
 
 def quota_per_execution(
-    store: Store, *, since: str | date | None = None, until: str | date | None = None
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
     """How much of each plan window an execution used: after minus before ``usedPercent``
-    (readings taken before executions that started in the window, if one is given)."""
-    where, params = _window("b.taken_at", since, until)
+    (readings taken, on days in ``tz``, before executions that started in the window)."""
+    where, params = _window("b.taken_at", since, until, tz)
     sql = f"""
         WITH w AS ({_WINDOWS})
         SELECT b.execution_id::VARCHAR AS execution_id, e.chunk_id::VARCHAR AS chunk_id,

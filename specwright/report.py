@@ -9,7 +9,7 @@ before it reaches HTML: plotly renders labels as HTML, so each label passes thro
 from __future__ import annotations
 
 import html
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,17 +123,20 @@ def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
     return fig
 
 
-def blocks_figure(df: pd.DataFrame) -> go.Figure:
-    """Bars: cost of each 5-hour billing block over time."""
+def blocks_figure(df: pd.DataFrame, tz: str = "UTC") -> go.Figure:
+    """Bars: cost of each 5-hour billing block over time, its start shown in ``tz``."""
     import plotly.graph_objects as go
 
-    title, x, y = "Cost per 5-hour billing block", "Block start (UTC)", "Cost (USD)"
+    title, x, y = "Cost per 5-hour billing block", f"Block start ({tz})", "Cost (USD)"
     real = df[~df["is_gap"]] if not df.empty else df
     if real.empty:
         return _empty(title, x, y)
+    starts = real["block_start"]
+    if tz.upper() != "UTC":  # stored as naive UTC: shown as the wall clock in ``tz``
+        starts = starts.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
     fig = go.Figure(
         go.Bar(
-            x=list(real["block_start"]),
+            x=list(starts),
             y=list(real["cost_usd"]),
             marker_color=["#d62728" if a else "#1f77b4" for a in real["is_active"]],
             name="block cost",
@@ -219,26 +222,52 @@ def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
     return f"<h2>{_label(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def _zone(tz: str) -> str:
+    """``tz`` checked (a ValidationError naming --timezone when unknown); any spelling of UTC
+    is "UTC"."""
+    from specwright.queries import check_timezone
+
+    return "UTC" if tz.upper() == "UTC" else check_timezone(tz)
+
+
+def _wall_clock(t: datetime, tz: str) -> str:
+    """A naive UTC time as ``YYYY-MM-DD HH:MM`` in ``tz``."""
+    from zoneinfo import ZoneInfo
+
+    return t.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _in_zone(df: pd.DataFrame, col: str, tz: str) -> pd.DataFrame:
+    """``df`` with its naive UTC column ``col`` as wall-clock time in ``tz``, named
+    ``col (tz)``."""
+    if tz != "UTC" and not df.empty:
+        local = df[col].dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+        df = df.assign(**{col: local})
+    return df.rename(columns={col: f"{col} ({tz})"})
+
+
 def figures(
-    store: Store, since: str | date | None = None, until: str | date | None = None
+    store: Store,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    tz: str = "UTC",
 ) -> dict[str, go.Figure]:
-    """Every dashboard figure, by name."""
+    """Every dashboard figure, by name; days (those of the window and the daily bars) are
+    local days in ``tz``."""
     from specwright import blocks
     from specwright import queries as Q
 
-    daily = Q.usage_by_period(store, "day", since=since, until=until)
+    tz = _zone(tz)
+    win: dict[str, Any] = {"since": since, "until": until, "tz": tz}
+    daily = Q.usage_by_period(store, "day", **win)
     return {
         "cost_by_day": cost_by_period_figure(daily, "day"),
         "tokens_by_day": tokens_by_period_figure(daily, "day"),
-        "blocks": blocks_figure(blocks.billing_blocks(store, since=since, until=until)),
-        "cost_by_spec": cost_by_dim_figure(
-            Q.cost_by(store, "spec", since=since, until=until), "spec"
-        ),
-        "cost_by_executor": cost_by_dim_figure(
-            Q.cost_by(store, "executor", since=since, until=until), "executor"
-        ),
-        "tool_calls": tool_calls_figure(Q.tool_calls(store, since=since, until=until)),
-        "latency": latency_figure(Q.latency(store, "role", since=since, until=until), "role"),
+        "blocks": blocks_figure(blocks.billing_blocks(store, **win), tz),
+        "cost_by_spec": cost_by_dim_figure(Q.cost_by(store, "spec", **win), "spec"),
+        "cost_by_executor": cost_by_dim_figure(Q.cost_by(store, "executor", **win), "executor"),
+        "tool_calls": tool_calls_figure(Q.tool_calls(store, **win)),
+        "latency": latency_figure(Q.latency(store, "role", **win), "role"),
         "limits": limits_figure(Q.codexbar_limits(store)),
     }
 
@@ -248,8 +277,10 @@ def write_html(
     path: Path | str,
     since: str | date | None = None,
     until: str | date | None = None,
+    tz: str = "UTC",
 ) -> Path:
-    """Write one standalone HTML dashboard (plotly.js inlined: works offline) to ``path``."""
+    """Write one standalone HTML dashboard (plotly.js inlined: works offline) to ``path``; its
+    days, and the times it shows, are in ``tz``."""
     import plotly.io as pio
 
     from specwright import blocks
@@ -257,7 +288,9 @@ def write_html(
     from specwright.model import utcnow
 
     path = Path(path)
-    figs = figures(store, since, until)
+    tz = _zone(tz)
+    win: dict[str, Any] = {"since": since, "until": until, "tz": tz}
+    figs = figures(store, since, until, tz)
     parts = []
     for i, fig in enumerate(figs.values()):
         parts.append(
@@ -270,17 +303,15 @@ def write_html(
             )
         )
     tables = [
-        _table_html(Q.usage_models(store, since=since, until=until), "Models (agent logs)"),
+        _table_html(Q.usage_models(store, **win), "Models (agent logs)"),
+        _table_html(Q.cost_per_shipped_chunk(store, **win), "Cost per shipped chunk"),
+        _table_html(Q.iterations_to_ship(store, **win), "Iterations to SHIP"),
         _table_html(
-            Q.cost_per_shipped_chunk(store, since=since, until=until), "Cost per shipped chunk"
-        ),
-        _table_html(Q.iterations_to_ship(store, since=since, until=until), "Iterations to SHIP"),
-        _table_html(
-            Q.cost_sources(store, limit=50, since=since, until=until),
+            _in_zone(Q.cost_sources(store, limit=50, **win), "started_at", tz),
             "Reported, computed and log-derived cost per execution",
         ),
         _table_html(
-            Q.quota_per_execution(store, since=since, until=until),
+            Q.quota_per_execution(store, **win),
             "Plan quota used per execution (codexbar)",
         ),
     ]
@@ -289,16 +320,20 @@ def write_html(
         "<p>No active 5-hour block.</p>"
         if burn is None
         else "<p>Active block: {:,} tokens, ${:,.2f}; {:,.0f} tokens/min, ${:,.2f}/h; "
-        "projected ${:,.2f} by {} UTC.</p>".format(
+        "projected ${:,.2f} by {} {}.</p>".format(
             burn["total_tokens"],
             burn["cost_usd"],
             burn["tokens_per_minute"],
             burn["cost_per_hour"],
             burn["projected_cost_usd"],
-            _label(burn["block_end"]),
+            _label(_wall_clock(burn["block_end"], tz)),
+            _label(tz),
         )
     )
-    window = f"UTC days {_label(since or 'start')} to {_label(until or 'now')}"
+    window = (
+        f"Showing days in {_label(tz)} from {_label(since or 'the start')} "
+        f"to {_label(until or 'now')}"
+    )
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Specwright cost dashboard</title>
@@ -306,7 +341,7 @@ def write_html(
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f4f4f4}}</style>
 </head><body>
 <h1>Specwright cost dashboard</h1>
-<p>{window}; generated {_label(utcnow().strftime("%Y-%m-%d %H:%M"))} UTC.</p>
+<p>{window}; generated {_label(_wall_clock(utcnow(), tz))} {_label(tz)}.</p>
 {burn_html}
 {"".join(parts)}
 {"".join(tables)}

@@ -23,7 +23,7 @@ OUT = REPO / "out"
 NOTEBOOK_PARAMETERS = {
     "01_spec_studio.ipynb": {"project_dir", "intent", "planner", "answers"},
     "02_run.ipynb": {"project_dir", "spec", "executor", "reviewer", "max_iterations", "parallel"},
-    "03_usage.ipynb": {"project_dir", "since", "until", "project", "group_by"},
+    "03_usage.ipynb": {"project_dir", "since", "until", "project", "group_by", "timezone"},
 }
 # fails when a chunk wrote BUG into its file (and passes at the base, where none exists)
 NO_BUG = {"name": "nobug", "command": "! grep -qs BUG one.txt two.txt three.txt", "timeout_s": 30}

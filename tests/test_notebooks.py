@@ -362,6 +362,7 @@ def test_papermill_02_failure_message_is_bounded_and_terminal_safe(tmp_path: Pat
         ((("since", "2025-02-01"), ("until", "2025-01-01")), "since 2025-02-01 is after until"),
         ((("project", "no-such-project"),), "project 'no-such-project': no such project"),
         ((("project_dir", "/no/such/dir"),), "project_dir: '/no/such/dir' is not a directory"),
+        ((("timezone", "Mars/Olympus"),), "timezone: unknown time zone 'Mars/Olympus'"),
     ],
 )
 def test_papermill_03_refuses_parameters_that_would_show_nothing(
@@ -386,6 +387,35 @@ def test_papermill_03_reads_the_database_of_project_dir(tmp_path: Path) -> None:
     result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(root / "data" / "specwright.duckdb") in output.read_text()
+
+
+def test_papermill_03_counts_days_in_the_timezone_parameter(tmp_path: Path) -> None:
+    """An execution at 02:30 UTC on 2025-03-10 is in New York's 9th (22:30 EDT)."""
+    from datetime import datetime
+
+    from specwright import catalog
+    from specwright.model import new_id
+
+    db = _empty_database(tmp_path)
+    store = Store(db)
+    spec = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "Zones")
+    store.insert("executions", {
+        "id": new_id(), "spec_id": spec.id, "role": "executor", "backend": "scripted",
+        "model": "m1", "status": "ok", "started_at": datetime(2025, 3, 10, 2, 30),
+        "cost_usd": 0.5,
+    })  # fmt: skip
+    store.release()
+    output = out_dir("notebooks") / "03-timezone.ipynb"
+    result = papermill("03_usage.ipynb", output, db, ("timezone", "America/New_York"),
+                       ("since", "2025-03-09"), ("until", "2025-03-09"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2025-03-09 to 2025-03-09 (days in America/New_York)" in output.read_text()
+    figures = [o["data"]["application/vnd.plotly.v1+json"]
+               for c in json.loads(output.read_text())["cells"] for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]  # fmt: skip
+    (per_day,) = [f for f in figures if f["layout"]["title"]["text"].startswith("Cost per day")]
+    assert [t["x"] for t in per_day["data"]] == [["2025-03-09"]]
+    assert per_day["layout"]["xaxis"]["title"]["text"] == "Day (America/New_York)"
 
 
 def test_papermill_01_prints_the_planners_questions_terminal_safe_and_bounded(

@@ -84,8 +84,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="write a standalone HTML cost dashboard")
     p.add_argument("--html", required=True, metavar="PATH", help="output file")
-    p.add_argument("--since", metavar="DATE", help="from this date (YYYY-MM-DD)")
+    p.add_argument("--since", metavar="DATE", help="from this date (YYYY-MM-DD), a day in TZ")
     p.add_argument("--until", metavar="DATE", help="until this date, inclusive")
+    p.add_argument(
+        "--timezone",
+        "-z",
+        metavar="TZ",
+        help="time zone of the days: those of --since/--until, the daily bars and the times "
+        "shown (default: this machine's, as the usage reports: $TZ, else /etc/localtime)",
+    )
     p.set_defaults(handler=cmd_report)
 
 
@@ -503,6 +510,8 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
             f"--html {args.html}: is a directory; expected a file name, e.g. {path / 'report.html'}"
         )
     Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
-    write_html(ctx.store, path, since=args.since, until=args.until)
+    tz = args.timezone or local_timezone()
+    tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
+    write_html(ctx.store, path, since=args.since, until=args.until, tz=tz)
     ctx.emit({"report": str(path)} if ctx.json else f"wrote {path}")
     return 0

@@ -2,13 +2,13 @@
 
 ``specwright.queries`` filters by time only; the notebook also filters by project, so the few
 queries it needs live here (read-only SQL over ``executions``, ``events``, ``chunks``), and
-each figure gets a title, axis labels with units and a one-line caption.
+each figure gets a title, axis labels with units and a one-line caption. Days are local days in
+the filters' time zone (by default this machine's, as in ``specwright usage``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,26 +30,47 @@ _BASE = """
 """
 
 
+def machine_timezone() -> str:
+    """This machine's IANA time zone, the default of ``specwright usage --timezone``."""
+    # read at first use: the command line's module is no import of the widgets
+    from specwright.cli.usage import local_timezone
+
+    return local_timezone()
+
+
 @dataclass(frozen=True)
 class Filters:
-    """What the usage figures show: a window of UTC days, one project (or all), a grouping."""
+    """What the usage figures show: a window of days in ``tz`` (empty: this machine's zone),
+    one project (or all), a grouping."""
 
     since: str = ""
     until: str = ""
     project: str = ""
     group_by: str = "model"
+    tz: str = field(default_factory=machine_timezone)
+
+    def zone(self) -> str:
+        """``tz`` checked, as an IANA name ("UTC" for any spelling of it)."""
+        from specwright.errors import ValidationError
+        from specwright.queries import check_timezone
+
+        tz = self.tz or machine_timezone()
+        if tz.upper() == "UTC":
+            return "UTC"
+        try:
+            return check_timezone(tz)
+        except ValidationError as exc:  # the notebook's parameter is ``timezone``
+            raise ValidationError(str(exc).replace("--timezone", "timezone", 1)) from None
 
     def where(self) -> tuple[str, list[Any]]:
         """A WHERE clause over ``_BASE`` (aliases e, s, p)."""
         from specwright.errors import ValidationError
-        from specwright.queries import parse_day
+        from specwright.queries import _window, parse_day
 
         if self.group_by not in GROUPS:
             raise ValidationError(
                 f"group_by: expected one of {', '.join(GROUPS)}, got {self.group_by!r}"
             )
-        clauses: list[str] = ["true"]
-        params: list[Any] = []
         since, until = (
             parse_day(self.since or None, "since"),
             parse_day(self.until or None, "until"),
@@ -58,16 +79,13 @@ class Filters:
             raise ValidationError(
                 f"since {since.isoformat()} is after until {until.isoformat()}: an empty window"
             )
-        if since is not None:
-            clauses.append("e.started_at >= ?")
-            params.append(datetime(since.year, since.month, since.day))
-        if until is not None:
-            clauses.append("e.started_at < ?")
-            params.append(datetime(until.year, until.month, until.day) + timedelta(days=1))
+        # the window's parameters come first: its clauses do
+        window, params = _window("e.started_at", since, until, self.zone())
+        where = f"true{window}"
         if self.project:
-            clauses.append("(p.name = ? OR p.root = ?)")
+            where += " AND (p.name = ? OR p.root = ?)"
             params += [self.project, self.project]
-        return " AND ".join(clauses), params
+        return where, params
 
 
 def _df(store: Store, f: Filters, select: str, tail: str = "") -> pd.DataFrame:
@@ -123,19 +141,25 @@ def _grouped(f: Filters) -> str:
     }[f.group_by]
 
 
+def _day(f: Filters) -> str:
+    """The local day (``YYYY-MM-DD`` in the filters' zone) of an ``x`` row's start."""
+    from specwright.queries import _local
+
+    return f"strftime({_local('started_at', f.zone())}, '%Y-%m-%d')"
+
+
 def cost_per_day(store: Store, f: Filters) -> go.Figure:
-    """Stacked bars: cost per UTC day, one colour per ``group_by`` value."""
+    """Stacked bars: cost per local day, one colour per ``group_by`` value."""
     import plotly.graph_objects as go
 
     from specwright.report import _label
 
     title = f"Cost per day by {f.group_by}"
-    x, y = "Day (UTC)", "Cost (USD)"
+    x, y = f"Day ({f.zone()})", "Cost (USD)"
     df = _df(
         store,
         f,
-        f"SELECT strftime(started_at, '%Y-%m-%d') AS day, {_grouped(f)} AS grp, "
-        f"sum({COST}) AS cost_usd FROM x",
+        f"SELECT {_day(f)} AS day, {_grouped(f)} AS grp, sum({COST}) AS cost_usd FROM x",
         "GROUP BY ALL ORDER BY day",
     )
     if df.empty:
@@ -147,14 +171,14 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
 
 
 def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
-    """Stacked bars: tokens per UTC day by kind (input, output, cache read, cache write)."""
+    """Stacked bars: tokens per local day by kind (input, output, cache read, cache write)."""
     import plotly.graph_objects as go
 
-    title, x, y = "Tokens per day by kind", "Day (UTC)", "Tokens (count)"
+    title, x, y = "Tokens per day by kind", f"Day ({f.zone()})", "Tokens (count)"
     df = _df(
         store,
         f,
-        "SELECT strftime(started_at, '%Y-%m-%d') AS day, sum(input_tokens) AS input, "
+        f"SELECT {_day(f)} AS day, sum(input_tokens) AS input, "
         "sum(output_tokens) AS output, sum(cache_read_tokens) AS cache_read, "
         "sum(cache_write_tokens) AS cache_write FROM x",
         "GROUP BY ALL ORDER BY day",

@@ -35,15 +35,18 @@ def _day(value: str) -> date | None:
 
 
 class UsageView:
-    """Filters (since, until, project, group_by) over the usage figures."""
+    """Filters (since, until, project, group_by) over the usage figures; the days are those of
+    the filters' time zone, which a label beside the dates names."""
 
     def __init__(
         self, render: RenderFn, projects: Sequence[str], filters: Filters | None = None
     ) -> None:
         f = filters or Filters()
         self._render = render
+        self.tz = f.zone()
         self.since = w.DatePicker(description="since", value=_day(f.since))
         self.until = w.DatePicker(description="until", value=_day(f.until))
+        self.zone = w.HTML(f"days in <b>{esc(self.tz)}</b>")
         names = [ALL, *projects]
         if f.project and f.project not in names:
             names.append(f.project)
@@ -56,7 +59,7 @@ class UsageView:
             control.observe(lambda _c: self.refresh(), names="value")
         self.widget = w.VBox(
             [
-                w.HBox([self.since, self.until]),
+                w.HBox([self.since, self.until, self.zone]),
                 w.HBox([self.project, self.group_by]),
                 self.message,
                 self.out,
@@ -77,6 +80,7 @@ class UsageView:
             until=self.until.value.isoformat() if self.until.value else "",
             project="" if self.project.value == ALL else str(self.project.value),
             group_by=str(self.group_by.value),
+            tz=self.tz,
         )
 
     def refresh(self) -> None:
@@ -123,12 +127,14 @@ def usage_dashboard(
     project: str = "",
     group_by: str = "model",
     project_dir: str = "",
+    timezone: str = "",
     *,
     store: Store | None = None,
     live: bool | None = None,
 ) -> UsageView | None:
-    """The usage figures for the notebook (see the module docstring); the database is
-    ``SPECWRIGHT_DB``, else that of the project at ``project_dir`` (or the nearest one)."""
+    """The usage figures for the notebook (see the module docstring), by day in ``timezone``
+    (empty: this machine's zone); the database is ``SPECWRIGHT_DB``, else that of the project
+    at ``project_dir`` (or the nearest one)."""
     from pathlib import Path
 
     from IPython.display import HTML, display
@@ -141,8 +147,9 @@ def usage_dashboard(
     if start is not None and not start.is_dir():
         raise SpecwrightError(f"project_dir: {project_dir!r} is not a directory")
     store = store or Store(resolve_db_path(config_mod.find_project_root(start)))
-    filters = Filters(since or "", until or "", project or "", group_by or "model")
-    filters.where()  # a bad date, window or grouping is one clear error before any figure
+    zone = timezone or usage_data.machine_timezone()
+    filters = Filters(since or "", until or "", project or "", group_by or "model", zone)
+    filters.where()  # a bad date, window, zone or grouping is one clear error before any figure
     usage_data.check_project(store, filters.project)
     live = interactive() if live is None else live
     if live:
@@ -151,7 +158,9 @@ def usage_dashboard(
         )
         display(view.widget)
         return view
-    window = f"{filters.since or 'the start'} to {filters.until or 'now'} (UTC days)"
+    window = (
+        f"{filters.since or 'the start'} to {filters.until or 'now'} (days in {filters.zone()})"
+    )
     scope = filters.project or "all projects"
     display(
         HTML(
