@@ -281,8 +281,10 @@ def burn_rate(
 ) -> dict[str, Any] | None:
     """The active block's burn rate and where it ends up at this pace; None when idle.
 
-    As ccusage: the rates are over the time from the block's first message to its last (None
-    with a single message), and the projection adds the rate times the minutes left."""
+    As ccusage: the rates are over the time from the block's first message to its last, and the
+    projection adds the rate times the minutes left. One message (or several at one instant)
+    has no rate: the rates and the projection are None, as ccusage's ``burnRate`` and
+    ``projection`` are (a rate from one message would project any reply onto five hours)."""
     from specwright.model import utcnow
 
     now = now or utcnow()
@@ -294,22 +296,30 @@ def burn_rate(
     b = active.iloc[-1]
     minutes = (b["actual_end"] - b["actual_start"]).total_seconds() / 60
     remaining = max((b["block_end"] - now).total_seconds() / 60, 0.0)
-    # one message (or several at one instant) has no rate: ccusage shows none; here its tokens
-    # count as one minute's, so the dashboard still has a figure (``active_minutes`` says so)
-    per = minutes if minutes > 0 else 1.0
-    tpm = b["total_tokens"] / per
-    cph = b["cost_usd"] / per * 60
-    return {
+    out: dict[str, Any] = {
         "block_start": b["block_start"].to_pydatetime(),
         "block_end": b["block_end"].to_pydatetime(),
         "entries": int(b["entries"]),
         "total_tokens": int(b["total_tokens"]),
         "cost_usd": float(b["cost_usd"]),
         "active_minutes": float(minutes),
-        "tokens_per_minute": float(tpm),
-        "tokens_per_minute_for_indicator": float((b["input_tokens"] + b["output_tokens"]) / per),
-        "cost_per_hour": float(cph),
+        "tokens_per_minute": None,
+        "tokens_per_minute_for_indicator": None,
+        "cost_per_hour": None,
         "remaining_minutes": float(remaining),
-        "projected_total_tokens": int(b["total_tokens"] + tpm * remaining),
-        "projected_cost_usd": float(b["cost_usd"] + cph * remaining / 60),
+        "projected_total_tokens": None,
+        "projected_cost_usd": None,
     }
+    if minutes > 0:
+        tpm = b["total_tokens"] / minutes
+        cph = b["cost_usd"] / minutes * 60
+        out.update(
+            tokens_per_minute=float(tpm),
+            tokens_per_minute_for_indicator=float(
+                (b["input_tokens"] + b["output_tokens"]) / minutes
+            ),
+            cost_per_hour=float(cph),
+            projected_total_tokens=int(b["total_tokens"] + tpm * remaining),
+            projected_cost_usd=float(b["cost_usd"] + cph * remaining / 60),
+        )
+    return out

@@ -316,20 +316,24 @@ def write_html(
         ),
     ]
     burn = blocks.burn_rate(store)
-    burn_html = (
-        "<p>No active 5-hour block.</p>"
-        if burn is None
-        else "<p>Active block: {:,} tokens, ${:,.2f}; {:,.0f} tokens/min, ${:,.2f}/h; "
-        "projected ${:,.2f} by {} {}.</p>".format(
-            burn["total_tokens"],
-            burn["cost_usd"],
-            burn["tokens_per_minute"],
-            burn["cost_per_hour"],
-            burn["projected_cost_usd"],
-            _label(_wall_clock(burn["block_end"], tz)),
-            _label(tz),
+    if burn is None:
+        burn_html = "<p>No active 5-hour block.</p>"
+    else:
+        burn_html = "<p>Active block: {:,} tokens, ${:,.2f}; ".format(
+            burn["total_tokens"], burn["cost_usd"]
         )
-    )
+        if burn["cost_per_hour"] is None:  # one message: no rate yet
+            burn_html += "one message so far, no burn rate yet; it ends {} {}.</p>".format(
+                _label(_wall_clock(burn["block_end"], tz)), _label(tz)
+            )
+        else:
+            burn_html += "{:,.0f} tokens/min, ${:,.2f}/h; projected ${:,.2f} by {} {}.</p>".format(
+                burn["tokens_per_minute"],
+                burn["cost_per_hour"],
+                burn["projected_cost_usd"],
+                _label(_wall_clock(burn["block_end"], tz)),
+                _label(tz),
+            )
     window = (
         f"Showing days in {_label(tz)} from {_label(since or 'the start')} "
         f"to {_label(until or 'now')}"

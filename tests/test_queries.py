@@ -273,6 +273,10 @@ def test_a_message_on_a_blocks_end_stays_in_it_and_the_rate_runs_from_its_first(
     assert first["actual_start"] == datetime(2025, 11, 3, 10, 15)
     burn = B.burn_rate(store, now=datetime(2025, 11, 3, 14, 0))
     assert burn is not None and burn["active_minutes"] == 0  # the active block: one message
+    # no rate from one message (ccusage: burnRate and projection null), not a rate per "minute"
+    for key in ("tokens_per_minute", "cost_per_hour", "projected_total_tokens"):
+        assert burn[key] is None, key
+    assert burn["projected_cost_usd"] is None and burn["total_tokens"] > 0
 
 
 def test_a_claude_session_is_its_log_file_and_its_project_the_directory(
@@ -292,3 +296,28 @@ def test_a_claude_session_is_its_log_file_and_its_project_the_directory(
     frame = Q.usage_sessions(store)  # still reachable from queries, with timestamps
     assert list(frame["session_id"]) == [r["sessionId"] for r in rows]
     assert str(frame["first_activity"].iloc[0]) == "2025-11-03 10:15:00"
+
+
+def test_an_active_block_of_one_message_shows_no_rate_anywhere(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """One reply in the active block: no burn rate or projection (ccusage's null), where the
+    one-message "minute" projected a $0.035 reply to $7 over five hours."""
+    from specwright.model import utcnow
+    from specwright.report import write_html
+
+    recent = (utcnow() - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    claude.ingest(store, [_write(tmp_path, [recent], out=5000)])
+    db = ("--db", str(store.path))
+    res = cli(*db, "--json", "usage", "blocks", "-z", "UTC")
+    assert res.code == 0, res.err
+    (active,) = [b for b in json.loads(res.out)["blocks"] if b["isActive"]]
+    assert active["burnRate"] is None and active["projection"] is None
+    text = cli(*db, "usage", "blocks", "-z", "UTC")
+    assert "Active block (rates over its first to last message" in text.out
+    rate_line = next(line for line in text.out.splitlines() if line.startswith("cost_per_hour"))
+    assert rate_line.split()[-1] == "-"
+    out = tmp_path / "r.html"
+    write_html(store, out)
+    page = out.read_text(encoding="utf-8")
+    assert "one message so far, no burn rate yet" in page and "projected $" not in page

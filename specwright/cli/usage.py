@@ -311,6 +311,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             )
             if burn:
                 print()
+                print("Active block (rates over its first to last message; none for one message)")
                 ctx.emit(burn)
         return 0
     if report == "specs":
