@@ -90,12 +90,27 @@ def check_timezone(tz: str) -> str:
     return tz
 
 
+def check_window(
+    since: str | date | None, until: str | date | None
+) -> tuple[date | None, date | None]:
+    """``--since`` and ``--until`` as dates; a ValidationError for a bad date or an empty window
+    (since after until)."""
+    s, u = parse_day(since, "--since"), parse_day(until, "--until")
+    if s is not None and u is not None and s > u:
+        from specwright.errors import ValidationError
+
+        raise ValidationError(
+            f"--since {s.isoformat()} is after --until {u.isoformat()}: an empty window"
+        )
+    return s, u
+
+
 def _window(
     col: str, since: str | date | None, until: str | date | None, tz: str = "UTC"
 ) -> tuple[str, list[Any]]:
     """A WHERE fragment (starting with AND) bounding ``col`` by local dates."""
     clauses, params = [], []
-    s, u = parse_day(since, "--since"), parse_day(until, "--until")
+    s, u = check_window(since, until)
     local = _local(col, tz)
     if s is not None:
         clauses.append(f"{local} >= ?")

@@ -127,6 +127,15 @@ BAD_INPUTS = [
     (["usage", "daily", "--since", "2025-02-30"], "--since: '2025-02-30' is not a date"),
     (["usage", "daily", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
     (["usage", "blocks", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
+    (
+        ["usage", "daily", "--since", "20261126", "--until", "20261101"],
+        "--since 2026-11-26 is after --until 2026-11-01: an empty window",
+    ),
+    (
+        ["report", "--html", "r.html", "--since", "2026-12-01", "--until", "2026-01-01"],
+        "--since 2026-12-01 is after --until 2026-01-01",
+    ),
+    (["usage", "blocks", "--since", "2026-02-02", "--until", "2026-02-01"], "an empty window"),
     (["report", "--html", "/"], "--html /: is a directory; expected a file name"),
     (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
     (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number >= 1"),

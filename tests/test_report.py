@@ -131,12 +131,18 @@ def test_no_logs_is_a_clear_error(cli) -> None:  # type: ignore[no-untyped-def]
 def test_usage_on_an_empty_database_says_how_to_fill_it(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     empty = cli("usage", "daily")
     assert empty.code == 0 and "(none)" in empty.out
-    assert "nothing recorded yet" in empty.err and "specwright ingest claude-logs" in empty.err
+    assert "no agent logs imported yet" in empty.err and "ingest claude-logs" in empty.err
+    assert "no runs recorded yet" in cli("usage", "specs").err
     assert cli("usage", "daily", "--json").err == ""  # scripts get the JSON only
+    # Specwright's own runs are not the agents' logs: the log reports still say how to fill
+    # them (after the demo, `usage daily` said nothing and showed (none))
+    assert cli("demo", "--dir", str(tmp_path / "demo")).code == 0
+    assert "no agent logs imported yet" in cli("usage", "daily").err
+    assert cli("usage", "specs").err == ""
     write_claude_corpus(tmp_path / "claude", sessions=1, turns=3, malformed_every=0)
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude"))
     assert cli("ingest", "claude-logs").code == 0
-    assert "nothing recorded" not in cli("usage", "daily").err
+    assert "no agent logs" not in cli("usage", "daily").err
 
 
 def test_report_and_queries_do_not_load_plotly_or_pandas_on_import() -> None:

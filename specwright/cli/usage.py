@@ -206,18 +206,18 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import queries as Q
 
     store, report = ctx.store, args.report
-    Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
+    Q.check_window(args.since, args.until)
     tz = args.timezone or local_timezone()
     tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
-    if (
-        not ctx.json
-        and not store.query(
-            "SELECT EXISTS (SELECT 1 FROM usage_records) OR EXISTS (SELECT 1 FROM executions)"
-        )[0][0]
-    ):
+    table = "executions" if report == "specs" else "usage_records"
+    if not ctx.json and not store.query(f"SELECT EXISTS (SELECT 1 FROM {table})")[0][0]:
         print(
-            f"specwright: nothing recorded yet in {ctx.db_path}: import your agents' logs with "
-            "`specwright ingest claude-logs` (or codex-logs), or run a chunk",
+            f"specwright: no runs recorded yet in {ctx.db_path}: `specwright run` or `run-all` "
+            "a spec (`specwright demo` makes one offline)"
+            if report == "specs"
+            else f"specwright: no agent logs imported yet in {ctx.db_path}: this report counts "
+            "your agents' own logs, as ccusage does: `specwright ingest claude-logs` (or "
+            "codex-logs) imports them; what Specwright's runs cost is in `specwright usage specs`",
             file=sys.stderr,
         )
     win = {"since": args.since, "until": args.until, "tz": tz}
@@ -510,7 +510,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
         raise ValidationError(
             f"--html {args.html}: is a directory; expected a file name, e.g. {path / 'report.html'}"
         )
-    Q.parse_day(args.since, "--since"), Q.parse_day(args.until, "--until")
+    Q.check_window(args.since, args.until)
     tz = args.timezone or local_timezone()
     tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
     write_html(ctx.store, path, since=args.since, until=args.until, tz=tz)
