@@ -213,7 +213,7 @@ def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
     for row in df.head(limit).itertuples(index=False):
         cells = []
         for v in row:
-            if v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+            if v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
                 v = None  # unknown (a cost without a price, a run not finished): blank, not "nan"
             text = f"{v:,.4f}" if isinstance(v, float) else v
             cells.append(f"<td>{_label(text)}</td>")

@@ -136,6 +136,7 @@ BAD_INPUTS = [
         "--since 2026-12-01 is after --until 2026-01-01",
     ),
     (["usage", "blocks", "--since", "2026-02-02", "--until", "2026-02-01"], "an empty window"),
+    (["usage", "specs", "--source", "codex"], "--source codex: usage specs counts Specwright's"),
     (["report", "--html", "/"], "--html /: is a directory; expected a file name"),
     (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
     (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number >= 1"),

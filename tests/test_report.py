@@ -74,8 +74,10 @@ def test_html_tables_show_unknown_values_blank_not_nan() -> None:
     df = pd.DataFrame(
         {"model": ["a", "b"], "cost_usd": [1.5, float("nan")], "at": [pd.Timestamp(0), pd.NaT]}
     )
+    # a nullable column (DuckDB's integers with a NULL arrive so) holds pd.NA: was "<NA>"
+    df["tokens"] = pd.array([7, None], dtype="Int64")
     html = _table_html(df, "t")
-    assert "nan" not in html.lower() and "NaT" not in html
+    assert "nan" not in html.lower() and "NaT" not in html and "NA&gt;" not in html
     assert "<td>1.5000</td>" in html and "<td></td>" in html
 
 

@@ -207,6 +207,11 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
 
     store, report = ctx.store, args.report
     Q.check_window(args.since, args.until)
+    if report == "specs" and args.source != "all":
+        raise ValidationError(
+            f"--source {args.source}: usage specs counts Specwright's own runs, not agents' "
+            "logs; --source picks the logs of the other usage reports"
+        )
     tz = args.timezone or local_timezone()
     tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
     table = "executions" if report == "specs" else "usage_records"
