@@ -52,7 +52,8 @@ def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
     )
     assert [v[0] for v in verdicts] == ["REVISE", "SHIP"]
 
-    again = run_specwright("demo", cwd=work, env=env, timeout=600)
+    # its dashboard counts days in the machine's zone, as `specwright usage` does
+    again = run_specwright("demo", cwd=work, env={**env, "TZ": "Asia/Tokyo"}, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Count words" in again.stdout and "shipped: all 3 chunks shipped" in again.stdout
     assert f"database: {db}" in again.stdout
@@ -60,6 +61,7 @@ def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
     # the report is named after its database, so demos with other databases keep their own
     assert out["report"] == str(db.parent / "specwright-demo-report.html")
     assert Path(out["report"]).is_file() and f"report:   {out['report']}" in again.stdout
+    assert "Showing days in Asia/Tokyo" in Path(out["report"]).read_text(encoding="utf-8")
     assert report_path(work / "b.duckdb") == work / "b-demo-report.html"
 
 

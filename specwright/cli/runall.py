@@ -374,6 +374,8 @@ def _write_report(ctx: Context) -> str | None:
     write = getattr(report, "write_html", None)
     if write is None:
         return None
+    from specwright.cli.usage import local_timezone
+
     path = report_path(ctx.db_path)
-    write(ctx.store, path)
+    write(ctx.store, path, tz=local_timezone())  # its days as `specwright usage` counts them
     return str(path)
