@@ -22,8 +22,12 @@ def _project(row: dict[str, Any]) -> Project:
     return Project(row["id"], row["name"], row["root"], row["created_at"])
 
 
-def ensure_project(store: Store, root: Path | str, name: str | None = None) -> Project:
-    """The project rooted at ``root``, created on first use."""
+def ensure_project(
+    store: Store, root: Path | str, name: str | None = None, *, record: bool = True
+) -> Project:
+    """The project rooted at ``root``, created on first use; with ``record=False`` (or a
+    database that can only be read) one the database does not hold is not recorded, and reads
+    as one with nothing in it."""
     root_s = str(Path(root).resolve())
     rows = store.query_dicts("SELECT * FROM projects WHERE root = ?", [root_s])
     if rows:
@@ -34,7 +38,7 @@ def ensure_project(store: Store, root: Path | str, name: str | None = None) -> P
         "root": root_s,
         "created_at": utcnow(),
     }
-    if store.read_only:  # a database that can only be read: a project it does not hold is empty
+    if store.read_only or not record:
         return _project(row)
     store.insert("projects", row)
     return _project(store.query_dicts("SELECT * FROM projects WHERE id = ?", [row["id"]])[0])

@@ -73,11 +73,14 @@ def _local(col: str, tz: str) -> str:
 
 
 def check_timezone(tz: str) -> str:
-    """``tz`` if it names an IANA time zone (what DuckDB's ICU knows), else a ValidationError."""
+    """``tz`` if it names an IANA time zone (what DuckDB's ICU knows; any spelling of UTC is
+    "UTC"), else a ValidationError."""
     import zoneinfo
 
     from specwright.errors import ValidationError
 
+    if tz.upper() == "UTC":
+        return "UTC"
     if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
         raise ValidationError(f"--timezone: not a time zone name: {tz!r}")
     try:

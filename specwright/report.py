@@ -131,12 +131,9 @@ def blocks_figure(df: pd.DataFrame, tz: str = "UTC") -> go.Figure:
     real = df[~df["is_gap"]] if not df.empty else df
     if real.empty:
         return _empty(title, x, y)
-    starts = real["block_start"]
-    if tz.upper() != "UTC":  # stored as naive UTC: shown as the wall clock in ``tz``
-        starts = starts.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
     fig = go.Figure(
         go.Bar(
-            x=list(starts),
+            x=list(_wall_clocks(real["block_start"], tz)),
             y=list(real["cost_usd"]),
             marker_color=["#d62728" if a else "#1f77b4" for a in real["is_active"]],
             name="block cost",
@@ -222,14 +219,6 @@ def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
     return f"<h2>{_label(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def _zone(tz: str) -> str:
-    """``tz`` checked (a ValidationError naming --timezone when unknown); any spelling of UTC
-    is "UTC"."""
-    from specwright.queries import check_timezone
-
-    return "UTC" if tz.upper() == "UTC" else check_timezone(tz)
-
-
 def _wall_clock(t: datetime, tz: str) -> str:
     """A naive UTC time as ``YYYY-MM-DD HH:MM`` in ``tz``."""
     from zoneinfo import ZoneInfo
@@ -237,13 +226,17 @@ def _wall_clock(t: datetime, tz: str) -> str:
     return t.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
+def _wall_clocks(times: pd.Series, tz: str) -> pd.Series:
+    """Naive UTC times (as stored) as naive wall-clock times in ``tz``."""
+    if tz == "UTC" or times.empty:
+        return times
+    return times.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+
+
 def _in_zone(df: pd.DataFrame, col: str, tz: str) -> pd.DataFrame:
     """``df`` with its naive UTC column ``col`` as wall-clock time in ``tz``, named
     ``col (tz)``."""
-    if tz != "UTC" and not df.empty:
-        local = df[col].dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
-        df = df.assign(**{col: local})
-    return df.rename(columns={col: f"{col} ({tz})"})
+    return df.assign(**{col: _wall_clocks(df[col], tz)}).rename(columns={col: f"{col} ({tz})"})
 
 
 def figures(
@@ -257,7 +250,7 @@ def figures(
     from specwright import blocks
     from specwright import queries as Q
 
-    tz = _zone(tz)
+    tz = Q.check_timezone(tz)
     win: dict[str, Any] = {"since": since, "until": until, "tz": tz}
     daily = Q.usage_by_period(store, "day", **win)
     return {
@@ -288,7 +281,7 @@ def write_html(
     from specwright.model import utcnow
 
     path = Path(path)
-    tz = _zone(tz)
+    tz = Q.check_timezone(tz)
     win: dict[str, Any] = {"since": since, "until": until, "tz": tz}
     figs = figures(store, since, until, tz)
     parts = []

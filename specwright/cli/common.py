@@ -83,14 +83,7 @@ class Context:
         from specwright.catalog import ensure_project
 
         self._check_dir()
-        if not create:
-            from specwright.model import Project, new_id, utcnow
-
-            root = str(self.project_dir.resolve())
-            rows = self.store.query_dicts("SELECT * FROM projects WHERE root = ?", [root])
-            if not rows:
-                return Project(new_id(), self.project_dir.resolve().name, root, utcnow())
-        return ensure_project(self.store, self.project_dir)
+        return ensure_project(self.store, self.project_dir, record=create)
 
     def use_spec(self, ref: str) -> Spec:
         """A spec by slug/id: this project's first, else any project's in the database; the

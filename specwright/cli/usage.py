@@ -212,8 +212,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             f"--source {args.source}: usage specs counts Specwright's own runs, not agents' "
             "logs; --source picks the logs of the other usage reports"
         )
-    tz = args.timezone or local_timezone()
-    tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
+    tz = Q.check_timezone(args.timezone or local_timezone())
     table = "executions" if report == "specs" else "usage_records"
     if not ctx.json and not store.query(f"SELECT EXISTS (SELECT 1 FROM {table})")[0][0]:
         print(
@@ -516,8 +515,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
             f"--html {args.html}: is a directory; expected a file name, e.g. {path / 'report.html'}"
         )
     Q.check_window(args.since, args.until)
-    tz = args.timezone or local_timezone()
-    tz = Q.check_timezone(tz) if tz.upper() != "UTC" else "UTC"
+    tz = Q.check_timezone(args.timezone or local_timezone())
     write_html(ctx.store, path, since=args.since, until=args.until, tz=tz)
     ctx.emit({"report": str(path)} if ctx.json else f"wrote {path}")
     return 0

@@ -54,11 +54,8 @@ class Filters:
         from specwright.errors import ValidationError
         from specwright.queries import check_timezone
 
-        tz = self.tz or machine_timezone()
-        if tz.upper() == "UTC":
-            return "UTC"
         try:
-            return check_timezone(tz)
+            return check_timezone(self.tz or machine_timezone())
         except ValidationError as exc:  # the notebook's parameter is ``timezone``
             raise ValidationError(str(exc).replace("--timezone", "timezone", 1)) from None
 
