@@ -350,15 +350,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
 
     executors = entries("executors", ExecutorConfig, EXECUTOR_TYPES, None)
     planners = entries("planners", PlannerConfig, PLANNER_TYPES, "anthropic")
-    reviewers = entries("reviewers", ReviewerConfig, REVIEWER_TYPES, "checks")
-    for name, rev in reviewers.items():
-        if rev.type == "llm" and rev.planner is not None and rev.planner not in planners:
-            raise ctx.fail(
-                line_of(_section(ctx, tools, "reviewers", ""), name),
-                f"tools.reviewers.{name}.planner",
-                f"unknown planner {rev.planner!r}; expected one of {sorted(planners)}",
-            )
-
+    reviewers = listed = entries("reviewers", ReviewerConfig, REVIEWER_TYPES, "checks")
     # Built-ins are always there: the scripted executor (demo, tests) and the checks reviewer.
     # A section the file leaves out falls back to the built-in entries of that section.
     if source is not None:
@@ -368,6 +360,14 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         planners = planners or dict(builtin.planners)
         reviewers = reviewers or dict(builtin.reviewers)
         reviewers.setdefault("checks", builtin.reviewers["checks"])
+
+    for name, rev in listed.items():  # the file's own reviewers, with the built-in planners
+        if rev.type == "llm" and rev.planner is not None and rev.planner not in planners:
+            raise ctx.fail(
+                line_of(_section(ctx, tools, "reviewers", ""), name),
+                f"tools.reviewers.{name}.planner",
+                f"unknown planner {rev.planner!r}; expected one of {', '.join(sorted(planners))}",
+            )
 
     raw_defaults = _section(ctx, root, "defaults", "defaults")
     implied = {}

@@ -242,3 +242,15 @@ def test_default_executor_when_the_file_names_none(tmp_path: Path) -> None:
         config = load_text(f"tools: {{executors: {listed}}}\n", "cfg.yaml")
         assert (config.defaults.executor, config.executor().name) == (default, default), listed
         assert "scripted" in config.executors  # the built-in fake stays available
+
+
+def test_an_llm_reviewer_may_use_the_built_in_planner() -> None:
+    """A file that adds an LLM reviewer but lists no planners reviews with the built-in planner
+    (the one `plan` uses), rather than being refused with an empty list of planners."""
+    config = load_text(
+        "tools:\n  reviewers:\n    strict: {type: llm, planner: claude}\n"
+        "defaults:\n  reviewer: strict\n",
+        "cfg.yaml",
+    )
+    assert config.reviewer().name == "strict"
+    assert config.planner(config.reviewer().planner).type == "anthropic"
