@@ -16,7 +16,7 @@ from specwright.errors import ValidationError
 from specwright.store import Store, resolve_db_path
 from specwright.studio import start
 from specwright.testing import FakeModelServer, anthropic_tool_use
-from tests.test_studio import QUESTIONS, q_turn
+from tests.test_studio import QUESTIONS, q_turn, spec_turn, split_turn
 
 
 @pytest.fixture
@@ -76,6 +76,21 @@ def test_answers_to_questions_that_do_not_exist_are_refused_not_dropped(
     store = Store(resolve_db_path(project_dir))
     answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
     assert answers == [(None,), (None,), (None,)]  # all or nothing
+
+
+def test_answers_reach_the_planner_as_written_not_as_yaml_booleans_or_numbers(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """`- yes` in answers.yaml is the answer "yes", not "True"; `1:30` is not 5400."""
+    srv.script(q_turn())
+    assert _plan("--intent", "Add password login", cwd=project_dir).returncode == 0
+    (project_dir / "answers.yaml").write_text("- yes\n- no\n- 1:30\n")
+    srv.script(spec_turn(expect_text="A1. yes\n"), split_turn())
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    store = Store(resolve_db_path(project_dir))
+    answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
+    assert answers == [("yes",), ("no",), ("1:30",)]
 
 
 def test_too_many_answers_by_position_are_refused(

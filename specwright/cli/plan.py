@@ -74,13 +74,29 @@ def read_text(path: str, option: str) -> str:
         raise SpecwrightError(f"{option} {path}: cannot read: {exc.strerror}") from None
 
 
+def _text_only() -> Any:
+    """A SafeLoader that reads an unquoted answer as the text written (``yes`` stays "yes",
+    not True; ``1:30`` and ``0755`` stay as they are, not numbers); a blank one is null."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    null = "tag:yaml.org,2002:null"
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag == null]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return Loader
+
+
 def load_answers(path: str) -> list[str] | dict[Any, str]:
     """Answers from a YAML file: a list (in question order) or a mapping (number/text -> answer)."""
     import yaml
 
     text = read_text(path, "--answers")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_text_only())  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
