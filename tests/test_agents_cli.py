@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -188,3 +189,30 @@ def test_serve_opencode(project: Path, tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@requires_opencode
+@pytest.mark.agents
+def test_serve_opencode_on_a_port_in_use_says_so_at_once(project: Path, tmp_path: Path) -> None:
+    """Port 4096 (the default) taken, e.g. by an OpenCode already running: the server exits at
+    once, and the one line says that and names the port, not that 60 s went by."""
+    env = {**os.environ, "OPENCODE_PATH": OPENCODE_BIN, "HOME": str(tmp_path / "home")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        argv = ["agents", "serve-opencode", "--port", str(port), "--offline"]
+        res = subprocess.run(
+            [sys.executable, "-m", "specwright.cli", *argv],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("specwright: error: `opencode serve` exited")
+    assert f"is port {port} on 127.0.0.1 in use already?" in lines[0]
+    assert "within" not in lines[0] and time.monotonic() - started < 50

@@ -87,7 +87,17 @@ class OpenCodeServer:
             raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
         if not found.wait(self.ready_timeout_s) or self.url is None:
             tail = " | ".join(list(self.output)[-5:])
+            code = None
+            if found.is_set():  # its output ended: it exited (or is exiting) without listening
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = self.proc.wait(timeout=5)
             self.stop()
+            if code is not None:
+                busy = f"; is port {self.port} on 127.0.0.1 in use already?" if self.port else ""
+                raise AgentError(
+                    f"`opencode serve` exited with code {code} before listening{busy} "
+                    f"(last output: {tail or 'none'})"
+                )
             raise AgentError(
                 f"`opencode serve` did not report a listening address within "
                 f"{self.ready_timeout_s:g} s (last output: {tail or 'none'})"
