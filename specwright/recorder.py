@@ -394,7 +394,9 @@ class ExecutionRecorder:
         usage = usage or Usage()
         known_model = model or usage.model or self.row.get("model")
         if computed_cost_usd is None and known_model:
-            computed_cost_usd = _computed_cost(usage, known_model, self.row["backend"], self.prices)
+            computed_cost_usd = _computed_cost(
+                usage, known_model, self.row["backend"], self.prices, usage.cost_usd is not None
+            )
         values: dict[str, Any] = {
             "status": status,
             "finished_at": utcnow(),
@@ -435,9 +437,10 @@ class ExecutionRecorder:
 
 
 def _computed_cost(
-    usage: Usage, model: str, backend: str, prices: dict[str, Any] | None
+    usage: Usage, model: str, backend: str, prices: dict[str, Any] | None, reported: bool = False
 ) -> float | None:
-    """The cost from prices, or None (logged, not raised) when the model has no known price."""
+    """The cost from prices, or None (logged, not raised) when the model has no known price;
+    not logged when the agent ``reported`` its cost, which is then the one recorded."""
     if backend == "scripted" and model not in (prices or {}):
         return None  # the offline fake has no price: skip loading the price table (~0.4 s)
     import warnings
@@ -452,6 +455,6 @@ def _computed_cost(
         except Exception as exc:  # a price lookup must never lose the execution's record
             log.warning("computing the cost of %s failed: %s", model, exc)
             return None
-    for w in caught:
+    for w in caught if not reported else ():
         log.warning("%s", w.message)
     return cost

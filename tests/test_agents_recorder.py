@@ -9,7 +9,7 @@ from typing import Any
 from specwright.model import TextEvent, ToolCall, ToolResult
 from specwright.recorder import MAX_OUTPUT_CHARS, MAX_TEXT_CHARS, ExecutionRecorder
 from specwright.redact import Redactor
-from tests.support_agents import stored_events
+from tests.support_agents import stored_events, stored_execution
 
 
 def record(store: Any, *events: Any, secrets: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -78,3 +78,26 @@ def test_one_execution_stores_a_bounded_amount_and_says_what_it_left_out(store: 
     assert journal.stat().st_size < 100_000 + 5_000
     execution = store.query_dicts("SELECT event_count FROM executions WHERE id = ?", [rec.id])
     assert execution[0]["event_count"] == len(rows)
+
+
+def test_an_unpriced_model_warns_only_when_its_cost_is_really_left_null(
+    store: Any, caplog: Any
+) -> None:
+    """OpenCode reports its cost: the record has it (cost_source reported), so a warning that
+    the cost was recorded as NULL would be false. Without a reported cost it is true."""
+    from specwright.model import Usage
+
+    rows = {}
+    for model, cost in (("unpriced-model-a", 0.0083), ("unpriced-model-b", None)):
+        rec = ExecutionRecorder(
+            store, role="executor", backend="opencode", model=model, redactor=Redactor({})
+        ).start()
+        rec.finish(status="ok", usage=Usage(2500, 52, 200, cost_usd=cost, model=model))
+        rows[model] = stored_execution(store, rec.id)
+    assert (rows["unpriced-model-a"]["cost_usd"], rows["unpriced-model-a"]["cost_source"]) == (
+        0.0083,
+        "reported",
+    )
+    assert rows["unpriced-model-b"]["cost_usd"] is None
+    said = [r.getMessage() for r in caplog.records if "no price known" in r.getMessage()]
+    assert len(said) == 1 and "'unpriced-model-b'" in said[0] and "NULL" in said[0]
