@@ -19,6 +19,7 @@ from specwright.agents.claude_stream import (
 )
 from specwright.agents.command import LineState, parse_codex_line, parse_plain_line
 from specwright.agents.opencode_events import OpenCodeState, finish_parse, parse_event
+from specwright.loop.lines import tool_line
 from specwright.model import AgentEvent, ErrorEvent, TextEvent, ToolCall, ToolResult, UsageEvent
 from tests.support_agents import STREAMS, opencode_events, stream_lines
 
@@ -336,6 +337,10 @@ def test_opencode_write_tool_stream(name: str) -> None:
     assert state.idle and state.error is None
     assert state.last_text == "Done: I wrote hello.txt."
     assert [e.name for e in events if e.type == "step"].count("idle") == 1
+    # the live progress line names the file, as it does for Claude Code's Write
+    assert tool_line(call) == f"write {call.input['filePath']}"
+    claude_call = next(e for e in run_claude("acceptEdits")[0] if isinstance(e, ToolCall))
+    assert tool_line(claude_call) == f"Write {claude_call.input['file_path']}"
 
 
 def test_opencode_permission_ask_is_queued_for_an_answer() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from specwright.model import Review
+    from specwright.model import Review, ToolCall
     from specwright.verify import StepResult
 
 
@@ -15,6 +15,14 @@ def verify_line(result: StepResult, baseline: bool = False) -> str:
     tests = f", {v.tests_collected} tests, {v.tests_failed} failed" if v.tests_collected else ""
     label = "baseline " if baseline else ""
     return f"{label}verify {v.name}: {v.status} (exit {v.exit_code}, {v.duration_ms} ms{tests})"
+
+
+def tool_line(call: ToolCall) -> str:
+    """A tool call: its name and the file (Claude Code's ``file_path``, OpenCode's ``filePath``)
+    or command it works on."""
+    inp = call.input
+    detail = inp.get("file_path") or inp.get("filePath") or inp.get("command") or ""
+    return f"{call.tool} {str(detail)[:100]}".rstrip()
 
 
 def review_line(review: Review) -> str:

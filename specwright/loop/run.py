@@ -17,7 +17,7 @@ from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, run_agent
 from specwright.loop.limits import codexbar_reset_wait
-from specwright.loop.lines import interrupted_by, review_line, verify_line
+from specwright.loop.lines import interrupted_by, review_line, tool_line, verify_line
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
@@ -481,8 +481,7 @@ class _ChunkRun:
         if isinstance(event, ErrorEvent) and event.kind == "rate_limit":
             self._rate_limited = True
         if event.type == "tool_call":
-            detail = event.input.get("file_path") or event.input.get("command") or ""
-            self.progress("event", f"{event.tool} {str(detail)[:100]}".rstrip(), event)
+            self.progress("event", tool_line(event), event)
         elif isinstance(event, ErrorEvent) and event.kind != "warning":
             self.progress("event", f"agent {event.kind}: {event.message[:200]}", event)
         else:
