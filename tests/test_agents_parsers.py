@@ -365,6 +365,8 @@ def test_opencode_session_error(name: str) -> None:
     assert "APIError" in errors[-1].message and "HTTP" in errors[-1].message
     assert len([e for e in errors if e.kind == "warning"]) == 5  # the retries
     assert state.error is not None and state.idle
+    # not a rate limit: no reset time, else run-all pauses 0 s and retries it without end
+    assert state.retry_after_s is None
 
 
 def test_opencode_abort_keeps_the_partial_text() -> None:

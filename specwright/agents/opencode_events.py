@@ -229,12 +229,14 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
         state.error = error
         data = error.get("data") or {}
         status = data.get("statusCode")
+        kind_ = "rate_limit" if status in (429, 529) else "api_error"
         hint = _retry_after(data.get("responseHeaders") or {})
-        if hint is not None:
+        if kind_ != "rate_limit":  # a reset time is a rate limit's alone: the loop would wait
+            state.retry_after_s = None  # and retry a 400, 401 or 500 for ever, never counting it
+        elif hint is not None:
             state.retry_after_s = hint
         if error.get("name") == "MessageAbortedError":
             return [StepEvent("aborted", state.session_id, raw=slim(error))]
-        kind_ = "rate_limit" if status in (429, 529) else "api_error"
         return [ErrorEvent(error_text(error), kind=kind_, raw=slim(error))]
     if kind in ("session.created", "session.updated"):
         info = props.get("info") or {}
