@@ -74,6 +74,23 @@ def test_run_ships_with_live_progress_then_refuses_a_rerun(
     assert data["reason"].startswith("max_iterations") and data["backend"] == "scripted"
 
 
+def test_an_agent_warning_is_shown_with_what_it_says(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """OpenCode's retries and Claude Code's denied permissions are warnings: the live line says
+    what happened, not a bare "· error"."""
+    warn = {"fail": "model call failed, retry 1: overloaded", "kind": "warning"}
+    repo = project(tmp_path, {"1": [warn]})
+    c = str(repo)
+    assert cli("-C", c, "spec", "new", "Demo").code == 0
+    assert cli("-C", c, "chunk", "add", "demo", "Add mul", "--file", "calc.py").code == 0
+    r = cli("-C", c, "run", "demo:1", "--max-iterations", "1")
+    assert r.code == 1, r.err
+    events = [line.strip() for line in r.out.splitlines() if line.strip().startswith("·")]
+    assert "· agent warning: model call failed, retry 1: overloaded" in events
+    assert "· error" not in events
+
+
 def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     repo = project(tmp_path, {"1": GOOD})
     c = str(repo)

@@ -482,7 +482,7 @@ class _ChunkRun:
             self._rate_limited = True
         if event.type == "tool_call":
             self.progress("event", tool_line(event), event)
-        elif isinstance(event, ErrorEvent) and event.kind != "warning":
+        elif isinstance(event, ErrorEvent):  # a warning too: a bare "error" line says nothing
             self.progress("event", f"agent {event.kind}: {event.message[:200]}", event)
         else:
             self.progress("event", event.type, event)
