@@ -232,6 +232,20 @@ def test_a_cancel_stops_an_exchange_mid_way_and_aborts(server: Misbehaving, tmp_
     assert server.requests.count(ABORT) == 1
 
 
+def test_a_cancel_during_the_health_check_is_a_cancel_not_a_crash(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    """Ctrl-C or SIGTERM as an execution starts (the health check under way): the run is
+    cancelled; before, joining the event reader that was not started yet raised RuntimeError,
+    recorded as a crash."""
+    server.behave["GET /global/health"] = "trickle"
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    ex = executor(server.url, timeout_s=600)
+    outcome = ends(lambda: ex.execute(Task("hi", tmp_path), _drop, cancel))
+    assert (outcome.status, outcome.exit_reason) == ("cancelled", "cancelled")
+
+
 def _never() -> threading.Event:
     return threading.Event()
 

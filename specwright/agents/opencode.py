@@ -230,7 +230,8 @@ class OpenCodeExecutor:
                 self._abort(link, params, state)
             stop.set()
             sse_connections.shut()  # ends the reader's stream now, whatever the server sends
-            reader.join(timeout=2)
+            if reader.ident is not None:  # a cancel in the health check comes before its start
+                reader.join(timeout=2)
             if not reader.is_alive():  # an event still being dropped is told, as one cut short
                 for cut in decoder.close():
                     state.events += 1
