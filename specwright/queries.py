@@ -348,7 +348,9 @@ def cost_by(
                sum({_EXEC_COST}) AS cost_usd,
                sum(e.reported_cost_usd) AS reported_cost_usd,
                sum(e.computed_cost_usd) AS computed_cost_usd,
-               count(*) FILTER (WHERE e.cost_usd IS NULL OR NOT isfinite(e.cost_usd)) AS unpriced
+               count(*) FILTER (WHERE (e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
+                   AND e.input_tokens + e.output_tokens + e.cache_read_tokens
+                       + e.cache_write_tokens > 0) AS unpriced
         FROM executions e {joins}
         WHERE true{where}
         GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""

@@ -190,9 +190,14 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
         model="unpriced-local",
     ) as rec:
         rec.finish(status="error", usage=Usage(input_tokens=5))
+    # an agent that crashed before saying anything: no tokens, no cost, nothing left unpriced
+    with ExecutionRecorder(
+        store, role="executor", backend="opencode", spec_id=spec.id, chunk_id=c2.id
+    ) as rec:
+        rec.finish(status="error", exit_reason="crash: RuntimeError")
 
     by_spec = Q.cost_by(store, "spec")
-    assert by_spec.iloc[0]["executions"] == 3 and math.isclose(by_spec.iloc[0]["cost_usd"], 0.75)
+    assert by_spec.iloc[0]["executions"] == 4 and math.isclose(by_spec.iloc[0]["cost_usd"], 0.75)
     assert int(by_spec.iloc[0]["unpriced"]) == 1
     by_exec = Q.cost_by(store, "executor").set_index("executor")
     assert math.isclose(by_exec.loc["claude", "cost_usd"], 0.75)
@@ -203,7 +208,7 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
     assert tools.loc["Bash", "calls"] == 2 and tools.loc["Bash", "failure_rate"] == 0.5
     assert tools.loc["Edit", "failures"] == 0
     lat = Q.latency(store, "role")
-    assert lat.iloc[0]["executions"] == 3
+    assert lat.iloc[0]["executions"] == 4
     sources = Q.cost_sources(store)
     assert set(sources["cost_source"].dropna()) == {"reported"}
     assert sources["computed_cost_usd"].notna().sum() == 2
