@@ -369,6 +369,28 @@ def test_opencode_session_error(name: str) -> None:
     assert state.retry_after_s is None
 
 
+@pytest.mark.parametrize(("headers", "reset"), [({}, None), ({"retry-after": "30"}, 30.0)])
+def test_opencode_rate_limit_reset_is_the_errors_own(
+    headers: dict[str, str], reset: float | None
+) -> None:
+    """The recorded provider-error stream as a 429 (an exhausted quota): OpenCode retried it
+    itself, then gave up; its last retry time is past, and is no reset time (run-all would retry
+    at once, without end). The error's retry-after header is one."""
+    events = opencode_events("provider_error")
+    session = next(e["properties"]["info"]["id"] for e in events if e["type"] == "session.created")
+    state = OpenCodeState(session_id=session)
+    out: list[AgentEvent] = []
+    for event in events:
+        if event["type"] == "session.error":
+            data = event["properties"]["error"]["data"]
+            data["statusCode"], data["responseHeaders"] = 429, headers
+        out += parse_event(event, state)
+    assert [e.kind for e in out if isinstance(e, ErrorEvent) and e.kind != "warning"] == [
+        "rate_limit"
+    ]
+    assert state.retry_after_s == reset
+
+
 def test_opencode_abort_keeps_the_partial_text() -> None:
     events, state = run_opencode("abort")
     assert state.error is not None and state.error["name"] == "MessageAbortedError"

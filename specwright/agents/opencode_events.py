@@ -230,11 +230,12 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
         data = error.get("data") or {}
         status = data.get("statusCode")
         kind_ = "rate_limit" if status in (429, 529) else "api_error"
+        # The reset time is the error's own: a rate limit's alone (the loop would wait and retry
+        # a 400, 401 or 500 for ever, never counting it), and never OpenCode's last retry time,
+        # past by now (0 s: the loop would retry an exhausted quota at once, without end);
+        # without one the loop waits its default.
         hint = _retry_after(data.get("responseHeaders") or {})
-        if kind_ != "rate_limit":  # a reset time is a rate limit's alone: the loop would wait
-            state.retry_after_s = None  # and retry a 400, 401 or 500 for ever, never counting it
-        elif hint is not None:
-            state.retry_after_s = hint
+        state.retry_after_s = hint if kind_ == "rate_limit" else None
         if error.get("name") == "MessageAbortedError":
             return [StepEvent("aborted", state.session_id, raw=slim(error))]
         return [ErrorEvent(error_text(error), kind=kind_, raw=slim(error))]
