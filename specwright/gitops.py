@@ -292,6 +292,11 @@ def chunk_commits(path: Path | str, chunk_id: str, rev: str = "HEAD") -> list[st
     return [line for line in out.splitlines() if line]
 
 
+def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str]:
+    """The commits reachable from ``head`` and not from ``base``, newest first."""
+    return [line for line in _git(path, "rev-list", f"{base}..{head}").splitlines() if line]
+
+
 def rollback(path: Path | str, base: str) -> None:
     """Reset the work tree and index to ``base`` and delete untracked files (never ignored
     ones): every trace of an attempt is gone."""

@@ -163,19 +163,31 @@ def _ops_of_run(path: Path, run_id: str) -> tuple[str | None, list[dict[str, Any
 def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> None:
     """Undo a killed attempt in the project tree, but only when it is provably the attempt's:
     the run's branch is checked out at its base commit (the loop refused a dirty tree, so
-    anything uncommitted there came from the agent)."""
+    anything uncommitted there came from the agent), or at the one commit the attempt made on
+    it, carrying its chunk's trailer, when the kill came before the ship was recorded (kept,
+    the chunk would run again on top of its own unrecorded commit)."""
     try:
         if not run["branch"] or gitops.current_branch(root) != run["branch"]:
             return
-        if gitops.head_commit(root) != run["base_commit"] or not gitops.dirty_files(root):
+        base, head = run["base_commit"], gitops.head_commit(root)
+        if head == base:
+            if not gitops.dirty_files(root):
+                return
+        elif gitops.commits_between(root, base, head) != [head] or gitops.chunk_commits(
+            root, run["chunk_id"], head
+        )[:1] != [head]:
             return
         patch = gitops.diff(root, run["base_commit"])
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(patch.text, encoding="utf-8")
         gitops.rollback(root, run["base_commit"])
+        undone = "" if head == base else f", and its commit {head[:10]} it had not recorded,"
         log.warning(
-            "rolled back the interrupted attempt of run %s (diff saved to %s)", run["id"], saved
+            "rolled back the interrupted attempt of run %s%s (diff saved to %s)",
+            run["id"],
+            undone,
+            saved,
         )
     except gitops.GitError as exc:
         log.warning("could not restore the tree after run %s: %s", run["id"], exc)

@@ -160,3 +160,45 @@ def test_run_after_a_killed_run_recovers_and_ships(tmp_path: Path) -> None:
         assert statuses == ["interrupted", "shipped"]
     finally:
         stop_group(agent)
+
+
+def test_a_kill_after_the_commit_before_its_record_undoes_the_commit(tmp_path: Path) -> None:
+    """Killed between `git commit` and recording the ship: the next run-all rolls the branch
+    back to the run's base (the patch kept) instead of running the chunk again on top of its
+    own unrecorded commit, so the branch ends with one commit for the chunk."""
+    repo, state, cli, env = project(tmp_path)
+    hook = repo / ".git" / "hooks" / "post-commit"  # runs after the commit, git waits for it
+    hook.write_text(
+        f"#!/bin/sh\n[ -e {state}/committed ] && exit 0\ntouch {state}/committed\n"
+        f"sleep 1\ntouch {state}/hook-done\n"
+    )
+    hook.chmod(0o755)
+    (state / "first-done").touch()  # the agent makes one quick edit
+    proc = subprocess.Popen(
+        [*cli, "run-all", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        for _ in range(1200):
+            if (state / "committed").exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert (state / "committed").exists(), proc.communicate()
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    for _ in range(200):
+        if (state / "hook-done").exists():
+            break
+        threading.Event().wait(0.05)
+    assert len(git(repo, "log", "--format=%H", "main..specwright/demo").split()) == 1
+    again = subprocess.run(
+        [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "it had not recorded" in again.stderr
+    assert len(git(repo, "log", "--format=%H", "main..specwright/demo").split()) == 1
+    assert git(repo, "status", "--porcelain") == ""
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    no_running_rows(store)
+    statuses = sorted(r["status"] for r in rows(store, "SELECT status FROM runs"))
+    assert statuses == ["interrupted", "interrupted", "shipped", "shipped"]
