@@ -102,6 +102,31 @@ def recover_interrupted(
     return recovered
 
 
+def ensure_tree_free(store: Store, spec: Spec, project_root: Path | str) -> None:
+    """Refuse to start a run in the project's own work tree while a live process (this host,
+    fresh heartbeat) runs a spec of the same project there: the new run would switch branches
+    and roll back under that run's agent, and each would commit the other's work. Runs that
+    compare executors work in worktrees of their own and are left out."""
+    from datetime import timedelta
+
+    from specwright.errors import SpecwrightError
+
+    rows = store.query_dicts(
+        "SELECT r.id, r.pid, s.slug FROM runs r JOIN specs s ON s.id = r.spec_id "
+        "WHERE s.project_id = ? AND r.status = 'running' AND r.host = ? "
+        "AND r.parent_run_id IS NULL AND r.group_id IS NULL "
+        "AND coalesce(r.heartbeat_at, r.started_at) > ? ORDER BY r.started_at",
+        [spec.project_id, socket.gethostname(), utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)],
+    )
+    for run in rows:
+        if pid_alive(run["pid"]):
+            raise SpecwrightError(
+                f"{project_root}: run {str(run['id'])[:13]} of spec {run['slug']!r} (pid "
+                f"{run['pid']}) is working in this tree; wait for it to end or stop it "
+                "(`specwright queue add` runs one after the other)"
+            )
+
+
 def _catch_up(store: Store, run: dict[str, Any]) -> int:
     """Write to the database what the dead run's executions journaled but had not flushed (an
     execution journals each event at once and writes them in batches, so a kill -9 leaves up to

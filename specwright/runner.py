@@ -28,7 +28,7 @@ from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import interrupted_by
 from specwright.loop.records import Heartbeat
 from specwright.model import Chunk, Spec, new_id, utcnow
-from specwright.recovery import recover_interrupted
+from specwright.recovery import ensure_tree_free, recover_interrupted
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
 from specwright.run_report import run_summary as run_summary
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
@@ -451,6 +451,8 @@ def run_all(
 
     preflight(executor)  # a missing agent binary or a dead server: one clear error, nothing run
     recover_interrupted(store, spec, root)
+    if tree is None:
+        ensure_tree_free(store, spec, root)
     chunks = catalog.list_chunks(store, spec.id)
     gitops.ensure_clean(tree or root)
     run_id = new_id()

@@ -202,3 +202,40 @@ def test_a_kill_after_the_commit_before_its_record_undoes_the_commit(tmp_path: P
     no_running_rows(store)
     statuses = sorted(r["status"] for r in rows(store, "SELECT status FROM runs"))
     assert statuses == ["interrupted", "interrupted", "shipped", "shipped"]
+
+
+def test_a_second_run_in_the_same_tree_is_refused_while_one_runs(tmp_path: Path) -> None:
+    """While run-all of one spec has its agent working (the tree still clean), run-all or run
+    of another spec of the project is refused with one line: it would have checked out its own
+    branch under the agent, and the first spec's commit would have landed on it."""
+    repo, state, cli, env = project(tmp_path)
+    for args in (["spec", "new", "Other"], ["chunk", "add", "other", "B", "--prompt", "y"]):
+        subprocess.run([*cli, *args], check=True, capture_output=True, env=env, timeout=120)
+    (state / "first-done").touch()  # the agent: one quick edit ...
+    script = tmp_path / "agent.sh"  # ... after a pause, the tree clean until then
+    script.write_text(script.read_text().replace("echo started", "echo started\nsleep 60", 1))
+    first = subprocess.Popen(
+        [*cli, "run-all", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            if git(repo, "branch", "--show-current") == "specwright/demo":
+                break
+            threading.Event().wait(0.05)
+        for args in (["run-all", "other"], ["run", "other:1"]):
+            second = subprocess.run(
+                [*cli, *args], capture_output=True, text=True, env=env, timeout=120
+            )
+            assert second.returncode == 2, second.stdout + second.stderr
+            [line] = second.stderr.splitlines()
+            assert "of spec 'demo'" in line and "is working in this tree" in line, line
+        assert git(repo, "branch", "--show-current") == "specwright/demo"
+        assert first.poll() is None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=60)
