@@ -244,6 +244,40 @@ class Journal:
             yield op, f"{files[file_no]}:{lines[file_no][i]}"
 
 
+def one_project_per_root(
+    located: list[tuple[dict[str, Any], str]],
+) -> list[tuple[dict[str, Any], str]]:
+    """Journal ops with a project recorded twice for one root (a database deleted, then used
+    before `db rebuild`: its first command recorded the project anew) made one: the later
+    project's row is left out and its id, wherever an op names it, becomes the first one's,
+    so the specs made after the loss are found in their project again."""
+    first: dict[Any, str] = {}
+    alias: dict[str, str] = {}
+    for op, _ in located:
+        if op["op"] == "insert" and op.get("table") == "projects":
+            pid, root = str(op["row"].get("id")), op["row"].get("root")
+            if first.setdefault(root, pid) != pid:
+                alias[pid] = first[root]
+    if not alias:
+        return located
+
+    def swap(value: Any) -> Any:
+        return alias.get(value, value) if isinstance(value, str) else value
+
+    out = []
+    for op, where in located:
+        if op["op"] == "insert" and op.get("table") == "projects" and op["row"]["id"] in alias:
+            continue
+        op = dict(op)
+        for part in ("row", "key", "set"):
+            if isinstance(op.get(part), dict):
+                op[part] = {k: swap(v) for k, v in op[part].items()}
+        if isinstance(op.get("params"), list):
+            op["params"] = [swap(v) for v in op["params"]]
+        out.append((op, where))
+    return out
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 

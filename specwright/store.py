@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import keeper, migrations
 from specwright.errors import StoreError, StoreLockedError, first_line
-from specwright.journal import CATALOG, Journal, apply_ops, normal, op_time
+from specwright.journal import CATALOG, Journal, apply_ops, normal, one_project_per_root, op_time
 from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
 
@@ -521,7 +521,7 @@ class Store:
         fresh = Store(target, journal_dir=journal.root, lock_timeout_s=self.lock_timeout_s)
         try:
             fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
-            ops = list(journal.replay_located())
+            ops = one_project_per_root(list(journal.replay_located()))
             count = sum(_replay(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
             with fresh.transaction() as conn:  # results journaled before migration 10
                 conn.execute(migrations.BACKFILL_TOOL_RESULTS)

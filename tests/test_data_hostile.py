@@ -240,6 +240,28 @@ def test_a_second_rebuild_keeps_the_first_backup(
     assert _titles(db) == ["One"]
 
 
+def test_specs_made_after_the_database_was_lost_are_in_their_project_after_a_rebuild(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database deleted, then a spec made before `db rebuild`: that command recorded the
+    project again, and the rebuild used to hold two projects for one folder, the new spec in
+    one no command could reach ("not in this project ... but in <the same folder>")."""
+    db = tmp_path / "db" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "spec", "new", "Before").code == 0
+    Store(db).release()
+    db.unlink()  # and the next command is another process, as a user's is
+    after = run_specwright("-C", str(tmp_path), "spec", "new", "After", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    rebuilt = run_specwright("-C", str(tmp_path), "db", "rebuild", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert len(Store(db).query("SELECT id FROM projects")) == 1
+    listed = cli("-C", str(tmp_path), "spec", "list")
+    assert "before" in listed.out and "after" in listed.out, listed.out + listed.err
+    added = cli("-C", str(tmp_path), "chunk", "add", "after", "A", "--prompt", "x")
+    assert added.code == 0, added.err
+
+
 # --- init -------------------------------------------------------------------------------------
 
 
