@@ -219,6 +219,8 @@ class Store:
                         _read_only[str(self._key)] = unwritable[0].lower()
                         continue
                     if "lock" not in text.lower():
+                        if self._key.is_file() and not _UNWRITABLE.search(text):
+                            raise self._damaged(exc) from None  # truncated, overwritten
                         raise StoreError(f"{self.path}: cannot open the database: {text}") from None
                     if time.monotonic() >= deadline:
                         holder = text.split("Conflicting lock is held in", 1)[-1].strip()
@@ -382,10 +384,13 @@ class Store:
         try:
             return self._migrate(conn)
         except duckdb.Error as exc:
-            raise StoreError(
-                f"{self.path}: the database is damaged or unreadable ({first_line(exc, 300)}); "
-                "`specwright db rebuild` recreates it from its journals"
-            ) from None
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"{self.path}: the database is damaged or unreadable ({first_line(exc, 300)}); "
+            "`specwright db rebuild` recreates it from its journals"
+        )
 
     def migrate(self) -> list[int]:
         """Apply pending migrations now; returns the versions applied."""

@@ -139,6 +139,33 @@ def test_a_truncated_database_is_one_line_and_rebuilds_from_its_journal(
     assert _titles(db) == ["Survivor"]
 
 
+@pytest.mark.parametrize("damage", ["header zeroed", "cut short"])
+def test_a_database_damaged_so_it_does_not_open_names_the_rebuild(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """A file DuckDB refuses at connect (its header overwritten, or cut to a few KB) used to
+    be 'cannot open the database: IO Error ...' with no way out named."""
+    db = tmp_path / "db" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "spec", "new", "Survivor").code == 0
+    from specwright import keeper
+    from specwright import store as store_mod
+
+    keeper.close()
+    store_mod._migrated.clear()
+    store_mod._journal_roots.clear()
+    with db.open("r+b") as fh:
+        if damage == "header zeroed":
+            fh.write(b"\0" * 8192)
+        else:
+            fh.truncate(5000)
+    line = _one_line_error(cli("-C", str(tmp_path), "status"))
+    assert str(db) in line and "damaged" in line and "db rebuild" in line, line
+    result = cli("-C", str(tmp_path), "--json", "db", "rebuild")
+    assert result.code == 0, result.err
+    assert _titles(db) == ["Survivor"]
+
+
 def test_a_database_whose_folder_is_a_file_is_one_line(
     tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
