@@ -33,6 +33,7 @@ the studio.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -181,11 +182,16 @@ def export_spec(store: Store, spec: Spec, path: Path | str) -> Path:
 
     text = render(spec, list_chunks(store, spec.id))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        tmp.replace(path)
+    except OSError as exc:  # a read-only folder, a full disk, a file where a folder should be
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise SpecFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return path
 
 

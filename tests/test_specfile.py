@@ -390,6 +390,19 @@ def test_cli_export_import(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
 
 
+def test_cli_export_where_it_cannot_write_is_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A folder that cannot be made (a file in its place; a read-only mount alike) used to be
+    an OSError traceback."""
+    (tmp_path / "one.md").write_text("---\ntitle: One thing\n---\n\n## Chunk 1: Do it\n")
+    assert cli("-C", str(tmp_path), "spec", "import", str(tmp_path / "one.md")).code == 0
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    target = tmp_path / "blocker" / "one.md"
+    res = cli("-C", str(tmp_path), "spec", "export", "one-thing", "-o", str(target))
+    assert res.code == 2 and "Traceback" not in res.err
+    assert res.err.strip().startswith(f"specwright: error: {target}: cannot write: ")
+    assert len(res.err.strip().splitlines()) == 1
+
+
 def test_files_from_other_editors_and_other_places(  # type: ignore[no-untyped-def]
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
