@@ -344,6 +344,11 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#
 {"".join(tables)}
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(doc, encoding="utf-8")
+    except OSError as exc:  # a read-only folder, a full disk, a file where a folder should be
+        from specwright.errors import SpecwrightError
+
+        raise SpecwrightError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
     return path

@@ -14,6 +14,7 @@ created now ``<stem>.journal/`` (see ``Store.journal``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -534,7 +535,8 @@ class Store:
         except BaseException:  # half a database would only block the next attempt
             fresh.release()
             for leftover in (target, target.with_name(target.name + ".wal")):
-                leftover.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only folder: nothing was left
+                    leftover.unlink(missing_ok=True)
             raise
         fresh.release()  # checkpointed and closed: the caller may move the file
         return count

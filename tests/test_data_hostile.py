@@ -166,6 +166,24 @@ def test_a_database_damaged_so_it_does_not_open_names_the_rebuild(
     assert _titles(db) == ["Survivor"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["db", "rebuild", "--output", "{x}/rebuilt.duckdb"], ["report", "--html", "{x}/r.html"]],
+    ids=["db rebuild --output", "report --html"],
+)
+def test_an_output_in_a_folder_that_cannot_be_made_is_one_line(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """A file where the output's folder should be (a read-only folder fails alike): both used
+    to end in an OSError traceback (the rebuild's while cleaning up after the clear error)."""
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db" / "specwright.duckdb"))
+    assert cli("-C", str(tmp_path), "spec", "new", "One").code == 0
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    line = _one_line_error(cli("-C", str(tmp_path), *[a.format(x=blocker) for a in args]))
+    assert str(blocker) in line, line
+
+
 def test_a_database_whose_folder_is_a_file_is_one_line(
     tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
