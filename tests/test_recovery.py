@@ -8,6 +8,7 @@ writing into the tree, SIGKILL, and a real git repo."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -239,3 +240,21 @@ def test_a_second_run_in_the_same_tree_is_refused_while_one_runs(tmp_path: Path)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)
         first.communicate(timeout=60)
+
+
+def test_status_says_a_run_left_running_by_a_killed_process_is_dead(tmp_path: Path) -> None:
+    """Until the next run-all marks it, a killed run is still `running` in the database;
+    status used to show it so with no hint that nothing runs it any more."""
+    repo, state, cli, env = project(tmp_path)
+    agent = kill_mid_attempt([*cli, "run-all", "demo"], env, state, repo)
+    try:
+        shown = subprocess.run(
+            [*cli, "--json", "status"], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert shown.returncode == 0, shown.stderr
+        runs = json.loads(shown.stdout)["recent_runs"]
+        assert [r["status"] for r in runs] == ["running", "running"]
+        assert all("is gone; run-all marks it interrupted" in r["reason"] for r in runs), runs
+        assert all("pid" not in r for r in runs)
+    finally:
+        stop_group(agent)

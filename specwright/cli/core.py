@@ -191,6 +191,20 @@ def _ignore_data_dir(root: Path) -> bool:
     return True
 
 
+def _say_which_runs_died(runs: list[dict[str, Any]]) -> None:
+    """A run still ``running`` whose process on this host is gone (kill -9, a reboot) says so:
+    it stays recorded as running until the next run or run-all of its spec marks it."""
+    import socket
+
+    from specwright.agents.orphans import pid_alive
+
+    host = socket.gethostname()
+    for run in runs:
+        pid, on = run.pop("pid"), run.pop("host")
+        if run["status"] == "running" and pid and on == host and not pid_alive(pid):
+            run["reason"] = f"process {pid} is gone; run-all marks it interrupted"
+
+
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_specs
 
@@ -225,11 +239,12 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
             params,
         )
         runs = store.query_dicts(
-            "SELECT r.id, s.slug AS spec, r.kind, r.status, r.executor, r.started_at, r.reason "
-            f"FROM runs r JOIN specs s ON s.id = r.spec_id {where} "
+            "SELECT r.id, s.slug AS spec, r.kind, r.status, r.executor, r.started_at, r.reason, "
+            f"r.pid, r.host FROM runs r JOIN specs s ON s.id = r.spec_id {where} "
             "ORDER BY r.started_at DESC LIMIT 5",
             params,
         )
+    _say_which_runs_died(runs)
     if ctx.json:
         ctx.emit(
             {
