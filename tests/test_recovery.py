@@ -258,3 +258,34 @@ def test_status_says_a_run_left_running_by_a_killed_process_is_dead(tmp_path: Pa
         assert all("pid" not in r for r in runs)
     finally:
         stop_group(agent)
+
+
+def test_run_all_resumes_while_the_killed_process_is_an_unreaped_zombie(tmp_path: Path) -> None:
+    """A script (or notebook) that started run-all and killed it without waiting leaves a
+    zombie: it runs nothing, yet counted as alive, so the next run-all neither recovered its
+    run nor could start."""
+    _repo, state, cli, env = project(tmp_path)
+    proc = subprocess.Popen(
+        [*cli, "run-all", "demo"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            if (state / "agent.pid").exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)  # and no wait(): a zombie until the end of the test
+        agent = int((state / "agent.pid").read_text())
+        wait_gone(agent)
+        again = subprocess.run(
+            [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"process {proc.pid} is gone" in again.stderr
+    finally:
+        proc.wait(timeout=60)
+        stop_group(int((state / "agent.pid").read_text()))

@@ -36,7 +36,8 @@ _OWNER_SINCE = time.time()
 
 
 def pid_alive(pid: int | None) -> bool:
-    """True when a process with this id exists on this host (even one we may not signal)."""
+    """True when a process with this id runs on this host (even one we may not signal); a
+    zombie (killed, its parent has not reaped it yet) does not: it runs nothing any more."""
     if not pid:
         return False
     try:
@@ -45,7 +46,11 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # Linux: the state follows the parenthesised command name
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[:1] != [b"Z"]
+    except OSError:
+        return True
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
