@@ -214,7 +214,8 @@ def test_a_second_run_in_the_same_tree_is_refused_while_one_runs(tmp_path: Path)
         subprocess.run([*cli, *args], check=True, capture_output=True, env=env, timeout=120)
     (state / "first-done").touch()  # the agent: one quick edit ...
     script = tmp_path / "agent.sh"  # ... after a pause, the tree clean until then
-    script.write_text(script.read_text().replace("echo started", "echo started\nsleep 60", 1))
+    pause = f"echo started\necho $$ > {state}/agent.pid\nsleep 60"
+    script.write_text(script.read_text().replace("echo started", pause, 1))
     first = subprocess.Popen(
         [*cli, "run-all", "demo"],
         stdout=subprocess.PIPE,
@@ -240,6 +241,8 @@ def test_a_second_run_in_the_same_tree_is_refused_while_one_runs(tmp_path: Path)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)
         first.communicate(timeout=60)
+        if (state / "agent.pid").exists():  # its sleep outlives it, in the agent's group
+            stop_group(int((state / "agent.pid").read_text()))
 
 
 def test_status_says_a_run_left_running_by_a_killed_process_is_dead(tmp_path: Path) -> None:
