@@ -207,6 +207,31 @@ def test_text_completion(srv: FakeModelServer, store: Store, stream: bool) -> No
     assert [e["type"] for e in events(store, client)] == ["step", "text", "usage"]
 
 
+@pytest.mark.parametrize("call", ["text", "structured"])
+@pytest.mark.usefixtures("key")
+def test_ctrl_c_mid_answer_is_recorded_as_interrupted(
+    srv: FakeModelServer, store: Store, call: str
+) -> None:
+    """Ctrl-C (or SIGTERM, which Specwright turns into it) during a review or a plan: the
+    execution said 'KeyboardInterrupt: ' (an empty message), unlike an agent's 'interrupted'."""
+    if call == "text":
+        srv.script(anthropic_text("A short summary.", expect_stream=True))
+    else:
+        srv.script(anthropic_tool_use("ask_questions", {"questions": []}, text="Thinking."))
+    client = make_client(srv, store)
+
+    def stop(_: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        if call == "text":
+            client.text("Summarize.", "the diff", role="summarizer", stream=True, on_text=stop)
+        else:
+            ask(client, stream=True, on_text=stop)
+    row = execution(store, client)
+    assert (row["status"], row["exit_reason"]) == ("cancelled", "interrupted")
+
+
 @pytest.mark.usefixtures("key")
 def test_without_a_store_nothing_is_recorded(srv: FakeModelServer) -> None:
     srv.script(anthropic_tool_use("ask_questions", GOOD))

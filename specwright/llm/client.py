@@ -207,8 +207,8 @@ class LLMClient:
             self._finish(rec, "error", total, total_1h, f"{exc.reason}: {exc}", turns, None)
             raise
         except BaseException as exc:
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "error"
-            self._finish(rec, status, total, total_1h, f"{type(exc).__name__}: {exc}", turns, None)
+            status, why = _failure(exc)
+            self._finish(rec, status, total, total_1h, why, turns, None)
             raise
 
     def text(
@@ -241,8 +241,8 @@ class LLMClient:
             self._finish(rec, "error", usage, 0, f"{exc.reason}: {exc}", None, None)
             raise
         except BaseException as exc:
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "error"
-            self._finish(rec, status, usage, 0, f"{type(exc).__name__}: {exc}", None, None)
+            status, why = _failure(exc)
+            self._finish(rec, status, usage, 0, why, None, None)
             raise
 
     # --- recording --------------------------------------------------------------------------
@@ -512,3 +512,11 @@ class LLMClient:
             return max(0.0, hint)
         base = self.backoff_s * (2 ** (attempt - 1))
         return min(base, 8.0) * (0.75 + random.random() * 0.5)
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """An execution's status and exit reason for an unexpected exception: Ctrl-C or SIGTERM
+    is ``interrupted``, as for an agent (KeyboardInterrupt has no message to show)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "cancelled", "interrupted"
+    return "error", f"{type(exc).__name__}: {exc}"
