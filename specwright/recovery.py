@@ -68,6 +68,10 @@ def recover_interrupted(
             if groups:
                 listed = ", ".join(str(g) for g in groups)
                 why += f"; stopped the agent it left running (process group {listed})"
+        # the tree first: a run marked before its tree is back would leave the agent's edits
+        # to a later run-all, refused for a dirty tree with nothing left to undo them
+        if run["kind"] == "chunk" and not _restore_tree(store, Path(project_root), run):
+            continue
         ops = [
             Store.op_update(
                 "runs",
@@ -89,8 +93,6 @@ def recover_interrupted(
                 )
             )
         store.write(ops)
-        if run["kind"] == "chunk":
-            _restore_tree(store, Path(project_root), run)
         recovered.append(run["id"])
         log.warning("run %s marked interrupted: %s", run["id"], why)
     # then what ended Specwright processes left that no run of this spec owns (a server, a run
@@ -185,23 +187,24 @@ def _ops_of_run(path: Path, run_id: str) -> tuple[str | None, list[dict[str, Any
     return str(row.get("id")), kept
 
 
-def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> None:
+def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
     """Undo a killed attempt in the project tree, but only when it is provably the attempt's:
     the run's branch is checked out at its base commit (the loop refused a dirty tree, so
     anything uncommitted there came from the agent), or at the one commit the attempt made on
     it, carrying its chunk's trailer, when the kill came before the ship was recorded (kept,
-    the chunk would run again on top of its own unrecorded commit)."""
+    the chunk would run again on top of its own unrecorded commit). False when git failed
+    (a stale index.lock, a full disk): the run is left to the next recovery."""
     try:
         if not run["branch"] or gitops.current_branch(root) != run["branch"]:
-            return
+            return True
         base, head = run["base_commit"], gitops.head_commit(root)
         if head == base:
             if not gitops.dirty_files(root):
-                return
+                return True
         elif gitops.commits_between(root, base, head) != [head] or gitops.chunk_commits(
             root, run["chunk_id"], head
         )[:1] != [head]:
-            return
+            return True
         patch = gitops.diff(root, run["base_commit"])
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
@@ -214,5 +217,11 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> None:
             undone,
             saved,
         )
-    except gitops.GitError as exc:
-        log.warning("could not restore the tree after run %s: %s", run["id"], exc)
+    except (gitops.GitError, OSError) as exc:  # OSError: the patch could not be saved
+        log.warning(
+            "could not restore the tree after run %s (it stays running until a run-all can): %s",
+            run["id"],
+            exc,
+        )
+        return False
+    return True

@@ -292,3 +292,35 @@ def test_run_all_resumes_while_the_killed_process_is_an_unreaped_zombie(tmp_path
     finally:
         proc.wait(timeout=60)
         stop_group(int((state / "agent.pid").read_text()))
+
+
+def test_a_tree_that_cannot_be_restored_yet_is_restored_by_the_next_run_all(
+    tmp_path: Path,
+) -> None:
+    """Recovery met a stale .git/index.lock (git killed too): it used to mark the run
+    interrupted anyway, so once the lock was gone nothing undid the agent's edits and every
+    run-all stopped at 'uncommitted changes'. The run now stays to be recovered next time."""
+    repo, state, cli, env = project(tmp_path)
+    agent = kill_mid_attempt([*cli, "run-all", "demo"], env, state, repo)
+    try:
+        check_after_kill(agent)
+        lock = repo / ".git" / "index.lock"
+        lock.touch()
+        blocked = subprocess.run(
+            [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert blocked.returncode == 2, blocked.stdout + blocked.stderr
+        assert "could not restore the tree" in blocked.stderr
+        lock.unlink()
+        again = subprocess.run(
+            [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "rolled back the interrupted attempt" in again.stderr
+        no_running_rows(Store(os.environ["SPECWRIGHT_DB"]))
+        shipped = git(repo, "show", "--name-only", "--format=", "specwright/demo").split()
+        assert shipped == ["done.txt"]
+        assert git(repo, "status", "--porcelain") == ""
+        assert not list(repo.glob("work-*.txt"))
+    finally:
+        stop_group(agent)
