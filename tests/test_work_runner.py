@@ -130,6 +130,32 @@ def test_sigterm_mid_chunk_is_recorded_as_sigterm(git_repo: Path) -> None:
     assert "Ctrl-C" not in out and "cancelled: cancelled" not in out
 
 
+def test_ctrl_c_pressed_again_while_stopping_still_stops_cleanly(git_repo: Path) -> None:
+    """An impatient Ctrl-C Ctrl-C Ctrl-C: the later ones used to cut the cleanup short, the
+    process exited with its runs recorded as running; they are ignored, as later SIGTERMs are."""
+    slow_a = {"chunks": {"Make A": [{"write": "a.txt", "content": "half"}, {"sleep": 120}]}}
+    _project(git_repo, slow_a)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
+    proc = _start(git_repo, "run-all", spec.slug)
+    deadline = time.monotonic() + 60
+    while not list((store.journal.root / "executions").glob("*.jsonl")):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "chunk A's agent never started"
+        time.sleep(0.1)
+    time.sleep(0.5)  # A's agent is in its sleep
+    for _ in range(5):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    code, out = _finish(proc)
+    assert code == 130, out
+    assert "Traceback" not in out, out
+    for table in ("runs", "executions", "chunks"):
+        assert store.query(f"SELECT count(*) FROM {table} WHERE status = 'running'") == [(0,)]
+    assert store.query("SELECT status FROM runs WHERE kind = 'spec'") == [("cancelled",)]
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
 def test_kill_9_mid_wave_then_resume_runs_what_never_merged(git_repo: Path) -> None:
     _project(git_repo, SLOW_B)
     store = Store(resolve_db_path(git_repo))

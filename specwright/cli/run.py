@@ -36,21 +36,31 @@ def stop_on_sigterm(
     handler: Callable[[argparse.Namespace, Context], int], args: argparse.Namespace, ctx: Context
 ) -> int:
     """Run a command so that SIGTERM stops it the way Ctrl-C does (agent killed, tree rolled
-    back, run marked cancelled), then exit 143. Later SIGTERMs are ignored: the cleanup they would
-    cut short is under way."""
+    back, run marked cancelled), then exit 143. Later SIGTERMs and Ctrl-Cs are ignored: the
+    cleanup they would cut short (leaving the run recorded as running) is under way."""
     if threading.current_thread() is not threading.main_thread():
         return handler(args, ctx)  # signal handlers belong to the main thread
     received = threading.Event()
+    stopping = threading.Event()
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        if not received.is_set():
+        if not stopping.is_set():
+            stopping.set()
             received.set()
             raise Terminated
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            raise KeyboardInterrupt
 
     previous = signal.getsignal(signal.SIGTERM)
     if previous == signal.SIG_IGN:  # started with SIGTERM ignored: it stays ignored
         return handler(args, ctx)
+    previous_int = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, on_sigterm)
+    if previous_int is signal.default_int_handler:  # not one a caller set, nor SIG_IGN
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         code = handler(args, ctx)
     except KeyboardInterrupt:
@@ -60,6 +70,10 @@ def stop_on_sigterm(
         return EXIT_TERMINATED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        # once stopping, the process is on its way out: a late Ctrl-C would only interrupt its
+        # exit (the database's last checkpoint) with a traceback
+        ours = previous_int is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN if stopping.is_set() and ours else previous_int)
     return EXIT_TERMINATED if received.is_set() else code
 
 
