@@ -307,6 +307,41 @@ def test_specs_made_after_the_database_was_lost_are_in_their_project_after_a_reb
     assert added.code == 0, added.err
 
 
+def test_a_second_rebuild_while_one_runs_is_refused_and_changes_nothing(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rebuilds at once: the second deleted the first one's file under it, and the first
+    then moved the second's half-built database into place (an empty one, the data in .bak).
+    The first rebuild is stood in for by a process holding its lock, as a rebuild does."""
+    db = tmp_path / "db" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "spec", "new", "One").code == 0
+    Store(db).release()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"f = open({str(db) + '.rebuild.lock'!r}, 'a')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        (db.parent / "specwright.duckdb.rebuild").write_bytes(b"the first rebuild's file")
+        line = _one_line_error(cli("-C", str(tmp_path), "db", "rebuild"))
+        assert "another `specwright db rebuild` is rebuilding it" in line, line
+        assert (db.parent / "specwright.duckdb.rebuild").read_bytes() == b"the first rebuild's file"
+        assert not (db.parent / "specwright.duckdb.bak").exists()
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert cli("-C", str(tmp_path), "db", "rebuild").code == 0  # once it is gone
+    assert _titles(db) == ["One"]
+
+
 # --- init -------------------------------------------------------------------------------------
 
 

@@ -448,7 +448,6 @@ def cmd_db_schema(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
-    import os
 
     store = ctx.store
     if not store.journal.files():
@@ -460,6 +459,7 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     tmp = store.path.with_name(store.path.name + ".rebuild")
     try:
+        alone = _rebuilding_alone(tmp)
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a rebuild that was killed
             leftover.unlink(missing_ok=True)
     except OSError as exc:  # a folder that cannot be written (a read-only mount)
@@ -467,6 +467,31 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
             f"{tmp}: cannot write beside the database ({exc.strerror}); "
             "`specwright db rebuild --output PATH` rebuilds it into another file"
         ) from None
+    with alone:
+        return _rebuild_in_place(store, tmp, ctx)
+
+
+def _rebuilding_alone(tmp: Path) -> Any:
+    """An exclusive lock on ``<tmp>.lock`` for this rebuild (the kernel lets go if it is
+    killed): a second rebuild at once would delete the first one's file under it, and the first
+    would then move the second's half-built database into place."""
+    import fcntl
+
+    lock = open(tmp.with_name(tmp.name + ".lock"), "a")  # noqa: SIM115 - the caller holds it
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SpecwrightError(
+            f"{tmp.with_suffix('')}: another `specwright db rebuild` is rebuilding it; "
+            "wait for it to finish"
+        ) from None
+    return lock
+
+
+def _rebuild_in_place(store: Any, tmp: Path, ctx: Context) -> int:
+    import os
+
     count = store.rebuild_into(tmp)
     backup = _free_backup(store.path)
     store.release()  # checkpointed and closed before the file moves
