@@ -104,29 +104,39 @@ def recover_interrupted(
     return recovered
 
 
+def live_runs(store: Store, project_id: str | None = None) -> list[dict[str, Any]]:
+    """Top-level runs a live process on this host is running (fresh heartbeat), of one project
+    or of every one; runs comparing executors (in worktrees of their own) are left out."""
+    from datetime import timedelta
+
+    rows = store.query_dicts(
+        "SELECT r.id, r.pid, s.slug FROM runs r JOIN specs s ON s.id = r.spec_id "
+        "WHERE (s.project_id = ? OR ? IS NULL) AND r.status = 'running' AND r.host = ? "
+        "AND r.parent_run_id IS NULL AND r.group_id IS NULL "
+        "AND coalesce(r.heartbeat_at, r.started_at) > ? ORDER BY r.started_at",
+        [
+            project_id,
+            project_id,
+            socket.gethostname(),
+            utcnow() - timedelta(seconds=STALE_HEARTBEAT_S),
+        ],
+    )
+    return [run for run in rows if pid_alive(run["pid"])]
+
+
 def ensure_tree_free(store: Store, spec: Spec, project_root: Path | str) -> None:
     """Refuse to start a run in the project's own work tree while a live process (this host,
     fresh heartbeat) runs a spec of the same project there: the new run would switch branches
     and roll back under that run's agent, and each would commit the other's work. Runs that
     compare executors work in worktrees of their own and are left out."""
-    from datetime import timedelta
-
     from specwright.errors import SpecwrightError
 
-    rows = store.query_dicts(
-        "SELECT r.id, r.pid, s.slug FROM runs r JOIN specs s ON s.id = r.spec_id "
-        "WHERE s.project_id = ? AND r.status = 'running' AND r.host = ? "
-        "AND r.parent_run_id IS NULL AND r.group_id IS NULL "
-        "AND coalesce(r.heartbeat_at, r.started_at) > ? ORDER BY r.started_at",
-        [spec.project_id, socket.gethostname(), utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)],
-    )
-    for run in rows:
-        if pid_alive(run["pid"]):
-            raise SpecwrightError(
-                f"{project_root}: run {str(run['id'])[:13]} of spec {run['slug']!r} (pid "
-                f"{run['pid']}) is working in this tree; wait for it to end or stop it "
-                "(`specwright queue add` runs one after the other)"
-            )
+    for run in live_runs(store, spec.project_id)[:1]:
+        raise SpecwrightError(
+            f"{project_root}: run {str(run['id'])[:13]} of spec {run['slug']!r} (pid "
+            f"{run['pid']}) is working in this tree; wait for it to end or stop it "
+            "(`specwright queue add` runs one after the other)"
+        )
 
 
 def _catch_up(store: Store, run: dict[str, Any]) -> int:

@@ -324,3 +324,45 @@ def test_a_tree_that_cannot_be_restored_yet_is_restored_by_the_next_run_all(
         assert not list(repo.glob("work-*.txt"))
     finally:
         stop_group(agent)
+
+
+def test_db_rebuild_in_place_is_refused_while_a_run_writes_into_the_database(
+    tmp_path: Path,
+) -> None:
+    """A rebuild during a run swapped the file under it: what the run wrote after the journals
+    were read went into the .bak, and the new database kept its execution `running` for good."""
+    _repo, state, cli, env = project(tmp_path)
+    proc = subprocess.Popen(
+        [*cli, "run-all", "demo"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            if (state / "agent.pid").exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert proc.poll() is None
+        rebuild = subprocess.run(
+            [*cli, "db", "rebuild"], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert rebuild.returncode == 2, rebuild.stdout + rebuild.stderr
+        [line] = rebuild.stderr.splitlines()
+        assert "of spec 'demo'" in line and "db rebuild --output PATH" in line, line
+        assert not Path(os.environ["SPECWRIGHT_DB"] + ".bak").exists()
+        elsewhere = tmp_path / "copy.duckdb"
+        copied = subprocess.run(
+            [*cli, "db", "rebuild", "--output", str(elsewhere)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert copied.returncode == 0, copied.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if (state / "agent.pid").exists():
+            stop_group(int((state / "agent.pid").read_text()))

@@ -457,6 +457,7 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         count = store.rebuild_into(target)
         ctx.emit({"rebuilt": str(target), "ops": count})
         return 0
+    _refuse_while_running(store)
     tmp = store.path.with_name(store.path.name + ".rebuild")
     try:
         alone = _rebuilding_alone(tmp)
@@ -469,6 +470,23 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         ) from None
     with alone:
         return _rebuild_in_place(store, tmp, ctx)
+
+
+def _refuse_while_running(store: Any) -> None:
+    """A run under way writes into the database being replaced: what it writes after the
+    journals are read would be in the old file (the .bak) only, an execution left running."""
+    from specwright.errors import StoreError
+    from specwright.recovery import live_runs
+
+    try:
+        runs = live_runs(store)
+    except StoreError:  # damaged: nothing else can be using it either
+        return
+    for run in runs[:1]:
+        raise SpecwrightError(
+            f"{store.path}: run {str(run['id'])[:13]} of spec {run['slug']!r} (pid {run['pid']}) "
+            "writes into it; rebuild once it ends, or `specwright db rebuild --output PATH`"
+        )
 
 
 def _rebuilding_alone(tmp: Path) -> Any:
