@@ -135,7 +135,8 @@ class Store:
                 log.warning(
                     "%s: cannot read which journal is its own, using %s: %s", self.path, guess, exc
                 )
-                return Journal(guess)
+                self._journal = Journal(guess)  # said once: the file stays as damaged
+                return self._journal
         self._journal = Journal(root)
         return self._journal
 

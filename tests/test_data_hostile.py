@@ -163,6 +163,7 @@ def test_a_database_damaged_so_it_does_not_open_names_the_rebuild(
     assert str(db) in line and "damaged" in line and "db rebuild" in line, line
     result = cli("-C", str(tmp_path), "--json", "db", "rebuild")
     assert result.code == 0, result.err
+    assert result.err.count("cannot read which journal is its own") == 1, result.err
     assert _titles(db) == ["Survivor"]
 
 
