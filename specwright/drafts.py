@@ -73,7 +73,7 @@ def chunk_ops(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> list[
     if problem:
         raise ValidationError(problem)
     ordered = topological(drafts)
-    with store.connect():
+    with store.connect() as conn:
         existing = {
             r["id"]: r
             for r in store.query_dicts(
@@ -89,6 +89,14 @@ def chunk_ops(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> list[
         keep = {d.id for d in drafts}
         gone = [cid for cid in existing if cid not in keep]
         if gone:
+            from specwright.catalog import _under_way
+
+            busy = _under_way(conn, spec_id)
+            if busy:  # its run-all would still run the chunk, recording rows for none
+                title = existing[gone[0]]["title"]
+                raise ValidationError(
+                    f"the spec {busy}; refusing to delete chunk {title!r} until it ends"
+                )
             used = store.query(
                 "SELECT chunk_id, count(*) FROM (SELECT chunk_id FROM runs UNION ALL "
                 "SELECT chunk_id FROM executions) WHERE chunk_id IN (SELECT unnest(?::UUID[])) "

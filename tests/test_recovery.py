@@ -366,3 +366,50 @@ def test_db_rebuild_in_place_is_refused_while_a_run_writes_into_the_database(
         proc.wait(timeout=60)
         if (state / "agent.pid").exists():
             stop_group(int((state / "agent.pid").read_text()))
+
+
+def test_spec_import_that_drops_a_chunk_is_refused_while_the_spec_runs(tmp_path: Path) -> None:
+    """The running run-all still ran a chunk the import had deleted: a commit, a run and an
+    execution for a chunk that no longer existed, and the spec marked done."""
+    _repo, state, cli, env = project(tmp_path)
+    subprocess.run(
+        [*cli, "chunk", "add", "demo", "B", "--prompt", "y"], check=True, env=env, timeout=120
+    )
+    exported = tmp_path / "demo.md"
+    subprocess.run(
+        [*cli, "spec", "export", "demo", "-o", str(exported)], check=True, env=env, timeout=120
+    )
+    text = exported.read_text()
+    front, body = text.split("\n---\n", 1)
+    without_b = front[: front.index("\n- id:", front.index("title: A"))]
+    (tmp_path / "without-b.md").write_text(without_b + "\n---\n" + body[: body.index("## Chunk 2")])
+    proc = subprocess.Popen(
+        [*cli, "run-all", "demo"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            if (state / "agent.pid").exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert proc.poll() is None
+        imported = subprocess.run(
+            [*cli, "spec", "import", str(tmp_path / "without-b.md")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert imported.returncode == 2, imported.stdout + imported.stderr
+        [line] = imported.stderr.splitlines()
+        assert "is running" in line and "refusing to delete chunk 'B'" in line, line
+        store = Store(os.environ["SPECWRIGHT_DB"])
+        assert [r["title"] for r in rows(store, "SELECT title FROM chunks")] == ["A", "B"]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if (state / "agent.pid").exists():
+            stop_group(int((state / "agent.pid").read_text()))
