@@ -162,14 +162,15 @@ def requeue_orphans(store: Store) -> int:
 
 def _busy_roots(conn: Any) -> set[str]:
     """Project roots on this host with a run-all under way: an item of the queue running in a
-    live worker, or a run started from the command line or a notebook by a live process."""
+    live worker, or a run (a run-all, or one chunk's `specwright run`) started from the command
+    line or a notebook by a live process."""
     host = socket.gethostname()
     rows = conn.execute(
         "SELECT project_root, worker_pid FROM queue WHERE status = 'running' AND host = ? "
         "UNION ALL "
         "SELECT p.root, r.pid FROM runs r JOIN specs s ON s.id = r.spec_id "
         "JOIN projects p ON p.id = s.project_id "
-        "WHERE r.kind = 'spec' AND r.status = 'running' AND r.host = ? "
+        "WHERE r.parent_run_id IS NULL AND r.status = 'running' AND r.host = ? "
         "AND coalesce(r.heartbeat_at, r.started_at) > ?",  # a dead run's pid may be reused
         [host, host, utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)],
     ).fetchall()
