@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from specwright.errors import named
 from specwright.model import Usage
 
 if TYPE_CHECKING:
@@ -345,7 +346,8 @@ def warn_unknown(model: str | None, provider: str | None = None) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    what = f"{model!r}" + (f" on {provider!r}" if provider else "") if model else "no model"
+    where = f" on {named([provider])}" if provider else ""
+    what = named([model]) + where if model else "no model"  # an agent's text: bounded
     warnings.warn(
         f"no price known for {what}: cost recorded as NULL; add it under `prices:` in "
         ".handoff/config.yaml (USD per million tokens)",

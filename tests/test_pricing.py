@@ -92,6 +92,17 @@ def test_unknown_model_is_none_with_a_warning_never_zero() -> None:
     assert priced == 0.0
 
 
+def test_an_agents_unpriced_model_name_is_warned_bounded_on_one_line() -> None:
+    """The model an agent reports is its text: a huge name with terminal escapes is warned
+    about in a short line without them."""
+    model = "agent-\x1b]0;pwned\x07" + "X" * 50_000
+    with pytest.warns(UnknownPriceWarning) as caught:
+        assert compute_cost(Usage(input_tokens=10), model) is None
+    (message,) = [str(w.message) for w in caught]
+    assert "agent-" in message and len(message) < 400
+    assert "\x1b" not in message and "\x07" not in message
+
+
 def test_sql_cost_equals_python_cost() -> None:
     import duckdb
 

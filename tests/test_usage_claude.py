@@ -308,8 +308,32 @@ def test_reports_show_an_unpriced_model_as_unknown_and_warn(
     for report in ("daily", "session", "blocks"):
         res = cli("--db", str(store.path), "usage", report)
         assert res.code == 0, res.err
-        assert "1 record(s) have no known price (models: my-local-model)" in res.err, report
+        assert "1 record(s) have no known price (models: 'my-local-model')" in res.err, report
         assert "their cost counts as 0 here" in res.err
+
+
+def test_unpriced_model_names_from_a_log_are_bounded_one_line_warnings(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A log naming a huge model with terminal escapes, and many models: the ingest's and the
+    reports' warnings stay short, on one line, with no escape reaching the terminal."""
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    huge = "evil-\x1b[2J\x07" + "M" * 20_000
+    models = [huge, *(f"local-{i}" for i in range(30))]
+    (proj / "s.jsonl").write_text(
+        "".join(_line(mid=f"m{i}", rid=f"r{i}", model=m) + "\n" for i, m in enumerate(models))
+    )
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert sorted(res.unknown_models) == sorted(models)  # the data keeps every name whole
+    (warning,) = [m for m in res.messages() if "no price known" in m]
+    assert len(warning) < 1000 and "\x1b" not in warning and "\x07" not in warning
+    assert "evil-" in warning and "and 26 more" in warning
+    out = cli("--db", str(store.path), "usage", "daily")
+    assert out.code == 0, out.err
+    (line,) = [x for x in out.err.splitlines() if "no known price" in x]
+    assert "31 record(s)" in line and len(line) < 1000 and "\x1b" not in line
+    assert "and 26 more" in line
 
 
 # --- parity with ccusage ------------------------------------------------------------------------

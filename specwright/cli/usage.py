@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright.errors import SpecwrightError, ValidationError
+from specwright.errors import SpecwrightError, ValidationError, named
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -236,7 +236,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             )
             print(
                 f"specwright: warning: {sum(n for _, n in missing)} record(s) have no known "
-                f"price (models: {', '.join(m for m, _ in missing)}); {effect}. Add them under "
+                f"price (models: {named([m for m, _ in missing])}); {effect}. Add them under "
                 "`prices:` in .handoff/config.yaml and re-ingest.",
                 file=sys.stderr,
             )

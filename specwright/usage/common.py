@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specwright.errors import named
 from specwright.model import utcnow
 from specwright.usage import files as F
 from specwright.usage.files import insert_rows
@@ -76,10 +77,10 @@ class IngestResult:
             out.append(
                 f"... and {rest} malformed line(s) in {len(bad) - MAX_FILE_WARNINGS} more files"
             )
-        for model in self.unknown_models:
+        if self.unknown_models:  # models come from the logs: bounded, on one line
             out.append(
-                f"no price known for model {model!r}: its cost is NULL; add it under `prices:` "
-                "in .handoff/config.yaml"
+                f"no price known for model(s) {named(self.unknown_models)}: their cost is NULL; "
+                "add them under `prices:` in .handoff/config.yaml"
             )
         return out
 
