@@ -203,8 +203,8 @@ def test_merge_of_a_foreign_or_damaged_export_is_one_line_and_merges_nothing(
     tmp_path: Path, store: Store
 ) -> None:
     """A Parquet file that is no usage export, one with a key missing, one whose values do not
-    fit the columns, one with NaN costs: a one-line error naming the file, and nothing merged; columns this schema
-    lacks are left out with a warning; another manifest format is refused."""
+    fit the columns, one with NaN costs, negative or absurd token counts: a one-line error
+    naming the file, and nothing merged; columns this schema lacks are left out with a warning; another manifest format is refused."""
     import duckdb
 
     from specwright.errors import SpecwrightError
@@ -239,6 +239,16 @@ def test_merge_of_a_foreign_or_damaged_export_is_one_line_and_merges_nothing(
         "nancost": (
             f"SELECT * REPLACE ('NaN'::DOUBLE AS computed_cost_usd) FROM '{records}'",
             "row(s) with computed_cost_usd NaN or infinite; expected finite numbers (nothing",
+        ),
+        # a negative count makes totals negative; a huge one overflows every report's sum
+        "negative": (
+            f"SELECT * REPLACE (-5 AS output_tokens) FROM '{records}'",
+            "row(s) with output_tokens below 0 or above 9,007,199,254,740,991; expected token "
+            "counts (nothing was merged into usage_records)",
+        ),
+        "huge": (
+            f"SELECT * REPLACE (4611686018427387904 AS input_tokens) FROM '{records}'",
+            "row(s) with input_tokens below 0 or above",
         ),
     }
     for name, (select, message) in cases.items():

@@ -173,6 +173,8 @@ def merge(store: Store, paths: list[Path]) -> MergeResult:
             _refuse_non_finite(
                 conn, path, table, [c for c, t in typed if t == "DOUBLE" and c in have]
             )
+            if table == "usage_records":
+                _refuse_bad_counts(conn, path, [c for c in _COUNTS if c in have])
             try:
                 if table == "usage_records":
                     total, n, replaced = _merge_records(conn, path, common, "seq" in have)
@@ -324,6 +326,37 @@ def _refuse_non_finite(
             raise SpecwrightError(
                 f"{path}: {bad} row(s) with {column} NaN or infinite; expected finite numbers "
                 f"(nothing was merged into {table})"
+            )
+
+
+# token counts a record may hold: an ingest reads a count outside [0, 2**53) as missing (no real
+# reply is near; sums of such counts overflow BIGINT and fail every report from then on)
+_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
+_COUNT_BELOW = 2**53
+
+
+def _refuse_bad_counts(conn: duckdb.DuckDBPyConnection, path: Path, columns: list[str]) -> None:
+    """A negative or absurd token count would make totals negative or overflow every report
+    that sums it: such a file is refused (nothing merged), naming the column."""
+    if not columns:
+        return
+    counts = ", ".join(
+        f'count(*) FILTER (WHERE try_cast("{c}" AS HUGEINT) NOT BETWEEN 0 AND {_COUNT_BELOW - 1})'
+        for c in columns
+    )
+    row = conn.execute(f"SELECT {counts} FROM read_parquet('{_quote(path)}')").fetchall()[0]
+    for column, bad in zip(columns, row, strict=True):
+        if bad:
+            raise SpecwrightError(
+                f"{path}: {bad} row(s) with {column} below 0 or above {_COUNT_BELOW - 1:,}; "
+                "expected token counts (nothing was merged into usage_records)"
             )
 
 
