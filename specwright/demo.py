@@ -230,11 +230,18 @@ def check_replaceable(root: Path) -> None:
         )
 
 
-def check_dir(root: Path) -> None:
+def check_dir(root: Path, db: Path | None = None) -> None:
     """Make sure the demo can be built at ``root`` before anything is written anywhere: it is
-    absent, an empty directory or an earlier demo, and writable. Creates it when absent; every
+    absent, an empty directory or an earlier demo, and writable, and the database ``db`` is
+    not inside it (every demo run replaces what is there). Creates it when absent; every
     problem is a one-line ValidationError naming the path."""
     root = root.resolve()
+    if db is not None and db.resolve().is_relative_to(root):
+        raise ValidationError(
+            f"{root}: the database {db.resolve()} is inside it, and the demo replaces what is "
+            "there; give a directory that does not hold the database (or another database: "
+            "--db, SPECWRIGHT_DB)"
+        )
     try:
         if root.exists() and not root.is_dir():
             raise ValidationError(f"{root}: exists and is not a directory; {_EXPECTED}")
@@ -248,10 +255,10 @@ def check_dir(root: Path) -> None:
         ) from None
 
 
-def check(root: Path, executor: str | None = None) -> None:
+def check(root: Path, executor: str | None = None, db: Path | None = None) -> None:
     """Every argument of `specwright demo`, before anything is built or recorded."""
     check_executor(executor)
-    check_dir(root)
+    check_dir(root, db)
 
 
 def create_project(root: Path) -> None:
@@ -310,7 +317,7 @@ def prepare(store: Store, root: Path) -> Spec:
     """Build the demo project and its spec (replacing an earlier demo at ``root``); a ``root``
     it cannot use is refused before anything is recorded."""
     root = root.resolve()
-    check_dir(root)
+    check_dir(root, store.path)
     reset(store, root)
     create_project(root)
     project = catalog.ensure_project(store, root, name=PROJECT_NAME)

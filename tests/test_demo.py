@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,6 +129,30 @@ def test_demo_dir_it_cannot_use_is_one_line(tmp_path: Path) -> None:
         f"{busy}: exists and is not a Specwright demo; not touching it ({expected})"
     )
     assert afile.read_text() == "mine\n" and [p.name for p in busy.iterdir()] == ["notes"]
+
+
+def test_demo_dir_holding_the_database_is_refused_naming_it(tmp_path: Path) -> None:
+    """`mkdir d && cd d && specwright demo --dir .`: the database would go into the folder the
+    demo replaces; one line says so (not that an empty folder is not empty) and nothing is
+    made there."""
+    db = tmp_path / "db" / "specwright.duckdb"
+    assert _refused(tmp_path, "--dir", str(tmp_path)).startswith(
+        f"{tmp_path}: the database {db} is inside it, and the demo replaces what is there"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "SPECWRIGHT_DB"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "demo", "--dir", "."],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert f"the database {empty / 'data' / 'specwright.duckdb'} is inside it" in proc.stderr
+    assert list(empty.iterdir()) == []
 
 
 def test_demo_dir_in_a_folder_it_cannot_write_is_one_line(

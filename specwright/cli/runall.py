@@ -322,7 +322,7 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import demo
 
     root = Path(args.dir).resolve() if args.dir else ctx.project_dir / "data" / "demo"
-    demo.check(root, args.executor)  # bad arguments: nothing built, nothing recorded
+    demo.check(root, args.executor, ctx.db_path)  # bad arguments: nothing built or recorded
     printer = None if ctx.json else Printer()
     if printer is not None:
         print(
