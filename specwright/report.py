@@ -347,8 +347,11 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(doc, encoding="utf-8")
-    except OSError as exc:  # a read-only folder, a full disk, a file where a folder should be
+    except OSError as exc:  # a read-only or full disk, a parent that is a file
         from specwright.errors import SpecwrightError
 
-        raise SpecwrightError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
+        why = "a parent is a file" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise SpecwrightError(
+            f"{path}: cannot write the report ({why}); expected a writable path"
+        ) from None
     return path

@@ -125,6 +125,19 @@ def test_usage_cli_reports(tmp_path: Path, cli, monkeypatch) -> None:  # type: i
     assert cli("report", "--html", str(html)).code == 0 and html.stat().st_size > 100_000
 
 
+def test_report_to_a_path_it_cannot_write_is_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`report --html` under a file (or on a read-only disk): one line naming the path, exit 2,
+    not a traceback."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine\n")
+    res = cli("report", "--html", str(afile / "report.html"))
+    assert res.code == 2 and len(res.err.splitlines()) == 1, res.err
+    assert res.err.startswith(
+        f"specwright: error: {afile / 'report.html'}: cannot write the report"
+    )
+    assert "a parent is a file" in res.err and afile.read_text() == "mine\n"
+
+
 def test_no_logs_is_a_clear_error(cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("ingest", "claude-logs")
     assert res.code == 2 and "no claude logs found" in res.err
