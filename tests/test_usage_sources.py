@@ -152,6 +152,32 @@ def test_ingest_codexbar_cli_without_codexbar_says_so_once_and_fails(
     ]
 
 
+def test_a_secret_codexbar_prints_is_redacted_before_it_is_stored_or_shown(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A provider error quoting the token it was given (JSON-escaped, as codexbar prints it)
+    and a stderr naming it: neither the database, its journal nor the warnings hold it."""
+    secret = "ghp_Sekr3t/Value+42xyz"
+    monkeypatch.setenv("GITHUB_TOKEN", secret)
+    usage = [{"provider": "copilot", "error": {"message": f"bad token {secret}"}}]
+    fake = write_fake_codexbar(tmp_path / "bin", usage=usage, cost=[{"provider": secret}])
+    wrapper = tmp_path / "bin" / "codexbar-loud"
+    wrapper.write_text(f'#!/bin/sh\necho "auth {secret}" >&2\nexec {fake} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CODEXBAR_PATH", str(wrapper))
+    res = cli("ingest", "codexbar", "--json")
+    assert res.code == 0, res.err
+    assert "bad token [REDACTED:GITHUB_TOKEN]" in res.err
+    assert secret not in res.out + res.err
+    db = tmp_path / "db" / "specwright.duckdb"  # the isolate fixture's SPECWRIGHT_DB
+    rows = Store(db).query("SELECT payload::VARCHAR, error, provider FROM usage_snapshots")
+    assert len(rows) == 2 and secret not in repr(rows) and "[REDACTED:GITHUB_TOKEN]" in repr(rows)
+    journals = list(db.parent.rglob("*.jsonl"))
+    assert journals and not any(secret in p.read_text() for p in journals)
+
+
 def test_ingest_codexbar_cli_stores_usage_and_cost(
     tmp_path: Path,
     cli,

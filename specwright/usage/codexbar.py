@@ -10,7 +10,8 @@ prints per-provider daily tokens and cost. Each payload is stored in ``usage_sna
 chunk used (the change of ``usedPercent``) is known. A missing binary, a command that prints no
 provider objects, or one that hangs (stopped with its children after ``TIMEOUT_S``) gives a
 warning and no snapshot, never an exception; a non-zero exit, a provider's error and NaN (stored
-as null: the payload stays JSON) give a warning beside the snapshot.
+as null: the payload stays JSON) give a warning beside the snapshot. The values of secret
+environment variables in what it prints are redacted before anything is stored or shown.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.model import new_id, utcnow
+from specwright.redact import Redactor
 
 if TYPE_CHECKING:
     from specwright.store import Store
@@ -77,12 +79,15 @@ def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> S
     except subprocess.TimeoutExpired:
         snap.warning = f"codexbar {kind}: {exe} {TIMED_OUT} {timeout_s:g}s; no snapshot taken"
         return snap
-    err = stderr.decode("utf-8", "replace").strip()[:200]
+    # what codexbar prints (an error quoting a token, say) is recorded and shown: secrets of
+    # the environment go first, as from an agent
+    redact = Redactor.from_env()
+    err = redact(stderr.decode("utf-8", "replace")).strip()[:200]
     exited = f"exit {code}{': ' + err if err else ''}"
     if len(stdout) > MAX_OUTPUT_BYTES:
         snap.warning = f"codexbar {kind}: output larger than {MAX_OUTPUT_BYTES >> 20} MiB, ignored"
         return snap
-    out = stdout.decode("utf-8", "replace").strip()
+    out = redact(stdout.decode("utf-8", "replace")).strip()
     if not out:
         snap.warning = f"codexbar {kind}: printed nothing ({exited})"
         return snap
