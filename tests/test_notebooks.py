@@ -418,6 +418,44 @@ def test_papermill_03_counts_days_in_the_timezone_parameter(tmp_path: Path) -> N
     assert per_day["layout"]["xaxis"]["title"]["text"] == "Day (America/New_York)"
 
 
+def test_papermill_03_counts_specwrights_calls_as_usage_specs_not_the_logs(tmp_path: Path) -> None:
+    """With an agent's logs imported beside a run, 03's cost per day is the runs' (what
+    `specwright usage specs` lists) and its introduction says so, naming what counts the logs."""
+    from datetime import datetime
+
+    from specwright import catalog
+    from specwright.model import new_id
+    from specwright.usage import codex
+    from tests.support_codex import write_codex_corpus
+
+    db = _empty_database(tmp_path)
+    store = Store(db)
+    spec = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "Logs")
+    store.insert("executions", {
+        "id": new_id(), "spec_id": spec.id, "role": "executor", "backend": "scripted",
+        "model": "m1", "status": "ok", "started_at": datetime(2025, 10, 31, 12), "cost_usd": 0.5,
+    })  # fmt: skip
+    corpus = write_codex_corpus(tmp_path / "codex", sessions=3, turns=4, days=3)
+    assert codex.ingest(
+        store, [corpus.root / "sessions", corpus.root / "archived_sessions"]
+    ).imported
+    store.release()
+    output = out_dir("notebooks") / "03-logs.ipynb"
+    result = papermill("03_usage.ipynb", output, db, ("timezone", "UTC"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = json.loads(output.read_text())
+    intro = "".join(executed["cells"][0]["source"])
+    assert (
+        "`specwright usage specs` does" in intro
+        and "agree with `specwright usage daily`" not in intro
+    )
+    figures = [o["data"]["application/vnd.plotly.v1+json"]
+               for c in executed["cells"] for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]  # fmt: skip
+    (per_day,) = [f for f in figures if f["layout"]["title"]["text"].startswith("Cost per day")]
+    assert [(t["x"], t["y"]) for t in per_day["data"]] == [(["2025-10-31"], [0.5])]
+
+
 def test_papermill_01_prints_the_planners_questions_terminal_safe_and_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
