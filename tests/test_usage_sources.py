@@ -152,6 +152,23 @@ def test_ingest_codexbar_cli_without_codexbar_says_so_once_and_fails(
     ]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 100_000 + "]" * 100_000,  # json.loads itself recurses too deep
+        '[{"provider":"x","a":' + "[" * 900 + "]" * 900 + "}]",  # loads, then too deep to clean
+    ],
+)
+def test_codexbar_output_nested_absurdly_deep_is_a_warning_not_a_crash(
+    tmp_path: Path, store: Store, raw: str
+) -> None:
+    """codexbar runs around every execution: output it cannot read must never raise."""
+    fake = write_fake_codexbar(tmp_path / "bin", raw_usage=raw)
+    usage, cost = codexbar.ingest(store, str(fake))
+    assert usage.payloads == [] and "nested more than 64 levels deep, ignored" in str(usage.warning)
+    assert cost.payloads and store.query("SELECT kind FROM usage_snapshots") == [("cost",)]
+
+
 def test_a_secret_codexbar_prints_is_redacted_before_it_is_stored_or_shown(
     tmp_path: Path,
     cli,

@@ -8,7 +8,7 @@ prints per-provider daily tokens and cost. Each payload is stored in ``usage_sna
 
 ``around(store, execution_id)`` takes a snapshot before and after an execution so the quota a
 chunk used (the change of ``usedPercent``) is known. A missing binary, a command that prints no
-provider objects, or one that hangs (stopped with its children after ``TIMEOUT_S``) gives a
+provider objects (or nests them more than ``MAX_DEPTH`` levels deep), or one that hangs (stopped with its children after ``TIMEOUT_S``) gives a
 warning and no snapshot, never an exception; a non-zero exit, a provider's error and NaN (stored
 as null: the payload stays JSON) give a warning beside the snapshot. The values of secret
 environment variables in what it prints are redacted before anything is stored or shown.
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64  # codexbar's payloads nest 4 or 5 levels
 TIMEOUT_S = 60.0
 
 USAGE_ARGS = ("usage", "--format", "json", "--json-only")
@@ -99,6 +100,13 @@ def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> S
             f"{exited}: {out[:120]!r}"
         )
         return snap
+    except RecursionError:  # [[[[... thousands deep
+        data = None
+    if data is None or _deeper(data, MAX_DEPTH):  # cleaning and storing it would recurse
+        snap.warning = (
+            f"codexbar {kind}: output nested more than {MAX_DEPTH} levels deep, ignored ({exited})"
+        )
+        return snap
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not all(isinstance(p, dict) for p in data):
@@ -146,6 +154,19 @@ def _call(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
         proc.communicate()
         raise
     return proc.returncode, out, err
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _finite(value: Any) -> tuple[Any, bool]:
