@@ -43,6 +43,9 @@ _PERIODS = {
 }
 
 
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 12, 31)
+
+
 def parse_day(value: str | date | None, what: str = "date") -> date | None:
     """``2025-11-02`` / ``20251102`` / a date -> date; None passes through."""
     if value is None or value == "":
@@ -57,12 +60,18 @@ def parse_day(value: str | date | None, what: str = "date") -> date | None:
         from specwright.errors import ValidationError
 
         raise ValidationError(f"{what}: expected YYYY-MM-DD or YYYYMMDD, got {text!r}")
-    try:
-        return date(int(m[1]), int(m[2]), int(m[3]))
-    except ValueError as exc:  # 2025-02-30, 2025-13-01
-        from specwright.errors import ValidationError
+    from specwright.errors import ValidationError
 
+    try:
+        day = date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError as exc:  # 2025-02-30, 2025-13-01
         raise ValidationError(f"{what}: {text!r} is not a date ({exc})") from None
+    if not FIRST_DAY <= day <= LAST_DAY:  # 9999-12-31 + 1 day, 0001-01-01 in UTC+14: overflow
+        raise ValidationError(
+            f"{what}: {text!r} is out of range; expected a day from {FIRST_DAY} to {LAST_DAY} "
+            "(leave it out for no bound)"
+        )
+    return day
 
 
 def _local(col: str, tz: str) -> str:

@@ -126,6 +126,13 @@ BAD_INPUTS = [
     (["spec", "new", "two\nlines"], "spec title 'two\\nlines': expected a single line"),
     (["usage", "daily", "--since", "2025-02-30"], "--since: '2025-02-30' is not a date"),
     (["usage", "daily", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
+    # "until the end of time" overflowed the day after it: a traceback
+    (["usage", "daily", "--until", "9999-12-31"], "--until: '9999-12-31' is out of range"),
+    (
+        ["usage", "blocks", "--since", "0001-01-01", "-z", "Pacific/Kiritimati"],
+        "--since: '0001-01-01' is out of range; expected a day from 1900-01-01 to 9000-12-31",
+    ),
+    (["report", "--html", "r.html", "--until", "99991231"], "'99991231' is out of range"),
     (["usage", "blocks", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
     (
         ["usage", "daily", "--since", "20261126", "--until", "20261101"],
