@@ -62,5 +62,5 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
 def named(values: list[str], most: int = 5, limit: int = 100) -> str:
     """Names from outside (models a log or an agent reported) for a one-line message: each
     quoted on one bounded line, at most ``most`` of them, then how many more."""
-    shown = ", ".join(repr(one_line(v, limit)) for v in values[:most])
+    shown = ", ".join(repr(one_line(str(v), limit)) for v in values[:most])
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
