@@ -26,7 +26,7 @@ from specwright.agents import Task, run_execution
 from specwright.agents.opencode import OpenCodeExecutor
 from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
 from specwright.errors import AgentError, ConfigError
-from specwright.model import AgentEvent
+from specwright.model import AgentEvent, ErrorEvent
 from specwright.recorder import ExecutionRecorder
 from specwright.testing import FakeModelServer, openai_error, openai_text, openai_tool_call
 from tests.support_agents import (
@@ -192,6 +192,30 @@ def test_real_opencode_permission_asks_are_answered(
     if policy == "reject":
         assert outcome.exit_reason == "permission_rejected"
         assert [e.is_error for e in events if e.type == "tool_result"] == [True]
+
+
+@pytest.mark.agents
+@pytest.mark.parametrize("policy", ["allow", "always"])
+def test_real_opencode_may_not_write_outside_its_work_tree(
+    oc: FakeModelServer, git_repo: Path, tmp_path: Path, policy: str
+) -> None:
+    """Whatever the policy allows, a write outside the work tree (OpenCode asks for
+    ``external_directory``) is refused, as Claude Code refuses it: the agent reads why as the
+    tool's error and carries on; the refusal is a warning of the run."""
+    outside = tmp_path / "outside" / "pwned.txt"
+    oc.script(
+        openai_tool_call("write", {"filePath": str(outside), "content": "pwned\n"}),
+        openai_text("I may only work in the project.", expect_tool_result=True),
+    )
+    outcome, events = run(
+        OpenCodeExecutor(oc_config(permission_policy=policy)), Task("Write there", git_repo)
+    )
+    assert not outside.exists()
+    assert outcome.status == "ok", outcome
+    result = next(e for e in events if e.type == "tool_result")
+    assert result.is_error and "work only inside the working directory" in result.output
+    warned = [e for e in events if isinstance(e, ErrorEvent) and e.kind == "warning"]
+    assert any("refused a write outside the work tree" in e.message for e in warned), warned
 
 
 @pytest.mark.agents

@@ -11,7 +11,8 @@ aborted (with a short bound of its own). Every answer has a size bound (sse.py):
 limit is. The event mapping is the pure parser in opencode_events.py.
 
 Config: ``url`` (``OPENCODE_URL`` wins), ``provider`` + ``model`` (or ``model: provider/model``),
-``permission_policy`` (allow | always | reject), ``timeout_s``; ``options.stream_log``: a file the
+``permission_policy`` (allow | always | reject; a write outside the work tree is refused with a
+message whatever it says), ``timeout_s``; ``options.stream_log``: a file the
 events are appended to (secrets redacted as in the store). The agent's environment is the server's: ``env`` does not apply.
 """
 
@@ -33,6 +34,7 @@ from specwright.agents.opencode_events import (
     error_text,
     finish_parse,
     parse_event,
+    permission_answer,
     usage_from_totals,
 )
 from specwright.agents.opencode_http import (
@@ -439,6 +441,9 @@ class OpenCodeExecutor:
         while state.permissions:
             ask = state.permissions.pop(0)
             path = f"/permission/{str(ask.get('id'))[:200]}/reply"
+            answer, refused = permission_answer(ask, reply, params["directory"], state)
+            if refused is not None:
+                on_event(refused)
             try:
                 r = link.call(
                     "POST",
@@ -446,7 +451,7 @@ class OpenCodeExecutor:
                     "answer a permission",
                     HTTP_TIMEOUT_S,
                     params=params,
-                    json={"reply": reply},
+                    json=answer,
                 )
             except ExchangeCancelled:
                 return  # the run is stopping: the session is aborted next
@@ -554,11 +559,11 @@ class OpenCodeExecutor:
             if name == "MessageAbortedError":
                 reason = "aborted"
             return Outcome("error", exit_reason=reason, error=error_text(state.error), **common)
-        if state.rejected:
+        if state.rejected > state.refused:  # the agent goes on after a refused outside write
             return Outcome(
                 "error",
                 exit_reason="permission_rejected",
-                error=f"{state.rejected} permission request(s) rejected by policy "
+                error=f"{state.rejected - state.refused} permission request(s) rejected by policy "
                 f"{self.config.permission_policy!r}",
                 **common,
             )

@@ -67,6 +67,7 @@ class OpenCodeState:
     retry_after_s: float | None = None
     permissions: list[dict[str, Any]] = field(default_factory=list)  # asks to answer
     rejected: int = 0
+    refused: int = 0  # of them, writes outside the work tree (``permission_answer``)
     last_text: str = ""
     totals: dict[str, Any] | None = None  # session info cost/tokens from session.updated
     warnings: int = 0
@@ -357,3 +358,23 @@ def finish_parse(state: OpenCodeState) -> list[AgentEvent]:
         if pid not in state.text_done:
             out.extend(_emit_text(pid, state, None))
     return out
+
+
+# Asks refused whatever the policy: the agent works in its work tree (as Claude Code does in
+# acceptEdits mode). A write elsewhere is refused with a message, which the agent reads as the
+# tool's error and goes on from (a bare reject would end its turn).
+OUTSIDE_THE_TREE = ("external_directory",)
+
+
+def permission_answer(
+    ask: dict[str, Any], reply: str, directory: str, state: OpenCodeState
+) -> tuple[dict[str, str], ErrorEvent | None]:
+    """The body answering ``permission.asked`` ``ask`` under a policy's ``reply``, and the
+    warning to record when it is refused for being outside the work tree ``directory``."""
+    if ask.get("permission") not in OUTSIDE_THE_TREE:
+        return {"reply": reply}, None
+    state.refused += 1
+    where = ", ".join(str(p)[:200] for p in (ask.get("patterns") or [])[:3])
+    message = f"Refused: work only inside the working directory {directory}."
+    warning = ErrorEvent(f"refused a write outside the work tree: {where}", kind="warning")
+    return {"reply": "reject", "message": message}, warning
