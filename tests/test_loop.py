@@ -368,6 +368,30 @@ def test_rate_limit_pauses_then_resumes_within_limits(repo: Path, store: Store) 
     assert result.status == "failed" and result.reason.startswith("rate_limited")
 
 
+class AlwaysRateLimited(RateLimitedOnce):
+    """Every call a rate limit whose reset is a moment away (a proxy's ``retry-after-ms: 10``)."""
+
+    def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        self.calls += 1
+        return Outcome("error", error="429 busy", exit_reason="rate_limit", retry_after_s=0.001)
+
+
+def test_a_rate_limit_that_never_ends_stops_after_a_bounded_number_of_pauses(
+    repo: Path, store: Store
+) -> None:
+    """The allowance counts seconds; resets a moment away never use it up, so the number of
+    pauses is bounded too: the chunk fails as rate limited instead of retrying without end."""
+    from specwright.loop.run import MAX_RATE_LIMIT_PAUSES
+
+    chunk = make_chunk(store, repo)
+    agent = AlwaysRateLimited(scripted(good_mul()), 0.001)
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent)  # type: ignore[arg-type]
+    assert result.status == "failed" and result.reason.startswith("rate_limited"), result.reason
+    assert f"after {MAX_RATE_LIMIT_PAUSES} pauses" in result.reason
+    assert agent.calls == MAX_RATE_LIMIT_PAUSES + 1
+    no_running_rows(store)
+
+
 def test_rate_limit_event_without_reset_time_uses_the_default_wait(
     repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

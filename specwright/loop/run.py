@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 MAX_SUMMARY_CHARS = 2000
 MAX_PATCH_BYTES = 2 * 1024 * 1024
 DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the agent or codexbar
+# rate-limit pauses of one chunk run: the allowance (``max_rate_limit_wait_s``) counts seconds,
+# so a server that answers every try with a reset a moment away would be retried without end
+MAX_RATE_LIMIT_PAUSES = 20
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
 
 
@@ -195,6 +198,7 @@ class _ChunkRun:
         self.summary: str | None = None
         self.attempt_cost = 0.0
         self.paused_s = 0.0
+        self.pauses = 0
         self._rate_limited = False
         self.interrupted_by: str | None = None
         self.started = time.monotonic()
@@ -497,6 +501,11 @@ class _ChunkRun:
             raise LoopExit(
                 "rate_limited",
                 f"{why}; reset in {wait_s:.0f}s exceeds the {self.opts.max_rate_limit_wait_s:g}s allowance",
+            )
+        self.pauses += 1
+        if self.pauses > MAX_RATE_LIMIT_PAUSES:
+            raise LoopExit(
+                "rate_limited", f"{why}; still rate limited after {MAX_RATE_LIMIT_PAUSES} pauses"
             )
         self.progress("pause", f"rate limited ({why}); pausing {wait_s:g}s")
         if self.rollback_policy == "rollback":
