@@ -62,6 +62,10 @@ tools:
     missing:
       type: command
       argv: ["no-such-agent-cli", "{{prompt}}"]
+    stuck:
+      type: command
+      argv: ["sh", "-c", "sleep 120", "sh", "{{prompt}}"]
+      timeout_s: 1
 defaults:
   executor: claude
 """)
@@ -105,6 +109,19 @@ def test_agents_check_claude_reports_tokens_and_cost(
     assert r.code == 0, r.err
     assert "status" in r.out and " ok" in r.out
     assert "0.0087" in r.out and "2500" in r.out
+
+
+def test_agents_check_keeps_to_the_executors_own_timeout(
+    cli: Callable[..., Any], project: Path
+) -> None:
+    """A check waits the executor's `timeout_s` (here 1 s), not a fixed 300 s; `--timeout`
+    still wins."""
+    for args, limit in [((), "1 s"), (("--timeout", "2"), "2 s")]:
+        r = cli("--json", "agents", "check", "stuck", *args)
+        assert r.code == 1, r.err
+        result = json.loads(r.out)
+        assert (result["status"], result["exit_reason"]) == ("killed", "timeout"), result
+        assert f"ran past its time limit ({limit}) and was killed" in result["error"], result
 
 
 def test_agents_check_scripted(cli: Callable[..., Any], project: Path) -> None:

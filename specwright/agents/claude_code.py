@@ -258,6 +258,7 @@ class ClaudeCodeExecutor:
             r.returncode,
             cancelled=r.cancelled,
             timed_out=r.timed_out,
+            timeout_s=stream.timeout_s,
             stderr_tail=r.stderr_tail,
         )
 

@@ -23,6 +23,7 @@ from specwright.agents.process import (
     decode_json_line,
     mapping,
     slim,
+    timeout_message,
 )
 from specwright.journal import dumps
 from specwright.model import (
@@ -348,6 +349,7 @@ def outcome_from_state(
     *,
     cancelled: bool = False,
     timed_out: bool = False,
+    timeout_s: float | None = None,
     stderr_tail: str = "",
 ) -> Outcome:
     """How the run ended, from the parsed stream and the process's exit."""
@@ -369,7 +371,7 @@ def outcome_from_state(
             "killed",
             final_text=state.last_text,
             exit_reason="timeout",
-            error="the agent ran past its time limit and was killed",
+            error=timeout_message(timeout_s),
             **common,
         )
     if result is None:

@@ -28,6 +28,7 @@ from specwright.agents.process import (
     is_executable,
     overlong_warning,
     slim,
+    timeout_message,
     version_of,
     which,
 )
@@ -300,7 +301,7 @@ class CommandExecutor:
             return Outcome(
                 "killed",
                 exit_reason="timeout",
-                error="the agent ran past its time limit and was killed",
+                error=timeout_message(stream.timeout_s),
                 **common,
             )
         if r.returncode == 0 and not state.error:

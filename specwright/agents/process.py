@@ -486,6 +486,12 @@ def find_executable(
     )
 
 
+def timeout_message(limit_s: float | None) -> str:
+    """An agent killed at its time limit, naming the limit."""
+    limit = f" ({limit_s:g} s)" if limit_s else ""
+    return f"the agent ran past its time limit{limit} and was killed"
+
+
 def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
     """The first line ``EXE --version`` prints, or None if it fails."""
     try:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from specwright.cli.common import Context
 
 CHECK_PROMPT = "Reply with the single word OK. Do not use any tools."
+CHECK_TIMEOUT_S = 300.0  # a check of an executor with a longer timeout_s (30 min by default)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps \t and \n
 
 
@@ -32,7 +33,10 @@ def register(sub: Any) -> None:
         "--workdir", metavar="DIR", help="where the agent runs (default: an empty temp dir)"
     )
     p.add_argument(
-        "--timeout", type=positive_float, default=300.0, metavar="S", help="seconds (300)"
+        "--timeout",
+        type=positive_float,
+        metavar="S",
+        help=f"seconds (default: the executor's timeout_s, at most {CHECK_TIMEOUT_S:g})",
     )
     p.set_defaults(handler=cmd_check)
 
@@ -113,7 +117,7 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
         task = Task(
             prompt=args.prompt,
             workdir=workdir,
-            timeout_s=args.timeout,
+            timeout_s=args.timeout or min(config.timeout_s, CHECK_TIMEOUT_S),
             script=script,
             metadata={"title": "agents check"},
         )
