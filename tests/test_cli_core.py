@@ -94,6 +94,14 @@ def test_json_goes_before_or_after_the_command_and_every_command_honours_it(
     assert before.code == after.code == 0, after.err
     assert json.loads(after.out) == json.loads(before.out)
     assert json.loads(cli("-C", str(project), "status", "--json").out)
+    # so do --db and -C: `specwright demo --db x.duckdb` was "unrecognized arguments"
+    other = project.parent / "other.duckdb"
+    made = cli("spec", "new", "Elsewhere", "-C", str(project), "--db", str(other))
+    assert made.code == 0, made.err
+    there = json.loads(cli("--db", str(other), "-C", str(project), "--json", "spec", "list").out)
+    assert [s["slug"] for s in there] == ["elsewhere"]
+    here = json.loads(cli("spec", "list", "--json", "-C", str(project)).out)
+    assert [s["slug"] for s in here] == ["add-login"]
     schema = json.loads(cli("-C", str(project), "db", "schema", "--json").out)
     from specwright.migrations import latest_version
 

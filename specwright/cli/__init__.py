@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _json_everywhere(parser: argparse.ArgumentParser) -> None:
-    """``--json`` after the command too (`specwright spec list --json`), as before it."""
+    """``--json``, ``--db`` and ``-C`` after the command too (`specwright spec list --json`,
+    `specwright demo --db x.duckdb`), as before it."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):
@@ -73,6 +74,18 @@ def _json_everywhere(parser: argparse.ArgumentParser) -> None:
                         action="store_true",
                         default=argparse.SUPPRESS,
                         help="machine-readable JSON output",
+                    )
+                if "--db" not in child._option_string_actions:
+                    child.add_argument(
+                        "--db", metavar="PATH", default=argparse.SUPPRESS, help="database file"
+                    )
+                if not {"-C", "--project-dir"} & set(child._option_string_actions):
+                    child.add_argument(
+                        "-C",
+                        "--project-dir",
+                        metavar="DIR",
+                        default=argparse.SUPPRESS,
+                        help="project directory",
                     )
                 _json_everywhere(child)
 
