@@ -268,8 +268,10 @@ def test_merge_of_a_foreign_or_damaged_export_is_one_line_and_merges_nothing(
         return path
 
     cases = {
-        "foreign": ("SELECT 1 AS a, 2 AS b", "no column source, dedup_key"),
+        "foreign": ("SELECT 1 AS a, 2 AS b", "no column source, dedup_key, ts"),
         "nokey": (f"SELECT * EXCLUDE (dedup_key) FROM '{records}'", "no column dedup_key"),
+        # the merge orders by it: a binder error naming an alias of ours
+        "nots": (f"SELECT * EXCLUDE (ts) FROM '{records}'", "no column ts; expected a"),
         "types": (
             f"SELECT * REPLACE ('lots' AS input_tokens) FROM '{records}'",
             "cannot merge into usage_records (nothing was merged)",

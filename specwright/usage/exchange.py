@@ -35,7 +35,7 @@ _KEYS = {
 
 # the columns a file must have to be merged into each table (its keys)
 _REQUIRED = {
-    "usage_records": ("source", "dedup_key"),
+    "usage_records": ("source", "dedup_key", "ts"),
     "usage_snapshots": ("id",),
     "prices": ("model", "provider"),
 }
