@@ -310,7 +310,9 @@ def test_without_a_time_zone_both_take_the_machines(corpus: tuple[Path, dict[str
         assert [d["date"] for d in days] != [d["date"] for d in utc]  # the zone mattered
 
 
-def test_the_machines_time_zone_is_read_as_ccusage_reads_it(tmp_path: Path) -> None:
+def test_the_machines_time_zone_is_read_as_ccusage_reads_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from specwright.cli.usage import local_timezone
 
     etc = tmp_path / "etc"
@@ -321,8 +323,16 @@ def test_the_machines_time_zone_is_read_as_ccusage_reads_it(tmp_path: Path) -> N
     assert local_timezone({"TZ": "Asia/Tokyo"}, str(link)) == "Asia/Tokyo"
     assert local_timezone({"TZ": ":America/New_York"}, str(link)) == "America/New_York"
     assert local_timezone({"TZ": "/usr/share/zoneinfo/Asia/Kolkata"}, str(link)) == "Asia/Kolkata"
-    assert local_timezone({"TZ": "Nowhere/Land"}, str(link)) == "Europe/Berlin"
-    assert local_timezone({"TZ": "../../etc/passwd"}, str(link)) == "Europe/Berlin"
+    # a TZ no zone database here knows (a POSIX rule too) falls back, and says so
+    for tz in ("Nowhere/Land", "../../etc/passwd", "<+03>-3"):
+        caplog.clear()
+        assert local_timezone({"TZ": tz}, str(link)) == "Europe/Berlin"
+        assert [r.getMessage() for r in caplog.records] == [
+            f"TZ={tz!r} is not a time zone this machine knows (expected an IANA name such as "
+            "Europe/Paris); counting days in Europe/Berlin (--timezone picks one)"
+        ]
+    caplog.clear()
+    assert local_timezone({"TZ": "Asia/Tokyo"}, str(link)) == "Asia/Tokyo" and not caplog.records
     link.unlink()
     link.symlink_to("/usr/share/zoneinfo/Etc/UTC")
     assert local_timezone({}, str(link)) == "UTC"

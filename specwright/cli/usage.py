@@ -176,7 +176,8 @@ def local_timezone(env: dict[str, str] | None = None, localtime: str = "/etc/loc
     import zoneinfo
 
     env = dict(os.environ) if env is None else env
-    candidates = [env.get("TZ", "").strip().lstrip(":")]
+    given = env.get("TZ", "").strip()
+    candidates = [given.lstrip(":")]
     try:
         candidates.append(os.path.realpath(localtime))
     except OSError:
@@ -186,19 +187,37 @@ def local_timezone(env: dict[str, str] | None = None, localtime: str = "/etc/loc
             candidates.append(fh.read(200).strip())
     except (OSError, UnicodeDecodeError):
         pass
-    for name in candidates:
+    for at, name in enumerate(candidates):
         if "zoneinfo/" in name:
             name = name.split("zoneinfo/", 1)[1]
         if not name or name.startswith("/") or ".." in name:
             continue
         if name.upper() in _UTC_NAMES:
-            return "UTC"
+            return _unused_tz(given, at, "UTC")
         try:
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             continue
-        return name
-    return "UTC"
+        return _unused_tz(given, at, name)
+    return _unused_tz(given, len(candidates), "UTC")
+
+
+def _unused_tz(given: str, at: int, zone: str) -> str:
+    """``zone`` (found at ``candidates[at]``), with a warning when ``$TZ`` was set but is not
+    what it came from (a POSIX rule such as ``<+03>-3``, a name no zone database here has):
+    days would otherwise be counted in another zone without a word."""
+    if given and at > 0:
+        import logging
+
+        from specwright.errors import one_line
+
+        logging.getLogger(__name__).warning(
+            "TZ=%r is not a time zone this machine knows (expected an IANA name such as "
+            "Europe/Paris); counting days in %s (--timezone picks one)",
+            one_line(given, 60),
+            zone,
+        )
+    return zone
 
 
 def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
