@@ -541,6 +541,11 @@ def run_all(
     finally:
         done = utcnow()
         spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
+        if status == "shipped" and not tree:  # `chunk add` or an import while it ran
+            added = _added_since(store, spec.id, chunks)
+            if added:
+                spec_status = "ready"
+                reason += f"; {added} chunk(s) added while it ran are still to run"
         store.write(
             [
                 Store.op_update(
@@ -571,6 +576,15 @@ def run_all(
         for c in sorted(chunks, key=lambda c: c.position)
     )
     return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch)
+
+
+def _added_since(store: Store, spec_id: str, chunks: list[Chunk]) -> int:
+    """How many of the spec's chunks are not among ``chunks`` (the ones a run-all started with)
+    and have not shipped."""
+    had = {c.id for c in chunks}
+    return sum(
+        1 for c in catalog.list_chunks(store, spec_id) if c.id not in had and c.status != "shipped"
+    )
 
 
 def _clip(text: str, limit: int = 300) -> str:

@@ -113,6 +113,28 @@ def test_diamond_ships_the_same_result_serial_and_parallel(git_repo: Path, paral
     assert catalog.get_spec(store, spec.id).status == "done"
 
 
+def test_a_chunk_added_while_the_spec_runs_leaves_it_ready_not_done(git_repo: Path) -> None:
+    """`chunk add` (or an import) while run-all runs: that run-all does not run the new chunk,
+    so the spec is not done; it says so and the next run-all runs it."""
+    graph = {"A": [], "B": []}
+    _project(git_repo, _write_script(graph))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    added: list[str] = []
+
+    def add_once(p: Any) -> None:
+        if p.kind == "chunk-start" and not added:
+            added.append(catalog.add_chunk(store, spec, "Make B", "Create b.txt").id)
+
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, on_progress=add_once)
+    assert result.status == "shipped", result.reason
+    assert result.reason == "its chunk shipped; 1 chunk(s) added while it ran are still to run"
+    assert catalog.get_spec(store, spec.id).status == "ready"
+    again = run_all(store, config_mod.load(git_repo), git_repo, catalog.get_spec(store, spec.id))
+    assert again.status == "shipped" and catalog.get_spec(store, spec.id).status == "done"
+    assert catalog.get_chunk(store, added[0]).status == "shipped"
+
+
 def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
     script = _write_script(DIAMOND)
     script["chunks"]["Make B"] = [{"fail": "the model gave up"}]
