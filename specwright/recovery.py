@@ -83,6 +83,11 @@ def recover_interrupted(
                 "exit_reason = 'interrupted' WHERE run_id = ? AND status = 'running'",
                 [now, run["id"]],
             ),
+            Store.op_sql(  # the run's row counts them when it ends: it never did
+                "UPDATE runs SET iterations = (SELECT coalesce(max(iteration), 0) FROM executions "
+                "WHERE run_id = ?) WHERE id = ? AND iterations = 0",
+                [run["id"], run["id"]],
+            ),
         ]
         if run["chunk_id"]:
             ops.append(

@@ -290,9 +290,10 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
         "c.txt": "C",
     }
     interrupted = store.query_dicts(
-        "SELECT kind, reason FROM runs WHERE status = 'interrupted' ORDER BY kind"
+        "SELECT kind, reason, iterations FROM runs WHERE status = 'interrupted' ORDER BY kind"
     )
     assert [r["kind"] for r in interrupted] == ["chunk", "spec"]
+    assert interrupted[0]["iterations"] == 1  # the attempt under way when it was killed
     assert "process" in interrupted[0]["reason"] and "is gone" in interrupted[0]["reason"]
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
     assert store.query("SELECT count(*) FROM executions WHERE status = 'running'")[0][0] == 0
