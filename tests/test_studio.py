@@ -435,6 +435,10 @@ def test_cli_plan_prints_questions_then_resumes_with_answers(
     exported = project_dir / ".handoff" / "specs" / "add-password-login.md"
     text = exported.read_text()
     assert "status: ready" in text and "## Chunk 3: Logout" in text
+    # accepted: ready, and what to do next (it said "[ready; next: ready]")
+    head = second.stdout.splitlines()[0]
+    assert "[ready]" in head and "next: ready" not in second.stdout, head
+    assert "next: `specwright run-all add-password-login --plan`" in second.stdout
 
 
 def test_cli_plan_without_an_api_key_is_one_line_and_makes_no_draft(

@@ -207,9 +207,8 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
         )
         return
     # titles, questions and the body are the planner model's words: no terminal escapes
-    print(
-        terminal_safe(f"spec {spec.slug}: {spec.title}  [{spec.status}; next: {stage}]  {spec.id}")
-    )
+    state = spec.status if stage == "ready" else f"{spec.status}; next: {stage}"
+    print(terminal_safe(f"spec {spec.slug}: {spec.title}  [{state}]  {spec.id}"))
     print("\nQuestions")
     for q in questions:
         print(terminal_safe(f"  {q.position}. {q.question}"))
@@ -246,7 +245,13 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
         )
     if exported:
         print(f"\nwrote {exported}")
-    elif stage == "review":
+    if stage == "ready":
+        print(
+            f"\nnext: `specwright run-all {spec.slug} --plan` shows the order and a cost range; "
+            f"`specwright run-all {spec.slug}` runs it (on a clean work tree: commit .handoff/ "
+            "first)"
+        )
+    elif stage == "review" and not exported:
         print(
             f"\nnext: review it (`specwright spec export {spec.slug}` writes an editable file), "
             f"then `specwright plan --resume {spec.slug} --accept`"
