@@ -168,7 +168,22 @@ def test_claude_without_result_line_was_killed_or_crashed(rc: int, status: str) 
     assert "without a result line" in (outcome.error or "") and "last words" in (
         outcome.error or ""
     )
-    assert outcome.usage.total_tokens == 0 and outcome.session_id
+    # its tokens: the replies it had started, once per message (this stream's result line says
+    # 2,500 input, 200 cache read, 100 cache write: the same; 52 output, of which the
+    # snapshots show 1 a reply), not none
+    u = outcome.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.cache_write_tokens) == (2500, 200, 100)
+    assert u.output_tokens == 2 and u.cost_usd is None and outcome.session_id
+    assert u.model == "claude-sonnet-4-5"
+
+
+def test_a_reply_seen_on_several_lines_counts_once_when_there_is_no_result_line() -> None:
+    state = ClaudeStreamState()
+    first = next(line for line in stream_lines("claude-code/acceptEdits") if b'"assistant"' in line)
+    for line in (first, first, first):  # one line per content block, the same snapshot
+        parse_line(line, state)
+    usage = outcome_from_state(state, -9).usage
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (1200, 1, 200)
 
 
 def test_claude_cancel_and_timeout_outcomes() -> None:

@@ -3,8 +3,10 @@
 ``parse_line`` turns one line into normalized events and updates a ``ClaudeStreamState``;
 ``outcome_from_state`` says how the run ended. Facts it relies on (Claude Code 2.1.197 and
 2.1.332): an ``assistant`` line carries one content block and repeats its message's usage snapshot,
-so tokens come only from the final ``result`` line; an API failure ends with ``subtype: success``
-but ``is_error: true``; a killed process prints no ``result`` line at all.
+so tokens come from the final ``result`` line; an API failure ends with ``subtype: success``
+but ``is_error: true``; a killed process prints no ``result`` line at all. Its tokens are then
+the snapshots of the replies it had started, once per message id: input and cache tokens as
+the API counted them, output tokens a lower bound (the snapshot's is 1), rather than none.
 """
 
 from __future__ import annotations
@@ -59,9 +61,12 @@ class ClaudeStreamState:
     rate_limited: bool = False
     retry_after_s: float | None = None
     warnings: int = 0
+    # message id -> its usage snapshot: the tokens of a run killed before its result line
+    replies: dict[str, Usage] = field(default_factory=dict)
 
 
 MAX_KEY_CHARS = 256  # a longer key is kept as its hash: seen blocks must not hold whole texts
+MAX_REPLIES = 100_000  # usage snapshots kept for a run that ends without its result line
 
 
 def _short(key: str) -> str:
@@ -128,6 +133,14 @@ def _usage_from_result(obj: dict[str, Any], model: str | None) -> Usage:
         cost_usd=cost(obj.get("total_cost_usd")),
         model=model,
     )
+
+
+def _started(state: ClaudeStreamState) -> Usage:
+    """The tokens of the replies a run without a result line had started (see the module)."""
+    total = Usage(model=state.model)
+    for reply in state.replies.values():
+        total = total + reply  # a snapshot has no cost: the total has none either
+    return total
 
 
 def _errors_text(obj: dict[str, Any]) -> str:
@@ -231,6 +244,9 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
     synthetic = obj.get("is_api_error_message") or model == "<synthetic>"
     if model and not synthetic:
         state.model = model
+    snapshot = message.get("usage")
+    if isinstance(snapshot, dict) and not synthetic and len(state.replies) < MAX_REPLIES:
+        state.replies.setdefault(_short(msg_id), _usage_from_result({"usage": snapshot}, model))
     out: list[AgentEvent] = []
     envelope = {k: obj.get(k) for k in ("uuid", "parent_tool_use_id", "session_id", "timestamp")}
     envelope["message_id"] = msg_id
@@ -354,7 +370,7 @@ def outcome_from_state(
 ) -> Outcome:
     """How the run ended, from the parsed stream and the process's exit."""
     result = state.result
-    usage = _usage_from_result(result, state.model) if result else Usage(model=state.model)
+    usage = _usage_from_result(result, state.model) if result else _started(state)
     common: dict[str, Any] = {
         "usage": usage,
         "session_id": state.session_id,
