@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Per chunk of a run-all: status, whether it ran in this run-all (``ran``: a chunk shipped
     by an earlier one is skipped, and its iterations, tokens, cost and time are not this run's:
-    NULL), iterations, verdict, tokens, cost and time. Tokens as everywhere else:
+    NULL; one blocked by a dependency that did not ship did not run either), iterations, verdict, tokens, cost and time. Tokens as everywhere else:
     ``input_tokens`` without the cache, ``cache_tokens`` the cache reads and writes,
     ``output_tokens``."""
     return store.query_dicts(
@@ -29,6 +29,7 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
             SELECT cr.chunk_id,
                    arg_max(cr.status, cr.started_at) AS status,
                    sum(cr.iterations) AS iterations,
+                   bool_or(cr.status <> 'blocked') AS ran,
                    sum(epoch(cr.finished_at) - epoch(cr.started_at)) AS time_s
             FROM chunk_runs cr GROUP BY cr.chunk_id
         ), costs AS (
@@ -40,7 +41,7 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
             FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
         )
         SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,
-               p.chunk_id IS NOT NULL AS ran, p.iterations, c.verdict,
+               coalesce(p.ran, false) AS ran, p.iterations, c.verdict,
                k.input_tokens, k.cache_tokens, k.output_tokens, k.cost_usd, p.time_s
         FROM chunks c
         JOIN specs s ON s.id = c.spec_id

@@ -229,3 +229,20 @@ def test_id_prefixes_that_match_several_ids_are_ambiguous(
     assert spec.err.strip() == (
         "specwright: error: spec '01': ambiguous, matches 2 specs; use more of the id"
     )
+
+
+def test_a_progress_line_cut_to_the_width_says_so() -> None:
+    """A long line (an agent's error, a chunk's reason) is cut with "..." rather than
+    mid-word with nothing to show it was cut."""
+    import io
+
+    from specwright.cli.run import _Printer
+    from specwright.loop import Progress
+
+    out = io.StringIO()
+    printer = _Printer(out)
+    printer(Progress("rollback", "r", "c", 1, "agent error (" + "x" * 400 + "); retrying"))
+    printer(Progress("rollback", "r", "c", 1, "short"))
+    long, short = out.getvalue().splitlines()
+    assert len(long) == _Printer.WIDTH and long.endswith("...")
+    assert short == "  short"

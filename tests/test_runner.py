@@ -151,6 +151,8 @@ def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
     }
     blocked = next(c for c in result.chunks if c.status == "blocked")
     assert "dependency 2 'Make B' did not ship" in blocked.reason
+    ran = {r["title"]: r["ran"] for r in run_summary(store, result.run_id)}
+    assert ran == {"Make A": True, "Make B": True, "Make C": True, "Make D": False}
     assert result.status == "failed"
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
 

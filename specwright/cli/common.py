@@ -291,7 +291,10 @@ class ProgressPrinter:
             return
         if p.kind == "event" and getattr(p.data, "type", "") not in ("tool_call", "error"):
             return
-        print(terminal_safe(self.line(p))[: self.WIDTH], file=self.out, flush=True)
+        text = terminal_safe(self.line(p))
+        if len(text) > self.WIDTH:  # cut, and said to be
+            text = text[: self.WIDTH - 3] + "..."
+        print(text, file=self.out, flush=True)
 
     def line(self, p: Progress) -> str:
         """The text shown for one progress item."""
