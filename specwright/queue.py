@@ -75,18 +75,25 @@ def _check(store: Store, spec: Spec, project_root: Path | str, options: dict[str
 
 
 def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Queue items, oldest first, with their spec's slug."""
+    """Queue items, oldest first, with their spec's slug; an item left ``running`` by a worker
+    on this host that is gone (kill -9) says so in its reason."""
     where = ""
     params: list[Any] = []
     if statuses:
         where = f"WHERE q.status IN ({', '.join('?' for _ in statuses)})"
         params = list(statuses)
-    return store.query_dicts(
+    rows = store.query_dicts(
         f"SELECT q.id, s.slug AS spec, q.status, q.cancel_requested, q.options, q.run_id, "
-        f"q.worker_pid, q.reason, q.created_at, q.started_at, q.finished_at "
+        f"q.worker_pid, q.host, q.reason, q.created_at, q.started_at, q.finished_at "
         f"FROM queue q LEFT JOIN specs s ON s.id = q.spec_id {where} ORDER BY q.created_at",
         params,
     )
+    for row in rows:
+        if row["status"] == "running" and _orphaned(row):
+            row["reason"] = (
+                f"worker {row['worker_pid']} is gone; the next `specwright worker` queues it again"
+            )
+    return rows
 
 
 def _find(store: Store, ref: str) -> dict[str, Any]:

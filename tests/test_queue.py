@@ -98,6 +98,12 @@ def test_orphaned_running_item_is_queued_again(git_repo: Path) -> None:
             "host": __import__("socket").gethostname(),
         },
     )
+    # until a worker queues it again, the list says its worker is gone (not just "running")
+    listed = queue.items(store)[0]
+    assert listed["status"] == "running"
+    assert listed["reason"] == (
+        f"worker {2**22 + 12345} is gone; the next `specwright worker` queues it again"
+    )
     assert queue.requeue_orphans(store) == 1
     assert queue.items(store)[0]["status"] == "queued"
     assert queue.work(store, once=True, poll_s=0.1) == 1
