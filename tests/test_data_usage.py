@@ -98,6 +98,19 @@ def test_codexbar_printing_too_much_or_nothing_says_which(tmp_path: Path) -> Non
     assert codexbar.run("usage", str(quiet)).warning == "codexbar usage: printed nothing (exit 0)"
 
 
+def test_a_codexbar_printing_without_end_is_stopped_at_the_limit_not_read_whole(
+    tmp_path: Path,
+) -> None:
+    """Its output is read as it comes and the process stopped past the limit: it used to be
+    read whole into memory (GBs from `yes`) until the timeout, and only then refused."""
+    endless = _script(
+        tmp_path / "codexbar",
+        "chunk = 'x' * (1 << 20)\nwhile True:\n    sys.stdout.write(chunk)\n    sys.stdout.flush()",
+    )
+    snap = codexbar.run("usage", str(endless), timeout_s=120)
+    assert snap.warning == "codexbar usage: output larger than 8 MiB, ignored"
+
+
 def test_a_hanging_codexbar_is_stopped_with_its_children_and_not_waited_for_twice(
     store: Store, tmp_path: Path
 ) -> None:

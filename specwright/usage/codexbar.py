@@ -20,9 +20,11 @@ import contextlib
 import json
 import math
 import os
+import selectors
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+ERR_BYTES = 64 * 1024  # of stderr kept (its first 200 characters are shown)
 MAX_DEPTH = 64  # codexbar's payloads nest 4 or 5 levels
 TIMEOUT_S = 60.0
 
@@ -137,7 +140,9 @@ TIMED_OUT = "did not finish within"
 
 def _call(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
     """Run ``argv`` in its own process group; on a timeout the whole group is killed (a
-    codexbar that hangs in a child would otherwise leave it running)."""
+    codexbar that hangs in a child would otherwise leave it running). What it prints is read as
+    it comes, at most ``MAX_OUTPUT_BYTES`` + 1 of stdout (then the group is stopped: a codexbar
+    printing without end must not fill the memory) and ``ERR_BYTES`` of stderr."""
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -145,15 +150,45 @@ def _call(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
+    room = {
+        proc.stdout.fileno(): (out, MAX_OUTPUT_BYTES + 1),
+        proc.stderr.fileno(): (err, ERR_BYTES),
+    }
+    deadline = time.monotonic() + timeout_s
     try:
-        out, err = proc.communicate(timeout=timeout_s)
+        with selectors.DefaultSelector() as sel:
+            for fd in room:
+                sel.register(fd, selectors.EVENT_READ)
+            while sel.get_map() and len(out) <= MAX_OUTPUT_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(argv, timeout_s)
+                for key, _ in sel.select(left):
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        sel.unregister(key.fd)
+                        continue
+                    buf, cap = room[key.fd]
+                    buf += data[: max(cap - len(buf), 0)]  # past the cap: drained, not kept
+        if len(out) > MAX_OUTPUT_BYTES:  # too much: the rest is not wanted
+            _stop(proc)
+        code = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
     except BaseException:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.kill()
-        proc.communicate()
+        _stop(proc)
         raise
-    return proc.returncode, out, err
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    return code, bytes(out), bytes(err)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait()
 
 
 def _deeper(value: Any, limit: int) -> bool:
