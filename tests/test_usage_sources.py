@@ -50,6 +50,24 @@ def test_codex_token_counts_subtract_cached_input_and_skip_repeats(
     assert codex.ingest(store, [tmp_path / "codex" / "sessions"]).files_read == 0
 
 
+def test_a_codex_usage_line_whose_time_does_not_parse_is_counted_as_malformed(
+    tmp_path: Path, store: Store
+) -> None:
+    """It counts in no day (ccusage stops the whole report on it): it used to vanish without
+    a word; it is reported as a malformed line of its file, and the good lines still count."""
+    path, sums = write_codex_session(tmp_path / "codex", turns=2)
+    line = json.loads(path.read_text().splitlines()[-1])
+    assert line["payload"]["type"] == "token_count"
+    line["timestamp"] = "bad-date"
+    with path.open("a") as fh:
+        fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+    res = codex.ingest(store, [tmp_path / "codex" / "sessions"])
+    assert res.malformed == 1 and res.malformed_files == {str(path): 1}
+    assert res.imported == 2
+    got = store.query("SELECT sum(input_tokens), sum(output_tokens) FROM usage_records")
+    assert got == [(sums["input"], sums["output"])]
+
+
 def test_codex_absurd_token_counts_are_not_counted_and_do_not_stop_the_ingest(
     tmp_path: Path, store: Store
 ) -> None:

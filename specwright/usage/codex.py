@@ -148,9 +148,14 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
            OR contains(json, '"session_meta"')""",
         [[p.read_path for p in ready]],
     )
+    # a usage line whose time does not parse counts nowhere (ccusage stops on it): malformed
     out = conn.execute(
-        """SELECT f.path, count(*) FILTER (WHERE NOT r.bad), count(*) FILTER (WHERE r.bad)
-        FROM _cx_raw r JOIN _cx_files f ON f.read_path = r.filename GROUP BY f.path"""
+        """SELECT f.path, count(*) FILTER (WHERE NOT bad), count(*) FILTER (WHERE bad)
+        FROM (SELECT filename, r.bad OR (r.j.type = 'event_msg'
+                  AND r.j.payload.type = 'token_count' AND nullif(trim(r.j.timestamp), '') IS NOT NULL
+                  AND try_cast(r.j.timestamp AS TIMESTAMPTZ) IS NULL) IS TRUE AS bad
+              FROM _cx_raw r) r
+        JOIN _cx_files f ON f.read_path = r.filename GROUP BY f.path"""
     ).fetchall()
     return {r[0]: (int(r[1]), int(r[2])) for r in out}
 
