@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,34 @@ def kill_mid_attempt(cli: list[str], env: dict[str, str], state: Path, repo: Pat
         proc.kill()
         proc.communicate(timeout=60)
     return int((state / "agent.pid").read_text())
+
+
+@contextlib.contextmanager
+def agent_at_work(
+    cli: list[str], env: dict[str, str], state: Path, args: tuple[str, ...] = ("run-all", "demo")
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cli args`` in the background until its agent is at work (it wrote agent.pid); on the
+    way out it is killed with its group, and so is the agent's own group."""
+    proc = subprocess.Popen(
+        [*cli, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):
+            if (state / "agent.pid").exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert proc.poll() is None
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if (state / "agent.pid").exists():
+            stop_group(int((state / "agent.pid").read_text()))
 
 
 def check_after_kill(agent: int) -> None:
@@ -268,19 +297,7 @@ def test_run_all_resumes_while_the_killed_process_is_an_unreaped_zombie(tmp_path
     zombie: it runs nothing, yet counted as alive, so the next run-all neither recovered its
     run nor could start."""
     _repo, state, cli, env = project(tmp_path)
-    proc = subprocess.Popen(
-        [*cli, "run-all", "demo"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        for _ in range(1200):
-            if (state / "agent.pid").exists() or proc.poll() is not None:
-                break
-            threading.Event().wait(0.05)
-        assert proc.poll() is None
+    with agent_at_work(cli, env, state) as proc:
         os.kill(proc.pid, signal.SIGKILL)  # and no wait(): a zombie until the end of the test
         agent = int((state / "agent.pid").read_text())
         wait_gone(agent)
@@ -289,9 +306,6 @@ def test_run_all_resumes_while_the_killed_process_is_an_unreaped_zombie(tmp_path
         )
         assert again.returncode == 0, again.stdout + again.stderr
         assert f"process {proc.pid} is gone" in again.stderr
-    finally:
-        proc.wait(timeout=60)
-        stop_group(int((state / "agent.pid").read_text()))
 
 
 def test_a_tree_that_cannot_be_restored_yet_is_restored_by_the_next_run_all(
@@ -332,19 +346,7 @@ def test_db_rebuild_in_place_is_refused_while_a_run_writes_into_the_database(
     """A rebuild during a run swapped the file under it: what the run wrote after the journals
     were read went into the .bak, and the new database kept its execution `running` for good."""
     _repo, state, cli, env = project(tmp_path)
-    proc = subprocess.Popen(
-        [*cli, "run-all", "demo"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        for _ in range(1200):
-            if (state / "agent.pid").exists() or proc.poll() is not None:
-                break
-            threading.Event().wait(0.05)
-        assert proc.poll() is None
+    with agent_at_work(cli, env, state):
         rebuild = subprocess.run(
             [*cli, "db", "rebuild"], capture_output=True, text=True, env=env, timeout=120
         )
@@ -361,11 +363,6 @@ def test_db_rebuild_in_place_is_refused_while_a_run_writes_into_the_database(
             timeout=120,
         )
         assert copied.returncode == 0, copied.stderr
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        if (state / "agent.pid").exists():
-            stop_group(int((state / "agent.pid").read_text()))
 
 
 def test_spec_import_that_drops_a_chunk_is_refused_while_the_spec_runs(tmp_path: Path) -> None:
@@ -383,19 +380,7 @@ def test_spec_import_that_drops_a_chunk_is_refused_while_the_spec_runs(tmp_path:
     front, body = text.split("\n---\n", 1)
     without_b = front[: front.index("\n- id:", front.index("title: A"))]
     (tmp_path / "without-b.md").write_text(without_b + "\n---\n" + body[: body.index("## Chunk 2")])
-    proc = subprocess.Popen(
-        [*cli, "run-all", "demo"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        for _ in range(1200):
-            if (state / "agent.pid").exists() or proc.poll() is not None:
-                break
-            threading.Event().wait(0.05)
-        assert proc.poll() is None
+    with agent_at_work(cli, env, state):
         imported = subprocess.run(
             [*cli, "spec", "import", str(tmp_path / "without-b.md")],
             capture_output=True,
@@ -408,11 +393,6 @@ def test_spec_import_that_drops_a_chunk_is_refused_while_the_spec_runs(tmp_path:
         assert "is running" in line and "refusing to delete chunk 'B'" in line, line
         store = Store(os.environ["SPECWRIGHT_DB"])
         assert [r["title"] for r in rows(store, "SELECT title FROM chunks")] == ["A", "B"]
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        if (state / "agent.pid").exists():
-            stop_group(int((state / "agent.pid").read_text()))
 
 
 def test_a_queued_item_waits_for_a_chunk_run_from_the_command_line(tmp_path: Path) -> None:
