@@ -104,6 +104,16 @@ def test_ctrl_c_mid_wave_stops_the_agents_and_keeps_what_shipped(git_repo: Path)
     _resume(git_repo, store, spec)
 
 
+def _wait_for_agent(proc: subprocess.Popen[str], store: Store) -> None:
+    """Until chunk A's agent is in its sleep (its execution journals)."""
+    deadline = time.monotonic() + 60
+    while not list((store.journal.root / "executions").glob("*.jsonl")):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "chunk A's agent never started"
+        time.sleep(0.1)
+    time.sleep(0.5)  # A's agent is in its sleep
+
+
 def test_sigterm_mid_chunk_is_recorded_as_sigterm(git_repo: Path) -> None:
     """`kill` on a serial run-all: exit 143, the chunk's run and the spec's run say SIGTERM (not
     Ctrl-C), and the last line says "cancelled" once."""
@@ -112,12 +122,7 @@ def test_sigterm_mid_chunk_is_recorded_as_sigterm(git_repo: Path) -> None:
     store = Store(resolve_db_path(git_repo))
     spec = _spec(store, git_repo, {"A": [], "B": ["A"], "C": ["B"]})
     proc = _start(git_repo, "run-all", spec.slug)
-    deadline = time.monotonic() + 60
-    while not list((store.journal.root / "executions").glob("*.jsonl")):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "chunk A's agent never started"
-        time.sleep(0.1)
-    time.sleep(0.5)  # A's agent is in its sleep
+    _wait_for_agent(proc, store)
     proc.send_signal(signal.SIGTERM)
     code, out = _finish(proc)
     assert code == 143, out
@@ -138,12 +143,7 @@ def test_ctrl_c_pressed_again_while_stopping_still_stops_cleanly(git_repo: Path)
     store = Store(resolve_db_path(git_repo))
     spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
     proc = _start(git_repo, "run-all", spec.slug)
-    deadline = time.monotonic() + 60
-    while not list((store.journal.root / "executions").glob("*.jsonl")):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "chunk A's agent never started"
-        time.sleep(0.1)
-    time.sleep(0.5)  # A's agent is in its sleep
+    _wait_for_agent(proc, store)
     for _ in range(5):
         proc.send_signal(signal.SIGINT)
         time.sleep(0.01)
