@@ -399,41 +399,27 @@ def test_a_queued_item_waits_for_a_chunk_run_from_the_command_line(tmp_path: Pat
     """The worker let a queued run-all start while `specwright run CHUNK` worked in the same
     tree (it only waited for run-alls); now it waits, then runs the item."""
     _repo, state, cli, env = project(tmp_path)
-    single = subprocess.Popen(
-        [*cli, "run", "demo:1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
     worker = None
-    try:
-        for _ in range(1200):
-            if (state / "agent.pid").exists() or single.poll() is not None:
-                break
-            threading.Event().wait(0.05)
-        assert single.poll() is None
-        subprocess.run([*cli, "queue", "add", "demo"], check=True, env=env, timeout=120)
-        worker = subprocess.Popen(
-            [*cli, "worker", "--once"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        threading.Event().wait(3)
-        store = Store(os.environ["SPECWRIGHT_DB"])
-        assert [r["status"] for r in rows(store, "SELECT status FROM queue")] == ["queued"]
-        single.send_signal(signal.SIGTERM)  # the chunk run stops cleanly; the item goes on
-        single.wait(timeout=60)
-        out, _ = worker.communicate(timeout=120)
-        assert worker.returncode == 0, out
-        assert [r["status"] for r in rows(store, "SELECT status FROM queue")] == ["done"], out
-    finally:
-        for proc in (single, worker):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=60)
-        if (state / "agent.pid").exists():
-            stop_group(int((state / "agent.pid").read_text()))
+    with agent_at_work(cli, env, state, ("run", "demo:1")) as single:
+        try:
+            subprocess.run([*cli, "queue", "add", "demo"], check=True, env=env, timeout=120)
+            worker = subprocess.Popen(
+                [*cli, "worker", "--once"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            threading.Event().wait(3)
+            store = Store(os.environ["SPECWRIGHT_DB"])
+            assert [r["status"] for r in rows(store, "SELECT status FROM queue")] == ["queued"]
+            single.send_signal(signal.SIGTERM)  # the chunk run stops cleanly; the item goes on
+            single.wait(timeout=60)
+            out, _ = worker.communicate(timeout=120)
+            assert worker.returncode == 0, out
+            assert [r["status"] for r in rows(store, "SELECT status FROM queue")] == ["done"], out
+        finally:
+            if worker is not None and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.communicate(timeout=60)
