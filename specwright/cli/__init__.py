@@ -58,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    _json_everywhere(parser)
+    _global_options_everywhere(parser)
     return parser
 
 
-def _json_everywhere(parser: argparse.ArgumentParser) -> None:
+def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
     """``--json``, ``--db`` and ``-C`` after the command too (`specwright spec list --json`,
     `specwright demo --db x.duckdb`), as before it."""
     for action in parser._actions:
@@ -87,7 +87,7 @@ def _json_everywhere(parser: argparse.ArgumentParser) -> None:
                         default=argparse.SUPPRESS,
                         help="project directory",
                     )
-                _json_everywhere(child)
+                _global_options_everywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
