@@ -1,11 +1,10 @@
-"""Named read queries -> pandas DataFrames. All read-side SQL of usage, cost and runs lives here.
-
-Two kinds of cost: ``usage_records`` (imported from agents' logs, one row per model reply) and
-``executions`` (what Specwright ran, with reported and computed cost). Log cost is
-``coalesce(reported_cost_usd, computed_cost_usd)`` -- what ccusage calls ``auto`` mode.
-Time filters take ``YYYY-MM-DD`` (or ``YYYYMMDD``) dates; ``until`` is inclusive. Every query
-with a window takes ``tz`` (default UTC): its dates, and any grouping by day, week or month, are
-local days in that zone; the columns stay naive UTC. Every query aggregates in DuckDB; nothing loops over rows.
+"""Named read queries -> pandas DataFrames (``*_sql``: a query the CLI reads without pandas).
+All read-side SQL of usage, cost and runs lives here. Two kinds of cost: ``usage_records``
+(imported from agents' logs, one row per model reply) and ``executions`` (what Specwright ran,
+with reported and computed cost). Log cost is ``coalesce(reported_cost_usd, computed_cost_usd)``
+-- what ccusage calls ``auto`` mode. Time filters take ``YYYY-MM-DD`` (or ``YYYYMMDD``) dates;
+``until`` is inclusive. A window's ``tz`` (default UTC) makes its dates, and any grouping by
+day, week or month, local days; columns stay naive UTC. Queries aggregate in DuckDB.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from specwright.errors import ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,11 +58,7 @@ def parse_day(value: str | date | None, what: str = "date") -> date | None:
     text = str(value).strip()
     m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", text)
     if not m:
-        from specwright.errors import ValidationError
-
         raise ValidationError(f"{what}: expected YYYY-MM-DD or YYYYMMDD, got {text!r}")
-    from specwright.errors import ValidationError
-
     try:
         day = date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError as exc:  # 2025-02-30, 2025-13-01
@@ -86,8 +83,6 @@ def check_timezone(tz: str) -> str:
     "UTC"), else a ValidationError."""
     import zoneinfo
 
-    from specwright.errors import ValidationError
-
     if tz.upper() == "UTC":
         return "UTC"
     if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
@@ -109,8 +104,6 @@ def check_window(
     (since after until)."""
     s, u = parse_day(since, "--since"), parse_day(until, "--until")
     if s is not None and u is not None and s > u:
-        from specwright.errors import ValidationError
-
         raise ValidationError(
             f"--since {s.isoformat()} is after --until {u.isoformat()}: an empty window"
         )
@@ -298,6 +291,13 @@ def usage_models(
 ) -> pd.DataFrame:
     """Tokens and cost per model over the window, most expensive first; a model none of whose
     records has a price has cost NULL (unknown, not 0)."""
+    return store.query_df(*usage_models_sql(since, until, tz, source))
+
+
+def usage_models_sql(
+    since: str | date | None, until: str | date | None, tz: str, source: str | None
+) -> tuple[str, list[Any]]:
+    """``usage_models``'s query and parameters (the CLI reads its rows without pandas)."""
     where, params = usage_filter(since, until, source, tz)
     sql = f"""
         SELECT * EXCLUDE (priced)
@@ -310,7 +310,7 @@ def usage_models(
                      count(*) AS records
               FROM usage_records u WHERE true{where} GROUP BY 1)
         ORDER BY cost_usd DESC NULLS LAST, model"""
-    return store.query_df(sql, params)
+    return sql, params
 
 
 # --- Specwright's own executions --------------------------------------------------------------
@@ -329,6 +329,13 @@ def cost_by(
     tz: str = "UTC",
 ) -> pd.DataFrame:
     """Executions' tokens and cost grouped by project, spec, chunk, executor, model or role."""
+    return store.query_df(*cost_by_sql(dim, since, until, tz))
+
+
+def cost_by_sql(
+    dim: str, since: str | date | None, until: str | date | None, tz: str
+) -> tuple[str, list[Any]]:
+    """``cost_by``'s query and parameters (the CLI reads its rows without pandas)."""
     dims = {
         "project": (
             "p.name",
@@ -363,7 +370,7 @@ def cost_by(
         FROM executions e {joins}
         WHERE true{where}
         GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
-    return store.query_df(sql, params)
+    return sql, params
 
 
 def executions_by_period(

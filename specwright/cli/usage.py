@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from specwright.cli.common import Context
+    from specwright.store import Store
 
 _REPORTS = {"daily": "day", "weekly": "week", "monthly": "month"}
 _KEY = {"daily": "date", "weekly": "week", "monthly": "month"}
@@ -268,9 +269,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             _table(rows, _KEY[report], f"Usage report ({report}, {tz})")
         return 0
     if report == "models":
-        df = Q.usage_models(store, source=source, **win)
         ctx.emit(
-            _records(df),
+            _rows(store, Q.usage_models_sql(args.since, args.until, tz, source)),
             [
                 "model",
                 "source",
@@ -338,9 +338,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 ctx.emit(burn)
         return 0
     if report == "specs":
-        df = Q.cost_by(store, "spec", **win)
         ctx.emit(
-            _records(df),
+            _rows(store, Q.cost_by_sql("spec", args.since, args.until, tz)),
             [
                 "spec",
                 "executions",
@@ -403,6 +402,18 @@ def _block_json(r: dict[str, Any], burn: dict[str, Any] | None) -> dict[str, Any
         "burnRate": rate,
         "projection": projection,
     }
+
+
+def _rows(store: Store, query: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+    """A query's rows as ``_records`` gives a frame's, without pandas (~0.4 s to import)."""
+    import math
+
+    rows = store.query_dicts(*query)
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, float) and math.isnan(v):
+                row[k] = None
+    return rows
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
