@@ -144,3 +144,38 @@ def test_synced_logs_merged_then_ingested_and_exported_again_count_once(
     res = machines.merge("B", a)
     assert res["inserted"]["usage_records"] == 3 and res["replaced"]["usage_records"] == 0
     assert machines.totals("B") == machines.totals("C")
+
+
+def test_a_merged_record_links_to_an_execution_here_never_to_another_machines(
+    machines: Machines,
+) -> None:
+    """A's records point at A's execution; merged into B they point at B's execution of the
+    same session (a synced work tree), or at nothing: never at an id B does not have."""
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.store import Store
+
+    def execution(machine: str) -> str:
+        store = Store(machines.root / machine / "db.duckdb")
+        store.migrate()
+        with ExecutionRecorder(store, role="executor", backend="claude_code") as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=1), session_id="s1")
+        store.release()
+        return rec.id
+
+    def links(machine: str) -> list[tuple[str | None]]:
+        store = Store(machines.root / machine / "db.duckdb")
+        try:
+            return store.query("SELECT execution_id::VARCHAR FROM usage_records")
+        finally:
+            store.release()
+
+    ran_on_a = execution("A")
+    machines.log("A", "s1.jsonl", [_line(10)])
+    exported = machines.export("A")
+    assert links("A") == [(ran_on_a,)]
+    machines.merge("B", exported)
+    assert links("B") == [(None,)]
+    ran_on_c = execution("C")
+    machines.merge("C", exported)
+    assert links("C") == [(ran_on_c,)]

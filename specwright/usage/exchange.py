@@ -303,6 +303,11 @@ def _merge_records(
             f"{path}: cannot merge into usage_records (nothing was merged): {nulls} row(s) "
             "with no source or dedup_key"
         )
+    if "execution_id" in common:  # another machine's executions are not here: link anew
+        conn.execute(
+            "UPDATE _mx SET execution_id = NULL "
+            "WHERE execution_id NOT IN (SELECT id FROM executions)"
+        )
     conn.execute(_WINNERS)
     deleted = conn.execute(_DELETE_LOSERS).fetchall()
     inserted = conn.execute(_INSERT_WINNERS.format(collist=collist, values=values)).fetchall()
