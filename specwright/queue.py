@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import catalog
-from specwright.agents.orphans import pid_alive
+from specwright.agents.orphans import gone_here, pid_alive
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
 from specwright.recovery import STALE_HEARTBEAT_S
@@ -142,7 +142,7 @@ def cancel(store: Store, ref: str) -> str:
 
 def _orphaned(row: dict[str, Any]) -> bool:
     """A ``running`` item whose worker, on this host, is gone."""
-    return row["host"] == socket.gethostname() and not pid_alive(row["worker_pid"])
+    return gone_here(row["worker_pid"], row["host"])
 
 
 def requeue_orphans(store: Store) -> int:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,13 @@ def pid_alive(pid: int | None) -> bool:
             return fh.read().rpartition(b")")[2].split()[:1] != [b"Z"]
     except OSError:
         return True
+
+
+def gone_here(pid: int | None, host: str | None) -> bool:
+    """True when the process a row records as running it (its pid and host) ran on this host
+    and is gone (kill -9, a reboot): the row stays ``running`` with nothing behind it. A
+    process on another host cannot be told from here."""
+    return host == socket.gethostname() and not pid_alive(pid)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -194,14 +194,11 @@ def _ignore_data_dir(root: Path) -> bool:
 def _say_which_runs_died(runs: list[dict[str, Any]]) -> None:
     """A run still ``running`` whose process on this host is gone (kill -9, a reboot) says so:
     it stays recorded as running until the next run or run-all of its spec marks it."""
-    import socket
+    from specwright.agents.orphans import gone_here
 
-    from specwright.agents.orphans import pid_alive
-
-    host = socket.gethostname()
     for run in runs:
         pid, on = run.pop("pid"), run.pop("host")
-        if run["status"] == "running" and pid and on == host and not pid_alive(pid):
+        if run["status"] == "running" and pid and gone_here(pid, on):
             run["reason"] = f"process {pid} is gone; run-all marks it interrupted"
 
 
