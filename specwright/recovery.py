@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import gitops
-from specwright.agents.orphans import pid_alive, stop_abandoned, stop_orphans
+from specwright.agents.orphans import gone_here, pid_alive, stop_abandoned, stop_orphans
 from specwright.journal import Journal
 from specwright.model import Spec, utcnow
 from specwright.store import Store
@@ -107,6 +107,30 @@ def recover_interrupted(
         listed = ", ".join(str(g) for g in groups)
         log.warning("stopped what ended Specwright processes left running (groups %s)", listed)
     return recovered
+
+
+def say_which_runs_died(runs: list[dict[str, Any]]) -> None:
+    """A run still ``running`` whose process on this host is gone (kill -9, a reboot) says so
+    in its reason: it stays recorded as running until the next run or run-all of its spec marks
+    it. Takes each run's ``pid`` and ``host`` out (they stay out of the output)."""
+    for run in runs:
+        pid, on = run.pop("pid"), run.pop("host")
+        if run["status"] == "running" and pid and gone_here(pid, on):
+            run["reason"] = f"process {pid} is gone; run-all marks it interrupted"
+
+
+def gone_reasons(store: Store, spec_id: str) -> dict[str | None, str]:
+    """Of the spec's runs left ``running`` by a process that is gone, the reason (as status
+    says it) by chunk id, the run of the whole spec under ``None``."""
+    runs = store.query_dicts(
+        "SELECT chunk_id, kind, status, pid, host, NULL AS reason FROM runs "
+        "WHERE spec_id = ? AND status = 'running' AND group_id IS NULL ORDER BY started_at",
+        [spec_id],
+    )
+    say_which_runs_died(runs)
+    return {
+        (r["chunk_id"] if r["kind"] == "chunk" else None): r["reason"] for r in runs if r["reason"]
+    }
 
 
 def live_runs(store: Store, project_id: str | None = None) -> list[dict[str, Any]]:

@@ -423,3 +423,27 @@ def test_a_queued_item_waits_for_a_chunk_run_from_the_command_line(tmp_path: Pat
             if worker is not None and worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.communicate(timeout=60)
+
+
+def test_chunk_list_and_spec_show_say_a_killed_runs_process_is_gone(tmp_path: Path) -> None:
+    """status said it, but `chunk list` and `spec show` showed the chunk `running` with no hint
+    that nothing runs it any more; they give the same reason, while a live run gives none."""
+    _repo, state, cli, env = project(tmp_path)
+
+    def shown(*args: str) -> str:
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    gone = "is gone; run-all marks it interrupted"
+    with agent_at_work(cli, env, state):
+        assert json.loads(shown("--json", "chunk", "list", "demo"))[0]["reason"] is None
+        assert gone not in shown("spec", "show", "demo")
+    # agent_at_work ended it with kill -9: its rows stay `running`
+    chunks = json.loads(shown("--json", "chunk", "list", "demo"))
+    assert chunks[0]["status"] == "running" and gone in chunks[0]["reason"], chunks
+    assert gone in shown("chunk", "list", "demo")
+    spec = json.loads(shown("--json", "spec", "show", "demo"))
+    assert gone in spec["reason"] and gone in spec["chunks"][0]["reason"], spec
+    text = shown("spec", "show", "demo")
+    assert "(its run: process " in text and text.count(gone) == 2, text

@@ -191,19 +191,9 @@ def _ignore_data_dir(root: Path) -> bool:
     return True
 
 
-def _say_which_runs_died(runs: list[dict[str, Any]]) -> None:
-    """A run still ``running`` whose process on this host is gone (kill -9, a reboot) says so:
-    it stays recorded as running until the next run or run-all of its spec marks it."""
-    from specwright.agents.orphans import gone_here
-
-    for run in runs:
-        pid, on = run.pop("pid"), run.pop("host")
-        if run["status"] == "running" and pid and gone_here(pid, on):
-            run["reason"] = f"process {pid} is gone; run-all marks it interrupted"
-
-
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_specs
+    from specwright.recovery import say_which_runs_died
 
     store = ctx.store
     with store.connect():
@@ -241,7 +231,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
             "ORDER BY r.started_at DESC LIMIT 5",
             params,
         )
-    _say_which_runs_died(runs)
+    say_which_runs_died(runs)
     if ctx.json:
         ctx.emit(
             {
@@ -322,28 +312,33 @@ def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_spec_show(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_chunks
+    from specwright.recovery import gone_reasons
 
     with ctx.store.connect():
         spec = ctx.use_spec(args.spec)
         chunks = list_chunks(ctx.store, spec.id)
+        gone = gone_reasons(ctx.store, spec.id)
     if ctx.json:
-        ctx.emit({**_spec_dict(spec), "chunks": [asdict(c) for c in chunks]})
+        listed = [{**asdict(c), "reason": gone.get(c.id)} for c in chunks]
+        ctx.emit({**_spec_dict(spec), "reason": gone.get(None), "chunks": listed})
         return 0
     # a title and body can be a planner model's words: no terminal escapes
     print(terminal_safe(f"{spec.title}  [{spec.slug}, {spec.status}]  {spec.id}"))
+    if None in gone:
+        print(f"(its run: {gone[None]})")
     if spec.body:
         print()
         print(terminal_safe_lines(spec.body.rstrip()))
     print()
     ctx.emit(
-        _chunk_rows(chunks),
-        ["pos", "title", "status", "iterations", "depends_on", "id"],
+        _chunk_rows(chunks, gone),
+        ["pos", "title", "status", "iterations", "depends_on", "id", *_reason(chunks, gone)],
         title="Chunks",
     )
     return 0
 
 
-def _chunk_rows(chunks: list[Any]) -> list[dict[str, Any]]:
+def _chunk_rows(chunks: list[Any], gone: dict[str | None, str]) -> list[dict[str, Any]]:
     pos = {c.id: c.position for c in chunks}
     return [
         {
@@ -354,9 +349,15 @@ def _chunk_rows(chunks: list[Any]) -> list[dict[str, Any]]:
             "depends_on": [pos.get(d, d[:8]) for d in c.depends_on],
             "id": c.id,
             "verdict": c.verdict,
+            "reason": gone.get(c.id),
         }
         for c in chunks
     ]
+
+
+def _reason(chunks: list[Any], gone: dict[str | None, str]) -> list[str]:
+    """The reason column, shown when a chunk's run was left running by a process now gone."""
+    return ["reason"] if any(c.id in gone for c in chunks) else []
 
 
 def cmd_spec_delete(args: argparse.Namespace, ctx: Context) -> int:
@@ -409,16 +410,17 @@ def cmd_chunk_add(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_chunk_list(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_chunks
+    from specwright.recovery import gone_reasons
 
-    spec = ctx.use_spec(args.spec)
-    chunks = list_chunks(ctx.store, spec.id)
+    with ctx.store.connect():
+        spec = ctx.use_spec(args.spec)
+        chunks = list_chunks(ctx.store, spec.id)
+        gone = gone_reasons(ctx.store, spec.id)
     if ctx.json:
-        ctx.emit([asdict(c) for c in chunks])
+        ctx.emit([{**asdict(c), "reason": gone.get(c.id)} for c in chunks])
     else:
-        ctx.emit(
-            _chunk_rows(chunks),
-            ["pos", "title", "status", "iterations", "verdict", "depends_on", "id"],
-        )
+        columns = ["pos", "title", "status", "iterations", "verdict", "depends_on", "id"]
+        ctx.emit(_chunk_rows(chunks, gone), [*columns, *_reason(chunks, gone)])
     return 0
 
 
