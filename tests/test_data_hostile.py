@@ -343,6 +343,34 @@ def test_a_second_rebuild_while_one_runs_is_refused_and_changes_nothing(
     assert _titles(db) == ["One"]
 
 
+def test_a_rebuild_leaves_no_lock_file_beside_the_database(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each rebuild left `<db>.rebuild.lock` behind, whether it finished or failed."""
+    db = tmp_path / "db" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("-C", str(tmp_path), "spec", "new", "One").code == 0
+    Store(db).release()
+    stuck = db.parent / "specwright.duckdb.rebuild"
+    (stuck / "in-the-way").mkdir(parents=True)  # a leftover it cannot remove: it fails
+    assert "cannot write beside the database" in _one_line_error(
+        cli("-C", str(tmp_path), "db", "rebuild")
+    )
+    assert sorted(p.name for p in db.parent.iterdir()) == [
+        "journal",
+        "specwright.duckdb",
+        "specwright.duckdb.rebuild",
+    ]
+    shutil.rmtree(stuck)
+    assert cli("-C", str(tmp_path), "db", "rebuild").code == 0
+    assert sorted(p.name for p in db.parent.iterdir()) == [
+        "journal",
+        "specwright.duckdb",
+        "specwright.duckdb.bak",
+    ]
+    assert _titles(db) == ["One"]
+
+
 # --- init -------------------------------------------------------------------------------------
 
 

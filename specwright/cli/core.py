@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -458,17 +460,23 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     _refuse_while_running(store)
     tmp = store.path.with_name(store.path.name + ".rebuild")
+    alone = None
     try:
-        alone = _rebuilding_alone(tmp)
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a rebuild that was killed
-            leftover.unlink(missing_ok=True)
-    except OSError as exc:  # a folder that cannot be written (a read-only mount)
-        raise SpecwrightError(
-            f"{tmp}: cannot write beside the database ({exc.strerror}); "
-            "`specwright db rebuild --output PATH` rebuilds it into another file"
-        ) from None
-    with alone:
+        try:
+            alone = _rebuilding_alone(tmp)
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a killed rebuild
+                leftover.unlink(missing_ok=True)
+        except OSError as exc:  # a folder that cannot be written (a read-only mount)
+            raise SpecwrightError(
+                f"{tmp}: cannot write beside the database ({exc.strerror}); "
+                "`specwright db rebuild --output PATH` rebuilds it into another file"
+            ) from None
         return _rebuild_in_place(store, tmp, ctx)
+    finally:
+        if alone is not None:  # removed while still held: a rebuild that opened it locks anew
+            with contextlib.suppress(OSError):
+                os.unlink(alone.name)
+            alone.close()
 
 
 def _refuse_while_running(store: Any) -> None:
@@ -494,21 +502,24 @@ def _rebuilding_alone(tmp: Path) -> Any:
     would then move the second's half-built database into place."""
     import fcntl
 
-    lock = open(tmp.with_name(tmp.name + ".lock"), "a")  # noqa: SIM115 - the caller holds it
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise SpecwrightError(
-            f"{tmp.with_suffix('')}: another `specwright db rebuild` is rebuilding it; "
-            "wait for it to finish"
-        ) from None
-    return lock
+    path = tmp.with_name(tmp.name + ".lock")
+    while True:
+        lock = open(path, "a")  # noqa: SIM115 - the caller holds it
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise SpecwrightError(
+                f"{tmp.with_suffix('')}: another `specwright db rebuild` is rebuilding it; "
+                "wait for it to finish"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(lock.fileno()), os.stat(path)):
+                return lock
+        lock.close()  # the file of a rebuild that ended (and removed it) since it was opened
 
 
 def _rebuild_in_place(store: Any, tmp: Path, ctx: Context) -> int:
-    import os
-
     count = store.rebuild_into(tmp)
     backup = _free_backup(store.path)
     store.release()  # checkpointed and closed before the file moves
