@@ -290,3 +290,24 @@ def test_usage_view_names_its_zone_and_keeps_it(monkeypatch: pytest.MonkeyPatch)
     assert seen[-1] == Filters(since="2025-03-10", tz=NY)
     monkeypatch.setenv("TZ", "Asia/Tokyo")
     assert "Asia/Tokyo" in UsageView(render, [], Filters()).zone.value
+
+
+def test_a_bad_tz_is_warned_about_once_however_often_the_widgets_filter(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The widgets build their filters (each with the machine's zone) on every change: a TZ that
+    names no zone was warned about each time, the notebook's output full of the same line."""
+    from specwright.cli import usage
+    from specwright.widgets.usage_data import Filters
+
+    monkeypatch.setattr(usage, "_warned_tz", set())
+    monkeypatch.setenv("TZ", "Nowhere/Land")
+    for _ in range(5):
+        Filters().zone()
+    warned = [r.getMessage() for r in caplog.records if "TZ=" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("TZ='Nowhere/Land' is not"), warned
+    monkeypatch.setenv("TZ", "Elsewhere/Land")  # another bad value is news: said once too
+    Filters().zone()
+    Filters().zone()
+    warned = [r.getMessage() for r in caplog.records if "TZ=" in r.getMessage()]
+    assert len(warned) == 2 and "'Elsewhere/Land'" in warned[1], warned

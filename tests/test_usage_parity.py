@@ -311,9 +311,12 @@ def test_without_a_time_zone_both_take_the_machines(corpus: tuple[Path, dict[str
 
 
 def test_the_machines_time_zone_is_read_as_ccusage_reads_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from specwright.cli import usage
     from specwright.cli.usage import local_timezone
+
+    monkeypatch.setattr(usage, "_warned_tz", set())  # each bad value is warned about once
 
     etc = tmp_path / "etc"
     etc.mkdir()

@@ -203,11 +203,16 @@ def local_timezone(env: dict[str, str] | None = None, localtime: str = "/etc/loc
     return _unused_tz(given, len(candidates), "UTC")
 
 
+_warned_tz: set[str] = set()  # the $TZ values warned about in this process
+
+
 def _unused_tz(given: str, at: int, zone: str) -> str:
     """``zone`` (found at ``candidates[at]``), with a warning when ``$TZ`` was set but is not
     what it came from (a POSIX rule such as ``<+03>-3``, a name no zone database here has):
-    days would otherwise be counted in another zone without a word."""
-    if given and at > 0:
+    days would otherwise be counted in another zone without a word. Once per process for each
+    such value: the usage widgets of a notebook ask for the zone whenever they filter."""
+    if given and at > 0 and given not in _warned_tz:
+        _warned_tz.add(given)
         import logging
 
         from specwright.errors import one_line
