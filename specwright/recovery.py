@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +46,10 @@ def recover_interrupted(
         [spec.id],
     )
     for run in rows:
-        beat = run["heartbeat_at"] or run["started_at"]
-        stale = (now - beat).total_seconds() > stale_s
-        if run["host"] == host:
-            dead = not pid_alive(run["pid"]) or (stale and run["pid"] != os.getpid())
-            why = (
-                f"process {run['pid']} is gone"
-                if not pid_alive(run["pid"])
-                else f"no heartbeat since {beat:%H:%M:%S}"
-            )
-        else:
-            dead, why = stale, f"no heartbeat from {run['host']} since {beat:%H:%M:%S}"
-        if not dead:
+        found = why_dead(run, stale_s, now)
+        if found is None:
             continue
+        why = found
         caught_up = _catch_up(store, run)
         if caught_up:
             why += f"; {caught_up} journaled row(s) it had not written to the database were added"
@@ -109,21 +100,37 @@ def recover_interrupted(
     return recovered
 
 
+def why_dead(
+    run: dict[str, Any], stale_s: float = STALE_HEARTBEAT_S, now: datetime | None = None
+) -> str | None:
+    """Why nothing runs a run recorded ``running`` any more, or None while something may: its
+    process on this host is gone, or it has not beaten for ``stale_s`` (after a reboot its pid
+    can be another process's; a run of another host is known by its heartbeat only)."""
+    beat = run["heartbeat_at"] or run["started_at"]
+    stale = ((now or utcnow()) - beat).total_seconds() > stale_s
+    if run["host"] != socket.gethostname():
+        return f"no heartbeat from {run['host']} since {beat:%H:%M:%S}" if stale else None
+    if gone_here(run["pid"], run["host"]):
+        return f"process {run['pid']} is gone"
+    return f"no heartbeat since {beat:%H:%M:%S}" if stale and run["pid"] != os.getpid() else None
+
+
 def say_which_runs_died(runs: list[dict[str, Any]]) -> None:
-    """A run still ``running`` whose process on this host is gone (kill -9, a reboot) says so
-    in its reason: it stays recorded as running until the next run or run-all of its spec marks
-    it. Takes each run's ``pid`` and ``host`` out (they stay out of the output)."""
+    """A run still ``running`` that nothing runs any more (kill -9, a reboot) says so in its
+    reason, as the next run or run-all of its spec will mark it. Takes each run's ``pid``,
+    ``host`` and ``heartbeat_at`` out (they stay out of the output)."""
     for run in runs:
-        pid, on = run.pop("pid"), run.pop("host")
-        if run["status"] == "running" and pid and gone_here(pid, on):
-            run["reason"] = f"process {pid} is gone; run-all marks it interrupted"
+        held = {k: run.pop(k) for k in ("pid", "host", "heartbeat_at")}
+        if run["status"] == "running" and (why := why_dead({**held, **run})):
+            run["reason"] = f"{why}; run-all marks it interrupted"
 
 
 def gone_reasons(store: Store, spec_id: str) -> dict[str | None, str]:
     """Of the spec's runs left ``running`` by a process that is gone, the reason (as status
     says it) by chunk id, the run of the whole spec under ``None``."""
     runs = store.query_dicts(
-        "SELECT chunk_id, kind, status, pid, host, NULL AS reason FROM runs "
+        "SELECT chunk_id, kind, status, pid, host, heartbeat_at, started_at, NULL AS reason "
+        "FROM runs "
         "WHERE spec_id = ? AND status = 'running' AND group_id IS NULL ORDER BY started_at",
         [spec_id],
     )

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -447,3 +448,38 @@ def test_chunk_list_and_spec_show_say_a_killed_runs_process_is_gone(tmp_path: Pa
     assert gone in spec["reason"] and gone in spec["chunks"][0]["reason"], spec
     text = shown("spec", "show", "demo")
     assert "(its run: process " in text and text.count(gone) == 2, text
+
+
+def test_a_run_whose_pid_was_reused_after_a_reboot_says_its_heartbeat_stopped(
+    tmp_path: Path,
+) -> None:
+    """After a reboot a dead run's pid can be another live process's: status, chunk list and
+    spec show took the run for one under way, while run-all marks it interrupted for its
+    heartbeat, stopped an hour ago. They now say what run-all will."""
+    _repo, state, cli, env = project(tmp_path)
+
+    def shown(*args: str) -> Any:
+        done = subprocess.run(
+            [*cli, "--json", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    with agent_at_work(cli, env, state):
+        pass
+    store = Store(shown("status")["database"])
+    store.query(  # this test's own process stands in for the one that took the pid
+        "UPDATE runs SET pid = ?, heartbeat_at = heartbeat_at - INTERVAL 1 HOUR", [os.getpid()]
+    )
+    store.release()
+    stopped = "no heartbeat since "
+    reasons = [r["reason"] for r in shown("status")["recent_runs"]]
+    assert len(reasons) == 2 and all(stopped in r for r in reasons), reasons
+    assert stopped in shown("chunk", "list", "demo")[0]["reason"]
+    spec = shown("spec", "show", "demo")
+    assert stopped in spec["reason"] and stopped in spec["chunks"][0]["reason"], spec
+    subprocess.run([*cli, "run-all", "demo"], capture_output=True, env=env, timeout=300)
+    marked = Store(shown("status")["database"]).query(
+        "SELECT status, reason FROM runs WHERE reason LIKE 'interrupted: %'"
+    )
+    assert len(marked) == 2 and all(stopped in why for _, why in marked), marked

@@ -229,7 +229,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         )
         runs = store.query_dicts(
             "SELECT r.id, s.slug AS spec, r.kind, r.status, r.executor, r.started_at, r.reason, "
-            f"r.pid, r.host FROM runs r JOIN specs s ON s.id = r.spec_id {where} "
+            f"r.pid, r.host, r.heartbeat_at FROM runs r JOIN specs s ON s.id = r.spec_id {where} "
             "ORDER BY r.started_at DESC LIMIT 5",
             params,
         )
