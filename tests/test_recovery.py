@@ -483,3 +483,23 @@ def test_a_run_whose_pid_was_reused_after_a_reboot_says_its_heartbeat_stopped(
         "SELECT status, reason FROM runs WHERE reason LIKE 'interrupted: %'"
     )
     assert len(marked) == 2 and all(stopped in why for _, why in marked), marked
+
+
+def test_spec_list_says_a_killed_run_alls_process_is_gone(tmp_path: Path) -> None:
+    """After a kill -9 of run-all its spec stays `running`: spec list showed it so with no hint,
+    while status, chunk list and spec show say nothing runs it any more."""
+    _repo, state, cli, env = project(tmp_path)
+
+    def shown(*args: str) -> str:
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    gone = "is gone; run-all marks it interrupted"
+    with agent_at_work(cli, env, state):
+        listed = json.loads(shown("--json", "spec", "list"))
+        assert listed[0]["status"] == "running" and listed[0]["reason"] is None, listed
+        assert "REASON" not in shown("spec", "list")
+    listed = json.loads(shown("--json", "spec", "list"))
+    assert listed[0]["status"] == "running" and gone in listed[0]["reason"], listed
+    assert gone in shown("spec", "list")

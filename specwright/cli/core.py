@@ -294,15 +294,18 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
 
 def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_specs
+    from specwright.recovery import gone_reasons
 
     with ctx.store.connect():
         project = ctx.project(create=False)
         specs = list_specs(ctx.store, project)
         others = 0 if specs or ctx.json else ctx.store.query("SELECT count(*) FROM specs")[0][0]
-    ctx.emit(
-        [_spec_dict(s) for s in specs],
-        ["slug", "title", "status", "id", "created_at"],
-    )
+        gone = {
+            s.id: gone_reasons(ctx.store, s.id).get(None) for s in specs if s.status == "running"
+        }
+    columns = ["slug", "title", "status", "id", "created_at"]
+    shown = [{**_spec_dict(s), "reason": gone.get(s.id)} for s in specs]
+    ctx.emit(shown, [*columns, "reason"] if any(gone.values()) else columns)
     if others:
         print(
             f"(no specs in this project, {project.root}; the database holds {others} "
