@@ -40,8 +40,8 @@ def recover_interrupted(
     host = socket.gethostname()
     recovered = []
     rows = store.query_dicts(
-        "SELECT id, chunk_id, pid, host, heartbeat_at, started_at, branch, base_commit, kind "
-        "FROM runs WHERE spec_id = ? AND status = 'running' "
+        "SELECT id, chunk_id, pid, host, heartbeat_at, started_at, branch, base_commit, kind, "
+        "group_id FROM runs WHERE spec_id = ? AND status = 'running' "
         "ORDER BY kind = 'spec', started_at",  # a chunk run first: the agents are its own
         [spec.id],
     )
@@ -86,6 +86,15 @@ def recover_interrupted(
                     "UPDATE chunks SET status = 'interrupted', updated_at = ? "
                     "WHERE id = ? AND status = 'running'",
                     [now, run["chunk_id"]],
+                )
+            )
+        if run["kind"] == "spec" and not run["group_id"]:  # its run-all set the spec running
+            ops.append(
+                Store.op_sql(
+                    "UPDATE specs SET status = 'ready', updated_at = ? WHERE id = ? "
+                    "AND status = 'running' AND NOT EXISTS (SELECT 1 FROM runs WHERE spec_id = ? "
+                    "AND kind = 'spec' AND group_id IS NULL AND status = 'running' AND id <> ?)",
+                    [now, spec.id, spec.id, run["id"]],
                 )
             )
         store.write(ops)

@@ -503,3 +503,30 @@ def test_spec_list_says_a_killed_run_alls_process_is_gone(tmp_path: Path) -> Non
     listed = json.loads(shown("--json", "spec", "list"))
     assert listed[0]["status"] == "running" and gone in listed[0]["reason"], listed
     assert gone in shown("spec", "list")
+
+
+def test_a_killed_run_all_recovered_by_run_leaves_its_spec_ready_not_running(
+    tmp_path: Path,
+) -> None:
+    """run-all sets its spec `running`; after a kill -9, `specwright run` of a chunk marked the
+    dead run-all interrupted but left the spec `running` for good, in status and spec list,
+    with nothing running it. It is `ready` again, as after a cancelled run-all."""
+    _repo, state, cli, env = project(tmp_path)
+
+    def spec_status() -> str:
+        done = subprocess.run(
+            [*cli, "--json", "spec", "show", "demo"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["status"])
+
+    with agent_at_work(cli, env, state):
+        assert spec_status() == "running"
+    ran = subprocess.run([*cli, "run", "demo:1"], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "marked interrupted" in ran.stderr
+    assert spec_status() == "ready"
