@@ -291,7 +291,7 @@ class ErrorEvent:
     """Something went wrong: an API error, a malformed line (``warning``), a crash."""
 
     message: str
-    kind: str = "error"  # error | warning | api_error | rate_limit
+    kind: str = "error"  # error | warning | api_error | rate_limit | auth (key refused, missing)
     raw: dict[str, Any] | None = None
     type: Literal["error"] = "error"
 

@@ -17,6 +17,7 @@ import pytest
 
 from specwright.agents import Task, run_execution
 from specwright.agents.claude_code import ClaudeCodeExecutor, ClaudeStreamState, parse_line
+from specwright.loop import run_chunk
 from specwright.model import AgentEvent, StepEvent
 from specwright.recorder import ExecutionRecorder
 from specwright.testing import FakeModelServer, anthropic_error, anthropic_text, anthropic_tool_use
@@ -30,6 +31,7 @@ from tests.support_agents import (
     stored_events,
     stored_execution,
 )
+from tests.support_loop import make_chunk, make_config, make_repo, no_running_rows, rows
 
 pytestmark = [requires_claude, pytest.mark.agents]
 RECORD = os.environ.get("SPECWRIGHT_RECORD_STREAMS") == "1"  # read before `isolate` scrubs it
@@ -125,7 +127,7 @@ def test_real_claude_writes_a_file_and_everything_is_recorded(
         (STREAMS / "claude-code" / "specwright_write.jsonl").write_text(text)
 
 
-@pytest.mark.parametrize(("status", "reason"), [(529, "rate_limit"), (401, "api_error")])
+@pytest.mark.parametrize(("status", "reason"), [(529, "rate_limit"), (401, "auth"), (403, "auth")])
 def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason: str) -> None:
     ex = ClaudeCodeExecutor(executor_config())
     events: list[AgentEvent] = []
@@ -137,6 +139,38 @@ def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason:
     assert outcome.status == "error" and outcome.exit_reason == reason
     assert str(status) in (outcome.error or "")
     assert outcome.usage.cost_usd == 0
+
+
+@pytest.mark.parametrize("key", ["sk-ant-refused-key", None], ids=["refused", "missing"])
+def test_real_claude_auth_failure_stops_the_chunk_run_at_once(
+    store: Any, tmp_path: Path, key: str | None
+) -> None:
+    """A key the API refuses (401), or none at all ("Not logged in"): no attempt can succeed, so
+    the chunk run stops after one execution (not two: a second claude would start and fail the
+    same way), recorded as failed for auth with one line naming the executor and the variable."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:
+        env = fake_env(srv)
+        if key is None:
+            del env["ANTHROPIC_API_KEY"]
+        else:
+            env["ANTHROPIC_API_KEY"] = key
+            srv.script(anthropic_error(401))  # strict: a second request would be a failure
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=env))
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.failures == [] and len(srv.model_requests) == (1 if key else 0)
+    assert result.status == "failed", result.reason
+    assert result.reason.startswith("auth: executor 'claude' (claude-code) could not authenticate")
+    assert "ANTHROPIC_API_KEY" in result.reason and "not retried" in result.reason
+    assert "\n" not in result.reason
+    [execution] = rows(store, "SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("auth: ")
+    assert rows(store, "SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
+    no_running_rows(store)
 
 
 @pytest.mark.parametrize(

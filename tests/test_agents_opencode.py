@@ -26,6 +26,7 @@ from specwright.agents import Task, run_execution
 from specwright.agents.opencode import OpenCodeExecutor
 from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
 from specwright.errors import AgentError, ConfigError
+from specwright.loop import run_chunk
 from specwright.model import AgentEvent, ErrorEvent
 from specwright.recorder import ExecutionRecorder
 from specwright.testing import FakeModelServer, openai_error, openai_text, openai_tool_call
@@ -38,6 +39,7 @@ from tests.support_agents import (
     stored_events,
     stored_execution,
 )
+from tests.support_loop import make_chunk, make_config, make_repo, no_running_rows, rows
 
 RECORD = os.environ.get("SPECWRIGHT_RECORD_STREAMS") == "1"  # read before `isolate` scrubs it
 
@@ -226,6 +228,45 @@ def test_real_opencode_provider_error(oc: FakeModelServer, git_repo: Path) -> No
     assert (outcome.status, outcome.exit_reason) == ("error", "session_error")
     assert "APIError" in (outcome.error or "") and "400" in (outcome.error or "")
     assert [e.kind for e in events if e.type == "error" and e.kind != "warning"] == ["api_error"]
+
+
+@pytest.mark.agents
+@pytest.mark.parametrize("status", [401, 403])
+def test_real_opencode_refused_key_is_an_auth_failure(
+    oc: FakeModelServer, git_repo: Path, status: int
+) -> None:
+    """The provider refuses the key: an ``auth`` failure (no retry can succeed) saying where
+    the key is set, not a session error the loop would try again."""
+    oc.script(openai_error(status, "Incorrect API key provided"))
+    outcome, events = run(OpenCodeExecutor(oc_config()), Task("hi", git_repo))
+    assert (outcome.status, outcome.exit_reason) == ("error", "auth")
+    assert f"HTTP {status}" in (outcome.error or "") and "apiKey" in (outcome.error or "")
+    assert [e.kind for e in events if e.type == "error" and e.kind != "warning"] == ["auth"]
+    assert outcome.retry_after_s is None
+
+
+@pytest.mark.agents
+def test_real_opencode_refused_key_stops_the_chunk_run_at_once(
+    oc: FakeModelServer, store: Any, tmp_path: Path
+) -> None:
+    """A 401 through the whole loop: one execution (the strict fake would count a second
+    request as a failure), the run recorded failed as auth, naming the executor."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    oc.script(openai_error(401, "Incorrect API key provided"))
+    ex = OpenCodeExecutor(oc_config(name="glm"))
+    result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+    assert result.status == "failed", result.reason
+    assert result.reason.startswith("auth: executor 'glm' (opencode) could not authenticate")
+    assert "HTTP 401" in result.reason and "not retried" in result.reason
+    assert "\n" not in result.reason
+    [execution] = rows(store, "SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("auth: ")
+    assert rows(store, "SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
+    no_running_rows(store)
 
 
 @pytest.mark.agents

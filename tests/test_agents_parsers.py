@@ -117,8 +117,8 @@ def test_claude_permission_denied_is_a_failed_tool_call_not_a_failed_run() -> No
     ("name", "status", "reason", "kind"),
     [
         ("err400", 400, "api_error", "api_error"),
-        ("err401_r0", 401, "api_error", "api_error"),
-        ("err401", 401, "api_error", "api_error"),
+        ("err401_r0", 401, "auth", "auth"),
+        ("err401", 401, "auth", "auth"),
         ("err500_r1", 500, "api_error", "api_error"),
         ("err529_r0", 529, "rate_limit", "rate_limit"),
     ],
@@ -153,7 +153,7 @@ def test_claude_max_turns(name: str) -> None:
 
 def test_claude_not_logged_in_says_how_to_fix_it() -> None:
     _, outcome = run_claude("nokey", returncode=1)
-    assert outcome.status == "error"
+    assert (outcome.status, outcome.exit_reason) == ("error", "auth")  # the loop does not retry
     assert "ANTHROPIC_API_KEY" in (outcome.error or "") and "config_dir" in (outcome.error or "")
 
 

@@ -15,7 +15,7 @@ from specwright.agents.base import Outcome, Task
 from specwright.agents.scripted import ScriptedExecutor
 from specwright.config import ExecutorConfig
 from specwright.loop import Progress, build_prompt, run_chunk
-from specwright.model import Chunk, Review
+from specwright.model import Chunk, ErrorEvent, Review
 from specwright.store import Store
 from specwright.testing import FakeModelServer, anthropic_tool_use
 from tests.support_agents import alive
@@ -290,6 +290,62 @@ def test_agent_crash_after_retries(repo: Path, store: Store) -> None:
     assert "after 2 attempt(s)" in result.reason
     assert [e["status"] for e in rows(store, "SELECT status FROM executions")] == ["error", "error"]
     assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
+def test_refused_credentials_stop_the_chunk_run_at_once(repo: Path, store: Store) -> None:
+    """A refused or missing key (kind ``auth``) cannot be fixed by another try: one execution,
+    however many retries are allowed, the run failed as auth naming the executor, the tree back
+    at its base."""
+    chunk = make_chunk(store, repo)
+    script = [
+        {"write": "calc.py", "content": "partial\n"},
+        {"fail": "401 invalid x-api-key", "kind": "auth"},
+    ]
+    base = gitops.head_commit(repo)
+    lines: list[str] = []
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted(script),
+        agent_retries=3,
+        on_progress=lambda p: lines.append(p.message),
+    )
+    assert result.status == "failed" and result.iterations == 1
+    assert result.reason == (
+        "auth: executor 'scripted' (scripted) could not authenticate: 401 invalid x-api-key; "
+        "not retried: fix its credentials and run the chunk again"
+    )
+    assert [e["status"] for e in rows(store, "SELECT status FROM executions")] == ["error"]
+    assert not [line for line in lines if "retrying" in line]
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
+class AuthEventOnly:
+    """A command agent whose parser saw a 401 but whose process just exited 1."""
+
+    name, backend = "codex", "command"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        self.calls += 1
+        on_event(ErrorEvent("unexpected status 401 Unauthorized", kind="auth"))
+        return Outcome("error", error="codex exited with 1", exit_reason="exit 1")
+
+
+def test_an_auth_error_event_alone_stops_the_chunk_run(repo: Path, store: Store) -> None:
+    chunk = make_chunk(store, repo)
+    agent = AuthEventOnly()
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, agent_retries=2)  # type: ignore[arg-type]
+    assert agent.calls == 1 and result.status == "failed"
+    assert result.reason.startswith(
+        "auth: executor 'codex' (command) could not authenticate: unexpected status 401"
+    )
     no_running_rows(store)
 
 

@@ -41,6 +41,9 @@ from specwright.model import (
 
 RATE_LIMIT_STATUSES = (429, 529)
 RATE_LIMIT_TYPES = ("rate_limit_error", "overloaded_error")
+# a bad, missing or unauthorised key: another try cannot succeed (the loop stops at once)
+AUTH_STATUSES = (401, 403)
+AUTH_TYPES = ("authentication_error", "permission_error")
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ClaudeStreamState:
     api_error_status: int | None = None
     api_error_message: str | None = None
     rate_limited: bool = False
+    auth_failed: bool = False  # a 401/403, or no credentials at all ("Not logged in")
     retry_after_s: float | None = None
     warnings: int = 0
     # message id -> its usage snapshot: the tokens of a run killed before its result line
@@ -150,9 +154,11 @@ def _errors_text(obj: dict[str, Any]) -> str:
     return "" if errors is None else str(errors)
 
 
-def _error_kind(status: Any, err_type: Any) -> str:
+def _error_kind(status: Any, err_type: Any, error: Any = None) -> str:
     if status in RATE_LIMIT_STATUSES or err_type in RATE_LIMIT_TYPES:
         return "rate_limit"
+    if status in AUTH_STATUSES or err_type in AUTH_TYPES or error == "authentication_failed":
+        return "auth"
     return "api_error"
 
 
@@ -265,7 +271,8 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
                 status, etype = obj.get("api_error_status"), obj.get("api_error_type")
                 state.api_error_status = status if isinstance(status, int) else None
                 state.api_error_message = text
-                kind = _error_kind(status, etype)
+                kind = _error_kind(status, etype, obj.get("error"))
+                state.auth_failed = state.auth_failed or kind == "auth"
                 if kind == "rate_limit":
                     state.rate_limited = True
                     hint = retry_hint_s(text)
@@ -333,6 +340,9 @@ def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
         status, etype = obj.get("api_error_status"), obj.get("api_error_type")
         text = obj.get("result") or _errors_text(obj) or str(obj.get("subtype"))
         kind = _error_kind(status, etype) if (status or etype) else "error"
+        if "/login" in str(text):  # "Not logged in · Please run /login", "Invalid API key · ..."
+            kind = "auth"
+        state.auth_failed = state.auth_failed or kind == "auth"
         if kind == "rate_limit":
             state.rate_limited = True
             hint = retry_hint_s(str(text))
@@ -415,10 +425,17 @@ def outcome_from_state(
             reason = "api_error"  # 2.1.197 says completed even for API errors
         if state.rate_limited:
             reason = "rate_limit"
+        if state.auth_failed:
+            reason = "auth"
         if "/login" in str(text):
             text = (
                 f"{text} (no credentials: set ANTHROPIC_API_KEY, or point options.config_dir "
                 "at a logged-in Claude config directory)"
+            )
+        elif state.auth_failed:
+            text = (
+                f"{text} (credentials refused: check the ANTHROPIC_API_KEY or "
+                "ANTHROPIC_AUTH_TOKEN claude was given, or the login in options.config_dir)"
             )
         return Outcome(
             "error",

@@ -31,6 +31,7 @@ from specwright.agents import sse
 from specwright.agents.base import EventSink, Outcome, Task
 from specwright.agents.opencode_events import (
     OpenCodeState,
+    error_kind,
     error_text,
     finish_parse,
     parse_event,
@@ -553,10 +554,9 @@ class OpenCodeExecutor:
                 **common,
             )
         if state.error is not None:
-            name = state.error.get("name")
-            status = (state.error.get("data") or {}).get("statusCode")
-            reason = "rate_limit" if status in (429, 529) else "session_error"
-            if name == "MessageAbortedError":
+            kind = error_kind(state.error)  # rate_limit | auth | api_error
+            reason = "session_error" if kind == "api_error" else kind
+            if state.error.get("name") == "MessageAbortedError":
                 reason = "aborted"
             return Outcome("error", exit_reason=reason, error=error_text(state.error), **common)
         if state.rejected > state.refused:  # the agent goes on after a refused outside write

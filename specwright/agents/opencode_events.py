@@ -115,6 +115,18 @@ def as_error(error: Any) -> dict[str, Any]:
     return {"name": "Error", "data": {"message": str(error)[:2000]}}
 
 
+def error_kind(error: dict[str, Any]) -> str:
+    """``rate_limit`` (a 429/529), ``auth`` (a 401/403 or ProviderAuthError: the provider's key
+    is wrong or missing, so no retry can succeed) or ``api_error``."""
+    error = as_error(error)
+    status = (error.get("data") or {}).get("statusCode")
+    if status in (429, 529):
+        return "rate_limit"
+    if status in (401, 403) or error.get("name") == "ProviderAuthError":
+        return "auth"
+    return "api_error"
+
+
 def error_text(error: dict[str, Any]) -> str:
     """One line for a session error: name, message and HTTP status when there is one."""
     error = as_error(error)
@@ -122,6 +134,12 @@ def error_text(error: dict[str, Any]) -> str:
     text = f"{error.get('name', 'Error')}: {data.get('message') or error}"
     if data.get("statusCode"):
         text += f" (HTTP {data['statusCode']})"
+    if error_kind(error) == "auth":
+        text += (
+            " (the provider refused or lacks its key: the OpenCode server holds it; set the "
+            "provider's API key variable where the server runs, its config's provider options "
+            "apiKey, or `opencode auth login`, then restart the server)"
+        )
     return text
 
 
@@ -229,8 +247,7 @@ def _dispatch(kind: str, props: dict[str, Any], state: OpenCodeState) -> list[Ag
         error = as_error(props.get("error") or {})
         state.error = error
         data = error.get("data") or {}
-        status = data.get("statusCode")
-        kind_ = "rate_limit" if status in (429, 529) else "api_error"
+        kind_ = error_kind(error)
         # The reset time is the error's own: a rate limit's alone (the loop would wait and retry
         # a 400, 401 or 500 for ever, never counting it), and never OpenCode's last retry time,
         # past by now (0 s: the loop would retry an exhausted quota at once, without end);

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from specwright.errors import one_line
+
 if TYPE_CHECKING:
+    from specwright.agents.base import Executor, Outcome
     from specwright.model import Review, ToolCall
     from specwright.verify import StepResult
 
@@ -38,3 +41,15 @@ def interrupted_by(exc: BaseException) -> str:
     """What sent an interrupt: ``SIGTERM`` for ``specwright.cli.run.Terminated`` (its
     ``signal_name``; the loop must not import the CLI), else ``Ctrl-C``."""
     return str(getattr(exc, "signal_name", None) or "Ctrl-C")
+
+
+def auth_line(executor: Executor, outcome: Outcome, event: str | None = None) -> str:
+    """An agent's credentials were refused or missing (a 401/403, "Not logged in"): which
+    executor, what it said (the adapter names the variable or login to fix; else its ``auth``
+    error event) and that another try would not help, so none was made."""
+    said = outcome.error if outcome.exit_reason == "auth" else event or outcome.error
+    said = one_line(said or outcome.exit_reason or "credentials refused", 500)
+    return (
+        f"executor {executor.name!r} ({executor.backend}) could not authenticate: {said}; "
+        "not retried: fix its credentials and run the chunk again"
+    )

@@ -17,7 +17,7 @@ from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, run_agent
 from specwright.loop.limits import codexbar_reset_wait
-from specwright.loop.lines import interrupted_by, review_line, tool_line, verify_line
+from specwright.loop.lines import auth_line, interrupted_by, review_line, tool_line, verify_line
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
@@ -33,9 +33,7 @@ log = logging.getLogger(__name__)
 MAX_SUMMARY_CHARS = 2000
 MAX_PATCH_BYTES = 2 * 1024 * 1024
 DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the agent or codexbar
-# rate-limit pauses of one chunk run: the allowance (``max_rate_limit_wait_s``) counts seconds,
-# so a server that answers every try with a reset a moment away would be retried without end
-MAX_RATE_LIMIT_PAUSES = 20
+MAX_RATE_LIMIT_PAUSES = 20  # per chunk run: resets a moment away never use up the wait allowance
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
 
 
@@ -199,7 +197,7 @@ class _ChunkRun:
         self.attempt_cost = 0.0
         self.paused_s = 0.0
         self.pauses = 0
-        self._rate_limited = False
+        self._kinds: dict[str, str] = {}  # the attempt's error events: kind -> first message
         self.interrupted_by: str | None = None
         self.started = time.monotonic()
         self.baseline_results: list[StepResult] | None = None
@@ -415,7 +413,7 @@ class _ChunkRun:
 
         errors = 0
         while True:
-            self._rate_limited = False
+            self._kinds.clear()
             task = Task(
                 prompt=build_prompt(self.chunk, self.spec, self._deps(), feedback, self.iteration),
                 workdir=Path(self.workdir),
@@ -440,7 +438,11 @@ class _ChunkRun:
                 raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
             if outcome is not None and outcome.ok:
                 return outcome
-            if outcome is not None and (outcome.retry_after_s is not None or self._rate_limited):
+            if outcome is not None and "auth" in (outcome.exit_reason, *self._kinds):
+                raise LoopExit("auth", auth_line(self.executor, outcome, self._kinds.get("auth")))
+            if outcome is not None and (
+                outcome.retry_after_s is not None or "rate_limit" in self._kinds
+            ):
                 wait = outcome.retry_after_s
                 if wait is None:  # the agent gave no reset time: ask codexbar, else a default
                     wait = codexbar_reset_wait(self.executor.backend)
@@ -482,8 +484,8 @@ class _ChunkRun:
         return self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s
 
     def _on_event(self, event: AgentEvent) -> None:
-        if isinstance(event, ErrorEvent) and event.kind == "rate_limit":
-            self._rate_limited = True
+        if isinstance(event, ErrorEvent):
+            self._kinds.setdefault(event.kind, event.message)
         if event.type == "tool_call":
             self.progress("event", tool_line(event), event)
         elif isinstance(event, ErrorEvent):  # a warning too: a bare "error" line says nothing
