@@ -103,6 +103,7 @@ class _RunAll:
         self.workdir, self.fresh = workdir, fresh
         self.results: dict[str, ChunkSummary] = {}
         self.interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one stopped the run
+        self.auth_failed = False  # the executor's credentials were refused: no chunk can run
         # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
         # (their summaries, for the prompts of their dependents) is kept here instead
         self.summaries: dict[str, str | None] | None = {} if workdir is not None else None
@@ -131,11 +132,7 @@ class _RunAll:
             self.on_progress(event)
 
     def record(
-        self,
-        chunk: Chunk,
-        status: str,
-        reason: str,
-        result: ChunkResult | None = None,
+        self, chunk: Chunk, status: str, reason: str, result: ChunkResult | None = None
     ) -> None:
         with self._lock:
             self.results[chunk.id] = ChunkSummary(
@@ -207,6 +204,7 @@ class _RunAll:
             group_id=self.group_id,
             dep_summaries=self.summaries,
         )
+        self.auth_failed = self.auth_failed or result.reason.startswith("auth:")
         self.progress(
             "chunk-done",
             chunk,
@@ -261,7 +259,7 @@ class _RunAll:
         for chunk in topological_order(pending + [by_id[i] for i in done]):
             if chunk.id in done:
                 continue
-            if self.cancel.is_set():
+            if self.cancel.is_set() or self.auth_failed:
                 break
             bad = self._unshippable_deps(chunk, done, by_id)
             if bad:
@@ -280,7 +278,7 @@ class _RunAll:
         worktrees = self.store.path.parent / "worktrees" / self.spec.slug
         gitops.ensure_outside_or_ignored(self.root, [worktrees])
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="chunk") as pool:
-            while pending and not self.cancel.is_set():
+            while pending and not (self.cancel.is_set() or self.auth_failed):
                 for chunk in list(pending):
                     bad = self._unshippable_deps(chunk, done, by_id)
                     if bad:
