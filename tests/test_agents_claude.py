@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,26 @@ def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason:
     assert outcome.status == "error" and outcome.exit_reason == reason
     assert str(status) in (outcome.error or "")
     assert outcome.usage.cost_usd == 0
+
+
+def test_real_claude_refused_api_key_is_not_retried_for_minutes(git_repo: Path) -> None:
+    """Claude Code retries a 401 ten times by default (~3 min of backoff) although the
+    ANTHROPIC_API_KEY it was given cannot change meanwhile: claude is stopped at its first retry,
+    an ``auth`` failure within seconds."""
+    ex = ClaudeCodeExecutor(executor_config())
+    events: list[AgentEvent] = []
+    with FakeModelServer() as srv:
+        srv.script(anthropic_error(401))  # strict: a retry would be an unexpected request
+        env = {k: v for k, v in fake_env(srv).items() if k != "CLAUDE_CODE_MAX_RETRIES"}
+        started = time.monotonic()
+        outcome = ex.execute(Task("hi", git_repo, env=env), events.append, threading.Event())
+        took = time.monotonic() - started
+        asked = len(srv.model_requests)
+    assert took < 30 and asked == 1, (took, asked)
+    pid = next(e.raw["pid"] for e in events if isinstance(e, StepEvent) and e.name == "process")
+    assert not alive(pid)
+    assert (outcome.status, outcome.exit_reason) == ("error", "auth"), outcome
+    assert "401" in (outcome.error or "") and "ANTHROPIC_API_KEY" in (outcome.error or "")
 
 
 @pytest.mark.parametrize("key", ["sk-ant-refused-key", None], ids=["refused", "missing"])

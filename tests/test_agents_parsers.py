@@ -143,6 +143,30 @@ def test_claude_retries_are_warnings() -> None:
     assert "retry 1/10" in retries[0].message and "401" in retries[0].message
 
 
+@pytest.mark.parametrize(
+    ("source", "gives_up"), [("ANTHROPIC_API_KEY", True), ("apiKeyHelper", False), ("none", False)]
+)
+def test_claude_gives_up_on_a_refused_fixed_key_at_its_first_retry(
+    source: str, gives_up: bool
+) -> None:
+    """A fixed ANTHROPIC_API_KEY cannot change between Claude Code's retries of a 401 (10, ~3
+    min): the state says to stop claude at the first. A helper's key or a login may be
+    refreshed on a 401: those retries are waited for."""
+    state = ClaudeStreamState()
+    for line in stream_lines("claude-code/err401"):
+        obj = json.loads(line)
+        if obj.get("subtype") == "init":
+            obj["apiKeySource"] = source
+        parse_line(json.dumps(obj), state)
+        if obj.get("subtype") == "api_retry":
+            break
+    assert state.give_up is gives_up
+    if gives_up:  # claude is stopped: no result line, killed by its signal
+        outcome = outcome_from_state(state, -15)
+        assert (outcome.status, outcome.exit_reason) == ("error", "auth")
+        assert "401" in (outcome.error or "") and "ANTHROPIC_API_KEY" in (outcome.error or "")
+
+
 @pytest.mark.parametrize("name", ["maxturns1", "old_maxturns1"])
 def test_claude_max_turns(name: str) -> None:
     _events, outcome = run_claude(name, returncode=1)

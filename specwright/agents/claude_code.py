@@ -14,6 +14,7 @@ lines are appended to, secrets redacted as in the store).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -237,16 +238,20 @@ class ClaudeCodeExecutor:
             except BaseException:  # the lines will not be read: the agent must not run unseen
                 stream.abandon()
                 raise
-            for item in stream.lines(cancel):
-                if isinstance(item, Overlong):
-                    state.lineno += 1
-                    on_event(overlong_warning(item, state.lineno))
-                    continue
-                if log is not None:
-                    text = scrub(item.decode("utf-8", errors="replace").rstrip("\n"))
-                    log.write(text.encode() + b"\n")
-                for event in parse_line(item, state):
-                    on_event(event)
+            # closed on leaving: a break stops claude (its process group) there and then
+            with contextlib.closing(stream.lines(cancel)) as lines:
+                for item in lines:
+                    if isinstance(item, Overlong):
+                        state.lineno += 1
+                        on_event(overlong_warning(item, state.lineno))
+                        continue
+                    if log is not None:
+                        text = scrub(item.decode("utf-8", errors="replace").rstrip("\n"))
+                        log.write(text.encode() + b"\n")
+                    for event in parse_line(item, state):
+                        on_event(event)
+                    if state.give_up:
+                        break  # a fixed key refused: its retries cannot succeed
         finally:
             if log is not None:
                 log.close()

@@ -63,6 +63,8 @@ class ClaudeStreamState:
     api_error_message: str | None = None
     rate_limited: bool = False
     auth_failed: bool = False  # a 401/403, or no credentials at all ("Not logged in")
+    key_source: str | None = None  # the init line's apiKeySource
+    give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
     retry_after_s: float | None = None
     warnings: int = 0
     # message id -> its usage snapshot: the tokens of a run killed before its result line
@@ -214,6 +216,7 @@ def _system(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
     if sub == "init":
         state.model = obj.get("model") or state.model
         state.version = obj.get("claude_code_version") or state.version
+        state.key_source = obj.get("apiKeySource")
         raw = {
             k: obj.get(k)
             for k in (
@@ -234,6 +237,11 @@ def _system(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
             f"API error {status} ({err}); retry {obj.get('attempt')}/{obj.get('max_retries')}"
             f" in {obj.get('retry_delay_ms')} ms"
         )
+        # A fixed ANTHROPIC_API_KEY cannot change between retries (10 by default, ~3 min of
+        # backoff); an OAuth login or an apiKeyHelper may be refreshed on a 401, so waits.
+        if status in AUTH_STATUSES and state.key_source == "ANTHROPIC_API_KEY":
+            state.auth_failed = state.give_up = True
+            state.api_error_message = f"API Error: {status} ({err})"
         return [ErrorEvent(msg, kind="warning", raw=slim(obj))]
     if sub == "permission_denied":
         msg = f"permission denied for {obj.get('tool_name')}: {obj.get('message', '')}"
@@ -398,6 +406,15 @@ def outcome_from_state(
             final_text=state.last_text,
             exit_reason="timeout",
             error=timeout_message(timeout_s),
+            **common,
+        )
+    if result is None and state.give_up:
+        return Outcome(
+            "error",
+            final_text=state.last_text,
+            exit_reason="auth",
+            error=f"{state.api_error_message} (credentials refused: check the ANTHROPIC_API_KEY "
+            "claude was given; stopped at its first retry)",
             **common,
         )
     if result is None:

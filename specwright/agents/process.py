@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -234,7 +234,7 @@ class ProcessStream:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
-    def lines(self, cancel: threading.Event) -> Iterator[bytes | Overlong]:
+    def lines(self, cancel: threading.Event) -> Generator[bytes | Overlong, None, None]:
         """Stdout lines as they arrive. Stops early (killing the group) on cancel or timeout."""
         proc = self.proc
         if proc is None:
