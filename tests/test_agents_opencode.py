@@ -36,6 +36,7 @@ from tests.support_agents import (
     alive,
     executor_config,
     opencode_config,
+    requires_opencode,
     stored_events,
     stored_execution,
 )
@@ -243,6 +244,42 @@ def test_real_opencode_refused_key_is_an_auth_failure(
     assert f"HTTP {status}" in (outcome.error or "") and "apiKey" in (outcome.error or "")
     assert [e.kind for e in events if e.type == "error" and e.kind != "warning"] == ["auth"]
     assert outcome.retry_after_s is None
+
+
+@requires_opencode
+@pytest.mark.agents
+def test_real_opencode_without_a_provider_key_is_an_auth_failure(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose provider has no key at all: OpenCode's ProviderAuthError (no request
+    made) is an ``auth`` failure naming the variable, not a session error to try again."""
+    config = {
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {"anthropic": {"options": {"baseURL": "http://127.0.0.1:9/v1"}}},
+        "enabled_providers": ["anthropic"],
+        "model": "anthropic/claude-sonnet-4-5",
+        "autoupdate": False,
+        "share": "disabled",
+    }
+    (tmp_path / "home").mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        **OFFLINE_ENV,
+        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+    }
+    srv = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
+    try:
+        monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+        cfg = executor_config(
+            type="opencode", provider="anthropic", model="claude-sonnet-4-5", timeout_s=60.0
+        )
+        outcome, _ = run(OpenCodeExecutor(cfg), Task("hi", git_repo))
+    finally:
+        srv.stop()
+    assert (outcome.status, outcome.exit_reason) == ("error", "auth"), outcome
+    assert "ProviderAuthError" in (outcome.error or "")
+    assert "ANTHROPIC_API_KEY" in (outcome.error or "")
 
 
 @pytest.mark.agents
