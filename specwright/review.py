@@ -53,6 +53,7 @@ class ReviewResult:
     review: Review
     execution_id: str | None = None
     usage: Usage | None = None
+    stop: str | None = None  # "auth": the reviewer's key is refused or unset, no review can work
 
 
 class Reviewer(Protocol):
@@ -282,7 +283,13 @@ class LLMReviewer:
         """One structured model call; malformed output is retried once (by the client), then
         becomes a review error — never SHIP. Transport failures are review errors too."""
         from specwright import prompts
-        from specwright.llm import LLMClient, LLMError, LLMOutputError
+        from specwright.llm import (
+            LLMAuthError,
+            LLMClient,
+            LLMError,
+            LLMMissingKeyError,
+            LLMOutputError,
+        )
 
         chunk = request.chunk
         prompt = prompts.review(
@@ -299,6 +306,7 @@ class LLMReviewer:
             self.planner, self.store, model=self.model, prices=self.prices, **self.client_options
         )
         error: str
+        stop = None
         try:
             data, usage = client.structured(
                 prompt.system,
@@ -319,13 +327,13 @@ class LLMReviewer:
             error = f"malformed review from the model after a retry: {exc}"
         except LLMError as exc:
             error = f"reviewer call failed: {exc}"
+            stop = "auth" if isinstance(exc, LLMAuthError | LLMMissingKeyError) else None
         finally:
             client.close()
         if len(error) > MAX_ERROR_CHARS:
             error = f"{error[:MAX_ERROR_CHARS]}…({len(error)} chars)"
-        return ReviewResult(
-            redacted(Review("REVISE", "", (), self.name, error=error)), client.last_execution_id
-        )
+        review = redacted(Review("REVISE", "", (), self.name, error=error))
+        return ReviewResult(review, client.last_execution_id, stop=stop)
 
 
 # --- factory and storage --------------------------------------------------------------------

@@ -631,6 +631,44 @@ def test_llm_reviewer_blocked_stops_the_loop(
     assert gitops.dirty_files(repo) == []
 
 
+@pytest.mark.parametrize("key", ["sk-refused-reviewer-key", None], ids=["refused", "missing"])
+def test_llm_reviewer_credentials_refused_stop_the_loop_after_one_attempt(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch, key: str | None
+) -> None:
+    """The reviewer's key is refused (401) or unset: no attempt can be reviewed, so the loop
+    does not run the agent again (a whole attempt, for a real agent) only to fail the same way.
+    The run fails as auth naming the reviewer and the variable; the attempt's patch is kept."""
+    from specwright.review import make_reviewer
+    from specwright.testing import anthropic_error
+    from tests.test_review import llm_config
+
+    if key:
+        monkeypatch.setenv("FAKE_ANTHROPIC_KEY", key)
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:
+        if key:
+            srv.script(anthropic_error(401))  # strict: a second review would be a failure
+        config = llm_config(srv)
+        result = run_chunk(
+            store,
+            config,
+            repo,
+            chunk,
+            executor=scripted(good_mul()),
+            reviewer=make_reviewer(config, "llm", store),
+        )
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith("auth: reviewer 'llm' could not authenticate: ")
+    assert "FAKE_ANTHROPIC_KEY" in result.reason and "not retried" in result.reason
+    roles = rows(store, "SELECT role FROM executions ORDER BY started_at")
+    assert [r["role"] for r in roles] == ["executor", "reviewer"]
+    [review] = rows(store, "SELECT verdict, error FROM reviews")
+    assert review["verdict"] == "REVISE" and "FAKE_ANTHROPIC_KEY" in review["error"]
+    assert (store.path.parent / "attempts" / result.run_id / "iteration-1.patch").is_file()
+    assert gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
 def test_worktree_run_keeps_its_branch(repo: Path, store: Store, tmp_path: Path) -> None:
     base = gitops.head_commit(repo)
     wt = gitops.add_worktree(repo, tmp_path / "wt", "specwright/calc--1", base)

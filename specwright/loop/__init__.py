@@ -8,14 +8,15 @@ row. A shipped attempt is committed with a ``Specwright-Chunk`` trailer; any oth
 back (policy ``rollback``) or kept for the next attempt (``keep``). The loop stops on the first of:
 SHIP, BLOCKED, max iterations, budget, wall time, no progress, cancel (an Event or Ctrl-C: the
 agent's process group is killed), agent errors after retries, rate-limit waits beyond their
-allowance, refused or missing credentials (``auth``: at once, another try could not succeed).
-Leaving is a ``LoopExit`` carrying the reason; the run and chunk rows are written in
-``finally``, so a crash never leaves a row ``running``, and an unshipped run always ends with the
-tree back at its base commit (each rejected attempt's diff is saved beside the database first).
+allowance, refused or missing credentials of the agent or the reviewer (``auth``: at once,
+another try could not succeed). Leaving is a ``LoopExit`` carrying the reason; the run and
+chunk rows are written in ``finally``, so a crash never leaves a row ``running``, and an
+unshipped run always ends with the tree back at its base commit (each rejected attempt's diff
+is saved beside the database first).
 
 Modules: ``run`` (the loop and its records), ``agent`` (one attempt in a stoppable worker
-thread), ``prompt`` (what the agent is told), ``records`` (its run and chunk rows), ``lines``
-(its progress texts).
+thread), ``prompt`` (what the agent is told), ``records`` (its run and chunk rows, the
+attempts' patches), ``lines`` (its progress texts).
 """
 
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt

@@ -53,3 +53,11 @@ def auth_line(executor: Executor, outcome: Outcome, event: str | None = None) ->
         f"executor {executor.name!r} ({executor.backend}) could not authenticate: {said}; "
         "not retried: fix its credentials and run the chunk again"
     )
+
+
+def review_auth_line(reviewer: str, error: str) -> str:
+    """The llm reviewer's key was refused or is unset: no attempt can be reviewed."""
+    return (
+        f"reviewer {reviewer!r} could not authenticate: {one_line(error, 500)}; not retried: "
+        "fix its key (the planner's api_key_env) and run the chunk again"
+    )

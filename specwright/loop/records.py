@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_PATCH_BYTES = 2 * 1024 * 1024
+
 
 def start_run(store: Store, values: dict[str, Any], *, track_chunk: bool = True) -> None:
     """Insert (or, for an id run-all created, update) the ``runs`` row as running, with this
@@ -123,3 +125,17 @@ class Heartbeat:
                 self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
             except Exception as exc:  # the next beat retries; the run goes on
                 log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
+
+
+def save_patch(store: Store, run_id: str, iteration: int, text: str) -> None:
+    """Keep an unshipped attempt's diff beside the database (``attempts/<run>/iteration-N.patch``,
+    at most ``MAX_PATCH_BYTES``): the tree is rolled back, the work need not be lost."""
+    if not text.strip():
+        return
+    try:
+        folder = store.path.parent / "attempts" / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")[:MAX_PATCH_BYTES]
+        (folder / f"iteration-{iteration}.patch").write_bytes(data)
+    except OSError as exc:
+        log.warning("could not save the attempt's patch: %s", exc)

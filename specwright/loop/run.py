@@ -17,7 +17,14 @@ from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, run_agent
 from specwright.loop.limits import codexbar_reset_wait
-from specwright.loop.lines import auth_line, interrupted_by, review_line, tool_line, verify_line
+from specwright.loop.lines import (
+    auth_line,
+    interrupted_by,
+    review_auth_line,
+    review_line,
+    tool_line,
+    verify_line,
+)
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
@@ -31,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SUMMARY_CHARS = 2000
-MAX_PATCH_BYTES = 2 * 1024 * 1024
 DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the agent or codexbar
 MAX_RATE_LIMIT_PAUSES = 20  # per chunk run: resets a moment away never use up the wait allowance
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
@@ -392,7 +398,7 @@ class _ChunkRun:
         else:
             result = self.reviewer.review(request, self.cancel)
         final = rv.gate(result.review, completion + rv.verification_findings(assessments))
-        result = rv.ReviewResult(final, result.execution_id, result.usage)
+        result = replace(result, review=final)
         rv.record(
             self.store, result, run_id=self.run_id, chunk_id=self.chunk.id, iteration=self.iteration
         )
@@ -401,7 +407,9 @@ class _ChunkRun:
         if final.verdict == "SHIP":
             self._ship(final, outcome.final_text)
         else:
-            self._save_patch(diff.text)
+            records.save_patch(self.store, self.run_id, self.iteration, diff.text)
+        if result.stop == "auth":  # no later attempt could be reviewed either
+            raise LoopExit("auth", review_auth_line(self.reviewer.name, final.error or ""))
         signature = (
             hashlib.sha256(diff.text.encode()).hexdigest(),
             tuple(sorted((f.check, f.message.splitlines()[0]) for f in final.findings)),
@@ -541,17 +549,6 @@ class _ChunkRun:
     def _rollback(self, why: str) -> None:
         gitops.rollback(self.workdir, self.base)
         self.progress("rollback", f"rolled back to {self.base[:10]} ({why})")
-
-    def _save_patch(self, text: str) -> None:
-        if not text.strip():
-            return
-        try:
-            folder = self.store.path.parent / "attempts" / self.run_id
-            folder.mkdir(parents=True, exist_ok=True)
-            data = text.encode("utf-8")[:MAX_PATCH_BYTES]
-            (folder / f"iteration-{self.iteration}.patch").write_bytes(data)
-        except OSError as exc:
-            log.warning("could not save the attempt's patch: %s", exc)
 
     def _finish(self, status: str, reason: str) -> None:
         head: str | None = None
