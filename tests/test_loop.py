@@ -334,11 +334,15 @@ class AuthEventOnly:
 
     def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
         self.calls += 1
-        on_event(ErrorEvent("unexpected status 401 Unauthorized", kind="auth"))
+        on_event(ErrorEvent("unexpected status 401 Unauthorized: sk-codex-987654321", kind="auth"))
         return Outcome("error", error="codex exited with 1", exit_reason="exit 1")
 
 
-def test_an_auth_error_event_alone_stops_the_chunk_run(repo: Path, store: Store) -> None:
+def test_an_auth_error_event_alone_stops_the_chunk_run(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reason quotes the event, redacted like everything recorded (it is the run's row)."""
+    monkeypatch.setenv("CODEX_API_KEY", "sk-codex-987654321")
     chunk = make_chunk(store, repo)
     agent = AuthEventOnly()
     result = run_chunk(store, make_config(), repo, chunk, executor=agent, agent_retries=2)  # type: ignore[arg-type]
@@ -346,6 +350,7 @@ def test_an_auth_error_event_alone_stops_the_chunk_run(repo: Path, store: Store)
     assert result.reason.startswith(
         "auth: executor 'codex' (command) could not authenticate: unexpected status 401"
     )
+    assert "sk-codex-987654321" not in result.reason and "REDACTED" in result.reason
     no_running_rows(store)
 
 

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 MAX_SUMMARY_CHARS = 2000
 DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the agent or codexbar
-MAX_RATE_LIMIT_PAUSES = 20  # per chunk run: resets a moment away never use up the wait allowance
+# rate-limit pauses of one chunk run: the allowance (``max_rate_limit_wait_s``) counts seconds,
+# so a server that answers every try with a reset a moment away would be retried without end
+MAX_RATE_LIMIT_PAUSES = 20
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
 
 
@@ -479,6 +481,7 @@ class _ChunkRun:
             chunk_id=self.chunk.id,
             iteration=self.iteration,
         )
+        self._recorder = recorder  # its redactor, with the agent's own secrets, for _on_event
         return run_agent(
             self.executor,
             task,
@@ -493,7 +496,7 @@ class _ChunkRun:
 
     def _on_event(self, event: AgentEvent) -> None:
         if isinstance(event, ErrorEvent):
-            self._kinds.setdefault(event.kind, event.message)
+            self._kinds.setdefault(event.kind, self._recorder.redact(event.message))
         if event.type == "tool_call":
             self.progress("event", tool_line(event), event)
         elif isinstance(event, ErrorEvent):  # a warning too: a bare "error" line says nothing
