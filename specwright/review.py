@@ -339,6 +339,21 @@ class LLMReviewer:
 # --- factory and storage --------------------------------------------------------------------
 
 
+def check_key(reviewer: Reviewer) -> None:
+    """An llm reviewer whose key variable is unset could review no attempt: say so in one line
+    before any agent runs (a key the API refuses ends the run at the first review)."""
+    import os
+
+    from specwright.errors import ConfigError
+
+    planner = getattr(reviewer, "planner", None)
+    if planner is not None and not os.environ.get(planner.api_key_env, "").strip():
+        raise ConfigError(
+            f"reviewer {reviewer.name!r}: no API key: set the environment variable "
+            f"{planner.api_key_env} (named by api_key_env of planner {planner.name!r})"
+        )
+
+
 def make_reviewer(config: Config, name: str | None, store: Store) -> Reviewer:
     """The reviewer configured as ``name`` (default: ``defaults.reviewer``)."""
     rc = config.reviewer(name)

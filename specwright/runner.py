@@ -446,8 +446,10 @@ def run_all(
 
         reviewer = make_reviewer(config, reviewer_name, store)
     from specwright.agents.base import preflight
+    from specwright.review import check_key
 
     preflight(executor)  # a missing agent binary or a dead server: one clear error, nothing run
+    check_key(reviewer)  # an llm reviewer without its key: the same
     recover_interrupted(store, spec, root)
     if tree is None:
         ensure_tree_free(store, spec, root)

@@ -246,3 +246,43 @@ def test_a_progress_line_cut_to_the_width_says_so() -> None:
     long, short = out.getvalue().splitlines()
     assert len(long) == _Printer.WIDTH and long.endswith("...")
     assert short == "  short"
+
+
+@pytest.mark.parametrize("command", ["run", "run-all"])
+def test_an_llm_reviewer_without_its_key_is_one_line_before_anything_runs(
+    tmp_path: Path, cli: Callable[..., CliResult], command: str
+) -> None:
+    """Its key variable unset, the reviewer could review no attempt: the agent is not started
+    for an attempt nobody can review; one line names the variable, nothing is recorded."""
+    config = {
+        "tools": {
+            "executors": {"scripted": {"type": "scripted", "options": {"script": GOOD}}},
+            "planners": {
+                "fake": {
+                    "type": "anthropic",
+                    "model": "claude-sonnet-4-5",
+                    "base_url": "http://127.0.0.1:9",
+                    "api_key_env": "REVIEWER_TEST_KEY",
+                }
+            },
+            "reviewers": {"llm": {"type": "llm", "planner": "fake"}},
+        },
+        "defaults": {"executor": "scripted", "reviewer": "llm", "maxIterations": 2},
+    }
+    repo = make_repo(
+        tmp_path / "repo", {".handoff/config.yaml": yaml.safe_dump(config, sort_keys=False)}
+    )
+    c = str(repo)
+    assert cli("-C", c, "spec", "new", "Demo").code == 0
+    assert cli("-C", c, "chunk", "add", "demo", "Add mul", "--file", "calc.py").code == 0
+    r = cli("-C", c, command, "demo:1" if command == "run" else "demo")
+    assert r.code == 2, (r.out, r.err)
+    assert r.err.strip().splitlines() == [
+        "specwright: error: reviewer 'llm': no API key: set the environment variable "
+        "REVIEWER_TEST_KEY (named by api_key_env of planner 'fake')"
+    ]
+    store = Store(repo / "data" / "specwright.duckdb")
+    assert (
+        rows(store, "SELECT id FROM runs") == [] and rows(store, "SELECT id FROM executions") == []
+    )
+    assert git(repo, "status", "--porcelain") == ""

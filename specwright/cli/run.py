@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import get_chunk, get_spec, list_chunks
     from specwright.loop import run_chunk
     from specwright.recovery import ensure_tree_free, recover_interrupted
-    from specwright.review import make_reviewer
+    from specwright.review import check_key, make_reviewer
 
     if args.max_iterations is not None and args.max_iterations < 1:
         raise SpecwrightError(
@@ -138,12 +138,13 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
         )
     executor = make_executor(config.executor(args.executor))
     preflight(executor)  # a missing agent binary or a dead server: one line, nothing recorded
+    reviewer = make_reviewer(config, args.reviewer, store)
+    check_key(reviewer)  # an llm reviewer without its key: the same
     # as run-all does: a run killed mid-attempt (its agent too) is marked and its tree rolled back
     if recover_interrupted(store, get_spec(store, chunk.spec_id), ctx.project_dir):
         chunk = get_chunk(store, chunk.id)
     ensure_tree_free(store, get_spec(store, chunk.spec_id), ctx.project_dir)
     _warn_unshipped_deps(chunk, list_chunks(store, chunk.spec_id))
-    reviewer = make_reviewer(config, args.reviewer, store)
     printer = None if ctx.json else _Printer(sys.stdout)
     if printer is not None:
         label = " (scripted: offline, deterministic)" if executor.backend == "scripted" else ""
