@@ -294,6 +294,7 @@ def test_401_is_an_auth_error_without_retry(srv: FakeModelServer, store: Store) 
     failed(store, client, "auth_failed")
     error_events = [e for e in events(store, client) if e["type"] == "error"]
     assert error_events[-1]["is_error"] is True
+    assert error_events[-1]["tool_name"] == "auth"  # the kind the agents' auth errors have
 
 
 @pytest.mark.usefixtures("key")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from specwright.errors import one_line
-from specwright.llm.errors import LLMError, LLMRateLimitError
+from specwright.llm.errors import LLMAuthError, LLMError, LLMRateLimitError
 from specwright.llm.schema import schema_problems
 from specwright.model import Usage
 
@@ -39,6 +39,9 @@ def emit(rec: ExecutionRecorder | None, event: Any) -> None:
 
 
 def error_kind(error: LLMError) -> str:
+    """The error event's kind, as the agents' adapters name them (auth: a refused key)."""
+    if isinstance(error, LLMAuthError):
+        return "auth"
     return "rate_limit" if isinstance(error, LLMRateLimitError) else "api_error"
 
 
