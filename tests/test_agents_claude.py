@@ -142,15 +142,19 @@ def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason:
     assert outcome.usage.cost_usd == 0
 
 
-def test_real_claude_refused_api_key_is_not_retried_for_minutes(git_repo: Path) -> None:
-    """Claude Code retries a 401 ten times by default (~3 min of backoff) although the
-    ANTHROPIC_API_KEY it was given cannot change meanwhile: claude is stopped at its first retry,
-    an ``auth`` failure within seconds."""
+@pytest.mark.parametrize("variable", ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"])
+def test_real_claude_refused_api_key_is_not_retried_for_minutes(
+    git_repo: Path, variable: str
+) -> None:
+    """Claude Code retries a 401 ten times by default (~3 min of backoff) although the key or
+    token it was given cannot change meanwhile: claude is stopped at its first retry, an
+    ``auth`` failure within seconds that names the variable."""
     ex = ClaudeCodeExecutor(executor_config())
     events: list[AgentEvent] = []
     with FakeModelServer() as srv:
         srv.script(anthropic_error(401))  # strict: a retry would be an unexpected request
         env = {k: v for k, v in fake_env(srv).items() if k != "CLAUDE_CODE_MAX_RETRIES"}
+        env[variable] = env.pop("ANTHROPIC_API_KEY")
         started = time.monotonic()
         outcome = ex.execute(Task("hi", git_repo, env=env), events.append, threading.Event())
         took = time.monotonic() - started
@@ -159,7 +163,7 @@ def test_real_claude_refused_api_key_is_not_retried_for_minutes(git_repo: Path) 
     pid = next(e.raw["pid"] for e in events if isinstance(e, StepEvent) and e.name == "process")
     assert not alive(pid)
     assert (outcome.status, outcome.exit_reason) == ("error", "auth"), outcome
-    assert "401" in (outcome.error or "") and "ANTHROPIC_API_KEY" in (outcome.error or "")
+    assert "401" in (outcome.error or "") and variable in (outcome.error or "")
 
 
 @pytest.mark.parametrize("key", ["sk-ant-refused-key", None], ids=["refused", "missing"])

@@ -144,15 +144,21 @@ def test_claude_retries_are_warnings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "gives_up"), [("ANTHROPIC_API_KEY", True), ("apiKeyHelper", False), ("none", False)]
+    ("source", "fixed_token", "gives_up"),
+    [
+        ("ANTHROPIC_API_KEY", False, True),
+        ("none", True, True),  # ANTHROPIC_AUTH_TOKEN in a fresh config dir
+        ("apiKeyHelper", False, False),
+        ("none", False, False),  # a login
+    ],
 )
 def test_claude_gives_up_on_a_refused_fixed_key_at_its_first_retry(
-    source: str, gives_up: bool
+    source: str, fixed_token: bool, gives_up: bool
 ) -> None:
-    """A fixed ANTHROPIC_API_KEY cannot change between Claude Code's retries of a 401 (10, ~3
-    min): the state says to stop claude at the first. A helper's key or a login may be
+    """A fixed ANTHROPIC_API_KEY or token cannot change between Claude Code's retries of a 401
+    (10, ~3 min): the state says to stop claude at the first. A helper's key or a login may be
     refreshed on a 401: those retries are waited for."""
-    state = ClaudeStreamState()
+    state = ClaudeStreamState(fixed_token=fixed_token)
     for line in stream_lines("claude-code/err401"):
         obj = json.loads(line)
         if obj.get("subtype") == "init":
@@ -164,7 +170,8 @@ def test_claude_gives_up_on_a_refused_fixed_key_at_its_first_retry(
     if gives_up:  # claude is stopped: no result line, killed by its signal
         outcome = outcome_from_state(state, -15)
         assert (outcome.status, outcome.exit_reason) == ("error", "auth")
-        assert "401" in (outcome.error or "") and "ANTHROPIC_API_KEY" in (outcome.error or "")
+        variable = "ANTHROPIC_AUTH_TOKEN" if fixed_token else "ANTHROPIC_API_KEY"
+        assert "401" in (outcome.error or "") and variable in (outcome.error or "")
 
 
 @pytest.mark.parametrize("name", ["maxturns1", "old_maxturns1"])

@@ -225,7 +225,10 @@ class ClaudeCodeExecutor:
             stdin_data=task.prompt.encode() if big_prompt else None,
             timeout_s=task.timeout_s or self.config.timeout_s,
         )
-        state = ClaudeStreamState()
+        # a token in a fresh config dir: no login there that a 401 could refresh
+        state = ClaudeStreamState(
+            fixed_token=bool(env.get("ANTHROPIC_AUTH_TOKEN")) and not fixed_dir
+        )
         log_path = self.config.options.get("stream_log")
         log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
         scrub = Redactor.from_env({**os.environ, **env})  # the log is a record too

@@ -64,6 +64,7 @@ class ClaudeStreamState:
     rate_limited: bool = False
     auth_failed: bool = False  # a 401/403, or no credentials at all ("Not logged in")
     key_source: str | None = None  # the init line's apiKeySource
+    fixed_token: bool = False  # ANTHROPIC_AUTH_TOKEN and no login to refresh (source: none)
     give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
     retry_after_s: float | None = None
     warnings: int = 0
@@ -237,9 +238,12 @@ def _system(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
             f"API error {status} ({err}); retry {obj.get('attempt')}/{obj.get('max_retries')}"
             f" in {obj.get('retry_delay_ms')} ms"
         )
-        # A fixed ANTHROPIC_API_KEY cannot change between retries (10 by default, ~3 min of
-        # backoff); an OAuth login or an apiKeyHelper may be refreshed on a 401, so waits.
-        if status in AUTH_STATUSES and state.key_source == "ANTHROPIC_API_KEY":
+        # A fixed ANTHROPIC_API_KEY or token cannot change between retries (10 by default, ~3
+        # min of backoff); an OAuth login or an apiKeyHelper may be refreshed on a 401, so waits.
+        fixed = state.key_source == "ANTHROPIC_API_KEY" or (
+            state.key_source == "none" and state.fixed_token
+        )
+        if status in AUTH_STATUSES and fixed:
             state.auth_failed = state.give_up = True
             state.api_error_message = f"API Error: {status} ({err})"
         return [ErrorEvent(msg, kind="warning", raw=slim(obj))]
@@ -413,7 +417,8 @@ def outcome_from_state(
             "error",
             final_text=state.last_text,
             exit_reason="auth",
-            error=f"{state.api_error_message} (credentials refused: check the ANTHROPIC_API_KEY "
+            error=f"{state.api_error_message} (credentials refused: check the "
+            f"{'ANTHROPIC_API_KEY' if state.key_source != 'none' else 'ANTHROPIC_AUTH_TOKEN'} "
             "claude was given; stopped at its first retry)",
             **common,
         )
