@@ -3,16 +3,20 @@
 A variable is secret when its name says so (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH)
 and its value is long enough to be a credential rather than a flag. A value is also found in
 the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either case)
-and JSON-escaped (once or twice, ASCII or not, with ``\\/``). ``edges`` also catches a value cut
-in two: the end of a text that is the start of a secret, and the start of one that is its end.
+and JSON-escaped (once or twice, ASCII or not, with ``\\/``), and base64-encoded (standard or
+URL-safe alphabet; alone, with the newline ``echo | base64`` adds and its 76-column wrap, or
+inside a longer base64 text, such as a Basic auth header, at any of the three byte alignments).
+``edges`` also catches a value cut in two: the end of a text that is the start of a secret, and
+the start of one that is its end.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
@@ -32,14 +36,47 @@ def _pattern(form: str) -> str:
     return "".join(out)
 
 
+def _alternation(forms: Iterable[str], as_regex: Callable[[str], str] = _pattern) -> str:
+    """One regex for ``forms`` (in their order: the first that matches wins), its branches
+    grouped by their first character or URL escape: at each place in a text only the forms
+    starting there are tried, so the many forms of a few secrets cost little more than one."""
+    groups: dict[str, list[str]] = {}
+    for form in forms:
+        head = form[:3] if _PERCENT.match(form) else form[:1]
+        groups.setdefault(as_regex(head), []).append(as_regex(form[len(head) :]))
+    return "|".join(f"{head}(?:{'|'.join(rests)})" for head, rests in groups.items())
+
+
 def _json_escaped(value: str, ascii_only: bool) -> str:
     return json.dumps(value, ensure_ascii=ascii_only)[1:-1]
 
 
+_URL_SAFE = str.maketrans("+/", "-_")
+_WRAP = 76  # the column at which ``base64`` (GNU coreutils) breaks its output
+
+
+def _base64_forms(value: str) -> set[str]:
+    """``value`` base64-encoded: whole (with and without a trailing newline, padded, and as
+    ``base64`` wraps it), and the characters that encode only its bytes wherever it starts in a
+    longer encoded text (three alignments); each in the standard and the URL-safe alphabet."""
+    raw = value.encode()
+    forms = set()
+    for tail in (b"", b"\n"):
+        whole = base64.b64encode(raw + tail).decode()
+        forms.add(whole)
+        forms.add("\n".join(whole[i : i + _WRAP] for i in range(0, len(whole), _WRAP)))
+    for shift, first in ((0, 0), (1, 2), (2, 3)):  # after 0, 1, 2 bytes: skip mixed characters
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        forms.add(encoded[first : 8 * (shift + len(raw)) // 6])  # up to the last pure character
+    return forms | {form.translate(_URL_SAFE) for form in forms}
+
+
 def variants(value: str) -> set[str]:
-    """The forms ``value`` takes once URL-encoded or JSON-escaped (itself included)."""
+    """The forms ``value`` takes once URL-encoded, base64-encoded or JSON-escaped (itself
+    included)."""
     forms = {value}
     forms.update((quote(value, safe=""), quote(value), quote_plus(value)))
+    forms.update(_base64_forms(value))
     for form in list(forms):
         for ascii_only in (False, True):
             once = _json_escaped(form, ascii_only)
@@ -61,17 +98,18 @@ class Redactor:
             for form in variants(value):
                 names.setdefault(form, name)
         forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
-        self._pattern = re.compile("|".join(_pattern(v) for v in forms)) if forms else None
+        self._pattern = re.compile(_alternation(forms)) if forms else None
         self._names = names
-        # pieces of a cut secret: forms by first char (a text ending inside one) and last char
-        self._by_first: dict[str, list[str]] = {}
-        self._by_last: dict[str, list[str]] = {}
+        # pieces of a cut secret: forms by their first MIN_PART chars (a text ending inside
+        # one) and by their last; a lookahead finds where such a piece may begin or end
+        self._by_head: dict[str, list[str]] = {}
+        self._by_tail: dict[str, list[str]] = {}
         for form in forms:
-            self._by_first.setdefault(form[0], []).append(form)
-            self._by_last.setdefault(form[-1], []).append(form)
+            self._by_head.setdefault(form[:MIN_PART], []).append(form)
+            self._by_tail.setdefault(form[-MIN_PART:], []).append(form)
         self._longest = len(forms[0]) if forms else 0
-        self._firsts = re.compile("[" + re.escape("".join(self._by_first)) + "]") if forms else None
-        self._lasts = re.compile("[" + re.escape("".join(self._by_last)) + "]") if forms else None
+        self._heads = re.compile(f"(?=(?:{_alternation(self._by_head, re.escape)}))")
+        self._tails = re.compile(f"(?=(?:{_alternation(self._by_tail, re.escape)}))")
 
     @classmethod
     def from_env(
@@ -101,16 +139,14 @@ class Redactor:
         text = self(text)
         if self._pattern is None or not text:
             return text
-        assert self._firsts is not None and self._lasts is not None
         if tail:  # the text ends with the start of a secret: its earliest such start wins
-            end = len(text) - MIN_PART + 1
-            for m in self._firsts.finditer(text, max(0, len(text) - self._longest), max(0, end)):
+            for m in self._heads.finditer(text, max(0, len(text) - self._longest)):
                 i = m.start()
                 piece = text[i:]
                 name = next(
                     (
                         self._names[f]
-                        for f in self._by_first[text[i]]
+                        for f in self._by_head[text[i : i + MIN_PART]]
                         if len(f) > len(piece) and f.startswith(piece)
                     ),
                     None,
@@ -119,13 +155,13 @@ class Redactor:
                     text = f"{text[:i]}[REDACTED:{name}]"
                     break
         if head:  # the text starts with the end of a secret: the longest such end wins
-            ends = [m.end() for m in self._lasts.finditer(text, MIN_PART - 1, self._longest)]
+            ends = [m.start() + MIN_PART for m in self._tails.finditer(text, 0, self._longest)]
             for k in reversed(ends):
                 piece = text[:k]
                 name = next(
                     (
                         self._names[f]
-                        for f in self._by_last[text[k - 1]]
+                        for f in self._by_tail[text[k - MIN_PART : k]]
                         if len(f) > k and f.endswith(piece)
                     ),
                     None,

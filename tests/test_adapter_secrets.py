@@ -123,6 +123,66 @@ def test_agents_check_prints_no_secret(
     assert_no_secret(r.out + r.err)
 
 
+# Long enough that `base64` wraps it, with bytes that encode to "+" and "/" (and "-", "_").
+B64_SECRET = SECRET + "~~~>>>???" + SECRET
+
+B64_LEAKY = """
+import base64, os, subprocess, sys
+s = os.environ["MY_API_TOKEN"]
+sys.stdout.write(subprocess.run(["bash", "-c", 'echo "$MY_API_TOKEN" | base64'],
+                                capture_output=True, text=True, check=True).stdout)
+print("bare:", base64.b64encode(s.encode()).decode())
+for user in ("", "u:", "ci:"):  # the three alignments of the secret inside a longer text
+    print("Authorization: Basic " + base64.b64encode((user + s + "!x").encode()).decode())
+    print("url-safe:", base64.urlsafe_b64encode((user + s).encode()).decode().rstrip("="))
+"""
+
+
+def base64_pieces(secret: str, size: int = 12) -> set[str]:
+    """Every ``size``-char run of base64 that encodes bytes of ``secret`` only, whatever the
+    alignment, in both alphabets."""
+    import base64
+
+    pieces = set()
+    for shift, first in ((0, 0), (1, 2), (2, 3)):
+        encoded = base64.b64encode(b"\0" * shift + secret.encode()).decode()
+        core = encoded[first : 8 * (shift + len(secret.encode())) // 6]
+        for text in (core, core.replace("+", "-").replace("/", "_")):
+            pieces.update(text[i : i + size] for i in range(len(text) - size + 1))
+    return pieces
+
+
+def test_a_base64_encoded_secret_is_redacted(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent running `echo $KEY | base64` (wrapped at 76 columns, with the newline), or
+    printing a Basic auth header (the secret at any byte alignment), in either alphabet."""
+    monkeypatch.setenv("MY_API_TOKEN", B64_SECRET)
+    agent = fake_cli(tmp_path / "bin", "b64", B64_LEAKY)
+    executor = CommandExecutor(executor_config(type="command", argv=(str(agent), "{prompt}")))
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    outcome = run_execution(executor, Task("go", tmp_path), recorder, threading.Event())
+    assert outcome.ok, outcome.error
+    recorded = everything_recorded(store) + "\n" + outcome.final_text
+    leaked = sorted(p for p in base64_pieces(B64_SECRET) if p in recorded)
+    assert not leaked, f"base64 pieces of the secret recorded: {leaked[:5]}"
+    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    assert all("[REDACTED:MY_API_TOKEN]" in t for t in texts), texts
+    assert "Authorization: Basic [REDACTED:MY_API_TOKEN]" in recorded
+
+
+def test_base64_forms_leave_other_text_and_short_values_alone() -> None:
+    import base64
+
+    r = Redactor({"MY_API_TOKEN": B64_SECRET, "SHORT_KEY": "abc1234"})
+    clean = "ordinary output: dG9rZW4= c2hvcnQ= QUJD\n" + base64.b64encode(b"x" * 200).decode()
+    assert r(clean) == clean and r.lines(clean) == clean
+    short = base64.b64encode(b"abc1234").decode()  # too short to be a credential: kept as before
+    assert r(short) == short and r("abc1234") == "abc1234"
+    wrapped = base64.encodebytes((B64_SECRET + "\n").encode()).decode()  # `echo | base64`
+    assert r(wrapped) == "[REDACTED:MY_API_TOKEN]\n"
+
+
 @pytest.mark.parametrize(
     "text",
     [
