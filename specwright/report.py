@@ -45,6 +45,30 @@ def _labels(values: Any) -> list[str]:
     return _distinct(_label(v) for v in values)
 
 
+MAX_SERIES = 12  # series in a stacked figure: the largest, then one summing the rest
+
+
+def _stacked(
+    df: pd.DataFrame, key: str, x: str, y: str, noun: str = "models"
+) -> list[tuple[str, list[Any], list[Any]]]:
+    """The series (name, xs, ys) of bars stacked by ``key``: one per value of ``key`` while
+    they fit in ``MAX_SERIES``, else the largest by total ``y`` and one "other (N noun)"
+    summing the rest per ``x``. Names (from agents' logs) are escaped, bounded and distinct."""
+    keys = df[key].fillna("").astype(str)
+    totals = df[y].fillna(0).groupby(keys).sum()
+    ranked = sorted(totals.index, key=lambda k: (-float(totals[k]), k))
+    top = ranked if len(ranked) <= MAX_SERIES else ranked[: MAX_SERIES - 1]
+    names = _distinct(_label(k or "?") for k in top)
+    out = [
+        (name, list(df[x][keys == k]), list(df[y][keys == k]))
+        for name, k in zip(names, top, strict=True)
+    ]
+    if len(top) < len(ranked):
+        rest = df[~keys.isin(top)].groupby(x, sort=True)[y].sum()
+        out.append((f"other ({len(ranked) - len(top)} {noun})", list(rest.index), list(rest)))
+    return out
+
+
 def _empty(title: str, x: str, y: str) -> go.Figure:
     import plotly.graph_objects as go
 
@@ -68,15 +92,16 @@ def _empty(title: str, x: str, y: str) -> go.Figure:
 
 
 def cost_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
-    """Stacked bars: log-derived cost per period, one color per model."""
+    """Stacked bars: log-derived cost per period, one color per model (the costliest
+    ``MAX_SERIES - 1`` and "other" when there are more)."""
     import plotly.graph_objects as go
 
     title, x, y = f"Cost per {period} by model (agent logs)", period.capitalize(), "Cost (USD)"
     if df.empty:
         return _empty(title, x, y)
     fig = go.Figure()
-    for model, grp in df.groupby("model", sort=True):
-        fig.add_bar(x=list(grp["period"]), y=list(grp["cost_usd"]), name=_label(model or "?"))
+    for name, xs, ys in _stacked(df, "model", "period", "cost_usd"):
+        fig.add_bar(x=xs, y=ys, name=name)
     fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y)
     return fig
 

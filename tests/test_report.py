@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from specwright.store import Store
 from tests.support_usage import write_claude_corpus, write_fake_codexbar
@@ -210,3 +213,45 @@ def test_table_reports_of_the_cli_do_not_load_pandas(store: Store, tmp_path: Pat
     assert last == [{"models": 0, "specs": 0, "daily": 0}, False]
     assert models and all(isinstance(m["input_tokens"], int) for m in models)
     assert [s["executions"] for s in specs] == [1] and specs[0]["cost_usd"] == 0.01
+
+
+def test_cost_per_day_keeps_a_readable_legend_with_many_models(
+    store: Store, tmp_path: Path
+) -> None:
+    """Model names come from agents' logs: 40 of them (some long, some markup) give the
+    costliest as series, one "other" for the rest, and the same cost per day."""
+    from datetime import UTC, datetime, timedelta
+
+    from specwright.report import MAX_LABEL, MAX_SERIES, figures, write_html
+    from specwright.usage import claude
+    from tests.support_usage import _assistant, _dumps, _usage
+
+    models = [f"model-{i:02d}" if i % 10 else f"<b>m{i:02d}</b>{'x' * 200}" for i in range(40)]
+    lines = []
+    for day in range(3):
+        for i, model in enumerate(models):  # model i costs i + 1 dollars a day
+            ts = datetime(2025, 11, 1 + day, 12, tzinfo=UTC) + timedelta(minutes=i)
+            line = _assistant(
+                session="s1", cwd="/home/dev/p", ts=ts, model=model, msg_id=f"m{day}-{i}",
+                req_id=f"r{day}-{i}", usage=_usage(random.Random(i), 10), text="hi",
+                uid=f"u{day}-{i}", cost_usd=float(i + 1),
+            )  # fmt: skip
+            lines.append(_dumps(line))
+    log = tmp_path / "claude" / "projects" / "-home-dev-p" / "s1.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    claude.ingest(store, [tmp_path / "claude" / "projects"])
+
+    fig = figures(store)["cost_by_day"]
+    names = [bar.name for bar in fig.data]
+    assert len(names) == MAX_SERIES
+    assert names[:3] == ["model-39", "model-38", "model-37"]  # the costliest first
+    assert names[-1] == f"other ({40 - MAX_SERIES + 1} models)"
+    assert "&lt;b&gt;m30&lt;/b&gt;" in names[9] and len(names[9]) <= MAX_LABEL + 20
+    per_day: dict[str, float] = {}
+    for bar in fig.data:
+        for x, y in zip(bar.x, bar.y, strict=True):
+            per_day[x] = per_day.get(x, 0) + y
+    assert per_day == {d: pytest.approx(820.0) for d in ("2025-11-01", "2025-11-02", "2025-11-03")}
+    html = write_html(store, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<b>m" not in html and "x" * 100 not in html
