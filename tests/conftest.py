@@ -35,9 +35,21 @@ _SCRUB_PREFIXES = (
 _SCRUB_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
 
 
+@pytest.fixture(scope="session")
+def agents_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This pytest session's own registry of running agents (``SPECWRIGHT_RUNTIME_DIR``). The
+    default one (``$XDG_RUNTIME_DIR/specwright-agents``, else one per user in the temp folder)
+    is shared by every session on the machine: two at once (a CI rehearsal beside a developer's
+    run) would see, and crash recovery could stop, each other's agents."""
+    return tmp_path_factory.mktemp("agents-registry")
+
+
 @pytest.fixture(autouse=True)
-def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A private HOME, database path and environment for each test."""
+def isolate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agents_registry: Path
+) -> Iterator[Path]:
+    """A private HOME, database path and environment for each test, and the session's own
+    registry of running agents."""
     for name in list(os.environ):
         if name.startswith(_SCRUB_PREFIXES) or name in _SCRUB_NAMES:
             monkeypatch.delenv(name, raising=False)
@@ -47,6 +59,7 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db" / "specwright.duckdb"))
     monkeypatch.setenv("SPECWRIGHT_LOCK_TIMEOUT", "60")
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(agents_registry))
     # git needs an identity for commits in temp repos, and must never prompt
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Specwright Test")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@specwright.invalid")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from specwright.agents.orphans import runtime_dir
+from specwright.agents.process import ProcessStream
 from specwright.store import Store
 from tests.support_agents import alive, group_members, wait_gone
 from tests.support_loop import make_repo, no_running_rows, rows
@@ -319,3 +322,27 @@ def test_opencode_serve_output_lines_are_kept_bounded(tmp_path: Path) -> None:
         assert len(kept) == 2 and kept[0] == "x" * MAX_OUTPUT_LINE, [len(k) for k in kept]
     finally:
         server.stop()
+
+
+def test_a_test_session_registers_agents_in_its_own_folder_not_the_users(
+    git_repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    agents_registry: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two pytest sessions at once must not share a registry (recovery in one would stop the
+    other's agents): each has its own, under its basetemp; a user's default is unchanged."""
+    assert runtime_dir() == agents_registry
+    assert agents_registry.is_relative_to(tmp_path_factory.getbasetemp())
+    stream = ProcessStream(["sleep", "60"], cwd=git_repo, env=dict(os.environ)).start()
+    assert stream.proc is not None
+    assert (agents_registry / f"{os.getpid()}-{stream.proc.pid}.json").exists()
+    cancel = threading.Event()
+    cancel.set()
+    assert list(stream.lines(cancel)) == [] and stream.result.cancelled
+    monkeypatch.delenv("SPECWRIGHT_RUNTIME_DIR")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert runtime_dir() == tmp_path / "xdg" / "specwright-agents"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert runtime_dir() == Path(tempfile.gettempdir()) / f"specwright-agents-{os.getuid()}"
