@@ -255,3 +255,25 @@ def test_cost_per_day_keeps_a_readable_legend_with_many_models(
     assert per_day == {d: pytest.approx(820.0) for d in ("2025-11-01", "2025-11-02", "2025-11-03")}
     html = write_html(store, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<b>m" not in html and "x" * 100 not in html
+
+
+def test_notebook_cost_per_day_caps_its_series_like_the_dashboard(store: Store) -> None:
+    """The usage notebook's figure, grouped by model or executor (both named by agents and
+    configs), keeps the costliest and one "other" too."""
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import MAX_SERIES
+    from specwright.widgets import usage_data
+    from specwright.widgets.usage_data import Filters
+
+    for i in range(30):
+        with ExecutionRecorder(
+            store, role="executor", backend="command", executor=f"ex-{i:02d}", model=f"m-{i:02d}"
+        ) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=1, cost_usd=float(i + 1)))
+    for group_by, noun in (("model", "models"), ("executor", "executors")):
+        fig = usage_data.cost_per_day(store, Filters(group_by=group_by, tz="UTC"))
+        names = [bar.name for bar in fig.data]
+        assert len(names) == MAX_SERIES and names[-1] == f"other ({31 - MAX_SERIES} {noun})"
+        assert names[0].endswith("-29")
+        assert sum(sum(bar.y) for bar in fig.data) == pytest.approx(465.0)

@@ -146,10 +146,11 @@ def _day(f: Filters) -> str:
 
 
 def cost_per_day(store: Store, f: Filters) -> go.Figure:
-    """Stacked bars: cost per local day, one colour per ``group_by`` value."""
+    """Stacked bars: cost per local day, one colour per ``group_by`` value (the costliest
+    and one "other" when there are too many for a legend)."""
     import plotly.graph_objects as go
 
-    from specwright.report import _label
+    from specwright.report import _stacked
 
     title = f"Cost per day by {f.group_by}"
     x, y = f"Day ({f.zone()})", "Cost (USD)"
@@ -162,8 +163,8 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
     if df.empty:
         return _empty(title, x, y)
     fig = go.Figure()
-    for grp, rows in df.groupby("grp", sort=True):
-        fig.add_bar(x=[str(d) for d in rows["day"]], y=list(rows["cost_usd"]), name=_label(grp))
+    for name, days, costs in _stacked(df, "grp", "day", "cost_usd", f"{f.group_by}s"):
+        fig.add_bar(x=[str(d) for d in days], y=costs, name=name)
     return _layout(fig, title, x, y, barmode="stack", xaxis_type="category")
 
 
