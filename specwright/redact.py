@@ -1,11 +1,11 @@
 """Redact the values of secret environment variables from anything an agent prints.
 
-A variable is secret when its name says so (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH)
-and its value is long enough to be a credential rather than a flag. A value is also found in
-the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either case)
-and JSON-escaped (once or twice, ASCII or not, with ``\\/``), and base64-encoded (standard or
-URL-safe alphabet; alone, with the newline ``echo | base64`` adds and its 76-column wrap, or
-inside a longer base64 text, such as a Basic auth header, at any of the three byte alignments).
+A variable is secret when its name says so (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH; not
+AUTHOR) and its value is long enough to be a credential rather than a flag. A value is also found
+in the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either
+case) and JSON-escaped (once or twice, ASCII or not, with ``\\/``), and base64-encoded (standard or
+URL-safe alphabet; alone, with the newline ``echo | base64`` adds and its 76-column wrap, or inside
+a longer base64 text, such as a Basic auth header, at any of the three byte alignments).
 ``edges`` also catches a value cut in two: the end of a text that is the start of a secret, and
 the start of one that is its end.
 """
@@ -19,7 +19,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
+# AUTH, but not AUTHOR: GIT_AUTHOR_NAME/EMAIL name a person, whom every `git log` shows
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH(?!OR))", re.I)
 _MIN_LEN = 8
 MIN_PART = 6  # a piece of a cut secret at least this long is redacted at a text's edge
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")

@@ -196,3 +196,21 @@ def test_edges_redact_a_cut_secret(text: str) -> None:
     assert "[REDACTED:MY_API_TOKEN]" in out and SECRET[5:19] not in out
     assert r.edges("nothing secret here") == "nothing secret here"
     assert r.across("abc " + SECRET[:3], SECRET[3:] + " def") == "[REDACTED:MY_API_TOKEN] def"
+
+
+def test_the_git_author_is_no_secret() -> None:
+    """GIT_AUTHOR_NAME/EMAIL hold "AUTH" but name a person: `git log` output an agent ran is
+    kept as it is; a variable whose name says AUTH is still a secret."""
+    env = {
+        "GIT_AUTHOR_NAME": "Jane Developer",
+        "GIT_AUTHOR_EMAIL": "jane@example.com",
+        "GH_AUTH": "gho_abcdefghijklmnop",
+        "OAUTH_CLIENT_SECRET": "s3cr3t-v4lue",
+    }
+    r = Redactor.from_env(env)
+    log = "commit 1a2b3c\nAuthor: Jane Developer <jane@example.com>\n"
+    assert r(log) == log and r.lines(log) == log
+    assert (
+        r("gho_abcdefghijklmnop s3cr3t-v4lue")
+        == "[REDACTED:GH_AUTH] [REDACTED:OAUTH_CLIENT_SECRET]"
+    )
