@@ -16,7 +16,7 @@ import base64
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from urllib.parse import quote, quote_plus
 
 # AUTH, but not AUTHOR: GIT_AUTHOR_NAME/EMAIL name a person, whom every `git log` shows
@@ -37,14 +37,24 @@ def _pattern(form: str) -> str:
     return "".join(out)
 
 
-def _alternation(forms: Iterable[str], as_regex: Callable[[str], str] = _pattern) -> str:
+def _alternation(
+    forms: Iterable[str], as_regex: Callable[[str], str] = _pattern, wrapped: Container[str] = ()
+) -> str:
     """One regex for ``forms`` (in their order: the first that matches wins), its branches
     grouped by their first character or URL escape: at each place in a text only the forms
-    starting there are tried, so the many forms of a few secrets cost little more than one."""
+    starting there are tried, so the many forms of a few secrets cost little more than one.
+    A form in ``wrapped`` (base64) also matches broken over lines anywhere, as ``base64``
+    wraps a longer text that holds it."""
     groups: dict[str, list[str]] = {}
     for form in forms:
         head = form[:3] if _PERCENT.match(form) else form[:1]
-        groups.setdefault(as_regex(head), []).append(as_regex(form[len(head) :]))
+        rest = form[len(head) :]
+        alternatives = groups.setdefault(as_regex(head), [])
+        if form in wrapped and rest:  # each alternative starts with a literal: tried fast
+            after = "".join("\n?" + re.escape(c) for c in rest[1:])
+            alternatives += (re.escape(rest[0]) + after, "\n" + re.escape(rest[0]) + after)
+        else:
+            alternatives.append(as_regex(rest))
     return "|".join(f"{head}(?:{'|'.join(rests)})" for head, rests in groups.items())
 
 
@@ -95,11 +105,13 @@ class Redactor:
         )
         self._items = items
         names: dict[str, str] = {}
+        wrapped: set[str] = set()  # base64 forms, found broken over lines too
         for name, value in items:
             for form in variants(value):
                 names.setdefault(form, name)
+            wrapped.update(f for f in _base64_forms(value) if "\n" not in f)
         forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
-        self._pattern = re.compile(_alternation(forms)) if forms else None
+        self._pattern = re.compile(_alternation(forms, wrapped=wrapped)) if forms else None
         self._names = names
         # pieces of a cut secret: forms by their first MIN_PART chars (a text ending inside
         # one) and by their last; a lookahead finds where such a piece may begin or end
@@ -109,8 +121,8 @@ class Redactor:
             self._by_head.setdefault(form[:MIN_PART], []).append(form)
             self._by_tail.setdefault(form[-MIN_PART:], []).append(form)
         self._longest = len(forms[0]) if forms else 0
-        self._heads = re.compile(f"(?=(?:{_alternation(self._by_head, re.escape)}))")
-        self._tails = re.compile(f"(?=(?:{_alternation(self._by_tail, re.escape)}))")
+        self._heads = re.compile(_alternation(self._by_head, re.escape))
+        self._tails = re.compile(_alternation(self._by_tail, re.escape))
 
     @classmethod
     def from_env(
@@ -128,8 +140,17 @@ class Redactor:
         return self._pattern.sub(lambda m: f"[REDACTED:{self._name(m.group(0))}]", text)
 
     def _name(self, found: str) -> str:
-        name = self._names.get(found)
+        name = self._names.get(found) or self._names.get(found.replace("\n", ""))
         return name or self._names[_PERCENT.sub(lambda m: m.group(0).upper(), found)]
+
+    @staticmethod
+    def _at(pattern: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[int]:
+        """Where ``pattern`` (MIN_PART-char heads or tails) matches in ``text[pos:endpos]``,
+        overlapping matches included."""
+        m = pattern.search(text, pos, endpos)
+        while m is not None:
+            yield m.start()
+            m = pattern.search(text, m.start() + 1, endpos)
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -141,8 +162,7 @@ class Redactor:
         if self._pattern is None or not text:
             return text
         if tail:  # the text ends with the start of a secret: its earliest such start wins
-            for m in self._heads.finditer(text, max(0, len(text) - self._longest)):
-                i = m.start()
+            for i in self._at(self._heads, text, max(0, len(text) - self._longest), len(text)):
                 piece = text[i:]
                 name = next(
                     (
@@ -156,7 +176,7 @@ class Redactor:
                     text = f"{text[:i]}[REDACTED:{name}]"
                     break
         if head:  # the text starts with the end of a secret: the longest such end wins
-            ends = [m.start() + MIN_PART for m in self._tails.finditer(text, 0, self._longest)]
+            ends = [i + MIN_PART for i in self._at(self._tails, text, 0, self._longest)]
             for k in reversed(ends):
                 piece = text[:k]
                 name = next(
@@ -174,8 +194,9 @@ class Redactor:
 
     def across(self, before: str, text: str) -> str:
         """``text`` redacted, where ``before`` is what came just before it in the same stream
-        (the previous line or chunk): a secret that began in ``before`` is redacted where it
-        ends in ``text``, and one that ``text`` ends inside is cut off (see ``edges``)."""
+        (the previous lines or chunks): a secret that began in ``before`` is redacted where it
+        ends in ``text``, all of ``text`` when it goes on after it (a secret over three lines
+        or more), and one that ``text`` ends inside is cut off (see ``edges``)."""
         if self._pattern is None or not text:
             return text
         before = before[-self._longest :]
@@ -189,16 +210,26 @@ class Redactor:
                 cut, name = m.end() - start, self._name(m.group(0))
         if cut:
             return f"[REDACTED:{name}]" + self.edges(text[cut:], head=False)
+        # a secret's start in ``before`` and all of ``text``: a piece shorter than the longest form
+        for i in self._at(
+            self._heads, joined, max(0, len(joined) - self._longest + 1), len(joined)
+        ):
+            if i >= start:
+                break
+            piece = joined[i:]
+            for f in self._by_head[piece[:MIN_PART]]:
+                if len(f) > len(piece) and f.startswith(piece):
+                    return f"[REDACTED:{self._names[f]}]"
         return self.edges(text, head=False)
 
     def lines(self, text: str) -> str:
-        """``text`` redacted line by line as ``across`` does, so a secret broken over two lines
-        is found; its first line is taken to be cut (``edges``), as a tail of output is."""
+        """``text`` redacted line by line as ``across`` does, so a secret broken over lines is
+        found; its first line is taken to be cut (``edges``), as a tail of output is."""
         if self._pattern is None or not text:
             return text
         out, before = [], ""
         for line in text.split("\n"):
             out.append(self.across(before, line))
-            before = line
+            before = (before + line)[-self._longest :]
         out[0] = self.edges(out[0], tail=False)
         return "\n".join(out)

@@ -131,6 +131,10 @@ import base64, os, subprocess, sys
 s = os.environ["MY_API_TOKEN"]
 sys.stdout.write(subprocess.run(["bash", "-c", 'echo "$MY_API_TOKEN" | base64'],
                                 capture_output=True, text=True, check=True).stdout)
+with open("deploy.env", "w") as fh:  # 45 bytes before it: its base64 spans three lines
+    fh.write("# deploy settings, keep private\\nMY_API_TOKEN=" + s + "\\nREGION=eu\\n")
+sys.stdout.write(subprocess.run(["base64", "deploy.env"], capture_output=True, text=True,
+                                check=True).stdout)
 print("bare:", base64.b64encode(s.encode()).decode())
 for user in ("", "u:", "ci:"):  # the three alignments of the secret inside a longer text
     print("Authorization: Basic " + base64.b64encode((user + s + "!x").encode()).decode())
@@ -155,8 +159,9 @@ def base64_pieces(secret: str, size: int = 12) -> set[str]:
 def test_a_base64_encoded_secret_is_redacted(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An agent running `echo $KEY | base64` (wrapped at 76 columns, with the newline), or
-    printing a Basic auth header (the secret at any byte alignment), in either alphabet."""
+    """An agent running `echo $KEY | base64` (wrapped at 76 columns, with the newline) or
+    `base64 deploy.env` (the secret inside, over three lines), or printing a Basic auth header
+    (the secret at any byte alignment), in either alphabet."""
     monkeypatch.setenv("MY_API_TOKEN", B64_SECRET)
     agent = fake_cli(tmp_path / "bin", "b64", B64_LEAKY)
     executor = CommandExecutor(executor_config(type="command", argv=(str(agent), "{prompt}")))
@@ -214,3 +219,28 @@ def test_the_git_author_is_no_secret() -> None:
         r("gho_abcdefghijklmnop s3cr3t-v4lue")
         == "[REDACTED:GH_AUTH] [REDACTED:OAUTH_CLIENT_SECRET]"
     )
+
+
+def test_a_secret_over_three_lines_is_redacted_whole_text_and_line_by_line() -> None:
+    """A tool's whole output (``__call__``), a text line by line (``lines``) and a stream
+    (``across``): `base64 FILE` with the secret inside, and the secret folded at 30 columns."""
+    import base64
+
+    r = Redactor({"MY_API_TOKEN": B64_SECRET})
+    encoded = base64.encodebytes(
+        b"# deploy settings, keep private\nMY_API_TOKEN=" + B64_SECRET.encode()
+    )
+    dump = encoded.decode()
+    assert dump.count("\n") == 3
+    folded = "key: " + "\n".join(B64_SECRET[i : i + 30] for i in range(0, len(B64_SECRET), 30))
+    for text in (dump, folded):
+        streamed, before = [], ""
+        for line in text.split("\n"):
+            streamed.append(r.across(before, line))
+            before += line
+        outs = [r.lines(text), "\n".join(streamed)] + ([r(text)] if text is dump else [])
+        for out in outs:
+            assert "[REDACTED:MY_API_TOKEN]" in out
+            leaked = [p for p in base64_pieces(B64_SECRET) | {B64_SECRET[30:42]} if p in out]
+            assert not leaked, (out, leaked)
+    assert r.lines(dump).startswith("IyBkZXBsb3kgc2V0dGluZ3MsIGtlZXAgcHJpdmF0ZQpNWV9BUElfVE9LRU49")
