@@ -88,6 +88,8 @@ def variants(value: str) -> set[str]:
     forms = {value}
     forms.update((quote(value, safe=""), quote(value), quote_plus(value)))
     forms.update(_base64_forms(value))
+    if "\n" in value:  # a key file's text: line by line, a stream's lines are joined without breaks
+        forms.add(value.replace("\n", ""))
     for form in list(forms):
         for ascii_only in (False, True):
             once = _json_escaped(form, ascii_only)

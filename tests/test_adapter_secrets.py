@@ -244,3 +244,29 @@ def test_a_secret_over_three_lines_is_redacted_whole_text_and_line_by_line() -> 
             leaked = [p for p in base64_pieces(B64_SECRET) | {B64_SECRET[30:42]} if p in out]
             assert not leaked, (out, leaked)
     assert r.lines(dump).startswith("IyBkZXBsb3kgc2V0dGluZ3MsIGtlZXAgcHJpdmF0ZQpNWV9BUElfVE9LRU49")
+
+
+def test_a_multi_line_secret_is_redacted_line_by_line(store: Store, tmp_path: Path) -> None:
+    """A PEM key in a variable (DEPLOY_PRIVATE_KEY) that an agent echoes: every line of it
+    is redacted in the stream of text events and in the outcome, not the first one only."""
+    import base64
+
+    body = base64.b64encode(bytes(range(256)) * 2).decode()
+    pem = "-----BEGIN PRIVATE KEY-----\n"
+    pem += "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    pem += "\n-----END PRIVATE KEY-----"
+    agent = fake_cli(
+        tmp_path / "bin",
+        "pem",
+        'import os\nprint("key:")\nprint(os.environ["DEPLOY_PRIVATE_KEY"])\n',
+    )
+    config = executor_config(
+        type="command", argv=(str(agent), "{prompt}"), env={"DEPLOY_PRIVATE_KEY": pem}
+    )
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    outcome = run_execution(CommandExecutor(config), Task("go", tmp_path), recorder)
+    assert outcome.ok
+    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    assert texts[0] == "key:" and set(texts[1:]) == {"[REDACTED:DEPLOY_PRIVATE_KEY]"}, texts
+    recorded = everything_recorded(store) + outcome.final_text
+    assert not [line for line in pem.splitlines()[1:-1] if line in recorded]
