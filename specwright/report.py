@@ -225,14 +225,16 @@ def limits_figure(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
+def _table_html(df: pd.DataFrame, title: str, limit: int = 50, latest: bool = False) -> str:
+    """``df`` as an HTML table of at most ``limit`` rows: its first ones, or its last when
+    ``latest`` (rows in time order), saying so when rows are left out."""
     import math
 
     import pandas as pd
 
     head = "".join(f"<th>{_label(c)}</th>" for c in df.columns)
     body = []
-    for row in df.head(limit).itertuples(index=False):
+    for row in (df.tail(limit) if latest else df.head(limit)).itertuples(index=False):
         cells = []
         for v in row:
             if v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
@@ -241,7 +243,11 @@ def _table_html(df: pd.DataFrame, title: str, limit: int = 50) -> str:
             cells.append(f"<td>{_label(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     rows = "".join(body) or f'<tr><td colspan="{max(len(df.columns), 1)}">no data yet</td></tr>'
-    return f"<h2>{_label(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    cut = f"<p>The {'latest' if latest else 'first'} {limit} of {len(df):,} rows.</p>"
+    return (
+        f"<h2>{_label(title)}</h2>{cut if len(df) > limit else ''}"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _wall_clock(t: datetime, tz: str) -> str:
@@ -329,8 +335,9 @@ def write_html(
             "Reported, computed and log-derived cost per execution",
         ),
         _table_html(
-            Q.quota_per_execution(store, **win),
+            Q.quota_per_execution(store, **win),  # oldest first: the latest are the news
             "Plan quota used per execution (codexbar)",
+            latest=True,
         ),
     ]
     burn = blocks.burn_rate(store)

@@ -277,3 +277,25 @@ def test_notebook_cost_per_day_caps_its_series_like_the_dashboard(store: Store) 
         assert len(names) == MAX_SERIES and names[-1] == f"other ({31 - MAX_SERIES} {noun})"
         assert names[0].endswith("-29")
         assert sum(sum(bar.y) for bar in fig.data) == pytest.approx(465.0)
+
+
+def test_dashboard_quota_table_shows_the_latest_executions_and_says_rows_were_left_out(
+    store: Store, tmp_path: Path
+) -> None:
+    """The quota table is in time order: cut to 50 rows it must keep the latest readings
+    (not the oldest) and say that it shows 50 of how many."""
+    from specwright import queries as Q
+    from specwright.report import write_html
+    from specwright.usage import codexbar
+
+    fake = write_fake_codexbar(tmp_path / "bin")
+    ids = [f"0190a0a0-0000-7000-8000-{i:012d}" for i in range(15)]
+    for execution_id in ids:
+        with codexbar.around(store, execution_id, str(fake)):
+            pass
+    rows = len(Q.quota_per_execution(store))
+    assert rows > 50 + 5  # more than the table holds, by more than one execution's rows
+    html = write_html(store, tmp_path / "report.html").read_text(encoding="utf-8")
+    table = html.split("Plan quota used per execution", 1)[1].split("</table>", 1)[0]
+    assert f"The latest 50 of {rows:,} rows." in table
+    assert ids[-1] in table and ids[0] not in table
