@@ -66,11 +66,10 @@ _URL_SAFE = str.maketrans("+/", "-_")
 _WRAP = 76  # the column at which ``base64`` (GNU coreutils) breaks its output
 
 
-def _base64_forms(value: str) -> set[str]:
-    """``value`` base64-encoded: whole (with and without a trailing newline, padded, and as
+def _base64_forms(raw: bytes) -> set[str]:
+    """``raw`` base64-encoded: whole (with and without a trailing newline, padded, and as
     ``base64`` wraps it), and the characters that encode only its bytes wherever it starts in a
     longer encoded text (three alignments); each in the standard and the URL-safe alphabet."""
-    raw = value.encode()
     forms = set()
     for tail in (b"", b"\n"):
         whole = base64.b64encode(raw + tail).decode()
@@ -82,12 +81,22 @@ def _base64_forms(value: str) -> set[str]:
     return forms | {form.translate(_URL_SAFE) for form in forms}
 
 
+def _bytes(value: str) -> bytes:
+    """The bytes of a variable's value, also when they are not UTF-8 (os.environ keeps those
+    as surrogate escapes)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return value.encode("utf-8", "surrogatepass")
+
+
 def variants(value: str) -> set[str]:
     """The forms ``value`` takes once URL-encoded, base64-encoded or JSON-escaped (itself
     included)."""
-    forms = {value}
-    forms.update((quote(value, safe=""), quote(value), quote_plus(value)))
-    forms.update(_base64_forms(value))
+    raw = _bytes(value)
+    forms = {value, raw.decode("utf-8", "replace")}  # the latter as an agent's output is read
+    forms.update((quote(raw, safe=""), quote(raw), quote_plus(raw)))
+    forms.update(_base64_forms(raw))
     if "\n" in value:  # a key file's text: line by line, a stream's lines are joined without breaks
         forms.add(value.replace("\n", ""))
     for form in list(forms):
@@ -111,7 +120,7 @@ class Redactor:
         for name, value in items:
             for form in variants(value):
                 names.setdefault(form, name)
-            wrapped.update(f for f in _base64_forms(value) if "\n" not in f)
+            wrapped.update(f for f in _base64_forms(_bytes(value)) if "\n" not in f)
         forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
         self._pattern = re.compile(_alternation(forms, wrapped=wrapped)) if forms else None
         self._names = names

@@ -270,3 +270,29 @@ def test_a_multi_line_secret_is_redacted_line_by_line(store: Store, tmp_path: Pa
     assert texts[0] == "key:" and set(texts[1:]) == {"[REDACTED:DEPLOY_PRIVATE_KEY]"}, texts
     recorded = everything_recorded(store) + outcome.final_text
     assert not [line for line in pem.splitlines()[1:-1] if line in recorded]
+
+
+def test_a_secret_that_is_not_utf8_is_redacted_not_a_crash(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable's bytes need not be UTF-8 (os.environ keeps them as surrogate escapes):
+    recording went down with UnicodeEncodeError; the value is found as the agent's output
+    is read (U+FFFD for each bad byte) and URL-encoded."""
+    import os
+
+    monkeypatch.setenv("MY_API_TOKEN", os.fsdecode(b"tok\xff\xfe-abcdefgh-ijkl"))
+    agent = fake_cli(
+        tmp_path / "bin",
+        "bytes",
+        "import os, sys, urllib.parse\n"
+        'raw = os.environb[b"MY_API_TOKEN"]\n'
+        'sys.stdout.buffer.write(b"got " + raw + b"\\n")\n'
+        'print("url", urllib.parse.quote(raw, safe=""))\n',
+    )
+    executor = CommandExecutor(executor_config(type="command", argv=(str(agent), "{prompt}")))
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    outcome = run_execution(executor, Task("go", tmp_path), recorder)
+    assert outcome.ok, outcome.error
+    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    assert texts == ["got [REDACTED:MY_API_TOKEN]", "url [REDACTED:MY_API_TOKEN]"]
+    assert Redactor({"K": "\ud800" * 8})("x") == "x"  # a lone surrogate of no byte: no crash
