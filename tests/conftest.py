@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -33,6 +34,15 @@ _SCRUB_PREFIXES = (
     "GIT_",
 )
 _SCRUB_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests stop the CLI in a subprocess with Ctrl-C (SIGINT). A session a script starts in
+    the background (``pytest &``) ignores SIGINT, its children inherit that, and the CLI then
+    ignores Ctrl-C too: those tests waited 60 s and failed. Take SIGINT back for this session
+    (a KeyboardInterrupt, as in a terminal) and so for the processes it starts."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import yaml
 from specwright.agents.orphans import runtime_dir
 from specwright.agents.process import ProcessStream
 from specwright.store import Store
+from tests.conftest import REPO
 from tests.support_agents import alive, group_members, wait_gone
 from tests.support_loop import make_repo, no_running_rows, rows
 
@@ -346,3 +347,29 @@ def test_a_test_session_registers_agents_in_its_own_folder_not_the_users(
     assert runtime_dir() == tmp_path / "xdg" / "specwright-agents"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert runtime_dir() == Path(tempfile.gettempdir()) / f"specwright-agents-{os.getuid()}"
+
+
+PROBE = """
+import signal, subprocess, sys
+
+def test_a_child_takes_ctrl_c():
+    code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip() == "True"
+"""
+
+
+def test_a_session_started_in_the_background_lets_the_cli_take_ctrl_c(tmp_path: Path) -> None:
+    """`pytest &` in a script ignores SIGINT, and so did every CLI the tests start, so the
+    Ctrl-C tests here failed after 60 s; the session takes SIGINT back for its children."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(PROBE)
+    pytest_cmd = f"{sys.executable} -m pytest -q -p no:cacheprovider -p tests.conftest {probe}"
+    done = subprocess.run(
+        ["bash", "-c", f"{pytest_cmd} & wait $!"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=START_S,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
