@@ -145,6 +145,7 @@ class ExecutionRecorder:
         self.max_kept_past_bytes = max_kept_past_bytes
         self._text_before = ""  # the end of the last text event, unredacted: a secret split
         # across two lines or chunks is found in it plus the next one (never stored)
+        self._text_open = False  # whether the last text event's stored text ends redacted
         self._journaled = 0  # journal bytes of this execution's events so far
         self.dropped: dict[str, int] = {}  # events past ``max_bytes``, by type
         # The stored calls by call id: [tool name, ts, answered, failed], so a result is written
@@ -283,9 +284,13 @@ class ExecutionRecorder:
             "raw": _raw_json(event.raw, r),
         }
         if event.type == "text":
-            before = self._text_before
-            row["text"], _ = _bounded(event.text, MAX_TEXT_CHARS, lambda t: r.across(before, t))
+            before, open_end = self._text_before, self._text_open
+            row["text"], length = _bounded(
+                event.text, MAX_TEXT_CHARS, lambda t: r.across(before, t, open_end=open_end)
+            )
             self._text_before = (before[-4096:] + event.text[-4096:])[-4096:]
+            # a text cut to its bound may end inside a secret whatever it shows
+            self._text_open = (length or 0) > MAX_TEXT_CHARS or r.ends_redacted(row["text"])
         elif event.type == "tool_call":
             row["tool_name"], row["call_id"] = _name(event.tool, r), _name(event.call_id, r)
             text, length = _bounded(dumps(event.input), MAX_OUTPUT_CHARS, r)

@@ -24,6 +24,7 @@ _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH(?!
 _MIN_LEN = 8
 MIN_PART = 6  # a piece of a cut secret at least this long is redacted at a text's edge
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_ENDS_REDACTED = re.compile(r"\[REDACTED:[^\[\]]*\]\Z")
 
 
 def _pattern(form: str) -> str:
@@ -155,6 +156,11 @@ class Redactor:
         return name or self._names[_PERCENT.sub(lambda m: m.group(0).upper(), found)]
 
     @staticmethod
+    def ends_redacted(text: str | None) -> bool:
+        """Whether a text this redactor gave back ends with a redaction (see ``across``)."""
+        return text is not None and _ENDS_REDACTED.search(text) is not None
+
+    @staticmethod
     def _at(pattern: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[int]:
         """Where ``pattern`` (MIN_PART-char heads or tails) matches in ``text[pos:endpos]``,
         overlapping matches included."""
@@ -203,18 +209,22 @@ class Redactor:
                     break
         return text
 
-    def across(self, before: str, text: str) -> str:
+    def across(self, before: str, text: str, *, open_end: bool = True) -> str:
         """``text`` redacted, where ``before`` is what came just before it in the same stream
         (the previous lines or chunks): a secret that began in ``before`` is redacted where it
         ends in ``text``, all of ``text`` when it goes on after it (a secret over three lines
-        or more), and one that ``text`` ends inside is cut off (see ``edges``)."""
+        or more), and one that ``text`` ends inside is cut off (see ``edges``). ``open_end``
+        False says ``before`` redacted did not end with a redaction (``ends_redacted``), so no
+        piece of a secret of MIN_PART chars or more ends it: only a shorter one is looked for,
+        which is faster with long secrets."""
         if self._pattern is None or not text:
             return text
         before = before[-self._longest :]
         start = len(before)
         joined = before + text
         cut, name = 0, ""
-        for m in self._pattern.finditer(joined, max(0, start - self._longest + 1)):
+        back = self._longest if open_end else MIN_PART  # how far back a secret may begin
+        for m in self._pattern.finditer(joined, max(0, start - back + 1)):
             if m.start() >= start:
                 break
             if m.end() > start:
@@ -222,9 +232,8 @@ class Redactor:
         if cut:
             return f"[REDACTED:{name}]" + self.edges(text[cut:], head=False)
         # a secret's start in ``before`` and all of ``text``: a piece shorter than the longest form
-        for i in self._at(
-            self._heads, joined, max(0, len(joined) - self._longest + 1), len(joined)
-        ):
+        lo = max(0, len(joined) - self._longest + 1, start - back + 1)
+        for i in self._at(self._heads, joined, lo, len(joined) if open_end else start + MIN_PART):
             if i >= start:
                 break
             piece = joined[i:]
@@ -238,9 +247,10 @@ class Redactor:
         found; its first line is taken to be cut (``edges``), as a tail of output is."""
         if self._pattern is None or not text:
             return text
-        out, before = [], ""
+        out, before, open_end = [], "", False
         for line in text.split("\n"):
-            out.append(self.across(before, line))
-            before = (before + line)[-self._longest :]
+            out.append(self.across(before, line, open_end=open_end))
+            open_end = self.ends_redacted(out[-1])  # maybe inside a secret: keep what came before
+            before = (before + line)[-self._longest :] if open_end else line
         out[0] = self.edges(out[0], tail=False)
         return "\n".join(out)
