@@ -13,10 +13,12 @@ the start of one that is its end.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
 # AUTH, but not AUTHOR: GIT_AUTHOR_NAME/EMAIL name a person, whom every `git log` shows
@@ -67,19 +69,25 @@ _URL_SAFE = str.maketrans("+/", "-_")
 _WRAP = 76  # the column at which ``base64`` (GNU coreutils) breaks its output
 
 
+def _base64_cores(raw: bytes) -> set[str]:
+    """The characters that encode only ``raw``'s bytes wherever it starts in a longer base64
+    text (three alignments), in the standard and the URL-safe alphabet."""
+    cores = set()
+    for shift, first in ((0, 0), (1, 2), (2, 3)):  # after 0, 1, 2 bytes: skip mixed characters
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        cores.add(encoded[first : 8 * (shift + len(raw)) // 6])  # up to the last pure character
+    return cores | {core.translate(_URL_SAFE) for core in cores}
+
+
 def _base64_forms(raw: bytes) -> set[str]:
     """``raw`` base64-encoded: whole (with and without a trailing newline, padded, and as
-    ``base64`` wraps it), and the characters that encode only its bytes wherever it starts in a
-    longer encoded text (three alignments); each in the standard and the URL-safe alphabet."""
+    ``base64`` wraps it) and its ``_base64_cores``, in both alphabets."""
     forms = set()
     for tail in (b"", b"\n"):
         whole = base64.b64encode(raw + tail).decode()
         forms.add(whole)
         forms.add("\n".join(whole[i : i + _WRAP] for i in range(0, len(whole), _WRAP)))
-    for shift, first in ((0, 0), (1, 2), (2, 3)):  # after 0, 1, 2 bytes: skip mixed characters
-        encoded = base64.b64encode(b"\0" * shift + raw).decode()
-        forms.add(encoded[first : 8 * (shift + len(raw)) // 6])  # up to the last pure character
-    return forms | {form.translate(_URL_SAFE) for form in forms}
+    return forms | {form.translate(_URL_SAFE) for form in forms} | _base64_cores(raw)
 
 
 def _bytes(value: str) -> bytes:
@@ -107,6 +115,45 @@ def variants(value: str) -> set[str]:
     return forms
 
 
+@dataclass(frozen=True)
+class _Matcher:
+    """What a ``Redactor`` matches with: built once per set of secrets, as each recorder,
+    verification and review makes its own redactor from the same environment."""
+
+    names: dict[str, str]  # every form of every secret, and the secret's name
+    pattern: re.Pattern[str] | None
+    longest: int
+    by_head: dict[str, list[str]]  # forms by their first MIN_PART chars
+    by_tail: dict[str, list[str]]  # and by their last
+    heads: re.Pattern[str]  # where a piece of a cut secret may begin
+    tails: re.Pattern[str]  # and end
+
+    @staticmethod
+    @functools.lru_cache(maxsize=16)
+    def of(items: tuple[tuple[str, str], ...]) -> _Matcher:
+        names: dict[str, str] = {}
+        wrapped: set[str] = set()  # base64 forms, found broken over lines too
+        for name, value in items:
+            for form in variants(value):
+                names.setdefault(form, name)
+            wrapped |= _base64_cores(_bytes(value))
+        forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
+        by_head: dict[str, list[str]] = {}
+        by_tail: dict[str, list[str]] = {}
+        for form in forms:
+            by_head.setdefault(form[:MIN_PART], []).append(form)
+            by_tail.setdefault(form[-MIN_PART:], []).append(form)
+        return _Matcher(
+            names,
+            re.compile(_alternation(forms, wrapped=wrapped)) if forms else None,
+            len(forms[0]) if forms else 0,
+            by_head,
+            by_tail,
+            re.compile(_alternation(by_head, re.escape)),
+            re.compile(_alternation(by_tail, re.escape)),
+        )
+
+
 class Redactor:
     """Replaces known secret values with ``[REDACTED:NAME]``."""
 
@@ -116,25 +163,10 @@ class Redactor:
             key=lambda kv: -len(kv[1]),
         )
         self._items = items
-        names: dict[str, str] = {}
-        wrapped: set[str] = set()  # base64 forms, found broken over lines too
-        for name, value in items:
-            for form in variants(value):
-                names.setdefault(form, name)
-            wrapped.update(f for f in _base64_forms(_bytes(value)) if "\n" not in f)
-        forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
-        self._pattern = re.compile(_alternation(forms, wrapped=wrapped)) if forms else None
-        self._names = names
-        # pieces of a cut secret: forms by their first MIN_PART chars (a text ending inside
-        # one) and by their last; a lookahead finds where such a piece may begin or end
-        self._by_head: dict[str, list[str]] = {}
-        self._by_tail: dict[str, list[str]] = {}
-        for form in forms:
-            self._by_head.setdefault(form[:MIN_PART], []).append(form)
-            self._by_tail.setdefault(form[-MIN_PART:], []).append(form)
-        self._longest = len(forms[0]) if forms else 0
-        self._heads = re.compile(_alternation(self._by_head, re.escape))
-        self._tails = re.compile(_alternation(self._by_tail, re.escape))
+        matcher = _Matcher.of(tuple(items))
+        self._names, self._pattern, self._longest = matcher.names, matcher.pattern, matcher.longest
+        self._by_head, self._by_tail = matcher.by_head, matcher.by_tail
+        self._heads, self._tails = matcher.heads, matcher.tails
 
     @classmethod
     def from_env(
