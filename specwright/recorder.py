@@ -85,9 +85,23 @@ def _live(event: AgentEvent) -> AgentEvent:
     return event
 
 
+def _broken_lines_redacted(value: Any, redact: Redactor, cap: int) -> Any:
+    """``value`` (JSON-like) with each string that has line breaks redacted before JSON turns
+    its breaks into ``\\n``, which hides a secret wrapped over lines (`base64 FILE` output);
+    only a string's first ``cap`` chars, as no more of it is kept."""
+    if isinstance(value, str):
+        return redact(value[:cap]) + value[cap:] if "\n" in value else value
+    if isinstance(value, dict):
+        return {k: _broken_lines_redacted(v, redact, cap) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_broken_lines_redacted(v, redact, cap) for v in value]
+    return value
+
+
 def _raw_json(raw: Any, redact: Redactor) -> str | None:
     if raw is None:
         return None
+    raw = _broken_lines_redacted(raw, redact, MAX_RAW_CHARS * 2)
     text, length = _bounded(dumps(raw), MAX_RAW_CHARS, redact)
     if text is not None and length is not None and length > MAX_RAW_CHARS:
         return dumps({"truncated": True, "length": length, "head": text[:MAX_RAW_CHARS]})
@@ -293,7 +307,8 @@ class ExecutionRecorder:
             self._text_open = (length or 0) > MAX_TEXT_CHARS or r.ends_redacted(row["text"])
         elif event.type == "tool_call":
             row["tool_name"], row["call_id"] = _name(event.tool, r), _name(event.call_id, r)
-            text, length = _bounded(dumps(event.input), MAX_OUTPUT_CHARS, r)
+            tool_input = _broken_lines_redacted(event.input, r, MAX_OUTPUT_CHARS * 2)
+            text, length = _bounded(dumps(tool_input), MAX_OUTPUT_CHARS, r)
             if length is not None and length > MAX_OUTPUT_CHARS:  # keep the column valid JSON
                 text = dumps({"truncated": True, "length": length, "head": text})
             row["input"] = text

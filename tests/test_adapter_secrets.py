@@ -299,3 +299,31 @@ def test_a_secret_that_is_not_utf8_is_redacted_not_a_crash(
     texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
     assert texts == ["got [REDACTED:MY_API_TOKEN]", "url [REDACTED:MY_API_TOKEN]"]
     assert Redactor({"K": "\ud800" * 8})("x") == "x"  # a lone surrogate of no byte: no crash
+
+
+def test_a_wrapped_secret_in_an_events_json_is_redacted(store: Store) -> None:
+    """A tool call's input and an event's raw payload are stored as JSON, where a line break
+    is two characters (``\\n``): `base64 deploy.env` output in Claude's Bash result (raw
+    ``tool_use_result``) or a Write of it (input) was stored with the secret's pieces."""
+    import base64
+
+    from specwright.model import ToolCall, ToolResult
+
+    dump = base64.encodebytes(
+        b"# deploy settings, keep private\nMY_API_TOKEN=" + B64_SECRET.encode() + b"\n"
+    ).decode()
+    with ExecutionRecorder(
+        store,
+        role="executor",
+        backend="claude_code",
+        redactor=Redactor({"MY_API_TOKEN": B64_SECRET}),
+    ) as rec:
+        rec.on_event(ToolCall("t1", "Write", {"file_path": "b64.txt", "content": dump}))
+        rec.on_event(
+            ToolResult("t2", "done", False, "Bash", raw={"tool_use_result": {"stdout": dump}})
+        )
+        rec.finish(status="ok")
+    recorded = everything_recorded(store)
+    assert recorded.count("[REDACTED:MY_API_TOKEN]") >= 2
+    leaked = sorted(p for p in base64_pieces(B64_SECRET) if p in recorded)
+    assert not leaked, leaked
