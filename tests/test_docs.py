@@ -52,3 +52,14 @@ def test_every_command_has_help(cli) -> None:  # type: ignore[no-untyped-def]
         result = cli(*command.split(), "--help")
         assert result.code == 0, command
         assert "usage: specwright" in result.out
+
+
+def test_readme_names_every_folder_running_agents_are_registered_in() -> None:
+    """A user cleaning up after a crash looks there: the variable, XDG and the fallback."""
+    readme = " ".join(_readme().split())
+    for place in (
+        "`SPECWRIGHT_RUNTIME_DIR`",
+        "`$XDG_RUNTIME_DIR/specwright-agents`",
+        "`specwright-agents-UID` in the temp folder",
+    ):
+        assert place in readme, place
