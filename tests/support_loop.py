@@ -118,6 +118,19 @@ def rows(store: Store, sql: str, *params: Any) -> list[dict[str, Any]]:
     return store.query_dicts(sql, list(params))
 
 
+def failed_as_auth(store: Store, reason: str) -> None:
+    """Assert a chunk run that failed on refused credentials is recorded so, on one line: its
+    execution ended ``auth``, the run and the chunk failed, nothing left running."""
+    assert "\n" not in reason
+    [execution] = rows(store, "SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("auth: ")
+    assert rows(store, "SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": reason}
+    ]
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
+    no_running_rows(store)
+
+
 def no_running_rows(store: Store) -> None:
     """Assert nothing is left in status ``running`` (runs, executions, chunks)."""
     for table in ("runs", "executions", "chunks"):

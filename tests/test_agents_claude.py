@@ -32,7 +32,12 @@ from tests.support_agents import (
     stored_events,
     stored_execution,
 )
-from tests.support_loop import make_chunk, make_config, make_repo, no_running_rows, rows
+from tests.support_loop import (
+    failed_as_auth,
+    make_chunk,
+    make_config,
+    make_repo,
+)
 
 pytestmark = [requires_claude, pytest.mark.agents]
 RECORD = os.environ.get("SPECWRIGHT_RECORD_STREAMS") == "1"  # read before `isolate` scrubs it
@@ -188,14 +193,7 @@ def test_real_claude_auth_failure_stops_the_chunk_run_at_once(
     assert result.status == "failed", result.reason
     assert result.reason.startswith("auth: executor 'claude' (claude-code) could not authenticate")
     assert "ANTHROPIC_API_KEY" in result.reason and "not retried" in result.reason
-    assert "\n" not in result.reason
-    [execution] = rows(store, "SELECT status, exit_reason FROM executions")
-    assert execution["status"] == "error" and execution["exit_reason"].startswith("auth: ")
-    assert rows(store, "SELECT status, reason FROM runs") == [
-        {"status": "failed", "reason": result.reason}
-    ]
-    assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
-    no_running_rows(store)
+    failed_as_auth(store, result.reason)
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,12 @@ from tests.support_agents import (
     stored_events,
     stored_execution,
 )
-from tests.support_loop import make_chunk, make_config, make_repo, no_running_rows, rows
+from tests.support_loop import (
+    failed_as_auth,
+    make_chunk,
+    make_config,
+    make_repo,
+)
 
 RECORD = os.environ.get("SPECWRIGHT_RECORD_STREAMS") == "1"  # read before `isolate` scrubs it
 
@@ -296,14 +301,7 @@ def test_real_opencode_refused_key_stops_the_chunk_run_at_once(
     assert result.status == "failed", result.reason
     assert result.reason.startswith("auth: executor 'glm' (opencode) could not authenticate")
     assert "HTTP 401" in result.reason and "not retried" in result.reason
-    assert "\n" not in result.reason
-    [execution] = rows(store, "SELECT status, exit_reason FROM executions")
-    assert execution["status"] == "error" and execution["exit_reason"].startswith("auth: ")
-    assert rows(store, "SELECT status, reason FROM runs") == [
-        {"status": "failed", "reason": result.reason}
-    ]
-    assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
-    no_running_rows(store)
+    failed_as_auth(store, result.reason)
 
 
 @pytest.mark.agents

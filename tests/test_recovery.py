@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -100,6 +99,13 @@ def kill_mid_attempt(cli: list[str], env: dict[str, str], state: Path, repo: Pat
         proc.kill()
         proc.communicate(timeout=60)
     return int((state / "agent.pid").read_text())
+
+
+def shown(cli: list[str], env: dict[str, str], *args: str) -> str:
+    """What a CLI command of ``project`` prints (it must succeed)."""
+    done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @contextlib.contextmanager
@@ -431,22 +437,17 @@ def test_chunk_list_and_spec_show_say_a_killed_runs_process_is_gone(tmp_path: Pa
     that nothing runs it any more; they give the same reason, while a live run gives none."""
     _repo, state, cli, env = project(tmp_path)
 
-    def shown(*args: str) -> str:
-        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     gone = "is gone; run-all marks it interrupted"
     with agent_at_work(cli, env, state):
-        assert json.loads(shown("--json", "chunk", "list", "demo"))[0]["reason"] is None
-        assert gone not in shown("spec", "show", "demo")
+        assert json.loads(shown(cli, env, "--json", "chunk", "list", "demo"))[0]["reason"] is None
+        assert gone not in shown(cli, env, "spec", "show", "demo")
     # agent_at_work ended it with kill -9: its rows stay `running`
-    chunks = json.loads(shown("--json", "chunk", "list", "demo"))
+    chunks = json.loads(shown(cli, env, "--json", "chunk", "list", "demo"))
     assert chunks[0]["status"] == "running" and gone in chunks[0]["reason"], chunks
-    assert gone in shown("chunk", "list", "demo")
-    spec = json.loads(shown("--json", "spec", "show", "demo"))
+    assert gone in shown(cli, env, "chunk", "list", "demo")
+    spec = json.loads(shown(cli, env, "--json", "spec", "show", "demo"))
     assert gone in spec["reason"] and gone in spec["chunks"][0]["reason"], spec
-    text = shown("spec", "show", "demo")
+    text = shown(cli, env, "spec", "show", "demo")
     assert "(its run: process " in text and text.count(gone) == 2, text
 
 
@@ -458,28 +459,21 @@ def test_a_run_whose_pid_was_reused_after_a_reboot_says_its_heartbeat_stopped(
     heartbeat, stopped an hour ago. They now say what run-all will."""
     _repo, state, cli, env = project(tmp_path)
 
-    def shown(*args: str) -> Any:
-        done = subprocess.run(
-            [*cli, "--json", *args], capture_output=True, text=True, env=env, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
     with agent_at_work(cli, env, state):
         pass
-    store = Store(shown("status")["database"])
+    store = Store(json.loads(shown(cli, env, "--json", "status"))["database"])
     store.query(  # this test's own process stands in for the one that took the pid
         "UPDATE runs SET pid = ?, heartbeat_at = heartbeat_at - INTERVAL 1 HOUR", [os.getpid()]
     )
     store.release()
     stopped = "no heartbeat since "
-    reasons = [r["reason"] for r in shown("status")["recent_runs"]]
+    reasons = [r["reason"] for r in json.loads(shown(cli, env, "--json", "status"))["recent_runs"]]
     assert len(reasons) == 2 and all(stopped in r for r in reasons), reasons
-    assert stopped in shown("chunk", "list", "demo")[0]["reason"]
-    spec = shown("spec", "show", "demo")
+    assert stopped in json.loads(shown(cli, env, "--json", "chunk", "list", "demo"))[0]["reason"]
+    spec = json.loads(shown(cli, env, "--json", "spec", "show", "demo"))
     assert stopped in spec["reason"] and stopped in spec["chunks"][0]["reason"], spec
     subprocess.run([*cli, "run-all", "demo"], capture_output=True, env=env, timeout=300)
-    marked = Store(shown("status")["database"]).query(
+    marked = Store(json.loads(shown(cli, env, "--json", "status"))["database"]).query(
         "SELECT status, reason FROM runs WHERE reason LIKE 'interrupted: %'"
     )
     assert len(marked) == 2 and all(stopped in why for _, why in marked), marked
@@ -490,19 +484,14 @@ def test_spec_list_says_a_killed_run_alls_process_is_gone(tmp_path: Path) -> Non
     while status, chunk list and spec show say nothing runs it any more."""
     _repo, state, cli, env = project(tmp_path)
 
-    def shown(*args: str) -> str:
-        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     gone = "is gone; run-all marks it interrupted"
     with agent_at_work(cli, env, state):
-        listed = json.loads(shown("--json", "spec", "list"))
+        listed = json.loads(shown(cli, env, "--json", "spec", "list"))
         assert listed[0]["status"] == "running" and listed[0]["reason"] is None, listed
-        assert "REASON" not in shown("spec", "list")
-    listed = json.loads(shown("--json", "spec", "list"))
+        assert "REASON" not in shown(cli, env, "spec", "list")
+    listed = json.loads(shown(cli, env, "--json", "spec", "list"))
     assert listed[0]["status"] == "running" and gone in listed[0]["reason"], listed
-    assert gone in shown("spec", "list")
+    assert gone in shown(cli, env, "spec", "list")
 
 
 def test_a_killed_run_all_recovered_by_run_leaves_its_spec_ready_not_running(
