@@ -327,3 +327,33 @@ def test_a_wrapped_secret_in_an_events_json_is_redacted(store: Store) -> None:
     assert recorded.count("[REDACTED:MY_API_TOKEN]") >= 2
     leaked = sorted(p for p in base64_pieces(B64_SECRET) if p in recorded)
     assert not leaked, leaked
+
+
+def test_the_live_progress_lines_of_a_run_show_no_secret(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool call's command and an error the agent reports are shown live (a terminal, a
+    notebook's output that is saved): redacted as the recorded events are."""
+    from specwright.loop import run_chunk
+    from tests.support_loop import make_chunk, make_config, make_repo, scripted
+
+    monkeypatch.setenv("MY_API_TOKEN", SECRET)
+    repo = make_repo(tmp_path / "repo")
+    chunk = make_chunk(store, repo)
+    script = [
+        {"run": f"echo calling with {SECRET}"},
+        {"fail": f"the server refused key {SECRET}"},
+    ]
+    seen: list[str] = []
+    run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted(script),
+        on_progress=lambda p: seen.append(p.message),
+    )
+    shown = "\n".join(seen)
+    assert "echo calling with [REDACTED:MY_API_TOKEN]" in shown
+    assert "the server refused key [REDACTED:MY_API_TOKEN]" in shown
+    assert_no_secret(shown)

@@ -495,12 +495,12 @@ class _ChunkRun:
         return self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s
 
     def _on_event(self, event: AgentEvent) -> None:
-        if isinstance(event, ErrorEvent):
-            self._kinds.setdefault(event.kind, self._recorder.redact(event.message))
-        if event.type == "tool_call":
-            self.progress("event", tool_line(event), event)
-        elif isinstance(event, ErrorEvent):  # a warning too: a bare "error" line says nothing
-            self.progress("event", f"agent {event.kind}: {event.message[:200]}", event)
+        if isinstance(event, ErrorEvent):  # redacted: people see it (a notebook keeps it)
+            said = self._recorder.redact(event.message[:1000])
+            self._kinds.setdefault(event.kind, said)
+            self.progress("event", f"agent {event.kind}: {said[:200]}", event)  # a warning too
+        elif event.type == "tool_call":
+            self.progress("event", self._recorder.redact(tool_line(event)), event)
         else:
             self.progress("event", event.type, event)
 
