@@ -1,7 +1,8 @@
 """Redact the values of secret environment variables from anything an agent prints.
 
 A variable is secret when its name says so (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH; not
-AUTHOR) and its value is long enough to be a credential rather than a flag. A value is also found
+AUTHOR) and its value is long enough to be a credential rather than a flag, and is not the path
+of a file that exists (``SSH_AUTH_SOCK``). A value is also found
 in the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either
 case) and JSON-escaped (once or twice, ASCII or not, with ``\\/``), and base64-encoded (standard or
 URL-safe alphabet; alone, with the newline ``echo | base64`` adds and its 76-column wrap, or inside
@@ -27,6 +28,13 @@ _MIN_LEN = 8
 MIN_PART = 6  # a piece of a cut secret at least this long is redacted at a text's edge
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ENDS_REDACTED = re.compile(r"\[REDACTED:[^\[\]]*\]\Z")
+
+
+def _path(value: str) -> bool:
+    """Whether ``value`` names a file or folder that exists (``SSH_AUTH_SOCK``,
+    ``PASSWORD_STORE_DIR``): a secret-sounding name whose value is no secret, and would redact
+    every path shown under it."""
+    return value.startswith("/") and "\n" not in value and os.path.lexists(value)
 
 
 def _pattern(form: str) -> str:
@@ -174,7 +182,7 @@ class Redactor:
     ) -> Redactor:
         """A redactor for the secret-looking variables of ``env`` (default: os.environ)."""
         env = os.environ if env is None else env
-        secrets = {k: v for k, v in env.items() if _SECRET_NAME.search(k) and v}
+        secrets = {k: v for k, v in env.items() if _SECRET_NAME.search(k) and v and not _path(v)}
         secrets.update(dict(extra))
         return cls(secrets)
 

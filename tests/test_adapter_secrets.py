@@ -357,3 +357,18 @@ def test_the_live_progress_lines_of_a_run_show_no_secret(
     assert "echo calling with [REDACTED:MY_API_TOKEN]" in shown
     assert "the server refused key [REDACTED:MY_API_TOKEN]" in shown
     assert_no_secret(shown)
+
+
+def test_a_secret_named_variable_holding_a_path_is_no_secret(tmp_path: Path) -> None:
+    """SSH_AUTH_SOCK and PASSWORD_STORE_DIR name files: every path under them was shown as
+    [REDACTED:...]; a value that only looks like a path (a token may start with /) still counts."""
+    sock, store_dir = tmp_path / "ssh" / "agent.1", tmp_path / "pass"
+    sock.parent.mkdir()
+    sock.write_text("")
+    store_dir.mkdir()
+    token = "/q8Zr+kT3vW9xY2bN5mP7sL1"
+    redact = Redactor.from_env(
+        {"SSH_AUTH_SOCK": str(sock), "PASSWORD_STORE_DIR": str(store_dir), "MY_TOKEN": token}
+    )
+    text = f"ls {sock} {store_dir}/github; curl -H 'x: {token}'"
+    assert redact(text) == f"ls {sock} {store_dir}/github; curl -H 'x: [REDACTED:MY_TOKEN]'"
