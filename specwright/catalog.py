@@ -292,7 +292,7 @@ def delete_spec(store: Store, spec_id: str, *, force: bool = False) -> dict[str,
 
 def _under_way(conn: Any, spec_id: str) -> str | None:
     """What of the spec runs now on this host, in words: a queue item a live worker runs, or a
-    run a live process started (and still heartbeats); None when nothing does. A dead run's
+    run a live process started (each still heartbeats); None when nothing does. A dead run's
     rows are history, which ``--force`` may delete."""
     import socket
     from datetime import timedelta
@@ -301,12 +301,14 @@ def _under_way(conn: Any, spec_id: str) -> str | None:
     from specwright.recovery import STALE_HEARTBEAT_S
 
     host = socket.gethostname()
+    fresh = utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)
     rows = conn.execute(
         "SELECT 'queue item', id, worker_pid FROM queue "
         "WHERE spec_id = ? AND status = 'running' AND host = ? "
+        "AND coalesce(heartbeat_at, started_at, created_at) > ? "
         "UNION ALL SELECT 'run', id, pid FROM runs WHERE spec_id = ? AND status = 'running' "
-        "AND host = ? AND coalesce(heartbeat_at, started_at) > ?",  # a dead run's pid is reused
-        [spec_id, host, spec_id, host, utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)],
+        "AND host = ? AND coalesce(heartbeat_at, started_at) > ?",  # a dead one's pid is reused
+        [spec_id, host, fresh, spec_id, host, fresh],
     ).fetchall()
     for what, ref, pid in rows:
         if pid_alive(pid):

@@ -33,6 +33,10 @@ from specwright.store import Store
 log = logging.getLogger(__name__)
 
 OPTION_KEYS = ("executor", "reviewer", "parallel", "max_iterations")
+# How often a worker beats for each item it runs, whatever its --poll: well inside
+# STALE_HEARTBEAT_S, so a live worker is never taken for a dead one (a few failed beats included)
+BEAT_S = 10.0
+_mine: set[str] = set()  # the items this process claimed and runs
 
 
 def add(store: Store, spec: Spec, project_root: Path | str, **options: Any) -> str:
@@ -84,21 +88,26 @@ def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[st
         params = list(statuses)
     rows = store.query_dicts(
         f"SELECT q.id, s.slug AS spec, q.status, q.cancel_requested, q.options, q.run_id, "
-        f"q.worker_pid, q.host, q.reason, q.created_at, q.started_at, q.finished_at "
+        f"q.worker_pid, q.host, q.reason, q.created_at, q.started_at, q.finished_at, "
+        f"q.heartbeat_at, q.project_root "
         f"FROM queue q LEFT JOIN specs s ON s.id = q.spec_id {where} ORDER BY q.created_at",
         params,
     )
+    live = _live_roots(store) if any(r["status"] == "running" for r in rows) else set()
     for row in rows:
-        if row["status"] == "running" and _orphaned(row):
+        why = _dead(row, live) if row["status"] == "running" else None
+        if why:
             row["reason"] = (
-                f"worker {row['worker_pid']} is gone; the next `specwright worker` queues it again"
+                f"worker {row['worker_pid']} {why}; the next `specwright worker` queues it again"
             )
+        del row["heartbeat_at"], row["project_root"]
     return rows
 
 
 def _find(store: Store, ref: str) -> dict[str, Any]:
     rows = store.query_dicts(
-        "SELECT id, status, worker_pid, host FROM queue WHERE starts_with(id::VARCHAR, ?)",
+        "SELECT id, status, worker_pid, host, heartbeat_at, started_at, created_at, project_root "
+        "FROM queue WHERE starts_with(id::VARCHAR, ?)",
         [ref],
     )
     if not rows:
@@ -123,7 +132,8 @@ def cancel(store: Store, ref: str) -> str:
         )
         return "cancelled"
     if row["status"] == "running":
-        if _orphaned(row):  # no worker will see the request: cancel it here
+        why = _dead(row, _live_roots(store))
+        if why:  # no worker will see the request: cancel it here
             store.update(
                 "queue",
                 {"id": row["id"]},
@@ -131,7 +141,7 @@ def cancel(store: Store, ref: str) -> str:
                     "status": "cancelled",
                     "cancel_requested": True,
                     "finished_at": utcnow(),
-                    "reason": f"cancelled (its worker {row['worker_pid']} was gone)",
+                    "reason": f"cancelled (its worker {row['worker_pid']} {why})",
                 },
             )
             return "cancelled"
@@ -140,23 +150,50 @@ def cancel(store: Store, ref: str) -> str:
     raise SpecwrightError(f"queue item {ref!r} is already {row['status']}")
 
 
-def _orphaned(row: dict[str, Any]) -> bool:
-    """A ``running`` item whose worker, on this host, is gone."""
-    return gone_here(row["worker_pid"], row["host"])
+def _dead(row: dict[str, Any], live_roots: set[str]) -> str | None:
+    """Why no worker runs a ``running`` item any more ("is gone", ...), or None while one may:
+    its worker on this host is gone, or it has not beaten for STALE_HEARTBEAT_S (after a reboot
+    the dead worker's pid can be another process's, or the host renamed). An item of this
+    process, or one whose project has a run beating in its tree, is alive (a worker whose beats
+    failed for a while must not see its item run a second time)."""
+    if gone_here(row["worker_pid"], row["host"]):
+        return "is gone"
+    beat = row["heartbeat_at"] or row["started_at"] or row["created_at"]
+    if (
+        str(row["id"]) in _mine
+        or (utcnow() - beat).total_seconds() <= STALE_HEARTBEAT_S
+        or str(row["project_root"]) in live_roots
+    ):
+        return None
+    return f"sent no heartbeat since {beat:%H:%M:%S}"
+
+
+_LIVE_RUNS = (  # top-level runs with a fresh heartbeat, and the project root they work in
+    "SELECT p.root, r.pid, r.host FROM runs r JOIN specs s ON s.id = r.spec_id "
+    "JOIN projects p ON p.id = s.project_id "
+    "WHERE r.parent_run_id IS NULL AND r.status = 'running' "
+    "AND coalesce(r.heartbeat_at, r.started_at) > ?"  # a dead run's pid may be reused
+)
+
+
+def _live_roots(store: Store) -> set[str]:
+    """Project roots a run beats in (a run of this host: its process is alive too)."""
+    host = socket.gethostname()
+    rows = store.query(_LIVE_RUNS, [utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)])
+    return {str(root) for root, pid, on in rows if on != host or pid_alive(pid)}
 
 
 def requeue_orphans(store: Store) -> int:
-    """Items left ``running`` by a worker process that is gone go back to ``queued`` (or to
-    ``cancelled``, when a cancel was asked for); returns how many were found."""
-    orphans = [
-        r
-        for r in store.query_dicts(
-            "SELECT id, worker_pid, host, cancel_requested FROM queue WHERE status = 'running'"
-        )
-        if _orphaned(r)
-    ]
-    for row in orphans:
-        why = f"worker {row['worker_pid']} died"
+    """Items left ``running`` by a worker process that is gone (or silent: see ``_dead``) go
+    back to ``queued`` (or to ``cancelled``, when a cancel was asked for); returns how many."""
+    rows = store.query_dicts(
+        "SELECT id, worker_pid, host, cancel_requested, heartbeat_at, started_at, created_at, "
+        "project_root FROM queue WHERE status = 'running'"
+    )
+    live = _live_roots(store) if rows else set()
+    orphans = [(r, why) for r in rows if (why := _dead(r, live))]
+    for row, dead in orphans:
+        why = f"worker {row['worker_pid']} {dead}"
         store.update(
             "queue",
             {"id": row["id"]},
@@ -169,19 +206,20 @@ def requeue_orphans(store: Store) -> int:
 
 def _busy_roots(conn: Any) -> set[str]:
     """Project roots on this host with a run-all under way: an item of the queue running in a
-    live worker, or a run (a run-all, or one chunk's `specwright run`) started from the command
-    line or a notebook by a live process."""
+    live worker (that beats: a dead worker's pid may be reused), or a run (a run-all, or one
+    chunk's `specwright run`) started from the command line or a notebook by a live process."""
     host = socket.gethostname()
-    rows = conn.execute(
-        "SELECT project_root, worker_pid FROM queue WHERE status = 'running' AND host = ? "
-        "UNION ALL "
-        "SELECT p.root, r.pid FROM runs r JOIN specs s ON s.id = r.spec_id "
-        "JOIN projects p ON p.id = s.project_id "
-        "WHERE r.parent_run_id IS NULL AND r.status = 'running' AND r.host = ? "
-        "AND coalesce(r.heartbeat_at, r.started_at) > ?",  # a dead run's pid may be reused
-        [host, host, utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)],
+    fresh = utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)
+    items = conn.execute(
+        "SELECT project_root, worker_pid, id::VARCHAR, "
+        "coalesce(heartbeat_at, started_at, created_at) > ? "
+        "FROM queue WHERE status = 'running' AND host = ?",
+        [fresh, host],
     ).fetchall()
-    return {str(root) for root, pid in rows if pid_alive(pid)}
+    live = [(root, pid) for root, pid, item, beats in items if beats or item in _mine]
+    runs = conn.execute(f"{_LIVE_RUNS} AND r.host = ?", [fresh, host]).fetchall()
+    live += [(root, pid) for root, pid, _ in runs]
+    return {str(root) for root, pid in live if pid_alive(pid)}
 
 
 def claim(store: Store) -> dict[str, Any] | None:
@@ -212,6 +250,7 @@ def claim(store: Store) -> dict[str, Any] | None:
             },
         )
         store.write([op])
+    _mine.add(item)
     got = store.query_dicts("SELECT * FROM queue WHERE id = ?", [item])[0]
     got["options"] = json.loads(got["options"]) if got["options"] else {}
     return got
@@ -231,15 +270,17 @@ def _run_item(
     cancel = threading.Event()
     asked = threading.Event()  # a `queue cancel` for this item (not the worker stopping)
 
+    every = min(poll_s, BEAT_S)  # the beat keeps its pace under a long --poll
+
     def watch() -> None:
         while not cancel.is_set():
-            if stop.wait(poll_s):
+            if stop.wait(every):
                 cancel.set()
                 return
             try:
                 row = polls.query("SELECT cancel_requested FROM queue WHERE id = ?", [item["id"]])
                 polls.update("queue", {"id": item["id"]}, {"heartbeat_at": utcnow()})
-            except SpecwrightError as exc:
+            except Exception as exc:  # the next beat retries; the item goes on
                 log.warning("queue item %s: %s", item["id"], exc)
                 continue
             if row and row[0][0]:
@@ -278,7 +319,7 @@ def _run_item(
         reason = f"crashed: {type(exc).__name__}: {exc}"
     finally:
         cancel.set()
-        watcher.join(timeout=poll_s + 5)
+        watcher.join(timeout=every + 5)
         values: dict[str, Any] = {"reason": reason[:2000], "run_id": run_id}
         if status == "cancelled" and stop.is_set() and not asked.is_set():
             # the worker was stopped, nobody cancelled the item: it runs again (resuming) on
@@ -289,6 +330,7 @@ def _run_item(
             values["finished_at"] = utcnow()
         values["status"] = status
         store.update("queue", {"id": item["id"]}, values)
+        _mine.discard(str(item["id"]))
         on_line(f"queue item {item['id'][:13]}: {status}: {values['reason']}")
 
 

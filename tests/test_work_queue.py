@@ -4,18 +4,21 @@ worker that leaves the database free for other programs."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import yaml
 
 from specwright import catalog, queue
+from specwright.model import utcnow
 from specwright.store import Store, resolve_db_path
 from tests.test_runner import _project, _spec
 
@@ -232,3 +235,77 @@ def test_deleting_a_spec_drops_its_queued_items_and_refuses_while_it_runs(
         worker.join(timeout=60)
     assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(first, "queued")]
     assert store.query("SELECT count(*) FROM specs") == [(1,)]
+
+
+def _silent_for_hours(store: Store, item: str) -> str:
+    """The item as a worker left it before a reboot: ``running``, its last beat 3 hours old,
+    its pid now another live process's (pid 1 always runs)."""
+    old = utcnow() - timedelta(hours=3)
+    store.update(
+        "queue",
+        {"id": item},
+        {
+            "status": "running",
+            "worker_pid": 1,
+            "host": socket.gethostname(),
+            "started_at": old,
+            "heartbeat_at": old,
+        },
+    )
+    return f"{old:%H:%M:%S}"
+
+
+def test_an_item_whose_worker_stopped_beating_long_ago_runs_again(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store, slugs = _two_specs(git_repo, 0.0)
+    first = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    since = _silent_for_hours(store, first)
+    second = queue.add(store, catalog.get_spec(store, slugs[1]), git_repo)
+    listed = json.loads(cli("-C", str(git_repo), "--json", "queue", "list").out)
+    assert listed[0]["reason"] == (
+        f"worker 1 sent no heartbeat since {since}; the next `specwright worker` queues it again"
+    )
+    assert queue.requeue_orphans(store) == 1
+    assert queue.work(store, once=True, poll_s=0.1) == 2  # the project's later item too
+    rows = {r["id"]: r["status"] for r in queue.items(store, None)}
+    assert rows == {first: "done", second: "done"}
+
+
+def test_a_silent_item_is_no_reason_to_keep_its_spec(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store, slugs = _two_specs(git_repo, 0.0)
+    _silent_for_hours(store, queue.add(store, catalog.get_spec(store, slugs[0]), git_repo))
+    result = cli("-C", str(git_repo), "spec", "delete", slugs[0])
+    assert result.code == 0 and "1 queue" in result.out, result
+
+
+def test_a_worker_polling_slowly_still_beats_and_its_item_is_not_taken(git_repo: Path) -> None:
+    store, slugs = _two_specs(git_repo, 120.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def beat() -> object:
+        return store.query("SELECT heartbeat_at FROM queue WHERE id = ?", [item])[0][0]
+
+    try:
+        _wait(
+            lambda: store.query("SELECT count(*) FROM chunks WHERE status = 'running'") == [(1,)],
+            "the chunk to start",
+        )
+        claimed = beat()
+        # a beat at most every 10 s, well inside the 120 s after which an item counts as dead
+        _wait(lambda: beat() != claimed, "a heartbeat under --poll 600", 15)
+        # its beats failed for a while (the database busy, say) while its run beats on: the
+        # item is not taken from it, and the project's next item waits
+        store.update("queue", {"id": item}, {"heartbeat_at": utcnow() - timedelta(seconds=600)})
+        assert queue.requeue_orphans(store) == 0
+        assert queue.items(store)[0]["reason"] is None
+        queue.add(store, catalog.get_spec(store, slugs[1]), git_repo)
+        assert queue.claim(store) is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
