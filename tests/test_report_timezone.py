@@ -306,6 +306,8 @@ def test_a_bad_tz_is_warned_about_once_however_often_the_widgets_filter(
         Filters().zone()
     warned = [r.getMessage() for r in caplog.records if "TZ=" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("TZ='Nowhere/Land' is not"), warned
+    # it names the notebook's parameter, not the command line's option
+    assert warned[0].endswith("(timezone picks one)") and "--timezone" not in warned[0]
     monkeypatch.setenv("TZ", "Elsewhere/Land")  # another bad value is news: said once too
     Filters().zone()
     Filters().zone()

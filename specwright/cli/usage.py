@@ -170,10 +170,13 @@ def _table(rows: list[dict[str, Any]], first: str, title: str) -> None:
 _UTC_NAMES = {"UTC", "UCT", "ETC/UTC", "ETC/UCT", "UNIVERSAL", "ETC/UNIVERSAL", "ZULU", "ETC/ZULU"}
 
 
-def local_timezone(env: dict[str, str] | None = None, localtime: str = "/etc/localtime") -> str:
+def local_timezone(
+    env: dict[str, str] | None = None, localtime: str = "/etc/localtime", pick: str = "--timezone"
+) -> str:
     """This machine's IANA time zone, as ccusage takes it by default: ``$TZ`` (``:Name`` or a
     path into a zoneinfo folder too), else the zone ``/etc/localtime`` links to, else
-    ``/etc/timezone``'s; UTC when none names a zone Python knows."""
+    ``/etc/timezone``'s; UTC when none names a zone Python knows. ``pick``: what picks another
+    zone where the caller asks (a notebook's parameter is no command-line option)."""
     import zoneinfo
 
     env = dict(os.environ) if env is None else env
@@ -194,19 +197,19 @@ def local_timezone(env: dict[str, str] | None = None, localtime: str = "/etc/loc
         if not name or name.startswith("/") or ".." in name:
             continue
         if name.upper() in _UTC_NAMES:
-            return _unused_tz(given, at, "UTC")
+            return _unused_tz(given, at, "UTC", pick)
         try:
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             continue
-        return _unused_tz(given, at, name)
-    return _unused_tz(given, len(candidates), "UTC")
+        return _unused_tz(given, at, name, pick)
+    return _unused_tz(given, len(candidates), "UTC", pick)
 
 
 _warned_tz: set[str] = set()  # the $TZ values warned about in this process
 
 
-def _unused_tz(given: str, at: int, zone: str) -> str:
+def _unused_tz(given: str, at: int, zone: str, pick: str) -> str:
     """``zone`` (found at ``candidates[at]``), with a warning when ``$TZ`` was set but is not
     what it came from (a POSIX rule such as ``<+03>-3``, a name no zone database here has):
     days would otherwise be counted in another zone without a word. Once per process for each
@@ -219,9 +222,10 @@ def _unused_tz(given: str, at: int, zone: str) -> str:
 
         logging.getLogger(__name__).warning(
             "TZ=%r is not a time zone this machine knows (expected an IANA name such as "
-            "Europe/Paris); counting days in %s (--timezone picks one)",
+            "Europe/Paris); counting days in %s (%s picks one)",
             one_line(given, 60),
             zone,
+            pick,
         )
     return zone
 

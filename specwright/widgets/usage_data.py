@@ -35,7 +35,7 @@ def machine_timezone() -> str:
     # read at first use: the command line's module is no import of the widgets
     from specwright.cli.usage import local_timezone
 
-    return local_timezone()
+    return local_timezone(pick="timezone")  # the notebook's parameter
 
 
 @dataclass(frozen=True)
