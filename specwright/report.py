@@ -225,9 +225,12 @@ def limits_figure(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _table_html(df: pd.DataFrame, title: str, limit: int = 50, latest: bool = False) -> str:
+def _table_html(
+    df: pd.DataFrame, title: str, limit: int = 50, latest: bool = False, total: int | None = None
+) -> str:
     """``df`` as an HTML table of at most ``limit`` rows: its first ones, or its last when
-    ``latest`` (rows in time order), saying so when rows are left out."""
+    ``latest`` (rows in time order), saying so when rows are left out. ``total``: how many rows
+    there are when ``df`` holds only the latest ones, newest first (its query was cut)."""
     import math
 
     import pandas as pd
@@ -243,9 +246,12 @@ def _table_html(df: pd.DataFrame, title: str, limit: int = 50, latest: bool = Fa
             cells.append(f"<td>{_label(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     rows = "".join(body) or f'<tr><td colspan="{max(len(df.columns), 1)}">no data yet</td></tr>'
-    cut = f"<p>The {'latest' if latest else 'first'} {limit} of {len(df):,} rows.</p>"
+    n = len(df) if total is None else total
+    cut = (
+        f"<p>The {'latest' if latest or total is not None else 'first'} {limit} of {n:,} rows.</p>"
+    )
     return (
-        f"<h2>{_label(title)}</h2>{cut if len(df) > limit else ''}"
+        f"<h2>{_label(title)}</h2>{cut if n > limit else ''}"
         f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -326,13 +332,19 @@ def write_html(
                 default_height="420px",
             )
         )
+    costs = Q.cost_sources(store, limit=51, **win)  # the latest first: one more tells a cut
+    n_costs = None
+    if len(costs) > 50:
+        where, params = Q._window("e.started_at", since, until, tz)
+        n_costs = store.query(f"SELECT count(*) FROM executions e WHERE true{where}", params)[0][0]
     tables = [
         _table_html(Q.usage_models(store, **win), "Models (agent logs)"),
         _table_html(Q.cost_per_shipped_chunk(store, **win), "Cost per shipped chunk"),
         _table_html(Q.iterations_to_ship(store, **win), "Iterations to SHIP"),
         _table_html(
-            _in_zone(Q.cost_sources(store, limit=50, **win), "started_at", tz),
+            _in_zone(costs, "started_at", tz),
             "Reported, computed and log-derived cost per execution",
+            total=n_costs,
         ),
         _table_html(
             Q.quota_per_execution(store, **win),  # oldest first: the latest are the news

@@ -299,3 +299,26 @@ def test_dashboard_quota_table_shows_the_latest_executions_and_says_rows_were_le
     table = html.split("Plan quota used per execution", 1)[1].split("</table>", 1)[0]
     assert f"The latest 50 of {rows:,} rows." in table
     assert ids[-1] in table and ids[0] not in table
+
+
+def test_dashboard_cost_table_says_it_shows_the_latest_50_of_how_many(
+    store: Store, tmp_path: Path
+) -> None:
+    """The cost-per-execution table's query keeps the latest 50 executions: the page says so,
+    with the true count (not 50, not 51)."""
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import write_html
+
+    ids = []
+    for i in range(53):
+        with ExecutionRecorder(store, role="executor", backend="command", model="m") as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=1, cost_usd=float(i + 1)))
+        ids.append(str(rec.id))
+    html = write_html(store, tmp_path / "report.html").read_text(encoding="utf-8")
+    table = html.split("log-derived cost per execution", 1)[1].split("</table>", 1)[0]
+    assert "The latest 50 of 53 rows." in table
+    assert ids[-1] in table and ids[0] not in table
+    # in a window holding no more than 50, nothing is said to be left out
+    html = write_html(store, tmp_path / "old.html", until="2001-01-01").read_text(encoding="utf-8")
+    assert " rows.</p>" not in html.split("log-derived cost per execution", 1)[1]
