@@ -114,3 +114,6 @@ def test_unknown_item_and_bad_options_are_clear(git_repo: Path, cli) -> None:  #
     _project(git_repo, _write_script({"A": []}))
     result = cli("-C", str(git_repo), "queue", "cancel", "0000abcd")
     assert result.code == 2 and "queue item '0000abcd': no such item" in result.err
+    for poll in ("0", "-5", "nan"):  # a worker that never waits would spin a CPU for nothing
+        result = cli("-C", str(git_repo), "worker", "--once", "--poll", poll)
+        assert result.code == 2 and "--poll: expected a number > 0" in result.err, result

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from specwright.cli.common import Context, positive_int
+from specwright.cli.common import Context, positive_float, positive_int
 
 
 def register(sub: Any) -> None:
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--poll",
-        type=float,
+        type=positive_float,  # 0 or less: a loop that never waits, a CPU busy for nothing
         default=1.0,
         metavar="SECONDS",
         help="how often to look for work and for cancel requests",
