@@ -163,3 +163,12 @@ def test_demo_dir_in_a_folder_it_cannot_write_is_one_line(
     locked = unwritable(locked)
     message = _refused(tmp_path, "--dir", str(locked / "demo"))
     assert message.startswith(f"{locked / 'demo'}: cannot create the demo directory (")
+
+
+def test_demo_with_a_bad_tz_says_what_picks_a_zone(tmp_path: Path) -> None:
+    """`specwright demo` has no --timezone: the bad-TZ warning must not send the user to one."""
+    env = {"SPECWRIGHT_DB": str(tmp_path / "specwright.duckdb"), "TZ": "Nowhere/Land"}
+    proc = run_specwright("demo", cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TZ='Nowhere/Land' is not a time zone" in proc.stderr, proc.stderr
+    assert "(`specwright report --timezone` picks one)" in proc.stderr, proc.stderr

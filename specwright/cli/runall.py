@@ -377,5 +377,6 @@ def _write_report(ctx: Context) -> str | None:
     from specwright.cli.usage import local_timezone
 
     path = report_path(ctx.db_path)
-    write(ctx.store, path, tz=local_timezone())  # its days as `specwright usage` counts them
+    tz = local_timezone(pick="`specwright report --timezone`")  # demo has no --timezone
+    write(ctx.store, path, tz=tz)  # its days as `specwright usage` counts them
     return str(path)
