@@ -334,9 +334,8 @@ def write_html(
         )
     costs = Q.cost_sources(store, limit=51, **win)  # the latest first: one more tells a cut
     n_costs = None
-    if len(costs) > 50:
-        where, params = Q._window("e.started_at", since, until, tz)
-        n_costs = store.query(f"SELECT count(*) FROM executions e WHERE true{where}", params)[0][0]
+    if len(costs) > 50:  # the window's executions, every one in some spec's row (or NULL's)
+        n_costs = int(Q.cost_by(store, "spec", **win)["executions"].sum())
     tables = [
         _table_html(Q.usage_models(store, **win), "Models (agent logs)"),
         _table_html(Q.cost_per_shipped_chunk(store, **win), "Cost per shipped chunk"),
