@@ -28,8 +28,10 @@ from specwright.testing import (
     FakeModelServer,
     Request,
     anthropic_error,
+    anthropic_message,
     anthropic_text,
     anthropic_tool_use,
+    tool_use_block,
 )
 from tests.support_http import CannedHTTP
 
@@ -510,3 +512,22 @@ def test_server_error_details_are_printable(srv: FakeModelServer, store: Store) 
     with pytest.raises(LLMRequestError) as info:
         ask(make_client(srv, store))
     assert str(info.value).endswith("): bad ]0;owned request [2J")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.usefixtures("key")
+def test_a_tool_input_that_is_not_an_object_is_corrected_quietly(
+    srv: FakeModelServer, store: Store, stream: bool
+) -> None:
+    """A planner calling the tool with a string: no pydantic warning on the user's terminal, and
+    the corrective request echoes a valid tool call (an object input: the real API refuses a
+    string with a 400, which would end the retry meant to fix it)."""
+
+    def corrected(req: Request) -> Any:
+        (echo,) = [b for b in req.messages[-2]["content"] if b["type"] == "tool_use"]
+        assert echo["input"] == {}
+        return anthropic_tool_use("ask_questions", GOOD)
+
+    srv.script(anthropic_message(tool_use_block("ask_questions", "not an object")), corrected)
+    data, _ = ask(make_client(srv, store), stream=stream)  # warnings are errors here
+    assert data == GOOD

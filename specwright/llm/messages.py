@@ -113,9 +113,7 @@ def corrective_turns(
         f"Your answer was not usable: {problem}. Call the tool {name!r} exactly once, with an "
         "input that matches its input schema exactly (every required field, the right types)."
     )
-    content = [b.model_dump(exclude_none=True) for b in message.content] or [
-        {"type": "text", "text": "(empty answer)"}
-    ]
+    content = [_echo(b) for b in message.content] or [{"type": "text", "text": "(empty answer)"}]
     tool_ids = [b.id for b in message.content if getattr(b, "type", "") == "tool_use"]
     if tool_ids:
         results: list[dict[str, Any]] = [
@@ -131,9 +129,18 @@ def corrective_turns(
     return [{"role": "assistant", "content": content}, {"role": "user", "content": fix}]
 
 
+def _echo(block: Any) -> dict[str, Any]:
+    """A content block of the model's answer as sent back to it; a tool input that is not an
+    object (which the API would refuse with a 400, ending the retry) is sent as ``{}``."""
+    out: dict[str, Any] = block.model_dump(exclude_none=True, warnings=False)
+    if out.get("type") == "tool_use" and not isinstance(out.get("input"), dict):
+        out["input"] = {}
+    return out
+
+
 def dump_message(message: Any) -> dict[str, Any] | None:
     try:
-        out = message.model_dump(mode="json", exclude_none=True)
+        out = message.model_dump(mode="json", exclude_none=True, warnings=False)
     except Exception:
         return None
     return out if isinstance(out, dict) else None
