@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 STAGES = ("questions", "answers", "spec", "chunks", "review", "ready")
 MAX_ANSWER_CHARS = 20_000
 MAX_TITLE_CHARS = 120
+# the planner is a model: a runaway answer is refused, so a spec (body + at most MAX_CHUNKS
+# chunks, about 2 MB) always fits a spec file `spec import` reads back (specfile.MAX_FILE_BYTES)
+MAX_BODY_CHARS = 100_000
+MAX_CHUNK_CHARS = 40_000
 
 
 class PlannerAnswerError(ValidationError):
@@ -345,6 +349,11 @@ class Studio:
         body = str(data.get("body") or "").strip()
         if not body:
             raise PlannerAnswerError("the planner returned an empty spec; nothing was changed")
+        if len(body) > MAX_BODY_CHARS:
+            raise PlannerAnswerError(
+                f"the planner's spec is {len(body)} characters; expected at most "
+                f"{MAX_BODY_CHARS}; nothing was changed (try again, or use another planner)"
+            )
         title = " ".join(str(data.get("title") or "").split())[:MAX_TITLE_CHARS]
         values: dict[str, Any] = {"body": body + "\n"}
         if title:
@@ -502,6 +511,13 @@ def _check_chunks(
                     id=key,
                 )
             )
+            d = drafts[-1]
+            size = len(d.prompt) + sum(map(len, d.acceptance)) + sum(map(len, d.files))
+            if size > MAX_CHUNK_CHARS:
+                return [], (
+                    f"chunk {key!r} is {size} characters of prompt, acceptance and files; "
+                    f"expected at most {MAX_CHUNK_CHARS} (split it)"
+                )
         problem = check_dag(drafts)
         if problem:
             return [], problem

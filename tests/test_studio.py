@@ -212,6 +212,8 @@ def _with_deps(deps: dict[str, list[str]]) -> dict[str, Any]:
 
 CYCLE = _with_deps({"c1": ["c3"], "c2": ["c1"], "c3": ["c2"]})
 UNKNOWN = _with_deps({"c2": ["c1"], "c3": ["c9"]})
+# a runaway planner: a chunk of 5 MB would make a spec file `spec import` refuses (4 MiB at most)
+HUGE = {"chunks": [{**CHUNKS["chunks"][0], "prompt": "do it\n" * 900_000}, *CHUNKS["chunks"][1:]]}
 
 
 @pytest.mark.parametrize(
@@ -219,6 +221,7 @@ UNKNOWN = _with_deps({"c2": ["c1"], "c3": ["c9"]})
     [
         (CYCLE, "dependency cycle: 'User model' -> 'Logout' -> 'Login endpoint' -> 'User model'"),
         (UNKNOWN, "chunk 'Logout' depends on unknown chunk 'c9'"),
+        (HUGE, "chunk 'c1' is 5400040 characters of prompt, acceptance and files; expected"),
     ],
 )
 def test_bad_dag_is_reasked_once_then_accepted(
@@ -231,7 +234,10 @@ def test_bad_dag_is_reasked_once_then_accepted(
     assert [r["status"] for r in executions(store, studio.spec_id)] == ["ok"] * 4
 
 
-@pytest.mark.parametrize(("bad", "message"), [(CYCLE, "dependency cycle"), (UNKNOWN, "unknown")])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [(CYCLE, "dependency cycle"), (UNKNOWN, "unknown"), (HUGE, "expected at most 40000")],
+)
 def test_bad_dag_twice_is_a_clear_error_and_keeps_the_spec(
     srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store, bad: Any, message: str
 ) -> None:
@@ -243,6 +249,19 @@ def test_bad_dag_twice_is_a_clear_error_and_keeps_the_spec(
     assert "chunk list was rejected twice" in text and message in text
     assert studio.chunks == [] and studio.spec.body == SPEC["body"]
     assert studio.stage == "chunks"
+
+
+def test_a_runaway_spec_body_is_refused_and_nothing_changes(
+    srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store
+) -> None:
+    srv.script(q_turn(), anthropic_tool_use("write_spec", {"title": "Big", "body": "w " * 600_000}))
+    studio = start(store, ensure_project(store, project_dir), "Add password login", config=cfg)
+    studio.answer_all(["Postgres", "employees", "sessions"])
+    with pytest.raises(
+        PlannerAnswerError, match="spec is 1199999 characters; expected at most 100000"
+    ):
+        studio.write_spec()
+    assert studio.spec.body == "" and studio.stage == "spec"
 
 
 def test_forward_dependencies_are_stored_in_build_order(
