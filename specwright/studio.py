@@ -295,12 +295,17 @@ class Studio:
         )
         return next(q for q in self.questions if q.id == match[0].id)
 
-    def answer_all(self, answers: Sequence[str] | Mapping[Any, str]) -> list[Question]:
-        """Save several answers: a list by position, or a mapping of position / question text."""
+    def answer_all(
+        self, answers: Sequence[str] | Mapping[Any, str], *, frozen: bool = False
+    ) -> list[Question]:
+        """Save several answers: a list by position, or a mapping of position / question text.
+        ``frozen``: refuse (saving none) an answer that differs from the one saved."""
         with self.store.connect():
-            return self._answer_all(answers)
+            return self._answer_all(answers, frozen)
 
-    def _answer_all(self, answers: Sequence[str] | Mapping[Any, str]) -> list[Question]:
+    def _answer_all(
+        self, answers: Sequence[str] | Mapping[Any, str], frozen: bool = False
+    ) -> list[Question]:
         questions = self.questions
         by_text = {q.question.strip().lower(): q.position for q in questions}
         pairs: list[tuple[int, str]] = []
@@ -330,6 +335,15 @@ class Studio:
                     f"answer to question {pos}: {len(text.strip())} characters; "
                     f"expected at most {MAX_ANSWER_CHARS} (nothing was saved)"
                 )
+        saved = {q.position: q.answer for q in questions}
+        changed = [str(p) for p, t in pairs if frozen and t.strip() and t.strip() != saved[p]]
+        if changed:
+            raise ValidationError(
+                f"answer{'s' if len(changed) > 1 else ''} {', '.join(changed)}: the spec was "
+                "already written from the answers given; new ones would not change it (nothing "
+                f"was saved): revise it instead (`specwright plan --resume {self.spec.slug} "
+                "--refine FEEDBACK`)"
+            )
         for pos, text in pairs:
             if text.strip():
                 self._answer(pos, text)
@@ -423,8 +437,8 @@ class Studio:
         """Take the wizard as far as it can go without a person; returns the stage reached."""
         if self.stage == "questions":
             self.ask_questions()
-        if answers:
-            self.answer_all(answers)
+        if answers:  # once the spec is written from them, answers no longer change anything
+            self.answer_all(answers, frozen=bool(self.spec.body.strip()))
         if self.stage == "answers" and answers is None:
             return "answers"
         if not self.spec.body.strip():

@@ -147,3 +147,24 @@ def test_an_enormous_chunk_list_is_reasked_then_refused(
     with pytest.raises(PlannerAnswerError, match="2000 chunks; expected at most 50"):
         studio.split()
     assert studio.chunks == [] and studio.stage == "chunks"
+
+
+def test_new_answers_after_the_spec_is_written_are_refused_not_recorded_beside_it(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """Answers changed once the spec exists would sit next to a spec written from the old ones
+    (no planner call re-writes it): refused, nothing saved; the same answers again are fine."""
+    (project_dir / "answers.yaml").write_text("- Postgres\n- employees\n- sessions\n")
+    srv.script(q_turn(), spec_turn(), split_turn())
+    first = _plan("--intent", "Add password login", "--answers", "answers.yaml", cwd=project_dir)
+    assert first.returncode == 0, first.stderr
+    again = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert again.returncode == 0, again.stderr
+    (project_dir / "answers.yaml").write_text("- SQLite\n- employees\n- tokens\n")
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 2
+    assert "answers 1, 3: the spec was already written from the answers given" in out.stderr
+    assert "--refine" in out.stderr and "Traceback" not in out.stderr
+    store = Store(resolve_db_path(project_dir))
+    answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
+    assert answers == [("Postgres",), ("employees",), ("sessions",)]
