@@ -143,10 +143,8 @@ class Studio:
             questions = self.questions
             if not questions:
                 return "questions"
-            if any(q.answer is None for q in questions):
-                return "answers"
-            if not spec.body.strip():
-                return "spec"
+            if not spec.body.strip():  # once written, a question left blank is the planner's
+                return "answers" if any(q.answer is None for q in questions) else "spec"
             if not self.chunks:
                 return "chunks"
         return "ready" if spec.status == "ready" else "review"

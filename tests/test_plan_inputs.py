@@ -168,3 +168,18 @@ def test_new_answers_after_the_spec_is_written_are_refused_not_recorded_beside_i
     store = Store(resolve_db_path(project_dir))
     answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
     assert answers == [("Postgres",), ("employees",), ("sessions",)]
+
+
+def test_a_blank_answer_leaves_the_choice_to_the_planner_and_the_spec_can_be_accepted(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """A question left blank is written 'not answered' for the planner; once the spec and chunks
+    exist the next step is review (it said 'answers', refusing --accept for good: a new answer
+    is refused once the spec is written)."""
+    (project_dir / "answers.yaml").write_text("- Postgres\n-\n- sessions\n")
+    srv.script(q_turn(), spec_turn(expect_text="A2. (not answered"), split_turn())
+    args = ("--intent", "Add password login", "--answers", "answers.yaml", "--accept")
+    out = _plan(*args, cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    assert "[ready]" in out.stdout
+    assert "2. Who logs in?\n     (why: decides the user model)\n     answer: (none)" in out.stdout

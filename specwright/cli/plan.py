@@ -216,6 +216,8 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
             print(terminal_safe(f"     (why: {q.why})"))
         if q.answer is not None:
             print(terminal_safe(f"     answer: {q.answer}"))
+        elif stage != "answers":  # left blank: the planner chose
+            print("     answer: (none)")
     if stage == "answers":
         print(
             "\nnext: write the answers in a YAML file (a list in question order, or a mapping of "
