@@ -183,3 +183,19 @@ def test_a_blank_answer_leaves_the_choice_to_the_planner_and_the_spec_can_be_acc
     assert out.returncode == 0, out.stderr
     assert "[ready]" in out.stdout
     assert "2. Who logs in?\n     (why: decides the user model)\n     answer: (none)" in out.stdout
+
+
+def test_refine_or_export_before_the_spec_exists_say_so(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """--refine before the answers named an API step ('write_spec first'); --export was ignored
+    without a word."""
+    srv.script(q_turn())
+    out = _plan("--intent", "Add password login", "--export", cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    assert "--export: nothing written: the spec is not complete (next: answers)" in out.stderr
+    assert not (project_dir / ".handoff" / "specs").exists()
+    out = _plan("--resume", "add-password-login", "--refine", "smaller", cwd=project_dir)
+    assert out.returncode == 2
+    assert "--refine: there is no spec to revise yet (next step: answers: answer the" in out.stderr
+    assert "write_spec" not in out.stderr

@@ -162,6 +162,11 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
             print(f"draft spec {studio.spec.slug} ({studio.spec_id})", file=sys.stderr)
     try:
         stage = studio.run(answers)
+        if args.refine and stage not in ("review", "ready"):
+            raise ValidationError(
+                f"--refine: there is no spec to revise yet (next step: {stage}: "
+                "answer the questions with --answers)"
+            )
         if args.refine:
             studio.refine(args.refine, args.refine_target)
             stage = studio.stage
@@ -178,7 +183,11 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
             raise exc from None
         raise again from None
     exported = None
-    if args.export and stage in ("review", "ready"):
+    if args.export and stage not in ("review", "ready"):
+        print(
+            f"--export: nothing written: the spec is not complete (next: {stage})", file=sys.stderr
+        )
+    elif args.export:
         from specwright.specfile import default_path, export_spec
 
         exported = export_spec(store, studio.spec, default_path(ctx.project_dir, studio.spec))
