@@ -457,8 +457,9 @@ def add_chunk(
         "position": position,
         "title": title.strip(),
         "prompt": prompt,
-        "acceptance": list(acceptance),
-        "files": list(files),
+        # trimmed, blanks dropped: as a spec file reads them back (an export keeps the chunk)
+        "acceptance": [a.strip() for a in acceptance if a.strip()],
+        "files": [f.strip() for f in files if f.strip()],
         "status": "pending",
         "iterations": 0,
         "budget_usd": budget_usd,

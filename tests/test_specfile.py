@@ -446,3 +446,19 @@ def test_unicode_line_separators_in_titles_and_intent_round_trip(
     assert (back.title, back.intent) == (f"Spec{sep}title", f"do{sep}this")
     assert [c.title for c in list_chunks(store, back.id)] == [f"A{sep}B", "C"]
     assert specfile.export_spec(store, back, tmp_path / "again.md").read_text() == path.read_text()
+
+
+def test_chunk_add_keeps_what_a_round_trip_keeps(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`chunk add --accept ' x ' --file ''` stored padding and blanks a spec file drops: an
+    export and import changed the chunk. They are trimmed (and blanks dropped) when added."""
+    c = ("-C", str(tmp_path))
+    assert cli(*c, "spec", "new", "Pad").code == 0
+    args = ["--accept", "  multi\n\nline  ", "--accept", " ", "--file", " a b.py ", "--file", ""]
+    added = cli(*c, "--json", "chunk", "add", "pad", "One", *args)
+    assert added.code == 0, added.err
+    before = json.loads(added.out)
+    assert (before["acceptance"], before["files"]) == (["multi\n\nline"], ["a b.py"])
+    assert cli(*c, "spec", "export", "pad").code == 0
+    assert cli(*c, "spec", "import", str(tmp_path / ".handoff/specs/pad.md")).code == 0
+    (after,) = json.loads(cli(*c, "--json", "chunk", "list", "pad").out)
+    assert (after["acceptance"], after["files"]) == (before["acceptance"], before["files"])
