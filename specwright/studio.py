@@ -141,9 +141,11 @@ class Studio:
         with self.store.connect():
             spec = self.spec
             questions = self.questions
-            if not questions:
-                return "questions"
-            if not spec.body.strip():  # once written, a question left blank is the planner's
+            # once the text is written (by the planner, or by hand: `spec new`, `spec import`)
+            # no question is needed, and one left blank was the planner's to decide
+            if not spec.body.strip():
+                if not questions:
+                    return "questions"
                 return "answers" if any(q.answer is None for q in questions) else "spec"
             if not self.chunks:
                 return "chunks"

@@ -199,3 +199,18 @@ def test_refine_or_export_before_the_spec_exists_say_so(
     assert out.returncode == 2
     assert "--refine: there is no spec to revise yet (next step: answers: answer the" in out.stderr
     assert "write_spec" not in out.stderr
+
+
+def test_a_hand_written_spec_is_accepted_without_asking_the_planner(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """A spec with its text and chunks but no questions (`spec new`/`spec import`): --accept
+    asked the planner clarifying questions about an empty intent (paid) and stopped there."""
+    from tests.conftest import run_specwright
+
+    made = run_specwright("spec", "new", "Login", "--body", "# Goal\n\nlog in", cwd=project_dir)
+    assert made.returncode == 0, made.stderr
+    assert run_specwright("chunk", "add", "login", "Form", cwd=project_dir).returncode == 0
+    out = _plan("--resume", "login", "--accept", cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    assert "[ready]" in out.stdout and "Questions" not in out.stdout and srv.requests == []

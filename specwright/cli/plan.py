@@ -218,7 +218,8 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
     # titles, questions and the body are the planner model's words: no terminal escapes
     state = spec.status if stage == "ready" else f"{spec.status}; next: {stage}"
     print(terminal_safe(f"spec {spec.slug}: {spec.title}  [{state}]  {spec.id}"))
-    print("\nQuestions")
+    if questions:  # a spec written by hand has none
+        print("\nQuestions")
     for q in questions:
         print(terminal_safe(f"  {q.position}. {q.question}"))
         if q.why:
