@@ -238,6 +238,12 @@ class Studio:
         if existing:
             return existing
         spec = self.spec
+        if not spec.intent.strip():  # a `spec new` without a body: nothing to ask about
+            raise ValidationError(
+                f"spec {spec.slug!r} has no intent to ask questions about and no text: write "
+                f"its text (`specwright spec export {spec.slug}`, edit, `specwright spec "
+                "import FILE`), or start over with `specwright plan --intent TEXT`"
+            )
 
         def build(problem: str | None) -> prompts.Prompt:
             p = prompts.questions(spec.intent, rules=self._rules, context=self.context())

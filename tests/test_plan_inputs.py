@@ -214,3 +214,14 @@ def test_a_hand_written_spec_is_accepted_without_asking_the_planner(
     out = _plan("--resume", "login", "--accept", cwd=project_dir)
     assert out.returncode == 0, out.stderr
     assert "[ready]" in out.stdout and "Questions" not in out.stdout and srv.requests == []
+
+
+def test_resuming_a_spec_with_neither_intent_nor_text_asks_no_planner(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    from tests.conftest import run_specwright
+
+    assert run_specwright("spec", "new", "Empty", cwd=project_dir).returncode == 0
+    out = _plan("--resume", "empty", cwd=project_dir)
+    assert out.returncode == 2 and srv.requests == []
+    assert "spec 'empty' has no intent to ask questions about and no text" in out.stderr
