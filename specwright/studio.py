@@ -149,7 +149,7 @@ class Studio:
                 return "answers" if any(q.answer is None for q in questions) else "spec"
             if not self.chunks:
                 return "chunks"
-        return "ready" if spec.status == "ready" else "review"
+        return "review" if spec.status == "draft" else "ready"  # running, done...: accepted
 
     @property
     def unanswered(self) -> list[Question]:
@@ -437,6 +437,8 @@ class Studio:
         stage = self.stage
         if stage not in ("review", "ready"):
             raise ValidationError(f"spec {self.spec.slug!r} is not complete: next step is {stage}")
+        if stage == "ready":  # accepted already (it may be running, or done): left as it is
+            return self.spec
         return update_spec(self.store, self.spec_id, status="ready")
 
     def run(self, answers: Sequence[str] | Mapping[Any, str] | None = None) -> str:

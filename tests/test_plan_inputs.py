@@ -225,3 +225,24 @@ def test_resuming_a_spec_with_neither_intent_nor_text_asks_no_planner(
     out = _plan("--resume", "empty", cwd=project_dir)
     assert out.returncode == 2 and srv.requests == []
     assert "spec 'empty' has no intent to ask questions about and no text" in out.stderr
+
+
+@pytest.mark.parametrize("status", ["running", "done", "failed"])
+def test_accept_leaves_a_spec_that_ran_as_it_is(
+    srv: FakeModelServer, project_dir: Path, status: str
+) -> None:
+    """--accept turned a done (or running) spec back to 'ready', and `plan --resume` of it said
+    'next: review' as if it had never been accepted."""
+    from tests.conftest import run_specwright
+
+    (project_dir / "s.md").write_text(
+        f"---\ntitle: Ran\nstatus: {status}\n---\n\nThe text.\n\n## Chunk 1: One\n"
+    )
+    assert run_specwright("spec", "import", "s.md", cwd=project_dir).returncode == 0
+    shown = _plan("--resume", "ran", cwd=project_dir)
+    assert shown.returncode == 0, shown.stderr
+    assert f"[{status}]" in shown.stdout and "next: review" not in shown.stdout
+    out = _plan("--resume", "ran", "--accept", cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    store = Store(resolve_db_path(project_dir))
+    assert store.query("SELECT status FROM specs") == [(status,)]
