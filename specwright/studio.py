@@ -207,7 +207,7 @@ class Studio:
             stream=self.stream,
             on_text=self.on_text,
         )
-        return data
+        return _no_nul(data)
 
     def _ask_checked(
         self,
@@ -472,6 +472,18 @@ def resume(store: Store, ref: str, project: Project | None = None, **kw: Any) ->
 
 
 # --- checking the planner's answers --------------------------------------------------------------
+
+
+def _no_nul(value: Any) -> Any:
+    """The planner's answer without NUL characters: an agent's prompt goes in its argv, where
+    one fails every attempt ("embedded null byte")."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_no_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _no_nul(v) for k, v in value.items()}
+    return value
 
 
 def _with_problem(p: prompts.Prompt, problem: str | None) -> prompts.Prompt:

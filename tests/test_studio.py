@@ -521,3 +521,15 @@ def test_cli_plan_error_is_one_line_and_says_how_to_resume(
     assert err.startswith("specwright: error: planner 'claude'") and "refused (HTTP 401" in err
     assert "`specwright plan --resume add-password-login`" in err
     assert "Traceback" not in out.stderr
+
+
+def test_nul_characters_in_the_planners_answers_are_dropped(
+    srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store
+) -> None:
+    """A NUL in a chunk's prompt failed every attempt of its run (the prompt goes in the agent's
+    argv: 'embedded null byte')."""
+    nul = {"chunks": [{**CHUNKS["chunks"][0], "title": "Us\x00er", "prompt": "Add\x00 it"}]}
+    studio = _answered(srv, project_dir, cfg, store)
+    srv.script(split_turn(nul))
+    (chunk,) = studio.split()
+    assert (chunk.title, chunk.prompt) == ("User", "Add it")
