@@ -240,6 +240,9 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
         return SpecFileError(f"{source}:{line}: {message}")
 
     lines = text.split("\n")
+    nul = next((i for i, line in enumerate(lines, 1) if "\x00" in line), None)
+    if nul:  # it would end up in an agent's argv, failing every attempt
+        raise fail(nul, "a NUL character; a spec file is text")
     if not lines or lines[0].rstrip() != "---":
         raise fail(1, "expected front matter starting with '---' (then title: ...)")
     try:

@@ -304,6 +304,8 @@ BAD = [
     ('---\ntitle: "two\\nlines"\n---\n', 2, "title: expected a single line"),
     ("---\ntitle: x\nbudget_usd: -1\n---\n", 3, "budget_usd: expected a number of dollars"),
     ("---\ntitle: x\nbudget_usd: .nan\n---\n", 3, "budget_usd: expected a number of dollars"),
+    # a NUL in a prompt failed every attempt of the chunk's run (argv: embedded null byte)
+    ("---\ntitle: x\n---\n\n## Chunk 1: a\n\nhas\x00nul\n", 7, "a NUL character"),
 ]
 
 
