@@ -221,6 +221,8 @@ class Studio:
             value, problem = check(self._ask(build(problem)))
             if problem is None:
                 return value
+            if len(problem) > 400:  # it quotes the planner's words (a chunk key of any length)
+                problem = problem[:400] + "..."
         raise PlannerAnswerError(
             f"spec {self.spec.slug!r}: the planner's {what} was rejected twice: {problem}; "
             "nothing was changed (try again, or use another planner with --planner)"

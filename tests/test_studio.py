@@ -533,3 +533,17 @@ def test_nul_characters_in_the_planners_answers_are_dropped(
     srv.script(split_turn(nul))
     (chunk,) = studio.split()
     assert (chunk.title, chunk.prompt) == ("User", "Add it")
+
+
+def test_a_rejected_answer_is_quoted_in_a_bounded_line(
+    srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store
+) -> None:
+    """An unknown dependency 300,000 characters long made a 300 KB 'one-line' error."""
+    bad = _with_deps({"c3": ["K" * 300_000]})
+    studio = _answered(srv, project_dir, cfg, store)
+    srv.script(
+        split_turn(bad), split_turn(bad, expect=lambda r: len(r.messages[0]["content"]) < 9000)
+    )
+    with pytest.raises(PlannerAnswerError) as info:
+        studio.split()
+    assert "depends on unknown chunk 'KKK" in str(info.value) and len(str(info.value)) < 800
