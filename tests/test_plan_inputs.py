@@ -246,3 +246,22 @@ def test_accept_leaves_a_spec_that_ran_as_it_is(
     assert out.returncode == 0, out.stderr
     store = Store(resolve_db_path(project_dir))
     assert store.query("SELECT status FROM specs") == [(status,)]
+
+
+@pytest.mark.parametrize("export", [False, True])
+def test_the_review_hint_says_to_import_the_edited_file(
+    srv: FakeModelServer, project_dir: Path, export: bool
+) -> None:
+    """It said export, then accept: edits to the file were never read back (and a later
+    --export wrote over them)."""
+    (project_dir / "answers.yaml").write_text("- a\n- b\n- c\n")
+    srv.script(q_turn(), spec_turn(), split_turn())
+    args = ["--intent", "Add password login", "--answers", "answers.yaml"]
+    out = _plan(*args, *(["--export"] if export else []), cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    path = (
+        project_dir / ".handoff/specs/add-password-login.md"
+        if export
+        else Path(".handoff/specs/add-password-login.md")
+    )
+    assert f"edit {path}, `specwright spec import {path}`), then `specwright plan" in out.stdout

@@ -263,9 +263,13 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
             f"`specwright run-all {spec.slug}` runs it (on a clean work tree: commit .handoff/ "
             "first)"
         )
-    elif stage == "review" and not exported:
+    elif stage == "review":  # edits to the file count once imported: say so
+        from specwright.specfile import SPECS_DIR
+
+        path = exported or SPECS_DIR / f"{spec.slug}.md"
+        write = "" if exported else f"`specwright spec export {spec.slug}`, "
         print(
-            f"\nnext: review it (`specwright spec export {spec.slug}` writes an editable file), "
+            f"\nnext: review it ({write}edit {path}, `specwright spec import {path}`), "
             f"then `specwright plan --resume {spec.slug} --accept`"
         )
 
