@@ -265,3 +265,17 @@ def test_the_review_hint_says_to_import_the_edited_file(
         else Path(".handoff/specs/add-password-login.md")
     )
     assert f"edit {path}, `specwright spec import {path}`), then `specwright plan" in out.stdout
+
+
+def test_refining_the_spec_text_says_its_chunks_were_split_from_the_old_one(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    (project_dir / "answers.yaml").write_text("- a\n- b\n- c\n")
+    srv.script(q_turn(), spec_turn(), split_turn())
+    args = ["--intent", "Add password login", "--answers", "answers.yaml"]
+    assert _plan(*args, cwd=project_dir).returncode == 0
+    srv.script(spec_turn())
+    args = ["--resume", "add-password-login", "--refine", "use OAuth", "--refine-target", "spec"]
+    out = _plan(*args, cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    assert "note: the chunks were split from the previous text; revise them too" in out.stderr

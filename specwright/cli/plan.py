@@ -170,6 +170,13 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
         if args.refine:
             studio.refine(args.refine, args.refine_target)
             stage = studio.stage
+            if args.refine_target == "spec" and studio.chunks:
+                print(
+                    "note: the chunks were split from the previous text; revise them too: "
+                    f"`specwright plan --resume {studio.spec.slug} --refine FEEDBACK "
+                    "--refine-target chunks`",
+                    file=sys.stderr,
+                )
         if args.accept and stage in ("review", "ready"):
             studio.accept()
             stage = studio.stage
