@@ -34,10 +34,10 @@ if TYPE_CHECKING:
 STAGES = ("questions", "answers", "spec", "chunks", "review", "ready")
 MAX_ANSWER_CHARS = 20_000
 MAX_TITLE_CHARS = 120
-# the planner is a model: a runaway answer is refused, so a spec (body + at most MAX_CHUNKS
-# chunks, about 2 MB) always fits a spec file `spec import` reads back (specfile.MAX_FILE_BYTES)
+# the planner is a model: a runaway answer is refused, so a spec (body + MAX_CHUNKS chunks, 1.1 M
+# characters) fits a spec file `spec import` reads back (specfile.MAX_FILE_BYTES, 4 MiB)
 MAX_BODY_CHARS = 100_000
-MAX_CHUNK_CHARS = 40_000
+MAX_CHUNK_CHARS = 20_000  # as prompts.MAX_INTENT_CHARS, where the reviewer cuts a chunk's prompt
 
 
 class PlannerAnswerError(ValidationError):

@@ -236,7 +236,7 @@ def test_bad_dag_is_reasked_once_then_accepted(
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [(CYCLE, "dependency cycle"), (UNKNOWN, "unknown"), (HUGE, "expected at most 40000")],
+    [(CYCLE, "dependency cycle"), (UNKNOWN, "unknown"), (HUGE, "expected at most 20000")],
 )
 def test_bad_dag_twice_is_a_clear_error_and_keeps_the_spec(
     srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store, bad: Any, message: str
