@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import prompts
 from specwright.drafts import ChunkDraft, check_dag, replace_chunks
-from specwright.errors import SpecwrightError, ValidationError
+from specwright.errors import SpecwrightError, ValidationError, one_line
 from specwright.model import Chunk, Project, Spec, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -221,8 +221,7 @@ class Studio:
             value, problem = check(self._ask(build(problem)))
             if problem is None:
                 return value
-            if len(problem) > 400:  # it quotes the planner's words (a chunk key of any length)
-                problem = problem[:400] + "..."
+            problem = one_line(problem, 400)  # it quotes the planner's words (a key of any size)
         raise PlannerAnswerError(
             f"spec {self.spec.slug!r}: the planner's {what} was rejected twice: {problem}; "
             "nothing was changed (try again, or use another planner with --planner)"

@@ -83,23 +83,27 @@ def test_every_form_of_a_secret_is_redacted_everywhere(
     assert "[REDACTED:MY_API_TOKEN]" in outcome.final_text
 
 
+def _agent_given(
+    store: Store, tmp_path: Path, code: str, env: dict[str, str]
+) -> tuple[Any, list[str]]:
+    """Run a command agent (Python ``code``) given ``env`` in its executor config (not in our
+    environment); its outcome (it must succeed) and the text events recorded."""
+    agent = fake_cli(tmp_path / "bin", "agent", code)
+    config = executor_config(type="command", argv=(str(agent), "{prompt}"), env=env)
+    recorder = ExecutionRecorder(store, role="executor", backend="command")
+    outcome = run_execution(CommandExecutor(config), Task("go", tmp_path), recorder)
+    assert outcome.ok
+    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    return outcome, texts
+
+
 def test_a_secret_only_the_agent_gets_is_redacted_across_lines(
     store: Store, tmp_path: Path
 ) -> None:
     """``env`` in the executor config (not in our environment) is redacted too, also when the
     agent breaks it over two lines."""
-    agent = fake_cli(
-        tmp_path / "bin",
-        "split",
-        'import os\ns = os.environ["DEPLOY_TOKEN"]\nprint("a" + s[:9])\nprint(s[9:] + "b")\n',
-    )
-    config = executor_config(
-        type="command", argv=(str(agent), "{prompt}"), env={"DEPLOY_TOKEN": SECRET}
-    )
-    recorder = ExecutionRecorder(store, role="executor", backend="command")
-    outcome = run_execution(CommandExecutor(config), Task("go", tmp_path), recorder)
-    assert outcome.ok
-    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    code = 'import os\ns = os.environ["DEPLOY_TOKEN"]\nprint("a" + s[:9])\nprint(s[9:] + "b")\n'
+    outcome, texts = _agent_given(store, tmp_path, code, {"DEPLOY_TOKEN": SECRET})
     assert texts == ["a[REDACTED:DEPLOY_TOKEN]", "[REDACTED:DEPLOY_TOKEN]b"]
     assert_no_secret(everything_recorded(store) + outcome.final_text)
 
@@ -258,18 +262,8 @@ def test_a_multi_line_secret_is_redacted_line_by_line(store: Store, tmp_path: Pa
     pem = "-----BEGIN PRIVATE KEY-----\n"
     pem += "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     pem += "\n-----END PRIVATE KEY-----"
-    agent = fake_cli(
-        tmp_path / "bin",
-        "pem",
-        'import os\nprint("key:")\nprint(os.environ["DEPLOY_PRIVATE_KEY"])\n',
-    )
-    config = executor_config(
-        type="command", argv=(str(agent), "{prompt}"), env={"DEPLOY_PRIVATE_KEY": pem}
-    )
-    recorder = ExecutionRecorder(store, role="executor", backend="command")
-    outcome = run_execution(CommandExecutor(config), Task("go", tmp_path), recorder)
-    assert outcome.ok
-    texts = [r["text"] for r in store.query_dicts("SELECT text FROM events WHERE type = 'text'")]
+    code = 'import os\nprint("key:")\nprint(os.environ["DEPLOY_PRIVATE_KEY"])\n'
+    outcome, texts = _agent_given(store, tmp_path, code, {"DEPLOY_PRIVATE_KEY": pem})
     assert texts[0] == "key:" and set(texts[1:]) == {"[REDACTED:DEPLOY_PRIVATE_KEY]"}, texts
     recorded = everything_recorded(store) + outcome.final_text
     assert not [line for line in pem.splitlines()[1:-1] if line in recorded]
