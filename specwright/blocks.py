@@ -8,8 +8,10 @@ like ``queries.py``.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from specwright.queries import LOG_COST, check_timezone, parse_day, usage_filter
 
@@ -28,10 +30,6 @@ def usage_timestamps(
 ) -> pd.DataFrame:
     """Per-record time, tokens and cost (sorted), the input of billing blocks."""
     where, params = usage_filter(since, until, source)
-    return _per_message(store, where, params)
-
-
-def _per_message(store: Store, where: str, params: list[Any]) -> pd.DataFrame:
     sql = f"""
         SELECT u.ts, u.model, u.input_tokens, u.output_tokens,
                u.cache_write_5m_tokens + u.cache_write_1h_tokens AS cache_creation_tokens,
@@ -40,22 +38,44 @@ def _per_message(store: Store, where: str, params: list[Any]) -> pd.DataFrame:
     return store.query_df(sql, params, via_arrow=True)  # a row per record: plain columns
 
 
-def _hourly_usage(store: Store, where: str, params: list[Any]) -> pd.DataFrame:
-    """Usage summed per hour (the input of billing blocks): tokens, cost, entries, first and
-    last message time and models. An hour is (h - 1 hour, h], labelled by its end h: a block
-    ends on a whole hour and keeps a message exactly on its end, so no hour straddles two
-    blocks."""
-    sql = f"""
-        SELECT date_trunc('hour', u.ts - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR AS bucket,
-               min(u.ts) AS first_ts, max(u.ts) AS last_ts,
-               count(*) AS n,
-               sum(u.input_tokens) AS input_tokens, sum(u.output_tokens) AS output_tokens,
-               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) AS cache_creation_tokens,
-               sum(u.cache_read_tokens) AS cache_read_tokens,
-               sum(coalesce({LOG_COST}, 0)) AS cost_usd,
-               list(DISTINCT u.model) FILTER (WHERE u.model IS NOT NULL) AS models
-        FROM usage_records u WHERE true{where} GROUP BY 1 ORDER BY 1"""
-    return store.query_df(sql, params)
+# The input of the block walk, a row per hour: usage summed per hour (tokens, cost, entries,
+# first and last message time and models). An hour is (h - 1 hour, h], labelled by its end h: a
+# block ends on a whole hour and keeps a message exactly on its end, so no hour straddles two
+# blocks.
+_HOURLY = f"""
+    SELECT date_trunc('hour', u.ts - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR AS bucket,
+           min(u.ts) AS first_ts, max(u.ts) AS last_ts,
+           count(*) AS n,
+           sum(u.input_tokens) AS input_tokens, sum(u.output_tokens) AS output_tokens,
+           sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) AS cache_creation_tokens,
+           sum(u.cache_read_tokens) AS cache_read_tokens,
+           sum(coalesce({LOG_COST}, 0)) AS cost_usd,
+           list(DISTINCT u.model) FILTER (WHERE u.model IS NOT NULL) AS models
+    FROM usage_records u WHERE true{{where}} GROUP BY 1 ORDER BY 1"""
+# the same, a row per message (``per_message``)
+_PER_MESSAGE = f"""
+    SELECT u.ts, u.ts, u.ts, 1, u.input_tokens, u.output_tokens,
+           u.cache_write_5m_tokens + u.cache_write_1h_tokens, u.cache_read_tokens,
+           coalesce({LOG_COST}, 0), [u.model]
+    FROM usage_records u WHERE true{{where}} ORDER BY u.ts"""
+
+COLUMNS = [
+    "block_start",
+    "block_end",
+    "actual_start",
+    "actual_end",
+    "is_active",
+    "is_gap",
+    "entries",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+    "total_tokens",
+    "cost_usd",
+    "models",
+]
+_TOKENS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
 
 def billing_blocks(
@@ -69,124 +89,115 @@ def billing_blocks(
     per_message: bool = False,
     tz: str = "UTC",
 ) -> pd.DataFrame:
-    """5-hour billing blocks as ccusage ``blocks`` draws them (``per_message``: walk every
-    message instead of hourly sums; slower, same result).
+    """``block_rows`` as a DataFrame (columns ``COLUMNS``), for figures and notebooks."""
+    import pandas as pd
+
+    rows = block_rows(
+        store,
+        since=since,
+        until=until,
+        source=source,
+        hours=hours,
+        now=now,
+        per_message=per_message,
+        tz=tz,
+    )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def block_rows(
+    store: Store,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    source: str | None = None,
+    hours: float = 5.0,
+    now: datetime | None = None,
+    per_message: bool = False,
+    tz: str = "UTC",
+) -> list[dict[str, Any]]:
+    """5-hour billing blocks as ccusage ``blocks`` draws them, a dict per row (keys
+    ``COLUMNS``; times naive UTC), in plain Python: a CLI report needs no pandas (~0.4 s to
+    import). ``per_message``: walk every message instead of hourly sums; slower, same result.
 
     A block starts at the hour of its first message and lasts ``hours``, its end included; the
     next message starts a new one. A gap of more than ``hours`` since the last message appears as
     an ``is_gap`` row from that message + ``hours`` to the next (ccusage's rules). ``since`` and
     ``until`` (dates in ``tz``) keep the rows that start on those days, as ccusage does: each
     block whole, in the phase the messages before it give it (``_walk_input``)."""
-    import numpy as np
-    import pandas as pd
-
     from specwright.model import utcnow
 
-    cols = [
-        "block_start",
-        "block_end",
-        "actual_start",
-        "actual_end",
-        "is_active",
-        "is_gap",
-        "entries",
-        "input_tokens",
-        "output_tokens",
-        "cache_creation_tokens",
-        "cache_read_tokens",
-        "total_tokens",
-        "cost_usd",
-        "models",
-    ]
-    token_cols = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
     hourly = float(hours).is_integer() and not per_message
     first_day, last_day = parse_day(since, "--since"), parse_day(until, "--until")
-    df = _walk_input(store, first_day, last_day, source, hours, hourly, tz)
-    if not hourly:
-        df = df.assign(
-            bucket=df["ts"],
-            first_ts=df["ts"],
-            last_ts=df["ts"],
-            n=1,
-            models=df["model"].map(lambda m: [m]),
-        )
-    if df.empty:
-        return pd.DataFrame(columns=cols)
+    data = _walk_input(store, first_day, last_day, source, hours, hourly, tz)
+    if not data:
+        return []
     now = now or utcnow()
-    span = np.timedelta64(int(hours * 3600), "s")
-    ts = df["bucket"].to_numpy(dtype="datetime64[us]")
-    first = df["first_ts"].to_numpy(dtype="datetime64[us]")
-    last = df["last_ts"].to_numpy(dtype="datetime64[us]")
-    starts_idx, block_starts = _walk(first, ts, span)
-    n = len(ts)
-    idx = np.asarray(starts_idx)
-    sums = {c: np.add.reduceat(df[c].to_numpy(dtype="int64"), idx) for c in token_cols}
-    costs = np.add.reduceat(df["cost_usd"].to_numpy(dtype="float64"), idx)
-    counts = np.add.reduceat(df["n"].to_numpy(dtype="int64"), idx)
-    ends = np.append(idx[1:], n)
-    models = df["models"].to_numpy()
-    rows: list[dict[str, Any]] = []
-    for k, (a, b) in enumerate(zip(idx, ends, strict=True)):
-        start = pd.Timestamp(block_starts[k])
-        end = start + pd.Timedelta(hours=hours)
-        actual = pd.Timestamp(last[a:b].max())
-        began = pd.Timestamp(first[a])
-        if rows and began - rows[-1]["actual_end"] > pd.Timedelta(hours=hours):
+    span = timedelta(hours=hours)
+    bucket = [r[0] for r in data]
+    first = [r[1] for r in data]
+    last = [r[2] for r in data]
+    starts, block_starts = _walk(first, bucket, span)
+    ends = [*starts[1:], len(data)]
+    out: list[dict[str, Any]] = []
+    for a, b, start in zip(starts, ends, block_starts, strict=True):
+        part = data[a:b]
+        end = start + span
+        actual, began = max(last[a:b]), first[a]
+        if out and began - out[-1]["actual_end"] > span:
             # as ccusage: a gap from the last message + ``hours`` to the next message
-            rows.append(
+            out.append(
                 {
-                    "block_start": rows[-1]["actual_end"] + pd.Timedelta(hours=hours),
+                    "block_start": out[-1]["actual_end"] + span,
                     "block_end": began,
                     "actual_start": None,
                     "actual_end": None,
                     "is_active": False,
                     "is_gap": True,
                     "entries": 0,
-                    **dict.fromkeys(token_cols, 0),
+                    **dict.fromkeys(_TOKENS, 0),
                     "total_tokens": 0,
                     "cost_usd": 0.0,
                     "models": [],
                 }
             )
-        total = int(sum(int(sums[c][k]) for c in token_cols))
-        names = {m for group in models[a:b] for m in (group if group is not None else ())}
-        rows.append(
+        sums = {c: sum(int(r[4 + k]) for r in part) for k, c in enumerate(_TOKENS)}
+        names = {m for r in part for m in (r[9] or ())}
+        out.append(
             {
                 "block_start": start,
                 "block_end": end,
                 "actual_start": began,
                 "actual_end": actual,
-                "is_active": bool(
-                    pd.Timestamp(now) < end
-                    and pd.Timestamp(now) - actual < pd.Timedelta(hours=hours)
-                ),
+                "is_active": now < end and now - actual < span,
                 "is_gap": False,
-                "entries": int(counts[k]),
-                **{c: int(sums[c][k]) for c in token_cols},
-                "total_tokens": total,
-                "cost_usd": float(costs[k]),
+                "entries": sum(int(r[3]) for r in part),
+                **sums,
+                "total_tokens": sum(sums.values()),
+                "cost_usd": float(sum(float(r[8]) for r in part)),
                 "models": sorted(m for m in names if m and m != "<synthetic>"),
             }
         )
-    out = pd.DataFrame(rows, columns=cols)
     if first_day is None and last_day is None:
         return out
-    day = out["block_start"].dt.tz_localize("UTC").dt.tz_convert(check_timezone(tz)).dt.date
-    keep = (day >= (first_day or date.min)) & (day <= (last_day or date.max))
-    return out[keep].reset_index(drop=True)
+    zone = ZoneInfo(check_timezone(tz))
+    lo, hi = first_day or date.min, last_day or date.max
+    return [
+        r for r in out if lo <= r["block_start"].replace(tzinfo=UTC).astimezone(zone).date() <= hi
+    ]
 
 
-def _walk(first: Any, ts: Any, span: Any) -> tuple[list[int], list[Any]]:
+def _walk(
+    first: list[datetime], ts: list[datetime], span: timedelta
+) -> tuple[list[int], list[datetime]]:
     """The rows (sorted; ``first``: each row's first message, ``ts``: its time, or its hour's
     end) where blocks of ``span`` start, and the blocks' starts: one step per block."""
-    import numpy as np
-
     starts_idx, block_starts = [], []
     i, n = 0, len(ts)
     while i < n:
-        start = first[i].astype("datetime64[h]").astype("datetime64[us]")
+        start = first[i].replace(minute=0, second=0, microsecond=0)
         # ccusage: a message more than ``hours`` after the start begins the next block
-        j = int(np.searchsorted(ts, start + span, side="right"))
+        j = bisect_right(ts, start + span, i)
         starts_idx.append(i)
         block_starts.append(start)
         i = max(j, i + 1)
@@ -201,11 +212,11 @@ def _walk_input(
     hours: float,
     hourly: bool,
     tz: str,
-) -> pd.DataFrame:
+) -> list[tuple[Any, ...]]:
     """The rows the block walk needs for the blocks starting from ``first_day`` to ``last_day``
-    (local dates in ``tz``): hourly sums (``hourly``; ``bucket`` is the hour's inclusive end:
-    block edges fall on whole hours, so they give exactly the blocks the per-message walk
-    gives, from ~9k rows a year instead of ~1M) or messages.
+    (local dates in ``tz``), as ``_HOURLY`` gives them: hourly sums (``hourly``; the bucket is
+    the hour's inclusive end: block edges fall on whole hours, so they give exactly the blocks
+    the per-message walk gives, from ~9k rows a year instead of ~1M) or messages.
 
     A block's phase depends on the messages before it, back to one that came more than
     ``hours`` after the one before it (that one starts a block whatever came earlier). So the
@@ -214,12 +225,14 @@ def _walk_input(
     block a walk over the hours before the window finds; not at the window's first message,
     whose block may have begun the day before. They end at the first message after the
     window's last block could end, so that a gap starting in the window has its end."""
-    import numpy as np
 
-    read = _hourly_usage if hourly else _per_message
+    def read(where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        sql = _HOURLY if hourly else _PER_MESSAGE
+        return store.query(sql.format(where=where), params)
+
     where, params = ("", []) if not source or source == "all" else (" AND u.source = ?", [source])
     if first_day is None and last_day is None:
-        return read(store, where, params)
+        return read(where, params)
     span = timedelta(hours=hours)
     lo = _utc_midnight(first_day, tz) if first_day else None
     hi = _utc_midnight(last_day + timedelta(days=1), tz) + span if last_day else None
@@ -229,49 +242,41 @@ def _walk_input(
         [hi, *params],
     )[0]
     if earliest is None or (lo is not None and hi is not None and lo >= hi):
-        return read(store, " AND false", [])
+        return []
     upper, upper_params = (" AND u.ts <= ?", [after]) if after is not None else ("", [])
     if lo is None or lo - span <= earliest:
-        return read(store, where + upper, [*params, *upper_params])
+        return read(where + upper, [*params, *upper_params])
     # the first row whose block (or the gap after it) could start in the window is at or
     # after ``edge``; the rows must begin at a block start no later than that row
     edge = lo - span
     start = edge - timedelta(days=2)
     if start > earliest:
-        df = read(store, where + " AND u.ts >= ?" + upper, [*params, start, *upper_params])
-        first = df["first_ts" if hourly else "ts"].to_numpy(dtype="datetime64[us]")
-        last = df["last_ts" if hourly else "ts"].to_numpy(dtype="datetime64[us]")
-        k = int(np.searchsorted(last, np.datetime64(edge), side="left"))
-        if k == len(df):
-            return df.iloc[0:0]
-        gaps = np.flatnonzero(first[1 : k + 1] - last[:k] > np.timedelta64(span)) + 1
-        if len(gaps):
-            return df.iloc[int(gaps[-1]) :].reset_index(drop=True)
-        if first[0] - np.datetime64(start) > np.timedelta64(span):
-            return df  # its first row follows a gap reaching back past ``start``
+        rows = read(where + " AND u.ts >= ?" + upper, [*params, start, *upper_params])
+        k = bisect_left([r[2] for r in rows], edge)
+        if k == len(rows):
+            return []
+        gaps = [i for i in range(1, k + 1) if rows[i][1] - rows[i - 1][2] > span]
+        if gaps:
+            return rows[gaps[-1] :]
+        if rows[0][1] - start > span:
+            return rows  # its first row follows a gap reaching back past ``start``
     # walk every hour (or message) before ``edge`` from the last gap: only the times
     bucket = (
         "date_trunc('hour', u.ts - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR" if hourly else "u.ts"
     )
-    times = store.query_df(
+    times = store.query(
         f"SELECT {bucket} AS ts, min(u.ts) AS first_ts, max(u.ts) AS last_ts "
         f"FROM usage_records u WHERE u.ts < ?{where} GROUP BY 1 ORDER BY 1",
         [edge, *params],
     )
-    first = times["first_ts"].to_numpy(dtype="datetime64[us]")
-    last = times["last_ts"].to_numpy(dtype="datetime64[us]")
-    ts = times["ts"].to_numpy(dtype="datetime64[us]")
-    gaps = np.flatnonzero(first[1:] - last[:-1] > np.timedelta64(span)) + 1
-    g = int(gaps[-1]) if len(gaps) else 0
-    starts, _ = _walk(first[g:], ts[g:], np.timedelta64(span))
-    begin = first[g + starts[-1]].astype(datetime)
-    return read(store, where + " AND u.ts >= ?" + upper, [*params, begin, *upper_params])
+    g = max((i for i in range(1, len(times)) if times[i][1] - times[i - 1][2] > span), default=0)
+    starts, _ = _walk([t[1] for t in times[g:]], [t[0] for t in times[g:]], span)
+    begin = times[g + starts[-1]][1]
+    return read(where + " AND u.ts >= ?" + upper, [*params, begin, *upper_params])
 
 
 def _utc_midnight(day: date, tz: str) -> datetime:
     """The start of ``day`` in ``tz`` as a naive UTC time (how ``usage_records.ts`` is kept)."""
-    from zoneinfo import ZoneInfo
-
     local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(check_timezone(tz)))
     return local.astimezone(UTC).replace(tzinfo=None)
 
@@ -289,16 +294,16 @@ def burn_rate(
 
     now = now or utcnow()
     since = (now - timedelta(hours=hours * 2)).date()
-    blocks = billing_blocks(store, since=since, source=source, hours=hours, now=now)
-    active = blocks[blocks["is_active"]] if not blocks.empty else blocks
-    if active.empty:
+    blocks = block_rows(store, since=since, source=source, hours=hours, now=now)
+    active = [b for b in blocks if b["is_active"]]
+    if not active:
         return None
-    b = active.iloc[-1]
+    b = active[-1]
     minutes = (b["actual_end"] - b["actual_start"]).total_seconds() / 60
     remaining = max((b["block_end"] - now).total_seconds() / 60, 0.0)
     out: dict[str, Any] = {
-        "block_start": b["block_start"].to_pydatetime(),
-        "block_end": b["block_end"].to_pydatetime(),
+        "block_start": b["block_start"],
+        "block_end": b["block_end"],
         "entries": int(b["entries"]),
         "total_tokens": int(b["total_tokens"]),
         "cost_usd": float(b["cost_usd"]),

@@ -193,24 +193,25 @@ def test_tables_cut_long_lists_like_long_text_and_line_up_numbers() -> None:
 
 
 def test_table_reports_of_the_cli_do_not_load_pandas(store: Store, tmp_path: Path) -> None:
-    # `usage models` and `usage specs` print plain rows: importing pandas for them took ~0.4 s
-    # of a ~0.55 s command
+    # `usage models`, `usage specs` and `usage blocks` print plain rows: importing pandas for
+    # them took ~0.4 s of a ~0.55 s command
     _seed(store, tmp_path)
     store.release()
     code = (
         "import json, sys; from specwright.cli import main; "
         f"args = ['--db', {str(store.path)!r}, '--json', 'usage']; "
-        "out = {r: main([*args, r]) for r in ('models', 'specs', 'daily')}; "
+        "out = {r: main([*args, r]) for r in ('models', 'specs', 'daily', 'blocks')}; "
         "print(json.dumps([out, 'pandas' in sys.modules]))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     reports, text, at = [], res.stdout, 0
-    while text[at:].strip():  # three reports, then the exit codes and the answer
+    while text[at:].strip():  # four reports, then the exit codes and the answer
         value, end = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
         reports.append(value)
         at = end
-    models, specs, _daily, last = reports
-    assert last == [{"models": 0, "specs": 0, "daily": 0}, False]
+    models, specs, _daily, blocks, last = reports
+    assert last == [{"models": 0, "specs": 0, "daily": 0, "blocks": 0}, False]
+    assert blocks["blocks"] and all(isinstance(b["startTime"], str) for b in blocks["blocks"])
     assert models and all(isinstance(m["input_tokens"], int) for m in models)
     assert [s["executions"] for s in specs] == [1] and specs[0]["cost_usd"] == 0.01
 

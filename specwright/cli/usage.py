@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 from specwright.errors import SpecwrightError, ValidationError, named
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from specwright.cli.common import Context
     from specwright.store import Store
 
@@ -323,13 +321,13 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             )
         return 0
     if report == "blocks":
-        df = blocks.billing_blocks(store, source=source, **win)
+        rows = blocks.block_rows(store, source=source, **win)
         burn = blocks.burn_rate(store, source=source)
         if ctx.json:
-            ctx.emit({"blocks": [_block_json(r, burn) for r in _records(df)], "active": burn})
+            ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": burn})
         else:
             ctx.emit(
-                [r for r in _records(df)],
+                rows,
                 [
                     "block_start",
                     "block_end",
@@ -414,7 +412,7 @@ def _block_json(r: dict[str, Any], burn: dict[str, Any] | None) -> dict[str, Any
 
 
 def _rows(store: Store, query: tuple[str, list[Any]]) -> list[dict[str, Any]]:
-    """A query's rows as ``_records`` gives a frame's, without pandas (~0.4 s to import)."""
+    """A query's rows as dicts, NaN as None, without pandas (~0.4 s to import)."""
     import math
 
     rows = store.query_dicts(*query)
@@ -423,26 +421,6 @@ def _rows(store: Store, query: tuple[str, list[Any]]) -> list[dict[str, Any]]:
             if isinstance(v, float) and math.isnan(v):
                 row[k] = None
     return rows
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    import math
-
-    import pandas as pd
-
-    out = []
-    for rec in df.to_dict(orient="records"):
-        clean: dict[str, Any] = {}
-        for k, v in rec.items():
-            if hasattr(v, "tolist"):
-                v = v.tolist()
-            if hasattr(v, "to_pydatetime"):
-                v = v.to_pydatetime()
-            if (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
-                v = None  # a missing number or time (a gap block has no last activity)
-            clean[str(k)] = v
-        out.append(clean)
-    return out
 
 
 # --- ingest, export, merge, report -------------------------------------------------------------
