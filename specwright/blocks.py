@@ -27,9 +27,11 @@ def usage_timestamps(
     since: str | date | None = None,
     until: str | date | None = None,
     source: str | None = None,
+    tz: str = "UTC",
 ) -> pd.DataFrame:
-    """Per-record time, tokens and cost (sorted), the input of billing blocks."""
-    where, params = usage_filter(since, until, source)
+    """Per-record time (naive UTC), tokens and cost, sorted, of the records on days ``since`` to
+    ``until`` in ``tz`` (as every windowed query here counts days)."""
+    where, params = usage_filter(since, until, source, tz)
     sql = f"""
         SELECT u.ts, u.model, u.input_tokens, u.output_tokens,
                u.cache_write_5m_tokens + u.cache_write_1h_tokens AS cache_creation_tokens,

@@ -107,6 +107,18 @@ def test_since_and_until_are_days_in_the_zone(store: Store, tmp_path: Path, name
         query(store, since="2025-03-10", tz="Mars/Olympus")
 
 
+def test_usage_timestamps_window_days_in_the_zone(store: Store) -> None:
+    from specwright import blocks
+
+    store.insert("usage_records", {
+        "id": new_id(), "source": "claude-code", "dedup_key": "m1:r1", "ts": AT,
+        "input_tokens": 10, "output_tokens": 5,
+    })  # fmt: skip
+    assert list(blocks.usage_timestamps(store, since="2025-03-10")["ts"]) == [AT]
+    assert blocks.usage_timestamps(store, since="2025-03-10", tz=NY).empty
+    assert len(blocks.usage_timestamps(store, until="2025-03-09", tz=NY)) == 1
+
+
 def test_a_tool_result_counts_when_its_call_is_in_the_local_window(
     store: Store, tmp_path: Path
 ) -> None:
