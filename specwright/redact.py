@@ -6,7 +6,8 @@ of a file that exists (``SSH_AUTH_SOCK``). A value is also found
 in the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either
 case) and JSON-escaped (once or twice, ASCII or not, with ``\\/``), and base64-encoded (standard or
 URL-safe alphabet; alone, with the newline ``echo | base64`` adds and its 76-column wrap, or inside
-a longer base64 text, such as a Basic auth header, at any of the three byte alignments).
+a longer base64 text, such as a Basic auth header, at any of the three byte alignments), and
+hex-encoded (either case; also broken over lines, as ``xxd -p`` wraps a dump that holds it).
 ``edges`` also catches a value cut in two: the end of a text that is the start of a secret, and
 the start of one that is its end.
 """
@@ -54,8 +55,8 @@ def _alternation(
     """One regex for ``forms`` (in their order: the first that matches wins), its branches
     grouped by their first character or URL escape: at each place in a text only the forms
     starting there are tried, so the many forms of a few secrets cost little more than one.
-    A form in ``wrapped`` (base64) also matches broken over lines anywhere, as ``base64``
-    wraps a longer text that holds it."""
+    A form in ``wrapped`` (base64, hex) also matches broken over lines anywhere, as ``base64``
+    and ``xxd -p`` wrap a longer text that holds it."""
     groups: dict[str, list[str]] = {}
     for form in forms:
         head = form[:3] if _PERCENT.match(form) else form[:1]
@@ -98,6 +99,11 @@ def _base64_forms(raw: bytes) -> set[str]:
     return forms | {form.translate(_URL_SAFE) for form in forms} | _base64_cores(raw)
 
 
+def _hex_forms(raw: bytes) -> set[str]:
+    """``raw`` in hex, lower and upper case (``xxd -p``, ``bytes.hex()``)."""
+    return {raw.hex(), raw.hex().upper()}
+
+
 def _bytes(value: str) -> bytes:
     """The bytes of a variable's value, also when they are not UTF-8 (os.environ keeps those
     as surrogate escapes)."""
@@ -114,6 +120,7 @@ def variants(value: str) -> set[str]:
     forms = {value, raw.decode("utf-8", "replace")}  # the latter as an agent's output is read
     forms.update((quote(raw, safe=""), quote(raw), quote_plus(raw)))
     forms.update(_base64_forms(raw))
+    forms.update(_hex_forms(raw))
     if "\n" in value:  # a key file's text: line by line, a stream's lines are joined without breaks
         forms.add(value.replace("\n", ""))
     for form in list(forms):
@@ -140,11 +147,11 @@ class _Matcher:
     @functools.lru_cache(maxsize=16)
     def of(items: tuple[tuple[str, str], ...]) -> _Matcher:
         names: dict[str, str] = {}
-        wrapped: set[str] = set()  # base64 forms, found broken over lines too
+        wrapped: set[str] = set()  # base64 and hex forms, found broken over lines too
         for name, value in items:
             for form in variants(value):
                 names.setdefault(form, name)
-            wrapped |= _base64_cores(_bytes(value))
+            wrapped |= _base64_cores(_bytes(value)) | _hex_forms(_bytes(value))
         forms = sorted(names, key=len, reverse=True)  # the longest form wins an overlap
         by_head: dict[str, list[str]] = {}
         by_tail: dict[str, list[str]] = {}

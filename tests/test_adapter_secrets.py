@@ -192,6 +192,23 @@ def test_base64_forms_leave_other_text_and_short_values_alone() -> None:
     assert r(wrapped) == "[REDACTED:MY_API_TOKEN]\n"
 
 
+def test_a_hex_dumped_secret_is_redacted() -> None:
+    """`xxd -p deploy.env` (60 columns a line: the secret broken anywhere), `.hex()`, either case;
+    other hex is left alone."""
+    r = Redactor({"MY_API_TOKEN": SECRET})
+    raw = SECRET.encode()
+    for before in ("", "a", "ab", "MY_API_TOKEN="):  # every alignment against the 60-column wrap
+        dump = (before.encode() + raw + b"\n").hex()
+        xxd = "\n".join(dump[i : i + 60] for i in range(0, len(dump), 60)) + "\n"
+        for text in (xxd, xxd.upper(), "key: " + raw.hex() + " end"):
+            for out in (r(text), r.lines(text)):  # whole, and line by line as a stream is read
+                flat = out.replace("\n", "").lower()
+                assert "[REDACTED:MY_API_TOKEN]" in out, (before, out)
+                assert raw.hex()[4:-4] not in flat, (before, out)
+    clean = (b"ordinary bytes " * 8).hex() + "\n" + "deadbeef" * 20
+    assert r(clean) == clean and r.lines(clean) == clean
+
+
 @pytest.mark.parametrize(
     "text",
     [
