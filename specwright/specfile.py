@@ -176,12 +176,17 @@ def default_path(project_root: Path | str, spec: Spec) -> Path:
     return Path(project_root) / SPECS_DIR / f"{spec.slug}.md"
 
 
-def export_spec(store: Store, spec: Spec, path: Path | str) -> Path:
-    """Write ``spec`` and its chunks to ``path`` (folders created); returns the path."""
+def export_spec(store: Store, spec: Spec, path: Path | str, *, force: bool = False) -> Path:
+    """Write ``spec`` and its chunks to ``path`` (folders created); returns the path. A file
+    there that is neither what Specwright last wrote or imported there nor what it would write
+    now holds edits not imported: refused unless ``force``."""
+    from specwright import fingerprints
     from specwright.catalog import list_chunks
 
     text = render(spec, list_chunks(store, spec.id))
     path = Path(path)
+    if not force and (path.exists() or path.is_symlink()):
+        _refuse_unimported(store, spec, path, text.encode("utf-8"))
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +197,26 @@ def export_spec(store: Store, spec: Spec, path: Path | str) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise SpecFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    fingerprints.remember(store, path, text.encode("utf-8"))
     return path
+
+
+def _refuse_unimported(store: Store, spec: Spec, path: Path, data: bytes) -> None:
+    from specwright import fingerprints
+
+    try:
+        with open(path, "rb") as fh:
+            on_disk = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        problem = f"cannot read it to check for edits ({exc.strerror or exc})"
+    else:
+        if on_disk == data or fingerprints.digest(on_disk) == fingerprints.known(store, path):
+            return
+        problem = "it has changes that were never imported (edited since it was written?)"
+    raise SpecFileError(
+        f"{path}: not overwritten: {problem}; import it first (`specwright spec import "
+        f"{path}`) or overwrite it (`specwright spec export {spec.slug} --force`)"
+    )
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -404,7 +428,11 @@ def _merge_front_chunks(
 
 def read(path: Path | str) -> ParsedSpec:
     """Read and parse a spec file."""
-    path = Path(path)
+    return parse(_normal(_read_text(Path(path))), str(path))
+
+
+def _read_text(path: Path) -> str:
+    """A spec file's text as it is on disk (its bytes are its UTF-8 encoding)."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -417,8 +445,12 @@ def read(path: Path | str) -> ParsedSpec:
         raise SpecFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise SpecFileError(f"{path}: cannot read: {exc.strerror}") from None
+    return text
+
+
+def _normal(text: str) -> str:
     # a file saved by a Windows editor: a byte order mark, CRLF line ends (ours are LF)
-    return parse(text.removeprefix("\ufeff").replace("\r\n", "\n"), str(path))
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
 
 def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraft]:
@@ -459,7 +491,8 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
     """Create or update a spec from a spec file: matched by the file's id, else its slug."""
     from specwright.catalog import get_spec, new_spec_row
 
-    parsed = read(path)
+    text = _read_text(Path(path))
+    parsed = parse(_normal(text), str(path))
     drafts = resolve_drafts(parsed, str(path))
     slug = slugify(parsed.slug or parsed.title)
     with store.connect():  # the spec and its chunks in one write: all of it or nothing
@@ -504,4 +537,7 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
         except ValidationError as exc:
             raise SpecFileError(f"{path}: {exc}") from None
         store.write(ops)
+        from specwright import fingerprints
+
+        fingerprints.remember(store, path, text.encode("utf-8"))  # its edits are in the store
         return get_spec(store, spec_id)

@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
     p = spec.add_parser("export", help="write a spec to .handoff/specs/<slug>.md")
     p.add_argument("spec", help="spec slug, id or id prefix")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead ('-' for stdout)")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite a file with edits that were not imported"
+    )
     p.set_defaults(handler=cmd_spec_export)
     p = spec.add_parser("import", help="create or update a spec from a spec file")
     p.add_argument("file", help="a spec file (front matter + markdown; see `spec export`)")

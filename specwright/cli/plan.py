@@ -189,16 +189,21 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
         except TypeError:  # an error type with another signature: keep its text as it is
             raise exc from None
         raise again from None
-    exported = None
+    exported = refused = None
     if args.export and stage not in ("review", "ready"):
         print(
             f"--export: nothing written: the spec is not complete (next: {stage})", file=sys.stderr
         )
     elif args.export:
-        from specwright.specfile import default_path, export_spec
+        from specwright.specfile import SpecFileError, default_path, export_spec
 
-        exported = export_spec(store, studio.spec, default_path(ctx.project_dir, studio.spec))
+        try:
+            exported = export_spec(store, studio.spec, default_path(ctx.project_dir, studio.spec))
+        except SpecFileError as exc:  # edits not imported: what the planner did is shown first
+            refused = exc
     _report(studio, stage, ctx, exported)
+    if refused:
+        raise refused
     return 0
 
 
@@ -300,7 +305,7 @@ def cmd_spec_export(args: argparse.Namespace, ctx: Context) -> int:
 
             sys.stdout.write(render(spec, list_chunks(ctx.store, spec.id)))
             return 0
-        path = export_spec(ctx.store, spec, target)
+        path = export_spec(ctx.store, spec, target, force=args.force)
     ctx.emit({"exported": spec.slug, "path": str(path)} if ctx.json else f"wrote {path}")
     return 0
 

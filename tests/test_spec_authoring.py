@@ -1,0 +1,76 @@
+"""Spec authoring never loses a person's work: an export does not write over edits that were
+not imported. Real CLI calls, a real database, real files; the planner is the fake model server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult
+
+
+@pytest.fixture
+def project(git_repo: Path, cli: Callable[..., CliResult]) -> Path:
+    """A project with a hand-written spec `login` of one chunk."""
+    assert cli("-C", str(git_repo), "spec", "new", "Login", "--body", "# Goal\n").code == 0
+    assert cli("-C", str(git_repo), "chunk", "add", "login", "Form").code == 0
+    return git_repo
+
+
+def test_an_export_does_not_write_over_edits_that_were_not_imported(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    def run(*args: str) -> CliResult:
+        return cli("-C", str(project), *args)
+
+    path = project / ".handoff" / "specs" / "login.md"
+    assert run("spec", "export", "login").code == 0
+    edited = path.read_text().replace("# Goal\n", "# Goal\n\nLog in with a passkey.\n")
+    path.write_text(edited)
+    for args in (("spec", "export", "login"), ("plan", "--resume", "login", "--export")):
+        out = run(*args)
+        assert out.code == 2, out.err
+        assert out.err.splitlines() == [
+            f"specwright: error: {path}: not overwritten: it has changes that were never "
+            f"imported (edited since it was written?); import it first (`specwright spec import "
+            f"{path}`) or overwrite it (`specwright spec export login --force`)"
+        ]
+        assert path.read_text() == edited
+    # once imported, its edits are in the store: the next export (after more changes) writes
+    assert run("spec", "import", str(path)).code == 0
+    assert run("chunk", "add", "login", "Logout").code == 0
+    assert run("spec", "export", "login").code == 0
+    assert "passkey" in path.read_text() and "## Chunk 2: Logout" in path.read_text()
+    # a file just as Specwright wrote it may be rewritten after the spec changed
+    assert run("chunk", "add", "login", "Audit").code == 0
+    out = run("plan", "--resume", "login", "--export")
+    assert out.code == 0, out.err
+    assert "## Chunk 3: Audit" in path.read_text()
+    # --force is the way to drop edits on purpose
+    path.write_text(path.read_text() + "\nstray edit\n")
+    assert run("spec", "export", "login").code == 2
+    assert run("spec", "export", "login", "--force").code == 0
+    assert "stray edit" not in path.read_text()
+
+
+def test_a_file_as_an_export_would_write_it_now_is_no_edit(
+    project: Path, cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Without a fingerprint (another database, a fresh clone), a file identical to what the
+    export writes is not refused; any other file is."""
+    from specwright.fingerprints import sidecar
+    from specwright.store import Store, resolve_db_path
+
+    path = project / ".handoff" / "specs" / "login.md"
+    assert cli("-C", str(project), "spec", "export", "login").code == 0
+    written = path.read_text()
+    sidecar(Store(resolve_db_path(project))).unlink()
+    assert cli("-C", str(project), "spec", "export", "login").code == 0
+    assert path.read_text() == written
+    other = tmp_path / "other.md"
+    other.write_text("notes of mine\n")
+    out = cli("-C", str(project), "spec", "export", "login", "-o", str(other))
+    assert out.code == 2 and f"{other}: not overwritten" in out.err
+    assert other.read_text() == "notes of mine\n"
