@@ -487,8 +487,10 @@ def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraf
     return drafts
 
 
-def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
-    """Create or update a spec from a spec file: matched by the file's id, else its slug."""
+def import_spec(store: Store, project: Project, path: Path | str, *, replace: bool = False) -> Spec:
+    """Create or update a spec from a spec file: matched by the file's id, else its slug. A
+    spec matched by slug only is named in a warning, and refused when it has runs or
+    executions (its recorded history would sit under another text) unless ``replace``."""
     from specwright.catalog import get_spec, new_spec_row
 
     text = _read_text(Path(path))
@@ -496,7 +498,7 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
     drafts = resolve_drafts(parsed, str(path))
     slug = slugify(parsed.slug or parsed.title)
     with store.connect():  # the spec and its chunks in one write: all of it or nothing
-        rows = []
+        rows, replacing = [], ""
         if parsed.id:
             rows = store.query_dicts(
                 "SELECT id, project_id FROM specs WHERE id::VARCHAR = ?", [parsed.id]
@@ -507,6 +509,8 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
             rows = store.query_dicts(
                 "SELECT id FROM specs WHERE project_id = ? AND slug = ?", [project.id, slug]
             )
+            if rows:
+                replacing = _by_slug(store, path, parsed, str(rows[0]["id"]), slug, replace)
         if rows:
             spec_id = str(rows[0]["id"])
             values = {
@@ -540,4 +544,32 @@ def import_spec(store: Store, project: Project, path: Path | str) -> Spec:
         from specwright import fingerprints
 
         fingerprints.remember(store, path, text.encode("utf-8"))  # its edits are in the store
+        if replacing:
+            import logging
+
+            logging.getLogger(__name__).warning("%s", replacing)
         return get_spec(store, spec_id)
+
+
+def _by_slug(
+    store: Store, path: Path | str, parsed: ParsedSpec, spec_id: str, slug: str, replace: bool
+) -> str:
+    """The file names no spec of this database, and its slug is that of ``spec_id``: refuse
+    when that spec has history (unless ``replace``), else say which spec it replaces."""
+    why = f"has spec id {parsed.id}, not in this database," if parsed.id else "has no spec id"
+    runs, execs = store.query(
+        "SELECT (SELECT count(*) FROM runs WHERE spec_id = ?), "
+        "(SELECT count(*) FROM executions WHERE spec_id = ?)",
+        [spec_id, spec_id],
+    )[0]
+    if (runs or execs) and not replace:
+        raise SpecFileError(
+            f"{path} {why} and its slug {slug!r} is spec {spec_id}, which has {runs} run(s) "
+            f"and {execs} execution(s): nothing imported (to change that spec, edit its export: "
+            f"`specwright spec export {slug}`; to make a new spec, set another `slug:` in the "
+            "file; to put this file in its place anyway, add --replace)"
+        )
+    return (
+        f"{path} {why.rstrip(',')}: it updated spec {slug!r} ({spec_id}), the one of its slug: "
+        "its text and chunks are now the file's"
+    )

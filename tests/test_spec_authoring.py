@@ -74,3 +74,47 @@ def test_a_file_as_an_export_would_write_it_now_is_no_edit(
     out = cli("-C", str(project), "spec", "export", "login", "-o", str(other))
     assert out.code == 2 and f"{other}: not overwritten" in out.err
     assert other.read_text() == "notes of mine\n"
+
+
+def test_a_file_without_the_specs_id_does_not_silently_replace_the_spec_of_its_slug(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """`spec import` of a file without `id:` took the place of the stored spec of the same
+    slug, runs and all, and said only "imported"."""
+    from specwright.model import new_id, utcnow
+    from specwright.store import Store, resolve_db_path
+
+    store = Store(resolve_db_path(project))
+    ((spec_id,),) = store.query("SELECT id FROM specs")
+    other = project / "other.md"
+    other.write_text("---\ntitle: Login\n---\n\nSomething else.\n\n## Chunk 1: Other\n")
+    out = cli("-C", str(project), "spec", "import", str(other))
+    assert out.code == 0, out.err
+    assert out.err.splitlines() == [
+        f"specwright: warning: {other} has no spec id: it updated spec 'login' ({spec_id}), "
+        "the one of its slug: its text and chunks are now the file's"
+    ]
+    store.insert(
+        "runs",
+        {
+            "id": new_id(),
+            "spec_id": spec_id,
+            "chunk_id": None,
+            "kind": "spec",
+            "status": "failed",
+            "started_at": utcnow(),
+        },
+    )
+    other.write_text("---\ntitle: Login\n---\n\nA third text.\n\n## Chunk 1: Other\n")
+    out = cli("-C", str(project), "spec", "import", str(other))
+    assert out.code == 2
+    assert out.err.splitlines() == [
+        f"specwright: error: {other} has no spec id and its slug 'login' is spec {spec_id}, "
+        "which has 1 run(s) and 0 execution(s): nothing imported (to change that spec, edit "
+        "its export: `specwright spec export login`; to make a new spec, set another `slug:` "
+        "in the file; to put this file in its place anyway, add --replace)"
+    ]
+    assert store.query("SELECT body FROM specs") == [("Something else.",)]
+    out = cli("-C", str(project), "spec", "import", str(other), "--replace")
+    assert out.code == 0, out.err
+    assert store.query("SELECT body FROM specs") == [("A third text.",)]

@@ -62,6 +62,11 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_spec_export)
     p = spec.add_parser("import", help="create or update a spec from a spec file")
     p.add_argument("file", help="a spec file (front matter + markdown; see `spec export`)")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="a file without the spec's id may replace a spec of its slug that has runs",
+    )
     p.set_defaults(handler=cmd_spec_import)
 
     chunk = sub.add_parser("chunk", help="add and list a spec's chunks").add_subparsers(

@@ -316,7 +316,7 @@ def cmd_spec_import(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.specfile import import_spec
 
     with ctx.store.connect():
-        spec = import_spec(ctx.store, ctx.project(), args.file)
+        spec = import_spec(ctx.store, ctx.project(), args.file, replace=args.replace)
         n = len(list_chunks(ctx.store, spec.id))
     ctx.emit(
         {"imported": spec.slug, "id": spec.id, "chunks": n}
