@@ -197,7 +197,7 @@ def export_spec(store: Store, spec: Spec, path: Path | str, *, force: bool = Fal
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise SpecFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    fingerprints.remember(store, path, text.encode("utf-8"))
+    fingerprints.remember(store, path, text.encode("utf-8"), spec.id)
     return path
 
 
@@ -495,7 +495,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
 
     text = _read_text(Path(path))
     parsed = parse(_normal(text), str(path))
-    drafts = resolve_drafts(parsed, str(path))
+    resolve_drafts(parsed, str(path))  # the file's own mistakes first
     slug = slugify(parsed.slug or parsed.title)
     with store.connect():  # the spec and its chunks in one write: all of it or nothing
         rows, replacing = [], ""
@@ -513,6 +513,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
                 replacing = _by_slug(store, path, parsed, str(rows[0]["id"]), slug, replace)
         if rows:
             spec_id = str(rows[0]["id"])
+            _keep_chunk_ids(store, spec_id, parsed)
             values = {
                 "title": parsed.title,
                 "body": parsed.body,
@@ -537,13 +538,13 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             spec_id = row["id"]
             ops = [Store.op_insert("specs", row)]
         try:
-            ops += chunk_ops(store, spec_id, drafts)
+            ops += chunk_ops(store, spec_id, resolve_drafts(parsed, str(path)))
         except ValidationError as exc:
             raise SpecFileError(f"{path}: {exc}") from None
         store.write(ops)
         from specwright import fingerprints
 
-        fingerprints.remember(store, path, text.encode("utf-8"))  # its edits are in the store
+        fingerprints.remember(store, path, text.encode("utf-8"), spec_id)  # edits now stored
         if replacing:
             import logging
 
@@ -555,7 +556,13 @@ def _by_slug(
     store: Store, path: Path | str, parsed: ParsedSpec, spec_id: str, slug: str, replace: bool
 ) -> str:
     """The file names no spec of this database, and its slug is that of ``spec_id``: refuse
-    when that spec has history (unless ``replace``), else say which spec it replaces."""
+    when that spec has history (unless ``replace``), else say which spec it replaces. Neither
+    when this file is where that spec was last imported from or exported to (a hand-written
+    file, edited and imported again)."""
+    from specwright import fingerprints
+
+    if fingerprints.spec_of(store, path) == spec_id:
+        return ""
     why = f"has spec id {parsed.id}, not in this database," if parsed.id else "has no spec id"
     runs, execs = store.query(
         "SELECT (SELECT count(*) FROM runs WHERE spec_id = ?), "
@@ -573,3 +580,17 @@ def _by_slug(
         f"{path} {why.rstrip(',')}: it updated spec {slug!r} ({spec_id}), the one of its slug: "
         "its text and chunks are now the file's"
     )
+
+
+def _keep_chunk_ids(store: Store, spec_id: str, parsed: ParsedSpec) -> None:
+    """A chunk the file gives no id (a hand-written file) is the spec's chunk of the same title,
+    when just one has it: it keeps its id, status and runs rather than being a new chunk."""
+    stored: dict[str, list[str]] = {}
+    for cid, title in store.query("SELECT id, title FROM chunks WHERE spec_id = ?", [spec_id]):
+        stored.setdefault(str(title).strip().lower(), []).append(str(cid))
+    named = [c.title.lower() for c in parsed.chunks]
+    taken = {c.id for c in parsed.chunks if c.id}
+    for c in parsed.chunks:
+        ids = [i for i in stored.get(c.title.lower(), []) if i not in taken]
+        if c.id is None and named.count(c.title.lower()) == 1 and len(ids) == 1:
+            c.id = ids[0]

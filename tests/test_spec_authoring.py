@@ -94,27 +94,54 @@ def test_a_file_without_the_specs_id_does_not_silently_replace_the_spec_of_its_s
         f"specwright: warning: {other} has no spec id: it updated spec 'login' ({spec_id}), "
         "the one of its slug: its text and chunks are now the file's"
     ]
-    store.insert(
-        "runs",
-        {
-            "id": new_id(),
-            "spec_id": spec_id,
-            "chunk_id": None,
-            "kind": "spec",
-            "status": "failed",
-            "started_at": utcnow(),
-        },
-    )
-    other.write_text("---\ntitle: Login\n---\n\nA third text.\n\n## Chunk 1: Other\n")
-    out = cli("-C", str(project), "spec", "import", str(other))
+    run = {"id": new_id(), "spec_id": spec_id, "kind": "spec", "status": "failed"}
+    store.insert("runs", {**run, "started_at": utcnow()})
+    third = project / "third.md"
+    third.write_text("---\ntitle: Login\n---\n\nA third text.\n\n## Chunk 1: Other\n")
+    out = cli("-C", str(project), "spec", "import", str(third))
     assert out.code == 2
     assert out.err.splitlines() == [
-        f"specwright: error: {other} has no spec id and its slug 'login' is spec {spec_id}, "
+        f"specwright: error: {third} has no spec id and its slug 'login' is spec {spec_id}, "
         "which has 1 run(s) and 0 execution(s): nothing imported (to change that spec, edit "
         "its export: `specwright spec export login`; to make a new spec, set another `slug:` "
         "in the file; to put this file in its place anyway, add --replace)"
     ]
     assert store.query("SELECT body FROM specs") == [("Something else.",)]
-    out = cli("-C", str(project), "spec", "import", str(other), "--replace")
+    out = cli("-C", str(project), "spec", "import", str(third), "--replace")
     assert out.code == 0, out.err
+    assert f"{third} has no spec id: it updated spec 'login'" in out.err
     assert store.query("SELECT body FROM specs") == [("A third text.",)]
+
+
+def test_a_hand_written_spec_file_imported_again_keeps_its_chunks_and_their_runs(
+    git_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Its chunks have no ids: each import made new chunks (a shipped one pending again), and
+    once one had runs the import was refused: "keep it in the list" (it was in the list)."""
+    from specwright.model import new_id, utcnow
+    from specwright.store import Store, resolve_db_path
+
+    path = git_repo / "login.md"
+    path.write_text(
+        "---\ntitle: Login\n---\n\nLog in.\n\n## Chunk 1: Form\n\nA form.\n\n"
+        "## Chunk 2: Endpoint\n\nPOST /login.\n"
+    )
+    assert cli("-C", str(git_repo), "spec", "import", str(path)).code == 0
+    store = Store(resolve_db_path(git_repo))
+    before = dict(store.query("SELECT title, id FROM chunks"))
+    ((spec_id,),) = store.query("SELECT id FROM specs")
+    run = {"id": new_id(), "spec_id": spec_id, "chunk_id": before["Form"], "kind": "chunk"}
+    store.insert("runs", {**run, "status": "shipped", "started_at": utcnow()})
+    store.update("chunks", {"id": before["Form"]}, {"status": "shipped"})
+    path.write_text(
+        path.read_text().replace("POST /login.", "POST /session.") + "\n## Chunk 3: Logout\n"
+    )
+    out = cli("-C", str(git_repo), "spec", "import", str(path))
+    assert out.code == 0, out.err
+    assert out.err == ""  # this file is that spec's own source: nothing replaced
+    after = {
+        t: (i, s, p) for t, i, s, p in store.query("SELECT title, id, status, prompt FROM chunks")
+    }
+    assert after["Form"] == (before["Form"], "shipped", "A form.")
+    assert after["Endpoint"] == (before["Endpoint"], "pending", "POST /session.")
+    assert set(after) == {"Form", "Endpoint", "Logout"}
