@@ -390,6 +390,34 @@ def test_studio_view_over_the_real_store_resumes_a_hand_written_draft(
     assert catalog.get_spec(store, draft.spec_id).status == "ready"
 
 
+@pytest.mark.parametrize("status", ["draft", "ready", "running", "done", "failed"])
+def test_the_studio_export_accepts_a_draft_and_leaves_a_spec_that_ran_as_it_is(
+    store: Store, git_repo: Path, status: str
+) -> None:
+    """Save / Export (and the headless notebook, on every re-run) set any spec 'ready': a done
+    spec looked never run, a running one looked idle."""
+    from specwright import specfile
+    from specwright.config import Config
+
+    project = catalog.ensure_project(store, git_repo)
+    source = git_repo / "s.md"
+    source.write_text(
+        f"---\ntitle: Ran\nstatus: {status}\nintent: Ship it\n---\n\nText.\n\n## Chunk 1: One\n"
+    )
+    spec = specfile.import_spec(store, project, source)
+    view = StudioView(for_project(store, project, Config.default()), debounce_s=None)
+    draft = view.backend.resume("Ship it")  # the notebook reopened with the same intent
+    assert draft is not None and draft.spec_id == spec.id
+    view.show(draft)
+    path = view.export()
+    assert path is not None
+    want = "ready" if status == "draft" else status
+    assert catalog.get_spec(store, spec.id).status == want
+    assert f"status: {want}\n" in path.read_text()
+    said = "ready to run" if want == "ready" else f"{status}, left as it is"
+    assert f"saved; spec {said}; wrote {path}" in view.message.value
+
+
 # --- the usage view -----------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ class StudioBackend:
     write_spec: Callable[[str], Draft]
     split: Callable[[str], Draft]
     save_chunks: Callable[[str, Sequence[ChunkRow]], Draft]
-    export: Callable[[str], Path]  # mark ready and write .handoff/specs/<slug>.md
+    export: Callable[[str], Path]  # accept a draft, write .handoff/specs/<slug>.md
     planner_problem: Callable[[], str | None] = lambda: None  # why the planner cannot be called
 
 
@@ -161,10 +161,17 @@ def for_project(
         return draft(spec_id)
 
     def export(spec_id: str) -> Path:
+        from dataclasses import replace
+
         if not catalog.list_chunks(store, spec_id):
             raise ValidationError("nothing to export yet: the spec has no chunks")
-        spec = catalog.update_spec(store, spec_id, status="ready")
-        return specfile.export_spec(store, spec, specfile.default_path(project.root, spec))
+        spec = catalog.get_spec(store, spec_id)
+        if spec.status != "draft":  # accepted already (it may be running, or done): as it is
+            return specfile.export_spec(store, spec, specfile.default_path(project.root, spec))
+        ready = replace(spec, status="ready")  # marked ready only once the file is written
+        path = specfile.export_spec(store, ready, specfile.default_path(project.root, spec))
+        catalog.update_spec(store, spec_id, status="ready")
+        return path
 
     def planner_problem() -> str | None:
         import os

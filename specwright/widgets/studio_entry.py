@@ -3,7 +3,7 @@
 With a person at the notebook it shows the ``StudioView``, resuming the spec of the same intent
 (or the latest draft) and asking the planner only when there is an intent and no questions yet.
 Headless (papermill), it takes the wizard as far as it can: questions, the given ``answers``, the
-spec, the chunks, then marks the spec ready and exports it; without answers it stops after the
+spec, the chunks, then marks a draft spec ready and exports it; without answers it stops after the
 questions and says how to pass them. A planner without its API key is a clear message in the
 view, and an error headless (only when a planner call is actually needed).
 """
@@ -105,7 +105,8 @@ def open_studio(
         return draft
     path = backend.export(draft.spec_id)
     draft = backend.resume(draft.intent) or draft
-    print(f"spec {draft.slug} is ready to run; wrote {path}")
+    state = "ready to run" if draft.status == "ready" else f"{draft.status} (left as it is)"
+    print(f"spec {draft.slug} is {state}; wrote {path}")
     pos = {c.id: c.position for c in draft.chunks}
     rows = [
         {

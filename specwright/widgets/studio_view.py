@@ -372,11 +372,13 @@ class StudioView:
         self._step("splitting into chunks", self.backend.split)
 
     def export(self) -> Path | None:
-        """Save everything, mark the spec ready and write its spec file."""
+        """Save everything, mark a draft spec ready and write its spec file."""
         if self.draft is None:
             return None
         spec_id = self.draft.spec_id
+        status = self.draft.status
         path = self._call("exporting", lambda: self.backend.export(spec_id))
         if path is not None:
-            self.say(f"saved; spec ready to run; wrote {path}")
+            state = "ready to run" if status in ("draft", "ready") else f"{status}, left as it is"
+            self.say(f"saved; spec {state}; wrote {path}")
         return path
