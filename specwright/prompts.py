@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from specwright.model import Chunk
 
 MAX_INTENT_CHARS = 20_000
 MAX_CONTEXT_CHARS = 60_000  # the codebase summary is budgeted upstream; this is a backstop
@@ -278,6 +281,21 @@ def refine_spec(
         schema=SPEC_SCHEMA,
         description="Return the revised spec.",
     )
+
+
+def chunks_text(chunks: Sequence[Chunk]) -> str:
+    """Chunks as the planner sees them when refining: key, title, deps, prompt, checks."""
+    pos = {c.id: c.position for c in chunks}
+    parts = []
+    for c in chunks:
+        deps = ", ".join(f"c{pos[d]}" for d in c.depends_on if d in pos) or "none"
+        checks = "\n".join(f"  - {a}" for a in c.acceptance) or "  (none)"
+        files = ", ".join(c.files) or "(none)"
+        parts.append(
+            f"[c{c.position}] {c.title}\ndepends_on: {deps}\nfiles: {files}\n"
+            f"prompt:\n{c.prompt}\nacceptance:\n{checks}"
+        )
+    return "\n\n".join(parts)
 
 
 def refine_chunks(

@@ -420,7 +420,7 @@ class Studio:
         def build(problem: str | None) -> prompts.Prompt:
             return prompts.refine_chunks(
                 spec.body,
-                chunks_text(current),
+                prompts.chunks_text(current),
                 feedback,
                 rules=self._rules,
                 context=self.context(),
@@ -564,21 +564,6 @@ def _check_chunks(
         return drafts, None
 
     return check
-
-
-def chunks_text(chunks: Sequence[Chunk]) -> str:
-    """Chunks as the planner sees them when refining: key, title, deps, prompt, checks."""
-    pos = {c.id: c.position for c in chunks}
-    parts = []
-    for c in chunks:
-        deps = ", ".join(f"c{pos[d]}" for d in c.depends_on if d in pos) or "none"
-        checks = "\n".join(f"  - {a}" for a in c.acceptance) or "  (none)"
-        files = ", ".join(c.files) or "(none)"
-        parts.append(
-            f"[c{c.position}] {c.title}\ndepends_on: {deps}\nfiles: {files}\n"
-            f"prompt:\n{c.prompt}\nacceptance:\n{checks}"
-        )
-    return "\n\n".join(parts)
 
 
 def _position(key: Any, by_text: Mapping[str, int]) -> int | None:
