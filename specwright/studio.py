@@ -5,7 +5,8 @@ Every step is a row in the store before the next one starts: ``start`` creates t
 ``answer`` saves each answer as it comes; ``write_spec`` saves the markdown spec on the spec row;
 ``split`` saves the chunks and their dependencies, validated as a DAG of at most
 ``prompts.MAX_CHUNKS`` chunks (a cycle, an unknown dependency or too many chunks is re-asked
-once, then a clear error); ``refine`` revises the spec or the chunks.
+once, then a clear error); ``refine`` revises the spec or the chunks. What the planner writes
+needs a review: a spec accepted before (``accept``: ready, or run since) is a draft again.
 A ``Studio`` holds only the spec id and reads everything else from the store, so a new object
 (``resume``) after a kernel restart carries on where the last one stopped.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import prompts
-from specwright.drafts import ChunkDraft, check_dag, replace_chunks
+from specwright.drafts import ChunkDraft, check_dag, chunk_ops
 from specwright.errors import SpecwrightError, ValidationError, one_line
 from specwright.model import Chunk, Project, Spec, new_id, utcnow
 
@@ -376,7 +377,8 @@ class Studio:
                 f"{MAX_BODY_CHARS}; nothing was changed (try again, or use another planner)"
             )
         title = " ".join(str(data.get("title") or "").split())[:MAX_TITLE_CHARS]
-        values: dict[str, Any] = {"body": body + "\n"}
+        # the planner's words: a spec accepted before needs a review (--accept) again
+        values: dict[str, Any] = {"body": body + "\n", "status": "draft"}
         if title:
             values["title"] = title
         update_spec(self.store, self.spec_id, **values)
@@ -393,8 +395,15 @@ class Studio:
                 spec.body, rules=self._rules, context=self.context(), problem=problem
             )
 
-        drafts = self._ask_checked(build, _check_chunks({}), "chunk list")
-        replace_chunks(self.store, self.spec_id, drafts)
+        return self._save_chunks(self._ask_checked(build, _check_chunks({}), "chunk list"))
+
+    def _save_chunks(self, drafts: Sequence[ChunkDraft]) -> list[Chunk]:
+        """Save the planner's chunks; like its text, they need a review (accept) again."""
+        from specwright.store import Store
+
+        draft = {"status": "draft", "updated_at": utcnow()}
+        ops = chunk_ops(self.store, self.spec_id, drafts)
+        self.store.write([*ops, Store.op_update("specs", {"id": self.spec_id}, draft)])
         return self.chunks
 
     def refine(self, feedback: str, target: str | None = None) -> str | list[Chunk]:
@@ -428,8 +437,7 @@ class Studio:
             )
 
         drafts = self._ask_checked(build, _check_chunks(keys), "revised chunk list")
-        replace_chunks(self.store, self.spec_id, drafts)
-        return self.chunks
+        return self._save_chunks(drafts)
 
     def accept(self) -> Spec:
         """Mark the spec ready to run (it needs its text and at least one chunk)."""

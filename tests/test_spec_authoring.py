@@ -145,3 +145,42 @@ def test_a_hand_written_spec_file_imported_again_keeps_its_chunks_and_their_runs
     assert after["Form"] == (before["Form"], "shipped", "A form.")
     assert after["Endpoint"] == (before["Endpoint"], "pending", "POST /session.")
     assert set(after) == {"Form", "Endpoint", "Logout"}
+
+
+@pytest.mark.parametrize("status", ["ready", "done"])
+def test_a_refined_spec_needs_a_review_again(
+    git_repo: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    """`plan --refine` of an accepted spec left it 'ready' (or 'done'): new text from the
+    planner that nobody reviewed, ready to run."""
+    from specwright.store import Store, resolve_db_path
+    from specwright.testing import FakeModelServer
+    from tests.test_studio import SPEC, spec_turn, split_turn
+
+    (git_repo / "s.md").write_text(
+        f"---\ntitle: Login\nstatus: {status}\n---\n\nOld text.\n\n## Chunk 1: Form\n"
+    )
+    assert cli("-C", str(git_repo), "spec", "import", str(git_repo / "s.md")).code == 0
+    store = Store(resolve_db_path(git_repo))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with FakeModelServer() as srv:
+        (git_repo / ".handoff").mkdir()
+        (git_repo / ".handoff" / "config.yaml").write_text(
+            "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+            f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
+        )
+        for target, turn in (("spec", spec_turn()), ("chunks", split_turn())):
+            srv.script(turn)
+            args = ("--refine", "use OAuth", "--refine-target", target)
+            out = cli("-C", str(git_repo), "plan", "--resume", "login", *args)
+            assert out.code == 0, out.err
+            assert "[draft; next: review]" in out.out
+            assert "then `specwright plan --resume login --accept`" in out.out
+            assert store.query("SELECT status FROM specs") == [("draft",)]
+            store.update("specs", {"slug": "login"}, {"status": status})
+    assert store.query("SELECT body FROM specs") == [(SPEC["body"],)]
+    assert [t for (t,) in store.query("SELECT title FROM chunks ORDER BY position")] == [
+        "User model",
+        "Login endpoint",
+        "Logout",
+    ]
