@@ -197,17 +197,27 @@ class Studio:
         return self._context or None
 
     def _ask(self, prompt: prompts.Prompt) -> dict[str, Any]:
-        data, _usage = self.llm.structured(
-            prompt.system,
-            prompt.user,
-            prompt.schema_name,
-            prompt.schema,
-            role="planner",
-            description=prompt.description,
-            spec_id=self.spec_id,
-            stream=self.stream,
-            on_text=self.on_text,
-        )
+        import contextlib
+
+        from specwright.plan_progress import PlannerProgress
+
+        # the answer is a tool call's input: ``on_text`` is shown its questions, chunks, text
+        shown = PlannerProgress(prompt.schema_name, self.on_text) if self.on_text else None
+        with shown or contextlib.nullcontext():
+            data, _usage = self.llm.structured(
+                prompt.system,
+                prompt.user,
+                prompt.schema_name,
+                prompt.schema,
+                role="planner",
+                description=prompt.description,
+                spec_id=self.spec_id,
+                stream=self.stream,
+                on_text=self.on_text,
+                on_input=shown.feed if shown and self.stream else None,
+            )
+            if shown and self.stream:
+                shown.finish(data)
         return _no_nul(data)
 
     def _ask_checked(

@@ -184,3 +184,83 @@ def test_a_refined_spec_needs_a_review_again(
         "Login endpoint",
         "Logout",
     ]
+
+
+def test_plan_stream_shows_the_planners_answers_as_they_arrive(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner answers with a forced tool call, so --stream had no text to show: nothing
+    at all until the end. Each question and chunk now shows once complete, the spec's text
+    as it grows, while the answer still streams."""
+    import time
+
+    from specwright import config as config_mod
+    from specwright.catalog import ensure_project
+    from specwright.store import Store, resolve_db_path
+    from specwright.studio import Studio
+    from specwright.testing import FakeModelServer
+    from tests.conftest import run_specwright
+    from tests.test_studio import q_turn, spec_turn, split_turn
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    (git_repo / "answers.yaml").write_text("- a\n- b\n- c\n")
+    fine = {"expect_stream": True, "chunk_size": 8}
+    with FakeModelServer() as srv:
+        (git_repo / ".handoff").mkdir()
+        (git_repo / ".handoff" / "config.yaml").write_text(
+            "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+            f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
+        )
+        srv.script(q_turn(**fine), spec_turn(**fine), split_turn(**fine))
+        args = ("plan", "--intent", "Add password login", "--answers", "answers.yaml")
+        out = run_specwright(*args, "--stream", cwd=git_repo)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.splitlines()[1:] == [
+            "planner: question 1: Which database?",
+            "planner: question 2: Who logs in?",
+            "planner: question 3: Sessions or tokens?",
+            "planner: spec: Password login",
+            "# Goal",
+            "",
+            "Users log in with a password.",
+            "planner: chunk 1: User model",
+            "planner: chunk 2: Login endpoint",
+            "planner: chunk 3: Logout",
+        ]
+        # as they arrive: the first question is shown well before the answer ends
+        seen: list[tuple[float, str]] = []
+        srv.script(q_turn(**fine, chunk_delay_s=0.03))
+        store = Store(resolve_db_path(git_repo))
+        project = ensure_project(store, git_repo)
+        config = config_mod.load(git_repo)
+        studio = Studio.create(store, project, "Add login", config=config, stream=True)
+        studio.on_text = lambda piece: seen.append((time.monotonic(), piece))
+        studio.ask_questions()
+        done = time.monotonic()
+        assert seen[0][1] == "planner: question 1: Which database?\n"
+        assert done - seen[0][0] > 0.2
+
+
+def test_stream_progress_starts_over_with_a_retried_answer_and_ends_its_text_line() -> None:
+    import json
+
+    from specwright.plan_progress import PlannerProgress
+
+    out: list[str] = []
+    answer = json.dumps({"body": "One\nTwo", "title": "T"})
+    with PlannerProgress("write_spec", out.append) as shown:
+        shown.feed(None)
+        for i in range(0, 12, 3):
+            shown.feed(answer[i : i + 3])
+        shown.feed(None)  # the stream was cut: the client asks again
+        for i in range(0, len(answer), 3):
+            shown.feed(answer[i : i + 3])
+        shown.finish(json.loads(answer))
+    assert "".join(out) == (
+        "On\nplanner: the answer starts over\nOne\nTwo\nplanner: spec: T\n"  # title last
+    )
+    out.clear()
+    with pytest.raises(RuntimeError), PlannerProgress("write_spec", out.append) as shown:
+        shown.feed(answer[:14])
+        raise RuntimeError("the planner failed in the middle of the text")
+    assert "".join(out) == "One\n"  # the error's line starts on a line of its own

@@ -48,7 +48,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--export", action="store_true", help="also write .handoff/specs/<slug>.md when done"
     )
-    p.add_argument("--stream", action="store_true", help="stream the planner's answers")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="show the planner's answers on stderr as they arrive: each question and chunk, "
+        "the spec's text",
+    )
     p.add_argument(
         "--context-tokens",
         type=int,

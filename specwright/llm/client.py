@@ -161,10 +161,13 @@ class LLMClient:
         output_retries: int = 1,
         max_tokens: int | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_input: Callable[[str | None], None] | None = None,
     ) -> tuple[dict[str, Any], Usage]:
         """Force the model to call tool ``schema_name`` and return its input (checked against
         ``schema``) with the usage of every attempt. Malformed output is retried
-        ``output_retries`` times with a corrective message, then raises ``LLMOutputError``."""
+        ``output_retries`` times with a corrective message, then raises ``LLMOutputError``.
+        Streaming, ``on_input`` gets each piece of the tool input's JSON as it arrives (None
+        when a tool call begins: a retry starts over)."""
         tool = {"name": schema_name, "input_schema": schema}
         if description:
             tool["description"] = description
@@ -182,6 +185,7 @@ class LLMClient:
                     max_tokens,
                     stream,
                     on_text,
+                    on_input,
                     tools=[tool],
                     tool_choice={"type": "tool", "name": schema_name},
                 )
@@ -229,7 +233,7 @@ class LLMClient:
         rec = self._recorder(role, spec_id, run_id, chunk_id, iteration)
         usage = Usage(model=self.model)
         try:
-            answer = self._call(rec, system, to_messages(prompt), max_tokens, stream, on_text)
+            answer = self._call(rec, system, to_messages(prompt), max_tokens, stream, on_text, None)
             usage = usage + answer.usage
             out = "".join(
                 b.text for b in answer.message.content if getattr(b, "type", "") == "text"
@@ -325,12 +329,15 @@ class LLMClient:
         max_tokens: int | None,
         stream: bool,
         on_text: Callable[[str], None] | None,
+        on_input: Callable[[str | None], None] | None,
         **extra: Any,
     ) -> Answer:
         """One model answer, retrying transient failures; records text/tool/usage events."""
         sdk, owned = self._sdk()
         try:
-            return self._answer(sdk, rec, system, messages, max_tokens, stream, on_text, **extra)
+            return self._answer(
+                sdk, rec, system, messages, max_tokens, stream, on_text, on_input, **extra
+            )
         finally:
             if owned:
                 sdk.close()
@@ -344,6 +351,7 @@ class LLMClient:
         max_tokens: int | None,
         stream: bool,
         on_text: Callable[[str], None] | None,
+        on_input: Callable[[str | None], None] | None,
         **extra: Any,
     ) -> Answer:
         params: dict[str, Any] = {
@@ -372,7 +380,7 @@ class LLMClient:
                 ),
             )
             try:
-                message = self._send(sdk, params, stream, on_text)
+                message = self._send(sdk, params, stream, on_text, on_input)
             except Exception as exc:
                 error, retry, wait = self._classify(exc, attempt, attempts)
                 if not retry:
@@ -405,6 +413,7 @@ class LLMClient:
         params: dict[str, Any],
         stream: bool,
         on_text: Callable[[str], None] | None,
+        on_input: Callable[[str | None], None] | None = None,
     ) -> Any:
         with warnings.catch_warnings():
             # the SDK warns when a model is deprecated; say it in the log, not as an exception
@@ -428,6 +437,11 @@ class LLMClient:
                     started = True
                     if event.type == "text" and on_text is not None:
                         on_text(event.text)
+                    elif event.type == "input_json" and on_input is not None:
+                        on_input(event.partial_json)
+                    elif event.type == "content_block_start" and on_input is not None:
+                        if getattr(event.content_block, "type", "") == "tool_use":
+                            on_input(None)
                     elif event.type == "message_stop":
                         complete = True
                 if not started:  # not an event stream at all (an HTML page from a proxy...)
