@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from specwright.model import Spec
     from specwright.store import Store
 
 
@@ -58,15 +59,67 @@ def spec_of(store: Store, file: Path | str) -> str | None:
     return _entry(store, file).get("spec_id")
 
 
+def stored(store: Store, spec_id: str) -> str:
+    """The fingerprint of spec ``spec_id`` as the store holds it now, but for its status (which
+    runs change, and which no import should be refused for)."""
+    from dataclasses import replace
+
+    from specwright.catalog import get_spec, list_chunks
+    from specwright.specfile import render
+
+    spec = replace(get_spec(store, spec_id), status="draft")
+    return digest(render(spec, list_chunks(store, spec_id)).encode("utf-8"))
+
+
 def remember(store: Store, file: Path | str, data: bytes, spec_id: str) -> None:
-    """Record that ``file`` holds ``data``, the spec ``spec_id`` as the store has it (written
-    or imported)."""
+    """Record that ``file`` holds ``data``, the spec ``spec_id`` as the store has it now
+    (written or imported)."""
     path = sidecar(store)
     marks = _load(path)
-    marks[str(Path(file).resolve())] = {"sha256": digest(data), "spec_id": spec_id}
+    entry = {"sha256": digest(data), "spec_id": spec_id, "stored": stored(store, spec_id)}
+    marks[str(Path(file).resolve())] = entry
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):  # a read-only folder: later exports ask instead
         tmp.write_text(json.dumps(marks, indent=1, sort_keys=True), encoding="utf-8")
         tmp.replace(path)
     with contextlib.suppress(OSError):
         tmp.unlink(missing_ok=True)
+
+
+def refuse_unimported(store: Store, spec: Spec, path: Path, data: bytes) -> None:
+    """Refuse to write ``data`` over ``path`` when it holds edits that were never imported:
+    neither what Specwright last wrote or imported there nor ``data`` itself."""
+    from specwright.specfile import MAX_FILE_BYTES, SpecFileError
+
+    try:
+        with open(path, "rb") as fh:
+            on_disk = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        problem = f"cannot read it to check for edits ({exc.strerror or exc})"
+    else:
+        if on_disk == data or digest(on_disk) == known(store, path):
+            return
+        problem = "it has changes that were never imported (edited since it was written?)"
+    raise SpecFileError(
+        f"{path}: not overwritten: {problem}; import it first (`specwright spec import "
+        f"{path}`) or overwrite it (`specwright spec export {spec.slug} --force`)"
+    )
+
+
+def refuse_stale(store: Store, spec_id: str, path: Path | str) -> None:
+    """Refuse to import ``path`` over spec ``spec_id`` when the spec changed in the store since
+    the file was written or imported (a refine, `chunk add`, the notebook): the import would
+    undo those changes."""
+    from specwright.catalog import get_spec
+    from specwright.specfile import SpecFileError
+
+    entry = _entry(store, path)
+    if entry.get("spec_id") != spec_id or entry.get("stored") in (None, stored(store, spec_id)):
+        return
+    slug = get_spec(store, spec_id).slug
+    raise SpecFileError(
+        f"{path}: spec {slug!r} has changed since this file was written or imported (a refine, "
+        "`chunk add`, the notebook), and importing it would undo that: nothing imported (write "
+        f"the spec as it is now to another file, `specwright spec export {slug} -o FILE`, and "
+        "make your edits there, or import this file anyway with --replace)"
+    )

@@ -186,7 +186,7 @@ def export_spec(store: Store, spec: Spec, path: Path | str, *, force: bool = Fal
     text = render(spec, list_chunks(store, spec.id))
     path = Path(path)
     if not force and (path.exists() or path.is_symlink()):
-        _refuse_unimported(store, spec, path, text.encode("utf-8"))
+        fingerprints.refuse_unimported(store, spec, path, text.encode("utf-8"))
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,26 +197,8 @@ def export_spec(store: Store, spec: Spec, path: Path | str, *, force: bool = Fal
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise SpecFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    fingerprints.remember(store, path, text.encode("utf-8"), spec.id)
+    fingerprints.remember(store, path, text.encode("utf-8"), spec.id)  # its edits are stored
     return path
-
-
-def _refuse_unimported(store: Store, spec: Spec, path: Path, data: bytes) -> None:
-    from specwright import fingerprints
-
-    try:
-        with open(path, "rb") as fh:
-            on_disk = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        problem = f"cannot read it to check for edits ({exc.strerror or exc})"
-    else:
-        if on_disk == data or fingerprints.digest(on_disk) == fingerprints.known(store, path):
-            return
-        problem = "it has changes that were never imported (edited since it was written?)"
-    raise SpecFileError(
-        f"{path}: not overwritten: {problem}; import it first (`specwright spec import "
-        f"{path}`) or overwrite it (`specwright spec export {spec.slug} --force`)"
-    )
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -490,7 +472,9 @@ def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraf
 def import_spec(store: Store, project: Project, path: Path | str, *, replace: bool = False) -> Spec:
     """Create or update a spec from a spec file: matched by the file's id, else its slug. A
     spec matched by slug only is named in a warning, and refused when it has runs or
-    executions (its recorded history would sit under another text) unless ``replace``."""
+    executions (its recorded history would sit under another text) unless ``replace``; so is
+    a spec changed in the store since this file was written or imported."""
+    from specwright import fingerprints
     from specwright.catalog import get_spec, new_spec_row
 
     text = _read_text(Path(path))
@@ -513,6 +497,8 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
                 replacing = _by_slug(store, path, parsed, str(rows[0]["id"]), slug, replace)
         if rows:
             spec_id = str(rows[0]["id"])
+            if not replace:  # the spec changed since this file was written: those changes stay
+                fingerprints.refuse_stale(store, spec_id, path)
             _keep_chunk_ids(store, spec_id, parsed)
             values = {
                 "title": parsed.title,
@@ -542,8 +528,6 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
         except ValidationError as exc:
             raise SpecFileError(f"{path}: {exc}") from None
         store.write(ops)
-        from specwright import fingerprints
-
         fingerprints.remember(store, path, text.encode("utf-8"), spec_id)  # edits now stored
         if replacing:
             import logging

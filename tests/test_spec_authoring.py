@@ -264,3 +264,46 @@ def test_stream_progress_starts_over_with_a_retried_answer_and_ends_its_text_lin
         shown.feed(answer[:14])
         raise RuntimeError("the planner failed in the middle of the text")
     assert "".join(out) == "One\n"  # the error's line starts on a line of its own
+
+
+def test_importing_an_old_spec_file_does_not_undo_changes_made_since(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A file exported before a `chunk add` (or a refine, or notebook edits), imported back,
+    silently deleted the chunk added since."""
+
+    def run(*args: str) -> CliResult:
+        return cli("-C", str(project), *args)
+
+    path = project / ".handoff" / "specs" / "login.md"
+    assert run("spec", "export", "login").code == 0
+    assert run("chunk", "add", "login", "Logout", "--prompt", "an hour of thought").code == 0
+    path.write_text(path.read_text().replace("# Goal", "# Goal, edited"))
+    out = run("spec", "import", str(path))
+    assert out.code == 2
+    assert out.err.splitlines() == [
+        f"specwright: error: {path}: spec 'login' has changed since this file was written or "
+        "imported (a refine, `chunk add`, the notebook), and importing it would undo that: "
+        "nothing imported (write the spec as it is now to another file, `specwright spec "
+        "export login -o FILE`, and make your edits there, or import this file anyway with "
+        "--replace)"
+    ]
+    assert "Logout" in run("chunk", "list", "login").out
+    # the way out it names: the spec as it is, edited in another file, imports
+    mine = project / "mine.md"
+    assert run("spec", "export", "login", "-o", str(mine)).code == 0
+    mine.write_text(mine.read_text().replace("# Goal", "# Goal, edited"))
+    assert run("spec", "import", str(mine)).code == 0
+    listed = run("chunk", "list", "login").out
+    assert "Logout" in listed and "Goal, edited" in run("spec", "show", "login").out
+    # a run changes the spec's status, not its text: no reason to refuse an import
+    assert run("spec", "export", "login", "--force").code == 0
+    from specwright.store import Store, resolve_db_path
+
+    Store(resolve_db_path(project)).update("specs", {"slug": "login"}, {"status": "done"})
+    assert run("spec", "import", str(path)).code == 0
+    # --replace: the file wins on purpose
+    assert run("chunk", "add", "login", "Audit").code == 0
+    assert run("spec", "import", str(path)).code == 2
+    assert run("spec", "import", str(path), "--replace").code == 0
+    assert "Audit" not in run("chunk", "list", "login").out

@@ -65,7 +65,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--replace",
         action="store_true",
-        help="a file without the spec's id may replace a spec of its slug that has runs",
+        help="the file replaces the stored spec even when that loses something: a spec of its "
+        "slug with runs (the file has no id), changes made since the file was written",
     )
     p.set_defaults(handler=cmd_spec_import)
 
