@@ -356,6 +356,24 @@ def test_write_split_and_the_chunk_table_round_trip() -> None:
     assert names(fake)[-1] == "export" and "my-spec.md" in view.message.value
 
 
+def test_split_does_not_replace_chunks_typed_in_the_table() -> None:
+    """Split into chunks stayed enabled over a table filled by hand, and the planner's chunk
+    list replaced every row typed there."""
+    fake = FakeStudio()
+    view = StudioView(fake.backend(), debounce_s=None)
+    view.show(fake.draft("chunks", "# Spec"))
+    assert not view.split_button.disabled  # an empty table: the planner may fill it
+    view.add_button.click()
+    view.rows[0].title.value = "Typed by hand"
+    assert view.flush() is True and view.split_button.disabled
+    view.split()
+    assert "split" not in names(fake) and "remove them first" in view.message.value
+    view.remove_chunk(view.rows[0])
+    assert not view.split_button.disabled
+    view.split_button.click()
+    assert names(fake)[-1] == "split"
+
+
 def test_studio_view_over_the_real_store_resumes_a_hand_written_draft(
     store: Store, git_repo: Path
 ) -> None:

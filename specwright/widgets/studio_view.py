@@ -120,7 +120,11 @@ class StudioView:
         self.answers: dict[int, w.Textarea] = {}
         self.write_button = w.Button(description="Write spec", icon="pencil")
         self.write_button.on_click(lambda _b: self.write_spec())
-        self.split_button = w.Button(description="Split into chunks", icon="th-list")
+        self.split_button = w.Button(
+            description="Split into chunks",
+            icon="th-list",
+            tooltip="the planner's chunk list, into an empty table",
+        )
         self.split_button.on_click(lambda _b: self.split())
         self.preview = w.HTML()
         self.rows: list[_ChunkEditor] = []
@@ -227,7 +231,9 @@ class StudioView:
         busy = bool(self.pending)
         self.ask_button.disabled = d is not None and stage != "questions"
         self.write_button.disabled = d is None or stage in ("questions", "answers")
-        self.split_button.disabled = d is None or not d.body.strip()
+        # the planner's chunks replace the table's: only into an empty one (rows typed by hand
+        # are someone's work; remove them to split again)
+        self.split_button.disabled = d is None or not d.body.strip() or bool(self.rows)
         self.add_button.disabled = d is None
         self.export_button.disabled = d is None or not self.rows
         if busy or self.problems:
@@ -368,7 +374,14 @@ class StudioView:
         self._step("writing the spec", self.backend.write_spec)
 
     def split(self) -> None:
-        """Ask the planner to split the spec into chunks."""
+        """Ask the planner to split the spec into chunks (into an empty chunk table)."""
+        if self.rows:
+            self.say(
+                "the chunk table is not empty: the planner's chunks would replace its rows; "
+                "remove them first to split again",
+                error=True,
+            )
+            return
         self._step("splitting into chunks", self.backend.split)
 
     def export(self) -> Path | None:
