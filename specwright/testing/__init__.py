@@ -32,7 +32,8 @@ depend on what the client sent (a path the agent named, a working directory in t
 Errors: ``anthropic_error(429)`` / ``openai_error(500)`` answer with the status, the provider's
 error JSON and ``retry-after-ms`` (10 ms by default, so client retries are fast) or
 ``retry-after``. ``delay_s`` on any turn waits before answering (timeouts);
-``chunk_delay_s`` waits between streamed events; ``drop_after`` closes a stream early.
+``chunk_delay_s`` waits between streamed events; ``drop_after`` closes a stream early;
+``srv.events_sent`` counts the streamed events sent (a client can tell what it saw mid-stream).
 
 Agent CLIs: ``Request.working_directory`` finds the directory Claude Code or OpenCode names in
 its prompt, so a callable turn can write a file there. Claude Code (2.1.x) answers a mid-stream

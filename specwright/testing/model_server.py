@@ -156,6 +156,7 @@ class FakeModelServer:
         self.require_api_key = require_api_key
         self.requests: list[Request] = []
         self.failures: list[str] = []
+        self.events_sent = 0  # streamed events sent so far, all streams together
         self._turns: list[Turn | Callable[[Request], Turn]] = []
         self._consumed = 0
         self._lock = threading.Lock()
@@ -397,6 +398,7 @@ class FakeModelServer:
             if sent and not self._wait(turn.chunk_delay_s):
                 break
             h.send_sse(name, data)
+            self.events_sent += 1
 
     def _models_body(self, req: Request) -> dict[str, Any]:
         if "anthropic-version" in req.headers:
