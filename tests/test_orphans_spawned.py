@@ -85,10 +85,12 @@ def project(
     repo = make_repo(
         tmp_path / "repo", {".handoff/config.yaml": yaml.safe_dump(config, sort_keys=False)}
     )
+    (tmp_path / "tmp").mkdir()
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "SPECWRIGHT_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "TMPDIR": str(tmp_path / "tmp"),
     }
     for args in (["spec", "new", "Demo"], ["chunk", "add", "demo", "A", "--prompt", "x"]):
         subprocess.run([*CLI, "-C", str(repo), *args], check=True, capture_output=True, env=env)
@@ -129,6 +131,7 @@ def kill_run_and_recover(
     assert f"process group {shell}" in reason
     no_running_rows(store)
     assert not list((tmp_path / "runtime").glob("*.json")), "records of ended processes stay"
+    assert not list((tmp_path / "tmp").glob("specwright-verify-*")), "the dead run's folder stays"
 
 
 def test_a_verification_step_dies_with_a_killed_run_and_recovery_stops_its_group(
