@@ -4,8 +4,10 @@
 one at a time, or up to ``concurrency`` at once, and runs them with ``run_all``. ``cancel``
 drops a queued item or asks the worker to stop a running one (the agent is killed, the run is
 recorded as cancelled). Items a dead worker left ``running``, and those of a worker that is
-stopped (Ctrl-C, SIGTERM), go back to the queue: run-all resumes where it stopped. Two items of
-one project never run at once (they would share its work tree): the second waits.
+stopped (Ctrl-C, SIGTERM), go back to the queue: run-all resumes where it stopped. A worker
+paused past its heartbeat (SIGSTOP, a suspended laptop) whose item was taken over that way stops
+it when it resumes and records nothing over it. Two items of one project never run at once (they
+would share its work tree): the second waits.
 
 A worker polls the store; its own polls do not keep the database open between them (see
 keeper.py), so other programs can open the file while the worker is idle.
@@ -269,6 +271,8 @@ def _run_item(
 
     cancel = threading.Event()
     asked = threading.Event()  # a `queue cancel` for this item (not the worker stopping)
+    lost = threading.Event()  # another worker took the item over (this one was paused)
+    claim_key = {"id": item["id"], "worker_pid": os.getpid(), "host": socket.gethostname()}
 
     every = min(poll_s, BEAT_S)  # the beat keeps its pace under a long --poll
 
@@ -278,12 +282,21 @@ def _run_item(
                 cancel.set()
                 return
             try:
-                row = polls.query("SELECT cancel_requested FROM queue WHERE id = ?", [item["id"]])
-                polls.update("queue", {"id": item["id"]}, {"heartbeat_at": utcnow()})
+                row = polls.query(
+                    "SELECT cancel_requested, status = 'running' AND worker_pid = ? AND host = ? "
+                    "FROM queue WHERE id = ?",
+                    [claim_key["worker_pid"], claim_key["host"], item["id"]],
+                )
+                if row and row[0][1]:
+                    polls.update("queue", claim_key, {"heartbeat_at": utcnow()})
             except Exception as exc:  # the next beat retries; the item goes on
                 log.warning("queue item %s: %s", item["id"], exc)
                 continue
-            if row and row[0][0]:
+            if not (row and row[0][1]):  # paused past its heartbeat: taken for dead
+                on_line(f"queue item {item['id'][:13]}: no longer this worker's; stopping")
+                lost.set()
+                cancel.set()
+            elif row[0][0]:
                 on_line(f"queue item {item['id'][:13]}: cancel requested")
                 asked.set()
                 cancel.set()
@@ -329,9 +342,12 @@ def _run_item(
         else:
             values["finished_at"] = utcnow()
         values["status"] = status
-        store.update("queue", {"id": item["id"]}, values)
         _mine.discard(str(item["id"]))
-        on_line(f"queue item {item['id'][:13]}: {status}: {values['reason']}")
+        if lost.is_set():  # what the other worker records stays
+            on_line(f"queue item {item['id'][:13]}: stopped, left to the worker that took it")
+        else:  # keyed by the claim: nothing written if another worker claimed it meanwhile
+            store.update("queue", claim_key, values)
+            on_line(f"queue item {item['id'][:13]}: {status}: {values['reason']}")
 
 
 def _pending(store: Store) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from specwright import catalog, gitops
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import interrupted_by
-from specwright.loop.records import Heartbeat
+from specwright.loop.records import Heartbeat, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
@@ -509,7 +509,7 @@ def run_all(
         job.parallel = 1  # a compared executor runs its chunks one by one in its own tree
     status, reason = "failed", "run-all stopped by an error"
     try:
-        with Heartbeat(store, run_id, 10.0):
+        with Heartbeat(store, run_id, 10.0, job.cancel):
             job.execute(chunks)
         summaries = [job.results.get(c.id) for c in chunks]
         shipped = sum(1 for s in summaries if s and s.status == "shipped")
@@ -546,29 +546,13 @@ def run_all(
             if added:
                 spec_status = "ready"
                 reason += f"; {added} chunk(s) added while it ran are still to run"
-        store.write(
-            [
-                Store.op_update(
-                    "runs",
-                    {"id": run_id},
-                    {
-                        "status": status,
-                        "reason": reason,
-                        "finished_at": done,
-                        "head_commit": _head(tree or root, job.branch),
-                    },
-                ),
-            ]
-            + (
-                []
-                if tree
-                else [
-                    Store.op_update(
-                        "specs", {"id": spec.id}, {"status": spec_status, "updated_at": done}
-                    )
-                ]
-            )
-        )
+        values = {"status": status, "reason": reason, "finished_at": done}
+        values["head_commit"] = _head(tree or root, job.branch)
+        ops = [Store.op_update("runs", {"id": run_id}, values)]
+        if not tree:
+            spec_values = {"status": spec_status, "updated_at": done}
+            ops.append(Store.op_update("specs", {"id": spec.id}, spec_values))
+        write_if_running(store, run_id, ops)  # not when the run was taken over meanwhile
     ordered = tuple(
         job.results[c.id]
         if c.id in job.results

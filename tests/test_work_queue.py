@@ -20,6 +20,7 @@ import yaml
 from specwright import catalog, queue
 from specwright.model import utcnow
 from specwright.store import Store, resolve_db_path
+from tests.conftest import git
 from tests.test_runner import _project, _spec
 
 
@@ -309,3 +310,88 @@ def test_a_worker_polling_slowly_still_beats_and_its_item_is_not_taken(git_repo:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
+
+
+def _pause_outside_the_database(proc: subprocess.Popen[str], path: Path) -> None:
+    """SIGSTOP ``proc`` at a moment it does not hold the database file (a worker paused in the
+    middle of a write holds it until it resumes)."""
+    deadline = time.monotonic() + 60
+
+    def stopped() -> bool:
+        return Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")")[1].split()[0] == "T"
+
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        _wait(stopped, "the worker to stop")
+        try:
+            duckdb.connect(str(path)).close()
+            return
+        except duckdb.IOException:
+            assert time.monotonic() < deadline, "the worker always held the database"
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+
+
+def _ends(lines: list[str], item: str) -> list[str]:
+    """The lines a worker printed on ending ``item`` (done, failed, queued again, left...)."""
+    said = (x.rstrip("\n") for x in lines if x.startswith(f"queue item {item[:13]}: "))
+    return [x for x in said if ": run-all " not in x and "no longer this worker's" not in x]
+
+
+def test_a_worker_paused_past_its_heartbeat_gives_up_the_item_another_took(
+    git_repo: Path,
+) -> None:
+    """A worker stopped (SIGSTOP, a suspended laptop) longer than an item's heartbeat lasts has
+    its item taken over as dead by a second worker; when it resumes it sees the item is no
+    longer its own and stops it, without recording over what the second worker did: the queue
+    item, the chunk, the spec branch's commit (it was rolled back to the first one's base)."""
+    import os
+
+    store, slugs = _two_specs(git_repo, 60.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    env = {**os.environ, "SPECWRIGHT_LINGER": "0"}
+    cmd = [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "0.2"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        _wait(
+            lambda: store.query("SELECT count(*) FROM chunks WHERE status = 'running'") == [(1,)],
+            "the chunk to start",
+        )
+        _pause_outside_the_database(proc, store.path)
+        old = utcnow() - timedelta(seconds=600)  # as if paused for 10 minutes
+        store.update("queue", {"id": item}, {"heartbeat_at": old})
+        store.write([Store.op_sql("UPDATE runs SET heartbeat_at = ?", [old])])
+        fast = {"chunks": {"Make A": [{"write": "a.txt", "content": "A2"}]}}
+        (git_repo.parent / "script.yaml").write_text(yaml.safe_dump(fast))
+        assert queue.work(store, once=True, poll_s=0.1) == 1  # a second worker takes it over
+        taken = queue.items(store, None)[0]
+        assert taken["status"] == "done" and taken["worker_pid"] != proc.pid, taken
+        branch = f"specwright/{slugs[0]}"
+        shipped = git(git_repo, "rev-parse", branch)
+
+        proc.send_signal(signal.SIGCONT)
+        _wait(lambda: _ends(lines, item), "the first worker to end the item", 120)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == 143, lines
+    assert _ends(lines, item) == [
+        f"queue item {item[:13]}: stopped, left to the worker that took it"
+    ]
+    assert queue.items(store, None) == [taken]
+    assert store.query("SELECT status FROM chunks WHERE title = 'Make A'") == [("shipped",)]
+    assert store.query("SELECT status FROM runs WHERE pid = ? ORDER BY kind", [proc.pid]) == [
+        ("interrupted",),
+        ("interrupted",),
+    ]
+    assert git(git_repo, "rev-parse", branch) == shipped
+    assert (git_repo / "a.txt").read_text() == "A2" and git(git_repo, "status", "--short") == ""

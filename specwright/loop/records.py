@@ -90,15 +90,43 @@ def end_run(
     ops = [Store.op_update("runs", {"id": run_id}, run_values)]
     if track_chunk:
         ops.append(Store.op_update("chunks", {"id": chunk_id}, chunk_values))
-    store.write(ops)
+    write_if_running(store, run_id, ops)
+
+
+def taken_over(store: Store, run_id: str) -> bool:
+    """Whether another process has recovered this process's run: it found the run silent past
+    its heartbeat (this process was paused: SIGSTOP, a suspended laptop), marked it interrupted
+    and may be running its chunk itself, in the same tree."""
+    rows = store.query("SELECT status FROM runs WHERE id = ?", [run_id])
+    return bool(rows) and rows[0][0] != "running"
+
+
+def write_if_running(store: Store, run_id: str, ops: list[dict[str, Any]]) -> bool:
+    """Write a run's end (``ops``, one transaction) unless the run was taken over: what this
+    process would record then overwrites what the process that took it over did. False when
+    nothing was written."""
+    with store.connect():  # the file stays ours from the check to the write
+        if taken_over(store, run_id):
+            log.warning("run %s was taken over by another process: its end is not recorded", run_id)
+            return False
+        store.write(ops)
+    return True
 
 
 class Heartbeat:
     """Updates ``runs.heartbeat_at`` every ``interval_s`` so a dead process can be told from a
-    slow one (run-all marks a stale ``running`` row ``interrupted``)."""
+    slow one (run-all marks a stale ``running`` row ``interrupted``); sets ``cancel`` once the
+    run was taken over (this process was paused past its heartbeat), and stops beating."""
 
-    def __init__(self, store: Store, run_id: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        interval_s: float,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.store, self.run_id, self.interval_s = store, run_id, interval_s
+        self.cancel = cancel
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
@@ -122,7 +150,13 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.store.update("runs", {"id": self.run_id}, {"heartbeat_at": utcnow()})
+                if taken_over(self.store, self.run_id):
+                    log.warning("run %s was taken over by another process; stopping", self.run_id)
+                    if self.cancel is not None:
+                        self.cancel.set()
+                    return
+                key = {"id": self.run_id, "status": "running"}
+                self.store.update("runs", key, {"heartbeat_at": utcnow()})
             except Exception as exc:  # the next beat retries; the run goes on
                 log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
 

@@ -250,7 +250,7 @@ class _ChunkRun:
     def run(self) -> ChunkResult:
         self._prepare()
         self._start_rows()
-        heartbeat = records.Heartbeat(self.store, self.run_id, self.opts.heartbeat_s).start()
+        hb = records.Heartbeat(self.store, self.run_id, self.opts.heartbeat_s, self.cancel).start()
         self.started = time.monotonic()
         status, reason = "failed", "crash"
         self.progress("run", f"run {self.run_id[:8]} on {self.branch or 'detached HEAD'}")
@@ -292,7 +292,7 @@ class _ChunkRun:
             status, reason = "failed", f"crash: {type(exc).__name__}: {exc}"
             raise
         finally:
-            heartbeat.stop()
+            hb.stop()
             self._finish(status, reason)
         return self.result
 
@@ -556,7 +556,7 @@ class _ChunkRun:
     def _finish(self, status: str, reason: str) -> None:
         head: str | None = None
         try:
-            if status != "shipped":
+            if status != "shipped" and not records.taken_over(self.store, self.run_id):
                 gitops.rollback(self.workdir, self.base)
             head = gitops.head_commit(self.workdir)
         except Exception as exc:  # keep going: the rows must be written
