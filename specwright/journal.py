@@ -135,9 +135,28 @@ class JournalWriter:
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError as exc:  # a full disk: the caller must not go on as if it were saved
+            self._take_back(data[: len(data) - len(view)])
             raise _unwritable(self.path, exc) from None
         self._lead = b""
         return len(data)
+
+    def _take_back(self, part: bytes) -> None:
+        """Remove ``part``, the start of a batch a failed write left (a full disk takes what
+        fits), from the end of the file: its ops were not recorded, a rebuild must not replay
+        them. Left when another process has appended since (the next batch starts on a new
+        line, so a torn last op is skipped and glues nothing)."""
+        assert self._fd is not None
+        if not part:
+            return
+        try:
+            size = os.fstat(self._fd).st_size
+            if size >= len(part) and os.pread(self._fd, len(part), size - len(part)) == part:
+                os.ftruncate(self._fd, size - len(part))
+                return
+        except OSError:
+            pass
+        if not part.endswith(b"\n"):
+            self._lead = b"\n"
 
     def close(self) -> None:
         if self._fd is not None:

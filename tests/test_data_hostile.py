@@ -115,6 +115,49 @@ def test_a_journal_that_cannot_be_written_is_one_line_and_nothing_is_saved(
     assert _titles(db) == []
 
 
+PARTLY_WRITTEN = """
+import resource, sys
+from pathlib import Path
+from specwright.errors import StoreError
+from specwright.journal import Journal
+
+journal = Journal(Path(sys.argv[1]))
+journal.append("catalog", [{"t": 1, "op": "insert", "table": "specs", "row": {"id": "a"}}])
+room = journal.path_for("catalog").stat().st_size + 2500  # the disk takes what fits, then fails
+resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY))
+pad = "p" * 1000
+batch = [{"t": t, "op": "insert", "table": "specs", "row": {"id": pad}} for t in range(2, 7)]
+try:
+    journal.append("catalog", batch)
+except StoreError as exc:
+    print(exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+journal.append("catalog", [{"t": 9, "op": "insert", "table": "specs", "row": {"id": "b"}}])
+"""
+
+
+def test_a_batch_a_full_disk_took_only_part_of_leaves_none_of_it_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    """A nearly full disk takes the first lines of a batch and refuses the rest: the write fails
+    and says nothing was recorded, so the lines it did take go too (a rebuild, or a killed run's
+    recovery, replayed them: rows the database never had), and the next batch is intact. A file
+    size limit makes the write partial, as a full disk does."""
+    done = subprocess.run(
+        [sys.executable, "-c", PARTLY_WRITTEN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cannot write the journal" in done.stdout and "nothing was recorded" in done.stdout
+    from specwright.journal import Journal
+
+    read = Journal.read(tmp_path / "catalog.jsonl")
+    assert [op["t"] for op in read.ops] == [1, 9]
+    assert (tmp_path / "catalog.jsonl").read_text().count("\n") == 2  # no torn line either
+
+
 # --- the database file ------------------------------------------------------------------------
 
 
