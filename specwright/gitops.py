@@ -8,6 +8,7 @@ rollback never discards the user's own uncommitted work.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -274,14 +275,27 @@ def commit_all(path: Path | str, title: str, chunk_id: str, body: str = "") -> s
     """Stage every change (ignored files excluded) and commit it; returns the new sha."""
     _git(path, "add", "--all")
     identity = () if _has_identity(path) else _FALLBACK_IDENTITY
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as fh:
-        fh.write(commit_message(title, chunk_id, body))
-        msg_file = fh.name
     try:
+        fd, msg_file = tempfile.mkstemp(prefix="specwright-msg-", suffix=".txt")
+    except OSError as exc:
+        raise _no_room("commit", path, exc) from None
+    try:
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(commit_message(title, chunk_id, body))
         _git(path, *identity, "commit", "--quiet", "--no-verify", "--allow-empty", "-F", msg_file)
+    except OSError as exc:  # a full disk: the message did not fit (the file goes all the same)
+        raise _no_room("commit", path, exc) from None
     finally:
-        os.unlink(msg_file)
+        with contextlib.suppress(OSError):
+            os.unlink(msg_file)
     return head_commit(path)
+
+
+def _no_room(what: str, path: Path | str, exc: OSError) -> GitError:
+    return GitError(
+        f"cannot {what} in {path}: a temporary file in {tempfile.gettempdir()} could not be "
+        f"written ({exc.strerror or exc})"
+    )
 
 
 def chunk_commits(path: Path | str, chunk_id: str, rev: str = "HEAD") -> list[str]:
@@ -299,9 +313,11 @@ def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str
 
 def rollback(path: Path | str, base: str) -> None:
     """Reset the work tree and index to ``base`` and delete untracked files (never ignored
-    ones): every trace of an attempt is gone."""
-    _git(path, "reset", "--quiet", "--hard", base)
+    ones): every trace of an attempt is gone. Untracked files go first: when an attempt filled
+    the disk, the reset (which writes the index) then has the room it needs."""
     _git(path, "clean", "--quiet", "-f", "-d")
+    _git(path, "reset", "--quiet", "--hard", base)
+    _git(path, "clean", "--quiet", "-f", "-d")  # what the attempt staged and the reset untracked
 
 
 # --- diffs ----------------------------------------------------------------------------------
@@ -311,14 +327,19 @@ def diff(path: Path | str, base: str, *, max_chars: int = 200_000) -> Diff:
     """The work tree (tracked and new untracked files) against ``base``, without touching the
     real index: a temporary copy of it stages everything."""
     real_index = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
-    with tempfile.TemporaryDirectory(prefix="specwright-idx-") as tmp:
-        index = Path(tmp) / "index"
-        if real_index.exists():
-            shutil.copyfile(real_index, index)
-        env = {"GIT_INDEX_FILE": str(index)}
-        _git(path, "add", "--all", env=env)
-        names = _git(path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env)
-        text = _git(path, "diff", "--cached", "--no-color", "--no-ext-diff", base, env=env)
+    try:
+        with tempfile.TemporaryDirectory(prefix="specwright-idx-") as tmp:
+            index = Path(tmp) / "index"
+            if real_index.exists():
+                shutil.copyfile(real_index, index)
+            env = {"GIT_INDEX_FILE": str(index)}
+            _git(path, "add", "--all", env=env)
+            names = _git(
+                path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env
+            )
+            text = _git(path, "diff", "--cached", "--no-color", "--no-ext-diff", base, env=env)
+    except OSError as exc:  # a full disk: the copy of the index does not fit
+        raise _no_room("diff", path, exc) from None
     files = tuple(n for n in names.split("\0") if n)
     truncated = len(text) > max_chars
     if truncated:

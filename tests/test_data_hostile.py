@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -437,3 +437,88 @@ def test_store_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("x")
     with pytest.raises(StoreError, match=r"x\.duckdb: cannot create its folder"):
         Store(tmp_path / "plain" / "x.duckdb").query("SELECT 1")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 32 MiB file system (tmpfs); skipped where mounting one is not permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs takes root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_an_agent_that_fills_the_disk_fails_its_chunk_cleanly_and_the_spec_resumes(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """The agent fills the disk that holds the project, the database and the temp folder: one
+    line on stderr (it was a traceback when git's index could not be copied), the attempt rolled
+    back, which frees the disk (the rollback could not write git's index while the agent's files
+    filled it: they stayed, and so did the full disk), no execution left running, no torn
+    journal line, and once the agent behaves the spec ships."""
+    import yaml
+
+    from specwright.journal import Journal
+    from tests.support_loop import git, make_repo
+
+    behaves = tmp_path / "behaves"
+    fill = f"[ -e {behaves} ] || head -c 64M /dev/zero > big.bin; true"
+    script = [{"write": "a.txt", "content": "a\n"}, {"run": fill}, {"say": "done"}]
+    config = {
+        "tools": {"executors": {"scripted": {"type": "scripted", "options": {"script": script}}}},
+        "defaults": {"executor": "scripted", "reviewer": "checks", "maxIterations": 1},
+        "verify": [{"name": "check", "command": "true"}],
+    }
+    repo = make_repo(small_disk / "repo", {".handoff/config.yaml": yaml.safe_dump(config)})
+    (small_disk / "tmp").mkdir()
+    db = small_disk / "data" / "specwright.duckdb"
+    env = {"TMPDIR": str(small_disk / "tmp"), "SPECWRIGHT_DB": str(db)}
+    for args in (["spec", "new", "Demo"], ["chunk", "add", "demo", "A", "--prompt", "x"]):
+        assert run_specwright("-C", str(repo), *args, env=env).returncode == 0
+    first = run_specwright("-C", str(repo), "run-all", "demo", env=env, timeout=300)
+    said = first.stdout + first.stderr
+    assert first.returncode in (1, 2) and "No space left" in said, said  # the chunk failed
+    assert all(line.startswith("specwright: ") for line in first.stderr.splitlines()), said
+    assert git(repo, "status", "--short") == ""  # rolled back: the disk has room again
+    assert shutil.disk_usage(small_disk).free > 16 * 2**20
+    assert list((small_disk / "tmp").iterdir()) == []
+    store = Store(db)
+    assert store.query("SELECT status FROM chunks") == [("failed",)]
+    for table in ("runs", "executions", "chunks"):
+        stuck = store.query_dicts(f"SELECT * FROM {table} WHERE status = 'running'")
+        assert stuck == [], said
+    for path in store.journal.files():
+        assert Journal.read(path).skipped == 0, path
+    behaves.touch()
+    again = run_specwright("-C", str(repo), "run-all", "demo", env=env, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert store.query("SELECT status FROM chunks") == [("shipped",)]
+
+
+def test_git_steps_with_a_full_temp_folder_are_one_line_and_leave_no_file(
+    tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy of git's index a diff makes, and the message file of a commit, go to the temp
+    folder: when it is full, each is a one-line error naming it (they were OSError tracebacks)
+    and the commit leaves no empty message file behind."""
+    import tempfile
+
+    from specwright import gitops
+    from tests.support_loop import make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "calc.py").write_text("def mul(a, b):\n    return a * b\n")
+    with (small_disk / "filler").open("wb", buffering=0) as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"x" * 2**20)
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    for step in (lambda: gitops.diff(repo, "HEAD"), lambda: gitops.commit_all(repo, "Mul", "c1")):
+        with pytest.raises(gitops.GitError, match="No space left") as caught:
+            step()
+        assert str(small_disk) in str(caught.value) and "\n" not in str(caught.value)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]

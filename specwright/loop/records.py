@@ -87,7 +87,14 @@ def end_run(
     }
     if summary is not None:
         chunk_values["summary"] = summary
-    ops = [Store.op_update("runs", {"id": run_id}, run_values)]
+    ops = [
+        Store.op_update("runs", {"id": run_id}, run_values),
+        Store.op_sql(  # an execution whose own end could not be written (a full disk)
+            "UPDATE executions SET status = 'error', finished_at = ?, exit_reason = ? "
+            "WHERE run_id = ? AND status = 'running'",
+            [now, "its end was not recorded (the run ended without it)", run_id],
+        ),
+    ]
     if track_chunk:
         ops.append(Store.op_update("chunks", {"id": chunk_id}, chunk_values))
     write_if_running(store, run_id, ops)
