@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -286,3 +287,68 @@ def test_an_llm_reviewer_without_its_key_is_one_line_before_anything_runs(
         rows(store, "SELECT id FROM runs") == [] and rows(store, "SELECT id FROM executions") == []
     )
     assert git(repo, "status", "--porcelain") == ""
+
+
+HOLD_THE_DATABASE = """
+import sys, time
+import duckdb
+while True:
+    try:
+        db = duckdb.connect(sys.argv[1])
+        break
+    except duckdb.IOException:  # the run has it for a moment
+        time.sleep(0.05)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_run_kept_from_its_database_still_rolls_its_attempt_back(tmp_path: Path) -> None:
+    """Another program holds the database past the lock timeout while an attempt is verified:
+    the run stops with one line per problem and its attempt is rolled back (checking that the
+    run is still its own must not keep the tree from being restored when the database cannot
+    answer)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    verify = (
+        f"if [ -e {state}/base ]; then touch {state}/verifying; "
+        f"while [ ! -e {state}/go ]; do sleep 0.1; done; else touch {state}/base; fi"
+    )
+    config = {
+        "tools": {"executors": {"scripted": {"type": "scripted", "options": {"script": GOOD}}}},
+        "defaults": {"executor": "scripted", "reviewer": "checks", "maxIterations": 1},
+        "verify": [{"name": "check", "command": verify, "timeout_s": 300}],
+    }
+    repo = make_repo(tmp_path / "repo", {".handoff/config.yaml": yaml.safe_dump(config)})
+    env = {**os.environ, "SPECWRIGHT_LOCK_TIMEOUT": "2", "SPECWRIGHT_LINGER": "0"}
+    cli = [sys.executable, "-m", "specwright", "-C", str(repo)]
+    for args in (["spec", "new", "Demo"], ["chunk", "add", "demo", "Mul", "--prompt", "x"]):
+        subprocess.run([*cli, *args], check=True, capture_output=True, env=env)
+    run = subprocess.Popen(
+        [*cli, "run", "demo:1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    holder = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (state / "verifying").exists():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_THE_DATABASE, os.environ["SPECWRIGHT_DB"]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        (state / "go").touch()
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+        if holder is not None:
+            holder.communicate(timeout=60)  # closes its stdin: it lets go
+    assert run.returncode == 2, out + err
+    assert "database is locked" in err and "Traceback" not in err, err
+    assert "not restored" not in err, err
+    assert git(repo, "status", "--short") == ""

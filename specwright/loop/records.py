@@ -103,8 +103,15 @@ def end_run(
 def taken_over(store: Store, run_id: str) -> bool:
     """Whether another process has recovered this process's run: it found the run silent past
     its heartbeat (this process was paused: SIGSTOP, a suspended laptop), marked it interrupted
-    and may be running its chunk itself, in the same tree."""
-    rows = store.query("SELECT status FROM runs WHERE id = ?", [run_id])
+    and may be running its chunk itself, in the same tree. False when the database cannot say
+    (locked for long, a full disk): the run is this process's unless shown otherwise."""
+    from specwright.errors import StoreError
+
+    try:
+        rows = store.query("SELECT status FROM runs WHERE id = ?", [run_id])
+    except StoreError as exc:
+        log.warning("run %s: could not check it is still this process's: %s", run_id, exc)
+        return False
     return bool(rows) and rows[0][0] != "running"
 
 
