@@ -117,8 +117,10 @@ def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., 
 
 @pytest.mark.parametrize(
     ("sig", "code"),
-    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],  # SIGTERM (kill, systemd) as Ctrl-C
-    ids=["sigint", "sigterm"],
+    # SIGTERM (kill, systemd) and SIGHUP (the terminal closed) as Ctrl-C; SIGHUP killed the run
+    # with no cleanup: the run left running, the tree dirty, the agent's group alive
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["sigint", "sigterm", "sighup"],
 )
 def test_signal_cancels_the_run_and_kills_the_agent(
     tmp_path: Path, sig: signal.Signals, code: int
@@ -149,7 +151,7 @@ def test_signal_cancels_the_run_and_kills_the_agent(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == code, err
-    sender = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    sender = "Ctrl-C" if sig == signal.SIGINT else sig.name
     assert f"cancelled after 1 iteration(s): interrupted ({sender}) (work tree at" in out, out
     agent = int(pidfile.read_text())
     from tests.support_agents import alive, wait_gone

@@ -5,6 +5,7 @@ Also here: ``stop_on_sigterm``, which every command runs under (see ``specwright
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -32,22 +33,33 @@ class Terminated(KeyboardInterrupt):
     signal_name = "SIGTERM"
 
 
+class HungUp(Terminated):
+    """SIGHUP (the terminal closed, an SSH session dropped): stops a run as SIGTERM does; its
+    default action killed the process with no cleanup, like kill -9."""
+
+    signal_name = "SIGHUP"
+
+
 def stop_on_sigterm(
     handler: Callable[[argparse.Namespace, Context], int], args: argparse.Namespace, ctx: Context
 ) -> int:
     """Run a command so that SIGTERM stops it the way Ctrl-C does (agent killed, tree rolled
-    back, run marked cancelled), then exit 143. Later SIGTERMs and Ctrl-Cs are ignored: the
-    cleanup they would cut short (leaving the run recorded as running) is under way."""
+    back, run marked cancelled), then exit 143; SIGHUP too (exit 129), unless it is ignored
+    (nohup). Later signals are ignored: the cleanup they would cut short (leaving the run
+    recorded as running) is under way."""
     if threading.current_thread() is not threading.main_thread():
         return handler(args, ctx)  # signal handlers belong to the main thread
     received = threading.Event()
     stopping = threading.Event()
+    codes = {signal.SIGTERM: EXIT_TERMINATED, signal.SIGHUP: 128 + signal.SIGHUP}
+    exit_code = [EXIT_TERMINATED]
 
     def on_sigterm(signum: int, frame: Any) -> None:
         if not stopping.is_set():
             stopping.set()
             received.set()
-            raise Terminated
+            exit_code[0] = codes.get(signal.Signals(signum), EXIT_TERMINATED)
+            raise HungUp if signum == signal.SIGHUP else Terminated
 
     def on_sigint(signum: int, frame: Any) -> None:
         if not stopping.is_set():
@@ -58,7 +70,10 @@ def stop_on_sigterm(
     if previous == signal.SIG_IGN:  # started with SIGTERM ignored: it stays ignored
         return handler(args, ctx)
     previous_int = signal.getsignal(signal.SIGINT)
+    previous_hup = signal.getsignal(signal.SIGHUP)
     signal.signal(signal.SIGTERM, on_sigterm)
+    if previous_hup == signal.SIG_DFL:  # not under nohup, nor a handler a caller set
+        signal.signal(signal.SIGHUP, on_sigterm)
     if previous_int is signal.default_int_handler:  # not one a caller set, nor SIG_IGN
         signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -66,15 +81,17 @@ def stop_on_sigterm(
     except KeyboardInterrupt:
         if not received.is_set():
             raise
-        print("specwright: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+        with contextlib.suppress(OSError):  # a terminal that hung up takes no more output
+            print("specwright: terminated", file=sys.stderr)
+        return exit_code[0]
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
         # once stopping, the process is on its way out: a late Ctrl-C would only interrupt its
         # exit (the database's last checkpoint) with a traceback
         ours = previous_int is signal.default_int_handler
         signal.signal(signal.SIGINT, signal.SIG_IGN if stopping.is_set() and ours else previous_int)
-    return EXIT_TERMINATED if received.is_set() else code
+    return exit_code[0] if received.is_set() else code
 
 
 def register(sub: Any) -> None:
@@ -83,7 +100,8 @@ def register(sub: Any) -> None:
         help="run one chunk: execute, verify, review, and commit or retry",
         description="Take one chunk through the loop on the spec's branch specwright/<slug>. "
         "A dependency that has not shipped is named in a warning: the chunk runs without its "
-        "summary. Exit 0 when it ships, 1 when it does not, 130 when cancelled (143 on SIGTERM).",
+        "summary. Exit 0 when it ships, 1 when it does not, 130 when cancelled (143 on SIGTERM, "
+        "129 on SIGHUP).",
     )
     p.add_argument("chunk", help="chunk: SPEC:POSITION (e.g. demo:2), an id or an id prefix")
     p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
