@@ -32,6 +32,10 @@ CHUNK_TRAILER = "Specwright-Chunk"
 _FALLBACK_IDENTITY = ("-c", "user.name=Specwright", "-c", "user.email=specwright@localhost")
 
 
+# git's words for a full disk (its own, and the system's)
+_NO_ROOM = re.compile(r"no space left|out of diskspace|disk quota exceeded", re.IGNORECASE)
+
+
 class GitError(SpecwrightError):
     """A git operation failed, or the work tree is not fit for a run."""
 
@@ -313,11 +317,16 @@ def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str
 
 def rollback(path: Path | str, base: str) -> None:
     """Reset the work tree and index to ``base`` and delete untracked files (never ignored
-    ones): every trace of an attempt is gone. Untracked files go first: when an attempt filled
-    the disk, the reset (which writes the index) then has the room it needs."""
+    ones): every trace of an attempt is gone. When the reset finds no room for the index (the
+    attempt filled the disk), the untracked files go first and it is tried again."""
+    try:
+        _git(path, "reset", "--quiet", "--hard", base)
+    except GitError as exc:
+        if not _NO_ROOM.search(str(exc)):
+            raise  # a stale index.lock, say: the tree is left as it is, all of it
+        _git(path, "clean", "--quiet", "-f", "-d")
+        _git(path, "reset", "--quiet", "--hard", base)
     _git(path, "clean", "--quiet", "-f", "-d")
-    _git(path, "reset", "--quiet", "--hard", base)
-    _git(path, "clean", "--quiet", "-f", "-d")  # what the attempt staged and the reset untracked
 
 
 # --- diffs ----------------------------------------------------------------------------------
