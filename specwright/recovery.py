@@ -4,7 +4,8 @@ Run-all and ``specwright run`` call ``recover_interrupted`` before they start, s
 mid-run (kill -9, a reboot) resumes cleanly: the agent, verification step or scripted command
 the dead run left running is stopped (its whole process group), the run, its executions and its
 chunk are marked, and an interrupted serial attempt's changes are saved as a patch and rolled
-back in the project tree; the verification folders dead processes left in the temp folder go.
+back in the project tree; the temp folders dead processes left (verification steps, Claude
+Code configs) go.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from specwright import gitops
-from specwright.agents.orphans import gone_here, pid_alive, stop_abandoned, stop_orphans
+from specwright.agents.orphans import (
+    gone_here,
+    pid_alive,
+    stop_abandoned,
+    stop_orphans,
+    sweep_scratch,
+)
 from specwright.journal import Journal
 from specwright.model import Spec, utcnow
 from specwright.store import Store
-from specwright.verify import sweep_temp_dirs
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +113,7 @@ def recover_interrupted(
     if groups:
         listed = ", ".join(str(g) for g in groups)
         log.warning("stopped what ended Specwright processes left running (groups %s)", listed)
-    sweep_temp_dirs()  # and the step folders a killed run left in the temp folder
+    sweep_scratch()  # and the temp folders (verification, Claude Code) killed runs left
     return recovered
 
 

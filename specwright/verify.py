@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import threading
@@ -30,9 +28,8 @@ from typing import IO, TYPE_CHECKING
 
 from specwright.agents.orphans import (
     die_with_parent,
-    pid_alive,
-    process_start,
     register_agent,
+    scratch_prefix,
     unregister_agent,
 )
 from specwright.agents.process import clean_tail, kill_group
@@ -49,9 +46,6 @@ _SUMMARY = re.compile(
     r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected|warnings?)\b"
 )
 PYTEST_NO_TESTS = 5  # pytest's exit code when nothing was collected
-TMP_PREFIX = "specwright-verify-"  # + "<pid>.<start stamp>-": whose folder it is
-_TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(\d+)\.(\w+)-\w+")
-OLD_TMP_AGE_S = 86400.0  # a folder named by an older version (no pid) is swept when this old
 
 
 @dataclass(frozen=True)
@@ -154,7 +148,7 @@ def run_step(
     started = time.monotonic()
     status, rc = "passed", None
     tests: TestReport | None = None
-    with tempfile.TemporaryDirectory(prefix=_tmp_prefix()) as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("verify")) as tmp:
         junit = Path(tmp) / "junit.xml"
         if pytest_step:
             extra = f"--junitxml={junit} -o junit_family=xunit2"
@@ -234,48 +228,6 @@ def run_step(
         is_baseline=is_baseline,
     )
     return StepResult(record, tests)
-
-
-def _stamp(pid: int) -> str | None:
-    """A live process's start stamp as a name may hold it ("0" when unknown), None when gone."""
-    if not pid_alive(pid):
-        return None
-    return re.sub(r"\W", "", process_start(pid) or "") or "0"
-
-
-def _tmp_prefix() -> str:
-    """The prefix of this process's step folders: its pid and start stamp, so a later sweep
-    tells the folders a killed process left (kill -9 runs no cleanup) from a live one's."""
-    return f"{TMP_PREFIX}{os.getpid()}.{_stamp(os.getpid())}-"
-
-
-def sweep_temp_dirs(folder: Path | str | None = None, old_age_s: float = OLD_TMP_AGE_S) -> int:
-    """Remove the step folders in the temp folder (or ``folder``) of processes that are gone
-    (their pid free, or another process's now), and empty ones named by an older version once
-    ``old_age_s`` old; only this user's folders. Returns how many were removed."""
-    folder = Path(folder or tempfile.gettempdir())
-    removed = 0
-    try:
-        paths = list(folder.glob(TMP_PREFIX + "*"))
-    except OSError:
-        return 0
-    for path in paths:
-        try:
-            st = path.lstat()
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                continue  # a link, a file, someone else's: not ours to remove
-            if found := _TMP_NAME.fullmatch(path.name):
-                if _stamp(int(found[1])) == found[2]:
-                    continue  # its process runs
-                shutil.rmtree(path)
-            elif time.time() - st.st_mtime > old_age_s:
-                path.rmdir()  # only when empty: its process is not known
-            else:
-                continue
-        except OSError:
-            continue
-        removed += 1
-    return removed
 
 
 def run_steps(

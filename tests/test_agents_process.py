@@ -123,6 +123,11 @@ def test_claude_argv_env_and_stdin(
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert env["CLAUDE_CONFIG_DIR"] and env["CLAUDE_CONFIG_DIR"] != os.environ["HOME"]
     assert not Path(env["CLAUDE_CONFIG_DIR"]).exists()  # per run, removed afterwards
+    # named for its process, so the sweep after a kill -9 knows it (a killed run's stayed)
+    from specwright.agents.orphans import _SCRATCH_NAME
+
+    named = _SCRATCH_NAME.fullmatch(Path(env["CLAUDE_CONFIG_DIR"]).name)
+    assert named and named[1] == str(os.getpid()), env["CLAUDE_CONFIG_DIR"]
     assert env["ANTHROPIC_API_KEY"] == "sk-ant-test-key-123" and env["FROM_CONFIG"] == "1"
     assert "SOME_UNRELATED_SECRET_TOKEN" not in env and "SPECWRIGHT_DB" not in env
     assert "IS_SANDBOX" not in env and "CLAUDE_PATH" not in env

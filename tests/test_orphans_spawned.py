@@ -376,3 +376,40 @@ def test_a_session_started_in_the_background_lets_the_cli_take_ctrl_c(tmp_path: 
         timeout=START_S,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_sweeping_temp_folders_removes_only_those_of_ended_processes(tmp_path: Path) -> None:
+    """A run killed with kill -9 leaves its verification step's folder (a JUnit report in it)
+    and its Claude Code config folder (the session's transcript) in the temp folder; the sweep
+    recovery runs removes them, never one of a live process, one whose pid another process has
+    now, nor what is not a folder of this user's."""
+    from specwright.agents.orphans import OLD_SCRATCH_AGE_S, scratch_prefix, sweep_scratch
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    ended = subprocess.Popen(["true"])
+    ended.wait(timeout=60)
+    mine = tmp / f"{scratch_prefix('verify')}abc"  # this live process's
+    gone = tmp / f"specwright-verify-{ended.pid}.1-abc"
+    claude = tmp / f"specwright-claude-{ended.pid}.1-abc"
+    reused = tmp / f"specwright-claude-{os.getpid()}.1-abc"  # our pid, another start
+    old_empty, old_full, new_empty = (tmp / f"specwright-verify-{n}" for n in "xyz")
+    for folder in (mine, gone, claude, reused, old_empty, old_full, new_empty):
+        folder.mkdir()
+    (gone / "junit.xml").write_text("<testsuite/>")
+    (claude / "projects").mkdir()
+    (old_full / "junit.xml").write_text("<testsuite/>")
+    day_ago = time.time() - OLD_SCRATCH_AGE_S - 60
+    for folder in (old_empty, old_full):
+        os.utime(folder, (day_ago, day_ago))
+    other = tmp / f"specwright-verify-{ended.pid}.1-file"
+    other.write_text("not a folder")
+    link = tmp / f"specwright-verify-{ended.pid}.1-link"
+    link.symlink_to(old_full)
+    unrelated = tmp / f"specwright-agents-{ended.pid}.1-abc"
+    unrelated.mkdir()
+
+    assert sweep_scratch(tmp) == 4
+    kept = (mine, old_full, new_empty, other, link, unrelated)
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(p.name for p in kept)
+    assert (old_full / "junit.xml").exists()

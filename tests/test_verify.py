@@ -231,37 +231,3 @@ def test_a_running_step_is_registered_for_crash_recovery_until_it_ends(
     assert (record["pid"], record["pgid"]) == (int(shell), int(shell))
     assert (record["kind"], record["owner_pid"]) == ("verify", os.getpid())
     assert list(runtime.glob("*.json")) == []
-
-
-def test_sweeping_temp_folders_removes_only_those_of_ended_processes(tmp_path: Path) -> None:
-    """A run killed with kill -9 leaves its step's folder (and any report in it) in the temp
-    folder; the sweep recovery runs removes it, never one of a live process, one whose pid
-    another process has now, nor what is not a folder of this user's steps."""
-    import os
-    import subprocess
-    import time
-
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    ended = subprocess.Popen(["true"])
-    ended.wait(timeout=60)
-    mine = tmp / f"{verify._tmp_prefix()}abc"  # this live process's
-    gone = tmp / f"{verify.TMP_PREFIX}{ended.pid}.1-abc"
-    reused = tmp / f"{verify.TMP_PREFIX}{os.getpid()}.1-abc"  # our pid, another start
-    old_empty, old_full, new_empty = (tmp / f"{verify.TMP_PREFIX}{n}" for n in "xyz")
-    for folder in (mine, gone, reused, old_empty, old_full, new_empty):
-        folder.mkdir()
-    (gone / "junit.xml").write_text("<testsuite/>")
-    (old_full / "junit.xml").write_text("<testsuite/>")
-    day_ago = time.time() - verify.OLD_TMP_AGE_S - 60
-    for folder in (old_empty, old_full):
-        os.utime(folder, (day_ago, day_ago))
-    other = tmp / f"{verify.TMP_PREFIX}{ended.pid}.1-file"
-    other.write_text("not a folder")
-    (tmp / f"{verify.TMP_PREFIX}{ended.pid}.1-link").symlink_to(old_full)
-
-    assert verify.sweep_temp_dirs(tmp) == 3
-    assert sorted(p.name for p in tmp.iterdir()) == sorted(
-        p.name for p in (mine, old_full, new_empty, other, tmp / f"{other.name[:-4]}link")
-    )
-    assert (old_full / "junit.xml").exists()

@@ -28,6 +28,7 @@ from specwright.agents.claude_stream import (
     outcome_from_state,
     parse_line,
 )
+from specwright.agents.orphans import scratch_prefix
 from specwright.agents.process import (
     Overlong,
     ProcessStream,
@@ -213,7 +214,7 @@ class ClaudeCodeExecutor:
         config_dir = (
             os.path.expanduser(str(fixed_dir))
             if fixed_dir
-            else tempfile.mkdtemp(prefix="specwright-claude-")
+            else tempfile.mkdtemp(prefix=scratch_prefix("claude"))  # swept after kill -9
         )
         # stdin when the prompt is too long for one argv string, or would parse as an option
         big_prompt = len(task.prompt.encode()) > MAX_ARG_BYTES or task.prompt.startswith("-")

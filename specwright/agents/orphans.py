@@ -5,7 +5,9 @@ it starts in its own group (an agent, a verification step, a scripted ``run:`` s
 serve`) gets SIGKILL when the thread that started it ends (``die_with_parent``), and is
 registered in a small file under ``runtime_dir()`` (pid, process group, start stamps, ``kind``;
 removed when it ends), which crash recovery reads to stop what a dead run left running in the
-group (``stop_orphans``; ``stop_abandoned`` for what no run owns, like a server).
+group (``stop_orphans``; ``stop_abandoned`` for what no run owns, like a server). Its temp
+folders (a verification step's, a fresh Claude Code config) carry its pid and start stamp in
+their names, so ``sweep_scratch`` removes those a killed process left.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import functools
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,10 @@ log = logging.getLogger(__name__)
 
 RUNTIME_DIR_ENV = "SPECWRIGHT_RUNTIME_DIR"
 STOP_GRACE_S = 3.0  # after SIGTERM, how long an orphan's group gets before SIGKILL
+# temp folders of ours: "specwright-<kind>-<pid>.<start stamp>-<random>", whose process it is
+SCRATCH_KINDS = ("verify", "claude")  # a verification step's, a fresh Claude Code config's
+_SCRATCH_NAME = re.compile(r"specwright-(?:verify|claude)-(\d+)\.(\w+)-\w+")
+OLD_SCRATCH_AGE_S = 86400.0  # one named by an older version (no pid) is swept when this old
 # No later than any run row this process writes: the adapters import this module before a run
 # starts. Recovery trusts an agent record only if its owner existed by the run's start, so a later
 # process that was given the dead owner's pid is never taken for it.
@@ -281,3 +290,46 @@ def unregister_agent(path: Path | None) -> None:
     if path is not None:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _stamp(pid: int) -> str | None:
+    """A live process's start stamp as a name may hold it ("0" when unknown), None when gone."""
+    if not pid_alive(pid):
+        return None
+    return re.sub(r"\W", "", process_start(pid) or "") or "0"
+
+
+def scratch_prefix(kind: str) -> str:
+    """The prefix of this process's temp folders of ``kind`` (``SCRATCH_KINDS``): its pid and
+    start stamp, so ``sweep_scratch`` tells those a killed process left (kill -9 runs no
+    cleanup) from a live one's."""
+    return f"specwright-{kind}-{os.getpid()}.{_stamp(os.getpid())}-"
+
+
+def sweep_scratch(folder: Path | str | None = None, old_age_s: float = OLD_SCRATCH_AGE_S) -> int:
+    """Remove the temp folders (in the temp folder, or ``folder``) of processes that are gone
+    (their pid free, or another process's now), and empty ones named by an older version once
+    ``old_age_s`` old; only this user's folders. Returns how many were removed."""
+    folder = Path(folder or tempfile.gettempdir())
+    removed = 0
+    try:
+        paths = [p for kind in SCRATCH_KINDS for p in folder.glob(f"specwright-{kind}-*")]
+    except OSError:
+        return 0
+    for path in paths:
+        try:
+            st = path.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue  # a link, a file, someone else's: not ours to remove
+            if found := _SCRATCH_NAME.fullmatch(path.name):
+                if _stamp(int(found[1])) == found[2]:
+                    continue  # its process runs
+                shutil.rmtree(path)
+            elif time.time() - st.st_mtime > old_age_s:
+                path.rmdir()  # only when empty: its process is not known
+            else:
+                continue
+        except OSError:
+            continue
+        removed += 1
+    return removed
