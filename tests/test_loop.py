@@ -682,3 +682,38 @@ def test_worktree_run_keeps_its_branch(repo: Path, store: Store, tmp_path: Path)
     assert result.shipped and result.branch == "specwright/calc--1"
     assert gitops.current_branch(repo) == "main" and gitops.head_commit(repo) == base
     assert trailer_commits(repo, "specwright/calc--1") == [result.commit]
+
+
+@pytest.mark.parametrize("when", ["rollback", "review"])
+def test_a_run_taken_over_while_paused_leaves_the_tree_and_rows_to_the_other(
+    repo: Path, store: Store, when: str
+) -> None:
+    """Another process found the run silent (this one was paused: SIGSTOP, a suspended laptop),
+    marked it interrupted and went on with the chunk in the same tree. On resuming, the run must
+    neither roll the tree back under the other (after an agent error) nor commit on its branch
+    (a passing attempt), nor write its end over the other's rows."""
+    chunk = make_chunk(store, repo)
+    failing = [{"write": "theirs.txt", "content": "the other process's work\n"}, {"fail": "x"}]
+    script = {"attempts": [failing, good_mul()]} if when == "rollback" else good_mul()
+
+    def recovered_meanwhile(p: Progress) -> None:
+        if p.kind == when:  # just before the rollback after the agent error / the commit
+            store.write(
+                [Store.op_sql("UPDATE runs SET status = 'interrupted' WHERE id = ?", [p.run_id])]
+            )
+            store.write([Store.op_sql("UPDATE chunks SET status = 'shipped'")])
+
+    base = gitops.head_commit(repo)
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted(script),
+        on_progress=recovered_meanwhile,
+    )
+    assert result.status == "cancelled" and "taken over" in result.reason
+    assert rows(store, "SELECT status FROM runs") == [{"status": "interrupted"}]
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "shipped"}]
+    assert gitops.head_commit(repo) == base
+    assert gitops.dirty_files(repo) != []  # what is in the tree is left as it is

@@ -115,6 +115,15 @@ def taken_over(store: Store, run_id: str) -> bool:
     return bool(rows) and rows[0][0] != "running"
 
 
+def ensure_ours(store: Store, run_id: str) -> None:
+    """Stop the run (cancelled) once it was taken over: the tree and the branch it works on are
+    the other process's now, it must neither roll them back nor commit to them."""
+    if taken_over(store, run_id):
+        from specwright.errors import LoopExit
+
+        raise LoopExit("cancelled", "taken over by another process that found it silent")
+
+
 def write_if_running(store: Store, run_id: str, ops: list[dict[str, Any]]) -> bool:
     """Write a run's end (``ops``, one transaction) unless the run was taken over: what this
     process would record then overwrites what the process that took it over did. False when

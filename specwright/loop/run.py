@@ -175,8 +175,7 @@ class _ChunkRun:
         self.store, self.config, self.root, self.chunk = store, config, root, chunk
         self.opts = opts
         self.run_id, self.cancel = opts.run_id, opts.cancel
-        self.max_iterations = opts.max_iterations
-        self.wall_time_s = opts.wall_time_s
+        self.max_iterations, self.wall_time_s = opts.max_iterations, opts.wall_time_s
         self.rollback_policy = opts.rollback_policy
         if self.rollback_policy not in ("rollback", "keep"):
             raise SpecwrightError(
@@ -203,8 +202,7 @@ class _ChunkRun:
         self.commit: str | None = None
         self.summary: str | None = None
         self.attempt_cost = 0.0
-        self.paused_s = 0.0
-        self.pauses = 0
+        self.paused_s, self.pauses = 0.0, 0
         self._kinds: dict[str, str] = {}  # the attempt's error events: kind -> first message
         self.interrupted_by: str | None = None
         self.started = time.monotonic()
@@ -546,10 +544,12 @@ class _ChunkRun:
             text = review.summary.strip()
         summary = (text or review.summary or self.chunk.title)[:MAX_SUMMARY_CHARS]
         self.summary = summary
+        records.ensure_ours(self.store, self.run_id)  # its branch may be another process's now
         self.commit = gitops.commit_all(self.workdir, self.chunk.title, self.chunk.id, summary)
         self.progress("commit", f"shipped: commit {self.commit[:10]}")
 
     def _rollback(self, why: str) -> None:
+        records.ensure_ours(self.store, self.run_id)  # its tree may be another process's now
         gitops.rollback(self.workdir, self.base)
         self.progress("rollback", f"rolled back to {self.base[:10]} ({why})")
 
