@@ -218,6 +218,7 @@ def ensure_branch(path: Path | str, branch: str, *, start: str | None = None) ->
     """Check out ``branch`` (created at ``start`` or HEAD if missing); returns its head sha.
 
     The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along."""
+    head_commit(path)  # without commits, `checkout -b` would move the user's unborn branch
     if branch_exists(path, branch):
         if current_branch(path) != branch:
             _git(path, "checkout", "--quiet", branch)

@@ -115,6 +115,26 @@ def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., 
     assert "expected an integer >= 1" in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
 
 
+def test_run_in_a_repository_without_commits_leaves_its_branch_alone(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Refused in one line, and the user's first commit still goes to their branch (the
+    refusal came after HEAD had been switched to the unborn spec branch)."""
+    repo = tmp_path / "fresh"
+    (repo / ".handoff").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".git" / "info" / "exclude").write_text("*\n")  # a clean tree, nothing committed
+    template = project(tmp_path, {"1": GOOD}) / ".handoff" / "config.yaml"
+    (repo / ".handoff" / "config.yaml").write_text(template.read_text())
+    c = str(repo)
+    assert cli("-C", c, "spec", "new", "Demo").code == 0
+    assert cli("-C", c, "chunk", "add", "demo", "Add mul").code == 0
+    for args in (("run", "demo:1"), ("run-all", "demo")):
+        r = cli("-C", c, *args)
+        assert r.code == 2 and "no commits yet" in r.err, r.err
+        assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
+
+
 @pytest.mark.parametrize(
     ("sig", "code"),
     # SIGTERM (kill, systemd) and SIGHUP (the terminal closed) as Ctrl-C; SIGHUP killed the run
