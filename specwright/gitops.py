@@ -424,7 +424,19 @@ def merge(
     identity = () if _has_identity(path) else _FALLBACK_IDENTITY
     msg = _plain(message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}")
     try:
-        _git(path, *identity, "merge", "--quiet", "--no-ff", "--no-edit", "-m", msg, source_sha)
+        # --no-verify: as commit_all, the repository's commit hooks do not judge our commits
+        _git(
+            path,
+            *identity,
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "--no-edit",
+            "--no-verify",
+            "-m",
+            msg,
+            source_sha,
+        )
     except GitError as exc:
         conflicts = _git(path, "diff", "--name-only", "--diff-filter=U", "-z").split("\0")
         try:

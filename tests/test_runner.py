@@ -212,6 +212,24 @@ def test_parallel_merge_conflict_is_retried_on_top_of_the_merged_code(git_repo: 
     assert git(git_repo, "status", "--porcelain") == ""
 
 
+def test_a_failing_merge_hook_is_not_a_conflict_nor_a_second_agent_run(git_repo: Path) -> None:
+    """Chunk commits skip the repository's commit hooks; merging them back does too (a failing
+    pre-merge-commit or commit-msg hook was taken for a conflict and the agent paid again)."""
+    graph = {"A": [], "B": []}
+    _project(git_repo, _write_script(graph))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    for name in ("pre-merge-commit", "commit-msg"):
+        hook = git_repo / ".git" / "hooks" / name
+        hook.write_text("#!/bin/sh\necho no >&2\nexit 1\n")
+        hook.chmod(0o755)
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert result.status == "shipped", result.reason
+    runs = store.query("SELECT status FROM runs WHERE kind = 'chunk'")
+    assert sorted(r[0] for r in runs) == ["shipped", "shipped"]
+    assert _files_on_branch(git_repo, "specwright/diamond") == {"a.txt": "A", "b.txt": "B"}
+
+
 def test_cycle_and_missing_dependency_are_refused_before_running(git_repo: Path) -> None:
     _project(git_repo, _write_script(DIAMOND))
     store = Store(resolve_db_path(git_repo))
