@@ -333,9 +333,12 @@ def rollback(path: Path | str, base: str) -> None:
 # --- diffs ----------------------------------------------------------------------------------
 
 
-def diff(path: Path | str, base: str, *, max_chars: int = 200_000) -> Diff:
+def diff(
+    path: Path | str, base: str, *, max_chars: int | None = 200_000, binary: bool = False
+) -> Diff:
     """The work tree (tracked and new untracked files) against ``base``, without touching the
-    real index: a temporary copy of it stages everything."""
+    real index: a temporary copy of it stages everything. ``binary``: binary files in full, so
+    that ``git apply`` restores them (``max_chars`` None: the text is never cut)."""
     real_index = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
     try:
         with tempfile.TemporaryDirectory(prefix="specwright-idx-") as tmp:
@@ -347,12 +350,16 @@ def diff(path: Path | str, base: str, *, max_chars: int = 200_000) -> Diff:
             names = _git(
                 path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env
             )
-            text = _git(path, "diff", "--cached", "--no-color", "--no-ext-diff", base, env=env)
+            how = ("--binary",) if binary else ()
+            text = _git(
+                path, "diff", "--cached", "--no-color", "--no-ext-diff", *how, base, env=env
+            )
+            text += "\n" if binary and text else ""  # _git took the newline a binary patch ends in
     except OSError as exc:  # a full disk: the copy of the index does not fit
         raise _no_room("diff", path, exc) from None
     files = tuple(n for n in names.split("\0") if n)
-    truncated = len(text) > max_chars
-    if truncated:
+    truncated = max_chars is not None and len(text) > max_chars
+    if truncated and max_chars is not None:
         text = text[:max_chars] + f"\n…[diff truncated: {len(text)} chars]\n"
     return Diff(text=text, files=files, truncated=truncated)
 

@@ -268,7 +268,7 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
             root, run["chunk_id"], head
         )[:1] != [head]:
             return True
-        patch = gitops.diff(root, run["base_commit"])
+        patch = gitops.diff(root, run["base_commit"], max_chars=None, binary=True)
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(patch.text, encoding="utf-8")

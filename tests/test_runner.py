@@ -339,6 +339,47 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
     assert list((store.path.parent / "patches").glob("*-interrupted.patch"))
 
 
+def test_the_patch_saved_for_a_killed_attempt_restores_it_all(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """The next run-all rolls a killed attempt back and keeps its diff "saved" beside the
+    database: `git apply` of that file gives back its binary files and all of a large one."""
+    big = "".join(f"line {i} of a long generated file\n" for i in range(20_000))  # ~640 kB
+    script = [
+        {"write": "big.txt", "content": big},
+        {"run": "head -c 5000 /dev/urandom > blob.bin"},
+        {"say": "thinking"},
+        {"sleep": 120},
+    ]
+    _project(git_repo, {"chunks": {"Make A": script}})
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    base = git(git_repo, "rev-parse", "HEAD")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specwright", "-C", str(git_repo), "run-all", spec.slug],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        kill_when_thinking(proc, store)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    blob = (git_repo / "blob.bin").read_bytes()
+    (git_repo.parent / "script.yaml").write_text(
+        yaml.safe_dump({"chunks": {"Make A": [{"write": "a.txt", "content": "A"}]}})
+    )
+    assert run_all(store, config_mod.load(git_repo), git_repo, spec).status == "shipped"
+    [patch] = (store.path.parent / "patches").glob("*-interrupted.patch")
+    copy = tmp_path / "copy"
+    git(tmp_path, "clone", "-q", str(git_repo), str(copy))
+    git(copy, "checkout", "-q", base)
+    git(copy, "apply", str(patch))
+    assert (copy / "blob.bin").read_bytes() == blob
+    assert (copy / "big.txt").read_text() == big
+
+
 def test_cli_finds_a_spec_of_another_project_and_runs_it_in_its_root(
     git_repo: Path, tmp_path: Path, cli
 ) -> None:  # type: ignore[no-untyped-def]
