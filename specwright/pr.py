@@ -151,6 +151,11 @@ def _raise_for(resp: httpx.Response, what: str) -> None:
     raise PullRequestError(f"{what}: GitHub answered {resp.status_code} {detail}".rstrip())
 
 
+def env_token() -> str | None:
+    """The GitHub token from the environment (``GITHUB_TOKEN``, else ``GH_TOKEN``)."""
+    return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
+
+
 def open_pr(
     store: Store,
     project_root: Path | str,
@@ -167,7 +172,7 @@ def open_pr(
     """Push the spec branch and open a PR (or update the open one); returns its number and URL."""
     import httpx
 
-    token = token or os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+    token = token or env_token()
     if not token:
         raise PullRequestError(
             "GITHUB_TOKEN is not set: a token is needed to open a pull request (nothing was pushed)"

@@ -69,6 +69,34 @@ def test_pr_pushes_and_opens_with_chunks_in_the_body(shipped, cli, monkeypatch) 
         assert [r["method"] for r in gh.requests].count("PATCH") == 1
 
 
+def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # type: ignore[no-untyped-def]
+    git_repo: Path, tmp_path: Path, cli, monkeypatch
+) -> None:
+    """`run-all --pr` is the README's way to a PR: it pushes and opens it after the run (the
+    flag was accepted and did nothing), and without a token it runs nothing."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(git_repo, "remote", "add", "origin", str(remote))
+    _project(git_repo, _write_script(DIAMOND))
+    store = Store(resolve_db_path(git_repo))
+    slug = _spec(store, git_repo, DIAMOND).slug
+    args = ("-C", str(git_repo), "run-all", slug, "--pr", "--repo", "acme/widgets")
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    refused = cli(*args)
+    assert refused.code == 2 and "GITHUB_TOKEN is not set" in refused.err, refused.err
+    assert "nothing was run" in refused.err
+    assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+    with FakeGitHub(token="ghp_test_token_123") as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        result = cli(*args)
+        assert result.code == 0, result.err
+        assert "opened pull request #1 specwright/diamond -> main" in result.out
+        assert [p["head"] for p in gh.pulls] == ["specwright/diamond"]
+        assert _remote_has(remote, "specwright/diamond")
+
+
 def test_no_token_is_a_clear_error_and_nothing_is_pushed(shipped, cli) -> None:  # type: ignore[no-untyped-def]
     repo, remote, slug = shipped
     result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")

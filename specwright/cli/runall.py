@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from specwright.cli.common import Context, ProgressPrinter, positive_int, print_table
+from specwright.errors import SpecwrightError
 
 if TYPE_CHECKING:
     from specwright.loop import Progress
@@ -177,6 +179,8 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
     executors = args.executor or []
     if args.plan:
         return _print_plan(ctx, spec, args, executors[0] if executors else None)
+    if args.pr:  # said before anything runs, not after an hour of agents
+        _check_pr(ctx, args, executors)
     chunks = list_chunks(ctx.store, spec.id)
     printer = None if ctx.json else Printer(positions={c.id: c.position for c in chunks})
     if len(executors) > 1:
@@ -193,6 +197,12 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         on_progress=printer,
     )
     rows = _summary(ctx, result)
+    pr, pr_error = None, None
+    if args.pr and result.ok:
+        try:
+            pr = _open_pr(ctx, spec, args)
+        except SpecwrightError as exc:  # the run's outcome is still printed
+            pr_error = str(exc)
     if ctx.json:
         ctx.emit(
             {
@@ -201,13 +211,42 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
                 "reason": result.reason,
                 "branch": result.branch,
                 "chunks": rows,
+                **({"pull_request": pr, "pull_request_error": pr_error} if args.pr else {}),
             }
         )
     else:
         print()
         _print_summary(rows)
         print(f"\n{result.status}: {_clip(result.reason)} (branch {result.branch})")
+        if pr is not None:
+            print(
+                f"{'updated' if pr['updated'] else 'opened'} pull request #{pr['number']} "
+                f"{pr['head']} -> {pr['base']}: {pr['url']}"
+            )
+        elif args.pr and not result.ok:
+            print("no pull request: not every chunk shipped", file=sys.stderr)
+    if pr_error is not None:
+        print(f"specwright: error: pull request: {pr_error}", file=sys.stderr)
+        return 2
     return EXIT.get(result.status, 1)
+
+
+def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> None:
+    """``run-all --pr``: refuse what could never open the pull request, before running."""
+    from specwright import gitops
+    from specwright.pr import PullRequestError, env_token
+
+    if len(executors) > 1:
+        raise PullRequestError(
+            "--pr: not with several --executor (each runs on a branch of its own); "
+            "open one side's pull request later with `specwright pr`"
+        )
+    if not env_token():
+        raise PullRequestError(
+            "--pr: GITHUB_TOKEN is not set: a token is needed to open the pull request "
+            "(nothing was run)"
+        )
+    gitops.remote_url(ctx.project_dir, args.remote)  # no such remote: said now too
 
 
 def _compare(
