@@ -316,10 +316,14 @@ def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str
     return [line for line in _git(path, "rev-list", f"{base}..{head}").splitlines() if line]
 
 
+_SUBMODULE_ROLLBACK = "git reset --quiet --hard && git clean --quiet -f -d"
+
+
 def rollback(path: Path | str, base: str) -> None:
     """Reset the work tree and index to ``base`` and delete untracked files (never ignored
-    ones): every trace of an attempt is gone. When the reset finds no room for the index (the
-    attempt filled the disk), the untracked files go first and it is tried again."""
+    ones), in submodules too: every trace of an attempt is gone. When the reset finds no room
+    for the index (the attempt filled the disk), the untracked files go first and it is tried
+    again."""
     try:
         _git(path, "reset", "--quiet", "--hard", base)
     except GitError as exc:
@@ -328,6 +332,9 @@ def rollback(path: Path | str, base: str) -> None:
         _git(path, "clean", "--quiet", "-f", "-d")
         _git(path, "reset", "--quiet", "--hard", base)
     _git(path, "clean", "--quiet", "-f", "-d")
+    # a submodule is a repository of its own, which the two above leave as the attempt left it
+    # (clean before the run, as ensure_clean saw it; its checked-out branch stays)
+    _git(path, "submodule", "--quiet", "foreach", "--recursive", _SUBMODULE_ROLLBACK)
 
 
 # --- diffs ----------------------------------------------------------------------------------

@@ -161,6 +161,32 @@ def test_never_passing_stops_at_max_iterations_at_base(repo: Path, store: Store)
     no_running_rows(store)
 
 
+def test_a_rejected_attempt_inside_a_submodule_is_rolled_back_too(
+    repo: Path, store: Store, tmp_path: Path
+) -> None:
+    """An agent's edits and new files in a submodule go with its attempt: `reset --hard` and
+    `clean` leave them (another repository), so the run ended on a dirty tree the next run
+    refused, and every later attempt started from the previous one's leftovers."""
+    lib = make_repo(tmp_path / "lib", {"lib.py": "X = 1\n"})
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(repo, "commit", "-q", "-m", "add lib")
+    git(repo / "lib", "checkout", "-q", "-b", "work")  # the user's branch there stays
+    chunk = make_chunk(store, repo)
+    attempt = [
+        {"write": "lib/lib.py", "content": "X = 2\n"},
+        {"write": "lib/new.py", "content": "Y = 1\n"},
+    ]
+    attempt += bad_mul()
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(attempt), max_iterations=1
+    )
+    assert result.status == "failed"
+    assert gitops.dirty_files(repo) == []
+    assert (repo / "lib" / "lib.py").read_text() == "X = 1\n"
+    assert not (repo / "lib" / "new.py").exists()
+    assert git(repo / "lib", "symbolic-ref", "--short", "HEAD") == "work"
+
+
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(
