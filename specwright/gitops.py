@@ -389,6 +389,7 @@ def add_worktree(
     if target.exists() and any(target.iterdir()):
         raise GitError(f"{target}: worktree path exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
+    _git(repo, "worktree", "prune")  # a worktree whose folder is gone still holds its branch
     if branch_exists(repo, branch) and not reset:
         _git(repo, "worktree", "add", "--quiet", str(target), branch)
     else:

@@ -175,6 +175,20 @@ def test_worktree_add_remove(repo: Path, tmp_path: Path) -> None:
     assert not gitops.branch_exists(repo, "specwright/s--c1")
 
 
+def test_a_worktree_whose_folder_was_deleted_by_hand_is_added_again(
+    repo: Path, tmp_path: Path
+) -> None:
+    """After a killed parallel run-all, `rm -rf data/worktrees` by the user: the next run-all
+    failed with "'specwright/s--1' is already checked out at <the deleted folder>"."""
+    import shutil
+
+    base = gitops.head_commit(repo)
+    wt = gitops.add_worktree(repo, tmp_path / "wt" / "1", "specwright/s--1", base)
+    shutil.rmtree(wt)
+    again = gitops.add_worktree(repo, wt, "specwright/s--1", base, reset=True)
+    assert gitops.current_branch(again) == "specwright/s--1"
+
+
 def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
     gitops.ensure_branch(repo, "target")
     git(repo, "checkout", "-q", "-b", "feature")
