@@ -316,7 +316,7 @@ def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str
     return [line for line in _git(path, "rev-list", f"{base}..{head}").splitlines() if line]
 
 
-_SUBMODULE_ROLLBACK = "git reset --quiet --hard && git clean --quiet -f -d"
+_SUBMODULE_ROLLBACK = "git reset --quiet --hard && git clean --quiet -f -f -d"
 
 
 def rollback(path: Path | str, base: str) -> None:
@@ -324,14 +324,17 @@ def rollback(path: Path | str, base: str) -> None:
     ones), in submodules too: every trace of an attempt is gone. When the reset finds no room
     for the index (the attempt filled the disk), the untracked files go first and it is tried
     again."""
+    # -f twice: a repository the attempt cloned or created goes too (one that was there before
+    # the run is untracked, so ensure_clean refused the run, or ignored, so clean skips it)
+    clean = ("clean", "--quiet", "-f", "-f", "-d")
     try:
         _git(path, "reset", "--quiet", "--hard", base)
     except GitError as exc:
         if not _NO_ROOM.search(str(exc)):
             raise  # a stale index.lock, say: the tree is left as it is, all of it
-        _git(path, "clean", "--quiet", "-f", "-d")
+        _git(path, *clean)
         _git(path, "reset", "--quiet", "--hard", base)
-    _git(path, "clean", "--quiet", "-f", "-d")
+    _git(path, *clean)
     # a submodule is a repository of its own, which the two above leave as the attempt left it
     # (clean before the run, as ensure_clean saw it; its checked-out branch stays)
     _git(path, "submodule", "--quiet", "foreach", "--recursive", _SUBMODULE_ROLLBACK)

@@ -187,6 +187,22 @@ def test_a_rejected_attempt_inside_a_submodule_is_rolled_back_too(
     assert git(repo / "lib", "symbolic-ref", "--short", "HEAD") == "work"
 
 
+def test_a_repository_an_agent_cloned_into_the_tree_goes_with_its_attempt(
+    repo: Path, store: Store, tmp_path: Path
+) -> None:
+    """`git clean -d` skips nested repositories: a rejected attempt's `git clone` stayed, and
+    the next chunk of the run-all was refused for uncommitted changes the user never made."""
+    lib = make_repo(tmp_path / "lib", {"lib.py": "X = 1\n"})
+    chunk = make_chunk(store, repo)
+    attempt = [{"run": f"git clone -q {lib} vendor/lib"}, *bad_mul()]
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(attempt), max_iterations=1
+    )
+    assert result.status == "failed"
+    assert gitops.dirty_files(repo) == []
+    assert not (repo / "vendor").exists()
+
+
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(
