@@ -176,9 +176,33 @@ def dirty_files(path: Path | str) -> list[str]:
     return files
 
 
+def hidden_changes(path: Path | str) -> list[str]:
+    """Tracked files marked ``assume-unchanged`` (``git update-index``) that differ from the
+    index: ``git status`` does not show them, but ``reset --hard`` overwrites them."""
+    root = _git(path, "rev-parse", "--show-toplevel")
+    # `ls-files -v` tags an assume-unchanged file with a lowercase letter
+    marked = [e[2:] for e in _git(root, "ls-files", "-v", "-z").split("\0") if e[:1].islower()]
+    if not marked:
+        return []
+    wanted, staged = set(marked), {}
+    for entry in _git(root, "ls-files", "-s", "-z").split("\0"):
+        info, _, name = entry.partition("\t")
+        # regular files only: a symlink's or a submodule's hash is not its content's
+        if name in wanted and info.startswith("100"):
+            staged[name] = info.split()[1]
+    present = [m for m in staged if os.path.isfile(os.path.join(root, m))]
+    now: dict[str, str] = {}
+    for i in range(0, len(present), 200):  # a bounded command line
+        batch = present[i : i + 200]
+        now.update(zip(batch, _git(root, "hash-object", "--", *batch).splitlines(), strict=True))
+    return [m for m in staged if now.get(m) != staged[m]]
+
+
 def ensure_clean(path: Path | str) -> None:
     """Refuse to go on when the work tree has uncommitted changes, naming the files."""
-    files = dirty_files(path)
+    files = dirty_files(path) + [
+        f"{name} (marked assume-unchanged: git status hides it)" for name in hidden_changes(path)
+    ]
     if files:
         raise DirtyTreeError(root_of(path), files)
 

@@ -569,6 +569,29 @@ def test_dirty_tree_is_refused_before_any_row(repo: Path, store: Store) -> None:
     assert (repo / "calc.py").read_text() == "my own work\n"
 
 
+def test_local_edits_to_a_file_marked_assume_unchanged_are_refused_not_reset(
+    repo: Path, store: Store
+) -> None:
+    """`git update-index --assume-unchanged` hides a local edit from `git status`, not from
+    `reset --hard`: the rollback of the first rejected attempt overwrote it."""
+    (repo / "settings.py").write_text("DEBUG = False\n")
+    git(repo, "add", "settings.py")
+    git(repo, "commit", "-q", "-m", "settings")
+    git(repo, "update-index", "--assume-unchanged", "settings.py")
+    (repo / "settings.py").write_text("DEBUG = True  # my local setting\n")
+    chunk = make_chunk(store, repo)
+    with pytest.raises(gitops.DirtyTreeError, match=r"settings\.py.*assume-unchanged"):
+        run_chunk(store, make_config(), repo, chunk, executor=scripted(bad_mul()))
+    assert rows(store, "SELECT id FROM runs") == []
+    assert (repo / "settings.py").read_text() == "DEBUG = True  # my local setting\n"
+    git(repo, "checkout", "-q", "main")
+    git(repo, "update-index", "--no-assume-unchanged", "settings.py")
+    git(repo, "checkout", "-q", "--", "settings.py")
+    git(repo, "update-index", "--assume-unchanged", "settings.py")  # marked, but not edited
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted(good_mul()))
+    assert result.status == "shipped", result.reason
+
+
 def test_heartbeat_is_updated_while_running(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     beats: list[Any] = []
