@@ -229,25 +229,25 @@ class _RunAll:
             self._parallel(pending, done, {c.id: c for c in chunks})
 
     def _landed(self, shipped: list[Chunk]) -> set[str]:
-        """The shipped chunks whose commit is on the spec branch. One that shipped in its own
-        worktree but was never merged back (the process was killed mid-wave) runs again rather
-        than being skipped with its work lost. Without the branch (deleted after a merge) the
-        chunk rows are trusted."""
+        """The shipped chunks whose commit is on the spec branch: one never merged back from its
+        worktree (killed mid-wave) runs again rather than being skipped with its work lost.
+        Without the branch (deleted after a merge) the rows are trusted, and a gap is said."""
         if self.workdir is not None or not shipped:
             return {c.id for c in shipped}
-        if not gitops.branch_exists(self.root, self.branch):
-            return {c.id for c in shipped}
-        landed = set()
+        gone = not gitops.branch_exists(self.root, self.branch)
+        landed = {c.id for c in shipped} if gone else set()  # (a squash merge rewrites commits)
         for c in shipped:
-            if gitops.chunk_commits(self.root, c.id, self.branch):
+            if gitops.chunk_commits(self.root, c.id, "HEAD" if gone else self.branch):
                 landed.add(c.id)
-            else:
-                self.progress(
-                    "skip",
-                    c,
-                    f"chunk {c.position} {c.title}: shipped, but its commit is not on "
-                    f"{self.branch} (never merged back); running it again",
-                )
+                continue
+            why = (
+                f"{self.branch} is gone and its commit is not in HEAD: the new branch starts "
+                f"without it unless a merge brought it (`specwright run {self.spec.slug}:"
+                f"{c.position} --force` runs it again)"
+                if gone
+                else f"its commit is not on {self.branch} (never merged back); running it again"
+            )
+            self.progress("skip", c, f"chunk {c.position} {c.title}: shipped, but {why}")
         return landed
 
     def _unshippable_deps(

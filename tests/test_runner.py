@@ -447,3 +447,45 @@ def test_a_second_spec_run_from_the_first_specs_branch_is_warned_about(
         "out" in second.err
     ), second.err
     assert "a.txt" in _files_on_branch(git_repo, "specwright/spec-b")
+
+
+def test_a_spec_branch_deleted_before_it_was_merged_is_said_not_silently_trusted(
+    git_repo: Path,
+) -> None:
+    """The user deleted specwright/<slug> (to start over, or by mistake) while a chunk had
+    shipped on it: run-all skipped that chunk and said all shipped on a branch without it."""
+    graph = {"A": [], "B": []}
+    script = _write_script(graph)
+    _project(git_repo, {"chunks": {**script["chunks"], "Make B": [{"say": "nothing"}]}})
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    assert run_all(store, config_mod.load(git_repo), git_repo, spec).status == "failed"
+    git(git_repo, "checkout", "-q", "main")
+    git(git_repo, "branch", "-q", "-D", "specwright/diamond")
+    (git_repo.parent / "script.yaml").write_text(yaml.safe_dump(script))
+    events: list[str] = []
+    result = run_all(
+        store,
+        config_mod.load(git_repo),
+        git_repo,
+        spec,
+        on_progress=lambda p: events.append(f"{p.kind}:{p.message}"),
+    )
+    said = [e for e in events if e.startswith("skip:chunk 1 Make A") and "gone" in e]
+    assert len(said) == 1 and "specwright/diamond is gone" in said[0], events
+    assert "specwright run diamond:1 --force" in said[0]
+    assert result.chunks[0].status == "shipped"  # its record stands: a merge may have kept it
+    # merged and then deleted (the usual end of a PR): B, whose commit the new branch's start
+    # has, is skipped without a word; A still lacks its work, and is still said
+    git(git_repo, "checkout", "-q", "main")
+    git(git_repo, "merge", "-q", "--ff-only", "specwright/diamond")
+    git(git_repo, "branch", "-q", "-D", "specwright/diamond")
+    events.clear()
+    run_all(
+        store,
+        config_mod.load(git_repo),
+        git_repo,
+        spec,
+        on_progress=lambda p: events.append(f"{p.kind}:{p.message}"),
+    )
+    assert [e.split(":")[1] for e in events if "is gone" in e] == ["chunk 1 Make A"], events
