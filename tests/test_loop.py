@@ -203,6 +203,26 @@ def test_a_repository_an_agent_cloned_into_the_tree_goes_with_its_attempt(
     assert not (repo / "vendor").exists()
 
 
+def test_an_approved_attempt_git_refuses_to_commit_is_kept_as_a_patch(
+    repo: Path, store: Store, tmp_path: Path
+) -> None:
+    """`commit.gpgsign` with a key that fails (or a full disk): the verified, approved change
+    was rolled back with nothing kept, and the crash stopped a run-all's later chunks too."""
+    git(repo, "config", "commit.gpgsign", "true")
+    git(repo, "config", "gpg.program", "false")
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted(good_mul()))
+    assert result.status == "failed", result.reason
+    assert result.reason.startswith("commit_failed: the approved change is saved to ")
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    assert str(patch) in result.reason
+    git(repo, "apply", str(patch))
+    assert "def mul(a, b)" in (repo / "calc.py").read_text()
+    no_running_rows(store)
+
+
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 from specwright.model import utcnow
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from specwright.model import Chunk
     from specwright.store import Store
 
 log = logging.getLogger(__name__)
@@ -196,3 +199,24 @@ def save_patch(store: Store, run_id: str, iteration: int, text: str) -> None:
         (folder / f"iteration-{iteration}.patch").write_bytes(data)
     except OSError as exc:
         log.warning("could not save the attempt's patch: %s", exc)
+
+
+def commit(
+    store: Store, run_id: str, iteration: int, workdir: Path, base: str, chunk: Chunk, summary: str
+) -> str:
+    """Commit an approved attempt; returns the sha. When git refuses (a signing key that fails,
+    a full disk) the attempt is kept whole (binary files too) as ``iteration-N.patch`` beside the
+    database before the run ends and rolls it back."""
+    from specwright import gitops
+    from specwright.errors import LoopExit
+
+    try:
+        return gitops.commit_all(workdir, chunk.title, chunk.id, summary)
+    except gitops.GitError as exc:
+        text = gitops.diff(workdir, base, max_chars=None, binary=True).text
+        saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(text, encoding="utf-8")
+        raise LoopExit(  # the path first: a long reason is cut where it is shown
+            "commit_failed", f"the approved change is saved to {saved}; {exc}"
+        ) from None

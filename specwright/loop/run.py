@@ -542,10 +542,10 @@ class _ChunkRun:
         text = agent_text.strip()
         if self.reviewer.kind == "llm" and review.summary:
             text = review.summary.strip()
-        summary = (text or review.summary or self.chunk.title)[:MAX_SUMMARY_CHARS]
-        self.summary = summary
+        self.summary = (text or review.summary or self.chunk.title)[:MAX_SUMMARY_CHARS]
         records.ensure_ours(self.store, self.run_id)  # its branch may be another process's now
-        self.commit = gitops.commit_all(self.workdir, self.chunk.title, self.chunk.id, summary)
+        attempt = (self.store, self.run_id, self.iteration, self.workdir, self.base)
+        self.commit = records.commit(*attempt, self.chunk, self.summary)  # saved if git refuses
         self.progress("commit", f"shipped: commit {self.commit[:10]}")
 
     def _rollback(self, why: str) -> None:
