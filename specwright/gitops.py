@@ -364,6 +364,22 @@ def rollback(path: Path | str, base: str) -> None:
     _git(path, "submodule", "--quiet", "foreach", "--recursive", _SUBMODULE_ROLLBACK)
 
 
+def drop_new_files(path: Path | str, kept: Sequence[str]) -> list[str]:
+    """Delete the untracked (not ignored) files of the work tree at ``path`` that are not in
+    ``kept``: what verification left (``__pycache__``, a report) is not the agent's work and
+    must not be committed as it. Returns the paths deleted, relative to the root."""
+    root = Path(_git(path, "rev-parse", "--show-toplevel"))
+    keep = set(kept)
+    out = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
+    dropped = [p for p in out.split("\0") if p and p not in keep]
+    for rel in dropped:
+        try:
+            (root / rel).unlink()
+        except OSError:  # a repository a step created, a folder: left to the rollback
+            continue
+    return dropped
+
+
 # --- diffs ----------------------------------------------------------------------------------
 
 

@@ -223,6 +223,19 @@ def test_an_approved_attempt_git_refuses_to_commit_is_kept_as_a_patch(
     no_running_rows(store)
 
 
+def test_what_the_checks_leave_in_the_tree_is_not_committed_as_the_agents_work(
+    repo: Path, store: Store
+) -> None:
+    """A verification step's files (`__pycache__/*.pyc`, a coverage or JUnit report, where the
+    project does not ignore them) went into the chunk's commit, from the baseline run on."""
+    step = {"name": "nobug", "command": "! grep -n BUG calc.py && date > report.txt"}
+    chunk = make_chunk(store, repo)
+    result = run_chunk(store, make_config([step]), repo, chunk, executor=scripted(good_mul()))
+    assert result.status == "shipped", result.reason
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["calc.py"]
+    assert gitops.dirty_files(repo) == []
+
+
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(

@@ -320,6 +320,7 @@ class _ChunkRun:
             on_result=lambda r: self.progress("verify", verify_line(r, baseline=True), r),
         )
         verify.record(self.store, results, run_id=self.run_id, chunk_id=self.chunk.id, iteration=0)
+        gitops.rollback(self.workdir, self.base)  # what the checks left is not the agent's
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during the baseline")
         self.baseline_results = results
@@ -329,18 +330,14 @@ class _ChunkRun:
             raise LoopExit("cancelled", "cancel requested")
         if self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s:
             raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
-        d = self.config.defaults.budget_usd
         with self.store.connect():  # one connection for both sums
-            self._check_budgets(d)
+            self._check_budgets(self.config.defaults.budget_usd)
 
     def _check_budgets(self, d: float | None) -> None:
+        s, c = self.spec.budget_usd, self.chunk.budget_usd
         for what, budget, spent in (
-            ("spec", self.spec.budget_usd if self.spec.budget_usd is not None else d, "spec_id"),
-            (
-                "chunk",
-                self.chunk.budget_usd if self.chunk.budget_usd is not None else d,
-                "chunk_id",
-            ),
+            ("spec", s if s is not None else d, "spec_id"),
+            ("chunk", c if c is not None else d, "chunk_id"),
         ):
             if budget is None:
                 continue
@@ -377,6 +374,7 @@ class _ChunkRun:
             chunk_id=self.chunk.id,
             iteration=self.iteration,
         )
+        gitops.drop_new_files(self.workdir, diff.files)  # the checks' leftovers: not committed
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during verification")
         assessments = verify.assess(results, self.baseline_results, diff.files)
