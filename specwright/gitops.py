@@ -260,6 +260,17 @@ def ensure_branch(path: Path | str, branch: str, *, start: str | None = None) ->
     return head_commit(path)
 
 
+def reattach(path: Path | str, branch: str | None) -> None:
+    """Put HEAD back on ``branch`` when an agent checked out another branch or commit, leaving
+    the work tree as it is: what it committed there is in the attempt's diff against the base,
+    and goes into the chunk's commit on ``branch`` if it ships."""
+    here = current_branch(path)
+    if branch is None or here == branch:
+        return
+    _git(path, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+    log.warning("the agent switched to %s: its work goes back to %s", here or "a commit", branch)
+
+
 def _spec_of(branch: str) -> str | None:
     """The spec slug of a spec branch (``specwright/<slug>`` or ``...@<executor>``), else None."""
     if not branch.startswith(BRANCH_PREFIX):

@@ -236,6 +236,27 @@ def test_what_the_checks_leave_in_the_tree_is_not_committed_as_the_agents_work(
     assert gitops.dirty_files(repo) == []
 
 
+def test_an_agent_that_switches_branches_still_ships_on_the_spec_branch(
+    repo: Path, store: Store
+) -> None:
+    """An agent that made a branch of its own and committed there: the chunk's commit went to
+    that branch, and run-all said every chunk shipped on a spec branch without it."""
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    script = [
+        {"run": "git checkout -q -b agent-feature"},
+        *good_mul(),
+        {"run": "git -c user.name=a -c user.email=a@b commit -q -am wip"},
+    ]
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted(script))
+    assert result.status == "shipped", result.reason
+    assert gitops.current_branch(repo) == "specwright/calc"
+    assert git(repo, "rev-parse", "specwright/calc") == result.commit
+    assert git(repo, "rev-parse", "specwright/calc^") == base
+    assert "def mul" in git(repo, "show", "specwright/calc:calc.py")
+    assert gitops.dirty_files(repo) == []
+
+
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(

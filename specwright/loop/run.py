@@ -355,6 +355,7 @@ class _ChunkRun:
 
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)
+        gitops.reattach(self.workdir, self.branch)  # the agent may have switched branches
         diff = gitops.diff(self.workdir, self.base)
         # an attempt that changed nothing cannot ship: no point in running the checks
         results = (
