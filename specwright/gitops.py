@@ -415,7 +415,7 @@ def diff(
             text = _git(
                 path, "diff", "--cached", "--no-color", "--no-ext-diff", *how, base, env=env
             )
-            text += "\n" if binary and text else ""  # _git took the newline a binary patch ends in
+            text += "\n" if text else ""  # _git took the newline the last line of a patch ends in
     except OSError as exc:  # a full disk: the copy of the index does not fit
         raise _no_room("diff", path, exc) from None
     files = tuple(n for n in names.split("\0") if n)

@@ -158,6 +158,12 @@ def test_never_passing_stops_at_max_iterations_at_base(repo: Path, store: Store)
     assert gitops.dirty_files(repo) == [] and trailer_commits(repo, "HEAD") == []
     [c] = rows(store, "SELECT status, iterations, verdict FROM chunks")
     assert c == {"status": "failed", "iterations": 2, "verdict": "REVISE"}
+    # each attempt kept beside the database applies to the base again (it lacked its last
+    # newline: "corrupt patch")
+    patches = sorted((store.path.parent / "attempts" / result.run_id).glob("*.patch"))
+    assert [p.name for p in patches] == ["iteration-1.patch", "iteration-2.patch"]
+    for patch in patches:
+        git(repo, "apply", "--check", str(patch))
     no_running_rows(store)
 
 
