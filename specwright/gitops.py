@@ -160,7 +160,10 @@ def spec_branch(slug: str) -> str:
 
 def dirty_files(path: Path | str) -> list[str]:
     """Modified, staged, deleted and untracked (not ignored) paths, relative to the root."""
-    out = _git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    # every change in a submodule too, whatever .gitmodules' `ignore` says: a rollback resets them
+    out = _git(
+        path, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none"
+    )
     files: list[str] = []
     entries = out.split("\0")
     i = 0

@@ -191,6 +191,13 @@ def test_a_rejected_attempt_inside_a_submodule_is_rolled_back_too(
     assert (repo / "lib" / "lib.py").read_text() == "X = 1\n"
     assert not (repo / "lib" / "new.py").exists()
     assert git(repo / "lib", "symbolic-ref", "--short", "HEAD") == "work"
+    # the user's own edit there is refused, even where .gitmodules has git status ignore it
+    git(repo, "config", "-f", ".gitmodules", "submodule.lib.ignore", "all")
+    git(repo, "commit", "-q", "-am", "ignore lib's changes")
+    (repo / "lib" / "lib.py").write_text("X = 3  # mine\n")
+    with pytest.raises(gitops.DirtyTreeError, match="lib"):
+        run_chunk(store, make_config(), repo, chunk, executor=scripted(attempt))
+    assert (repo / "lib" / "lib.py").read_text() == "X = 3  # mine\n"
 
 
 def test_a_repository_an_agent_cloned_into_the_tree_goes_with_its_attempt(
