@@ -99,7 +99,7 @@ def compare(
                     cancel=cancel,
                     on_progress=on_progress,
                     group_id=group,
-                    workdir=tree,
+                    workdir=tree / gitops.prefix_of(root),  # a project in a subfolder
                     fresh=True,
                 )
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -57,12 +58,19 @@ class Diff:
     """What an attempt changed relative to a commit: unified diff text and the paths touched."""
 
     text: str
-    files: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # from the top of the repository
     truncated: bool = False
+    prefix: str = ""  # the folder the diff was taken in, from the top ("" there)
 
     @property
     def empty(self) -> bool:
         return not self.files
+
+    @property
+    def local_files(self) -> tuple[str, ...]:
+        """``files`` from the folder the diff was taken in, as a project in a subfolder of its
+        repository names them (``../`` for a file outside it)."""
+        return tuple(posixpath.relpath(f, self.prefix) if self.prefix else f for f in self.files)
 
 
 @dataclass(frozen=True)
@@ -425,7 +433,13 @@ def diff(
     truncated = max_chars is not None and len(text) > max_chars
     if truncated and max_chars is not None:
         text = text[:max_chars] + f"\n…[diff truncated: {len(text)} chars]\n"
-    return Diff(text=text, files=files, truncated=truncated)
+    prefix = prefix_of(path)
+    return Diff(text=text, files=files, truncated=truncated, prefix=prefix)
+
+
+def prefix_of(path: Path | str) -> str:
+    """Where ``path`` is in its work tree, from the top: ``packages/app/``, or ``""``."""
+    return _git(path, "rev-parse", "--show-prefix")
 
 
 def committed_files(path: Path | str, base: str, head: str = "HEAD") -> list[str]:

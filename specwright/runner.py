@@ -342,7 +342,7 @@ class _RunAll:
             gitops.add_worktree(self.root, tree, branch, base, reset=True)
         if note:
             chunk = replace(chunk, prompt=f"{chunk.prompt}\n\n{note}")
-        return self.run_one(chunk, tree), tree, branch
+        return self.run_one(chunk, tree / gitops.prefix_of(self.root)), tree, branch
 
     def _merge_back(
         self, chunk: Chunk, result: ChunkResult, tree: Path, branch: str, worktrees: Path

@@ -489,3 +489,29 @@ def test_a_spec_branch_deleted_before_it_was_merged_is_said_not_silently_trusted
         on_progress=lambda p: events.append(f"{p.kind}:{p.message}"),
     )
     assert [e.split(":")[1] for e in events if "is gone" in e] == ["chunk 1 Make A"], events
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_project_in_a_subfolder_of_its_repository_runs_there(
+    git_repo: Path, parallel: int
+) -> None:
+    """A monorepo package with its own `.handoff/`: chunks naming their files never shipped
+    (the diff's paths are the repository's, the chunk's the project's), and in parallel the
+    agents and checks ran at the worktree's top, putting files there, unverified."""
+    project = git_repo / "packages" / "calc"
+    project.mkdir(parents=True)
+    (project / "calc.py").write_text("X = 1\n")
+    _project(git_repo, _write_script({"A": [], "B": []}), verify="test -f calc.py")
+    (git_repo / ".handoff").rename(project / ".handoff")
+    (git_repo / ".gitignore").write_text("data/\n**/data/\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "a package")
+    store = Store(resolve_db_path(project))
+    spec = _spec(store, project, {"A": [], "B": []})
+    result = run_all(store, config_mod.load(project), project, spec, parallel=parallel)
+    assert result.status == "shipped", result.reason
+    files = git(git_repo, "ls-tree", "-r", "--name-only", "specwright/diamond").split()
+    assert {"packages/calc/a.txt", "packages/calc/b.txt"} <= set(files)
+    assert "a.txt" not in files and "b.txt" not in files
+    checks = store.query("SELECT DISTINCT status FROM verifications")
+    assert checks == [("passed",)]

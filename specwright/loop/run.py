@@ -378,8 +378,8 @@ class _ChunkRun:
         gitops.drop_new_files(self.workdir, diff.files)  # the checks' leftovers: not committed
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during verification")
-        assessments = verify.assess(results, self.baseline_results, diff.files)
-        completion = rv.completion_findings(self.chunk, diff.files)
+        assessments = verify.assess(results, self.baseline_results, diff.local_files)
+        completion = rv.completion_findings(self.chunk, diff.local_files)
         request = rv.ReviewRequest(
             chunk=self.chunk,
             iteration=self.iteration,
