@@ -80,31 +80,12 @@ COLUMNS = [
 _TOKENS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
 
-def billing_blocks(
-    store: Store,
-    *,
-    since: str | date | None = None,
-    until: str | date | None = None,
-    source: str | None = None,
-    hours: float = 5.0,
-    now: datetime | None = None,
-    per_message: bool = False,
-    tz: str = "UTC",
-) -> pd.DataFrame:
-    """``block_rows`` as a DataFrame (columns ``COLUMNS``), for figures and notebooks."""
+def billing_blocks(store: Store, **window: Any) -> pd.DataFrame:
+    """``block_rows(store, **window)`` as a DataFrame (columns ``COLUMNS``), for figures and
+    notebooks."""
     import pandas as pd
 
-    rows = block_rows(
-        store,
-        since=since,
-        until=until,
-        source=source,
-        hours=hours,
-        now=now,
-        per_message=per_message,
-        tz=tz,
-    )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(block_rows(store, **window), columns=COLUMNS)
 
 
 def block_rows(
