@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from specwright.agents.orphans import gone_here, pid_alive
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
 from specwright.recovery import STALE_HEARTBEAT_S
-from specwright.store import Store
+from specwright.store import Store, is_conflict
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +225,22 @@ def _busy_roots(conn: Any) -> set[str]:
     return {str(root) for root, pid in live if pid_alive(pid)}
 
 
-def claim(store: Store) -> dict[str, Any] | None:
+def claim(store: Store, tries: int = 10) -> dict[str, Any] | None:
     """Take the oldest queued item for this process (in one transaction), or None. An item
-    whose project has a run-all under way waits: two runs would share its work tree."""
+    whose project has a run-all under way waits: two runs would share its work tree. A claim
+    that met a write of the same row (a `queue cancel` in this process: a notebook, a script)
+    is taken again from the start, seeing that write."""
+    for attempt in range(1, tries + 1):
+        try:
+            return _claim(store)
+        except Exception as exc:
+            if not is_conflict(exc) or attempt == tries:
+                raise
+            time.sleep(0.01 * attempt)
+    return None
+
+
+def _claim(store: Store) -> dict[str, Any] | None:
     with store.transaction() as conn:
         busy = _busy_roots(conn)
         row = [

@@ -81,6 +81,15 @@ def _lock_timeout_from_env() -> float:
         ) from None
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """DuckDB aborted a transaction that wrote a row another transaction of this process wrote
+    meanwhile (threads: only one process opens the file at a time): the whole transaction may
+    be tried again."""
+    import duckdb
+
+    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+
+
 def _py(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
 
@@ -486,8 +495,7 @@ class Store:
                 # unless it is nested in an outer one (that one is aborted too: let it decide).
                 text = str(exc).lower()
                 if (
-                    isinstance(exc, duckdb.TransactionException)
-                    and "conflict" in text
+                    is_conflict(exc)
                     and not getattr(self._local, "in_tx", False)
                     and attempt < _CONFLICT_RETRIES
                 ):

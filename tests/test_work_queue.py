@@ -395,3 +395,28 @@ def test_a_worker_paused_past_its_heartbeat_gives_up_the_item_another_took(
     ]
     assert git(git_repo, "rev-parse", branch) == shipped
     assert (git_repo / "a.txt").read_text() == "A2" and git(git_repo, "status", "--short") == ""
+
+
+def test_a_claim_that_meets_a_cancel_of_the_same_item_takes_the_cancel_into_account(
+    git_repo: Path,
+) -> None:
+    # a worker thread and a `queue.cancel` in one process (a notebook, a script): DuckDB aborts
+    # the claim that wrote the row the cancel holds; the worker must not die of it
+    store, slugs = _two_specs(git_repo, 0.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    got: list[object] = []
+    with store.transaction():
+        queue.cancel(store, item)  # written, not committed yet
+        claimer = threading.Thread(target=lambda: got.append(_claim_or_error(store)))
+        claimer.start()
+        time.sleep(0.3)  # the claim meets the cancel's uncommitted write
+    claimer.join(timeout=30)
+    assert got == [None]
+    assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(item, "cancelled")]
+
+
+def _claim_or_error(store: Store) -> object:
+    try:
+        return queue.claim(store)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
