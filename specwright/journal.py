@@ -12,15 +12,18 @@ An op is ``{"t": <ns>, "op": "insert"|"upsert"|"update"|"sql", "table": ..., ...
 insert/upsert carry ``row``; update carries ``key`` (column -> value) and ``set``; sql carries
 ``sql`` and ``params`` (used for multi-table deletes). ``{"t": <ns>, "op": "abort", "ops":
 [<t>, ...]}`` says the database refused the write of those ops (journaled first, then rolled
-back): a replay skips them. Values are JSON-normal: timestamps are ISO
+back): a replay skips them; when even that mark cannot be written (a full disk), the refused
+lines are overwritten with spaces in place, which a read skips. Values are JSON-normal: timestamps are ISO
 strings, JSON columns are strings, so the live path and the replay path write identical rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -115,6 +118,7 @@ class JournalWriter:
         # A process killed mid-write leaves a last line without its newline: the next op would
         # be glued to it and lost with it on replay. Start on a line of its own.
         self._lead = b"\n" if self._torn_end() else b""
+        self.last: tuple[int, bytes] | None = None  # where the last batch went, and its bytes
 
     def _torn_end(self) -> bool:
         assert self._fd is not None
@@ -138,6 +142,8 @@ class JournalWriter:
             self._take_back(data[: len(data) - len(view)])
             raise _unwritable(self.path, exc) from None
         self._lead = b""
+        with contextlib.suppress(OSError):  # O_APPEND: the offset is now the batch's end
+            self.last = (os.lseek(self._fd, 0, os.SEEK_CUR) - len(data), data)
         return len(data)
 
     def _take_back(self, part: bytes) -> None:
@@ -175,20 +181,46 @@ class Journal:
             return self.root / "catalog.jsonl"
         return self.root / "executions" / f"{name}.jsonl"
 
-    def append(self, name: str, ops: list[dict[str, Any]]) -> None:
-        """Append ops to journal ``name`` with one ``write`` (O_APPEND: safe across processes)."""
+    def append(self, name: str, ops: list[dict[str, Any]]) -> tuple[int, bytes] | None:
+        """Append ops to journal ``name`` with one ``write`` (O_APPEND: safe across processes);
+        returns where they went and their bytes (for ``abort``), None when unknown."""
         if not ops:
-            return
+            return None
         writer = self.writer(name)
         try:
             writer.append(ops)
         finally:
             writer.close()
+        return writer.last
 
-    def abort(self, name: str, ops: list[dict[str, Any]]) -> None:
-        """Mark ``ops``, appended to journal ``name`` and then refused by the database, as not
-        applied (``replay_order`` skips them)."""
-        self.append(name, [{"t": op_time(), "op": "abort", "ops": [op["t"] for op in ops]}])
+    def abort(
+        self, name: str, ops: list[dict[str, Any]], written: tuple[int, bytes] | None = None
+    ) -> bool:
+        """Mark ``ops``, appended to journal ``name`` (at ``written``, as ``append`` returned)
+        and then refused by the database, as not applied (``replay_order`` skips them). When
+        the mark cannot be appended (the full disk that made the database refuse them), their
+        lines are blanked where they are, which takes no new space. Never raises: the caller
+        reports the database's error; False (logged) when neither could be done."""
+        try:
+            self.append(name, [{"t": op_time(), "op": "abort", "ops": [op["t"] for op in ops]}])
+            return True
+        except StoreError as exc:
+            why: Exception = exc
+        path = self.path_for(name)
+        if written is not None:
+            start, data = written
+            try:
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    if os.pread(fd, len(data), start) == data:
+                        os.pwrite(fd, re.sub(rb"[^\n]", b" ", data), start)
+                        return True
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                why = exc
+        log.error("%s: could not mark %d refused op(s) aborted: %s", path, len(ops), why)
+        return False
 
     def writer(self, name: str) -> JournalWriter:
         """An open append handle on journal ``name`` (for a stream of events)."""

@@ -480,8 +480,7 @@ class Store:
         if self.read_only:  # known from an earlier connection: no journal line to take back
             raise self.read_only_error()
         logged = None if journaled else journal  # the journal these ops went to here
-        if logged is not None:
-            self.journal.append(logged, ops)
+        written = self.journal.append(logged, ops) if logged is not None else None
         import duckdb
 
         for attempt in range(1, _CONFLICT_RETRIES + 1):
@@ -501,8 +500,8 @@ class Store:
                 ):
                     time.sleep(0.005 * attempt * (0.5 + random.random()))
                     continue
-                if logged is not None:
-                    self.journal.abort(logged, ops)
+                if logged is not None:  # never raises: the database's error is the one told
+                    self.journal.abort(logged, ops, written)
                 if isinstance(exc, duckdb.IOException | duckdb.PermissionException) or (
                     isinstance(exc, duckdb.TransactionException) and "failed to commit" in text
                 ):  # the file cannot be written (a read-only folder, a full disk)

@@ -66,6 +66,51 @@ def test_a_write_the_database_refuses_is_not_replayed(store: Store, tmp_path: Pa
     assert _dump(Store(rebuilt)) == _dump(store)
 
 
+_FULL_DISK_CHILD = """
+import resource, signal, sys
+from specwright.journal import dumps
+from specwright.store import Store
+store, pid = Store(sys.argv[1]), sys.argv[2]
+row = store.query_dicts("SELECT * FROM projects WHERE id = ?", [pid])[0]
+ops = [Store.op_update("projects", {"id": pid}, {"name": "renamed"}),
+       Store.op_insert("projects", row)]  # its id again: the database refuses the batch
+path = store.journal.path_for("catalog")
+room = path.stat().st_size + len("".join(dumps(op) + "\\n" for op in ops).encode())
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))  # the batch fits, nothing after it
+try:
+    store.write(ops)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_refused_batch_whose_abort_mark_cannot_be_written_is_not_replayed(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk is full once a batch is journaled: the database refuses it and the abort mark
+    cannot be appended either. The database's error is the one raised, and the batch is not
+    replayed by a rebuild (its lines are blanked in place)."""
+    import subprocess
+    import sys
+
+    project = catalog.ensure_project(store, tmp_path)
+    store.release()
+    child = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(store.path), project.id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.stdout.startswith("ConstraintException"), child.stdout + child.stderr
+    assert store.query("SELECT name FROM projects") == [(project.name,)]
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    with caplog.at_level(logging.WARNING):
+        store.rebuild_into(rebuilt)
+    assert _dump(Store(rebuilt)) == _dump(store)
+    assert "refuses" not in caplog.text
+
+
 def test_events_reach_the_journal_before_the_database(store: Store, tmp_path: Path) -> None:
     rec = ExecutionRecorder(store, role="executor", backend="scripted", flush_interval_s=3600)
     rec.start()
