@@ -37,6 +37,8 @@ from specwright.errors import StoreError
 if TYPE_CHECKING:
     import duckdb
 
+    from specwright.store import Store
+
 log = logging.getLogger(__name__)
 
 CATALOG = "catalog"
@@ -423,3 +425,25 @@ def _insert_rows(
         conn.execute(f"{verb} {table} ({collist}) SELECT {collist} FROM _sw_batch")
     finally:
         conn.unregister("_sw_batch")
+
+
+def replay_batch(fresh: Store, located: list[tuple[dict[str, Any], str]]) -> int:
+    """Apply journal ops to a database being rebuilt; returns how many were applied. An op it
+    refuses (a row journaled twice: a killed process lost its abort mark) is left out with a
+    warning naming its journal line: one bad line never costs the rest."""
+    import duckdb
+
+    try:
+        fresh.write([op for op, _ in located], None)
+        return len(located)
+    except duckdb.Error:
+        pass
+    applied = 0
+    with fresh.connect():  # one connection for the op-by-op pass
+        for op, where in located:
+            try:
+                fresh.write([op], None)
+                applied += 1
+            except duckdb.Error as exc:
+                log.warning("%s: left out a journal op the database refuses: %s", where, exc)
+    return applied

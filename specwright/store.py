@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import keeper, migrations
 from specwright.errors import StoreError, StoreLockedError, first_line
-from specwright.journal import CATALOG, Journal, apply_ops, normal, one_project_per_root, op_time
+from specwright.journal import (
+    CATALOG,
+    Journal,
+    apply_ops,
+    normal,
+    one_project_per_root,
+    op_time,
+    replay_batch,
+)
 from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
 
@@ -88,6 +96,12 @@ def is_conflict(exc: BaseException) -> bool:
     import duckdb
 
     return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+
+
+def _commit_failed(exc: BaseException) -> bool:
+    import duckdb
+
+    return isinstance(exc, duckdb.TransactionException) and "failed to commit" in str(exc).lower()
 
 
 def _py(value: Any) -> Any:
@@ -307,14 +321,21 @@ class Store:
             if self.read_only:
                 raise self.read_only_error()
             conn.execute("BEGIN TRANSACTION")
-            self._local.in_tx = True
+            self._local.in_tx, self._local.tx_logged = True, []
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
                 conn.execute("COMMIT")
+            except BaseException as exc:
+                # what writes inside it journaled never reached the database: not replayed
+                for logged, ops, written in self._local.tx_logged:
+                    self.journal.abort(logged, ops, written)
+                if _commit_failed(exc):  # a full disk, at COMMIT
+                    raise self._unwritable(exc) from None
+                raise
             finally:
                 self._local.in_tx = False
 
@@ -487,12 +508,13 @@ class Store:
             try:
                 with self.transaction() as conn:
                     apply_ops(conn, ops)
+                if logged is not None and getattr(self._local, "in_tx", False):
+                    self._local.tx_logged.append((logged, ops, written))  # aborted with it
                 return
             except BaseException as exc:
                 # Two threads of this process updated the same row at once (a heartbeat and
                 # the loop, say): DuckDB aborts one of them. Retry the whole transaction,
                 # unless it is nested in an outer one (that one is aborted too: let it decide).
-                text = str(exc).lower()
                 if (
                     is_conflict(exc)
                     and not getattr(self._local, "in_tx", False)
@@ -503,12 +525,12 @@ class Store:
                 if logged is not None:  # never raises: the database's error is the one told
                     self.journal.abort(logged, ops, written)
                 if isinstance(exc, duckdb.IOException | duckdb.PermissionException) or (
-                    isinstance(exc, duckdb.TransactionException) and "failed to commit" in text
+                    _commit_failed(exc)
                 ):  # the file cannot be written (a read-only folder, a full disk)
                     raise self._unwritable(exc) from None
                 raise
 
-    def _unwritable(self, exc: Exception) -> StoreError:
+    def _unwritable(self, exc: BaseException) -> StoreError:
         return StoreError(
             f"{self.path}: cannot write the database ({first_line(exc, 300)}); nothing was saved"
         )
@@ -536,7 +558,7 @@ class Store:
         try:
             fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
             ops = one_project_per_root(list(journal.replay_located()))
-            count = sum(_replay(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
+            count = sum(replay_batch(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
             with fresh.transaction() as conn:  # results journaled before migration 10
                 conn.execute(migrations.BACKFILL_TOOL_RESULTS)
             self._carry_unjournaled(fresh)
@@ -567,25 +589,3 @@ class Store:
                     conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
             finally:
                 conn.execute("DETACH old")
-
-
-def _replay(fresh: Store, located: list[tuple[dict[str, Any], str]]) -> int:
-    """Apply journal ops to a database being rebuilt; returns how many were applied. An op it
-    refuses (a row journaled twice: a killed process lost its abort mark) is left out with a
-    warning naming its journal line: one bad line never costs the rest."""
-    import duckdb
-
-    try:
-        fresh.write([op for op, _ in located], None)
-        return len(located)
-    except duckdb.Error:
-        pass
-    applied = 0
-    with fresh.connect():  # one connection for the op-by-op pass
-        for op, where in located:
-            try:
-                fresh.write([op], None)
-                applied += 1
-            except duckdb.Error as exc:
-                log.warning("%s: left out a journal op the database refuses: %s", where, exc)
-    return applied

@@ -111,6 +111,51 @@ def test_a_refused_batch_whose_abort_mark_cannot_be_written_is_not_replayed(
     assert "refuses" not in caplog.text
 
 
+_FULL_DISK_DELETE = """
+import resource, signal, sys
+from specwright import catalog
+from specwright.store import Store
+store = Store(sys.argv[1])
+room = store.journal.path_for("catalog").stat().st_size + 4096  # the deletes' ops fit
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))  # its 3,000 events' deletes do not
+try:
+    catalog.delete_spec(store, sys.argv[2], force=True)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_spec_delete_the_disk_cannot_commit_is_not_replayed(store: Store, tmp_path: Path) -> None:
+    """`spec delete --force` journals its deletes inside a transaction whose COMMIT then fails
+    (a full disk): the spec stays, the error says the database could not be written, and a
+    rebuild keeps the spec and its history instead of replaying the deletes."""
+    import subprocess
+    import sys
+
+    project = catalog.ensure_project(store, tmp_path)
+    spec = catalog.create_spec(store, project, "Keep me", "body")
+    chunk = catalog.add_chunk(store, spec, "A")
+    with ExecutionRecorder(
+        store, role="executor", backend="scripted", spec_id=spec.id, chunk_id=chunk.id
+    ) as rec:
+        for i in range(3000):
+            rec.on_event(TextEvent(f"line {i}"))
+        rec.finish(status="ok")
+    store.release()
+    child = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_DELETE, str(store.path), spec.id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.stdout.startswith("StoreError") and "cannot write the database" in child.stdout
+    assert store.query("SELECT count(*) FROM events") == [(3000,)]
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    store.rebuild_into(rebuilt)
+    assert _dump(Store(rebuilt)) == _dump(store)
+
+
 def test_events_reach_the_journal_before_the_database(store: Store, tmp_path: Path) -> None:
     rec = ExecutionRecorder(store, role="executor", backend="scripted", flush_interval_s=3600)
     rec.start()
