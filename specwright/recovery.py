@@ -62,7 +62,7 @@ def recover_interrupted(
             why += f"; {caught_up} journaled row(s) it had not written to the database were added"
         if run["host"] == host and run["pid"]:
             since = run["started_at"].replace(tzinfo=UTC).timestamp()
-            groups = stop_orphans(int(run["pid"]), since)
+            groups = stop_orphans(int(run["pid"]), since, runs=_run_and_parts(store, run))
             if groups:
                 listed = ", ".join(str(g) for g in groups)
                 why += f"; stopped the agent it left running (process group {listed})"
@@ -115,6 +115,13 @@ def recover_interrupted(
         log.warning("stopped what ended Specwright processes left running (groups %s)", listed)
     sweep_scratch()  # and the temp folders (verification, Claude Code) killed runs left
     return recovered
+
+
+def _run_and_parts(store: Store, run: dict[str, Any]) -> set[str]:
+    """The run and the chunk runs a run-all ran under it: the runs whose agents are its own
+    (another run of its process, a paused worker's other item, keeps its agents)."""
+    rows = store.query("SELECT id FROM runs WHERE parent_run_id = ?", [run["id"]])
+    return {str(run["id"]), *(str(r[0]) for r in rows)}
 
 
 def why_dead(

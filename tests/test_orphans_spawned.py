@@ -413,3 +413,82 @@ def test_sweeping_temp_folders_removes_only_those_of_ended_processes(tmp_path: P
     kept = (mine, old_full, new_empty, other, link, unrelated)
     assert sorted(p.name for p in tmp.iterdir()) == sorted(p.name for p in kept)
     assert (old_full / "junit.xml").exists()
+
+
+_OWNER = """
+import subprocess, sys, time
+from specwright.agents.orphans import register_agent, tag_run
+for tree, run in zip(sys.argv[1::2], sys.argv[2::2]):
+    tag_run(tree, run)
+    agent = subprocess.Popen(["sleep", "300"], cwd=tree, start_new_session=True)
+    register_agent(agent.pid, "sleep", tree)
+    print(agent.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_recovery_stops_only_the_dead_runs_agents_each_named_under_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One process runs two chunks (run-all --parallel: one in the project's folder, one in a
+    worktree inside it). Paused, its first run looks dead first: recovery stops that run's
+    agent only. Killed, the second run's agent is stopped and named under that run."""
+    import logging
+    from datetime import timedelta
+
+    from specwright import catalog
+    from specwright.model import new_id, utcnow
+    from specwright.recovery import recover_interrupted
+
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    root = tmp_path / "project"
+    trees = [root, root / "data" / "worktrees" / "spec" / "2-chunk"]
+    trees[1].mkdir(parents=True)
+    runs = [new_id(), new_id()]
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(trees[0]), runs[0], str(trees[1]), runs[1]],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        agents = [int(owner.stdout.readline()), int(owner.stdout.readline())]
+        store = Store(tmp_path / "db.duckdb")
+        spec = catalog.create_spec(store, catalog.ensure_project(store, root), "Two chunks")
+        now = utcnow()
+        for run, beat in zip(runs, (now - timedelta(minutes=10), now), strict=True):
+            chunk = catalog.add_chunk(store, spec, f"Chunk of {run[:8]}")
+            store.insert(
+                "runs",
+                {"id": run, "spec_id": spec.id, "chunk_id": chunk.id, "kind": "chunk"}
+                | {"status": "running", "pid": owner.pid, "host": _hostname()}
+                | {"started_at": now, "heartbeat_at": beat},
+            )
+        owner.send_signal(signal.SIGSTOP)  # a paused worker: its first run looks dead first
+        with caplog.at_level(logging.WARNING):
+            assert recover_interrupted(store, spec, root) == [runs[0]]
+        assert not alive(agents[0]) and alive(agents[1])
+        assert f"process group {agents[0]})" in caplog.text
+        assert str(agents[1]) not in caplog.text
+        caplog.clear()
+        owner.kill()
+        owner.wait(timeout=60)
+        with caplog.at_level(logging.WARNING):
+            assert recover_interrupted(store, spec, root) == [runs[1]]
+        assert not alive(agents[1])
+        assert f"run {runs[1]} marked interrupted" in caplog.text
+        assert f"process group {agents[1]})" in caplog.text
+    finally:
+        owner.kill()
+        owner.wait(timeout=60)
+        if owner.stdout is not None:
+            owner.stdout.close()
+        for pid in agents if "agents" in locals() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()

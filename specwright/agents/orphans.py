@@ -190,6 +190,34 @@ def _owner_start(pid: int) -> str | None:
     return process_start(pid)
 
 
+# The run each work tree of this process is the tree of (a serial run: the project's folder;
+# a parallel one: its worktree), so an agent's record names its run: recovery of one run of a
+# process then stops that run's agents only, not the others the process runs (a paused worker).
+_run_of_dir: dict[str, str] = {}
+
+
+def tag_run(workdir: Path | str, run_id: str) -> None:
+    """Agents started from now on in ``workdir`` (or below it) belong to run ``run_id``."""
+    _run_of_dir[os.path.realpath(workdir)] = run_id
+
+
+def untag_run(run_id: str) -> None:
+    for folder, run in list(_run_of_dir.items()):
+        if run == run_id:
+            _run_of_dir.pop(folder, None)
+
+
+def _run_at(cwd: Path | str) -> str | None:
+    """The run whose tree holds ``cwd``: the innermost tagged one (a worktree inside the
+    project's folder is its own run's)."""
+    path, best = os.path.realpath(cwd), None
+    for folder, run in list(_run_of_dir.items()):
+        inside = path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+        if inside and (best is None or len(folder) > len(best[0])):
+            best = (folder, run)
+    return best[1] if best else None
+
+
 def register_agent(pid: int, argv0: str, cwd: Path | str, kind: str = "agent") -> Path | None:
     """Record a just-started agent, or another process of ours of ``kind`` (``verify``,
     ``run``, ``server``), leading its own process group, for crash recovery; the record's path,
@@ -209,6 +237,7 @@ def register_agent(pid: int, argv0: str, cwd: Path | str, kind: str = "agent") -
         "started_at": time.time(),
         "argv0": argv0,
         "cwd": str(cwd),
+        "run_id": _run_at(cwd),
     }
     path = folder / f"{os.getpid()}-{pid}.json"
     try:
@@ -253,14 +282,26 @@ def _sweep(mine: Callable[[dict[str, Any]], bool], grace_s: float) -> list[int]:
     return stopped
 
 
-def stop_orphans(owner_pid: int, since: float, grace_s: float = STOP_GRACE_S) -> list[int]:
+def stop_orphans(
+    owner_pid: int,
+    since: float,
+    grace_s: float = STOP_GRACE_S,
+    runs: frozenset[str] | set[str] | None = None,
+) -> list[int]:
     """Stop the agents process ``owner_pid`` started and left running (it died, or its run is
     being given up): each group still alive gets SIGTERM, then SIGKILL after ``grace_s``.
     Records of an owner started after ``since`` (the run's start, epoch seconds) are another
-    process's; a leader whose start stamp differs is a reused pid and never signalled.
-    Returns the process groups stopped; records of ended agents are removed on the way."""
+    process's; a leader whose start stamp differs is a reused pid and never signalled. With
+    ``runs``, an agent whose record names another run of that process is left alone (one
+    without a run: any). Returns the process groups stopped; records of ended agents are
+    removed on the way."""
     return _sweep(
-        lambda r: r["owner_pid"] == owner_pid and float(r["owner_since"]) <= since, grace_s
+        lambda r: (
+            r["owner_pid"] == owner_pid
+            and float(r["owner_since"]) <= since
+            and (runs is None or not r.get("run_id") or r["run_id"] in runs)
+        ),
+        grace_s,
     )
 
 

@@ -23,11 +23,17 @@ log = logging.getLogger(__name__)
 MAX_PATCH_BYTES = 2 * 1024 * 1024
 
 
-def start_run(store: Store, values: dict[str, Any], *, track_chunk: bool = True) -> None:
+def start_run(
+    store: Store, values: dict[str, Any], *, track_chunk: bool = True, workdir: Path | None = None
+) -> None:
     """Insert (or, for an id run-all created, update) the ``runs`` row as running, with this
     process's pid and host, and mark the chunk running (unless not ``track_chunk``: a run of a
-    comparison) — one transaction."""
+    comparison) — one transaction. Agents started in ``workdir`` are the run's from now on."""
+    from specwright.agents.orphans import tag_run
     from specwright.store import Store
+
+    if workdir is not None:
+        tag_run(workdir, values["id"])
 
     now = utcnow()
     row = {
@@ -72,7 +78,10 @@ def end_run(
 ) -> None:
     """Write how the run ended on its ``runs`` row and (``track_chunk``) the chunk's row, in
     one transaction; the chunk's summary is only replaced when there is a new one."""
+    from specwright.agents.orphans import untag_run
     from specwright.store import Store
+
+    untag_run(run_id)
 
     run_values = {
         "status": status,

@@ -235,6 +235,7 @@ class _ChunkRun:
                 "base_commit": self.base,
             },
             track_chunk=self.opts.dep_summaries is None,
+            workdir=self.workdir,
         )
 
     def _cost(self, column: str, value: str) -> float:
