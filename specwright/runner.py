@@ -103,7 +103,7 @@ class _RunAll:
         self.workdir, self.fresh = workdir, fresh
         self.results: dict[str, ChunkSummary] = {}
         self.interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one stopped the run
-        self.auth_failed = False  # the executor's credentials were refused: no chunk can run
+        self.auth_failed = False  # credentials refused, a check that cannot run: no chunk can
         # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
         # (their summaries, for the prompts of their dependents) is kept here instead
         self.summaries: dict[str, str | None] | None = {} if workdir is not None else None
@@ -204,7 +204,8 @@ class _RunAll:
             group_id=self.group_id,
             dep_summaries=self.summaries,
         )
-        self.auth_failed = self.auth_failed or result.reason.startswith("auth:")
+        # refused credentials or a check that cannot run: every chunk would fail the same way
+        self.auth_failed = self.auth_failed or result.reason.startswith(("auth:", "check_broken:"))
         self.progress(
             "chunk-done",
             chunk,

@@ -250,6 +250,27 @@ def run_steps(
     return results
 
 
+def unrunnable(
+    results: Sequence[StepResult], workdir: Path | str, worktree: bool = False
+) -> str | None:
+    """One line for the first step that could not run at all (exit 127: command not found,
+    126: not executable), else None: such a step fails at every attempt as at the base, so
+    judged against the baseline it would never count and no attempt would be verified.
+    ``worktree``: ``workdir`` is a worktree of the run (--parallel, compared executors)."""
+    for r in results:
+        v = r.verification
+        if v.status == "error" and v.exit_code in (126, 127):
+            why = "command not found" if v.exit_code == 127 else "not executable"
+            fix = (
+                "a worktree has no git-ignored files (.venv/, node_modules/): call tools from "
+                "PATH (`python -m pytest`)"
+                if worktree
+                else "install it or fix its command in .handoff/config.yaml"
+            )
+            return f"verification step {v.name!r} cannot run in {workdir} ({why}): {fix}"
+    return None
+
+
 # --- parsing test reports -------------------------------------------------------------------
 
 

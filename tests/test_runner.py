@@ -515,3 +515,39 @@ def test_a_project_in_a_subfolder_of_its_repository_runs_there(
     assert "a.txt" not in files and "b.txt" not in files
     checks = store.query("SELECT DISTINCT status FROM verifications")
     assert checks == [("passed",)]
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_check_that_cannot_run_stops_the_run_before_any_agent(
+    git_repo: Path, parallel: int
+) -> None:
+    """A check whose command is not found (exit 127: a worktree lacks the git-ignored .venv/)
+    is not a pre-existing failure to work around: with it, buggy chunks shipped unverified.
+    The run stops at the baseline, no agent paid, one line naming the check and its folder."""
+    (git_repo / ".gitignore").write_text("data/\n.venv/\n")
+    git(git_repo, "commit", "-q", "-am", "ignore .venv")
+    tool = git_repo / ".venv" / "bin" / "check"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    checked = ".venv/bin/check" if parallel > 1 else "no-such-check-tool"
+    _project(git_repo, _write_script({"A": [], "B": []}), verify=checked)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=parallel)
+    assert result.status == "failed"
+    assert store.query("SELECT count(*) FROM executions")[0][0] == 0  # no agent ran
+    failed = [c for c in result.chunks if c.status == "failed"]
+    assert failed and all(c.iterations == 0 for c in failed)
+    reason = failed[0].reason
+    assert reason.startswith("check_broken: verification step 'check' cannot run in "), reason
+    assert "\n" not in reason and "(command not found): " in reason
+    if parallel > 1:  # in a worktree of the run, without the git-ignored .venv/
+        assert f"{resolve_db_path(git_repo).parent / 'worktrees'}" in reason
+        assert "a worktree has no git-ignored files (.venv/, node_modules/): call tools" in reason
+    else:
+        assert f"cannot run in {git_repo} (command not found): install it or fix" in reason
+    assert f"chunk 1 failed: {reason}"[:250] in result.reason
+    ran = [r["title"] for r in run_summary(store, result.run_id) if r["ran"]]
+    assert ran == ["Make A", "Make B"][:parallel]  # no chunk is started after it
+    assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0

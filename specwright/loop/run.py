@@ -324,6 +324,8 @@ class _ChunkRun:
         gitops.rollback(self.workdir, self.base)  # what the checks left is not the agent's
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during the baseline")
+        if broken := verify.unrunnable(results, self.workdir, self.opts.workdir is not None):
+            raise LoopExit("check_broken", broken)
         self.baseline_results = results
 
     def _check_limits(self) -> None:
@@ -565,7 +567,19 @@ class _ChunkRun:
         now = utcnow()
         with self.store.connect():
             cost = self._cost("run_id", self.run_id)
-            self._write_end(status, reason, head, now)
+            records.end_run(
+                self.store,
+                self.run_id,
+                self.chunk.id,
+                status=status,
+                reason=reason,
+                iterations=self.iteration,
+                head_commit=head,
+                verdict=self.verdict,
+                summary=self.summary,
+                now=now,
+                track_chunk=self.opts.dep_summaries is None,
+            )
         self.result = ChunkResult(
             run_id=self.run_id,
             chunk_id=self.chunk.id,
@@ -582,18 +596,3 @@ class _ChunkRun:
             interrupted_by=self.interrupted_by,
         )
         self.progress("done", f"{status}: {reason}", self.result)
-
-    def _write_end(self, status: str, reason: str, head: str | None, now: Any) -> None:
-        records.end_run(
-            self.store,
-            self.run_id,
-            self.chunk.id,
-            status=status,
-            reason=reason,
-            iterations=self.iteration,
-            head_commit=head,
-            verdict=self.verdict,
-            summary=self.summary,
-            now=now,
-            track_chunk=self.opts.dep_summaries is None,
-        )
