@@ -365,9 +365,25 @@ def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str
 _SUBMODULE_ROLLBACK = "git reset --quiet --hard && git clean --quiet -f -f -d"
 
 
-def rollback(path: Path | str, base: str) -> None:
+def empty_dirs(path: Path | str) -> tuple[str, ...]:
+    """The untracked folders holding no file (from the top): git status does not show them,
+    so a clean tree may have them, and a rollback's ``git clean -d`` would delete them."""
+    root = Path(_git(path, "rev-parse", "--show-toplevel"))
+    listed = ("ls-files", "--others", "--exclude-standard", "--directory", "-z")
+    tops = set(_git(root, *listed).split("\0")) - set(
+        _git(root, *listed, "--no-empty-directory").split("\0")
+    )
+    found: list[str] = []
+    for top in sorted(t for t in tops if t.endswith("/")):
+        for folder, _, _ in os.walk(root / top):
+            found.append(Path(folder).relative_to(root).as_posix())
+    return tuple(found)
+
+
+def rollback(path: Path | str, base: str, keep: Sequence[str] = ()) -> None:
     """Reset the work tree and index to ``base`` and delete untracked files (never ignored
-    ones), in submodules too: every trace of an attempt is gone. When the reset finds no room
+    ones), in submodules too: every trace of an attempt is gone, but for the empty folders
+    ``keep`` names (``empty_dirs`` before the run: the user's). When the reset finds no room
     for the index (the attempt filled the disk), the untracked files go first and it is tried
     again."""
     # -f twice: a repository the attempt cloned or created goes too (one that was there before
@@ -384,6 +400,11 @@ def rollback(path: Path | str, base: str) -> None:
     # a submodule is a repository of its own, which the two above leave as the attempt left it
     # (clean before the run, as ensure_clean saw it; its checked-out branch stays)
     _git(path, "submodule", "--quiet", "foreach", "--recursive", _SUBMODULE_ROLLBACK)
+    if keep:
+        root = Path(_git(path, "rev-parse", "--show-toplevel"))
+        for folder in keep:
+            with contextlib.suppress(OSError):  # a file of the same name took its place
+                (root / folder).mkdir(parents=True, exist_ok=True)
 
 
 def drop_new_files(path: Path | str, kept: Sequence[str]) -> list[str]:

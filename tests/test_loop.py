@@ -216,6 +216,22 @@ def test_a_repository_an_agent_cloned_into_the_tree_goes_with_its_attempt(
     assert not (repo / "vendor").exists()
 
 
+def test_the_users_empty_folders_survive_the_rollbacks(repo: Path, store: Store) -> None:
+    """git status does not show an empty folder, so the clean-tree check passed, and the
+    rollback's `git clean -d` deleted the user's (an agent's new one still goes)."""
+    for folder in ("emptydir", "cache/a/b"):
+        (repo / folder).mkdir(parents=True)
+    chunk = make_chunk(store, repo)
+    attempt = [{"run": "mkdir -p emptydir/new agent-made"}, *bad_mul()]
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(attempt), max_iterations=1
+    )
+    assert result.status == "failed" and result.iterations == 1
+    assert (repo / "emptydir").is_dir() and (repo / "cache" / "a" / "b").is_dir()
+    assert not (repo / "emptydir" / "new").exists() and not (repo / "agent-made").exists()
+    assert gitops.dirty_files(repo) == []
+
+
 def test_an_approved_attempt_git_refuses_to_commit_is_kept_as_a_patch(
     repo: Path, store: Store, tmp_path: Path
 ) -> None:

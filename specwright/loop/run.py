@@ -196,7 +196,7 @@ class _ChunkRun:
         self.reviewer: Reviewer = reviewer
         self.workdir: Path = opts.workdir or root
         self.branch: str | None = None
-        self.base = ""
+        self.base, self.kept = "", tuple[str, ...]()
         self.iteration = 0
         self.verdict: str | None = None
         self.commit: str | None = None
@@ -306,6 +306,7 @@ class _ChunkRun:
         else:
             self.branch = gitops.current_branch(workdir)
         self.base = gitops.head_commit(workdir)
+        self.kept = gitops.empty_dirs(workdir)  # the user's: a rollback's clean would drop them
 
     def _baseline(self) -> None:
         from specwright import verify
@@ -321,7 +322,7 @@ class _ChunkRun:
             on_result=lambda r: self.progress("verify", verify_line(r, baseline=True), r),
         )
         verify.record(self.store, results, run_id=self.run_id, chunk_id=self.chunk.id, iteration=0)
-        gitops.rollback(self.workdir, self.base)  # what the checks left is not the agent's
+        gitops.rollback(self.workdir, self.base, self.kept)  # the checks' leftovers go
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during the baseline")
         if broken := verify.unrunnable(results, self.workdir, self.opts.workdir is not None):
@@ -552,14 +553,14 @@ class _ChunkRun:
 
     def _rollback(self, why: str) -> None:
         records.ensure_ours(self.store, self.run_id)  # its tree may be another process's now
-        gitops.rollback(self.workdir, self.base)
+        gitops.rollback(self.workdir, self.base, self.kept)
         self.progress("rollback", f"rolled back to {self.base[:10]} ({why})")
 
     def _finish(self, status: str, reason: str) -> None:
         head: str | None = None
         try:
             if status != "shipped" and not records.taken_over(self.store, self.run_id):
-                gitops.rollback(self.workdir, self.base)
+                gitops.rollback(self.workdir, self.base, self.kept)
             head = gitops.head_commit(self.workdir)
         except Exception as exc:  # keep going: the rows must be written
             log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
