@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "specwright/"
 CHUNK_TRAILER = "Specwright-Chunk"
-_FALLBACK_IDENTITY = ("-c", "user.name=Specwright", "-c", "user.email=specwright@localhost")
+_FALLBACK_NAME, _FALLBACK_EMAIL = "Specwright", "specwright@localhost"
 
 
 # git's words for a full disk (its own, and the system's)
@@ -289,13 +289,28 @@ def _spec_of(branch: str) -> str | None:
     return branch[len(BRANCH_PREFIX) :].split("@", 1)[0]
 
 
-def _has_identity(path: Path | str) -> bool:
-    if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_COMMITTER_EMAIL"):
+def _configured(path: Path | str, key: str) -> bool:
+    """Whether the user gave git a ``user.<key>``: in its config, or for both author and
+    committer in the environment (an email also as ``EMAIL``, which git reads too)."""
+    env = os.environ
+    if env.get(f"GIT_AUTHOR_{key.upper()}") and env.get(f"GIT_COMMITTER_{key.upper()}"):
+        return True
+    if key == "email" and env.get("EMAIL"):
         return True
     try:
-        return bool(_git(path, "config", "user.email"))
+        return bool(_git(path, "config", f"user.{key}"))
     except GitError:
         return False
+
+
+def _identity(path: Path | str) -> tuple[str, ...]:
+    """``-c`` options giving a commit an identity where the user set none: an email (git's
+    own guess may be refused), and a name only when there is none either; what the user set
+    (a name without an email, say) is never replaced."""
+    if _configured(path, "email"):
+        return ()
+    name = () if _configured(path, "name") else ("-c", f"user.name={_FALLBACK_NAME}")
+    return (*name, "-c", f"user.email={_FALLBACK_EMAIL}")
 
 
 # Control characters (but tab and newline) in a message: a chunk's title and an agent's summary
@@ -325,7 +340,7 @@ def commit_message(title: str, chunk_id: str, body: str = "") -> str:
 def commit_all(path: Path | str, title: str, chunk_id: str, body: str = "") -> str:
     """Stage every change (ignored files excluded) and commit it; returns the new sha."""
     _git(path, "add", "--all")
-    identity = () if _has_identity(path) else _FALLBACK_IDENTITY
+    identity = _identity(path)
     try:
         fd, msg_file = tempfile.mkstemp(prefix="specwright-msg-", suffix=".txt")
     except OSError as exc:
@@ -528,7 +543,7 @@ def merge(
     if is_ancestor(path, before, source_sha):
         _git(path, "merge", "--quiet", "--ff-only", source_sha)
         return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
-    identity = () if _has_identity(path) else _FALLBACK_IDENTITY
+    identity = _identity(path)
     msg = _plain(message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}")
     try:
         # --no-verify: as commit_all, the repository's commit hooks do not judge our commits

@@ -115,6 +115,32 @@ def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.Monk
     assert git(repo, "log", "-1", "--format=%ae") == "specwright@localhost"
 
 
+def test_commit_fills_in_only_the_part_of_the_identity_the_user_did_not_set(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user.name without a user.email: the commits were made as "Specwright", the user's
+    name replaced (and an EMAIL in the environment ignored)."""
+    for name in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("EMAIL", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    git(repo, "config", "user.name", "Ada Lovelace")
+    (repo / "x.txt").write_text("x")
+    gitops.commit_all(repo, "Name only", "c1")
+    assert git(repo, "log", "-1", "--format=%an <%ae> / %cn <%ce>") == (
+        "Ada Lovelace <specwright@localhost> / Ada Lovelace <specwright@localhost>"
+    )
+    monkeypatch.setenv("EMAIL", "ada@example.org")
+    (repo / "y.txt").write_text("y")
+    gitops.commit_all(repo, "Name and EMAIL", "c2")
+    assert git(repo, "log", "-1", "--format=%an <%ae>") == "Ada Lovelace <ada@example.org>"
+
+
 def test_rollback_removes_attempt_but_keeps_ignored_files(repo: Path) -> None:
     base = gitops.head_commit(repo)
     (repo / "data").mkdir()
