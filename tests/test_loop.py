@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from specwright import gitops
+from specwright import catalog, gitops
 from specwright.agents.base import Outcome, Task
 from specwright.agents.scripted import ScriptedExecutor
 from specwright.config import ExecutorConfig
@@ -284,6 +284,27 @@ def test_an_agent_that_switches_branches_still_ships_on_the_spec_branch(
     assert git(repo, "rev-parse", "specwright/calc^") == base
     assert "def mul" in git(repo, "show", "specwright/calc:calc.py")
     assert gitops.dirty_files(repo) == []
+
+
+def test_an_agent_that_moves_the_branch_back_does_not_drop_the_commits_before(
+    repo: Path, store: Store
+) -> None:
+    """An agent ran `git reset --hard HEAD~1` and its attempt passed: the chunk's commit went
+    on top of the moved HEAD, and the commits of the chunks before it were off the branch."""
+    first = make_chunk(store, repo, title="First", files=("first.txt",))
+    write = [{"write": "first.txt", "content": "one\n"}, {"say": "first"}]
+    assert run_chunk(store, make_config(), repo, first, executor=scripted(write)).shipped
+    shipped = gitops.head_commit(repo)
+    second = make_chunk(store, repo, title="Second", spec=catalog.get_spec(store, first.spec_id))
+    script = [{"run": "git reset -q --hard HEAD~1"}, *good_mul()]
+    result = run_chunk(store, make_config(), repo, second, executor=scripted(script))
+    assert result.status == "failed", result.reason
+    assert "the agent moved the branch off the run's base" in result.reason
+    assert git(repo, "rev-parse", "specwright/calc") == shipped  # the first chunk's commit
+    assert (repo / "first.txt").read_text() == "one\n" and gitops.dirty_files(repo) == []
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    assert str(patch) in result.reason
+    no_running_rows(store)
 
 
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:

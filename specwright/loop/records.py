@@ -214,12 +214,20 @@ def commit(
     store: Store, run_id: str, iteration: int, workdir: Path, base: str, chunk: Chunk, summary: str
 ) -> str:
     """Commit an approved attempt; returns the sha. When git refuses (a signing key that fails,
-    a full disk) the attempt is kept whole (binary files too) as ``iteration-N.patch`` beside the
-    database before the run ends and rolls it back."""
+    a full disk), or the agent moved the branch off ``base`` (``git reset --hard HEAD~1``: a
+    commit there would drop the chunks before), the attempt is kept whole (binary files too)
+    as ``iteration-N.patch`` beside the database before the run ends and rolls it back (the
+    branch back to ``base`` too)."""
     from specwright import gitops
     from specwright.errors import LoopExit
 
     try:
+        head = gitops.head_commit(workdir)
+        if not gitops.is_ancestor(workdir, base, head):  # the chunks before it would be lost
+            raise gitops.GitError(
+                f"the agent moved the branch off the run's base {base[:10]} to {head[:10]} (a "
+                "git reset?): not committed on top of it, the commits it dropped are kept"
+            )
         return gitops.commit_all(workdir, chunk.title, chunk.id, summary)
     except gitops.GitError as exc:
         text = gitops.diff(workdir, base, max_chars=None, binary=True).text
