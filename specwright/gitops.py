@@ -545,20 +545,10 @@ def merge(
         return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
     identity = _identity(path)
     msg = _plain(message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}")
+    # --no-verify: as commit_all, the repository's commit hooks do not judge our commits
+    how = ("--quiet", "--no-ff", "--no-edit", "--no-verify", "-m", msg, source_sha)
     try:
-        # --no-verify: as commit_all, the repository's commit hooks do not judge our commits
-        _git(
-            path,
-            *identity,
-            "merge",
-            "--quiet",
-            "--no-ff",
-            "--no-edit",
-            "--no-verify",
-            "-m",
-            msg,
-            source_sha,
-        )
+        _git(path, *identity, "merge", *how)
     except GitError as exc:
         conflicts = _git(path, "diff", "--name-only", "--diff-filter=U", "-z").split("\0")
         try:
@@ -567,6 +557,20 @@ def merge(
             rollback(path, before)
         return MergeResult(ok=False, conflicts=tuple(c for c in conflicts if c), message=str(exc))
     return MergeResult(ok=True, commit=head_commit(path))
+
+
+def abort_merge(path: Path | str, prefix: str) -> str | None:
+    """Abort a merge stopped midway (conflicted, its process killed) of a branch whose name
+    starts with ``prefix``, as ``merge`` would have; returns that branch, else None."""
+    try:
+        head = _git(path, "rev-parse", "--verify", "--quiet", "MERGE_HEAD")
+    except GitError:
+        return None  # no merge under way
+    names = _git(path, "for-each-ref", "--points-at", head, "--format=%(refname:short)")
+    for name in (n for n in names.splitlines() if n.startswith(prefix)):
+        _git(path, "merge", "--abort")
+        return name
+    return None
 
 
 def tracked_files(path: Path | str) -> list[str]:

@@ -70,6 +70,8 @@ def recover_interrupted(
         # to a later run-all, refused for a dirty tree with nothing left to undo them
         if run["kind"] == "chunk" and not _restore_tree(store, Path(project_root), run):
             continue
+        if run["kind"] == "spec" and run["branch"] and not _end_merge(Path(project_root), run):
+            continue
         ops = [
             Store.op_update(
                 "runs",
@@ -255,6 +257,20 @@ def _ops_of_run(path: Path, run_id: str) -> tuple[str | None, list[dict[str, Any
         and op.get("table") in ("executions", "events")
     ]
     return str(row.get("id")), kept
+
+
+def _end_merge(root: Path, run: dict[str, Any]) -> bool:
+    """Abort the merge of a chunk's branch a run-all --parallel killed mid merge-back left in
+    the project tree (conflicted: the next run-all was refused for uncommitted changes). False
+    when git failed: the run is left to the next recovery."""
+    try:
+        merged = gitops.abort_merge(root, f"{run['branch']}--")
+    except gitops.GitError as exc:
+        log.warning("could not abort the merge run %s left midway: %s", run["id"], exc)
+        return False
+    if merged:
+        log.warning("aborted the merge of %s run %s left midway", merged, run["id"])
+    return True
 
 
 def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:

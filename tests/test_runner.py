@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import yaml
 from specwright import catalog
 from specwright import config as config_mod
 from specwright.errors import ValidationError
-from specwright.model import Spec
+from specwright.model import Spec, new_id
 from specwright.runner import run_all, run_summary
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
@@ -551,3 +553,41 @@ def test_a_check_that_cannot_run_stops_the_run_before_any_agent(
     ran = [r["title"] for r in run_summary(store, result.run_id) if r["ran"]]
     assert ran == ["Make A", "Make B"][:parallel]  # no chunk is started after it
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
+
+
+def test_a_run_all_killed_mid_merge_back_has_its_merge_aborted_by_the_next(
+    git_repo: Path,
+) -> None:
+    """A run-all --parallel killed while merging a chunk back left the tree mid-merge
+    (conflicted): the next run-all was refused ("commit or stash them") for files it left."""
+    graph = {"A": [], "B": []}
+    _project(git_repo, _write_script(graph))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    git(git_repo, "checkout", "-q", "-b", "specwright/diamond--2")
+    (git_repo / "other.txt").write_text("from the chunk\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "chunk 2's work")
+    git(git_repo, "checkout", "-q", "-b", "specwright/diamond", "main")
+    (git_repo / "other.txt").write_text("from the spec branch\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "landed before")
+    landed = git(git_repo, "rev-parse", "HEAD")
+    merging = subprocess.run(
+        ["git", "merge", "--no-ff", "-m", "Merge chunk 2", "specwright/diamond--2"],
+        cwd=git_repo,
+        capture_output=True,
+    )
+    assert merging.returncode == 1  # the conflict the killed run-all never aborted
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row = {"id": new_id(), "spec_id": spec.id, "kind": "spec", "status": "running"}
+    row.update(pid=dead.pid, host=socket.gethostname(), branch="specwright/diamond")
+    row.update(base_commit=landed, started_at=now, heartbeat_at=now)
+    store.write([Store.op_insert("runs", row)])
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert result.status == "shipped", result.reason
+    files = _files_on_branch(git_repo, "specwright/diamond")
+    assert files == {"a.txt": "A", "b.txt": "B", "other.txt": "from the spec branch"}
+    assert store.query("SELECT status FROM runs WHERE id = ?", [row["id"]])[0][0] == "interrupted"
