@@ -42,6 +42,17 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+# what GitHub turns into a notification or a cross-reference: @user, @org/team, #123,
+# owner/name#123, GH-123 (an email's @ is not a mention)
+_PINGS = re.compile(r"(?<![\w`])@(?=[\w-])|(?<!&)#(?=\d)|\bGH-(?=\d)", re.IGNORECASE)
+
+
+def _quiet(text: str) -> str:
+    """Untrusted text (a review, a model's chunk title) that pings no one: a zero-width space
+    after the ``@`` or ``#`` (GitHub's own advice), so it reads the same."""
+    return _PINGS.sub(lambda m: m.group() + "&#8203;", text)
+
+
 def _closed(markdown: str) -> str:
     """``markdown`` with an unclosed code fence or HTML comment closed, so the text after it
     (the chunk table) is not swallowed."""
@@ -92,8 +103,8 @@ def body(store: Store, spec: Spec) -> str:
         review = " ".join((r["review"] or r["verdict"] or "-").split())[:200]
         cost = f"${r['cost']:.4f}" if r["cost"] is not None else "-"
         lines.append(
-            f"| {r['position']} | {_cell(r['title'])} | {r['status']} | {r['iterations']} | "
-            f"{_cell(review)} | {cost} |"
+            f"| {r['position']} | {_quiet(_cell(r['title']))} | {r['status']} | "
+            f"{r['iterations']} | {_quiet(_cell(review))} | {cost} |"
         )
     lines += [
         "",

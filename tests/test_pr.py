@@ -234,3 +234,28 @@ def test_pr_body_keeps_its_table_whatever_the_titles_and_spec_say(store: Store, 
     assert before.count("```") % 2 == 0 and before.rfind("-->") > before.rfind("<!--")
     assert "| 1 | a \\| b \\| c | pending | 0 | - | - |" in table
     assert "| 2 | second | pending | 0 | - | - |" in table
+
+
+def test_pr_body_pings_no_one_from_a_review_or_a_chunk_title(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reviewer's or a planner's text with @mentions and issue numbers went in verbatim:
+    opening the PR notified those people and linked those issues."""
+    from specwright import pr
+    from specwright.drafts import ChunkDraft, replace_chunks
+    from specwright.model import new_id, utcnow
+
+    root = tmp_path / "p"
+    root.mkdir()
+    spec = catalog.create_spec(store, catalog.ensure_project(store, root), "Pings")
+    replace_chunks(store, spec.id, [ChunkDraft("Fix #12 for @alice", "p")])
+    [chunk] = catalog.list_chunks(store, spec.id)
+    said = "ok @octocat @acme/core: closes #123, acme/widgets#7 and GH-9; mail a@b.org"
+    row = {"id": new_id(), "chunk_id": chunk.id, "reviewer": "llm", "verdict": "SHIP"}
+    store.write([Store.op_insert("reviews", {**row, "summary": said, "created_at": utcnow()})])
+    text = pr.body(store, catalog.get_spec(store, spec.id))
+    row_text = text.split("### Chunks", 1)[1].splitlines()[4]
+    z = "&#8203;"
+    assert f"Fix #{z}12 for @{z}alice" in row_text
+    assert (
+        f"ok @{z}octocat @{z}acme/core: closes #{z}123, acme/widgets#{z}7 and GH-{z}9" in row_text
+    )
+    assert "mail a@b.org" in row_text  # not a mention: left as it is
