@@ -232,6 +232,42 @@ def test_the_users_empty_folders_survive_the_rollbacks(repo: Path, store: Store)
     assert gitops.dirty_files(repo) == []
 
 
+def test_a_rejected_attempts_patch_is_whole_and_binary_and_says_what_it_left_out(
+    repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patch kept under attempts/ was the review's diff: cut at 200k characters, binary
+    files as "Binary files differ", so git apply could not give the attempt back."""
+    from specwright.loop import records
+
+    logo = bytes(range(256)) * 4
+    source = tmp_path / "logo.bin"
+    source.write_bytes(logo)
+    big = "".join(f"line {i}\n" for i in range(40_000))  # 400k characters
+    attempt = [
+        {"run": f"cp {source} logo.bin"},
+        {"write": "big.txt", "content": big},
+        *bad_mul(),
+    ]
+    chunk = make_chunk(store, repo)
+    config = make_config()
+    result = run_chunk(store, config, repo, chunk, executor=scripted(attempt), max_iterations=1)
+    assert result.status == "failed"
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    git(repo, "apply", str(patch))
+    assert (repo / "logo.bin").read_bytes() == logo and (repo / "big.txt").read_text() == big
+    assert "BUG" in (repo / "calc.py").read_text()
+    git(repo, "checkout", "-q", "--", ".")
+    git(repo, "clean", "-q", "-f")
+    monkeypatch.setattr(records, "MAX_PATCH_BYTES", 100_000)  # big.txt does not fit
+    result = run_chunk(store, config, repo, chunk, executor=scripted(attempt), max_iterations=1)
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    assert patch.read_text().splitlines()[0] == (
+        "specwright: left out, over the 0.0953674 MiB kept: a/big.txt b/big.txt"
+    )
+    git(repo, "apply", str(patch))
+    assert (repo / "logo.bin").read_bytes() == logo and not (repo / "big.txt").exists()
+
+
 def test_an_approved_attempt_git_refuses_to_commit_is_kept_as_a_patch(
     repo: Path, store: Store, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from datetime import datetime
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PATCH_BYTES = 2 * 1024 * 1024
+MAX_PATCH_BYTES = 16 * 1024 * 1024  # an attempt's saved patch
 
 
 def start_run(
@@ -196,16 +197,35 @@ class Heartbeat:
                 log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
 
 
-def save_patch(store: Store, run_id: str, iteration: int, text: str) -> None:
-    """Keep an unshipped attempt's diff beside the database (``attempts/<run>/iteration-N.patch``,
-    at most ``MAX_PATCH_BYTES``): the tree is rolled back, the work need not be lost."""
+def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: str) -> None:
+    """Keep an unshipped attempt's diff beside the database (``attempts/<run>/iteration-N.patch``)
+    before the tree is rolled back, whole and binary files too, so that ``git apply`` gives it
+    back; files that would take it over ``MAX_PATCH_BYTES`` are left out, named at its top."""
+    from specwright import gitops
+
+    try:
+        text = gitops.diff(workdir, base, max_chars=None, binary=True).text
+    except gitops.GitError as exc:
+        log.warning("could not save the attempt's patch: %s", exc)
+        return
     if not text.strip():
         return
+    kept, left, size = [], [], 0
+    for section in re.split(r"(?m)^(?=diff --git )", text):
+        n = len(section.encode("utf-8"))
+        if size + n > MAX_PATCH_BYTES:
+            left.append(section.split("\n", 1)[0].removeprefix("diff --git "))
+        elif section:
+            kept.append(section)
+            size += n
+    note = ""
+    if left:  # said where the patch starts, which git apply skips
+        shown = ", ".join(left[:20]) + (f", … ({len(left)} files)" if len(left) > 20 else "")
+        note = f"specwright: left out, over the {MAX_PATCH_BYTES / 2**20:g} MiB kept: {shown}\n\n"
     try:
         folder = store.path.parent / "attempts" / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        data = text.encode("utf-8")[:MAX_PATCH_BYTES]
-        (folder / f"iteration-{iteration}.patch").write_bytes(data)
+        (folder / f"iteration-{iteration}.patch").write_text(note + "".join(kept), "utf-8")
     except OSError as exc:
         log.warning("could not save the attempt's patch: %s", exc)
 

@@ -410,7 +410,7 @@ class _ChunkRun:
         if final.verdict == "SHIP":
             self._ship(final, outcome.final_text)
         else:
-            records.save_patch(self.store, self.run_id, self.iteration, diff.text)
+            records.save_patch(self.store, self.run_id, self.iteration, self.workdir, self.base)
         if result.stop == "auth":  # no later attempt could be reviewed either
             raise LoopExit("auth", review_auth_line(self.reviewer.name, final.error or ""))
         signature = (
