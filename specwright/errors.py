@@ -3,6 +3,8 @@ line and exits 2, without a traceback. Loop exits are exceptions that carry thei
 
 from __future__ import annotations
 
+import re
+
 
 class SpecwrightError(Exception):
     """A problem the user can fix: bad input, missing file, unreachable service."""
@@ -64,3 +66,15 @@ def named(values: list[str], most: int = 5, limit: int = 100) -> str:
     quoted on one bounded line, at most ``most`` of them, then how many more."""
     shown = ", ".join(repr(one_line(str(v), limit)) for v in values[:most])
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
+# what GitHub turns into a notification, a cross-reference or a closed issue: @user,
+# @org/team, #123, owner/name#123, GH-123 (an email's @ is not a mention)
+_PINGS = re.compile(r"(?<![\w`])@(?=[\w-])|(?<!&)#(?=\d)|\bGH-(?=\d)", re.IGNORECASE)
+
+
+def no_pings(text: str, mark: str = "\u200b") -> str:
+    """Text from a model (a review, an agent's summary) that pings no one and links no issue on
+    GitHub ("Fixes #1" in a commit closes it): ``mark``, a zero-width space, after each such
+    ``@`` or ``#``, so it reads the same."""
+    return _PINGS.sub(lambda m: m.group() + mark, text)

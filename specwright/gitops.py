@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from specwright.errors import SpecwrightError
+from specwright.errors import SpecwrightError, no_pings
 
 if TYPE_CHECKING:
     import git
@@ -328,7 +328,7 @@ def commit_message(title: str, chunk_id: str, body: str = "") -> str:
     chunk trailer; control characters show as '?'."""
     subject = _plain(" ".join(title.split()))[:72] or "Specwright chunk"
     parts = [subject]
-    body = _plain(body.strip())
+    body = no_pings(_plain(body.strip()))  # the agent's: no "Fixes #1" closing an issue
     if len(body) > MAX_BODY_CHARS:
         body = body[:MAX_BODY_CHARS].rstrip() + "\n[... cut]"
     if body:

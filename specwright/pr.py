@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import gitops
-from specwright.errors import SpecwrightError, one_line
+from specwright.errors import SpecwrightError, no_pings, one_line
 
 if TYPE_CHECKING:
     import httpx
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 DEFAULT_API = "https://api.github.com"
+_ZWSP = "&#8203;"  # a zero-width space that markdown shows as nothing, as an entity
 _REMOTE = re.compile(r"(?:github\.com|/)[:/](?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$")
 
 
@@ -40,17 +41,6 @@ def _redact(url: str) -> str:
 def _cell(text: str) -> str:
     """Text for one cell of a markdown table: one line, no column breaks."""
     return " ".join(str(text).split()).replace("|", "\\|")
-
-
-# what GitHub turns into a notification or a cross-reference: @user, @org/team, #123,
-# owner/name#123, GH-123 (an email's @ is not a mention)
-_PINGS = re.compile(r"(?<![\w`])@(?=[\w-])|(?<!&)#(?=\d)|\bGH-(?=\d)", re.IGNORECASE)
-
-
-def _quiet(text: str) -> str:
-    """Untrusted text (a review, a model's chunk title) that pings no one: a zero-width space
-    after the ``@`` or ``#`` (GitHub's own advice), so it reads the same."""
-    return _PINGS.sub(lambda m: m.group() + "&#8203;", text)
 
 
 def _closed(markdown: str) -> str:
@@ -103,8 +93,8 @@ def body(store: Store, spec: Spec) -> str:
         review = " ".join((r["review"] or r["verdict"] or "-").split())[:200]
         cost = f"${r['cost']:.4f}" if r["cost"] is not None else "-"
         lines.append(
-            f"| {r['position']} | {_quiet(_cell(r['title']))} | {r['status']} | "
-            f"{r['iterations']} | {_quiet(_cell(review))} | {cost} |"
+            f"| {r['position']} | {no_pings(_cell(r['title']), _ZWSP)} | {r['status']} | "
+            f"{r['iterations']} | {no_pings(_cell(review), _ZWSP)} | {cost} |"
         )
     lines += [
         "",

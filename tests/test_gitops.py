@@ -101,6 +101,17 @@ def test_commit_message_shows_an_agents_control_characters_as_question_marks(
     assert gitops.chunk_commits(repo, "chunk-1")
 
 
+def test_an_agents_summary_in_a_commit_closes_no_issue_and_mentions_no_one(repo: Path) -> None:
+    """The agent's summary is the commit's body: its "Fixes #1" closed issue 1 once the branch
+    was merged on GitHub, and its #123 and @names linked and mentioned."""
+    (repo / "x.txt").write_text("x")
+    gitops.commit_all(repo, "Chunk", "c1", "Fixes #1 and acme/app#2, GH-3; thanks @bob (a@b.org)")
+    body = git(repo, "log", "-1", "--format=%b")
+    z = "\u200b"
+    assert f"Fixes #{z}1 and acme/app#{z}2, GH-{z}3; thanks @{z}bob (a@b.org)" in body
+    assert git(repo, "log", "-1", "--format=%(trailers:key=Specwright-Chunk,valueonly)") == "c1"
+
+
 def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "GIT_AUTHOR_NAME",
