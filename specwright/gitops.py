@@ -339,6 +339,7 @@ def commit_message(title: str, chunk_id: str, body: str = "") -> str:
 
 def commit_all(path: Path | str, title: str, chunk_id: str, body: str = "") -> str:
     """Stage every change (ignored files excluded) and commit it; returns the new sha."""
+    _git(path, "reset", "--quiet")  # what the agent staged itself: a `git add -f .env` too
     _git(path, "add", "--all")
     identity = _identity(path)
     try:

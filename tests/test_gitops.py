@@ -112,6 +112,25 @@ def test_an_agents_summary_in_a_commit_closes_no_issue_and_mentions_no_one(repo:
     assert git(repo, "log", "-1", "--format=%(trailers:key=Specwright-Chunk,valueonly)") == "c1"
 
 
+def test_an_ignored_file_the_agent_staged_itself_is_not_committed(repo: Path) -> None:
+    """`git add -f .env` by the agent: the secret file the user keeps ignored went into the
+    chunk's commit (and the pull request); a tracked file in an ignored folder still counts."""
+    (repo / "data").mkdir()
+    (repo / "data" / "kept.txt").write_text("tracked\n")
+    git(repo, "add", "-f", "data/kept.txt")
+    git(repo, "commit", "-q", "-m", "a tracked file in an ignored folder")
+    (repo / "data" / "secrets.env").write_text("API_KEY=sk-live\n")
+    (repo / "data" / "kept.txt").write_text("changed\n")
+    (repo / "new.py").write_text("x = 1\n")
+    git(repo, "add", "-f", "data/secrets.env")
+    gitops.commit_all(repo, "Chunk", "c1")
+    assert sorted(git(repo, "show", "--name-only", "--format=", "HEAD").split()) == [
+        "data/kept.txt",
+        "new.py",
+    ]
+    assert (repo / "data" / "secrets.env").exists() and gitops.dirty_files(repo) == []
+
+
 def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "GIT_AUTHOR_NAME",
