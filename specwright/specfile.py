@@ -229,6 +229,7 @@ class ParsedSpec:
     budget_usd: float | None = None
     id: str | None = None
     chunks: list[ParsedChunk] = field(default_factory=list)
+    status_given: bool = False  # the file has a status: (a hand-written one may not)
 
 
 def _trim(lines: list[str]) -> str:
@@ -300,6 +301,7 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
         intent=front.get("intent") or "",
         budget_usd=float(budget) if budget is not None else None,
         id=front.get("id"),
+        status_given="status" in front,
     )
 
     # body and chunk sections
@@ -474,15 +476,15 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
     spec matched by slug only is named in a warning, and refused when it has runs or
     executions (its recorded history would sit under another text) unless ``replace``; so is
     a spec changed in the store since this file was written or imported."""
-    from specwright import fingerprints
+    from specwright import fingerprints, reimport
     from specwright.catalog import get_spec, new_spec_row
 
     text = _read_text(Path(path))
     parsed = parse(_normal(text), str(path))
     resolve_drafts(parsed, str(path))  # the file's own mistakes first
     slug = slugify(parsed.slug or parsed.title)
-    with store.connect():  # the spec and its chunks in one write: all of it or nothing
-        rows, replacing = [], ""
+    with store.connect() as conn:  # the spec and its chunks in one write: all of it or nothing
+        rows, replacing, warnings = [], "", []
         if parsed.id:
             rows = store.query_dicts(
                 "SELECT id, project_id FROM specs WHERE id::VARCHAR = ?", [parsed.id]
@@ -497,13 +499,16 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
                 replacing = _by_slug(store, path, parsed, str(rows[0]["id"]), slug, replace)
         if rows:
             spec_id = str(rows[0]["id"])
+            reimport.refuse_running(store, conn, spec_id, path)
             if not replace:  # the spec changed since this file was written: those changes stay
                 fingerprints.refuse_stale(store, spec_id, path)
             _keep_chunk_ids(store, spec_id, parsed)
+            status, said = reimport.status(store, spec_id, parsed, path, replace)
+            warnings += [said] if said else []
             values = {
                 "title": parsed.title,
                 "body": parsed.body,
-                "status": parsed.status,
+                "status": status,
                 "intent": parsed.intent,
                 "budget_usd": parsed.budget_usd,
                 "updated_at": utcnow(),
@@ -529,10 +534,10 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             raise SpecFileError(f"{path}: {exc}") from None
         store.write(ops)
         fingerprints.remember(store, path, text.encode("utf-8"), spec_id)  # edits now stored
-        if replacing:
-            import logging
+        import logging
 
-            logging.getLogger(__name__).warning("%s", replacing)
+        for warning in [replacing, *warnings] if replacing else warnings:
+            logging.getLogger(__name__).warning("%s", warning)
         return get_spec(store, spec_id)
 
 

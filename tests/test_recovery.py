@@ -372,9 +372,11 @@ def test_db_rebuild_in_place_is_refused_while_a_run_writes_into_the_database(
         assert copied.returncode == 0, copied.stderr
 
 
-def test_spec_import_that_drops_a_chunk_is_refused_while_the_spec_runs(tmp_path: Path) -> None:
+def test_spec_import_is_refused_while_the_spec_runs(tmp_path: Path) -> None:
     """The running run-all still ran a chunk the import had deleted: a commit, a run and an
-    execution for a chunk that no longer existed, and the spec marked done."""
+    execution for a chunk that no longer existed, and the spec marked done. Any other import
+    went through: the file's status replaced 'running' (ready, mid-run) and its chunks changed
+    under the loop."""
     _repo, state, cli, env = project(tmp_path)
     subprocess.run(
         [*cli, "chunk", "add", "demo", "B", "--prompt", "y"], check=True, env=env, timeout=120
@@ -387,19 +389,28 @@ def test_spec_import_that_drops_a_chunk_is_refused_while_the_spec_runs(tmp_path:
     front, body = text.split("\n---\n", 1)
     without_b = front[: front.index("\n- id:", front.index("title: A"))]
     (tmp_path / "without-b.md").write_text(without_b + "\n---\n" + body[: body.index("## Chunk 2")])
+    (tmp_path / "edited.md").write_text(
+        text.replace("status: draft", "status: ready").replace("\ny\n", "\ny, edited\n")
+    )
     with agent_at_work(cli, env, state):
-        imported = subprocess.run(
-            [*cli, "spec", "import", str(tmp_path / "without-b.md")],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        assert imported.returncode == 2, imported.stdout + imported.stderr
-        [line] = imported.stderr.splitlines()
-        assert "is running" in line and "refusing to delete chunk 'B'" in line, line
         store = Store(os.environ["SPECWRIGHT_DB"])
-        assert [r["title"] for r in rows(store, "SELECT title FROM chunks")] == ["A", "B"]
+        for name in ("without-b.md", "edited.md"):
+            imported = subprocess.run(
+                [*cli, "spec", "import", str(tmp_path / name)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+            assert imported.returncode == 2, imported.stdout + imported.stderr
+            [line] = imported.stderr.splitlines()
+            assert line.startswith(
+                f"specwright: error: {tmp_path / name}: spec 'demo' is running: run "
+            )
+            assert line.endswith(": nothing imported (import it once the run has ended)"), line
+            got = rows(store, "SELECT title, prompt FROM chunks ORDER BY position")
+            assert [(r["title"], r["prompt"]) for r in got] == [("A", "x"), ("B", "y")]
+            assert rows(store, "SELECT status FROM specs") == [{"status": "running"}]
 
 
 def test_a_queued_item_waits_for_a_chunk_run_from_the_command_line(tmp_path: Path) -> None:

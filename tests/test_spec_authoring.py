@@ -306,3 +306,46 @@ def test_importing_an_old_spec_file_does_not_undo_changes_made_since(
     assert run("spec", "import", str(path)).code == 2
     assert run("spec", "import", str(path), "--replace").code == 0
     assert "Audit" not in run("chunk", "list", "login").out
+
+
+def test_an_import_does_not_take_a_done_spec_back_without_saying_so(
+    git_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    """An old export (status: ready) or a hand-written file (no status:, read as draft)
+    imported after run-all shipped everything set the done spec back to what the file said."""
+    from specwright.store import Store, resolve_db_path
+
+    def run(*args: str) -> CliResult:
+        return cli("-C", str(git_repo), *args)
+
+    hand = git_repo / "login.md"
+    hand.write_text("---\ntitle: Login\n---\n\nLog in.\n\n## Chunk 1: Form\n\nA form.\n")
+    assert run("spec", "import", str(hand)).code == 0
+    old = git_repo / "old.md"
+    assert run("spec", "export", "login", "-o", str(old)).code == 0
+    old.write_text(old.read_text().replace("status: draft", "status: ready"))
+    store = Store(resolve_db_path(git_repo))
+    store.update("chunks", {"title": "Form"}, {"status": "shipped"})  # as run-all leaves them
+    store.update("specs", {"slug": "login"}, {"status": "done"})
+
+    def status() -> str:
+        return str(store.query("SELECT status FROM specs")[0][0])
+
+    out = run("spec", "import", str(old))
+    assert out.code == 0, out.err
+    assert out.err.splitlines() == [
+        f"specwright: warning: {old}: status: the file says 'ready' but spec 'login' is done: "
+        "it is done (all its chunks have shipped; to set the file's status anyway, import it "
+        "with --replace)"
+    ]
+    assert status() == "done"
+    hand.write_text(hand.read_text().replace("Log in.", "Log in, edited."))
+    out = run("spec", "import", str(hand))  # no status: in the file: the spec keeps its own
+    assert (out.code, out.err, status()) == (0, "", "done")
+    hand.write_text(hand.read_text() + "\n## Chunk 2: Logout\n")  # new work: ready to run
+    out = run("spec", "import", str(hand))
+    assert (out.code, out.err, status()) == (0, "", "ready")
+    store.update("specs", {"slug": "login"}, {"status": "done"})
+    old.write_text(old.read_text().replace("status: ready", "status: draft"))
+    assert run("spec", "import", str(old), "--replace").code == 0
+    assert status() == "draft"

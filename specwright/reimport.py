@@ -1,0 +1,54 @@
+"""A spec file imported over a spec the store already has (``specfile.import_spec``): what the
+import may not do to it (change it under a live run, take its status back from done) and what
+it says about the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from specwright.specfile import ParsedSpec
+    from specwright.store import Store
+
+
+def refuse_running(store: Store, conn: Any, spec_id: str, path: Path | str) -> None:
+    """Refuse to import ``path`` over spec ``spec_id`` while a live run (or queue item) runs it:
+    its chunks would change under the loop and the file's status replace 'running'."""
+    from specwright.catalog import _under_way, get_spec
+    from specwright.specfile import SpecFileError
+
+    busy = _under_way(conn, spec_id)
+    if busy:
+        slug = get_spec(store, spec_id).slug
+        raise SpecFileError(
+            f"{path}: spec {slug!r} {busy}: nothing imported (import it once the run has ended)"
+        )
+
+
+def status(
+    store: Store, spec_id: str, parsed: ParsedSpec, path: Path | str, replace: bool
+) -> tuple[str, str]:
+    """The status an import of ``parsed`` gives spec ``spec_id`` (its chunks' ids kept already),
+    and a warning when that is not the file's. A file without ``status:`` keeps
+    the spec's; a file does not take a spec back from done (an old export) unless ``replace``:
+    it stays done, or is ready when it now has chunks to run (as after a run-all that had
+    chunks added while it ran)."""
+    ((stored, slug),) = store.query("SELECT status, slug FROM specs WHERE id = ?", [spec_id])
+    wanted = parsed.status if parsed.status_given else stored
+    if wanted == "running" and stored != "running":  # only a run makes a spec running
+        wanted = stored
+    if stored != "done" or replace:
+        return wanted, ""
+    shipped = store.query(
+        "SELECT id FROM chunks WHERE spec_id = ? AND status = 'shipped'", [spec_id]
+    )
+    to_run = sum(1 for c in parsed.chunks if c.id not in {str(i) for (i,) in shipped})
+    kept = "ready" if to_run else "done"
+    if not parsed.status_given or parsed.status in (kept, "done", "running"):
+        return kept, ""
+    why = f"{to_run} chunk(s) to run now" if to_run else "all its chunks have shipped"
+    return kept, (
+        f"{path}: status: the file says {parsed.status!r} but spec {slug!r} is done: it is "
+        f"{kept} ({why}; to set the file's status anyway, import it with --replace)"
+    )
