@@ -52,3 +52,33 @@ def status(
         f"{path}: status: the file says {parsed.status!r} but spec {slug!r} is done: it is "
         f"{kept} ({why}; to set the file's status anyway, import it with --replace)"
     )
+
+
+def shipped_and_changed(store: Store, spec_id: str, parsed: ParsedSpec) -> list[str]:
+    """The ids of the spec's shipped chunks whose prompt or acceptance ``parsed`` changes: the
+    work the file asks for now, which run-all (skipping shipped chunks) would not do."""
+    from specwright.catalog import list_chunks
+
+    was = {
+        c.id: (c.prompt, list(c.acceptance))
+        for c in list_chunks(store, spec_id)
+        if c.status == "shipped"
+    }
+    return [c.id for c in parsed.chunks if c.id in was and was[c.id] != (c.prompt, c.acceptance)]
+
+
+def rerun_hint(store: Store, spec_id: str, changed: list[str], path: Path | str) -> str:
+    """The warning for ``changed`` (see ``shipped_and_changed``), once imported: which chunks,
+    and how to run them again. A shipped chunk stays shipped: its commit is on the spec's
+    branch, and an edit may be a typo fixed or a note, not work an agent should redo."""
+    rows = store.query(
+        "SELECT c.position, c.title, s.slug FROM chunks c JOIN specs s ON s.id = c.spec_id "
+        "WHERE c.id IN (SELECT unnest(?::UUID[])) ORDER BY c.position",
+        [changed],
+    )
+    named = ", ".join(f"{pos} {title!r}" for pos, title, _slug in rows)
+    runs = ", ".join(f"`specwright run {slug}:{pos} --force`" for pos, _title, slug in rows)
+    return (
+        f"{path}: shipped chunk(s) whose prompt or acceptance changed: {named}; they stay "
+        f"shipped and run-all skips them: to have the agent do them as the file says now, {runs}"
+    )

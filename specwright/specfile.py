@@ -484,7 +484,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
     resolve_drafts(parsed, str(path))  # the file's own mistakes first
     slug = slugify(parsed.slug or parsed.title)
     with store.connect() as conn:  # the spec and its chunks in one write: all of it or nothing
-        rows, replacing, warnings = [], "", []
+        rows, replacing, warnings, changed = [], "", [], []
         if parsed.id:
             rows = store.query_dicts(
                 "SELECT id, project_id FROM specs WHERE id::VARCHAR = ?", [parsed.id]
@@ -505,6 +505,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             _keep_chunk_ids(store, spec_id, parsed)
             status, said = reimport.status(store, spec_id, parsed, path, replace)
             warnings += [said] if said else []
+            changed = reimport.shipped_and_changed(store, spec_id, parsed)
             values = {
                 "title": parsed.title,
                 "body": parsed.body,
@@ -534,6 +535,8 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             raise SpecFileError(f"{path}: {exc}") from None
         store.write(ops)
         fingerprints.remember(store, path, text.encode("utf-8"), spec_id)  # edits now stored
+        if changed:
+            warnings.append(reimport.rerun_hint(store, spec_id, changed, path))
         import logging
 
         for warning in [replacing, *warnings] if replacing else warnings:

@@ -349,3 +349,35 @@ def test_an_import_does_not_take_a_done_spec_back_without_saying_so(
     old.write_text(old.read_text().replace("status: ready", "status: draft"))
     assert run("spec", "import", str(old), "--replace").code == 0
     assert status() == "draft"
+
+
+def test_an_import_that_changes_a_shipped_chunks_prompt_says_how_to_run_it_again(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """The chunk stayed shipped, so run-all skipped the edited work without a word."""
+    from specwright.store import Store, resolve_db_path
+
+    def run(*args: str) -> CliResult:
+        return cli("-C", str(project), *args)
+
+    assert run("chunk", "add", "login", "Logout", "--prompt", "Log out.").code == 0
+    path = project / ".handoff" / "specs" / "login.md"
+    assert run("spec", "export", "login").code == 0
+    store = Store(resolve_db_path(project))
+    store.update("chunks", {"title": "Logout"}, {"status": "shipped"})  # as run-all leaves it
+    path.write_text(path.read_text().replace("Log out.", "Log out of every device."))
+    out = run("spec", "import", str(path))
+    assert out.code == 0, out.err
+    assert out.err.splitlines() == [
+        f"specwright: warning: {path}: shipped chunk(s) whose prompt or acceptance changed: "
+        "2 'Logout'; they stay shipped and run-all skips them: to have the agent do them as "
+        "the file says now, `specwright run login:2 --force`"
+    ]
+    assert store.query("SELECT status, prompt FROM chunks WHERE title = 'Logout'") == [
+        ("shipped", "Log out of every device.")
+    ]
+    # an edit of a chunk still to run, or of the spec's text, needs no word
+    text = path.read_text().replace("# Goal", "# Goal, edited")
+    path.write_text(text.replace("## Chunk 1: Form\n", "## Chunk 1: Form\n\nA form.\n"))
+    out = run("spec", "import", str(path))
+    assert (out.code, out.err) == (0, "")
