@@ -290,6 +290,16 @@ def delete_spec(store: Store, spec_id: str, *, force: bool = False) -> dict[str,
     return counts
 
 
+def refuse_while_running(store: Store, spec_id: str, what: str) -> None:
+    """Refuse what would change spec ``spec_id`` under a live run (``_under_way``): one line,
+    ``what`` saying what was not done."""
+    with store.connect() as conn:
+        busy = _under_way(conn, spec_id)
+        if busy:
+            slug = get_spec(store, spec_id).slug
+            raise ValidationError(f"spec {slug!r} {busy}: {what}")
+
+
 def _under_way(conn: Any, spec_id: str) -> str | None:
     """What of the spec runs now on this host, in words: a queue item a live worker runs, or a
     run a live process started (each still heartbeats); None when nothing does. A dead run's

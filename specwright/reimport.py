@@ -5,25 +5,24 @@ it says about the rest."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from specwright.specfile import ParsedSpec
     from specwright.store import Store
 
 
-def refuse_running(store: Store, conn: Any, spec_id: str, path: Path | str) -> None:
+def refuse_running(store: Store, spec_id: str, path: Path | str) -> None:
     """Refuse to import ``path`` over spec ``spec_id`` while a live run (or queue item) runs it:
     its chunks would change under the loop and the file's status replace 'running'."""
-    from specwright.catalog import _under_way, get_spec
+    from specwright.catalog import refuse_while_running
+    from specwright.errors import ValidationError
     from specwright.specfile import SpecFileError
 
-    busy = _under_way(conn, spec_id)
-    if busy:
-        slug = get_spec(store, spec_id).slug
-        raise SpecFileError(
-            f"{path}: spec {slug!r} {busy}: nothing imported (import it once the run has ended)"
-        )
+    try:
+        refuse_while_running(store, spec_id, "nothing imported (import it once the run has ended)")
+    except ValidationError as exc:
+        raise SpecFileError(f"{path}: {exc}") from None
 
 
 def status(

@@ -483,7 +483,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
     parsed = parse(_normal(text), str(path))
     resolve_drafts(parsed, str(path))  # the file's own mistakes first
     slug = slugify(parsed.slug or parsed.title)
-    with store.connect() as conn:  # the spec and its chunks in one write: all of it or nothing
+    with store.connect():  # the spec and its chunks in one write: all of it or nothing
         rows, replacing, warnings, changed = [], "", [], []
         if parsed.id:
             rows = store.query_dicts(
@@ -499,7 +499,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
                 replacing = _by_slug(store, path, parsed, str(rows[0]["id"]), slug, replace)
         if rows:
             spec_id = str(rows[0]["id"])
-            reimport.refuse_running(store, conn, spec_id, path)
+            reimport.refuse_running(store, spec_id, path)
             if not replace:  # the spec changed since this file was written: those changes stay
                 fingerprints.refuse_stale(store, spec_id, path)
             _keep_chunk_ids(store, spec_id, parsed)

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import prompts
+from specwright import catalog, prompts
 from specwright.drafts import ChunkDraft, check_dag, chunk_ops
 from specwright.errors import SpecwrightError, ValidationError, one_line
 from specwright.model import Chunk, Project, Spec, new_id, utcnow
@@ -422,6 +422,7 @@ class Studio:
         feedback = feedback.strip()
         if not feedback:
             raise ValidationError("feedback: expected what to change")
+        catalog.refuse_while_running(self.store, self.spec_id, "not revised until the run ends")
         current = self.chunks
         target = target or ("chunks" if current else "spec")
         spec = self.spec

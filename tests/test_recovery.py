@@ -413,6 +413,42 @@ def test_spec_import_is_refused_while_the_spec_runs(tmp_path: Path) -> None:
             assert rows(store, "SELECT status FROM specs") == [{"status": "running"}]
 
 
+def test_plan_refine_is_refused_while_the_spec_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plan --refine` of a running spec had the planner rewrite it mid-run: the spec showed
+    'draft' while it ran, its chunks changed under the loop, and the planner was paid for it."""
+    from specwright.testing import FakeModelServer
+
+    repo, state, cli, env = project(tmp_path)
+    config = repo / ".handoff" / "config.yaml"
+    planner = {
+        "type": "anthropic",
+        "model": "claude-sonnet-4-6",
+        "base_url": "${PLANNER_URL:-http://127.0.0.1:9}",
+    }
+    data = yaml.safe_load(config.read_text())
+    data["tools"]["planners"] = {"claude": planner}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    git(repo, "commit", "-qam", "a planner")
+    Store(os.environ["SPECWRIGHT_DB"]).update("specs", {"slug": "demo"}, {"body": "Do it.\n"})
+    with FakeModelServer() as srv, agent_at_work(cli, env, state):
+        refined = subprocess.run(
+            [*cli, "plan", "--resume", "demo", "--refine", "use OAuth", "--refine-target", "spec"],
+            capture_output=True,
+            text=True,
+            env={**env, "PLANNER_URL": srv.base_url, "ANTHROPIC_API_KEY": "sk-ant-test"},
+            timeout=120,
+        )
+        assert refined.returncode == 2, refined.stdout + refined.stderr
+        [line] = refined.stderr.splitlines()
+        assert line.startswith("specwright: error: spec 'demo' is running: run "), line
+        assert ": not revised until the run ends" in line, line
+        assert srv.model_requests == []  # no planner call was paid for
+        store = Store(os.environ["SPECWRIGHT_DB"])
+        assert rows(store, "SELECT status FROM specs") == [{"status": "running"}]
+
+
 def test_a_queued_item_waits_for_a_chunk_run_from_the_command_line(tmp_path: Path) -> None:
     """The worker let a queued run-all start while `specwright run CHUNK` worked in the same
     tree (it only waited for run-alls); now it waits, then runs the item."""
