@@ -34,7 +34,9 @@ the studio.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,12 +189,14 @@ def export_spec(store: Store, spec: Spec, path: Path | str, *, force: bool = Fal
     path = Path(path)
     if not force and (path.exists() or path.is_symlink()):
         fingerprints.refuse_unimported(store, spec, path, text.encode("utf-8"))
-    tmp = path.with_name(path.name + ".tmp")
+    # a link (specs kept elsewhere) is written through: replacing it would leave its file as was
+    target = path.resolve() if path.is_symlink() else path
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # no clash
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "x", encoding="utf-8", newline="") as fh:
             fh.write(text)
-        tmp.replace(path)
+        tmp.replace(target)
     except OSError as exc:  # a read-only folder, a full disk, a file where a folder should be
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

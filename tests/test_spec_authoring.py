@@ -381,3 +381,30 @@ def test_an_import_that_changes_a_shipped_chunks_prompt_says_how_to_run_it_again
     path.write_text(text.replace("## Chunk 1: Form\n", "## Chunk 1: Form\n\nA form.\n"))
     out = run("spec", "import", str(path))
     assert (out.code, out.err) == (0, "")
+
+
+def test_an_export_writes_through_a_symlinked_spec_file_and_leaves_other_files_alone(
+    project: Path, cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """A spec file linked from elsewhere (specs kept in another repository) was replaced by a
+    plain file, its target left as it was; and a file of the user's named `<slug>.md.tmp`
+    was written over and then moved in place of the spec file."""
+    shared = tmp_path / "shared" / "login.md"
+    assert cli("-C", str(project), "spec", "export", "login", "-o", str(shared)).code == 0
+    link = project / ".handoff" / "specs" / "login.md"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(shared)
+    mine = link.with_name("login.md.tmp")
+    mine.write_text("notes of mine\n")
+    assert cli("-C", str(project), "chunk", "add", "login", "Logout").code == 0
+    out = cli("-C", str(project), "spec", "export", "login")
+    assert out.code == 0, out.err
+    assert link.is_symlink() and link.resolve() == shared.resolve()
+    assert "## Chunk 2: Logout" in shared.read_text()
+    assert mine.read_text() == "notes of mine\n"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["login.md", "login.md.tmp"]
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["login.md"]
+    # edits made through the link are edits of its file: not written over
+    shared.write_text(shared.read_text() + "\nmy edit\n")
+    assert cli("-C", str(project), "spec", "export", "login").code == 2
+    assert "my edit" in shared.read_text() and link.is_symlink()
