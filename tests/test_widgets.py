@@ -436,6 +436,43 @@ def test_the_studio_export_accepts_a_draft_and_leaves_a_spec_that_ran_as_it_is(
     assert f"saved; spec {said}; wrote {path}" in view.message.value
 
 
+def test_the_studio_keeps_answers_as_given_once_the_spec_is_written_as_plan_does(
+    store: Store, git_repo: Path
+) -> None:
+    """The notebook saved changed answers after the spec was written from the first ones,
+    which `plan --answers` refuses: they changed nothing but looked like they had."""
+    from specwright.config import Config
+    from specwright.model import new_id, utcnow
+
+    project = catalog.ensure_project(store, git_repo)
+    spec = catalog.create_spec(store, project, "Login", intent="Add login")
+    for pos, answer in ((1, "Postgres"), (2, None)):
+        row = {"id": new_id(), "spec_id": spec.id, "position": pos, "question": f"Q{pos}?"}
+        store.insert("spec_questions", {**row, "answer": answer, "created_at": utcnow()})
+    backend = for_project(store, project, Config.default())
+    view = StudioView(backend, debounce_s=None)
+    draft = backend.resume("Add login")
+    assert draft is not None
+    view.show(draft)
+    assert not view.answers[1].disabled  # no text yet: answers may change
+    view.answers[1].value = "SQLite"
+    assert view.flush() is True
+    catalog.update_spec(store, spec.id, body="# Login\n\nWritten from the answers.\n")
+    view.show(backend.resume("Add login"))
+    assert view.answers[1].disabled and view.answers[2].disabled
+    assert "plan --resume login --refine FEEDBACK" in view.questions_box.children[-1].value
+    with pytest.raises(SpecwrightError) as refused:
+        backend.answer(spec.id, 1, "MySQL")
+    assert str(refused.value) == (
+        "answer 1: the spec was already written from the answers given; new ones would not "
+        "change it (nothing was saved): revise it instead (`specwright plan --resume login "
+        "--refine FEEDBACK`)"
+    )
+    backend.answer(spec.id, 1, "SQLite")  # the same answer again is no change
+    answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
+    assert answers == [("SQLite",), (None,)]
+
+
 # --- the usage view -----------------------------------------------------------------------------
 
 

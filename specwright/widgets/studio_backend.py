@@ -142,7 +142,12 @@ def for_project(
         return draft(spec_id)
 
     def answer(spec_id: str, position: int, text: str) -> None:
-        studio(spec_id).answer(position, text)
+        s = studio(spec_id)
+        with store.connect():
+            if s.spec.body.strip():  # written from the answers given: changes refused, as in plan
+                s.answer_all({position: text}, frozen=True)
+            else:
+                s.answer(position, text)
 
     def run(spec_id: str, answers: list[str] | dict[Any, str] | None) -> Draft:
         studio(spec_id).run(answers)

@@ -173,14 +173,24 @@ class StudioView:
                 self.intent.value = draft.intent
             self.answers = {}
             items: list[w.Widget] = []
+            written = bool(draft and draft.body.strip())  # from these answers: they stay as given
             for q in draft.questions if draft else ():
                 label = f"<b>{q.position}. {esc(q.question)}</b>"
                 if q.why:
                     label += f" <i style='color:#666'>({esc(q.why)})</i>"
                 box = w.Textarea(value=q.answer or "", layout={"width": "100%", "height": "3.5em"})
+                box.disabled = written
                 box.observe(lambda c, pos=q.position: self.answer_edited(pos, c["new"]), "value")
                 self.answers[q.position] = box
                 items += [w.HTML(label), box]
+            if written and items:
+                items.append(
+                    w.HTML(
+                        "<i>The spec was written from these answers; to change it, revise it: "
+                        f"<code>specwright plan --resume {esc(draft.slug if draft else '', 80)} "
+                        "--refine FEEDBACK</code></i>"
+                    )
+                )
             self.questions_box.children = tuple(items)
             body = draft.body if draft else ""
             self.preview.value = (
