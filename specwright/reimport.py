@@ -5,7 +5,7 @@ it says about the rest."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from specwright.specfile import ParsedSpec
@@ -81,3 +81,49 @@ def rerun_hint(store: Store, spec_id: str, changed: list[str], path: Path | str)
         f"{path}: shipped chunk(s) whose prompt or acceptance changed: {named}; they stay "
         f"shipped and run-all skips them: to have the agent do them as the file says now, {runs}"
     )
+
+
+def keep_chunk_ids(store: Store, spec_id: str, parsed: ParsedSpec, path: Path | str) -> None:
+    """A chunk the file gives no id (a hand-written file) is the spec's chunk of the same title,
+    when just one has it: it keeps its id, status and runs rather than being a new chunk. Only
+    when that chunk also has the same prompt or the same place, or no history: a title alone
+    (titles swapped, a chunk moved and rewritten) could put one chunk's runs under another's
+    work, so that is refused, asking for ids."""
+    from specwright.catalog import list_chunks
+    from specwright.drafts import topological
+    from specwright.specfile import SpecFileError, resolve_drafts
+
+    drafts = resolve_drafts(parsed, str(path))  # the order the import will give them
+    order = {d.id: n for n, d in enumerate(topological(drafts), 1)}
+    stored: dict[str, list[Any]] = {}
+    for chunk in list_chunks(store, spec_id):
+        stored.setdefault(chunk.title.strip().lower(), []).append(chunk)
+    ran = {str(i) for (i,) in store.query(_RAN, [spec_id, spec_id])}
+    named = [c.title.lower() for c in parsed.chunks]
+    taken = {c.id for c in parsed.chunks if c.id}
+    for n, (c, d) in enumerate(zip(parsed.chunks, drafts, strict=True), 1):
+        same = [s for s in stored.get(c.title.lower(), []) if s.id not in taken]
+        if c.id is not None or named.count(c.title.lower()) != 1 or len(same) != 1:
+            continue
+        was = same[0]
+        history = was.status != "pending" or was.id in ran
+        if history and was.prompt != c.prompt and was.position != order[d.id]:
+            runs = ", with runs" if was.id in ran else ""
+            raise SpecFileError(
+                f"{path}:{c.line}: chunk {n} {c.title!r} has no id, and another prompt and "
+                f"position than the spec's chunk of that title (position {was.position}, "
+                f"{was.status}{runs}): are they the same chunk? nothing imported (edit the "
+                "spec's export instead, whose chunks carry their ids: `specwright spec export "
+                f"{_slug(store, spec_id)} -o FILE`)"
+            )
+        c.id = was.id
+
+
+_RAN = (
+    "SELECT chunk_id FROM runs WHERE spec_id = ? AND chunk_id IS NOT NULL "
+    "UNION SELECT chunk_id FROM executions WHERE spec_id = ? AND chunk_id IS NOT NULL"
+)
+
+
+def _slug(store: Store, spec_id: str) -> str:
+    return str(store.query("SELECT slug FROM specs WHERE id = ?", [spec_id])[0][0])

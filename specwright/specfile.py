@@ -506,7 +506,7 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             reimport.refuse_running(store, spec_id, path)
             if not replace:  # the spec changed since this file was written: those changes stay
                 fingerprints.refuse_stale(store, spec_id, path)
-            _keep_chunk_ids(store, spec_id, parsed)
+            reimport.keep_chunk_ids(store, spec_id, parsed, path)
             status, said = reimport.status(store, spec_id, parsed, path, replace)
             warnings += [said] if said else []
             changed = reimport.shipped_and_changed(store, spec_id, parsed)
@@ -576,17 +576,3 @@ def _by_slug(
         f"{path} {why.rstrip(',')}: it updated spec {slug!r} ({spec_id}), the one of its slug: "
         "its text and chunks are now the file's"
     )
-
-
-def _keep_chunk_ids(store: Store, spec_id: str, parsed: ParsedSpec) -> None:
-    """A chunk the file gives no id (a hand-written file) is the spec's chunk of the same title,
-    when just one has it: it keeps its id, status and runs rather than being a new chunk."""
-    stored: dict[str, list[str]] = {}
-    for cid, title in store.query("SELECT id, title FROM chunks WHERE spec_id = ?", [spec_id]):
-        stored.setdefault(str(title).strip().lower(), []).append(str(cid))
-    named = [c.title.lower() for c in parsed.chunks]
-    taken = {c.id for c in parsed.chunks if c.id}
-    for c in parsed.chunks:
-        ids = [i for i in stored.get(c.title.lower(), []) if i not in taken]
-        if c.id is None and named.count(c.title.lower()) == 1 and len(ids) == 1:
-            c.id = ids[0]

@@ -408,3 +408,44 @@ def test_an_export_writes_through_a_symlinked_spec_file_and_leaves_other_files_a
     shared.write_text(shared.read_text() + "\nmy edit\n")
     assert cli("-C", str(project), "spec", "export", "login").code == 2
     assert "my edit" in shared.read_text() and link.is_symlink()
+
+
+def test_a_hand_written_chunk_matched_by_title_alone_is_refused_when_it_has_history(
+    git_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Chunks without ids are matched by title: swapping two titles gave the shipped chunk's
+    id, status and runs to the other chunk's work (which then stayed shipped, never run), and
+    the work that had shipped came back pending. A title now matches when the prompt or the
+    place matches too, or the chunk has no history; otherwise nothing is imported."""
+    from specwright.model import new_id, utcnow
+    from specwright.store import Store, resolve_db_path
+
+    def spec(first: tuple[str, str], second: tuple[str, str]) -> str:
+        (t1, p1), (t2, p2) = first, second
+        return f"---\ntitle: Login\n---\n\nLog in.\n\n## Chunk 1: {t1}\n\n{p1}\n\n## Chunk 2: {t2}\n\n{p2}\n"
+
+    path = git_repo / "login.md"
+    path.write_text(spec(("Form", "A form."), ("Endpoint", "POST /login.")))
+    assert cli("-C", str(git_repo), "spec", "import", str(path)).code == 0
+    store = Store(resolve_db_path(git_repo))
+    ids = dict(store.query("SELECT title, id FROM chunks"))
+    ((spec_id,),) = store.query("SELECT id FROM specs")
+    run = {"id": new_id(), "spec_id": spec_id, "chunk_id": ids["Form"], "kind": "chunk"}
+    store.insert("runs", {**run, "status": "shipped", "started_at": utcnow()})
+    store.update("chunks", {"id": ids["Form"]}, {"status": "shipped"})
+    before = store.query("SELECT id, title, prompt, status FROM chunks ORDER BY position")
+    path.write_text(spec(("Endpoint", "A form."), ("Form", "POST /login.")))  # titles swapped
+    out = cli("-C", str(git_repo), "spec", "import", str(path))
+    assert out.code == 2
+    assert out.err.splitlines() == [
+        f"specwright: error: {path}:11: chunk 2 'Form' has no id, and another prompt and "
+        "position than the spec's chunk of that title (position 1, shipped, with runs): are "
+        "they the same chunk? nothing imported (edit the spec's export instead, whose chunks "
+        "carry their ids: `specwright spec export login -o FILE`)"
+    ]
+    assert store.query("SELECT id, title, prompt, status FROM chunks ORDER BY position") == before
+    # moved as it was, or edited where it was: still that chunk
+    path.write_text(spec(("Endpoint", "POST /session."), ("Form", "A form.")))
+    assert cli("-C", str(git_repo), "spec", "import", str(path)).code == 0
+    after = {t: (i, s) for i, t, s in store.query("SELECT id, title, status FROM chunks")}
+    assert after == {"Form": (ids["Form"], "shipped"), "Endpoint": (ids["Endpoint"], "pending")}
