@@ -189,8 +189,12 @@ def export_spec(store: Store, spec: Spec, path: Path | str, *, force: bool = Fal
     path = Path(path)
     if not force and (path.exists() or path.is_symlink()):
         fingerprints.refuse_unimported(store, spec, path, text.encode("utf-8"))
-    # a link (specs kept elsewhere) is written through: replacing it would leave its file as was
-    target = path.resolve() if path.is_symlink() else path
+    try:  # a link (specs kept elsewhere) is written through: replacing it leaves its file as was
+        target = path.resolve() if path.is_symlink() else path
+    except (OSError, RuntimeError):  # Python < 3.13 raises for a loop, later ones return a link
+        target = path
+    if target.is_symlink():
+        raise SpecFileError(f"{path}: cannot write: a loop of symbolic links")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # no clash
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

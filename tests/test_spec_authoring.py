@@ -408,6 +408,14 @@ def test_an_export_writes_through_a_symlinked_spec_file_and_leaves_other_files_a
     shared.write_text(shared.read_text() + "\nmy edit\n")
     assert cli("-C", str(project), "spec", "export", "login").code == 2
     assert "my edit" in shared.read_text() and link.is_symlink()
+    loop = tmp_path / "loop.md"
+    loop.symlink_to(loop)
+    out = cli("-C", str(project), "spec", "export", "login", "-o", str(loop), "--force")
+    assert (out.code, out.err) == (
+        2,
+        f"specwright: error: {loop}: cannot write: a loop of symbolic links\n",
+    )
+    assert loop.is_symlink()
 
 
 def test_a_hand_written_chunk_matched_by_title_alone_is_refused_when_it_has_history(
