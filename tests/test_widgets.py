@@ -473,6 +473,45 @@ def test_the_studio_keeps_answers_as_given_once_the_spec_is_written_as_plan_does
     assert answers == [("SQLite",), (None,)]
 
 
+def test_the_studio_does_not_save_chunk_edits_while_the_spec_runs(
+    store: Store, git_repo: Path
+) -> None:
+    """Edits in the chunk table were saved under a running run-all, which had taken the
+    chunks' prompts when it started: a chunk then shipped from its old prompt while the table
+    and the store showed the new one."""
+    import os
+    import socket
+
+    from specwright import specfile
+    from specwright.config import Config
+    from specwright.model import new_id, utcnow
+
+    project = catalog.ensure_project(store, git_repo)
+    source = git_repo / "s.md"
+    source.write_text(
+        "---\ntitle: Ran\nintent: Ship it\n---\n\nText.\n\n## Chunk 1: One\n\nDo one.\n"
+    )
+    spec = specfile.import_spec(store, project, source)
+    now = utcnow()
+    live = {"id": new_id(), "spec_id": spec.id, "kind": "spec", "status": "running"}
+    live |= {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now}
+    store.insert("runs", {**live, "heartbeat_at": now})  # as a live run-all of this process
+    view = StudioView(for_project(store, project, Config.default()), debounce_s=None)
+    draft = view.backend.resume("Ship it")
+    assert draft is not None
+    view.show(draft)
+    view.rows[0].prompt.value = "Do one, differently."
+    assert view.flush() is False
+    said = view.message.value
+    assert "not saved (chunks): spec &#x27;ran&#x27; is running: run " in said
+    assert said.endswith("): save them once it has ended</span>"), said
+    assert [c.prompt for c in catalog.list_chunks(store, spec.id)] == ["Do one."]
+    store.update("runs", {"id": live["id"]}, {"status": "shipped"})
+    view.rows[0].prompt.value = "Do one, differently!"
+    assert view.flush() is True
+    assert [c.prompt for c in catalog.list_chunks(store, spec.id)] == ["Do one, differently!"]
+
+
 # --- the usage view -----------------------------------------------------------------------------
 
 

@@ -162,6 +162,8 @@ def for_project(
         return draft(spec_id)
 
     def save_chunks(spec_id: str, rows: Sequence[ChunkRow]) -> Draft:
+        # a run-all took its chunks' prompts when it started: an edit would go unseen
+        catalog.refuse_while_running(store, spec_id, "save them once it has ended")
         drafts.replace_chunks(store, spec_id, rows_to_drafts(rows))
         return draft(spec_id)
 
