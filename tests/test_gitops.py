@@ -131,7 +131,7 @@ def test_an_ignored_file_the_agent_staged_itself_is_not_committed(repo: Path) ->
     assert (repo / "data" / "secrets.env").exists() and gitops.dirty_files(repo) == []
 
 
-def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_identity_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "GIT_AUTHOR_NAME",
         "GIT_AUTHOR_EMAIL",
@@ -139,6 +139,10 @@ def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.Monk
         "GIT_COMMITTER_EMAIL",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_commit_without_identity_falls_back(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_identity_in_env(monkeypatch)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     (repo / "x.txt").write_text("x")
     gitops.commit_all(repo, "No identity", "c1")
@@ -150,13 +154,7 @@ def test_commit_fills_in_only_the_part_of_the_identity_the_user_did_not_set(
 ) -> None:
     """A user.name without a user.email: the commits were made as "Specwright", the user's
     name replaced (and an EMAIL in the environment ignored)."""
-    for name in (
-        "GIT_AUTHOR_NAME",
-        "GIT_AUTHOR_EMAIL",
-        "GIT_COMMITTER_NAME",
-        "GIT_COMMITTER_EMAIL",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    _no_identity_in_env(monkeypatch)
     monkeypatch.delenv("EMAIL", raising=False)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     git(repo, "config", "user.name", "Ada Lovelace")

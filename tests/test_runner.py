@@ -292,13 +292,11 @@ def kill_when_thinking(proc: subprocess.Popen[Any], store: Store, timeout: float
     proc.wait(timeout=30)
 
 
-def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
-    graph = {"A": [], "B": ["A"], "C": ["B"]}
-    _project(git_repo, KILLABLE)
-    store = Store(resolve_db_path(git_repo))
-    spec = _spec(store, git_repo, graph)
+def run_all_killed_when_thinking(git_repo: Path, slug: str, store: Store) -> None:
+    """``specwright run-all SLUG`` in a process of its own, SIGKILLed mid-chunk
+    (``kill_when_thinking``)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "specwright", "-C", str(git_repo), "run-all", spec.slug],
+        [sys.executable, "-m", "specwright", "-C", str(git_repo), "run-all", slug],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -312,6 +310,14 @@ def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
             proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_kill_minus_9_mid_chunk_then_resume_finishes(git_repo: Path) -> None:
+    graph = {"A": [], "B": ["A"], "C": ["B"]}
+    _project(git_repo, KILLABLE)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    run_all_killed_when_thinking(git_repo, spec.slug, store)
     assert (git_repo / "b.txt").read_text() == "half-done"  # the killed attempt's leftovers
 
     # the resumed run finishes: B's leftovers rolled back, B re-run from its base
@@ -357,17 +363,7 @@ def test_the_patch_saved_for_a_killed_attempt_restores_it_all(
     store = Store(resolve_db_path(git_repo))
     spec = _spec(store, git_repo, {"A": []})
     base = git(git_repo, "rev-parse", "HEAD")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "specwright", "-C", str(git_repo), "run-all", spec.slug],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        kill_when_thinking(proc, store)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+    run_all_killed_when_thinking(git_repo, spec.slug, store)
     blob = (git_repo / "blob.bin").read_bytes()
     (git_repo.parent / "script.yaml").write_text(
         yaml.safe_dump({"chunks": {"Make A": [{"write": "a.txt", "content": "A"}]}})
