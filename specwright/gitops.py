@@ -455,6 +455,7 @@ def diff(
             if real_index.exists():
                 shutil.copyfile(real_index, index)
             env = {"GIT_INDEX_FILE": str(index)}
+            _git(path, "reset", "--quiet", env=env)  # as commit_all: not what the agent staged
             _git(path, "add", "--all", env=env)
             names = _git(
                 path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env

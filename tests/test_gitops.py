@@ -114,7 +114,8 @@ def test_an_agents_summary_in_a_commit_closes_no_issue_and_mentions_no_one(repo:
 
 def test_an_ignored_file_the_agent_staged_itself_is_not_committed(repo: Path) -> None:
     """`git add -f .env` by the agent: the secret file the user keeps ignored went into the
-    chunk's commit (and the pull request); a tracked file in an ignored folder still counts."""
+    chunk's commit (and the pull request), and the diff shown to the reviewer; a tracked file in
+    an ignored folder still counts."""
     (repo / "data").mkdir()
     (repo / "data" / "kept.txt").write_text("tracked\n")
     git(repo, "add", "-f", "data/kept.txt")
@@ -123,6 +124,9 @@ def test_an_ignored_file_the_agent_staged_itself_is_not_committed(repo: Path) ->
     (repo / "data" / "kept.txt").write_text("changed\n")
     (repo / "new.py").write_text("x = 1\n")
     git(repo, "add", "-f", "data/secrets.env")
+    base = gitops.head_commit(repo)
+    seen = gitops.diff(repo, base)  # what the checks and the reviewer are shown
+    assert sorted(seen.files) == ["data/kept.txt", "new.py"] and "sk-live" not in seen.text
     gitops.commit_all(repo, "Chunk", "c1")
     assert sorted(git(repo, "show", "--name-only", "--format=", "HEAD").split()) == [
         "data/kept.txt",
