@@ -542,7 +542,7 @@ def run_all(
     finally:
         done = utcnow()
         spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
-        if status == "shipped" and not tree:  # `chunk add` or an import while it ran
+        if status == "shipped" and not tree:  # `chunk add` while it ran (an import is refused then)
             added = _added_since(store, spec.id, chunks)
             if added:
                 spec_status = "ready"
