@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,15 @@ def project(git_repo: Path, cli: Callable[..., CliResult]) -> Path:
     assert cli("-C", str(git_repo), "spec", "new", "Login", "--body", "# Goal\n").code == 0
     assert cli("-C", str(git_repo), "chunk", "add", "login", "Form").code == 0
     return git_repo
+
+
+def _ship(store: Any, spec_id: str, chunk_id: str) -> None:
+    """Chunk ``chunk_id`` shipped, with the run that shipped it (its history)."""
+    from specwright.model import new_id, utcnow
+
+    run = {"id": new_id(), "spec_id": spec_id, "chunk_id": chunk_id, "kind": "chunk"}
+    store.insert("runs", {**run, "status": "shipped", "started_at": utcnow()})
+    store.update("chunks", {"id": chunk_id}, {"status": "shipped"})
 
 
 def test_an_export_does_not_write_over_edits_that_were_not_imported(
@@ -118,7 +128,6 @@ def test_a_hand_written_spec_file_imported_again_keeps_its_chunks_and_their_runs
 ) -> None:
     """Its chunks have no ids: each import made new chunks (a shipped one pending again), and
     once one had runs the import was refused: "keep it in the list" (it was in the list)."""
-    from specwright.model import new_id, utcnow
     from specwright.store import Store, resolve_db_path
 
     path = git_repo / "login.md"
@@ -130,9 +139,7 @@ def test_a_hand_written_spec_file_imported_again_keeps_its_chunks_and_their_runs
     store = Store(resolve_db_path(git_repo))
     before = dict(store.query("SELECT title, id FROM chunks"))
     ((spec_id,),) = store.query("SELECT id FROM specs")
-    run = {"id": new_id(), "spec_id": spec_id, "chunk_id": before["Form"], "kind": "chunk"}
-    store.insert("runs", {**run, "status": "shipped", "started_at": utcnow()})
-    store.update("chunks", {"id": before["Form"]}, {"status": "shipped"})
+    _ship(store, spec_id, before["Form"])
     path.write_text(
         path.read_text().replace("POST /login.", "POST /session.") + "\n## Chunk 3: Logout\n"
     )
@@ -425,7 +432,6 @@ def test_a_hand_written_chunk_matched_by_title_alone_is_refused_when_it_has_hist
     id, status and runs to the other chunk's work (which then stayed shipped, never run), and
     the work that had shipped came back pending. A title now matches when the prompt or the
     place matches too, or the chunk has no history; otherwise nothing is imported."""
-    from specwright.model import new_id, utcnow
     from specwright.store import Store, resolve_db_path
 
     def spec(first: tuple[str, str], second: tuple[str, str]) -> str:
@@ -438,9 +444,7 @@ def test_a_hand_written_chunk_matched_by_title_alone_is_refused_when_it_has_hist
     store = Store(resolve_db_path(git_repo))
     ids = dict(store.query("SELECT title, id FROM chunks"))
     ((spec_id,),) = store.query("SELECT id FROM specs")
-    run = {"id": new_id(), "spec_id": spec_id, "chunk_id": ids["Form"], "kind": "chunk"}
-    store.insert("runs", {**run, "status": "shipped", "started_at": utcnow()})
-    store.update("chunks", {"id": ids["Form"]}, {"status": "shipped"})
+    _ship(store, spec_id, ids["Form"])
     before = store.query("SELECT id, title, prompt, status FROM chunks ORDER BY position")
     path.write_text(spec(("Endpoint", "A form."), ("Form", "POST /login.")))  # titles swapped
     out = cli("-C", str(git_repo), "spec", "import", str(path))
