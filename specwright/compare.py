@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import catalog, gitops
+from specwright import catalog, gitops, worktrees
 from specwright.errors import ValidationError
 from specwright.model import Spec, new_id
 
@@ -82,9 +82,9 @@ def compare(
             break
         tree = trees / name
         if tree.exists():
-            gitops.remove_worktree(root, tree)
+            worktrees.remove_worktree(root, tree)
         branch = branch_for(spec, name)
-        gitops.add_worktree(root, tree, branch, base, reset=True)
+        worktrees.add_worktree(root, tree, branch, base, reset=True)
         _headline(on_progress, f"executor {name}: {branch} from {base[:10]}")
         try:
             results.append(
@@ -104,7 +104,7 @@ def compare(
                 )
             )
         finally:
-            gitops.remove_worktree(root, tree)  # the branch stays, for diffing
+            worktrees.remove_worktree(root, tree)  # the branch stays, for diffing
     return group, results
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from specwright import gitops
+from specwright import gitops, worktrees
 from specwright.agents.orphans import (
     gone_here,
     pid_alive,
@@ -264,7 +264,7 @@ def _end_merge(root: Path, run: dict[str, Any]) -> bool:
     the project tree (conflicted: the next run-all was refused for uncommitted changes). False
     when git failed: the run is left to the next recovery."""
     try:
-        merged = gitops.abort_merge(root, f"{run['branch']}--")
+        merged = worktrees.abort_merge(root, f"{run['branch']}--")
     except gitops.GitError as exc:
         log.warning("could not abort the merge run %s left midway: %s", run["id"], exc)
         return False

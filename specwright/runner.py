@@ -33,6 +33,7 @@ from specwright.run_report import plan as plan  # re-exported: the CLI and widge
 from specwright.run_report import run_summary as run_summary
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
 from specwright.store import Store
+from specwright.worktrees import add_worktree, merge, remove_worktree
 
 if TYPE_CHECKING:
     from specwright.agents.base import Executor
@@ -316,13 +317,13 @@ class _RunAll:
                     future = futures[chunk.id]
                     if future.exception() is not None:  # crashed in its thread: drop its tree
                         tree, branch = self._tree(chunk, worktrees)
-                        gitops.remove_worktree(self.root, tree, delete_branch=branch)
+                        remove_worktree(self.root, tree, delete_branch=branch)
                         continue
                     result, tree, branch = future.result()
                     if result.shipped:
                         result = self._merge_back(chunk, result, tree, branch, worktrees)
                     else:
-                        gitops.remove_worktree(self.root, tree, delete_branch=branch)
+                        remove_worktree(self.root, tree, delete_branch=branch)
                     self.record(chunk, result.status, result.reason, result)
                     if result.shipped:
                         done.add(chunk.id)
@@ -339,8 +340,8 @@ class _RunAll:
         tree, branch = self._tree(chunk, worktrees)
         with self._worktree_lock:
             if tree.exists():
-                gitops.remove_worktree(self.root, tree)
-            gitops.add_worktree(self.root, tree, branch, base, reset=True)
+                remove_worktree(self.root, tree)
+            add_worktree(self.root, tree, branch, base, reset=True)
         if note:
             chunk = replace(chunk, prompt=f"{chunk.prompt}\n\n{note}")
         return self.run_one(chunk, tree / gitops.prefix_of(self.root)), tree, branch
@@ -349,8 +350,8 @@ class _RunAll:
         self, chunk: Chunk, result: ChunkResult, tree: Path, branch: str, worktrees: Path
     ) -> ChunkResult:
         message = f"Merge chunk {chunk.position}: {chunk.title}"
-        merged = gitops.merge(self.root, branch, self.branch, message=message)
-        gitops.remove_worktree(self.root, tree, delete_branch=branch)
+        merged = merge(self.root, branch, self.branch, message=message)
+        remove_worktree(self.root, tree, delete_branch=branch)
         if merged.ok:
             self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
             return result
@@ -380,12 +381,8 @@ class _RunAll:
         retry, tree2, branch2 = self._in_worktree(
             chunk, worktrees, gitops.head_commit(self.root), note
         )
-        again = (
-            gitops.merge(self.root, branch2, self.branch, message=message)
-            if retry.shipped
-            else None
-        )
-        gitops.remove_worktree(self.root, tree2, delete_branch=branch2)
+        again = merge(self.root, branch2, self.branch, message=message) if retry.shipped else None
+        remove_worktree(self.root, tree2, delete_branch=branch2)
         if again is None:
             return retry  # the retry itself did not ship: its own reason stands
         if again.ok:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from specwright import gitops
+from specwright import gitops, worktrees
 from tests.support_loop import git, make_repo
 
 
@@ -216,20 +216,20 @@ def test_database_inside_the_tree_must_be_ignored(repo: Path, tmp_path: Path) ->
 
 def test_worktree_add_remove(repo: Path, tmp_path: Path) -> None:
     base = gitops.head_commit(repo)
-    wt = gitops.add_worktree(repo, tmp_path / "wt" / "c1", "specwright/s--c1", base)
+    wt = worktrees.add_worktree(repo, tmp_path / "wt" / "c1", "specwright/s--c1", base)
     assert (wt / "calc.py").exists()
     assert gitops.current_branch(wt) == "specwright/s--c1"
     (wt / "feature.py").write_text("f = 1\n")
     sha = gitops.commit_all(wt, "Feature", "c1")
     assert gitops.head_commit(repo) == base  # the main tree did not move
     with pytest.raises(gitops.GitError, match="not empty"):
-        gitops.add_worktree(repo, wt, "other", base)
-    gitops.remove_worktree(repo, wt)
+        worktrees.add_worktree(repo, wt, "other", base)
+    worktrees.remove_worktree(repo, wt)
     assert not wt.exists()
     assert gitops.branch_exists(repo, "specwright/s--c1")  # commits are kept on the branch
-    again = gitops.add_worktree(repo, tmp_path / "wt2", "specwright/s--c1")
+    again = worktrees.add_worktree(repo, tmp_path / "wt2", "specwright/s--c1")
     assert gitops.head_commit(again) == sha  # an existing branch is checked out as is
-    gitops.remove_worktree(repo, again, delete_branch="specwright/s--c1")
+    worktrees.remove_worktree(repo, again, delete_branch="specwright/s--c1")
     assert not gitops.branch_exists(repo, "specwright/s--c1")
 
 
@@ -241,9 +241,9 @@ def test_a_worktree_whose_folder_was_deleted_by_hand_is_added_again(
     import shutil
 
     base = gitops.head_commit(repo)
-    wt = gitops.add_worktree(repo, tmp_path / "wt" / "1", "specwright/s--1", base)
+    wt = worktrees.add_worktree(repo, tmp_path / "wt" / "1", "specwright/s--1", base)
     shutil.rmtree(wt)
-    again = gitops.add_worktree(repo, wt, "specwright/s--1", base, reset=True)
+    again = worktrees.add_worktree(repo, wt, "specwright/s--1", base, reset=True)
     assert gitops.current_branch(again) == "specwright/s--1"
 
 
@@ -253,9 +253,9 @@ def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
     (repo / "a.txt").write_text("a\n")
     gitops.commit_all(repo, "A", "c1")
     git(repo, "checkout", "-q", "target")
-    ff = gitops.merge(repo, "feature", "target")
+    ff = worktrees.merge(repo, "feature", "target")
     assert ff.ok and ff.fast_forward and ff.commit == gitops.head_commit(repo)
-    assert gitops.merge(repo, "feature").message == "already up to date"
+    assert worktrees.merge(repo, "feature").message == "already up to date"
 
     git(repo, "checkout", "-q", "-b", "side")
     (repo / "b.txt").write_text("b\n")
@@ -263,7 +263,7 @@ def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
     git(repo, "checkout", "-q", "target")
     (repo / "c.txt").write_text("c\n")
     gitops.commit_all(repo, "C", "c3")
-    merged = gitops.merge(repo, "side", "target")
+    merged = worktrees.merge(repo, "side", "target")
     assert merged.ok and not merged.fast_forward
     assert git(repo, "rev-list", "--count", "--merges", "HEAD") == "1"
     assert (repo / "b.txt").exists() and (repo / "c.txt").exists()
@@ -275,7 +275,7 @@ def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
     (repo / "calc.py").write_text("target side\n")
     gitops.commit_all(repo, "Clash 2", "c5")
     head = gitops.head_commit(repo)
-    conflict = gitops.merge(repo, "clash", "target")
+    conflict = worktrees.merge(repo, "clash", "target")
     assert not conflict.ok and conflict.conflicts == ("calc.py",)
     assert gitops.head_commit(repo) == head
     assert gitops.dirty_files(repo) == []

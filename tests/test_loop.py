@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from specwright import catalog, gitops
+from specwright import catalog, gitops, worktrees
 from specwright.agents.base import Outcome, Task
 from specwright.agents.scripted import ScriptedExecutor
 from specwright.config import ExecutorConfig
@@ -881,7 +881,7 @@ def test_llm_reviewer_credentials_refused_stop_the_loop_after_one_attempt(
 
 def test_worktree_run_keeps_its_branch(repo: Path, store: Store, tmp_path: Path) -> None:
     base = gitops.head_commit(repo)
-    wt = gitops.add_worktree(repo, tmp_path / "wt", "specwright/calc--1", base)
+    wt = worktrees.add_worktree(repo, tmp_path / "wt", "specwright/calc--1", base)
     chunk = make_chunk(store, repo)
     result = run_chunk(store, make_config(), repo, chunk, workdir=wt, executor=scripted(good_mul()))
     assert result.shipped and result.branch == "specwright/calc--1"

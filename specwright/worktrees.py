@@ -1,0 +1,112 @@
+"""The worktrees of parallel waves (and of ``--executor`` comparisons), and merging a chunk's
+branch back into the spec branch. Each function takes the main work tree (``repo``/``path``) and
+uses git through ``gitops``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from specwright.gitops import (
+    GitError,
+    _git,
+    _identity,
+    _plain,
+    branch_exists,
+    current_branch,
+    ensure_clean,
+    head_commit,
+    is_ancestor,
+    rollback,
+)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The outcome of merging one branch into another."""
+
+    ok: bool
+    commit: str | None = None  # the target's head after the merge (None when it failed)
+    fast_forward: bool = False
+    conflicts: tuple[str, ...] = ()
+    message: str = ""
+
+
+def add_worktree(
+    repo: Path | str, path: Path | str, branch: str, base: str | None = None, *, reset: bool = False
+) -> Path:
+    """A new worktree at ``path`` on ``branch``: created at ``base`` (default HEAD) when it
+    does not exist, or reset there when ``reset``; an existing branch is checked out as is."""
+    target = Path(path).resolve()
+    if target.exists() and any(target.iterdir()):
+        raise GitError(f"{target}: worktree path exists and is not empty")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _git(repo, "worktree", "prune")  # a worktree whose folder is gone still holds its branch
+    if branch_exists(repo, branch) and not reset:
+        _git(repo, "worktree", "add", "--quiet", str(target), branch)
+    else:
+        _git(repo, "worktree", "add", "--quiet", "-B", branch, str(target), base or "HEAD")
+    return target
+
+
+def remove_worktree(
+    repo: Path | str, path: Path | str, *, delete_branch: str | None = None
+) -> None:
+    """Remove a worktree (discarding its changes) and prune; optionally delete its branch."""
+    target = Path(path).resolve()
+    try:
+        _git(repo, "worktree", "remove", "--force", str(target))
+    except GitError:
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+    _git(repo, "worktree", "prune")
+    if delete_branch and branch_exists(repo, delete_branch):
+        _git(repo, "branch", "--quiet", "-D", delete_branch)
+
+
+def merge(
+    path: Path | str, source: str, target: str | None = None, *, message: str = ""
+) -> MergeResult:
+    """Merge ``source`` into ``target`` (default: the checked-out branch) in the work tree at
+    ``path``: fast-forward when possible, else a merge commit. A conflict aborts the merge and
+    is reported with its files; the tree is never left conflicted."""
+    ensure_clean(path)
+    if target is not None and current_branch(path) != target:
+        _git(path, "checkout", "--quiet", target)
+    before = head_commit(path)
+    source_sha = _git(path, "rev-parse", "--verify", f"{source}^{{commit}}")
+    if is_ancestor(path, source_sha, before):
+        return MergeResult(ok=True, commit=before, message="already up to date")
+    if is_ancestor(path, before, source_sha):
+        _git(path, "merge", "--quiet", "--ff-only", source_sha)
+        return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
+    identity = _identity(path)
+    msg = _plain(message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}")
+    # --no-verify: as commit_all, the repository's commit hooks do not judge our commits
+    how = ("--quiet", "--no-ff", "--no-edit", "--no-verify", "-m", msg, source_sha)
+    try:
+        _git(path, *identity, "merge", *how)
+    except GitError as exc:
+        conflicts = _git(path, "diff", "--name-only", "--diff-filter=U", "-z").split("\0")
+        try:
+            _git(path, "merge", "--abort")
+        except GitError:
+            rollback(path, before)
+        return MergeResult(ok=False, conflicts=tuple(c for c in conflicts if c), message=str(exc))
+    return MergeResult(ok=True, commit=head_commit(path))
+
+
+def abort_merge(path: Path | str, prefix: str) -> str | None:
+    """Abort a merge stopped midway (conflicted, its process killed) of a branch whose name
+    starts with ``prefix``, as ``merge`` would have; returns that branch, else None."""
+    try:
+        head = _git(path, "rev-parse", "--verify", "--quiet", "MERGE_HEAD")
+    except GitError:
+        return None  # no merge under way
+    names = _git(path, "for-each-ref", "--points-at", head, "--format=%(refname:short)")
+    for name in (n for n in names.splitlines() if n.startswith(prefix)):
+        _git(path, "merge", "--abort")
+        return name
+    return None
