@@ -15,6 +15,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ _FALLBACK_NAME, _FALLBACK_EMAIL = "Specwright", "specwright@localhost"
 
 # git's words for a full disk (its own, and the system's)
 _NO_ROOM = re.compile(r"no space left|out of diskspace|disk quota exceeded", re.IGNORECASE)
+# the index another git holds (an editor refreshing it): waited for, up to LOCK_WAIT_S
+_LOCKED = re.compile(r"Unable to create '([^']*index\.lock)': File exists")
+LOCK_WAIT_S = 5.0
 
 
 class GitError(SpecwrightError):
@@ -106,13 +110,25 @@ def _git(path: Path | str, *args: str, env: dict[str, str] | None = None) -> str
 
     if not Path(path).is_dir():
         raise GitError(f"{path}: not a directory")
-    try:
-        out = git.Git(str(path)).execute(["git", *args], env=env, strip_newline_in_stdout=True)
-    except git.GitCommandError as exc:
-        err = str(exc.stderr or exc.stdout or "").strip().replace("\n", " ")
-        err = err.removeprefix("stderr: ").strip("'").strip()
-        raise GitError(f"git {' '.join(args[:3])} in {path}: {err or exc}") from None
-    return str(out)
+    waited, delay = 0.0, 0.02
+    while True:
+        try:
+            cmd = git.Git(str(path))
+            return str(cmd.execute(["git", *args], env=env, strip_newline_in_stdout=True))
+        except git.GitCommandError as exc:
+            err = str(exc.stderr or exc.stdout or "").strip().replace("\n", " ")
+            err = err.removeprefix("stderr: ").strip("'").strip()
+            held = _LOCKED.search(err)
+            if held is None:
+                raise GitError(f"git {' '.join(args[:3])} in {path}: {err or exc}") from None
+        if waited >= LOCK_WAIT_S:  # git refused before it changed anything: safe to try again
+            raise GitError(
+                f"git {' '.join(args[:3])} in {path}: {held[1]} is held by another git process "
+                f"(an editor's git integration?) for over {LOCK_WAIT_S:g}s; if no git command "
+                "is running, delete it (a git process that crashed left it)"
+            )
+        time.sleep(delay)
+        waited, delay = waited + delay, min(delay * 2, 0.5)
 
 
 def root_of(path: Path | str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,36 @@ def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
     assert gitops.head_commit(repo) == head
     assert gitops.dirty_files(repo) == []
     assert not (Path(git(repo, "rev-parse", "--absolute-git-dir")) / "MERGE_HEAD").exists()
+
+
+def test_a_lock_another_git_holds_for_a_moment_is_waited_for(repo: Path) -> None:
+    """An editor's git integration refreshing the index (VS Code runs `git status` on every
+    file an agent writes) holds `.git/index.lock` for a moment; the chunk's commit failed with
+    "File exists" and the approved attempt was lost to a patch."""
+    lock = repo / ".git" / "index.lock"
+    lock.touch()
+    freed = threading.Timer(0.3, lock.unlink)
+    freed.start()
+    try:
+        (repo / "new.py").write_text("x = 1\n")
+        sha = gitops.commit_all(repo, "Add new", "chunk-1")
+    finally:
+        freed.join()
+    assert git(repo, "log", "-1", "--format=%H") == sha
+    assert git(repo, "show", "--name-only", "--format=", sha) == "new.py"
+
+
+def test_a_lock_left_behind_is_named_with_what_to_do(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitops, "LOCK_WAIT_S", 0.2)
+    lock = repo / ".git" / "index.lock"
+    lock.touch()
+    (repo / "new.py").write_text("x = 1\n")
+    with pytest.raises(gitops.GitError) as info:
+        gitops.commit_all(repo, "Add new", "chunk-1")
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(lock) in message and "another git process" in message
+    assert "if no git command is running, delete it" in message
+    assert lock.exists()  # never ours to remove
