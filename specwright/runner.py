@@ -349,13 +349,9 @@ class _RunAll:
     def _merge_back(
         self, chunk: Chunk, result: ChunkResult, tree: Path, branch: str, worktrees: Path
     ) -> ChunkResult:
-        message = f"Merge chunk {chunk.position}: {chunk.title}"
-        merged = merge(self.root, branch, self.branch, message=message)
-        remove_worktree(self.root, tree, delete_branch=branch)
-        if merged.ok:
-            self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
-            return result
-        conflict = ", ".join(merged.conflicts) or merged.message
+        landed, conflict = self._land(chunk, result, tree, branch)
+        if landed is not None:
+            return landed
         if self.cancel.is_set():  # stopping: no second attempt, and the chunk did not land
             reason = f"merge conflict with the spec branch in {conflict}; not run again: cancelled"
             self._unship(chunk, result.run_id, "cancelled", reason)
@@ -381,17 +377,40 @@ class _RunAll:
         retry, tree2, branch2 = self._in_worktree(
             chunk, worktrees, gitops.head_commit(self.root), note
         )
-        again = merge(self.root, branch2, self.branch, message=message) if retry.shipped else None
-        remove_worktree(self.root, tree2, delete_branch=branch2)
-        if again is None:
+        if not retry.shipped:
+            remove_worktree(self.root, tree2, delete_branch=branch2)
             return retry  # the retry itself did not ship: its own reason stands
-        if again.ok:
-            self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
-            return retry
-        conflict = ", ".join(again.conflicts) or again.message
+        landed, conflict = self._land(chunk, retry, tree2, branch2)
+        if landed is not None:
+            return landed
         reason = f"merge conflict with the spec branch in {conflict} (after one retry)"
         self._unship(chunk, retry.run_id, "failed", reason)
         return replace(retry, status="failed", reason=reason)
+
+    def _land(
+        self, chunk: Chunk, result: ChunkResult, tree: Path, branch: str
+    ) -> tuple[ChunkResult | None, str]:
+        """Merge a chunk's branch (shipped in its worktree) into the spec branch: the chunk's
+        result once settled, else (None, the files in conflict). A merge git refuses for no
+        conflict (a dirty tree, a lock, a full disk) is no work for an agent: the chunk fails
+        and its branch stays, its commit on it."""
+        merged = merge(
+            self.root, branch, self.branch, message=f"Merge chunk {chunk.position}: {chunk.title}"
+        )
+        remove_worktree(
+            self.root, tree, delete_branch=branch if merged.ok or merged.conflicts else None
+        )
+        if merged.ok:
+            self.progress("merge", chunk, f"chunk {chunk.position}: merged into {self.branch}")
+            return result, ""
+        if merged.conflicts:
+            return None, ", ".join(merged.conflicts)
+        reason = (
+            f"could not merge it into {self.branch}: {merged.message}; its commit is kept on "
+            f"branch {branch} (`git merge {branch}` once that is fixed, or run the chunk again)"
+        )
+        self._unship(chunk, result.run_id, "failed", reason)
+        return replace(result, status="failed", reason=reason), ""
 
     def _unship(self, chunk: Chunk, run_id: str | None, status: str, reason: str) -> None:
         """A chunk run that shipped in its worktree but did not land on the spec branch."""

@@ -5,6 +5,7 @@ uses git through ``gitops``.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,17 +72,22 @@ def merge(
 ) -> MergeResult:
     """Merge ``source`` into ``target`` (default: the checked-out branch) in the work tree at
     ``path``: fast-forward when possible, else a merge commit. A conflict aborts the merge and
-    is reported with its files; the tree is never left conflicted."""
-    ensure_clean(path)
-    if target is not None and current_branch(path) != target:
-        _git(path, "checkout", "--quiet", target)
-    before = head_commit(path)
-    source_sha = _git(path, "rev-parse", "--verify", f"{source}^{{commit}}")
-    if is_ancestor(path, source_sha, before):
-        return MergeResult(ok=True, commit=before, message="already up to date")
-    if is_ancestor(path, before, source_sha):
-        _git(path, "merge", "--quiet", "--ff-only", source_sha)
-        return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
+    is reported with its files; the tree is never left conflicted. Anything else git refuses (a
+    dirty tree, a lock it cannot take, a full disk) is a failure without conflicts, in git's
+    words."""
+    try:
+        ensure_clean(path)
+        if target is not None and current_branch(path) != target:
+            _git(path, "checkout", "--quiet", target)
+        before = head_commit(path)
+        source_sha = _git(path, "rev-parse", "--verify", f"{source}^{{commit}}")
+        if is_ancestor(path, source_sha, before):
+            return MergeResult(ok=True, commit=before, message="already up to date")
+        if is_ancestor(path, before, source_sha):
+            _git(path, "merge", "--quiet", "--ff-only", source_sha)
+            return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
+    except GitError as exc:
+        return MergeResult(ok=False, message=str(exc))
     identity = _identity(path)
     msg = _plain(message or f"Merge {source} into {target or current_branch(path) or 'HEAD'}")
     # --no-verify: as commit_all, the repository's commit hooks do not judge our commits
@@ -93,7 +99,8 @@ def merge(
         try:
             _git(path, "merge", "--abort")
         except GitError:
-            rollback(path, before)
+            with contextlib.suppress(GitError):  # refused before it began: nothing to undo
+                rollback(path, before)
         return MergeResult(ok=False, conflicts=tuple(c for c in conflicts if c), message=str(exc))
     return MergeResult(ok=True, commit=head_commit(path))
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from specwright import catalog
+from specwright import catalog, gitops
 from specwright import config as config_mod
 from specwright.errors import ValidationError
 from specwright.model import Spec, new_id
@@ -229,6 +229,43 @@ def test_a_failing_merge_hook_is_not_a_conflict_nor_a_second_agent_run(git_repo:
     assert result.status == "shipped", result.reason
     runs = store.query("SELECT status FROM runs WHERE kind = 'chunk'")
     assert sorted(r[0] for r in runs) == ["shipped", "shipped"]
+    assert _files_on_branch(git_repo, "specwright/diamond") == {"a.txt": "A", "b.txt": "B"}
+
+
+def test_a_merge_git_refuses_for_no_conflict_keeps_the_work_and_runs_no_agent_again(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge-back that failed for anything but a conflict (a lock left in the repository, a
+    full disk) was taken for a conflict: the agent was paid to do the chunk again, the merge
+    failed again, and the reason said "merge conflict" with the shipped work deleted."""
+    monkeypatch.setattr(gitops, "LOCK_WAIT_S", 0.2)
+    graph = {"A": [], "B": []}
+    script = _write_script(graph)
+    # B's agent leaves a lock in the main work tree's git folder (its worktree's index is its
+    # own): every merge into the spec branch fails from then on, with no conflict
+    script["chunks"]["Make B"].insert(
+        0, {"run": 'touch "$(git rev-parse --git-common-dir)/index.lock"'}
+    )
+    _project(git_repo, script)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert result.status == "failed"
+    runs = store.query_dicts(
+        "SELECT c.title, r.status, r.reason FROM runs r JOIN chunks c ON c.id = r.chunk_id "
+        "WHERE r.kind = 'chunk' ORDER BY c.position"
+    )
+    # A lands unless it finished after B left the lock: then it fails the same way
+    kept = [f"specwright/diamond--{i}" for i, r in enumerate(runs, 1) if r["status"] == "failed"]
+    assert runs[1]["status"] == "failed" and runs[0]["status"] in ("shipped", "failed")
+    for run, branch in zip([r for r in runs if r["status"] == "failed"], kept, strict=True):
+        reason = run["reason"]
+        assert "conflict" not in reason and "index.lock" in reason, reason
+        assert f"kept on branch {branch}" in reason, reason
+    assert store.query("SELECT count(*) FROM executions")[0][0] == 2  # no agent ran again
+    (git_repo / ".git" / "index.lock").unlink()
+    for branch in kept:
+        git(git_repo, "merge", "-q", "--no-edit", branch)
     assert _files_on_branch(git_repo, "specwright/diamond") == {"a.txt": "A", "b.txt": "B"}
 
 
