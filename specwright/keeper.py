@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LINGER_S = 1.0
 POLL_S = 0.01
+_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
 
 
 def linger_from_env() -> float:
@@ -68,6 +70,21 @@ def waiting(db: Path) -> Iterator[None]:
         if marker is not None:
             with contextlib.suppress(OSError):
                 marker.unlink()
+
+
+def stopped_holder(lock_error: str) -> int | None:
+    """The pid of the process DuckDB's lock error names (``... (PID 123) ...``) when it is
+    stopped (Ctrl-Z, SIGSTOP): it cannot let go of the file until it is resumed. Linux only
+    (``/proc``); None elsewhere, or when it runs."""
+    found = _HOLDER_PID.search(lock_error)
+    if found is None:
+        return None
+    try:
+        with open(f"/proc/{found[1]}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]  # after the command name
+    except (OSError, IndexError):
+        return None
+    return int(found[1]) if state == b"T" else None
 
 
 def others_waiting(db: Path) -> bool:

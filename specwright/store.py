@@ -247,6 +247,13 @@ class Store:
                         if self._key.is_file() and not _UNWRITABLE.search(text):
                             raise self._damaged(exc) from None  # truncated, overwritten
                         raise StoreError(f"{self.path}: cannot open the database: {text}") from None
+                    stopped = keeper.stopped_holder(text)
+                    if stopped:  # waiting is no use: it cannot let go until resumed
+                        raise StoreLockedError(
+                            f"{self.path}: database is locked by process {stopped}, which is "
+                            f"stopped (Ctrl-Z?); resume it (`fg` in its terminal, or `kill "
+                            f"-CONT {stopped}`) or end it"
+                        ) from None
                     if time.monotonic() >= deadline:
                         holder = text.split("Conflicting lock is held in", 1)[-1].strip()
                         raise StoreLockedError(

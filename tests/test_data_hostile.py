@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -309,6 +310,44 @@ def test_rebuild_while_another_process_holds_the_database_stops_and_leaves_nothi
     assert not target.exists() and not Path(str(target) + ".wal").exists()
     store.rebuild_into(target)  # and again once it is free
     assert _titles(target) == ["Spec"]
+
+
+def test_a_database_held_by_a_stopped_process_says_so_at_once(tmp_path: Path) -> None:
+    """A `specwright run` suspended with Ctrl-Z keeps the database locked: every other command
+    waited out SPECWRIGHT_LOCK_TIMEOUT for a holder that cannot let go, then said only
+    "locked by another process"."""
+    db = tmp_path / "specwright.duckdb"
+    Store(db).migrate()
+    Store(db).release()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(db)!r}); "
+            "print('holding', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        os.kill(holder.pid, signal.SIGSTOP)
+        env = {"SPECWRIGHT_DB": str(db), "SPECWRIGHT_LOCK_TIMEOUT": "600"}
+        # well within the 600 s it used to wait (a timeout here fails the test)
+        result = run_specwright("-C", str(tmp_path), "spec", "list", env=env, timeout=60)
+        line = _one_line_error(result)
+        assert f"process {holder.pid}" in line and "is stopped" in line, line
+        assert f"kill -CONT {holder.pid}" in line, line
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.communicate("\n", timeout=30)
+    assert (
+        run_specwright(
+            "-C", str(tmp_path), "spec", "list", env={"SPECWRIGHT_DB": str(db)}
+        ).returncode
+        == 0
+    )
 
 
 def test_a_second_rebuild_keeps_the_first_backup(
