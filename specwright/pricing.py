@@ -328,6 +328,10 @@ def rates_for(
         return None
     prefix, bare = _split_model(model)
     route = normalize_provider(provider or prefix, bare)
+    if route in ("anthropic", "openai") and bare.lower().startswith("glm-"):
+        # the agent's wire, not the seller: Claude Code (or the Messages API) pointed at Z.ai's
+        # Anthropic-compatible endpoint logs glm-4.7, which Anthropic does not sell
+        route = "zai"
     override = _override_for(model, route, overrides)
     if override is not None:
         return _from_override(model, route, override)

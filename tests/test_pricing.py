@@ -72,6 +72,8 @@ def test_glm_goes_to_zai_international_prices_and_config_overrides_win() -> None
     assert normalize_provider(None, "glm-4.7") == "zai"
     assert close(compute_cost(usage, "glm-4.7"), 0.60 + 2.20)
     assert close(compute_cost(usage, "glm-4.6", provider="zai-coding-plan"), 0.60 + 2.20)
+    # Claude Code (an executor, or the planner's Messages API) pointed at Z.ai: still Z.ai's price
+    assert close(compute_cost(usage, "glm-4.7", provider="anthropic"), 0.60 + 2.20)
     overrides = {"glm-4.7": Price(input=1.0, output=2.0, cache_read=0.1)}
     assert close(compute_cost(usage, "glm-4.7", overrides=overrides), 3.0)
     provider_bound = {"glm-4.7": Price(input=9.0, output=9.0, provider="openrouter")}

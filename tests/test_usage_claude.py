@@ -312,6 +312,35 @@ def test_reports_show_an_unpriced_model_as_unknown_and_warn(
         assert "their cost counts as 0 here" in res.err
 
 
+def test_glm_in_claude_code_logs_is_priced_at_zai_and_by_the_readmes_override(
+    tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """Claude Code pointed at Z.ai's Anthropic-compatible API logs ``glm-4.7``: Anthropic does
+    not sell it, so it is priced on Z.ai's route (0.60 in / 2.20 out), and the README's
+    ``prices: glm-4.7: {provider: zai, ...}`` override applies to it (it was left unpriced)."""
+    proj = tmp_path / "logs" / "projects" / "p"
+    proj.mkdir(parents=True)
+    (proj / "s.jsonl").write_text(
+        _line(mid="g1", rid="1", model="glm-4.7", inp=1_000_000, out=1_000_000) + "\n"
+    )
+    db = str(tmp_path / "lib.duckdb")
+    res = cli("--db", db, "--json", "ingest", "claude-logs", str(tmp_path / "logs" / "projects"))
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["unknown_models"] == [] and "no price" not in res.err
+    models = json.loads(cli("--db", db, "--json", "usage", "models").out)
+    assert [m["model"] for m in models] == ["glm-4.7"] and math.isclose(models[0]["cost_usd"], 2.8)
+
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "prices:\n  glm-4.7: {provider: zai, input: 1.0, output: 3.0, cache_read: 0.1}\n"
+    )
+    db = str(tmp_path / "own.duckdb")
+    res = cli("--db", db, "-C", str(tmp_path), "ingest", "claude-logs", str(proj.parent))
+    assert res.code == 0 and "no price" not in res.err, res.err
+    models = json.loads(cli("--db", db, "--json", "usage", "models").out)
+    assert math.isclose(models[0]["cost_usd"], 4.0) and models[0]["unpriced"] == 0
+
+
 def test_unpriced_model_names_from_a_log_are_bounded_one_line_warnings(
     tmp_path: Path, store: Store, cli
 ) -> None:  # type: ignore[no-untyped-def]
