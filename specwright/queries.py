@@ -33,15 +33,12 @@ _SUMS = f"""sum(u.input_tokens)::BIGINT AS input_tokens,
                sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
                sum({TOKENS})::BIGINT AS total_tokens,
                sum(coalesce({LOG_COST}, 0)) AS cost_usd"""
+# over groups with ``cost_usd``, ``unpriced`` and ``priced`` (records with a cost): a group none
+# of whose records has a known cost, and some spent tokens, costs NULL (unknown), not 0
+_UNKNOWN_COST = """SELECT * EXCLUDE (priced)
+        REPLACE (CASE WHEN priced = 0 AND unpriced > 0 THEN NULL ELSE cost_usd END AS cost_usd)"""
 _UNPRICED = f"count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced"
-_PERIODS = {
-    "day": "day",
-    "daily": "day",
-    "week": "week",
-    "weekly": "week",
-    "month": "month",
-    "monthly": "month",
-}
+_PERIODS = dict(day="day", daily="day", week="week", weekly="week", month="month", monthly="month")
 
 
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 12, 31)
@@ -300,9 +297,7 @@ def usage_models_sql(
     """``usage_models``'s query and parameters (the CLI reads its rows without pandas)."""
     where, params = usage_filter(since, until, source, tz)
     sql = f"""
-        SELECT * EXCLUDE (priced)
-                 REPLACE (CASE WHEN priced = 0 AND unpriced > 0 THEN NULL ELSE cost_usd END
-                          AS cost_usd)
+        {_UNKNOWN_COST}
         FROM (SELECT coalesce(u.model, '') AS model, any_value(u.source) AS source,
                      {_SUMS},
                      {_UNPRICED},
@@ -356,7 +351,8 @@ def cost_by_sql(
     expr, joins = dims[dim]
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
-        SELECT {expr} AS {dim}, count(*) AS executions,
+        {_UNKNOWN_COST}
+        FROM (SELECT {expr} AS {dim}, count(*) AS executions,
                sum(e.input_tokens)::BIGINT AS input_tokens,
                sum(e.output_tokens)::BIGINT AS output_tokens,
                sum(e.cache_read_tokens)::BIGINT AS cache_read_tokens,
@@ -366,10 +362,11 @@ def cost_by_sql(
                sum(e.computed_cost_usd) AS computed_cost_usd,
                count(*) FILTER (WHERE (e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
                    AND e.input_tokens + e.output_tokens + e.cache_read_tokens
-                       + e.cache_write_tokens > 0) AS unpriced
+                       + e.cache_write_tokens > 0) AS unpriced,
+               count(*) FILTER (WHERE isfinite(e.cost_usd)) AS priced
         FROM executions e {joins}
         WHERE true{where}
-        GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
+        GROUP BY 1) ORDER BY cost_usd DESC NULLS LAST"""
     return sql, params
 
 

@@ -214,6 +214,40 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
     assert sources["computed_cost_usd"].notna().sum() == 2
 
 
+def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
+    store: Store, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A spec whose executions all ran on a model with no known price cost NULL in `usage specs`
+    (its text says `-`), as `usage models` and `status` say, not $0.00; a spec with one priced
+    execution sums what is known."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project
+    from specwright.recorder import ExecutionRecorder
+
+    project = ensure_project(store, tmp_path)
+    for title, costs in (("all unpriced", [None, None]), ("mixed", [0.25, None])):
+        spec = create_spec(store, project, title, "")
+        chunk = add_chunk(store, spec, "one", "do it")
+        for it, cost in enumerate(costs, start=1):
+            with ExecutionRecorder(
+                store,
+                role="executor",
+                backend="opencode",
+                spec_id=spec.id,
+                chunk_id=chunk.id,
+                iteration=it,
+                model="unpriced-local",
+            ) as rec:
+                rec.finish(status="ok", usage=Usage(input_tokens=100, cost_usd=cost))
+    res = cli("--db", str(store.path), "--json", "usage", "specs")
+    assert res.code == 0, res.err
+    rows = {r["spec"]: r for r in json.loads(res.out)}
+    assert rows["all-unpriced"]["cost_usd"] is None and rows["all-unpriced"]["unpriced"] == 2
+    assert rows["mixed"]["cost_usd"] == 0.25 and rows["mixed"]["unpriced"] == 1
+    text = cli("--db", str(store.path), "usage", "specs").out
+    (line,) = [x for x in text.splitlines() if x.startswith("all-unpriced")]
+    assert line.split()[4] == "-", text
+
+
 def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:
     """p50/p90 of the time from a call to its first result, interpolated like numpy's default;
     a call with no result counts as a call and in ``no_result``, not in the percentiles."""
