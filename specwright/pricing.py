@@ -320,21 +320,39 @@ def _looked_up(model: str, provider: str | None) -> Rates | None:
     )
 
 
-def rates_for(
-    model: str | None, provider: str | None = None, overrides: dict[str, Price] | None = None
-) -> Rates | None:
-    """The rates for ``model`` (config override first, then genai-prices), or None if unknown."""
-    if not model:
-        return None
+def _route(model: str, provider: str | None) -> tuple[str | None, str, str | None]:
+    """(provider prefix of ``model``, its bare name, the provider route to price it on)."""
     prefix, bare = _split_model(model)
     route = normalize_provider(provider or prefix, bare)
     if route in ("anthropic", "openai") and bare.lower().startswith("glm-"):
         # the agent's wire, not the seller: Claude Code (or the Messages API) pointed at Z.ai's
         # Anthropic-compatible endpoint logs glm-4.7, which Anthropic does not sell
         route = "zai"
+    return prefix, bare, route
+
+
+def override_rates(
+    model: str | None, provider: str | None = None, overrides: dict[str, Price] | None = None
+) -> Rates | None:
+    """The rates of a config override for ``model`` (as ``rates_for`` finds it), or None; never
+    loads the price library."""
+    if not model or not overrides:
+        return None
+    _, _, route = _route(model, provider)
     override = _override_for(model, route, overrides)
+    return _from_override(model, route, override) if override is not None else None
+
+
+def rates_for(
+    model: str | None, provider: str | None = None, overrides: dict[str, Price] | None = None
+) -> Rates | None:
+    """The rates for ``model`` (config override first, then genai-prices), or None if unknown."""
+    if not model:
+        return None
+    override = override_rates(model, provider, overrides)
     if override is not None:
-        return _from_override(model, route, override)
+        return override
+    prefix, bare, route = _route(model, provider)
     rates = _library_rates(bare, route)
     if rates is None and route is not None and provider is None and prefix is None:
         rates = _library_rates(bare, None)  # a guessed route: let the library choose

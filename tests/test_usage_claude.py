@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from specwright.config import Price
 from specwright.store import Store
 from specwright.usage import claude, claude_lines
 from tests.conftest import run_specwright
@@ -339,6 +341,54 @@ def test_glm_in_claude_code_logs_is_priced_at_zai_and_by_the_readmes_override(
     assert res.code == 0 and "no price" not in res.err, res.err
     models = json.loads(cli("--db", db, "--json", "usage", "models").out)
     assert math.isclose(models[0]["cost_usd"], 4.0) and models[0]["unpriced"] == 0
+
+
+def test_a_price_added_after_the_ingest_prices_the_stored_records_on_the_next_one(
+    tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """The reports say: add the model under `prices:` and re-ingest. The logs did not change, so
+    the re-ingest reads nothing new: it prices the stored records left without a cost, once,
+    and says how many (they stayed NULL)."""
+    from specwright.usage import codex
+    from tests.support_codex import codex_line, codex_token_count, codex_tokens
+
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    (proj / "s.jsonl").write_text(
+        _line(mid="a", rid="1", model="my-local-model", inp=1_000_000, out=1_000_000) + "\n"
+    )
+    db = str(tmp_path / "db.duckdb")
+    base = ("--db", db, "-C", str(tmp_path))
+    assert cli(*base, "ingest", "claude-logs", str(proj.parent)).code == 0
+    assert json.loads(cli(*base, "--json", "usage", "models").out)[0]["cost_usd"] is None
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "prices:\n  my-local-model: {input: 1.0, output: 2.0}\n"
+    )
+    res = cli(*base, "--json", "ingest", "claude-logs", str(proj.parent))
+    assert res.code == 0 and json.loads(res.out)["repriced"] == 1, res.out + res.err
+    models = json.loads(cli(*base, "--json", "usage", "models").out)
+    assert math.isclose(models[0]["cost_usd"], 3.0) and models[0]["unpriced"] == 0
+    res = cli(*base, "--json", "ingest", "claude-logs", str(proj.parent))
+    assert json.loads(res.out)["repriced"] == 0
+    assert "no known price" not in cli(*base, "usage", "daily").err
+
+    sessions = tmp_path / "codex" / "sessions"
+    sessions.mkdir(parents=True)
+    ts = datetime(2025, 11, 3, 10, tzinfo=UTC)
+    tokens = codex_tokens(1_000_000, 0, 1_000_000, 0)
+    (sessions / "rollout-a.jsonl").write_text(
+        codex_line(ts, "turn_context", {"model": "my-codex-model"})
+        + "\n"
+        + codex_token_count(ts, tokens, tokens)
+        + "\n"
+    )
+    store = Store(Path(db))
+    assert codex.ingest(store, [sessions]).unknown_models == ["my-codex-model"]
+    price = {"my-codex-model": Price(input=0.5, output=1.5)}
+    assert codex.ingest(store, [sessions], overrides=price).repriced == 1
+    rows = store.query("SELECT computed_cost_usd FROM usage_records WHERE source = 'codex'")
+    assert rows == [(2.0,)]
 
 
 def test_unpriced_model_names_from_a_log_are_bounded_one_line_warnings(

@@ -37,6 +37,7 @@ from specwright.usage.common import (
     link_executions,
     rate_columns,
     rates_by_model,
+    reprice_unpriced,
     save_prices,
 )
 
@@ -125,6 +126,7 @@ def ingest(
         in_memory=IN_MEMORY_BYTES,
         group_below=GROUP_BELOW,
         progress=progress,
+        reprice=lambda conn: reprice_unpriced(conn, SOURCE, "anthropic", overrides),
     )
 
 

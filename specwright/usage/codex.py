@@ -30,6 +30,7 @@ from specwright.usage.common import (
     ingest_logs,
     insert_rates,
     link_executions,
+    reprice_unpriced,
     save_prices,
 )
 
@@ -102,6 +103,7 @@ def ingest(
         merge=lambda conn, result, ready: _merge(conn, result, ready, overrides),
         temp_tables=("_cx_raw", "_cx_files", "_cx_ev", "_cx_new", "_cx_rates"),
         progress=progress,
+        reprice=lambda conn: reprice_unpriced(conn, SOURCE, "openai", overrides),
     )
 
 

@@ -63,6 +63,7 @@ class IngestResult:
     duplicates: int = 0  # lines dropped as copies of a kept line
     replaced: int = 0  # stored records replaced by a better copy
     linked: int = 0
+    repriced: int = 0  # stored records without a cost that a `prices:` override prices now
     unknown_models: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -103,6 +104,7 @@ def ingest_logs(
     in_memory: int = 0,
     group_below: int = 0,
     progress: Callable[[str], None] | None = None,
+    reprice: Callable[[duckdb.DuckDBPyConnection], int] | None = None,
 ) -> IngestResult:
     """One ingest pass over the JSONL logs under ``roots``, in one transaction: plan what is new
     in each file, ``stage`` it (returns path -> (lines, malformed)), ``merge`` the staged rows
@@ -110,12 +112,15 @@ def ingest_logs(
     ``temp_tables``. A later run (not the first) with at most ``in_memory`` new bytes hands the
     stage each range's bytes (``Planned.data``) rather than files to read; ``group_below`` as for
     ``F.readable`` (the stage then finds ranges by their ``marker`` lines). ``progress`` hears a
-    line before each step of a run with ``PROGRESS_BYTES`` or more to read."""
+    line before each step of a run with ``PROGRESS_BYTES`` or more to read. ``reprice`` prices
+    stored records left without a cost (``reprice_unpriced``), even when no file has news."""
     result = IngestResult(source=source, roots=[str(r) for r in roots])
     paths = F.jsonl_files(roots)
     result.files_seen = len(paths)
     with _no_collections(), store.transaction() as conn:
         seen = F.load_states(conn, source)
+        if reprice is not None:
+            result.repriced = reprice(conn)
         keep = in_memory if seen else 0
         planned = F.plan(paths, seen, keep_bytes=keep)
         if not planned:
@@ -251,6 +256,39 @@ def _rates(
         rows.append([model, *(rates.row()[c] for c in _RATE_COLS[1:])])
         used.append(rates)
     return rows, used, sorted(unknown)
+
+
+def reprice_unpriced(
+    conn: duckdb.DuckDBPyConnection,
+    source: str,
+    provider: str | None,
+    overrides: dict[str, Price] | None,
+) -> int:
+    """Price the stored records of ``source`` that have no cost (no price was known when they
+    were imported) with the `prices:` overrides that name their model now; how many. The
+    warning about them says to add the price and ingest again, and the logs are not read again.
+    Only overrides: the price library is not asked again about models it did not know."""
+    from specwright.pricing import override_rates, sql_cost
+
+    if not overrides:
+        return 0
+    unpriced = "r.source = ? AND r.computed_cost_usd IS NULL AND r.reported_cost_usd IS NULL"
+    models = conn.execute(
+        f"SELECT DISTINCT model FROM usage_records r WHERE {unpriced}", [source]
+    ).fetchall()
+    names = [m for (m,) in models if override_rates(m, provider, overrides) is not None]
+    if not names:
+        return 0
+    used, _ = insert_rates(conn, "_rp_rates", names, provider, overrides)
+    rows = conn.execute(
+        f"""UPDATE usage_records r SET computed_cost_usd = {sql_cost("p", "r")},
+            provider = p.provider
+        FROM _rp_rates p WHERE r.model = p.model AND {unpriced}""",
+        [source],
+    ).fetchall()
+    conn.execute("DROP TABLE _rp_rates")
+    save_prices(conn, used)
+    return int(rows[0][0]) if rows else 0
 
 
 def save_prices(
