@@ -337,6 +337,21 @@ def test_a_claude_session_is_its_log_file_and_its_project_the_directory(
     assert str(frame["first_activity"].iloc[0]) == "2025-11-03 10:15:00"
 
 
+def test_usage_blocks_shows_its_times_in_the_timezone_it_was_given(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """`usage blocks -z Asia/Tokyo` prints its blocks on Tokyo's clock and says so: it printed
+    UTC times under no zone, while its --since/--until days were Tokyo's (--json keeps UTC, Z)."""
+    claude.ingest(store, [_write(tmp_path, ["2025-11-03T10:15:00.000Z"])])
+    db = ("--db", str(store.path))
+    out = cli(*db, "usage", "blocks", "-z", "Asia/Tokyo", "--since", "2025-11-03").out
+    title, header, row = out.splitlines()[:3]
+    assert title == "Billing blocks (times in Asia/Tokyo)" and header.startswith("BLOCK_START")
+    assert row.split()[:4] == ["2025-11-03", "19:00:00", "2025-11-04", "00:00:00"], out
+    res = cli(*db, "--json", "usage", "blocks", "-z", "Asia/Tokyo")
+    assert json.loads(res.out)["blocks"][0]["startTime"] == "2025-11-03T10:00:00.000Z"
+
+
 def test_an_active_block_of_one_message_shows_no_rate_anywhere(
     tmp_path: Path, store: Store, cli
 ) -> None:  # type: ignore[no-untyped-def]

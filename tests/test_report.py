@@ -112,7 +112,7 @@ def test_usage_cli_reports(tmp_path: Path, cli, monkeypatch) -> None:  # type: i
     assert len(sessions["sessions"]) == 2
     blocks = json.loads(cli("usage", "blocks", "--json").out)
     assert blocks["blocks"] and blocks["active"] is None
-    header, first = cli("usage", "blocks").out.splitlines()[:2]  # flags read yes/no in a table
+    header, first = cli("usage", "blocks").out.splitlines()[1:3]  # flags read yes/no in a table
     assert "IS_ACTIVE" in header and "False" not in first and first.split()[4:6] == ["no", "no"]
     models = json.loads(cli("--json", "usage", "models").out)
     assert {m["model"] for m in models} >= {"claude-sonnet-4-5-20250929"}

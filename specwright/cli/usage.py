@@ -325,9 +325,9 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         burn = blocks.burn_rate(store, source=source)
         if ctx.json:
             ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": burn})
-        else:
+        else:  # times as the wall clock of --timezone, whose days --since/--until name
             ctx.emit(
-                rows,
+                [_wall_clock(r, tz) for r in rows],
                 [
                     "block_start",
                     "block_end",
@@ -338,11 +338,12 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                     "cost_usd",
                     "models",
                 ],
+                title=f"Billing blocks (times in {tz})",
             )
             if burn:
                 print()
                 print("Active block (rates over its first to last message; none for one message)")
-                ctx.emit(burn)
+                ctx.emit(_wall_clock(burn, tz))
         return 0
     if report == "specs":
         ctx.emit(
@@ -360,6 +361,20 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 0
     raise SpecwrightError(f"usage {report}: unknown report")
+
+
+def _wall_clock(row: dict[str, Any], tz: str) -> dict[str, Any]:
+    """``row`` with its times (naive UTC) as the wall clock in ``tz``."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    return {
+        k: v.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
+        if isinstance(v, datetime)
+        else v
+        for k, v in row.items()
+    }
 
 
 def _iso(t: Any) -> str | None:
