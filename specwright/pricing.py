@@ -283,8 +283,17 @@ def _looked_up(model: str, provider: str | None) -> Rates | None:
     from genai_prices import Usage as GUsage
     from genai_prices import calc_price
 
+    one = GUsage(input_tokens=1, output_tokens=1)
+    # a Claude Code reply in fast mode (``speed: fast``) is logged as ``<model>-fast``, as ccusage
+    # names it: its price is the library's fast variant of the model, unknown when it has none
+    fast = model.lower().startswith("claude-") and model.lower().endswith("-fast")
     try:
-        calc = calc_price(GUsage(input_tokens=1, output_tokens=1), model, provider_id=provider)
+        calc = calc_price(
+            one, model, provider_id=provider, price_context={"speed": "fast"} if fast else None
+        )
+        if fast and calc.model_price == calc_price(one, model, provider_id=provider).model_price:
+            log.debug("genai-prices has no fast-mode price for %s (%s)", model, provider)
+            return None
     except Exception as exc:  # LookupError and friends: the library does not know it
         log.debug("genai-prices has no price for %s (%s): %s", model, provider, exc)
         return None

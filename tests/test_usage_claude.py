@@ -391,6 +391,33 @@ def test_a_price_added_after_the_ingest_prices_the_stored_records_on_the_next_on
     assert rows == [(2.0,)]
 
 
+def test_a_fast_mode_reply_is_priced_at_the_fast_rate_or_left_unpriced_never_standard(
+    tmp_path: Path, store: Store
+) -> None:
+    """A reply in Claude Code's fast mode (``usage.speed: fast``) costs more than a standard one
+    (Opus 4.8: 2x, as ccusage counts it): it was priced at the standard rate. A model whose fast
+    price the library lacks (Opus 4.6; ccusage: 6x) has no known price, not the standard one."""
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    lines = [
+        _line(mid=f"m{i}", rid=f"r{i}", model=model, inp=1_000_000, out=1_000_000)
+        for i, model in enumerate(("claude-opus-4-8", "claude-opus-4-8", "claude-opus-4-6"))
+    ]
+    fast = [json.loads(x) for x in lines]
+    for obj in fast[1:]:
+        obj["message"]["usage"]["speed"] = "fast"
+    compact = (json.dumps(o, separators=(",", ":")) for o in fast)
+    (proj / "s.jsonl").write_text("".join(f"{x}\n" for x in compact))
+    res = claude.ingest(store, [tmp_path / "projects"])
+    assert res.unknown_models == ["claude-opus-4-6-fast"]
+    cost = dict(store.query("SELECT model, computed_cost_usd FROM usage_records"))
+    assert cost == {
+        "claude-opus-4-8": 30.0,
+        "claude-opus-4-8-fast": 60.0,
+        "claude-opus-4-6-fast": None,
+    }
+
+
 def test_unpriced_model_names_from_a_log_are_bounded_one_line_warnings(
     tmp_path: Path, store: Store, cli
 ) -> None:  # type: ignore[no-untyped-def]
