@@ -33,10 +33,6 @@ _SUMS = f"""sum(u.input_tokens)::BIGINT AS input_tokens,
                sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
                sum({TOKENS})::BIGINT AS total_tokens,
                sum(coalesce({LOG_COST}, 0)) AS cost_usd"""
-# over groups with ``cost_usd``, ``unpriced`` and ``priced`` (records with a cost): a group none
-# of whose records has a known cost, and some spent tokens, costs NULL (unknown), not 0
-_UNKNOWN_COST = """SELECT * EXCLUDE (priced)
-        REPLACE (CASE WHEN priced = 0 AND unpriced > 0 THEN NULL ELSE cost_usd END AS cost_usd)"""
 _UNPRICED = f"count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced"
 _PERIODS = dict(day="day", daily="day", week="week", weekly="week", month="month", monthly="month")
 
@@ -297,7 +293,9 @@ def usage_models_sql(
     """``usage_models``'s query and parameters (the CLI reads its rows without pandas)."""
     where, params = usage_filter(since, until, source, tz)
     sql = f"""
-        {_UNKNOWN_COST}
+        SELECT * EXCLUDE (priced)
+                 REPLACE (CASE WHEN priced = 0 AND unpriced > 0 THEN NULL ELSE cost_usd END
+                          AS cost_usd)
         FROM (SELECT coalesce(u.model, '') AS model, any_value(u.source) AS source,
                      {_SUMS},
                      {_UNPRICED},
@@ -313,6 +311,13 @@ def usage_models_sql(
 # a cost that is not a finite number (an agent reported NaN or Infinity) is unknown, like NULL:
 # it must not turn a whole total into NaN
 _EXEC_COST = "coalesce(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END, 0)"
+_EXEC_UNPRICED = """(e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
+                   AND e.input_tokens + e.output_tokens + e.cache_read_tokens
+                       + e.cache_write_tokens > 0"""
+# a group's cost: unknown (NULL), not 0, when none of its executions has a known cost and some
+# spent tokens without one
+_EXEC_SUM = f"""CASE WHEN coalesce(bool_or(isfinite(e.cost_usd)), false)
+               OR NOT coalesce(bool_or({_EXEC_UNPRICED}), false) THEN sum({_EXEC_COST}) END"""
 
 
 def cost_by(
@@ -351,22 +356,18 @@ def cost_by_sql(
     expr, joins = dims[dim]
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
-        {_UNKNOWN_COST}
-        FROM (SELECT {expr} AS {dim}, count(*) AS executions,
+        SELECT {expr} AS {dim}, count(*) AS executions,
                sum(e.input_tokens)::BIGINT AS input_tokens,
                sum(e.output_tokens)::BIGINT AS output_tokens,
                sum(e.cache_read_tokens)::BIGINT AS cache_read_tokens,
                sum(e.cache_write_tokens)::BIGINT AS cache_write_tokens,
-               sum({_EXEC_COST}) AS cost_usd,
+               {_EXEC_SUM} AS cost_usd,
                sum(e.reported_cost_usd) AS reported_cost_usd,
                sum(e.computed_cost_usd) AS computed_cost_usd,
-               count(*) FILTER (WHERE (e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
-                   AND e.input_tokens + e.output_tokens + e.cache_read_tokens
-                       + e.cache_write_tokens > 0) AS unpriced,
-               count(*) FILTER (WHERE isfinite(e.cost_usd)) AS priced
+               count(*) FILTER (WHERE {_EXEC_UNPRICED}) AS unpriced
         FROM executions e {joins}
         WHERE true{where}
-        GROUP BY 1) ORDER BY cost_usd DESC NULLS LAST"""
+        GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
     return sql, params
 
 
@@ -386,7 +387,7 @@ def executions_by_period(
                coalesce(e.model, '') AS model, count(*) AS executions,
                sum(e.input_tokens + e.output_tokens + e.cache_read_tokens
                    + e.cache_write_tokens)::BIGINT AS total_tokens,
-               sum({_EXEC_COST}) AS cost_usd
+               {_EXEC_SUM} AS cost_usd
         FROM executions e WHERE true{where}
         GROUP BY ALL ORDER BY period, cost_usd DESC"""
     return store.query_df(sql, params)
@@ -404,7 +405,7 @@ def cost_per_shipped_chunk(
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT s.slug AS spec, c.position, c.title, c.iterations,
-               count(e.id) AS executions, sum({_EXEC_COST}) AS cost_usd,
+               count(e.id) AS executions, {_EXEC_SUM} AS cost_usd,
                sum(e.duration_ms) / 1000.0 AS agent_seconds
         FROM chunks c JOIN specs s ON s.id = c.spec_id
         LEFT JOIN executions e ON e.chunk_id = c.id{where}

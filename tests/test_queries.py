@@ -218,15 +218,16 @@ def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     store: Store, tmp_path: Path, cli
 ) -> None:  # type: ignore[no-untyped-def]
     """A spec whose executions all ran on a model with no known price cost NULL in `usage specs`
-    (its text says `-`), as `usage models` and `status` say, not $0.00; a spec with one priced
-    execution sums what is known."""
-    from specwright.catalog import add_chunk, create_spec, ensure_project
+    (its text says `-`) and in the dashboard's cost per shipped chunk, as `usage models` and
+    `status` say, not $0.00; a spec with one priced execution sums what is known."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
     from specwright.recorder import ExecutionRecorder
 
     project = ensure_project(store, tmp_path)
     for title, costs in (("all unpriced", [None, None]), ("mixed", [0.25, None])):
         spec = create_spec(store, project, title, "")
         chunk = add_chunk(store, spec, "one", "do it")
+        update_chunk(store, chunk.id, status="shipped", iterations=2)
         for it, cost in enumerate(costs, start=1):
             with ExecutionRecorder(
                 store,
@@ -246,6 +247,9 @@ def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     text = cli("--db", str(store.path), "usage", "specs").out
     (line,) = [x for x in text.splitlines() if x.startswith("all-unpriced")]
     assert line.split()[4] == "-", text
+    # the dashboard's cost per shipped chunk says the same
+    shipped = Q.cost_per_shipped_chunk(store).set_index("spec")["cost_usd"]
+    assert pd.isna(shipped["all-unpriced"]) and shipped["mixed"] == 0.25
 
 
 def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:
