@@ -689,6 +689,31 @@ def test_codexbar_reset_time_decides_the_pause(
     assert re.search(r"reset in 3[0-9]{3}s exceeds the 60s allowance", result.reason)
 
 
+def test_codexbar_snapshots_around_each_execution_give_the_quota_it_used(
+    repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With codexbar installed, the plan quota each execution used is known: a reading before
+    and one after each agent run (the dashboard's "Plan quota used per execution" was only ever
+    filled by tests: the loop never took them)."""
+    from specwright import queries as Q
+    from tests.support_usage import CODEXBAR_USAGE, write_fake_codexbar
+
+    fake = write_fake_codexbar(tmp_path / "bin", bump_file=tmp_path / "calls")
+    monkeypatch.setenv("CODEXBAR_PATH", str(fake))
+    chunk = make_chunk(store, repo)
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted(good_mul()))
+    assert result.status == "shipped", result.reason
+    [execution] = rows(store, "SELECT id::VARCHAR AS id FROM executions")
+    used = Q.quota_per_execution(store)
+    codex = used[(used["provider"] == "codex") & (used["window"] == "primary")]
+    assert list(codex["execution_id"]) == [execution["id"]]
+    assert list(codex["chunk_id"]) == [chunk.id]
+    before = CODEXBAR_USAGE[0]["usage"]["primary"]["usedPercent"]  # type: ignore[index]
+    assert list(codex["before_percent"]) == [before]
+    assert list(codex["used_percent"]) == [1.0]  # the fake adds a point a call
+    assert (tmp_path / "calls").read_text() == "2"  # one before, one after: no more
+
+
 def test_wall_time_limit_stops_a_running_agent(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(

@@ -136,6 +136,17 @@ def test_codexbar_before_and_after_snapshots_give_quota_per_execution(
     assert claude.loc["primary", "provider_cost_limit"] == 100.0
 
 
+def test_ctrl_c_during_an_execution_does_not_wait_for_codexbar_again(
+    tmp_path: Path, store: Store
+) -> None:
+    fake = write_fake_codexbar(tmp_path / "bin", bump_file=tmp_path / "calls")
+    execution = "0190a0a0-0000-7000-8000-000000000003"
+    with pytest.raises(KeyboardInterrupt), codexbar.around(store, execution, str(fake)) as snaps:
+        raise KeyboardInterrupt
+    after = snaps[1]
+    assert after == [] and (tmp_path / "calls").read_text() == "1"  # the "before" only
+
+
 def test_codexbar_missing_or_broken_is_a_warning_not_a_crash(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

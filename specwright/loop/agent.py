@@ -4,9 +4,11 @@ its process group) and waits for it to end. Events stream to the recorder and to
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,34 +81,45 @@ def run_agent(
         finally:
             done.set()
 
-    worker = threading.Thread(target=work, name="agent", daemon=True)
-    worker.start()
-    given_up = False  # the agent was waited for STOP_GRACE_S after its cancel
-    try:
-        stopping_since = 0.0
-        while not done.wait(poll_s):
-            if stopped_by is None and cancel.is_set():
-                stopped_by = "cancel"
-                agent_cancel.set()
-            if stopped_by is None and deadline():
-                stopped_by = "deadline"
-                agent_cancel.set()
-            if stopped_by is not None:
-                # an agent that ignores its cancel must not hold the run past its wall time
-                # for ever: give it STOP_GRACE_S, then give up on it
-                stopping_since = stopping_since or time.monotonic()
-                if time.monotonic() - stopping_since >= STOP_GRACE_S:
-                    given_up = True
-                    break
-    except KeyboardInterrupt:
-        cancel.set()
-        agent_cancel.set()
-        given_up = not done.wait(STOP_GRACE_S)
-        raise
-    finally:
-        if not done.is_set() and not given_up:  # stopped by an error here: a last grace
+    # the plan quota the execution used (``queries.quota_per_execution``), when codexbar is here
+    with _quota_snapshots(recorder):
+        worker = threading.Thread(target=work, name="agent", daemon=True)
+        worker.start()
+        given_up = False  # the agent was waited for STOP_GRACE_S after its cancel
+        try:
+            stopping_since = 0.0
+            while not done.wait(poll_s):
+                if stopped_by is None and cancel.is_set():
+                    stopped_by = "cancel"
+                    agent_cancel.set()
+                if stopped_by is None and deadline():
+                    stopped_by = "deadline"
+                    agent_cancel.set()
+                if stopped_by is not None:
+                    # an agent that ignores its cancel must not hold the run past its wall time
+                    # for ever: give it STOP_GRACE_S, then give up on it
+                    stopping_since = stopping_since or time.monotonic()
+                    if time.monotonic() - stopping_since >= STOP_GRACE_S:
+                        given_up = True
+                        break
+        except KeyboardInterrupt:
+            cancel.set()
             agent_cancel.set()
-            done.wait(STOP_GRACE_S)
-        if not recorder.finished and getattr(recorder, "_thread", None) is not None:
-            recorder.finish(status="killed", exit_reason="did not stop after cancel")
+            given_up = not done.wait(STOP_GRACE_S)
+            raise
+        finally:
+            if not done.is_set() and not given_up:  # stopped by an error here: a last grace
+                agent_cancel.set()
+                done.wait(STOP_GRACE_S)
+            if not recorder.finished and getattr(recorder, "_thread", None) is not None:
+                recorder.finish(status="killed", exit_reason="did not stop after cancel")
     return AgentRun(box.get("outcome"), box.get("crash"), stopped_by)
+
+
+def _quota_snapshots(recorder: ExecutionRecorder) -> AbstractContextManager[Any]:
+    """`codexbar usage` before and after the execution, when codexbar is installed."""
+    from specwright.usage import codexbar
+
+    if codexbar.codexbar_path() is None:
+        return contextlib.nullcontext()
+    return codexbar.around(recorder.store, recorder.id)

@@ -287,24 +287,35 @@ def ingest(
     return snaps
 
 
+AROUND_TIMEOUT_S = 20.0  # a snapshot around an execution: the agent waits for it
+
+
 @contextmanager
 def around(
-    store: Store, execution_id: str, binary: str | None = None
+    store: Store, execution_id: str, binary: str | None = None, timeout_s: float = AROUND_TIMEOUT_S
 ) -> Iterator[tuple[Snapshot, list[Snapshot]]]:
     """Snapshot `codexbar usage` before and after the block, both linked to the execution.
 
-    Yields (before, [after]); ``after`` is filled when the block ends (even on error). With no
-    codexbar the snapshots carry a warning and nothing is stored."""
+    Yields (before, [after]); ``after`` is filled when the block ends, on an error too, but not
+    on Ctrl-C (which must not wait for codexbar) nor after a ``before`` codexbar did not finish.
+    With no codexbar the snapshots carry a warning and nothing is stored."""
     exe = binary or codexbar_path()
-    before = run("usage", exe) if exe else Snapshot("usage", utcnow(), warning=_missing())
+    before = (
+        run("usage", exe, timeout_s) if exe else Snapshot("usage", utcnow(), warning=_missing())
+    )
     if before.payloads:
         store_snapshot(store, before, execution_id=execution_id, phase="before")
     after: list[Snapshot] = []
+    hung = bool(before.warning and TIMED_OUT in before.warning)
+    interrupted = False
     try:
         yield before, after
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if exe:
-            snap = run("usage", exe)
+        if exe and not hung and not interrupted:
+            snap = run("usage", exe, timeout_s)
             if snap.payloads:
                 store_snapshot(store, snap, execution_id=execution_id, phase="after")
             after.append(snap)
