@@ -247,6 +247,15 @@ def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     text = cli("--db", str(store.path), "usage", "specs").out
     (line,) = [x for x in text.splitlines() if x.startswith("all-unpriced")]
     assert line.split()[4] == "-", text
+    # per chunk and per executor too (`--by`)
+    res = cli("--db", str(store.path), "--json", "usage", "specs", "--by", "chunk")
+    chunks = {r["chunk"]: r for r in json.loads(res.out)}
+    assert chunks["all-unpriced#1 one"]["cost_usd"] is None
+    assert chunks["mixed#1 one"]["cost_usd"] == 0.25 and chunks["mixed#1 one"]["executions"] == 2
+    res = cli("--db", str(store.path), "--json", "usage", "specs", "--by", "executor")
+    assert [(r["executor"], r["cost_usd"], r["unpriced"]) for r in json.loads(res.out)] == [
+        ("opencode", 0.25, 3)
+    ]
     # the dashboard's cost per shipped chunk says the same
     shipped = Q.cost_per_shipped_chunk(store).set_index("spec")["cost_usd"]
     assert pd.isna(shipped["all-unpriced"]) and shipped["mixed"] == 0.25

@@ -23,6 +23,10 @@ _REPORTS = {"daily": "day", "weekly": "week", "monthly": "month"}
 _KEY = {"daily": "date", "weekly": "week", "monthly": "month"}
 
 
+# what `usage specs --by` groups Specwright's executions by (``queries.cost_by``)
+BY = ("spec", "chunk", "executor", "model", "project", "role")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from specwright.queries import WEEKDAYS
 
@@ -35,10 +39,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("session", "usage per agent session"),
         ("blocks", "5-hour billing blocks, with the active block's burn rate"),
         ("models", "usage per model"),
-        ("specs", "cost of Specwright's own executions per spec"),
+        ("specs", "cost of Specwright's own executions per spec (--by chunk, executor, ...)"),
     ):
         p = us.add_parser(name, help=text)
         _window_args(p)
+        if name == "specs":
+            p.add_argument(
+                "--by",
+                choices=BY,
+                default="spec",
+                help="group by spec (default), chunk, executor, model, project or role",
+            )
         if name == "weekly":
             p.add_argument(
                 "--start-of-week",
@@ -347,9 +358,9 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     if report == "specs":
         ctx.emit(
-            _rows(store, Q.cost_by_sql("spec", args.since, args.until, tz)),
+            _rows(store, Q.cost_by_sql(args.by, args.since, args.until, tz)),
             [
-                "spec",
+                args.by,
                 "executions",
                 "input_tokens",
                 "output_tokens",
