@@ -2,8 +2,7 @@
 
 Every figure has a title and axis labels with units. plotly is imported inside functions only.
 Text that came from agents (model names, spec slugs, chunk titles, tool names) is escaped
-before it reaches HTML: plotly renders labels as HTML, so each label passes through
-``html.escape``.
+before it reaches HTML: plotly renders labels as HTML, so each label passes through ``_label``.
 """
 
 from __future__ import annotations
@@ -22,11 +21,14 @@ if TYPE_CHECKING:
 MAX_LABEL = 80
 
 
-def _label(value: Any) -> str:
+def _label(value: Any, limit: int = MAX_LABEL) -> str:
+    """``value`` bounded and escaped for plotly's labels and for HTML alike: plotly decodes
+    ``&amp;``, ``&lt;``, ``&gt;`` and numeric entities but shows ``&quot;`` as written, so
+    quotes become numeric entities."""
     text = "" if value is None else str(value)
-    if len(text) > MAX_LABEL:
-        text = text[: MAX_LABEL - 1] + "…"
-    return html.escape(text, quote=True)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
 def _distinct(texts: Any) -> list[str]:

@@ -127,3 +127,57 @@ def test_long_names_cut_to_the_same_label_stay_separate_bars(store: Store, tmp_p
 
     per_model = cost_by_dim_figure(Q.cost_by(store, "model"), "model").data[0]
     assert len(set(per_model.y)) == 2 and sorted(per_model.x) == [0.1, 0.2]
+
+
+_PLOTLY_ENTITIES = {"mu": "μ", "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0", "times": "×",
+                    "plusmn": "±", "deg": "°"}  # fmt: skip
+
+
+def _as_plotly_shows(label: str) -> str:
+    """What plotly.js draws for ``label`` (its svg_text_utils): tags are markup, then the
+    entities it knows are decoded (named ones from its short table, and numeric ones); any
+    other entity, ``&quot;`` among them, is drawn as written."""
+    import re
+
+    assert "<" not in label and ">" not in label, label  # no markup: nothing of it is a tag
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.startswith("#"):
+            return chr(int(name[2:], 16) if name[1] == "x" else int(name[1:]))
+        return _PLOTLY_ENTITIES.get(name, m.group(0))
+
+    return re.sub(r"&(#\d+|#x[\da-fA-F]+|[a-z]+);", one, label)
+
+
+def test_figure_labels_show_quotes_and_markup_as_written(store: Store, tmp_path: Path) -> None:
+    """A title, model or tool name with quotes and markup is drawn as it is written: plotly
+    showed a double quote as the text ``&quot;``."""
+    from specwright import queries as Q
+    from specwright.catalog import add_chunk, create_spec, ensure_project
+    from specwright.model import ToolCall, ToolResult, Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import cost_by_dim_figure, figures
+    from specwright.widgets import usage_data
+    from specwright.widgets.common import dag_figure
+
+    odd = "say \"hi\" & 'bye' <b>x</b>"
+    spec = create_spec(store, ensure_project(store, tmp_path), odd, "")
+    chunk = add_chunk(store, spec, odd, "do it")
+    with ExecutionRecorder(
+        store, role="executor", backend="scripted", model=odd, spec_id=spec.id, chunk_id=chunk.id
+    ) as rec:
+        rec.on_event(ToolCall(call_id="1", tool=odd, input={}))
+        rec.on_event(ToolResult(call_id="1", output="ok", is_error=False))
+        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=0.5))
+    f = usage_data.Filters(group_by="model")
+    shown = [
+        *figures(store)["tool_calls"].data[0].x,
+        *usage_data.tool_calls(store, f).data[0].x,
+        *cost_by_dim_figure(Q.cost_by(store, "model"), "model").data[0].y,
+        *usage_data.cost_per_chunk(store, f).data[0].y,
+        *(t.name for t in usage_data.cost_per_day(store, f).data),
+        *dag_figure([chunk]).data[0].hovertext,
+    ]
+    drawn = [_as_plotly_shows(label) for label in shown]
+    assert len(drawn) == 6 and all(odd in text for text in drawn), drawn

@@ -169,6 +169,8 @@ def dag_figure(
     nodes coloured by status."""
     import plotly.graph_objects as go
 
+    from specwright.report import _label
+
     statuses = statuses or {}
     level = dag_levels(chunks)
     rows: dict[int, int] = {}
@@ -209,7 +211,7 @@ def dag_figure(
             marker={"size": 26, "color": STATUS_COLORS.get(status, "#616161")},
             text=[str(c.position) for c in group],
             textfont={"color": "white"},
-            hovertext=[f"{c.position}. {esc(c.title, 80)}" for c in group],
+            hovertext=[f"{c.position}. {_label(c.title)}" for c in group],
             hoverinfo="text",
             name=status,
         )
