@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 MAX_LABEL = 80
+NO_PRICE = " (no price)"  # a label's mark: its cost is unknown, so no bar is drawn
 
 
 def _label(value: Any, limit: int = MAX_LABEL) -> str:
@@ -47,27 +48,47 @@ def _labels(values: Any) -> list[str]:
     return _distinct(_label(v) for v in values)
 
 
+def _costs(values: Any) -> list[float | None]:
+    """Costs for a figure: an unknown one (NULL, NaN) is None, drawn as no bar, never 0."""
+    import pandas as pd
+
+    return [None if pd.isna(v) else float(v) for v in values]
+
+
+def _cost_labels(names: Any, costs: Any) -> list[str]:
+    """``_labels`` of ``names``, each whose cost is unknown marked "(no price)"."""
+    unknown = [c is None for c in _costs(costs)]
+    return _distinct(_label(n) + NO_PRICE * u for n, u in zip(names, unknown, strict=True))
+
+
 MAX_SERIES = 12  # series in a stacked figure: the largest, then one summing the rest
+
+
+def _unknown_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``cost_usd`` NaN (unknown, drawn as no bar) where its records used tokens
+    but none had a price (``unpriced``), rather than a bar of 0."""
+    return df.assign(cost_usd=df["cost_usd"].mask((df["cost_usd"] == 0) & (df["unpriced"] > 0)))
 
 
 def _stacked(
     df: pd.DataFrame, key: str, x: str, y: str, noun: str = "models"
 ) -> list[tuple[str, list[Any], list[Any]]]:
-    """The series (name, xs, ys) of bars stacked by ``key``: one per value of ``key`` while
+    """The series (name, xs, costs) of bars stacked by ``key``: one per value of ``key`` while
     they fit in ``MAX_SERIES``, else the largest by total ``y`` and one "other (N noun)"
     summing the rest per ``x``. Names (from agents' logs) are escaped, bounded and distinct."""
     keys = df[key].fillna("").astype(str)
     totals = df[y].fillna(0).groupby(keys).sum()
     ranked = sorted(totals.index, key=lambda k: (-float(totals[k]), k))
     top = ranked if len(ranked) <= MAX_SERIES else ranked[: MAX_SERIES - 1]
-    names = _distinct(_label(k or "?") for k in top)
+    unknown = df[y].isna()  # no price: no bar, and a series of only those says so
+    names = _distinct(_label(k or "?") + NO_PRICE * bool(unknown[keys == k].all()) for k in top)
     out = [
-        (name, list(df[x][keys == k]), list(df[y][keys == k]))
+        (name, list(df[x][keys == k]), _costs(df[y][keys == k]))
         for name, k in zip(names, top, strict=True)
     ]
     if len(top) < len(ranked):
-        rest = df[~keys.isin(top)].groupby(x, sort=True)[y].sum()
-        out.append((f"other ({len(ranked) - len(top)} {noun})", list(rest.index), list(rest)))
+        rest = df[~keys.isin(top)].groupby(x, sort=True)[y].sum(min_count=1)
+        out.append((f"other ({len(ranked) - len(top)} {noun})", list(rest.index), _costs(rest)))
     return out
 
 
@@ -102,7 +123,7 @@ def cost_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
     if df.empty:
         return _empty(title, x, y)
     fig = go.Figure()
-    for name, xs, ys in _stacked(df, "model", "period", "cost_usd"):
+    for name, xs, ys in _stacked(_unknown_costs(df), "model", "period", "cost_usd"):
         fig.add_bar(x=xs, y=ys, name=name)
     fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y)
     return fig
@@ -137,11 +158,11 @@ def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
     title, x, y = f"Execution cost by {dim}", "Cost (USD)", dim.capitalize()
     if df.empty:
         return _empty(title, x, y)
-    top = df.head(30).iloc[::-1]
+    top = _unknown_costs(df.head(30).iloc[::-1])
     fig = go.Figure(
         go.Bar(
-            x=list(top["cost_usd"].fillna(0)),
-            y=_labels(top[dim]),
+            x=_costs(top["cost_usd"]),
+            y=_cost_labels(top[dim], top["cost_usd"]),
             orientation="h",
             name="cost",
         )

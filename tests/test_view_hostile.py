@@ -181,3 +181,53 @@ def test_figure_labels_show_quotes_and_markup_as_written(store: Store, tmp_path:
     ]
     drawn = [_as_plotly_shows(label) for label in shown]
     assert len(drawn) == 6 and all(odd in text for text in drawn), drawn
+
+
+def test_a_cost_with_no_price_is_no_bar_and_says_so_not_a_bar_of_zero(
+    store: Store, tmp_path: Path
+) -> None:
+    """Calls that used tokens of a model with no known price have an unknown cost (NULL): the
+    figures drew it as 0, as if the spec had been free."""
+    import pandas as pd
+
+    from specwright import queries as Q
+    from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import cost_by_dim_figure, cost_by_period_figure, figures
+    from specwright.widgets import usage_data
+
+    project = ensure_project(store, tmp_path)
+    for title, model, cost in (("Priced", "known", 0.5), ("Unpriced", "no-price-model", None)):
+        spec = create_spec(store, project, title, "")
+        chunk = add_chunk(store, spec, f"{title} chunk", "do it")
+        update_chunk(store, chunk.id, status="shipped", iterations=1, verdict="SHIP")
+        with ExecutionRecorder(
+            store, role="executor", backend="scripted", executor=model, model=model,
+            spec_id=spec.id, chunk_id=chunk.id,
+        ) as rec:  # fmt: skip
+            rec.finish(status="ok", usage=Usage(input_tokens=100, output_tokens=10, cost_usd=cost))
+    f = usage_data.Filters(group_by="model")
+    bars = {
+        "report, by spec": figures(store)["cost_by_spec"].data[0],
+        "report, by model": cost_by_dim_figure(Q.cost_by(store, "model"), "model").data[0],
+        "notebook, by spec": usage_data.cost_per_spec(store, f).data[0],
+        "notebook, by chunk": usage_data.cost_per_chunk(store, f).data[0],
+    }
+    for where, bar in bars.items():
+        drawn = dict(zip(bar.y, bar.x, strict=True))
+        assert sorted(drawn.values(), key=str) == [0.5, None], (where, drawn)
+        unknown = next(label for label, cost in drawn.items() if cost is None)
+        assert unknown.endswith(" (no price)"), (where, drawn)
+    per_day = {t.name: list(t.y) for t in usage_data.cost_per_day(store, f).data}
+    assert per_day == {"known": [0.5], "no-price-model (no price)": [None]}, per_day
+    boxes = {t.name: list(t.y) for t in usage_data.cost_per_shipped_chunk(store, f).data}
+    assert boxes == {"known": [0.5], "no-price-model (no price)": [None]}, boxes
+    # the agents' logs: a day of a model without a price, and a day of one with a price of 0
+    logs = pd.DataFrame({
+        "period": ["2025-01-01", "2025-01-01", "2025-01-02"],
+        "model": ["priced", "no-price-model", "free-model"],
+        "cost_usd": [0.25, 0.0, 0.0], "unpriced": [0, 3, 0],
+    })  # fmt: skip
+    daily = {t.name: list(t.y) for t in cost_by_period_figure(logs).data}
+    assert daily == {"priced": [0.25], "free-model": [0.0], "no-price-model (no price)": [None]}

@@ -18,8 +18,12 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 GROUPS = ("model", "executor", "spec", "project", "role")
-# an execution's cost; NaN or Infinity (an agent reported it) counts as unknown, like NULL
-COST = "coalesce(CASE WHEN isfinite(cost_usd) THEN cost_usd END, 0)"
+# an execution's cost; NaN or Infinity (an agent reported it) counts as unknown, like NULL; a
+# call that used tokens without a price is unknown (NULL, its sum too when all are), not 0
+COST = (
+    "CASE WHEN isfinite(cost_usd) THEN cost_usd WHEN input_tokens + output_tokens "
+    "+ cache_read_tokens + cache_write_tokens = 0 THEN 0 END"
+)
 _BASE = """
     SELECT e.*, s.slug AS spec, p.name AS project, c.position AS chunk_position,
            c.title AS chunk_title, c.status AS chunk_status
@@ -197,15 +201,15 @@ def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
 def _hbar(df: pd.DataFrame, label: str, value: str, title: str, x: str, y: str) -> go.Figure:
     import plotly.graph_objects as go
 
-    from specwright.report import _labels
+    from specwright.report import _cost_labels, _costs
 
     if df.empty:
         return _empty(title, x, y)
     top = df.head(30).iloc[::-1]
     fig = go.Figure(
         go.Bar(
-            x=[float(v or 0) for v in top[value]],
-            y=_labels(top[label]),
+            x=_costs(top[value]),
+            y=_cost_labels(top[label], top[value]),
             orientation="h",
             name=x,
         )
@@ -240,7 +244,7 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
     """Box plot: what one shipped chunk cost, per executor."""
     import plotly.graph_objects as go
 
-    from specwright.report import _label
+    from specwright.report import NO_PRICE, _costs, _label
 
     title, x, y = "Cost per shipped chunk by executor", "Executor", "Cost per shipped chunk (USD)"
     df = _df(
@@ -256,7 +260,9 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
         return _empty(title, x, y)
     fig = go.Figure()
     for ex, rows in df.groupby("executor", sort=True):
-        fig.add_box(y=list(rows["cost_usd"]), name=_label(ex), boxpoints="all", jitter=0.3)
+        costs = _costs(rows["cost_usd"])  # a chunk of unknown cost is no point, not one at 0
+        name = _label(ex) + NO_PRICE * all(c is None for c in costs)
+        fig.add_box(y=costs, name=name, boxpoints="all", jitter=0.3)
     return _layout(fig, title, x, y, showlegend=False)
 
 
