@@ -22,11 +22,23 @@ MAX_LABEL = 80
 NO_PRICE = " (no price)"  # a label's mark: its cost is unknown, so no bar is drawn
 
 
+# shown as "?" wherever agents' text is rendered, as in the terminal: control characters
+# (terminal escapes; not tab and line breaks) and the bidirectional overrides, embeddings and
+# isolates (an RTL override in a chunk title drew the rest of it reversed)
+_BIDI = (0x61C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_HIDDEN = {c: "?" for c in (*range(0x20), *range(0x7F, 0xA0), *_BIDI) if chr(c) not in "\t\n\r"}
+
+
+def visible(text: str) -> str:
+    """``text`` with control and bidirectional-override characters shown as "?"."""
+    return text.translate(_HIDDEN)
+
+
 def _label(value: Any, limit: int = MAX_LABEL) -> str:
     """``value`` bounded and escaped for plotly's labels and for HTML alike: plotly decodes
     ``&amp;``, ``&lt;``, ``&gt;`` and numeric entities but shows ``&quot;`` as written, so
     quotes become numeric entities."""
-    text = "" if value is None else str(value)
+    text = visible("" if value is None else str(value))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return html.escape(text, quote=False).replace('"', "&#34;").replace("'", "&#39;")

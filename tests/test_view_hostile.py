@@ -231,3 +231,36 @@ def test_a_cost_with_no_price_is_no_bar_and_says_so_not_a_bar_of_zero(
     })  # fmt: skip
     daily = {t.name: list(t.y) for t in cost_by_period_figure(logs).data}
     assert daily == {"priced": [0.25], "free-model": [0.0], "no-price-model (no price)": [None]}
+
+
+def test_terminal_escapes_and_rtl_overrides_are_shown_as_question_marks(
+    store: Store, tmp_path: Path
+) -> None:
+    """A chunk title or tool name with an RTL override drew the rest of it reversed in every
+    HTML view (``admin\\u202egpj.exe`` reads as ``adminexe.jpg``), and terminal escapes were
+    kept; the terminal shows both as "?", and so does every rendered view now."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project
+    from specwright.model import ToolCall, ToolResult, Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import figures, write_html
+    from specwright.widgets.common import dag_figure, esc, markdown_html, table_html
+
+    odd = "admin\u202egpj.exe \x1b[31mred\x1b[0m\u2066x\u2069\tok"
+    shown = "admin?gpj.exe ?[31mred?[0m?x?\tok"
+    spec = create_spec(store, ensure_project(store, tmp_path), "Odd", "")
+    chunk = add_chunk(store, spec, odd, "do it")
+    with ExecutionRecorder(store, role="executor", backend="scripted", spec_id=spec.id) as rec:
+        rec.on_event(ToolCall(call_id="1", tool=odd, input={}))
+        rec.on_event(ToolResult(call_id="1", output="ok", is_error=False))
+        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=0.5))
+    rendered = {
+        "esc": esc(odd),
+        "table": table_html([{"title": odd}], ["title"]),
+        "markdown": markdown_html(f"# {odd}\n\n{odd}"),
+        "dag hover": dag_figure([chunk]).data[0].hovertext[0],
+        "report figure": figures(store)["tool_calls"].data[0].x[0],
+        "report page": write_html(store, tmp_path / "r.html").read_text(encoding="utf-8"),
+    }
+    for where, html in rendered.items():
+        assert not any(c in html for c in "\u202e\u2066\u2069\x1b"), where
+    assert all(shown in rendered[k] for k in ("esc", "table", "dag hover", "report figure"))

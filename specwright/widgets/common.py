@@ -64,16 +64,21 @@ def plain(text: Any, limit: int = MAX_TEXT) -> str:
 
 
 def esc(text: Any, limit: int = MAX_TEXT) -> str:
-    """Agent- or user-provided text, bounded and HTML-escaped, for HTML widgets."""
-    return html.escape(clip(text, limit), quote=True)
+    """Agent- or user-provided text, bounded and HTML-escaped, for HTML widgets (control and
+    bidirectional-override characters shown as "?", as in the terminal)."""
+    from specwright.report import visible
+
+    return html.escape(visible(clip(text, limit)), quote=True)
 
 
 def markdown_html(text: str, limit: int = MAX_MARKDOWN) -> str:
     """Markdown (e.g. a planner's spec) as HTML with raw HTML escaped and unsafe links dropped."""
     import mistune
 
+    from specwright.report import visible
+
     render = mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])
-    return str(render(clip(text, limit)))
+    return str(render(visible(clip(text, limit))))
 
 
 def badge(status: str) -> str:
