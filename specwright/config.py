@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from specwright import envsubst
 from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
 
@@ -195,7 +196,10 @@ def _check_type(
     ctx: Ctx, parent: Any, key: str, path: str, value: Any, want: type, above_zero: bool = False
 ) -> Any:
     """``value`` as ``want``; every number in a config is a count, a duration, a price or a
-    budget, so a number must also be finite and >= 0 (> 0 when ``above_zero``)."""
+    budget, so a number must also be finite and >= 0 (> 0 when ``above_zero``). A quoted
+    ``${...}`` where a number is wanted reads as one: a ``{ }`` mapping needs it quoted."""
+    if want is not str and isinstance(value, str) and key in getattr(parent, "quoted", ()):
+        value = envsubst.typed(value)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, want) and not (want is int and isinstance(value, bool)):
@@ -309,6 +313,9 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and "${" in lines[mark.line] and "'{'" in problem:
+            problem += ' (in a { } mapping, quote a ${...}: "${VAR:-default}")'
         raise ConfigError(f"{ctx.source}{line}: invalid YAML: {problem}") from None
     root = plain(node, ctx, "") if node is not None else Marked({}, 0, {})
     if not isinstance(root, dict):

@@ -49,6 +49,7 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         marks: dict[str, int] = {}
+        quoted: set[str] = set()  # keys whose value is one quoted ${...}
         merged: list[Marked] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:  # `<<: *base`, or `<<: [*a, *b]` (the first one wins)
@@ -67,11 +68,14 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
                 raise ctx.fail(key_node.start_mark.line + 1, kpath, "duplicate key")
             out[key] = plain(value_node, ctx, kpath, depth + 1)
             marks[key] = key_node.start_mark.line + 1
+            scalar = isinstance(value_node, yaml.ScalarNode)
+            if scalar and value_node.style in ('"', "'") and envsubst.is_whole(value_node.value):
+                quoted.add(key)
         for part in merged:  # keys written here win over merged ones
             for key, value in part.items():
                 if key not in out:
                     out[key], marks[key] = value, part.marks.get(key, line)
-        return Marked(out, line, marks)
+        return Marked(out, line, marks, quoted)
     if isinstance(node, yaml.SequenceNode):
         return MarkedList(
             [plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)], line
@@ -102,12 +106,20 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
 
 
 class Marked(dict):
-    """A mapping that knows its own line and each key's line (for errors)."""
+    """A mapping that knows its own line and each key's line (for errors), and which keys hold
+    one quoted ``${...}`` (``quoted``: text, or a number where the key wants one)."""
 
-    def __init__(self, data: dict[str, Any], line: int, marks: dict[str, int]) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        line: int,
+        marks: dict[str, int],
+        quoted: set[str] | None = None,
+    ) -> None:
         super().__init__(data)
         self.line = line
         self.marks = marks
+        self.quoted = quoted or set()
 
 
 class MarkedList(list):

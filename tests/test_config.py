@@ -113,6 +113,27 @@ def test_substitution_types_nests_and_escapes(monkeypatch: pytest.MonkeyPatch) -
     assert load_text(text, "cfg.yaml").executor("c").max_turns == 12
 
 
+def test_a_number_from_the_environment_in_a_flow_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a `{ }` mapping (the README's style) a ${...} must be quoted, which made it text: a
+    number key refused it ("expected an integer, got '40'"), so a number from the environment
+    could not be written there at all. Quoted, it reads as a number where one is wanted, and
+    stays text elsewhere; unquoted, the YAML error says to quote it."""
+    monkeypatch.delenv("TURNS", raising=False)
+    text = 'tools:\n  executors:\n    c: {type: claude-code, max_turns: "${TURNS:-40}", model: "${TURNS:-40}"}\n'
+    c = load_text(text, "cfg.yaml").executor("c")
+    assert (c.max_turns, c.model) == (40, "40")
+    monkeypatch.setenv("TURNS", "12")
+    assert load_text(text, "cfg.yaml").executor("c").max_turns == 12
+    monkeypatch.setenv("TURNS", "lots")
+    with pytest.raises(
+        ConfigError,
+        match=r"cfg.yaml:3: tools.executors.c.max_turns: expected an integer, got 'lots'",
+    ):
+        load_text(text, "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:3: invalid YAML: .* quote a \$\{\.\.\.\}"):
+        load_text(text.replace('"${TURNS:-40}", model', "${TURNS:-40}, model"), "cfg.yaml")
+
+
 def test_loads_from_project_dir(tmp_path: Path) -> None:
     (tmp_path / ".handoff").mkdir()
     (tmp_path / ".handoff" / "config.yaml").write_text(GOOD)
