@@ -62,6 +62,12 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
                         raise ctx.fail(line, f"{path}.<<".lstrip("."), "expected mappings to merge")
                     merged.append(part)
                 continue
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: its nodes made the path
+                raise ctx.fail(
+                    key_node.start_mark.line + 1,
+                    path or "(top level)",
+                    "expected text keys, got a list or mapping as a key",
+                )
             key = str(key_node.value)
             kpath = f"{path}.{key}".lstrip(".")
             if key in out:

@@ -188,6 +188,11 @@ BAD = [
         r"tools.reviewers.r.planner: unknown planner 'ghost'",
     ),
     ("- just\n- a list\n", r"expected a mapping"),
+    ("? [a]\n: 1\n", r"^cfg.yaml:1: \(top level\): expected text keys, got a list or mapping"),
+    (
+        "tools:\n  executors:\n    ? {x: 1}\n    : {type: scripted}\n",
+        r"^cfg.yaml:3: tools.executors: expected text keys, got a list or mapping as a key$",
+    ),
     ("defaults:\n  executor: a\n  executor: b\n", r"cfg.yaml:3: defaults.executor: duplicate key"),
     (
         "defaults:\n  maxIterations: 3\n  max_iterations: 5\n",
