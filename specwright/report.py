@@ -126,6 +126,15 @@ def _empty(title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+# periods are labels ("2025-01-02", "2025-01"), one bar each, in time order (a category axis
+# lists them in the order the series name them); on a date axis one day was drawn as a span
+# of milliseconds, its tick "00:00:00"
+PERIOD_AXIS: dict[str, Any] = {
+    "xaxis_type": "category",
+    "xaxis_categoryorder": "category ascending",
+}
+
+
 def cost_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
     """Stacked bars: log-derived cost per period, one color per model (the costliest
     ``MAX_SERIES - 1`` and "other" when there are more)."""
@@ -137,7 +146,7 @@ def cost_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
     fig = go.Figure()
     for name, xs, ys in _stacked(_unknown_costs(df), "model", "period", "cost_usd"):
         fig.add_bar(x=xs, y=ys, name=name)
-    fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y)
+    fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y, **PERIOD_AXIS)
     return fig
 
 
@@ -159,7 +168,7 @@ def tokens_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
         ("cache_read_tokens", "cache read"),
     ):
         fig.add_bar(x=list(per.index), y=list(per[col]), name=name)
-    fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y)
+    fig.update_layout(barmode="stack", title=title, xaxis_title=x, yaxis_title=y, **PERIOD_AXIS)
     return fig
 
 
@@ -197,6 +206,8 @@ def blocks_figure(df: pd.DataFrame, tz: str = "UTC") -> go.Figure:
             y=list(real["cost_usd"]),
             marker_color=["#d62728" if a else "#1f77b4" for a in real["is_active"]],
             name="block cost",
+            width=5 * 3600 * 1000,  # each bar spans its block's 5 hours (ms on a date axis),
+            offset=0,  # so one block alone is not drawn over a span of milliseconds
         )
     )
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y)

@@ -220,3 +220,88 @@ def test_page_draws_every_figure_without_console_errors(
     finally:
         browser.close()
     assert (OUT / "screenshots" / page.replace(".html", ".png")).stat().st_size > 10_000
+
+
+HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script> \"q\" & 'a'"
+
+
+def _claude_log(home: Path, days_models: list[tuple[str, str]]) -> None:
+    """A Claude Code log with one reply per (day, model), at 10:00 UTC."""
+    folder = home / ".claude" / "projects" / "-tmp-p"
+    folder.mkdir(parents=True)
+    lines = []
+    for i, (day, model) in enumerate(days_models):
+        message = {
+            "model": model, "id": f"msg_{i}", "type": "message", "role": "assistant",
+            "content": [{"type": "text", "text": HOSTILE}],
+            "usage": {"input_tokens": 1000, "output_tokens": 100,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }  # fmt: skip
+        lines.append({
+            "type": "assistant", "sessionId": "s1", "cwd": "/tmp/p", "version": "2.0.50",
+            "uuid": f"u{i}", "requestId": f"req_{i}", "timestamp": f"{day}T10:00:00.000Z",
+            "message": message,
+        })  # fmt: skip
+    (folder / "s1.jsonl").write_text(
+        "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+    )
+
+
+def test_report_draws_hostile_names_as_text_and_days_in_order(tmp_path: Path) -> None:
+    """Agents' text with markup and quotes is drawn as written and runs nothing; the days of
+    the cost figure are in time order (the costliest model's day came first), and a window of
+    one day shows that day, not a tick of "00:00:00", and its billing block as 5 hours."""
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import ToolCall, ToolResult, Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.store import Store
+
+    binary = _need_chromium()
+    home = Path(os.environ["HOME"])
+    _claude_log(home, [("2025-01-03", "claude-opus-4-1-20250805"),
+                       ("2025-01-01", "claude-haiku-4-5-20251001"), ("2025-01-02", HOSTILE)])  # fmt: skip
+    db = Path(os.environ["SPECWRIGHT_DB"])
+    ingest = run_specwright("ingest", "claude-logs")
+    assert ingest.returncode == 0, ingest.stderr
+    store = Store(db)
+    spec = create_spec(store, ensure_project(store, tmp_path), HOSTILE, "")
+    with ExecutionRecorder(store, role="executor", backend="scripted", spec_id=spec.id) as rec:
+        rec.on_event(ToolCall(call_id="1", tool=HOSTILE, input={}))
+        rec.on_event(ToolResult(call_id="1", output=HOSTILE, is_error=False))
+        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=0.5))
+    pages = {"all": (), "one day": ("--since", "2025-01-03", "--until", "2025-01-03")}
+    seen: dict[str, Any] = {}
+    for name, window in pages.items():
+        page = tmp_path / f"{name.replace(' ', '-')}.html"
+        made = run_specwright("report", "--html", str(page), "--timezone", "UTC", *window)
+        assert made.returncode == 0, made.stderr
+        browser = Browser(binary)
+        try:
+            browser.call("Page.navigate", url=page.as_uri())
+            browser.wait_event("Page.loadEventFired")
+            waiter = threading.Event()
+            for _ in range(int(WAIT_S * 4)):
+                if browser.evaluate("document.querySelectorAll('svg.main-svg').length") >= 8:
+                    break
+                waiter.wait(0.25)
+            seen[name] = browser.evaluate(
+                """(() => { const fig = [...document.querySelectorAll('.plotly-graph-div')];
+                const ticks = (i, a) => [...fig[i].querySelectorAll(`.${a}tick text`)]
+                    .map(t => t.textContent);
+                return {pwned: window.__pwned === undefined ? null : window.__pwned,
+                  injected: document.querySelectorAll('img[src=x]').length + [...document.scripts].filter(s => s.textContent.startsWith('window.__pwned')).length,
+                  texts: [...document.querySelectorAll('svg text')].map(t => t.textContent),
+                  days: ticks(0, 'x'), blocks: ticks(2, 'x')}; })()"""
+            )
+            assert browser.errors() == [], (name, browser.errors())
+        finally:
+            browser.close()
+    for name, page in seen.items():
+        assert page["pwned"] is None and page["injected"] == 0, (name, page)
+    texts = "\n".join(seen["all"]["texts"])
+    assert HOSTILE[:60] in texts and "&quot;" not in texts and "&#" not in texts
+    assert seen["all"]["days"] == ["2025-01-01", "2025-01-02", "2025-01-03"], seen["all"]
+    assert seen["one day"]["days"] == ["2025-01-03"], seen["one day"]
+    assert seen["one day"]["blocks"] and not any(
+        "." in t or t.count(":") > 1 for t in seen["one day"]["blocks"]
+    ), seen["one day"]["blocks"]

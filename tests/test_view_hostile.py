@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from specwright.store import Store
 
@@ -264,3 +265,35 @@ def test_terminal_escapes_and_rtl_overrides_are_shown_as_question_marks(
     for where, html in rendered.items():
         assert not any(c in html for c in "\u202e\u2066\u2069\x1b"), where
     assert all(shown in rendered[k] for k in ("esc", "table", "dag hover", "report figure"))
+
+
+def _drawn_days(fig: Any) -> list[str]:
+    """The x categories in the order plotly draws them: as the traces first name them, unless
+    the axis sorts them."""
+    seen: list[str] = []
+    for trace in fig.data:
+        seen += [x for x in trace.x if x not in seen]
+    return sorted(seen) if fig.layout.xaxis.categoryorder == "category ascending" else seen
+
+
+def test_notebook_cost_per_day_draws_days_in_time_order(store: Store, tmp_path: Path) -> None:
+    """The costliest model's series came first and its days led the axis: a later day was
+    drawn before an earlier one."""
+    from datetime import datetime
+
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.widgets import usage_data
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Days", "")
+    for day, model, cost in ((3, "pricey", 5.0), (1, "cheap", 0.1), (2, "cheap", 0.1)):
+        with ExecutionRecorder(
+            store, role="executor", backend="scripted", model=model, spec_id=spec.id
+        ) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=cost))
+        store.update("executions", {"id": rec.id}, {"started_at": datetime(2025, 1, day, 12)})
+    f = usage_data.Filters(group_by="model", tz="UTC")
+    days = ["2025-01-01", "2025-01-02", "2025-01-03"]
+    assert _drawn_days(usage_data.cost_per_day(store, f)) == days
+    assert _drawn_days(usage_data.tokens_by_kind(store, f)) == days

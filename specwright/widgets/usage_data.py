@@ -154,7 +154,7 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
     and one "other" when there are too many for a legend)."""
     import plotly.graph_objects as go
 
-    from specwright.report import _stacked
+    from specwright.report import PERIOD_AXIS, _stacked
 
     title = f"Cost per day by {f.group_by}"
     x, y = f"Day ({f.zone()})", "Cost (USD)"
@@ -169,12 +169,14 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
     fig = go.Figure()
     for name, days, costs in _stacked(df, "grp", "day", "cost_usd", f"{f.group_by}s"):
         fig.add_bar(x=[str(d) for d in days], y=costs, name=name)
-    return _layout(fig, title, x, y, barmode="stack", xaxis_type="category")
+    return _layout(fig, title, x, y, barmode="stack", **PERIOD_AXIS)
 
 
 def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
     """Stacked bars: tokens per local day by kind (input, output, cache read, cache write)."""
     import plotly.graph_objects as go
+
+    from specwright.report import PERIOD_AXIS
 
     title, x, y = "Tokens per day by kind", f"Day ({f.zone()})", "Tokens (count)"
     df = _df(
@@ -195,7 +197,7 @@ def tokens_by_kind(store: Store, f: Filters) -> go.Figure:
         ("cache_write", "cache write"),
     ):
         fig.add_bar(x=[str(d) for d in df["day"]], y=[int(v or 0) for v in df[col]], name=name)
-    return _layout(fig, title, x, y, barmode="stack", xaxis_type="category")
+    return _layout(fig, title, x, y, barmode="stack", **PERIOD_AXIS)
 
 
 def _hbar(df: pd.DataFrame, label: str, value: str, title: str, x: str, y: str) -> go.Figure:
