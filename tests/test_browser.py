@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from specwright.store import Store
 from tests.conftest import run_specwright
 from tests.support_notebooks import OUT, copy_database, demo_database, out_dir, papermill
 
@@ -305,3 +306,43 @@ def test_report_draws_hostile_names_as_text_and_days_in_order(tmp_path: Path) ->
     assert seen["one day"]["blocks"] and not any(
         "." in t or t.count(":") > 1 for t in seen["one day"]["blocks"]
     ), seen["one day"]["blocks"]
+
+
+def test_one_shipped_chunk_cost_is_drawn_on_an_axis_from_zero(store: Store, tmp_path: Path) -> None:
+    """The usage notebook's box of what a shipped chunk cost, with one chunk: its axis ran
+    from -0.5 to 1 (negative dollars), the $0.01 point drawn at about 0."""
+    import plotly.io as pio
+
+    from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.widgets import usage_data
+
+    binary = _need_chromium()
+    spec = create_spec(store, ensure_project(store, tmp_path), "One", "")
+    chunk = add_chunk(store, spec, "Only", "do it")
+    update_chunk(store, chunk.id, status="shipped", iterations=1, verdict="SHIP")
+    with ExecutionRecorder(
+        store, role="executor", backend="scripted", spec_id=spec.id, chunk_id=chunk.id
+    ) as rec:
+        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=0.01))
+    fig = usage_data.cost_per_shipped_chunk(store, usage_data.Filters(tz="UTC"))
+    page = tmp_path / "box.html"
+    page.write_text(pio.to_html(fig, include_plotlyjs="inline"), encoding="utf-8")
+    browser = Browser(binary)
+    try:
+        browser.call("Page.navigate", url=page.as_uri())
+        browser.wait_event("Page.loadEventFired")
+        ticks: list[str] = []
+        waiter = threading.Event()
+        for _ in range(int(WAIT_S * 4)):
+            ticks = browser.evaluate("[...document.querySelectorAll('.ytick text')]"
+                                     ".map(t => t.textContent)")  # fmt: skip
+            if ticks:
+                break
+            waiter.wait(0.25)
+        assert browser.errors() == []
+    finally:
+        browser.close()
+    values = [float(t.replace("\u2212", "-")) for t in ticks]
+    assert values and min(values) == 0 and 0.01 <= max(values) < 0.05, ticks

@@ -265,7 +265,8 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
         costs = _costs(rows["cost_usd"])  # a chunk of unknown cost is no point, not one at 0
         name = _label(ex) + NO_PRICE * all(c is None for c in costs)
         fig.add_box(y=costs, name=name, boxpoints="all", jitter=0.3)
-    return _layout(fig, title, x, y, showlegend=False)
+    # from 0: alone, one chunk's cost was drawn at the middle of an axis from -0.5 to 1
+    return _layout(fig, title, x, y, showlegend=False, yaxis_rangemode="tozero")
 
 
 def iterations_to_ship(store: Store, f: Filters) -> go.Figure:
