@@ -459,10 +459,14 @@ def find_project_root(start: Path | str | None = None) -> Path:
 
 
 def load(project_root: Path | str | None = None) -> Config:
-    """The project's config: `.handoff/config.yaml` if present, else the built-in defaults."""
+    """The project's config: `.handoff/config.yaml` if present, else the built-in defaults (not
+    for a symbolic link there that leads nowhere: the project's executors and checks would be
+    replaced by the defaults without a word)."""
     root = Path(project_root) if project_root else find_project_root()
     path = root / CONFIG_RELPATH
     if not path.exists():
+        if path.is_symlink():
+            raise ConfigError(f"{path}: cannot read: {unresolved_link(path)}")
         return Config.default()
     try:
         with path.open("rb") as fh:
@@ -479,6 +483,16 @@ def load(project_root: Path | str | None = None) -> Config:
             f"{path}:{line}: cannot read: not UTF-8 (byte 0x{data[exc.start]:02x})"
         ) from None
     return load_text(text, source=str(path))
+
+
+def unresolved_link(path: Path) -> str:
+    """Why the symbolic link ``path`` leads to no file, for an error."""
+    import os
+
+    return (
+        f"a symbolic link to {os.readlink(path)}, which is missing or a loop of links; "
+        "expected the config file there"
+    )
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -247,6 +247,30 @@ def test_unreadable_file_is_clear(tmp_path: Path) -> None:
         load(tmp_path)
 
 
+@pytest.mark.parametrize("target", ["../moved/shared.yaml", "loop"])
+def test_a_config_link_that_leads_nowhere_is_one_line_not_the_defaults(
+    tmp_path: Path,
+    cli,
+    target: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """`.handoff/config.yaml` a symbolic link to a file that moved (or a loop of links): every
+    command went on with the built-in defaults (another executor, no verification steps) as
+    if there were no file, and `init` stopped with a traceback."""
+    handoff = tmp_path / ".handoff"
+    handoff.mkdir()
+    (handoff / "config.yaml").symlink_to(target)
+    (handoff / "loop").symlink_to("config.yaml")
+    with pytest.raises(
+        ConfigError, match=rf"config\.yaml: cannot read: a symbolic link to {target}, "
+    ):
+        load(tmp_path)
+    for args in (("config", "show"), ("init",)):
+        result = cli("-C", str(tmp_path), *args)
+        lines = result.err.strip().splitlines()
+        assert result.code == 2 and len(lines) == 1, result.err
+        assert lines[0].startswith("specwright: error: ") and f"link to {target}" in lines[0]
+
+
 def test_default_executor_when_the_file_names_none(tmp_path: Path) -> None:
     """No `executors:` section: the built-in ones and their default, like no file at all (not
     the scripted fake). Executors listed without `defaults.executor`: the built-in default's

@@ -131,7 +131,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.config import CONFIG_RELPATH, DEFAULT_YAML, load
+    from specwright.config import CONFIG_RELPATH, DEFAULT_YAML, load, unresolved_link
 
     root = ctx.project_dir
     if not root.is_dir():
@@ -139,8 +139,12 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
     path = root / CONFIG_RELPATH
     wrote = False
     if not path.exists() or args.force:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(DEFAULT_YAML, encoding="utf-8")
+        try:  # a symbolic link there is written through, as a spec file's is
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(DEFAULT_YAML, encoding="utf-8")
+        except OSError as exc:
+            why = unresolved_link(path) if path.is_symlink() else exc.strerror or str(exc)
+            raise SpecwrightError(f"{path}: cannot write the config: {why}") from None
         wrote = True
     load(root)  # validate what is there
     ignored = _ignore_data_dir(root)
