@@ -589,3 +589,23 @@ def test_usage_figures_have_titles_units_captions_and_honour_the_project(
         usage_data.figures(store, Filters(group_by="colour"))
     with pytest.raises(SpecwrightError, match="since"):
         usage_data.figures(store, Filters(since="last week"))
+
+
+def test_the_studio_names_its_answers_parameter_and_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notebook's `answers` file that cannot be read was called `--answers` (a flag the
+    notebook has not) and named by the relative path given, not the folder it was read from."""
+    from specwright.widgets.studio_backend import answers_list
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecwrightError) as missing:
+        answers_list("answers.yaml")
+    assert str(missing.value) == (
+        f"answers {tmp_path / 'answers.yaml'}: cannot read: No such file or directory"
+    )
+    (tmp_path / "answers.yaml").write_text("- one\n- [two\n")
+    with pytest.raises(SpecwrightError, match=rf"^{tmp_path / 'answers.yaml'}:3: invalid YAML"):
+        answers_list("answers.yaml")
+    (tmp_path / "answers.yaml").write_text("- one\n- two\n")
+    assert answers_list("answers.yaml") == ["one", "two"]

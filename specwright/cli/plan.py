@@ -95,11 +95,12 @@ def _text_only() -> Any:
     return Loader
 
 
-def load_answers(path: str) -> list[str] | dict[Any, str]:
-    """Answers from a YAML file: a list (in question order) or a mapping (number/text -> answer)."""
+def load_answers(path: str, option: str = "--answers") -> list[str] | dict[Any, str]:
+    """Answers from a YAML file: a list (in question order) or a mapping (number/text -> answer);
+    ``option`` names where the path was given, in errors."""
     import yaml
 
-    text = read_text(path, "--answers")
+    text = read_text(path, option)
     try:
         data = yaml.load(text, Loader=_text_only())  # a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -211,7 +211,8 @@ def answers_list(answers: Any) -> list[str] | dict[Any, str] | None:
     if isinstance(answers, str):
         from specwright.cli.plan import load_answers
 
-        return load_answers(str(Path(answers).expanduser()))
+        # the notebook's parameter, and the folder a relative path was read from (the kernel's)
+        return load_answers(str(Path(answers).expanduser().absolute()), "answers")
     raise ValidationError(
         f"answers: expected a YAML file path, a list or a mapping, got {type(answers).__name__}"
     )
