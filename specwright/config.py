@@ -313,6 +313,9 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        if problem.startswith("but ") and context:  # half a sentence without its start
+            problem = f"{context}, {problem}"
         lines = text.splitlines()
         if mark and mark.line < len(lines) and "${" in lines[mark.line] and "'{'" in problem:
             problem += ' (in a { } mapping, quote a ${...}: "${VAR:-default}")'

@@ -188,6 +188,10 @@ BAD = [
         r"tools.reviewers.r.planner: unknown planner 'ghost'",
     ),
     ("- just\n- a list\n", r"expected a mapping"),
+    (
+        "defaults: {}\n---\ntools: {}\n",
+        r"^cfg.yaml:2: invalid YAML: expected a single document in the stream, but found another",
+    ),
     ("? [a]\n: 1\n", r"^cfg.yaml:1: \(top level\): expected text keys, got a list or mapping"),
     (
         "tools:\n  executors:\n    ? {x: 1}\n    : {type: scripted}\n",
