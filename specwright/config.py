@@ -212,6 +212,14 @@ def _check_type(
         return value
     hint = " (YAML reads yes, no, on, off as booleans: quote text)"
     shown = f"{value!r}" + hint * (isinstance(value, bool) and want is str)
+    if want in (int, float) and isinstance(value, str):  # quoted, or 1e3 (text to YAML 1.1)
+        try:
+            number = float(value.strip().replace("_", ""))
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and (want is float or number.is_integer()):
+            plain = int(number) if want is int else number
+            shown += f" (YAML read it as text: write the number as {plain!r})"
     raise ctx.fail(
         line_of(parent, key), path, f"expected {_TYPE_NAMES.get(want, want.__name__)}, got {shown}"
     )

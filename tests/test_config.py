@@ -165,6 +165,14 @@ BAD = [
     ),
     ("defaults:\n  maxIterations: 0\n", r"defaults.maxIterations: expected an integer >= 1, got 0"),
     (
+        'defaults:\n  maxIterations: "3"\n',
+        r"defaults.maxIterations: expected an integer, got '3' \(YAML read it as text: write the number as 3\)$",
+    ),
+    (
+        "defaults:\n  wall_time_s: 1e3\n",
+        r"defaults.wall_time_s: expected a number, got '1e3' \(YAML read it as text: write the number as 1000.0\)$",
+    ),
+    (
         "defaults:\n  rollback: maybe\n",
         r"cfg.yaml:2: defaults.rollback: expected one of rollback, keep, got 'maybe'",
     ),
