@@ -44,6 +44,17 @@ def test_escaping_bounds_and_markdown_are_safe() -> None:
     assert "<img" not in html and "javascript:" not in html
 
 
+def test_a_markdown_image_is_a_link_not_fetched_when_shown() -> None:
+    """A planner's spec with an image pointing anywhere (a tracking pixel) was fetched by the
+    browser as soon as the spec was shown; it is a link, followed only when clicked."""
+    html = markdown_html(
+        "Spec ![chart](http://tracker.invalid/p.png?who=me) and ![](http://x.invalid/q)"
+    )
+    assert "<img" not in html, html
+    assert '<a href="http://tracker.invalid/p.png?who=me">image: chart</a>' in html
+    assert '<a href="http://x.invalid/q">image: http://x.invalid/q</a>' in html
+
+
 def test_interactive_is_false_outside_a_kernel_and_can_be_forced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

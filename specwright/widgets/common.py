@@ -72,12 +72,20 @@ def esc(text: Any, limit: int = MAX_TEXT) -> str:
 
 
 def markdown_html(text: str, limit: int = MAX_MARKDOWN) -> str:
-    """Markdown (e.g. a planner's spec) as HTML with raw HTML escaped and unsafe links dropped."""
+    """Markdown (e.g. a planner's spec) as HTML with raw HTML escaped, unsafe links dropped and
+    images shown as links: an image would be fetched from wherever the text points as soon as
+    it is shown (a tracking pixel), a link only when clicked."""
     import mistune
 
     from specwright.report import visible
 
-    render = mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])
+    class NoFetch(mistune.HTMLRenderer):
+        def image(self, text: str, url: str, title: str | None = None) -> str:
+            return self.link(f"image: {text or mistune.escape(url)}", url, title)
+
+    render = mistune.create_markdown(
+        escape=True, renderer=NoFetch(escape=True), plugins=["table", "strikethrough"]
+    )
     return str(render(visible(clip(text, limit))))
 
 
