@@ -291,7 +291,9 @@ def _table_html(
             text = f"{v:,.4f}" if isinstance(v, float) else v
             cells.append(f"<td>{_label(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    rows = "".join(body) or f'<tr><td colspan="{max(len(df.columns), 1)}">no data yet</td></tr>'
+    rows = "".join(body) or (  # on the left: a wide table's right end is off screen
+        f'<tr><td colspan="{max(len(df.columns), 1)}" style="text-align:left">no data yet</td></tr>'
+    )
     n = len(df) if total is None else total
     cut = (
         f"<p>The {'latest' if latest or total is not None else 'first'} {limit} of {n:,} rows.</p>"

@@ -251,7 +251,8 @@ def _claude_log(home: Path, days_models: list[tuple[str, str]]) -> None:
 def test_report_draws_hostile_names_as_text_and_days_in_order(tmp_path: Path) -> None:
     """Agents' text with markup and quotes is drawn as written and runs nothing; the days of
     the cost figure are in time order (the costliest model's day came first), and a window of
-    one day shows that day, not a tick of "00:00:00", and its billing block as 5 hours."""
+    one day shows that day, not a tick of "00:00:00", its billing block as 5 hours, and its
+    empty tables say so on screen."""
     from specwright.catalog import create_spec, ensure_project
     from specwright.model import ToolCall, ToolResult, Usage
     from specwright.recorder import ExecutionRecorder
@@ -292,7 +293,10 @@ def test_report_draws_hostile_names_as_text_and_days_in_order(tmp_path: Path) ->
                 return {pwned: window.__pwned === undefined ? null : window.__pwned,
                   injected: document.querySelectorAll('img[src=x]').length + [...document.scripts].filter(s => s.textContent.startsWith('window.__pwned')).length,
                   texts: [...document.querySelectorAll('svg text')].map(t => t.textContent),
-                  days: ticks(0, 'x'), blocks: ticks(2, 'x')}; })()"""
+                  days: ticks(0, 'x'), blocks: ticks(2, 'x'),
+                  empty: [...document.querySelectorAll('td[colspan]')].map(td => {
+                    const r = document.createRange(); r.selectNodeContents(td);
+                    return r.getBoundingClientRect().right <= window.innerWidth; })}; })()"""
             )
             assert browser.errors() == [], (name, browser.errors())
         finally:
@@ -303,6 +307,8 @@ def test_report_draws_hostile_names_as_text_and_days_in_order(tmp_path: Path) ->
     assert HOSTILE[:60] in texts and "&quot;" not in texts and "&#" not in texts
     assert seen["all"]["days"] == ["2025-01-01", "2025-01-02", "2025-01-03"], seen["all"]
     assert seen["one day"]["days"] == ["2025-01-03"], seen["one day"]
+    # its tables are empty, the widest one too: "no data yet" is on screen, not off its right
+    assert len(seen["one day"]["empty"]) == 4 and all(seen["one day"]["empty"]), seen["one day"]
     assert seen["one day"]["blocks"] and not any(
         "." in t or t.count(":") > 1 for t in seen["one day"]["blocks"]
     ), seen["one day"]["blocks"]
