@@ -183,7 +183,8 @@ def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=_costs(top["cost_usd"]),
-            y=_cost_labels(top[dim], top["cost_usd"]),
+            # calls of no spec (`agents check`) were a bar without a name
+            y=_cost_labels(top[dim].where(top[dim].notna(), f"(no {dim})"), top["cost_usd"]),
             orientation="h",
             name="cost",
         )

@@ -297,3 +297,18 @@ def test_notebook_cost_per_day_draws_days_in_time_order(store: Store, tmp_path: 
     days = ["2025-01-01", "2025-01-02", "2025-01-03"]
     assert _drawn_days(usage_data.cost_per_day(store, f)) == days
     assert _drawn_days(usage_data.tokens_by_kind(store, f)) == days
+
+
+def test_report_names_the_cost_of_calls_outside_any_spec(store: Store, tmp_path: Path) -> None:
+    """An `agents check` belongs to no spec: its bar in "Execution cost by spec" had no name."""
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import figures
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Named", "")
+    for spec_id, cost in ((spec.id, 0.5), (None, 0.25)):
+        with ExecutionRecorder(store, role="executor", backend="scripted", spec_id=spec_id) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=cost))
+    bar = figures(store)["cost_by_spec"].data[0]
+    assert dict(zip(bar.y, bar.x, strict=True)) == {"(no spec)": 0.25, spec.slug: 0.5}
