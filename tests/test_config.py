@@ -316,3 +316,26 @@ def test_an_llm_reviewer_may_use_the_built_in_planner() -> None:
     )
     assert config.reviewer().name == "strict"
     assert config.planner(config.reviewer().planner).type == "anthropic"
+
+
+def test_config_show_redacts_secrets_from_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """A key substituted from the environment into an agent's env, argv or a URL was printed
+    in full by `config show`, whose output ends up in CI logs and bug reports."""
+    secret = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("MY_API_KEY", secret)
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n    x:\n      type: command\n"
+        '      argv: [agent, --key, "${MY_API_KEY}", "{prompt}"]\n'
+        '      env: {OPENAI_API_KEY: "${MY_API_KEY}", MODE: fast}\n'
+        '  planners:\n    p: {base_url: "https://u:${MY_API_KEY}@llm.invalid"}\n'
+    )
+    for json_flag in ((), ("--json",)):
+        result = cli("-C", str(tmp_path), *json_flag, "config", "show")
+        assert result.code == 0, result.err
+        assert secret not in result.out and result.out.count("[REDACTED:MY_API_KEY]") == 3
+        assert "fast" in result.out and "agent" in result.out

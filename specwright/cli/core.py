@@ -568,8 +568,18 @@ def _free_backup(db: Path) -> Path:
 
 def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.config import to_dict
+    from specwright.redact import Redactor
 
-    data = to_dict(ctx.config)
+    redact = Redactor.from_env()  # `${API_KEY}` in env, argv or a URL: output gets pasted
+
+    def hidden(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: hidden(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hidden(v) for v in value]
+        return redact(value) if isinstance(value, str) else value
+
+    data = hidden(to_dict(ctx.config))
     if ctx.json:
         ctx.emit(data)
         return 0
