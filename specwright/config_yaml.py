@@ -81,6 +81,8 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
             for key, value in part.items():
                 if key not in out:
                     out[key], marks[key] = value, part.marks.get(key, line)
+                    if key in part.quoted:
+                        quoted.add(key)
         return Marked(out, line, marks, quoted)
     if isinstance(node, yaml.SequenceNode):
         return MarkedList(

@@ -124,6 +124,12 @@ def test_a_number_from_the_environment_in_a_flow_mapping(monkeypatch: pytest.Mon
     assert (c.max_turns, c.model) == (40, "40")
     monkeypatch.setenv("TURNS", "12")
     assert load_text(text, "cfg.yaml").executor("c").max_turns == 12
+    merged = (  # from an anchor merged into the entry (`<<: *base`) too
+        "tools:\n  executors:\n"
+        '    base: &base {type: claude-code, max_turns: "${TURNS:-40}"}\n'
+        "    d: {<<: *base, model: m}\n"
+    )
+    assert load_text(merged, "cfg.yaml").executor("d").max_turns == 12
     monkeypatch.setenv("TURNS", "lots")
     with pytest.raises(
         ConfigError,
