@@ -190,3 +190,52 @@ def test_command_that_is_not_executable_says_so(tmp_path: Path) -> None:
     folder = CommandExecutor(executor_config(type="command", argv=(str(tmp_path), "{prompt}")))
     with pytest.raises(AgentError, match="is a directory, not a program"):
         folder.executable()
+
+
+# Half an emoji: a JavaScript agent cutting a long tool output by UTF-16 units leaves one half
+# of a pair, which JSON.stringify writes as a lone escape. Python decodes it to a character
+# UTF-8 cannot encode: the journal refused it and the attempt failed as a UnicodeEncodeError.
+HALF_EMOJI = "\\ud83d"  # as it appears in the JSON text
+
+
+def test_a_claude_stream_with_half_an_emoji_is_recorded_with_a_replacement(
+    store: Store, tmp_path: Path
+) -> None:
+    call = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "echo x"}}
+    text = {"type": "text", "text": "pair 😀 half <H>"}
+    lines = [
+        json.dumps(INIT),
+        json.dumps({"type": "assistant", "message": {"id": "m1", "content": [text, call]}}),
+        json.dumps(
+            {
+                "type": "user",
+                "message": {
+                    "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "cut <H>"}]
+                },
+            }
+        ),
+        json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "ok <H>"}),
+    ]
+    executor = claude_printing(tmp_path, *(line.replace("<H>", HALF_EMOJI) for line in lines))
+    recorder = ExecutionRecorder(store, role="executor", backend="claude_code")
+    outcome = run_execution(executor, Task("hi", tmp_path), recorder)
+    assert (outcome.status, outcome.final_text) == ("ok", "ok \ufffd"), outcome
+    rows = stored_events(store, recorder.id)
+    assert [r["text"] for r in rows if r["type"] == "text"] == ["pair 😀 half \ufffd"]
+    assert [r["output"] for r in rows if r["type"] == "tool_result"] == ["cut \ufffd"]
+    assert stored_execution(store, recorder.id)["status"] == "ok"
+
+
+def test_an_opencode_event_with_half_an_emoji_is_recorded_with_a_replacement(
+    opencode: type[_OpenCode], store: Store, tmp_path: Path
+) -> None:
+    part = {"id": "p1", "type": "text", "messageID": "m1", "sessionID": "ses_1"}
+    part |= {"text": "done <H>", "time": {"start": 1, "end": 2}}
+    text = _event("message.part.updated", part=part).replace(b"<H>", HALF_EMOJI.encode())
+    opencode.events = [BUSY, text, _event("session.idle")]
+    executor = OpenCodeExecutor(executor_config(type="opencode", provider="p", model="m"))
+    recorder = ExecutionRecorder(store, role="executor", backend="opencode")
+    outcome = run_execution(executor, Task("hi", tmp_path), recorder)
+    assert outcome.ok, outcome
+    rows = stored_events(store, recorder.id)
+    assert [r["text"] for r in rows if r["type"] == "text"] == ["done \ufffd"]

@@ -49,6 +49,7 @@ from specwright.agents.process import (
     BoundedQueue,
     Overlong,
     find_executable,
+    loads_json,
     overlong_warning,
     slim,
     version_of,
@@ -333,7 +334,7 @@ class OpenCodeExecutor:
                         out.put(data)
                         continue
                     try:
-                        payload = json.loads(data)
+                        payload = loads_json(data)
                     except (ValueError, RecursionError):
                         payload = {"type": "_malformed", "data": data[:2000]}
                     if isinstance(payload, dict) and not out.put(payload, len(data), stop):

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -340,6 +341,37 @@ def preview(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
 
 
+# a \uD800-\uDFFF escape: half of a UTF-16 pair, maybe alone (a JavaScript agent cutting a
+# tool output mid-emoji leaves one, which JSON.stringify writes as such an escape)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_surrogates(v) for v in value]
+    return value
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` for what an agent sends: a lone UTF-16 surrogate escape becomes U+FFFD
+    (a pair decodes to its one character as usual). Python keeps a lone one as a character
+    that UTF-8 cannot encode, so the journal, the database and the terminal all refused it and
+    the attempt failed with a UnicodeEncodeError."""
+    obj = json.loads(text)
+    found = (
+        _SURROGATE_ESCAPE_BYTES.search(text)
+        if isinstance(text, bytes)
+        else _SURROGATE_ESCAPE.search(text)
+    )
+    return _no_surrogates(obj) if found else obj
+
+
 def decode_json_line(
     line: bytes | str, lineno: int | None = None
 ) -> tuple[dict[str, Any] | None, list[ErrorEvent]]:
@@ -367,7 +399,7 @@ def decode_json_line(
     if not text:
         return None, warnings
     try:
-        obj = json.loads(text)
+        obj = loads_json(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         why = (
             f"{exc.msg} at char {exc.pos}"

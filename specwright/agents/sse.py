@@ -10,14 +10,13 @@ also cuts a read blocked past the deadline).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from specwright.agents.process import Overlong
+from specwright.agents.process import Overlong, loads_json
 from specwright.errors import AgentError
 
 if TYPE_CHECKING:
@@ -147,7 +146,7 @@ class Answer:
         return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return loads_json(self.content)
 
 
 def read_answer(
