@@ -611,3 +611,17 @@ def test_stop_orphans_stops_a_dead_owners_group_but_never_a_reused_pid(
     finally:
         sleeper.kill()
         sleeper.wait(timeout=60)
+
+
+def test_an_agent_that_is_no_program_says_so(tmp_path: Path, git_repo: Path) -> None:
+    """An executable file the system cannot run (a wrapper script without `#!`): one line
+    saying so, not a hint about long prompts (the command line was a few hundred chars)."""
+    wrapper = tmp_path / "claude"
+    wrapper.write_text('exec /usr/local/bin/claude "$@"\n')  # no #! line
+    wrapper.chmod(0o755)
+    ex = ClaudeCodeExecutor(executor_config(path=str(wrapper)))
+    with pytest.raises(AgentError) as caught:
+        run(ex, Task("x", git_repo))
+    assert str(caught.value) == (
+        f"{wrapper}: cannot start: not a program this system can run (a script needs a #! line)"
+    )

@@ -13,6 +13,7 @@ Also here: turning one raw line into a JSON object or a warning, and slimming ra
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -212,12 +213,14 @@ class ProcessStream:
             raise AgentError(f"{self.argv[0]}: cannot start: not executable") from None
         except NotADirectoryError:
             raise AgentError(f"{self.cwd}: working directory is not a directory") from None
-        except OSError as exc:  # E2BIG: an argument (the prompt?) longer than the OS allows
-            size = sum(len(str(a)) for a in self.argv)
-            raise AgentError(
-                f"{self.argv[0]}: cannot start: {exc.strerror} (command line {size} chars; "
-                "pass a long prompt by stdin)"
-            ) from None
+        except OSError as exc:
+            why = exc.strerror
+            if exc.errno == errno.E2BIG:  # an argument (the prompt?) longer than the OS allows
+                size = sum(len(str(a)) for a in self.argv)
+                why = f"{why} (command line {size} chars; pass a long prompt by stdin)"
+            elif exc.errno == errno.ENOEXEC:  # a script without `#!`, another system's binary
+                why = "not a program this system can run (a script needs a #! line)"
+            raise AgentError(f"{self.argv[0]}: cannot start: {why}") from None
         self.result.pid = self.proc.pid
         self.registration = register_agent(self.proc.pid, self.argv[0], self.cwd)
         return self
