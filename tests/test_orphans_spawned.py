@@ -26,7 +26,7 @@ from specwright.agents.orphans import runtime_dir
 from specwright.agents.process import ProcessStream
 from specwright.store import Store
 from tests.conftest import REPO
-from tests.support_agents import alive, group_members, wait_gone
+from tests.support_agents import alive, fake_cli, group_members, wait_gone
 from tests.support_loop import make_repo, no_running_rows, rows
 
 pytestmark = pytest.mark.skipif(
@@ -492,3 +492,87 @@ def _hostname() -> str:
     import socket
 
     return socket.gethostname()
+
+
+# An agent that starts a command in a session of its own, as Claude Code runs each Bash
+# command: a signal to the agent's process group misses it. It prints the command's pid.
+DETACHING = """
+import subprocess, sys, time
+child = subprocess.Popen(
+    ["sleep", "300"], start_new_session=True,
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+)
+print(child.pid, flush=True)
+if sys.argv[1:] == ["stay"]:
+    time.sleep(300)
+"""
+
+
+def test_a_command_an_agent_ran_in_a_session_of_its_own_ends_with_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    agent = fake_cli(tmp_path / "bin", "agent", DETACHING)
+    stream = ProcessStream([str(agent)], cwd=tmp_path, env=dict(os.environ))
+    [line] = list(stream.lines(threading.Event()))
+    command = int(line)
+    try:
+        assert os.getpgid(command) != stream.result.pid  # out of the agent's group
+        wait_gone(command)
+        assert not alive(command), "the agent's command outlived it"
+        assert not list((tmp_path / "runtime").glob("*.json"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(command, signal.SIGKILL)
+
+
+OWNER = """
+import os, sys, threading, time
+from pathlib import Path
+from specwright.agents.process import ProcessStream
+
+def work():
+    stream = ProcessStream([sys.argv[1], "stay"], cwd=Path.cwd(), env=dict(os.environ))
+    for line in stream.lines(threading.Event()):
+        print(line.decode().strip(), flush=True)
+
+threading.Thread(target=work, daemon=True).start()
+time.sleep(300)
+"""
+
+
+def test_a_command_an_agent_ran_in_a_session_of_its_own_is_stopped_after_kill_9(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Specwright killed with kill -9: the agent dies with it, its command in a session of its
+    own runs on (in the tree recovery rolls back) until the next command's recovery stops it."""
+    from specwright.agents.orphans import stop_abandoned
+
+    monkeypatch.setenv("SPECWRIGHT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    agent = fake_cli(tmp_path / "bin", "agent", DETACHING)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(agent)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    command = 0
+    try:
+        assert owner.stdout is not None
+        command = int(owner.stdout.readline())
+        owner.kill()  # SIGKILL: no cleanup of ours runs
+        owner.communicate(timeout=60)
+        threading.Event().wait(0.5)
+        assert alive(command), "the command should run on until recovery"
+        assert stop_abandoned(grace_s=10) == [os.getpgid(command)]
+        wait_gone(command)
+        assert not alive(command)
+        assert not list((tmp_path / "runtime").glob("*.json"))
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate(timeout=60)
+        if command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(command, signal.SIGKILL)

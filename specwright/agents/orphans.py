@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +35,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RUNTIME_DIR_ENV = "SPECWRIGHT_RUNTIME_DIR"
+# in an agent's environment, inherited by all it starts: what recovery stops with it
+AGENT_TOKEN_ENV = "SPECWRIGHT_AGENT_TOKEN"
 STOP_GRACE_S = 3.0  # after SIGTERM, how long an orphan's group gets before SIGKILL
 # temp folders of ours: "specwright-<kind>-<pid>.<start stamp>-<random>", whose process it is
 SCRATCH_KINDS = ("verify", "claude")  # a verification step's, a fresh Claude Code config's
@@ -218,10 +221,13 @@ def _run_at(cwd: Path | str) -> str | None:
     return best[1] if best else None
 
 
-def register_agent(pid: int, argv0: str, cwd: Path | str, kind: str = "agent") -> Path | None:
+def register_agent(
+    pid: int, argv0: str, cwd: Path | str, kind: str = "agent", token: str | None = None
+) -> Path | None:
     """Record a just-started agent, or another process of ours of ``kind`` (``verify``,
     ``run``, ``server``), leading its own process group, for crash recovery; the record's path,
-    or None when it could not be written (the run goes on without it)."""
+    or None when it could not be written (the run goes on without it). ``token``: the
+    ``AGENT_TOKEN_ENV`` value in its environment (``stop_strays``)."""
     folder = _own_runtime_dir(create=True)
     if folder is None:
         return None
@@ -238,6 +244,7 @@ def register_agent(pid: int, argv0: str, cwd: Path | str, kind: str = "agent") -
         "argv0": argv0,
         "cwd": str(cwd),
         "run_id": _run_at(cwd),
+        "token": token,
     }
     path = folder / f"{os.getpid()}-{pid}.json"
     try:
@@ -258,9 +265,57 @@ def _still_running(record: dict[str, Any]) -> bool:
     return group_alive(pgid)
 
 
+def new_token() -> str:
+    """A value for ``AGENT_TOKEN_ENV`` naming one agent process and what it starts."""
+    return secrets.token_hex(12)
+
+
+def carrying(token: str) -> list[int]:
+    """Processes of ours whose environment holds ``AGENT_TOKEN_ENV=token`` (Linux; none
+    elsewhere): an agent and what it started, even in sessions of their own."""
+    needle = f"{AGENT_TOKEN_ENV}={token}".encode()
+    found: list[int] = []
+    if not os.path.isdir("/proc/self"):
+        return found
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"{entry.path}/environ", "rb") as fh:
+                    if needle in fh.read().split(b"\0"):
+                        found.append(int(entry.name))
+            except OSError:  # gone, or another user's
+                continue
+    return found
+
+
+def stop_strays(token: str | None, grace_s: float = STOP_GRACE_S) -> list[int]:
+    """Stop the process groups of what still carries an agent's ``token`` once the agent's own
+    group is stopped: Claude Code runs each Bash command in a session of its own, which a
+    signal to the agent's group misses, so a command of an agent that was SIGKILLed (its
+    grace over, or Specwright killed with kill -9) ran on, in the tree it was rolled back
+    from. SIGTERM, then SIGKILL after ``grace_s``. The groups stopped."""
+    if not token:
+        return []
+    groups: set[int] = set()
+    for pid in carrying(token):
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgrp())  # never our own
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+        deadline = time.monotonic() + grace_s
+        while any(group_alive(g) for g in groups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return sorted(groups)
+
+
 def _sweep(mine: Callable[[dict[str, Any]], bool], grace_s: float) -> list[int]:
-    """Stop the group of every record ``mine`` accepts that still runs; remove the records of
-    ended processes on the way. The process groups stopped."""
+    """Stop the group of every record ``mine`` accepts that still runs, and what carries its
+    token; remove the records of ended processes on the way. The process groups stopped."""
     folder = _own_runtime_dir(create=False)
     if folder is None:
         return []
@@ -270,13 +325,17 @@ def _sweep(mine: Callable[[dict[str, Any]], bool], grace_s: float) -> list[int]:
             record = json.loads(path.read_text(encoding="utf-8"))
             ours = mine(record)
             running = _still_running(record)
+            token = record.get("token")
+            strays = bool(token) and bool(carrying(str(token)))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written, or not ours to read
-        if running and not ours:
+        if (running or strays) and not ours:
             continue
         if running:
             stop_group(int(record["pgid"]), grace_s)
             stopped.append(int(record["pgid"]))
+        if strays:
+            stopped += stop_strays(str(token), grace_s)
         with contextlib.suppress(OSError):
             path.unlink()
     return stopped

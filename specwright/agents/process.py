@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from specwright.agents.orphans import die_with_parent, register_agent, unregister_agent
+from specwright.agents.orphans import (
+    AGENT_TOKEN_ENV,
+    die_with_parent,
+    new_token,
+    register_agent,
+    stop_strays,
+    unregister_agent,
+)
 from specwright.errors import AgentError
 from specwright.model import ErrorEvent
 
@@ -194,13 +201,14 @@ class ProcessStream:
     result: ProcessResult = field(default_factory=ProcessResult)
     proc: subprocess.Popen[bytes] | None = None
     registration: Path | None = None  # the agent's record for crash recovery, while it runs
+    token: str = field(default_factory=new_token)  # in its environment: what it starts has it
 
     def start(self) -> ProcessStream:
         try:
             self.proc = subprocess.Popen(
                 list(self.argv),
                 cwd=str(self.cwd),
-                env=dict(self.env),
+                env={**self.env, AGENT_TOKEN_ENV: self.token},
                 stdin=subprocess.PIPE if self.stdin_data is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -222,7 +230,7 @@ class ProcessStream:
                 why = "not a program this system can run (a script needs a #! line)"
             raise AgentError(f"{self.argv[0]}: cannot start: {why}") from None
         self.result.pid = self.proc.pid
-        self.registration = register_agent(self.proc.pid, self.argv[0], self.cwd)
+        self.registration = register_agent(self.proc.pid, self.argv[0], self.cwd, token=self.token)
         return self
 
     def abandon(self) -> None:
@@ -232,6 +240,7 @@ class ProcessStream:
         if proc is None:
             return
         kill_group(proc.pid, proc=proc)
+        stop_strays(self.token)
         unregister_agent(self.registration)
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
@@ -310,6 +319,7 @@ class ProcessStream:
         # the agent is gone; anything it left running in its group goes too
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        stop_strays(self.token)  # and what it started in sessions of their own
         unregister_agent(self.registration)
         for t in threads:
             t.join(timeout=2)
