@@ -261,6 +261,130 @@ def test_ctrl_c_as_soon_as_the_server_is_announced_stops_it_cleanly(
     assert codes == [0] * 6
 
 
+def gated_opencode(tmp_path: Path, body: str) -> dict[str, str]:
+    """``fake_opencode``'s environment, the fake replaced by a server running ``body``."""
+    env = fake_opencode(tmp_path)
+    fake = Path(env["OPENCODE_PATH"])
+    fake.write_text(f"#!/bin/sh\n{body}")
+    return env
+
+
+def test_ctrl_c_while_the_server_starts_stops_it_and_its_group(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    """Ctrl-C before the server is listening (a real one takes a second or more): it exited
+    130 and left what the server had started in its group running."""
+    state = tmp_path / "state"
+    env = gated_opencode(
+        tmp_path,
+        f"sleep 300 &\necho $! > {state}/child.pid\necho $$ > {state}/server.pid\n"
+        f"while [ ! -e {state}/go ]; do sleep 0.05; done\n",  # never listening
+    )
+    proc = subprocess.Popen(
+        [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    groups.append(proc.pid)
+    try:
+        server = read_pid(state / "server.pid", proc)
+        groups.append(server)
+        child = int((state / "child.pid").read_text())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err) == (130, "specwright: interrupted\n"), out
+        wait_gone(child)
+        assert not alive(child) and group_members(server) == []
+        assert not list((tmp_path / "runtime").glob("*.json"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+
+
+def test_ctrl_c_stops_a_server_that_left_its_output_open_outside_its_group(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    """What the server started in a session of its own holds the server's output open: the
+    CLI waited on the thread reading it, forever, after Ctrl-C. Now that process is stopped
+    (it carries the server's token) and the CLI exits 0."""
+    state = tmp_path / "state"
+    env = gated_opencode(
+        tmp_path,
+        f"setsid sh -c 'echo $$ > {state}/stray.pid; exec sleep 300' &\n"
+        'echo "opencode server listening on http://127.0.0.1:9"\nwait\n',
+    )
+    proc, first = announced(tmp_path, env)
+    groups.append(proc.pid)
+    stray = 0
+    try:
+        assert "listening on" in first, proc.communicate()
+        stray = read_pid(state / "stray.pid", proc)
+        assert os.getpgid(stray) == stray  # out of the server's group
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        wait_gone(stray)
+        assert not alive(stray)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+        if stray:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stray, signal.SIGKILL)
+
+
+# `specwright agents serve-opencode`'s wait, with Ctrl-C blocked in the main thread once the
+# server runs: the kernel gives it to the thread reading the server's output, as it may
+# whenever it likes, and Python runs its handler only in the main thread, when that runs code.
+WAITER = """
+import os, signal, sys
+from pathlib import Path
+from specwright.agents.opencode_server import OpenCodeServer
+
+server = OpenCodeServer(sys.argv[1], Path.cwd(), dict(os.environ)).start()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+print(server.pid, flush=True)
+print("code", server.wait(), flush=True)
+"""
+
+
+def test_ctrl_c_taken_by_the_reading_thread_still_stops_the_server(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    """The server was waited for in one piece (``Popen.wait()``), which no Python handler
+    interrupts: a Ctrl-C the reading thread took did nothing until the server ended."""
+    env = fake_opencode(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITER, env["OPENCODE_PATH"]],
+        cwd=tmp_path / "proj",
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    groups.append(proc.pid)
+    try:
+        assert proc.stdout is not None
+        server = int(proc.stdout.readline())
+        groups.append(server)
+        stat = Path(f"/proc/{proc.pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "S":  # waiting for the server
+            threading.Event().wait(0.01)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read() == "code 0\n"
+        wait_gone(server)
+        assert group_members(server) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+
+
 def test_stop_abandoned_stops_only_what_an_ended_owner_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,9 +24,12 @@ from pathlib import Path
 from types import TracebackType
 
 from specwright.agents.orphans import (
+    AGENT_TOKEN_ENV,
     die_with_parent,
+    new_token,
     register_agent,
     stop_abandoned,
+    stop_strays,
     unregister_agent,
 )
 from specwright.agents.process import kill_group
@@ -47,6 +50,21 @@ OFFLINE_ENV = {
 
 
 MAX_OUTPUT_LINE = 4096  # characters kept of a line the server prints (the last 200 lines)
+SLICE_S = 0.5  # the longest the caller's thread waits in one piece (see _wait_for)
+
+
+def _wait_for(event: threading.Event, timeout_s: float | None = None) -> bool:
+    """``event.wait(timeout_s)`` in short slices. A Ctrl-C's Python handler runs only in the
+    main thread and only when it runs Python code, but the kernel may hand the signal to
+    another thread (the one reading the server's output): a wait in one piece (``Popen.wait()``
+    without a timeout) then never saw it, and Ctrl-C did nothing while the server ran."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        left = SLICE_S if deadline is None else min(SLICE_S, deadline - time.monotonic())
+        if left <= 0:
+            return event.is_set()
+        if event.wait(left):
+            return True
 
 
 class OpenCodeServer:
@@ -71,6 +89,8 @@ class OpenCodeServer:
         self._pump_thread: threading.Thread | None = None  # spawns the server, outlives it
         self._registration: Path | None = None
         self._spawn_error: OSError | None = None
+        self._ended = threading.Event()  # the server has exited and been waited for
+        self._token = new_token()  # in its environment: what it starts has it (stop_strays)
 
     def start(self) -> OpenCodeServer:
         """Spawn the server and wait for its listening line; returns self (``url`` is set)."""
@@ -81,11 +101,21 @@ class OpenCodeServer:
             target=self._keep, args=(argv, spawned, found), name="opencode-serve", daemon=True
         )
         self._pump_thread.start()
-        spawned.wait()
+        try:
+            self._await_listening(spawned, found)
+        except BaseException as exc:  # Ctrl-C while it starts: it stops, its group too
+            if not isinstance(exc, AgentError):
+                spawned.wait(5.0)
+                self.stop()
+            raise
+        return self
+
+    def _await_listening(self, spawned: threading.Event, found: threading.Event) -> None:
+        _wait_for(spawned)
         if self.proc is None:
             exc = self._spawn_error
             raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
-        if not found.wait(self.ready_timeout_s) or self.url is None:
+        if not _wait_for(found, self.ready_timeout_s) or self.url is None:
             tail = " | ".join(list(self.output)[-5:])
             code = None
             if found.is_set():  # its output ended: it exited (or is exiting) without listening
@@ -102,7 +132,6 @@ class OpenCodeServer:
                 f"`opencode serve` did not report a listening address within "
                 f"{self.ready_timeout_s:g} s (last output: {tail or 'none'})"
             )
-        return self
 
     def _keep(self, argv: list[str], spawned: threading.Event, found: threading.Event) -> None:
         """The server's parent thread: spawn it, read its output, wait for it to end. Ending
@@ -111,7 +140,7 @@ class OpenCodeServer:
             self.proc = subprocess.Popen(
                 argv,
                 cwd=self.cwd,
-                env=self.env,
+                env={**self.env, AGENT_TOKEN_ENV: self._token},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -120,14 +149,19 @@ class OpenCodeServer:
                 start_new_session=True,
                 preexec_fn=die_with_parent(),
             )
-            self._registration = register_agent(self.proc.pid, argv[0], self.cwd, "server")
+            self._registration = register_agent(
+                self.proc.pid, argv[0], self.cwd, "server", token=self._token
+            )
         except OSError as exc:
             self._spawn_error = exc
             return
         finally:
             spawned.set()
-        self._pump(found)
-        self.proc.wait()
+        try:
+            self._pump(found)
+            self.proc.wait()
+        finally:
+            self._ended.set()
 
     def _pump(self, found: threading.Event) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -153,7 +187,9 @@ class OpenCodeServer:
     def wait(self) -> int:
         """Block until the server exits (Ctrl-C stops it); returns its exit code."""
         assert self.proc is not None
-        try:
+        try:  # in slices (_wait_for); the server may exit while what it left holds its output
+            while not _wait_for(self._ended, SLICE_S) and self.proc.poll() is None:
+                pass
             code = self.proc.wait()
         except KeyboardInterrupt:
             code = 0
@@ -171,9 +207,12 @@ class OpenCodeServer:
                 os.killpg(self.proc.pid, 9)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace_s)
+        stop_strays(self._token, grace_s)  # what it started in sessions of their own
         unregister_agent(self._registration)
         if self._pump_thread is not None:
             self._pump_thread.join(timeout=grace_s)
+            if self._pump_thread.is_alive():  # its output is held open outside the group:
+                return  # closing would wait for the reading thread's lock (forever)
         if self.proc.stdout is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdout.close()
