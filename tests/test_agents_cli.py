@@ -18,6 +18,7 @@ import pytest
 
 from specwright.cli.agents import printable
 from specwright.testing import FakeModelServer, anthropic_text
+from tests.conftest import run_specwright
 from tests.support_agents import (
     CLAUDE_BIN,
     OPENCODE_BIN,
@@ -233,3 +234,26 @@ def test_serve_opencode_on_a_port_in_use_says_so_at_once(project: Path, tmp_path
     assert len(lines) == 1 and lines[0].startswith("specwright: error: `opencode serve` exited")
     assert f"is port {port} on 127.0.0.1 in use already?" in lines[0]
     assert "within" not in lines[0] and time.monotonic() - started < 50
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--port", "99999"], "argument --port: expected a port from 0 to 65535, got '99999'"),
+        (["--port", "-1"], "argument --port: expected a port from 0 to 65535, got '-1'"),
+        (["--port", "http"], "argument --port: expected a port from 0 to 65535, got 'http'"),
+        (["--dir", "config.yaml"], "--dir config.yaml: not a directory"),
+    ],
+)
+def test_serve_opencode_refuses_a_bad_port_or_dir_before_starting_anything(
+    project: Path, tmp_path: Path, args: list[str], error: str
+) -> None:
+    """A port out of range was passed on (opencode listened on 65535 for 99999, on a free port
+    for -1); a --dir that is a file made Popen's error text with a PosixPath repr in it."""
+    started = tmp_path / "started"
+    opencode = fake_cli(tmp_path / "bin", "opencode", f"open({str(started)!r}, 'w')\n")
+    env = {"OPENCODE_PATH": str(opencode)}
+    res = run_specwright("agents", "serve-opencode", *args, cwd=project / ".handoff", env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert error in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not started.exists()

@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p = ag.add_parser(
         "serve-opencode", help="start a local `opencode serve` on 127.0.0.1 until Ctrl-C"
     )
-    p.add_argument("--port", type=int, default=4096, help="port (4096; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=4096, help="port (4096; 0 picks a free one)")
     p.add_argument("--dir", metavar="DIR", help="the server's working directory (project root)")
     p.add_argument(
         "--offline",
@@ -51,6 +51,18 @@ def register(sub: Any) -> None:
         help="no model catalogue fetch, updates or background plugin installs",
     )
     p.set_defaults(handler=cmd_serve_opencode)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, or 0 for a free one (opencode took 99999 as 65535 and
+    -1 as a free port, and listened there)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
 
 
 def printable(text: str, limit: int = 2000) -> str:
@@ -158,6 +170,7 @@ def cmd_serve_opencode(args: argparse.Namespace, ctx: Context) -> int:
 
     from specwright.agents.opencode import find_opencode
     from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
+    from specwright.errors import ValidationError
 
     paths = [c.path for c in ctx.config.executors.values() if c.type == "opencode" and c.path]
     executable = find_opencode(paths[0] if paths else None)
@@ -165,6 +178,8 @@ def cmd_serve_opencode(args: argparse.Namespace, ctx: Context) -> int:
     if args.offline:
         env.update(OFFLINE_ENV)
     cwd = Path(args.dir).resolve() if args.dir else ctx.project_dir
+    if not cwd.is_dir():
+        raise ValidationError(f"--dir {args.dir}: not a directory")
     server = OpenCodeServer(executable, cwd, env, port=args.port).start()
     try:  # a Ctrl-C as soon as the address is out (before ``wait``) stops it the same way
         print(f"opencode server listening on {server.url} (pid {server.pid}); Ctrl-C stops it")
