@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -625,3 +626,22 @@ def test_an_agent_that_is_no_program_says_so(tmp_path: Path, git_repo: Path) -> 
     assert str(caught.value) == (
         f"{wrapper}: cannot start: not a program this system can run (a script needs a #! line)"
     )
+
+
+def test_a_stream_log_that_cannot_be_written_is_one_line_and_leaves_nothing(
+    claude: Path, tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a FileNotFoundError traceback (`agents check`), and the fresh config folder made
+    before it stayed in the temp folder."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    log = tmp_path / "no-such-folder" / "stream.jsonl"
+    ex = ClaudeCodeExecutor(executor_config(options={"stream_log": str(log)}))
+    with pytest.raises(AgentError) as caught:
+        run(ex, Task("x", git_repo))
+    assert str(caught.value) == (
+        f"executor 'agent': options.stream_log {log}: cannot write there "
+        "(No such file or directory)"
+    )
+    assert list(scratch.iterdir()) == []

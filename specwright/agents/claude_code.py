@@ -210,6 +210,14 @@ class ClaudeCodeExecutor:
                 f"--append-system-prompt is {MAX_ARG_BYTES}; shorten the project rules/context"
             )
         executable = self.executable()
+        log_path = self.config.options.get("stream_log")
+        try:  # before the config folder is made: nothing to clean up when it fails
+            log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
+        except OSError as exc:
+            raise AgentError(
+                f"executor {self.name!r}: options.stream_log {log_path}: cannot write there "
+                f"({exc.strerror or exc})"
+            ) from None
         fixed_dir = self.config.options.get("config_dir")
         config_dir = (
             os.path.expanduser(str(fixed_dir))
@@ -230,8 +238,6 @@ class ClaudeCodeExecutor:
         state = ClaudeStreamState(
             fixed_token=bool(env.get("ANTHROPIC_AUTH_TOKEN")) and not fixed_dir
         )
-        log_path = self.config.options.get("stream_log")
-        log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
         scrub = Redactor.from_env({**os.environ, **env})  # the log is a record too
         try:
             stream.start()
