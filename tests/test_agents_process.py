@@ -628,16 +628,18 @@ def test_an_agent_that_is_no_program_says_so(tmp_path: Path, git_repo: Path) -> 
     )
 
 
+@pytest.mark.parametrize("backend", ["claude-code", "opencode"])
 def test_a_stream_log_that_cannot_be_written_is_one_line_and_leaves_nothing(
-    claude: Path, tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+    claude: Path, tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     """It was a FileNotFoundError traceback (`agents check`), and the fresh config folder made
-    before it stayed in the temp folder."""
+    before it stayed in the temp folder (claude code; opencode left its HTTP clients open)."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     log = tmp_path / "no-such-folder" / "stream.jsonl"
-    ex = ClaudeCodeExecutor(executor_config(options={"stream_log": str(log)}))
+    extra = {"provider": "p", "model": "m"} if backend == "opencode" else {}
+    ex = make_executor(executor_config(type=backend, options={"stream_log": str(log)}, **extra))
     with pytest.raises(AgentError) as caught:
         run(ex, Task("x", git_repo))
     assert str(caught.value) == (

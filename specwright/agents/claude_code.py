@@ -33,6 +33,7 @@ from specwright.agents.process import (
     Overlong,
     ProcessStream,
     find_executable,
+    open_stream_log,
     overlong_warning,
     version_of,
 )
@@ -210,14 +211,8 @@ class ClaudeCodeExecutor:
                 f"--append-system-prompt is {MAX_ARG_BYTES}; shorten the project rules/context"
             )
         executable = self.executable()
-        log_path = self.config.options.get("stream_log")
-        try:  # before the config folder is made: nothing to clean up when it fails
-            log = open(os.path.expanduser(str(log_path)), "ab") if log_path else None  # noqa: SIM115
-        except OSError as exc:
-            raise AgentError(
-                f"executor {self.name!r}: options.stream_log {log_path}: cannot write there "
-                f"({exc.strerror or exc})"
-            ) from None
+        # before the config folder is made: nothing to clean up when it cannot be written
+        log = open_stream_log(self.name, self.config.options.get("stream_log"))
         fixed_dir = self.config.options.get("config_dir")
         config_dir = (
             os.path.expanduser(str(fixed_dir))

@@ -50,6 +50,7 @@ from specwright.agents.process import (
     Overlong,
     find_executable,
     loads_json,
+    open_stream_log,
     overlong_warning,
     slim,
     version_of,
@@ -209,6 +210,7 @@ class OpenCodeExecutor:
         params = {"directory": str(workdir)}
         model = self._model()
         timeout_s = task.timeout_s or self.config.timeout_s
+        log = open_stream_log(self.name, self.config.options.get("stream_log"), "a")
         link = Link(self.url, self.name, timeout_s, cancel, self.transport, HTTP_TIMEOUT_S)
         sse_client, sse_connections = make_client(self.url, SSE_READ_TIMEOUT_S, self.transport)
         events: BoundedQueue[dict[str, Any] | Overlong | _Closed] = BoundedQueue()
@@ -220,8 +222,6 @@ class OpenCodeExecutor:
             args=(sse_client, params, events, stop, decoder),
             daemon=True,
         )
-        log_path = self.config.options.get("stream_log")
-        log = open(os.path.expanduser(str(log_path)), "a") if log_path else None  # noqa: SIM115
         try:
             try:
                 self.health(link)

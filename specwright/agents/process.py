@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from specwright.agents.orphans import (
     AGENT_TOKEN_ENV,
@@ -529,6 +529,20 @@ def find_executable(
         f"{name} executable not found: {env_var} is not set, the executor config has no "
         f"`path`, and `{name}` is not on PATH ({install})"
     )
+
+
+def open_stream_log(executor: str, path: object, mode: str = "ab") -> IO[Any] | None:
+    """The file ``options.stream_log`` names, opened to append (None when unset); one that
+    cannot be written is an ``AgentError`` naming the option, before anything has started."""
+    if not path:
+        return None
+    try:
+        return open(os.path.expanduser(str(path)), mode)
+    except OSError as exc:
+        raise AgentError(
+            f"executor {executor!r}: options.stream_log {path}: cannot write there "
+            f"({exc.strerror or exc})"
+        ) from None
 
 
 def timeout_message(limit_s: float | None) -> str:
