@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from specwright.agents.orphans import (
+    AGENT_TOKEN_ENV,
     die_with_parent,
+    new_token,
     register_agent,
     scratch_prefix,
+    stop_strays,
     unregister_agent,
 )
 from specwright.agents.process import clean_tail, kill_group
@@ -144,7 +147,8 @@ def run_step(
 
     cancel = cancel or threading.Event()
     pytest_step = is_pytest(step.command)
-    run_env = {**os.environ, **(env or {})}
+    token = new_token()  # what the step starts in a session of its own carries it too
+    run_env = {**os.environ, **(env or {}), AGENT_TOKEN_ENV: token}
     started = time.monotonic()
     status, rc = "passed", None
     tests: TestReport | None = None
@@ -170,7 +174,7 @@ def run_step(
         else:
             # only the shell dies with us (dash forks even its last command, so pytest and the
             # like are its children): crash recovery stops the rest of its group from this
-            registration = register_agent(proc.pid, "/bin/sh", workdir, kind="verify")
+            registration = register_agent(proc.pid, "/bin/sh", workdir, "verify", token=token)
             assert proc.stdout is not None
             reader = _TailReader(proc.stdout)
             reader.start()
@@ -194,6 +198,7 @@ def run_step(
                 # what the group left running goes too; then the pipe ends
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                stop_strays(token, KILL_GRACE_S)  # and what it started out of its group
                 unregister_agent(registration)
                 # a process that left the group may hold the pipe open: its reader is left
                 # to finish when it does, the step is over

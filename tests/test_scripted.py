@@ -224,3 +224,20 @@ def test_a_run_step_is_registered_while_it_runs_and_leaves_nothing_running(
     finally:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_what_a_run_step_started_in_a_session_of_its_own_ends_with_it(tmp_path: Path) -> None:
+    pidfile = tmp_path / "stray.pid"
+    command = (  # the step ends once the stray runs, leaving it behind
+        f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 300' > /dev/null 2>&1 & "
+        f"while [ ! -s {pidfile} ]; do sleep 0.01; done"
+    )
+    outcome, _ = run(ScriptedExecutor(cfg(), script=[{"run": command}]), tmp_path)
+    stray = int(pidfile.read_text())
+    try:
+        assert outcome.status == "ok"
+        wait_gone(stray)
+        assert not alive(stray)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stray, signal.SIGKILL)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -231,3 +234,22 @@ def test_a_running_step_is_registered_for_crash_recovery_until_it_ends(
     assert (record["pid"], record["pgid"]) == (int(shell), int(shell))
     assert (record["kind"], record["owner_pid"]) == ("verify", os.getpid())
     assert list(runtime.glob("*.json")) == []
+
+
+def test_what_a_step_started_in_a_session_of_its_own_ends_with_the_step(tmp_path: Path) -> None:
+    """A step that starts a server or daemon in a session of its own (setsid, a test fixture
+    daemonizing): the step's group is stopped, and now that process too; it ran on for good."""
+    pidfile = tmp_path / "stray.pid"
+    command = (  # the step ends once the stray runs, leaving it behind
+        f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 300' > /dev/null 2>&1 & "
+        f"while [ ! -s {pidfile} ]; do sleep 0.01; done"
+    )
+    result = run_step(step(command), tmp_path)
+    stray = int(pidfile.read_text())
+    try:
+        assert result.verification.status == "passed"
+        wait_gone(stray)
+        assert not alive(stray)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stray, signal.SIGKILL)

@@ -52,7 +52,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.agents.base import EventSink, Task
-from specwright.agents.orphans import die_with_parent, register_agent, unregister_agent
+from specwright.agents.orphans import (
+    AGENT_TOKEN_ENV,
+    die_with_parent,
+    new_token,
+    register_agent,
+    stop_strays,
+    unregister_agent,
+)
 from specwright.agents.process import kill_group
 from specwright.errors import AgentError
 from specwright.model import (
@@ -420,7 +427,8 @@ class ScriptedExecutor:
         end_at = time.monotonic() + limit
         if deadline is not None:
             end_at = min(end_at, deadline)
-        env = {**os.environ, **self.config.env}
+        token = new_token()  # what the command starts in a session of its own carries it too
+        env = {**os.environ, **self.config.env, AGENT_TOKEN_ENV: token}
         with tempfile.TemporaryFile() as out:
             try:
                 proc = subprocess.Popen(
@@ -438,7 +446,7 @@ class ScriptedExecutor:
                 on_event(ToolResult(call_id, f"error: {exc}", is_error=True, tool="bash"))
                 return "failed"
             # only the shell dies with us: crash recovery stops the rest of its group from this
-            registration = register_agent(proc.pid, "/bin/sh", workdir, kind="run")
+            registration = register_agent(proc.pid, "/bin/sh", workdir, "run", token=token)
             state = "ok"
             try:
                 while proc.poll() is None:
@@ -458,6 +466,7 @@ class ScriptedExecutor:
                 # what the command left running in its group goes too, as an agent's does
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                stop_strays(token, KILL_GRACE_S)
                 unregister_agent(registration)
             out.seek(0, os.SEEK_END)
             size = out.tell()
