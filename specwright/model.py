@@ -142,7 +142,9 @@ class Usage:
     """Token counts and cost of one model call or one whole execution.
 
     ``input_tokens`` excludes cache reads and writes (Anthropic semantics); every backend's
-    numbers are converted to this meaning before they are stored.
+    numbers are converted to this meaning before they are stored. ``cache_write_tokens`` counts
+    all cache writes, ``cache_write_1h_tokens`` how many of them were 1-hour writes (priced at
+    their own rate, 2x input against 1.25x for a 5-minute write).
     """
 
     input_tokens: int = 0
@@ -152,6 +154,7 @@ class Usage:
     reasoning_tokens: int = 0
     cost_usd: float | None = None
     model: str | None = None
+    cache_write_1h_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         cost: float | None
@@ -167,6 +170,7 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
             cost,
             self.model or other.model,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
     @property

@@ -397,8 +397,9 @@ def compute_cost(
 ) -> float | None:
     """The cost in USD of ``usage`` on ``model``; None (and a warning) when the price is unknown.
 
-    ``usage.cache_write_tokens`` counts all cache writes; ``cache_write_1h_tokens`` says how many
-    of them were 1-hour writes. Usage with no tokens at all costs 0 whatever the model."""
+    ``usage.cache_write_tokens`` counts all cache writes; ``cache_write_1h_tokens`` (else
+    ``usage.cache_write_1h_tokens``) says how many of them were 1-hour writes. Usage with no
+    tokens at all costs 0 whatever the model."""
     total = usage.total_tokens
     if total == 0:
         return 0.0
@@ -406,7 +407,8 @@ def compute_cost(
     if rates is None:
         warn_unknown(model, provider)
         return None
-    one_hour = min(max(cache_write_1h_tokens, 0), usage.cache_write_tokens)
+    one_hour = cache_write_1h_tokens or usage.cache_write_1h_tokens
+    one_hour = min(max(one_hour, 0), usage.cache_write_tokens)
     return rates.cost(
         usage.input_tokens,
         usage.output_tokens,

@@ -128,6 +128,8 @@ def retry_hint_s(text: str) -> float | None:
 def _usage_from_result(obj: dict[str, Any], model: str | None) -> Usage:
     u = mapping(obj.get("usage"))
     details = mapping(u.get("output_tokens_details"))
+    # of the cache writes, the 1-hour ones (2x input, not 1.25x); older versions have no split
+    one_hour = count(mapping(u.get("cache_creation")).get("ephemeral_1h_input_tokens"))
     model_usage = mapping(obj.get("modelUsage"))
     if model is None and model_usage:
         model = str(next(iter(model_usage)))
@@ -139,6 +141,7 @@ def _usage_from_result(obj: dict[str, Any], model: str | None) -> Usage:
         reasoning_tokens=count(details.get("thinking_tokens")),
         cost_usd=cost(obj.get("total_cost_usd")),
         model=model,
+        cache_write_1h_tokens=min(one_hour, count(u.get("cache_creation_input_tokens"))),
     )
 
 
