@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -390,8 +390,11 @@ class ExecutionRecorder:
         num_turns: int | None = None,
         raw: dict[str, Any] | None = None,
         computed_cost_usd: float | None = None,
+        requests: Sequence[Usage] | None = None,
     ) -> None:
-        """Flush everything and write the execution's totals and final status."""
+        """Flush everything and write the execution's totals and final status. ``requests``,
+        when given, are the execution's model calls: the computed cost is theirs summed, each
+        at its own price tier (a long-context rate applies per request, never to a sum)."""
         if self.finished:
             return
         if self.dropped:  # say what the bound left out, as the execution's last event
@@ -414,9 +417,13 @@ class ExecutionRecorder:
         usage = usage or Usage()
         known_model = model or usage.model or self.row.get("model")
         if computed_cost_usd is None and known_model:
-            computed_cost_usd = _computed_cost(
-                usage, known_model, self.row["backend"], self.prices, usage.cost_usd is not None
-            )
+            reported = usage.cost_usd is not None
+            backend = self.row["backend"]
+            costs = [
+                _computed_cost(r, r.model or known_model, backend, self.prices, reported)
+                for r in (requests or (usage,))
+            ]
+            computed_cost_usd = None if None in costs else sum(c or 0.0 for c in costs)
         values: dict[str, Any] = {
             "status": status,
             "finished_at": utcnow(),

@@ -15,7 +15,7 @@ import pytest
 from specwright.agents import Task, run_execution
 from specwright.agents.claude_code import ClaudeCodeExecutor
 from specwright.recorder import ExecutionRecorder
-from specwright.testing import FakeModelServer, anthropic_text
+from specwright.testing import FakeModelServer, anthropic_text, anthropic_tool_use
 from tests.support_agents import CLAUDE_BIN, executor_config, requires_claude, stored_execution
 
 pytestmark = [requires_claude, pytest.mark.agents]
@@ -37,9 +37,9 @@ def _claude_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAUDE_PATH", CLAUDE_BIN)
 
 
-def run_claude(git_repo: Path, store: Any, *turns: Any) -> dict[str, Any]:
+def run_claude(git_repo: Path, store: Any, *turns: Any, **options: Any) -> dict[str, Any]:
     """Run the real claude on scripted turns; the stored execution row."""
-    ex = ClaudeCodeExecutor(executor_config(max_turns=8))
+    ex = ClaudeCodeExecutor(executor_config(max_turns=8, options=options))
     with FakeModelServer() as srv:
         srv.script(*turns)
         rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
@@ -71,3 +71,76 @@ def test_real_claude_one_hour_cache_writes_cost_their_own_rate(git_repo: Path, s
     assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
     # Claude Code's own price says the same
     assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
+def three_requests(git_repo: Path) -> tuple[Any, ...]:
+    """A long-context request (250k input) between two short ones, each with its own output."""
+    a, b = (str(git_repo.resolve() / n) for n in ("a.txt", "b.txt"))
+    return (
+        anthropic_tool_use(
+            "Write", {"file_path": a, "content": "a\n"}, input_tokens=20_000, output_tokens=700
+        ),
+        anthropic_tool_use(
+            "Write",
+            {"file_path": b, "content": "b\n"},
+            input_tokens=190_000,
+            cache_read_input_tokens=50_000,
+            cache_creation_input_tokens=10_000,
+            cache_creation_1h_tokens=4000,
+            output_tokens=2000,
+            expect_tool_result=True,
+        ),
+        anthropic_text("Done.", input_tokens=90_000, output_tokens=300, expect_tool_result=True),
+    )
+
+
+def test_real_claude_long_context_rate_applies_per_request_not_to_the_sum(
+    git_repo: Path, store: Any
+) -> None:
+    row = run_claude(git_repo, store, *three_requests(git_repo))
+    expected = (
+        request_cost(20_000, 700)
+        + request_cost(190_000, 2000, cr=50_000, cw5m=6000, cw1h=4000)
+        + request_cost(90_000, 300)
+    )
+    # the stored totals are the result line's
+    assert (row["input_tokens"], row["output_tokens"]) == (300_000, 3000)
+    assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (50_000, 10_000)
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    # (Claude Code 2.1.332's own total_cost_usd prices every request at the base rates)
+
+
+def test_real_claude_short_requests_adding_up_past_200k_stay_at_the_base_rate(
+    git_repo: Path, store: Any
+) -> None:
+    path = str(git_repo.resolve() / "a.txt")
+    row = run_claude(
+        git_repo,
+        store,
+        anthropic_tool_use(
+            "Write", {"file_path": path, "content": "a\n"}, input_tokens=90_000, output_tokens=200
+        ),
+        anthropic_text(
+            "Done.", input_tokens=91_000, output_tokens=100, cache_read_input_tokens=30_000
+        ),
+    )
+    expected = request_cost(90_000, 200) + request_cost(91_000, 100, cr=30_000)
+    assert row["input_tokens"] + row["cache_read_tokens"] == 211_000
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_real_claude_without_a_transcript_spreads_the_output_over_the_requests(
+    git_repo: Path, store: Any
+) -> None:
+    # no transcript: the stream gives each request's input side, the result the output total
+    turns = three_requests(git_repo)
+    row = run_claude(git_repo, store, *turns, extra_args=["--no-session-persistence"])
+    assert row["output_tokens"] == 3000
+    # 3000 output tokens, 1000 a request: only the long request's share is at the long rate
+    expected = (
+        request_cost(20_000, 1000)
+        + request_cost(190_000, 1000, cr=50_000, cw5m=6000, cw1h=4000)
+        + request_cost(90_000, 1000)
+    )
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)

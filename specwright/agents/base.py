@@ -49,6 +49,8 @@ class Outcome:
     error: str | None = None
     retry_after_s: float | None = None  # set when the agent hit a rate limit or quota
     raw: dict[str, Any] | None = None  # the final provider payload (e.g. claude's result line)
+    # the execution's model calls one by one, when known: each is priced at its own tier
+    requests: tuple[Usage, ...] | None = None
 
     @property
     def ok(self) -> bool:

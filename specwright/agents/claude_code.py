@@ -28,6 +28,7 @@ from specwright.agents.claude_stream import (
     outcome_from_state,
     parse_line,
 )
+from specwright.agents.claude_transcript import reply_outputs
 from specwright.agents.orphans import scratch_prefix
 from specwright.agents.process import (
     Overlong,
@@ -257,6 +258,8 @@ class ClaudeCodeExecutor:
                         on_event(event)
                     if state.give_up:
                         break  # a fixed key refused: its retries cannot succeed
+            # each reply's final output tokens, before a fresh config dir is removed
+            state.outputs = reply_outputs(config_dir, state.session_id)
         finally:
             if log is not None:
                 log.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from specwright.agents.base import Outcome
@@ -68,8 +68,12 @@ class ClaudeStreamState:
     give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
     retry_after_s: float | None = None
     warnings: int = 0
-    # message id -> its usage snapshot: the tokens of a run killed before its result line
+    # message id -> its usage snapshot: the tokens of a run killed before its result line, and
+    # the input side of each API request (each is priced at its own tier: ``requests_of``)
     replies: dict[str, Usage] = field(default_factory=dict)
+    # message id -> its final output tokens, from the session's transcript (claude_transcript)
+    # read once the process ended
+    outputs: dict[str, int] = field(default_factory=dict)
 
 
 MAX_KEY_CHARS = 256  # a longer key is kept as its hash: seen blocks must not hold whole texts
@@ -151,6 +155,50 @@ def _started(state: ClaudeStreamState) -> Usage:
     for reply in state.replies.values():
         total = total + reply  # a snapshot has no cost: the total has none either
     return total
+
+
+def requests_of(state: ClaudeStreamState) -> tuple[Usage, ...] | None:
+    """The execution's API requests, one Usage each, to price each at its own tier (a request
+    whose prompt is over 200k tokens costs the long-context rates, input and output alike);
+    None when they cannot be told apart exactly (the caller prices the totals as one).
+
+    A request's input and cache tokens are its snapshot's, exact. Its output is the
+    transcript's final count when known; the result's output tokens not accounted for so are
+    spread evenly over the other requests (each at least its snapshot's), so the total is the
+    result's exactly and only the tier of those parts is an estimate. Used only when the
+    snapshots add up to the result's input and cache tokens, which are what is stored; a run
+    killed before its result line has the snapshots as its totals."""
+    replies = state.replies
+    if not replies or len(replies) >= MAX_REPLIES:
+        return None
+    if state.result is None:
+        return tuple(replies.values())
+    total = _usage_from_result(state.result, state.model)
+    for name in (
+        "input_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+    ):
+        if sum(getattr(u, name) for u in replies.values()) != getattr(total, name):
+            return None
+    outputs = {_short(k): v for k, v in state.outputs.items()}
+    known = {k: outputs[k] for k in replies if k in outputs}
+    unknown = [k for k in replies if k not in known]
+    extra = total.output_tokens - sum(known.values())
+    extra -= sum(replies[k].output_tokens for k in unknown)
+    if extra < 0 or (extra and not unknown):
+        return None  # the transcript and the result disagree: price the totals
+    share, left = divmod(extra, len(unknown)) if unknown else (0, 0)
+    out = []
+    for key, reply in replies.items():
+        if key in known:
+            output = known[key]
+        else:
+            output = reply.output_tokens + share + (1 if left > 0 else 0)
+            left -= 1
+        out.append(replace(reply, output_tokens=output, reasoning_tokens=0, cost_usd=None))
+    return tuple(out)
 
 
 def _errors_text(obj: dict[str, Any]) -> str:
@@ -403,6 +451,7 @@ def outcome_from_state(
         "num_turns": count(result.get("num_turns")) if result else None,
         "retry_after_s": state.retry_after_s,
         "raw": {k: slim(v) for k, v in result.items()} if result else None,
+        "requests": requests_of(state),
     }
     stderr = stderr_tail.strip()
     if cancelled:

@@ -83,5 +83,6 @@ def run_execution(
         num_turns=outcome.num_turns,
         raw=outcome.raw,
         computed_cost_usd=computed_cost_usd,
+        requests=outcome.requests,
     )
     return outcome
