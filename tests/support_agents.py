@@ -134,7 +134,14 @@ def opencode_config(
                         "name": "Fake Model",
                         "limit": {"context": 128000, "output": 4096},
                         "cost": {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75},
-                    }
+                    },
+                    # a name the price library knows, with its >200k tier (opencode's own price
+                    # for it is the base one)
+                    "claude-sonnet-4-5": {
+                        "name": "Sonnet by the fake",
+                        "limit": {"context": 1000000, "output": 4096},
+                        "cost": {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75},
+                    },
                 },
             }
         },

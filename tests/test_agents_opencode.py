@@ -54,7 +54,7 @@ def oc_config(**kw: Any) -> Any:
     return executor_config(
         type="opencode",
         provider="fake",
-        model="fake-model",
+        model=kw.pop("model", "fake-model"),
         timeout_s=kw.pop("timeout_s", 120.0),
         **kw,
     )
@@ -224,6 +224,38 @@ def test_real_opencode_may_not_write_outside_its_work_tree(
     assert result.is_error and "work only inside the working directory" in result.output
     warned = [e for e in events if isinstance(e, ErrorEvent) and e.kind == "warning"]
     assert any("refused a write outside the work tree" in e.message for e in warned), warned
+
+
+@pytest.mark.agents
+def test_real_opencode_computed_cost_prices_each_step_at_its_own_tier(
+    oc: FakeModelServer, git_repo: Path, store: Any
+) -> None:
+    # two calls of 150k and 120k prompt tokens: 270k in all, but neither is over 200k, so both
+    # are billed at Sonnet 4.5's base rates ($3 in, $15 out, $0.30 cache read per MTok)
+    target = git_repo.resolve() / "hello.txt"
+    oc.script(
+        openai_tool_call(
+            "write",
+            {"filePath": str(target), "content": "hi\n"},
+            prompt_tokens=150_000,
+            cached_tokens=40_000,
+            completion_tokens=400,
+        ),
+        openai_text("Done.", prompt_tokens=120_000, completion_tokens=100, expect_tool_result=True),
+    )
+    ex = OpenCodeExecutor(oc_config(model="claude-sonnet-4-5"))
+    rec = ExecutionRecorder(store, role="executor", backend="opencode", executor="agent")
+    outcome = run_execution(ex, Task("Create hello.txt", git_repo), rec)
+    assert outcome.status == "ok", outcome
+    row = stored_execution(store, rec.id)
+    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (
+        230_000,
+        40_000,
+        500,
+    )
+    expected = (110_000 * 3 + 40_000 * 0.3 + 400 * 15 + 120_000 * 3 + 100 * 15) / 1e6
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.agents

@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from specwright.agents import sse
 from specwright.agents.base import EventSink, Outcome, Task
 from specwright.agents.opencode_events import (
+    MAX_STEPS,
     OpenCodeState,
     error_kind,
     error_text,
@@ -534,6 +535,8 @@ class OpenCodeExecutor:
             "final_text": state.last_text,
             "retry_after_s": state.retry_after_s,
             "raw": raw,
+            # each step is one model call, priced at its own tier (never the sum's)
+            "requests": tuple(state.steps) if 0 < len(state.steps) < MAX_STEPS else None,
         }
         if end == "cancelled":
             return Outcome("cancelled", exit_reason="cancelled", **common)

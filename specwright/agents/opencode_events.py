@@ -29,6 +29,7 @@ from specwright.model import (
 # Text kept per part while it streams: 16x what the store keeps of one text event
 # (recorder.MAX_TEXT_CHARS); endless deltas past it are counted, not kept.
 MAX_PART_TEXT_CHARS = 1024 * 1024
+MAX_STEPS = 100_000  # step usages kept to price each call at its own tier; past it, the sum
 
 NOISE = {
     "server.connected",
@@ -59,6 +60,7 @@ class OpenCodeState:
     tool_done: set[str] = field(default_factory=set)
     steps_done: set[str] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)  # the sum of step-finish parts
+    steps: list[Usage] = field(default_factory=list)  # each step's (one model call), to price
     model: str | None = None
     provider: str | None = None
     busy: bool = False
@@ -305,6 +307,8 @@ def _part(part: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
         state.steps_done.add(pid)
         step = _step_usage(part, state.model)
         state.usage = state.usage + step
+        if len(state.steps) < MAX_STEPS:
+            state.steps.append(step)
         return [
             UsageEvent(
                 step,
