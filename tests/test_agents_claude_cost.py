@@ -144,3 +144,36 @@ def test_real_claude_without_a_transcript_spreads_the_output_over_the_requests(
         + request_cost(90_000, 1000)
     )
     assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_real_claude_background_sub_agent_is_in_the_totals_and_the_cost(
+    git_repo: Path, store: Any
+) -> None:
+    # Claude Code 2.1.332 runs an Agent in the background: the main thread's turn ends (a
+    # result line), the sub-agent answers, its notification starts another turn (a second
+    # result line, whose `usage` is that turn's alone). Every request is in the totals.
+    answers: list[tuple[int, int]] = []
+
+    def answer(_request: Any) -> Any:
+        n = len(answers) + 1
+        answers.append((1000 * n, 10 * n))
+        return anthropic_text(f"Answer {n}.", input_tokens=1000 * n, output_tokens=10 * n)
+
+    spawn = {"description": "look", "prompt": "Look around", "subagent_type": "general-purpose"}
+    row = run_claude(
+        git_repo,
+        store,
+        anthropic_tool_use("Agent", spawn, input_tokens=150_000, output_tokens=500),
+        answer,
+        answer,
+        answer,
+    )
+    calls = [(150_000, 500), *answers]
+    assert (row["input_tokens"], row["output_tokens"]) == (
+        sum(i for i, _ in calls),
+        sum(o for _, o in calls),
+    )
+    expected = sum(request_cost(i, o) for i, o in calls)
+    assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert row["num_turns"] == 3  # the sub-agent's own request is not a main-thread turn

@@ -59,6 +59,7 @@ class ClaudeStreamState:
     seen_results: set[str] = field(default_factory=set)
     last_text: str = ""
     result: dict[str, Any] | None = None  # the final `result` line
+    turns: int = 0  # num_turns of every result line (a background task's end adds a turn)
     api_error_status: int | None = None
     api_error_message: str | None = None
     rate_limited: bool = False
@@ -132,21 +133,41 @@ def retry_hint_s(text: str) -> float | None:
 def _usage_from_result(obj: dict[str, Any], model: str | None) -> Usage:
     u = mapping(obj.get("usage"))
     details = mapping(u.get("output_tokens_details"))
-    # of the cache writes, the 1-hour ones (2x input, not 1.25x); older versions have no split
-    one_hour = count(mapping(u.get("cache_creation")).get("ephemeral_1h_input_tokens"))
     model_usage = mapping(obj.get("modelUsage"))
     if model is None and model_usage:
         model = str(next(iter(model_usage)))
-    return Usage(
-        input_tokens=count(u.get("input_tokens")),
-        output_tokens=count(u.get("output_tokens")),
-        cache_read_tokens=count(u.get("cache_read_input_tokens")),
-        cache_write_tokens=count(u.get("cache_creation_input_tokens")),
-        reasoning_tokens=count(details.get("thinking_tokens")),
-        cost_usd=cost(obj.get("total_cost_usd")),
-        model=model,
-        cache_write_1h_tokens=min(one_hour, count(u.get("cache_creation_input_tokens"))),
+    totals = {
+        "input_tokens": count(u.get("input_tokens")),
+        "output_tokens": count(u.get("output_tokens")),
+        "cache_read_tokens": count(u.get("cache_read_input_tokens")),
+        "cache_write_tokens": count(u.get("cache_creation_input_tokens")),
+        "reasoning_tokens": count(details.get("thinking_tokens")),
+        # of the cache writes, the 1-hour ones (2x input, not 1.25x); older versions: no split
+        "cache_write_1h_tokens": count(
+            mapping(u.get("cache_creation")).get("ephemeral_1h_input_tokens")
+        ),
+    }
+    # ``usage`` counts the main thread's last turn; ``modelUsage`` the whole process, which
+    # total_cost_usd prices: a background sub-agent's replies, and the turn its notification
+    # starts (another result line) too. Its totals, where it has them.
+    per_model = [m for m in model_usage.values() if isinstance(m, dict)]
+    for name, key in _MODEL_USAGE_KEYS:
+        if any(key in m for m in per_model):
+            totals[name] = sum(count(m.get(key)) for m in per_model)
+    totals["cache_write_1h_tokens"] = min(
+        totals["cache_write_1h_tokens"], totals["cache_write_tokens"]
     )
+    return Usage(**totals, cost_usd=cost(obj.get("total_cost_usd")), model=model)
+
+
+_MODEL_USAGE_KEYS = (
+    ("input_tokens", "inputTokens"),
+    ("output_tokens", "outputTokens"),
+    ("cache_read_tokens", "cacheReadInputTokens"),
+    ("cache_write_tokens", "cacheCreationInputTokens"),
+    ("reasoning_tokens", "thinkingTokens"),
+    ("cache_write_1h_tokens", "cacheCreationEphemeral1hInputTokens"),
+)
 
 
 def _started(state: ClaudeStreamState) -> Usage:
@@ -394,6 +415,7 @@ def _user(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
 
 def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
     state.result = obj
+    state.turns += count(obj.get("num_turns"))
     if obj.get("session_id"):
         state.session_id = obj["session_id"]
     usage = _usage_from_result(obj, state.model)
@@ -448,7 +470,7 @@ def outcome_from_state(
         "usage": usage,
         "session_id": state.session_id,
         "model": usage.model or state.model,
-        "num_turns": count(result.get("num_turns")) if result else None,
+        "num_turns": state.turns if result else None,
         "retry_after_s": state.retry_after_s,
         "raw": {k: slim(v) for k, v in result.items()} if result else None,
         "requests": requests_of(state),
