@@ -165,6 +165,24 @@ def test_malformed_output_is_retried_once_with_a_correction(
 
 
 @pytest.mark.usefixtures("key")
+def test_a_retried_answer_is_priced_call_by_call_not_as_one_long_prompt(
+    srv: FakeModelServer, store: Store
+) -> None:
+    # two calls of 150k prompt tokens: 300k in all, but each is billed at Sonnet 4.5's
+    # base rates ($3 in, $15 out per MTok), not the >200k ones ($6 / $22.50)
+    srv.script(
+        anthropic_text("Questions: ...", input_tokens=150_000, output_tokens=900),
+        anthropic_tool_use("ask_questions", GOOD, input_tokens=150_000, output_tokens=300),
+    )
+    client = make_client(srv, store, model="claude-sonnet-4-5")
+    ask(client)
+    row = execution(store, client)
+    assert (row["num_turns"], row["input_tokens"]) == (2, 300_000)
+    expected = (150_000 * 3 + 900 * 15 + 150_000 * 3 + 300 * 15) / 1e6
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.usefixtures("key")
 def test_malformed_twice_raises_output_error_and_records_it(
     srv: FakeModelServer, store: Store
 ) -> None:

@@ -174,7 +174,7 @@ class LLMClient:
         messages = to_messages(prompt)
         rec = self._recorder(role, spec_id, run_id, chunk_id, iteration)
         total = Usage(model=self.model)
-        total_1h = 0
+        calls: list[tuple[Usage, int]] = []  # each call's usage and 1-hour cache writes
         turns = 0
         try:
             for attempt in range(output_retries + 1):
@@ -190,10 +190,11 @@ class LLMClient:
                     tool_choice={"type": "tool", "name": schema_name},
                 )
                 turns += 1
-                total, total_1h = total + answer.usage, total_1h + answer.cache_write_1h
+                total = total + answer.usage
+                calls.append((answer.usage, answer.cache_write_1h))
                 data, problem, block_id = extract_tool_input(answer.message, schema_name, schema)
                 if problem is None and data is not None:
-                    self._finish(rec, "ok", total, total_1h, "completed", turns, answer.message)
+                    self._finish(rec, "ok", total, calls, "completed", turns, answer.message)
                     return data, total
                 msg = f"malformed {schema_name} output (attempt {attempt + 1}): {problem}"
                 emit(rec, ErrorEvent(msg, kind="warning"))
@@ -205,14 +206,14 @@ class LLMClient:
                 f"{self._who()} returned malformed {schema_name} output after "
                 f"{output_retries + 1} attempt(s): {problem}"
             )
-            self._finish(rec, "error", total, total_1h, f"{error.reason}: {error}", turns, None)
+            self._finish(rec, "error", total, calls, f"{error.reason}: {error}", turns, None)
             raise error
         except LLMError as exc:
-            self._finish(rec, "error", total, total_1h, f"{exc.reason}: {exc}", turns, None)
+            self._finish(rec, "error", total, calls, f"{exc.reason}: {exc}", turns, None)
             raise
         except BaseException as exc:
             status, why = _failure(exc)
-            self._finish(rec, status, total, total_1h, why, turns, None)
+            self._finish(rec, status, total, calls, why, turns, None)
             raise
 
     def text(
@@ -239,14 +240,16 @@ class LLMClient:
                 b.text for b in answer.message.content if getattr(b, "type", "") == "text"
             )
             reason = str(answer.message.stop_reason or "completed")
-            self._finish(rec, "ok", usage, answer.cache_write_1h, reason, 1, answer.message)
+            self._finish(
+                rec, "ok", usage, [(answer.usage, answer.cache_write_1h)], reason, 1, answer.message
+            )
             return out, usage
         except LLMError as exc:
-            self._finish(rec, "error", usage, 0, f"{exc.reason}: {exc}", None, None)
+            self._finish(rec, "error", usage, [], f"{exc.reason}: {exc}", None, None)
             raise
         except BaseException as exc:
             status, why = _failure(exc)
-            self._finish(rec, status, usage, 0, why, None, None)
+            self._finish(rec, status, usage, [], why, None, None)
             raise
 
     # --- recording --------------------------------------------------------------------------
@@ -283,14 +286,16 @@ class LLMClient:
         rec: ExecutionRecorder | None,
         status: str,
         usage: Usage,
-        cache_write_1h: int,
+        calls: list[tuple[Usage, int]],
         reason: str,
         turns: int | None,
         message: Any,
     ) -> None:
         if rec is None or rec.finished:
             return
-        cost = self._cost(usage, cache_write_1h)
+        # each call at its own price tier (>200k prompt tokens), never their sum
+        costs = [self._cost(u, one_hour) for u, one_hour in calls if u.total_tokens]
+        cost = None if not costs or None in costs else sum(c or 0.0 for c in costs)
         try:
             rec.finish(
                 status=status,
