@@ -177,3 +177,34 @@ def test_real_claude_background_sub_agent_is_in_the_totals_and_the_cost(
     assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)
     assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
     assert row["num_turns"] == 3  # the sub-agent's own request is not a main-thread turn
+
+
+def test_real_claude_killed_mid_run_keeps_its_finished_replies_output(
+    git_repo: Path, store: Any
+) -> None:
+    # the first reply finishes (its tool runs), the second never comes: no result line. The
+    # first reply's output is the transcript's 700, not the stream snapshot's 1.
+    path = str(git_repo.resolve() / "a.txt")
+    ex = ClaudeCodeExecutor(executor_config(max_turns=8))
+    with FakeModelServer() as srv:
+        srv.script(
+            anthropic_tool_use(
+                "Write",
+                {"file_path": path, "content": "a\n"},
+                input_tokens=20_000,
+                output_tokens=700,
+            ),
+            anthropic_text("too late", delay_s=60),
+        )
+        rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
+        env = {
+            "ANTHROPIC_BASE_URL": srv.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }
+        outcome = run_execution(ex, Task("Write a.txt", git_repo, env=env, timeout_s=4), rec)
+        srv.stop()
+    assert (outcome.status, outcome.exit_reason) == ("killed", "timeout")
+    row = stored_execution(store, rec.id)
+    assert (row["input_tokens"], row["output_tokens"]) == (20_000, 700)
+    assert row["computed_cost_usd"] == pytest.approx(request_cost(20_000, 700), abs=1e-9)

@@ -6,7 +6,8 @@
 so tokens come from the final ``result`` line; an API failure ends with ``subtype: success``
 but ``is_error: true``; a killed process prints no ``result`` line at all. Its tokens are then
 the snapshots of the replies it had started, once per message id: input and cache tokens as
-the API counted them, output tokens a lower bound (the snapshot's is 1), rather than none.
+the API counted them, output tokens the transcript's final count for a finished reply (the
+executor reads it once the process is gone), else a lower bound (the snapshot's is 1).
 """
 
 from __future__ import annotations
@@ -170,10 +171,20 @@ _MODEL_USAGE_KEYS = (
 )
 
 
+def _started_replies(state: ClaudeStreamState) -> list[Usage]:
+    """The replies a run without a result line had started: their snapshots, with the output
+    tokens the transcript gives for those that were finished (else the snapshot's)."""
+    outputs = {_short(k): v for k, v in state.outputs.items()}
+    return [
+        replace(reply, output_tokens=max(reply.output_tokens, outputs.get(key, 0)))
+        for key, reply in state.replies.items()
+    ]
+
+
 def _started(state: ClaudeStreamState) -> Usage:
     """The tokens of the replies a run without a result line had started (see the module)."""
     total = Usage(model=state.model)
-    for reply in state.replies.values():
+    for reply in _started_replies(state):
         total = total + reply  # a snapshot has no cost: the total has none either
     return total
 
@@ -188,12 +199,12 @@ def requests_of(state: ClaudeStreamState) -> tuple[Usage, ...] | None:
     spread evenly over the other requests (each at least its snapshot's), so the total is the
     result's exactly and only the tier of those parts is an estimate. Used only when the
     snapshots add up to the result's input and cache tokens, which are what is stored; a run
-    killed before its result line has the snapshots as its totals."""
+    killed before its result line has its started replies as its totals (``_started``)."""
     replies = state.replies
     if not replies or len(replies) >= MAX_REPLIES:
         return None
     if state.result is None:
-        return tuple(replies.values())
+        return tuple(_started_replies(state))
     total = _usage_from_result(state.result, state.model)
     for name in (
         "input_tokens",
