@@ -259,6 +259,25 @@ def test_real_opencode_computed_cost_prices_each_step_at_its_own_tier(
 
 
 @pytest.mark.agents
+def test_real_opencode_reasoning_tokens_are_output_and_priced(
+    oc: FakeModelServer, git_repo: Path, store: Any
+) -> None:
+    # 1000 completion tokens of which 600 reasoning: opencode says output 400, reasoning 600,
+    # and bills all 1000 at the output rate, as the provider does
+    oc.script(
+        openai_text("Done.", prompt_tokens=10_000, completion_tokens=1000, reasoning_tokens=600)
+    )
+    ex = OpenCodeExecutor(oc_config(model="claude-sonnet-4-5"))
+    rec = ExecutionRecorder(store, role="executor", backend="opencode", executor="agent")
+    assert run_execution(ex, Task("Say done", git_repo), rec).status == "ok"
+    row = stored_execution(store, rec.id)
+    assert (row["output_tokens"], row["reasoning_tokens"]) == (1000, 600)
+    expected = (10_000 * 3 + 1000 * 15) / 1e6
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.agents
 def test_real_opencode_provider_error(oc: FakeModelServer, git_repo: Path) -> None:
     # an invalid_request_error 400 is not retried by opencode 1.18.33 (5xx would be, 6 times)
     oc.script(openai_error(400, "fake error 400"))

@@ -79,12 +79,15 @@ class OpenCodeState:
 def _step_usage(part: dict[str, Any], model: str | None) -> Usage:
     tokens = mapping(part.get("tokens"))
     cache = mapping(tokens.get("cache"))
+    reasoning = count(tokens.get("reasoning"))
     return Usage(
         input_tokens=count(tokens.get("input")),
-        output_tokens=count(tokens.get("output")),
+        # opencode counts reasoning apart from output (and bills it at the output rate); here,
+        # as in Claude Code's and Codex's numbers, output includes it, reasoning is its part
+        output_tokens=count(tokens.get("output")) + reasoning,
         cache_read_tokens=count(cache.get("read")),
         cache_write_tokens=count(cache.get("write")),
-        reasoning_tokens=count(tokens.get("reasoning")),
+        reasoning_tokens=reasoning,
         cost_usd=cost(part.get("cost")),
         model=model,
     )
