@@ -7,6 +7,7 @@ Skipped (with the reason) when the npm package is not installed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,21 @@ def test_real_claude_killed_mid_run_keeps_its_finished_replies_output(
     row = stored_execution(store, rec.id)
     assert (row["input_tokens"], row["output_tokens"]) == (20_000, 700)
     assert row["computed_cost_usd"] == pytest.approx(request_cost(20_000, 700), abs=1e-9)
+
+
+def test_real_claude_reply_served_in_fast_mode_costs_the_fast_price(
+    git_repo: Path, store: Any
+) -> None:
+    turn = anthropic_text("Done.", input_tokens=10_000, output_tokens=300)
+    turn = replace(turn, usage={**turn.usage, "speed": "fast"})  # as the API answers it
+    ex = ClaudeCodeExecutor(executor_config(model="claude-opus-4-8"))
+    with FakeModelServer() as srv:
+        srv.script(turn)
+        rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
+        env = {"ANTHROPIC_BASE_URL": srv.base_url, "ANTHROPIC_API_KEY": "sk-ant-fake-key"}
+        assert run_execution(ex, Task("Say done", git_repo, env=env), rec).status == "ok"
+    row = stored_execution(store, rec.id)
+    # Opus 4.8 in fast mode: $10 in / $50 out per MTok (twice the standard $5 / $25)
+    expected = (10_000 * 10 + 300 * 50) / 1e6
+    assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
+    assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)

@@ -347,7 +347,10 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
         state.model = model
     snapshot = message.get("usage")
     if isinstance(snapshot, dict) and not synthetic and len(state.replies) < MAX_REPLIES:
-        state.replies.setdefault(_short(msg_id), _usage_from_result({"usage": snapshot}, model))
+        name = model or state.model
+        if name and snapshot.get("speed") == "fast":  # served in fast mode: its own price,
+            name = f"{name}-fast"  # under the name ccusage (and the log ingest) give it
+        state.replies.setdefault(_short(msg_id), _usage_from_result({"usage": snapshot}, name))
     out: list[AgentEvent] = []
     envelope = {k: obj.get(k) for k in ("uuid", "parent_tool_use_id", "session_id", "timestamp")}
     envelope["message_id"] = msg_id
