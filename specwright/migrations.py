@@ -408,6 +408,15 @@ _M010_TOOL_RESULT_CALLS = (
 )
 
 
+# Of an execution's cache writes, the 1-hour ones (2x input, against 1.25x for a 5-minute
+# write), as usage_records keeps them: Claude Code's result line splits them. An execution
+# recorded before this has 0, as its computed cost priced every write as a 5-minute one (and
+# a rebuild from its journal, which has no such column, gives the same).
+_M011_EXECUTION_CACHE_WRITE_1H = (
+    "ALTER TABLE executions ADD COLUMN IF NOT EXISTS cache_write_1h_tokens BIGINT DEFAULT 0",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
@@ -421,6 +430,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "usage_records: renumber seq from 1 per source", _M008_USAGE_RECORD_SEQ),
     Migration(STORE_META_VERSION, "store_meta: the database's own journal", _M009_STORE_META),
     Migration(10, "events: a tool result names the call it answers", _M010_TOOL_RESULT_CALLS),
+    Migration(11, "executions: the 1-hour part of cache writes", _M011_EXECUTION_CACHE_WRITE_1H),
 )
 
 

@@ -435,6 +435,7 @@ class ExecutionRecorder:
             "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "num_turns": num_turns if isinstance(num_turns, int) else None,
             "event_count": self.event_count,

@@ -20,7 +20,11 @@ TABLE_DOCS: dict[str, str] = {
     "`parent_run_id` -> runs; `group_id` ties sibling runs that compare executors.",
     "executions": "One call of an executor, planner, reviewer or summarizer, with token totals and "
     "cost. `cost_source`: reported | computed | codexbar; both reported and computed "
-    "costs are kept. `run_id` -> runs, `chunk_id` -> chunks.",
+    "costs are kept; the computed one prices each model call at its own rates (a call over 200k "
+    "prompt tokens at the long-context ones). `cache_write_1h_tokens` is the 1-hour part of "
+    "`cache_write_tokens` (0 on executions recorded before schema 11, whose computed cost "
+    "priced every write as a 5-minute one). `run_id` -> runs, `chunk_id` "
+    "-> chunks.",
     "events": "Every streamed event of an execution in order (`seq`): text, tool_call, tool_result, "
     "usage, error, step. Outputs beyond 64 KiB are truncated; `output_len` keeps the "
     "original length. `raw` keeps the provider payload. `execution_id` -> executions. A "

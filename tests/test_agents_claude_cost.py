@@ -68,7 +68,7 @@ def test_real_claude_one_hour_cache_writes_cost_their_own_rate(git_repo: Path, s
         ),
     )
     expected = request_cost(4000, 300, cr=2000, cw5m=2000, cw1h=8000)
-    assert row["cache_write_tokens"] == 10_000
+    assert (row["cache_write_tokens"], row["cache_write_1h_tokens"]) == (10_000, 8000)
     assert row["computed_cost_usd"] == pytest.approx(expected, abs=1e-9)
     # Claude Code's own price says the same
     assert row["reported_cost_usd"] == pytest.approx(expected, abs=1e-9)

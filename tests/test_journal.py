@@ -307,8 +307,9 @@ def _database_of_schema_8(db: Path, journal: Path, tmp_path: Path) -> None:
         # today's recorder writes columns later migrations added: not in rows written then
         known = set(conn.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall())
         for op in ops:
-            if "row" in op:
-                op["row"] = {k: v for k, v in op["row"].items() if (op["table"], k) in known}
+            for part in ("row", "set"):
+                if part in op:
+                    op[part] = {k: v for k, v in op[part].items() if (op["table"], k) in known}
         apply_ops(conn, ops)
     finally:
         conn.close()

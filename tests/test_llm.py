@@ -133,6 +133,7 @@ def test_structured_forced_tool_use_is_recorded(
     assert row["status"] == "ok" and row["num_turns"] == 1
     assert (row["input_tokens"], row["output_tokens"]) == (1000, 200)
     assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (5000, 400)
+    assert row["cache_write_1h_tokens"] == 100
     # 1000*3 + 200*15 + 5000*0.3 + 300*3.75 + 100*6 (1-hour cache writes) per million
     expected = (3000 + 3000 + 1500 + 1125 + 600) / 1e6
     assert row["computed_cost_usd"] == pytest.approx(expected)

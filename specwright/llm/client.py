@@ -9,6 +9,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from specwright.llm.errors import (
@@ -296,10 +297,11 @@ class LLMClient:
         # each call at its own price tier (>200k prompt tokens), never their sum
         costs = [self._cost(u, one_hour) for u, one_hour in calls if u.total_tokens]
         cost = None if not costs or None in costs else sum(c or 0.0 for c in costs)
+        one_hour = min(sum(h for _, h in calls), usage.cache_write_tokens)
         try:
             rec.finish(
                 status=status,
-                usage=usage,
+                usage=replace(usage, cache_write_1h_tokens=one_hour),
                 exit_reason=reason,
                 model=self.model,
                 num_turns=turns,
