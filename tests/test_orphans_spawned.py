@@ -180,9 +180,9 @@ def fake_opencode(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def announced(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """`specwright agents serve-opencode` with the fake, and the first line it printed."""
-    proc = subprocess.Popen(
+def serve_opencode(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`specwright agents serve-opencode` with the fake, just started."""
+    return subprocess.Popen(
         [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
         env=env,
         stdout=subprocess.PIPE,
@@ -190,6 +190,11 @@ def announced(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str
         text=True,
         start_new_session=True,
     )
+
+
+def announced(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`specwright agents serve-opencode` with the fake, and the first line it printed."""
+    proc = serve_opencode(tmp_path, env)
     assert proc.stdout is not None
     return proc, proc.stdout.readline()
 
@@ -280,14 +285,7 @@ def test_ctrl_c_while_the_server_starts_stops_it_and_its_group(
         f"sleep 300 &\necho $! > {state}/child.pid\necho $$ > {state}/server.pid\n"
         f"while [ ! -e {state}/go ]; do sleep 0.05; done\n",  # never listening
     )
-    proc = subprocess.Popen(
-        [*CLI, "-C", str(tmp_path / "proj"), "agents", "serve-opencode", "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = serve_opencode(tmp_path, env)
     groups.append(proc.pid)
     try:
         server = read_pid(state / "server.pid", proc)
