@@ -473,13 +473,14 @@ def _computed_cost(
         return None  # the offline fake has no price: skip loading the price table (~0.4 s)
     import warnings
 
-    from specwright.pricing import UnknownPriceWarning, compute_cost, normalize_provider
+    from specwright.pricing import UnknownPriceWarning, compute_cost
 
-    provider = normalize_provider(backend) if backend in ("claude_code", "codex") else None
+    # the provider comes from the model's name (``anthropic/...``, ``glm-*``): an agent's
+    # backend names no seller (Claude Code can be pointed at Z.ai)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownPriceWarning)
         try:
-            cost = compute_cost(usage, model, provider=provider, overrides=prices)
+            cost = compute_cost(usage, model, overrides=prices)
         except Exception as exc:  # a price lookup must never lose the execution's record
             log.warning("computing the cost of %s failed: %s", model, exc)
             return None
