@@ -216,6 +216,12 @@ def test_papermill_01_runs_the_whole_wizard_then_resumes_it(
     assert store.query("SELECT count(*) FROM chunk_deps")[0][0] == 1
     assert (root / ".handoff" / "specs" / f"{spec['slug']}.md").exists()
     assert "resuming spec" in (out / "01-resumed.ipynb").read_text()
+    # the spec file is new to git, and a run refuses uncommitted changes: it says so
+    name = f".handoff/specs/{spec['slug']}.md"
+    assert (
+        f"commit it before a run (`git add {name}`, `git commit`)"
+        in (out / "01-wizard.ipynb").read_text()
+    )
     assert "&lt;b&gt;three&lt;/b&gt;" in (out / "01-wizard.ipynb").read_text()
 
 

@@ -31,6 +31,7 @@ from specwright.widgets import (
 )
 from specwright.widgets.common import clip, esc, markdown_html
 from specwright.widgets.studio_backend import for_project
+from tests.conftest import git
 from tests.support_notebooks import make_project, make_spec
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -445,6 +446,13 @@ def test_the_studio_export_accepts_a_draft_and_leaves_a_spec_that_ran_as_it_is(
     assert f"status: {want}\n" in path.read_text()
     said = "ready to run" if want == "ready" else f"{status}, left as it is"
     assert f"saved; spec {said}; wrote {path}" in view.message.value
+    # a run refuses the tree the new file leaves uncommitted: the message says to commit it
+    name = path.relative_to(git_repo).as_posix()
+    assert f"commit it before a run (`git add {name}`, `git commit`)" in view.message.value
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "spec")
+    assert view.export() == path
+    assert f"wrote {path}" in view.message.value and "commit it" not in view.message.value
 
 
 def test_the_studio_keeps_answers_as_given_once_the_spec_is_written_as_plan_does(

@@ -216,3 +216,18 @@ def answers_list(answers: Any) -> list[str] | dict[Any, str] | None:
     raise ValidationError(
         f"answers: expected a YAML file path, a list or a mapping, got {type(answers).__name__}"
     )
+
+
+def commit_hint(path: Path) -> str:
+    """``; commit it ...`` when git does not have the exported spec file as written (a run
+    refuses a work tree with uncommitted changes), else nothing."""
+    from specwright import gitops
+
+    try:
+        root = gitops.root_of(path.parent)
+        name = path.resolve().relative_to(root.resolve()).as_posix()
+        if name not in gitops.dirty_files(root):
+            return ""
+    except (gitops.GitError, ValueError):  # not in a repository: nothing git-related to say
+        return ""
+    return f"; commit it before a run (`git add {name}`, `git commit`): runs need a clean tree"

@@ -23,7 +23,7 @@ from specwright.widgets.common import (
     plain,
 )
 from specwright.widgets.common import table_html as _table
-from specwright.widgets.studio_backend import Draft, answers_list, for_project
+from specwright.widgets.studio_backend import Draft, answers_list, commit_hint, for_project
 from specwright.widgets.studio_view import StudioView
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def open_studio(
     path = backend.export(draft.spec_id)
     draft = backend.resume(draft.intent) or draft
     state = "ready to run" if draft.status == "ready" else f"{draft.status} (left as it is)"
-    print(f"spec {draft.slug} is {state}; wrote {path}")
+    print(f"spec {draft.slug} is {state}; wrote {path}{commit_hint(path)}")
     pos = {c.id: c.position for c in draft.chunks}
     rows = [
         {

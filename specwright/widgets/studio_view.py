@@ -19,7 +19,7 @@ import ipywidgets as w
 
 from specwright.errors import SpecwrightError
 from specwright.widgets.common import dag_figure, esc, figure_bundle, markdown_html
-from specwright.widgets.studio_backend import ChunkRow, Draft, StudioBackend
+from specwright.widgets.studio_backend import ChunkRow, Draft, StudioBackend, commit_hint
 
 if TYPE_CHECKING:
     from specwright.model import Chunk
@@ -403,5 +403,5 @@ class StudioView:
         path = self._call("exporting", lambda: self.backend.export(spec_id))
         if path is not None:
             state = "ready to run" if status in ("draft", "ready") else f"{status}, left as it is"
-            self.say(f"saved; spec {state}; wrote {path}")
+            self.say(f"saved; spec {state}; wrote {path}{commit_hint(path)}")
         return path
