@@ -63,3 +63,15 @@ def test_readme_names_every_folder_running_agents_are_registered_in() -> None:
         "`specwright-agents-UID` in the temp folder",
     ):
         assert place in readme, place
+
+
+def test_every_link_in_the_readme_and_docs_leads_to_a_file() -> None:
+    """The README sends readers to docs/ for the details: a moved page must not leave it dangling."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, broken
+    assert "(docs/commands.md)" in _readme() and "(docs/data.md)" in _readme()
