@@ -3,7 +3,8 @@
 The dataclasses below are the reference for the YAML: each field is a key, its comment says what
 it means. ``${VAR}`` and ``${VAR:-default}`` are substituted in every string value. Unknown keys,
 wrong types and dangling references (``defaults.executor`` naming no executor) are errors that
-name the file, the line and the key path. Without a file, ``Config.default()`` applies; a file
+name the file, the line and the key path, as does what an executor's type or a planner
+cannot work with (config_check.py). Without a file, ``Config.default()`` applies; a file
 that leaves out `tools.executors`, `tools.planners` or `tools.reviewers` gets that section's
 built-in entries (the scripted executor and the checks reviewer are always there).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import envsubst
+from specwright.config_check import check_executor, check_planner
 from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
 
@@ -363,6 +365,10 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
                 )
             entry = _build(cls, body, ctx, path, name=name)
             _choice(ctx, body, "type", f"{path}.type", entry.type, types)
+            if cls is ExecutorConfig:
+                check_executor(ctx, body, path, entry)
+            elif cls is PlannerConfig:
+                check_planner(ctx, body, path, entry)
             out[name] = entry
         return out
 

@@ -126,7 +126,7 @@ def test_a_number_from_the_environment_in_a_flow_mapping(monkeypatch: pytest.Mon
     assert load_text(text, "cfg.yaml").executor("c").max_turns == 12
     merged = (  # from an anchor merged into the entry (`<<: *base`) too
         "tools:\n  executors:\n"
-        '    base: &base {type: claude-code, max_turns: "${TURNS:-40}"}\n'
+        '    base: &base {type: claude-code, model: m, max_turns: "${TURNS:-40}"}\n'
         "    d: {<<: *base, model: m}\n"
     )
     assert load_text(merged, "cfg.yaml").executor("d").max_turns == 12
@@ -303,8 +303,8 @@ def test_default_executor_when_the_file_names_none(tmp_path: Path) -> None:
     assert config.executor().type == "claude-code"
     for listed, default in [
         ("{}", "claude-code"),
-        ("{glm: {type: opencode}, cc: {type: claude-code}}", "glm"),
-        ("{glm: {type: opencode}, claude-code: {type: claude-code}}", "claude-code"),
+        ("{glm: {type: opencode}, cc: {type: claude-code, model: m}}", "glm"),
+        ("{glm: {type: opencode}, claude-code: {type: claude-code, model: m}}", "claude-code"),
         ("{mine: {type: scripted}}", "mine"),
     ]:
         config = load_text(f"tools: {{executors: {listed}}}\n", "cfg.yaml")
@@ -345,3 +345,98 @@ def test_config_show_redacts_secrets_from_the_environment(
         assert result.code == 0, result.err
         assert secret not in result.out and result.out.count("[REDACTED:MY_API_KEY]") == 3
         assert "fast" in result.out and "agent" in result.out
+
+
+EXECUTOR_MISTAKES = [
+    (
+        "oc: {type: opencode, provider: zai, model: glm-4.7, permission_policy: sometimes}",
+        r"cfg.yaml:3: tools.executors.oc.permission_policy: expected one of allow, once, always, "
+        r"reject, deny, got 'sometimes'$",
+    ),
+    (
+        "c: {type: command, prompt_via: pipe, argv: [agent, '{prompt}']}",
+        r"cfg.yaml:3: tools.executors.c.prompt_via: expected one of arg, stdin, got 'pipe'$",
+    ),
+    ("c: {type: command}", r"cfg.yaml:3: tools.executors.c.argv: missing; a command executor"),
+    ("c: {type: command, argv: [agent]}", r"tools.executors.c.argv: has no \{prompt\} placeholder"),
+    (
+        "c: {type: command, argv: [agent, '{prompt}'], parser: json}",
+        r"tools.executors.c.parser: expected one of codex, plain or 'module:function', got 'json'",
+    ),
+    ("cc: {type: claude-code}", r"cfg.yaml:3: tools.executors.cc.model: missing; claude-code"),
+    (
+        "cc: {type: claude-code, model: m, permission_mode: yolo}",
+        r"tools.executors.cc.permission_mode: expected one of acceptEdits, .*, got 'yolo'$",
+    ),
+    (
+        "cc: {type: claude-code, model: m, options: {extra_args: --verbose}}",
+        r"tools.executors.cc.options.extra_args: expected a list of strings, got '--verbose'$",
+    ),
+    (
+        "oc: {type: opencode, model: glm-4.7}",
+        r"tools.executors.oc.model: 'glm-4.7' needs a provider",
+    ),
+    (
+        "oc: {type: opencode, url: 'localhost:4096'}",
+        r"cfg.yaml:3: tools.executors.oc.url: expected an http\(s\) URL .*, got 'localhost:4096'$",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"), EXECUTOR_MISTAKES, ids=[e for e, _ in EXECUTOR_MISTAKES]
+)
+def test_what_an_executor_type_needs_is_checked_when_the_config_loads(
+    entry: str, message: str
+) -> None:
+    """These were checked only when the executor was first used, in an error naming neither
+    the file nor the line nor the key (`config show` said nothing, `run` failed late)."""
+    with pytest.raises(ConfigError, match=message):
+        load_text(f"tools:\n  executors:\n    {entry}\n", "cfg.yaml")
+
+
+def test_a_planners_endpoint_and_key_variable_are_checked_when_the_config_loads() -> None:
+    """A key pasted as `api_key_env` is refused without being echoed (it is a secret)."""
+    key = "sk-ant-api03-0123456789abcdef"
+    with pytest.raises(ConfigError) as err:
+        load_text(f"tools:\n  planners:\n    p: {{api_key_env: {key}}}\n", "cfg.yaml")
+    assert str(err.value).startswith(
+        "cfg.yaml:3: tools.planners.p.api_key_env: expected the name of an environment variable"
+    )
+    assert key not in str(err.value)
+    with pytest.raises(ConfigError, match=r"cfg.yaml:3: tools.planners.p.base_url: expected an"):
+        load_text("tools:\n  planners:\n    p: {base_url: api.anthropic.com}\n", "cfg.yaml")
+    empty = 'tools:\n  planners:\n    p: {base_url: "${NO_URL:-}"}\n'  # unset: the default
+    assert load_text(empty, "cfg.yaml").planners["p"].base_url == ""
+
+
+def test_config_show_and_run_refuse_a_bad_executor_setting_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    (tmp_path / ".handoff").mkdir()
+    config = tmp_path / ".handoff" / "config.yaml"
+    config.write_text(
+        "tools:\n  executors:\n"
+        "    oc:\n      type: opencode\n      provider: zai\n      model: glm-4.7\n"
+        "      permission_policy: sometimes\n"
+    )
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db.duckdb"))
+    expected = (
+        f"{config}:7: tools.executors.oc.permission_policy: expected one of allow, once, "
+        "always, reject, deny, got 'sometimes'"
+    )
+    assert cli("-C", str(tmp_path), "spec", "new", "x").code == 0
+    assert cli("-C", str(tmp_path), "chunk", "add", "x", "one", "--prompt", "p").code == 0
+    for args in (("config", "show"), ("agents", "list"), ("run", "x:1", "--executor", "oc")):
+        result = cli("-C", str(tmp_path), *args)
+        assert result.code == 2, args
+        assert result.err.strip() == f"specwright: error: {expected}", args
+
+
+def test_opencodes_permission_answers_are_the_policies_the_config_accepts() -> None:
+    from specwright.agents.opencode import POLICIES
+    from specwright.config_check import PERMISSION_POLICIES
+
+    assert tuple(POLICIES) == PERMISSION_POLICIES

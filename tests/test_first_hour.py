@@ -107,7 +107,7 @@ def test_a_merge_key_shares_an_executor_body() -> None:
     """`<<: *base` was read as a key named '<<' (and the merged keys were lost)."""
     text = (
         "tools:\n  executors:\n"
-        "    a: &base {type: claude-code, max_turns: 5}\n"
+        "    a: &base {type: claude-code, model: base, max_turns: 5}\n"
         "    b: {<<: *base, model: m}\n"
         "    c: {<<: [*base], type: scripted}\n"
         "    d: {<<: 3}\n"

@@ -38,6 +38,7 @@ from specwright.agents.process import (
     overlong_warning,
     version_of,
 )
+from specwright.config_check import PERMISSION_MODES
 from specwright.errors import AgentError, ConfigError
 from specwright.model import StepEvent
 from specwright.redact import Redactor
@@ -53,15 +54,6 @@ __all__ = [
     "parse_line",
 ]
 
-PERMISSION_MODES = (
-    "acceptEdits",
-    "auto",
-    "bypassPermissions",
-    "default",
-    "manual",
-    "dontAsk",
-    "plan",
-)
 MAX_ARG_BYTES = 100_000  # Linux caps one argv string at 128 KiB; longer prompts go via stdin
 # Passed through from our environment (names or prefixes); everything else is left out.
 ENV_PASS = (

@@ -132,17 +132,11 @@ class OpenCodeExecutor:
     def url(self) -> str:
         """The server's base URL: ``OPENCODE_URL``, else the executor's ``url``, else the
         default; a ConfigError naming where it came from unless it is an http(s) URL."""
-        from urllib.parse import urlsplit
+        from specwright.config_check import is_http_url
 
         env = os.environ.get("OPENCODE_URL")
         url = (env or self.config.url or DEFAULT_URL).rstrip("/")
-        try:
-            parts = urlsplit(url)
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-            parts.port  # noqa: B018 (raises on a port that is not a number 0-65535)
-        except ValueError:
-            ok = False
-        if not ok:
+        if not is_http_url(url):
             where = "OPENCODE_URL" if env else f"executor {self.config.name!r}: url"
             raise ConfigError(
                 f"{where}: expected an http(s) URL such as {DEFAULT_URL}, got {url!r}"
