@@ -190,6 +190,14 @@ def test_command_that_is_not_executable_says_so(tmp_path: Path) -> None:
     folder = CommandExecutor(executor_config(type="command", argv=(str(tmp_path), "{prompt}")))
     with pytest.raises(AgentError, match="is a directory, not a program"):
         folder.executable()
+    script.write_text("echo hi\n")  # executable, but no #! line: exec would refuse it
+    script.chmod(0o755)
+    with pytest.raises(AgentError) as caught:
+        executor.executable()
+    assert str(caught.value) == (
+        f"executor 'agent': {str(script)!r} is not a program this system can run "
+        "(a script needs a #! line)"
+    )
 
 
 # Half an emoji: a JavaScript agent cutting a long tool output by UTF-16 units leaves one half

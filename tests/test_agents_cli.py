@@ -89,6 +89,41 @@ def test_agents_list(cli: Callable[..., Any], project: Path) -> None:
     assert rows["missing"]["found"] is False and "not found" in rows["missing"]["detail"]
 
 
+@pytest.mark.parametrize("what", ["no #! line", "no execute bit", "a directory"])
+def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
+    cli: Callable[..., Any],
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    what: str,
+) -> None:
+    """A CLAUDE_PATH the system cannot start was listed as "found" (and `run` started, then
+    failed, the agent): the list says what is wrong, in one line."""
+    claude = tmp_path / "wrapper" / "claude"
+    claude.parent.mkdir()
+    if what == "a directory":
+        claude.mkdir()
+    else:
+        claude.write_text('exec /usr/local/bin/claude "$@"\n' if what == "no #! line" else "")
+        claude.chmod(0o755 if what == "no #! line" else 0o644)
+        if what == "no execute bit":
+            claude.write_text(f"#!{sys.executable}\nprint('9.9.9')\n")
+    monkeypatch.setenv("CLAUDE_PATH", str(claude))
+    r = cli("agents", "list")
+    assert r.code == 0, r.err
+    lines = {line.split()[0]: line for line in r.out.splitlines() if line.strip()}
+    assert "NOT FOUND" in lines["claude"]
+    why = {
+        "no #! line": "not a program this system can run (a script needs a #! line)",
+        "no execute bit": "not executable (chmod +x it)",
+        "a directory": "a directory, not a program",
+    }[what]
+    assert f"  claude: CLAUDE_PATH={claude}: {why}\n" in r.out
+    rows = {row["name"]: row for row in json.loads(cli("--json", "agents", "list").out)}
+    assert rows["claude"]["found"] is False
+    assert rows["claude"]["detail"] == f"CLAUDE_PATH={claude}: {why}"
+
+
 def test_agents_check_records_the_execution(cli: Callable[..., Any], project: Path) -> None:
     r = cli("--json", "agents", "check", "echo", "--prompt", "ping")
     assert r.code == 0, r.err

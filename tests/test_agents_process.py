@@ -624,7 +624,8 @@ def test_an_agent_that_is_no_program_says_so(tmp_path: Path, git_repo: Path) -> 
     with pytest.raises(AgentError) as caught:
         run(ex, Task("x", git_repo))
     assert str(caught.value) == (
-        f"{wrapper}: cannot start: not a program this system can run (a script needs a #! line)"
+        f"claude-code executor path {str(wrapper)!r}: "
+        "not a program this system can run (a script needs a #! line)"
     )
 
 

@@ -25,10 +25,10 @@ from specwright.agents.process import (
     ProcessStream,
     clean_tail,
     decode_json_line,
-    is_executable,
     overlong_warning,
     slim,
     timeout_message,
+    unrunnable,
     version_of,
     which,
 )
@@ -226,17 +226,16 @@ class CommandExecutor:
 
     def executable(self) -> str:
         first = os.path.expanduser(self.config.path or self.config.argv[0])
-        found = first if os.sep in first and is_executable(first) else which(first)
-        if found:
+        found = first if os.sep in first else which(first)
+        if found is None:
+            raise AgentError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
+        why = unrunnable(found)
+        if why is None:
             return found
-        if os.path.isdir(first):
-            raise AgentError(f"executor {self.name!r}: {first!r} is a directory, not a program")
-        if os.path.isfile(first):
-            raise AgentError(
-                f"executor {self.name!r}: {first!r} is not executable (chmod +x it, or put "
-                "its interpreter first in argv)"
-            )
-        raise AgentError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
+        if why.startswith("not executable"):
+            why = "not executable (chmod +x it, or put its interpreter first in argv)"
+        shown = repr(first) if found == first else f"{first!r} ({found})"
+        raise AgentError(f"executor {self.name!r}: {shown} is {why}")
 
     def argv(self, task: Task) -> list[str]:
         """The argv with ``{prompt}``, ``{system_prompt}``, ``{workdir}`` and ``{model}`` filled."""

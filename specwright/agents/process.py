@@ -21,6 +21,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -499,6 +500,29 @@ def is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
+def unrunnable(path: str) -> str | None:
+    """Why the system could not start the file ``path`` as a program, or None when it can, as
+    far as can be told without running it: missing, a directory, not executable, or (on Linux)
+    neither a script with a ``#!`` line nor an ELF binary, which exec refuses (ENOEXEC)."""
+    if not os.path.exists(path):
+        return "no executable file there"
+    if os.path.isdir(path):
+        return "a directory, not a program"
+    if not os.path.isfile(path):
+        return "not a regular file, not a program"
+    if not os.access(path, os.X_OK):
+        return "not executable (chmod +x it)"
+    if sys.platform.startswith("linux"):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        except OSError:  # execute-only (mode 111): the system may still run it
+            return None
+        if not head.startswith((b"#!", b"\x7fELF")):
+            return "not a program this system can run (a script needs a #! line)"
+    return None
+
+
 def find_executable(
     name: str,
     env_var: str,
@@ -513,18 +537,23 @@ def find_executable(
     env = os.environ if env is None else env
     from_env = env.get(env_var)
     if from_env:
-        if is_executable(from_env):
+        why = unrunnable(from_env)
+        if why is None:
             return from_env
-        raise AgentError(f"{env_var}={from_env}: no executable file there")
+        raise AgentError(f"{env_var}={from_env}: {why}")
     if config_path:
         path = os.path.expanduser(config_path)
-        found = path if is_executable(path) else which(path)
-        if found:
+        found = path if os.sep in path or is_executable(path) else which(path)
+        why = unrunnable(found) if found else "no executable file there"
+        if found and why is None:
             return found
-        raise AgentError(f"{backend} executor path {config_path!r}: no executable file there")
+        raise AgentError(f"{backend} executor path {config_path!r}: {why}")
     found = which(name, env.get("PATH"))
     if found:
-        return found
+        why = unrunnable(found)
+        if why is None:
+            return found
+        raise AgentError(f"`{name}` on PATH, {found}: {why}")
     raise AgentError(
         f"{name} executable not found: {env_var} is not set, the executor config has no "
         f"`path`, and `{name}` is not on PATH ({install})"
