@@ -36,6 +36,11 @@ class AgentError(SpecwrightError):
     """An agent could not be started or failed in a way that is not the chunk's fault."""
 
 
+class AgentStartError(AgentError):
+    """The agent's program cannot be started (missing, not a program, not executable, its
+    options refused before it ran): another try would fail the same way."""
+
+
 class LoopExit(Exception):
     """Leaving the Ralph loop early; ``reason`` is recorded on the run."""
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
 from specwright.loop import ChunkResult, Progress, run_chunk
-from specwright.loop.lines import interrupted_by
+from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
 from specwright.loop.records import Heartbeat, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
@@ -205,8 +205,8 @@ class _RunAll:
             group_id=self.group_id,
             dep_summaries=self.summaries,
         )
-        # refused credentials or a check that cannot run: every chunk would fail the same way
-        self.auth_failed = self.auth_failed or result.reason.startswith(("auth:", "check_broken:"))
+        # refused credentials, a check or an agent that cannot run: every chunk would fail so
+        self.auth_failed = self.auth_failed or result.reason.startswith(STOPS_RUN_ALL)
         self.progress(
             "chunk-done",
             chunk,

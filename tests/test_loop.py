@@ -506,6 +506,53 @@ def test_refused_credentials_stop_the_chunk_run_at_once(repo: Path, store: Store
     no_running_rows(store)
 
 
+@pytest.mark.parametrize("program", ["no #! line", "another system's binary"])
+def test_an_agent_that_cannot_start_fails_the_chunk_run_at_once(
+    repo: Path, store: Store, tmp_path: Path, program: str
+) -> None:
+    """An executable the system cannot start (exec's ENOEXEC) was retried as an agent error,
+    failing the same way each time: now one execution, recorded as an error like a missing
+    program, the run failed as cannot_start naming the executor, no retry, nothing paid."""
+    from specwright.agents.command import CommandExecutor
+
+    agent = tmp_path / "agent"
+    # a script without #! is refused before the start; an ELF header with nothing after it
+    # passes that look and is refused by exec itself
+    agent.write_bytes(b"echo hi\n" if program == "no #! line" else b"\x7fELF" + bytes(60))
+    agent.chmod(0o755)
+    executor = CommandExecutor(
+        ExecutorConfig(name="wrapped", type="command", argv=(str(agent), "{prompt}"))
+    )
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    lines: list[str] = []
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=executor,
+        agent_retries=3,
+        on_progress=lambda p: lines.append(p.message),
+    )
+    why = (
+        f"executor 'wrapped': {str(agent)!r} is not a program this system can run"
+        if program == "no #! line"
+        else f"{agent}: cannot start: not a program this system can run"
+    )
+    assert result.status == "failed" and result.iterations == 1
+    assert result.reason.startswith(
+        f"cannot_start: executor 'wrapped' (command) could not start: {why}"
+    )
+    assert result.reason.endswith("; not retried: fix it and run the chunk again")
+    [execution] = rows(store, "SELECT status, exit_reason, cost_usd FROM executions")
+    assert execution["status"] == "error" and why in execution["exit_reason"]
+    assert not execution["cost_usd"]
+    assert not [line for line in lines if "retrying" in line]
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    no_running_rows(store)
+
+
 class AuthEventOnly:
     """A command agent whose parser saw a 401 but whose process just exited 1."""
 

@@ -588,6 +588,33 @@ def test_a_check_that_cannot_run_stops_the_run_before_any_agent(
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
 
 
+def test_an_agent_that_cannot_start_stops_the_run_all(git_repo: Path, tmp_path: Path) -> None:
+    """A program exec refuses (ENOEXEC: here an ELF header with nothing after it, which the
+    look before the run cannot tell) fails its chunk at once, and no further chunk is started:
+    each would fail the same way."""
+    from specwright.agents.command import CommandExecutor
+    from specwright.config import ExecutorConfig
+
+    agent = tmp_path / "agent"
+    agent.write_bytes(b"\x7fELF" + bytes(60))
+    agent.chmod(0o755)
+    executor = CommandExecutor(
+        ExecutorConfig(name="broken", type="command", argv=(str(agent), "{prompt}"))
+    )
+    _project(git_repo, _write_script({"A": [], "B": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, executor=executor)
+    assert result.status == "failed"
+    [failed] = [c for c in result.chunks if c.status == "failed"]
+    assert failed.reason.startswith(
+        f"cannot_start: executor 'broken' (command) could not start: {agent}: cannot start: "
+    )
+    ran = [r["title"] for r in run_summary(store, result.run_id) if r["ran"]]
+    assert ran == ["Make A"]
+    assert store.query("SELECT count(*), max(status) FROM executions")[0] == (1, "error")
+
+
 def test_a_run_all_killed_mid_merge_back_has_its_merge_aborted_by_the_next(
     git_repo: Path,
 ) -> None:

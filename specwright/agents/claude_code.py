@@ -39,7 +39,7 @@ from specwright.agents.process import (
     version_of,
 )
 from specwright.config_check import PERMISSION_MODES
-from specwright.errors import AgentError, ConfigError
+from specwright.errors import AgentError, AgentStartError, ConfigError
 from specwright.model import StepEvent
 from specwright.redact import Redactor
 
@@ -194,12 +194,12 @@ class ClaudeCodeExecutor:
         if not workdir.is_dir():
             raise AgentError(f"{workdir}: working directory does not exist")
         if self.config.permission_mode == "bypassPermissions" and not _inside_worktree(workdir):
-            raise AgentError(
+            raise AgentStartError(
                 f"executor {self.name!r}: permission_mode bypassPermissions is allowed only "
                 f"inside a git worktree, and {workdir} is not one; use acceptEdits"
             )
         if len(task.system_prompt.encode()) > MAX_ARG_BYTES:
-            raise AgentError(
+            raise AgentStartError(
                 f"system prompt is {len(task.system_prompt.encode())} bytes; the limit for "
                 f"--append-system-prompt is {MAX_ARG_BYTES}; shorten the project rules/context"
             )

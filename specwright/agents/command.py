@@ -32,7 +32,7 @@ from specwright.agents.process import (
     version_of,
     which,
 )
-from specwright.errors import AgentError, ConfigError
+from specwright.errors import AgentError, AgentStartError, ConfigError
 from specwright.model import (
     AgentEvent,
     ErrorEvent,
@@ -228,14 +228,14 @@ class CommandExecutor:
         first = os.path.expanduser(self.config.path or self.config.argv[0])
         found = first if os.sep in first else which(first)
         if found is None:
-            raise AgentError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
+            raise AgentStartError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
         why = unrunnable(found)
         if why is None:
             return found
         if why.startswith("not executable"):
             why = "not executable (chmod +x it, or put its interpreter first in argv)"
         shown = repr(first) if found == first else f"{first!r} ({found})"
-        raise AgentError(f"executor {self.name!r}: {shown} is {why}")
+        raise AgentStartError(f"executor {self.name!r}: {shown} is {why}")
 
     def argv(self, task: Task) -> list[str]:
         """The argv with ``{prompt}``, ``{system_prompt}``, ``{workdir}`` and ``{model}`` filled."""

@@ -38,7 +38,7 @@ from specwright.agents.orphans import (
     stop_strays,
     unregister_agent,
 )
-from specwright.errors import AgentError
+from specwright.errors import AgentError, AgentStartError
 from specwright.model import ErrorEvent
 
 MAX_LINE_BYTES = 128 * 1024 * 1024  # a longer stdout line is dropped (with a warning), not kept
@@ -217,9 +217,9 @@ class ProcessStream:
                 preexec_fn=die_with_parent(),  # and it dies with us, even after kill -9
             )
         except FileNotFoundError as exc:
-            raise AgentError(f"{self.argv[0]}: cannot start: {exc.strerror}") from None
+            raise AgentStartError(f"{self.argv[0]}: cannot start: {exc.strerror}") from None
         except PermissionError:
-            raise AgentError(f"{self.argv[0]}: cannot start: not executable") from None
+            raise AgentStartError(f"{self.argv[0]}: cannot start: not executable") from None
         except NotADirectoryError:
             raise AgentError(f"{self.cwd}: working directory is not a directory") from None
         except OSError as exc:
@@ -229,7 +229,11 @@ class ProcessStream:
                 why = f"{why} (command line {size} chars; pass a long prompt by stdin)"
             elif exc.errno == errno.ENOEXEC:  # a script without `#!`, another system's binary
                 why = "not a program this system can run (a script needs a #! line)"
-            raise AgentError(f"{self.argv[0]}: cannot start: {why}") from None
+            # these fail the same way on every try; a fork that failed for memory may not
+            same = exc.errno in (errno.E2BIG, errno.ENOEXEC, errno.ELOOP, errno.ENAMETOOLONG)
+            raise (AgentStartError if same else AgentError)(
+                f"{self.argv[0]}: cannot start: {why}"
+            ) from None
         self.result.pid = self.proc.pid
         self.registration = register_agent(self.proc.pid, self.argv[0], self.cwd, token=self.token)
         return self
@@ -540,21 +544,21 @@ def find_executable(
         why = unrunnable(from_env)
         if why is None:
             return from_env
-        raise AgentError(f"{env_var}={from_env}: {why}")
+        raise AgentStartError(f"{env_var}={from_env}: {why}")
     if config_path:
         path = os.path.expanduser(config_path)
         found = path if os.sep in path or is_executable(path) else which(path)
         why = unrunnable(found) if found else "no executable file there"
         if found and why is None:
             return found
-        raise AgentError(f"{backend} executor path {config_path!r}: {why}")
+        raise AgentStartError(f"{backend} executor path {config_path!r}: {why}")
     found = which(name, env.get("PATH"))
     if found:
         why = unrunnable(found)
         if why is None:
             return found
-        raise AgentError(f"`{name}` on PATH, {found}: {why}")
-    raise AgentError(
+        raise AgentStartError(f"`{name}` on PATH, {found}: {why}")
+    raise AgentStartError(
         f"{name} executable not found: {env_var} is not set, the executor config has no "
         f"`path`, and `{name}` is not on PATH ({install})"
     )
@@ -568,7 +572,7 @@ def open_stream_log(executor: str, path: object, mode: str = "ab") -> IO[Any] | 
     try:
         return open(os.path.expanduser(str(path)), mode)
     except OSError as exc:
-        raise AgentError(
+        raise AgentStartError(
             f"executor {executor!r}: options.stream_log {path}: cannot write there "
             f"({exc.strerror or exc})"
         ) from None

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from specwright.errors import SpecwrightError
+from specwright.errors import AgentStartError, LoopExit, SpecwrightError, one_line
 
 if TYPE_CHECKING:
     from specwright.agents.base import Executor, Outcome, Task
@@ -44,6 +44,19 @@ class AgentRun:
     outcome: Outcome | None
     crash: str | None = None  # the adapter raised: its message
     stopped_by: str | None = None  # "cancel" | "deadline" when the caller stopped it
+    cannot_start: bool = False  # the agent could not be started: another try fails the same
+
+
+def agent_exit(executor: Executor, run: AgentRun, message: str, tries: int) -> LoopExit:
+    """How a chunk run ends when its agent keeps failing: after its retries, or at once when
+    the agent could not be started (missing, not a program: nothing a retry would change)."""
+    if run.cannot_start:
+        return LoopExit(
+            "cannot_start",
+            f"executor {executor.name!r} ({executor.backend}) could not start: "
+            f"{one_line(message, 500)}; not retried: fix it and run the chunk again",
+        )
+    return LoopExit("agent_error", f"{message} (after {tries} attempt(s))")
 
 
 def run_agent(
@@ -78,6 +91,7 @@ def run_agent(
             box["crash"] = (
                 str(exc) if isinstance(exc, SpecwrightError) else f"{type(exc).__name__}: {exc}"
             )
+            box["cannot_start"] = isinstance(exc, AgentStartError)
         finally:
             done.set()
 
@@ -113,7 +127,7 @@ def run_agent(
                 done.wait(STOP_GRACE_S)
             if not recorder.finished and getattr(recorder, "_thread", None) is not None:
                 recorder.finish(status="killed", exit_reason="did not stop after cancel")
-    return AgentRun(box.get("outcome"), box.get("crash"), stopped_by)
+    return AgentRun(box.get("outcome"), box.get("crash"), stopped_by, bool(box.get("cannot_start")))
 
 
 def _quota_snapshots(recorder: ExecutionRecorder) -> AbstractContextManager[Any]:

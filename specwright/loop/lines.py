@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from specwright.model import Review, ToolCall
     from specwright.verify import StepResult
 
+# a chunk run that ended so stops run-all: every later chunk would end the same way
+STOPS_RUN_ALL = ("auth:", "check_broken:", "cannot_start:")
+
 
 def verify_line(result: StepResult, baseline: bool = False) -> str:
     """A verification step: name, status, exit code, duration and test counts."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from specwright import gitops
 from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
-from specwright.loop.agent import AgentRun, run_agent
+from specwright.loop.agent import AgentRun, agent_exit, run_agent
 from specwright.loop.limits import codexbar_reset_wait
 from specwright.loop.lines import (
     auth_line,
@@ -462,8 +462,8 @@ class _ChunkRun:
                 continue
             errors += 1
             message = crash or (outcome.error or outcome.exit_reason if outcome else "") or "?"
-            if errors > self.opts.agent_retries:
-                raise LoopExit("agent_error", f"{message} (after {errors} attempt(s))")
+            if errors > self.opts.agent_retries or run.cannot_start:
+                raise agent_exit(self.executor, run, message, errors)
             self.progress("rollback", f"agent error ({message}); retrying")
             if self.rollback_policy == "rollback":
                 self._rollback("agent error")
