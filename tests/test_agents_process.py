@@ -629,6 +629,29 @@ def test_an_agent_that_is_no_program_says_so(tmp_path: Path, git_repo: Path) -> 
     )
 
 
+@pytest.mark.parametrize("source", ["CLAUDE_PATH", "path", "argv"])
+def test_a_relative_agent_path_is_where_it_was_found_not_in_the_work_tree(
+    tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """`CLAUDE_PATH=bin/claude` (or a relative `path`, or argv[0]) was found from the folder
+    specwright ran in, so `agents list` and the check before a run said it was there, then
+    started from the work tree (the process's cwd), where it is not: every attempt failed."""
+    fake_cli(tmp_path / "bin", "claude", FAKE_CLAUDE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLAUDE_PATH", raising=False)
+    if source == "CLAUDE_PATH":
+        monkeypatch.setenv("CLAUDE_PATH", "bin/claude")
+    if source == "argv":
+        config = executor_config(type="command", argv=("bin/claude", "{prompt}"))
+    else:
+        config = executor_config(path="bin/claude" if source == "path" else None)
+    executor = make_executor(config)
+    _, events = run(executor, Task("x", git_repo))  # it started: no "cannot start" error
+    assert executor.executable() == str(tmp_path / "bin" / "claude")  # type: ignore[attr-defined]
+    [started] = [e for e in events if isinstance(e, StepEvent) and e.name == "process"]
+    assert started.raw is not None and started.raw["executable"] == executor.executable()  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("backend", ["claude-code", "opencode"])
 def test_a_stream_log_that_cannot_be_written_is_one_line_and_leaves_nothing(
     claude: Path, tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch, backend: str

@@ -230,8 +230,8 @@ class CommandExecutor:
         if found is None:
             raise AgentStartError(f"executor {self.name!r}: {first!r} not found (not on PATH)")
         why = unrunnable(found)
-        if why is None:
-            return found
+        if why is None:  # absolute: the agent starts in its work tree
+            return os.path.abspath(found)
         if why.startswith("not executable"):
             why = "not executable (chmod +x it, or put its interpreter first in argv)"
         shown = repr(first) if found == first else f"{first!r} ({found})"

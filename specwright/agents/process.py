@@ -537,26 +537,28 @@ def find_executable(
     env: Mapping[str, str] | None = None,
 ) -> str:
     """An agent's executable: ``$env_var``, then the executor config's ``path``, then ``name``
-    on PATH; a clear error naming where it looked (and ``install``, how to get it) otherwise."""
+    on PATH; a clear error naming where it looked (and ``install``, how to get it) otherwise.
+    A relative path is made absolute here, where it was found: the agent starts in its work
+    tree, where a relative one would name another file or none."""
     env = os.environ if env is None else env
     from_env = env.get(env_var)
     if from_env:
         why = unrunnable(from_env)
         if why is None:
-            return from_env
+            return os.path.abspath(from_env)
         raise AgentStartError(f"{env_var}={from_env}: {why}")
     if config_path:
         path = os.path.expanduser(config_path)
         found = path if os.sep in path or is_executable(path) else which(path)
         why = unrunnable(found) if found else "no executable file there"
         if found and why is None:
-            return found
+            return os.path.abspath(found)
         raise AgentStartError(f"{backend} executor path {config_path!r}: {why}")
     found = which(name, env.get("PATH"))
     if found:
         why = unrunnable(found)
         if why is None:
-            return found
+            return os.path.abspath(found)
         raise AgentStartError(f"`{name}` on PATH, {found}: {why}")
     raise AgentStartError(
         f"{name} executable not found: {env_var} is not set, the executor config has no "
