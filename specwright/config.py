@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import envsubst
-from specwright.config_check import check_executor, check_planner
+from specwright.config_check import check_executor, check_executor_name, check_planner
 from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
 
@@ -366,6 +366,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
             entry = _build(cls, body, ctx, path, name=name)
             _choice(ctx, body, "type", f"{path}.type", entry.type, types)
             if cls is ExecutorConfig:
+                check_executor_name(ctx, line_of(raw, name), path, name)
                 check_executor(ctx, body, path, entry)
             elif cls is PlannerConfig:
                 check_planner(ctx, body, path, entry)

@@ -30,6 +30,7 @@ PERMISSION_POLICIES = ("allow", "once", "always", "reject", "deny")
 PROMPT_VIA = ("arg", "stdin")  # command: the prompt in the argv ({prompt}) or on stdin
 COMMAND_PARSERS = ("codex", "plain")  # command: built-in parsers; else "module:function"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 def is_http_url(url: str) -> bool:
@@ -42,6 +43,19 @@ def is_http_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def check_executor_name(ctx: Ctx, line: int | None, path: str, name: str) -> None:
+    """An executor's name is part of a git branch and a folder when executors are compared
+    (``specwright/<slug>@<name>``, ``worktrees/<slug>@compare/<name>``): one that git refuses
+    failed the comparison midway, and one with ``..`` named a folder outside, removed after."""
+    if not _NAME.fullmatch(name) or ".." in name or name.endswith(".lock"):
+        raise ctx.fail(
+            line,
+            path,
+            "expected a name of letters, digits and . _ + - (starting with a letter, digit "
+            f"or _, without '..': it is part of git branch and folder names), got {name!r}",
+        )
 
 
 def check_executor(ctx: Ctx, body: Any, path: str, entry: ExecutorConfig) -> None:

@@ -87,3 +87,29 @@ def test_compare_needs_known_distinct_executors(git_repo: Path, cli) -> None:  #
     )
     assert bad.code == 2 and "no executor 'ghost'" in bad.err
     assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def test_an_executor_name_that_cannot_be_a_branch_or_folder_is_refused(
+    git_repo: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """An executor named `../..` made the comparison's worktree the database's own folder,
+    which it removed (database and journals gone); `my agent` failed the comparison midway
+    (git refused the branch name) after the first executor had run. Both are refused when
+    the config loads, naming the file, the line and the name."""
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    (git_repo / ".handoff").mkdir(exist_ok=True)
+    for name in ("../..", "my agent"):
+        (git_repo / ".handoff" / "config.yaml").write_text(
+            f'tools:\n  executors:\n    "{name}": {{type: scripted}}\n'
+        )
+        args = ("-C", str(git_repo), "run-all", spec.slug, "--executor", "scripted")
+        bad = cli(*args, "--executor", name)
+        assert bad.code == 2
+        assert bad.err.startswith(
+            f"specwright: error: {git_repo / '.handoff' / 'config.yaml'}:3: tools.executors.{name}: "
+            "expected a name of letters, digits and . _ + - "
+        ), bad.err
+        assert resolve_db_path(git_repo).exists()
+        assert store.query("SELECT count(*) FROM runs")[0][0] == 0
