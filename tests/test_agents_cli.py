@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from specwright.agents.process import NOT_A_PROGRAM
 from specwright.cli.agents import printable
 from specwright.testing import FakeModelServer, anthropic_text
 from tests.conftest import run_specwright
@@ -89,7 +90,9 @@ def test_agents_list(cli: Callable[..., Any], project: Path) -> None:
     assert rows["missing"]["found"] is False and "not found" in rows["missing"]["detail"]
 
 
-@pytest.mark.parametrize("what", ["no #! line", "no execute bit", "a directory"])
+@pytest.mark.parametrize(
+    "what", ["no #! line", "no execute bit", "a directory", "another system's binary"]
+)
 def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
     cli: Callable[..., Any],
     project: Path,
@@ -103,6 +106,9 @@ def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
     claude.parent.mkdir()
     if what == "a directory":
         claude.mkdir()
+    elif what == "another system's binary":  # passes a look at its first bytes; exec refuses it
+        claude.write_bytes(b"\x7fELF" + bytes(60))
+        claude.chmod(0o755)
     else:
         claude.write_text('exec /usr/local/bin/claude "$@"\n' if what == "no #! line" else "")
         claude.chmod(0o755 if what == "no #! line" else 0o644)
@@ -114,14 +120,30 @@ def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
     lines = {line.split()[0]: line for line in r.out.splitlines() if line.strip()}
     assert "NOT FOUND" in lines["claude"]
     why = {
-        "no #! line": "not a program this system can run (a script needs a #! line)",
-        "no execute bit": "not executable (chmod +x it)",
-        "a directory": "a directory, not a program",
+        "no #! line": f"CLAUDE_PATH={claude}: {NOT_A_PROGRAM}",
+        "no execute bit": f"CLAUDE_PATH={claude}: not executable (chmod +x it)",
+        "a directory": f"CLAUDE_PATH={claude}: a directory, not a program",
+        "another system's binary": f"{claude}: cannot start: {NOT_A_PROGRAM}",
     }[what]
-    assert f"  claude: CLAUDE_PATH={claude}: {why}\n" in r.out
+    assert f"  claude: {why}\n" in r.out
     rows = {row["name"]: row for row in json.loads(cli("--json", "agents", "list").out)}
-    assert rows["claude"]["found"] is False
-    assert rows["claude"]["detail"] == f"CLAUDE_PATH={claude}: {why}"
+    assert rows["claude"]["found"] is False and rows["claude"]["detail"] == why
+
+
+def test_agents_list_with_an_opencode_url_that_is_no_url_lists_the_others(
+    cli: Callable[..., Any], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad OPENCODE_URL stopped the whole list (exit 2, one line about OpenCode): a list
+    is what a user runs to see what is wrong."""
+    monkeypatch.setenv("OPENCODE_URL", "localhost:4096")
+    r = cli("agents", "list")
+    assert r.code == 0, r.err
+    lines = {line.split()[0]: line for line in r.out.splitlines() if line.strip()}
+    assert "NOT FOUND" in lines["oc"] and "found" in lines["claude"]
+    assert (
+        "  oc: OPENCODE_URL: expected an http(s) URL such as http://localhost:4096, "
+        "got 'localhost:4096'\n"
+    ) in r.out
 
 
 def test_agents_check_records_the_execution(cli: Callable[..., Any], project: Path) -> None:

@@ -271,9 +271,9 @@ class ClaudeCodeExecutor:
         """Whether the executable is there and which version it is (for `agents list`)."""
         try:
             exe = self.executable()
+            version = version_of(exe)
         except AgentError as exc:
             return {"found": False, "location": None, "version": None, "detail": str(exc)}
-        version = version_of(exe)
         return {
             "found": True,
             "location": exe,

@@ -324,7 +324,7 @@ class CommandExecutor:
         ``options.probe_version: false`` skips running it."""
         try:
             exe = self.executable()
+            version = version_of(exe) if self.config.options.get("probe_version", True) else None
         except AgentError as exc:
             return {"found": False, "location": None, "version": None, "detail": str(exc)}
-        version = version_of(exe) if self.config.options.get("probe_version", True) else None
         return {"found": True, "location": exe, "version": version, "detail": ""}

@@ -49,6 +49,7 @@ QUEUED_ITEMS = 10000
 STDERR_TAIL_BYTES = 16 * 1024
 TERM_GRACE_S = 3.0  # after SIGTERM, how long the agent gets before the group is SIGKILLed
 DRAIN_S = 5.0  # after the agent ended, how long to wait for its stdout to close
+NOT_A_PROGRAM = "not a program this system can run (a script needs a #! line)"  # ENOEXEC
 SLIM_STRING_CHARS = 4096  # raw payloads keep strings up to this; longer ones keep head + length
 T = TypeVar("T")
 
@@ -228,7 +229,7 @@ class ProcessStream:
                 size = sum(len(str(a)) for a in self.argv)
                 why = f"{why} (command line {size} chars; pass a long prompt by stdin)"
             elif exc.errno == errno.ENOEXEC:  # a script without `#!`, another system's binary
-                why = "not a program this system can run (a script needs a #! line)"
+                why = NOT_A_PROGRAM
             # these fail the same way on every try; a fork that failed for memory may not
             same = exc.errno in (errno.E2BIG, errno.ENOEXEC, errno.ELOOP, errno.ENAMETOOLONG)
             raise (AgentStartError if same else AgentError)(
@@ -523,7 +524,7 @@ def unrunnable(path: str) -> str | None:
         except OSError:  # execute-only (mode 111): the system may still run it
             return None
         if not head.startswith((b"#!", b"\x7fELF")):
-            return "not a program this system can run (a script needs a #! line)"
+            return NOT_A_PROGRAM
     return None
 
 
@@ -587,7 +588,8 @@ def timeout_message(limit_s: float | None) -> str:
 
 
 def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
-    """The first line ``EXE --version`` prints, or None if it fails."""
+    """The first line ``EXE --version`` prints, or None if it fails; an ``AgentStartError``
+    when the system refuses to start it (ENOEXEC, EACCES): no run of it could work."""
     try:
         out = subprocess.run(
             [executable, "--version"],
@@ -597,7 +599,12 @@ def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError as exc:
+        if exc.errno in (errno.ENOEXEC, errno.EACCES):
+            why = NOT_A_PROGRAM if exc.errno == errno.ENOEXEC else exc.strerror
+            raise AgentStartError(f"{executable}: cannot start: {why}") from None
+        return None
+    except subprocess.TimeoutExpired:
         return None
     text = (out.stdout or out.stderr).strip().splitlines()
     return text[0].strip() if out.returncode == 0 and text else None

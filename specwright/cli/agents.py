@@ -82,7 +82,10 @@ def _probe(config: Any) -> dict[str, Any]:
     probe = getattr(executor, "probe", None)
     if probe is None:
         return {**row, "found": True, "location": "built-in", "version": None, "detail": ""}
-    return {**row, **probe()}
+    try:
+        return {**row, **probe()}
+    except SpecwrightError as exc:  # OPENCODE_URL that is no URL: this row, not the list
+        return {**row, "found": False, "location": None, "version": None, "detail": str(exc)}
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
