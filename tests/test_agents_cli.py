@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from specwright.agents.process import NOT_A_PROGRAM
+from specwright.agents.executables import NOT_A_PROGRAM
 from specwright.cli.agents import printable
 from specwright.testing import FakeModelServer, anthropic_text
 from tests.conftest import run_specwright

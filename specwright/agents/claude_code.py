@@ -29,14 +29,13 @@ from specwright.agents.claude_stream import (
     parse_line,
 )
 from specwright.agents.claude_transcript import reply_outputs
+from specwright.agents.executables import find_executable, version_of
 from specwright.agents.orphans import scratch_prefix
 from specwright.agents.process import (
     Overlong,
     ProcessStream,
-    find_executable,
     open_stream_log,
     overlong_warning,
-    version_of,
 )
 from specwright.config_check import PERMISSION_MODES
 from specwright.errors import AgentError, AgentStartError, ConfigError

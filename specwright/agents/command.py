@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.agents.base import EventSink, Outcome, Task
+from specwright.agents.executables import unrunnable, version_of, which
 from specwright.agents.process import (
     Overlong,
     ProcessStream,
@@ -28,9 +29,6 @@ from specwright.agents.process import (
     overlong_warning,
     slim,
     timeout_message,
-    unrunnable,
-    version_of,
-    which,
 )
 from specwright.errors import AgentError, AgentStartError, ConfigError
 from specwright.model import (

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from specwright.agents import sse
 from specwright.agents.base import EventSink, Outcome, Task
+from specwright.agents.executables import find_executable, version_of
 from specwright.agents.opencode_events import (
     MAX_STEPS,
     OpenCodeState,
@@ -49,12 +50,10 @@ from specwright.agents.opencode_http import (
 from specwright.agents.process import (
     BoundedQueue,
     Overlong,
-    find_executable,
     loads_json,
     open_stream_log,
     overlong_warning,
     slim,
-    version_of,
 )
 from specwright.agents.sse import AnswerTooLarge, iter_events
 from specwright.errors import AgentError, ConfigError

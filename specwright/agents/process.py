@@ -21,7 +21,6 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
+from specwright.agents.executables import NOT_A_PROGRAM
 from specwright.agents.orphans import (
     AGENT_TOKEN_ENV,
     die_with_parent,
@@ -49,7 +49,6 @@ QUEUED_ITEMS = 10000
 STDERR_TAIL_BYTES = 16 * 1024
 TERM_GRACE_S = 3.0  # after SIGTERM, how long the agent gets before the group is SIGKILLed
 DRAIN_S = 5.0  # after the agent ended, how long to wait for its stdout to close
-NOT_A_PROGRAM = "not a program this system can run (a script needs a #! line)"  # ENOEXEC
 SLIM_STRING_CHARS = 4096  # raw payloads keep strings up to this; longer ones keep head + length
 T = TypeVar("T")
 
@@ -493,80 +492,6 @@ def overlong_warning(item: Overlong, lineno: int, what: str = "line") -> ErrorEv
     )
 
 
-def which(name: str, path: str | None = None) -> str | None:
-    """``shutil.which`` (kept here so adapters share one lookup)."""
-    import shutil
-
-    return shutil.which(name, path=path)
-
-
-def is_executable(path: str) -> bool:
-    """True when ``path`` is an existing executable file."""
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-def unrunnable(path: str) -> str | None:
-    """Why the system could not start the file ``path`` as a program, or None when it can, as
-    far as can be told without running it: missing, a directory, not executable, or (on Linux)
-    neither a script with a ``#!`` line nor an ELF binary, which exec refuses (ENOEXEC)."""
-    if not os.path.exists(path):
-        return "no executable file there"
-    if os.path.isdir(path):
-        return "a directory, not a program"
-    if not os.path.isfile(path):
-        return "not a regular file, not a program"
-    if not os.access(path, os.X_OK):
-        return "not executable (chmod +x it)"
-    if sys.platform.startswith("linux"):
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(4)
-        except OSError:  # execute-only (mode 111): the system may still run it
-            return None
-        if not head.startswith((b"#!", b"\x7fELF")):
-            return NOT_A_PROGRAM
-    return None
-
-
-def find_executable(
-    name: str,
-    env_var: str,
-    config_path: str | None,
-    *,
-    backend: str,
-    install: str,
-    env: Mapping[str, str] | None = None,
-) -> str:
-    """An agent's executable: ``$env_var``, then the executor config's ``path``, then ``name``
-    on PATH; a clear error naming where it looked (and ``install``, how to get it) otherwise.
-    A relative path is made absolute here, where it was found: the agent starts in its work
-    tree, where a relative one would name another file or none."""
-    env = os.environ if env is None else env
-    from_env = env.get(env_var)
-    if from_env:
-        why = unrunnable(from_env)
-        if why is None:
-            return os.path.abspath(from_env)
-        raise AgentStartError(f"{env_var}={from_env}: {why}")
-    if config_path:
-        path = os.path.expanduser(config_path)
-        found = path if os.sep in path or is_executable(path) else which(path)
-        why = unrunnable(found) if found else "no executable file there"
-        if found and why is None:
-            return os.path.abspath(found)
-        raise AgentStartError(f"{backend} executor path {config_path!r}: {why}")
-    found = which(name, env.get("PATH"))
-    if found:
-        why = unrunnable(found)
-        if why is None:
-            return os.path.abspath(found)
-        raise AgentStartError(f"`{name}` on PATH, {found}: {why}")
-    raise AgentStartError(
-        f"{name} executable not found: {env_var} is not set, the executor config has no "
-        f"`path`, and `{name}` is not on PATH ({install})"
-    )
-
-
 def open_stream_log(executor: str, path: object, mode: str = "ab") -> IO[Any] | None:
     """The file ``options.stream_log`` names, opened to append (None when unset); one that
     cannot be written is an ``AgentError`` naming the option, before anything has started."""
@@ -585,26 +510,3 @@ def timeout_message(limit_s: float | None) -> str:
     """An agent killed at its time limit, naming the limit."""
     limit = f" ({limit_s:g} s)" if limit_s else ""
     return f"the agent ran past its time limit{limit} and was killed"
-
-
-def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
-    """The first line ``EXE --version`` prints, or None if it fails; an ``AgentStartError``
-    when the system refuses to start it (ENOEXEC, EACCES): no run of it could work."""
-    try:
-        out = subprocess.run(
-            [executable, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        if exc.errno in (errno.ENOEXEC, errno.EACCES):
-            why = NOT_A_PROGRAM if exc.errno == errno.ENOEXEC else exc.strerror
-            raise AgentStartError(f"{executable}: cannot start: {why}") from None
-        return None
-    except subprocess.TimeoutExpired:
-        return None
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0].strip() if out.returncode == 0 and text else None

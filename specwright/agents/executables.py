@@ -1,0 +1,115 @@
+"""Finding an agent's program and telling whether the system can start it, before it runs.
+
+``find_executable`` looks where an adapter's program may be (an environment variable, the
+executor's ``path``, PATH); ``unrunnable`` says why a file cannot be started (missing, a
+directory, no execute bit, no ``#!`` line); ``version_of`` runs ``--version`` for `agents list`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+
+from specwright.errors import AgentStartError
+
+NOT_A_PROGRAM = "not a program this system can run (a script needs a #! line)"  # ENOEXEC
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """``shutil.which`` (kept here so adapters share one lookup)."""
+    import shutil
+
+    return shutil.which(name, path=path)
+
+
+def is_executable(path: str) -> bool:
+    """True when ``path`` is an existing executable file."""
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def unrunnable(path: str) -> str | None:
+    """Why the system could not start the file ``path`` as a program, or None when it can, as
+    far as can be told without running it: missing, a directory, not executable, or (on Linux)
+    neither a script with a ``#!`` line nor an ELF binary, which exec refuses (ENOEXEC)."""
+    if not os.path.exists(path):
+        return "no executable file there"
+    if os.path.isdir(path):
+        return "a directory, not a program"
+    if not os.path.isfile(path):
+        return "not a regular file, not a program"
+    if not os.access(path, os.X_OK):
+        return "not executable (chmod +x it)"
+    if sys.platform.startswith("linux"):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        except OSError:  # execute-only (mode 111): the system may still run it
+            return None
+        if not head.startswith((b"#!", b"\x7fELF")):
+            return NOT_A_PROGRAM
+    return None
+
+
+def find_executable(
+    name: str,
+    env_var: str,
+    config_path: str | None,
+    *,
+    backend: str,
+    install: str,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """An agent's executable: ``$env_var``, then the executor config's ``path``, then ``name``
+    on PATH; a clear error naming where it looked (and ``install``, how to get it) otherwise.
+    A relative path is made absolute here, where it was found: the agent starts in its work
+    tree, where a relative one would name another file or none."""
+    env = os.environ if env is None else env
+    from_env = env.get(env_var)
+    if from_env:
+        why = unrunnable(from_env)
+        if why is None:
+            return os.path.abspath(from_env)
+        raise AgentStartError(f"{env_var}={from_env}: {why}")
+    if config_path:
+        path = os.path.expanduser(config_path)
+        found = path if os.sep in path or is_executable(path) else which(path)
+        why = unrunnable(found) if found else "no executable file there"
+        if found and why is None:
+            return os.path.abspath(found)
+        raise AgentStartError(f"{backend} executor path {config_path!r}: {why}")
+    found = which(name, env.get("PATH"))
+    if found:
+        why = unrunnable(found)
+        if why is None:
+            return os.path.abspath(found)
+        raise AgentStartError(f"`{name}` on PATH, {found}: {why}")
+    raise AgentStartError(
+        f"{name} executable not found: {env_var} is not set, the executor config has no "
+        f"`path`, and `{name}` is not on PATH ({install})"
+    )
+
+
+def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
+    """The first line ``EXE --version`` prints, or None if it fails; an ``AgentStartError``
+    when the system refuses to start it (ENOEXEC, EACCES): no run of it could work."""
+    try:
+        out = subprocess.run(
+            [executable, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        if exc.errno in (errno.ENOEXEC, errno.EACCES):
+            why = NOT_A_PROGRAM if exc.errno == errno.ENOEXEC else exc.strerror
+            raise AgentStartError(f"{executable}: cannot start: {why}") from None
+        return None
+    except subprocess.TimeoutExpired:
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].strip() if out.returncode == 0 and text else None
