@@ -395,6 +395,26 @@ def test_command_prompt_as_argument(git_repo: Path, store: Any) -> None:
     assert outcome.final_text.endswith(f"in {git_repo.resolve()}")
 
 
+def test_a_prompt_holding_a_placeholder_reaches_the_command_agent_as_written(
+    git_repo: Path, store: Any
+) -> None:
+    """The placeholders were filled one after the other, so a `{model}`, `{workdir}` or
+    `{system_prompt}` in the prompt itself (a chunk about templates) was replaced too: the
+    agent was given another task than the one recorded."""
+    prompt = "Render the {model} and {workdir} fields; keep {system_prompt} and {prompt} as is"
+    ex = CommandExecutor(
+        executor_config(
+            type="command",
+            model="gpt-5",
+            argv=("sh", "-c", 'echo "$1"; echo "$2"', "sh", "{prompt}", "{model} in {workdir}"),
+        )
+    )
+    outcome, exec_id = _record(store, ex, Task(prompt, git_repo, system_prompt="RULES"))
+    assert outcome.ok
+    texts = [r["text"] for r in stored_events(store, exec_id) if r["type"] == "text"]
+    assert texts == [prompt, f"gpt-5 in {git_repo.resolve()}"]
+
+
 def test_an_agent_whose_first_event_fails_to_record_is_not_left_running(
     git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from specwright.config import ExecutorConfig
 
 FINAL_TEXT_CHARS = 8192  # the tail of plain output kept as the outcome's final text
+_PLACEHOLDER = re.compile(r"\{(?:prompt|system_prompt|workdir|model)\}")
 
 
 @dataclass
@@ -236,18 +238,15 @@ class CommandExecutor:
         raise AgentStartError(f"executor {self.name!r}: {shown} is {why}")
 
     def argv(self, task: Task) -> list[str]:
-        """The argv with ``{prompt}``, ``{system_prompt}``, ``{workdir}`` and ``{model}`` filled."""
+        """The argv with ``{prompt}``, ``{system_prompt}``, ``{workdir}`` and ``{model}`` filled,
+        in one pass: a prompt that holds such a placeholder reaches the agent as written."""
         values = {
             "{prompt}": task.prompt,
             "{system_prompt}": task.system_prompt,
             "{workdir}": str(task.workdir),
             "{model}": self.config.model or "",
         }
-        out = []
-        for arg in self.config.argv:
-            for key, value in values.items():
-                arg = arg.replace(key, value)
-            out.append(arg)
+        out = [_PLACEHOLDER.sub(lambda m: values[m.group()], arg) for arg in self.config.argv]
         out[0] = self.executable()
         return out
 
