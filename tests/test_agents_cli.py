@@ -314,3 +314,28 @@ def test_serve_opencode_refuses_a_bad_port_or_dir_before_starting_anything(
     assert res.returncode == 2, res.stdout + res.stderr
     assert error in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not started.exists()
+
+
+def test_a_secret_in_an_executor_url_is_redacted_from_the_list_and_errors(
+    cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config show` hid it, but `agents list` (its table, its lines, --json), the one-line
+    error of `agents check` and a config error quoting the URL printed it in full."""
+    secret = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("MY_API_KEY", secret)
+    root = tmp_path / "proj"
+    (root / ".handoff").mkdir(parents=True)
+    config = root / ".handoff" / "config.yaml"
+    url = "http://u:${MY_API_KEY}@127.0.0.1:9"
+    config.write_text(
+        f'tools:\n  executors:\n    oc: {{type: opencode, provider: p, model: m, url: "{url}"}}\n'
+    )
+    monkeypatch.chdir(root)
+    for args in (("agents", "list"), ("--json", "agents", "list"), ("agents", "check", "oc")):
+        r = cli(*args)
+        assert secret not in r.out + r.err, args
+        assert "[REDACTED:MY_API_KEY]" in r.out + r.err, args
+    config.write_text(config.read_text().replace("http://", "http//"))
+    r = cli("agents", "list")
+    assert r.code == 2 and r.err.startswith(f"specwright: error: {config}:3: ")
+    assert secret not in r.err and "[REDACTED:MY_API_KEY]" in r.err

@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         code = stop_on_sigterm(args.handler, args, ctx)
     except SpecwrightError as exc:
-        print(f"specwright: error: {exc}", file=sys.stderr)
+        from specwright.redact import Redactor  # a secret in a URL the error quotes
+
+        print(f"specwright: error: {Redactor.from_env()(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("specwright: interrupted", file=sys.stderr)

@@ -90,10 +90,14 @@ def _probe(config: Any) -> dict[str, Any]:
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     """Each configured executor with whether it can run here."""
+    from specwright.redact import Redactor
+
     rows = [_probe(cfg) for cfg in ctx.config.executors.values()]
-    default = ctx.config.defaults.executor
-    for row in rows:
+    default, redact = ctx.config.defaults.executor, Redactor.from_env()
+    for row in rows:  # `url: http://u:${API_KEY}@host`: the list gets pasted into bug reports
         row["default"] = row["name"] == default
+        row["location"] = redact(row["location"]) if row["location"] else row["location"]
+        row["detail"] = redact(row["detail"])
     if ctx.json:
         ctx.emit(rows)
         return 0
