@@ -599,6 +599,41 @@ def test_executor_exception_is_an_agent_error(repo: Path, store: Store) -> None:
     no_running_rows(store)
 
 
+class ServerGone:
+    """An OpenCode-like adapter whose server went away mid-run, naming its URL (with the
+    password the user wrote into it from the environment)."""
+
+    name, backend = "oc", "opencode"
+
+    def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        from specwright.errors import AgentError
+
+        raise AgentError("OpenCode server at http://u:sk-oc-0123456789abcdef@127.0.0.1:9: gone")
+
+
+def test_an_agent_error_quoting_a_secret_is_redacted_in_the_run(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The execution's row was redacted, but the run's reason and the progress lines quoted
+    the adapter's error as it was."""
+    monkeypatch.setenv("OC_API_KEY", "sk-oc-0123456789abcdef")
+    chunk = make_chunk(store, repo)
+    lines: list[str] = []
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=ServerGone(),  # type: ignore[arg-type]
+        agent_retries=1,
+        on_progress=lambda p: lines.append(p.message),
+    )
+    assert result.status == "failed" and "[REDACTED:OC_API_KEY]" in result.reason
+    [run] = rows(store, "SELECT reason FROM runs")
+    shown = "\n".join([run["reason"], result.reason, *lines])
+    assert "sk-oc-0123456789abcdef" not in shown and "retrying" in shown
+
+
 class BrokenReviewer:
     name, kind = "broken", "checks"
 

@@ -88,7 +88,7 @@ def run_agent(
                 _Observed(executor, observe), task, recorder, agent_cancel
             )
         except BaseException as exc:
-            box["crash"] = (
+            box["crash"] = recorder.redact(  # the run's reason and progress lines quote it
                 str(exc) if isinstance(exc, SpecwrightError) else f"{type(exc).__name__}: {exc}"
             )
             box["cannot_start"] = isinstance(exc, AgentStartError)
