@@ -64,11 +64,27 @@ def check_executor(ctx: Ctx, body: Any, path: str, entry: ExecutorConfig) -> Non
     def fail(key: str, message: str) -> Exception:
         head, _, sub = key.partition(".")  # options.extra_args: the line of extra_args
         line = line_of(body.get(head), sub) if sub else None
-        return ctx.fail(line or line_of(body, head), f"{path}.{key}", message)
+        return ctx.fail(line or line_of(body, head.split("[")[0]), f"{path}.{key}", message)
 
     def choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         if value not in allowed:
             raise fail(key, f"expected one of {', '.join(allowed)}, got {value!r}")
+
+    # what goes into the agent's command line and environment, which cannot carry a NUL (nor
+    # a variable name an `=`): it was a ValueError traceback at the agent's start
+    texts = {k: getattr(entry, k) for k in ("model", "provider", "path", "url")}
+    texts.update({f"argv[{i}]": a for i, a in enumerate(entry.argv)})
+    texts.update({f"env.{k}": v for k, v in entry.env.items()})
+    for key, text in texts.items():
+        if text and "\0" in text:
+            raise fail(key, "contains a NUL character, which no command line or environment holds")
+    for name in entry.env:
+        if not name or "=" in name or "\0" in name:
+            raise fail(f"env.{name}", "expected an environment variable's name (no '=')")
+    for key in ("stream_log", "config_dir"):
+        value = entry.options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise fail(f"options.{key}", f"expected a path, got {value!r}")
 
     if entry.type == "claude-code":
         if not entry.model:

@@ -440,3 +440,35 @@ def test_opencodes_permission_answers_are_the_policies_the_config_accepts() -> N
     from specwright.config_check import PERMISSION_POLICIES
 
     assert tuple(POLICIES) == PERMISSION_POLICIES
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            ["type: claude-code", "model: m", "env:", '  A: "x\\0y"'],
+            r"cfg.yaml:7: tools.executors.x.env.A: contains a NUL character",
+        ),
+        (
+            ["type: command", "argv:", "  - echo", '  - "a\\0b"', '  - "{prompt}"'],
+            r"cfg.yaml:5: tools.executors.x.argv\[1\]: contains a NUL character",
+        ),
+        (
+            ["type: command", 'argv: [echo, "{prompt}"]', "env:", '  "A=B": x'],
+            r"cfg.yaml:7: tools.executors.x.env.A=B: expected an environment variable's name",
+        ),
+        (
+            ["type: claude-code", "model: m", "options:", "  stream_log: [a]"],
+            r"cfg.yaml:7: tools.executors.x.options.stream_log: expected a path, got \['a'\]",
+        ),
+    ],
+    ids=["nul-env", "nul-argv", "env-name", "stream-log-list"],
+)
+def test_what_no_command_line_or_environment_can_hold_is_refused_when_the_config_loads(
+    lines: list[str], message: str
+) -> None:
+    """A NUL in argv or env, or an `=` in a variable's name, was a ValueError traceback when
+    the agent started; a list as `options.stream_log` made a file named "['a']"."""
+    body = "".join(f"      {line}\n" for line in lines)
+    with pytest.raises(ConfigError, match=message):
+        load_text(f"tools:\n  executors:\n    x:\n{body}", "cfg.yaml")
