@@ -501,6 +501,12 @@ def test_command_config_errors(tmp_path: Path) -> None:
         CommandExecutor(executor_config(type="command", argv=("echo",)))
     with pytest.raises(ConfigError, match="parser 'nope'"):
         CommandExecutor(executor_config(type="command", argv=("echo", "{prompt}"), parser="nope"))
+    mine = executor_config(type="command", argv=("echo", "{prompt}"), parser="no_such_mod:f")
+    with pytest.raises(ConfigError) as caught:  # it named neither the executor nor the key
+        CommandExecutor(mine)
+    assert str(caught.value) == (
+        "executor 'agent': parser 'no_such_mod:f': cannot import (No module named 'no_such_mod')"
+    )
     ex = CommandExecutor(executor_config(type="command", argv=("no-such-agent-cli", "{prompt}")))
     with pytest.raises(AgentError, match="'no-such-agent-cli' not found"):
         run(ex, Task("x", tmp_path))

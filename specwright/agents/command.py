@@ -222,7 +222,10 @@ class CommandExecutor:
                 f"executor {config.name!r}: argv has no {{prompt}} placeholder; "
                 "add one or set prompt_via: stdin"
             )
-        self.parser = resolve_parser(config.parser)
+        try:  # imported here, not when the config loads: a user's module runs on import
+            self.parser = resolve_parser(config.parser)
+        except ConfigError as exc:
+            raise ConfigError(f"executor {config.name!r}: {exc}") from None
 
     def executable(self) -> str:
         first = os.path.expanduser(self.config.path or self.config.argv[0])
