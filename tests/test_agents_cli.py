@@ -91,7 +91,8 @@ def test_agents_list(cli: Callable[..., Any], project: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "what", ["no #! line", "no execute bit", "a directory", "another system's binary"]
+    "what",
+    ["no #! line", "no execute bit", "a directory", "another system's binary", "no interpreter"],
 )
 def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
     cli: Callable[..., Any],
@@ -109,6 +110,9 @@ def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
     elif what == "another system's binary":  # passes a look at its first bytes; exec refuses it
         claude.write_bytes(b"\x7fELF" + bytes(60))
         claude.chmod(0o755)
+    elif what == "no interpreter":  # exec's ENOENT: "No such file or directory" for a file
+        claude.write_text("#!/no/such/python3 -u\nprint('9.9.9')\n")
+        claude.chmod(0o755)
     else:
         claude.write_text('exec /usr/local/bin/claude "$@"\n' if what == "no #! line" else "")
         claude.chmod(0o755 if what == "no #! line" else 0o644)
@@ -124,6 +128,8 @@ def test_agents_list_says_why_an_executable_that_cannot_run_cannot(
         "no execute bit": f"CLAUDE_PATH={claude}: not executable (chmod +x it)",
         "a directory": f"CLAUDE_PATH={claude}: a directory, not a program",
         "another system's binary": f"{claude}: cannot start: {NOT_A_PROGRAM}",
+        "no interpreter": f"CLAUDE_PATH={claude}: a script whose #! line names "
+        "/no/such/python3, which does not exist",
     }[what]
     assert f"  claude: {why}\n" in r.out
     rows = {row["name"]: row for row in json.loads(cli("--json", "agents", "list").out)}

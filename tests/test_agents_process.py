@@ -23,7 +23,7 @@ from specwright.agents.claude_code import ClaudeCodeExecutor, find_claude
 from specwright.agents.command import CommandExecutor
 from specwright.agents.orphans import process_start, stop_orphans
 from specwright.agents.process import ProcessStream
-from specwright.errors import AgentError, ConfigError
+from specwright.errors import AgentError, AgentStartError, ConfigError
 from specwright.model import AgentEvent, StepEvent
 from specwright.recorder import MAX_OUTPUT_CHARS, ExecutionRecorder
 from tests.support_agents import (
@@ -652,6 +652,22 @@ def test_an_agent_that_is_no_program_says_so(tmp_path: Path, git_repo: Path) -> 
     assert str(caught.value) == (
         f"claude-code executor path {str(wrapper)!r}: "
         "not a program this system can run (a script needs a #! line)"
+    )
+
+
+def test_a_script_whose_interpreter_is_missing_says_so_when_it_cannot_start(
+    tmp_path: Path,
+) -> None:
+    """exec's ENOENT for a file that is there (its #! names a program that is not) read
+    "cannot start: No such file or directory"."""
+    script = tmp_path / "agent"
+    script.write_text("#!/no/such/python3\nprint('hi')\n")
+    script.chmod(0o755)
+    with pytest.raises(AgentStartError) as caught:
+        ProcessStream(argv=[str(script)], cwd=tmp_path, env=dict(os.environ)).start()
+    assert str(caught.value) == (
+        f"{script}: cannot start: a script whose #! line names /no/such/python3, "
+        "which does not exist"
     )
 
 

@@ -32,8 +32,9 @@ def is_executable(path: str) -> bool:
 
 def unrunnable(path: str) -> str | None:
     """Why the system could not start the file ``path`` as a program, or None when it can, as
-    far as can be told without running it: missing, a directory, not executable, or (on Linux)
-    neither a script with a ``#!`` line nor an ELF binary, which exec refuses (ENOEXEC)."""
+    far as can be told without running it: missing, a directory, not executable, a script
+    whose ``#!`` interpreter is missing (exec's ENOENT), or (on Linux) neither a script nor an
+    ELF binary, which exec refuses (ENOEXEC)."""
     if not os.path.exists(path):
         return "no executable file there"
     if os.path.isdir(path):
@@ -42,15 +43,32 @@ def unrunnable(path: str) -> str | None:
         return "not a regular file, not a program"
     if not os.access(path, os.X_OK):
         return "not executable (chmod +x it)"
-    if sys.platform.startswith("linux"):
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(4)
-        except OSError:  # execute-only (mode 111): the system may still run it
-            return None
-        if not head.startswith((b"#!", b"\x7fELF")):
-            return NOT_A_PROGRAM
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:  # execute-only (mode 111): the system may still run it
+        return None
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n")[0].split()
+        if words and not os.path.exists(words[0]):
+            return missing_interpreter(words[0].decode(errors="replace"))
+    elif sys.platform.startswith("linux") and not head.startswith(b"\x7fELF"):
+        return NOT_A_PROGRAM
     return None
+
+
+def missing_interpreter(interpreter: str) -> str:
+    """Why a script whose ``#!`` names a program that is not there cannot start."""
+    return f"a script whose #! line names {interpreter}, which does not exist"
+
+
+def why_not_started(executable: str, exc: OSError) -> str | None:
+    """What exec's error ``exc`` means for ``executable``, when no retry could change it."""
+    if exc.errno == errno.ENOEXEC:
+        return NOT_A_PROGRAM
+    if exc.errno == errno.ENOENT and os.path.isfile(executable):  # the file is there
+        return unrunnable(executable) or exc.strerror
+    return exc.strerror if exc.errno in (errno.ENOENT, errno.EACCES) else None
 
 
 def find_executable(
@@ -94,7 +112,7 @@ def find_executable(
 
 def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
     """The first line ``EXE --version`` prints, or None if it fails; an ``AgentStartError``
-    when the system refuses to start it (ENOEXEC, EACCES): no run of it could work."""
+    when the system cannot start it (ENOEXEC, ENOENT, EACCES): no run of it could work."""
     try:
         out = subprocess.run(
             [executable, "--version"],
@@ -105,10 +123,10 @@ def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
             start_new_session=True,
         )
     except OSError as exc:
-        if exc.errno in (errno.ENOEXEC, errno.EACCES):
-            why = NOT_A_PROGRAM if exc.errno == errno.ENOEXEC else exc.strerror
-            raise AgentStartError(f"{executable}: cannot start: {why}") from None
-        return None
+        why = why_not_started(executable, exc)
+        if why is None:
+            return None
+        raise AgentStartError(f"{executable}: cannot start: {why}") from None
     except subprocess.TimeoutExpired:
         return None
     text = (out.stdout or out.stderr).strip().splitlines()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
-from specwright.agents.executables import NOT_A_PROGRAM
+from specwright.agents.executables import NOT_A_PROGRAM, why_not_started
 from specwright.agents.orphans import (
     AGENT_TOKEN_ENV,
     die_with_parent,
@@ -216,8 +216,9 @@ class ProcessStream:
                 start_new_session=True,  # own process group: cancel kills the agent's tools too
                 preexec_fn=die_with_parent(),  # and it dies with us, even after kill -9
             )
-        except FileNotFoundError as exc:
-            raise AgentStartError(f"{self.argv[0]}: cannot start: {exc.strerror}") from None
+        except FileNotFoundError as exc:  # the program, or the interpreter its #! names
+            why = why_not_started(str(self.argv[0]), exc)
+            raise AgentStartError(f"{self.argv[0]}: cannot start: {why}") from None
         except PermissionError:
             raise AgentStartError(f"{self.argv[0]}: cannot start: not executable") from None
         except NotADirectoryError:
