@@ -671,6 +671,23 @@ def test_a_script_whose_interpreter_is_missing_says_so_when_it_cannot_start(
     )
 
 
+def test_claude_path_takes_a_home_folder_and_a_bare_name_as_the_config_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`CLAUDE_PATH=~/bin/claude` (written where no shell expands it: an env file, a unit) and
+    `CLAUDE_PATH=claude-next` (a name on PATH) said "no executable file there", though the
+    executor's `path` takes both."""
+    claude = fake_cli(tmp_path / "bin", "claude-next", FAKE_CLAUDE)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{claude.parent}{os.pathsep}{os.environ['PATH']}")
+    for value in ("~/bin/claude-next", "claude-next"):
+        monkeypatch.setenv("CLAUDE_PATH", value)
+        assert find_claude(None) == str(claude)
+    monkeypatch.setenv("CLAUDE_PATH", "no-such-claude")
+    with pytest.raises(AgentStartError, match=r"^CLAUDE_PATH=no-such-claude: no executable file"):
+        find_claude(None)
+
+
 @pytest.mark.parametrize("source", ["CLAUDE_PATH", "path", "argv"])
 def test_a_relative_agent_path_is_where_it_was_found_not_in_the_work_tree(
     tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch, source: str

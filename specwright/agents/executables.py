@@ -82,22 +82,23 @@ def find_executable(
 ) -> str:
     """An agent's executable: ``$env_var``, then the executor config's ``path``, then ``name``
     on PATH; a clear error naming where it looked (and ``install``, how to get it) otherwise.
-    A relative path is made absolute here, where it was found: the agent starts in its work
-    tree, where a relative one would name another file or none."""
+    Both take ``~`` and a bare name on PATH alike. A relative path is made absolute here, where
+    it was found: the agent starts in its work tree, where it would name another file or none."""
     env = os.environ if env is None else env
+
+    def given(path: str, where: str) -> str:
+        path = os.path.expanduser(path)
+        found = path if os.sep in path or is_executable(path) else which(path, env.get("PATH"))
+        why = unrunnable(found or path)
+        if why is None:
+            return os.path.abspath(found or path)
+        raise AgentStartError(f"{where}: {why}")
+
     from_env = env.get(env_var)
     if from_env:
-        why = unrunnable(from_env)
-        if why is None:
-            return os.path.abspath(from_env)
-        raise AgentStartError(f"{env_var}={from_env}: {why}")
+        return given(from_env, f"{env_var}={from_env}")
     if config_path:
-        path = os.path.expanduser(config_path)
-        found = path if os.sep in path or is_executable(path) else which(path)
-        why = unrunnable(found) if found else "no executable file there"
-        if found and why is None:
-            return os.path.abspath(found)
-        raise AgentStartError(f"{backend} executor path {config_path!r}: {why}")
+        return given(config_path, f"{backend} executor path {config_path!r}")
     found = which(name, env.get("PATH"))
     if found:
         why = unrunnable(found)
