@@ -43,7 +43,7 @@ class ExecutorConfig:
     parser: str | None = None  # command: optional JSON-lines parser name (e.g. "codex")
     max_turns: int | None = None  # claude-code: --max-turns
     permission_mode: str = "acceptEdits"  # claude-code: acceptEdits | bypassPermissions | ...
-    permission_policy: str = "allow"  # opencode: answer to permission.asked (allow | reject)
+    permission_policy: str = "allow"  # opencode: allow | always | reject (once=allow, deny=reject)
     timeout_s: float = 1800.0  # wall time for one execution
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the agent
     script: str | None = None  # scripted: path of a script file (else the chunk's own script)
