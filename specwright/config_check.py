@@ -120,6 +120,8 @@ def check_executor(ctx: Ctx, body: Any, path: str, entry: ExecutorConfig) -> Non
         choice("prompt_via", entry.prompt_via, PROMPT_VIA)
         if entry.prompt_via == "arg" and not any("{prompt}" in a for a in entry.argv):
             raise fail("argv", "has no {prompt} placeholder; add one or set prompt_via: stdin")
+        if not entry.model and any("{model}" in a for a in entry.argv):
+            raise fail("model", "missing; argv has a {model} placeholder, which would be empty")
         parser = entry.parser
         if parser and parser not in COMMAND_PARSERS and not re.fullmatch(r"[\w.]+:\w+", parser):
             raise fail(

@@ -360,6 +360,10 @@ EXECUTOR_MISTAKES = [
     ("c: {type: command}", r"cfg.yaml:3: tools.executors.c.argv: missing; a command executor"),
     ("c: {type: command, argv: [agent]}", r"tools.executors.c.argv: has no \{prompt\} placeholder"),
     (
+        "c: {type: command, argv: [agent, -m, '{model}', '{prompt}']}",
+        r"cfg.yaml:3: tools.executors.c.model: missing; argv has a \{model\} placeholder",
+    ),
+    (
         "c: {type: command, argv: [agent, '{prompt}'], parser: json}",
         r"tools.executors.c.parser: expected one of codex, plain or 'module:function', got 'json'",
     ),
