@@ -200,6 +200,22 @@ def test_command_that_is_not_executable_says_so(tmp_path: Path) -> None:
     )
 
 
+def test_a_command_path_that_is_not_there_says_not_found_and_from_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It read "'./agent.sh' is no executable file there", not saying a relative path is
+    looked for from the folder specwright runs in (`-C DIR` does not change that)."""
+    monkeypatch.chdir(tmp_path)
+    for first, said in (
+        ("./agent.sh", f"not found (in {tmp_path})"),
+        ("/no/agent.sh", "not found"),
+    ):
+        executor = CommandExecutor(executor_config(type="command", argv=(first, "{prompt}")))
+        with pytest.raises(AgentError) as caught:
+            executor.executable()
+        assert str(caught.value) == f"executor 'agent': {first!r} {said}"
+
+
 # Half an emoji: a JavaScript agent cutting a long tool output by UTF-16 units leaves one half
 # of a pair, which JSON.stringify writes as a lone escape. Python decodes it to a character
 # UTF-8 cannot encode: the journal refused it and the attempt failed as a UnicodeEncodeError.

@@ -238,6 +238,9 @@ class CommandExecutor:
         if why.startswith("not executable"):
             why = "not executable (chmod +x it, or put its interpreter first in argv)"
         shown = repr(first) if found == first else f"{first!r} ({found})"
+        if not os.path.lexists(found):  # a relative path: from the folder specwright runs in
+            why = f"not found (in {os.getcwd()})" if not os.path.isabs(found) else "not found"
+            raise AgentStartError(f"executor {self.name!r}: {shown} {why}")
         raise AgentStartError(f"executor {self.name!r}: {shown} is {why}")
 
     def argv(self, task: Task) -> list[str]:
