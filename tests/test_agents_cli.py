@@ -345,3 +345,18 @@ def test_a_secret_in_an_executor_url_is_redacted_from_the_list_and_errors(
     r = cli("agents", "list")
     assert r.code == 2 and r.err.startswith(f"specwright: error: {config}:3: ")
     assert secret not in r.err and "[REDACTED:MY_API_KEY]" in r.err
+
+
+def test_a_version_line_that_is_not_utf8_or_is_huge_is_shown_bounded(
+    cli: Callable[..., Any], project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--version` output is the program's: bytes that are not UTF-8 ended `agents list` with a
+    UnicodeDecodeError traceback, and a long line was kept whole."""
+    body = 'import sys\nsys.stdout.buffer.write(b"\\xff\\xfe 9.9.9 " + b"x" * 5000 + b"\\n")\n'
+    claude = fake_cli(tmp_path / "odd", "claude", body)
+    monkeypatch.setenv("CLAUDE_PATH", str(claude))
+    r = cli("--json", "agents", "list")
+    assert r.code == 0, r.err
+    row = {row["name"]: row for row in json.loads(r.out)}["claude"]
+    assert row["found"] and row["version"].startswith("\ufffd\ufffd 9.9.9 xxx")
+    assert len(row["version"]) == 200

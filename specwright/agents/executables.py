@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from specwright.errors import AgentStartError
 
 NOT_A_PROGRAM = "not a program this system can run (a script needs a #! line)"  # ENOEXEC
+MAX_VERSION_CHARS = 200  # of the first line `--version` prints: it is the program's output
 
 
 def which(name: str, path: str | None = None) -> str | None:
@@ -117,8 +118,7 @@ def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
     try:
         out = subprocess.run(
             [executable, "--version"],
-            capture_output=True,
-            text=True,
+            capture_output=True,  # bytes: what it prints need not be UTF-8
             timeout=timeout_s,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -130,5 +130,5 @@ def version_of(executable: str, timeout_s: float = 15.0) -> str | None:
         raise AgentStartError(f"{executable}: cannot start: {why}") from None
     except subprocess.TimeoutExpired:
         return None
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0].strip() if out.returncode == 0 and text else None
+    text = (out.stdout or out.stderr).decode(errors="replace").strip().splitlines()
+    return text[0].strip()[:MAX_VERSION_CHARS] if out.returncode == 0 and text else None
