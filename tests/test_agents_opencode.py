@@ -494,6 +494,15 @@ def test_password_protected_server(tmp_path: Path) -> None:
         run(OpenCodeExecutor(oc_config(), transport=transport), Task("hi", tmp_path))
 
 
+def test_the_version_a_server_reports_is_listed_as_bounded_text() -> None:
+    """`agents list` showed whatever the health answer held as the version: a 100 KB string
+    whole, a JSON object as one."""
+    for version, shown in (("x" * 100_000, "x" * 200), ({"major": 1}, "{'major': 1}")):
+        health = httpx.Response(200, json={"healthy": True, "version": version})
+        ex = OpenCodeExecutor(oc_config(), transport=_stand_in({"/global/health": health}))
+        assert ex.probe()["version"] == shown
+
+
 def test_opencode_config_errors() -> None:
     with pytest.raises(ConfigError, match="permission_policy 'maybe'"):
         OpenCodeExecutor(oc_config(permission_policy="maybe"))

@@ -576,10 +576,11 @@ class OpenCodeExecutor:
                 local = find_opencode(self.config.path)
             detail = str(exc) + (f" (a local opencode is at {local})" if local else "")
             return {"found": False, "location": self.url, "version": None, "detail": detail}
+        version = body.get("version")  # the server's word: text, bounded
         return {
             "found": True,
             "location": self.url,
-            "version": body.get("version"),
+            "version": None if version is None else str(version)[:200],
             "detail": "server healthy" if body.get("healthy") else "server not healthy",
         }
 
