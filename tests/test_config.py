@@ -439,11 +439,13 @@ def test_config_show_and_run_refuse_a_bad_executor_setting_in_one_line(
         assert result.err.strip() == f"specwright: error: {expected}", args
 
 
-def test_opencodes_permission_answers_are_the_policies_the_config_accepts() -> None:
+def test_the_adapters_accept_what_the_config_check_accepts() -> None:
+    from specwright.agents.command import PARSERS
     from specwright.agents.opencode import POLICIES
-    from specwright.config_check import PERMISSION_POLICIES
+    from specwright.config_check import COMMAND_PARSERS, PERMISSION_POLICIES
 
     assert tuple(POLICIES) == PERMISSION_POLICIES
+    assert tuple(PARSERS) == COMMAND_PARSERS
 
 
 @pytest.mark.parametrize(
