@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from specwright import envsubst
+from specwright import envsubst, redact
 from specwright.config_check import check_executor, check_executor_name, check_planner
 from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
@@ -375,6 +375,7 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
 
     executors = entries("executors", ExecutorConfig, EXECUTOR_TYPES, None)
     planners = entries("planners", PlannerConfig, PLANNER_TYPES, "anthropic")
+    redact.declare(p.api_key_env for p in planners.values())  # whatever the variable's name
     reviewers = listed = entries("reviewers", ReviewerConfig, REVIEWER_TYPES, "checks")
     # Built-ins are always there: the scripted executor (demo, tests) and the checks reviewer.
     # A section the file leaves out falls back to the built-in entries of that section.

@@ -1,7 +1,7 @@
 """Redact the values of secret environment variables from anything an agent prints.
 
 A variable is secret when its name says so (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH; not
-AUTHOR) and its value is long enough to be a credential rather than a flag, and is not the path
+AUTHOR) or the config names it as a key (``declare``: a planner's ``api_key_env``), and its value is long enough to be a credential rather than a flag, and is not the path
 of a file that exists (``SSH_AUTH_SOCK``). A value is also found
 in the forms it takes on the way out: URL-encoded (``quote``, ``quote_plus``, escapes in either
 case) and JSON-escaped (once or twice, ASCII or not, with ``\\/``), and base64-encoded (standard or
@@ -29,6 +29,14 @@ _MIN_LEN = 8
 MIN_PART = 6  # a piece of a cut secret at least this long is redacted at a text's edge
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ENDS_REDACTED = re.compile(r"\[REDACTED:[^\[\]]*\]\Z")
+# variables a loaded config names as holding a key (a planner's ``api_key_env``), whatever their
+# names say: ``declare`` adds them; every redactor made after that counts them secret
+_declared: set[str] = set()
+
+
+def declare(names: Iterable[str]) -> None:
+    """Count the variables ``names`` as secret from now on (a config's key variables)."""
+    _declared.update(names)
 
 
 def _path(value: str) -> bool:
@@ -189,7 +197,11 @@ class Redactor:
     ) -> Redactor:
         """A redactor for the secret-looking variables of ``env`` (default: os.environ)."""
         env = os.environ if env is None else env
-        secrets = {k: v for k, v in env.items() if _SECRET_NAME.search(k) and v and not _path(v)}
+        secrets = {
+            k: v
+            for k, v in env.items()
+            if (k in _declared or _SECRET_NAME.search(k)) and v and not _path(v)
+        }
         secrets.update(dict(extra))
         return cls(secrets)
 

@@ -383,3 +383,30 @@ def test_a_secret_named_variable_holding_a_path_is_no_secret(tmp_path: Path) -> 
     )
     text = f"ls {sock} {store_dir}/github; curl -H 'x: {token}'"
     assert redact(text) == f"ls {sock} {store_dir}/github; curl -H 'x: [REDACTED:MY_TOKEN]'"
+
+
+PLANNER_KEY_LEAKY = """
+import os
+print("the planner's key:", os.environ["ZAI_LLM"])
+"""
+
+
+def test_a_planner_key_in_a_variable_with_a_plain_name_is_redacted_too(
+    cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`api_key_env: ZAI_LLM` says that variable holds a key, though its name does not: an agent
+    (which gets the whole environment) printing it is redacted like any KEY or TOKEN variable."""
+    root = tmp_path / "proj"
+    (root / ".handoff").mkdir(parents=True)
+    agent = fake_cli(tmp_path / "bin", "leaky", PLANNER_KEY_LEAKY)
+    (root / ".handoff" / "config.yaml").write_text(
+        f"tools:\n  executors:\n    leaky: {{type: command, argv: [{str(agent)!r}, '{{prompt}}']}}\n"
+        "  planners:\n    glm: {type: anthropic, model: glm-4.7, api_key_env: ZAI_LLM}\n"
+        "defaults:\n  executor: leaky\n  planner: glm\n"
+    )
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("ZAI_LLM", SECRET)
+    r = cli("--json", "agents", "check", "leaky")
+    shown = json.loads(r.out)
+    assert "[REDACTED:ZAI_LLM]" in shown["answer"], shown["answer"]
+    assert_no_secret(r.out + r.err)
