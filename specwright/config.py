@@ -36,7 +36,8 @@ class ExecutorConfig:
     type: str  # claude-code | opencode | command | scripted
     model: str | None = None  # model id passed to the agent (claude: --model; opencode: modelID)
     provider: str | None = None  # opencode providerID (e.g. zai, anthropic)
-    path: str | None = None  # executable (claude-code: CLAUDE_PATH wins, then this, then PATH)
+    path: str | None = None  # executable (claude-code: CLAUDE_PATH wins, then this, then PATH);
+    # a relative path (and a command argv[0]) with a "/" is from the project folder
     url: str | None = None  # opencode server URL (OPENCODE_URL wins; default localhost:4096)
     argv: tuple[str, ...] = ()  # command: argv template; "{prompt}" is replaced by the prompt
     prompt_via: str = "arg"  # command: "arg" ({prompt} in argv) or "stdin"
@@ -501,7 +502,29 @@ def load(project_root: Path | str | None = None) -> Config:
         raise ConfigError(
             f"{path}:{line}: cannot read: not UTF-8 (byte 0x{data[exc.start]:02x})"
         ) from None
-    return load_text(text, source=str(path))
+    return _anchored(load_text(text, source=str(path)), root)
+
+
+def _anchored(config: Config, root: Path) -> Config:
+    """``config`` with each executor's relative program path (``path``, a command's
+    ``argv[0]``; one with a ``/``, not a bare name looked up on PATH) made absolute from the
+    project ``root``: from a notebook (its kernel runs in ``notebooks/``) or with ``-C DIR``, it
+    named another file or none."""
+    import os
+    from dataclasses import replace
+
+    def absolute(program: str) -> str:
+        program = os.path.expanduser(program)
+        return program if os.sep not in program or os.path.isabs(program) else str(root / program)
+
+    executors = {}
+    for name, entry in config.executors.items():
+        if entry.path:
+            entry = replace(entry, path=absolute(entry.path))
+        if entry.type == "command" and entry.argv:
+            entry = replace(entry, argv=(absolute(entry.argv[0]), *entry.argv[1:]))
+        executors[name] = entry
+    return replace(config, executors=executors)
 
 
 def unresolved_link(path: Path) -> str:

@@ -360,3 +360,29 @@ def test_a_version_line_that_is_not_utf8_or_is_huge_is_shown_bounded(
     row = {row["name"]: row for row in json.loads(r.out)}["claude"]
     assert row["found"] and row["version"].startswith("\ufffd\ufffd 9.9.9 xxx")
     assert len(row["version"]) == 200
+
+
+@pytest.mark.parametrize("where", ["-C", "subfolder"])
+def test_a_relative_agent_program_in_the_config_is_the_projects(
+    cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """`argv: [tools/agent.sh, ...]` names the project's script: run with `-C DIR` from
+    elsewhere, or from a folder inside the project (a notebook's kernel runs in `notebooks/`),
+    it was looked for from the current folder and not found."""
+    root = tmp_path / "proj"
+    fake_cli(root / "tools", "agent.sh", "import sys\nprint('done:', sys.argv[1][:20])\n")
+    (root / ".handoff").mkdir()
+    (root / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n"
+        "    mine: {type: command, argv: [tools/agent.sh, '{prompt}']}\n"
+        "defaults:\n  executor: mine\n"
+    )
+    if where == "-C":
+        monkeypatch.chdir(tmp_path)
+        r = cli("-C", str(root), "--json", "agents", "check", "mine")
+    else:
+        (root / "notebooks").mkdir()
+        monkeypatch.chdir(root / "notebooks")
+        r = cli("--json", "agents", "check", "mine")
+    assert r.code == 0, r.out + r.err
+    assert "done:" in json.loads(r.out)["answer"]
