@@ -401,12 +401,16 @@ def empty_dirs(path: Path | str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def rollback(path: Path | str, base: str, keep: Sequence[str] = ()) -> None:
+def rollback(
+    path: Path | str, base: str, keep: Sequence[str] = (), branch: str | None = None
+) -> None:
     """Reset the work tree and index to ``base`` and delete untracked files (never ignored
     ones), in submodules too: every trace of an attempt is gone, but for the empty folders
-    ``keep`` names (``empty_dirs`` before the run: the user's). When the reset finds no room
-    for the index (the attempt filled the disk), the untracked files go first and it is tried
-    again."""
+    ``keep`` names (``empty_dirs`` before the run: the user's). ``branch``: the run's, which
+    HEAD is put back on first (``reattach``), so the branch an agent switched to (the user's
+    ``main``) is never the one reset. When the reset finds no room for the index (the attempt
+    filled the disk), the untracked files go first and it is tried again."""
+    reattach(path, branch)
     # -f twice: a repository the attempt cloned or created goes too (one that was there before
     # the run is untracked, so ensure_clean refused the run, or ignored, so clean skips it)
     clean = ("clean", "--quiet", "-f", "-f", "-d")

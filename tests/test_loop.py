@@ -343,6 +343,24 @@ def test_an_agent_that_moves_the_branch_back_does_not_drop_the_commits_before(
     no_running_rows(store)
 
 
+def test_an_agent_that_fails_on_another_branch_leaves_that_branch_alone(
+    repo: Path, store: Store
+) -> None:
+    """An agent switched to `main` and failed: the rollback reset `main` (the user's branch) to
+    the spec branch's commit, and left the repository on it."""
+    first = make_chunk(store, repo, title="First", files=("first.txt",))
+    write = [{"write": "first.txt", "content": "one\n"}, {"say": "first"}]
+    assert run_chunk(store, make_config(), repo, first, executor=scripted(write)).shipped
+    main, shipped = git(repo, "rev-parse", "main"), gitops.head_commit(repo)
+    second = make_chunk(store, repo, title="Second", spec=catalog.get_spec(store, first.spec_id))
+    script = [{"run": "git switch -q main"}, {"write": "calc.py", "content": "x\n"}, {"fail": "x"}]
+    result = run_chunk(store, make_config(), repo, second, executor=scripted(script))
+    assert result.status == "failed" and result.reason.startswith("agent_error"), result.reason
+    assert git(repo, "rev-parse", "main") == main
+    assert gitops.current_branch(repo) == "specwright/calc" and gitops.head_commit(repo) == shipped
+    assert gitops.dirty_files(repo) == [] and (repo / "first.txt").exists()
+
+
 def test_no_progress_stops_early(repo: Path, store: Store) -> None:
     chunk = make_chunk(store, repo)
     result = run_chunk(

@@ -553,14 +553,14 @@ class _ChunkRun:
 
     def _rollback(self, why: str) -> None:
         records.ensure_ours(self.store, self.run_id)  # its tree may be another process's now
-        gitops.rollback(self.workdir, self.base, self.kept)
+        gitops.rollback(self.workdir, self.base, self.kept, self.branch)
         self.progress("rollback", f"rolled back to {self.base[:10]} ({why})")
 
     def _finish(self, status: str, reason: str) -> None:
         head: str | None = None
         try:
             if status != "shipped" and not records.taken_over(self.store, self.run_id):
-                gitops.rollback(self.workdir, self.base, self.kept)
+                gitops.rollback(self.workdir, self.base, self.kept, self.branch)
             head = gitops.head_commit(self.workdir)
         except Exception as exc:  # keep going: the rows must be written
             log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
