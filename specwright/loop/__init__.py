@@ -12,7 +12,9 @@ allowance, refused or missing credentials of the agent or the reviewer (``auth``
 another try could not succeed), an agent that cannot start (``cannot_start``: the same). Leaving is a ``LoopExit`` carrying the reason; the run and
 chunk rows are written in ``finally``, so a crash never leaves a row ``running``, and an
 unshipped run always ends with the tree back at its base commit (each rejected attempt's diff
-is saved beside the database first).
+is saved beside the database first), on its branch whatever the agent checked out. What an
+agent changed in the repository outside its work tree (refs, stash, config, hooks) is put back
+once it ends and named in a warning event of its execution (``specwright.gitstate``).
 
 Modules: ``run`` (the loop and its records), ``agent`` (one attempt in a stoppable worker
 thread), ``prompt`` (what the agent is told), ``records`` (its run and chunk rows, the

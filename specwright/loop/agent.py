@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from specwright.errors import AgentStartError, LoopExit, SpecwrightError, one_line
+from specwright.model import ErrorEvent
 
 if TYPE_CHECKING:
     from specwright.agents.base import Executor, Outcome, Task
+    from specwright.gitstate import Watch
     from specwright.model import AgentEvent
     from specwright.recorder import ExecutionRecorder
 
@@ -23,10 +25,14 @@ STOP_GRACE_S = 30.0  # how long a cancelled agent gets to stop before it is reco
 
 
 class _Observed:
-    """Wraps an executor to show its events to the loop as they stream."""
+    """Wraps an executor to show its events to the loop as they stream, and to ``settle`` the
+    repository once the agent has ended (stopped too), before its execution is closed: what
+    that puts back is one warning event of the execution."""
 
-    def __init__(self, inner: Executor, observe: Callable[[AgentEvent], None]) -> None:
-        self.inner, self.observe = inner, observe
+    def __init__(
+        self, inner: Executor, observe: Callable[[AgentEvent], None], watch: Watch | None = None
+    ) -> None:
+        self.inner, self.observe, self.watch = inner, observe, watch
         self.name, self.backend = inner.name, inner.backend
 
     def execute(self, task: Any, on_event: Callable[[AgentEvent], None], cancel: Any) -> Outcome:
@@ -34,7 +40,18 @@ class _Observed:
             on_event(event)
             self.observe(event)
 
-        return self.inner.execute(task, both, cancel)
+        try:
+            return self.inner.execute(task, both, cancel)
+        finally:
+            if self.watch is not None:
+                try:
+                    done = self.watch.settle()
+                except Exception as exc:  # a git error, an unreadable hook: said, not raised
+                    done = [f"could not check the repository: {exc}"]
+                if done:
+                    said = "; ".join(done)
+                    said = f"git: changed outside the work tree while the agent ran, undone: {said}"
+                    both(ErrorEvent(said, "warning"))
 
 
 @dataclass(frozen=True)
@@ -67,11 +84,13 @@ def run_agent(
     cancel: threading.Event,
     deadline: Callable[[], bool],
     observe: Callable[[AgentEvent], None],
+    watch: Watch | None = None,
     poll_s: float = 0.05,
 ) -> AgentRun:
     """Execute ``task`` in a worker thread, recorded by ``recorder``; stop it when ``cancel``
     is set or ``deadline()`` turns true. A KeyboardInterrupt sets ``cancel``, waits for the
-    agent to stop and is re-raised."""
+    agent to stop and is re-raised. ``watch``: settled once the agent has ended (what it
+    puts back is a warning of the execution, ``_Observed``), released in any case."""
     from specwright.agents.execute import run_execution
 
     agent_cancel = threading.Event()
@@ -85,7 +104,7 @@ def run_agent(
     def work() -> None:
         try:
             box["outcome"] = run_execution(
-                _Observed(executor, observe), task, recorder, agent_cancel
+                _Observed(executor, observe, watch), task, recorder, agent_cancel
             )
         except BaseException as exc:
             box["crash"] = recorder.redact(  # the run's reason and progress lines quote it
@@ -125,6 +144,8 @@ def run_agent(
             if not done.is_set() and not given_up:  # stopped by an error here: a last grace
                 agent_cancel.set()
                 done.wait(STOP_GRACE_S)
+            if watch is not None:
+                watch.release()
             if not recorder.finished and getattr(recorder, "_thread", None) is not None:
                 recorder.finish(status="killed", exit_reason="did not stop after cancel")
     return AgentRun(box.get("outcome"), box.get("crash"), stopped_by, bool(box.get("cannot_start")))

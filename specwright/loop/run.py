@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import gitops
+from specwright import gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
@@ -358,8 +358,7 @@ class _ChunkRun:
         from specwright import verify
 
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
-        outcome = self._execute_with_retries(feedback)
-        gitops.reattach(self.workdir, self.branch)  # the agent may have switched branches
+        outcome = self._execute_with_retries(feedback)  # HEAD back on the branch: Watch
         diff = gitops.diff(self.workdir, self.base)
         # an attempt that changed nothing cannot ship: no point in running the checks
         results = (
@@ -490,6 +489,7 @@ class _ChunkRun:
             cancel=self.cancel,
             deadline=self._past_wall_time,
             observe=self._on_event,
+            watch=gitstate.Watch(self.workdir, self.branch),
         )
 
     def _past_wall_time(self) -> bool:

@@ -1,0 +1,137 @@
+"""What an agent does to the repository outside its work tree (refs, stash, config, hooks),
+on real git repositories with the scripted executor: undone once it ends, and said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specwright import catalog, gitops
+from specwright import config as config_mod
+from specwright.loop import run_chunk
+from specwright.runner import run_all
+from specwright.store import Store, resolve_db_path
+from tests.support_loop import (
+    TEST_CALC,
+    bad_mul,
+    git,
+    good_mul,
+    make_chunk,
+    make_config,
+    make_repo,
+    rows,
+    scripted,
+)
+from tests.test_runner import _project, _spec
+
+AS_AGENT = "git -c user.name=agent -c user.email=agent@example.com"
+# every way an agent can change the repository outside its work tree, in one command
+MESSING = (
+    "git tag -d v1 && git tag agent-tag && git branch agent-branch && git stash drop -q"
+    " && git config user.email agent@example.com && git config alias.zz status"
+    " && mkdir -p hooks && printf '#!/bin/sh\\ntouch \"$0.ran\"\\n' > hooks/post-commit"
+    " && chmod +x hooks/post-commit && git config core.hooksPath hooks"
+    ' && cp hooks/post-commit "$(git rev-parse --git-common-dir)/hooks/post-checkout"'
+    f" && git switch -q main && {AS_AGENT} commit -q --allow-empty -m on-main"
+    " && git switch -q - && echo hidden > hidden.txt && git stash -q -u"
+)
+
+
+def repository(repo: Path) -> tuple[str, str, str, list[str]]:
+    """Everything outside the work tree a run must leave as it was: refs (the spec branch
+    aside), the stash, the config and the hooks."""
+    refs = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+    refs = "\n".join(r for r in refs if "/specwright/" not in r)
+    hooks = sorted(p.name for p in (repo / ".git" / "hooks").iterdir())
+    return refs, git(repo, "stash", "list"), (repo / ".git" / "config").read_text(), hooks
+
+
+def users_things(repo: Path) -> None:
+    """A tag and a stash entry of the user's."""
+    git(repo, "tag", "v1")
+    (repo / "mine.txt").write_text("mine\n")
+    git(repo, "stash", "-q", "-u", "-m", "my work")
+
+
+@pytest.mark.parametrize("ships", [True, False])
+def test_what_an_agent_changes_outside_its_tree_is_undone_and_recorded(
+    tmp_path: Path, store: Store, ships: bool
+) -> None:
+    """An agent that drops the user's stash and tag, commits on `main`, sets `core.hooksPath`
+    to a script of its own, `user.email`, an alias, writes a hook into `.git/hooks` and hides
+    work in a stash: all of it outlived the attempt, shipped or rolled back (and the agent's
+    post-commit hook ran at the chunk's own commit)."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    users_things(repo)
+    chunk = make_chunk(store, repo)
+    before = repository(repo)
+    script = [{"run": MESSING, "check": True}, *(good_mul() if ships else bad_mul())]
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(script), max_iterations=1
+    )
+    assert result.shipped is ships, result.reason
+    assert repository(repo) == before
+    assert git(repo, "stash", "list") == "stash@{0}: On main: my work"
+    assert gitops.current_branch(repo) == "specwright/calc" and gitops.dirty_files(repo) == []
+    assert not list(repo.glob("hooks/*.ran")) and not list(repo.glob(".git/hooks/*.ran"))
+    if ships:  # the author is the user's, not the one the agent configured
+        assert git(repo, "log", "-1", "--format=%ae", result.commit or "") != "agent@example.com"
+    [warning] = rows(store, "SELECT text FROM events WHERE type = 'error'")
+    said = warning["text"]
+    assert said.startswith("git: changed outside the work tree while the agent ran, undone: ")
+    for part in (
+        "tag v1 put back at",
+        "tag agent-tag removed",
+        "branch agent-branch removed",
+        "branch main put back at",
+        "stash entries ",  # the agent's hidden work, with the sha that gives it back
+        "`git stash apply SHA`",
+        ".git/config put back (changed: alias.zz, core.hookspath, user.email)",
+        "hooks/post-checkout removed (written)",
+    ):
+        assert part in said, part
+
+
+def test_a_parallel_runs_agents_leave_the_repository_as_it_was(git_repo: Path) -> None:
+    """The same in the worktrees of `run-all --parallel`: the refs, the stash and the config
+    are the whole repository's, shared by every worktree."""
+    users_things(git_repo)
+    made = [{"run": MESSING, "check": True}, {"write": "a.txt", "content": "A\n"}, {"say": "A"}]
+    other = [
+        {"write": "b.txt", "content": "B\n"},
+        {"run": "git tag agent-b && git checkout -q -b side", "check": True},
+        {"say": "B"},
+    ]
+    _project(git_repo, {"chunks": {"Make A": made, "Make B": other}})
+    before = repository(git_repo)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    chunks = catalog.list_chunks(store, spec.id)
+    assert [c.status for c in chunks] == ["shipped", "shipped"]
+    assert repository(git_repo) == before
+    assert gitops.current_branch(git_repo) == "specwright/diamond"
+    assert git(git_repo, "show", "specwright/diamond:a.txt") == "A"
+    said = " ".join(r["text"] for r in rows(store, "SELECT text FROM events WHERE type = 'error'"))
+    assert "tag agent-b removed" in said and ".git/config put back" in said
+
+
+def test_an_agent_that_starts_after_another_changed_the_repository_does_not_keep_its_change(
+    git_repo: Path,
+) -> None:
+    """Agent A deletes the user's tag; B's second attempt starts while A runs and ends after
+    A's tag was put back: B's end took the tag for one B's agent had made, and deleted it."""
+    git(git_repo, "tag", "v1")
+    a = [{"sleep": 0.5}, {"run": "git tag -d v1", "check": True}, {"sleep": 4}, {"write": "a.txt"}]
+    first, second = [{"write": "b.txt", "content": "BAD"}], [{"sleep": 4}, {"write": "b.txt"}]
+    script = {"chunks": {"Make A": a, "Make B": {"attempts": [first, second]}}}
+    # B's first attempt fails its check 2 s after it ended: its second starts after A's delete
+    _project(git_repo, script, verify="if grep -q BAD b.txt 2>/dev/null; then sleep 2; exit 1; fi")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert [c.status for c in catalog.list_chunks(store, spec.id)] == ["shipped"] * 2
+    assert git(git_repo, "tag", "--list") == "v1"
+    [said] = rows(store, "SELECT text FROM events WHERE type = 'error'")
+    assert "tag v1 put back" in said["text"]
