@@ -342,9 +342,13 @@ def commit_message(title: str, chunk_id: str, body: str = "") -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def commit_all(path: Path | str, title: str, chunk_id: str, body: str = "") -> str:
-    """Stage every change (ignored files excluded) and commit it; returns the new sha."""
-    _git(path, "reset", "--quiet")  # what the agent staged itself: a `git add -f .env` too
+def commit_all(
+    path: Path | str, title: str, chunk_id: str, body: str = "", base: str = "HEAD"
+) -> str:
+    """Stage every change (ignored files excluded) and commit it on ``base`` (an ancestor of
+    HEAD: the commits the agent made after it are squashed into this one); returns the sha."""
+    # what the agent staged itself (a `git add -f .env`) is not staged, nor what it committed
+    _git(path, "reset", "--quiet", base)
     _git(path, "add", "--all")
     identity = _identity(path)
     try:

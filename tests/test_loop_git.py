@@ -135,3 +135,24 @@ def test_an_agent_that_starts_after_another_changed_the_repository_does_not_keep
     assert git(git_repo, "tag", "--list") == "v1"
     [said] = rows(store, "SELECT text FROM events WHERE type = 'error'")
     assert "tag v1 put back" in said["text"]
+
+
+def test_the_agents_own_commits_are_squashed_into_the_chunks_one_commit(
+    tmp_path: Path, store: Store
+) -> None:
+    """An agent that committed its work itself: its commits (their messages unchecked, "Fixes
+    #1" closing an issue once merged) stayed on the spec branch under the chunk's commit, when
+    its commits on another branch went into the chunk's commit."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    commit = f"git add -A && {AS_AGENT} commit -q -m 'Fixes #1'"
+    script = [*good_mul(), {"run": commit, "check": True}, {"write": "calc_notes.txt"}]
+    script += [{"run": commit.replace("#1", "#2"), "check": True}]
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted(script))
+    assert result.shipped, result.reason
+    assert gitops.commits_between(repo, base, "specwright/calc") == [result.commit]
+    assert git(repo, "log", "-1", "--format=%s", "specwright/calc") == "Add mul"
+    files = git(repo, "show", "--name-only", "--format=", "specwright/calc").split()
+    assert files == ["calc.py", "calc_notes.txt"]
+    assert "Fixes" not in git(repo, "log", "--format=%B", f"{base}..specwright/calc")

@@ -233,7 +233,8 @@ def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: s
 def commit(
     store: Store, run_id: str, iteration: int, workdir: Path, base: str, chunk: Chunk, summary: str
 ) -> str:
-    """Commit an approved attempt; returns the sha. When git refuses (a signing key that fails,
+    """Commit an approved attempt on ``base``, as one commit (the agent's own are squashed
+    into it); returns the sha. When git refuses (a signing key that fails,
     a full disk), or the agent moved the branch off ``base`` (``git reset --hard HEAD~1``: a
     commit there would drop the chunks before), the attempt is kept whole (binary files too)
     as ``iteration-N.patch`` beside the database before the run ends and rolls it back (the
@@ -248,7 +249,7 @@ def commit(
                 f"the agent moved the branch off the run's base {base[:10]} to {head[:10]} (a "
                 "git reset?): not committed on top of it, the commits it dropped are kept"
             )
-        return gitops.commit_all(workdir, chunk.title, chunk.id, summary)
+        return gitops.commit_all(workdir, chunk.title, chunk.id, summary, base)
     except gitops.GitError as exc:
         text = gitops.diff(workdir, base, max_chars=None, binary=True).text
         saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
