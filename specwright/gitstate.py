@@ -3,8 +3,9 @@
 An attempt is undone with ``reset --hard`` and ``clean`` (``gitops.rollback``), which leave the
 rest of the repository alone: an agent's ``git stash`` (or its ``stash drop`` of the user's),
 its tags and branches (or its ``tag -d`` of the user's, its commits on ``main``), its ``git
-config`` (``core.hooksPath`` to a script of its own, ``user.email``, an alias) and a hook it
-wrote into ``.git/hooks`` would outlive the attempt, shipped or not. ``Watch`` takes a
+config`` (``core.hooksPath`` to a script of its own, ``user.email``, an alias), a hook it
+wrote into ``.git/hooks``, a file it hid through ``.git/info/exclude`` and a rebase it left
+under way would outlive the attempt, shipped or not. ``Watch`` takes a
 ``snapshot`` before the agent starts and ``restore`` puts all that back once it has ended (in a
 parallel run-all, whatever changed while the agent ran: another agent's changes too), naming
 what it changed. Left alone: the ``specwright/`` branches (the loop and run-all settle them,
@@ -24,7 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specwright.gitops import GitError, _git, _identity, current_branch, reattach
+from specwright.gitops import (
+    GitError,
+    _git,
+    _identity,
+    branch_exists,
+    current_branch,
+    reattach,
+)
 
 _NO_REF = "0" * 40
 _SETTLING = threading.RLock()  # a parallel wave's agents end in threads of one process
@@ -66,7 +74,10 @@ def _files(path: Path | str) -> dict[str, tuple[bytes, int] | None]:
     that is not there."""
     common = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-common-dir"))
     wt = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "config.worktree"))
-    found = {str(file): _read(file) for file in (common / "config", wt)}
+    # info/: what the agent adds to exclude outlives a rollback (ignored files are never
+    # cleaned), and attributes change what the diff shows of its work (`*.py -diff`)
+    files = (common / "config", wt, common / "info" / "exclude", common / "info" / "attributes")
+    found = {str(file): _read(file) for file in files}
     hooks = common / "hooks"
     if hooks.is_dir():
         for entry in sorted(hooks.iterdir()):
@@ -216,6 +227,33 @@ def restore(path: Path | str, before: RepoState) -> list[str]:
     return [d for d in done if d]
 
 
+# what a git command stopped midway leaves in the work tree's git folder, and its command
+_UNDER_WAY = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("MERGE_HEAD", "merge"),
+    ("sequencer", "cherry-pick"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+)
+
+
+def _quit_operations(path: Path | str) -> list[str]:
+    """Forget what the agent left under way (``git rebase --quit``...), the tree as it is: a
+    rebase left in progress was the user's to ``--abort``, which moves the branch."""
+    done: list[str] = []
+    for name, command in _UNDER_WAY:
+        state = _git(path, "rev-parse", "--path-format=absolute", "--git-path", name)
+        if not os.path.exists(state):
+            continue
+        try:
+            _git(path, command, "--quit")
+            done.append(f"a {command} under way forgotten (`git {command} --quit`)")
+        except GitError as exc:
+            done.append(f"could not forget a {command} under way: {exc}")
+    return done
+
+
 class Watch:
     """The repository as it was before an agent starts in the work tree at ``path`` (on the
     run's ``branch``), to ``settle`` once it has ended, and to ``release`` after that (also when
@@ -227,7 +265,10 @@ class Watch:
         self.path, self.branch = path, branch
         self.key, self.failed = "", ""
         self.before: RepoState | None = None
+        self.head = ""  # the run's branch: at its base while the agent works
         try:
+            if branch:
+                self.head = _git(path, "rev-parse", "--verify", f"refs/heads/{branch}")
             key = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
             with _SETTLING:
                 if key not in _WATCHED:
@@ -239,11 +280,16 @@ class Watch:
             self.failed = f"could not read the repository before the agent started: {exc}"
 
     def settle(self) -> list[str]:
-        """HEAD back on the run's branch (the work tree as the agent left it), then
-        ``restore``; what was put back, one phrase each."""
+        """A rebase, merge, cherry-pick or revert the agent left under way forgotten, the run's
+        branch back if it deleted it, HEAD back on it (the work tree as the agent left it),
+        then ``restore``; what was put back, one phrase each."""
         try:
+            done = _quit_operations(self.path)
+            if self.branch and self.head and not branch_exists(self.path, self.branch):
+                ref = f"refs/heads/{self.branch}"
+                _git(self.path, "update-ref", ref, self.head, _NO_REF)
+                done.append(f"branch {self.branch} put back at {self.head[:10]} (deleted)")
             here = current_branch(self.path)
-            done = []
             if self.branch is not None and here != self.branch:
                 reattach(self.path, self.branch)
                 done.append(

@@ -156,3 +156,50 @@ def test_the_agents_own_commits_are_squashed_into_the_chunks_one_commit(
     files = git(repo, "show", "--name-only", "--format=", "specwright/calc").split()
     assert files == ["calc.py", "calc_notes.txt"]
     assert "Fixes" not in git(repo, "log", "--format=%B", f"{base}..specwright/calc")
+
+
+def test_a_rebase_left_under_way_and_an_excluded_file_go_with_a_rolled_back_attempt(
+    tmp_path: Path, store: Store
+) -> None:
+    """An agent that stopped a rebase midway and hid a file through `.git/info/exclude`: the
+    rebase stayed under way after the rollback (a `git rebase --abort` then moved the spec
+    branch to the agent's commits), and the file stayed in the tree, ignored."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    base, exclude = gitops.head_commit(repo), (repo / ".git" / "info" / "exclude").read_text()
+    commits = " && ".join(
+        f"echo {n} > {n}.txt && git add {n}.txt && {AS_AGENT} commit -qm {n}" for n in "ab"
+    )
+    script = [
+        {"run": f"{commits} && ! {AS_AGENT} rebase -q -x false HEAD~1", "check": True},
+        {"run": "echo junk.txt >> .git/info/exclude && echo junk > junk.txt", "check": True},
+        *bad_mul(),
+    ]
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(script), max_iterations=1
+    )
+    assert result.status == "failed", result.reason
+    assert not (repo / ".git" / "rebase-merge").exists()
+    assert "rebase" not in git(repo, "status")
+    assert (repo / ".git" / "info" / "exclude").read_text() == exclude
+    assert not (repo / "junk.txt").exists()
+    assert gitops.current_branch(repo) == "specwright/calc" and gitops.head_commit(repo) == base
+    [said] = rows(store, "SELECT text FROM events WHERE type = 'error'")
+    assert (
+        "a rebase under way forgotten" in said["text"] and "info/exclude put back" in said["text"]
+    )
+
+
+def test_an_agent_that_deletes_the_spec_branch_still_ships_on_it(
+    tmp_path: Path, store: Store
+) -> None:
+    """The agent deleted the spec branch: HEAD went back to a branch that did not exist, and
+    the approved attempt failed as "repository has no commits yet"."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    delete = {"run": "git checkout -q main && git branch -q -D specwright/calc", "check": True}
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted([delete, *good_mul()]))
+    assert result.shipped, result.reason
+    assert gitops.commits_between(repo, base, "specwright/calc") == [result.commit]
+    assert gitops.current_branch(repo) == "specwright/calc" and gitops.dirty_files(repo) == []
