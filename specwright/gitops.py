@@ -382,6 +382,11 @@ def chunk_commits(path: Path | str, chunk_id: str, rev: str = "HEAD") -> list[st
     return [line for line in out.splitlines() if line]
 
 
+def commit_times(path: Path | str, base: str, head: str = "HEAD") -> list[int]:
+    """When the commits from ``base`` to ``head`` were committed (Unix seconds)."""
+    return [int(t) for t in _git(path, "log", "--format=%ct", f"{base}..{head}").split()]
+
+
 def commits_between(path: Path | str, base: str, head: str = "HEAD") -> list[str]:
     """The commits reachable from ``head`` and not from ``base``, newest first."""
     return [line for line in _git(path, "rev-list", f"{base}..{head}").splitlines() if line]

@@ -33,6 +33,8 @@ from specwright.store import Store
 log = logging.getLogger(__name__)
 
 STALE_HEARTBEAT_S = 120.0
+# a run beats every 10 s: what its agent committed before the kill is at most that much later
+_AGENT_COMMIT_MARGIN_S = 30.0
 
 
 def recover_interrupted(
@@ -273,13 +275,31 @@ def _end_merge(root: Path, run: dict[str, Any]) -> bool:
     return True
 
 
+def _the_attempts(root: Path, run: dict[str, Any], base: str, head: str) -> bool:
+    """Whether the commits from ``base`` to ``head`` on the run's branch are the killed
+    attempt's: the one commit carrying its chunk's trailer (the kill came before the ship was
+    recorded), or commits its agent made itself (none with a trailer, each committed while the
+    run lived: a commit of the user's since the kill comes later)."""
+    commits = gitops.commits_between(root, base, head)
+    if not commits or not gitops.is_ancestor(root, base, head):
+        return False
+    if commits == [head] and gitops.chunk_commits(root, run["chunk_id"], head)[:1] == [head]:
+        return True
+    if gitops.chunk_commits(root, "", f"{base}..{head}"):
+        return False  # a chunk's commit: Specwright's, never an agent's
+    start = run["started_at"].replace(tzinfo=UTC).timestamp() - 1
+    beat = (run["heartbeat_at"] or run["started_at"]).replace(tzinfo=UTC).timestamp()
+    times = gitops.commit_times(root, base, head)
+    return all(start <= t <= beat + _AGENT_COMMIT_MARGIN_S for t in times)
+
+
 def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
     """Undo a killed attempt in the project tree, but only when it is provably the attempt's:
     the run's branch is checked out at its base commit (the loop refused a dirty tree, so
-    anything uncommitted there came from the agent), or at the one commit the attempt made on
-    it, carrying its chunk's trailer, when the kill came before the ship was recorded (kept,
-    the chunk would run again on top of its own unrecorded commit). False when git failed
-    (a stale index.lock, a full disk): the run is left to the next recovery."""
+    anything uncommitted there came from the agent), or at commits the attempt made on it
+    (``_the_attempts``: kept, the chunk would run again on top of them, and the next run-all
+    was refused for the files the agent's tools left). False when git failed (a stale
+    index.lock, a full disk): the run is left to the next recovery."""
     try:
         if not run["branch"] or gitops.current_branch(root) != run["branch"]:
             return True
@@ -287,9 +307,7 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
         if head == base:
             if not gitops.dirty_files(root):
                 return True
-        elif gitops.commits_between(root, base, head) != [head] or gitops.chunk_commits(
-            root, run["chunk_id"], head
-        )[:1] != [head]:
+        elif not _the_attempts(root, run, base, head):
             return True
         patch = gitops.diff(root, run["base_commit"], max_chars=None, binary=True)
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
@@ -297,6 +315,8 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
         saved.write_text(patch.text, encoding="utf-8")
         gitops.rollback(root, run["base_commit"])
         undone = "" if head == base else f", and its commit {head[:10]} it had not recorded,"
+        if head != base and not gitops.chunk_commits(root, run["chunk_id"], f"{base}..{head}"):
+            undone = f", and the commits its agent made (up to {head[:10]}),"
         log.warning(
             "rolled back the interrupted attempt of run %s%s (diff saved to %s)",
             run["id"],
