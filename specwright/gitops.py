@@ -382,6 +382,16 @@ def chunk_commits(path: Path | str, chunk_id: str, rev: str = "HEAD") -> list[st
     return [line for line in out.splitlines() if line]
 
 
+def head_moved_at(path: Path | str) -> int | None:
+    """When HEAD last moved (Unix seconds, from its reflog); None when there is no reflog."""
+    try:
+        last = _git(path, "reflog", "show", "--date=unix", "--format=%gd", "-n", "1", "HEAD")
+    except GitError:
+        return None
+    found = re.search(r"@\{(\d+)\}", last)
+    return int(found[1]) if found else None
+
+
 def commit_times(path: Path | str, base: str, head: str = "HEAD") -> list[int]:
     """When the commits from ``base`` to ``head`` were committed (Unix seconds)."""
     return [int(t) for t in _git(path, "log", "--format=%ct", f"{base}..{head}").split()]

@@ -287,22 +287,32 @@ def _the_attempts(root: Path, run: dict[str, Any], base: str, head: str) -> bool
         return True
     if gitops.chunk_commits(root, "", f"{base}..{head}"):
         return False  # a chunk's commit: Specwright's, never an agent's
+    return all(_while_it_lived(run, t) for t in gitops.commit_times(root, base, head))
+
+
+def _while_it_lived(run: dict[str, Any], when: float | None) -> bool:
+    """Whether ``when`` (Unix seconds) is between the run's start and its last heartbeat (and
+    the little more until the kill: what its agent did then)."""
     start = run["started_at"].replace(tzinfo=UTC).timestamp() - 1
     beat = (run["heartbeat_at"] or run["started_at"]).replace(tzinfo=UTC).timestamp()
-    times = gitops.commit_times(root, base, head)
-    return all(start <= t <= beat + _AGENT_COMMIT_MARGIN_S for t in times)
+    return when is not None and start <= when <= beat + _AGENT_COMMIT_MARGIN_S
 
 
 def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
     """Undo a killed attempt in the project tree, but only when it is provably the attempt's:
-    the run's branch is checked out at its base commit (the loop refused a dirty tree, so
+    the run's branch is checked out (or was until the agent checked out another while the run
+    lived: HEAD goes back to it) at its base commit (the loop refused a dirty tree, so
     anything uncommitted there came from the agent), or at commits the attempt made on it
     (``_the_attempts``: kept, the chunk would run again on top of them, and the next run-all
     was refused for the files the agent's tools left). False when git failed (a stale
     index.lock, a full disk): the run is left to the next recovery."""
     try:
-        if not run["branch"] or gitops.current_branch(root) != run["branch"]:
+        if not run["branch"] or not gitops.branch_exists(root, run["branch"]):
             return True
+        if gitops.current_branch(root) != run["branch"]:
+            if not _while_it_lived(run, gitops.head_moved_at(root)):
+                return True  # not on the run's branch since before it, or since the kill
+            gitops.reattach(root, run["branch"])  # its agent checked out another branch
         base, head = run["base_commit"], gitops.head_commit(root)
         if head == base:
             if not gitops.dirty_files(root):

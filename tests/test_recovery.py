@@ -241,24 +241,29 @@ def test_a_kill_after_the_commit_before_its_record_undoes_the_commit(tmp_path: P
     assert statuses == ["interrupted", "interrupted", "shipped", "shipped"]
 
 
-def test_a_kill_after_the_agent_committed_rolls_its_commits_back(tmp_path: Path) -> None:
-    """Killed while its agent, which had committed its work itself, was still at work: the
-    agent's commit stayed on the spec branch, and the next run-all was refused for the files
-    its tool had left ("commit or stash them"), then built on that unreviewed commit."""
+@pytest.mark.parametrize("where", ["", "git checkout -q -b other && "])
+def test_a_kill_after_the_agent_committed_rolls_its_commits_back(
+    tmp_path: Path, where: str
+) -> None:
+    """Killed while its agent, which had committed its work itself (on the spec branch, or on
+    a branch it checked out), was still at work: the agent's commit stayed on the spec branch
+    (or the tree on its branch), and the next run-all was refused for the files its tool had
+    left ("commit or stash them"), then built on that unreviewed commit."""
     repo, state, cli, env = project(tmp_path)
     agent = tmp_path / "agent.sh"
     commit = "echo agent > agent.txt && git add agent.txt && git -c user.email=a@b commit -qm own"
-    agent.write_text(agent.read_text().replace("touch ", f"{commit}\ntouch ", 1))
+    agent.write_text(agent.read_text().replace("touch ", f"{where}{commit}\ntouch ", 1))
     killed = kill_mid_attempt([*cli, "run-all", "demo"], env, state, repo)
     check_after_kill(killed)
-    assert git(repo, "log", "-1", "--format=%s", "specwright/demo") == "own"
+    assert git(repo, "log", "-1", "--format=%s", "HEAD") == "own"
     again = subprocess.run(
         [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "the commits its agent made" in again.stderr
+    assert "rolled back the interrupted attempt" in again.stderr
     [commit_sha] = git(repo, "log", "--format=%H", "main..specwright/demo").split()
     check_resumed(repo, tmp_path, killed, commit_sha)
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "specwright/demo"
     [patch] = (Path(os.environ["SPECWRIGHT_DB"]).parent / "patches").glob("*.patch")
     assert "agent.txt" in patch.read_text()
 
