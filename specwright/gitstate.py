@@ -174,8 +174,13 @@ def _put_back_ref(path: Path | str, ref: str, old: str | None, new: str | None) 
         return "" if _now(path, ref) == old else f"could not put back {name}: {exc}"
 
 
+def _entries(items: list[Any]) -> str:
+    return "entry" if len(items) == 1 else "entries"
+
+
 def _put_back_stash(path: Path | str, old: tuple[tuple[str, str], ...], new: Any) -> str:
     made = [sha[:10] for sha, m in new if (sha, m) not in old]
+    dropped = [entry for entry in old if entry not in new]
     try:
         if new:
             _git(path, "update-ref", "-d", "refs/stash")
@@ -183,9 +188,11 @@ def _put_back_stash(path: Path | str, old: tuple[tuple[str, str], ...], new: Any
             _git(path, *_identity(path), "stash", "store", "-m", message, sha)
     except GitError as exc:
         return f"could not put the stash back: {exc}"
+    said = [f"{len(dropped)} stash {_entries(dropped)} put back (dropped)"] if dropped else []
     if made:
-        return f"stash entries {', '.join(made)} removed (`git stash apply SHA` gives one back)"
-    return "stash entries put back (dropped)"
+        shas = ", ".join(made)
+        said.append(f"stash {_entries(made)} {shas} removed (`git stash apply SHA` gives it back)")
+    return "; ".join(said) or "stash entries put back in their order"
 
 
 def _put_back_file(path: Path | str, file: str, old: Any, new: Any) -> str:

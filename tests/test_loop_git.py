@@ -85,7 +85,8 @@ def test_what_an_agent_changes_outside_its_tree_is_undone_and_recorded(
         "tag agent-tag removed",
         "branch agent-branch removed",
         "branch main put back at",
-        "stash entries ",  # the agent's hidden work, with the sha that gives it back
+        "1 stash entry put back (dropped)",  # the user's
+        "stash entry ",  # the agent's hidden work, with the sha that gives it back
         "`git stash apply SHA`",
         ".git/config put back (changed: alias.zz, core.hookspath, user.email)",
         "hooks/post-checkout removed (written)",
