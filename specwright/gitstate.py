@@ -10,7 +10,8 @@ under way would outlive the attempt, shipped or not. ``Watch`` takes a
 parallel run-all, whatever changed while the agent ran: another agent's changes too), naming
 what it changed. Left alone: the ``specwright/`` branches (the loop and run-all settle them,
 another run may be using one), remote-tracking refs (a fetch), a branch checked out in another
-worktree (someone works there), and anything outside the repository (``git config --global``).
+worktree (someone works there), and anything outside the repository but the user's git config
+(``git config --global``).
 What cannot be told apart from the agent's is undone with it, and named: a tag the user makes in
 another terminal while the agent runs is removed (its sha in the warning).
 """
@@ -69,6 +70,16 @@ def _read(file: Path) -> tuple[bytes, int] | None:
     return file.read_bytes(), file.stat().st_mode & 0o7777
 
 
+def _global_files() -> tuple[Path, ...]:
+    """The user's git config files (``git config --global`` writes one: an agent that met "tell
+    me who you are" sets its own email there, for every repository)."""
+    if os.environ.get("GIT_CONFIG_GLOBAL"):
+        return (Path(os.environ["GIT_CONFIG_GLOBAL"]),)
+    home = Path(os.path.expanduser("~"))
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return home / ".gitconfig", xdg / "git" / "config"
+
+
 def _files(path: Path | str) -> dict[str, tuple[bytes, int] | None]:
     """The config files and hooks of the repository (content and mode): ``None`` for one
     that is not there."""
@@ -77,7 +88,7 @@ def _files(path: Path | str) -> dict[str, tuple[bytes, int] | None]:
     # info/: what the agent adds to exclude outlives a rollback (ignored files are never
     # cleaned), and attributes change what the diff shows of its work (`*.py -diff`)
     files = (common / "config", wt, common / "info" / "exclude", common / "info" / "attributes")
-    found = {str(file): _read(file) for file in files}
+    found = {str(file): _read(file) for file in (*files, *_global_files())}
     hooks = common / "hooks"
     if hooks.is_dir():
         for entry in sorted(hooks.iterdir()):
@@ -198,6 +209,8 @@ def _put_back_stash(path: Path | str, old: tuple[tuple[str, str], ...], new: Any
 def _put_back_file(path: Path | str, file: str, old: Any, new: Any) -> str:
     target = Path(file)
     what = f"{target.parent.name}/{target.name}"
+    if file in map(str, _global_files()):
+        what = file.replace(os.path.expanduser("~"), "~", 1)
     try:
         if old is None:
             target.unlink(missing_ok=True)

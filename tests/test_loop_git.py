@@ -3,6 +3,7 @@ on real git repositories with the scripted executor: undone once it ends, and sa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ AS_AGENT = "git -c user.name=agent -c user.email=agent@example.com"
 MESSING = (
     "git tag -d v1 && git tag agent-tag && git branch agent-branch && git stash drop -q"
     " && git config user.email agent@example.com && git config alias.zz status"
+    " && git config --global user.email agent@example.com"
     " && mkdir -p hooks && printf '#!/bin/sh\\ntouch \"$0.ran\"\\n' > hooks/post-commit"
     " && chmod +x hooks/post-commit && git config core.hooksPath hooks"
     ' && cp hooks/post-commit "$(git rev-parse --git-common-dir)/hooks/post-checkout"'
@@ -44,7 +46,10 @@ def repository(repo: Path) -> tuple[str, str, str, list[str]]:
     refs = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
     refs = "\n".join(r for r in refs if "/specwright/" not in r)
     hooks = sorted(p.name for p in (repo / ".git" / "hooks").iterdir())
-    return refs, git(repo, "stash", "list"), (repo / ".git" / "config").read_text(), hooks
+    config = (repo / ".git" / "config").read_text() + Path(
+        os.environ["GIT_CONFIG_GLOBAL"]
+    ).read_text()
+    return refs, git(repo, "stash", "list"), config, hooks
 
 
 def users_things(repo: Path) -> None:
@@ -90,6 +95,7 @@ def test_what_an_agent_changes_outside_its_tree_is_undone_and_recorded(
         "`git stash apply SHA`",
         ".git/config put back (changed: alias.zz, core.hookspath, user.email)",
         "hooks/post-checkout removed (written)",
+        ".gitconfig put back (changed: user.email)",
     ):
         assert part in said, part
 
