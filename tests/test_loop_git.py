@@ -210,3 +210,19 @@ def test_an_agent_that_deletes_the_spec_branch_still_ships_on_it(
     assert result.shipped, result.reason
     assert gitops.commits_between(repo, base, "specwright/calc") == [result.commit]
     assert gitops.current_branch(repo) == "specwright/calc" and gitops.dirty_files(repo) == []
+
+
+def test_an_agent_that_amends_the_base_commit_is_told_so_and_its_work_kept(
+    tmp_path: Path, store: Store
+) -> None:
+    """An agent that ran `git commit --amend` on the run's base: the approved work was kept as
+    a patch, the reason guessing "a git reset?" only."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    amend = {"run": f"git add -A && {AS_AGENT} commit -q --amend --no-edit", "check": True}
+    result = run_chunk(store, make_config(), repo, chunk, executor=scripted([*good_mul(), amend]))
+    assert result.status == "failed" and "commit --amend" in result.reason, result.reason
+    assert git(repo, "rev-parse", "specwright/calc") == base and gitops.dirty_files(repo) == []
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    assert "def mul" in patch.read_text()

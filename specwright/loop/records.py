@@ -247,7 +247,7 @@ def commit(
         if not gitops.is_ancestor(workdir, base, head):  # the chunks before it would be lost
             raise gitops.GitError(
                 f"the agent moved the branch off the run's base {base[:10]} to {head[:10]} (a "
-                "git reset?): not committed on top of it, the commits it dropped are kept"
+                "git reset, a commit --amend?): not committed there, the branch stays at its base"
             )
         return gitops.commit_all(workdir, chunk.title, chunk.id, summary, base)
     except gitops.GitError as exc:
