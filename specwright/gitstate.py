@@ -22,7 +22,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,10 @@ def _global_files() -> tuple[Path, ...]:
     home = Path(os.path.expanduser("~"))
     xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     return home / ".gitconfig", xdg / "git" / "config"
+
+
+def _global_names() -> set[str]:
+    return set(map(str, _global_files()))
 
 
 def _files(path: Path | str) -> dict[str, tuple[bytes, int] | None]:
@@ -209,7 +213,7 @@ def _put_back_stash(path: Path | str, old: tuple[tuple[str, str], ...], new: Any
 def _put_back_file(path: Path | str, file: str, old: Any, new: Any) -> str:
     target = Path(file)
     what = f"{target.parent.name}/{target.name}"
-    if file in map(str, _global_files()):
+    if file in _global_names():
         what = file.replace(os.path.expanduser("~"), "~", 1)
     try:
         if old is None:
@@ -292,7 +296,12 @@ class Watch:
             key = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
             with _SETTLING:
                 if key not in _WATCHED:
-                    _WATCHED[key] = (snapshot(path), set())
+                    state = snapshot(path)
+                    for other, _ in list(_WATCHED.values())[:1]:  # the user's own config as
+                        # it was before the agents under way in other repositories started
+                        mine = {f: c for f, c in other.files.items() if f in _global_names()}
+                        state = replace(state, files={**state.files, **mine})
+                    _WATCHED[key] = (state, set())
                 self.before, watching = _WATCHED[key]
                 watching.add(id(self))
             self.key = key

@@ -226,3 +226,27 @@ def test_an_agent_that_amends_the_base_commit_is_told_so_and_its_work_kept(
     assert git(repo, "rev-parse", "specwright/calc") == base and gitops.dirty_files(repo) == []
     [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
     assert "def mul" in patch.read_text()
+
+
+def test_agents_in_two_repositories_at_once_share_the_users_own_git_config(
+    tmp_path: Path,
+) -> None:
+    """A worker running two projects' chunks at once: the second agent started after the first
+    set `user.email` in the user's own config, so the second's end put the first agent's email
+    back after the first's end had undone it."""
+    from specwright.gitstate import Watch
+
+    one, two = make_repo(tmp_path / "one"), make_repo(tmp_path / "two")
+    config = Path(os.environ["GIT_CONFIG_GLOBAL"])
+    mine = config.read_text()
+    first = Watch(one, "main")
+    git(one, "config", "--global", "user.email", "agent@example.com")  # the first agent
+    second = Watch(two, "main")
+    try:
+        assert any("user.email" in said for said in first.settle())
+        assert config.read_text() == mine
+        assert second.settle() == []
+        assert config.read_text() == mine
+    finally:
+        first.release()
+        second.release()
