@@ -12,8 +12,9 @@ what it changed. Left alone: the ``specwright/`` branches (the loop and run-all 
 another run may be using one), remote-tracking refs (a fetch), a branch checked out in another
 worktree (someone works there), and anything outside the repository but the user's git config
 (``git config --global``).
-What cannot be told apart from the agent's is undone with it, and named: a tag the user makes in
-another terminal while the agent runs is removed (its sha in the warning).
+A new branch or tag at a commit the repository already had is left, and named: it may be the
+user's, made in another terminal while the agent ran (one at a commit the agent made is removed,
+its sha named: nothing else points at that work once the attempt is squashed or rolled back).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class RepoState:
     refs: dict[str, str] = field(default_factory=dict)
     stash: tuple[tuple[str, str], ...] = ()
     files: dict[str, tuple[bytes, int] | None] = field(default_factory=dict)
+    tips: frozenset[str] = frozenset()  # what every ref pointed at, those left alone too
 
 
 def _skipped(ref: str) -> bool:
@@ -151,7 +153,25 @@ def snapshot(path: Path | str) -> RepoState:
         for entry in reversed(log.splitlines()):  # oldest first, as they are stored again
             sha, _, message = entry.partition(" ")
             stash.append((sha, message))
-    return RepoState(refs, tuple(stash), _files(path))
+    tips = frozenset(line.partition(" ")[0] for line in out.splitlines() if line)
+    return RepoState(refs, tuple(stash), _files(path), tips)
+
+
+def _had(path: Path | str, sha: str, tips: frozenset[str]) -> bool:
+    """Whether the commit ``sha`` names is one the refs ``tips`` reached (the repository had it
+    before the agent started)."""
+    import subprocess
+
+    lines = "\n".join([sha, *(f"^{tip}" for tip in tips)]) + "\n"
+    done = subprocess.run(
+        ["git", "rev-list", "--count", "--stdin"],
+        cwd=path,
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode == 0 and done.stdout.strip() == "0"
 
 
 def _checked_out(path: Path | str) -> dict[str, str]:
@@ -240,6 +260,8 @@ def restore(path: Path | str, before: RepoState) -> list[str]:
                 continue
             if ref in busy:
                 done.append(f"left {_named(ref)} as it is: checked out in {busy[ref]}")
+            elif old is None and new is not None and _had(path, new, before.tips):
+                done.append(f"left {_named(ref)} (made at {new[:10]}, a commit already there)")
             else:
                 done.append(_put_back_ref(path, ref, old, new))
         if before.stash != after.stash:

@@ -35,7 +35,7 @@ MESSING = (
     " && mkdir -p hooks && printf '#!/bin/sh\\ntouch \"$0.ran\"\\n' > hooks/post-commit"
     " && chmod +x hooks/post-commit && git config core.hooksPath hooks"
     ' && cp hooks/post-commit "$(git rev-parse --git-common-dir)/hooks/post-checkout"'
-    f" && git switch -q main && {AS_AGENT} commit -q --allow-empty -m on-main"
+    f" && git switch -q main && {AS_AGENT} commit -q --allow-empty -m on-main && git tag agent-own"
     " && git switch -q - && echo hidden > hidden.txt && git stash -q -u"
 )
 
@@ -71,11 +71,17 @@ def test_what_an_agent_changes_outside_its_tree_is_undone_and_recorded(
     users_things(repo)
     chunk = make_chunk(store, repo)
     before = repository(repo)
+    base = git(repo, "rev-parse", "HEAD")
     script = [{"run": MESSING, "check": True}, *(good_mul() if ships else bad_mul())]
     result = run_chunk(
         store, make_config(), repo, chunk, executor=scripted(script), max_iterations=1
     )
     assert result.shipped is ships, result.reason
+    # a new tag or branch at a commit the repository had is left (it may be the user's, made
+    # meanwhile in another terminal); one at a commit of the agent's goes
+    assert git(repo, "rev-parse", "agent-tag", "agent-branch").splitlines() == [base] * 2
+    git(repo, "tag", "-d", "agent-tag")
+    git(repo, "branch", "-D", "agent-branch")
     assert repository(repo) == before
     assert git(repo, "stash", "list") == "stash@{0}: On main: my work"
     assert gitops.current_branch(repo) == "specwright/calc" and gitops.dirty_files(repo) == []
@@ -87,8 +93,9 @@ def test_what_an_agent_changes_outside_its_tree_is_undone_and_recorded(
     assert said.startswith("git: changed outside the work tree while the agent ran, undone: ")
     for part in (
         "tag v1 put back at",
-        "tag agent-tag removed",
-        "branch agent-branch removed",
+        "tag agent-own removed (made at",
+        "left tag agent-tag (made at",
+        "left branch agent-branch (made at",
         "branch main put back at",
         "1 stash entry put back (dropped)",  # the user's
         "stash entry ",  # the agent's hidden work, with the sha that gives it back
@@ -117,11 +124,14 @@ def test_a_parallel_runs_agents_leave_the_repository_as_it_was(git_repo: Path) -
     run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
     chunks = catalog.list_chunks(store, spec.id)
     assert [c.status for c in chunks] == ["shipped", "shipped"]
+    for ref in ("agent-tag", "agent-b"):
+        git(git_repo, "tag", "-d", ref)
+    git(git_repo, "branch", "-D", "agent-branch", "side")
     assert repository(git_repo) == before
     assert gitops.current_branch(git_repo) == "specwright/diamond"
     assert git(git_repo, "show", "specwright/diamond:a.txt") == "A"
     said = " ".join(r["text"] for r in rows(store, "SELECT text FROM events WHERE type = 'error'"))
-    assert "tag agent-b removed" in said and ".git/config put back" in said
+    assert "left tag agent-b (made at" in said and ".git/config put back" in said
 
 
 def test_an_agent_that_starts_after_another_changed_the_repository_does_not_keep_its_change(
