@@ -216,7 +216,7 @@ class ExecutionRecorder:
         if not self.finished:
             status = "cancelled" if exc_type is KeyboardInterrupt else "error"
             reason = f"{exc_type.__name__}: {exc}" if exc_type else "not finished"
-            self.finish(status=status, exit_reason=reason[:500])
+            self.finish(status=status, exit_reason=reason[:500], incomplete=True)
 
     def _flusher(self) -> None:
         while True:
@@ -391,10 +391,14 @@ class ExecutionRecorder:
         raw: dict[str, Any] | None = None,
         computed_cost_usd: float | None = None,
         requests: Sequence[Usage] | None = None,
+        incomplete: bool = False,
     ) -> None:
         """Flush everything and write the execution's totals and final status. ``requests``,
         when given, are the execution's model calls: the computed cost is theirs summed, each
-        at its own price tier (a long-context rate applies per request, never to a sum)."""
+        at its own price tier (a long-context rate applies per request, never to a sum).
+        ``incomplete``: it stopped mid-run (cancelled, killed, crashed), so a model call under
+        way never told its tokens: its cost is unknown (NULL, ``cost_source`` "incomplete"),
+        and the reported and computed costs are those of what it told, a lower bound."""
         if self.finished:
             return
         if self.dropped:  # say what the bound left out, as the execution's last event
@@ -445,7 +449,11 @@ class ExecutionRecorder:
         }
         if model or usage.model:
             values["model"] = _name(model or usage.model, self.redact)
-        if usage.cost_usd is not None:
+        if incomplete:  # never 0 or a part shown as the whole: that reads as "free"
+            values["cost_usd"], values["cost_source"] = None, "incomplete"
+            if not usage.total_tokens:  # it told nothing: no lower bound of $0.00 either
+                values["reported_cost_usd"] = values["computed_cost_usd"] = None
+        elif usage.cost_usd is not None:
             values["cost_usd"], values["cost_source"] = usage.cost_usd, "reported"
         elif computed_cost_usd is not None:
             values["cost_usd"], values["cost_source"] = computed_cost_usd, "computed"

@@ -80,9 +80,9 @@ def recover_interrupted(
                 {"id": run["id"]},
                 {"status": "interrupted", "finished_at": now, "reason": f"interrupted: {why}"},
             ),
-            Store.op_sql(
-                "UPDATE executions SET status = 'killed', finished_at = ?, "
-                "exit_reason = 'interrupted' WHERE run_id = ? AND status = 'running'",
+            Store.op_sql(  # its tokens died with it: cost unknown (NULL), never 0
+                "UPDATE executions SET status = 'killed', finished_at = ?, exit_reason = "
+                "'interrupted', cost_source = 'incomplete' WHERE run_id = ? AND status = 'running'",
                 [now, run["id"]],
             ),
             Store.op_sql(  # the run's row counts them when it ends: it never did

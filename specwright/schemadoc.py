@@ -19,8 +19,10 @@ TABLE_DOCS: dict[str, str] = {
     "runs": "A chunk (kind `chunk`) or whole-spec (kind `spec`) run. `spec_id`, `chunk_id`, "
     "`parent_run_id` -> runs; `group_id` ties sibling runs that compare executors.",
     "executions": "One call of an executor, planner, reviewer or summarizer, with token totals and "
-    "cost. `cost_source`: reported | computed | codexbar; both reported and computed "
-    "costs are kept; the computed one prices each model call at its own rates (a call over 200k "
+    "cost. `cost_source`: reported | computed | codexbar | incomplete; both reported and computed "
+    "costs are kept; an execution stopped mid-run (cancelled, killed, crashed) is `incomplete`: "
+    "a model call under way told no tokens, so its `cost_usd` is NULL (unknown, never 0) and "
+    "its reported and computed costs are of what it told, a lower bound; the computed one prices each model call at its own rates (a call over 200k "
     "prompt tokens at the long-context ones). `cache_write_1h_tokens` is the 1-hour part of "
     "`cache_write_tokens` (0 on executions recorded before schema 11, whose computed cost "
     "priced every write as a 5-minute one). `run_id` -> runs, `chunk_id` "

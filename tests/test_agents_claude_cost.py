@@ -209,6 +209,31 @@ def test_real_claude_killed_mid_run_keeps_its_finished_replies_output(
     row = stored_execution(store, rec.id)
     assert (row["input_tokens"], row["output_tokens"]) == (20_000, 700)
     assert row["computed_cost_usd"] == pytest.approx(request_cost(20_000, 700), abs=1e-9)
+    # the second request was under way: that is a lower bound, the cost itself is unknown
+    assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")
+
+
+def test_real_claude_killed_before_any_reply_costs_unknown_not_0(
+    git_repo: Path, store: Any
+) -> None:
+    """Killed while its first request is under way: nothing to recover, 0 tokens. The cost
+    is unknown (NULL, incomplete), not a computed $0.00."""
+    ex = ClaudeCodeExecutor(executor_config(max_turns=8))
+    with FakeModelServer() as srv:
+        srv.script(anthropic_text("too late", delay_s=60))
+        rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
+        env = {
+            "ANTHROPIC_BASE_URL": srv.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }
+        outcome = run_execution(ex, Task("Write a.txt", git_repo, env=env, timeout_s=4), rec)
+        srv.stop()
+    assert (outcome.status, outcome.exit_reason) == ("killed", "timeout")
+    row = stored_execution(store, rec.id)
+    assert (row["input_tokens"], row["output_tokens"]) == (0, 0)
+    assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")
+    assert row["computed_cost_usd"] is None
 
 
 def test_real_claude_reply_served_in_fast_mode_costs_the_fast_price(

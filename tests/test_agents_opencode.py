@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from specwright.agents import Task, run_execution
@@ -378,6 +379,44 @@ def test_real_opencode_cancel_aborts_the_session(oc: FakeModelServer, git_repo: 
         trust_env=False,
     ).json()
     assert status.get(outcome.session_id, {"type": "idle"})["type"] == "idle"
+
+
+@pytest.mark.agents
+def test_real_opencode_cancelled_mid_tool_call_costs_unknown_not_0(
+    oc: FakeModelServer, git_repo: Path, store: Any
+) -> None:
+    """Ctrl-C while the agent's tool runs: the step under way never reports its tokens and
+    OpenCode's session totals read 0 after the abort. The execution is recorded with cost
+    NULL, marked incomplete, and counted unpriced in `usage specs`, never as $0.00."""
+    from specwright import queries as Q
+
+    started = git_repo.resolve() / "started"
+    oc.script(
+        openai_tool_call(
+            "bash",
+            {"command": f"touch {started} && sleep 30", "description": "wait"},
+            prompt_tokens=1400,
+            completion_tokens=40,
+        )
+    )
+    cancel = threading.Event()
+
+    def cancel_once_the_tool_runs() -> None:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_the_tool_runs, daemon=True).start()
+    rec = ExecutionRecorder(store, role="executor", backend="opencode", executor="glm")
+    outcome = run_execution(OpenCodeExecutor(oc_config()), Task("Wait", git_repo), rec, cancel)
+    assert outcome.status == "cancelled"
+    row = stored_execution(store, rec.id)
+    assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")
+    assert (row["reported_cost_usd"], row["computed_cost_usd"]) == (None, None)  # nor a part
+    by = Q.cost_by(store, "executor").to_dict("records")
+    assert [(r["executor"], r["unpriced"]) for r in by] == [("glm", 1)]
+    assert pd.isna(by[0]["cost_usd"])  # unknown, not 0
 
 
 # --- transport failures ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from specwright import catalog
+from specwright import queries as Q
 from specwright.recovery import recover_interrupted
 from specwright.store import Store
 
@@ -57,6 +58,9 @@ def test_recovery_writes_the_events_a_killed_run_only_journaled(tmp_path: Path) 
     texts = store.query("SELECT text FROM events ORDER BY seq")
     assert texts == [(f"line {i}",) for i in range(5)]
     assert store.query("SELECT status, exit_reason FROM executions") == [("killed", "interrupted")]
+    # its cost died with it: unknown, counted unpriced, not a spec that cost $0.00
+    assert store.query("SELECT cost_usd, cost_source FROM executions") == [(None, "incomplete")]
+    assert store.query_dicts(*Q.cost_by_sql("spec", None, None, "UTC"))[0]["unpriced"] == 1
     (reason,) = store.query("SELECT reason FROM runs")[0]
     assert "5 journaled row(s) it had not written to the database were added" in reason
     # the journal and the database agree: a rebuild gives the same rows

@@ -251,6 +251,7 @@ def test_ctrl_c_mid_answer_is_recorded_as_interrupted(
             ask(client, stream=True, on_text=stop)
     row = execution(store, client)
     assert (row["status"], row["exit_reason"]) == ("cancelled", "interrupted")
+    assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")  # unknown, not $0
 
 
 @pytest.mark.usefixtures("key")

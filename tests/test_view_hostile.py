@@ -234,6 +234,31 @@ def test_a_cost_with_no_price_is_no_bar_and_says_so_not_a_bar_of_zero(
     assert daily == {"priced": [0.25], "free-model": [0.0], "no-price-model (no price)": [None]}
 
 
+def test_a_spec_of_calls_stopped_mid_run_is_no_bar_not_a_bar_of_zero(
+    store: Store, tmp_path: Path
+) -> None:
+    """A call cancelled before its model said anything (0 tokens) has an unknown cost: the
+    report and the notebook drew its spec at $0.00, as if it had been free."""
+    from specwright import queries as Q
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import figures
+    from specwright.widgets import usage_data
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Stopped", "")
+    rec = ExecutionRecorder(
+        store, role="executor", backend="opencode", model="glm-4.7", spec_id=spec.id
+    ).start()
+    rec.finish(status="cancelled", usage=Usage(model="glm-4.7"), incomplete=True)
+    by_spec = Q.cost_by(store, "spec").to_dict("records")
+    assert [(r["spec"], r["unpriced"]) for r in by_spec] == [("stopped", 1)]
+    assert math.isnan(by_spec[0]["cost_usd"])
+    f = usage_data.Filters()
+    for bar in (figures(store)["cost_by_spec"].data[0], usage_data.cost_per_spec(store, f).data[0]):
+        assert list(bar.x) == [None] and list(bar.y) == ["stopped (no price)"], bar
+
+
 def test_terminal_escapes_and_rtl_overrides_are_shown_as_question_marks(
     store: Store, tmp_path: Path
 ) -> None:

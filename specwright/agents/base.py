@@ -51,6 +51,8 @@ class Outcome:
     raw: dict[str, Any] | None = None  # the final provider payload (e.g. claude's result line)
     # the execution's model calls one by one, when known: each is priced at its own tier
     requests: tuple[Usage, ...] | None = None
+    # stopped mid-run: a model call under way never told its tokens, so the cost is unknown
+    incomplete: bool = False
 
     @property
     def ok(self) -> bool:

@@ -488,6 +488,10 @@ def outcome_from_state(
         "retry_after_s": state.retry_after_s,
         "raw": {k: slim(v) for k, v in result.items()} if result else None,
         "requests": requests_of(state),
+        # no result line after claude started (its init line): the reply under way, and any
+        # whose snapshot never came, told no tokens: the cost is unknown, the replies'
+        # snapshots a lower bound (a refused key's retry given up on is billed nothing)
+        "incomplete": result is None and state.session_id is not None and not state.give_up,
     }
     stderr = stderr_tail.strip()
     if cancelled:

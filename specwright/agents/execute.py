@@ -56,11 +56,12 @@ def run_execution(
         raise
     except KeyboardInterrupt:
         cancel.set()
-        recorder.finish(status="cancelled", exit_reason="interrupted")
+        recorder.finish(status="cancelled", exit_reason="interrupted", incomplete=True)
         raise
     except BaseException as exc:
         recorder.on_event(ErrorEvent(f"{type(exc).__name__}: {exc}", kind="error"))
-        recorder.finish(status="error", exit_reason=f"crash: {type(exc).__name__}: {exc}")
+        reason = f"crash: {type(exc).__name__}: {exc}"
+        recorder.finish(status="error", exit_reason=reason, incomplete=True)
         raise
     redact = recorder.redact
     outcome = replace(
@@ -84,5 +85,6 @@ def run_execution(
         raw=outcome.raw,
         computed_cost_usd=computed_cost_usd,
         requests=outcome.requests,
+        incomplete=outcome.incomplete,
     )
     return outcome

@@ -494,15 +494,7 @@ class OpenCodeExecutor:
     ) -> Outcome:
         for event in finish_parse(state):
             on_event(event)
-        usage = Usage(
-            state.usage.input_tokens,
-            state.usage.output_tokens,
-            state.usage.cache_read_tokens,
-            state.usage.cache_write_tokens,
-            state.usage.reasoning_tokens,
-            state.usage.cost_usd,
-            state.model,
-        )
+        usage = Usage(**{**vars(state.usage), "model": state.model})
         raw: dict[str, Any] | None = None
         if state.session_id and end != "stream_dropped":
             with contextlib.suppress(Exception):
@@ -530,6 +522,10 @@ class OpenCodeExecutor:
             "raw": raw,
             # each step is one model call, priced at its own tier (never the sum's)
             "requests": tuple(state.steps) if 0 < len(state.steps) < MAX_STEPS else None,
+            # aborted mid-run: the step under way never reports (its tokens, its cost), and the
+            # session's totals read 0 after an abort: the cost is unknown, not 0
+            "incomplete": state.session_id is not None
+            and (end != "idle" or (state.error or {}).get("name") == "MessageAbortedError"),
         }
         if end == "cancelled":
             return Outcome("cancelled", exit_reason="cancelled", **common)

@@ -213,8 +213,8 @@ class LLMClient:
             self._finish(rec, "error", total, calls, f"{exc.reason}: {exc}", turns, None)
             raise
         except BaseException as exc:
-            status, why = _failure(exc)
-            self._finish(rec, status, total, calls, why, turns, None)
+            status, why = _failure(exc)  # a call under way told no tokens: cost unknown
+            self._finish(rec, status, total, calls, why, turns, None, incomplete=True)
             raise
 
     def text(
@@ -249,8 +249,8 @@ class LLMClient:
             self._finish(rec, "error", usage, [], f"{exc.reason}: {exc}", None, None)
             raise
         except BaseException as exc:
-            status, why = _failure(exc)
-            self._finish(rec, status, usage, [], why, None, None)
+            status, why = _failure(exc)  # a call under way told no tokens: cost unknown
+            self._finish(rec, status, usage, [], why, None, None, incomplete=True)
             raise
 
     # --- recording --------------------------------------------------------------------------
@@ -291,6 +291,7 @@ class LLMClient:
         reason: str,
         turns: int | None,
         message: Any,
+        incomplete: bool = False,
     ) -> None:
         if rec is None or rec.finished:
             return
@@ -307,6 +308,7 @@ class LLMClient:
                 num_turns=turns,
                 computed_cost_usd=cost,
                 raw=dump_message(message) if message is not None else None,
+                incomplete=incomplete,
             )
         except Exception as exc:  # the journal has it; never hide the call's own outcome
             log.warning("execution %s: could not record the finish: %s", rec.id, exc)

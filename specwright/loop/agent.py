@@ -147,7 +147,9 @@ def run_agent(
             if watch is not None:
                 watch.release()
             if not recorder.finished and getattr(recorder, "_thread", None) is not None:
-                recorder.finish(status="killed", exit_reason="did not stop after cancel")
+                recorder.finish(
+                    status="killed", exit_reason="did not stop after cancel", incomplete=True
+                )
     return AgentRun(box.get("outcome"), box.get("crash"), stopped_by, bool(box.get("cannot_start")))
 
 

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 GROUPS = ("model", "executor", "spec", "project", "role")
 # an execution's cost; NaN or Infinity (an agent reported it) counts as unknown, like NULL; a
-# call that used tokens without a price is unknown (NULL, its sum too when all are), not 0
+# call that used tokens without a price, or stopped mid-run (``incomplete``), is unknown (NULL,
+# its sum too when all are), not 0
 COST = (
     "CASE WHEN isfinite(cost_usd) THEN cost_usd WHEN input_tokens + output_tokens "
-    "+ cache_read_tokens + cache_write_tokens = 0 THEN 0 END"
+    "+ cache_read_tokens + cache_write_tokens = 0 AND cost_source IS DISTINCT FROM "
+    "'incomplete' THEN 0 END"
 )
 _BASE = """
     SELECT e.*, s.slug AS spec, p.name AS project, c.position AS chunk_position,
