@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from specwright import catalog, gitops, worktrees
 from specwright.errors import ValidationError
 from specwright.model import Spec, new_id
+from specwright.queries import EXEC_UNPRICED
 
 if TYPE_CHECKING:
     from specwright.config import Config
@@ -117,13 +118,13 @@ def _headline(on_progress: ProgressSink | None, message: str) -> None:
 
 def comparison(store: Store, group_id: str) -> list[dict[str, Any]]:
     """Per chunk and executor (in the order they ran) of a comparison: status, iterations,
-    verdict, tokens, cost (NaN left out) and time."""
+    verdict, tokens, cost (NaN left out; ``unpriced`` calls of unknown cost) and time."""
     return store.query_dicts(
-        """
+        f"""
         SELECT top.executor, c.position AS chunk, c.title, r.status, r.iterations,
                (SELECT v.verdict FROM reviews v WHERE v.run_id = r.id
                 ORDER BY v.created_at DESC LIMIT 1) AS verdict,
-               k.input_tokens, k.cache_tokens, k.output_tokens, k.cost_usd,
+               k.input_tokens, k.cache_tokens, k.output_tokens, k.cost_usd, k.unpriced,
                epoch(r.finished_at) - epoch(r.started_at) AS time_s
         FROM runs top
         JOIN runs r ON r.parent_run_id = top.id AND r.kind = 'chunk'
@@ -132,7 +133,8 @@ def comparison(store: Store, group_id: str) -> list[dict[str, Any]]:
             SELECT e.run_id, sum(e.input_tokens) AS input_tokens,
                    sum(e.cache_read_tokens + e.cache_write_tokens) AS cache_tokens,
                    sum(e.output_tokens) AS output_tokens,
-                   sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd
+                   sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd,
+                   count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
             FROM executions e GROUP BY e.run_id
         ) k ON k.run_id = r.id
         WHERE top.group_id = ? AND top.kind = 'spec'
@@ -145,7 +147,15 @@ def comparison(store: Store, group_id: str) -> list[dict[str, Any]]:
 def totals(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per executor of ``comparison`` rows: chunks shipped, iterations, tokens, cost, time."""
     out: dict[str, dict[str, Any]] = {}
-    keys = ("iterations", "input_tokens", "cache_tokens", "output_tokens", "cost_usd", "time_s")
+    keys = (
+        "iterations",
+        "input_tokens",
+        "cache_tokens",
+        "output_tokens",
+        "cost_usd",
+        "unpriced",
+        "time_s",
+    )
     for row in rows:
         t = out.setdefault(row["executor"], {"shipped": 0, **dict.fromkeys(keys)})
         t["shipped"] += row["status"] == "shipped"

@@ -15,6 +15,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+# --- costs for people -----------------------------------------------------------------------
+
+
+def cost_text(cost_usd: float | None, unpriced: int = 0, places: int = 4) -> str:
+    """A total cost as text: ``$0.2500``; a lower bound ``$0.2500 + 2 unpriced`` when some of
+    its calls have no known cost (no price, or stopped mid-run); ``unknown (2 unpriced)`` when
+    none has one; ``-`` for nothing at all."""
+    if cost_usd is None or cost_usd != cost_usd:  # NULL or NaN
+        return f"unknown ({unpriced} unpriced)" if unpriced else "-"
+    return f"${cost_usd:.{places}f}" + (f" + {unpriced} unpriced" if unpriced else "")
+
+
 # --- ids and clocks -------------------------------------------------------------------------
 
 _uuid_lock = threading.Lock()

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import gitops
 from specwright.errors import SpecwrightError, no_pings, one_line
+from specwright.model import cost_text
+from specwright.queries import EXEC_SUM, EXEC_UNPRICED
 
 if TYPE_CHECKING:
     import httpx
@@ -65,16 +67,21 @@ def repo_from_remote(url: str) -> str | None:
 def body(store: Store, spec: Spec) -> str:
     """The PR description: the spec, then one row per chunk with its loop history and cost."""
     rows = store.query_dicts(
-        """
+        f"""
         SELECT c.position, c.title, c.status, c.iterations, c.verdict,
                (SELECT r.summary FROM reviews r WHERE r.chunk_id = c.id
                 ORDER BY r.created_at DESC LIMIT 1) AS review,
-               (SELECT sum(e.cost_usd) FROM executions e WHERE e.chunk_id = c.id) AS cost
+               (SELECT {EXEC_SUM} FROM executions e WHERE e.chunk_id = c.id) AS cost,
+               (SELECT count(*) FILTER (WHERE {EXEC_UNPRICED}) FROM executions e
+                WHERE e.chunk_id = c.id) AS unpriced
         FROM chunks c WHERE c.spec_id = ? ORDER BY c.position
         """,
         [spec.id],
     )
-    total = sum(r["cost"] or 0.0 for r in rows)
+    # a chunk some of whose calls have no known cost (no price, stopped mid-run) is a lower
+    # bound, and one with none known is unknown: never summed as $0
+    known = [r["cost"] for r in rows if r["cost"] is not None]
+    total = cost_text(sum(known) if known else None, sum(r["unpriced"] for r in rows))
     lines = [f"## {spec.title}", ""]
     if spec.body.strip():
         text = spec.body.strip()
@@ -91,14 +98,14 @@ def body(store: Store, spec: Spec) -> str:
     ]
     for r in rows:
         review = " ".join((r["review"] or r["verdict"] or "-").split())[:200]
-        cost = f"${r['cost']:.4f}" if r["cost"] is not None else "-"
+        cost = cost_text(r["cost"], r["unpriced"])
         lines.append(
             f"| {r['position']} | {no_pings(_cell(r['title']), _ZWSP)} | {r['status']} | "
             f"{r['iterations']} | {no_pings(_cell(review), _ZWSP)} | {cost} |"
         )
     lines += [
         "",
-        f"Total agent and review cost: ${total:.4f}",
+        f"Total agent and review cost: {total}",
         "",
         "_Opened by Specwright: each chunk was executed, verified and reviewed in the "
         "Ralph loop; commits carry a `Specwright-Chunk` trailer._",

@@ -312,13 +312,13 @@ def usage_models_sql(
 # it must not turn a whole total into NaN
 _EXEC_COST = "coalesce(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END, 0)"
 # unpriced: tokens without a price, or stopped mid-run (its cost unknown, whatever it told)
-_EXEC_UNPRICED = """(e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
+EXEC_UNPRICED = """(e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
                    AND (e.input_tokens + e.output_tokens + e.cache_read_tokens
                         + e.cache_write_tokens > 0 OR e.cost_source = 'incomplete')"""
 # a group's cost: unknown (NULL), not 0, when none of its executions has a known cost and some
 # spent tokens without one
-_EXEC_SUM = f"""CASE WHEN coalesce(bool_or(isfinite(e.cost_usd)), false)
-               OR NOT coalesce(bool_or({_EXEC_UNPRICED}), false) THEN sum({_EXEC_COST}) END"""
+EXEC_SUM = f"""CASE WHEN coalesce(bool_or(isfinite(e.cost_usd)), false)
+               OR NOT coalesce(bool_or({EXEC_UNPRICED}), false) THEN sum({_EXEC_COST}) END"""
 
 
 def cost_by(
@@ -362,10 +362,10 @@ def cost_by_sql(
                sum(e.output_tokens)::BIGINT AS output_tokens,
                sum(e.cache_read_tokens)::BIGINT AS cache_read_tokens,
                sum(e.cache_write_tokens)::BIGINT AS cache_write_tokens,
-               {_EXEC_SUM} AS cost_usd,
+               {EXEC_SUM} AS cost_usd,
                sum(e.reported_cost_usd) AS reported_cost_usd,
                sum(e.computed_cost_usd) AS computed_cost_usd,
-               count(*) FILTER (WHERE {_EXEC_UNPRICED}) AS unpriced
+               count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
         FROM executions e {joins}
         WHERE true{where}
         GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
@@ -380,7 +380,7 @@ def executions_by_period(
     until: str | date | None = None,
     tz: str = "UTC",
 ) -> pd.DataFrame:
-    """Executions' tokens and cost per period (of local time in ``tz``) and model."""
+    """Executions' tokens and cost (a lower bound with ``unpriced``) per period in ``tz``, model."""
     unit = _PERIODS.get(period, "day")
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
@@ -388,7 +388,7 @@ def executions_by_period(
                coalesce(e.model, '') AS model, count(*) AS executions,
                sum(e.input_tokens + e.output_tokens + e.cache_read_tokens
                    + e.cache_write_tokens)::BIGINT AS total_tokens,
-               {_EXEC_SUM} AS cost_usd
+               {EXEC_SUM} AS cost_usd, count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
         FROM executions e WHERE true{where}
         GROUP BY ALL ORDER BY period, cost_usd DESC"""
     return store.query_df(sql, params)
@@ -406,7 +406,8 @@ def cost_per_shipped_chunk(
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT s.slug AS spec, c.position, c.title, c.iterations,
-               count(e.id) AS executions, {_EXEC_SUM} AS cost_usd,
+               count(e.id) AS executions, {EXEC_SUM} AS cost_usd,
+               count(e.id) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced,
                sum(e.duration_ms) / 1000.0 AS agent_seconds
         FROM chunks c JOIN specs s ON s.id = c.spec_id
         LEFT JOIN executions e ON e.chunk_id = c.id{where}

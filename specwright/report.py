@@ -67,10 +67,16 @@ def _costs(values: Any) -> list[float | None]:
     return [None if pd.isna(v) else float(v) for v in values]
 
 
-def _cost_labels(names: Any, costs: Any) -> list[str]:
-    """``_labels`` of ``names``, each whose cost is unknown marked "(no price)"."""
-    unknown = [c is None for c in _costs(costs)]
-    return _distinct(_label(n) + NO_PRICE * u for n, u in zip(names, unknown, strict=True))
+def _cost_labels(names: Any, costs: Any, unpriced: Any = None) -> list[str]:
+    """``_labels`` of ``names``, each whose cost is unknown marked "(no price)", and each whose
+    cost sums only its priced calls (``unpriced`` counts the others) "(+N unpriced)": a lower
+    bound."""
+    known = [c is not None for c in _costs(costs)]
+    extra = [0] * len(known) if unpriced is None else [int(n or 0) for n in unpriced]
+    return _distinct(
+        _label(n) + (NO_PRICE if not k else f" (+{x} unpriced)" if x else "")
+        for n, k, x in zip(names, known, extra, strict=True)
+    )
 
 
 MAX_SERIES = 12  # series in a stacked figure: the largest, then one summing the rest
@@ -184,7 +190,9 @@ def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
         go.Bar(
             x=_costs(top["cost_usd"]),
             # calls of no spec (`agents check`) were a bar without a name
-            y=_cost_labels(top[dim].where(top[dim].notna(), f"(no {dim})"), top["cost_usd"]),
+            y=_cost_labels(
+                top[dim].where(top[dim].notna(), f"(no {dim})"), top["cost_usd"], top["unpriced"]
+            ),
             orientation="h",
             name="cost",
         )
@@ -284,12 +292,14 @@ def _table_html(
 
     head = "".join(f"<th>{_label(c)}</th>" for c in df.columns)
     body = []
-    for row in (df.tail(limit) if latest else df.head(limit)).itertuples(index=False):
+    for row in (df.tail(limit) if latest else df.head(limit)).to_dict("records"):
         cells = []
-        for v in row:
+        for c, v in row.items():
             if v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
                 v = None  # unknown (a cost without a price, a run not finished): blank, not "nan"
             text = f"{v:,.4f}" if isinstance(v, float) else v
+            if c == "cost_usd" and v is not None and row.get("unpriced"):
+                text = f"≥{text}"  # the priced calls' sum: the unpriced ones cost more
             cells.append(f"<td>{_label(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     rows = "".join(body) or (  # on the left: a wide table's right end is off screen

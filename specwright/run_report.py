@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
 from specwright.model import Spec
+from specwright.queries import EXEC_UNPRICED
 from specwright.schedule import predicted_files, topological_order
 from specwright.store import Store
 
@@ -19,9 +20,10 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
     by an earlier one is skipped, and its iterations, tokens, cost and time are not this run's:
     NULL; one blocked by a dependency that did not ship did not run either), iterations, verdict, tokens, cost and time. Tokens as everywhere else:
     ``input_tokens`` without the cache, ``cache_tokens`` the cache reads and writes,
-    ``output_tokens``."""
+    ``output_tokens``; ``unpriced``: calls of unknown cost (no price, or stopped mid-run),
+    so ``cost_usd`` sums only the rest, a lower bound (NULL when none is known)."""
     return store.query_dicts(
-        """
+        f"""
         WITH chunk_runs AS (
             SELECT r.id, r.chunk_id, r.status, r.iterations, r.started_at, r.finished_at
             FROM runs r WHERE r.parent_run_id = ? AND r.kind = 'chunk'
@@ -37,12 +39,13 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
                    sum(e.input_tokens) AS input_tokens,
                    sum(e.cache_read_tokens + e.cache_write_tokens) AS cache_tokens,
                    sum(e.output_tokens) AS output_tokens,
-                   sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd
+                   sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd,
+                   count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
             FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id
         )
         SELECT c.position AS chunk, c.title, coalesce(p.status, c.status) AS status,
                coalesce(p.ran, false) AS ran, p.iterations, c.verdict,
-               k.input_tokens, k.cache_tokens, k.output_tokens, k.cost_usd, p.time_s
+               k.input_tokens, k.cache_tokens, k.output_tokens, k.cost_usd, k.unpriced, p.time_s
         FROM chunks c
         JOIN specs s ON s.id = c.spec_id
         JOIN runs top ON top.spec_id = s.id AND top.id = ?

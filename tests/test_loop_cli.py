@@ -73,6 +73,9 @@ def test_run_ships_with_live_progress_then_refuses_a_rerun(
     data = json.loads(quiet.out)
     assert data["status"] == "failed" and data["iterations"] == 1
     assert data["reason"].startswith("max_iterations") and data["backend"] == "scripted"
+    # the run's cost as the usage views count it, with its calls of unknown cost (a lower
+    # bound when some are, unknown when all are; the text line says so, never $0)
+    assert (data["cost_usd"], data["unpriced"]) == (0.0, 0)
 
 
 def test_an_agent_warning_is_shown_with_what_it_says(

@@ -39,6 +39,43 @@ def _remote_has(remote: Path, branch: str) -> bool:
     return proc.returncode == 0
 
 
+def test_a_cost_partly_unknown_is_a_lower_bound_in_the_pr_and_the_run_summary(
+    git_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chunk run whose second call was stopped mid-run (its cost unknown): the PR body and
+    run-all's table showed the known part as the chunk's whole cost, and a chunk of only
+    unknown costs counted $0 in the PR's total."""
+    from specwright import pr
+    from specwright.cli.runall import _print_summary
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.runner import run_summary
+
+    _project(git_repo, _write_script({"A": [], "B": ["A"]}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert result.ok
+    first = store.query_dicts(
+        "SELECT r.id, r.chunk_id FROM runs r JOIN chunks c ON c.id = r.chunk_id "
+        "WHERE r.parent_run_id = ? AND c.position = 1",
+        [result.run_id],
+    )[0]
+    rec = ExecutionRecorder(
+        store, role="executor", backend="opencode", run_id=first["id"], spec_id=spec.id,
+        chunk_id=first["chunk_id"], model="glm-4.7",
+    ).start()  # fmt: skip
+    rec.finish(status="cancelled", usage=Usage(input_tokens=900), incomplete=True)
+    text = pr.body(store, spec)
+    assert "| 1 | Make A | shipped | 1 | " in text and "| $0.0010 + 1 unpriced |" in text, text
+    assert "Total agent and review cost: $0.0020 + 1 unpriced" in text
+    rows = {r["chunk"]: r for r in run_summary(store, result.run_id)}
+    assert (rows[1]["cost_usd"], rows[1]["unpriced"]) == (0.001, 1) and rows[2]["unpriced"] == 0
+    _print_summary(list(rows.values()))
+    lines = capsys.readouterr().out.splitlines()
+    assert "≥0.0010" in lines[1] and "≥" not in lines[2], lines
+
+
 def test_pr_pushes_and_opens_with_chunks_in_the_body(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     repo, remote, slug = shipped
     with FakeGitHub(token="ghp_test_token_123") as gh:

@@ -261,6 +261,38 @@ def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     assert pd.isna(shipped["all-unpriced"]) and shipped["mixed"] == 0.25
 
 
+def test_a_spec_partly_priced_shows_its_cost_as_a_lower_bound(
+    store: Store, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A spec with one call at $0.25 and one stopped mid-run (its cost unknown) cost at least
+    $0.25: `usage specs` and `status` showed 0.2500 as if it were the whole; they mark it "≥"
+    and their --json carries how many calls are unpriced."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project
+    from specwright.recorder import ExecutionRecorder
+
+    project = ensure_project(store, tmp_path)
+    spec = create_spec(store, project, "mixed", "")
+    chunk = add_chunk(store, spec, "one", "do it")
+    for it, cost in enumerate([0.25, None], start=1):
+        rec = ExecutionRecorder(
+            store, role="executor", backend="opencode", spec_id=spec.id, chunk_id=chunk.id,
+            iteration=it, model="glm-4.7",
+        ).start()  # fmt: skip
+        if cost is None:
+            rec.finish(status="cancelled", usage=Usage(input_tokens=900), incomplete=True)
+        else:
+            rec.finish(status="ok", usage=Usage(input_tokens=100, cost_usd=cost))
+    db = ("--db", str(store.path), "-C", str(tmp_path))
+    (line,) = [x for x in cli(*db, "usage", "specs").out.splitlines() if x.startswith("mixed")]
+    assert line.split()[4] == "≥0.2500", line
+    (line,) = [x for x in cli(*db, "status").out.splitlines() if x.startswith("mixed")]
+    assert line.split()[-2:] == ["≥0.2500", "1"], line
+    (row,) = json.loads(cli(*db, "--json", "status").out)["specs"]
+    assert (row["cost_usd"], row["unpriced"]) == (0.25, 1)
+    (day,) = Q.executions_by_period(store).to_dict("records")  # the day's too
+    assert (day["cost_usd"], day["unpriced"]) == (0.25, 1)
+
+
 def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:
     """p50/p90 of the time from a call to its first result, interpolated like numpy's default;
     a call with no result counts as a call and in ``no_result``, not in the percentiles."""

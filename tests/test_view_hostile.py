@@ -38,7 +38,9 @@ def test_a_nan_or_infinite_cost_does_not_hide_the_rest_of_a_total(
     slug = _seed_costs(store, tmp_path)
     f = Filters()
     per_spec = usage_data.cost_per_spec(store, f)
-    assert list(per_spec.data[0].y) == [slug] and list(per_spec.data[0].x) == [0.25]
+    # the NaN and Infinity ones are unknown: 0.25 is a lower bound, and says so
+    assert list(per_spec.data[0].y) == [f"{slug} (+2 unpriced)"]
+    assert list(per_spec.data[0].x) == [0.25]
     per_day = usage_data.cost_per_day(store, f)
     assert [v for t in per_day.data for v in t.y] == [0.25]
     by_spec = Q.cost_by(store, "spec")
@@ -257,6 +259,44 @@ def test_a_spec_of_calls_stopped_mid_run_is_no_bar_not_a_bar_of_zero(
     f = usage_data.Filters()
     for bar in (figures(store)["cost_by_spec"].data[0], usage_data.cost_per_spec(store, f).data[0]):
         assert list(bar.x) == [None] and list(bar.y) == ["stopped (no price)"], bar
+
+
+def test_a_spec_partly_priced_is_drawn_and_listed_as_a_lower_bound(
+    store: Store, tmp_path: Path
+) -> None:
+    """One call at $0.25 and one stopped mid-run: the figures and the report's table showed
+    $0.25 unmarked, as if it were the spec's whole cost."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.report import figures, write_html
+    from specwright.widgets import usage_data
+    from specwright.widgets.common import table_html
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Mixed", "")
+    chunk = add_chunk(store, spec, "Only chunk", "do it")
+    update_chunk(store, chunk.id, status="shipped", iterations=2, verdict="SHIP")
+    for cost in (0.25, None):
+        rec = ExecutionRecorder(
+            store, role="executor", backend="opencode", model="glm-4.7", spec_id=spec.id,
+            chunk_id=chunk.id,
+        ).start()  # fmt: skip
+        if cost is None:
+            rec.finish(status="cancelled", usage=Usage(input_tokens=900), incomplete=True)
+        else:
+            rec.finish(status="ok", usage=Usage(input_tokens=100, cost_usd=cost))
+    f = usage_data.Filters()
+    for bar in (figures(store)["cost_by_spec"].data[0], usage_data.cost_per_spec(store, f).data[0]):
+        assert list(bar.x) == [0.25] and list(bar.y) == ["mixed (+1 unpriced)"], bar
+    chunk_bar = usage_data.cost_per_chunk(store, f).data[0]
+    assert list(chunk_bar.y) == ["mixed #1 Only chunk (+1 unpriced)"]
+    page = write_html(store, tmp_path / "report.html").read_text()
+    shipped = page.split("Cost per shipped chunk</h2>")[1].split("</table>")[0]
+    assert "<td>≥0.2500</td>" in shipped, shipped
+    # the notebook's run summary table, from rows that count their unpriced calls
+    assert "<td style='padding:2px 8px'>&ge;0.2500</td>" in table_html(
+        [{"cost_usd": 0.25, "unpriced": 1}], ["cost_usd", "unpriced"]
+    )
 
 
 def test_terminal_escapes_and_rtl_overrides_are_shown_as_question_marks(

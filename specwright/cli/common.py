@@ -134,6 +134,20 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class AtLeast(float):
+    """A cost that sums only the known part of a group some of whose calls have none (no
+    price, or stopped mid-run): shown as a lower bound, ``≥0.2500``."""
+
+
+def lower_bounds(rows: list[dict[str, Any]], column: str = "cost_usd") -> list[dict[str, Any]]:
+    """``rows`` for a table: each ``column`` whose row counts ``unpriced`` calls marked as
+    a lower bound (``--json`` keeps the number and the count)."""
+    return [
+        {**r, column: AtLeast(r[column])} if r.get("unpriced") and r.get(column) is not None else r
+        for r in rows
+    ]
+
+
 def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
     """One value as text, at most ``limit`` characters (``--json`` has it whole), without control
     characters (titles and reasons can come from an agent); a float with 4 places, or 2 and
@@ -143,7 +157,8 @@ def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.2f}" if wide or abs(value) >= 100 else f"{value:.4f}"
+        text = f"{value:,.2f}" if wide or abs(value) >= 100 else f"{value:.4f}"
+        return "≥" + text if isinstance(value, AtLeast) else text
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict):

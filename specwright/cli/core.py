@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from specwright.cli.common import Context, terminal_safe, terminal_safe_lines
+from specwright.cli.common import Context, lower_bounds, terminal_safe, terminal_safe_lines
 from specwright.errors import SpecwrightError, ValidationError
 
 
@@ -208,6 +208,7 @@ def _ignore_data_dir(root: Path) -> bool:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_specs
+    from specwright.queries import EXEC_SUM, EXEC_UNPRICED
     from specwright.recovery import say_which_runs_died
 
     store = ctx.store
@@ -225,13 +226,13 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                 SELECT spec_id, sum(n)::INTEGER AS chunks,
                        string_agg(status || ':' || n, ' ' ORDER BY status) AS progress
                 FROM counts GROUP BY spec_id
-            ), costs AS (
-                SELECT spec_id, sum(cost_usd) AS cost_usd FROM executions
-                WHERE spec_id IS NOT NULL GROUP BY spec_id
+            ), costs AS (  -- unknown, not 0, when none is known; a lower bound when some are
+                SELECT spec_id, {EXEC_SUM} AS cost_usd, count(*) FILTER (WHERE {EXEC_UNPRICED})
+                AS unpriced FROM executions e WHERE spec_id IS NOT NULL GROUP BY spec_id
             )
             SELECT p.name AS project, s.slug, s.title, s.status,
                    coalesce(g.chunks, 0) AS chunks, coalesce(g.progress, '') AS progress,
-                   c.cost_usd
+                   c.cost_usd, coalesce(c.unpriced, 0) AS unpriced
             FROM specs s JOIN projects p ON p.id = s.project_id
             LEFT JOIN progress g ON g.spec_id = s.id
             LEFT JOIN costs c ON c.spec_id = s.id
@@ -258,13 +259,12 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
         return 0
-    print(f"project  {project.name}  ({project.root})")
-    print(f"database {ctx.db_path}")
+    print(f"project  {project.name}  ({project.root})\ndatabase {ctx.db_path}")
     if every and not args.all and specs:
         print("(no specs in this project yet: showing every project in the database)")
     print()
-    columns = ["slug", "title", "status", "chunks", "progress", "cost_usd"]
-    ctx.emit(specs, ["project", *columns] if every else columns, title="Specs")
+    columns = ["slug", "title", "status", "chunks", "progress", "cost_usd", "unpriced"]
+    ctx.emit(lower_bounds(specs), ["project", *columns] if every else columns, title="Specs")
     print()
     ctx.emit(
         [{**r, "id": r["id"][:13]} for r in runs],

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright.cli.common import Context, ProgressPrinter, terminal_safe
 from specwright.errors import SpecwrightError
+from specwright.model import cost_text
 
 if TYPE_CHECKING:
     from specwright.loop import ChunkResult, Progress
@@ -184,11 +185,22 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
         wall_time_s=args.wall_time,
         baseline=not args.no_baseline,
     )
+    cost = _run_cost(store, result.run_id)
     if ctx.json:
-        ctx.emit(_as_dict(result, executor.backend))
+        ctx.emit({**_as_dict(result, executor.backend), **cost})
     else:
-        _print_result(result)
+        _print_result(result, cost_text(cost["cost_usd"], cost["unpriced"]))
     return EXIT_CODES.get(result.status, 1)
+
+
+def _run_cost(store: Any, run_id: str) -> dict[str, Any]:
+    """The run's cost as the usage views count it: unknown (None), not 0, when none of its
+    calls has a known cost; ``unpriced`` how many have none (then the cost is a lower bound)."""
+    from specwright.queries import EXEC_SUM, EXEC_UNPRICED
+
+    sql = f"SELECT {EXEC_SUM}, count(*) FILTER (WHERE {EXEC_UNPRICED}) FROM executions e "
+    cost, unpriced = store.query(sql + "WHERE e.run_id = ?", [run_id])[0]
+    return {"cost_usd": cost, "unpriced": unpriced}
 
 
 def _warn_unshipped_deps(chunk: Chunk, chunks: list[Chunk]) -> None:
@@ -210,15 +222,15 @@ def _as_dict(result: ChunkResult, backend: str) -> dict[str, Any]:
     return {**asdict(result), "backend": backend}
 
 
-def _print_result(r: ChunkResult) -> None:
+def _print_result(r: ChunkResult, cost: str) -> None:
     if r.shipped:
         print(
             f"shipped in {r.iterations} iteration(s): commit {(r.commit or '')[:10]} on "
-            f"{r.branch} (cost ${r.cost_usd:.4f})"
+            f"{r.branch} (cost {cost})"
         )
     else:
         reason = r.reason.removeprefix(f"{r.status}: ")  # its status is said once
         print(
             f"{r.status} after {r.iterations} iteration(s): {terminal_safe(reason)} "
-            f"(work tree at {(r.head_commit or '?')[:10]}, cost ${r.cost_usd:.4f})"
+            f"(work tree at {(r.head_commit or '?')[:10]}, cost {cost})"
         )

@@ -6,8 +6,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from specwright.cli.common import Context, ProgressPrinter, positive_int, print_table
+from specwright.cli.common import (
+    Context,
+    ProgressPrinter,
+    lower_bounds,
+    positive_int,
+    print_table,
+)
 from specwright.errors import SpecwrightError
+from specwright.model import cost_text
 
 if TYPE_CHECKING:
     from specwright.loop import Progress
@@ -23,6 +30,7 @@ _FIGURES = (
     "cache_tokens",
     "output_tokens",
     "cost_usd",
+    "unpriced",
     "time",
 )
 
@@ -165,10 +173,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
     shown = [
         {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None} for r in rows
     ]
-    print_table(
-        shown,
-        ["chunk", "title", "status", "ran", *_FIGURES],
-    )
+    print_table(lower_bounds(shown), ["chunk", "title", "status", "ran", *_FIGURES])
 
 
 def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
@@ -281,10 +286,12 @@ def _compare(
     else:
         print()
         print_table(
-            [
-                {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None}
-                for r in rows
-            ],
+            lower_bounds(
+                [
+                    {**r, "time": f"{r['time_s']:.1f}s" if r["time_s"] is not None else None}
+                    for r in rows
+                ]
+            ),
             ["chunk", "title", "executor", "status", *_FIGURES],
         )
         sums = totals(rows)
@@ -313,12 +320,12 @@ def _figures(t: dict[str, Any] | None, chunks: int) -> str:
     """One executor's totals in a comparison: chunks shipped, iterations, tokens, cost, time."""
     t = t or {}
     tokens = sum(t.get(k) or 0 for k in ("input_tokens", "cache_tokens", "output_tokens"))
-    cost = t.get("cost_usd")
+    cost, unpriced = t.get("cost_usd"), t.get("unpriced") or 0
     time_s = t.get("time_s")
     return (
         f"{t.get('shipped', 0)}/{chunks} chunk(s) shipped, {t.get('iterations') or 0} "
         f"iteration(s), {tokens:,} tokens, "
-        + (f"${cost:.4f}" if cost is not None else "no cost reported")
+        + (cost_text(cost, unpriced) if cost is not None or unpriced else "no cost reported")
         + (f", {time_s:.1f}s" if time_s is not None else "")
     )
 

@@ -242,6 +242,7 @@ def _unused_tz(given: str, at: int, zone: str, pick: str) -> str:
 def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import blocks
     from specwright import queries as Q
+    from specwright.cli.common import lower_bounds
 
     store, report = ctx.store, args.report
     Q.check_window(args.since, args.until)
@@ -356,9 +357,10 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 print("Active block (rates over its first to last message; none for one message)")
                 ctx.emit(_wall_clock(burn, tz))
         return 0
-    if report == "specs":
+    if report == "specs":  # a cost some of whose calls have none is a lower bound: "≥"
+        rows = _rows(store, Q.cost_by_sql(args.by, args.since, args.until, tz))
         ctx.emit(
-            _rows(store, Q.cost_by_sql(args.by, args.since, args.until, tz)),
+            rows if ctx.json else lower_bounds(rows),
             [
                 args.by,
                 "executions",

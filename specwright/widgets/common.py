@@ -99,7 +99,8 @@ def badge(status: str) -> str:
 
 
 def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit: int = 200) -> str:
-    """A small escaped HTML table (floats with 4 decimals)."""
+    """A small escaped HTML table (floats with 4 decimals; a cost whose row counts
+    ``unpriced`` calls is a lower bound, "≥")."""
     head = "".join(f"<th style='text-align:left;padding:2px 8px'>{esc(c)}</th>" for c in columns)
     body = []
     for row in list(rows)[:limit]:
@@ -110,6 +111,8 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit:
                 cell = badge(v)
             else:
                 cell = esc(f"{v:,.4f}" if isinstance(v, float) else ("" if v is None else v), 200)
+                if c == "cost_usd" and v is not None and row.get("unpriced"):
+                    cell = "&ge;" + cell  # the priced calls' sum: the unpriced ones cost more
             cells.append(f"<td style='padding:2px 8px'>{cell}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -55,6 +55,7 @@ SUMMARY_COLUMNS = (
     "cache_tokens",
     "output_tokens",
     "cost_usd",
+    "unpriced",
     "time_s",
 )
 

@@ -26,6 +26,7 @@ COST = (
     "+ cache_read_tokens + cache_write_tokens = 0 AND cost_source IS DISTINCT FROM "
     "'incomplete' THEN 0 END"
 )
+UNPRICED = f"count(*) FILTER (WHERE ({COST}) IS NULL) AS unpriced"  # a sum beside them: >=
 _BASE = """
     SELECT e.*, s.slug AS spec, p.name AS project, c.position AS chunk_position,
            c.title AS chunk_title, c.status AS chunk_status
@@ -213,7 +214,7 @@ def _hbar(df: pd.DataFrame, label: str, value: str, title: str, x: str, y: str) 
     fig = go.Figure(
         go.Bar(
             x=_costs(top[value]),
-            y=_cost_labels(top[label], top[value]),
+            y=_cost_labels(top[label], top[value], top.get("unpriced")),
             orientation="h",
             name=x,
         )
@@ -226,7 +227,7 @@ def cost_per_spec(store: Store, f: Filters) -> go.Figure:
     df = _df(
         store,
         f,
-        f"SELECT coalesce(spec, '(no spec)') AS spec, sum({COST}) AS cost_usd FROM x",
+        f"SELECT coalesce(spec, '(no spec)') AS spec, sum({COST}) AS cost_usd, {UNPRICED} FROM x",
         "GROUP BY 1 ORDER BY cost_usd DESC",
     )
     return _hbar(df, "spec", "cost_usd", "Cost per spec", "Cost (USD)", "Spec")
@@ -238,7 +239,7 @@ def cost_per_chunk(store: Store, f: Filters) -> go.Figure:
         store,
         f,
         "SELECT spec || ' #' || chunk_position::VARCHAR || ' ' || chunk_title "
-        f"AS chunk, sum({COST}) AS cost_usd FROM x WHERE chunk_id IS NOT NULL",
+        f"AS chunk, sum({COST}) AS cost_usd, {UNPRICED} FROM x WHERE chunk_id IS NOT NULL",
         "GROUP BY 1 ORDER BY cost_usd DESC",
     )
     return _hbar(df, "chunk", "cost_usd", "Cost per chunk (all iterations)", "Cost (USD)", "Chunk")
