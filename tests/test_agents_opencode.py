@@ -419,6 +419,26 @@ def test_real_opencode_cancelled_mid_tool_call_costs_unknown_not_0(
     assert pd.isna(by[0]["cost_usd"])  # unknown, not 0
 
 
+@pytest.mark.agents
+def test_real_opencode_check_past_its_timeout_says_its_cost_is_unknown(
+    oc: FakeModelServer, tmp_path: Path, cli: Any
+) -> None:
+    """`agents check` printed the agent's own figure: OpenCode's session totals, 0 after the
+    abort at the timeout, so a check cut short said cost_usd 0.0000."""
+    root = tmp_path / "proj"
+    (root / ".handoff").mkdir(parents=True)
+    (root / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n    glm: {type: opencode, provider: fake, model: fake-model}\n"
+        "defaults:\n  executor: glm\n"
+    )
+    oc.script(openai_text("too late", delay_s=60))
+    r = cli("-C", str(root), "--json", "agents", "check", "glm", "--timeout", "3")
+    result = json.loads(r.out)
+    assert (result["status"], result["exit_reason"]) == ("killed", "timeout"), r.err
+    assert result["cost_usd"] is None, result  # unknown, not 0
+    assert result["cost_source"] == "incomplete"
+
+
 # --- transport failures ---------------------------------------------------------------------
 
 

@@ -149,6 +149,11 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
         )
         outcome = run_execution(executor, task, recorder)  # an AgentError is recorded, raised
     usage = outcome.usage
+    # the cost as recorded (reported, computed, or unknown when it stopped mid-run), not the
+    # agent's own figure: OpenCode's totals read 0 after the abort at a timeout
+    ((cost, source),) = ctx.store.query(
+        "SELECT cost_usd, cost_source FROM executions WHERE id = ?", [recorder.id]
+    )
     result = {
         "executor": config.name,
         "status": outcome.status,
@@ -158,7 +163,8 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
-        "cost_usd": usage.cost_usd,
+        "cost_usd": cost,
+        "cost_source": source,
         "events": recorder.event_count,
         "execution_id": recorder.id,
         "answer": printable(outcome.final_text, 500),
