@@ -392,13 +392,15 @@ class ExecutionRecorder:
         computed_cost_usd: float | None = None,
         requests: Sequence[Usage] | None = None,
         incomplete: bool = False,
+        unreported: bool = False,
     ) -> None:
         """Flush everything and write the execution's totals and final status. ``requests``,
         when given, are the execution's model calls: the computed cost is theirs summed, each
         at its own price tier (a long-context rate applies per request, never to a sum).
         ``incomplete``: it stopped mid-run (cancelled, killed, crashed), so a model call under
         way never told its tokens: its cost is unknown (NULL, ``cost_source`` "incomplete"),
-        and the reported and computed costs are those of what it told, a lower bound."""
+        and the reported and computed costs are those of what it told, a lower bound.
+        ``unreported``: the agent tells no usage at all: its cost is unknown too ("unreported")."""
         if self.finished:
             return
         if self.dropped:  # say what the bound left out, as the execution's last event
@@ -449,8 +451,9 @@ class ExecutionRecorder:
         }
         if model or usage.model:
             values["model"] = _name(model or usage.model, self.redact)
-        if incomplete:  # never 0 or a part shown as the whole: that reads as "free"
-            values["cost_usd"], values["cost_source"] = None, "incomplete"
+        if incomplete or unreported:  # never 0 or a part shown as the whole: that reads as "free"
+            values["cost_usd"] = None
+            values["cost_source"] = "incomplete" if incomplete else "unreported"
             if not usage.total_tokens:  # it told nothing: no lower bound of $0.00 either
                 values["reported_cost_usd"] = values["computed_cost_usd"] = None
         elif usage.cost_usd is not None:

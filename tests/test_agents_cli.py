@@ -164,6 +164,11 @@ def test_agents_check_records_the_execution(cli: Callable[..., Any], project: Pa
     assert row["status"] == "ok" and row["executor"] == "echo" and row["backend"] == "command"
     texts = [e["text"] for e in stored_events(store, result["execution_id"]) if e["type"] == "text"]
     assert texts == ["OK", "asked: ping"]
+    # a command agent tells no usage: what it cost is unknown, not $0 (nor $0 computed from
+    # the 0 tokens counted, when its config names a model), and the reports say so
+    assert (result["cost_usd"], result["cost_source"]) == (None, "unreported")
+    (row,) = json.loads(cli("--json", "usage", "specs", "--by", "executor").out)
+    assert (row["executor"], row["cost_usd"], row["unpriced"]) == ("echo", None, 1)
 
 
 def test_agents_check_claude_reports_tokens_and_cost(

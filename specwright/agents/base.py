@@ -53,6 +53,9 @@ class Outcome:
     requests: tuple[Usage, ...] | None = None
     # stopped mid-run: a model call under way never told its tokens, so the cost is unknown
     incomplete: bool = False
+    # the agent tells no usage at all (a command agent without a parser that reads it): its
+    # cost is unknown, not the $0 its 0 counted tokens would price at
+    unreported: bool = False
 
     @property
     def ok(self) -> bool:

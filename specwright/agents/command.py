@@ -296,6 +296,7 @@ class CommandExecutor:
             "session_id": state.session_id,
             "model": usage.model,
             "final_text": state.last_text,
+            "unreported": state.usage is None,
         }
         if r.cancelled:
             return Outcome("cancelled", exit_reason="cancelled", **common)

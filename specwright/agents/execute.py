@@ -86,5 +86,6 @@ def run_execution(
         computed_cost_usd=computed_cost_usd,
         requests=outcome.requests,
         incomplete=outcome.incomplete,
+        unreported=outcome.unreported,
     )
     return outcome
