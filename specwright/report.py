@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 MAX_LABEL = 80
-NO_PRICE = " (no price)"  # a label's mark: its cost is unknown, so no bar is drawn
+# a label's mark: its cost is unknown (no price; stopped mid-run; an agent telling no usage),
+# so no bar is drawn
+NO_PRICE = " (cost unknown)"
 
 
 # shown as "?" wherever agents' text is rendered, as in the terminal: control characters
@@ -68,7 +70,7 @@ def _costs(values: Any) -> list[float | None]:
 
 
 def _cost_labels(names: Any, costs: Any, unpriced: Any = None) -> list[str]:
-    """``_labels`` of ``names``, each whose cost is unknown marked "(no price)", and each whose
+    """``_labels`` of ``names``, each whose cost is unknown marked "(cost unknown)", and each whose
     cost sums only its priced calls (``unpriced`` counts the others) "(+N unpriced)": a lower
     bound."""
     known = [c is not None for c in _costs(costs)]

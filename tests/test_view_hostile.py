@@ -221,11 +221,11 @@ def test_a_cost_with_no_price_is_no_bar_and_says_so_not_a_bar_of_zero(
         drawn = dict(zip(bar.y, bar.x, strict=True))
         assert sorted(drawn.values(), key=str) == [0.5, None], (where, drawn)
         unknown = next(label for label, cost in drawn.items() if cost is None)
-        assert unknown.endswith(" (no price)"), (where, drawn)
+        assert unknown.endswith(" (cost unknown)"), (where, drawn)
     per_day = {t.name: list(t.y) for t in usage_data.cost_per_day(store, f).data}
-    assert per_day == {"known": [0.5], "no-price-model (no price)": [None]}, per_day
+    assert per_day == {"known": [0.5], "no-price-model (cost unknown)": [None]}, per_day
     boxes = {t.name: list(t.y) for t in usage_data.cost_per_shipped_chunk(store, f).data}
-    assert boxes == {"known": [0.5], "no-price-model (no price)": [None]}, boxes
+    assert boxes == {"known": [0.5], "no-price-model (cost unknown)": [None]}, boxes
     # the agents' logs: a day of a model without a price, and a day of one with a price of 0
     logs = pd.DataFrame({
         "period": ["2025-01-01", "2025-01-01", "2025-01-02"],
@@ -233,7 +233,7 @@ def test_a_cost_with_no_price_is_no_bar_and_says_so_not_a_bar_of_zero(
         "cost_usd": [0.25, 0.0, 0.0], "unpriced": [0, 3, 0],
     })  # fmt: skip
     daily = {t.name: list(t.y) for t in cost_by_period_figure(logs).data}
-    assert daily == {"priced": [0.25], "free-model": [0.0], "no-price-model (no price)": [None]}
+    assert daily == {"priced": [0.25], "free-model": [0.0], "no-price-model (cost unknown)": [None]}
 
 
 def test_a_spec_of_calls_stopped_mid_run_is_no_bar_not_a_bar_of_zero(
@@ -258,7 +258,7 @@ def test_a_spec_of_calls_stopped_mid_run_is_no_bar_not_a_bar_of_zero(
     assert math.isnan(by_spec[0]["cost_usd"])
     f = usage_data.Filters()
     for bar in (figures(store)["cost_by_spec"].data[0], usage_data.cost_per_spec(store, f).data[0]):
-        assert list(bar.x) == [None] and list(bar.y) == ["stopped (no price)"], bar
+        assert list(bar.x) == [None] and list(bar.y) == ["stopped (cost unknown)"], bar
 
 
 def test_a_spec_partly_priced_is_drawn_and_listed_as_a_lower_bound(
