@@ -101,7 +101,12 @@ def _stacked(
     ranked = sorted(totals.index, key=lambda k: (-float(totals[k]), k))
     top = ranked if len(ranked) <= MAX_SERIES else ranked[: MAX_SERIES - 1]
     unknown = df[y].isna()  # no price: no bar, and a series of only those says so
-    names = _distinct(_label(k or "?") + NO_PRICE * bool(unknown[keys == k].all()) for k in top)
+    unpriced = df.get("unpriced")  # a series summing only its priced part says so
+    names = _cost_labels(
+        [k or "?" for k in top],
+        [None if unknown[keys == k].all() else 0 for k in top],
+        None if unpriced is None else [unpriced[keys == k].sum() for k in top],
+    )
     out = [
         (name, list(df[x][keys == k]), _costs(df[y][keys == k]))
         for name, k in zip(names, top, strict=True)

@@ -266,10 +266,12 @@ def test_a_spec_partly_priced_is_drawn_and_listed_as_a_lower_bound(
 ) -> None:
     """One call at $0.25 and one stopped mid-run: the figures and the report's table showed
     $0.25 unmarked, as if it were the spec's whole cost."""
+    import pandas as pd
+
     from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
     from specwright.model import Usage
     from specwright.recorder import ExecutionRecorder
-    from specwright.report import figures, write_html
+    from specwright.report import cost_by_period_figure, figures, write_html
     from specwright.widgets import usage_data
     from specwright.widgets.common import table_html
 
@@ -290,6 +292,13 @@ def test_a_spec_partly_priced_is_drawn_and_listed_as_a_lower_bound(
         assert list(bar.x) == [0.25] and list(bar.y) == ["mixed (+1 unpriced)"], bar
     chunk_bar = usage_data.cost_per_chunk(store, f).data[0]
     assert list(chunk_bar.y) == ["mixed #1 Only chunk (+1 unpriced)"]
+    (day,) = usage_data.cost_per_day(store, f).data  # the day's bar, by model
+    assert (day.name, list(day.y)) == ("glm-4.7 (+1 unpriced)", [0.25])
+    # the report's daily bars of agents' logs: records without a price count 0 in the sum
+    logs = pd.DataFrame({"period": ["2025-01-01"], "model": ["glm"], "cost_usd": [0.25],
+                         "unpriced": [2]})  # fmt: skip
+    (day,) = cost_by_period_figure(logs).data
+    assert (day.name, list(day.y)) == ("glm (+2 unpriced)", [0.25])
     page = write_html(store, tmp_path / "report.html").read_text()
     shipped = page.split("Cost per shipped chunk</h2>")[1].split("</table>")[0]
     assert "<td>≥0.2500</td>" in shipped, shipped

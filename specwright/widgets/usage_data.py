@@ -165,7 +165,8 @@ def cost_per_day(store: Store, f: Filters) -> go.Figure:
     df = _df(
         store,
         f,
-        f"SELECT {_day(f)} AS day, {_grouped(f)} AS grp, sum({COST}) AS cost_usd FROM x",
+        f"SELECT {_day(f)} AS day, {_grouped(f)} AS grp, sum({COST}) AS cost_usd, {UNPRICED} "
+        "FROM x",
         "GROUP BY ALL ORDER BY day",
     )
     if df.empty:
