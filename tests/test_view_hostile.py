@@ -292,6 +292,8 @@ def test_a_spec_partly_priced_is_drawn_and_listed_as_a_lower_bound(
         assert list(bar.x) == [0.25] and list(bar.y) == ["mixed (+1 unpriced)"], bar
     chunk_bar = usage_data.cost_per_chunk(store, f).data[0]
     assert list(chunk_bar.y) == ["mixed #1 Only chunk (+1 unpriced)"]
+    boxes = {t.name: list(t.y) for t in usage_data.cost_per_shipped_chunk(store, f).data}
+    assert boxes == {"opencode (+1 unpriced)": [0.25]}, boxes
     (day,) = usage_data.cost_per_day(store, f).data  # the day's bar, by model
     assert (day.name, list(day.y)) == ("glm-4.7 (+1 unpriced)", [0.25])
     # the report's daily bars of agents' logs: records without a price count 0 in the sum

@@ -251,14 +251,14 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
     """Box plot: what one shipped chunk cost, per executor."""
     import plotly.graph_objects as go
 
-    from specwright.report import NO_PRICE, _costs, _label
+    from specwright.report import _cost_labels, _costs
 
     title, x, y = "Cost per shipped chunk by executor", "Executor", "Cost per shipped chunk (USD)"
     df = _df(
         store,
         f,
         "SELECT chunk_id, any_value(coalesce(executor, backend)) FILTER "
-        f"(WHERE role = 'executor') AS executor, sum({COST}) AS cost_usd "
+        f"(WHERE role = 'executor') AS executor, sum({COST}) AS cost_usd, {UNPRICED} "
         "FROM x WHERE chunk_status = 'shipped'",
         "GROUP BY chunk_id",
     )
@@ -268,7 +268,8 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
     fig = go.Figure()
     for ex, rows in df.groupby("executor", sort=True):
         costs = _costs(rows["cost_usd"])  # a chunk of unknown cost is no point, not one at 0
-        name = _label(ex) + NO_PRICE * all(c is None for c in costs)
+        known = None if all(c is None for c in costs) else 0  # some only a lower bound: said
+        (name,) = _cost_labels([ex], [known], [rows["unpriced"].sum()])
         fig.add_box(y=costs, name=name, boxpoints="all", jitter=0.3)
     # from 0: alone, one chunk's cost was drawn at the middle of an axis from -0.5 to 1
     return _layout(fig, title, x, y, showlegend=False, yaxis_rangemode="tozero")
