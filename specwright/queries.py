@@ -311,10 +311,10 @@ def usage_models_sql(
 # a cost that is not a finite number (an agent reported NaN or Infinity) is unknown, like NULL:
 # it must not turn a whole total into NaN
 _EXEC_COST = "coalesce(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END, 0)"
-# unpriced: tokens without a price; stopped mid-run, or an agent telling no usage, whatever else
-EXEC_UNPRICED = """(e.cost_usd IS NULL OR NOT isfinite(e.cost_usd))
-                   AND (e.input_tokens + e.output_tokens + e.cache_read_tokens + e.cache_write_tokens
-                        > 0 OR e.cost_source IN ('incomplete', 'unreported'))"""
+# unpriced: tokens without a price; still running, stopped mid-run or telling no usage, whatever
+EXEC_UNPRICED = """(e.cost_usd IS NULL OR NOT isfinite(e.cost_usd)) AND (e.status = 'running'
+                   OR e.input_tokens + e.output_tokens + e.cache_read_tokens + e.cache_write_tokens
+                   > 0 OR e.cost_source IN ('incomplete', 'unreported'))"""
 # a group's cost: unknown (NULL), not 0, when none of its executions has a known cost and some
 # spent tokens without one
 EXEC_SUM = f"""CASE WHEN coalesce(bool_or(isfinite(e.cost_usd)), false)

@@ -291,6 +291,16 @@ def test_a_spec_partly_priced_shows_its_cost_as_a_lower_bound(
     assert (row["cost_usd"], row["unpriced"]) == (0.25, 1)
     (day,) = Q.executions_by_period(store).to_dict("records")  # the day's too
     assert (day["cost_usd"], day["unpriced"]) == (0.25, 1)
+    # a call still under way has no cost yet: the spec's is a lower bound meanwhile, not whole
+    running = ExecutionRecorder(
+        store, role="executor", backend="opencode", spec_id=spec.id, chunk_id=chunk.id
+    ).start()
+    running.flush()  # its row is written (the flusher would in a moment)
+    (row,) = json.loads(cli(*db, "--json", "status").out)["specs"]
+    assert (row["cost_usd"], row["unpriced"]) == (0.25, 2)
+    running.finish(status="ok", usage=Usage(input_tokens=10, cost_usd=0.5))
+    (row,) = json.loads(cli(*db, "--json", "status").out)["specs"]
+    assert (row["cost_usd"], row["unpriced"]) == (0.75, 1)
 
 
 def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:

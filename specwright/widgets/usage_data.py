@@ -19,13 +19,12 @@ if TYPE_CHECKING:
 
 GROUPS = ("model", "executor", "spec", "project", "role")
 # an execution's cost; NaN or Infinity (an agent reported it) counts as unknown, like NULL; a
-# call that used tokens without a price, stopped mid-run or of an agent telling no usage
-# (``incomplete``, ``unreported``) is unknown (NULL,
-# its sum too when all are), not 0
+# call that used tokens without a price, still running, stopped mid-run or of an agent telling no
+# usage (``incomplete``, ``unreported``) is unknown (NULL, its sum too when all are), not 0
 COST = (
     "CASE WHEN isfinite(cost_usd) THEN cost_usd WHEN input_tokens + output_tokens "
     "+ cache_read_tokens + cache_write_tokens = 0 AND coalesce(cost_source, '') NOT IN "
-    "('incomplete', 'unreported') THEN 0 END"
+    "('incomplete', 'unreported') AND status <> 'running' THEN 0 END"
 )
 UNPRICED = f"count(*) FILTER (WHERE ({COST}) IS NULL) AS unpriced"  # a sum beside them: >=
 _BASE = """
