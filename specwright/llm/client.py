@@ -209,8 +209,9 @@ class LLMClient:
             )
             self._finish(rec, "error", total, calls, f"{error.reason}: {error}", turns, None)
             raise error
-        except LLMError as exc:
-            self._finish(rec, "error", total, calls, f"{exc.reason}: {exc}", turns, None)
+        except LLMError as exc:  # a timeout's request may have been answered, and billed
+            why, cut = f"{exc.reason}: {exc}", isinstance(exc, LLMTimeoutError)
+            self._finish(rec, "error", total, calls, why, turns, None, incomplete=cut)
             raise
         except BaseException as exc:
             status, why = _failure(exc)  # a call under way told no tokens: cost unknown
@@ -245,8 +246,9 @@ class LLMClient:
                 rec, "ok", usage, [(answer.usage, answer.cache_write_1h)], reason, 1, answer.message
             )
             return out, usage
-        except LLMError as exc:
-            self._finish(rec, "error", usage, [], f"{exc.reason}: {exc}", None, None)
+        except LLMError as exc:  # a timeout's request may have been answered, and billed
+            why, cut = f"{exc.reason}: {exc}", isinstance(exc, LLMTimeoutError)
+            self._finish(rec, "error", usage, [], why, None, None, incomplete=cut)
             raise
         except BaseException as exc:
             status, why = _failure(exc)  # a call under way told no tokens: cost unknown
