@@ -67,4 +67,4 @@ def test_recovery_writes_the_events_a_killed_run_only_journaled(tmp_path: Path) 
     store.rebuild_into(tmp_path / "rebuilt.duckdb")
     rebuilt = Store(tmp_path / "rebuilt.duckdb")
     assert rebuilt.query("SELECT text FROM events ORDER BY seq") == texts
-    assert rebuilt.query("SELECT status FROM executions") == [("killed",)]
+    assert rebuilt.query("SELECT status, cost_source FROM executions") == [("killed", "incomplete")]
