@@ -382,14 +382,19 @@ def chunk_commits(path: Path | str, chunk_id: str, rev: str = "HEAD") -> list[st
     return [line for line in out.splitlines() if line]
 
 
-def head_moved_at(path: Path | str) -> int | None:
-    """When HEAD last moved (Unix seconds, from its reflog); None when there is no reflog."""
+def head_moved_at(path: Path | str, away_from: str) -> int | None:
+    """When HEAD was last checked out elsewhere, if that was away from the branch ``away_from``
+    (Unix seconds, from its reflog: commits made there since are later entries); None
+    otherwise, or when there is no reflog."""
     try:
-        last = _git(path, "reflog", "show", "--date=unix", "--format=%gd", "-n", "1", "HEAD")
+        log = _git(path, "reflog", "show", "--date=unix", "--format=%gd %gs", "-n", "100", "HEAD")
     except GitError:
         return None
-    found = re.search(r"@\{(\d+)\}", last)
-    return int(found[1]) if found else None
+    for entry in log.splitlines():
+        found = re.match(r"\S*@\{(\d+)\} checkout: moving from (.+?) to ", entry)
+        if found:
+            return int(found[1]) if found[2] == away_from else None
+    return None
 
 
 def commit_times(path: Path | str, base: str, head: str = "HEAD") -> list[int]:

@@ -310,7 +310,7 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
         if not run["branch"] or not gitops.branch_exists(root, run["branch"]):
             return True
         if gitops.current_branch(root) != run["branch"]:
-            if not _while_it_lived(run, gitops.head_moved_at(root)):
+            if not _while_it_lived(run, gitops.head_moved_at(root, run["branch"])):
                 return True  # not on the run's branch since before it, or since the kill
             gitops.reattach(root, run["branch"])  # its agent checked out another branch
         base, head = run["base_commit"], gitops.head_commit(root)

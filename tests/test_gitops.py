@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,18 @@ def test_a_lock_left_behind_is_named_with_what_to_do(
     assert str(lock) in message and "another git process" in message
     assert "if no git command is running, delete it" in message
     assert lock.exists()  # never ours to remove
+
+
+def test_head_moved_at_is_a_checkout_away_from_that_branch_only(git_repo: Path) -> None:
+    """Recovery puts HEAD back on a killed run's branch only when the last checkout was away
+    from it (its agent's): a user's own checkout just before a run (`git checkout main` and
+    then `run-all`, or a comparison whose branches live in worktrees) is not the agent's, and
+    taking it for one checked the run's branch out in the project tree over the user's index."""
+    git(git_repo, "checkout", "-q", "-b", "specwright/x")
+    git(git_repo, "checkout", "-q", "-b", "other")
+    git(git_repo, "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "agent's")
+    moved = gitops.head_moved_at(git_repo, "specwright/x")  # the commit since does not hide it
+    assert moved is not None and abs(moved - time.time()) < 60
+    assert gitops.head_moved_at(git_repo, "main") is None
+    git(git_repo, "checkout", "-q", "main")  # the user's, from another branch
+    assert gitops.head_moved_at(git_repo, "specwright/x") is None
