@@ -28,6 +28,7 @@ from specwright.llm.errors import (
 )
 from specwright.llm.messages import (
     Answer,
+    Spent,
     answer_of,
     corrective_turns,
     dump_message,
@@ -36,7 +37,9 @@ from specwright.llm.messages import (
     error_kind,
     error_raw,
     extract_tool_input,
+    httpx_error,
     message_problem,
+    pass_event,
     retry_after,
     root_cause,
     to_messages,
@@ -176,6 +179,7 @@ class LLMClient:
         rec = self._recorder(role, spec_id, run_id, chunk_id, iteration)
         total = Usage(model=self.model)
         calls: list[tuple[Usage, int]] = []  # each call's usage and 1-hour cache writes
+        spent: list[Spent] = []  # attempts cut short, that may have been billed
         turns = 0
         try:
             for attempt in range(output_retries + 1):
@@ -187,6 +191,7 @@ class LLMClient:
                     stream,
                     on_text,
                     on_input,
+                    spent,
                     tools=[tool],
                     tool_choice={"type": "tool", "name": schema_name},
                 )
@@ -195,8 +200,10 @@ class LLMClient:
                 calls.append((answer.usage, answer.cache_write_1h))
                 data, problem, block_id = extract_tool_input(answer.message, schema_name, schema)
                 if problem is None and data is not None:
-                    self._finish(rec, "ok", total, calls, "completed", turns, answer.message)
-                    return data, total
+                    done = self._finish(
+                        rec, "ok", total, calls, "completed", turns, answer.message, spent=spent
+                    )
+                    return data, done
                 msg = f"malformed {schema_name} output (attempt {attempt + 1}): {problem}"
                 emit(rec, ErrorEvent(msg, kind="warning"))
                 messages = [
@@ -207,15 +214,16 @@ class LLMClient:
                 f"{self._who()} returned malformed {schema_name} output after "
                 f"{output_retries + 1} attempt(s): {problem}"
             )
-            self._finish(rec, "error", total, calls, f"{error.reason}: {error}", turns, None)
+            why = f"{error.reason}: {error}"
+            self._finish(rec, "error", total, calls, why, turns, None, spent=spent)
             raise error
         except LLMError as exc:  # a timeout's request may have been answered, and billed
             why, cut = f"{exc.reason}: {exc}", isinstance(exc, LLMTimeoutError)
-            self._finish(rec, "error", total, calls, why, turns, None, incomplete=cut)
+            self._finish(rec, "error", total, calls, why, turns, None, cut, spent)
             raise
         except BaseException as exc:
             status, why = _failure(exc)  # a call under way told no tokens: cost unknown
-            self._finish(rec, status, total, calls, why, turns, None, incomplete=True)
+            self._finish(rec, status, total, calls, why, turns, None, True, spent)
             raise
 
     def text(
@@ -235,24 +243,26 @@ class LLMClient:
         """A plain completion: the answer's text and its usage."""
         rec = self._recorder(role, spec_id, run_id, chunk_id, iteration)
         usage = Usage(model=self.model)
+        spent: list[Spent] = []
         try:
-            answer = self._call(rec, system, to_messages(prompt), max_tokens, stream, on_text, None)
+            answer = self._call(
+                rec, system, to_messages(prompt), max_tokens, stream, on_text, None, spent
+            )
             usage = usage + answer.usage
             out = "".join(
                 b.text for b in answer.message.content if getattr(b, "type", "") == "text"
             )
             reason = str(answer.message.stop_reason or "completed")
-            self._finish(
-                rec, "ok", usage, [(answer.usage, answer.cache_write_1h)], reason, 1, answer.message
-            )
+            calls = [(answer.usage, answer.cache_write_1h)]
+            usage = self._finish(rec, "ok", usage, calls, reason, 1, answer.message, spent=spent)
             return out, usage
         except LLMError as exc:  # a timeout's request may have been answered, and billed
             why, cut = f"{exc.reason}: {exc}", isinstance(exc, LLMTimeoutError)
-            self._finish(rec, "error", usage, [], why, None, None, incomplete=cut)
+            self._finish(rec, "error", usage, [], why, None, None, cut, spent)
             raise
         except BaseException as exc:
             status, why = _failure(exc)  # a call under way told no tokens: cost unknown
-            self._finish(rec, status, usage, [], why, None, None, incomplete=True)
+            self._finish(rec, status, usage, [], why, None, None, True, spent)
             raise
 
     # --- recording --------------------------------------------------------------------------
@@ -294,9 +304,17 @@ class LLMClient:
         turns: int | None,
         message: Any,
         incomplete: bool = False,
-    ) -> None:
+        spent: Sequence[Spent] = (),
+    ) -> Usage:
+        """Record the call's end; returns its usage counting the attempts ``spent`` (cut short,
+        timed out): their tokens, as far as told, are billed too, and one whose tokens are not
+        all known makes the cost a lower bound (``incomplete``)."""
+        for part in spent:
+            usage = usage + part.usage
+            calls = [*calls, (part.usage, part.cache_write_1h)]
+            incomplete = incomplete or not part.exact
         if rec is None or rec.finished:
-            return
+            return usage
         # each call at its own price tier (>200k prompt tokens), never their sum
         costs = [self._cost(u, one_hour) for u, one_hour in calls if u.total_tokens]
         cost = None if not costs or None in costs else sum(c or 0.0 for c in costs)
@@ -314,6 +332,7 @@ class LLMClient:
             )
         except Exception as exc:  # the journal has it; never hide the call's own outcome
             log.warning("execution %s: could not record the finish: %s", rec.id, exc)
+        return usage
 
     def _cost(self, usage: Usage, cache_write_1h: int) -> float | None:
         if usage.total_tokens == 0:
@@ -341,13 +360,15 @@ class LLMClient:
         stream: bool,
         on_text: Callable[[str], None] | None,
         on_input: Callable[[str | None], None] | None,
+        spent: list[Spent],
         **extra: Any,
     ) -> Answer:
-        """One model answer, retrying transient failures; records text/tool/usage events."""
+        """One model answer, retrying transient failures; records text/tool/usage events.
+        Each attempt cut short or timed out is added to ``spent`` (billed, perhaps unknown)."""
         sdk, owned = self._sdk()
         try:
             return self._answer(
-                sdk, rec, system, messages, max_tokens, stream, on_text, on_input, **extra
+                sdk, rec, system, messages, max_tokens, stream, on_text, on_input, spent, **extra
             )
         finally:
             if owned:
@@ -363,6 +384,7 @@ class LLMClient:
         stream: bool,
         on_text: Callable[[str], None] | None,
         on_input: Callable[[str | None], None] | None,
+        spent: list[Spent],
         **extra: Any,
     ) -> Answer:
         params: dict[str, Any] = {
@@ -376,6 +398,8 @@ class LLMClient:
         }
         if not system:
             del params["system"]
+        import anthropic
+
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             emit(
@@ -390,9 +414,20 @@ class LLMClient:
                     },
                 ),
             )
+            told: list[Spent] = []
             try:
-                message = self._send(sdk, params, stream, on_text, on_input)
-            except Exception as exc:
+                message = self._send(sdk, params, stream, on_text, on_input, told)
+            except BaseException as exc:
+                billed = isinstance(exc, StreamCut | anthropic.APITimeoutError) or httpx_error(
+                    exc, "TransportError"
+                )
+                if told:  # the stream had told its tokens so far: count them
+                    emit(rec, UsageEvent(told[0].usage, raw={"attempt": attempt, "cut": True}))
+                    spent.extend(told)
+                elif billed:  # the request may have been answered, and billed: unknown
+                    spent.append(Spent(Usage(model=self.model), 0, False))
+                if not isinstance(exc, Exception):
+                    raise
                 error, retry, wait = self._classify(exc, attempt, attempts)
                 if not retry:
                     emit(rec, ErrorEvent(str(error), kind=error_kind(error), raw=error_raw(exc)))
@@ -425,7 +460,10 @@ class LLMClient:
         stream: bool,
         on_text: Callable[[str], None] | None,
         on_input: Callable[[str | None], None] | None = None,
+        told: list[Spent] | None = None,
     ) -> Any:
+        """One attempt's message. Streaming, an attempt that fails after ``message_start`` adds
+        the tokens it had told to ``told`` (output as far as counted: a lower bound)."""
         with warnings.catch_warnings():
             # the SDK warns when a model is deprecated; say it in the log, not as an exception
             warnings.filterwarnings(
@@ -443,24 +481,26 @@ class LLMClient:
                     raise NotAMessage(problem)
                 return message
             complete = started = False
-            with sdk.messages.stream(**params) as s:
-                for event in s:
-                    started = True
-                    if event.type == "text" and on_text is not None:
-                        on_text(event.text)
-                    elif event.type == "input_json" and on_input is not None:
-                        on_input(event.partial_json)
-                    elif event.type == "content_block_start" and on_input is not None:
-                        if getattr(event.content_block, "type", "") == "tool_use":
-                            on_input(None)
-                    elif event.type == "message_stop":
-                        complete = True
-                if not started:  # not an event stream at all (an HTML page from a proxy...)
-                    kind = s.response.headers.get("content-type") or "no content type"
-                    raise NotAMessage(f"the answer stream carried no events ({kind})")
-                if not complete:  # the SDK returns what it got; a cut stream is not an answer
-                    raise StreamCut("the answer stream ended before message_stop")
-                return s.get_final_message()
+            start: Any = None  # message_start's message; its usage is updated by message_delta
+            try:
+                with sdk.messages.stream(**params) as s:
+                    for event in s:
+                        started = True
+                        if event.type == "message_start":  # updated in place from now on
+                            start = s.current_message_snapshot
+                        complete = pass_event(event, on_text, on_input) or complete
+                    if not started:  # not an event stream at all (an HTML page from a proxy...)
+                        kind = s.response.headers.get("content-type") or "no content type"
+                        raise NotAMessage(f"the answer stream carried no events ({kind})")
+                    if not complete:  # the SDK returns what it got: a cut stream is no answer
+                        raise StreamCut("the answer stream ended before message_stop")
+                    return s.get_final_message()
+            except BaseException:
+                if start is not None and told is not None and not complete:
+                    part = answer_of(start, self.model)
+                    exact = getattr(start, "stop_reason", None) is not None  # message_delta's
+                    told.append(Spent(part.usage, part.cache_write_1h, exact))
+                raise
 
     def _classify(
         self, exc: Exception, attempt: int, attempts: int
@@ -471,12 +511,13 @@ class LLMClient:
         who = self._who()
         left = attempt < attempts
         tries = f" after {attempt} attempt(s)" if attempt > 1 else ""
-        if isinstance(exc, anthropic.APITimeoutError):
+        if isinstance(exc, anthropic.APITimeoutError) or httpx_error(exc, "TimeoutException"):
             err: LLMError = LLMTimeoutError(f"{who}: no answer within {self.timeout_s:g}s{tries}")
             return err, left, self._backoff(attempt, None)
-        if isinstance(exc, StreamCut):
+        if isinstance(exc, StreamCut) or httpx_error(exc, "TransportError"):  # mid-stream
+            cut = exc if isinstance(exc, StreamCut) else f"the answer stream broke ({exc})"
             return (
-                LLMConnectionError(f"{who}: {exc}{tries}"),
+                LLMConnectionError(f"{who}: {cut}{tries}"),
                 left,
                 self._backoff(attempt, None),
             )

@@ -3,7 +3,7 @@ details. They take SDK objects duck-typed, so nothing here imports the SDK."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,16 @@ class Answer:
     message: Any  # anthropic.types.Message
     usage: Usage
     cache_write_1h: int
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What an attempt cut short (stream dropped, timed out) consumed: the tokens it told, and
+    whether they are all of them (``exact``) or a lower bound (none told: unknown)."""
+
+    usage: Usage
+    cache_write_1h: int
+    exact: bool
 
 
 def to_messages(prompt: str | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -214,3 +224,31 @@ def root_cause(exc: BaseException) -> str:
     if "refused" in text.lower():
         return "connection refused"
     return " ".join(text.split())[:200]
+
+
+def pass_event(
+    event: Any,
+    on_text: Callable[[str], None] | None,
+    on_input: Callable[[str | None], None] | None,
+) -> bool:
+    """Pass a stream event on; True when it is ``message_stop``."""
+    if event.type == "text" and on_text is not None:
+        on_text(event.text)
+    elif event.type == "input_json" and on_input is not None:
+        on_input(event.partial_json)
+    elif (
+        event.type == "content_block_start"
+        and on_input is not None
+        and getattr(event.content_block, "type", "") == "tool_use"
+    ):
+        on_input(None)
+    return bool(event.type == "message_stop")
+
+
+def httpx_error(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is the HTTP library's ``name`` error (or a subclass): what a stream broken
+    mid-answer raises, unwrapped by the SDK (whose HTTP package may be ``httpx`` or a fork)."""
+    return any(
+        c.__name__ == name and c.__module__.split(".")[0].startswith("httpx")
+        for c in type(exc).__mro__
+    )
