@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,3 +195,22 @@ def test_a_plain_text_answer_counts_its_cut_attempt(srv: FakeModelServer, store:
     assert usage.input_tokens == 2000
     r = row(store, client)
     assert (r["input_tokens"], r["output_tokens"], r["cost_source"]) == (2000, 501, "incomplete")
+
+
+def test_a_spec_budget_counts_what_a_cut_planner_call_spent(
+    srv: FakeModelServer, store: Store, tmp_path: Path
+) -> None:
+    """A spec whose planning already cost more than its budget runs no attempt: the planner
+    call's cost is a lower bound (incomplete), not nothing."""
+    from specwright.loop import run_chunk
+    from tests.support_loop import make_chunk, make_config, make_repo, scripted
+
+    repo = make_repo(tmp_path / "repo")
+    chunk = make_chunk(store, repo, spec_budget=0.01)
+    srv.script(answer(drop_after=4), answer())
+    client = client_for(srv, store)
+    ask(client, stream=True, spec_id=chunk.spec_id)  # about $0.0135, at least
+    assert row(store, client)["cost_source"] == "incomplete"
+    result = run_chunk(store, make_config(verify=[]), repo, chunk, executor=scripted([]))
+    assert result.status == "failed" and result.iterations == 0, result.reason
+    assert result.reason.startswith("budget") and "spent $0.0135" in result.reason

@@ -258,3 +258,15 @@ def commit(
         raise LoopExit(  # the path first: a long reason is cut where it is shown
             "commit_failed", f"the approved change is saved to {saved}; {exc}"
         ) from None
+
+
+def spent(store: Store, column: str, value: str) -> float:
+    """What the executions whose ``column`` is ``value`` cost, for budgets: one stopped or cut
+    mid-answer (``incomplete``, cost NULL) counts what it is known to have cost, a lower bound."""
+    rows = store.query(
+        "SELECT coalesce(sum(coalesce(cost_usd, CASE WHEN cost_source = 'incomplete' "
+        "THEN coalesce(reported_cost_usd, computed_cost_usd) END)), 0) "
+        f"FROM executions WHERE {column} = ?",
+        [value],
+    )
+    return float(rows[0][0] or 0.0)

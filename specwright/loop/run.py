@@ -239,10 +239,7 @@ class _ChunkRun:
         )
 
     def _cost(self, column: str, value: str) -> float:
-        rows = self.store.query(
-            f"SELECT coalesce(sum(cost_usd), 0) FROM executions WHERE {column} = ?", [value]
-        )
-        return float(rows[0][0] or 0.0)
+        return records.spent(self.store, column, value)
 
     # --- the loop ---------------------------------------------------------------------------
 
