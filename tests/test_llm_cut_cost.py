@@ -19,6 +19,7 @@ from specwright.testing import (
     anthropic_text,
     anthropic_tool_use,
 )
+from tests.support_loop import make_repo
 
 MODEL = "claude-sonnet-4-6"  # $3 in / $15 out per million tokens
 ONE = 1000 * 3e-6 + 500 * 15e-6  # one whole answer of 1000 input and 500 output tokens
@@ -214,3 +215,35 @@ def test_a_spec_budget_counts_what_a_cut_planner_call_spent(
     result = run_chunk(store, make_config(verify=[]), repo, chunk, executor=scripted([]))
     assert result.status == "failed" and result.iterations == 0, result.reason
     assert result.reason.startswith("budget") and "spent $0.0135" in result.reason
+
+
+def test_a_planner_model_without_a_price_is_said_once_in_one_line(
+    srv: FakeModelServer, tmp_path: Path
+) -> None:
+    """Not a Python warning with the source line that raised it, then the same again."""
+    import subprocess
+    import sys
+
+    from tests.test_studio import q_turn
+
+    project = make_repo(tmp_path / "repo")
+    (project / ".handoff").mkdir()
+    (project / ".handoff" / "config.yaml").write_text(
+        "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+        f"      model: my-private-model\n      base_url: {srv.base_url}\n      timeout_s: 5\n"
+    )
+    srv.script(q_turn())
+    out = subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "plan", "--intent", "Add login"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if "no price known" in line]
+    assert said == [
+        "specwright: warning: no price known for 'my-private-model': cost recorded as NULL; "
+        "add it under `prices:` in .handoff/config.yaml (USD per million tokens)"
+    ], out.stderr
+    assert "Warning:" not in out.stderr and "compute_cost" not in out.stderr

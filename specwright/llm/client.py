@@ -337,17 +337,17 @@ class LLMClient:
     def _cost(self, usage: Usage, cache_write_1h: int) -> float | None:
         if usage.total_tokens == 0:
             return None
-        try:
-            from specwright.pricing import compute_cost
-        except ImportError:  # pragma: no cover - pricing ships with the package
-            return None
-        return compute_cost(
-            usage,
-            self.model,
-            provider="anthropic",
-            cache_write_1h_tokens=cache_write_1h,
-            overrides=self.prices,
-        )
+        from specwright.pricing import UnknownPriceWarning, compute_cost
+
+        with warnings.catch_warnings():  # the recorder says it once, as a line, when it is None
+            warnings.simplefilter("ignore", UnknownPriceWarning)
+            return compute_cost(
+                usage,
+                self.model,
+                provider="anthropic",
+                cache_write_1h_tokens=cache_write_1h,
+                overrides=self.prices,
+            )
 
     # --- transport --------------------------------------------------------------------------
 
