@@ -1047,3 +1047,25 @@ def test_a_run_taken_over_while_paused_leaves_the_tree_and_rows_to_the_other(
     assert rows(store, "SELECT status FROM chunks") == [{"status": "shipped"}]
     assert gitops.head_commit(repo) == base
     assert gitops.dirty_files(repo) != []  # what is in the tree is left as it is
+
+
+def test_a_budget_over_work_of_unknown_cost_says_it_counts_only_what_is_priced(
+    repo: Path, store: Store, tmp_path: Path
+) -> None:
+    """A command agent that tells no usage costs unknown (NULL), which the budget summed as $0:
+    a spec with `budget_usd` ran on as if nothing were spent, without a word."""
+    from specwright.agents.command import CommandExecutor
+    from tests.support_agents import executor_config, fake_cli
+
+    agent = fake_cli(tmp_path / "bin", "agent", "print('nothing to do')\n")
+    executor = CommandExecutor(executor_config(type="command", argv=(str(agent), "{prompt}")))
+    chunk = make_chunk(store, repo, spec_budget=5.0)
+    seen: list[Progress] = []
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=executor, max_iterations=2,
+        on_progress=seen.append,
+    )  # fmt: skip
+    assert result.iterations == 2  # the budget did not stop it: nothing is known to be spent
+    [said] = [p.message for p in seen if p.kind == "budget"]  # once, not at every attempt
+    assert said.startswith("spec budget $5.00 counts only what is priced: 1 execution(s)")
+    assert said.endswith("$0.0000 is known to be spent")

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from specwright.model import utcnow
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from specwright.model import Chunk
+    from specwright.model import Chunk, Spec
     from specwright.store import Store
 
 log = logging.getLogger(__name__)
@@ -263,10 +264,54 @@ def commit(
 def spent(store: Store, column: str, value: str) -> float:
     """What the executions whose ``column`` is ``value`` cost, for budgets: one stopped or cut
     mid-answer (``incomplete``, cost NULL) counts what it is known to have cost, a lower bound."""
+    return _spent(store, column, value)[0]
+
+
+def _spent(store: Store, column: str, value: str) -> tuple[float, int]:
+    """``spent``, and how many of those executions have finished with no known cost."""
     rows = store.query(
         "SELECT coalesce(sum(coalesce(cost_usd, CASE WHEN cost_source = 'incomplete' "
-        "THEN coalesce(reported_cost_usd, computed_cost_usd) END)), 0) "
+        "THEN coalesce(reported_cost_usd, computed_cost_usd) END)), 0), "
+        "count(*) FILTER (WHERE cost_usd IS NULL AND finished_at IS NOT NULL) "
         f"FROM executions WHERE {column} = ?",
         [value],
     )
-    return float(rows[0][0] or 0.0)
+    return float(rows[0][0] or 0.0), int(rows[0][1] or 0)
+
+
+def check_budgets(
+    store: Store,
+    spec: Spec,
+    chunk: Chunk,
+    default: float | None,
+    attempt_cost: float,
+    warned: set[str],
+    say: Callable[[str], None],
+) -> None:
+    """``LoopExit("budget")`` when the spec's or the chunk's budget (else ``default``) is spent,
+    or another attempt costing ``attempt_cost`` would pass it. Work of no known cost (a model
+    without a price, a command agent that tells no usage: cost NULL) counts what is known of it,
+    so such a budget can be passed unseen: ``say`` says so once per budget (``warned``)."""
+    from specwright.errors import LoopExit
+
+    for what, own, column, key in (
+        ("spec", spec.budget_usd, "spec_id", spec.id),
+        ("chunk", chunk.budget_usd, "chunk_id", chunk.id),
+    ):
+        budget = own if own is not None else default
+        if budget is None:
+            continue
+        so_far, unknown = _spent(store, column, key)
+        if unknown and what not in warned:
+            warned.add(what)
+            say(
+                f"{what} budget ${budget:.2f} counts only what is priced: {unknown} execution(s) "
+                "have no known cost (a model without a price, an agent that tells no usage, or "
+                f"one stopped mid-run); ${so_far:.4f} is known to be spent"
+            )
+        if so_far >= budget or so_far + attempt_cost > budget:
+            raise LoopExit(
+                "budget",
+                f"{what} budget ${budget:.2f}: spent ${so_far:.4f}, another attempt "
+                f"(last cost ${attempt_cost:.4f}) would exceed it",
+            )

@@ -202,6 +202,7 @@ class _ChunkRun:
         self.commit: str | None = None
         self.summary: str | None = None
         self.attempt_cost = 0.0
+        self.budget_warned: set[str] = set()  # budgets said to count only priced work
         self.paused_s, self.pauses = 0.0, 0
         self._kinds: dict[str, str] = {}  # the attempt's error events: kind -> first message
         self.interrupted_by: str | None = None
@@ -332,23 +333,10 @@ class _ChunkRun:
         if self.wall_time_s is not None and time.monotonic() - self.started >= self.wall_time_s:
             raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
         with self.store.connect():  # one connection for both sums
-            self._check_budgets(self.config.defaults.budget_usd)
-
-    def _check_budgets(self, d: float | None) -> None:
-        s, c = self.spec.budget_usd, self.chunk.budget_usd
-        for what, budget, spent in (
-            ("spec", s if s is not None else d, "spec_id"),
-            ("chunk", c if c is not None else d, "chunk_id"),
-        ):
-            if budget is None:
-                continue
-            so_far = self._cost(spent, self.spec.id if what == "spec" else self.chunk.id)
-            if so_far >= budget or so_far + self.attempt_cost > budget:
-                raise LoopExit(
-                    "budget",
-                    f"{what} budget ${budget:.2f}: spent ${so_far:.4f}, another attempt "
-                    f"(last cost ${self.attempt_cost:.4f}) would exceed it",
-                )
+            records.check_budgets(
+                self.store, self.spec, self.chunk, self.config.defaults.budget_usd,
+                self.attempt_cost, self.budget_warned, lambda said: self.progress("budget", said),
+            )  # fmt: skip
 
     def _attempt(self, feedback: Feedback | None) -> tuple[Review, list[Assessment], Any]:
         from specwright import review as rv
