@@ -226,30 +226,30 @@ def open_pr(
             resp = client.post(f"/repos/{repo}/pulls", json=payload)
             if resp.status_code == 422 and "already exists" in resp.text:
                 owner = repo.split("/")[0]
-                found = client.get(
-                    f"/repos/{repo}/pulls", params={"head": f"{owner}:{branch}", "state": "open"}
-                )
+                # GitHub keeps one open PR per head and base (another base is another PR)
+                query = {"head": f"{owner}:{branch}", "base": base, "state": "open"}
+                found = client.get(f"/repos/{repo}/pulls", params=query)
                 _raise_for(found, "looking up the open pull request")
                 pulls = _json(found, "looking up the open pull request")
                 if not isinstance(pulls, list) or not pulls or not isinstance(pulls[0], dict):
                     raise PullRequestError(
                         f"GitHub says a pull request for {branch} already exists, but none is "
-                        f"open from {owner}:{branch} (closed, or from a fork?): "
+                        f"open from {owner}:{branch} into {base} (closed, or from a fork?): "
                         f"{_detail(resp)}; open it by hand or pass --repo"
                     )
                 number = pulls[0]["number"]
-                resp = client.patch(
-                    f"/repos/{repo}/pulls/{number}",
-                    json={"title": payload["title"], "body": payload["body"]},
-                )
+                change = {"title": payload["title"], "body": payload["body"]}
+                resp = client.patch(f"/repos/{repo}/pulls/{number}", json=change)
                 _raise_for(resp, f"updating pull request #{number}")
                 data = _pull(resp, f"updating pull request #{number}")
+                ref = data.get("base")  # GitHub's: the base the PR has now
+                ref = ref.get("ref") if isinstance(ref, dict) else None
                 return {
                     "number": data["number"],
                     "url": data.get("html_url"),
                     "updated": True,
                     "head": branch,
-                    "base": base,
+                    "base": ref if isinstance(ref, str) and ref else base,
                 }
             _raise_for(resp, f"opening a pull request {branch} -> {base}")
             data = _pull(resp, f"opening a pull request {branch} -> {base}")

@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 
 class FakeGitHub:
@@ -29,6 +30,10 @@ class FakeGitHub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _shown(self, pull: dict[str, Any]) -> dict[str, Any]:
+                """A pull as GitHub answers it: ``base`` and ``head`` are objects with a ref."""
+                return {**pull, "base": {"ref": pull["base"]}, "head": {"ref": pull["head"]}}
+
             def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
@@ -49,7 +54,10 @@ class FakeGitHub:
                         200, {"full_name": fake.repo, "default_branch": fake.default_branch}
                     )
                 if method == "POST" and path == f"{base}/pulls":
-                    if any(p["head"] == body["head"] for p in fake.pulls):
+                    # one open PR per head and base, as GitHub: another base is another PR
+                    if any(
+                        (p["head"], p["base"]) == (body["head"], body["base"]) for p in fake.pulls
+                    ):
                         return self._reply(
                             422,
                             {
@@ -68,13 +76,21 @@ class FakeGitHub:
                         "html_url": f"https://github.example/{fake.repo}/pull/{number}",
                     }
                     fake.pulls.append(pull)
-                    return self._reply(201, pull)
+                    return self._reply(201, self._shown(pull))
                 if method == "GET" and path == f"{base}/pulls":
-                    return self._reply(200, fake.pulls)
+                    query = dict(parse_qsl(urlsplit(self.path).query))
+                    head = query.get("head", "").partition(":")[2]  # OWNER:BRANCH
+                    found = [
+                        self._shown(p)
+                        for p in reversed(fake.pulls)  # GitHub's default: newest first
+                        if (not head or p["head"] == head)
+                        and query.get("base") in (None, p["base"])
+                    ]
+                    return self._reply(200, found)
                 if method == "PATCH" and path.startswith(f"{base}/pulls/"):
                     pull = fake.pulls[int(path.rsplit("/", 1)[1]) - 1]
                     pull.update(body)
-                    return self._reply(200, pull)
+                    return self._reply(200, self._shown(pull))
                 return self._reply(404, {"message": "Not Found"})
 
             def do_GET(self) -> None:

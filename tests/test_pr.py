@@ -106,6 +106,28 @@ def test_pr_pushes_and_opens_with_chunks_in_the_body(shipped, cli, monkeypatch) 
         assert [r["method"] for r in gh.requests].count("PATCH") == 1
 
 
+def test_pr_again_updates_the_open_pr_of_its_own_base_not_the_newest_of_the_branch(  # type: ignore[no-untyped-def]
+    shipped, cli, monkeypatch
+) -> None:
+    """GitHub keeps one open PR per head and base: `pr --base develop` opens a second PR. Then
+    `pr` (base main) found the branch's open PRs by head only and updated the first listed (the
+    newest, #2 to develop) while printing "#2 ... -> main"; PR #1 kept its stale body."""
+    repo, _remote, slug = shipped
+    git(repo, "push", "-q", "origin", "main:develop")
+    with FakeGitHub(token="ghp_test_token_123") as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        args = ("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        assert "opened pull request #1 specwright/diamond -> main" in cli(*args).out
+        other = cli(*args, "--base", "develop")
+        assert "opened pull request #2 specwright/diamond -> develop" in other.out, other.err
+        again = cli(*args)
+        assert "updated pull request #1 specwright/diamond -> main" in again.out, again.out
+        patched = [r["path"] for r in gh.requests if r["method"] == "PATCH"]
+        assert patched == ["/repos/acme/widgets/pulls/1"]
+        assert [p["base"] for p in gh.pulls] == ["main", "develop"]
+
+
 def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
