@@ -215,7 +215,14 @@ def open_pr(
             base = (
                 base or (meta.get("default_branch") if isinstance(meta, dict) else None) or "main"
             )
-            gitops.push(root, remote, branch)
+            try:
+                gitops.push(root, remote, branch)
+            except gitops.GitError as exc:  # git's own words, less its prefix and advice
+                why = " ".join(str(exc).split(": ", 1)[-1].split(" hint: ", 1)[0].split())
+                raise PullRequestError(
+                    f"git refused to push {branch} to {remote!r}, so no pull request was opened "
+                    f"or updated: {_redact(why)}"
+                ) from None
             payload = {
                 "title": spec.title,
                 "head": branch,

@@ -128,6 +128,32 @@ def test_pr_again_updates_the_open_pr_of_its_own_base_not_the_newest_of_the_bran
         assert [p["base"] for p in gh.pulls] == ["main", "develop"]
 
 
+def test_a_refused_push_says_so_in_one_short_line_and_opens_nothing(  # type: ignore[no-untyped-def]
+    shipped, cli, monkeypatch, tmp_path
+) -> None:
+    """Someone pushed to the spec's branch: the error was `git push --quiet --set-upstream in
+    DIR: ...` followed by git's ten lines of hints run together, not saying no PR was opened."""
+    repo, remote, slug = shipped
+    other = tmp_path / "other"
+    git(repo, "push", "-q", "origin", "specwright/diamond")
+    subprocess.run(["git", "clone", "-q", "-b", "specwright/diamond", str(remote), str(other)], check=True)  # fmt: skip
+    git(other, "-c", "user.name=O", "-c", "user.email=o@x", "commit", "-q", "--allow-empty", "-m", "theirs")  # fmt: skip
+    git(other, "push", "-q", "origin", "specwright/diamond")
+    with FakeGitHub(token="ghp_test_token_123") as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        assert result.code == 2
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(
+            "specwright: error: git refused to push specwright/diamond to 'origin', so no pull "
+            "request was opened or updated: "
+        ), lines[0]
+        assert "[rejected]" in lines[0] and "hint:" not in lines[0]
+        assert gh.pulls == []
+
+
 def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
