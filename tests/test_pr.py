@@ -180,6 +180,16 @@ def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # typ
         assert "opened pull request #1 specwright/diamond -> main" in result.out
         assert [p["head"] for p in gh.pulls] == ["specwright/diamond"]
         assert _remote_has(remote, "specwright/diamond")
+        # the token went stale: the run's outcome stands, and the error says how to retry
+        # only the pull request (not another run-all)
+        monkeypatch.setenv("GITHUB_TOKEN", "expired")
+        stale = cli(*args)
+        assert stale.code == 2 and "shipped: nothing to run" in stale.out
+        assert stale.err.strip().splitlines() == [
+            "specwright: error: pull request: repository acme/widgets: GitHub rejected the token "
+            "(401 Bad credentials); check GITHUB_TOKEN (`specwright pr diamond` tries again "
+            "without running anything)"
+        ], stale.err
 
 
 def test_no_token_is_a_clear_error_and_nothing_is_pushed(shipped, cli) -> None:  # type: ignore[no-untyped-def]

@@ -231,7 +231,8 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         elif args.pr and not result.ok:
             print("no pull request: not every chunk shipped", file=sys.stderr)
     if pr_error is not None:
-        print(f"specwright: error: pull request: {pr_error}", file=sys.stderr)
+        again = f"`specwright pr {spec.slug}` tries again without running anything"
+        print(f"specwright: error: pull request: {pr_error} ({again})", file=sys.stderr)
         return 2
     return EXIT.get(result.status, 1)
 
