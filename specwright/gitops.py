@@ -52,7 +52,8 @@ class DirtyTreeError(GitError):
         shown = ", ".join(files[:20]) + (f", … ({len(files)} files)" if len(files) > 20 else "")
         super().__init__(
             f"{root}: work tree has uncommitted changes ({shown}); "
-            "commit or stash them first — a failed attempt is rolled back with reset --hard"
+            "commit, stash (`git stash -u`: a plain `git stash` leaves untracked files) or "
+            "move them first — a failed attempt is rolled back with reset --hard and git clean"
         )
         self.files = list(files)
 

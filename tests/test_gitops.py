@@ -45,6 +45,18 @@ def test_dirty_tree_refusal_lists_every_kind_of_change(repo: Path) -> None:
     assert "calc.py" in message and "staged.txt" in message and "uncommitted" in message
 
 
+def test_an_untracked_file_refusal_says_how_to_stash_it(repo: Path) -> None:
+    """The README's answers.yaml left in the project: the refusal said "commit or stash them",
+    and a plain `git stash` leaves an untracked file where it is, so the run was refused again."""
+    (repo / "answers.yaml").write_text("- per IP\n")
+    git(repo, "stash", "-q")  # what the message said to do: it does not take the file
+    with pytest.raises(gitops.DirtyTreeError) as info:
+        gitops.ensure_clean(repo)
+    assert "(answers.yaml); commit, stash (`git stash -u`: a plain `git stash`" in str(info.value)
+    git(repo, "stash", "-q", "-u")
+    gitops.ensure_clean(repo)
+
+
 def test_branch_create_reuse_and_commit_with_trailer(repo: Path) -> None:
     base = gitops.head_commit(repo)
     branch = gitops.spec_branch("my-spec")
