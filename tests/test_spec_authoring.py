@@ -461,3 +461,26 @@ def test_a_hand_written_chunk_matched_by_title_alone_is_refused_when_it_has_hist
     assert cli("-C", str(git_repo), "spec", "import", str(path)).code == 0
     after = {t: (i, s) for i, t, s in store.query("SELECT id, title, status FROM chunks")}
     assert after == {"Form": (ids["Form"], "shipped"), "Endpoint": (ids["Endpoint"], "pending")}
+
+
+def test_run_all_warns_that_the_spec_file_has_edits_it_will_not_use(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """Export, edit the file, commit, run-all: the run used the spec as the database held it and
+    said nothing of the edits the user could see in the file."""
+
+    def run(*args: str) -> CliResult:
+        return cli("-C", str(project), *args)
+
+    path = project / ".handoff" / "specs" / "login.md"
+    assert run("spec", "export", "login").code == 0
+    assert "warning" not in run("run-all", "login", "--plan").err
+    path.write_text(path.read_text().replace("# Goal\n", "# Goal\n\nLog in with a passkey.\n"))
+    out = run("run-all", "login", "--plan")
+    assert out.code == 0
+    assert out.err.strip() == (
+        f"specwright: warning: {path} has edits that were never imported; this uses spec "
+        f"'login' as the database holds it (to use the file: `specwright spec import {path}`)"
+    )
+    assert run("spec", "import", str(path)).code == 0
+    assert run("run-all", "login", "--plan").err == ""

@@ -182,6 +182,7 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
 
     spec = ctx.use_spec(args.spec)
     executors = args.executor or []
+    _warn_unimported(ctx, spec)
     if args.plan:
         return _print_plan(ctx, spec, args, executors[0] if executors else None)
     if args.pr:  # said before anything runs, not after an hour of agents
@@ -235,6 +236,28 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         print(f"specwright: error: pull request: {pr_error} ({again})", file=sys.stderr)
         return 2
     return EXIT.get(result.status, 1)
+
+
+def _warn_unimported(ctx: Context, spec: Any) -> None:
+    """The spec's exported file edited and never imported: the run would silently use the
+    spec as the database holds it, not what the user sees in the file."""
+    from specwright import fingerprints
+    from specwright.specfile import default_path
+
+    path = default_path(ctx.project_dir, spec)
+    if fingerprints.spec_of(ctx.store, path) != spec.id:
+        return
+    try:
+        data = path.read_bytes()
+    except OSError:  # gone or unreadable: nothing the user could mean
+        return
+    if fingerprints.digest(data) != fingerprints.known(ctx.store, path):
+        print(
+            f"specwright: warning: {path} has edits that were never imported; this uses spec "
+            f"{spec.slug!r} as the database holds it (to use the file: `specwright spec import "
+            f"{path}`)",
+            file=sys.stderr,
+        )
 
 
 def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> None:
