@@ -154,6 +154,26 @@ def test_a_refused_push_says_so_in_one_short_line_and_opens_nothing(  # type: ig
         assert gh.pulls == []
 
 
+def test_pr_of_a_spec_not_all_shipped_says_so(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """run-all --pr opens no PR unless every chunk shipped; `pr` opened one for a spec with a
+    failed or pending chunk without a word."""
+    repo, _remote, slug = shipped
+    store = Store(resolve_db_path(repo))
+    spec = catalog.get_spec(store, slug)
+    catalog.add_chunk(store, spec, "Make E", "Create e.txt")
+    with FakeGitHub(token="ghp_test_token_123") as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets", "--draft")
+        assert result.code == 0, result.err
+        assert "opened pull request #1" in result.out
+        assert result.err.strip() == (
+            "specwright: warning: 1 of 5 chunk(s) of 'diamond' have not shipped (5 pending); "
+            "the pull request lists them as they are"
+        )
+        assert "| 5 | Make E | pending | 0 |" in gh.pulls[0]["body"]
+
+
 def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:

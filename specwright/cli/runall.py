@@ -130,9 +130,18 @@ def _open_pr(ctx: Context, spec: Any, args: argparse.Namespace) -> dict[str, Any
 
 
 def cmd_pr(args: argparse.Namespace, ctx: Context) -> int:
+    from specwright.catalog import list_chunks
 
     spec = ctx.use_spec(args.spec)
     pr = _open_pr(ctx, spec, args)
+    chunks = list_chunks(ctx.store, spec.id)
+    left = [f"{c.position} {c.status}" for c in chunks if c.status != "shipped"]
+    if left:  # run-all --pr opens none then; `pr` may (a draft, say), but not unawares
+        print(
+            f"specwright: warning: {len(left)} of {len(chunks)} chunk(s) of {spec.slug!r} have not "
+            f"shipped ({', '.join(left)}); the pull request lists them as they are",
+            file=sys.stderr,
+        )
     ctx.emit(
         pr
         if ctx.json
