@@ -78,6 +78,26 @@ def test_answers_to_questions_that_do_not_exist_are_refused_not_dropped(
     assert answers == [(None,), (None,), (None,)]  # all or nothing
 
 
+def test_a_list_under_a_numbered_answer_is_refused_not_sent_as_python(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """`1:` followed by a YAML list of options was saved and sent to the planner as
+    "['Redis', 'Memcached']" (a list in question order was already refused)."""
+    srv.script(q_turn())
+    assert _plan("--intent", "Add password login", cwd=project_dir).returncode == 0
+    (project_dir / "answers.yaml").write_text("1:\n  - Redis\n  - Memcached\n2: employees\n")
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "specwright: error: answers.yaml: answer 1: expected text, got ['Redis', 'Memcached']; "
+        "expected a list of answers (in question order) or a mapping of question number to answer"
+    ]
+    assert len(srv.model_requests) == 1  # no spec was asked for
+    store = Store(resolve_db_path(project_dir))
+    answers = store.query("SELECT answer FROM spec_questions ORDER BY position")
+    assert answers == [(None,), (None,), (None,)]
+
+
 def test_answers_reach_the_planner_as_written_not_as_yaml_booleans_or_numbers(
     srv: FakeModelServer, project_dir: Path
 ) -> None:

@@ -118,6 +118,9 @@ def load_answers(path: str, option: str = "--answers") -> list[str] | dict[Any, 
                 raise SpecwrightError(f"{path}: answer {i}: expected text, got {item!r}; {shape}")
         return ["" if a is None else str(a) for a in data]
     if isinstance(data, dict):
+        for k, v in data.items():
+            if isinstance(v, dict | list):
+                raise SpecwrightError(f"{path}: answer {k}: expected text, got {v!r}; {shape}")
         return {k: "" if v is None else str(v) for k, v in data.items()}
     raise SpecwrightError(f"{path}: {shape}, got {type(data).__name__}")
 
