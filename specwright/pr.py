@@ -164,6 +164,26 @@ def env_token() -> str | None:
     return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
 
 
+def api_base(api_url: str | None = None) -> str:
+    """The GitHub API base URL: ``api_url``, else ``GITHUB_API_URL``, else the public API; one
+    that is not an http(s) URL with a host is refused (it was a traceback from httpx)."""
+    import httpx
+
+    api = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API).rstrip("/")
+    try:
+        parsed = httpx.URL(api)
+        usable = parsed.scheme in ("http", "https") and bool(parsed.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        usable = False
+    if not usable:
+        where = "--api-url" if api_url else "GITHUB_API_URL"
+        raise PullRequestError(
+            f"{where} {api!r}: expected an http(s) URL with a host (GitHub Enterprise: "
+            "https://HOST/api/v3); nothing was pushed"
+        )
+    return api
+
+
 def open_pr(
     store: Store,
     project_root: Path | str,
@@ -200,7 +220,7 @@ def open_pr(
             f"remote {remote!r} ({_redact(url)}) is not a GitHub URL; "
             "name the repository with --repo OWNER/NAME"
         )
-    api = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API).rstrip("/")
+    api = api_base(api_url)
     headers = {
         "Authorization": f"Bearer {token}",
         "Accept": "application/vnd.github+json",

@@ -174,6 +174,34 @@ def test_pr_of_a_spec_not_all_shipped_says_so(shipped, cli, monkeypatch) -> None
         assert "| 5 | Make E | pending | 0 |" in gh.pulls[0]["body"]
 
 
+def test_an_api_url_that_is_no_url_is_one_line_before_anything_runs_or_is_pushed(  # type: ignore[no-untyped-def]
+    git_repo: Path, tmp_path: Path, cli, monkeypatch
+) -> None:
+    """`--api-url http://[::1` was httpx's traceback; GITHUB_API_URL=HOST:PORT (no scheme) let
+    `run-all --pr` run every chunk before saying so."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(git_repo, "remote", "add", "origin", str(remote))
+    _project(git_repo, _write_script(DIAMOND))
+    store = Store(resolve_db_path(git_repo))
+    slug = _spec(store, git_repo, DIAMOND).slug
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+    monkeypatch.setenv("GITHUB_API_URL", "127.0.0.1:8080")
+    ran = cli("-C", str(git_repo), "run-all", slug, "--pr", "--repo", "acme/widgets")
+    assert ran.code == 2 and ran.err.strip().splitlines() == [
+        "specwright: error: GITHUB_API_URL '127.0.0.1:8080': expected an http(s) URL with a host "
+        "(GitHub Enterprise: https://HOST/api/v3); nothing was pushed"
+    ], ran.err
+    assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+    assert run_all(store, config_mod.load(git_repo), git_repo, catalog.get_spec(store, slug)).ok
+    bad = cli("-C", str(git_repo), "pr", slug, "--repo", "acme/widgets", "--api-url", "http://[::1")
+    assert bad.code == 2 and bad.err.strip().splitlines() == [
+        "specwright: error: --api-url 'http://[::1': expected an http(s) URL with a host "
+        "(GitHub Enterprise: https://HOST/api/v3); nothing was pushed"
+    ], bad.err
+    assert not _remote_has(remote, "specwright/diamond")
+
+
 def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:

@@ -272,7 +272,7 @@ def _warn_unimported(ctx: Context, spec: Any) -> None:
 def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> None:
     """``run-all --pr``: refuse what could never open the pull request, before running."""
     from specwright import gitops
-    from specwright.pr import PullRequestError, env_token
+    from specwright.pr import PullRequestError, api_base, env_token
 
     if len(executors) > 1:
         raise PullRequestError(
@@ -285,6 +285,7 @@ def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> N
             "(nothing was run)"
         )
     gitops.remote_url(ctx.project_dir, args.remote)  # no such remote: said now too
+    api_base(args.api_url)  # nor an API URL that is no URL
 
 
 def _compare(
