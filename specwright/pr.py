@@ -164,6 +164,20 @@ def env_token() -> str | None:
     return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
 
 
+def github_repo(root: Path | str, remote: str, repo: str | None) -> str:
+    """``repo`` (OWNER/NAME) checked, else the one ``remote``'s URL names."""
+    url = gitops.remote_url(root, remote)
+    if repo is not None and not _REPO.match(repo):
+        raise PullRequestError(f"--repo {repo!r}: expected OWNER/NAME")
+    repo = repo or repo_from_remote(url)
+    if not repo or not _REPO.match(repo):
+        raise PullRequestError(
+            f"remote {remote!r} ({_redact(url)}) is not a GitHub URL; "
+            "name the repository with --repo OWNER/NAME"
+        )
+    return repo
+
+
 def api_base(api_url: str | None = None) -> str:
     """The GitHub API base URL: ``api_url``, else ``GITHUB_API_URL``, else the public API; one
     that is not an http(s) URL with a host is refused (it was a traceback from httpx)."""
@@ -211,15 +225,7 @@ def open_pr(
         raise PullRequestError(
             f"branch {branch} does not exist: run the spec first (`specwright run-all {spec.slug}`)"
         )
-    url = gitops.remote_url(root, remote)
-    if repo is not None and not _REPO.match(repo):
-        raise PullRequestError(f"--repo {repo!r}: expected OWNER/NAME")
-    repo = repo or repo_from_remote(url)
-    if not repo or not _REPO.match(repo):
-        raise PullRequestError(
-            f"remote {remote!r} ({_redact(url)}) is not a GitHub URL; "
-            "name the repository with --repo OWNER/NAME"
-        )
+    repo = github_repo(root, remote, repo)
     api = api_base(api_url)
     headers = {
         "Authorization": f"Bearer {token}",

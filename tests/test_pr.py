@@ -177,8 +177,8 @@ def test_pr_of_a_spec_not_all_shipped_says_so(shipped, cli, monkeypatch) -> None
 def test_an_api_url_that_is_no_url_is_one_line_before_anything_runs_or_is_pushed(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
-    """`--api-url http://[::1` was httpx's traceback; GITHUB_API_URL=HOST:PORT (no scheme) let
-    `run-all --pr` run every chunk before saying so."""
+    """`--api-url http://[::1` was httpx's traceback; GITHUB_API_URL=HOST:PORT (no scheme), or a
+    remote that is not GitHub's and no --repo, let `run-all --pr` run every chunk first."""
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     git(git_repo, "remote", "add", "origin", str(remote))
@@ -192,6 +192,10 @@ def test_an_api_url_that_is_no_url_is_one_line_before_anything_runs_or_is_pushed
         "specwright: error: GITHUB_API_URL '127.0.0.1:8080': expected an http(s) URL with a host "
         "(GitHub Enterprise: https://HOST/api/v3); nothing was pushed"
     ], ran.err
+    assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+    monkeypatch.delenv("GITHUB_API_URL")
+    local = cli("-C", str(git_repo), "run-all", slug, "--pr")  # a remote that is no GitHub's
+    assert local.code == 2 and "is not a GitHub URL; name the repository with --repo" in local.err
     assert store.query("SELECT count(*) FROM runs")[0][0] == 0
     assert run_all(store, config_mod.load(git_repo), git_repo, catalog.get_spec(store, slug)).ok
     bad = cli("-C", str(git_repo), "pr", slug, "--repo", "acme/widgets", "--api-url", "http://[::1")

@@ -271,8 +271,7 @@ def _warn_unimported(ctx: Context, spec: Any) -> None:
 
 def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> None:
     """``run-all --pr``: refuse what could never open the pull request, before running."""
-    from specwright import gitops
-    from specwright.pr import PullRequestError, api_base, env_token
+    from specwright.pr import PullRequestError, api_base, env_token, github_repo
 
     if len(executors) > 1:
         raise PullRequestError(
@@ -284,7 +283,7 @@ def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> N
             "--pr: GITHUB_TOKEN is not set: a token is needed to open the pull request "
             "(nothing was run)"
         )
-    gitops.remote_url(ctx.project_dir, args.remote)  # no such remote: said now too
+    github_repo(ctx.project_dir, args.remote, args.repo)  # no such remote, no GitHub repo
     api_base(args.api_url)  # nor an API URL that is no URL
 
 
