@@ -160,8 +160,20 @@ def _raise_for(resp: httpx.Response, what: str) -> None:
 
 
 def env_token() -> str | None:
-    """The GitHub token from the environment (``GITHUB_TOKEN``, else ``GH_TOKEN``)."""
-    return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
+    """The GitHub token from the environment (``GITHUB_TOKEN``, else ``GH_TOKEN``), without the
+    whitespace around it (a newline from a file); one that cannot go into an HTTP header is
+    refused without being shown (httpx printed it in its error, or raised a traceback)."""
+    for name in ("GITHUB_TOKEN", "GH_TOKEN"):
+        token = (os.environ.get(name) or "").strip()
+        if not token:
+            continue
+        if not all(33 <= ord(c) < 127 for c in token):
+            raise PullRequestError(
+                f"{name}: expected a token of printable ASCII characters without spaces; the "
+                "value set has other characters (not shown); nothing was pushed"
+            )
+        return token
+    return None
 
 
 def github_repo(root: Path | str, remote: str, repo: str | None) -> str:

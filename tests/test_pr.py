@@ -206,6 +206,27 @@ def test_an_api_url_that_is_no_url_is_one_line_before_anything_runs_or_is_pushed
     assert not _remote_has(remote, "specwright/diamond")
 
 
+def test_a_token_read_with_its_newline_works_and_one_unfit_for_a_header_is_not_printed(  # type: ignore[no-untyped-def]
+    shipped, cli, monkeypatch
+) -> None:
+    """A token with a trailing newline failed as "cannot reach the GitHub API ...: Illegal header
+    value b'Bearer <the token>\\n'" (the secret on stderr); a non-ASCII one was a traceback."""
+    repo, remote, slug = shipped
+    args = ("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+    with FakeGitHub(token="ghp_test_token_123") as gh:
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_tökenSECRET")
+        bad = cli(*args)
+        assert bad.code == 2 and bad.err.strip().splitlines() == [
+            "specwright: error: GITHUB_TOKEN: expected a token of printable ASCII characters "
+            "without spaces; the value set has other characters (not shown); nothing was pushed"
+        ], bad.err
+        assert not _remote_has(remote, "specwright/diamond") and gh.requests == []
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123\n")
+        ok = cli(*args)
+        assert ok.code == 0 and "opened pull request #1" in ok.out, ok.err
+
+
 def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
