@@ -248,6 +248,12 @@ def open_pr(
     with httpx.Client(base_url=api, headers=headers, timeout=30, transport=transport) as client:
         try:
             info = client.get(f"/repos/{repo}")
+            if info.status_code == 404:  # GitHub's answer for a private repo the token can't see
+                raise PullRequestError(
+                    f"repository {repo}: GitHub answered 404 {_detail(info)}: no such repository, "
+                    "or the token cannot see it (check --repo and the token's access); nothing "
+                    "was pushed"
+                )
             _raise_for(info, f"repository {repo}")
             meta = _json(info, f"repository {repo}")
             base = (

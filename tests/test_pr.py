@@ -317,6 +317,11 @@ class ScriptedGitHub(CannedHTTP):
 
 REPO_OK = (200, b'{"default_branch": "main"}', "application/json")
 CASES = {
+    "no such repository, or a private one the token cannot see": (
+        {},
+        "repository acme/widgets: GitHub answered 404 Not Found: no such repository, or the "
+        "token cannot see it (check --repo and the token's access); nothing was pushed",
+    ),
     "exists but not open": (
         {
             ("GET", "/repos/acme/widgets"): REPO_OK,
