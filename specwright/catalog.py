@@ -560,3 +560,11 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
             if found:
                 return found
     return None
+
+
+def no_chunks(slug: str) -> ValidationError:
+    """The error for running (or planning a run of) a spec without chunks, saying what to do."""
+    return ValidationError(
+        f"spec {slug!r} has no chunks to run (have the planner split it: `specwright plan "
+        f"--resume {slug}`, or add them: `specwright chunk add {slug} TITLE`)"
+    )

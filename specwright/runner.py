@@ -451,9 +451,7 @@ def run_all(
     chunks = catalog.list_chunks(store, spec.id)
     check_graph(chunks)
     if not chunks:
-        from specwright.errors import ValidationError
-
-        raise ValidationError(f"spec {spec.slug!r} has no chunks to run")
+        raise catalog.no_chunks(spec.slug)
     if executor is None:
         from specwright.agents.base import make_executor
 

@@ -249,6 +249,20 @@ def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignor
     assert result.code == 2 and "depends on '9': spec s has no such chunk (none; " in result.err
 
 
+def test_plan_of_a_spec_without_chunks_says_so_as_run_all_does(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`run-all --plan` of a draft without chunks printed an empty order and "Estimated cost:
+    $0.00 - $0.00" (exit 0), where run-all itself refuses it."""
+    cli("-C", str(project), "spec", "new", "Draft")
+    message = (
+        "specwright: error: spec 'draft' has no chunks to run (have the planner split it: "
+        "`specwright plan --resume draft`, or add them: `specwright chunk add draft TITLE`)"
+    )
+    for args in (["--plan"], []):
+        result = cli("-C", str(project), "run-all", "draft", *args)
+        assert result.code == 2 and result.err.strip().splitlines() == [message], result
+        assert result.out == ""
+
+
 def test_bad_config_file_is_reported_by_cli(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     (project / ".handoff" / "config.yaml").write_text("defaults:\n  reviewer: ghost\n")
     result = cli("-C", str(project), "config", "show")

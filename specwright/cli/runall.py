@@ -364,8 +364,11 @@ def _figures(t: dict[str, Any] | None, chunks: int) -> str:
 
 
 def _print_plan(ctx: Context, spec: Any, args: argparse.Namespace, executor: str | None) -> int:
+    from specwright.catalog import list_chunks, no_chunks
     from specwright.run_report import plan
 
+    if not list_chunks(ctx.store, spec.id):  # as run-all says, not an empty plan costing $0
+        raise no_chunks(spec.slug)
     p = plan(
         ctx.store,
         ctx.config,
