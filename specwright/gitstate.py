@@ -89,8 +89,13 @@ def _global_names() -> set[str]:
 def _files(path: Path | str) -> dict[str, tuple[bytes, int] | None]:
     """The config files and hooks of the repository (content and mode): ``None`` for one
     that is not there."""
-    common = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-common-dir"))
-    wt = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "config.worktree"))
+    common, wt = map(
+        Path,
+        _git(
+            path, "rev-parse", "--path-format=absolute", "--git-common-dir",
+            "--git-path", "config.worktree",
+        ).splitlines(),
+    )  # fmt: skip
     # info/: what the agent adds to exclude outlives a rollback (ignored files are never
     # cleaned), and attributes change what the diff shows of its work (`*.py -diff`)
     files = (common / "config", wt, common / "info" / "exclude", common / "info" / "attributes")
@@ -253,11 +258,14 @@ def restore(path: Path | str, before: RepoState) -> list[str]:
     with _SETTLING:
         after = snapshot(path)
         done: list[str] = []
-        busy = _checked_out(path)
-        for ref in sorted(set(before.refs) | set(after.refs)):
+        changed = [
+            r
+            for r in sorted({*before.refs, *after.refs})
+            if before.refs.get(r) != after.refs.get(r)
+        ]
+        busy = _checked_out(path) if changed else {}
+        for ref in changed:
             old, new = before.refs.get(ref), after.refs.get(ref)
-            if old == new:
-                continue
             if ref in busy:
                 done.append(f"left {_named(ref)} as it is: checked out in {busy[ref]}")
             elif old is None and new is not None and _had(path, new, before.tips):
@@ -288,8 +296,9 @@ def _quit_operations(path: Path | str) -> list[str]:
     """Forget what the agent left under way (``git rebase --quit``...), the tree as it is: a
     rebase left in progress was the user's to ``--abort``, which moves the branch."""
     done: list[str] = []
-    for name, command in _UNDER_WAY:
-        state = _git(path, "rev-parse", "--path-format=absolute", "--git-path", name)
+    asked = [arg for name, _ in _UNDER_WAY for arg in ("--git-path", name)]
+    states = _git(path, "rev-parse", "--path-format=absolute", *asked).splitlines()
+    for (_, command), state in zip(_UNDER_WAY, states, strict=True):
         if not os.path.exists(state):
             continue
         try:
