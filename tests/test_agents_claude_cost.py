@@ -40,7 +40,21 @@ def _claude_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_claude(git_repo: Path, store: Any, *turns: Any, **options: Any) -> dict[str, Any]:
     """Run the real claude on scripted turns; the stored execution row."""
-    ex = ClaudeCodeExecutor(executor_config(max_turns=8, options=options))
+    outcome, row = _execute(git_repo, store, turns, options)
+    assert outcome.status == "ok", outcome
+    return row
+
+
+def _execute(
+    git_repo: Path,
+    store: Any,
+    turns: Any,
+    options: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The real claude on scripted ``turns`` (stopped after ``timeout_s``, a turn still under
+    way); its outcome and stored execution row."""
+    ex = ClaudeCodeExecutor(executor_config(max_turns=8, options=options or {}))
     with FakeModelServer() as srv:
         srv.script(*turns)
         rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
@@ -49,9 +63,11 @@ def run_claude(git_repo: Path, store: Any, *turns: Any, **options: Any) -> dict[
             "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
             "CLAUDE_CODE_MAX_RETRIES": "0",
         }
-        outcome = run_execution(ex, Task("Write the files", git_repo, env=env), rec)
-    assert outcome.status == "ok", outcome
-    return stored_execution(store, rec.id)
+        task = Task("Write the files", git_repo, env=env, timeout_s=timeout_s)
+        outcome = run_execution(ex, task, rec)
+        if timeout_s is not None:
+            srv.stop()  # a turn answering too late is still waiting
+    return outcome, stored_execution(store, rec.id)
 
 
 def test_real_claude_one_hour_cache_writes_cost_their_own_rate(git_repo: Path, store: Any) -> None:
@@ -186,27 +202,12 @@ def test_real_claude_killed_mid_run_keeps_its_finished_replies_output(
     # the first reply finishes (its tool runs), the second never comes: no result line. The
     # first reply's output is the transcript's 700, not the stream snapshot's 1.
     path = str(git_repo.resolve() / "a.txt")
-    ex = ClaudeCodeExecutor(executor_config(max_turns=8))
-    with FakeModelServer() as srv:
-        srv.script(
-            anthropic_tool_use(
-                "Write",
-                {"file_path": path, "content": "a\n"},
-                input_tokens=20_000,
-                output_tokens=700,
-            ),
-            anthropic_text("too late", delay_s=60),
-        )
-        rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
-        env = {
-            "ANTHROPIC_BASE_URL": srv.base_url,
-            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-        }
-        outcome = run_execution(ex, Task("Write a.txt", git_repo, env=env, timeout_s=4), rec)
-        srv.stop()
+    write = anthropic_tool_use(
+        "Write", {"file_path": path, "content": "a\n"}, input_tokens=20_000, output_tokens=700
+    )
+    late = anthropic_text("too late", delay_s=60)
+    outcome, row = _execute(git_repo, store, (write, late), timeout_s=4)
     assert (outcome.status, outcome.exit_reason) == ("killed", "timeout")
-    row = stored_execution(store, rec.id)
     assert (row["input_tokens"], row["output_tokens"]) == (20_000, 700)
     assert row["computed_cost_usd"] == pytest.approx(request_cost(20_000, 700), abs=1e-9)
     # the second request was under way: that is a lower bound, the cost itself is unknown
@@ -218,19 +219,9 @@ def test_real_claude_killed_before_any_reply_costs_unknown_not_0(
 ) -> None:
     """Killed while its first request is under way: nothing to recover, 0 tokens. The cost
     is unknown (NULL, incomplete), not a computed $0.00."""
-    ex = ClaudeCodeExecutor(executor_config(max_turns=8))
-    with FakeModelServer() as srv:
-        srv.script(anthropic_text("too late", delay_s=60))
-        rec = ExecutionRecorder(store, role="executor", backend="claude-code", executor="agent")
-        env = {
-            "ANTHROPIC_BASE_URL": srv.base_url,
-            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-        }
-        outcome = run_execution(ex, Task("Write a.txt", git_repo, env=env, timeout_s=4), rec)
-        srv.stop()
+    late = anthropic_text("too late", delay_s=60)
+    outcome, row = _execute(git_repo, store, (late,), timeout_s=4)
     assert (outcome.status, outcome.exit_reason) == ("killed", "timeout")
-    row = stored_execution(store, rec.id)
     assert (row["input_tokens"], row["output_tokens"]) == (0, 0)
     assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")
     assert row["computed_cost_usd"] is None
