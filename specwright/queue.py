@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from specwright import catalog
+from specwright import catalog, interrupts
 from specwright.agents.orphans import gone_here, pid_alive
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
@@ -414,7 +414,7 @@ def work(
                 continue
             if idle:
                 break
-            stop.wait(poll_s)
+            interrupts.wait_for(stop, poll_s)  # in slices: SIGTERM reaches the main thread
     except BaseException:
         stop.set()
         if running:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import catalog, gitops
+from specwright import catalog, gitops, interrupts
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
 from specwright.loop.records import Heartbeat, write_if_running
@@ -304,7 +304,7 @@ class _RunAll:
                 stopped: BaseException | None = None
                 try:
                     for f in futures.values():
-                        f.result()
+                        interrupts.result(f)  # not f.result(): see interrupts.py
                 except BaseException as exc:  # Ctrl-C, SIGTERM, a crash: stop the wave's
                     stopped = exc  # agents and wait for them, then keep what shipped
                     if isinstance(exc, KeyboardInterrupt):

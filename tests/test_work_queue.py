@@ -22,6 +22,7 @@ from specwright.model import utcnow
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
 from tests.test_runner import _project, _spec
+from tests.test_work_runner import OTHER_THREAD_TAKES_SIGTERM
 
 
 def _two_specs(repo: Path, sleep_s: float) -> tuple[Store, list[str]]:
@@ -309,6 +310,31 @@ def test_a_worker_polling_slowly_still_beats_and_its_item_is_not_taken(git_repo:
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+
+
+def test_an_idle_worker_stops_on_a_sigterm_another_thread_took(git_repo: Path) -> None:
+    """It waited for its next poll in one piece (``Event.wait(600)``): a SIGTERM the kernel
+    handed to another thread (one of DuckDB's) went unseen for up to ``--poll`` seconds (the
+    CI flake of the test above)."""
+    _two_specs(git_repo, 0.0)
+    worker = ["-C", str(git_repo), "worker", "--poll", "600"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OTHER_THREAD_TAKES_SIGTERM, *worker],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "waiting for queued work" in proc.stdout.readline()
+        time.sleep(0.5)  # in its wait
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 143, out
 
 

@@ -24,6 +24,15 @@ _CTRL_C_ABLE = (
     "from specwright.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
+# SIGTERM taken by a thread other than the main one, as the kernel may hand it to any thread that
+# does not block it (one of DuckDB's, say): only the catcher started here leaves it unblocked
+OTHER_THREAD_TAKES_SIGTERM = (
+    "import signal, sys, threading; "
+    "threading.Thread(target=threading.Event().wait, daemon=True).start(); "
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
+    "from specwright.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
 SLOW_B = {
     "chunks": {
         "Make A": [{"write": "a.txt", "content": "A"}],
@@ -34,9 +43,9 @@ SLOW_B = {
 GRAPH = {"A": [], "B": [], "C": ["B"]}
 
 
-def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
+def _start(repo: Path, *args: str, prelude: str = _CTRL_C_ABLE) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", _CTRL_C_ABLE, "-C", str(repo), *args],
+        [sys.executable, "-c", prelude, "-C", str(repo), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -133,6 +142,26 @@ def test_sigterm_mid_chunk_is_recorded_as_sigterm(git_repo: Path) -> None:
     ]
     assert "\ncancelled: interrupted (SIGTERM); 0/3 chunks shipped (branch " in out, out
     assert "Ctrl-C" not in out and "cancelled: cancelled" not in out
+
+
+def test_sigterm_another_thread_took_still_stops_a_wave(git_repo: Path) -> None:
+    """The main thread waited for a wave's chunk in one piece (``Future.result()``): a SIGTERM
+    the kernel handed to another thread went unseen until the chunk ended (here 120 s)."""
+    _project(git_repo, SLOW_B)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, GRAPH)
+    proc = _start(
+        git_repo, "run-all", spec.slug, "--parallel", "2", prelude=OTHER_THREAD_TAKES_SIGTERM
+    )
+    _when_b_runs_and_a_shipped(store, proc)
+    proc.send_signal(signal.SIGTERM)
+    code, out = _finish(proc)
+    assert code == 143, out
+    assert store.query("SELECT status, reason FROM runs WHERE kind = 'spec'") == [
+        ("cancelled", "interrupted (SIGTERM); 1/3 chunks shipped")
+    ]
+    for table in ("runs", "executions", "chunks"):
+        assert store.query(f"SELECT count(*) FROM {table} WHERE status = 'running'") == [(0,)]
 
 
 def test_ctrl_c_pressed_again_while_stopping_still_stops_cleanly(git_repo: Path) -> None:

@@ -34,6 +34,7 @@ from specwright.agents.orphans import (
 )
 from specwright.agents.process import kill_group
 from specwright.errors import AgentError
+from specwright.interrupts import SLICE_S, wait_for
 
 _LISTENING = re.compile(r"listening on (http://[^\s]+)")
 
@@ -50,21 +51,6 @@ OFFLINE_ENV = {
 
 
 MAX_OUTPUT_LINE = 4096  # characters kept of a line the server prints (the last 200 lines)
-SLICE_S = 0.5  # the longest the caller's thread waits in one piece (see _wait_for)
-
-
-def _wait_for(event: threading.Event, timeout_s: float | None = None) -> bool:
-    """``event.wait(timeout_s)`` in short slices. A Ctrl-C's Python handler runs only in the
-    main thread and only when it runs Python code, but the kernel may hand the signal to
-    another thread (the one reading the server's output): a wait in one piece (``Popen.wait()``
-    without a timeout) then never saw it, and Ctrl-C did nothing while the server ran."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        left = SLICE_S if deadline is None else min(SLICE_S, deadline - time.monotonic())
-        if left <= 0:
-            return event.is_set()
-        if event.wait(left):
-            return True
 
 
 class OpenCodeServer:
@@ -111,11 +97,11 @@ class OpenCodeServer:
         return self
 
     def _await_listening(self, spawned: threading.Event, found: threading.Event) -> None:
-        _wait_for(spawned)
+        wait_for(spawned)
         if self.proc is None:
             exc = self._spawn_error
             raise AgentError(f"{self.executable}: cannot start `opencode serve`: {exc}") from None
-        if not _wait_for(found, self.ready_timeout_s) or self.url is None:
+        if not wait_for(found, self.ready_timeout_s) or self.url is None:
             tail = " | ".join(list(self.output)[-5:])
             code = None
             if found.is_set():  # its output ended: it exited (or is exiting) without listening
@@ -187,8 +173,8 @@ class OpenCodeServer:
     def wait(self) -> int:
         """Block until the server exits (Ctrl-C stops it); returns its exit code."""
         assert self.proc is not None
-        try:  # in slices (_wait_for); the server may exit while what it left holds its output
-            while not _wait_for(self._ended, SLICE_S) and self.proc.poll() is None:
+        try:  # in slices (interrupts.py); the server may exit while what it left holds its output
+            while not wait_for(self._ended, SLICE_S) and self.proc.poll() is None:
                 pass
             code = self.proc.wait()
         except KeyboardInterrupt:
