@@ -438,7 +438,7 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
         print(f"report:   {report}")
     print(
         "next:     specwright status --all   |   specwright usage specs   |   "
-        "specwright report --html out/report.html"
+        "specwright report --html data/report.html"
     )
     return EXIT.get(result.status, 1)
 
