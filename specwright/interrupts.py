@@ -5,14 +5,20 @@ code; the kernel hands a process's signal to any thread that does not block it (
 DuckDB's worker threads, the thread reading an agent's output). A main thread waiting in one
 piece (``Event.wait(600)``, ``Future.result()``, ``Popen.wait()``) then sleeps through the
 signal until the wait ends on its own: a `worker --poll 600` ignored SIGTERM for minutes.
-These wait in slices of at most ``SLICE_S``, so the handler runs within that."""
+Two remedies: waits here are in slices of at most ``SLICE_S`` (the handler runs within that),
+and ``relayed_to_main`` sends a signal another thread took on to the main thread, which
+interrupts what it blocks in (the CLI runs every command inside it: ``cli.run.stop_on_sigterm``)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
 from typing import TypeVar
 
 SLICE_S = 0.5  # the longest a wait lasts in one piece
@@ -35,3 +41,47 @@ def result(future: Future[T]) -> T:
     while not future.done():
         wait_futures([future], timeout=SLICE_S)
     return future.result()
+
+
+RELAY_AFTER_S = 0.2  # how long the main thread has to run a signal's handler before the relay
+
+
+@contextmanager
+def relayed_to_main(signums: Collection[int], handled: threading.Event) -> Iterator[None]:
+    """While inside, a signal of ``signums`` that another thread took is sent again to the main
+    thread, so a blocking call there (an HTTP read, a sleep, a pipe) is interrupted and the
+    handler runs. Python's handler writes the signal's number to the wakeup fd whichever
+    thread took it; a relay thread reads it and, unless ``handled`` (set by the handler) is set
+    within ``RELAY_AFTER_S``, sends it to the main thread, once per signal (the handlers here
+    ignore repeats). Call from the main thread."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread, or no signals here: nothing to relay
+        os.close(read_fd)
+        os.close(write_fd)
+        yield
+        return
+    main = threading.main_thread().ident
+    wanted = set(signums)
+
+    def relay() -> None:
+        sent: set[int] = set()
+        try:
+            while data := os.read(read_fd, 64):
+                for signum in set(data) & wanted - sent:
+                    if not handled.wait(RELAY_AFTER_S) and main is not None:
+                        sent.add(signum)
+                        signal.pthread_kill(main, signum)
+        except OSError:
+            pass
+        finally:
+            os.close(read_fd)
+
+    threading.Thread(target=relay, name="signal-relay", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_fd)  # the relay reads its end and stops

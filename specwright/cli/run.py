@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright.cli.common import Context, ProgressPrinter, terminal_safe
 from specwright.errors import SpecwrightError
+from specwright.interrupts import relayed_to_main
 from specwright.model import cost_text
 
 if TYPE_CHECKING:
@@ -72,13 +73,18 @@ def stop_on_sigterm(
         return handler(args, ctx)
     previous_int = signal.getsignal(signal.SIGINT)
     previous_hup = signal.getsignal(signal.SIGHUP)
+    relayed = [signal.SIGTERM]
     signal.signal(signal.SIGTERM, on_sigterm)
     if previous_hup == signal.SIG_DFL:  # not under nohup, nor a handler a caller set
         signal.signal(signal.SIGHUP, on_sigterm)
+        relayed.append(signal.SIGHUP)
     if previous_int is signal.default_int_handler:  # not one a caller set, nor SIG_IGN
         signal.signal(signal.SIGINT, on_sigint)
+        relayed.append(signal.SIGINT)
     try:
-        code = handler(args, ctx)
+        # a signal the kernel handed to another thread reaches the main thread all the same
+        with relayed_to_main(relayed, stopping):
+            code = handler(args, ctx)
     except KeyboardInterrupt:
         if not received.is_set():
             raise
