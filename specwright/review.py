@@ -303,7 +303,12 @@ class LLMReviewer:
             rules=request.rules,
         )
         client = LLMClient(
-            self.planner, self.store, model=self.model, prices=self.prices, **self.client_options
+            self.planner,
+            self.store,
+            model=self.model,
+            prices=self.prices,
+            cancel=cancel,
+            **self.client_options,
         )
         error: str
         stop = None

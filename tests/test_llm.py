@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ from specwright.config import PlannerConfig
 from specwright.errors import SpecwrightError
 from specwright.llm import (
     LLMAuthError,
+    LLMCancelled,
     LLMClient,
     LLMConnectionError,
     LLMError,
@@ -252,6 +255,39 @@ def test_ctrl_c_mid_answer_is_recorded_as_interrupted(
     row = execution(store, client)
     assert (row["status"], row["exit_reason"]) == ("cancelled", "interrupted")
     assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")  # unknown, not $0
+
+
+@pytest.mark.usefixtures("key")
+def test_a_cancel_gives_up_on_the_call_at_once_and_sends_no_retry(
+    srv: FakeModelServer, store: Store
+) -> None:
+    """A run's cancel (a reviewer's client) while the answer is awaited: the call raises at
+    once, recorded cancelled with its cost unknown; the abandoned attempt, answered later with
+    a retryable error, is not retried and adds nothing to the record. A call after the cancel
+    sends nothing."""
+    srv.script(anthropic_error(529, delay_s=1.5))
+    cancel = threading.Event()
+    client = make_client(srv, store, cancel=cancel)
+    asked: list[float] = []
+
+    def cancel_once_asked() -> None:
+        while not srv.requests:
+            time.sleep(0.01)
+        asked.append(time.monotonic())
+        cancel.set()
+
+    threading.Thread(target=cancel_once_asked, daemon=True).start()
+    with pytest.raises(LLMCancelled, match="cancelled while waiting for the answer"):
+        ask(client)
+    assert time.monotonic() - asked[0] < 1.0  # the answer comes 1.5 s after the request
+    row = execution(store, client)
+    assert (row["status"], row["cost_usd"], row["cost_source"]) == ("cancelled", None, "incomplete")
+    time.sleep(2.0)  # the 529 has come: the abandoned call ends without a second request
+    assert len(srv.requests) == 1
+    assert execution(store, client) == row and len(events(store, client)) == row["event_count"]
+    with pytest.raises(LLMCancelled, match="cancelled before the call"):
+        ask(client)
+    assert len(srv.requests) == 1 and execution(store, client)["status"] == "cancelled"
 
 
 @pytest.mark.usefixtures("key")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +268,58 @@ def test_llm_review_texts_are_redacted_and_bounded(
     assert len(bad.error) < 3000
     null = rv.parse_review({"verdict": "SHIP", "summary": "ok", "findings": None}, "llm")
     assert null.findings == ()
+
+
+def test_a_cancel_during_an_llm_review_stops_the_chunk_run_at_once(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`queue cancel`, or Ctrl-C in a parallel run-all, sets the run's cancel event while the
+    reviewer waits for the model: the run stops within seconds (not the call's timeout),
+    cancelled and rolled back, its reviewer execution cancelled with its cost unknown, no
+    review recorded that was never given, and nothing written after the run ended."""
+    from specwright import gitops
+    from specwright.loop import run_chunk
+    from tests.support_loop import TEST_CALC, good_mul, make_chunk, make_repo, no_running_rows
+    from tests.support_loop import scripted as scripted_executor
+
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-test-reviewer")
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    base = gitops.head_commit(repo)
+    cancel, cancelled_at = threading.Event(), []
+
+    with FakeModelServer() as srv:
+        srv.script(replace(verdict("SHIP", "too late"), delay_s=30))
+
+        def cancel_once_asked() -> None:
+            while not srv.requests and not cancel.wait(0.02):
+                pass
+            cancelled_at.append(time.monotonic())
+            cancel.set()
+
+        threading.Thread(target=cancel_once_asked, daemon=True).start()
+        config = llm_config(srv)
+        result = run_chunk(
+            store,
+            config,
+            repo,
+            chunk,
+            executor=scripted_executor(good_mul()),
+            reviewer=rv.make_reviewer(config, "llm", store),
+            cancel=cancel,
+        )
+        took = time.monotonic() - cancelled_at[0]
+    assert result.status == "cancelled" and took < 5, (result.status, result.reason, took)
+    assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []
+    assert rows(store, "SELECT id FROM reviews") == []
+    query = "SELECT status, cost_usd, cost_source, finished_at FROM executions WHERE role = ?"
+    [ex] = rows(store, query, "reviewer")
+    assert ex["status"] == "cancelled" and ex["cost_usd"] is None
+    assert ex["cost_source"] == "incomplete"
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "cancelled"}]
+    no_running_rows(store)
+    deadline = time.monotonic() + 10  # the server is gone: the abandoned call ends now
+    while any(t.name == "llm-call" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "llm-call" for t in threading.enumerate())
+    assert rows(store, query, "reviewer") == [ex]

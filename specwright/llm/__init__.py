@@ -19,6 +19,7 @@ from __future__ import annotations
 from specwright.llm.client import DEFAULT_BASE_URL, LLMClient
 from specwright.llm.errors import (
     LLMAuthError,
+    LLMCancelled,
     LLMConnectionError,
     LLMError,
     LLMMissingKeyError,
@@ -34,6 +35,7 @@ from specwright.llm.schema import schema_problems
 __all__ = [
     "DEFAULT_BASE_URL",
     "LLMAuthError",
+    "LLMCancelled",
     "LLMClient",
     "LLMConnectionError",
     "LLMError",

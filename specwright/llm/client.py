@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from specwright.llm.cancel import ended, until_cancel
 from specwright.llm.errors import (
     LLMAuthError,
+    LLMCancelled,
     LLMConnectionError,
     LLMError,
     LLMMissingKeyError,
@@ -64,7 +66,8 @@ class LLMClient:
 
     ``base_url`` (argument, else the planner's ``base_url``, else ``ANTHROPIC_BASE_URL``, else
     the public endpoint) and ``client`` (an ``anthropic.Anthropic``) are injectable for tests.
-    ``store=None`` records nothing.
+    ``store=None`` records nothing. ``cancel`` (a run's cancel event) stops waiting for a call
+    as soon as it is set: the call raises ``LLMCancelled`` and is recorded cancelled.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class LLMClient:
         prices: dict[str, Price] | None = None,
         client: anthropic.Anthropic | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.planner = planner
         self.store = store
@@ -95,6 +99,7 @@ class LLMClient:
         self.prices = prices
         self._client = client
         self._sleep = sleep
+        self.cancel = cancel
         self._lock = threading.Lock()
         self.last_execution_id: str | None = None
 
@@ -217,13 +222,9 @@ class LLMClient:
             why = f"{error.reason}: {error}"
             self._finish(rec, "error", total, calls, why, turns, None, spent=spent)
             raise error
-        except LLMError as exc:  # a timeout's request may have been answered, and billed
-            why, cut = f"{exc.reason}: {exc}", isinstance(exc, LLMTimeoutError)
-            self._finish(rec, "error", total, calls, why, turns, None, cut, spent)
-            raise
-        except BaseException as exc:
-            status, why = _failure(exc)  # a call under way told no tokens: cost unknown
-            self._finish(rec, status, total, calls, why, turns, None, True, spent)
+        except BaseException as exc:  # a call cut short may have been answered, and billed
+            status, why, cut = ended(exc)
+            self._finish(rec, status, total, calls, why, turns, None, cut, spent)
             raise
 
     def text(
@@ -256,13 +257,9 @@ class LLMClient:
             calls = [(answer.usage, answer.cache_write_1h)]
             usage = self._finish(rec, "ok", usage, calls, reason, 1, answer.message, spent=spent)
             return out, usage
-        except LLMError as exc:  # a timeout's request may have been answered, and billed
-            why, cut = f"{exc.reason}: {exc}", isinstance(exc, LLMTimeoutError)
-            self._finish(rec, "error", usage, [], why, None, None, cut, spent)
-            raise
-        except BaseException as exc:
-            status, why = _failure(exc)  # a call under way told no tokens: cost unknown
-            self._finish(rec, status, usage, [], why, None, None, True, spent)
+        except BaseException as exc:  # a call cut short may have been answered, and billed
+            status, why, cut = ended(exc)
+            self._finish(rec, status, usage, [], why, None, None, cut, spent)
             raise
 
     # --- recording --------------------------------------------------------------------------
@@ -365,14 +362,23 @@ class LLMClient:
     ) -> Answer:
         """One model answer, retrying transient failures; records text/tool/usage events.
         Each attempt cut short or timed out is added to ``spent`` (billed, perhaps unknown)."""
+        if self.cancel is not None and self.cancel.is_set():  # no request for a stopping run
+            raise LLMCancelled(f"{self._who()}: cancelled before the call")
         sdk, owned = self._sdk()
-        try:
-            return self._answer(
-                sdk, rec, system, messages, max_tokens, stream, on_text, on_input, spent, **extra
-            )
-        finally:
-            if owned:
-                sdk.close()
+
+        def call(stop: threading.Event | None = None) -> Answer:
+            try:
+                return self._answer(
+                    sdk, rec, system, messages, max_tokens, stream, on_text, on_input, spent,
+                    stop, **extra,
+                )  # fmt: skip
+            finally:
+                if owned:
+                    sdk.close()
+
+        # given up on at a run's cancel: the caller records the end; a late event of the
+        # abandoned call finds the recorder's journal closed and ends it (nothing is written)
+        return call() if self.cancel is None else until_cancel(call, self.cancel, self._who())
 
     def _answer(
         self,
@@ -385,6 +391,7 @@ class LLMClient:
         on_text: Callable[[str], None] | None,
         on_input: Callable[[str | None], None] | None,
         spent: list[Spent],
+        stop: threading.Event | None = None,
         **extra: Any,
     ) -> Answer:
         params: dict[str, Any] = {
@@ -402,6 +409,8 @@ class LLMClient:
 
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
+            if stop is not None and stop.is_set():  # the caller gave up: no more requests
+                raise LLMCancelled(f"{self._who()}: cancelled")
             emit(
                 rec,
                 StepEvent(
@@ -578,11 +587,3 @@ class LLMClient:
             return max(0.0, hint)
         base = self.backoff_s * (2 ** (attempt - 1))
         return min(base, 8.0) * (0.75 + random.random() * 0.5)
-
-
-def _failure(exc: BaseException) -> tuple[str, str]:
-    """An execution's status and exit reason for an unexpected exception: Ctrl-C or SIGTERM
-    is ``interrupted``, as for an agent (KeyboardInterrupt has no message to show)."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "cancelled", "interrupted"
-    return "error", f"{type(exc).__name__}: {exc}"

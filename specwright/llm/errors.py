@@ -59,6 +59,12 @@ class LLMRequestError(LLMError):
     reason = "request_refused"
 
 
+class LLMCancelled(LLMError):
+    """The run was cancelled while the call was under way: its answer is no longer waited for."""
+
+    reason = "cancelled"
+
+
 class LLMOutputError(LLMError):
     """The model's answer did not fit the expected shape, even after a corrective retry."""
 

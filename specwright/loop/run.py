@@ -384,6 +384,8 @@ class _ChunkRun:
             )
         else:
             result = self.reviewer.review(request, self.cancel)
+            if self.cancel.is_set():  # no verdict to act on: the run stops as asked
+                raise LoopExit("cancelled", "cancelled during the review")
         final = rv.gate(result.review, completion + rv.verification_findings(assessments))
         result = replace(result, review=final)
         rv.record(
