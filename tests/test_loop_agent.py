@@ -68,3 +68,48 @@ def test_an_agent_that_ignores_its_cancel_is_given_up_on_after_the_grace(
         assert (status, reason) == ("killed", "did not stop after cancel")
     finally:
         stubborn.release.set()
+
+
+def test_a_cancelled_attempt_does_not_wait_for_codexbar_after_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in a parallel run-all (or `queue cancel`) reaches the attempts as a cancel, not a
+    KeyboardInterrupt: their 'after' quota snapshot ran `codexbar usage` once more, and a slow
+    codexbar (it asks the providers over the network) held the stop up to its 20 s timeout.
+    Ctrl-C in a serial run never waited for it."""
+    import time
+
+    from specwright.agents.scripted import ScriptedExecutor
+    from specwright.config import ExecutorConfig
+    from tests.support_usage import write_fake_codexbar
+
+    real = write_fake_codexbar(tmp_path / "cb", bump_file=tmp_path / "calls")
+    slow = tmp_path / "slow"
+    wrapper = tmp_path / "codexbar"
+    wrapper.write_text(f'#!/bin/sh\n[ -e {slow} ] && sleep 15\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CODEXBAR_PATH", str(wrapper))
+    executor = ScriptedExecutor(
+        ExecutorConfig(name="scripted", type="scripted"), script=[{"sleep": 30}]
+    )
+    cancel = threading.Event()
+    recorder = ExecutionRecorder(store, role="executor", backend="scripted")
+
+    def cancel_once_started(event: Any) -> None:
+        if event.type == "step":  # the agent runs: codexbar is slow from now on
+            slow.touch()
+            threading.Timer(0.2, cancel.set).start()
+
+    started = time.monotonic()
+    run = A.run_agent(
+        executor,
+        Task("hi", tmp_path),
+        recorder,
+        cancel=cancel,
+        deadline=lambda: False,
+        observe=cancel_once_started,
+    )
+    assert run.stopped_by == "cancel" and time.monotonic() - started < 8
+    assert (tmp_path / "calls").read_text() == "1"  # the "before" snapshot only
+    [(status,)] = store.query("SELECT status FROM executions WHERE id = ?", [recorder.id])
+    assert status == "cancelled"

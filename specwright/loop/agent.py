@@ -115,7 +115,7 @@ def run_agent(
             done.set()
 
     # the plan quota the execution used (``queries.quota_per_execution``), when codexbar is here
-    with _quota_snapshots(recorder):
+    with _quota_snapshots(recorder, cancel):
         worker = threading.Thread(target=work, name="agent", daemon=True)
         worker.start()
         given_up = False  # the agent was waited for STOP_GRACE_S after its cancel
@@ -153,10 +153,13 @@ def run_agent(
     return AgentRun(box.get("outcome"), box.get("crash"), stopped_by, bool(box.get("cannot_start")))
 
 
-def _quota_snapshots(recorder: ExecutionRecorder) -> AbstractContextManager[Any]:
-    """`codexbar usage` before and after the execution, when codexbar is installed."""
+def _quota_snapshots(
+    recorder: ExecutionRecorder, cancel: threading.Event
+) -> AbstractContextManager[Any]:
+    """`codexbar usage` before and after the execution, when codexbar is installed (not after
+    a cancel: the run is stopping)."""
     from specwright.usage import codexbar
 
     if codexbar.codexbar_path() is None:
         return contextlib.nullcontext()
-    return codexbar.around(recorder.store, recorder.id)
+    return codexbar.around(recorder.store, recorder.id, cancel=cancel)

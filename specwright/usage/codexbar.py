@@ -35,6 +35,8 @@ from specwright.model import new_id, utcnow
 from specwright.redact import Redactor
 
 if TYPE_CHECKING:
+    import threading
+
     from specwright.store import Store
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
@@ -292,13 +294,18 @@ AROUND_TIMEOUT_S = 20.0  # a snapshot around an execution: the agent waits for i
 
 @contextmanager
 def around(
-    store: Store, execution_id: str, binary: str | None = None, timeout_s: float = AROUND_TIMEOUT_S
+    store: Store,
+    execution_id: str,
+    binary: str | None = None,
+    timeout_s: float = AROUND_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> Iterator[tuple[Snapshot, list[Snapshot]]]:
     """Snapshot `codexbar usage` before and after the block, both linked to the execution.
 
     Yields (before, [after]); ``after`` is filled when the block ends, on an error too, but not
-    on Ctrl-C (which must not wait for codexbar) nor after a ``before`` codexbar did not finish.
-    With no codexbar the snapshots carry a warning and nothing is stored."""
+    on Ctrl-C or once ``cancel`` is set (a stop must not wait for codexbar) nor after a
+    ``before`` codexbar did not finish. With no codexbar the snapshots carry a warning and
+    nothing is stored."""
     exe = binary or codexbar_path()
     before = (
         run("usage", exe, timeout_s) if exe else Snapshot("usage", utcnow(), warning=_missing())
@@ -314,7 +321,7 @@ def around(
         interrupted = True
         raise
     finally:
-        if exe and not hung and not interrupted:
+        if exe and not hung and not interrupted and not (cancel and cancel.is_set()):
             snap = run("usage", exe, timeout_s)
             if snap.payloads:
                 store_snapshot(store, snap, execution_id=execution_id, phase="after")
