@@ -126,14 +126,16 @@ def cancel(store: Store, ref: str) -> str:
     if row["status"] == "queued":
         store.update(
             "queue",
-            {"id": row["id"]},
+            {"id": row["id"], "status": "queued"},  # not over a worker's claim since the read
             {
                 "status": "cancelled",
                 "finished_at": utcnow(),
                 "reason": "cancelled before it started",
             },
         )
-        return "cancelled"
+        row = _find(store, ref)
+        if row["status"] == "cancelled":
+            return "cancelled"
     if row["status"] == "running":
         why = _dead(row, _live_roots(store))
         if why:  # no worker will see the request: cancel it here

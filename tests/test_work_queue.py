@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 import yaml
 
 from specwright import catalog, queue
@@ -446,3 +447,29 @@ def _claim_or_error(store: Store) -> object:
         return queue.claim(store)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def test_a_cancel_that_finds_the_item_claimed_meanwhile_asks_its_worker_to_stop(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`queue cancel` read the item queued, a worker claimed it, then the cancel wrote
+    'cancelled before it started' over the running item: its worker, finding the row no longer
+    its own, stopped the run and left the record to a worker that did not exist."""
+    store, slugs = _two_specs(git_repo, 0.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    find, claimed = queue._find, []
+
+    def find_then_a_worker_claims(store_: Store, ref: str) -> dict[str, object]:
+        row = find(store_, ref)
+        if not claimed:  # a worker takes the item just after the cancel read it
+            claimed.append(queue.claim(store_))
+        return row
+
+    monkeypatch.setattr(queue, "_find", find_then_a_worker_claims)
+    try:
+        assert queue.cancel(store, item) == "cancel requested"
+    finally:
+        queue._mine.discard(item)
+    assert claimed and claimed[0] is not None and claimed[0]["id"] == item
+    [row] = queue.items(store, None)
+    assert (row["status"], row["cancel_requested"]) == ("running", True)
