@@ -113,3 +113,38 @@ def test_a_cancelled_attempt_does_not_wait_for_codexbar_after_it(
     assert (tmp_path / "calls").read_text() == "1"  # the "before" snapshot only
     [(status,)] = store.query("SELECT status FROM executions WHERE id = ?", [recorder.id])
     assert status == "cancelled"
+
+
+def test_a_cancel_while_codexbar_takes_the_before_snapshot_does_not_wait_for_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 'before' quota snapshot (up to 20 s of a slow codexbar) held up a stop that came
+    meanwhile: the attempt waited for it, then started the agent only to stop it."""
+    import time
+
+    from specwright.agents.scripted import ScriptedExecutor
+    from specwright.config import ExecutorConfig
+    from tests.support_usage import write_fake_codexbar
+
+    real = write_fake_codexbar(tmp_path / "cb")
+    wrapper = tmp_path / "codexbar"
+    wrapper.write_text(f'#!/bin/sh\nsleep 15\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CODEXBAR_PATH", str(wrapper))
+    executor = ScriptedExecutor(
+        ExecutorConfig(name="scripted", type="scripted"), script=[{"sleep": 30}]
+    )
+    cancel = threading.Event()
+    recorder = ExecutionRecorder(store, role="executor", backend="scripted")
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    run = A.run_agent(
+        executor,
+        Task("hi", tmp_path),
+        recorder,
+        cancel=cancel,
+        deadline=lambda: False,
+        observe=lambda event: None,
+    )
+    assert run.stopped_by == "cancel" and time.monotonic() - started < 5
+    assert store.query("SELECT count(*) FROM usage_snapshots") == [(0,)]

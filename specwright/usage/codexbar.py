@@ -24,6 +24,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +36,6 @@ from specwright.model import new_id, utcnow
 from specwright.redact import Redactor
 
 if TYPE_CHECKING:
-    import threading
-
     from specwright.store import Store
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
@@ -68,8 +67,14 @@ def codexbar_path(env: dict[str, str] | None = None) -> str | None:
     return shutil.which("codexbar", path=env.get("PATH"))
 
 
-def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> Snapshot:
-    """Run `codexbar usage` or `codexbar cost` and parse its JSON (never raises)."""
+def run(
+    kind: str,
+    binary: str | None = None,
+    timeout_s: float = TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> Snapshot:
+    """Run `codexbar usage` or `codexbar cost` and parse its JSON (never raises); stopped at
+    once when ``cancel`` is set."""
     snap = Snapshot(kind=kind, taken_at=utcnow())
     exe = binary or codexbar_path()
     if not exe:
@@ -78,7 +83,10 @@ def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> S
         return snap
     args = USAGE_ARGS if kind == "usage" else COST_ARGS
     try:
-        code, stdout, stderr = _call([exe, *args], timeout_s)
+        code, stdout, stderr = _call([exe, *args], timeout_s, cancel)
+    except _Stopped:
+        snap.warning = f"codexbar {kind}: stopped (the run is stopping); no snapshot taken"
+        return snap
     except OSError as exc:
         snap.warning = f"codexbar {kind}: could not run {exe}: {exc}"
         return snap
@@ -140,7 +148,13 @@ def run(kind: str, binary: str | None = None, timeout_s: float = TIMEOUT_S) -> S
 TIMED_OUT = "did not finish within"
 
 
-def _call(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
+class _Stopped(Exception):
+    """A codexbar call given up on: the run's cancel was set."""
+
+
+def _call(
+    argv: list[str], timeout_s: float, cancel: threading.Event | None = None
+) -> tuple[int, bytes, bytes]:
     """Run ``argv`` in its own process group; on a timeout the whole group is killed (a
     codexbar that hangs in a child would otherwise leave it running). What it prints is read as
     it comes, at most ``MAX_OUTPUT_BYTES`` + 1 of stdout (then the group is stopped: a codexbar
@@ -167,7 +181,9 @@ def _call(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise subprocess.TimeoutExpired(argv, timeout_s)
-                for key, _ in sel.select(left):
+                if cancel is not None and cancel.is_set():
+                    raise _Stopped
+                for key, _ in sel.select(left if cancel is None else min(left, 0.1)):
                     data = os.read(key.fd, 1 << 16)
                     if not data:
                         sel.unregister(key.fd)
@@ -308,7 +324,9 @@ def around(
     nothing is stored."""
     exe = binary or codexbar_path()
     before = (
-        run("usage", exe, timeout_s) if exe else Snapshot("usage", utcnow(), warning=_missing())
+        run("usage", exe, timeout_s, cancel)
+        if exe
+        else Snapshot("usage", utcnow(), warning=_missing())
     )
     if before.payloads:
         store_snapshot(store, before, execution_id=execution_id, phase="before")
