@@ -1069,3 +1069,40 @@ def test_a_budget_over_work_of_unknown_cost_says_it_counts_only_what_is_priced(
     [said] = [p.message for p in seen if p.kind == "budget"]  # once, not at every attempt
     assert said.startswith("spec budget $5.00 counts only what is priced: 1 execution(s)")
     assert said.endswith("$0.0000 is known to be spent")
+
+
+def test_a_cancel_while_codexbar_is_asked_for_a_rate_limit_reset_stops_at_once(
+    repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rate-limited agent that told no reset time: the loop asks codexbar when the quota
+    resets. A stop meanwhile (Ctrl-C in a parallel run-all, `queue cancel`) waited for codexbar
+    (up to 20 s) and then ended the run as failed (rate_limited), not cancelled."""
+    import time
+
+    from tests.support_usage import write_fake_codexbar
+
+    real = write_fake_codexbar(tmp_path / "cb")
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "codexbar"  # the third call (after the before and after snapshots)
+    wrapper.write_text(
+        f'#!/bin/sh\necho x >> {calls}\n[ "$(wc -l < {calls})" -ge 3 ] && sleep 15\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CODEXBAR_PATH", str(wrapper))
+    chunk = make_chunk(store, repo)
+    agent = scripted([{"fail": "usage limit reached", "kind": "rate_limit"}])
+    cancel, asked = threading.Event(), []
+
+    def cancel_once_asked() -> None:
+        while not (calls.exists() and len(calls.read_text().split()) >= 3):
+            time.sleep(0.05)
+        asked.append(time.monotonic())
+        cancel.set()
+
+    threading.Thread(target=cancel_once_asked, daemon=True).start()
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=agent, cancel=cancel, max_rate_limit_wait_s=1
+    )
+    assert result.status == "cancelled" and time.monotonic() - asked[0] < 5, result.reason
+    no_running_rows(store)

@@ -7,6 +7,7 @@ without an exhausted window, the caller falls back to a default wait.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,12 +48,13 @@ def reset_wait_from_payloads(
     return max(0.0, (max(resets) - now).total_seconds())
 
 
-def codexbar_reset_wait(backend: str | None) -> float | None:
-    """Seconds until codexbar says the agent's exhausted quota resets; None when unknown."""
+def codexbar_reset_wait(backend: str | None, cancel: threading.Event | None = None) -> float | None:
+    """Seconds until codexbar says the agent's exhausted quota resets; None when unknown (or
+    when ``cancel`` stopped the asking)."""
     from specwright.usage import codexbar
 
     if codexbar.codexbar_path() is None:
         return None
-    snap = codexbar.run("usage", timeout_s=20)
+    snap = codexbar.run("usage", timeout_s=20, cancel=cancel)
     provider = _PROVIDER_OF_BACKEND.get(backend or "")
     return reset_wait_from_payloads(snap.payloads, provider, datetime.now(UTC))

@@ -442,7 +442,9 @@ class _ChunkRun:
             ):
                 wait = outcome.retry_after_s
                 if wait is None:  # the agent gave no reset time: ask codexbar, else a default
-                    wait = codexbar_reset_wait(self.executor.backend)
+                    wait = codexbar_reset_wait(self.executor.backend, self.cancel)
+                    if self.cancel.is_set():
+                        raise LoopExit("cancelled", "cancelled while asking codexbar")
                 wait = DEFAULT_RATE_LIMIT_WAIT_S if wait is None else wait
                 self._pause(wait, outcome.error or outcome.exit_reason or "rate limit")
                 continue
