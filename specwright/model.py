@@ -247,7 +247,7 @@ class Verification:
 
     name: str
     command: str
-    status: str  # passed | failed | timeout | error
+    status: str  # passed | failed | timeout | error | cancelled (the run stopped it)
     exit_code: int | None
     duration_ms: int
     output_tail: str = ""

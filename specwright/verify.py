@@ -208,8 +208,8 @@ def run_step(
             if state == "timeout":
                 status, rc = "timeout", None
                 tail += f"\n[specwright: killed after {step.timeout_s:g}s timeout]"
-            elif state == "cancelled":
-                status, rc = "error", None
+            elif state == "cancelled":  # stopped by the run's cancel: no fault of the check
+                status, rc = "cancelled", None
                 tail += "\n[specwright: cancelled]"
             elif rc in (126, 127):
                 status = "error"  # not runnable / command not found: a broken step
