@@ -36,9 +36,10 @@ class ExecutorConfig:
     type: str  # claude-code | opencode | command | scripted
     model: str | None = None  # model id passed to the agent (claude: --model; opencode: modelID)
     provider: str | None = None  # opencode providerID (e.g. zai, anthropic)
-    path: str | None = None  # executable (claude-code: CLAUDE_PATH wins, then this, then PATH);
+    path: str | None = None  # executable (CLAUDE_PATH / OPENCODE_PATH win, then this, then PATH);
     # a relative path (and a command argv[0]) with a "/" is from the project folder
-    url: str | None = None  # opencode server URL (OPENCODE_URL wins; default localhost:4096)
+    url: str | None = None  # opencode server URL (OPENCODE_URL wins over every url; default
+    # localhost:4096). config_env.py: what the environment overrides, which config show marks
     argv: tuple[str, ...] = ()  # command: argv template; "{prompt}" is replaced by the prompt
     prompt_via: str = "arg"  # command: "arg" ({prompt} in argv) or "stdin"
     parser: str | None = None  # command: optional JSON-lines parser name (e.g. "codex")

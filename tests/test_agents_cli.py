@@ -90,6 +90,33 @@ def test_agents_list(cli: Callable[..., Any], project: Path) -> None:
     assert rows["missing"]["found"] is False and "not found" in rows["missing"]["detail"]
 
 
+def test_agents_list_says_which_location_the_environment_decides(
+    cli: Callable[..., Any], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OPENCODE_URL and CLAUDE_PATH win over every executor's url and path: the list showed
+    the variable's server for an executor whose config names another, without a word why."""
+    monkeypatch.setenv("OPENCODE_URL", "http://127.0.0.1:7")
+    monkeypatch.setenv("CLAUDE_PATH", sys.executable)
+    r = cli("agents", "list")
+    assert r.code == 0, r.err
+    lines = {line.split()[0]: line for line in r.out.splitlines() if line.strip()}
+    assert lines["oc"].endswith("http://127.0.0.1:7 (from OPENCODE_URL)")
+    assert lines["claude"].endswith(f"{sys.executable} (from CLAUDE_PATH)")
+    assert lines["echo"].split()[-1] != "CLAUDE_PATH)"
+    rows = {row["name"]: row for row in json.loads(cli("--json", "agents", "list").out)}
+    assert (rows["oc"]["location"], rows["oc"]["location_from"]) == (
+        "http://127.0.0.1:7",
+        "OPENCODE_URL",
+    )
+    assert rows["claude"]["location_from"] == "CLAUDE_PATH"
+    assert rows["echo"]["location_from"] is None
+    monkeypatch.delenv("OPENCODE_URL")
+    monkeypatch.delenv("CLAUDE_PATH")
+    rows = {row["name"]: row for row in json.loads(cli("--json", "agents", "list").out)}
+    assert (rows["oc"]["location"], rows["oc"]["location_from"]) == ("http://127.0.0.1:9", None)
+    assert rows["claude"]["location_from"] is None
+
+
 @pytest.mark.parametrize(
     "what",
     ["no #! line", "no execute bit", "a directory", "another system's binary", "no interpreter"],

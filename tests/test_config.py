@@ -347,6 +347,63 @@ def test_config_show_redacts_secrets_from_the_environment(
         assert "fast" in result.out and "agent" in result.out
 
 
+def test_config_show_says_what_the_environment_overrides(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """OPENCODE_URL, CLAUDE_PATH and SPECWRIGHT_DB win over what the file says, and `config
+    show` printed the file's url and path as if they were used, and no database at all."""
+    import yaml
+
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n"
+        "    cc: {type: claude-code, model: m, path: /usr/bin/claude}\n"
+        "    a: {type: opencode, provider: p, model: m, url: 'http://127.0.0.1:4100'}\n"
+        "    b: {type: opencode, provider: p, model: m}\n"
+    )
+    monkeypatch.setenv("OPENCODE_URL", "http://127.0.0.1:4999")
+    monkeypatch.setenv("CLAUDE_PATH", "/opt/claude")
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "other.duckdb"))
+    result = cli("-C", str(tmp_path), "config", "show")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[1] == f"# database: {tmp_path / 'other.duckdb'} (from SPECWRIGHT_DB)"
+    assert (
+        "      url: http://127.0.0.1:4999  # from OPENCODE_URL (the file says http://127.0.0.1:4100)"
+        in lines
+    )
+    assert "      url: http://127.0.0.1:4999  # from OPENCODE_URL" in lines  # b: none in the file
+    assert "      path: /opt/claude  # from CLAUDE_PATH (the file says /usr/bin/claude)" in lines
+    assert yaml.safe_load(result.out)["tools"]["executors"]["a"]["url"] == "http://127.0.0.1:4999"
+    import json
+
+    shown = json.loads(cli("-C", str(tmp_path), "--json", "config", "show").out)
+    assert shown["tools"]["executors"]["cc"]["path"] == "/opt/claude"
+    assert shown["database"] == {"path": str(tmp_path / "other.duckdb"), "from": "SPECWRIGHT_DB"}
+    assert shown["overridden"][:2] == [
+        {
+            "key": "tools.executors.cc.path",
+            "from": "CLAUDE_PATH",
+            "value": "/opt/claude",
+            "file": "/usr/bin/claude",
+        },
+        {
+            "key": "tools.executors.a.url",
+            "from": "OPENCODE_URL",
+            "value": "http://127.0.0.1:4999",
+            "file": "http://127.0.0.1:4100",
+        },
+    ]
+    for name in ("OPENCODE_URL", "CLAUDE_PATH", "SPECWRIGHT_DB"):
+        monkeypatch.delenv(name)
+    result = cli("-C", str(tmp_path), "config", "show")
+    assert "from " not in result.out.replace("# resolved from", "")
+    assert f"# database: {tmp_path / 'data' / 'specwright.duckdb'}\n" in result.out
+    assert "      url: http://127.0.0.1:4100\n" in result.out
+
+
 EXECUTOR_MISTAKES = [
     (
         "oc: {type: opencode, provider: zai, model: glm-4.7, permission_policy: sometimes}",

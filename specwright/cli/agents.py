@@ -90,13 +90,19 @@ def _probe(config: Any) -> dict[str, Any]:
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     """Each configured executor with whether it can run here."""
+    from specwright.config_env import overrides
     from specwright.redact import Redactor
 
     rows = [_probe(cfg) for cfg in ctx.config.executors.values()]
     default, redact = ctx.config.defaults.executor, Redactor.from_env()
+    # where a location came from when not the file (OPENCODE_PATH is no executor's location)
+    located = {
+        o.executor: o.variable for o in overrides(ctx.config) if o.variable != "OPENCODE_PATH"
+    }
     for row in rows:  # `url: http://u:${API_KEY}@host`: the list gets pasted into bug reports
         row["default"] = row["name"] == default
         row["location"] = redact(row["location"]) if row["location"] else row["location"]
+        row["location_from"] = located.get(row["name"]) if row["location"] else None
         row["detail"] = redact(row["detail"])
     if ctx.json:
         ctx.emit(rows)
@@ -108,7 +114,8 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
             "model": r["model"],
             "status": "found" if r["found"] else "NOT FOUND",
             "version": r["version"],
-            "where": r["location"],
+            "where": r["location"]
+            and r["location"] + (f" (from {r['location_from']})" if r["location_from"] else ""),
         }
         for r in rows
     ]

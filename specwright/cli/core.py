@@ -567,31 +567,9 @@ def _free_backup(db: Path) -> Path:
 
 
 def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
-    from specwright.config import to_dict
-    from specwright.redact import Redactor
+    from specwright.cli.config_show import show
 
-    redact = Redactor.from_env()  # `${API_KEY}` in env, argv or a URL: output gets pasted
-
-    def hidden(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: hidden(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [hidden(v) for v in value]
-        return redact(value) if isinstance(value, str) else value
-
-    data = hidden(to_dict(ctx.config))
-    if ctx.json:
-        ctx.emit(data)
-        return 0
-    import yaml
-
-    if data["source"] is None:
-        print("# no .handoff/config.yaml: built-in defaults")
-    else:
-        print(f"# resolved from {data['source']}")
-    data.pop("source")
-    print(yaml.safe_dump(data, sort_keys=False).rstrip())
-    return 0
+    return show(ctx)
 
 
 def require_positive(value: float | None, what: str) -> None:

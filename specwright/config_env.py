@@ -1,0 +1,68 @@
+"""The environment variables that win over `.handoff/config.yaml`.
+
+``CLAUDE_PATH`` is the ``path`` of every claude-code executor, ``OPENCODE_URL`` the ``url`` and
+``OPENCODE_PATH`` the ``path`` of every opencode executor, whatever the file says (the adapters
+read them: ``find_claude``, ``OpenCodeExecutor.url``, ``find_opencode``). `config show` and
+`agents list` name them, so a file that says one thing while another is used is not a mystery.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from specwright.config import Config
+
+# (executor type, key, variable): the variable, when set and not empty, is the key's value
+OVERRIDES = (
+    ("claude-code", "path", "CLAUDE_PATH"),
+    ("opencode", "url", "OPENCODE_URL"),
+    ("opencode", "path", "OPENCODE_PATH"),
+)
+
+
+@dataclass(frozen=True)
+class Override:
+    """One executor key the environment decides."""
+
+    executor: str
+    key: str
+    variable: str
+    value: str  # the variable's value, which is used
+    file_value: str | None  # what the config says (None: nothing)
+
+    @property
+    def path(self) -> str:
+        return f"tools.executors.{self.executor}.{self.key}"
+
+
+def overrides(config: Config, env: Mapping[str, str] | None = None) -> list[Override]:
+    """Each executor key that an environment variable overrides, in the config's order."""
+    env = os.environ if env is None else env
+    out = []
+    for name, entry in config.executors.items():
+        for kind, key, variable in OVERRIDES:
+            value = env.get(variable)
+            if entry.type == kind and value:
+                out.append(Override(name, key, variable, value, getattr(entry, key)))
+    return out
+
+
+def effective(config: Config, env: Mapping[str, str] | None = None) -> Config:
+    """``config`` with the environment's values in the keys it overrides."""
+    executors = dict(config.executors)
+    for o in overrides(config, env):
+        changes: dict[str, Any] = {o.key: o.value}
+        executors[o.executor] = replace(executors[o.executor], **changes)
+    return replace(config, executors=executors)
+
+
+def database_source(db_override: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """What picks the database: ``--db``, ``SPECWRIGHT_DB``, or None (the project's)."""
+    env = os.environ if env is None else env
+    if db_override:
+        return "--db"
+    return "SPECWRIGHT_DB" if env.get("SPECWRIGHT_DB") else None
