@@ -4,7 +4,7 @@ The dataclasses below are the reference for the YAML: each field is a key, its c
 it means. ``${VAR}`` and ``${VAR:-default}`` are substituted in every string value. Unknown keys,
 wrong types and dangling references (``defaults.executor`` naming no executor) are errors that
 name the file, the line and the key path, as does what an executor's type or a planner
-cannot work with (config_check.py). Without a file, ``Config.default()`` applies; a file
+cannot work with (config_check.py); a key its type does not use is a warning. Without a file, ``Config.default()`` applies; a file
 that leaves out `tools.executors`, `tools.planners` or `tools.reviewers` gets that section's
 built-in entries (the scripted executor and the checks reviewer are always there).
 """

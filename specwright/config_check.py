@@ -29,6 +29,15 @@ PERMISSION_MODES = (
 PERMISSION_POLICIES = ("allow", "once", "always", "reject", "deny")
 PROMPT_VIA = ("arg", "stdin")  # command: the prompt in the argv ({prompt}) or on stdin
 COMMAND_PARSERS = ("codex", "plain")  # command: built-in parsers; else "module:function"
+# The keys each executor type reads besides type, model, timeout_s, env and options; another
+# type's key (a claude-code `url`) is ignored with a warning, unless it came from `<<:`
+USED_BY = {
+    "claude-code": ("path", "max_turns", "permission_mode"),
+    "opencode": ("provider", "path", "url", "permission_policy"),
+    "command": ("path", "argv", "prompt_via", "parser"),
+    "scripted": ("script",),
+}
+_COMMON = ("type", "model", "timeout_s", "env", "options")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
@@ -129,6 +138,16 @@ def check_executor(ctx: Ctx, body: Any, path: str, entry: ExecutorConfig) -> Non
                 f"expected one of {', '.join(COMMAND_PARSERS)} or 'module:function', "
                 f"got {parser!r}",
             )
+    inherited = getattr(body, "inherited", ())
+    for key in body:
+        if key in _COMMON or key in USED_BY.get(entry.type, ()) or key in inherited:
+            continue
+        users = " and ".join(t for t, keys in USED_BY.items() if key in keys)
+        ctx.warn(
+            line_of(body, key),
+            f"{path}.{key}",
+            f"ignored: {entry.type} executors do not use it; it is for {users} executors",
+        )
 
 
 def check_planner(ctx: Ctx, body: Any, path: str, entry: PlannerConfig) -> None:

@@ -18,6 +18,7 @@ MAX_VALUES = 20_000
 MAX_DEPTH = 40
 MAX_BYTES = 1 << 20
 _MERGE = "tag:yaml.org,2002:merge"
+_warned: set[str] = set()
 
 
 class Ctx:
@@ -30,6 +31,16 @@ class Ctx:
     def fail(self, line: int | None, path: str, message: str) -> ConfigError:
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {path}: {message}")
+
+    def warn(self, line: int | None, path: str, message: str) -> None:
+        """Log a warning in the form of ``fail``'s error, once per process (a command may load
+        the config more than once)."""
+        import logging
+
+        text = str(self.fail(line, path, message))
+        if text not in _warned:
+            _warned.add(text)
+            logging.getLogger("specwright.config").warning("%s", text)
 
 
 def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
@@ -77,13 +88,15 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
             scalar = isinstance(value_node, yaml.ScalarNode)
             if scalar and value_node.style in ('"', "'") and envsubst.is_whole(value_node.value):
                 quoted.add(key)
+        inherited: set[str] = set()  # keys that came from `<<:` (shared, so not all used)
         for part in merged:  # keys written here win over merged ones
             for key, value in part.items():
                 if key not in out:
                     out[key], marks[key] = value, part.marks.get(key, line)
+                    inherited.add(key)
                     if key in part.quoted:
                         quoted.add(key)
-        return Marked(out, line, marks, quoted)
+        return Marked(out, line, marks, quoted, inherited)
     if isinstance(node, yaml.SequenceNode):
         return MarkedList(
             [plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)], line
@@ -114,8 +127,9 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
 
 
 class Marked(dict):
-    """A mapping that knows its own line and each key's line (for errors), and which keys hold
-    one quoted ``${...}`` (``quoted``: text, or a number where the key wants one)."""
+    """A mapping that knows its own line and each key's line (for errors), which keys hold
+    one quoted ``${...}`` (``quoted``: text, or a number where the key wants one), and which
+    came from a ``<<:`` merge key (``inherited``)."""
 
     def __init__(
         self,
@@ -123,11 +137,13 @@ class Marked(dict):
         line: int,
         marks: dict[str, int],
         quoted: set[str] | None = None,
+        inherited: set[str] | None = None,
     ) -> None:
         super().__init__(data)
         self.line = line
         self.marks = marks
         self.quoted = quoted or set()
+        self.inherited = inherited or set()
 
 
 class MarkedList(list):

@@ -404,6 +404,32 @@ def test_config_show_says_what_the_environment_overrides(
     assert "      url: http://127.0.0.1:4100\n" in result.out
 
 
+def test_a_key_the_executors_type_does_not_use_is_a_warning_naming_file_line_and_key(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """A `url` on a claude-code executor or `max_turns` on an opencode one was accepted and
+    ignored without a word (a user believed the turn limit held). Keys that came from a `<<:`
+    merge are shared between types on purpose and are not warned about."""
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n"
+        "    base: &base {type: opencode, provider: p, model: m, url: 'http://127.0.0.1:1'}\n"
+        "    cc:\n      <<: *base\n      type: claude-code\n      model: m\n"
+        "      argv: [agent]\n"
+        "    oc: {type: opencode, provider: p, model: m, max_turns: 4}\n"
+    )
+    result = cli("-C", str(tmp_path), "config", "show")
+    assert result.code == 0, result.err
+    source = tmp_path / ".handoff" / "config.yaml"
+    assert result.err.splitlines() == [
+        f"specwright: warning: {source}:8: tools.executors.cc.argv: ignored: claude-code "
+        "executors do not use it; it is for command executors",
+        f"specwright: warning: {source}:9: tools.executors.oc.max_turns: ignored: opencode "
+        "executors do not use it; it is for claude-code executors",
+    ]
+
+
 EXECUTOR_MISTAKES = [
     (
         "oc: {type: opencode, provider: zai, model: glm-4.7, permission_policy: sometimes}",
