@@ -1,6 +1,8 @@
 """``${VAR}`` substitution in config values, as shells and compose files read it: ``${VAR}``,
 ``${VAR:-default}`` (the default used when VAR is unset or empty, and it may hold ``${...}``
-itself), ``$${`` for a literal ``${``; anything else with a ``$`` is left as written."""
+itself), ``$${`` for a literal ``${``. Any other ``${`` is an error (``${VAR-x}``, ``${VAR:=x}``,
+``${1}``, one never closed): kept as written, it became a model or URL of that text; anything
+else with a ``$`` (``$HOME``, ``$(cmd)``) is left as written."""
 
 from __future__ import annotations
 
@@ -10,6 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Malformed(Exception):
+    """A ``${`` that is not ``${VAR}`` nor ``${VAR:-default}``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 class Unset(Exception):
@@ -83,11 +93,12 @@ def _scan(text: str, start: int) -> tuple[str, str | None, int] | None:
 
 
 def _expand(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
-    """The value of the ``${...}`` at ``start`` and where it ends; ``("${", start + 2)`` (as
-    written) when it is not one."""
+    """The value of the ``${...}`` at ``start`` and where it ends; Malformed when it is not
+    one."""
     scanned = _scan(text, start)
     if scanned is None:
-        return "${", start + 2
+        end = text.find("}", start)
+        raise Malformed(text[start : end + 1] if end >= 0 else text[start:])
     name, default, end = scanned
     value = env.get(name)
     if value is None or (value == "" and default is not None):

@@ -430,6 +430,24 @@ def test_a_key_the_executors_type_does_not_use_is_a_warning_naming_file_line_and
     ]
 
 
+@pytest.mark.parametrize("written", ["${M-x}", "${M:=x}", "${M:?say}", "${1M}", "${M:-x", "a${M"])
+def test_a_substitution_of_another_form_is_an_error_not_the_text(
+    written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${MODEL-claude}` (a shell form this config does not read) stayed as written, so the
+    agent was asked for a model named "${MODEL-claude}"; `$HOME` and `$${` stay as they were."""
+    monkeypatch.setenv("M", "set")
+    text = f'tools:\n  executors:\n    c: {{type: claude-code, model: "{written}"}}\n'
+    with pytest.raises(ConfigError) as err:
+        load_text(text, "cfg.yaml")
+    assert str(err.value) == (
+        f"cfg.yaml:3: tools.executors.c.model: {written.removeprefix('a')!r}: expected ${{VAR}} "
+        "or ${VAR:-default} (write $${ for a literal ${)"
+    )
+    fine = 'tools:\n  executors:\n    c: {type: claude-code, model: "$M $(x) $${y} ${M}"}\n'
+    assert load_text(fine, "cfg.yaml").executor("c").model == "$M $(x) ${y} set"
+
+
 EXECUTOR_MISTAKES = [
     (
         "oc: {type: opencode, provider: zai, model: glm-4.7, permission_policy: sometimes}",
