@@ -448,6 +448,33 @@ def test_a_substitution_of_another_form_is_an_error_not_the_text(
     assert load_text(fine, "cfg.yaml").executor("c").model == "$M $(x) ${y} set"
 
 
+def test_c_to_a_folder_inside_a_project_uses_that_project(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """`cd src && specwright ...` and a notebook's `-p project_dir src` use the project above,
+    but `-C src` made src a project of its own: the built-in config instead of the file, and a
+    second database under src/data/. `init` still makes the folder it is given a project."""
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n    mine: {type: scripted}\n"
+    )
+    (tmp_path / "src" / "deep").mkdir(parents=True)
+    monkeypatch.delenv("SPECWRIGHT_DB", raising=False)  # the project's own database
+    result = cli("-C", str(tmp_path / "src" / "deep"), "config", "show")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[:2] == [
+        f"# resolved from {tmp_path / '.handoff' / 'config.yaml'}",
+        f"# database: {tmp_path / 'data' / 'specwright.duckdb'}",
+    ]
+    assert cli("-C", str(tmp_path / "src"), "spec", "new", "Here").code == 0
+    assert not (tmp_path / "src" / "data").exists()
+    assert "here" in cli("-C", str(tmp_path), "spec", "list").out
+    assert cli("-C", str(tmp_path / "src"), "init").code == 0
+    assert (tmp_path / "src" / ".handoff" / "config.yaml").is_file()
+
+
 EXECUTOR_MISTAKES = [
     (
         "oc: {type: opencode, provider: zai, model: glm-4.7, permission_policy: sometimes}",

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-C",
         "--project-dir",
         metavar="DIR",
-        help="project directory (default: nearest one with .handoff/, else cwd)",
+        help="project directory, or a folder in it (default: nearest one with .handoff/, else cwd)",
     )
     parser.add_argument(
         "--db",

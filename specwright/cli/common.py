@@ -35,6 +35,8 @@ class Context:
 
         try:
             root = Path(args.project_dir).resolve() if args.project_dir else find_project_root()
+            if args.project_dir and root.is_dir() and getattr(args, "command", None) != "init":
+                root = find_project_root(root)  # -C sub/ is its project, as cd sub/ and notebooks
         except FileNotFoundError:  # the working directory was deleted (main has no try yet)
             return cls(Path("."), args.db, bool(args.json), _problem=_GONE)
         return cls(project_dir=root, db_override=args.db, json=bool(args.json))
