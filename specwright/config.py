@@ -488,6 +488,10 @@ def load(project_root: Path | str | None = None) -> Config:
     if not path.exists():
         if path.is_symlink():
             raise ConfigError(f"{path}: cannot read: {unresolved_link(path)}")
+        if path.with_suffix(".yml").is_file():  # the defaults instead, without a word
+            raise ConfigError(
+                f"{path.with_suffix('.yml')}: the config is read from {path.name}; rename it"
+            )
         return Config.default()
     try:
         with path.open("rb") as fh:

@@ -265,6 +265,25 @@ def test_unreadable_file_is_clear(tmp_path: Path) -> None:
         load(tmp_path)
 
 
+def test_a_config_named_config_yml_is_refused_not_replaced_by_the_defaults(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """`.handoff/config.yml` was never read: every command ran with the built-in executors
+    and no verification steps, and `init` wrote a default config.yaml beside it."""
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yml").write_text("verify: [{name: t, command: pytest}]\n")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path / '.handoff' / 'config.yml'}: the config is read from config.yaml; rename it"
+    )
+    for args in (("config", "show"), ("init",)):
+        result = cli("-C", str(tmp_path), *args)
+        assert result.code == 2 and result.err == f"specwright: error: {err.value}\n"
+    assert not (tmp_path / ".handoff" / "config.yaml").exists()
+
+
 @pytest.mark.parametrize("target", ["../moved/shared.yaml", "loop"])
 def test_a_config_link_that_leads_nowhere_is_one_line_not_the_defaults(
     tmp_path: Path,

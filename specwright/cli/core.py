@@ -138,6 +138,8 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
         raise SpecwrightError(f"{root}: not a directory")
     path = root / CONFIG_RELPATH
     wrote = False
+    if not path.exists() and not args.force:
+        load(root)  # a .handoff/config.yml is refused, not hidden behind a new config.yaml
     if not path.exists() or args.force:
         try:  # a symbolic link there is written through, as a spec file's is
             path.parent.mkdir(parents=True, exist_ok=True)
