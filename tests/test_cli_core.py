@@ -243,6 +243,21 @@ def test_a_project_directory_that_does_not_exist_is_refused(project: Path, cli) 
     assert all(p["root"] != str(ghost) for p in listed)
 
 
+@pytest.mark.parametrize("args", [("status",), ("spec", "list"), ("usage", "daily")])
+def test_a_command_that_only_reads_refuses_a_project_directory_that_does_not_exist(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,  # type: ignore[no-untyped-def]
+    args: tuple[str, ...],
+) -> None:
+    """`-C typo status` made typo/data/specwright.duckdb and showed an empty project "typo"."""
+    monkeypatch.delenv("SPECWRIGHT_DB")
+    ghost = tmp_path / "typo"
+    res = cli("-C", str(ghost), *args)
+    assert (res.code, res.err) == (2, f"specwright: error: -C {ghost}: not a directory\n")
+    assert not ghost.exists()
+
+
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")

@@ -63,11 +63,10 @@ class Context:
     def db_path(self) -> Path:
         import os
 
-        from specwright.errors import ValidationError
         from specwright.store import resolve_db_path
 
-        if self._problem and not self.db_override and not os.environ.get("SPECWRIGHT_DB"):
-            raise ValidationError(self._problem)
+        if not self.db_override and not os.environ.get("SPECWRIGHT_DB"):
+            self._check_dir()  # -C to a typo: its data/ folder and database were made
         return resolve_db_path(self.project_dir, self.db_override)
 
     @property
