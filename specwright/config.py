@@ -321,6 +321,12 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         node = yaml.compose(text)
     except RecursionError:
         raise ConfigError(f"{ctx.source}: invalid YAML: nested too deeply") from None
+    except yaml.reader.ReaderError as exc:  # str(exc) is two lines, the second a position
+        at = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            f"{ctx.source}:{at}: invalid YAML: unacceptable character #x{exc.character:04x}: "
+            f"{exc.reason}"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

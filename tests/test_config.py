@@ -258,6 +258,15 @@ def test_unknown_executor_at_use_time_names_the_file_and_the_choices() -> None:
         mine.planner("x")
 
 
+def test_a_control_character_in_the_file_is_one_line_with_its_line() -> None:
+    """PyYAML's own message for it is two lines, the second giving a character position."""
+    with pytest.raises(ConfigError) as err:
+        load_text('tools:\n  executors:\n    c: {type: claude-code, model: "x\x07"}\n', "c.yaml")
+    assert str(err.value) == (
+        "c.yaml:3: invalid YAML: unacceptable character #x0007: special characters are not allowed"
+    )
+
+
 def test_unreadable_file_is_clear(tmp_path: Path) -> None:
     (tmp_path / ".handoff").mkdir()
     (tmp_path / ".handoff" / "config.yaml").write_bytes(b"\xff\xfe\x00bad")
