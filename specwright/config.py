@@ -343,9 +343,11 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
         raise ctx.fail(1, "(top level)", f"expected a mapping, got {root!r}")
     top_keys = ("tools", "defaults", "verify", "rules", "prices")
     for key in root:
-        if key not in top_keys:
+        if key not in top_keys and not key.startswith("x-"):  # x-: a home for anchors
             raise ctx.fail(
-                line_of(root, key), key, f"unknown key; expected one of {', '.join(top_keys)}"
+                line_of(root, key),
+                key,
+                f"unknown key; expected one of {', '.join(top_keys)} (or x-NAME for anchors)",
             )
     tools = _section(ctx, root, "tools", "tools")
     for key in tools:

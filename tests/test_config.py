@@ -258,6 +258,22 @@ def test_unknown_executor_at_use_time_names_the_file_and_the_choices() -> None:
         mine.planner("x")
 
 
+def test_anchors_can_live_under_a_top_level_x_key() -> None:
+    """Shared settings for `<<:` had nowhere to live but an executor entry, which must then be
+    a whole executor and is listed and runnable; `x-` keys (as in compose files) hold them."""
+    config = load_text(
+        "x-common: &common {timeout_s: 900, env: {MODE: ci}}\n"
+        "tools:\n  executors:\n"
+        "    a: {<<: *common, type: claude-code, model: m}\n"
+        "    b: {<<: *common, type: opencode, provider: p, model: m}\n",
+        "cfg.yaml",
+    )
+    assert [config.executor(n).timeout_s for n in ("a", "b")] == [900.0, 900.0]
+    assert config.executor("b").env == {"MODE": "ci"} and "x-common" not in config.executors
+    with pytest.raises(ConfigError, match=r"^cfg.yaml:1: common: unknown key; expected one of"):
+        load_text("common: {timeout_s: 900}\n", "cfg.yaml")
+
+
 def test_a_control_character_in_the_file_is_one_line_with_its_line() -> None:
     """PyYAML's own message for it is two lines, the second giving a character position."""
     with pytest.raises(ConfigError) as err:
