@@ -27,6 +27,17 @@ def test_init_creates_config_database_and_gitignore(project: Path, cli) -> None:
     assert json.loads(again.out)["config"].endswith("(kept)")
 
 
+def test_init_where_handoff_is_a_file_says_so(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """It said "cannot write the config: File exists", of a config that did not exist."""
+    (tmp_path / ".handoff").write_text("notes\n")
+    res = cli("-C", str(tmp_path), "init")
+    assert (res.code, res.err) == (
+        2,
+        f"specwright: error: {tmp_path / '.handoff' / 'config.yaml'}: cannot write the config: "
+        f"{tmp_path / '.handoff'} is a file; expected a folder there\n",
+    )
+
+
 def test_init_in_a_repository_says_what_to_commit_and_that_is_enough(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """run/run-all need a clean tree: init names its uncommitted files and the command that
     commits them; run as printed, it leaves the tree clean (the database is ignored)."""

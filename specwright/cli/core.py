@@ -146,6 +146,8 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
             path.write_text(DEFAULT_YAML, encoding="utf-8")
         except OSError as exc:
             why = unresolved_link(path) if path.is_symlink() else exc.strerror or str(exc)
+            if path.parent.exists() and not path.parent.is_dir():  # it said "File exists"
+                why = f"{path.parent} is a file; expected a folder there"
             raise SpecwrightError(f"{path}: cannot write the config: {why}") from None
         wrote = True
     load(root)  # validate what is there
