@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from specwright import envsubst, redact
-from specwright.config_check import check_executor, check_executor_name, check_planner
+from specwright.config_check import (
+    check_executor,
+    check_executor_name,
+    check_planner,
+    check_reviewer,
+)
 from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
 
@@ -380,6 +385,8 @@ def load_text(text: str, source: str | None = "<string>") -> Config:
                 check_executor(ctx, body, path, entry)
             elif cls is PlannerConfig:
                 check_planner(ctx, body, path, entry)
+            else:
+                check_reviewer(ctx, body, path, entry)
             out[name] = entry
         return out
 

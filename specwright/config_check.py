@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from specwright.config_yaml import Ctx, line_of
 
 if TYPE_CHECKING:
-    from specwright.config import ExecutorConfig, PlannerConfig
+    from specwright.config import ExecutorConfig, PlannerConfig, ReviewerConfig
 
 # claude-code: `claude --permission-mode`
 PERMISSION_MODES = (
@@ -148,6 +148,21 @@ def check_executor(ctx: Ctx, body: Any, path: str, entry: ExecutorConfig) -> Non
             f"{path}.{key}",
             f"ignored: {entry.type} executors do not use it; it is for {users} executors",
         )
+
+
+def check_reviewer(ctx: Ctx, body: Any, path: str, entry: ReviewerConfig) -> None:
+    """Warn of a key a checks reviewer does not use (its `model` reviews nothing: it ships
+    on passing checks alone)."""
+    if entry.type != "checks":
+        return
+    for key in body:
+        if key != "type" and key not in getattr(body, "inherited", ()):
+            ctx.warn(
+                line_of(body, key),
+                f"{path}.{key}",
+                "ignored: a checks reviewer ships on passing verification alone; "
+                "type: llm has a model review the diff",
+            )
 
 
 def check_planner(ctx: Ctx, body: Any, path: str, entry: PlannerConfig) -> None:

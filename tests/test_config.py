@@ -474,6 +474,25 @@ def test_a_key_the_executors_type_does_not_use_is_a_warning_naming_file_line_and
     ]
 
 
+def test_a_model_on_a_checks_reviewer_is_a_warning(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """`strict: {model: claude-opus-4-5}` (type left out: checks) read as a model review, and
+    every chunk shipped on its checks alone without a word."""
+    (tmp_path / ".handoff").mkdir()
+    (tmp_path / ".handoff" / "config.yaml").write_text(
+        "tools:\n  reviewers:\n    strict: {model: claude-opus-4-5}\n    fine: {type: checks}\n"
+    )
+    result = cli("-C", str(tmp_path), "config", "show")
+    assert result.code == 0, result.err
+    assert result.err == (
+        f"specwright: warning: {tmp_path / '.handoff' / 'config.yaml'}:3: "
+        "tools.reviewers.strict.model: ignored: a checks reviewer ships on passing verification "
+        "alone; type: llm has a model review the diff\n"
+    )
+
+
 @pytest.mark.parametrize("written", ["${M-x}", "${M:=x}", "${M:?say}", "${1M}", "${M:-x", "a${M"])
 def test_a_substitution_of_another_form_is_an_error_not_the_text(
     written: str, monkeypatch: pytest.MonkeyPatch
