@@ -209,6 +209,8 @@ def _check_type(
     ``${...}`` where a number is wanted reads as one: a ``{ }`` mapping needs it quoted."""
     if want is not str and isinstance(value, str) and key in getattr(parent, "quoted", ()):
         value = envsubst.typed(value)
+    if want is str and not isinstance(value, str):  # `${SEED}` with SEED=42 where text is wanted
+        value = getattr(parent, "texts", {}).get(key, value)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, want) and not (want is int and isinstance(value, bool)):
@@ -272,9 +274,11 @@ def _build(
         elif ftype.startswith("tuple"):
             if not isinstance(value, list):
                 raise ctx.fail(line_of(data, key), kpath, f"expected a list, got {value!r}")
-            for i, item in enumerate(value):
+            texts = getattr(value, "texts", {})  # `- ${SEED}` with SEED=42: the text 42
+            items = [texts.get(i, v) for i, v in enumerate(value)]
+            for i, item in enumerate(items):
                 _check_type(ctx, data, key, f"{kpath}[{i}]", item, str)
-            kwargs[attr] = tuple(value)
+            kwargs[attr] = tuple(items)
         else:
             base = ftype.split("|")[0].strip()
             want = {"str": str, "int": int, "float": float, "bool": bool}.get(base, str)
@@ -283,6 +287,7 @@ def _build(
 
 
 def _text(ctx: Ctx, parent: Any, key: str, path: str, value: Any) -> str:
+    value = getattr(parent, "texts", {}).get(key, value)
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):

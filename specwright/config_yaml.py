@@ -61,6 +61,7 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
         out: dict[str, Any] = {}
         marks: dict[str, int] = {}
         quoted: set[str] = set()  # keys whose value is one quoted ${...}
+        texts: dict[str, str] = {}  # one unquoted ${...} read as a number: its text
         merged: list[Marked] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:  # `<<: *base`, or `<<: [*a, *b]` (the first one wins)
@@ -88,6 +89,8 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
             scalar = isinstance(value_node, yaml.ScalarNode)
             if scalar and value_node.style in ('"', "'") and envsubst.is_whole(value_node.value):
                 quoted.add(key)
+            if text := _text_of(value_node, out[key]):
+                texts[key] = text
         inherited: set[str] = set()  # keys that came from `<<:` (shared, so not all used)
         for part in merged:  # keys written here win over merged ones
             for key, value in part.items():
@@ -96,11 +99,17 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
                     inherited.add(key)
                     if key in part.quoted:
                         quoted.add(key)
-        return Marked(out, line, marks, quoted, inherited)
+                    if key in part.texts:
+                        texts[key] = part.texts[key]
+        return Marked(out, line, marks, quoted, inherited, texts)
     if isinstance(node, yaml.SequenceNode):
-        return MarkedList(
-            [plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)], line
-        )
+        items = [plain(v, ctx, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)]
+        found = {
+            i: t
+            for i, (v, n) in enumerate(zip(items, node.value, strict=True))
+            if (t := _text_of(n, v))
+        }
+        return MarkedList(items, line, found)
     try:
         value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
     except yaml.YAMLError:  # a tag safe_load does not know: !env, !!python/name:...
@@ -133,10 +142,23 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
     return value
 
 
+def _text_of(node: Any, value: Any) -> str | None:
+    """The text of an unquoted ``${...}`` that became a number or a boolean (``${SEED}`` with
+    SEED=42), for where text is wanted (an argv item, a model, an env value); else None."""
+    import yaml
+
+    if isinstance(value, str) or not isinstance(node, yaml.ScalarNode) or node.style:
+        return None
+    if not envsubst.is_whole(node.value):
+        return None
+    return envsubst.substitute(node.value)
+
+
 class Marked(dict):
     """A mapping that knows its own line and each key's line (for errors), which keys hold
-    one quoted ``${...}`` (``quoted``: text, or a number where the key wants one), and which
-    came from a ``<<:`` merge key (``inherited``)."""
+    one quoted ``${...}`` (``quoted``: text, or a number where the key wants one), which
+    came from a ``<<:`` merge key (``inherited``), and the text of each unquoted ``${...}``
+    read as a number or boolean (``texts``: used where the key wants text)."""
 
     def __init__(
         self,
@@ -145,20 +167,23 @@ class Marked(dict):
         marks: dict[str, int],
         quoted: set[str] | None = None,
         inherited: set[str] | None = None,
+        texts: dict[str, str] | None = None,
     ) -> None:
         super().__init__(data)
         self.line = line
         self.marks = marks
         self.quoted = quoted or set()
         self.inherited = inherited or set()
+        self.texts = texts or {}
 
 
 class MarkedList(list):
-    """A list that knows its line."""
+    """A list that knows its line (and, as ``Marked``, its items' ``texts``)."""
 
-    def __init__(self, data: list[Any], line: int) -> None:
+    def __init__(self, data: list[Any], line: int, texts: dict[int, str] | None = None) -> None:
         super().__init__(data)
         self.line = line
+        self.texts = texts or {}
 
 
 def line_of(obj: Any, key: str | None = None) -> int | None:

@@ -113,6 +113,28 @@ def test_substitution_types_nests_and_escapes(monkeypatch: pytest.MonkeyPatch) -
     assert load_text(text, "cfg.yaml").executor("c").max_turns == 12
 
 
+def test_a_number_from_the_environment_where_text_is_wanted_is_its_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`- ${SEED}` in an argv with SEED=42, `model: ${MODEL}` with MODEL=1.5, an env value
+    `${FLAG:-false}`: read as a number or boolean, each was refused as "expected a string",
+    and for a boolean the hint said to quote a text the user never wrote. Where a number or a
+    boolean is wanted (or anything goes, as in options) it still is one."""
+    monkeypatch.setenv("SEED", "42")
+    monkeypatch.setenv("MODEL", "1.5")
+    monkeypatch.delenv("FLAG", raising=False)
+    text = (
+        "x-base: &base\n  env:\n    FLAG: ${FLAG:-false}\n"
+        "tools:\n  executors:\n    c:\n      <<: *base\n      type: command\n"
+        "      argv:\n        - agent\n        - ${SEED}\n        - '{prompt}'\n"
+        "      model: ${MODEL}\n      timeout_s: ${SEED}\n"
+        "      options:\n        probe_version: ${FLAG:-false}\n"
+    )
+    c = load_text(text, "cfg.yaml").executor("c")
+    assert (c.argv, c.model, c.env) == (("agent", "42", "{prompt}"), "1.5", {"FLAG": "false"})
+    assert c.timeout_s == 42.0 and c.options == {"probe_version": False}
+
+
 def test_a_number_from_the_environment_in_a_flow_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
     """In a `{ }` mapping (the README's style) a ${...} must be quoted, which made it text: a
     number key refused it ("expected an integer, got '40'"), so a number from the environment
