@@ -38,6 +38,24 @@ def test_init_where_handoff_is_a_file_says_so(tmp_path: Path, cli) -> None:  # t
     )
 
 
+def test_init_and_status_say_when_the_environment_picked_the_database(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """SPECWRIGHT_DB left exported from another project's work: `init` printed that database
+    as this project's, nothing saying the project's own data/ was not used."""
+    import os
+
+    other = tmp_path / "elsewhere.duckdb"  # the autouse fixture's SPECWRIGHT_DB is another
+    res = cli("-C", str(tmp_path), "--db", str(other), "init")
+    assert res.code == 0, res.err
+    assert f"database            {other} (from --db)\n" in res.out
+    status = cli("-C", str(tmp_path), "status").out
+    assert f"\ndatabase {os.environ['SPECWRIGHT_DB']} (from SPECWRIGHT_DB)\n" in status
+    shown = json.loads(cli("-C", str(tmp_path), "--db", str(other), "--json", "init").out)
+    assert shown["database"] == str(other)
+
+
 def test_init_in_a_repository_says_what_to_commit_and_that_is_enough(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """run/run-all need a clean tree: init names its uncommitted files and the command that
     commits them; run as printed, it leaves the tree clean (the database is ignored)."""

@@ -69,6 +69,14 @@ class Context:
             self._check_dir()  # -C to a typo: its data/ folder and database were made
         return resolve_db_path(self.project_dir, self.db_override)
 
+    def db_shown(self) -> str:
+        """The database path for people: with ``(from SPECWRIGHT_DB)`` or ``(from --db)`` when
+        that, not the project, picked it (an exported variable from another project's work)."""
+        from specwright.config_env import database_source
+
+        picked = database_source(self.db_override)
+        return f"{self.db_path}" + (f" (from {picked})" if picked else "")
+
     @property
     def store(self) -> Store:
         if self._store is None:

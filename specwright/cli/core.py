@@ -159,7 +159,7 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
             "project": project.name,
             "root": project.root,
             "config": f"{path} ({'written' if wrote else 'kept'})",
-            "database": str(ctx.db_path),
+            "database": str(ctx.db_path) if ctx.json else ctx.db_shown(),
             "schema_version": ctx.store.schema_version(),
             "migrations_applied": applied,
             ".gitignore": "data/ added" if ignored else "unchanged",
@@ -263,7 +263,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
         return 0
-    print(f"project  {project.name}  ({project.root})\ndatabase {ctx.db_path}")
+    print(f"project  {project.name}  ({project.root})\ndatabase {ctx.db_shown()}")
     if every and not args.all and specs:
         print("(no specs in this project yet: showing every project in the database)")
     print()
