@@ -464,6 +464,13 @@ def test_config_show_says_what_the_environment_overrides(
     ]
     for name in ("OPENCODE_URL", "CLAUDE_PATH", "SPECWRIGHT_DB"):
         monkeypatch.delenv(name)
+    monkeypatch.setenv("SPECWRIGHT_DB", "http://db.invalid/x")
+    result = cli("-C", str(tmp_path), "config", "show")
+    assert result.code == 0 and result.out.splitlines()[1] == (
+        "# database: none (SPECWRIGHT_DB http://db.invalid/x: expected a database file path, "
+        "not a URL)"
+    )
+    monkeypatch.delenv("SPECWRIGHT_DB")
     result = cli("-C", str(tmp_path), "config", "show")
     assert "from " not in result.out.replace("# resolved from", "")
     assert f"# database: {tmp_path / 'data' / 'specwright.duckdb'}\n" in result.out

@@ -34,13 +34,17 @@ def show(ctx: Context) -> int:
     config = ctx.config
     changed = overrides(config)
     data = hidden(to_dict(effective(config)))
+    database: str | None = None
+    error = None
     try:
-        database: str = str(ctx.db_path)
+        database = hidden(str(ctx.db_path))
     except SpecwrightError as exc:  # SPECWRIGHT_DB that is a URL: said here, not a traceback
-        database = str(exc)
+        error = hidden(str(exc))
     picked_by = database_source(ctx.db_override)
     if ctx.json:
-        data["database"] = {"path": hidden(database), "from": picked_by}
+        data["database"] = {"path": database, "from": picked_by} | (
+            {"error": error} if error else {}
+        )
         data["overridden"] = [
             {
                 "key": o.path,
@@ -54,7 +58,10 @@ def show(ctx: Context) -> int:
         return 0
     source = data.pop("source")
     print(f"# resolved from {source}" if source else "# no .handoff/config.yaml: built-in defaults")
-    print(f"# database: {hidden(database)}" + (f" (from {picked_by})" if picked_by else ""))
+    if error:
+        print(f"# database: none ({error})")
+    else:
+        print(f"# database: {database}" + (f" (from {picked_by})" if picked_by else ""))
     executors = data["tools"]["executors"]
     for i, o in enumerate(changed):
         executors[o.executor][o.key] = _MARK.format(i)
