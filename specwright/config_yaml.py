@@ -132,11 +132,7 @@ def plain(node: Any, ctx: Ctx, path: str, depth: int = 0) -> Any:
             ) from None
         except envsubst.Malformed as exc:
             shown = exc.text if len(exc.text) <= 60 else exc.text[:57] + "..."
-            raise ctx.fail(
-                line,
-                path,
-                f"{shown!r}: expected ${{VAR}} or ${{VAR:-default}} (write $${{ for a literal ${{)",
-            ) from None
+            raise ctx.fail(line, path, f"{shown!r}: {exc.reason}") from None
         if whole:  # `max_turns: ${TURNS:-40}` is the number 40, as `max_turns: 40` would be
             value = envsubst.typed(value)
     return value

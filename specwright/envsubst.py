@@ -14,12 +14,17 @@ from typing import Any
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class Malformed(Exception):
-    """A ``${`` that is not ``${VAR}`` nor ``${VAR:-default}``."""
+MAX_NESTING = 20  # defaults within defaults: past this it is no config (and no stack) anyone wants
+_FORMS = "expected ${VAR} or ${VAR:-default} (write $${ for a literal ${)"
 
-    def __init__(self, text: str) -> None:
+
+class Malformed(Exception):
+    """A ``${`` that is not ``${VAR}`` nor ``${VAR:-default}``, or nested too deep."""
+
+    def __init__(self, text: str, reason: str = _FORMS) -> None:
         super().__init__(text)
         self.text = text
+        self.reason = reason
 
 
 class Unset(Exception):
@@ -49,16 +54,18 @@ def typed(value: str) -> Any:
     return value
 
 
-def substitute(text: str, env: Mapping[str, str] | None = None) -> str:
+def substitute(text: str, env: Mapping[str, str] | None = None, depth: int = 0) -> str:
     """``text`` with every ``${...}`` replaced from ``env`` (default: the environment)."""
     env = os.environ if env is None else env
+    if depth > MAX_NESTING:
+        raise Malformed(text, f"defaults nested over {MAX_NESTING} levels deep")
     out, i = [], 0
     while i < len(text):
         if text.startswith("$${", i):
             out.append("${")
             i += 3
         elif text.startswith("${", i):
-            value, i = _expand(text, i, env)
+            value, i = _expand(text, i, env, depth)
             out.append(value)
         else:
             j = text.find("$", i + 1)
@@ -92,7 +99,7 @@ def _scan(text: str, start: int) -> tuple[str, str | None, int] | None:
     return name, default, i + 1
 
 
-def _expand(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
+def _expand(text: str, start: int, env: Mapping[str, str], depth: int) -> tuple[str, int]:
     """The value of the ``${...}`` at ``start`` and where it ends; Malformed when it is not
     one."""
     scanned = _scan(text, start)
@@ -104,5 +111,5 @@ def _expand(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
     if value is None or (value == "" and default is not None):
         if default is None:
             raise Unset(name)
-        value = substitute(default, env)
+        value = substitute(default, env, depth + 1)
     return value, end

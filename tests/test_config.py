@@ -503,6 +503,18 @@ def test_a_key_the_executors_type_does_not_use_is_a_warning_naming_file_line_and
     ]
 
 
+def test_defaults_nested_without_end_are_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`${A:-${A:-...}}` thousands deep (a generated file gone wrong) was a RecursionError."""
+    for name in "ABC":
+        monkeypatch.delenv(name, raising=False)
+    deep = "${A:-" * 5000 + "x" + "}" * 5000
+    with pytest.raises(ConfigError, match=r"^cfg.yaml:1: rules\[0\]: .*: defaults nested over 20 "):
+        load_text(f'rules: ["{deep}"]\n', "cfg.yaml")
+    assert load_text('rules: ["${A:-${B:-${C:-x}}}"]\n', "cfg.yaml").rules == ("x",)
+
+
 def test_a_model_on_a_checks_reviewer_is_a_warning(
     tmp_path: Path,
     cli,  # type: ignore[no-untyped-def]
