@@ -37,7 +37,7 @@ USED_BY = {
     "command": ("path", "argv", "prompt_via", "parser"),
     "scripted": ("script",),
 }
-_COMMON = ("type", "model", "timeout_s", "env", "options")
+COMMON_KEYS = ("type", "model", "timeout_s", "env", "options")  # every type reads these
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
@@ -140,7 +140,7 @@ def check_executor(ctx: Ctx, body: Any, path: str, entry: ExecutorConfig) -> Non
             )
     inherited = getattr(body, "inherited", ())
     for key in body:
-        if key in _COMMON or key in USED_BY.get(entry.type, ()) or key in inherited:
+        if key in COMMON_KEYS or key in USED_BY.get(entry.type, ()) or key in inherited:
             continue
         users = " and ".join(t for t, keys in USED_BY.items() if key in keys)
         ctx.warn(

@@ -477,6 +477,27 @@ def test_config_show_says_what_the_environment_overrides(
     assert "      url: http://127.0.0.1:4100\n" in result.out
 
 
+def test_config_show_lists_the_keys_each_executor_type_uses(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """Every executor showed all sixteen keys, a claude-code one `url: null`, `argv: []` and
+    `permission_policy: allow`, as if they applied; `--json` keeps every key."""
+    import json
+
+    import yaml
+
+    result = cli("-C", str(tmp_path), "config", "show")
+    shown = yaml.safe_load(result.out)["tools"]["executors"]
+    assert list(shown["claude-code"]) == [
+        "type", "model", "path", "max_turns", "permission_mode", "timeout_s", "env", "options"
+    ]  # fmt: skip
+    assert "url" in shown["opencode"] and "max_turns" not in shown["opencode"]
+    assert set(shown["scripted"]) == {"type", "model", "timeout_s", "env", "script", "options"}
+    every = json.loads(cli("-C", str(tmp_path), "--json", "config", "show").out)
+    assert "url" in every["tools"]["executors"]["claude-code"]
+
+
 def test_a_key_the_executors_type_does_not_use_is_a_warning_naming_file_line_and_key(
     tmp_path: Path,
     cli,  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ def show(ctx: Context) -> int:
     import yaml
 
     from specwright.config import to_dict
+    from specwright.config_check import COMMON_KEYS, USED_BY
     from specwright.config_env import database_source, effective, overrides
     from specwright.redact import Redactor
 
@@ -63,6 +64,10 @@ def show(ctx: Context) -> int:
     else:
         print(f"# database: {database}" + (f" (from {picked_by})" if picked_by else ""))
     executors = data["tools"]["executors"]
+    for body in executors.values():  # what the type reads, not another type's defaults
+        used = {*COMMON_KEYS, *USED_BY.get(body["type"], ())}
+        for key in [k for k in body if k not in used]:
+            del body[key]
     for i, o in enumerate(changed):
         executors[o.executor][o.key] = _MARK.format(i)
     text = yaml.safe_dump(data, sort_keys=False, width=float("inf"))
