@@ -65,13 +65,14 @@ def relayed_to_main(signums: Collection[int], handled: threading.Event) -> Itera
         return
     main = threading.main_thread().ident
     wanted = set(signums)
+    over = threading.Event()  # the handlers may be gone: a signal sent now could kill
 
     def relay() -> None:
         sent: set[int] = set()
         try:
             while data := os.read(read_fd, 64):
                 for signum in set(data) & wanted - sent:
-                    if not handled.wait(RELAY_AFTER_S) and main is not None:
+                    if not handled.wait(RELAY_AFTER_S) and not over.is_set() and main:
                         sent.add(signum)
                         signal.pthread_kill(main, signum)
         except OSError:
@@ -83,5 +84,6 @@ def relayed_to_main(signums: Collection[int], handled: threading.Event) -> Itera
     try:
         yield
     finally:
+        over.set()
         signal.set_wakeup_fd(previous)
         os.close(write_fd)  # the relay reads its end and stops
