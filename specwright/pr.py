@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 DEFAULT_API = "https://api.github.com"
 _ZWSP = "&#8203;"  # a zero-width space that markdown shows as nothing, as an entity
+# what markdown would read as markup in a table cell, as text that shows it as it is (an entity
+# for ``&`` and the backtick, so no_pings still sees an @ or # after them)
+_SHOWN = {"&": "&amp;", "`": "&#96;", **{c: "\\" + c for c in "\\*_~[]<>|"}}
+_MARKUP = re.compile("|".join(map(re.escape, _SHOWN)))
+TITLE_MAX = 256  # GitHub refuses a longer pull request title
+BODY_MAX = 65536  # and a longer description
 _REMOTE = re.compile(r"(?:github\.com|/)[:/](?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$")
 
 
@@ -40,9 +46,11 @@ def _redact(url: str) -> str:
     return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
 
 
-def _cell(text: str) -> str:
-    """Text for one cell of a markdown table: one line, no column breaks."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+def _cell(text: str, limit: int = 200) -> str:
+    """Text from a planner or reviewer for one cell of a markdown table: one printable line of at
+    most ``limit`` characters, shown as written (no column breaks, markup, HTML, images or
+    entities), pinging no one."""
+    return no_pings(_MARKUP.sub(lambda m: _SHOWN[m.group()], one_line(str(text), limit)), _ZWSP)
 
 
 def _closed(markdown: str) -> str:
@@ -82,35 +90,52 @@ def body(store: Store, spec: Spec) -> str:
     # bound, and one with none known is unknown: never summed as $0
     known = [r["cost"] for r in rows if r["cost"] is not None]
     total = cost_text(sum(known) if known else None, sum(r["unpriced"] for r in rows))
-    lines = [f"## {spec.title}", ""]
+    head = [f"## {title(spec.title)}", ""]
     if spec.body.strip():
         text = spec.body.strip()
-        lines += [
+        head += [
             _closed(text if len(text) < 4000 else text[:4000])
             + ("\n\n…" if len(text) >= 4000 else ""),
             "",
         ]
-    lines += [
+    head += [
         "### Chunks",
         "",
         "| # | chunk | status | iterations | review | cost |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        review = " ".join((r["review"] or r["verdict"] or "-").split())[:200]
-        cost = cost_text(r["cost"], r["unpriced"])
-        lines.append(
-            f"| {r['position']} | {no_pings(_cell(r['title']), _ZWSP)} | {r['status']} | "
-            f"{r['iterations']} | {no_pings(_cell(review), _ZWSP)} | {cost} |"
-        )
-    lines += [
+    table = [
+        f"| {r['position']} | {_cell(r['title'])} | {r['status']} | {r['iterations']} | "
+        f"{_cell(r['review'] or r['verdict'] or '-')} | {cost_text(r['cost'], r['unpriced'])} |"
+        for r in rows
+    ]
+    tail = [
         "",
         f"Total agent and review cost: {total}",
         "",
         "_Opened by Specwright: each chunk was executed, verified and reviewed in the "
         "Ralph loop; commits carry a `Specwright-Chunk` trailer._",
     ]
-    return "\n".join(lines)
+    # GitHub refuses a longer description: the rows that fit, and a line for the rest
+    room = BODY_MAX - len("\n".join(head + tail)) - 200
+    shown = 0
+    while shown < len(table) and room >= len(table[shown]) + 1:
+        room -= len(table[shown]) + 1
+        shown += 1
+    if shown < len(table):
+        more = len(table) - shown
+        table = [
+            *table[:shown],
+            "",
+            f"_…and {more} more chunk(s), left out to keep within GitHub's limit on a "
+            f"description: `specwright chunk list {spec.slug}` lists them all._",
+        ]
+    return "\n".join(head + table + tail)
+
+
+def title(text: str) -> str:
+    """A spec's title as a pull request's: one printable line, cut to GitHub's limit."""
+    return one_line(text, TITLE_MAX - 1)  # with the ellipsis that marks a cut
 
 
 def _detail(resp: httpx.Response) -> str:
@@ -268,7 +293,7 @@ def open_pr(
                     f"or updated: {_redact(why)}"
                 ) from None
             payload = {
-                "title": spec.title,
+                "title": title(spec.title),
                 "head": branch,
                 "base": base,
                 "body": body(store, spec),

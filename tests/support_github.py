@@ -53,6 +53,14 @@ class FakeGitHub:
                     return self._reply(
                         200, {"full_name": fake.repo, "default_branch": fake.default_branch}
                     )
+                too_long = [  # GitHub's limits on what a pull request holds
+                    f"{key} is too long (maximum is {most} characters)"
+                    for key, most in (("title", 256), ("body", 65536))
+                    if isinstance(body, dict) and len(body.get(key) or "") > most
+                ]
+                if method in ("POST", "PATCH") and too_long:
+                    errors = [{"resource": "PullRequest", "code": "custom", "message": m} for m in too_long]  # fmt: skip
+                    return self._reply(422, {"message": "Validation Failed", "errors": errors})
                 if method == "POST" and path == f"{base}/pulls":
                     # one open PR per head and base, as GitHub: another base is another PR
                     if any(

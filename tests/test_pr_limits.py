@@ -1,0 +1,73 @@
+"""`specwright pr` at GitHub's edges: titles and descriptions past GitHub's limits, agent text
+in the description."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from specwright import catalog
+from specwright.drafts import ChunkDraft, drafts_of, replace_chunks
+from specwright.store import Store, resolve_db_path
+from tests.support_github import FakeGitHub
+from tests.test_pr import shipped
+
+__all__ = ["shipped"]  # the fixture, used by name
+
+TOKEN = "ghp_test_token_123"
+
+
+def test_a_long_title_and_many_chunks_stay_within_githubs_limits(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A planner's 400-character title and 400 chunks with long titles: GitHub refused the PR
+    (422 title/body too long) after the push; the title is now cut to 256 characters and the
+    description to 65,536, naming how many chunks it leaves out."""
+    repo, _remote, slug = shipped
+    store = Store(resolve_db_path(repo))
+    spec = catalog.get_spec(store, slug)
+    catalog.update_spec(store, spec.id, title="Make " + "very " * 80 + "long")
+    more = [ChunkDraft(f"Chunk {n} " + "x" * 300, "p") for n in range(400)]
+    replace_chunks(store, spec.id, [*drafts_of(catalog.list_chunks(store, spec.id)), *more])
+    with FakeGitHub(token=TOKEN) as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        assert result.code == 0, result.err
+        [pull] = gh.pulls
+        assert (
+            len(pull["title"]) == 256
+            and pull["title"].startswith("Make very very ")
+            and pull["title"].endswith("…")
+        ), pull["title"]
+        text = pull["body"]
+        assert 60_000 < len(text) <= 65_536
+        assert "| 1 | Make A | shipped | 1 |" in text
+        rows = [line for line in text.splitlines() if line.startswith("| ") and "Chunk" in line]
+        assert 0 < len(rows) < 400
+        assert f"_…and {400 - len(rows)} more chunk(s), left out" in text
+        assert f"`specwright chunk list {slug}` lists them all._" in text
+        assert text.rstrip().endswith("trailer._") and "Total agent and review cost: " in text
+
+
+def test_agent_text_in_the_pr_table_shows_as_written(store: Store, tmp_path: Path) -> None:
+    """A reviewer's summary went into the table as markdown: an image from any host, raw HTML,
+    bold and links rendered on GitHub, and an endless one made the row as long."""
+    from specwright import pr
+    from specwright.model import new_id, utcnow
+
+    root = tmp_path / "p"
+    root.mkdir()
+    spec = catalog.create_spec(store, catalog.ensure_project(store, root), "Marks")
+    replace_chunks(store, spec.id, [ChunkDraft("Add `--json` *now*", "p")])
+    [chunk] = catalog.list_chunks(store, spec.id)
+    said = (
+        "ok ![x](https://t.example/p.png) <img src=x> [a](b) __b__ ~~s~~ &#64;bob \\ " + "y" * 500
+    )
+    row = {"id": new_id(), "chunk_id": chunk.id, "reviewer": "llm", "verdict": "SHIP"}
+    store.write([Store.op_insert("reviews", {**row, "summary": said, "created_at": utcnow()})])
+    table = pr.body(store, catalog.get_spec(store, spec.id)).split("### Chunks", 1)[1]
+    line = table.splitlines()[4]
+    assert "| Add &#96;--json&#96; \\*now\\* | pending |" in line, line
+    assert (
+        "ok !\\[x\\](https://t.example/p.png) \\<img src=x\\> \\[a\\](b) \\_\\_b\\_\\_ "
+        "\\~\\~s\\~\\~ &amp;#&#8203;64;bob \\\\ yyy"
+    ) in line, line
+    assert "y" * 130 not in line and "y" * 100 in line and line.endswith("… | - |")
