@@ -270,6 +270,7 @@ def open_pr(
         "X-GitHub-Api-Version": "2022-11-28",
         "User-Agent": "specwright",
     }
+    pushed = False
     with httpx.Client(base_url=api, headers=headers, timeout=30, transport=transport) as client:
         try:
             info = client.get(f"/repos/{repo}")
@@ -292,6 +293,7 @@ def open_pr(
                     f"git refused to push {branch} to {remote!r}, so no pull request was opened "
                     f"or updated: {_redact(why)}"
                 ) from None
+            pushed = True
             payload = {
                 "title": title(spec.title),
                 "head": branch,
@@ -330,7 +332,14 @@ def open_pr(
             _raise_for(resp, f"opening a pull request {branch} -> {base}")
             data = _pull(resp, f"opening a pull request {branch} -> {base}")
         except httpx.TransportError as exc:
-            raise PullRequestError(f"cannot reach the GitHub API at {api}: {exc}") from None
+            why = f"cannot reach the GitHub API at {api}: {exc}"
+            raise PullRequestError(
+                _after_push(why, branch, remote, spec) if pushed else why
+            ) from None
+        except PullRequestError as exc:
+            if not pushed:
+                raise
+            raise PullRequestError(_after_push(str(exc), branch, remote, spec)) from None
     return {
         "number": data["number"],
         "url": data.get("html_url"),
@@ -338,3 +347,11 @@ def open_pr(
         "head": branch,
         "base": base,
     }
+
+
+def _after_push(why: str, branch: str, remote: str, spec: Spec) -> str:
+    """A failure once the branch is pushed: the push stands, and how to finish."""
+    return (
+        f"{why}; {branch} was pushed to {remote!r}: `specwright pr {spec.slug}` opens or updates "
+        "the pull request without running anything"
+    )

@@ -1,5 +1,5 @@
 """`specwright pr` at GitHub's edges: titles and descriptions past GitHub's limits, agent text
-in the description."""
+in the description, GitHub failing once the branch is pushed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from specwright import catalog
 from specwright.drafts import ChunkDraft, drafts_of, replace_chunks
 from specwright.store import Store, resolve_db_path
 from tests.support_github import FakeGitHub
-from tests.test_pr import shipped
+from tests.test_pr import REPO_OK, ScriptedGitHub, _remote_has, shipped
 
 __all__ = ["shipped"]  # the fixture, used by name
 
@@ -71,3 +71,34 @@ def test_agent_text_in_the_pr_table_shows_as_written(store: Store, tmp_path: Pat
         "\\~\\~s\\~\\~ &amp;#&#8203;64;bob \\\\ yyy"
     ) in line, line
     assert "y" * 130 not in line and "y" * 100 in line and line.endswith("… | - |")
+
+
+def test_a_github_failure_after_the_push_says_the_branch_is_pushed(
+    shipped, cli, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """GitHub answering 502 to the new PR (after the push) was "GitHub answered 502 ..." alone:
+    nothing said the branch was on the remote, nor that `pr` again finishes the job."""
+    repo, remote, slug = shipped
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    routes = {
+        ("GET", "/repos/acme/widgets"): REPO_OK,
+        ("POST", "/repos/acme/widgets/pulls"): (502, b'{"message": "Server Error"}', "json"),
+    }
+    gh = ScriptedGitHub(routes)
+    try:
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        ran = cli("-C", str(repo), "run-all", slug, "--pr", "--repo", "acme/widgets")
+    finally:
+        gh.close()
+    assert _remote_has(remote, "specwright/diamond")
+    said = (
+        "opening a pull request specwright/diamond -> main: GitHub answered 502 Server Error; "
+        "specwright/diamond was pushed to 'origin': `specwright pr diamond` opens or updates the "
+        "pull request without running anything"
+    )
+    assert result.code == 2 and result.err.strip().splitlines() == [f"specwright: error: {said}"], (
+        result.err
+    )
+    assert ran.code == 2 and "shipped: nothing to run" in ran.out
+    assert ran.err.strip().splitlines() == [f"specwright: error: pull request: {said}"], ran.err

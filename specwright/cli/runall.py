@@ -242,7 +242,9 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
             print("no pull request: not every chunk shipped", file=sys.stderr)
     if pr_error is not None:
         again = f"`specwright pr {spec.slug}` tries again without running anything"
-        print(f"specwright: error: pull request: {pr_error} ({again})", file=sys.stderr)
+        if f"`specwright pr {spec.slug}`" not in pr_error:  # said already, once pushed
+            pr_error += f" ({again})"
+        print(f"specwright: error: pull request: {pr_error}", file=sys.stderr)
         return 2
     return EXIT.get(result.status, 1)
 
