@@ -270,7 +270,7 @@ def open_pr(
         "X-GitHub-Api-Version": "2022-11-28",
         "User-Agent": "specwright",
     }
-    pushed = False
+    pushed = updated = False
     with httpx.Client(base_url=api, headers=headers, timeout=30, transport=transport) as client:
         try:
             info = client.get(f"/repos/{repo}")
@@ -318,19 +318,15 @@ def open_pr(
                 number = pulls[0]["number"]
                 change = {"title": payload["title"], "body": payload["body"]}
                 resp = client.patch(f"/repos/{repo}/pulls/{number}", json=change)
+                updated = True
                 _raise_for(resp, f"updating pull request #{number}")
                 data = _pull(resp, f"updating pull request #{number}")
                 ref = data.get("base")  # GitHub's: the base the PR has now
                 ref = ref.get("ref") if isinstance(ref, dict) else None
-                return {
-                    "number": data["number"],
-                    "url": data.get("html_url"),
-                    "updated": True,
-                    "head": branch,
-                    "base": ref if isinstance(ref, str) and ref else base,
-                }
-            _raise_for(resp, f"opening a pull request {branch} -> {base}")
-            data = _pull(resp, f"opening a pull request {branch} -> {base}")
+                base = ref if isinstance(ref, str) and ref else base
+            else:
+                _raise_for(resp, f"opening a pull request {branch} -> {base}")
+                data = _pull(resp, f"opening a pull request {branch} -> {base}")
         except httpx.TransportError as exc:
             why = f"cannot reach the GitHub API at {api}: {exc}"
             raise PullRequestError(
@@ -343,9 +339,10 @@ def open_pr(
     return {
         "number": data["number"],
         "url": data.get("html_url"),
-        "updated": False,
+        "updated": updated,
         "head": branch,
         "base": base,
+        "draft": data.get("draft") is True,  # GitHub's word: an open PR's is not changed here
     }
 
 

@@ -1,5 +1,5 @@
-"""`specwright pr` at GitHub's edges: titles and descriptions past GitHub's limits, agent text
-in the description, GitHub failing once the branch is pushed."""
+"""`specwright pr` at GitHub's edges: an open PR asked to be a draft, titles and descriptions
+past GitHub's limits, agent text in the description, GitHub failing once the branch is pushed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,33 @@ from tests.test_pr import REPO_OK, ScriptedGitHub, _remote_has, shipped
 __all__ = ["shipped"]  # the fixture, used by name
 
 TOKEN = "ghp_test_token_123"
+
+
+def test_draft_asked_of_an_open_pr_that_is_not_one_is_said(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`pr --draft` when the PR was already open (ready) printed "updated pull request #1" and
+    left it ready without a word: GitHub's REST API cannot make an open PR a draft."""
+    repo, _remote, slug = shipped
+    with FakeGitHub(token=TOKEN) as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        args = ("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        first = cli(*args)
+        assert first.code == 0 and first.err == "", first.err
+        assert "opened pull request #1 specwright/diamond -> main: " in first.out
+        again = cli(*args, "--draft")
+        assert again.code == 0
+        assert "updated pull request #1 specwright/diamond -> main: " in again.out
+        assert again.err.strip().splitlines() == [
+            "specwright: warning: --draft: pull request #1 was already open and is not a draft; "
+            "an open pull request's draft state is not changed (on GitHub: 'Convert to draft')"
+        ], again.err
+        assert gh.pulls[0]["draft"] is False
+        # a draft opened as one says so, and stays one when updated (no warning then)
+        other = cli(*args, "--draft", "--base", "develop")
+        assert "opened pull request #2 specwright/diamond -> develop (draft): " in other.out
+        kept = cli(*args, "--draft", "--base", "develop")
+        assert "updated pull request #2 specwright/diamond -> develop (draft): " in kept.out
+        assert kept.err == "" and gh.pulls[1]["draft"] is True
 
 
 def test_a_long_title_and_many_chunks_stay_within_githubs_limits(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]

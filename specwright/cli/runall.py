@@ -142,13 +142,25 @@ def cmd_pr(args: argparse.Namespace, ctx: Context) -> int:
             f"shipped ({', '.join(left)}); the pull request lists them as they are",
             file=sys.stderr,
         )
-    ctx.emit(
-        pr
-        if ctx.json
-        else f"{'updated' if pr['updated'] else 'opened'} pull request #{pr['number']} "
-        f"{pr['head']} -> {pr['base']}: {pr['url']}"
-    )
+    said = _pr_line(pr, args)  # its warning with --json too
+    ctx.emit(pr if ctx.json else said)
     return 0
+
+
+def _pr_line(pr: dict[str, Any], args: argparse.Namespace) -> str:
+    """What happened to the pull request, in one line; ``--draft`` for an open pull request that
+    is not one is said on stderr (GitHub's REST API cannot make it a draft again)."""
+    if args.draft and pr["updated"] and not pr["draft"]:
+        print(
+            f"specwright: warning: --draft: pull request #{pr['number']} was already open and is "
+            "not a draft; an open pull request's draft state is not changed (on GitHub: "
+            "'Convert to draft')",
+            file=sys.stderr,
+        )
+    return (
+        f"{'updated' if pr['updated'] else 'opened'} pull request #{pr['number']} {pr['head']} "
+        f"-> {pr['base']}{' (draft)' if pr['draft'] else ''}: {pr['url']}"
+    )
 
 
 class Printer(ProgressPrinter):
@@ -218,6 +230,7 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
             pr = _open_pr(ctx, spec, args)
         except SpecwrightError as exc:  # the run's outcome is still printed
             pr_error = str(exc)
+    said = _pr_line(pr, args) if pr is not None else None
     if ctx.json:
         ctx.emit(
             {
@@ -233,11 +246,8 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         print()
         _print_summary(rows)
         print(f"\n{result.status}: {_clip(result.reason)} (branch {result.branch})")
-        if pr is not None:
-            print(
-                f"{'updated' if pr['updated'] else 'opened'} pull request #{pr['number']} "
-                f"{pr['head']} -> {pr['base']}: {pr['url']}"
-            )
+        if said is not None:
+            print(said)
         elif args.pr and not result.ok:
             print("no pull request: not every chunk shipped", file=sys.stderr)
     if pr_error is not None:
