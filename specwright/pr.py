@@ -315,7 +315,12 @@ def open_pr(
                         f"open from {owner}:{branch} into {base} (closed, or from a fork?): "
                         f"{_detail(resp)}; open it by hand or pass --repo"
                     )
-                number = pulls[0]["number"]
+                number = pulls[0].get("number")
+                if not isinstance(number, int):
+                    raise PullRequestError(
+                        "looking up the open pull request: GitHub's answer has no pull request "
+                        f"number: {_detail(found)}"
+                    )
                 change = {"title": payload["title"], "body": payload["body"]}
                 resp = client.patch(f"/repos/{repo}/pulls/{number}", json=change)
                 updated = True

@@ -355,6 +355,19 @@ CASES = {
         {("GET", "/repos/acme/widgets"): (500, b'["boom\\u001b[2J"]', "application/json")},
         "repository acme/widgets: GitHub answered 500 ['boom",
     ),
+    "listed without a number": (
+        {
+            ("GET", "/repos/acme/widgets"): REPO_OK,
+            ("POST", "/repos/acme/widgets/pulls"): (
+                422,
+                b'{"message": "Validation Failed", "errors": [{"message": '
+                b'"A pull request already exists for acme:specwright/diamond."}]}',
+                "application/json",
+            ),
+            ("GET", "/repos/acme/widgets/pulls"): (200, b'[{"id": 5}]', "application/json"),
+        },
+        "looking up the open pull request: GitHub's answer has no pull request number",
+    ),
     "created without a number": (
         {
             ("GET", "/repos/acme/widgets"): REPO_OK,
