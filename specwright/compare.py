@@ -20,6 +20,7 @@ from specwright import catalog, gitops, worktrees
 from specwright.errors import ValidationError
 from specwright.model import Spec, new_id
 from specwright.queries import EXEC_UNPRICED
+from specwright.run_report import TOKEN_SUMS
 
 if TYPE_CHECKING:
     from specwright.config import Config
@@ -130,9 +131,7 @@ def comparison(store: Store, group_id: str) -> list[dict[str, Any]]:
         JOIN runs r ON r.parent_run_id = top.id AND r.kind = 'chunk'
         JOIN chunks c ON c.id = r.chunk_id
         LEFT JOIN (
-            SELECT e.run_id, sum(e.input_tokens) AS input_tokens,
-                   sum(e.cache_read_tokens + e.cache_write_tokens) AS cache_tokens,
-                   sum(e.output_tokens) AS output_tokens,
+            SELECT e.run_id, {TOKEN_SUMS},
                    sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd,
                    count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
             FROM executions e GROUP BY e.run_id

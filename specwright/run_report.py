@@ -14,13 +14,21 @@ from specwright.store import Store
 if TYPE_CHECKING:
     from specwright.config import Config
 
+# tokens as told: an agent that tells no usage (``unreported``) has unknown tokens, not 0, so a
+# group of only such executions sums to NULL, as its cost does
+TOLD = "e.cost_source IS DISTINCT FROM 'unreported'"
+TOKEN_SUMS = f"""sum(e.input_tokens) FILTER (WHERE {TOLD}) AS input_tokens,
+                   sum(e.cache_read_tokens + e.cache_write_tokens) FILTER (WHERE {TOLD})
+                       AS cache_tokens,
+                   sum(e.output_tokens) FILTER (WHERE {TOLD}) AS output_tokens"""
+
 
 def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Per chunk of a run-all: status, whether it ran in this run-all (``ran``: a chunk shipped
     by an earlier one is skipped, and its iterations, tokens, cost and time are not this run's:
     NULL; one blocked by a dependency that did not ship did not run either), iterations, verdict, tokens, cost and time. Tokens as everywhere else:
     ``input_tokens`` without the cache, ``cache_tokens`` the cache reads and writes,
-    ``output_tokens``; ``unpriced``: calls of unknown cost (no price, or stopped mid-run),
+    ``output_tokens`` (NULL when no call told them: an agent that tells no usage); ``unpriced``: calls of unknown cost (no price, or stopped mid-run),
     so ``cost_usd`` sums only the rest, a lower bound (NULL when none is known)."""
     return store.query_dicts(
         f"""
@@ -36,9 +44,7 @@ def run_summary(store: Store, run_id: str) -> list[dict[str, Any]]:
             FROM chunk_runs cr GROUP BY cr.chunk_id
         ), costs AS (
             SELECT cr.chunk_id,
-                   sum(e.input_tokens) AS input_tokens,
-                   sum(e.cache_read_tokens + e.cache_write_tokens) AS cache_tokens,
-                   sum(e.output_tokens) AS output_tokens,
+                   {TOKEN_SUMS},
                    sum(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END) AS cost_usd,
                    count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
             FROM chunk_runs cr JOIN executions e ON e.run_id = cr.id GROUP BY cr.chunk_id

@@ -113,3 +113,42 @@ def test_an_executor_name_that_cannot_be_a_branch_or_folder_is_refused(
         ), bad.err
         assert resolve_db_path(git_repo).exists()
         assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def test_tokens_of_an_agent_that_tells_no_usage_are_unknown_not_zero(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A command agent that prints no usage: run-all's summary showed INPUT_TOKENS 0 (and a
+    comparison "0 tokens") beside a cost shown as unknown; its tokens are unknown too."""
+    agent = git_repo.parent / "agent.sh"
+    agent.write_text('#!/bin/sh\necho "did it"\necho "$1" >> a.txt\n')
+    agent.chmod(0o755)
+    script = {"chunks": {"Make A": [{"write": "a.txt", "content": "A"}, {"usage": {"input_tokens": 7}}]}}  # fmt: skip
+    (git_repo.parent / "s.yaml").write_text(yaml.safe_dump(script))
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n"
+        f'    mine: {{type: command, argv: ["{agent}", "{{prompt}}"]}}\n'
+        f"    fast: {{type: scripted, script: {git_repo.parent / 's.yaml'}}}\n"
+        "defaults: {executor: mine, reviewer: checks, maxIterations: 1}\n"
+    )
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "config")
+    spec = _spec(Store(resolve_db_path(git_repo)), git_repo, {"A": []})
+    args = ("-C", str(git_repo), "run-all", spec.slug)
+
+    shown = cli(*args)
+    assert shown.code == 0, shown.out
+    head, row = shown.out.split("\n\n")[-2].splitlines()[-2:]
+    starts = [head.index(name) for name in head.split()]
+    cells = {
+        name: row[a:b].strip()
+        for name, a, b in zip(head.split(), starts, [*starts[1:], None], strict=True)
+    }
+    assert cells["INPUT_TOKENS"] == cells["CACHE_TOKENS"] == cells["OUTPUT_TOKENS"] == "-", row
+    assert (cells["COST_USD"], cells["UNPRICED"]) == ("-", "1")
+    ran = json.loads(cli("--json", *args, "--executor", "mine", "--executor", "fast").out)
+    by = {r["executor"]: r for r in ran["chunks"]}
+    assert [by["mine"][k] for k in ("input_tokens", "cache_tokens", "output_tokens")] == [None] * 3
+    assert by["fast"]["input_tokens"] == 7 and ran["totals"]["mine"]["input_tokens"] is None
+    compared = cli(*args, "--executor", "mine", "--executor", "fast")
+    assert "1 iteration(s), tokens not reported, unknown (1 unpriced)" in compared.out
+    assert "1 iteration(s), 7 tokens, " in compared.out

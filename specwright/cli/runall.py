@@ -364,12 +364,13 @@ def _clip(text: str | None, limit: int = 300) -> str:
 def _figures(t: dict[str, Any] | None, chunks: int) -> str:
     """One executor's totals in a comparison: chunks shipped, iterations, tokens, cost, time."""
     t = t or {}
-    tokens = sum(t.get(k) or 0 for k in ("input_tokens", "cache_tokens", "output_tokens"))
+    keys = ("input_tokens", "cache_tokens", "output_tokens")
+    told = [t[k] for k in keys if t.get(k) is not None]  # none: an agent that tells no usage
     cost, unpriced = t.get("cost_usd"), t.get("unpriced") or 0
     time_s = t.get("time_s")
     return (
         f"{t.get('shipped', 0)}/{chunks} chunk(s) shipped, {t.get('iterations') or 0} "
-        f"iteration(s), {tokens:,} tokens, "
+        f"iteration(s), {f'{sum(told):,} tokens' if told else 'tokens not reported'}, "
         + (cost_text(cost, unpriced) if cost is not None or unpriced else "no cost reported")
         + (f", {time_s:.1f}s" if time_s is not None else "")
     )
