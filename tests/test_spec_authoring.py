@@ -484,3 +484,23 @@ def test_run_all_warns_that_the_spec_file_has_edits_it_will_not_use(
     )
     assert run("spec", "import", str(path)).code == 0
     assert run("run-all", "login", "--plan").err == ""
+
+
+def test_a_draft_runs_as_it_is_and_the_run_takes_it_out_of_draft(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """docs/commands.md promises that `draft` and `ready` are marks, not a gate: a spec from
+    `spec new` (a draft, never accepted) runs, and the run leaves `draft` behind."""
+    import json
+
+    from tests.test_runner import _project
+
+    def status() -> str:
+        [spec] = json.loads(cli("-C", str(project), "--json", "spec", "list").out)
+        return str(spec["status"])
+
+    _project(project, {"chunks": {"Form": [{"write": "form.txt", "content": "<form>\n"}]}})
+    assert status() == "draft"
+    out = cli("-C", str(project), "run-all", "login")
+    assert out.code == 0 and "shipped: its chunk shipped" in out.out, out.out + out.err
+    assert status() == "done"

@@ -44,7 +44,11 @@ def register(sub: Any) -> None:
         choices=("spec", "chunks"),
         help="what --refine revises (default: chunks once they exist, else the spec)",
     )
-    p.add_argument("--accept", action="store_true", help="mark the finished spec ready to run")
+    p.add_argument(
+        "--accept",
+        action="store_true",
+        help="mark the finished spec reviewed: ready (a draft runs too; this is your mark)",
+    )
     p.add_argument(
         "--export", action="store_true", help="also write .handoff/specs/<slug>.md when done"
     )
