@@ -445,3 +445,17 @@ def test_pr_body_pings_no_one_from_a_review_or_a_chunk_title(store: Store, tmp_p
         f"ok @{z}octocat @{z}acme/core: closes #{z}123, acme/widgets#{z}7 and GH-{z}9" in row_text
     )
     assert "mail a@b.org" in row_text  # not a mention: left as it is
+
+
+def test_run_all_pr_with_several_executors_says_what_can_be_done(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """It said "open one side's pull request later with `specwright pr`", which pushes only the
+    spec's own branch: `pr` then said that branch does not exist, `run-all` first."""
+    repo, _remote, slug = shipped
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+    args = ("-C", str(repo), "run-all", slug, "--pr", "--repo", "acme/widgets")
+    result = cli(*args, "--executor", "scripted", "--executor", "other")
+    assert result.code == 2 and result.err.strip().splitlines() == [
+        "specwright: error: --pr: not with several --executor: each runs on a branch of its own, "
+        "specwright/diamond@EXECUTOR; push the one you choose and open its pull request on "
+        "GitHub (nothing was run)"
+    ], result.err

@@ -207,7 +207,7 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
     if args.plan:
         return _print_plan(ctx, spec, args, executors[0] if executors else None)
     if args.pr:  # said before anything runs, not after an hour of agents
-        _check_pr(ctx, args, executors)
+        _check_pr(ctx, args, executors, spec.slug)
     chunks = list_chunks(ctx.store, spec.id)
     printer = None if ctx.json else Printer(positions={c.id: c.position for c in chunks})
     if len(executors) > 1:
@@ -281,14 +281,15 @@ def _warn_unimported(ctx: Context, spec: Any) -> None:
         )
 
 
-def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str]) -> None:
+def _check_pr(ctx: Context, args: argparse.Namespace, executors: list[str], slug: str) -> None:
     """``run-all --pr``: refuse what could never open the pull request, before running."""
     from specwright.pr import PullRequestError, api_base, env_token, github_repo
 
-    if len(executors) > 1:
+    if len(executors) > 1:  # `specwright pr` pushes the spec's own branch, none of these
         raise PullRequestError(
-            "--pr: not with several --executor (each runs on a branch of its own); "
-            "open one side's pull request later with `specwright pr`"
+            "--pr: not with several --executor: each runs on a branch of its own, "
+            f"specwright/{slug}@EXECUTOR; push the one you choose and "
+            "open its pull request on GitHub (nothing was run)"
         )
     if not env_token():
         raise PullRequestError(
