@@ -13,7 +13,7 @@ from specwright import drafts, specfile
 from specwright.catalog import create_spec, ensure_project, get_spec, list_chunks
 from specwright.drafts import ChunkDraft, replace_chunks
 from specwright.model import Chunk, Spec, new_id
-from specwright.specfile import SpecFileError
+from specwright.specfile import MAX_FILE_BYTES, SpecFileError
 from specwright.store import Store
 
 # --- strategies -------------------------------------------------------------------------------
@@ -432,6 +432,30 @@ def test_files_from_other_editors_and_other_places(  # type: ignore[no-untyped-d
         "specwright: error: --body-file latin1.txt: not UTF-8 text (unexpected end of data at "
         "byte 3)"
     )
+
+
+def test_spec_new_takes_only_a_text_its_export_can_import_again(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spec new --body-file` took a NUL character and a 5 MB text; `spec export` wrote them and
+    `spec import` of that very file refused it. And with --body too, --body was ignored."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nul.md").write_bytes(b"Goal\n\x00\n")
+    (tmp_path / "big.md").write_text("word " * (MAX_FILE_BYTES // 5 + 1))
+    for name in ("nul.md", "big.md"):
+        res = cli("spec", "new", "X", "--body-file", name)
+        assert res.code == 2 and res.err.strip().splitlines() == [
+            f"specwright: error: --body-file {name}: expected text without NUL characters, at "
+            "most 4,194,304 bytes (as a spec file: its export could not be imported again); "
+            "nothing created"
+        ], res.err
+    both = cli("spec", "new", "X", "--body", "a", "--body-file", "nul.md")
+    assert both.code == 2 and "--body-file: not allowed with argument --body" in both.err
+    assert json.loads(cli("--json", "spec", "list").out) == []
+    (tmp_path / "ok.md").write_text("word " * 1000)
+    assert cli("spec", "new", "X", "--body-file", "ok.md").code == 0
+    assert cli("spec", "export", "x").code == 0
+    assert cli("spec", "import", ".handoff/specs/x.md").code == 0
 
 
 @pytest.mark.parametrize("sep", ["\x85", "\u2028", "\u2029"])

@@ -37,8 +37,9 @@ def register(sub: Any) -> None:
     )
     p = spec.add_parser("new", help="create a spec")
     p.add_argument("title")
-    p.add_argument("--body", default="", help="the spec text (markdown)")
-    p.add_argument("--body-file", metavar="FILE", help="read the spec text from a file")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--body", default="", help="the spec text (markdown)")
+    text.add_argument("--body-file", metavar="FILE", help="read the spec text from a file")
     p.add_argument("--budget", type=float, metavar="USD", help="budget for the whole spec")
     p.set_defaults(handler=cmd_spec_new)
     spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list)
@@ -287,19 +288,16 @@ def cmd_project_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_spec_new(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import create_spec
+    from specwright.cli.plan import read_text
+    from specwright.specfile import MAX_FILE_BYTES
 
-    body = args.body
-    if args.body_file:
-        try:
-            body = Path(args.body_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SpecwrightError(
-                f"--body-file {args.body_file}: cannot read: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise SpecwrightError(
-                f"--body-file {args.body_file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
+    body = read_text(args.body_file, "--body-file") if args.body_file else args.body
+    if "\x00" in body or len(body.encode()) > MAX_FILE_BYTES:  # what `spec import` refuses
+        where = f"--body-file {args.body_file}" if args.body_file else "--body"
+        raise ValidationError(
+            f"{where}: expected text without NUL characters, at most {MAX_FILE_BYTES:,} bytes "
+            "(as a spec file: its export could not be imported again); nothing created"
+        )
     spec = create_spec(ctx.store, ctx.project(), args.title, body, budget_usd=args.budget)
     ctx.emit(_spec_dict(spec) if ctx.json else f"created spec {spec.slug} ({spec.id})")
     return 0
