@@ -66,10 +66,13 @@ def shipped_and_changed(store: Store, spec_id: str, parsed: ParsedSpec) -> list[
     return [c.id for c in parsed.chunks if c.id in was and was[c.id] != (c.prompt, c.acceptance)]
 
 
-def rerun_hint(store: Store, spec_id: str, changed: list[str], path: Path | str) -> str:
-    """The warning for ``changed`` (see ``shipped_and_changed``), once imported: which chunks,
-    and how to run them again. A shipped chunk stays shipped: its commit is on the spec's
-    branch, and an edit may be a typo fixed or a note, not work an agent should redo."""
+def rerun_hint(
+    store: Store, spec_id: str, changed: list[str], path: Path | str, now: str = "the file"
+) -> str:
+    """The warning for ``changed`` (see ``shipped_and_changed``), once imported (or revised by
+    the planner: ``now``): which chunks, and how to run them again. A shipped chunk stays
+    shipped: its commit is on the spec's branch, and an edit may be a typo fixed or a note, not
+    work an agent should redo."""
     rows = store.query(
         "SELECT c.position, c.title, s.slug FROM chunks c JOIN specs s ON s.id = c.spec_id "
         "WHERE c.id IN (SELECT unnest(?::UUID[])) ORDER BY c.position",
@@ -79,7 +82,7 @@ def rerun_hint(store: Store, spec_id: str, changed: list[str], path: Path | str)
     runs = ", ".join(f"`specwright run {slug}:{pos} --force`" for pos, _title, slug in rows)
     return (
         f"{path}: shipped chunk(s) whose prompt or acceptance changed: {named}; they stay "
-        f"shipped and run-all skips them: to have the agent do them as the file says now, {runs}"
+        f"shipped and run-all skips them: to have the agent do them as {now} says now, {runs}"
     )
 
 

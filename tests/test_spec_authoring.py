@@ -504,3 +504,52 @@ def test_a_draft_runs_as_it_is_and_the_run_takes_it_out_of_draft(
     out = cli("-C", str(project), "run-all", "login")
     assert out.code == 0 and "shipped: its chunk shipped" in out.out, out.out + out.err
     assert status() == "done"
+
+
+def test_a_refine_that_changes_a_shipped_chunk_says_run_all_skips_it(
+    project: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner rewrote the prompt of a chunk that had shipped: it stayed shipped and run-all
+    skipped it, without a word (`spec import` of the same change warns)."""
+    from specwright.store import Store, resolve_db_path
+    from specwright.testing import FakeModelServer
+    from tests.test_studio import split_turn
+
+    store = Store(resolve_db_path(project))
+    [(spec_id, chunk_id)] = store.query("SELECT spec_id, id FROM chunks")
+    _ship(store, str(spec_id), str(chunk_id))
+    revised = [
+        {
+            "key": "c1",
+            "title": "Form",
+            "prompt": "A form with a passkey button.",
+            "acceptance": [],
+            "depends_on": [],
+        },
+        {
+            "key": "c2",
+            "title": "Passkeys",
+            "prompt": "WebAuthn.",
+            "acceptance": [],
+            "depends_on": ["c1"],
+        },
+    ]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with FakeModelServer() as srv:
+        (project / ".handoff").mkdir(exist_ok=True)
+        (project / ".handoff" / "config.yaml").write_text(
+            "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+            f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
+        )
+        srv.script(split_turn({"chunks": revised}))
+        out = cli("-C", str(project), "plan", "--resume", "login", "--refine", "add passkeys")
+    assert out.code == 0, out.err
+    assert out.err.strip().splitlines() == [
+        "specwright: warning: --refine: shipped chunk(s) whose prompt or acceptance changed: "
+        "1 'Form'; they stay shipped and run-all skips them: to have the agent do them as the "
+        "planner says now, `specwright run login:1 --force`"
+    ], out.err
+    assert store.query("SELECT title, status FROM chunks ORDER BY position") == [
+        ("Form", "shipped"),
+        ("Passkeys", "pending"),
+    ]

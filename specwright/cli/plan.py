@@ -181,8 +181,11 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
                 "answer the questions with --answers)"
             )
         if args.refine:
+            before = studio.chunks
+            shipped = {c.id: (c.prompt, c.acceptance) for c in before if c.status == "shipped"}
             studio.refine(args.refine, args.refine_target)
             stage = studio.stage
+            _warn_shipped_changed(studio, shipped)
             if args.refine_target == "spec" and studio.chunks:
                 print(
                     "note: the chunks were split from the previous text; revise them too: "
@@ -218,6 +221,18 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     if refused:
         raise refused
     return 0
+
+
+def _warn_shipped_changed(studio: Studio, was: dict[str, tuple[str, tuple[str, ...]]]) -> None:
+    """Shipped chunks whose prompt or acceptance the planner revised stay shipped, and run-all
+    skips them: said as `spec import` says it (the planner's change was silent)."""
+    from specwright.reimport import rerun_hint
+
+    now = {c.id: (c.prompt, c.acceptance) for c in studio.chunks}
+    changed = [cid for cid, old in was.items() if cid in now and now[cid] != old]
+    if changed:
+        hint = rerun_hint(studio.store, studio.spec_id, changed, "--refine", now="the planner")
+        print(f"specwright: warning: {hint}", file=sys.stderr)
 
 
 def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> None:
