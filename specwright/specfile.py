@@ -264,8 +264,19 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
         end = next(i for i in range(1, len(lines)) if lines[i].rstrip() == "---")
     except StopIteration:
         raise fail(1, "front matter is not closed: expected a line '---' after it") from None
+
+    class Unique(yaml.SafeLoader):  # a key written twice: not the last one silently
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[str] = set()
+            for key, _value in (k for k in node.value if isinstance(k[0], yaml.ScalarNode)):
+                if key.value in seen:
+                    why = f"duplicate key {key.value!r}"
+                    raise yaml.constructor.ConstructorError(None, None, why, key.start_mark)
+                seen.add(key.value)
+            return super().construct_mapping(node, deep)
+
     try:
-        front = yaml.safe_load("\n".join(lines[1:end])) or {}
+        front = yaml.load("\n".join(lines[1:end]), Loader=Unique) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark else 1

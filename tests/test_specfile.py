@@ -306,6 +306,14 @@ BAD = [
     ("---\ntitle: x\nbudget_usd: .nan\n---\n", 3, "budget_usd: expected a number of dollars"),
     # a NUL in a prompt failed every attempt of the chunk's run (argv: embedded null byte)
     ("---\ntitle: x\n---\n\n## Chunk 1: a\n\nhas\x00nul\n", 7, "a NUL character"),
+    # a key written twice: the last one won, without a word (here: b's dependency on a lost)
+    (
+        "---\ntitle: x\nchunks:\n- title: a\n- title: b\n  depends_on: [a]\n  depends_on: []\n"
+        "---\n## Chunk 1: a\n## Chunk 2: b\n",
+        7,
+        "invalid YAML: duplicate key 'depends_on'",
+    ),
+    ("---\ntitle: x\nstatus: ready\ntitle: y\n---\n", 4, "invalid YAML: duplicate key 'title'"),
 ]
 
 
