@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from specwright.queries import LOG_COST, check_timezone, parse_day, usage_filter
+from specwright.queries import LOG_COST, usage_filter
+from specwright.windows import check_timezone, parse_day
 
 if TYPE_CHECKING:
     import pandas as pd

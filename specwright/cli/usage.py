@@ -28,7 +28,7 @@ BY = ("spec", "chunk", "executor", "model", "project", "role")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from specwright.queries import WEEKDAYS
+    from specwright.windows import WEEKDAYS
 
     usage = sub.add_parser("usage", help="token usage and cost reports (ccusage-compatible)")
     us = usage.add_subparsers(dest="sub", metavar="REPORT", required=True)

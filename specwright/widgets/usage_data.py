@@ -59,7 +59,7 @@ class Filters:
     def zone(self) -> str:
         """``tz`` checked, as an IANA name ("UTC" for any spelling of it)."""
         from specwright.errors import ValidationError
-        from specwright.queries import check_timezone
+        from specwright.windows import check_timezone
 
         try:
             return check_timezone(self.tz or machine_timezone())
@@ -69,7 +69,7 @@ class Filters:
     def where(self) -> tuple[str, list[Any]]:
         """A WHERE clause over ``_BASE`` (aliases e, s, p)."""
         from specwright.errors import ValidationError
-        from specwright.queries import _window, parse_day
+        from specwright.windows import _window, parse_day
 
         if self.group_by not in GROUPS:
             raise ValidationError(
@@ -147,7 +147,7 @@ def _grouped(f: Filters) -> str:
 
 def _day(f: Filters) -> str:
     """The local day (``YYYY-MM-DD`` in the filters' zone) of an ``x`` row's start."""
-    from specwright.queries import _local
+    from specwright.windows import _local
 
     return f"strftime({_local('started_at', f.zone())}, '%Y-%m-%d')"
 

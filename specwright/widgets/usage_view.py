@@ -29,7 +29,7 @@ ALL = "(all projects)"
 
 
 def _day(value: str) -> date | None:
-    from specwright.queries import parse_day
+    from specwright.windows import parse_day
 
     return parse_day(value or None)
 
