@@ -213,6 +213,9 @@ def usage_models_sql(
 # a cost that is not a finite number (an agent reported NaN or Infinity) is unknown, like NULL:
 # it must not turn a whole total into NaN
 _EXEC_COST = "coalesce(CASE WHEN isfinite(e.cost_usd) THEN e.cost_usd END, 0)"
+# tokens as told: an agent that tells no usage (``unreported``) has unknown tokens, not 0, so a
+# group of only such executions sums to NULL, as its cost does
+TOLD = "e.cost_source IS DISTINCT FROM 'unreported'"
 # unpriced: tokens without a price; still running, stopped mid-run or telling no usage, whatever
 EXEC_UNPRICED = """(e.cost_usd IS NULL OR NOT isfinite(e.cost_usd)) AND (e.status = 'running'
                    OR e.input_tokens + e.output_tokens + e.cache_read_tokens + e.cache_write_tokens
@@ -260,10 +263,10 @@ def cost_by_sql(
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT {expr} AS {dim}, count(*) AS executions,
-               sum(e.input_tokens)::BIGINT AS input_tokens,
-               sum(e.output_tokens)::BIGINT AS output_tokens,
-               sum(e.cache_read_tokens)::BIGINT AS cache_read_tokens,
-               sum(e.cache_write_tokens)::BIGINT AS cache_write_tokens,
+               sum(e.input_tokens) FILTER (WHERE {TOLD})::BIGINT AS input_tokens,
+               sum(e.output_tokens) FILTER (WHERE {TOLD})::BIGINT AS output_tokens,
+               sum(e.cache_read_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_read_tokens,
+               sum(e.cache_write_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_write_tokens,
                {EXEC_SUM} AS cost_usd,
                sum(e.reported_cost_usd) AS reported_cost_usd,
                sum(e.computed_cost_usd) AS computed_cost_usd,
@@ -289,7 +292,7 @@ def executions_by_period(
         SELECT date_trunc('{unit}', {_local("e.started_at", tz)})::DATE AS period,
                coalesce(e.model, '') AS model, count(*) AS executions,
                sum(e.input_tokens + e.output_tokens + e.cache_read_tokens
-                   + e.cache_write_tokens)::BIGINT AS total_tokens,
+                   + e.cache_write_tokens) FILTER (WHERE {TOLD})::BIGINT AS total_tokens,
                {EXEC_SUM} AS cost_usd, count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
         FROM executions e WHERE true{where}
         GROUP BY ALL ORDER BY period, cost_usd DESC"""

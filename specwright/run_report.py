@@ -7,16 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
 from specwright.model import Spec
-from specwright.queries import EXEC_UNPRICED
+from specwright.queries import EXEC_UNPRICED, TOLD
 from specwright.schedule import predicted_files, topological_order
 from specwright.store import Store
 
 if TYPE_CHECKING:
     from specwright.config import Config
 
-# tokens as told: an agent that tells no usage (``unreported``) has unknown tokens, not 0, so a
-# group of only such executions sums to NULL, as its cost does
-TOLD = "e.cost_source IS DISTINCT FROM 'unreported'"
+# tokens as told (``queries.TOLD``): NULL for a group of agents that tell no usage
 TOKEN_SUMS = f"""sum(e.input_tokens) FILTER (WHERE {TOLD}) AS input_tokens,
                    sum(e.cache_read_tokens + e.cache_write_tokens) FILTER (WHERE {TOLD})
                        AS cache_tokens,

@@ -152,3 +152,9 @@ def test_tokens_of_an_agent_that_tells_no_usage_are_unknown_not_zero(git_repo: P
     compared = cli(*args, "--executor", "mine", "--executor", "fast")
     assert "1 iteration(s), tokens not reported, unknown (1 unpriced)" in compared.out
     assert "1 iteration(s), 7 tokens, " in compared.out
+    # usage specs sums them the same way: unknown, not 0
+    spent = cli("-C", str(git_repo), "--json", "usage", "specs", "--by", "executor")
+    rows = {r["executor"]: r for r in json.loads(spent.out)}
+    tokens = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    assert [rows["mine"][k] for k in tokens] == [None] * 4, rows
+    assert rows["fast"]["input_tokens"] == 14 and rows["mine"]["unpriced"] == 3
