@@ -174,6 +174,28 @@ def test_pr_of_a_spec_not_all_shipped_says_so(shipped, cli, monkeypatch) -> None
         assert "| 5 | Make E | pending | 0 |" in gh.pulls[0]["body"]
 
 
+def test_run_all_pr_json_of_a_run_that_did_not_ship_says_why_there_is_no_pr(  # type: ignore[no-untyped-def]
+    git_repo: Path, tmp_path: Path, cli, monkeypatch
+) -> None:
+    """The text output said "no pull request: not every chunk shipped"; --json gave
+    ``pull_request_error: null``, as if nothing had stood in the way."""
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "remote.git")], check=True)
+    git(git_repo, "remote", "add", "origin", str(tmp_path / "remote.git"))
+    script = _write_script(DIAMOND)
+    script["chunks"]["Make D"] = [{"fail": "cannot"}]
+    _project(git_repo, script)
+    slug = _spec(Store(resolve_db_path(git_repo)), git_repo, DIAMOND).slug
+    with FakeGitHub(token="ghp_test_token_123") as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        args = ("-C", str(git_repo), "--json", "run-all", slug, "--pr", "--repo", "acme/widgets")
+        ran = cli(*args)
+        assert gh.pulls == []
+    out = json.loads(ran.out)
+    assert out["status"] != "shipped" and out["pull_request"] is None, out
+    assert out["pull_request_error"] == "not every chunk shipped", out
+
+
 def test_an_api_url_that_is_no_url_is_one_line_before_anything_runs_or_is_pushed(  # type: ignore[no-untyped-def]
     git_repo: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:

@@ -231,6 +231,7 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         except SpecwrightError as exc:  # the run's outcome is still printed
             pr_error = str(exc)
     said = _pr_line(pr, args) if pr is not None else None
+    not_opened = "not every chunk shipped" if args.pr and not result.ok else None
     if ctx.json:
         ctx.emit(
             {
@@ -239,7 +240,11 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
                 "reason": result.reason,
                 "branch": result.branch,
                 "chunks": rows,
-                **({"pull_request": pr, "pull_request_error": pr_error} if args.pr else {}),
+                **(
+                    {"pull_request": pr, "pull_request_error": pr_error or not_opened}
+                    if args.pr
+                    else {}
+                ),
             }
         )
     else:
@@ -248,8 +253,8 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         print(f"\n{result.status}: {_clip(result.reason)} (branch {result.branch})")
         if said is not None:
             print(said)
-        elif args.pr and not result.ok:
-            print("no pull request: not every chunk shipped", file=sys.stderr)
+        elif not_opened:
+            print(f"no pull request: {not_opened}", file=sys.stderr)
     if pr_error is not None:
         again = f"`specwright pr {spec.slug}` tries again without running anything"
         if f"`specwright pr {spec.slug}`" not in pr_error:  # said already, once pushed
