@@ -4,13 +4,17 @@ chunk that has runs). Shared by spec files (``specfile``), the Spec Studio and i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from specwright import prompts
 from specwright.errors import ValidationError
 from specwright.model import Chunk, new_id, utcnow
 from specwright.store import Store
+
+MAX_TITLE_CHARS = 120
+MAX_CHUNK_CHARS = 20_000  # as prompts.MAX_INTENT_CHARS, where the reviewer cuts a chunk's prompt
 
 
 @dataclass
@@ -97,14 +101,9 @@ def chunk_ops(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> list[
                 raise ValidationError(
                     f"the spec {busy}; refusing to delete chunk {title!r} until it ends"
                 )
-            used = store.query(
-                "SELECT chunk_id, count(*) FROM (SELECT chunk_id FROM runs UNION ALL "
-                "SELECT chunk_id FROM executions) WHERE chunk_id IN (SELECT unnest(?::UUID[])) "
-                "GROUP BY chunk_id",
-                [gone],
-            )
+            used = with_runs(store, gone)
             if used:
-                title = existing[str(used[0][0])]["title"]
+                title = existing[next(c for c in gone if c in used)]["title"]
                 raise ValidationError(
                     f"chunk {title!r} has runs; refusing to delete it (keep it in the list)"
                 )
@@ -159,3 +158,70 @@ def drafts_of(chunks: Sequence[Chunk]) -> list[ChunkDraft]:
         )
         for c in chunks
     ]
+
+
+def with_runs(store: Store, chunk_ids: Sequence[str]) -> set[str]:
+    """Those of ``chunk_ids`` that have runs or executions (their history is never deleted)."""
+    rows = store.query(
+        "SELECT DISTINCT chunk_id FROM (SELECT chunk_id FROM runs UNION ALL SELECT chunk_id "
+        "FROM executions) WHERE chunk_id IN (SELECT unnest(?::UUID[]))",
+        [list(chunk_ids)],
+    )
+    return {str(r[0]) for r in rows}
+
+
+def planned_chunks(
+    known: Mapping[str, str], kept: Mapping[str, str] | None = None
+) -> Callable[[dict[str, Any]], tuple[list[ChunkDraft], str | None]]:
+    """A checker turning the planner's chunks into drafts; ``known`` maps keys to existing ids
+    (so a refined chunk keeps its id and history); a key of ``kept`` (key -> title: chunks with
+    runs, which are not deleted) left out of the list is a problem to ask again about."""
+
+    def check(data: dict[str, Any]) -> tuple[list[ChunkDraft], str | None]:
+        raw = data.get("chunks") or []
+        if not raw:
+            return [], "the chunk list is empty"
+        if len(raw) > prompts.MAX_CHUNKS:
+            return [], (
+                f"{len(raw)} chunks; expected at most {prompts.MAX_CHUNKS} (merge the small ones)"
+            )
+        drafts: list[ChunkDraft] = []
+        for n, item in enumerate(raw, 1):
+            key = str(item.get("key") or "").strip() or f"#{n}"
+            title = " ".join(str(item.get("title") or "").split())[:MAX_TITLE_CHARS]
+            if not title:
+                return [], f"chunk {key!r} has no title"
+            drafts.append(
+                ChunkDraft(
+                    title=title,
+                    prompt=str(item.get("prompt") or "").strip(),
+                    acceptance=[
+                        str(a).strip() for a in item.get("acceptance") or [] if str(a).strip()
+                    ],
+                    files=[str(f).strip() for f in item.get("files") or [] if str(f).strip()],
+                    depends_on=[str(d).strip() for d in item.get("depends_on") or []],
+                    id=key,
+                )
+            )
+            d = drafts[-1]
+            size = len(d.prompt) + sum(map(len, d.acceptance)) + sum(map(len, d.files))
+            if size > MAX_CHUNK_CHARS:
+                return [], (
+                    f"chunk {key!r} is {size} characters of prompt, acceptance and files; "
+                    f"expected at most {MAX_CHUNK_CHARS} (split it)"
+                )
+        problem = check_dag(drafts)
+        if problem:
+            return [], problem
+        gone = [k for k in kept or {} if k not in {d.id for d in drafts}]
+        if gone:
+            title = (kept or {})[gone[0]]
+            return [], f"chunk {gone[0]} ({title!r}) has runs: keep it in the list, key {gone[0]}"
+        # keys -> ids: an existing chunk's key keeps its id, new ones get fresh ids
+        ids = {d.id: known.get(d.id) or new_id() for d in drafts}
+        for d in drafts:
+            d.depends_on = [ids[x] for x in dict.fromkeys(d.depends_on)]
+            d.id = ids[d.id]
+        return drafts, None
+
+    return check

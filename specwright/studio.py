@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, prompts
-from specwright.drafts import ChunkDraft, check_dag, chunk_ops
+from specwright.drafts import MAX_TITLE_CHARS, ChunkDraft, chunk_ops, planned_chunks, with_runs
 from specwright.errors import SpecwrightError, ValidationError, one_line
 from specwright.model import Chunk, Project, Spec, new_id, utcnow
 
@@ -34,11 +34,9 @@ if TYPE_CHECKING:
 
 STAGES = ("questions", "answers", "spec", "chunks", "review", "ready")
 MAX_ANSWER_CHARS = 20_000
-MAX_TITLE_CHARS = 120
 # the planner is a model: a runaway answer is refused, so a spec (body + MAX_CHUNKS chunks, 1.1 M
 # characters) fits a spec file `spec import` reads back (specfile.MAX_FILE_BYTES, 4 MiB)
 MAX_BODY_CHARS = 100_000
-MAX_CHUNK_CHARS = 20_000  # as prompts.MAX_INTENT_CHARS, where the reviewer cuts a chunk's prompt
 
 
 class PlannerAnswerError(ValidationError):
@@ -405,7 +403,7 @@ class Studio:
                 spec.body, rules=self._rules, context=self.context(), problem=problem
             )
 
-        return self._save_chunks(self._ask_checked(build, _check_chunks({}), "chunk list"))
+        return self._save_chunks(self._ask_checked(build, planned_chunks({}), "chunk list"))
 
     def _save_chunks(self, drafts: Sequence[ChunkDraft]) -> list[Chunk]:
         """Save the planner's chunks; like its text, they need a review (accept) again."""
@@ -436,6 +434,7 @@ class Studio:
         if not current:
             raise ValidationError(f"spec {spec.slug!r} has no chunks yet (split first)")
         keys = {f"c{c.position}": c.id for c in current}
+        used = with_runs(self.store, list(keys.values()))
 
         def build(problem: str | None) -> prompts.Prompt:
             return prompts.refine_chunks(
@@ -447,7 +446,9 @@ class Studio:
                 problem=problem,
             )
 
-        drafts = self._ask_checked(build, _check_chunks(keys), "revised chunk list")
+        # a chunk with runs stays: its history is kept (asked again, as for a cycle)
+        kept = {k: c.title for k, c in zip(keys, current, strict=True) if c.id in used}
+        drafts = self._ask_checked(build, planned_chunks(keys, kept), "revised chunk list")
         return self._save_chunks(drafts)
 
     def accept(self) -> Spec:
@@ -531,58 +532,6 @@ def _check_questions(data: dict[str, Any]) -> tuple[list[tuple[str, str | None]]
             f"got {len(items)}"
         )
     return items[: prompts.MAX_QUESTIONS], None
-
-
-def _check_chunks(
-    known: Mapping[str, str],
-) -> Callable[[dict[str, Any]], tuple[list[ChunkDraft], str | None]]:
-    """A checker turning the planner's chunks into drafts; ``known`` maps keys to existing ids
-    (so a refined chunk keeps its id and history)."""
-
-    def check(data: dict[str, Any]) -> tuple[list[ChunkDraft], str | None]:
-        raw = data.get("chunks") or []
-        if not raw:
-            return [], "the chunk list is empty"
-        if len(raw) > prompts.MAX_CHUNKS:
-            return [], (
-                f"{len(raw)} chunks; expected at most {prompts.MAX_CHUNKS} (merge the small ones)"
-            )
-        drafts: list[ChunkDraft] = []
-        for n, item in enumerate(raw, 1):
-            key = str(item.get("key") or "").strip() or f"#{n}"
-            title = " ".join(str(item.get("title") or "").split())[:MAX_TITLE_CHARS]
-            if not title:
-                return [], f"chunk {key!r} has no title"
-            drafts.append(
-                ChunkDraft(
-                    title=title,
-                    prompt=str(item.get("prompt") or "").strip(),
-                    acceptance=[
-                        str(a).strip() for a in item.get("acceptance") or [] if str(a).strip()
-                    ],
-                    files=[str(f).strip() for f in item.get("files") or [] if str(f).strip()],
-                    depends_on=[str(d).strip() for d in item.get("depends_on") or []],
-                    id=key,
-                )
-            )
-            d = drafts[-1]
-            size = len(d.prompt) + sum(map(len, d.acceptance)) + sum(map(len, d.files))
-            if size > MAX_CHUNK_CHARS:
-                return [], (
-                    f"chunk {key!r} is {size} characters of prompt, acceptance and files; "
-                    f"expected at most {MAX_CHUNK_CHARS} (split it)"
-                )
-        problem = check_dag(drafts)
-        if problem:
-            return [], problem
-        # keys -> ids: an existing chunk's key keeps its id, new ones get fresh ids
-        ids = {d.id: known.get(d.id) or new_id() for d in drafts}
-        for d in drafts:
-            d.depends_on = [ids[x] for x in dict.fromkeys(d.depends_on)]
-            d.id = ids[d.id]
-        return drafts, None
-
-    return check
 
 
 def _position(key: Any, by_text: Mapping[str, int]) -> int | None:

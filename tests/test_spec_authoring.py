@@ -3,6 +3,7 @@ not imported. Real CLI calls, a real database, real files; the planner is the fa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -552,4 +553,53 @@ def test_a_refine_that_changes_a_shipped_chunk_says_run_all_skips_it(
     assert store.query("SELECT title, status FROM chunks ORDER BY position") == [
         ("Form", "shipped"),
         ("Passkeys", "pending"),
+    ]
+
+
+def test_a_refine_that_drops_a_chunk_with_runs_asks_the_planner_again(
+    project: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner left out a chunk that had runs: the refine failed with "refusing to delete
+    it (keep it in the list)", a list the user never wrote, after the planner was paid. The
+    planner is now asked again, told to keep it, as for a cycle in its list."""
+    from specwright.store import Store, resolve_db_path
+    from specwright.testing import FakeModelServer
+    from tests.test_studio import split_turn
+
+    store = Store(resolve_db_path(project))
+    [(spec_id, chunk_id)] = store.query("SELECT spec_id, id FROM chunks")
+    _ship(store, str(spec_id), str(chunk_id))
+    passkeys = {
+        "key": "c2",
+        "title": "Passkeys",
+        "prompt": "WebAuthn.",
+        "acceptance": [],
+        "depends_on": [],
+    }
+    kept = {
+        "key": "c1",
+        "title": "Form",
+        "prompt": "The login form.",
+        "acceptance": [],
+        "depends_on": [],
+    }
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with FakeModelServer() as srv:
+        (project / ".handoff").mkdir(exist_ok=True)
+        (project / ".handoff" / "config.yaml").write_text(
+            "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+            f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
+        )
+        srv.script(split_turn({"chunks": [passkeys]}), split_turn({"chunks": [kept, passkeys]}))
+        out = cli("-C", str(project), "plan", "--resume", "login", "--refine", "passkeys only")
+        asked_again = json.dumps(srv.model_requests[-1].body)
+    assert out.code == 0, out.err
+    assert "chunk c1 ('Form') has runs: keep it in the list, key c1" in asked_again
+    assert store.query("SELECT id, title, status FROM chunks ORDER BY position") == [
+        (chunk_id, "Form", "shipped"),
+        (
+            store.query("SELECT id FROM chunks WHERE title = 'Passkeys'")[0][0],
+            "Passkeys",
+            "pending",
+        ),
     ]
