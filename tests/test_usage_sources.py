@@ -261,6 +261,24 @@ def test_export_then_merge_twice_is_idempotent(tmp_path: Path, store: Store) -> 
     assert snapshot[0][0] == own + counts["usage_records"]
 
 
+def test_export_into_a_folder_of_other_files_is_refused_and_writes_over_nothing(
+    tmp_path: Path, store: Store
+) -> None:
+    """`usage export -o <a project>` wrote its manifest.json and prices.parquet over the ones
+    there (a web app's manifest.json, say); an earlier export is still replaced."""
+    from specwright.errors import SpecwrightError
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "manifest.json").write_text('{"name": "my app"}', encoding="utf-8")
+    with pytest.raises(SpecwrightError, match="not an earlier usage export"):
+        export(store, app)
+    assert (app / "manifest.json").read_text(encoding="utf-8") == '{"name": "my app"}'
+    assert sorted(p.name for p in app.iterdir()) == ["manifest.json"]
+    export(store, tmp_path / "export")
+    assert export(store, tmp_path / "export")["usage_records"] == 0  # again: replaced
+
+
 def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
     from specwright.errors import SpecwrightError
 

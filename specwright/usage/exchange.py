@@ -56,6 +56,12 @@ def export(store: Store, target: Path) -> dict[str, int]:
     """Write the usage tables under directory ``target``; returns rows per table."""
     if target.exists() and not target.is_dir():
         raise SpecwrightError(f"{target}: exists and is not a directory; expected a directory")
+    if target.is_dir() and any(target.iterdir()) and not _is_export(target):
+        # its manifest.json or a prices.parquet would be written over: another tool's files
+        raise SpecwrightError(
+            f"{target}: a directory holding other files, not an earlier usage export; "
+            "expected a new or empty directory"
+        )
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -82,6 +88,15 @@ def export(store: Store, target: Path) -> dict[str, int]:
         encoding="utf-8",
     )
     return counts
+
+
+def _is_export(directory: Path) -> bool:
+    """Whether ``directory`` holds an export's manifest.json (one to replace)."""
+    try:
+        data = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
 
 
 def _quote(path: Path) -> str:
