@@ -279,6 +279,50 @@ def test_export_into_a_folder_of_other_files_is_refused_and_writes_over_nothing(
     assert export(store, tmp_path / "export")["usage_records"] == 0  # again: replaced
 
 
+def test_a_big_merge_at_a_terminal_says_what_it_merges(tmp_path: Path, store: Store) -> None:
+    """A merge of a heavy user's export took ~15 s without a word; at a terminal it names each
+    big file and its rows on stderr (as an ingest does), and a script's stderr stays quiet."""
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from specwright.usage.exchange import PROGRESS_ROWS
+
+    export(store, tmp_path / "export")
+    records = tmp_path / "export" / "usage_records.parquet"
+    duckdb.connect().execute(
+        f"""COPY (SELECT uuidv7() AS id, 'codex' AS source, 'k' || i AS dedup_key,
+                   TIMESTAMP '2025-10-01' + INTERVAL (i) SECOND AS ts, 1 AS output_tokens
+            FROM range({PROGRESS_ROWS}) t(i)) TO '{records}' (FORMAT parquet)"""
+    )
+    env = {**os.environ, "SPECWRIGHT_DB": str(tmp_path / "b.duckdb")}
+    argv = [sys.executable, "-m", "specwright.cli", "usage", "merge", str(tmp_path / "export")]
+    leader, follower = os.openpty()
+    try:
+        done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=follower, timeout=120)
+        os.close(follower)
+        said = b""
+        while chunk := _read_pty(leader):
+            said += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    assert f"merging {PROGRESS_ROWS:,} rows of {records} into usage_records" in said.decode()
+    quiet = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def _read_pty(fd: int) -> bytes:
+    import os
+
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end is closed and drained
+        return b""
+
+
 def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
     from specwright.errors import SpecwrightError
 

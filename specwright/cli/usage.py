@@ -536,7 +536,9 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_merge(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.usage.exchange import merge
 
-    res = merge(ctx.store, [Path(f).expanduser().resolve() for f in args.files])
+    res = merge(
+        ctx.store, [Path(f).expanduser().resolve() for f in args.files], progress=_progress()
+    )
     for warning in res.warnings:
         print(f"specwright: warning: {warning}", file=sys.stderr)
     ctx.emit(
