@@ -323,6 +323,21 @@ def _read_pty(fd: int) -> bytes:
         return b""
 
 
+def test_an_export_of_an_empty_database_says_so(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A mistyped SPECWRIGHT_DB made a new database and an empty export without a word: merged
+    on the other laptop, it inserted nothing and no one knew why."""
+    db = tmp_path / "typo.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    res = cli("usage", "export", "-o", str(tmp_path / "export"), "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["rows"] == {"usage_records": 0, "usage_snapshots": 0, "prices": 0}
+    assert f"nothing to export: no usage records, snapshots or prices in {db}" in res.err
+
+
 def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
     from specwright.errors import SpecwrightError
 

@@ -529,6 +529,12 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 
     target = Path(args.output or f"usage-export-{socket.gethostname()}-{utcnow():%Y%m%d}")
     counts = export(ctx.store, target.resolve())
+    if not any(counts.values()):  # a mistyped --db or SPECWRIGHT_DB is a new, empty database
+        print(
+            f"specwright: warning: nothing to export: no usage records, snapshots or prices in "
+            f"{ctx.db_path} (`specwright ingest claude-logs`, codex-logs or codexbar imports them)",
+            file=sys.stderr,
+        )
     ctx.emit({"export": str(target.resolve()), "rows": counts})
     return 0
 
