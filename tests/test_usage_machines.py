@@ -179,3 +179,23 @@ def test_a_merged_record_links_to_an_execution_here_never_to_another_machines(
     ran_on_c = execution("C")
     machines.merge("C", exported)
     assert links("C") == [(ran_on_c,)]
+
+
+def test_a_machine_that_only_merges_prices_records_no_machine_had_a_price_for(
+    machines: Machines,
+) -> None:
+    """A's log names a model no price library knows; B, which has no logs of its own, names it
+    under `prices:`. The merge prices it (an ingest would): B's only other way, `ingest
+    claude-logs`, fails there for want of logs, so its reports counted the model 0 forever."""
+    machines.log("A", "s1.jsonl", [_line(10).replace("claude-sonnet-4-5-20250929", "house-9")])
+    exported = machines.export("A")
+    project = machines.root / "B" / "project"
+    (project / ".handoff").mkdir(parents=True)
+    (project / ".handoff" / "config.yaml").write_text(
+        "prices:\n  house-9: {input: 1000000, output: 2000000}\n", encoding="utf-8"
+    )
+    res = machines.run("B", "-C", str(project), "usage", "merge", exported, "--json")
+    assert json.loads(res.out)["repriced"] == 1
+    assert machines.totals("B")["totalCost"] == 5 * 1 + 10 * 2
+    again = machines.run("B", "-C", str(project), "usage", "merge", exported, "--json")
+    assert json.loads(again.out)["repriced"] == 0

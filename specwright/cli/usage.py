@@ -543,7 +543,10 @@ def cmd_merge(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.usage.exchange import merge
 
     res = merge(
-        ctx.store, [Path(f).expanduser().resolve() for f in args.files], progress=_progress()
+        ctx.store,
+        [Path(f).expanduser().resolve() for f in args.files],
+        progress=_progress(),
+        overrides=_overrides(ctx),
     )
     for warning in res.warnings:
         print(f"specwright: warning: {warning}", file=sys.stderr)
@@ -553,6 +556,7 @@ def cmd_merge(args: argparse.Namespace, ctx: Context) -> int:
             "inserted": res.inserted,
             "replaced": res.replaced,
             "skipped": res.skipped,
+            "repriced": res.repriced,
         }
     )
     return 0

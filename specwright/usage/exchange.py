@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from specwright.errors import SpecwrightError, first_line
 from specwright.model import utcnow
-from specwright.usage.common import COPY_RANK, link_executions
+from specwright.usage.common import COPY_RANK, link_executions, reprice_unpriced
 
 if TYPE_CHECKING:
     import duckdb
 
+    from specwright.config import Price
     from specwright.store import Store
 
 TABLES = ("usage_records", "usage_snapshots", "prices")
@@ -54,6 +55,7 @@ class MergeResult:
     replaced: dict[str, int] = field(default_factory=dict)  # stored rows a better copy replaced
     skipped: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    repriced: int = 0  # records no machine had a price for, priced by this one's `prices:`
 
 
 def export(store: Store, target: Path) -> dict[str, int]:
@@ -151,10 +153,16 @@ def _files(paths: list[Path], warnings: list[str]) -> list[tuple[str, Path]]:
 
 
 def merge(
-    store: Store, paths: list[Path], *, progress: Callable[[str], None] | None = None
+    store: Store,
+    paths: list[Path],
+    *,
+    progress: Callable[[str], None] | None = None,
+    overrides: dict[str, Price] | None = None,
 ) -> MergeResult:
     """Fold exports (directories or ``<table>.parquet`` files) into the store, idempotently;
-    ``progress`` hears of each file of ``PROGRESS_ROWS`` rows or more before it is merged."""
+    ``progress`` hears of each file of ``PROGRESS_ROWS`` rows or more before it is merged.
+    Records with no price (on any machine) are priced by ``overrides`` (`prices:`) naming their
+    model, as by an ingest: a machine that only merges has no logs to ingest."""
     import duckdb
 
     result = MergeResult()
@@ -216,7 +224,13 @@ def merge(
             result.skipped[table] = result.skipped.get(table, 0) + total - n
         for (source,) in conn.execute("SELECT DISTINCT source FROM usage_records").fetchall():
             link_executions(conn, source)  # a replaced record's link to a local execution
+        for source, provider in _PROVIDERS.items():
+            result.repriced += reprice_unpriced(conn, source, provider, overrides)
     return result
+
+
+# the provider of each source's models, as its ingest prices them (claude.py, codex.py)
+_PROVIDERS = {"claude-code": "anthropic", "codex": "openai"}
 
 
 def _merge_rows(
