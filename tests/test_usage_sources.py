@@ -338,6 +338,30 @@ def test_an_export_of_an_empty_database_says_so(
     assert f"nothing to export: no usage records, snapshots or prices in {db}" in res.err
 
 
+def test_an_export_missing_a_file_its_manifest_lists_is_refused(
+    tmp_path: Path, store: Store
+) -> None:
+    """An export copied or synced only in part (its usage_records.parquet not there yet) merged
+    its prices, exit 0, and never said the laptop's records were left out."""
+    from specwright.errors import SpecwrightError
+    from specwright.usage import claude
+
+    write_claude_corpus(tmp_path / "a", sessions=1, turns=5, malformed_every=0)
+    claude.ingest(store, [tmp_path / "a" / "projects"])
+    rows = export(store, tmp_path / "export")["usage_records"]
+    (tmp_path / "export" / "usage_records.parquet").unlink()
+    other = Store(tmp_path / "other.duckdb")
+    with pytest.raises(SpecwrightError) as err:
+        merge(other, [tmp_path / "export"])
+    assert str(err.value) == (
+        f"{tmp_path / 'export'}: usage_records.parquet is missing, and its manifest.json lists "
+        f"{rows:,} rows of it; expected the whole export (nothing was merged)"
+    )
+    assert other.query("SELECT count(*) FROM prices") == [(0,)]
+    merge(other, [tmp_path / "export" / "prices.parquet"])  # a file named on its own still is
+    assert other.query("SELECT count(*) FROM prices") != [(0,)]
+
+
 def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
     from specwright.errors import SpecwrightError
 

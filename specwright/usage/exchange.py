@@ -109,12 +109,13 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _manifest(directory: Path, warnings: list[str]) -> None:
+def _manifest(directory: Path, warnings: list[str]) -> dict[str, object]:
     """Check an export directory's manifest.json, if it has one: another format is an error, a
-    newer version a warning (its extra columns are left out)."""
+    newer version a warning (its extra columns are left out). Returns the rows it lists per
+    table."""
     path = directory / "manifest.json"
     if not path.is_file():
-        return
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -128,16 +129,29 @@ def _manifest(directory: Path, warnings: list[str]) -> None:
             f"{path}: export format version {version} is newer than this Specwright's "
             f"({VERSION}); what it does not know is left out"
         )
+    rows = data.get("rows")
+    return rows if isinstance(rows, dict) else {}
 
 
 def _files(paths: list[Path], warnings: list[str]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for p in paths:
         if p.is_dir():
-            _manifest(p, warnings)
+            listed = _manifest(p, warnings)
             found = [(t, p / f"{t}.parquet") for t in TABLES if (p / f"{t}.parquet").exists()]
             if not found:
                 raise SpecwrightError(f"{p}: no usage_*.parquet / prices.parquet files inside")
+            for table in TABLES:  # a copy or sync cut short: its records would be left out
+                rows = listed.get(table)
+                if (
+                    isinstance(rows, int)
+                    and rows > 0
+                    and (table, p / f"{table}.parquet") not in found
+                ):
+                    raise SpecwrightError(
+                        f"{p}: {table}.parquet is missing, and its manifest.json lists {rows:,} "
+                        "rows of it; expected the whole export (nothing was merged)"
+                    )
             out.extend(found)
         elif p.is_file():
             table = p.name.removesuffix(".parquet")
