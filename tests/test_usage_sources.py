@@ -362,6 +362,24 @@ def test_an_export_missing_a_file_its_manifest_lists_is_refused(
     assert other.query("SELECT count(*) FROM prices") != [(0,)]
 
 
+def test_export_to_a_home_path_the_shell_left_unexpanded_goes_home_as_merge_reads_it(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """`usage export --output=~/sync/usage` (bash expands no ~ after `=`) wrote into a folder
+    named '~' under the current one, while `usage merge ~/sync/usage` looks in the home."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db.duckdb"))
+    monkeypatch.chdir(tmp_path)
+    res = cli("usage", "export", "--output=~/sync/usage", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["export"] == str(tmp_path / "home" / "sync" / "usage")
+    assert (tmp_path / "home" / "sync" / "usage" / "manifest.json").is_file()
+    assert not (tmp_path / "~").exists()
+    assert cli("usage", "merge", "~/sync/usage").code == 0
+
+
 def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
     from specwright.errors import SpecwrightError
 

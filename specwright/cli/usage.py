@@ -528,6 +528,7 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.usage.exchange import export
 
     target = Path(args.output or f"usage-export-{socket.gethostname()}-{utcnow():%Y%m%d}")
+    target = target.expanduser()  # as merge reads it: `--output=~/x` reaches us unexpanded
     counts = export(ctx.store, target.resolve())
     if not any(counts.values()):  # a mistyped --db or SPECWRIGHT_DB is a new, empty database
         print(
