@@ -380,6 +380,28 @@ def test_export_to_a_home_path_the_shell_left_unexpanded_goes_home_as_merge_read
     assert cli("usage", "merge", "~/sync/usage").code == 0
 
 
+@pytest.mark.parametrize(("name", "sibling"), [("x*", "xy"), ("a[b]", "ab"), ("a?c", "abc")])
+def test_an_export_whose_path_reads_as_a_glob_merges_itself_not_its_siblings(
+    tmp_path: Path, store: Store, name: str, sibling: str
+) -> None:
+    """DuckDB reads a Parquet path as a glob: merging the export in `x*` also merged the one in
+    `xy` beside it (and `a[b]` read `ab`'s instead of its own)."""
+    from specwright.usage import claude
+
+    write_claude_corpus(tmp_path / "a", sessions=1, turns=5, malformed_every=0)
+    claude.ingest(store, [tmp_path / "a" / "projects"])
+    mine = export(store, tmp_path / name)["usage_records"]
+    other = Store(tmp_path / "other.duckdb")
+    write_claude_corpus(tmp_path / "b", sessions=2, turns=9, malformed_every=0, seed=8)
+    claude.ingest(other, [tmp_path / "b" / "projects"])
+    export(other, tmp_path / sibling)
+    fresh = Store(tmp_path / "fresh.duckdb")
+    assert merge(fresh, [tmp_path / name]).inserted["usage_records"] == mine
+    assert merge(fresh, [tmp_path / name / "usage_records.parquet"]).skipped == {
+        "usage_records": mine
+    }
+
+
 def test_merge_rejects_unknown_files(tmp_path: Path, store: Store) -> None:
     from specwright.errors import SpecwrightError
 

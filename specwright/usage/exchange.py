@@ -11,6 +11,7 @@ export twice changes nothing.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,12 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def _literal(path: Path) -> str:
+    """``path`` quoted for ``read_parquet``, which reads it as a glob: its ``*``, ``?`` and ``[``
+    match only themselves (an export in ``x*`` read every sibling export ``x...`` too)."""
+    return re.sub(r"([*?\[])", r"[\1]", _quote(path))
+
+
 def _manifest(directory: Path, warnings: list[str]) -> dict[str, object]:
     """Check an export directory's manifest.json, if it has one: another format is an error, a
     newer version a warning (its extra columns are left out). Returns the rows it lists per
@@ -192,7 +199,7 @@ def merge(
                 have = {
                     r[0]
                     for r in conn.execute(
-                        f"DESCRIBE SELECT * FROM read_parquet('{_quote(path)}')"
+                        f"DESCRIBE SELECT * FROM read_parquet('{_literal(path)}')"
                     ).fetchall()
                 }
             except duckdb.Error as exc:
@@ -253,7 +260,7 @@ def _merge_rows(
     """Insert a snapshots or prices file's rows whose key is not stored; (rows, inserted)."""
     collist = ", ".join(f'"{c}"' for c in common)
     values = ", ".join(f'x."{c}"' for c in common)
-    src = f"read_parquet('{_quote(path)}')"
+    src = f"read_parquet('{_literal(path)}')"
     total = int(conn.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])
     rows = conn.execute(
         f"""INSERT INTO {table} ({collist})
@@ -346,7 +353,7 @@ def _merge_records(
             collist=collist,
             values=values,
             order="x.seq, x.ts" if has_seq else "x.ts",
-            path=_quote(path),
+            path=_literal(path),
         )
     )
     total, nulls = conn.execute(
@@ -379,7 +386,7 @@ def _refuse_non_finite(
     counts = ", ".join(
         f'count(*) FILTER (WHERE NOT isfinite(try_cast("{c}" AS DOUBLE)))' for c in columns
     )
-    row = conn.execute(f"SELECT {counts} FROM read_parquet('{_quote(path)}')").fetchall()[0]
+    row = conn.execute(f"SELECT {counts} FROM read_parquet('{_literal(path)}')").fetchall()[0]
     for column, bad in zip(columns, row, strict=True):
         if bad:
             raise SpecwrightError(
@@ -410,7 +417,7 @@ def _refuse_bad_counts(conn: duckdb.DuckDBPyConnection, path: Path, columns: lis
         f'count(*) FILTER (WHERE try_cast("{c}" AS HUGEINT) NOT BETWEEN 0 AND {_COUNT_BELOW - 1})'
         for c in columns
     )
-    row = conn.execute(f"SELECT {counts} FROM read_parquet('{_quote(path)}')").fetchall()[0]
+    row = conn.execute(f"SELECT {counts} FROM read_parquet('{_literal(path)}')").fetchall()[0]
     for column, bad in zip(columns, row, strict=True):
         if bad:
             raise SpecwrightError(
@@ -421,7 +428,7 @@ def _refuse_bad_counts(conn: duckdb.DuckDBPyConnection, path: Path, columns: lis
 
 def _rows(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
     return int(
-        conn.execute(f"SELECT count(*) FROM read_parquet('{_quote(path)}')").fetchall()[0][0]
+        conn.execute(f"SELECT count(*) FROM read_parquet('{_literal(path)}')").fetchall()[0][0]
     )
 
 
