@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -594,3 +595,37 @@ def test_any_codex_lines_ingest_and_reingest_without_error(
     codex.ingest(store, [work / "sessions"])
     assert store.query('SELECT "offset" FROM usage_ingest_files') == [(log.stat().st_size,)]
     store.release()
+
+
+@pytest.mark.parametrize("source", ["claude", "codex"])
+def test_logs_under_a_folder_whose_name_reads_as_a_glob_are_read_not_a_siblings(
+    tmp_path: Path, source: str
+) -> None:
+    """DuckDB's reader reads a path as a glob: Codex logs (and big Claude Code ones) under
+    `logs[1]/` were read from `logs1/` beside it, a stale copy, or not at all (0 lines)."""
+    import shutil
+
+    from specwright.usage import claude
+    from tests.support_codex import write_codex_corpus
+
+    plain = tmp_path / "plain"
+    if source == "claude":  # over 2 MB, files over 256 KB: read in place, not copied
+        write_claude_corpus(plain, sessions=3, turns=40, pad=20_000, malformed_every=0)
+        roots: Callable[[Path], list[Path]] = lambda home: [home / "projects"]  # noqa: E731
+        ingest: Any = claude.ingest
+    else:
+        write_codex_corpus(plain)
+        roots, ingest = (lambda home: [home / "sessions", home / "archived_sessions"]), codex.ingest
+    globbed, sibling = tmp_path / "logs[1]", tmp_path / "logs1"
+    shutil.copytree(plain, globbed)
+    shutil.copytree(plain, sibling)
+    for log in sibling.rglob("*.jsonl"):  # the stale copy: its first lines only
+        log.write_bytes(log.read_bytes()[:3000])
+
+    def imported(home: Path) -> tuple[int, int]:
+        store = Store(tmp_path / f"{home.name}.duckdb")
+        res = ingest(store, roots(home))
+        assert res.imported > 0
+        return res.lines, store.query("SELECT sum(output_tokens) FROM usage_records")[0][0]
+
+    assert imported(globbed) == imported(plain)

@@ -411,7 +411,7 @@ def _read_files(ready: list[F.Planned], marked: list[F.Planned]) -> tuple[str, l
     )
     mark = f"CASE WHEN starts_with(json, '{prefix}') THEN json END" if marked else "NULL"
     copies = [p for p in ready if p.read_path != p.path and not p.marker]
-    read = list(dict.fromkeys(p.read_path for p in ready))
+    read = [F.glob_literal(r) for r in dict.fromkeys(p.read_path for p in ready)]
     sql = _STAGE.format(shape=_SHAPE, lines=lines, mark=mark)
     return sql, [[p.read_path for p in copies], [p.path for p in copies], read]
 

@@ -148,7 +148,7 @@ def _stage(conn: duckdb.DuckDBPyConnection, ready: list[F.Planned]) -> dict[str,
                                  maximum_object_size = {F.max_object_size(ready, 268435456)})
         WHERE json IS NULL OR contains(json, '"token_count"') OR contains(json, '"turn_context"')
            OR contains(json, '"session_meta"')""",
-        [[p.read_path for p in ready]],
+        [[F.glob_literal(p.read_path) for p in ready]],
     )
     # a usage line whose time does not parse counts nowhere (ccusage stops on it): malformed
     out = conn.execute(

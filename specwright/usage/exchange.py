@@ -11,7 +11,6 @@ export twice changes nothing.
 from __future__ import annotations
 
 import json
-import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from specwright.errors import SpecwrightError, first_line
 from specwright.model import utcnow
 from specwright.usage.common import COPY_RANK, link_executions, reprice_unpriced
+from specwright.usage.files import glob_literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -111,9 +111,9 @@ def _quote(path: Path) -> str:
 
 
 def _literal(path: Path) -> str:
-    """``path`` quoted for ``read_parquet``, which reads it as a glob: its ``*``, ``?`` and ``[``
-    match only themselves (an export in ``x*`` read every sibling export ``x...`` too)."""
-    return re.sub(r"([*?\[])", r"[\1]", _quote(path))
+    """``path`` quoted for ``read_parquet``, which reads it as a glob (an export in ``x*`` read
+    every sibling export ``x...`` too)."""
+    return glob_literal(_quote(path))
 
 
 def _manifest(directory: Path, warnings: list[str]) -> dict[str, object]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -79,6 +80,12 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, head: str, rows: list[Any]) -> 
         return
     columns = [list(col) for col in zip(*rows, strict=True)]
     conn.execute(f"{head} SELECT {', '.join('unnest(?)' for _ in columns)}", columns)
+
+
+def glob_literal(path: str) -> str:
+    """``path`` for DuckDB's readers, which read a path as a glob: its ``*``, ``?`` and ``[``
+    match only themselves (a log under ``h[1]/`` read ``h1/``'s copy of it, or nothing)."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def max_object_size(ready: list[Planned], limit: int) -> int:
