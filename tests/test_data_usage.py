@@ -97,6 +97,12 @@ def test_codexbar_printing_too_much_or_nothing_says_which(tmp_path: Path) -> Non
     quiet = _script(tmp_path / "quiet" / "codexbar", "sys.exit(0)")
     assert codexbar.run("usage", str(quiet)).warning == "codexbar usage: printed nothing (exit 0)"
 
+    # `[]` (no provider enabled): `ingest codexbar` exited 1 with no word why
+    none = write_fake_codexbar(tmp_path / "none", raw_usage="[]")
+    assert (
+        codexbar.run("usage", str(none)).warning == "codexbar usage: printed no provider (exit 0)"
+    )
+
 
 def test_a_codexbar_printing_without_end_is_stopped_at_the_limit_not_read_whole(
     tmp_path: Path,

@@ -132,6 +132,9 @@ def run(
             f"codexbar {kind}: expected a JSON array of provider objects, got {got} ({exited})"
         )
         return snap
+    if not data:  # `[]`: no provider enabled, or none it could read
+        snap.warning = f"codexbar {kind}: printed no provider ({exited})"
+        return snap
     notes = [f"codexbar {kind}: {exited}"] if code != 0 else []
     cleaned = [_finite(p) for p in data]
     snap.payloads = [p for p, _ in cleaned]
