@@ -629,3 +629,30 @@ def test_logs_under_a_folder_whose_name_reads_as_a_glob_are_read_not_a_siblings(
         return res.lines, store.query("SELECT sum(output_tokens) FROM usage_records")[0][0]
 
     assert imported(globbed) == imported(plain)
+
+
+def test_logs_found_through_a_relative_home_are_not_read_again_through_its_absolute_path(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """CODEX_HOME=codex (or CLAUDE_CONFIG_DIR=claude) stored its files by relative paths: the
+    next ingest with the absolute path, or from another folder, read every file again and
+    counted Codex events without totals twice."""
+    from tests.support_codex import write_codex_corpus
+
+    write_codex_corpus(tmp_path / "codex")
+    write_claude_corpus(tmp_path / "claude", sessions=2, turns=6, malformed_every=0)
+    monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db.duckdb"))
+    monkeypatch.chdir(tmp_path)
+    for var, name, source in (
+        ("CODEX_HOME", "codex", "codex-logs"),
+        ("CLAUDE_CONFIG_DIR", "claude", "claude-logs"),
+    ):
+        monkeypatch.setenv(var, name)
+        first = json.loads(cli("ingest", source, "--json").out)
+        assert first["imported"] > 0
+        monkeypatch.setenv(var, str(tmp_path / name))
+        again = json.loads(cli("ingest", source, "--json").out)
+        assert (again["files_read"], again["imported"]) == (0, 0), source
+        assert all(Path(r).is_absolute() for r in first["roots"])

@@ -92,7 +92,8 @@ def claude_roots(env: dict[str, str] | None = None) -> list[Path]:
         for part in (p.strip() for p in raw.split(",")):
             if not part:
                 continue
-            path = Path(part).expanduser()
+            # a relative one is made absolute: a file keeps its name from any folder
+            path = Path(os.path.abspath(Path(part).expanduser()))
             if path.name == "projects" and path.is_dir():
                 roots.append(path)
             else:

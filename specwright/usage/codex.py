@@ -82,7 +82,8 @@ def codex_roots(env: dict[str, str] | None = None) -> list[Path]:
     """``$CODEX_HOME`` (default ``~/.codex``) ``sessions/`` and ``archived_sessions/``."""
     env = dict(os.environ) if env is None else env
     home = Path(env.get("CODEX_HOME") or Path(env.get("HOME") or Path.home()) / ".codex")
-    home = home.expanduser()
+    # a relative CODEX_HOME is made absolute: a file keeps its name from any folder
+    home = Path(os.path.abspath(home.expanduser()))
     return [d for d in (home / "sessions", home / "archived_sessions") if d.is_dir()]
 
 
