@@ -356,7 +356,8 @@ def test_an_export_missing_a_file_its_manifest_lists_is_refused(
         merge(other, [tmp_path / "export"])
     assert str(err.value) == (
         f"{tmp_path / 'export'}: usage_records.parquet is missing, and its manifest.json lists "
-        f"{rows:,} rows of it; expected the whole export (nothing was merged)"
+        f"{rows:,} rows of it; expected the whole export (nothing was merged; name its .parquet "
+        "files to merge only those)"
     )
     assert other.query("SELECT count(*) FROM prices") == [(0,)]
     merge(other, [tmp_path / "export" / "prices.parquet"])  # a file named on its own still is

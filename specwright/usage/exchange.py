@@ -157,7 +157,8 @@ def _files(paths: list[Path], warnings: list[str]) -> list[tuple[str, Path]]:
                 ):
                     raise SpecwrightError(
                         f"{p}: {table}.parquet is missing, and its manifest.json lists {rows:,} "
-                        "rows of it; expected the whole export (nothing was merged)"
+                        "rows of it; expected the whole export (nothing was merged; name its "
+                        ".parquet files to merge only those)"
                     )
             out.extend(found)
         elif p.is_file():
