@@ -44,6 +44,10 @@ def add_worktree(
     if target.exists() and any(target.iterdir()):
         raise GitError(f"{target}: worktree path exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # a `git worktree add` killed midway leaves its worktree locked ("initializing"), which
+    # prune keeps: unlocked here (the path is ours), pruned with the folder gone
+    with contextlib.suppress(GitError):
+        _git(repo, "worktree", "unlock", str(target))
     _git(repo, "worktree", "prune")  # a worktree whose folder is gone still holds its branch
     if branch_exists(repo, branch) and not reset:
         _git(repo, "worktree", "add", "--quiet", str(target), branch)
@@ -58,7 +62,8 @@ def remove_worktree(
     """Remove a worktree (discarding its changes) and prune; optionally delete its branch."""
     target = Path(path).resolve()
     try:
-        _git(repo, "worktree", "remove", "--force", str(target))
+        # twice: a locked one too (a `git worktree add` killed midway leaves it locked)
+        _git(repo, "worktree", "remove", "--force", "--force", str(target))
     except GitError:
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)

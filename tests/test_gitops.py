@@ -342,3 +342,26 @@ def test_head_moved_at_is_a_checkout_away_from_that_branch_only(git_repo: Path) 
     assert gitops.head_moved_at(git_repo, "main") is None
     git(git_repo, "checkout", "-q", "main")  # the user's, from another branch
     assert gitops.head_moved_at(git_repo, "specwright/x") is None
+
+
+@pytest.mark.parametrize("folder_left", [True, False])
+def test_a_worktree_left_locked_by_a_killed_add_is_removed_and_added_again(
+    repo: Path, tmp_path: Path, folder_left: bool
+) -> None:
+    """A run-all killed during `git worktree add` leaves the worktree locked ("initializing"):
+    `remove --force` and `prune` kept it, and its branch could be neither reset nor deleted
+    (the resumed run-all failed with "Cannot delete branch ... checked out at ...")."""
+    import shutil
+
+    base = gitops.head_commit(repo)
+    wt = worktrees.add_worktree(repo, tmp_path / "wt" / "1", "specwright/s--1", base)
+    (repo / ".git" / "worktrees" / "1" / "locked").write_text("initializing")
+    if folder_left:
+        worktrees.remove_worktree(repo, wt, delete_branch="specwright/s--1")
+        assert not gitops.branch_exists(repo, "specwright/s--1")
+    else:
+        shutil.rmtree(wt)
+    again = worktrees.add_worktree(repo, wt, "specwright/s--1", base, reset=True)
+    assert gitops.current_branch(again) == "specwright/s--1"
+    worktrees.remove_worktree(repo, again, delete_branch="specwright/s--1")
+    assert not gitops.branch_exists(repo, "specwright/s--1")

@@ -260,3 +260,26 @@ def test_ctrl_c_during_a_comparison_stops_it(git_repo: Path) -> None:
     assert "fast: not run (cancelled)" in out
     runs = store.query("SELECT executor, status FROM runs WHERE kind = 'spec'")
     assert runs == [("slow", "cancelled")]  # the Ctrl-C stopped the comparison, not one run
+
+
+def test_resume_after_a_kill_during_git_worktree_add(git_repo: Path) -> None:
+    """kill -9 while a wave's `git worktree add` ran leaves that worktree locked: the resumed
+    run-all failed on it ("Cannot delete branch 'specwright/diamond--2' checked out at ...")
+    every time, and the spec could never finish."""
+    fixed = {"chunks": {**SLOW_B["chunks"], "Make B": [{"write": "b.txt", "content": "B"}]}}
+    _project(git_repo, fixed)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, GRAPH)
+    chunk_b = store.query("SELECT id FROM chunks WHERE title = 'Make B'")[0][0]
+    tree = store.path.parent / "worktrees" / spec.slug / f"2-{chunk_b[-8:]}"
+    tree.parent.mkdir(parents=True)
+    git(git_repo, "worktree", "add", "--quiet", "-b", "specwright/diamond--2", str(tree))
+    (git_repo / ".git" / "worktrees" / tree.name / "locked").write_text("initializing")
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert result.status == "shipped", result.reason
+    assert _files_on_branch(git_repo, "specwright/diamond") == {
+        "a.txt": "A",
+        "b.txt": "B",
+        "c.txt": "C",
+    }
+    assert git(git_repo, "worktree", "list").count("\n") == 0  # only the main tree
