@@ -10,6 +10,7 @@ Code configs) go.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from specwright.agents.orphans import (
     stop_orphans,
     sweep_scratch,
 )
-from specwright.journal import Journal
+from specwright.journal import CATALOG, Journal
 from specwright.model import Spec, utcnow
 from specwright.store import Store
 
@@ -233,6 +234,55 @@ def _catch_up(store: Store, run: dict[str, Any]) -> int:
         if inserts:  # the updates (an execution's end) are re-applied only with what was lost
             store.write(missing, path.stem, journaled=True)
             added += inserts
+    return added + _catch_up_catalog(store, run)
+
+
+# the catalog rows an attempt writes on its way, under its run's id
+_RUN_ROWS = ("reviews", "verifications")
+
+
+def _catch_up_catalog(store: Store, run: dict[str, Any]) -> int:
+    """Write to the database the dead run's own catalog rows (its reviews and verifications)
+    that it journaled and was killed before committing: the database lacked them, a
+    ``db rebuild`` (which replays the journal) had them, so the two differed for good."""
+    path = store.journal.path_for(CATALOG)
+    since = int((run["started_at"].replace(tzinfo=UTC).timestamp() - 1) * 1e9)
+    ops = []
+    try:  # only its lines and the abort marks: quietly (a rebuild names a torn line)
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if run["id"].encode() in raw or b'"op":"abort"' in raw:
+                    with contextlib.suppress(ValueError):
+                        op = json.loads(raw)
+                        if isinstance(op, dict) and "t" in op:
+                            ops.append(op)
+    except OSError:  # no catalog yet, or unreadable: nothing to add
+        return 0
+    aborted = {t for op in ops if op.get("op") == "abort" for t in op.get("ops") or []}
+    mine = [
+        op
+        for op in ops
+        if op.get("op") == "insert"
+        and isinstance(op.get("row"), dict)
+        and isinstance(op["t"], int)
+        and op["t"] >= since
+        and op["t"] not in aborted
+        and op.get("table") in _RUN_ROWS
+        and op["row"].get("run_id") == run["id"]
+        and op["row"].get("id") is not None
+    ]
+    added = 0
+    for table in _RUN_ROWS:
+        rows = [op for op in mine if op["table"] == table]
+        if not rows:
+            continue
+        have = {
+            str(r[0]) for r in store.query(f"SELECT id FROM {table} WHERE run_id = ?", [run["id"]])
+        }
+        missing = [op for op in rows if str(op["row"]["id"]) not in have]
+        if missing:
+            store.write(missing, CATALOG, journaled=True)
+            added += len(missing)
     return added
 
 

@@ -68,3 +68,54 @@ def test_recovery_writes_the_events_a_killed_run_only_journaled(tmp_path: Path) 
     rebuilt = Store(tmp_path / "rebuilt.duckdb")
     assert rebuilt.query("SELECT text FROM events ORDER BY seq") == texts
     assert rebuilt.query("SELECT status, cost_source FROM executions") == [("killed", "incomplete")]
+
+
+# run-all, killed (SIGKILL, as kill -9) after the reviewer's verdict is journaled and before the
+# database commits it
+KILLED_AT_THE_REVIEW = textwrap.dedent("""
+    import os, signal, sys
+    from specwright import store
+    real = store.apply_ops
+    def apply_ops(conn, ops):
+        if any(op.get("table") == "reviews" for op in ops):
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(conn, ops)
+    store.apply_ops = apply_ops
+    from specwright.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_a_review_journaled_before_a_kill_is_in_the_database_after_recovery(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """The reviewer's verdict was journaled, then kill -9 before its commit: the live database
+    never had it, `db rebuild` (replaying the journal) did, and the two differed for good."""
+    from specwright import config as config_mod
+    from specwright.runner import run_all
+    from tests.test_runner import _files_on_branch, _project, _spec, _write_script
+
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    spec = _spec(store, git_repo, {"A": []})
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_THE_REVIEW, "-C", str(git_repo), "run-all", spec.slug],
+        env={**os.environ, "SPECWRIGHT_LINGER": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert store.query("SELECT count(*) FROM reviews") == [(0,)]
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert result.status == "shipped", result.reason
+    assert _files_on_branch(git_repo, "specwright/diamond") == {"a.txt": "A"}
+    reviews = store.query("SELECT id, run_id, verdict FROM reviews ORDER BY created_at")
+    assert len(reviews) == 2  # the killed attempt's, then the resumed one's
+    (reason,) = store.query(
+        "SELECT reason FROM runs WHERE kind = 'chunk' AND status = 'interrupted'"
+    )[0]
+    assert "1 journaled row(s) it had not written to the database were added" in reason
+    store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    rebuilt = Store(tmp_path / "rebuilt.duckdb")
+    assert rebuilt.query("SELECT id, run_id, verdict FROM reviews ORDER BY created_at") == reviews
