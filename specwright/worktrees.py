@@ -89,7 +89,14 @@ def merge(
         if is_ancestor(path, source_sha, before):
             return MergeResult(ok=True, commit=before, message="already up to date")
         if is_ancestor(path, before, source_sha):
-            _git(path, "merge", "--quiet", "--ff-only", source_sha)
+            try:
+                _git(path, "merge", "--quiet", "--ff-only", source_sha)
+            except GitError:
+                # git moves the index and tree before HEAD: refused the ref (a HEAD.lock a
+                # killed git left), it left the source's files staged in the clean tree
+                with contextlib.suppress(GitError):
+                    _git(path, "read-tree", "--reset", "-u", "HEAD")
+                raise
             return MergeResult(ok=True, commit=head_commit(path), fast_forward=True)
     except GitError as exc:
         return MergeResult(ok=False, message=str(exc))

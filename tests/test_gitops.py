@@ -365,3 +365,23 @@ def test_a_worktree_left_locked_by_a_killed_add_is_removed_and_added_again(
     assert gitops.current_branch(again) == "specwright/s--1"
     worktrees.remove_worktree(repo, again, delete_branch="specwright/s--1")
     assert not gitops.branch_exists(repo, "specwright/s--1")
+
+
+def test_a_fast_forward_git_refuses_leaves_the_tree_clean(repo: Path) -> None:
+    """A HEAD.lock left by a git killed with kill -9: the fast-forward merge of a chunk's
+    branch failed after git had already moved the index and tree, so the chunk's files stayed
+    staged in the project tree and every later run-all was refused for uncommitted changes."""
+    gitops.ensure_branch(repo, "target")
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "a.txt").write_text("a\n")
+    gitops.commit_all(repo, "A", "c1")
+    git(repo, "checkout", "-q", "target")
+    head = gitops.head_commit(repo)
+    (repo / ".git" / "HEAD.lock").touch()
+    refused = worktrees.merge(repo, "feature", "target")
+    assert not refused.ok and "HEAD.lock" in refused.message
+    assert gitops.head_commit(repo) == head
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / "a.txt").exists()
+    (repo / ".git" / "HEAD.lock").unlink()
+    assert worktrees.merge(repo, "feature", "target").fast_forward
