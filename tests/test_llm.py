@@ -30,6 +30,7 @@ from specwright.store import Store
 from specwright.testing import (
     FakeModelServer,
     Request,
+    Turn,
     anthropic_error,
     anthropic_message,
     anthropic_text,
@@ -265,24 +266,24 @@ def test_a_cancel_gives_up_on_the_call_at_once_and_sends_no_retry(
     once, recorded cancelled with its cost unknown; the abandoned attempt, answered later with
     a retryable error, is not retried and adds nothing to the record. A call after the cancel
     sends nothing."""
-    srv.script(anthropic_error(529, delay_s=1.5))
-    cancel = threading.Event()
-    client = make_client(srv, store, cancel=cancel)
-    asked: list[float] = []
+    cancel, go, answered = threading.Event(), threading.Event(), threading.Event()
 
-    def cancel_once_asked() -> None:
-        while not srv.requests:
-            time.sleep(0.01)
-        asked.append(time.monotonic())
+    def answer_when_told(request: Request) -> Turn:  # the model answers once the test says so
         cancel.set()
+        go.wait(30)
+        answered.set()
+        return anthropic_error(529)
 
-    threading.Thread(target=cancel_once_asked, daemon=True).start()
+    srv.script(answer_when_told)
+    client = make_client(srv, store, cancel=cancel)
     with pytest.raises(LLMCancelled, match="cancelled while waiting for the answer"):
         ask(client)
-    assert time.monotonic() - asked[0] < 1.0  # the answer comes 1.5 s after the request
+    assert not answered.is_set()  # given up on before the answer came
     row = execution(store, client)
     assert (row["status"], row["cost_usd"], row["cost_source"]) == ("cancelled", None, "incomplete")
-    time.sleep(2.0)  # the 529 has come: the abandoned call ends without a second request
+    go.set()
+    answered.wait(10)
+    time.sleep(0.5)  # the 529 has come: the abandoned call ends without a second request
     assert len(srv.requests) == 1
     assert execution(store, client) == row and len(events(store, client)) == row["event_count"]
     with pytest.raises(LLMCancelled, match="cancelled before the call"):
