@@ -215,8 +215,29 @@ def hidden_changes(path: Path | str) -> list[str]:
     return [m for m in staged if now.get(m) != staged[m]]
 
 
+def ensure_unlocked(path: Path | str) -> None:
+    """Refuse to go on while git's own locks (the index, HEAD, the current branch) are taken:
+    a git command is running, or one was killed (kill -9, a crash) and left its lock behind.
+    Every commit, checkout and merge of the run would fail on it, after its agents' work."""
+    args = ["--git-path", "index.lock", "--git-path", "HEAD.lock"]
+    with contextlib.suppress(GitError):  # a detached HEAD has no branch to lock
+        args += ["--git-path", _git(path, "symbolic-ref", "-q", "HEAD") + ".lock"]
+    locks = _git(path, "rev-parse", "--path-format=absolute", *args).splitlines()
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while held := [lock for lock in locks if os.path.exists(lock)]:
+        if time.monotonic() >= deadline:
+            raise GitError(
+                f"{held[0]} is held by another git process (an editor's git integration?) for "
+                f"over {LOCK_WAIT_S:g}s; if no git command is running, delete it (a git process "
+                "that crashed or was killed left it)"
+            )
+        time.sleep(0.1)
+
+
 def ensure_clean(path: Path | str) -> None:
-    """Refuse to go on when the work tree has uncommitted changes, naming the files."""
+    """Refuse to go on when the work tree has uncommitted changes (naming the files) or git's
+    locks are taken (``ensure_unlocked``)."""
+    ensure_unlocked(path)
     files = dirty_files(path) + [
         f"{name} (marked assume-unchanged: git status hides it)" for name in hidden_changes(path)
     ]

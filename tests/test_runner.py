@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,6 +279,33 @@ def test_cycle_and_missing_dependency_are_refused_before_running(git_repo: Path)
     with pytest.raises(ValidationError, match=r"cycle: .*'Make A' -> .*'Make B' -> .*'Make A'"):
         run_all(store, config_mod.load(git_repo), git_repo, spec)
     assert store.query("SELECT count(*) FROM runs")[0][0] == 0
+
+
+@pytest.mark.parametrize("lock", ["index.lock", "HEAD.lock", "refs/heads/main.lock"])
+def test_a_git_lock_left_behind_refuses_the_run_before_any_agent(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch, lock: str
+) -> None:
+    """A git killed mid-command (kill -9, a crash) leaves its lock: the run's agents worked,
+    and then every commit or merge of their work failed on it ("Unable to create
+    '.git/HEAD.lock': File exists"); a lock of a git running meanwhile is waited for."""
+    monkeypatch.setattr(gitops, "LOCK_WAIT_S", 0.5)
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    held = git_repo / ".git" / lock
+    held.touch()
+    with pytest.raises(gitops.GitError) as refused:
+        run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert str(held) in str(refused.value), refused.value
+    assert "if no git command is running, delete it" in str(refused.value)
+    assert store.query("SELECT count(*) FROM executions") == [(0,)]
+    assert held.exists()  # never ours to remove
+    freed = threading.Timer(0.2, held.unlink)  # another git's, ending meanwhile
+    freed.start()
+    try:
+        assert run_all(store, config_mod.load(git_repo), git_repo, spec).status == "shipped"
+    finally:
+        freed.join()
 
 
 def test_plan_shows_order_waves_overlaps_and_estimate(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
