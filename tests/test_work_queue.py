@@ -45,6 +45,18 @@ def _two_specs(repo: Path, sleep_s: float) -> tuple[Store, list[str]]:
     return store, slugs
 
 
+def _worker(
+    repo: Path, poll: str, start: tuple[str, ...] = ("-m", "specwright")
+) -> subprocess.Popen[str]:
+    """`specwright worker --poll POLL` in ``repo`` as a process of its own (output merged)."""
+    return subprocess.Popen(
+        [sys.executable, *start, "-C", str(repo), "worker", "--poll", poll],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def _wait(predicate, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -76,12 +88,7 @@ def test_a_stopped_worker_queues_its_item_again_and_the_next_one_resumes(
     store = Store(resolve_db_path(git_repo))
     spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
     item = queue.add(store, spec, git_repo)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _worker(git_repo, "0.2")
     try:
         _wait(
             lambda: (
@@ -179,12 +186,7 @@ def test_an_idle_worker_leaves_the_database_free_for_other_programs(git_repo: Pa
     store, _ = _two_specs(git_repo, 0.0)
     store.migrate()
     store.release()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _worker(git_repo, "0.2")
     try:
         assert proc.stdout is not None
         assert "waiting for queued work" in proc.stdout.readline()
@@ -283,12 +285,7 @@ def test_a_silent_item_is_no_reason_to_keep_its_spec(git_repo: Path, cli) -> Non
 def test_a_worker_polling_slowly_still_beats_and_its_item_is_not_taken(git_repo: Path) -> None:
     store, slugs = _two_specs(git_repo, 120.0)
     item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--poll", "600"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _worker(git_repo, "600")
 
     def beat() -> object:
         return store.query("SELECT heartbeat_at FROM queue WHERE id = ?", [item])[0][0]
@@ -319,13 +316,7 @@ def test_an_idle_worker_stops_on_a_sigterm_another_thread_took(git_repo: Path) -
     handed to another thread (one of DuckDB's) went unseen for up to ``--poll`` seconds (the
     CI flake of the test above)."""
     _two_specs(git_repo, 0.0)
-    worker = ["-C", str(git_repo), "worker", "--poll", "600"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", OTHER_THREAD_TAKES_SIGTERM, *worker],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _worker(git_repo, "600", start=("-c", OTHER_THREAD_TAKES_SIGTERM))
     try:
         assert proc.stdout is not None
         assert "waiting for queued work" in proc.stdout.readline()
