@@ -18,12 +18,19 @@ from tests.support_http import CannedHTTP
 from tests.test_runner import DIAMOND, _project, _spec, _write_script
 
 
-@pytest.fixture
-def shipped(git_repo: Path, tmp_path: Path) -> tuple[Path, Path, str]:
+def _diamond_with_remote(git_repo: Path, tmp_path: Path, script: dict | None = None) -> Path:
+    """The diamond spec's project (``script`` for its agent, by default every chunk writes its
+    file) with a bare repository as its ``origin``; returns the remote."""
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     git(git_repo, "remote", "add", "origin", str(remote))
-    _project(git_repo, _write_script(DIAMOND))
+    _project(git_repo, script or _write_script(DIAMOND))
+    return remote
+
+
+@pytest.fixture
+def shipped(git_repo: Path, tmp_path: Path) -> tuple[Path, Path, str]:
+    remote = _diamond_with_remote(git_repo, tmp_path)
     git(git_repo, "push", "-q", "origin", "main")
     store = Store(resolve_db_path(git_repo))
     spec = _spec(store, git_repo, DIAMOND)
@@ -179,11 +186,9 @@ def test_run_all_pr_json_of_a_run_that_did_not_ship_says_why_there_is_no_pr(  # 
 ) -> None:
     """The text output said "no pull request: not every chunk shipped"; --json gave
     ``pull_request_error: null``, as if nothing had stood in the way."""
-    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "remote.git")], check=True)
-    git(git_repo, "remote", "add", "origin", str(tmp_path / "remote.git"))
     script = _write_script(DIAMOND)
     script["chunks"]["Make D"] = [{"fail": "cannot"}]
-    _project(git_repo, script)
+    _diamond_with_remote(git_repo, tmp_path, script)
     slug = _spec(Store(resolve_db_path(git_repo)), git_repo, DIAMOND).slug
     with FakeGitHub(token="ghp_test_token_123") as gh:
         monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
@@ -201,10 +206,7 @@ def test_an_api_url_that_is_no_url_is_one_line_before_anything_runs_or_is_pushed
 ) -> None:
     """`--api-url http://[::1` was httpx's traceback; GITHUB_API_URL=HOST:PORT (no scheme), or a
     remote that is not GitHub's and no --repo, let `run-all --pr` run every chunk first."""
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    git(git_repo, "remote", "add", "origin", str(remote))
-    _project(git_repo, _write_script(DIAMOND))
+    remote = _diamond_with_remote(git_repo, tmp_path)
     store = Store(resolve_db_path(git_repo))
     slug = _spec(store, git_repo, DIAMOND).slug
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_test_token_123")
@@ -254,10 +256,7 @@ def test_run_all_with_pr_opens_the_pull_request_once_every_chunk_shipped(  # typ
 ) -> None:
     """`run-all --pr` is the README's way to a PR: it pushes and opens it after the run (the
     flag was accepted and did nothing), and without a token it runs nothing."""
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    git(git_repo, "remote", "add", "origin", str(remote))
-    _project(git_repo, _write_script(DIAMOND))
+    remote = _diamond_with_remote(git_repo, tmp_path)
     store = Store(resolve_db_path(git_repo))
     slug = _spec(store, git_repo, DIAMOND).slug
     args = ("-C", str(git_repo), "run-all", slug, "--pr", "--repo", "acme/widgets")
