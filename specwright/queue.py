@@ -341,6 +341,8 @@ def _run_item(
         )
         run_id, reason = result.run_id, result.reason
         status = {"shipped": "done", "cancelled": "cancelled"}.get(result.status, "failed")
+        if status == "cancelled" and asked.is_set():  # the run's reason cannot say who asked
+            reason = f"asked by `queue cancel`; {reason}"
     except SpecwrightError as exc:
         reason = str(exc)
     except Exception as exc:  # a bug must not take the worker down with the other items

@@ -80,6 +80,9 @@ def test_cancel_stops_a_running_item(git_repo: Path, cli) -> None:  # type: igno
     assert proc.returncode == 0, out
     row = queue.items(store)[0]
     assert row["status"] == "cancelled", row
+    # who stopped it: the run's own reason is only "0/1 chunks shipped"
+    assert row["reason"] == "asked by `queue cancel`; 0/1 chunks shipped", row
+    assert f"queue item {item[:13]}: cancelled: asked by `queue cancel`; " in out, out
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
     assert (git_repo / "a.txt").exists() is False  # the cancelled attempt was rolled back
 
