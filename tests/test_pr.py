@@ -336,6 +336,13 @@ class ScriptedGitHub(CannedHTTP):
         super().__init__(lambda method, path: routes.get((method, path), not_found))
 
 
+# GitHub's answer to a second PR for the same head
+ALREADY_EXISTS = (
+    422,
+    b'{"message": "Validation Failed", "errors": [{"message": '
+    b'"A pull request already exists for acme:specwright/diamond."}]}',
+    "application/json",
+)
 REPO_OK = (200, b'{"default_branch": "main"}', "application/json")
 CASES = {
     "no such repository, or a private one the token cannot see": (
@@ -346,12 +353,7 @@ CASES = {
     "exists but not open": (
         {
             ("GET", "/repos/acme/widgets"): REPO_OK,
-            ("POST", "/repos/acme/widgets/pulls"): (
-                422,
-                b'{"message": "Validation Failed", "errors": [{"message": '
-                b'"A pull request already exists for acme:specwright/diamond."}]}',
-                "application/json",
-            ),
+            ("POST", "/repos/acme/widgets/pulls"): ALREADY_EXISTS,
             ("GET", "/repos/acme/widgets/pulls"): (200, b"[]", "application/json"),
         },
         "none is open from acme:specwright/diamond",
@@ -379,12 +381,7 @@ CASES = {
     "listed without a number": (
         {
             ("GET", "/repos/acme/widgets"): REPO_OK,
-            ("POST", "/repos/acme/widgets/pulls"): (
-                422,
-                b'{"message": "Validation Failed", "errors": [{"message": '
-                b'"A pull request already exists for acme:specwright/diamond."}]}',
-                "application/json",
-            ),
+            ("POST", "/repos/acme/widgets/pulls"): ALREADY_EXISTS,
             ("GET", "/repos/acme/widgets/pulls"): (200, b'[{"id": 5}]', "application/json"),
         },
         "looking up the open pull request: GitHub's answer has no pull request number",

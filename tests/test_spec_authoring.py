@@ -30,6 +30,15 @@ def _ship(store: Any, spec_id: str, chunk_id: str) -> None:
     store.update("chunks", {"id": chunk_id}, {"status": "shipped"})
 
 
+def _planner_at(project: Path, srv: Any) -> None:
+    """The project's config: one anthropic planner, the fake model server ``srv``."""
+    (project / ".handoff").mkdir(exist_ok=True)
+    (project / ".handoff" / "config.yaml").write_text(
+        "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+        f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
+    )
+
+
 def test_an_export_does_not_write_over_edits_that_were_not_imported(
     project: Path, cli: Callable[..., CliResult]
 ) -> None:
@@ -537,11 +546,7 @@ def test_a_refine_that_changes_a_shipped_chunk_says_run_all_skips_it(
     ]
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     with FakeModelServer() as srv:
-        (project / ".handoff").mkdir(exist_ok=True)
-        (project / ".handoff" / "config.yaml").write_text(
-            "tools:\n  planners:\n    claude:\n      type: anthropic\n"
-            f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
-        )
+        _planner_at(project, srv)
         srv.script(split_turn({"chunks": revised}))
         out = cli("-C", str(project), "plan", "--resume", "login", "--refine", "add passkeys")
     assert out.code == 0, out.err
@@ -585,11 +590,7 @@ def test_a_refine_that_drops_a_chunk_with_runs_asks_the_planner_again(
     }
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     with FakeModelServer() as srv:
-        (project / ".handoff").mkdir(exist_ok=True)
-        (project / ".handoff" / "config.yaml").write_text(
-            "tools:\n  planners:\n    claude:\n      type: anthropic\n"
-            f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n"
-        )
+        _planner_at(project, srv)
         srv.script(split_turn({"chunks": [passkeys]}), split_turn({"chunks": [kept, passkeys]}))
         out = cli("-C", str(project), "plan", "--resume", "login", "--refine", "passkeys only")
         asked_again = json.dumps(srv.model_requests[-1].body)
