@@ -417,6 +417,22 @@ _M011_EXECUTION_CACHE_WRITE_1H = (
 )
 
 
+# A Codex event without totals (only the turn's usage) was keyed by its file's path and a hash of
+# its line: Codex moves a rollout into ``archived_sessions/`` when a session is archived, and the
+# moved file's events were counted again. They are keyed by session (``h:<session>:<hash>``, as
+# codex.py now writes them, and as ``usage merge`` rewrites older exports' keys): the copies
+# counted twice before are dropped, the first read kept.
+CODEX_HASH_KEYED = "source = 'codex' AND starts_with(dedup_key, 'h:') AND session_id IS NOT NULL"
+CODEX_SESSION_KEY = "'h:' || session_id || ':' || regexp_extract(dedup_key, ':([0-9]+)$', 1)"
+_M012_CODEX_SESSION_KEYS = (
+    f"""DELETE FROM usage_records WHERE id IN (
+        SELECT id FROM usage_records WHERE {CODEX_HASH_KEYED}
+        QUALIFY row_number() OVER (PARTITION BY {CODEX_SESSION_KEY} ORDER BY seq, id) > 1)""",
+    f"""UPDATE usage_records SET dedup_key = {CODEX_SESSION_KEY}
+    WHERE {CODEX_HASH_KEYED} AND dedup_key <> {CODEX_SESSION_KEY}""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
@@ -431,6 +447,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(STORE_META_VERSION, "store_meta: the database's own journal", _M009_STORE_META),
     Migration(10, "events: a tool result names the call it answers", _M010_TOOL_RESULT_CALLS),
     Migration(11, "executions: the 1-hour part of cache writes", _M011_EXECUTION_CACHE_WRITE_1H),
+    Migration(
+        12, "usage_records: Codex events without totals keyed by session", _M012_CODEX_SESSION_KEYS
+    ),
 )
 
 

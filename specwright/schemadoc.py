@@ -45,7 +45,9 @@ TABLE_DOCS: dict[str, str] = {
     "reviews": "A reviewer's verdict (SHIP | REVISE | BLOCKED) with findings (JSON list of "
     "{check, severity, file, line, message}).",
     "usage_records": "Per-message usage imported from agents' own logs (Claude Code, Codex), "
-    "de-duplicated by (`source`, `dedup_key`). `execution_id` links to "
+    "de-duplicated by (`source`, `dedup_key`): a Claude Code reply's message id and request id "
+    "(`h:<file>:<hash>` for a line with no message id), a Codex event's session and cumulative "
+    "total (`h:<session>:<hash>` for one with no totals). `execution_id` links to "
     "executions when the session id matches. `seq` orders a source's records as their lines were "
     "read, counting up from 1 (with gaps for lines not kept): ccusage's first-seen tie-break; "
     "records merged from another machine's export are numbered after the store's own.",
@@ -112,7 +114,9 @@ def generate(store: Store | None = None) -> str:
         f"Schema version {latest_version()}. The DuckDB file (`data/specwright.duckdb`, or "
         "`SPECWRIGHT_DB`) is a public interface: query it directly. Ids are UUIDv7 (time-sortable); "
         "timestamps are UTC. There are no FOREIGN KEY constraints; relations are named below and "
-        "every foreign-key column is indexed. Migrations only ever add.",
+        "every foreign-key column is indexed. Migrations never drop or rename a table or "
+        "column; some drop an index or correct data (migration 12 drops Codex events counted "
+        "twice).",
         "",
     ]
     for table, entry in tables.items():

@@ -657,3 +657,98 @@ def test_logs_found_through_a_relative_home_are_not_read_again_through_its_absol
         again = json.loads(cli("ingest", source, "--json").out)
         assert (again["files_read"], again["imported"]) == (0, 0), source
         assert all(Path(r).is_absolute() for r in first["roots"])
+
+
+def test_codex_sessions_moved_to_the_archive_are_not_counted_again(
+    tmp_path: Path, store: Store
+) -> None:
+    """Codex moves a rollout into ``archived_sessions/`` when a session is archived. Its events
+    with totals are keyed by session and totals; those with only the turn's usage were keyed by
+    the file's path, so after the move they were counted a second time (ccusage, reading the
+    logs as they are, counts them once)."""
+    from tests.support_codex import write_codex_corpus
+
+    home = tmp_path / "codex"
+    corpus = write_codex_corpus(home, sessions=6, turns=30)
+    roots = codex.codex_roots({"CODEX_HOME": str(home)})
+    first = codex.ingest(store, roots)
+    query = "SELECT count(*), sum(input_tokens), sum(output_tokens) FROM usage_records"
+    before = store.query(query)
+    archive = home / "archived_sessions"
+    moved = [f for f in corpus.files if f.parent != archive]
+    assert moved and first.imported > 0
+    for f in moved:
+        f.rename(archive / f.name)
+    again = codex.ingest(store, roots)
+    assert again.files_read == len(moved)
+    assert again.imported == 0
+    assert store.query(query) == before
+
+
+# the key an older Specwright gave a Codex event without totals: its file's path and line hash
+_OLD_CODEX_KEY = """UPDATE usage_records
+    SET dedup_key = 'h:' || {file} || ':' || regexp_extract(dedup_key, ':([0-9]+)$', 1)
+    WHERE source = 'codex' AND starts_with(dedup_key, 'h:')"""
+
+
+def _hash_keyed(store: Store) -> list[tuple[Any, ...]]:
+    return store.query(
+        "SELECT session_id, dedup_key, input_tokens, output_tokens FROM usage_records "
+        "WHERE source = 'codex' AND starts_with(dedup_key, 'h:') ORDER BY dedup_key"
+    )
+
+
+def test_migration_keys_codex_events_by_session_and_drops_the_archive_copies_counted_twice(
+    tmp_path: Path, store: Store
+) -> None:
+    """A store written before the fix holds the usage-only events of a moved rollout twice,
+    keyed by each path: migration 12 keeps the first of each, keyed by session, and the next
+    ingest of the moved files adds nothing."""
+    from tests.support_codex import write_codex_corpus
+
+    home = tmp_path / "codex"
+    corpus = write_codex_corpus(home, sessions=6, turns=30)
+    roots = codex.codex_roots({"CODEX_HOME": str(home)})
+    codex.ingest(store, roots)
+    query = "SELECT count(*), sum(input_tokens), sum(output_tokens) FROM usage_records"
+    right, keyed = store.query(query), _hash_keyed(store)
+    assert keyed and all(key.startswith(f"h:{session}:") for session, key, *_ in keyed)
+    with store.transaction() as conn:  # as the old code left it: each path's copy counted
+        conn.execute(_OLD_CODEX_KEY.format(file="file"))
+        conn.execute(
+            "INSERT INTO usage_records SELECT * REPLACE (uuidv7() AS id, seq + 100000 AS seq, "
+            "replace(dedup_key, 'sessions/', 'archived_sessions/') AS dedup_key, "
+            "replace(file, 'sessions/', 'archived_sessions/') AS file) "
+            "FROM usage_records WHERE source = 'codex' AND starts_with(dedup_key, 'h:')"
+        )
+        conn.execute("DELETE FROM schema_version WHERE version >= 12")
+    assert store.query(query) != right
+    assert store.migrate() == [12]
+    assert store.query(query) == right and _hash_keyed(store) == keyed
+    archive = home / "archived_sessions"
+    for f in corpus.files:
+        if f.parent != archive:
+            f.rename(archive / f.name)
+    assert codex.ingest(store, roots).imported == 0
+    assert store.query(query) == right
+
+
+def test_merge_of_an_older_export_keys_codex_events_by_session(tmp_path: Path) -> None:
+    """An export written before the fix keys usage-only Codex events by the other machine's
+    paths: merged into a store holding the same sessions (logs synced between machines), they
+    were counted twice."""
+    from tests.support_codex import write_codex_corpus
+
+    write_codex_corpus(tmp_path / "codex", sessions=6, turns=30)
+    roots = codex.codex_roots({"CODEX_HOME": str(tmp_path / "codex")})
+    here, there = Store(tmp_path / "here.duckdb"), Store(tmp_path / "there.duckdb")
+    codex.ingest(here, roots)
+    codex.ingest(there, roots)
+    with there.transaction() as conn:  # the other machine: its own paths, the old keys
+        conn.execute(_OLD_CODEX_KEY.format(file="'/home/other/.codex/' || file"))
+    export(there, tmp_path / "export")
+    query = "SELECT count(*), sum(input_tokens), sum(output_tokens) FROM usage_records"
+    right, keyed = here.query(query), _hash_keyed(here)
+    assert keyed
+    merge(here, [tmp_path / "export"])
+    assert here.query(query) == right and _hash_keyed(here) == keyed

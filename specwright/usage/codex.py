@@ -222,7 +222,7 @@ WITH e AS (
 SELECT rn, file, true AS counted, event_model AS said, carried_model, ts, session_id, cwd,
     gross - cached AS input_tokens, output_tokens, cached AS cache_read_tokens, reasoning_tokens,
     CASE WHEN tot.total_tokens IS NOT NULL THEN session_id || ':' || tot.total_tokens::VARCHAR
-         ELSE 'h:' || file || ':' || h::VARCHAR END AS dedup_key,
+         ELSE 'h:' || session_id || ':' || h::VARCHAR END AS dedup_key,
     tot.total_tokens AS cum_total, rate_limits
 FROM n WHERE gross + output_tokens + reasoning_tokens > 0
 UNION ALL BY NAME

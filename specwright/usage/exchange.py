@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specwright.errors import SpecwrightError, first_line
+from specwright.migrations import CODEX_HASH_KEYED, CODEX_SESSION_KEY
 from specwright.model import utcnow
 from specwright.usage.common import COPY_RANK, link_executions, reprice_unpriced
 from specwright.usage.files import glob_literal
@@ -364,6 +365,11 @@ def _merge_records(
         raise SpecwrightError(
             f"{path}: cannot merge into usage_records (nothing was merged): {nulls} row(s) "
             "with no source or dedup_key"
+        )
+    if "session_id" in common:  # an older export keys Codex events without totals by file
+        conn.execute(
+            f"UPDATE _mx SET dedup_key = {CODEX_SESSION_KEY} WHERE {CODEX_HASH_KEYED} "
+            f"AND dedup_key <> {CODEX_SESSION_KEY}"
         )
     if "execution_id" in common:  # another machine's executions are not here: link anew
         conn.execute(
