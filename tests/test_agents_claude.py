@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -160,11 +159,9 @@ def test_real_claude_refused_api_key_is_not_retried_for_minutes(
         srv.script(anthropic_error(401))  # strict: a retry would be an unexpected request
         env = {k: v for k, v in fake_env(srv).items() if k != "CLAUDE_CODE_MAX_RETRIES"}
         env[variable] = env.pop("ANTHROPIC_API_KEY")
-        started = time.monotonic()
         outcome = ex.execute(Task("hi", git_repo, env=env), events.append, threading.Event())
-        took = time.monotonic() - started
         asked = len(srv.model_requests)
-    assert took < 30 and asked == 1, (took, asked)
+    assert asked == 1, asked  # its first retry never went out: not minutes of them
     pid = next(e.raw["pid"] for e in events if isinstance(e, StepEvent) and e.name == "process")
     assert not alive(pid)
     assert (outcome.status, outcome.exit_reason) == ("error", "auth"), outcome

@@ -314,7 +314,6 @@ def test_serve_opencode_on_a_port_in_use_says_so_at_once(project: Path, tmp_path
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        started = time.monotonic()
         argv = ["agents", "serve-opencode", "--port", str(port), "--offline"]
         res = subprocess.run(
             [sys.executable, "-m", "specwright.cli", *argv],
@@ -328,7 +327,7 @@ def test_serve_opencode_on_a_port_in_use_says_so_at_once(project: Path, tmp_path
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("specwright: error: `opencode serve` exited")
     assert f"is port {port} on 127.0.0.1 in use already?" in lines[0]
-    assert "within" not in lines[0] and time.monotonic() - started < 50
+    assert "within" not in lines[0]  # not the 60 s wait for a server that never came up
 
 
 @pytest.mark.parametrize(

