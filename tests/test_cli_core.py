@@ -190,6 +190,9 @@ BAD_INPUTS = [
         "argument --timeout: expected a number > 0",
     ),
     (["agents", "check", "scripted", "--timeout", "inf"], "--timeout: expected a number > 0"),
+    # a negative limit ran the baseline, then failed 'wall-time limit of -5s reached'; nan had none
+    (["run", "x:1", "--wall-time", "-5"], "argument --wall-time: expected a number > 0, got -5"),
+    (["run", "x:1", "--wall-time", "nan"], "argument --wall-time: expected a number > 0"),
 ]
 
 

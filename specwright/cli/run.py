@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import Context, ProgressPrinter, terminal_safe
+from specwright.cli.common import Context, ProgressPrinter, positive_float, terminal_safe
 from specwright.errors import SpecwrightError
 from specwright.interrupts import relayed_to_main
 from specwright.model import cost_text
@@ -119,7 +119,9 @@ def register(sub: Any) -> None:
         choices=("rollback", "keep"),
         help="after a rejected attempt: reset to the base (default) or build on it",
     )
-    p.add_argument("--wall-time", type=float, metavar="SECONDS", help="limit for all attempts")
+    p.add_argument(
+        "--wall-time", type=positive_float, metavar="SECONDS", help="limit for all attempts"
+    )
     p.add_argument(
         "--no-baseline",
         action="store_true",
