@@ -75,3 +75,48 @@ def test_every_link_in_the_readme_and_docs_leads_to_a_file() -> None:
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, broken
     assert "(docs/commands.md)" in _readme() and "(docs/data.md)" in _readme()
+
+
+_EVERY_COMMAND = {"-h", "--help", "--json", "--db", "-C", "--project-dir"}
+
+
+def _options() -> dict[str, list[str]]:
+    """Each command's own options (long form), without those every command takes."""
+    out: dict[str, list[str]] = {}
+
+    def walk(parser, name: str) -> None:  # type: ignore[no-untyped-def]
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for child, sub in action.choices.items():
+                    walk(sub, f"{name} {child}".strip())
+            elif name and not _EVERY_COMMAND & set(action.option_strings):
+                out.setdefault(name, []).extend(sorted(action.option_strings, key=len)[-1:])
+
+    walk(build_parser(), "")
+    return out
+
+
+def _text_about(command: str) -> str:
+    """The README rows and docs/commands.md sections whose command line names ``command``."""
+    parts = [line for line in _readme().splitlines() if f"`specwright {command}" in line]
+    for section in (REPO / "docs" / "commands.md").read_text().split("\n### ")[1:]:
+        heading = section.split("\n", 1)[0]
+        named = set()
+        for m in re.finditer(r"specwright ([\w-]+)(?: ([\w|-]+))?", heading):
+            for child in (m.group(2) or "").split("|"):
+                named.add(f"{m.group(1)} {child}".strip())
+                named.add(m.group(1))
+        if command in named:
+            parts.append(section)
+    return "\n".join(parts)
+
+
+def test_every_option_of_every_command_is_documented() -> None:
+    """A flag `--help` shows is in the README's row of its command or its docs/commands.md section."""
+    missing = [
+        f"{command} {option}"
+        for command, options in _options().items()
+        for option in options
+        if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", _text_about(command))
+    ]
+    assert not missing, f"options missing from README.md and docs/commands.md: {missing}"
