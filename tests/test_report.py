@@ -146,6 +146,24 @@ def test_no_logs_is_a_clear_error(cli) -> None:  # type: ignore[no-untyped-def]
     assert res.code == 2 and "no claude logs found" in res.err
 
 
+def test_no_logs_names_the_folders_the_environment_chose(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped CLAUDE_CONFIG_DIR or CODEX_HOME is named with its value; the message said
+    'CLAUDE_CONFIG_DIR, ~/.config/claude/projects or ~/.claude/projects' whatever it held, and
+    left out the archived_sessions/ a Codex ingest reads too."""
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "typo"))
+    res = cli("ingest", "claude-logs")
+    assert res.code == 2 and len(res.err.splitlines()) == 1, res.err
+    assert (
+        f"(looked in CLAUDE_CONFIG_DIR={tmp_path / 'typo'}: each folder or its projects/)"
+        in res.err
+    )
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "codex"))
+    res = cli("ingest", "codex-logs")
+    assert res.code == 2 and len(res.err.splitlines()) == 1, res.err
+    codex = tmp_path / "codex"
+    assert f"{codex / 'sessions'} and {codex / 'archived_sessions'}, from CODEX_HOME" in res.err
+
+
 def test_usage_on_an_empty_database_says_how_to_fill_it(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     empty = cli("usage", "daily")
     assert empty.code == 0 and "(none)" in empty.out

@@ -505,12 +505,7 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
     if roots is None:
         found = mod.claude_roots() if source == "claude" else mod.codex_roots()  # type: ignore[attr-defined]
         if not found:
-            where = (
-                "CLAUDE_CONFIG_DIR, ~/.config/claude/projects or ~/.claude/projects"
-                if source == "claude"
-                else "$CODEX_HOME/sessions or ~/.codex/sessions"
-            )
-            raise SpecwrightError(f"no {source} logs found (looked in {where})")
+            raise SpecwrightError(f"no {source} logs found (looked in {_log_places(source)})")
     result = mod.ingest(ctx.store, roots, overrides=_overrides(ctx), progress=_progress())
     for msg in result.messages():
         print(f"specwright: warning: {msg}", file=sys.stderr)
@@ -577,3 +572,18 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     write_html(ctx.store, path, since=args.since, until=args.until, tz=tz)
     ctx.emit({"report": str(path)} if ctx.json else f"wrote {path}")
     return 0
+
+
+def _log_places(source: str) -> str:
+    """Where ``ingest claude-logs``/``codex-logs`` looked, as the environment decided it."""
+    home = Path.home()
+    if source == "claude":
+        raw = os.environ.get("CLAUDE_CONFIG_DIR", "")
+        if raw.strip():
+            return f"CLAUDE_CONFIG_DIR={raw}: each folder or its projects/"
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        return f"{xdg / 'claude' / 'projects'} and {home / '.claude' / 'projects'}"
+    codex = os.environ.get("CODEX_HOME")
+    base = Path(codex or home / ".codex").expanduser()
+    where = f"{base / 'sessions'} and {base / 'archived_sessions'}"
+    return f"{where}, from CODEX_HOME" if codex else where
