@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import re
@@ -81,12 +82,10 @@ def _lock_timeout_from_env() -> float:
     raw = os.environ.get("SPECWRIGHT_LOCK_TIMEOUT")
     if not raw:
         return DEFAULT_LOCK_TIMEOUT_S
-    try:
-        return float(raw)
-    except ValueError:
-        raise StoreError(
-            f"SPECWRIGHT_LOCK_TIMEOUT: expected seconds as a number, got {raw!r}"
-        ) from None
+    with contextlib.suppress(ValueError):
+        if not math.isnan(value := float(raw)):  # a deadline of nan: a lock waited for forever
+            return value
+    raise StoreError(f"SPECWRIGHT_LOCK_TIMEOUT: expected seconds as a number, got {raw!r}")
 
 
 def is_conflict(exc: BaseException) -> bool:

@@ -137,3 +137,14 @@ def test_bad_linger_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_
         StoreError, match="SPECWRIGHT_LINGER: expected seconds as a number, got 'soon'"
     ):
         Store(tmp_path / "db.duckdb")
+
+
+@pytest.mark.parametrize("name", ["SPECWRIGHT_LINGER", "SPECWRIGHT_LOCK_TIMEOUT"])
+def test_nan_seconds_are_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """float() reads 'nan', and a deadline of nan is never reached: the file held for as long
+    as the process ran (LINGER), or a lock waited for forever (LOCK_TIMEOUT)."""
+    monkeypatch.setenv(name, "nan")
+    with pytest.raises(StoreError, match=f"{name}: expected seconds as a number, got 'nan'"):
+        Store(tmp_path / "db.duckdb")
