@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -66,6 +67,24 @@ def test_demo_runs_offline_and_reruns_clean(tmp_path: Path) -> None:
     assert Path(out["report"]).is_file() and f"report:   {out['report']}" in again.stdout
     assert "Showing days in Asia/Tokyo" in Path(out["report"]).read_text(encoding="utf-8")
     assert report_path(work / "b.duckdb") == work / "b-demo-report.html"
+
+
+def test_the_next_commands_the_demo_prints_read_its_database(tmp_path: Path) -> None:
+    """After `demo --db`, the commands it suggests carry that --db: as printed they read the
+    default database of the folder they are typed in, showed no spec and made a new file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    db = tmp_path / "elsewhere" / "demo.duckdb"
+    env = {"SPECWRIGHT_DB": ""}
+    proc = run_specwright("--db", str(db), "demo", cwd=work, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("next:"))
+    first = shlex.split(line.removeprefix("next:").split("|")[0])
+    assert first[:3] == ["specwright", "--db", str(db)]
+    shown = run_specwright(*first[1:], cwd=work, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "word-statistics-for-textstats" in shown.stdout
+    assert not (work / "data" / "specwright.duckdb").exists()
 
 
 def test_demo_into_a_real_project_refuses_and_keeps_its_specs(

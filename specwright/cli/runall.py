@@ -455,11 +455,25 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     print(f"database: {ctx.db_path}")
     if report:
         print(f"report:   {report}")
-    print(
-        "next:     specwright status --all   |   specwright usage specs   |   "
-        "specwright report --html data/report.html"
-    )
+    print("next:     " + "   |   ".join(_next_commands(ctx)))
     return EXIT.get(result.status, 1)
+
+
+def _next_commands(ctx: Context) -> list[str]:
+    """What to try after the demo, with the ``--db`` they need to read its database from here
+    (after ``--db`` or ``-C``, a plain `specwright status` reads another one)."""
+    import shlex
+
+    from specwright.config import find_project_root
+    from specwright.store import resolve_db_path
+
+    db = ""
+    if resolve_db_path(find_project_root(), None) != ctx.db_path:
+        db = f" --db {shlex.quote(str(ctx.db_path))}"
+    return [
+        f"specwright{db} {cmd}"
+        for cmd in ("status --all", "usage specs", "report --html data/report.html")
+    ]
 
 
 def _write_report(ctx: Context) -> str | None:
