@@ -120,3 +120,23 @@ def test_every_option_of_every_command_is_documented() -> None:
         if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", _text_about(command))
     ]
     assert not missing, f"options missing from README.md and docs/commands.md: {missing}"
+
+
+# read from the environment but not Specwright's settings: the system's and git's own, and
+# pytest's, which a verification step's run extends with its report
+_NOT_SETTINGS = {"HOME", "PATH", "GIT_CONFIG_GLOBAL", "PYTEST_ADDOPTS"}
+
+
+def test_every_environment_variable_the_code_reads_is_documented() -> None:
+    """A variable that changes what Specwright does is named in the README or docs/."""
+    pattern = re.compile(
+        r"""(?:environ\.get|environ\[|getenv|env\.get)\(?["']([A-Z][A-Z0-9_]+)["']"""
+    )
+    read = {
+        name
+        for path in (REPO / "specwright").rglob("*.py")
+        for name in pattern.findall(path.read_text())
+    }
+    docs = _readme() + "".join(p.read_text() for p in (REPO / "docs").glob("*.md"))
+    missing = sorted(read - _NOT_SETTINGS - set(re.findall(r"[A-Z][A-Z0-9_]+", docs)))
+    assert not missing, f"environment variables the docs do not name: {missing}"
