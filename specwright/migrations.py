@@ -433,6 +433,10 @@ _M012_CODEX_SESSION_KEYS = (
 )
 
 
+# docs/schema.md says every foreign-key column is indexed: queue.run_id (-> runs) was not.
+_M013_QUEUE_RUN_INDEX = (_index("queue", "run_id"),)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
     Migration(2, "codebase context cache", _M002_CODEBASE_CACHE),
@@ -450,6 +454,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         12, "usage_records: Codex events without totals keyed by session", _M012_CODEX_SESSION_KEYS
     ),
+    Migration(13, "queue: an index on run_id, as on every foreign key", _M013_QUEUE_RUN_INDEX),
 )
 
 

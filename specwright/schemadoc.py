@@ -16,8 +16,8 @@ TABLE_DOCS: dict[str, str] = {
     "spec_questions": "The planner's clarifying questions and the user's answers. `spec_id` -> specs.",
     "chunks": "Units of work for one agent loop. `spec_id` -> specs. `acceptance`, `files`: JSON lists.",
     "chunk_deps": "Chunk dependency edges: `chunk_id` needs `depends_on_id` first (both -> chunks).",
-    "runs": "A chunk (kind `chunk`) or whole-spec (kind `spec`) run. `spec_id`, `chunk_id`, "
-    "`parent_run_id` -> runs; `group_id` ties sibling runs that compare executors.",
+    "runs": "A chunk (kind `chunk`) or whole-spec (kind `spec`) run. `spec_id` -> specs, `chunk_id` "
+    "-> chunks, `parent_run_id` -> runs; `group_id` ties sibling runs that compare executors.",
     "executions": "One call of an executor, planner, reviewer or summarizer, with token totals and "
     "cost. `cost_source`: reported | computed | codexbar | incomplete | unreported; both reported "
     "and computed "

@@ -352,3 +352,25 @@ def test_a_database_url_is_refused_where_notebooks_resolve_the_path_too(
     monkeypatch.setenv("SPECWRIGHT_DB", "relative/x.duckdb")
     assert resolve_db_path(tmp_path) == tmp_path.resolve() / "relative" / "x.duckdb"
     assert not (tmp_path / "http:").exists() and not (tmp_path / "s3:").exists()
+
+
+def test_every_foreign_key_column_is_indexed(tmp_path: Path) -> None:
+    """docs/schema.md says so of the public schema; `queue.run_id` (-> runs) had no index."""
+    store = Store(tmp_path / "db.duckdb")
+    provider_ids = {"call_id", "session_id", "message_id", "request_id"}  # keys of no table here
+    columns = store.query(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE ends_with(column_name, '_id')"
+    )
+    leading = {
+        (table, re.search(r"\(\s*\"?(\w+)", sql)[1])  # type: ignore[index]
+        for table, sql in store.query("SELECT table_name, sql FROM duckdb_indexes()")
+    } | {
+        (table, re.search(r"KEY\(\"?(\w+)", text)[1])  # type: ignore[index]
+        for table, text in store.query(
+            "SELECT table_name, constraint_text FROM duckdb_constraints() "
+            "WHERE constraint_type = 'PRIMARY KEY'"
+        )
+    }
+    missing = [f"{t}.{c}" for t, c in columns if c not in provider_ids and (t, c) not in leading]
+    assert not missing, missing

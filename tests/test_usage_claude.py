@@ -171,7 +171,7 @@ def test_migration_renumbers_seq_numbered_by_staging_row_ids(tmp_path: Path, sto
         conn.execute("UPDATE usage_records SET seq = seq + 254 * 36028797018963968")  # 2**55
         conn.execute("DELETE FROM schema_version WHERE version >= 8")  # as a store at 7 was
         conn.execute("DROP TABLE store_meta")
-    assert store.migrate() == [8, 9, 10, 11, 12]
+    assert store.migrate() == [8, 9, 10, 11, 12, 13]
     assert store.query("SELECT id FROM usage_records ORDER BY seq") == order
     assert store.query("SELECT min(seq), max(seq), count(*) FROM usage_records") == [
         (1, len(order), len(order))

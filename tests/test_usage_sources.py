@@ -723,7 +723,7 @@ def test_migration_keys_codex_events_by_session_and_drops_the_archive_copies_cou
         )
         conn.execute("DELETE FROM schema_version WHERE version >= 12")
     assert store.query(query) != right
-    assert store.migrate() == [12]
+    assert store.migrate() == [12, 13]
     assert store.query(query) == right and _hash_keyed(store) == keyed
     archive = home / "archived_sessions"
     for f in corpus.files:
