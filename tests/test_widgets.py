@@ -420,6 +420,34 @@ def test_studio_view_over_the_real_store_resumes_a_hand_written_draft(
     assert catalog.get_spec(store, draft.spec_id).status == "ready"
 
 
+def test_removing_a_chunk_row_keeps_what_the_other_rows_need(store: Store, git_repo: Path) -> None:
+    """The "needs" field holds row numbers: removing row 3 of five moved rows 4 and 5 up, and
+    their numbers then named other chunks (E needed D, not C) or the row itself (a cycle)."""
+    from specwright.config import Config
+
+    project = catalog.ensure_project(store, git_repo)
+    view = StudioView(for_project(store, project, Config.default()), debounce_s=None)
+    view.intent.value = "Five steps"
+    view.ask_button.click()  # no planner key: the draft is saved all the same
+    needs = {"A": "", "B": "1", "C": "2", "D": "2, 3", "E": "4"}
+    for n, (title, deps) in enumerate(needs.items()):
+        view.add_button.click()
+        view.rows[n].title.value = title
+        view.rows[n].deps.value = deps
+    assert view.flush() is True
+    view.rows[2].remove.click()  # C
+    assert view.flush() is True, view.message.value
+    assert [(r.title.value, r.deps.value) for r in view.rows] == [
+        ("A", ""), ("B", "1"), ("D", "2"), ("E", "3")
+    ]  # fmt: skip
+    assert view.draft is not None
+    chunks = catalog.list_chunks(store, view.draft.spec_id)
+    title = {c.id: c.title for c in chunks}
+    assert {c.title: [title[d] for d in c.depends_on] for c in chunks} == {
+        "A": [], "B": ["A"], "D": ["B"], "E": ["D"]
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize("status", ["draft", "ready", "running", "done", "failed"])
 def test_the_studio_export_accepts_a_draft_and_leaves_a_spec_that_ran_as_it_is(
     store: Store, git_repo: Path, status: str

@@ -327,8 +327,23 @@ class StudioView:
         self._refresh()
 
     def remove_chunk(self, editor: _ChunkEditor) -> None:
-        """Drop a row (dependencies on later rows are renumbered by position)."""
+        """Drop a row: the other rows' "needs" lose its number and count the later rows one
+        lower, so each still needs the same chunks (a "needs" that does not parse is left as
+        typed, for its error)."""
+        gone = self.rows.index(editor) + 1
         self.rows.remove(editor)
+        self._loading = True  # one save below, not one per rewritten field
+        try:
+            for n, row in enumerate(self.rows, 1):
+                try:
+                    needs = _positions(row.deps.value, n)
+                except SpecwrightError:
+                    continue
+                kept = [p - (p > gone) for p in needs if p != gone]
+                if kept != needs:
+                    row.deps.value = ", ".join(str(p) for p in kept)
+        finally:
+            self._loading = False
         self._renumber()
         self.chunks_edited()
 
