@@ -448,6 +448,27 @@ def test_removing_a_chunk_row_keeps_what_the_other_rows_need(store: Store, git_r
     }  # fmt: skip
 
 
+def test_a_refused_edit_once_fixed_and_saved_no_longer_says_not_saved(
+    store: Store, git_repo: Path
+) -> None:
+    from specwright.config import Config
+
+    project = catalog.ensure_project(store, git_repo)
+    view = StudioView(for_project(store, project, Config.default()), debounce_s=None)
+    view.intent.value = "Two steps"
+    view.ask_button.click()
+    for n, (title, deps) in enumerate((("A", "2"), ("B", "1"))):
+        view.add_button.click()
+        view.rows[n].title.value = title
+        view.rows[n].deps.value = deps
+    assert view.flush() is False
+    assert "not saved (chunks): dependency cycle" in view.message.value
+    view.rows[0].deps.value = ""
+    assert view.flush() is True
+    assert "all changes saved" in view.marker.value
+    assert "not saved" not in view.message.value, view.message.value
+
+
 @pytest.mark.parametrize("status", ["draft", "ready", "running", "done", "failed"])
 def test_the_studio_export_accepts_a_draft_and_leaves_a_spec_that_ran_as_it_is(
     store: Store, git_repo: Path, status: str

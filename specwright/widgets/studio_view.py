@@ -107,6 +107,7 @@ class StudioView:
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
         self._loading = False
+        self._said_unsaved = False  # the message is flush's "not saved": cleared once saved
 
         self.marker = w.HTML()
         self.message = w.HTML()
@@ -258,6 +259,7 @@ class StudioView:
         """Show a one-line message (errors in red)."""
         color = "#d62728" if error else "#333"
         self.message.value = f"<span style='color:{color}'>{esc(text, 600)}</span>"
+        self._said_unsaved = False
 
     # --- saving as it happens -----------------------------------------------------------------
 
@@ -286,12 +288,15 @@ class StudioView:
                 except SpecwrightError as exc:
                     self.problems[key] = str(exc)
                     self.say(f"not saved ({key}): {exc}", error=True)
+                    self._said_unsaved = True
                 else:
                     self.problems.pop(key, None)
                 del self.pending[key]
             if self.problems:  # keep them pending: the next edit or flush tries again
                 self._refresh()
                 return False
+            if self._said_unsaved:  # saved now: no "not saved" beside "all changes saved"
+                self.say("")
             self._refresh()
             return True
 
