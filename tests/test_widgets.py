@@ -226,6 +226,25 @@ def test_run_spec_names_a_bad_executor_before_running(tmp_path: Path) -> None:
     assert store.query("SELECT count(*) FROM runs") == [(0,)]
 
 
+def test_a_project_dir_that_is_no_directory_is_refused_before_it_is_a_project(
+    store: Store, tmp_path: Path
+) -> None:
+    """01 and 02 recorded a mistyped project_dir as a project (01 a draft spec in it too), where
+    03 refused it."""
+    from specwright.widgets import open_studio, usage_dashboard
+
+    typo = str(tmp_path / "no-such-dir")
+    expected = f"project_dir: {typo!r} is not a directory"
+    with pytest.raises(SpecwrightError, match=expected):
+        open_studio(typo, "Add a flag", store=store, live=False)
+    with pytest.raises(SpecwrightError, match=expected):
+        run_spec(typo, "add-a-flag", store=store, live=False)
+    with pytest.raises(SpecwrightError, match=expected):
+        usage_dashboard(project_dir=typo, store=store, live=False)
+    assert store.query("SELECT count(*) FROM projects") == [(0,)]
+    assert store.query("SELECT count(*) FROM specs") == [(0,)]
+
+
 # --- the studio view ----------------------------------------------------------------------------
 
 

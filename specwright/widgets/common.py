@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +49,20 @@ def interactive() -> bool:
     shell = get_ipython()
     kernel = getattr(shell, "kernel", None)
     return bool(kernel is not None and getattr(kernel, "_allow_stdin", False))
+
+
+def project_start(project_dir: Any) -> Path | None:
+    """The notebooks' ``project_dir`` parameter as the folder to look for the project from
+    (None: empty, the nearest project above the notebook); one that is not a directory (a typo)
+    is refused before it is recorded as a project."""
+    from specwright.errors import ValidationError
+
+    if not project_dir:
+        return None
+    start = Path(str(project_dir)).expanduser()
+    if not start.is_dir():
+        raise ValidationError(f"project_dir: {clip(project_dir, 300)!r} is not a directory")
+    return start
 
 
 def clip(text: Any, limit: int = MAX_TEXT) -> str:

@@ -32,6 +32,7 @@ from specwright.widgets.common import (
     figure_bundle,
     interactive,
     plain,
+    project_start,
     table_html,
 )
 
@@ -363,7 +364,7 @@ def run_spec(
         the_spec = prepare_demo(store, root)
         root = root.resolve()
     else:
-        root = config_mod.find_project_root(Path(project_dir).expanduser() if project_dir else None)
+        root = config_mod.find_project_root(project_start(project_dir))
         store = store or Store(resolve_db_path(root))
         the_spec = catalog.get_spec(store, spec, catalog.ensure_project(store, root))
     config = config_mod.load(root)

@@ -10,7 +10,6 @@ view, and an error headless (only when a planner call is actually needed).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.errors import SpecwrightError
@@ -21,6 +20,7 @@ from specwright.widgets.common import (
     interactive,
     markdown_html,
     plain,
+    project_start,
 )
 from specwright.widgets.common import table_html as _table
 from specwright.widgets.studio_backend import Draft, answers_list, commit_hint, for_project
@@ -46,7 +46,7 @@ def open_studio(
     from specwright.catalog import ensure_project
     from specwright.store import Store, resolve_db_path
 
-    root = config_mod.find_project_root(Path(project_dir).expanduser() if project_dir else None)
+    root = config_mod.find_project_root(project_start(project_dir))
     store = store or Store(resolve_db_path(root))
     config = config_mod.load(root)
     if planner:

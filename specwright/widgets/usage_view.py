@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from specwright.errors import SpecwrightError
-from specwright.widgets.common import esc, figure_bundle, interactive, show_figure
+from specwright.widgets.common import (
+    esc,
+    figure_bundle,
+    interactive,
+    project_start,
+    show_figure,
+)
 from specwright.widgets.usage_data import GROUPS, Filters
 
 if TYPE_CHECKING:
@@ -135,17 +141,13 @@ def usage_dashboard(
     """The usage figures for the notebook (see the module docstring), by day in ``timezone``
     (empty: this machine's zone); the database is ``SPECWRIGHT_DB``, else that of the project
     at ``project_dir`` (or the nearest one)."""
-    from pathlib import Path
-
     from IPython.display import HTML, display
 
     from specwright import config as config_mod
     from specwright.store import Store, resolve_db_path
     from specwright.widgets import usage_data
 
-    start = Path(project_dir).expanduser() if project_dir else None
-    if start is not None and not start.is_dir():
-        raise SpecwrightError(f"project_dir: {project_dir!r} is not a directory")
+    start = project_start(project_dir)
     store = store or Store(resolve_db_path(config_mod.find_project_root(start)))
     zone = timezone or usage_data.machine_timezone()
     filters = Filters(since or "", until or "", project or "", group_by or "model", zone)
