@@ -624,10 +624,13 @@ def test_usage_view_redraws_for_each_filter_and_reports_bad_input() -> None:
     view.since.value = dt.date(2025, 2, 1)
     view.until.value = dt.date(2025, 1, 1)
     assert "is after until" in view.message.value and seen[-1].until == ""
+    assert view.out.outputs == ()  # "nothing to show" beside the last window's figures: no
     view.until.value = dt.date(2025, 3, 1)
     assert seen[-1] == Filters("2025-02-01", "2025-03-01", "alpha", "executor")
+    assert len(view.out.outputs) == 2 and view.message.value == ""
     view.project.value = "broken"
     assert "no &lt;such&gt; project" in view.message.value
+    assert view.out.outputs == ()  # alpha's figures are not broken's
 
 
 def test_usage_figures_have_titles_units_captions_and_honour_the_project(

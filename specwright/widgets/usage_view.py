@@ -97,11 +97,13 @@ class UsageView:
                 f"<span style='color:#d62728'>since {esc(f.since)} is after until "
                 f"{esc(f.until)}: nothing to show</span>"
             )
+            self.out.outputs = ()  # not the figures of the filters before, as if of these
             return
         try:
             figs = self._render(f)
         except SpecwrightError as exc:
             self.message.value = f"<span style='color:#d62728'>{esc(exc)}</span>"
+            self.out.outputs = ()
             return
         self.message.value = ""
         outputs: list[dict[str, Any]] = []
