@@ -560,6 +560,30 @@ def test_the_studio_keeps_answers_as_given_once_the_spec_is_written_as_plan_does
     assert answers == [("SQLite",), (None,)]
 
 
+def test_the_studio_notebook_refuses_changed_answers_once_the_spec_is_written(
+    store: Store, git_repo: Path
+) -> None:
+    """Run again with a changed answers file, 01 said the spec was ready and kept the old
+    answers without a word, where the README and `plan --answers` refuse them."""
+    from specwright.model import new_id, utcnow
+    from specwright.widgets import open_studio
+
+    project = catalog.ensure_project(store, git_repo)
+    spec = catalog.create_spec(store, project, "Login", "# Login\n\nText.\n", intent="Add login")
+    row = {"id": new_id(), "spec_id": spec.id, "position": 1, "question": "Which DB?"}
+    store.insert("spec_questions", {**row, "answer": "Postgres", "created_at": utcnow()})
+    catalog.add_chunk(store, spec, "Schema", "Make the schema.")
+    with pytest.raises(SpecwrightError, match="answer 1: the spec was already written"):
+        open_studio(str(git_repo), "Add login", "", ["MySQL"], store=store, live=False)
+    assert catalog.get_spec(store, spec.id).status == "draft"  # not exported as ready
+    view = open_studio(str(git_repo), "Add login", "", ["MySQL"], store=store, live=True)
+    assert isinstance(view, StudioView)
+    assert "answer 1: the spec was already written" in view.message.value
+    assert store.query("SELECT answer FROM spec_questions") == [("Postgres",)]
+    done = open_studio(str(git_repo), "Add login", "", ["Postgres"], store=store, live=False)
+    assert isinstance(done, Draft) and done.status == "ready"  # the same answers: no change
+
+
 def test_the_studio_does_not_save_chunk_edits_while_the_spec_runs(
     store: Store, git_repo: Path
 ) -> None:

@@ -64,8 +64,9 @@ def open_studio(
             view.intent.value = intent
             view.ask()
         d = view.draft
-        if given and d is not None and d.stage not in ("review", "ready"):
-            problem = backend.planner_problem()
+        if given and d is not None:
+            # once the spec is written no planner is called: changed answers are refused
+            problem = None if d.stage in ("review", "ready") else backend.planner_problem()
             if problem:
                 view.say(problem, error=True)
             else:
@@ -92,6 +93,8 @@ def open_studio(
         problem = backend.planner_problem()
         if problem:
             raise SpecwrightError(f"spec {draft.slug}: {problem}")
+        draft = backend.run(draft.spec_id, given)
+    elif given:  # the spec is written: changed answers are refused, as `plan --answers` does
         draft = backend.run(draft.spec_id, given)
     for q in draft.questions:  # the planner's text: bounded lines without terminal escapes
         answer = plain(q.answer, 600) if q.answer else "(none yet)"
