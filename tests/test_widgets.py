@@ -45,6 +45,13 @@ def test_escaping_bounds_and_markdown_are_safe() -> None:
     assert "<img" not in html and "javascript:" not in html
 
 
+def test_the_run_summary_table_says_yes_or_no_as_the_cli_does() -> None:
+    from specwright.widgets.common import table_html
+
+    html = table_html([{"chunk": 1, "ran": True}, {"chunk": 2, "ran": False}], ["chunk", "ran"])
+    assert ">yes<" in html and ">no<" in html and "True" not in html and "False" not in html
+
+
 def test_a_markdown_image_is_a_link_not_fetched_when_shown() -> None:
     """A planner's spec with an image pointing anywhere (a tracking pixel) was fetched by the
     browser as soon as the spec was shown; it is a link, followed only when clicked."""

@@ -124,6 +124,8 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit:
             v = row.get(c)
             if c == "status" and isinstance(v, str):
                 cell = badge(v)
+            elif isinstance(v, bool):  # the run summary's "ran": yes/no, as the CLI prints it
+                cell = "yes" if v else "no"
             else:
                 cell = esc(f"{v:,.4f}" if isinstance(v, float) else ("" if v is None else v), 200)
                 if c == "cost_usd" and v is not None and row.get("unpriced"):
