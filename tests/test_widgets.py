@@ -4,6 +4,7 @@ backends (and the real store where it matters); no browser, no kernel."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -710,6 +711,41 @@ def test_usage_figures_have_titles_units_captions_and_honour_the_project(
         usage_data.figures(store, Filters(group_by="colour"))
     with pytest.raises(SpecwrightError, match="since"):
         usage_data.figures(store, Filters(since="last week"))
+
+
+def test_usage_figures_keep_specs_of_the_same_slug_in_two_projects_apart(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two projects' "add-tests" specs were one bar of their summed cost, and their chunk 1s
+    one bar too."""
+    from specwright.model import utcnow
+    from specwright.widgets import usage_data
+
+    for name, cost in (("alpha", 0.5), ("beta", 0.25)):
+        root = tmp_path / name
+        root.mkdir()
+        spec = catalog.create_spec(store, catalog.ensure_project(store, root), "Add tests")
+        chunk = catalog.add_chunk(store, spec, "c1")
+        store.insert("executions", {
+            "id": new_id(), "spec_id": spec.id, "chunk_id": chunk.id, "role": "executor",
+            "backend": "scripted", "model": "m1", "status": "ok", "started_at": utcnow(),
+            "input_tokens": 10, "output_tokens": 5, "cost_usd": cost,
+        })  # fmt: skip
+    f = Filters(tz="UTC")
+    specs = usage_data.cost_per_spec(store, f).data[0]
+    assert dict(zip(specs.y, specs.x, strict=True)) == {
+        "add-tests (alpha)": 0.5, "add-tests (beta)": 0.25
+    }  # fmt: skip
+    chunks = usage_data.cost_per_chunk(store, f).data[0]
+    assert dict(zip(chunks.y, chunks.x, strict=True)) == {
+        "add-tests (alpha) #1 c1": 0.5, "add-tests (beta) #1 c1": 0.25
+    }  # fmt: skip
+    by_spec = usage_data.cost_per_day(store, replace(f, group_by="spec")).data
+    assert sorted((t.name, list(t.y)) for t in by_spec) == [
+        ("add-tests (alpha)", [0.5]), ("add-tests (beta)", [0.25])
+    ]  # fmt: skip
+    alone = usage_data.cost_per_spec(store, replace(f, project="beta")).data[0]
+    assert list(alone.y) == ["add-tests (beta)"] and list(alone.x) == [0.25]
 
 
 def test_the_studio_names_its_answers_parameter_and_where_it_looked(

@@ -27,8 +27,12 @@ COST = (
     "('incomplete', 'unreported') AND status <> 'running' THEN 0 END"
 )
 UNPRICED = f"count(*) FILTER (WHERE ({COST}) IS NULL) AS unpriced"  # a sum beside them: >=
+# a spec's slug is unique in its project only: one used by several projects names its project
+# too, or their specs (and chunks: "slug #1 ...") were one bar summing both
 _BASE = """
-    SELECT e.*, s.slug AS spec, p.name AS project, c.position AS chunk_position,
+    SELECT e.*, CASE WHEN (SELECT count(DISTINCT o.project_id) FROM specs o WHERE o.slug = s.slug)
+                          > 1 THEN s.slug || ' (' || p.name || ')' ELSE s.slug END AS spec,
+           p.name AS project, c.position AS chunk_position,
            c.title AS chunk_title, c.status AS chunk_status
     FROM executions e
     LEFT JOIN chunks c ON c.id = e.chunk_id
