@@ -568,6 +568,27 @@ def test_the_studio_keeps_answers_as_given_once_the_spec_is_written_as_plan_does
     assert answers == [("SQLite",), (None,)]
 
 
+def test_answering_the_last_question_enables_write_spec(store: Store, git_repo: Path) -> None:
+    """The view kept the stage it was shown with: every answer saved, it still said "next:
+    answers" and Write spec stayed disabled until the cell ran again."""
+    from specwright.config import Config
+    from specwright.model import new_id, utcnow
+
+    project = catalog.ensure_project(store, git_repo)
+    spec = catalog.create_spec(store, project, "Login", intent="Add login")
+    for pos in (1, 2):
+        row = {"id": new_id(), "spec_id": spec.id, "position": pos, "question": f"Q{pos}?"}
+        store.insert("spec_questions", {**row, "created_at": utcnow()})
+    view = StudioView(for_project(store, project, Config.default()), debounce_s=None)
+    view.show(view.backend.resume("Add login"))
+    assert view.write_button.disabled and "next: answers" in view.marker.value
+    view.answers[1].value = "Postgres"
+    assert view.flush() is True and view.write_button.disabled  # one still unanswered
+    view.answers[2].value = "none"
+    assert view.flush() is True
+    assert not view.write_button.disabled and "next: spec" in view.marker.value
+
+
 def test_the_studio_notebook_refuses_changed_answers_once_the_spec_is_written(
     store: Store, git_repo: Path
 ) -> None:

@@ -55,7 +55,7 @@ class StudioBackend:
     resume: Callable[[str], Draft | None]  # intent -> its spec; "" -> the latest draft
     create: Callable[[str], Draft]  # intent -> a new draft, saved (no planner call yet)
     ask: Callable[[str], Draft]  # spec id -> the planner's questions, saved
-    answer: Callable[[str, int, str], None]  # spec id, position, text
+    answer: Callable[[str, int, str], Draft | None]  # spec id, position, text
     run: Callable[[str, Any], Draft]  # spec id, answers -> as far as the wizard goes alone
     write_spec: Callable[[str], Draft]
     split: Callable[[str], Draft]
@@ -141,13 +141,14 @@ def for_project(
         studio(spec_id).ask_questions()
         return draft(spec_id)
 
-    def answer(spec_id: str, position: int, text: str) -> None:
+    def answer(spec_id: str, position: int, text: str) -> Draft:
         s = studio(spec_id)
         with store.connect():
             if s.spec.body.strip():  # written from the answers given: changes refused, as in plan
                 s.answer_all({position: text}, frozen=True)
             else:
                 s.answer(position, text)
+        return draft(spec_id)  # the last answer moves it on to its next step
 
     def run(spec_id: str, answers: list[str] | dict[Any, str] | None) -> Draft:
         studio(spec_id).run(answers)

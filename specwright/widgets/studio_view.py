@@ -306,7 +306,13 @@ class StudioView:
         if d is None:
             return
         self.problems.pop(f"answer {position}", None)
-        self._edited(f"answer {position}", lambda: self.backend.answer(d.spec_id, position, text))
+
+        def save() -> None:
+            saved = self.backend.answer(d.spec_id, position, text)
+            if saved is not None:  # its next step (the last answer enables Write spec)
+                self.draft = saved
+
+        self._edited(f"answer {position}", save)
 
     def chunks_edited(self) -> None:
         """The chunk table changed: save it as a whole (checked as a DAG) soon."""
