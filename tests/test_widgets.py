@@ -515,10 +515,12 @@ def test_the_studio_export_accepts_a_draft_and_leaves_a_spec_that_ran_as_it_is(
     draft = view.backend.resume("Ship it")  # the notebook reopened with the same intent
     assert draft is not None and draft.spec_id == spec.id
     view.show(draft)
+    assert f"next: {'review' if status == 'draft' else 'ready'}" in view.marker.value
     path = view.export()
     assert path is not None
     want = "ready" if status == "draft" else status
     assert catalog.get_spec(store, spec.id).status == want
+    assert "next: ready" in view.marker.value  # accepted: the marker follows, not "review"
     assert f"status: {want}\n" in path.read_text()
     said = "ready to run" if want == "ready" else f"{status}, left as it is"
     assert f"saved; spec {said}; wrote {path}" in view.message.value

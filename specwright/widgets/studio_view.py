@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -430,4 +431,9 @@ class StudioView:
         if path is not None:
             state = "ready to run" if status in ("draft", "ready") else f"{status}, left as it is"
             self.say(f"saved; spec {state}; wrote {path}{commit_hint(path)}")
+            if self.draft is not None and self.draft.spec_id == spec_id:  # not "next: review"
+                accepted = "ready" if status == "draft" else status
+                stage = "ready" if self.draft.stage == "review" else self.draft.stage
+                self.draft = replace(self.draft, status=accepted, stage=stage)
+                self._refresh()
         return path
