@@ -570,6 +570,25 @@ def test_the_studio_keeps_answers_as_given_once_the_spec_is_written_as_plan_does
     assert answers == [("SQLite",), (None,)]
 
 
+def test_the_studio_notebook_with_its_defaults_shows_a_draft_without_calling_the_planner(
+    store: Store, git_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No intent, no answers: 01 resumed the latest draft and asked the planner its questions
+    (a paid call), or without its key failed the run, where the defaults call nothing."""
+    from specwright.config import Config
+    from specwright.widgets import open_studio
+
+    backend = for_project(store, catalog.ensure_project(store, git_repo), Config.default())
+    draft = backend.create("Add login")  # an Ask without the planner's key leaves this
+    assert draft.stage == "questions"
+    shown = open_studio(str(git_repo), store=store, live=False)
+    assert isinstance(shown, Draft) and shown.stage == "questions"
+    out = capsys.readouterr().out
+    assert "next: the planner's step (questions); run again with `-p intent 'Add login'`" in out
+    with pytest.raises(SpecwrightError, match="needs an API key"):  # an intent: go on
+        open_studio(str(git_repo), "Add login", store=store, live=False)
+
+
 def test_answering_the_last_question_enables_write_spec(store: Store, git_repo: Path) -> None:
     """The view kept the stage it was shown with: every answer saved, it still said "next:
     answers" and Write spec stayed disabled until the cell ran again."""

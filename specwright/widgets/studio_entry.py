@@ -89,7 +89,9 @@ def open_studio(
         print(f"draft spec {draft.slug} ({draft.spec_id})")
     else:
         print(f"resuming spec {draft.slug} ({draft.spec_id}); next step: {draft.stage}")
-    if draft.stage not in ("review", "ready"):
+    # the defaults (no intent, no answers) resume a draft to show it: no planner call, no cost
+    idle = not intent.strip() and given is None
+    if draft.stage not in ("review", "ready") and not idle:
         problem = backend.planner_problem()
         if problem:
             raise SpecwrightError(f"spec {draft.slug}: {problem}")
@@ -104,6 +106,13 @@ def open_studio(
             "next: write the answers in a YAML file (a list in question order, or a mapping of "
             "question number to answer) and run again with `-p answers FILE` (or type them in "
             "the view in JupyterLab)"
+        )
+        return draft
+    if draft.stage not in ("review", "ready"):  # idle: the planner's step is left to take
+        print(
+            f"next: the planner's step ({draft.stage}); run again with `-p intent "
+            f"{plain(draft.intent, 200)!r}` to take it (the planner is called), or press the "
+            "buttons of the view in JupyterLab"
         )
         return draft
     path = backend.export(draft.spec_id)
