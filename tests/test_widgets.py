@@ -176,6 +176,31 @@ def test_run_view_failure_enables_retry_which_runs_again_skipping_shipped() -> N
     assert any("already shipped" in line for line in view.lines)
 
 
+def test_retry_shows_the_chunks_to_do_again_as_pending_not_as_the_last_run_ended() -> None:
+    """Retrying, the board said "3/3 chunks finished, 1 shipped", chunk 2 red and failed and
+    the last run's summary, until each chunk started again."""
+    chunks = _chunks()
+    fake = FakeRun(chunks, [["shipped", "failed", "blocked"], ["shipped"] * 3])
+    seen: list[tuple[str, dict[str, str], str, str]] = []
+
+    def start(cancel: threading.Event, sink: Any) -> RunAllResult:
+        bar = view.bars[chunks[1].id]
+        seen.append((view.overall_label.value, dict(view.statuses), bar.bar_style,
+                     view.summary_html.value))  # fmt: skip
+        return fake(cancel, sink)
+
+    view = RunView(chunks, start)
+    view.start(background=False)
+    assert "Summary" in view.summary_html.value
+    view.retry_button.click()
+    assert view.wait(timeout=60) is not None
+    label, statuses, style, summary = seen[1]
+    assert label == "1/3 chunks finished, 1 shipped"
+    assert [statuses[c.id] for c in chunks] == ["shipped", "pending", "pending"]
+    assert style == "" and summary == ""
+    assert "3/3 chunks finished, 3 shipped" in view.overall_label.value
+
+
 def test_cancel_button_stops_a_background_run() -> None:
     chunks = _chunks(1)
     fake = FakeRun(chunks, [["shipped"]])

@@ -207,6 +207,15 @@ class RunView:
         self.runs += 1
         self.cancel_button.disabled, self.retry_button.disabled = False, True
         self.state.value = "running…"
+        with self._lock:  # a retry: the chunks to do again are pending, not the last run's end
+            for cid, status in self.statuses.items():
+                if status != "shipped":
+                    self.statuses[cid] = "pending"
+                    self.bars[cid].value = 0
+                    self._paint(cid)
+            self._paint_overall()
+            self._draw_dag()
+            self.summary_html.value = ""  # the last run's table, until this one's
         if background:
             self._thread = threading.Thread(target=self._work, daemon=True, name="specwright-run")
             self._thread.start()
