@@ -815,6 +815,35 @@ def test_usage_figures_keep_specs_of_the_same_slug_in_two_projects_apart(
     assert list(alone.y) == ["add-tests (beta)"] and list(alone.x) == [0.25]
 
 
+def test_cost_per_shipped_chunk_counts_the_executor_that_shipped_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """A chunk that failed with one executor and shipped with another was one point of both
+    executors' costs summed, under whichever of the two any_value() picked."""
+    from specwright.model import utcnow
+    from specwright.widgets import usage_data
+
+    spec = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "Mixed")
+    chunk = catalog.add_chunk(store, spec, "c1")
+    catalog.update_chunk(store, chunk.id, status="shipped", iterations=3)
+    calls = (("alpha", "failed", (("executor", 0.5),)),
+             ("beta", "shipped", (("executor", 0.1), ("reviewer", 0.02))))  # fmt: skip
+    for executor, status, executions in calls:
+        run_id = new_id()
+        store.insert("runs", {"id": run_id, "spec_id": spec.id, "chunk_id": chunk.id,
+                              "kind": "chunk", "status": status, "executor": executor,
+                              "started_at": utcnow()})  # fmt: skip
+        for role, cost in executions:
+            store.insert("executions", {
+                "id": new_id(), "run_id": run_id, "spec_id": spec.id, "chunk_id": chunk.id,
+                "role": role, "backend": "scripted" if role == "executor" else "checks",
+                "executor": executor if role == "executor" else None, "status": "ok",
+                "started_at": utcnow(), "input_tokens": 10, "cost_usd": cost,
+            })  # fmt: skip
+    fig = usage_data.cost_per_shipped_chunk(store, Filters(tz="UTC"))
+    assert {t.name: list(t.y) for t in fig.data} == {"beta": [pytest.approx(0.12)]}
+
+
 def test_the_studio_names_its_answers_parameter_and_where_it_looked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

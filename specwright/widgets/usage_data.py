@@ -251,19 +251,24 @@ def cost_per_chunk(store: Store, f: Filters) -> go.Figure:
 
 
 def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
-    """Box plot: what one shipped chunk cost, per executor."""
+    """Box plot: what one shipped chunk cost, per executor: the calls (its reviews too) of the
+    runs of the executor that shipped it, not those of another that failed it before."""
     import plotly.graph_objects as go
 
     from specwright.report import _cost_labels, _costs
 
     title, x, y = "Cost per shipped chunk by executor", "Executor", "Cost per shipped chunk (USD)"
+    # a call's executor is its run's (a review has none of its own); calls without a run
+    # (recorded by hand) count for a shipped chunk as they did
     df = _df(
         store,
         f,
-        "SELECT chunk_id, any_value(coalesce(executor, backend)) FILTER "
-        f"(WHERE role = 'executor') AS executor, sum({COST}) AS cost_usd, {UNPRICED} "
-        "FROM x WHERE chunk_status = 'shipped'",
-        "GROUP BY chunk_id",
+        "SELECT chunk_id, coalesce(run_executor, executor, backend) AS executor, "
+        f"sum({COST}) AS cost_usd, {UNPRICED} FROM x LEFT JOIN (SELECT id AS run_key, "
+        "executor AS run_executor, status AS run_status FROM runs) r ON r.run_key = x.run_id "
+        "WHERE chunk_id IS NOT NULL",
+        "GROUP BY 1, 2 HAVING bool_or(role = 'executor') AND (bool_or(run_status = 'shipped') "
+        "OR (bool_and(run_key IS NULL) AND any_value(chunk_status) = 'shipped'))",
     )
     df = df[df["executor"].notna()] if not df.empty else df
     if df.empty:
