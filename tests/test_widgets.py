@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from specwright import catalog
 from specwright.errors import SpecwrightError
@@ -199,6 +200,40 @@ def test_retry_shows_the_chunks_to_do_again_as_pending_not_as_the_last_run_ended
     assert [statuses[c.id] for c in chunks] == ["shipped", "pending", "pending"]
     assert style == "" and summary == ""
     assert "3/3 chunks finished, 3 shipped" in view.overall_label.value
+
+
+def test_retry_shows_a_chunk_added_since_the_last_run_on_the_board(
+    store: Store, tmp_path: Path
+) -> None:
+    """The board kept the chunks of its first run: one added before Retry ran without a row,
+    and its start failed in the view ("on_progress callback failed: KeyError")."""
+    root = make_project(tmp_path / "proj")
+    spec = make_spec(store, root)
+    view = run_spec(str(root), spec.slug, store=store, live=True)
+    assert view.wait(timeout=120) is not None and view.failure() is None
+    script = root / ".handoff" / "script.yaml"
+    steps = yaml.safe_load(script.read_text())
+    steps["chunks"]["4"] = [{"write": "four.txt", "content": "four\n"}, {"say": "wrote it"}]
+    script.write_text(yaml.safe_dump(steps))
+    git(root, "commit", "-qam", "a script for chunk 4")
+    four = catalog.add_chunk(store, spec, "Write four.txt", "Create four.txt.")
+    errors: list[BaseException] = []
+    view._echo = None
+    real = view.on_progress
+
+    def watched(p: Progress) -> None:
+        try:
+            real(p)
+        except BaseException as exc:  # what the runner would only print
+            errors.append(exc)
+            raise
+
+    view.on_progress = watched  # type: ignore[method-assign]
+    view.start(background=False)
+    assert errors == [] and view.failure() is None
+    assert [c.id for c in view.chunks][-1] == four.id and len(view.board.children) == 4
+    assert "4/4 chunks finished, 4 shipped" in view.overall_label.value
+    assert "Write four.txt" in view.labels[four.id].value
 
 
 def test_cancel_button_stops_a_background_run() -> None:

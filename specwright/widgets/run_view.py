@@ -78,12 +78,16 @@ class RunView:
         max_iterations: int = 3,
         max_log: int = 200,
         echo: Callable[[Progress], None] | None = None,
+        load_chunks: Callable[[], Sequence[Chunk]] | None = None,
     ) -> None:
-        self.chunks = sorted(chunks, key=lambda c: c.position)
         self._start, self._summary, self._echo = start, summary, echo
+        self._load_chunks = load_chunks  # the spec's chunks as they are when a run starts
         self.max_iterations = max(1, max_iterations)
-        self.position = {c.id: c.position for c in self.chunks}
-        self.statuses = {c.id: c.status for c in self.chunks}
+        self.chunks: list[Chunk] = []
+        self.statuses: dict[str, str] = {}
+        self.labels: dict[str, w.HTML] = {}
+        self.bars: dict[str, w.IntProgress] = {}
+        self.board = w.VBox()
         self.lines: deque[str] = deque(maxlen=max_log)
         self.result: RunAllResult | None = None
         self.error: BaseException | None = None
@@ -93,12 +97,7 @@ class RunView:
         self._lock = threading.RLock()
 
         self.header = w.HTML(f"<h3>{esc(title or 'Run')}</h3>")
-        self.labels = {c.id: w.HTML() for c in self.chunks}
-        self.bars = {
-            c.id: w.IntProgress(value=0, min=0, max=self.max_iterations, layout={"width": "40%"})
-            for c in self.chunks
-        }
-        self.overall = w.IntProgress(value=0, min=0, max=max(1, len(self.chunks)))
+        self.overall = w.IntProgress(value=0, min=0, max=1)
         self.overall_label = w.HTML()
         self.state = w.HTML()
         self.log = w.HTML()
@@ -108,12 +107,11 @@ class RunView:
         self.retry_button.on_click(lambda _b: self.retry())
         self.dag = w.Output()
         self.summary_html = w.HTML()
-        board = [w.HBox([self.bars[c.id], self.labels[c.id]]) for c in self.chunks]
         self.widget = w.VBox(
             [
                 self.header,
                 w.HBox([self.overall, self.overall_label]),
-                *board,
+                self.board,
                 w.HBox([self.cancel_button, self.retry_button, self.state]),
                 self.dag,
                 w.HTML("<b>Tool calls</b> (the most recent; every event is in the store)"),
@@ -121,6 +119,24 @@ class RunView:
                 self.summary_html,
             ]
         )
+        self._set_chunks(chunks)
+
+    def _set_chunks(self, chunks: Sequence[Chunk]) -> None:
+        """The board's rows: one per chunk, with its status as read (a row it had keeps its
+        bar)."""
+        self.chunks = sorted(chunks, key=lambda c: c.position)
+        self.position = {c.id: c.position for c in self.chunks}
+        self.statuses = {c.id: c.status for c in self.chunks}
+        for c in self.chunks:
+            if c.id not in self.bars:
+                self.labels[c.id] = w.HTML()
+                self.bars[c.id] = w.IntProgress(
+                    value=0, min=0, max=self.max_iterations, layout={"width": "40%"}
+                )
+        self.board.children = tuple(
+            w.HBox([self.bars[c.id], self.labels[c.id]]) for c in self.chunks
+        )
+        self.overall.max = max(1, len(self.chunks))
         for c in self.chunks:
             self._paint(c.id)
         self._paint_overall()
@@ -168,7 +184,7 @@ class RunView:
                 self._echo(p)
             tag = f"[{self.position[p.chunk_id]}] " if p.chunk_id in self.position else ""
             status = None
-            if p.kind == "chunk-start":
+            if p.kind == "chunk-start" and p.chunk_id in self.bars:
                 status = "running"
                 self.bars[p.chunk_id].value = 0
             elif p.kind == "iteration" and p.chunk_id in self.bars:
@@ -208,6 +224,8 @@ class RunView:
         self.cancel_button.disabled, self.retry_button.disabled = False, True
         self.state.value = "running…"
         with self._lock:  # a retry: the chunks to do again are pending, not the last run's end
+            if self._load_chunks is not None:  # chunks added (or edited) since the last run
+                self._set_chunks(self._load_chunks())
             for cid, status in self.statuses.items():
                 if status != "shipped":
                     self.statuses[cid] = "pending"
@@ -404,6 +422,7 @@ def run_spec(
         title=f"{the_spec.title} ({the_spec.slug})",
         max_iterations=iterations,
         echo=echo,
+        load_chunks=lambda: catalog.list_chunks(store, the_spec.id),
     )
     if live:
         display(view.widget)
