@@ -313,6 +313,23 @@ def test_a_project_dir_that_is_no_directory_is_refused_before_it_is_a_project(
     assert store.query("SELECT count(*) FROM specs") == [(0,)]
 
 
+def test_numbers_papermill_passes_for_text_parameters_are_taken_as_text(
+    store: Store, tmp_path: Path
+) -> None:
+    """`-p spec 2025`, `-p project 2025`, `-p intent 42` reach the notebooks as ints: each
+    failed with a traceback (TypeError, a DuckDB ConversionException, AttributeError)."""
+    from specwright.widgets import open_studio, usage_dashboard
+
+    root = make_project(tmp_path / "2025")
+    spec = make_spec(store, root, title="2025")
+    assert spec.slug == "2025"
+    view = run_spec(str(root), 2025, store=store, live=False)  # type: ignore[arg-type]
+    assert view.failure() is None
+    assert usage_dashboard(project=2025, store=store, live=False) is None  # type: ignore[arg-type]
+    with pytest.raises(SpecwrightError, match=r"spec 42: planner .* needs an API key"):
+        open_studio(str(root), 42, store=store, live=False)  # type: ignore[arg-type]
+
+
 # --- the studio view ----------------------------------------------------------------------------
 
 

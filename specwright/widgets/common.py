@@ -51,6 +51,12 @@ def interactive() -> bool:
     return bool(kernel is not None and getattr(kernel, "_allow_stdin", False))
 
 
+def text_param(value: Any) -> str:
+    """A notebook's text parameter as text: papermill passes ``-p spec 2025`` as the int 2025
+    (and ``-p intent 1.5`` as a float), which string methods then failed on."""
+    return "" if value is None else str(value)
+
+
 def project_start(project_dir: Any) -> Path | None:
     """The notebooks' ``project_dir`` parameter as the folder to look for the project from
     (None: empty, the nearest project above the notebook); one that is not a directory (a typo)

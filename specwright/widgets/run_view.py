@@ -34,6 +34,7 @@ from specwright.widgets.common import (
     plain,
     project_start,
     table_html,
+    text_param,
 )
 
 if TYPE_CHECKING:
@@ -375,6 +376,7 @@ def run_spec(
     from specwright.runner import run_all, run_summary
     from specwright.store import Store, resolve_db_path
 
+    spec, executor, reviewer = text_param(spec), text_param(executor), text_param(reviewer)
     parallel = _whole("parallel", parallel, 1, "chunks at once")
     max_iterations = _whole("max_iterations", max_iterations, 0, "0 = the config's default")
     live = interactive() if live is None else live

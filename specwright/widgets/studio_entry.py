@@ -21,6 +21,7 @@ from specwright.widgets.common import (
     markdown_html,
     plain,
     project_start,
+    text_param,
 )
 from specwright.widgets.common import table_html as _table
 from specwright.widgets.studio_backend import Draft, answers_list, commit_hint, for_project
@@ -46,6 +47,9 @@ def open_studio(
     from specwright.catalog import ensure_project
     from specwright.store import Store, resolve_db_path
 
+    intent, planner = text_param(intent), text_param(planner)
+    if isinstance(answers, int | float) and not isinstance(answers, bool):
+        answers = str(answers)  # `-p answers 2025`: a file of that name
     root = config_mod.find_project_root(project_start(project_dir))
     store = store or Store(resolve_db_path(root))
     config = config_mod.load(root)

@@ -22,6 +22,7 @@ from specwright.widgets.common import (
     interactive,
     project_start,
     show_figure,
+    text_param,
 )
 from specwright.widgets.usage_data import GROUPS, Filters
 
@@ -151,8 +152,11 @@ def usage_dashboard(
 
     start = project_start(project_dir)
     store = store or Store(resolve_db_path(config_mod.find_project_root(start)))
+    since, until, project, group_by, timezone = map(
+        text_param, (since, until, project, group_by, timezone)
+    )
     zone = timezone or usage_data.machine_timezone()
-    filters = Filters(since or "", until or "", project or "", group_by or "model", zone)
+    filters = Filters(since, until, project, group_by or "model", zone)
     filters.where()  # a bad date, window, zone or grouping is one clear error before any figure
     usage_data.check_project(store, filters.project)
     live = interactive() if live is None else live
