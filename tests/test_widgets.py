@@ -666,6 +666,29 @@ def test_the_studio_notebook_with_its_defaults_shows_a_draft_without_calling_the
         open_studio(str(git_repo), "Add login", store=store, live=False)
 
 
+def test_a_new_intent_typed_over_a_draft_starts_a_spec_for_it(store: Store, git_repo: Path) -> None:
+    """The intent box stayed editable over a resumed draft, but Ask was disabled (or asked
+    about the draft's own intent) and "all changes saved" showed: the new intent went nowhere."""
+    from specwright.config import Config
+    from specwright.model import new_id, utcnow
+
+    project = catalog.ensure_project(store, git_repo)
+    spec = catalog.create_spec(store, project, "Login", intent="Add login")
+    row = {"id": new_id(), "spec_id": spec.id, "position": 1, "question": "Q1?"}
+    store.insert("spec_questions", {**row, "created_at": utcnow()})
+    view = StudioView(for_project(store, project, Config.default()), debounce_s=None)
+    view.show(view.backend.resume("Add login"))
+    assert view.ask_button.disabled  # next: answers
+    view.intent.value = "Add logout"
+    assert not view.ask_button.disabled
+    view.ask_button.click()  # no planner key: the new draft is saved, the view says why
+    assert view.draft is not None and view.draft.intent == "Add logout"
+    assert view.draft.spec_id != spec.id and "needs an API key" in view.message.value
+    intents = store.query("SELECT intent FROM specs ORDER BY intent")
+    assert intents == [("Add login",), ("Add logout",)]
+    assert view.questions_box.children == ()  # the new spec's, not the old one's
+
+
 def test_answering_the_last_question_enables_write_spec(store: Store, git_repo: Path) -> None:
     """The view kept the stage it was shown with: every answer saved, it still said "next:
     answers" and Write spec stayed disabled until the cell ran again."""

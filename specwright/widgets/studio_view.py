@@ -116,6 +116,7 @@ class StudioView:
             placeholder="What do you want built? (a paragraph is plenty)",
             layout={"width": "100%", "height": "6em"},
         )
+        self.intent.observe(lambda _c: self._refresh(), names="value")  # a new intent: Ask
         self.ask_button = w.Button(description="Ask", icon="question", button_style="primary")
         self.ask_button.on_click(lambda _b: self.ask())
         self.questions_box = w.VBox()
@@ -241,7 +242,9 @@ class StudioView:
         d = self.draft
         stage = d.stage if d else "intent"
         busy = bool(self.pending)
-        self.ask_button.disabled = d is not None and stage != "questions"
+        # another intent typed over the draft's: Ask starts a spec for it (the draft is kept)
+        retyped = d is not None and self.intent.value.strip() != d.intent.strip()
+        self.ask_button.disabled = d is not None and stage != "questions" and not retyped
         self.write_button.disabled = d is None or stage in ("questions", "answers")
         # the planner's chunks replace the table's: only into an empty one (rows typed by hand
         # are someone's work; remove them to split again)
@@ -376,7 +379,7 @@ class StudioView:
     def ask(self) -> None:
         """Create the draft from the intent (if needed) and ask the planner's questions."""
         intent = self.intent.value.strip()
-        if self.draft is None:
+        if self.draft is None or intent != self.draft.intent.strip():
             if not intent:
                 self.say("Type what you want built in the intent box first.", error=True)
                 return
