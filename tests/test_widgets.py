@@ -689,6 +689,32 @@ def test_a_new_intent_typed_over_a_draft_starts_a_spec_for_it(store: Store, git_
     assert view.questions_box.children == ()  # the new spec's, not the old one's
 
 
+@pytest.mark.parametrize("status", ["draft", "done"])
+def test_write_spec_does_not_rewrite_a_written_spec(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    """Write spec stayed enabled once the spec had text: pressed again it had the planner
+    write it anew (a paid call) and marked the spec draft, a done or running one too, its
+    chunks split from the old text; the view itself says to revise with `plan --refine`."""
+    from specwright import config as config_mod
+    from specwright.testing import FakeModelServer
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with FakeModelServer() as srv:  # nothing scripted: any planner call fails the test
+        root = make_project(tmp_path / "proj", planner_url=srv.base_url)
+        project = catalog.ensure_project(store, root)
+        spec = catalog.create_spec(store, project, "Login", "# Login\n\nText.\n",
+                                   intent="Add login", status=status)  # fmt: skip
+        catalog.add_chunk(store, spec, "Schema", "Make the schema.")
+        view = StudioView(for_project(store, project, config_mod.load(root)), debounce_s=None)
+        view.show(view.backend.resume("Add login"))
+        assert view.write_button.disabled
+        view.write_spec()  # called as the button would be
+        assert "plan --resume login --refine" in view.message.value
+        assert srv.requests == []
+    assert catalog.get_spec(store, spec.id).status == status
+
+
 def test_answering_the_last_question_enables_write_spec(store: Store, git_repo: Path) -> None:
     """The view kept the stage it was shown with: every answer saved, it still said "next:
     answers" and Write spec stayed disabled until the cell ran again."""

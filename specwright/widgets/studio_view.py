@@ -245,7 +245,9 @@ class StudioView:
         # another intent typed over the draft's: Ask starts a spec for it (the draft is kept)
         retyped = d is not None and self.intent.value.strip() != d.intent.strip()
         self.ask_button.disabled = d is not None and stage != "questions" and not retyped
-        self.write_button.disabled = d is None or stage in ("questions", "answers")
+        # once written, the text is revised (`plan --refine`), not written anew: a new text
+        # marked the spec draft again, a done or running one too, its chunks split from the old
+        self.write_button.disabled = d is None or stage != "spec"
         # the planner's chunks replace the table's: only into an empty one (rows typed by hand
         # are someone's work; remove them to split again)
         self.split_button.disabled = d is None or not d.body.strip() or bool(self.rows)
@@ -410,7 +412,16 @@ class StudioView:
             self.show(draft)
 
     def write_spec(self) -> None:
-        """Ask the planner for the spec from the intent and the answers."""
+        """Ask the planner for the spec from the intent and the answers (once: a written spec
+        is revised with `plan --refine`)."""
+        d = self.draft
+        if d is not None and d.body.strip():
+            self.say(
+                "the spec is written; revise it instead: "
+                f"`specwright plan --resume {d.slug} --refine FEEDBACK`",
+                error=True,
+            )
+            return
         self._step("writing the spec", self.backend.write_spec)
 
     def split(self) -> None:
