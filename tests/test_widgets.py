@@ -662,8 +662,9 @@ def test_the_studio_notebook_with_its_defaults_shows_a_draft_without_calling_the
     assert isinstance(shown, Draft) and shown.stage == "questions"
     out = capsys.readouterr().out
     assert "next: the planner's step (questions); run again with `-p intent 'Add login'`" in out
-    with pytest.raises(SpecwrightError, match="needs an API key"):  # an intent: go on
+    with pytest.raises(SpecwrightError, match="needs an API key") as headless:  # go on
         open_studio(str(git_repo), "Add login", store=store, live=False)
+    assert "table below" not in str(headless.value)  # a papermill run has no view, no table
 
 
 def test_a_new_intent_typed_over_a_draft_starts_a_spec_for_it(store: Store, git_repo: Path) -> None:

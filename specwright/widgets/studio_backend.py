@@ -191,8 +191,8 @@ def for_project(
         if not os.environ.get(p.api_key_env, "").strip():
             return (
                 f"planner {p.name!r} needs an API key: set the environment variable "
-                f"{p.api_key_env} and run this cell again (or write the chunks yourself in the "
-                "table below, or use `specwright spec import FILE`)"
+                f"{p.api_key_env} and run again (or write the chunks yourself: in the view's "
+                "chunk table in JupyterLab, or with `specwright spec import FILE`)"
             )
         return None
 
