@@ -241,28 +241,38 @@ def cost_by(
 def cost_by_sql(
     dim: str, since: str | date | None, until: str | date | None, tz: str
 ) -> tuple[str, list[Any]]:
-    """``cost_by``'s query and parameters (the CLI reads its rows without pandas)."""
+    """``cost_by``'s query and parameters (the CLI reads its rows without pandas). A project,
+    spec or chunk is a group of its own (slugs are unique in a project only, names not at all);
+    one whose name another group shares is named with its project (a project: its root)."""
+    of_spec = "LEFT JOIN specs s ON s.id = e.spec_id LEFT JOIN projects p ON p.id = s.project_id"
+    chunk = "s.slug || '#' || c.position::VARCHAR || ' ' || c.title"
+    # dim -> (name, group key, the name when another group has it too, joins)
     dims = {
-        "project": (
-            "p.name",
-            "LEFT JOIN specs s ON s.id = e.spec_id LEFT JOIN projects p ON p.id = s.project_id",
-        ),
-        "spec": ("s.slug", "LEFT JOIN specs s ON s.id = e.spec_id"),
+        "project": ("p.name", "p.id", "p.name || ' (' || p.root || ')'", of_spec),
+        "spec": ("s.slug", "s.id", "p.name || '/' || s.slug", of_spec),
         "chunk": (
-            "s.slug || '#' || c.position::VARCHAR || ' ' || c.title",
-            "LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN specs s ON s.id = c.spec_id",
+            chunk,
+            "c.id",
+            f"p.name || '/' || {chunk}",
+            "LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN specs s ON s.id = c.spec_id "
+            "LEFT JOIN projects p ON p.id = s.project_id",
         ),
-        "executor": ("coalesce(e.executor, e.backend)", ""),
-        "model": ("e.model", ""),
-        "role": ("e.role", ""),
-        "backend": ("e.backend", ""),
+        "executor": ("coalesce(e.executor, e.backend)", "", "", ""),
+        "model": ("e.model", "", "", ""),
+        "role": ("e.role", "", "", ""),
+        "backend": ("e.backend", "", "", ""),
     }
     if dim not in dims:
         raise ValueError(f"dim: expected one of {sorted(dims)}, got {dim!r}")
-    expr, joins = dims[dim]
+    expr, key, full, joins = dims[dim]
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
-        SELECT {expr} AS {dim}, count(*) AS executions,
+        SELECT CASE WHEN count(*) OVER (PARTITION BY g_name) > 1 THEN g_full ELSE g_name END
+                   AS {dim},
+               * EXCLUDE (g_key, g_name, g_full)
+        FROM (
+            SELECT {key or expr} AS g_key, {expr} AS g_name, {full or expr} AS g_full,
+               count(*) AS executions,
                sum(e.input_tokens) FILTER (WHERE {TOLD})::BIGINT AS input_tokens,
                sum(e.output_tokens) FILTER (WHERE {TOLD})::BIGINT AS output_tokens,
                sum(e.cache_read_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_read_tokens,
@@ -271,9 +281,10 @@ def cost_by_sql(
                sum(e.reported_cost_usd) AS reported_cost_usd,
                sum(e.computed_cost_usd) AS computed_cost_usd,
                count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
-        FROM executions e {joins}
-        WHERE true{where}
-        GROUP BY 1 ORDER BY cost_usd DESC NULLS LAST"""
+            FROM executions e {joins}
+            WHERE true{where}
+            GROUP BY ALL)
+        ORDER BY cost_usd DESC NULLS LAST, {dim}"""
     return sql, params
 
 

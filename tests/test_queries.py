@@ -261,6 +261,47 @@ def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     assert pd.isna(shipped["all-unpriced"]) and shipped["mixed"] == 0.25
 
 
+def test_usage_specs_keeps_specs_of_two_projects_with_one_slug_apart(
+    store: Store, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """Slugs are unique in a project only, project names not at all: two projects sharing a
+    database, each with a spec "Add tests", were one row `add-tests` in `usage specs` (and the
+    dashboard) costing $3.00, their two projects named `app` one row too. Each is its own row,
+    named with its project (a project with its root) when another row has the same name."""
+    from specwright.catalog import add_chunk, create_spec, ensure_project
+    from specwright.recorder import ExecutionRecorder
+
+    def spend(root: Path, cost: float) -> None:
+        spec = create_spec(store, ensure_project(store, root), "Add tests", "")
+        chunk = add_chunk(store, spec, "unit tests", "do it")
+        with ExecutionRecorder(
+            store, role="executor", backend="opencode", spec_id=spec.id, chunk_id=chunk.id,
+            iteration=1, model="glm-4.7",
+        ) as rec:  # fmt: skip
+            rec.finish(status="ok", usage=Usage(input_tokens=10, cost_usd=cost))
+
+    for name, cost in (("api", 1.0), ("web", 2.0)):
+        (tmp_path / name).mkdir()
+        spend(tmp_path / name, cost)
+    db = ("--db", str(store.path), "--json", "usage", "specs")
+    rows = {r["spec"]: r["cost_usd"] for r in json.loads(cli(*db).out)}
+    assert rows == {"api/add-tests": 1.0, "web/add-tests": 2.0}
+    rows = {r["chunk"]: r["cost_usd"] for r in json.loads(cli(*db, "--by", "chunk").out)}
+    assert rows == {"api/add-tests#1 unit tests": 1.0, "web/add-tests#1 unit tests": 2.0}
+    # two projects of one name (two folders `app`): told apart by their roots
+    for where, cost in (("x", 4.0), ("y", 8.0)):
+        (tmp_path / where / "app").mkdir(parents=True)
+        spend(tmp_path / where / "app", cost)
+    rows = {r["project"]: r["cost_usd"] for r in json.loads(cli(*db, "--by", "project").out)}
+    assert rows == {
+        "api": 1.0,
+        "web": 2.0,
+        f"app ({(tmp_path / 'x' / 'app').resolve()})": 4.0,
+        f"app ({(tmp_path / 'y' / 'app').resolve()})": 8.0,
+    }
+    assert sorted(Q.cost_by(store, "spec")["cost_usd"]) == [1.0, 2.0, 4.0, 8.0]  # the dashboard
+
+
 def test_a_spec_partly_priced_shows_its_cost_as_a_lower_bound(
     store: Store, tmp_path: Path, cli
 ) -> None:  # type: ignore[no-untyped-def]
