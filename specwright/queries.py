@@ -278,8 +278,10 @@ def cost_by_sql(
                sum(e.cache_read_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_read_tokens,
                sum(e.cache_write_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_write_tokens,
                {EXEC_SUM} AS cost_usd,
-               sum(e.reported_cost_usd) AS reported_cost_usd,
-               sum(e.computed_cost_usd) AS computed_cost_usd,
+               sum(e.reported_cost_usd) FILTER (WHERE isfinite(e.reported_cost_usd))
+                   AS reported_cost_usd,
+               sum(e.computed_cost_usd) FILTER (WHERE isfinite(e.computed_cost_usd))
+                   AS computed_cost_usd,
                count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
             FROM executions e {joins}
             WHERE true{where}

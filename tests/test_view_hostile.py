@@ -45,6 +45,9 @@ def test_a_nan_or_infinite_cost_does_not_hide_the_rest_of_a_total(
     assert [v for t in per_day.data for v in t.y] == [0.25]
     by_spec = Q.cost_by(store, "spec")
     assert by_spec["cost_usd"].tolist() == [0.25] and by_spec["unpriced"].tolist() == [2]
+    # the reported cost beside it too: `usage specs` showed "-" (NaN) for all three calls
+    (row,) = store.query_dicts(*Q.cost_by_sql("spec", None, None, "UTC"))
+    assert (row["reported_cost_usd"], row["cost_usd"]) == (0.25, 0.25)
     figure = report.figures(store)["cost_by_spec"]
     assert list(figure.data[0].x) == [0.25]  # not 0 (NaN filled) and not NaN
     assert all(math.isfinite(v) for v in Q.executions_by_period(store)["cost_usd"])
