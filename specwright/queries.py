@@ -312,6 +312,14 @@ def executions_by_period(
     return store.query_df(sql, params)
 
 
+# the iterations a chunk took: those of all its runs (a chunk that failed 3 and shipped on the
+# next run's first needed 4; the chunk's row keeps its last run's 1), not counting comparisons'
+# runs (``group_id``), which leave the chunk's row alone; the row's own for a chunk without runs
+TRIES = """(SELECT chunk_id, sum(iterations)::INTEGER AS iterations FROM runs
+            WHERE kind = 'chunk' AND group_id IS NULL GROUP BY 1)"""
+ITERATIONS = "coalesce(nullif(t.iterations, 0), c.iterations)"
+
+
 def cost_per_shipped_chunk(
     store: Store,
     *,
@@ -319,18 +327,19 @@ def cost_per_shipped_chunk(
     until: str | date | None = None,
     tz: str = "UTC",
 ) -> pd.DataFrame:
-    """Per shipped chunk: its cost across every iteration, iterations, and executions. With a
-    window: the chunks with executions in it, and what those cost."""
+    """Per shipped chunk: its cost across every iteration, its iterations (``ITERATIONS``), and
+    executions. With a window: the chunks with executions in it, and what those cost."""
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
-        SELECT s.slug AS spec, c.position, c.title, c.iterations,
+        SELECT s.slug AS spec, c.position, c.title, {ITERATIONS} AS iterations,
                count(e.id) AS executions, {EXEC_SUM} AS cost_usd,
                count(e.id) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced,
                sum(e.duration_ms) / 1000.0 AS agent_seconds
         FROM chunks c JOIN specs s ON s.id = c.spec_id
+        LEFT JOIN {TRIES} t ON t.chunk_id = c.id
         LEFT JOIN executions e ON e.chunk_id = c.id{where}
         WHERE c.status = 'shipped'
-        GROUP BY s.slug, c.id, c.position, c.title, c.iterations
+        GROUP BY s.slug, c.id, c.position, c.title, c.iterations, t.iterations
         {"HAVING count(e.id) > 0" if where else ""}
         ORDER BY spec, c.position"""
     return store.query_df(sql, params)
@@ -343,15 +352,16 @@ def iterations_to_ship(
     until: str | date | None = None,
     tz: str = "UTC",
 ) -> pd.DataFrame:
-    """How many iterations shipped chunks needed: count of chunks per iteration count. With a
-    window: the shipped chunks with executions in it."""
+    """How many iterations shipped chunks needed (over all their runs: ``ITERATIONS``): count of
+    chunks per iteration count. With a window: the shipped chunks with executions in it."""
     where, params = _window("e.started_at", since, until, tz)
     within = (
         f" AND c.id IN (SELECT e.chunk_id FROM executions e WHERE true{where})" if where else ""
     )
     sql = f"""
-        SELECT c.iterations, count(*) AS chunks
-        FROM chunks c WHERE c.status = 'shipped'{within}
+        SELECT {ITERATIONS} AS iterations, count(*) AS chunks
+        FROM chunks c LEFT JOIN {TRIES} t ON t.chunk_id = c.id
+        WHERE c.status = 'shipped'{within}
         GROUP BY 1 ORDER BY 1"""
     return store.query_df(sql, params)
 

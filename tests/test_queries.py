@@ -214,6 +214,29 @@ def test_run_side_queries(store: Store, tmp_path: Path) -> None:
     assert sources["computed_cost_usd"].notna().sum() == 2
 
 
+def test_iterations_to_ship_count_every_run_of_the_chunk(tmp_path: Path, store: Store) -> None:
+    """A chunk that failed its 2 iterations, then shipped on the next run's first, needed 3: the
+    dashboard said 1 (the chunk's row keeps its last run's count) beside the cost of all 3."""
+    from specwright import catalog
+    from specwright.loop.run import run_chunk
+    from specwright.widgets import usage_data
+    from tests.support_loop import bad_mul, good_mul, make_chunk, make_config, make_repo, scripted
+
+    repo = make_repo(tmp_path / "repo")
+    chunk = make_chunk(store, repo)
+    for script, status in ((bad_mul(), "failed"), (good_mul(), "shipped")):
+        chunk = catalog.get_chunk(store, chunk.id)
+        run = run_chunk(
+            store, make_config(), repo, chunk, executor=scripted(script), max_iterations=2
+        )
+        assert run.status == status
+    (row,) = Q.cost_per_shipped_chunk(store).to_dict("records")
+    assert (row["iterations"], row["executions"], row["cost_usd"]) == (3, 3, pytest.approx(0.03))
+    assert Q.iterations_to_ship(store).to_dict("records") == [{"iterations": 3, "chunks": 1}]
+    figure = usage_data.iterations_to_ship(store, usage_data.Filters(tz="UTC"))  # the notebook
+    assert (list(figure.data[0].x), list(figure.data[0].y)) == ([3], [1])
+
+
 def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     store: Store, tmp_path: Path, cli
 ) -> None:  # type: ignore[no-untyped-def]

@@ -284,14 +284,17 @@ def cost_per_shipped_chunk(store: Store, f: Filters) -> go.Figure:
 
 
 def iterations_to_ship(store: Store, f: Filters) -> go.Figure:
-    """Histogram: how many iterations shipped chunks needed."""
+    """Histogram: how many iterations shipped chunks needed (over all their runs)."""
     import plotly.graph_objects as go
+
+    from specwright.queries import ITERATIONS, TRIES
 
     title, x, y = "Iterations to SHIP", "Iterations (attempts)", "Shipped chunks (count)"
     df = _df(
         store,
         f,
-        "SELECT c.iterations, count(DISTINCT c.id) AS chunks FROM chunks c "
+        f"SELECT {ITERATIONS} AS iterations, count(DISTINCT c.id) AS chunks FROM chunks c "
+        f"LEFT JOIN {TRIES} t ON t.chunk_id = c.id "
         "WHERE c.status = 'shipped' AND c.id IN (SELECT chunk_id FROM x)",
         "GROUP BY 1 ORDER BY 1",
     )
