@@ -57,6 +57,25 @@ def test_a_claude_result_of_the_wrong_shape_still_ends_the_run(
     assert row["status"] == "ok" and row["input_tokens"] == 0
 
 
+def test_a_claude_count_no_model_could_reach_reads_as_0_and_the_reports_still_add_up(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two counts of 2**62 in a result line were stored as told, and every report summing
+    executions (`usage specs`, `status`, the dashboard) then failed with a DuckDB overflow."""
+    from specwright import queries as Q
+
+    usage = {"input_tokens": 2**62, "output_tokens": 2**62, "cache_read_input_tokens": 2**53}
+    line = {"type": "result", "subtype": "success", "is_error": False, "result": "done"}
+    executor = claude_printing(tmp_path, json.dumps(INIT), json.dumps({**line, "usage": usage}))
+    recorder = ExecutionRecorder(store, role="executor", backend="claude_code")
+    assert run_execution(executor, Task("hi", tmp_path), recorder).status == "ok"
+    row = stored_execution(store, recorder.id)
+    assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"]) == (0, 0, 0)
+    (by_model,) = Q.cost_by(store, "model").to_dict("records")
+    assert by_model["executions"] == 1 and by_model["input_tokens"] == 0
+    assert len(Q.executions_by_period(store)) == 1
+
+
 def test_claude_errors_as_a_string_are_one_message(store: Store, tmp_path: Path) -> None:
     line = {"type": "result", "subtype": "error_during_execution", "is_error": True}
     executor = claude_printing(tmp_path, json.dumps({**line, "errors": "the tool crashed"}))

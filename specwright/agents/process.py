@@ -458,16 +458,22 @@ def slim(obj: Any, limit: int = SLIM_STRING_CHARS) -> Any:
     return obj
 
 
+# no real token count comes near; two of 2**62 in one execution overflowed the sums of every
+# report (`usage specs`, `status`, the dashboard), as the ingests' bound of agents' logs says
+COUNT_BELOW = 2**53
+
+
 def count(value: Any) -> int:
-    """A token count from an agent's JSON: a non-negative whole number, else 0 (a string, a
-    list, ``1e400``, a negative number from a misbehaving agent never stop a run)."""
+    """A token count from an agent's JSON: a non-negative whole number below ``COUNT_BELOW``,
+    else 0 (a string, a list, ``1e400``, a negative or absurd number from a misbehaving agent
+    never stop a run nor break a report)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return 0
     try:
         number = float(value)
     except ValueError:
         return 0
-    return int(number) if math.isfinite(number) and 0 <= number < 2**63 else 0
+    return int(number) if math.isfinite(number) and 0 <= number < COUNT_BELOW else 0
 
 
 def cost(value: Any) -> float | None:
