@@ -391,3 +391,33 @@ def test_report_names_the_cost_of_calls_outside_any_spec(store: Store, tmp_path:
             rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=cost))
     bar = figures(store)["cost_by_spec"].data[0]
     assert dict(zip(bar.y, bar.x, strict=True)) == {"(no spec)": 0.25, spec.slug: 0.5}
+
+
+def test_json_output_stays_json_when_costs_sum_past_the_largest_float(
+    store: Store, tmp_path: Path, cli: Any
+) -> None:
+    """Two calls each reporting $1e308 sum to Infinity: `usage specs --json` and `status --json`
+    printed the bare word Infinity, which is no JSON (jq and JavaScript refuse the whole
+    output); an unknown figure is null."""
+    import json
+
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Costly", "")
+    for _ in range(2):
+        with ExecutionRecorder(store, role="executor", backend="opencode", spec_id=spec.id) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=1, cost_usd=1e308))
+
+    def strict(text: str) -> Any:
+        def refuse(word: str) -> Any:
+            raise AssertionError(f"not JSON: {word}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    db = ("--db", str(store.path), "-C", str(tmp_path), "--json")
+    (row,) = strict(cli(*db, "usage", "specs").out)
+    assert (row["spec"], row["cost_usd"], row["executions"]) == ("costly", None, 2)
+    (row,) = strict(cli(*db, "status").out)["specs"]
+    assert row["cost_usd"] is None

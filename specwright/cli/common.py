@@ -121,7 +121,11 @@ class Context:
     ) -> None:
         """Print ``data`` as JSON (``--json``) or as a table / key-value list for people."""
         if self.json:
-            print(json.dumps(data, default=_json_default, indent=2))
+            try:
+                text = json.dumps(data, default=_json_default, indent=2, allow_nan=False)
+            except ValueError:  # JSON has no NaN or Infinity (jq, JavaScript refuse them)
+                text = json.dumps(_finite(data), default=_json_default, indent=2)
+            print(text)
             sys.stdout.flush()
             return
         if isinstance(data, list):
@@ -135,6 +139,20 @@ class Context:
         else:
             print(data)
         sys.stdout.flush()  # a full or closed stdout fails here, where main reports it
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float that is NaN or infinite (a cost summed past the largest
+    float, a figure of an older database) as None: unknown, as JSON can say."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
