@@ -166,7 +166,7 @@ def estimate_cost(
         model_sql, params = " AND model = ?", [executor, model]
     rows = store.query(
         "SELECT cost_usd FROM executions WHERE role = 'executor' AND executor = ? "
-        f"AND cost_usd IS NOT NULL AND status = 'ok'{model_sql} ORDER BY started_at DESC LIMIT 500",
+        f"AND isfinite(cost_usd) AND status = 'ok'{model_sql} ORDER BY started_at DESC LIMIT 500",
         params,
     )
     costs = [float(r[0]) for r in rows]

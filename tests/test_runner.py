@@ -331,6 +331,21 @@ def test_plan_shows_order_waves_overlaps_and_estimate(git_repo: Path, cli) -> No
     assert "median $0.0010/iteration" in plan["estimate"]["text"]
 
 
+def test_plan_estimate_leaves_out_a_past_cost_that_is_not_a_number(store: Store) -> None:
+    """One past call of NaN cost (an older database, a merged one) made `run-all --plan` say
+    "$nan – $nan (median $nan/iteration ...)"; it is unknown, as in every cost report."""
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+    from specwright.schedule import estimate_cost
+
+    for cost in (0.5, float("nan"), 1.5):
+        with ExecutionRecorder(store, role="executor", backend="opencode", executor="glm") as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=10, cost_usd=cost))
+    estimate = estimate_cost(store, "glm", None, 2, 3)
+    assert estimate.samples == 2 and estimate.per_iteration_usd == 1.0
+    assert "nan" not in estimate.text(), estimate.text()
+
+
 KILLABLE = {
     "chunks": {
         "Make A": [{"write": "a.txt", "content": "A"}],
