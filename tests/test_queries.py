@@ -471,6 +471,21 @@ def test_usage_blocks_shows_its_times_in_the_timezone_it_was_given(
     assert json.loads(res.out)["blocks"][0]["startTime"] == "2025-11-03T10:00:00.000Z"
 
 
+def test_usage_session_shows_its_last_activity_in_the_timezone_it_was_given(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """`usage session -z Asia/Tokyo --since 2025-11-04` listed a session last active at
+    2025-11-03T20:00:00.000Z, a day before its window seemingly: its days were Tokyo's, its time
+    UTC. The table shows Tokyo's clock and says so; --json keeps UTC."""
+    claude.ingest(store, [_write(tmp_path, ["2025-11-03T19:00:00.000Z", "2025-11-03T20:00:00Z"])])
+    db = ("--db", str(store.path), "usage", "session", "-z", "Asia/Tokyo", "--since", "2025-11-04")
+    title, header, row = cli(*db).out.splitlines()[:3]
+    assert title == "Sessions (times in Asia/Tokyo)" and header.startswith("SESSION_ID")
+    assert row.split()[2:4] == ["2025-11-04", "05:00:00"], row
+    (session,) = json.loads(cli(*db, "--json").out)["sessions"]
+    assert session["lastActivity"] == "2025-11-03T20:00:00.000Z"
+
+
 def test_an_active_block_of_one_message_shows_no_rate_anywhere(
     tmp_path: Path, store: Store, cli
 ) -> None:  # type: ignore[no-untyped-def]

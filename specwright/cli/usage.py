@@ -309,17 +309,24 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         rows = usage_session_report(store, source=source, **win)
         if ctx.json:
             ctx.emit({"sessions": rows, "totals": _totals(rows)})
-        else:
+        else:  # times as the wall clock of --timezone, whose days --since/--until name
+            from datetime import datetime
+
             ctx.emit(
                 [
-                    {
-                        "session_id": r["sessionId"],
-                        "project_path": r["projectPath"],
-                        "last_activity": r["lastActivity"],
-                        "models": r["modelsUsed"],
-                        "total_tokens": r["totalTokens"],
-                        "cost_usd": r["totalCost"],
-                    }
+                    _wall_clock(
+                        {
+                            "session_id": r["sessionId"],
+                            "project_path": r["projectPath"],
+                            "last_activity": datetime.fromisoformat(
+                                r["lastActivity"].removesuffix("Z")
+                            ),
+                            "models": r["modelsUsed"],
+                            "total_tokens": r["totalTokens"],
+                            "cost_usd": r["totalCost"],
+                        },
+                        tz,
+                    )
                     for r in rows
                 ],
                 [
@@ -330,6 +337,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                     "total_tokens",
                     "cost_usd",
                 ],
+                title=f"Sessions (times in {tz})",
             )
         return 0
     if report == "blocks":
