@@ -501,6 +501,9 @@ def test_an_active_block_of_one_message_shows_no_rate_anywhere(
     assert res.code == 0, res.err
     (active,) = [b for b in json.loads(res.out)["blocks"] if b["isActive"]]
     assert active["burnRate"] is None and active["projection"] is None
+    # the burn rate's block says UTC as the blocks do (it read "...T10:00:00", no zone)
+    burn = json.loads(res.out)["active"]
+    assert (burn["block_start"], burn["block_end"]) == (active["startTime"], active["endTime"])
     text = cli(*db, "usage", "blocks", "-z", "UTC")
     assert "Active block (rates over its first to last message" in text.out
     rate_line = next(line for line in text.out.splitlines() if line.startswith("cost_per_hour"))

@@ -344,7 +344,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         rows = blocks.block_rows(store, source=source, **win)
         burn = blocks.burn_rate(store, source=source)
         if ctx.json:
-            ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": burn})
+            active = burn and {k: _iso(v) if k in _TIMES else v for k, v in burn.items()}
+            ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": active})
         else:  # times as the wall clock of --timezone, whose days --since/--until name
             ctx.emit(
                 [_wall_clock(r, tz) for r in rows],
@@ -396,6 +397,9 @@ def _wall_clock(row: dict[str, Any], tz: str) -> dict[str, Any]:
         else v
         for k, v in row.items()
     }
+
+
+_TIMES = ("block_start", "block_end")  # the times of ``burn_rate``'s answer, naive UTC
 
 
 def _iso(t: Any) -> str | None:
