@@ -367,6 +367,30 @@ def test_a_spec_partly_priced_shows_its_cost_as_a_lower_bound(
     assert (row["cost_usd"], row["unpriced"]) == (0.75, 1)
 
 
+def test_usage_models_marks_a_cost_some_records_lack_as_a_lower_bound(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A model no price is known for, one of whose two replies carried its cost (an older log's
+    costUSD): `usage models` showed 0.5000 as its whole cost; it is at least that, as `usage
+    specs` says of such a spec, and --json keeps the number with the unpriced count."""
+    proj = tmp_path / "projects" / "p"
+    proj.mkdir(parents=True)
+    lines = []
+    for i, extra in enumerate([{"costUSD": 0.5}, {}]):
+        usage = {"input_tokens": 100, "output_tokens": 10}
+        message = {"id": f"m{i}", "model": "mystery-1", "usage": usage}
+        stamp = f"2025-11-0{i + 1}T10:00:00.000Z"
+        line = {"type": "assistant", "sessionId": "s", "timestamp": stamp, "requestId": f"r{i}"}
+        lines.append(json.dumps({**line, **extra, "message": message}, separators=(",", ":")))
+    (proj / "s.jsonl").write_text("\n".join(lines) + "\n")
+    claude.ingest(store, [tmp_path / "projects"])
+    db = ("--db", str(store.path), "usage", "models", "-z", "UTC")
+    (line,) = [x for x in cli(*db).out.splitlines() if x.startswith("mystery-1")]
+    assert line.split()[-2:] == ["≥0.5000", "1"], line
+    (row,) = json.loads(cli(*db, "--json").out)
+    assert (row["cost_usd"], row["unpriced"]) == (0.5, 1)
+
+
 def test_tool_call_latency_percentiles_and_calls_without_a_result(store: Store) -> None:
     """p50/p90 of the time from a call to its first result, interpolated like numpy's default;
     a call with no result counts as a call and in ``no_result``, not in the percentiles."""

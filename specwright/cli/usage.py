@@ -287,9 +287,10 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         else:
             _table(rows, _KEY[report], f"Usage report ({report}, {tz})")
         return 0
-    if report == "models":
+    if report == "models":  # as in `usage specs`: a cost some records lack is a lower bound
+        rows = _rows(store, Q.usage_models_sql(args.since, args.until, tz, source))
         ctx.emit(
-            _rows(store, Q.usage_models_sql(args.since, args.until, tz, source)),
+            rows if ctx.json else lower_bounds(rows),
             [
                 "model",
                 "source",
