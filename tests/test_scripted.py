@@ -136,6 +136,10 @@ def test_no_script_and_bad_scripts_are_clear_errors(tmp_path: Path) -> None:
         select_steps([{"usage": {"input_tokens": "many"}}], {})
     with pytest.raises(ScriptError, match=r"usage\.output_tokens: expected a whole number"):
         select_steps([{"usage": {"output_tokens": -1}}], {})
+    # one past BIGINT failed the execution's write: the chunk "failed" on a DuckDB
+    # ConversionException and its two attempts were recorded as ended without their end
+    with pytest.raises(ScriptError, match=r"usage\.input_tokens: expected a whole number from 0"):
+        select_steps([{"usage": {"input_tokens": 10**20}}], {})
     assert select_steps([{"usage": {"input_tokens": 3, "cost_usd": 0.5, "model": "m"}}], {})
 
 

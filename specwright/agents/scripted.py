@@ -60,7 +60,7 @@ from specwright.agents.orphans import (
     stop_strays,
     unregister_agent,
 )
-from specwright.agents.process import kill_group
+from specwright.agents.process import COUNT_BELOW, kill_group
 from specwright.errors import AgentError
 from specwright.model import (
     ErrorEvent,
@@ -179,9 +179,9 @@ def _check_usage(usage: Mapping[str, Any], at: str) -> None:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             ok = ok and math.isfinite(value) and value >= 0
             expected = "a finite number >= 0"
-        else:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            expected = "a whole number >= 0"
+        else:  # below the bound of every agent's count: a larger one failed the row's write
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < COUNT_BELOW
+            expected = f"a whole number from 0 to {COUNT_BELOW - 1:,}"
         if not ok:
             raise ScriptError(f"{at}.{key}: expected {expected}, got {value!r}")
 
