@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from specwright.store import Store
 
 MAX_LABEL = 80
+# billing blocks are Claude Code's 5-hour windows (``specwright usage blocks``'s default source)
+BLOCKS_SOURCE = "claude-code"
 # a label's mark: its cost is unknown (no price; stopped mid-run; an agent telling no usage),
 # so no bar is drawn
 NO_PRICE = " (cost unknown)"
@@ -208,11 +210,12 @@ def cost_by_dim_figure(df: pd.DataFrame, dim: str) -> go.Figure:
     return fig
 
 
-def blocks_figure(df: pd.DataFrame, tz: str = "UTC") -> go.Figure:
-    """Bars: cost of each 5-hour billing block over time, its start shown in ``tz``."""
+def blocks_figure(df: pd.DataFrame, tz: str = "UTC", who: str = "Claude Code") -> go.Figure:
+    """Bars: cost of each 5-hour billing block (of ``who``'s messages) over time, its start
+    shown in ``tz``."""
     import plotly.graph_objects as go
 
-    title, x, y = "Cost per 5-hour billing block", f"Block start ({tz})", "Cost (USD)"
+    title, x, y = f"Cost per 5-hour billing block ({who})", f"Block start ({tz})", "Cost (USD)"
     real = df[~df["is_gap"]] if not df.empty else df
     if real.empty:
         return _empty(title, x, y)
@@ -359,7 +362,7 @@ def figures(
     return {
         "cost_by_day": cost_by_period_figure(daily, "day"),
         "tokens_by_day": tokens_by_period_figure(daily, "day"),
-        "blocks": blocks_figure(blocks.billing_blocks(store, **win), tz),
+        "blocks": blocks_figure(blocks.billing_blocks(store, **win, source=BLOCKS_SOURCE), tz),
         "cost_by_spec": cost_by_dim_figure(Q.cost_by(store, "spec", **win), "spec"),
         "cost_by_executor": cost_by_dim_figure(Q.cost_by(store, "executor", **win), "executor"),
         "tool_calls": tool_calls_figure(Q.tool_calls(store, **win)),
@@ -417,7 +420,7 @@ def write_html(
             latest=True,
         ),
     ]
-    burn = blocks.burn_rate(store)
+    burn = blocks.burn_rate(store, source=BLOCKS_SOURCE)
     if burn is None:
         burn_html = "<p>No active 5-hour block.</p>"
     else:

@@ -510,6 +510,45 @@ def test_usage_session_shows_its_last_activity_in_the_timezone_it_was_given(
     assert session["lastActivity"] == "2025-11-03T20:00:00.000Z"
 
 
+def test_usage_blocks_walks_claude_codes_messages_unless_told_otherwise(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A block is Claude Code's 5-hour window (ccusage's blocks read its logs only): a Codex
+    reply at 09:40 made `usage blocks` start one at 09:00 that took in Claude's 10:15 and
+    14:30 replies, where Claude's window ran 10:00-15:00; the dashboard drew the same."""
+    from specwright.report import figures
+    from specwright.usage import codex
+    from tests.support_codex import codex_line, codex_token_count, codex_tokens
+
+    claude.ingest(store, [_write(tmp_path, ["2025-11-03T10:15:00.000Z", "2025-11-03T14:30:00Z"])])
+    at = datetime(2025, 11, 3, 9, 40)
+    rollout = tmp_path / "codex" / "rollout-2025-11-03T09-40-00-s1.jsonl"
+    rollout.parent.mkdir()
+    meta = {"id": "s1", "timestamp": "2025-11-03T09:40:00.000Z", "cwd": "/p"}
+    lines = [
+        codex_line(at, "session_meta", meta),
+        codex_line(at, "turn_context", {"model": "gpt-5"}),
+    ]
+    usage = codex_tokens(100, 0, 10, 0)
+    lines.append(codex_token_count(at, usage, usage))
+    rollout.write_text("\n".join(lines) + "\n")
+    codex.ingest(store, [rollout.parent])
+    assert store.query("SELECT count(*) FROM usage_records WHERE source = 'codex'") == [(1,)]
+    db = ("--db", str(store.path), "--json", "usage", "blocks", "-z", "UTC")
+    starts = [b["startTime"] for b in json.loads(cli(*db).out)["blocks"]]
+    assert starts == ["2025-11-03T10:00:00.000Z"]
+    mixed = json.loads(cli(*db, "--source", "all").out)["blocks"]  # asked for: as before
+    assert [b["startTime"] for b in mixed] == [
+        "2025-11-03T09:00:00.000Z",
+        "2025-11-03T14:00:00.000Z",
+    ]
+    bars = figures(store, tz="UTC")["blocks"]
+    assert len(bars.data[0].x) == 1 and "(Claude Code)" in bars.layout.title.text
+    other = ("--db", str(tmp_path / "codex-only.duckdb"))  # only Codex's logs: says where
+    assert cli(*other, "ingest", "codex-logs", str(rollout.parent)).code == 0
+    assert "--source codex" in cli(*other, "usage", "blocks").err
+
+
 def test_an_active_block_of_one_message_shows_no_rate_anywhere(
     tmp_path: Path, store: Store, cli
 ) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,9 @@ _REPORTS = {"daily": "day", "weekly": "week", "monthly": "month"}
 _KEY = {"daily": "date", "weekly": "week", "monthly": "month"}
 
 
+# whose messages 5-hour billing blocks walk unless --source says otherwise (ccusage's blocks)
+BLOCKS_SOURCE = "claude-code"
+
 # what `usage specs --by` groups Specwright's executions by (``queries.cost_by``)
 BY = ("spec", "chunk", "executor", "model", "project", "role")
 
@@ -112,8 +115,8 @@ def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         choices=("all", "claude-code", "codex"),
-        default="all",
-        help="which agent's logs (default: all)",
+        help="which agent's logs (default: all; for blocks, claude-code: as in ccusage, a "
+        "block is a Claude Code billing window, which other agents' messages would move)",
     )
     p.add_argument(
         "--timezone",
@@ -246,7 +249,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
 
     store, report = ctx.store, args.report
     Q.check_window(args.since, args.until)
-    if report == "specs" and args.source != "all":
+    if report == "specs" and args.source not in (None, "all"):
         raise ValidationError(
             f"--source {args.source}: usage specs counts Specwright's own runs, not agents' "
             "logs; --source picks the logs of the other usage reports"
@@ -264,7 +267,9 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             file=sys.stderr,
         )
     win = {"since": args.since, "until": args.until, "tz": tz}
-    source = None if args.source == "all" else args.source
+    # Claude Code's 5-hour windows: Codex's messages started blocks at their own hours
+    picked = args.source or (BLOCKS_SOURCE if report == "blocks" else "all")
+    source = None if picked == "all" else picked
     if report != "specs":  # the reports of imported logs: say which records have no price
         missing = Q.unpriced_models(store, source=source, **win)
         if missing:
@@ -344,6 +349,15 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     if report == "blocks":
         rows = blocks.block_rows(store, source=source, **win)
         burn = blocks.burn_rate(store, source=source)
+        mine, others = store.query(
+            "SELECT count(*) FILTER (WHERE source = ?), count(*) FROM usage_records", [source]
+        )[0]
+        if args.source is None and not mine and others:  # only other agents' logs imported
+            print(
+                "specwright: no Claude Code messages imported, and blocks walk its logs; "
+                "--source codex (or all) walks other agents'",
+                file=sys.stderr,
+            )
         if ctx.json:
             active = burn and {k: _iso(v) if k in _TIMES else v for k, v in burn.items()}
             ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": active})
