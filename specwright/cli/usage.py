@@ -23,9 +23,6 @@ _REPORTS = {"daily": "day", "weekly": "week", "monthly": "month"}
 _KEY = {"daily": "date", "weekly": "week", "monthly": "month"}
 
 
-# whose messages 5-hour billing blocks walk unless --source says otherwise (ccusage's blocks)
-BLOCKS_SOURCE = "claude-code"
-
 # what `usage specs --by` groups Specwright's executions by (``queries.cost_by``)
 BY = ("spec", "chunk", "executor", "model", "project", "role")
 
@@ -267,8 +264,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             file=sys.stderr,
         )
     win = {"since": args.since, "until": args.until, "tz": tz}
-    # Claude Code's 5-hour windows: Codex's messages started blocks at their own hours
-    picked = args.source or (BLOCKS_SOURCE if report == "blocks" else "all")
+    # blocks are Claude Code's 5-hour windows (as ccusage's): others' messages would move them
+    picked = args.source or ("claude-code" if report == "blocks" else "all")
     source = None if picked == "all" else picked
     if report != "specs":  # the reports of imported logs: say which records have no price
         missing = Q.unpriced_models(store, source=source, **win)
@@ -316,23 +313,16 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         if ctx.json:
             ctx.emit({"sessions": rows, "totals": _totals(rows)})
         else:  # times as the wall clock of --timezone, whose days --since/--until name
-            from datetime import datetime
-
             ctx.emit(
                 [
-                    _wall_clock(
-                        {
-                            "session_id": r["sessionId"],
-                            "project_path": r["projectPath"],
-                            "last_activity": datetime.fromisoformat(
-                                r["lastActivity"].removesuffix("Z")
-                            ),
-                            "models": r["modelsUsed"],
-                            "total_tokens": r["totalTokens"],
-                            "cost_usd": r["totalCost"],
-                        },
-                        tz,
-                    )
+                    {
+                        "session_id": r["sessionId"],
+                        "project_path": r["projectPath"],
+                        "last_activity": _clock(r["lastActivity"], tz),
+                        "models": r["modelsUsed"],
+                        "total_tokens": r["totalTokens"],
+                        "cost_usd": r["totalCost"],
+                    }
                     for r in rows
                 ],
                 [
@@ -349,9 +339,8 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     if report == "blocks":
         rows = blocks.block_rows(store, source=source, **win)
         burn = blocks.burn_rate(store, source=source)
-        mine, others = store.query(
-            "SELECT count(*) FILTER (WHERE source = ?), count(*) FROM usage_records", [source]
-        )[0]
+        sql = "SELECT count(*) FILTER (WHERE source = ?), count(*) FROM usage_records"
+        mine, others = store.query(sql, [source])[0]
         if args.source is None and not mine and others:  # only other agents' logs imported
             print(
                 "specwright: no Claude Code messages imported, and blocks walk its logs; "
@@ -359,7 +348,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 file=sys.stderr,
             )
         if ctx.json:
-            active = burn and {k: _iso(v) if k in _TIMES else v for k, v in burn.items()}
+            active = burn and {k: _iso(v) if k.startswith("block_") else v for k, v in burn.items()}
             ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": active})
         else:  # times as the wall clock of --timezone, whose days --since/--until name
             ctx.emit(
@@ -414,7 +403,11 @@ def _wall_clock(row: dict[str, Any], tz: str) -> dict[str, Any]:
     }
 
 
-_TIMES = ("block_start", "block_end")  # the times of ``burn_rate``'s answer, naive UTC
+def _clock(iso: str, tz: str) -> Any:
+    """A UTC time as ccusage writes it (``2025-11-03T07:00:00.000Z``) on the wall clock of ``tz``."""
+    from datetime import datetime
+
+    return _wall_clock({"t": datetime.fromisoformat(iso.removesuffix("Z"))}, tz)["t"]
 
 
 def _iso(t: Any) -> str | None:
