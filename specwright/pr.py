@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from specwright import gitops
 from specwright.errors import SpecwrightError, no_pings, one_line
 from specwright.model import cost_text
-from specwright.queries import EXEC_SUM, EXEC_UNPRICED
+from specwright.queries import EXEC_SUM, EXEC_UNPRICED, ITERATIONS, TRIES
 
 if TYPE_CHECKING:
     import httpx
@@ -76,13 +76,14 @@ def body(store: Store, spec: Spec) -> str:
     """The PR description: the spec, then one row per chunk with its loop history and cost."""
     rows = store.query_dicts(
         f"""
-        SELECT c.position, c.title, c.status, c.iterations, c.verdict,
+        SELECT c.position, c.title, c.status, {ITERATIONS} AS iterations, c.verdict,
                (SELECT r.summary FROM reviews r WHERE r.chunk_id = c.id
                 ORDER BY r.created_at DESC LIMIT 1) AS review,
                (SELECT {EXEC_SUM} FROM executions e WHERE e.chunk_id = c.id) AS cost,
                (SELECT count(*) FILTER (WHERE {EXEC_UNPRICED}) FROM executions e
                 WHERE e.chunk_id = c.id) AS unpriced
-        FROM chunks c WHERE c.spec_id = ? ORDER BY c.position
+        FROM chunks c LEFT JOIN {TRIES} t ON t.chunk_id = c.id
+        WHERE c.spec_id = ? ORDER BY c.position
         """,
         [spec.id],
     )

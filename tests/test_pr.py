@@ -440,6 +440,22 @@ def test_pr_body_keeps_its_table_whatever_the_titles_and_spec_say(store: Store, 
     assert "| 2 | second | pending | 0 | - | - |" in table
 
 
+def test_pr_body_counts_every_iteration_its_chunk_cost(store: Store, tmp_path: Path) -> None:
+    """A chunk that failed its 2 iterations and shipped on the next run's first: the PR said 1
+    iteration beside the cost of all 3 (the chunk's row keeps its last run's count)."""
+    from specwright import pr
+    from specwright.loop.run import run_chunk
+    from tests.support_loop import bad_mul, good_mul, make_chunk, make_config, make_repo, scripted
+
+    repo = make_repo(tmp_path / "repo")
+    chunk = make_chunk(store, repo)
+    for script in (bad_mul(), good_mul()):
+        chunk = catalog.get_chunk(store, chunk.id)
+        run_chunk(store, make_config(), repo, chunk, executor=scripted(script), max_iterations=2)
+    text = pr.body(store, catalog.get_spec(store, chunk.spec_id))
+    assert "| 1 | Add mul | shipped | 3 | " in text and "| $0.0300 |" in text, text
+
+
 def test_pr_body_pings_no_one_from_a_review_or_a_chunk_title(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A reviewer's or a planner's text with @mentions and issue numbers went in verbatim:
     opening the PR notified those people and linked those issues."""
