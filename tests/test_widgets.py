@@ -903,18 +903,18 @@ def test_usage_figures_keep_specs_of_the_same_slug_in_two_projects_apart(
     f = Filters(tz="UTC")
     specs = usage_data.cost_per_spec(store, f).data[0]
     assert dict(zip(specs.y, specs.x, strict=True)) == {
-        "add-tests (alpha)": 0.5, "add-tests (beta)": 0.25
+        "alpha/add-tests": 0.5, "beta/add-tests": 0.25
     }  # fmt: skip
     chunks = usage_data.cost_per_chunk(store, f).data[0]
     assert dict(zip(chunks.y, chunks.x, strict=True)) == {
-        "add-tests (alpha) #1 c1": 0.5, "add-tests (beta) #1 c1": 0.25
+        "alpha/add-tests #1 c1": 0.5, "beta/add-tests #1 c1": 0.25
     }  # fmt: skip
     by_spec = usage_data.cost_per_day(store, replace(f, group_by="spec")).data
     assert sorted((t.name, list(t.y)) for t in by_spec) == [
-        ("add-tests (alpha)", [0.5]), ("add-tests (beta)", [0.25])
+        ("alpha/add-tests", [0.5]), ("beta/add-tests", [0.25])
     ]  # fmt: skip
     alone = usage_data.cost_per_spec(store, replace(f, project="beta")).data[0]
-    assert list(alone.y) == ["add-tests (beta)"] and list(alone.x) == [0.25]
+    assert list(alone.y) == ["beta/add-tests"] and list(alone.x) == [0.25]
 
 
 def test_cost_per_shipped_chunk_counts_the_executor_that_shipped_it(

@@ -28,10 +28,10 @@ COST = (
 )
 UNPRICED = f"count(*) FILTER (WHERE ({COST}) IS NULL) AS unpriced"  # a sum beside them: >=
 # a spec's slug is unique in its project only: one used by several projects names its project
-# too, or their specs (and chunks: "slug #1 ...") were one bar summing both
+# too (`project/slug`, as `usage specs` does), or their specs and chunks were one bar each
 _BASE = """
     SELECT e.*, CASE WHEN (SELECT count(DISTINCT o.project_id) FROM specs o WHERE o.slug = s.slug)
-                          > 1 THEN s.slug || ' (' || p.name || ')' ELSE s.slug END AS spec,
+                          > 1 THEN p.name || '/' || s.slug ELSE s.slug END AS spec,
            p.name AS project, c.position AS chunk_position,
            c.title AS chunk_title, c.status AS chunk_status
     FROM executions e
