@@ -53,13 +53,14 @@ _HOURLY = f"""
            sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) AS cache_creation_tokens,
            sum(u.cache_read_tokens) AS cache_read_tokens,
            sum(coalesce({LOG_COST}, 0)) AS cost_usd,
-           list(DISTINCT u.model) FILTER (WHERE u.model IS NOT NULL) AS models
+           list(DISTINCT u.model) FILTER (WHERE u.model IS NOT NULL) AS models,
+           count(*) FILTER (WHERE ({LOG_COST}) IS NULL) AS unpriced
     FROM usage_records u WHERE true{{where}} GROUP BY 1 ORDER BY 1"""
 # the same, a row per message (``per_message``)
 _PER_MESSAGE = f"""
     SELECT u.ts, u.ts, u.ts, 1, u.input_tokens, u.output_tokens,
            u.cache_write_5m_tokens + u.cache_write_1h_tokens, u.cache_read_tokens,
-           coalesce({LOG_COST}, 0), [u.model]
+           coalesce({LOG_COST}, 0), [u.model], (({LOG_COST}) IS NULL)::INTEGER
     FROM usage_records u WHERE true{{where}} ORDER BY u.ts"""
 
 COLUMNS = [
@@ -77,6 +78,7 @@ COLUMNS = [
     "total_tokens",
     "cost_usd",
     "models",
+    "unpriced",  # records of no known price: ``cost_usd`` sums the others (0 for them, as ccusage)
 ]
 _TOKENS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
@@ -143,6 +145,7 @@ def block_rows(
                     "total_tokens": 0,
                     "cost_usd": 0.0,
                     "models": [],
+                    "unpriced": 0,
                 }
             )
         sums = {c: sum(int(r[4 + k]) for r in part) for k, c in enumerate(_TOKENS)}
@@ -160,6 +163,7 @@ def block_rows(
                 "total_tokens": sum(sums.values()),
                 "cost_usd": float(sum(float(r[8]) for r in part)),
                 "models": sorted(m for m in names if m and m != "<synthetic>"),
+                "unpriced": sum(int(r[10]) for r in part),
             }
         )
     if first_day is None and last_day is None:
@@ -291,6 +295,7 @@ def burn_rate(
         "entries": int(b["entries"]),
         "total_tokens": int(b["total_tokens"]),
         "cost_usd": float(b["cost_usd"]),
+        "unpriced": int(b["unpriced"]),
         "active_minutes": float(minutes),
         "tokens_per_minute": None,
         "tokens_per_minute_for_indicator": None,
@@ -312,3 +317,47 @@ def burn_rate(
             projected_cost_usd=float(b["cost_usd"] + cph * remaining / 60),
         )
     return out
+
+
+def iso(t: Any) -> str | None:
+    """A naive UTC time as ccusage writes it: ``2025-11-03T07:00:00.000Z``."""
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def ccusage_json(r: dict[str, Any], burn: dict[str, Any] | None) -> dict[str, Any]:
+    """A billing block in ccusage's ``blocks --json`` shape; the active one carries the burn
+    rate (over its first to last message; none with a single message) and the projection."""
+    start = iso(r["block_start"])
+    rate = projection = None
+    if r["is_active"] and burn and burn["active_minutes"] > 0 and iso(burn["block_start"]) == start:
+        rate = {
+            "tokensPerMinute": burn["tokens_per_minute"],
+            "tokensPerMinuteForIndicator": burn["tokens_per_minute_for_indicator"],
+            "costPerHour": burn["cost_per_hour"],
+        }
+        left = round(burn["remaining_minutes"])  # ccusage: whole minutes, cost to the cent
+        projection = {
+            "totalTokens": round(r["total_tokens"] + burn["tokens_per_minute"] * left),
+            "totalCost": round(r["cost_usd"] + burn["cost_per_hour"] / 60 * left, 2),
+            "remainingMinutes": max(left, 0),
+        }
+    return {
+        "id": f"gap-{start}" if r["is_gap"] else start,
+        "startTime": start,
+        "endTime": iso(r["block_end"]),
+        "actualEndTime": iso(r["actual_end"]),
+        "isActive": r["is_active"],
+        "isGap": r["is_gap"],
+        "entries": r["entries"],
+        "tokenCounts": {
+            "inputTokens": r["input_tokens"],
+            "outputTokens": r["output_tokens"],
+            "cacheCreationInputTokens": r["cache_creation_tokens"],
+            "cacheReadInputTokens": r["cache_read_tokens"],
+        },
+        "totalTokens": r["total_tokens"],
+        "costUSD": r["cost_usd"],
+        "models": r["models"],
+        "burnRate": rate,
+        "projection": projection,
+    }

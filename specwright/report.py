@@ -225,6 +225,8 @@ def blocks_figure(df: pd.DataFrame, tz: str = "UTC", who: str = "Claude Code") -
             y=list(real["cost_usd"]),
             marker_color=["#d62728" if a else "#1f77b4" for a in real["is_active"]],
             name="block cost",
+            # a block's records of no known price count $0: its cost is at least the bar
+            hovertext=[f"+{n:,} unpriced: at least this" if n else "" for n in real["unpriced"]],
             width=5 * 3600 * 1000,  # each bar spans its block's 5 hours (ms on a date axis),
             offset=0,  # so one block alone is not drawn over a span of milliseconds
         )
@@ -424,8 +426,13 @@ def write_html(
     if burn is None:
         burn_html = "<p>No active 5-hour block.</p>"
     else:
-        burn_html = "<p>Active block: {:,} tokens, ${:,.2f}; ".format(
-            burn["total_tokens"], burn["cost_usd"]
+        # records of no known price count $0 in a block (as ccusage's): the cost is a lower bound
+        unpriced = burn["unpriced"]
+        burn_html = "<p>Active block: {:,} tokens, {}${:,.2f}{}; ".format(
+            burn["total_tokens"],
+            "≥" if unpriced else "",
+            burn["cost_usd"],
+            f" ({unpriced:,} record(s) with no known price)" if unpriced else "",
         )
         if burn["cost_per_hour"] is None:  # one message: no rate yet
             burn_html += "one message so far, no burn rate yet; it ends {} {}.</p>".format(

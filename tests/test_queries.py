@@ -17,8 +17,12 @@ from specwright.model import ToolCall, ToolResult, Usage
 from specwright.store import Store
 from specwright.usage import claude
 
+_HAIKU = "claude-haiku-4-5-20251001"
 
-def _write(tmp_path: Path, stamps: list[str], out: int = 10) -> Path:
+
+def _write(
+    tmp_path: Path, stamps: list[str], out: int = 10, models: list[str] | None = None
+) -> Path:
     proj = tmp_path / "projects" / "p"
     proj.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -32,7 +36,7 @@ def _write(tmp_path: Path, stamps: list[str], out: int = 10) -> Path:
                     "requestId": f"r{i}",
                     "message": {
                         "id": f"m{i}",
-                        "model": "claude-haiku-4-5-20251001",
+                        "model": (models or [])[i] if i < len(models or []) else _HAIKU,
                         "usage": {"input_tokens": 100, "output_tokens": out},
                     },
                 },
@@ -575,3 +579,32 @@ def test_an_active_block_of_one_message_shows_no_rate_anywhere(
     write_html(store, out)
     page = out.read_text(encoding="utf-8")
     assert "one message so far, no burn rate yet" in page and "projected $" not in page
+
+
+def test_a_block_holding_a_reply_of_no_known_price_shows_its_cost_as_a_lower_bound(
+    tmp_path: Path, store: Store, cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A block's cost counts a reply of no known price as $0, as ccusage's does: the dashboard's
+    active block and bars, and the blocks table, said that sum as the block's whole cost."""
+    from specwright import blocks
+    from specwright.model import utcnow
+    from specwright.report import figures, write_html
+
+    stamps = [
+        (utcnow() - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%S.000Z") for m in (20, 10)
+    ]
+    claude.ingest(store, [_write(tmp_path, stamps, models=[_HAIKU, "claude-nobody-knows-9"])])
+    burn = blocks.burn_rate(store)
+    assert burn is not None and burn["unpriced"] == 1 and burn["cost_usd"] > 0
+    text = cli("--db", str(store.path), "usage", "blocks", "-z", "UTC").out
+    (row,) = [line for line in text.splitlines() if " yes " in line]  # the active block
+    assert "≥" in row
+    out = tmp_path / "r.html"
+    write_html(store, out)
+    page = out.read_text(encoding="utf-8")
+    assert (
+        f"Active block: 220 tokens, ≥${burn['cost_usd']:,.2f} (1 record(s) with no known price)"
+        in page
+    )
+    (bar,) = figures(store)["blocks"].data
+    assert list(bar.hovertext) == ["+1 unpriced: at least this"]

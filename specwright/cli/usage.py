@@ -242,6 +242,7 @@ def _unused_tz(given: str, at: int, zone: str, pick: str) -> str:
 def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import blocks
     from specwright import queries as Q
+    from specwright.blocks import ccusage_json, iso
     from specwright.cli.common import lower_bounds
 
     store, report = ctx.store, args.report
@@ -348,11 +349,11 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 file=sys.stderr,
             )
         if ctx.json:
-            active = burn and {k: _iso(v) if k.startswith("block_") else v for k, v in burn.items()}
-            ctx.emit({"blocks": [_block_json(r, burn) for r in rows], "active": active})
+            active = burn and {k: iso(v) if k.startswith("block_") else v for k, v in burn.items()}
+            ctx.emit({"blocks": [ccusage_json(r, burn) for r in rows], "active": active})
         else:  # times as the wall clock of --timezone, whose days --since/--until name
-            ctx.emit(
-                [_wall_clock(r, tz) for r in rows],
+            ctx.emit(  # a block with records of no known price: its cost is a lower bound
+                [_wall_clock(r, tz) for r in lower_bounds(rows)],
                 [
                     "block_start",
                     "block_end",
@@ -368,7 +369,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
             if burn:
                 print()
                 print("Active block (rates over its first to last message; none for one message)")
-                ctx.emit(_wall_clock(burn, tz))
+                ctx.emit(_wall_clock(lower_bounds([burn])[0], tz))
         return 0
     if report == "specs":  # a cost some of whose calls have none is a lower bound: "≥"
         rows = _rows(store, Q.cost_by_sql(args.by, args.since, args.until, tz))
@@ -408,55 +409,6 @@ def _clock(iso: str, tz: str) -> Any:
     from datetime import datetime
 
     return _wall_clock({"t": datetime.fromisoformat(iso.removesuffix("Z"))}, tz)["t"]
-
-
-def _iso(t: Any) -> str | None:
-    """A naive UTC time as ccusage writes it: ``2025-11-03T07:00:00.000Z``."""
-    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def _block_json(r: dict[str, Any], burn: dict[str, Any] | None) -> dict[str, Any]:
-    """A billing block in ccusage's ``blocks --json`` shape; the active one carries the burn
-    rate (over its first to last message; none with a single message) and the projection."""
-    start = _iso(r["block_start"])
-    rate = projection = None
-    if (
-        r["is_active"]
-        and burn
-        and burn["active_minutes"] > 0
-        and _iso(burn["block_start"]) == start
-    ):
-        rate = {
-            "tokensPerMinute": burn["tokens_per_minute"],
-            "tokensPerMinuteForIndicator": burn["tokens_per_minute_for_indicator"],
-            "costPerHour": burn["cost_per_hour"],
-        }
-        left = round(burn["remaining_minutes"])  # ccusage: whole minutes, cost to the cent
-        projection = {
-            "totalTokens": round(r["total_tokens"] + burn["tokens_per_minute"] * left),
-            "totalCost": round(r["cost_usd"] + burn["cost_per_hour"] / 60 * left, 2),
-            "remainingMinutes": max(left, 0),
-        }
-    return {
-        "id": f"gap-{start}" if r["is_gap"] else start,
-        "startTime": start,
-        "endTime": _iso(r["block_end"]),
-        "actualEndTime": _iso(r["actual_end"]),
-        "isActive": r["is_active"],
-        "isGap": r["is_gap"],
-        "entries": r["entries"],
-        "tokenCounts": {
-            "inputTokens": r["input_tokens"],
-            "outputTokens": r["output_tokens"],
-            "cacheCreationInputTokens": r["cache_creation_tokens"],
-            "cacheReadInputTokens": r["cache_read_tokens"],
-        },
-        "totalTokens": r["total_tokens"],
-        "costUSD": r["cost_usd"],
-        "models": r["models"],
-        "burnRate": rate,
-        "projection": projection,
-    }
 
 
 def _rows(store: Store, query: tuple[str, list[Any]]) -> list[dict[str, Any]]:
