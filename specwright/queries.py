@@ -203,7 +203,9 @@ def usage_models_sql(
                      {_UNPRICED},
                      count(*) FILTER (WHERE {LOG_COST} IS NOT NULL) AS priced,
                      count(*) AS records
-              FROM usage_records u WHERE true{where} GROUP BY 1)
+              FROM usage_records u WHERE true{where} GROUP BY 1
+              -- Claude Code's own notes (an API error shown in the chat) name no real model
+              HAVING NOT (model = '<synthetic>' AND sum({TOKENS}) = 0))
         ORDER BY cost_usd DESC NULLS LAST, model"""
     return sql, params
 

@@ -608,3 +608,15 @@ def test_a_block_holding_a_reply_of_no_known_price_shows_its_cost_as_a_lower_bou
     )
     (bar,) = figures(store)["blocks"].data
     assert list(bar.hovertext) == ["+1 unpriced: at least this"]
+
+
+def test_usage_models_lists_no_synthetic_model_of_no_tokens(tmp_path: Path, store: Store) -> None:
+    """Claude Code's own notes in the chat (an API error) name the model `<synthetic>` with no
+    tokens: `usage models` listed it as a model of 0 tokens and $0."""
+    from tests.support_usage import write_claude_corpus
+
+    write_claude_corpus(tmp_path, sessions=3, turns=8, malformed_every=0)
+    claude.ingest(store, [tmp_path / "projects"])
+    assert store.query("SELECT count(*) FROM usage_records WHERE model = '<synthetic>'")[0][0] > 0
+    models = set(Q.usage_models(store)["model"])
+    assert models and "<synthetic>" not in models
