@@ -284,6 +284,11 @@ def cost_by_sql(
                    AS reported_cost_usd,
                sum(e.computed_cost_usd) FILTER (WHERE isfinite(e.computed_cost_usd))
                    AS computed_cost_usd,
+               -- the two sums above count different calls when some have only one of them:
+               -- their difference over the calls that have both
+               sum(e.reported_cost_usd - e.computed_cost_usd) FILTER (
+                   WHERE isfinite(e.reported_cost_usd) AND isfinite(e.computed_cost_usd))
+                   AS reported_minus_computed,
                count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
             FROM executions e {joins}
             WHERE true{where}

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from specwright.store import Store
 
 
@@ -421,3 +423,28 @@ def test_json_output_stays_json_when_costs_sum_past_the_largest_float(
     assert (row["spec"], row["cost_usd"], row["executions"]) == ("costly", None, 2)
     (row,) = strict(cli(*db, "status").out)["specs"]
     assert row["cost_usd"] is None
+
+
+def test_usage_specs_gives_the_reported_and_computed_difference_over_calls_with_both(
+    store: Store, tmp_path: Path
+) -> None:
+    """A call the agent priced itself whose model has no price, and one it did not price: the
+    reported and computed sums count different calls, and their gap (0.4) is not how far the
+    agent's figures are off the prices (0.2, on the one call that has both)."""
+    from specwright import queries as Q
+    from specwright.catalog import create_spec, ensure_project
+    from specwright.model import Usage
+    from specwright.recorder import ExecutionRecorder
+
+    spec = create_spec(store, ensure_project(store, tmp_path), "Both costs", "")
+    for reported, computed in ((1.0, 0.8), (0.5, None), (None, 0.3)):
+        with ExecutionRecorder(store, role="executor", backend="scripted", spec_id=spec.id) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1))
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE executions SET reported_cost_usd = ?, computed_cost_usd = ? WHERE id = ?",
+                [reported, computed, rec.id],
+            )
+    (row,) = store.query_dicts(*Q.cost_by_sql("spec", None, None, "UTC"))
+    assert (row["reported_cost_usd"], row["computed_cost_usd"]) == (1.5, 1.1)
+    assert row["reported_minus_computed"] == pytest.approx(0.2)

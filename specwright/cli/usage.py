@@ -383,6 +383,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 "cost_usd",
                 "reported_cost_usd",
                 "computed_cost_usd",
+                "reported_minus_computed",
                 "unpriced",
             ],
         )
