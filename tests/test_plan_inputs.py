@@ -299,3 +299,31 @@ def test_refining_the_spec_text_says_its_chunks_were_split_from_the_old_one(
     out = _plan(*args, cwd=project_dir)
     assert out.returncode == 0, out.stderr
     assert "note: the chunks were split from the previous text; revise them too" in out.stderr
+
+
+def test_a_context_budget_the_prompt_would_cut_is_refused_before_anything_is_saved(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """--context-tokens 30000 rendered a 30000-token summary of a large tree that the prompt then
+    cut off at 60,000 characters, mid file name: the planner saw a listing cut at random instead
+    of the one chosen to fit. The largest budget that fits is taken whole."""
+    for i in range(40):
+        for j in range(10):
+            sub = project_dir / f"pkg{i}" / f"sub{j}"
+            sub.mkdir(parents=True)
+            for k in range(10):
+                (sub / f"module_file_{k}.py").write_text("")
+    subprocess.run(["git", "add", "-A"], cwd=project_dir, check=True)
+    subprocess.run(["git", "commit", "-qm", "many files"], cwd=project_dir, check=True)
+    out = _plan("--intent", "Add password login", "--context-tokens", "30000", cwd=project_dir)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "specwright: error: --context-tokens: expected 64 to 15000, got 30000"
+    ]
+    assert srv.requests == []
+    assert Store(resolve_db_path(project_dir)).query("SELECT count(*) FROM specs") == [(0,)]
+    srv.script(q_turn())
+    out = _plan("--intent", "Add password login", "--context-tokens", "15000", cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    sent = srv.model_requests[0].all_text
+    assert "pkg39/" in sent and "chars]" not in sent  # the whole summary, not cut

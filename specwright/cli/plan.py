@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
         "--context-tokens",
         type=int,
         metavar="N",
-        help="token budget of the codebase summary the planner sees (default 6000)",
+        help="token budget of the codebase summary the planner sees (default 6000, 64 to 15000)",
     )
     p.set_defaults(handler=cmd_plan)
 
@@ -130,8 +130,11 @@ def load_answers(path: str, option: str = "--answers") -> list[str] | dict[Any, 
 
 
 def _studio_kw(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    if args.context_tokens is not None and args.context_tokens < 64:
-        raise ValidationError(f"--context-tokens: expected at least 64, got {args.context_tokens}")
+    from specwright.prompts import MAX_CONTEXT_CHARS
+
+    most = MAX_CONTEXT_CHARS // 4  # more is cut off at the end of the prompt's codebase block
+    if args.context_tokens is not None and not 64 <= args.context_tokens <= most:
+        raise ValidationError(f"--context-tokens: expected 64 to {most}, got {args.context_tokens}")
     on_text = None
     if args.stream and not ctx.json:
 
