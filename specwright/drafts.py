@@ -204,12 +204,22 @@ def planned_chunks(
                 )
             )
             d = drafts[-1]
+            if not d.prompt and key not in (kept or {}):  # the agent would get a title only
+                return (
+                    [],
+                    f"chunk {key!r} ({title!r}) has no prompt; write its agent's instructions",
+                )
             size = len(d.prompt) + sum(map(len, d.acceptance)) + sum(map(len, d.files))
             if size > MAX_CHUNK_CHARS:
                 return [], (
                     f"chunk {key!r} is {size} characters of prompt, acceptance and files; "
                     f"expected at most {MAX_CHUNK_CHARS} (split it)"
                 )
+        seen: set[str] = set()
+        for d in drafts:  # a failure, a spec file's depends_on, a log naming one: which?
+            if d.title.lower() in seen:
+                return [], f"two chunks are titled {d.title!r}; give each its own title"
+            seen.add(d.title.lower())
         problem = check_dag(drafts)
         if problem:
             return [], problem

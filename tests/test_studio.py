@@ -214,6 +214,10 @@ CYCLE = _with_deps({"c1": ["c3"], "c2": ["c1"], "c3": ["c2"]})
 UNKNOWN = _with_deps({"c2": ["c1"], "c3": ["c9"]})
 # a runaway planner: a chunk of 5 MB would make a spec file `spec import` refuses (4 MiB at most)
 HUGE = {"chunks": [{**CHUNKS["chunks"][0], "prompt": "do it\n" * 900_000}, *CHUNKS["chunks"][1:]]}
+# a chunk of a title only (its agent gets nothing else to go on), two of one title (which one
+# failed? a spec file's `depends_on: [User model]` names neither)
+EMPTY = {"chunks": [*CHUNKS["chunks"][:2], {**CHUNKS["chunks"][2], "prompt": " "}]}
+TWINS = {"chunks": [*CHUNKS["chunks"][:2], {**CHUNKS["chunks"][2], "title": "user  MODEL"}]}
 
 
 @pytest.mark.parametrize(
@@ -222,6 +226,8 @@ HUGE = {"chunks": [{**CHUNKS["chunks"][0], "prompt": "do it\n" * 900_000}, *CHUN
         (CYCLE, "dependency cycle: 'User model' -> 'Logout' -> 'Login endpoint' -> 'User model'"),
         (UNKNOWN, "chunk 'Logout' depends on unknown chunk 'c9'"),
         (HUGE, "chunk 'c1' is 5400040 characters of prompt, acceptance and files; expected"),
+        (EMPTY, "chunk 'c3' ('Logout') has no prompt; write its agent's instructions"),
+        (TWINS, "two chunks are titled 'user MODEL'; give each its own title"),
     ],
 )
 def test_bad_dag_is_reasked_once_then_accepted(
@@ -236,7 +242,13 @@ def test_bad_dag_is_reasked_once_then_accepted(
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [(CYCLE, "dependency cycle"), (UNKNOWN, "unknown"), (HUGE, "expected at most 20000")],
+    [
+        (CYCLE, "dependency cycle"),
+        (UNKNOWN, "unknown"),
+        (HUGE, "expected at most 20000"),
+        (EMPTY, "has no prompt"),
+        (TWINS, "two chunks are titled"),
+    ],
 )
 def test_bad_dag_twice_is_a_clear_error_and_keeps_the_spec(
     srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store, bad: Any, message: str
