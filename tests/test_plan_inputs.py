@@ -327,3 +327,19 @@ def test_a_context_budget_the_prompt_would_cut_is_refused_before_anything_is_sav
     assert out.returncode == 0, out.stderr
     sent = srv.model_requests[0].all_text
     assert "pkg39/" in sent and "chars]" not in sent  # the whole summary, not cut
+
+
+def test_a_planner_that_refuses_is_said_to_have_refused_not_to_be_malformed(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """A refusal (stop_reason "refusal") read as 'malformed output: no call of tool', which
+    sends a person looking for a bug in the planner's answer, not at their intent."""
+    from specwright.testing import anthropic_text
+
+    refusal = anthropic_text("I will not plan this request.", stop_reason="refusal")
+    srv.script(refusal, anthropic_text("I will not plan this request.", stop_reason="refusal"))
+    out = _plan("--intent", "Add password login", cwd=project_dir)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert "(the model refused: 'I will not plan this request.')" in error, error
+    assert "plan --resume add-password-login" in error  # the draft is kept

@@ -97,6 +97,10 @@ def extract_tool_input(
     blocks = [b for b in message.content if getattr(b, "type", "") == "tool_use"]
     named = [b for b in blocks if b.name == name]
     truncated = " (the answer hit max_tokens)" if message.stop_reason == "max_tokens" else ""
+    if message.stop_reason == "refusal":  # not a malformed answer: say so, with its words
+        said = " ".join(b.text for b in message.content if getattr(b, "type", "") == "text")
+        said = one_line(said, 300) if said.strip() else "stop_reason refusal"
+        truncated = f" (the model refused: {said!r})"
     if not named:
         seen = ", ".join(b.name for b in blocks) or "none"
         return (
