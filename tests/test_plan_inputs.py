@@ -343,3 +343,24 @@ def test_a_planner_that_refuses_is_said_to_have_refused_not_to_be_malformed(
     error = out.stderr.strip().splitlines()[-1]
     assert "(the model refused: 'I will not plan this request.')" in error, error
     assert "plan --resume add-password-login" in error  # the draft is kept
+
+
+def test_an_empty_answers_file_says_so_and_an_empty_list_leaves_all_to_the_planner(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """An answers.yaml saved empty said 'got NoneType'; `[]`, as the error says, answers none."""
+    srv.script(q_turn())
+    assert _plan("--intent", "Add password login", cwd=project_dir).returncode == 0
+    (project_dir / "answers.yaml").write_text("# to do\n")
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "specwright: error: answers.yaml: no answers in it; expected a list of answers (in "
+        "question order) or a mapping of question number to answer (`[]` leaves every question "
+        "to the planner)"
+    ]
+    (project_dir / "answers.yaml").write_text("[]\n")
+    srv.script(spec_turn(expect_text="A1. (not answered"), split_turn())
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 0, out.stderr
+    assert "next: review" in out.stdout

@@ -126,6 +126,10 @@ def load_answers(path: str, option: str = "--answers") -> list[str] | dict[Any, 
             if isinstance(v, dict | list):
                 raise SpecwrightError(f"{path}: answer {k}: expected text, got {v!r}; {shape}")
         return {k: "" if v is None else str(v) for k, v in data.items()}
+    if data is None:  # an empty file (or comments only): not "got NoneType"
+        raise SpecwrightError(
+            f"{path}: no answers in it; {shape} (`[]` leaves every question to the planner)"
+        )
     raise SpecwrightError(f"{path}: {shape}, got {type(data).__name__}")
 
 
