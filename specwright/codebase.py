@@ -145,8 +145,8 @@ def _git_files(root: Path, with_untracked: bool, max_files: int) -> list[str] | 
 # --- walking without git ----------------------------------------------------------------------
 
 
-def _gitignore_patterns(root: Path) -> list[tuple[str, bool, bool]]:
-    """(pattern, negated, dir_only) from the root .gitignore; a simple, common subset."""
+def _gitignore_patterns(root: Path) -> list[tuple[str, bool, bool, bool]]:
+    """(pattern, negated, dir_only, anchored: from the root only, as git's ``/docs``)."""
     try:
         text = (root / ".gitignore").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -159,17 +159,17 @@ def _gitignore_patterns(root: Path) -> list[tuple[str, bool, bool]]:
         neg = line.startswith("!")
         line = line[1:] if neg else line
         dir_only = line.endswith("/")
-        out.append((line.strip("/"), neg, dir_only))
+        out.append((line.strip("/"), neg, dir_only, "/" in line.rstrip("/")))
     return out
 
 
-def _ignored(rel: str, is_dir: bool, patterns: list[tuple[str, bool, bool]]) -> bool:
+def _ignored(rel: str, is_dir: bool, patterns: list[tuple[str, bool, bool, bool]]) -> bool:
     name = rel.rsplit("/", 1)[-1]
     result = False
-    for pat, neg, dir_only in patterns:
+    for pat, neg, dir_only, anchored in patterns:
         if dir_only and not is_dir:
             continue
-        target = rel if "/" in pat else name
+        target = rel if anchored else name
         if fnmatch.fnmatchcase(target, pat):
             result = not neg
     return result

@@ -92,6 +92,19 @@ def test_folder_without_git_honours_gitignore(tmp_path: Path) -> None:
     assert "widget/cli.py" in s.paths
 
 
+def test_folder_without_git_reads_a_leading_slash_as_git_does(tmp_path: Path) -> None:
+    """`/docs` in .gitignore is the top-level docs only: the walk hid src/docs/api.py too, so
+    the planner never saw that module, while git lists it."""
+    files = {".gitignore": "/docs\n/notes.txt\n", "docs/guide.md": "g\n", "notes.txt": "n\n"}
+    files |= {"src/docs/api.py": "x = 1\n", "src/notes.txt": "n\n"}
+    write(tmp_path / "plain", files)
+    kept = [".gitignore", "src/docs/api.py", "src/notes.txt"]
+    assert codebase.analyze(tmp_path / "plain").paths == kept
+    write(tmp_path / "repo", files)
+    git(tmp_path / "repo", "init", "-q")
+    assert codebase.analyze(tmp_path / "repo").paths == kept  # what git says
+
+
 def test_repo_without_commits_lists_untracked_files(tmp_path: Path) -> None:
     root = tmp_path / "fresh"
     write(root, {"a.py": "x = 1\n", ".gitignore": "b.py\n", "b.py": "y\n"})
