@@ -336,12 +336,12 @@ def test_a_planner_that_refuses_is_said_to_have_refused_not_to_be_malformed(
     sends a person looking for a bug in the planner's answer, not at their intent."""
     from specwright.testing import anthropic_text
 
-    refusal = anthropic_text("I will not plan this request.", stop_reason="refusal")
-    srv.script(refusal, anthropic_text("I will not plan this request.", stop_reason="refusal"))
+    srv.script(anthropic_text("I will not plan this request.", stop_reason="refusal"))
     out = _plan("--intent", "Add password login", cwd=project_dir)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     error = out.stderr.strip().splitlines()[-1]
     assert "(the model refused: 'I will not plan this request.')" in error, error
+    assert "after 1 attempt(s)" in error  # not asked again: it would refuse again, and be paid
     assert "plan --resume add-password-login" in error  # the draft is kept
 
 

@@ -211,13 +211,15 @@ class LLMClient:
                     return data, done
                 msg = f"malformed {schema_name} output (attempt {attempt + 1}): {problem}"
                 emit(rec, ErrorEvent(msg, kind="warning"))
+                if answer.message.stop_reason == "refusal":  # asked again, it refuses again (paid)
+                    break
                 messages = [
                     *messages,
                     *corrective_turns(answer.message, schema_name, problem, block_id),
                 ]
             error = LLMOutputError(
                 f"{self._who()} returned malformed {schema_name} output after "
-                f"{output_retries + 1} attempt(s): {problem}"
+                f"{turns} attempt(s): {problem}"
             )
             why = f"{error.reason}: {error}"
             self._finish(rec, "error", total, calls, why, turns, None, spent=spent)
