@@ -568,9 +568,12 @@ def context(
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     max_files: int = DEFAULT_MAX_FILES,
 ) -> str:
-    """The rendered codebase context for ``root``, cached in ``store`` by commit sha."""
+    """The rendered codebase context for ``root``, cached in ``store`` by commit (a tree with
+    uncommitted edits to tracked files is analysed each time)."""
     root = Path(root).resolve()
     commit = head_commit(root) if store is not None else None
+    if commit and _git(root, "status", "--porcelain", "--untracked-files=no", "--", "."):
+        commit = None  # edits not committed (README, pyproject.toml): not that commit's context
     params = json.dumps(
         {"v": ANALYZER_VERSION, "budget": budget_tokens, "max_files": max_files}, sort_keys=True
     )
@@ -583,17 +586,12 @@ def context(
             return str(rows[0][0])
     summary = analyze(root, max_files=max_files)
     text = render(summary, budget_tokens)
-    if store is not None and summary.commit:
+    if store is not None and commit and summary.commit == commit:
         from specwright.model import utcnow
 
-        row = {
-            "root": str(root),
-            "commit_sha": summary.commit,
-            "params": params,
-            "rendered": text,
-            "stats": json.dumps(summary.stats(), default=str),
-            "created_at": utcnow(),
-        }
+        stats = json.dumps(summary.stats(), default=str)
+        row: dict[str, Any] = {"root": str(root), "commit_sha": commit, "params": params}
+        row |= {"rendered": text, "stats": stats, "created_at": utcnow()}
         # derived data: not journaled (a rebuilt database just recomputes it)
         store.write([store.op_insert("codebase_cache", row, upsert=True)], None)
     return text

@@ -172,6 +172,20 @@ def test_context_is_cached_by_commit(project: Path, store) -> None:  # type: ign
     assert store.query("SELECT count(*) FROM codebase_cache")[0][0] == 3
 
 
+def test_uncommitted_edits_are_not_answered_from_the_commits_cache(  # type: ignore[no-untyped-def]
+    project: Path, store
+) -> None:
+    """The context was cached by commit but read from the work tree: a README edited since the
+    last plan was not seen until the next commit, and a context read from edits was served for
+    the clean commit later."""
+    before = codebase.context(project, store)
+    (project / "README.md").write_text("# Widget\n\nMakes widgets. Stores them in Postgres.\n")
+    assert "Stores them in Postgres." in codebase.context(project, store)
+    git(project, "checkout", "--", "README.md")
+    assert codebase.context(project, store) == before
+    assert store.query("SELECT count(*) FROM codebase_cache")[0][0] == 1
+
+
 def test_context_without_store_or_commit(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "p"
     write(root, {"main.go": "package main\n"})
