@@ -289,6 +289,22 @@ def test_real_opencode_provider_error(oc: FakeModelServer, git_repo: Path) -> No
 
 
 @pytest.mark.agents
+def test_real_opencode_unknown_model_is_one_line_without_its_stack_trace(
+    oc: FakeModelServer, git_repo: Path
+) -> None:
+    """opencode 1.18.33 reports an unknown model (twice) as an UnknownError whose message
+    carries a JavaScript stack trace (a dozen `at ... (/$bunfs/root/chunk-...js)` lines): the error the
+    user sees is its first line; the stack stays in the event's raw payload."""
+    outcome, events = run(OpenCodeExecutor(oc_config(model="nosuch-model")), Task("hi", git_repo))
+    assert outcome.status == "error"
+    assert "Model not found: fake/nosuch-model" in (outcome.error or "")
+    assert "\n" not in (outcome.error or "") and "$bunfs" not in (outcome.error or "")
+    errors = [e for e in events if e.type == "error" and e.kind != "warning"]
+    assert errors and all("$bunfs" not in e.message for e in errors)
+    assert "$bunfs" in json.dumps([e.raw for e in errors])
+
+
+@pytest.mark.agents
 @pytest.mark.parametrize("status", [401, 403])
 def test_real_opencode_refused_key_is_an_auth_failure(
     oc: FakeModelServer, git_repo: Path, status: int

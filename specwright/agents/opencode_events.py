@@ -10,6 +10,7 @@ state for the transport to answer.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,11 +133,17 @@ def error_kind(error: dict[str, Any]) -> str:
     return "api_error"
 
 
+# the first frame of a JavaScript stack trace: opencode puts one in an UnknownError's message
+_STACK_FRAME = re.compile(r"\n\s*at \S")
+
+
 def error_text(error: dict[str, Any]) -> str:
-    """One line for a session error: name, message and HTTP status when there is one."""
+    """One line for a session error: name, message and HTTP status when there is one (a stack
+    trace in the message is left to the event's raw payload)."""
     error = as_error(error)
     data = error.get("data") or {}
-    text = f"{error.get('name', 'Error')}: {data.get('message') or error}"
+    message = _STACK_FRAME.split(str(data.get("message") or error), maxsplit=1)[0].strip()
+    text = f"{error.get('name', 'Error')}: {message}"
     if data.get("statusCode"):
         text += f" (HTTP {data['statusCode']})"
     if error_kind(error) == "auth":
