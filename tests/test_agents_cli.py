@@ -18,7 +18,7 @@ import pytest
 
 from specwright.agents.executables import NOT_A_PROGRAM
 from specwright.cli.agents import printable
-from specwright.testing import FakeModelServer, anthropic_text
+from specwright.testing import FakeModelServer, anthropic_text, anthropic_tool_use
 from tests.conftest import run_specwright
 from tests.support_agents import (
     CLAUDE_BIN,
@@ -257,6 +257,55 @@ def test_agents_check_real_claude(
     result = json.loads(r.out)
     assert result["status"] == "ok" and result["answer"] == "OK"
     assert result["input_tokens"] == 100 and result["cost_usd"] > 0
+
+
+@requires_claude
+@pytest.mark.agents
+def test_agents_check_interrupted_keeps_the_session_id(project: Path) -> None:
+    """Ctrl-C while claude waits for its second reply: the execution is recorded cancelled and
+    still names the session claude had started (init line), so the usage ingested from
+    claude's own logs links to it; it was stored empty."""
+    from specwright.store import Store
+
+    with FakeModelServer() as srv:
+        srv.script(
+            anthropic_tool_use("Read", {"file_path": str(project / "x.txt")}, text="reading"),
+            anthropic_text("late", delay_s=30, expect_tool_result=True),
+        )
+        env = {
+            **os.environ,
+            "CLAUDE_PATH": CLAUDE_BIN,
+            "ANTHROPIC_BASE_URL": srv.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "specwright.cli", "agents", "check", "claude"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(srv.model_requests) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(srv.model_requests) == 2, proc.stderr
+            time.sleep(0.3)
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the foreground group
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    assert proc.returncode == 130, err
+    store = Store(Path(os.environ["SPECWRIGHT_DB"]))
+    (row,) = store.query_dicts("SELECT id, status, session_id FROM executions")
+    (init,) = [e for e in stored_events(store, row["id"]) if e["text"] == "init"]
+    assert row["status"] == "cancelled" and init["call_id"]
+    assert row["session_id"] == init["call_id"], row
 
 
 @requires_opencode

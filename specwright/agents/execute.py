@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from specwright.agents.base import Executor, Outcome, Task
 from specwright.errors import SpecwrightError
-from specwright.model import AgentEvent, ErrorEvent, UsageEvent
+from specwright.model import AgentEvent, ErrorEvent, StepEvent, UsageEvent
 
 if TYPE_CHECKING:
     from specwright.recorder import ExecutionRecorder
@@ -41,27 +41,34 @@ def run_execution(
     if not recorder.started and not recorder.finished:
         recorder.start()
     saw_final = False
+    # the agent's session as its events named it: an execution that ends without an Outcome
+    # (Ctrl-C, a crash) still links to the agent's own logs of that session
+    session_id: str | None = None
 
     def on_event(event: AgentEvent) -> None:
-        nonlocal saw_final
+        nonlocal saw_final, session_id
         if isinstance(event, UsageEvent) and event.final:
             saw_final = True
+        if isinstance(event, StepEvent) and event.session_id and session_id is None:
+            session_id = event.session_id
         recorder.on_event(event)
 
     try:
         outcome = executor.execute(task, on_event, cancel)
     except SpecwrightError as exc:
         recorder.on_event(ErrorEvent(str(exc), kind="error"))
-        recorder.finish(status="error", exit_reason=f"agent_error: {exc}")
+        recorder.finish(status="error", exit_reason=f"agent_error: {exc}", session_id=session_id)
         raise
     except KeyboardInterrupt:
         cancel.set()
-        recorder.finish(status="cancelled", exit_reason="interrupted", incomplete=True)
+        recorder.finish(
+            status="cancelled", exit_reason="interrupted", session_id=session_id, incomplete=True
+        )
         raise
     except BaseException as exc:
         recorder.on_event(ErrorEvent(f"{type(exc).__name__}: {exc}", kind="error"))
         reason = f"crash: {type(exc).__name__}: {exc}"
-        recorder.finish(status="error", exit_reason=reason, incomplete=True)
+        recorder.finish(status="error", exit_reason=reason, session_id=session_id, incomplete=True)
         raise
     redact = recorder.redact
     outcome = replace(
