@@ -259,6 +259,34 @@ def test_agents_check_real_claude(
     assert result["input_tokens"] == 100 and result["cost_usd"] > 0
 
 
+def test_agents_check_prices_tokens_from_the_configs_prices(
+    cli: Callable[..., Any], project: Path, tmp_path: Path
+) -> None:
+    """A model the price library lacks, priced under `prices:`: the check's cost is computed
+    from there, not NULL with a warning to add the price that is there."""
+    lines = [{"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 50}}]
+    body = "".join(f"print({json.dumps(json.dumps(line))})\n" for line in lines)
+    agent = fake_cli(tmp_path / "bin", "codex", body)
+    config = project / ".handoff" / "config.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "defaults:",
+            f"""    codex:
+      type: command
+      parser: codex
+      model: acme-coder-1
+      argv: ["{agent}", "{{prompt}}"]
+defaults:""",
+        )
+        + "prices:\n  acme-coder-1: {input: 1.0, output: 10.0}\n"
+    )
+    r = cli("--json", "agents", "check", "codex")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert result["cost_usd"] == pytest.approx((1000 * 1 + 50 * 10) / 1e6), result
+    assert result["cost_source"] == "computed" and "no price known" not in r.err
+
+
 @requires_claude
 @pytest.mark.agents
 def test_agents_check_interrupted_keeps_the_session_id(project: Path) -> None:

@@ -1071,6 +1071,38 @@ def test_a_budget_over_work_of_unknown_cost_says_it_counts_only_what_is_priced(
     assert said.endswith("$0.0000 is known to be spent")
 
 
+def test_an_agents_tokens_are_priced_from_the_configs_prices(
+    repo: Path, store: Store, tmp_path: Path
+) -> None:
+    """A command agent telling tokens but no cost, its model priced only under `prices:`: the
+    execution's cost is computed from there. It stayed NULL, with a warning to add the price
+    under `prices:` where it already was."""
+    import json
+
+    from specwright.agents.command import CommandExecutor
+    from tests.support_agents import executor_config, fake_cli
+
+    usage = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 50}
+    lines = [{"type": "thread.started", "thread_id": "th_1"}]
+    lines.append({"type": "turn.completed", "usage": usage})
+    body = "".join(f"print({json.dumps(json.dumps(line))})\n" for line in lines)
+    agent = fake_cli(tmp_path / "bin", "codex", body)
+    executor = CommandExecutor(
+        executor_config(
+            type="command", parser="codex", model="acme-coder-1", argv=(str(agent), "{prompt}")
+        )
+    )
+    prices = {"acme-coder-1": {"input": 1.0, "output": 10.0, "cache_read": 0.1}}
+    run_chunk(
+        store, make_config(prices=prices), repo, make_chunk(store, repo), executor=executor,
+        max_iterations=1,
+    )  # fmt: skip
+    [execution] = rows(store, "SELECT cost_usd, cost_source FROM executions")
+    # 800 input (codex counts the 200 cached in its 1000), 50 output, 200 cache reads
+    assert execution["cost_usd"] == pytest.approx((800 * 1 + 50 * 10 + 200 * 0.1) / 1e6)
+    assert execution["cost_source"] == "computed"
+
+
 def test_a_cancel_while_codexbar_is_asked_for_a_rate_limit_reset_stops_at_once(
     repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -153,6 +153,7 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
             backend=executor.backend,
             executor=config.name,
             model=config.model,
+            prices=ctx.config.prices or None,
         )
         outcome = run_execution(executor, task, recorder)  # an AgentError is recorded, raised
     usage = outcome.usage

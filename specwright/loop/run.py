@@ -469,6 +469,7 @@ class _ChunkRun:
             spec_id=self.spec.id,
             chunk_id=self.chunk.id,
             iteration=self.iteration,
+            prices=self.config.prices or None,  # computed cost: `prices:` first, as planners'
         )
         self._recorder = recorder  # its redactor, with the agent's own secrets, for _on_event
         return run_agent(
