@@ -182,6 +182,31 @@ def test_real_opencode_writes_a_file_and_everything_is_recorded(
 
 
 @pytest.mark.agents
+def test_real_opencode_stream_log_keeps_no_secret_cut_across_text_deltas(
+    oc: FakeModelServer, git_repo: Path, tmp_path: Path
+) -> None:
+    """The model streams a secret in 3-character pieces: opencode sends each as its own
+    message.part.delta, which the redaction let through piece by piece, so the stream log held
+    the whole secret in order. The text event and the log's whole text are redacted."""
+    log = tmp_path / "events.jsonl"
+    secret = "tok-opencode-7654321"
+    oc.script(openai_text(f"Here: {secret} done.", chunk_size=3))
+    ex = OpenCodeExecutor(
+        oc_config(options={"stream_log": str(log)}, env={"MY_SERVICE_TOKEN": secret})
+    )
+    outcome, _ = run(ex, Task("hi", git_repo))
+    assert outcome.status == "ok", outcome
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    deltas = [e["properties"] for e in lines if e["type"] == "message.part.delta"]
+    assert deltas, "no text deltas: the test no longer streams pieces"
+    pieces = "".join(str(d.get("delta")) for d in deltas)
+    assert "7654321" not in pieces and "tok-opencode" not in log.read_text(), pieces
+    assert all(d["delta"].endswith(" chars]") for d in deltas), pieces  # lengths, no pieces
+    assert "Here: [REDACTED:MY_SERVICE_TOKEN] done." in log.read_text()
+    assert outcome.final_text == f"Here: {secret} done."  # run_execution redacts it for the store
+
+
+@pytest.mark.agents
 @pytest.mark.parametrize(("policy", "status"), [("allow", "ok"), ("reject", "error")])
 def test_real_opencode_permission_asks_are_answered(
     oc: FakeModelServer, git_repo: Path, policy: str, status: str

@@ -36,6 +36,7 @@ from specwright.agents.opencode_events import (
     error_kind,
     error_text,
     finish_parse,
+    for_log,
     parse_event,
     permission_answer,
     usage_from_totals,
@@ -397,7 +398,7 @@ class OpenCodeExecutor:
                 on_event(overlong_warning(item, state.events, what="event"))
                 continue
             if log is not None and isinstance(item, dict):  # the log is a record too: redacted
-                line = json.dumps({**item, "_t": round(last_event - started, 3)})
+                line = json.dumps({**for_log(item), "_t": round(last_event - started, 3)})
                 log.write(self._scrub(line) + "\n")
             if isinstance(item, _Closed):
                 if ended is not None or state.idle:

@@ -155,6 +155,17 @@ def error_text(error: dict[str, Any]) -> str:
     return text
 
 
+def for_log(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as ``options.stream_log`` keeps it: a text delta's piece is left out (its
+    length kept), since a secret cut across pieces passes the redaction piece by piece; the
+    part's whole text, redacted, is in its next ``message.part.updated``."""
+    props = event.get("properties")
+    if event.get("type") != "message.part.delta" or not isinstance(props, dict):
+        return event
+    piece = props.get("delta")
+    return {**event, "properties": {**props, "delta": f"[{len(str(piece or ''))} chars]"}}
+
+
 def parse_event(event: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
     """Turn one ``/event`` payload into normalized events for ``state.session_id``'s session."""
     kind = event.get("type")
