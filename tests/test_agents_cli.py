@@ -287,6 +287,44 @@ defaults:""",
     assert result["cost_source"] == "computed" and "no price known" not in r.err
 
 
+def test_agents_check_of_a_command_agent_cut_mid_run_says_its_cost_is_unknown(
+    cli: Callable[..., Any], project: Path, tmp_path: Path
+) -> None:
+    """A codex-parsed agent told its first turn's usage, then was killed at its time limit in
+    the next: its cost is unknown (the turn under way told nothing), what was told a lower
+    bound, as for Claude Code and OpenCode. It was recorded as computed, the first turn's
+    cost shown as the whole."""
+    lines = [
+        {"type": "thread.started", "thread_id": "th_1"},
+        {"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 50}},
+        {"type": "turn.started"},
+    ]
+    body = "".join(f"print({json.dumps(json.dumps(line))}, flush=True)\n" for line in lines)
+    agent = fake_cli(tmp_path / "bin", "codex", body + "import time\ntime.sleep(60)\n")
+    config = project / ".handoff" / "config.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "defaults:",
+            f"""    codex:
+      type: command
+      parser: codex
+      model: acme-coder-1
+      argv: ["{agent}", "{{prompt}}"]
+defaults:""",
+        )
+        + "prices:\n  acme-coder-1: {input: 1.0, output: 10.0}\n"
+    )
+    r = cli("--json", "agents", "check", "codex", "--timeout", "2")
+    assert r.code == 1, r.err
+    result = json.loads(r.out)
+    assert (result["status"], result["exit_reason"]) == ("killed", "timeout"), result
+    assert (result["cost_usd"], result["cost_source"]) == (None, "incomplete"), result
+    from specwright.store import Store
+
+    row = stored_execution(Store(os.environ["SPECWRIGHT_DB"]), result["execution_id"])
+    assert row["computed_cost_usd"] == pytest.approx((1000 * 1 + 50 * 10) / 1e6)  # lower bound
+
+
 @requires_claude
 @pytest.mark.agents
 def test_agents_check_interrupted_keeps_the_session_id(project: Path) -> None:

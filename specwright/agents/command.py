@@ -291,12 +291,16 @@ class CommandExecutor:
                 on_event(event)
         r = stream.result
         usage = state.usage or Usage(model=self.config.model)
+        # stopped mid-run: the turn under way told no usage, so what a parser counted is a
+        # lower bound (a plain agent's output tells none at all: unreported)
+        stopped = r.cancelled or r.timed_out or (r.returncode or 0) < 0
         common: dict[str, Any] = {
             "usage": usage,
             "session_id": state.session_id,
             "model": usage.model,
             "final_text": state.last_text,
             "unreported": state.usage is None,
+            "incomplete": stopped and self.parser is not parse_plain_line,
         }
         if r.cancelled:
             return Outcome("cancelled", exit_reason="cancelled", **common)
