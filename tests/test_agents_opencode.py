@@ -465,7 +465,8 @@ def test_real_opencode_check_past_its_timeout_says_its_cost_is_unknown(
     oc: FakeModelServer, tmp_path: Path, cli: Any
 ) -> None:
     """`agents check` printed the agent's own figure: OpenCode's session totals, 0 after the
-    abort at the timeout, so a check cut short said cost_usd 0.0000."""
+    abort at the timeout, so a check cut short said cost_usd 0.0000. The error names the limit
+    it ran past (`--timeout`), not as the executor's timeout_s (its default, 1800 s here)."""
     root = tmp_path / "proj"
     (root / ".handoff").mkdir(parents=True)
     (root / ".handoff" / "config.yaml").write_text(
@@ -478,6 +479,8 @@ def test_real_opencode_check_past_its_timeout_says_its_cost_is_unknown(
     assert (result["status"], result["exit_reason"]) == ("killed", "timeout"), r.err
     assert result["cost_usd"] is None, result  # unknown, not 0
     assert result["cost_source"] == "incomplete"
+    assert "ran past its time limit (3 s) and was aborted" in result["error"], result
+    assert "timeout_s" not in result["error"]
 
 
 # --- transport failures ---------------------------------------------------------------------

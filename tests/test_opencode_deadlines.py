@@ -176,7 +176,7 @@ def test_a_session_that_never_ends_is_aborted_at_the_timeout(
     outcome, execution = recorded(store, executor(server.url), tmp_path)
     assert (outcome.status, outcome.exit_reason) == ("killed", "timeout"), outcome
     assert outcome.error == (
-        f"the session on {server.url} ran past executor 'agent' timeout_s of 1 s and was aborted"
+        f"the session on {server.url} ran past its time limit (1 s) and was aborted"
     )
     assert server.requests.count(ABORT) == 1
     if route == "GET /session/status":

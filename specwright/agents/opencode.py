@@ -534,8 +534,8 @@ class OpenCodeExecutor:
             return Outcome(
                 "killed",
                 exit_reason="timeout",
-                error=f"the session on {self.url} ran past executor {self.name!r} timeout_s "
-                f"of {seconds(link.timeout_s or 0)} s and was aborted",
+                error=f"the session on {self.url} ran past its time limit "
+                f"({seconds(link.timeout_s or 0)} s) and was aborted",
                 **common,
             )
         if end == "stream_dropped":
