@@ -597,6 +597,37 @@ def test_password_protected_server(tmp_path: Path) -> None:
         run(OpenCodeExecutor(oc_config(), transport=transport), Task("hi", tmp_path))
 
 
+@requires_opencode
+@pytest.mark.agents
+def test_a_wrong_server_password_is_said_to_be_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started with OPENCODE_SERVER_PASSWORD, ours set but wrong: the error said to
+    set the variable that was set; it says the password was refused, naming the user."""
+    (tmp_path / "server-home").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "server-home"),
+        **OFFLINE_ENV,
+        "OPENCODE_SERVER_PASSWORD": "right-password-123",
+    }
+    server = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
+    try:
+        monkeypatch.setenv("OPENCODE_URL", str(server.url))
+        monkeypatch.setenv("OPENCODE_SERVER_PASSWORD", "wrong-password-456")
+        with pytest.raises(
+            AgentError,
+            match=r"refused the password in OPENCODE_SERVER_PASSWORD "
+            r"\(user 'opencode'\): check it and OPENCODE_SERVER_USERNAME$",
+        ):
+            run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
+        monkeypatch.delenv("OPENCODE_SERVER_PASSWORD")
+        with pytest.raises(AgentError, match=r"wants a password: set OPENCODE_SERVER_PASSWORD"):
+            run(OpenCodeExecutor(oc_config()), Task("hi", tmp_path))
+    finally:
+        server.stop()
+
+
 def test_the_version_a_server_reports_is_listed_as_bounded_text() -> None:
     """`agents list` showed whatever the health answer held as the version: a 100 KB string
     whole, a JSON object as one."""

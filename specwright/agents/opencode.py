@@ -169,8 +169,12 @@ class OpenCodeExecutor:
             if own:
                 link.close()
         if r.status_code == 401:
+            user = os.environ.get("OPENCODE_SERVER_USERNAME", "opencode")
             raise AgentError(
-                f"OpenCode server at {self.url} wants a password: "
+                f"OpenCode server at {self.url} refused the password in OPENCODE_SERVER_PASSWORD "
+                f"(user {user!r}): check it and OPENCODE_SERVER_USERNAME"
+                if os.environ.get("OPENCODE_SERVER_PASSWORD")
+                else f"OpenCode server at {self.url} wants a password: "
                 "set OPENCODE_SERVER_PASSWORD (and OPENCODE_SERVER_USERNAME)"
             )
         try:
