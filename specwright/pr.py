@@ -16,6 +16,7 @@ from specwright import gitops
 from specwright.errors import SpecwrightError, no_pings, one_line
 from specwright.model import cost_text
 from specwright.queries import EXEC_SUM, EXEC_UNPRICED, ITERATIONS, TRIES
+from specwright.redact import without_password
 
 if TYPE_CHECKING:
     import httpx
@@ -39,11 +40,6 @@ class PullRequestError(SpecwrightError):
 
 
 _REPO = re.compile(r"^(?!\.\.?/)[\w.-]+/(?!\.\.?$)[\w.-]+$")
-
-
-def _redact(url: str) -> str:
-    """A remote URL without the user:token part (``https://x:ghp_...@host/o/n``)."""
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
 
 
 def _cell(text: str, limit: int = 200) -> str:
@@ -210,7 +206,7 @@ def github_repo(root: Path | str, remote: str, repo: str | None) -> str:
     repo = repo or repo_from_remote(url)
     if not repo or not _REPO.match(repo):
         raise PullRequestError(
-            f"remote {remote!r} ({_redact(url)}) is not a GitHub URL; "
+            f"remote {remote!r} ({without_password(url)}) is not a GitHub URL; "
             "name the repository with --repo OWNER/NAME"
         )
     return repo
@@ -292,7 +288,7 @@ def open_pr(
                 why = " ".join(str(exc).split(": ", 1)[-1].split(" hint: ", 1)[0].split())
                 raise PullRequestError(
                     f"git refused to push {branch} to {remote!r}, so no pull request was opened "
-                    f"or updated: {_redact(why)}"
+                    f"or updated: {without_password(why)}"
                 ) from None
             pushed = True
             payload = {

@@ -29,6 +29,15 @@ _MIN_LEN = 8
 MIN_PART = 6  # a piece of a cut secret at least this long is redacted at a text's edge
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ENDS_REDACTED = re.compile(r"\[REDACTED:[^\[\]]*\]\Z")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def without_password(text: str) -> str:
+    """``text`` with the ``user:password@`` part of each URL in it as ``***@``: a URL as said
+    or recorded (an OpenCode server's ``http://u:pw@host``, a git remote's token)."""
+    return _USERINFO.sub("***@", text)
+
+
 # variables a loaded config names as holding a key (a planner's ``api_key_env``), whatever their
 # names say: ``declare`` adds them; every redactor made after that counts them secret
 _declared: set[str] = set()

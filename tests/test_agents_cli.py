@@ -486,7 +486,7 @@ def test_a_secret_in_an_executor_url_is_redacted_from_the_list_and_errors(
     for args in (("agents", "list"), ("--json", "agents", "list"), ("agents", "check", "oc")):
         r = cli(*args)
         assert secret not in r.out + r.err, args
-        assert "[REDACTED:MY_API_KEY]" in r.out + r.err, args
+        assert "http://***@127.0.0.1:9" in r.out + r.err, args  # no user:password shown
     config.write_text(config.read_text().replace("http://", "http//"))
     r = cli("agents", "list")
     assert r.code == 2 and r.err.startswith(f"specwright: error: {config}:3: ")
@@ -532,3 +532,26 @@ def test_a_relative_agent_program_in_the_config_is_the_projects(
         r = cli("--json", "agents", "check", "mine")
     assert r.code == 0, r.out + r.err
     assert "done:" in json.loads(r.out)["answer"]
+
+
+def test_a_password_in_opencode_url_is_never_shown_or_recorded(
+    cli: Callable[..., Any], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`OPENCODE_URL=http://user:pass@host` (a password-protected server): `agents list`
+    showed the password in its WHERE column and in the 'not reachable' line, and a check's
+    error, its execution's exit reason and its session event held it."""
+    monkeypatch.setenv("OPENCODE_URL", "http://dev:hunter2pass@127.0.0.1:9")
+    listed = cli("agents", "list")
+    checked = cli("agents", "check", "oc")
+    assert checked.code == 2 and "OpenCode server at http://***@127.0.0.1:9" in checked.err
+    said = listed.out + listed.err + cli("--json", "agents", "list").out + checked.err
+    assert "http://***@127.0.0.1:9" in listed.out and "hunter2pass" not in said
+    monkeypatch.setenv("OPENCODE_URL", "ftp://dev:hunter2pass@127.0.0.1:9")
+    bad = cli("agents", "check", "oc")
+    assert bad.code == 2 and "OPENCODE_URL: expected an http(s) URL" in bad.err
+    assert "hunter2pass" not in bad.err
+    db = project / "data" / "specwright.duckdb"
+    if db.exists():  # nothing recorded holds it either
+        assert b"hunter2pass" not in db.read_bytes()
+    for journal in project.rglob("*.jsonl"):
+        assert "hunter2pass" not in journal.read_text()

@@ -59,7 +59,7 @@ from specwright.agents.process import (
 from specwright.agents.sse import AnswerTooLarge, iter_events
 from specwright.errors import AgentError, ConfigError
 from specwright.model import ErrorEvent, StepEvent, Usage, UsageEvent
-from specwright.redact import Redactor
+from specwright.redact import Redactor, without_password
 
 if TYPE_CHECKING:
     import httpx
@@ -138,10 +138,13 @@ class OpenCodeExecutor:
         url = (env or self.config.url or DEFAULT_URL).rstrip("/")
         if not is_http_url(url):
             where = "OPENCODE_URL" if env else f"executor {self.config.name!r}: url"
-            raise ConfigError(
-                f"{where}: expected an http(s) URL such as {DEFAULT_URL}, got {url!r}"
-            )
+            got = f"{DEFAULT_URL}, got {without_password(url)!r}"
+            raise ConfigError(f"{where}: expected an http(s) URL such as {got}")
         return url
+
+    @property
+    def shown_url(self) -> str:  # ``url`` as said and recorded: a password in it as ``***``
+        return without_password(self.url)
 
     def health(self, link: Link | None = None) -> dict[str, Any]:
         """``GET /global/health``, with a distinct clear error for down, wrong URL, auth."""
@@ -152,7 +155,7 @@ class OpenCodeExecutor:
         try:
             r = link.call("GET", "/global/health", "check its health", HEALTH_S)
         except AnswerTooLarge as exc:
-            raise AgentError(f"{self.url} is not an OpenCode server: {exc}") from None
+            raise AgentError(f"{self.shown_url} is not an OpenCode server: {exc}") from None
         except ExchangeError as exc:
             if isinstance(exc.cause, httpx.ConnectError):
                 other = (  # where the URL came from is the other thing to change
@@ -161,7 +164,7 @@ class OpenCodeExecutor:
                     else "or set OPENCODE_URL"
                 )
                 raise AgentError(
-                    f"OpenCode server at {self.url} is not reachable ({exc.cause}); start one "
+                    f"OpenCode server at {self.shown_url} is not reachable ({exc.cause}); start one "
                     f"with `specwright agents serve-opencode` or `opencode serve`, {other}"
                 ) from None
             raise
@@ -171,10 +174,10 @@ class OpenCodeExecutor:
         if r.status_code == 401:
             user = os.environ.get("OPENCODE_SERVER_USERNAME", "opencode")
             raise AgentError(
-                f"OpenCode server at {self.url} refused the password in OPENCODE_SERVER_PASSWORD "
+                f"OpenCode server at {self.shown_url} refused the password in OPENCODE_SERVER_PASSWORD "
                 f"(user {user!r}): check it and OPENCODE_SERVER_USERNAME"
                 if os.environ.get("OPENCODE_SERVER_PASSWORD")
-                else f"OpenCode server at {self.url} wants a password: "
+                else f"OpenCode server at {self.shown_url} wants a password: "
                 "set OPENCODE_SERVER_PASSWORD (and OPENCODE_SERVER_USERNAME)"
             )
         try:
@@ -183,7 +186,7 @@ class OpenCodeExecutor:
             body = None
         if r.status_code != 200 or not isinstance(body, dict) or "healthy" not in body:
             raise AgentError(
-                f"{self.url} is not an OpenCode server: GET /global/health answered "
+                f"{self.shown_url} is not an OpenCode server: GET /global/health answered "
                 f"HTTP {r.status_code} {r.text[:120]!r}; check OPENCODE_URL / the executor's url"
             )
         return body
@@ -264,7 +267,7 @@ class OpenCodeExecutor:
         first = None
         while first is None and time.monotonic() < until:
             if link.cancel.is_set():
-                raise ExchangeCancelled(f"OpenCode server at {self.url}: cancelled")
+                raise ExchangeCancelled(f"OpenCode server at {self.shown_url}: cancelled")
             first = self._next(events, min(0.05, max(until - time.monotonic(), 0)))
         state.events = 1
         if first is None or isinstance(first, _Closed | Overlong):
@@ -274,7 +277,9 @@ class OpenCodeExecutor:
                 why = first.reason
             elif isinstance(first, Overlong):
                 why = overlong_warning(first, 1, what="event").message
-            raise AgentError(f"OpenCode server at {self.url}: cannot subscribe to /event ({why})")
+            raise AgentError(
+                f"OpenCode server at {self.shown_url}: cannot subscribe to /event ({why})"
+            )
 
     def _start(
         self,
@@ -290,11 +295,11 @@ class OpenCodeExecutor:
         session = self._post(link, "/session", params, {"title": title}, "create a session")
         if not isinstance(session, dict) or not isinstance(session.get("id"), str):
             raise AgentError(
-                f"OpenCode server at {self.url}: POST /session answered "
+                f"OpenCode server at {self.shown_url}: POST /session answered "
                 f"{str(session)[:200]!r}, not a session"
             )
         state.session_id = session["id"]
-        raw = {"directory": params["directory"], "url": self.url, "model": model}
+        raw = {"directory": params["directory"], "url": self.shown_url, "model": model}
         on_event(StepEvent("session", state.session_id, raw=raw))
         body: dict[str, Any] = {"parts": [{"type": "text", "text": task.prompt}]}
         if model:
@@ -348,10 +353,10 @@ class OpenCodeExecutor:
         try:
             r = link.call("POST", path, what, HTTP_TIMEOUT_S, params=params, json=body)
         except AnswerTooLarge as exc:
-            raise AgentError(f"OpenCode server at {self.url}: cannot {what}: {exc}") from None
+            raise AgentError(f"OpenCode server at {self.shown_url}: cannot {what}: {exc}") from None
         if r.status_code >= 400:
             raise AgentError(
-                f"OpenCode server at {self.url}: cannot {what}: HTTP {r.status_code} {r.text[:300]}"
+                f"OpenCode server at {self.shown_url}: cannot {what}: HTTP {r.status_code} {r.text[:300]}"
             )
         if r.status_code == 204 or not r.content:
             return None
@@ -359,7 +364,7 @@ class OpenCodeExecutor:
             return r.json()
         except (ValueError, RecursionError):
             raise AgentError(
-                f"OpenCode server at {self.url}: cannot {what}: answer is not "
+                f"OpenCode server at {self.shown_url}: cannot {what}: answer is not "
                 f"JSON: {r.text[:200]!r}"
             ) from None
 
@@ -538,7 +543,7 @@ class OpenCodeExecutor:
             return Outcome(
                 "killed",
                 exit_reason="timeout",
-                error=f"the session on {self.url} ran past its time limit "
+                error=f"the session on {self.shown_url} ran past its time limit "
                 f"({seconds(link.timeout_s or 0)} s) and was aborted",
                 **common,
             )
@@ -547,7 +552,7 @@ class OpenCodeExecutor:
             return Outcome(
                 "error",
                 exit_reason="stream_dropped",
-                error=f"the OpenCode event stream from {self.url} ended mid-run "
+                error=f"the OpenCode event stream from {self.shown_url} ended mid-run "
                 f"({why}); the server may have stopped",
                 **common,
             )
@@ -576,11 +581,11 @@ class OpenCodeExecutor:
             with contextlib.suppress(AgentError):
                 local = find_opencode(self.config.path)
             detail = str(exc) + (f" (a local opencode is at {local})" if local else "")
-            return {"found": False, "location": self.url, "version": None, "detail": detail}
+            return {"found": False, "location": self.shown_url, "version": None, "detail": detail}
         version = body.get("version")  # the server's word: text, bounded
         return {
             "found": True,
-            "location": self.url,
+            "location": self.shown_url,
             "version": None if version is None else str(version)[:200],
             "detail": "server healthy" if body.get("healthy") else "server not healthy",
         }

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from specwright.agents.sse import Answer, AnswerTooSlow, read_answer
 from specwright.errors import AgentError
+from specwright.redact import without_password
 
 if TYPE_CHECKING:
     import httpx
@@ -201,7 +202,7 @@ class Link:
         import httpx
 
         limit_s, why = self.budget(bound, on_the_way_out)
-        where = f"OpenCode server at {self.url}: cannot {what}: {method} {path}"
+        where = f"OpenCode server at {without_password(self.url)}: cannot {what}: {method} {path}"
         late = f"{where}: no complete answer within {seconds(limit_s)} s ({why})"
         if limit_s <= 0:
             raise ExchangeTimeout(late)
