@@ -276,14 +276,28 @@ def ensure_outside_or_ignored(path: Path | str, targets: Sequence[Path | str]) -
 # --- branches and commits -------------------------------------------------------------------
 
 
-def ensure_branch(path: Path | str, branch: str, *, start: str | None = None) -> str:
+def ensure_branch(
+    path: Path | str, branch: str, *, start: str | None = None, keep: Sequence[Path | str] = ()
+) -> str:
     """Check out ``branch`` (created at ``start`` or HEAD if missing); returns its head sha.
 
-    The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along."""
+    The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along.
+    ``keep``: Specwright's files (the database, journals), ignored where the run starts; an
+    existing branch that does not ignore them is refused, HEAD put back (its rollbacks' ``git
+    clean`` would delete them, its commits take them in)."""
     head_commit(path)  # without commits, `checkout -b` would move the user's unborn branch
     if branch_exists(path, branch):
-        if current_branch(path) != branch:
+        on = current_branch(path)
+        if on != branch:
+            here = head_commit(path)
             _git(path, "checkout", "--quiet", branch)
+            if exposed := [t for t in keep if not is_ignored(path, t)]:
+                _git(path, "checkout", "--quiet", on or here)
+                raise GitError(
+                    f"{branch} does not git-ignore {exposed[0]} (its .gitignore lacks what "
+                    f"{on or here[:10]} has): a rollback there would delete it — merge "
+                    f"{on or here[:10]} into {branch}, or delete {branch}, then run again"
+                )
         return head_commit(path)
     on = current_branch(path) if start is None else None
     _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))

@@ -276,8 +276,8 @@ class _RunAll:
         known = gitops.tracked_files(self.root)
         files = {c.id: predicted_files(c, known) for c in pending}
         gitops.ensure_clean(self.root)
-        gitops.ensure_branch(self.root, self.branch)
         worktrees = self.store.path.parent / "worktrees" / self.spec.slug
+        gitops.ensure_branch(self.root, self.branch, keep=(self.store.path, worktrees))
         gitops.ensure_outside_or_ignored(self.root, [worktrees])
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="chunk") as pool:
             while pending and not (self.cancel.is_set() or self.auth_failed):

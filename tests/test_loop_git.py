@@ -260,3 +260,29 @@ def test_agents_in_two_repositories_at_once_share_the_users_own_git_config(
     finally:
         first.release()
         second.release()
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_spec_branch_that_does_not_ignore_the_database_is_refused_not_cleaned_away(
+    tmp_path: Path, parallel: int
+) -> None:
+    """The spec's branch already exists, made before `data/` was ignored: checked out, a
+    rollback's `git clean` deleted the database and its journals (every spec, every run)."""
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "rm", "-q", "--cached", ".gitignore")
+    git(repo, "commit", "-q", "-m", "no .gitignore yet")
+    git(repo, "branch", "specwright/calc")  # the spec's branch, from before data/ was ignored
+    git(repo, "checkout", "-q", "--", ".")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore data/")
+    store = Store(repo / "data" / "specwright.duckdb")
+    chunk = make_chunk(store, repo)
+    spec = catalog.get_spec(store, chunk.spec_id)
+    with pytest.raises(gitops.GitError, match=r"specwright/calc does not git-ignore .*data"):
+        if parallel == 1:
+            run_chunk(store, make_config(), repo, chunk, executor=scripted(bad_mul()))
+        else:
+            run_all(store, make_config(), repo, spec, executor=scripted(bad_mul()), parallel=2)
+    assert store.path.exists() and store.journal.root.exists()
+    assert rows(store, "SELECT title FROM chunks") == [{"title": "Add mul"}]
+    assert gitops.current_branch(repo) == "main" and gitops.dirty_files(repo) == []

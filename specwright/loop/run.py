@@ -296,11 +296,12 @@ class _ChunkRun:
     def _prepare(self) -> None:
         workdir = self.workdir
         gitops.root_of(workdir)
-        gitops.ensure_outside_or_ignored(workdir, [self.store.path, self.store.journal.root])
+        ours = [self.store.path, self.store.journal.root]
+        gitops.ensure_outside_or_ignored(workdir, ours)
         gitops.ensure_clean(workdir)
         if self.opts.workdir is None:
             self.branch = gitops.spec_branch(self.spec.slug)
-            gitops.ensure_branch(workdir, self.branch)
+            gitops.ensure_branch(workdir, self.branch, keep=ours)
         else:
             self.branch = gitops.current_branch(workdir)
         self.base = gitops.head_commit(workdir)
