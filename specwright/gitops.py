@@ -298,6 +298,15 @@ def ensure_branch(
                     f"{on or here[:10]} has): a rollback there would delete it — merge "
                     f"{on or here[:10]} into {branch}, or delete {branch}, then run again"
                 )
+            if not is_ancestor(path, here, branch):  # resumed on, not made from, HEAD
+                log.warning(
+                    "%s already exists and lacks the commit checked out (%s %s): the run goes "
+                    "on from that branch's head, without that commit (rebase the branch onto "
+                    "it, or delete the branch, for a run on top of it)",
+                    branch,
+                    on or "detached HEAD",
+                    here[:10],
+                )
         return head_commit(path)
     on = current_branch(path) if start is None else None
     _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))

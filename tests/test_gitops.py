@@ -97,6 +97,31 @@ def test_a_spec_branch_started_from_another_specs_branch_is_pointed_out(
     ]
 
 
+def test_a_spec_branch_that_lacks_the_commit_checked_out_is_pointed_out(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spec branch that exists already is gone on from, not made from HEAD: when it lacks
+    HEAD (main moved on after its PR was merged, an old branch of that name) that is said."""
+    branch = gitops.spec_branch("calc")
+    gitops.ensure_branch(repo, branch)
+    git(repo, "checkout", "-q", "main")
+    with caplog.at_level("WARNING", logger="specwright.gitops"):
+        gitops.ensure_branch(repo, branch)  # a resume: it has main's head
+        assert caplog.messages == []
+        git(repo, "checkout", "-q", "main")
+        (repo / "later.py").write_text("x = 1\n")
+        git(repo, "add", "later.py")
+        git(repo, "commit", "-q", "-m", "later on main")
+        later = gitops.head_commit(repo)
+        gitops.ensure_branch(repo, branch)
+    assert gitops.current_branch(repo) == branch
+    assert caplog.messages == [
+        f"specwright/calc already exists and lacks the commit checked out (main {later[:10]}): "
+        "the run goes on from that branch's head, without that commit (rebase the branch onto "
+        "it, or delete the branch, for a run on top of it)"
+    ]
+
+
 def test_commit_message_shows_an_agents_control_characters_as_question_marks(
     repo: Path,
 ) -> None:
