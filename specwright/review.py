@@ -15,6 +15,7 @@ import fnmatch
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from specwright.model import Chunk, Finding, Review, Usage, new_id, utcnow
@@ -138,6 +139,30 @@ def completion_findings(chunk: Chunk, changed: Sequence[str]) -> list[Finding]:
                 check="completion",
             )
         ]
+    return []
+
+
+def exposed_findings(workdir: Path, root: Path, kept: Sequence[Path]) -> list[Finding]:
+    """An attempt whose ignore rules no longer ignore Specwright's files inside the project
+    ``root`` (``kept``: the database, journals), as ``workdir`` (the root or its worktree) has
+    them, cannot ship: its commit would take the database and journals in."""
+    from specwright.gitops import is_ignored
+
+    for target in kept:
+        try:
+            rel = Path(target).resolve().relative_to(root.resolve())
+        except ValueError:
+            continue  # outside the project: git never sees it
+        if not is_ignored(workdir, workdir / rel):
+            top = f"{rel.parts[0]}/" if len(rel.parts) > 1 else str(rel)
+            return [
+                Finding(
+                    f"the attempt has git stop ignoring {rel} (Specwright's database and "
+                    f"journals): it would be committed; keep `{top}` git-ignored",
+                    check="completion",
+                    file=".gitignore",
+                )
+            ]
     return []
 
 

@@ -286,3 +286,24 @@ def test_a_spec_branch_that_does_not_ignore_the_database_is_refused_not_cleaned_
     assert store.path.exists() and store.journal.root.exists()
     assert rows(store, "SELECT title FROM chunks") == [{"title": "Add mul"}]
     assert gitops.current_branch(repo) == "main" and gitops.dirty_files(repo) == []
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_an_attempt_that_stops_ignoring_the_database_does_not_commit_it(
+    tmp_path: Path, parallel: int
+) -> None:
+    """An agent that rewrites .gitignore without `data/`: its passing attempt shipped with the
+    database, its WAL and the journals in the chunk's commit (and so in the PR)."""
+    repo = make_repo(tmp_path / "repo")
+    store = Store(repo / "data" / "specwright.duckdb")
+    chunk = make_chunk(store, repo)
+    spec = catalog.get_spec(store, chunk.spec_id)
+    unignore = {"write": ".gitignore", "content": "__pycache__/\n"}
+    agent = scripted({"attempts": [[unignore, *good_mul()], good_mul()]})
+    run_all(store, make_config(), repo, spec, executor=agent, parallel=parallel)
+    [review_1, review_2] = rows(store, "SELECT verdict, findings FROM reviews ORDER BY iteration")
+    assert review_1["verdict"] == "REVISE" and "stop ignoring data" in review_1["findings"]
+    assert review_2["verdict"] == "SHIP"
+    assert gitops.committed_files(repo, "main", "specwright/calc") == ["calc.py"]
+    assert "data/" in (repo / ".gitignore").read_text() and gitops.dirty_files(repo) == []
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "shipped"}]

@@ -368,7 +368,10 @@ class _ChunkRun:
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during verification")
         assessments = verify.assess(results, self.baseline_results, diff.local_files)
-        completion = rv.completion_findings(self.chunk, diff.local_files)
+        ours = (self.store.path, self.store.journal.root)
+        completion = rv.completion_findings(self.chunk, diff.local_files) or rv.exposed_findings(
+            self.workdir, self.root, ours
+        )
         request = rv.ReviewRequest(
             chunk=self.chunk,
             iteration=self.iteration,
