@@ -1146,3 +1146,27 @@ def test_a_cancel_while_codexbar_is_asked_for_a_rate_limit_reset_stops_at_once(
         go.touch()
     assert result.status == "cancelled", result.reason
     no_running_rows(store)
+
+
+def test_progress_says_which_checks_run_before_they_run(repo: Path, store: Store) -> None:
+    """A ten-minute test suite after the agent's last edit showed nothing until it ended: the
+    steps about to run are said first (not for an attempt that changed nothing: none run)."""
+    config = make_config(
+        verify=[
+            {"name": "nobug", "command": "! grep -n BUG calc.py"},
+            {"name": "slow", "command": "true", "timeout_s": 30},
+        ]
+    )
+    seen: list[Progress] = []
+    nothing = [{"say": "nothing to do"}]
+    run_chunk(
+        store,
+        config,
+        repo,
+        make_chunk(store, repo),
+        executor=scripted({"attempts": [nothing, good_mul()]}),
+        on_progress=seen.append,
+    )
+    said = [(p.iteration, p.kind) for p in seen if p.kind in ("verifying", "verify")]
+    assert said == [(0, "verify"), (0, "verify"), (2, "verifying"), (2, "verify"), (2, "verify")]
+    assert [p.message for p in seen if p.kind == "verifying"] == ["verifying: nobug, slow"]

@@ -47,8 +47,8 @@ _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancel
 
 @dataclass(frozen=True)
 class Progress:
-    """A live update for UIs: ``kind`` is run | baseline | iteration | event | verify | review |
-    pause | commit | rollback | done; ``data`` carries the event, step result or review."""
+    """A live update for UIs: ``kind`` is run | baseline | iteration | event | verifying | verify |
+    review | pause | commit | rollback | done; ``data`` carries the event, step result or review."""
 
     kind: str
     run_id: str
@@ -346,6 +346,9 @@ class _ChunkRun:
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)  # HEAD back on the branch: Watch
         diff = gitops.diff(self.workdir, self.base)
+        steps = ", ".join(s.name for s in self.config.verify)
+        if steps and not diff.empty:  # a long test suite: say what runs meanwhile
+            self.progress("verifying", f"verifying: {steps}")
         # an attempt that changed nothing cannot ship: no point in running the checks
         results = (
             []
