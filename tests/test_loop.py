@@ -1170,3 +1170,34 @@ def test_progress_says_which_checks_run_before_they_run(repo: Path, store: Store
     said = [(p.iteration, p.kind) for p in seen if p.kind in ("verifying", "verify")]
     assert said == [(0, "verify"), (0, "verify"), (2, "verifying"), (2, "verify"), (2, "verify")]
     assert [p.message for p in seen if p.kind == "verifying"] == ["verifying: nobug, slow"]
+
+
+def test_an_attempt_the_reviewer_failed_on_is_not_blamed_on_the_agent(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reviewer that failed (HTTP 500) gave no findings; the next prompt said "Attempt 1 was
+    not accepted; fix these problems" over an empty list. It says the review failed instead."""
+    from specwright.review import make_reviewer
+    from specwright.testing import anthropic_error
+    from tests.test_review import llm_config
+
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-test-reviewer")
+    prompts: list[str] = []
+
+    class Recording(ScriptedExecutor):
+        def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+            prompts.append(task.prompt)
+            return super().execute(task, on_event, cancel)
+
+    agent = Recording(ExecutorConfig(name="rec", type="scripted"), script=good_mul())
+    ship = {"verdict": "SHIP", "summary": "fine", "findings": []}
+    with FakeModelServer() as srv:
+        srv.script(anthropic_error(500, "boom"), anthropic_tool_use("submit_review", ship))
+        config = llm_config(srv)
+        reviewer = make_reviewer(config, "llm", store)
+        result = run_chunk(
+            store, config, repo, make_chunk(store, repo), executor=agent, reviewer=reviewer
+        )
+    assert result.shipped and result.iterations == 2
+    assert "Attempt 1 could not be reviewed (the reviewer failed, not your change)" in prompts[1]
+    assert "fix these problems" not in prompts[1]

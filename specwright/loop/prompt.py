@@ -39,7 +39,13 @@ def build_prompt(
             for d in deps
         ]
         parts.append("## Already done (chunks this one builds on)\n" + "\n".join(lines))
-    if feedback is not None:
+    if feedback is not None and feedback.review.error and not feedback.review.findings:
+        # not the attempt's fault: "fix these problems" with none listed sent agents hunting
+        parts.append(
+            f"## Attempt {iteration - 1} could not be reviewed (the reviewer failed, not your "
+            "change), so it was not accepted: make the change again"
+        )
+    elif feedback is not None:
         fb = [f"## Attempt {iteration - 1} was not accepted; fix these problems"]
         if feedback.review.summary:
             fb.append(f"Review: {feedback.review.summary}")
