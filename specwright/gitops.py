@@ -281,15 +281,17 @@ def ensure_branch(
 ) -> str:
     """Check out ``branch`` (created at ``start`` or HEAD if missing); returns its head sha.
 
-    The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along.
-    ``keep``: Specwright's files (the database, journals), ignored where the run starts; an
-    existing branch that does not ignore them is refused, HEAD put back (its rollbacks' ``git
-    clean`` would delete them, its commits take them in)."""
+    The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along. An
+    existing ``branch`` with no commits HEAD lacks is moved to HEAD; one with is gone on from.
+    ``keep``: Specwright's files (the database, journals): an existing branch that does not
+    ignore them is refused, HEAD put back (its rollbacks' ``git clean`` would delete them)."""
     head_commit(path)  # without commits, `checkout -b` would move the user's unborn branch
     if branch_exists(path, branch):
         on = current_branch(path)
         if on != branch:
             here = head_commit(path)
+            if is_ancestor(path, branch, here):  # nothing of its own (a failed run's): caught up
+                _git(path, "branch", "--force", branch, here)
             _git(path, "checkout", "--quiet", branch)
             if exposed := [t for t in keep if not is_ignored(path, t)]:
                 _git(path, "checkout", "--quiet", on or here)
@@ -303,9 +305,7 @@ def ensure_branch(
                     "%s already exists and lacks the commit checked out (%s %s): the run goes "
                     "on from that branch's head, without that commit (rebase the branch onto "
                     "it, or delete the branch, for a run on top of it)",
-                    branch,
-                    on or "detached HEAD",
-                    here[:10],
+                    *(branch, on or "detached HEAD", here[:10]),
                 )
         return head_commit(path)
     on = current_branch(path) if start is None else None

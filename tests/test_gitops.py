@@ -104,6 +104,8 @@ def test_a_spec_branch_that_lacks_the_commit_checked_out_is_pointed_out(
     HEAD (main moved on after its PR was merged, an old branch of that name) that is said."""
     branch = gitops.spec_branch("calc")
     gitops.ensure_branch(repo, branch)
+    (repo / "shipped.py").write_text("x = 1\n")
+    gitops.commit_all(repo, "A chunk", "chunk-1", "")
     git(repo, "checkout", "-q", "main")
     with caplog.at_level("WARNING", logger="specwright.gitops"):
         gitops.ensure_branch(repo, branch)  # a resume: it has main's head
@@ -410,3 +412,21 @@ def test_a_fast_forward_git_refuses_leaves_the_tree_clean(repo: Path) -> None:
     assert not (repo / "a.txt").exists()
     (repo / ".git" / "HEAD.lock").unlink()
     assert worktrees.merge(repo, "feature", "target").fast_forward
+
+
+def test_a_spec_branch_with_no_commits_of_its_own_is_brought_up_to_head(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run-all that shipped nothing left its branch at the old main; the user committed a
+    fix to the config on main and ran again: the run went on from the old commit, without it."""
+    branch = gitops.spec_branch("calc")
+    gitops.ensure_branch(repo, branch)
+    git(repo, "checkout", "-q", "main")
+    (repo / "fix.py").write_text("x = 1\n")
+    git(repo, "add", "fix.py")
+    git(repo, "commit", "-q", "-m", "the fix")
+    fix = gitops.head_commit(repo)
+    with caplog.at_level("WARNING", logger="specwright.gitops"):
+        assert gitops.ensure_branch(repo, branch) == fix
+    assert gitops.current_branch(repo) == branch and caplog.messages == []
+    assert git(repo, "rev-parse", "main") == fix

@@ -271,7 +271,9 @@ def test_a_spec_branch_that_does_not_ignore_the_database_is_refused_not_cleaned_
     repo = make_repo(tmp_path / "repo")
     git(repo, "rm", "-q", "--cached", ".gitignore")
     git(repo, "commit", "-q", "-m", "no .gitignore yet")
-    git(repo, "branch", "specwright/calc")  # the spec's branch, from before data/ was ignored
+    git(repo, "checkout", "-q", "-b", "specwright/calc")  # from before data/ was ignored
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a chunk shipped then")
+    git(repo, "checkout", "-q", "main")
     git(repo, "checkout", "-q", "--", ".")
     git(repo, "add", ".gitignore")
     git(repo, "commit", "-q", "-m", "ignore data/")
