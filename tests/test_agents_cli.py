@@ -259,14 +259,13 @@ def test_agents_check_real_claude(
     assert result["input_tokens"] == 100 and result["cost_usd"] > 0
 
 
-def test_agents_check_prices_tokens_from_the_configs_prices(
-    cli: Callable[..., Any], project: Path, tmp_path: Path
+def _codex_agent(
+    project: Path, tmp_path: Path, lines: list[dict[str, Any]], then: str = ""
 ) -> None:
-    """A model the price library lacks, priced under `prices:`: the check's cost is computed
-    from there, not NULL with a warning to add the price that is there."""
-    lines = [{"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 50}}]
-    body = "".join(f"print({json.dumps(json.dumps(line))})\n" for line in lines)
-    agent = fake_cli(tmp_path / "bin", "codex", body)
+    """Executor ``codex``: a command agent read by the codex parser that prints ``lines`` (then
+    runs ``then``), on model acme-coder-1, which only the config's `prices:` prices."""
+    body = "".join(f"print({json.dumps(json.dumps(line))}, flush=True)\n" for line in lines)
+    agent = fake_cli(tmp_path / "bin", "codex", body + then)
     config = project / ".handoff" / "config.yaml"
     config.write_text(
         config.read_text().replace(
@@ -280,6 +279,15 @@ defaults:""",
         )
         + "prices:\n  acme-coder-1: {input: 1.0, output: 10.0}\n"
     )
+
+
+def test_agents_check_prices_tokens_from_the_configs_prices(
+    cli: Callable[..., Any], project: Path, tmp_path: Path
+) -> None:
+    """A model the price library lacks, priced under `prices:`: the check's cost is computed
+    from there, not NULL with a warning to add the price that is there."""
+    lines = [{"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 50}}]
+    _codex_agent(project, tmp_path, lines)
     r = cli("--json", "agents", "check", "codex")
     assert r.code == 0, r.err
     result = json.loads(r.out)
@@ -299,21 +307,7 @@ def test_agents_check_of_a_command_agent_cut_mid_run_says_its_cost_is_unknown(
         {"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 50}},
         {"type": "turn.started"},
     ]
-    body = "".join(f"print({json.dumps(json.dumps(line))}, flush=True)\n" for line in lines)
-    agent = fake_cli(tmp_path / "bin", "codex", body + "import time\ntime.sleep(60)\n")
-    config = project / ".handoff" / "config.yaml"
-    config.write_text(
-        config.read_text().replace(
-            "defaults:",
-            f"""    codex:
-      type: command
-      parser: codex
-      model: acme-coder-1
-      argv: ["{agent}", "{{prompt}}"]
-defaults:""",
-        )
-        + "prices:\n  acme-coder-1: {input: 1.0, output: 10.0}\n"
-    )
+    _codex_agent(project, tmp_path, lines, then="import time\ntime.sleep(60)\n")
     r = cli("--json", "agents", "check", "codex", "--timeout", "2")
     assert r.code == 1, r.err
     result = json.loads(r.out)
