@@ -207,6 +207,33 @@ def test_real_opencode_stream_log_keeps_no_secret_cut_across_text_deltas(
 
 
 @pytest.mark.agents
+def test_real_opencode_stream_log_keeps_no_secret_a_running_tool_printed_in_two_pieces(
+    oc: FakeModelServer, git_repo: Path, tmp_path: Path
+) -> None:
+    """A running bash tool's output comes as snapshots of what it printed so far: one that
+    ended mid-secret kept its first part in the stream log (no whole value to redact). The
+    finished call's whole output, redacted, is logged as ever."""
+    log = tmp_path / "events.jsonl"
+    secret = "sk-secret-VALUE-123456"
+    command = "printf 'tok sk-sec'; printf 'ret-VA'; sleep 1; printf 'LUE-123456'"
+    oc.script(
+        openai_tool_call("bash", {"command": command, "description": "print"}),
+        openai_text("done", expect_tool_result=True),
+    )
+    ex = OpenCodeExecutor(oc_config(options={"stream_log": str(log)}, env={"MY_API_KEY": secret}))
+    outcome, _ = run(ex, Task("print it", git_repo))
+    assert outcome.status == "ok", outcome
+    text = log.read_text()
+    running = [
+        e for e in map(json.loads, text.splitlines())
+        if e["type"] == "message.part.updated"
+        and e["properties"]["part"].get("state", {}).get("status") == "running"
+    ]  # fmt: skip
+    assert running, "no running tool snapshots: the test no longer shows the cut"
+    assert "sk-secret-VA" not in text and "tok [REDACTED:MY_API_KEY]" in text
+
+
+@pytest.mark.agents
 @pytest.mark.parametrize(("policy", "status"), [("allow", "ok"), ("reject", "error")])
 def test_real_opencode_permission_asks_are_answered(
     oc: FakeModelServer, git_repo: Path, policy: str, status: str

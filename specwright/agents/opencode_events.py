@@ -156,14 +156,31 @@ def error_text(error: dict[str, Any]) -> str:
 
 
 def for_log(event: dict[str, Any]) -> dict[str, Any]:
-    """``event`` as ``options.stream_log`` keeps it: a text delta's piece is left out (its
-    length kept), since a secret cut across pieces passes the redaction piece by piece; the
-    part's whole text, redacted, is in its next ``message.part.updated``."""
+    """``event`` as ``options.stream_log`` keeps it: a text delta's piece, and a running tool's
+    output so far, are left out (their length kept), since a secret cut across pieces (or at a
+    snapshot's end) passes the redaction; the whole text or output, redacted, is in the part's
+    next ``message.part.updated``, the tool's once it has ended."""
     props = event.get("properties")
-    if event.get("type") != "message.part.delta" or not isinstance(props, dict):
+    if not isinstance(props, dict):
         return event
-    piece = props.get("delta")
-    return {**event, "properties": {**props, "delta": f"[{len(str(piece or ''))} chars]"}}
+    if event.get("type") == "message.part.delta":
+        piece = props.get("delta")
+        return {**event, "properties": {**props, "delta": f"[{len(str(piece or ''))} chars]"}}
+    part = props.get("part")
+    state = part.get("state") if isinstance(part, dict) else None
+    meta = state.get("metadata") if isinstance(state, dict) else None
+    if not (
+        event.get("type") == "message.part.updated"
+        and isinstance(part, dict)
+        and isinstance(state, dict)
+        and isinstance(meta, dict)
+        and state.get("status") == "running"
+        and isinstance(output := meta.get("output"), str)
+    ):
+        return event
+    meta = {**meta, "output": f"[{len(output)} chars]"}
+    part = {**part, "state": {**state, "metadata": meta}}
+    return {**event, "properties": {**props, "part": part}}
 
 
 def parse_event(event: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
