@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from specwright.config import Config
+    from specwright.config import Config, ExecutorConfig
 
 # (executor type, key, variable): the variable, when set and not empty, is the key's value
 OVERRIDES = (
@@ -48,6 +48,24 @@ def overrides(config: Config, env: Mapping[str, str] | None = None) -> list[Over
             value = env.get(variable)
             if entry.type == kind and value:
                 out.append(Override(name, key, variable, value, getattr(entry, key)))
+    return out
+
+
+def conflicts(entry: ExecutorConfig, env: Mapping[str, str] | None = None) -> list[str]:
+    """One line for each key of ``entry`` an environment variable overrides with another value
+    than the config's own (a run says them: with two opencode executors of different ``url``
+    and ``OPENCODE_URL`` set, both went to one server without a word)."""
+    from specwright.redact import without_password
+
+    env = os.environ if env is None else env
+    out = []
+    for kind, key, variable in OVERRIDES:
+        value, own = env.get(variable), getattr(entry, key)
+        if entry.type == kind and value and own and value.rstrip("/") != str(own).rstrip("/"):
+            out.append(
+                f"executor {entry.name!r}: {variable}={without_password(value)} is used, "
+                f"not its {key} {without_password(str(own))} from the config"
+            )
     return out
 
 

@@ -506,6 +506,38 @@ def test_missing_agent_or_dead_server_is_one_line_before_anything_runs(
     assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
 
 
+def test_an_agent_location_the_environment_overrides_is_said_before_the_run(
+    git_repo: Path, cli, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """OPENCODE_URL wins over every opencode executor's url: two executors meant for two servers
+    both went to the variable's, and run/run-all said nothing of it (only `agents list` did)."""
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n"
+        "    glm: {type: opencode, model: glm-4.7, provider: zai, url: 'http://127.0.0.1:8/'}\n"
+        "    same: {type: opencode, model: glm-4.7, provider: zai, url: 'http://127.0.0.1:7'}\n"
+        "defaults: {executor: glm, reviewer: checks}\n"
+    )
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "config")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    monkeypatch.setenv("OPENCODE_URL", "http://dev:hunter2pass@127.0.0.1:7")
+    for args in (["run-all", spec.slug], ["run", f"{spec.slug}:1"]):
+        result = cli("-C", str(git_repo), *args)
+        assert result.code == 2, result.out  # the server is down: the run stops there as before
+        first, error = result.err.strip().splitlines()
+        assert first == (
+            "specwright: warning: executor 'glm': OPENCODE_URL=http://***@127.0.0.1:7 is used, "
+            "not its url http://127.0.0.1:8/ from the config"
+        )
+        assert "is not reachable" in error and "hunter2pass" not in result.err
+    # the same server as the config's (a trailing slash aside): nothing to say
+    monkeypatch.setenv("OPENCODE_URL", "http://127.0.0.1:7/")
+    result = cli("-C", str(git_repo), "run-all", spec.slug, "--executor", "same")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+
+
 def test_a_second_spec_run_from_the_first_specs_branch_is_warned_about(
     git_repo: Path,
     cli,  # type: ignore[no-untyped-def]

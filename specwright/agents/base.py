@@ -106,8 +106,17 @@ def make_executor(config: ExecutorConfig) -> Executor:
 def preflight(executor: Executor) -> None:
     """Fail fast, before anything runs or is recorded, when the agent cannot start at all: its
     executable is missing (claude-code, command) or its server does not answer (opencode).
-    Raises the adapter's ``AgentError``, whose message says where it looked."""
+    Raises the adapter's ``AgentError``, whose message says where it looked. A config value the
+    environment overrides with another (``config_env.conflicts``) is said in a warning."""
+    import logging
+
+    from specwright.config_env import conflicts
+
     inner = getattr(executor, "inner", executor)  # wrappers (the loop's observer) delegate
+    entry = getattr(inner, "config", None)
+    if entry is not None and hasattr(entry, "type"):
+        for line in conflicts(entry):
+            logging.getLogger(__name__).warning(line)
     check = getattr(inner, "executable", None) or getattr(inner, "health", None)
     if callable(check):
         check()
