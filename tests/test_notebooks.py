@@ -97,9 +97,11 @@ def test_nbval_runs_every_notebook_against_a_demo_database(
     db = copy_database(demo_database(tmp_path_factory), tmp_path / "db")
     before = Store(db).query("SELECT count(*) FROM runs WHERE kind = 'spec'")[0][0]
     env = {**os.environ, "SPECWRIGHT_DB": str(db)}
+    # -n 0: the notebooks one after another in one process, as a user runs them (02 writes the
+    # database the others read)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
-         "--rootdir", str(REPO), str(NOTEBOOKS)],
+         "-n", "0", "--rootdir", str(REPO), str(NOTEBOOKS)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
