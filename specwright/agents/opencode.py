@@ -31,10 +31,7 @@ from specwright.agents import sse
 from specwright.agents.base import EventSink, Outcome, Task
 from specwright.agents.executables import find_executable, version_of
 from specwright.agents.opencode_events import (
-    MAX_STEPS,
     OpenCodeState,
-    error_kind,
-    error_text,
     finish_parse,
     for_log,
     parse_event,
@@ -48,6 +45,7 @@ from specwright.agents.opencode_http import (
     make_client,
     seconds,
 )
+from specwright.agents.opencode_outcome import session_outcome
 from specwright.agents.process import (
     BoundedQueue,
     Overlong,
@@ -523,54 +521,15 @@ class OpenCodeExecutor:
                     if not state.steps_done:  # else the steps' sum, which counts sub-agents too
                         usage = usage_from_totals(info, state.model)
         on_event(UsageEvent(usage, final=True, raw=raw))
-        common: dict[str, Any] = {
-            "usage": usage,
-            "session_id": state.session_id,
-            "model": state.model,
-            "final_text": state.last_text,
-            "retry_after_s": state.retry_after_s,
-            "raw": raw,
-            # each step is one model call, priced at its own tier (never the sum's)
-            "requests": tuple(state.steps) if 0 < len(state.steps) < MAX_STEPS else None,
-            # aborted mid-run: the step under way never reports (its tokens, its cost), and the
-            # session's totals read 0 after an abort: the cost is unknown, not 0
-            "incomplete": state.session_id is not None
-            and (end != "idle" or (state.error or {}).get("name") == "MessageAbortedError"),
-        }
-        if end == "cancelled":
-            return Outcome("cancelled", exit_reason="cancelled", **common)
-        if end == "timeout":
-            return Outcome(
-                "killed",
-                exit_reason="timeout",
-                error=f"the session on {self.shown_url} ran past its time limit "
-                f"({seconds(link.timeout_s or 0)} s) and was aborted",
-                **common,
-            )
-        if end == "stream_dropped":
-            why = ((state.error or {}).get("data") or {}).get("message")
-            return Outcome(
-                "error",
-                exit_reason="stream_dropped",
-                error=f"the OpenCode event stream from {self.shown_url} ended mid-run "
-                f"({why}); the server may have stopped",
-                **common,
-            )
-        if state.error is not None:
-            kind = error_kind(state.error)  # rate_limit | auth | api_error
-            reason = "session_error" if kind == "api_error" else kind
-            if state.error.get("name") == "MessageAbortedError":
-                reason = "aborted"
-            return Outcome("error", exit_reason=reason, error=error_text(state.error), **common)
-        if state.rejected > state.refused:  # the agent goes on after a refused outside write
-            return Outcome(
-                "error",
-                exit_reason="permission_rejected",
-                error=f"{state.rejected - state.refused} permission request(s) rejected by policy "
-                f"{self.config.permission_policy!r}",
-                **common,
-            )
-        return Outcome("ok", exit_reason="completed", **common)
+        return session_outcome(
+            state,
+            end,
+            usage,
+            raw,
+            url=self.shown_url,
+            timeout_s=link.timeout_s,
+            policy=self.config.permission_policy,
+        )
 
     def probe(self) -> dict[str, Any]:
         """Whether the server answers, and its version (for `agents list`)."""
