@@ -307,7 +307,8 @@ class ErrorEvent:
     """Something went wrong: an API error, a malformed line (``warning``), a crash."""
 
     message: str
-    kind: str = "error"  # error | warning | api_error | rate_limit | auth (key refused, missing)
+    # error | warning | api_error | rate_limit | auth (key refused, missing) | unknown_model
+    kind: str = "error"
     raw: dict[str, Any] | None = None
     type: Literal["error"] = "error"
 

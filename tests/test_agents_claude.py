@@ -193,6 +193,34 @@ def test_real_claude_auth_failure_stops_the_chunk_run_at_once(
     failed_as_auth(store, result.reason)
 
 
+def test_real_claude_unknown_model_stops_the_chunk_run_at_once(store: Any, tmp_path: Path) -> None:
+    """A model the API does not serve (its 404 not_found_error; claude asks once streamed and
+    once not): every attempt would fail the same way, so the chunk run stops after one
+    execution with one line naming the executor and the model, recorded as unknown_model."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:
+        for _ in range(2):  # strict: a second execution's requests would be failures
+            srv.script(anthropic_error(404, "model: claude-nope-9", error_type="not_found_error"))
+        ex = ClaudeCodeExecutor(
+            executor_config(name="claude", env=fake_env(srv), model="claude-nope-9")
+        )
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.failures == []
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "unknown_model: executor 'claude' (claude-code) cannot use model 'claude-nope-9': "
+    )
+    assert "issue with the selected model" in result.reason and "not retried" in result.reason
+    assert "\n" not in result.reason
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error"
+    assert execution["exit_reason"].startswith("unknown_model: ")
+    assert store.query_dicts("SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]
+
+
 @pytest.mark.parametrize(
     "prompt",
     [

@@ -425,6 +425,40 @@ def test_real_opencode_refused_key_stops_the_chunk_run_at_once(
 
 
 @pytest.mark.agents
+@pytest.mark.parametrize("where", ["opencode's config", "the provider"])
+def test_real_opencode_unknown_model_stops_the_chunk_run_at_once(
+    oc: FakeModelServer, store: Any, tmp_path: Path, where: str
+) -> None:
+    """A model the server's config lacks (OpenCode's ProviderModelNotFoundError, no request
+    made) or one the provider answers 404 for: no attempt can succeed, so one execution (the
+    strict fake would count a second request as a failure), the run failed as unknown_model."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    name = "nope-model" if where == "opencode's config" else "fake-model"
+    if where == "the provider":
+        oc.script(
+            openai_error(
+                404,
+                "The model `fake-model` does not exist or you do not have access to it.",
+                error_type="invalid_request_error",
+                code="model_not_found",
+            )
+        )
+    ex = OpenCodeExecutor(oc_config(name="glm", model=name))
+    result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        f"unknown_model: executor 'glm' (opencode) cannot use model {name!r}: "
+    )
+    said = "Model not found: fake/nope-model" if name == "nope-model" else "HTTP 404"
+    assert said in result.reason and "not retried" in result.reason
+    assert "\n" not in result.reason
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error"
+    assert execution["exit_reason"].startswith("unknown_model: ")
+
+
+@pytest.mark.agents
 def test_real_opencode_cancel_aborts_the_session(oc: FakeModelServer, git_repo: Path) -> None:
     oc.script(openai_text("too late", delay_s=60))
     cancel = threading.Event()

@@ -161,11 +161,17 @@ def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
 
 
 @pytest.mark.parametrize(("parallel", "ran"), [(1, ["Make A"]), (2, ["Make A", "Make B"])])
-def test_refused_credentials_stop_the_run_all(git_repo: Path, parallel: int, ran: list) -> None:
-    """The executor's key is refused: every chunk would fail the same way, each after starting
-    an agent, so run-all starts no more of them (a wave under way ends) and says why. C shares
-    A's file: in parallel it waits for the next wave, which never comes."""
-    fail = [{"fail": "401 invalid x-api-key", "kind": "auth"}]
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("auth", "could not authenticate"), ("unknown_model", "cannot use model 'scripted'")],
+)
+def test_refused_credentials_stop_the_run_all(
+    git_repo: Path, parallel: int, ran: list, kind: str, said: str
+) -> None:
+    """The executor's key is refused, or its model unknown: every chunk would fail the same way,
+    each after starting an agent, so run-all starts no more of them (a wave under way ends) and
+    says why. C shares A's file: in parallel it waits for the next wave, which never comes."""
+    fail = [{"fail": "401 invalid x-api-key", "kind": kind}]
     _project(git_repo, {"chunks": {f"Make {n}": fail for n in "ABC"}})
     store = Store(resolve_db_path(git_repo))
     spec = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Refused")
@@ -173,7 +179,7 @@ def test_refused_credentials_stop_the_run_all(git_repo: Path, parallel: int, ran
         catalog.add_chunk(store, spec, f"Make {name}", f"Write {file}", files=[file])
     result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=parallel)
     assert result.status == "failed"
-    assert "chunk 1 failed: auth: executor 'scripted'" in result.reason
+    assert f"chunk 1 failed: {kind}: executor 'scripted' (scripted) {said}" in result.reason
     assert [r["title"] for r in run_summary(store, result.run_id) if r["ran"]] == ran
     assert store.query("SELECT count(*) FROM executions")[0][0] == len(ran)
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0

@@ -45,6 +45,10 @@ RATE_LIMIT_TYPES = ("rate_limit_error", "overloaded_error")
 # a bad, missing or unauthorised key: another try cannot succeed (the loop stops at once)
 AUTH_STATUSES = (401, 403)
 AUTH_TYPES = ("authentication_error", "permission_error")
+# the model asked for does not exist (or this key may not use it): the same, a retry fails alike
+# (claude says "There's an issue with the selected model"; its error line, model_not_found)
+MODEL_STATUSES = (404,)
+MODEL_TYPES = ("not_found_error",)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class ClaudeStreamState:
     api_error_message: str | None = None
     rate_limited: bool = False
     auth_failed: bool = False  # a 401/403, or no credentials at all ("Not logged in")
+    model_missing: bool = False  # a 404: the model does not exist or is not this key's
     key_source: str | None = None  # the init line's apiKeySource
     fixed_token: bool = False  # ANTHROPIC_AUTH_TOKEN and no login to refresh (source: none)
     give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
@@ -245,6 +250,8 @@ def _error_kind(status: Any, err_type: Any, error: Any = None) -> str:
         return "rate_limit"
     if status in AUTH_STATUSES or err_type in AUTH_TYPES or error == "authentication_failed":
         return "auth"
+    if status in MODEL_STATUSES or err_type in MODEL_TYPES or error == "model_not_found":
+        return "unknown_model"
     return "api_error"
 
 
@@ -371,6 +378,7 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
                 state.api_error_message = text
                 kind = _error_kind(status, etype, obj.get("error"))
                 state.auth_failed = state.auth_failed or kind == "auth"
+                state.model_missing = state.model_missing or kind == "unknown_model"
                 if kind == "rate_limit":
                     state.rate_limited = True
                     hint = retry_hint_s(text)
@@ -442,6 +450,7 @@ def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
         if "/login" in str(text):  # "Not logged in · Please run /login", "Invalid API key · ..."
             kind = "auth"
         state.auth_failed = state.auth_failed or kind == "auth"
+        state.model_missing = state.model_missing or kind == "unknown_model"
         if kind == "rate_limit":
             state.rate_limited = True
             hint = retry_hint_s(str(text))
@@ -539,6 +548,8 @@ def outcome_from_state(
             reason = "api_error"  # 2.1.197 says completed even for API errors
         if state.rate_limited:
             reason = "rate_limit"
+        if state.model_missing:
+            reason = "unknown_model"
         if state.auth_failed:
             reason = "auth"
         if "/login" in str(text):
@@ -551,6 +562,8 @@ def outcome_from_state(
                 f"{text} (credentials refused: check the ANTHROPIC_API_KEY or "
                 "ANTHROPIC_AUTH_TOKEN claude was given, or the login in options.config_dir)"
             )
+        elif reason == "unknown_model":
+            text = f"{text} (set the executor's model to one its API serves)"
         return Outcome(
             "error",
             final_text=final_text or "",

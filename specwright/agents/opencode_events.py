@@ -123,13 +123,19 @@ def as_error(error: Any) -> dict[str, Any]:
 
 def error_kind(error: dict[str, Any]) -> str:
     """``rate_limit`` (a 429/529), ``auth`` (a 401/403 or ProviderAuthError: the provider's key
-    is wrong or missing, so no retry can succeed) or ``api_error``."""
+    is wrong or missing, so no retry can succeed), ``unknown_model`` (the same: a 404 from the
+    provider, or OpenCode's ProviderModelNotFoundError, a model its config lacks, which comes
+    as an UnknownError naming it) or ``api_error``."""
     error = as_error(error)
-    status = (error.get("data") or {}).get("statusCode")
+    data = error.get("data") or {}
+    status = data.get("statusCode")
     if status in (429, 529):
         return "rate_limit"
     if status in (401, 403) or error.get("name") == "ProviderAuthError":
         return "auth"
+    named = (error.get("name"), str(data.get("message") or "").split(":", 1)[0].strip())
+    if status == 404 or "ProviderModelNotFoundError" in named:
+        return "unknown_model"
     return "api_error"
 
 
@@ -151,6 +157,11 @@ def error_text(error: dict[str, Any]) -> str:
             " (the provider refused or lacks its key: the OpenCode server holds it; set the "
             "provider's API key variable where the server runs, its config's provider options "
             "apiKey, or `opencode auth login`, then restart the server)"
+        )
+    elif error_kind(error) == "unknown_model":
+        text += (
+            " (set the executor's provider and model to one the OpenCode server's config has "
+            "and its provider serves)"
         )
     return text
 

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING
 from specwright.errors import one_line
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from specwright.agents.base import Executor, Outcome
     from specwright.model import Review, ToolCall
     from specwright.verify import StepResult
 
 # a chunk run that ended so stops run-all: every later chunk would end the same way
-STOPS_RUN_ALL = ("auth:", "check_broken:", "cannot_start:")
+STOPS_RUN_ALL = ("auth:", "unknown_model:", "check_broken:", "cannot_start:")
 
 
 def verify_line(result: StepResult, baseline: bool = False) -> str:
@@ -55,6 +57,23 @@ def auth_line(executor: Executor, outcome: Outcome, event: str | None = None) ->
     return (
         f"executor {executor.name!r} ({executor.backend}) could not authenticate: {said}; "
         "not retried: fix its credentials and run the chunk again"
+    )
+
+
+def model_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str]) -> str:
+    """The agent's model does not exist (or is not its key's): which executor and model, what
+    it said (else its ``unknown_model`` error event, in ``kinds``), and that another try would
+    fail the same way, so none was made."""
+    event = kinds.get("unknown_model")
+    said = outcome.error if outcome.exit_reason == "unknown_model" else event or outcome.error
+    said = one_line(said or outcome.exit_reason or "model not found", 500)
+    model = getattr(executor, "model", None) or getattr(
+        getattr(executor, "config", None), "model", None
+    )
+    which = f" model {model!r}" if model else " its model"
+    return (
+        f"executor {executor.name!r} ({executor.backend}) cannot use{which}: {said}; "
+        "not retried: fix the executor's model and run the chunk again"
     )
 
 

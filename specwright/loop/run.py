@@ -20,6 +20,7 @@ from specwright.loop.limits import codexbar_reset_wait
 from specwright.loop.lines import (
     auth_line,
     interrupted_by,
+    model_line,
     review_auth_line,
     review_line,
     tool_line,
@@ -444,6 +445,8 @@ class _ChunkRun:
                 return outcome
             if outcome is not None and "auth" in (outcome.exit_reason, *self._kinds):
                 raise LoopExit("auth", auth_line(self.executor, outcome, self._kinds.get("auth")))
+            if outcome is not None and "unknown_model" in (outcome.exit_reason, *self._kinds):
+                raise LoopExit("unknown_model", model_line(self.executor, outcome, self._kinds))
             if outcome is not None and (
                 outcome.retry_after_s is not None or "rate_limit" in self._kinds
             ):
