@@ -31,8 +31,12 @@ TABLE_DOCS: dict[str, str] = {
     "NULL too; the computed one prices each model call at its own rates (a call over 200k "
     "prompt tokens at the long-context ones). `cache_write_1h_tokens` is the 1-hour part of "
     "`cache_write_tokens` (0 on executions recorded before schema 11, whose computed cost "
-    "priced every write as a 5-minute one). `run_id` -> runs, `chunk_id` "
-    "-> chunks.",
+    "priced every write as a 5-minute one). `num_turns`: the agent's turns as it tells them: "
+    "Claude Code's `num_turns` (its result line's), OpenCode's steps (the `step-finish` parts "
+    "of its session, one per model call; a sub-agent session's not counted), a planner's or "
+    "reviewer's model requests; NULL when the agent tells none (a `command` agent, Claude Code "
+    "stopped before its result line). "
+    "`run_id` -> runs, `chunk_id` -> chunks.",
     "events": "Every streamed event of an execution in order (`seq`): text, tool_call, tool_result, "
     "usage, error, step. Outputs beyond 64 KiB are truncated; `output_len` keeps the "
     "original length. `raw` keeps the provider payload. `execution_id` -> executions. A "

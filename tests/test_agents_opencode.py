@@ -173,6 +173,9 @@ def test_real_opencode_writes_a_file_and_everything_is_recorded(
     # cost from the provider's configured prices ($3 / $15 / $0.3 per MTok)
     assert row["cost_usd"] == pytest.approx(0.00834) and row["cost_source"] == "reported"
     assert row["status"] == "ok" and row["session_id"] == outcome.session_id
+    # its turns as Claude Code's are counted: one per model call (step), here the write and the
+    # answer
+    assert row["num_turns"] == outcome.num_turns == 2
     assert row["model"] == "fake-model"
     assert "tok-opencode-1234567" not in log.read_text()
     assert "[REDACTED:MY_SERVICE_TOKEN]" in log.read_text()

@@ -19,6 +19,7 @@ from specwright.agents.claude_stream import (
 )
 from specwright.agents.command import LineState, parse_codex_line, parse_plain_line
 from specwright.agents.opencode_events import OpenCodeState, finish_parse, parse_event
+from specwright.agents.opencode_outcome import session_outcome
 from specwright.loop.lines import tool_line
 from specwright.model import AgentEvent, ErrorEvent, TextEvent, ToolCall, ToolResult, UsageEvent
 from tests.support_agents import STREAMS, opencode_events, stream_lines
@@ -389,6 +390,16 @@ def test_opencode_write_tool_stream(name: str) -> None:
     assert tool_line(claude_call) == f"Write {claude_call.input['file_path']}"
 
 
+@pytest.mark.parametrize(("name", "turns"), [("specwright_write", 2), ("http400", 0)])
+def test_opencode_num_turns_counts_the_sessions_steps(name: str, turns: int) -> None:
+    """An OpenCode execution's num_turns is its session's steps (one model call each), as
+    Claude Code's is its turns; a session that failed before any step made none."""
+    _, state = run_opencode(name)
+    usage = state.usage
+    outcome = session_outcome(state, "idle", usage, None, url="u", timeout_s=None, policy="allow")
+    assert outcome.num_turns == turns
+
+
 def test_opencode_permission_ask_is_queued_for_an_answer() -> None:
     _, state = run_opencode("permission_asked")
     assert len(state.permissions) == 1
@@ -586,4 +597,12 @@ def test_opencode_sub_agent_sessions_are_followed() -> None:
     ) == ["error:warning"]
     assert state.error is None
     assert ev("message.part.updated", sessionID="ses_x", part={**part, "callID": "c9"}) == []
+    step = {"id": "s1", "messageID": "m1", "type": "step-finish", "tokens": {"input": 5}}
+    ev("message.part.updated", sessionID="ses_sub", part={**step, "sessionID": "ses_sub"})
+    ev(
+        "message.part.updated",
+        sessionID="ses_main",
+        part={**step, "id": "s2", "sessionID": "ses_main"},
+    )
+    assert state.turns == 1 and state.usage.input_tokens == 10  # the sub-agent's costs, not turns
     assert [e.type for e in ev("session.idle", sessionID="ses_main")] == ["step"] and state.idle

@@ -60,6 +60,7 @@ class OpenCodeState:
     tool_called: set[str] = field(default_factory=set)  # callIDs with a ToolCall emitted
     tool_done: set[str] = field(default_factory=set)
     steps_done: set[str] = field(default_factory=set)
+    turns: int = 0  # of them, our session's own (a sub-agent's are not): its num_turns
     usage: Usage = field(default_factory=Usage)  # the sum of step-finish parts
     steps: list[Usage] = field(default_factory=list)  # each step's (one model call), to price
     model: str | None = None
@@ -354,6 +355,9 @@ def _part(part: dict[str, Any], state: OpenCodeState) -> list[AgentEvent]:
         if pid in state.steps_done:
             return []
         state.steps_done.add(pid)
+        sid = part.get("sessionID")
+        if sid is None or state.session_id is None or str(sid) == state.session_id:
+            state.turns += 1  # a step is one model call: as a turn of Claude Code's
         step = _step_usage(part, state.model)
         state.usage = state.usage + step
         if len(state.steps) < MAX_STEPS:

@@ -29,6 +29,8 @@ def session_outcome(
         "model": state.model,
         "final_text": state.last_text,
         "retry_after_s": state.retry_after_s,
+        # its steps (one model call each), as Claude Code's num_turns, a sub-agent's not counted
+        "num_turns": state.turns if state.session_id is not None else None,
         "raw": raw,
         # each step is one model call, priced at its own tier (never the sum's)
         "requests": tuple(state.steps) if 0 < len(state.steps) < MAX_STEPS else None,
