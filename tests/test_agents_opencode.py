@@ -538,12 +538,14 @@ def test_real_opencode_check_past_its_timeout_says_its_cost_is_unknown(
         "defaults:\n  executor: glm\n"
     )
     oc.script(openai_text("too late", delay_s=60))
-    r = cli("-C", str(root), "--json", "agents", "check", "glm", "--timeout", "3")
+    # 8 s: the server's first prompt (a fresh server's, in a new directory) takes ~5 s to reach
+    # the model here; with 3 s, the check ended before it, the turn was left to the next test
+    r = cli("-C", str(root), "--json", "agents", "check", "glm", "--timeout", "8")
     result = json.loads(r.out)
     assert (result["status"], result["exit_reason"]) == ("killed", "timeout"), r.err
     assert result["cost_usd"] is None, result  # unknown, not 0
     assert result["cost_source"] == "incomplete"
-    assert "ran past its time limit (3 s) and was aborted" in result["error"], result
+    assert "ran past its time limit (8 s) and was aborted" in result["error"], result
     assert "timeout_s" not in result["error"]
 
 
