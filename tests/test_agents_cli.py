@@ -324,7 +324,8 @@ def test_agents_check_of_a_command_agent_cut_mid_run_says_its_cost_is_unknown(
 def test_agents_check_interrupted_keeps_the_session_id(project: Path) -> None:
     """Ctrl-C while claude waits for its second reply: the execution is recorded cancelled and
     still names the session claude had started (init line), so the usage ingested from
-    claude's own logs links to it; it was stored empty."""
+    claude's own logs links to it; it was stored empty. The first reply's tokens are kept, as
+    `run` keeps them (its cost unknown, what was told a lower bound): they were stored as 0."""
     from specwright.store import Store
 
     with FakeModelServer() as srv:
@@ -362,10 +363,13 @@ def test_agents_check_interrupted_keeps_the_session_id(project: Path) -> None:
                 proc.communicate()
     assert proc.returncode == 130, err
     store = Store(Path(os.environ["SPECWRIGHT_DB"]))
-    (row,) = store.query_dicts("SELECT id, status, session_id FROM executions")
+    (row,) = store.query_dicts("SELECT * FROM executions")
     (init,) = [e for e in stored_events(store, row["id"]) if e["text"] == "init"]
     assert row["status"] == "cancelled" and init["call_id"]
     assert row["session_id"] == init["call_id"], row
+    assert (row["input_tokens"], row["output_tokens"]) == (100, 20), row  # the first reply's
+    assert (row["cost_usd"], row["cost_source"]) == (None, "incomplete")
+    assert row["computed_cost_usd"] == pytest.approx((100 * 3 + 20 * 15) / 1e6)
 
 
 @requires_opencode

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.cli.common import positive_float
-from specwright.errors import SpecwrightError
+from specwright.errors import AgentError, SpecwrightError
 
 if TYPE_CHECKING:
     from specwright.cli.common import Context
@@ -130,7 +131,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     """Run one short task, recorded like any execution; exit 0 when it worked."""
     from specwright.agents.base import Task, make_executor
-    from specwright.agents.execute import run_execution
+    from specwright.loop.agent import run_agent
     from specwright.recorder import ExecutionRecorder
 
     config = ctx.config.executor(args.name)
@@ -155,7 +156,19 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
             model=config.model,
             prices=ctx.config.prices or None,
         )
-        outcome = run_execution(executor, task, recorder)  # an AgentError is recorded, raised
+        # in a worker, as a run's attempt: a Ctrl-C stops the agent and waits for its outcome,
+        # so what it used so far is recorded (run_execution's own would record none of it)
+        run = run_agent(
+            executor,
+            task,
+            recorder,
+            cancel=threading.Event(),
+            deadline=lambda: False,
+            observe=lambda _: None,
+        )
+        if run.outcome is None:  # an AgentError is recorded, raised
+            raise run.error or AgentError(run.crash or "the agent ended without an outcome")
+        outcome = run.outcome
     usage = outcome.usage
     # the cost as recorded (reported, computed, or unknown when it stopped mid-run), not the
     # agent's own figure: OpenCode's totals read 0 after the abort at a timeout

@@ -62,6 +62,7 @@ class AgentRun:
     crash: str | None = None  # the adapter raised: its message
     stopped_by: str | None = None  # "cancel" | "deadline" when the caller stopped it
     cannot_start: bool = False  # the agent could not be started: another try fails the same
+    error: BaseException | None = None  # what the adapter raised, for a caller to raise again
 
 
 def agent_exit(executor: Executor, run: AgentRun, message: str, tries: int) -> LoopExit:
@@ -111,6 +112,7 @@ def run_agent(
                 str(exc) if isinstance(exc, SpecwrightError) else f"{type(exc).__name__}: {exc}"
             )
             box["cannot_start"] = isinstance(exc, AgentStartError)
+            box["error"] = exc
         finally:
             done.set()
 
@@ -150,7 +152,13 @@ def run_agent(
                 recorder.finish(
                     status="killed", exit_reason="did not stop after cancel", incomplete=True
                 )
-    return AgentRun(box.get("outcome"), box.get("crash"), stopped_by, bool(box.get("cannot_start")))
+    return AgentRun(
+        box.get("outcome"),
+        box.get("crash"),
+        stopped_by,
+        bool(box.get("cannot_start")),
+        box.get("error"),
+    )
 
 
 def _quota_snapshots(
