@@ -140,3 +140,19 @@ def test_every_environment_variable_the_code_reads_is_documented() -> None:
     docs = _readme() + "".join(p.read_text() for p in (REPO / "docs").glob("*.md"))
     missing = sorted(read - _NOT_SETTINGS - set(re.findall(r"[A-Z][A-Z0-9_]+", docs)))
     assert not missing, f"environment variables the docs do not name: {missing}"
+
+
+def test_executor_options_are_documented_and_ingest_says_where_claude_runs_log() -> None:
+    """Every option an adapter reads is in docs/config.md; and ingest's docs say that Claude
+    Code runs started by Specwright log to a throwaway CLAUDE_CONFIG_DIR unless
+    `options.config_dir` is set (their transcripts are not where `ingest claude-logs` looks)."""
+    read = set()
+    for path in (REPO / "specwright" / "agents").glob("*.py"):
+        read |= set(re.findall(r"options\.get\(\"(\w+)\"", path.read_text()))
+    assert {"config_dir", "stream_log", "allowed_tools", "extra_args"} <= read
+    section = (REPO / "docs" / "config.md").read_text().split("## Executor options", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert not [key for key in sorted(read) if f"`{key}`" not in section]
+    ingest = (REPO / "docs" / "commands.md").read_text().split("### `specwright ingest", 1)[1]
+    ingest = " ".join(ingest.split("\n### ", 1)[0].split())
+    assert "throwaway `CLAUDE_CONFIG_DIR`" in ingest and "`options.config_dir`" in ingest
