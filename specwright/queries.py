@@ -27,18 +27,31 @@ if TYPE_CHECKING:
 
     from specwright.store import Store
 
+BIGINT_MAX = 2**63 - 1
+
+
+def total(expr: str, where: str | None = None) -> str:
+    """SQL for ``sum(expr)`` (``FILTER (WHERE where)``) as a BIGINT, held at BIGINT's largest
+    value: DuckDB sums BIGINTs as HUGEINT, and the cast (int64 columns for the DataFrames) of a
+    sum past it failed every report, which ~1,100 records at the ingests' per-record bound
+    (2**53) reach. Such a total reads 9,223,372,036,854,775,807: absurd, as its records are."""
+    summed = f"sum({expr})" + (f" FILTER (WHERE {where})" if where else "")
+    # not least(): it skips NULL, and a sum of no rows must stay NULL (unknown, not huge)
+    return f"(CASE WHEN {summed} > {BIGINT_MAX} THEN {BIGINT_MAX} ELSE {summed} END)::BIGINT"
+
+
 LOG_COST = "coalesce(u.reported_cost_usd, u.computed_cost_usd)"
 TOKENS = (
     "u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens "
     "+ u.cache_write_1h_tokens"
 )
 # the token and cost totals of a group of usage_records rows (alias u)
-_SUMS = f"""sum(u.input_tokens)::BIGINT AS input_tokens,
-               sum(u.output_tokens)::BIGINT AS output_tokens,
-               sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT
+_SUMS = f"""{total("u.input_tokens")} AS input_tokens,
+               {total("u.output_tokens")} AS output_tokens,
+               {total("u.cache_write_5m_tokens + u.cache_write_1h_tokens")}
                    AS cache_creation_tokens,
-               sum(u.cache_read_tokens)::BIGINT AS cache_read_tokens,
-               sum({TOKENS})::BIGINT AS total_tokens,
+               {total("u.cache_read_tokens")} AS cache_read_tokens,
+               {total(TOKENS)} AS total_tokens,
                sum(coalesce({LOG_COST}, 0)) AS cost_usd"""
 _UNPRICED = f"count(*) FILTER (WHERE {LOG_COST} IS NULL AND ({TOKENS}) > 0) AS unpriced"
 
@@ -128,15 +141,15 @@ def usage_report(
         WITH m AS (
             SELECT {_truncated(unit, _local("u.ts", tz), week_start)} AS period,
                    coalesce(u.model, '') AS model,
-                   sum(u.input_tokens)::BIGINT AS i, sum(u.output_tokens)::BIGINT AS o,
-                   sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens)::BIGINT AS cw,
-                   sum(u.cache_read_tokens)::BIGINT AS cr,
+                   {total("u.input_tokens")} AS i, {total("u.output_tokens")} AS o,
+                   {total("u.cache_write_5m_tokens + u.cache_write_1h_tokens")} AS cw,
+                   {total("u.cache_read_tokens")} AS cr,
                    sum(coalesce({LOG_COST}, 0)) AS cost
             FROM usage_records u WHERE true{where}
             GROUP BY ALL
         )
-        SELECT strftime(period, '{fmt}'), sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT,
-               sum(cr)::BIGINT,
+        SELECT strftime(period, '{fmt}'), {total("i")}, {total("o")}, {total("cw")},
+               {total("cr")},
                sum(cost),
                list(model ORDER BY cost DESC, model) FILTER (
                    WHERE model <> '' AND model <> '<synthetic>'),
@@ -275,10 +288,10 @@ def cost_by_sql(
         FROM (
             SELECT {key or expr} AS g_key, {expr} AS g_name, {full or expr} AS g_full,
                count(*) AS executions,
-               sum(e.input_tokens) FILTER (WHERE {TOLD})::BIGINT AS input_tokens,
-               sum(e.output_tokens) FILTER (WHERE {TOLD})::BIGINT AS output_tokens,
-               sum(e.cache_read_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_read_tokens,
-               sum(e.cache_write_tokens) FILTER (WHERE {TOLD})::BIGINT AS cache_write_tokens,
+               {total("e.input_tokens", TOLD)} AS input_tokens,
+               {total("e.output_tokens", TOLD)} AS output_tokens,
+               {total("e.cache_read_tokens", TOLD)} AS cache_read_tokens,
+               {total("e.cache_write_tokens", TOLD)} AS cache_write_tokens,
                {EXEC_SUM} AS cost_usd,
                sum(e.reported_cost_usd) FILTER (WHERE isfinite(e.reported_cost_usd))
                    AS reported_cost_usd,
@@ -297,6 +310,9 @@ def cost_by_sql(
     return sql, params
 
 
+EXEC_TOKENS = "e.input_tokens + e.output_tokens + e.cache_read_tokens + e.cache_write_tokens"
+
+
 def executions_by_period(
     store: Store,
     period: str = "day",
@@ -311,8 +327,7 @@ def executions_by_period(
     sql = f"""
         SELECT date_trunc('{unit}', {_local("e.started_at", tz)})::DATE AS period,
                coalesce(e.model, '') AS model, count(*) AS executions,
-               sum(e.input_tokens + e.output_tokens + e.cache_read_tokens
-                   + e.cache_write_tokens) FILTER (WHERE {TOLD})::BIGINT AS total_tokens,
+               {total(EXEC_TOKENS, TOLD)} AS total_tokens,
                {EXEC_SUM} AS cost_usd, count(*) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced
         FROM executions e WHERE true{where}
         GROUP BY ALL ORDER BY period, cost_usd DESC"""

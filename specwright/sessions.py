@@ -12,7 +12,7 @@ import re
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from specwright.queries import _breakdowns, figures, usage_filter
+from specwright.queries import _breakdowns, figures, total, usage_filter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,15 +63,15 @@ def usage_session_report(
             SELECT sid, project, coalesce(model, '') AS model,
                    any_value(source) AS src, any_value(execution_id) AS eid,
                    min(ts) AS first, max(ts) AS last,
-                   sum(input_tokens)::BIGINT AS i, sum(output_tokens)::BIGINT AS o,
-                   sum(cache_write_5m_tokens + cache_write_1h_tokens)::BIGINT AS cw,
-                   sum(cache_read_tokens)::BIGINT AS cr,
+                   {total("input_tokens")} AS i, {total("output_tokens")} AS o,
+                   {total("cache_write_5m_tokens + cache_write_1h_tokens")} AS cw,
+                   {total("cache_read_tokens")} AS cr,
                    sum(coalesce(reported_cost_usd, computed_cost_usd, 0)) AS cost
             FROM s GROUP BY ALL
         )
         SELECT sid, project, any_value(src), strftime(min(first), {iso}),
-               strftime(max(last), {iso}), sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT,
-               sum(cr)::BIGINT, sum(cost),
+               strftime(max(last), {iso}), {total("i")}, {total("o")}, {total("cw")},
+               {total("cr")}, sum(cost),
                list(model ORDER BY cost DESC, model) FILTER ({named}),
                list([i, o, cw, cr] ORDER BY cost DESC, model) FILTER ({named}),
                list(cost ORDER BY cost DESC, model) FILTER ({named}),

@@ -448,3 +448,66 @@ def test_usage_specs_gives_the_reported_and_computed_difference_over_calls_with_
     (row,) = store.query_dicts(*Q.cost_by_sql("spec", None, None, "UTC"))
     assert (row["reported_cost_usd"], row["computed_cost_usd"]) == (1.5, 1.1)
     assert row["reported_minus_computed"] == pytest.approx(0.2)
+
+
+def test_reports_never_fail_on_thousands_of_records_at_the_per_record_bound(
+    store: Store, tmp_path: Path, cli: Any
+) -> None:
+    """Ingests and recorders keep each token count below 2**53; 3,000 agent-log records at
+    that bound (one hostile log) sum past BIGINT, and `usage daily` failed with an INT64
+    overflow traceback, as did every usage report, the dashboard and, for executions, `usage
+    specs`. Such a total now reads as BIGINT's largest value: absurd, but the report works."""
+    import json
+
+    from specwright.catalog import create_spec, ensure_project
+
+    big, n = 2**53 - 1, 3000
+    log = tmp_path / "claude" / "projects" / "p" / "s.jsonl"
+    log.parent.mkdir(parents=True)
+    line = (
+        '{{"timestamp":"2025-11-03T10:{m:02d}:{s:02d}Z","requestId":"r{i}","sessionId":"s1",'
+        '"message":{{"model":"claude-haiku-4-5","id":"m{i}","usage":{{"input_tokens":{big},'
+        '"output_tokens":1,"cache_read_input_tokens":{big}}}}}}}'
+    )
+    log.write_text(
+        "".join(line.format(m=i // 60 % 60, s=i % 60, i=i, big=big) + "\n" for i in range(n))
+    )
+    spec = create_spec(store, ensure_project(store, tmp_path), "Hostile", "")
+    with store.transaction() as conn:  # as recorders write them, in one statement
+        conn.execute(
+            "INSERT INTO executions (id, spec_id, role, backend, executor, model, status, started_at,"
+            " input_tokens, output_tokens, cache_read_tokens, cost_usd, cost_source) "
+            "SELECT uuid(), ?, 'executor', 'claude-code', 'claude', 'claude-haiku-4-5', 'ok', "
+            "TIMESTAMP '2025-11-03 10:00:00', ?, ?, ?, 0.5, 'reported' FROM range(?)",
+            [str(spec.id), big, big, big, n],
+        )
+        conn.execute(  # an agent that tells no usage: its tokens are unknown, not huge
+            "INSERT INTO executions (id, role, backend, executor, status, started_at, "
+            "cost_source) VALUES (uuid(), 'executor', 'command', 'echo', 'ok', "
+            "TIMESTAMP '2025-11-03 10:00:00', 'unreported')"
+        )
+    db = ("--db", str(store.path), "-C", str(tmp_path))
+    r = cli(*db, "ingest", "claude-logs", str(log.parent.parent))
+    assert r.code == 0, r.err
+    window = ("--since", "2025-11-01", "--until", "2025-11-30")
+    for report in ("daily", "weekly", "monthly", "session", "blocks", "models"):
+        r = cli(*db, "--json", "usage", report, *window)
+        assert r.code == 0 and "Traceback" not in r.err, (report, r.err)
+        json.loads(r.out)
+    (day,) = json.loads(cli(*db, "--json", "usage", "daily", *window).out)["daily"]
+    assert day["inputTokens"] == day["cacheReadTokens"] == 2**63 - 1
+    assert day["outputTokens"] == n  # the counts that are not absurd are still right
+    for by in ("spec", "chunk", "executor", "model", "project", "role"):
+        r = cli(*db, "--json", "usage", "specs", "--by", by)
+        assert r.code == 0 and "Traceback" not in r.err, (by, r.err)
+    row, unspecced = json.loads(cli(*db, "--json", "usage", "specs").out)
+    assert (row["executions"], row["input_tokens"], row["output_tokens"]) == (
+        n,
+        2**63 - 1,
+        2**63 - 1,
+    )
+    assert row["cost_usd"] == 0.5 * n
+    assert (unspecced["executions"], unspecced["input_tokens"]) == (1, None)
+    assert cli(*db, "status").code == 0
+    r = cli(*db, "report", "--html", str(tmp_path / "report.html"), *window)
+    assert r.code == 0, r.err
