@@ -295,6 +295,25 @@ def test_agents_check_prices_tokens_from_the_configs_prices(
     assert result["cost_source"] == "computed" and "no price known" not in r.err
 
 
+def test_agents_check_of_a_codex_agent_telling_absurd_token_counts(
+    cli: Callable[..., Any], project: Path, tmp_path: Path
+) -> None:
+    """A codex-parsed agent told two turns of 2**62 tokens: they were stored as told, and the
+    execution's write failed at their sum (a traceback), as every report summing them would.
+    Read as Claude Code's and OpenCode's are (below 2**53, else 0), its sane turn counts, a
+    word for a count no longer losing the whole turn's usage ("parser failed")."""
+    absurd = {"input_tokens": 2**62, "output_tokens": 2**62}
+    sane = {"input_tokens": 1000, "output_tokens": 50, "reasoning_output_tokens": "many"}
+    lines = [{"type": "turn.completed", "usage": u} for u in (absurd, absurd, sane)]
+    _codex_agent(project, tmp_path, lines)
+    r = cli("--json", "agents", "check", "codex")
+    assert r.code == 0 and "Traceback" not in r.err, r.err
+    result = json.loads(r.out)
+    assert (result["input_tokens"], result["output_tokens"]) == (1000, 50), result
+    (row,) = json.loads(cli("--json", "usage", "specs", "--by", "executor").out)
+    assert (row["executor"], row["input_tokens"]) == ("codex", 1000)
+
+
 def test_agents_check_of_a_command_agent_cut_mid_run_says_its_cost_is_unknown(
     cli: Callable[..., Any], project: Path, tmp_path: Path
 ) -> None:

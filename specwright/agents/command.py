@@ -26,6 +26,7 @@ from specwright.agents.process import (
     Overlong,
     ProcessStream,
     clean_tail,
+    count,
     decode_json_line,
     overlong_warning,
     slim,
@@ -92,15 +93,15 @@ def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
         events.append(StepEvent("turn_started", state.session_id))
     elif kind in ("turn.completed", "turn.failed"):
         u = obj.get("usage") or {}
-        if u:
-            cached = int(u.get("cached_input_tokens") or 0)
+        if isinstance(u, dict) and u:
+            # bounded as every adapter's counts (``count``): a huge one stored as told failed
+            # the execution's write (two of 2**62) and overflowed every report summing it
+            cached = count(u.get("cached_input_tokens"))
             step = Usage(
-                input_tokens=max(
-                    0, int(u.get("input_tokens") or 0) - cached
-                ),  # OpenAI counts cached in input
-                output_tokens=int(u.get("output_tokens") or 0),
+                input_tokens=max(0, count(u.get("input_tokens")) - cached),  # OpenAI: cached in
+                output_tokens=count(u.get("output_tokens")),
                 cache_read_tokens=cached,
-                reasoning_tokens=int(u.get("reasoning_output_tokens") or 0),
+                reasoning_tokens=count(u.get("reasoning_output_tokens")),
                 model=state.model,
             )
             state.usage = step if state.usage is None else state.usage + step
