@@ -147,6 +147,20 @@ def test_structured_forced_tool_use_is_recorded(
 
 
 @pytest.mark.usefixtures("key")
+def test_an_absurd_token_count_in_an_answer_is_read_as_the_agents_are(
+    srv: FakeModelServer, store: Store
+) -> None:
+    """An endpoint (a proxy, say) that answers a count past BIGINT: the execution's final write
+    failed, leaving it `running` with no tokens; it is read as 0, as an agent's would be."""
+    srv.script(anthropic_tool_use("ask_questions", GOOD, input_tokens=2**63 + 5, output_tokens=7))
+    client = make_client(srv, store)
+    data, usage = ask(client)
+    assert data == GOOD and (usage.input_tokens, usage.output_tokens) == (0, 7)
+    row = execution(store, client)
+    assert row["status"] == "ok" and (row["input_tokens"], row["output_tokens"]) == (0, 7)
+
+
+@pytest.mark.usefixtures("key")
 def test_malformed_output_is_retried_once_with_a_correction(
     srv: FakeModelServer, store: Store
 ) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from specwright.agents.process import count
 from specwright.errors import one_line
 from specwright.llm.errors import LLMAuthError, LLMError, LLMRateLimitError
 from specwright.llm.schema import schema_problems
@@ -56,16 +57,18 @@ def error_kind(error: LLMError) -> str:
 
 
 def answer_of(message: Any, model: str) -> Answer:
+    """The answer with its usage, each count bounded as the agents' are (``count``: one past
+    BIGINT from a misbehaving endpoint failed the execution's write, left it ``running``)."""
     u = message.usage
     cache_1h = 0
     details = getattr(u, "cache_creation", None)
     if details is not None:
-        cache_1h = int(getattr(details, "ephemeral_1h_input_tokens", 0) or 0)
+        cache_1h = count(getattr(details, "ephemeral_1h_input_tokens", 0))
     usage = Usage(
-        input_tokens=int(u.input_tokens or 0),
-        output_tokens=int(u.output_tokens or 0),
-        cache_read_tokens=int(getattr(u, "cache_read_input_tokens", 0) or 0),
-        cache_write_tokens=int(getattr(u, "cache_creation_input_tokens", 0) or 0),
+        input_tokens=count(u.input_tokens),
+        output_tokens=count(u.output_tokens),
+        cache_read_tokens=count(getattr(u, "cache_read_input_tokens", 0)),
+        cache_write_tokens=count(getattr(u, "cache_creation_input_tokens", 0)),
         model=getattr(message, "model", None) or model,
     )
     return Answer(message, usage, cache_1h)
