@@ -193,6 +193,25 @@ def test_real_claude_auth_failure_stops_the_chunk_run_at_once(
     failed_as_auth(store, result.reason)
 
 
+def test_a_config_dir_that_is_a_file_is_refused_before_claude_starts(
+    store: Any, tmp_path: Path
+) -> None:
+    """`options.config_dir` naming a file: claude ran and answered, but could keep nothing
+    there (no transcript for `ingest claude-logs`, no login), and nothing said so. The chunk
+    run now fails at once as cannot_start, naming the option; no model request is made."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    (tmp_path / "not-a-folder").write_text("")
+    with FakeModelServer() as srv:  # strict: any request would be a failure
+        options = {"config_dir": str(tmp_path / "not-a-folder")}
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv), options=options))
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.requests == []
+    assert result.status == "failed", result.reason
+    assert result.reason.startswith("cannot_start: executor 'claude' (claude-code) could not start")
+    assert f"options.config_dir {tmp_path / 'not-a-folder'}: not a folder" in result.reason
+
+
 def test_real_claude_unknown_model_stops_the_chunk_run_at_once(store: Any, tmp_path: Path) -> None:
     """A model the API does not serve (its 404 not_found_error; claude asks once streamed and
     once not): every attempt would fail the same way, so the chunk run stops after one

@@ -197,6 +197,12 @@ class ClaudeCodeExecutor:
                 f"executor {self.name!r}: permission_mode bypassPermissions is allowed only "
                 f"inside a git worktree, and {workdir} is not one; use acceptEdits"
             )
+        fixed = os.path.expanduser(str(self.config.options.get("config_dir") or ""))
+        if fixed and os.path.lexists(fixed) and not os.path.isdir(fixed):  # claude ran, kept none
+            raise AgentStartError(
+                f"executor {self.name!r}: options.config_dir {fixed}: not a folder; "
+                "expected Claude Code's config folder (such as ~/.claude)"
+            )
         if len(task.system_prompt.encode()) > MAX_ARG_BYTES:
             raise AgentStartError(
                 f"system prompt is {len(task.system_prompt.encode())} bytes; the limit for "
