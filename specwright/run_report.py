@@ -1,18 +1,21 @@
-"""Run-all reporting: what it would do (``plan``) and what it did (``run_summary``)."""
+"""Run-all reporting: what it would do (``plan``), how it ended (``outcome``) and what it did
+(``run_summary``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, gitops
-from specwright.model import Spec
+from specwright.model import Chunk, Spec
 from specwright.queries import EXEC_UNPRICED, TOLD
 from specwright.schedule import predicted_files, topological_order
 from specwright.store import Store
 
 if TYPE_CHECKING:
     from specwright.config import Config
+    from specwright.runner import ChunkSummary
 
 # tokens as told (``queries.TOLD``): NULL for a group of agents that tell no usage
 TOKEN_SUMS = f"""sum(e.input_tokens) FILTER (WHERE {TOLD}) AS input_tokens,
@@ -119,3 +122,41 @@ def plan(
             "text": estimate.text(),
         },
     }
+
+
+def outcome(
+    chunks: Sequence[Chunk],
+    results: Mapping[str, ChunkSummary],
+    cancelled: bool,
+    interrupted_by: str | None,
+) -> tuple[str, str]:
+    """A run-all's status (shipped | cancelled | failed) and reason, from its chunks' lines."""
+    status, reason = "failed", ""
+    summaries = [results.get(c.id) for c in chunks]
+    shipped = sum(1 for s in summaries if s and s.status == "shipped")
+    if shipped == len(chunks) and not any(s and s.run_id for s in summaries):
+        status, reason = (
+            "shipped",
+            "nothing to run: "
+            + (f"all {shipped} chunks had shipped" if shipped != 1 else "its chunk had shipped"),
+        )
+    elif shipped == len(chunks):
+        status, reason = (
+            "shipped",
+            f"all {shipped} chunks shipped" if shipped != 1 else "its chunk shipped",
+        )
+    elif cancelled:  # the status says cancelled: the reason says why, if known
+        why = f"interrupted ({interrupted_by}); " if interrupted_by else ""
+        status, reason = "cancelled", f"{why}{shipped}/{len(chunks)} chunks shipped"
+    else:
+        bad = [s for s in summaries if s and s.status != "shipped"]
+        first = bad[0] if bad else None
+        reason = f"{shipped}/{len(chunks)} chunks shipped" + (
+            f"; chunk {first.position} {first.status}: {_clip(first.reason)}" if first else ""
+        )
+    return status, reason
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """A chunk's reason (it may carry an agent's error message) as part of the run's."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

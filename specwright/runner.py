@@ -23,12 +23,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import catalog, gitops, interrupts
+from specwright import branches, catalog, gitops, interrupts
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
 from specwright.loop.records import Heartbeat, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
+from specwright.run_report import outcome
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
 from specwright.run_report import run_summary as run_summary
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
@@ -277,7 +278,7 @@ class _RunAll:
         files = {c.id: predicted_files(c, known) for c in pending}
         gitops.ensure_clean(self.root)
         worktrees = self.store.path.parent / "worktrees" / self.spec.slug
-        gitops.ensure_branch(self.root, self.branch, keep=(self.store.path, worktrees))
+        branches.ensure_branch(self.root, self.branch, keep=(self.store.path, worktrees))
         gitops.ensure_outside_or_ignored(self.root, [worktrees])
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="chunk") as pool:
             while pending and not (self.cancel.is_set() or self.auth_failed):
@@ -526,30 +527,7 @@ def run_all(
     try:
         with Heartbeat(store, run_id, 10.0, job.cancel):
             job.execute(chunks)
-        summaries = [job.results.get(c.id) for c in chunks]
-        shipped = sum(1 for s in summaries if s and s.status == "shipped")
-        if shipped == len(chunks) and not any(s and s.run_id for s in summaries):
-            status, reason = (
-                "shipped",
-                "nothing to run: "
-                + (
-                    f"all {shipped} chunks had shipped" if shipped != 1 else "its chunk had shipped"
-                ),
-            )
-        elif shipped == len(chunks):
-            status, reason = (
-                "shipped",
-                f"all {shipped} chunks shipped" if shipped != 1 else "its chunk shipped",
-            )
-        elif job.cancel.is_set():  # the status says cancelled: the reason says why, if known
-            why = f"interrupted ({job.interrupted_by}); " if job.interrupted_by else ""
-            status, reason = "cancelled", f"{why}{shipped}/{len(chunks)} chunks shipped"
-        else:
-            bad = [s for s in summaries if s and s.status != "shipped"]
-            first = bad[0] if bad else None
-            reason = f"{shipped}/{len(chunks)} chunks shipped" + (
-                f"; chunk {first.position} {first.status}: {_clip(first.reason)}" if first else ""
-            )
+        status, reason = outcome(chunks, job.results, job.cancel.is_set(), job.interrupted_by)
     except KeyboardInterrupt as exc:
         status, reason = "cancelled", f"interrupted ({interrupted_by(exc)})"
         raise
@@ -584,11 +562,6 @@ def _added_since(store: Store, spec_id: str, chunks: list[Chunk]) -> int:
     return sum(
         1 for c in catalog.list_chunks(store, spec_id) if c.id not in had and c.status != "shipped"
     )
-
-
-def _clip(text: str, limit: int = 300) -> str:
-    """A chunk's reason (it may carry an agent's error message) as part of the run's."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _head(root: Path, branch: str) -> str | None:

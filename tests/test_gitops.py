@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from specwright import gitops, worktrees
+from specwright import branches, gitops, worktrees
 from tests.support_loop import git, make_repo
 
 
@@ -61,7 +61,7 @@ def test_branch_create_reuse_and_commit_with_trailer(repo: Path) -> None:
     base = gitops.head_commit(repo)
     branch = gitops.spec_branch("my-spec")
     assert branch == "specwright/my-spec"
-    assert gitops.ensure_branch(repo, branch) == base
+    assert branches.ensure_branch(repo, branch) == base
     assert gitops.current_branch(repo) == branch
     (repo / "new.py").write_text("x = 1\n")
     sha = gitops.commit_all(repo, "Add  the\nthing", "chunk-123", "what it did")
@@ -73,23 +73,23 @@ def test_branch_create_reuse_and_commit_with_trailer(repo: Path) -> None:
     )
     assert gitops.chunk_commits(repo, "chunk-123") == [sha]
     git(repo, "checkout", "-q", "main")
-    assert gitops.ensure_branch(repo, branch) == sha  # reused, not recreated at main
+    assert branches.ensure_branch(repo, branch) == sha  # reused, not recreated at main
     assert gitops.current_branch(repo) == branch
 
 
 def test_a_spec_branch_started_from_another_specs_branch_is_pointed_out(
     repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gitops.ensure_branch(repo, gitops.spec_branch("first"))
+    branches.ensure_branch(repo, gitops.spec_branch("first"))
     (repo / "first.py").write_text("x = 1\n")
     first = gitops.commit_all(repo, "First", "chunk-1", "")
-    with caplog.at_level("WARNING", logger="specwright.gitops"):
+    with caplog.at_level("WARNING", logger="specwright.branches"):
         # the same spec's branch again, and a compare branch of it: nothing to say
-        gitops.ensure_branch(repo, gitops.spec_branch("first"))
-        gitops.ensure_branch(repo, "specwright/first@glm")
+        branches.ensure_branch(repo, gitops.spec_branch("first"))
+        branches.ensure_branch(repo, "specwright/first@glm")
         git(repo, "checkout", "-q", "specwright/first")
         assert caplog.messages == []
-        assert gitops.ensure_branch(repo, gitops.spec_branch("second")) == first
+        assert branches.ensure_branch(repo, gitops.spec_branch("second")) == first
     assert caplog.messages == [
         "specwright/second starts from specwright/first, the branch checked out: it and its "
         "pull request carry that spec's commits too (check out your base branch first for a "
@@ -103,19 +103,19 @@ def test_a_spec_branch_that_lacks_the_commit_checked_out_is_pointed_out(
     """A spec branch that exists already is gone on from, not made from HEAD: when it lacks
     HEAD (main moved on after its PR was merged, an old branch of that name) that is said."""
     branch = gitops.spec_branch("calc")
-    gitops.ensure_branch(repo, branch)
+    branches.ensure_branch(repo, branch)
     (repo / "shipped.py").write_text("x = 1\n")
     gitops.commit_all(repo, "A chunk", "chunk-1", "")
     git(repo, "checkout", "-q", "main")
-    with caplog.at_level("WARNING", logger="specwright.gitops"):
-        gitops.ensure_branch(repo, branch)  # a resume: it has main's head
+    with caplog.at_level("WARNING", logger="specwright.branches"):
+        branches.ensure_branch(repo, branch)  # a resume: it has main's head
         assert caplog.messages == []
         git(repo, "checkout", "-q", "main")
         (repo / "later.py").write_text("x = 1\n")
         git(repo, "add", "later.py")
         git(repo, "commit", "-q", "-m", "later on main")
         later = gitops.head_commit(repo)
-        gitops.ensure_branch(repo, branch)
+        branches.ensure_branch(repo, branch)
     assert gitops.current_branch(repo) == branch
     assert caplog.messages == [
         f"specwright/calc already exists and lacks the commit checked out (main {later[:10]}): "
@@ -289,7 +289,7 @@ def test_a_worktree_whose_folder_was_deleted_by_hand_is_added_again(
 
 
 def test_merge_fast_forward_merge_commit_and_conflict(repo: Path) -> None:
-    gitops.ensure_branch(repo, "target")
+    branches.ensure_branch(repo, "target")
     git(repo, "checkout", "-q", "-b", "feature")
     (repo / "a.txt").write_text("a\n")
     gitops.commit_all(repo, "A", "c1")
@@ -398,7 +398,7 @@ def test_a_fast_forward_git_refuses_leaves_the_tree_clean(repo: Path) -> None:
     """A HEAD.lock left by a git killed with kill -9: the fast-forward merge of a chunk's
     branch failed after git had already moved the index and tree, so the chunk's files stayed
     staged in the project tree and every later run-all was refused for uncommitted changes."""
-    gitops.ensure_branch(repo, "target")
+    branches.ensure_branch(repo, "target")
     git(repo, "checkout", "-q", "-b", "feature")
     (repo / "a.txt").write_text("a\n")
     gitops.commit_all(repo, "A", "c1")
@@ -420,13 +420,13 @@ def test_a_spec_branch_with_no_commits_of_its_own_is_brought_up_to_head(
     """A run-all that shipped nothing left its branch at the old main; the user committed a
     fix to the config on main and ran again: the run went on from the old commit, without it."""
     branch = gitops.spec_branch("calc")
-    gitops.ensure_branch(repo, branch)
+    branches.ensure_branch(repo, branch)
     git(repo, "checkout", "-q", "main")
     (repo / "fix.py").write_text("x = 1\n")
     git(repo, "add", "fix.py")
     git(repo, "commit", "-q", "-m", "the fix")
     fix = gitops.head_commit(repo)
-    with caplog.at_level("WARNING", logger="specwright.gitops"):
-        assert gitops.ensure_branch(repo, branch) == fix
+    with caplog.at_level("WARNING", logger="specwright.branches"):
+        assert branches.ensure_branch(repo, branch) == fix
     assert gitops.current_branch(repo) == branch and caplog.messages == []
     assert git(repo, "rev-parse", "main") == fix

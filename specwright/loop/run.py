@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import gitops, gitstate
+from specwright import branches, gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
@@ -302,7 +302,7 @@ class _ChunkRun:
         gitops.ensure_clean(workdir)
         if self.opts.workdir is None:
             self.branch = gitops.spec_branch(self.spec.slug)
-            gitops.ensure_branch(workdir, self.branch, keep=ours)
+            branches.ensure_branch(workdir, self.branch, keep=ours)
         else:
             self.branch = gitops.current_branch(workdir)
         self.base = gitops.head_commit(workdir)

@@ -1,0 +1,73 @@
+"""Spec branches: checking one out for a run (made, gone on from, or brought up to HEAD).
+Git through ``gitops``, the only module importing GitPython."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from specwright.gitops import (
+    BRANCH_PREFIX,
+    GitError,
+    _git,
+    branch_exists,
+    current_branch,
+    head_commit,
+    is_ancestor,
+    is_ignored,
+)
+
+log = logging.getLogger(__name__)
+
+
+def ensure_branch(
+    path: Path | str, branch: str, *, start: str | None = None, keep: Sequence[Path | str] = ()
+) -> str:
+    """Check out ``branch`` (created at ``start`` or HEAD if missing); returns its head sha.
+
+    The tree must be clean (``ensure_clean``): checkout would otherwise carry changes along. An
+    existing ``branch`` with no commits HEAD lacks is moved to HEAD; one with is gone on from.
+    ``keep``: Specwright's files (the database, journals): an existing branch that does not
+    ignore them is refused, HEAD put back (its rollbacks' ``git clean`` would delete them)."""
+    head_commit(path)  # without commits, `checkout -b` would move the user's unborn branch
+    if branch_exists(path, branch):
+        on = current_branch(path)
+        if on != branch:
+            here = head_commit(path)
+            if is_ancestor(path, branch, here):  # nothing of its own (a failed run's): caught up
+                _git(path, "branch", "--force", branch, here)
+            _git(path, "checkout", "--quiet", branch)
+            if exposed := [t for t in keep if not is_ignored(path, t)]:
+                _git(path, "checkout", "--quiet", on or here)
+                raise GitError(
+                    f"{branch} does not git-ignore {exposed[0]} (its .gitignore lacks what "
+                    f"{on or here[:10]} has): a rollback there would delete it — merge "
+                    f"{on or here[:10]} into {branch}, or delete {branch}, then run again"
+                )
+            if not is_ancestor(path, here, branch):  # resumed on, not made from, HEAD
+                log.warning(
+                    "%s already exists and lacks the commit checked out (%s %s): the run goes "
+                    "on from that branch's head, without that commit (rebase the branch onto "
+                    "it, or delete the branch, for a run on top of it)",
+                    *(branch, on or "detached HEAD", here[:10]),
+                )
+        return head_commit(path)
+    on = current_branch(path) if start is None else None
+    _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))
+    if on and _spec_of(on) not in (None, _spec_of(branch)):
+        # stacking may be meant (this spec builds on that one's work), so it is only said
+        log.warning(
+            "%s starts from %s, the branch checked out: it and its pull request carry that "
+            "spec's commits too (check out your base branch first for a branch of its own)",
+            branch,
+            on,
+        )
+    return head_commit(path)
+
+
+def _spec_of(branch: str) -> str | None:
+    """The spec slug of a spec branch (``specwright/<slug>`` or ``...@<executor>``), else None."""
+    if not branch.startswith(BRANCH_PREFIX):
+        return None
+    return branch[len(BRANCH_PREFIX) :].split("@", 1)[0]
