@@ -160,3 +160,12 @@ def outcome(
 def _clip(text: str, limit: int = 300) -> str:
     """A chunk's reason (it may carry an agent's error message) as part of the run's."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def added_since(store: Store, spec_id: str, chunks: list[Chunk]) -> int:
+    """How many of the spec's chunks are not among ``chunks`` (the ones a run-all started with)
+    and have not shipped."""
+    had = {c.id for c in chunks}
+    return sum(
+        1 for c in catalog.list_chunks(store, spec_id) if c.id not in had and c.status != "shipped"
+    )

@@ -29,7 +29,7 @@ from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
 from specwright.loop.records import Heartbeat, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
-from specwright.run_report import outcome
+from specwright.run_report import added_since, outcome
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
 from specwright.run_report import run_summary as run_summary
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
@@ -535,7 +535,7 @@ def run_all(
         done = utcnow()
         spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
         if status == "shipped" and not tree:  # `chunk add` while it ran (an import is refused then)
-            added = _added_since(store, spec.id, chunks)
+            added = added_since(store, spec.id, chunks)
             if added:
                 spec_status = "ready"
                 reason += f"; {added} chunk(s) added while it ran are still to run"
@@ -553,15 +553,6 @@ def run_all(
         for c in sorted(chunks, key=lambda c: c.position)
     )
     return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch)
-
-
-def _added_since(store: Store, spec_id: str, chunks: list[Chunk]) -> int:
-    """How many of the spec's chunks are not among ``chunks`` (the ones a run-all started with)
-    and have not shipped."""
-    had = {c.id for c in chunks}
-    return sum(
-        1 for c in catalog.list_chunks(store, spec_id) if c.id not in had and c.status != "shipped"
-    )
 
 
 def _head(root: Path, branch: str) -> str | None:
