@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import branches, catalog, gitops, interrupts
+from specwright.errors import first_line
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
-from specwright.loop.records import Heartbeat, write_if_running
+from specwright.loop.records import Heartbeat, agents_called, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
 from specwright.run_report import added_since, outcome
@@ -69,6 +70,7 @@ class RunAllResult:
     reason: str
     chunks: tuple[ChunkSummary, ...]
     branch: str | None = None
+    refused: bool = False  # failed before any agent ran (a check that cannot run): nothing done
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,7 @@ class _RunAll:
         self.workdir, self.fresh = workdir, fresh
         self.results: dict[str, ChunkSummary] = {}
         self.interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one stopped the run
+        self.branch_was_gone = False  # no spec branch before run_all made it (a resume's is)
         self.auth_failed = False  # credentials refused, a check that cannot run: no chunk can
         # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
         # (their summaries, for the prompts of their dependents) is kept here instead
@@ -237,7 +240,7 @@ class _RunAll:
         Without the branch (deleted after a merge) the rows are trusted, and a gap is said."""
         if self.workdir is not None or not shipped:
             return {c.id for c in shipped}
-        gone = not gitops.branch_exists(self.root, self.branch)
+        gone = self.branch_was_gone
         landed = {c.id for c in shipped} if gone else set()  # (a squash merge rewrites commits)
         for c in shipped:
             if gitops.chunk_commits(self.root, c.id, "HEAD" if gone else self.branch):
@@ -277,9 +280,7 @@ class _RunAll:
         known = gitops.tracked_files(self.root)
         files = {c.id: predicted_files(c, known) for c in pending}
         gitops.ensure_clean(self.root)
-        worktrees = self.store.path.parent / "worktrees" / self.spec.slug
-        branches.ensure_branch(self.root, self.branch, keep=(self.store.path, worktrees))
-        gitops.ensure_outside_or_ignored(self.root, [worktrees])
+        worktrees = self.store.path.parent / "worktrees" / self.spec.slug  # (run_all checked it)
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="chunk") as pool:
             while pending and not (self.cancel.is_set() or self.auth_failed):
                 for chunk in list(pending):
@@ -471,9 +472,13 @@ def run_all(
         ensure_tree_free(store, spec, root)
     chunks = catalog.list_chunks(store, spec.id)
     gitops.ensure_clean(tree or root)
+    parallel = parallel or config.defaults.parallel
+    gone = tree is None and not gitops.branch_exists(root, gitops.spec_branch(spec.slug))
+    if tree is None:  # a branch refused is refused here, with nothing recorded
+        _check_out(store, root, spec.slug, parallel)
+    had = catalog.get_spec(store, spec.id).status  # kept when no agent runs
     run_id = new_id()
     now = utcnow()
-    parallel = parallel or config.defaults.parallel
     store.write(
         [
             Store.op_insert(
@@ -491,7 +496,7 @@ def run_all(
                     "branch": gitops.current_branch(tree)
                     if tree
                     else gitops.spec_branch(spec.slug),
-                    "base_commit": gitops.head_commit(tree or root),
+                    "base_commit": gitops.head_commit(tree or root),  # the spec branch's
                     "started_at": now,
                     "heartbeat_at": now,
                 },
@@ -521,6 +526,7 @@ def run_all(
         workdir=tree,
         fresh=fresh,
     )
+    job.branch_was_gone = gone
     if tree is not None:
         job.parallel = 1  # a compared executor runs its chunks one by one in its own tree
     status, reason = "failed", "run-all stopped by an error"
@@ -531,9 +537,15 @@ def run_all(
     except KeyboardInterrupt as exc:
         status, reason = "cancelled", f"interrupted ({interrupted_by(exc)})"
         raise
+    except Exception as exc:
+        reason = f"run-all stopped by an error: {first_line(exc, 500)}"
+        raise
     finally:
         done = utcnow()
         spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
+        refused = status == "failed" and not _agents_called(store, run_id)
+        if refused:  # stopped before any agent ran (a check that cannot run): not the spec's fault
+            spec_status = had
         if status == "shipped" and not tree:  # `chunk add` while it ran (an import is refused then)
             added = added_since(store, spec.id, chunks)
             if added:
@@ -552,7 +564,26 @@ def run_all(
         else ChunkSummary(c.id, c.position, c.title, "pending", reason="not run")
         for c in sorted(chunks, key=lambda c: c.position)
     )
-    return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch)
+    return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch, refused)
+
+
+def _agents_called(store: Store, run_id: str) -> bool:
+    try:
+        return agents_called(store, run_id) > 0
+    except Exception as exc:  # the run's end is still written
+        log.warning("run %s: could not count its agents' calls: %s", run_id, exc)
+        return True
+
+
+def _check_out(store: Store, root: Path, slug: str, parallel: int) -> None:
+    """Put the project on the spec's branch before the run is recorded (``ensure_branch``): a
+    branch refused leaves no run behind, and the run's base commit is the one it goes on from."""
+    ours = [store.path, store.journal.root]
+    gitops.ensure_outside_or_ignored(root, ours)
+    if parallel > 1:
+        ours.append(store.path.parent / "worktrees" / slug)
+    branches.ensure_branch(root, gitops.spec_branch(slug), keep=ours)
+    gitops.ensure_outside_or_ignored(root, ours)
 
 
 def _head(root: Path, branch: str) -> str | None:

@@ -223,6 +223,8 @@ def cmd_run_all(args: argparse.Namespace, ctx: Context) -> int:
         max_iterations=args.max_iterations,
         on_progress=printer,
     )
+    if result.refused:  # a check that cannot run, say: one line, as a refusal before the run
+        raise SpecwrightError(f"no agent ran: {result.reason} (spec {spec.slug!r} left as it was)")
     rows = _summary(ctx, result)
     pr, pr_error = None, None
     if args.pr and result.ok:

@@ -261,6 +261,17 @@ def commit(
         ) from None
 
 
+def agents_called(store: Store, parent_run_id: str) -> int:
+    """How many executor calls the chunk runs of a run-all made."""
+    return int(
+        store.query(
+            "SELECT count(*) FROM executions WHERE run_id IN "
+            "(SELECT id FROM runs WHERE parent_run_id = ?)",
+            [parent_run_id],
+        )[0][0]
+    )
+
+
 def spent(store: Store, column: str, value: str) -> float:
     """What the executions whose ``column`` is ``value`` cost, for budgets: one stopped or cut
     mid-answer (``incomplete``, cost NULL) counts what it is known to have cost, a lower bound."""

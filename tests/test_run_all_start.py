@@ -1,0 +1,86 @@
+"""How a run-all starts: what it refuses before any agent runs, and the commit it records as the
+one it goes on from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specwright import catalog
+from specwright import config as config_mod
+from specwright.runner import run_all
+from specwright.store import Store, resolve_db_path
+from tests.conftest import git
+from tests.test_runner import _project, _spec, _write_script
+
+
+def _spec_status(store: Store, spec_id: str) -> str:
+    return str(store.query("SELECT status FROM specs WHERE id = ?", [spec_id])[0][0])
+
+
+def test_a_run_all_refused_before_any_agent_leaves_the_spec_as_it_was(
+    git_repo: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spec branch refused, a check that cannot run: nothing ran, yet the spec was left
+    `failed` (the refused branch also left a failed run-all row, 'stopped by an error')."""
+    monkeypatch.delenv("SPECWRIGHT_DB")  # the project's data/specwright.duckdb
+    _project(git_repo, _write_script({"A": [], "B": []}), verify="no-such-check-tool")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    store.update("specs", {"id": spec.id}, {"status": "ready"})  # reviewed: plan --accept
+    git(git_repo, "checkout", "-q", "-b", "specwright/diamond")  # made before data/ was ignored
+    (git_repo / ".gitignore").write_text("")
+    git(git_repo, "commit", "-q", "-am", "nothing ignored")
+    git(git_repo, "checkout", "-q", "main")
+
+    refused = cli("-C", str(git_repo), "run-all", spec.slug)
+    assert refused.code == 2, refused
+    assert refused.err.startswith("specwright: error: specwright/diamond does not git-ignore ")
+    assert len(refused.err.strip().splitlines()) == 1 and refused.out == ""
+    assert store.query("SELECT count(*) FROM runs") == [(0,)]
+    assert _spec_status(store, spec.id) == "ready"
+    assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+
+    git(git_repo, "branch", "-q", "-D", "specwright/diamond")
+    broken = cli("-C", str(git_repo), "run-all", spec.slug)
+    assert broken.code == 2, broken
+    [line] = broken.err.strip().splitlines()
+    assert line.startswith("specwright: error: ") and "no agent ran" in line
+    assert "check_broken: verification step 'check' cannot run in " in line
+    assert _spec_status(store, spec.id) == "ready"
+    assert store.query("SELECT count(*) FROM executions") == [(0,)]
+    [run] = store.query_dicts("SELECT status, reason FROM runs WHERE kind = 'spec'")
+    assert run["status"] == "failed" and "check_broken" in run["reason"]  # still recorded
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_resumed_run_all_records_the_commit_it_goes_on_from(
+    git_repo: Path, parallel: int
+) -> None:
+    """A run-all resumed from main recorded main's head as its base commit, while its chunks
+    went on from the spec branch's head (what shipped before)."""
+    graph = {"A": [], "B": []}
+    script = _write_script(graph)
+    _project(git_repo, {"chunks": {**script["chunks"], "Make B": [{"say": "nothing"}]}})
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    first = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=parallel)
+    assert [c.status for c in first.chunks] == ["shipped", "failed"], first.reason
+    shipped = git(git_repo, "rev-parse", "specwright/diamond")
+    git(git_repo, "checkout", "-q", "main")
+    assert git(git_repo, "rev-parse", "HEAD") != shipped
+    (git_repo.parent / "script.yaml").write_text(yaml.safe_dump(script))
+    again = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=parallel)
+    assert again.status == "shipped", again.reason
+    base = store.query("SELECT base_commit FROM runs WHERE id = ?", [again.run_id])[0][0]
+    assert base == shipped
+    [chunk_run] = store.query_dicts(
+        "SELECT base_commit FROM runs WHERE parent_run_id = ? AND status = 'shipped'",
+        [again.run_id],
+    )
+    assert chunk_run["base_commit"] == shipped
+    assert catalog.list_chunks(store, spec.id)[1].status == "shipped"
