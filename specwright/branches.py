@@ -35,8 +35,10 @@ def ensure_branch(
         on = current_branch(path)
         if on != branch:
             here = head_commit(path)
-            if is_ancestor(path, branch, here):  # nothing of its own (a failed run's): caught up
+            old = _git(path, "rev-parse", "--verify", f"refs/heads/{branch}")
+            if old != here and is_ancestor(path, old, here):  # nothing of its own: caught up
                 _git(path, "branch", "--force", branch, here)
+                _say_moved(branch, old, here, on)
             _git(path, "checkout", "--quiet", branch)
             if exposed := [t for t in keep if not is_ignored(path, t)]:
                 _git(path, "checkout", "--quiet", on or here)
@@ -64,6 +66,17 @@ def ensure_branch(
             on,
         )
     return head_commit(path)
+
+
+def _say_moved(branch: str, old: str, here: str, on: str | None) -> None:
+    """A spec branch with no commits of its own moved up to HEAD (a failed run's, or one a
+    stacked spec's branch has moved on from): said, as it changes what the run builds on."""
+    stacked = _spec_of(on or "") not in (None, _spec_of(branch))
+    log.warning(
+        "%s had no commits of its own: moved from %s to %s, the commit checked out (%s)%s",
+        *(branch, old[:10], here[:10], on or "detached HEAD"),
+        f"; it now carries {on}'s commits too" if stacked else "",
+    )
 
 
 def _spec_of(branch: str) -> str | None:

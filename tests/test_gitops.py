@@ -420,7 +420,7 @@ def test_a_spec_branch_with_no_commits_of_its_own_is_brought_up_to_head(
     """A run-all that shipped nothing left its branch at the old main; the user committed a
     fix to the config on main and ran again: the run went on from the old commit, without it."""
     branch = gitops.spec_branch("calc")
-    branches.ensure_branch(repo, branch)
+    base = branches.ensure_branch(repo, branch)
     git(repo, "checkout", "-q", "main")
     (repo / "fix.py").write_text("x = 1\n")
     git(repo, "add", "fix.py")
@@ -428,5 +428,32 @@ def test_a_spec_branch_with_no_commits_of_its_own_is_brought_up_to_head(
     fix = gitops.head_commit(repo)
     with caplog.at_level("WARNING", logger="specwright.branches"):
         assert branches.ensure_branch(repo, branch) == fix
-    assert gitops.current_branch(repo) == branch and caplog.messages == []
+    assert gitops.current_branch(repo) == branch
+    assert caplog.messages == [
+        f"specwright/calc had no commits of its own: moved from {base[:10]} to {fix[:10]}, the "
+        "commit checked out (main)"
+    ]
     assert git(repo, "rev-parse", "main") == fix
+
+
+def test_a_stacked_spec_branch_moved_up_to_another_specs_branch_is_said(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spec branch made from another spec's branch, with nothing of its own yet: once that
+    branch has moved on, checking it out from there moved it along without a word."""
+    branches.ensure_branch(repo, gitops.spec_branch("first"))
+    branches.ensure_branch(repo, gitops.spec_branch("second"))  # stacked (said when made)
+    made = gitops.head_commit(repo)
+    git(repo, "checkout", "-q", "specwright/first")
+    (repo / "first.py").write_text("x = 1\n")
+    later = gitops.commit_all(repo, "First", "chunk-1", "")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="specwright.branches"):
+        assert branches.ensure_branch(repo, gitops.spec_branch("second")) == later
+        git(repo, "checkout", "-q", "specwright/first")
+        branches.ensure_branch(repo, gitops.spec_branch("second"))  # at it already: not moved
+    assert caplog.messages == [
+        f"specwright/second had no commits of its own: moved from {made[:10]} to {later[:10]}, "
+        "the commit checked out (specwright/first); it now carries specwright/first's commits "
+        "too"
+    ]
