@@ -252,11 +252,7 @@ def is_ignored(path: Path | str, target: Path | str) -> bool:
         rel = Path(target).resolve().relative_to(root.resolve())
     except ValueError:
         return True  # outside the work tree: git never touches it
-    try:
-        _git(root, "check-ignore", "-q", "--no-index", str(rel))
-    except GitError:
-        return False
-    return True
+    return _ignored(root, str(rel))
 
 
 def ensure_outside_or_ignored(path: Path | str, targets: Sequence[Path | str]) -> None:
@@ -449,13 +445,16 @@ def rollback(
                 (root / folder).mkdir(parents=True, exist_ok=True)
 
 
-def drop_new_files(path: Path | str, kept: Sequence[str]) -> list[str]:
+def drop_new_files(
+    path: Path | str, kept: Sequence[str], spare: Sequence[Path | str] = ()
+) -> list[str]:
     """Delete the untracked (not ignored) files of the work tree at ``path`` that are not in
     ``kept``: what verification left (``__pycache__``, a report) is not the agent's work and
-    must not be committed as it. Returns the paths deleted, relative to the root."""
+    must not be committed as it. ``spare``: files and folders never deleted, whatever
+    .gitignore says (the database). Returns the paths deleted, relative to the root."""
     root = Path(_git(path, "rev-parse", "--show-toplevel"))
     keep = set(kept)
-    out = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
+    out = _git(root, "ls-files", "--others", "--exclude-standard", "-z", *_but(root, spare))
     dropped = [p for p in out.split("\0") if p and p not in keep]
     for rel in dropped:
         try:
@@ -468,12 +467,40 @@ def drop_new_files(path: Path | str, kept: Sequence[str]) -> list[str]:
 # --- diffs ----------------------------------------------------------------------------------
 
 
+def _but(path: Path | str, exclude: Sequence[Path | str]) -> list[str]:
+    """Pathspecs for the whole work tree at ``path`` but ``exclude`` (files or folders, each
+    with what is under it) where git does not ignore them (`git add` refuses a pathspec that
+    names an ignored path); [] when there is nothing to leave out."""
+    top = Path(_git(path, "rev-parse", "--show-toplevel")).resolve()
+    rels = []
+    for target in exclude:
+        with contextlib.suppress(ValueError):  # outside: git never sees it
+            rels.append(Path(target).resolve().relative_to(top).as_posix())
+    specs = [f":(top,exclude,literal){r}" for r in rels if r != "." and not _ignored(top, r)]
+    return ["--", ":/", *specs] if specs else []
+
+
+def _ignored(top: Path, rel: str) -> bool:
+    try:
+        _git(top, "check-ignore", "-q", "--no-index", "--", rel)
+    except GitError:  # exit 1: not ignored
+        return False
+    return True
+
+
 def diff(
-    path: Path | str, base: str, *, max_chars: int | None = 200_000, binary: bool = False
+    path: Path | str,
+    base: str,
+    *,
+    max_chars: int | None = 200_000,
+    binary: bool = False,
+    exclude: Sequence[Path | str] = (),
 ) -> Diff:
     """The work tree (tracked and new untracked files) against ``base``, without touching the
     real index: a temporary copy of it stages everything. ``binary``: binary files in full, so
-    that ``git apply`` restores them (``max_chars`` None: the text is never cut)."""
+    that ``git apply`` restores them (``max_chars`` None: the text is never cut). ``exclude``:
+    files and folders never in it, nor hashed into ``.git/objects``, whatever .gitignore says
+    (the database and journals, when an agent's .gitignore stops ignoring them)."""
     real_index = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
     try:
         with tempfile.TemporaryDirectory(prefix="specwright-idx-") as tmp:
@@ -482,7 +509,7 @@ def diff(
                 shutil.copyfile(real_index, index)
             env = {"GIT_INDEX_FILE": str(index)}
             _git(path, "reset", "--quiet", env=env)  # as commit_all: not what the agent staged
-            _git(path, "add", "--all", env=env)
+            _git(path, "add", "--all", *_but(path, exclude), env=env)
             names = _git(
                 path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env
             )

@@ -369,7 +369,10 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
                 return True
         elif not _the_attempts(root, run, base, head):
             return True
-        patch = gitops.diff(root, run["base_commit"], max_chars=None, binary=True)
+        from specwright.loop.records import store_files
+
+        ours = store_files(store)  # never in it, whatever the agent's .gitignore says
+        patch = gitops.diff(root, run["base_commit"], max_chars=None, binary=True, exclude=ours)
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(patch.text, encoding="utf-8")

@@ -4,6 +4,7 @@ on real git repositories with the scripted executor: undone once it ends, and sa
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from specwright.loop import run_chunk
 from specwright.runner import run_all
 from specwright.store import Store, resolve_db_path
 from tests.support_loop import (
+    CALC,
+    MUL_OK,
     TEST_CALC,
     bad_mul,
     git,
@@ -26,6 +29,7 @@ from tests.support_loop import (
 )
 from tests.test_runner import _project, _spec
 
+MUL_REST = MUL_OK.removeprefix("return a + b\n")  # what good_mul adds after add()
 AS_AGENT = "git -c user.name=agent -c user.email=agent@example.com"
 # every way an agent can change the repository outside its work tree, in one command
 MESSING = (
@@ -309,3 +313,46 @@ def test_an_attempt_that_stops_ignoring_the_database_does_not_commit_it(
     assert gitops.committed_files(repo, "main", "specwright/calc") == ["calc.py"]
     assert "data/" in (repo / ".gitignore").read_text() and gitops.dirty_files(repo) == []
     assert rows(store, "SELECT status FROM chunks") == [{"status": "shipped"}]
+
+
+def test_an_attempt_that_stops_ignoring_the_database_keeps_it_out_of_git_and_its_patch(
+    tmp_path: Path,
+) -> None:
+    """Refused before any commit, the attempt's diff still staged the database, its WAL and the
+    journals in a scratch index: their blobs (usage, an agent's output) went into .git/objects,
+    and the attempt's saved patch carried them, binary and whole."""
+    repo = make_repo(tmp_path / "repo")
+    store = Store(repo / "data" / "specwright.duckdb")
+    chunk = make_chunk(store, repo)
+    unignore = {"write": ".gitignore", "content": "__pycache__/\n"}
+    agent = scripted({"attempts": [[unignore, *good_mul()]]})
+
+    def blobs() -> set[str]:
+        out = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+        return set(out.split())
+
+    before = blobs()
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_iterations=1)
+    assert result.status == "failed"
+    [review] = rows(store, "SELECT verdict, findings FROM reviews")
+    assert review["verdict"] == "REVISE" and "stop ignoring data" in review["findings"]
+    # the attempt's own files, hashed as it made them, and nothing of Specwright's
+    made = {
+        subprocess.run(
+            ["git", "hash-object", "--stdin", "--path", name],
+            cwd=repo,
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for name, text in ((".gitignore", "__pycache__/\n"), ("calc.py", CALC + MUL_REST))
+    }
+    assert blobs() - before <= made
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    changed = [line for line in patch.read_text().splitlines() if line.startswith("diff --git")]
+    assert changed == ["diff --git a/.gitignore b/.gitignore", "diff --git a/calc.py b/calc.py"]
+    # and nothing of Specwright's was taken for the checks' leftovers
+    assert store.path.is_file() and list(store.journal.root.rglob("*.jsonl"))
+    assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
+    assert "data/" in (repo / ".gitignore").read_text() and gitops.dirty_files(repo) == []

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PATCH_BYTES = 16 * 1024 * 1024  # an attempt's saved patch
+WORK_FOLDERS = ("attempts", "patches", "worktrees")  # beside the database: saved patches, trees
 
 
 def start_run(
@@ -198,6 +199,15 @@ class Heartbeat:
                 log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
 
 
+def store_files(store: Store) -> tuple[Path, ...]:
+    """What Specwright keeps beside the database (it, its WAL, the journals, saved patches,
+    worktrees): never in an attempt's diff, nor deleted as its leftovers, whatever .gitignore
+    says."""
+    folder = store.path.parent
+    wal = store.path.with_name(f"{store.path.name}.wal")
+    return (store.path, wal, store.journal.root, *(folder / n for n in WORK_FOLDERS))
+
+
 def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: str) -> None:
     """Keep an unshipped attempt's diff beside the database (``attempts/<run>/iteration-N.patch``)
     before the tree is rolled back, whole and binary files too, so that ``git apply`` gives it
@@ -205,7 +215,8 @@ def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: s
     from specwright import gitops
 
     try:
-        text = gitops.diff(workdir, base, max_chars=None, binary=True).text
+        ours = store_files(store)
+        text = gitops.diff(workdir, base, max_chars=None, binary=True, exclude=ours).text
     except gitops.GitError as exc:
         log.warning("could not save the attempt's patch: %s", exc)
         return
@@ -252,7 +263,8 @@ def commit(
             )
         return gitops.commit_all(workdir, chunk.title, chunk.id, summary, base)
     except gitops.GitError as exc:
-        text = gitops.diff(workdir, base, max_chars=None, binary=True).text
+        ours = store_files(store)
+        text = gitops.diff(workdir, base, max_chars=None, binary=True, exclude=ours).text
         saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(text, encoding="utf-8")

@@ -346,7 +346,8 @@ class _ChunkRun:
 
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)  # HEAD back on the branch: Watch
-        diff = gitops.diff(self.workdir, self.base)
+        spare = records.store_files(self.store)  # whatever the attempt's .gitignore says
+        diff = gitops.diff(self.workdir, self.base, exclude=spare)
         steps = ", ".join(s.name for s in self.config.verify)
         if steps and not diff.empty:  # a long test suite: say what runs meanwhile
             self.progress("verifying", f"verifying: {steps}")
@@ -368,7 +369,7 @@ class _ChunkRun:
             chunk_id=self.chunk.id,
             iteration=self.iteration,
         )
-        gitops.drop_new_files(self.workdir, diff.files)  # the checks' leftovers: not committed
+        gitops.drop_new_files(self.workdir, diff.files, spare)  # the checks' leftovers go
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during verification")
         assessments = verify.assess(results, self.baseline_results, diff.local_files)
