@@ -27,7 +27,7 @@ from specwright import branches, catalog, gitops, interrupts
 from specwright.errors import first_line
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
-from specwright.loop.records import Heartbeat, agents_called, write_if_running
+from specwright.loop.records import Heartbeat, agents_called, store_files, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
 from specwright.run_report import added_since, outcome
@@ -578,7 +578,7 @@ def _agents_called(store: Store, run_id: str) -> bool:
 def _check_out(store: Store, root: Path, slug: str, parallel: int) -> None:
     """Put the project on the spec's branch before the run is recorded (``ensure_branch``): a
     branch refused leaves no run behind, and the run's base commit is the one it goes on from."""
-    ours = [store.path, store.journal.root]
+    ours = list(store_files(store, trees=False))
     gitops.ensure_outside_or_ignored(root, ours)
     if parallel > 1:
         ours.append(store.path.parent / "worktrees" / slug)

@@ -356,3 +356,27 @@ def test_an_attempt_that_stops_ignoring_the_database_keeps_it_out_of_git_and_its
     assert store.path.is_file() and list(store.journal.root.rglob("*.jsonl"))
     assert rows(store, "SELECT status FROM chunks") == [{"status": "failed"}]
     assert "data/" in (repo / ".gitignore").read_text() and gitops.dirty_files(repo) == []
+
+
+def test_a_run_is_refused_where_a_rollback_would_delete_the_saved_patches(
+    tmp_path: Path,
+) -> None:
+    """A .gitignore that ignores the database and journals but not the rest of data/: the run
+    went ahead, and the rollback after a rejected attempt (git clean) deleted the patch just
+    saved for it, which the docs promise is kept."""
+    ignore = "data/specwright.duckdb*\ndata/journal/\n__pycache__/\n"
+    repo = make_repo(tmp_path / "repo", {".gitignore": ignore})
+    store = Store(repo / "data" / "specwright.duckdb")
+    chunk = make_chunk(store, repo)
+    agent = scripted({"attempts": [bad_mul(), good_mul()]})
+    with pytest.raises(gitops.GitError) as refused:
+        run_chunk(store, make_config(), repo, chunk, executor=agent)
+    said = str(refused.value)
+    assert said.startswith(f"{store.path.parent / 'attempts'}: inside the repository ")
+    assert "not git-ignored; a rollback would delete it — add `data/` to " in said
+    assert rows(store, "SELECT count(*) AS n FROM runs") == [{"n": 0}]
+    (repo / ".gitignore").write_text("data/\n__pycache__/\n")
+    git(repo, "commit", "-q", "-am", "ignore data/")
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent)
+    assert result.status == "shipped" and result.iterations == 2
+    assert (store.path.parent / "attempts" / result.run_id / "iteration-1.patch").is_file()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PATCH_BYTES = 16 * 1024 * 1024  # an attempt's saved patch
-WORK_FOLDERS = ("attempts", "patches", "worktrees")  # beside the database: saved patches, trees
+PATCH_FOLDERS = ("attempts", "patches")  # beside the database: rejected and interrupted attempts
 
 
 def start_run(
@@ -199,13 +199,14 @@ class Heartbeat:
                 log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
 
 
-def store_files(store: Store) -> tuple[Path, ...]:
-    """What Specwright keeps beside the database (it, its WAL, the journals, saved patches,
-    worktrees): never in an attempt's diff, nor deleted as its leftovers, whatever .gitignore
-    says."""
+def store_files(store: Store, *, trees: bool = True) -> tuple[Path, ...]:
+    """What Specwright keeps beside the database (it, its WAL, the journals, saved patches and,
+    with ``trees``, the worktrees of parallel runs): never in an attempt's diff, nor deleted as
+    its leftovers, whatever .gitignore says."""
     folder = store.path.parent
     wal = store.path.with_name(f"{store.path.name}.wal")
-    return (store.path, wal, store.journal.root, *(folder / n for n in WORK_FOLDERS))
+    kept = (store.path, wal, store.journal.root, *(folder / n for n in PATCH_FOLDERS))
+    return (*kept, folder / "worktrees") if trees else kept
 
 
 def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: str) -> None:

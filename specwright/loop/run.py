@@ -297,7 +297,7 @@ class _ChunkRun:
     def _prepare(self) -> None:
         workdir = self.workdir
         gitops.root_of(workdir)
-        ours = [self.store.path, self.store.journal.root]
+        ours = list(records.store_files(self.store, trees=False))  # a rollback must spare
         gitops.ensure_outside_or_ignored(workdir, ours)
         gitops.ensure_clean(workdir)
         if self.opts.workdir is None:
