@@ -118,7 +118,8 @@ def _git(path: Path | str, *args: str, env: dict[str, str] | None = None) -> str
             return str(cmd.execute(["git", *args], env=env, strip_newline_in_stdout=True))
         except git.GitCommandError as exc:
             err = str(exc.stderr or exc.stdout or "").strip().replace("\n", " ")
-            err = err.removeprefix("stderr: ").strip("'").strip()
+            err = err.removeprefix("stderr: ")  # GitPython's, around git's own words
+            err = (err[1:-1] if len(err) > 1 and err[0] == err[-1] == "'" else err).strip()
             held = _LOCKED.search(err)
             if held is None:
                 raise GitError(f"git {' '.join(args[:3])} in {path}: {err or exc}") from None

@@ -457,3 +457,13 @@ def test_a_stacked_spec_branch_moved_up_to_another_specs_branch_is_said(
         "the commit checked out (specwright/first); it now carries specwright/first's commits "
         "too"
     ]
+
+
+def test_a_git_error_keeps_the_quotes_of_its_own_words(repo: Path, tmp_path: Path) -> None:
+    """GitPython puts git's message in quotes; taking them off took the closing quote of a path
+    at its end too ("already checked out at '/path/to/tree")."""
+    git(repo, "branch", "busy")
+    git(repo, "worktree", "add", "-q", str(tmp_path / "tree"), "busy")
+    with pytest.raises(gitops.GitError) as refused:
+        gitops._git(repo, "checkout", "--quiet", "busy")
+    assert str(refused.value).endswith(f"is already checked out at '{tmp_path / 'tree'}'")
