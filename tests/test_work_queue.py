@@ -381,6 +381,10 @@ def test_a_worker_paused_past_its_heartbeat_gives_up_the_item_another_took(
             lambda: store.query("SELECT count(*) FROM chunks WHERE status = 'running'") == [(1,)],
             "the chunk to start",
         )
+        # and its agent to have written its file (it then sleeps): paused before that, a loaded
+        # machine let it write 'A' over the second worker's 'A2' after the resume
+        a = git_repo / "a.txt"
+        _wait(lambda: a.exists() and a.read_text() == "A", "the first agent to write a.txt")
         _pause_outside_the_database(proc, store.path)
         old = utcnow() - timedelta(seconds=600)  # as if paused for 10 minutes
         store.update("queue", {"id": item}, {"heartbeat_at": old})

@@ -217,8 +217,8 @@ def test_a_conflicted_attempt_is_not_left_shipped(git_repo: Path) -> None:
     assert result.status == "shipped", result.reason
     runs = store.query_dicts(
         "SELECT c.title, r.status, r.reason, r.head_commit FROM runs r "
-        "JOIN chunks c ON c.id = r.chunk_id ORDER BY r.started_at"
-    )
+        "JOIN chunks c ON c.id = r.chunk_id ORDER BY c.title, r.started_at"
+    )  # by chunk: X's and Y's first runs start together in one wave, in either order
     assert [(r["title"], r["status"]) for r in runs] == [
         ("Make X", "shipped"),
         ("Make Y", "failed"),  # its commit never landed: it conflicted
