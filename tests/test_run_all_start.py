@@ -55,6 +55,12 @@ def test_a_run_all_refused_before_any_agent_leaves_the_spec_as_it_was(
     assert store.query("SELECT count(*) FROM executions") == [(0,)]
     [run] = store.query_dicts("SELECT status, reason FROM runs WHERE kind = 'spec'")
     assert run["status"] == "failed" and "check_broken" in run["reason"]  # still recorded
+    # `run` of one chunk says it alike (it printed its closing table and exited 1)
+    one = cli("-C", str(git_repo), "run", f"{spec.slug}:1")
+    assert one.code == 2  # its progress lines, then no closing table
+    assert one.out.splitlines()[-1].startswith("  baseline verify check: error (exit 127"), one
+    [line] = one.err.strip().splitlines()
+    assert line.startswith("specwright: error: no agent ran: check_broken: verification step ")
 
 
 @pytest.mark.parametrize("parallel", [1, 2])

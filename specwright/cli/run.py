@@ -193,6 +193,9 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
         wall_time_s=args.wall_time,
         baseline=not args.no_baseline,
     )
+    if result.reason.startswith("check_broken:") and result.iterations == 0:
+        # as run-all says it: a check that cannot run stops the run before the agent, one line
+        raise SpecwrightError(f"no agent ran: {result.reason}")
     cost = _run_cost(store, result.run_id)
     if ctx.json:
         ctx.emit({**_as_dict(result, executor.backend), **cost})
