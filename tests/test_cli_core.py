@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,11 @@ def test_init_and_status_say_when_the_environment_picked_the_database(
 ) -> None:
     """SPECWRIGHT_DB left exported from another project's work: `init` printed that database
     as this project's, nothing saying the project's own data/ was not used."""
-    import os
-
     other = tmp_path / "elsewhere.duckdb"  # the autouse fixture's SPECWRIGHT_DB is another
     res = cli("-C", str(tmp_path), "--db", str(other), "init")
     assert res.code == 0, res.err
     assert f"database            {other} (from --db)\n" in res.out
+    cli("-C", str(tmp_path), "db", "migrate")  # SPECWRIGHT_DB's file, which status needs
     status = cli("-C", str(tmp_path), "status").out
     assert f"\ndatabase {os.environ['SPECWRIGHT_DB']} (from SPECWRIGHT_DB)\n" in status
     shown = json.loads(cli("-C", str(tmp_path), "--db", str(other), "--json", "init").out)
@@ -290,6 +290,57 @@ def test_a_command_that_only_reads_refuses_a_project_directory_that_does_not_exi
     assert not ghost.exists()
 
 
+_READERS = [
+    ("status",),
+    ("project", "list"),
+    ("spec", "list"),
+    ("spec", "show", "x"),
+    ("spec", "export", "x", "-o", "-"),
+    ("chunk", "list", "x"),
+    ("queue", "list"),
+    ("usage", "daily"),
+    ("usage", "specs"),
+    ("usage", "export", "-o", "exported"),
+    ("report", "--html", "report.html"),
+]
+
+
+def test_a_command_that_only_reads_refuses_a_database_file_that_is_not_there(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """`usage specs --db dat/specwright.duckdb` (a typo) made a new empty database and printed
+    an empty report; it names the path and what picked it, creates nothing; a write still
+    creates the database."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    typo = root / "dat" / "specwright.duckdb"
+    for args in _READERS:
+        res = cli(*args, "--db", "dat/specwright.duckdb")
+        assert (res.code, res.err) == (
+            2,
+            f"specwright: error: --db dat/specwright.duckdb: no database file at {typo}; "
+            "nothing created (check the path)\n",
+        ), args
+    env = os.environ["SPECWRIGHT_DB"]
+    res = cli("usage", "specs")
+    assert res.err.startswith(f"specwright: error: SPECWRIGHT_DB {env}: no database file at")
+    monkeypatch.delenv("SPECWRIGHT_DB")
+    default = root / "data" / "specwright.duckdb"
+    res = cli("status")
+    assert (res.code, res.err) == (
+        2,
+        f"specwright: error: {default}: no database yet (the project's default); nothing "
+        "created (`specwright init` creates it, or --db PATH names another)\n",
+    )
+    assert sorted(p.name for p in root.iterdir()) == []
+    assert not Path(env).parent.exists()
+    assert cli("spec", "new", "One").code == 0  # a command that writes makes it
+    assert default.is_file() and cli("status").code == 0
+
+
 def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cli("-C", str(project), "spec", "new", "S")
     result = cli("-C", str(project), "chunk", "add", "s", "B", "--depends-on", "9")
@@ -353,7 +404,6 @@ def test_console_script_runs_in_a_subprocess(project: Path) -> None:
 def test_output_cut_short_by_a_pipe_ends_quietly(project: Path, args: tuple[str, ...]) -> None:
     """`specwright ... | head`: the reader is gone before anything is written (here: before the
     process starts), so every write meets a closed pipe: exit 0, no traceback."""
-    import os
     import subprocess
     import sys
 

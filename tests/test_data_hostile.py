@@ -234,7 +234,7 @@ def test_a_database_whose_folder_is_a_file_is_one_line(
 ) -> None:
     (tmp_path / "plain").write_text("x")
     monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "plain" / "x.duckdb"))
-    line = _one_line_error(cli("-C", str(tmp_path), "status"))
+    line = _one_line_error(cli("-C", str(tmp_path), "spec", "new", "S"))
     assert "cannot create its folder" in line and str(tmp_path / "plain") in line
 
 

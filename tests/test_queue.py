@@ -115,6 +115,7 @@ def test_orphaned_running_item_is_queued_again(git_repo: Path) -> None:
 
 def test_unknown_item_and_bad_options_are_clear(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
     _project(git_repo, _write_script({"A": []}))
+    assert cli("-C", str(git_repo), "db", "migrate").code == 0
     result = cli("-C", str(git_repo), "queue", "cancel", "0000abcd")
     assert result.code == 2 and "queue item '0000abcd': no such item" in result.err
     for poll in ("0", "-5", "nan"):  # a worker that never waits would spin a CPU for nothing

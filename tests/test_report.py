@@ -133,6 +133,7 @@ def test_report_to_a_path_it_cannot_write_is_one_line(tmp_path: Path, cli) -> No
     not a traceback."""
     afile = tmp_path / "notes.txt"
     afile.write_text("mine\n")
+    assert cli("db", "migrate").code == 0
     res = cli("report", "--html", str(afile / "report.html"))
     assert res.code == 2 and len(res.err.splitlines()) == 1, res.err
     assert res.err.startswith(
@@ -165,6 +166,7 @@ def test_no_logs_names_the_folders_the_environment_chose(tmp_path: Path, cli, mo
 
 
 def test_usage_on_an_empty_database_says_how_to_fill_it(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert cli("db", "migrate").code == 0
     empty = cli("usage", "daily")
     assert empty.code == 0 and "(none)" in empty.out
     assert "no agent logs imported yet" in empty.err and "ingest claude-logs" in empty.err

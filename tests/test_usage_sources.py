@@ -330,9 +330,15 @@ def test_an_export_of_an_empty_database_says_so(
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     """A mistyped SPECWRIGHT_DB made a new database and an empty export without a word: merged
-    on the other laptop, it inserted nothing and no one knew why."""
+    on the other laptop, it inserted nothing and no one knew why. Such a file is now refused
+    (no file, no export); a database that is there but holds no usage is exported, with a
+    warning naming it."""
     db = tmp_path / "typo.duckdb"
     monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    res = cli("usage", "export", "-o", str(tmp_path / "export"), "--json")
+    assert res.code == 2 and f"SPECWRIGHT_DB {db}: no database file at {db}" in res.err
+    assert not db.exists() and not (tmp_path / "export").exists()
+    assert cli("db", "migrate").code == 0
     res = cli("usage", "export", "-o", str(tmp_path / "export"), "--json")
     assert res.code == 0, res.err
     assert json.loads(res.out)["rows"] == {"usage_records": 0, "usage_snapshots": 0, "prices": 0}
@@ -374,6 +380,7 @@ def test_export_to_a_home_path_the_shell_left_unexpanded_goes_home_as_merge_read
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SPECWRIGHT_DB", str(tmp_path / "db.duckdb"))
     monkeypatch.chdir(tmp_path)
+    assert cli("db", "migrate").code == 0
     res = cli("usage", "export", "--output=~/sync/usage", "--json")
     assert res.code == 0, res.err
     assert json.loads(res.out)["export"] == str(tmp_path / "home" / "sync" / "usage")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class Context:
     project_dir: Path
     db_override: str | None
     json: bool
+    needs_db: bool = False  # a command that only reads (or changes rows): a missing file is refused
     _config: Config | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
     _problem: str | None = field(default=None, repr=False)  # said when the project is needed
@@ -39,7 +41,8 @@ class Context:
                 root = find_project_root(root)  # -C sub/ is its project, as cd sub/ and notebooks
         except FileNotFoundError:  # the working directory was deleted (main has no try yet)
             return cls(Path("."), args.db, bool(args.json), _problem=_GONE)
-        return cls(project_dir=root, db_override=args.db, json=bool(args.json))
+        needs_db = bool(getattr(args, "needs_db", False))
+        return cls(project_dir=root, db_override=args.db, json=bool(args.json), needs_db=needs_db)
 
     def _check_dir(self) -> None:
         """Refuse a project directory that is not one (``-C`` to a file or a typo)."""
@@ -61,8 +64,6 @@ class Context:
 
     @property
     def db_path(self) -> Path:
-        import os
-
         from specwright.store import resolve_db_path
 
         if not self.db_override and not os.environ.get("SPECWRIGHT_DB"):
@@ -82,8 +83,31 @@ class Context:
         if self._store is None:
             from specwright.store import Store
 
+            if self.needs_db:
+                self._refuse_missing_db()
             self._store = Store(self.db_path)
         return self._store
+
+    def _refuse_missing_db(self) -> None:
+        """A command that only reads refuses a database file that is not there: opening it
+        would create an empty one (a mistyped ``--db`` or ``SPECWRIGHT_DB``), and the report
+        would say nothing was recorded instead of naming the path."""
+        from specwright.config_env import database_source
+        from specwright.errors import NotFoundError
+
+        path = self.db_path
+        if path.exists():
+            return
+        picked = database_source(self.db_override)
+        if picked:
+            given = self.db_override or os.environ.get("SPECWRIGHT_DB", "")
+            raise NotFoundError(
+                f"{picked} {given}: no database file at {path}; nothing created (check the path)"
+            )
+        raise NotFoundError(
+            f"{path}: no database yet (the project's default); nothing created "
+            "(`specwright init` creates it, or --db PATH names another)"
+        )
 
     def project(self, *, create: bool = True) -> Project:
         """The project row for ``project_dir``, created on first use; with ``create=False``

@@ -25,12 +25,14 @@ def register(sub: Any) -> None:
         action="store_true",
         help="every project in the database (also shown when this one has no specs)",
     )
-    p.set_defaults(handler=cmd_status)
+    p.set_defaults(handler=cmd_status, needs_db=True)
 
     proj = sub.add_parser("project", help="projects known to the database").add_subparsers(
         dest="sub", metavar="SUBCOMMAND", required=True
     )
-    proj.add_parser("list", help="list projects").set_defaults(handler=cmd_project_list)
+    proj.add_parser("list", help="list projects").set_defaults(
+        handler=cmd_project_list, needs_db=True
+    )
 
     spec = sub.add_parser("spec", help="create, list, show and delete specs").add_subparsers(
         dest="sub", metavar="SUBCOMMAND", required=True
@@ -42,10 +44,10 @@ def register(sub: Any) -> None:
     text.add_argument("--body-file", metavar="FILE", help="read the spec text from a file")
     p.add_argument("--budget", type=float, metavar="USD", help="budget for the whole spec")
     p.set_defaults(handler=cmd_spec_new)
-    spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list)
+    spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list, needs_db=True)
     p = spec.add_parser("show", help="a spec with its chunks")
     p.add_argument("spec", help="spec slug, id or id prefix")
-    p.set_defaults(handler=cmd_spec_show)
+    p.set_defaults(handler=cmd_spec_show, needs_db=True)
     p = spec.add_parser("delete", help="delete a spec (refused if it has runs, unless --force)")
     p.add_argument("spec", help="spec slug, id or id prefix")
     p.add_argument(
@@ -53,14 +55,14 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also delete its runs, executions, events, verifications and reviews",
     )
-    p.set_defaults(handler=cmd_spec_delete)
+    p.set_defaults(handler=cmd_spec_delete, needs_db=True)
     p = spec.add_parser("export", help="write a spec to .handoff/specs/<slug>.md")
     p.add_argument("spec", help="spec slug, id or id prefix")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead ('-' for stdout)")
     p.add_argument(
         "--force", action="store_true", help="overwrite a file with edits that were not imported"
     )
-    p.set_defaults(handler=cmd_spec_export)
+    p.set_defaults(handler=cmd_spec_export, needs_db=True)
     p = spec.add_parser("import", help="create or update a spec from a spec file")
     p.add_argument("file", help="a spec file (front matter + markdown; see `spec export`)")
     p.add_argument(
@@ -101,10 +103,10 @@ def register(sub: Any) -> None:
         help="a file this chunk is expected to change; repeatable",
     )
     p.add_argument("--budget", type=float, metavar="USD", help="budget for this chunk")
-    p.set_defaults(handler=cmd_chunk_add)
+    p.set_defaults(handler=cmd_chunk_add, needs_db=True)
     p = chunk.add_parser("list", help="list a spec's chunks")
     p.add_argument("spec", help="spec slug, id or id prefix")
-    p.set_defaults(handler=cmd_chunk_list)
+    p.set_defaults(handler=cmd_chunk_list, needs_db=True)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(
         dest="sub", metavar="SUBCOMMAND", required=True

@@ -24,10 +24,10 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_add)
     p = q.add_parser("list", help="queued, running and finished items")
     p.add_argument("--all", action="store_true", help="include finished and cancelled items")
-    p.set_defaults(handler=cmd_list)
+    p.set_defaults(handler=cmd_list, needs_db=True)
     p = q.add_parser("cancel", help="drop a queued item or stop a running one")
     p.add_argument("item", help="queue item id or id prefix")
-    p.set_defaults(handler=cmd_cancel)
+    p.set_defaults(handler=cmd_cancel, needs_db=True)
 
     p = sub.add_parser(
         "worker",

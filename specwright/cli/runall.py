@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
     )
     _pr_args(p)
     p.add_argument("spec", help="spec slug or id")
-    p.set_defaults(handler=cmd_pr)
+    p.set_defaults(handler=cmd_pr, needs_db=True)
 
     p = sub.add_parser(
         "demo",

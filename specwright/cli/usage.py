@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                 metavar="DAY",
                 help="the day weeks start on: monday ... sunday (default: sunday, as ccusage)",
             )
-        p.set_defaults(handler=cmd_usage, report=name)
+        p.set_defaults(handler=cmd_usage, report=name, needs_db=True)
     p = us.add_parser("export", help="write the usage tables as Parquet (for other machines)")
     p.add_argument(
         "--output",
@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="export directory (default: usage-export-<host>-<date>)",
     )
-    p.set_defaults(handler=cmd_export)
+    p.set_defaults(handler=cmd_export, needs_db=True)
     p = us.add_parser("merge", help="fold usage exports from other machines in (idempotent)")
     p.add_argument("files", nargs="+", metavar="FILE", help="export directories or .parquet files")
     p.set_defaults(handler=cmd_merge)
@@ -103,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time zone of the days: those of --since/--until, the daily bars and the times "
         "shown (default: this machine's, as the usage reports: $TZ, else /etc/localtime)",
     )
-    p.set_defaults(handler=cmd_report)
+    p.set_defaults(handler=cmd_report, needs_db=True)
 
 
 def _window_args(p: argparse.ArgumentParser) -> None:
