@@ -220,7 +220,18 @@ def test_a_spec_of_another_project_is_shown_but_not_changed_from_here(
     assert shown["slug"] == "add-login"
     listed = json.loads(cli("-C", str(other), "--json", "chunk", "list", "add-login").out)
     assert [c["title"] for c in listed] == ["Form"]
-    for args in (["chunk", "add", "add-login", "Again"], ["spec", "delete", "add-login"]):
+    # to stdout or a file named, an export reads it: it found no spec from another project
+    own = cli("-C", str(project), "spec", "export", "add-login", "-o", "-")
+    assert own.code == 0 and "title: Add login" in own.out
+    assert cli("-C", str(other), "spec", "export", "add-login", "-o", "-").out == own.out
+    named = tmp_path / "named.md"
+    assert cli("-C", str(other), "spec", "export", "add-login", "-o", str(named)).code == 0
+    assert named.read_text() == own.out and not (other / ".handoff").exists()
+    for args in (
+        ["chunk", "add", "add-login", "Again"],
+        ["spec", "delete", "add-login"],
+        ["spec", "export", "add-login"],  # its default file is in its own project
+    ):
         res = cli("-C", str(other), *args)
         assert res.code == 2 and len(res.err.strip().splitlines()) == 1
         assert f"not in this project ({other}) but in {project}: run with -C {project}" in res.err
@@ -429,8 +440,15 @@ def test_commands_that_only_read_record_no_project(project: Path, tmp_path: Path
     assert cli("-C", str(project), "spec", "new", "Count words").code == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for args in (("status",), ("spec", "list"), ("--json", "spec", "list")):
-        assert cli("-C", str(elsewhere), *args).code == 0
+    reads = (
+        ("status",),
+        ("spec", "list"),
+        ("--json", "spec", "list"),
+        ("spec", "show", "count-words"),
+    )
+    reads += (("chunk", "list", "count-words"), ("spec", "export", "count-words", "-o", "-"))
+    for args in reads:
+        assert cli("-C", str(elsewhere), *args).code == 0, args
     listed = cli("--json", "project", "list")
     assert [p["root"] for p in json.loads(listed.out)] == [str(project.resolve())]
     res = cli("-C", str(elsewhere), "spec", "list")

@@ -125,7 +125,7 @@ class Context:
         from specwright.errors import NotFoundError
 
         try:
-            spec = get_spec(self.store, ref, self.project())
+            spec = get_spec(self.store, ref, self.project(create=False))
         except NotFoundError:
             spec = get_spec(self.store, ref)
         self.adopt_project(spec.project_id)

@@ -330,7 +330,10 @@ def cmd_spec_export(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.specfile import default_path, export_spec
 
     with ctx.store.connect():
-        spec = get_spec(ctx.store, args.spec, ctx.project())
+        if args.output:  # to stdout or a file named: found in any project, as `spec show` does
+            spec = ctx.use_spec(args.spec)
+        else:  # the default file is in its project's folder: from another one, -C names it
+            spec = get_spec(ctx.store, args.spec, ctx.project(create=False))
         target = Path(args.output) if args.output else default_path(ctx.project_dir, spec)
         if target.is_dir():  # -o specs/: the file goes inside, named as by default
             target = target / default_path(ctx.project_dir, spec).name
