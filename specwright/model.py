@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,8 +59,18 @@ def utcnow() -> datetime:
 
 
 def slugify(text: str, max_len: int = 48) -> str:
-    """A lowercase, dash-separated slug safe for branch names and file names."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """A lowercase, dash-separated slug safe for branch names and file names: letters and
+    digits of any script (NFKC, lower-cased, with the marks that follow them: an intent in
+    Japanese is not ``spec``), every other run of characters one dash; ``spec`` when nothing is
+    left. No ``.``, space, control or ``~^:?*[\\`` is kept, so ``specwright/<slug>`` passes
+    ``git check-ref-format``."""
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).lower())
+    kept: list[str] = []
+    for ch in text:
+        kind = unicodedata.category(ch)[0]
+        mark = kind == "M" and kept and kept[-1] != "-"  # a vowel sign, an accent: its letter's
+        kept.append(ch if kind in "LN" or mark else "-")
+    slug = re.sub(r"-+", "-", "".join(kept)).strip("-")
     return slug[:max_len].rstrip("-") or "spec"
 
 

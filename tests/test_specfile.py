@@ -496,3 +496,33 @@ def test_chunk_add_keeps_what_a_round_trip_keeps(cli, tmp_path: Path) -> None:  
     assert cli(*c, "spec", "import", str(tmp_path / ".handoff/specs/pad.md")).code == 0
     (after,) = json.loads(cli(*c, "--json", "chunk", "list", "pad").out)
     assert (after["acceptance"], after["files"]) == (before["acceptance"], before["files"])
+
+
+def test_slugs_keep_letters_and_digits_of_every_script(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An intent in Japanese gave the slug `spec` (the next `spec-2`): its letters are kept,
+    NFKC and lower-cased, as long as the branch name is one git takes."""
+    import subprocess
+
+    from specwright.model import slugify
+
+    c = ("-C", str(tmp_path))
+    for title in ("レート制限を追加", "レート制限を追加", "!!!"):
+        assert cli(*c, "spec", "new", title).code == 0
+    listed = [s["slug"] for s in json.loads(cli(*c, "--json", "spec", "list").out)]
+    assert listed == ["レート制限を追加", "レート制限を追加-2", "spec"]
+    assert cli(*c, "spec", "export", "レート制限を追加").code == 0
+    assert (tmp_path / ".handoff" / "specs" / "レート制限を追加.md").is_file()
+    cases = {
+        "Ｒａｔｅ Limit ①": "rate-limit-1",  # NFKC: full-width letters, a circled digit
+        "Café au lait": "café-au-lait",
+        "हिन्दी भाषा": "हिन्दी-भाषा",  # vowel signs and the virama stay with their letters
+        "Straße..lock~^:?*[\\ @{x}": "straße-lock-x",
+        "Add rate limiting": "add-rate-limiting",
+        "🎉 ✓": "spec",
+    }
+    for title, slug in cases.items():
+        assert slugify(title) == slug, title
+    for title in [*cases, "レート制限を追加", "x" * 80, "é" * 80, "\u0301a", "a\u200fb"]:
+        branch = f"specwright/{slugify(title)}"
+        done = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True)
+        assert done.returncode == 0, (title, branch)
