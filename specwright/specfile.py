@@ -452,8 +452,12 @@ def _read_text(path: Path) -> str:
 
 
 def _normal(text: str) -> str:
-    # a file saved by a Windows editor: a byte order mark, CRLF line ends (ours are LF)
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    """A file saved by a Windows editor (a byte order mark, CRLF line ends: its first line, the
+    front matter's ``---``, ends so) read as ours, LF. In a file of LF lines, as every export
+    is, a CR is a spec's or chunk's own text (a prompt typed with CRLF) and is kept: an export
+    imported again gives that text back byte for byte."""
+    text = text.removeprefix("\ufeff")
+    return text.replace("\r\n", "\n") if text.split("\n", 1)[0].endswith("\r") else text
 
 
 def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraft]:

@@ -526,3 +526,27 @@ def test_slugs_keep_letters_and_digits_of_every_script(cli, tmp_path: Path) -> N
         branch = f"specwright/{slugify(title)}"
         done = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True)
         assert done.returncode == 0, (title, branch)
+
+
+def test_carriage_returns_in_a_specs_text_survive_a_round_trip(
+    store: Store, tmp_path: Path
+) -> None:
+    """`chunk add --prompt` of a text with CRLF line ends (pasted from a Windows file), a body
+    or intent with a lone CR: `spec export` then `spec import` gave them back with LF."""
+    project = ensure_project(store, tmp_path)
+    spec = create_spec(store, project, "CR", "body\r\nline\r", intent="do\r\nthis")
+    draft = ChunkDraft("One", "a\r\nb\r\n\r\nc\r", ["x\r\ny", "z\rw"], ["f\r.py"])
+    replace_chunks(store, spec.id, [draft, ChunkDraft("Two", "## Chunk 3: x\r\n### Files\r")])
+    before = [(c.prompt, c.acceptance, c.files) for c in list_chunks(store, spec.id)]
+    path = specfile.export_spec(store, get_spec(store, spec.id), tmp_path / "cr.md")
+    back = specfile.import_spec(store, project, path)
+    assert (back.body, back.intent) == ("body\r\nline\r", "do\r\nthis")
+    assert [(c.prompt, c.acceptance, c.files) for c in list_chunks(store, back.id)] == before
+    assert specfile.export_spec(store, back, tmp_path / "again.md").read_bytes() == (
+        path.read_bytes()
+    )
+    # a file a Windows editor saved (every line CRLF) still reads as the LF one
+    windows = tmp_path / "win.md"
+    windows.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    parsed = specfile.read(windows)
+    assert parsed.title == "CR" and parsed.chunks[0].prompt == "a\nb\n\nc"
