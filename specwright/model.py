@@ -6,6 +6,7 @@ Records are frozen dataclasses; stream events carry a ``type`` literal and form 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -23,7 +24,7 @@ def cost_text(cost_usd: float | None, unpriced: int = 0, places: int = 4) -> str
     """A total cost as text: ``$0.2500``; a lower bound ``$0.2500 + 2 unpriced`` when some of
     its calls have no known cost (no price, or stopped mid-run); ``unknown (2 unpriced)`` when
     none has one; ``-`` for nothing at all."""
-    if cost_usd is None or cost_usd != cost_usd:  # NULL or NaN
+    if cost_usd is None or not math.isfinite(cost_usd):  # NULL, NaN, a sum past the largest float
         return f"unknown ({unpriced} unpriced)" if unpriced else "-"
     return f"${cost_usd:.{places}f}" + (f" + {unpriced} unpriced" if unpriced else "")
 

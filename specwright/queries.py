@@ -350,20 +350,27 @@ def cost_per_shipped_chunk(
     tz: str = "UTC",
 ) -> pd.DataFrame:
     """Per shipped chunk: its cost across every iteration, its iterations (``ITERATIONS``), and
-    executions. With a window: the chunks with executions in it, and what those cost."""
+    executions. With a window: the chunks with executions in it, and what those cost. A spec
+    whose slug another spec there has too (of another project) is ``project/slug``, as in
+    ``cost_by``."""
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
-        SELECT s.slug AS spec, c.position, c.title, {ITERATIONS} AS iterations,
-               count(e.id) AS executions, {EXEC_SUM} AS cost_usd,
-               count(e.id) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced,
-               sum(e.duration_ms) / 1000.0 AS agent_seconds
-        FROM chunks c JOIN specs s ON s.id = c.spec_id
-        LEFT JOIN {TRIES} t ON t.chunk_id = c.id
-        LEFT JOIN executions e ON e.chunk_id = c.id{where}
-        WHERE c.status = 'shipped'
-        GROUP BY s.slug, c.id, c.position, c.title, c.iterations, t.iterations
-        {"HAVING count(e.id) > 0" if where else ""}
-        ORDER BY spec, c.position"""
+        SELECT CASE WHEN count(DISTINCT spec_id) OVER (PARTITION BY spec) > 1
+                    THEN project || '/' || spec ELSE spec END AS spec,
+               * EXCLUDE (spec, spec_id, project)
+        FROM (
+            SELECT s.slug AS spec, s.id AS spec_id, p.name AS project, c.position, c.title,
+                   {ITERATIONS} AS iterations, count(e.id) AS executions, {EXEC_SUM} AS cost_usd,
+                   count(e.id) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced,
+                   sum(e.duration_ms) / 1000.0 AS agent_seconds
+            FROM chunks c JOIN specs s ON s.id = c.spec_id
+            LEFT JOIN projects p ON p.id = s.project_id
+            LEFT JOIN {TRIES} t ON t.chunk_id = c.id
+            LEFT JOIN executions e ON e.chunk_id = c.id{where}
+            WHERE c.status = 'shipped'
+            GROUP BY s.slug, s.id, p.name, c.id, c.position, c.title, c.iterations, t.iterations
+            {"HAVING count(e.id) > 0" if where else ""})
+        ORDER BY 1, position"""
     return store.query_df(sql, params)
 
 

@@ -307,8 +307,10 @@ def _table_html(
     for row in (df.tail(limit) if latest else df.head(limit)).to_dict("records"):
         cells = []
         for c, v in row.items():
-            if v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-                v = None  # unknown (a cost without a price, a run not finished): blank, not "nan"
+            if v is pd.NaT or v is pd.NA or (isinstance(v, float) and not math.isfinite(v)):
+                # unknown (a cost without a price, a run not finished, a sum past the largest
+                # float): blank, not "nan" or "inf"
+                v = None
             text = f"{v:,.4f}" if isinstance(v, float) else v
             if c == "cost_usd" and v is not None and row.get("unpriced"):
                 text = f"≥{text}"  # the priced calls' sum: the unpriced ones cost more

@@ -4,6 +4,7 @@ text, windows with no rows."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -55,19 +56,68 @@ def test_a_nan_or_infinite_cost_does_not_hide_the_rest_of_a_total(
     assert all(math.isfinite(v) for v in Q.executions_by_period(store)["cost_usd"])
 
 
-def _seed_shipped_chunk(store: Store, tmp_path: Path) -> None:
-    """One shipped chunk with an executor call (today, UTC) that cost 0.5."""
+def _seed_shipped_chunk(
+    store: Store, tmp_path: Path, title: str = "Shipped one", costs: tuple[float, ...] = (0.5,)
+) -> None:
+    """One shipped chunk with executor calls (today, UTC) that cost ``costs`` (0.5)."""
     from specwright.catalog import add_chunk, create_spec, ensure_project, update_chunk
     from specwright.model import Usage
     from specwright.recorder import ExecutionRecorder
 
-    spec = create_spec(store, ensure_project(store, tmp_path), "Shipped one", "")
+    spec = create_spec(store, ensure_project(store, tmp_path), title, "")
     chunk = add_chunk(store, spec, "Only chunk", "do it")
     update_chunk(store, chunk.id, status="shipped", iterations=1, verdict="SHIP")
-    with ExecutionRecorder(
-        store, role="executor", backend="scripted", spec_id=spec.id, chunk_id=chunk.id
-    ) as rec:
-        rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=0.5))
+    for cost in costs:
+        with ExecutionRecorder(
+            store, role="executor", backend="scripted", spec_id=spec.id, chunk_id=chunk.id
+        ) as rec:
+            rec.finish(status="ok", usage=Usage(input_tokens=10, output_tokens=1, cost_usd=cost))
+
+
+def test_the_reports_shipped_chunks_name_a_slug_two_projects_share_with_its_project(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two projects each with a spec `add-tests`: the dashboard's "Cost per shipped chunk" had
+    two rows `add-tests`, no telling whose; they are `api/add-tests` and `web/add-tests`, as in
+    `usage specs`. A slug of one project stays as it is."""
+    from specwright import queries as Q
+    from specwright.report import write_html
+
+    for name in ("api", "web"):
+        _seed_shipped_chunk(store, tmp_path / name, "Add tests")
+    _seed_shipped_chunk(store, tmp_path / "api", "Solo")
+    shipped = Q.cost_per_shipped_chunk(store)
+    assert list(shipped["spec"]) == ["api/add-tests", "solo", "web/add-tests"]
+    assert list(shipped.columns)[:3] == ["spec", "position", "title"]
+    text = write_html(store, tmp_path / "r.html").read_text(encoding="utf-8")
+    for spec in ("api/add-tests", "web/add-tests", "solo"):
+        assert f"<tr><td>{spec}</td>" in text
+
+
+def test_a_cost_summed_past_the_largest_float_is_unknown_in_text_not_inf(
+    store: Store, tmp_path: Path, cli: Any
+) -> None:
+    """Two calls reporting $1e308 each: `--json` said null (unknown), but the text tables of
+    `usage specs` and `status`, the run summary's cost and the dashboard's tables said `inf`.
+    Each shows it as unknown, as a cost of no price is: `-` (blank in HTML)."""
+    from specwright.cli.common import print_table
+    from specwright.model import cost_text
+    from specwright.report import write_html
+    from specwright.widgets.common import table_html
+
+    _seed_shipped_chunk(store, tmp_path, "Costly", (1e308, 1e308))
+    db = ("--db", str(store.path), "-C", str(tmp_path))
+    for args in (("usage", "specs"), ("status",), ("usage", "specs", "--by", "chunk")):
+        res = cli(*db, *args)
+        assert res.code == 0 and "inf" not in res.out.lower(), (args, res.out)
+        (row,) = [line for line in res.out.splitlines() if "costly" in line]
+        assert " - " in row, row
+    html = write_html(store, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "inf<" not in html.lower()
+    assert cost_text(float("inf")) == "-" and cost_text(float("-inf"), 2) == "unknown (2 unpriced)"
+    print_table([{"cost_usd": float("inf")}, {"cost_usd": 1.5}], file=(out := io.StringIO()))
+    assert out.getvalue().splitlines()[1:] == ["       -", "  1.5000"]
+    assert "inf" not in table_html([{"cost_usd": float("inf")}], ["cost_usd"]).lower()
 
 
 def test_the_html_report_tables_follow_its_date_window(store: Store, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -168,8 +169,6 @@ class Context:
 def _finite(value: Any) -> Any:
     """``value`` with every float that is NaN or infinite (a cost summed past the largest
     float, a figure of an older database) as None: unknown, as JSON can say."""
-    import math
-
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -208,6 +207,8 @@ def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if not math.isfinite(value):  # a sum past the largest float: unknown, as --json's null
+            return "-"
         text = f"{value:,.2f}" if wide or abs(value) >= 100 else f"{value:.4f}"
         return "≥" + text if isinstance(value, AtLeast) else text
     if isinstance(value, datetime):
@@ -222,6 +223,10 @@ def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _big(value: float) -> bool:
+    return math.isfinite(value) and abs(value) >= 100
+
+
 def print_table(
     rows: list[dict[str, Any]], columns: Sequence[str] | None = None, file: Any = None
 ) -> None:
@@ -232,7 +237,7 @@ def print_table(
         return
     cols = list(columns or rows[0].keys())
     # one number format per column, so its decimals line up
-    wide = {c for c in cols if any(isinstance(r.get(c), float) and abs(r[c]) >= 100 for r in rows)}
+    wide = {c for c in cols if any(isinstance(r.get(c), float) and _big(r[c]) for r in rows)}
     cells = [[_cell(r.get(c), c in wide) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
 
@@ -275,8 +280,6 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0 (seconds: a timeout of 0 would end at once)."""
-    import math
-
     try:
         value = float(text)
     except ValueError:

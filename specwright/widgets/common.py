@@ -10,6 +10,7 @@ raises so the run exits non-zero. ``SPECWRIGHT_HEADLESS=1`` / ``0`` forces eithe
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -128,6 +129,8 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit:
         cells = []
         for c in columns:
             v = row.get(c)
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None  # NaN, a sum past the largest float: unknown, blank (as in the dashboard)
             if c == "status" and isinstance(v, str):
                 cell = badge(v)
             elif isinstance(v, bool):  # the run summary's "ran": yes/no, as the CLI prints it
