@@ -561,3 +561,41 @@ def test_reports_never_fail_on_thousands_of_records_at_the_per_record_bound(
     assert cli(*db, "status").code == 0
     r = cli(*db, "report", "--html", str(tmp_path / "report.html"), *window)
     assert r.code == 0, r.err
+
+
+def test_the_usage_notebooks_project_filter_names_each_projects_folder(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two clones of one repository are two projects named `api`: the notebook's project filter
+    listed `api` twice (and its "by project" bars summed them), no telling which was which.
+    Each choice names its folder, shown plain (a terminal escape or a right-to-left override
+    in a folder name as '?'), and picks that project alone."""
+    import plotly.graph_objects as go
+
+    from specwright.widgets import usage_data
+    from specwright.widgets.usage_data import Filters
+    from specwright.widgets.usage_view import UsageView
+
+    one, two = tmp_path / "work" / "api", tmp_path / "old\x1b[2J\u202e" / "api"
+    for root, cost in ((one, 0.5), (two, 0.25)):
+        _seed_shipped_chunk(store, root, "Add tests", (cost,))
+    seen: list[Filters] = []
+
+    def render(f: Filters) -> list[tuple[go.Figure, str]]:
+        seen.append(f)
+        return []
+
+    view = UsageView(render, usage_data.project_choices(store))
+    shown = f"api ({tmp_path}/old?[2J?/api)"
+    assert list(view.project.options) == [
+        ("(all projects)", "(all projects)"),
+        (shown, str(two)),
+        (f"api ({one})", str(one)),
+    ]
+    view.project.value = str(two)
+    assert seen[-1].project == str(two)
+    (bar,) = usage_data.cost_per_spec(store, seen[-1]).data
+    assert list(bar.x) == [0.25]
+    by_project = usage_data.cost_per_day(store, Filters(group_by="project"))
+    names = {t.name for t in by_project.data}  # two series, each named with (the start of) its root
+    assert len(names) == 2 and all(n.startswith(f"api ({tmp_path}/") for n in names), names

@@ -28,11 +28,14 @@ COST = (
 )
 UNPRICED = f"count(*) FILTER (WHERE ({COST}) IS NULL) AS unpriced"  # a sum beside them: >=
 # a spec's slug is unique in its project only: one used by several projects names its project
-# too (`project/slug`, as `usage specs` does), or their specs and chunks were one bar each
+# too (`project/slug`, as `usage specs` does), or their specs and chunks were one bar each; a
+# project's name another project has too (two clones) comes with its folder, as there
 _BASE = """
     SELECT e.*, CASE WHEN (SELECT count(DISTINCT o.project_id) FROM specs o WHERE o.slug = s.slug)
                           > 1 THEN p.name || '/' || s.slug ELSE s.slug END AS spec,
-           p.name AS project, c.position AS chunk_position,
+           CASE WHEN (SELECT count(*) FROM projects o WHERE o.name = p.name) > 1
+                THEN p.name || ' (' || p.root || ')' ELSE p.name END AS project,
+           c.position AS chunk_position,
            c.title AS chunk_title, c.status AS chunk_status
     FROM executions e
     LEFT JOIN chunks c ON c.id = e.chunk_id
@@ -102,8 +105,18 @@ def _df(store: Store, f: Filters, select: str, tail: str = "") -> pd.DataFrame:
 
 
 def projects(store: Store) -> list[str]:
-    """Project names for the filter."""
+    """Project names (for messages)."""
     return [str(r[0]) for r in store.query("SELECT DISTINCT name FROM projects ORDER BY name")]
+
+
+def project_choices(store: Store) -> list[tuple[str, str]]:
+    """The project filter's choices, ``(label, root)``: each project's name and folder (two
+    clones of one repository share the name), both plain (no control or bidirectional
+    characters, bounded); the root is the value, which ``Filters.project`` takes."""
+    from specwright.widgets.common import plain
+
+    rows = store.query("SELECT name, root FROM projects ORDER BY name, root")
+    return [(f"{plain(name, 80)} ({plain(root, 200)})", str(root)) for name, root in rows]
 
 
 def check_project(store: Store, project: str) -> None:

@@ -20,6 +20,7 @@ from specwright.widgets.common import (
     esc,
     figure_bundle,
     interactive,
+    plain,
     project_start,
     show_figure,
     text_param,
@@ -46,7 +47,10 @@ class UsageView:
     the filters' time zone, which a label beside the dates names."""
 
     def __init__(
-        self, render: RenderFn, projects: Sequence[str], filters: Filters | None = None
+        self,
+        render: RenderFn,
+        projects: Sequence[str | tuple[str, str]],
+        filters: Filters | None = None,
     ) -> None:
         f = filters or Filters()
         self._render = render
@@ -54,10 +58,11 @@ class UsageView:
         self.since = w.DatePicker(description="since", value=_day(f.since))
         self.until = w.DatePicker(description="until", value=_day(f.until))
         self.zone = w.HTML(f"days in <b>{esc(self.tz)}</b>")
-        names = [ALL, *projects]
-        if f.project and f.project not in names:
-            names.append(f.project)
-        self.project = w.Dropdown(description="project", options=names, value=f.project or ALL)
+        # a name, or (label, value): `name (folder)` and the root (``project_choices``)
+        choices = [(ALL, ALL), *((p, p) if isinstance(p, str) else p for p in projects)]
+        if f.project and f.project not in (value for _, value in choices):
+            choices.append((plain(f.project, 200), f.project))  # a name: every project of it
+        self.project = w.Dropdown(description="project", options=choices, value=f.project or ALL)
         self.group_by = w.Dropdown(description="group by", options=list(GROUPS), value=f.group_by)
         self.message = w.HTML()
         self.out = w.Output()
@@ -162,7 +167,7 @@ def usage_dashboard(
     live = interactive() if live is None else live
     if live:
         view = UsageView(
-            lambda f: usage_data.figures(store, f), usage_data.projects(store), filters
+            lambda f: usage_data.figures(store, f), usage_data.project_choices(store), filters
         )
         display(view.widget)
         return view
