@@ -491,7 +491,8 @@ def test_cli_plan_without_an_api_key_is_one_line_and_makes_no_draft(
             "ANTHROPIC_API_KEY (named by api_key_env in the planner's config); nothing saved"
         ]
     listed = _cli("--json", "spec", "list", cwd=project_dir, srv=srv)
-    assert json.loads(listed.stdout) == []
+    # nothing saved: the key is checked before the database is even made (spec list says so)
+    assert listed.returncode == 2 and "no database file" in listed.stderr, listed.stderr
     assert srv.model_requests == []
 
 
