@@ -252,6 +252,7 @@ def test_report_counts_days_in_this_machines_zone_by_default(
 ) -> None:
     monkeypatch.setenv("TZ", NY)
     out = tmp_path / "r.html"
+    assert cli("db", "migrate").code == 0  # report reads a database that is there
     assert cli("report", "--html", str(out)).code == 0
     assert "days in America/New_York from the start to now" in out.read_text(encoding="utf-8")
 
