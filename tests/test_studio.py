@@ -3,7 +3,6 @@ resuming from the store, DAG re-asks, and every planner failure leaving saved wo
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
