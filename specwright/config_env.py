@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,6 +77,29 @@ def effective(config: Config, env: Mapping[str, str] | None = None) -> Config:
         changes: dict[str, Any] = {o.key: o.value}
         executors[o.executor] = replace(executors[o.executor], **changes)
     return replace(config, executors=executors)
+
+
+def require_database(
+    path: Path, db_override: str | None = None, other: str = "--db PATH names another"
+) -> None:
+    """A ``NotFoundError`` unless the database file ``path`` is there, naming what picked it
+    (``--db``, ``SPECWRIGHT_DB`` or the project's default): for what only reads it, where
+    opening it would create an empty one (a mistyped path) and show no data instead of an
+    error. ``other`` says how else to name one."""
+    from specwright.errors import NotFoundError
+
+    if path.exists():
+        return
+    picked = database_source(db_override)
+    if picked:
+        given = db_override or os.environ.get("SPECWRIGHT_DB", "")
+        raise NotFoundError(
+            f"{picked} {given}: no database file at {path}; nothing created (check the path)"
+        )
+    raise NotFoundError(
+        f"{path}: no database yet (the project's default); nothing created "
+        f"(`specwright init` creates it, or {other})"
+    )
 
 
 def database_source(db_override: str | None, env: Mapping[str, str] | None = None) -> str | None:

@@ -964,3 +964,26 @@ def test_the_studio_names_its_answers_parameter_and_where_it_looked(
         answers_list("answers.yaml")
     (tmp_path / "answers.yaml").write_text("- one\n- two\n")
     assert answers_list("answers.yaml") == ["one", "two"]
+
+
+def test_the_usage_notebook_refuses_a_database_file_that_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped SPECWRIGHT_DB (or a project never run) made 03 create an empty database and
+    draw empty figures, as if nothing had been spent; it names the file and what picked it, as
+    `specwright usage` does, and creates nothing."""
+    from specwright.widgets import usage_dashboard
+
+    typo = tmp_path / "dat" / "specwright.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(typo))
+    with pytest.raises(SpecwrightError) as caught:
+        usage_dashboard(project_dir=str(tmp_path), live=False)
+    assert str(caught.value) == (
+        f"SPECWRIGHT_DB {typo}: no database file at {typo}; nothing created (check the path)"
+    )
+    monkeypatch.delenv("SPECWRIGHT_DB")
+    root = make_project(tmp_path / "proj")
+    default = root / "data" / "specwright.duckdb"
+    with pytest.raises(SpecwrightError, match=r"no database yet \(the project.s default\)"):
+        usage_dashboard(project_dir=str(root), live=False)
+    assert not typo.parent.exists() and not default.parent.exists()

@@ -84,31 +84,12 @@ class Context:
         if self._store is None:
             from specwright.store import Store
 
-            if self.needs_db:
-                self._refuse_missing_db()
+            if self.needs_db:  # only reads: a mistyped --db must not be made, empty
+                from specwright.config_env import require_database
+
+                require_database(self.db_path, self.db_override)
             self._store = Store(self.db_path)
         return self._store
-
-    def _refuse_missing_db(self) -> None:
-        """A command that only reads refuses a database file that is not there: opening it
-        would create an empty one (a mistyped ``--db`` or ``SPECWRIGHT_DB``), and the report
-        would say nothing was recorded instead of naming the path."""
-        from specwright.config_env import database_source
-        from specwright.errors import NotFoundError
-
-        path = self.db_path
-        if path.exists():
-            return
-        picked = database_source(self.db_override)
-        if picked:
-            given = self.db_override or os.environ.get("SPECWRIGHT_DB", "")
-            raise NotFoundError(
-                f"{picked} {given}: no database file at {path}; nothing created (check the path)"
-            )
-        raise NotFoundError(
-            f"{path}: no database yet (the project's default); nothing created "
-            "(`specwright init` creates it, or --db PATH names another)"
-        )
 
     def project(self, *, create: bool = True) -> Project:
         """The project row for ``project_dir``, created on first use; with ``create=False``

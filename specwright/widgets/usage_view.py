@@ -156,7 +156,12 @@ def usage_dashboard(
     from specwright.widgets import usage_data
 
     start = project_start(project_dir)
-    store = store or Store(resolve_db_path(config_mod.find_project_root(start)))
+    if store is None:  # it only reads: a mistyped SPECWRIGHT_DB is named, not made empty
+        from specwright.config_env import require_database
+
+        path = resolve_db_path(config_mod.find_project_root(start))
+        require_database(path, other="SPECWRIGHT_DB or project_dir names another")
+        store = Store(path)
     since, until, project, group_by, timezone = map(
         text_param, (since, until, project, group_by, timezone)
     )
