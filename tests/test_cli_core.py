@@ -458,3 +458,21 @@ def test_commands_that_only_read_record_no_project(project: Path, tmp_path: Path
     assert cli("-C", str(elsewhere), "spec", "new", "Here").code == 0  # a write records it
     listed = cli("--json", "project", "list")
     assert len(json.loads(listed.out)) == 2
+
+
+def test_tables_line_up_after_wide_characters(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A slug or title in Japanese takes two terminal columns a character: every column after
+    it was shifted left by as many columns as it has characters."""
+    import unicodedata
+
+    def columns(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    c = ("-C", str(project))
+    assert cli(*c, "spec", "new", "レート制限を追加").code == 0
+    for title in ("最初", "second one"):
+        assert cli(*c, "chunk", "add", "レート制限を追加", title).code == 0
+    header, *rows = cli(*c, "chunk", "list", "レート制限を追加").out.splitlines()
+    where = [columns(line[: line.index(word)]) for line, word in zip(
+        [header, *rows], ["STATUS", "pending", "pending"], strict=True)]  # fmt: skip
+    assert len(set(where)) == 1, [header, *rows]

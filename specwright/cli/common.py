@@ -204,6 +204,25 @@ def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _width(text: str) -> int:
+    """The terminal columns ``text`` takes: two for a wide or full-width character (a slug or
+    title in Japanese), none for a combining mark."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    """``text`` filled with spaces to ``width`` columns, on the left when ``right``."""
+    fill = " " * max(width - _width(text), 0)
+    return fill + text if right else text + fill
+
+
 def _big(value: float) -> bool:
     return math.isfinite(value) and abs(value) >= 100
 
@@ -220,7 +239,7 @@ def print_table(
     # one number format per column, so its decimals line up
     wide = {c for c in cols if any(isinstance(r.get(c), float) and _big(r[c]) for r in rows)}
     cells = [[_cell(r.get(c), c in wide) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    widths = [max(len(c), *(_width(row[i]) for row in cells)) for i, c in enumerate(cols)]
 
     def number(v: Any) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
@@ -235,10 +254,7 @@ def print_table(
         "  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(), file=out
     )
     for row in cells:
-        parts = [
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(row, widths, numeric, strict=True)
-        ]
+        parts = [_pad(v, w, num) for v, w, num in zip(row, widths, numeric, strict=True)]
         print("  ".join(parts).rstrip(), file=out)
 
 
