@@ -543,8 +543,9 @@ def run_all(
     finally:
         done = utcnow()
         spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
-        refused = status == "failed" and not _agents_called(store, run_id)
-        if refused:  # stopped before any agent ran (a check that cannot run): not the spec's fault
+        idle = status != "shipped" and not _agents_called(store, run_id)
+        refused = idle and status == "failed"
+        if idle:  # stopped before any agent ran (a check that cannot run, a Ctrl-C): as it was
             spec_status = had
         if status == "shipped" and not tree:  # `chunk add` while it ran (an import is refused then)
             added = added_since(store, spec.id, chunks)

@@ -90,3 +90,26 @@ def test_a_resumed_run_all_records_the_commit_it_goes_on_from(
     )
     assert chunk_run["base_commit"] == shipped
     assert catalog.list_chunks(store, spec.id)[1].status == "shipped"
+
+
+def test_a_run_all_cancelled_before_any_agent_leaves_the_spec_as_it_was(git_repo: Path) -> None:
+    """A Ctrl-C (here: the cancel the CLI's handler sets) during the baseline checks, before any
+    agent ran, turned a draft spec into `ready`, as if it had been reviewed and accepted."""
+    import threading
+
+    _project(git_repo, _write_script({"A": []}), verify="sleep 60")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    assert _spec_status(store, spec.id) == "draft"
+    cancel = threading.Event()
+
+    def progress(p) -> None:  # type: ignore[no-untyped-def]
+        if p.kind == "verify" or p.kind == "baseline":
+            cancel.set()  # the baseline's check is under way
+
+    result = run_all(
+        store, config_mod.load(git_repo), git_repo, spec, cancel=cancel, on_progress=progress
+    )
+    assert result.status == "cancelled", result.reason
+    assert store.query("SELECT count(*) FROM executions") == [(0,)]
+    assert _spec_status(store, spec.id) == "draft"
