@@ -8,6 +8,7 @@ import pytest
 
 from specwright.config import Config, load, load_text
 from specwright.errors import ConfigError
+from specwright.store import Store
 
 GOOD = """\
 tools:
@@ -435,7 +436,9 @@ def test_config_show_says_what_the_environment_overrides(
     result = cli("-C", str(tmp_path), "config", "show")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[1] == f"# database: {tmp_path / 'other.duckdb'} (from SPECWRIGHT_DB)"
+    assert lines[1] == (
+        f"# database: {tmp_path / 'other.duckdb'} (from SPECWRIGHT_DB; no file there yet)"
+    )
     assert (
         "      url: http://127.0.0.1:4999  # from OPENCODE_URL (the file says http://127.0.0.1:4100)"
         in lines
@@ -447,7 +450,11 @@ def test_config_show_says_what_the_environment_overrides(
 
     shown = json.loads(cli("-C", str(tmp_path), "--json", "config", "show").out)
     assert shown["tools"]["executors"]["cc"]["path"] == "/opt/claude"
-    assert shown["database"] == {"path": str(tmp_path / "other.duckdb"), "from": "SPECWRIGHT_DB"}
+    assert shown["database"] == {
+        "path": str(tmp_path / "other.duckdb"),
+        "from": "SPECWRIGHT_DB",
+        "exists": False,  # what only reads it refuses it: a mistyped path, say
+    }
     assert shown["overridden"][:2] == [
         {
             "key": "tools.executors.cc.path",
@@ -473,6 +480,11 @@ def test_config_show_says_what_the_environment_overrides(
     monkeypatch.delenv("SPECWRIGHT_DB")
     result = cli("-C", str(tmp_path), "config", "show")
     assert "from " not in result.out.replace("# resolved from", "")
+    assert f"# database: {tmp_path / 'data' / 'specwright.duckdb'} (no file there yet)\n" in (
+        result.out
+    )
+    Store(tmp_path / "data" / "specwright.duckdb").migrate()
+    result = cli("-C", str(tmp_path), "config", "show")
     assert f"# database: {tmp_path / 'data' / 'specwright.duckdb'}\n" in result.out
     assert "      url: http://127.0.0.1:4100\n" in result.out
 
@@ -591,7 +603,7 @@ def test_c_to_a_folder_inside_a_project_uses_that_project(
     assert result.code == 0, result.err
     assert result.out.splitlines()[:2] == [
         f"# resolved from {tmp_path / '.handoff' / 'config.yaml'}",
-        f"# database: {tmp_path / 'data' / 'specwright.duckdb'}",
+        f"# database: {tmp_path / 'data' / 'specwright.duckdb'} (no file there yet)",
     ]
     assert cli("-C", str(tmp_path / "src"), "spec", "new", "Here").code == 0
     assert not (tmp_path / "src" / "data").exists()

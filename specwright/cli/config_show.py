@@ -42,8 +42,9 @@ def show(ctx: Context) -> int:
     except SpecwrightError as exc:  # SPECWRIGHT_DB that is a URL: said here, not a traceback
         error = hidden(str(exc))
     picked_by = database_source(ctx.db_override)
+    there = database is not None and ctx.db_path.exists()  # commands that only read need it
     if ctx.json:
-        data["database"] = {"path": database, "from": picked_by} | (
+        data["database"] = {"path": database, "from": picked_by, "exists": there} | (
             {"error": error} if error else {}
         )
         data["overridden"] = [
@@ -62,7 +63,9 @@ def show(ctx: Context) -> int:
     if error:
         print(f"# database: none ({error})")
     else:
-        print(f"# database: {database}" + (f" (from {picked_by})" if picked_by else ""))
+        notes = [f"from {picked_by}"] if picked_by else []
+        notes += [] if there else ["no file there yet"]
+        print(f"# database: {database}" + (f" ({'; '.join(notes)})" if notes else ""))
     executors = data["tools"]["executors"]
     for body in executors.values():  # what the type reads, not another type's defaults
         used = {*COMMON_KEYS, *USED_BY.get(body["type"], ())}
