@@ -481,19 +481,28 @@ def test_cli_finds_a_spec_of_another_project_and_runs_it_in_its_root(
     assert not (elsewhere / "a.txt").exists()
 
 
+def _agents_spec(repo: Path, executors: str, default: str) -> tuple[Store, Spec]:
+    """A committed config of ``executors`` (YAML lines under ``tools.executors``) with the checks
+    reviewer, and a spec of one chunk."""
+    (repo / ".handoff").mkdir()
+    (repo / ".handoff" / "config.yaml").write_text(
+        f"tools:\n  executors:\n{executors}defaults: {{executor: {default}, reviewer: checks}}\n"
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config")
+    store = Store(resolve_db_path(repo))
+    return store, _spec(store, repo, {"A": []})
+
+
 def test_missing_agent_or_dead_server_is_one_line_before_anything_runs(
     git_repo: Path, cli, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    (git_repo / ".handoff").mkdir()
-    (git_repo / ".handoff" / "config.yaml").write_text(
-        "tools:\n  executors:\n    claude: {type: claude-code, model: claude-sonnet-4-5}\n"
-        "    glm: {type: opencode, model: glm-4.7, provider: zai}\n"
-        "defaults: {executor: claude, reviewer: checks}\n"
+    store, spec = _agents_spec(
+        git_repo,
+        "    claude: {type: claude-code, model: claude-sonnet-4-5}\n"
+        "    glm: {type: opencode, model: glm-4.7, provider: zai}\n",
+        "claude",
     )
-    git(git_repo, "add", "-A")
-    git(git_repo, "commit", "-q", "-m", "config")
-    store = Store(resolve_db_path(git_repo))
-    spec = _spec(store, git_repo, {"A": []})
     monkeypatch.setenv("CLAUDE_PATH", str(git_repo / "no-such-claude"))
     monkeypatch.setenv("OPENCODE_URL", "http://127.0.0.1:9")
     for args, message in (
@@ -517,17 +526,12 @@ def test_an_agent_location_the_environment_overrides_is_said_before_the_run(
 ) -> None:  # type: ignore[no-untyped-def]
     """OPENCODE_URL wins over every opencode executor's url: two executors meant for two servers
     both went to the variable's, and run/run-all said nothing of it (only `agents list` did)."""
-    (git_repo / ".handoff").mkdir()
-    (git_repo / ".handoff" / "config.yaml").write_text(
-        "tools:\n  executors:\n"
+    _, spec = _agents_spec(
+        git_repo,
         "    glm: {type: opencode, model: glm-4.7, provider: zai, url: 'http://127.0.0.1:8/'}\n"
-        "    same: {type: opencode, model: glm-4.7, provider: zai, url: 'http://127.0.0.1:7'}\n"
-        "defaults: {executor: glm, reviewer: checks}\n"
+        "    same: {type: opencode, model: glm-4.7, provider: zai, url: 'http://127.0.0.1:7'}\n",
+        "glm",
     )
-    git(git_repo, "add", "-A")
-    git(git_repo, "commit", "-q", "-m", "config")
-    store = Store(resolve_db_path(git_repo))
-    spec = _spec(store, git_repo, {"A": []})
     monkeypatch.setenv("OPENCODE_URL", "http://dev:hunter2pass@127.0.0.1:7")
     for args in (["run-all", spec.slug], ["run", f"{spec.slug}:1"]):
         result = cli("-C", str(git_repo), *args)
