@@ -476,3 +476,8 @@ def test_tables_line_up_after_wide_characters(project: Path, cli) -> None:  # ty
     where = [columns(line[: line.index(word)]) for line, word in zip(
         [header, *rows], ["STATUS", "pending", "pending"], strict=True)]  # fmt: skip
     assert len(set(where)) == 1, [header, *rows]
+    # a long one is cut at 60 columns, as an ASCII one is at 60 characters (it took 120)
+    assert cli(*c, "chunk", "add", "レート制限を追加", "長" * 80).code == 0
+    [long] = [x for x in cli(*c, "chunk", "list", "レート制限を追加").out.splitlines() if "長" in x]
+    cell = long[long.index("長") : long.index("...") + 3]
+    assert cell == "長" * 28 + "..." and columns(cell) == 59

@@ -201,7 +201,17 @@ def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
     else:
         text = str(value)
     text = terminal_safe(text.replace("\n", " "))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if _width(text) <= limit:
+        return text
+    if text.isascii():
+        return text[: limit - 3] + "..."
+    kept, used = [], 0  # cut by terminal columns: 60 wide characters took 120
+    for ch in text:
+        used += _width(ch)
+        if used > limit - 3:
+            break
+        kept.append(ch)
+    return "".join(kept) + "..."
 
 
 def _width(text: str) -> int:
