@@ -19,11 +19,12 @@ once it ends and named in a warning event of its execution (``specwright.gitstat
 
 Modules: ``run`` (the loop and its records), ``agent`` (one attempt in a stoppable worker
 thread), ``prompt`` (what the agent is told), ``records`` (its run and chunk rows, the
-attempts' patches), ``lines`` (its progress texts).
+attempts' patches), ``lines`` (its progress texts), ``results`` (what it hands back).
 """
 
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
-from specwright.loop.run import ChunkResult, Progress, ProgressSink, run_chunk
+from specwright.loop.results import ChunkResult, Progress, ProgressSink
+from specwright.loop.run import run_chunk
 
 __all__ = [
     "ChunkResult",

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from specwright.loop.lines import (
     verify_line,
 )
 from specwright.loop.prompt import Feedback, build_prompt, system_prompt
+from specwright.loop.results import ChunkResult, Progress, ProgressSink
 from specwright.model import AgentEvent, Chunk, ErrorEvent, Review, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -44,45 +45,6 @@ DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the age
 # so a server that answers every try with a reset a moment away would be retried without end
 MAX_RATE_LIMIT_PAUSES = 20
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A live update for UIs: ``kind`` is run | baseline | iteration | event | verifying | verify |
-    review | pause | commit | rollback | done; ``data`` carries the event, step result or review."""
-
-    kind: str
-    run_id: str
-    chunk_id: str
-    iteration: int
-    message: str
-    data: Any = None
-
-
-ProgressSink = Callable[[Progress], None]
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """How a chunk run ended."""
-
-    run_id: str
-    chunk_id: str
-    status: str  # shipped | failed | blocked | cancelled
-    reason: str
-    iterations: int
-    verdict: str | None = None
-    branch: str | None = None
-    base_commit: str | None = None
-    head_commit: str | None = None
-    commit: str | None = None  # the shipped commit
-    cost_usd: float = 0.0
-    summary: str | None = None
-    interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one of them stopped the run
-
-    @property
-    def shipped(self) -> bool:
-        return self.status == "shipped"
 
 
 # --- the run --------------------------------------------------------------------------------
