@@ -20,6 +20,10 @@ def _spec_status(store: Store, spec_id: str) -> str:
     return str(store.query("SELECT status FROM specs WHERE id = ?", [spec_id])[0][0])
 
 
+def _chunk_statuses(store: Store, spec_id: str) -> list[str]:
+    return [c.status for c in catalog.list_chunks(store, spec_id)]
+
+
 def test_a_run_all_refused_before_any_agent_leaves_the_spec_as_it_was(
     git_repo: Path,
     cli,  # type: ignore[no-untyped-def]
@@ -55,12 +59,17 @@ def test_a_run_all_refused_before_any_agent_leaves_the_spec_as_it_was(
     assert store.query("SELECT count(*) FROM executions") == [(0,)]
     [run] = store.query_dicts("SELECT status, reason FROM runs WHERE kind = 'spec'")
     assert run["status"] == "failed" and "check_broken" in run["reason"]  # still recorded
+    # nor its chunks: none of them was tried (they were left `failed` with 0 iterations)
+    assert _chunk_statuses(store, spec.id) == ["pending", "pending"]
+    [chunk_run] = store.query_dicts("SELECT status, iterations FROM runs WHERE kind = 'chunk'")
+    assert chunk_run == {"status": "failed", "iterations": 0}  # the run row says what happened
     # `run` of one chunk says it alike (it printed its closing table and exited 1)
     one = cli("-C", str(git_repo), "run", f"{spec.slug}:1")
     assert one.code == 2  # its progress lines, then no closing table
     assert one.out.splitlines()[-1].startswith("  baseline verify check: error (exit 127"), one
     [line] = one.err.strip().splitlines()
     assert line.startswith("specwright: error: no agent ran: check_broken: verification step ")
+    assert _chunk_statuses(store, spec.id) == ["pending", "pending"]
 
 
 @pytest.mark.parametrize("parallel", [1, 2])
@@ -113,3 +122,4 @@ def test_a_run_all_cancelled_before_any_agent_leaves_the_spec_as_it_was(git_repo
     assert result.status == "cancelled", result.reason
     assert store.query("SELECT count(*) FROM executions") == [(0,)]
     assert _spec_status(store, spec.id) == "draft"
+    assert _chunk_statuses(store, spec.id) == ["pending"]  # not `cancelled`: it was not tried

@@ -78,9 +78,12 @@ def end_run(
     summary: str | None,
     now: datetime,
     track_chunk: bool = True,
+    was: str | None = None,
 ) -> None:
     """Write how the run ended on its ``runs`` row and (``track_chunk``) the chunk's row, in
-    one transaction; the chunk's summary is only replaced when there is a new one."""
+    one transaction; the chunk's summary is only replaced when there is a new one. A run that
+    ended before any agent ran (a check that cannot run, a Ctrl-C in the baseline) gives the
+    chunk back the status it ``was`` in: nothing of it was tried."""
     from specwright.agents.orphans import untag_run
     from specwright.store import Store
 
@@ -102,6 +105,8 @@ def end_run(
     }
     if summary is not None:
         chunk_values["summary"] = summary
+    if was not in (None, "running") and status != "shipped" and not _executions(store, run_id):
+        chunk_values = {"status": was, "updated_at": now}
     ops = [
         Store.op_update("runs", {"id": run_id}, run_values),
         Store.op_sql(  # an execution whose own end could not be written (a full disk)
@@ -113,6 +118,14 @@ def end_run(
     if track_chunk:
         ops.append(Store.op_update("chunks", {"id": chunk_id}, chunk_values))
     write_if_running(store, run_id, ops)
+
+
+def _executions(store: Store, run_id: str) -> int:
+    try:
+        return int(store.query("SELECT count(*) FROM executions WHERE run_id = ?", [run_id])[0][0])
+    except Exception as exc:  # the run's end is still written, as if an agent had run
+        log.warning("run %s: could not count its agents' calls: %s", run_id, exc)
+        return 1
 
 
 def taken_over(store: Store, run_id: str) -> bool:

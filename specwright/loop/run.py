@@ -543,6 +543,7 @@ class _ChunkRun:
                 summary=self.summary,
                 now=now,
                 track_chunk=self.opts.dep_summaries is None,
+                was=self.chunk.status,
             )
         self.result = ChunkResult(
             run_id=self.run_id,
