@@ -7,6 +7,7 @@ up by id, by unique id prefix or by slug / position, so people can type short re
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -186,12 +187,20 @@ def _refuse_short_prefix(
         )
 
 
+def _as_slug(ref: str) -> str:
+    """What the user typed, normalized as slugs are made (``slugify``: NFKC, lower-cased), so
+    ``Café``, or ``café`` typed in NFD, finds the spec ``café``; still an exact match."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", ref).lower())
+
+
 def _find_specs(store: Store, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
-    """Specs matching ``ref`` by id, else slug, else id prefix (``extra_sql`` narrows them): a
+    """Specs matching ``ref`` by id, else slug (``_as_slug``), else id prefix (``extra_sql`` narrows them): a
     slug such as ``01a2`` is a prefix of every id made this year, so the slug comes first."""
     return (
         store.query_dicts(f"SELECT * FROM specs WHERE id::VARCHAR = ? {extra_sql}", [ref, *params])
-        or store.query_dicts(f"SELECT * FROM specs WHERE slug = ? {extra_sql}", [ref, *params])
+        or store.query_dicts(
+            f"SELECT * FROM specs WHERE slug IN (?, ?) {extra_sql}", [ref, _as_slug(ref), *params]
+        )
         or _resolve(store, "specs", ref, extra_sql, params)
     )
 

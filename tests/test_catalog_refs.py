@@ -55,3 +55,24 @@ def test_a_short_id_prefix_is_ambiguous_or_too_short_not_missing(
     assert str(within.value) == "chunk 'ab': ambiguous, matches 2 chunks; use more of the id"
     with pytest.raises(NotFoundError, match=r"^chunk 'zz': no such chunk \(name one by spec"):
         catalog.get_chunk(store, "zz")
+
+
+def test_a_slug_typed_in_another_case_or_normalization_finds_its_spec(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """`spec show Café`, or `café` typed as NFD (e + a combining accent, as some keyboards and
+    file names give it), said "no such spec" for the spec whose slug is `café`."""
+    import json
+    import unicodedata
+
+    made = cli("-C", str(tmp_path), "--json", "spec", "new", "Café")
+    assert made.code == 0, made.err
+    assert json.loads(made.out)["slug"] == "café"
+    for typed in ("Café", "CAFÉ", unicodedata.normalize("NFD", "café"), "ｃａｆé"):
+        shown = cli("-C", str(tmp_path), "--json", "spec", "show", typed)
+        assert shown.code == 0, (typed, shown.err)
+        assert json.loads(shown.out)["slug"] == "café"
+        assert cli("-C", str(tmp_path), "chunk", "list", typed).code == 0
+    missing = cli("-C", str(tmp_path), "spec", "show", "caf")  # still exact: no fuzzy match
+    assert missing.code == 2 and "spec 'caf': no such spec" in missing.err
