@@ -241,6 +241,19 @@ EXEC_SUM = f"""CASE WHEN coalesce(bool_or(isfinite(e.cost_usd)), false)
                OR NOT coalesce(bool_or({EXEC_UNPRICED}), false) THEN sum({_EXEC_COST}) END"""
 
 
+# a spec named with its project, ``project/slug``; when another project of the same name has a
+# spec of that slug too (two clones of one repository), with the end of the project's folder
+# (its last two parts, ``api (…/work/api)/add-tests``; its whole root when those are alike too)
+SPEC_QUALIFIED = """(
+    SELECT spec_id, CASE WHEN count(*) OVER (PARTITION BY name, slug) = 1 THEN name
+        WHEN tail <> '' AND count(*) OVER (PARTITION BY name, slug, tail) = 1
+            THEN name || ' (…/' || tail || ')'
+        ELSE name || ' (' || root || ')' END || '/' || slug AS qualified
+    FROM (SELECT s2.id AS spec_id, s2.slug, p2.name, p2.root,
+                 regexp_extract(replace(p2.root, chr(92), '/'), '([^/]+/[^/]+)/*$', 1) AS tail
+          FROM specs s2 JOIN projects p2 ON p2.id = s2.project_id))"""
+
+
 def cost_by(
     store: Store,
     dim: str,
@@ -259,18 +272,21 @@ def cost_by_sql(
     """``cost_by``'s query and parameters (the CLI reads its rows without pandas). A project,
     spec or chunk is a group of its own (slugs are unique in a project only, names not at all);
     one whose name another group shares is named with its project (a project: its root)."""
-    of_spec = "LEFT JOIN specs s ON s.id = e.spec_id LEFT JOIN projects p ON p.id = s.project_id"
+    of_spec = (
+        "LEFT JOIN specs s ON s.id = e.spec_id LEFT JOIN projects p ON p.id = s.project_id "
+        f"LEFT JOIN {SPEC_QUALIFIED} q ON q.spec_id = s.id"
+    )
     chunk = "s.slug || '#' || c.position::VARCHAR || ' ' || c.title"
     # dim -> (name, group key, the name when another group has it too, joins)
     dims = {
         "project": ("p.name", "p.id", "p.name || ' (' || p.root || ')'", of_spec),
-        "spec": ("s.slug", "s.id", "p.name || '/' || s.slug", of_spec),
+        "spec": ("s.slug", "s.id", "q.qualified", of_spec),
         "chunk": (
             chunk,
             "c.id",
-            f"p.name || '/' || {chunk}",
+            "q.qualified || '#' || c.position::VARCHAR || ' ' || c.title",
             "LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN specs s ON s.id = c.spec_id "
-            "LEFT JOIN projects p ON p.id = s.project_id",
+            f"LEFT JOIN {SPEC_QUALIFIED} q ON q.spec_id = s.id",
         ),
         "executor": ("coalesce(e.executor, e.backend)", "", "", ""),
         "model": ("e.model", "", "", ""),
@@ -351,24 +367,24 @@ def cost_per_shipped_chunk(
 ) -> pd.DataFrame:
     """Per shipped chunk: its cost across every iteration, its iterations (``ITERATIONS``), and
     executions. With a window: the chunks with executions in it, and what those cost. A spec
-    whose slug another spec there has too (of another project) is ``project/slug``, as in
+    whose slug another spec there has too (of another project) is ``SPEC_QUALIFIED``, as in
     ``cost_by``."""
     where, params = _window("e.started_at", since, until, tz)
     sql = f"""
         SELECT CASE WHEN count(DISTINCT spec_id) OVER (PARTITION BY spec) > 1
-                    THEN project || '/' || spec ELSE spec END AS spec,
-               * EXCLUDE (spec, spec_id, project)
+                    THEN qualified ELSE spec END AS spec,
+               * EXCLUDE (spec, spec_id, qualified)
         FROM (
-            SELECT s.slug AS spec, s.id AS spec_id, p.name AS project, c.position, c.title,
+            SELECT s.slug AS spec, s.id AS spec_id, q.qualified, c.position, c.title,
                    {ITERATIONS} AS iterations, count(e.id) AS executions, {EXEC_SUM} AS cost_usd,
                    count(e.id) FILTER (WHERE {EXEC_UNPRICED}) AS unpriced,
                    sum(e.duration_ms) / 1000.0 AS agent_seconds
             FROM chunks c JOIN specs s ON s.id = c.spec_id
-            LEFT JOIN projects p ON p.id = s.project_id
+            LEFT JOIN {SPEC_QUALIFIED} q ON q.spec_id = s.id
             LEFT JOIN {TRIES} t ON t.chunk_id = c.id
             LEFT JOIN executions e ON e.chunk_id = c.id{where}
             WHERE c.status = 'shipped'
-            GROUP BY s.slug, s.id, p.name, c.id, c.position, c.title, c.iterations, t.iterations
+            GROUP BY s.slug, s.id, q.qualified, c.id, c.position, c.title, c.iterations, t.iterations
             {"HAVING count(e.id) > 0" if where else ""})
         ORDER BY 1, position"""
     return store.query_df(sql, params)

@@ -288,6 +288,15 @@ def test_usage_specs_shows_a_spec_of_only_unpriced_executions_as_unknown_not_0(
     assert pd.isna(shipped["all-unpriced"]) and shipped["mixed"] == 0.25
 
 
+def rows_of_spec(x: Path, y: Path) -> dict[str, float]:
+    return {
+        "api/add-tests": 1.0,
+        "web/add-tests": 2.0,
+        f"app ({x})/add-tests": 4.0,
+        f"app ({y})/add-tests": 8.0,
+    }
+
+
 def test_usage_specs_keeps_specs_of_two_projects_with_one_slug_apart(
     store: Store, tmp_path: Path, cli
 ) -> None:  # type: ignore[no-untyped-def]
@@ -327,6 +336,15 @@ def test_usage_specs_keeps_specs_of_two_projects_with_one_slug_apart(
         f"app ({(tmp_path / 'y' / 'app').resolve()})": 8.0,
     }
     assert sorted(Q.cost_by(store, "spec")["cost_usd"]) == [1.0, 2.0, 4.0, 8.0]  # the dashboard
+    # ... and so are their specs of one slug, which were both `app/add-tests`
+    x, y = "…/x/app", "…/y/app"  # the end of their folders
+    rows = {r["spec"]: r["cost_usd"] for r in json.loads(cli(*db).out)}
+    assert rows == rows_of_spec(x, y)
+    chunks = {r["chunk"]: r["cost_usd"] for r in json.loads(cli(*db, "--by", "chunk").out)}
+    assert chunks[f"app ({x})/add-tests#1 unit tests"] == 4.0 and len(chunks) == 4
+    store.write([Store.op_sql("UPDATE chunks SET status = 'shipped'")])
+    shipped = Q.cost_per_shipped_chunk(store)  # the HTML report's table
+    assert dict(zip(shipped["spec"], shipped["cost_usd"], strict=True)) == rows_of_spec(x, y)
 
 
 def test_a_spec_partly_priced_shows_its_cost_as_a_lower_bound(

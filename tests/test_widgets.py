@@ -915,6 +915,19 @@ def test_usage_figures_keep_specs_of_the_same_slug_in_two_projects_apart(
     ]  # fmt: skip
     alone = usage_data.cost_per_spec(store, replace(f, project="beta")).data[0]
     assert list(alone.y) == ["beta/add-tests"] and list(alone.x) == [0.25]
+    # two clones of one repository, both `alpha`: their specs were one bar `alpha/add-tests`
+    clone = tmp_path / "clone" / "alpha"
+    clone.mkdir(parents=True)
+    spec = catalog.create_spec(store, catalog.ensure_project(store, clone), "Add tests")
+    store.insert("executions", {
+        "id": new_id(), "spec_id": spec.id, "role": "executor", "backend": "scripted",
+        "model": "m1", "status": "ok", "started_at": utcnow(), "input_tokens": 1, "cost_usd": 2.0,
+    })  # fmt: skip
+    specs = usage_data.cost_per_spec(store, f).data[0]
+    a, b = f"…/{tmp_path.resolve().name}/alpha", "…/clone/alpha"
+    assert dict(zip(specs.y, specs.x, strict=True)) == {
+        f"alpha ({a})/add-tests": 0.5, f"alpha ({b})/add-tests": 2.0, "beta/add-tests": 0.25
+    }  # fmt: skip
 
 
 def test_cost_per_shipped_chunk_counts_the_executor_that_shipped_it(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from specwright.queries import SPEC_QUALIFIED
+
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
@@ -28,11 +30,11 @@ COST = (
 )
 UNPRICED = f"count(*) FILTER (WHERE ({COST}) IS NULL) AS unpriced"  # a sum beside them: >=
 # a spec's slug is unique in its project only: one used by several projects names its project
-# too (`project/slug`, as `usage specs` does), or their specs and chunks were one bar each; a
-# project's name another project has too (two clones) comes with its folder, as there
-_BASE = """
+# too (``SPEC_QUALIFIED``, as `usage specs` does), or their specs and chunks were one bar each;
+# a project's name another project has too (two clones) comes with its folder, as there
+_BASE = f"""
     SELECT e.*, CASE WHEN (SELECT count(DISTINCT o.project_id) FROM specs o WHERE o.slug = s.slug)
-                          > 1 THEN p.name || '/' || s.slug ELSE s.slug END AS spec,
+                          > 1 THEN q.qualified ELSE s.slug END AS spec,
            CASE WHEN (SELECT count(*) FROM projects o WHERE o.name = p.name) > 1
                 THEN p.name || ' (' || p.root || ')' ELSE p.name END AS project,
            c.position AS chunk_position,
@@ -41,6 +43,7 @@ _BASE = """
     LEFT JOIN chunks c ON c.id = e.chunk_id
     LEFT JOIN specs s ON s.id = coalesce(e.spec_id, c.spec_id)
     LEFT JOIN projects p ON p.id = s.project_id
+    LEFT JOIN {SPEC_QUALIFIED} q ON q.spec_id = s.id
 """
 
 
