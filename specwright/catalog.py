@@ -409,7 +409,7 @@ def get_chunk(store: Store, ref: str, spec: Spec | None = None) -> Chunk:
         spec = get_spec(store, spec_ref)
     extra, params = ("AND spec_id = ?", [spec.id]) if spec else ("", [])
     rows: list[dict[str, Any]] = []
-    if spec is not None and ref.isdigit():
+    if spec is not None and _is_position(ref):
         rows = store.query_dicts(
             "SELECT * FROM chunks WHERE spec_id = ? AND position = ?", [spec.id, int(ref)]
         )
@@ -429,6 +429,12 @@ def get_chunk(store: Store, ref: str, spec: Spec | None = None) -> Chunk:
     return _chunk(row, deps)
 
 
+def _is_position(ref: str) -> bool:
+    """Whether ``ref`` is a chunk's position: ASCII digits (``²`` or ``١`` are digits to
+    ``str.isdigit`` too, and ``int`` refuses the first)."""
+    return ref.isascii() and ref.isdigit()
+
+
 def _no_such_chunk(store: Store, ref: str, spec: Spec | None) -> NoReturn:
     """Raise the error for a chunk ref nothing matched, naming the spec it was looked up in."""
     if spec is None:
@@ -437,12 +443,12 @@ def _no_such_chunk(store: Store, ref: str, spec: Spec | None) -> NoReturn:
             f"chunk {ref!r}: no such chunk (name one by spec and position, e.g. `my-spec:2`; "
             "`specwright spec list` shows the specs)"
         )
-    if not ref.isdigit():  # a position is never an id prefix here: `demo:0` is not every id
+    if not _is_position(ref):  # a position is never an id prefix here: `demo:0` is not every id
         _refuse_short_prefix(store, "chunks", ref, "AND spec_id = ?", [spec.id], "chunk")
     [(n,)] = store.query("SELECT count(*) FROM chunks WHERE spec_id = ?", [spec.id])
     has = f"it has {n} chunk{'s' if n != 1 else ''}" if n else "it has no chunks"
     raise NotFoundError(
-        f"chunk {ref if ref.isdigit() else repr(ref)} of spec {spec.slug!r}: no such chunk "
+        f"chunk {ref if _is_position(ref) else repr(ref)} of spec {spec.slug!r}: no such chunk "
         f"({has}: see `specwright chunk list {spec.slug}`)"
     )
 

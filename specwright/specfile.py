@@ -475,7 +475,7 @@ def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraf
             key = str(ref).strip()
             if key in ids:
                 target = ids[key]
-            elif key.isdigit() and 1 <= int(key) <= len(drafts):
+            elif key.isascii() and key.isdigit() and 1 <= int(key) <= len(drafts):
                 target = int(key) - 1
             elif len(by_title.get(key.lower(), [])) == 1:
                 target = by_title[key.lower()][0]

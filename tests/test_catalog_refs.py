@@ -32,6 +32,9 @@ def test_a_missing_position_names_the_spec_and_how_many_chunks_it_has(
     )
     with pytest.raises(NotFoundError, match=r"^chunk 'zzzz' of spec 'the-slug': no such chunk"):
         catalog.get_chunk(store, "the-slug:zzzz")
+    # `²` is a digit to str.isdigit but no number to int: it was a ValueError's traceback
+    with pytest.raises(NotFoundError, match=r"^chunk '²' of spec 'the-slug': no such chunk"):
+        catalog.get_chunk(store, "the-slug:²")
     # a position is never read as an id prefix: `0` starts every id, but names no position
     with pytest.raises(NotFoundError, match=r"^chunk 0 of spec 'the-slug': no such chunk"):
         catalog.get_chunk(store, "the-slug:0")

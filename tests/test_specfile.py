@@ -314,6 +314,13 @@ BAD = [
         "invalid YAML: duplicate key 'depends_on'",
     ),
     ("---\ntitle: x\nstatus: ready\ntitle: y\n---\n", 4, "invalid YAML: duplicate key 'title'"),
+    # a superscript two is a digit to str.isdigit, not to int: a ValueError's traceback
+    (
+        "---\ntitle: x\nchunks:\n- title: a\n- title: b\n  depends_on: ['²']\n---\n"
+        "## Chunk 1: a\n## Chunk 2: b\n",
+        3,
+        "chunk 'b' depends on '²': no chunk has that id, title or position (1-2)",
+    ),
 ]
 
 
