@@ -274,8 +274,9 @@ def parse_review(data: Any, reviewer: str) -> Review:
             raise MalformedReview(f"findings[{i}]: expected an object with a string message")
         severity = str(f.get("severity") or "error").lower()
         line = f.get("line")
-        if isinstance(line, str) and line.strip().isdigit():
-            line = int(line)
+        if isinstance(line, str):  # "12"; not "²" nor 5000 digits, which int() refuses
+            text = line.strip()
+            line = int(text) if text.isascii() and text.isdigit() and len(text) < 20 else None
         findings.append(
             Finding(
                 message=f["message"][:4000],

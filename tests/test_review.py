@@ -98,6 +98,16 @@ def test_parse_review_validates_and_bounds() -> None:
     )
     assert good.verdict == "SHIP" and good.findings[0].severity == "error"
     assert good.findings[0].line == 12 and good.findings[0].check == "review"
+    # a line int() refuses (a superscript digit, past Python's 4300-digit limit) was a
+    # ValueError out of the review: now a finding without a line
+    odd = [{"message": "m", "line": text} for text in ("²", "9" * 5000, " 7 ")]
+    lines = [
+        f.line
+        for f in rv.parse_review(
+            {"verdict": "REVISE", "summary": "", "findings": odd}, "llm"
+        ).findings
+    ]
+    assert lines == [None, None, 7]
     for bad in (
         {"verdict": "MAYBE", "summary": ""},
         {"verdict": "SHIP"},
