@@ -542,6 +542,6 @@ def _position(key: Any, by_text: Mapping[str, int]) -> int | None:
     text = str(key).strip()
     if text.lower().startswith("q") and text[1:].isdigit():
         text = text[1:]
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²", a digit to isdigit that int() refuses
         return int(text)
     return by_text.get(text.lower())

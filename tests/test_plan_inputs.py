@@ -78,6 +78,19 @@ def test_answers_to_questions_that_do_not_exist_are_refused_not_dropped(
     assert answers == [(None,), (None,), (None,)]  # all or nothing
 
 
+def test_an_answer_numbered_with_a_superscript_is_one_line_not_a_traceback(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """`q²:` in answers.yaml (a digit to str.isdigit, not to int) was a ValueError traceback."""
+    srv.script(q_turn())
+    assert _plan("--intent", "Add password login", cwd=project_dir).returncode == 0
+    (project_dir / "answers.yaml").write_text("q²: employees\n")
+    out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("specwright: error: ") and "answer for 'q²': expected a question" in line
+
+
 def test_a_list_under_a_numbered_answer_is_refused_not_sent_as_python(
     srv: FakeModelServer, project_dir: Path
 ) -> None:

@@ -467,6 +467,8 @@ def test_write_split_and_the_chunk_table_round_trip() -> None:
     assert view.flush() is True and "all changes saved" in view.marker.value
     view.rows[1].deps.value = "x"
     assert view.flush() is False and "expected chunk numbers" in view.message.value
+    view.rows[1].deps.value = "²"  # a digit to str.isdigit, not to int: was a ValueError
+    assert view.flush() is False and "expected chunk numbers" in view.message.value
     view.rows[1].deps.value = "1"
     view.export_button.click()
     assert names(fake)[-1] == "export" and "my-spec.md" in view.message.value

@@ -40,7 +40,7 @@ def _positions(text: str, row: int) -> list[int]:
         part = part.strip().lstrip("#")
         if not part:
             continue
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit()):  # not "²", which int() refuses
             raise SpecwrightError(
                 f"chunk {row}: depends on {part!r}; expected chunk numbers like 1, 2"
             )
