@@ -460,6 +460,24 @@ def test_commands_that_only_read_record_no_project(project: Path, tmp_path: Path
     assert len(json.loads(listed.out)) == 2
 
 
+def test_status_all_tells_two_clones_of_one_name_apart(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Two clones of one repository (two folders `api`), each with a spec `add-tests`, were
+    two identical rows `api  add-tests` in `status --all`: each now names its folder, as `usage
+    --by project` does."""
+    roots = [tmp_path / w / "api" for w in "ab"]
+    for root in roots:
+        root.mkdir(parents=True)
+        assert cli("-C", str(root), "spec", "new", "Add tests").code == 0
+    (tmp_path / "web").mkdir()
+    assert cli("-C", str(tmp_path / "web"), "spec", "new", "Add tests").code == 0
+    shown = json.loads(cli("-C", str(roots[0]), "--json", "status", "--all").out)
+    assert [s["project"] for s in shown["specs"]] == [
+        f"api ({roots[0].resolve()})",
+        f"api ({roots[1].resolve()})",
+        "web",
+    ]
+
+
 def test_tables_line_up_after_wide_characters(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """A slug or title in Japanese takes two terminal columns a character: every column after
     it was shifted left by as many columns as it has characters."""

@@ -237,7 +237,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                 SELECT spec_id, {EXEC_SUM} AS cost_usd, count(*) FILTER (WHERE {EXEC_UNPRICED})
                 AS unpriced FROM executions e WHERE spec_id IS NOT NULL GROUP BY spec_id
             )
-            SELECT p.name AS project, s.slug, s.title, s.status,
+            SELECT CASE WHEN (SELECT count(*) FROM projects o WHERE o.name = p.name) > 1
+                   THEN p.name || ' (' || p.root || ')' ELSE p.name END AS project,
+                   s.slug, s.title, s.status,
                    coalesce(g.chunks, 0) AS chunks, coalesce(g.progress, '') AS progress,
                    c.cost_usd, coalesce(c.unpriced, 0) AS unpriced
             FROM specs s JOIN projects p ON p.id = s.project_id
