@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from specwright import catalog, queue
 from specwright.store import Store, resolve_db_path
 from tests.test_runner import DIAMOND, _project, _spec, _write_script
@@ -121,3 +123,18 @@ def test_unknown_item_and_bad_options_are_clear(git_repo: Path, cli) -> None:  #
     for poll in ("0", "-5", "nan"):  # a worker that never waits would spin a CPU for nothing
         result = cli("-C", str(git_repo), "worker", "--once", "--poll", poll)
         assert result.code == 2 and "--poll: expected a number > 0" in result.err, result
+
+
+def test_a_worker_in_a_folder_without_a_database_refuses_to_wait_on_an_empty_one(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SPECWRIGHT_DB", raising=False)  # the project's own database
+    # started in the wrong folder, it made data/specwright.duckdb there and waited for good on
+    # a queue nobody could fill, while the project's items waited for a worker
+    result = cli("-C", str(tmp_path), "worker", "--once", "--poll", "0.1")
+    assert result.code == 2, result
+    assert "no database yet" in result.err and "specwright init" in result.err
+    assert "waiting for queued work" not in result.out
+    assert not (tmp_path / "data").exists()

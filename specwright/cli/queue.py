@@ -48,7 +48,8 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="how often to look for work and for cancel requests",
     )
-    p.set_defaults(handler=cmd_worker)
+    # a worker in the wrong folder would make an empty database there and wait on it for good
+    p.set_defaults(handler=cmd_worker, needs_db=True)
 
 
 def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
@@ -101,6 +102,7 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
     from specwright import queue
 
     stop = threading.Event()
+    store = ctx.store  # a missing database refused before the worker says it waits
 
     def line(text: str) -> None:
         if not ctx.json:
@@ -113,7 +115,7 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
     # Ctrl-C or SIGTERM: work() stops the items under way (their runs recorded cancelled, the
     # items queued again for the next worker) and waits for them before this exits
     count = queue.work(
-        ctx.store,
+        store,
         concurrency=args.concurrency,
         once=args.once,
         poll_s=args.poll,
