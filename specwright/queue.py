@@ -387,11 +387,12 @@ def work(
     if concurrency < 1:
         raise SpecwrightError(f"--concurrency: expected >= 1, got {concurrency}")
     stop = stop or threading.Event()
+    journal = _journal_root(store, stop, poll_s, on_line)
+    if journal is None:  # stopped while the database was busy
+        return 0
     # the worker's own polls do not linger: an idle worker would otherwise hold the file for
     # good, and other programs could never open it
-    polls = Store(
-        store.path, journal_dir=store.journal.root, lock_timeout_s=store.lock_timeout_s, linger_s=0
-    )
+    polls = Store(store.path, journal_dir=journal, lock_timeout_s=store.lock_timeout_s, linger_s=0)
     running: list[tuple[threading.Thread, threading.Event]] = []
     count = 0
     try:
@@ -431,6 +432,20 @@ def work(
             while not done.wait(0.1):
                 pass
     return count
+
+
+def _journal_root(
+    store: Store, stop: threading.Event, poll_s: float, on_line: Callable[[str], None]
+) -> Path | None:
+    """The database's journal folder (read from the file), waited for while another process
+    holds the file, as the worker waits for it between polls; None if stopped meanwhile."""
+    while not stop.is_set():
+        try:
+            return store.journal.root
+        except StoreLockedError as exc:
+            on_line(f"worker: {exc}")
+            interrupts.wait_for(stop, poll_s)
+    return None
 
 
 def _item_thread(done: threading.Event, *args: Any) -> None:

@@ -468,3 +468,41 @@ def test_a_cancel_that_finds_the_item_claimed_meanwhile_asks_its_worker_to_stop(
     assert claimed and claimed[0] is not None and claimed[0]["id"] == item
     [row] = queue.items(store, None)
     assert (row["status"], row["cancel_requested"]) == ("running", True)
+
+
+def test_a_worker_started_while_another_process_holds_the_database_waits_for_it(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exited at once (exit 2, the lock's error) where the worker's loop waits out a busy
+    database: a notebook open on the file when the worker starts must not stop it."""
+    store, slugs = _two_specs(git_repo, 0.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    store.release()
+    hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+    holder = subprocess.Popen(  # another program with the file open
+        [sys.executable, "-c", hold + "sys.stdin.read()", str(store.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    monkeypatch.setenv("SPECWRIGHT_LOCK_TIMEOUT", "0.5")
+    procs = [holder]
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        cmd = [sys.executable, "-m", "specwright", "-C", str(git_repo), "worker", "--once"]
+        worker = subprocess.Popen(
+            [*cmd, "--poll", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        procs.append(worker)
+        time.sleep(3)  # the worker meets the lock, more than once
+        assert worker.poll() is None, worker.communicate()[0]
+        holder.communicate("", timeout=30)  # the other program is done with the file
+        out, _ = worker.communicate(timeout=120)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert "locked by another process" in out, out
+    assert worker.returncode == 0, out
+    assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(item, "done")], out
