@@ -104,6 +104,7 @@ def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[st
                 f"worker {row['worker_pid']} {why}; the next `specwright worker` queues it again"
             )
         del row["heartbeat_at"], row["project_root"]
+        row["options"] = json.loads(row["options"]) if row["options"] else {}  # not its text
     return rows
 
 

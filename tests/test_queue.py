@@ -30,7 +30,8 @@ def test_worker_runs_queued_items_and_skips_cancelled(git_repo: Path, cli) -> No
     spec = _spec(store, git_repo, DIAMOND)
     other = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Other")
     catalog.add_chunk(store, other, "Make A", files=["a.txt"])
-    first = json.loads(cli("-C", str(git_repo), "--json", "queue", "add", spec.slug).out)
+    add = ("-C", str(git_repo), "--json", "queue", "add")
+    first = json.loads(cli(*add, spec.slug, "--max-iterations", "3").out)
     second = json.loads(cli("-C", str(git_repo), "--json", "queue", "add", "other").out)
     assert (
         cli("-C", str(git_repo), "queue", "cancel", second["id"][:13])
@@ -39,6 +40,7 @@ def test_worker_runs_queued_items_and_skips_cancelled(git_repo: Path, cli) -> No
     )
     listed = json.loads(cli("-C", str(git_repo), "--json", "queue", "list").out)
     assert [r["status"] for r in listed] == ["queued"]
+    assert listed[0]["options"] == {"max_iterations": 3}  # an object, not its JSON text
 
     proc = _worker(git_repo, "--once")
     out, _ = proc.communicate(timeout=300)
