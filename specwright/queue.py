@@ -266,6 +266,7 @@ def _claim(store: Store) -> dict[str, Any] | None:
                 "host": socket.gethostname(),
                 "started_at": now,
                 "heartbeat_at": now,
+                "reason": None,  # why it was queued again (a worker gone): it runs now
             },
         )
         store.write([op])
