@@ -87,7 +87,8 @@ def body(store: Store, spec: Spec) -> str:
     # bound, and one with none known is unknown: never summed as $0
     known = [r["cost"] for r in rows if r["cost"] is not None]
     total = cost_text(sum(known) if known else None, sum(r["unpriced"] for r in rows))
-    head = [f"## {title(spec.title)}", ""]
+    # the title as text, as the table's cells: a planner's title pings no one, shows no image
+    head = [f"## {_cell(spec.title, TITLE_MAX - 1)}", ""]
     if spec.body.strip():
         text = spec.body.strip()
         head += [

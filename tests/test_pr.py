@@ -481,6 +481,24 @@ def test_pr_body_pings_no_one_from_a_review_or_a_chunk_title(store: Store, tmp_p
     assert "mail a@b.org" in row_text  # not a mention: left as it is
 
 
+def test_pr_body_heading_pings_no_one_and_shows_the_spec_title_as_written(
+    store: Store, tmp_path: Path
+) -> None:
+    """The spec's title (a planner's words) went into the body's heading verbatim: its
+    @mentions notified people, and an image or a link in it was rendered."""
+    from specwright import pr
+
+    root = tmp_path / "p"
+    root.mkdir()
+    said = "Fix #12 for @alice ![x](http://127.0.0.1/t.png) <img src=x>"
+    spec = catalog.create_spec(store, catalog.ensure_project(store, root), said)
+    heading = pr.body(store, catalog.get_spec(store, spec.id)).splitlines()[0]
+    z = "&#8203;"
+    assert (
+        heading == f"## Fix #{z}12 for @{z}alice !\\[x\\](http://127.0.0.1/t.png) \\<img src=x\\>"
+    )
+
+
 def test_run_all_pr_with_several_executors_says_what_can_be_done(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """It said "open one side's pull request later with `specwright pr`", which pushes only the
     spec's own branch: `pr` then said that branch does not exist, `run-all` first."""
