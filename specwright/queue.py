@@ -396,9 +396,11 @@ def work(
     # good, and other programs could never open it
     polls = Store(store.path, journal_dir=journal, lock_timeout_s=store.lock_timeout_s, linger_s=0)
     running: list[tuple[threading.Thread, threading.Event]] = []
+    ended = threading.Event()  # an item finished: its slot is free, and --once may be done
     count = 0
     try:
         while not stop.is_set():
+            ended.clear()
             running = [(t, done) for t, done in running if not done.is_set()]
             item = None
             try:
@@ -412,7 +414,7 @@ def work(
                 done = threading.Event()
                 thread = threading.Thread(
                     target=_item_thread,
-                    args=(done, store, item, stop, on_line, poll_s, polls),
+                    args=(done, ended, store, item, stop, on_line, poll_s, polls),
                     name=f"queue-{item['id'][:8]}",
                 )
                 thread.start()
@@ -421,7 +423,7 @@ def work(
                 continue
             if idle:
                 break
-            interrupts.wait_for(stop, poll_s)  # in slices: SIGTERM reaches the main thread
+            _nap(stop, ended, poll_s)
     except BaseException:
         stop.set()
         if running:
@@ -450,8 +452,19 @@ def _journal_root(
     return None
 
 
-def _item_thread(done: threading.Event, *args: Any) -> None:
+def _nap(stop: threading.Event, ended: threading.Event, poll_s: float) -> None:
+    """Wait ``poll_s`` between polls, less when the worker is stopped or an item ends (a worker
+    --once --poll 60 sat a minute after its last item); in slices: SIGTERM reaches the main
+    thread."""
+    deadline = time.monotonic() + poll_s
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if ended.wait(min(left, interrupts.SLICE_S)):
+            return
+
+
+def _item_thread(done: threading.Event, ended: threading.Event, *args: Any) -> None:
     try:
         _run_item(*args)
     finally:
         done.set()
+        ended.set()

@@ -506,3 +506,13 @@ def test_a_worker_started_while_another_process_holds_the_database_waits_for_it(
     assert "locked by another process" in out, out
     assert worker.returncode == 0, out
     assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(item, "done")], out
+
+
+def test_a_worker_once_with_a_long_poll_exits_when_its_last_item_ends(git_repo: Path) -> None:
+    """`worker --once --poll 60` sat out the whole poll after its item was done."""
+    store, slugs = _two_specs(git_repo, 0.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    started = time.monotonic()
+    assert queue.work(store, once=True, poll_s=60) == 1
+    assert time.monotonic() - started < 30
+    assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(item, "done")]
