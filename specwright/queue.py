@@ -329,6 +329,11 @@ def _run_item(
         except NotFoundError:
             raise NotFoundError("its spec was deleted after it was queued") from None
         on_line(f"queue item {item['id'][:13]}: run-all {spec.slug} in {item['project_root']}")
+        if not Path(item["project_root"]).is_dir():  # its config would be the defaults' then
+            raise SpecwrightError(
+                f"project folder {item['project_root']}: no such folder (moved or deleted since "
+                "it was queued); queue the spec again from where the project is now"
+            )
         config = config_mod.load(item["project_root"])
         result = run_all(
             store,

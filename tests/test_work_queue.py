@@ -516,3 +516,15 @@ def test_a_worker_once_with_a_long_poll_exits_when_its_last_item_ends(git_repo: 
     assert queue.work(store, once=True, poll_s=60) == 1
     assert time.monotonic() - started < 30
     assert [(r["id"], r["status"]) for r in queue.items(store, None)] == [(item, "done")]
+
+
+def test_an_item_whose_project_folder_was_moved_says_so(git_repo: Path) -> None:
+    """It failed with "claude executable not found": a folder that is not there has no config,
+    and the defaults' executor was tried."""
+    store, slugs = _two_specs(git_repo, 0.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    git_repo.rename(git_repo.with_name("moved"))
+    assert queue.work(store, once=True, poll_s=0.1) == 1
+    [row] = queue.items(store, None)
+    assert (row["id"], row["status"]) == (item, "failed")
+    assert row["reason"].startswith(f"project folder {git_repo}: no such folder"), row["reason"]
