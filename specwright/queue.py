@@ -82,8 +82,9 @@ def _check(store: Store, spec: Spec, project_root: Path | str, options: dict[str
 
 
 def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Queue items, oldest first, with their spec's slug; an item left ``running`` by a worker
-    on this host that is gone (kill -9) says so in its reason."""
+    """Queue items, oldest first, with their spec's slug and project folder (two projects can
+    have specs of one slug); an item left ``running`` by a worker on this host that is gone
+    (kill -9) says so in its reason."""
     where = ""
     params: list[Any] = []
     if statuses:
@@ -103,7 +104,8 @@ def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[st
             row["reason"] = (
                 f"worker {row['worker_pid']} {why}; the next `specwright worker` queues it again"
             )
-        del row["heartbeat_at"], row["project_root"]
+        row["project"] = row.pop("project_root")
+        del row["heartbeat_at"]
         row["options"] = json.loads(row["options"]) if row["options"] else {}  # not its text
     return rows
 

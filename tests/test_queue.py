@@ -145,3 +145,24 @@ def test_a_worker_in_a_folder_without_a_database_refuses_to_wait_on_an_empty_one
     assert "no database yet" in result.err and "specwright init" in result.err
     assert "waiting for queued work" not in result.out
     assert not (tmp_path / "data").exists()
+
+
+def test_queue_list_says_which_project_each_item_is_of(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Two projects on one database with a spec of one slug each: the list showed two rows
+    alike, and nothing said which item would run in which folder."""
+    from tests.conftest import git
+
+    store = Store(resolve_db_path(tmp_path))  # SPECWRIGHT_DB: one database for both
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for root in roots:
+        root.mkdir()
+        git(root, "init", "-q", "-b", "main")
+        _project(root, _write_script({"A": []}))
+        spec = catalog.create_spec(store, catalog.ensure_project(store, root), "Login")
+        catalog.add_chunk(store, spec, "Make A", files=["a.txt"])
+        assert cli("-C", str(root), "queue", "add", "login").code == 0
+    listed = json.loads(cli("--json", "queue", "list").out)
+    assert [(r["spec"], r["project"]) for r in listed] == [("login", str(r)) for r in roots]
+    table = cli("queue", "list").out.splitlines()
+    assert "PROJECT" in table[0]  # a long path by its end, where the two differ
+    assert [line.split()[2][-4:] for line in table[1:]] == ["/one", "/two"], table

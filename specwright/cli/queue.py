@@ -82,10 +82,15 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit(rows)
     else:
         ctx.emit(
-            [{**r, "id": r["id"][:13]} for r in rows],
-            ["id", "spec", "status", "cancel_requested", "created_at", "reason"],
+            [{**r, "id": r["id"][:13], "project": _end(r["project"])} for r in rows],
+            ["id", "spec", "project", "status", "cancel_requested", "created_at", "reason"],
         )
     return 0
+
+
+def _end(path: str | None, limit: int = 60) -> str | None:
+    """A long folder path by its end, which tells projects apart (the table cuts the end)."""
+    return path if path is None or len(path) <= limit else "…" + path[-(limit - 1) :]
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
