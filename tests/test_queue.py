@@ -45,6 +45,8 @@ def test_worker_runs_queued_items_and_skips_cancelled(git_repo: Path, cli) -> No
     proc = _worker(git_repo, "--once")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
+    # which database it waits on: in the wrong folder it would wait on another one
+    assert f"waiting for queued work in {store.path} (from SPECWRIGHT_DB)" in out, out
     assert "ran 1 item(s)" in out
     rows = {r["id"]: r for r in queue.items(store)}
     assert rows[first["id"]]["status"] == "done"

@@ -114,7 +114,7 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
             print(text, file=sys.stdout, flush=True)
 
     line(
-        f"worker {__import__('os').getpid()}: waiting for queued work "
+        f"worker {__import__('os').getpid()}: waiting for queued work in {ctx.db_shown()} "
         f"(concurrency {args.concurrency}; Ctrl-C stops)"
     )
     # Ctrl-C or SIGTERM: work() stops the items under way (their runs recorded cancelled, the
