@@ -28,14 +28,16 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import keeper
+from specwright import keeper, migrations
 from specwright.errors import StoreError, StoreLockedError, first_line
 from specwright.journal import (
     CATALOG,
     Journal,
     apply_ops,
     normal,
+    one_project_per_root,
     op_time,
+    replay_batch,
 )
 from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
@@ -550,8 +552,46 @@ class Store:
     # --- rebuild ----------------------------------------------------------------------------
 
     def rebuild_into(self, target: Path | str, batch: int = 5000) -> int:
-        """Replay every journal into a fresh database at ``target``; returns ops applied (see
-        ``specwright.rebuild``)."""
-        from specwright.rebuild import rebuild_into
+        """Replay every journal into a fresh database at ``target``; returns ops applied.
 
-        return rebuild_into(self, Path(target), batch)
+        Tables that are not journaled (imported usage, codexbar snapshots, caches: see
+        ``UNJOURNALED``) are copied over from this database when it can still be read."""
+        target = Path(target)
+        if target.exists():
+            raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
+        journal = self.journal
+        fresh = Store(target, journal_dir=journal.root, lock_timeout_s=self.lock_timeout_s)
+        try:
+            fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
+            ops = one_project_per_root(list(journal.replay_located()))
+            count = sum(replay_batch(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
+            with fresh.transaction() as conn:  # results journaled before migration 10
+                conn.execute(migrations.BACKFILL_TOOL_RESULTS)
+            self._carry_unjournaled(fresh)
+        except BaseException:  # half a database would only block the next attempt
+            fresh.release()
+            for leftover in (target, target.with_name(target.name + ".wal")):
+                with contextlib.suppress(OSError):  # a read-only folder: nothing was left
+                    leftover.unlink(missing_ok=True)
+            raise
+        fresh.release()  # checkpointed and closed: the caller may move the file
+        return count
+
+    def _carry_unjournaled(self, fresh: Store) -> None:
+        if not self.path.exists():
+            return
+        try:
+            self.migrate()
+        except StoreLockedError:  # readable, only busy: carrying nothing would lose the imports
+            raise
+        except StoreError as exc:
+            log.warning("%s: cannot read it to carry imported usage over: %s", self.path, exc)
+            return
+        self.release()  # attached below by another instance: not open twice in one process
+        with fresh.transaction() as conn:
+            conn.execute(f"ATTACH '{self.path.as_posix()}' AS old (READ_ONLY)")
+            try:
+                for table in UNJOURNALED:
+                    conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
+            finally:
+                conn.execute("DETACH old")
