@@ -589,7 +589,7 @@ class Store:
             return
         self.release()  # attached below by another instance: not open twice in one process
         with fresh.transaction() as conn:
-            conn.execute(f"ATTACH '{self.path.as_posix()}' AS old (READ_ONLY)")
+            conn.execute("ATTACH ? AS old (READ_ONLY)", [self.path.as_posix()])  # o'brien/
             try:
                 for table in UNJOURNALED:
                     conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
