@@ -28,16 +28,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import keeper, migrations
+from specwright import keeper
 from specwright.errors import StoreError, StoreLockedError, first_line
 from specwright.journal import (
     CATALOG,
     Journal,
     apply_ops,
     normal,
-    one_project_per_root,
     op_time,
-    replay_batch,
 )
 from specwright.journal import normal_row as _normal_row
 from specwright.migrations import MIGRATIONS, STORE_META_VERSION, latest_version
@@ -61,10 +59,6 @@ JOURNAL_DIR_KEY = "journal_dir"
 # DuckDB keeps one instance per file per process, so every later connection must ask the same.
 _read_only: dict[str, str] = {}
 _UNWRITABLE = re.compile(r"Read-only file system|Permission denied|Operation not permitted")
-
-# Tables written in bulk (imports from agents' logs, codexbar) or derived (caches): not
-# journaled, so a rebuild copies them from the previous database instead.
-UNJOURNALED = ("usage_records", "usage_snapshots", "usage_ingest_files", "prices", "codebase_cache")
 
 
 def resolve_db_path(project_root: Path | str | None = None, override: str | None = None) -> Path:
@@ -552,46 +546,8 @@ class Store:
     # --- rebuild ----------------------------------------------------------------------------
 
     def rebuild_into(self, target: Path | str, batch: int = 5000) -> int:
-        """Replay every journal into a fresh database at ``target``; returns ops applied.
+        """Replay every journal into a fresh database at ``target``; returns ops applied (see
+        ``rebuild.rebuild_into``)."""
+        from specwright import rebuild
 
-        Tables that are not journaled (imported usage, codexbar snapshots, caches: see
-        ``UNJOURNALED``) are copied over from this database when it can still be read."""
-        target = Path(target)
-        if target.exists():
-            raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
-        journal = self.journal
-        fresh = Store(target, journal_dir=journal.root, lock_timeout_s=self.lock_timeout_s)
-        try:
-            fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
-            ops = one_project_per_root(list(journal.replay_located()))
-            count = sum(replay_batch(fresh, ops[i : i + batch]) for i in range(0, len(ops), batch))
-            with fresh.transaction() as conn:  # results journaled before migration 10
-                conn.execute(migrations.BACKFILL_TOOL_RESULTS)
-            self._carry_unjournaled(fresh)
-        except BaseException:  # half a database would only block the next attempt
-            fresh.release()
-            for leftover in (target, target.with_name(target.name + ".wal")):
-                with contextlib.suppress(OSError):  # a read-only folder: nothing was left
-                    leftover.unlink(missing_ok=True)
-            raise
-        fresh.release()  # checkpointed and closed: the caller may move the file
-        return count
-
-    def _carry_unjournaled(self, fresh: Store) -> None:
-        if not self.path.exists():
-            return
-        try:
-            self.migrate()
-        except StoreLockedError:  # readable, only busy: carrying nothing would lose the imports
-            raise
-        except StoreError as exc:
-            log.warning("%s: cannot read it to carry imported usage over: %s", self.path, exc)
-            return
-        self.release()  # attached below by another instance: not open twice in one process
-        with fresh.transaction() as conn:
-            conn.execute("ATTACH ? AS old (READ_ONLY)", [self.path.as_posix()])  # o'brien/
-            try:
-                for table in UNJOURNALED:
-                    conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")
-            finally:
-                conn.execute("DETACH old")
+        return rebuild.rebuild_into(self, Path(target), batch)
