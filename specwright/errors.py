@@ -24,6 +24,11 @@ class StoreLockedError(StoreError):
     """Another process held the database lock for longer than the configured limit."""
 
 
+class StoreTooNewError(StoreError):
+    """The database's schema is newer than this Specwright's: it must not be read, rebuilt or
+    written by this version."""
+
+
 class NotFoundError(SpecwrightError):
     """A project, spec, chunk or run named by the user does not exist."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specwright import migrations
-from specwright.errors import StoreError, StoreLockedError
+from specwright.errors import StoreError, StoreLockedError, StoreTooNewError
 from specwright.journal import one_project_per_root, replay_batch
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _carry_unjournaled(store: Store, fresh: Store) -> None:
         return
     try:
         store.migrate()
-    except StoreLockedError:  # readable, only busy: carrying nothing would lose the imports
+    except (StoreLockedError, StoreTooNewError):  # carrying nothing would lose the imports
         raise
     except StoreError as exc:
         log.warning("%s: cannot read it to carry imported usage over: %s", store.path, exc)

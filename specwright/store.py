@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import keeper
-from specwright.errors import StoreError, StoreLockedError, first_line
+from specwright.errors import StoreError, StoreLockedError, StoreTooNewError, first_line
 from specwright.journal import (
     CATALOG,
     Journal,
@@ -144,7 +144,7 @@ class Store:
                     root = _journal_roots.get(str(self._key)) or self._own_journal(
                         conn, created=False
                     )
-            except StoreLockedError:
+            except (StoreLockedError, StoreTooNewError):
                 raise
             except StoreError as exc:  # damaged: the journals are how it gets rebuilt
                 guess = self._guess_journal()
@@ -362,7 +362,7 @@ class Store:
         )
         current = self._current_version(conn)
         if current > latest_version():
-            raise StoreError(
+            raise StoreTooNewError(
                 f"{self.path}: database schema is version {current}, newer than this Specwright "
                 f"understands (up to {latest_version()}); upgrade Specwright to open it"
             )
@@ -396,7 +396,7 @@ class Store:
         current = self._current_version(conn)
         if current != latest_version():
             newer = current > latest_version()
-            raise StoreError(
+            raise (StoreTooNewError if newer else StoreError)(
                 f"{self.path}: can only be read here ({_read_only[str(self._key)]}) and its "
                 f"schema is version {current}; this Specwright reads version {latest_version()}"
                 + (

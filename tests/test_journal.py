@@ -230,6 +230,45 @@ def test_rebuild_of_a_database_under_a_folder_with_a_quote(tmp_path: Path) -> No
     assert _dump(Store(rebuilt)) == _dump(store)
 
 
+@pytest.mark.parametrize("output", [False, True])
+def test_cli_db_rebuild_refuses_a_database_of_a_newer_specwright(
+    tmp_path: Path, cli: Callable[..., CliResult], output: bool
+) -> None:
+    """An older Specwright (another venv, an old notebook kernel) rebuilt a newer one's database
+    into its own older schema, exit 0: the imported usage was gone from the live file (it could
+    not read it to carry it over: a warning only) and the newer journal lines were refused."""
+    import duckdb
+
+    from specwright import keeper
+    from specwright import store as store_mod
+    from specwright.model import new_id, utcnow
+
+    db = tmp_path / "db" / "specwright.duckdb"
+    store = Store(db)
+    _populate(store, tmp_path)
+    with store.connect() as conn:
+        conn.execute(
+            "INSERT INTO usage_records (id, source, dedup_key, ts, input_tokens) "
+            "VALUES (?, 'claude-code', 'm1:r1', ?, 42)",
+            [new_id(), utcnow()],
+        )
+    keeper.close()
+    conn = duckdb.connect(str(db))
+    conn.execute("INSERT INTO schema_version VALUES (999, 'from the future', now()::TIMESTAMP)")
+    conn.close()
+    store_mod._migrated.clear()
+    store_mod._journal_roots.clear()
+    target = tmp_path / "out.duckdb"
+    result = cli("--db", str(db), "db", "rebuild", *(["--output", str(target)] if output else []))
+    assert result.code == 2, result.out
+    assert "schema is version 999, newer than this Specwright" in result.err
+    assert not target.exists() and not Path(str(db) + ".bak").exists()
+    keeper.close()
+    conn = duckdb.connect(str(db), read_only=True)
+    assert conn.execute("SELECT input_tokens FROM usage_records").fetchall() == [(42,)]
+    conn.close()
+
+
 # --- which journal is a database's own ------------------------------------------------------
 
 
