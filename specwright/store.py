@@ -379,7 +379,7 @@ class Store:
                     # so one found without it is from before this migration
                     self._own_journal(conn, created=current == 0)
                 conn.execute(
-                    "INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)",
+                    "INSERT INTO schema_version VALUES (?, ?, (now() AT TIME ZONE 'UTC'))",
                     [migration.version, migration.name],
                 )
             except BaseException:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult
-from tests.support_usage import _assistant, _dumps
+from tests.support_usage import _assistant, _dumps, write_codex_session
 
 Cli = Callable[..., CliResult]
 
@@ -199,3 +199,29 @@ def test_a_machine_that_only_merges_prices_records_no_machine_had_a_price_for(
     assert machines.totals("B")["totalCost"] == 5 * 1 + 10 * 2
     again = machines.run("B", "-C", str(project), "usage", "merge", exported, "--json")
     assert json.loads(again.out)["repriced"] == 0
+
+
+def test_import_times_are_utc_on_a_machine_in_another_zone(
+    machines: Machines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/schema.md: timestamps are UTC. DuckDB's ``now()::TIMESTAMP`` is the wall clock of
+    the machine's zone: in New York, ``imported_at`` and ``schema_version.applied_at`` were 5
+    hours off every other timestamp of the file."""
+    from specwright.store import Store
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    machines.log("A", "s1.jsonl", [_line(10)])
+    machines.run("A", "ingest", "claude-logs")
+    machines.log("A", "s1.jsonl", [_line(10), _line(20, msg="m2", req="r2")])
+    machines.run("A", "ingest", "claude-logs")  # a later run: the few new lines read in Python
+    write_codex_session(machines.root / "codex", turns=2)
+    monkeypatch.setenv("CODEX_HOME", str(machines.root / "codex"))
+    machines.run("A", "ingest", "codex-logs")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    store = Store(machines.root / "A" / "db.duckdb")
+    assert store.query("SELECT count(DISTINCT source) FROM usage_records") == [(2,)]
+    stamps = store.query(
+        "SELECT imported_at FROM usage_records UNION ALL SELECT applied_at FROM schema_version"
+    )
+    assert len(stamps) > 2
+    assert all(abs((now - t).total_seconds()) < 600 for (t,) in stamps), (now, stamps)

@@ -339,7 +339,7 @@ WITH {{ranked}}
 SELECT uuidv7(), '{SOURCE}', dedup_key, message_id, request_id, session_id, project_path, file,
     model, ts, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
     cache_write_1h_tokens, 0, reported_cost_usd, computed, is_sidechain, speed, provider,
-    ? + seq, now()::TIMESTAMP, ?
+    ? + seq, (now() AT TIME ZONE 'UTC'), ?
 FROM c WHERE seq IN (SELECT win[2] FROM w WHERE win[1])"""
 
 # stored records beaten by a new line are replaced
@@ -396,7 +396,7 @@ INSERT INTO usage_records (id, source, dedup_key, message_id, request_id, sessio
 SELECT uuidv7(), '{SOURCE}', n.dedup_key, n.message_id, n.request_id, n.session_id,
     n.project_path, n.file, n.model, n.ts, n.input_tokens, n.output_tokens, n.cache_read_tokens,
     n.cache_write_5m_tokens, n.cache_write_1h_tokens, 0, n.reported_cost_usd, w.computed,
-    n.is_sidechain, n.speed, w.provider, ? + w.id, now()::TIMESTAMP, ?
+    n.is_sidechain, n.speed, w.provider, ? + w.id, (now() AT TIME ZONE 'UTC'), ?
 FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::DOUBLE[]) AS computed,
              unnest(?::VARCHAR[]) AS provider) w
 JOIN _cl_new n ON coalesce(n.pos, n.rowid) = w.id"""

@@ -259,7 +259,7 @@ INSERT INTO usage_records (id, source, dedup_key, message_id, request_id, sessio
 SELECT uuidv7(), $21, message_id || chr(31) || coalesce(request_id, ''), message_id,
     request_id, session_id, project_path, file, model, ts, input_tokens, output_tokens,
     cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, 0, reported_cost_usd,
-    computed, is_sidechain, speed, provider, $1 + i, now()::TIMESTAMP, $2
+    computed, is_sidechain, speed, provider, $1 + i, (now() AT TIME ZONE 'UTC'), $2
 FROM (SELECT unnest($3) AS i, unnest($4) AS file, unnest($5) AS message_id,
              unnest($6) AS is_sidechain, unnest($7) AS model,
              unnest($8) AS input_tokens, unnest($9) AS output_tokens,

@@ -269,7 +269,7 @@ def _merge(
             imported_at, host)
         SELECT uuidv7(), '{SOURCE}', n.dedup_key, n.session_id, n.cwd, n.file, n.model, n.ts,
             n.input_tokens, n.output_tokens, n.cache_read_tokens, 0, 0, n.reasoning_tokens,
-            {sql_cost("p", "n")}, p.provider, ? + n.rn, now()::TIMESTAMP, ?
+            {sql_cost("p", "n")}, p.provider, ? + n.rn, (now() AT TIME ZONE 'UTC'), ?
         FROM (SELECT *, 0 AS cache_write_5m_tokens, 0 AS cache_write_1h_tokens,
                      row_number() OVER (PARTITION BY dedup_key ORDER BY rn) AS k
               FROM _cx_new) n
