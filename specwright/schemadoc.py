@@ -54,7 +54,11 @@ TABLE_DOCS: dict[str, str] = {
     "total (`h:<session>:<hash>` for one with no totals). `execution_id` links to "
     "executions when the session id matches. `seq` orders a source's records as their lines were "
     "read, counting up from 1 (with gaps for lines not kept): ccusage's first-seen tie-break; "
-    "records merged from another machine's export are numbered after the store's own.",
+    "records merged from another machine's export are numbered after the store's own. "
+    "`computed_cost_usd` is NULL for a model with no known price (never 0), "
+    "`reported_cost_usd` when the log tells no cost. `imported_at` (UTC) and `host`: when and on "
+    "which machine the record was ingested (a merged record keeps them; NULL when its export "
+    "had no such column). `raw` is not filled.",
     "usage_snapshots": "What `codexbar` printed (JSON), with the time it was taken.",
     "prices": "Prices used (USD per million tokens) and where they came from (`source`: "
     "`genai-prices <version>` or `config`); `updated_at` is when a price was last confirmed "
