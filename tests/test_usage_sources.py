@@ -345,6 +345,31 @@ def test_an_export_of_an_empty_database_says_so(
     assert f"nothing to export: no usage records, snapshots or prices in {db}" in res.err
 
 
+def test_an_export_of_a_database_it_cannot_read_leaves_no_folder(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A database of a newer Specwright (or locked, damaged) was refused only after the export
+    folder was made: each try left an empty usage-export-<host>-<date> behind."""
+    import duckdb
+
+    from specwright import keeper
+    from specwright import store as store_mod
+
+    db = tmp_path / "db.duckdb"
+    monkeypatch.setenv("SPECWRIGHT_DB", str(db))
+    assert cli("db", "migrate").code == 0
+    keeper.close()
+    conn = duckdb.connect(str(db))
+    conn.execute("INSERT INTO schema_version VALUES (999, 'from the future', now()::TIMESTAMP)")
+    conn.close()
+    store_mod._migrated.clear()
+    res = cli("usage", "export", "-o", str(tmp_path / "export"))
+    assert res.code == 2 and "newer than this Specwright" in res.err
+    assert not (tmp_path / "export").exists()
+
+
 def test_an_export_missing_a_file_its_manifest_lists_is_refused(
     tmp_path: Path, store: Store
 ) -> None:

@@ -70,14 +70,14 @@ def export(store: Store, target: Path) -> dict[str, int]:
             f"{target}: a directory holding other files, not an earlier usage export; "
             "expected a new or empty directory"
         )
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SpecwrightError(
-            f"{target}: cannot create the export directory: {exc.strerror}"
-        ) from None
     counts: dict[str, int] = {}
-    with store.connect() as conn:
+    with store.connect() as conn:  # first: a database that cannot be read leaves no empty folder
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpecwrightError(
+                f"{target}: cannot create the export directory: {exc.strerror}"
+            ) from None
         for table in TABLES:
             path = target / f"{table}.parquet"
             conn.execute(f"COPY (SELECT * FROM {table}) TO '{_quote(path)}' (FORMAT parquet)")
