@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from specwright import migrations
 from specwright.errors import StoreError, StoreLockedError, StoreTooNewError
-from specwright.journal import one_project_per_root, replay_batch
+from specwright.journal import Journal, one_project_per_root, replay_batch
 
 if TYPE_CHECKING:
     from specwright.store import Store
@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 UNJOURNALED = ("usage_records", "usage_snapshots", "usage_ingest_files", "prices", "codebase_cache")
 
 
-def rebuild_into(store: Store, target: Path, batch: int = 5000) -> int:
-    """Replay every journal of ``store`` into a fresh database at ``target``; returns ops
-    applied.
+def rebuild_into(
+    store: Store, target: Path, batch: int = 5000, *, journal_dir: Path | None = None
+) -> int:
+    """Replay every journal of ``store`` (or those in ``journal_dir``, then the fresh
+    database's own) into a fresh database at ``target``; returns ops applied.
 
     Tables that are not journaled (imported usage, codexbar snapshots, caches: see
     ``UNJOURNALED``) are copied over from ``store`` when it can still be read."""
@@ -32,7 +34,7 @@ def rebuild_into(store: Store, target: Path, batch: int = 5000) -> int:
 
     if target.exists():
         raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
-    journal = store.journal
+    journal = Journal(journal_dir) if journal_dir else store.journal
     fresh = Store(target, journal_dir=journal.root, lock_timeout_s=store.lock_timeout_s)
     try:
         fresh.migrate()  # records this journal as its own: a swapped-in copy journals here
@@ -49,6 +51,34 @@ def rebuild_into(store: Store, target: Path, batch: int = 5000) -> int:
         raise
     fresh.release()  # checkpointed and closed: the caller may move the file
     return count
+
+
+def copy_out(store: Store, target: Path) -> int:
+    """``db rebuild --output``: ``rebuild_into`` a copy with a journal of its own, a copy of the
+    store's, beside it (``journal/`` or ``<stem>.journal/``, as for a new database). Sharing the
+    store's journal, the copy could not be written where that one cannot (a read-only mount),
+    and each database's rebuild would replay the other's writes."""
+    import shutil
+
+    from specwright.store import DEFAULT_DB
+
+    if target.exists():
+        raise StoreError(f"{target}: already exists; rebuild writes a fresh database")
+    source = store.journal.root
+    name = "journal" if target.name == DEFAULT_DB.name else f"{target.stem}.journal"
+    own = target.parent / name
+    if own.exists() and (not own.is_dir() or any(own.iterdir())):
+        raise StoreError(
+            f"{own}: already exists; the copy's own journal goes there (choose another --output)"
+        )
+    try:
+        shutil.copytree(source, own, dirs_exist_ok=True)
+        return rebuild_into(store, target, journal_dir=own)
+    except BaseException as exc:
+        shutil.rmtree(own, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StoreError(f"{own}: cannot copy the journal there: {exc}") from None
+        raise
 
 
 def _carry_unjournaled(store: Store, fresh: Store) -> None:

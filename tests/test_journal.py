@@ -269,6 +269,31 @@ def test_cli_db_rebuild_refuses_a_database_of_a_newer_specwright(
     conn.close()
 
 
+def test_cli_rebuild_output_is_a_database_with_its_own_journal(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """``db rebuild --output`` recorded the original's journal as the copy's: what was written
+    into the copy went into the original's journal (its rebuild then had the copy's specs), and
+    a copy of a read-only database could not be written at all."""
+    db, copy = tmp_path / "db" / "specwright.duckdb", tmp_path / "out" / "copy.duckdb"
+    _populate(Store(db), tmp_path)
+    assert cli("--db", str(db), "db", "rebuild", "--output", str(copy)).code == 0
+    assert (tmp_path / "out" / "copy.journal" / "catalog.jsonl").is_file()
+    assert cli("--db", str(copy), "-C", str(tmp_path), "spec", "new", "Only in the copy").code == 0
+
+    def titles(path: Path) -> list[str]:
+        result = cli("--db", str(path), "db", "rebuild")
+        assert result.code == 0, result.err
+        return sorted(r[0] for r in Store(path).query("SELECT title FROM specs"))
+
+    assert titles(db) == ["Rebuild me"]
+    assert titles(copy) == ["Only in the copy", "Rebuild me"]
+    again = cli("--db", str(db), "db", "rebuild", "--output", str(tmp_path / "out" / "b.duckdb"))
+    assert again.code == 0  # the same folder, another name: another journal (b.journal)
+    taken = cli("--db", str(db), "db", "rebuild", "--output", str(tmp_path / "out" / "copy.db"))
+    assert taken.code == 2 and "copy.journal: already exists" in taken.err
+
+
 # --- which journal is a database's own ------------------------------------------------------
 
 

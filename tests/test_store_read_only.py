@@ -133,4 +133,7 @@ def test_rebuild_of_a_read_only_database_goes_to_another_file(
     assert _rounded(json.loads(now.stdout)) == _rounded(json.loads(was.stdout))
     specs = run_specwright("spec", "list", "--json", env={"SPECWRIGHT_DB": str(out)})
     assert [s["title"] for s in json.loads(specs.stdout)] == ["Count words"]
+    # the copy journals into a copy of the journal of its own: the original's cannot be written
+    res = run_specwright("spec", "new", "Later", env={"SPECWRIGHT_DB": str(out)})
+    assert res.returncode == 0, res.stderr
     shutil.rmtree(out.parent)

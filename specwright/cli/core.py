@@ -476,8 +476,10 @@ def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
     if not store.journal.files():
         raise SpecwrightError(f"{store.journal.root}: no journals to rebuild from")
     if args.output:
+        from specwright.rebuild import copy_out
+
         target = Path(args.output).resolve()
-        count = store.rebuild_into(target)
+        count = copy_out(store, target)
         ctx.emit({"rebuilt": str(target), "ops": count})
         return 0
     _refuse_while_running(store)
