@@ -294,6 +294,20 @@ def test_cli_rebuild_output_is_a_database_with_its_own_journal(
     assert taken.code == 2 and "copy.journal: already exists" in taken.err
 
 
+def test_cli_db_rebuild_refuses_a_directory(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """``--db`` naming a folder (an export, ``data`` for ``data/specwright.duckdb``) beside a
+    ``journal/``: the rebuild moved the folder to ``<name>.bak`` and put a database of that
+    journal, another database's, in its place."""
+    _populate(Store(tmp_path / "specwright.duckdb"), tmp_path)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    result = cli("--db", str(folder), "db", "rebuild")
+    assert result.code == 2
+    assert f"{folder}: is a directory; expected the database file" in result.err
+    assert (folder / "manifest.json").is_file() and not Path(f"{folder}.bak").exists()
+
+
 # --- which journal is a database's own ------------------------------------------------------
 
 
