@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +343,11 @@ def test_an_export_of_an_empty_database_says_so(
     res = cli("usage", "export", "-o", str(tmp_path / "export"), "--json")
     assert res.code == 0, res.err
     assert json.loads(res.out)["rows"] == {"usage_records": 0, "usage_snapshots": 0, "prices": 0}
+    # read on another machine, maybe in another zone: the manifest's time says it is UTC
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text(encoding="utf-8"))
+    exported = datetime.fromisoformat(manifest["exported_at"])
+    assert exported.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - exported).total_seconds()) < 600
     assert f"nothing to export: no usage records, snapshots or prices in {db}" in res.err
 
 

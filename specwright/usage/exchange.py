@@ -14,12 +14,12 @@ import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specwright.errors import SpecwrightError, first_line
 from specwright.migrations import CODEX_HASH_KEYED, CODEX_SESSION_KEY
-from specwright.model import utcnow
 from specwright.usage.common import COPY_RANK, link_executions, reprice_unpriced
 from specwright.usage.files import glob_literal
 
@@ -88,7 +88,7 @@ def export(store: Store, target: Path) -> dict[str, int]:
                 "format": FORMAT,
                 "version": VERSION,
                 "host": socket.gethostname(),
-                "exported_at": utcnow().isoformat(),
+                "exported_at": datetime.now(UTC).isoformat(),  # read on another machine
                 "rows": counts,
             },
             indent=2,
