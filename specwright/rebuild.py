@@ -89,11 +89,42 @@ def _carry_unjournaled(store: Store, fresh: Store) -> None:
     except (StoreLockedError, StoreTooNewError):  # carrying nothing would lose the imports
         raise
     except StoreError as exc:
+        if store.read_only:  # at an older schema, where it cannot be migrated: a copy can
+            with contextlib.suppress(StoreError):  # damaged too: warned of below
+                _carry_from_migrated_copy(store, fresh)
+                return
         log.warning("%s: cannot read it to carry imported usage over: %s", store.path, exc)
         return
     store.release()  # attached below by another instance: not open twice in one process
+    _attach_and_copy(store.path, fresh)
+
+
+def _carry_from_migrated_copy(store: Store, fresh: Store) -> None:
+    """Carry a read-only database's imports from a copy of it beside ``fresh``, migrated to
+    this schema (the migrations correct data too: its rows are not taken as they are)."""
+    import shutil
+
+    from specwright.store import Store
+
+    copy = fresh.path.with_name(fresh.path.name + ".old")
+    try:
+        shutil.copyfile(store.path, copy)
+        wal = store.path.with_name(store.path.name + ".wal")
+        if wal.exists():  # the last writes of a process killed before its checkpoint
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        old = Store(copy)  # its journal is never written: it is only migrated and read
+        old.migrate()
+        old.release()
+        _attach_and_copy(copy, fresh)
+    finally:
+        for leftover in (copy, copy.with_name(copy.name + ".wal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+
+
+def _attach_and_copy(path: Path, fresh: Store) -> None:
     with fresh.transaction() as conn:
-        conn.execute("ATTACH ? AS old (READ_ONLY)", [store.path.as_posix()])  # o'brien/
+        conn.execute("ATTACH ? AS old (READ_ONLY)", [path.as_posix()])  # o'brien/
         try:
             for table in UNJOURNALED:
                 conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM old.{table}")

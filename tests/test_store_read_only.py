@@ -137,3 +137,30 @@ def test_rebuild_of_a_read_only_database_goes_to_another_file(
     res = run_specwright("spec", "new", "Later", env={"SPECWRIGHT_DB": str(out)})
     assert res.returncode == 0, res.stderr
     shutil.rmtree(out.parent)
+
+
+def test_rebuild_output_of_a_read_only_database_of_an_older_schema_keeps_its_usage(
+    tmp_path: Path, cli: Callable[..., CliResult], unwritable: Callable[[Path], Path], logs: Path
+) -> None:
+    """The read-only database could not be migrated to be read, so its imported usage was left
+    out of the copy (a warning, exit 0): the copy's reports showed nothing. It is carried from a
+    migrated copy of the file now."""
+    from specwright import keeper
+    from specwright.migrations import latest_version
+    from specwright.store import Store
+
+    folder = tmp_path / "old"
+    db = folder / "specwright.duckdb"
+    assert cli("--db", str(db), "ingest", "claude-logs", str(logs)).code == 0
+    assert cli("--db", str(db), "spec", "new", "Count words").code == 0
+    expected = _daily(cli, db)
+    assert expected
+    with Store(db).transaction() as conn:  # as a database last written by an older Specwright
+        conn.execute("DELETE FROM schema_version WHERE version = ?", [latest_version()])
+    keeper.close()
+    ro = unwritable(folder) / db.name
+    out = tmp_path / "elsewhere" / "rebuilt.duckdb"
+    res = cli("--db", str(ro), "db", "rebuild", "--output", str(out))
+    assert res.code == 0, res.err
+    assert _daily(cli, out) == expected
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rebuilt.duckdb", "rebuilt.journal"]
