@@ -3,6 +3,7 @@ not journaled (imported usage, codexbar snapshots, caches) carried over from the
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import logging
 from pathlib import Path
@@ -20,6 +21,30 @@ log = logging.getLogger(__name__)
 # Tables written in bulk (imports from agents' logs, codexbar) or derived (caches): not
 # journaled, so a rebuild copies them from the previous database instead.
 UNJOURNALED = ("usage_records", "usage_snapshots", "usage_ingest_files", "prices", "codebase_cache")
+
+
+def refuse_no_database(path: Path) -> None:
+    """Refuse to rebuild in place what is no database, damaged or not: a directory, or a text
+    file (a DuckDB file, damaged too, has NUL bytes in its first block). A mistyped ``--db``
+    beside a ``journal/`` (``data``, ``data/report.html``) was moved to ``<name>.bak`` and
+    replaced by a database of that journal, another database's."""
+    if path.is_dir():
+        raise StoreError(
+            f"{path}: is a directory; expected the database file "
+            f"(such as {path / 'specwright.duckdb'})"
+        )
+    utf8 = codecs.getincrementaldecoder("utf-8")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:  # not there (rebuilt from scratch) or unreadable (said when it is opened)
+        return
+    with contextlib.suppress(UnicodeDecodeError):  # a character cut at 4096 bytes is no error
+        if head and b"\0" not in head and utf8().decode(head, final=False) is not None:
+            raise StoreError(
+                f"{path}: a text file, not a database (damaged or not); expected the database "
+                "file (`--output PATH` rebuilds the journals into another file)"
+            )
 
 
 def rebuild_into(

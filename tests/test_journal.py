@@ -294,18 +294,26 @@ def test_cli_rebuild_output_is_a_database_with_its_own_journal(
     assert taken.code == 2 and "copy.journal: already exists" in taken.err
 
 
-def test_cli_db_rebuild_refuses_a_directory(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
-    """``--db`` naming a folder (an export, ``data`` for ``data/specwright.duckdb``) beside a
-    ``journal/``: the rebuild moved the folder to ``<name>.bak`` and put a database of that
-    journal, another database's, in its place."""
+@pytest.mark.parametrize("what", ["directory", "text file"])
+def test_cli_db_rebuild_refuses_what_is_no_database(
+    tmp_path: Path, cli: Callable[..., CliResult], what: str
+) -> None:
+    """``--db`` naming a folder (an export, ``data`` for ``data/specwright.duckdb``) or a text
+    file (``data/report.html``) beside a ``journal/``: the rebuild moved it to ``<name>.bak``
+    and put a database of that journal, another database's, in its place."""
     _populate(Store(tmp_path / "specwright.duckdb"), tmp_path)
-    folder = tmp_path / "exports"
-    folder.mkdir()
-    (folder / "manifest.json").write_text("{}")
-    result = cli("--db", str(folder), "db", "rebuild")
+    if what == "directory":
+        wrong, kept = tmp_path / "exports", tmp_path / "exports" / "manifest.json"
+        wrong.mkdir()
+        kept.write_text("{}")
+    else:
+        wrong = kept = tmp_path / "report.html"
+        wrong.write_text("<p>caf\u00e9</p>\n" * 1000, encoding="utf-8")  # a character cut at 4 KB
+    result = cli("--db", str(wrong), "db", "rebuild")
     assert result.code == 2
-    assert f"{folder}: is a directory; expected the database file" in result.err
-    assert (folder / "manifest.json").is_file() and not Path(f"{folder}.bak").exists()
+    expected = "is a directory" if what == "directory" else "a text file, not a database"
+    assert f"{wrong}: {expected}" in result.err
+    assert kept.is_file() and not Path(f"{wrong}.bak").exists()
 
 
 # --- which journal is a database's own ------------------------------------------------------

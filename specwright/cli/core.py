@@ -473,11 +473,9 @@ def cmd_db_schema(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_db_rebuild(args: argparse.Namespace, ctx: Context) -> int:
 
     store = ctx.store
-    if store.path.is_dir():  # it would be moved aside for a database of a neighbour's journal
-        raise SpecwrightError(
-            f"{store.path}: is a directory; expected the database file "
-            f"(such as {store.path / 'specwright.duckdb'})"
-        )
+    from specwright.rebuild import refuse_no_database
+
+    refuse_no_database(store.path)
     if not store.journal.files():
         raise SpecwrightError(f"{store.journal.root}: no journals to rebuild from")
     if args.output:
