@@ -419,9 +419,18 @@ class Store:
             raise self._damaged(exc) from None
 
     def _damaged(self, exc: Exception) -> StoreError:
+        """A file that does not open as a database: damaged (with journals to rebuild it from),
+        or, without any, maybe never one (``--db notes.txt``)."""
+        if Journal(self._journal_dir or self._guess_journal()).files():
+            return StoreError(
+                f"{self.path}: the database is damaged or unreadable ({first_line(exc, 300)}); "
+                "`specwright db rebuild` recreates it from its journals"
+            )
+        if "not a valid DuckDB database" in str(exc):
+            return StoreError(f"{self.path}: not a DuckDB database (check --db / SPECWRIGHT_DB)")
         return StoreError(
             f"{self.path}: the database is damaged or unreadable ({first_line(exc, 300)}); "
-            "`specwright db rebuild` recreates it from its journals"
+            "there are no journals beside it to rebuild it from"
         )
 
     def migrate(self) -> list[int]:

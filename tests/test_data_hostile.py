@@ -183,6 +183,22 @@ def test_a_truncated_database_is_one_line_and_rebuilds_from_its_journal(
     assert _titles(db) == ["Survivor"]
 
 
+def test_a_file_that_is_not_a_database_is_said_so_not_sent_to_rebuild(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """`--db notes.txt` said "the database is damaged or unreadable ... `specwright db rebuild`
+    recreates it from its journals": it never was a database and has no journals."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for args in (("--db", str(notes), "status"), ("--db", str(notes), "spec", "new", "X")):
+        line = _one_line_error(cli("-C", str(tmp_path), *args))
+        assert (
+            line
+            == f"specwright: error: {notes}: not a DuckDB database (check --db / SPECWRIGHT_DB)"
+        )
+    assert notes.read_text() == "my notes\n"
+
+
 @pytest.mark.parametrize("damage", ["header zeroed", "cut short"])
 def test_a_database_damaged_so_it_does_not_open_names_the_rebuild(
     tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, damage: str
