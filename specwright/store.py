@@ -215,6 +215,10 @@ class Store:
     def _open(self) -> duckdb.DuckDBPyConnection:
         import duckdb
 
+        if self._key.is_dir():  # `--db data/`: DuckDB's "Could not read from file" said less
+            raise StoreError(
+                f"{self.path}: a folder, not a database file (check --db / SPECWRIGHT_DB)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where the folder should be, a read-only parent

@@ -197,6 +197,13 @@ def test_a_file_that_is_not_a_database_is_said_so_not_sent_to_rebuild(
             == f"specwright: error: {notes}: not a DuckDB database (check --db / SPECWRIGHT_DB)"
         )
     assert notes.read_text() == "my notes\n"
+    folder = tmp_path / "data"  # `--db data/`: DuckDB's "Could not read from file ... directory"
+    folder.mkdir()
+    line = _one_line_error(cli("-C", str(tmp_path), "--db", str(folder), "status"))
+    assert (
+        line
+        == f"specwright: error: {folder}: a folder, not a database file (check --db / SPECWRIGHT_DB)"
+    )
 
 
 @pytest.mark.parametrize("damage", ["header zeroed", "cut short"])
