@@ -191,35 +191,18 @@ def test_cli_db_rebuild_replaces_the_database(tmp_path: Path, cli, monkeypatch) 
     assert _dump(Store(db)) == before
 
 
-def test_rebuild_carries_imported_usage_over(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", ["data", "o'brien"])
+def test_rebuild_carries_imported_usage_over(tmp_path: Path, folder: str) -> None:
+    """Imported usage is carried over from the old file, also from one in ``/home/o'brien/``:
+    the rebuild attached it with the path pasted into the SQL, and failed with a parser error."""
     from specwright.model import new_id, utcnow
 
+    store = Store(tmp_path / folder / "specwright.duckdb")
     _populate(store, tmp_path)
     with store.connect() as conn:  # imports are bulk writes, not journaled
         conn.execute(
             "INSERT INTO usage_records (id, source, dedup_key, ts, model, input_tokens) "
             "VALUES (?, 'claude-code', 'm1:r1', ?, 'claude-sonnet-4-5', 42)",
-            [new_id(), utcnow()],
-        )
-    rebuilt = tmp_path / "rebuilt.duckdb"
-    store.rebuild_into(rebuilt)
-    assert Store(rebuilt).query("SELECT dedup_key, input_tokens FROM usage_records") == [
-        ("m1:r1", 42)
-    ]
-    assert _dump(Store(rebuilt)) == _dump(store)
-
-
-def test_rebuild_of_a_database_under_a_folder_with_a_quote(tmp_path: Path) -> None:
-    """A database in ``/home/o'brien/``: the rebuild attached the old file to carry imported
-    usage over with the path pasted into the SQL, and failed with a parser error."""
-    from specwright.model import new_id, utcnow
-
-    store = Store(tmp_path / "o'brien" / "specwright.duckdb")
-    _populate(store, tmp_path)
-    with store.connect() as conn:
-        conn.execute(
-            "INSERT INTO usage_records (id, source, dedup_key, ts, input_tokens) "
-            "VALUES (?, 'claude-code', 'm1:r1', ?, 42)",
             [new_id(), utcnow()],
         )
     rebuilt = tmp_path / "rebuilt.duckdb"
