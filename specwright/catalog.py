@@ -501,7 +501,15 @@ def add_chunk(
 
 
 def _dependency(store: Store, spec: Spec, ref: str, position: int) -> str:
-    """The id of the chunk ``ref`` names in ``spec``, for a new chunk at ``position``."""
+    """The id of the chunk ``ref`` names in ``spec``, for a new chunk at ``position``; also
+    as ``SPEC:POSITION``, as chunks are named everywhere else, when SPEC is ``spec``."""
+    if ":" in ref:
+        spec_ref, _, ref = ref.rpartition(":")
+        if get_spec(store, spec_ref).id != spec.id:
+            raise ValidationError(
+                f"depends on {spec_ref}:{ref}: a chunk can only depend on chunks of its own "
+                f"spec ({spec.slug})"
+            )
     if ref.strip() == str(position):
         raise ValidationError(f"depends on {ref!r}: that is the new chunk itself")
     try:

@@ -358,6 +358,25 @@ def test_dependency_on_missing_chunk(project: Path, cli) -> None:  # type: ignor
     assert result.code == 2 and "depends on '9': spec s has no such chunk (none; " in result.err
 
 
+def test_a_dependency_named_spec_colon_position_is_taken(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`--depends-on s:1`, as chunks are named in `run s:1` and the README, was refused with
+    "spec s has no such chunk (chunk 1; or a chunk id)" though chunk 1 was there."""
+    c = ("-C", str(project))
+    for title in ("S", "Other"):
+        assert cli(*c, "spec", "new", title).code == 0
+    assert cli(*c, "chunk", "add", "s", "A").code == 0
+    assert cli(*c, "chunk", "add", "other", "X").code == 0
+    added = cli(*c, "chunk", "add", "s", "B", "--depends-on", "s:1")
+    assert added.code == 0, added.err
+    a, b = json.loads(cli(*c, "--json", "chunk", "list", "s").out)
+    assert b["depends_on"] == [a["id"]]
+    other = cli(*c, "chunk", "add", "s", "C", "--depends-on", "other:1")
+    assert other.code == 2 and other.err == (
+        "specwright: error: depends on other:1: a chunk can only depend on chunks of its own "
+        "spec (s)\n"
+    )
+
+
 def test_plan_of_a_spec_without_chunks_says_so_as_run_all_does(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """`run-all --plan` of a draft without chunks printed an empty order and "Estimated cost:
     $0.00 - $0.00" (exit 0), where run-all itself refuses it."""

@@ -85,7 +85,8 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="CHUNK",
-        help="a chunk (position or id) this one needs first; repeatable",
+        help="a chunk of the same spec (position, SPEC:POSITION or id) this one needs first; "
+        "repeatable",
     )
     p.add_argument(
         "--accept",
