@@ -156,6 +156,7 @@ MIN_ID_PREFIX = 4  # a shorter prefix is not resolved: `01` starts every id made
 
 
 def _resolve(store: Store, table: str, ref: str, extra_sql: str, params: list[Any]) -> list[dict]:
+    ref = ref.lower()  # ids are lower-case hex; one copied from elsewhere may not be
     rows = store.query_dicts(
         f"SELECT * FROM {table} WHERE id::VARCHAR = ? {extra_sql}", [ref, *params]
     )

@@ -79,3 +79,13 @@ def test_a_slug_typed_in_another_case_or_normalization_finds_its_spec(
         assert cli("-C", str(tmp_path), "chunk", "list", typed).code == 0
     missing = cli("-C", str(tmp_path), "spec", "show", "caf")  # still exact: no fuzzy match
     assert missing.code == 2 and "spec 'caf': no such spec" in missing.err
+
+
+def test_an_id_or_id_prefix_in_upper_case_finds_its_spec_and_chunk(store: Store) -> None:
+    """Ids are lower-case hex; one pasted from a tool that shows them upper-case (or typed so)
+    said "no such spec" for a spec that was there."""
+    spec = catalog.create_spec(store, catalog.ensure_project(store, store.path.parent), "S")
+    chunk = catalog.add_chunk(store, spec, "A")
+    assert catalog.get_spec(store, spec.id.upper()).id == spec.id
+    assert catalog.get_spec(store, spec.id[:13].upper()).id == spec.id
+    assert catalog.get_chunk(store, chunk.id[:13].upper()).id == chunk.id
