@@ -87,3 +87,35 @@ def relayed_to_main(signums: Collection[int], handled: threading.Event) -> Itera
         over.set()
         signal.set_wakeup_fd(previous)
         os.close(write_fd)  # the relay reads its end and stops
+
+
+# DuckDB runs a signal's handler while it executes a query (it polls for signals), and when the
+# handler raises, it swallows that exception and raises its own "Query interrupted" in its
+# place: a SIGTERM or Ctrl-C that landed in a query reached the CLI as a RuntimeError traceback
+# (exit 1), and the cleanup meant for KeyboardInterrupt never ran. The handlers note here what
+# they raise, so the store can raise it again (``query_interrupted``).
+_raised: list[type[BaseException]] = []
+
+
+def raising(exc: type[BaseException]) -> type[BaseException]:
+    """Note that a signal handler raises ``exc`` (a KeyboardInterrupt) and return it."""
+    _raised[:] = [exc]
+    return exc
+
+
+def forget() -> None:
+    """Forget what a handler raised (the command it stopped is over)."""
+    _raised.clear()
+
+
+def query_interrupted(exc: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt a signal handler raised inside a DuckDB query that ended in
+    ``exc``, or None when ``exc`` is not DuckDB's "query interrupted"."""
+    import duckdb
+
+    interrupted = isinstance(exc, duckdb.InterruptException) or (
+        type(exc) is RuntimeError and str(exc) == "Query interrupted"
+    )
+    if not interrupted:
+        return None
+    return (_raised[0] if _raised else KeyboardInterrupt)()

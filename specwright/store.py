@@ -28,7 +28,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import keeper
+from specwright import interrupts, keeper
 from specwright.errors import StoreError, StoreLockedError, StoreTooNewError, first_line
 from specwright.journal import (
     CATALOG,
@@ -95,6 +95,19 @@ def _commit_failed(exc: BaseException) -> bool:
     import duckdb
 
     return isinstance(exc, duckdb.TransactionException) and "failed to commit" in str(exc).lower()
+
+
+@contextmanager
+def _signals_kept() -> Iterator[None]:
+    """A Ctrl-C or SIGTERM that landed in a query raised as the KeyboardInterrupt its handler
+    raised, not as DuckDB's RuntimeError (``interrupts.query_interrupted``)."""
+    try:
+        yield
+    except Exception as exc:
+        stopped = interrupts.query_interrupted(exc)
+        if stopped is None:
+            raise
+        raise stopped from None
 
 
 def _py(value: Any) -> Any:
@@ -286,7 +299,8 @@ class Store:
         waits for the file."""
         current = getattr(self._local, "conn", None)
         if current is not None:
-            yield current
+            with _signals_kept():
+                yield current
             return
         held = keeper.acquire(self._key)
         try:
@@ -297,12 +311,13 @@ class Store:
         keeper.opened(held, self.linger_s, self.read_only)
         self._local.conn = conn
         try:
-            if str(self._key) not in _migrated:
-                self._migrate_checked(conn)
-                _migrated.add(str(self._key))
-            elif self._journal_dir is not None and not self._journal_recorded:
-                self._own_journal(conn, created=False)
-            yield conn
+            with _signals_kept():
+                if str(self._key) not in _migrated:
+                    self._migrate_checked(conn)
+                    _migrated.add(str(self._key))
+                elif self._journal_dir is not None and not self._journal_recorded:
+                    self._own_journal(conn, created=False)
+                yield conn
         finally:
             self._local.conn = None
             conn.close()

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,6 +59,63 @@ def test_a_sigterm_another_thread_took_interrupts_the_main_threads_system_call()
             proc.communicate()
     assert proc.returncode == 143, err
     assert out == "" and err == "specwright: terminated\n", (out, err)
+
+
+# a command whose main thread is inside a long DuckDB query when the signal comes: DuckDB runs
+# the handler while it executes, swallows what the handler raised and raised its own
+# RuntimeError("Query interrupted"), a traceback and exit 1 instead of the command's cleanup
+QUERYING = """
+import argparse, sys
+from pathlib import Path
+from specwright.cli.run import stop_on_sigterm
+from specwright.store import Store
+
+store = Store(Path(sys.argv[1]))
+
+def command(args, ctx):
+    with store.connect():
+        print("querying", flush=True)
+        store.query("SELECT count(*) FROM range(1000000000000) t(x) WHERE x % 7 = 3")
+    print("counted", flush=True)
+    return 0
+
+try:
+    sys.exit(stop_on_sigterm(command, argparse.Namespace(), None))
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGTERM, 143, "specwright: terminated\n"), (signal.SIGINT, 130, "interrupted\n")],
+)
+def test_a_signal_during_a_database_query_stops_the_command_as_anywhere_else(
+    tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    db = tmp_path / "specwright.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", QUERYING, str(db)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "querying\n"
+        time.sleep(0.5)  # into the query, which runs for minutes
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out, err) == (code, "", said)
+    from specwright.store import Store
+
+    assert Store(db).query("SELECT 1") == [(1,)]  # the database opens as before
 
 
 def test_a_waited_for_future_raises_its_own_timeout_error() -> None:

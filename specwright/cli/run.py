@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from specwright import interrupts
 from specwright.cli.common import Context, ProgressPrinter, positive_float, terminal_safe
 from specwright.errors import SpecwrightError
 from specwright.interrupts import relayed_to_main
@@ -61,12 +62,12 @@ def stop_on_sigterm(
             stopping.set()
             received.set()
             exit_code[0] = codes.get(signal.Signals(signum), EXIT_TERMINATED)
-            raise HungUp if signum == signal.SIGHUP else Terminated
+            raise interrupts.raising(HungUp if signum == signal.SIGHUP else Terminated)
 
     def on_sigint(signum: int, frame: Any) -> None:
         if not stopping.is_set():
             stopping.set()
-            raise KeyboardInterrupt
+            raise interrupts.raising(KeyboardInterrupt)
 
     previous = signal.getsignal(signal.SIGTERM)
     if previous == signal.SIG_IGN:  # started with SIGTERM ignored: it stays ignored
@@ -92,6 +93,7 @@ def stop_on_sigterm(
             print("specwright: terminated", file=sys.stderr)
         return exit_code[0]
     finally:
+        interrupts.forget()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGHUP, previous_hup)
         # once stopping, the process is on its way out: a late Ctrl-C would only interrupt its
