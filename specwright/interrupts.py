@@ -11,6 +11,7 @@ interrupts what it blocks in (the CLI runs every command inside it: ``cli.run.st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 SLICE_S = 0.5  # the longest a wait lasts in one piece
 T = TypeVar("T")
@@ -74,6 +75,7 @@ def relayed_to_main(signums: Collection[int], handled: threading.Event) -> Itera
                 for signum in set(data) & wanted - sent:
                     if not handled.wait(RELAY_AFTER_S) and not over.is_set() and main:
                         sent.add(signum)
+                        interrupt_queries()  # a task of a query does not see the signal
                         signal.pthread_kill(main, signum)
         except OSError:
             pass
@@ -94,7 +96,37 @@ def relayed_to_main(signums: Collection[int], handled: threading.Event) -> Itera
 # place: a SIGTERM or Ctrl-C that landed in a query reached the CLI as a RuntimeError traceback
 # (exit 1), and the cleanup meant for KeyboardInterrupt never ran. The handlers note here what
 # they raise, so the store can raise it again (``query_interrupted``).
+#
+# Nor does it stop the query at once: it polls only between the tasks the main thread runs (one
+# can last the whole query), and it waits for the tasks of its other threads before it raises.
+# A Ctrl-C on a query of ~30 s took effect when it ended; one on a longer query, never. Its own
+# ``interrupt()`` stops a query within a chunk of rows: the handlers call it on the connections
+# the main thread has open (``interruptible``), and so does ``relayed_to_main`` when the handler
+# did not run within ``RELAY_AFTER_S`` (the main thread busy in a task).
 _raised: list[type[BaseException]] = []
+_main_connections: list[Any] = []  # the DuckDB connections the main thread has open
+
+
+@contextmanager
+def interruptible(conn: Any) -> Iterator[None]:
+    """While inside, a query ``conn`` runs on the main thread stops when a signal comes
+    (``interrupt_queries``); a connection of another thread is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _main_connections.append(conn)
+    try:
+        yield
+    finally:
+        _main_connections.remove(conn)
+
+
+def interrupt_queries() -> None:
+    """Stop the queries the main thread's connections run (an idle connection is unaffected: its
+    next query runs as usual); safe from any thread."""
+    for conn in list(_main_connections):
+        with contextlib.suppress(Exception):  # closed meanwhile
+            conn.interrupt()
 
 
 def raising(exc: type[BaseException]) -> type[BaseException]:

@@ -311,7 +311,7 @@ class Store:
         keeper.opened(held, self.linger_s, self.read_only)
         self._local.conn = conn
         try:
-            with _signals_kept():
+            with _signals_kept(), interrupts.interruptible(conn):
                 if str(self._key) not in _migrated:
                     self._migrate_checked(conn)
                     _migrated.add(str(self._key))

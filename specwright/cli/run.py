@@ -62,11 +62,13 @@ def stop_on_sigterm(
             stopping.set()
             received.set()
             exit_code[0] = codes.get(signal.Signals(signum), EXIT_TERMINATED)
+            interrupts.interrupt_queries()  # run here from inside a query, it goes on otherwise
             raise interrupts.raising(HungUp if signum == signal.SIGHUP else Terminated)
 
     def on_sigint(signum: int, frame: Any) -> None:
         if not stopping.is_set():
             stopping.set()
+            interrupts.interrupt_queries()
             raise interrupts.raising(KeyboardInterrupt)
 
     previous = signal.getsignal(signal.SIGTERM)
