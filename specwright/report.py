@@ -172,9 +172,14 @@ def tokens_by_period_figure(df: pd.DataFrame, period: str = "day") -> go.Figure:
     title, x, y = f"Tokens per {period} by kind (agent logs)", period.capitalize(), "Tokens"
     if df.empty:
         return _empty(title, x, y)
-    per = df.groupby("period", sort=True)[
-        ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
-    ].sum()
+    # summed as floats: each model's total is held at BIGINT's largest value (``Q.total``), and
+    # two such in one period wrapped round in int64 to a negative bar (a hostile log's counts)
+    per = (
+        df[["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]]
+        .astype(float)
+        .groupby(df["period"], sort=True)
+        .sum()
+    )
     fig = go.Figure()
     for col, name in (
         ("input_tokens", "input"),

@@ -563,6 +563,39 @@ def test_reports_never_fail_on_thousands_of_records_at_the_per_record_bound(
     assert r.code == 0, r.err
 
 
+def test_the_dashboards_token_bars_of_two_models_at_the_bound_in_one_day_are_not_negative(
+    store: Store, tmp_path: Path
+) -> None:
+    """Each model's daily token total is held at BIGINT's largest value; the dashboard's
+    "tokens per day" figure summed two such in int64, which wrapped round: a hostile log with two
+    models at the per-record bound on one day drew an input bar of -2 tokens, no error."""
+    from specwright import queries as Q
+    from specwright.report import figures
+    from specwright.usage import claude
+
+    big, n = 2**53 - 1, 1100  # 1,025 records at the bound pass BIGINT's largest value
+    log = tmp_path / "claude" / "projects" / "p" / "s.jsonl"
+    log.parent.mkdir(parents=True)
+    line = (
+        '{{"timestamp":"2025-11-03T10:{m:02d}:{s:02d}Z","requestId":"r{k}{i}","sessionId":"s1",'
+        '"message":{{"model":"claude-{k}-4-5","id":"m{k}{i}","usage":{{"input_tokens":{big},'
+        '"output_tokens":1}}}}}}'
+    )
+    log.write_text(
+        "".join(
+            line.format(m=i // 60, s=i % 60, i=i, k=k, big=big) + "\n"
+            for k in ("haiku", "sonnet")
+            for i in range(n)
+        )
+    )
+    assert claude.ingest(store, [log.parent.parent]).imported == 2 * n
+    daily = Q.usage_by_period(store, "day")
+    assert list(daily["input_tokens"]) == [2**63 - 1, 2**63 - 1]
+    bars = {t.name: list(t.y) for t in figures(store)["tokens_by_day"].data}
+    assert bars["input"] == [pytest.approx(2.0**64)]
+    assert bars["output"] == [2 * n]
+
+
 def test_the_usage_notebooks_project_filter_names_each_projects_folder(
     store: Store, tmp_path: Path
 ) -> None:
