@@ -292,8 +292,8 @@ def test_a_big_merge_at_a_terminal_says_what_it_merges(tmp_path: Path, store: St
 
     from specwright.usage.exchange import PROGRESS_ROWS
 
-    export(store, tmp_path / "export")
-    records = tmp_path / "export" / "usage_records.parquet"
+    records = tmp_path / "export" / "usage_records.parquet"  # as a hand-made export
+    records.parent.mkdir()
     duckdb.connect().execute(
         f"""COPY (SELECT uuidv7() AS id, 'codex' AS source, 'k' || i AS dedup_key,
                    TIMESTAMP '2025-10-01' + INTERVAL (i) SECOND AS ts, 1 AS output_tokens

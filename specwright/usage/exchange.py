@@ -10,8 +10,11 @@ export twice changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +64,10 @@ class MergeResult:
 
 
 def export(store: Store, target: Path) -> dict[str, int]:
-    """Write the usage tables under directory ``target``; returns rows per table."""
+    """Write the usage tables under directory ``target``; returns rows per table. The files are
+    written into a hidden sibling (``PARTIAL``) and renamed into place when complete, so an
+    export cut short (killed, a full disk) leaves ``target`` as it was: an earlier export whole,
+    never its files mixed with the new one's."""
     if target.exists() and not target.is_dir():
         raise SpecwrightError(f"{target}: exists and is not a directory; expected a directory")
     if target.is_dir() and any(target.iterdir()) and not _is_export(target):
@@ -71,40 +77,87 @@ def export(store: Store, target: Path) -> dict[str, int]:
             "expected a new or empty directory"
         )
     counts: dict[str, int] = {}
+    files: dict[str, dict[str, object]] = {}
     with store.connect() as conn:  # first: a database that cannot be read leaves no empty folder
+        partial = target.parent / f".{target.name}{PARTIAL}{uuid.uuid4().hex[:12]}"
         try:
-            target.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial.mkdir()
         except OSError as exc:
             raise SpecwrightError(
                 f"{target}: cannot create the export directory: {exc.strerror}"
             ) from None
-        for table in TABLES:
-            path = target / f"{table}.parquet"
-            conn.execute(f"COPY (SELECT * FROM {table}) TO '{_quote(path)}' (FORMAT parquet)")
-            counts[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-    (target / "manifest.json").write_text(
-        json.dumps(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "host": socket.gethostname(),
-                "exported_at": datetime.now(UTC).isoformat(),  # read on another machine
-                "rows": counts,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+        try:
+            for table in TABLES:
+                path = partial / f"{table}.parquet"
+                conn.execute(f"COPY (SELECT * FROM {table}) TO '{_quote(path)}' (FORMAT parquet)")
+                counts[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+                files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+            (partial / "manifest.json").write_text(
+                json.dumps(
+                    {
+                        "format": FORMAT,
+                        "version": VERSION,
+                        "host": socket.gethostname(),
+                        "exported_at": datetime.now(UTC).isoformat(),  # read on another machine
+                        "rows": counts,
+                        "files": files,  # a file changed since (damaged, cut short) is refused
+                    },
+                    indent=2,
+                ),
+                encoding="utf-8",
+            )
+            _replace(partial, target)
+        except BaseException as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
+                raise SpecwrightError(
+                    f"{target}: cannot write the export: {exc.strerror or exc}"
+                ) from None
+            raise
     return counts
+
+
+# the infix of the hidden sibling an export is written into before it is renamed into place
+PARTIAL = ".partial-"
+
+
+def _replace(partial: Path, target: Path) -> None:
+    """Rename the finished export ``partial`` to ``target``, an earlier export there set aside
+    first and removed after (no moment shows a mix of the two)."""
+    if not target.exists():
+        partial.rename(target)
+        return
+    aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+    target.rename(aside)
+    try:
+        partial.rename(target)
+    except BaseException:
+        aside.rename(target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _is_export(directory: Path) -> bool:
     """Whether ``directory`` holds an export's manifest.json (one to replace)."""
+    return bool(_own_manifest(directory))
+
+
+def _own_manifest(directory: Path) -> dict[str, object]:
+    """``directory``'s manifest.json if it is an export's, else {}."""
     try:
         data = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else {}
 
 
 def _quote(path: Path) -> str:
@@ -119,8 +172,7 @@ def _literal(path: Path) -> str:
 
 def _manifest(directory: Path, warnings: list[str]) -> dict[str, object]:
     """Check an export directory's manifest.json, if it has one: another format is an error, a
-    newer version a warning (its extra columns are left out). Returns the rows it lists per
-    table."""
+    newer version a warning (its extra columns are left out). Returns it ({} if none)."""
     path = directory / "manifest.json"
     if not path.is_file():
         return {}
@@ -137,30 +189,65 @@ def _manifest(directory: Path, warnings: list[str]) -> dict[str, object]:
             f"{path}: export format version {version} is newer than this Specwright's "
             f"({VERSION}); what it does not know is left out"
         )
-    rows = data.get("rows")
-    return rows if isinstance(rows, dict) else {}
+    return data
 
 
-def _files(paths: list[Path], warnings: list[str]) -> list[tuple[str, Path]]:
+def _unreadable(path: Path, why: str) -> SpecwrightError:
+    return SpecwrightError(
+        f"{path}: cannot be read as a usage export: {why}; expected a whole `specwright usage "
+        "export` (nothing was merged)"
+    )
+
+
+def _check_file(
+    conn: duckdb.DuckDBPyConnection, path: Path, table: str, manifest: dict[str, object]
+) -> None:
+    """Refuse a file its export's manifest.json does not describe: damaged, or an export cut
+    short while it was written over an earlier one (an older Specwright wrote in place). The
+    manifest's checksum decides; one of an older Specwright has only row counts."""
+    import duckdb
+
+    files, rows = manifest.get("files"), manifest.get("rows")
+    entry = files.get(path.name) if isinstance(files, dict) else None
+    if isinstance(entry, dict):
+        if entry.get("bytes") != path.stat().st_size or entry.get("sha256") != _sha256(path):
+            raise _unreadable(path, "it does not match its manifest.json (damaged, or changed)")
+        return
+    listed = rows.get(table) if isinstance(rows, dict) else None
+    if not isinstance(listed, int):
+        return
+    try:
+        held = _rows(conn, path)
+    except duckdb.Error as exc:
+        raise _unreadable(path, first_line(exc)) from None
+    if held != listed:
+        raise _unreadable(path, f"it holds {held:,} rows, its manifest.json lists {listed:,}")
+
+
+def _files(
+    conn: duckdb.DuckDBPyConnection, paths: list[Path], warnings: list[str]
+) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for p in paths:
         if p.is_dir():
-            listed = _manifest(p, warnings)
+            if p.name.startswith(".") and PARTIAL in p.name:
+                raise _unreadable(p, "an export cut short while it was written")
+            manifest = _manifest(p, warnings)
+            rows = manifest.get("rows")
+            listed = rows if isinstance(rows, dict) else {}
             found = [(t, p / f"{t}.parquet") for t in TABLES if (p / f"{t}.parquet").exists()]
             if not found:
                 raise SpecwrightError(f"{p}: no usage_*.parquet / prices.parquet files inside")
             for table in TABLES:  # a copy or sync cut short: its records would be left out
-                rows = listed.get(table)
-                if (
-                    isinstance(rows, int)
-                    and rows > 0
-                    and (table, p / f"{table}.parquet") not in found
-                ):
+                n = listed.get(table)
+                if isinstance(n, int) and n > 0 and (table, p / f"{table}.parquet") not in found:
                     raise SpecwrightError(
-                        f"{p}: {table}.parquet is missing, and its manifest.json lists {rows:,} "
+                        f"{p}: {table}.parquet is missing, and its manifest.json lists {n:,} "
                         "rows of it; expected the whole export (nothing was merged; name its "
                         ".parquet files to merge only those)"
                     )
+            for table, path in found:
+                _check_file(conn, path, table, manifest)
             out.extend(found)
         elif p.is_file():
             table = p.name.removesuffix(".parquet")
@@ -169,6 +256,8 @@ def _files(paths: list[Path], warnings: list[str]) -> list[tuple[str, Path]]:
                     f"{p}: expected one of {', '.join(t + '.parquet' for t in TABLES)} "
                     "or an export directory"
                 )
+            # a file of an export named on its own: as its export's manifest says
+            _check_file(conn, p, table, _own_manifest(p.parent))
             out.append((table, p))
         else:
             raise SpecwrightError(f"{p}: no such file or directory")
@@ -190,54 +279,12 @@ def merge(
 
     result = MergeResult()
     with store.transaction() as conn:
-        for table, path in _files(paths, result.warnings):
-            typed = conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = ? ORDER BY ordinal_position",
-                [table],
-            ).fetchall()
-            cols = [r[0] for r in typed]
+        for table, path in _files(conn, paths, result.warnings):
             try:
-                have = {
-                    r[0]
-                    for r in conn.execute(
-                        f"DESCRIBE SELECT * FROM read_parquet('{_literal(path)}')"
-                    ).fetchall()
-                }
-            except duckdb.Error as exc:
-                raise SpecwrightError(
-                    f"{path}: not a readable Parquet file: {first_line(exc)}"
-                ) from None
-            missing = [c for c in _REQUIRED[table] if c not in have]
-            if missing:
-                raise SpecwrightError(
-                    f"{path}: no column {', '.join(missing)}; expected a {table} file of "
-                    "`specwright usage export`"
-                )
-            extra = sorted(have - set(cols))
-            if extra:
-                result.warnings.append(
-                    f"{path}: column(s) this database does not have were left out: "
-                    f"{', '.join(extra)}"
-                )
-            common = [
-                c for c in cols if c in have and not (table == "usage_records" and c == "seq")
-            ]
-            _refuse_non_finite(
-                conn, path, table, [c for c, t in typed if t == "DOUBLE" and c in have]
-            )
-            if table == "usage_records":
-                _refuse_bad_counts(conn, path, [c for c in _COUNTS if c in have])
-            if progress is not None:
-                rows = _rows(conn, path)
-                if rows >= PROGRESS_ROWS:
-                    progress(f"merging {rows:,} rows of {path} into {table}")
-            try:
-                if table == "usage_records":
-                    total, n, replaced = _merge_records(conn, path, common, "seq" in have)
-                else:
-                    (total, n), replaced = _merge_rows(conn, path, table, common), 0
-            except duckdb.Error as exc:  # a value of the wrong type, a NULL key
+                total, n, replaced = _merge_file(conn, table, path, result.warnings, progress)
+            except duckdb.Error as exc:  # a value of the wrong type, a NULL key; or damage
+                if not _decodes(path):
+                    raise _unreadable(path, first_line(exc)) from None
                 raise SpecwrightError(
                     f"{path}: cannot merge into {table} (nothing was merged): {first_line(exc)}"
                 ) from None
@@ -250,6 +297,63 @@ def merge(
         for source, provider in _PROVIDERS.items():
             result.repriced += reprice_unpriced(conn, source, provider, overrides)
     return result
+
+
+def _merge_file(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    path: Path,
+    warnings: list[str],
+    progress: Callable[[str], None] | None,
+) -> tuple[int, int, int]:
+    """Merge one file into ``table``: (rows in it, rows inserted, stored rows replaced)."""
+    typed = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    cols = [r[0] for r in typed]
+    have = {
+        r[0]
+        for r in conn.execute(f"DESCRIBE SELECT * FROM read_parquet('{_literal(path)}')").fetchall()
+    }
+    missing = [c for c in _REQUIRED[table] if c not in have]
+    if missing:
+        raise SpecwrightError(
+            f"{path}: no column {', '.join(missing)}; expected a {table} file of "
+            "`specwright usage export`"
+        )
+    extra = sorted(have - set(cols))
+    if extra:
+        warnings.append(
+            f"{path}: column(s) this database does not have were left out: {', '.join(extra)}"
+        )
+    common = [c for c in cols if c in have and not (table == "usage_records" and c == "seq")]
+    _refuse_non_finite(conn, path, table, [c for c, t in typed if t == "DOUBLE" and c in have])
+    if table == "usage_records":
+        _refuse_bad_counts(conn, path, [c for c in _COUNTS if c in have])
+    if progress is not None:
+        rows = _rows(conn, path)
+        if rows >= PROGRESS_ROWS:
+            progress(f"merging {rows:,} rows of {path} into {table}")
+    if table == "usage_records":
+        return _merge_records(conn, path, common, "seq" in have)
+    return (*_merge_rows(conn, path, table, common), 0)
+
+
+def _decodes(path: Path) -> bool:
+    """Whether every value of the Parquet file ``path`` can be read (not damaged); asked on a
+    connection of its own: the merge's transaction is aborted by the error that asks it."""
+    import duckdb
+
+    try:
+        with duckdb.connect() as conn:
+            conn.execute(
+                f"SELECT count(hash(x)) FROM read_parquet('{_literal(path)}') x"
+            ).fetchall()
+    except duckdb.Error:
+        return False
+    return True
 
 
 # the provider of each source's models, as its ingest prices them (claude.py, codex.py)
@@ -376,6 +480,16 @@ def _merge_records(
             "UPDATE _mx SET execution_id = NULL "
             "WHERE execution_id NOT IN (SELECT id FROM executions)"
         )
+    if "id" in common:  # a record's id is its reply's wherever it is merged: one of another
+        # row of the file or of another stored reply is damage (a copy merged before, then
+        # damaged, said "Duplicate key" and nothing else)
+        (clash,) = conn.execute(
+            "SELECT (count(id) - count(DISTINCT id)) + (SELECT count(*) FROM _mx x "
+            "JOIN usage_records t ON t.id = x.id "
+            "WHERE t.source <> x.source OR t.dedup_key <> x.dedup_key) FROM _mx"
+        ).fetchall()[0]
+        if clash:
+            raise _unreadable(path, f"{clash:,} row(s) with the id of another reply")
     conn.execute(_WINNERS)
     deleted = conn.execute(_DELETE_LOSERS).fetchall()
     inserted = conn.execute(_INSERT_WINNERS.format(collist=collist, values=values)).fetchall()

@@ -1,0 +1,199 @@
+"""`usage export` and `usage merge` when an export is cut short or damaged: an export appears
+whole or not at all, and a file that is not what its export wrote is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.store import Store
+from specwright.usage.exchange import export, merge
+from tests.support_usage import write_claude_corpus
+
+
+def _seed(store: Store, tmp_path: Path, name: str, seed: int) -> None:
+    from specwright.usage import claude
+
+    write_claude_corpus(
+        tmp_path / name, sessions=2, turns=10, malformed_every=0, prefix=name, seed=seed
+    )
+    claude.ingest(store, [tmp_path / name / "projects"])
+
+
+def _damage(path: Path, column: str, where: str) -> None:
+    """Four bytes of ``column``'s data in ``path`` flipped (at its page header, which then does
+    not decode, or in the middle of its values, which may), as a bad disk or a torn copy does."""
+    import duckdb
+
+    with duckdb.connect() as conn:
+        ((start, size),) = conn.execute(
+            "SELECT data_page_offset, total_compressed_size FROM parquet_metadata(?) "
+            "WHERE path_in_schema = ?",
+            [str(path), column],
+        ).fetchall()
+    at = start if where == "header" else start + size // 2
+    data = bytearray(path.read_bytes())
+    data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
+    path.write_bytes(bytes(data))
+
+
+def test_an_export_killed_while_written_over_an_earlier_one_leaves_the_earlier_one_whole(
+    tmp_path: Path, store: Store
+) -> None:
+    """`usage export` run again into the folder of an earlier export and killed midway left the
+    new usage_records.parquet beside the earlier export's other files and manifest, which
+    `usage merge` folded in as if they were one export. The earlier export stays whole until
+    the new one replaces it; what a killed export was writing is refused by merge."""
+    _seed(store, tmp_path, "a", 1)
+    with store.transaction() as conn:  # many snapshots: writing them takes a while
+        conn.execute(
+            "INSERT INTO usage_snapshots (id, taken_at, source, provider, payload, kind) "
+            "SELECT uuidv7(), TIMESTAMP '2025-10-01' + INTERVAL (i) SECOND, 'codexbar', "
+            "'openai', ('{\"usage\":{\"usedPercent\":' || (i % 100) || '},\"n\":' || i || '}')"
+            "::JSON, 'usage' FROM range(1000000) t(i)"
+        )
+    sync = tmp_path / "sync"
+    out = sync / "usage"
+    before = export(store, out)
+    manifest = (out / "manifest.json").read_text(encoding="utf-8")
+    _seed(store, tmp_path, "b", 2)  # more records since: the next export differs
+    old = {p.name: p.stat().st_ino for p in out.iterdir()}
+
+    def snapshots_being_written() -> bool:  # the records are written by then
+        return any(
+            p.name.startswith(("usage_snapshots.parquet", "tmp_usage_snapshots.parquet"))
+            and p.stat().st_ino != old["usage_snapshots.parquet"]
+            for p in sync.rglob("*usage_snapshots.parquet*")
+        )
+
+    env = {**os.environ, "SPECWRIGHT_DB": str(store.path)}
+    argv = [sys.executable, "-m", "specwright.cli", "usage", "export", "-o", str(out)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not snapshots_being_written():
+            assert proc.poll() is None, "the export ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=120)
+
+    assert (out / "manifest.json").read_text(encoding="utf-8") == manifest
+    fresh = Store(tmp_path / "fresh.duckdb")
+    fresh.migrate()
+    assert merge(fresh, [out]).inserted == before  # the earlier export, whole
+    leftovers = [p for p in sync.iterdir() if p != out]
+    assert leftovers and all(p.name.startswith(".usage.") for p in leftovers)
+    for p in leftovers:
+        res = subprocess.run(
+            [sys.executable, "-m", "specwright.cli", "usage", "merge", str(p)],
+            env={**os.environ, "SPECWRIGHT_DB": str(tmp_path / "other.duckdb")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 2 and res.stdout == ""
+        assert res.stderr.startswith(f"specwright: error: {p}: cannot be read as a usage export")
+        assert res.stderr.count("\n") == 1, res.stderr
+    assert export(store, out)["usage_records"] > before["usage_records"]  # again: replaced
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rows"] != before
+
+
+@pytest.mark.parametrize(
+    ("kind", "column", "where"),
+    [
+        ("export", "computed_cost_usd", "middle"),  # merged, its costs garbled
+        ("export", "dedup_key", "header"),
+        ("older export", "computed_cost_usd", "header"),  # a traceback
+        ("older export", "dedup_key", "middle"),
+        ("file alone", "dedup_key", "middle"),
+    ],
+)
+def test_merging_an_export_damaged_mid_file_says_it_cannot_be_read_and_merges_nothing(
+    tmp_path: Path, store: Store, cli: Any, kind: str, column: str, where: str
+) -> None:
+    """A usage_records.parquet with bytes flipped in its middle was merged with its values
+    garbled, or said "cannot merge" with DuckDB's words, or gave a traceback. It is one line
+    naming the file, saying it cannot be read as an export; exit 2, nothing merged. An export's
+    manifest.json holds each file's checksum; one of an older Specwright has none, nor has a
+    file named alone: there what does not decode is refused."""
+    _seed(store, tmp_path, "a", 1)
+    out = tmp_path / "export"
+    export(store, out)
+    records = out / "usage_records.parquet"
+    if kind == "older export":  # its manifest lists rows, not checksums
+        data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        data.pop("files", None)
+        (out / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    elif kind == "file alone":
+        (out / "manifest.json").unlink()
+    _damage(records, column, where)
+    db = tmp_path / "other.duckdb"
+    res = cli("--db", str(db), "usage", "merge", str(records if kind == "file alone" else out))
+    assert res.code == 2 and res.out == ""
+    assert res.err.startswith(f"specwright: error: {records}: cannot be read as a usage export")
+    assert res.err.count("\n") == 1 and "(nothing was merged)" in res.err, res.err
+    merged = Store(db).query(
+        "SELECT (SELECT count(*) FROM usage_records) + (SELECT count(*) FROM prices)"
+    )
+    assert merged == [(0,)]
+
+
+def test_a_copy_merged_before_then_changed_is_refused_not_a_duplicate_key(
+    tmp_path: Path, store: Store, cli: Any
+) -> None:
+    """A copy of an export merged once, then damaged so its replies' keys read differently
+    (the file still decodes), said 'Constraint Error: Duplicate key "id: ..."' and nothing
+    else: its records carry the ids of other, stored replies."""
+    import duckdb
+
+    _seed(store, tmp_path, "a", 1)
+    export(store, tmp_path / "export")
+    records = tmp_path / "export" / "usage_records.parquet"
+    db = tmp_path / "other.duckdb"
+    assert cli("--db", str(db), "usage", "merge", str(records)).code == 0
+    (before,) = Store(db).query("SELECT count(*), sum(output_tokens) FROM usage_records")
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"COPY (SELECT * REPLACE (dedup_key || 'x' AS dedup_key) FROM '{records}') "
+            f"TO '{tmp_path / 'usage_records.parquet'}' (FORMAT parquet)"
+        )
+    res = cli("--db", str(db), "usage", "merge", str(tmp_path / "usage_records.parquet"))
+    assert res.code == 2 and res.err.count("\n") == 1, res.err
+    assert res.err.startswith(
+        f"specwright: error: {tmp_path / 'usage_records.parquet'}: cannot be read as a usage "
+        "export: "
+    )
+    assert "with the id of another reply" in res.err
+    assert Store(db).query("SELECT count(*), sum(output_tokens) FROM usage_records") == [before]
+
+
+def test_an_older_exports_files_mixed_with_a_newer_ones_are_refused(
+    tmp_path: Path, store: Store, cli: Any
+) -> None:
+    """An older Specwright wrote an export in place: one killed while writing over an earlier
+    export left the new usage_records.parquet beside the earlier manifest.json, which lists
+    rows, not checksums. The rows it lists and those the file holds differ: refused."""
+    _seed(store, tmp_path, "a", 1)
+    old = tmp_path / "old"
+    rows = export(store, old)["usage_records"]
+    data = json.loads((old / "manifest.json").read_text(encoding="utf-8"))
+    data.pop("files", None)
+    (old / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    _seed(store, tmp_path, "b", 2)
+    held = export(store, tmp_path / "new")["usage_records"]
+    (tmp_path / "new" / "usage_records.parquet").replace(old / "usage_records.parquet")
+    db = tmp_path / "other.duckdb"
+    res = cli("--db", str(db), "usage", "merge", str(old))
+    assert res.code == 2 and res.err.count("\n") == 1, res.err
+    assert res.err == (
+        f"specwright: error: {old / 'usage_records.parquet'}: cannot be read as a usage export: "
+        f"it holds {held:,} rows, its manifest.json lists {rows:,}; expected a whole "
+        "`specwright usage export` (nothing was merged)\n"
+    )
+    assert Store(db).query("SELECT count(*) FROM prices") == [(0,)]
