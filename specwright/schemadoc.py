@@ -57,8 +57,9 @@ TABLE_DOCS: dict[str, str] = {
     "records merged from another machine's export are numbered after the store's own. "
     "`computed_cost_usd` is NULL for a model with no known price (never 0), "
     "`reported_cost_usd` when the log tells no cost. `imported_at` (UTC) and `host`: when and on "
-    "which machine the record was ingested (a merged record keeps them; NULL when its export "
-    "had no such column). `raw` is not filled.",
+    "which machine the record was ingested (a merged record keeps them); NULL means unknown: a "
+    "record merged from a file with no such column (every `usage export` has had both). "
+    "`raw` is not filled.",
     "usage_snapshots": "What `codexbar` printed (JSON), with the time it was taken.",
     "prices": "Prices used (USD per million tokens) and where they came from (`source`: "
     "`genai-prices <version>` or `config`); `updated_at` is when a price was last confirmed "
