@@ -283,7 +283,9 @@ def burn_rate(
     now = now or utcnow()
     since = (now - timedelta(hours=hours * 2)).date()
     blocks = block_rows(store, since=since, source=source, hours=hours, now=now)
-    active = [b for b in blocks if b["is_active"]]
+    # a block not begun (a log stamped in the future: another machine's clock, a hostile
+    # line) is "active" by ccusage's rule too, but it is not the block running now
+    active = [b for b in blocks if b["is_active"] and b["block_start"] <= now]
     if not active:
         return None
     b = active[-1]

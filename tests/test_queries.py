@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -120,6 +121,25 @@ def test_billing_blocks_and_burn_rate(tmp_path: Path, store: Store) -> None:
     assert burn["remaining_minutes"] == 240
     assert burn["projected_total_tokens"] == 220 + int(220 / 30 * 240)
     assert B.burn_rate(store, now=datetime(2025, 11, 5, 12, 0)) is None
+
+
+def test_the_burn_rate_is_the_running_blocks_not_one_a_future_stamped_log_starts(
+    tmp_path: Path, store: Store, cli: Any
+) -> None:
+    """A log line stamped in the future (another machine's clock, a hostile log) starts a block
+    ccusage also calls active; `usage blocks` and the dashboard took it for the running block:
+    "projected $13,271.77 by 2099-01-01", the block under way not shown."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    stamps = [now - timedelta(minutes=30), now - timedelta(minutes=10)]
+    stamps += [datetime(2099, 1, 1, 10, 0), datetime(2099, 1, 1, 11, 0)]
+    claude.ingest(store, [_write(tmp_path, [t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in stamps])])
+    burn = B.burn_rate(store)
+    assert burn is not None and burn["block_start"] <= now < burn["block_end"]
+    assert burn["entries"] == 2 and burn["block_end"].year == now.year
+    res = cli("--db", str(store.path), "--json", "usage", "blocks")
+    active = json.loads(res.out)["active"]
+    assert active["block_start"].startswith(f"{now:%Y-}") and active["entries"] == 2
+    assert B.burn_rate(store, now=stamps[0] - timedelta(hours=2)) is None  # before any
 
 
 def test_a_window_keeps_each_block_whole_and_in_the_phase_of_earlier_messages(
@@ -475,7 +495,7 @@ def test_a_message_on_a_blocks_end_stays_in_it_and_the_rate_runs_from_its_first(
         assert [b.hour for b in blocks["block_start"]] == [10, 15]
     first = B.billing_blocks(store, now=datetime(2025, 11, 3, 14, 0)).iloc[0]
     assert first["actual_start"] == datetime(2025, 11, 3, 10, 15)
-    burn = B.burn_rate(store, now=datetime(2025, 11, 3, 14, 0))
+    burn = B.burn_rate(store, now=now)  # the block under way (at 14:00: the first one)
     assert burn is not None and burn["active_minutes"] == 0  # the active block: one message
     # no rate from one message (ccusage: burnRate and projection null), not a rate per "minute"
     for key in ("tokens_per_minute", "cost_per_hour", "projected_total_tokens"):
