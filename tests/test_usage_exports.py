@@ -197,3 +197,18 @@ def test_an_older_exports_files_mixed_with_a_newer_ones_are_refused(
         "`specwright usage export` (nothing was merged)\n"
     )
     assert Store(db).query("SELECT count(*) FROM prices") == [(0,)]
+
+
+def test_an_export_written_again_keeps_its_folders_permissions(
+    tmp_path: Path, store: Store
+) -> None:
+    """An export replaced by a new one is a new folder: it keeps the earlier one's mode (a
+    folder shared with a group, or kept private)."""
+    _seed(store, tmp_path, "a", 1)
+    out = tmp_path / "usage"
+    out.mkdir(mode=0o700)
+    out.chmod(0o2750)
+    export(store, out)
+    assert oct(out.stat().st_mode & 0o7777) == oct(0o2750)
+    export(store, out)
+    assert oct(out.stat().st_mode & 0o7777) == oct(0o2750)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import socket
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ def _replace(partial: Path, target: Path) -> None:
     if not target.exists():
         partial.rename(target)
         return
+    partial.chmod(stat.S_IMODE(target.stat().st_mode))  # as it was (a shared folder's, say)
     aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
     target.rename(aside)
     try:
