@@ -212,3 +212,21 @@ def test_an_export_written_again_keeps_its_folders_permissions(
     assert oct(out.stat().st_mode & 0o7777) == oct(0o2750)
     export(store, out)
     assert oct(out.stat().st_mode & 0o7777) == oct(0o2750)
+
+
+def test_an_export_under_a_file_says_a_parent_is_a_file(
+    tmp_path: Path, store: Store, cli: Any
+) -> None:
+    """`usage export -o notes.txt/usage` said "cannot create the export directory: File
+    exists", as if the folder were there."""
+    (tmp_path / "notes.txt").write_text("x")
+    res = cli("--db", str(store.path), "usage", "export", "-o", str(tmp_path / "notes.txt" / "u"))
+    assert res.code == 2
+    assert res.err == (
+        f"specwright: error: {tmp_path / 'notes.txt' / 'u'}: cannot create the export directory "
+        "(a parent is a file); expected a folder path\n"
+    )
+    deeper = tmp_path / "notes.txt" / "a" / "u"
+    res = cli("--db", str(store.path), "usage", "export", "-o", str(deeper))
+    assert res.code == 2 and "(a parent is a file)" in res.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "home", "notes.txt"]

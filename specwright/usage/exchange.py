@@ -84,9 +84,11 @@ def export(store: Store, target: Path) -> dict[str, int]:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial.mkdir()
-        except OSError as exc:
+        except OSError as exc:  # "File exists" said nothing of the parent that is a file
+            file = isinstance(exc, (FileExistsError, NotADirectoryError))
+            why = "a parent is a file" if file else exc.strerror
             raise SpecwrightError(
-                f"{target}: cannot create the export directory: {exc.strerror}"
+                f"{target}: cannot create the export directory ({why}); expected a folder path"
             ) from None
         try:
             for table in TABLES:
