@@ -230,3 +230,24 @@ def test_an_export_under_a_file_says_a_parent_is_a_file(
     res = cli("--db", str(store.path), "usage", "export", "-o", str(deeper))
     assert res.code == 2 and "(a parent is a file)" in res.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "home", "notes.txt"]
+
+
+def test_an_export_into_the_folder_the_shell_is_in_says_to_cd_again(
+    tmp_path: Path, store: Store, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd ~/sync/laptop && specwright usage export -o .`: the export replaces the folder whole,
+    and the shell, left in the one replaced, listed nothing there. It says to `cd` again."""
+    _seed(store, tmp_path, "a", 1)
+    out = tmp_path / "laptop"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    res = cli("--db", str(store.path), "usage", "export", "-o", ".")
+    assert res.code == 0
+    assert res.err == (
+        f"specwright: note: {out} is a new folder now: `cd {out}` again to see the export (this "
+        "shell is in the one it replaced)\n"
+    )
+    assert (out / "manifest.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    res = cli("--db", str(store.path), "usage", "export", "-o", str(out))
+    assert res.code == 0 and res.err == ""

@@ -496,15 +496,23 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.usage.exchange import export
 
     target = Path(args.output or f"usage-export-{socket.gethostname()}-{utcnow():%Y%m%d}")
-    target = target.expanduser()  # as merge reads it: `--output=~/x` reaches us unexpanded
-    counts = export(ctx.store, target.resolve())
+    target = target.expanduser().resolve()  # as merge reads it: `--output=~/x` reaches us so
+    here = Path.cwd()  # an export replaces its folder whole: a shell in it is left in the old one
+    inside = target.is_dir() and (here == target or target in here.parents)
+    counts = export(ctx.store, target)
+    if inside:
+        print(
+            f"specwright: note: {target} is a new folder now: `cd {target}` again to see the "
+            "export (this shell is in the one it replaced)",
+            file=sys.stderr,
+        )
     if not any(counts.values()):  # a mistyped --db or SPECWRIGHT_DB is a new, empty database
         print(
             f"specwright: warning: nothing to export: no usage records, snapshots or prices in "
             f"{ctx.db_path} (`specwright ingest claude-logs`, codex-logs or codexbar imports them)",
             file=sys.stderr,
         )
-    ctx.emit({"export": str(target.resolve()), "rows": counts})
+    ctx.emit({"export": str(target), "rows": counts})
     return 0
 
 
