@@ -251,3 +251,18 @@ def test_an_export_into_the_folder_the_shell_is_in_says_to_cd_again(
     monkeypatch.chdir(tmp_path)
     res = cli("--db", str(store.path), "usage", "export", "-o", str(out))
     assert res.code == 0 and res.err == ""
+
+
+def test_an_export_written_again_keeps_what_else_its_folder_held(
+    tmp_path: Path, store: Store
+) -> None:
+    """An export replaced by a new one is a new folder: what else the earlier one held (a sync
+    tool's marker, the user's notes) was deleted with it; it moves into the new one."""
+    _seed(store, tmp_path, "a", 1)
+    out = tmp_path / "usage"
+    export(store, out)
+    (out / ".stfolder").mkdir()
+    (out / "notes.txt").write_text("laptop, weekly\n")
+    export(store, out)
+    assert (out / ".stfolder").is_dir() and (out / "notes.txt").read_text() == "laptop, weekly\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -139,6 +139,10 @@ def _replace(partial: Path, target: Path) -> None:
     except BaseException:
         aside.rename(target)
         raise
+    ours = {f"{t}.parquet" for t in TABLES} | {"manifest.json"}
+    for entry in aside.iterdir():  # what else the folder held (a sync tool's marker, notes)
+        if entry.name not in ours:
+            entry.rename(target / entry.name)
     shutil.rmtree(aside, ignore_errors=True)
 
 
