@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,8 +101,14 @@ def test_an_export_killed_while_written_over_an_earlier_one_leaves_the_earlier_o
         assert res.returncode == 2 and res.stdout == ""
         assert res.stderr.startswith(f"specwright: error: {p}: cannot be read as a usage export")
         assert res.stderr.count("\n") == 1, res.stderr
+    elsewhere = sync / f".usage.partial-{socket.gethostname()}-2-999999-0123abcd"  # host x-2
+    running = sync / f".usage.partial-{socket.gethostname()}-{os.getpid()}-0123abcd"
+    elsewhere.mkdir()
+    running.mkdir()
     assert export(store, out)["usage_records"] > before["usage_records"]  # again: replaced
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rows"] != before
+    # what the killed export left is removed; another machine's, or a running one's, is not
+    assert sorted(sync.iterdir()) == sorted([out, elsewhere, running])
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,11 @@ export twice changes nothing.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
+import re
 import shutil
 import socket
 import stat
@@ -80,7 +83,8 @@ def export(store: Store, target: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     files: dict[str, dict[str, object]] = {}
     with store.connect() as conn:  # first: a database that cannot be read leaves no empty folder
-        partial = target.parent / f".{target.name}{PARTIAL}{uuid.uuid4().hex[:12]}"
+        prefix = f".{target.name}{PARTIAL}{socket.gethostname()}-"
+        partial = target.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial.mkdir()
@@ -111,6 +115,7 @@ def export(store: Store, target: Path) -> dict[str, int]:
                 encoding="utf-8",
             )
             _replace(partial, target)
+            _remove_stale(target.parent, prefix)
         except BaseException as exc:
             shutil.rmtree(partial, ignore_errors=True)
             if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
@@ -123,6 +128,22 @@ def export(store: Store, target: Path) -> dict[str, int]:
 
 # the infix of the hidden sibling an export is written into before it is renamed into place
 PARTIAL = ".partial-"
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Remove what exports of ``folder``'s export killed on this machine left (``prefix``, then
+    the pid of a process that is gone): each a whole export's size, synced wherever the folder
+    is. Another machine's, or one of a process still running, is left alone."""
+    for entry in folder.glob(glob.escape(prefix) + "*"):
+        named = re.fullmatch(r"(\d+)-[0-9a-f]{8}", entry.name[len(prefix) :])
+        if named is None:  # a host whose name starts as this one's ("a" and "a-2")
+            continue
+        try:
+            os.kill(int(named[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:  # another user's process: running
+            continue
 
 
 def _replace(partial: Path, target: Path) -> None:
