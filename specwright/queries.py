@@ -9,7 +9,7 @@ day, week or month, local days; columns stay naive UTC. Queries aggregate in Duc
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from specwright.windows import _PERIODS, _local, _period, _truncated, _window
@@ -40,6 +40,12 @@ def total(expr: str, where: str | None = None) -> str:
     return f"(CASE WHEN {summed} > {BIGINT_MAX} THEN {BIGINT_MAX} ELSE {summed} END)::BIGINT"
 
 
+# A log line stamped after the last day a window can name (a hostile or broken log, or an
+# export carrying one) is in no report: a block from 9999-12-31 ends past the last time Python
+# has, and `usage blocks`, `usage session` and the dashboard failed with a traceback
+PAST_LAST_DAY = " AND u.ts < ?"
+PAST_LAST_DAY_PARAMS = [datetime(LAST_DAY.year + 1, 1, 1)]
+
 LOG_COST = "coalesce(u.reported_cost_usd, u.computed_cost_usd)"
 TOKENS = (
     "u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens "
@@ -60,8 +66,9 @@ def usage_filter(
     since: str | date | None, until: str | date | None, source: str | None, tz: str = "UTC"
 ) -> tuple[str, list[Any]]:
     """A WHERE fragment (starting with AND) for usage_records ``u``: the local-date window and,
-    unless it is ``all``, the source."""
+    unless it is ``all``, the source. Records stamped after ``LAST_DAY`` are left out."""
     where, params = _window("u.ts", since, until, tz)
+    where, params = f"{where}{PAST_LAST_DAY}", [*params, *PAST_LAST_DAY_PARAMS]
     if source and source != "all":
         where, params = f"{where} AND u.source = ?", [*params, source]
     return where, params
