@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from specwright.queries import LOG_COST, PAST_LAST_DAY, PAST_LAST_DAY_PARAMS, usage_filter
+from specwright.queries import IN_DAYS, IN_DAYS_PARAMS, LOG_COST, usage_filter
 from specwright.windows import check_timezone, parse_day
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def _walk_input(
         sql = _HOURLY if hourly else _PER_MESSAGE
         return store.query(sql.format(where=where), params)
 
-    where, params = PAST_LAST_DAY, list[Any](PAST_LAST_DAY_PARAMS)
+    where, params = IN_DAYS, list[Any](IN_DAYS_PARAMS)
     if source and source != "all":
         where, params = f"{where} AND u.source = ?", [*params, source]
     if first_day is None and last_day is None:

@@ -40,11 +40,12 @@ def total(expr: str, where: str | None = None) -> str:
     return f"(CASE WHEN {summed} > {BIGINT_MAX} THEN {BIGINT_MAX} ELSE {summed} END)::BIGINT"
 
 
-# A log line stamped after the last day a window can name (a hostile or broken log, or an
-# export carrying one) is in no report: a block from 9999-12-31 ends past the last time Python
-# has, and `usage blocks`, `usage session` and the dashboard failed with a traceback
-PAST_LAST_DAY = " AND u.ts < ?"
-PAST_LAST_DAY_PARAMS = [datetime(LAST_DAY.year + 1, 1, 1)]
+# A log line stamped outside the days a window can name (a hostile or broken log, or an export
+# carrying one) is in no report: a block from 9999-12-31 ends past the last time Python has, one
+# of 0001-01-01 in a zone west of UTC is before its first, and `usage blocks`, `usage session`
+# and the dashboard failed with a traceback
+IN_DAYS = " AND u.ts >= ? AND u.ts < ?"
+IN_DAYS_PARAMS = [datetime(FIRST_DAY.year, 1, 1), datetime(LAST_DAY.year + 1, 1, 1)]
 
 LOG_COST = "coalesce(u.reported_cost_usd, u.computed_cost_usd)"
 TOKENS = (
@@ -66,9 +67,10 @@ def usage_filter(
     since: str | date | None, until: str | date | None, source: str | None, tz: str = "UTC"
 ) -> tuple[str, list[Any]]:
     """A WHERE fragment (starting with AND) for usage_records ``u``: the local-date window and,
-    unless it is ``all``, the source. Records stamped after ``LAST_DAY`` are left out."""
+    unless it is ``all``, the source. Records stamped outside ``FIRST_DAY``..``LAST_DAY`` are
+    left out (``IN_DAYS``)."""
     where, params = _window("u.ts", since, until, tz)
-    where, params = f"{where}{PAST_LAST_DAY}", [*params, *PAST_LAST_DAY_PARAMS]
+    where, params = f"{where}{IN_DAYS}", [*params, *IN_DAYS_PARAMS]
     if source and source != "all":
         where, params = f"{where} AND u.source = ?", [*params, source]
     return where, params

@@ -142,16 +142,17 @@ def test_the_burn_rate_is_the_running_blocks_not_one_a_future_stamped_log_starts
     assert B.burn_rate(store, now=stamps[0] - timedelta(hours=2)) is None  # before any
 
 
-def test_a_log_stamped_past_the_last_day_is_in_no_report_and_fails_none(
+def test_a_log_stamped_outside_the_days_a_window_names_is_in_no_report_and_fails_none(
     tmp_path: Path, store: Store, cli: Any
 ) -> None:
     """A log line stamped 9999-12-31 (a hostile or broken log), or a merged record of year
     20000: `usage blocks` and `report --html` failed with a TypeError traceback (the block's
-    hour ends past the last time Python has), `usage session` with a ValueError. Such records
-    are past any --until (9000-12-31) and in no report."""
+    hour ends past the last time Python has), `usage session` with a ValueError; one of
+    0001-01-01, `usage blocks --timezone America/New_York` with an OverflowError. Such records
+    are outside any --since/--until (1900-01-01 to 9000-12-31) and in no report."""
     import duckdb
 
-    stamps = ["2025-11-03T10:15:00.000Z", "9999-12-31T23:59:59.000Z"]
+    stamps = ["2025-11-03T10:15:00.000Z", "9999-12-31T23:59:59.000Z", "0001-01-01T00:00:00Z"]
     claude.ingest(store, [_write(tmp_path, stamps)])
     exported = tmp_path / "usage_records.parquet"
     with duckdb.connect(str(store.path)) as conn:  # another machine's export, with year 20000
@@ -163,8 +164,8 @@ def test_a_log_stamped_past_the_last_day_is_in_no_report_and_fails_none(
     db = ("--db", str(store.path))
     assert cli(*db, "usage", "merge", str(exported)).code == 0
     for report in ("daily", "weekly", "monthly", "session", "blocks", "models"):
-        for fmt in ((), ("--json",)):
-            res = cli(*db, *fmt, "usage", report)
+        for fmt in ((), ("--json",), ("--timezone", "America/New_York")):
+            res = cli(*db, "usage", report, *fmt)
             assert res.code == 0 and "Traceback" not in res.err, (report, res.err)
     (day,) = json.loads(cli(*db, "--json", "usage", "daily").out)["daily"]
     assert day["date"] == "2025-11-03" and day["inputTokens"] == 100
@@ -173,6 +174,8 @@ def test_a_log_stamped_past_the_last_day_is_in_no_report_and_fails_none(
     (session,) = json.loads(cli(*db, "--json", "usage", "session").out)["sessions"]
     assert session["lastActivity"].startswith("2025-11-03")
     assert cli(*db, "report", "--html", str(tmp_path / "r.html")).code == 0
+    r = cli(*db, "report", "--html", str(tmp_path / "r.html"), "--timezone", "America/New_York")
+    assert r.code == 0
 
 
 def test_a_window_keeps_each_block_whole_and_in_the_phase_of_earlier_messages(
