@@ -115,7 +115,6 @@ def export(store: Store, target: Path) -> dict[str, int]:
                 encoding="utf-8",
             )
             _replace(partial, target)
-            _remove_stale(target.parent, prefix)
         except BaseException as exc:
             shutil.rmtree(partial, ignore_errors=True)
             if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
@@ -123,6 +122,7 @@ def export(store: Store, target: Path) -> dict[str, int]:
                     f"{target}: cannot write the export: {exc.strerror or exc}"
                 ) from None
             raise
+    _remove_stale(target.parent, prefix)
     return counts
 
 
@@ -134,7 +134,11 @@ def _remove_stale(folder: Path, prefix: str) -> None:
     """Remove what exports of ``folder``'s export killed on this machine left (``prefix``, then
     the pid of a process that is gone): each a whole export's size, synced wherever the folder
     is. Another machine's, or one of a process still running, is left alone."""
-    for entry in folder.glob(glob.escape(prefix) + "*"):
+    try:
+        entries = list(folder.glob(glob.escape(prefix) + "*"))
+    except OSError:
+        return
+    for entry in entries:
         named = re.fullmatch(r"(\d+)-[0-9a-f]{8}", entry.name[len(prefix) :])
         if named is None:  # a host whose name starts as this one's ("a" and "a-2")
             continue
