@@ -519,6 +519,8 @@ def diff(
                 path, "diff", "--cached", "--no-color", "--no-ext-diff", *how, base, env=env
             )
             text += "\n" if text else ""  # _git took the newline the last line of a patch ends in
+            if not binary:  # a Latin-1 file's bytes: shown as U+FFFD, not as lone surrogates
+                text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except OSError as exc:  # a full disk: the copy of the index does not fit
         raise _no_room("diff", path, exc) from None
     files = tuple(n for n in names.split("\0") if n)

@@ -375,7 +375,7 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
         patch = gitops.diff(root, run["base_commit"], max_chars=None, binary=True, exclude=ours)
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(patch.text, encoding="utf-8")
+        saved.write_text(patch.text, encoding="utf-8", errors="surrogateescape")
         gitops.rollback(root, run["base_commit"])
         undone = "" if head == base else f", and its commit {head[:10]} it had not recorded,"
         if head != base and not gitops.chunk_commits(root, run["chunk_id"], f"{base}..{head}"):

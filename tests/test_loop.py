@@ -268,6 +268,24 @@ def test_a_rejected_attempts_patch_is_whole_and_binary_and_says_what_it_left_out
     assert (repo / "logo.bin").read_bytes() == logo and not (repo / "big.txt").exists()
 
 
+def test_an_attempt_with_a_latin_1_file_is_reviewed_and_its_patch_kept_byte_for_byte(
+    repo: Path, store: Store
+) -> None:
+    """An agent that wrote a file in Latin-1 (not UTF-8): saving the rejected attempt's patch
+    crashed the run with a traceback (UnicodeEncodeError: surrogates not allowed)."""
+    latin = "caf\u00e9 cr\u00e8me\n".encode("latin-1")
+    write = {"run": "printf 'caf\\351 cr\\350me\\n' > notes.txt", "check": True}
+    chunk = make_chunk(store, repo)
+    agent = scripted({"attempts": [[write, *bad_mul()], [write, *good_mul()]]})
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_iterations=2)
+    assert result.status == "shipped" and result.iterations == 2, result.reason
+    assert (repo / "notes.txt").read_bytes() == latin
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    git(repo, "rm", "-q", "notes.txt")
+    git(repo, "apply", "--include=notes.txt", str(patch))  # the rejected attempt's bytes
+    assert (repo / "notes.txt").read_bytes() == latin
+
+
 def test_an_approved_attempt_git_refuses_to_commit_is_kept_as_a_patch(
     repo: Path, store: Store, tmp_path: Path
 ) -> None:

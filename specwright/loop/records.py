@@ -238,7 +238,7 @@ def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: s
         return
     kept, left, size = [], [], 0
     for section in re.split(r"(?m)^(?=diff --git )", text):
-        n = len(section.encode("utf-8"))
+        n = len(section.encode("utf-8", "surrogateescape"))
         if size + n > MAX_PATCH_BYTES:
             left.append(section.split("\n", 1)[0].removeprefix("diff --git "))
         elif section:
@@ -251,7 +251,9 @@ def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: s
     try:
         folder = store.path.parent / "attempts" / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"iteration-{iteration}.patch").write_text(note + "".join(kept), "utf-8")
+        (folder / f"iteration-{iteration}.patch").write_text(
+            note + "".join(kept), "utf-8", "surrogateescape"
+        )
     except OSError as exc:
         log.warning("could not save the attempt's patch: %s", exc)
 
@@ -281,7 +283,7 @@ def commit(
         text = gitops.diff(workdir, base, max_chars=None, binary=True, exclude=ours).text
         saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
         saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(text, encoding="utf-8")
+        saved.write_text(text, encoding="utf-8", errors="surrogateescape")
         raise LoopExit(  # the path first: a long reason is cut where it is shown
             "commit_failed", f"the approved change is saved to {saved}; {exc}"
         ) from None
