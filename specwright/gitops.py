@@ -11,14 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import posixpath
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,26 +53,6 @@ class DirtyTreeError(GitError):
             "move them first — a failed attempt is rolled back with reset --hard and git clean"
         )
         self.files = list(files)
-
-
-@dataclass(frozen=True)
-class Diff:
-    """What an attempt changed relative to a commit: unified diff text and the paths touched."""
-
-    text: str
-    files: tuple[str, ...] = ()  # from the top of the repository
-    truncated: bool = False
-    prefix: str = ""  # the folder the diff was taken in, from the top ("" there)
-
-    @property
-    def empty(self) -> bool:
-        return not self.files
-
-    @property
-    def local_files(self) -> tuple[str, ...]:
-        """``files`` from the folder the diff was taken in, as a project in a subfolder of its
-        repository names them (``../`` for a file outside it)."""
-        return tuple(posixpath.relpath(f, self.prefix) if self.prefix else f for f in self.files)
 
 
 # --- plumbing -------------------------------------------------------------------------------
@@ -487,48 +464,6 @@ def _ignored(top: Path, rel: str) -> bool:
     except GitError:  # exit 1: not ignored
         return False
     return True
-
-
-def diff(
-    path: Path | str,
-    base: str,
-    *,
-    max_chars: int | None = 200_000,
-    binary: bool = False,
-    exclude: Sequence[Path | str] = (),
-) -> Diff:
-    """The work tree (tracked and new untracked files) against ``base``, without touching the
-    real index: a temporary copy of it stages everything. ``binary``: binary files in full, so
-    that ``git apply`` restores them (``max_chars`` None: the text is never cut). ``exclude``:
-    files and folders never in it, nor hashed into ``.git/objects``, whatever .gitignore says
-    (the database and journals, when an agent's .gitignore stops ignoring them)."""
-    real_index = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
-    try:
-        with tempfile.TemporaryDirectory(prefix="specwright-idx-") as tmp:
-            index = Path(tmp) / "index"
-            if real_index.exists():
-                shutil.copyfile(real_index, index)
-            env = {"GIT_INDEX_FILE": str(index)}
-            _git(path, "reset", "--quiet", env=env)  # as commit_all: not what the agent staged
-            _git(path, "add", "--all", *_but(path, exclude), env=env)
-            names = _git(
-                path, "diff", "--cached", "--name-only", "-z", "--no-renames", base, env=env
-            )
-            how = ("--binary",) if binary else ()
-            text = _git(
-                path, "diff", "--cached", "--no-color", "--no-ext-diff", *how, base, env=env
-            )
-            text += "\n" if text else ""  # _git took the newline the last line of a patch ends in
-            if not binary:  # a Latin-1 file's bytes: shown as U+FFFD, not as lone surrogates
-                text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except OSError as exc:  # a full disk: the copy of the index does not fit
-        raise _no_room("diff", path, exc) from None
-    files = tuple(n for n in names.split("\0") if n)
-    truncated = max_chars is not None and len(text) > max_chars
-    if truncated and max_chars is not None:
-        text = text[:max_chars] + f"\n…[diff truncated: {len(text)} chars]\n"
-    prefix = prefix_of(path)
-    return Diff(text=text, files=files, truncated=truncated, prefix=prefix)
 
 
 def prefix_of(path: Path | str) -> str:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from specwright import gitops, worktrees
+from specwright import gitdiff, gitops, worktrees
 from specwright.agents.orphans import (
     gone_here,
     pid_alive,
@@ -369,13 +369,11 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
                 return True
         elif not _the_attempts(root, run, base, head):
             return True
-        from specwright.loop.records import store_files
+        from specwright.loop.records import MAX_PATCH_BYTES, store_files
 
         ours = store_files(store)  # never in it, whatever the agent's .gitignore says
-        patch = gitops.diff(root, run["base_commit"], max_chars=None, binary=True, exclude=ours)
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(patch.text, encoding="utf-8", errors="surrogateescape")
+        gitdiff.save_patch(root, run["base_commit"], saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
         gitops.rollback(root, run["base_commit"])
         undone = "" if head == base else f", and its commit {head[:10]} it had not recorded,"
         if head != base and not gitops.chunk_commits(root, run["chunk_id"], f"{base}..{head}"):

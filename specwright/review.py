@@ -22,7 +22,7 @@ from specwright.model import Chunk, Finding, Review, Usage, new_id, utcnow
 
 if TYPE_CHECKING:
     from specwright.config import Config
-    from specwright.gitops import Diff
+    from specwright.gitdiff import Diff
     from specwright.store import Store
     from specwright.verify import Assessment
 

@@ -570,7 +570,7 @@ def test_git_steps_with_a_full_temp_folder_are_one_line_and_leave_no_file(
     and the commit leaves no empty message file behind."""
     import tempfile
 
-    from specwright import gitops
+    from specwright import gitdiff, gitops
     from tests.support_loop import make_repo
 
     repo = make_repo(tmp_path / "repo")
@@ -579,7 +579,7 @@ def test_git_steps_with_a_full_temp_folder_are_one_line_and_leave_no_file(
         while True:
             fh.write(b"x" * 2**20)
     monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
-    for step in (lambda: gitops.diff(repo, "HEAD"), lambda: gitops.commit_all(repo, "Mul", "c1")):
+    for step in (lambda: gitdiff.diff(repo, "HEAD"), lambda: gitops.commit_all(repo, "Mul", "c1")):
         with pytest.raises(gitops.GitError, match="No space left") as caught:
             step()
         assert str(small_disk) in str(caught.value) and "\n" not in str(caught.value)

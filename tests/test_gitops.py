@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from specwright import branches, gitops, worktrees
+from specwright import branches, gitdiff, gitops, worktrees
 from tests.support_loop import git, make_repo
 
 
@@ -166,7 +166,7 @@ def test_an_ignored_file_the_agent_staged_itself_is_not_committed(repo: Path) ->
     (repo / "new.py").write_text("x = 1\n")
     git(repo, "add", "-f", "data/secrets.env")
     base = gitops.head_commit(repo)
-    seen = gitops.diff(repo, base)  # what the checks and the reviewer are shown
+    seen = gitdiff.diff(repo, base)  # what the checks and the reviewer are shown
     assert sorted(seen.files) == ["data/kept.txt", "new.py"] and "sk-live" not in seen.text
     gitops.commit_all(repo, "Chunk", "c1")
     assert sorted(git(repo, "show", "--name-only", "--format=", "HEAD").split()) == [
@@ -233,18 +233,37 @@ def test_rollback_removes_attempt_but_keeps_ignored_files(repo: Path) -> None:
 def test_diff_includes_untracked_files_and_leaves_the_index_alone(repo: Path) -> None:
     base = gitops.head_commit(repo)
     assert gitops.tracked_files(repo) == [".gitignore", "calc.py"]
-    assert gitops.diff(repo, base).empty
+    assert gitdiff.diff(repo, base).empty
     (repo / "calc.py").write_text("def add(a, b):\n    return b + a\n")
     (repo / "new_mod.py").write_text("VALUE = 42\n")
     (repo / "data").mkdir()
     (repo / "data" / "x.db").write_text("ignored")
     before = git(repo, "status", "--porcelain")
-    d = gitops.diff(repo, base)
+    d = gitdiff.diff(repo, base)
     assert set(d.files) == {"calc.py", "new_mod.py"}
     assert "+VALUE = 42" in d.text and "-    return a + b" in d.text
     assert git(repo, "status", "--porcelain") == before  # nothing staged by the diff
-    small = gitops.diff(repo, base, max_chars=20)
+    small = gitdiff.diff(repo, base, max_chars=20)
     assert small.truncated and "truncated" in small.text
+
+
+def test_a_diff_names_a_huge_file_without_reading_or_hashing_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the checks and the reviewer are shown of an attempt that wrote a huge file and a
+    long one: the huge one named at the top (in the files touched, so its checks see it), the
+    long one cut at the bound, saying how long the whole was."""
+    monkeypatch.setattr(gitdiff, "MAX_FILE_BYTES", 2**17)
+    base = gitops.head_commit(repo)
+    (repo / "calc.py").write_text("x = 1\n" * 30_000)  # 180 kB: over it
+    (repo / "long.txt").write_text("line\n" * 10_000)  # 50 kB
+    d = gitdiff.diff(repo, base, max_chars=10_000)
+    assert d.files == ("calc.py", "long.txt") and d.truncated
+    assert d.text.startswith("specwright: left out, over 0.125 MiB each: calc.py (0.2 MiB)\n")
+    assert "diff --git a/long.txt b/long.txt" in d.text and "calc.py b/calc.py" not in d.text
+    assert d.text.endswith("\n…[diff truncated: 60126 bytes]\n") and len(d.text) < 10_200
+    out = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectsize)").split()
+    assert max(int(n) for n in out) < 2**17  # never hashed into .git/objects
 
 
 def test_database_inside_the_tree_must_be_ignored(repo: Path, tmp_path: Path) -> None:

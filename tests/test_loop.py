@@ -268,6 +268,33 @@ def test_a_rejected_attempts_patch_is_whole_and_binary_and_says_what_it_left_out
     assert (repo / "logo.bin").read_bytes() == logo and not (repo / "big.txt").exists()
 
 
+def test_a_huge_file_an_attempt_wrote_is_named_in_its_patch_never_hashed_into_git(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent that wrote 80 MB of text: the attempt's diff and patch staged it in a scratch
+    index (60 MB of loose objects left in .git) and read it whole into memory (324 MB) before
+    cutting the patch down to its bound."""
+    from specwright import gitdiff
+
+    monkeypatch.setattr(gitdiff, "MAX_FILE_BYTES", 2**20)  # stands for 16 MiB: a faster test
+    make = "import base64, os; open('big.txt', 'w').write(base64.b64encode(os.urandom(3 << 20)).decode())"
+    attempt = [{"run": f'python3 -c "{make}"', "check": True}, *bad_mul()]
+    chunk = make_chunk(store, repo)
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(attempt), max_iterations=1
+    )
+    assert result.status == "failed"
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    said = patch.read_text()
+    assert said.startswith("specwright: left out, over 1 MiB each: big.txt (4.0 MiB)\n")
+    assert len(said) < 2000 and "diff --git a/calc.py b/calc.py" in said
+    git(repo, "apply", str(patch))  # the rest of the attempt comes back
+    assert "BUG" in (repo / "calc.py").read_text() and not (repo / "big.txt").exists()
+    # nothing of 1 MiB or more went into .git/objects
+    sizes = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectsize)").split()
+    assert max(int(n) for n in sizes) < 2**20
+
+
 def test_an_attempt_with_a_latin_1_file_is_reviewed_and_its_patch_kept_byte_for_byte(
     repo: Path, store: Store
 ) -> None:

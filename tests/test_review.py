@@ -12,7 +12,7 @@ import pytest
 
 from specwright import review as rv
 from specwright.config import Config
-from specwright.gitops import Diff
+from specwright.gitdiff import Diff
 from specwright.model import Chunk, Finding, Review, Verification, new_id
 from specwright.store import Store
 from specwright.testing import FakeModelServer, Request, Turn, anthropic_text, anthropic_tool_use

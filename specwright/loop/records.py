@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 from collections.abc import Callable
@@ -226,35 +225,13 @@ def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: s
     """Keep an unshipped attempt's diff beside the database (``attempts/<run>/iteration-N.patch``)
     before the tree is rolled back, whole and binary files too, so that ``git apply`` gives it
     back; files that would take it over ``MAX_PATCH_BYTES`` are left out, named at its top."""
-    from specwright import gitops
+    from specwright import gitdiff, gitops
 
+    saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
     try:
         ours = store_files(store)
-        text = gitops.diff(workdir, base, max_chars=None, binary=True, exclude=ours).text
-    except gitops.GitError as exc:
-        log.warning("could not save the attempt's patch: %s", exc)
-        return
-    if not text.strip():
-        return
-    kept, left, size = [], [], 0
-    for section in re.split(r"(?m)^(?=diff --git )", text):
-        n = len(section.encode("utf-8", "surrogateescape"))
-        if size + n > MAX_PATCH_BYTES:
-            left.append(section.split("\n", 1)[0].removeprefix("diff --git "))
-        elif section:
-            kept.append(section)
-            size += n
-    note = ""
-    if left:  # said where the patch starts, which git apply skips
-        shown = ", ".join(left[:20]) + (f", … ({len(left)} files)" if len(left) > 20 else "")
-        note = f"specwright: left out, over the {MAX_PATCH_BYTES / 2**20:g} MiB kept: {shown}\n\n"
-    try:
-        folder = store.path.parent / "attempts" / run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"iteration-{iteration}.patch").write_text(
-            note + "".join(kept), "utf-8", "surrogateescape"
-        )
-    except OSError as exc:
+        gitdiff.save_patch(workdir, base, saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
+    except (gitops.GitError, OSError) as exc:
         log.warning("could not save the attempt's patch: %s", exc)
 
 
@@ -267,7 +244,7 @@ def commit(
     commit there would drop the chunks before), the attempt is kept whole (binary files too)
     as ``iteration-N.patch`` beside the database before the run ends and rolls it back (the
     branch back to ``base`` too)."""
-    from specwright import gitops
+    from specwright import gitdiff, gitops
     from specwright.errors import LoopExit
 
     try:
@@ -280,10 +257,8 @@ def commit(
         return gitops.commit_all(workdir, chunk.title, chunk.id, summary, base)
     except gitops.GitError as exc:
         ours = store_files(store)
-        text = gitops.diff(workdir, base, max_chars=None, binary=True, exclude=ours).text
         saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(text, encoding="utf-8", errors="surrogateescape")
+        gitdiff.save_patch(workdir, base, saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
         raise LoopExit(  # the path first: a long reason is cut where it is shown
             "commit_failed", f"the approved change is saved to {saved}; {exc}"
         ) from None

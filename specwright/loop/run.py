@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import branches, gitops, gitstate
+from specwright import branches, gitdiff, gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
@@ -309,7 +309,7 @@ class _ChunkRun:
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)  # HEAD back on the branch: Watch
         spare = records.store_files(self.store)  # whatever the attempt's .gitignore says
-        diff = gitops.diff(self.workdir, self.base, exclude=spare)
+        diff = gitdiff.diff(self.workdir, self.base, exclude=spare)
         steps = ", ".join(s.name for s in self.config.verify)
         if steps and not diff.empty:  # a long test suite: say what runs meanwhile
             self.progress("verifying", f"verifying: {steps}")
