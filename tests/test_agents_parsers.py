@@ -552,6 +552,32 @@ def test_codex_json_stream() -> None:
     assert "error:warning" in kinds(events)  # the unknown event type
 
 
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ('unexpected status 404 Not Found: {"error":{"code":"model_not_found"}}', "unknown_model"),
+        (
+            "stream disconnected before completion: The model `gpt-nope` does not exist or you "
+            "do not have access to it.",
+            "unknown_model",
+        ),
+        (
+            'unexpected status 400 Bad Request: {"detail":"The \'o3\' model is not supported '
+            'when using Codex with a ChatGPT account."}',
+            "unknown_model",
+        ),
+        ("unexpected status 500 Internal Server Error: oops", "api_error"),
+    ],
+)
+def test_codex_says_its_model_is_not_served(message: str, kind: str) -> None:
+    """Codex's ways of saying the API does not serve the model were api_errors, retried."""
+    state = LineState(model="gpt-nope")
+    events = parse_codex_line(
+        json.dumps({"type": "turn.failed", "error": {"message": message}}), state
+    )
+    assert kinds(events) == [f"error:{kind}"] and state.error == message
+
+
 def test_plain_lines() -> None:
     state = LineState()
     events = parse_plain_line(b"hello \xff world\n", state) + parse_plain_line("   \n", state)

@@ -474,6 +474,41 @@ def test_command_codex_parser(git_repo: Path) -> None:
     assert [e.tool for e in events if e.type == "tool_call"] == ["shell", "apply_patch", "shell"]
 
 
+def test_a_codex_agent_whose_model_is_not_served_stops_the_chunk_run_at_once(
+    git_repo: Path, store: Any
+) -> None:
+    """`codex exec --json` saying the API does not know its model (a 404 model_not_found): the
+    chunk run retried it as an agent error, each attempt failing the same way; Claude Code's
+    and OpenCode's unknown model stop it after one execution, naming the executor and model."""
+    from specwright.loop import run_chunk
+    from tests.support_loop import make_chunk, make_config
+
+    stream = STREAMS / "codex" / "unknown-model.jsonl"
+    ex = CommandExecutor(
+        executor_config(
+            name="codex",
+            type="command",
+            parser="codex",
+            model="gpt-nope-9",
+            argv=("sh", "-c", 'cat "$0"; exit 1', str(stream), "{prompt}"),
+        )
+    )
+    outcome, _ = run(ex, Task("hi", git_repo))
+    assert (outcome.status, outcome.exit_reason) == ("error", "unknown_model")
+    chunk = make_chunk(store, git_repo)
+    result = run_chunk(store, make_config(), git_repo, chunk, executor=ex)
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "unknown_model: executor 'codex' (command) cannot use model 'gpt-nope-9': unexpected "
+        "status 404 Not Found: "
+    )
+    assert "not retried" in result.reason and "\n" not in result.reason
+    [execution] = store.query_dicts(
+        "SELECT status, exit_reason FROM executions WHERE run_id = ?", [result.run_id]
+    )
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("unknown_model: ")
+
+
 def test_command_cancel_kills_the_group(git_repo: Path) -> None:
     cancel = threading.Event()
     events: list[AgentEvent] = []

@@ -49,6 +49,15 @@ if TYPE_CHECKING:
 
 FINAL_TEXT_CHARS = 8192  # the tail of plain output kept as the outcome's final text
 _PLACEHOLDER = re.compile(r"\{(?:prompt|system_prompt|workdir|model)\}")
+# how Codex words a model its API does not serve: the API's error code (in the body of its
+# "unexpected status 404"), its message ("stream disconnected before completion: The model `x`
+# does not exist or you do not have access to it."), and a ChatGPT sign-in's refusal ("The 'x'
+# model is not supported when using Codex with a ChatGPT account."): no retry can succeed
+_CODEX_NO_MODEL = re.compile(
+    r"model_not_found|does not exist or you do not have access to it"
+    r"|model is not supported when using Codex",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -61,6 +70,7 @@ class LineState:
     usage: Usage | None = None  # totals, when the parser learns them
     last_text: str = ""
     error: str | None = None
+    error_kind: str | None = None  # unknown_model: the outcome's exit reason, not its exit code
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,12 +118,9 @@ def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
             events.append(UsageEvent(step, raw=slim(obj)))
         if kind == "turn.failed":
             message = str((obj.get("error") or {}).get("message") or "turn failed")
-            state.error = message
-            events.append(ErrorEvent(message, kind="api_error", raw=slim(obj)))
+            events.append(_codex_error(message, "api_error", obj, state))
     elif kind == "error":
-        message = str(obj.get("message") or obj)
-        state.error = message
-        events.append(ErrorEvent(message, kind="error", raw=slim(obj)))
+        events.append(_codex_error(str(obj.get("message") or obj), "error", obj, state))
     elif kind in ("item.started", "item.updated", "item.completed"):
         events.extend(_codex_item(obj.get("item") or {}, kind == "item.completed", state))
     else:
@@ -123,6 +130,14 @@ def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
             )
         )
     return events
+
+
+def _codex_error(message: str, kind: str, obj: dict[str, Any], state: LineState) -> ErrorEvent:
+    """A failed turn or an error line; ``unknown_model`` when it says the model is not served."""
+    state.error = message
+    if _CODEX_NO_MODEL.search(message):
+        kind = state.error_kind = "unknown_model"
+    return ErrorEvent(message, kind=kind, raw=slim(obj))
 
 
 def _codex_item(item: dict[str, Any], completed: bool, state: LineState) -> list[AgentEvent]:
@@ -326,7 +341,8 @@ class CommandExecutor:
             )
         )
         status = "killed" if code < 0 else "error"
-        return Outcome(status, exit_reason=how, error=detail or how, **common)
+        reason = state.error_kind if code >= 0 and state.error_kind else how
+        return Outcome(status, exit_reason=reason, error=detail or how, **common)
 
     def probe(self) -> dict[str, Any]:
         """Whether the command is there, and its ``--version`` (for `agents list`);
