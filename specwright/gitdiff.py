@@ -1,9 +1,10 @@
 """An attempt's diff (what the checks and the reviewer are shown) and its saved patch (what
 ``git apply`` gives back), bounded whatever the agent wrote.
 
-Both stage the work tree in a scratch index, never the real one. A file over ``MAX_FILE_BYTES``
-(an agent that wrote 80 MB of text) is never staged: git would hash it into ``.git/objects``
-for nothing, and read it whole. It is named instead. git writes the diff to a temporary file,
+Both stage the work tree in a scratch index and a scratch object store, never the real ones:
+a rolled-back attempt leaves nothing in ``.git/objects``. A file over ``MAX_FILE_BYTES`` (an
+agent that wrote 80 MB of text) is never staged: git would read and compress it for nothing.
+It is named instead. git writes the diff to a temporary file,
 read from there a bounded piece at a time: memory stays bounded by the diff's limit, never by
 the size of the files.
 """
@@ -61,11 +62,13 @@ def _staged(
     """A scratch index holding the work tree as ``commit_all`` would stage it (not what the
     agent staged itself), but ``exclude`` and the files over ``MAX_FILE_BYTES``: yields git's
     environment for it, a scratch folder, and those big files (from the top) with their size."""
-    real_index = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    where = ("rev-parse", "--path-format=absolute", "--git-path", "index", "--git-path", "objects")
+    real_index, objects = map(Path, _git(path, *where).splitlines())
     tmp: str | None = None
     try:
         tmp = tempfile.mkdtemp(prefix="specwright-idx-")
         index = Path(tmp) / "index"
+        (Path(tmp) / "objects").mkdir()
         if real_index.exists():
             shutil.copyfile(real_index, index)
     except OSError as exc:  # a full disk: the copy of the index does not fit
@@ -73,7 +76,14 @@ def _staged(
             shutil.rmtree(tmp, ignore_errors=True)
         raise _no_room("diff", path, exc) from None
     try:
-        env = {"GIT_INDEX_FILE": str(index)}
+        # and a scratch object store, the real one read through it: the blobs of an attempt
+        # rolled back (20,000 files of a node_modules) are not left loose in .git/objects
+        alternates = [_alternate(objects), os.environ.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")]
+        env = {
+            "GIT_INDEX_FILE": str(index),
+            "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": ":".join(a for a in alternates if a),
+        }
         _git(path, "reset", "--quiet", env=env)  # as commit_all: not what the agent staged
         top = Path(_git(path, "rev-parse", "--show-toplevel"))
         spec = _but(top, exclude) or ["--", ":/"]
@@ -85,6 +95,15 @@ def _staged(
         yield env, Path(tmp), big
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alternate(folder: Path) -> str:
+    """``folder`` as an entry of GIT_ALTERNATE_OBJECT_DIRECTORIES (quoted, C-style, when it
+    holds its separator)."""
+    text = str(folder)
+    if ":" not in text and not text.startswith('"'):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _big_note(big: dict[str, int]) -> str:

@@ -124,7 +124,13 @@ def test_every_option_of_every_command_is_documented() -> None:
 
 # read from the environment but not Specwright's settings: the system's and git's own, and
 # pytest's, which a verification step's run extends with its report
-_NOT_SETTINGS = {"HOME", "PATH", "GIT_CONFIG_GLOBAL", "PYTEST_ADDOPTS"}
+_NOT_SETTINGS = {
+    "HOME",
+    "PATH",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "PYTEST_ADDOPTS",
+}
 
 
 def test_every_environment_variable_the_code_reads_is_documented() -> None:

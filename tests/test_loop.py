@@ -295,6 +295,32 @@ def test_a_huge_file_an_attempt_wrote_is_named_in_its_patch_never_hashed_into_gi
     assert max(int(n) for n in sizes) < 2**20
 
 
+def test_a_rejected_attempt_leaves_no_objects_in_git(repo: Path, store: Store) -> None:
+    """An agent that left a node_modules of its own (not ignored): staging it for the attempt's
+    diff and patch wrote a loose object per file into .git/objects, all left there after the
+    rollback (20,000 files: 20,000 objects, 80 MB, until a `git gc` two weeks on)."""
+    make = (
+        "import os\n"
+        "for i in range(300):\n"
+        "    os.makedirs(f'node_modules/p{i % 10}', exist_ok=True)\n"
+        "    open(f'node_modules/p{i % 10}/m{i}.js', 'w').write(f'module.exports = {i};')\n"
+    )
+    attempt = [{"write": "make.py", "content": make}, {"run": "python3 make.py", "check": True}]
+    chunk = make_chunk(store, repo)
+
+    def objects() -> list[str]:
+        return sorted(p.name for p in (repo / ".git" / "objects").rglob("*") if p.is_file())
+
+    before = objects()
+    agent = scripted([*attempt, *bad_mul()])
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_iterations=1)
+    assert result.status == "failed"
+    assert objects() == before and gitops.dirty_files(repo) == []
+    [patch] = (store.path.parent / "attempts" / result.run_id).glob("*.patch")
+    git(repo, "apply", str(patch))  # the attempt, whole, comes back from its patch
+    assert (repo / "node_modules" / "p9" / "m299.js").read_text() == "module.exports = 299;"
+
+
 def test_an_attempt_with_a_latin_1_file_is_reviewed_and_its_patch_kept_byte_for_byte(
     repo: Path, store: Store
 ) -> None:
