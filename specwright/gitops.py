@@ -480,6 +480,18 @@ def committed_files(path: Path | str, base: str, head: str = "HEAD") -> list[str
 # --- ancestry -----------------------------------------------------------------------------------
 
 
+def still_there(path: Path | str, top: Path | str, sha: str) -> bool:
+    """Whether ``path`` is still in the work tree at ``top``, whose repository has the commit
+    ``sha``: not once an agent deleted its .git (git then finds the repository above it: the
+    project's own, for the worktree of a parallel run) or made another (``git init``)."""
+    try:
+        here = _git(path, "rev-parse", "--show-toplevel")
+        _git(path, "cat-file", "-e", f"{sha}^{{commit}}")
+    except GitError:
+        return False
+    return Path(here).resolve() == Path(top).resolve()
+
+
 def is_ancestor(path: Path | str, ancestor: str, descendant: str) -> bool:
     try:
         _git(path, "merge-base", "--is-ancestor", ancestor, descendant)

@@ -34,6 +34,7 @@ from specwright.gitops import (
     branch_exists,
     current_branch,
     reattach,
+    still_there,
 )
 
 _NO_REF = "0" * 40
@@ -321,7 +322,10 @@ class Watch:
         self.key, self.failed = "", ""
         self.before: RepoState | None = None
         self.head = ""  # the run's branch: at its base while the agent works
+        self.top, self.start = "", ""  # the work tree's top and HEAD before the agent
         try:
+            self.top = _git(path, "rev-parse", "--show-toplevel")
+            self.start = _git(path, "rev-parse", "--verify", "HEAD")
             if branch:
                 self.head = _git(path, "rev-parse", "--verify", f"refs/heads/{branch}")
             key = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
@@ -344,6 +348,8 @@ class Watch:
         branch back if it deleted it, HEAD back on it (the work tree as the agent left it),
         then ``restore``; what was put back, one phrase each."""
         try:
+            if self.top and not still_there(self.path, self.top, self.start):
+                return []  # its .git deleted: not the repository above to repair (the loop says)
             done = _quit_operations(self.path)
             if self.branch and self.head and not branch_exists(self.path, self.branch):
                 ref = f"refs/heads/{self.branch}"

@@ -380,3 +380,46 @@ def test_a_run_is_refused_where_a_rollback_would_delete_the_saved_patches(
     result = run_chunk(store, make_config(), repo, chunk, executor=agent)
     assert result.status == "shipped" and result.iterations == 2
     assert (store.path.parent / "attempts" / result.run_id / "iteration-1.patch").is_file()
+
+
+def test_an_agent_that_deletes_the_repository_is_said_to_and_nothing_reset(
+    tmp_path: Path, store: Store
+) -> None:
+    """An agent that ran `rm -rf .git && git init`: the run crashed on `git diff ... bad
+    object <base>` after a reset that failed, saying nothing of what happened."""
+    repo = make_repo(tmp_path / "repo")
+    chunk = make_chunk(store, repo)
+    agent = scripted([{"run": "rm -rf .git && git init -q"}, *good_mul()])
+    result = run_chunk(store, make_config(), repo, chunk, executor=agent)
+    assert result.status == "failed" and result.iterations == 1
+    assert result.reason == (
+        f"repository_lost: the agent deleted or replaced the .git of {repo}: the run's base "
+        f"commit {result.base_commit[:10]} is not there, nothing could be rolled back; restore "
+        ".git from a clone or a backup"
+    )
+    assert (repo / "calc.py").read_text().startswith(CALC)  # the work tree as the agent left it
+
+
+def test_an_agent_that_deletes_its_worktrees_git_leaves_the_project_as_it_was(
+    git_repo: Path,
+) -> None:
+    """`rm -rf .git` in a parallel run's worktree (inside the project, under data/): git then
+    found the project's own repository above it, and the rollback switched the project's HEAD
+    to the worktree's branch, then crashed the run-all deleting that branch."""
+    script = {
+        "chunks": {
+            "Make A": [{"run": "rm -rf .git"}, {"write": "a.txt", "content": "A\n"}],
+            "Make B": [{"write": "b.txt", "content": "B\n"}],
+        }
+    }
+    _project(git_repo, script)
+    store = Store(git_repo / "data" / "specwright.duckdb")  # the worktrees under data/ too
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert [c.status for c in result.chunks] == ["failed", "shipped"]
+    assert result.chunks[0].reason.startswith(
+        "repository_lost: the agent deleted or replaced the .git of its worktree "
+    )
+    assert result.chunks[0].reason.endswith("nothing rolled back; the project is untouched")
+    assert gitops.current_branch(git_repo) == "specwright/diamond"
+    assert gitops.dirty_files(git_repo) == [] and (git_repo / "b.txt").is_file()

@@ -8,13 +8,14 @@ from specwright.errors import one_line
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from specwright.agents.base import Executor, Outcome
     from specwright.model import Review, ToolCall
     from specwright.verify import StepResult
 
 # a chunk run that ended so stops run-all: every later chunk would end the same way
-STOPS_RUN_ALL = ("auth:", "unknown_model:", "check_broken:", "cannot_start:")
+STOPS_RUN_ALL = ("auth:", "unknown_model:", "check_broken:", "cannot_start:", "repository_lost:")
 
 
 def verify_line(result: StepResult, baseline: bool = False) -> str:
@@ -74,6 +75,19 @@ def model_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str]) -
     return (
         f"executor {executor.name!r} ({executor.backend}) cannot use{which}: {said}; "
         "not retried: fix the executor's model and run the chunk again"
+    )
+
+
+def lost_line(top: Path, base: str, worktree: bool) -> str:
+    """The agent deleted the work tree's .git (or made another there): what is lost."""
+    if worktree:  # the project's repository is whole: the worktree goes as after any run
+        return (
+            f"the agent deleted or replaced the .git of its worktree {top} (the run's base "
+            f"commit {base[:10]} is not there): nothing rolled back; the project is untouched"
+        )
+    return (
+        f"the agent deleted or replaced the .git of {top}: the run's base commit {base[:10]} is "
+        "not there, nothing could be rolled back; restore .git from a clone or a backup"
     )
 
 

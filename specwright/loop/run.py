@@ -20,6 +20,7 @@ from specwright.loop.limits import codexbar_reset_wait
 from specwright.loop.lines import (
     auth_line,
     interrupted_by,
+    lost_line,
     model_line,
     review_auth_line,
     review_line,
@@ -45,6 +46,7 @@ DEFAULT_RATE_LIMIT_WAIT_S = 60.0  # a rate limit with no reset time from the age
 # so a server that answers every try with a reset a moment away would be retried without end
 MAX_RATE_LIMIT_PAUSES = 20
 _EXIT_STATUS = {"shipped": "shipped", "blocked": "blocked", "cancelled": "cancelled"}
+LOST = "repository_lost"  # the agent deleted the repository: nothing to roll back to
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ class _ChunkRun:
         self.reviewer: Reviewer = reviewer
         self.workdir: Path = opts.workdir or root
         self.branch: str | None = None
-        self.base, self.kept = "", tuple[str, ...]()
+        self.base, self.kept, self.top = "", tuple[str, ...](), Path()
         self.iteration = 0
         self.verdict: str | None = None
         self.commit: str | None = None
@@ -258,7 +260,7 @@ class _ChunkRun:
 
     def _prepare(self) -> None:
         workdir = self.workdir
-        gitops.root_of(workdir)
+        self.top = gitops.root_of(workdir)
         ours = list(records.store_files(self.store, trees=False))  # a rollback must spare
         gitops.ensure_outside_or_ignored(workdir, ours)
         gitops.ensure_clean(workdir)
@@ -397,6 +399,8 @@ class _ChunkRun:
                 },
             )
             run = self._execute(task)
+            if not gitops.still_there(self.workdir, self.top, self.base):  # `rm -rf .git`
+                raise LoopExit(LOST, lost_line(self.top, self.base, self.opts.workdir is not None))
             outcome, crash = run.outcome, run.crash
             if outcome is not None:
                 self.attempt_cost = outcome.usage.cost_usd or 0.0
@@ -521,10 +525,11 @@ class _ChunkRun:
 
     def _finish(self, status: str, reason: str) -> None:
         head: str | None = None
+        lost = reason.startswith(f"{LOST}:")  # no base to reset to: a reset would do harm
         try:
-            if status != "shipped" and not records.taken_over(self.store, self.run_id):
+            if status != "shipped" and not lost and not records.taken_over(self.store, self.run_id):
                 gitops.rollback(self.workdir, self.base, self.kept, self.branch)
-            head = gitops.head_commit(self.workdir)
+            head = None if lost else gitops.head_commit(self.workdir)
         except Exception as exc:  # keep going: the rows must be written
             log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
             reason += f" (work tree not restored: {exc})"
