@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specwright.gitops import (
+    DirtyTreeError,
     GitError,
     _git,
     _identity,
@@ -81,7 +82,15 @@ def merge(
     dirty tree, a lock it cannot take, a full disk) is a failure without conflicts, in git's
     words."""
     try:
-        ensure_clean(path)
+        try:
+            ensure_clean(path)
+        except DirtyTreeError as exc:  # clean when the run began: run-all refuses it otherwise
+            shown = ", ".join(exc.files[:20]) + (" …" if len(exc.files) > 20 else "")
+            raise GitError(
+                f"{path}: the project's work tree changed while chunks ran in their worktrees "
+                f"({shown}): an agent that wrote outside its worktree, or an edit of yours; "
+                "look at them, then commit, stash or delete them"
+            ) from None
         if target is not None and current_branch(path) != target:
             _git(path, "checkout", "--quiet", target)
         before = head_commit(path)

@@ -423,3 +423,32 @@ def test_an_agent_that_deletes_its_worktrees_git_leaves_the_project_as_it_was(
     assert result.chunks[0].reason.endswith("nothing rolled back; the project is untouched")
     assert gitops.current_branch(git_repo) == "specwright/diamond"
     assert gitops.dirty_files(git_repo) == [] and (git_repo / "b.txt").is_file()
+
+
+def test_a_parallel_agent_that_writes_in_the_project_itself_is_named_as_a_cause(
+    git_repo: Path,
+) -> None:
+    """An agent of `run-all --parallel` that wrote into the project's own work tree (outside its
+    worktree): no chunk could merge, each said the tree had uncommitted changes and to commit or
+    stash them first, as if they were the user's from before the run (which run-all refuses)."""
+    top = '"$(git rev-parse --show-toplevel)"/../../../..'  # the worktree is under data/
+    script = {
+        "chunks": {
+            "Make A": [
+                {"run": f"echo stray > {top}/stray.txt"},
+                {"write": "a.txt", "content": "A"},
+            ],
+            "Make B": [{"write": "b.txt", "content": "B\n"}],
+        }
+    }
+    _project(git_repo, script)
+    store = Store(git_repo / "data" / "specwright.duckdb")
+    spec = _spec(store, git_repo, {"A": [], "B": []})
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=2)
+    assert result.status == "failed" and (git_repo / "stray.txt").is_file()
+    said = result.chunks[0].reason
+    assert said.startswith(f"could not merge it into specwright/diamond: {git_repo}: the project")
+    assert (
+        "changed while chunks ran in their worktrees (stray.txt): an agent that wrote outside "
+        in said
+    )
