@@ -567,10 +567,17 @@ def test_codex_json_stream() -> None:
             "unknown_model",
         ),
         ("unexpected status 500 Internal Server Error: oops", "api_error"),
+        ("unexpected status 401 Unauthorized: Incorrect API key provided: sk-x", "auth"),
+        (
+            "Your access token could not be refreshed because your refresh token has expired. "
+            "Please log out and sign in again.",
+            "auth",
+        ),
     ],
 )
 def test_codex_says_its_model_is_not_served(message: str, kind: str) -> None:
-    """Codex's ways of saying the API does not serve the model were api_errors, retried."""
+    """Codex's ways of saying the API does not serve the model, or refused its key or login,
+    were api_errors, retried attempt after attempt."""
     state = LineState(model="gpt-nope")
     events = parse_codex_line(
         json.dumps({"type": "turn.failed", "error": {"message": message}}), state

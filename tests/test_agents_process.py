@@ -509,6 +509,30 @@ def test_a_codex_agent_whose_model_is_not_served_stops_the_chunk_run_at_once(
     assert execution["status"] == "error" and execution["exit_reason"].startswith("unknown_model: ")
 
 
+def test_a_codex_agent_whose_key_is_refused_stops_the_chunk_run_at_once(
+    git_repo: Path, store: Any, tmp_path: Path
+) -> None:
+    """`codex exec --json` told a 401: retried as an agent error, every attempt refused alike."""
+    from specwright.loop import run_chunk
+    from tests.support_loop import make_chunk, make_config
+
+    said = "unexpected status 401 Unauthorized: Incorrect API key provided"
+    stream = tmp_path / "refused.jsonl"
+    lines = [
+        {"type": "error", "message": said},
+        {"type": "turn.failed", "error": {"message": said}},
+    ]
+    stream.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    argv = ("sh", "-c", 'cat "$0"; exit 1', str(stream), "{prompt}")
+    ex = CommandExecutor(executor_config(name="codex", type="command", parser="codex", argv=argv))
+    result = run_chunk(store, make_config(), git_repo, make_chunk(store, git_repo), executor=ex)
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        f"auth: executor 'codex' (command) could not authenticate: {said}; not retried"
+    )
+    assert store.query("SELECT count(*) FROM executions")[0][0] == 1
+
+
 def test_command_cancel_kills_the_group(git_repo: Path) -> None:
     cancel = threading.Event()
     events: list[AgentEvent] = []

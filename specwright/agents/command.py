@@ -58,6 +58,8 @@ _CODEX_NO_MODEL = re.compile(
     r"|model is not supported when using Codex",
     re.IGNORECASE,
 )
+# and a key or login refused: its API's 401, or a ChatGPT sign-in whose token cannot be renewed
+_CODEX_AUTH = re.compile(r"unexpected status 401\b|log out and sign in again", re.IGNORECASE)
 
 
 @dataclass
@@ -70,7 +72,7 @@ class LineState:
     usage: Usage | None = None  # totals, when the parser learns them
     last_text: str = ""
     error: str | None = None
-    error_kind: str | None = None  # unknown_model: the outcome's exit reason, not its exit code
+    error_kind: str | None = None  # unknown_model, auth: the outcome's exit reason (no exit code)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,10 +135,13 @@ def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
 
 
 def _codex_error(message: str, kind: str, obj: dict[str, Any], state: LineState) -> ErrorEvent:
-    """A failed turn or an error line; ``unknown_model`` when it says the model is not served."""
+    """A failed turn or an error line; ``unknown_model`` when it says the model is not served,
+    ``auth`` when its key or login is refused: no retry can succeed."""
     state.error = message
     if _CODEX_NO_MODEL.search(message):
         kind = state.error_kind = "unknown_model"
+    elif _CODEX_AUTH.search(message):
+        kind = state.error_kind = "auth"
     return ErrorEvent(message, kind=kind, raw=slim(obj))
 
 
