@@ -2,9 +2,9 @@
 ``git apply`` gives back), bounded whatever the agent wrote.
 
 Both stage the work tree in a scratch index and a scratch object store, never the real ones:
-a rolled-back attempt leaves nothing in ``.git/objects``. A file over ``MAX_FILE_BYTES`` (an
-agent that wrote 80 MB of text) is never staged: git would read and compress it for nothing.
-It is named instead. git writes the diff to a temporary file,
+a rolled-back attempt leaves nothing in ``.git/objects``. A new file over ``MAX_FILE_BYTES``
+(an agent that wrote 80 MB of text) is never staged: git would read and compress it for
+nothing, its whole text being over the bounds. It is named instead. git writes the diff to a temporary file,
 read from there a bounded piece at a time: memory stays bounded by the diff's limit, never by
 the size of the files.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from specwright.gitops import _but, _git, _no_room, prefix_of
 
-MAX_FILE_BYTES = 16 * 2**20  # a bigger file is named in a diff, never staged nor read
+MAX_FILE_BYTES = 16 * 2**20  # a bigger new file is named in a diff, never staged nor read
 _PIECE = 2**16  # read at a time from git's output
 
 
@@ -60,7 +60,7 @@ def _staged(
     path: Path | str, exclude: Sequence[Path | str]
 ) -> Iterator[tuple[dict[str, str], Path, dict[str, int]]]:
     """A scratch index holding the work tree as ``commit_all`` would stage it (not what the
-    agent staged itself), but ``exclude`` and the files over ``MAX_FILE_BYTES``: yields git's
+    agent staged itself), but ``exclude`` and the new files over ``MAX_FILE_BYTES``: yields git's
     environment for it, a scratch folder, and those big files (from the top) with their size."""
     where = ("rev-parse", "--path-format=absolute", "--git-path", "index", "--git-path", "objects")
     real_index, objects = map(Path, _git(path, *where).splitlines())
@@ -87,7 +87,8 @@ def _staged(
         _git(path, "reset", "--quiet", env=env)  # as commit_all: not what the agent staged
         top = Path(_git(path, "rev-parse", "--show-toplevel"))
         spec = _but(top, exclude) or ["--", ":/"]
-        listed = ("ls-files", "-z", "--others", "--modified", "--exclude-standard", *spec)
+        # new files only: a big one the project tracks may have a line changed, a hunk to show
+        listed = ("ls-files", "-z", "--others", "--exclude-standard", *spec)
         sizes = {n: _size(top / n) for n in _git(top, *listed, env=env).split("\0") if n}
         big = {n: size for n, size in sorted(sizes.items()) if size > MAX_FILE_BYTES}
         skip = [f":(top,exclude,literal){n}" for n in big]
@@ -122,7 +123,7 @@ def diff(
     exclude: Sequence[Path | str] = (),
 ) -> Diff:
     """The work tree (tracked and new untracked files) against ``base``, without touching the
-    real index; at most ``max_chars`` bytes of it (None: all), cut there and said so; files over
+    real index; at most ``max_chars`` bytes of it (None: all), cut there and said so; new files over
     ``MAX_FILE_BYTES`` named at its top, not diffed. ``exclude``: files and folders never in it,
     nor hashed into ``.git/objects``, whatever .gitignore says (the database and journals, when
     an agent's .gitignore stops ignoring them)."""
@@ -165,7 +166,7 @@ def save_patch(
 ) -> bool:
     """Write the work tree's change against ``base`` to ``dest`` as a patch ``git apply`` gives
     back, binary files too, of at most ``max_bytes``: the files that would take it over, and
-    those over ``MAX_FILE_BYTES``, are left out and named at its top (which git apply skips).
+    the new ones over ``MAX_FILE_BYTES``, are left out and named at its top (git apply skips it).
     False when there was no change (nothing written)."""
     with _staged(path, exclude) as (env, tmp, big):
         out = tmp / "diff"

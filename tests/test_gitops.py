@@ -247,23 +247,31 @@ def test_diff_includes_untracked_files_and_leaves_the_index_alone(repo: Path) ->
     assert small.truncated and "truncated" in small.text
 
 
-def test_a_diff_names_a_huge_file_without_reading_or_hashing_it(
+def test_a_diff_names_a_huge_new_file_without_reading_or_hashing_it(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the checks and the reviewer are shown of an attempt that wrote a huge file and a
     long one: the huge one named at the top (in the files touched, so its checks see it), the
-    long one cut at the bound, saying how long the whole was."""
+    long one cut at the bound, saying how long the whole was; a line changed in a big file the
+    project tracks is shown as any change."""
     monkeypatch.setattr(gitdiff, "MAX_FILE_BYTES", 2**17)
+    (repo / "data.csv").write_text("x,1\n" * 50_000)  # 200 kB, the project's own
+    git(repo, "add", "data.csv")
+    git(repo, "commit", "-q", "-m", "data")
     base = gitops.head_commit(repo)
-    (repo / "calc.py").write_text("x = 1\n" * 30_000)  # 180 kB: over it
+    listed = ("cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    before = git(repo, *listed)
+    with (repo / "data.csv").open("a") as fh:
+        fh.write("y,2\n")
+    (repo / "dump.txt").write_text("x = 1\n" * 30_000)  # 180 kB: over the bound
     (repo / "long.txt").write_text("line\n" * 10_000)  # 50 kB
     d = gitdiff.diff(repo, base, max_chars=10_000)
-    assert d.files == ("calc.py", "long.txt") and d.truncated
-    assert d.text.startswith("specwright: left out, over 0.125 MiB each: calc.py (0.2 MiB)\n")
-    assert "diff --git a/long.txt b/long.txt" in d.text and "calc.py b/calc.py" not in d.text
-    assert d.text.endswith("\n…[diff truncated: 60126 bytes]\n") and len(d.text) < 10_200
-    out = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectsize)").split()
-    assert max(int(n) for n in out) < 2**17  # never hashed into .git/objects
+    assert d.files == ("data.csv", "dump.txt", "long.txt") and d.truncated
+    assert d.text.startswith("specwright: left out, over 0.125 MiB each: dump.txt (0.2 MiB)\n")
+    assert "\n+y,2\n" in d.text and "dump.txt b/dump.txt" not in d.text
+    assert "diff --git a/long.txt b/long.txt" in d.text
+    assert d.text.endswith("\n…[diff truncated: 60267 bytes]\n") and len(d.text) < 10_200
+    assert git(repo, *listed) == before  # nothing of the diff's in .git/objects
 
 
 def test_database_inside_the_tree_must_be_ignored(repo: Path, tmp_path: Path) -> None:
