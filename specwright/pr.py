@@ -49,15 +49,69 @@ def _cell(text: str, limit: int = 200) -> str:
     return no_pings(_MARKUP.sub(lambda m: _SHOWN[m.group()], one_line(str(text), limit)), _ZWSP)
 
 
-def _closed(markdown: str) -> str:
-    """``markdown`` with an unclosed code fence or HTML comment closed, so the text after it
-    (the chunk table) is not swallowed."""
-    fences = sum(1 for line in markdown.splitlines() if line.lstrip().startswith(("```", "~~~")))
-    if fences % 2:
-        markdown += "\n```"
-    if markdown.rfind("<!--") > markdown.rfind("-->"):
-        markdown += "\n-->"
-    return markdown
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
+_TICKS = re.compile(r"`+")
+# what a viewer's browser fetches from any host: a markdown image, an HTML image or media tag
+_IMAGE = re.compile(r"!\[|<(?=(?:img|image|picture|source|video|audio|svg)\b)", re.IGNORECASE)
+
+
+def _quiet(text: str) -> str:
+    """Markdown prose that pings no one and links no issue, with images shown as text."""
+    shown = _IMAGE.sub(lambda m: "!\\[" if m.group() == "![" else "&lt;", text)
+    return no_pings(shown, _ZWSP)
+
+
+def _prose(text: str) -> str:
+    """``_quiet`` outside the code spans of ``text`` (a run of backticks to the next run of as
+    many): code is shown as written, and pings no one anyway."""
+    parts, start, pos = [], 0, 0
+    while m := _TICKS.search(text, pos):
+        close = re.compile(rf"(?<!`){m.group()}(?!`)").search(text, m.end())
+        if close is None:  # literal backticks
+            pos = m.end()
+            continue
+        parts += [_quiet(text[start : m.start()]), text[m.start() : close.end()]]
+        start = pos = close.end()
+    return "".join([*parts, _quiet(text[start:])])
+
+
+def _spec_text(markdown: str) -> str:
+    """A spec's markdown for the description: outside code blocks and spans, its @mentions
+    ping no one, its issue numbers close nothing and its images are text, not fetched from
+    their host by each viewer; code as written; an unclosed code fence or HTML comment closed,
+    so the text after it (the chunk table) is not swallowed."""
+    out: list[str] = []
+    prose: list[str] = []
+    fence = ""  # the open fence's backticks or tildes
+    code = blank_before = False  # in an indented code block; the line before was blank
+    last = ""  # the last line of text, to tell a list item's indented paragraph from code
+    for line in markdown.splitlines(keepends=True):
+        blank = not line.strip()
+        m = _FENCE.match(line)
+        if fence:
+            out.append(line)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = "" if line.strip() == m.group(1) else fence
+            continue
+        if m or (
+            not blank
+            and line.startswith(("    ", "\t"))
+            and (code or blank_before)
+            and not _LIST_ITEM.match(last)
+        ):
+            out.append(_prose("".join(prose)))
+            prose.clear()
+            out.append(line)
+            fence, code = (m.group(1), False) if m else ("", True)
+        else:
+            code = code and blank
+            prose.append(line)
+            last = line if not blank else last
+        blank_before = blank
+    text = "".join([*out, _prose("".join(prose))])
+    text += f"\n{fence}" if fence else ""
+    return text + "\n-->" if text.rfind("<!--") > text.rfind("-->") else text
 
 
 def repo_from_remote(url: str) -> str | None:
@@ -92,7 +146,7 @@ def body(store: Store, spec: Spec) -> str:
     if spec.body.strip():
         text = spec.body.strip()
         head += [
-            _closed(text if len(text) < 4000 else text[:4000])
+            _spec_text(text if len(text) < 4000 else text[:4000])
             + ("\n\n…" if len(text) >= 4000 else ""),
             "",
         ]

@@ -129,3 +129,45 @@ def test_a_github_failure_after_the_push_says_the_branch_is_pushed(
     )
     assert ran.code == 2 and "shipped: nothing to run" in ran.out
     assert ran.err.strip().splitlines() == [f"specwright: error: pull request: {said}"], ran.err
+
+
+def test_the_spec_text_in_the_pr_pings_no_one_and_shows_no_image(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The spec's body went into the description as written (only its heading was escaped):
+    an @mention in it notified that person, "closes #12" closed that issue on merge, and each
+    viewer's browser fetched its images from their host. Its code stays as written."""
+    repo, _remote, slug = shipped
+    store = Store(resolve_db_path(repo))
+    spec = catalog.get_spec(store, slug)
+    said = (
+        "Ask @alice and @acme/core; closes #12. ![x](http://127.0.0.1:9/t.png) <img src=y>\n"
+        "Mail a@b.org; run `@cli ![k](v)` first.\n\n"
+        "```python\n@decorator\nx = '![a](b)'  # 12\n```\n\n"
+        "    @indented ![c](d)\n\n"
+        "- a list item of @bob\n\n"
+        "    its paragraph, @carol"
+    )
+    catalog.update_spec(store, spec.id, body=said)
+    with FakeGitHub(token=TOKEN) as gh:
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        result = cli("-C", str(repo), "pr", slug, "--repo", "acme/widgets")
+        assert result.code == 0, result.err
+        text = gh.pulls[0]["body"].split("### Chunks", 1)[0]
+    z = "&#8203;"
+    assert text.splitlines()[2:] == [
+        f"Ask @{z}alice and @{z}acme/core; closes #{z}12. !\\[x](http://127.0.0.1:9/t.png) "
+        "&lt;img src=y>",
+        "Mail a@b.org; run `@cli ![k](v)` first.",
+        "",
+        "```python",
+        "@decorator",
+        "x = '![a](b)'  # 12",
+        "```",
+        "",
+        "    @indented ![c](d)",
+        "",
+        f"- a list item of @{z}bob",
+        "",
+        f"    its paragraph, @{z}carol",
+        "",
+    ]
