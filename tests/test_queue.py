@@ -168,3 +168,34 @@ def test_queue_list_says_which_project_each_item_is_of(tmp_path: Path, cli) -> N
     table = cli("queue", "list").out.splitlines()
     assert "PROJECT" in table[0]  # a long path by its end, where the two differ
     assert [line.split()[2][-4:] for line in table[1:]] == ["/one", "/two"], table
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """This process on Tokyo's clock (UTC+9) for the test, as before after it."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_queue_list_says_which_zone_its_times_are_in(git_repo: Path, cli, tokyo) -> None:  # type: ignore[no-untyped-def]
+    """The table showed the store's UTC times with no label: in Tokyo, an item queued a
+    minute ago read as queued nine hours before. The table shows local time with its offset;
+    --json, ISO 8601 with the offset (it had none)."""
+    from datetime import UTC, datetime, timedelta
+
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Zones")
+    catalog.add_chunk(store, spec, "Make A", files=["a.txt"])
+    item = queue.add(store, spec, git_repo)
+    at = datetime(2026, 1, 2, 23, 30, 5)  # UTC, as the store keeps it: 08:30 next day in Tokyo
+    store.update("queue", {"id": item}, {"created_at": at})
+    [row] = json.loads(cli("-C", str(git_repo), "--json", "queue", "list").out)
+    assert row["created_at"] == "2026-01-02T23:30:05+00:00"
+    assert datetime.fromisoformat(row["created_at"]) == at.replace(tzinfo=UTC)
+    table = cli("-C", str(git_repo), "queue", "list").out.splitlines()
+    assert "  2026-01-03 08:30:05 +09:00  " in table[1], table
+    assert datetime.now(UTC).astimezone().utcoffset() == timedelta(hours=9)

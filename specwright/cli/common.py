@@ -193,7 +193,11 @@ def _cell(value: Any, wide: bool = False, limit: int = 60) -> str:
         text = f"{value:,.2f}" if wide or abs(value) >= 100 else f"{value:.4f}"
         return "≥" + text if isinstance(value, AtLeast) else text
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        text = value.strftime("%Y-%m-%d %H:%M:%S")
+        if value.tzinfo is None:  # the store's UTC
+            return text
+        zone = value.strftime("%z")  # a time with its zone: the offset, so it reads one way
+        return f"{text} {'UTC' if zone == '+0000' else zone[:3] + ':' + zone[3:]}"
     if isinstance(value, dict):
         text = ", ".join(f"{k} {_cell(v, limit=limit)}" for k, v in value.items()) or "-"
     elif isinstance(value, list | tuple):
