@@ -187,12 +187,22 @@ BAD_INPUTS = [
     (["worker", "--concurrency", "-1"], "argument --concurrency: expected a whole number"),
     (
         ["agents", "check", "scripted", "--timeout", "0"],
-        "argument --timeout: expected a number > 0",
+        "argument --timeout: expected a number of seconds from 1 to 86400, got '0'",
     ),
-    (["agents", "check", "scripted", "--timeout", "inf"], "--timeout: expected a number > 0"),
+    (["agents", "check", "scripted", "--timeout", "inf"], "--timeout: expected a number of sec"),
+    (["agents", "check", "scripted", "--timeout", "1e308"], "from 1 to 86400, got '1e308'"),
     # a negative limit ran the baseline, then failed 'wall-time limit of -5s reached'; nan had none
-    (["run", "x:1", "--wall-time", "-5"], "argument --wall-time: expected a number > 0, got -5"),
-    (["run", "x:1", "--wall-time", "nan"], "argument --wall-time: expected a number > 0"),
+    (["run", "x:1", "--wall-time", "-5"], "--wall-time: expected a number of seconds from 1 to"),
+    (["run", "x:1", "--wall-time", "nan"], "argument --wall-time: expected a number of seconds"),
+    (["run", "x:1", "--wall-time", "1e-300"], "seconds from 1 to 604800, got '1e-300'"),
+    (["run", "x:1", "--wall-time", "1e308"], "seconds from 1 to 604800, got '1e308'"),
+    # a --poll of 1e-300 was taken: the worker polled the database without a pause, a CPU busy
+    (["worker", "--poll", "1e-300"], "argument --poll: expected a number of seconds from 0.01 to"),
+    (["worker", "--poll", "1e308"], "--poll: expected a number of seconds from 0.01 to 3600, got"),
+    (
+        ["worker", "--poll=-inf"],
+        "--poll: expected a number of seconds from 0.01 to 3600, got '-inf'",
+    ),
 ]
 
 

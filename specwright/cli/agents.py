@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import positive_float
+from specwright.cli.common import seconds
 from specwright.errors import AgentError, SpecwrightError
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=positive_float,
+        type=seconds(1, 86400),
         metavar="S",
-        help=f"seconds (default: the executor's timeout_s, at most {CHECK_TIMEOUT_S:g})",
+        help=f"seconds, 1 to 86400 (default: the executor's timeout_s, at most {CHECK_TIMEOUT_S:g})",
     )
     p.set_defaults(handler=cmd_check)
 

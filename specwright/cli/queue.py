@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from specwright.cli.common import Context, positive_float, positive_int
+from specwright.cli.common import Context, positive_int, seconds
 
 
 def register(sub: Any) -> None:
@@ -44,10 +44,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--poll",
-        type=positive_float,  # 0 or less: a loop that never waits, a CPU busy for nothing
+        type=seconds(0.01, 3600),  # less: a loop that all but never waits, a CPU busy for nothing
         default=1.0,
         metavar="SECONDS",
-        help="how often to look for work and for cancel requests",
+        help="how often to look for work and for cancel requests (0.01 to 3600; default 1)",
     )
     # a worker in the wrong folder would make an empty database there and wait on it for good
     p.set_defaults(handler=cmd_worker, needs_db=True)

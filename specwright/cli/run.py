@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from specwright import interrupts
-from specwright.cli.common import Context, ProgressPrinter, positive_float, terminal_safe
+from specwright.cli.common import Context, ProgressPrinter, seconds, terminal_safe
 from specwright.errors import SpecwrightError
 from specwright.interrupts import relayed_to_main
 from specwright.model import cost_text
@@ -124,7 +124,10 @@ def register(sub: Any) -> None:
         help="after a rejected attempt: reset to the base (default) or build on it",
     )
     p.add_argument(
-        "--wall-time", type=positive_float, metavar="SECONDS", help="limit for all attempts"
+        "--wall-time",
+        type=seconds(1, 7 * 86400),
+        metavar="SECONDS",
+        help="limit for all attempts (1 s to a week)",
     )
     p.add_argument(
         "--no-baseline",
