@@ -130,3 +130,27 @@ _RAN = (
 
 def _slug(store: Store, spec_id: str) -> str:
     return str(store.query("SELECT slug FROM specs WHERE id = ?", [spec_id])[0][0])
+
+
+def by_slug(
+    store: Store, project_id: str, path: Path | str, parsed: ParsedSpec, slug: str
+) -> tuple[str, str] | None:
+    """The spec of this project (id, slug) a file naming none of this database's ids is: the
+    one of its slug; else, for a file that sets no ``slug:`` (its title makes one), the spec
+    it was last imported from or exported to, or the one spec of its title whose slug is the
+    title's by the rule before slugs kept every script's letters (a title in Japanese was
+    ``spec``): imported again, such a file was a second spec."""
+    import re
+
+    from specwright import fingerprints
+
+    specs = store.query("SELECT id, slug, title FROM specs WHERE project_id = ?", [project_id])
+    found = [(str(i), s) for i, s, _ in specs if s == slug]
+    if found or parsed.slug:
+        return found[0] if found else None
+    last = fingerprints.spec_of(store, path)
+    found = [(str(i), s) for i, s, _ in specs if str(i) == last]
+    older = re.sub(r"[^a-z0-9]+", "-", parsed.title.lower()).strip("-")[:48].rstrip("-") or "spec"
+    same = re.compile(rf"{re.escape(older)}(?:-\d+)?")
+    alike = [(str(i), s) for i, s, t in specs if t == parsed.title and same.fullmatch(s)]
+    return found[0] if found else alike[0] if len(alike) == 1 else None

@@ -495,7 +495,8 @@ def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraf
 
 
 def import_spec(store: Store, project: Project, path: Path | str, *, replace: bool = False) -> Spec:
-    """Create or update a spec from a spec file: matched by the file's id, else its slug. A
+    """Create or update a spec from a spec file: matched by the file's id, else its slug
+    (``reimport.by_slug``). A
     spec matched by slug only is named in a warning, and refused when it has runs or
     executions (its recorded history would sit under another text) unless ``replace``; so is
     a spec changed in the store since this file was written or imported."""
@@ -514,12 +515,9 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             )
             if rows and rows[0]["project_id"] != project.id:
                 raise SpecFileError(f"{path}: spec id {parsed.id} belongs to another project")
-        if not rows:
-            rows = store.query_dicts(
-                "SELECT id FROM specs WHERE project_id = ? AND slug = ?", [project.id, slug]
-            )
-            if rows:
-                replacing = _by_slug(store, path, parsed, str(rows[0]["id"]), slug, replace)
+        if not rows and (found := reimport.by_slug(store, project.id, path, parsed, slug)):
+            rows = [{"id": found[0]}]
+            replacing = _by_slug(store, path, parsed, found[0], found[1], replace)
         if rows:
             spec_id = str(rows[0]["id"])
             reimport.refuse_running(store, spec_id, path)

@@ -1,0 +1,58 @@
+"""A spec file imported again is the spec it was, whatever version of Specwright made it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from specwright import catalog, fingerprints
+from specwright.store import Store, resolve_db_path
+
+HAND_WRITTEN = (
+    "---\ntitle: レート制限を追加\n---\n\nAdd rate limits.\n\n## Chunk 1: 最初\n\nDo it.\n"
+)
+
+
+def test_a_spec_of_an_older_slug_is_updated_by_its_file_not_made_again(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Since slugs keep letters of every script, a hand-written file titled in Japanese makes
+    the slug `レート制限を追加`; the spec an older version made of it (or of `spec new`) has
+    `spec`. Importing the file again made a second spec of that title instead of updating it,
+    with or without a record of the file's last import."""
+    c = ("-C", str(tmp_path))
+    store = Store(resolve_db_path(tmp_path))
+    project = catalog.ensure_project(store, tmp_path)
+    older = catalog.create_spec(store, project, "レート制限を追加", slug="spec")
+    other = catalog.create_spec(store, project, "Other", slug="spec-2")  # not of that title
+    path = tmp_path / "rate.md"
+    path.write_text(HAND_WRITTEN, encoding="utf-8")
+    first = cli(*c, "--json", "spec", "import", str(path))
+    assert first.code == 0, first.err
+    assert json.loads(first.out)["id"] == older.id
+    assert "it updated spec 'spec'" in first.err  # no id in the file: said, as for a slug
+    # imported once (its fingerprint kept), edited and imported again: still that spec
+    path.write_text(HAND_WRITTEN.replace("Do it.", "Do it well."), encoding="utf-8")
+    again = cli(*c, "--json", "spec", "import", str(path))
+    assert again.code == 0 and json.loads(again.out)["id"] == older.id, again.err
+    listed = json.loads(cli(*c, "--json", "spec", "list").out)
+    assert sorted((s["slug"], s["id"]) for s in listed) == [
+        ("spec", older.id),
+        ("spec-2", other.id),
+    ]
+    [chunk] = catalog.list_chunks(store, older.id)
+    assert chunk.prompt == "Do it well."
+    assert fingerprints.spec_of(store, path) == older.id
+
+
+def test_a_file_naming_a_slug_of_its_own_is_a_new_spec(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A `slug:` that no spec has is a new spec, as the refusal to import over a spec with
+    runs advises, even from a file last imported as another spec."""
+    c = ("-C", str(tmp_path))
+    store = Store(resolve_db_path(tmp_path))
+    older = catalog.create_spec(store, catalog.ensure_project(store, tmp_path), "レート制限を追加", slug="spec")  # fmt: skip
+    path = tmp_path / "rate.md"
+    path.write_text(HAND_WRITTEN, encoding="utf-8")
+    assert json.loads(cli(*c, "--json", "spec", "import", str(path)).out)["id"] == older.id
+    path.write_text(HAND_WRITTEN.replace("title:", "slug: rate\ntitle:"), encoding="utf-8")
+    made = cli(*c, "--json", "spec", "import", str(path))
+    assert made.code == 0 and json.loads(made.out)["id"] != older.id, made.err
+    assert json.loads(made.out)["imported"] == "rate"
