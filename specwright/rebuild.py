@@ -28,11 +28,10 @@ def refuse_no_database(path: Path) -> None:
     file (a DuckDB file, damaged too, has NUL bytes in its first block). A mistyped ``--db``
     beside a ``journal/`` (``data``, ``data/report.html``) was moved to ``<name>.bak`` and
     replaced by a database of that journal, another database's."""
+    from specwright.store import folder_error
+
     if path.is_dir():
-        raise StoreError(
-            f"{path}: is a directory; expected the database file "
-            f"(such as {path / 'specwright.duckdb'})"
-        )
+        raise folder_error(path)
     utf8 = codecs.getincrementaldecoder("utf-8")
     try:
         with path.open("rb") as fh:

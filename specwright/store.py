@@ -72,6 +72,14 @@ def resolve_db_path(project_root: Path | str | None = None, override: str | None
     return (Path(project_root or Path.cwd()) / DEFAULT_DB).resolve()
 
 
+def folder_error(path: Path) -> StoreError:
+    """What a database path that is a folder (``--db data``) is told, by every command."""
+    return StoreError(
+        f"{path}: a folder, not a database file (such as {path / DEFAULT_DB.name}; check --db / "
+        "SPECWRIGHT_DB)"
+    )
+
+
 def _lock_timeout_from_env() -> float:
     raw = os.environ.get("SPECWRIGHT_LOCK_TIMEOUT")
     if not raw:
@@ -229,9 +237,7 @@ class Store:
         import duckdb
 
         if self._key.is_dir():  # `--db data/`: DuckDB's "Could not read from file" said less
-            raise StoreError(
-                f"{self.path}: a folder, not a database file (check --db / SPECWRIGHT_DB)"
-            )
+            raise folder_error(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where the folder should be, a read-only parent

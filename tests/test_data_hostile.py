@@ -199,11 +199,14 @@ def test_a_file_that_is_not_a_database_is_said_so_not_sent_to_rebuild(
     assert notes.read_text() == "my notes\n"
     folder = tmp_path / "data"  # `--db data/`: DuckDB's "Could not read from file ... directory"
     folder.mkdir()
-    line = _one_line_error(cli("-C", str(tmp_path), "--db", str(folder), "status"))
-    assert (
-        line
-        == f"specwright: error: {folder}: a folder, not a database file (check --db / SPECWRIGHT_DB)"
+    said = (
+        f"specwright: error: {folder}: a folder, not a database file (such as "
+        f"{folder / 'specwright.duckdb'}; check --db / SPECWRIGHT_DB)"
     )
+    # one wording whatever the command: `db rebuild` said "is a directory; expected ..."
+    for args in (("status",), ("db", "rebuild"), ("spec", "new", "X")):
+        line = _one_line_error(cli("-C", str(tmp_path), "--db", str(folder), *args))
+        assert line == said, args
 
 
 @pytest.mark.parametrize("damage", ["header zeroed", "cut short"])

@@ -294,7 +294,7 @@ def test_cli_db_rebuild_refuses_what_is_no_database(
         wrong.write_text("<p>caf\u00e9</p>\n" * 1000, encoding="utf-8")  # a character cut at 4 KB
     result = cli("--db", str(wrong), "db", "rebuild")
     assert result.code == 2
-    expected = "is a directory" if what == "directory" else "a text file, not a database"
+    expected = "a folder, not a database file" if what == "directory" else "a text file, not a"
     assert f"{wrong}: {expected}" in result.err
     assert kept.is_file() and not Path(f"{wrong}.bak").exists()
 
