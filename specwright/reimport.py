@@ -139,14 +139,18 @@ def by_slug(
     one of its slug; else, for a file that sets no ``slug:`` (its title makes one), the spec
     it was last imported from or exported to, or the one spec of its title whose slug is the
     title's by the rule before slugs kept every script's letters (a title in Japanese was
-    ``spec``): imported again, such a file was a second spec."""
+    ``spec``): imported again, such a file was a second spec. A slug made of no letter or
+    digit matches no other title's spec (a file titled 🎉 replaced the text of '!!!')."""
     import re
 
     from specwright import fingerprints
+    from specwright.model import slugify
 
     specs = store.query("SELECT id, slug, title FROM specs WHERE project_id = ?", [project_id])
-    found = [(str(i), s) for i, s, _ in specs if s == slug]
-    if found or parsed.slug:
+    # a title or slug without a letter or digit (🎉, ...) makes `spec`, which names no spec
+    nameless = slugify(f"{parsed.slug or parsed.title} x") == "x"
+    found = [(str(i), s) for i, s, _ in specs if s == slug and not nameless]
+    if found or (parsed.slug and not nameless):
         return found[0] if found else None
     last = fingerprints.spec_of(store, path)
     found = [(str(i), s) for i, s, _ in specs if str(i) == last]

@@ -56,3 +56,30 @@ def test_a_file_naming_a_slug_of_its_own_is_a_new_spec(cli, tmp_path: Path) -> N
     made = cli(*c, "--json", "spec", "import", str(path))
     assert made.code == 0 and json.loads(made.out)["id"] != older.id, made.err
     assert json.loads(made.out)["imported"] == "rate"
+
+
+def test_a_title_of_no_letter_is_not_taken_for_another_such_spec(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A title of emoji or punctuation alone makes the slug `spec`: a hand-written file titled
+    🎉 (or naming `slug: "..."`) was imported over the spec '!!!', whose slug is `spec` too,
+    and replaced its text and chunks. It is that spec only when it has its title."""
+    c = ("-C", str(tmp_path))
+    store = Store(resolve_db_path(tmp_path))
+    project = catalog.ensure_project(store, tmp_path)
+    bangs = catalog.create_spec(store, project, "!!!", "Keep me.")
+    catalog.add_chunk(store, bangs, "Keep this chunk")
+    assert bangs.slug == "spec"
+    party = tmp_path / "party.md"
+    party.write_text("---\ntitle: 🎉\n---\n\nParty.\n", encoding="utf-8")
+    dots = tmp_path / "dots.md"
+    dots.write_text('---\ntitle: "..."\nslug: "..."\n---\n\nDots.\n', encoding="utf-8")
+    made = [json.loads(cli(*c, "--json", "spec", "import", str(p)).out) for p in (party, dots)]
+    assert [m["imported"] for m in made] == ["spec-2", "spec-3"]
+    kept = catalog.get_spec(store, bangs.id)
+    assert (kept.title, kept.body) == ("!!!", "Keep me.")
+    assert [ch.title for ch in catalog.list_chunks(store, bangs.id)] == ["Keep this chunk"]
+    # each file imported again is its own spec, found by its title
+    party.write_text("---\ntitle: 🎉\n---\n\nParty on.\n", encoding="utf-8")
+    again = json.loads(cli(*c, "--json", "spec", "import", str(party)).out)
+    assert again["id"] == made[0]["id"]
+    assert catalog.get_spec(store, again["id"]).body == "Party on."
+    assert len(json.loads(cli(*c, "--json", "spec", "list").out)) == 3
