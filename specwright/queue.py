@@ -111,11 +111,20 @@ def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[st
 
 
 def _find(store: Store, ref: str) -> dict[str, Any]:
+    """The item of id or id prefix ``ref``, as spec and chunk ids are found: in any case, and
+    a prefix of at least ``MIN_ID_PREFIX`` characters (an empty one, ``$ID`` unset, was the
+    start of every id: with one item queued, `queue cancel ""` cancelled it)."""
+    key = ref.strip().lower()  # ids are lower-case hex; one copied from elsewhere may not be
     rows = store.query_dicts(
         "SELECT id, status, worker_pid, host, heartbeat_at, started_at, created_at, project_root "
-        "FROM queue WHERE starts_with(id::VARCHAR, ?)",
-        [ref],
+        "FROM queue WHERE id::VARCHAR = ? OR (starts_with(id::VARCHAR, ?) AND length(?) >= ?)",
+        [key, key, key, catalog.MIN_ID_PREFIX],
     )
+    if not rows and len(key) < catalog.MIN_ID_PREFIX:
+        raise NotFoundError(
+            f"queue item {ref!r}: expected an item id or a prefix of at least "
+            f"{catalog.MIN_ID_PREFIX} characters (see `specwright queue list`)"
+        )
     if not rows:
         raise NotFoundError(f"queue item {ref!r}: no such item (see `specwright queue list`)")
     if len(rows) > 1:

@@ -200,3 +200,23 @@ def test_queue_list_says_which_zone_its_times_are_in(git_repo: Path, cli, tokyo)
     table = cli("-C", str(git_repo), "queue", "list").out.splitlines()
     assert "  2026-01-03 08:30:05 +09:00  " in table[1], table
     assert datetime.now(UTC).astimezone().utcoffset() == timedelta(hours=9)
+
+
+def test_cancel_takes_no_empty_or_short_prefix_and_an_id_in_any_case(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`queue cancel "$ID"` with ID unset cancelled the only queued item: an empty prefix is the
+    start of every id (so is `0`, of every id made these years). An id pasted in upper case
+    said 'no such item'."""
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "One")
+    catalog.add_chunk(store, spec, "Make A", files=["a.txt"])
+    item = queue.add(store, spec, git_repo)
+    for ref in ("", "0", "01"):
+        result = cli("-C", str(git_repo), "queue", "cancel", ref)
+        assert result.code == 2 and result.err.strip() == (
+            f"specwright: error: queue item {ref!r}: expected an item id or a prefix of at least "
+            "4 characters (see `specwright queue list`)"
+        ), result.err
+        assert [r["status"] for r in queue.items(store)] == ["queued"]
+    assert cli("-C", str(git_repo), "queue", "cancel", item[:13].upper()).code == 0
+    assert [r["status"] for r in queue.items(store, None)] == ["cancelled"]
