@@ -377,3 +377,19 @@ def test_an_empty_answers_file_says_so_and_an_empty_list_leaves_all_to_the_plann
     out = _plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
     assert out.returncode == 0, out.stderr
     assert "next: review" in out.stdout
+
+
+def test_a_text_file_from_a_windows_editor_is_read_as_its_text(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`spec new --body-file` (and `plan --intent-file`) kept the byte order mark a Windows
+    editor writes first: the spec's text began with an invisible U+FEFF, sent to every agent
+    and put in the PR (`spec import` of the same file drops it)."""
+    import json
+
+    from specwright.cli.plan import read_text
+
+    body = tmp_path / "body.md"
+    body.write_bytes("\ufeff# Goal\r\n\r\nLog in.\r\n".encode())
+    made = cli("-C", str(tmp_path), "--json", "spec", "new", "Login", "--body-file", str(body))
+    assert made.code == 0, made.err
+    assert json.loads(made.out)["body"] == "# Goal\n\nLog in.\n"
+    assert read_text(str(body), "--intent-file") == "# Goal\n\nLog in.\n"

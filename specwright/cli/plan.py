@@ -71,9 +71,11 @@ def register(sub: Any) -> None:
 
 
 def read_text(path: str, option: str) -> str:
-    """A UTF-8 text file named by ``option``; a one-line error when it cannot be read."""
+    """A UTF-8 text file named by ``option``, without the byte order mark an editor on Windows
+    writes first (it went into the spec's text and the planner's prompt); a one-line error when
+    it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             return fh.read()
     except UnicodeDecodeError as exc:
         raise SpecwrightError(
