@@ -56,10 +56,19 @@ _TICKS = re.compile(r"`+")
 _IMAGE = re.compile(r"!\[|<(?=(?:img|image|picture|source|video|audio|svg)\b)", re.IGNORECASE)
 
 
+# a link's address, which mentions no one (an npm scope's @ in it is no mention) and which a
+# zero-width space would break
+_URL = re.compile(r"\]\([^)\s]*|\b(?:https?|ftp)://[^\s<>]*|\bwww\.[^\s<>]*", re.IGNORECASE)
+
+
 def _quiet(text: str) -> str:
     """Markdown prose that pings no one and links no issue, with images shown as text."""
     shown = _IMAGE.sub(lambda m: "!\\[" if m.group() == "![" else "&lt;", text)
-    return no_pings(shown, _ZWSP)
+    parts, start = [], 0
+    for m in _URL.finditer(shown):
+        parts += [no_pings(shown[start : m.start()], _ZWSP), m.group()]
+        start = m.end()
+    return "".join([*parts, no_pings(shown[start:], _ZWSP)])
 
 
 def _prose(text: str) -> str:

@@ -140,7 +140,8 @@ def test_the_spec_text_in_the_pr_pings_no_one_and_shows_no_image(shipped, cli, m
     spec = catalog.get_spec(store, slug)
     said = (
         "Ask @alice and @acme/core; closes #12. ![x](http://127.0.0.1:9/t.png) <img src=y>\n"
-        "Mail a@b.org; run `@cli ![k](v)` first.\n\n"
+        "Mail a@b.org; run `@cli ![k](v)` first.\n"
+        "Use [it](https://t.example/p/@scope/x#12) or https://t.example/@scope/x#3.\n\n"
         "```python\n@decorator\nx = '![a](b)'  # 12\n```\n\n"
         "    @indented ![c](d)\n\n"
         "- a list item of @bob\n\n"
@@ -158,6 +159,7 @@ def test_the_spec_text_in_the_pr_pings_no_one_and_shows_no_image(shipped, cli, m
         f"Ask @{z}alice and @{z}acme/core; closes #{z}12. !\\[x](http://127.0.0.1:9/t.png) "
         "&lt;img src=y>",
         "Mail a@b.org; run `@cli ![k](v)` first.",
+        "Use [it](https://t.example/p/@scope/x#12) or https://t.example/@scope/x#3.",  # links work
         "",
         "```python",
         "@decorator",
