@@ -197,11 +197,11 @@ BAD_INPUTS = [
     (["run", "x:1", "--wall-time", "1e-300"], "seconds from 1 to 604800, got '1e-300'"),
     (["run", "x:1", "--wall-time", "1e308"], "seconds from 1 to 604800, got '1e308'"),
     # a --poll of 1e-300 was taken: the worker polled the database without a pause, a CPU busy
-    (["worker", "--poll", "1e-300"], "argument --poll: expected a number of seconds from 0.01 to"),
-    (["worker", "--poll", "1e308"], "--poll: expected a number of seconds from 0.01 to 3600, got"),
+    (["worker", "--poll", "1e-300"], "argument --poll: expected a number of seconds from 0.1 to"),
+    (["worker", "--poll", "1e308"], "--poll: expected a number of seconds from 0.1 to 3600, got"),
     (
         ["worker", "--poll=-inf"],
-        "--poll: expected a number of seconds from 0.01 to 3600, got '-inf'",
+        "--poll: expected a number of seconds from 0.1 to 3600, got '-inf'",
     ),
 ]
 

@@ -129,9 +129,14 @@ def test_unknown_item_and_bad_options_are_clear(git_repo: Path, cli) -> None:  #
     assert cli("-C", str(git_repo), "db", "migrate").code == 0
     result = cli("-C", str(git_repo), "queue", "cancel", "0000abcd")
     assert result.code == 2 and "queue item '0000abcd': no such item" in result.err
-    for poll in ("0", "-5", "nan"):  # a worker that never waits would spin a CPU for nothing
+    for poll in (
+        "0",
+        "-5",
+        "nan",
+        "0.01",
+    ):  # 0.01: half a CPU polling the database  # a worker that never waits would spin a CPU for nothing
         result = cli("-C", str(git_repo), "worker", "--once", "--poll", poll)
-        said = f"--poll: expected a number of seconds from 0.01 to 3600, got {poll!r}"
+        said = f"--poll: expected a number of seconds from 0.1 to 3600, got {poll!r}"
         assert result.code == 2 and said in result.err, result
 
 
