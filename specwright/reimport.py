@@ -136,10 +136,11 @@ def by_slug(
     store: Store, project_id: str, path: Path | str, parsed: ParsedSpec, slug: str
 ) -> tuple[str, str] | None:
     """The spec of this project (id, slug) a file naming none of this database's ids is: the
-    one of its slug; else, for a file that sets no ``slug:`` (its title makes one), the spec
-    it was last imported from or exported to, or the one spec of its title whose slug is the
-    title's by the rule before slugs kept every script's letters (a title in Japanese was
-    ``spec``): imported again, such a file was a second spec. A slug made of no letter or
+    one of its slug; else, for a file that sets no ``slug:`` (its title makes one), a spec of
+    its title: the one it was last imported from or exported to, else the only one whose slug
+    is the title's by the rule before slugs kept every script's letters (a title in Japanese
+    was ``spec``): imported again, such a file was a second spec. Never one of another title
+    (a scratch file reused for the next spec would replace the last one's text). A slug made of no letter or
     digit matches no other title's spec (a file titled 🎉 replaced the text of '!!!')."""
     import re
 
@@ -153,7 +154,7 @@ def by_slug(
     if found or (parsed.slug and not nameless):
         return found[0] if found else None
     last = fingerprints.spec_of(store, path)
-    found = [(str(i), s) for i, s, _ in specs if str(i) == last]
+    found = [(str(i), s) for i, s, t in specs if str(i) == last and t == parsed.title]
     older = re.sub(r"[^a-z0-9]+", "-", parsed.title.lower()).strip("-")[:48].rstrip("-") or "spec"
     same = re.compile(rf"{re.escape(older)}(?:-\d+)?")
     alike = [(str(i), s) for i, s, t in specs if t == parsed.title and same.fullmatch(s)]

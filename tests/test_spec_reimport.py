@@ -83,3 +83,17 @@ def test_a_title_of_no_letter_is_not_taken_for_another_such_spec(cli, tmp_path: 
     assert again["id"] == made[0]["id"]
     assert catalog.get_spec(store, again["id"]).body == "Party on."
     assert len(json.loads(cli(*c, "--json", "spec", "list").out)) == 3
+
+
+def test_a_scratch_file_reused_for_the_next_spec_makes_a_new_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One file written anew for each spec (no id, no slug): the next title is the next spec,
+    not the last one's text replaced because that file was last imported as it."""
+    c = ("-C", str(tmp_path))
+    path = tmp_path / "new.md"
+    path.write_text("---\ntitle: Login\n---\n\nLog in.\n", encoding="utf-8")
+    first = json.loads(cli(*c, "--json", "spec", "import", str(path)).out)
+    path.write_text("---\ntitle: ログアウト\n---\n\nLog out.\n", encoding="utf-8")
+    second = json.loads(cli(*c, "--json", "spec", "import", str(path)).out)
+    assert second["id"] != first["id"] and second["imported"] == "ログアウト"
+    store = Store(resolve_db_path(tmp_path))
+    assert catalog.get_spec(store, first["id"]).body == "Log in."
