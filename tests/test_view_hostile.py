@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -500,6 +501,14 @@ def test_usage_specs_gives_the_reported_and_computed_difference_over_calls_with_
     assert row["reported_minus_computed"] == pytest.approx(0.2)
 
 
+def _claude_log(tmp_path: Path, lines: Iterable[str]) -> Path:
+    """A Claude Code log of ``lines`` (one session) under ``tmp_path``/claude/projects."""
+    log = tmp_path / "claude" / "projects" / "p" / "s.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(line + "\n" for line in lines))
+    return log
+
+
 def test_reports_never_fail_on_thousands_of_records_at_the_per_record_bound(
     store: Store, tmp_path: Path, cli: Any
 ) -> None:
@@ -512,15 +521,13 @@ def test_reports_never_fail_on_thousands_of_records_at_the_per_record_bound(
     from specwright.catalog import create_spec, ensure_project
 
     big, n = 2**53 - 1, 3000
-    log = tmp_path / "claude" / "projects" / "p" / "s.jsonl"
-    log.parent.mkdir(parents=True)
     line = (
         '{{"timestamp":"2025-11-03T10:{m:02d}:{s:02d}Z","requestId":"r{i}","sessionId":"s1",'
         '"message":{{"model":"claude-haiku-4-5","id":"m{i}","usage":{{"input_tokens":{big},'
         '"output_tokens":1,"cache_read_input_tokens":{big}}}}}}}'
     )
-    log.write_text(
-        "".join(line.format(m=i // 60 % 60, s=i % 60, i=i, big=big) + "\n" for i in range(n))
+    log = _claude_log(
+        tmp_path, (line.format(m=i // 60 % 60, s=i % 60, i=i, big=big) for i in range(n))
     )
     spec = create_spec(store, ensure_project(store, tmp_path), "Hostile", "")
     with store.transaction() as conn:  # as recorders write them, in one statement
@@ -574,19 +581,18 @@ def test_the_dashboards_token_bars_of_two_models_at_the_bound_in_one_day_are_not
     from specwright.usage import claude
 
     big, n = 2**53 - 1, 1100  # 1,025 records at the bound pass BIGINT's largest value
-    log = tmp_path / "claude" / "projects" / "p" / "s.jsonl"
-    log.parent.mkdir(parents=True)
     line = (
         '{{"timestamp":"2025-11-03T10:{m:02d}:{s:02d}Z","requestId":"r{k}{i}","sessionId":"s1",'
         '"message":{{"model":"claude-{k}-4-5","id":"m{k}{i}","usage":{{"input_tokens":{big},'
         '"output_tokens":1}}}}}}'
     )
-    log.write_text(
-        "".join(
-            line.format(m=i // 60, s=i % 60, i=i, k=k, big=big) + "\n"
+    log = _claude_log(
+        tmp_path,
+        (
+            line.format(m=i // 60, s=i % 60, i=i, k=k, big=big)
             for k in ("haiku", "sonnet")
             for i in range(n)
-        )
+        ),
     )
     assert claude.ingest(store, [log.parent.parent]).imported == 2 * n
     daily = Q.usage_by_period(store, "day")
