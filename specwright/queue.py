@@ -79,6 +79,17 @@ def _check(store: Store, spec: Spec, project_root: Path | str, options: dict[str
     if not chunks:
         raise ValidationError(f"spec {spec.slug!r} has no chunks to run")
     check_graph(chunks)
+    # a second run-all of a spec already on the queue found nothing left to run
+    same = store.query(
+        "SELECT id, status FROM queue WHERE spec_id = ? AND status IN ('queued', 'running') "
+        "ORDER BY created_at LIMIT 1",
+        [spec.id],
+    )
+    if same:
+        raise ValidationError(
+            f"spec {spec.slug!r} is already on the queue as {str(same[0][0])[:13]} "
+            f"({same[0][1]}); see `specwright queue list`"
+        )
 
 
 def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

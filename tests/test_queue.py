@@ -225,3 +225,21 @@ def test_cancel_takes_no_empty_or_short_prefix_and_an_id_in_any_case(git_repo: P
         assert [r["status"] for r in queue.items(store)] == ["queued"]
     assert cli("-C", str(git_repo), "queue", "cancel", item[:13].upper()).code == 0
     assert [r["status"] for r in queue.items(store, None)] == ["cancelled"]
+
+
+def test_a_spec_already_queued_is_not_queued_twice(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Two `queue add` of one spec queued two run-alls; the second found nothing to run."""
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    add = ("-C", str(git_repo), "--json", "queue", "add", spec.slug)
+    first = json.loads(cli(*add).out)["id"]
+    again = cli(*add)
+    assert again.code == 2, again
+    assert f"already on the queue as {first[:13]} (queued)" in again.err
+    assert len(again.err.strip().splitlines()) == 1
+    store.update("queue", {"id": first}, {"status": "running"})
+    assert "(running)" in cli(*add).err
+    assert [r["status"] for r in queue.items(store)] == ["running"]
+    store.update("queue", {"id": first}, {"status": "done"})  # a finished one is no bar
+    assert cli(*add).code == 0
