@@ -373,16 +373,18 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
 
         ours = store_files(store)  # never in it, whatever the agent's .gitignore says
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
-        gitdiff.save_patch(root, run["base_commit"], saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
+        kept = gitdiff.save_patch(
+            root, run["base_commit"], saved, max_bytes=MAX_PATCH_BYTES, exclude=ours
+        )
         gitops.rollback(root, run["base_commit"])
         undone = "" if head == base else f", and its commit {head[:10]} it had not recorded,"
         if head != base and not gitops.chunk_commits(root, run["chunk_id"], f"{base}..{head}"):
             undone = f", and the commits its agent made (up to {head[:10]}),"
         log.warning(
-            "rolled back the interrupted attempt of run %s%s (diff saved to %s)",
+            "rolled back the interrupted attempt of run %s%s (%s)",
             run["id"],
             undone,
-            saved,
+            f"diff saved to {saved}" if kept else "it changed no file: no diff to save",
         )
     except (gitops.GitError, OSError) as exc:  # OSError: the patch could not be saved
         log.warning(

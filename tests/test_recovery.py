@@ -593,3 +593,25 @@ def test_a_killed_run_all_recovered_by_run_leaves_its_spec_ready_not_running(
     assert ran.returncode == 0, ran.stderr
     assert "marked interrupted" in ran.stderr
     assert spec_status() == "ready"
+
+
+def test_a_killed_attempt_that_changed_no_file_names_no_patch(tmp_path: Path) -> None:
+    """Killed after its agent made a commit that changes nothing: recovery rolled it back and
+    said "diff saved to <path>", a patch that was never written (there was no diff)."""
+    repo, state, cli, env = project(tmp_path)
+    agent = tmp_path / "agent.sh"
+    empty = "git -c user.email=a@b commit -q --allow-empty -m own"
+    tool = next(line for line in AGENT.splitlines() if line.startswith("( for"))
+    text = agent.read_text().replace("touch ", f"{empty}\ntouch ", 1)
+    agent.write_text(text.replace(tool, "sleep 120 &", 1))  # a tool that writes nothing
+    with agent_at_work(cli, env, state):
+        pass
+    again = subprocess.run(
+        [*cli, "run-all", "demo"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "rolled back the interrupted attempt" in again.stderr, again.stderr
+    assert "no diff to save" in again.stderr
+    assert "diff saved to" not in again.stderr
+    assert not list((Path(os.environ["SPECWRIGHT_DB"]).parent / "patches").glob("*-interrupted*"))
+    assert git(repo, "log", "--format=%s", "main..specwright/demo").split("\n")[0] != "own"
