@@ -122,6 +122,20 @@ def keep_chunk_ids(store: Store, spec_id: str, parsed: ParsedSpec, path: Path | 
         c.id = was.id
 
 
+def renumbered(drafts: list[Any], path: Path | str) -> list[str]:
+    """A warning when the file's chunks are stored in another order than written: each chunk
+    goes after the chunks it depends on, so `chunk list` and `run SPEC:N` number them so."""
+    from specwright.drafts import topological
+
+    order = {d.id: n for n, d in enumerate(topological(drafts), 1)}
+    moved = [(n, d) for n, d in enumerate(drafts, 1) if order[d.id] != n]
+    if not moved:
+        return []
+    said = ", ".join(f"{n} {d.title[:40]!r} is now {order[d.id]}" for n, d in moved[:10])
+    more = f" and {len(moved) - 10} more" if len(moved) > 10 else ""
+    return [f"{path}: chunks renumbered to come after the chunks they depend on: {said}{more}"]
+
+
 _RAN = (
     "SELECT chunk_id FROM runs WHERE spec_id = ? AND chunk_id IS NOT NULL "
     "UNION SELECT chunk_id FROM executions WHERE spec_id = ? AND chunk_id IS NOT NULL"

@@ -551,9 +551,10 @@ def import_spec(store: Store, project: Project, path: Path | str, *, replace: bo
             spec_id = row["id"]
             ops = [Store.op_insert("specs", row)]
         try:
-            ops += chunk_ops(store, spec_id, resolve_drafts(parsed, str(path)))
+            ops += chunk_ops(store, spec_id, drafts := resolve_drafts(parsed, str(path)))
         except ValidationError as exc:
             raise SpecFileError(f"{path}: {exc}") from None
+        warnings += reimport.renumbered(drafts, path)
         store.write(ops)
         fingerprints.remember(store, path, text.encode("utf-8"), spec_id)  # edits now stored
         if changed:

@@ -97,3 +97,24 @@ def test_a_scratch_file_reused_for_the_next_spec_makes_a_new_one(cli, tmp_path: 
     assert second["id"] != first["id"] and second["imported"] == "ログアウト"
     store = Store(resolve_db_path(tmp_path))
     assert catalog.get_spec(store, first["id"]).body == "Log in."
+
+
+def test_an_import_that_renumbers_the_chunks_says_so(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Chunk 1 A depending on chunk 2 B: the import stored B as 1 and A as 2 without a word,
+    so `run SPEC:1`, as the file numbers them, ran B."""
+    c = ("-C", str(tmp_path))
+    path = tmp_path / "order.md"
+    path.write_text(
+        "---\ntitle: Order\nchunks:\n- title: A\n  depends_on: [2]\n- title: B\n---\n\nBody.\n\n"
+        "## Chunk 1: A\n\nDo A.\n\n## Chunk 2: B\n\nDo B.\n",
+        encoding="utf-8",
+    )
+    done = cli(*c, "spec", "import", str(path))
+    assert done.code == 0, done.err
+    said = f"{path}: chunks renumbered to come after the chunks they depend on: "
+    assert said + "1 'A' is now 2, 2 'B' is now 1" in done.err, done.err
+    listed = json.loads(cli(*c, "--json", "chunk", "list", "order").out)
+    assert [(ch["position"], ch["title"]) for ch in listed] == [(1, "B"), (2, "A")]
+    cli(*c, "spec", "export", "order", "-o", str(path), "--force")
+    again = cli(*c, "spec", "import", str(path))  # its own export: in order, nothing to say
+    assert again.code == 0 and "renumbered" not in again.err, again.err
