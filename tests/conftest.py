@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,3 +188,13 @@ def unwritable(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
         subprocess.run(["umount", str(target)], check=True)
     for path in modes:
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """This process on Tokyo's clock (UTC+9) for the test, as before after it."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

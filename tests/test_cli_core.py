@@ -528,3 +528,37 @@ def test_tables_line_up_after_wide_characters(project: Path, cli) -> None:  # ty
     [long] = [x for x in cli(*c, "chunk", "list", "レート制限を追加").out.splitlines() if "長" in x]
     cell = long[long.index("長") : long.index("...") + 3]
     assert cell == "長" * 28 + "..." and columns(cell) == 59
+
+
+def test_store_times_say_their_zone(project: Path, cli, tokyo) -> None:  # type: ignore[no-untyped-def]
+    """`spec list --json` gave "2026-01-02T23:30:05" (the store's UTC, unsaid) and its table
+    the same bare: in Tokyo, a spec made a minute ago read as made nine hours before. --json
+    now carries the offset (spec, chunk, project, status); tables show local time with it."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from specwright.store import Store, resolve_db_path
+
+    at = datetime(2026, 1, 2, 23, 30, 5)  # UTC, as the store keeps it: 08:30 next day in Tokyo
+    utc, local = "2026-01-02T23:30:05+00:00", "  2026-01-03 08:30:05 +09:00"
+    c = ("-C", str(project))
+    spec = json.loads(cli(*c, "--json", "spec", "new", "Zones").out)
+    assert spec["created_at"].endswith("+00:00")
+    assert cli(*c, "chunk", "add", "zones", "A", "--prompt", "p").code == 0
+    store = Store(resolve_db_path(project))
+    for table in ("specs", "chunks", "projects"):
+        store.query(f"UPDATE {table} SET created_at = ?", [at])
+    run = {"id": str(uuid.uuid4()), "spec_id": spec["id"], "kind": "run", "status": "done"}
+    store.insert("runs", {**run, "started_at": at})
+    [listed] = json.loads(cli(*c, "--json", "spec", "list").out)
+    shown = json.loads(cli(*c, "--json", "spec", "show", "zones").out)
+    [chunk] = json.loads(cli(*c, "--json", "chunk", "list", "zones").out)
+    [proj] = json.loads(cli(*c, "--json", "project", "list").out)
+    [ran] = json.loads(cli(*c, "--json", "status").out)["recent_runs"]
+    assert [listed["created_at"], shown["created_at"], shown["chunks"][0]["created_at"]] == [
+        utc
+    ] * 3
+    assert [chunk["created_at"], proj["created_at"], ran["started_at"]] == [utc] * 3
+    assert datetime.fromisoformat(listed["created_at"]) == at.replace(tzinfo=UTC)
+    for args in (("spec", "list"), ("project", "list"), ("status",)):
+        assert local in cli(*c, *args).out, args

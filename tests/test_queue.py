@@ -176,16 +176,6 @@ def test_queue_list_says_which_project_each_item_is_of(tmp_path: Path, cli) -> N
     assert [line.split()[2][-4:] for line in table[1:]] == ["/one", "/two"], table
 
 
-@pytest.fixture
-def tokyo(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """This process on Tokyo's clock (UTC+9) for the test, as before after it."""
-    monkeypatch.setenv("TZ", "Asia/Tokyo")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 def test_queue_list_says_which_zone_its_times_are_in(git_repo: Path, cli, tokyo) -> None:  # type: ignore[no-untyped-def]
     """The table showed the store's UTC times with no label: in Tokyo, an item queued a
     minute ago read as queued nine hours before. The table shows local time with its offset;

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +145,20 @@ class Context:
         else:
             print(data)
         sys.stdout.flush()  # a full or closed stdout fails here, where main reports it
+
+
+def store_times(value: Any, local: bool = False) -> Any:
+    """``value`` (a row, rows, nested) with the store's naive datetimes, UTC by its convention,
+    marked UTC (an offset in --json) or, ``local``, in this machine's zone (a table shows its
+    offset): read bare, a time was taken for local time in another zone."""
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return aware.astimezone() if local else aware
+    if isinstance(value, dict):
+        return {k: store_times(v, local) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [store_times(v, local) for v in value]
+    return value
 
 
 def _finite(value: Any) -> Any:

@@ -10,7 +10,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from specwright.cli.common import Context, lower_bounds, terminal_safe, terminal_safe_lines
+from specwright.cli.common import (
+    Context,
+    lower_bounds,
+    store_times,
+    terminal_safe,
+    terminal_safe_lines,
+)
 from specwright.errors import SpecwrightError, ValidationError
 
 
@@ -265,7 +271,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                 "database": str(ctx.db_path),
                 "all_projects": every,
                 "specs": specs,
-                "recent_runs": runs,
+                "recent_runs": store_times(runs),
             }
         )
         return 0
@@ -277,7 +283,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.emit(lower_bounds(specs), ["project", *columns] if every else columns, title="Specs")
     print()
     ctx.emit(
-        [{**r, "id": r["id"][:13]} for r in runs],
+        [{**r, "id": r["id"][:13]} for r in store_times(runs, local=True)],
         ["id", "spec", "kind", "status", "executor", "started_at", "reason"],
         title="Recent runs",
     )
@@ -287,7 +293,8 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_project_list(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.catalog import list_projects
 
-    ctx.emit([asdict(p) for p in list_projects(ctx.store)], ["name", "root", "id", "created_at"])
+    rows = store_times([asdict(p) for p in list_projects(ctx.store)], local=not ctx.json)
+    ctx.emit(rows, ["name", "root", "id", "created_at"])
     return 0
 
 
@@ -308,8 +315,8 @@ def cmd_spec_new(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _spec_dict(spec: Any) -> dict[str, Any]:
-    return {k: v for k, v in asdict(spec).items()}
+def _spec_dict(spec: Any, local: bool = False) -> dict[str, Any]:
+    return dict(store_times(asdict(spec), local))
 
 
 def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -324,7 +331,7 @@ def cmd_spec_list(args: argparse.Namespace, ctx: Context) -> int:
             s.id: gone_reasons(ctx.store, s.id).get(None) for s in specs if s.status == "running"
         }
     columns = ["slug", "title", "status", "id", "created_at"]
-    shown = [{**_spec_dict(s), "reason": gone.get(s.id)} for s in specs]
+    shown = [{**_spec_dict(s, not ctx.json), "reason": gone.get(s.id)} for s in specs]
     ctx.emit(shown, [*columns, "reason"] if any(gone.values()) else columns)
     if others:
         print(
@@ -344,7 +351,7 @@ def cmd_spec_show(args: argparse.Namespace, ctx: Context) -> int:
         chunks = list_chunks(ctx.store, spec.id)
         gone = gone_reasons(ctx.store, spec.id)
     if ctx.json:
-        listed = [{**asdict(c), "reason": gone.get(c.id)} for c in chunks]
+        listed = [{**store_times(asdict(c)), "reason": gone.get(c.id)} for c in chunks]
         ctx.emit({**_spec_dict(spec), "reason": gone.get(None), "chunks": listed})
         return 0
     # a title and body can be a planner model's words: no terminal escapes
@@ -426,7 +433,7 @@ def cmd_chunk_add(args: argparse.Namespace, ctx: Context) -> int:
         budget_usd=args.budget,
     )
     ctx.emit(
-        asdict(chunk)
+        store_times(asdict(chunk))
         if ctx.json
         else f"added chunk {chunk.position} {chunk.title!r} to {spec.slug} ({chunk.id})"
     )
@@ -442,7 +449,7 @@ def cmd_chunk_list(args: argparse.Namespace, ctx: Context) -> int:
         chunks = list_chunks(ctx.store, spec.id)
         gone = gone_reasons(ctx.store, spec.id)
     if ctx.json:
-        ctx.emit([{**asdict(c), "reason": gone.get(c.id)} for c in chunks])
+        ctx.emit([{**store_times(asdict(c)), "reason": gone.get(c.id)} for c in chunks])
     else:
         columns = ["pos", "title", "status", "iterations", "verdict", "depends_on", "id"]
         ctx.emit(_chunk_rows(chunks, gone), [*columns, *_reason(chunks, gone)])

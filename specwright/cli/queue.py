@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
-from specwright.cli.common import Context, positive_int, seconds
+from specwright.cli.common import Context, positive_int, seconds, store_times
 
 
 def register(sub: Any) -> None:
@@ -80,23 +79,12 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     statuses = None if args.all else ("queued", "running")
     # the store's times are UTC: said so in --json (an offset), local with its offset in the
     # table (one read in another zone was taken for local time)
-    rows: list[dict[str, Any]] = [
-        {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in r.items()}
-        for r in queue.items(ctx.store, statuses)
-    ]
+    rows: list[dict[str, Any]] = store_times(queue.items(ctx.store, statuses), local=not ctx.json)
     if ctx.json:
         ctx.emit(rows)
     else:
         ctx.emit(
-            [
-                {
-                    **r,
-                    "id": r["id"][:13],
-                    "project": _end(r["project"]),
-                    "created_at": r["created_at"].astimezone(),
-                }
-                for r in rows
-            ],
+            [{**r, "id": r["id"][:13], "project": _end(r["project"])} for r in rows],
             ["id", "spec", "project", "status", "cancel_requested", "created_at", "reason"],
         )
     return 0
