@@ -178,6 +178,31 @@ def test_a_log_stamped_outside_the_days_a_window_names_is_in_no_report_and_fails
     assert r.code == 0
 
 
+def test_the_usage_reports_say_how_many_records_they_leave_out_for_their_stamps(
+    tmp_path: Path, store: Store, cli: Any
+) -> None:
+    """Records stamped outside 1900-01-01..9000-12-31 were left out of every report without a
+    word: a total short of the logs' read as complete. Each report now says how many on
+    stderr, once; --json keeps its shape; a database with none says nothing."""
+    db = ("--db", str(store.path))
+    claude.ingest(store, [_write(tmp_path, ["2025-11-03T10:15:00.000Z"])])
+    for report in ("daily", "monthly", "session", "blocks"):
+        assert "stamped outside" not in cli(*db, "usage", report).err
+    stamps = ["2025-11-03T10:15:00.000Z", "9999-12-31T23:59:59.000Z", "0001-01-01T00:00:00Z"]
+    claude.ingest(store, [_write(tmp_path / "more", stamps)])
+    line = (
+        "specwright: warning: 2 record(s) stamped outside 1900-01-01..9000-12-31 (a broken "
+        "clock or log) are left out of this report\n"
+    )
+    for report in ("daily", "monthly", "session", "blocks"):
+        res = cli(*db, "usage", report)
+        assert res.code == 0 and res.err.count(line) == 1, (report, res.err)
+        assert "Total" in res.out or "2025-11-03" in res.out, (report, res.out)
+    (day,) = json.loads(cli(*db, "--json", "usage", "daily").out)["daily"]
+    assert day["date"] == "2025-11-03"
+    assert "stamped outside" not in cli(*db, "usage", "daily", "--source", "codex").err
+
+
 def test_a_window_keeps_each_block_whole_and_in_the_phase_of_earlier_messages(
     tmp_path: Path, store: Store
 ) -> None:

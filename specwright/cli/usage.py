@@ -282,6 +282,12 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 "`prices:` in .handoff/config.yaml and re-ingest.",
                 file=sys.stderr,
             )
+        if stray := Q.out_of_days(store, source):  # a broken clock or a hostile log
+            print(
+                f"specwright: warning: {stray} record(s) stamped outside {Q.FIRST_DAY}.."
+                f"{Q.LAST_DAY} (a broken clock or log) are left out of this report",
+                file=sys.stderr,
+            )
     if report in _REPORTS:
         week = {"week_start": args.start_of_week} if report == "weekly" else {}
         rows = Q.usage_report(store, _REPORTS[report], source=source, **win, **week)
