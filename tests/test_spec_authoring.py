@@ -604,3 +604,14 @@ def test_a_refine_that_drops_a_chunk_with_runs_asks_the_planner_again(
             "pending",
         ),
     ]
+
+
+def test_plan_json_gives_its_chunks_times_with_their_offset(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """`plan --json` gave a chunk's created_at as the store's UTC with no offset, which a
+    reader in another zone takes for local time (as `spec show --json` now does not)."""
+    out = cli("-C", str(project), "--json", "plan", "--resume", "login")
+    assert out.code == 0, out.err
+    [chunk] = json.loads(out.out)["chunks"]
+    assert chunk["created_at"].endswith("+00:00") and chunk["updated_at"].endswith("+00:00")

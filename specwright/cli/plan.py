@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright.cli.common import Context, terminal_safe, terminal_safe_lines
+from specwright.cli.common import Context, store_times, terminal_safe, terminal_safe_lines
 from specwright.errors import SpecwrightError, ValidationError
 
 if TYPE_CHECKING:
@@ -257,9 +257,9 @@ def _report(studio: Studio, stage: str, ctx: Context, exported: Path | None) -> 
                 "title": spec.title,
                 "stage": stage,
                 "status": spec.status,
-                "questions": [asdict(q) for q in questions],
+                "questions": store_times([asdict(q) for q in questions]),
                 "body": spec.body,
-                "chunks": [asdict(c) for c in chunks],
+                "chunks": store_times([asdict(c) for c in chunks]),
                 "exported": str(exported) if exported else None,
             }
         )
