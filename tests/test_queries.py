@@ -201,6 +201,8 @@ def test_the_usage_reports_say_how_many_records_they_leave_out_for_their_stamps(
     (day,) = json.loads(cli(*db, "--json", "usage", "daily").out)["daily"]
     assert day["date"] == "2025-11-03"
     assert "stamped outside" not in cli(*db, "usage", "daily", "--source", "codex").err
+    res = cli(*db, "report", "--html", str(tmp_path / "r.html"))  # the dashboard, too
+    assert res.code == 0 and res.err.count(line) == 1, res.err
 
 
 def test_a_window_keeps_each_block_whole_and_in_the_phase_of_earlier_messages(

@@ -282,12 +282,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
                 "`prices:` in .handoff/config.yaml and re-ingest.",
                 file=sys.stderr,
             )
-        if stray := Q.out_of_days(store, source):  # a broken clock or a hostile log
-            print(
-                f"specwright: warning: {stray} record(s) stamped outside {Q.FIRST_DAY}.."
-                f"{Q.LAST_DAY} (a broken clock or log) are left out of this report",
-                file=sys.stderr,
-            )
+        _say_out_of_days(store, source)
     if report in _REPORTS:
         week = {"week_start": args.start_of_week} if report == "weekly" else {}
         rows = Q.usage_report(store, _REPORTS[report], source=source, **win, **week)
@@ -395,6 +390,18 @@ def cmd_usage(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 0
     raise SpecwrightError(f"usage {report}: unknown report")
+
+
+def _say_out_of_days(store: Store, source: str | None) -> None:
+    """A warning of the records (of ``source``) a report leaves out for their stamps."""
+    from specwright import queries as Q
+
+    if stray := Q.out_of_days(store, source):  # a broken clock or a hostile log
+        print(
+            f"specwright: warning: {stray} record(s) stamped outside {Q.FIRST_DAY}.."
+            f"{Q.LAST_DAY} (a broken clock or log) are left out of this report",
+            file=sys.stderr,
+        )
 
 
 def _wall_clock(row: dict[str, Any], tz: str) -> dict[str, Any]:
@@ -556,6 +563,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
         )
     Q.check_window(args.since, args.until)
     tz = Q.check_timezone(args.timezone or local_timezone())
+    _say_out_of_days(ctx.store, None)
     write_html(ctx.store, path, since=args.since, until=args.until, tz=tz)
     ctx.emit({"report": str(path)} if ctx.json else f"wrote {path}")
     return 0
