@@ -107,12 +107,16 @@ def _alternate(folder: Path) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _listed(names: list[str]) -> str:
+    """Up to 20 of ``names``, then how many there are."""
+    return ", ".join(names[:20]) + (f", … ({len(names)} files)" if len(names) > 20 else "")
+
+
 def _big_note(big: dict[str, int]) -> str:
     if not big:
         return ""
-    shown = ", ".join(f"{n} ({s / 2**20:.1f} MiB)" for n, s in list(big.items())[:20])
-    more = f", … ({len(big)} files)" if len(big) > 20 else ""
-    return f"specwright: left out, over {MAX_FILE_BYTES / 2**20:g} MiB each: {shown}{more}\n"
+    shown = _listed([f"{n} ({s / 2**20:.1f} MiB)" for n, s in big.items()])
+    return f"specwright: left out, over {MAX_FILE_BYTES / 2**20:g} MiB each: {shown}\n"
 
 
 def diff(
@@ -187,11 +191,10 @@ def save_patch(
         dest.parent.mkdir(parents=True, exist_ok=True)
         with out.open("rb") as src, dest.open("wb") as dst:
             if left:
-                shown = ", ".join(left[:20]) + (
-                    f", … ({len(left)} files)" if len(left) > 20 else ""
-                )
                 mib = f"{max_bytes / 2**20:g}"
-                dst.write(f"specwright: left out, over the {mib} MiB kept: {shown}\n".encode())
+                dst.write(
+                    f"specwright: left out, over the {mib} MiB kept: {_listed(left)}\n".encode()
+                )
             dst.write(_big_note(big).encode())
             dst.write(b"\n" if left or big else b"")
             for start, end in kept:

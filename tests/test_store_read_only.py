@@ -49,15 +49,24 @@ def _daily(cli: Callable[..., CliResult], db: Path) -> list[dict[str, object]]:
     return _rounded(json.loads(res.out)["daily"])  # type: ignore[return-value]
 
 
-def test_reports_read_a_database_that_cannot_be_written_and_writes_say_why(
-    tmp_path: Path, cli: Callable[..., CliResult], unwritable: Callable[[Path], Path], logs: Path
-) -> None:
-    folder = tmp_path / "shared"
+def _filled(
+    cli: Callable[..., CliResult], folder: Path, logs: Path
+) -> tuple[Path, list[dict[str, object]]]:
+    """A database in ``folder`` with ``logs`` ingested and a spec; returns it and its daily
+    report."""
     db = folder / "specwright.duckdb"
     assert cli("--db", str(db), "ingest", "claude-logs", str(logs)).code == 0
     assert cli("--db", str(db), "spec", "new", "Count words").code == 0
     expected = _daily(cli, db)
     assert expected
+    return db, expected
+
+
+def test_reports_read_a_database_that_cannot_be_written_and_writes_say_why(
+    tmp_path: Path, cli: Callable[..., CliResult], unwritable: Callable[[Path], Path], logs: Path
+) -> None:
+    folder = tmp_path / "shared"
+    db, expected = _filled(cli, folder, logs)
     from specwright import keeper
 
     keeper.close()
@@ -150,11 +159,7 @@ def test_rebuild_output_of_a_read_only_database_of_an_older_schema_keeps_its_usa
     from specwright.store import Store
 
     folder = tmp_path / "old"
-    db = folder / "specwright.duckdb"
-    assert cli("--db", str(db), "ingest", "claude-logs", str(logs)).code == 0
-    assert cli("--db", str(db), "spec", "new", "Count words").code == 0
-    expected = _daily(cli, db)
-    assert expected
+    db, expected = _filled(cli, folder, logs)
     with Store(db).transaction() as conn:  # as a database last written by an older Specwright
         conn.execute("DELETE FROM schema_version WHERE version = ?", [latest_version()])
     keeper.close()
