@@ -77,9 +77,9 @@ def usage_filter(
 
 
 def out_of_days(store: Store, source: str | None = None) -> int:
-    """How many records (of ``source``, else all) are stamped outside ``FIRST_DAY``..
+    """How many records (of ``source``, as ``usage_filter`` reads it) are stamped outside ``FIRST_DAY``..
     ``LAST_DAY``: in no report (``IN_DAYS``), which says so rather than drop them unsaid."""
-    where, params = ("u.source = ?", [source]) if source else ("true", [])
+    where, params = ("u.source = ?", [source]) if source and source != "all" else ("true", [])
     sql = f"SELECT count(*) FROM usage_records u WHERE {where} AND NOT (true{IN_DAYS})"
     return int(store.query(sql, [*params, *IN_DAYS_PARAMS])[0][0])
 
