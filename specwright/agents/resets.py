@@ -1,0 +1,61 @@
+"""When an agent's usage-limit message says the limit resets: seconds from now.
+
+Codex CLI words its exhausted plan (``UsageLimitReachedError`` in codex-rs/core/src/error.rs) as
+"... Try again at 3:04 PM." (a local clock time: the reset is today), "... try again at Aug 8th,
+2026 12:30 PM." (another day, local time) or "... Try again later."; releases before that said
+"... try again in 4 days 20 hours 9 minutes." Codex writes the reset time cut to the minute, so
+a reset in the minute under way is waited for until that minute ends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_AT = re.compile(
+    r"try again at\s+"
+    r"(?:(?P<mon>[a-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year>\d{4}),?\s+)?"
+    r"(?P<h>\d{1,2}):(?P<m>\d{2})\s*(?P<ampm>[ap]\.?m\.?)?",
+    re.IGNORECASE,
+)
+_IN = re.compile(
+    r"try again in\s+((?:\d+\s*(?:days?|hours?|hrs?|minutes?|mins?|seconds?|secs?)\b[\s,]*(?:and\s+)?)+)",
+    re.IGNORECASE,
+)
+_PART = re.compile(r"(\d+)\s*([a-z])", re.IGNORECASE)
+_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def reset_in_s(text: str, now: float | None = None) -> float | None:
+    """Seconds from ``now`` (epoch seconds; the clock when None) until the reset ``text`` names
+    ("try again at 3:04 PM", "... at Aug 8th, 2026 12:30 PM", "... in 2 hours 5 minutes"); a
+    bare clock time is its next occurrence in local time. None when it names none."""
+    now = time.time() if now is None else now
+    m = _IN.search(text or "")
+    if m:
+        return float(sum(int(n) * _UNIT_S[u.lower()] for n, u in _PART.findall(m.group(1))))
+    m = _AT.search(text or "")
+    if not m:
+        return None
+    hour, minute = int(m["h"]), int(m["m"])
+    if m["ampm"]:
+        hour = hour % 12 + (12 if m["ampm"].lower().startswith("p") else 0)
+    if hour > 23 or minute > 59:
+        return None
+    local_now = datetime.fromtimestamp(now)  # naive local time: .timestamp() follows its DST
+    try:
+        if m["mon"]:
+            if m["mon"].lower() not in _MONTHS:
+                return None
+            month = _MONTHS.index(m["mon"].lower()) + 1
+            at = datetime(int(m["year"]), month, int(m["day"]), hour, minute)
+        else:
+            at = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if at.timestamp() + 60 <= now:  # passed today: tomorrow's
+                at += timedelta(days=1)
+    except ValueError:  # no such day (Feb 30th)
+        return None
+    wait = at.timestamp() - now
+    return wait if wait >= 0 else max(0.0, wait + 60)  # the minute under way: until its end
