@@ -193,14 +193,23 @@ def hidden_changes(path: Path | str) -> list[str]:
     return [m for m in staged if now.get(m) != staged[m]]
 
 
+def lock_paths(path: Path | str, branches: Sequence[str | None] = ()) -> list[str]:
+    """Where git's own locks of the work tree at ``path`` go (absolute): its index's, its
+    HEAD's, its checked-out branch's and those of ``branches`` (names under refs/heads/)."""
+    refs = {f"refs/heads/{b}" for b in branches if b}
+    with contextlib.suppress(GitError):  # a detached HEAD has no branch to lock
+        refs.add(_git(path, "symbolic-ref", "-q", "HEAD"))
+    args = ["--git-path", "index.lock", "--git-path", "HEAD.lock"]
+    for ref in sorted(refs):
+        args += ["--git-path", f"{ref}.lock"]
+    return _git(path, "rev-parse", "--path-format=absolute", *args).splitlines()
+
+
 def ensure_unlocked(path: Path | str) -> None:
     """Refuse to go on while git's own locks (the index, HEAD, the current branch) are taken:
     a git command is running, or one was killed (kill -9, a crash) and left its lock behind.
     Every commit, checkout and merge of the run would fail on it, after its agents' work."""
-    args = ["--git-path", "index.lock", "--git-path", "HEAD.lock"]
-    with contextlib.suppress(GitError):  # a detached HEAD has no branch to lock
-        args += ["--git-path", _git(path, "symbolic-ref", "-q", "HEAD") + ".lock"]
-    locks = _git(path, "rev-parse", "--path-format=absolute", *args).splitlines()
+    locks = lock_paths(path)
     deadline = time.monotonic() + LOCK_WAIT_S
     while held := [lock for lock in locks if os.path.exists(lock)]:
         if time.monotonic() >= deadline:

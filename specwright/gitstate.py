@@ -15,6 +15,9 @@ worktree (someone works there), and anything outside the repository but the user
 A new branch or tag at a commit the repository already had is left, and named: it may be the
 user's, made in another terminal while the agent ran (one at a commit the agent made is removed,
 its sha named: nothing else points at that work once the attempt is squashed or rolled back).
+A lock of git's in the work tree (index, HEAD, the run's branch) that was not there when the agent
+started is removed once every process of the agent has ended: its git left it (killed or crashed
+mid-command), and the rollback and every later run would fail on it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,11 +37,13 @@ from specwright.gitops import (
     _identity,
     branch_exists,
     current_branch,
+    lock_paths,
     reattach,
     still_there,
 )
 
 _NO_REF = "0" * 40
+LOCK_GRACE_S = 1.0  # how long a lock the agent left is given to go, in case it is not its own
 _SETTLING = threading.RLock()  # a parallel wave's agents end in threads of one process
 # a repository (its common git folder) -> its state before the agents under way there started,
 # and those agents (their ``Watch``)
@@ -323,9 +329,11 @@ class Watch:
         self.before: RepoState | None = None
         self.head = ""  # the run's branch: at its base while the agent works
         self.top, self.start = "", ""  # the work tree's top and HEAD before the agent
+        self.free: list[str] = []  # git's locks of the work tree not taken before the agent
         try:
             self.top = _git(path, "rev-parse", "--show-toplevel")
             self.start = _git(path, "rev-parse", "--verify", "HEAD")
+            self.free = [p for p in lock_paths(path, (branch,)) if not os.path.lexists(p)]
             if branch:
                 self.head = _git(path, "rev-parse", "--verify", f"refs/heads/{branch}")
             key = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
@@ -343,14 +351,18 @@ class Watch:
         except (GitError, OSError) as exc:  # the run goes on: this is said once it has ended
             self.failed = f"could not read the repository before the agent started: {exc}"
 
-    def settle(self) -> list[str]:
+    def settle(self, agent_gone: bool = False) -> list[str]:
         """A rebase, merge, cherry-pick or revert the agent left under way forgotten, the run's
         branch back if it deleted it, HEAD back on it (the work tree as the agent left it),
-        then ``restore``; what was put back, one phrase each."""
+        then ``restore``; what was put back, one phrase each. ``agent_gone``: every process
+        the agent started has ended (its adapter waited for them), so a lock of git's that was
+        not there when it started is its git's, killed or crashed mid-command: removed first,
+        or the rollback and every later run would fail on it."""
         try:
             if self.top and not still_there(self.path, self.top, self.start):
                 return []  # its .git deleted: not the repository above to repair (the loop says)
-            done = _quit_operations(self.path)
+            done = self._drop_locks() if agent_gone else []
+            done += _quit_operations(self.path)
             if self.branch and self.head and not branch_exists(self.path, self.branch):
                 ref = f"refs/heads/{self.branch}"
                 _git(self.path, "update-ref", ref, self.head, _NO_REF)
@@ -366,6 +378,29 @@ class Watch:
             return done + restore(self.path, self.before)
         finally:
             self.release()
+
+    def _drop_locks(self) -> list[str]:
+        """Remove the locks in ``free`` that are there now; one that goes within
+        ``LOCK_GRACE_S`` was a git of someone else's that took it meanwhile (an editor
+        refreshing the index), and is left to it."""
+        left = [lock for lock in self.free if os.path.lexists(lock)]
+        deadline = time.monotonic() + LOCK_GRACE_S
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [lock for lock in left if os.path.lexists(lock)]
+        done = []
+        for lock in left:
+            shown = os.path.relpath(lock, self.top) if self.top else lock
+            shown = lock if shown.startswith("..") else shown
+            try:
+                os.unlink(lock)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                done.append(f"could not remove {shown}, which the agent's git left: {exc}")
+            else:
+                done.append(f"{shown} removed (its git left it, killed or crashed mid-command)")
+        return done
 
     def release(self) -> None:
         """This agent is no longer under way (again: no-op)."""

@@ -65,7 +65,10 @@ class Outcome:
 @runtime_checkable
 class Executor(Protocol):
     """A coding agent. ``execute`` blocks until the agent finishes, streaming every event to
-    ``on_event`` as it arrives; setting ``cancel`` stops it (killing its process group)."""
+    ``on_event`` as it arrives; setting ``cancel`` stops it (killing its process group).
+    An adapter whose ``execute`` returns only once every process the agent started has ended
+    (its group killed and reaped) says so with ``waits_for_its_processes = True``: a git lock
+    left in the work tree then belongs to no running git, and the loop removes it."""
 
     name: str
     backend: str  # claude-code | opencode | command | scripted

@@ -119,6 +119,7 @@ class ClaudeCodeExecutor:
     """Runs `claude -p` for one task and streams its stream-json output as events."""
 
     backend = "claude-code"
+    waits_for_its_processes = True  # its process group is gone when execute returns
 
     def __init__(self, config: ExecutorConfig) -> None:
         self.config = config

@@ -243,6 +243,7 @@ class CommandExecutor:
     """Runs a configured command line as the agent."""
 
     backend = "command"
+    waits_for_its_processes = True  # its process group is gone when execute returns
 
     def __init__(self, config: ExecutorConfig) -> None:
         self.config = config

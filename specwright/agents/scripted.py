@@ -251,6 +251,7 @@ class ScriptedExecutor:
     """Follows a script of file edits and commands; see the module docstring for the format."""
 
     backend = "scripted"
+    waits_for_its_processes = True  # its process group is gone when execute returns
 
     def __init__(self, config: ExecutorConfig, *, script: Any = None) -> None:
         self.config = config

@@ -40,12 +40,15 @@ class _Observed:
             on_event(event)
             self.observe(event)
 
+        ended = False  # the adapter returned, so every process of the agent's has ended
         try:
-            return self.inner.execute(task, both, cancel)
+            outcome = self.inner.execute(task, both, cancel)
+            ended = bool(getattr(self.inner, "waits_for_its_processes", False))
+            return outcome
         finally:
             if self.watch is not None:
                 try:
-                    done = self.watch.settle()
+                    done = self.watch.settle(agent_gone=ended)
                 except Exception as exc:  # a git error, an unreadable hook: said, not raised
                     done = [f"could not check the repository: {exc}"]
                 if done:
