@@ -47,6 +47,23 @@ def executor_config(name: str = "agent", type: str = "claude-code", **kw: Any) -
     return ExecutorConfig(name=name, type=type, **kw)
 
 
+def fake_codex(stream: str, model: str) -> Any:
+    """A ``parser: codex`` command agent named codex that prints the recorded stream
+    ``codex/<stream>.jsonl`` and exits 1, as `codex exec --json` does when its turn failed."""
+    from specwright.agents.command import CommandExecutor
+
+    path = STREAMS / "codex" / f"{stream}.jsonl"
+    return CommandExecutor(
+        executor_config(
+            name="codex",
+            type="command",
+            parser="codex",
+            model=model,
+            argv=("sh", "-c", 'cat "$0"; exit 1', str(path), "{prompt}"),
+        )
+    )
+
+
 def fake_cli(directory: Path, name: str, body: str) -> Path:
     """A real executable Python script ``directory/name`` running ``body``."""
     directory.mkdir(parents=True, exist_ok=True)

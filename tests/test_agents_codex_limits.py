@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from specwright.agents import Task
-from specwright.agents.command import CommandExecutor, LineState, parse_codex_line
+from specwright.agents.command import LineState, parse_codex_line
 from specwright.agents.resets import reset_in_s
 from specwright.model import AgentEvent, ErrorEvent
-from tests.support_agents import STREAMS, executor_config, stream_lines
+from tests.support_agents import fake_codex, stream_lines
 
 # a Friday afternoon, local time (no daylight-saving change on the day or the next)
 NOW = datetime(2026, 11, 27, 15, 0).timestamp()
@@ -95,16 +95,7 @@ def test_a_codex_agent_out_of_its_usage_limit_is_not_retried_at_once(
     from specwright.loop import run_chunk
     from tests.support_loop import make_chunk, make_config
 
-    stream = STREAMS / "codex" / "usage-limit-in.jsonl"
-    ex = CommandExecutor(
-        executor_config(
-            name="codex",
-            type="command",
-            parser="codex",
-            model="gpt-5-codex",
-            argv=("sh", "-c", 'cat "$0"; exit 1', str(stream), "{prompt}"),
-        )
-    )
+    ex = fake_codex("usage-limit-in", "gpt-5-codex")
     outcome = ex.execute(Task("hi", git_repo), lambda e: None, threading.Event())
     assert (outcome.status, outcome.exit_reason) == ("error", "rate_limit")
     reset = 5 * 86400 + 22 * 3600 + 11 * 60

@@ -31,6 +31,7 @@ from tests.support_agents import (
     alive,
     executor_config,
     fake_cli,
+    fake_codex,
     group_members,
     stored_events,
     stored_execution,
@@ -483,16 +484,7 @@ def test_a_codex_agent_whose_model_is_not_served_stops_the_chunk_run_at_once(
     from specwright.loop import run_chunk
     from tests.support_loop import make_chunk, make_config
 
-    stream = STREAMS / "codex" / "unknown-model.jsonl"
-    ex = CommandExecutor(
-        executor_config(
-            name="codex",
-            type="command",
-            parser="codex",
-            model="gpt-nope-9",
-            argv=("sh", "-c", 'cat "$0"; exit 1', str(stream), "{prompt}"),
-        )
-    )
+    ex = fake_codex("unknown-model", "gpt-nope-9")
     outcome, _ = run(ex, Task("hi", git_repo))
     assert (outcome.status, outcome.exit_reason) == ("error", "unknown_model")
     chunk = make_chunk(store, git_repo)
