@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from specwright.store import Store
-from specwright.usage.exchange import export, merge
+from specwright.usage.exchange import merge
+from specwright.usage.export import export
 from tests.support_usage import write_claude_corpus
 
 

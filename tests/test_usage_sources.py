@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from specwright.store import Store
 from specwright.usage import codex, codexbar
-from specwright.usage.exchange import export, merge
+from specwright.usage.exchange import merge
+from specwright.usage.export import export
 from tests.support_usage import (
     CODEXBAR_USAGE,
     write_claude_corpus,

@@ -506,7 +506,7 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     import socket
 
     from specwright.model import utcnow
-    from specwright.usage.exchange import export
+    from specwright.usage.export import export
 
     target = Path(args.output or f"usage-export-{socket.gethostname()}-{utcnow():%Y%m%d}")
     target = target.expanduser().resolve()  # as merge reads it: `--output=~/x` reaches us so

@@ -3,7 +3,7 @@
 - ``claude``: Claude Code JSONL logs (ccusage's dedupe and pricing rules).
 - ``codex``: Codex CLI session logs (token_count events, rate-limit windows).
 - ``codexbar``: `codexbar usage` / `codexbar cost` snapshots, before/after an execution.
-- ``exchange``: Parquet export and idempotent merge across machines.
+- ``export``, ``exchange``: Parquet export, and its idempotent merge across machines.
 
 Each ingestor is incremental: it remembers how far it read every file and imports only new
 lines; a re-run imports nothing twice. Nothing here is imported by the core at start-up.
