@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +20,7 @@ import pytest
 from specwright.store import Store
 from specwright.usage.exchange import merge
 from specwright.usage.export import export
+from tests.conftest import run_specwright
 from tests.support_usage import write_claude_corpus
 
 
@@ -278,3 +281,101 @@ def test_an_export_written_again_keeps_what_else_its_folder_held(
     export(store, out)
     assert (out / ".stfolder").is_dir() and (out / "notes.txt").read_text() == "laptop, weekly\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this machine that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+def _kill_between_the_renames(out: Path, env: dict[str, str]) -> None:
+    """Run `usage export -o OUT` and SIGKILL it as it enters its second rename: the earlier
+    export is set aside, the new one not yet renamed into place (strace injects the signal at
+    that system call; the export's two are all the renames the command makes)."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed: it kills the export between its two renames")
+    argv = [sys.executable, "-m", "specwright.cli", "usage", "export", "-o", str(out)]
+    renames = "rename,renameat,renameat2"
+    trace = [strace, "-qq", "-o", os.devnull, "-e", f"trace={renames}"]
+    inject = ["-e", f"inject={renames}:signal=KILL:when=2"]
+    res = subprocess.run(
+        [*trace, *inject, *argv], env=env, capture_output=True, text=True, timeout=300
+    )
+    if res.returncode == 1 and "Operation not permitted" in res.stderr:
+        pytest.skip(f"strace cannot trace here: {res.stderr.strip()}")
+    assert res.returncode == -signal.SIGKILL, (res.returncode, res.stderr)
+
+
+@pytest.mark.parametrize("how", ["killed", "simulated"])
+def test_an_export_killed_between_its_renames_is_put_back_by_the_next(
+    tmp_path: Path, store: Store, how: str
+) -> None:
+    """An export killed after it set the earlier export aside (`.DIR.old-<hex>`) and before it
+    renamed the new one into place left no `DIR`: `usage merge DIR` said "no such file or
+    directory", and the earlier export stayed hidden for good. The one set aside is named by
+    host and pid; merge names it as the last whole export, and the next export on this machine
+    puts it back (with what else the folder held) before replacing it, leaving nothing behind."""
+    _seed(store, tmp_path, "a", 1)
+    sync = tmp_path / "sync"
+    out = sync / "usage"
+    before = export(store, out)
+    (out / "notes.txt").write_text("laptop, weekly\n")
+    _seed(store, tmp_path, "b", 2)
+    env = {**os.environ, "SPECWRIGHT_DB": str(store.path)}
+    host = socket.gethostname()
+    if how == "killed":
+        _kill_between_the_renames(out, env)
+    else:  # what the kill leaves: the earlier export set aside, the new one whole beside it
+        pid = _dead_pid()
+        out.rename(sync / f".usage.old-{host}-{pid}-0123abcd")
+        export(store, tmp_path / "new")
+        (tmp_path / "new").rename(sync / f".usage.partial-{host}-{pid}-4567cdef")
+    assert not out.exists()
+    (old,) = sync.glob(".usage.old-*")
+    assert re.fullmatch(rf"\.usage\.old-{re.escape(host)}-\d+-[0-9a-f]{{8}}", old.name)
+
+    other = {**os.environ, "SPECWRIGHT_DB": str(tmp_path / "other.duckdb")}
+    res = run_specwright("usage", "merge", str(out), env=other)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == (
+        f"specwright: error: {out}: no such file or directory; an export killed while it "
+        f"replaced it left the last whole one in {old} (merge that; the next export to it on "
+        f"{host} puts it back)\n"
+    )
+    res = run_specwright("usage", "merge", "--json", str(old), env=other)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["inserted"] == before  # the earlier export, whole
+
+    res = run_specwright("usage", "export", "-o", str(out), env=env)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    rows = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rows"]
+    assert rows["usage_records"] > before["usage_records"]
+    assert (out / "notes.txt").read_text() == "laptop, weekly\n"
+    assert sorted(sync.iterdir()) == [out]
+
+
+def test_an_export_removes_an_earlier_one_a_killed_export_of_this_machine_set_aside(
+    tmp_path: Path, store: Store
+) -> None:
+    """An export killed after it renamed the new export into place, before it removed the
+    earlier one it had set aside, left that one (a whole export's size, synced wherever the
+    folder is) for good. The next export on this machine removes it, keeping what else it held;
+    another machine's, or a running export's, is left alone."""
+    _seed(store, tmp_path, "a", 1)
+    sync = tmp_path / "sync"
+    out = sync / "usage"
+    export(store, out)
+    host = socket.gethostname()
+    dead = sync / f".usage.old-{host}-{_dead_pid()}-0123abcd"
+    shutil.copytree(out, dead)
+    (dead / "notes.txt").write_text("laptop, weekly\n")  # not yet moved when it was killed
+    elsewhere = sync / f".usage.old-{host}-2-{_dead_pid()}-0123abcd"  # host x-2
+    running = sync / f".usage.old-{host}-{os.getpid()}-0123abcd"
+    shutil.copytree(out, elsewhere)
+    shutil.copytree(out, running)
+    export(store, out)
+    assert sorted(sync.iterdir()) == sorted([out, elsewhere, running])
+    assert (out / "notes.txt").read_text() == "laptop, weekly\n"

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING
 from specwright.errors import SpecwrightError, first_line
 from specwright.migrations import CODEX_HASH_KEYED, CODEX_SESSION_KEY
 from specwright.usage.common import COPY_RANK, link_executions, reprice_unpriced
-from specwright.usage.export import FORMAT, PARTIAL, TABLES, VERSION, _own_manifest, _quote, _sha256
+from specwright.usage.export import (
+    FORMAT,
+    PARTIAL,
+    TABLES,
+    VERSION,
+    _own_manifest,
+    _quote,
+    _sha256,
+    set_aside,
+)
 from specwright.usage.files import glob_literal
 
 if TYPE_CHECKING:
@@ -151,6 +160,13 @@ def _files(
             # a file of an export named on its own: as its export's manifest says
             _check_file(conn, p, table, _own_manifest(p.parent))
             out.append((table, p))
+        elif (old := set_aside(p)) is not None:
+            host = _own_manifest(old).get("host") or "that machine"
+            raise SpecwrightError(
+                f"{p}: no such file or directory; an export killed while it replaced it left the "
+                f"last whole one in {old} (merge that; the next export to it on {host} puts it "
+                "back)"
+            )
         else:
             raise SpecwrightError(f"{p}: no such file or directory")
     return out

@@ -35,6 +35,7 @@ def export(store: Store, target: Path) -> dict[str, int]:
     written into a hidden sibling (``PARTIAL``) and renamed into place when complete, so an
     export cut short (killed, a full disk) leaves ``target`` as it was: an earlier export whole,
     never its files mixed with the new one's."""
+    _restore(target)
     if target.exists() and not target.is_dir():
         raise SpecwrightError(f"{target}: exists and is not a directory; expected a directory")
     if target.is_dir() and any(target.iterdir()) and not _is_export(target):
@@ -46,8 +47,7 @@ def export(store: Store, target: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     files: dict[str, dict[str, object]] = {}
     with store.connect() as conn:  # first: a database that cannot be read leaves no empty folder
-        prefix = f".{target.name}{PARTIAL}{socket.gethostname()}-"
-        partial = target.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        partial = _sibling(target, PARTIAL)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial.mkdir()
@@ -85,22 +85,32 @@ def export(store: Store, target: Path) -> dict[str, int]:
                     f"{target}: cannot write the export: {exc.strerror or exc}"
                 ) from None
             raise
-    _remove_stale(target.parent, prefix)
+    _remove_stale(target)
     return counts
 
 
-# the infix of the hidden sibling an export is written into before it is renamed into place
+# the infixes of an export's hidden siblings: the folder it is written into before it is renamed
+# into place, and the earlier export set aside meanwhile; then host, pid and 8 hex digits
 PARTIAL = ".partial-"
+OLD = ".old-"
 
 
-def _remove_stale(folder: Path, prefix: str) -> None:
-    """Remove what exports of ``folder``'s export killed on this machine left (``prefix``, then
-    the pid of a process that is gone): each a whole export's size, synced wherever the folder
-    is. Another machine's, or one of a process still running, is left alone."""
+def _sibling(target: Path, infix: str) -> Path:
+    """A new hidden sibling of ``target`` of this process (``infix``: ``PARTIAL`` or ``OLD``)."""
+    name = f".{target.name}{infix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return target.parent / name
+
+
+def _dead(target: Path, infix: str) -> list[Path]:
+    """``target``'s hidden siblings of ``infix`` that an export killed on this machine left (the
+    pid in their name is of a process that is gone). Another machine's, or one of a process
+    still running, is not one."""
+    prefix = f".{target.name}{infix}{socket.gethostname()}-"
     try:
-        entries = list(folder.glob(glob.escape(prefix) + "*"))
+        entries = sorted(target.parent.glob(glob.escape(prefix) + "*"))
     except OSError:
-        return
+        return []
+    dead = []
     for entry in entries:
         named = re.fullmatch(r"(\d+)-[0-9a-f]{8}", entry.name[len(prefix) :])
         if named is None:  # a host whose name starts as this one's ("a" and "a-2")
@@ -108,9 +118,55 @@ def _remove_stale(folder: Path, prefix: str) -> None:
         try:
             os.kill(int(named[1]), 0)
         except ProcessLookupError:
-            shutil.rmtree(entry, ignore_errors=True)
+            dead.append(entry)
         except OSError:  # another user's process: running
             continue
+    return dead
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove what exports to ``target`` killed on this machine left: each a whole export's
+    size, synced wherever the folder is. What else an earlier export set aside held (a sync
+    tool's marker, notes) moves into ``target`` first."""
+    for entry in _dead(target, PARTIAL):
+        shutil.rmtree(entry, ignore_errors=True)
+    for entry in _dead(target, OLD):
+        try:
+            _carry_over(entry, target)
+        except OSError:  # kept: what it holds is not lost
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _restore(target: Path) -> None:
+    """Put back the earlier export that an export killed between its two renames (in
+    ``_replace``) set aside, leaving no ``target``: the last whole export."""
+    if target.exists() or target.is_symlink():
+        return
+    last = _last_whole(_dead(target, OLD))
+    if last is not None:
+        try:
+            last.rename(target)
+        except OSError:  # left where it is: the export goes on, merge names it
+            return
+
+
+def set_aside(target: Path) -> Path | None:
+    """The last whole export to ``target``, missing, that an export killed while it replaced it
+    set aside (on any machine), if there is one."""
+    if target.exists():
+        return None
+    try:
+        found = list(target.parent.glob(glob.escape(f".{target.name}{OLD}") + "*"))
+    except OSError:
+        return None
+    return _last_whole(found)
+
+
+def _last_whole(folders: list[Path]) -> Path | None:
+    """The whole export of ``folders`` exported last, if any."""
+    whole = [e for e in folders if _is_whole(e)]
+    return max(whole, key=lambda e: str(_own_manifest(e).get("exported_at")), default=None)
 
 
 def _replace(partial: Path, target: Path) -> None:
@@ -120,18 +176,24 @@ def _replace(partial: Path, target: Path) -> None:
         partial.rename(target)
         return
     partial.chmod(stat.S_IMODE(target.stat().st_mode))  # as it was (a shared folder's, say)
-    aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+    aside = _sibling(target, OLD)  # named as a partial: a kill leaves it to the next export
     target.rename(aside)
     try:
         partial.rename(target)
     except BaseException:
         aside.rename(target)
         raise
-    ours = {f"{t}.parquet" for t in TABLES} | {"manifest.json"}
-    for entry in aside.iterdir():  # what else the folder held (a sync tool's marker, notes)
-        if entry.name not in ours:
-            entry.rename(target / entry.name)
+    _carry_over(aside, target)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _carry_over(aside: Path, target: Path) -> None:
+    """Move what else the earlier export ``aside`` held (a sync tool's marker, notes) into
+    ``target``, unless it has its own of that name."""
+    ours = {f"{t}.parquet" for t in TABLES} | {"manifest.json"}
+    for entry in aside.iterdir():
+        if entry.name not in ours and not (target / entry.name).exists():
+            entry.rename(target / entry.name)
 
 
 def _sha256(path: Path) -> str:
@@ -145,6 +207,11 @@ def _sha256(path: Path) -> str:
 def _is_export(directory: Path) -> bool:
     """Whether ``directory`` holds an export's manifest.json (one to replace)."""
     return bool(_own_manifest(directory))
+
+
+def _is_whole(directory: Path) -> bool:
+    """Whether ``directory`` is a whole export: its manifest.json and every file."""
+    return _is_export(directory) and all((directory / f"{t}.parquet").is_file() for t in TABLES)
 
 
 def _own_manifest(directory: Path) -> dict[str, object]:
