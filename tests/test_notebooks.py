@@ -487,3 +487,54 @@ def test_papermill_01_prints_the_planners_questions_terminal_safe_and_bounded(
     assert "1. ?[2J?]0;pwned?Which <b>files</b>?xxx" in printed
     assert "\x1b" not in printed and "\x07" not in printed
     assert len(printed) < 5_000
+
+
+def test_papermill_03_says_how_many_log_records_no_report_counts_for_their_stamps(
+    tmp_path: Path,
+) -> None:
+    """`specwright usage` and `report --html` say how many records of the agents' logs are
+    stamped outside 1900-01-01..9000-12-31 (a broken clock or log) and so in no report; the
+    usage notebook said nothing of them. It says so, as the command line does, when any are."""
+    from specwright.usage import claude
+
+    def log(name: str, stamps: list[str]) -> Path:
+        folder = tmp_path / name / "projects" / "p"
+        folder.mkdir(parents=True)
+        lines = [
+            json.dumps({"type": "assistant", "sessionId": "s", "timestamp": ts,
+                        "requestId": f"{name}{i}", "message": {"id": f"{name}m{i}",
+                        "model": "claude-haiku-4-5", "usage": {"input_tokens": 100,
+                        "output_tokens": 10}}}, separators=(",", ":"))  # as Claude Code writes
+            for i, ts in enumerate(stamps)
+        ]  # fmt: skip
+        (folder / "s.jsonl").write_text("\n".join(lines) + "\n")
+        return folder.parent
+
+    db = _empty_database(tmp_path)
+    store = Store(db)
+    claude.ingest(store, [log("fine", ["2025-11-03T10:15:00.000Z"])])
+    store.release()
+    output = out_dir("notebooks") / "03-stamps.ipynb"
+    result = papermill("03_usage.ipynb", output, db, ("timezone", "UTC"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stamped outside" not in output.read_text()
+
+    stamps = ["9999-12-31T23:59:59.000Z", "0001-01-01T00:00:00Z"]
+    claude.ingest(store, [log("broken", stamps)])
+    store.release()
+    result = papermill("03_usage.ipynb", output, db, ("timezone", "UTC"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = [
+        o["data"]["text/html"]
+        for c in json.loads(output.read_text())["cells"]
+        for o in c.get("outputs", [])
+        if "stamped outside" in "".join(o.get("data", {}).get("text/html", ""))
+    ]
+    assert len(shown) == 1, shown
+    assert (
+        "2 record(s) of the agents&#x27; logs stamped outside 1900-01-01..9000-12-31 (a broken "
+        "clock or log) are left out of every usage report" in "".join(shown[0])
+    )
+    outputs, _ = _run_live("03_usage.ipynb", "", db)  # with a person at it: above the filters
+    live = [m for m in outputs if "stamped outside" in str(m["content"].get("data", {}))]
+    assert len(live) == 1 and _widgets_shown(outputs) == 1

@@ -422,6 +422,21 @@ def figures(store: Store, f: Filters) -> list[tuple[go.Figure, str]]:
     return [(build(store, f), caption) for _name, build, caption in FIGURES]
 
 
+def out_of_days_text(store: Store) -> str:
+    """How many records of the agents' logs no usage report counts for their stamps (plain
+    text, "" when none), as `specwright usage` and `report --html` warn."""
+    from specwright import queries
+
+    stray = queries.out_of_days(store)
+    if not stray:
+        return ""
+    return (
+        f"{stray} record(s) of the agents' logs stamped outside {queries.FIRST_DAY}.."
+        f"{queries.LAST_DAY} (a broken clock or log) are left out of every usage report "
+        "(`specwright usage`, `specwright report`); the figures here count Specwright's own calls."
+    )
+
+
 def credits_text(store: Store) -> str:
     """codexbar's latest credits and provider cost, one line per provider (plain text)."""
     from specwright import queries

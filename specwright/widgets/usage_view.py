@@ -169,11 +169,16 @@ def usage_dashboard(
     filters = Filters(since, until, project, group_by or "model", zone)
     filters.where()  # a bad date, window, zone or grouping is one clear error before any figure
     usage_data.check_project(store, filters.project)
+    # records no figure or report counts (a broken clock): said as the command line says it
+    stray = usage_data.out_of_days_text(store)
+    warning = HTML(f"<p style='color:#b45309'>{esc(stray)}</p>")
     live = interactive() if live is None else live
     if live:
         view = UsageView(
             lambda f: usage_data.figures(store, f), usage_data.project_choices(store), filters
         )
+        if stray:
+            display(warning)
         display(view.widget)
         return view
     window = (
@@ -186,6 +191,8 @@ def usage_dashboard(
             f"<code>{esc(store.path)}</code>.</p>"
         )
     )
+    if stray:
+        display(warning)
     for fig, caption in usage_data.figures(store, filters):
         show_figure(fig, caption)
     print(usage_data.credits_text(store))
