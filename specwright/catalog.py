@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from specwright.errors import NotFoundError, StoreError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
 from specwright.store import Store
+from specwright.titles import chunk_label
 
 # --- projects -------------------------------------------------------------------------------
 
@@ -528,11 +529,14 @@ def add_dependency(store: Store, chunk: Chunk, depends_on: Chunk) -> None:
     """Make ``chunk`` depend on ``depends_on``; refused across specs or if it makes a cycle."""
     if chunk.spec_id != depends_on.spec_id:
         raise ValidationError("a chunk can only depend on chunks of the same spec")
-    graph = {c.id: list(c.depends_on) for c in list_chunks(store, chunk.spec_id)}
+    chunks = list_chunks(store, chunk.spec_id)
+    graph = {c.id: list(c.depends_on) for c in chunks}
     graph.setdefault(chunk.id, []).append(depends_on.id)
     cycle = find_cycle(graph)
-    if cycle:
-        raise ValidationError(f"dependency would create a cycle: {' -> '.join(cycle)}")
+    if cycle:  # named by position and title, not by ids a reader cannot place
+        name = {c.id: chunk_label(c.position, c.title) for c in chunks}
+        names = " -> ".join(name.get(c, c) for c in cycle)
+        raise ValidationError(f"dependency would create a cycle: {names}")
     if depends_on.id in chunk.depends_on:
         return
     store.insert("chunk_deps", {"chunk_id": chunk.id, "depends_on_id": depends_on.id})

@@ -12,6 +12,7 @@ from specwright import prompts
 from specwright.errors import ValidationError
 from specwright.model import Chunk, new_id, utcnow
 from specwright.store import Store
+from specwright.titles import chunk_label
 
 MAX_TITLE_CHARS = 120
 MAX_CHUNK_CHARS = 20_000  # as prompts.MAX_INTENT_CHARS, where the reviewer cuts a chunk's prompt
@@ -38,16 +39,17 @@ def check_dag(drafts: Sequence[ChunkDraft]) -> str | None:
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         return f"chunk id {dup!r} is used twice"
-    by_id = {d.id: d for d in drafts}
+    # by position and title: two chunks may share a title ("Add tests -> Add tests" says nothing)
+    name = {d.id: chunk_label(n, d.title) for n, d in enumerate(drafts, 1)}
     for d in drafts:
         for dep in d.depends_on:
-            if dep not in by_id:
-                return f"chunk {d.title!r} depends on unknown chunk {dep!r}"
+            if dep not in name:
+                return f"chunk {name[d.id]} depends on unknown chunk {dep!r}"
             if dep == d.id:
-                return f"chunk {d.title!r} depends on itself"
+                return f"chunk {name[d.id]} depends on itself"
     cycle = find_cycle({d.id: list(d.depends_on) for d in drafts})
     if cycle:
-        return "dependency cycle: " + " -> ".join(repr(by_id[c].title) for c in cycle)
+        return "dependency cycle: " + " -> ".join(name[c] for c in cycle)
     return None
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from specwright.catalog import find_cycle
 from specwright.errors import ValidationError
 from specwright.model import Chunk
+from specwright.titles import chunk_label
 
 if TYPE_CHECKING:
     from specwright.store import Store
@@ -30,12 +31,12 @@ def check_graph(chunks: Sequence[Chunk]) -> None:
         missing = [d for d in c.depends_on if d not in by_id]
         if missing:
             raise ValidationError(
-                f"chunk {c.position} {c.title!r} depends on a chunk that is not in this spec: "
-                f"{', '.join(missing)}"
+                f"chunk {chunk_label(c.position, c.title)} depends on a chunk that is not in "
+                f"this spec: {', '.join(missing)}"
             )
     cycle = find_cycle({c.id: list(c.depends_on) for c in chunks})
     if cycle:
-        names = " -> ".join(f"{by_id[i].position} {by_id[i].title!r}" for i in cycle)
+        names = " -> ".join(chunk_label(by_id[i].position, by_id[i].title) for i in cycle)
         raise ValidationError(f"chunk dependencies form a cycle: {names}")
 
 

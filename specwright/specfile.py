@@ -47,6 +47,7 @@ from specwright.drafts import ChunkDraft, check_dag, chunk_ops
 from specwright.errors import SpecwrightError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
 from specwright.store import Store
+from specwright.titles import chunk_label
 
 SPECS_DIR = Path(".handoff") / "specs"
 SPEC_STATUSES = ("draft", "ready", "running", "done", "failed")
@@ -481,11 +482,11 @@ def resolve_drafts(parsed: ParsedSpec, source: str = "<spec>") -> list[ChunkDraf
                 target = by_title[key.lower()][0]
             elif key.lower() in by_title:
                 raise SpecFileError(
-                    f"{source}:{c.deps_line or c.line}: chunk {c.title!r} depends on {key!r}, a title used by several chunks; use the position or id"
+                    f"{source}:{c.deps_line or c.line}: chunk {chunk_label(i + 1, c.title)} depends on {key!r}, a title used by several chunks; use the position or id"
                 )
             else:
                 raise SpecFileError(
-                    f"{source}:{c.deps_line or c.line}: chunk {c.title!r} depends on {key!r}: no chunk has that id, title or position (1-{len(drafts)})"
+                    f"{source}:{c.deps_line or c.line}: chunk {chunk_label(i + 1, c.title)} depends on {key!r}: no chunk has that id, title or position (1-{len(drafts)})"
                 )
             drafts[i].depends_on.append(drafts[target].id)
     problem = check_dag(drafts)

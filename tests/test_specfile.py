@@ -292,7 +292,7 @@ BAD = [
     (
         "---\ntitle: x\n---\n## Chunk 1: a\n### Depends on\n- 2\n## Chunk 2: b\n### Depends on\n- a\n",
         None,
-        "dependency cycle: 'a' -> 'b' -> 'a'",
+        "dependency cycle: #1 'a' -> #2 'b' -> #1 'a'",
     ),
     (
         "---\ntitle: x\n---\n## Chunk 1: a\n## Chunk 2: a\n## Chunk 3: c\n### Depends on\n- a\n",
@@ -319,7 +319,7 @@ BAD = [
         "---\ntitle: x\nchunks:\n- title: a\n- title: b\n  depends_on: ['²']\n---\n"
         "## Chunk 1: a\n## Chunk 2: b\n",
         3,
-        "chunk 'b' depends on '²': no chunk has that id, title or position (1-2)",
+        "chunk #2 'b' depends on '²': no chunk has that id, title or position (1-2)",
     ),
 ]
 
@@ -351,7 +351,7 @@ def test_check_dag_messages() -> None:
     assert drafts.check_dag([a, b]) is None
     assert "unknown chunk 'Z'" in (drafts.check_dag([ChunkDraft("c", depends_on=["Z"])]) or "")
     a.depends_on = ["B"]
-    assert drafts.check_dag([a, b]) == "dependency cycle: 'a' -> 'b' -> 'a'"
+    assert drafts.check_dag([a, b]) == "dependency cycle: #1 'a' -> #2 'b' -> #1 'a'"
     assert [
         d.id
         for d in drafts.topological(

@@ -222,8 +222,12 @@ TWINS = {"chunks": [*CHUNKS["chunks"][:2], {**CHUNKS["chunks"][2], "title": "use
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (CYCLE, "dependency cycle: 'User model' -> 'Logout' -> 'Login endpoint' -> 'User model'"),
-        (UNKNOWN, "chunk 'Logout' depends on unknown chunk 'c9'"),
+        (
+            CYCLE,
+            "dependency cycle: #1 'User model' -> #3 'Logout' -> #2 'Login endpoint' -> "
+            "#1 'User model'",
+        ),
+        (UNKNOWN, "chunk #3 'Logout' depends on unknown chunk 'c9'"),
         (HUGE, "chunk 'c1' is 5400040 characters of prompt, acceptance and files; expected"),
         (EMPTY, "chunk 'c3' ('Logout') has no prompt; write its agent's instructions"),
         (TWINS, "two chunks are titled 'user MODEL'; give each its own title"),
