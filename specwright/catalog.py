@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from specwright.errors import NotFoundError, StoreError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
 from specwright.store import Store
-from specwright.titles import chunk_label
+from specwright.titles import check_title, chunk_label
 
 # --- projects -------------------------------------------------------------------------------
 
@@ -109,10 +109,7 @@ def new_spec_row(
     spec_id: str | None = None,
 ) -> dict[str, Any]:
     """The ``specs`` row ``create_spec`` inserts (checked, unique slug), not yet written."""
-    if not title.strip():
-        raise ValidationError("spec title: expected a non-empty title")
-    if "\n" in title.strip() or "\r" in title:
-        raise ValidationError(f"spec title {title!r}: expected a single line")
+    title = check_title(title, "spec title")
     _check_budget(budget_usd, "spec budget")
     base = slugify(slug or title)
     taken = {r[0] for r in store.query("SELECT slug FROM specs WHERE project_id = ?", [project.id])}
@@ -251,6 +248,8 @@ def update_spec(store: Store, spec_id: str, **values: Any) -> Spec:
     if unknown:
         raise ValidationError(f"spec fields {sorted(unknown)}: expected one of {sorted(allowed)}")
     _check_budget(values.get("budget_usd"), "spec budget")
+    if "title" in values:
+        values["title"] = check_title(values["title"], "spec title")
     store.update("specs", {"id": spec_id}, {**values, "updated_at": utcnow()})
     return get_spec(store, spec_id)
 
@@ -468,10 +467,7 @@ def add_chunk(
     chunk_id: str | None = None,
 ) -> Chunk:
     """Append a chunk to a spec; ``depends_on`` names chunks of the same spec (ids/positions)."""
-    if not title.strip():
-        raise ValidationError("chunk title: expected a non-empty title")
-    if "\n" in title.strip() or "\r" in title:  # as a spec's: it heads a commit message
-        raise ValidationError(f"chunk title {title!r}: expected a single line")
+    title = check_title(title, "chunk title")  # as a spec's: it heads a commit message
     _check_budget(budget_usd, "chunk budget")
     existing = list_chunks(store, spec.id)
     position = max((c.position for c in existing), default=0) + 1
@@ -558,6 +554,8 @@ def update_chunk(store: Store, chunk_id: str, **values: Any) -> None:
     unknown = set(values) - allowed
     if unknown:
         raise ValidationError(f"chunk fields {sorted(unknown)}: expected one of {sorted(allowed)}")
+    if "title" in values:
+        values["title"] = check_title(values["title"], "chunk title")
     store.update("chunks", {"id": chunk_id}, {**values, "updated_at": utcnow()})
 
 

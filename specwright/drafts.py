@@ -12,9 +12,8 @@ from specwright import prompts
 from specwright.errors import ValidationError
 from specwright.model import Chunk, new_id, utcnow
 from specwright.store import Store
-from specwright.titles import chunk_label
+from specwright.titles import check_title, chunk_label, clean_title
 
-MAX_TITLE_CHARS = 120
 MAX_CHUNK_CHARS = 20_000  # as prompts.MAX_INTENT_CHARS, where the reviewer cuts a chunk's prompt
 
 
@@ -78,6 +77,8 @@ def chunk_ops(store: Store, spec_id: str, drafts: Sequence[ChunkDraft]) -> list[
     problem = check_dag(drafts)
     if problem:
         raise ValidationError(problem)
+    for n, d in enumerate(drafts, 1):  # a spec file's, the studio's table's: as chunk add's
+        check_title(d.title, f"chunk {n} title")
     ordered = topological(drafts)
     with store.connect() as conn:
         existing = {
@@ -190,7 +191,7 @@ def planned_chunks(
         drafts: list[ChunkDraft] = []
         for n, item in enumerate(raw, 1):
             key = str(item.get("key") or "").strip() or f"#{n}"
-            title = " ".join(str(item.get("title") or "").split())[:MAX_TITLE_CHARS]
+            title = clean_title(str(item.get("title") or ""))  # a stray tab fails no plan
             if not title:
                 return [], f"chunk {key!r} has no title"
             drafts.append(

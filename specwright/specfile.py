@@ -47,7 +47,7 @@ from specwright.drafts import ChunkDraft, check_dag, chunk_ops
 from specwright.errors import SpecwrightError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
 from specwright.store import Store
-from specwright.titles import chunk_label
+from specwright.titles import chunk_label, title_problem
 
 SPECS_DIR = Path(".handoff") / "specs"
 SPEC_STATUSES = ("draft", "ready", "running", "done", "failed")
@@ -61,6 +61,7 @@ class SpecFileError(SpecwrightError):
 # --- writing ----------------------------------------------------------------------------------
 
 _CHUNK_HEADING = re.compile(r"^## Chunk(?:\s+(\d+))?\s*(?::\s*(.*))?$")
+_NO_TITLE = "chunk heading: expected '## Chunk N: Title'"
 _SUBSECTIONS = {"acceptance": "acceptance", "files": "files", "depends on": "depends_on"}
 
 
@@ -295,8 +296,8 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
     title = front.get("title")
     if not isinstance(title, str) or not title.strip():
         raise fail(front_line.get("title", 2), "title: expected a non-empty string")
-    if "\n" in title.strip() or "\r" in title:
-        raise fail(front_line.get("title", 2), f"title: expected a single line, got {title!r}")
+    if problem := title_problem(title.strip(), "title"):  # one line, printable, not too long
+        raise fail(front_line.get("title", 2), problem)
     status = front.get("status", "draft")
     if status not in SPEC_STATUSES:
         raise fail(
@@ -335,8 +336,8 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
         heading = _CHUNK_HEADING.match(line)
         if heading:
             ctitle = (heading.group(2) or "").strip()
-            if not ctitle:
-                raise fail(lineno, "chunk heading: expected '## Chunk N: Title'")
+            if problem := title_problem(ctitle, "chunk title") if ctitle else _NO_TITLE:
+                raise fail(lineno, problem)
             sections.append(ParsedChunk(title=ctitle, line=lineno))
             prompts.append([])
             text_lines = prompts[-1]

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import catalog, prompts
-from specwright.drafts import MAX_TITLE_CHARS, ChunkDraft, chunk_ops, planned_chunks, with_runs
+from specwright.drafts import ChunkDraft, chunk_ops, planned_chunks, with_runs
 from specwright.errors import SpecwrightError, ValidationError, one_line
 from specwright.model import Chunk, Project, Spec, new_id, utcnow
+from specwright.titles import clean_title
 
 if TYPE_CHECKING:
     from specwright.config import Config
@@ -56,7 +57,7 @@ class Question:
 
 
 def _draft_title(intent: str) -> str:
-    first = next((line.strip() for line in intent.splitlines() if line.strip()), "")
+    first = next((clean_title(x) for x in intent.splitlines() if clean_title(x)), "")
     first = first.lstrip("#").strip() or "Untitled spec"
     return first if len(first) <= 60 else first[:57].rstrip() + "..."
 
@@ -384,7 +385,7 @@ class Studio:
                 f"the planner's spec is {len(body)} characters; expected at most "
                 f"{MAX_BODY_CHARS}; nothing was changed (try again, or use another planner)"
             )
-        title = " ".join(str(data.get("title") or "").split())[:MAX_TITLE_CHARS]
+        title = clean_title(str(data.get("title") or ""))  # a stray tab fails no plan
         # the planner's words: a spec accepted before needs a review (--accept) again
         values: dict[str, Any] = {"body": body + "\n", "status": "draft"}
         if title:

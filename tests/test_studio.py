@@ -243,6 +243,34 @@ def test_bad_dag_is_reasked_once_then_accepted(
     assert [r["status"] for r in executions(store, studio.spec_id)] == ["ok"] * 4
 
 
+def test_a_planners_titles_are_cleaned_not_refused(
+    srv: FakeModelServer, project_dir: Path, cfg: Any, store: Store
+) -> None:
+    """`spec new` and `chunk add` refuse a control character or a title over 200 characters;
+    a planner's (and a draft title made of the intent) is cleaned instead, so a model's stray
+    tab or escape does not fail the whole plan."""
+    srv.script(
+        q_turn(),
+        anthropic_tool_use("write_spec", {**SPEC, "title": "Password\x1b[31m\tlogin\u202e"}),
+        split_turn(
+            {
+                "chunks": [
+                    {**CHUNKS["chunks"][0], "title": "User\tmodel\x07"},
+                    {**CHUNKS["chunks"][1], "title": "Login " + "x" * 300},
+                    CHUNKS["chunks"][2],
+                ]
+            }
+        ),
+    )
+    studio = start(store, ensure_project(store, project_dir), "Add\x1b[2J\tlogin", config=cfg)
+    assert studio.spec.title == "Add [2J login"
+    studio.answer_all(["Postgres", "employees", "sessions"])
+    studio.write_spec()
+    assert studio.spec.title == "Password [31m login"
+    titles = [c.title for c in studio.split()]
+    assert titles == ["User model", "Login " + "x" * 194, "Logout"]
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
