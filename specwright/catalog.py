@@ -133,21 +133,23 @@ def new_spec_row(
     return row
 
 
-def is_budget(value: Any) -> bool:
-    """A budget in dollars: a finite number >= 0 (YAML and float() read ``nan`` and ``-1``)."""
-    import math
+MAX_BUDGET_USD = 1_000_000  # no spec costs that: more is a typo, or 1e308 meant as "no limit"
+BUDGET_RANGE = f"a number of dollars from 0 to {MAX_BUDGET_USD:,}"
 
+
+def is_budget(value: Any) -> bool:
+    """A budget in dollars: a number from 0 to ``MAX_BUDGET_USD`` (YAML and float() read
+    ``nan``, ``inf``, ``-1`` and ``1e308``: the range refuses each)."""
     return (
         not isinstance(value, bool)
         and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
+        and 0 <= value <= MAX_BUDGET_USD
     )
 
 
 def _check_budget(budget_usd: float | None, what: str) -> None:
     if budget_usd is not None and not is_budget(budget_usd):
-        raise ValidationError(f"{what} {budget_usd!r}: expected a number of dollars >= 0")
+        raise ValidationError(f"{what} {budget_usd!r}: expected {BUDGET_RANGE}")
 
 
 MIN_ID_PREFIX = 4  # a shorter prefix is not resolved: `01` starts every id made these years

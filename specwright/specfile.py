@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specwright.catalog import is_budget
+from specwright.catalog import BUDGET_RANGE, is_budget
 from specwright.drafts import ChunkDraft, check_dag, chunk_ops
 from specwright.errors import SpecwrightError, ValidationError
 from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
@@ -308,7 +308,7 @@ def parse(text: str, source: str = "<spec>") -> ParsedSpec:
     if budget is not None and not is_budget(budget):
         raise fail(
             front_line.get("budget_usd", 2),
-            f"budget_usd: expected a number of dollars >= 0, got {budget!r}",
+            f"budget_usd: expected {BUDGET_RANGE}, got {budget!r}",
         )
     for key in ("id", "slug", "intent"):
         if key in front and not isinstance(front[key], str):
@@ -421,9 +421,7 @@ def _merge_front_chunks(
             deps = [deps]
         budget = entry.get("budget_usd")
         if budget is not None and not is_budget(budget):
-            raise fail(
-                line, f"{where}.budget_usd: expected a number of dollars >= 0, got {budget!r}"
-            )
+            raise fail(line, f"{where}.budget_usd: expected {BUDGET_RANGE}, got {budget!r}")
         section.id = cid
         section.budget_usd = float(budget) if budget is not None else None
         section.depends_on = [*deps, *section.depends_on]

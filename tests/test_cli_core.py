@@ -157,9 +157,26 @@ BAD_INPUTS = [
         ["spec", "new", "X", "--body-file", "/nonexistent/spec.md"],
         "--body-file /nonexistent/spec.md: cannot read",
     ),
-    (["spec", "new", "X", "--budget", "lots"], "argument --budget: invalid float value: 'lots'"),
-    (["spec", "new", "X", "--budget", "-5"], "spec budget -5.0: expected a number of dollars >= 0"),
-    (["spec", "new", "X", "--budget", "nan"], "spec budget nan: expected a number of dollars >= 0"),
+    (["spec", "new", "X", "--budget", "lots"], "argument --budget: expected a number of dollars"),
+    (["spec", "new", "X", "--budget", "-5"], "--budget: expected a number of dollars from 0 to"),
+    (["spec", "new", "X", "--budget", "nan"], "--budget: expected a number of dollars from 0 to"),
+    # a budget of 1e308 (or 20 digits of --parallel) was taken: no one means that
+    (
+        ["spec", "new", "X", "--budget", "1e308"],
+        "argument --budget: expected a number of dollars from 0 to 1,000,000, got '1e308'",
+    ),
+    (["chunk", "add", "x", "T", "--budget", "1000000.01"], "from 0 to 1,000,000, got '1000000.01'"),
+    (
+        ["queue", "add", "x", "--parallel", "99999999999999999999"],
+        "argument --parallel: expected a whole number from 1 to 256, got '99999999999999999999'",
+    ),
+    (
+        ["queue", "add", "x", "--max-iterations", "1001"],
+        "a whole number from 1 to 1000, got '1001'",
+    ),
+    (["run", "x:1", "--max-iterations", "0"], "--max-iterations: expected a whole number from 1"),
+    (["run-all", "x", "--max-iterations", "1e3"], "a whole number from 1 to 1000, got '1e3'"),
+    (["worker", "--concurrency", "257"], "--concurrency: expected a whole number from 1 to 256"),
     (["spec", "new", "two\nlines"], "spec title 'two\\nlines': expected a single line"),
     (["usage", "daily", "--since", "2025-02-30"], "--since: '2025-02-30' is not a date"),
     (["usage", "daily", "-z", "Mars/Olympus"], "--timezone: unknown time zone 'Mars/Olympus'"),
@@ -183,7 +200,7 @@ BAD_INPUTS = [
     (["usage", "specs", "--source", "codex"], "--source codex: usage specs counts Specwright's"),
     (["report", "--html", "/"], "--html /: is a directory; expected a file name"),
     (["usage", "export", "-o", "/dev/null"], "/dev/null: exists and is not a directory"),
-    (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number >= 1"),
+    (["run-all", "x", "--parallel", "0"], "argument --parallel: expected a whole number from 1"),
     (["worker", "--concurrency", "-1"], "argument --concurrency: expected a whole number"),
     (
         ["agents", "check", "scripted", "--timeout", "0"],

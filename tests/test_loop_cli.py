@@ -115,7 +115,10 @@ def test_run_reports_user_errors_in_one_line(tmp_path: Path, cli: Callable[..., 
         "specwright: error: chunk 9 of spec 'demo': no such chunk "
         "(it has 1 chunk: see `specwright chunk list demo`)"
     )
-    assert "expected an integer >= 1" in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
+    assert (
+        "expected a whole number from 1 to 1000"
+        in cli("-C", c, "run", "demo:1", "--max-iterations", "0").err
+    )
 
 
 def test_run_in_a_repository_without_commits_leaves_its_branch_alone(

@@ -305,6 +305,7 @@ BAD = [
     ('---\ntitle: "two\\nlines"\n---\n', 2, "title 'two\\nlines': expected a single line"),
     ("---\ntitle: x\nbudget_usd: -1\n---\n", 3, "budget_usd: expected a number of dollars"),
     ("---\ntitle: x\nbudget_usd: .nan\n---\n", 3, "budget_usd: expected a number of dollars"),
+    ("---\ntitle: x\nbudget_usd: 1.0e+308\n---\n", 3, "dollars from 0 to 1,000,000, got 1e+308"),
     # a NUL in a prompt failed every attempt of the chunk's run (argv: embedded null byte)
     ("---\ntitle: x\n---\n\n## Chunk 1: a\n\nhas\x00nul\n", 7, "a NUL character"),
     # a key written twice: the last one won, without a word (here: b's dependency on a lost)

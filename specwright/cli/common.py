@@ -292,14 +292,40 @@ _GONE = "the current directory no longer exists: cd to the project or pass -C DI
 _CONTROLS = {c: "?" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10, 13)}
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (``--parallel 0`` would run nothing, or forever)."""
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (``--parallel 0`` would run
+    nothing, or forever; one of 20 digits is no count anyone means)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+# chunks (or queued items) at once, each an agent in its own work tree; attempts per chunk
+PARALLEL = whole_number(1, 256)
+ITERATIONS = whole_number(1, 1000)
+
+
+def dollars(text: str) -> float:
+    """An argparse type: a budget, a number of dollars from 0 to ``MAX_BUDGET_USD`` (``nan``,
+    ``-1`` and ``1e308`` are no budgets)."""
+    from specwright.catalog import BUDGET_RANGE, is_budget
+
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        value = math.nan
+    if not is_budget(value):
+        raise argparse.ArgumentTypeError(f"expected {BUDGET_RANGE}, got {text!r}")
     return value
 
 

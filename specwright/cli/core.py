@@ -12,6 +12,7 @@ from typing import Any
 
 from specwright.cli.common import (
     Context,
+    dollars,
     lower_bounds,
     store_times,
     terminal_safe,
@@ -48,7 +49,7 @@ def register(sub: Any) -> None:
     text = p.add_mutually_exclusive_group()
     text.add_argument("--body", default="", help="the spec text (markdown)")
     text.add_argument("--body-file", metavar="FILE", help="read the spec text from a file")
-    p.add_argument("--budget", type=float, metavar="USD", help="budget for the whole spec")
+    p.add_argument("--budget", type=dollars, metavar="USD", help="budget for the whole spec")
     p.set_defaults(handler=cmd_spec_new)
     spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list, needs_db=True)
     p = spec.add_parser("show", help="a spec with its chunks")
@@ -109,7 +110,7 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="a file this chunk is expected to change; repeatable",
     )
-    p.add_argument("--budget", type=float, metavar="USD", help="budget for this chunk")
+    p.add_argument("--budget", type=dollars, metavar="USD", help="budget for this chunk")
     p.set_defaults(handler=cmd_chunk_add, needs_db=True)
     p = chunk.add_parser("list", help="list a spec's chunks")
     p.add_argument("spec", help="spec slug, id or id prefix")
@@ -589,8 +590,3 @@ def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.cli.config_show import show
 
     return show(ctx)
-
-
-def require_positive(value: float | None, what: str) -> None:
-    if value is not None and value < 0:
-        raise ValidationError(f"{what}: expected a positive number, got {value}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from specwright.cli.common import Context, positive_int, seconds, store_times
+from specwright.cli.common import ITERATIONS, PARALLEL, Context, seconds, store_times
 
 
 def register(sub: Any) -> None:
@@ -18,9 +18,11 @@ def register(sub: Any) -> None:
     p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
     p.add_argument("--reviewer", metavar="NAME", help="reviewer from config")
     p.add_argument(
-        "--parallel", type=positive_int, metavar="N", help="chunks at once (default: config, 1)"
+        "--parallel", type=PARALLEL, metavar="N", help="chunks at once, 1-256 (default: config, 1)"
     )
-    p.add_argument("--max-iterations", type=positive_int, metavar="N", help="attempts per chunk")
+    p.add_argument(
+        "--max-iterations", type=ITERATIONS, metavar="N", help="attempts per chunk, 1-1000"
+    )
     p.set_defaults(handler=cmd_add)
     p = q.add_parser("list", help="queued, running and finished items")
     p.add_argument("--all", action="store_true", help="include finished and cancelled items")
@@ -37,7 +39,9 @@ def register(sub: Any) -> None:
         "tree). Ctrl-C or SIGTERM stops the items under way and queues them again, as it does "
         "the items of a worker that died; `specwright queue cancel` drops one for good.",
     )
-    p.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="items at once")
+    p.add_argument(
+        "--concurrency", type=PARALLEL, default=1, metavar="N", help="items at once, 1-256"
+    )
     p.add_argument(
         "--once", action="store_true", help="stop when nothing is queued and its own items are done"
     )

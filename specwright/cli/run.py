@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from specwright import interrupts
-from specwright.cli.common import Context, ProgressPrinter, seconds, terminal_safe
+from specwright.cli.common import ITERATIONS, Context, ProgressPrinter, seconds, terminal_safe
 from specwright.errors import SpecwrightError
 from specwright.interrupts import relayed_to_main
 from specwright.model import cost_text
@@ -117,7 +117,9 @@ def register(sub: Any) -> None:
     p.add_argument("chunk", help="chunk: SPEC:POSITION (e.g. demo:2), an id or an id prefix")
     p.add_argument("--executor", metavar="NAME", help="executor from config (default: defaults)")
     p.add_argument("--reviewer", metavar="NAME", help="reviewer from config: checks, llm, ...")
-    p.add_argument("--max-iterations", type=int, metavar="N", help="attempts before giving up")
+    p.add_argument(
+        "--max-iterations", type=ITERATIONS, metavar="N", help="attempts before giving up, 1-1000"
+    )
     p.add_argument(
         "--rollback",
         choices=("rollback", "keep"),
@@ -156,10 +158,6 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.recovery import ensure_tree_free, recover_interrupted
     from specwright.review import check_key, make_reviewer
 
-    if args.max_iterations is not None and args.max_iterations < 1:
-        raise SpecwrightError(
-            f"--max-iterations: expected an integer >= 1, got {args.max_iterations}"
-        )
     store = ctx.store
     chunk = get_chunk(store, args.chunk)
     ctx.adopt_project(

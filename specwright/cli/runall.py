@@ -7,10 +7,11 @@ import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from specwright.cli.common import (
+    ITERATIONS,
+    PARALLEL,
     Context,
     ProgressPrinter,
     lower_bounds,
-    positive_int,
     print_table,
 )
 from specwright.errors import SpecwrightError
@@ -54,11 +55,13 @@ def register(sub: Any) -> None:
     p.add_argument("--reviewer", metavar="NAME", help="reviewer from config")
     p.add_argument(
         "--parallel",
-        type=positive_int,
+        type=PARALLEL,
         metavar="N",
-        help="chunks at once, each in its own git worktree (default: config, 1)",
+        help="chunks at once, each in its own git worktree, 1-256 (default: config, 1)",
     )
-    p.add_argument("--max-iterations", type=positive_int, metavar="N", help="attempts per chunk")
+    p.add_argument(
+        "--max-iterations", type=ITERATIONS, metavar="N", help="attempts per chunk, 1-1000"
+    )
     p.add_argument(
         "--plan",
         action="store_true",
@@ -100,7 +103,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--executor", metavar="NAME", help="executor from the demo's config (default: scripted)"
     )
-    p.add_argument("--parallel", type=positive_int, default=1, metavar="N", help="chunks at once")
+    p.add_argument(
+        "--parallel", type=PARALLEL, default=1, metavar="N", help="chunks at once, 1-256"
+    )
     p.set_defaults(handler=cmd_demo)
 
 
