@@ -40,6 +40,7 @@ OPTION_KEYS = ("executor", "reviewer", "parallel", "max_iterations")
 # STALE_HEARTBEAT_S, so a live worker is never taken for a dead one (a few failed beats included)
 BEAT_S = 10.0
 _mine: set[str] = set()  # the items this process claimed and runs
+_adding = threading.Lock()  # one `add` of this process at a time between check and insert
 
 
 def add(store: Store, spec: Spec, project_root: Path | str, **options: Any) -> str:
@@ -49,18 +50,23 @@ def add(store: Store, spec: Spec, project_root: Path | str, **options: Any) -> s
         raise SpecwrightError(f"queue options {sorted(unknown)}: expected {list(OPTION_KEYS)}")
     _check(store, spec, project_root, options)
     item = new_id()
-    store.insert(
-        "queue",
-        {
-            "id": item,
-            "spec_id": spec.id,
-            "project_root": str(Path(project_root).resolve()),
-            "options": {k: v for k, v in options.items() if v is not None},
-            "status": "queued",
-            "cancel_requested": False,
-            "created_at": utcnow(),
-        },
-    )
+    # whether it is queued already, and the insert, under one connection: two `queue add` of
+    # one spec at once both passed the check when each opened the file for it, and queued two
+    # run-alls. Only one process holds the file at a time; the lock orders this one's threads
+    with _adding, store.transaction():
+        _refuse_queued_twice(store, spec)
+        store.insert(
+            "queue",
+            {
+                "id": item,
+                "spec_id": spec.id,
+                "project_root": str(Path(project_root).resolve()),
+                "options": {k: v for k, v in options.items() if v is not None},
+                "status": "queued",
+                "cancel_requested": False,
+                "created_at": utcnow(),
+            },
+        )
     return item
 
 
@@ -79,6 +85,9 @@ def _check(store: Store, spec: Spec, project_root: Path | str, options: dict[str
     if not chunks:
         raise ValidationError(f"spec {spec.slug!r} has no chunks to run")
     check_graph(chunks)
+
+
+def _refuse_queued_twice(store: Store, spec: Spec) -> None:
     # a second run-all of a spec already on the queue found nothing left to run
     same = store.query(
         "SELECT id, status FROM queue WHERE spec_id = ? AND status IN ('queued', 'running') "

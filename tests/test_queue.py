@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -233,3 +234,77 @@ def test_a_spec_already_queued_is_not_queued_twice(git_repo: Path, cli) -> None:
     assert [r["status"] for r in queue.items(store)] == ["running"]
     store.update("queue", {"id": first}, {"status": "done"})  # a finished one is no bar
     assert cli(*add).code == 0
+
+
+# `queue add` of process A, stopped between its "already queued?" check and its insert until the
+# file GO exists (PAUSED says it got there); SPECWRIGHT_LINGER=0: A holds the database only
+# while it works on it, not between two uses
+_PAUSED_ADD = """
+import sys, time
+from pathlib import Path
+from specwright import queue
+from specwright.cli import main
+
+paused, go, repo, slug = sys.argv[1:]
+now = queue.utcnow
+
+def stopped():
+    Path(paused).touch()
+    while not Path(go).exists():
+        time.sleep(0.01)
+    return now()
+
+queue.utcnow = stopped
+sys.exit(main(["-C", repo, "queue", "add", slug]))
+"""
+
+
+def test_two_queue_adds_at_once_queue_the_spec_once(git_repo: Path, tmp_path: Path) -> None:
+    """Two `queue add` of one spec at the same instant could both pass the "already queued"
+    check (each opened the database for it), and queued two run-alls. Here process A is
+    stopped right after its check while process B adds the same spec: B must wait for A's
+    item and be refused, not queue a second one."""
+    from specwright import keeper
+
+    _project(git_repo, _write_script({"A": []}))
+    db = resolve_db_path(git_repo)
+    store = Store(db)
+    spec = _spec(store, git_repo, {"A": []})
+    keeper.close()  # this process lets go of the file
+    paused, go = tmp_path / "paused", tmp_path / "go"
+    env = {**os.environ, "SPECWRIGHT_LINGER": "0"}
+    args = [str(paused), str(go), str(git_repo), spec.slug]
+    a = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_ADD, *args], env=env, stderr=subprocess.PIPE, text=True
+    )
+    b: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measure
+        while not paused.exists():
+            assert a.poll() is None, a.communicate()[1]
+            assert time.monotonic() < deadline, "process A never reached its insert"
+            time.sleep(0.01)
+        b = subprocess.Popen(
+            [sys.executable, "-m", "specwright", "-C", str(git_repo), "queue", "add", spec.slug],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # B either finishes while A is stopped (A holds nothing: the race) or waits for the
+        # file A holds (its marker says so); then A goes on
+        waits = keeper.wait_dir(db.resolve())
+        while b.poll() is None and not any(
+            p.name.startswith(f"{b.pid}-") for p in (waits.glob("*") if waits.is_dir() else [])
+        ):
+            assert time.monotonic() < deadline, "process B neither finished nor waited"
+            time.sleep(0.01)
+        go.touch()
+        a_err, b_err = a.communicate(timeout=120)[1], b.communicate(timeout=120)[1]
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert a.returncode == 0, a_err
+    assert b.returncode == 2 and "is already on the queue as" in b_err, b_err
+    assert [r["status"] for r in queue.items(store)] == ["queued"]
