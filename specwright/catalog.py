@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from specwright.errors import NotFoundError, StoreError, ValidationError
-from specwright.model import Chunk, Project, Spec, new_id, slugify, utcnow
+from specwright.model import MAX_BUDGET_USD, Chunk, Project, Spec, new_id, slugify, utcnow
 from specwright.store import Store
 from specwright.titles import check_title, chunk_label
 
@@ -133,7 +133,6 @@ def new_spec_row(
     return row
 
 
-MAX_BUDGET_USD = 1_000_000  # no spec costs that: more is a typo, or 1e308 meant as "no limit"
 BUDGET_RANGE = f"a number of dollars from 0 to {MAX_BUDGET_USD:,}"
 
 

@@ -25,6 +25,7 @@ from specwright.config_check import (
 )
 from specwright.config_yaml import MAX_BYTES, Ctx, Marked, line_of, plain
 from specwright.errors import ConfigError
+from specwright.model import MAX_BUDGET_USD, MAX_ITERATIONS, MAX_PARALLEL
 
 CONFIG_RELPATH = Path(".handoff") / "config.yaml"
 EXECUTOR_TYPES = ("claude-code", "opencode", "command", "scripted")
@@ -199,6 +200,8 @@ rules: []
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 # durations and counts where 0 would mean "fail at once" or, to an agent, "no limit"
 _ABOVE_ZERO = {"timeout_s", "wall_time_s", "max_tokens", "max_turns", "max_iterations", "parallel"}
+# by YAML key, the numbers the command line bounds too (--parallel, --max-iterations, --budget)
+_AT_MOST = {"parallel": MAX_PARALLEL, "maxIterations": MAX_ITERATIONS, "budget_usd": MAX_BUDGET_USD}
 
 
 def _check_type(
@@ -219,6 +222,10 @@ def _check_type(
         ):
             least = "a number >= 0" if not above_zero else "a number > 0"
             least = "an integer >= 1" if above_zero and want is int else least
+            raise ctx.fail(line_of(parent, key), path, f"expected {least}, got {value!r}")
+        if isinstance(value, int | float) and value > _AT_MOST.get(key, math.inf):
+            least = "an integer from 1" if above_zero and want is int else "a number from 0"
+            least += f" to {_AT_MOST[key]:,}"
             raise ctx.fail(line_of(parent, key), path, f"expected {least}, got {value!r}")
         return value
     hint = " (YAML reads yes, no, on, off as booleans: quote text)"

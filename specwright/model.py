@@ -54,6 +54,13 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+# Limits on what a user (a command line, a spec file, .handoff/config.yaml) may ask for: no real
+# run needs more, so more is a typo, or "no limit" spelled as a huge number
+MAX_PARALLEL = 256  # chunks (or queued items) at once, each an agent in its own work tree
+MAX_ITERATIONS = 1000  # attempts per chunk
+MAX_BUDGET_USD = 1_000_000  # no spec costs that: more is a typo, or 1e308 meant as "no limit"
+
+
 def utcnow() -> datetime:
     """The current time in UTC, as a naive datetime (the store keeps every timestamp in UTC)."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -193,6 +193,19 @@ BAD = [
         r"cfg.yaml:2: defaults.maxIterations: expected an integer, got 'three'",
     ),
     ("defaults:\n  maxIterations: 0\n", r"defaults.maxIterations: expected an integer >= 1, got 0"),
+    # the ranges the command line gives too: 20 digits is a typo, or "no limit" spelled as a number
+    (
+        "defaults:\n  maxIterations: 5000\n",
+        r"cfg.yaml:2: defaults.maxIterations: expected an integer from 1 to 1,000, got 5000$",
+    ),
+    (
+        "defaults:\n  parallel: 10000000000000000000\n",
+        r"defaults.parallel: expected an integer from 1 to 256, got 10000000000000000000$",
+    ),
+    (
+        "defaults:\n  budget_usd: 1.0e+308\n",
+        r"defaults.budget_usd: expected a number from 0 to 1,000,000, got 1e\+308$",
+    ),
     (
         'defaults:\n  maxIterations: "3"\n',
         r"defaults.maxIterations: expected an integer, got '3' \(YAML read it as text: write the number as 3\)$",

@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specwright.model import MAX_ITERATIONS, MAX_PARALLEL
+
 if TYPE_CHECKING:
     from specwright.config import Config
     from specwright.loop import Progress
@@ -311,8 +313,8 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
 
 
 # chunks (or queued items) at once, each an agent in its own work tree; attempts per chunk
-PARALLEL = whole_number(1, 256)
-ITERATIONS = whole_number(1, 1000)
+PARALLEL = whole_number(1, MAX_PARALLEL)
+ITERATIONS = whole_number(1, MAX_ITERATIONS)
 
 
 def dollars(text: str) -> float:
