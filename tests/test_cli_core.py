@@ -304,6 +304,20 @@ def test_nothing_the_cli_prints_can_drive_the_terminal(project: Path) -> None:
     assert "Evil ?[2J?31m? title\tend" in plan.stdout and "a?.py" in plan.stdout
 
 
+def test_titles_with_joiners_are_shown_whole_and_bidi_overrides_are_not(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """An emoji sequence and a Persian word hold zero-width joiners, which Python does not call
+    printable: they showed as 'dev 👩?💻' and 'می?خواهم'. A bidirectional override still shows
+    as '?' (it reorders what follows)."""
+    titles = ["Ship it, dev 👩\u200d💻", "Persian: می\u200cخواهم"]
+    assert cli("-C", str(project), "spec", "new", "S").code == 0
+    for title in titles:
+        assert cli("-C", str(project), "chunk", "add", "s", title).code == 0
+    out = cli("-C", str(project), "chunk", "list", "s").out
+    assert all(title in out for title in titles), out
+    _older_title(project, "Evil \u202egnp.exe")
+    assert "Evil ?gnp.exe" in cli("-C", str(project), "chunk", "list", "s").out
+
+
 def test_a_slug_that_looks_like_an_id_prefix_finds_its_spec(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """Ids are UUIDv7: all made this year start alike. A spec titled like such a prefix is
     found by its slug, not refused as an ambiguous id prefix."""

@@ -395,9 +395,15 @@ class SafeStream:
         return getattr(self._inner, name)
 
 
+# zero-width (non-)joiners: not printable to Python, but they join an emoji sequence (👩‍💻) or the
+# letters of a word (Persian's می‌خواهم) and move nothing; other format characters, such as
+# bidirectional overrides, reorder what is shown and are replaced
+_JOINERS = "\u200c\u200d"
+
+
 def terminal_safe(text: str) -> str:
     """Agent text is untrusted: drop control characters (no terminal escapes)."""
-    return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
+    return "".join(ch if ch.isprintable() or ch in _JOINERS or ch == " " else "?" for ch in text)
 
 
 def terminal_safe_lines(text: str) -> str:
