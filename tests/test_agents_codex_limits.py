@@ -5,8 +5,9 @@ the reset its message names, as Claude Code's and OpenCode's, not an agent error
 from __future__ import annotations
 
 import json
+import re
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,18 @@ def test_a_codex_agent_out_of_its_usage_limit_is_not_retried_at_once(
     result = run_chunk(store, make_config(), git_repo, chunk, executor=ex)
     assert result.status == "failed" and result.iterations == 1, result.reason
     assert result.reason.startswith("rate_limited: You've hit your usage limit.")
-    assert f"reset in {reset}s exceeds the 900s allowance" in result.reason
-    assert "\n" not in result.reason
+    # the reset as people read it (not "reset in 511860s exceeds the 900s allowance"), after
+    # the agent's sentence without its full stop (not "minutes.; reset")
+    said = re.search(
+        r"try again in 5 days 22 hours 11 minutes; resets in 5 d 22 h, "
+        r"at (\d{4}-\d\d-\d\d \d\d:\d\d) local, beyond the 15 min allowance$",
+        result.reason,
+    )
+    assert said, result.reason
+    assert ".;" not in result.reason and "\n" not in result.reason
+    assert result.resets_at is not None  # naive UTC; the line says it on the local clock
+    local = result.resets_at.replace(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    assert said[1] == local
     [execution] = store.query_dicts(
         "SELECT status, exit_reason FROM executions WHERE run_id = ?", [result.run_id]
     )

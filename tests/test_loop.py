@@ -806,6 +806,30 @@ def test_a_rate_limit_that_never_ends_stops_after_a_bounded_number_of_pauses(
     no_running_rows(store)
 
 
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (0.05, "0.05 s"),
+        (45, "45 s"),
+        (90, "1 min 30 s"),
+        (900, "15 min"),
+        (3600, "1 h"),
+        (7500, "2 h 5 min"),
+        (86400 + 30, "1 d"),
+        (5 * 86400 + 22 * 3600 + 11 * 60, "5 d 22 h"),
+    ],
+)
+def test_a_rate_limit_wait_is_said_in_days_hours_and_minutes(seconds: float, said: str) -> None:
+    """The loop's rate-limit lines said "reset in 511860s exceeds the 900s allowance"."""
+    from datetime import datetime
+
+    from specwright.loop.limits import reset_text, span
+
+    assert span(seconds) == said
+    now = datetime(2026, 11, 27, 17, 0).timestamp()  # local time
+    assert reset_text(7500, now) == "resets in 2 h 5 min, at 2026-11-27 19:05 local"
+
+
 def test_rate_limit_event_without_reset_time_uses_the_default_wait(
     repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -814,7 +838,7 @@ def test_rate_limit_event_without_reset_time_uses_the_default_wait(
     agent = scripted([{"fail": "usage limit reached", "kind": "rate_limit"}])
     result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_rate_limit_wait_s=1)
     assert result.status == "failed" and result.reason.startswith("rate_limited")
-    assert "usage limit reached" in result.reason and "60s" in result.reason
+    assert "usage limit reached; resets in 1 min, at " in result.reason
     no_running_rows(store)
 
 
@@ -857,7 +881,9 @@ def test_codexbar_reset_time_decides_the_pause(
     )
     result = run_chunk(store, make_config(), repo, chunk, executor=agent, max_rate_limit_wait_s=60)
     assert result.status == "failed" and result.reason.startswith("rate_limited")
-    assert re.search(r"reset in 3[0-9]{3}s exceeds the 60s allowance", result.reason)
+    assert re.search(
+        r"resets in (59 min \d+ s|1 h), at .* local, beyond the 1 min allowance$", result.reason
+    )
 
 
 def test_codexbar_snapshots_around_each_execution_give_the_quota_it_used(

@@ -8,10 +8,36 @@ without an exhausted window, the caller falls back to a default wait.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 _PROVIDER_OF_BACKEND = {"claude-code": "claude", "codex": "codex"}
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def span(seconds: float) -> str:
+    """A duration for people, in its two largest units: ``0.5 s``, ``45 s``, ``15 min``,
+    ``2 h 5 min``, ``5 d 22 h`` (the rest cut off)."""
+    if seconds < 10:
+        return f"{max(0.0, seconds):.2g} s"
+    left, parts = round(seconds), list[str]()
+    for unit, size in _UNITS:
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append(f"{count} {unit}" if count else "")
+        if len(parts) == 2:
+            break
+    return " ".join(p for p in parts if p)
+
+
+def reset_text(wait_s: float, now: float | None = None) -> str:
+    """When a limit resets, ``wait_s`` from ``now`` (epoch seconds; the clock when None): ``resets
+    in 5 d 22 h, at 2026-12-03 15:04 local``."""
+    at = datetime.fromtimestamp((time.time() if now is None else now) + max(0.0, wait_s))
+    return f"resets in {span(wait_s)}, at {at:%Y-%m-%d %H:%M} local"
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -40,6 +41,7 @@ class ChunkResult:
     cost_usd: float = 0.0
     summary: str | None = None
     interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one of them stopped the run
+    resets_at: datetime | None = None  # ended rate_limited: when the limit resets (naive UTC)
 
     @property
     def shipped(self) -> bool:

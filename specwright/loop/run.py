@@ -9,14 +9,15 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright import branches, gitdiff, gitops, gitstate
-from specwright.errors import LoopExit, SpecwrightError
+from specwright.errors import LoopExit, SpecwrightError, one_line
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
-from specwright.loop.limits import codexbar_reset_wait
+from specwright.loop.limits import codexbar_reset_wait, reset_text, span
 from specwright.loop.lines import (
     auth_line,
     interrupted_by,
@@ -169,6 +170,7 @@ class _ChunkRun:
         self.attempt_cost = 0.0
         self.budget_warned: set[str] = set()  # budgets said to count only priced work
         self.paused_s, self.pauses = 0.0, 0
+        self.resets_at: datetime | None = None  # a rate limit's reset, past the allowance
         self._kinds: dict[str, str] = {}  # the attempt's error events: kind -> first message
         self.interrupted_by: str | None = None
         self.started = time.monotonic()
@@ -478,17 +480,22 @@ class _ChunkRun:
 
     def _pause(self, wait_s: float, why: str) -> None:
         wait_s = max(0.0, float(wait_s))
-        if self.paused_s + wait_s > self.opts.max_rate_limit_wait_s:
+        why = one_line(why, 300).rstrip(" .;")  # the agent's sentence, then ours: no ".;"
+        allowance, waited = self.opts.max_rate_limit_wait_s, self.paused_s
+        if waited + wait_s > allowance:
+            now = time.time()  # one reading: the stored reset and the line's agree
+            self.resets_at = datetime.fromtimestamp(now + wait_s, UTC).replace(tzinfo=None)
+            spent = f", {span(waited)} of it waited already" if waited else ""
             raise LoopExit(
                 "rate_limited",
-                f"{why}; reset in {wait_s:.0f}s exceeds the {self.opts.max_rate_limit_wait_s:g}s allowance",
+                f"{why}; {reset_text(wait_s, now)}, beyond the {span(allowance)} allowance{spent}",
             )
         self.pauses += 1
         if self.pauses > MAX_RATE_LIMIT_PAUSES:
             raise LoopExit(
                 "rate_limited", f"{why}; still rate limited after {MAX_RATE_LIMIT_PAUSES} pauses"
             )
-        self.progress("pause", f"rate limited ({why}); pausing {wait_s:g}s")
+        self.progress("pause", f"rate limited ({why}); pausing {span(wait_s)}")
         if self.rollback_policy == "rollback":
             self._rollback("rate limit")
         self.paused_s += wait_s
@@ -564,5 +571,6 @@ class _ChunkRun:
             cost_usd=cost,
             summary=self.summary,
             interrupted_by=self.interrupted_by,
+            resets_at=self.resets_at,
         )
         self.progress("done", f"{status}: {reason}", self.result)
