@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +18,10 @@ from specwright.store import Store
 
 if TYPE_CHECKING:
     from specwright.config import Config
+    from specwright.loop import ChunkResult
     from specwright.runner import ChunkSummary
+
+log = logging.getLogger(__name__)
 
 # tokens as told (``queries.TOLD``): NULL for a group of agents that tell no usage
 TOKEN_SUMS = f"""sum(e.input_tokens) FILTER (WHERE {TOLD}) AS input_tokens,
@@ -129,8 +135,12 @@ def outcome(
     results: Mapping[str, ChunkSummary],
     cancelled: bool,
     interrupted_by: str | None,
+    limited: tuple[Chunk, ChunkResult] | None = None,
+    resume: str | None = None,
 ) -> tuple[str, str]:
-    """A run-all's status (shipped | cancelled | failed) and reason, from its chunks' lines."""
+    """A run-all's status (shipped | cancelled | failed) and reason, from its chunks' lines;
+    ``limited``: the first chunk run that ended rate_limited (it stopped run-all), ``resume``:
+    the command that goes on once its limit has reset."""
     status, reason = "failed", ""
     summaries = [results.get(c.id) for c in chunks]
     shipped = sum(1 for s in summaries if s and s.status == "shipped")
@@ -148,6 +158,8 @@ def outcome(
     elif cancelled:  # the status says cancelled: the reason says why, if known
         why = f"interrupted ({interrupted_by}); " if interrupted_by else ""
         status, reason = "cancelled", f"{why}{shipped}/{len(chunks)} chunks shipped"
+    elif limited is not None:
+        reason = _rate_limited(shipped, len(chunks), *limited, resume)
     else:
         bad = [s for s in summaries if s and s.status != "shipped"]
         first = bad[0] if bad else None
@@ -155,6 +167,22 @@ def outcome(
             f"; chunk {first.position} {first.status}: {_clip(first.reason)}" if first else ""
         )
     return status, reason
+
+
+def _rate_limited(
+    shipped: int, total: int, chunk: Chunk, result: ChunkResult, resume: str | None
+) -> str:
+    """When the limit that stopped a run-all resets, and the command that goes on then."""
+    from specwright.loop.limits import reset_text
+
+    said = f"{shipped}/{total} chunks shipped; stopped: chunk {chunk.position} rate limited"
+    if result.resets_at is not None:
+        now = time.time()
+        wait = result.resets_at.replace(tzinfo=UTC).timestamp() - now
+        said += f", the limit {reset_text(wait, now)}"
+    else:  # a reset a moment away, every time: "still rate limited after 20 pauses"
+        said += f", {result.reason.rsplit('; ', 1)[-1]}"
+    return said + (f"; {resume} again resumes" if resume else "")
 
 
 def _clip(text: str, limit: int = 300) -> str:
@@ -169,3 +197,22 @@ def added_since(store: Store, spec_id: str, chunks: list[Chunk]) -> int:
     return sum(
         1 for c in catalog.list_chunks(store, spec_id) if c.id not in had and c.status != "shipped"
     )
+
+
+def agents_ran(store: Store, run_id: str) -> bool:
+    """Whether any agent was called in the run-all ``run_id`` (True when that cannot be told)."""
+    from specwright.loop.records import agents_called
+
+    try:
+        return agents_called(store, run_id) > 0
+    except Exception as exc:  # the run's end is still written
+        log.warning("run %s: could not count its agents' calls: %s", run_id, exc)
+        return True
+
+
+def head_or_none(root: Path) -> str | None:
+    """The commit checked out in ``root``; None when git cannot tell (the run's end is written)."""
+    try:
+        return gitops.head_commit(root)
+    except gitops.GitError:
+        return None

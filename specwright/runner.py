@@ -27,10 +27,10 @@ from specwright import branches, catalog, gitops, interrupts
 from specwright.errors import first_line
 from specwright.loop import ChunkResult, Progress, run_chunk
 from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
-from specwright.loop.records import Heartbeat, agents_called, store_files, write_if_running
+from specwright.loop.records import Heartbeat, store_files, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
-from specwright.run_report import added_since, outcome
+from specwright.run_report import added_since, agents_ran, head_or_none, outcome
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
 from specwright.run_report import run_summary as run_summary
 from specwright.schedule import check_graph, next_wave, predicted_files, topological_order
@@ -108,7 +108,8 @@ class _RunAll:
         self.results: dict[str, ChunkSummary] = {}
         self.interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one stopped the run
         self.branch_was_gone = False  # no spec branch before run_all made it (a resume's is)
-        self.auth_failed = False  # credentials refused, a check that cannot run: no chunk can
+        self.stopped = False  # credentials refused, a check that cannot run: no chunk can
+        self.limited: tuple[Chunk, ChunkResult] | None = None  # the first chunk rate_limited
         # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
         # (their summaries, for the prompts of their dependents) is kept here instead
         self.summaries: dict[str, str | None] | None = {} if workdir is not None else None
@@ -209,8 +210,16 @@ class _RunAll:
             group_id=self.group_id,
             dep_summaries=self.summaries,
         )
-        # refused credentials, a check or an agent that cannot run: every chunk would fail so
-        self.auth_failed = self.auth_failed or result.reason.startswith(STOPS_RUN_ALL)
+        # refused credentials, a check or an agent that cannot run, a limit that resets past
+        # the loop's allowance: every later chunk would end so (each one more agent call)
+        if result.reason.startswith(STOPS_RUN_ALL):
+            self.stopped = True
+            with self._lock:  # a wave's: the first by position is named
+                was = self.limited
+                if result.reason.startswith("rate_limited:") and (
+                    was is None or chunk.position < was[0].position
+                ):
+                    self.limited = (chunk, result)
         self.progress(
             "chunk-done",
             chunk,
@@ -265,7 +274,7 @@ class _RunAll:
         for chunk in topological_order(pending + [by_id[i] for i in done]):
             if chunk.id in done:
                 continue
-            if self.cancel.is_set() or self.auth_failed:
+            if self.cancel.is_set() or self.stopped:
                 break
             bad = self._unshippable_deps(chunk, done, by_id)
             if bad:
@@ -282,7 +291,7 @@ class _RunAll:
         gitops.ensure_clean(self.root)
         worktrees = self.store.path.parent / "worktrees" / self.spec.slug  # (run_all checked it)
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="chunk") as pool:
-            while pending and not (self.cancel.is_set() or self.auth_failed):
+            while pending and not (self.cancel.is_set() or self.stopped):
                 for chunk in list(pending):
                     bad = self._unshippable_deps(chunk, done, by_id)
                     if bad:
@@ -301,7 +310,7 @@ class _RunAll:
                 )
                 base = gitops.head_commit(self.root)
                 futures = {
-                    c.id: pool.submit(self._in_worktree, c, worktrees, base) for c in wave.chunks
+                    c.id: pool.submit(self._wave_chunk, c, worktrees, base) for c in wave.chunks
                 }
                 stopped: BaseException | None = None
                 try:
@@ -321,7 +330,10 @@ class _RunAll:
                         tree, branch = self._tree(chunk, worktrees)
                         remove_worktree(self.root, tree, delete_branch=branch)
                         continue
-                    result, tree, branch = future.result()
+                    ran = future.result()
+                    if ran is None:  # its turn came after run-all stopped: not run
+                        continue
+                    result, tree, branch = ran
                     if result.shipped:
                         result = self._merge_back(chunk, result, tree, branch, worktrees)
                     else:
@@ -335,6 +347,10 @@ class _RunAll:
     def _tree(self, chunk: Chunk, worktrees: Path) -> tuple[Path, str]:
         """Where a chunk runs in a parallel wave: its worktree and branch."""
         return worktrees / f"{chunk.position}-{chunk.id[-8:]}", f"{self.branch}--{chunk.position}"
+
+    def _wave_chunk(self, c: Chunk, trees: Path, base: str) -> tuple[ChunkResult, Path, str] | None:
+        """A wave's chunk, not run when one before it (more than ``parallel``) stopped run-all."""
+        return None if self.stopped else self._in_worktree(c, trees, base)
 
     def _in_worktree(
         self, chunk: Chunk, worktrees: Path, base: str, note: str = ""
@@ -533,7 +549,10 @@ def run_all(
     try:
         with Heartbeat(store, run_id, 10.0, job.cancel):
             job.execute(chunks)
-        status, reason = outcome(chunks, job.results, job.cancel.is_set(), job.interrupted_by)
+        resume = None if tree else f"`specwright run-all {spec.slug}`"  # (a comparison: no)
+        status, reason = outcome(
+            chunks, job.results, job.cancel.is_set(), job.interrupted_by, job.limited, resume
+        )
     except KeyboardInterrupt as exc:
         status, reason = "cancelled", f"interrupted ({interrupted_by(exc)})"
         raise
@@ -543,7 +562,7 @@ def run_all(
     finally:
         done = utcnow()
         spec_status = {"shipped": "done", "cancelled": "ready"}.get(status, "failed")
-        idle = status != "shipped" and not _agents_called(store, run_id)
+        idle = status != "shipped" and not agents_ran(store, run_id)
         refused = idle and status == "failed"
         if idle:  # stopped before any agent ran (a check that cannot run, a Ctrl-C): as it was
             spec_status = had
@@ -553,7 +572,7 @@ def run_all(
                 spec_status = "ready"
                 reason += f"; {added} chunk(s) added while it ran are still to run"
         values = {"status": status, "reason": reason, "finished_at": done}
-        values["head_commit"] = _head(tree or root, job.branch)
+        values["head_commit"] = head_or_none(tree or root)
         ops = [Store.op_update("runs", {"id": run_id}, values)]
         if not tree:
             spec_values = {"status": spec_status, "updated_at": done}
@@ -568,14 +587,6 @@ def run_all(
     return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch, refused)
 
 
-def _agents_called(store: Store, run_id: str) -> bool:
-    try:
-        return agents_called(store, run_id) > 0
-    except Exception as exc:  # the run's end is still written
-        log.warning("run %s: could not count its agents' calls: %s", run_id, exc)
-        return True
-
-
 def _check_out(store: Store, root: Path, slug: str, parallel: int) -> None:
     """Put the project on the spec's branch before the run is recorded (``ensure_branch``): a
     branch refused leaves no run behind, and the run's base commit is the one it goes on from."""
@@ -585,10 +596,3 @@ def _check_out(store: Store, root: Path, slug: str, parallel: int) -> None:
         ours.append(store.path.parent / "worktrees" / slug)
     branches.ensure_branch(root, gitops.spec_branch(slug), keep=ours)
     gitops.ensure_outside_or_ignored(root, ours)
-
-
-def _head(root: Path, branch: str) -> str | None:
-    try:
-        return gitops.head_commit(root)
-    except gitops.GitError:
-        return None

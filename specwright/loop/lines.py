@@ -15,7 +15,14 @@ if TYPE_CHECKING:
     from specwright.verify import StepResult
 
 # a chunk run that ended so stops run-all: every later chunk would end the same way
-STOPS_RUN_ALL = ("auth:", "unknown_model:", "check_broken:", "cannot_start:", "repository_lost:")
+STOPS_RUN_ALL = (
+    "auth:",
+    "unknown_model:",
+    "check_broken:",
+    "cannot_start:",
+    "repository_lost:",
+    "rate_limited:",
+)
 
 
 def verify_line(result: StepResult, baseline: bool = False) -> str:
