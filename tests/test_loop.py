@@ -1224,7 +1224,14 @@ def test_a_cancel_while_codexbar_is_asked_for_a_rate_limit_reset_stops_at_once(
     wrapper.chmod(0o755)
     monkeypatch.setenv("CODEXBAR_PATH", str(wrapper))
     chunk = make_chunk(store, repo)
-    agent = scripted([{"fail": "usage limit reached", "kind": "rate_limit"}])
+
+    class ClaudeLike(ScriptedExecutor):  # codexbar is asked for the agent's own provider
+        backend = "claude-code"
+
+    agent = ClaudeLike(
+        ExecutorConfig(name="claude", type="scripted"),
+        script=[{"fail": "usage limit reached", "kind": "rate_limit"}],
+    )
     cancel = threading.Event()
 
     def cancel_once_asked() -> None:

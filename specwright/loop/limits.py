@@ -74,13 +74,25 @@ def reset_wait_from_payloads(
     return max(0.0, (max(resets) - now).total_seconds())
 
 
-def codexbar_reset_wait(backend: str | None, cancel: threading.Event | None = None) -> float | None:
-    """Seconds until codexbar says the agent's exhausted quota resets; None when unknown (or
-    when ``cancel`` stopped the asking)."""
+def provider_of(executor: Any) -> str | None:
+    """The codexbar provider whose limits are the agent's: ``claude`` for Claude Code, ``codex``
+    for a command agent reading ``codex exec --json`` (``parser: codex``); None when not known (a
+    command agent of another parser, OpenCode, whose model may be any provider's)."""
+    backend = getattr(executor, "backend", None) or ""
+    if backend == "command":
+        return "codex" if getattr(executor.config, "parser", None) == "codex" else None
+    return _PROVIDER_OF_BACKEND.get(backend)
+
+
+def codexbar_reset_wait(
+    provider: str | None, cancel: threading.Event | None = None
+) -> float | None:
+    """Seconds until codexbar says ``provider``'s exhausted quota resets; None when unknown (or
+    when ``cancel`` stopped the asking). An agent of no known provider is not judged by any
+    other's limits: None, without asking."""
     from specwright.usage import codexbar
 
-    if codexbar.codexbar_path() is None:
+    if provider is None or codexbar.codexbar_path() is None:
         return None
     snap = codexbar.run("usage", timeout_s=20, cancel=cancel)
-    provider = _PROVIDER_OF_BACKEND.get(backend or "")
     return reset_wait_from_payloads(snap.payloads, provider, datetime.now(UTC))

@@ -17,7 +17,7 @@ from specwright import branches, gitdiff, gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError, one_line
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
-from specwright.loop.limits import codexbar_reset_wait, reset_text, span
+from specwright.loop.limits import codexbar_reset_wait, provider_of, reset_text, span
 from specwright.loop.lines import (
     auth_line,
     interrupted_by,
@@ -421,7 +421,7 @@ class _ChunkRun:
             ):
                 wait = outcome.retry_after_s
                 if wait is None:  # the agent gave no reset time: ask codexbar, else a default
-                    wait = codexbar_reset_wait(self.executor.backend, self.cancel)
+                    wait = codexbar_reset_wait(provider_of(self.executor), self.cancel)
                     if self.cancel.is_set():
                         raise LoopExit("cancelled", "cancelled while asking codexbar")
                 wait = DEFAULT_RATE_LIMIT_WAIT_S if wait is None else wait
