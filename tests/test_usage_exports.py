@@ -268,6 +268,27 @@ def test_an_export_into_the_folder_the_shell_is_in_says_to_cd_again(
     assert res.code == 0 and res.err == ""
 
 
+def test_an_export_run_again_from_the_folder_it_replaced_is_one_line(
+    tmp_path: Path, store: Store, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `usage export -o .` the shell is in a folder that no longer exists; the same command
+    again (the user did not `cd` as the note said) failed with a FileNotFoundError traceback. It
+    is one line saying to cd again (exit 2), and the export there stays whole."""
+    _seed(store, tmp_path, "a", 1)
+    out = tmp_path / "laptop"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    assert cli("--db", str(store.path), "usage", "export", "-o", ".").code == 0
+    manifest = (out / "manifest.json").read_text()
+    res = cli("--db", str(store.path), "usage", "export", "-o", ".")
+    assert res.code == 2
+    assert res.err == (
+        "specwright: error: the current directory no longer exists (a `usage export -o .` "
+        "replaces its folder with a new one): cd to it again\n"
+    )
+    assert (out / "manifest.json").read_text() == manifest
+
+
 def test_an_export_written_again_keeps_what_else_its_folder_held(
     tmp_path: Path, store: Store
 ) -> None:

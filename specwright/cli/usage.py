@@ -508,9 +508,15 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     from specwright.model import utcnow
     from specwright.usage.export import export
 
+    try:  # an export replaces its folder whole: a shell in it is left in the old one
+        here = Path.cwd()
+    except FileNotFoundError:  # that old one, after `-o .`: its note said to cd again
+        raise ValidationError(
+            "the current directory no longer exists (a `usage export -o .` replaces its folder "
+            "with a new one): cd to it again"
+        ) from None
     target = Path(args.output or f"usage-export-{socket.gethostname()}-{utcnow():%Y%m%d}")
     target = target.expanduser().resolve()  # as merge reads it: `--output=~/x` reaches us so
-    here = Path.cwd()  # an export replaces its folder whole: a shell in it is left in the old one
     inside = target.is_dir() and (here == target or target in here.parents)
     counts = export(ctx.store, target)
     if inside:
