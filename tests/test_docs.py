@@ -162,3 +162,44 @@ def test_executor_options_are_documented_and_ingest_says_where_claude_runs_log()
     ingest = (REPO / "docs" / "commands.md").read_text().split("### `specwright ingest", 1)[1]
     ingest = " ".join(ingest.split("\n### ", 1)[0].split())
     assert "throwaway `CLAUDE_CONFIG_DIR`" in ingest and "`options.config_dir`" in ingest
+
+
+def _needs_db() -> dict[str, bool]:
+    """Each command (``spec list``, ``worker``) and whether it refuses a database file that is
+    not there (``needs_db``) rather than creating it."""
+    out: dict[str, bool] = {}
+
+    def walk(parser, name: str) -> None:  # type: ignore[no-untyped-def]
+        subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not subs:
+            out[name] = bool(parser.get_default("needs_db"))
+        for sub in subs:
+            for child, p in sub.choices.items():
+                walk(p, f"{name} {child}".strip())
+
+    walk(build_parser(), "")
+    return out
+
+
+def _named_in(text: str) -> set[str]:
+    """The commands a list such as "`spec list|show`, `worker`, the `usage` reports" names."""
+    usage_reports = {c for c in _needs_db() if c.startswith("usage ")} - {
+        "usage export",
+        "usage merge",
+    }
+    named = set(usage_reports if "the `usage` reports" in text else ())
+    for quoted in re.findall(r"`([^`]+)`", text.replace("the `usage` reports", "")):
+        head, _, tail = quoted.partition(" ")
+        named |= {f"{head} {child}".strip() for child in tail.split("|")}
+    return named
+
+
+def test_the_commands_said_to_refuse_a_missing_database_are_those_that_do() -> None:
+    """docs/commands.md lists the commands that refuse a database file that is not there and
+    those that create it; `worker` was listed as creating it long after it refused one."""
+    text = " ".join((REPO / "docs" / "commands.md").read_text().split())
+    refuse = text.split("A command that only reads the database", 1)[1].split("), refuses", 1)[0]
+    create = text.split("creates nothing", 1)[1].split(") create it.", 1)[0]
+    needs = _needs_db()
+    assert _named_in(refuse) == {c for c, n in needs.items() if n}
+    assert not {c for c, n in needs.items() if n} & _named_in(create)
