@@ -203,3 +203,37 @@ def test_the_commands_said_to_refuse_a_missing_database_are_those_that_do() -> N
     needs = _needs_db()
     assert _named_in(refuse) == {c for c, n in needs.items() if n}
     assert not {c for c, n in needs.items() if n} & _named_in(create)
+
+
+def test_the_ranges_help_and_docs_give_are_those_enforced() -> None:
+    """--parallel, --max-iterations (and worker --concurrency) and --budget take the ranges of
+    `specwright.model`, as the config's defaults do: each option's `--help`, docs/commands.md
+    and docs/config.md give those same ranges."""
+    from specwright.cli.common import ITERATIONS, PARALLEL, dollars
+    from specwright.model import MAX_BUDGET_USD, MAX_ITERATIONS, MAX_PARALLEL
+
+    said = {
+        PARALLEL: f"1-{MAX_PARALLEL}",
+        ITERATIONS: f"1-{MAX_ITERATIONS}",
+        dollars: f"0 to {MAX_BUDGET_USD:,} dollars",
+    }
+    wrong = []
+
+    def walk(parser, name: str) -> None:  # type: ignore[no-untyped-def]
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for child, sub in action.choices.items():
+                    walk(sub, f"{name} {child}".strip())
+            elif action.type in said and said[action.type] not in (action.help or ""):
+                wrong.append(f"{name} {action.option_strings[-1]}: {action.help!r}")
+
+    walk(build_parser(), "")
+    assert not wrong, f"--help without the range the option takes: {wrong}"
+    commands = " ".join((REPO / "docs" / "commands.md").read_text().split())
+    assert f"outside 1-{MAX_ITERATIONS} attempts or 1-{MAX_PARALLEL} at once" in commands
+    assert f"is from 0 to {MAX_BUDGET_USD:,} dollars" in commands
+    config = " ".join((REPO / "docs" / "config.md").read_text().split())
+    assert (
+        f"`maxIterations` over {MAX_ITERATIONS:,}, `parallel` over {MAX_PARALLEL} and "
+        f"`budget_usd` over ${MAX_BUDGET_USD:,}"
+    ) in config

@@ -40,7 +40,11 @@ def register(sub: Any) -> None:
         "the items of a worker that died; `specwright queue cancel` drops one for good.",
     )
     p.add_argument(
-        "--concurrency", type=PARALLEL, default=1, metavar="N", help="items at once, 1-256"
+        "--concurrency",
+        type=PARALLEL,
+        default=1,
+        metavar="N",
+        help="items at once, 1-256 (default 1)",
     )
     p.add_argument(
         "--once", action="store_true", help="stop when nothing is queued and its own items are done"
