@@ -237,3 +237,16 @@ def test_the_ranges_help_and_docs_give_are_those_enforced() -> None:
         f"`maxIterations` over {MAX_ITERATIONS:,}, `parallel` over {MAX_PARALLEL} and "
         f"`budget_usd` over ${MAX_BUDGET_USD:,}"
     ) in config
+
+
+def test_the_readme_config_loads_as_written(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The README's `.handoff/config.yaml` is one a user copies: it loads without an error or a
+    warning (a renamed key or a tightened range would make it fail on their first run), and its
+    defaults are what it says."""
+    from specwright.config import load_text
+
+    monkeypatch.delenv("OPENCODE_URL", raising=False)
+    section = _readme().split("## Configuration: `.handoff/config.yaml`", 1)[1]
+    config = load_text(re.findall(r"```yaml\n(.+?)```", section, re.DOTALL)[0], "README.md")
+    assert (config.defaults.executor, config.defaults.max_iterations) == ("claude", 3)
+    assert config.defaults.budget_usd == 20 and config.defaults.parallel == 1
