@@ -314,9 +314,9 @@ def test_live_02_runs_in_the_background_and_the_kernel_stays_free(tmp_path: Path
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("max_iterations", "abc", "max_iterations: expected a whole number >= 0"),
-        ("parallel", 0, "parallel: expected a whole number >= 1 (chunks at once), got 0"),
-        ("parallel", "2.5", "parallel: expected a whole number >= 1"),
+        ("max_iterations", "abc", "max_iterations: expected a whole number from 0 to 1000"),
+        ("parallel", 0, "parallel: expected a whole number from 1 to 256 (chunks at once), got 0"),
+        ("parallel", "2.5", "parallel: expected a whole number from 1 to 256"),
         ("executor", "nope", "no executor 'nope'; expected one of scripted"),
     ],
 )

@@ -3,6 +3,7 @@ backends (and the real store where it matters); no browser, no kernel."""
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -291,6 +292,27 @@ def test_run_spec_names_a_bad_executor_before_running(tmp_path: Path) -> None:
     spec = make_spec(store, root)
     with pytest.raises(SpecwrightError, match="nope"):
         run_spec(str(root), spec.slug, executor="nope", store=store, live=False)
+    assert store.query("SELECT count(*) FROM runs") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("parallel", 100_000, "parallel: expected a whole number from 1 to 256 (chunks at once)"),
+        ("max_iterations", "1" * 20, "max_iterations: expected a whole number from 0 to 1000"),
+    ],
+)
+def test_run_spec_takes_the_counts_the_command_line_does(
+    tmp_path: Path, name: str, value: object, expected: str
+) -> None:
+    """`-p parallel 100000` or a max_iterations of 20 digits was taken by 02 while `run-all
+    --parallel` and the config's defaults refuse them: one line naming the parameter and the
+    range, before anything runs."""
+    root = make_project(tmp_path / "proj")
+    store = Store(tmp_path / "db" / "specwright.duckdb")
+    spec = make_spec(store, root)
+    with pytest.raises(SpecwrightError, match=re.escape(expected)):
+        run_spec(str(root), spec.slug, store=store, live=False, **{name: value})
     assert store.query("SELECT count(*) FROM runs") == [(0,)]
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from specwright.errors import SpecwrightError
+from specwright.model import MAX_ITERATIONS, MAX_PARALLEL
 from specwright.widgets.common import (
     badge,
     clip,
@@ -346,14 +347,18 @@ def prepare_demo(store: Store, root: Path) -> Spec:
     return demo.prepare(store, root)
 
 
-def _whole(name: str, value: Any, minimum: int, meaning: str) -> int:
-    """A whole-number parameter (papermill passes ``-p max_iterations abc`` as a string)."""
+def _whole(name: str, value: Any, minimum: int, maximum: int, meaning: str) -> int:
+    """A whole-number parameter (papermill passes ``-p max_iterations abc`` as a string), in the
+    range the command line's option takes."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
+    whole = not isinstance(value, bool) and text.lstrip("-").isdigit()
+    number = int(text) if whole else minimum - 1
+    if not minimum <= number <= maximum:
         raise SpecwrightError(
-            f"{name}: expected a whole number >= {minimum} ({meaning}), got {clip(repr(value), 80)}"
+            f"{name}: expected a whole number from {minimum} to {maximum} ({meaning}), "
+            f"got {clip(repr(value), 80)}"
         )
-    return int(text)
+    return number
 
 
 def run_spec(
@@ -377,8 +382,10 @@ def run_spec(
     from specwright.store import Store, resolve_db_path
 
     spec, executor, reviewer = text_param(spec), text_param(executor), text_param(reviewer)
-    parallel = _whole("parallel", parallel, 1, "chunks at once")
-    max_iterations = _whole("max_iterations", max_iterations, 0, "0 = the config's default")
+    parallel = _whole("parallel", parallel, 1, MAX_PARALLEL, "chunks at once")
+    max_iterations = _whole(
+        "max_iterations", max_iterations, 0, MAX_ITERATIONS, "0 = the config's default"
+    )
     live = interactive() if live is None else live
     if spec == "demo":
         from specwright import demo
