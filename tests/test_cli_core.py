@@ -304,11 +304,17 @@ def test_nothing_the_cli_prints_can_drive_the_terminal(project: Path) -> None:
     assert "Evil ?[2J?31m? title\tend" in plan.stdout and "a?.py" in plan.stdout
 
 
-def test_titles_with_joiners_are_shown_whole_and_bidi_overrides_are_not(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_titles_with_joiners_or_spaces_show_whole_bidi_overrides_do_not(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """An emoji sequence and a Persian word hold zero-width joiners, which Python does not call
-    printable: they showed as 'dev 👩?💻' and 'می?خواهم'. A bidirectional override still shows
-    as '?' (it reorders what follows)."""
-    titles = ["Ship it, dev 👩\u200d💻", "Persian: می\u200cخواهم"]
+    printable: they showed as 'dev 👩?💻' and 'می?خواهم'; nor are a no-break space and the
+    ideographic space of Japanese text ('レート?制限'). A bidirectional override still shows as
+    '?' (it reorders what follows)."""
+    titles = [
+        "Ship it, dev 👩\u200d💻",
+        "Persian: می\u200cخواهم",
+        "レート\u3000制限",
+        "v1.0\u00a0beta",
+    ]
     assert cli("-C", str(project), "spec", "new", "S").code == 0
     for title in titles:
         assert cli("-C", str(project), "chunk", "add", "s", title).code == 0

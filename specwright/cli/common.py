@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -401,9 +402,15 @@ class SafeStream:
 _JOINERS = "\u200c\u200d"
 
 
+def _shown(ch: str) -> bool:
+    # spaces other than " " (a no-break space, Japanese's ideographic space in レート\u3000制限)
+    # are not printable to Python either, yet a title holds them and a terminal shows a space
+    return ch.isprintable() or ch in _JOINERS or unicodedata.category(ch) == "Zs"
+
+
 def terminal_safe(text: str) -> str:
     """Agent text is untrusted: drop control characters (no terminal escapes)."""
-    return "".join(ch if ch.isprintable() or ch in _JOINERS or ch == " " else "?" for ch in text)
+    return "".join(ch if _shown(ch) else "?" for ch in text)
 
 
 def terminal_safe_lines(text: str) -> str:
