@@ -17,15 +17,21 @@ import unicodedata
 from specwright.errors import ValidationError
 
 MAX_TITLE_CHARS = 200  # a sentence, not a spec: GitHub cuts a PR title at 256
-# bidirectional embeddings, overrides and isolates: they reorder what a title shows
-_BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+# zero-width (non-)joiners: format characters that join an emoji sequence (👩\u200d💻) or the
+# letters of a word (Persian's می\u200cخواهم) and move nothing
+JOINERS = frozenset("\u200c\u200d")
 
 
-def _control(ch: str) -> bool:
-    # Cc: C0 and C1 controls and DEL (tab, escape); Cs: a lone surrogate, an undecodable byte
-    # of argv, which the store cannot encode
-    return unicodedata.category(ch) in ("Cc", "Cs") or ord(ch) in _BIDI
+def hidden(ch: str) -> bool:
+    """A character no title holds and no line shows as itself (``cli.common.terminal_safe``
+    prints '?'): a control (Cc: a tab, an escape, C1), a lone surrogate (Cs: an undecodable
+    byte of argv), a line or paragraph separator, or a format character but the joiners (Cf:
+    a bidirectional override reorders what follows, a zero-width space or BOM hides). An
+    unassigned code point (an emoji newer than Python's tables) or a private-use glyph is
+    shown as itself: no terminal acts on one."""
+    category = unicodedata.category(ch)
+    return category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and ch not in JOINERS)
 
 
 def title_problem(title: str, what: str) -> str | None:
@@ -36,10 +42,11 @@ def title_problem(title: str, what: str) -> str | None:
     shown = repr(title) if len(title) <= 60 else repr(title[:57]) + "..."
     if any(ch in _LINE_BREAKS for ch in title):
         return f"{what} {shown}: expected a single line"
-    bad = next((i for i, ch in enumerate(title) if _control(ch)), None)
+    bad = next((i for i, ch in enumerate(title) if hidden(ch)), None)
     if bad is not None:
+        kind = "format" if unicodedata.category(title[bad]) == "Cf" else "control"
         return (
-            f"{what} {shown}: a control character (U+{ord(title[bad]):04X}) at character "
+            f"{what} {shown}: a {kind} character (U+{ord(title[bad]):04X}) at character "
             f"{bad + 1}; expected printable text"
         )
     if len(title) > MAX_TITLE_CHARS:
@@ -58,7 +65,7 @@ def check_title(title: str, what: str) -> str:
 def clean_title(text: str) -> str:
     """A title made of a model's text: control characters and runs of white space one space,
     cut to ``MAX_TITLE_CHARS``; may be empty."""
-    text = "".join(" " if _control(ch) or ch in _LINE_BREAKS else ch for ch in text)
+    text = "".join(" " if hidden(ch) or ch in _LINE_BREAKS else ch for ch in text)
     return " ".join(text.split())[:MAX_TITLE_CHARS].rstrip()
 
 

@@ -307,13 +307,16 @@ def test_nothing_the_cli_prints_can_drive_the_terminal(project: Path) -> None:
 def test_titles_with_joiners_or_spaces_show_whole_bidi_overrides_do_not(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """An emoji sequence and a Persian word hold zero-width joiners, which Python does not call
     printable: they showed as 'dev 👩?💻' and 'می?خواهم'; nor are a no-break space and the
-    ideographic space of Japanese text ('レート?制限'). A bidirectional override still shows as
+    ideographic space of Japanese text ('レート?制限'), an emoji newer than Python's Unicode
+    tables or a private-use icon of a terminal font. A bidirectional override still shows as
     '?' (it reorders what follows)."""
     titles = [
         "Ship it, dev 👩\u200d💻",
         "Persian: می\u200cخواهم",
         "レート\u3000制限",
         "v1.0\u00a0beta",
+        "Mood \U0001fae8",
+        "Branch \uf418 icon",
     ]
     assert cli("-C", str(project), "spec", "new", "S").code == 0
     for title in titles:

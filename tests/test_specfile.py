@@ -16,6 +16,7 @@ from specwright.errors import ValidationError
 from specwright.model import Chunk, Spec, new_id
 from specwright.specfile import MAX_FILE_BYTES, SpecFileError
 from specwright.store import Store
+from specwright.titles import hidden
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -26,7 +27,7 @@ _TRICKY = st.sampled_from(
     ["## Chunk 1: x", "\\## Chunk", "### Acceptance", "### files", "---", "- item", "  ", "", "\\"]
 )
 _TEXT = st.lists(st.one_of(_LINE, _TRICKY), max_size=8).map("\n".join)
-_TITLE = _LINE.map(str.strip).filter(bool)
+_TITLE = _LINE.map(str.strip).filter(lambda t: bool(t) and not any(map(hidden, t)))
 _ITEM = st.lists(st.one_of(_LINE, _TRICKY), min_size=1, max_size=3).map("\n".join).map(str.strip)
 
 

@@ -54,7 +54,8 @@ def test_a_dependency_making_a_cycle_names_chunks_not_ids(store: Store, tmp_path
     [
         ("Add\tlogin", "title 'Add\\tlogin': a control character (U+0009) at character 4"),
         ("Add \x1b[2Jlogin", "a control character (U+001B) at character 5; expected printable"),
-        ("Add \u202elogin", "a control character (U+202E) at character 5"),
+        ("Add \u202elogin", "a format character (U+202E) at character 5"),
+        ("Add\u200blogin", "a format character (U+200B) at character 4"),  # shown as '?'
         ("x" * 201, "201 characters; expected at most 200"),
     ],
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.model import MAX_ITERATIONS, MAX_PARALLEL
+from specwright.titles import hidden
 
 if TYPE_CHECKING:
     from specwright.config import Config
@@ -240,7 +241,6 @@ def _width(text: str) -> int:
     title in Japanese), none for a combining mark."""
     if text.isascii():
         return len(text)
-    import unicodedata
 
     return sum(
         0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
@@ -396,21 +396,10 @@ class SafeStream:
         return getattr(self._inner, name)
 
 
-# zero-width (non-)joiners: not printable to Python, but they join an emoji sequence (👩‍💻) or the
-# letters of a word (Persian's می‌خواهم) and move nothing; other format characters, such as
-# bidirectional overrides, reorder what is shown and are replaced
-_JOINERS = "\u200c\u200d"
-
-
-def _shown(ch: str) -> bool:
-    # spaces other than " " (a no-break space, Japanese's ideographic space in レート\u3000制限)
-    # are not printable to Python either, yet a title holds them and a terminal shows a space
-    return ch.isprintable() or ch in _JOINERS or unicodedata.category(ch) == "Zs"
-
-
 def terminal_safe(text: str) -> str:
-    """Agent text is untrusted: drop control characters (no terminal escapes)."""
-    return "".join(ch if _shown(ch) else "?" for ch in text)
+    """Agent text is untrusted: control characters (no terminal escapes) and the other
+    characters no title may hold (``titles.hidden``: a bidirectional override) show as '?'."""
+    return "".join("?" if hidden(ch) else ch for ch in text)
 
 
 def terminal_safe_lines(text: str) -> str:
