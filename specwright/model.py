@@ -326,7 +326,8 @@ class ErrorEvent:
     """Something went wrong: an API error, a malformed line (``warning``), a crash."""
 
     message: str
-    # error | warning | api_error | rate_limit | auth (key refused, missing) | unknown_model
+    # error | warning | api_error | rate_limit | auth (key refused, missing) | unknown_model |
+    # billing (out of credit, or a plan without this use)
     kind: str = "error"
     raw: dict[str, Any] | None = None
     type: Literal["error"] = "error"

@@ -240,6 +240,40 @@ def test_real_claude_unknown_model_stops_the_chunk_run_at_once(store: Any, tmp_p
     ]
 
 
+# the API's answer to a key whose organisation has no credit left (quoted in anthropics/claude-code
+# issues #4208, #85675)
+CREDIT_TOO_LOW = (
+    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to "
+    "upgrade or purchase credits."
+)
+
+
+def test_real_claude_out_of_credit_stops_the_chunk_run_at_once(store: Any, tmp_path: Path) -> None:
+    """The API's 400 "Your credit balance is too low" (claude: "Credit balance is too low",
+    billing_error) was an api_error the loop ran claude again for, to fail alike: no retry or
+    wait helps until someone pays, so the chunk run stops after one execution with one line
+    naming the executor and what to do, recorded as billing."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:  # strict: a second execution's request would be a failure
+        srv.script(anthropic_error(400, CREDIT_TOO_LOW, error_type="invalid_request_error"))
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv)))
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.failures == [] and len(srv.model_requests) == 1
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "billing: executor 'claude' (claude-code) is out of credit or its plan does not include "
+        "this use: Credit balance is too low"
+    )
+    assert result.reason.endswith("add credits or change plan, then run the chunk again")
+    assert "\n" not in result.reason
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("billing: ")
+    assert store.query_dicts("SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]
+
+
 @pytest.mark.parametrize(
     "prompt",
     [

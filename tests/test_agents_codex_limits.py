@@ -68,7 +68,6 @@ def test_codex_usage_limit_stream_is_a_rate_limit_with_its_reset() -> None:
 @pytest.mark.parametrize(
     ("message", "retry"),
     [
-        ("Quota exceeded. Check your plan and billing details.", None),
         ("exceeded retry limit, last status: 429 Too Many Requests, request id: r-1", None),
         (
             'unexpected status 429 Too Many Requests: {"error":{"type":"usage_limit_reached",'
@@ -78,7 +77,7 @@ def test_codex_usage_limit_stream_is_a_rate_limit_with_its_reset() -> None:
         ("You've hit your usage limit. Try again in 2 hours 5 minutes.", 7500),
     ],
 )
-def test_codex_quota_messages_are_rate_limits(message: str, retry: float | None) -> None:
+def test_codex_usage_limit_messages_are_rate_limits(message: str, retry: float | None) -> None:
     state = LineState()
     [event] = parse_codex_line(
         json.dumps({"type": "turn.failed", "error": {"message": message}}), state
@@ -121,3 +120,68 @@ def test_a_codex_agent_out_of_its_usage_limit_is_not_retried_at_once(
         "SELECT status, exit_reason FROM executions WHERE run_id = ?", [result.run_id]
     )
     assert execution["status"] == "error" and execution["exit_reason"].startswith("rate_limit")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Quota exceeded. Check your plan and billing details.",
+        "To use Codex with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus.",
+        "Your workspace is out of credits. Add credits to continue.",
+        "Your workspace is out of credits. Ask your workspace owner to refill in order to continue.",
+        "You hit your spend cap set in your workspace. Increase your spend cap to continue.",
+        "You hit your spend cap set by the owner of your workspace. Ask an owner to increase your "
+        "spend cap to continue.",
+    ],
+)
+def test_codex_out_of_credit_messages_are_billing_not_rate_limits(message: str) -> None:
+    """Codex's messages (codex-rs error.rs) for a quota or credits used up, a spend cap, a plan
+    without Codex: none resets, so no wait helps; a "Quota exceeded" was a rate limit waited on
+    60 s at a time, the others agent errors retried at once."""
+    state = LineState()
+    [event] = parse_codex_line(
+        json.dumps({"type": "turn.failed", "error": {"message": message}}), state
+    )
+    assert isinstance(event, ErrorEvent) and event.kind == "billing"
+    assert state.error_kind == "billing" and state.retry_after_s is None
+
+
+@pytest.mark.parametrize(
+    ("stream", "said"),
+    [
+        ("quota-exceeded", "Quota exceeded. Check your plan and billing details."),
+        ("usage-not-included", "To use Codex with your ChatGPT plan, upgrade to Plus: "),
+    ],
+)
+def test_a_codex_agent_out_of_credit_stops_the_chunk_run_at_once(
+    git_repo: Path, store: Any, stream: str, said: str
+) -> None:
+    """`codex exec --json` whose key's quota is used up, or whose ChatGPT plan lacks Codex: the
+    chunk run paused 60 s at a time for a limit that never resets (quota), or retried it as an
+    agent error (plan); it now ends after one execution as billing, saying what to do."""
+    from specwright.loop import run_chunk
+    from tests.support_loop import make_chunk, make_config
+
+    ex = fake_codex(stream, "gpt-5-codex")
+    chunk = make_chunk(store, git_repo)
+    progress: list[Any] = []
+    result = run_chunk(
+        store, make_config(), git_repo, chunk, executor=ex, on_progress=progress.append
+    )
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "billing: executor 'codex' (command) is out of credit or its plan does not include this "
+        f"use: {said}"
+    )
+    assert result.reason.endswith(
+        "not retried: add credits or change plan, then run the chunk again"
+    )
+    assert "\n" not in result.reason
+    assert not [p for p in progress if p.kind == "pause"]  # no wait for a reset that never comes
+    [execution] = store.query_dicts(
+        "SELECT status, exit_reason FROM executions WHERE run_id = ?", [result.run_id]
+    )
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("billing")
+    assert store.query_dicts("SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]

@@ -49,6 +49,9 @@ AUTH_TYPES = ("authentication_error", "permission_error")
 # (claude says "There's an issue with the selected model"; its error line, model_not_found)
 MODEL_STATUSES = (404,)
 MODEL_TYPES = ("not_found_error",)
+# out of credit or a plan without this use: the same, until someone pays (claude's error line
+# says billing_error for the API's 400 "Your credit balance is too low ..." too)
+BILLING_STATUSES, BILLING_TYPES = (402,), ("billing_error",)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ClaudeStreamState:
     rate_limited: bool = False
     auth_failed: bool = False  # a 401/403, or no credentials at all ("Not logged in")
     model_missing: bool = False  # a 404: the model does not exist or is not this key's
+    billing: bool = False  # out of credit ("Credit balance is too low"): paying is the fix
     key_source: str | None = None  # the init line's apiKeySource
     fixed_token: bool = False  # ANTHROPIC_AUTH_TOKEN and no login to refresh (source: none)
     give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
@@ -248,6 +252,8 @@ def _errors_text(obj: dict[str, Any]) -> str:
 def _error_kind(status: Any, err_type: Any, error: Any = None) -> str:
     if status in RATE_LIMIT_STATUSES or err_type in RATE_LIMIT_TYPES:
         return "rate_limit"
+    if status in BILLING_STATUSES or err_type in BILLING_TYPES or error == "billing_error":
+        return "billing"
     if status in AUTH_STATUSES or err_type in AUTH_TYPES or error == "authentication_failed":
         return "auth"
     if status in MODEL_STATUSES or err_type in MODEL_TYPES or error == "model_not_found":
@@ -379,6 +385,7 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
                 kind = _error_kind(status, etype, obj.get("error"))
                 state.auth_failed = state.auth_failed or kind == "auth"
                 state.model_missing = state.model_missing or kind == "unknown_model"
+                state.billing = state.billing or kind == "billing"
                 if kind == "rate_limit":
                     state.rate_limited = True
                     hint = retry_hint_s(text)
@@ -451,6 +458,7 @@ def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
             kind = "auth"
         state.auth_failed = state.auth_failed or kind == "auth"
         state.model_missing = state.model_missing or kind == "unknown_model"
+        state.billing = state.billing or kind == "billing"
         if kind == "rate_limit":
             state.rate_limited = True
             hint = retry_hint_s(str(text))
@@ -550,6 +558,8 @@ def outcome_from_state(
             reason = "rate_limit"
         if state.model_missing:
             reason = "unknown_model"
+        if state.billing:
+            reason = "billing"
         if state.auth_failed:
             reason = "auth"
         if "/login" in str(text):
@@ -562,6 +572,8 @@ def outcome_from_state(
                 f"{text} (credentials refused: check the ANTHROPIC_API_KEY or "
                 "ANTHROPIC_AUTH_TOKEN claude was given, or the login in options.config_dir)"
             )
+        elif reason == "billing":
+            text = f"{text} (add credits to, or change the plan of, the account claude uses)"
         elif reason == "unknown_model":
             text = f"{text} (set the executor's model to one its API serves)"
         return Outcome(

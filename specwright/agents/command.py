@@ -61,14 +61,20 @@ _CODEX_NO_MODEL = re.compile(
 )
 # and a key or login refused: its API's 401, or a ChatGPT sign-in whose token cannot be renewed
 _CODEX_AUTH = re.compile(r"unexpected status 401\b|log out and sign in again", re.IGNORECASE)
-# and a plan's usage limit or an API key's quota used up: "You've hit your usage limit. ... Try
-# again at 3:04 PM." (the API's 429 usage_limit_reached), "Quota exceeded. Check your plan and
-# billing details." (insufficient_quota), or a 429 that Codex itself retried until it gave up:
+# and out of credit, or a plan without Codex: an API key's quota used up ("Quota exceeded.
+# Check your plan and billing details.", insufficient_quota), a ChatGPT plan that does not
+# include Codex ("To use Codex with your ChatGPT plan, upgrade to Plus: ..."), a workspace out
+# of credits or at its spend cap (codex-rs error.rs): no wait helps, someone must pay
+_CODEX_BILLING = re.compile(
+    r"quota exceeded\. check your plan|insufficient_quota|usage_not_included"
+    r"|to use codex with your chatgpt plan|workspace is out of credits|hit your spend cap",
+    re.IGNORECASE,
+)
+# and a plan's usage limit used up: "You've hit your usage limit. ... Try again at 3:04 PM."
+# (the API's 429 usage_limit_reached), or a 429 that Codex itself retried until it gave up:
 # retried at once, each attempt fails the same way; the loop waits for the reset instead
 _CODEX_LIMIT = re.compile(
-    r"you've hit your usage limit|usage_limit_reached|quota exceeded\. check your plan"
-    r"|insufficient_quota|last status: 429\b",
-    re.IGNORECASE,
+    r"you've hit your usage limit|usage_limit_reached|last status: 429\b", re.IGNORECASE
 )
 
 
@@ -82,7 +88,7 @@ class LineState:
     usage: Usage | None = None  # totals, when the parser learns them
     last_text: str = ""
     error: str | None = None
-    error_kind: str | None = None  # unknown_model, auth, rate_limit: the outcome's exit reason
+    error_kind: str | None = None  # unknown_model, auth, billing, rate_limit: the exit reason
     retry_after_s: float | None = None  # a rate limit's reset, when its message names one
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -147,13 +153,16 @@ def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
 
 def _codex_error(message: str, kind: str, obj: dict[str, Any], state: LineState) -> ErrorEvent:
     """A failed turn or an error line; ``unknown_model`` when it says the model is not served,
-    ``auth`` when its key or login is refused: no retry can succeed; ``rate_limit`` when its
-    usage limit or quota is used up, with the reset it names in ``state.retry_after_s``."""
+    ``auth`` when its key or login is refused, ``billing`` when it is out of credit or its plan
+    lacks Codex: no retry can succeed; ``rate_limit`` when its usage limit is used up, with the
+    reset it names in ``state.retry_after_s``."""
     state.error = message
     if _CODEX_NO_MODEL.search(message):
         kind = state.error_kind = "unknown_model"
     elif _CODEX_AUTH.search(message):
         kind = state.error_kind = "auth"
+    elif _CODEX_BILLING.search(message):
+        kind = state.error_kind = "billing"
     elif _CODEX_LIMIT.search(message):
         kind = state.error_kind = "rate_limit"
         state.retry_after_s = reset_in_s(message)

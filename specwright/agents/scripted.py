@@ -20,8 +20,8 @@ A script is a list of steps; each step is a mapping with exactly one action key:
     - fail: "model overloaded"   # end the execution with an error
       retry_after_s: 30          # optional: report a rate limit that resets in 30 s
       kind: auth                 # optional: the error's kind (api_error; rate_limit; auth, a
-                                 # refused key, or unknown_model: the loop stops the chunk run,
-                                 # not retried)
+                                 # refused key, unknown_model or billing, out of credit: the loop
+                                 # stops the chunk run, not retried)
 
 Paths are relative to the work tree and may not leave it. A script can differ per attempt and per
 chunk; any of these shapes is accepted (the iteration is ``Task.metadata["iteration"]``):

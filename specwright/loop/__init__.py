@@ -10,7 +10,8 @@ SHIP, BLOCKED, max iterations, budget, wall time, no progress, cancel (an Event 
 agent's process group is killed), agent errors after retries, rate-limit waits beyond their
 allowance, refused or missing credentials of the agent or the reviewer (``auth``: at once,
 another try could not succeed), a model the agent's API does not know (``unknown_model``: the
-same), an agent that cannot start (``cannot_start``: the same). Leaving is a ``LoopExit`` carrying the reason; the run and
+same), an account out of credit or a plan without this use (``billing``: the same, no wait helps),
+an agent that cannot start (``cannot_start``: the same). Leaving is a ``LoopExit`` carrying the reason; the run and
 chunk rows are written in ``finally``, so a crash never leaves a row ``running``, and an
 unshipped run always ends with the tree back at its base commit (each rejected attempt's diff
 is saved beside the database first), on its branch whatever the agent checked out. What an

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 STOPS_RUN_ALL = (
     "auth:",
     "unknown_model:",
+    "billing:",
     "check_broken:",
     "cannot_start:",
     "repository_lost:",
@@ -60,8 +61,7 @@ def auth_line(executor: Executor, outcome: Outcome, event: str | None = None) ->
     """An agent's credentials were refused or missing (a 401/403, "Not logged in"): which
     executor, what it said (the adapter names the variable or login to fix; else its ``auth``
     error event) and that another try would not help, so none was made."""
-    said = outcome.error if outcome.exit_reason == "auth" else event or outcome.error
-    said = one_line(said or outcome.exit_reason or "credentials refused", 500)
+    said = _said(outcome, "auth", event, "credentials refused")
     return (
         f"executor {executor.name!r} ({executor.backend}) could not authenticate: {said}; "
         "not retried: fix its credentials and run the chunk again"
@@ -72,9 +72,7 @@ def model_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str]) -
     """The agent's model does not exist (or is not its key's): which executor and model, what
     it said (else its ``unknown_model`` error event, in ``kinds``), and that another try would
     fail the same way, so none was made."""
-    event = kinds.get("unknown_model")
-    said = outcome.error if outcome.exit_reason == "unknown_model" else event or outcome.error
-    said = one_line(said or outcome.exit_reason or "model not found", 500)
+    said = _said(outcome, "unknown_model", kinds.get("unknown_model"), "model not found")
     model = getattr(executor, "model", None) or getattr(
         getattr(executor, "config", None), "model", None
     )
@@ -83,6 +81,25 @@ def model_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str]) -
         f"executor {executor.name!r} ({executor.backend}) cannot use{which}: {said}; "
         "not retried: fix the executor's model and run the chunk again"
     )
+
+
+def billing_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str]) -> str:
+    """The agent's account is out of credit, or its plan does not include this use: which
+    executor, what it said (else its ``billing`` error event) and that no wait or retry helps
+    (a rate limit resets; this does not until someone pays), so none was made."""
+    said = _said(outcome, "billing", kinds.get("billing"), "out of credit")
+    return (
+        f"executor {executor.name!r} ({executor.backend}) is out of credit or its plan does not "
+        f"include this use: {said}; not retried: add credits or change plan, then run the chunk "
+        "again"
+    )
+
+
+def _said(outcome: Outcome, kind: str, event: str | None, default: str) -> str:
+    """What the agent said of an error of ``kind``: its outcome's error when it ended so, else
+    the error event of that kind, on one line."""
+    said = outcome.error if outcome.exit_reason == kind else event or outcome.error
+    return one_line(said or outcome.exit_reason or default, 500)
 
 
 def lost_line(top: Path, base: str, worktree: bool) -> str:

@@ -20,6 +20,7 @@ from specwright.loop.agent import AgentRun, agent_exit, run_agent
 from specwright.loop.limits import codexbar_reset_wait, provider_of, reset_text, span
 from specwright.loop.lines import (
     auth_line,
+    billing_line,
     interrupted_by,
     lost_line,
     model_line,
@@ -414,6 +415,8 @@ class _ChunkRun:
                 return outcome
             if outcome is not None and "auth" in (outcome.exit_reason, *self._kinds):
                 raise LoopExit("auth", auth_line(self.executor, outcome, self._kinds.get("auth")))
+            if outcome is not None and "billing" in (outcome.exit_reason, *self._kinds):
+                raise LoopExit("billing", billing_line(self.executor, outcome, self._kinds))
             if outcome is not None and "unknown_model" in (outcome.exit_reason, *self._kinds):
                 raise LoopExit("unknown_model", model_line(self.executor, outcome, self._kinds))
             if outcome is not None and (
