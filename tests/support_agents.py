@@ -23,6 +23,13 @@ _NPM_BIN = REPO / ".agents" / "node_modules" / ".bin"
 CLAUDE_BIN = os.environ.get("CLAUDE_PATH") or str(_NPM_BIN / "claude")
 OPENCODE_BIN = os.environ.get("OPENCODE_PATH") or str(_NPM_BIN / "opencode")
 
+# the API's answer to a key whose organisation has no credit left (quoted in anthropics/claude-code
+# issues #4208, #85675)
+CREDIT_TOO_LOW = (
+    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to "
+    "upgrade or purchase credits."
+)
+
 
 def _usable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)

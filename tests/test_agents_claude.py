@@ -23,6 +23,7 @@ from specwright.recorder import ExecutionRecorder
 from specwright.testing import FakeModelServer, anthropic_error, anthropic_text, anthropic_tool_use
 from tests.support_agents import (
     CLAUDE_BIN,
+    CREDIT_TOO_LOW,
     STREAMS,
     alive,
     executor_config,
@@ -238,14 +239,6 @@ def test_real_claude_unknown_model_stops_the_chunk_run_at_once(store: Any, tmp_p
     assert store.query_dicts("SELECT status, reason FROM runs") == [
         {"status": "failed", "reason": result.reason}
     ]
-
-
-# the API's answer to a key whose organisation has no credit left (quoted in anthropics/claude-code
-# issues #4208, #85675)
-CREDIT_TOO_LOW = (
-    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to "
-    "upgrade or purchase credits."
-)
 
 
 def test_real_claude_out_of_credit_stops_the_chunk_run_at_once(store: Any, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,15 @@ from specwright.errors import AgentError, ConfigError
 from specwright.loop import run_chunk
 from specwright.model import AgentEvent, ErrorEvent
 from specwright.recorder import ExecutionRecorder
-from specwright.testing import FakeModelServer, openai_error, openai_text, openai_tool_call
+from specwright.testing import (
+    FakeModelServer,
+    anthropic_error,
+    openai_error,
+    openai_text,
+    openai_tool_call,
+)
 from tests.support_agents import (
+    CREDIT_TOO_LOW,
     OPENCODE_BIN,
     STREAMS,
     alive,
@@ -459,6 +467,93 @@ def test_real_opencode_unknown_model_stops_the_chunk_run_at_once(
     [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
     assert execution["status"] == "error"
     assert execution["exit_reason"].startswith("unknown_model: ")
+
+
+# the providers' answers to an account out of credit, both 429s OpenCode retries five times:
+# OpenAI's insufficient_quota, z.ai's 1113 (quoted in vercel/ai #9290, zai-org/GLM-5 #148)
+OPENAI_QUOTA = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+ZAI_BALANCE = "Insufficient balance or no resource package. Please recharge."
+
+
+@pytest.mark.agents
+@pytest.mark.parametrize("provider", ["openai", "z.ai"])
+def test_real_opencode_out_of_credit_stops_the_chunk_run_at_once(
+    oc: FakeModelServer, store: Any, tmp_path: Path, provider: str
+) -> None:
+    """The provider's account is out of credit: OpenCode gave up on the 429 after its retries,
+    and the loop took it for a rate limit, pausing 60 s at a time for a reset that never comes.
+    It now ends the chunk run after one execution (the strict fake would count another request
+    as a failure), recorded as billing, saying what to do."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    if provider == "openai":
+        turn = openai_error(429, OPENAI_QUOTA, error_type="insufficient_quota")
+        turn = replace(turn, error={"error": {**turn.error["error"], "code": "insufficient_quota"}})
+    else:  # z.ai's body is this alone
+        turn = replace(openai_error(429), error={"error": {"code": "1113", "message": ZAI_BALANCE}})
+    for _ in range(6):  # its first try and five retries
+        oc.script(turn)
+    progress: list[Any] = []
+    ex = OpenCodeExecutor(oc_config(name="glm"))
+    result = run_chunk(store, make_config(), repo, chunk, executor=ex, on_progress=progress.append)
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "billing: executor 'glm' (opencode) is out of credit or its plan does not include this "
+        "use: APIError: "
+    )
+    said = OPENAI_QUOTA if provider == "openai" else ZAI_BALANCE
+    assert said in result.reason and "HTTP 429" in result.reason and "\n" not in result.reason
+    assert result.reason.endswith(
+        "not retried: add credits or change plan, then run the chunk again"
+    )
+    assert not [p for p in progress if p.kind == "pause"]  # no wait for a reset
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("billing: ")
+
+
+@requires_opencode
+@pytest.mark.agents
+def test_real_opencode_anthropic_out_of_credit_is_billing(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCode's own Anthropic provider answered 400 "Your credit balance is too low" (not
+    retried by OpenCode): a session error the loop ran again, to fail alike; now ``billing``,
+    saying to add credits."""
+    with FakeModelServer() as model:  # strict: one request, no retry
+        model.script(anthropic_error(400, CREDIT_TOO_LOW, error_type="invalid_request_error"))
+        config = {
+            "$schema": "https://opencode.ai/config.json",
+            "provider": {"anthropic": {"options": {"baseURL": f"{model.base_url}/v1"}}},
+            "enabled_providers": ["anthropic"],
+            "model": "anthropic/claude-sonnet-4-5",
+            "small_model": "anthropic/claude-sonnet-4-5",
+            "autoupdate": False,
+            "share": "disabled",
+        }
+        (tmp_path / "home").mkdir(exist_ok=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path / "home"),
+            **OFFLINE_ENV,
+            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
+            "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+        }
+        srv = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
+        try:
+            monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+            cfg = executor_config(
+                type="opencode", provider="anthropic", model="claude-sonnet-4-5", timeout_s=60.0
+            )
+            outcome, _ = run(OpenCodeExecutor(cfg), Task("hi", git_repo))
+        finally:
+            srv.stop()
+    assert (outcome.status, outcome.exit_reason) == ("error", "billing"), outcome
+    assert CREDIT_TOO_LOW in (outcome.error or "") and "HTTP 400" in (outcome.error or "")
+    assert "add credits" in (outcome.error or "") and outcome.retry_after_s is None
 
 
 @pytest.mark.agents

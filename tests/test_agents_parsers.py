@@ -18,7 +18,12 @@ from specwright.agents.claude_stream import (
     retry_hint_s,
 )
 from specwright.agents.command import LineState, parse_codex_line, parse_plain_line
-from specwright.agents.opencode_events import OpenCodeState, finish_parse, parse_event
+from specwright.agents.opencode_events import (
+    OpenCodeState,
+    error_kind,
+    finish_parse,
+    parse_event,
+)
 from specwright.agents.opencode_outcome import session_outcome
 from specwright.loop.lines import tool_line
 from specwright.model import AgentEvent, ErrorEvent, TextEvent, ToolCall, ToolResult, UsageEvent
@@ -446,6 +451,43 @@ def test_opencode_rate_limit_reset_is_the_errors_own(
         "rate_limit"
     ]
     assert state.retry_after_s == reset
+
+
+# Gemini's 429 for a per-minute quota (quoted in continuedev/continue #10062): it resets
+GEMINI_PER_MINUTE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+    "* Quota exceeded for metric: generativelanguage.googleapis.com/"
+    "generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro\n"
+    "Please retry in 20.04466179s."
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "body", "kind"),
+    [
+        (402, "Payment Required", None, "billing"),
+        (
+            429,
+            "You exceeded your current quota",
+            '{"error":{"code":"insufficient_quota"}}',
+            "billing",
+        ),
+        (429, "Quota exceeded. Check your plan and billing details.", None, "billing"),
+        (400, "Your credit balance is too low to access the Anthropic API.", None, "billing"),
+        (429, "余额不足或无可用资源包,请充值。", '{"error":{"code":"1113"}}', "billing"),
+        (429, GEMINI_PER_MINUTE, '{"error":{"status":"RESOURCE_EXHAUSTED"}}', "rate_limit"),
+        (429, "Rate limit reached for requests", None, "rate_limit"),
+    ],
+)
+def test_opencode_out_of_credit_is_billing_and_a_quota_that_resets_a_rate_limit(
+    status: int, message: str, body: str | None, kind: str
+) -> None:
+    """A provider's account out of credit is ``billing`` (no wait helps); a per-minute quota
+    worded alike ("You exceeded your current quota", Gemini's) stays a rate limit."""
+    error = {"name": "APIError", "data": {"message": message, "statusCode": status}}
+    error["data"]["responseBody"] = body
+    assert error_kind(error) == kind
 
 
 def test_opencode_abort_keeps_the_partial_text() -> None:

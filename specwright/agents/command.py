@@ -32,7 +32,7 @@ from specwright.agents.process import (
     slim,
     timeout_message,
 )
-from specwright.agents.resets import reset_in_s
+from specwright.agents.resets import out_of_credit, reset_in_s
 from specwright.errors import AgentError, AgentStartError, ConfigError
 from specwright.model import (
     AgentEvent,
@@ -61,15 +61,6 @@ _CODEX_NO_MODEL = re.compile(
 )
 # and a key or login refused: its API's 401, or a ChatGPT sign-in whose token cannot be renewed
 _CODEX_AUTH = re.compile(r"unexpected status 401\b|log out and sign in again", re.IGNORECASE)
-# and out of credit, or a plan without Codex: an API key's quota used up ("Quota exceeded.
-# Check your plan and billing details.", insufficient_quota), a ChatGPT plan that does not
-# include Codex ("To use Codex with your ChatGPT plan, upgrade to Plus: ..."), a workspace out
-# of credits or at its spend cap (codex-rs error.rs): no wait helps, someone must pay
-_CODEX_BILLING = re.compile(
-    r"quota exceeded\. check your plan|insufficient_quota|usage_not_included"
-    r"|to use codex with your chatgpt plan|workspace is out of credits|hit your spend cap",
-    re.IGNORECASE,
-)
 # and a plan's usage limit used up: "You've hit your usage limit. ... Try again at 3:04 PM."
 # (the API's 429 usage_limit_reached), or a 429 that Codex itself retried until it gave up:
 # retried at once, each attempt fails the same way; the loop waits for the reset instead
@@ -161,7 +152,7 @@ def _codex_error(message: str, kind: str, obj: dict[str, Any], state: LineState)
         kind = state.error_kind = "unknown_model"
     elif _CODEX_AUTH.search(message):
         kind = state.error_kind = "auth"
-    elif _CODEX_BILLING.search(message):
+    elif out_of_credit(message):  # a quota or credits used up, a plan without Codex
         kind = state.error_kind = "billing"
     elif _CODEX_LIMIT.search(message):
         kind = state.error_kind = "rate_limit"

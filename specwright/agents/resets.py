@@ -5,6 +5,8 @@ Codex CLI words its exhausted plan (``UsageLimitReachedError`` in codex-rs/core/
 2026 12:30 PM." (another day, local time) or "... Try again later."; releases before that said
 "... try again in 4 days 20 hours 9 minutes." Codex writes the reset time cut to the minute, so
 a reset in the minute under way is waited for until that minute ends.
+
+An account out of credit, or a plan without this use, never resets (``out_of_credit``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ _AT = re.compile(
 )
 _IN = re.compile(
     r"try again in\s+((?:\d+\s*(?:days?|hours?|hrs?|minutes?|mins?|seconds?|secs?)\b[\s,]*(?:and\s+)?)+)",
+    re.IGNORECASE,
+)
+# an account out of credit or a plan without this use: no wait helps, someone must pay. Codex's
+# words (codex-rs error.rs; OpenCode says the first two alike): an API key's insufficient_quota,
+# a ChatGPT plan without Codex (usage_not_included), a workspace out of credits or at its spend
+# cap; Anthropic's 400 "Your credit balance is too low ..." (its type billing_error); z.ai's 429
+# code 1113 "Insufficient balance or no resource package. Please recharge." (or in Chinese).
+# Not "You exceeded your current quota": Gemini's per-minute 429s say that too.
+_OUT_OF_CREDIT = re.compile(
+    r"quota exceeded\. check your plan|insufficient_quota|usage_not_included"
+    r"|to use codex with your chatgpt plan|workspace is out of credits|hit your spend cap"
+    r"|credit balance is too low|billing_error|insufficient balance or no resource package"
+    r"|余额不足",
     re.IGNORECASE,
 )
 _PART = re.compile(r"(\d+)\s*([a-z])", re.IGNORECASE)
@@ -59,3 +74,9 @@ def reset_in_s(text: str, now: float | None = None) -> float | None:
         return None
     wait = at.timestamp() - now
     return wait if wait >= 0 else max(0.0, wait + 60)  # the minute under way: until its end
+
+
+def out_of_credit(text: str) -> bool:
+    """Whether an agent's or provider's error says its account is out of credit, or its plan
+    does not include this use (no reset comes: adding credits or changing plan is the fix)."""
+    return _OUT_OF_CREDIT.search(text) is not None
