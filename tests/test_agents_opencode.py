@@ -382,6 +382,43 @@ def test_real_opencode_refused_key_is_an_auth_failure(
     assert outcome.retry_after_s is None
 
 
+def run_on_anthropic(
+    base_url: str,
+    env: dict[str, str],
+    git_repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """ "hi" sent to a server of its own whose one provider is OpenCode's Anthropic one at
+    ``base_url``, started with ``env`` added; its outcome."""
+    config = {
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {"anthropic": {"options": {"baseURL": base_url}}},
+        "enabled_providers": ["anthropic"],
+        "model": "anthropic/claude-sonnet-4-5",
+        "small_model": "anthropic/claude-sonnet-4-5",
+        "autoupdate": False,
+        "share": "disabled",
+    }
+    (tmp_path / "home").mkdir(exist_ok=True)
+    server_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        **OFFLINE_ENV,
+        **env,
+        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+    }
+    srv = OpenCodeServer(OPENCODE_BIN, tmp_path, server_env, ready_timeout_s=120).start()
+    try:
+        monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+        cfg = executor_config(
+            type="opencode", provider="anthropic", model="claude-sonnet-4-5", timeout_s=60.0
+        )
+        return run(OpenCodeExecutor(cfg), Task("hi", git_repo))[0]
+    finally:
+        srv.stop()
+
+
 @requires_opencode
 @pytest.mark.agents
 def test_real_opencode_without_a_provider_key_is_an_auth_failure(
@@ -389,30 +426,7 @@ def test_real_opencode_without_a_provider_key_is_an_auth_failure(
 ) -> None:
     """A server whose provider has no key at all: OpenCode's ProviderAuthError (no request
     made) is an ``auth`` failure naming the variable, not a session error to try again."""
-    config = {
-        "$schema": "https://opencode.ai/config.json",
-        "provider": {"anthropic": {"options": {"baseURL": "http://127.0.0.1:9/v1"}}},
-        "enabled_providers": ["anthropic"],
-        "model": "anthropic/claude-sonnet-4-5",
-        "autoupdate": False,
-        "share": "disabled",
-    }
-    (tmp_path / "home").mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path / "home"),
-        **OFFLINE_ENV,
-        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
-    }
-    srv = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
-    try:
-        monkeypatch.setenv("OPENCODE_URL", str(srv.url))
-        cfg = executor_config(
-            type="opencode", provider="anthropic", model="claude-sonnet-4-5", timeout_s=60.0
-        )
-        outcome, _ = run(OpenCodeExecutor(cfg), Task("hi", git_repo))
-    finally:
-        srv.stop()
+    outcome = run_on_anthropic("http://127.0.0.1:9/v1", {}, git_repo, tmp_path, monkeypatch)
     assert (outcome.status, outcome.exit_reason) == ("error", "auth"), outcome
     assert "ProviderAuthError" in (outcome.error or "")
     assert "ANTHROPIC_API_KEY" in (outcome.error or "")
@@ -525,32 +539,8 @@ def test_real_opencode_anthropic_out_of_credit_is_billing(
     saying to add credits."""
     with FakeModelServer() as model:  # strict: one request, no retry
         model.script(anthropic_error(400, CREDIT_TOO_LOW, error_type="invalid_request_error"))
-        config = {
-            "$schema": "https://opencode.ai/config.json",
-            "provider": {"anthropic": {"options": {"baseURL": f"{model.base_url}/v1"}}},
-            "enabled_providers": ["anthropic"],
-            "model": "anthropic/claude-sonnet-4-5",
-            "small_model": "anthropic/claude-sonnet-4-5",
-            "autoupdate": False,
-            "share": "disabled",
-        }
-        (tmp_path / "home").mkdir(exist_ok=True)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path / "home"),
-            **OFFLINE_ENV,
-            "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests",
-            "OPENCODE_CONFIG_CONTENT": json.dumps(config),
-        }
-        srv = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
-        try:
-            monkeypatch.setenv("OPENCODE_URL", str(srv.url))
-            cfg = executor_config(
-                type="opencode", provider="anthropic", model="claude-sonnet-4-5", timeout_s=60.0
-            )
-            outcome, _ = run(OpenCodeExecutor(cfg), Task("hi", git_repo))
-        finally:
-            srv.stop()
+        key = {"ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests"}
+        outcome = run_on_anthropic(f"{model.base_url}/v1", key, git_repo, tmp_path, monkeypatch)
     assert (outcome.status, outcome.exit_reason) == ("error", "billing"), outcome
     assert CREDIT_TOO_LOW in (outcome.error or "") and "HTTP 400" in (outcome.error or "")
     assert "add credits" in (outcome.error or "") and outcome.retry_after_s is None
