@@ -19,6 +19,9 @@ from specwright.cli.common import (
     terminal_safe_lines,
 )
 from specwright.errors import SpecwrightError, ValidationError
+from specwright.model import MAX_BUDGET_USD
+
+_USD = f"0 to {MAX_BUDGET_USD:,} dollars"
 
 
 def register(sub: Any) -> None:
@@ -49,12 +52,7 @@ def register(sub: Any) -> None:
     text = p.add_mutually_exclusive_group()
     text.add_argument("--body", default="", help="the spec text (markdown)")
     text.add_argument("--body-file", metavar="FILE", help="read the spec text from a file")
-    p.add_argument(
-        "--budget",
-        type=dollars,
-        metavar="USD",
-        help="budget for the whole spec, 0 to 1,000,000 dollars",
-    )
+    p.add_argument("--budget", type=dollars, metavar="USD", help=f"spec budget, {_USD}")
     p.set_defaults(handler=cmd_spec_new)
     spec.add_parser("list", help="list specs").set_defaults(handler=cmd_spec_list, needs_db=True)
     p = spec.add_parser("show", help="a spec with its chunks")
@@ -115,12 +113,7 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="a file this chunk is expected to change; repeatable",
     )
-    p.add_argument(
-        "--budget",
-        type=dollars,
-        metavar="USD",
-        help="budget for this chunk, 0 to 1,000,000 dollars",
-    )
+    p.add_argument("--budget", type=dollars, metavar="USD", help=f"chunk budget, {_USD}")
     p.set_defaults(handler=cmd_chunk_add, needs_db=True)
     p = chunk.add_parser("list", help="list a spec's chunks")
     p.add_argument("spec", help="spec slug, id or id prefix")
