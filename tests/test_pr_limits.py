@@ -44,14 +44,16 @@ def test_draft_asked_of_an_open_pr_that_is_not_one_is_said(shipped, cli, monkeyp
 
 
 def test_a_long_title_and_many_chunks_stay_within_githubs_limits(shipped, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A planner's 400-character title and 400 chunks with long titles: GitHub refused the PR
-    (422 title/body too long) after the push; the title is now cut to 256 characters and the
-    description to 65,536, naming how many chunks it leaves out."""
+    """A 400-character title (a database written before titles had a limit of 200 may hold one)
+    and 400 chunks with long titles: GitHub refused the PR (422 title/body too long) after the
+    push; the title is now cut to 256 characters and the description to 65,536, naming how many
+    chunks it leaves out."""
     repo, _remote, slug = shipped
     store = Store(resolve_db_path(repo))
     spec = catalog.get_spec(store, slug)
-    catalog.update_spec(store, spec.id, title="Make " + "very " * 80 + "long")
-    more = [ChunkDraft(f"Chunk {n} " + "x" * 300, "p") for n in range(400)]
+    long_title = "Make " + "very " * 80 + "long"
+    store.write([Store.op_sql("UPDATE specs SET title = ? WHERE id = ?", [long_title, spec.id])])
+    more = [ChunkDraft(f"Chunk {n} " + "x" * 190, "p") for n in range(400)]
     replace_chunks(store, spec.id, [*drafts_of(catalog.list_chunks(store, spec.id)), *more])
     with FakeGitHub(token=TOKEN) as gh:
         monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
