@@ -28,7 +28,7 @@ from specwright.agents.orphans import (
     sweep_scratch,
 )
 from specwright.journal import CATALOG, Journal
-from specwright.model import Spec, utcnow
+from specwright.model import Spec, Usage, utcnow
 from specwright.store import Store
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,7 @@ def recover_interrupted(
                 {"id": run["id"]},
                 {"status": "interrupted", "finished_at": now, "reason": f"interrupted: {why}"},
             ),
-            Store.op_sql(  # its tokens died with it: cost unknown (NULL), never 0
-                "UPDATE executions SET status = 'killed', finished_at = ?, exit_reason = "
-                "'interrupted', cost_source = 'incomplete' WHERE run_id = ? AND status = 'running'",
-                [now, run["id"]],
-            ),
+            *_killed_executions(store, run["id"], now),
             Store.op_sql(  # the run's row counts them when it ends: it never did
                 "UPDATE runs SET iterations = (SELECT coalesce(max(iteration), 0) FROM executions "
                 "WHERE run_id = ?) WHERE id = ? AND iterations = 0",
@@ -120,6 +116,60 @@ def recover_interrupted(
         log.warning("stopped what ended Specwright processes left running (groups %s)", listed)
     sweep_scratch()  # and the temp folders (verification, Claude Code) killed runs left
     return recovered
+
+
+def _killed_executions(store: Store, run_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The run's executions left ``running``, marked ``killed`` with what their events told:
+    the model call under way died with it, so the cost is unknown (NULL, never 0), and the
+    tokens and costs of the calls that told theirs (usage events: a final one, else each
+    call's) are a lower bound, as for an execution cancelled mid-run. Their rows used to keep
+    0 tokens and 0 events while their events held the tokens told."""
+    from specwright.recorder import _computed_cost
+
+    execs = store.query_dicts(
+        "SELECT id, backend, model FROM executions WHERE run_id = ? AND status = 'running'",
+        [run_id],
+    )
+    ops = []
+    for e in execs:
+        counted = store.query("SELECT count(*) FROM events WHERE execution_id = ?", [e["id"]])[0][0]
+        told = [
+            (Usage(i or 0, o or 0, r or 0, w or 0, x or 0, cost, model), final)
+            for i, o, r, w, x, cost, model, final in store.query(
+                "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+                "reasoning_tokens, cost_usd, model, text = 'final' FROM events "
+                "WHERE execution_id = ? AND type = 'usage' ORDER BY seq",
+                [e["id"]],
+            )
+        ]
+        finals = [u for u, final in told if final]
+        calls = finals[-1:] or [u for u, _ in told]
+        total = sum(calls, Usage())
+        model = total.model or e["model"]
+        values: dict[str, Any] = {
+            "status": "killed",
+            "finished_at": now,
+            "exit_reason": "interrupted",
+            "cost_usd": None,
+            "cost_source": "incomplete",
+            "event_count": counted,
+        }
+        if total.total_tokens:
+            costs = [
+                _computed_cost(u, u.model or model, e["backend"], None, u.cost_usd is not None)
+                for u in calls
+            ]
+            values.update(
+                input_tokens=total.input_tokens,
+                output_tokens=total.output_tokens,
+                cache_read_tokens=total.cache_read_tokens,
+                cache_write_tokens=total.cache_write_tokens,
+                reasoning_tokens=total.reasoning_tokens,
+                reported_cost_usd=total.cost_usd,
+                computed_cost_usd=None if None in costs else sum(c or 0.0 for c in costs),
+            )
+        ops.append(Store.op_update("executions", {"id": e["id"]}, values))
+    return ops
 
 
 def _run_and_parts(store: Store, run: dict[str, Any]) -> set[str]:

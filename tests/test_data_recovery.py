@@ -119,3 +119,39 @@ def test_a_review_journaled_before_a_kill_is_in_the_database_after_recovery(
     store.rebuild_into(tmp_path / "rebuilt.duckdb")
     rebuilt = Store(tmp_path / "rebuilt.duckdb")
     assert rebuilt.query("SELECT id, run_id, verdict FROM reviews ORDER BY created_at") == reviews
+
+
+def test_a_killed_execution_keeps_the_tokens_its_events_told(tmp_path: Path) -> None:
+    """kill -9 after two model calls told their usage (an OpenCode step, a Codex turn) and
+    before the execution's end: recovery marked it killed with 0 tokens and 0 events, so
+    `usage specs` counted none of the tokens its events held. Now its row has what they told
+    (a lower bound: the cost stays unknown)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    told = (
+        "from specwright.model import Usage, UsageEvent\n"
+        "for n in (1000, 200):\n"
+        "    rec.on_event(UsageEvent(Usage(n, n // 10, 5 * n, 7, 3, n / 1e6, 'm')))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    child = CHILD.replace("os.kill(os.getpid(), signal.SIGKILL)", told)
+    killed = subprocess.run(
+        [sys.executable, "-c", child, str(project)],
+        env={**os.environ, "SPECWRIGHT_LINGER": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    assert recover_interrupted(store, catalog.get_spec(store, "killed"), project)
+    columns = (
+        "status, event_count, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, reasoning_tokens, round(reported_cost_usd, 9), cost_usd, cost_source"
+    )
+    got = store.query(f"SELECT {columns} FROM executions")
+    assert got == [("killed", 7, 1200, 120, 6000, 14, 6, 0.0012, None, "incomplete")]
+    by_spec = store.query_dicts(*Q.cost_by_sql("spec", None, None, "UTC"))[0]
+    assert by_spec["input_tokens"] == 1200 and by_spec["unpriced"] == 1, by_spec
+    store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    assert Store(tmp_path / "rebuilt.duckdb").query(f"SELECT {columns} FROM executions") == got
