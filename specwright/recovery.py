@@ -75,6 +75,9 @@ def recover_interrupted(
             continue
         if run["kind"] == "spec" and run["branch"] and not _end_merge(Path(project_root), run):
             continue
+        parallel = run["kind"] == "spec" and run["branch"] and not run["group_id"]
+        if parallel and not _settle_worktrees(store, Path(project_root), spec, run):
+            continue
         ops = [
             Store.op_update(
                 "runs",
@@ -372,6 +375,56 @@ def _end_merge(root: Path, run: dict[str, Any]) -> bool:
         return False
     if merged:
         log.warning("aborted the merge of %s run %s left midway", merged, run["id"])
+    return True
+
+
+def _settle_worktrees(store: Store, root: Path, spec: Spec, run: dict[str, Any]) -> bool:
+    """Settle the chunk worktrees a killed ``run-all --parallel`` left (``<database folder>/
+    worktrees/<slug>/<position>-…`` on branches ``<spec branch>--<position>``): a chunk
+    recorded shipped whose commit had not been merged back yet is merged now, in position order,
+    as the run would have (a conflict leaves it to run again); then the trees go, with their
+    branches. They stayed for good when the next run-all ran serially or had no chunk left to
+    run there, and the shipped chunk's reviewed commit was dropped and the chunk paid for
+    again. False when git failed: the run is left to the next recovery."""
+    folder = store.path.parent / "worktrees" / spec.slug
+    chunks = store.query(
+        "SELECT id, position, title, status FROM chunks WHERE spec_id = ? ORDER BY position",
+        [spec.id],
+    )
+    try:
+        for chunk_id, position, title, status in chunks:
+            cid = str(chunk_id)
+            branch, tree = f"{run['branch']}--{position}", folder / f"{position}-{cid[-8:]}"
+            if not gitops.branch_exists(root, branch):
+                if tree.exists():
+                    worktrees.remove_worktree(root, tree)
+                continue
+            if (
+                status == "shipped"
+                and gitops.chunk_commits(root, cid, branch)
+                and not gitops.chunk_commits(root, cid, run["branch"])
+            ):
+                merged = worktrees.merge(
+                    root, branch, run["branch"], message=f"Merge chunk {position}: {title}"
+                )
+                if not merged.ok and not merged.conflicts:
+                    raise gitops.GitError(merged.message)
+                log.warning(
+                    "chunk %s shipped before the kill %s",
+                    position,
+                    f"and is now merged into {run['branch']}"
+                    if merged.ok
+                    else f"but its commit conflicts with {run['branch']} "
+                    f"({', '.join(merged.conflicts)}): it runs again",
+                )
+            worktrees.remove_worktree(root, tree, delete_branch=branch)
+    except (gitops.GitError, OSError) as exc:
+        log.warning(
+            "could not settle the worktrees run %s left (it stays running until a run-all can): %s",
+            run["id"],
+            exc,
+        )
+        return False
     return True
 
 

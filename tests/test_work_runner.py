@@ -183,7 +183,11 @@ def test_ctrl_c_pressed_again_while_stopping_still_stops_cleanly(git_repo: Path)
     assert git(git_repo, "status", "--porcelain") == ""
 
 
-def test_kill_9_mid_wave_then_resume_runs_what_never_merged(git_repo: Path) -> None:
+def test_kill_9_mid_wave_then_resume_lands_what_shipped_and_runs_the_rest(
+    git_repo: Path,
+) -> None:
+    """A shipped in its worktree and was never merged back: the resume merges its commit (it
+    used to run A again, paying for it twice); B, killed mid-attempt, runs again."""
     _project(git_repo, SLOW_B)
     store = Store(resolve_db_path(git_repo))
     spec = _spec(store, git_repo, GRAPH)
@@ -208,7 +212,10 @@ def test_kill_9_mid_wave_then_resume_runs_what_never_merged(git_repo: Path) -> N
         "b.txt": "B",
         "c.txt": "C",
     }
-    assert any("its commit is not on specwright/diamond" in e for e in events), events
+    assert "chunk 1 Make A: already shipped" in events, events
+    runs = "SELECT c.title, count(*) FROM executions e JOIN chunks c ON c.id = e.chunk_id "
+    got = store.query(runs + "WHERE e.role = 'executor' GROUP BY 1 ORDER BY 1")
+    assert got == [("Make A", 1), ("Make B", 2), ("Make C", 1)]
 
 
 def test_a_conflicted_attempt_is_not_left_shipped(git_repo: Path) -> None:
