@@ -49,12 +49,16 @@ def recover_interrupted(
     now = utcnow()
     host = socket.gethostname()
     recovered = []
-    rows = store.query_dicts(
+    running = (
         "SELECT id, chunk_id, pid, host, heartbeat_at, started_at, branch, base_commit, kind, "
         "group_id FROM runs WHERE spec_id = ? AND status = 'running' "
         "ORDER BY kind = 'spec', started_at",  # a chunk run first: the agents are its own
         [spec.id],
     )
+    rows = store.query_dicts(*running)
+    dead_run_alls = [r for r in rows if r["kind"] == "spec" and why_dead(r, stale_s, now)]
+    if sum(_catch_up_started(store, r) for r in dead_run_alls):
+        rows = store.query_dicts(*running)
     for run in rows:
         found = why_dead(run, stale_s, now)
         if found is None:
@@ -298,31 +302,12 @@ def _catch_up_catalog(store: Store, run: dict[str, Any]) -> int:
     """Write to the database the dead run's own catalog rows (its reviews and verifications)
     that it journaled and was killed before committing: the database lacked them, a
     ``db rebuild`` (which replays the journal) had them, so the two differed for good."""
-    path = store.journal.path_for(CATALOG)
-    since = int((run["started_at"].replace(tzinfo=UTC).timestamp() - 1) * 1e9)
-    ops = []
-    try:  # only its lines and the abort marks: quietly (a rebuild names a torn line)
-        with open(path, "rb") as fh:
-            for raw in fh:
-                if run["id"].encode() in raw or b'"op":"abort"' in raw:
-                    with contextlib.suppress(ValueError):
-                        op = json.loads(raw)
-                        if isinstance(op, dict) and "t" in op:
-                            ops.append(op)
-    except OSError:  # no catalog yet, or unreadable: nothing to add
-        return 0
-    aborted = {t for op in ops if op.get("op") == "abort" for t in op.get("ops") or []}
     mine = [
         op
-        for op in ops
-        if op.get("op") == "insert"
-        and isinstance(op.get("row"), dict)
-        and isinstance(op["t"], int)
-        and op["t"] >= since
-        and op["t"] not in aborted
+        for op in _catalog_ops(store, run)
+        if op["op"] == "insert"
         and op.get("table") in _RUN_ROWS
         and op["row"].get("run_id") == run["id"]
-        and op["row"].get("id") is not None
     ]
     added = 0
     for table in _RUN_ROWS:
@@ -337,6 +322,66 @@ def _catch_up_catalog(store: Store, run: dict[str, Any]) -> int:
             store.write(missing, CATALOG, journaled=True)
             added += len(missing)
     return added
+
+
+def _catalog_ops(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The catalog journal's inserts and updates since ``run`` started, not aborted, on the
+    lines that name it and on the line after each (the rest of a batch: a chunk run's start
+    marks its chunk on the next line), in the journal's order."""
+    path = store.journal.path_for(CATALOG)
+    since = int((run["started_at"].replace(tzinfo=UTC).timestamp() - 1) * 1e9)
+    ops, follows = [], False
+    try:  # only those lines and the abort marks: quietly (a rebuild names a torn line)
+        with open(path, "rb") as fh:
+            for raw in fh:
+                names = run["id"].encode() in raw
+                if names or follows or b'"op":"abort"' in raw:
+                    with contextlib.suppress(ValueError):
+                        op = json.loads(raw)
+                        if isinstance(op, dict) and isinstance(op.get("t"), int):
+                            ops.append(op)
+                follows = names
+    except OSError:  # no catalog yet, or unreadable: nothing to add
+        return []
+    aborted = {t for op in ops if op.get("op") == "abort" for t in op.get("ops") or []}
+    return [
+        op
+        for op in ops
+        if op.get("op") in ("insert", "update")
+        and op["t"] >= since
+        and op["t"] not in aborted
+        and isinstance(op.get("row" if op["op"] == "insert" else "key"), dict)
+        and (op["op"] != "insert" or op["row"].get("id") is not None)
+    ]
+
+
+def _catch_up_started(store: Store, run: dict[str, Any]) -> int:
+    """Write to the database the chunk runs a dead run-all journaled as started and was killed
+    before committing (with their chunk marked running, the same batch): the database lacked
+    them while ``db rebuild`` had them, `running` for good. Written, they are recovered as any
+    other. Returns the runs added."""
+    ops = _catalog_ops(store, run)
+    have = {
+        str(r[0]) for r in store.query("SELECT id FROM runs WHERE parent_run_id = ?", [run["id"]])
+    }
+    missing: list[dict[str, Any]] = []
+    for op, after in zip(ops, [*ops[1:], None], strict=True):
+        row = op.get("row") or {}
+        if op["op"] != "insert" or op.get("table") != "runs" or str(row["id"]) in have:
+            continue
+        if row.get("parent_run_id") != run["id"] or row.get("status") != "running":
+            continue
+        missing.append(op)
+        if (
+            after is not None
+            and after["op"] == "update"
+            and after.get("table") == "chunks"
+            and after["key"].get("id") == row.get("chunk_id")
+        ):
+            missing.append(after)
+    if missing:
+        store.write(missing, CATALOG, journaled=True)
+    return sum(1 for op in missing if op["op"] == "insert")
 
 
 def _ops_of_run(path: Path, run_id: str) -> tuple[str | None, list[dict[str, Any]]]:

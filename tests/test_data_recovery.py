@@ -155,3 +155,53 @@ def test_a_killed_execution_keeps_the_tokens_its_events_told(tmp_path: Path) -> 
     assert by_spec["input_tokens"] == 1200 and by_spec["unpriced"] == 1, by_spec
     store.rebuild_into(tmp_path / "rebuilt.duckdb")
     assert Store(tmp_path / "rebuilt.duckdb").query(f"SELECT {columns} FROM executions") == got
+
+
+# run-all, killed (SIGKILL) after its first chunk run's start (the run row, its chunk marked
+# running) is journaled and before the database commits it
+KILLED_AT_A_CHUNK_RUNS_START = KILLED_AT_THE_REVIEW.replace(
+    'op.get("table") == "reviews"',
+    'op.get("table") == "runs" and op.get("op") == "insert" and op["row"]["kind"] == "chunk"',
+)
+
+
+def test_a_chunk_run_journaled_as_started_before_a_kill_is_recovered(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """Killed between journaling a chunk run's start and committing it: the live database
+    never had the run, `db rebuild` had it `running` for good (and its chunk running), so the
+    two differed. Recovery now writes it and marks it interrupted like any other."""
+    from specwright import config as config_mod
+    from specwright.runner import run_all
+    from tests.test_runner import _project, _spec, _write_script
+
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    spec = _spec(store, git_repo, {"A": []})
+    cli = [sys.executable, "-c", KILLED_AT_A_CHUNK_RUNS_START, "-C", str(git_repo)]
+    killed = subprocess.run(
+        [*cli, "run-all", spec.slug],
+        env={**os.environ, "SPECWRIGHT_LINGER": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert store.query("SELECT kind FROM runs") == [("spec",)]
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert result.status == "shipped", result.reason
+    runs = "SELECT id, kind, status, parent_run_id FROM runs ORDER BY started_at"
+    got = store.query(runs)
+    assert [(kind, status) for _, kind, status, _ in got] == [
+        ("spec", "interrupted"),
+        ("chunk", "interrupted"),
+        ("spec", "shipped"),
+        ("chunk", "shipped"),
+    ]
+    assert got[1][3] == got[0][0]
+    store.rebuild_into(tmp_path / "rebuilt.duckdb")
+    rebuilt = Store(tmp_path / "rebuilt.duckdb")
+    assert rebuilt.query(runs) == got
+    chunks = "SELECT id, status FROM chunks"
+    assert rebuilt.query(chunks) == store.query(chunks)
+    assert [status for _, status in store.query(chunks)] == ["shipped"]
