@@ -40,18 +40,23 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_recovery_writes_the_events_a_killed_run_only_journaled(tmp_path: Path) -> None:
-    project = tmp_path / "proj"
-    project.mkdir()
+def killed_child(script: str, project: Path) -> Store:
+    """Run ``script`` (it kills itself with SIGKILL) for ``project``; the store it wrote."""
     killed = subprocess.run(
-        [sys.executable, "-c", CHILD, str(project)],
+        [sys.executable, "-c", script, str(project)],
         env={**os.environ, "SPECWRIGHT_LINGER": "0"},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert killed.returncode == -9, killed.stderr
-    store = Store(os.environ["SPECWRIGHT_DB"])
+    return Store(os.environ["SPECWRIGHT_DB"])
+
+
+def test_recovery_writes_the_events_a_killed_run_only_journaled(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    store = killed_child(CHILD, project)
     assert store.query("SELECT count(*) FROM events") == [(0,)]
     recovered = recover_interrupted(store, catalog.get_spec(store, "killed"), project)
     assert len(recovered) == 1
@@ -134,16 +139,7 @@ def test_a_killed_execution_keeps_the_tokens_its_events_told(tmp_path: Path) -> 
         "    rec.on_event(UsageEvent(Usage(n, n // 10, 5 * n, 7, 3, n / 1e6, 'm')))\n"
         "os.kill(os.getpid(), signal.SIGKILL)"
     )
-    child = CHILD.replace("os.kill(os.getpid(), signal.SIGKILL)", told)
-    killed = subprocess.run(
-        [sys.executable, "-c", child, str(project)],
-        env={**os.environ, "SPECWRIGHT_LINGER": "0"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert killed.returncode == -9, killed.stderr
-    store = Store(os.environ["SPECWRIGHT_DB"])
+    store = killed_child(CHILD.replace("os.kill(os.getpid(), signal.SIGKILL)", told), project)
     assert recover_interrupted(store, catalog.get_spec(store, "killed"), project)
     columns = (
         "status, event_count, input_tokens, output_tokens, cache_read_tokens, "
