@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -155,6 +155,7 @@ class ExecutionRecorder:
         self.redact = redactor if redactor is not None else Redactor.from_env()
         self.event_count = 0
         self.warnings = 0
+        self._told: list[tuple[Usage, bool]] = []  # the stored usage events: (usage, final)
         self.max_bytes = max_bytes
         self.max_kept_past_bytes = max_kept_past_bytes
         self._text_before = ""  # the end of the last text event, unredacted: a secret split
@@ -260,6 +261,8 @@ class ExecutionRecorder:
             self._buffer.append(op)
             if event.type == "error" and event.kind == "warning":
                 self.warnings += 1
+            if event.type == "usage":
+                self._told.append((event.usage, event.final))
             count, size = len(self._buffer), self._buffer_bytes
         if count < self.flush_max and size < self.flush_bytes:
             return
@@ -400,7 +403,10 @@ class ExecutionRecorder:
         ``incomplete``: it stopped mid-run (cancelled, killed, crashed), so a model call under
         way never told its tokens: its cost is unknown (NULL, ``cost_source`` "incomplete"),
         and the reported and computed costs are those of what it told, a lower bound.
-        ``unreported``: the agent tells no usage at all: its cost is unknown too ("unreported")."""
+        ``unreported``: the agent tells no usage at all: its cost is unknown too ("unreported").
+        Stopped with no ``usage`` given (Ctrl-C or SIGTERM in ``run_execution``, a crash, an
+        agent given up on), its totals are what its usage events told, as recovery writes for
+        a killed one: the row used to keep 0 tokens while its events held them."""
         if self.finished:
             return
         if self.dropped:  # say what the bound left out, as the execution's last event
@@ -420,16 +426,9 @@ class ExecutionRecorder:
         self._calls.clear()  # no result comes after the end
         self._stop.set()
         self._wake.set()
+        if usage is None and incomplete and self._told:
+            usage, requests = told_usage(self._told)
         usage = usage or Usage()
-        known_model = model or usage.model or self.row.get("model")
-        if computed_cost_usd is None and known_model:
-            reported = usage.cost_usd is not None
-            backend = self.row["backend"]
-            costs = [
-                _computed_cost(r, r.model or known_model, backend, self.prices, reported)
-                for r in (requests or (usage,))
-            ]
-            computed_cost_usd = None if None in costs else sum(c or 0.0 for c in costs)
         values: dict[str, Any] = {
             "status": status,
             "finished_at": utcnow(),
@@ -437,29 +436,22 @@ class ExecutionRecorder:
             "exit_reason": self.redact(exit_reason)[:2000] if exit_reason else exit_reason,
             # an agent's JSON may put anything there: the columns take a string and a number
             "session_id": _name(session_id, self.redact),
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
             "num_turns": num_turns if isinstance(num_turns, int) else None,
             "event_count": self.event_count,
-            "reported_cost_usd": usage.cost_usd,
-            "computed_cost_usd": computed_cost_usd,
             "raw": _raw_json(raw, self.redact),
+            **usage_columns(
+                usage,
+                requests,
+                model=model or usage.model or self.row.get("model"),
+                backend=self.row["backend"],
+                prices=self.prices,
+                computed_cost_usd=computed_cost_usd,
+                incomplete=incomplete,
+                unreported=unreported,
+            ),
         }
         if model or usage.model:
             values["model"] = _name(model or usage.model, self.redact)
-        if incomplete or unreported:  # never 0 or a part shown as the whole: that reads as "free"
-            values["cost_usd"] = None
-            values["cost_source"] = "incomplete" if incomplete else "unreported"
-            if not usage.total_tokens:  # it told nothing: no lower bound of $0.00 either
-                values["reported_cost_usd"] = values["computed_cost_usd"] = None
-        elif usage.cost_usd is not None:
-            values["cost_usd"], values["cost_source"] = usage.cost_usd, "reported"
-        elif computed_cost_usd is not None:
-            values["cost_usd"], values["cost_source"] = computed_cost_usd, "computed"
         op = Store.op_update("executions", {"id": self.id}, values)
         with self._lock:
             self._journal.append([op])
@@ -473,6 +465,59 @@ class ExecutionRecorder:
         finally:
             # events and the final row in one transaction: the store is never half-finished
             self.flush()
+
+
+def told_usage(told: Iterable[tuple[Usage, bool]]) -> tuple[Usage, list[Usage]]:
+    """What an execution's usage events told, from each one's usage and whether it is the
+    ``final`` one: the totals and the model calls. A final event's totals (the last one's) stand
+    for them all; else each event is one call's (an OpenCode step, a Codex turn, a message)."""
+    told = list(told)
+    finals = [u for u, final in told if final]
+    calls = finals[-1:] or [u for u, _ in told]
+    return sum(calls, Usage()), calls
+
+
+def usage_columns(
+    usage: Usage,
+    requests: Sequence[Usage] | None,
+    *,
+    model: str | None,
+    backend: str,
+    prices: dict[str, Any] | None = None,
+    computed_cost_usd: float | None = None,
+    incomplete: bool = False,
+    unreported: bool = False,
+) -> dict[str, Any]:
+    """An execution's token and cost columns from its ``usage``; see ``ExecutionRecorder.finish``
+    for ``requests``, ``incomplete`` and ``unreported``. The computed cost, unless given, is
+    from prices for ``model`` (a request's own model first)."""
+    if computed_cost_usd is None and model:
+        reported = usage.cost_usd is not None
+        costs = [
+            _computed_cost(r, r.model or model, backend, prices, reported)
+            for r in (requests or (usage,))
+        ]
+        computed_cost_usd = None if None in costs else sum(c or 0.0 for c in costs)
+    values: dict[str, Any] = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "reported_cost_usd": usage.cost_usd,
+        "computed_cost_usd": computed_cost_usd,
+    }
+    if incomplete or unreported:  # never 0 or a part shown as the whole: that reads as "free"
+        values["cost_usd"] = None
+        values["cost_source"] = "incomplete" if incomplete else "unreported"
+        if not usage.total_tokens:  # it told nothing: no lower bound of $0.00 either
+            values["reported_cost_usd"] = values["computed_cost_usd"] = None
+    elif usage.cost_usd is not None:
+        values["cost_usd"], values["cost_source"] = usage.cost_usd, "reported"
+    elif computed_cost_usd is not None:
+        values["cost_usd"], values["cost_source"] = computed_cost_usd, "computed"
+    return values
 
 
 def _computed_cost(

@@ -131,7 +131,7 @@ def _killed_executions(store: Store, run_id: str, now: datetime) -> list[dict[st
     tokens and costs of the calls that told theirs (usage events: a final one, else each
     call's) are a lower bound, as for an execution cancelled mid-run. Their rows used to keep
     0 tokens and 0 events while their events held the tokens told."""
-    from specwright.recorder import _computed_cost
+    from specwright.recorder import told_usage, usage_columns
 
     execs = store.query_dicts(
         "SELECT id, backend, model FROM executions WHERE run_id = ? AND status = 'running'",
@@ -140,7 +140,7 @@ def _killed_executions(store: Store, run_id: str, now: datetime) -> list[dict[st
     ops = []
     for e in execs:
         counted = store.query("SELECT count(*) FROM events WHERE execution_id = ?", [e["id"]])[0][0]
-        told = [
+        total, calls = told_usage(
             (Usage(i or 0, o or 0, r or 0, w or 0, x or 0, cost, model), final)
             for i, o, r, w, x, cost, model, final in store.query(
                 "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
@@ -148,33 +148,16 @@ def _killed_executions(store: Store, run_id: str, now: datetime) -> list[dict[st
                 "WHERE execution_id = ? AND type = 'usage' ORDER BY seq",
                 [e["id"]],
             )
-        ]
-        finals = [u for u, final in told if final]
-        calls = finals[-1:] or [u for u, _ in told]
-        total = sum(calls, Usage())
-        model = total.model or e["model"]
+        )
         values: dict[str, Any] = {
             "status": "killed",
             "finished_at": now,
             "exit_reason": "interrupted",
-            "cost_usd": None,
-            "cost_source": "incomplete",
             "event_count": counted,
+            **usage_columns(
+                total, calls, model=total.model or e["model"], backend=e["backend"], incomplete=True
+            ),
         }
-        if total.total_tokens:
-            costs = [
-                _computed_cost(u, u.model or model, e["backend"], None, u.cost_usd is not None)
-                for u in calls
-            ]
-            values.update(
-                input_tokens=total.input_tokens,
-                output_tokens=total.output_tokens,
-                cache_read_tokens=total.cache_read_tokens,
-                cache_write_tokens=total.cache_write_tokens,
-                reasoning_tokens=total.reasoning_tokens,
-                reported_cost_usd=total.cost_usd,
-                computed_cost_usd=None if None in costs else sum(c or 0.0 for c in costs),
-            )
         ops.append(Store.op_update("executions", {"id": e["id"]}, values))
     return ops
 

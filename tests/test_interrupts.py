@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -134,3 +135,97 @@ def test_a_waited_for_future_raises_its_own_timeout_error() -> None:
         future = pool.submit(times_out)
         with pytest.raises(TimeoutError, match="read timed out"):
             interrupts.result(future)
+
+
+# `run_execution` called in the main thread, as a script or a notebook cell does: a Codex turn
+# tells its tokens, then the agent works on (sleeps) until the signal comes
+EXECUTING = """
+import argparse, os, signal, sys
+from pathlib import Path
+from specwright.agents import run_execution
+from specwright.agents.base import Task
+from specwright.agents.command import CommandExecutor
+from specwright.cli.run import stop_on_sigterm
+from specwright.recorder import ExecutionRecorder
+from specwright.store import Store
+from tests.support_agents import STREAMS, executor_config, fake_cli
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as started from a terminal
+work = Path(sys.argv[1])
+stream = STREAMS / "codex" / "exec-json.jsonl"
+agent = fake_cli(work / "bin", "codex", f'''
+    import pathlib, sys, time
+    sys.stdout.write(pathlib.Path({str(stream)!r}).read_text())
+    sys.stdout.flush()
+    time.sleep(120)
+    ''')
+config = executor_config(name="codex", type="command", parser="codex", model="gpt-5-codex",
+    argv=(str(agent), "{prompt}"))
+
+
+class Told(ExecutionRecorder):
+    def on_event(self, event):
+        super().on_event(event)
+        if event.type == "usage":
+            print("told", flush=True)
+
+
+recorder = Told(Store(os.environ["SPECWRIGHT_DB"]), role="executor", backend="command",
+    executor="codex", model="gpt-5-codex")
+
+
+def command(args, ctx):
+    run_execution(CommandExecutor(config), Task("Create hello.txt", work), recorder)
+    return 0
+
+try:
+    sys.exit(stop_on_sigterm(command, argparse.Namespace(), None))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_execution_keeps_the_tokens_its_events_told(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """Ctrl-C or SIGTERM after a Codex turn told its usage: the execution was recorded with 0
+    tokens and no cost, though its events held the turn's. Now its row has what they told, a
+    lower bound (its cost stays unknown), as recovery writes for one killed with kill -9."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXECUTING, str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "told\n", proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, err
+    from specwright.store import Store
+
+    store = Store(os.environ["SPECWRIGHT_DB"])
+    columns = (
+        "status, exit_reason, input_tokens, output_tokens, cache_read_tokens, "
+        "round(computed_cost_usd, 9), cost_usd, cost_source, event_count"
+    )
+    [got] = store.query(f"SELECT {columns} FROM executions")
+    [(events,)] = store.query("SELECT count(*) FROM events")
+    assert got == (
+        "cancelled",
+        "interrupted",
+        24763 - 24448,  # Codex counts its cached tokens in its input
+        122,
+        24448,
+        0.00466975,  # the told turn's price: a lower bound of what it cost
+        None,
+        "incomplete",
+        events,
+    )

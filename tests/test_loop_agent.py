@@ -10,6 +10,7 @@ import pytest
 
 from specwright.agents.base import Outcome, Task
 from specwright.loop import agent as A
+from specwright.model import Usage, UsageEvent
 from specwright.recorder import ExecutionRecorder
 from specwright.store import Store
 
@@ -24,6 +25,7 @@ class _Stubborn:
         self.started = threading.Event()
 
     def execute(self, task: Task, on_event: Any, cancel: threading.Event) -> Outcome:
+        on_event(UsageEvent(Usage(100, 20, cost_usd=0.01)))  # a model call told its usage
         self.started.set()
         self.release.wait(60)
         return Outcome(status="ok")
@@ -35,7 +37,8 @@ def test_an_agent_that_ignores_its_cancel_is_given_up_on_after_the_grace(
 ) -> None:
     """The wall time (or a cancel) must end the attempt even when the agent does not stop: it
     gets STOP_GRACE_S, then the attempt ends, recorded as killed. Before, the wait after the
-    cancel had no end: a run with --wall-time went on for ever."""
+    cancel had no end: a run with --wall-time went on for ever. Its row keeps the tokens its
+    events told (it used to say 0), its cost unknown."""
     monkeypatch.setattr(A, "STOP_GRACE_S", 0.5)
     stubborn = _Stubborn()
     cancel = threading.Event()
@@ -62,10 +65,13 @@ def test_an_agent_that_ignores_its_cancel_is_given_up_on_after_the_grace(
         assert not caller.is_alive(), "run_agent still waits for an agent that ignores its cancel"
         run = box["run"]
         assert run.outcome is None and run.stopped_by == stop
-        status, reason = store.query(
-            "SELECT status, exit_reason FROM executions WHERE id = ?", [recorder.id]
+        status, reason, *told = store.query(
+            "SELECT status, exit_reason, input_tokens, output_tokens, reported_cost_usd, "
+            "cost_usd, cost_source FROM executions WHERE id = ?",
+            [recorder.id],
         )[0]
         assert (status, reason) == ("killed", "did not stop after cancel")
+        assert told == [100, 20, 0.01, None, "incomplete"]
     finally:
         stubborn.release.set()
 
