@@ -92,6 +92,33 @@ except KeyboardInterrupt:
 """
 
 
+def signalled(
+    script: str, arg: str, said: str, signum: int, settle_s: float = 0
+) -> tuple[int, str, str]:
+    """Run ``script`` with ``arg``; once its first line is ``said`` (and ``settle_s`` later),
+    send it ``signum``; its exit code and the rest of its stdout and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, arg],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        assert first == f"{said}\n", first or proc.stderr.read()  # at EOF: why it died
+        if settle_s:
+            time.sleep(settle_s)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
 @pytest.mark.parametrize(
     ("signum", "code", "said"),
     [(signal.SIGTERM, 143, "specwright: terminated\n"), (signal.SIGINT, 130, "interrupted\n")],
@@ -101,24 +128,8 @@ def test_a_signal_during_a_database_query_stops_it_and_the_command(
 ) -> None:
     db = tmp_path / "specwright.duckdb"
     for _ in range(3):  # where the signal lands in the query varies: a few tries
-        proc = subprocess.Popen(
-            [sys.executable, "-c", QUERYING, str(db)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline() == "querying\n"
-            time.sleep(0.5)  # into the query, which would run for an hour
-            proc.send_signal(signum)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert (proc.returncode, out, err) == (code, "", said)
+        # 0.5 s into the query, which would run for an hour
+        assert signalled(QUERYING, str(db), "querying", signum, 0.5) == (code, "", said)
     from specwright.store import Store
 
     assert Store(db).query("SELECT 1") == [(1,)]  # the database opens as before
@@ -192,23 +203,8 @@ def test_an_interrupted_execution_keeps_the_tokens_its_events_told(
     """Ctrl-C or SIGTERM after a Codex turn told its usage: the execution was recorded with 0
     tokens and no cost, though its events held the turn's. Now its row has what they told, a
     lower bound (its cost stays unknown), as recovery writes for one killed with kill -9."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", EXECUTING, str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "told\n", proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == code, err
+    returncode, _, err = signalled(EXECUTING, str(tmp_path), "told", signum)
+    assert returncode == code, err
     from specwright.store import Store
 
     store = Store(os.environ["SPECWRIGHT_DB"])
