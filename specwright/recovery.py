@@ -56,15 +56,20 @@ def recover_interrupted(
         [spec.id],
     )
     rows = store.query_dicts(*running)
-    dead_run_alls = [r for r in rows if r["kind"] == "spec" and why_dead(r, stale_s, now)]
-    if sum(_catch_up_started(store, r) for r in dead_run_alls):
+    # a dead run-all's catalog journal lines, read once for both catch-ups
+    journaled = {
+        r["id"]: _catalog_ops(store, r)
+        for r in rows
+        if r["kind"] == "spec" and why_dead(r, stale_s, now)
+    }
+    if sum(_catch_up_started(store, run_id, ops) for run_id, ops in journaled.items()):
         rows = store.query_dicts(*running)
     for run in rows:
         found = why_dead(run, stale_s, now)
         if found is None:
             continue
         why = found
-        caught_up = _catch_up(store, run)
+        caught_up = _catch_up(store, run, journaled.get(run["id"]))
         if caught_up:
             why += f"; {caught_up} journaled row(s) it had not written to the database were added"
         if run["host"] == host and run["pid"]:
@@ -244,10 +249,14 @@ def ensure_tree_free(store: Store, spec: Spec, project_root: Path | str) -> None
         )
 
 
-def _catch_up(store: Store, run: dict[str, Any]) -> int:
+def _catch_up(
+    store: Store, run: dict[str, Any], catalog: list[dict[str, Any]] | None = None
+) -> int:
     """Write to the database what the dead run's executions journaled but had not flushed (an
     execution journals each event at once and writes them in batches, so a kill -9 leaves up to
-    a batch, or even the execution row, in its journal only). Returns the rows added."""
+    a batch, or even the execution row, in its journal only), and its catalog rows
+    (``_catch_up_catalog``; ``catalog``: its ``_catalog_ops`` when already read). Returns the
+    rows added."""
     exec_dir = store.journal.root / "executions"
     since = run["started_at"].replace(tzinfo=UTC).timestamp() - 1
     added = 0
@@ -274,20 +283,22 @@ def _catch_up(store: Store, run: dict[str, Any]) -> int:
         if inserts:  # the updates (an execution's end) are re-applied only with what was lost
             store.write(missing, path.stem, journaled=True)
             added += inserts
-    return added + _catch_up_catalog(store, run)
+    return added + _catch_up_catalog(store, run, catalog)
 
 
 # the catalog rows an attempt writes on its way, under its run's id
 _RUN_ROWS = ("reviews", "verifications")
 
 
-def _catch_up_catalog(store: Store, run: dict[str, Any]) -> int:
+def _catch_up_catalog(
+    store: Store, run: dict[str, Any], catalog: list[dict[str, Any]] | None = None
+) -> int:
     """Write to the database the dead run's own catalog rows (its reviews and verifications)
     that it journaled and was killed before committing: the database lacked them, a
     ``db rebuild`` (which replays the journal) had them, so the two differed for good."""
     mine = [
         op
-        for op in _catalog_ops(store, run)
+        for op in (_catalog_ops(store, run) if catalog is None else catalog)
         if op["op"] == "insert"
         and op.get("table") in _RUN_ROWS
         and op["row"].get("run_id") == run["id"]
@@ -338,21 +349,18 @@ def _catalog_ops(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _catch_up_started(store: Store, run: dict[str, Any]) -> int:
+def _catch_up_started(store: Store, run_id: str, ops: list[dict[str, Any]]) -> int:
     """Write to the database the chunk runs a dead run-all journaled as started and was killed
     before committing (with their chunk marked running, the same batch): the database lacked
     them while ``db rebuild`` had them, `running` for good. Written, they are recovered as any
-    other. Returns the runs added."""
-    ops = _catalog_ops(store, run)
-    have = {
-        str(r[0]) for r in store.query("SELECT id FROM runs WHERE parent_run_id = ?", [run["id"]])
-    }
+    other; ``ops``: its ``_catalog_ops``. Returns the runs added."""
+    have = {str(r[0]) for r in store.query("SELECT id FROM runs WHERE parent_run_id = ?", [run_id])}
     missing: list[dict[str, Any]] = []
     for op, after in zip(ops, [*ops[1:], None], strict=True):
         row = op.get("row") or {}
         if op["op"] != "insert" or op.get("table") != "runs" or str(row["id"]) in have:
             continue
-        if row.get("parent_run_id") != run["id"] or row.get("status") != "running":
+        if row.get("parent_run_id") != run_id or row.get("status") != "running":
             continue
         missing.append(op)
         if (
