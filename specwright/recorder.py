@@ -405,8 +405,10 @@ class ExecutionRecorder:
         and the reported and computed costs are those of what it told, a lower bound.
         ``unreported``: the agent tells no usage at all: its cost is unknown too ("unreported").
         Stopped with no ``usage`` given (Ctrl-C or SIGTERM in ``run_execution``, a crash, an
-        agent given up on), its totals are what its usage events told, as recovery writes for
-        a killed one: the row used to keep 0 tokens while its events held them."""
+        agent error such as its server gone mid-session, an agent given up on), its totals are
+        what its usage events told, as recovery writes for a killed one, ``incomplete`` unless
+        one of them was the final totals: the row used to keep 0 tokens while its events held
+        them."""
         if self.finished:
             return
         if self.dropped:  # say what the bound left out, as the execution's last event
@@ -426,8 +428,9 @@ class ExecutionRecorder:
         self._calls.clear()  # no result comes after the end
         self._stop.set()
         self._wake.set()
-        if usage is None and incomplete and self._told:
+        if usage is None and self._told:  # an agent error, a crash, a cancel: what it told
             usage, requests = told_usage(self._told)
+            incomplete = incomplete or not any(final for _, final in self._told)
         usage = usage or Usage()
         values: dict[str, Any] = {
             "status": status,

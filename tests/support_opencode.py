@@ -42,11 +42,24 @@ TEXT = event(
 )
 
 ASKS = event("permission.asked", id="per_1", permission="edit", patterns=["x.txt"])
+# one model call's tokens and cost, as OpenCode's step-finish part tells them
+STEP = event(
+    "message.part.updated",
+    part={
+        "id": "p0",
+        "type": "step-finish",
+        "messageID": "m0",
+        "sessionID": SESSION,
+        "reason": "tool-calls",
+        "tokens": {"input": 1200, "output": 40, "reasoning": 0, "cache": {"write": 0, "read": 200}},
+        "cost": 0.00426,
+    },
+)
 
 # Behaviours of a plain route: ok (answers at once), silent, trickle, trickle-headers,
 # headers-only, close-mid-body. Of /event: "run" is a session that works, then goes idle;
 # "busy" one that never ends (comments keep the stream alive), "asks" one that asks a
-# permission and waits for it; "comments" never even says server.connected; silent and
+# permission and waits for it ("calls-then-asks" after a model call told its tokens); "comments" never even says server.connected; silent and
 # headers-only as for a plain route.
 
 
@@ -172,9 +185,10 @@ class Misbehaving:
             return self._drip(w, key, b": keep-alive\n\n")
         w.write(CONNECTED)
         w.flush()
-        if how in ("busy", "asks"):  # the session works (or waits) forever; comments go on
+        if how in ("busy", "asks", "calls-then-asks"):  # it works (or waits) for good
             self._wait_for("/prompt_async")
-            w.write(BUSY + (ASKS if how == "asks" else b""))
+            told = {"asks": ASKS, "calls-then-asks": STEP + ASKS}.get(how, b"")
+            w.write(BUSY + told)
             return self._drip(w, key, b": keep-alive\n\n")
         self._wait_for("/prompt_async")
         w.write(BUSY + TEXT + IDLE)

@@ -205,6 +205,24 @@ def test_an_answer_to_a_permission_that_never_lands_fails_the_run(
     assert "permission.asked edit" in steps
 
 
+def test_a_session_failing_after_a_model_call_keeps_the_calls_tokens(
+    server: Misbehaving, store: Store, tmp_path: Path
+) -> None:
+    """The session's server stops answering after a step told its tokens and cost: the
+    execution was recorded with 0 tokens and no cost, as if the call had been free. Now its row
+    has what the step told, a lower bound (the cost itself stays unknown, "incomplete")."""
+    server.behave["GET /event"] = "calls-then-asks"
+    server.behave["POST /permission/*/reply"] = "trickle"
+    error, execution = recorded(store, executor(server.url, timeout_s=2.0), tmp_path)
+    assert isinstance(error, AgentError)
+    [row] = store.query(
+        "SELECT status, input_tokens, output_tokens, cache_read_tokens, reported_cost_usd, "
+        "cost_usd, cost_source FROM executions WHERE id = ?",
+        [execution],
+    )
+    assert row == ("error", 1200, 40, 200, 0.00426, None, "incomplete")
+
+
 def test_totals_that_trickle_leave_the_steps_usage(server: Misbehaving, tmp_path: Path) -> None:
     server.behave[f"GET /session/{SESSION}"] = "trickle"
     outcome = ends(lambda: executor(server.url).execute(Task("hi", tmp_path), _drop, _never()))
