@@ -94,7 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="write a standalone HTML cost dashboard")
     p.add_argument("--html", required=True, metavar="PATH", help="output file")
-    p.add_argument("--since", metavar="DATE", help="from this date (YYYY-MM-DD), a day in TZ")
+    p.add_argument(
+        "--since", metavar="DATE", help="from this date (YYYY-MM-DD or YYYYMMDD), a day in TZ"
+    )
     p.add_argument("--until", metavar="DATE", help="until this date, inclusive")
     p.add_argument(
         "--timezone",
