@@ -7,8 +7,8 @@ tool whose input schema is the answer's schema; an answer that does not fit is r
 a corrective message, then raises ``LLMOutputError``.
 
 Transport failures become one-line errors naming the endpoint and model, one class per cause
-(missing key, bad key, rate limit, overload, server error, timeout, connection refused, refused
-request). Rate limits, overloads, 5xx, timeouts and refused connections are retried with
+(missing key, bad key, out of credit, unknown model, rate limit, overload, server error, timeout,
+connection refused, refused request). Rate limits, overloads, 5xx, timeouts and refused connections are retried with
 exponential backoff, honouring ``retry-after-ms`` / ``retry-after`` up to ``max_wait_s``.
 
 The SDK is imported lazily, so importing this module stays cheap; all SDK-specific code is here.
@@ -19,6 +19,7 @@ from __future__ import annotations
 from specwright.llm.client import DEFAULT_BASE_URL, LLMClient
 from specwright.llm.errors import (
     LLMAuthError,
+    LLMBillingError,
     LLMCancelled,
     LLMConnectionError,
     LLMError,
@@ -29,12 +30,14 @@ from specwright.llm.errors import (
     LLMRequestError,
     LLMServerError,
     LLMTimeoutError,
+    LLMUnknownModelError,
 )
 from specwright.llm.schema import schema_problems
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "LLMAuthError",
+    "LLMBillingError",
     "LLMCancelled",
     "LLMClient",
     "LLMConnectionError",
@@ -46,5 +49,6 @@ __all__ = [
     "LLMRequestError",
     "LLMServerError",
     "LLMTimeoutError",
+    "LLMUnknownModelError",
     "schema_problems",
 ]

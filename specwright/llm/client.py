@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from specwright.agents.resets import out_of_credit
 from specwright.llm.cancel import ended, until_cancel
 from specwright.llm.errors import (
     LLMAuthError,
+    LLMBillingError,
     LLMCancelled,
     LLMConnectionError,
     LLMError,
@@ -25,6 +27,7 @@ from specwright.llm.errors import (
     LLMRequestError,
     LLMServerError,
     LLMTimeoutError,
+    LLMUnknownModelError,
     NotAMessage,
     StreamCut,
 )
@@ -68,6 +71,8 @@ class LLMClient:
     the public endpoint) and ``client`` (an ``anthropic.Anthropic``) are injectable for tests.
     ``store=None`` records nothing. ``cancel`` (a run's cancel event) stops waiting for a call
     as soon as it is set: the call raises ``LLMCancelled`` and is recorded cancelled.
+    ``model_key`` is the config key that named ``model``, for the error when the endpoint does
+    not know it (default: the planner's ``model``).
     """
 
     def __init__(
@@ -85,10 +90,13 @@ class LLMClient:
         client: anthropic.Anthropic | None = None,
         sleep: Callable[[float], None] = time.sleep,
         cancel: threading.Event | None = None,
+        model_key: str | None = None,
     ) -> None:
         self.planner = planner
         self.store = store
         self.model = model or planner.model
+        # the config key naming the model, for the error when the endpoint does not know it
+        self.model_key = model_key or f"tools.planners.{planner.name}.model"
         self.base_url = (
             base_url or planner.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
         ).rstrip("/")
@@ -551,6 +559,25 @@ class LLMClient:
         headers = exc.response.headers if exc.response is not None else {}
         hint = retry_after(headers)
         suffix = f": {detail}" if detail else ""
+        said = f"(HTTP {status} {etype or 'error'}){suffix}"
+        if etype == "billing_error" or status == 402 or out_of_credit(detail):  # never resets
+            return (
+                LLMBillingError(
+                    f"{who}: out of credit {said}; not retried: add credits to the account of "
+                    f"the key in {self.planner.api_key_env} (or use another key), then run again"
+                ),
+                False,
+                0,
+            )
+        if status == 404 and etype == "not_found_error" and _names_model(detail, self.model):
+            return (
+                LLMUnknownModelError(
+                    f"{who}: model {self.model!r} not found {said}; not retried: fix "
+                    f"{self.model_key} in .handoff/config.yaml"
+                ),
+                False,
+                0,
+            )
         if status in (401, 403) or etype in ("authentication_error", "permission_error"):
             return (
                 LLMAuthError(
@@ -578,14 +605,15 @@ class LLMClient:
             )
         if status >= 500 or etype in ("api_error", "timeout_error"):
             return LLMServerError(f"{who}: server error HTTP {status}{tries}{suffix}"), retry, wait
-        return (
-            LLMRequestError(f"{who}: request refused (HTTP {status} {etype or 'error'}){suffix}"),
-            False,
-            0,
-        )
+        return LLMRequestError(f"{who}: request refused {said}"), False, 0
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
         if hint is not None and hint <= self.max_wait_s:
             return max(0.0, hint)
         base = self.backoff_s * (2 ** (attempt - 1))
         return min(base, 8.0) * (0.75 + random.random() * 0.5)
+
+
+def _names_model(detail: str, model: str) -> bool:
+    """Whether a 404's message is about the model (Anthropic: "model: NAME"), not a wrong path."""
+    return detail.lower().startswith("model:") or model in detail

@@ -59,6 +59,19 @@ class LLMRequestError(LLMError):
     reason = "request_refused"
 
 
+class LLMBillingError(LLMRequestError):
+    """The account behind the key is out of credit, or its plan does not include this use: no
+    wait or retry helps until someone pays."""
+
+    reason = "billing"
+
+
+class LLMUnknownModelError(LLMRequestError):
+    """The endpoint does not know the configured model (404 ``not_found_error``)."""
+
+    reason = "unknown_model"
+
+
 class LLMCancelled(LLMError):
     """The run was cancelled while the call was under way: its answer is no longer waited for."""
 

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from specwright.agents.process import count
 from specwright.errors import one_line
-from specwright.llm.errors import LLMAuthError, LLMError, LLMRateLimitError
+from specwright.llm.errors import (
+    LLMAuthError,
+    LLMBillingError,
+    LLMError,
+    LLMRateLimitError,
+    LLMUnknownModelError,
+)
 from specwright.llm.schema import schema_problems
 from specwright.model import Usage
 
@@ -53,6 +59,8 @@ def error_kind(error: LLMError) -> str:
     """The error event's kind, as the agents' adapters name them (auth: a refused key)."""
     if isinstance(error, LLMAuthError):
         return "auth"
+    if isinstance(error, LLMBillingError | LLMUnknownModelError):
+        return error.reason
     return "rate_limit" if isinstance(error, LLMRateLimitError) else "api_error"
 
 

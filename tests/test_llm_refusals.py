@@ -1,0 +1,117 @@
+"""The model service refuses for good — the account is out of credit, the model does not exist —
+as the planner and the llm reviewer meet it, over loopback against the fake Anthropic server:
+one clear line saying what to fix, no retry, nothing recorded lost, the spend so far kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from specwright.store import Store
+from specwright.testing import FakeModelServer, anthropic_error, anthropic_tool_use
+
+MODEL = "claude-sonnet-4-6"
+# Anthropic's words for an account out of credit: a 400 of the plain invalid_request_error type
+CREDIT = (
+    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+    "to upgrade or purchase credits."
+)
+QUESTIONS = {
+    "questions": [
+        {"question": "Which database?"},
+        {"question": "Who logs in?"},
+        {"question": "2FA?"},
+    ]
+}
+SPEC = {"title": "Password login", "body": "# Goal\n\nUsers log in with a password.\n"}
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def project_dir(git_repo: Path, srv: FakeModelServer) -> Path:
+    """A git project whose planner is the fake server (retries on: a refusal must not use them)."""
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+        f"      model: {MODEL}\n      base_url: {srv.base_url}\n      timeout_s: 5\n"
+        "      max_retries: 2\n"
+    )
+    return git_repo
+
+
+def plan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "plan", *args],
+        cwd=cwd,
+        env={**os.environ, "ANTHROPIC_API_KEY": "sk-ant-test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def planner_rows(store: Store) -> list[dict[str, Any]]:
+    return store.query_dicts(
+        "SELECT status, exit_reason, input_tokens, output_tokens, cost_usd FROM executions "
+        "WHERE role = 'planner' ORDER BY started_at"
+    )
+
+
+@pytest.mark.parametrize(
+    ("refusal", "said"),
+    [
+        (
+            anthropic_error(400, CREDIT, error_type="invalid_request_error"),
+            f"out of credit (HTTP 400 invalid_request_error): {CREDIT}; not retried: add credits "
+            "to the account of the key in ANTHROPIC_API_KEY (or use another key), then run again",
+        ),
+        (
+            anthropic_error(404, f"model: {MODEL}", error_type="not_found_error"),
+            f"model '{MODEL}' not found (HTTP 404 not_found_error): model: {MODEL}; not retried: "
+            "fix tools.planners.claude.model in .handoff/config.yaml",
+        ),
+    ],
+    ids=["out-of-credit", "unknown-model"],
+)
+def test_a_planner_refused_for_good_says_what_to_fix_in_one_line_and_keeps_the_work(
+    srv: FakeModelServer, project_dir: Path, refusal: Any, said: str
+) -> None:
+    """The account runs out of credit (or the model is gone) at the chunk split: `plan` exits 2
+    with one line saying so and what to do — not "request refused" — sends no retry (strict
+    script), and the questions, answers, spec and what the earlier calls cost are all kept."""
+    srv.script(anthropic_tool_use("ask_questions", QUESTIONS))
+    assert plan("--intent", "Add password login", cwd=project_dir).returncode == 0
+    (project_dir / "answers.yaml").write_text("- Postgres\n- employees\n- no\n")
+    srv.script(anthropic_tool_use("write_spec", SPEC), refusal)
+    out = plan("--resume", "add-password-login", "--answers", "answers.yaml", cwd=project_dir)
+    assert out.returncode == 2, out.stderr
+    who = f"planner 'claude' (model {MODEL} at {srv.base_url}/v1/messages)"
+    assert out.stderr.strip().splitlines() == [
+        f"specwright: error: {who}: {said} (what was saved is kept: "
+        "`specwright plan --resume add-password-login`)"
+    ]
+    srv.assert_done()  # the refused call was sent once
+    shown = subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "spec", "show", "add-password-login"],
+        cwd=project_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Users log in with a password." in shown.stdout, shown.stderr
+    rows = planner_rows(Store(Path(os.environ["SPECWRIGHT_DB"])))  # the CLI's
+    assert [r["status"] for r in rows] == ["ok", "ok", "error"]
+    reason = "billing" if "credit" in said else "unknown_model"
+    assert rows[-1]["exit_reason"].startswith(f"{reason}: {who}")
+    assert all(r["input_tokens"] == 100 and r["cost_usd"] for r in rows[:2])  # spend kept
