@@ -54,7 +54,9 @@ class ReviewResult:
     review: Review
     execution_id: str | None = None
     usage: Usage | None = None
-    stop: str | None = None  # "auth": the reviewer's key is refused or unset, no review can work
+    # no review can work (auth: the key refused or unset; billing: the account out of credit;
+    # unknown_model: the model unknown to the endpoint): the loop stops, with no verdict
+    stop: str | None = None
 
 
 class Reviewer(Protocol):
@@ -301,6 +303,9 @@ class LLMReviewer:
         self.name = name
         self.planner = config.planner(rc.planner)
         self.model = rc.model or self.planner.model
+        self.model_key = (  # the config key that names it, for the error when it is unknown
+            f"tools.reviewers.{name}.model" if rc.model else f"tools.planners.{rc.planner}.model"
+        )
         self.prices = config.prices or None
         self.store = store
         self.client_options = client_options  # e.g. base_url, max_retries (tests)
@@ -311,10 +316,12 @@ class LLMReviewer:
         from specwright import prompts
         from specwright.llm import (
             LLMAuthError,
+            LLMBillingError,
             LLMClient,
             LLMError,
             LLMMissingKeyError,
             LLMOutputError,
+            LLMUnknownModelError,
         )
 
         chunk = request.chunk
@@ -332,6 +339,7 @@ class LLMReviewer:
             self.planner,
             self.store,
             model=self.model,
+            model_key=self.model_key,
             prices=self.prices,
             cancel=cancel,
             **self.client_options,
@@ -358,7 +366,10 @@ class LLMReviewer:
             error = f"malformed review from the model after a retry: {exc}"
         except LLMError as exc:
             error = f"reviewer call failed: {exc}"
-            stop = "auth" if isinstance(exc, LLMAuthError | LLMMissingKeyError) else None
+            if isinstance(exc, LLMAuthError | LLMMissingKeyError):
+                stop = "auth"
+            elif isinstance(exc, LLMBillingError | LLMUnknownModelError):
+                stop = exc.reason
         finally:
             client.close()
         if len(error) > MAX_ERROR_CHARS:

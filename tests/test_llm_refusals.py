@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from specwright import catalog
 from specwright.store import Store
 from specwright.testing import FakeModelServer, anthropic_error, anthropic_tool_use
 
@@ -115,3 +117,87 @@ def test_a_planner_refused_for_good_says_what_to_fix_in_one_line_and_keeps_the_w
     reason = "billing" if "credit" in said else "unknown_model"
     assert rows[-1]["exit_reason"].startswith(f"{reason}: {who}")
     assert all(r["input_tokens"] == 100 and r["cost_usd"] for r in rows[:2])  # spend kept
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reviewer_model", "said"),
+    [
+        (
+            anthropic_error(400, CREDIT, error_type="invalid_request_error"),
+            None,
+            "billing: reviewer 'llm' is out of credit, not retried: add credits to the account of "
+            "the key in ANTHROPIC_API_KEY (or use another key), then run the chunk again; ",
+        ),
+        (
+            anthropic_error(404, "model: claude-nope", error_type="not_found_error"),
+            "claude-nope",
+            "unknown_model: reviewer 'llm' cannot use model 'claude-nope', not retried: fix "
+            "tools.reviewers.llm.model in .handoff/config.yaml, then run the chunk again; ",
+        ),
+    ],
+    ids=["out-of-credit", "unknown-model"],
+)
+def test_a_reviewer_refused_for_good_stops_run_all_after_one_attempt(
+    srv: FakeModelServer, git_repo: Path, refusal: Any, reviewer_model: str | None, said: str
+) -> None:
+    """The llm reviewer's account is out of credit (or its model unknown) in a run-all of two
+    independent chunks: the first attempt is not taken for a REVISE — the agent is not run
+    again to be refused again, nor the next chunk started — and run-all's last line says what
+    to do. The attempt's patch and the agent's cost are kept; no review is recorded."""
+    script = repo_script(git_repo)
+    model = f"      model: {reviewer_model}\n" if reviewer_model else ""
+    (git_repo / ".handoff").mkdir()
+    (git_repo / ".handoff" / "config.yaml").write_text(
+        "tools:\n  executors:\n    scripted:\n      type: scripted\n"
+        f"      script: {script}\n"
+        "  planners:\n    claude:\n      type: anthropic\n"
+        f"      model: {MODEL}\n      base_url: {srv.base_url}\n      max_retries: 2\n"
+        f"  reviewers:\n    llm:\n      type: llm\n      planner: claude\n{model}"
+        "defaults:\n  executor: scripted\n  reviewer: llm\n  maxIterations: 3\n"
+    )
+    subprocess.run(["git", "add", "-A"], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "config"], cwd=git_repo, check=True)
+    store = Store(Path(os.environ["SPECWRIGHT_DB"]))
+    spec = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Letters")
+    for name in "AB":
+        catalog.add_chunk(store, spec, f"Make {name}", f"Write {name.lower()}.txt")
+    srv.script(refusal)  # strict: a second review, of a second attempt, fails the test
+    out = subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "run-all", spec.slug],
+        cwd=git_repo,
+        env={**os.environ, "ANTHROPIC_API_KEY": "sk-ant-test"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"failed: 0/2 chunks shipped; chunk 1 failed: {said}"), last
+    srv.assert_done()
+    runs = store.query_dicts("SELECT status, iterations FROM runs WHERE chunk_id IS NOT NULL")
+    assert runs == [{"status": "failed", "iterations": 1}]  # B never started
+    chunks = store.query_dicts("SELECT status, verdict FROM chunks ORDER BY position")
+    assert chunks[0] == {"status": "failed", "verdict": None}, chunks
+    assert store.query("SELECT count(*) FROM reviews")[0][0] == 0  # no verdict was given
+    calls = store.query_dicts(
+        "SELECT role, status, exit_reason, cost_usd FROM executions ORDER BY started_at"
+    )
+    assert [(c["role"], c["status"]) for c in calls] == [("executor", "ok"), ("reviewer", "error")]
+    assert calls[0]["cost_usd"] == 0.001  # the agent's spend is kept
+    assert calls[1]["exit_reason"].startswith(said.split(":", 1)[0] + ": ")
+    [run_id] = store.query("SELECT id FROM runs WHERE chunk_id IS NOT NULL")[0]
+    assert (store.path.parent / "attempts" / run_id / "iteration-1.patch").is_file()
+
+
+def repo_script(repo: Path) -> Path:
+    """The scripted agent's script (outside the repository): each chunk writes its file."""
+    path = repo.parent / "script.yaml"
+    chunks = {
+        f"Make {n}": [
+            {"write": f"{n.lower()}.txt", "content": f"{n}\n"},
+            {"usage": {"input_tokens": 100, "output_tokens": 10, "cost_usd": 0.001}},
+        ]
+        for n in "AB"
+    }
+    path.write_text(yaml.safe_dump({"chunks": chunks}))
+    return path

@@ -1069,7 +1069,8 @@ def test_llm_reviewer_credentials_refused_stop_the_loop_after_one_attempt(
 ) -> None:
     """The reviewer's key is refused (401) or unset: no attempt can be reviewed, so the loop
     does not run the agent again (a whole attempt, for a real agent) only to fail the same way.
-    The run fails as auth naming the reviewer and the variable; the attempt's patch is kept."""
+    The run fails as auth naming the reviewer and the variable; the attempt's patch is kept,
+    and no verdict is recorded for a review that was never made."""
     from specwright.review import make_reviewer
     from specwright.testing import anthropic_error
     from tests.test_review import llm_config
@@ -1094,8 +1095,11 @@ def test_llm_reviewer_credentials_refused_stop_the_loop_after_one_attempt(
     assert "FAKE_ANTHROPIC_KEY" in result.reason and "not retried" in result.reason
     roles = rows(store, "SELECT role FROM executions ORDER BY started_at")
     assert [r["role"] for r in roles] == ["executor", "reviewer"]
-    [review] = rows(store, "SELECT verdict, error FROM reviews")
-    assert review["verdict"] == "REVISE" and "FAKE_ANTHROPIC_KEY" in review["error"]
+    # no review was given: the attempt is not counted a REVISE; the reviewer's call says why
+    assert rows(store, "SELECT verdict FROM reviews") == []
+    assert rows(store, "SELECT verdict FROM chunks") == [{"verdict": None}]
+    [call] = rows(store, "SELECT status, exit_reason FROM executions WHERE role = 'reviewer'")
+    assert call["status"] == "error" and "FAKE_ANTHROPIC_KEY" in call["exit_reason"]
     assert (store.path.parent / "attempts" / result.run_id / "iteration-1.patch").is_file()
     assert gitops.dirty_files(repo) == []
     no_running_rows(store)

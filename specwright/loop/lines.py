@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from specwright.agents.base import Executor, Outcome
     from specwright.model import Review, ToolCall
+    from specwright.review import Reviewer
     from specwright.verify import StepResult
 
 # a chunk run that ended so stops run-all: every later chunk would end the same way
@@ -120,4 +121,26 @@ def review_auth_line(reviewer: str, error: str) -> str:
     return (
         f"reviewer {reviewer!r} could not authenticate: {one_line(error, 500)}; not retried: "
         "fix its key (the planner's api_key_env) and run the chunk again"
+    )
+
+
+def review_stop_line(reviewer: Reviewer, stop: str, error: str) -> str:
+    """The llm reviewer can review no attempt (``stop``: its key refused or unset, its account
+    out of credit, its model unknown): what to fix first (run-all cuts a chunk's reason at 300
+    characters), then what the model service said."""
+    if stop == "auth":
+        return review_auth_line(reviewer.name, error)
+    said = one_line(error, 500)
+    if stop == "billing":
+        planner = getattr(reviewer, "planner", None)
+        key = f"the key in {planner.api_key_env}" if planner is not None else "its key"
+        return (
+            f"reviewer {reviewer.name!r} is out of credit, not retried: add credits to the "
+            f"account of {key} (or use another key), then run the chunk again; {said}"
+        )
+    model = getattr(reviewer, "model", None)
+    fix = getattr(reviewer, "model_key", None) or "its model"
+    return (
+        f"reviewer {reviewer.name!r} cannot use model {model!r}, not retried: fix {fix} in "
+        f".handoff/config.yaml, then run the chunk again; {said}"
     )

@@ -24,8 +24,8 @@ from specwright.loop.lines import (
     interrupted_by,
     lost_line,
     model_line,
-    review_auth_line,
     review_line,
+    review_stop_line,
     tool_line,
     verify_line,
 )
@@ -362,6 +362,10 @@ class _ChunkRun:
             result = self.reviewer.review(request, self.cancel)
             if self.cancel.is_set():  # no verdict to act on: the run stops as asked
                 raise LoopExit("cancelled", "cancelled during the review")
+            if result.stop:  # no attempt can be reviewed: no verdict, no other attempt paid for
+                records.save_patch(self.store, self.run_id, self.iteration, self.workdir, self.base)
+                error = result.review.error or ""
+                raise LoopExit(result.stop, review_stop_line(self.reviewer, result.stop, error))
         final = rv.gate(result.review, completion + rv.verification_findings(assessments))
         result = replace(result, review=final)
         rv.record(
@@ -373,8 +377,6 @@ class _ChunkRun:
             self._ship(final, outcome.final_text)
         else:
             records.save_patch(self.store, self.run_id, self.iteration, self.workdir, self.base)
-        if result.stop == "auth":  # no later attempt could be reviewed either
-            raise LoopExit("auth", review_auth_line(self.reviewer.name, final.error or ""))
         signature = (
             hashlib.sha256(diff.text.encode()).hexdigest(),
             tuple(sorted((f.check, f.message.splitlines()[0]) for f in final.findings)),
