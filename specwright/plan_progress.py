@@ -3,7 +3,8 @@
 Every planner call is a forced tool call: the answer streams as pieces of the tool's JSON input,
 never as text. ``PlannerProgress`` reads those pieces (``feed``) and writes what has arrived for
 a person: each question and each chunk once it is complete (the next one has begun), the spec's
-title, and the spec's text as it grows. ``finish`` writes the rest from the checked answer.
+title, and the spec's text as it grows; the model's own text (``text``) as it comes. ``finish``
+writes the rest from the checked answer; a line left open is ended before anything else is said.
 Lines are cut to ``WIDTH``; the text is the model's, so the writer must make it terminal-safe
 (the CLI's stderr does).
 """
@@ -37,6 +38,7 @@ class PlannerProgress:
         self._title = False
         self._body = ""  # spec text shown
         self._shown = False
+        self._open = False  # the last thing written did not end its line
 
     def __enter__(self) -> PlannerProgress:
         return self
@@ -47,6 +49,12 @@ class PlannerProgress:
     def _out(self, text: str) -> None:
         self._shown = True
         self.write(text)
+        self._open = not text.endswith("\n")
+
+    def text(self, piece: str) -> None:
+        """A piece of the model's own text, said beside its tool call (or instead of it)."""
+        if piece:
+            self._out(piece)
 
     def feed(self, piece: str | None) -> None:
         """A piece of the tool input's JSON; None when a new answer begins (a retry)."""
@@ -79,8 +87,9 @@ class PlannerProgress:
             self._out(f"planner: spec: {_line(data['title'])}\n")
 
     def _end_body(self) -> None:
-        if self._body and not self._body.endswith("\n"):
+        if self._open:  # the spec's text, or the model's, stopped mid-line
             self.write("\n")
+            self._open = False
         self._body = ""
 
     def _show(self, data: dict[str, Any], final: bool) -> None:

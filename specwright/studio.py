@@ -212,7 +212,7 @@ class Studio:
                 description=prompt.description,
                 spec_id=self.spec_id,
                 stream=self.stream,
-                on_text=self.on_text,
+                on_text=shown.text if shown else None,
                 on_input=shown.feed if shown and self.stream else None,
             )
             if shown and self.stream:

@@ -1,6 +1,7 @@
-"""The model service refuses for good — the account is out of credit, the model does not exist —
-as the planner and the llm reviewer meet it, over loopback against the fake Anthropic server:
-one clear line saying what to fix, no retry, nothing recorded lost, the spend so far kept."""
+"""The model service misbehaves as the planner and the llm reviewer meet it, over loopback against
+the fake Anthropic server. Refused for good (the account out of credit, the model unknown): one
+clear line saying what to fix, no retry, nothing recorded lost, the spend so far kept. Broken off
+mid-answer: the error still on a line of its own."""
 
 from __future__ import annotations
 
@@ -201,3 +202,18 @@ def repo_script(repo: Path) -> Path:
     }
     path.write_text(yaml.safe_dump({"chunks": chunks}))
     return path
+
+
+def test_a_streamed_answer_cut_by_an_error_leaves_the_error_on_a_line_of_its_own(
+    srv: FakeModelServer, project_dir: Path
+) -> None:
+    """`plan --stream` shows the model's own text as it comes; an answer that broke off after
+    some (overloaded mid-stream, through the retries) left the error glued to it: "partial
+    partial partial specwright: error: ...", not one line a script or a person can pick out."""
+    srv.script(*[anthropic_error(529, mid_stream=True)] * 3)
+    out = plan("--intent", "Add password login", "--stream", cwd=project_dir)
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.splitlines()[-1]
+    assert last.startswith("specwright: error: planner 'claude'"), out.stderr
+    assert "overloaded (HTTP 529) after 3 attempt(s)" in last
+    assert "partial" in out.stderr  # what the model said is still shown
