@@ -30,6 +30,7 @@ MAX_TAIL_IN_FINDING = 1500
 MAX_FINDINGS = 50
 MAX_SUMMARY_CHARS = 4000
 MAX_ERROR_CHARS = 2000
+UNAVAILABLE = "reviewer_unavailable"  # the llm reviewer's model service gave no answer
 MAX_LINE = 2**31 - 1
 
 
@@ -55,7 +56,8 @@ class ReviewResult:
     execution_id: str | None = None
     usage: Usage | None = None
     # no review can work (auth: the key refused or unset; billing: the account out of credit;
-    # unknown_model: the model unknown to the endpoint): the loop stops, with no verdict
+    # unknown_model: the model unknown to the endpoint; UNAVAILABLE: no answer through the
+    # retries, not for this attempt's sake): the loop stops, with no verdict
     stop: str | None = None
 
 
@@ -321,6 +323,7 @@ class LLMReviewer:
             LLMError,
             LLMMissingKeyError,
             LLMOutputError,
+            LLMRequestError,
             LLMUnknownModelError,
         )
 
@@ -370,6 +373,10 @@ class LLMReviewer:
                 stop = "auth"
             elif isinstance(exc, LLMBillingError | LLMUnknownModelError):
                 stop = exc.reason
+            elif not isinstance(exc, LLMRequestError):  # not this attempt's doing: no answer
+                stop = UNAVAILABLE
+            if stop:  # said in the run's reason, after what to do (no review row is written)
+                error = str(exc)
         finally:
             client.close()
         if len(error) > MAX_ERROR_CHARS:

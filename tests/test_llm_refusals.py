@@ -120,31 +120,57 @@ def test_a_planner_refused_for_good_says_what_to_fix_in_one_line_and_keeps_the_w
     assert all(r["input_tokens"] == 100 and r["cost_usd"] for r in rows[:2])  # spend kept
 
 
+UNAVAILABLE = (
+    "reviewer_unavailable: reviewer 'llm' got no answer, not retried: run the chunk again once "
+    f"its model service answers; planner 'claude' (model {MODEL} at {{url}}/v1/messages): "
+)
+
+
 @pytest.mark.parametrize(
-    ("refusal", "reviewer_model", "said"),
+    ("refusal", "reviewer_model", "said", "recorded"),
     [
         (
             anthropic_error(400, CREDIT, error_type="invalid_request_error"),
             None,
             "billing: reviewer 'llm' is out of credit, not retried: add credits to the account of "
             "the key in ANTHROPIC_API_KEY (or use another key), then run the chunk again; ",
+            "billing",
         ),
         (
             anthropic_error(404, "model: claude-nope", error_type="not_found_error"),
             "claude-nope",
             "unknown_model: reviewer 'llm' cannot use model 'claude-nope', not retried: fix "
             "tools.reviewers.llm.model in .handoff/config.yaml, then run the chunk again; ",
+            "unknown_model",
+        ),
+        (  # the service is down: nothing listens on its port
+            None,
+            None,
+            UNAVAILABLE + "cannot connect (connection refused) after 3 attempt(s)",
+            "connection_failed",
+        ),
+        (
+            anthropic_error(529),
+            None,
+            UNAVAILABLE + "overloaded (HTTP 529) after 3 attempt(s)",
+            "overloaded",
         ),
     ],
-    ids=["out-of-credit", "unknown-model"],
+    ids=["out-of-credit", "unknown-model", "server-down", "overloaded"],
 )
-def test_a_reviewer_refused_for_good_stops_run_all_after_one_attempt(
-    srv: FakeModelServer, git_repo: Path, refusal: Any, reviewer_model: str | None, said: str
+def test_a_reviewer_that_can_review_nothing_stops_run_all_after_one_attempt(
+    srv: FakeModelServer,
+    git_repo: Path,
+    refusal: Any,
+    reviewer_model: str | None,
+    said: str,
+    recorded: str,
 ) -> None:
-    """The llm reviewer's account is out of credit (or its model unknown) in a run-all of two
-    independent chunks: the first attempt is not taken for a REVISE — the agent is not run
-    again to be refused again, nor the next chunk started — and run-all's last line says what
-    to do. The attempt's patch and the agent's cost are kept; no review is recorded."""
+    """The llm reviewer's account is out of credit (or its model unknown, or its service down
+    or overloaded through the retries, asked twice) in a run-all of two independent chunks: the first
+    attempt is not taken for a REVISE — the agent is not run again (and paid) to be refused
+    again, nor the next chunk started — and run-all's last line says what to do, the URL too.
+    The attempt's patch and the agent's cost are kept; no review is recorded."""
     script = repo_script(git_repo)
     model = f"      model: {reviewer_model}\n" if reviewer_model else ""
     (git_repo / ".handoff").mkdir()
@@ -162,7 +188,12 @@ def test_a_reviewer_refused_for_good_stops_run_all_after_one_attempt(
     spec = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Letters")
     for name in "AB":
         catalog.add_chunk(store, spec, f"Make {name}", f"Write {name.lower()}.txt")
-    srv.script(refusal)  # strict: a second review, of a second attempt, fails the test
+    said = said.format(url=srv.base_url)
+    if refusal is None:  # the service is down: nothing listens on its port any more
+        srv.stop()
+    else:  # strict: a review of a second attempt, or of another chunk, fails the test
+        # no answer is retried by the client (2 more times), then asked once more by the loop
+        srv.script(*[refusal] * (6 if recorded == "overloaded" else 1))
     out = subprocess.run(
         [sys.executable, "-m", "specwright.cli", "run-all", spec.slug],
         cwd=git_repo,
@@ -174,7 +205,8 @@ def test_a_reviewer_refused_for_good_stops_run_all_after_one_attempt(
     assert out.returncode == 1, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith(f"failed: 0/2 chunks shipped; chunk 1 failed: {said}"), last
-    srv.assert_done()
+    if refusal is not None:
+        srv.assert_done()
     runs = store.query_dicts("SELECT status, iterations FROM runs WHERE chunk_id IS NOT NULL")
     assert runs == [{"status": "failed", "iterations": 1}]  # B never started
     chunks = store.query_dicts("SELECT status, verdict FROM chunks ORDER BY position")
@@ -183,9 +215,13 @@ def test_a_reviewer_refused_for_good_stops_run_all_after_one_attempt(
     calls = store.query_dicts(
         "SELECT role, status, exit_reason, cost_usd FROM executions ORDER BY started_at"
     )
-    assert [(c["role"], c["status"]) for c in calls] == [("executor", "ok"), ("reviewer", "error")]
+    reviews = 2 if recorded in ("connection_failed", "overloaded") else 1  # asked again
+    assert [(c["role"], c["status"]) for c in calls] == [
+        ("executor", "ok"),
+        *[("reviewer", "error")] * reviews,
+    ]
     assert calls[0]["cost_usd"] == 0.001  # the agent's spend is kept
-    assert calls[1]["exit_reason"].startswith(said.split(":", 1)[0] + ": ")
+    assert calls[-1]["exit_reason"].startswith(f"{recorded}: ")
     [run_id] = store.query("SELECT id FROM runs WHERE chunk_id IS NOT NULL")[0]
     assert (store.path.parent / "attempts" / run_id / "iteration-1.patch").is_file()
 

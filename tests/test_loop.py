@@ -1283,10 +1283,11 @@ def test_progress_says_which_checks_run_before_they_run(repo: Path, store: Store
 def test_an_attempt_the_reviewer_failed_on_is_not_blamed_on_the_agent(
     repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A reviewer that failed (HTTP 500) gave no findings; the next prompt said "Attempt 1 was
-    not accepted; fix these problems" over an empty list. It says the review failed instead."""
+    """A reviewer that failed (a malformed verdict, twice) gave no findings; the next prompt
+    said "Attempt 1 was not accepted; fix these problems" over an empty list. It says the
+    review failed instead."""
     from specwright.review import make_reviewer
-    from specwright.testing import anthropic_error
+    from specwright.testing import anthropic_text
     from tests.test_review import llm_config
 
     monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-test-reviewer")
@@ -1300,7 +1301,11 @@ def test_an_attempt_the_reviewer_failed_on_is_not_blamed_on_the_agent(
     agent = Recording(ExecutorConfig(name="rec", type="scripted"), script=good_mul())
     ship = {"verdict": "SHIP", "summary": "fine", "findings": []}
     with FakeModelServer() as srv:
-        srv.script(anthropic_error(500, "boom"), anthropic_tool_use("submit_review", ship))
+        srv.script(
+            anthropic_tool_use("submit_review", {"verdict": "SHIP"}),  # summary, findings?
+            anthropic_text("SHIP it!", expect_tool_result=True),  # no verdict at all
+            anthropic_tool_use("submit_review", ship),
+        )
         config = llm_config(srv)
         reviewer = make_reviewer(config, "llm", store)
         result = run_chunk(
@@ -1309,3 +1314,39 @@ def test_an_attempt_the_reviewer_failed_on_is_not_blamed_on_the_agent(
     assert result.shipped and result.iterations == 2
     assert "Attempt 1 could not be reviewed (the reviewer failed, not your change)" in prompts[1]
     assert "fix these problems" not in prompts[1]
+
+
+def test_a_review_that_got_no_answer_is_asked_again_rather_than_the_agent(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's service failed (HTTP 500) through the client's retries: the attempt was
+    taken for a REVISE, rolled back and the agent run (and paid) again. The same attempt is
+    now reviewed once more, and ships; no REVISE is recorded for a review that never was."""
+    from specwright.review import make_reviewer
+    from specwright.testing import anthropic_error
+    from tests.test_review import llm_config
+
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-test-reviewer")
+    ship = {"verdict": "SHIP", "summary": "fine", "findings": []}
+    seen: list[str] = []
+    with FakeModelServer() as srv:
+        srv.script(anthropic_error(500, "boom"), anthropic_tool_use("submit_review", ship))
+        config = llm_config(srv)
+        result = run_chunk(
+            store,
+            config,
+            repo,
+            make_chunk(store, repo),
+            executor=scripted(good_mul()),
+            reviewer=make_reviewer(config, "llm", store),
+            on_progress=lambda p: seen.append(p.message),
+        )
+    assert result.shipped and result.iterations == 1, result.reason
+    assert "review llm: no answer; asking again" in seen
+    calls = rows(store, "SELECT role, status FROM executions ORDER BY started_at")
+    assert calls == [
+        {"role": "executor", "status": "ok"},
+        {"role": "reviewer", "status": "error"},
+        {"role": "reviewer", "status": "ok"},
+    ]
+    assert rows(store, "SELECT verdict FROM reviews") == [{"verdict": "SHIP"}]

@@ -240,8 +240,9 @@ def test_llm_reviewer_transport_error_is_a_review_error(
     srv = FakeModelServer().start()
     srv.stop()  # nothing listens on this port any more
     result = reviewer(srv, store, monkeypatch).review(request(assessment("passed")))
-    assert result.review.verdict == "REVISE"
-    assert result.review.error and "reviewer call failed" in result.review.error
+    assert result.review.verdict == "REVISE"  # never SHIP; the loop stops on it (no verdict)
+    assert result.stop == rv.UNAVAILABLE
+    assert result.review.error and "cannot connect (connection refused)" in result.review.error
 
 
 def test_llm_review_texts_are_redacted_and_bounded(

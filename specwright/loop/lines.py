@@ -24,6 +24,7 @@ STOPS_RUN_ALL = (
     "cannot_start:",
     "repository_lost:",
     "rate_limited:",
+    "reviewer_unavailable:",
 )
 
 
@@ -126,11 +127,16 @@ def review_auth_line(reviewer: str, error: str) -> str:
 
 def review_stop_line(reviewer: Reviewer, stop: str, error: str) -> str:
     """The llm reviewer can review no attempt (``stop``: its key refused or unset, its account
-    out of credit, its model unknown): what to fix first (run-all cuts a chunk's reason at 300
-    characters), then what the model service said."""
+    out of credit, its model unknown, its service not answering through the retries): what to
+    do first (run-all cuts a chunk's reason at 300 characters), then what the service said."""
     if stop == "auth":
         return review_auth_line(reviewer.name, error)
     said = one_line(error, 500)
+    if stop == "reviewer_unavailable":  # a URL refusing, 5xx, overloaded: the next would too
+        return (
+            f"reviewer {reviewer.name!r} got no answer, not retried: run the chunk again once "
+            f"its model service answers; {said}"
+        )
     if stop == "billing":
         planner = getattr(reviewer, "planner", None)
         key = f"the key in {planner.api_key_env}" if planner is not None else "its key"

@@ -360,6 +360,9 @@ class _ChunkRun:
             )
         else:
             result = self.reviewer.review(request, self.cancel)
+            if result.stop == rv.UNAVAILABLE and not self.cancel.is_set():  # this attempt
+                self.progress("review", f"review {self.reviewer.name}: no answer; asking again")
+                result = self.reviewer.review(request, self.cancel)  # not the agent: it costs more
             if self.cancel.is_set():  # no verdict to act on: the run stops as asked
                 raise LoopExit("cancelled", "cancelled during the review")
             if result.stop:  # no attempt can be reviewed: no verdict, no other attempt paid for
