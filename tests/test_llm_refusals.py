@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 from specwright import catalog
 from specwright.store import Store
 from specwright.testing import FakeModelServer, anthropic_error, anthropic_tool_use
+from tests.conftest import run_specwright
 
 MODEL = "claude-sonnet-4-6"
 # Anthropic's words for an account out of credit: a 400 of the plain invalid_request_error type
@@ -54,14 +54,7 @@ def project_dir(git_repo: Path, srv: FakeModelServer) -> Path:
 
 
 def plan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "specwright.cli", "plan", *args],
-        cwd=cwd,
-        env={**os.environ, "ANTHROPIC_API_KEY": "sk-ant-test"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_specwright("plan", *args, cwd=cwd, env={"ANTHROPIC_API_KEY": "sk-ant-test"})
 
 
 def planner_rows(store: Store) -> list[dict[str, Any]]:
@@ -105,13 +98,7 @@ def test_a_planner_refused_for_good_says_what_to_fix_in_one_line_and_keeps_the_w
         "`specwright plan --resume add-password-login`)"
     ]
     srv.assert_done()  # the refused call was sent once
-    shown = subprocess.run(
-        [sys.executable, "-m", "specwright.cli", "spec", "show", "add-password-login"],
-        cwd=project_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = run_specwright("spec", "show", "add-password-login", cwd=project_dir)
     assert "Users log in with a password." in shown.stdout, shown.stderr
     rows = planner_rows(Store(Path(os.environ["SPECWRIGHT_DB"])))  # the CLI's
     assert [r["status"] for r in rows] == ["ok", "ok", "error"]
@@ -194,13 +181,8 @@ def test_a_reviewer_that_can_review_nothing_stops_run_all_after_one_attempt(
     else:  # strict: a review of a second attempt, or of another chunk, fails the test
         # no answer is retried by the client (2 more times), then asked once more by the loop
         srv.script(*[refusal] * (6 if recorded == "overloaded" else 1))
-    out = subprocess.run(
-        [sys.executable, "-m", "specwright.cli", "run-all", spec.slug],
-        cwd=git_repo,
-        env={**os.environ, "ANTHROPIC_API_KEY": "sk-ant-test"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run_specwright(
+        "run-all", spec.slug, cwd=git_repo, env={"ANTHROPIC_API_KEY": "sk-ant-test"}, timeout=300
     )
     assert out.returncode == 1, out.stderr
     last = out.stdout.strip().splitlines()[-1]
