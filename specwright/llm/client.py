@@ -12,22 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from specwright.agents.resets import out_of_credit
 from specwright.llm.cancel import ended, until_cancel
 from specwright.llm.errors import (
-    LLMAuthError,
-    LLMBillingError,
     LLMCancelled,
     LLMConnectionError,
     LLMError,
     LLMMissingKeyError,
     LLMOutputError,
-    LLMOverloadedError,
-    LLMRateLimitError,
-    LLMRequestError,
-    LLMServerError,
     LLMTimeoutError,
-    LLMUnknownModelError,
     NotAMessage,
     StreamCut,
 )
@@ -38,18 +30,17 @@ from specwright.llm.messages import (
     corrective_turns,
     dump_message,
     emit,
-    error_detail,
     error_kind,
     error_raw,
     extract_tool_input,
     httpx_error,
     message_problem,
     pass_event,
-    retry_after,
     root_cause,
     to_messages,
     usage_raw,
 )
+from specwright.llm.status import status_error
 from specwright.model import ErrorEvent, StepEvent, TextEvent, ToolCall, Usage, UsageEvent
 
 if TYPE_CHECKING:
@@ -554,66 +545,10 @@ class LLMClient:
             return LLMError(f"{who}: {exc}; is the base URL a Messages API endpoint?"), False, 0
         if not isinstance(exc, anthropic.APIStatusError):
             return LLMError(f"{who}: unexpected failure: {type(exc).__name__}: {exc}"), False, 0
-        status = exc.status_code
-        etype, detail = error_detail(exc)
-        headers = exc.response.headers if exc.response is not None else {}
-        hint = retry_after(headers)
-        suffix = f": {detail}" if detail else ""
-        said = f"(HTTP {status} {etype or 'error'}){suffix}"
-        if etype == "billing_error" or status == 402 or out_of_credit(detail):  # never resets
-            return (
-                LLMBillingError(
-                    f"{who}: out of credit {said}; not retried: add credits to the account of "
-                    f"the key in {self.planner.api_key_env} (or use another key), then run again"
-                ),
-                False,
-                0,
-            )
-        if status == 404 and etype == "not_found_error" and _names_model(detail, self.model):
-            return (
-                LLMUnknownModelError(
-                    f"{who}: model {self.model!r} not found {said}; not retried: fix "
-                    f"{self.model_key} in .handoff/config.yaml"
-                ),
-                False,
-                0,
-            )
-        if status in (401, 403) or etype in ("authentication_error", "permission_error"):
-            return (
-                LLMAuthError(
-                    f"{who}: the API key from {self.planner.api_key_env} was refused "
-                    f"(HTTP {status} {etype or ''}){suffix}".replace(" )", ")")
-                ),
-                False,
-                0,
-            )
-        wait = self._backoff(attempt, hint)
-        too_long = hint is not None and hint > self.max_wait_s
-        retry = left and not too_long
-        after = f"; the server asks to retry after {hint:g}s" if too_long and hint else ""
-        if status == 429 or etype == "rate_limit_error":
-            return (
-                LLMRateLimitError(f"{who}: rate limited (HTTP 429){tries}{after}{suffix}"),
-                retry,
-                wait,
-            )
-        if status == 529 or etype == "overloaded_error":
-            return (
-                LLMOverloadedError(f"{who}: overloaded (HTTP 529){tries}{after}{suffix}"),
-                retry,
-                wait,
-            )
-        if status >= 500 or etype in ("api_error", "timeout_error"):
-            return LLMServerError(f"{who}: server error HTTP {status}{tries}{suffix}"), retry, wait
-        return LLMRequestError(f"{who}: request refused {said}"), False, 0
+        return status_error(self, exc, attempt, attempts)
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
         if hint is not None and hint <= self.max_wait_s:
             return max(0.0, hint)
         base = self.backoff_s * (2 ** (attempt - 1))
         return min(base, 8.0) * (0.75 + random.random() * 0.5)
-
-
-def _names_model(detail: str, model: str) -> bool:
-    """Whether a 404's message is about the model (Anthropic: "model: NAME"), not a wrong path."""
-    return detail.lower().startswith("model:") or model in detail
