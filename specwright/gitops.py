@@ -221,10 +221,45 @@ def ensure_unlocked(path: Path | str) -> None:
         time.sleep(0.1)
 
 
+# what a git command stopped midway leaves in a work tree's git folder, and that command
+UNDER_WAY = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("MERGE_HEAD", "merge"),
+    ("sequencer", "cherry-pick"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+)
+
+
+def under_way(path: Path | str, states: Sequence[tuple[str, str]] = UNDER_WAY) -> list[str]:
+    """The commands of ``states`` (``UNDER_WAY``) stopped midway in the work tree at ``path``
+    (a rebase at an ``edit`` or a conflict...), in that order, each once."""
+    asked = [arg for name, _ in states for arg in ("--git-path", name)]
+    found = _git(path, "rev-parse", "--path-format=absolute", *asked).splitlines()
+    return list(
+        dict.fromkeys(c for (_, c), f in zip(states, found, strict=True) if os.path.exists(f))
+    )
+
+
+def ensure_nothing_under_way(path: Path | str) -> None:
+    """Refuse to go on while the user's rebase, merge, cherry-pick, revert or bisect is stopped
+    midway: the run would check out another branch and quit it, its state lost."""
+    for command in under_way(path, (*UNDER_WAY, ("BISECT_LOG", "bisect"))):
+        how = (
+            "end it (`git bisect reset`)"
+            if command == "bisect"
+            else f"finish it (`git {command} --continue`) or abort it (`git {command} --abort`)"
+        )
+        raise GitError(f"{root_of(path)}: a {command} is under way; {how}, then run again")
+
+
 def ensure_clean(path: Path | str) -> None:
-    """Refuse to go on when the work tree has uncommitted changes (naming the files) or git's
-    locks are taken (``ensure_unlocked``)."""
+    """Refuse to go on when the work tree has uncommitted changes (naming the files), a git
+    command stopped midway (``ensure_nothing_under_way``) or git's locks are taken
+    (``ensure_unlocked``)."""
     ensure_unlocked(path)
+    ensure_nothing_under_way(path)
     files = dirty_files(path) + [
         f"{name} (marked assume-unchanged: git status hides it)" for name in hidden_changes(path)
     ]

@@ -40,6 +40,7 @@ from specwright.gitops import (
     lock_paths,
     reattach,
     still_there,
+    under_way,
 )
 
 _NO_REF = "0" * 40
@@ -288,26 +289,12 @@ def restore(path: Path | str, before: RepoState) -> list[str]:
     return [d for d in done if d]
 
 
-# what a git command stopped midway leaves in the work tree's git folder, and its command
-_UNDER_WAY = (
-    ("rebase-merge", "rebase"),
-    ("rebase-apply", "rebase"),
-    ("MERGE_HEAD", "merge"),
-    ("sequencer", "cherry-pick"),
-    ("CHERRY_PICK_HEAD", "cherry-pick"),
-    ("REVERT_HEAD", "revert"),
-)
-
-
 def _quit_operations(path: Path | str) -> list[str]:
     """Forget what the agent left under way (``git rebase --quit``...), the tree as it is: a
-    rebase left in progress was the user's to ``--abort``, which moves the branch."""
+    rebase left in progress was the user's to ``--abort``, which moves the branch (none of the
+    user's was under way: ``ensure_clean`` refused the run)."""
     done: list[str] = []
-    asked = [arg for name, _ in _UNDER_WAY for arg in ("--git-path", name)]
-    states = _git(path, "rev-parse", "--path-format=absolute", *asked).splitlines()
-    for (_, command), state in zip(_UNDER_WAY, states, strict=True):
-        if not os.path.exists(state):
-            continue
+    for command in under_way(path):
         try:
             _git(path, command, "--quit")
             done.append(f"a {command} under way forgotten (`git {command} --quit`)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from specwright import catalog
+from specwright import catalog, gitops
 from specwright import config as config_mod
 from specwright.runner import run_all
 from specwright.store import Store, resolve_db_path
@@ -123,3 +123,65 @@ def test_a_run_all_cancelled_before_any_agent_leaves_the_spec_as_it_was(git_repo
     assert store.query("SELECT count(*) FROM executions") == [(0,)]
     assert _spec_status(store, spec.id) == "draft"
     assert _chunk_statuses(store, spec.id) == ["pending"]  # not `cancelled`: it was not tried
+
+
+def _stop_a_rebase_at_an_edit(repo: Path) -> None:
+    """An interactive rebase stopped at an `edit`: the tree clean, HEAD detached."""
+    (repo / "mine.txt").write_text("mine\n")
+    git(repo, "add", "mine.txt")
+    git(repo, "commit", "-q", "-m", "mine")
+    git(repo, "-c", "sequence.editor=sed -i s/^pick/edit/", "rebase", "-q", "-i", "HEAD~1")
+
+
+def _stop_a_merge_at_a_conflict(repo: Path) -> None:
+    git(repo, "checkout", "-q", "-b", "other")
+    (repo / "README.md").write_text("theirs\n")
+    git(repo, "commit", "-q", "-am", "theirs")
+    git(repo, "checkout", "-q", "main")
+    (repo / "README.md").write_text("ours\n")
+    git(repo, "commit", "-q", "-am", "ours")
+    import subprocess
+
+    assert subprocess.run(["git", "merge", "-q", "other"], cwd=repo, capture_output=True).returncode
+
+
+@pytest.mark.parametrize(
+    ("stop", "command", "what", "state"),
+    [
+        (_stop_a_rebase_at_an_edit, "run-all", "rebase", "rebase-merge"),
+        (_stop_a_merge_at_a_conflict, "run", "merge", "MERGE_HEAD"),
+    ],
+)
+def test_a_run_is_refused_while_the_users_rebase_or_merge_is_under_way(
+    git_repo: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    stop,  # type: ignore[no-untyped-def]
+    command: str,
+    what: str,
+    state: str,
+) -> None:
+    """A rebase stopped at an `edit` (a clean tree) was run on: the spec branch made from the
+    commit it stopped at, and the rebase quit after the agent (`git rebase --quit`), the user's
+    rebase lost; a merge stopped at a conflict was refused as 'uncommitted changes' with
+    advice to stash (which git refuses mid-merge). Both are refused, saying what to do."""
+    monkeypatch.delenv("SPECWRIGHT_DB")
+    _project(git_repo, _write_script({"A": []}))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    stop(git_repo)
+    head = git(git_repo, "rev-parse", "HEAD")
+
+    refused = cli(
+        "-C", str(git_repo), command, spec.slug if command == "run-all" else spec.slug + ":1"
+    )
+    assert refused.code == 2, refused
+    [line] = refused.err.strip().splitlines()
+    assert line == (
+        f"specwright: error: {git_repo}: a {what} is under way; finish it (`git {what} "
+        f"--continue`) or abort it (`git {what} --abort`), then run again"
+    )
+    assert (git_repo / ".git" / state).exists()  # the user's, left as it was
+    assert git(git_repo, "rev-parse", "HEAD") == head
+    assert not gitops.branch_exists(git_repo, "specwright/diamond")
+    assert store.query("SELECT count(*) FROM executions") == [(0,)]
