@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -465,6 +466,29 @@ def rollback(
         for folder in keep:
             with contextlib.suppress(OSError):  # a file of the same name took its place
                 (root / folder).mkdir(parents=True, exist_ok=True)
+
+
+def unnest(path: Path | str) -> list[str]:
+    """Delete the ``.git`` of each repository made inside the work tree at ``path`` (an
+    agent's ``git init`` or ``git clone``; untracked, not ignored): ``git add`` refuses one
+    without a commit and stores one with commits as a bare pointer, its files in no commit
+    of the project's. Its files stay, the project's to diff and commit. Returns the folders
+    (from the top). A repository there before the run was untracked: ``ensure_clean``
+    refused the run."""
+    root = Path(_git(path, "rev-parse", "--show-toplevel"))
+    out = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
+    done: list[str] = []
+    for rel in (p for p in out.split("\0") if p.endswith("/")):  # git does not go into one
+        dot_git = root / rel / ".git"
+        try:
+            if dot_git.is_dir() and not dot_git.is_symlink():
+                shutil.rmtree(dot_git)
+            else:
+                dot_git.unlink()
+        except FileNotFoundError:
+            continue
+        done.append(rel.rstrip("/"))
+    return done
 
 
 def drop_new_files(

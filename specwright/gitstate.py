@@ -41,6 +41,7 @@ from specwright.gitops import (
     reattach,
     still_there,
     under_way,
+    unnest,
 )
 
 _NO_REF = "0" * 40
@@ -350,6 +351,11 @@ class Watch:
                 return []  # its .git deleted: not the repository above to repair (the loop says)
             done = self._drop_locks() if agent_gone else []
             done += _quit_operations(self.path)
+            done += [
+                f"{rel}/.git removed (a repository made in the work tree: its files stay, "
+                "committed as the project's)"
+                for rel in unnest(self.path)
+            ]
             if self.branch and self.head and not branch_exists(self.path, self.branch):
                 ref = f"refs/heads/{self.branch}"
                 _git(self.path, "update-ref", ref, self.head, _NO_REF)

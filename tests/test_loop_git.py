@@ -452,3 +452,30 @@ def test_a_parallel_agent_that_writes_in_the_project_itself_is_named_as_a_cause(
         "changed while chunks ran in their worktrees (stray.txt): an agent that wrote outside "
         in said
     )
+
+
+@pytest.mark.parametrize("commits", [False, True])
+def test_a_repository_the_agent_makes_in_the_tree_ships_as_the_projects_files(
+    tmp_path: Path, store: Store, commits: bool
+) -> None:
+    """An agent that ran `git init` in a new folder (a scaffolding tool does) crashed the run
+    (`git add` refuses a repository without a commit), its approved work rolled back and not
+    saved; with a commit there, the chunk's commit held a bare pointer to it (mode 160000,
+    no .gitmodules), its files in no commit of the project's. Now its .git goes, said, and its
+    files are committed as the project's."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    made = "mkdir -p pkg/app && cd pkg/app && git init -q && echo app > app.txt"
+    if commits:
+        made += f" && git add app.txt && {AS_AGENT} commit -q -m app"
+    script = [{"run": made, "check": True}, *good_mul()]
+    result = run_chunk(
+        store, make_config(), repo, chunk, executor=scripted(script), max_iterations=1
+    )
+    assert result.shipped, result.reason
+    tree = git(repo, "ls-tree", "-r", result.commit or "", "pkg").splitlines()
+    assert [line.split()[0] for line in tree] == ["100644"]  # a file, not a pointer
+    assert git(repo, "show", f"{result.commit}:pkg/app/app.txt") == "app"
+    assert not (repo / "pkg" / "app" / ".git").exists() and gitops.dirty_files(repo) == []
+    [warning] = rows(store, "SELECT text FROM events WHERE type = 'error'")
+    assert "pkg/app/.git removed (a repository made in the work tree" in warning["text"]
