@@ -39,9 +39,9 @@ def ensure_branch(
             if old != here and is_ancestor(path, old, here):  # nothing of its own: caught up
                 _git(path, "branch", "--force", branch, here)
                 _say_moved(branch, old, here, on)
-            _git(path, "checkout", "--quiet", branch)
+            checkout(path, branch)
             if exposed := [t for t in keep if not is_ignored(path, t)]:
-                _git(path, "checkout", "--quiet", on or here)
+                checkout(path, on or here)
                 raise GitError(
                     f"{branch} does not git-ignore {exposed[0]} (its .gitignore lacks what "
                     f"{on or here[:10]} has): a rollback there would delete it — merge "
@@ -56,7 +56,7 @@ def ensure_branch(
                 )
         return head_commit(path)
     on = current_branch(path) if start is None else None
-    _git(path, "checkout", "--quiet", "-b", branch, *([start] if start else []))
+    checkout(path, "-b", branch, *([start] if start else []), to=branch)
     if on and _spec_of(on) not in (None, _spec_of(branch)):
         # stacking may be meant (this spec builds on that one's work), so it is only said
         log.warning(
@@ -66,6 +66,37 @@ def ensure_branch(
             on,
         )
     return head_commit(path)
+
+
+def checkout(path: Path | str, *args: str, to: str | None = None) -> None:
+    """``git checkout args`` in the work tree at ``path``, to end on ``to`` (a branch, or a
+    commit for a detached HEAD; default: the last of ``args``); ``git_landed``."""
+    git_landed(path, ("checkout", "--quiet", *args), path, to or args[-1])
+
+
+def git_landed(path: Path | str, args: Sequence[str], tree: Path | str, to: str) -> None:
+    """Run ``git args`` in ``path`` (a checkout, a ``worktree add``) that leaves the work tree
+    at ``tree`` on ``to``. git reports a failed post-checkout hook as its own failure though it
+    has switched (the user's hook: one needing a git-lfs not installed, say): landed there, that
+    is a warning, not a refusal of every run."""
+    try:
+        _git(path, *args)
+    except GitError as exc:
+        if not _on(tree, to):
+            raise
+        log.warning("%s: a hook failed after `git %s` (%s); went on", tree, args[0], exc)
+
+
+def _on(tree: Path | str, to: str) -> bool:
+    """Whether ``tree`` is the top of a work tree whose HEAD is on ``to`` (branch or commit)."""
+    try:
+        top = _git(tree, "rev-parse", "--show-toplevel")
+        head = _git(tree, "rev-parse", "--verify", "HEAD")
+    except GitError:
+        return False
+    if Path(top).resolve() != Path(tree).resolve():
+        return False
+    return current_branch(tree) == to or head == to
 
 
 def _say_moved(branch: str, old: str, here: str, on: str | None) -> None:

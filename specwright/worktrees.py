@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from specwright.branches import checkout, git_landed
 from specwright.gitops import (
     DirtyTreeError,
     GitError,
@@ -51,9 +52,10 @@ def add_worktree(
         _git(repo, "worktree", "unlock", str(target))
     _git(repo, "worktree", "prune")  # a worktree whose folder is gone still holds its branch
     if branch_exists(repo, branch) and not reset:
-        _git(repo, "worktree", "add", "--quiet", str(target), branch)
+        git_landed(repo, ("worktree", "add", "--quiet", str(target), branch), target, branch)
     else:
-        _git(repo, "worktree", "add", "--quiet", "-B", branch, str(target), base or "HEAD")
+        how = ("worktree", "add", "--quiet", "-B", branch, str(target), base or "HEAD")
+        git_landed(repo, how, target, branch)
     return target
 
 
@@ -92,7 +94,7 @@ def merge(
                 "look at them, then commit, stash or delete them"
             ) from None
         if target is not None and current_branch(path) != target:
-            _git(path, "checkout", "--quiet", target)
+            checkout(path, target)
         before = head_commit(path)
         source_sha = _git(path, "rev-parse", "--verify", f"{source}^{{commit}}")
         if is_ancestor(path, source_sha, before):

@@ -185,3 +185,36 @@ def test_a_run_is_refused_while_the_users_rebase_or_merge_is_under_way(
     assert git(git_repo, "rev-parse", "HEAD") == head
     assert not gitops.branch_exists(git_repo, "specwright/diamond")
     assert store.query("SELECT count(*) FROM executions") == [(0,)]
+
+
+# what git-lfs installs as .git/hooks/post-checkout, on a machine without git-lfs
+LFS_HOOK = (
+    '#!/bin/sh\ncommand -v git-lfs >/dev/null 2>&1 || { echo >&2 "This repository is '
+    "configured for Git LFS but 'git-lfs' was not found on your path.\"; exit 2; }\n"
+)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_failing_post_checkout_hook_does_not_refuse_every_run(
+    git_repo: Path, parallel: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git reports a post-checkout hook's failure as the checkout's (or `worktree add`'s)
+    though it has switched: every run-all was refused at its spec branch's checkout, HEAD left
+    on that branch, and a parallel one failed each chunk at its worktree."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no git-lfs, wherever the tests run
+    hook = git_repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(LFS_HOOK)
+    hook.chmod(0o755)
+    graph = {"A": [], "B": []}
+    _project(git_repo, _write_script(graph))
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, graph)
+    if parallel == 2:  # the spec branch there already: checked out, not created
+        git(git_repo, "branch", "specwright/diamond")
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec, parallel=parallel)
+    assert result.status == "shipped", result.reason
+    assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "specwright/diamond"
+    assert git(git_repo, "ls-tree", "--name-only", "HEAD", "a.txt", "b.txt").split() == [
+        "a.txt",
+        "b.txt",
+    ]
