@@ -11,11 +11,13 @@ from specwright.gitops import (
     BRANCH_PREFIX,
     GitError,
     _git,
+    _identity,
     branch_exists,
     current_branch,
     head_commit,
     is_ancestor,
     is_ignored,
+    root_of,
 )
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ def ensure_branch(
     ``keep``: Specwright's files (the database, journals): an existing branch that does not
     ignore them is refused, HEAD put back (its rollbacks' ``git clean`` would delete them)."""
     head_commit(path)  # without commits, `checkout -b` would move the user's unborn branch
+    ensure_can_sign(path)
     if branch_exists(path, branch):
         on = current_branch(path)
         if on != branch:
@@ -66,6 +69,25 @@ def ensure_branch(
             on,
         )
     return head_commit(path)
+
+
+def ensure_can_sign(path: Path | str) -> None:
+    """Refuse a run when git is set to sign commits (``commit.gpgsign``) and cannot (no key,
+    a gpg that fails): every chunk's commit would fail, after its agent's work and cost.
+    Signing a commit of HEAD's tree (left unreferenced) tells, before any agent runs."""
+    try:
+        if _git(path, "config", "--type=bool", "commit.gpgsign") != "true":
+            return
+    except GitError:  # not set
+        return
+    try:
+        _git(path, *_identity(path), "commit-tree", "-S", "-m", "signing check", "HEAD^{tree}")
+    except GitError as exc:
+        said = str(exc).split(": ", 1)[-1]  # git's words, without the command
+        raise GitError(
+            f"{root_of(path)}: commit.gpgsign is set but git cannot sign a commit ({said}); fix "
+            "the signing key, or turn signing off here: `git config commit.gpgsign false`"
+        ) from None
 
 
 def checkout(path: Path | str, *args: str, to: str | None = None) -> None:

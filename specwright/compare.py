@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import catalog, gitops, worktrees
+from specwright import branches, catalog, gitops, worktrees
 from specwright.errors import ValidationError
 from specwright.model import Spec, new_id
 from specwright.queries import EXEC_UNPRICED
@@ -71,6 +71,7 @@ def compare(
             "base commit; check out the branch to compare from first"
         )
     gitops.ensure_clean(root)
+    branches.ensure_can_sign(root)
     base = gitops.head_commit(root)
     group = new_id()
     trees = store.path.parent / "worktrees" / f"{spec.slug}@compare"

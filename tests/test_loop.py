@@ -20,6 +20,7 @@ from specwright.store import Store
 from specwright.testing import FakeModelServer, anthropic_tool_use
 from tests.support_agents import alive
 from tests.support_loop import (
+    NO_BUG,
     PYTEST,
     TEST_CALC,
     bad_mul,
@@ -342,13 +343,14 @@ def test_an_attempt_with_a_latin_1_file_is_reviewed_and_its_patch_kept_byte_for_
 def test_an_approved_attempt_git_refuses_to_commit_is_kept_as_a_patch(
     repo: Path, store: Store, tmp_path: Path
 ) -> None:
-    """`commit.gpgsign` with a key that fails (or a full disk): the verified, approved change
-    was rolled back with nothing kept, and the crash stopped a run-all's later chunks too."""
-    git(repo, "config", "commit.gpgsign", "true")
-    git(repo, "config", "gpg.program", "false")
+    """A key that fails once the run is under way (a gpg-agent gone; a full disk): the
+    verified, approved change was rolled back with nothing kept, and the crash stopped a
+    run-all's later chunks too. (A key that fails at the start is refused then.)"""
+    signing = "git config commit.gpgsign true && git config gpg.program false"
+    step = {**NO_BUG, "command": f"{signing} && {NO_BUG['command']}"}
     chunk = make_chunk(store, repo)
     base = gitops.head_commit(repo)
-    result = run_chunk(store, make_config(), repo, chunk, executor=scripted(good_mul()))
+    result = run_chunk(store, make_config([step]), repo, chunk, executor=scripted(good_mul()))
     assert result.status == "failed", result.reason
     assert result.reason.startswith("commit_failed: the approved change is saved to ")
     assert gitops.head_commit(repo) == base and gitops.dirty_files(repo) == []

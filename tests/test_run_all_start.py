@@ -218,3 +218,44 @@ def test_a_failing_post_checkout_hook_does_not_refuse_every_run(
         "a.txt",
         "b.txt",
     ]
+
+
+@pytest.mark.parametrize("command", ["run-all", "run", "compare"])
+def test_a_run_is_refused_when_git_is_set_to_sign_commits_and_cannot(
+    git_repo: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """`commit.gpgsign` with no key that works: each chunk's agent ran, its checks passed,
+    then its commit failed (the change saved as a patch), chunk after chunk, each paid for.
+    Refused before any agent runs, in one line saying what to do; nothing left changed."""
+    monkeypatch.delenv("SPECWRIGHT_DB")
+    _project(git_repo, _write_script({"A": []}))
+    config = git_repo / ".handoff" / "config.yaml"  # a second executor, to compare with
+    config.write_text(
+        config.read_text().replace("defaults:", "    other: {type: scripted}\ndefaults:")
+    )
+    git(git_repo, "commit", "-q", "-am", "two executors")
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    git(git_repo, "config", "commit.gpgsign", "true")
+    git(git_repo, "config", "gpg.program", "false")  # a gpg that cannot sign
+    head = git(git_repo, "rev-parse", "HEAD")
+
+    args = {
+        "run-all": ("run-all", spec.slug),
+        "run": ("run", f"{spec.slug}:1"),
+        "compare": ("run-all", spec.slug, "--executor", "scripted", "--executor", "other"),
+    }[command]
+    refused = cli("-C", str(git_repo), *args)
+    assert refused.code == 2, refused
+    [line] = refused.err.strip().splitlines()
+    assert line.startswith(
+        f"specwright: error: {git_repo}: commit.gpgsign is set but git cannot sign a commit ("
+    )
+    assert "gpg failed to sign the data" in line
+    assert line.endswith("or turn signing off here: `git config commit.gpgsign false`")
+    assert git(git_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(git_repo, "rev-parse", "HEAD") == head
+    assert store.query("SELECT count(*) FROM executions") == [(0,)]
