@@ -13,6 +13,7 @@ from specwright.gitops import (
     _git,
     _identity,
     branch_exists,
+    commits_between,
     current_branch,
     head_commit,
     is_ancestor,
@@ -88,6 +89,23 @@ def ensure_can_sign(path: Path | str) -> None:
             f"{root_of(path)}: commit.gpgsign is set but git cannot sign a commit ({said}); fix "
             "the signing key, or turn signing off here: `git config commit.gpgsign false`"
         ) from None
+
+
+def dropped_by_rollback(path: Path | str, base: str, branch: str | None) -> str:
+    """What a rollback of ``branch`` (HEAD when None) to ``base`` would drop of its commits
+    (the agent's, or one you made meanwhile in this work tree), as a phrase naming them and
+    the way back ("" when none: nothing is said)."""
+    try:
+        shas = commits_between(path, base, branch or "HEAD")
+    except GitError:
+        return ""
+    if not shas:
+        return ""
+    named = ", ".join(sha[:10] for sha in shas[:5]) + (", …" if len(shas) > 5 else "")
+    return (
+        f"{len(shas)} commit(s) made on {branch or 'HEAD'} during the attempt dropped ({named}; "
+        "`git cherry-pick SHA` gives one back)"
+    )
 
 
 def checkout(path: Path | str, *args: str, to: str | None = None) -> None:

@@ -479,3 +479,49 @@ def test_a_repository_the_agent_makes_in_the_tree_ships_as_the_projects_files(
     assert not (repo / "pkg" / "app" / ".git").exists() and gitops.dirty_files(repo) == []
     [warning] = rows(store, "SELECT text FROM events WHERE type = 'error'")
     assert "pkg/app/.git removed (a repository made in the work tree" in warning["text"]
+
+
+def test_a_commit_made_during_a_failed_attempt_is_named_with_the_way_back(
+    tmp_path: Path, store: Store
+) -> None:
+    """A commit made on the spec branch while an attempt was under way (yours, in this work
+    tree while its checks ran; or the agent's) went with the rollback without a word: only
+    git's reflog still knew it (at the baseline's rollback too). The run's reason and the
+    rollback lines now name it."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC})
+    chunk = make_chunk(store, repo)
+    mine = "echo mine $$ > mine.txt && git add mine.txt && git commit -q -m mine"  # $$: one commit each
+    step = {
+        "name": "nobug",
+        "command": f"{mine}; ! grep BUG calc.py",  # at the baseline too
+    }
+    said: list[str] = []
+    result = run_chunk(
+        store,
+        make_config([step]),
+        repo,
+        chunk,
+        executor=scripted({"attempts": [bad_mul(), bad_mul("BUG2")]}),
+        max_iterations=2,
+        on_progress=lambda p: said.append(p.message) if p.kind == "rollback" else None,
+    )
+    assert result.status == "failed", result.reason
+    made = [  # newest first, each once
+        *dict.fromkeys(
+            line.split()[0]
+            for line in git(repo, "log", "-g", "--format=%H %s").splitlines()
+            if line.endswith(" mine")
+        )
+    ]
+    assert len(made) == 3  # the baseline's, then one per attempt: all rolled back
+    dropped = "1 commit(s) made on specwright/calc during the attempt dropped"
+    way_back = "`git cherry-pick SHA` gives one back)"
+    assert said == [
+        f"rolled back to {result.base_commit[:10]} ({why}); {dropped} ({sha[:10]}; {way_back}"
+        for why, sha in (("baseline", made[2]), ("revise", made[1]))
+    ]
+    assert result.reason.endswith(f"; {dropped} ({made[0][:10]}; {way_back}")
+    assert rows(store, "SELECT reason FROM runs") == [{"reason": result.reason}]
+    assert gitops.head_commit(repo) == result.base_commit
+    git(repo, "cherry-pick", made[0])
+    assert (repo / "mine.txt").read_text().startswith("mine ")

@@ -289,6 +289,8 @@ class _ChunkRun:
             on_result=lambda r: self.progress("verify", verify_line(r, baseline=True), r),
         )
         verify.record(self.store, results, run_id=self.run_id, chunk_id=self.chunk.id, iteration=0)
+        if dropped := branches.dropped_by_rollback(self.workdir, self.base, self.branch):
+            self.progress("rollback", f"rolled back to {self.base[:10]} (baseline); {dropped}")
         gitops.rollback(self.workdir, self.base, self.kept)  # the checks' leftovers go
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during the baseline")
@@ -535,15 +537,20 @@ class _ChunkRun:
 
     def _rollback(self, why: str) -> None:
         records.ensure_ours(self.store, self.run_id)  # its tree may be another process's now
+        dropped = branches.dropped_by_rollback(self.workdir, self.base, self.branch)
         gitops.rollback(self.workdir, self.base, self.kept, self.branch)
-        self.progress("rollback", f"rolled back to {self.base[:10]} ({why})")
+        self.progress(
+            "rollback", f"rolled back to {self.base[:10]} ({why})" + f"; {dropped}" * bool(dropped)
+        )
 
     def _finish(self, status: str, reason: str) -> None:
         head: str | None = None
         lost = reason.startswith(f"{LOST}:")  # no base to reset to: a reset would do harm
         try:
             if status != "shipped" and not lost and not records.taken_over(self.store, self.run_id):
+                dropped = branches.dropped_by_rollback(self.workdir, self.base, self.branch)
                 gitops.rollback(self.workdir, self.base, self.kept, self.branch)
+                reason += f"; {dropped}" * bool(dropped)
             head = None if lost else gitops.head_commit(self.workdir)
         except Exception as exc:  # keep going: the rows must be written
             log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
