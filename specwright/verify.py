@@ -385,7 +385,7 @@ def assess_step(
             elif bt is not None and t.collected < bt.collected:
                 problems.append(f"collected {t.collected} tests, {bt.collected} at the base")
             if v.status == "failed":
-                base_failed = base is not None and base.verification.status == "failed"
+                base_failed = _excuses(base, v)
                 if exact and bt is not None:
                     new = t.failed_ids - bt.failed_ids
                     new |= {i for i in t.failed_ids & bt.failed_ids if _in_files(i, changed)}
@@ -404,13 +404,25 @@ def assess_step(
                 else:
                     problems.append(f"{t.failed or 'some'} failing test(s) (exit {v.exit_code})")
     elif v.status == "failed":
-        if base is not None and base.verification.status == "failed":
+        if _excuses(base, v):
             notes.append(f"failing (exit {v.exit_code}) as at the base commit (not counted)")
         else:
             problems.append(f"failed (exit {v.exit_code})")
     if problems:
         return Assessment(v.name, False, "; ".join(problems), result, tuple(notes))
     return Assessment(v.name, True, "; ".join(notes) or "passed", result, tuple(notes))
+
+
+def _excuses(base: StepResult | None, v: Verification) -> bool:
+    """Whether the step failing at the base commit excuses its failure ``v`` now. A base run
+    that died by a signal (the shell's own exit code -N, or 128+N for the command it ran: a
+    crash or a kill under load, as often as not) says nothing of the check: it excuses only
+    the same death, never a check that now fails by its own verdict."""
+    if base is None or base.verification.status != "failed":
+        return False
+    code = base.verification.exit_code
+    by_signal = code is not None and (code < 0 or 128 < code <= 128 + 64)
+    return not by_signal or v.exit_code == code
 
 
 def assess(

@@ -162,6 +162,28 @@ def test_other_runners_by_exit_code_and_without_a_baseline() -> None:
     assert [a.ok for a in judged] == [False, True]
 
 
+def test_a_base_run_killed_by_a_signal_excuses_no_failure_of_the_check(tmp_path: Path) -> None:
+    """The check's base run crashed (here its shell kills itself with SIGSEGV the first time,
+    as a check may crash under load): that was taken for the check failing at the base, so an
+    attempt the check really fails was shipped. Only the same death is excused now."""
+    first = tmp_path / "ran-once"
+    (tmp_path / "calc.py").write_text("x = 1\n")
+    check = step(f"[ -e {first} ] || {{ touch {first}; kill -SEGV $$; }}; ! grep -n BUG calc.py")
+    base = run_step(check, tmp_path)
+    assert (base.verification.status, base.verification.exit_code) == ("failed", -signal.SIGSEGV)
+    (tmp_path / "calc.py").write_text("x = 1  # BUG\n")
+    failing = run_step(check, tmp_path)
+    assert failing.verification.exit_code == 1
+    judged = assess_step(failing, base)
+    assert not judged.ok and judged.reason == "failed (exit 1)"
+    # a check that crashes at the base and now alike (a segfaulting suite) is still excused
+    first.unlink()
+    assert assess_step(run_step(check, tmp_path), base).ok
+    # ...and so is one the shell saw killed (128 + N), dying the same way
+    killed = step("sh -c 'kill -KILL $$'")
+    assert assess_step(run_step(killed, tmp_path), run_step(killed, tmp_path)).ok
+
+
 def test_parse_summary_lines() -> None:
     out = "....\nFAILED x\n2 failed, 5 passed, 1 skipped, 3 warnings in 0.12s\n"
     report = verify.parse_summary(out)
