@@ -1,5 +1,6 @@
-"""Whose plan limits decide a rate-limited command agent's wait, when it names no reset: codexbar's
-windows of its own provider only (Codex for ``parser: codex``), never another provider's."""
+"""Whose plan limits decide a rate-limited agent's wait, when it names no reset: codexbar's
+windows of its own provider only (Codex for ``parser: codex``, an OpenCode model's provider's),
+never another provider's."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from typing import Any
 import pytest
 
 from specwright.agents.command import CommandExecutor, LineState
+from specwright.agents.opencode import OpenCodeExecutor
+from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
+from specwright.loop.limits import provider_of
 from specwright.model import AgentEvent, ErrorEvent
 from specwright.store import Store
-from tests.support_agents import executor_config
+from specwright.testing import FakeModelServer, openai_error
+from tests.support_agents import OPENCODE_BIN, executor_config, requires_opencode
 from tests.support_usage import write_fake_codexbar
 
 
@@ -87,3 +92,90 @@ def test_a_command_agent_is_judged_by_its_own_providers_limits_only(
     )
     assert result.status == "failed" and result.reason.startswith("rate_limited: "), result.reason
     assert re.search(waited, result.reason), result.reason
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "codexbar"),
+    [
+        (None, "anthropic/claude-sonnet-4-5", "claude"),
+        (None, "openai/gpt-5", "codex"),
+        (None, "zai-coding-plan/glm-4.7", "zai"),
+        (None, "zhipuai/glm-4.7", "zai"),
+        ("zai", "glm-4.7", "zai"),
+        ("openrouter", "anthropic/claude-sonnet-4-5", "openrouter"),  # OpenRouter's credits
+        (None, "fake/fake-model", None),  # a provider codexbar does not track
+        (None, "glm-4.7", None),  # no provider: the server's default, unknown here
+        (None, None, None),
+    ],
+)
+def test_an_opencode_agents_provider_is_its_models(
+    provider: str | None, model: str | None, codexbar: str | None
+) -> None:
+    """The codexbar provider of an OpenCode executor is its model's provider's, read as the
+    adapter sends them (``provider``, else ``model``'s part before "/")."""
+    config = executor_config(type="opencode", provider=provider, model=model)
+    assert provider_of(OpenCodeExecutor(config)) == codexbar
+
+
+@requires_opencode
+@pytest.mark.agents
+def test_a_rate_limited_opencode_agent_waits_for_its_providers_reset(
+    git_repo: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCode on z.ai's coding plan gave up on its 429s (no reset named): the loop asked
+    codexbar for no provider, as OpenCode's model may be any provider's, and waited the default
+    60 s however long z.ai's exhausted window had left. It now waits for z.ai's window (2 h;
+    Claude's 5 h is another account's)."""
+    import re
+
+    from specwright.loop import run_chunk
+    from tests.support_loop import make_chunk, make_config
+
+    fake = write_fake_codexbar(
+        tmp_path / "codexbar", usage=[_window("claude", 5), _window("zai", 2)]
+    )
+    monkeypatch.setenv("CODEXBAR_PATH", str(fake))
+    config = {
+        "$schema": "https://opencode.ai/config.json",
+        "enabled_providers": ["zai-coding-plan"],
+        "autoupdate": False,
+        "share": "disabled",
+        "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"},
+    }
+    (tmp_path / "oc-home").mkdir()
+    with FakeModelServer() as model:
+        # OpenCode's first try and five quick retries; the last 429 names no reset
+        model.script(*[openai_error(429) for _ in range(5)], openai_error(429, retry_after_ms=None))
+        config["provider"] = {
+            "zai-coding-plan": {
+                "npm": "@ai-sdk/openai-compatible",
+                "options": {"baseURL": model.openai_base_url, "apiKey": "sk-fake-test"},
+                "models": {"glm-4.7": {"name": "GLM by the fake"}},
+            }
+        }
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path / "oc-home"),
+            **OFFLINE_ENV,
+            "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+        }
+        srv = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
+        try:
+            monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+            ex = OpenCodeExecutor(
+                executor_config(
+                    name="glm", type="opencode", model="zai-coding-plan/glm-4.7", timeout_s=60.0
+                )
+            )
+            result = run_chunk(
+                store,
+                make_config(),
+                git_repo,
+                make_chunk(store, git_repo),
+                executor=ex,
+                max_rate_limit_wait_s=1,
+            )
+        finally:
+            srv.stop()
+    assert result.status == "failed" and result.reason.startswith("rate_limited: "), result.reason
+    assert re.search(r"resets in (1 h 59 min|2 h), at ", result.reason), result.reason

@@ -13,6 +13,38 @@ from datetime import UTC, datetime
 from typing import Any
 
 _PROVIDER_OF_BACKEND = {"claude-code": "claude", "codex": "codex"}
+# An OpenCode model's provider (its models.dev id, before the "/") -> the codexbar provider
+# (CodexBar's UsageProvider raw values) that reports the same account's limits. OpenCode's
+# "anthropic" and "openai" sign in with a Claude or ChatGPT plan, whose limits codexbar reads as
+# "claude" and "codex"; z.ai's coding plan is "zai" in both regions (zhipuai is its China one).
+_PROVIDER_OF_OPENCODE = {
+    "anthropic": "claude",
+    "openai": "codex",
+    "zai": "zai",
+    "zai-coding-plan": "zai",
+    "zhipuai": "zai",
+    "zhipuai-coding-plan": "zai",
+    "opencode": "opencode",
+    "opencode-go": "opencodego",
+    "github-copilot": "copilot",
+    "kimi-for-coding": "kimi",
+    "moonshotai": "moonshot",
+    "moonshotai-cn": "moonshot",
+    "minimax": "minimax",
+    "minimax-cn": "minimax",
+    "minimax-coding-plan": "minimax",
+    "minimax-cn-coding-plan": "minimax",
+    "openrouter": "openrouter",
+    "google-vertex": "vertexai",
+    "amazon-bedrock": "bedrock",
+    "azure": "azureopenai",
+    "deepseek": "deepseek",
+    "mistral": "mistral",
+    "xai": "xai",
+    "groq": "groq",
+    "fireworks-ai": "fireworks",
+    "deepinfra": "deepinfra",
+}
 
 
 _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
@@ -76,12 +108,26 @@ def reset_wait_from_payloads(
 
 def provider_of(executor: Any) -> str | None:
     """The codexbar provider whose limits are the agent's: ``claude`` for Claude Code, ``codex``
-    for a command agent reading ``codex exec --json`` (``parser: codex``); None when not known (a
-    command agent of another parser, OpenCode, whose model may be any provider's)."""
+    for a command agent reading ``codex exec --json`` (``parser: codex``), for OpenCode its
+    model's provider's (``zai-coding-plan/glm-4.7``: ``zai``); None when not known (a command
+    agent of another parser, an OpenCode provider codexbar does not track, or no model set)."""
     backend = getattr(executor, "backend", None) or ""
+    config = getattr(executor, "config", None)
     if backend == "command":
-        return "codex" if getattr(executor.config, "parser", None) == "codex" else None
+        return "codex" if getattr(config, "parser", None) == "codex" else None
+    if backend == "opencode":
+        return _PROVIDER_OF_OPENCODE.get(_opencode_provider(config))
     return _PROVIDER_OF_BACKEND.get(backend)
+
+
+def _opencode_provider(config: Any) -> str:
+    """An OpenCode executor's provider id: ``provider``, else the part of ``model`` before its
+    first "/" (as the adapter sends them); "" when neither names one."""
+    provider = getattr(config, "provider", None)
+    model = getattr(config, "model", None) or ""
+    if not provider and "/" in model:
+        provider = model.split("/", 1)[0]
+    return str(provider or "").strip().lower()
 
 
 def codexbar_reset_wait(
