@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,85 @@ def test_real_claude_out_of_credit_stops_the_chunk_run_at_once(store: Any, tmp_p
     assert store.query_dicts("SELECT status, reason FROM runs") == [
         {"status": "failed", "reason": result.reason}
     ]
+
+
+# what the API answers (and claude 2.1.332 makes of it, in its ``error``/``api_error`` fields):
+# an API key of a disabled organization (400; org_disabled_credential) and an account asked to
+# verify itself (403 permission_error with error_code verification_required)
+DISABLED_ORG = anthropic_error(400, "This organization has been disabled.")
+VERIFY_URL = "https://claude.ai/verify"
+VERIFY = replace(
+    anthropic_error(403),
+    error={
+        "type": "error",
+        "error": {
+            "type": "permission_error",
+            "message": f"Verify your identity to keep using Claude. {VERIFY_URL}",
+            "details": {"error_code": "verification_required", "remediation_url": VERIFY_URL},
+        },
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("turn", "said"),
+    [
+        (DISABLED_ORG, "Your ANTHROPIC_API_KEY belongs to a disabled organization"),
+        (VERIFY, f"Verify your identity to keep using Claude. {VERIFY_URL}"),
+    ],
+    ids=["disabled-organization", "verification-required"],
+)
+def test_real_claude_unusable_account_stops_the_chunk_run_at_once(
+    store: Any, tmp_path: Path, turn: Any, said: str
+) -> None:
+    """An account its owner must put right: a disabled organization was an api_error the loop
+    ran claude again for (and run-all went on to the next chunk, to fail alike); a verification
+    the account awaits was "credentials refused: check the ANTHROPIC_API_KEY", though the key
+    was fine. Both now end the chunk run after one execution, recorded as ``account``, one line
+    quoting claude and saying no retry helps (run-all stops on it: STOPS_RUN_ALL)."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:  # strict: a second execution's request would be a failure
+        srv.script(turn)
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv)))
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.failures == [] and len(srv.model_requests) == 1
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "account: executor 'claude' (claude-code) cannot use its account: "
+    ), result.reason
+    assert said in result.reason and "ANTHROPIC_API_KEY claude was given" not in result.reason
+    assert result.reason.endswith("the account's owner must put it right, then run the chunk again")
+    assert "\n" not in result.reason
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("account: ")
+    assert store.query_dicts("SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]
+
+
+def test_real_claude_expired_login_says_to_log_in_again(store: Any, tmp_path: Path) -> None:
+    """A login token past its time (CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`; the
+    API's 401 "OAuth token has expired", which claude tries once more itself): the run said
+    "check the ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN claude was given", neither of which it
+    had. It now stops at once as ``auth`` saying to log in again."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    expired = "OAuth token has expired. Please obtain a new token or refresh your existing token."
+    with FakeModelServer() as srv:  # strict: another execution's requests would be failures
+        srv.script(*[anthropic_error(401, expired) for _ in range(2)])
+        env = fake_env(srv)
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = env.pop("ANTHROPIC_API_KEY")
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=env))
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.failures == [] and srv.pending == 0
+    assert result.status == "failed", result.reason
+    assert result.reason.startswith("auth: executor 'claude' (claude-code) could not authenticate")
+    assert "401 OAuth token has expired" in result.reason
+    assert "log in again, with `claude auth login`" in result.reason
+    assert "CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`" in result.reason
+    assert "ANTHROPIC_API_KEY" not in result.reason
+    failed_as_auth(store, result.reason)
 
 
 @pytest.mark.parametrize(

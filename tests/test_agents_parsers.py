@@ -194,6 +194,95 @@ def test_claude_not_logged_in_says_how_to_fix_it() -> None:
     assert "ANTHROPIC_API_KEY" in (outcome.error or "") and "config_dir" in (outcome.error or "")
 
 
+def _claude_api_failure(text: str, status: int, etype: str, **fields: Any) -> list[str]:
+    """The two lines claude 2.1.332 ends a failed API call with: its synthetic assistant
+    message (with its own ``error``, ``api_error``...) and the result line."""
+    assistant = {
+        "type": "assistant",
+        "message": {
+            "id": "m1",
+            "model": "<synthetic>",
+            "content": [{"type": "text", "text": text}],
+        },
+        "is_api_error_message": True,
+        "api_error_status": status,
+        "api_error_type": etype,
+        **fields,
+    }
+    result = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": True,
+        "result": text,
+        "api_error_status": status,
+        "api_error_type": etype,
+        "terminal_reason": "api_error",
+    }
+    return [json.dumps(assistant), json.dumps(result)]
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason", "advice"),
+    [
+        # a login that expired or was revoked, which claude could not renew (strings of its own)
+        (
+            _claude_api_failure(
+                "Login expired · Please run /login",
+                401,
+                "authentication_error",
+                error="authentication_failed",
+            ),
+            "auth",
+            "log in again",
+        ),
+        (
+            _claude_api_failure(
+                "OAuth token revoked · Please run /login",
+                403,
+                "permission_error",
+                error="authentication_failed",
+            ),
+            "auth",
+            "log in again",
+        ),
+        # an account on hold (its OAuth refresh refused), an organization refusing this sign-in
+        (
+            _claude_api_failure(
+                "Your account is on hold and can't use Claude Code. View details or appeal: "
+                "https://claude.ai/appeal",
+                403,
+                "permission_error",
+                error="account_on_hold",
+            ),
+            "account",
+            "the account's owner must act on this",
+        ),
+        (
+            _claude_api_failure(
+                "Your organization has disabled Claude subscription access for Claude Code · Use an "
+                "Anthropic API key instead, or ask your admin to enable access",
+                403,
+                "permission_error",
+                error="oauth_org_not_allowed",
+            ),
+            "account",
+            "the account's owner must act on this",
+        ),
+    ],
+    ids=["login-expired", "token-revoked", "on-hold", "org-not-allowed"],
+)
+def test_claude_account_states_say_what_to_do(lines: list[str], reason: str, advice: str) -> None:
+    """Claude's account states it cannot be driven into offline (its own login's renewal):
+    an expired login says to log in again (not "no credentials: set ANTHROPIC_API_KEY"), an
+    account its owner must put right is ``account`` (not a refused key)."""
+    state = ClaudeStreamState()
+    events = [e for line in lines for e in parse_line(line, state)]
+    outcome = outcome_from_state(state, 1)
+    assert (outcome.status, outcome.exit_reason) == ("error", reason), outcome
+    assert advice in (outcome.error or "") and "ANTHROPIC_API_KEY" not in (outcome.error or "")
+    assert [e.kind for e in events if isinstance(e, ErrorEvent)] == [reason]
+
+
 @pytest.mark.parametrize(("rc", "status"), [(143, "killed"), (-9, "killed"), (1, "error")])
 def test_claude_without_result_line_was_killed_or_crashed(rc: int, status: str) -> None:
     state = ClaudeStreamState()

@@ -167,13 +167,14 @@ def test_failed_dependency_blocks_dependents(git_repo: Path) -> None:
         ("auth", "could not authenticate"),
         ("unknown_model", "cannot use model 'scripted'"),
         ("billing", "is out of credit or its plan does not include this use"),
+        ("account", "cannot use its account"),
     ],
 )
 def test_refused_credentials_stop_the_run_all(
     git_repo: Path, parallel: int, ran: list, kind: str, said: str
 ) -> None:
-    """The executor's key is refused, its model unknown or its account out of credit: every
-    chunk would fail the same way,
+    """The executor's key is refused, its model unknown, its account out of credit or unusable
+    (on hold, disabled, awaiting verification): every chunk would fail the same way,
     each after starting an agent, so run-all starts no more of them (a wave under way ends) and
     says why. C shares A's file: in parallel it waits for the next wave, which never comes."""
     fail = [{"fail": "401 invalid x-api-key", "kind": kind}]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from specwright.agents.base import Outcome
+from specwright.agents.claude_errors import AUTH_STATUSES, error_kind, explained
 from specwright.agents.process import (
     clean_tail,
     cost,
@@ -39,19 +40,6 @@ from specwright.model import (
     Usage,
     UsageEvent,
 )
-
-RATE_LIMIT_STATUSES = (429, 529)
-RATE_LIMIT_TYPES = ("rate_limit_error", "overloaded_error")
-# a bad, missing or unauthorised key: another try cannot succeed (the loop stops at once)
-AUTH_STATUSES = (401, 403)
-AUTH_TYPES = ("authentication_error", "permission_error")
-# the model asked for does not exist (or this key may not use it): the same, a retry fails alike
-# (claude says "There's an issue with the selected model"; its error line, model_not_found)
-MODEL_STATUSES = (404,)
-MODEL_TYPES = ("not_found_error",)
-# out of credit or a plan without this use: the same, until someone pays (claude's error line
-# says billing_error for the API's 400 "Your credit balance is too low ..." too)
-BILLING_STATUSES, BILLING_TYPES = (402,), ("billing_error",)
 
 
 @dataclass
@@ -74,6 +62,7 @@ class ClaudeStreamState:
     auth_failed: bool = False  # a 401/403, or no credentials at all ("Not logged in")
     model_missing: bool = False  # a 404: the model does not exist or is not this key's
     billing: bool = False  # out of credit ("Credit balance is too low"): paying is the fix
+    account: bool = False  # on hold, disabled, awaiting verification: its owner must act
     key_source: str | None = None  # the init line's apiKeySource
     fixed_token: bool = False  # ANTHROPIC_AUTH_TOKEN and no login to refresh (source: none)
     give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
@@ -249,18 +238,6 @@ def _errors_text(obj: dict[str, Any]) -> str:
     return "" if errors is None else str(errors)
 
 
-def _error_kind(status: Any, err_type: Any, error: Any = None) -> str:
-    if status in RATE_LIMIT_STATUSES or err_type in RATE_LIMIT_TYPES:
-        return "rate_limit"
-    if status in BILLING_STATUSES or err_type in BILLING_TYPES or error == "billing_error":
-        return "billing"
-    if status in AUTH_STATUSES or err_type in AUTH_TYPES or error == "authentication_failed":
-        return "auth"
-    if status in MODEL_STATUSES or err_type in MODEL_TYPES or error == "model_not_found":
-        return "unknown_model"
-    return "api_error"
-
-
 def parse_line(line: bytes | str, state: ClaudeStreamState) -> list[AgentEvent]:
     """Turn one stream-json line into normalized events (never raises on bad input)."""
     state.lineno += 1
@@ -382,10 +359,8 @@ def _assistant(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent
                 status, etype = obj.get("api_error_status"), obj.get("api_error_type")
                 state.api_error_status = status if isinstance(status, int) else None
                 state.api_error_message = text
-                kind = _error_kind(status, etype, obj.get("error"))
-                state.auth_failed = state.auth_failed or kind == "auth"
-                state.model_missing = state.model_missing or kind == "unknown_model"
-                state.billing = state.billing or kind == "billing"
+                kind = error_kind(status, etype, obj.get("error"), obj.get("api_error"))
+                _note_kind(state, kind)
                 if kind == "rate_limit":
                     state.rate_limited = True
                     hint = retry_hint_s(text)
@@ -453,12 +428,11 @@ def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
     if obj.get("is_error"):
         status, etype = obj.get("api_error_status"), obj.get("api_error_type")
         text = obj.get("result") or _errors_text(obj) or str(obj.get("subtype"))
-        kind = _error_kind(status, etype) if (status or etype) else "error"
+        api_error = obj.get("api_error")
+        kind = error_kind(status, etype, None, api_error) if (status or etype) else "error"
         if "/login" in str(text):  # "Not logged in · Please run /login", "Invalid API key · ..."
             kind = "auth"
-        state.auth_failed = state.auth_failed or kind == "auth"
-        state.model_missing = state.model_missing or kind == "unknown_model"
-        state.billing = state.billing or kind == "billing"
+        _note_kind(state, kind)
         if kind == "rate_limit":
             state.rate_limited = True
             hint = retry_hint_s(str(text))
@@ -468,6 +442,13 @@ def _result(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
             reason = obj.get("terminal_reason") or obj.get("subtype")
             out.append(ErrorEvent(f"{reason}: {text}", kind=kind, raw={"result": slim(text)}))
     return out
+
+
+def _note_kind(state: ClaudeStreamState, kind: str) -> None:
+    state.auth_failed = state.auth_failed or kind == "auth"
+    state.model_missing = state.model_missing or kind == "unknown_model"
+    state.billing = state.billing or kind == "billing"
+    state.account = state.account or kind == "account"
 
 
 def _rate_limit(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
@@ -562,25 +543,13 @@ def outcome_from_state(
             reason = "billing"
         if state.auth_failed:
             reason = "auth"
-        if "/login" in str(text):
-            text = (
-                f"{text} (no credentials: set ANTHROPIC_API_KEY, or point options.config_dir "
-                "at a logged-in Claude config directory)"
-            )
-        elif state.auth_failed:
-            text = (
-                f"{text} (credentials refused: check the ANTHROPIC_API_KEY or "
-                "ANTHROPIC_AUTH_TOKEN claude was given, or the login in options.config_dir)"
-            )
-        elif reason == "billing":
-            text = f"{text} (add credits to, or change the plan of, the account claude uses)"
-        elif reason == "unknown_model":
-            text = f"{text} (set the executor's model to one its API serves)"
+        if state.account:  # a 403 of an account on hold is no credentials' fault
+            reason = "account"
         return Outcome(
             "error",
             final_text=final_text or "",
             exit_reason=reason,
-            error=str(text or reason),
+            error=explained(str(text), reason) if text else reason,
             **common,
         )
     if returncode not in (0, None):

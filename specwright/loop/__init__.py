@@ -11,6 +11,7 @@ agent's process group is killed), agent errors after retries, rate-limit waits b
 allowance, refused or missing credentials of the agent or the reviewer (``auth``: at once,
 another try could not succeed), a model the agent's API does not know (``unknown_model``: the
 same), an account out of credit or a plan without this use (``billing``: the same, no wait helps),
+an account its owner must put right, on hold, disabled or awaiting verification (``account``),
 an agent that cannot start (``cannot_start``: the same). Leaving is a ``LoopExit`` carrying the reason; the run and
 chunk rows are written in ``finally``, so a crash never leaves a row ``running``, and an
 unshipped run always ends with the tree back at its base commit (each rejected attempt's diff

@@ -20,6 +20,7 @@ STOPS_RUN_ALL = (
     "auth:",
     "unknown_model:",
     "billing:",
+    "account:",
     "check_broken:",
     "cannot_start:",
     "repository_lost:",
@@ -94,6 +95,17 @@ def billing_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str])
         f"executor {executor.name!r} ({executor.backend}) is out of credit or its plan does not "
         f"include this use: {said}; not retried: add credits or change plan, then run the chunk "
         "again"
+    )
+
+
+def account_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str]) -> str:
+    """The agent's account cannot be used until its owner acts (on hold, its organization
+    disabled, a verification it awaits): which executor, what it said (else its ``account``
+    error event) and that no retry, wait or other chunk helps, so none was made."""
+    said = _said(outcome, "account", kinds.get("account"), "account unusable")
+    return (
+        f"executor {executor.name!r} ({executor.backend}) cannot use its account: {said}; "
+        "not retried: the account's owner must put it right, then run the chunk again"
     )
 
 

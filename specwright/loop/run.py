@@ -19,6 +19,7 @@ from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
 from specwright.loop.limits import codexbar_reset_wait, provider_of, reset_text, span
 from specwright.loop.lines import (
+    account_line,
     auth_line,
     billing_line,
     interrupted_by,
@@ -420,6 +421,8 @@ class _ChunkRun:
                 raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
             if outcome is not None and outcome.ok:
                 return outcome
+            if outcome is not None and "account" in (outcome.exit_reason, *self._kinds):
+                raise LoopExit("account", account_line(self.executor, outcome, self._kinds))
             if outcome is not None and "auth" in (outcome.exit_reason, *self._kinds):
                 raise LoopExit("auth", auth_line(self.executor, outcome, self._kinds.get("auth")))
             if outcome is not None and "billing" in (outcome.exit_reason, *self._kinds):
