@@ -449,6 +449,76 @@ def test_real_opencode_refused_key_stops_the_chunk_run_at_once(
     failed_as_auth(store, result.reason)
 
 
+# an account its owner must put right: Anthropic's disabled organization (400) and a
+# verification it awaits (403, error_code verification_required); OpenAI's deactivated one (401)
+ANTHROPIC_DISABLED = anthropic_error(400, "This organization has been disabled.")
+ANTHROPIC_VERIFY = replace(
+    anthropic_error(403),
+    error={
+        "type": "error",
+        "error": {
+            "type": "permission_error",
+            "message": "Verify your identity to keep using Claude. https://claude.ai/verify",
+            "details": {"error_code": "verification_required"},
+        },
+    },
+)
+OPENAI_DEACTIVATED = (
+    "The OpenAI account associated with this API key has been deactivated. If you are the "
+    "developer for this OpenAI app, please check your email for more information."
+)
+
+
+@requires_opencode
+@pytest.mark.agents
+@pytest.mark.parametrize(
+    ("turn", "said"),
+    [
+        (ANTHROPIC_DISABLED, "This organization has been disabled. (HTTP 400)"),
+        (ANTHROPIC_VERIFY, "Verify your identity to keep using Claude."),
+    ],
+    ids=["disabled-organization", "verification-required"],
+)
+def test_real_opencode_anthropic_unusable_account_is_account(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turn: Any, said: str
+) -> None:
+    """OpenCode's Anthropic provider on an account its owner must put right: a disabled
+    organization was a session error the loop ran again (and run-all went on to the next
+    chunk, to fail alike); a verification was "the provider refused or lacks its key". Both
+    are now ``account``, saying no key or retry helps."""
+    with FakeModelServer() as model:  # strict: one request, no retry
+        model.script(turn)
+        key = {"ANTHROPIC_API_KEY": "sk-ant-fake-key-for-tests"}
+        outcome = run_on_anthropic(f"{model.base_url}/v1", key, git_repo, tmp_path, monkeypatch)
+    assert (outcome.status, outcome.exit_reason) == ("error", "account"), outcome
+    assert said in (outcome.error or "") and "lacks its key" not in (outcome.error or "")
+    assert "cannot be used until its owner puts it right" in (outcome.error or "")
+
+
+@pytest.mark.agents
+def test_real_opencode_deactivated_account_stops_the_chunk_run_at_once(
+    oc: FakeModelServer, store: Any, tmp_path: Path
+) -> None:
+    """OpenAI's 401 account_deactivated through the whole loop: one execution (the strict
+    fake would count a second request as a failure), the run failed as ``account`` (run-all
+    stops on it), not as a key to fix."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    turn = openai_error(401, OPENAI_DEACTIVATED, code="account_deactivated")
+    oc.script(turn)
+    ex = OpenCodeExecutor(oc_config(name="glm"))
+    result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "account: executor 'glm' (opencode) cannot use its account: APIError: "
+    ), result.reason
+    assert OPENAI_DEACTIVATED in result.reason and "HTTP 401" in result.reason
+    assert result.reason.endswith("the account's owner must put it right, then run the chunk again")
+    assert "\n" not in result.reason
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith("account: ")
+
+
 @pytest.mark.agents
 @pytest.mark.parametrize("where", ["opencode's config", "the provider"])
 def test_real_opencode_unknown_model_stops_the_chunk_run_at_once(

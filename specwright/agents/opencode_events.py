@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specwright.agents.process import cost, count, mapping, slim
-from specwright.agents.resets import out_of_credit
+from specwright.agents.resets import account_unusable, out_of_credit
 from specwright.model import (
     AgentEvent,
     ErrorEvent,
@@ -125,7 +125,8 @@ def as_error(error: Any) -> dict[str, Any]:
 
 def error_kind(error: dict[str, Any]) -> str:
     """``billing`` (a 402, or the provider's account out of credit: OpenAI's insufficient_quota
-    and z.ai's 1113 come as 429s, Anthropic's as a 400; no wait helps), ``rate_limit`` (a
+    and z.ai's 1113 come as 429s, Anthropic's as a 400; no wait helps), ``account`` (the
+    account disabled, deactivated or awaiting verification: the same), ``rate_limit`` (a
     429/529), ``auth`` (a 401/403 or ProviderAuthError: the provider's key is wrong or missing,
     so no retry can succeed), ``unknown_model`` (the same: a 404 from the provider, or
     OpenCode's ProviderModelNotFoundError, a model its config lacks, which comes as an
@@ -133,8 +134,11 @@ def error_kind(error: dict[str, Any]) -> str:
     error = as_error(error)
     data = error.get("data") or {}
     status = data.get("statusCode")
-    if status == 402 or out_of_credit(f"{data.get('message')} {data.get('responseBody')}"):
+    said = f"{data.get('message')} {data.get('responseBody')}"
+    if status == 402 or out_of_credit(said):
         return "billing"
+    if account_unusable(said):
+        return "account"
     if status in (429, 529):
         return "rate_limit"
     if status in (401, 403) or error.get("name") == "ProviderAuthError":
@@ -166,6 +170,8 @@ def error_text(error: dict[str, Any]) -> str:
         )
     elif error_kind(error) == "billing":
         text += " (the provider's account is out of credit: add credits or change its plan)"
+    elif error_kind(error) == "account":
+        text += " (the provider's account cannot be used until its owner puts it right)"
     elif error_kind(error) == "unknown_model":
         text += (
             " (set the executor's provider and model to one the OpenCode server's config has "

@@ -59,7 +59,8 @@ def session_outcome(
             **common,
         )
     if state.error is not None:
-        kind = error_kind(state.error)  # billing | rate_limit | auth | unknown_model | api_error
+        # billing | account | rate_limit | auth | unknown_model | api_error
+        kind = error_kind(state.error)
         reason = "session_error" if kind == "api_error" else kind
         if state.error.get("name") == "MessageAbortedError":
             reason = "aborted"

@@ -6,7 +6,8 @@ Codex CLI words its exhausted plan (``UsageLimitReachedError`` in codex-rs/core/
 "... try again in 4 days 20 hours 9 minutes." Codex writes the reset time cut to the minute, so
 a reset in the minute under way is waited for until that minute ends.
 
-An account out of credit, or a plan without this use, never resets (``out_of_credit``).
+An account out of credit, or a plan without this use, never resets (``out_of_credit``); nor
+does an account its owner must put right (``account_unusable``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ _OUT_OF_CREDIT = re.compile(
     r"|to use codex with your chatgpt plan|workspace is out of credits|hit your spend cap"
     r"|credit balance is too low|billing_error|insufficient balance or no resource package"
     r"|余额不足",
+    re.IGNORECASE,
+)
+# an account no key, wait or retry makes usable until its owner acts: Anthropic's 400 "This
+# organization has been disabled." and its 403 error_code verification_required, an account on
+# hold; OpenAI's 401 account_deactivated ("... has been deactivated"), Groq's 400
+# "Organization has been restricted."
+_ACCOUNT_UNUSABLE = re.compile(
+    r"organization has been (?:disabled|restricted)|verification_required|account_deactivated"
+    r"|account (?:associated with this api key )?has been deactivated|account is on hold",
     re.IGNORECASE,
 )
 _PART = re.compile(r"(\d+)\s*([a-z])", re.IGNORECASE)
@@ -80,3 +90,9 @@ def out_of_credit(text: str) -> bool:
     """Whether an agent's or provider's error says its account is out of credit, or its plan
     does not include this use (no reset comes: adding credits or changing plan is the fix)."""
     return _OUT_OF_CREDIT.search(text) is not None
+
+
+def account_unusable(text: str) -> bool:
+    """Whether a provider's error says its account is disabled, deactivated, on hold or
+    awaiting a verification: no new key, wait or retry helps until its owner acts."""
+    return _ACCOUNT_UNUSABLE.search(text) is not None
