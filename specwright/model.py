@@ -327,8 +327,8 @@ class ErrorEvent:
 
     message: str
     # error | warning | api_error | rate_limit | auth (key refused, missing) | unknown_model |
-    # billing (out of credit, or a plan without this use) | account (on hold, disabled, awaiting
-    # verification: its owner must act)
+    # billing (out of credit, or a plan without this use) | overloaded (the service, a 529) |
+    # account (on hold, disabled, awaiting verification: its owner must act)
     kind: str = "error"
     raw: dict[str, Any] | None = None
     type: Literal["error"] = "error"

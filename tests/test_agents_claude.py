@@ -134,7 +134,7 @@ def test_real_claude_writes_a_file_and_everything_is_recorded(
         (STREAMS / "claude-code" / "specwright_write.jsonl").write_text(text)
 
 
-@pytest.mark.parametrize(("status", "reason"), [(529, "rate_limit"), (401, "auth"), (403, "auth")])
+@pytest.mark.parametrize(("status", "reason"), [(529, "overloaded"), (401, "auth"), (403, "auth")])
 def test_real_claude_api_error_is_a_failure(git_repo: Path, status: int, reason: str) -> None:
     ex = ClaudeCodeExecutor(executor_config())
     events: list[AgentEvent] = []
@@ -345,6 +345,40 @@ def test_real_claude_expired_login_says_to_log_in_again(store: Any, tmp_path: Pa
     assert "CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`" in result.reason
     assert "ANTHROPIC_API_KEY" not in result.reason
     failed_as_auth(store, result.reason)
+
+
+def test_real_claude_overloaded_service_is_retried_after_a_backoff(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API overloaded (529, after claude's own retries) was a rate limit: the loop asked
+    codexbar when Claude's plan resets, and with its window used up (an unrelated 5 h away) the
+    chunk run ended rate_limited at once. An overload is the service's, not the plan's: the loop
+    now pauses (30 s, doubling) without asking codexbar, and the next try ships."""
+    from tests.support_usage import write_fake_codexbar
+    from tests.test_loop_limits import _window
+
+    monkeypatch.setattr("specwright.loop.limits.OVERLOAD_WAIT_S", 0.01, raising=False)
+    monkeypatch.setenv(
+        "CODEXBAR_PATH", str(write_fake_codexbar(tmp_path / "cb", usage=[_window("claude", 5)]))
+    )
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo, files=("done.txt",))
+    done = repo.resolve() / "done.txt"
+    progress: list[Any] = []
+    with FakeModelServer() as srv:
+        srv.script(
+            anthropic_error(529, "Overloaded"),
+            anthropic_tool_use("Write", {"file_path": str(done), "content": "done\n"}),
+            anthropic_text("Done.", expect_tool_result=True),
+        )
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv)))
+        config = make_config(verify=[{"name": "done", "command": "test -f done.txt"}])
+        result = run_chunk(store, config, repo, chunk, executor=ex, on_progress=progress.append)
+    assert result.status == "shipped", result.reason
+    [pause] = [p.message for p in progress if p.kind == "pause"]
+    assert pause.startswith("overloaded (API Error: 529 Overloaded") and "pausing" in pause
+    executions = store.query_dicts("SELECT exit_reason FROM executions ORDER BY started_at")
+    assert [e["exit_reason"].split(":")[0] for e in executions] == ["overloaded", "completed"]
 
 
 @pytest.mark.parametrize(

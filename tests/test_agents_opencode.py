@@ -382,6 +382,20 @@ def test_real_opencode_refused_key_is_an_auth_failure(
     assert outcome.retry_after_s is None
 
 
+@pytest.mark.agents
+def test_real_opencode_overloaded_provider_is_overloaded_not_a_rate_limit(
+    oc: FakeModelServer, git_repo: Path
+) -> None:
+    """The provider overloaded (a 529, after OpenCode's five retries) was a rate limit, which
+    sent the loop to codexbar for a plan reset; it is now ``overloaded``, which the loop backs
+    off from without asking codexbar."""
+    oc.script(*[openai_error(529, "Overloaded") for _ in range(6)])
+    outcome, events = run(OpenCodeExecutor(oc_config()), Task("hi", git_repo))
+    assert (outcome.status, outcome.exit_reason) == ("error", "overloaded"), outcome
+    assert "HTTP 529" in (outcome.error or "") and outcome.retry_after_s is None
+    assert [e.kind for e in events if e.type == "error" and e.kind != "warning"] == ["overloaded"]
+
+
 def run_on_anthropic(
     base_url: str,
     env: dict[str, str],

@@ -126,7 +126,7 @@ def test_claude_permission_denied_is_a_failed_tool_call_not_a_failed_run() -> No
         ("err401_r0", 401, "auth", "auth"),
         ("err401", 401, "auth", "auth"),
         ("err500_r1", 500, "api_error", "api_error"),
-        ("err529_r0", 529, "rate_limit", "rate_limit"),
+        ("err529_r0", 529, "overloaded", "overloaded"),
     ],
 )
 def test_claude_api_errors_fail_even_though_subtype_says_success(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from specwright import catalog
 from specwright import config as config_mod
 from specwright.runner import run_all, run_summary
@@ -109,3 +111,31 @@ def test_a_parallel_wave_starts_no_chunk_after_one_is_rate_limited(git_repo: Pat
     assert [r["ran"] for r in run_summary(store, result.run_id)] == [True, True, False]
     assert [c.status for c in result.chunks] == ["failed", "failed", "pending"]
     assert store.query("SELECT count(*) FROM runs WHERE status = 'running'")[0][0] == 0
+
+
+def test_an_overloaded_service_is_backed_off_per_chunk_and_does_not_stop_the_run_all(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model service overloaded (a 529, no account's limit) for a chunk's whole allowance:
+    the chunk ends ``overloaded``, saying how long it backed off, and the next chunk still runs
+    (an overload passes; a used-up plan or refused key does not)."""
+    from tests.test_runner import _project
+
+    monkeypatch.setattr("specwright.loop.limits.OVERLOAD_WAIT_S", 0.001, raising=False)
+    monkeypatch.setattr("specwright.loop.limits.OVERLOAD_MAX_WAIT_S", 0.001, raising=False)
+    busy = [{"fail": "API Error: 529 Overloaded", "kind": "overloaded"}]
+    _project(git_repo, {"chunks": {"Make A": busy, "Make B": busy}})
+    store = Store(resolve_db_path(git_repo))
+    spec = catalog.create_spec(store, catalog.ensure_project(store, git_repo), "Busy")
+    for name in "AB":
+        catalog.add_chunk(store, spec, f"Make {name}", f"Write {name.lower()}.txt")
+    result = run_all(store, config_mod.load(git_repo), git_repo, spec)
+    assert result.status == "failed"
+    assert [r["ran"] for r in run_summary(store, result.run_id)] == [True, True]
+    reasons = [c.reason for c in result.chunks]
+    assert all(
+        re.fullmatch(
+            r"overloaded: API Error: 529 Overloaded; still overloaded after .* of pauses", r
+        )
+        for r in reasons
+    ), reasons

@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-RATE_LIMIT_STATUSES = (429, 529)
-RATE_LIMIT_TYPES = ("rate_limit_error", "overloaded_error")
+RATE_LIMIT_STATUSES = (429,)
+RATE_LIMIT_TYPES = ("rate_limit_error",)
+# the service overloaded (claude's error line says server_error, after its own retries): no
+# account's limit, so no reset to wait for; a later try may well work (the loop backs off)
+OVERLOADED_STATUSES, OVERLOADED_TYPES = (529,), ("overloaded_error",)
 # a bad, missing or unauthorised key: another try cannot succeed (the loop stops at once)
 AUTH_STATUSES = (401, 403)
 AUTH_TYPES = ("authentication_error", "permission_error")
@@ -37,10 +40,12 @@ _LOGIN_EXPIRED = re.compile(r"\b(?:expired|revoked|reached its time limit)\b", r
 
 
 def error_kind(status: Any, err_type: Any, error: Any = None, api_error: Any = None) -> str:
-    """``account``, ``rate_limit``, ``billing``, ``auth``, ``unknown_model`` or ``api_error``,
-    from the API's status and error type and claude's own ``error`` and ``api_error``."""
+    """``account``, ``overloaded``, ``rate_limit``, ``billing``, ``auth``, ``unknown_model`` or
+    ``api_error``, from the API's status and error type and claude's ``error`` and ``api_error``."""
     if error in ACCOUNT_ERRORS or api_error in ACCOUNT_API_ERRORS:
         return "account"
+    if status in OVERLOADED_STATUSES or err_type in OVERLOADED_TYPES or error == "overloaded":
+        return "overloaded"
     if status in RATE_LIMIT_STATUSES or err_type in RATE_LIMIT_TYPES:
         return "rate_limit"
     if status in BILLING_STATUSES or err_type in BILLING_TYPES or error == "billing_error":

@@ -63,6 +63,7 @@ class ClaudeStreamState:
     model_missing: bool = False  # a 404: the model does not exist or is not this key's
     billing: bool = False  # out of credit ("Credit balance is too low"): paying is the fix
     account: bool = False  # on hold, disabled, awaiting verification: its owner must act
+    overloaded: bool = False  # the service overloaded (a 529): a later try may work
     key_source: str | None = None  # the init line's apiKeySource
     fixed_token: bool = False  # ANTHROPIC_AUTH_TOKEN and no login to refresh (source: none)
     give_up: bool = False  # a fixed key refused: stop claude rather than wait out its retries
@@ -449,6 +450,7 @@ def _note_kind(state: ClaudeStreamState, kind: str) -> None:
     state.model_missing = state.model_missing or kind == "unknown_model"
     state.billing = state.billing or kind == "billing"
     state.account = state.account or kind == "account"
+    state.overloaded = state.overloaded or kind == "overloaded"
 
 
 def _rate_limit(obj: dict[str, Any], state: ClaudeStreamState) -> list[AgentEvent]:
@@ -535,6 +537,8 @@ def outcome_from_state(
         text = result.get("result") or _errors_text(result)
         if result.get("terminal_reason") == "completed" and result.get("api_error_status"):
             reason = "api_error"  # 2.1.197 says completed even for API errors
+        if state.overloaded:
+            reason = "overloaded"
         if state.rate_limited:
             reason = "rate_limit"
         if state.model_missing:

@@ -126,8 +126,8 @@ def as_error(error: Any) -> dict[str, Any]:
 def error_kind(error: dict[str, Any]) -> str:
     """``billing`` (a 402, or the provider's account out of credit: OpenAI's insufficient_quota
     and z.ai's 1113 come as 429s, Anthropic's as a 400; no wait helps), ``account`` (the
-    account disabled, deactivated or awaiting verification: the same), ``rate_limit`` (a
-    429/529), ``auth`` (a 401/403 or ProviderAuthError: the provider's key is wrong or missing,
+    account disabled, deactivated or awaiting verification: the same), ``overloaded`` (a 529:
+    a later try may work), ``rate_limit`` (a 429), ``auth`` (a 401/403 or ProviderAuthError: the provider's key is wrong or missing,
     so no retry can succeed), ``unknown_model`` (the same: a 404 from the provider, or
     OpenCode's ProviderModelNotFoundError, a model its config lacks, which comes as an
     UnknownError naming it) or ``api_error``."""
@@ -139,7 +139,9 @@ def error_kind(error: dict[str, Any]) -> str:
         return "billing"
     if account_unusable(said):
         return "account"
-    if status in (429, 529):
+    if status == 529:  # the service, not the account: no reset to wait for
+        return "overloaded"
+    if status == 429:
         return "rate_limit"
     if status in (401, 403) or error.get("name") == "ProviderAuthError":
         return "auth"

@@ -8,7 +8,7 @@ row. A shipped attempt is committed with a ``Specwright-Chunk`` trailer; any oth
 back (policy ``rollback``) or kept for the next attempt (``keep``). The loop stops on the first of:
 SHIP, BLOCKED, max iterations, budget, wall time, no progress, cancel (an Event or Ctrl-C: the
 agent's process group is killed), agent errors after retries, rate-limit waits beyond their
-allowance, refused or missing credentials of the agent or the reviewer (``auth``: at once,
+allowance (an overloaded service's backoff too: ``overloaded``), refused or missing credentials of the agent or the reviewer (``auth``: at once,
 another try could not succeed), a model the agent's API does not know (``unknown_model``: the
 same), an account out of credit or a plan without this use (``billing``: the same, no wait helps),
 an account its owner must put right, on hold, disabled or awaiting verification (``account``),

@@ -47,6 +47,15 @@ _PROVIDER_OF_OPENCODE = {
 }
 
 
+# an overloaded service: pauses of 30 s, doubling up to 5 min (no reset to ask codexbar for)
+OVERLOAD_WAIT_S, OVERLOAD_MAX_WAIT_S = 30.0, 300.0
+
+
+def overload_wait(pauses: int) -> float:
+    """The pause before another try at an overloaded service, after ``pauses`` such pauses."""
+    return float(min(OVERLOAD_MAX_WAIT_S, OVERLOAD_WAIT_S * 2 ** min(pauses, 30)))
+
+
 _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 

@@ -17,7 +17,13 @@ from specwright import branches, gitdiff, gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError, one_line
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
-from specwright.loop.limits import codexbar_reset_wait, provider_of, reset_text, span
+from specwright.loop.limits import (
+    codexbar_reset_wait,
+    overload_wait,
+    provider_of,
+    reset_text,
+    span,
+)
 from specwright.loop.lines import (
     account_line,
     auth_line,
@@ -171,7 +177,7 @@ class _ChunkRun:
         self.summary: str | None = None
         self.attempt_cost = 0.0
         self.budget_warned: set[str] = set()  # budgets said to count only priced work
-        self.paused_s, self.pauses = 0.0, 0
+        self.paused_s, self.pauses, self.overloads = 0.0, 0, 0
         self.resets_at: datetime | None = None  # a rate limit's reset, past the allowance
         self._kinds: dict[str, str] = {}  # the attempt's error events: kind -> first message
         self.interrupted_by: str | None = None
@@ -429,6 +435,10 @@ class _ChunkRun:
                 raise LoopExit("billing", billing_line(self.executor, outcome, self._kinds))
             if outcome is not None and "unknown_model" in (outcome.exit_reason, *self._kinds):
                 raise LoopExit("unknown_model", model_line(self.executor, outcome, self._kinds))
+            if outcome is not None and "overloaded" in (outcome.exit_reason, *self._kinds):
+                self.overloads += 1  # the service's, not a limit's: back off, codexbar unasked
+                self._pause(overload_wait(self.overloads - 1), outcome.error or "overloaded", True)
+                continue
             if outcome is not None and (
                 outcome.retry_after_s is not None or "rate_limit" in self._kinds
             ):
@@ -491,10 +501,13 @@ class _ChunkRun:
         cfg = self.config.executors.get(self.executor.name)
         return cfg.timeout_s if cfg else None
 
-    def _pause(self, wait_s: float, why: str) -> None:
+    def _pause(self, wait_s: float, why: str, overloaded: bool = False) -> None:
         wait_s = max(0.0, float(wait_s))
         why = one_line(why, 300).rstrip(" .;")  # the agent's sentence, then ours: no ".;"
         allowance, waited = self.opts.max_rate_limit_wait_s, self.paused_s
+        kind = "overloaded" if overloaded else "rate_limited"  # a service's state has no reset
+        if overloaded and (waited + wait_s > allowance or self.pauses >= MAX_RATE_LIMIT_PAUSES):
+            raise LoopExit(kind, f"{why}; still overloaded after {span(waited)} of pauses")
         if waited + wait_s > allowance:
             now = time.time()  # one reading: the stored reset and the line's agree
             self.resets_at = datetime.fromtimestamp(now + wait_s, UTC).replace(tzinfo=None)
@@ -508,12 +521,13 @@ class _ChunkRun:
             raise LoopExit(
                 "rate_limited", f"{why}; still rate limited after {MAX_RATE_LIMIT_PAUSES} pauses"
             )
-        self.progress("pause", f"rate limited ({why}); pausing {span(wait_s)}")
+        self.progress("pause", f"{kind.replace('_', ' ')} ({why}); pausing {span(wait_s)}")
         if self.rollback_policy == "rollback":
             self._rollback("rate limit")
         self.paused_s += wait_s
         if self.cancel.wait(wait_s):
-            raise LoopExit("cancelled", "cancelled while paused for a rate limit")
+            what = "an overloaded service" if overloaded else "a rate limit"
+            raise LoopExit("cancelled", f"cancelled while paused for {what}")
 
     def _deps(self) -> list[Chunk]:
         from specwright.catalog import get_chunk
