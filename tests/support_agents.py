@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,27 @@ def opencode_config(
         "share": "disabled",
         **({"permission": permission} if permission else {}),
     }
+
+
+@contextlib.contextmanager
+def opencode_serving(
+    config: dict[str, Any], base: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> Iterator[str]:
+    """A real `opencode serve` of its own with ``config`` (offline, HOME under ``base``, ``env``
+    added), OPENCODE_URL pointing at it while the block runs; stopped on leaving."""
+    from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
+
+    (base / "oc-home").mkdir(exist_ok=True)
+    server_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(base / "oc-home"),
+        **OFFLINE_ENV,
+        **env,
+        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+    }
+    srv = OpenCodeServer(OPENCODE_BIN, base, server_env, ready_timeout_s=120).start()
+    try:
+        monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+        yield str(srv.url)
+    finally:
+        srv.stop()

@@ -242,30 +242,39 @@ def test_real_claude_unknown_model_stops_the_chunk_run_at_once(store: Any, tmp_p
     ]
 
 
+def _one_execution_fails(store: Any, tmp_path: Path, turn: Any, kind: str) -> Any:
+    """A chunk run of claude whose one API request gets ``turn``: its result, asserted to have
+    failed as ``kind`` after that one execution (the strict fake counts another request as a
+    failure), on one line, the execution and the run recorded so."""
+    repo = make_repo(tmp_path / "proj")
+    chunk = make_chunk(store, repo)
+    with FakeModelServer() as srv:
+        srv.script(turn)
+        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv)))
+        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
+        assert srv.failures == [] and len(srv.model_requests) == 1
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(f"{kind}: ") and "\n" not in result.reason, result.reason
+    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
+    assert execution["status"] == "error" and execution["exit_reason"].startswith(f"{kind}: ")
+    assert store.query_dicts("SELECT status, reason FROM runs") == [
+        {"status": "failed", "reason": result.reason}
+    ]
+    return result
+
+
 def test_real_claude_out_of_credit_stops_the_chunk_run_at_once(store: Any, tmp_path: Path) -> None:
     """The API's 400 "Your credit balance is too low" (claude: "Credit balance is too low",
     billing_error) was an api_error the loop ran claude again for, to fail alike: no retry or
     wait helps until someone pays, so the chunk run stops after one execution with one line
     naming the executor and what to do, recorded as billing."""
-    repo = make_repo(tmp_path / "proj")
-    chunk = make_chunk(store, repo)
-    with FakeModelServer() as srv:  # strict: a second execution's request would be a failure
-        srv.script(anthropic_error(400, CREDIT_TOO_LOW, error_type="invalid_request_error"))
-        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv)))
-        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
-        assert srv.failures == [] and len(srv.model_requests) == 1
-    assert result.status == "failed" and result.iterations == 1, result.reason
+    credit = anthropic_error(400, CREDIT_TOO_LOW, error_type="invalid_request_error")
+    result = _one_execution_fails(store, tmp_path, credit, "billing")
     assert result.reason.startswith(
         "billing: executor 'claude' (claude-code) is out of credit or its plan does not include "
         "this use: Credit balance is too low"
     )
     assert result.reason.endswith("add credits or change plan, then run the chunk again")
-    assert "\n" not in result.reason
-    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
-    assert execution["status"] == "error" and execution["exit_reason"].startswith("billing: ")
-    assert store.query_dicts("SELECT status, reason FROM runs") == [
-        {"status": "failed", "reason": result.reason}
-    ]
 
 
 # what the API answers (and claude 2.1.332 makes of it, in its ``error``/``api_error`` fields):
@@ -302,25 +311,12 @@ def test_real_claude_unusable_account_stops_the_chunk_run_at_once(
     the account awaits was "credentials refused: check the ANTHROPIC_API_KEY", though the key
     was fine. Both now end the chunk run after one execution, recorded as ``account``, one line
     quoting claude and saying no retry helps (run-all stops on it: STOPS_RUN_ALL)."""
-    repo = make_repo(tmp_path / "proj")
-    chunk = make_chunk(store, repo)
-    with FakeModelServer() as srv:  # strict: a second execution's request would be a failure
-        srv.script(turn)
-        ex = ClaudeCodeExecutor(executor_config(name="claude", env=fake_env(srv)))
-        result = run_chunk(store, make_config(), repo, chunk, executor=ex)
-        assert srv.failures == [] and len(srv.model_requests) == 1
-    assert result.status == "failed" and result.iterations == 1, result.reason
+    result = _one_execution_fails(store, tmp_path, turn, "account")
     assert result.reason.startswith(
         "account: executor 'claude' (claude-code) cannot use its account: "
     ), result.reason
     assert said in result.reason and "ANTHROPIC_API_KEY claude was given" not in result.reason
     assert result.reason.endswith("the account's owner must put it right, then run the chunk again")
-    assert "\n" not in result.reason
-    [execution] = store.query_dicts("SELECT status, exit_reason FROM executions")
-    assert execution["status"] == "error" and execution["exit_reason"].startswith("account: ")
-    assert store.query_dicts("SELECT status, reason FROM runs") == [
-        {"status": "failed", "reason": result.reason}
-    ]
 
 
 def test_real_claude_expired_login_says_to_log_in_again(store: Any, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from tests.support_agents import (
     alive,
     executor_config,
     opencode_config,
+    opencode_serving,
     requires_opencode,
     stored_events,
     stored_execution,
@@ -414,23 +415,11 @@ def run_on_anthropic(
         "autoupdate": False,
         "share": "disabled",
     }
-    (tmp_path / "home").mkdir(exist_ok=True)
-    server_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path / "home"),
-        **OFFLINE_ENV,
-        **env,
-        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
-    }
-    srv = OpenCodeServer(OPENCODE_BIN, tmp_path, server_env, ready_timeout_s=120).start()
-    try:
-        monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+    with opencode_serving(config, tmp_path, monkeypatch, env):
         cfg = executor_config(
             type="opencode", provider="anthropic", model="claude-sonnet-4-5", timeout_s=60.0
         )
         return run(OpenCodeExecutor(cfg), Task("hi", git_repo))[0]
-    finally:
-        srv.stop()
 
 
 @requires_opencode

@@ -13,12 +13,11 @@ import pytest
 
 from specwright.agents.command import CommandExecutor, LineState
 from specwright.agents.opencode import OpenCodeExecutor
-from specwright.agents.opencode_server import OFFLINE_ENV, OpenCodeServer
 from specwright.loop.limits import provider_of
 from specwright.model import AgentEvent, ErrorEvent
 from specwright.store import Store
 from specwright.testing import FakeModelServer, openai_error
-from tests.support_agents import OPENCODE_BIN, executor_config, requires_opencode
+from tests.support_agents import executor_config, opencode_serving, requires_opencode
 from tests.support_usage import write_fake_codexbar
 
 
@@ -142,7 +141,6 @@ def test_a_rate_limited_opencode_agent_waits_for_its_providers_reset(
         "share": "disabled",
         "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"},
     }
-    (tmp_path / "oc-home").mkdir()
     with FakeModelServer() as model:
         # OpenCode's first try and five quick retries; the last 429 names no reset
         model.script(*[openai_error(429) for _ in range(5)], openai_error(429, retry_after_ms=None))
@@ -153,15 +151,7 @@ def test_a_rate_limited_opencode_agent_waits_for_its_providers_reset(
                 "models": {"glm-4.7": {"name": "GLM by the fake"}},
             }
         }
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path / "oc-home"),
-            **OFFLINE_ENV,
-            "OPENCODE_CONFIG_CONTENT": json.dumps(config),
-        }
-        srv = OpenCodeServer(OPENCODE_BIN, tmp_path, env, ready_timeout_s=120).start()
-        try:
-            monkeypatch.setenv("OPENCODE_URL", str(srv.url))
+        with opencode_serving(config, tmp_path, monkeypatch, {}):
             ex = OpenCodeExecutor(
                 executor_config(
                     name="glm", type="opencode", model="zai-coding-plan/glm-4.7", timeout_s=60.0
@@ -175,7 +165,5 @@ def test_a_rate_limited_opencode_agent_waits_for_its_providers_reset(
                 executor=ex,
                 max_rate_limit_wait_s=1,
             )
-        finally:
-            srv.stop()
     assert result.status == "failed" and result.reason.startswith("rate_limited: "), result.reason
     assert re.search(r"resets in (1 h 59 min|2 h), at ", result.reason), result.reason
