@@ -109,6 +109,24 @@ def account_line(executor: Executor, outcome: Outcome, kinds: Mapping[str, str])
     )
 
 
+def refused_for_good(
+    executor: Executor, outcome: Outcome, kinds: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """The reason and line of an attempt no retry, wait or other chunk can help (its account
+    unusable, its key refused, out of credit, its model unknown), from its exit reason or an
+    error event of that kind; None for any other failure."""
+    said = (outcome.exit_reason, *kinds)
+    if "account" in said:
+        return "account", account_line(executor, outcome, kinds)
+    if "auth" in said:
+        return "auth", auth_line(executor, outcome, kinds.get("auth"))
+    if "billing" in said:
+        return "billing", billing_line(executor, outcome, kinds)
+    if "unknown_model" in said:
+        return "unknown_model", model_line(executor, outcome, kinds)
+    return None
+
+
 def _said(outcome: Outcome, kind: str, event: str | None, default: str) -> str:
     """What the agent said of an error of ``kind``: its outcome's error when it ended so, else
     the error event of that kind, on one line."""

@@ -17,20 +17,11 @@ from specwright import branches, gitdiff, gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError, one_line
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
-from specwright.loop.limits import (
-    codexbar_reset_wait,
-    overload_wait,
-    provider_of,
-    reset_text,
-    span,
-)
+from specwright.loop.limits import codexbar_reset_wait, overload_wait, provider_of, reset_text, span
 from specwright.loop.lines import (
-    account_line,
-    auth_line,
-    billing_line,
     interrupted_by,
     lost_line,
-    model_line,
+    refused_for_good,
     review_line,
     review_stop_line,
     tool_line,
@@ -427,14 +418,10 @@ class _ChunkRun:
                 raise LoopExit("wall_time", f"wall-time limit of {self.wall_time_s:g}s reached")
             if outcome is not None and outcome.ok:
                 return outcome
-            if outcome is not None and "account" in (outcome.exit_reason, *self._kinds):
-                raise LoopExit("account", account_line(self.executor, outcome, self._kinds))
-            if outcome is not None and "auth" in (outcome.exit_reason, *self._kinds):
-                raise LoopExit("auth", auth_line(self.executor, outcome, self._kinds.get("auth")))
-            if outcome is not None and "billing" in (outcome.exit_reason, *self._kinds):
-                raise LoopExit("billing", billing_line(self.executor, outcome, self._kinds))
-            if outcome is not None and "unknown_model" in (outcome.exit_reason, *self._kinds):
-                raise LoopExit("unknown_model", model_line(self.executor, outcome, self._kinds))
+            if outcome is not None and (
+                why := refused_for_good(self.executor, outcome, self._kinds)
+            ):
+                raise LoopExit(*why)
             if outcome is not None and "overloaded" in (outcome.exit_reason, *self._kinds):
                 self.overloads += 1  # the service's, not a limit's: back off, codexbar unasked
                 self._pause(overload_wait(self.overloads - 1), outcome.error or "overloaded", True)
