@@ -69,6 +69,7 @@ class Hostile:
         self.events: Writer = lambda w: None
         self.bodies: dict[str, Writer] = {}
         self.sent = 0
+        self.busy_until = 0  # the session status says busy until this many bytes were sent
         self.cut = threading.Event()
 
     def write(self, w: Any, data: bytes) -> None:
@@ -132,8 +133,9 @@ def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hostile]:
                 return self._json({"healthy": True, "version": "hostile"})
             if path == "/session" and method == "POST":
                 return self._json({"id": "ses_1"})
-            if path == "/session/status":
-                return self._json({})  # no session busy: ours is idle
+            if path == "/session/status":  # ours is idle, unless busy until enough was sent
+                busy = h.sent < h.busy_until
+                return self._json({"ses_1": {"type": "busy"}} if busy else {})
             if path == "/event":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -251,10 +253,11 @@ def test_an_endless_opencode_event_is_dropped_and_the_client_hangs_up(
         hostile.flood(w, piece, total, pause=0.0002)
 
     hostile.events = events
+    hostile.busy_until = 512 * LIMIT  # 32 MB whatever the load: the session is idle only then
     outcome, recorder, peak = run_opencode(store, tmp_path)
     assert outcome.status == "ok"
     assert hostile.cut.wait(5), "the client never hung up"
-    assert hostile.sent > 64 * LIMIT, "too little sent to tell"
+    assert hostile.sent >= 512 * LIMIT, "too little sent to tell"
     [warning] = warnings_of(store, recorder)
     assert warning.startswith("event 3: ")
     assert warning.endswith(f" bytes, longer than the {LIMIT} byte limit; dropped")
