@@ -167,15 +167,18 @@ def save_patch(
     *,
     max_bytes: int,
     exclude: Sequence[Path | str] = (),
+    prefix: str = "",
 ) -> bool:
     """Write the work tree's change against ``base`` to ``dest`` as a patch ``git apply`` gives
     back, binary files too, of at most ``max_bytes``: the files that would take it over, and
     the new ones over ``MAX_FILE_BYTES``, are left out and named at its top (git apply skips it).
+    ``prefix``: put before every path (a submodule's folder, for a patch applied above it).
     False when there was no change (nothing written)."""
     with _staged(path, exclude) as (env, tmp, big):
         out = tmp / "diff"
         how = ("--cached", "--no-color", "--no-ext-diff", "--binary", f"--output={out}")
-        _git(path, "diff", *how, base, env=env)
+        paths = (f"--src-prefix=a/{prefix}", f"--dst-prefix=b/{prefix}")
+        _git(path, "diff", *how, *paths, base, env=env)
         size = out.stat().st_size
         if not size and not big:
             return False

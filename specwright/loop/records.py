@@ -225,14 +225,24 @@ def save_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: s
     """Keep an unshipped attempt's diff beside the database (``attempts/<run>/iteration-N.patch``)
     before the tree is rolled back, whole and binary files too, so that ``git apply`` gives it
     back; files that would take it over ``MAX_PATCH_BYTES`` are left out, named at its top."""
-    from specwright import gitdiff, gitops
+    from specwright import gitops
 
-    saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
     try:
-        ours = store_files(store)
-        gitdiff.save_patch(workdir, base, saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
+        _keep_patch(store, run_id, iteration, workdir, base)
     except (gitops.GitError, OSError) as exc:
         log.warning("could not save the attempt's patch: %s", exc)
+
+
+def _keep_patch(store: Store, run_id: str, iteration: int, workdir: Path, base: str) -> Path:
+    """Write ``attempts/<run>/iteration-N.patch``: the project's change, then what the attempt
+    changed in its submodules (another repository's files: no commit of the project has them)."""
+    from specwright import gitdiff, submodules
+
+    saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
+    ours = store_files(store)
+    gitdiff.save_patch(workdir, base, saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
+    submodules.patch(workdir, base, saved, MAX_PATCH_BYTES)
+    return saved
 
 
 def commit(
@@ -244,7 +254,7 @@ def commit(
     commit there would drop the chunks before), the attempt is kept whole (binary files too)
     as ``iteration-N.patch`` beside the database before the run ends and rolls it back (the
     branch back to ``base`` too)."""
-    from specwright import gitdiff, gitops
+    from specwright import gitops, submodules
     from specwright.errors import LoopExit
 
     try:
@@ -254,11 +264,11 @@ def commit(
                 f"the agent moved the branch off the run's base {base[:10]} to {head[:10]} (a "
                 "git reset, a commit --amend?): not committed there, the branch stays at its base"
             )
-        return gitops.commit_all(workdir, chunk.title, chunk.id, summary, base)
+        sha = gitops.commit_all(workdir, chunk.title, chunk.id, summary, base)
+        submodules.tidy(workdir)  # the checks' leftovers there: the agent's could not ship
+        return sha
     except gitops.GitError as exc:
-        ours = store_files(store)
-        saved = store.path.parent / "attempts" / run_id / f"iteration-{iteration}.patch"
-        gitdiff.save_patch(workdir, base, saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
+        saved = _keep_patch(store, run_id, iteration, workdir, base)
         raise LoopExit(  # the path first: a long reason is cut where it is shown
             "commit_failed", f"the approved change is saved to {saved}; {exc}"
         ) from None

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import branches, gitdiff, gitops, gitstate
+from specwright import branches, gitdiff, gitops, gitstate, submodules
 from specwright.errors import LoopExit, SpecwrightError, one_line
+from specwright.keepsafe import Keepsafe
 from specwright.loop import records
 from specwright.loop.agent import AgentRun, agent_exit, run_agent
 from specwright.loop.limits import codexbar_reset_wait, overload_wait, provider_of, reset_text, span
@@ -162,6 +163,7 @@ class _ChunkRun:
         self.workdir: Path = opts.workdir or root
         self.branch: str | None = None
         self.base, self.kept, self.top = "", tuple[str, ...](), Path()
+        self.safe = Keepsafe(Path(), "")  # what git alone cannot put back: _prepare
         self.iteration = 0
         self.verdict: str | None = None
         self.commit: str | None = None
@@ -272,6 +274,7 @@ class _ChunkRun:
             self.branch = gitops.current_branch(workdir)
         self.base = gitops.head_commit(workdir)
         self.kept = gitops.empty_dirs(workdir)  # the user's: a rollback's clean would drop them
+        self.safe = Keepsafe.take(workdir, self.base)
 
     def _baseline(self) -> None:
         from specwright import verify
@@ -287,9 +290,8 @@ class _ChunkRun:
             on_result=lambda r: self.progress("verify", verify_line(r, baseline=True), r),
         )
         verify.record(self.store, results, run_id=self.run_id, chunk_id=self.chunk.id, iteration=0)
-        if dropped := branches.dropped_by_rollback(self.workdir, self.base, self.branch):
-            self.progress("rollback", f"rolled back to {self.base[:10]} (baseline); {dropped}")
-        gitops.rollback(self.workdir, self.base, self.kept)  # the checks' leftovers go
+        if said := self.safe.rollback(self.kept, self.branch):  # the checks' leftovers go
+            self.progress("rollback", f"rolled back to {self.base[:10]} (baseline); {said}")
         if self.cancel.is_set():
             raise LoopExit("cancelled", "during the baseline")
         if broken := verify.unrunnable(results, self.workdir, self.opts.workdir is not None):
@@ -313,6 +315,7 @@ class _ChunkRun:
 
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)  # HEAD back on the branch: Watch
+        in_subs = submodules.findings(self.workdir, self.safe.subs)  # the agent's, not checks'
         spare = records.store_files(self.store)  # whatever the attempt's .gitignore says
         diff = gitdiff.diff(self.workdir, self.base, exclude=spare)
         steps = ", ".join(s.name for s in self.config.verify)
@@ -341,8 +344,10 @@ class _ChunkRun:
             raise LoopExit("cancelled", "during verification")
         assessments = verify.assess(results, self.baseline_results, diff.local_files)
         ours = (self.store.path, self.store.journal.root)
-        completion = rv.completion_findings(self.chunk, diff.local_files) or rv.exposed_findings(
-            self.workdir, self.root, ours
+        completion = (
+            in_subs
+            or rv.completion_findings(self.chunk, diff.local_files)
+            or rv.exposed_findings(self.workdir, self.root, ours)
         )
         request = rv.ReviewRequest(
             chunk=self.chunk,
@@ -541,10 +546,9 @@ class _ChunkRun:
 
     def _rollback(self, why: str) -> None:
         records.ensure_ours(self.store, self.run_id)  # its tree may be another process's now
-        dropped = branches.dropped_by_rollback(self.workdir, self.base, self.branch)
-        gitops.rollback(self.workdir, self.base, self.kept, self.branch)
+        said = self.safe.rollback(self.kept, self.branch)
         self.progress(
-            "rollback", f"rolled back to {self.base[:10]} ({why})" + f"; {dropped}" * bool(dropped)
+            "rollback", f"rolled back to {self.base[:10]} ({why})" + f"; {said}" * bool(said)
         )
 
     def _finish(self, status: str, reason: str) -> None:
@@ -552,9 +556,8 @@ class _ChunkRun:
         lost = reason.startswith(f"{LOST}:")  # no base to reset to: a reset would do harm
         try:
             if status != "shipped" and not lost and not records.taken_over(self.store, self.run_id):
-                dropped = branches.dropped_by_rollback(self.workdir, self.base, self.branch)
-                gitops.rollback(self.workdir, self.base, self.kept, self.branch)
-                reason += f"; {dropped}" * bool(dropped)
+                said = self.safe.rollback(self.kept, self.branch)
+                reason += f"; {said}" * bool(said)
             head = None if lost else gitops.head_commit(self.workdir)
         except Exception as exc:  # keep going: the rows must be written
             log.error("run %s: could not restore the work tree: %s", self.run_id, exc)
