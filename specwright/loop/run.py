@@ -274,7 +274,7 @@ class _ChunkRun:
             self.branch = gitops.current_branch(workdir)
         self.base = gitops.head_commit(workdir)
         self.kept = gitops.empty_dirs(workdir)  # the user's: a rollback's clean would drop them
-        self.safe = Keepsafe.take(workdir, self.base)
+        self.safe = Keepsafe.take(workdir, self.base, records.store_files(self.store))
 
     def _baseline(self) -> None:
         from specwright import verify
