@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from specwright import gitops
 from specwright.loop import ChunkResult, run_chunk
 from specwright.store import Store
@@ -74,16 +76,19 @@ def test_edits_in_a_submodule_are_not_shipped_and_the_agent_is_told_why(
     assert (lib / "lib.py").read_text() == "X = 2\n"
 
 
+@pytest.mark.parametrize("detached", [False, True])
 def test_a_commit_in_a_submodule_is_rolled_back_with_the_users_branch_there(
-    tmp_path: Path, store: Store
+    tmp_path: Path, store: Store, detached: bool
 ) -> None:
-    """An agent that committed in the submodule, on the user's branch there: the rollback
-    reset lib to the agent's commit, the user's branch `work` stayed moved, and the project
-    was left with "lib (new commits)": the next run refused. The patch held only the
-    submodule's new commit id, not the change."""
+    """An agent that committed in the submodule, on the user's branch there (or on its
+    detached HEAD, as `git submodule update` leaves it): the rollback reset lib to the agent's
+    commit, the user's branch `work` stayed moved, and the project was left with "lib (new
+    commits)": the next run refused. The patch held only the submodule's new commit id."""
     repo = with_submodule(tmp_path)
     lib = repo / "lib"
     before = git(lib, "rev-parse", "work")
+    if detached:
+        git(lib, "checkout", "-q", "--detach")
     chunk = make_chunk(store, repo)
     commit = f"echo 'X = 5' > lib/lib.py && cd lib && {AS_AGENT} commit -q -am agent"
     script = {"attempts": [[{"run": commit, "check": True}, *bad_mul()], bad_mul("BUG2")]}
@@ -99,15 +104,16 @@ def test_a_commit_in_a_submodule_is_rolled_back_with_the_users_branch_there(
     )
     assert result.status == "failed", result.reason
     assert gitops.dirty_files(repo) == []
-    assert git(lib, "symbolic-ref", "--short", "HEAD") == "work"
+    assert git(lib, "rev-parse", "--abbrev-ref", "HEAD") == ("HEAD" if detached else "work")
     assert git(lib, "rev-parse", "HEAD", "work").split() == [before, before]
     assert (lib / "lib.py").read_text() == "X = 1\n"
     [review] = rows(store, "SELECT summary FROM reviews WHERE iteration = 1")
     assert "the attempt committed in lib/, a git submodule" in review["summary"]
     [first] = said
-    agents = git(lib, "log", "-g", "--format=%H %s", "work").splitlines()
-    [made] = [line.split()[0] for line in agents if line.endswith(" agent")]
-    assert f"submodule lib put back at {before[:10]} on work (1 commit(s) made there " in first
+    agents = git(lib, "log", "-g", "--format=%H %s", "HEAD").splitlines()
+    [made] = {line.split()[0] for line in agents if line.endswith(" agent")}
+    on = "" if detached else " on work"
+    assert f"submodule lib put back at {before[:10]}{on} (1 commit(s) made there " in first
     assert made[:10] in first and "`git -C lib cherry-pick SHA`" in first
     patch = store.path.parent / "attempts" / result.run_id / "iteration-1.patch"
     assert "+X = 5" in patch.read_text()
