@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from specwright import gitdiff, gitops, worktrees
+from specwright import gitdiff, gitops, submodules, worktrees
 from specwright.agents.orphans import (
     gone_here,
     pid_alive,
@@ -512,9 +512,9 @@ def _restore_tree(store: Store, root: Path, run: dict[str, Any]) -> bool:
 
         ours = store_files(store)  # never in it, whatever the agent's .gitignore says
         saved = store.path.parent / "patches" / f"{run['id']}-interrupted.patch"
-        kept = gitdiff.save_patch(
-            root, run["base_commit"], saved, max_bytes=MAX_PATCH_BYTES, exclude=ours
-        )
+        gitdiff.save_patch(root, base, saved, max_bytes=MAX_PATCH_BYTES, exclude=ours)
+        submodules.patch(root, base, saved, MAX_PATCH_BYTES)  # reset below: not in the project's
+        kept = saved.exists()
         gitops.rollback(root, run["base_commit"])
         undone = "" if head == base else f", and its commit {head[:10]} it had not recorded,"
         if head != base and not gitops.chunk_commits(root, run["chunk_id"], f"{base}..{head}"):

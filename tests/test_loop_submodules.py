@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from specwright import config as config_mod
 from specwright import gitops
 from specwright.loop import ChunkResult, run_chunk
-from specwright.store import Store
+from specwright.runner import run_all
+from specwright.store import Store, resolve_db_path
 from tests.support_loop import (
     NO_BUG,
     TEST_CALC,
@@ -23,6 +26,7 @@ from tests.support_loop import (
     rows,
     scripted,
 )
+from tests.test_runner import _project, _spec, run_all_killed_when_thinking
 
 AS_AGENT = "git -c user.name=agent -c user.email=agent@example.com"
 
@@ -147,3 +151,27 @@ def test_an_approved_attempt_that_committed_in_a_submodule_is_not_shipped(
     assert result.shipped, result.reason
     files = git(repo, "show", "--name-only", "--format=", "HEAD").split()
     assert files == ["calc.py", "lib"] and gitops.dirty_files(repo) == []
+
+
+def test_a_killed_attempts_edits_in_a_submodule_are_in_its_saved_patch(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """A run-all killed (kill -9) while its agent had edited lib/lib.py: the next run-all
+    rolled the attempt back, the submodule reset too, and saved a patch without that edit."""
+    lib = make_repo(tmp_path / "lib", {"lib.py": "X = 1\n"})
+    git(git_repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(git_repo, "commit", "-q", "-m", "add lib")
+    script = [{"write": "lib/lib.py", "content": "X = 2\n"}, {"say": "thinking"}, {"sleep": 120}]
+    _project(git_repo, {"chunks": {"Make A": script}})
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": []})
+    run_all_killed_when_thinking(git_repo, spec.slug, store)
+    assert (git_repo / "lib" / "lib.py").read_text() == "X = 2\n"
+    (tmp_path / "script.yaml").write_text(
+        yaml.safe_dump({"chunks": {"Make A": [{"write": "a.txt", "content": "A"}]}})
+    )
+    assert run_all(store, config_mod.load(git_repo), git_repo, spec).status == "shipped"
+    assert (git_repo / "lib" / "lib.py").read_text() == "X = 1\n"
+    [patch] = (store.path.parent / "patches").glob("*-interrupted.patch")
+    git(git_repo, "apply", str(patch))
+    assert (git_repo / "lib" / "lib.py").read_text() == "X = 2\n"
