@@ -2,7 +2,8 @@
 before a chunk run's first attempt and put back by each of its rollbacks: the submodules'
 checkouts (``submodules``), and copies of the files git never restores: the user's git-ignored
 files (``.env``, a local config) and those marked ``skip-worktree`` (``git update-index``),
-which an attempt may overwrite or delete.
+which an attempt may overwrite or delete. git neither diffs nor commits a skip-worktree file:
+an attempt that changed one is not shipped (``findings``).
 
 The copies are bounded: files git lists as ignored one by one (an ignored folder, a
 ``node_modules/`` or ``.venv/``, is one entry: never gone into), regular files of at most
@@ -23,6 +24,7 @@ from pathlib import Path
 from specwright import branches, gitops, submodules
 from specwright.gitops import _git
 from specwright.gitstate import _write
+from specwright.model import Finding
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Copy:
     data: bytes
     mode: int
     stamp: tuple[int, int, int]
+    hidden: bool = False  # marked skip-worktree: git neither shows nor commits its changes
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int]:
@@ -73,6 +76,25 @@ class Keepsafe:
             said.append(put)
         return "; ".join(said)
 
+    def findings(self) -> list[Finding]:
+        """Why the attempt cannot ship as it left the tree: changes in a submodule
+        (``submodules.findings``), or to files marked skip-worktree, which git neither shows
+        in its diff nor commits (they would stay in the tree, the user's own content gone)."""
+        found = submodules.findings(self.path, self.subs)
+        top = Path(_git(self.path, "rev-parse", "--show-toplevel"))
+        hidden = [r for r, c in self.copies.items() if c.hidden and _changed(top / r, c)]
+        if hidden:
+            found.append(
+                Finding(
+                    f"the attempt changed {_shown(hidden)}, marked skip-worktree in this "
+                    "repository (`git update-index --skip-worktree`: local content git neither "
+                    "shows nor commits), so that is rolled back; leave them as they are",
+                    check="completion",
+                    file=hidden[0],
+                )
+            )
+        return found
+
     def put_back(self) -> str:
         """Write back the copied files the attempt changed or deleted; what was, as a phrase."""
         if not self.copies:
@@ -81,17 +103,8 @@ class Keepsafe:
         done, failed = [], []
         for rel, copy in self.copies.items():
             target = top / rel
-            try:
-                st = os.lstat(target)
-            except FileNotFoundError:
-                st = None
-            if st is not None and stat.S_ISREG(st.st_mode):
-                if _stamp(st) == copy.stamp:
-                    continue
-                same = stat.S_IMODE(st.st_mode) == copy.mode and st.st_size == len(copy.data)
-                if same and target.read_bytes() == copy.data:
-                    copy.stamp = _stamp(st)  # touched, not changed
-                    continue
+            if not (how := _changed(target, copy)):
+                continue
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _write(target, copy.data, copy.mode)
@@ -99,23 +112,41 @@ class Keepsafe:
             except OSError as exc:
                 failed.append(f"{rel} ({exc.strerror or exc})")
                 continue
-            done.append(f"{rel} ({'deleted' if st is None else 'changed'})")
+            done.append(f"{rel} ({how})")
         said = [f"put back as before the run (git does not restore them): {_shown(done)}"]
         said = said if done else []
         said += [f"could not put back {_shown(failed)}"] * bool(failed)
         return "; ".join(said)
 
 
+def _changed(target: Path, copy: Copy) -> str:
+    """How the file at ``target`` differs from ``copy``: "deleted", "changed" or ""."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return "deleted"
+    if stat.S_ISREG(st.st_mode):
+        if _stamp(st) == copy.stamp:
+            return ""
+        same = stat.S_IMODE(st.st_mode) == copy.mode and st.st_size == len(copy.data)
+        if same and target.read_bytes() == copy.data:
+            copy.stamp = _stamp(st)  # touched, not changed
+            return ""
+    return "changed"
+
+
 def _shown(names: list[str]) -> str:
     return ", ".join(names[:10]) + (f", … ({len(names)} files)" if len(names) > 10 else "")
 
 
-def _candidates(top: Path) -> list[str]:
-    """The ignored files git lists one by one, and the files marked skip-worktree."""
+def _candidates(top: Path) -> dict[str, bool]:
+    """The ignored files git lists one by one, and the files marked skip-worktree (True),
+    those nearest the top first."""
     listed = ("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
     ignored = [n for n in _git(top, *listed).split("\0") if n and not n.endswith("/")]
-    hidden = [e[2:] for e in _git(top, "ls-files", "-z", "-t").split("\0") if e[:2] == "S "]
-    return sorted({*ignored, *hidden}, key=lambda n: (n.count("/"), n))
+    hidden = {e[2:] for e in _git(top, "ls-files", "-z", "-t").split("\0") if e[:2] == "S "}
+    names = sorted({*ignored, *hidden}, key=lambda n: (n.count("/"), n))
+    return {n: n in hidden for n in names}
 
 
 def _copies(path: Path | str, spare: Sequence[Path | str]) -> dict[str, Copy]:
@@ -123,7 +154,7 @@ def _copies(path: Path | str, spare: Sequence[Path | str]) -> dict[str, Copy]:
     ours = [Path(p).resolve() for p in spare]
     copies: dict[str, Copy] = {}
     big, past, total = [], [], 0
-    for rel in _candidates(top):
+    for rel, hidden in _candidates(top).items():
         target = top / rel
         resolved = target.resolve()
         if any(resolved == p or p in resolved.parents for p in ours):
@@ -141,7 +172,7 @@ def _copies(path: Path | str, spare: Sequence[Path | str]) -> dict[str, Copy]:
             data = target.read_bytes()
         except OSError:
             continue
-        copies[rel] = Copy(data, stat.S_IMODE(st.st_mode), _stamp(st))
+        copies[rel] = Copy(data, stat.S_IMODE(st.st_mode), _stamp(st), hidden)
         total += len(data)
     if (big or past) and str(top) not in _WARNED:
         _WARNED.add(str(top))

@@ -15,6 +15,7 @@ from tests.support_loop import (
     TEST_CALC,
     bad_mul,
     git,
+    good_mul,
     make_chunk,
     make_config,
     make_repo,
@@ -76,3 +77,30 @@ def test_a_rolled_back_attempt_gives_back_the_users_ignored_and_skip_worktree_fi
     [warning] = [r.getMessage() for r in caplog.records]
     assert "not kept safe from the agent" in warning and "big.bin" in warning
     assert "specwright.duckdb" not in warning
+
+
+def test_an_attempt_that_changes_a_skip_worktree_file_is_not_shipped(
+    tmp_path: Path, store: Store
+) -> None:
+    """A file marked skip-worktree (the user's local settings in a tracked file): git shows no
+    change to it and commits none, so an attempt that rewrote it shipped unreviewed without
+    that change, which stayed in the tree, the user's content gone. Now the attempt is sent
+    back saying why, the file is put back, and the next attempt ships."""
+    repo = make_repo(tmp_path / "repo", {"test_calc.py": TEST_CALC, "conf.txt": "base\n"})
+    git(repo, "update-index", "--skip-worktree", "conf.txt")
+    (repo / "conf.txt").write_text("mine\n")
+    chunk = make_chunk(store, repo)
+    first = [{"write": "conf.txt", "content": "agent\n"}, *good_mul()]
+    result = run_chunk(
+        store,
+        make_config(),
+        repo,
+        chunk,
+        executor=scripted({"attempts": [first, good_mul()]}),
+        max_iterations=2,
+    )
+    assert result.shipped and result.iterations == 2, result.reason
+    assert (repo / "conf.txt").read_text() == "mine\n"
+    [review] = rows(store, "SELECT summary FROM reviews WHERE iteration = 1")
+    assert "the attempt changed conf.txt, marked skip-worktree" in review["summary"]
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["calc.py"]

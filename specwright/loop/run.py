@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright import branches, gitdiff, gitops, gitstate, submodules
+from specwright import branches, gitdiff, gitops, gitstate
 from specwright.errors import LoopExit, SpecwrightError, one_line
 from specwright.keepsafe import Keepsafe
 from specwright.loop import records
@@ -315,7 +315,7 @@ class _ChunkRun:
 
         self.progress("iteration", f"iteration {self.iteration}/{self.max_iterations}")
         outcome = self._execute_with_retries(feedback)  # HEAD back on the branch: Watch
-        in_subs = submodules.findings(self.workdir, self.safe.subs)  # the agent's, not checks'
+        held = self.safe.findings()  # the agent's changes git cannot commit, not the checks'
         spare = records.store_files(self.store)  # whatever the attempt's .gitignore says
         diff = gitdiff.diff(self.workdir, self.base, exclude=spare)
         steps = ", ".join(s.name for s in self.config.verify)
@@ -345,7 +345,7 @@ class _ChunkRun:
         assessments = verify.assess(results, self.baseline_results, diff.local_files)
         ours = (self.store.path, self.store.journal.root)
         completion = (
-            in_subs
+            held
             or rv.completion_findings(self.chunk, diff.local_files)
             or rv.exposed_findings(self.workdir, self.root, ours)
         )
