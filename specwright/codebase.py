@@ -18,12 +18,15 @@ import heapq
 import json
 import os
 import re
-import stat
 import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from specwright.codebase_guard import read as _read
+from specwright.codebase_guard import regular_file as _regular_file
+from specwright.codebase_guard import withheld
 
 if TYPE_CHECKING:
     from specwright.store import Store
@@ -237,32 +240,6 @@ def _count_lines(root: Path, paths: list[str]) -> tuple[list[Language], int]:
     return langs, sum(lines.values())
 
 
-def _regular_file(root: Path, rel: str) -> tuple[str, int] | None:
-    """The real path and size of ``rel`` if it is a regular file inside ``root``: a symlink out
-    of an untrusted repo (README.md -> ~/.ssh/id_rsa) must not reach the prompt, nor a FIFO hang."""
-    full = os.path.join(root, rel)
-    try:
-        real = os.path.realpath(full)
-        st = os.stat(real)
-    except (OSError, ValueError):
-        return None
-    base = os.path.realpath(root)
-    if not stat.S_ISREG(st.st_mode) or os.path.commonpath([base, real]) != base:
-        return None
-    return real, st.st_size
-
-
-def _read(root: Path, rel: str, limit: int = 256 * 1024) -> str | None:
-    found = _regular_file(root, rel)
-    if found is None:
-        return None
-    try:
-        with open(found[0], "rb") as fh:
-            return fh.read(limit).decode("utf-8", "replace")
-    except OSError:
-        return None
-
-
 def _add(commands: dict[str, list[str]], kind: str, cmd: str) -> None:
     bucket = commands.setdefault(kind, [])
     if cmd not in bucket:
@@ -404,7 +381,9 @@ def analyze(
     truncated = len(paths) > max_files
     paths = paths[:max_files]
     langs, total_lines = _count_lines(root, paths)
-    top = {p for p in paths if "/" not in p}
+    unsafe = withheld(root, paths)  # README.md -> .env: listed, never read
+    readable = [p for p in paths if p not in unsafe]
+    top = {p for p in readable if "/" not in p}
     commands, cmd_keys = _infer_commands(root, top, paths)
     log_lines: list[str] = []
     if commit:
@@ -421,7 +400,7 @@ def analyze(
         languages=langs,
         paths=paths,
         commands=commands,
-        key_files=_key_files(root, paths) + cmd_keys,
+        key_files=_key_files(root, readable) + cmd_keys,
         commits=log_lines,
     )
 

@@ -1,0 +1,87 @@
+"""What of a project the codebase context may read into the planner's prompt (a remote model).
+
+Only the few files the analysis reads (README, pyproject.toml, package.json, go.mod, Makefile)
+reach the prompt as text. A cloned repository is untrusted: its README.md may be a link to the
+user's own git-ignored ``.env`` or ``~/.ssh/id_rsa``. ``withheld`` names the top-level files
+whose text must not be read, and why; ``read`` reads only regular files inside the root.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("specwright.codebase")
+
+# names of files that hold keys and passwords by convention: never read into a prompt
+SECRET_NAMES = (
+    ".env", ".env.*", "*.env", ".npmrc", ".pypirc", ".netrc", ".git-credentials", ".htpasswd",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx",
+    "credentials*", "secrets*", "*.tfvars", ".dockercfg",
+)  # fmt: skip
+# the top-level files whose text the analysis reads (and README*)
+READ_NAMES = ("pyproject.toml", "package.json", "go.mod", "Makefile", "makefile", "GNUmakefile")
+
+
+def secret_name(rel: str) -> bool:
+    """Whether a file at ``rel`` may hold a secret by its name (``.env``, ``id_rsa``...)."""
+    name = rel.rsplit("/", 1)[-1].lower()
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_NAMES)
+
+
+def regular_file(root: Path, rel: str) -> tuple[str, int] | None:
+    """The real path and size of ``rel`` if it is a regular file inside ``root``: a symlink out
+    of an untrusted repo (README.md -> ~/.ssh/id_rsa) must not reach the prompt, nor a FIFO hang."""
+    full = os.path.join(root, rel)
+    try:
+        real = os.path.realpath(full)
+        st = os.stat(real)
+    except (OSError, ValueError):
+        return None
+    base = os.path.realpath(root)
+    if not stat.S_ISREG(st.st_mode) or os.path.commonpath([base, real]) != base:
+        return None
+    return real, st.st_size
+
+
+def read(root: Path, rel: str, limit: int = 256 * 1024) -> str | None:
+    """At most ``limit`` bytes of ``rel`` as text, if it is a regular file inside ``root``."""
+    found = regular_file(root, rel)
+    if found is None:
+        return None
+    try:
+        with open(found[0], "rb") as fh:
+            return fh.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def withheld(root: Path, paths: list[str]) -> dict[str, str]:
+    """The top-level files of ``paths`` (the ones the analysis reads) whose text must not reach
+    the prompt, each with why: a link to a file the listing leaves out (git-ignored, untracked,
+    outside the project) or to one whose name says it holds secrets. Each is warned about."""
+    listed = set(paths)
+    base = os.path.realpath(root)
+    out: dict[str, str] = {}
+    for rel in paths:
+        if "/" in rel or not (rel in READ_NAMES or rel.lower().startswith("readme")):
+            continue
+        try:
+            real = os.path.realpath(os.path.join(root, rel))
+        except (OSError, ValueError):
+            continue
+        target = os.path.relpath(real, base).replace(os.sep, "/")
+        if target == rel:
+            continue
+        if target not in listed:
+            why = f"it links to {target}, which is not one of the project's files (ignored?)"
+        elif secret_name(target):
+            why = f"it links to {target}, whose name says it may hold secrets"
+        else:
+            continue  # a link to another listed file (README.md -> docs/README.md)
+        out[rel] = why
+        log.warning("%s: left out of the planner's codebase context: %s", rel, why)
+    return out

@@ -1,0 +1,97 @@
+"""What of a messy, untrusted repository reaches the planner's prompt: real git repositories in
+tmp dirs, the real `specwright plan` CLI, the fake Anthropic server holding what was sent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from specwright.testing import FakeModelServer
+from tests.test_studio import q_turn
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as server:
+        yield server
+
+
+def configure(root: Path, srv: FakeModelServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    (root / ".handoff").mkdir(exist_ok=True)
+    (root / ".handoff" / "config.yaml").write_text(
+        "tools:\n  planners:\n    claude:\n      type: anthropic\n"
+        f"      model: claude-sonnet-4-6\n      base_url: {srv.base_url}\n      timeout_s: 5\n"
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+
+
+def plan(root: Path, srv: FakeModelServer) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`specwright plan` in ``root``; its result and the text of the planner's request."""
+    srv.script(q_turn())
+    out = subprocess.run(
+        [sys.executable, "-m", "specwright.cli", "plan", "--intent", "Add login"],
+        cwd=root,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out, srv.model_requests[0].all_text
+
+
+@pytest.mark.parametrize("target", [".env", "config/.env.local", "../id_rsa"])
+def test_a_readme_linking_to_an_ignored_secret_file_is_not_sent(
+    tmp_path: Path, srv: FakeModelServer, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """A cloned repo's README.md -> .env (which the user's .gitignore keeps out of git, holding
+    their keys) sent the .env's text to the planner as the README's excerpt."""
+    root = tmp_path / "cloned"
+    (root / "config").mkdir(parents=True)
+    for where in (root / ".env", root / "config" / ".env.local", tmp_path / "id_rsa"):
+        where.write_text("STRIPE_KEY=sk_live_LOCALONLY0123456789\n")
+    (root / ".gitignore").write_text(".env\n.env.local\n")
+    (root / "app.py").write_text("x = 1\n")
+    (root / "README.md").symlink_to(target)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    configure(root, srv, monkeypatch)
+    out, sent = plan(root, srv)
+    assert "# Codebase: cloned" in sent and "app.py" in sent  # the context is there
+    assert "sk_live_LOCALONLY" not in sent
+    assert "README.md" in sent  # listed, not read
+    shown = os.path.normpath(target)
+    assert (
+        f"specwright: warning: README.md: left out of the planner's codebase context: it links "
+        f"to {shown}, " in out.stderr
+    )
+
+
+def test_a_readme_linking_to_a_tracked_secret_file_is_not_sent(
+    tmp_path: Path, srv: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "credentials.json").write_text('{"token": "ghp_TRACKEDBYMISTAKE0123"}\n')
+    (root / "README.md").symlink_to("credentials.json")
+    (root / "docs").mkdir()
+    (root / "docs" / "guide.md").write_text("# Guide\n\nUse the widget.\n")
+    (root / "CONTRIBUTING.md").symlink_to("docs/guide.md")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    configure(root, srv, monkeypatch)
+    out, sent = plan(root, srv)
+    assert "ghp_TRACKEDBYMISTAKE" not in sent and "credentials.json" in sent
+    assert "it links to credentials.json, whose name says it may hold secrets" in out.stderr
+    assert out.stderr.count("warning") == 1  # a link to a listed file is no secret
