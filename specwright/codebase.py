@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwright.codebase_guard import read as _read
+from specwright.codebase_guard import redacted, withheld
 from specwright.codebase_guard import regular_file as _regular_file
-from specwright.codebase_guard import withheld
+from specwright.redact import Redactor
 
 if TYPE_CHECKING:
     from specwright.store import Store
@@ -550,6 +551,7 @@ def context(
     """The rendered codebase context for ``root``, cached in ``store`` by commit (a tree with
     uncommitted edits to tracked files is analysed each time)."""
     root = Path(root).resolve()
+    redact = Redactor.from_env()  # a key pasted in the README is not sent (nor cached)
     commit = head_commit(root) if store is not None else None
     if commit and _git(root, "status", "--porcelain", "--untracked-files=no", "--", "."):
         commit = None  # edits not committed (README, pyproject.toml): not that commit's context
@@ -562,8 +564,8 @@ def context(
             [str(root), commit, params],
         )
         if rows:
-            return str(rows[0][0])
-    summary = analyze(root, max_files=max_files)
+            return redact(str(rows[0][0]))  # a secret set since it was cached
+    summary = redacted(analyze(root, max_files=max_files), redact)
     text = render(summary, budget_tokens)
     if store is not None and commit and summary.commit == commit:
         from specwright.model import utcnow

@@ -3,7 +3,8 @@
 Only the few files the analysis reads (README, pyproject.toml, package.json, go.mod, Makefile)
 reach the prompt as text. A cloned repository is untrusted: its README.md may be a link to the
 user's own git-ignored ``.env`` or ``~/.ssh/id_rsa``. ``withheld`` names the top-level files
-whose text must not be read, and why; ``read`` reads only regular files inside the root.
+whose text must not be read, and why; ``read`` reads only regular files inside the root;
+``redacted`` cuts the values of secret environment variables out of what is shown.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import fnmatch
 import logging
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+from specwright.redact import Redactor
 
 log = logging.getLogger("specwright.codebase")
 
@@ -85,3 +90,22 @@ def withheld(root: Path, paths: list[str]) -> dict[str, str]:
         out[rel] = why
         log.warning("%s: left out of the planner's codebase context: %s", rel, why)
     return out
+
+
+def redacted(summary: Any, redact: Redactor) -> Any:
+    """``summary`` (a ``codebase.Summary``) with the values of secret environment variables cut
+    out of all it shows: a key pasted in the README or a commit subject, a file named after one."""
+    if not redact:
+        return summary
+    keys = [
+        replace(k, path=redact(k.path), why=redact(k.why), excerpt=redact.lines(k.excerpt))
+        for k in summary.key_files
+    ]
+    commands = {kind: [redact(c) for c in cmds] for kind, cmds in summary.commands.items()}
+    return replace(
+        summary,
+        paths=[redact(p) for p in summary.paths],
+        commands=commands,
+        key_files=keys,
+        commits=[redact(c) for c in summary.commits],
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from specwright.store import Store
 from specwright.testing import FakeModelServer
 from tests.test_studio import q_turn
 
@@ -46,7 +47,7 @@ def plan(root: Path, srv: FakeModelServer) -> tuple[subprocess.CompletedProcess[
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    return out, srv.model_requests[0].all_text
+    return out, srv.model_requests[-1].all_text
 
 
 @pytest.mark.parametrize("target", [".env", "config/.env.local", "../id_rsa"])
@@ -95,3 +96,31 @@ def test_a_readme_linking_to_a_tracked_secret_file_is_not_sent(
     assert "ghp_TRACKEDBYMISTAKE" not in sent and "credentials.json" in sent
     assert "it links to credentials.json, whose name says it may hold secrets" in out.stderr
     assert out.stderr.count("warning") == 1  # a link to a listed file is no secret
+
+
+def test_a_secret_of_the_environment_in_the_readme_or_a_commit_is_not_sent(
+    tmp_path: Path, srv: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A README with the user's key pasted into its setup steps, and a commit that said it, went
+    to the planner (a remote model) and into the store's cache as written; and a context cached
+    before the key was set was sent as cached."""
+    key = "sk_live_PASTEDINREADME0123456789"
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "README.md").write_text(f"# Shop\n\nexport STRIPE_SECRET_KEY={key}\n")
+    (root / "app.py").write_text("x = 1\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", f"use {key} for now")
+    configure(root, srv, monkeypatch)
+    _, sent = plan(root, srv)
+    assert key in sent  # not a secret of this environment: nothing to tell it by
+    monkeypatch.setenv("STRIPE_SECRET_KEY", key)
+    _, sent = plan(root, srv)  # the same commit: the context comes from the store's cache
+    assert key not in sent and "export STRIPE_SECRET_KEY=[REDACTED:STRIPE_SECRET_KEY]" in sent
+    db = Path(os.environ["SPECWRIGHT_DB"])
+    db.unlink()  # a fresh store: the context is analysed again, and cached redacted
+    _, sent = plan(root, srv)
+    assert key not in sent and "use [REDACTED:STRIPE_SECRET_KEY] for now" in sent
+    rows = Store(db).query("SELECT rendered, stats FROM codebase_cache")
+    assert rows and key not in str(rows)
