@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specwright.codebase_guard import printable, redacted, withheld
 from specwright.codebase_guard import read as _read
-from specwright.codebase_guard import redacted, withheld
 from specwright.codebase_guard import regular_file as _regular_file
 from specwright.redact import Redactor
 
@@ -490,14 +490,14 @@ def _render_tree(paths: list[str], budget_chars: int) -> str:
     if budget_chars <= 20 or not paths:
         return ""
     # a file name is untrusted: a newline or escape in it must not forge lines of the summary
-    safe = ["".join(c if c.isprintable() else "?" for c in p) for p in paths]
+    safe = [printable(p) for p in paths]
     return _Tree(safe).render(budget_chars)
 
 
 def render(summary: Summary, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> str:
     """The summary as markdown within ``budget_tokens`` (estimated); deterministic."""
     budget = max(budget_tokens, 64) * 4
-    head = [f"# Codebase: {summary.name}"]
+    head = [f"# Codebase: {printable(summary.name)}"]
     where = f"commit {summary.commit[:12]}" if summary.commit else "no commit yet"
     more = "+" if summary.truncated_files else ""
     head.append(
@@ -511,17 +511,19 @@ def render(summary: Summary, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> str:
     if summary.commands:
         head.append("\n## Commands (inferred)")
         for kind in sorted(summary.commands):
-            head.append(f"- {kind}: " + "; ".join(f"`{c}`" for c in summary.commands[kind][:6]))
+            cmds = "; ".join(f"`{printable(c)}`" for c in summary.commands[kind][:6])
+            head.append(f"- {kind}: {cmds}")
     text = "\n".join(head)
     sections: list[str] = []
     keys = [k for k in summary.key_files if not k.excerpt]
     if keys:
-        sections.append("## Key files\n" + "\n".join(f"- {k.path}: {k.why}" for k in keys[:20]))
+        lines = (f"- {printable(k.path)}: {printable(k.why)}" for k in keys[:20])
+        sections.append("## Key files\n" + "\n".join(lines))
     if summary.commits:
         sections.append("## Recent commits\n" + "\n".join(f"- {c}" for c in summary.commits))
     for k in summary.key_files:
         if k.excerpt:
-            sections.append(f"## {k.path} (excerpt)\n{k.excerpt}")
+            sections.append(f"## {printable(k.path)} (excerpt)\n{k.excerpt}")
     for section in sections:
         if len(text) + len(section) + 2 > budget * 0.6:
             room = int(budget * 0.6) - len(text) - 40

@@ -109,3 +109,9 @@ def redacted(summary: Any, redact: Redactor) -> Any:
         key_files=keys,
         commits=[redact(c) for c in summary.commits],
     )
+
+
+def printable(text: str) -> str:
+    """A name from the project (a file's, a package.json script's) as one line of the prompt: a
+    newline must not forge a line of the summary, a non-UTF-8 byte not stop the request."""
+    return "".join(c if c.isprintable() else "?" for c in text)
