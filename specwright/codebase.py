@@ -201,6 +201,11 @@ def _walk_files(root: Path, max_files: int) -> list[str]:
     return sorted(found)[: max_files + 1]
 
 
+def _generated(path: str) -> bool:
+    """Whether ``path`` is or is in a folder of tools' output or dependencies (node_modules...)."""
+    return any(d in _WALK_SKIP or d.endswith(".egg-info") for d in path.split("/"))
+
+
 # --- analysis ---------------------------------------------------------------------------------
 
 
@@ -353,7 +358,11 @@ def _key_files(root: Path, paths: list[str]) -> list[KeyFile]:
     for p in top:
         if p.lower().startswith(("contributing", "agents.md", "claude.md")):
             keys.append(KeyFile(p, "contributor guide"))
-    entries = [p for p in paths if p.rsplit("/", 1)[-1] in _ENTRY_NAMES and p.count("/") <= 3]
+    entries = [
+        p
+        for p in paths
+        if p.rsplit("/", 1)[-1] in _ENTRY_NAMES and p.count("/") <= 3 and not _generated(p)
+    ]
     entries.sort(key=lambda p: (p.count("/"), p))
     keys += [KeyFile(p, "entry point") for p in entries[:12]]
     return keys
@@ -448,9 +457,11 @@ class _Tree:
         return cost + (20 if len(kids) > _PER_DIR else 0)
 
     @staticmethod
-    def _key(level: int, node: str) -> tuple[bool, int, str]:
-        # source before tests/docs/examples, shallow before deep, then alphabetical
-        return (bool(_LOW_PRIORITY & set(node.split("/"))), level, node)
+    def _key(level: int, node: str) -> tuple[int, int, str]:
+        # source, then tests/docs/examples, then committed node_modules/dist/.venv; shallow
+        # before deep, then alphabetical
+        rank = 2 if _generated(node) else 1 if _LOW_PRIORITY & set(node.split("/")) else 0
+        return (rank, level, node)
 
     def render(self, budget_chars: int) -> str:
         """Expand directories (source first, shallow first) while the text fits."""
