@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specwright.codebase_guard import printable, redacted, withheld
+from specwright.codebase_guard import printable, readmes, redacted, withheld
 from specwright.codebase_guard import read as _read
 from specwright.codebase_guard import regular_file as _regular_file
 from specwright.redact import Redactor
@@ -351,10 +351,11 @@ def _make_commands(root: Path, name: str, commands: dict) -> None:
 def _key_files(root: Path, paths: list[str]) -> list[KeyFile]:
     keys: list[KeyFile] = []
     top = [p for p in paths if "/" not in p]
-    readme = next((p for p in top if p.lower().startswith("readme")), None)
-    if readme:
+    for readme in readmes(top)[:3]:
         text = (_read(root, readme, README_CHARS * 4) or "").strip()
-        keys.append(KeyFile(readme, "readme", text[:README_CHARS]))
+        if "\0" not in text:  # not a binary file (README-banner.png): its bytes say nothing
+            keys.append(KeyFile(readme, "readme", text[:README_CHARS]))
+            break
     for p in top:
         if p.lower().startswith(("contributing", "agents.md", "claude.md")):
             keys.append(KeyFile(p, "contributor guide"))

@@ -37,6 +37,18 @@ def secret_name(rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_NAMES)
 
 
+_TEXT_SUFFIXES = ("md", "markdown", "rst", "txt", "adoc", "asciidoc", "org", "readme")
+
+
+def readmes(top: list[str]) -> list[str]:
+    """The top-level files named README*, text first (README.md before README-banner.png), the
+    plainest name first (README.md before README.zh-CN.md)."""
+    found = [p for p in top if p.lower().startswith("readme")]
+    return sorted(
+        found, key=lambda p: (p.lower().rsplit(".", 1)[-1] not in _TEXT_SUFFIXES, len(p), p)
+    )
+
+
 def regular_file(root: Path, rel: str) -> tuple[str, int] | None:
     """The real path and size of ``rel`` if it is a regular file inside ``root``: a symlink out
     of an untrusted repo (README.md -> ~/.ssh/id_rsa) must not reach the prompt, nor a FIFO hang."""

@@ -287,3 +287,20 @@ def test_committed_dependencies_do_not_crowd_out_the_source(tmp_path: Path) -> N
     text = codebase.render(s, 400)
     assert "  billing/\n    part0.ts" in text and "  shop/\n    part0.ts" in text
     assert "  routes/\n    login.ts\n" in text and "node_modules/ (1200 files)" in text
+
+
+def test_the_readme_excerpt_is_the_text_readme_never_an_image_or_binary(tmp_path: Path) -> None:
+    """README-banner.png sorts before README.md: its bytes (NULs, escapes) were the planner's
+    README excerpt, and the real README was never shown."""
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+    root = tmp_path / "app"
+    write(root, {"README.md": "# App\n\nSells widgets.\n", "README.zh-CN.md": "# 应用\n"})
+    (root / "README-banner.png").write_bytes(png)
+    text = codebase.render(codebase.analyze(root))
+    assert "## README.md (excerpt)\n# App\n\nSells widgets." in text
+    assert "\0" not in text and "IHDR" not in text
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "README.pdf").write_bytes(b"%PDF-1.7\n\0\0\x01binary")
+    text = codebase.render(codebase.analyze(only))
+    assert "(excerpt)" not in text and "\0" not in text and "README.pdf" in text
