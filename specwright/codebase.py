@@ -221,11 +221,12 @@ def _count_lines(root: Path, paths: list[str]) -> tuple[list[Language], int]:
     files: Counter[str] = Counter()
     lines: Counter[str] = Counter()
     budget = MAX_READ_BYTES
+    dirs: dict[str, str] = {}  # real paths of folders, resolved once
     for rel in paths:
         lang = _language(rel)
         if lang is None:
             continue
-        full = _regular_file(root, rel)
+        full = _regular_file(root, rel, dirs)
         if full is None:
             continue
         size = full[1]

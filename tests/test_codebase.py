@@ -304,3 +304,21 @@ def test_the_readme_excerpt_is_the_text_readme_never_an_image_or_binary(tmp_path
     (only / "README.pdf").write_bytes(b"%PDF-1.7\n\0\0\x01binary")
     text = codebase.render(codebase.analyze(only))
     assert "(excerpt)" not in text and "\0" not in text and "README.pdf" in text
+
+
+def test_a_tracked_folder_swapped_for_a_link_out_of_the_repo_is_not_read(tmp_path: Path) -> None:
+    """Folders are resolved once per analysis: a path through a folder that is now a link out of
+    the project (git still lists lib/a.py) must still not be read or counted."""
+    outside = tmp_path / "outside"
+    write(outside, {"a.py": "SECRET = 1\n" * 100, "README.md": "outside\n"})
+    root = tmp_path / "repo"
+    write(root, {"lib/a.py": "x = 1\n", "lib/b.py": "y = 2\n", "main.py": "z = 3\n"})
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "x")
+    for f in ("a.py", "b.py"):
+        (root / "lib" / f).unlink()
+    (root / "lib").rmdir()
+    (root / "lib").symlink_to(outside)
+    s = codebase.analyze(root)
+    assert "lib/a.py" in s.paths and s.total_lines == 1  # main.py only
