@@ -436,6 +436,10 @@ _M012_CODEX_SESSION_KEYS = (
 # docs/schema.md says every foreign-key column is indexed: queue.run_id (-> runs) was not.
 _M013_QUEUE_RUN_INDEX = (_index("queue", "run_id"),)
 
+# An item whose run-all a rate limit stopped goes back on the queue until the limit resets, and
+# the queued items of its executor wait with it: no worker claims one before ``not_before``.
+_M014_QUEUE_NOT_BEFORE = ("ALTER TABLE queue ADD COLUMN IF NOT EXISTS not_before TIMESTAMP",)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _M001),
@@ -455,6 +459,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         12, "usage_records: Codex events without totals keyed by session", _M012_CODEX_SESSION_KEYS
     ),
     Migration(13, "queue: an index on run_id, as on every foreign key", _M013_QUEUE_RUN_INDEX),
+    Migration(14, "queue: not_before, an item waiting for a rate limit", _M014_QUEUE_NOT_BEFORE),
 )
 
 

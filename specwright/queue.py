@@ -4,7 +4,9 @@
 one at a time, or up to ``concurrency`` at once, and runs them with ``run_all``. ``cancel``
 drops a queued item or asks the worker to stop a running one (the agent is killed, the run is
 recorded as cancelled). Items a dead worker left ``running``, and those of a worker that is
-stopped (Ctrl-C, SIGTERM), go back to the queue: run-all resumes where it stopped. A worker
+stopped (Ctrl-C, SIGTERM), go back to the queue: run-all resumes where it stopped. So does an
+item whose run-all a rate limit stopped, once the limit resets (``not_before``); the queued items
+of its executor wait until then too, rather than each meeting the limit in turn. A worker
 paused past its heartbeat (SIGSTOP, a suspended laptop) whose item was taken over that way stops
 it when it resumes and records nothing over it. Two items of one project never run at once (they
 would share its work tree): the second waits.
@@ -22,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from specwright import catalog, interrupts
 from specwright.agents.orphans import gone_here, pid_alive
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
+from specwright.queue_holds import DUE, UNKNOWN_RESET_S, due_params, hold, limit_note
 from specwright.recovery import STALE_HEARTBEAT_S
 from specwright.store import Store, is_conflict
 
@@ -113,7 +116,7 @@ def items(store: Store, statuses: tuple[str, ...] | None = None) -> list[dict[st
     rows = store.query_dicts(
         f"SELECT q.id, s.slug AS spec, q.status, q.cancel_requested, q.options, q.run_id, "
         f"q.worker_pid, q.host, q.reason, q.created_at, q.started_at, q.finished_at, "
-        f"q.heartbeat_at, q.project_root "
+        f"q.heartbeat_at, q.not_before AS waits_until, q.project_root "
         f"FROM queue q LEFT JOIN specs s ON s.id = q.spec_id {where} ORDER BY q.created_at",
         params,
     )
@@ -280,7 +283,9 @@ def _claim(store: Store) -> dict[str, Any] | None:
         row = [
             r
             for r in conn.execute(
-                "SELECT id, project_root FROM queue WHERE status = 'queued' ORDER BY created_at"
+                f"SELECT id, project_root FROM queue WHERE status = 'queued' AND {DUE} "
+                "ORDER BY created_at",
+                due_params(),
             ).fetchall()
             if r[1] not in busy
         ]
@@ -298,6 +303,7 @@ def _claim(store: Store) -> dict[str, Any] | None:
                 "started_at": now,
                 "heartbeat_at": now,
                 "reason": None,  # why it was queued again (a worker gone): it runs now
+                "not_before": None,
             },
         )
         store.write([op])
@@ -354,6 +360,7 @@ def _run_item(
     watcher.start()
     opts = item["options"]
     status, reason, run_id = "failed", "", None
+    limited: tuple[str, datetime] | None = None  # a rate limit stopped it: executor, reset
     try:
         try:
             spec = catalog.get_spec(store, item["spec_id"])
@@ -379,6 +386,9 @@ def _run_item(
         )
         run_id, reason = result.run_id, result.reason
         status = {"shipped": "done", "cancelled": "cancelled"}.get(result.status, "failed")
+        if result.stopped_by == "rate_limited":  # every next item of it would meet the limit
+            resets = result.resets_at or utcnow() + timedelta(seconds=UNKNOWN_RESET_S)
+            limited = (opts.get("executor") or config.defaults.executor, resets)
         if status == "cancelled" and asked.is_set():  # the run's reason cannot say who asked
             reason = f"asked by `queue cancel`; {reason}"
     except SpecwrightError as exc:
@@ -395,6 +405,12 @@ def _run_item(
             # the next worker, as after a worker that died
             status, values["reason"] = "queued", f"worker stopped; queued again ({reason})"[:2000]
             values.update(worker_pid=None, started_at=None)
+        elif limited is not None and status == "failed":  # it resumes once the limit resets
+            status, values["reason"] = (
+                "queued",
+                f"{limit_note(*limited)}: it waits, then run-all resumes",
+            )
+            values.update(worker_pid=None, started_at=None, not_before=limited[1])
         else:
             values["finished_at"] = utcnow()
         values["status"] = status
@@ -404,10 +420,16 @@ def _run_item(
         else:  # keyed by the claim: nothing written if another worker claimed it meanwhile
             store.update("queue", claim_key, values)
             on_line(f"queue item {item['id'][:13]}: {status}: {values['reason']}")
+            if limited is not None and status == "queued":
+                held = hold(store, *limited)
+                if held:
+                    on_line(f"worker: {held} other queued item(s) of {limited[0]!r} wait too")
 
 
 def _pending(store: Store) -> bool:
-    return bool(store.query("SELECT 1 FROM queue WHERE status = 'queued' LIMIT 1"))
+    return bool(
+        store.query(f"SELECT 1 FROM queue WHERE status = 'queued' AND {DUE} LIMIT 1", due_params())
+    )
 
 
 def work(

@@ -1,12 +1,13 @@
-"""Run-all reporting: what it would do (``plan``), how it ended (``outcome``) and what it did
-(``run_summary``)."""
+"""Run-all reporting: what it would do (``plan``), how it ended (``outcome``, returned as a
+``RunAllResult``) and what it did (``run_summary``)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,43 @@ from specwright.store import Store
 if TYPE_CHECKING:
     from specwright.config import Config
     from specwright.loop import ChunkResult
-    from specwright.runner import ChunkSummary
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkSummary:
+    """One line of a run-all's result table."""
+
+    chunk_id: str
+    position: int
+    title: str
+    status: str
+    iterations: int = 0
+    verdict: str | None = None
+    reason: str = ""
+    cost_usd: float = 0.0
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunAllResult:
+    run_id: str
+    spec_id: str
+    status: str  # shipped | failed | cancelled
+    reason: str
+    chunks: tuple[ChunkSummary, ...]
+    branch: str | None = None
+    refused: bool = False  # failed before any agent ran (a check that cannot run): nothing done
+    # what stopped it short of its chunks (a STOPS_RUN_ALL kind: rate_limited, billing, ...),
+    # and for a rate limit when it resets (naive UTC; None when not known)
+    stopped_by: str | None = None
+    resets_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "shipped"
+
 
 # tokens as told (``queries.TOLD``): NULL for a group of agents that tell no usage
 TOKEN_SUMS = f"""sum(e.input_tokens) FILTER (WHERE {TOLD}) AS input_tokens,

@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,8 @@ from specwright.loop.lines import STOPS_RUN_ALL, interrupted_by
 from specwright.loop.records import Heartbeat, store_files, write_if_running
 from specwright.model import Chunk, Spec, new_id, utcnow
 from specwright.recovery import ensure_tree_free, recover_interrupted
+from specwright.run_report import ChunkSummary as ChunkSummary  # re-exported: callers import
+from specwright.run_report import RunAllResult as RunAllResult  # them here
 from specwright.run_report import added_since, agents_ran, head_or_none, outcome
 from specwright.run_report import plan as plan  # re-exported: the CLI and widgets import it here
 from specwright.run_report import run_summary as run_summary
@@ -45,36 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProgressSink = Callable[[Progress], None]
-
-
-@dataclass(frozen=True)
-class ChunkSummary:
-    """One line of a run-all's result table."""
-
-    chunk_id: str
-    position: int
-    title: str
-    status: str
-    iterations: int = 0
-    verdict: str | None = None
-    reason: str = ""
-    cost_usd: float = 0.0
-    run_id: str | None = None
-
-
-@dataclass(frozen=True)
-class RunAllResult:
-    run_id: str
-    spec_id: str
-    status: str  # shipped | failed | cancelled
-    reason: str
-    chunks: tuple[ChunkSummary, ...]
-    branch: str | None = None
-    refused: bool = False  # failed before any agent ran (a check that cannot run): nothing done
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "shipped"
 
 
 # --- run-all --------------------------------------------------------------------------------
@@ -109,6 +81,7 @@ class _RunAll:
         self.interrupted_by: str | None = None  # Ctrl-C or SIGTERM, when one stopped the run
         self.branch_was_gone = False  # no spec branch before run_all made it (a resume's is)
         self.stopped = False  # credentials refused, a check that cannot run: no chunk can
+        self.stopped_by: str | None = None  # the first such reason's kind (``rate_limited``)
         self.limited: tuple[Chunk, ChunkResult] | None = None  # the first chunk rate_limited
         # a run of a comparison leaves the spec's chunk rows alone: what its chunks shipped
         # (their summaries, for the prompts of their dependents) is kept here instead
@@ -215,6 +188,7 @@ class _RunAll:
         if result.reason.startswith(STOPS_RUN_ALL):
             self.stopped = True
             with self._lock:  # a wave's: the first by position is named
+                self.stopped_by = self.stopped_by or result.reason.split(":", 1)[0]
                 was = self.limited
                 if result.reason.startswith("rate_limited:") and (
                     was is None or chunk.position < was[0].position
@@ -584,7 +558,11 @@ def run_all(
         else ChunkSummary(c.id, c.position, c.title, "pending", reason="not run")
         for c in sorted(chunks, key=lambda c: c.position)
     )
-    return RunAllResult(run_id, spec.id, status, reason, ordered, job.branch, refused)
+    resets = job.limited[1].resets_at if job.limited else None
+    stopped_by = job.stopped_by if status == "failed" else None
+    return RunAllResult(
+        run_id, spec.id, status, reason, ordered, job.branch, refused, stopped_by, resets
+    )
 
 
 def _check_out(store: Store, root: Path, slug: str, parallel: int) -> None:

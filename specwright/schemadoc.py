@@ -77,7 +77,8 @@ TABLE_DOCS: dict[str, str] = {
     "since, so two databases in one folder keep their journals apart. Not journaled.",
     "queue": "Run-alls handed to a background worker (`specwright queue add`, `specwright "
     "worker`): status queued | running | done | failed | cancelled. `spec_id` -> specs, "
-    "`run_id` -> runs.",
+    "`run_id` -> runs. A queued item with `not_before` waits until then for a rate limit to "
+    "reset.",
 }
 
 
