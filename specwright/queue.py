@@ -383,6 +383,7 @@ def _run_item(
             parallel=opts.get("parallel"),
             max_iterations=opts.get("max_iterations"),
             cancel=cancel,
+            on_progress=_progress(store, spec, item["id"], on_line),
         )
         run_id, reason = result.run_id, result.reason
         status = {"shipped": "done", "cancelled": "cancelled"}.get(result.status, "failed")
@@ -424,6 +425,25 @@ def _run_item(
                 held = hold(store, *limited)
                 if held:
                     on_line(f"worker: {held} other queued item(s) of {limited[0]!r} wait too")
+
+
+# what a worker says of an item's run-all as it goes: each chunk's start, attempts, pauses and
+# end (not every tool call: several items may be under way)
+_SAID = ("chunk-start", "chunk-done", "blocked", "skip", "iteration", "pause", "merge", "conflict")
+
+
+def _progress(store: Store, spec: Spec, item: str, on_line: Callable[[str], None]) -> Any:
+    """The ``on_progress`` of an item's run-all: its chunks' steps as lines of the worker."""
+    positions = {c.id: c.position for c in catalog.list_chunks(store, spec.id)}
+
+    def said(p: Any) -> None:
+        if p.kind in _SAID:
+            where = f"[{positions[p.chunk_id]}] " if p.kind in ("iteration", "pause") else ""
+            on_line(
+                f"queue item {item[:13]}: {where if p.chunk_id in positions else ''}{p.message}"
+            )
+
+    return said
 
 
 def _pending(store: Store) -> bool:

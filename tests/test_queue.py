@@ -308,3 +308,37 @@ def test_two_queue_adds_at_once_queue_the_spec_once(git_repo: Path, tmp_path: Pa
     assert a.returncode == 0, a_err
     assert b.returncode == 2 and "is already on the queue as" in b_err, b_err
     assert [r["status"] for r in queue.items(store)] == ["queued"]
+
+
+def test_a_worker_says_each_chunk_of_its_item_as_it_goes(git_repo: Path) -> None:
+    """Left running for hours, a worker said when an item began and ended, nothing between."""
+    script = {
+        "chunks": {
+            "Make A": [{"write": "a.txt", "content": "A"}],
+            # the first attempt changes none of its files: rejected, then a second attempt
+            "Make B": {"attempts": [[{"say": "thinking"}], [{"write": "b.txt", "content": "B"}]]},
+        }
+    }
+    _project(git_repo, script)
+    store = Store(resolve_db_path(git_repo))
+    spec = _spec(store, git_repo, {"A": [], "B": ["A"]})
+    item = queue.add(store, spec, git_repo)[:13]
+    store.release()
+    proc = _worker(git_repo, "--once")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    said = [line for line in out.splitlines() if line.startswith(f"queue item {item}: ")]
+    steps = [line.split(": ", 1)[1] for line in said]
+    expected = [
+        "run-all diamond in",
+        "chunk 1 Make A: starting",
+        "[1] iteration 1/2",
+        "chunk 1 Make A: shipped after 1 iteration(s)",
+        "chunk 2 Make B: starting",
+        "[2] iteration 1/2",
+        "[2] iteration 2/2",
+        "chunk 2 Make B: shipped after 2 iteration(s)",
+        "done: all 2 chunks shipped",
+    ]
+    assert len(steps) == len(expected), out
+    assert all(s.startswith(e) for s, e in zip(steps, expected, strict=True)), out
