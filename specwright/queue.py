@@ -32,7 +32,7 @@ from specwright import catalog, interrupts
 from specwright.agents.orphans import gone_here, pid_alive
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
-from specwright.queue_holds import DUE, UNKNOWN_RESET_S, due_params, hold, limit_note
+from specwright.queue_holds import DUE, due_params, held_until, hold, limit_note
 from specwright.recovery import STALE_HEARTBEAT_S
 from specwright.store import Store, is_conflict
 
@@ -360,7 +360,8 @@ def _run_item(
     watcher.start()
     opts = item["options"]
     status, reason, run_id = "failed", "", None
-    limited: tuple[str, datetime] | None = None  # a rate limit stopped it: executor, reset
+    # a rate limit or an account out of credit stopped it: executor, until when, which
+    limited: tuple[str, datetime, str] | None = None
     try:
         try:
             spec = catalog.get_spec(store, item["spec_id"])
@@ -387,9 +388,9 @@ def _run_item(
         )
         run_id, reason = result.run_id, result.reason
         status = {"shipped": "done", "cancelled": "cancelled"}.get(result.status, "failed")
-        if result.stopped_by == "rate_limited":  # every next item of it would meet the limit
-            resets = result.resets_at or utcnow() + timedelta(seconds=UNKNOWN_RESET_S)
-            limited = (opts.get("executor") or config.defaults.executor, resets)
+        until = held_until(result.stopped_by, result.resets_at, result.reason)
+        if until is not None and result.stopped_by:  # every next item of it would meet it
+            limited = (opts.get("executor") or config.defaults.executor, until, result.stopped_by)
         if status == "cancelled" and asked.is_set():  # the run's reason cannot say who asked
             reason = f"asked by `queue cancel`; {reason}"
     except SpecwrightError as exc:
@@ -406,7 +407,7 @@ def _run_item(
             # the next worker, as after a worker that died
             status, values["reason"] = "queued", f"worker stopped; queued again ({reason})"[:2000]
             values.update(worker_pid=None, started_at=None)
-        elif limited is not None and status == "failed":  # it resumes once the limit resets
+        elif limited is not None and status == "failed":  # it resumes once the wait is over
             status, values["reason"] = (
                 "queued",
                 f"{limit_note(*limited)}: it waits, then run-all resumes",

@@ -1,14 +1,15 @@
-"""Queue items held back by a rate limit: no worker claims one before its ``not_before``.
+"""Queue items held back by an executor's limit: no worker claims one before ``not_before``.
 
-A run-all a rate limit stopped leaves its item queued until the limit resets; the queued items
-that would run on the same executor are held until then too, rather than each meeting the limit
-in turn (a worker left running overnight failed the whole queue within seconds).
+A run-all a rate limit stopped leaves its item queued until the limit resets; one stopped by an
+account out of credit (``billing``) leaves it queued for an hour, then it tries again. The queued
+items that would run on the same executor are held until then too, rather than each meeting the
+limit in turn (a worker left running overnight failed the whole queue within seconds).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from specwright.model import utcnow
@@ -17,6 +18,9 @@ from specwright.store import Store
 # How long an executor's items wait after a rate limit stopped one whose reset is not known (it
 # kept resetting within moments: "still rate limited after 20 pauses")
 UNKNOWN_RESET_S = 900.0
+# How long they wait after an account out of credit stopped one: it tries again then (a refused
+# call costs nothing), so the queue goes on by itself once credit is added
+BILLING_RETRY_S = 3600.0
 DUE = "(not_before IS NULL OR not_before <= ?)"  # SQL: a queued item not held (param: now)
 
 
@@ -25,14 +29,27 @@ def due_params() -> list[Any]:
     return [utcnow()]
 
 
-def limit_note(executor: str, until: datetime) -> str:
+def held_until(stopped_by: str | None, resets_at: datetime | None, reason: str) -> datetime | None:
+    """Until when a run-all stopped by ``stopped_by`` (its ``reason``) holds its executor's items
+    (naive UTC), or None when it holds none (a refused key, a check that cannot run: no wait
+    mends them; a reviewer out of credit: the executor is not)."""
+    if stopped_by == "rate_limited":
+        return resets_at or utcnow() + timedelta(seconds=UNKNOWN_RESET_S)
+    if stopped_by == "billing" and "billing: executor " in reason:
+        return utcnow() + timedelta(seconds=BILLING_RETRY_S)
+    return None
+
+
+def limit_note(executor: str, until: datetime, stopped_by: str) -> str:
     """``executor 'x' rate limited until 2026-12-03 15:04 local`` (a time, not "in 2 h": the
-    reason is read later)."""
-    at = until.replace(tzinfo=UTC).astimezone()
-    return f"executor {executor!r} rate limited until {at:%Y-%m-%d %H:%M} local"
+    reason is read later), or ``executor 'x' out of credit; tries again at ...``."""
+    at = f"{until.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M} local"
+    if stopped_by == "billing":
+        return f"executor {executor!r} out of credit (billing); tries again at {at}"
+    return f"executor {executor!r} rate limited until {at}"
 
 
-def hold(store: Store, executor: str, until: datetime) -> int:
+def hold(store: Store, executor: str, until: datetime, stopped_by: str) -> int:
     """Make the queued items that would run on ``executor`` wait until ``until``; how many."""
     from specwright import config as config_mod
 
@@ -54,7 +71,7 @@ def hold(store: Store, executor: str, until: datetime) -> int:
         return named or defaults[root]
 
     same = [r["id"] for r in rows if runs_on(r) == executor]
-    note = f"waits: {limit_note(executor, until)} (another item met it)"
+    note = f"waits: {limit_note(executor, until, stopped_by)} (another item met it)"
     if same:
         store.write(
             [

@@ -1,5 +1,6 @@
 """The queue meeting an account's limits, as a worker left running for days meets them: a rate
-limit that resets in hours must not fail every queued item in turn."""
+limit that resets in hours, or an account out of credit, must not fail every queued item in
+turn."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from specwright import catalog, queue
@@ -15,16 +17,17 @@ from specwright.model import utcnow
 from specwright.store import Store, resolve_db_path
 from tests.conftest import git
 
-LIMITED = {"chunks": {"*": [{"fail": "usage limit reached", "retry_after_s": 7200}]}}
+RATE_LIMITED = {"chunks": {"*": [{"fail": "usage limit reached", "retry_after_s": 7200}]}}
+NO_CREDIT = {"chunks": {"*": [{"fail": "Credit balance is too low", "kind": "billing"}]}}
 WORKS = {
     "chunks": {f"Make {n}": [{"write": f"out{n}.txt", "content": "done\n"}] for n in (1, 2, 3)}
 }
 
 
-def _two_executors(repo: Path) -> Path:
-    """A project whose default executor ``limited`` follows ``limited.yaml`` (returned) and
-    whose executor ``other`` always works."""
-    for name, script in (("limited", LIMITED), ("other", WORKS)):
+def _two_executors(repo: Path, limited: dict) -> Path:
+    """A project whose default executor ``limited`` follows ``limited`` (in ``limited.yaml``,
+    returned) and whose executor ``other`` always works."""
+    for name, script in (("limited", limited), ("other", WORKS)):
         (repo.parent / f"{name}.yaml").write_text(yaml.safe_dump(script))
     (repo / ".handoff").mkdir()
     (repo / ".handoff" / "config.yaml").write_text(
@@ -51,10 +54,18 @@ def _worker_once(repo: Path) -> str:
     return done.stdout
 
 
-def test_a_rate_limited_item_waits_for_the_reset_and_so_do_its_executors_items(
-    git_repo: Path,
+@pytest.mark.parametrize(
+    ("script", "said", "wait"),
+    [
+        (RATE_LIMITED, "executor 'limited' rate limited until", 7200),  # the reset the agent said
+        (NO_CREDIT, "executor 'limited' out of credit (billing); tries again at", 3600),
+    ],
+    ids=["rate_limited", "billing"],
+)
+def test_an_item_stopped_by_its_executors_limit_waits_and_so_do_its_executors_items(
+    git_repo: Path, script: dict, said: str, wait: int
 ) -> None:
-    limited = _two_executors(git_repo)
+    limited = _two_executors(git_repo, script)
     store = Store(resolve_db_path(git_repo))
     project = catalog.ensure_project(store, git_repo)
     items = []
@@ -68,9 +79,9 @@ def test_a_rate_limited_item_waits_for_the_reset_and_so_do_its_executors_items(
     out = _worker_once(git_repo)
     rows = {r["id"]: r for r in queue.items(store)}
     assert rows[first]["status"] == "queued", rows[first]  # not failed: it resumes later
-    assert "executor 'limited' rate limited until" in rows[first]["reason"], rows[first]
+    assert rows[first]["reason"].startswith(said), rows[first]
     waits = rows[first]["waits_until"] - utcnow()
-    assert timedelta(hours=1) < waits <= timedelta(hours=2), waits  # the reset the agent said
+    assert timedelta(seconds=wait - 600) < waits <= timedelta(seconds=wait), waits
     # the other item of that executor never called it: it waits for the same reset
     assert rows[second]["status"] == "queued", rows[second]
     assert rows[second]["waits_until"] == rows[first]["waits_until"]
