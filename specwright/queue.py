@@ -32,7 +32,7 @@ from specwright import catalog, interrupts
 from specwright.agents.orphans import gone_here, pid_alive
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
-from specwright.queue_holds import DUE, due_params, held_until, hold, limit_note
+from specwright.queue_holds import DUE, due_params, held_until, hold, limit_note, waiting
 from specwright.recovery import STALE_HEARTBEAT_S
 from specwright.store import Store, is_conflict
 
@@ -501,6 +501,9 @@ def work(
                 count += 1
                 continue
             if idle:
+                held = waiting(polls)
+                if held:  # --once leaves them: say so, not just how many it ran
+                    on_line(f"worker: {held}; a worker running then runs them")
                 break
             _nap(stop, ended, poll_s)
     except BaseException:

@@ -82,3 +82,16 @@ def hold(store: Store, executor: str, until: datetime, stopped_by: str) -> int:
             ]
         )
     return len(same)
+
+
+def waiting(store: Store) -> str | None:
+    """``2 queued item(s) wait for their executor's limit, the first until ...``, or None."""
+    rows = store.query(
+        "SELECT count(*), min(not_before) FROM queue WHERE status = 'queued' AND not_before > ?",
+        due_params(),
+    )
+    count, first = rows[0]
+    if not count:
+        return None
+    at = f"{first.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M} local"
+    return f"{count} queued item(s) wait for their executor's limit, the first until {at}"

@@ -90,6 +90,7 @@ def test_an_item_stopped_by_its_executors_limit_waits_and_so_do_its_executors_it
     # another executor's item is not held
     assert queue.items(store, ("done",))[0]["id"] == other
     assert "1 other queued item(s) of 'limited' wait too" in out, out
+    assert "worker: 2 queued item(s) wait for their executor's limit, the first until" in out
 
     # once the limit has reset (its time moved back, as the clock would move on)
     limited.write_text(yaml.safe_dump(WORKS))
