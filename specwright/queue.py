@@ -410,7 +410,7 @@ def _run_item(
         elif limited is not None and status == "failed":  # it resumes once the wait is over
             status, values["reason"] = (
                 "queued",
-                f"{limit_note(*limited)}: it waits, then run-all resumes",
+                f"{limit_note(*limited)}; it waits, then run-all resumes",
             )
             values.update(worker_pid=None, started_at=None, not_before=limited[1])
         else:

@@ -41,12 +41,13 @@ def held_until(stopped_by: str | None, resets_at: datetime | None, reason: str) 
 
 
 def limit_note(executor: str, until: datetime, stopped_by: str) -> str:
-    """``executor 'x' rate limited until 2026-12-03 15:04 local`` (a time, not "in 2 h": the
-    reason is read later), or ``executor 'x' out of credit; tries again at ...``."""
+    """``rate limited until 2026-12-03 15:04 local (executor 'x')`` (a time, not "in 2 h": the
+    reason is read later; first: `queue list` cuts a long reason), or ``out of credit, tries
+    again at ...``."""
     at = f"{until.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M} local"
     if stopped_by == "billing":
-        return f"executor {executor!r} out of credit (billing); tries again at {at}"
-    return f"executor {executor!r} rate limited until {at}"
+        return f"out of credit, tries again at {at} (executor {executor!r}: billing)"
+    return f"rate limited until {at} (executor {executor!r})"
 
 
 def hold(store: Store, executor: str, until: datetime, stopped_by: str) -> int:
@@ -71,7 +72,7 @@ def hold(store: Store, executor: str, until: datetime, stopped_by: str) -> int:
         return named or defaults[root]
 
     same = [r["id"] for r in rows if runs_on(r) == executor]
-    note = f"waits: {limit_note(executor, until, stopped_by)} (another item met it)"
+    note = f"waits: {limit_note(executor, until, stopped_by)}, as another item met it"
     if same:
         store.write(
             [
