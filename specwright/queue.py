@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from specwright import catalog, interrupts
-from specwright.agents.orphans import gone_here, pid_alive
+from specwright.agents.orphans import gone_here, pid_alive, runs_since
 from specwright.errors import NotFoundError, SpecwrightError, StoreLockedError, ValidationError
 from specwright.model import Spec, new_id, utcnow
 from specwright.queue_holds import DUE, due_params, held_until, hold, limit_note, waiting
@@ -195,7 +195,9 @@ def _dead(row: dict[str, Any], live_roots: set[str]) -> str | None:
     its worker on this host is gone, or it has not beaten for STALE_HEARTBEAT_S (after a reboot
     the dead worker's pid can be another process's, or the host renamed). An item of this
     process, or one whose project has a run beating in its tree, is alive (a worker whose beats
-    failed for a while must not see its item run a second time)."""
+    failed for a while must not see its item run a second time), and so is one whose worker on
+    this host runs (not stopped) since it claimed it: its beats failed, the database held by a
+    notebook for minutes, say."""
     if gone_here(row["worker_pid"], row["host"]):
         return "is gone"
     beat = row["heartbeat_at"] or row["started_at"] or row["created_at"]
@@ -203,9 +205,17 @@ def _dead(row: dict[str, Any], live_roots: set[str]) -> str | None:
         str(row["id"]) in _mine
         or (utcnow() - beat).total_seconds() <= STALE_HEARTBEAT_S
         or str(row["project_root"]) in live_roots
+        or _claimer_runs(row)
     ):
         return None
     return f"sent no heartbeat since {beat:%H:%M:%S}"
+
+
+def _claimer_runs(row: dict[str, Any]) -> bool:
+    """Whether the worker that claimed the item runs on this host since it claimed it."""
+    claimed = row["started_at"]
+    here = row["host"] == socket.gethostname() and claimed is not None
+    return here and runs_since(row["worker_pid"], claimed)
 
 
 _LIVE_RUNS = (  # top-level runs with a fresh heartbeat, and the project root they work in
@@ -252,11 +262,15 @@ def _busy_roots(conn: Any) -> set[str]:
     fresh = utcnow() - timedelta(seconds=STALE_HEARTBEAT_S)
     items = conn.execute(
         "SELECT project_root, worker_pid, id::VARCHAR, "
-        "coalesce(heartbeat_at, started_at, created_at) > ? "
+        "coalesce(heartbeat_at, started_at, created_at) > ?, started_at "
         "FROM queue WHERE status = 'running' AND host = ?",
         [fresh, host],
     ).fetchall()
-    live = [(root, pid) for root, pid, item, beats in items if beats or item in _mine]
+    live = [
+        (root, pid)
+        for root, pid, item, beats, claimed in items
+        if beats or item in _mine or (claimed and runs_since(pid, claimed))
+    ]
     runs = conn.execute(f"{_LIVE_RUNS} AND r.host = ?", [fresh, host]).fetchall()
     live += [(root, pid) for root, pid, _ in runs]
     return {str(root) for root, pid in live if pid_alive(pid)}

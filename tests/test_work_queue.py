@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -242,16 +243,29 @@ def test_deleting_a_spec_drops_its_queued_items_and_refuses_while_it_runs(
     assert store.query("SELECT count(*) FROM specs") == [(1,)]
 
 
-def _silent_for_hours(store: Store, item: str) -> str:
+@pytest.fixture
+def reused_pid() -> Iterator[int]:
+    """The pid of a live process started after the item below was claimed: as after a reboot,
+    the dead worker's pid given to another process (one that ran since the claim, pid 1 say,
+    would be the worker still running, its beats failed)."""
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _silent_for_hours(store: Store, item: str, pid: int) -> str:
     """The item as a worker left it before a reboot: ``running``, its last beat 3 hours old,
-    its pid now another live process's (pid 1 always runs)."""
+    its pid ``pid`` now another live process's."""
     old = utcnow() - timedelta(hours=3)
     store.update(
         "queue",
         {"id": item},
         {
             "status": "running",
-            "worker_pid": 1,
+            "worker_pid": pid,
             "host": socket.gethostname(),
             "started_at": old,
             "heartbeat_at": old,
@@ -260,14 +274,17 @@ def _silent_for_hours(store: Store, item: str) -> str:
     return f"{old:%H:%M:%S}"
 
 
-def test_an_item_whose_worker_stopped_beating_long_ago_runs_again(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_an_item_whose_worker_stopped_beating_long_ago_runs_again(  # type: ignore[no-untyped-def]
+    git_repo: Path, cli, reused_pid: int
+) -> None:
     store, slugs = _two_specs(git_repo, 0.0)
     first = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
-    since = _silent_for_hours(store, first)
+    since = _silent_for_hours(store, first, reused_pid)
     second = queue.add(store, catalog.get_spec(store, slugs[1]), git_repo)
     listed = json.loads(cli("-C", str(git_repo), "--json", "queue", "list").out)
     assert listed[0]["reason"] == (
-        f"worker 1 sent no heartbeat since {since}; the next `specwright worker` queues it again"
+        f"worker {reused_pid} sent no heartbeat since {since}; the next `specwright worker` "
+        "queues it again"
     )
     assert queue.requeue_orphans(store) == 1
     assert queue.work(store, once=True, poll_s=0.1) == 2  # the project's later item too
@@ -275,9 +292,10 @@ def test_an_item_whose_worker_stopped_beating_long_ago_runs_again(git_repo: Path
     assert rows == {first: "done", second: "done"}
 
 
-def test_a_silent_item_is_no_reason_to_keep_its_spec(git_repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_silent_item_is_no_reason_to_keep_its_spec(git_repo: Path, cli, reused_pid: int) -> None:  # type: ignore[no-untyped-def]
     store, slugs = _two_specs(git_repo, 0.0)
-    _silent_for_hours(store, queue.add(store, catalog.get_spec(store, slugs[0]), git_repo))
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    _silent_for_hours(store, item, reused_pid)
     result = cli("-C", str(git_repo), "spec", "delete", slugs[0])
     assert result.code == 0 and "1 queue" in result.out, result
 

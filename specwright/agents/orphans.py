@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,27 @@ def process_start(pid: int) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
+
+
+def runs_since(pid: int | None, since: datetime) -> bool:
+    """True when process ``pid`` of this host runs (not stopped by SIGSTOP or Ctrl-Z, not a
+    zombie) and started by ``since`` (naive UTC): the very process that recorded something then,
+    not one given its pid after a reboot. A live process whose heartbeats could not be written
+    (the database held by another program for minutes) is so told from a dead one. Linux only
+    (``/proc``); False elsewhere."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
+    if fields[0] in (b"T", b"t", b"Z", b"X"):  # stopped: another may take its work over
+        return False
+    return started <= since.replace(tzinfo=UTC).timestamp() + 1.0  # btime is in whole seconds
 
 
 def group_alive(pgid: int) -> bool:
