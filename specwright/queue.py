@@ -212,10 +212,12 @@ def _dead(row: dict[str, Any], live_roots: set[str]) -> str | None:
 
 
 def _claimer_runs(row: dict[str, Any]) -> bool:
-    """Whether the worker that claimed the item runs on this host since it claimed it."""
+    """Whether the worker that claimed the item runs on this host since it claimed it. This
+    process knows its own items (``_mine``): one it claimed and no longer runs (the write of its
+    end failed, the database locked) is not kept for it."""
     claimed = row["started_at"]
     here = row["host"] == socket.gethostname() and claimed is not None
-    return here and runs_since(row["worker_pid"], claimed)
+    return here and row["worker_pid"] != os.getpid() and runs_since(row["worker_pid"], claimed)
 
 
 _LIVE_RUNS = (  # top-level runs with a fresh heartbeat, and the project root they work in
@@ -269,7 +271,7 @@ def _busy_roots(conn: Any) -> set[str]:
     live = [
         (root, pid)
         for root, pid, item, beats, claimed in items
-        if beats or item in _mine or (claimed and runs_since(pid, claimed))
+        if beats or item in _mine or (claimed and pid != os.getpid() and runs_since(pid, claimed))
     ]
     runs = conn.execute(f"{_LIVE_RUNS} AND r.host = ?", [fresh, host]).fetchall()
     live += [(root, pid) for root, pid, _ in runs]

@@ -41,3 +41,30 @@ def test_a_running_worker_whose_beats_failed_for_minutes_keeps_its_item(git_repo
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
     assert queue.items(store)[0]["reason"].startswith("worker stopped; queued again"), out
+
+
+def test_an_item_its_live_worker_no_longer_runs_is_queued_again_by_that_worker(
+    git_repo: Path,
+) -> None:
+    """The item's end could not be written (the database locked past the timeout): the worker
+    runs on, but not that item. It queues the item again itself rather than keep it, and its
+    project, busy for as long as it lives."""
+    import os
+    import socket
+
+    store, slugs = _two_specs(git_repo, 0.0)
+    item = queue.add(store, catalog.get_spec(store, slugs[0]), git_repo)
+    store.update(  # claimed by this very process, which has no thread running it
+        "queue",
+        {"id": item},
+        {
+            "status": "running",
+            "worker_pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": utcnow(),  # this process ran since
+            "heartbeat_at": utcnow() - timedelta(seconds=600),
+        },
+    )
+    assert queue.work(store, once=True, poll_s=0.1) == 1
+    row = queue.items(store, None)[0]
+    assert (row["id"], row["status"]) == (item, "done"), row
