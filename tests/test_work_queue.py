@@ -318,11 +318,22 @@ def test_a_worker_polling_slowly_still_beats_and_its_item_is_not_taken(git_repo:
         _wait(lambda: beat() != claimed, "a heartbeat under --poll 600", 15)
         # its beats failed for a while (the database busy, say) while its run beats on: the
         # item is not taken from it, and the project's next item waits
-        store.update("queue", {"id": item}, {"heartbeat_at": utcnow() - timedelta(seconds=600)})
+        old = utcnow() - timedelta(seconds=600)
+        store.update("queue", {"id": item}, {"heartbeat_at": old})
         assert queue.requeue_orphans(store) == 0
         assert queue.items(store)[0]["reason"] is None
         queue.add(store, catalog.get_spec(store, slugs[1]), git_repo)
         assert queue.claim(store) is None
+        # and its run's beats failed too (a notebook held the database for 10 minutes): it
+        # still runs here since it claimed the item, so it keeps it. Held through the
+        # transaction, the file lets the worker beat only after the check
+        with store.transaction():
+            store.update("queue", {"id": item}, {"heartbeat_at": old})
+            store.write([Store.op_sql("UPDATE runs SET heartbeat_at = ?", [old])])
+            taken = queue.requeue_orphans(store)
+            listed = queue.items(store)
+        assert taken == 0 and listed[0]["reason"] is None, listed
+        assert queue.claim(store) is None  # nor does the project's next item start
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
