@@ -1,7 +1,8 @@
 """Queue items held back by an executor's limit: no worker claims one before ``not_before``.
 
 A run-all a rate limit stopped leaves its item queued until the limit resets; one stopped by an
-account out of credit (``billing``) leaves it queued for an hour, then it tries again. The queued
+account out of credit (``billing``) or that cannot be used (``account``: on hold, disabled)
+leaves it queued for an hour, then it tries again. The queued
 items that would run on the same executor are held until then too, rather than each meeting the
 limit in turn (a worker left running overnight failed the whole queue within seconds).
 """
@@ -18,8 +19,8 @@ from specwright.store import Store
 # How long an executor's items wait after a rate limit stopped one whose reset is not known (it
 # kept resetting within moments: "still rate limited after 20 pauses")
 UNKNOWN_RESET_S = 900.0
-# How long they wait after an account out of credit stopped one: it tries again then (a refused
-# call costs nothing), so the queue goes on by itself once credit is added
+# How long they wait after an account out of credit (or on hold) stopped one: it tries again then
+# (a refused call costs nothing), so the queue goes on by itself once the account is put right
 BILLING_RETRY_S = 3600.0
 DUE = "(not_before IS NULL OR not_before <= ?)"  # SQL: a queued item not held (param: now)
 
@@ -35,7 +36,7 @@ def held_until(stopped_by: str | None, resets_at: datetime | None, reason: str) 
     mends them; a reviewer out of credit: the executor is not)."""
     if stopped_by == "rate_limited":
         return resets_at or utcnow() + timedelta(seconds=UNKNOWN_RESET_S)
-    if stopped_by == "billing" and "billing: executor " in reason:
+    if stopped_by in ("billing", "account") and f"{stopped_by}: executor " in reason:
         return utcnow() + timedelta(seconds=BILLING_RETRY_S)
     return None
 
@@ -47,6 +48,8 @@ def limit_note(executor: str, until: datetime, stopped_by: str) -> str:
     at = f"{until.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M} local"
     if stopped_by == "billing":
         return f"out of credit, tries again at {at} (executor {executor!r}: billing)"
+    if stopped_by == "account":
+        return f"account unusable, tries again at {at} (executor {executor!r}: account)"
     return f"rate limited until {at} (executor {executor!r})"
 
 

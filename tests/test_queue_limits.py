@@ -19,6 +19,7 @@ from tests.conftest import git
 
 RATE_LIMITED = {"chunks": {"*": [{"fail": "usage limit reached", "retry_after_s": 7200}]}}
 NO_CREDIT = {"chunks": {"*": [{"fail": "Credit balance is too low", "kind": "billing"}]}}
+ON_HOLD = {"chunks": {"*": [{"fail": "This organization has been disabled.", "kind": "account"}]}}
 WORKS = {
     "chunks": {f"Make {n}": [{"write": f"out{n}.txt", "content": "done\n"}] for n in (1, 2, 3)}
 }
@@ -59,8 +60,9 @@ def _worker_once(repo: Path) -> str:
     [
         (RATE_LIMITED, "rate limited until", 7200),  # the reset the agent said
         (NO_CREDIT, "out of credit, tries again at", 3600),
+        (ON_HOLD, "account unusable, tries again at", 3600),
     ],
-    ids=["rate_limited", "billing"],
+    ids=["rate_limited", "billing", "account"],
 )
 def test_an_item_stopped_by_its_executors_limit_waits_and_so_do_its_executors_items(
     git_repo: Path, script: dict, said: str, wait: int
