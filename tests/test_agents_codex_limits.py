@@ -185,3 +185,24 @@ def test_a_codex_agent_out_of_credit_stops_the_chunk_run_at_once(
     assert store.query_dicts("SELECT status, reason FROM runs") == [
         {"status": "failed", "reason": result.reason}
     ]
+
+
+def test_a_codex_agent_whose_account_is_deactivated_stops_the_chunk_run_at_once(
+    git_repo: Path, store: Any
+) -> None:
+    """`codex exec --json` refused with a 401 whose body says the OpenAI account was deactivated:
+    it read as a refused key ("fix its key"), though no key or login mends it. It is now the
+    account's state: one execution, a line saying its owner must put it right, run-all stops."""
+    from specwright.loop import run_chunk
+    from specwright.loop.lines import STOPS_RUN_ALL
+    from tests.support_loop import make_chunk, make_config
+
+    ex = fake_codex("account-deactivated", "gpt-5-codex")
+    result = run_chunk(store, make_config(), git_repo, make_chunk(store, git_repo), executor=ex)
+    assert result.status == "failed" and result.iterations == 1, result.reason
+    assert result.reason.startswith(
+        "account: executor 'codex' (command) cannot use its account: unexpected status 401"
+    )
+    assert "Your OpenAI account has been deactivated" in result.reason
+    assert "the account's owner must put it right" in result.reason
+    assert result.reason.startswith(STOPS_RUN_ALL)

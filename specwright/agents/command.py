@@ -32,7 +32,7 @@ from specwright.agents.process import (
     slim,
     timeout_message,
 )
-from specwright.agents.resets import out_of_credit, reset_in_s
+from specwright.agents.resets import account_unusable, out_of_credit, reset_in_s
 from specwright.errors import AgentError, AgentStartError, ConfigError
 from specwright.model import (
     AgentEvent,
@@ -144,12 +144,15 @@ def parse_codex_line(line: bytes | str, state: LineState) -> list[AgentEvent]:
 
 def _codex_error(message: str, kind: str, obj: dict[str, Any], state: LineState) -> ErrorEvent:
     """A failed turn or an error line; ``unknown_model`` when it says the model is not served,
-    ``auth`` when its key or login is refused, ``billing`` when it is out of credit or its plan
-    lacks Codex: no retry can succeed; ``rate_limit`` when its usage limit is used up, with the
-    reset it names in ``state.retry_after_s``."""
+    ``account`` when its account is deactivated or on hold (a 401 too, but no new key or login
+    mends it), ``auth`` when its key or login is refused, ``billing`` when it is out of credit or
+    its plan lacks Codex: no retry can succeed; ``rate_limit`` when its usage limit is used up,
+    with the reset it names in ``state.retry_after_s``."""
     state.error = message
     if _CODEX_NO_MODEL.search(message):
         kind = state.error_kind = "unknown_model"
+    elif account_unusable(message):
+        kind = state.error_kind = "account"
     elif _CODEX_AUTH.search(message):
         kind = state.error_kind = "auth"
     elif out_of_credit(message):  # a quota or credits used up, a plan without Codex
