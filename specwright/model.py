@@ -66,6 +66,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def local_minute(epoch: float) -> str:
+    """A moment (epoch seconds) as this machine's clock reads it: ``2026-12-03 15:04 local``
+    (when a limit resets, when a held queue item tries again)."""
+    return f"{datetime.fromtimestamp(epoch):%Y-%m-%d %H:%M} local"
+
+
 def slugify(text: str, max_len: int = 48) -> str:
     """A lowercase, dash-separated slug safe for branch names and file names: letters and
     digits of any script (NFKC, lower-cased, with the marks that follow them: an intent in

@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from specwright.model import utcnow
+from specwright.model import local_minute, utcnow
 from specwright.store import Store
 
 # How long an executor's items wait after a rate limit stopped one whose reset is not known (it
@@ -45,7 +45,7 @@ def limit_note(executor: str, until: datetime, stopped_by: str) -> str:
     """``rate limited until 2026-12-03 15:04 local (executor 'x')`` (a time, not "in 2 h": the
     reason is read later; first: `queue list` cuts a long reason), or ``out of credit, tries
     again at ...``."""
-    at = f"{until.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M} local"
+    at = local_minute(until.replace(tzinfo=UTC).timestamp())
     if stopped_by == "billing":
         return f"out of credit, tries again at {at} (executor {executor!r}: billing)"
     if stopped_by == "account":
@@ -97,5 +97,5 @@ def waiting(store: Store) -> str | None:
     count, first = rows[0]
     if not count:
         return None
-    at = f"{first.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M} local"
+    at = local_minute(first.replace(tzinfo=UTC).timestamp())
     return f"{count} queued item(s) wait for their executor's limit, the first until {at}"

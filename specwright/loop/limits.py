@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from specwright.model import local_minute
+
 _PROVIDER_OF_BACKEND = {"claude-code": "claude", "codex": "codex"}
 # An OpenCode model's provider (its models.dev id, before the "/") -> the codexbar provider
 # (CodexBar's UsageProvider raw values) that reports the same account's limits. OpenCode's
@@ -77,8 +79,8 @@ def span(seconds: float) -> str:
 def reset_text(wait_s: float, now: float | None = None) -> str:
     """When a limit resets, ``wait_s`` from ``now`` (epoch seconds; the clock when None): ``resets
     in 5 d 22 h, at 2026-12-03 15:04 local``."""
-    at = datetime.fromtimestamp((time.time() if now is None else now) + max(0.0, wait_s))
-    return f"resets in {span(wait_s)}, at {at:%Y-%m-%d %H:%M} local"
+    at = (time.time() if now is None else now) + max(0.0, wait_s)
+    return f"resets in {span(wait_s)}, at {local_minute(at)}"
 
 
 def _parse_time(value: Any) -> datetime | None:
